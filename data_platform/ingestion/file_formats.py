@@ -1,0 +1,208 @@
+"""How a line of each landing-file format becomes a typed record or a reason to reject it.
+
+Each format is one SQL query over `_file_lines(line_number, line)` (the non-blank, non-header
+lines of one file) that returns the raw table's contract columns, `_rescued` and `error`
+(null when the record is valid). All rules run inside DuckDB: no Python per record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from data_platform.ingestion.tables import EVENTS, PAYMENTS, RawTable
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """A source of landing files: where its files live and how their lines parse."""
+
+    source: str
+    table: RawTable
+    suffixes: tuple[str, ...]
+    header_lines: int
+    parse_sql: str
+
+    @property
+    def contract_columns(self) -> list[str]:
+        lineage = {"_rescued", "_source_file", "_line_number", "_loaded_at", "dt"}
+        return [c for c in self.table.column_names if c not in lineage]
+
+
+def _sql_list(names: list[str]) -> str:
+    return ", ".join(f"'{n}'" for n in names)
+
+
+def _problems(checks: list[tuple[str, str]]) -> str:
+    """SQL for the '; '-joined messages of every failed check, or NULL when all pass."""
+    parts = ", ".join(f"CASE WHEN {cond} THEN {msg} END" for cond, msg in checks)
+    return f"NULLIF(concat_ws('; ', {parts}), '')"
+
+
+def _quoted(expr: str) -> str:
+    return f"'\"' || left({expr}, 80) || '\"'"
+
+
+_EVENT_FIELDS = ["event_id", "user_id", "event_type", "occurred_at", "session_id", "properties"]
+_EVENT_PATHS = "[" + ", ".join(f"'$.\"{f}\"'" for f in _EVENT_FIELDS) + "]"
+_EVENT_NULLS = "{" + ", ".join(f'"{f}": null' for f in _EVENT_FIELDS) + "}"
+
+
+def _required(index: int, name: str) -> tuple[str, str]:
+    return (
+        f"v[{index}] IS NULL OR json_type(v[{index}]) = 'NULL'",
+        f"'{name}: required, missing or null'",
+    )
+
+
+def _typed(index: int, name: str, ok: str, expected: str) -> tuple[str, str]:
+    raw = f"v[{index}]"
+    return (
+        f"{raw} IS NOT NULL AND json_type({raw}) <> 'NULL' AND NOT ({ok})",
+        f"'{name}: expected {expected}, got ' || left({raw}::VARCHAR, 80)",
+    )
+
+
+_EVENT_TYPE_CHECKS = [
+    _required(1, "event_id"),
+    _typed(1, "event_id", "json_type(v[1]) = 'VARCHAR'", "a string"),
+    _required(2, "user_id"),
+    _typed(
+        2,
+        "user_id",
+        "json_type(v[2]) IN ('BIGINT', 'UBIGINT') OR (json_type(v[2]) = 'VARCHAR' "
+        "AND regexp_full_match(v[2]->>'$', '[0-9]{1,18}'))",
+        "an integer or a string of digits",
+    ),
+    _required(3, "event_type"),
+    _typed(3, "event_type", "json_type(v[3]) = 'VARCHAR'", "a string"),
+    _required(4, "occurred_at"),
+    _typed(
+        4,
+        "occurred_at",
+        "json_type(v[4]) = 'VARCHAR' AND TRY_CAST(v[4]->>'$' AS TIMESTAMPTZ) IS NOT NULL",
+        "an ISO-8601 timestamp such as 2026-01-05T10:00:00Z",
+    ),
+    _typed(5, "session_id", "json_type(v[5]) = 'VARCHAR'", "a string or null"),
+    _typed(6, "properties", "json_type(v[6]) = 'OBJECT'", "a JSON object or null"),
+]
+
+EVENTS_SQL = f"""
+WITH decoded AS (
+    SELECT line_number, line, json_valid(line) AS is_json
+    FROM _file_lines
+),
+objects AS (
+    SELECT *,
+        CASE WHEN is_json THEN json_type(line) END AS json_kind
+    FROM decoded
+),
+fields AS (
+    SELECT *,
+        CASE WHEN json_kind = 'OBJECT' THEN json_extract(line, {_EVENT_PATHS}) END AS v,
+        CASE WHEN json_kind = 'OBJECT'
+            THEN list_filter(json_keys(line), lambda k: k NOT IN ({_sql_list(_EVENT_FIELDS)}))
+        END AS extra_keys
+    FROM objects
+)
+SELECT
+    line_number,
+    line,
+    CASE
+        WHEN NOT is_json THEN 'not valid JSON: the line is truncated or malformed; '
+            || 'fix the emitter so each line is one complete JSON object'
+        WHEN json_kind <> 'OBJECT' THEN 'not a JSON object (got ' || json_kind || '): '
+            || 'each line must be one JSON object'
+        ELSE {_problems(_EVENT_TYPE_CHECKS)}
+    END AS error,
+    v[1]->>'$' AS event_id,
+    TRY_CAST(v[2]->>'$' AS BIGINT) AS user_id,
+    v[3]->>'$' AS event_type,
+    TRY_CAST(v[4]->>'$' AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS occurred_at,
+    v[5]->>'$' AS session_id,
+    CASE WHEN json_type(v[6]) = 'OBJECT' THEN v[6] END AS properties,
+    CASE WHEN len(extra_keys) > 0 THEN json_merge_patch(line, '{_EVENT_NULLS}') END AS _rescued
+FROM fields
+"""
+
+_PAYMENT_FIELDS = ["payment_id", "order_id", "amount", "currency", "status", "created_at"]
+# One CSV field: quoted (with "" escapes) or bare; the leading (^|,) makes empty fields match.
+_CSV_FIELD = r"""(?:^|,)("(?:[^"]|"")*"|[^,]*)"""
+
+
+def _csv_cell(name: str) -> str:
+    return f"NULLIF(trim(cells[list_position(header, '{name}')]), '')"
+
+
+_PAYMENT_CHECKS = [
+    *[
+        (f"list_position(header, '{n}') IS NULL", f"'{n}: column missing from the file header'")
+        for n in _PAYMENT_FIELDS
+    ],
+    *[
+        (
+            f"list_position(header, '{n}') IS NOT NULL AND {_csv_cell(n)} IS NULL",
+            f"'{n}: required, empty'",
+        )
+        for n in _PAYMENT_FIELDS
+    ],
+    (
+        f"{_csv_cell('order_id')} IS NOT NULL AND TRY_CAST({_csv_cell('order_id')} AS BIGINT) IS NULL",
+        f"'order_id: expected an integer, got ' || {_quoted(_csv_cell('order_id'))}",
+    ),
+    (
+        f"{_csv_cell('amount')} IS NOT NULL "
+        f"AND TRY_CAST({_csv_cell('amount')} AS DECIMAL(18,4)) IS NULL",
+        f"'amount: expected a decimal number such as 12.50, got ' || {_quoted(_csv_cell('amount'))}",
+    ),
+    (
+        f"{_csv_cell('created_at')} IS NOT NULL "
+        f"AND TRY_CAST({_csv_cell('created_at')} AS TIMESTAMPTZ) IS NULL",
+        "'created_at: expected an ISO-8601 timestamp such as 2026-01-05T10:00:00Z, got ' || "
+        + _quoted(_csv_cell("created_at")),
+    ),
+]
+
+PAYMENTS_SQL = f"""
+WITH header AS (
+    SELECT list_transform(
+        regexp_extract_all(line, '{_CSV_FIELD}', 1),
+        lambda h: lower(trim(replace(trim(h, '"'), '""', '"')))
+    ) AS header
+    FROM _file_header
+),
+split AS (
+    SELECT line_number, line, header,
+        list_transform(
+            regexp_extract_all(line, '{_CSV_FIELD}', 1),
+            lambda c: CASE WHEN starts_with(c, '"') THEN replace(c[2:-2], '""', '"') ELSE c END
+        ) AS cells
+    FROM _file_lines, header
+),
+extras AS (
+    SELECT *,
+        list_filter(range(1, len(header) + 1), lambda i: header[i] NOT IN ({_sql_list(_PAYMENT_FIELDS)}))
+            AS extra_positions
+    FROM split
+)
+SELECT
+    line_number,
+    line,
+    CASE
+        WHEN len(cells) <> len(header) THEN 'row has ' || len(cells) || ' fields but the header '
+            || 'names ' || len(header) || ': fix the quoting or the delimiter of this row'
+        ELSE {_problems(_PAYMENT_CHECKS)}
+    END AS error,
+    {_csv_cell("payment_id")} AS payment_id,
+    TRY_CAST({_csv_cell("order_id")} AS BIGINT) AS order_id,
+    TRY_CAST({_csv_cell("amount")} AS DECIMAL(18,4)) AS amount,
+    {_csv_cell("currency")} AS currency,
+    {_csv_cell("status")} AS status,
+    TRY_CAST({_csv_cell("created_at")} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS created_at,
+    CASE WHEN len(extra_positions) > 0 THEN to_json(map_from_entries(
+        list_transform(extra_positions, lambda i: {{'k': header[i], 'v': cells[i]}})
+    )) END AS _rescued
+FROM extras
+"""
+
+EVENT_FILES = FileFormat("events", EVENTS, (".jsonl", ".jsonl.gz"), 0, EVENTS_SQL)
+PAYMENT_FILES = FileFormat("payments", PAYMENTS, (".csv", ".csv.gz"), 1, PAYMENTS_SQL)

@@ -1,0 +1,1 @@
+"""Resources: the warehouse, the landing zone, the source database and alerts."""

@@ -1,0 +1,101 @@
+"""Environment -> typed settings.
+
+Every setting of DESIGN.md's environment table is read here and nowhere else, so a wrong value
+fails once, early, with one line that names the variable and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+class SettingsError(ValueError):
+    """A setting from the environment is missing or malformed; the message is one actionable line."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    warehouse: Path
+    landing: str
+    source_db_url: str
+    start_date: date
+    alert_webhook: str | None
+    dagster_home: Path
+
+    @property
+    def landing_is_s3(self) -> bool:
+        return self.landing.startswith("s3://")
+
+
+def _env(environ: dict[str, str], name: str) -> str | None:
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+def parse_start_date(raw: str) -> date:
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise SettingsError(
+            f"DATA_PLATFORM_START_DATE={raw!r} is not a date: set it to YYYY-MM-DD, e.g. 2026-01-01"
+        ) from None
+
+
+def validate_landing(raw: str) -> str:
+    if raw.startswith("s3://"):
+        if not urlparse(raw).netloc:
+            raise SettingsError(
+                f"DATA_PLATFORM_LANDING={raw!r} names no bucket: use s3://bucket/prefix"
+            )
+        return raw.rstrip("/")
+    if "://" in raw:
+        raise SettingsError(
+            f"DATA_PLATFORM_LANDING={raw!r} is neither a local folder nor s3://bucket/prefix"
+        )
+    return str(Path(raw).expanduser().absolute())
+
+
+def validate_db_url(raw: str) -> str:
+    if "://" not in raw:
+        raise SettingsError(
+            f"DATA_PLATFORM_SOURCE_DB_URL={raw!r} is not a SQLAlchemy URL: "
+            "use e.g. sqlite:////abs/path/app.db or postgresql://user@host/db"
+        )
+    return raw
+
+
+def validate_webhook(raw: str) -> str:
+    if urlparse(raw).scheme not in ("http", "https"):
+        raise SettingsError(
+            f"DATA_PLATFORM_ALERT_WEBHOOK={raw!r} is not an http(s) URL: set a full URL or unset it"
+        )
+    return raw
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read the environment (DESIGN.md, Environment) into Settings, applying its defaults."""
+    env = dict(os.environ if environ is None else environ)
+    home = Path(_env(env, "DATA_PLATFORM_HOME") or ".data_platform").expanduser().absolute()
+    warehouse = _env(env, "DATA_PLATFORM_WAREHOUSE")
+    landing = _env(env, "DATA_PLATFORM_LANDING")
+    db_url = _env(env, "DATA_PLATFORM_SOURCE_DB_URL")
+    webhook = _env(env, "DATA_PLATFORM_ALERT_WEBHOOK")
+    dagster_home = _env(env, "DAGSTER_HOME")
+    return Settings(
+        home=home,
+        warehouse=Path(warehouse).expanduser().absolute()
+        if warehouse
+        else home / "warehouse.duckdb",
+        landing=validate_landing(landing or str(home / "landing")),
+        source_db_url=validate_db_url(db_url or f"sqlite:///{home / 'source.db'}"),
+        start_date=parse_start_date(_env(env, "DATA_PLATFORM_START_DATE") or "2026-01-01"),
+        alert_webhook=validate_webhook(webhook) if webhook else None,
+        dagster_home=Path(dagster_home).expanduser().absolute()
+        if dagster_home
+        else home / "dagster_home",
+    )

@@ -1,0 +1,261 @@
+"""Landing files -> raw.events / raw.payments / raw.dead_letter, against DESIGN.md's file rules."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+
+import dagster as dg
+import pytest
+
+from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
+from data_platform.ingestion import files as file_ingestion
+from data_platform.resources.build import build_resources
+from data_platform.resources.warehouse import Warehouse
+from data_platform_tests.helpers import count_records, materialize_days, put_lines, query
+
+DAY = date(2026, 1, 5)
+FILE_ASSETS = [*RAW_FILE_ASSETS, DEAD_LETTER_SPEC]
+
+
+def event(event_id: str, **overrides) -> str:
+    record = {
+        "event_id": event_id,
+        "user_id": 7,
+        "event_type": "page_view",
+        "occurred_at": "2026-01-05T10:00:00Z",
+        "session_id": "s1",
+        "properties": {"page": "/"},
+    }
+    record.update(overrides)
+    return json.dumps({k: v for k, v in record.items() if v is not ...})
+
+
+# (line, expected error fragment or None when the record must load)
+EVENT_LINES = [
+    (event("ok-1"), None),
+    (event("digits", user_id="123"), None),
+    (event("offset", occurred_at="2026-01-05T10:00:00+02:00"), None),
+    (event("naive", occurred_at="2026-01-05T10:00:00"), None),
+    (event("drift", browser="firefox", screen={"w": 1}), None),
+    (event("ok-1"), None),  # an exact duplicate: raw keeps it
+    (event("unknown-type", event_type="teleport"), None),  # soft rule: kept
+    ("", None),
+    ("   \t", None),
+    ('{"event_id": "trunc", "user_id": 1', "not valid JSON"),
+    ("[1, 2, 3]", "not a JSON object (got ARRAY)"),
+    ('"just a string"', "not a JSON object (got VARCHAR)"),
+    (event("missing", event_type=...), "event_type: required"),
+    (event("null-user", user_id=None), "user_id: required"),
+    (event("bad-user", user_id="abc"), "user_id: expected an integer or a string of digits"),
+    (event("float-user", user_id=5.5), "user_id: expected an integer or a string of digits"),
+    (event("bad-time", occurred_at="yesterday"), "occurred_at: expected an ISO-8601 timestamp"),
+    (event("bad-props", properties=[1]), "properties: expected a JSON object"),
+    (event("num-id").replace('"num-id"', "42"), "event_id: expected a string"),
+]
+
+PAYMENT_HEADER = "status,amount,payment_id,created_at,currency,order_id,note"
+# Columns in a non-standard order plus an extra one (`note`), as the contract allows.
+PAYMENT_LINES = [
+    ("succeeded,12.50,p1,2026-01-05T10:00:00Z,EUR,1,", None),
+    ('refunded,3.00,p2,2026-01-05T11:00:00+01:00,EUR,2,"late, really"', None),
+    ("succeeded,12.50,p1,2026-01-05T10:00:00Z,EUR,1,", None),  # duplicate kept in raw
+    ("succeeded,-99999.00,p3,2026-01-05T10:00:00Z,EUR,3,", None),  # out of range: soft
+    ("", None),
+    ("failed,1.00,p4,2026-01-05T10:00:00Z,EUR,x12,", "order_id: expected an integer"),
+    ("failed,12,3a,p5,2026-01-05T10:00:00Z,EUR,5,", "row has 8 fields but the header names 7"),
+    ("failed,,p6,2026-01-05T10:00:00Z,EUR,6,", "amount: required, empty"),
+    ("failed,1.00,p7,yesterday,EUR,7,", "created_at: expected an ISO-8601 timestamp"),
+    ("failed,1.00,p8", "row has 3 fields"),
+]
+
+
+@pytest.fixture
+def landed(settings, resources, tmp_path):
+    landing = resources["landing"]
+    put_lines(landing, f"events/dt={DAY}/a.jsonl", [line for line, _ in EVENT_LINES], tmp_path)
+    put_lines(landing, f"events/dt={DAY}/b.jsonl.gz", [event("gz-1"), event("gz-2")], tmp_path)
+    put_lines(
+        landing,
+        f"payments/dt={DAY}/export.csv",
+        [PAYMENT_HEADER, *(line for line, _ in PAYMENT_LINES)],
+        tmp_path,
+    )
+    return settings
+
+
+def test_every_record_lands_where_the_contract_says(landed, resources):
+    result = dg.materialize(FILE_ASSETS, resources=resources, partition_key=DAY.isoformat())
+    assert result.success
+    wh = landed.warehouse
+
+    dead = dict(query(wh, "SELECT line_number, error FROM raw.dead_letter WHERE source = 'events'"))
+    expected_dead = {n: err for n, (_, err) in enumerate(EVENT_LINES, start=1) if err}
+    assert set(dead) == set(expected_dead)
+    for line_number, fragment in expected_dead.items():
+        assert fragment in dead[line_number], (line_number, dead[line_number])
+
+    loaded = query(
+        wh,
+        "SELECT event_id, user_id, occurred_at, _rescued, _line_number FROM raw.events WHERE _source_file LIKE '%a.jsonl'",
+    )
+    by_id = {}
+    for event_id, user_id, occurred_at, rescued, line_number in loaded:
+        by_id.setdefault(event_id, []).append((user_id, occurred_at, rescued, line_number))
+    assert len(by_id["ok-1"]) == 2  # duplicates stay in raw
+    assert by_id["digits"][0][0] == 123
+    assert by_id["offset"][0][1] == datetime(2026, 1, 5, 8, 0)  # normalised to UTC
+    assert by_id["naive"][0][1] == datetime(2026, 1, 5, 10, 0)  # no offset means UTC
+    assert json.loads(by_id["drift"][0][2]) == {"browser": "firefox", "screen": {"w": 1}}
+    assert by_id["drift"][0][3] == 5
+    assert "teleport" in {r[0] for r in query(wh, "SELECT event_type FROM raw.events")}
+
+    raw_record = query(
+        wh, "SELECT raw_record FROM raw.dead_letter WHERE line_number = 10 AND source = 'events'"
+    )
+    assert raw_record == [(EVENT_LINES[9][0],)]
+
+    payments_dead = dict(
+        query(wh, "SELECT line_number, error FROM raw.dead_letter WHERE source = 'payments'")
+    )
+    # line 1 is the header, so record i sits on line i + 1
+    expected_payments = {n + 1: err for n, (_, err) in enumerate(PAYMENT_LINES, start=1) if err}
+    assert set(payments_dead) == set(expected_payments)
+    for line_number, fragment in expected_payments.items():
+        assert fragment in payments_dead[line_number]
+    payments = query(
+        wh,
+        "SELECT payment_id, amount, created_at, _rescued FROM raw.payments ORDER BY _line_number",
+    )
+    assert [p[0] for p in payments] == ["p1", "p2", "p1", "p3"]
+    assert payments[1][2] == datetime(2026, 1, 5, 10, 0)
+    assert json.loads(payments[1][3]) == {"note": "late, really"}
+    assert float(payments[3][1]) == -99999.0
+
+
+def test_conservation_is_reported_and_holds(landed, resources, tmp_path):
+    result = dg.materialize(FILE_ASSETS, resources=resources, partition_key=DAY.isoformat())
+    landing_root = landed.home / "landing"
+    for source, header in (("events", 0), ("payments", 1)):
+        files = sorted((landing_root / source / f"dt={DAY}").iterdir())
+        independent = sum(count_records(f, header) for f in files)
+        [meta] = [
+            e.materialization.metadata
+            for e in result.get_asset_materialization_events()
+            if e.asset_key == dg.AssetKey(["raw", source])
+        ]
+        assert meta["records_read"].value == independent
+        assert meta["rows_loaded"].value + meta["rows_dead_lettered"].value == independent
+        in_tables = query(
+            landed.warehouse,
+            f"SELECT (SELECT count(*) FROM raw.{source} WHERE dt = ?) "
+            "+ (SELECT count(*) FROM raw.dead_letter WHERE source = ? AND dt = ?)",
+            [DAY, source, DAY],
+        )[0][0]
+        assert in_tables == independent
+
+
+CONTENT = {
+    "raw.events": "SELECT * EXCLUDE (_loaded_at) FROM raw.events ORDER BY ALL",
+    "raw.payments": "SELECT * EXCLUDE (_loaded_at) FROM raw.payments ORDER BY ALL",
+    "raw.dead_letter": "SELECT * EXCLUDE (rejected_at) FROM raw.dead_letter ORDER BY ALL",
+}
+
+
+def snapshot(warehouse) -> dict[str, list[tuple]]:
+    """Everything but the load timestamps, which say when, not what."""
+    return {table: query(warehouse, sql) for table, sql in CONTENT.items()}
+
+
+def test_rematerializing_a_partition_is_idempotent(landed, resources):
+    dg.materialize(FILE_ASSETS, resources=resources, partition_key=DAY.isoformat())
+    first = snapshot(landed.warehouse)
+    dg.materialize(FILE_ASSETS, resources=resources, partition_key=DAY.isoformat())
+    assert snapshot(landed.warehouse) == first
+    assert len(first["raw.events"]) > 0 and len(first["raw.dead_letter"]) > 0
+
+
+def test_a_failure_mid_ingest_leaves_the_previous_partition_intact(
+    landed, resources, tmp_path, monkeypatch
+):
+    dg.materialize(FILE_ASSETS, resources=resources, partition_key=DAY.isoformat())
+    before = snapshot(landed.warehouse)
+    put_lines(resources["landing"], f"events/dt={DAY}/c.jsonl", [event("new")], tmp_path)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("simulated crash after the raw table was rewritten")
+
+    monkeypatch.setattr(file_ingestion, "_replace_dead_letters", crash)
+    result = dg.materialize(
+        FILE_ASSETS, resources=resources, partition_key=DAY.isoformat(), raise_on_error=False
+    )
+    assert not result.success
+    assert snapshot(landed.warehouse) == before
+
+    monkeypatch.undo()
+    assert dg.materialize(FILE_ASSETS, resources=resources, partition_key=DAY.isoformat()).success
+    assert ("new",) in query(landed.warehouse, "SELECT event_id FROM raw.events")
+
+
+def test_file_that_is_not_utf8_dead_letters_only_its_bad_lines(settings, resources, tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(event("fine").encode() + b"\n" + b'{"event_id": "caf\xe9"}\n')
+    resources["landing"].upload_file(path, f"events/dt={DAY}/latin1.jsonl")
+    assert dg.materialize(FILE_ASSETS, resources=resources, partition_key=DAY.isoformat()).success
+    assert query(settings.warehouse, "SELECT event_id FROM raw.events") == [("fine",)]
+    dead = query(settings.warehouse, "SELECT line_number, error FROM raw.dead_letter")
+    assert dead == [(2, "not valid UTF-8 text: re-export the file as UTF-8")]
+
+
+def land_three_days(landing, tmp_path) -> list[date]:
+    days = [date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)]
+    for i, day in enumerate(days):
+        lines = [event(f"{day}-{n}", user_id=n) for n in range(i + 2)] + ["{oops"]
+        put_lines(landing, f"events/dt={day}/part-0.jsonl", lines, tmp_path)
+        put_lines(
+            landing,
+            f"payments/dt={day}/p.csv",
+            [
+                "payment_id,order_id,amount,currency,status,created_at",
+                f"p{i},{i},1.5,EUR,succeeded,{day}T09:00:00Z",
+                "bad",
+            ],
+            tmp_path,
+        )
+    return days
+
+
+def test_single_run_range_equals_day_by_day(settings, resources, tmp_path, monkeypatch):
+    days = land_three_days(resources["landing"], tmp_path)
+    assert materialize_days(FILE_ASSETS, resources, days).success
+    ranged = snapshot(settings.warehouse)
+
+    monkeypatch.setenv("DATA_PLATFORM_WAREHOUSE", str(tmp_path / "by_day.duckdb"))
+    from data_platform.settings import load_settings
+
+    by_day_settings = load_settings()
+    by_day_resources = build_resources(by_day_settings)
+    for day in days:
+        assert dg.materialize(
+            FILE_ASSETS, resources=by_day_resources, partition_key=day.isoformat()
+        ).success
+    assert snapshot(by_day_settings.warehouse) == ranged
+    assert {r[-1] for r in ranged["raw.events"]} == set(days)
+
+
+def test_s3_landing_gives_the_same_tables_as_a_local_folder(
+    settings, resources, s3_landing, tmp_path, monkeypatch
+):
+    days = land_three_days(resources["landing"], tmp_path)
+    land_three_days(s3_landing, tmp_path)
+    assert materialize_days(FILE_ASSETS, resources, days).success
+    local = snapshot(settings.warehouse)
+
+    s3_resources = {
+        **build_resources(settings),
+        "landing": s3_landing,
+        "warehouse": Warehouse(path=str(tmp_path / "s3.duckdb")),
+    }
+    assert materialize_days(FILE_ASSETS, s3_resources, days).success
+    assert snapshot(tmp_path / "s3.duckdb") == local
+    assert len(local["raw.events"]) == 2 + 3 + 4

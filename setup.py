@@ -1,0 +1,37 @@
+"""Package definition: runtime dependencies and the `data-platform` console script."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="data_platform",
+    version="0.1.0",
+    description="A Dagster asset-based data platform: raw sources to dbt marts on DuckDB.",
+    packages=find_packages(exclude=["data_platform_tests*"]),
+    python_requires=">=3.11,<3.13",
+    install_requires=[
+        "dagster==1.13.*",
+        "dagster-webserver==1.13.*",
+        "dagster-dbt==0.29.*",
+        "dagster-duckdb-pandas==0.29.*",
+        "dagster-aws==0.29.*",
+        # dbt-core 1.12 needs a parser whose build downloads a binary (STACK_NOTES.md).
+        "dbt-core>=1.11,<1.12",
+        "dbt-duckdb>=1.11,<1.12",
+        "duckdb>=1.4,<3",
+        "pandas>=2.2,<3",
+        "pandera>=0.35,<0.36",
+        "sqlalchemy>=2.0,<3",
+        "boto3>=1.34",
+        # Arrow hands file bytes and extracted source rows to DuckDB without a per-row copy.
+        "pyarrow>=17",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "pytest-xdist>=3.6",
+            "ruff>=0.6",
+            "moto[server]>=5.0,<6",
+        ],
+    },
+    entry_points={"console_scripts": ["data-platform=data_platform.cli:main"]},
+)
