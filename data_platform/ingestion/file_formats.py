@@ -43,85 +43,79 @@ def _quoted(expr: str) -> str:
 
 
 _EVENT_FIELDS = ["event_id", "user_id", "event_type", "occurred_at", "session_id", "properties"]
-_EVENT_PATHS = "[" + ", ".join(f"'$.\"{f}\"'" for f in _EVENT_FIELDS) + "]"
+# One parse per line: every contract field comes out as a small JSON fragment whose type is
+# then cheap to check. Non-objects and malformed lines come out NULL and are told apart later.
+_EVENT_STRUCT = "{" + ", ".join(f'"{f}": "JSON"' for f in _EVENT_FIELDS) + "}"
 _EVENT_NULLS = "{" + ", ".join(f'"{f}": null' for f in _EVENT_FIELDS) + "}"
 
 
-def _required(index: int, name: str) -> tuple[str, str]:
+def _required(name: str) -> tuple[str, str]:
     return (
-        f"v[{index}] IS NULL OR json_type(v[{index}]) = 'NULL'",
+        f"v.{name} IS NULL OR json_type(v.{name}) = 'NULL'",
         f"'{name}: required, missing or null'",
     )
 
 
-def _typed(index: int, name: str, ok: str, expected: str) -> tuple[str, str]:
-    raw = f"v[{index}]"
+def _typed(name: str, ok: str, expected: str) -> tuple[str, str]:
     return (
-        f"{raw} IS NOT NULL AND json_type({raw}) <> 'NULL' AND NOT ({ok})",
-        f"'{name}: expected {expected}, got ' || left({raw}::VARCHAR, 80)",
+        f"v.{name} IS NOT NULL AND json_type(v.{name}) <> 'NULL' AND NOT ({ok})",
+        f"'{name}: expected {expected}, got ' || left(v.{name}::VARCHAR, 80)",
     )
 
 
-_EVENT_TYPE_CHECKS = [
-    _required(1, "event_id"),
-    _typed(1, "event_id", "json_type(v[1]) = 'VARCHAR'", "a string"),
-    _required(2, "user_id"),
+_EVENT_CHECKS = [
+    _required("event_id"),
+    _typed("event_id", "json_type(v.event_id) = 'VARCHAR'", "a string"),
+    _required("user_id"),
     _typed(
-        2,
         "user_id",
-        "json_type(v[2]) IN ('BIGINT', 'UBIGINT') OR (json_type(v[2]) = 'VARCHAR' "
-        "AND regexp_full_match(v[2]->>'$', '[0-9]{1,18}'))",
+        "json_type(v.user_id) IN ('BIGINT', 'UBIGINT') OR (json_type(v.user_id) = 'VARCHAR' "
+        "AND regexp_full_match(v.user_id->>'$', '[0-9]{1,18}'))",
         "an integer or a string of digits",
     ),
-    _required(3, "event_type"),
-    _typed(3, "event_type", "json_type(v[3]) = 'VARCHAR'", "a string"),
-    _required(4, "occurred_at"),
+    _required("event_type"),
+    _typed("event_type", "json_type(v.event_type) = 'VARCHAR'", "a string"),
+    _required("occurred_at"),
     _typed(
-        4,
         "occurred_at",
-        "json_type(v[4]) = 'VARCHAR' AND TRY_CAST(v[4]->>'$' AS TIMESTAMPTZ) IS NOT NULL",
+        "json_type(v.occurred_at) = 'VARCHAR' AND TRY_CAST(v.occurred_at->>'$' AS TIMESTAMPTZ) IS NOT NULL",
         "an ISO-8601 timestamp such as 2026-01-05T10:00:00Z",
     ),
-    _typed(5, "session_id", "json_type(v[5]) = 'VARCHAR'", "a string or null"),
-    _typed(6, "properties", "json_type(v[6]) = 'OBJECT'", "a JSON object or null"),
+    _typed("session_id", "json_type(v.session_id) = 'VARCHAR'", "a string or null"),
+    _typed("properties", "json_type(v.properties) = 'OBJECT'", "a JSON object or null"),
 ]
 
 EVENTS_SQL = f"""
-WITH decoded AS (
-    SELECT line_number, line, json_valid(line) AS is_json
+WITH fields AS (
+    SELECT line_number, line,
+        CASE WHEN starts_with(ltrim(line), '{{') THEN try(json_transform(line, '{_EVENT_STRUCT}')) END AS v
     FROM _file_lines
 ),
-objects AS (
+extras AS (
     SELECT *,
-        CASE WHEN is_json THEN json_type(line) END AS json_kind
-    FROM decoded
-),
-fields AS (
-    SELECT *,
-        CASE WHEN json_kind = 'OBJECT' THEN json_extract(line, {_EVENT_PATHS}) END AS v,
-        CASE WHEN json_kind = 'OBJECT'
+        CASE WHEN v IS NOT NULL
             THEN list_filter(json_keys(line), lambda k: k NOT IN ({_sql_list(_EVENT_FIELDS)}))
         END AS extra_keys
-    FROM objects
+    FROM fields
 )
 SELECT
     line_number,
     line,
     CASE
-        WHEN NOT is_json THEN 'not valid JSON: the line is truncated or malformed; '
+        WHEN v IS NULL AND json_valid(line) THEN 'not a JSON object (got ' || json_type(line)
+            || '): each line must be one JSON object'
+        WHEN v IS NULL THEN 'not valid JSON: the line is truncated or malformed; '
             || 'fix the emitter so each line is one complete JSON object'
-        WHEN json_kind <> 'OBJECT' THEN 'not a JSON object (got ' || json_kind || '): '
-            || 'each line must be one JSON object'
-        ELSE {_problems(_EVENT_TYPE_CHECKS)}
+        ELSE {_problems(_EVENT_CHECKS)}
     END AS error,
-    v[1]->>'$' AS event_id,
-    TRY_CAST(v[2]->>'$' AS BIGINT) AS user_id,
-    v[3]->>'$' AS event_type,
-    TRY_CAST(v[4]->>'$' AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS occurred_at,
-    v[5]->>'$' AS session_id,
-    CASE WHEN json_type(v[6]) = 'OBJECT' THEN v[6] END AS properties,
+    v.event_id->>'$' AS event_id,
+    TRY_CAST(v.user_id->>'$' AS BIGINT) AS user_id,
+    v.event_type->>'$' AS event_type,
+    TRY_CAST(v.occurred_at->>'$' AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS occurred_at,
+    v.session_id->>'$' AS session_id,
+    CASE WHEN json_type(v.properties) = 'OBJECT' THEN v.properties END AS properties,
     CASE WHEN len(extra_keys) > 0 THEN json_merge_patch(line, '{_EVENT_NULLS}') END AS _rescued
-FROM fields
+FROM extras
 """
 
 _PAYMENT_FIELDS = ["payment_id", "order_id", "amount", "currency", "status", "created_at"]

@@ -14,7 +14,6 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-_WHITESPACE = "' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)"
 NOT_UTF8 = "not valid UTF-8 text: re-export the file as UTF-8"
 
 
@@ -59,6 +58,6 @@ def stage_file_lines(conn: duckdb.DuckDBPyConnection, path: Path, header_lines: 
     conn.execute(
         "CREATE OR REPLACE TEMP VIEW _file_lines AS "
         "SELECT rowid + 1 AS line_number, line FROM _all_lines "
-        f"WHERE rowid >= {header_lines} AND coalesce(trim(line, {_WHITESPACE}), '') <> ''"
+        f"WHERE rowid >= {header_lines} AND regexp_matches(line, '\\S')"
     )
     return undecodable

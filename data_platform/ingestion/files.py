@@ -87,7 +87,7 @@ def _replace_partitions(
         conn.execute(f"DELETE FROM {target} WHERE dt IN (SELECT unnest(?::DATE[]))", [dts])
         conn.execute(
             f"INSERT INTO {target} ({columns}) SELECT {contract}, _rescued, source_file, "
-            "line_number, ?, dt FROM _parsed WHERE error IS NULL ORDER BY dt, source_file, line_number",
+            "line_number, ?, dt FROM _parsed WHERE error IS NULL",
             [loaded_at],
         )
         _replace_dead_letters(conn, fmt.source, dts, loaded_at)
@@ -107,7 +107,7 @@ def _replace_dead_letters(
     )
     conn.execute(
         f"INSERT INTO {DEAD_LETTER.qualified_name} SELECT ?, dt, source_file, line_number, line, "
-        "error, ? FROM _parsed WHERE error IS NOT NULL ORDER BY dt, source_file, line_number",
+        "error, ? FROM _parsed WHERE error IS NOT NULL",
         [source, rejected_at],
     )
 

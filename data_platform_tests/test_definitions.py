@@ -1,0 +1,131 @@
+"""The Definitions load, describe every table, and the web UI serves the asset graph."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from data_platform.definitions import defs
+from data_platform.settings import SettingsError, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+RAW_KEYS = {
+    ("raw", name)
+    for name in ("users", "products", "orders", "order_items", "events", "payments", "dead_letter")
+}
+
+
+def test_definitions_load_and_hold_every_raw_table():
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = {tuple(key.path) for key in graph.get_all_asset_keys()}
+    assert keys >= RAW_KEYS
+
+
+def test_every_raw_asset_is_described_for_the_ui():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        if key.path[0] != "raw":
+            continue
+        node = graph.get(key)
+        assert node.description, key
+        assert node.owners == ["team:data-platform"], key
+        assert node.kinds >= {"duckdb"}, key
+        schema = node.metadata["dagster/column_schema"]
+        assert [c.name for c in schema.columns], key
+        assert all(c.description for c in schema.columns), key
+
+
+def test_partitioned_raw_assets_backfill_in_a_single_run():
+    graph = defs.resolve_asset_graph()
+    for name in ("events", "payments"):
+        node = graph.get(dg.AssetKey(["raw", name]))
+        assert node.partitions_def is not None
+        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("DATA_PLATFORM_START_DATE", "01/01/2026", "DATA_PLATFORM_START_DATE"),
+        ("DATA_PLATFORM_LANDING", "ftp://host/x", "DATA_PLATFORM_LANDING"),
+        ("DATA_PLATFORM_LANDING", "s3://", "names no bucket"),
+        ("DATA_PLATFORM_SOURCE_DB_URL", "/tmp/app.db", "SQLAlchemy URL"),
+        ("DATA_PLATFORM_ALERT_WEBHOOK", "hooks.example", "DATA_PLATFORM_ALERT_WEBHOOK"),
+    ],
+)
+def test_a_wrong_setting_is_one_clear_line(variable, value, fragment):
+    with pytest.raises(SettingsError) as err:
+        load_settings({variable: value})
+    message = str(err.value)
+    assert fragment in message and "\n" not in message
+
+
+def test_defaults_follow_data_platform_home(tmp_path):
+    settings = load_settings({"DATA_PLATFORM_HOME": str(tmp_path)})
+    assert settings.warehouse == tmp_path / "warehouse.duckdb"
+    assert settings.landing == str(tmp_path / "landing")
+    assert settings.source_db_url == f"sqlite:///{tmp_path / 'source.db'}"
+    assert settings.dagster_home == tmp_path / "dagster_home"
+    assert str(settings.start_date) == "2026-01-01"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def test_webserver_serves_the_asset_graph(tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATA_PLATFORM_HOME": str(tmp_path),
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+    }
+    (tmp_path / "dagster_home").mkdir()
+    webserver = Path(sys.executable).with_name("dagster-webserver")
+    process = subprocess.Popen(
+        [str(webserver), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        keys = None
+        while time.monotonic() < deadline and keys is None:
+            try:
+                answer = graphql(port, "{ assetNodes { assetKey { path } } }")
+                nodes = answer.get("data", {}).get("assetNodes") or []
+                keys = {tuple(n["assetKey"]["path"]) for n in nodes} or None
+            except OSError:
+                pass
+            if keys is None:
+                assert process.poll() is None, "dagster-webserver exited"
+                time.sleep(1)
+        assert keys is not None, "the webserver did not serve the asset graph in time"
+        assert keys >= RAW_KEYS
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
