@@ -4,19 +4,28 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
+MANIFEST := dbt/target/manifest.json
+DBT_SOURCES := $(shell find dbt -type f \( -name '*.sql' -o -name '*.yml' \) -not -path 'dbt/target/*' -not -path 'dbt/logs/*')
 
 export DATA_PLATFORM_HOME ?= $(CURDIR)/.data_platform
 export DAGSTER_HOME ?= $(DATA_PLATFORM_HOME)/dagster_home
 
 .PHONY: install run test lint bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(MANIFEST)
 
 # Re-installs only when the package definition changed: `make install` is quick otherwise.
 $(STAMP): setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+# The dbt manifest is built here, once, never when the Definitions load. dbt-duckdb names the
+# database after the warehouse file, so the profile is rendered with the configured path.
+$(MANIFEST): $(STAMP) $(DBT_SOURCES)
+	PATH="$(BIN):$$PATH" DATA_PLATFORM_WAREHOUSE="$$($(BIN)/python -c 'from data_platform.settings import load_settings; print(load_settings().warehouse)')" \
+		$(BIN)/dagster-dbt project prepare-and-package --file data_platform/assets/dbt_project.py
 	touch $@
 
 run: install

@@ -24,6 +24,8 @@ setup(
         "boto3>=1.34",
         # Arrow hands file bytes and extracted source rows to DuckDB without a per-row copy.
         "pyarrow>=17",
+        # The daily-revenue chart shown in the UI.
+        "matplotlib>=3.8",
     ],
     extras_require={
         "dev": [

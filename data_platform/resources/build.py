@@ -3,25 +3,43 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import dagster as dg
+from dagster_dbt import DbtCliResource
+from dagster_duckdb_pandas import DuckDBPandasIOManager
 
+from data_platform.assets.dbt_project import DBT_PROJECT
 from data_platform.resources.landing import LandingZone
+from data_platform.resources.privacy import Privacy, local_pii_salt
 from data_platform.resources.source_database import SourceDatabase
 from data_platform.resources.warehouse import Warehouse
 from data_platform.settings import Settings
 
 
+def _from_env_if_set(name: str, default: str) -> str | dg.EnvVar:
+    """Secrets set in the environment go in as EnvVar: resolved at run time, never displayed."""
+    return dg.EnvVar(name) if os.environ.get(name, "").strip() else default
+
+
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
-    # The source URL may carry a password: when it comes from the environment, pass it as an
-    # EnvVar so Dagster resolves it at run time and never shows or stores its value.
-    source_url = (
-        dg.EnvVar("DATA_PLATFORM_SOURCE_DB_URL")
-        if os.environ.get("DATA_PLATFORM_SOURCE_DB_URL", "").strip()
-        else settings.source_db_url
-    )
     return {
         "warehouse": Warehouse(path=str(settings.warehouse)),
+        # Python assets that return DataFrames store them as tables [schema, table] of the key.
+        "warehouse_io_manager": DuckDBPandasIOManager(database=str(settings.warehouse)),
         "landing": LandingZone(url=settings.landing),
-        "source_database": SourceDatabase(url=source_url),
+        # The URL may carry a password.
+        "source_database": SourceDatabase(
+            url=_from_env_if_set("DATA_PLATFORM_SOURCE_DB_URL", settings.source_db_url)
+        ),
+        "privacy": Privacy(
+            pii_salt=_from_env_if_set("DATA_PLATFORM_PII_SALT", local_pii_salt(settings.home))
+        ),
+        # The dbt of this interpreter's environment, whether or not the venv is on PATH.
+        "dbt": DbtCliResource(
+            project_dir=DBT_PROJECT,
+            profiles_dir=str(DBT_PROJECT.profiles_dir),
+            dbt_executable=str(Path(sys.executable).with_name("dbt")),
+        ),
     }

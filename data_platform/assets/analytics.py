@@ -1,0 +1,104 @@
+"""Analytics: small Python assets on the marts, where pandas and a picture earn their keep."""
+
+import base64
+import io
+
+import dagster as dg
+import pandas as pd
+
+from data_platform.partitions import OWNERS, WAREHOUSE_POOL
+from data_platform.resources.warehouse import Warehouse
+
+CLV_KEY = dg.AssetKey(["marts", "customer_lifetime_value"])
+DAILY_REVENUE_KEY = dg.AssetKey(["marts", "daily_revenue"])
+SEGMENTS = ("Bronze", "Silver", "Gold")
+
+
+class SegmentThresholds(dg.Config):
+    """Lifetime spend (in the shop's currency) at which a customer becomes Silver, then Gold."""
+
+    silver_from: float = 100.0
+    gold_from: float = 500.0
+
+
+def assign_segments(spend: pd.Series, thresholds: SegmentThresholds) -> pd.Series:
+    """Bronze below silver_from, Gold from gold_from, Silver in between."""
+    if thresholds.silver_from > thresholds.gold_from:
+        raise ValueError(
+            f"silver_from ({thresholds.silver_from}) must not exceed gold_from "
+            f"({thresholds.gold_from}): fix the run config of analytics/customer_segments"
+        )
+    bins = [-float("inf"), thresholds.silver_from, thresholds.gold_from, float("inf")]
+    return pd.cut(spend.astype(float), bins=bins, labels=SEGMENTS, right=False).astype(str)
+
+
+@dg.asset(
+    key=["analytics", "customer_segments"],
+    deps=[CLV_KEY],
+    group_name="analytics",
+    owners=OWNERS,
+    kinds={"python", "pandas", "duckdb"},
+    io_manager_key="warehouse_io_manager",
+    pool=WAREHOUSE_POOL,
+    description="Customers by lifetime spend: Bronze, Silver, Gold (thresholds are run config).",
+)
+def customer_segments(
+    context: dg.AssetExecutionContext, config: SegmentThresholds, warehouse: Warehouse
+) -> pd.DataFrame:
+    with warehouse.connect() as conn:
+        customers = conn.execute(
+            "SELECT user_id, lifetime_revenue FROM marts.customer_lifetime_value"
+        ).df()
+    customers["segment"] = assign_segments(customers["lifetime_revenue"], config)
+    counts = customers["segment"].value_counts().reindex(SEGMENTS, fill_value=0)
+    context.add_output_metadata(
+        {f"customers_{name.lower()}": int(counts[name]) for name in SEGMENTS}
+        | {"dagster/row_count": len(customers)}
+    )
+    return customers
+
+
+def revenue_chart_png(daily: pd.DataFrame) -> bytes:
+    """A bar chart of revenue per day, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3), dpi=100)
+    ax.bar(pd.to_datetime(daily["revenue_date"]), daily["revenue"].astype(float), color="#4f43dd")
+    ax.set_title("Revenue of completed orders per day (UTC)")
+    ax.set_ylabel("revenue")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+@dg.asset(
+    key=["analytics", "daily_revenue_chart"],
+    deps=[DAILY_REVENUE_KEY],
+    group_name="analytics",
+    owners=OWNERS,
+    kinds={"python", "matplotlib"},
+    pool=WAREHOUSE_POOL,
+    description="marts.daily_revenue as a chart, shown in the asset's metadata in the UI.",
+)
+def daily_revenue_chart(warehouse: Warehouse) -> dg.MaterializeResult:
+    with warehouse.connect() as conn:
+        daily = conn.execute(
+            "SELECT revenue_date, revenue FROM marts.daily_revenue ORDER BY revenue_date"
+        ).df()
+    png = base64.b64encode(revenue_chart_png(daily)).decode()
+    return dg.MaterializeResult(
+        metadata={
+            "chart": dg.MetadataValue.md(f"![daily revenue](data:image/png;base64,{png})"),
+            "days": len(daily),
+            "total_revenue": float(daily["revenue"].sum()),
+        }
+    )
+
+
+ANALYTICS_ASSETS = [customer_segments, daily_revenue_chart]

@@ -1,0 +1,132 @@
+"""dbt models as assets: staging, snapshots (SCD2 history) and marts; dbt tests become checks.
+
+The incremental facts tagged `partitioned` get the run's partition window as dbt vars (a
+backfill of N days is one dbt invocation); every other model is rebuilt whole.
+"""
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, dbt_assets
+
+from data_platform.assets.dbt_project import DBT_PROJECT
+from data_platform.partitions import DAILY_PARTITIONS, OWNERS, SINGLE_RUN_BACKFILL, WAREHOUSE_POOL
+from data_platform.resources.privacy import Privacy
+from data_platform.resources.warehouse import Warehouse
+
+PARTITIONED_MODELS = "tag:partitioned"
+
+
+def model_schema(props: Mapping[str, Any]) -> str:
+    return props["config"].get("schema") or props["schema"]
+
+
+class DataPlatformTranslator(DagsterDbtTranslator):
+    """Asset key = [warehouse schema, table], so dbt sources meet the raw assets by key."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+        return dg.AssetKey([model_schema(dbt_resource_props), dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        return model_schema(dbt_resource_props)
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+        return OWNERS
+
+
+TRANSLATOR = DataPlatformTranslator()
+
+
+@contextmanager
+def dbt_environment(warehouse: Warehouse, privacy: Privacy) -> Iterator[None]:
+    """The variables profiles.yml and the models read, set for one dbt invocation only."""
+    values = {"DATA_PLATFORM_WAREHOUSE": warehouse.path, "DATA_PLATFORM_PII_SALT": privacy.pii_salt}
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def release_warehouse_lock(invocation: DbtCliInvocation) -> None:
+    """Close every DuckDB handle the in-process dbt adapter opened to fetch metadata.
+
+    Row counts and column metadata are read through a dbt adapter inside this process; its
+    cursors, and dbt-duckdb's process-wide environment behind them, stay open otherwise and hold
+    the warehouse's single-writer lock against the next dbt subprocess or Python step.
+    """
+    if invocation.adapter is not None:
+        invocation.adapter.cleanup_connections()
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        if DuckDBConnectionManager._ENV is not None:
+            DuckDBConnectionManager._ENV.close()
+            DuckDBConnectionManager._ENV = None
+
+
+def build(context: dg.AssetExecutionContext, dbt: DbtCliResource, args: list[str]) -> Iterator[Any]:
+    invocation = dbt.cli(["build", *args], context=context)
+    try:
+        yield from invocation.stream().fetch_row_counts().fetch_column_metadata()
+    finally:
+        release_warehouse_lock(invocation)
+
+
+def partition_window_vars(context: dg.AssetExecutionContext) -> list[str]:
+    keys = context.partition_key_range
+    return ["--vars", json.dumps({"min_dt": keys.start, "max_dt": keys.end})]
+
+
+def dbt_layer(name: str, select: str, exclude: str, partitioned: bool) -> dg.AssetsDefinition:
+    """One dbt invocation per run for the models selected; partitioned ones get the window."""
+    partitioning = (
+        {"partitions_def": DAILY_PARTITIONS, "backfill_policy": SINGLE_RUN_BACKFILL}
+        if partitioned
+        else {}
+    )
+
+    @dbt_assets(
+        manifest=DBT_PROJECT.manifest_path,
+        project=DBT_PROJECT,
+        select=select,
+        exclude=exclude,
+        dagster_dbt_translator=TRANSLATOR,
+        pool=WAREHOUSE_POOL,
+        name=name,
+        **partitioning,
+    )
+    def models(
+        context: dg.AssetExecutionContext,
+        dbt: DbtCliResource,
+        warehouse: Warehouse,
+        privacy: Privacy,
+    ):
+        args = partition_window_vars(context) if partitioned else []
+        with dbt_environment(warehouse, privacy):
+            yield from build(context, dbt, args)
+
+    return models
+
+
+# Three layers, because the partitioned facts sit between unpartitioned models (they flag
+# orphans against dimensions; aggregates read them): one multi-asset on both sides of them
+# would be a cycle between steps.
+DBT_ASSETS = [
+    dbt_layer("dbt_core_models", "fqn:*", f"{PARTITIONED_MODELS}+", partitioned=False),
+    dbt_layer("dbt_partitioned_facts", PARTITIONED_MODELS, "", partitioned=True),
+    dbt_layer(
+        "dbt_fact_aggregates", f"{PARTITIONED_MODELS}+", PARTITIONED_MODELS, partitioned=False
+    ),
+]

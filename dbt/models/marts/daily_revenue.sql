@@ -1,0 +1,30 @@
+-- Per UTC date of ordered_at: the orders whose current status is completed, and the sum of
+-- quantity x unit_price of their current items (DESIGN.md definition).
+
+with
+
+orders as (
+
+    select * from {{ ref('fct_orders') }}
+
+),
+
+completed_orders as (
+
+    select * from orders where status = 'completed'
+
+),
+
+final as (
+
+    select
+        cast(order_date as date) as revenue_date,
+        cast(count(*) as bigint) as completed_orders,
+        cast(sum(order_total) as decimal(18, 2)) as revenue
+
+    from completed_orders
+    group by order_date
+
+)
+
+select * from final

@@ -1,0 +1,54 @@
+-- Deduplicated events of known types (one row per event_id, at its first arrival's dt).
+-- Incremental per arrival day: see macros/partition_window.sql and the dt_partition strategy.
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='dt_partition',
+        unique_key='event_id',
+        on_schema_change='append_new_columns',
+        meta={'partition_column': 'dt'},
+        tags=['partitioned'],
+        post_hook="{{ refresh_orphan_flag('is_orphan_user', 'user_id', ref('dim_customers'), 'user_id') }}",
+    )
+}}
+
+with
+
+events as (
+
+    select * from {{ ref('stg_events__events') }}
+    where is_known_event_type
+      and {{ partition_window_filter('dt') }}
+
+),
+
+customers as (
+
+    select distinct user_id from {{ ref('dim_customers') }}
+
+),
+
+final as (
+
+    select
+        cast(events.event_id as varchar) as event_id,
+        cast(events.user_id as bigint) as user_id,
+        cast(events.event_type as varchar) as event_type,
+        cast(events.occurred_at as timestamp) as occurred_at,
+        cast(events.occurred_at as date) as occurred_date,
+        cast(events.session_id as varchar) as session_id,
+        cast(events.properties as json) as properties,
+        cast(customers.user_id is null as boolean) as is_orphan_user,
+        cast(events.dt as date) as dt,
+        cast(events.source_file as varchar) as source_file,
+        cast(events.source_line_number as bigint) as source_line_number,
+        cast(events.loaded_at as timestamp) as loaded_at
+
+    from events
+    left join customers
+        on events.user_id = customers.user_id
+
+)
+
+select * from final

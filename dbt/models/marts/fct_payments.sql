@@ -1,0 +1,58 @@
+-- Deduplicated payments (one row per payment_id, at its first arrival's dt), every status.
+-- Incremental per arrival day: see macros/partition_window.sql and the dt_partition strategy.
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='dt_partition',
+        unique_key='payment_id',
+        on_schema_change='append_new_columns',
+        meta={'partition_column': 'dt'},
+        tags=['partitioned'],
+        post_hook="{{ refresh_orphan_flag('is_orphan_order', 'order_id', ref('fct_orders'), 'order_id') }}",
+    )
+}}
+
+with
+
+payments as (
+
+    select * from {{ ref('stg_payments__payments') }}
+    where {{ partition_window_filter('dt') }}
+
+),
+
+orders as (
+
+    select order_id from {{ ref('fct_orders') }}
+
+),
+
+final as (
+
+    select
+        cast(payments.payment_id as varchar) as payment_id,
+        cast(payments.order_id as bigint) as order_id,
+        cast(payments.amount as decimal(18, 4)) as amount,
+        cast(payments.currency as varchar) as currency,
+        cast(payments.status as varchar) as status,
+        cast(payments.created_at as timestamp) as created_at,
+        cast(payments.created_at as date) as payment_date,
+        cast(payments.is_known_status as boolean) as is_known_status,
+        cast(
+            payments.amount between {{ var('payment_amount_min') }} and {{ var('payment_amount_max') }}
+            as boolean
+        ) as is_amount_in_range,
+        cast(orders.order_id is null as boolean) as is_orphan_order,
+        cast(payments.dt as date) as dt,
+        cast(payments.source_file as varchar) as source_file,
+        cast(payments.source_line_number as bigint) as source_line_number,
+        cast(payments.loaded_at as timestamp) as loaded_at
+
+    from payments
+    left join orders
+        on payments.order_id = orders.order_id
+
+)
+
+select * from final

@@ -1,0 +1,46 @@
+-- SCD type 2 history of products, built from every version of the raw version log.
+-- A version is valid from its updated_at until the next version's.
+
+with
+
+products as (
+
+    select * from {{ ref('stg_app__products') }}
+
+),
+
+versions as (
+
+    select
+        product_id,
+        sku,
+        product_name,
+        category,
+        unit_price,
+        updated_at as valid_from,
+        lead(updated_at) over (
+            partition by product_id order by updated_at
+        ) as valid_to
+
+    from products
+
+),
+
+final as (
+
+    select
+        md5(cast(product_id as varchar) || '|' || cast(valid_from as varchar)) as product_version_key,
+        product_id,
+        sku,
+        product_name,
+        category,
+        unit_price,
+        valid_from,
+        valid_to,
+        valid_to is null as is_current
+
+    from versions
+
+)
+
+select * from final

@@ -1,0 +1,51 @@
+-- SCD type 2 history of users, built from every version of the raw version log (not a dbt
+-- snapshot: all intermediate versions are kept even when several changes happened between
+-- two extractions). A version is valid from its updated_at until the next version's.
+-- PII: the e-mail is hashed here (a table, so the salt never lands in a view definition);
+-- full_name does not leave staging.
+
+with
+
+users as (
+
+    select * from {{ ref('stg_app__users') }}
+
+),
+
+versions as (
+
+    select
+        user_id,
+        {{ hash_email('email') }} as email_hash,
+        country,
+        created_at,
+        deleted_at,
+        is_deleted,
+        updated_at as valid_from,
+        lead(updated_at) over (
+            partition by user_id order by updated_at
+        ) as valid_to
+
+    from users
+
+),
+
+final as (
+
+    select
+        md5(cast(user_id as varchar) || '|' || cast(valid_from as varchar)) as user_version_key,
+        user_id,
+        email_hash,
+        country,
+        created_at,
+        deleted_at,
+        is_deleted,
+        valid_from,
+        valid_to,
+        valid_to is null as is_current
+
+    from versions
+
+)
+
+select * from final

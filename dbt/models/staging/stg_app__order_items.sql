@@ -1,0 +1,55 @@
+-- Every distinct version of every order line (grain: order_item_id, updated_at).
+
+with
+
+source as (
+
+    select * from {{ source('raw', 'order_items') }}
+
+),
+
+renamed as (
+
+    select
+        cast(id as bigint) as order_item_id,
+        cast(order_id as bigint) as order_id,
+        cast(product_id as bigint) as product_id,
+        cast(quantity as integer) as quantity,
+        cast(unit_price as decimal(10, 2)) as unit_price,
+        cast(updated_at as timestamp) as updated_at,
+        cast(_extracted_at as timestamp) as extracted_at
+
+    from source
+
+),
+
+deduplicated as (
+
+    select *
+    from renamed
+    qualify row_number() over (
+        partition by order_item_id, updated_at
+        order by extracted_at, order_id, product_id, quantity, unit_price
+    ) = 1
+
+),
+
+final as (
+
+    select
+        order_item_id,
+        order_id,
+        product_id,
+        quantity,
+        unit_price,
+        updated_at,
+        extracted_at,
+        row_number() over (
+            partition by order_item_id order by updated_at desc
+        ) = 1 as is_latest_version
+
+    from deduplicated
+
+)
+
+select * from final

@@ -1,0 +1,71 @@
+-- One row per event_id: its FIRST arrival (earliest dt, then source file, then line).
+-- Unknown event types are kept and flagged; fct_events leaves them out.
+
+with
+
+source as (
+
+    select * from {{ source('raw', 'events') }}
+
+),
+
+renamed as (
+
+    select
+        cast(event_id as varchar) as event_id,
+        cast(user_id as bigint) as user_id,
+        cast(event_type as varchar) as event_type,
+        -- ingestion already normalised occurred_at to naive UTC
+        cast(occurred_at as timestamp) as occurred_at,
+        cast(session_id as varchar) as session_id,
+        cast(properties as json) as properties,
+        cast(_rescued as json) as rescued_fields,
+        cast(dt as date) as dt,
+        cast(_source_file as varchar) as source_file,
+        cast(_line_number as bigint) as source_line_number,
+        cast(_loaded_at as timestamp) as loaded_at
+
+    from source
+
+),
+
+first_arrivals as (
+
+    select
+        *,
+        count(*) over (partition by event_id) as arrival_count
+
+    from renamed
+    qualify row_number() over (
+        partition by event_id
+        order by dt, source_file, source_line_number
+    ) = 1
+
+),
+
+final as (
+
+    select
+        event_id,
+        user_id,
+        event_type,
+        event_type in (
+            {%- for event_type in var('known_event_types') %}
+            '{{ event_type }}'{{ ',' if not loop.last }}
+            {%- endfor %}
+        ) as is_known_event_type,
+        occurred_at,
+        session_id,
+        properties,
+        rescued_fields,
+        dt,
+        source_file,
+        source_line_number,
+        loaded_at,
+        arrival_count
+
+    from first_arrivals
+
+)
+
+select * from final

@@ -1,0 +1,71 @@
+-- One row per payment_id: its FIRST arrival (earliest dt, then source file, then line).
+-- Unknown statuses and out-of-range amounts are kept and flagged downstream.
+
+with
+
+source as (
+
+    select * from {{ source('raw', 'payments') }}
+
+),
+
+renamed as (
+
+    select
+        cast(payment_id as varchar) as payment_id,
+        cast(order_id as bigint) as order_id,
+        cast(amount as decimal(18, 4)) as amount,
+        upper(trim(currency)) as currency,
+        cast(status as varchar) as status,
+        -- ingestion already normalised created_at to naive UTC
+        cast(created_at as timestamp) as created_at,
+        cast(_rescued as json) as rescued_fields,
+        cast(dt as date) as dt,
+        cast(_source_file as varchar) as source_file,
+        cast(_line_number as bigint) as source_line_number,
+        cast(_loaded_at as timestamp) as loaded_at
+
+    from source
+
+),
+
+first_arrivals as (
+
+    select
+        *,
+        count(*) over (partition by payment_id) as arrival_count
+
+    from renamed
+    qualify row_number() over (
+        partition by payment_id
+        order by dt, source_file, source_line_number
+    ) = 1
+
+),
+
+final as (
+
+    select
+        payment_id,
+        order_id,
+        amount,
+        currency,
+        status,
+        status in (
+            {%- for status in var('known_payment_statuses') %}
+            '{{ status }}'{{ ',' if not loop.last }}
+            {%- endfor %}
+        ) as is_known_status,
+        created_at,
+        rescued_fields,
+        dt,
+        source_file,
+        source_line_number,
+        loaded_at,
+        arrival_count
+
+    from first_arrivals
+
+)
+
+select * from final
