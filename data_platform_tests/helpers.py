@@ -68,3 +68,51 @@ def materialize_days(
     """One run over a range of days, as a single-run backfill does it."""
     tags = dict(zip(RANGE_TAGS, (days[0].isoformat(), days[-1].isoformat()), strict=True))
     return dg.materialize(assets, resources=resources, tags=tags, **kwargs)
+
+
+def is_contract_payment(row: dict[str, str] | None, extra: list[str] | None) -> bool:
+    """An independent reading of the payments contract for one csv.DictReader row."""
+    from datetime import datetime as _datetime
+    from decimal import Decimal, InvalidOperation
+
+    if row is None or extra or any(v is None for v in row.values()):
+        return False  # a row with more or fewer fields than the header
+    fields = ("payment_id", "order_id", "amount", "currency", "status", "created_at")
+    if any(not (row.get(f) or "").strip() for f in fields):
+        return False
+    try:
+        int(row["order_id"].strip())
+        Decimal(row["amount"].strip())
+        _datetime.fromisoformat(row["created_at"].strip().replace("Z", "+00:00"))
+    except (ValueError, InvalidOperation):
+        return False
+    return True
+
+
+def classify_landing_file(path: Path, key: str) -> dict[tuple[str, int], bool]:
+    """(key, line number) -> does the record meet the contract, for every record of one file."""
+    import csv
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", newline="") as f:
+        lines = f.read().split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    lines = [line.removesuffix("\r") for line in lines]
+    if key.startswith("events/"):
+        return {
+            (key, n): is_contract_event(line)
+            for n, line in enumerate(lines, start=1)
+            if line.strip()
+        }
+    header = next(csv.reader([lines[0]]))
+    verdicts = {}
+    for n, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        values = next(csv.reader([line]))
+        row = dict(zip(header, values, strict=False)) if len(values) <= len(header) else None
+        if row is not None and len(values) < len(header):
+            row = None
+        verdicts[(key, n)] = is_contract_payment(row, None)
+    return verdicts

@@ -12,7 +12,13 @@ from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
 from data_platform.ingestion import files as file_ingestion
 from data_platform.resources.build import build_resources
 from data_platform.resources.warehouse import Warehouse
-from data_platform_tests.helpers import count_records, materialize_days, put_lines, query
+from data_platform_tests.helpers import (
+    classify_landing_file,
+    count_records,
+    materialize_days,
+    put_lines,
+    query,
+)
 
 DAY = date(2026, 1, 5)
 FILE_ASSETS = [*RAW_FILE_ASSETS, DEAD_LETTER_SPEC]
@@ -259,3 +265,49 @@ def test_s3_landing_gives_the_same_tables_as_a_local_folder(
     assert materialize_days(FILE_ASSETS, s3_resources, days).success
     assert snapshot(tmp_path / "s3.duckdb") == local
     assert len(local["raw.events"]) == 2 + 3 + 4
+
+
+def test_simulated_defects_land_where_the_contract_says(settings, resources, tmp_path):
+    from data_platform.simulator import SimulationConfig, simulate
+
+    config = SimulationConfig(
+        seed=11, days=3, end_date=date(2026, 1, 7), users=60, events_per_day=600, defect_rate=0.05
+    )
+    simulate(config, resources["landing"], settings.source_db_url)
+    days = [date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)]
+    result = materialize_days(FILE_ASSETS, resources, days)
+    assert result.success
+
+    root = settings.home / "landing"
+    verdicts = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            verdicts |= classify_landing_file(path, path.relative_to(root).as_posix())
+    dead = {
+        (f, n)
+        for f, n in query(
+            settings.warehouse, "SELECT source_file, line_number FROM raw.dead_letter"
+        )
+    }
+    loaded = {
+        (f, n)
+        for table in ("events", "payments")
+        for f, n in query(settings.warehouse, f"SELECT _source_file, _line_number FROM raw.{table}")
+    }
+    assert dead == {k for k, ok in verdicts.items() if not ok}
+    assert loaded == {k for k, ok in verdicts.items() if ok}
+    assert len(dead) > 20  # the defect rate really produced rejects
+
+    for source in ("events", "payments"):
+        per_day = query(
+            settings.warehouse,
+            f"SELECT dt, count(*) FROM (SELECT dt FROM raw.{source} UNION ALL "
+            "SELECT dt FROM raw.dead_letter WHERE source = ?) GROUP BY dt ORDER BY dt",
+            [source],
+        )
+        expected = {}
+        for (key, _), _ok in verdicts.items():
+            if key.startswith(f"{source}/"):
+                day = date.fromisoformat(key.split("/")[1].removeprefix("dt="))
+                expected[day] = expected.get(day, 0) + 1
+        assert dict(per_day) == expected
