@@ -1,0 +1,94 @@
+"""`data-platform simulate`: the simulator on the command line.
+
+Targets come from the environment (DESIGN.md, Environment) through `load_settings`; the knobs
+are flags. Progress goes to stderr line by line, the summary to stdout, so a script can keep
+the summary and still show a person what is happening.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+
+from data_platform.settings import SettingsError, load_settings
+from data_platform.simulator.config import SimulationConfig, SimulationError
+from data_platform.simulator.runner import append_day, simulate
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    defaults = SimulationConfig()
+    add = parser.add_argument
+    add("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
+    add("--days", type=int, default=defaults.days, help="days of history (default %(default)s)")
+    add("--end-date", type=_day, default=None, help="last simulated day (default: yesterday UTC)")
+    add("--users", type=int, default=defaults.users, help="initial users (default %(default)s)")
+    add("--products", type=int, default=defaults.products, help="products (default %(default)s)")
+    add(
+        "--events-per-day",
+        type=int,
+        default=defaults.events_per_day,
+        help="events a day (default %(default)s)",
+    )
+    add(
+        "--defect-rate",
+        type=float,
+        default=defaults.defect_rate,
+        help="fraction of records with a defect; 0 gives clean data (default %(default)s)",
+    )
+    add(
+        "--append-day",
+        action="store_true",
+        help="advance an existing simulation by one day instead of creating it "
+        "(--days, --end-date, --users and --products are then ignored)",
+    )
+    add("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        return 2
+    # Imported here: the landing zone pulls in dagster (a second or two), which --help does not need.
+    from data_platform.resources.landing import LandingZone
+
+    try:
+        config = SimulationConfig(
+            seed=args.seed,
+            days=args.days,
+            end_date=args.end_date,
+            users=args.users,
+            events_per_day=args.events_per_day,
+            defect_rate=args.defect_rate,
+            products=args.products,
+        )
+    except SimulationError as error:
+        print(f"simulate: {error}", file=sys.stderr)
+        return 2
+    action = append_day if args.append_day else simulate
+    try:
+        summary = action(
+            config,
+            LandingZone(url=settings.landing),
+            settings.source_db_url,
+            progress=None if args.quiet else _progress,
+        )
+    except SimulationError as error:
+        print(f"simulate: {error}", file=sys.stderr)
+        return 1
+    print(summary.describe())
+    print(f"landing: {settings.landing}\nsource database: {settings.source_db_url}")
+    return 0
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,141 @@
+"""The application database (DESIGN.md source 1) through SQLAlchemy Core, on any URL.
+
+The simulator owns these four tables: it creates them when missing, `simulate` replaces their
+rows with the simulated world in one transaction, and `append_day` inserts and updates rows in
+place, the way the application itself would. Timestamps are naive UTC DATETIMEs; prices are
+NUMERIC(10, 2). updated_at is indexed because extraction is incremental on it.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from data_platform.simulator.clock import from_datetimes, to_datetimes
+from data_platform.simulator.world import TABLE_NAMES, TableChanges, World, typed
+
+metadata = sa.MetaData()
+
+
+def _key() -> sa.Column:
+    return sa.Column("id", sa.Integer, primary_key=True, autoincrement=False)
+
+
+def _stamp(name: str, nullable: bool = False, index: bool = False) -> sa.Column:
+    return sa.Column(name, sa.DateTime(), nullable=nullable, index=index)
+
+
+TABLES = {
+    "users": sa.Table(
+        "users", metadata, _key(),
+        sa.Column("email", sa.String(320), nullable=False),
+        sa.Column("full_name", sa.String(200), nullable=False),
+        sa.Column("country", sa.String(2), nullable=False),
+        _stamp("created_at"), _stamp("updated_at", index=True), _stamp("deleted_at", nullable=True),
+    ),
+    "products": sa.Table(
+        "products", metadata, _key(),
+        sa.Column("sku", sa.String(32), nullable=False, unique=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("category", sa.String(64), nullable=False),
+        sa.Column("unit_price", sa.Numeric(10, 2), nullable=False),
+        _stamp("updated_at", index=True),
+    ),
+    "orders": sa.Table(
+        "orders", metadata, _key(),
+        sa.Column("user_id", sa.Integer, nullable=False, index=True),
+        sa.Column("status", sa.String(16), nullable=False),
+        _stamp("ordered_at"), _stamp("updated_at", index=True),
+    ),
+    "order_items": sa.Table(
+        "order_items", metadata, _key(),
+        sa.Column("order_id", sa.Integer, nullable=False, index=True),
+        sa.Column("product_id", sa.Integer, nullable=False),
+        sa.Column("quantity", sa.Integer, nullable=False),
+        sa.Column("unit_price", sa.Numeric(10, 2), nullable=False),
+        _stamp("updated_at", index=True),
+    ),
+}  # fmt: skip
+_TIME_COLUMNS = ("created_at", "updated_at", "deleted_at", "ordered_at")
+
+
+def connect(url: str) -> sa.Engine:
+    """An engine for `url`; a SQLite file's folder is created, as on a fresh machine."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return sa.create_engine(parsed)
+
+
+def to_rows(frame: pd.DataFrame) -> list[dict[str, object]]:
+    """World rows -> parameter dicts: ms -> datetime, cents -> Decimal, NA -> None."""
+    out = {}
+    for column in frame.columns:
+        values = frame[column]
+        if column in _TIME_COLUMNS:
+            out[column] = to_datetimes(values)
+        elif column == "price_cents":
+            out["unit_price"] = [Decimal(int(c)).scaleb(-2) for c in values]
+        else:
+            out[column] = [v.item() if isinstance(v, np.generic) else v for v in values]
+    return [dict(zip(out, row, strict=True)) for row in zip(*out.values(), strict=True)]
+
+
+def from_rows(table: str, rows: list[sa.Row]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(TABLES[table].columns.keys()))
+    for column in _TIME_COLUMNS:
+        if column in frame:
+            frame[column] = from_datetimes(frame[column])
+    if "unit_price" in frame:
+        cents = np.rint(frame.pop("unit_price").astype(float).to_numpy() * 100)
+        frame["price_cents"] = cents.astype(np.int64)
+    return typed(table, frame)
+
+
+def replace_world(engine: sa.Engine, world: World) -> dict[str, int]:
+    """Make the tables hold exactly `world` (one transaction); rows written per table."""
+    metadata.create_all(engine)
+    written = {}
+    with engine.begin() as conn:
+        for name in reversed(TABLE_NAMES):
+            conn.execute(TABLES[name].delete())
+        for name in TABLE_NAMES:
+            rows = to_rows(world.table(name))
+            if rows:
+                conn.execute(TABLES[name].insert(), rows)
+            written[name] = len(rows)
+    return written
+
+
+def read_world(engine: sa.Engine) -> World:
+    metadata.create_all(engine)
+    with engine.connect() as conn:
+        frames = {
+            name: from_rows(name, conn.execute(sa.select(TABLES[name]).order_by("id")).all())
+            for name in TABLE_NAMES
+        }
+    return World(**frames)
+
+
+def apply_changes(
+    engine: sa.Engine, changes: dict[str, TableChanges]
+) -> dict[str, tuple[int, int]]:
+    """Insert new rows and update changed ones, in one transaction: (inserted, updated)."""
+    done = {}
+    with engine.begin() as conn:
+        for name, change in changes.items():
+            table = TABLES[name]
+            inserted = to_rows(change.inserted)
+            if inserted:
+                conn.execute(table.insert(), inserted)
+            updated = [{"key_id": row.pop("id"), **row} for row in to_rows(change.updated)]
+            if updated:
+                # The SET clause comes from the parameter names: every column but the key.
+                statement = table.update().where(table.c.id == sa.bindparam("key_id"))
+                conn.execute(statement, updated)
+            done[name] = (len(inserted), len(updated))
+    return done
