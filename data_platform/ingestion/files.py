@@ -1,21 +1,25 @@
 """Landing files -> raw tables: the one ingestion path that events and payments share.
 
-A run ingests a set of days (partitions) in one set-based pass: every file of those days is
-parsed by its format's SQL into a temp table, then one transaction replaces exactly those
-partitions in the raw table and in `raw.dead_letter`. A failure before COMMIT leaves the previous
-state intact, and a re-run gives the same rows.
+A run ingests a set of days (partitions) in one transaction: it deletes those partitions from
+the raw table and from `raw.dead_letter`, then, file by file, inserts the records that meet the
+contract straight into the raw table and the rest, with their reasons, into the dead letters.
+A failure before COMMIT leaves the previous state intact, and a re-run gives the same rows.
+
+Valid records are written once, directly: only the few lines left over are parsed a second
+time, to record why they were rejected.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 
 import duckdb
 
 from data_platform.ingestion.file_formats import FileFormat
-from data_platform.ingestion.file_lines import NOT_UTF8, stage_file_lines
+from data_platform.ingestion.file_lines import NOT_UTF8, narrow_to_lines_not_in, stage_file_lines
 from data_platform.ingestion.tables import DEAD_LETTER, ensure_raw_tables
 from data_platform.resources.landing import LandingFile, LandingZone
 
@@ -53,81 +57,129 @@ def files_for(landing: LandingZone, fmt: FileFormat, dts: set[date]) -> list[Lan
     ]
 
 
-def _create_parsed_table(conn: duckdb.DuckDBPyConnection, fmt: FileFormat) -> None:
-    types = {c.name: c.type for c in fmt.table.columns}
-    contract = ", ".join(f'"{c}" {types[c]}' for c in fmt.contract_columns)
+def _delete_partitions(conn: duckdb.DuckDBPyConnection, fmt: FileFormat, dts: list[date]) -> None:
+    days = "dt IN (SELECT unnest(?::DATE[]))"
+    conn.execute(f"DELETE FROM {fmt.table.qualified_name} WHERE {days}", [dts])
     conn.execute(
-        "CREATE OR REPLACE TEMP TABLE _parsed (dt DATE, source_file VARCHAR, line_number BIGINT, "
-        f"line VARCHAR, error VARCHAR, {contract}, _rescued JSON)"
+        f"DELETE FROM {DEAD_LETTER.qualified_name} WHERE source = ? AND {days}", [fmt.source, dts]
     )
 
 
-def _parse_file(conn: duckdb.DuckDBPyConnection, fmt: FileFormat, file: LandingFile, path) -> None:
-    undecodable = stage_file_lines(conn, path, fmt.header_lines)
-    conn.execute(
-        f"INSERT INTO _parsed SELECT ?::DATE, ?, * FROM ({fmt.parse_sql})",
-        [partition_of(file.key), file.key],
-    )
-    if undecodable:
-        conn.execute(
-            "UPDATE _parsed SET error = ? WHERE source_file = ? "
-            "AND line_number IN (SELECT unnest(?::BIGINT[]))",
-            [NOT_UTF8, file.key, undecodable],
-        )
-
-
-def _replace_partitions(
-    conn: duckdb.DuckDBPyConnection, fmt: FileFormat, dts: list[date], loaded_at: datetime
+def _load_valid_records(
+    conn: duckdb.DuckDBPyConnection,
+    fmt: FileFormat,
+    file: LandingFile,
+    loaded_at: datetime,
+    undecodable: list[int],
 ) -> None:
-    target = fmt.table.qualified_name
     columns = ", ".join(f'"{c}"' for c in fmt.table.column_names)
     contract = ", ".join(f'"{c}"' for c in fmt.contract_columns)
+    decodable = (
+        f" AND line_number NOT IN ({', '.join(map(str, undecodable))})" if undecodable else ""
+    )
+    conn.execute(
+        f"INSERT INTO {fmt.table.qualified_name} ({columns}) "
+        f"SELECT {contract}, _rescued, ?, line_number, ?, ?::DATE FROM ({fmt.parse_sql}) "
+        f"WHERE is_valid{decodable}",
+        [file.key, loaded_at, partition_of(file.key)],
+    )
+
+
+def _dead_letter_the_rest(
+    conn: duckdb.DuckDBPyConnection,
+    fmt: FileFormat,
+    file: LandingFile,
+    rejected_at: datetime,
+    undecodable: list[int],
+) -> None:
+    """Parse again only the file's records that did not load, and store them with their reason."""
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE _loaded AS SELECT _line_number AS line_number "
+        f"FROM {fmt.table.qualified_name} WHERE dt = ? AND _source_file = ?",
+        [partition_of(file.key), file.key],
+    )
+    narrow_to_lines_not_in(conn, "_loaded")
+    conn.execute(
+        f"INSERT INTO {DEAD_LETTER.qualified_name} "
+        "SELECT ?, ?::DATE, ?, line_number, line, "
+        "CASE WHEN list_contains(?::BIGINT[], line_number) THEN ? ELSE error END, ? "
+        f"FROM ({fmt.parse_sql})",
+        [fmt.source, partition_of(file.key), file.key, undecodable, NOT_UTF8, rejected_at],
+    )
+
+
+def _stats(
+    conn: duckdb.DuckDBPyConnection,
+    fmt: FileFormat,
+    dts: list[date],
+    files: list[LandingFile],
+    records_read: Counter[date],
+) -> list[PartitionStats]:
+    """What was read (counted from the files), against what landed in the two tables."""
+    days = "dt IN (SELECT unnest(?::DATE[]))"
+    loaded = dict(
+        conn.execute(
+            f"SELECT dt, count(*) FROM {fmt.table.qualified_name} WHERE {days} GROUP BY dt", [dts]
+        ).fetchall()
+    )
+    rejected = dict(
+        conn.execute(
+            f"SELECT dt, count(*) FROM {DEAD_LETTER.qualified_name} "
+            f"WHERE source = ? AND {days} GROUP BY dt",
+            [fmt.source, dts],
+        ).fetchall()
+    )
+    return [
+        PartitionStats(
+            dt=dt,
+            files=sum(1 for f in files if partition_of(f.key) == dt),
+            records_read=records_read[dt],
+            rows_loaded=loaded.get(dt, 0),
+            rows_dead_lettered=rejected.get(dt, 0),
+        )
+        for dt in sorted(dts)
+    ]
+
+
+class _NeedsPythonDecode(Exception):
+    """DuckDB could not read a file; its transaction is void, so the ingestion starts over."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _ingest_in_one_transaction(
+    conn: duckdb.DuckDBPyConnection,
+    landing: LandingZone,
+    fmt: FileFormat,
+    dts: list[date],
+    files: list[LandingFile],
+    loaded_at: datetime,
+    decode_in_python: set[str],
+) -> Counter[date]:
+    records_read: Counter[date] = Counter()
     conn.execute("BEGIN TRANSACTION")
     try:
-        conn.execute(f"DELETE FROM {target} WHERE dt IN (SELECT unnest(?::DATE[]))", [dts])
-        conn.execute(
-            f"INSERT INTO {target} ({columns}) SELECT {contract}, _rescued, source_file, "
-            "line_number, ?, dt FROM _parsed WHERE error IS NULL",
-            [loaded_at],
-        )
-        _replace_dead_letters(conn, fmt.source, dts, loaded_at)
+        _delete_partitions(conn, fmt, dts)
+        for file in files:
+            with landing.local_path(file.key) as path:
+                try:
+                    undecodable = stage_file_lines(
+                        conn, path, fmt.header_lines, file.key in decode_in_python
+                    )
+                except duckdb.InvalidInputException:
+                    raise _NeedsPythonDecode(file.key) from None
+            records_read[partition_of(file.key)] += conn.execute(
+                "SELECT count(*) FROM _records"
+            ).fetchone()[0]
+            _load_valid_records(conn, fmt, file, loaded_at, undecodable)
+            _dead_letter_the_rest(conn, fmt, file, loaded_at, undecodable)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-
-
-def _replace_dead_letters(
-    conn: duckdb.DuckDBPyConnection, source: str, dts: list[date], rejected_at: datetime
-) -> None:
-    conn.execute(
-        f"DELETE FROM {DEAD_LETTER.qualified_name} "
-        "WHERE source = ? AND dt IN (SELECT unnest(?::DATE[]))",
-        [source, dts],
-    )
-    conn.execute(
-        f"INSERT INTO {DEAD_LETTER.qualified_name} SELECT ?, dt, source_file, line_number, line, "
-        "error, ? FROM _parsed WHERE error IS NOT NULL",
-        [source, rejected_at],
-    )
-
-
-def _stats(conn: duckdb.DuckDBPyConnection, dts: list[date], files: list[LandingFile]):
-    counts = {
-        row[0]: row[1:]
-        for row in conn.execute(
-            "SELECT dt, count(*), count(*) FILTER (error IS NULL), count(*) FILTER (error IS NOT NULL) "
-            "FROM _parsed GROUP BY dt"
-        ).fetchall()
-    }
-    return [
-        PartitionStats(
-            dt,
-            sum(1 for f in files if partition_of(f.key) == dt),
-            *counts.get(dt, (0, 0, 0)),
-        )
-        for dt in sorted(dts)
-    ]
+    return records_read
 
 
 def ingest_file_partitions(
@@ -140,9 +192,12 @@ def ingest_file_partitions(
     """Replace the given days of `fmt`'s raw table and dead letters with their files' records."""
     ensure_raw_tables(conn, (fmt.table, DEAD_LETTER))
     files = files_for(landing, fmt, set(dts))
-    _create_parsed_table(conn, fmt)
-    for file in files:
-        with landing.local_path(file.key) as path:
-            _parse_file(conn, fmt, file, path)
-    _replace_partitions(conn, fmt, dts, loaded_at)
-    return _stats(conn, dts, files)
+    decode_in_python: set[str] = set()
+    while True:
+        try:
+            records_read = _ingest_in_one_transaction(
+                conn, landing, fmt, dts, files, loaded_at, decode_in_python
+            )
+            return _stats(conn, fmt, dts, files, records_read)
+        except _NeedsPythonDecode as unreadable:
+            decode_in_python.add(unreadable.key)
