@@ -107,6 +107,98 @@ def bench_ingestion(root: Path) -> None:
     )
 
 
+def bench_dbt(root: Path) -> None:
+    """The core dbt layer through Dagster vs a plain `dbt build` of the same selection."""
+    import dagster as dg
+
+    from data_platform.assets.dbt import DBT_ASSETS, dbt_environment
+    from data_platform.assets.dbt_project import DBT_PROJECT_DIR
+    from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
+    from data_platform.resources.build import build_resources
+    from data_platform.settings import load_settings
+
+    env = simulated_home(root, days=3, events_per_day=50_000)
+    settings = load_settings(env)
+    resources = build_resources(settings)
+    raw = [*RAW_SOURCE_TABLE_ASSETS, *RAW_FILE_ASSETS, DEAD_LETTER_SPEC]
+    tags = {
+        "dagster/asset_partition_range_start": "2026-01-03",
+        "dagster/asset_partition_range_end": str(DAY),
+    }
+    assert dg.materialize(raw, resources=resources, tags=tags).success
+    [core] = [a for a in DBT_ASSETS if a.op.name == "dbt_core_models"]
+
+    def plain() -> None:
+        with dbt_environment(resources["warehouse"], resources["privacy"]):
+            subprocess.run(
+                [str(BIN / "dbt"), "build", "--exclude", "tag:partitioned+", "--quiet",
+                 "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
+                check=True, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+
+    def through_dagster() -> None:
+        assert dg.materialize([core, *raw], selection=[core], resources=resources).success
+
+    plain_s, dagster_s = alternate(plain, through_dagster, lambda: None)
+    ratio = dagster_s / plain_s
+    report(
+        "dbt core layer",
+        dagster_s,
+        plain_s,
+        f"{ratio:.2f}x a plain dbt build (goal <= 1.3x)",
+        ratio <= 1.3,
+    )
+
+
+MINIMAL_PROJECT = """
+import dagster as dg
+from dagster_dbt import DbtCliResource, dbt_assets
+
+@dbt_assets(manifest={manifest!r})
+def models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    yield from dbt.cli(["build"], context=context).stream()
+
+defs = dg.Definitions(assets=[models], resources={{"dbt": DbtCliResource(project_dir={project!r})}})
+"""
+
+
+def bench_definitions_load(root: Path) -> None:
+    """`dagster definitions validate` of the platform vs a minimal project on the same manifest."""
+    from data_platform.assets.dbt_project import DBT_PROJECT
+
+    root.mkdir(parents=True, exist_ok=True)
+    minimal = root / "minimal_defs.py"
+    minimal.write_text(
+        MINIMAL_PROJECT.format(
+            manifest=str(DBT_PROJECT.manifest_path), project=str(DBT_PROJECT.project_dir)
+        )
+    )
+    env = {
+        **os.environ,
+        "DATA_PLATFORM_HOME": str(root / "home"),
+        "DAGSTER_HOME": str(root),
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+    }
+    validate = [str(BIN / "dagster"), "definitions", "validate"]
+
+    def run(*args: str) -> Callable[[], None]:
+        return lambda: subprocess.run(
+            [*validate, *args], env=env, check=True, capture_output=True
+        ).check_returncode()
+
+    minimal_s, ours_s = alternate(
+        run("-f", str(minimal)), run("-m", "data_platform.definitions"), lambda: None
+    )
+    ratio = ours_s / minimal_s
+    report(
+        "definitions load",
+        ours_s,
+        minimal_s,
+        f"{ratio:.2f}x a minimal dagster + dagster_dbt project (goal <= 1.2x)",
+        ratio <= 1.2,
+    )
+
+
 def main() -> None:
     import logging
 
@@ -114,6 +206,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         root = Path(tmp)
         bench_ingestion(root / "ingestion")
+        bench_dbt(root / "dbt")
+        bench_definitions_load(root / "definitions")
 
 
 if __name__ == "__main__":

@@ -27,9 +27,10 @@ ALL_ASSETS = list(defs.assets)
 
 
 class Platform:
-    def __init__(self, settings, resources):
+    def __init__(self, settings, resources, result: dg.ExecuteInProcessResult):
         self.settings = settings
         self.resources = resources
+        self.result = result
 
     def sql(self, text: str, params: list | None = None) -> list[tuple]:
         return query(self.settings.warehouse, text, params)
@@ -41,9 +42,9 @@ def dbt_calls():
     calls: list[list[str]] = []
     original = dbt_assets_module.build
 
-    def counting_build(context, dbt, args):
+    def counting_build(context, dbt, warehouse, args):
         calls.append([context.op.name, *args])
-        yield from original(context, dbt, args)
+        yield from original(context, dbt, warehouse, args)
 
     mp = pytest.MonkeyPatch()
     mp.setattr(dbt_assets_module, "build", counting_build)
@@ -65,7 +66,7 @@ def platform(tmp_path_factory, dbt_calls) -> Platform:
         e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE
     ]
     assert result.success, failures
-    return Platform(settings, resources)
+    return Platform(settings, resources, result)
 
 
 def latest_versions(rows: list[tuple]) -> dict:
@@ -85,6 +86,22 @@ def test_a_range_run_invokes_dbt_once_per_layer(platform, dbt_calls):
     assert sorted(c[0] for c in dbt_calls) == [
         "dbt_core_models", "dbt_fact_aggregates", "dbt_partitioned_facts",
     ]  # fmt: skip
+
+
+def test_dbt_tables_carry_row_counts_and_column_lineage(platform):
+    metadata = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in platform.result.get_asset_materialization_events()
+    }
+    for table in ("marts/fct_orders", "marts/daily_revenue", "snapshots/users_history"):
+        schema, name = table.split("/")
+        [(rows,)] = platform.sql(f"SELECT count(*) FROM {schema}.{name}")
+        assert metadata[table]["dagster/row_count"].value == rows, table
+    lineage = metadata["marts/daily_revenue"]["dagster/column_lineage"].value
+    revenue_deps = {d.asset_key.to_user_string() for d in lineage.deps_by_column["revenue"]}
+    assert revenue_deps & {"marts/fct_orders", "marts/fct_order_items"}
+    schema = metadata["marts/daily_revenue"]["dagster/column_schema"].value
+    assert {c.name for c in schema.columns} == {"revenue_date", "completed_orders", "revenue"}
 
 
 def test_daily_revenue_matches_raw(platform):
