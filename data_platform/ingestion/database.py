@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
-import sqlalchemy as sa
 
 from data_platform.ingestion.tables import RawTable, ensure_raw_tables
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 SOURCE_BATCH_ROWS = 50_000
 
@@ -32,6 +34,8 @@ class ExtractionStats:
 def _source_query(
     engine: sa.Engine, table: RawTable, since: datetime | None
 ) -> tuple[sa.Select, list[str]]:
+    import sqlalchemy as sa
+
     names = [c for c in table.column_names if c != "_extracted_at"]
     source = sa.Table(table.name, sa.MetaData(), autoload_with=engine)
     missing = [n for n in names if n not in source.c]
@@ -72,6 +76,9 @@ def extract_incremental(
     extracted_at: datetime,
 ) -> ExtractionStats:
     """Append the source table's new (id, updated_at) versions to its raw version log."""
+    # Imported here: extraction is the only user, and Definitions load faster without them.
+    import pyarrow as pa
+
     ensure_raw_tables(conn, (table,))
     hwm_sql = f"SELECT max(updated_at) FROM {table.qualified_name}"
     hwm_before = conn.execute(hwm_sql).fetchone()[0]

@@ -12,7 +12,6 @@ import gzip
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
 NOT_UTF8 = "not valid UTF-8 text: re-export the file as UTF-8"
 
@@ -27,6 +26,8 @@ def _read_lines_natively(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 def _read_lines_in_python(conn: duckdb.DuckDBPyConnection, path: Path) -> list[int]:
     """Decode line by line (only for files DuckDB rejects); returns the undecodable lines."""
+    import pyarrow as pa
+
     data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     lines, undecodable = [], []
     for number, raw in enumerate(data.removesuffix(b"\n").split(b"\n"), start=1):

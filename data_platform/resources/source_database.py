@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import dagster as dg
-import sqlalchemy as sa
 from pydantic import PrivateAttr
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 
 class SourceDatabase(dg.ConfigurableResource):
@@ -12,9 +16,12 @@ class SourceDatabase(dg.ConfigurableResource):
 
     url: str
 
-    _engine: sa.Engine | None = PrivateAttr(default=None)
+    _engine: Any = PrivateAttr(default=None)
 
     def engine(self) -> sa.Engine:
         if self._engine is None:
+            # Imported on first use: not every Definitions load needs SQLAlchemy.
+            import sqlalchemy as sa
+
             self._engine = sa.create_engine(self.url)
         return self._engine
