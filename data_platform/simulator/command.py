@@ -49,6 +49,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="advance an existing simulation by one day instead of creating it "
         "(--days, --end-date, --users and --products are then ignored)",
     )
+    add(
+        "--if-empty",
+        action="store_true",
+        help="do nothing when the landing zone already holds files (what `make run` uses)",
+    )
     add("--quiet", action="store_true", help="no progress lines on stderr")
 
 
@@ -74,11 +79,15 @@ def run(args: argparse.Namespace) -> int:
     except SimulationError as error:
         print(f"simulate: {error}", file=sys.stderr)
         return 2
+    landing = LandingZone(url=settings.landing)
+    if args.if_empty and landing.list_files():
+        print(f"landing zone {settings.landing} already holds files: nothing simulated")
+        return 0
     action = append_day if args.append_day else simulate
     try:
         summary = action(
             config,
-            LandingZone(url=settings.landing),
+            landing,
             settings.source_db_url,
             progress=None if args.quiet else _progress,
         )
