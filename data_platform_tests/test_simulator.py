@@ -408,11 +408,16 @@ def test_command_runs_and_reports(tmp_path: Path, monkeypatch, capsys) -> None:
     assert "events: 12 files" in out.out and "2026-01-04" in out.err
     assert command.run(parser.parse_args([*base, "--append-day"])) == 0
     assert (tmp_path / "home" / "landing" / "events" / "dt=2026-01-06").is_dir()
-    files_before = sorted((tmp_path / "home" / "landing").rglob("*"))
+
+    def landing_state() -> list[tuple[Path, bytes]]:
+        files = sorted((tmp_path / "home" / "landing").rglob("*.jsonl"))
+        return [(f, f.read_bytes()) for f in files]
+
+    files_before = landing_state()
     capsys.readouterr()
     assert command.run(parser.parse_args([*base, "--if-empty", "--seed", "99"])) == 0
     assert "nothing simulated" in capsys.readouterr().out
-    assert sorted((tmp_path / "home" / "landing").rglob("*")) == files_before
+    assert landing_state() == files_before
     assert command.run(parser.parse_args([*base, "--defect-rate", "2"])) == 2
     assert "defect_rate" in capsys.readouterr().err
     monkeypatch.setenv("DATA_PLATFORM_LANDING", "ftp://nowhere")
