@@ -5,16 +5,27 @@ import dagster as dg
 from data_platform.assets.analytics import ANALYTICS_ASSETS
 from data_platform.assets.dbt import DBT_ASSETS
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
+from data_platform.assets.scorecard import SCORECARD_ASSETS
+from data_platform.automation.freshness import with_freshness_policies
+from data_platform.automation.sensors import SENSORS
+from data_platform.checks import QUALITY_CHECKS
 from data_platform.resources.build import build_resources
 from data_platform.settings import load_settings
 
 defs = dg.Definitions(
-    assets=[
-        *RAW_SOURCE_TABLE_ASSETS,
-        *RAW_FILE_ASSETS,
-        DEAD_LETTER_SPEC,
-        *DBT_ASSETS,
-        *ANALYTICS_ASSETS,
-    ],
+    # Freshness policies are set here, for the raw feeds and every mart; automation conditions
+    # where each asset is defined (the dbt translator, the Python assets).
+    assets=with_freshness_policies(
+        [
+            *RAW_SOURCE_TABLE_ASSETS,
+            *RAW_FILE_ASSETS,
+            DEAD_LETTER_SPEC,
+            *DBT_ASSETS,
+            *ANALYTICS_ASSETS,
+            *SCORECARD_ASSETS,
+        ]
+    ),
+    asset_checks=QUALITY_CHECKS,
+    sensors=SENSORS,
     resources=build_resources(load_settings()),
 )

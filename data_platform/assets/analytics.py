@@ -6,6 +6,7 @@ import io
 import dagster as dg
 import pandas as pd
 
+from data_platform.automation.conditions import follows_inputs
 from data_platform.partitions import OWNERS, WAREHOUSE_POOL
 from data_platform.resources.warehouse import Warehouse
 
@@ -40,6 +41,8 @@ def assign_segments(spend: pd.Series, thresholds: SegmentThresholds) -> pd.Serie
     kinds={"python", "pandas", "duckdb"},
     io_manager_key="warehouse_io_manager",
     pool=WAREHOUSE_POOL,
+    # Cheap, and people read them in the UI: refreshed as soon as their mart changes.
+    automation_condition=follows_inputs(),
     description="Customers by lifetime spend: Bronze, Silver, Gold (thresholds are run config).",
 )
 def customer_segments(
@@ -84,6 +87,8 @@ def revenue_chart_png(daily: pd.DataFrame) -> bytes:
     owners=OWNERS,
     kinds={"python", "matplotlib"},
     pool=WAREHOUSE_POOL,
+    # Cheap, and people read them in the UI: refreshed as soon as their mart changes.
+    automation_condition=follows_inputs(),
     description="marts.daily_revenue as a chart, shown in the asset's metadata in the UI.",
 )
 def daily_revenue_chart(warehouse: Warehouse) -> dg.MaterializeResult:

@@ -11,9 +11,16 @@ from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliInvocation,
+    DbtCliResource,
+    dbt_assets,
+)
 
 from data_platform.assets.dbt_project import DBT_PROJECT
+from data_platform.automation.conditions import dbt_model_condition
 from data_platform.partitions import DAILY_PARTITIONS, OWNERS, SINGLE_RUN_BACKFILL, WAREHOUSE_POOL
 from data_platform.resources.privacy import Privacy
 from data_platform.resources.warehouse import Warehouse
@@ -39,8 +46,14 @@ class DataPlatformTranslator(DagsterDbtTranslator):
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
         return OWNERS
 
+    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]):
+        return dbt_model_condition(dbt_resource_props)
 
-TRANSLATOR = DataPlatformTranslator()
+
+# Views are virtual assets: automation looks through them to the tables they read.
+TRANSLATOR = DataPlatformTranslator(
+    settings=DagsterDbtTranslatorSettings(enable_dbt_views_as_virtual_assets=True)
+)
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from dagster_dbt import DbtCliResource
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from data_platform.assets.dbt_project import DBT_PROJECT
+from data_platform.resources.alerts import AlertWebhook
 from data_platform.resources.landing import LandingZone
 from data_platform.resources.privacy import Privacy, local_pii_salt
 from data_platform.resources.source_database import SourceDatabase
@@ -35,6 +36,10 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         ),
         "privacy": Privacy(
             pii_salt=_from_env_if_set("DATA_PLATFORM_PII_SALT", local_pii_salt(settings.home))
+        ),
+        # The webhook URL is a secret: resolved at run time, never displayed; unset: logged.
+        "alerts": AlertWebhook(
+            webhook_url=dg.EnvVar("DATA_PLATFORM_ALERT_WEBHOOK") if settings.alert_webhook else None
         ),
         # The dbt of this interpreter's environment, whether or not the venv is on PATH.
         "dbt": DbtCliResource(

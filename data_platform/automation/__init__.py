@@ -1,0 +1,1 @@
+"""Sensors, declarative automation, freshness policies and alerts: the platform runs itself."""

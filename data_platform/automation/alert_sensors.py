@@ -1,0 +1,158 @@
+"""Alerts: one per failed run, per failed ERROR-severity check, per asset turning FAIL on freshness.
+
+Check results are read from the logs of finished runs (a failed blocking check fails its run, a
+failed non-blocking one does not, so both run outcomes are watched). Freshness states are
+written by Dagster's freshness daemon (every 30 s); a sensor compares them with its cursor.
+Scanning the whole event log by storage id is not possible on the run-sharded SQLite storage
+of a local instance, so neither sensor does.
+"""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+from dagster._core.definitions.freshness import FreshnessState
+
+from data_platform.resources.alerts import Alert, AlertWebhook
+
+PARTITION_TAG = "dagster/partition"
+RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+
+
+def run_partition(run: dg.DagsterRun) -> str | None:
+    """The run's partition, or its range as `first...last`."""
+    if PARTITION_TAG in run.tags:
+        return run.tags[PARTITION_TAG]
+    if all(tag in run.tags for tag in RANGE_TAGS):
+        return "...".join(run.tags[tag] for tag in RANGE_TAGS)
+    return None
+
+
+def run_assets(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
+    """The run's assets: its selection, or else those its plan meant to materialize."""
+    keys = set(run.asset_selection or ())
+    if not keys:
+        planned = instance.all_logs(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+        )
+        keys = {entry.get_dagster_event().asset_key for entry in planned}
+    return ", ".join(sorted(key.to_user_string() for key in keys)) or None
+
+
+def root_cause(error) -> str:
+    """The innermost message: the user's exception, not Dagster's wrapper around it."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
+
+
+def run_failure_alert(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, message: str, step_errors: list[str]
+) -> Alert:
+    reason = "\n".join([message, *step_errors]) if step_errors else message
+    return Alert(
+        title="Run failed",
+        reason=reason,
+        asset=run_assets(instance, run) or run.job_name,
+        partition=run_partition(run),
+        run_id=run.run_id,
+    )
+
+
+def failed_check_alerts(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[Alert]:
+    """An alert per ERROR-severity check that failed in the run."""
+    alerts = []
+    for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.get_dagster_event().event_specific_data
+        if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
+            continue
+        detail = f": {evaluation.description}" if evaluation.description else ""
+        kind = "blocking " if evaluation.blocking else ""
+        alerts.append(
+            Alert(
+                title="Asset check failed",
+                reason=f"{kind}check `{evaluation.check_name}` failed{detail}",
+                asset=evaluation.asset_key.to_user_string(),
+                partition=evaluation.partition or run_partition(run),
+                run_id=run.run_id,
+            )
+        )
+    return alerts
+
+
+def _send(alerts: list[Alert], sender: AlertWebhook, context) -> None:
+    for alert in alerts:
+        sender.send(alert, context.log)
+
+
+@dg.run_failure_sensor(
+    name="alert_on_run_failure",
+    description="A failed run (and each failed ERROR check in it) -> one alert each.",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertWebhook):
+    run = context.dagster_run
+    step_errors = [
+        f"{event.step_key}: {root_cause(event.event_specific_data.error)}"
+        for event in context.get_step_failure_events()
+        if event.event_specific_data and event.event_specific_data.error
+    ]
+    message = context.failure_event.message or "the run failed"
+    failure = run_failure_alert(context.instance, run, message, step_errors)
+    _send([failure, *failed_check_alerts(context.instance, run)], alerts, context)
+
+
+@dg.run_status_sensor(
+    name="alert_on_failed_checks",
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    description="A failed ERROR check in a run that succeeded (non-blocking) -> one alert each.",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def failed_check_alerts_sensor(context: dg.RunStatusSensorContext, alerts: AlertWebhook):
+    _send(failed_check_alerts(context.instance, context.dagster_run), alerts, context)
+
+
+def describe_policy(policy: dg.FreshnessPolicy) -> str:
+    fail_window = getattr(policy, "fail_window", None)
+    if fail_window is not None:
+        return f"not materialized for {fail_window.to_timedelta()} (its freshness fail window)"
+    return f"missed its freshness deadline ({getattr(policy, 'deadline_cron', policy)})"
+
+
+def freshness_failures(
+    instance: dg.DagsterInstance,
+    policies: dict[dg.AssetKey, dg.FreshnessPolicy],
+    alerted: dict[str, float],
+) -> tuple[list[Alert], dict[str, float]]:
+    """Assets that turned FAIL since the last alert about them, and the updated cursor."""
+    alerts, cursor = [], dict(alerted)
+    for key, record in instance.get_freshness_state_records(list(policies)).items():
+        name, changed_at = key.to_user_string(), record.updated_at.timestamp()
+        if record.freshness_state != FreshnessState.FAIL or changed_at <= alerted.get(name, 0.0):
+            continue
+        cursor[name] = changed_at
+        alerts.append(Alert("Asset is stale", describe_policy(policies[key]), asset=name))
+    return alerts, cursor
+
+
+@dg.sensor(
+    name="alert_on_freshness_failure",
+    description="An asset whose freshness policy turned FAIL -> one alert.",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)
+def freshness_alerts(context: dg.SensorEvaluationContext, alerts: AlertWebhook):
+    graph = context.repository_def.asset_graph
+    policies = {key: graph.get(key).freshness_policy for key in graph.get_all_asset_keys()}
+    found, cursor = freshness_failures(
+        context.instance,
+        {key: policy for key, policy in policies.items() if policy},
+        json.loads(context.cursor) if context.cursor else {},
+    )
+    _send(found, alerts, context)
+    context.update_cursor(json.dumps(cursor))
+    return dg.SkipReason(f"{len(found)} freshness alert(s) sent" if found else "all fresh")
+
+
+ALERT_SENSORS = [run_failure_alerts, failed_check_alerts_sensor, freshness_alerts]

@@ -1,0 +1,113 @@
+"""Declarative automation: when each asset downstream of raw is rebuilt, decided per kind.
+
+The raw layer is driven by sensors (files landing, source rows changing), which bound how often
+anything changes: six event files and two payment exports a day, database batches. So every
+table below raw follows its inputs eagerly (within a minute or two, which the live demo needs)
+instead of waiting for a daily cron, at a cost of a handful of rebuilds a day.
+
+Three guarantees hold for every condition here, because Dagster gives none of them by itself
+(its issue #17332: automation ignores blocking checks):
+- nothing is requested while an input is being built or is about to be (it waits for the
+  input's run, and with it the input's blocking checks);
+- nothing is requested while an input has a failed blocking check, and the updates pending
+  when the failure appears are dropped, not replayed after a later run passes (a check of a
+  partitioned asset may judge only the run's partitions): after an alert, the fix re-delivers;
+- staging views are virtual (they hold no data), so every gate also looks through them to the
+  tables they read. Tables only read their direct inputs or views over raw, so holding the
+  direct children of a failed check (and the children through views) keeps bad data out of
+  every table further down: nothing downstream ever sees an update from the failed asset.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+
+AC = dg.AutomationCondition
+
+# dim_date, the only model without inputs, extends its calendar once a day.
+DAILY_CRON = "0 0 * * *"
+
+
+def _through_views(condition: dg.AutomationCondition, *, any_dep: bool) -> dg.AutomationCondition:
+    """`condition` over the direct inputs, and over the tables behind any staging view."""
+    match = AC.any_deps_match if any_dep else AC.all_deps_match
+    direct, behind_views = match(condition), match(condition).resolve_through_virtual()
+    return (direct | behind_views) if any_dep else (direct & behind_views)
+
+
+def upstream_check_failed() -> dg.AutomationCondition:
+    failed = AC.any_checks_match(AC.check_failed(), blocking_only=True)
+    return _through_views(failed, any_dep=True).with_label("an input's blocking check failed")
+
+
+def upstream_busy() -> dg.AutomationCondition:
+    """An input (or a table behind a view) or its blocking checks are in a run, or a view has
+    not caught up yet.
+
+    A view is rebuilt (and its blocking checks run) after its tables change. An asset that
+    looks through the view is triggered by the same change, so it waits for the view's run:
+    will_be_requested() cannot say so, as it only sees requests that could share its run.
+    """
+    view_behind = AC.any_deps_match(AC.any_deps_updated().since(AC.newly_updated()))
+    view_behind = view_behind.allow(dg.AssetSelection.kind("view"))
+    # An input is stored before the checks of its run have judged it.
+    checks_running = AC.any_checks_match(AC.run_in_progress(), blocking_only=True)
+    in_a_run = _through_views(AC.in_progress() | checks_running, any_dep=True)
+    return (in_a_run | view_behind).with_label("an input is being built")
+
+
+def upstream_present() -> dg.AutomationCondition:
+    # For a partitioned input of an unpartitioned asset: at least one partition exists.
+    return _through_views(~AC.missing(), any_dep=False).with_label("every input exists")
+
+
+def _handled() -> dg.AutomationCondition:
+    # Unlike since_last_handled(), the first evaluation is no reset: what is missing when the
+    # platform starts gets built once its inputs exist, so an empty warehouse fills itself.
+    return (AC.newly_requested() | AC.newly_updated()).with_label("handled")
+
+
+def _gated(trigger: dg.AutomationCondition, name: str) -> dg.AutomationCondition:
+    """Request once per trigger, when every input exists, none is busy and no check failed."""
+    return (
+        trigger.since(_handled() | upstream_check_failed().newly_true())
+        & upstream_present()
+        & ~upstream_busy()
+        & ~upstream_check_failed()
+        & ~AC.in_progress()
+    ).with_label(name)
+
+
+def follows_inputs() -> dg.AutomationCondition:
+    """Tables and views rebuilt whole: after any input updates, or once when missing."""
+    return _gated(AC.any_deps_updated() | AC.missing().newly_true(), "follows its inputs")
+
+
+def follows_raw_partitions() -> dg.AutomationCondition:
+    """Partitioned facts: a partition is rebuilt when its raw partition lands, whatever its age.
+
+    The raw partition is seen through the staging view (partition to partition), so a late file
+    for an old day rebuilds that day, not all of them; eager() would only see the latest day.
+    Other inputs (dimensions) are unpartitioned tables: their updates rebuild the latest day only
+    (the facts' post-hook then refreshes the orphan flags of every day).
+    """
+    raw_landed = AC.any_deps_match(AC.newly_updated()).resolve_through_virtual()
+    raw_landed = raw_landed.allow(dg.AssetSelection.key_prefixes(["raw"]))
+    dims_updated = AC.any_deps_match(AC.newly_updated()).ignore(dg.AssetSelection.kind("view"))
+    latest_inputs = AC.in_latest_time_window() & dims_updated
+    return _gated(raw_landed | latest_inputs | AC.missing().newly_true(), "follows raw partitions")
+
+
+def daily() -> dg.AutomationCondition:
+    """An asset with no inputs: built once when missing, then once a day."""
+    return _gated(AC.cron_tick_passed(DAILY_CRON) | AC.missing().newly_true(), "daily")
+
+
+def dbt_model_condition(dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition:
+    """The condition of one dbt model, chosen from what dbt knows about it."""
+    if "partitioned" in dbt_resource_props.get("tags", []):
+        return follows_raw_partitions()
+    if not dbt_resource_props.get("depends_on", {}).get("nodes"):
+        return daily()
+    return follows_inputs()

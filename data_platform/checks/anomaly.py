@@ -1,0 +1,108 @@
+"""Row-count anomaly: a partition's rows against its trailing partitions, robust z-score. WARN.
+
+A day with a tenth of the usual events (a collector down) or twice as many (files re-sent)
+loads without breaking any rule; only its size gives it away. The baseline is the preceding
+`anomaly_window` partitions that hold rows, scored with median and MAD so that one past
+incident in the baseline does not hide the next.
+"""
+
+import math
+import statistics
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+
+from data_platform.checks.report import day_list, markdown_table
+from data_platform.checks.rules import robust_z
+from data_platform.checks.scope import Window, run_window
+from data_platform.checks.thresholds import QualityThresholds
+from data_platform.partitions import WAREHOUSE_POOL
+from data_platform.resources.warehouse import Warehouse
+
+
+@dataclass(frozen=True)
+class Score:
+    dt: date
+    rows: int
+    baseline_median: float | None
+    z: float | None  # None: not enough history yet
+
+
+def score_partitions(
+    counts: dict[date, int], days: list[date], window: int, min_history: int
+) -> list[Score]:
+    """Score each of `days` (0 rows when absent) against the `window` previous non-empty days."""
+    scores = []
+    for day in days:
+        history = sorted(d for d, n in counts.items() if d < day and n > 0)[-window:]
+        baseline = [counts[d] for d in history]
+        rows = counts.get(day, 0)
+        if len(baseline) < min_history:
+            scores.append(Score(day, rows, None, None))
+            continue
+        median = statistics.median(baseline)
+        # Row counts are counts: even a perfectly steady source varies by about sqrt(n)
+        # (Poisson), so that is the least spread a baseline is credited with.
+        z = robust_z(rows, baseline, min_scale=math.sqrt(median))
+        scores.append(Score(day, rows, float(median), z))
+    return scores
+
+
+def days_of(window: Window, counts: dict[date, int]) -> list[date]:
+    """Every calendar day of the window: a day with no rows at all is the worst anomaly."""
+    first = window.first or min(counts, default=None)
+    last = window.last or max(counts, default=None)
+    if first is None or last is None:
+        return []
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def row_counts(conn, table: str, window: Window, lookback: int) -> dict[date, int]:
+    # Four times the window in calendar days leaves room for days without any rows.
+    first = window.first - timedelta(days=lookback * 4) if window.first else None
+    predicate, params = Window(first, window.last).where("dt")
+    rows = conn.execute(f"SELECT dt, count(*) FROM {table} WHERE {predicate} GROUP BY dt", params)
+    return {dt: n for dt, n in rows.fetchall()}
+
+
+def row_count_anomaly_check(source: str, t: QualityThresholds) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=dg.AssetKey(["raw", source]),
+        name="row_count_anomaly",
+        pool=WAREHOUSE_POOL,
+        description=f"Rows per partition vs the {t.anomaly_window} previous partitions: WARN "
+        f"beyond a robust z-score of {t.anomaly_z_score}.",
+    )
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
+        window = run_window(context)
+        with warehouse.connect() as conn:
+            counts = row_counts(conn, f"raw.{source}", window, t.anomaly_window)
+        # Today's partition fills up through the day (a file every few hours): not judged yet.
+        today = datetime.now(UTC).date()
+        days = [day for day in days_of(window, counts) if day < today]
+        scores = score_partitions(counts, days, t.anomaly_window, t.anomaly_min_history)
+        flagged = [s for s in scores if s.z is not None and abs(s.z) > t.anomaly_z_score]
+        table = pd.DataFrame(
+            [
+                (s.dt, s.rows, s.baseline_median, "" if s.z is None else f"{s.z:.2f}")
+                for s in scores
+            ],
+            columns=["dt", "rows", "baseline median", "robust z"],
+        )
+        return dg.AssetCheckResult(
+            passed=not flagged,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "partitions": window.describe(),
+                "partitions_flagged": day_list(s.dt for s in flagged),
+                "partitions_without_baseline": sum(s.z is None for s in scores),
+                "per_dt": dg.MetadataValue.md(markdown_table(table)),
+            },
+            description=f"{len(flagged)} partition(s) far from their usual size"
+            if flagged
+            else None,
+        )
+
+    return _check

@@ -1,0 +1,140 @@
+"""Conservation: every non-blank record of a landing file is a raw row or a dead letter.
+
+The ingestion's own figures (materialization metadata `records_read`) come from the very temp
+table that its loaded and dead-lettered counts come from, so records_read = loaded +
+dead-lettered holds there by construction and checking it would prove nothing. This check
+re-counts the records from the files themselves (plain Python over the bytes, sharing no code
+with ingestion) and compares them, file by file, with what the warehouse holds after the
+commit. It costs one more read of the run's files (a download on S3): the price of a check
+that can catch lost or invented records.
+"""
+
+import gzip
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from data_platform.checks.report import markdown_table
+from data_platform.checks.scope import Window, run_window
+from data_platform.ingestion.file_formats import FileFormat
+from data_platform.ingestion.files import partition_of
+from data_platform.partitions import WAREHOUSE_POOL
+from data_platform.resources.landing import LandingZone
+from data_platform.resources.warehouse import Warehouse
+
+
+def count_records(path: Path, header_lines: int) -> int:
+    """Non-blank lines after the header: the left side of the contract's conservation rule."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as lines:
+        return sum(
+            1 for number, line in enumerate(lines) if number >= header_lines and line.strip()
+        )
+
+
+@dataclass(frozen=True)
+class FileBalance:
+    key: str
+    dt: date
+    records: int
+    loaded: int
+    dead_lettered: int
+
+    @property
+    def difference(self) -> int:
+        return self.records - self.loaded - self.dead_lettered
+
+
+def warehouse_counts(conn, fmt: FileFormat, window: Window) -> pd.DataFrame:
+    """Rows and dead letters per file of the window, and when each dt was loaded."""
+    predicate, params = window.where("dt")
+    return conn.execute(
+        f"""
+        WITH file_rows AS (
+            SELECT _source_file AS key, dt, count(*) AS n_rows, max(_loaded_at) AS rows_at
+            FROM {fmt.table.qualified_name} WHERE {predicate} GROUP BY ALL
+        ), file_dead AS (
+            SELECT source_file AS key, dt, count(*) AS n_dead, max(rejected_at) AS dead_at
+            FROM raw.dead_letter WHERE source = ? AND {predicate} GROUP BY ALL
+        )
+        SELECT key, dt, coalesce(n_rows, 0) AS loaded, coalesce(n_dead, 0) AS dead,
+            max(greatest(rows_at, dead_at)) OVER (PARTITION BY dt) AS loaded_at
+        FROM file_rows FULL JOIN file_dead USING (key, dt)
+        """,
+        [*params, fmt.source, *params],
+    ).df()
+
+
+def balances(landing: LandingZone, fmt: FileFormat, counts: pd.DataFrame, window: Window):
+    """(per-file balances, keys of files that landed after their dt was loaded)."""
+    stored = {row.key: row for row in counts.itertuples()}
+    load_time = {row.dt.date(): row.loaded_at for row in counts.itertuples()}
+    found, late = [], []
+    for file in landing.list_files(f"{fmt.source}/"):
+        dt = partition_of(file.key)
+        if dt is None or not file.key.endswith(fmt.suffixes) or not window.contains(dt):
+            continue
+        loaded_at = load_time.get(dt)
+        modified = datetime.fromtimestamp(file.modified, UTC).replace(tzinfo=None)
+        if file.key not in stored and loaded_at is not None and modified > loaded_at:
+            late.append(file.key)
+            continue
+        with landing.local_path(file.key) as path:
+            records = count_records(path, fmt.header_lines)
+        row = stored.pop(file.key, None)
+        found.append(FileBalance(file.key, dt, records, *_stored(row)))
+    # Rows whose file is gone from the landing zone are records no file accounts for.
+    found += [FileBalance(r.key, r.dt.date(), 0, *_stored(r)) for r in stored.values()]
+    return found, late
+
+
+def _stored(row) -> tuple[int, int]:
+    return (int(row.loaded), int(row.dead)) if row is not None else (0, 0)
+
+
+def per_dt(found: list[FileBalance]) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        [(b.dt, 1, b.records, b.loaded, b.dead_lettered, b.difference) for b in found],
+        columns=["dt", "files", "records in files", "rows loaded", "dead-lettered", "difference"],
+    )
+    return frame.groupby("dt", as_index=False).sum()
+
+
+def conservation_check(fmt: FileFormat) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=dg.AssetKey(["raw", fmt.source]),
+        name="conservation",
+        blocking=True,
+        pool=WAREHOUSE_POOL,
+        description="Records re-counted in the run's landing files = raw rows + dead letters, "
+        "per file. ERROR and blocking: lost or invented records make every number downstream wrong.",
+    )
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, landing: LandingZone):
+        window = run_window(context)
+        with warehouse.connect() as conn:
+            counts = warehouse_counts(conn, fmt, window)
+        found, late = balances(landing, fmt, counts, window)
+        off = [b for b in found if b.difference]
+        metadata = {
+            "partitions": window.describe(),
+            "records_in_files": sum(b.records for b in found),
+            "rows_loaded": sum(b.loaded for b in found),
+            "rows_dead_lettered": sum(b.dead_lettered for b in found),
+            "per_dt": dg.MetadataValue.md(markdown_table(per_dt(found))),
+            "files_unbalanced": len(off),
+            "files_landed_after_load": dg.MetadataValue.json(late),
+        }
+        if off:
+            offenders = pd.DataFrame([vars(b) | {"difference": b.difference} for b in off])
+            metadata["unbalanced_files"] = dg.MetadataValue.md(markdown_table(offenders))
+        return dg.AssetCheckResult(
+            passed=not off,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata=metadata,
+            description=f"{len(off)} file(s) where records != rows + dead letters" if off else None,
+        )
+
+    return _check

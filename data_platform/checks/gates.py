@@ -1,0 +1,67 @@
+"""Which Pandera model guards which asset.
+
+Raw gates are ERROR and blocking: a broken raw table must not flow into staging and marts.
+Mart gates are ERROR and blocking too: they hold cross-column rules dbt's tests do not (a date
+that is not the day of its timestamp, an order total that is not the sum of its lines, an SCD2
+interval that runs backwards), and a breach there means a model computes wrong numbers, which
+must not reach the aggregates and analytics built on them. A gate blocks only downstream
+*steps*: models built in the same dbt invocation as the checked one are already written.
+
+raw.dead_letter has no step of its own (the file assets write it in their transactions), so a
+check on it would never run with them; each file asset gates its own slice of it instead.
+"""
+
+import dagster as dg
+
+from data_platform.checks import models
+from data_platform.checks.pandera_gate import Gate
+
+ORDERS_WITH_ITEM_TOTALS = """
+    SELECT orders.*, coalesce(items.items_total, 0) AS items_total
+    FROM marts.fct_orders AS orders
+    LEFT JOIN (
+        SELECT order_id, sum(line_total) AS items_total
+        FROM marts.fct_order_items GROUP BY order_id
+    ) AS items USING (order_id)
+"""
+
+
+def _key(table: str) -> dg.AssetKey:
+    return dg.AssetKey(table.split("."))
+
+
+def _gate(table: str, model: type, **options) -> Gate:
+    return Gate(_key(table), model, table, **options)
+
+
+def _dead_letter_gate(source: str) -> Gate:
+    return Gate(
+        _key(f"raw.{source}"),
+        models.RawDeadLetter,
+        "raw.dead_letter",
+        partitioned=True,
+        where=f"source = '{source}'",
+        name="pandera_dead_letter",
+    )
+
+
+GATES = [
+    _gate("raw.users", models.RawUsers),
+    _gate("raw.products", models.RawProducts),
+    _gate("raw.orders", models.RawOrders),
+    _gate("raw.order_items", models.RawOrderItems),
+    _gate("raw.events", models.RawEvents, partitioned=True),
+    _gate("raw.payments", models.RawPayments, partitioned=True),
+    _dead_letter_gate("events"),
+    _dead_letter_gate("payments"),
+    _gate(
+        "marts.fct_orders",
+        models.FctOrders,
+        query=ORDERS_WITH_ITEM_TOTALS,
+        additional_deps=(_key("marts.fct_order_items"),),
+    ),
+    _gate("marts.fct_events", models.FctEvents, partitioned=True),
+    _gate("marts.fct_payments", models.FctPayments, partitioned=True),
+    _gate("marts.dim_customers", models.DimCustomers),
+    _gate("marts.daily_revenue", models.DailyRevenue),
+]

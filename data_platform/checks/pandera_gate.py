@@ -1,0 +1,151 @@
+"""Pandera models as blocking asset checks: validate what the run wrote, report what broke.
+
+The gate reads only the model's columns for only the run's partitions straight from DuckDB,
+validates lazily (every failure, not the first) and puts the counts and the first failure
+cases in the check's metadata, so the UI shows which rule broke on which rows.
+"""
+
+import time
+from dataclasses import dataclass
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow
+import pyarrow.compute as pc
+
+from data_platform.checks.report import markdown_table
+from data_platform.checks.scope import WHOLE_TABLE, Window, run_window
+from data_platform.checks.thresholds import QualityThresholds
+from data_platform.partitions import WAREHOUSE_POOL
+from data_platform.resources.warehouse import Warehouse
+
+PANDERA_CASE_COLUMNS = ["schema_context", "column", "check", "failure_case", "index"]
+SHOWN_CASE_COLUMNS = ["rule", "column", "failure_case", "index"]
+ARROW_STRINGS = {
+    pyarrow.string(): pd.StringDtype("pyarrow"),
+    pyarrow.large_string(): pd.StringDtype("pyarrow"),
+    pyarrow.string_view(): pd.StringDtype("pyarrow"),
+}
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One Pandera model applied to one warehouse table, or to a query that extends it."""
+
+    asset_key: dg.AssetKey
+    model: type[pa.DataFrameModel]
+    table: str
+    query: str | None = None
+    partitioned: bool = False
+    where: str = "TRUE"
+    name: str = "pandera_schema"
+    additional_deps: tuple[dg.AssetKey, ...] = ()
+
+    @property
+    def relation(self) -> str:
+        return f"({self.query}) AS checked" if self.query else self.table
+
+
+@dataclass(frozen=True)
+class Outcome:
+    rows: int
+    failing_rows: int
+    failing_checks: pd.DataFrame  # rule, failing_rows, failure_cases
+    cases: pd.DataFrame
+
+    @property
+    def passed(self) -> bool:
+        return self.failing_checks.empty
+
+
+def fetch_frame(conn: duckdb.DuckDBPyConnection, sql: str, params: list) -> pd.DataFrame:
+    """Rows through Arrow: strings stay Arrow-backed (no Python object per value), which makes
+    fetching and checking a million rows ~10x faster than `.df()`. DECIMAL becomes float64."""
+    table = conn.sql(sql, params=params).to_arrow_table()
+    for i, field in enumerate(table.schema):
+        if pyarrow.types.is_decimal(field.type):
+            table = table.set_column(i, field.name, pc.cast(table[i], pyarrow.float64()))
+    return table.to_pandas(types_mapper=ARROW_STRINGS.get, date_as_object=False)
+
+
+def validate(model: type[pa.DataFrameModel], frame: pd.DataFrame, shown: int) -> Outcome:
+    """Every failure of `frame` against `model`, summarised per rule.
+
+    Pandera reports a failed row of a whole-frame rule once per column; a rule is named
+    `column: check` for column rules and by its own name for whole-frame rules, and counted
+    in distinct failing rows (cases without a row, e.g. a wrong dtype, count as cases only).
+    """
+    try:
+        model.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases
+    else:
+        cases = pd.DataFrame(columns=PANDERA_CASE_COLUMNS)
+    cases = cases.assign(
+        rule=(cases["column"].astype(str) + ": " + cases["check"].astype(str)).where(
+            cases["schema_context"] == "Column", cases["check"].astype(str)
+        )
+    )
+    rules = cases.groupby("rule").agg(
+        failing_rows=("index", "nunique"), failure_cases=("check", "size")
+    )
+    return Outcome(
+        rows=len(frame),
+        failing_rows=int(cases["index"].dropna().nunique()),
+        failing_checks=rules.reset_index(),
+        cases=cases.drop_duplicates(["rule", "index"])[SHOWN_CASE_COLUMNS].head(shown),
+    )
+
+
+def gate_query(gate: Gate, window: Window) -> tuple[str, list]:
+    """SELECT exactly the model's columns of the window's rows."""
+    columns = ", ".join(f'"{name}"' for name in gate.model.to_schema().columns)
+    predicate, params = window.where("dt")
+    return f"SELECT {columns} FROM {gate.relation} WHERE ({gate.where}) AND {predicate}", params
+
+
+def outcome_result(gate: Gate, outcome: Outcome, scope: str, seconds: float) -> dg.AssetCheckResult:
+    metadata = {
+        "rows_validated": outcome.rows,
+        "failing_rows": outcome.failing_rows,
+        "partitions": scope,
+        "validation_seconds": round(seconds, 3),
+    }
+    if not outcome.passed:
+        metadata["failing_checks"] = dg.MetadataValue.md(markdown_table(outcome.failing_checks))
+        metadata["failure_cases"] = dg.MetadataValue.md(markdown_table(outcome.cases))
+    return dg.AssetCheckResult(
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata=metadata,
+        description=None
+        if outcome.passed
+        else f"{outcome.failing_rows} of {outcome.rows} rows break "
+        f"{len(outcome.failing_checks)} rule(s) of {gate.model.__name__} ({scope})",
+    )
+
+
+def pandera_check(gate: Gate, thresholds: QualityThresholds) -> dg.AssetChecksDefinition:
+    """A blocking ERROR check: downstream steps of the run do not start when it fails."""
+
+    @dg.asset_check(
+        asset=gate.asset_key,
+        name=gate.name,
+        blocking=True,
+        pool=WAREHOUSE_POOL,
+        additional_deps=list(gate.additional_deps),
+        description=f"Pandera {gate.model.__name__} on {gate.table}"
+        + (" (the run's partitions)" if gate.partitioned else ""),
+    )
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
+        window = run_window(context) if gate.partitioned else WHOLE_TABLE
+        sql, params = gate_query(gate, window)
+        started = time.perf_counter()
+        with warehouse.connect() as conn:
+            frame = fetch_frame(conn, sql, params)
+        outcome = validate(gate.model, frame, thresholds.failure_cases_shown)
+        return outcome_result(gate, outcome, window.describe(), time.perf_counter() - started)
+
+    return _check

@@ -1,0 +1,152 @@
+"""Alerts: Slack-compatible JSON posted to DATA_PLATFORM_ALERT_WEBHOOK, or logged when it is unset.
+
+Standard library only (urllib): an alert must still go out when an optional HTTP client is
+broken. Delivery retries with bounded exponential back-off; an alert that still cannot be
+delivered is logged in full, so it is never lost silently, and the sensor moves on instead of
+stalling every later alert behind a dead webhook.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import dagster as dg
+
+DEFAULT_UI_URL = "http://127.0.0.1:3000"
+# Slack rejects a section text longer than 3000 characters.
+MAX_REASON_CHARS = 2000
+HEADLINE_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Alert:
+    """What went wrong, where, and the run to open (if a run was involved)."""
+
+    title: str
+    reason: str
+    asset: str | None = None
+    partition: str | None = None
+    run_id: str | None = None
+
+
+def alert_link(alert: Alert, ui_base_url: str) -> str:
+    base = ui_base_url.rstrip("/")
+    if alert.run_id:
+        return f"{base}/runs/{alert.run_id}"
+    if alert.asset:
+        return f"{base}/assets/{quote(alert.asset)}"
+    return base
+
+
+def slack_payload(alert: Alert, ui_base_url: str) -> dict:
+    """{"text": one line for notifications, "blocks": the fields and a link button}."""
+    reason = (
+        alert.reason
+        if len(alert.reason) <= MAX_REASON_CHARS
+        else alert.reason[:MAX_REASON_CHARS] + "…"
+    )
+    link = alert_link(alert, ui_base_url)
+    subject = alert.asset or "the platform"
+    headline = reason.splitlines()[0][:HEADLINE_CHARS] if reason else ""
+    partition = f" [{alert.partition}]" if alert.partition else ""
+    fields = [("Asset", alert.asset or "-"), ("Partition", alert.partition or "-")]
+    return {
+        "text": f"{alert.title}: {subject}{partition}: {headline} <{link}>",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": alert.title}},
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*{name}*\n{value}"} for name, value in fields
+                ],
+            },
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Reason*\n{reason}"}},
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Open in Dagster"},
+                        "url": link,
+                    }
+                ],
+            },
+        ],
+    }
+
+
+class AlertDeliveryError(RuntimeError):
+    """The webhook refused or could not be reached on every attempt."""
+
+
+def _retryable(error: Exception) -> bool:
+    # A 4xx other than 429 is a wrong URL or payload: repeating it cannot help.
+    if isinstance(error, urllib.error.HTTPError):
+        return error.code == 429 or error.code >= 500
+    return isinstance(error, OSError)
+
+
+def post_json(
+    url: str,
+    payload: dict,
+    *,
+    attempts: int,
+    backoff_seconds: float,
+    max_backoff_seconds: float,
+    timeout_seconds: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """POST `payload`; retry with back-off doubling up to a cap. Returns the attempts used."""
+    body = json.dumps(payload).encode()
+    delay = backoff_seconds
+    for attempt in range(1, attempts + 1):
+        request = urllib.request.Request(
+            url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_seconds):
+                return attempt
+        except Exception as error:
+            if attempt == attempts or not _retryable(error):
+                raise AlertDeliveryError(f"{error} (attempt {attempt} of {attempts})") from error
+        sleep(delay)
+        delay = min(delay * 2, max_backoff_seconds)
+    raise AssertionError("unreachable: attempts must be at least 1")
+
+
+class AlertWebhook(dg.ConfigurableResource):
+    """Sends alerts; the URL is a secret, given as dg.EnvVar("DATA_PLATFORM_ALERT_WEBHOOK")."""
+
+    webhook_url: str | None = None
+    ui_base_url: str = DEFAULT_UI_URL
+    attempts: int = 4
+    backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 8.0
+    timeout_seconds: float = 10.0
+
+    def send(self, alert: Alert, log: logging.Logger) -> bool:
+        """True when the webhook accepted the alert; otherwise the alert is in the log."""
+        payload = slack_payload(alert, self.ui_base_url)
+        if not self.webhook_url:
+            log.warning(f"ALERT (DATA_PLATFORM_ALERT_WEBHOOK is unset): {payload['text']}")
+            return False
+        try:
+            post_json(
+                self.webhook_url,
+                payload,
+                attempts=self.attempts,
+                backoff_seconds=self.backoff_seconds,
+                max_backoff_seconds=self.max_backoff_seconds,
+                timeout_seconds=self.timeout_seconds,
+            )
+        except AlertDeliveryError as error:
+            log.error(f"ALERT not delivered to the webhook ({error}): {payload['text']}")
+            return False
+        return True

@@ -1,0 +1,219 @@
+"""Alerts reach a real HTTP server on 127.0.0.1 as Slack-compatible JSON, with bounded retries."""
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import dagster as dg
+import pytest
+
+from data_platform.automation.alert_sensors import failed_check_alerts_sensor, run_failure_alerts
+from data_platform.resources.alerts import Alert, AlertWebhook, post_json, slack_payload
+from data_platform.resources.build import build_resources
+from data_platform.settings import load_settings
+
+
+class Webhook:
+    """A local webhook that answers 503 to its first `failures` requests, then 200."""
+
+    def __init__(self, failures: int = 0):
+        self.failures, self.received = failures, []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                hook.received.append(json.loads(body))
+                status = 503 if len(hook.received) <= hook.failures else 200
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def sender(self) -> AlertWebhook:
+        return AlertWebhook(webhook_url=self.url, backoff_seconds=0.01, max_backoff_seconds=0.02)
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook()
+    yield hook
+    hook.server.shutdown()
+
+
+def fields(payload: dict) -> dict[str, str]:
+    section = next(b for b in payload["blocks"] if "fields" in b)
+    return dict(f["text"].strip("*").split("*\n", 1) for f in section["fields"])
+
+
+def link(payload: dict) -> str:
+    actions = next(b for b in payload["blocks"] if b["type"] == "actions")
+    return actions["elements"][0]["url"]
+
+
+def test_payload_is_slack_compatible():
+    alert = Alert(
+        "Run failed", "boom\ndetails", asset="raw/events", partition="2026-01-05", run_id="r1"
+    )
+    payload = slack_payload(alert, "http://ui.local:3000/")
+    assert payload["text"].startswith("Run failed: raw/events [2026-01-05]: boom")
+    assert fields(payload) == {"Asset": "raw/events", "Partition": "2026-01-05"}
+    assert link(payload) == "http://ui.local:3000/runs/r1"
+    assert link(slack_payload(Alert("Stale", "old", asset="marts/fct_events"), "http://u")) == (
+        "http://u/assets/marts/fct_events"
+    )
+    long = slack_payload(Alert("x", "y" * 5000), "http://u")
+    assert len(json.dumps(long)) < 3000 + 1000
+
+
+def test_retries_with_bounded_exponential_backoff():
+    hook = Webhook(failures=2)
+    waits: list[float] = []
+    attempts = post_json(
+        hook.url,
+        {"text": "hi"},
+        attempts=4,
+        backoff_seconds=0.5,
+        max_backoff_seconds=0.8,
+        timeout_seconds=5,
+        sleep=waits.append,
+    )
+    hook.server.shutdown()
+    assert attempts == 3 and len(hook.received) == 3
+    assert waits == [0.5, 0.8]  # doubled, then capped
+
+
+def test_a_webhook_that_fails_twice_then_succeeds_gets_the_alert_once(caplog):
+    hook = Webhook(failures=2)
+    assert hook.sender().send(Alert("Run failed", "boom", asset="raw/events"), logging.getLogger())
+    hook.server.shutdown()
+    assert [p["text"] for p in hook.received].count(hook.received[-1]["text"]) == 3
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_an_unreachable_webhook_or_none_logs_the_alert(caplog):
+    dead = AlertWebhook(webhook_url="http://127.0.0.1:9/hook", attempts=2, backoff_seconds=0.01)
+    caplog.set_level(logging.WARNING)
+    assert not dead.send(Alert("Run failed", "boom", asset="raw/events"), logging.getLogger())
+    assert not AlertWebhook().send(Alert("Asset is stale", "old", asset="x"), logging.getLogger())
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("not delivered" in m and "raw/events" in m for m in messages)
+    assert any(
+        "DATA_PLATFORM_ALERT_WEBHOOK is unset" in m and "Asset is stale" in m for m in messages
+    )
+    assert not any("127.0.0.1:9" in m for m in messages)  # the URL is a secret
+
+
+def test_the_webhook_url_reaches_the_resource_as_an_env_var(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATA_PLATFORM_ALERT_WEBHOOK", "https://hooks.example/secret")
+    resources = build_resources(
+        load_settings(
+            {
+                "DATA_PLATFORM_HOME": str(tmp_path),
+                **{"DATA_PLATFORM_ALERT_WEBHOOK": "https://hooks.example/secret"},
+            }
+        )
+    )
+    assert isinstance(resources["alerts"].webhook_url, dg.EnvVar)
+    assert (
+        build_resources(load_settings({"DATA_PLATFORM_HOME": str(tmp_path)}))["alerts"].webhook_url
+        is None
+    )
+
+
+DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01")
+
+
+@dg.asset(partitions_def=DAILY, key=["raw", "events"])
+def breaks() -> None:
+    raise RuntimeError("landing zone unreachable")
+
+
+@dg.asset(
+    key=["marts", "fct_events"],
+    check_specs=[
+        dg.AssetCheckSpec("unique_event_id", asset=["marts", "fct_events"], blocking=True),
+        dg.AssetCheckSpec("row_count", asset=["marts", "fct_events"]),
+        dg.AssetCheckSpec("soft_rule", asset=["marts", "fct_events"]),
+    ],
+)
+def checked(context: dg.AssetExecutionContext):
+    blocking_fails = context.run.tags.get("blocking") == "fail"
+    yield dg.MaterializeResult(
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="unique_event_id", passed=not blocking_fails, description="2 duplicates"
+            ),
+            dg.AssetCheckResult(check_name="row_count", passed=False, description="0 rows"),
+            dg.AssetCheckResult(
+                check_name="soft_rule", passed=False, severity=dg.AssetCheckSeverity.WARN
+            ),
+        ]
+    )
+
+
+def finished_run(instance, assets, **kwargs):
+    result = dg.materialize(assets, instance=instance, raise_on_error=False, **kwargs)
+    return instance.get_run_by_id(result.run_id), result
+
+
+def failure_context(instance, run, webhook):
+    failure = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0]
+    return dg.build_run_status_sensor_context(
+        sensor_name="alert_on_run_failure",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=failure.get_dagster_event(),
+        resources={"alerts": webhook.sender()},
+    ).for_run_failure()
+
+
+def test_a_failed_run_sends_one_alert_with_asset_partition_reason_and_link(webhook):
+    instance = dg.DagsterInstance.ephemeral()
+    run, _ = finished_run(instance, [breaks], partition_key="2026-01-05")
+    run_failure_alerts(failure_context(instance, run, webhook))
+    (payload,) = webhook.received
+    assert fields(payload) == {"Asset": "raw/events", "Partition": "2026-01-05"}
+    assert "landing zone unreachable" in json.dumps(payload)
+    assert link(payload) == f"http://127.0.0.1:3000/runs/{run.run_id}"
+
+
+def test_failed_error_checks_send_one_alert_each_warn_none(webhook):
+    instance = dg.DagsterInstance.ephemeral()
+    # A failed blocking check fails its run: one alert for the run, one per failed ERROR check.
+    run, _ = finished_run(instance, [checked], tags={"blocking": "fail"})
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    run_failure_alerts(failure_context(instance, run, webhook))
+    titles = sorted((p["blocks"][0]["text"]["text"], fields(p)["Asset"]) for p in webhook.received)
+    assert titles == [
+        ("Asset check failed", "marts/fct_events"),
+        ("Asset check failed", "marts/fct_events"),
+        ("Run failed", "marts/fct_events"),
+    ]
+    assert any(
+        "unique_event_id" in p["text"] and "2 duplicates" in p["text"] for p in webhook.received
+    )
+
+    # A failed non-blocking ERROR check leaves its run green: the success sensor alerts once.
+    webhook.received.clear()
+    run, _ = finished_run(instance, [checked])
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    context = dg.build_run_status_sensor_context(
+        sensor_name="alert_on_failed_checks",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)[
+            0
+        ].get_dagster_event(),
+        resources={"alerts": webhook.sender()},
+    )
+    failed_check_alerts_sensor(context)
+    (payload,) = webhook.received
+    assert "row_count" in payload["text"] and link(payload).endswith(run.run_id)

@@ -1,0 +1,245 @@
+"""Declarative automation on the real asset graph: the marts follow landed partitions, in order,
+and nothing downstream of a failed blocking check is ever requested.
+
+The dbt models, views and Python assets are the platform's own (their conditions come from the
+translator); raw/events is a stand-in with the same key and partitions and a blocking check
+whose verdict each test chooses. Requested assets are "run" by recording their
+materializations, so no dbt build is needed: what is under test is what gets requested.
+"""
+
+from datetime import date
+
+import dagster as dg
+import pytest
+
+from data_platform.assets.analytics import ANALYTICS_ASSETS
+from data_platform.assets.dbt import DBT_ASSETS
+from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
+from data_platform.automation.landing_sensor import landing_zone_sensor
+from data_platform.partitions import DAILY_PARTITIONS, SINGLE_RUN_BACKFILL
+from data_platform.resources.build import build_resources
+from data_platform.settings import load_settings
+from data_platform_tests.helpers import materialize_days, put_lines
+
+EVENTS = dg.AssetKey(["raw", "events"])
+STG_EVENTS = "staging/stg_events__events"
+FCT_EVENTS = "marts/fct_events"
+DAU = "marts/daily_active_users"
+DB_TABLES = ["raw/users", "raw/products", "raw/orders", "raw/order_items"]
+RESOURCE_KEYS = (
+    "warehouse",
+    "warehouse_io_manager",
+    "landing",
+    "source_database",
+    "privacy",
+    "dbt",
+)
+
+
+class Verdict(dg.Config):
+    passes: bool = True
+
+
+@dg.asset(
+    key=EVENTS,
+    partitions_def=DAILY_PARTITIONS,
+    backfill_policy=SINGLE_RUN_BACKFILL,
+    check_specs=[dg.AssetCheckSpec("rows_are_valid", asset=EVENTS, blocking=True)],
+)
+def stand_in_raw_events(config: Verdict) -> dg.MaterializeResult:
+    return dg.MaterializeResult(check_results=[dg.AssetCheckResult(passed=config.passes)])
+
+
+def platform_defs(raw_events: dg.AssetsDefinition, resources: dict) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[
+            raw_events,
+            RAW_FILE_ASSETS[1],
+            *RAW_SOURCE_TABLE_ASSETS,
+            DEAD_LETTER_SPEC,
+            *DBT_ASSETS,
+            *ANALYTICS_ASSETS,
+        ],
+        sensors=[landing_zone_sensor],
+        resources=resources,
+    )
+
+
+@pytest.fixture(scope="module")
+def defs(tmp_path_factory) -> dg.Definitions:
+    home = tmp_path_factory.mktemp("home")
+    return platform_defs(
+        stand_in_raw_events, build_resources(load_settings({"DATA_PLATFORM_HOME": str(home)}))
+    )
+
+
+class Platform:
+    """An instance plus the automation cursor, ticking as the automation sensor does."""
+
+    def __init__(self, defs: dg.Definitions):
+        self.defs, self.graph = defs, defs.resolve_asset_graph()
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.cursor = None
+
+    def tick(self) -> dict[str, list[str] | bool]:
+        """One evaluation; every requested asset then "runs" (its materialization is recorded)."""
+        result = dg.evaluate_automation_conditions(
+            defs=self.defs, instance=self.instance, cursor=self.cursor
+        )
+        self.cursor = result.cursor
+        requested = {}
+        for key in self.graph.get_all_asset_keys():
+            if not result.get_num_requested(key):
+                continue
+            partitioned = self.graph.get(key).partitions_def is not None
+            partitions = sorted(result.get_requested_partitions(key)) if partitioned else [None]
+            requested[key.to_user_string()] = partitions if partitioned else True
+            for partition in partitions:
+                self.record(key.to_user_string(), partition)
+        return requested
+
+    def settle(self, ticks: int = 8) -> set[str]:
+        """Tick until nothing more is requested; the assets requested on the way."""
+        seen: set[str] = set()
+        for _ in range(ticks):
+            requested = self.tick()
+            if not requested:
+                return seen
+            seen |= set(requested)
+        raise AssertionError(f"automation did not settle in {ticks} ticks")
+
+    def record(self, key: str, partition: str | None = None) -> None:
+        event = dg.AssetMaterialization(dg.AssetKey.from_user_string(key), partition=partition)
+        self.instance.report_runless_asset_event(event)
+
+    def land(self, day: str, passes: bool = True) -> None:
+        """A run of raw/events for one day, whose blocking check passes or fails."""
+        dg.materialize(
+            [stand_in_raw_events],
+            partition_key=day,
+            instance=self.instance,
+            run_config=dg.RunConfig({"raw__events": Verdict(passes=passes)}),
+            raise_on_error=False,
+        )
+
+    def filled(self) -> "Platform":
+        """The warehouse built once from the database tables and one day of events."""
+        self.tick()
+        for key in DB_TABLES:
+            self.record(key)
+        self.land("2026-01-05")
+        self.settle()
+        return self
+
+
+def test_every_asset_below_raw_has_a_condition_chosen_for_it():
+    from data_platform.definitions import defs as platform
+
+    graph = platform.resolve_asset_graph()
+    labels = {
+        key.to_user_string(): graph.get(key).automation_condition.get_label()
+        for key in graph.get_all_asset_keys()
+        if graph.get(key).automation_condition is not None
+    }
+    below_raw = {k.to_user_string() for k in graph.get_all_asset_keys() if k.path[0] != "raw"}
+    assert set(labels) >= below_raw
+    assert not any(key.startswith("raw/") for key in labels)  # sensors drive raw
+    assert labels[FCT_EVENTS] == labels["marts/fct_payments"] == "follows raw partitions"
+    assert labels["marts/dim_date"] == "daily"
+    assert labels[DAU] == labels["analytics/customer_segments"] == "follows its inputs"
+    assert graph.get(dg.AssetKey.from_user_string(STG_EVENTS)).is_virtual
+
+
+def test_an_empty_warehouse_fills_itself_then_marts_follow_each_day_in_order(defs):
+    platform = Platform(defs)
+    assert platform.tick() == {"marts/dim_date": True}
+    for key in DB_TABLES:
+        platform.record(key)
+    platform.land("2026-01-05")
+    built = platform.settle()
+    # Everything but the payments side (no payment file has landed) was built once.
+    payments_side = {"marts/fct_payments", "staging/stg_payments__payments"}
+    below_raw = {
+        k.to_user_string() for k in platform.graph.get_all_asset_keys() if k.path[0] != "raw"
+    }
+    assert built == below_raw - payments_side - {"marts/dim_date"}
+
+    platform.land("2026-01-06")
+    # The view (and its blocking checks) first; the fact waits for it, then the aggregate.
+    assert platform.tick() == {STG_EVENTS: True}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-06"]}
+    assert platform.tick() == {DAU: True}
+    assert platform.tick() == {}
+
+
+def test_a_late_file_rebuilds_only_its_own_day(defs):
+    platform = Platform(defs).filled()
+    today = DAILY_PARTITIONS.get_last_partition_key()
+    platform.land(today)
+    assert platform.settle() == {STG_EVENTS, FCT_EVENTS, DAU}
+
+    platform.land("2026-01-02")
+    assert platform.tick() == {STG_EVENTS: True}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-02"]}  # not today's, not every day
+    assert platform.tick() == {DAU: True}
+
+
+def test_nothing_downstream_of_a_failed_blocking_check(defs):
+    platform = Platform(defs).filled()
+    platform.land("2026-01-06", passes=False)
+    for _ in range(2):
+        assert platform.tick() == {}
+
+    # A later day passes: it flows, and the day that failed is not replayed with it.
+    platform.land("2026-01-07")
+    assert platform.tick() == {STG_EVENTS: True}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-07"]}
+    assert platform.tick() == {DAU: True}
+
+    # The failed day, delivered again and passing, flows too.
+    platform.land("2026-01-06")
+    assert platform.tick() == {STG_EVENTS: True}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-06"]}
+
+
+def test_a_failed_check_on_a_view_holds_the_fact(defs):
+    platform = Platform(defs).filled()
+    view = dg.AssetKey.from_user_string(STG_EVENTS)
+    (check_key,) = [k for k in platform.graph.get(view).check_keys if k.name.startswith("unique_")]
+    platform.land("2026-01-06")
+    assert platform.tick() == {STG_EVENTS: True}
+    # The view's run reports its unique test failed.
+    platform.instance.report_runless_asset_event(
+        dg.AssetCheckEvaluation(asset_key=view, check_name=check_key.name, passed=False)
+    )
+    for _ in range(2):
+        assert platform.tick() == {}
+
+
+def test_end_to_end_a_landed_file_reaches_the_marts(resources, tmp_path):
+    """Drop a file -> landing sensor -> its run (in-process) -> automation requests the marts."""
+    line = '{"event_id": "e1", "user_id": 1, "event_type": "login", "occurred_at": "2026-01-05"}'
+    put_lines(resources["landing"], "events/dt=2026-01-05/a.jsonl", [line], tmp_path)
+    defs = platform_defs(RAW_FILE_ASSETS[0], resources)
+    platform = Platform(defs)
+    platform.tick()
+    for key in DB_TABLES:
+        platform.record(key)
+    platform.settle()
+
+    with dg.build_sensor_context(
+        instance=platform.instance, resources=resources, definitions=defs
+    ) as context:
+        (request,) = landing_zone_sensor.evaluate_tick(context).run_requests
+    assert (request.asset_selection, request.partition_key) == ([EVENTS], "2026-01-05")
+    run = materialize_days(
+        [RAW_FILE_ASSETS[0], DEAD_LETTER_SPEC],
+        resources,
+        [date.fromisoformat(request.partition_key)],
+        instance=platform.instance,
+    )
+    assert run.success
+
+    assert platform.tick() == {STG_EVENTS: True}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-05"]}
+    assert platform.tick() == {DAU: True}

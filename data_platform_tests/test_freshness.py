@@ -1,0 +1,129 @@
+"""Freshness policies follow each feed's arrival pattern, turn FAIL after their window, and alert.
+
+Dagster has no public API to evaluate freshness in-process: the freshness daemon's own
+evaluator and state-change step run here under a frozen clock (see STACK_NOTES.md).
+"""
+
+import asyncio
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import dagster as dg
+from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView
+from dagster._core.definitions.freshness import FreshnessState
+from dagster._core.definitions.freshness_evaluator import TimeWindowFreshnessPolicyEvaluator
+from dagster._core.test_utils import freeze_time
+from dagster._daemon.freshness import FreshnessDaemon
+
+from data_platform.automation.alert_sensors import freshness_alerts
+from data_platform.automation.freshness import arrival_policy
+from data_platform.resources.alerts import AlertWebhook
+
+HOUR = timedelta(hours=1)
+T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+
+
+def windows(policy) -> tuple[timedelta, timedelta]:
+    return policy.fail_window.to_timedelta(), policy.warn_window.to_timedelta()
+
+
+def test_windows_follow_each_feed_and_every_mart_has_one():
+    from data_platform.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    policies = {
+        k.to_user_string(): graph.get(k).freshness_policy for k in graph.get_all_asset_keys()
+    }
+    events, payments, daily = (9 * HOUR, 6 * HOUR), (25 * HOUR, 18 * HOUR), (49 * HOUR, 36 * HOUR)
+    assert windows(policies["raw/events"]) == events  # a file every 4 h: FAIL after two missed
+    assert windows(policies["raw/payments"]) == payments  # two exports a day
+    assert windows(policies["marts/fct_events"]) == windows(policies["marts/daily_active_users"])
+    assert windows(policies["marts/fct_events"]) == events
+    assert windows(policies["marts/fct_payments"]) == payments
+    assert windows(policies["marts/dim_customers"]) == windows(policies["marts/dim_date"]) == daily
+    marts = [name for name in policies if name.startswith("marts/")]
+    assert len(marts) == 10 and all(policies[name] for name in marts)
+    assert policies["staging/stg_events__events"] is None
+
+
+@dg.asset(freshness_policy=arrival_policy(timedelta(hours=4)))
+def feed() -> None:
+    pass
+
+
+DEFS = dg.Definitions(assets=[feed], sensors=[freshness_alerts])
+
+
+def state_at(instance, when: datetime) -> FreshnessState:
+    with freeze_time(when):
+        view = AssetGraphView.for_test(DEFS, instance)
+        node = view.asset_graph.get(feed.key)
+        return asyncio.run(TimeWindowFreshnessPolicyEvaluator().evaluate_freshness(view, node))
+
+
+def test_a_feed_passes_warns_then_fails_after_its_window():
+    instance = dg.DagsterInstance.ephemeral()
+    assert state_at(instance, T0) == FreshnessState.UNKNOWN
+    with freeze_time(T0):
+        dg.materialize([feed], instance=instance)
+    assert state_at(instance, T0 + 5 * HOUR) == FreshnessState.PASS
+    assert state_at(instance, T0 + 7 * HOUR) == FreshnessState.WARN
+    assert state_at(instance, T0 + 10 * HOUR) == FreshnessState.FAIL
+
+
+def daemon_pass(instance, when: datetime) -> None:
+    """What the freshness daemon does every 30 s: record the asset's state when it changes."""
+    with freeze_time(when):
+        view = AssetGraphView.for_test(DEFS, instance)
+        asyncio.run(FreshnessDaemon()._evaluate_asset(view, view.asset_graph.get(feed.key)))
+
+
+def test_a_freshness_failure_sends_one_alert():
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    alerts = AlertWebhook(
+        webhook_url=f"http://127.0.0.1:{server.server_port}/", backoff_seconds=0.01
+    )
+    instance = dg.DagsterInstance.ephemeral()
+
+    def tick(cursor):
+        with dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources={"alerts": alerts}, definitions=DEFS
+        ) as context:
+            return freshness_alerts.evaluate_tick(context).cursor
+
+    try:
+        with freeze_time(T0):
+            dg.materialize([feed], instance=instance)
+        daemon_pass(instance, T0 + HOUR)
+        cursor = tick(None)
+        assert received == []
+        daemon_pass(instance, T0 + 10 * HOUR)
+        cursor = tick(cursor)
+        assert tick(cursor) == cursor  # still failing: no second alert
+        (payload,) = received
+        assert payload["text"].startswith("Asset is stale: feed")
+        assert "9:00:00" in payload["text"]  # the fail window, in the reason
+
+        # Fresh again, then stale again: a new alert.
+        with freeze_time(T0 + 11 * HOUR):
+            dg.materialize([feed], instance=instance)
+        daemon_pass(instance, T0 + 12 * HOUR)
+        daemon_pass(instance, T0 + 22 * HOUR)
+        tick(cursor)
+        assert len(received) == 2
+    finally:
+        server.shutdown()

@@ -1,0 +1,292 @@
+"""The pure parts of the quality gates: arithmetic, windows, reports and the Pandera models."""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from data_platform.checks import models
+from data_platform.checks.anomaly import days_of, score_partitions
+from data_platform.checks.conservation import balances, count_records, warehouse_counts
+from data_platform.checks.dead_letter import judge
+from data_platform.checks.pandera_gate import Gate, fetch_frame, gate_query, validate
+from data_platform.checks.report import markdown_table
+from data_platform.checks.rules import ratio_severity, robust_z, within_tolerance, worst
+from data_platform.checks.scope import WHOLE_TABLE, Window
+from data_platform.checks.thresholds import QualityThresholds
+from data_platform.ingestion.file_formats import EVENT_FILES
+from data_platform.ingestion.tables import DEAD_LETTER, EVENTS, PAYMENTS, ensure_raw_tables
+from data_platform.resources.landing import LandingZone
+from data_platform_tests.helpers import put_lines
+
+WARN, ERROR = dg.AssetCheckSeverity.WARN, dg.AssetCheckSeverity.ERROR
+
+
+@pytest.mark.parametrize(
+    ("bad", "total", "expected"),
+    [
+        (0, 1000, None),
+        (10, 1000, None),  # exactly at the warn ratio: not above it
+        (11, 1000, WARN),
+        (100, 1000, WARN),
+        (101, 1000, ERROR),
+        (30, 40, WARN),  # 75 % of a tiny partition: too few records to block on
+        (0, 0, None),
+    ],
+)
+def test_ratio_severity(bad, total, expected):
+    assert ratio_severity(bad, total, 0.01, 0.10, min_records=50) == expected
+
+
+def test_worst_severity():
+    assert worst([None, WARN, ERROR, None]) == ERROR
+    assert worst([None, WARN]) == WARN
+    assert worst([None, None]) is None
+
+
+def test_robust_z_uses_median_and_mad():
+    # median 11, absolute deviations 1, 1, 0, 2, 2 -> MAD 1 -> sigma 1.4826
+    assert robust_z(20, [10, 12, 11, 13, 9]) == pytest.approx(9 / 1.4826)
+    assert robust_z(11, [10, 12, 11, 13, 9]) == 0.0
+    # One past incident in the baseline barely moves it.
+    assert robust_z(20, [10, 12, 11, 13, 9, 500]) == pytest.approx((20 - 11.5) / (1.5 * 1.4826))
+
+
+def test_robust_z_on_a_constant_baseline():
+    assert robust_z(5, [5, 5, 5]) == 0.0
+    assert robust_z(6, [5, 5, 5]) == math.inf
+    assert robust_z(4, [5, 5, 5]) == -math.inf
+    assert robust_z(990 - 31, [990, 990, 990], min_scale=math.sqrt(990)) == pytest.approx(
+        -31 / math.sqrt(990)
+    )
+    with pytest.raises(ValueError):
+        robust_z(1, [])
+
+
+def test_within_tolerance():
+    assert within_tolerance(100.0, 100.9, 0.01)
+    assert not within_tolerance(100.0, 101.1, 0.01)
+    assert within_tolerance(0.0, 0.0, 0.01)
+    assert not within_tolerance(0.0, 0.01, 0.01)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"dead_letter_warn_ratio": 0.2, "dead_letter_error_ratio": 0.1},
+        {"orphan_user_warn_ratio": 1.5},
+        {"revenue_tolerance": -0.1},
+        {"anomaly_min_history": 8, "anomaly_window": 7},
+        {"anomaly_min_history": 0},
+        {"max_days_from_dt": -1},
+    ],
+)
+def test_thresholds_refuse_inconsistent_values(overrides):
+    with pytest.raises(ValueError):
+        QualityThresholds(**overrides)
+
+
+def test_every_threshold_is_documented():
+    source = Path(models.__file__).with_name("thresholds.py").read_text()
+    for name in QualityThresholds.__dataclass_fields__:
+        declaration = source.index(f"    {name}:")
+        assert source[declaration:].split("\n")[1].strip().startswith('"""'), name
+
+
+def test_score_partitions_flags_a_spike_and_waits_for_history():
+    counts = {date(2026, 1, d): 1000 + d for d in range(1, 6)} | {date(2026, 1, 6): 3000}
+    days = [date(2026, 1, d) for d in range(1, 7)]
+    scores = score_partitions(counts, days, window=7, min_history=3)
+    assert [s.z is None for s in scores] == [True, True, True, False, False, False]
+    assert abs(scores[3].z) < 1 and abs(scores[4].z) < 1
+    # baseline 1001..1005: median 1003, MAD 1 -> sigma 1.48 < sqrt(1003), which takes over
+    assert scores[5].z == pytest.approx((3000 - 1003) / math.sqrt(1003))
+    assert scores[5].baseline_median == 1003
+
+
+def test_score_partitions_counts_a_missing_day_as_zero_rows():
+    counts = {date(2026, 1, d): 1000 for d in range(1, 5)}
+    [score] = score_partitions(counts, [date(2026, 1, 5)], window=7, min_history=3)
+    assert score.rows == 0 and score.z == pytest.approx(-1000 / math.sqrt(1000))
+
+
+def test_days_of_a_window():
+    counts = {date(2026, 1, 2): 1, date(2026, 1, 4): 1}
+    assert days_of(Window(date(2026, 1, 3), date(2026, 1, 4)), counts) == [
+        date(2026, 1, 3),
+        date(2026, 1, 4),
+    ]
+    assert days_of(WHOLE_TABLE, counts) == [date(2026, 1, d) for d in (2, 3, 4)]
+    assert days_of(WHOLE_TABLE, {}) == []
+
+
+def test_window_predicates():
+    window = Window(date(2026, 1, 3), date(2026, 1, 5))
+    assert window.where("dt") == ("dt BETWEEN ? AND ?", [date(2026, 1, 3), date(2026, 1, 5)])
+    assert window.contains(date(2026, 1, 5)) and not window.contains(date(2026, 1, 6))
+    assert window.describe() == "2026-01-03..2026-01-05"
+    assert Window(date(2026, 1, 3), date(2026, 1, 3)).describe() == "2026-01-03"
+    assert WHOLE_TABLE.where() == ("TRUE", []) and WHOLE_TABLE.contains(date(1999, 1, 1))
+
+
+def test_markdown_table_keeps_one_line_per_row():
+    frame = pd.DataFrame({"a": ["x|y", "multi\nline", None], "b": [1, 2, pd.NA]})
+    assert markdown_table(frame).split("\n") == [
+        "| a | b |",
+        "|---|---|",
+        "| x\\|y | 1 |",
+        "| multi line | 2 |",
+        "|  |  |",
+    ]
+
+
+def test_count_records_skips_header_and_blank_lines(tmp_path):
+    text = "h1,h2\n1,2\n\n   \n3,4\r\n \t\n5,6"  # no newline at the end
+    plain, packed = tmp_path / "a.csv", tmp_path / "b.csv.gz"
+    plain.write_text(text)
+    packed.write_bytes(gzip.compress(text.encode()))
+    assert count_records(plain, header_lines=1) == 3
+    assert count_records(packed, header_lines=1) == 3
+    assert count_records(plain, header_lines=0) == 4
+
+
+def test_in_dt_folder():
+    files = pd.Series(["events/dt=2026-01-05/a.jsonl", "events/dt=2026-01-04/b.jsonl", None])
+    dts = pd.Series(pd.to_datetime(["2026-01-05", "2026-01-05", "2026-01-05"]))
+    assert models.in_dt_folder("events", files, dts).tolist() == [True, False, False]
+    assert models.in_dt_folder(pd.Series(["payments"] * 3), files, dts).tolist() == [False] * 3
+
+
+def raw_events_connection(rows: list[tuple]) -> duckdb.DuckDBPyConnection:
+    conn = duckdb.connect()
+    ensure_raw_tables(conn, (EVENTS,))
+    loaded = datetime(2026, 2, 1)
+    conn.executemany(
+        "INSERT INTO raw.events (event_id, user_id, event_type, occurred_at, session_id, "
+        "_source_file, _line_number, _loaded_at, dt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(*row, loaded, date(2026, 1, 5)) for row in rows],
+    )
+    return conn
+
+
+def gate_outcome(conn, shown: int = 10):
+    gate = Gate(dg.AssetKey(["raw", "events"]), models.RawEvents, "raw.events", partitioned=True)
+    sql, params = gate_query(gate, Window(date(2026, 1, 5), date(2026, 1, 5)))
+    return validate(gate.model, fetch_frame(conn, sql, params), shown)
+
+
+def test_the_raw_events_model_accepts_what_ingestion_writes():
+    at = datetime(2026, 1, 5, 10)
+    conn = raw_events_connection(
+        [
+            ("e1", 1, "page_view", at, None, "events/dt=2026-01-05/a.jsonl", 1),
+            # soft rules are raw's to keep: an unknown type and an orphan-looking user
+            ("e1", 900_000_001, "teleport", at, "s", "events/dt=2026-01-05/a.jsonl", 2),
+        ]
+    )
+    outcome = gate_outcome(conn)
+    assert outcome.passed and outcome.rows == 2 and outcome.failing_rows == 0
+
+
+def test_the_raw_events_model_reports_every_hard_failure():
+    at = datetime(2026, 1, 5, 10)
+    conn = raw_events_connection(
+        [
+            ("e1", 1, "page_view", at, None, "events/dt=2026-01-05/a.jsonl", 1),
+            ("e2", 1, "page_view", at, None, "events/dt=2026-01-05/a.jsonl", 1),  # same line
+            (None, 1, "page_view", at, None, "events/dt=2026-01-05/a.jsonl", 3),  # no id
+            ("e4", 1, "page_view", at, None, "events/dt=2026-01-04/b.jsonl", 1),  # wrong day
+            ("e5", 1, "page_view", at, None, "events/dt=2026-01-05/a.jsonl", 0),  # line 0
+        ]
+    )
+    outcome = gate_outcome(conn, shown=3)
+    assert not outcome.passed
+    assert outcome.failing_rows == 5
+    rules = outcome.failing_checks.set_index("rule")["failing_rows"].to_dict()
+    assert rules == {
+        "event_id: not_nullable": 1,
+        "filed_under_its_dt": 1,
+        "_line_number: greater_than_or_equal_to(1)": 1,
+        "multiple_fields_uniqueness": 2,
+    }
+    assert len(outcome.cases) == 3 and set(outcome.cases["rule"]) <= set(rules)
+
+
+@pytest.mark.parametrize(
+    ("model", "table"),
+    [
+        (models.RawUsers, "users"),
+        (models.RawProducts, "products"),
+        (models.RawOrders, "orders"),
+        (models.RawOrderItems, "order_items"),
+        (models.RawEvents, EVENTS.name),
+        (models.RawPayments, PAYMENTS.name),
+        (models.RawDeadLetter, DEAD_LETTER.name),
+    ],
+)
+def test_raw_models_agree_with_the_raw_table_declarations(model, table):
+    """The UI's column schema comes from ingestion/tables.py; the models must not drift."""
+    from data_platform.ingestion.tables import SOURCE_DB_TABLES
+
+    declared = {t.name: t for t in (*SOURCE_DB_TABLES, EVENTS, PAYMENTS, DEAD_LETTER)}[table]
+    conn = duckdb.connect()
+    ensure_raw_tables(conn, (declared,))
+    columns = ", ".join(f'"{c}"' for c in model.to_schema().columns)
+    empty = fetch_frame(conn, f"SELECT {columns} FROM {declared.qualified_name}", [])
+    # Every column the model names exists, with the dtype the table's type arrives as.
+    assert validate(model, empty, 1).passed
+
+
+def test_dead_letter_judgement_per_partition():
+    counts = pd.DataFrame(
+        {
+            "dt": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"]),
+            "records": [1000, 1000, 1000, 20],
+            "dead_lettered": [5, 20, 150, 10],
+        }
+    )
+    judged = judge(counts, QualityThresholds())
+    assert judged["severity"].tolist() == ["", "WARN", "ERROR", "WARN"]
+    assert judged["ratio"].tolist() == [0.005, 0.02, 0.15, 0.5]
+
+
+def test_conservation_balances_files_against_the_warehouse(tmp_path):
+    """A lost row, a vanished file and a file landing after the load, in one partition."""
+    landing = LandingZone(url=str(tmp_path / "landing"))
+    day = "2026-01-05"
+    for name, lines in (("a", ["{}", "", "{}", "{}"]), ("b", ["{}"]), ("late", ["{}"])):
+        put_lines(landing, f"events/dt={day}/{name}.jsonl", lines, tmp_path)
+    conn = duckdb.connect()
+    ensure_raw_tables(conn, (EVENTS, DEAD_LETTER))
+    loaded = datetime.fromtimestamp(
+        max(f.modified for f in landing.list_files() if "/late" not in f.key) + 0.5, UTC
+    ).replace(tzinfo=None)
+    # a.jsonl: lines 1 and 3 loaded, line 4 dead-lettered, nothing lost; b.jsonl: its one row
+    # lost; gone.jsonl: rows of a file no longer in the landing zone.
+    rows = [("a", 1), ("a", 3), ("gone", 1)]
+    conn.executemany(
+        "INSERT INTO raw.events (event_id, user_id, event_type, occurred_at, _source_file, "
+        "_line_number, _loaded_at, dt) VALUES ('e', 1, 't', ?, ?, ?, ?, ?)",
+        [(loaded, f"events/dt={day}/{f}.jsonl", n, loaded, date(2026, 1, 5)) for f, n in rows],
+    )
+    conn.execute(
+        "INSERT INTO raw.dead_letter VALUES ('events', ?, ?, 4, '{}', 'bad', ?)",
+        [date(2026, 1, 5), f"events/dt={day}/a.jsonl", loaded],
+    )
+    late = tmp_path / "landing" / "events" / f"dt={day}" / "late.jsonl"
+    os.utime(late, (loaded.replace(tzinfo=UTC).timestamp() + 60,) * 2)
+    window = Window(date(2026, 1, 5), date(2026, 1, 5))
+    found, landed_late = balances(
+        landing, EVENT_FILES, warehouse_counts(conn, EVENT_FILES, window), window
+    )
+    assert landed_late == [f"events/dt={day}/late.jsonl"]
+    differences = {b.key.split("/")[-1]: b.difference for b in found}
+    assert differences == {"a.jsonl": 0, "b.jsonl": 1, "gone.jsonl": -1}
