@@ -199,6 +199,27 @@ def bench_definitions_load(root: Path) -> None:
     )
 
 
+def bench_quality_checks() -> None:
+    """The blocking Pandera gate on 1,000,000 rows (goal: under 5 s), and the file re-count."""
+    from data_platform_tests import bench_checks
+
+    for what, seconds, bare in bench_checks.run():
+        goal = "goal < 5 s" if "pandera" in what else "no goal"
+        print(f"{what}: {seconds:.2f}s, bare DuckDB on the same rules {bare:.2f}s ({goal})")
+
+
+def bench_file_to_mart_latency() -> None:
+    """Under `dagster dev`: a file lands -> its rows in marts.fct_events (goal: under 90 s)."""
+    from data_platform_tests import bench_latency
+
+    result = bench_latency.run()
+    seconds = result["file_to_fct_events_s"]
+    print(
+        f"file landing -> marts.fct_events under dagster dev: {seconds:.0f}s (goal < 90 s) "
+        f"[{'ok' if seconds < 90 else 'MISSED'}]; details: {result}"
+    )
+
+
 def main() -> None:
     import logging
 
@@ -208,6 +229,8 @@ def main() -> None:
         bench_ingestion(root / "ingestion")
         bench_dbt(root / "dbt")
         bench_definitions_load(root / "definitions")
+    bench_quality_checks()
+    bench_file_to_mart_latency()
 
 
 if __name__ == "__main__":
