@@ -439,3 +439,27 @@ def test_scorecard_counts_check_executions_and_dead_letters(defects):
     }
     png = re.search(r"base64,([^)]+)\)", value(materialization, "chart")).group(1)
     assert base64.b64decode(png).startswith(b"\x89PNG")
+
+
+def test_events_before_the_first_user_extraction_are_orphans_not_a_crash(
+    settings, resources, tmp_path
+):
+    day = date(2026, 1, 5)
+    lines = [
+        f'{{"event_id": "e{n}", "user_id": {n}, "event_type": "login", "occurred_at": "{day}T10:00:00Z"}}'
+        for n in range(4)
+    ]
+    put_lines(resources["landing"], f"events/dt={day}/a.jsonl", lines, tmp_path)
+    [events] = [a for a in RAW_FILE_ASSETS if a.key.path[-1] == "events"]
+    [orphans] = [
+        c for c in QUALITY_CHECKS if any(k.name == "orphan_user_ids" for k in c.check_keys)
+    ]
+    result = dg.materialize(
+        [events, DEAD_LETTER_SPEC, orphans], resources=resources, partition_key=str(day)
+    )
+    assert result.success
+    [evaluation] = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == "orphan_user_ids"
+    ]
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.metadata["offending"].value == evaluation.metadata["records"].value == 4

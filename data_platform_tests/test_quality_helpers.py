@@ -290,3 +290,22 @@ def test_conservation_balances_files_against_the_warehouse(tmp_path):
     assert landed_late == [f"events/dt={day}/late.jsonl"]
     differences = {b.key.split("/")[-1]: b.difference for b in found}
     assert differences == {"a.jsonl": 0, "b.jsonl": 1, "gone.jsonl": -1}
+
+
+def test_reconciliation_before_any_payment_is_built_warns_instead_of_crashing(tmp_path):
+    import dagster as dg
+    import duckdb
+
+    from data_platform.checks.reconciliation import revenue_reconciliation_check
+    from data_platform.checks.thresholds import QualityThresholds
+    from data_platform.resources.warehouse import Warehouse
+
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE SCHEMA marts")
+        conn.execute("CREATE TABLE marts.daily_revenue AS SELECT DATE '2026-01-05' AS revenue_date")
+        conn.execute("CREATE TABLE marts.fct_orders AS SELECT 1 AS order_id")
+    check = revenue_reconciliation_check(QualityThresholds())
+    result = check(warehouse=Warehouse(path=str(path)))
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
+    assert result.metadata["missing_tables"].value == ["marts.fct_payments"]
