@@ -58,46 +58,50 @@ _EVENT_FIELDS = ["event_id", "user_id", "event_type", "occurred_at", "session_id
 # whose type is then cheap to check (measured: about 5x faster than json_transform to a struct).
 _EVENT_PATHS = "[" + ", ".join(f"'$.\"{f}\"'" for f in _EVENT_FIELDS) + "]"
 _EVENT_NULLS = "{" + ", ".join(f'"{f}": null' for f in _EVENT_FIELDS) + "}"
-_FIELD = {name: f"v[{i}]" for i, name in enumerate(_EVENT_FIELDS, start=1)}
 
 
 def _required(name: str) -> tuple[str, str]:
-    field = _FIELD[name]
     return (
-        f"{field} IS NULL OR json_type({field}) = 'NULL'",
+        f"t_{name} IS NULL OR t_{name} = 'NULL'",
         f"'{name}: required, missing or null'",
     )
 
 
 def _typed(name: str, ok: str, expected: str) -> tuple[str, str]:
-    field = _FIELD[name]
     return (
-        f"{field} IS NOT NULL AND json_type({field}) <> 'NULL' AND NOT ({ok.format(v=field)})",
-        f"'{name}: expected {expected}, got ' || left({field}::VARCHAR, 80)",
+        f"t_{name} IS NOT NULL AND t_{name} <> 'NULL' AND NOT ({ok})",
+        f"'{name}: expected {expected}, got ' || left(j_{name}::VARCHAR, 80)",
     )
 
 
 _EVENT_CHECKS = [
     _required("event_id"),
-    _typed("event_id", "json_type({v}) = 'VARCHAR'", "a string"),
+    _typed("event_id", "t_event_id = 'VARCHAR'", "a string"),
     _required("user_id"),
     _typed(
         "user_id",
-        "json_type({v}) IN ('BIGINT', 'UBIGINT') OR (json_type({v}) = 'VARCHAR' "
-        "AND regexp_full_match({v}->>'$', '[0-9]{{1,18}}'))",
+        "t_user_id IN ('BIGINT', 'UBIGINT') "
+        "OR (t_user_id = 'VARCHAR' AND regexp_full_match(s_user_id, '[0-9]{1,18}'))",
         "an integer or a string of digits",
     ),
     _required("event_type"),
-    _typed("event_type", "json_type({v}) = 'VARCHAR'", "a string"),
+    _typed("event_type", "t_event_type = 'VARCHAR'", "a string"),
     _required("occurred_at"),
     _typed(
         "occurred_at",
-        "json_type({v}) = 'VARCHAR' AND TRY_CAST({v}->>'$' AS TIMESTAMPTZ) IS NOT NULL",
+        "t_occurred_at = 'VARCHAR' AND occurred_at_tz IS NOT NULL",
         "an ISO-8601 timestamp such as 2026-01-05T10:00:00Z",
     ),
-    _typed("session_id", "json_type({v}) = 'VARCHAR'", "a string or null"),
-    _typed("properties", "json_type({v}) = 'OBJECT'", "a JSON object or null"),
+    _typed("session_id", "t_session_id = 'VARCHAR'", "a string or null"),
+    _typed("properties", "t_properties = 'OBJECT'", "a JSON object or null"),
 ]
+
+# Each fragment, its JSON type and its text are computed once, in their own projection: the
+# checks and the values below refer to them by name (inlined expressions cost 3x here).
+_EVENT_FRAGMENTS = ",\n        ".join(
+    f"v[{i}] AS j_{f}, json_type(v[{i}]) AS t_{f}, v[{i}]->>'$' AS s_{f}"
+    for i, f in enumerate(_EVENT_FIELDS, start=1)
+)
 
 EVENTS_SQL = f"""
 WITH objects AS (
@@ -113,6 +117,14 @@ fields AS (
             THEN list_filter(json_keys(line), lambda k: k NOT IN ({_sql_list(_EVENT_FIELDS)}))
         END AS extra_keys
     FROM objects
+),
+fragments AS (
+    SELECT line_number, line, is_json, is_object, extra_keys,
+        {_EVENT_FRAGMENTS}
+    FROM fields
+),
+typed AS (
+    SELECT *, TRY_CAST(s_occurred_at AS TIMESTAMPTZ) AS occurred_at_tz FROM fragments
 )
 SELECT
     line_number,
@@ -125,15 +137,14 @@ SELECT
         ELSE {_problems(_EVENT_CHECKS)}
     END AS error,
     is_object AND {_passes(_EVENT_CHECKS)} AS is_valid,
-    {_FIELD["event_id"]}->>'$' AS event_id,
-    TRY_CAST({_FIELD["user_id"]}->>'$' AS BIGINT) AS user_id,
-    {_FIELD["event_type"]}->>'$' AS event_type,
-    TRY_CAST({_FIELD["occurred_at"]}->>'$' AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS occurred_at,
-    {_FIELD["session_id"]}->>'$' AS session_id,
-    CASE WHEN json_type({_FIELD["properties"]}) = 'OBJECT' THEN {_FIELD["properties"]} END
-        AS properties,
+    s_event_id AS event_id,
+    TRY_CAST(s_user_id AS BIGINT) AS user_id,
+    s_event_type AS event_type,
+    occurred_at_tz AT TIME ZONE 'UTC' AS occurred_at,
+    s_session_id AS session_id,
+    CASE WHEN t_properties = 'OBJECT' THEN j_properties END AS properties,
     CASE WHEN len(extra_keys) > 0 THEN json_merge_patch(line, '{_EVENT_NULLS}') END AS _rescued
-FROM fields
+FROM typed
 """
 
 _PAYMENT_FIELDS = ["payment_id", "order_id", "amount", "currency", "status", "created_at"]
