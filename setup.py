@@ -22,6 +22,8 @@ setup(
         "pandera>=0.35,<0.36",
         "sqlalchemy>=2.0,<3",
         "boto3>=1.34",
+        # Parses the dbt version for the dbt CLI resource (data_platform/resources/dbt_cli.py).
+        "packaging>=23",
         # Arrow hands file bytes and extracted source rows to DuckDB without a per-row copy.
         "pyarrow>=17",
         # The daily-revenue chart shown in the UI.

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
-from data_platform.assets.dbt_project import DBT_PROJECT
 from data_platform.resources.alerts import AlertWebhook
+from data_platform.resources.dbt_cli import local_dbt
 from data_platform.resources.landing import LandingZone
 from data_platform.resources.privacy import Privacy, local_pii_salt
 from data_platform.resources.source_database import SourceDatabase
@@ -41,10 +38,5 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "alerts": AlertWebhook(
             webhook_url=dg.EnvVar("DATA_PLATFORM_ALERT_WEBHOOK") if settings.alert_webhook else None
         ),
-        # The dbt of this interpreter's environment, whether or not the venv is on PATH.
-        "dbt": DbtCliResource(
-            project_dir=DBT_PROJECT,
-            profiles_dir=str(DBT_PROJECT.profiles_dir),
-            dbt_executable=str(Path(sys.executable).with_name("dbt")),
-        ),
+        "dbt": local_dbt(),
     }
