@@ -23,32 +23,9 @@ renamed as (
 
 ),
 
-deduplicated as (
-
-    select *
-    from renamed
-    qualify row_number() over (
-        partition by order_item_id, updated_at
-        order by extracted_at, order_id, product_id, quantity, unit_price
-    ) = 1
-
-),
-
 final as (
 
-    select
-        order_item_id,
-        order_id,
-        product_id,
-        quantity,
-        unit_price,
-        updated_at,
-        extracted_at,
-        row_number() over (
-            partition by order_item_id order by updated_at desc
-        ) = 1 as is_latest_version
-
-    from deduplicated
+    {{ distinct_versions('renamed', 'order_item_id') }}
 
 )
 

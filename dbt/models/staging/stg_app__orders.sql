@@ -22,31 +22,9 @@ renamed as (
 
 ),
 
-deduplicated as (
-
-    select *
-    from renamed
-    qualify row_number() over (
-        partition by order_id, updated_at
-        order by extracted_at, status, user_id, ordered_at
-    ) = 1
-
-),
-
 final as (
 
-    select
-        order_id,
-        user_id,
-        status,
-        ordered_at,
-        updated_at,
-        extracted_at,
-        row_number() over (
-            partition by order_id order by updated_at desc
-        ) = 1 as is_latest_version
-
-    from deduplicated
+    {{ distinct_versions('renamed', 'order_id') }}
 
 )
 

@@ -23,32 +23,9 @@ renamed as (
 
 ),
 
-deduplicated as (
-
-    select *
-    from renamed
-    qualify row_number() over (
-        partition by product_id, updated_at
-        order by extracted_at, sku, product_name, category, unit_price
-    ) = 1
-
-),
-
 final as (
 
-    select
-        product_id,
-        sku,
-        product_name,
-        category,
-        unit_price,
-        updated_at,
-        extracted_at,
-        row_number() over (
-            partition by product_id order by updated_at desc
-        ) = 1 as is_latest_version
-
-    from deduplicated
+    {{ distinct_versions('renamed', 'product_id') }}
 
 )
 

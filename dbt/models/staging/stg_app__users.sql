@@ -21,42 +21,16 @@ renamed as (
         cast(created_at as timestamp) as created_at,
         cast(updated_at as timestamp) as updated_at,
         cast(deleted_at as timestamp) as deleted_at,
+        deleted_at is not null as is_deleted,
         cast(_extracted_at as timestamp) as extracted_at
 
     from source
 
 ),
 
-deduplicated as (
-
-    -- the look-back window of the extraction can log the same (id, updated_at) again:
-    -- keep its first extraction (later columns only make the choice deterministic)
-    select *
-    from renamed
-    qualify row_number() over (
-        partition by user_id, updated_at
-        order by extracted_at, email, full_name, country, created_at, deleted_at
-    ) = 1
-
-),
-
 final as (
 
-    select
-        user_id,
-        email,
-        full_name,
-        country,
-        created_at,
-        updated_at,
-        deleted_at,
-        deleted_at is not null as is_deleted,
-        extracted_at,
-        row_number() over (
-            partition by user_id order by updated_at desc
-        ) = 1 as is_latest_version
-
-    from deduplicated
+    {{ distinct_versions('renamed', 'user_id') }}
 
 )
 
