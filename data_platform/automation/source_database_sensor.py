@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import sqlalchemy as sa
 
 from data_platform.ingestion.tables import SOURCE_DB_TABLES
 from data_platform.resources.source_database import SourceDatabase
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 TABLES = [table.name for table in SOURCE_DB_TABLES]
 
@@ -26,6 +29,9 @@ def raw_key(table: str) -> dg.AssetKey:
 
 def sqlite_file_missing(url: str) -> bool:
     """Connecting to a SQLite file that does not exist would create an empty one."""
+    # Imported here, like everywhere: the Definitions load without SQLAlchemy.
+    import sqlalchemy as sa
+
     parsed = sa.engine.make_url(url)
     database = parsed.database or ""
     return (
@@ -37,6 +43,8 @@ def sqlite_file_missing(url: str) -> bool:
 
 def high_water_marks(engine: sa.Engine, tables: list[str]) -> dict[str, str]:
     """max(updated_at) per table, as text; empty or missing tables are left out."""
+    import sqlalchemy as sa
+
     existing = set(sa.inspect(engine).get_table_names())
     marks = {}
     with engine.connect() as conn:
