@@ -17,12 +17,9 @@ from data_platform.resources.build import build_resources
 from data_platform.settings import load_settings
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests.helpers import materialize_days, put_lines, query
+from data_platform_tests.landed_records import KNOWN_EVENT_TYPES
 
 DAYS = [date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)]
-KNOWN_EVENT_TYPES = {
-    "page_view", "product_view", "add_to_cart", "remove_from_cart",
-    "checkout_started", "purchase", "signup", "login",
-}  # fmt: skip
 ALL_ASSETS = list(defs.assets)
 
 

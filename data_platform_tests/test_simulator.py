@@ -29,18 +29,9 @@ from data_platform.simulator import (
     command,
     simulate,
 )
+from data_platform_tests.landed_records import KNOWN_EVENT_TYPES
 
 END = date(2026, 1, 5)
-KNOWN_TYPES = {
-    "page_view",
-    "product_view",
-    "add_to_cart",
-    "remove_from_cart",
-    "checkout_started",
-    "purchase",
-    "signup",
-    "login",
-}
 REQUIRED = ("event_id", "user_id", "event_type", "occurred_at")
 EVENT_FIELDS = {*REQUIRED, "session_id", "properties"}
 PAYMENT_COLUMNS = {"payment_id", "order_id", "amount", "currency", "status", "created_at"}
@@ -148,7 +139,7 @@ def classify_event(line: str, dt: date, users: set[int], seen: set[str]) -> str 
         ("naive_timestamp", datetime.fromisoformat(stamp).tzinfo is None),
         ("offset_timestamp", not stamp.endswith("Z") and datetime.fromisoformat(stamp).tzinfo),
         ("extra_fields", bool(set(event) - EVENT_FIELDS)),
-        ("unknown_event_type", event["event_type"] not in KNOWN_TYPES),
+        ("unknown_event_type", event["event_type"] not in KNOWN_EVENT_TYPES),
         ("orphan_user_id", int(event["user_id"]) not in users),
         ("late_event", parse_ts(stamp).date() != dt),
     ]
@@ -272,7 +263,7 @@ def test_clean_run_every_line_is_contract_valid(tmp_path: Path) -> None:
             assert (
                 event["occurred_at"].endswith("Z") and parse_ts(event["occurred_at"]).date() == dt
             )
-            assert event["event_type"] in KNOWN_TYPES and event["event_id"] not in event_ids
+            assert event["event_type"] in KNOWN_EVENT_TYPES and event["event_id"] not in event_ids
             assert isinstance(event.get("session_id", ""), str)
             assert isinstance(event.get("properties", {}), dict)
             event_ids.add(event["event_id"])
@@ -283,7 +274,7 @@ def test_clean_run_every_line_is_contract_valid(tmp_path: Path) -> None:
                 assert Decimal(str(event["properties"]["amount"])) == totals[order_id]
                 purchased.add(order_id)
         assert summary.records("events", dt) == sum(len(text_lines(p)) for p in paths)
-    assert set(seen_types) == KNOWN_TYPES
+    assert set(seen_types) == KNOWN_EVENT_TYPES
     assert seen_types["page_view"] > seen_types["product_view"] > seen_types["add_to_cart"]
     assert seen_types["checkout_started"] > seen_types["purchase"] > 0
     assert purchased == set(orders)  # every order comes from a purchase event

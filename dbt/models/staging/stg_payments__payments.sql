@@ -31,15 +31,7 @@ renamed as (
 
 first_arrivals as (
 
-    select
-        *,
-        count(*) over (partition by payment_id) as arrival_count
-
-    from renamed
-    qualify row_number() over (
-        partition by payment_id
-        order by dt, source_file, source_line_number
-    ) = 1
+    {{ first_arrival('renamed', 'payment_id') }}
 
 ),
 
