@@ -1,0 +1,58 @@
+"""`data-platform materialize`, as a person runs it: a subprocess on a DAGSTER_HOME of its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from data_platform.simulator import SimulationConfig, simulate
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).with_name("data-platform"))
+DAY = date(2026, 1, 5)
+
+
+def run_cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    (home / "dagster_home").mkdir(parents=True, exist_ok=True)
+    environ = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DATA_PLATFORM_")},
+        "DATA_PLATFORM_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster_home"),
+        **env,
+    }
+    return subprocess.run(
+        [CLI, *args], cwd=REPO, env=environ, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_materialize_a_selection_for_a_day_then_a_failure_exits_non_zero(settings, resources):
+    simulate(
+        SimulationConfig(seed=2, days=1, end_date=DAY, users=30, events_per_day=200),
+        resources["landing"],
+        settings.source_db_url,
+    )
+    args = ("materialize", "--start", str(DAY), "--end", str(DAY), "--select", "group:raw")
+    ok = run_cli(settings.home, *args)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "materialized raw/events" in ok.stdout and ok.stdout.strip().endswith("success")
+    assert "1 days" in ok.stderr  # progress: what it is about to do
+    assert settings.warehouse.exists()
+
+    engine = sa.create_engine(settings.source_db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE orders RENAME COLUMN status TO state"))
+    failed = run_cli(settings.home, *args)
+    assert failed.returncode == 1
+    assert "FAILED raw__orders" in failed.stdout
+
+
+def test_a_wrong_setting_is_one_line_and_exit_2(tmp_path):
+    result = run_cli(tmp_path, "materialize", DATA_PLATFORM_START_DATE="yesterday")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "DATA_PLATFORM_START_DATE" in result.stderr
