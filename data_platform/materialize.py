@@ -13,10 +13,7 @@ from datetime import date
 
 import dagster as dg
 
-from data_platform.partitions import DAILY_PARTITIONS
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
+from data_platform.partitions import DAILY_PARTITIONS, RANGE_END_TAG, RANGE_START_TAG
 
 
 def partition_window(start: date | None, end: date | None) -> list[str]:

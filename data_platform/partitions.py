@@ -13,6 +13,10 @@ DAILY_PARTITIONS = dg.DailyPartitionsDefinition(
 
 # A backfill over any range is one run that handles the whole window in one set-based pass.
 SINGLE_RUN_BACKFILL = dg.BackfillPolicy.single_run()
+# The tags that make one run cover a range of partitions (what a single-run backfill sets).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+RANGE_TAGS = (RANGE_START_TAG, RANGE_END_TAG)
 
 # DuckDB allows one writer per file; every step that writes the warehouse joins this pool,
 # whose limit dagster.yaml sets to 1, so runs queue instead of failing on the file lock.

@@ -121,6 +121,7 @@ def bench_dbt(root: Path) -> None:
     from data_platform.assets.dbt import DBT_ASSETS, dbt_environment
     from data_platform.assets.dbt_project import DBT_PROJECT_DIR
     from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
+    from data_platform.partitions import RANGE_TAGS
     from data_platform.resources.build import build_resources
     from data_platform.settings import load_settings
 
@@ -128,10 +129,7 @@ def bench_dbt(root: Path) -> None:
     settings = load_settings(env)
     resources = build_resources(settings)
     raw = [*RAW_SOURCE_TABLE_ASSETS, *RAW_FILE_ASSETS, DEAD_LETTER_SPEC]
-    tags = {
-        "dagster/asset_partition_range_start": "2026-01-03",
-        "dagster/asset_partition_range_end": str(DAY),
-    }
+    tags = dict(zip(RANGE_TAGS, ("2026-01-03", str(DAY)), strict=True))
     assert dg.materialize(raw, resources=resources, tags=tags, run_config=QUIET).success
     [core] = [a for a in DBT_ASSETS if a.op.name == "dbt_core_models"]
 

@@ -10,9 +10,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from data_platform.partitions import RANGE_TAGS
 from data_platform.resources.landing import LandingZone
-
-RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
 def put_lines(landing: LandingZone, key: str, lines: list[str], tmp_path: Path) -> None:

@@ -14,10 +14,10 @@ import json
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState
 
+from data_platform.partitions import RANGE_TAGS
 from data_platform.resources.alerts import Alert, AlertWebhook
 
 PARTITION_TAG = "dagster/partition"
-RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
 def run_partition(run: dg.DagsterRun) -> str | None:

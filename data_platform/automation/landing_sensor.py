@@ -26,13 +26,11 @@ import dagster as dg
 
 from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES, FileFormat
 from data_platform.ingestion.files import partition_of
-from data_platform.partitions import DAILY_PARTITIONS
+from data_platform.partitions import DAILY_PARTITIONS, RANGE_END_TAG, RANGE_START_TAG
 from data_platform.resources.landing import LandingFile, LandingZone
 
 FORMATS = (EVENT_FILES, PAYMENT_FILES)
 MAX_GAP_DAYS = 7
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def raw_key(fmt: FileFormat) -> dg.AssetKey:
