@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,16 +26,12 @@ from pathlib import Path
 
 import duckdb
 
+from data_platform_tests.helpers import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 FILL_TIMEOUT = 900.0
 LATENCY_TIMEOUT = 600.0
 EVENTS_IN_FILE = 200
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _latest_fct_events(instance):
@@ -121,7 +116,7 @@ def run() -> dict:
     simulate(config, landing, f"sqlite:///{home / 'source.db'}")
 
     dagster = Path(sys.executable).with_name("dagster")
-    port = _free_port()
+    port = free_port()
     command = [
         str(dagster),
         "dev",

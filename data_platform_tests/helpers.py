@@ -14,6 +14,15 @@ from data_platform.partitions import RANGE_TAGS
 from data_platform.resources.landing import LandingZone
 
 
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1, for a server a test or benchmark starts."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def put_lines(landing: LandingZone, key: str, lines: list[str], tmp_path: Path) -> None:
     """Write lines (each ending in a newline) to the landing zone, gzipped for `.gz` keys."""
     data = "".join(f"{line}\n" for line in lines).encode()

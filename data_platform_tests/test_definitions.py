@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 
 from data_platform.definitions import defs
 from data_platform.settings import SettingsError, load_settings
+from data_platform_tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RAW_KEYS = {
@@ -77,12 +77,6 @@ def test_defaults_follow_data_platform_home(tmp_path):
     assert settings.source_db_url == f"sqlite:///{tmp_path / 'source.db'}"
     assert settings.dagster_home == tmp_path / "dagster_home"
     assert str(settings.start_date) == "2026-01-01"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def graphql(port: int, query: str) -> dict:

@@ -25,7 +25,7 @@ from data_platform.assets.dbt_project import DBT_PROJECT
 from data_platform.automation.conditions import dbt_model_condition
 from data_platform.partitions import DAILY_PARTITIONS, OWNERS, SINGLE_RUN_BACKFILL, WAREHOUSE_POOL
 from data_platform.resources.privacy import Privacy
-from data_platform.resources.warehouse import Warehouse
+from data_platform.resources.warehouse import Warehouse, existing_tables
 
 PARTITIONED_MODELS = "tag:partitioned"
 
@@ -105,13 +105,8 @@ def table_row_counts(warehouse: Warehouse, keys: list[dg.AssetKey]) -> dict[dg.A
     measured here, that alone added about a third to a dbt step.
     """
     with warehouse.connect() as conn:
-        tables = set(
-            conn.execute(
-                "SELECT table_schema, table_name FROM information_schema.tables "
-                "WHERE table_type = 'BASE TABLE'"
-            ).fetchall()
-        )
-        built = [key for key in keys if tuple(key.path) in tables]
+        tables = existing_tables(conn, views=False)
+        built = [key for key in keys if ".".join(key.path) in tables]
         if not built:
             return {}
         counts = " UNION ALL ".join(

@@ -17,7 +17,7 @@ from data_platform.checks.report import markdown_table
 from data_platform.checks.rules import within_tolerance
 from data_platform.checks.thresholds import QualityThresholds
 from data_platform.partitions import WAREHOUSE_POOL
-from data_platform.resources.warehouse import Warehouse
+from data_platform.resources.warehouse import Warehouse, existing_tables
 
 REVENUE_VS_PAYMENTS = """
 WITH paid AS (
@@ -45,17 +45,6 @@ def compare(daily: pd.DataFrame, tolerance: float) -> pd.DataFrame:
     )
 
 
-def missing_tables(conn, names: list[str]) -> list[str]:
-    """The `schema.table` names among `names` that do not exist in the warehouse."""
-    present = {
-        f"{schema}.{table}"
-        for schema, table in conn.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables"
-        ).fetchall()
-    }
-    return [name for name in names if name not in present]
-
-
 def revenue_reconciliation_check(t: QualityThresholds) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=dg.AssetKey(["marts", "daily_revenue"]),
@@ -70,7 +59,8 @@ def revenue_reconciliation_check(t: QualityThresholds) -> dg.AssetChecksDefiniti
     )
     def _check(warehouse: Warehouse):
         with warehouse.connect() as conn:
-            missing = missing_tables(conn, ["marts.fct_payments", "marts.fct_orders"])
+            present = existing_tables(conn)
+            missing = [t for t in ("marts.fct_payments", "marts.fct_orders") if t not in present]
             if missing:
                 # Automation can build daily_revenue before the first payments have landed.
                 return dg.AssetCheckResult(

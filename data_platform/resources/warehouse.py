@@ -33,6 +33,16 @@ def connect_with_lock_wait(path: str, read_only: bool = False) -> duckdb.DuckDBP
         return conn
 
 
+def existing_tables(conn: duckdb.DuckDBPyConnection, views: bool = True) -> set[str]:
+    """Every `schema.table` of the warehouse; with views=False, base tables only."""
+    kinds = "('BASE TABLE', 'VIEW')" if views else "('BASE TABLE')"
+    rows = conn.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        f"WHERE table_type IN {kinds}"
+    ).fetchall()
+    return {f"{schema}.{table}" for schema, table in rows}
+
+
 class Warehouse(dg.ConfigurableResource):
     """A DuckDB file; `connect()` gives a UTC connection that waits out a competing writer."""
 

@@ -19,11 +19,7 @@ renamed as (
         cast(occurred_at as timestamp) as occurred_at,
         cast(session_id as varchar) as session_id,
         cast(properties as json) as properties,
-        cast(_rescued as json) as rescued_fields,
-        cast(dt as date) as dt,
-        cast(_source_file as varchar) as source_file,
-        cast(_line_number as bigint) as source_line_number,
-        cast(_loaded_at as timestamp) as loaded_at
+        {{ landing_file_lineage_columns() }}
 
     from source
 
@@ -41,11 +37,7 @@ final as (
         event_id,
         user_id,
         event_type,
-        event_type in (
-            {%- for event_type in var('known_event_types') %}
-            '{{ event_type }}'{{ ',' if not loop.last }}
-            {%- endfor %}
-        ) as is_known_event_type,
+        {{ in_var_list('event_type', 'known_event_types') }} as is_known_event_type,
         occurred_at,
         session_id,
         properties,

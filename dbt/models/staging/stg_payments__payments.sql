@@ -19,11 +19,7 @@ renamed as (
         cast(status as varchar) as status,
         -- ingestion already normalised created_at to naive UTC
         cast(created_at as timestamp) as created_at,
-        cast(_rescued as json) as rescued_fields,
-        cast(dt as date) as dt,
-        cast(_source_file as varchar) as source_file,
-        cast(_line_number as bigint) as source_line_number,
-        cast(_loaded_at as timestamp) as loaded_at
+        {{ landing_file_lineage_columns() }}
 
     from source
 
@@ -43,11 +39,7 @@ final as (
         amount,
         currency,
         status,
-        status in (
-            {%- for status in var('known_payment_statuses') %}
-            '{{ status }}'{{ ',' if not loop.last }}
-            {%- endfor %}
-        ) as is_known_status,
+        {{ in_var_list('status', 'known_payment_statuses') }} as is_known_status,
         created_at,
         rescued_fields,
         dt,
