@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from data_platform.assets import dbt as dbt_assets_module
+from data_platform.assets.dbt_project import DBT_PROJECT
 from data_platform.definitions import defs
 from data_platform.resources.build import build_resources
 from data_platform.settings import load_settings
@@ -99,6 +100,42 @@ def test_dbt_tables_carry_row_counts_and_column_lineage(platform):
     assert revenue_deps & {"marts/fct_orders", "marts/fct_order_items"}
     schema = metadata["marts/daily_revenue"]["dagster/column_schema"].value
     assert {c.name for c in schema.columns} == {"revenue_date", "completed_orders", "revenue"}
+
+
+def test_column_lineage_is_reused_until_its_inputs_change(platform, monkeypatch):
+    """A second read of the same built models takes every lineage from the cache, equal to the
+    lineage computed the first time; a changed compiled SQL recomputes that model's."""
+    from data_platform.assets import dbt_metadata
+
+    manifest = json.loads(DBT_PROJECT.manifest_path.read_text())
+    target = dbt_assets_module.target_path(platform.resources["warehouse"])
+    reader = dbt_metadata.BuiltModelMetadata(manifest, dbt_assets_module.TRANSLATOR, None, target)
+    models = ["model.data_platform.fct_orders", "model.data_platform.daily_revenue"]
+    with platform.resources["warehouse"].connect() as conn:
+        first = reader.for_models(conn, models)
+    computed = []
+    real_build = dbt_metadata._build_column_lineage_metadata
+
+    def counting_build(**kwargs):
+        computed.append(kwargs["dbt_resource_props"]["unique_id"])
+        return real_build(**kwargs)
+
+    monkeypatch.setattr(dbt_metadata, "_build_column_lineage_metadata", counting_build)
+    with platform.resources["warehouse"].connect() as conn:
+        again = reader.for_models(conn, models)
+    assert computed == []
+    assert again == first
+    assert first[models[1]]["dagster/column_lineage"].deps_by_column["revenue"]
+
+    compiled = dbt_metadata.compiled_sql_path(target, manifest["nodes"][models[0]])
+    original = compiled.read_text()
+    try:
+        compiled.write_text(original + "\n-- edited")
+        with platform.resources["warehouse"].connect() as conn:
+            reader.for_models(conn, models)
+    finally:
+        compiled.write_text(original)
+    assert computed == [models[0]]
 
 
 def test_daily_revenue_matches_raw(platform):

@@ -16,16 +16,16 @@ import dagster as dg
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
-    DbtCliInvocation,
     DbtCliResource,
     dbt_assets,
 )
 
+from data_platform.assets.dbt_metadata import BuiltModelMetadata
 from data_platform.assets.dbt_project import DBT_PROJECT
 from data_platform.automation.conditions import dbt_model_condition
 from data_platform.partitions import DAILY_PARTITIONS, OWNERS, SINGLE_RUN_BACKFILL, WAREHOUSE_POOL
 from data_platform.resources.privacy import Privacy
-from data_platform.resources.warehouse import Warehouse, existing_tables
+from data_platform.resources.warehouse import Warehouse
 
 PARTITIONED_MODELS = "tag:partitioned"
 
@@ -81,41 +81,6 @@ def dbt_environment(warehouse: Warehouse, privacy: Privacy) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def release_warehouse_lock(invocation: DbtCliInvocation) -> None:
-    """Close every DuckDB handle the in-process dbt adapter opened to fetch metadata.
-
-    Row counts and column metadata are read through a dbt adapter inside this process; its
-    cursors, and dbt-duckdb's process-wide environment behind them, stay open otherwise and hold
-    the warehouse's single-writer lock against the next dbt subprocess or Python step.
-    """
-    if invocation.adapter is not None:
-        invocation.adapter.cleanup_connections()
-    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-
-    with DuckDBConnectionManager._LOCK:
-        if DuckDBConnectionManager._ENV is not None:
-            DuckDBConnectionManager._ENV.close()
-            DuckDBConnectionManager._ENV = None
-
-
-def table_row_counts(warehouse: Warehouse, keys: list[dg.AssetKey]) -> dict[dg.AssetKey, int]:
-    """Rows of the built tables, in one query; views are skipped (counting re-runs their SQL).
-
-    dagster-dbt's fetch_row_counts asks through its in-process adapter, one query per model:
-    measured here, that alone added about a third to a dbt step.
-    """
-    with warehouse.connect() as conn:
-        tables = existing_tables(conn, views=False)
-        built = [key for key in keys if ".".join(key.path) in tables]
-        if not built:
-            return {}
-        counts = " UNION ALL ".join(
-            f'SELECT {i}, count(*) FROM "{key.path[0]}"."{key.path[1]}"'
-            for i, key in enumerate(built)
-        )
-        return {built[i]: n for i, n in conn.execute(counts).fetchall()}
-
-
 def target_path(warehouse: Warehouse) -> Path:
     """One dbt target folder per warehouse, kept between runs, so dbt parses incrementally.
 
@@ -138,25 +103,25 @@ def build(
     invocation = dbt.cli(["build", *args], context=context, target_path=target_path(warehouse))
     events, failure = [], None
     try:
-        for event in invocation.stream().fetch_column_metadata():
+        for event in invocation.stream():
             events.append(event)
     except Exception as error:
         failure = error
-    finally:
-        release_warehouse_lock(invocation)
-    outputs = {
-        e.output_name: context.asset_key_for_output(e.output_name)
-        for e in events
-        if isinstance(e, dg.Output)
-    }
-    counts = table_row_counts(warehouse, list(outputs.values()))
+    built = [event_unique_id(e) for e in events if isinstance(e, dg.Output)]
+    with warehouse.connect() as conn:
+        metadata = BuiltModelMetadata(
+            invocation.manifest, TRANSLATOR, invocation.project, invocation.target_path
+        ).for_models(conn, built)
     for event in events:
-        key = outputs.get(event.output_name) if isinstance(event, dg.Output) else None
-        if key in counts:
-            event = event.with_metadata({**event.metadata, "dagster/row_count": counts[key]})
+        if isinstance(event, dg.Output) and event_unique_id(event) in metadata:
+            event = event.with_metadata({**event.metadata, **metadata[event_unique_id(event)]})
         yield event
     if failure is not None:
         raise failure
+
+
+def event_unique_id(event: dg.Output) -> str:
+    return event.metadata["unique_id"].value
 
 
 def partition_window_vars(context: dg.AssetExecutionContext) -> list[str]:
