@@ -13,7 +13,6 @@ from pathlib import Path
 
 import duckdb
 
-from data_platform.checks import models
 from data_platform.checks.conservation import count_records
 from data_platform.checks.pandera_gate import Gate, fetch_frame, gate_query, validate
 from data_platform.checks.scope import WHOLE_TABLE
@@ -51,11 +50,11 @@ def timed(work: Callable[[], object]) -> float:
 
 
 def bench_pandera_gate(conn: duckdb.DuckDBPyConnection) -> tuple[str, float, float]:
-    gate = Gate(None, models.RawEvents, "raw.events", partitioned=True)
+    gate = Gate(None, "RawEvents", "raw.events", partitioned=True)
     sql, params = gate_query(gate, WHOLE_TABLE)
 
     def check() -> None:
-        outcome = validate(gate.model, fetch_frame(conn, sql, params), shown=10)
+        outcome = validate(gate.model_class, fetch_frame(conn, sql, params), shown=10)
         assert outcome.passed and outcome.rows == ROWS, outcome.failing_checks
 
     return (

@@ -89,6 +89,28 @@ def graphql(port: int, query: str) -> dict:
         return json.load(response)
 
 
+def test_loading_the_definitions_runs_no_dbt_and_defers_the_dataframe_stack(tmp_path):
+    """Every sensor tick, UI reload and run process loads the Definitions: pandas, Pandera and
+    pyarrow (0.35 s) load when an asset or check first needs them, and dbt is never run."""
+    probe = (
+        "import subprocess, sys\n"
+        "class NoDbt(subprocess.Popen):\n"
+        "    def __init__(self, args, *rest, **options):\n"
+        "        if 'dbt' in str(args):\n"
+        "            sys.exit(f'ran {args}')\n"
+        "        super().__init__(args, *rest, **options)\n"
+        "subprocess.Popen = NoDbt\n"
+        "import data_platform.definitions\n"
+        "print(sorted(m for m in ('pandas', 'pandera', 'pyarrow', 'numpy') if m in sys.modules))"
+    )
+    env = {**os.environ, "DATA_PLATFORM_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
 def test_webserver_serves_the_asset_graph(tmp_path):
     port = free_port()
     env = {

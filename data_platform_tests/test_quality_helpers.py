@@ -177,10 +177,20 @@ def raw_events_connection(rows: list[tuple]) -> duckdb.DuckDBPyConnection:
     return conn
 
 
+def test_every_gate_names_a_pandera_model_of_checks_models():
+    import pandera.pandas as pa
+
+    from data_platform.checks.gates import GATES
+
+    for gate in GATES:
+        assert issubclass(gate.model_class, pa.DataFrameModel), gate.model
+        assert gate.model_class.__name__ == gate.model
+
+
 def gate_outcome(conn, shown: int = 10):
-    gate = Gate(dg.AssetKey(["raw", "events"]), models.RawEvents, "raw.events", partitioned=True)
+    gate = Gate(dg.AssetKey(["raw", "events"]), "RawEvents", "raw.events", partitioned=True)
     sql, params = gate_query(gate, Window(date(2026, 1, 5), date(2026, 1, 5)))
-    return validate(gate.model, fetch_frame(conn, sql, params), shown)
+    return validate(gate.model_class, fetch_frame(conn, sql, params), shown)
 
 
 def test_the_raw_events_model_accepts_what_ingestion_writes():

@@ -2,13 +2,16 @@
 
 import base64
 import io
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
 from data_platform.automation.conditions import follows_inputs
 from data_platform.partitions import OWNERS, WAREHOUSE_POOL
 from data_platform.resources.warehouse import Warehouse
+
+if TYPE_CHECKING:  # pandas loads when an asset first runs, not with the Definitions
+    import pandas as pd
 
 CLV_KEY = dg.AssetKey(["marts", "customer_lifetime_value"])
 DAILY_REVENUE_KEY = dg.AssetKey(["marts", "daily_revenue"])
@@ -22,8 +25,10 @@ class SegmentThresholds(dg.Config):
     gold_from: float = 500.0
 
 
-def assign_segments(spend: pd.Series, thresholds: SegmentThresholds) -> pd.Series:
+def assign_segments(spend: "pd.Series", thresholds: SegmentThresholds) -> "pd.Series":
     """Bronze below silver_from, Gold from gold_from, Silver in between."""
+    import pandas as pd
+
     if thresholds.silver_from > thresholds.gold_from:
         raise ValueError(
             f"silver_from ({thresholds.silver_from}) must not exceed gold_from "
@@ -47,7 +52,7 @@ def assign_segments(spend: pd.Series, thresholds: SegmentThresholds) -> pd.Serie
 )
 def customer_segments(
     context: dg.AssetExecutionContext, config: SegmentThresholds, warehouse: Warehouse
-) -> pd.DataFrame:
+):  # returns a pandas DataFrame; annotated, Dagster would import pandas to load the Definitions
     with warehouse.connect() as conn:
         customers = conn.execute(
             "SELECT user_id, lifetime_revenue FROM marts.customer_lifetime_value"
@@ -61,9 +66,10 @@ def customer_segments(
     return customers
 
 
-def revenue_chart_png(daily: pd.DataFrame) -> bytes:
+def revenue_chart_png(daily: "pd.DataFrame") -> bytes:
     """A bar chart of revenue per day, as PNG bytes."""
     import matplotlib
+    import pandas as pd
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

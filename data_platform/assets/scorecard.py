@@ -10,9 +10,9 @@ import base64
 import io
 import time
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
 # Dagster 1.13 has no public API for check history; the event log storage's (what the UI's
 # check history reads) takes this status filter.
@@ -25,6 +25,9 @@ from data_platform.checks.report import markdown_table
 from data_platform.checks.thresholds import QualityThresholds
 from data_platform.partitions import OWNERS, WAREHOUSE_POOL
 from data_platform.resources.warehouse import Warehouse
+
+if TYPE_CHECKING:  # pandas loads when an asset first runs, not with the Definitions
+    import pandas as pd
 
 # The tables it reads. raw.dead_letter has no step of its own, so the file assets that write it
 # are deps too: that is what orders the scorecard after them in a run.
@@ -40,8 +43,10 @@ HISTORY_LIMIT = 500
 
 def check_outcomes(
     instance: dg.DagsterInstance, keys: Iterable[dg.AssetCheckKey], since: float
-) -> pd.DataFrame:
+) -> "pd.DataFrame":
     """One row per completed check execution since `since` (epoch seconds)."""
+    import pandas as pd
+
     rows = []
     for key in keys:
         history = instance.event_log_storage.get_asset_check_execution_history(
@@ -60,7 +65,7 @@ def check_outcomes(
     return pd.DataFrame(rows, columns=OUTCOME_COLUMNS)
 
 
-def file_volumes(conn, days: int) -> pd.DataFrame:
+def file_volumes(conn, days: int) -> "pd.DataFrame":
     """Per file source: records and dead letters over its last `days` days of data."""
     return conn.execute(
         """
@@ -83,8 +88,10 @@ def file_volumes(conn, days: int) -> pd.DataFrame:
     ).df()
 
 
-def scorecard(outcomes: pd.DataFrame, volumes: pd.DataFrame) -> pd.DataFrame:
+def scorecard(outcomes: "pd.DataFrame", volumes: "pd.DataFrame") -> "pd.DataFrame":
     """One row per table: checks, executions, passes, WARN / ERROR failures, dead letters."""
+    import pandas as pd
+
     failed = outcomes[~outcomes["passed"].astype(bool)]
     by_table = outcomes.groupby("table")
     card = pd.DataFrame(
@@ -107,9 +114,10 @@ def scorecard(outcomes: pd.DataFrame, volumes: pd.DataFrame) -> pd.DataFrame:
     return card.sort_values("table", ignore_index=True)
 
 
-def scorecard_png(card: pd.DataFrame) -> bytes:
+def scorecard_png(card: "pd.DataFrame") -> bytes:
     """Stacked bars per table: passed, WARN failures, ERROR failures."""
     import matplotlib
+    import pandas as pd
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -156,7 +164,7 @@ def scorecard_asset(
     )
     def data_quality_scorecard(
         context: dg.AssetExecutionContext, warehouse: Warehouse
-    ) -> pd.DataFrame:
+    ):  # a DataFrame, unannotated: see customer_segments
         since = time.time() - days * 86_400
         outcomes = check_outcomes(context.instance, check_keys, since)
         with warehouse.connect() as conn:

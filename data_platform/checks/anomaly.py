@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
-import pandas as pd
 
 from data_platform.checks.report import day_list, markdown_table
 from data_platform.checks.rules import robust_z
@@ -76,6 +75,8 @@ def row_count_anomaly_check(source: str, t: QualityThresholds) -> dg.AssetChecks
         f"beyond a robust z-score of {t.anomaly_z_score}.",
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
+        import pandas as pd
+
         window = run_window(context)
         with warehouse.connect() as conn:
             counts = row_counts(conn, f"raw.{source}", window, t.anomaly_window)

@@ -13,9 +13,9 @@ import gzip
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
 from data_platform.checks.report import markdown_table
 from data_platform.checks.scope import Window, run_window
@@ -24,6 +24,9 @@ from data_platform.ingestion.files import partition_of
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.landing import LandingZone
 from data_platform.resources.warehouse import Warehouse
+
+if TYPE_CHECKING:  # pandas loads when a check first runs, not with the Definitions
+    import pandas as pd
 
 
 def count_records(path: Path, header_lines: int) -> int:
@@ -48,7 +51,7 @@ class FileBalance:
         return self.records - self.loaded - self.dead_lettered
 
 
-def warehouse_counts(conn, fmt: FileFormat, window: Window) -> pd.DataFrame:
+def warehouse_counts(conn, fmt: FileFormat, window: Window) -> "pd.DataFrame":
     """Rows and dead letters per file of the window, and when each dt was loaded."""
     predicate, params = window.where("dt")
     return conn.execute(
@@ -68,7 +71,7 @@ def warehouse_counts(conn, fmt: FileFormat, window: Window) -> pd.DataFrame:
     ).df()
 
 
-def balances(landing: LandingZone, fmt: FileFormat, counts: pd.DataFrame, window: Window):
+def balances(landing: LandingZone, fmt: FileFormat, counts: "pd.DataFrame", window: Window):
     """(per-file balances, keys of files that landed after their dt was loaded)."""
     stored = {row.key: row for row in counts.itertuples()}
     load_time = {row.dt.date(): row.loaded_at for row in counts.itertuples()}
@@ -95,7 +98,9 @@ def _stored(row) -> tuple[int, int]:
     return (int(row.loaded), int(row.dead)) if row is not None else (0, 0)
 
 
-def per_dt(found: list[FileBalance]) -> pd.DataFrame:
+def per_dt(found: list[FileBalance]) -> "pd.DataFrame":
+    import pandas as pd
+
     frame = pd.DataFrame(
         [(b.dt, 1, b.records, b.loaded, b.dead_lettered, b.difference) for b in found],
         columns=["dt", "files", "records in files", "rows loaded", "dead-lettered", "difference"],
@@ -113,6 +118,8 @@ def conservation_check(fmt: FileFormat) -> dg.AssetChecksDefinition:
         "per file. ERROR and blocking: lost or invented records make every number downstream wrong.",
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, landing: LandingZone):
+        import pandas as pd
+
         window = run_window(context)
         with warehouse.connect() as conn:
             counts = warehouse_counts(conn, fmt, window)

@@ -1,8 +1,9 @@
 """Dead-letter ratio per partition: WARN when a source sends noticeably broken records, ERROR
 (blocking downstream) when so many are broken that the day's marts would be misleading."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
-import pandas as pd
 
 from data_platform.checks.report import day_list, markdown_table
 from data_platform.checks.rules import ratio_severity, worst
@@ -12,8 +13,11 @@ from data_platform.ingestion.file_formats import FileFormat
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.warehouse import Warehouse
 
+if TYPE_CHECKING:  # pandas loads when a check first runs, not with the Definitions
+    import pandas as pd
 
-def partition_counts(conn, fmt: FileFormat, window: Window) -> pd.DataFrame:
+
+def partition_counts(conn, fmt: FileFormat, window: Window) -> "pd.DataFrame":
     """dt, records (rows + dead letters), dead_lettered: for every dt of the window with data."""
     predicate, params = window.where("dt")
     return conn.execute(
@@ -32,7 +36,7 @@ def partition_counts(conn, fmt: FileFormat, window: Window) -> pd.DataFrame:
     ).df()
 
 
-def top_errors(conn, fmt: FileFormat, window: Window, limit: int) -> pd.DataFrame:
+def top_errors(conn, fmt: FileFormat, window: Window, limit: int) -> "pd.DataFrame":
     predicate, params = window.where("dt")
     return conn.execute(
         f"SELECT error, count(*) AS records FROM raw.dead_letter WHERE source = ? AND {predicate} "
@@ -41,7 +45,7 @@ def top_errors(conn, fmt: FileFormat, window: Window, limit: int) -> pd.DataFram
     ).df()
 
 
-def judge(counts: pd.DataFrame, t: QualityThresholds) -> pd.DataFrame:
+def judge(counts: "pd.DataFrame", t: QualityThresholds) -> "pd.DataFrame":
     """Add each partition's ratio and severity (empty string when fine)."""
     severities = [
         ratio_severity(

@@ -7,13 +7,10 @@ cases in the check's metadata, so the UI shows which rule broke on which rows.
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
-import pandas as pd
-import pandera.pandas as pa
-import pyarrow
-import pyarrow.compute as pc
 
 from data_platform.checks.report import markdown_table
 from data_platform.checks.scope import WHOLE_TABLE, Window, run_window
@@ -21,13 +18,12 @@ from data_platform.checks.thresholds import QualityThresholds
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.warehouse import Warehouse
 
+if TYPE_CHECKING:  # Pandera, pandas and pyarrow load when a gate first runs
+    import pandas as pd
+    import pandera.pandas as pa
+
 PANDERA_CASE_COLUMNS = ["schema_context", "column", "check", "failure_case", "index"]
 SHOWN_CASE_COLUMNS = ["rule", "column", "failure_case", "index"]
-ARROW_STRINGS = {
-    pyarrow.string(): pd.StringDtype("pyarrow"),
-    pyarrow.large_string(): pd.StringDtype("pyarrow"),
-    pyarrow.string_view(): pd.StringDtype("pyarrow"),
-}
 
 
 @dataclass(frozen=True)
@@ -35,13 +31,19 @@ class Gate:
     """One Pandera model applied to one warehouse table, or to a query that extends it."""
 
     asset_key: dg.AssetKey
-    model: type[pa.DataFrameModel]
+    model: str  # a DataFrameModel of checks/models.py, imported only when a gate runs
     table: str
     query: str | None = None
     partitioned: bool = False
     where: str = "TRUE"
     name: str = "pandera_schema"
     additional_deps: tuple[dg.AssetKey, ...] = ()
+
+    @property
+    def model_class(self) -> "type[pa.DataFrameModel]":
+        from data_platform.checks import models
+
+        return getattr(models, self.model)
 
     @property
     def relation(self) -> str:
@@ -52,31 +54,43 @@ class Gate:
 class Outcome:
     rows: int
     failing_rows: int
-    failing_checks: pd.DataFrame  # rule, failing_rows, failure_cases
-    cases: pd.DataFrame
+    failing_checks: "pd.DataFrame"  # rule, failing_rows, failure_cases
+    cases: "pd.DataFrame"
 
     @property
     def passed(self) -> bool:
         return self.failing_checks.empty
 
 
-def fetch_frame(conn: duckdb.DuckDBPyConnection, sql: str, params: list) -> pd.DataFrame:
+def fetch_frame(conn: duckdb.DuckDBPyConnection, sql: str, params: list) -> "pd.DataFrame":
     """Rows through Arrow: strings stay Arrow-backed (no Python object per value), which makes
     fetching and checking a million rows ~10x faster than `.df()`. DECIMAL becomes float64."""
+    import pandas as pd
+    import pyarrow
+    import pyarrow.compute as pc
+
+    arrow_strings = {
+        pyarrow.string(): pd.StringDtype("pyarrow"),
+        pyarrow.large_string(): pd.StringDtype("pyarrow"),
+        pyarrow.string_view(): pd.StringDtype("pyarrow"),
+    }
     table = conn.sql(sql, params=params).to_arrow_table()
     for i, field in enumerate(table.schema):
         if pyarrow.types.is_decimal(field.type):
             table = table.set_column(i, field.name, pc.cast(table[i], pyarrow.float64()))
-    return table.to_pandas(types_mapper=ARROW_STRINGS.get, date_as_object=False)
+    return table.to_pandas(types_mapper=arrow_strings.get, date_as_object=False)
 
 
-def validate(model: type[pa.DataFrameModel], frame: pd.DataFrame, shown: int) -> Outcome:
+def validate(model: "type[pa.DataFrameModel]", frame: "pd.DataFrame", shown: int) -> Outcome:
     """Every failure of `frame` against `model`, summarised per rule.
 
     Pandera reports a failed row of a whole-frame rule once per column; a rule is named
     `column: check` for column rules and by its own name for whole-frame rules, and counted
     in distinct failing rows (cases without a row, e.g. a wrong dtype, count as cases only).
     """
+    import pandas as pd
+    import pandera.pandas as pa
+
     try:
         model.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as err:
@@ -101,7 +115,7 @@ def validate(model: type[pa.DataFrameModel], frame: pd.DataFrame, shown: int) ->
 
 def gate_query(gate: Gate, window: Window) -> tuple[str, list]:
     """SELECT exactly the model's columns of the window's rows."""
-    columns = ", ".join(f'"{name}"' for name in gate.model.to_schema().columns)
+    columns = ", ".join(f'"{name}"' for name in gate.model_class.to_schema().columns)
     predicate, params = window.where("dt")
     return f"SELECT {columns} FROM {gate.relation} WHERE ({gate.where}) AND {predicate}", params
 
@@ -123,7 +137,7 @@ def outcome_result(gate: Gate, outcome: Outcome, scope: str, seconds: float) -> 
         description=None
         if outcome.passed
         else f"{outcome.failing_rows} of {outcome.rows} rows break "
-        f"{len(outcome.failing_checks)} rule(s) of {gate.model.__name__} ({scope})",
+        f"{len(outcome.failing_checks)} rule(s) of {gate.model} ({scope})",
     )
 
 
@@ -136,7 +150,7 @@ def pandera_check(gate: Gate, thresholds: QualityThresholds) -> dg.AssetChecksDe
         blocking=True,
         pool=WAREHOUSE_POOL,
         additional_deps=list(gate.additional_deps),
-        description=f"Pandera {gate.model.__name__} on {gate.table}"
+        description=f"Pandera {gate.model} on {gate.table}"
         + (" (the run's partitions)" if gate.partitioned else ""),
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
@@ -145,7 +159,7 @@ def pandera_check(gate: Gate, thresholds: QualityThresholds) -> dg.AssetChecksDe
         started = time.perf_counter()
         with warehouse.connect() as conn:
             frame = fetch_frame(conn, sql, params)
-        outcome = validate(gate.model, frame, thresholds.failure_cases_shown)
+        outcome = validate(gate.model_class, frame, thresholds.failure_cases_shown)
         return outcome_result(gate, outcome, window.describe(), time.perf_counter() - started)
 
     return _check

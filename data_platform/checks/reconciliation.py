@@ -10,14 +10,18 @@ to investigate, not a reason to stop publishing. Amounts are compared as numbers
 list in the simulated shop); a multi-currency shop would convert here.
 """
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
-import pandas as pd
 
 from data_platform.checks.report import markdown_table
 from data_platform.checks.rules import within_tolerance
 from data_platform.checks.thresholds import QualityThresholds
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.warehouse import Warehouse, existing_tables
+
+if TYPE_CHECKING:  # pandas loads when a check first runs, not with the Definitions
+    import pandas as pd
 
 REVENUE_VS_PAYMENTS = """
 WITH paid AS (
@@ -33,7 +37,7 @@ ORDER BY revenue_date
 """
 
 
-def compare(daily: pd.DataFrame, tolerance: float) -> pd.DataFrame:
+def compare(daily: "pd.DataFrame", tolerance: float) -> "pd.DataFrame":
     """Per day: revenue, paid, the gap and whether it is out of tolerance."""
     return daily.assign(
         revenue_date=daily["revenue_date"].dt.date,

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas loads when a check first reports, not with the Definitions
+    import pandas as pd
 
 MAX_CELL = 120
 
 
 def _cell(value: object) -> str:
+    import pandas as pd
+
     text = "" if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)) else str(value)
     text = text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"

@@ -6,9 +6,9 @@ are valid by contract, and the marts already flag or filter them.
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
 from data_platform.checks.report import day_list, markdown_table
 from data_platform.checks.scope import run_window
@@ -17,6 +17,9 @@ from data_platform.checks.vocabulary import sql_list, vocabulary
 from data_platform.ingestion.tables import SOURCE_DB_TABLES, ensure_raw_tables
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.warehouse import Warehouse
+
+if TYPE_CHECKING:  # pandas loads when a check first runs, not with the Definitions
+    import pandas as pd
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import dagster as dg
-from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from data_platform.resources.alerts import AlertWebhook
 from data_platform.resources.dbt_cli import local_dbt
@@ -13,6 +12,7 @@ from data_platform.resources.landing import LandingZone
 from data_platform.resources.privacy import Privacy, local_pii_salt
 from data_platform.resources.source_database import SourceDatabase
 from data_platform.resources.warehouse import Warehouse
+from data_platform.resources.warehouse_io_manager import WarehouseIOManager
 from data_platform.settings import Settings
 
 
@@ -25,7 +25,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "warehouse": Warehouse(path=str(settings.warehouse)),
         # Python assets that return DataFrames store them as tables [schema, table] of the key.
-        "warehouse_io_manager": DuckDBPandasIOManager(database=str(settings.warehouse)),
+        "warehouse_io_manager": WarehouseIOManager(database=str(settings.warehouse)),
         "landing": LandingZone(url=settings.landing),
         # The URL may carry a password.
         "source_database": SourceDatabase(
