@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import dagster as dg
+import duckdb
 import pytest
 import sqlalchemy as sa
 
@@ -291,3 +292,43 @@ def test_two_email_changes_between_runs_give_three_contiguous_versions(settings,
     assert [v[1] for v in versions[1:]] == [v[2] for v in versions[:-1]]  # contiguous
     assert [v[3] for v in versions] == [False, False, True]
     assert versions[-1][2] is None
+
+
+def test_a_failing_error_test_stops_everything_downstream_in_its_run(settings, resources):
+    """An order line without a quantity reaches the marts (raw's gates are not in this run):
+    fct_order_items' not_null test fails at ERROR. dbt skips the models built on that table,
+    and the run's later steps (partitioned facts, aggregates, analytics) do not start; models
+    that do not read it are still built."""
+    simulate(
+        SimulationConfig(seed=3, days=1, end_date=DAYS[0], users=20, events_per_day=50),
+        resources["landing"],
+        settings.source_db_url,
+    )
+    raw_only = dg.AssetSelection.groups("raw")
+    assert materialize_days(ALL_ASSETS, resources, DAYS[:1], selection=raw_only).success
+    with duckdb.connect(str(settings.warehouse)) as conn:
+        conn.execute("UPDATE raw.order_items SET quantity = NULL WHERE id = 1")
+
+    below_raw = dg.AssetSelection.all() - raw_only
+    result = materialize_days(
+        ALL_ASSETS, resources, DAYS[:1], selection=below_raw, raise_on_error=False
+    )
+    assert not result.success
+    failed = [
+        (e.asset_key.to_user_string(), e.check_name, e.severity)
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+    ]
+    assert (
+        "marts/fct_order_items",
+        "not_null_fct_order_items_quantity",
+        dg.AssetCheckSeverity.ERROR,
+    ) in failed, failed
+    built = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"marts/dim_date", "marts/dim_customers", "marts/fct_order_items"} <= built
+    assert not built & {
+        "marts/fct_orders",  # built on the failed table: dbt skipped it
+        "marts/fct_events",  # later steps of the run
+        "marts/daily_active_users",
+        "analytics/customer_segments",
+    }

@@ -10,6 +10,7 @@ its parents' columns, is kept per model in the run's target folder.
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -95,8 +96,8 @@ class LineageCache:
         self.changed = True
 
     def save(self) -> None:
-        if self.changed:
-            partial = self.path.with_suffix(".partial")
+        if self.changed:  # written whole, then renamed: a reader never sees half a file
+            partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.partial")
             partial.write_text(json.dumps(self.entries))
             partial.replace(self.path)
 
