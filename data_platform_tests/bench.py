@@ -160,7 +160,7 @@ def bench_dbt(root: Path) -> None:
     lineage_cache = target_path(resources["warehouse"]) / LINEAGE_CACHE_FILE
     cold = []
     for _ in range(REPEATS):
-        lineage_cache.unlink()
+        lineage_cache.unlink(missing_ok=True)
         began = time.perf_counter()
         through_dagster()
         cold.append(time.perf_counter() - began)

@@ -100,3 +100,48 @@ def test_lineage_fingerprint_changes_with_each_input():
         lineage_fingerprint("select total from orders", retyped, keys),
         lineage_fingerprint("select total from orders", history, [dg.AssetKey(["raw", "o"])]),
     }) == 4  # fmt: skip
+
+
+def node(name: str, materialized: str) -> dict:
+    return {
+        "unique_id": f"model.shop.{name}",
+        "resource_type": "model",
+        "name": name,
+        "schema": "marts",
+        "alias": name,
+        "package_name": "shop",
+        "original_file_path": f"models/{name}.sql",
+        "relation_name": f'"warehouse"."marts"."{name}"',
+        "config": {"materialized": materialized},
+        "columns": {},
+    }
+
+
+def test_metadata_of_built_models_survives_a_model_sqlglot_cannot_read(conn, tmp_path, monkeypatch):
+    """Tables get a row count, views do not, a model missing from the warehouse gets nothing,
+    and a lineage that fails to derive leaves the model's other metadata in place."""
+    from data_platform.assets import dbt_metadata
+    from data_platform.assets.dbt import TRANSLATOR
+
+    names = {"orders": "table", "big_orders": "view", "never_built": "table"}
+    manifest = {
+        "nodes": {f"model.shop.{n}": node(n, m) for n, m in names.items()},
+        "sources": {},
+        "parent_map": {"model.shop.big_orders": ["model.shop.orders"]},
+    }
+    compiled = tmp_path / "target" / "compiled" / "shop" / "models"
+    compiled.mkdir(parents=True)
+    (compiled / "big_orders.sql").write_text("select * from marts.orders where total > 1")
+
+    def unreadable(**kwargs):
+        raise ValueError("sqlglot could not read it")
+
+    monkeypatch.setattr(dbt_metadata, "_build_column_lineage_metadata", unreadable)
+    reader = dbt_metadata.BuiltModelMetadata(manifest, TRANSLATOR, None, tmp_path / "target")
+    metadata = reader.for_models(conn, list(manifest["nodes"]))
+
+    assert set(metadata) == {"model.shop.orders", "model.shop.big_orders"}
+    assert metadata["model.shop.orders"]["dagster/row_count"] == 7
+    view = metadata["model.shop.big_orders"]
+    assert "dagster/row_count" not in view and "dagster/column_lineage" not in view
+    assert [c.name for c in view["dagster/column_schema"].columns] == ["order_id", "total"]

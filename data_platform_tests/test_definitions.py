@@ -100,7 +100,9 @@ def test_loading_the_definitions_runs_no_dbt_and_defers_the_dataframe_stack(tmp_
         "            sys.exit(f'ran {args}')\n"
         "        super().__init__(args, *rest, **options)\n"
         "subprocess.Popen = NoDbt\n"
-        "import data_platform.definitions\n"
+        "from data_platform.definitions import defs\n"
+        "import dagster as dg\n"
+        "dg.Definitions.validate_loadable(defs)\n"
         "print(sorted(m for m in ('pandas', 'pandera', 'pyarrow', 'numpy') if m in sys.modules))"
     )
     env = {**os.environ, "DATA_PLATFORM_HOME": str(tmp_path)}

@@ -16,6 +16,7 @@ import dagster as dg
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
+    DbtCliInvocation,
     DbtCliResource,
     dbt_assets,
 )
@@ -107,11 +108,7 @@ def build(
             events.append(event)
     except Exception as error:
         failure = error
-    built = [event_unique_id(e) for e in events if isinstance(e, dg.Output)]
-    with warehouse.connect() as conn:
-        metadata = BuiltModelMetadata(
-            invocation.manifest, TRANSLATOR, invocation.project, invocation.target_path
-        ).for_models(conn, built)
+    metadata = built_model_metadata(context, invocation, warehouse, events)
     for event in events:
         if isinstance(event, dg.Output) and event_unique_id(event) in metadata:
             event = event.with_metadata({**event.metadata, **metadata[event_unique_id(event)]})
@@ -122,6 +119,28 @@ def build(
 
 def event_unique_id(event: dg.Output) -> str:
     return event.metadata["unique_id"].value
+
+
+def built_model_metadata(
+    context: dg.AssetExecutionContext,
+    invocation: DbtCliInvocation,
+    warehouse: Warehouse,
+    events: list[Any],
+) -> dict[str, dict[str, Any]]:
+    """Metadata of the models the run built; reading it never fails a step or hides dbt's error."""
+    built = [event_unique_id(e) for e in events if isinstance(e, dg.Output)]
+    if not built:
+        return {}
+    try:
+        # The run's own manifest names relations in the database the compiled SQL uses.
+        manifest = invocation.get_artifact("manifest.json")
+        with warehouse.connect() as conn:
+            return BuiltModelMetadata(
+                manifest, TRANSLATOR, invocation.project, invocation.target_path
+            ).for_models(conn, built)
+    except Exception as error:
+        context.log.warning(f"Column metadata and row counts not read: {error!r}")
+        return {}
 
 
 def partition_window_vars(context: dg.AssetExecutionContext) -> list[str]:

@@ -5,13 +5,17 @@ parent's columns, one query at a time, and waits on its worker threads in a poll
 holds a core while dbt runs; with the adapter's start-up, that cost about half a plain `dbt
 build` of the core layer. Here the warehouse is asked twice (every relation's columns, every
 built table's row count), and the sqlglot lineage, which only changes with a model's SQL or
-its parents' columns, is kept per model in the run's target folder.
+its parents' columns, is kept per model in the warehouse's dbt target folder.
+
+Metadata is for people browsing the UI: a model whose lineage cannot be derived gets none, with
+a warning, and its run goes on.
 """
 
 import hashlib
 import json
 import os
 from collections.abc import Mapping
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -21,31 +25,34 @@ from dagster_dbt import DagsterDbtTranslator, DbtProject
 from dagster_dbt.core.dbt_cli_event import EventHistoryMetadata, _build_column_lineage_metadata
 
 Columns = dict[str, str]  # column name -> warehouse type, in table order
+RelationKey = tuple[str, str]  # (schema, table), lower case
 LINEAGE_CACHE_FILE = "column_lineage_cache.json"
+# Cached lineage is only as good as the code that derived it.
+LINEAGE_CODE_VERSION = f"dagster-dbt {version('dagster-dbt')}, sqlglot {version('sqlglot')}"
 
 
-def relation_key(props: Mapping[str, Any]) -> tuple[str, str]:
-    """(schema, table) of a dbt model, snapshot or source, as the warehouse names it."""
+def relation_key(props: Mapping[str, Any]) -> RelationKey:
+    """(schema, table) of a dbt model, snapshot or source; DuckDB resolves names in any case."""
     identifier = props["identifier"] if props["resource_type"] == "source" else props["alias"]
-    return props["schema"], identifier
+    return props["schema"].lower(), identifier.lower()
 
 
-def relation_columns(conn: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], Columns]:
+def relation_columns(conn: duckdb.DuckDBPyConnection) -> dict[RelationKey, Columns]:
     """Every table's and view's columns in the warehouse, from one catalog query."""
     rows = conn.execute(
         "SELECT table_schema, table_name, column_name, data_type "
         "FROM information_schema.columns WHERE table_catalog = current_database() "
         "ORDER BY table_schema, table_name, ordinal_position"
     ).fetchall()
-    columns: dict[tuple[str, str], Columns] = {}
+    columns: dict[RelationKey, Columns] = {}
     for schema, table, column, data_type in rows:
-        columns.setdefault((schema, table), {})[column] = data_type
+        columns.setdefault((schema.lower(), table.lower()), {})[column] = data_type
     return columns
 
 
 def row_counts(
-    conn: duckdb.DuckDBPyConnection, tables: list[tuple[str, str]]
-) -> dict[tuple[str, str], int]:
+    conn: duckdb.DuckDBPyConnection, tables: list[RelationKey]
+) -> dict[RelationKey, int]:
     """Rows of each table, in one query (views are left out: counting re-runs their SQL)."""
     if not tables:
         return {}
@@ -72,21 +79,28 @@ def column_schema(props: Mapping[str, Any], columns: Columns) -> dg.TableSchema:
 
 
 class LineageCache:
-    """Column lineage per model, valid while its compiled SQL and its inputs' columns are."""
+    """Column lineage per model, valid while its compiled SQL and its inputs' columns are.
+
+    A cache that cannot be read, or an entry that cannot be restored, is a miss: the lineage
+    is derived again and the file rewritten."""
 
     def __init__(self, target_path: Path):
         self.path = target_path / LINEAGE_CACHE_FILE
         try:
-            self.entries: dict[str, dict[str, str]] = json.loads(self.path.read_text())
-        except (FileNotFoundError, ValueError):
-            self.entries = {}
+            entries = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            entries = {}
+        self.entries: dict[str, Any] = entries if isinstance(entries, dict) else {}
         self.changed = False
 
     def lookup(self, unique_id: str, fingerprint: str) -> dict[str, Any] | None:
         entry = self.entries.get(unique_id)
-        if entry is None or entry["fingerprint"] != fingerprint:
+        if not isinstance(entry, dict) or entry.get("fingerprint") != fingerprint:
             return None
-        return dg.deserialize_value(entry["metadata"], as_type=dict)
+        try:
+            return dg.deserialize_value(entry["metadata"], as_type=dict)
+        except Exception:
+            return None
 
     def store(self, unique_id: str, fingerprint: str, metadata: dict[str, Any]) -> None:
         self.entries[unique_id] = {
@@ -106,18 +120,24 @@ def lineage_fingerprint(
     compiled_sql: str, history: EventHistoryMetadata, parent_keys: list[dg.AssetKey]
 ) -> str:
     """What a model's lineage is derived from: its compiled SQL, its and its parents' columns,
-    and the asset keys the lineage names its parents by."""
+    the asset keys the lineage names its parents by, and the code that derives it."""
     keys = sorted(key.to_user_string() for key in parent_keys)
-    inputs = json.dumps([compiled_sql, history.columns, history.parents, keys], sort_keys=True)
-    return hashlib.sha256(inputs.encode()).hexdigest()
+    inputs = [LINEAGE_CODE_VERSION, compiled_sql, history.columns, history.parents, keys]
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
 def compiled_sql_path(target_path: Path, props: Mapping[str, Any]) -> Path:
-    return target_path / "compiled" / props["package_name"] / props["original_file_path"]
+    path = target_path / "compiled" / props["package_name"] / props["original_file_path"]
+    # dbt >= 1.12 writes the blocks of a snapshot file into a folder named after the file.
+    return path / f"{props['name']}.sql" if props["resource_type"] == "snapshot" else path
 
 
 class BuiltModelMetadata:
-    """The metadata of the models one dbt invocation built, read once it has exited."""
+    """The metadata of the models one dbt invocation built, read once it has exited.
+
+    `manifest` is the one dbt wrote for the run: its relation names carry the database the
+    compiled SQL uses (dbt-duckdb names it after the warehouse file).
+    """
 
     def __init__(
         self,
@@ -162,14 +182,18 @@ class BuiltModelMetadata:
         self,
         cache: LineageCache,
         props: Mapping[str, Any],
-        columns: dict[tuple[str, str], Columns],
+        columns: dict[RelationKey, Columns],
     ) -> dict[str, Any]:
         """dagster-dbt's sqlglot column lineage of one model, from the cache when still valid."""
         sql_path = compiled_sql_path(self.target_path, props)
-        if not sql_path.exists():  # seeds, and snapshots before dbt 1.12, have no compiled SQL
+        if not sql_path.is_file():  # seeds, and snapshots before dbt 1.12, have no compiled SQL
             return {}
         unique_id = props["unique_id"]
-        parent_props = [self.props(p) for p in self.manifest["parent_map"].get(unique_id, [])]
+        parent_props = [
+            parent
+            for parent in map(self.props, self.manifest["parent_map"].get(unique_id, []))
+            if parent.get("relation_name")  # ephemeral models have no relation of their own
+        ]
         parents = {p["relation_name"]: columns.get(relation_key(p), {}) for p in parent_props}
         history = EventHistoryMetadata(
             columns={name: {"data_type": t} for name, t in columns[relation_key(props)].items()},
@@ -180,13 +204,19 @@ class BuiltModelMetadata:
         cached = cache.lookup(unique_id, fingerprint)
         if cached is not None:
             return cached
-        lineage = _build_column_lineage_metadata(
-            event_history_metadata=history,
-            dbt_resource_props=dict(props),
-            manifest=self.manifest,
-            dagster_dbt_translator=self.translator,
-            target_path=self.target_path,
-            project=self.project,
-        )
+        try:
+            lineage = _build_column_lineage_metadata(
+                event_history_metadata=history,
+                dbt_resource_props=dict(props),
+                manifest=self.manifest,
+                dagster_dbt_translator=self.translator,
+                target_path=self.target_path,
+                project=self.project,
+            )
+        except Exception as error:  # sqlglot cannot read every SQL: no lineage, not no run
+            dg.get_dagster_logger().warning(
+                f"No column lineage for {unique_id}: {type(error).__name__}: {error}"
+            )
+            lineage = {}
         cache.store(unique_id, fingerprint, lineage)
         return lineage

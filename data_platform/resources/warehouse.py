@@ -33,12 +33,11 @@ def connect_with_lock_wait(path: str, read_only: bool = False) -> duckdb.DuckDBP
         return conn
 
 
-def existing_tables(conn: duckdb.DuckDBPyConnection, views: bool = True) -> set[str]:
-    """Every `schema.table` of the warehouse; with views=False, base tables only."""
-    kinds = "('BASE TABLE', 'VIEW')" if views else "('BASE TABLE')"
+def existing_tables(conn: duckdb.DuckDBPyConnection) -> set[str]:
+    """Every `schema.table` (tables and views) of the warehouse."""
     rows = conn.execute(
         "SELECT table_schema, table_name FROM information_schema.tables "
-        f"WHERE table_type IN {kinds}"
+        "WHERE table_type IN ('BASE TABLE', 'VIEW')"
     ).fetchall()
     return {f"{schema}.{table}" for schema, table in rows}
 

@@ -1,9 +1,12 @@
 """The IO manager that stores the DataFrames of Python assets as warehouse tables."""
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from dagster._core.storage.db_io_manager import DbTypeHandler
 from dagster_duckdb import DuckDBIOManager
+
+if TYPE_CHECKING:
+    from dagster._core.storage.db_io_manager import DbTypeHandler
 
 
 class WarehouseIOManager(DuckDBIOManager):
@@ -15,7 +18,7 @@ class WarehouseIOManager(DuckDBIOManager):
     """
 
     @staticmethod
-    def type_handlers() -> Sequence[DbTypeHandler]:
+    def type_handlers() -> Sequence["DbTypeHandler"]:
         from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
         return [DuckDBPandasTypeHandler()]
