@@ -1,9 +1,10 @@
 """How a line of each landing-file format becomes a typed record or a reason to reject it.
 
-Each format is one SQL query over `_file_lines(line_number, line)` (the non-blank, non-header
-lines of one file) that returns the raw table's contract columns, `_rescued`, `is_valid`, and
-`error` (every reason the record is rejected; null exactly when `is_valid`). The loading pass
-filters on the cheap boolean; only rejected lines pay for building the messages. All rules run inside DuckDB: no Python per record.
+Each format is one SQL query over `_file_lines(file_index, line_number, line)` (the non-blank,
+non-header lines of a day's files) that returns each line's file and number, the raw table's
+contract columns, `_rescued`, `is_valid`, and `error` (every reason the record is rejected;
+null exactly when `is_valid`). The loading pass filters on the cheap boolean; only rejected
+lines pay for building the messages. All rules run inside DuckDB: no Python per record.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ _EVENT_FRAGMENTS = ",\n        ".join(
 
 EVENTS_SQL = f"""
 WITH objects AS (
-    SELECT line_number, line,
+    SELECT file_index, line_number, line,
         json_valid(line) AS is_json,
         is_json AND starts_with(ltrim(line), '{{') AS is_object
     FROM _file_lines
@@ -140,7 +141,7 @@ fields AS (
     FROM objects
 ),
 fragments AS (
-    SELECT line_number, line, is_json, is_object, extra_keys,
+    SELECT file_index, line_number, line, is_json, is_object, extra_keys,
         {_EVENT_FRAGMENTS}
     FROM fields
 ),
@@ -148,6 +149,7 @@ typed AS (
     SELECT *, TRY_CAST(s_occurred_at AS TIMESTAMPTZ) AS occurred_at_tz FROM fragments
 )
 SELECT
+    file_index,
     line_number,
     line,
     CASE
@@ -208,19 +210,19 @@ _PAYMENT_CHECKS = [
 
 PAYMENTS_SQL = f"""
 WITH header AS (
-    SELECT list_transform(
+    SELECT file_index, list_transform(
         regexp_extract_all(line, '{_CSV_FIELD}', 1),
         lambda h: lower(trim(replace(trim(h, '"'), '""', '"')))
     ) AS header
     FROM _file_header
 ),
 split AS (
-    SELECT line_number, line, header,
+    SELECT file_index, line_number, line, header,
         list_transform(
             regexp_extract_all(line, '{_CSV_FIELD}', 1),
             lambda c: CASE WHEN starts_with(c, '"') THEN replace(c[2:-2], '""', '"') ELSE c END
         ) AS cells
-    FROM _file_lines, header
+    FROM _file_lines JOIN header USING (file_index)
 ),
 extras AS (
     SELECT *,
@@ -229,6 +231,7 @@ extras AS (
     FROM split
 )
 SELECT
+    file_index,
     line_number,
     line,
     CASE

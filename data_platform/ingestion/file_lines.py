@@ -1,9 +1,13 @@
-"""Stage one landing file's lines, numbered as the contract counts them, for a format's SQL.
+"""Stage one day's landing files, lines numbered as the contract counts them, for a format's SQL.
 
 DuckDB's CSV reader with no delimiter, quote or escape reads each line whole (and gunzips
-`.gz`) at native speed; a CTAS keeps file order, so a row's offset in the table is its line. A file that is
-not valid UTF-8 falls back to a Python decode so that its bad lines still get a line number
-and a reason instead of failing the partition.
+`.gz`) at native speed. A day's files go into one table, so that a format's SQL parses them in
+one statement over enough row groups to keep every core busy (file by file, a 166k-line file
+was two unequal row groups for two cores: a million events in six files took 2.27 s, now
+1.67 s). The cost is memory: a day's lines at once, about 250 MB per million events. An INSERT
+keeps file order, so a row's offset from its file's first row is its line. A file that is not
+valid UTF-8 falls back to a Python decode so that its bad lines still get a line number and a
+reason instead of failing the partition.
 """
 
 from __future__ import annotations
@@ -16,15 +20,31 @@ import duckdb
 NOT_UTF8 = "not valid UTF-8 text: re-export the file as UTF-8"
 
 
-def _read_lines_natively(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
+def start_day_lines(conn: duckdb.DuckDBPyConnection) -> None:
+    """An empty `_lines(file_index, line)`: every line of the day's files, in file order."""
+    conn.execute("CREATE OR REPLACE TEMP TABLE _lines (file_index INTEGER, line VARCHAR)")
+
+
+def append_file_lines(
+    conn: duckdb.DuckDBPyConnection, file_index: int, path: Path, decode_in_python: bool
+) -> list[int]:
+    """Append a file's lines to `_lines`; returns the numbers of its lines not valid UTF-8.
+
+    DuckDB's reader raises `duckdb.InvalidInputException` on a file it cannot read (not UTF-8,
+    a line over its size limit); the caller then retries with `decode_in_python`.
+    """
+    if decode_in_python:
+        return _append_in_python(conn, file_index, path)
     conn.execute(
-        "CREATE OR REPLACE TEMP TABLE _all_lines AS SELECT line FROM read_csv(?, columns = {'line': 'VARCHAR'}, header = false, delim = '\\0', "
-        "quote = '', escape = '', auto_detect = false, strict_mode = false)",
-        [str(path)],
+        "INSERT INTO _lines SELECT ?, line FROM read_csv(?, columns = {'line': 'VARCHAR'}, "
+        "header = false, delim = '\\0', quote = '', escape = '', auto_detect = false, "
+        "strict_mode = false)",
+        [file_index, str(path)],
     )
+    return []
 
 
-def _read_lines_in_python(conn: duckdb.DuckDBPyConnection, path: Path) -> list[int]:
+def _append_in_python(conn: duckdb.DuckDBPyConnection, file_index: int, path: Path) -> list[int]:
     """Decode line by line (only for files DuckDB rejects); returns the undecodable lines."""
     import pyarrow as pa
 
@@ -36,44 +56,36 @@ def _read_lines_in_python(conn: duckdb.DuckDBPyConnection, path: Path) -> list[i
         except UnicodeDecodeError:
             lines.append(raw.removesuffix(b"\r").decode("utf-8", errors="replace"))
             undecodable.append(number)
-    _lines = pa.table({"line": pa.array(lines, pa.string())})  # scanned by DuckDB by name
-    conn.execute("CREATE OR REPLACE TEMP TABLE _all_lines AS SELECT line FROM _lines")
+    _decoded = pa.table({"line": pa.array(lines, pa.string())})  # scanned by DuckDB by name
+    conn.execute("INSERT INTO _lines SELECT ?, line FROM _decoded", [file_index])
     return undecodable
 
 
-def stage_file_lines(
-    conn: duckdb.DuckDBPyConnection, path: Path, header_lines: int, decode_in_python: bool
-) -> list[int]:
-    """Create temp views `_file_header(line)` and `_records` = `_file_lines(line_number, line)`.
-
-    The records are the non-blank lines after the header. Returns the numbers of the lines that
-    were not valid UTF-8 (their text holds replacement characters). DuckDB's reader
-    raises `duckdb.InvalidInputException` on a file it cannot read (not UTF-8, a line over its
-    size limit); the caller then retries with `decode_in_python`.
-    """
-    undecodable: list[int] = []
-    if decode_in_python:
-        undecodable = _read_lines_in_python(conn, path)
-    else:
-        _read_lines_natively(conn, path)
-    # Rows created inside a transaction get rowids from a high base until COMMIT: count from it.
-    first = conn.execute("SELECT coalesce(min(rowid), 0) FROM _all_lines").fetchone()[0]
+def number_day_lines(conn: duckdb.DuckDBPyConnection, header_lines: int) -> None:
+    """Create temp views `_file_header(file_index, line)` and
+    `_records` = `_file_lines(file_index, line_number, line)`: the non-blank lines after each
+    file's header, numbered from 1 at the file's first line."""
+    # Rows created inside a transaction get rowids from a high base until COMMIT: count from
+    # each file's first rowid.
+    firsts = dict(conn.execute("SELECT file_index, min(rowid) FROM _lines GROUP BY ALL").fetchall())
+    first = "[" + ", ".join(str(firsts.get(i, 0)) for i in range(max(firsts, default=-1) + 1)) + "]"
+    offset = f"rowid - {first}[file_index + 1]"
     conn.execute(
         "CREATE OR REPLACE TEMP VIEW _file_header AS "
-        f"SELECT line FROM _all_lines WHERE rowid < {first + header_lines}"
+        f"SELECT file_index, line FROM _lines WHERE {offset} < {header_lines}"
     )
     conn.execute(
         "CREATE OR REPLACE TEMP VIEW _records AS "
-        f"SELECT rowid - {first} + 1 AS line_number, line FROM _all_lines "
-        f"WHERE rowid >= {first + header_lines} AND regexp_matches(line, '\\S')"
+        f"SELECT file_index, {offset} + 1 AS line_number, line FROM _lines "
+        f"WHERE {offset} >= {header_lines} AND regexp_matches(line, '\\S')"
     )
     conn.execute("CREATE OR REPLACE TEMP VIEW _file_lines AS SELECT * FROM _records")
-    return undecodable
 
 
 def narrow_to_lines_not_in(conn: duckdb.DuckDBPyConnection, loaded_table: str) -> None:
-    """Point `_file_lines` at the records whose line number is not in `loaded_table`."""
+    """Point `_file_lines` at the records whose (file_index, line_number) is not in
+    `loaded_table`."""
     conn.execute(
         "CREATE OR REPLACE TEMP VIEW _file_lines AS SELECT * FROM _records "
-        f"WHERE line_number NOT IN (SELECT line_number FROM {loaded_table})"
+        f"ANTI JOIN {loaded_table} USING (file_index, line_number)"
     )

@@ -1,9 +1,10 @@
 """Landing files -> raw tables: the one ingestion path that events and payments share.
 
 A run ingests a set of days (partitions) in one transaction: it deletes those partitions from
-the raw table and from `raw.dead_letter`, then, file by file, inserts the records that meet the
-contract straight into the raw table and the rest, with their reasons, into the dead letters.
-A failure before COMMIT leaves the previous state intact, and a re-run gives the same rows.
+the raw table and from `raw.dead_letter`, then, day by day, stages the day's files, inserts the
+records that meet the contract straight into the raw table and the rest, with their reasons,
+into the dead letters. A failure before COMMIT leaves the previous state intact, and a re-run
+gives the same rows.
 
 Valid records are written once, directly: only the few lines left over are parsed a second
 time, to record why they were rejected.
@@ -15,11 +16,18 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
+from itertools import groupby
 
 import duckdb
 
 from data_platform.ingestion.file_formats import FileFormat
-from data_platform.ingestion.file_lines import NOT_UTF8, narrow_to_lines_not_in, stage_file_lines
+from data_platform.ingestion.file_lines import (
+    NOT_UTF8,
+    append_file_lines,
+    narrow_to_lines_not_in,
+    number_day_lines,
+    start_day_lines,
+)
 from data_platform.ingestion.tables import DEAD_LETTER, ensure_raw_tables
 from data_platform.resources.landing import LandingFile, LandingZone
 
@@ -65,46 +73,54 @@ def _delete_partitions(conn: duckdb.DuckDBPyConnection, fmt: FileFormat, dts: li
     )
 
 
+def _undecodable_filter(undecodable: list[str]) -> str:
+    """SQL keeping lines that were valid UTF-8 (`undecodable` holds 'file_index:line_number')."""
+    if not undecodable:
+        return "TRUE"
+    listed = ", ".join(f"'{key}'" for key in undecodable)
+    return f"NOT list_contains([{listed}], file_index || ':' || line_number)"
+
+
 def _load_valid_records(
     conn: duckdb.DuckDBPyConnection,
     fmt: FileFormat,
-    file: LandingFile,
+    keys: list[str],
+    dt: date,
     loaded_at: datetime,
-    undecodable: list[int],
+    undecodable: list[str],
 ) -> None:
     columns = ", ".join(f'"{c}"' for c in fmt.table.column_names)
     contract = ", ".join(f'"{c}"' for c in fmt.contract_columns)
-    decodable = (
-        f" AND line_number NOT IN ({', '.join(map(str, undecodable))})" if undecodable else ""
-    )
     conn.execute(
         f"INSERT INTO {fmt.table.qualified_name} ({columns}) "
-        f"SELECT {contract}, _rescued, ?, line_number, ?, ?::DATE FROM ({fmt.parse_sql}) "
-        f"WHERE is_valid{decodable}",
-        [file.key, loaded_at, partition_of(file.key)],
+        f"SELECT {contract}, _rescued, (?::VARCHAR[])[file_index + 1], line_number, ?, ?::DATE "
+        f"FROM ({fmt.parse_sql}) WHERE is_valid AND {_undecodable_filter(undecodable)}",
+        [keys, loaded_at, dt],
     )
 
 
 def _dead_letter_the_rest(
     conn: duckdb.DuckDBPyConnection,
     fmt: FileFormat,
-    file: LandingFile,
+    keys: list[str],
+    dt: date,
     rejected_at: datetime,
-    undecodable: list[int],
+    undecodable: list[str],
 ) -> None:
-    """Parse again only the file's records that did not load, and store them with their reason."""
+    """Parse again only the day's records that did not load, and store them with their reason."""
     conn.execute(
-        f"CREATE OR REPLACE TEMP TABLE _loaded AS SELECT _line_number AS line_number "
-        f"FROM {fmt.table.qualified_name} WHERE dt = ? AND _source_file = ?",
-        [partition_of(file.key), file.key],
+        "CREATE OR REPLACE TEMP TABLE _loaded AS SELECT "
+        "list_position(?::VARCHAR[], _source_file) - 1 AS file_index, _line_number AS line_number "
+        f"FROM {fmt.table.qualified_name} WHERE dt = ?",
+        [keys, dt],
     )
     narrow_to_lines_not_in(conn, "_loaded")
     conn.execute(
         f"INSERT INTO {DEAD_LETTER.qualified_name} "
-        "SELECT ?, ?::DATE, ?, line_number, line, "
-        "CASE WHEN list_contains(?::BIGINT[], line_number) THEN ? ELSE error END, ? "
+        "SELECT ?, ?::DATE, (?::VARCHAR[])[file_index + 1], line_number, line, "
+        f"CASE WHEN {_undecodable_filter(undecodable)} THEN error ELSE ? END, ? "
         f"FROM ({fmt.parse_sql})",
-        [fmt.source, partition_of(file.key), file.key, undecodable, NOT_UTF8, rejected_at],
+        [fmt.source, dt, keys, NOT_UTF8, rejected_at],
     )
 
 
@@ -149,6 +165,27 @@ class _NeedsPythonDecode(Exception):
         self.key = key
 
 
+def _stage_day(
+    conn: duckdb.DuckDBPyConnection,
+    landing: LandingZone,
+    fmt: FileFormat,
+    files: list[LandingFile],
+    decode_in_python: set[str],
+) -> list[str]:
+    """Stage a day's files as `_records`; returns its undecodable lines as 'file_index:line'."""
+    start_day_lines(conn)
+    undecodable = []
+    for i, file in enumerate(files):
+        with landing.local_path(file.key) as path:
+            try:
+                lines = append_file_lines(conn, i, path, file.key in decode_in_python)
+            except duckdb.InvalidInputException:
+                raise _NeedsPythonDecode(file.key) from None
+        undecodable += [f"{i}:{n}" for n in lines]
+    number_day_lines(conn, fmt.header_lines)
+    return undecodable
+
+
 def _ingest_in_one_transaction(
     conn: duckdb.DuckDBPyConnection,
     landing: LandingZone,
@@ -162,19 +199,14 @@ def _ingest_in_one_transaction(
     conn.execute("BEGIN TRANSACTION")
     try:
         _delete_partitions(conn, fmt, dts)
-        for file in files:
-            with landing.local_path(file.key) as path:
-                try:
-                    undecodable = stage_file_lines(
-                        conn, path, fmt.header_lines, file.key in decode_in_python
-                    )
-                except duckdb.InvalidInputException:
-                    raise _NeedsPythonDecode(file.key) from None
-            records_read[partition_of(file.key)] += conn.execute(
-                "SELECT count(*) FROM _records"
-            ).fetchone()[0]
-            _load_valid_records(conn, fmt, file, loaded_at, undecodable)
-            _dead_letter_the_rest(conn, fmt, file, loaded_at, undecodable)
+        for dt, day in groupby(sorted(files, key=lambda f: (partition_of(f.key), f.key)),
+                               key=lambda f: partition_of(f.key)):  # fmt: skip
+            day_files = list(day)
+            keys = [f.key for f in day_files]
+            undecodable = _stage_day(conn, landing, fmt, day_files, decode_in_python)
+            records_read[dt] += conn.execute("SELECT count(*) FROM _records").fetchone()[0]
+            _load_valid_records(conn, fmt, keys, dt, loaded_at, undecodable)
+            _dead_letter_the_rest(conn, fmt, keys, dt, loaded_at, undecodable)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
