@@ -88,15 +88,16 @@ def _load_valid_records(
     dt: date,
     loaded_at: datetime,
     undecodable: list[str],
-) -> None:
+) -> int:
+    """Insert the day's records that meet the contract; returns how many."""
     columns = ", ".join(f'"{c}"' for c in fmt.table.column_names)
     contract = ", ".join(f'"{c}"' for c in fmt.contract_columns)
-    conn.execute(
+    return conn.execute(
         f"INSERT INTO {fmt.table.qualified_name} ({columns}) "
         f"SELECT {contract}, _rescued, (?::VARCHAR[])[file_index + 1], line_number, ?, ?::DATE "
         f"FROM ({fmt.parse_sql}) WHERE is_valid AND {_undecodable_filter(undecodable)}",
         [keys, loaded_at, dt],
-    )
+    ).fetchone()[0]
 
 
 def _dead_letter_the_rest(
@@ -204,9 +205,10 @@ def _ingest_in_one_transaction(
             day_files = list(day)
             keys = [f.key for f in day_files]
             undecodable = _stage_day(conn, landing, fmt, day_files, decode_in_python)
-            records_read[dt] += conn.execute("SELECT count(*) FROM _records").fetchone()[0]
-            _load_valid_records(conn, fmt, keys, dt, loaded_at, undecodable)
-            _dead_letter_the_rest(conn, fmt, keys, dt, loaded_at, undecodable)
+            read = conn.execute("SELECT count(*) FROM _records").fetchone()[0]
+            records_read[dt] += read
+            if _load_valid_records(conn, fmt, keys, dt, loaded_at, undecodable) < read:
+                _dead_letter_the_rest(conn, fmt, keys, dt, loaded_at, undecodable)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
