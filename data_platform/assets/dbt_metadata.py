@@ -160,9 +160,12 @@ class BuiltModelMetadata:
         """unique_id -> column schema, column lineage and (tables only) row count."""
         columns = relation_columns(conn)
         keys = {uid: relation_key(self.props(uid)) for uid in unique_ids}
-        tables = [key for uid, key in keys.items() if self.props(uid)["config"].get(
-            "materialized") != "view" and key in columns]  # fmt: skip
-        counts = row_counts(conn, tables)
+        views = {
+            uid for uid in unique_ids if self.props(uid)["config"].get("materialized") == "view"
+        }
+        counts = row_counts(
+            conn, [k for uid, k in keys.items() if uid not in views and k in columns]
+        )
         cache = LineageCache(self.target_path)
         metadata = {}
         for uid in unique_ids:
@@ -171,7 +174,7 @@ class BuiltModelMetadata:
                 continue
             props = self.props(uid)
             entry: dict[str, Any] = {"dagster/column_schema": column_schema(props, columns[key])}
-            entry.update(self.lineage(cache, props, columns))
+            entry.update(self.lineage(cache, props, columns[key], columns))
             if key in counts:
                 entry["dagster/row_count"] = counts[key]
             metadata[uid] = entry
@@ -182,6 +185,7 @@ class BuiltModelMetadata:
         self,
         cache: LineageCache,
         props: Mapping[str, Any],
+        own_columns: Columns,
         columns: dict[RelationKey, Columns],
     ) -> dict[str, Any]:
         """dagster-dbt's sqlglot column lineage of one model, from the cache when still valid."""
@@ -196,7 +200,7 @@ class BuiltModelMetadata:
         ]
         parents = {p["relation_name"]: columns.get(relation_key(p), {}) for p in parent_props}
         history = EventHistoryMetadata(
-            columns={name: {"data_type": t} for name, t in columns[relation_key(props)].items()},
+            columns={name: {"data_type": t} for name, t in own_columns.items()},
             parents={name: {c: {"data_type": t} for c, t in cols.items()} for name, cols in parents.items()},
         )  # fmt: skip
         parent_keys = [self.translator.get_asset_key(p) for p in parent_props]

@@ -200,14 +200,13 @@ def _ingest_in_one_transaction(
     conn.execute("BEGIN TRANSACTION")
     try:
         _delete_partitions(conn, fmt, dts)
-        for dt, day in groupby(sorted(files, key=lambda f: (partition_of(f.key), f.key)),
-                               key=lambda f: partition_of(f.key)):  # fmt: skip
+        # `files` come in key order, so each day's files are adjacent.
+        for dt, day in groupby(files, key=lambda f: partition_of(f.key)):
             day_files = list(day)
             keys = [f.key for f in day_files]
             undecodable = _stage_day(conn, landing, fmt, day_files, decode_in_python)
-            read = conn.execute("SELECT count(*) FROM _records").fetchone()[0]
-            records_read[dt] += read
-            if _load_valid_records(conn, fmt, keys, dt, loaded_at, undecodable) < read:
+            records_read[dt] = conn.execute("SELECT count(*) FROM _records").fetchone()[0]
+            if _load_valid_records(conn, fmt, keys, dt, loaded_at, undecodable) < records_read[dt]:
                 _dead_letter_the_rest(conn, fmt, keys, dt, loaded_at, undecodable)
         conn.execute("COMMIT")
     except BaseException:
