@@ -9,11 +9,17 @@ setup(
     packages=find_packages(exclude=["data_platform_tests*"]),
     python_requires=">=3.11,<3.13",
     install_requires=[
-        "dagster==1.13.*",
-        "dagster-webserver==1.13.*",
-        "dagster-dbt==0.29.*",
-        "dagster-duckdb-pandas==0.29.*",
-        "dagster-aws==0.29.*",
+        # Exact pins: dagster-postgres and dagster-celery 0.29.27 pin dagster==1.13.27, while PyPI
+        # also serves 1.13.29; one release of the whole family resolves on every machine.
+        "dagster==1.13.27",
+        "dagster-webserver==1.13.27",
+        "dagster-dbt==0.29.27",
+        "dagster-duckdb-pandas==0.29.27",
+        "dagster-aws==0.29.27",
+        # Distributed mode: the instance on PostgreSQL, steps executed by Celery workers over
+        # Redis (the `redis` extra brings the broker's client).
+        "dagster-postgres==0.29.27",
+        "dagster-celery[redis]==0.29.27",
         # dbt-core 1.12 needs a parser whose build downloads a binary (STACK_NOTES.md).
         "dbt-core>=1.11,<1.12",
         "dbt-duckdb>=1.11,<1.12",
@@ -21,6 +27,8 @@ setup(
         "pandas>=2.2,<3",
         "pandera>=0.35,<0.36",
         "sqlalchemy>=2.0,<3",
+        # SQLAlchemy 2.1 maps postgresql:// URLs to psycopg 3 (dagster issue #33958).
+        "psycopg[binary]>=3.2,<4",
         "boto3>=1.34",
         # Parses the dbt version for the dbt CLI resource (data_platform/resources/dbt_cli.py).
         "packaging>=23",
