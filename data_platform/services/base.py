@@ -1,0 +1,41 @@
+"""The interface every service implements, and the start-and-wait step they share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from data_platform.services.process import ServiceError, wait_until
+
+# Long enough for a Celery worker to import the Definitions on a busy 2-core machine.
+START_TIMEOUT_SECONDS = 90.0
+
+
+class Service(Protocol):
+    name: str
+
+    @property
+    def log_file(self) -> Path: ...
+
+    def launch(self) -> None:
+        """Start the server's processes (not called when it already answers)."""
+
+    def stop(self) -> None:
+        """Stop it; nothing running is fine."""
+
+    def is_up(self) -> bool:
+        """Whether it answers its own client's health probe."""
+
+    def env(self) -> dict[str, str]:
+        """The variables that point the CLI, the UI, tests and workers at it."""
+
+
+def start(service: Service, timeout: float = START_TIMEOUT_SECONDS) -> None:
+    """Start a service unless it already answers, then wait until it does: idempotent."""
+    if service.is_up():
+        return
+    service.launch()
+    if not wait_until(service.is_up, timeout, interval=0.5):
+        raise ServiceError(
+            f"{service.name} did not answer within {timeout:.0f} s: see {service.log_file}"
+        )

@@ -1,0 +1,62 @@
+"""Environment -> the settings of the local services: where their state lives, their ports."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from data_platform.settings import SettingsError
+
+DEFAULT_POSTGRES_PORT = 15432
+DEFAULT_REDIS_PORT = 16379
+DEFAULT_CELERY_WORKERS = 2
+
+
+@dataclass(frozen=True)
+class ServicesConfig:
+    """Where the services keep their state and which ports they bind (always on 127.0.0.1)."""
+
+    platform_home: Path
+    postgres_port: int
+    redis_port: int
+    celery_workers: int
+    # The environment the services were configured from: Celery workers inherit it, so they
+    # load the same platform settings (warehouse, landing zone, PII salt) as the CLI and the UI.
+    environ: Mapping[str, str]
+
+    @property
+    def root(self) -> Path:
+        return self.platform_home / "services"
+
+    def state_dir(self, name: str) -> Path:
+        return self.root / name
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) <= maximum:
+        raise SettingsError(
+            f"{name}={raw!r} is not a number from 1 to {maximum}: set it so or unset it "
+            f"(default {default})"
+        )
+    return int(raw)
+
+
+def load_services_config(environ: Mapping[str, str] | None = None) -> ServicesConfig:
+    env = dict(os.environ if environ is None else environ)
+    home = Path(env.get("DATA_PLATFORM_HOME", "").strip() or ".data_platform")
+    return ServicesConfig(
+        platform_home=home.expanduser().absolute(),
+        postgres_port=_positive_int(
+            env, "DATA_PLATFORM_POSTGRES_PORT", DEFAULT_POSTGRES_PORT, 65535
+        ),
+        redis_port=_positive_int(env, "DATA_PLATFORM_REDIS_PORT", DEFAULT_REDIS_PORT, 65535),
+        celery_workers=_positive_int(
+            env, "DATA_PLATFORM_CELERY_WORKERS", DEFAULT_CELERY_WORKERS, 64
+        ),
+        environ=env,
+    )
