@@ -140,4 +140,5 @@ def test_missing_source_column_is_one_actionable_error(settings, resources, sour
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
     message = failure.step_failure_data.error.cause.message
-    assert "lacks column(s) ['sku']" in message
+    assert "source table 'products' has no column 'sku' of the contract" in message
+    assert message.strip().count("\n") == 0

@@ -15,8 +15,10 @@ from data_platform.checks.reconciliation import revenue_reconciliation_check
 from data_platform.checks.referential import orphan_rules
 from data_platform.checks.schema_drift import schema_drift_check
 from data_platform.checks.soft_rules import soft_rule_check, soft_rules
+from data_platform.checks.source_schema_drift import source_schema_drift_check
 from data_platform.checks.thresholds import QualityThresholds
 from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES
+from data_platform.ingestion.tables import SOURCE_DB_TABLES
 
 FILE_FORMATS = (EVENT_FILES, PAYMENT_FILES)
 
@@ -30,6 +32,7 @@ def build_quality_checks(thresholds: QualityThresholds) -> list[dg.AssetChecksDe
         *(soft_rule_check(rule, t) for rule in [*orphan_rules(t), *soft_rules(t)]),
         *(row_count_anomaly_check(fmt.source, t) for fmt in FILE_FORMATS),
         *(schema_drift_check(fmt.source) for fmt in FILE_FORMATS),
+        *(source_schema_drift_check(table) for table in SOURCE_DB_TABLES),
         revenue_reconciliation_check(t),
     ]
 

@@ -4,6 +4,10 @@ Incremental on `updated_at`: a run reads the rows changed since the raw table's 
 minus a look-back window (clock skew, late commits) and appends only the (id, updated_at)
 versions not seen before. The high-water mark is derived from the data itself, so a re-run adds
 nothing, and an interrupted run (one transaction) leaves no gap.
+
+Schema changes are never lost silently (`source_schema.py`): the source's columns outside the
+contract land in `_rescued`, and a contract column gone, or holding what its type cannot, stops
+the extraction before anything is written.
 """
 
 from __future__ import annotations
@@ -14,9 +18,18 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from data_platform.ingestion.source_schema import (
+    SourceColumns,
+    literal,
+    quoted,
+    reflect,
+    require_castable,
+    require_contract,
+)
 from data_platform.ingestion.tables import RawTable, ensure_raw_tables
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     import sqlalchemy as sa
 
 SOURCE_BATCH_ROWS = 50_000
@@ -33,36 +46,52 @@ class ExtractionStats:
 
 def _source_query(
     engine: sa.Engine, table: RawTable, since: datetime | None
-) -> tuple[sa.Select, list[str]]:
+) -> tuple[sa.Select, SourceColumns]:
     import sqlalchemy as sa
 
-    names = [c for c in table.column_names if c != "_extracted_at"]
-    source = sa.Table(table.name, sa.MetaData(), autoload_with=engine)
-    missing = [n for n in names if n not in source.c]
-    if missing:
-        raise ValueError(
-            f"source table {table.name!r} lacks column(s) {missing}: "
-            "point DATA_PLATFORM_SOURCE_DB_URL at the application database of DESIGN.md"
-        )
-    query = sa.select(*(source.c[n] for n in names))
+    source, columns = reflect(engine, table)
+    require_contract(source, table, columns)
+    # Values as the driver returns them, not through SQLAlchemy's result processing: a text in
+    # a DATETIME column must reach the cast check below rather than fail in a parser there.
+    selected = [
+        sa.type_coerce(source.c[n], sa.types.NullType()).label(n)
+        for n in [*columns.contract, *columns.extra]
+    ]
+    query = sa.select(*selected)
     if since is not None:
         query = query.where(source.c.updated_at >= since)
-    return query.order_by(source.c.updated_at, source.c.id), names
+    return query.order_by(source.c.updated_at, source.c.id), columns
+
+
+def _arrow_column(values: tuple) -> pa.Array:
+    import pyarrow as pa
+
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # Mixed kinds of values (a text among numbers): as text, for the cast check to judge.
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
 def _append_new_versions(
-    conn: duckdb.DuckDBPyConnection, table: RawTable, extracted_at: datetime
+    conn: duckdb.DuckDBPyConnection,
+    table: RawTable,
+    columns: SourceColumns,
+    extracted_at: datetime,
 ) -> int:
     types = {c.name: c.type for c in table.columns}
-    names = [c for c in table.column_names if c != "_extracted_at"]
-    select = ", ".join(f'CAST(b."{n}" AS {types[n]})' for n in names)
-    columns = ", ".join(f'"{n}"' for n in [*names, "_extracted_at"])
+    names = columns.contract
+    select = ", ".join(f"CAST(b.{quoted(n)} AS {types[n]})" for n in names)
+    pairs = ", ".join(f"{literal(n)}, b.{quoted(n)}" for n in columns.extra)
+    rescued = f"json_object({pairs})" if columns.extra else "NULL"
+    target = ", ".join(quoted(n) for n in [*names, "_extracted_at", "_rescued"])
     before = conn.execute(f"SELECT count(*) FROM {table.qualified_name}").fetchone()[0]
     conn.execute(
-        f"INSERT INTO {table.qualified_name} ({columns}) "
-        f"SELECT DISTINCT ON (b.id, b.updated_at) {select}, ? FROM _source_batch b "
+        f"INSERT INTO {table.qualified_name} ({target}) "
+        "SELECT DISTINCT ON (CAST(b.id AS BIGINT), CAST(b.updated_at AS TIMESTAMP)) "
+        f"{select}, ?, {rescued} FROM _source_batch b "
         f"WHERE NOT EXISTS (SELECT 1 FROM {table.qualified_name} r "
-        "WHERE r.id = b.id AND r.updated_at = CAST(b.updated_at AS TIMESTAMP))",
+        "WHERE r.id = CAST(b.id AS BIGINT) AND r.updated_at = CAST(b.updated_at AS TIMESTAMP))",
         [extracted_at],
     )
     return conn.execute(f"SELECT count(*) FROM {table.qualified_name}").fetchone()[0] - before
@@ -82,20 +111,22 @@ def extract_incremental(
     ensure_raw_tables(conn, (table,))
     hwm_sql = f"SELECT max(updated_at) FROM {table.qualified_name}"
     hwm_before = conn.execute(hwm_sql).fetchone()[0]
-    query, names = _source_query(engine, table, hwm_before - lookback if hwm_before else None)
+    query, columns = _source_query(engine, table, hwm_before - lookback if hwm_before else None)
+    names = [*columns.contract, *columns.extra]
     fetched = added = 0
     conn.execute("BEGIN TRANSACTION")
     try:
         with engine.connect() as source:
             result = source.execution_options(stream_results=True).execute(query)
             while rows := result.fetchmany(SOURCE_BATCH_ROWS):
-                columns = list(zip(*rows, strict=True))
+                values = list(zip(*rows, strict=True))
                 _source_batch = pa.table(
-                    {n: pa.array(col) for n, col in zip(names, columns, strict=True)}
+                    {n: _arrow_column(col) for n, col in zip(names, values, strict=True)}
                 )
                 conn.execute("CREATE OR REPLACE TEMP TABLE _source_batch AS FROM _source_batch")
+                require_castable(conn, table, columns.contract)
                 fetched += len(rows)
-                added += _append_new_versions(conn, table, extracted_at)
+                added += _append_new_versions(conn, table, columns, extracted_at)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

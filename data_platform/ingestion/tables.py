@@ -49,6 +49,13 @@ def _c(name: str, type_: str, description: str) -> Column:
 
 
 EXTRACTED_AT = _c("_extracted_at", "TIMESTAMP", "When this version was extracted (UTC).")
+# Last, so that a warehouse created before it (which gets it by ALTER TABLE) has the same layout.
+SOURCE_RESCUED = _c(
+    "_rescued",
+    "JSON",
+    "The source row's columns outside the contract (nulls included), as one JSON object; "
+    "null while the source has none (schema drift).",
+)
 FILE_LINEAGE = (
     _c("_rescued", "JSON", "Fields outside the contract, kept as one JSON object (schema drift)."),
     _c("_source_file", "VARCHAR", "Key of the landing file, relative to the landing root."),
@@ -69,6 +76,7 @@ USERS = RawTable(
         _c("updated_at", "TIMESTAMP", "Last change in the source (UTC): the version key."),
         _c("deleted_at", "TIMESTAMP", "Soft-delete time (UTC), null unless deleted."),
         EXTRACTED_AT,
+        SOURCE_RESCUED,
     ),
 )
 PRODUCTS = RawTable(
@@ -82,6 +90,7 @@ PRODUCTS = RawTable(
         _c("unit_price", "DECIMAL(10,2)", "List price."),
         _c("updated_at", "TIMESTAMP", "Last change in the source (UTC): the version key."),
         EXTRACTED_AT,
+        SOURCE_RESCUED,
     ),
 )
 ORDERS = RawTable(
@@ -94,6 +103,7 @@ ORDERS = RawTable(
         _c("ordered_at", "TIMESTAMP", "Order time (UTC)."),
         _c("updated_at", "TIMESTAMP", "Last change in the source (UTC): the version key."),
         EXTRACTED_AT,
+        SOURCE_RESCUED,
     ),
 )
 ORDER_ITEMS = RawTable(
@@ -107,6 +117,7 @@ ORDER_ITEMS = RawTable(
         _c("unit_price", "DECIMAL(10,2)", "Price per unit at order time."),
         _c("updated_at", "TIMESTAMP", "Last change in the source (UTC): the version key."),
         EXTRACTED_AT,
+        SOURCE_RESCUED,
     ),
 )
 EVENTS = RawTable(
@@ -153,7 +164,23 @@ SOURCE_DB_TABLES = (USERS, PRODUCTS, ORDERS, ORDER_ITEMS)
 
 
 def ensure_raw_tables(conn, tables: tuple[RawTable, ...]) -> None:
-    """Create the raw schema and the given tables if they do not exist yet."""
+    """Create the raw schema and the given tables, and add columns declared since they were made.
+
+    Columns are only ever added to a raw table (nullable, at the end), so a warehouse built by
+    an older version of the platform keeps its rows and gains the new columns as nulls.
+    """
     conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
     for table in tables:
         conn.execute(table.ddl())
+    existing = set(
+        conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'raw'"
+        ).fetchall()
+    )
+    for table in tables:
+        for column in table.columns:
+            if (table.name, column.name) not in existing:
+                conn.execute(
+                    f'ALTER TABLE {table.qualified_name} ADD COLUMN "{column.name}" {column.type}'
+                )

@@ -1,0 +1,112 @@
+"""An app-database table's columns against its contract: what extraction and drift checks see.
+
+The source's schema can change under the platform (a migration adds `loyalty_tier`, drops a
+column, turns a price into text). A column outside the contract is kept in `_rescued`; a
+contract column that is gone or has an incompatible declared type would make every version
+from then on wrong, so extraction stops with one line naming table, column and fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from data_platform.ingestion.tables import RawTable
+
+if TYPE_CHECKING:
+    import duckdb
+    import sqlalchemy as sa
+
+# Python types a source column may declare for each contract type. VARCHAR takes anything:
+# every value has a text form. SQLite reflects unknown declarations as NullType (no
+# python_type); the value check at extraction still catches what cannot be cast.
+COMPATIBLE = {
+    "BIGINT": (int,),
+    "INTEGER": (int,),
+    "DECIMAL(10,2)": (Decimal, float, int),
+    "TIMESTAMP": (datetime, date),
+}
+
+
+class SourceSchemaError(ValueError):
+    """The source broke its contract; the message is one line naming table, column and fix."""
+
+
+@dataclass(frozen=True)
+class SourceColumns:
+    contract: list[str]
+    extra: list[str]
+    missing: list[str]
+
+
+def contract_columns(table: RawTable) -> list[str]:
+    """The columns the source itself must have (the raw table's minus its own bookkeeping)."""
+    return [c for c in table.column_names if not c.startswith("_")]
+
+
+def quoted(name: str) -> str:
+    """A SQL identifier, whatever characters the source's column name has."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _declared_type(column: sa.Column) -> type | None:
+    try:
+        return column.type.python_type
+    except NotImplementedError:
+        return None
+
+
+def reflect(engine: sa.Engine, table: RawTable) -> tuple[sa.Table, SourceColumns]:
+    """The source table as it is now, and how its columns differ from the contract."""
+    import sqlalchemy as sa
+
+    source = sa.Table(table.name, sa.MetaData(), autoload_with=engine)
+    contract = contract_columns(table)
+    return source, SourceColumns(
+        contract=contract,
+        extra=[c.name for c in source.columns if c.name not in contract],
+        missing=[c for c in contract if c not in source.c],
+    )
+
+
+def require_contract(source: sa.Table, table: RawTable, columns: SourceColumns) -> None:
+    """Raise SourceSchemaError when a contract column is missing or declared incompatibly."""
+    if columns.missing:
+        raise SourceSchemaError(
+            f"source table {table.name!r} has no column {', '.join(map(repr, columns.missing))} "
+            "of the contract (DESIGN.md): restore it in the app database (or point "
+            "DATA_PLATFORM_SOURCE_DB_URL at the right one), then re-run the extraction"
+        )
+    types = {c.name: c.type for c in table.columns}
+    for name in columns.contract:
+        declared, accepted = _declared_type(source.c[name]), COMPATIBLE.get(types[name])
+        if declared is not None and accepted and not issubclass(declared, accepted):
+            raise SourceSchemaError(
+                f"source column {table.name}.{name} is declared {source.c[name].type}, which "
+                f"does not hold the contract's {types[name]}: change it back in the app "
+                "database, then re-run the extraction"
+            )
+
+
+def require_castable(conn: duckdb.DuckDBPyConnection, table: RawTable, names: list[str]) -> None:
+    """Raise SourceSchemaError on the first value of `_source_batch` its contract type cannot hold."""
+    types = {c.name: c.type for c in table.columns}
+    probes = " UNION ALL ".join(
+        f"(SELECT '{n}', CAST(id AS VARCHAR), CAST({quoted(n)} AS VARCHAR) FROM _source_batch "
+        f"WHERE {quoted(n)} IS NOT NULL AND TRY_CAST({quoted(n)} AS {types[n]}) IS NULL LIMIT 1)"
+        for n in names
+    )
+    bad = conn.execute(f"{probes} LIMIT 1").fetchone()
+    if bad:
+        name, row_id, value = bad
+        raise SourceSchemaError(
+            f"source column {table.name}.{name} holds {value!r} (row id {row_id}), not a "
+            f"{types[name]}: fix the value (or the column's type) in the app database, then "
+            "re-run the extraction"
+        )

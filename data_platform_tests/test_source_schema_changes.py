@@ -1,0 +1,155 @@
+"""App-database schema changes are never lost silently: rescued, reported, or a one-line stop."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+import duckdb
+import pytest
+import sqlalchemy as sa
+
+from data_platform.assets.raw import RAW_SOURCE_TABLE_ASSETS
+from data_platform.checks.source_schema_drift import source_schema_drift_check
+from data_platform.ingestion.database import extract_incremental
+from data_platform.ingestion.source_schema import SourceSchemaError
+from data_platform.ingestion.tables import SOURCE_DB_TABLES, USERS, ensure_raw_tables
+from data_platform.simulator import SimulationConfig, simulate
+from data_platform_tests.helpers import query
+
+TABLES = {table.name: table for table in SOURCE_DB_TABLES}
+
+
+@pytest.fixture
+def source(settings, resources) -> sa.Engine:
+    simulate(
+        SimulationConfig(seed=5, days=2, end_date=date(2026, 1, 2), users=30, events_per_day=40),
+        resources["landing"],
+        settings.source_db_url,
+    )
+    return sa.create_engine(settings.source_db_url)
+
+
+def extract_with_checks(resources: dict) -> dg.ExecuteInProcessResult:
+    checks = [source_schema_drift_check(table) for table in SOURCE_DB_TABLES]
+    return dg.materialize([*RAW_SOURCE_TABLE_ASSETS, *checks], resources=resources)
+
+
+def extract_directly(settings, engine: sa.Engine, table: str) -> None:
+    with duckdb.connect(str(settings.warehouse)) as conn:
+        extract_incremental(
+            conn, engine, TABLES[table], timedelta(hours=1), datetime.now(UTC).replace(tzinfo=None)
+        )
+
+
+def test_a_new_source_column_lands_in_rescued_and_the_check_names_it(settings, resources, source):
+    assert extract_with_checks(resources).success
+    [(latest,)] = query(settings.warehouse, "SELECT max(updated_at) FROM raw.users")
+    changed_at = latest + timedelta(minutes=5)
+    with source.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE users ADD COLUMN loyalty_tier VARCHAR(16)"))
+        conn.execute(
+            sa.text("UPDATE users SET loyalty_tier = 'gold', updated_at = :t WHERE id = 7"),
+            {"t": changed_at},
+        )
+    result = extract_with_checks(resources)
+
+    rescued = query(
+        settings.warehouse,
+        "SELECT id, updated_at, _rescued FROM raw.users WHERE _rescued IS NOT NULL",
+    )
+    assert [(i, t, json.loads(r)) for i, t, r in rescued] == [
+        (7, changed_at, {"loyalty_tier": "gold"})
+    ]
+    [users] = [
+        e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "users"
+    ]
+    assert users.materialization.metadata["versions_added"].value == 1
+    checks = {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()}
+    drift = checks.pop("users")
+    assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
+    assert drift.metadata["appeared"].value == ["loyalty_tier"]
+    assert drift.metadata["disappeared"].value == []
+    assert drift.metadata["versions_with_column"].value == {"loyalty_tier": 1}
+    assert "appeared: loyalty_tier" in drift.description
+    assert sorted(checks) == ["order_items", "orders", "products"]
+    assert all(e.passed for e in checks.values())
+
+
+def one_line_error(settings, engine: sa.Engine, table: str) -> str:
+    """Extract `table`, expecting it to stop; nothing may have been written to its version log."""
+    with pytest.raises(SourceSchemaError) as failure:
+        extract_directly(settings, engine, table)
+    [(rows,)] = query(settings.warehouse, f"SELECT count(*) FROM raw.{table}")
+    assert rows == 0
+    message = str(failure.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_contract_column_dropped_from_the_source_stops_extraction(settings, source):
+    with source.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE users DROP COLUMN country"))
+    message = one_line_error(settings, source, "users")
+    assert message.startswith("source table 'users' has no column 'country' of the contract")
+    assert "restore it in the app database" in message
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "statement", "expected"),
+    [
+        (
+            "products",
+            "unit_price",
+            "UPDATE products SET unit_price = 'n/a' WHERE id = 3",
+            "source column products.unit_price holds 'n/a' (row id 3), not a DECIMAL(10,2)",
+        ),
+        (
+            "orders",
+            "updated_at",
+            "UPDATE orders SET updated_at = 'yesterday' WHERE id = (SELECT max(id) FROM orders)",
+            "source column orders.updated_at holds 'yesterday' (row id {max_id}), not a TIMESTAMP",
+        ),
+        (
+            "order_items",
+            "quantity",
+            # SQLite's way to change a column's declared type: a new column in its place.
+            "ALTER TABLE order_items RENAME COLUMN quantity TO old_quantity; "
+            "ALTER TABLE order_items ADD COLUMN quantity TEXT",
+            "source column order_items.quantity is declared TEXT, which does not hold the "
+            "contract's INTEGER",
+        ),
+    ],
+)
+def test_a_value_or_type_the_contract_cannot_hold_stops_extraction(
+    settings, source, table, column, statement, expected
+):
+    with source.begin() as conn:
+        [(max_id,)] = conn.execute(sa.text(f"SELECT max(id) FROM {table}")).all()
+        for part in statement.split("; "):
+            conn.execute(sa.text(part))
+    message = one_line_error(settings, source, table)
+    assert message.startswith(expected.format(max_id=max_id)), message
+    assert message.endswith("then re-run the extraction")
+
+
+def test_a_warehouse_from_before_rescued_gains_the_column_and_keeps_its_rows(tmp_path):
+    with duckdb.connect(str(tmp_path / "old.duckdb")) as conn:
+        conn.execute("CREATE SCHEMA raw")
+        old_columns = [c for c in USERS.columns if c.name != "_rescued"]
+        conn.execute(
+            f"CREATE TABLE raw.users ({', '.join(f'{c.name} {c.type}' for c in old_columns)})"
+        )
+        conn.execute("INSERT INTO raw.users (id, updated_at) VALUES (1, '2026-01-01 10:00')")
+        ensure_raw_tables(conn, (USERS,))
+        ensure_raw_tables(conn, (USERS,))  # idempotent
+        columns = [
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM pragma_table_info('raw.users')"
+            ).fetchall()
+        ]
+        rows = conn.execute("SELECT id, _rescued FROM raw.users").fetchall()
+    assert columns == USERS.column_names
+    assert rows == [(1, None)]
