@@ -7,9 +7,17 @@ re-counts the records from the files themselves (plain Python over the bytes, sh
 with ingestion) and compares them, file by file, with what the warehouse holds after the
 commit. It costs one more read of the run's files (a download on S3): the price of a check
 that can catch lost or invented records.
+
+A file that cannot be read at all counts as one record, on both sides: ingestion gives it one
+dead letter (line_number NULL), and this check counts one record for a file it cannot read
+itself. A file gone from the landing zone since the load counts as one where ingestion found it
+unreadable too; rows loaded from a file now gone are still records no file accounts for. A file
+that ingestion loaded but that this check cannot read (DuckDB's gunzip does not verify gzip
+checksums) therefore shows up as unbalanced.
 """
 
 import gzip
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -28,6 +36,10 @@ from data_platform.resources.warehouse import Warehouse
 if TYPE_CHECKING:  # pandas loads when a check first runs, not with the Definitions
     import pandas as pd
 
+# What Python raises on a file it cannot read at all (gone, denied, bad gzip). Ingestion has its
+# own list: this check shares no code with what it checks.
+_CANNOT_READ = (OSError, EOFError, zlib.error)
+
 
 def count_records(path: Path, header_lines: int) -> int:
     """Non-blank lines after the header: the left side of the contract's conservation rule."""
@@ -38,6 +50,15 @@ def count_records(path: Path, header_lines: int) -> int:
         )
 
 
+def file_records(landing: LandingZone, key: str, header_lines: int) -> tuple[int, bool]:
+    """(records, readable): a file that cannot be read counts as one record."""
+    try:
+        with landing.local_path(key) as path:
+            return count_records(path, header_lines), True
+    except _CANNOT_READ:
+        return 1, False
+
+
 @dataclass(frozen=True)
 class FileBalance:
     key: str
@@ -45,6 +66,7 @@ class FileBalance:
     records: int
     loaded: int
     dead_lettered: int
+    readable: bool = True
 
     @property
     def difference(self) -> int:
@@ -52,7 +74,8 @@ class FileBalance:
 
 
 def warehouse_counts(conn, fmt: FileFormat, window: Window) -> "pd.DataFrame":
-    """Rows and dead letters per file of the window, and when each dt was loaded."""
+    """Rows, dead letters and whole-file dead letters per file of the window, and when each dt
+    was loaded."""
     predicate, params = window.where("dt")
     return conn.execute(
         f"""
@@ -60,10 +83,12 @@ def warehouse_counts(conn, fmt: FileFormat, window: Window) -> "pd.DataFrame":
             SELECT _source_file AS key, dt, count(*) AS n_rows, max(_loaded_at) AS rows_at
             FROM {fmt.table.qualified_name} WHERE {predicate} GROUP BY ALL
         ), file_dead AS (
-            SELECT source_file AS key, dt, count(*) AS n_dead, max(rejected_at) AS dead_at
+            SELECT source_file AS key, dt, count(*) AS n_dead,
+                count(*) FILTER (WHERE line_number IS NULL) AS n_whole, max(rejected_at) AS dead_at
             FROM raw.dead_letter WHERE source = ? AND {predicate} GROUP BY ALL
         )
         SELECT key, dt, coalesce(n_rows, 0) AS loaded, coalesce(n_dead, 0) AS dead,
+            coalesce(n_whole, 0) AS whole_file,
             max(greatest(rows_at, dead_at)) OVER (PARTITION BY dt) AS loaded_at
         FROM file_rows FULL JOIN file_dead USING (key, dt)
         """,
@@ -85,12 +110,15 @@ def balances(landing: LandingZone, fmt: FileFormat, counts: "pd.DataFrame", wind
         if file.key not in stored and loaded_at is not None and modified > loaded_at:
             late.append(file.key)
             continue
-        with landing.local_path(file.key) as path:
-            records = count_records(path, fmt.header_lines)
+        records, readable = file_records(landing, file.key, fmt.header_lines)
         row = stored.pop(file.key, None)
-        found.append(FileBalance(file.key, dt, records, *_stored(row)))
-    # Rows whose file is gone from the landing zone are records no file accounts for.
-    found += [FileBalance(r.key, r.dt.date(), 0, *_stored(r)) for r in stored.values()]
+        found.append(FileBalance(file.key, dt, records, *_stored(row), readable))
+    # A file gone from the landing zone is one record if ingestion found it unreadable as well;
+    # other rows whose file is gone are records no file accounts for.
+    found += [
+        FileBalance(r.key, r.dt.date(), 1 if r.whole_file else 0, *_stored(r), readable=False)
+        for r in stored.values()
+    ]
     return found, late
 
 
@@ -132,6 +160,9 @@ def conservation_check(fmt: FileFormat) -> dg.AssetChecksDefinition:
             "rows_dead_lettered": sum(b.dead_lettered for b in found),
             "per_dt": dg.MetadataValue.md(markdown_table(per_dt(found))),
             "files_unbalanced": len(off),
+            "files_unreadable": dg.MetadataValue.json(
+                sorted(b.key for b in found if not b.readable)
+            ),
             "files_landed_after_load": dg.MetadataValue.json(late),
         }
         if off:

@@ -1,5 +1,10 @@
 """Dead-letter ratio per partition: WARN when a source sends noticeably broken records, ERROR
-(blocking downstream) when so many are broken that the day's marts would be misleading."""
+(blocking downstream) when so many are broken that the day's marts would be misleading.
+
+A file that could not be read at all is one dead letter (line_number NULL), so it weighs one
+record in the ratio, however many it held. It always WARNs, naming the file and the reason: a
+person must land it again. It never ERRORs on its own: the day's other files are good data.
+"""
 
 from typing import TYPE_CHECKING
 
@@ -45,6 +50,16 @@ def top_errors(conn, fmt: FileFormat, window: Window, limit: int) -> "pd.DataFra
     ).df()
 
 
+def unreadable_files(conn, fmt: FileFormat, window: Window) -> "pd.DataFrame":
+    """dt, source_file, error of the window's files that were dead-lettered whole."""
+    predicate, params = window.where("dt")
+    return conn.execute(
+        "SELECT dt, source_file, error FROM raw.dead_letter "
+        f"WHERE source = ? AND line_number IS NULL AND {predicate} ORDER BY dt, source_file",
+        [fmt.source, *params],
+    ).df()
+
+
 def judge(counts: "pd.DataFrame", t: QualityThresholds) -> "pd.DataFrame":
     """Add each partition's ratio and severity (empty string when fine)."""
     severities = [
@@ -78,7 +93,11 @@ def dead_letter_ratio_check(fmt: FileFormat, t: QualityThresholds) -> dg.AssetCh
         with warehouse.connect() as conn:
             judged = judge(partition_counts(conn, fmt, window), t)
             errors = top_errors(conn, fmt, window, t.failure_cases_shown)
-        severity = worst([dg.AssetCheckSeverity(s) for s in judged["severity"] if s])
+            unreadable = unreadable_files(conn, fmt, window)
+        severity = worst(
+            [dg.AssetCheckSeverity(s) for s in judged["severity"] if s]
+            + ([dg.AssetCheckSeverity.WARN] if len(unreadable) else [])
+        )
         flagged = judged[judged["severity"] != ""]
         return dg.AssetCheckResult(
             passed=severity is None,
@@ -91,10 +110,19 @@ def dead_letter_ratio_check(fmt: FileFormat, t: QualityThresholds) -> dg.AssetCh
                 "partitions_flagged": day_list(flagged["dt"]),
                 "per_dt": dg.MetadataValue.md(markdown_table(judged)),
                 "top_errors": dg.MetadataValue.md(markdown_table(errors)),
+                "files_unreadable": len(unreadable),
+                "unreadable_files": dg.MetadataValue.md(markdown_table(unreadable)),
             },
-            description=f"{len(flagged)} partition(s) above the dead-letter ratio thresholds"
-            if severity
-            else None,
+            description=_description(len(flagged), len(unreadable)) if severity else None,
         )
 
     return _check
+
+
+def _description(partitions_flagged: int, files_unreadable: int) -> str:
+    parts = []
+    if partitions_flagged:
+        parts.append(f"{partitions_flagged} partition(s) above the dead-letter ratio thresholds")
+    if files_unreadable:
+        parts.append(f"{files_unreadable} file(s) could not be read at all: land them again")
+    return "; ".join(parts)

@@ -144,11 +144,14 @@ class RawPayments(_LandedRecords):
 
 
 class RawDeadLetter(pa.DataFrameModel):
+    """A rejected line, or (line_number and raw_record NULL) a file that could not be read."""
+
     source: Series[Text] = text(isin=["events", "payments"])
     dt: Series[Timestamp] = day()
     source_file: Series[Text] = text()
-    line_number: Series[np.int64] = pa.Field(ge=1)
-    raw_record: Series[Text] = text()
+    # Nullable: Arrow hands a BIGINT column holding NULLs over as float64, hence coerce.
+    line_number: Series[pd.Int64Dtype] = pa.Field(ge=1, nullable=True, coerce=True)
+    raw_record: Series[Text] = text(nullable=True)
     error: Series[Text] = text(str_length={"min_value": 1})
     rejected_at: Series[Timestamp] = timestamp()
 
@@ -158,6 +161,11 @@ class RawDeadLetter(pa.DataFrameModel):
     @pa.dataframe_check
     def filed_under_its_dt(cls, df: pd.DataFrame) -> pd.Series:
         return in_dt_folder(df["source"], df["source_file"], df["dt"])
+
+    @pa.dataframe_check
+    def text_exactly_when_a_line(cls, df: pd.DataFrame) -> pd.Series:
+        """A line's text is kept; only a whole file (no line) has none."""
+        return df["line_number"].isna() == df["raw_record"].isna()
 
 
 class FctOrders(pa.DataFrameModel):

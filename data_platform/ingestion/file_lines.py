@@ -8,17 +8,47 @@ was two unequal row groups for two cores: a million events in six files took 2.2
 512 MB file by file). An INSERT
 keeps file order, so a row's offset from its file's first row is its line. A file that is not
 valid UTF-8 falls back to a Python decode so that its bad lines still get a line number and a
-reason instead of failing the partition.
+reason instead of failing the partition. A file that cannot be read at all (gone, denied,
+gzip cut short or corrupt) is reported as `UNREADABLE`, for the caller to dead-letter whole.
 """
 
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import duckdb
 
 NOT_UTF8 = "not valid UTF-8 text: re-export the file as UTF-8"
+
+# What reading a file raises when it cannot be read at all: gone or denied (OSError, which
+# gzip.BadGzipFile is too), a gzip stream cut short (EOFError), corrupt deflate data (zlib.error).
+UNREADABLE = (OSError, EOFError, zlib.error)
+
+
+def unreadable_reason(error: BaseException) -> str:
+    """Why a file could not be read, for its dead letter: what happened and what to do."""
+    if isinstance(error, EOFError | zlib.error):
+        return (
+            f"truncated or corrupt gzip stream ({error}; a partial upload?): "
+            "re-upload the complete file"
+        )
+    if isinstance(error, gzip.BadGzipFile):
+        return (
+            f"not a valid gzip file ({error}): re-upload it gzip-compressed, "
+            "or without .gz in its name if it is plain text"
+        )
+    if isinstance(error, FileNotFoundError):
+        return (
+            "the file disappeared between listing and reading (deleted or moved): land it "
+            "again, or re-run the day if it was removed on purpose"
+        )
+    if isinstance(error, PermissionError):
+        return (
+            "permission denied reading the file: give the platform read access, then re-run the day"
+        )
+    return f"the file could not be read ({error}): fix or replace it, then re-run the day"
 
 
 def start_day_lines(conn: duckdb.DuckDBPyConnection) -> None:
@@ -32,7 +62,9 @@ def append_file_lines(
     """Append a file's lines to `_lines`; returns the numbers of its lines not valid UTF-8.
 
     DuckDB's reader raises `duckdb.InvalidInputException` on a file it cannot read (not UTF-8,
-    a line over its size limit); the caller then retries with `decode_in_python`.
+    a line over its size limit) and `duckdb.IOException` on one it cannot open or gunzip; the
+    caller then retries with `decode_in_python`. That path raises one of `UNREADABLE` before
+    running any SQL when the file cannot be read at all, so the transaction stays usable.
     """
     if decode_in_python:
         return _append_in_python(conn, file_index, path)

@@ -6,6 +6,11 @@ records that meet the contract straight into the raw table and the rest, with th
 into the dead letters. A failure before COMMIT leaves the previous state intact, and a re-run
 gives the same rows.
 
+A file that cannot be read at all (gone since the listing, access denied, gzip cut short or
+corrupt) does not fail its day: it becomes one dead letter of its own (line_number and
+raw_record NULL, the reason in `error`) and counts as one record read, so conservation holds
+while the day's other files load. Its day re-runs when the file is landed again.
+
 Valid records are written once, directly: only the few lines left over are parsed a second
 time, to record why they were rejected.
 """
@@ -23,10 +28,12 @@ import duckdb
 from data_platform.ingestion.file_formats import FileFormat
 from data_platform.ingestion.file_lines import (
     NOT_UTF8,
+    UNREADABLE,
     append_file_lines,
     narrow_to_lines_not_in,
     number_day_lines,
     start_day_lines,
+    unreadable_reason,
 )
 from data_platform.ingestion.tables import DEAD_LETTER, ensure_raw_tables
 from data_platform.resources.landing import LandingFile, LandingZone
@@ -125,6 +132,21 @@ def _dead_letter_the_rest(
     )
 
 
+def _dead_letter_unreadable_files(
+    conn: duckdb.DuckDBPyConnection,
+    fmt: FileFormat,
+    dt: date,
+    unreadable: dict[str, str],
+    rejected_at: datetime,
+) -> None:
+    """One dead letter per file that could not be read: no line, no text, just its reason."""
+    if unreadable:
+        conn.executemany(
+            f"INSERT INTO {DEAD_LETTER.qualified_name} VALUES (?, ?, ?, NULL, NULL, ?, ?)",
+            [[fmt.source, dt, key, reason, rejected_at] for key, reason in unreadable.items()],
+        )
+
+
 def _stats(
     conn: duckdb.DuckDBPyConnection,
     fmt: FileFormat,
@@ -159,7 +181,8 @@ def _stats(
 
 
 class _NeedsPythonDecode(Exception):
-    """DuckDB could not read a file; its transaction is void, so the ingestion starts over."""
+    """DuckDB could not read a file; its transaction is void, so the ingestion starts over,
+    decoding that file in Python (which tells a bad line from a file that cannot be read)."""
 
     def __init__(self, key: str):
         super().__init__(key)
@@ -172,19 +195,28 @@ def _stage_day(
     fmt: FileFormat,
     files: list[LandingFile],
     decode_in_python: set[str],
-) -> list[str]:
-    """Stage a day's files as `_records`; returns its undecodable lines as 'file_index:line'."""
+) -> tuple[list[str], dict[str, str]]:
+    """Stage a day's files as `_records`; returns its undecodable lines as 'file_index:line',
+    and the reason each file that could not be read at all (by key) was left out."""
     start_day_lines(conn)
-    undecodable = []
+    undecodable: list[str] = []
+    unreadable: dict[str, str] = {}
     for i, file in enumerate(files):
-        with landing.local_path(file.key) as path:
-            try:
+        try:
+            with landing.local_path(file.key) as path:
                 lines = append_file_lines(conn, i, path, file.key in decode_in_python)
-            except duckdb.InvalidInputException:
-                raise _NeedsPythonDecode(file.key) from None
+        except (duckdb.InvalidInputException, duckdb.IOException):
+            if file.key in decode_in_python:
+                raise  # the Python path's own INSERT failed: not the file's fault
+            raise _NeedsPythonDecode(file.key) from None
+        except UNREADABLE as error:
+            # Raised by the download or the Python decode, before any SQL: the transaction is
+            # still good, so the day goes on without this file.
+            unreadable[file.key] = unreadable_reason(error)
+            continue
         undecodable += [f"{i}:{n}" for n in lines]
     number_day_lines(conn, fmt.header_lines)
-    return undecodable
+    return undecodable, unreadable
 
 
 def _ingest_in_one_transaction(
@@ -204,10 +236,13 @@ def _ingest_in_one_transaction(
         for dt, day in groupby(files, key=lambda f: partition_of(f.key)):
             day_files = list(day)
             keys = [f.key for f in day_files]
-            undecodable = _stage_day(conn, landing, fmt, day_files, decode_in_python)
-            records_read[dt] = conn.execute("SELECT count(*) FROM _records").fetchone()[0]
-            if _load_valid_records(conn, fmt, keys, dt, loaded_at, undecodable) < records_read[dt]:
+            undecodable, unreadable = _stage_day(conn, landing, fmt, day_files, decode_in_python)
+            records = conn.execute("SELECT count(*) FROM _records").fetchone()[0]
+            if _load_valid_records(conn, fmt, keys, dt, loaded_at, undecodable) < records:
                 _dead_letter_the_rest(conn, fmt, keys, dt, loaded_at, undecodable)
+            _dead_letter_unreadable_files(conn, fmt, dt, unreadable, loaded_at)
+            # A file that cannot be read counts as one record: the one dead letter it gets.
+            records_read[dt] = records + len(unreadable)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -6,6 +6,7 @@ Ingestion, sensors and the simulator only speak in keys relative to the landing 
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -79,7 +80,11 @@ class LandingZone(dg.ConfigurableResource):
 
     @contextmanager
     def local_path(self, key: str) -> Iterator[Path]:
-        """A local path with the file's bytes: the file itself, or a temporary download from S3."""
+        """A local path with the file's bytes: the file itself, or a temporary download from S3.
+
+        A key gone from S3 raises FileNotFoundError and a denied one PermissionError, as opening
+        a local file would: readers handle a file that cannot be read the same way on both.
+        """
         if not self.is_s3:
             yield Path(self.url) / key
             return
@@ -87,8 +92,25 @@ class LandingZone(dg.ConfigurableResource):
         with tempfile.TemporaryDirectory(prefix="landing-") as tmp:
             # Keep the file name: DuckDB picks the decompression from the extension (.gz).
             target = Path(tmp) / Path(key).name
-            self._s3().download_file(bucket, root + key, str(target))
+            self._download(bucket, root + key, target)
             yield target
+
+    def _download(self, bucket: str, s3_key: str, target: Path) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._s3().download_file(bucket, s3_key, str(target))
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey"):
+                raise FileNotFoundError(
+                    errno.ENOENT, "no such key", f"s3://{bucket}/{s3_key}"
+                ) from error
+            if code in ("403", "AccessDenied"):
+                raise PermissionError(
+                    errno.EACCES, "access denied", f"s3://{bucket}/{s3_key}"
+                ) from error
+            raise
 
     def upload_file(self, local_path: Path, key: str) -> None:
         """Publish a finished file under `key`; readers never see it half-written."""

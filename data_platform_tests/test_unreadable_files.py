@@ -1,0 +1,313 @@
+"""A landing file that cannot be read at all never blocks its day (issue 9, item 1b).
+
+Each case lands a day of good files plus one file that cannot be read (gzip cut short, not
+gzip at all, deleted or gone from S3 after the listing, access denied) and checks, against
+figures computed here from the lines written: the good files' records loaded or dead-lettered
+line by line, the bad file as one whole-file dead letter with its reason, the ingestion's
+conservation figures counting it as one record, and the conservation, dead-letter-ratio and
+Pandera dead-letter checks agreeing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+from urllib.parse import urlparse
+
+import boto3
+import dagster as dg
+import pytest
+
+from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
+from data_platform.automation.landing_sensor import landing_zone_sensor
+from data_platform.checks.conservation import conservation_check
+from data_platform.checks.dead_letter import dead_letter_ratio_check
+from data_platform.checks.gates import GATES
+from data_platform.checks.pandera_gate import pandera_check
+from data_platform.checks.thresholds import QualityThresholds
+from data_platform.ingestion import files as file_ingestion
+from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES
+from data_platform.resources.landing import LandingZone
+from data_platform_tests.helpers import classify_landing_file, put_lines, query
+from data_platform_tests.test_sensors import requested, tick
+
+DAY = date(2026, 1, 5)
+T = QualityThresholds()
+CHECKS = [
+    *(conservation_check(fmt) for fmt in (EVENT_FILES, PAYMENT_FILES)),
+    *(dead_letter_ratio_check(fmt, T) for fmt in (EVENT_FILES, PAYMENT_FILES)),
+    *(pandera_check(gate, T) for gate in GATES if gate.name == "pandera_dead_letter"),
+]
+ASSETS = [*RAW_FILE_ASSETS, DEAD_LETTER_SPEC, *CHECKS]
+# Set in the child pytest that re-runs the permission case without root's power to read all.
+NO_DAC_CHILD = "DATA_PLATFORM_TEST_NO_DAC_OVERRIDE"
+
+
+def event_lines(prefix: str, n: int) -> list[str]:
+    return [
+        json.dumps(
+            {
+                "event_id": f"{prefix}-{i}",
+                "user_id": i,
+                "event_type": "page_view",
+                "occurred_at": "2026-01-05T10:00:00Z",
+            }
+        )
+        for i in range(n)
+    ]
+
+
+GOOD_EVENTS = {
+    f"events/dt={DAY}/a.jsonl": [*event_lines("a", 5), "", "{oops"],
+    f"events/dt={DAY}/b.jsonl.gz": event_lines("b", 4),
+}
+GOOD_PAYMENTS = {
+    f"payments/dt={DAY}/export.csv": [
+        "payment_id,order_id,amount,currency,status,created_at",
+        "p1,1,12.50,EUR,succeeded,2026-01-05T10:00:00Z",
+        "p2,2,3.00,EUR,refunded,2026-01-05T11:00:00Z",
+        "",
+        "p3,x,1.00,EUR,failed,2026-01-05T12:00:00Z",
+    ],
+}
+
+
+def land(landing: LandingZone, files: dict[str, list[str]], tmp_path: Path) -> dict:
+    """Put the files in the landing zone; return (key, line) -> meets the contract, as judged
+    by the tests' own reading of each file's plain text."""
+    verdicts = {}
+    for key, lines in files.items():
+        put_lines(landing, key, lines, tmp_path)
+        plain = tmp_path / "expected" / key.removesuffix(".gz")
+        plain.parent.mkdir(parents=True, exist_ok=True)
+        plain.write_text("".join(f"{line}\n" for line in lines))
+        verdicts |= classify_landing_file(plain, key)
+    return verdicts
+
+
+def truncated_gzip(lines: list[str]) -> bytes:
+    whole = gzip.compress("".join(f"{line}\n" for line in lines).encode())
+    return whole[: len(whole) // 2]
+
+
+def delete_key(landing: LandingZone, key: str) -> None:
+    if not landing.is_s3:
+        (Path(landing.url) / key).unlink()
+        return
+    url = urlparse(landing.url)
+    boto3.client("s3").delete_object(Bucket=url.netloc, Key=f"{url.path.strip('/')}/{key}")
+
+
+def delete_after_listing(monkeypatch, landing: LandingZone, key: str) -> None:
+    """Make `key` vanish right after ingestion lists the day's files, before it reads them."""
+    listed = file_ingestion.files_for
+
+    def list_then_delete(*args, **kwargs):
+        files = listed(*args, **kwargs)
+        if key in {f.key for f in files}:
+            delete_key(landing, key)
+        return files
+
+    monkeypatch.setattr(file_ingestion, "files_for", list_then_delete)
+
+
+def materialize_day(resources: dict, **kwargs) -> dg.ExecuteInProcessResult:
+    result = dg.materialize(ASSETS, resources=resources, partition_key=DAY.isoformat(), **kwargs)
+    assert result.success
+    return result
+
+
+def check(result: dg.ExecuteInProcessResult, source: str, name: str) -> dg.AssetCheckEvaluation:
+    [found] = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == dg.AssetKey(["raw", source]) and e.check_name == name
+    ]
+    return found
+
+
+def assert_day_accounted(
+    result: dg.ExecuteInProcessResult,
+    warehouse: Path,
+    source: str,
+    verdicts: dict[tuple[str, int], bool],
+    bad_key: str,
+    reason: str,
+) -> None:
+    """Good records loaded, bad lines dead-lettered by line, the bad file once, and every
+    count and check agreeing that the bad file is one record."""
+    table = "events" if source == "events" else "payments"
+    loaded = set(query(warehouse, f"SELECT _source_file, _line_number FROM raw.{table}"))
+    assert loaded == {k for k, ok in verdicts.items() if ok}
+    by_line = set(
+        query(
+            warehouse,
+            "SELECT source_file, line_number FROM raw.dead_letter "
+            "WHERE source = ? AND line_number IS NOT NULL",
+            [source],
+        )
+    )
+    assert by_line == {k for k, ok in verdicts.items() if not ok}
+    [(key, raw_record, error)] = query(
+        warehouse,
+        "SELECT source_file, raw_record, error FROM raw.dead_letter "
+        "WHERE source = ? AND line_number IS NULL",
+        [source],
+    )
+    assert (key, raw_record) == (bad_key, None)
+    assert reason in error, error
+
+    records = len(verdicts) + 1  # the unreadable file counts as one record
+    [meta] = [
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["raw", source])
+    ]
+    assert meta["records_read"].value == records
+    assert meta["rows_loaded"].value == len(loaded)
+    assert meta["rows_dead_lettered"].value == len(by_line) + 1
+
+    conservation = check(result, source, "conservation")
+    assert conservation.passed, conservation.metadata
+    assert conservation.metadata["records_in_files"].value == records
+    assert conservation.metadata["rows_dead_lettered"].value == len(by_line) + 1
+
+    ratio = check(result, source, "dead_letter_ratio")
+    assert (ratio.passed, ratio.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert ratio.metadata["files_unreadable"].value == 1
+    assert bad_key in ratio.metadata["unreadable_files"].value
+    assert ratio.metadata["records"].value == records
+
+    pandera = check(result, source, "pandera_dead_letter")
+    assert pandera.passed, pandera.metadata
+    assert pandera.metadata["rows_validated"].value == len(by_line) + 1
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (truncated_gzip(event_lines("c", 2000)), "truncated or corrupt gzip stream"),
+        ("\n".join(event_lines("c", 3)).encode(), "not a valid gzip file"),
+    ],
+    ids=["truncated", "not-gzip"],
+)
+def test_a_damaged_gzip_file_is_one_dead_letter_and_the_day_loads(
+    settings, resources, tmp_path, data, reason
+):
+    verdicts = land(resources["landing"], GOOD_EVENTS, tmp_path)
+    bad_key = f"events/dt={DAY}/c.jsonl.gz"
+    resources["landing"].write_bytes(bad_key, data)
+    result = materialize_day(resources)
+    assert_day_accounted(result, settings.warehouse, "events", verdicts, bad_key, reason)
+
+
+def test_a_truncated_payments_export_is_one_dead_letter(settings, resources, tmp_path):
+    verdicts = land(resources["landing"], GOOD_PAYMENTS, tmp_path)
+    bad_key = f"payments/dt={DAY}/late.csv.gz"
+    header = GOOD_PAYMENTS[f"payments/dt={DAY}/export.csv"][0]
+    rows = [f"q{i},{i},1.00,EUR,succeeded,2026-01-05T10:00:00Z" for i in range(3000)]
+    resources["landing"].write_bytes(bad_key, truncated_gzip([header, *rows]))
+    result = materialize_day(resources)
+    assert_day_accounted(
+        result, settings.warehouse, "payments", verdicts, bad_key, "truncated or corrupt gzip"
+    )
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_a_file_gone_between_listing_and_reading(
+    settings, resources, tmp_path, monkeypatch, request, backend
+):
+    landing = resources["landing"] if backend == "local" else request.getfixturevalue("s3_landing")
+    resources = {**resources, "landing": landing}
+    verdicts = land(landing, GOOD_EVENTS, tmp_path)
+    bad_key = f"events/dt={DAY}/c.jsonl"
+    put_lines(landing, bad_key, event_lines("c", 3), tmp_path)
+    delete_after_listing(monkeypatch, landing, bad_key)
+    result = materialize_day(resources)
+    assert_day_accounted(
+        result, settings.warehouse, "events", verdicts, bad_key, "disappeared between listing"
+    )
+
+
+def permissions_enforced(tmp_path: Path) -> bool:
+    """False for root with CAP_DAC_OVERRIDE, which reads a file whatever its mode."""
+    probe = tmp_path / "probe"
+    probe.write_text("x")
+    probe.chmod(0)
+    try:
+        probe.read_text()
+    except PermissionError:
+        return True
+    return False
+
+
+def test_a_file_the_platform_may_not_read(settings, resources, tmp_path):
+    if not permissions_enforced(tmp_path):
+        # Root reads a chmod 000 file: re-run this test in a child without that capability.
+        assert not os.environ.get(NO_DAC_CHILD), "setpriv did not drop CAP_DAC_OVERRIDE"
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root, which reads any file, and no setpriv to drop that")
+        this_test = f"{__file__}::{test_a_file_the_platform_may_not_read.__name__}"
+        without_dac = [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
+        child = subprocess.run(
+            [
+                *without_dac,
+                sys.executable,
+                "-m",
+                "pytest",
+                this_test,
+                "-q",
+                "-p",
+                "no:cacheprovider",
+            ],
+            env={**os.environ, NO_DAC_CHILD: "1"},
+            capture_output=True,
+            text=True,
+        )
+        assert child.returncode == 0 and "1 passed" in child.stdout, child.stdout + child.stderr
+        return
+    verdicts = land(resources["landing"], GOOD_EVENTS, tmp_path)
+    bad_key = f"events/dt={DAY}/c.jsonl"
+    put_lines(resources["landing"], bad_key, event_lines("c", 3), tmp_path)
+    (Path(resources["landing"].url) / bad_key).chmod(0)
+    result = materialize_day(resources)
+    assert_day_accounted(result, settings.warehouse, "events", verdicts, bad_key, "permission")
+
+
+def test_a_fixed_file_landed_again_replaces_its_dead_letter(settings, resources, tmp_path):
+    landing = resources["landing"]
+    verdicts = land(landing, GOOD_EVENTS, tmp_path)
+    bad_key = f"events/dt={DAY}/c.jsonl.gz"
+    fixed = event_lines("c", 2000)
+    landing.write_bytes(bad_key, truncated_gzip(fixed))
+    first = tick(landing_zone_sensor, None, landing=landing)
+    assert requested(first) == [("events", str(DAY), str(DAY))]
+    materialize_day(resources)
+    assert query(
+        settings.warehouse, "SELECT count(*) FROM raw.dead_letter WHERE line_number IS NULL"
+    )
+    assert tick(landing_zone_sensor, first.cursor, landing=landing).run_requests == []
+
+    verdicts |= land(landing, {bad_key: fixed}, tmp_path)  # the complete file, same key
+    again = tick(landing_zone_sensor, first.cursor, landing=landing)
+    assert requested(again) == [("events", str(DAY), str(DAY))]
+    assert again.run_requests[0].run_key != first.run_requests[0].run_key
+    result = materialize_day(resources)
+
+    assert query(
+        settings.warehouse, "SELECT count(*) FROM raw.dead_letter WHERE line_number IS NULL"
+    ) == [(0,)]
+    loaded = set(query(settings.warehouse, "SELECT _source_file, _line_number FROM raw.events"))
+    assert loaded == {k for k, ok in verdicts.items() if ok}
+    assert sum(1 for key, _ in loaded if key == bad_key) == len(fixed)
+    conservation = check(result, "events", "conservation")
+    assert conservation.passed
+    assert conservation.metadata["records_in_files"].value == len(verdicts)
+    assert check(result, "events", "dead_letter_ratio").metadata["files_unreadable"].value == 0
