@@ -1,0 +1,184 @@
+"""`data-platform sql` as scripts run it: a subprocess on a warehouse of known values."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+CLI = str(Path(sys.executable).with_name("data-platform"))
+ROWS = [
+    (1, 'Zoë, "the" first', Decimal("19.99"), datetime(2026, 1, 2, 3, 4, 5), date(2026, 1, 2), {"tier": "gold"}),
+    (2, "plain", Decimal("0.05"), datetime(2026, 1, 3, 23, 59, 59, 250000), date(2026, 1, 3), None),
+    (3, None, Decimal("-1234567.80"), datetime(2026, 2, 1), date(2026, 2, 1), {"n": [1, 2]}),
+]  # fmt: skip
+COLUMNS = ["id", "name", "price", "seen_at", "day", "extra"]
+QUERY = "SELECT * FROM marts.sample ORDER BY id"
+# Holds the warehouse's write lock until stdin closes, then commits one more row.
+WRITER = """
+import sys, duckdb
+conn = duckdb.connect(sys.argv[1])
+print("locked", flush=True)
+sys.stdin.read()
+conn.execute("INSERT INTO marts.sample (id, name) VALUES (4, 'written while you waited')")
+conn.close()
+"""
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
+        conn.execute("CREATE SCHEMA marts")
+        conn.execute(
+            "CREATE TABLE marts.sample (id INTEGER, name VARCHAR, price DECIMAL(10,2), "
+            "seen_at TIMESTAMP, day DATE, extra JSON)"
+        )
+        conn.executemany(
+            "INSERT INTO marts.sample VALUES (?, ?, ?, ?, ?, ?)",
+            [(*row[:5], None if row[5] is None else json.dumps(row[5])) for row in ROWS],
+        )
+    return tmp_path
+
+
+def sql(home: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CLI, "sql", *args], env=environment(home), capture_output=True, text=True, timeout=120
+    )
+
+
+def environment(home: Path) -> dict[str, str]:
+    others = {k: v for k, v in os.environ.items() if not k.startswith("DATA_PLATFORM_")}
+    return {**others, "DATA_PLATFORM_HOME": str(home)}
+
+
+def test_csv_has_a_header_and_every_value(home):
+    result = sql(home, QUERY, "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    records = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(records[0]) == COLUMNS
+    assert [
+        (
+            int(r["id"]),
+            r["name"] or None,
+            Decimal(r["price"]),
+            datetime.fromisoformat(r["seen_at"]),
+            date.fromisoformat(r["day"]),
+            json.loads(r["extra"]) if r["extra"] else None,
+        )
+        for r in records
+    ] == ROWS
+
+
+def test_json_is_one_array_of_objects_with_exact_decimals(home):
+    result = sql(home, QUERY, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    records = json.loads(result.stdout, parse_float=Decimal)
+    assert [
+        (
+            r["id"],
+            r["name"],
+            r["price"],
+            datetime.fromisoformat(r["seen_at"]),
+            date.fromisoformat(r["day"]),
+            r["extra"],
+        )
+        for r in records
+    ] == ROWS
+    assert json.loads(sql(home, "SELECT 1 WHERE false", "--format", "json").stdout) == []
+
+
+def test_table_is_aligned_text_with_a_row_count(home):
+    result = sql(home, QUERY)  # the default format
+    assert result.returncode == 0, result.stderr
+    header, rule, *lines, count = result.stdout.splitlines()
+    assert count == "(3 rows)"
+    # The rule's runs of dashes mark the columns; every line is cut at the same places.
+    spans, start = [], 0
+    for run in rule.split("  "):
+        spans.append((start, start + len(run)))
+        start += len(run) + 2
+    cells = [[line[a:b].strip() for a, b in spans] for line in lines]
+    assert [header[a:b].strip() for a, b in spans] == COLUMNS
+    assert [
+        (
+            int(c[0]),
+            None if c[1] == "NULL" else c[1],
+            Decimal(c[2]),
+            datetime.fromisoformat(c[3]),
+            date.fromisoformat(c[4]),
+            None if c[5] == "NULL" else json.loads(c[5]),
+        )
+        for c in cells
+    ] == ROWS
+    assert lines[0][spans[2][0] : spans[2][1]].startswith(" ")  # numbers to the right
+
+
+def test_a_write_is_refused_with_one_line(home):
+    for statement in ("DELETE FROM marts.sample", f"COPY marts.sample TO '{home / 'out.csv'}'"):
+        result = sql(home, statement)
+        assert result.returncode == 1
+        assert result.stderr.count("\n") == 1
+        assert result.stderr.startswith("data-platform sql: ")
+        assert "only reads the warehouse" in result.stderr
+    assert not (home / "out.csv").exists()
+    assert sql(home, "SELECT count(*) AS n FROM marts.sample", "--format", "csv").stdout == "n\n3\n"
+
+
+def start_writer(home: Path) -> subprocess.Popen:
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(home / "warehouse.duckdb")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout.readline().strip() == "locked"
+    return writer
+
+
+def test_a_query_waits_for_the_writer_then_sees_its_commit(home):
+    writer = start_writer(home)
+    try:
+        query = subprocess.Popen(
+            [CLI, "sql", "SELECT count(*) AS n FROM marts.sample", "--format", "csv"],
+            env=environment(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(3)
+        assert query.poll() is None, query.communicate()  # still waiting for the lock
+    finally:
+        writer.communicate("", timeout=30)
+    released = time.monotonic()
+    out, err = query.communicate(timeout=60)
+    assert query.returncode == 0, err
+    assert out == "n\n4\n"
+    assert time.monotonic() - released < 10
+
+
+def test_a_short_timeout_fails_with_one_line_naming_the_writer(home):
+    writer = start_writer(home)
+    try:
+        started = time.monotonic()
+        result = sql(home, "SELECT 1", "--timeout", "1")
+        waited = time.monotonic() - started
+    finally:
+        writer.communicate("", timeout=30)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith(
+        f"data-platform sql: the warehouse {home / 'warehouse.duckdb'} is still locked by "
+    )
+    assert f"(PID {writer.pid})" in line and "after 1 s" in line and "--timeout" in line
+    assert waited >= 1
