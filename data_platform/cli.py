@@ -1,4 +1,4 @@
-"""`data-platform`: the simulator and headless materialization from the command line."""
+"""`data-platform`: simulator, headless materialization and read-only SQL on the command line."""
 
 from __future__ import annotations
 
@@ -31,12 +31,30 @@ def _add_materialize_parser(subparsers: argparse._SubParsersAction) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="data-platform", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    from data_platform.simulator.command import configure_parser
+    simulate = subparsers.add_parser("simulate", help="write simulated source data")
+    if list(sys.argv[1:] if argv is None else argv)[:1] == ["simulate"]:
+        # Its flags' defaults import the simulator (pandas, ~1 s): only for its own command,
+        # so that `sql` answers a script in a fraction of a second.
+        from data_platform.simulator.command import configure_parser
 
-    configure_parser(subparsers.add_parser("simulate", help="write simulated source data"))
+        configure_parser(simulate)
     _add_materialize_parser(subparsers)
+    from data_platform.warehouse_sql import configure_parser as configure_sql
+
+    configure_sql(
+        subparsers.add_parser(
+            "sql",
+            help="a read-only query of the warehouse, results on stdout",
+            description="Waits for a run writing the warehouse instead of failing on DuckDB's "
+            "lock. Exit status: 0 done, 1 the query could not run, 2 a wrong setting.",
+        )
+    )
     args = parser.parse_args(argv)
     try:
+        if args.command == "sql":
+            from data_platform.warehouse_sql import run as run_sql
+
+            return run_sql(args)
         if args.command == "simulate":
             from data_platform.simulator.command import run
 
