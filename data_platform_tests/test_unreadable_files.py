@@ -311,3 +311,21 @@ def test_a_fixed_file_landed_again_replaces_its_dead_letter(settings, resources,
     assert conservation.passed
     assert conservation.metadata["records_in_files"].value == len(verdicts)
     assert check(result, "events", "dead_letter_ratio").metadata["files_unreadable"].value == 0
+
+
+def test_gzip_corrupted_inside_its_stream_is_caught_by_conservation(settings, resources, tmp_path):
+    """DuckDB's gunzip reads this file without error (it verifies no checksum) and loads what it
+    decoded; Python's gzip refuses it, so the independent check reports the file unbalanced."""
+    land(resources["landing"], GOOD_EVENTS, tmp_path)
+    bad_key = f"events/dt={DAY}/c.jsonl.gz"
+    damaged = bytearray(gzip.compress("".join(f"{e}\n" for e in event_lines("c", 20000)).encode()))
+    for i in range(200, 260):
+        damaged[i] ^= 0x5A
+    resources["landing"].write_bytes(bad_key, bytes(damaged))
+    result = dg.materialize(
+        ASSETS, resources=resources, partition_key=DAY.isoformat(), raise_on_error=False
+    )
+    conservation = check(result, "events", "conservation")
+    assert (conservation.passed, conservation.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    assert conservation.metadata["files_unreadable"].value == [bad_key]
+    assert conservation.metadata["files_unbalanced"].value == 1
