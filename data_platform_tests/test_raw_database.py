@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from data_platform.assets.raw import RAW_SOURCE_TABLE_ASSETS
+from data_platform.ingestion import database
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests.helpers import query
 
@@ -45,6 +46,13 @@ def raw_versions(settings, table: str) -> list[tuple]:
 
 
 def test_first_extraction_copies_every_row(settings, resources, source):
+    assert extract(resources).success
+    for table in ("users", "products", "orders", "order_items"):
+        assert set(raw_versions(settings, table)) == source_rows(source, table), table
+
+
+def test_many_batches_copy_every_row(settings, resources, source, monkeypatch):
+    monkeypatch.setattr(database, "SOURCE_BATCH_ROWS", 7)
     assert extract(resources).success
     for table in ("users", "products", "orders", "order_items"):
         assert set(raw_versions(settings, table)) == source_rows(source, table), table

@@ -120,10 +120,12 @@ def extract_incremental(
             result = source.execution_options(stream_results=True).execute(query)
             while rows := result.fetchmany(SOURCE_BATCH_ROWS):
                 values = list(zip(*rows, strict=True))
-                _source_batch = pa.table(
+                _source_arrow = pa.table(
                     {n: _arrow_column(col) for n, col in zip(names, values, strict=True)}
                 )
-                conn.execute("CREATE OR REPLACE TEMP TABLE _source_batch AS FROM _source_batch")
+                # DuckDB finds the Python variable by name; named like the temp table, it would
+                # be shadowed by it from the second batch on, which re-read the first batch.
+                conn.execute("CREATE OR REPLACE TEMP TABLE _source_batch AS FROM _source_arrow")
                 require_castable(conn, table, columns.contract)
                 fetched += len(rows)
                 added += _append_new_versions(conn, table, columns, extracted_at)
