@@ -36,6 +36,8 @@ setup(
         "pyarrow>=17",
         # The daily-revenue chart shown in the UI.
         "matplotlib>=3.8",
+        # Is a run's process alive, and is it still the same process (pid reuse)?
+        "psutil>=5.9",
     ],
     extras_require={
         "dev": [

@@ -26,6 +26,12 @@ def _add_materialize_parser(subparsers: argparse._SubParsersAction) -> None:
         default="*",
         help="asset selection, e.g. 'key:raw/events' or 'group:raw+' (default: everything)",
     )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="stop the run (marked failed, exit status 3) if it has not finished by then",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run(args)
         from data_platform.materialize import materialize_range
 
-        return materialize_range(args.select, args.start, args.end)
+        return materialize_range(args.select, args.start, args.end, args.timeout)
     except SettingsError as err:
         print(f"data-platform: {err}", file=sys.stderr)
         return 2

@@ -9,8 +9,12 @@ from data_platform.assets.scorecard import SCORECARD_ASSETS
 from data_platform.automation.freshness import with_freshness_policies
 from data_platform.automation.sensors import SENSORS
 from data_platform.checks import QUALITY_CHECKS
+from data_platform.orchestration import pool_wait
 from data_platform.resources.build import build_resources
 from data_platform.settings import load_settings
+
+# Steps waiting for a `duckdb` slot sleep, stop on SIGTERM and name the run they wait behind.
+pool_wait.install()
 
 defs = dg.Definitions(
     # Freshness policies are set here, for the raw feeds and every mart; automation conditions

@@ -2,18 +2,35 @@
 
 The whole window goes into one run (partition-range tags), which the single-run backfill
 policies turn into one set-based pass per asset instead of one run per day.
+
+Before it starts, it fails runs whose process died and frees the pool slots they held (what
+the monitoring daemon does under `dagster dev`), so an earlier crash never makes it wait
+forever. While a step waits for a `duckdb` slot it says behind which run; Ctrl-C, SIGTERM and
+`--timeout` stop it cleanly (the run is marked failed, its pending claims released).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 import time
+import uuid
 from collections import Counter
 from datetime import date
 
 import dagster as dg
+from dagster._core.storage.tags import MAX_RETRIES_TAG
 
+from data_platform.orchestration.pool_wait import slot_holders
+from data_platform.orchestration.run_health import WORKER_HOST_TAG, release_dead_runs, this_host
 from data_platform.partitions import DAILY_PARTITIONS, RANGE_END_TAG, RANGE_START_TAG
+
+EXIT_TIMED_OUT = 3
+EXIT_INTERRUPTED = 130
+# How often the progress says what a waiting step waits for.
+WAIT_REPORT_SECONDS = 10.0
 
 
 def partition_window(start: date | None, end: date | None) -> list[str]:
@@ -45,23 +62,96 @@ def summarize(result: dg.ExecuteInProcessResult) -> tuple[Counter, list[str]]:
     return materialized, failures
 
 
-def materialize_range(select: str, start: date | None, end: date | None) -> int:
+def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
+    """Did the run stop on SIGINT/SIGTERM (or `--timeout`) rather than fail on its own?"""
+    return any(
+        e.event_type == dg.DagsterEventType.RUN_FAILURE
+        and e.event_specific_data.error is not None
+        and e.event_specific_data.error.cls_name == "DagsterExecutionInterruptedError"
+        for e in result.all_events
+    )
+
+
+def waiting_steps(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """One line per pool the run has a step waiting for, naming who holds its slots."""
+    lines = []
+    for pool in instance.event_log_storage.get_concurrency_keys():
+        info = instance.event_log_storage.get_concurrency_info(pool)
+        steps = [
+            p.step_key
+            for p in info.pending_steps
+            if p.run_id == run_id and not p.assigned_timestamp
+        ]
+        if steps:
+            lines.append(
+                f"{', '.join(steps)} waiting for pool {pool}: {slot_holders(instance, pool)}"
+            )
+    return lines
+
+
+def _report_waits(instance: dg.DagsterInstance, run_id: str, stop: threading.Event) -> None:
+    began = time.monotonic()
+    while not stop.wait(WAIT_REPORT_SECONDS):
+        for line in waiting_steps(instance, run_id):
+            print(f"  [{time.monotonic() - began:.0f}s] {line}", file=sys.stderr, flush=True)
+
+
+def _interrupt_after(seconds: float, timed_out: threading.Event, stop: threading.Event) -> None:
+    if not stop.wait(seconds):
+        timed_out.set()
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def materialize_range(
+    select: str, start: date | None, end: date | None, timeout: float | None = None
+) -> int:
     from data_platform.definitions import defs
 
     keys = partition_window(start, end)
     selection = dg.AssetSelection.from_string(select)
-    print(f"materializing {select!r} for {keys[0]}..{keys[-1]} ({len(keys)} days)", file=sys.stderr)
+    job = dg.Definitions(
+        assets=[*defs.assets, *(defs.asset_checks or [])],
+        jobs=[dg.define_asset_job("data_platform_materialize", selection=selection)],
+        resources=defs.resources,
+    ).resolve_job_def("data_platform_materialize")
+    run_id = str(uuid.uuid4())
+    tags = {
+        **range_tags(keys),
+        WORKER_HOST_TAG: this_host(),
+        # Run retries relaunch a run through its code location; a headless run has none.
+        MAX_RETRIES_TAG: "0",
+    }
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stop, timed_out = threading.Event(), threading.Event()
     began = time.monotonic()
     with dg.DagsterInstance.get() as instance:
-        result = dg.materialize(
-            assets=[*defs.assets, *(defs.asset_checks or [])],
-            selection=selection,
-            resources=defs.resources,
-            instance=instance,
-            tags=range_tags(keys),
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        for line in release_dead_runs(instance):
+            print(line, file=sys.stderr)
+        print(
+            f"materializing {select!r} for {keys[0]}..{keys[-1]} ({len(keys)} days), run {run_id}",
+            file=sys.stderr,
         )
+        threading.Thread(target=_report_waits, args=(instance, run_id, stop), daemon=True).start()
+        if timeout is not None:
+            threading.Thread(
+                target=_interrupt_after, args=(timeout, timed_out, stop), daemon=True
+            ).start()
+        try:
+            result = job.execute_in_process(
+                instance=instance,
+                run_id=run_id,
+                tags=tags,
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            )
+        except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
+            result = None
+        finally:
+            stop.set()
+    if result is None or was_interrupted(result):
+        reason = f"timed out after {timeout:g}s" if timed_out.is_set() else "interrupted"
+        print(f"run {run_id} {reason}: stopped and marked failed", file=sys.stderr)
+        return EXIT_TIMED_OUT if timed_out.is_set() else EXIT_INTERRUPTED
     materialized, failures = summarize(result)
     print(f"\nrun {result.run_id} in {time.monotonic() - began:.1f}s", file=sys.stderr)
     for key, count in sorted(materialized.items()):

@@ -1,0 +1,78 @@
+"""Waiting for a pool slot: asleep, interruptible, and saying behind which run.
+
+Three defects of Dagster 1.13's wait for a `duckdb` slot, found when a killed run leaked its
+slot (see README, "Runs that heal themselves"):
+- `InstanceConcurrencyContext.interval_to_next_pending_claim_check` returns `min(0, ...)`,
+  so the executor never sleeps between claim checks: a waiting run spins a core at 100 %
+  (dagster PR #20367 noticed it and was closed unmerged);
+- the in-process executor's wait loop never looks at a captured SIGINT/SIGTERM, so a waiting
+  run can only be stopped with SIGKILL;
+- "Step blocked by limit for pool duckdb" does not say who holds the slot.
+`install()` fixes the three in the process that executes steps; it is idempotent.
+"""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+from dagster._core.errors import DagsterExecutionInterruptedError
+from dagster._core.events import DagsterEvent, EngineEventData
+from dagster._core.execution.plan.active import ActiveExecution
+from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+from dagster._utils.interrupts import check_captured_interrupt
+
+# How often a sleeping wait looks for Ctrl-C / SIGTERM.
+_INTERRUPT_CHECK_SECONDS = 0.25
+
+
+def slot_holders(instance: dg.DagsterInstance, pool: str) -> str:
+    """Who holds the pool's slots, e.g. "its 1 slot is held by run 1a2b3c4d (step raw__events)"."""
+    info = instance.event_log_storage.get_concurrency_info(pool)
+    held = [f"run {s.run_id[:8]} (step {s.step_key})" for s in info.claimed_slots]
+    slots = f"its {info.slot_count} slot{'s' if info.slot_count != 1 else ''}"
+    return (
+        f"{slots} {'are' if info.slot_count != 1 else 'is'} held by {', '.join(held) or 'nobody'}"
+    )
+
+
+def _interval_to_next_pending_claim_check(self: InstanceConcurrencyContext) -> float:
+    if not self._pending_claims:
+        return 0.0
+    now = time.time()
+    return max(0.0, min(ready_at - now for ready_at in self._pending_timeouts.values()))
+
+
+def _sleep_til_ready(self: ActiveExecution) -> None:
+    deadline = time.monotonic() + self.sleep_interval()
+    while True:
+        if check_captured_interrupt():
+            raise DagsterExecutionInterruptedError()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, _INTERRUPT_CHECK_SECONDS))
+
+
+def _step_concurrency_blocked(step_context, concurrency_key: str, initial: bool = True):
+    state = "blocked" if initial else "still blocked"
+    holders = slot_holders(step_context.instance, concurrency_key)
+    return DagsterEvent.from_step(
+        event_type=dg.DagsterEventType.ENGINE_EVENT,
+        step_context=step_context,
+        message=f"Step {state} by limit for pool {concurrency_key}: {holders}",
+        event_specific_data=EngineEventData(
+            metadata={
+                "pool": dg.MetadataValue.pool(concurrency_key),
+                "held_by": dg.MetadataValue.text(holders),
+            }
+        ),
+    )
+
+
+def install() -> None:
+    InstanceConcurrencyContext.interval_to_next_pending_claim_check = (
+        _interval_to_next_pending_claim_check
+    )
+    ActiveExecution.sleep_til_ready = _sleep_til_ready
+    DagsterEvent.step_concurrency_blocked = staticmethod(_step_concurrency_blocked)

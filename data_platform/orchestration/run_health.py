@@ -1,0 +1,91 @@
+"""Is a run's worker process still alive? And the clean-up once it is not.
+
+Dagster's code server marks a run failed when the run process it spawned dies, but nothing
+does when the code server died too (`dagster dev` restarted, the machine rebooted) or when the
+run was executed in-process by `data-platform materialize`: the run stays STARTED forever and
+keeps its `duckdb` pool slot, so every later warehouse step waits behind it. Every run process
+announces its pid in an engine event; a pid that is gone, or now belongs to a younger process,
+means the worker is dead.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import dagster as dg
+import psutil
+from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+
+# Set on every run this platform starts a process for: its pid is only meaningful on that host.
+WORKER_HOST_TAG = "data_platform/worker_host"
+# A process started this long after the run announced its pid is another process (pid reuse).
+_PID_REUSE_SLACK_SECONDS = 1.0
+
+_UNFINISHED = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def worker_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
+    """The run process's pid and when it announced it, from the run's first engine event with one.
+
+    Launched runs announce "Started process for run (pid: N)", in-process runs "Executing steps
+    in process (pid: N)": both carry the pid as metadata before any step starts. Later pids
+    (a step executed by a Celery worker) belong to other processes, so the first one is taken.
+    """
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, limit=20
+    ).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        data = event.engine_event_data if event else None
+        pid = data.metadata.get("pid") if data else None
+        if pid is not None and event.step_key is None:
+            return int(pid.value), record.event_log_entry.timestamp
+    return None
+
+
+def check_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHealthResult:
+    """RUNNING unless the run's process is provably gone from this host."""
+    host = run.tags.get(WORKER_HOST_TAG)
+    if host is not None and host != this_host():
+        return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker on {host}: not checked")
+    announced = worker_pid(instance, run.run_id)
+    if announced is None:
+        # Not started yet: `run_monitoring.start_timeout_seconds` covers a run that never starts.
+        return CheckRunHealthResult(WorkerStatus.RUNNING, "no run process announced yet")
+    pid, announced_at = announced
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"run process {pid} is gone")
+    if started > announced_at + _PID_REUSE_SLACK_SECONDS:
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED, f"run process {pid} is gone (its pid now belongs to another)"
+        )
+    return CheckRunHealthResult(WorkerStatus.RUNNING, f"run process {pid} is alive")
+
+
+def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Fail the runs whose process died, free pool slots held by finished runs; say what was done.
+
+    What the monitoring daemon does under `dagster dev`, for when no daemon runs: a headless
+    `data-platform materialize` calls it first, so a crash earlier never makes it wait forever.
+    """
+    done = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=_UNFINISHED)):
+        health = check_worker(instance, run)
+        if health.status == WorkerStatus.FAILED:
+            message = f"Run {run.run_id} marked failed: {health.msg}."
+            instance.report_engine_event(message, run)
+            instance.report_run_failed(run)
+            done.append(message)
+    for run_id in instance.event_log_storage.get_concurrency_run_ids():
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+            status = run.status.value if run else "deleted"
+            done.append(f"Freed the pool slots and claims of run {run_id} ({status}).")
+    return done

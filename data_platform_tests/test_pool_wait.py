@@ -1,0 +1,133 @@
+"""A run waiting for a `duckdb` slot: it sleeps, says behind which run, stops on SIGTERM and on
+`--timeout`; and a slot leaked by a dead run is taken back before a headless run starts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import psutil
+import pytest
+from dagster._core.events import EngineEventData
+
+from data_platform.orchestration.run_health import release_dead_runs
+from data_platform_tests.test_cli import DAY, REPO, run_cli
+
+SELECT = ("materialize", "--start", str(DAY), "--end", str(DAY), "--select", "key:raw/events")
+
+
+def fake_run(instance: dg.DagsterInstance, pid: int, hold_slot: bool = True) -> str:
+    """A STARTED run whose process announced `pid`, holding the duckdb slot if `hold_slot`."""
+    run = instance.add_run(
+        dg.DagsterRun(
+            job_name="holder", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED
+        )
+    )
+    instance.report_engine_event(
+        f"Started process for run (pid: {pid}).", run, EngineEventData.in_process(pid)
+    )
+    instance.event_log_storage.initialize_concurrency_limit_to_default("duckdb")
+    assert (
+        not hold_slot
+        or instance.event_log_storage.claim_concurrency_slot(
+            "duckdb", run.run_id, "raw__events"
+        ).is_claimed
+    )
+    return run.run_id
+
+
+@pytest.fixture
+def instance(settings):
+    home = settings.home / "dagster_home"
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["sleep", "60"])
+    process.kill()
+    process.wait()
+    return process.pid
+
+
+def test_a_dead_run_is_failed_and_its_slot_freed_a_live_one_is_left_alone(instance):
+    dead = fake_run(instance, dead_pid())
+    alive = fake_run(instance, os.getpid(), hold_slot=False)
+    done = release_dead_runs(instance)
+    assert instance.get_run_by_id(dead).status == dg.DagsterRunStatus.FAILURE
+    assert instance.get_run_by_id(alive).status == dg.DagsterRunStatus.STARTED
+    assert not instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots
+    assert len(done) == 2 and dead in done[0] and dead in done[1]
+    assert release_dead_runs(instance) == []  # nothing left to do: re-running is safe
+
+
+def test_materialize_takes_back_a_slot_leaked_by_a_dead_run(settings, instance):
+    dead = fake_run(instance, dead_pid())
+    result = run_cli(settings.home, *SELECT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"Run {dead} marked failed" in result.stderr
+    assert f"Freed the pool slots and claims of run {dead} (FAILURE)" in result.stderr
+
+
+def test_a_waiting_run_sleeps_names_its_blocker_and_stops_on_sigterm(settings, instance):
+    holder = fake_run(instance, os.getpid())
+    environ = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DATA_PLATFORM_")},
+        "DATA_PLATFORM_HOME": str(settings.home),
+        "DAGSTER_HOME": str(settings.home / "dagster_home"),
+    }
+    cli = str(Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "data-platform")
+    process = subprocess.Popen(
+        [cli, *SELECT],
+        cwd=REPO,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not instance.event_log_storage.get_concurrency_info("duckdb").pending_steps[1:]:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.2)
+    cpu = psutil.Process(process.pid)
+    before = cpu.cpu_times()
+    time.sleep(12)  # over a WAIT_REPORT_SECONDS: the progress names the blocker
+    after = cpu.cpu_times()
+    busy = (after.user + after.system) - (before.user + before.system)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+
+    assert busy < 1.0, f"waiting used {busy:.1f}s of CPU in 12s"
+    assert process.returncode == 130
+    assert (
+        f"waiting for pool duckdb: its 1 slot is held by run {holder[:8]} (step raw__events)"
+        in stderr
+    )
+    assert "interrupted: stopped and marked failed" in stderr
+    waiting = instance.get_runs(filters=dg.RunsFilter(job_name="data_platform_materialize"))
+    assert [r.status for r in waiting] == [dg.DagsterRunStatus.FAILURE]
+    blocked = [
+        r.event_log_entry.message
+        for r in instance.get_records_for_run(
+            waiting[0].run_id, of_type=dg.DagsterEventType.ENGINE_EVENT
+        ).records
+        if "blocked" in r.event_log_entry.message
+    ]
+    assert blocked and f"held by run {holder[:8]}" in blocked[0]
+    # Its claim was withdrawn: only the holder is left in the pool.
+    info = instance.event_log_storage.get_concurrency_info("duckdb")
+    assert {p.run_id for p in info.pending_steps} == {holder}
+
+
+def test_timeout_stops_a_waiting_run_with_exit_status_3(settings, instance):
+    fake_run(instance, os.getpid())
+    result = run_cli(settings.home, *SELECT, "--timeout", "5")
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "timed out after 5s: stopped and marked failed" in result.stderr
