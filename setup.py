@@ -27,9 +27,6 @@ setup(
         "pandas>=2.2,<3",
         "pandera>=0.35,<0.36",
         "sqlalchemy>=2.0,<3",
-        # The app database on PostgreSQL (DATA_PLATFORM_SOURCE_DB_URL=postgresql://...):
-        # SQLAlchemy 2.1 maps postgresql:// to psycopg 3, so that is the driver to install.
-        "psycopg[binary]>=3.1,<4",
         # SQLAlchemy 2.1 maps postgresql:// URLs to psycopg 3 (dagster issue #33958).
         "psycopg[binary]>=3.2,<4",
         "boto3>=1.34",
