@@ -247,6 +247,18 @@ def bench_file_to_mart_latency() -> None:
     )
 
 
+def bench_killed_run_recovery() -> None:
+    """A run worker killed mid-ingestion under a real daemon -> its day loaded again."""
+    from data_platform_tests import bench_healing
+
+    result = bench_healing.run()
+    print(
+        f"run worker killed mid-ingestion -> its day loaded again: "
+        f"{result['day_loaded_again_s']:.0f}s; details: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in result.items())
+    )
+
+
 def main() -> None:
     import logging
 
@@ -258,6 +270,7 @@ def main() -> None:
         bench_definitions_load(root / "definitions")
     bench_quality_checks()
     bench_file_to_mart_latency()
+    bench_killed_run_recovery()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,142 @@
+"""A real `dagster-daemon` on the platform's file-fed raw assets, and a run worker to kill.
+
+Shared by the self-healing test and its benchmark: a home with the repo's own dagster.yaml,
+one day of events big enough that ingesting it takes about a second, a local alert webhook,
+and the daemon (as `dagster dev` runs it) over `raw_files_location`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import dagster as dg
+from dagster._core.storage.tags import PARENT_RUN_ID_TAG
+
+from data_platform_tests.test_alerts import Webhook
+
+REPO = Path(__file__).resolve().parents[1]
+DAY = "2026-01-05"
+EVENTS_PER_FILE = 150_000
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+T = TypeVar("T")
+
+
+@dataclass
+class World:
+    instance: dg.DagsterInstance
+    home: Path
+    files: list[Path]
+    webhook: Webhook
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 150.0) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def write_day(landing: Path) -> list[Path]:
+    folder = landing / "events" / f"dt={DAY}"
+    folder.mkdir(parents=True)
+    paths = []
+    for part in range(2):
+        lines = (
+            f'{{"event_id":"e{part}-{i}","user_id":{i % 500},"event_type":"page_view",'
+            f'"occurred_at":"{DAY}T{i % 24:02d}:00:00Z","session_id":"s{i % 900}"}}\n'
+            for i in range(EVENTS_PER_FILE)
+        )
+        path = folder / f"part-{part}.jsonl"
+        path.write_text("".join(lines) + "\n   \n")  # a blank line: not a record
+        paths.append(path)
+    return paths
+
+
+def started_step(instance: dg.DagsterInstance, step_key: str) -> tuple[dg.DagsterRun, int] | None:
+    """The run whose `step_key` has started, and its run process's pid (from its engine event)."""
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        started = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.STEP_START
+        ).records
+        if any(r.event_log_entry.step_key == step_key for r in started):
+            for record in instance.get_records_for_run(
+                run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT
+            ).records:
+                pid = record.event_log_entry.dagster_event.engine_event_data.metadata.get("pid")
+                if pid is not None:
+                    return run, int(pid.value)
+    return None
+
+
+def kill_when_ingesting(instance: dg.DagsterInstance) -> tuple[dg.DagsterRun, float]:
+    """SIGKILL the run worker 0.3 s into its raw/events step; the run and when it was killed."""
+    run, pid = wait_for("a raw/events step to start", lambda: started_step(instance, "raw__events"))
+    time.sleep(0.3)
+    os.kill(pid, signal.SIGKILL)
+    return run, time.time()
+
+
+def successful_retry(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun | None:
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={PARENT_RUN_ID_TAG: run_id}))
+    return next((r for r in runs if r.status == dg.DagsterRunStatus.SUCCESS), None)
+
+
+@contextmanager
+def daemon_world(root: Path) -> Iterator[World]:
+    home = root / "home"
+    dagster_home = home / "dagster_home"
+    dagster_home.mkdir(parents=True)
+    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    files = write_day(home / "landing")
+    workspace = root / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - python_module:\n"
+        "      module_name: data_platform_tests.raw_files_location\n"
+        f"      working_directory: {REPO}\n"
+    )
+    webhook = Webhook()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DATA_PLATFORM_")},
+        "DATA_PLATFORM_HOME": str(home),
+        "DAGSTER_HOME": str(dagster_home),
+        "DATA_PLATFORM_START_DATE": "2026-01-01",
+        "DATA_PLATFORM_ALERT_WEBHOOK": webhook.url,
+    }
+    # Created before the daemon: two processes building a new SQLite instance's tables at once
+    # leave it with two alembic heads.
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(workspace)],
+        cwd=REPO,
+        env=env,
+        stdout=(root / "daemon.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield World(instance, home, files, webhook)
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+        instance.dispose()
+        webhook.server.shutdown()
