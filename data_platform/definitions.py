@@ -11,6 +11,7 @@ from data_platform.automation.sensors import SENSORS
 from data_platform.checks import QUALITY_CHECKS
 from data_platform.orchestration import pool_wait
 from data_platform.resources.build import build_resources
+from data_platform.services.executor import build_executor
 from data_platform.settings import load_settings
 
 # Steps waiting for a `duckdb` slot sleep, stop on SIGTERM and name the run they wait behind.
@@ -32,8 +33,9 @@ defs = dg.Definitions(
     asset_checks=QUALITY_CHECKS,
     sensors=SENSORS,
     resources=build_resources(load_settings()),
-    # Every step that touches the warehouse is serialised by the `duckdb` pool anyway, so a
-    # process per step (the multiprocess default) bought no parallelism and cost ~5 s of
-    # imports per step: a raw run with its checks took two minutes instead of seconds.
-    executor=dg.in_process_executor,
+    # Embedded: in the run's process. Every step that touches the warehouse is serialised by
+    # the `duckdb` pool anyway, so a process per step (the multiprocess default) bought no
+    # parallelism and cost ~5 s of imports per step. Distributed (DATA_PLATFORM_EXECUTOR=celery):
+    # steps go to Celery workers, which import the Definitions once at start.
+    executor=build_executor(load_settings()),
 )

@@ -26,6 +26,11 @@ class Settings:
     start_date: date
     alert_webhook: str | None
     dagster_home: Path
+    # Where a run's steps execute: in the run's own process (embedded), or on Celery workers
+    # (distributed mode, `make -s services-env`), whose broker URL the executor reads itself.
+    executor: str = "in_process"
+    # Port of `data-platform metrics` (Prometheus text on 127.0.0.1).
+    metrics_port: int = 9108
 
     @property
     def landing_is_s3(self) -> bool:
@@ -77,6 +82,33 @@ def validate_webhook(raw: str) -> str:
     return raw
 
 
+EXECUTORS = ("in_process", "celery")
+CELERY_BROKER_VARIABLE = "DATA_PLATFORM_CELERY_BROKER"
+
+
+def validate_executor(raw: str, environ: dict[str, str]) -> str:
+    if raw not in EXECUTORS:
+        raise SettingsError(
+            f"DATA_PLATFORM_EXECUTOR={raw!r} is not an executor: use in_process (the default) "
+            "or celery"
+        )
+    if raw == "celery" and not _env(environ, CELERY_BROKER_VARIABLE):
+        raise SettingsError(
+            f"DATA_PLATFORM_EXECUTOR=celery needs {CELERY_BROKER_VARIABLE}, the Celery broker "
+            'URL (e.g. redis://127.0.0.1:16379/0): run eval "$(make -s services-env)"'
+        )
+    return raw
+
+
+def parse_metrics_port(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise SettingsError(
+            f"DATA_PLATFORM_METRICS_PORT={raw!r} is not a TCP port: set a number from 1 to 65535, "
+            "e.g. 9108 (the default)"
+        )
+    return int(raw)
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Read the environment (DESIGN.md, Environment) into Settings, applying its defaults."""
     env = dict(os.environ if environ is None else environ)
@@ -98,4 +130,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         dagster_home=Path(dagster_home).expanduser().absolute()
         if dagster_home
         else home / "dagster_home",
+        executor=validate_executor(_env(env, "DATA_PLATFORM_EXECUTOR") or "in_process", env),
+        metrics_port=parse_metrics_port(_env(env, "DATA_PLATFORM_METRICS_PORT") or "9108"),
     )

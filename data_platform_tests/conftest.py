@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import socket
+import contextlib
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
@@ -17,6 +24,7 @@ from data_platform.services.base import start
 from data_platform.services.config import ServicesConfig, load_services_config
 from data_platform.services.postgres import Postgres, admin_engine, database_url
 from data_platform.settings import Settings, load_settings
+from data_platform_tests.helpers import free_port
 
 PLATFORM_VARIABLES = (
     "DATA_PLATFORM_WAREHOUSE",
@@ -63,23 +71,30 @@ def s3_landing(s3_endpoint, monkeypatch) -> LandingZone:
     return LandingZone(url=f"s3://{bucket}/zone")
 
 
-def free_port() -> int:
-    """A port nothing listens on now: each xdist worker runs its own servers side by side."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@contextlib.contextmanager
+def services_home(prefix: str) -> Iterator[Path]:
+    """A platform home for servers, outside pytest's temp root: as root, PostgreSQL runs as the
+    `postgres` user, who must traverse every parent folder, and each new pytest session resets
+    /tmp/pytest-of-<user> to 0700 (other sessions run beside this one)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def services_config(tmp_path_factory) -> ServicesConfig:
-    """The session's services: state in a temp folder, free ports, started on first use."""
-    return load_services_config(
-        {
-            "DATA_PLATFORM_HOME": str(tmp_path_factory.mktemp("services_home")),
-            "DATA_PLATFORM_POSTGRES_PORT": str(free_port()),
-            "DATA_PLATFORM_REDIS_PORT": str(free_port()),
-        }
-    )
+def services_config() -> Iterator[ServicesConfig]:
+    """The session's services: state in a temp folder, free ports (each xdist worker runs its
+    own servers side by side), started on first use."""
+    with services_home("data_platform_services_") as home:
+        yield load_services_config(
+            {
+                "DATA_PLATFORM_HOME": str(home),
+                "DATA_PLATFORM_POSTGRES_PORT": str(free_port()),
+                "DATA_PLATFORM_REDIS_PORT": str(free_port()),
+            }
+        )
 
 
 @pytest.fixture(scope="session")
@@ -104,3 +119,50 @@ def postgres_url(postgres_server) -> Iterator[str]:
     with engine.connect() as conn:
         # FORCE: a connection the test left open must not keep the database alive.
         conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+# A fixed salt: the e-mail hashes of two platform homes compare equal.
+PII_SALT = "distributed-test-salt"
+
+
+@pytest.fixture(scope="session")
+def distributed_stack() -> Iterator[dict[str, str]]:
+    """PostgreSQL, Redis and two Celery workers, started by `python -m data_platform.services up`
+    (what `make services-up` runs) in a platform home of their own; yields the environment
+    that points a process at them (what `make -s services-env` prints, plus the platform's)."""
+    with services_home("data_platform_distributed_") as home:
+        yield from _distributed_stack(home)
+
+
+def _distributed_stack(home: Path) -> Iterator[dict[str, str]]:
+    env = {
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DATA_PLATFORM_", "DAGSTER_")) and k != "SERVICES"
+        },
+        "DATA_PLATFORM_HOME": str(home),
+        "DATA_PLATFORM_POSTGRES_PORT": str(free_port()),
+        "DATA_PLATFORM_REDIS_PORT": str(free_port()),
+        "DATA_PLATFORM_PII_SALT": PII_SALT,
+    }
+
+    def services(action: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "data_platform.services", action],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    try:
+        up = services("up")
+        assert up.returncode == 0, up.stderr
+        for line in services("env").stdout.splitlines():
+            name, _, value = shlex.split(line.removeprefix("export "))[0].partition("=")
+            env[name] = value
+        yield env
+    finally:
+        down = services("down")
+        assert down.returncode == 0, down.stderr

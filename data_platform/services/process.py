@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +49,37 @@ def read_pid(pid_file: Path) -> int | None:
     return pid if pid_alive(pid) else None
 
 
+def spawn(command: list[str], log_file: Path, pid_file: Path, env: dict[str, str]) -> None:
+    """Start a long-running server in its own process group, detached from the caller.
+
+    The pid file records the group leader, so `terminate_group` reaches every process it forks.
+    """
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=log_file.parent,
+            start_new_session=True,
+        )
+    pid_file.write_text(f"{process.pid}\n")
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any live process is still in the group (a worker's pool children outlive it)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
 def terminate_group(pid_file: Path, timeout: float = 30) -> None:
     """SIGTERM the process group led by the recorded pid, SIGKILL what outlives `timeout`.
 
@@ -56,9 +88,9 @@ def terminate_group(pid_file: Path, timeout: float = 30) -> None:
     pid = read_pid(pid_file)
     if pid is not None:
         _signal_group(pid, signal.SIGTERM)
-        if not wait_until(lambda: not pid_alive(pid), timeout):
+        if not wait_until(lambda: not group_alive(pid), timeout):
             _signal_group(pid, signal.SIGKILL)
-            wait_until(lambda: not pid_alive(pid), 5)
+            wait_until(lambda: not group_alive(pid), 5)
     pid_file.unlink(missing_ok=True)
 
 

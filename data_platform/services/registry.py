@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from data_platform.services.base import Service
+from data_platform.services.celery_workers import EXECUTOR_ENV, CeleryWorkers
 from data_platform.services.config import ServicesConfig
+from data_platform.services.instance import instance_home
 from data_platform.services.postgres import Postgres
+from data_platform.services.redis_server import Redis
 from data_platform.settings import SettingsError
 
-SERVICE_NAMES = ("postgres",)
+SERVICE_NAMES = ("postgres", "redis", "celery")
 
 
 def parse_selection(raw: str | None) -> list[str]:
@@ -18,12 +21,32 @@ def parse_selection(raw: str | None) -> list[str]:
     unknown = sorted(set(names) - set(SERVICE_NAMES))
     if unknown:
         raise SettingsError(
-            f"SERVICES names unknown service(s) {', '.join(unknown)}: "
+            f"SERVICES={raw!r} names unknown service(s) {', '.join(unknown)}: "
             f"choose among {' '.join(SERVICE_NAMES)}"
         )
     return [n for n in SERVICE_NAMES if n in names] if names else list(SERVICE_NAMES)
 
 
+def service_env(config: ServicesConfig, names: Sequence[str]) -> dict[str, str]:
+    """The variables that point the CLI, the UI and tests at the named services."""
+    env = {"DATA_PLATFORM_HOME": str(config.platform_home)}
+    if "postgres" in names:
+        env["DAGSTER_HOME"] = str(instance_home(config))
+        env.update(Postgres(config).env())
+    if "redis" in names:
+        env.update(Redis(config).env())
+    if "celery" in names:
+        env.update(EXECUTOR_ENV)
+    return env
+
+
 def build_services(config: ServicesConfig, names: Sequence[str]) -> list[Service]:
-    factories = {"postgres": Postgres}
-    return [factories[name](config) for name in names]
+    # Workers run in the caller's environment plus the whole local stack's variables, which
+    # override it: under make, DAGSTER_HOME otherwise names the embedded instance.
+    worker_env = {**config.environ, **service_env(config, SERVICE_NAMES)}
+    factories = {
+        "postgres": lambda: Postgres(config),
+        "redis": lambda: Redis(config),
+        "celery": lambda: CeleryWorkers(config, worker_env),
+    }
+    return [factories[name]() for name in names]

@@ -1,0 +1,60 @@
+"""`python -m data_platform.services up|down|env|status`: what the make targets call.
+
+SERVICES (space-separated names) picks a subset; the default is every service. Exit status 1
+with one line naming the service and its log when a service does not come up, 2 for a wrong
+setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+
+from data_platform.services.base import start
+from data_platform.services.config import load_services_config
+from data_platform.services.instance import write_instance_yaml
+from data_platform.services.process import ServiceError
+from data_platform.services.registry import build_services, parse_selection, service_env
+from data_platform.settings import SettingsError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m data_platform.services", description=__doc__)
+    parser.add_argument("action", choices=["up", "down", "env", "status"])
+    args = parser.parse_args(argv)
+    try:
+        config = load_services_config()
+        names = parse_selection(os.environ.get("SERVICES"))
+        services = build_services(config, names)
+        if args.action == "env":
+            for name, value in service_env(config, names).items():
+                print(f"export {name}={shlex.quote(value)}")
+        elif args.action == "status":
+            for service in services:
+                print(f"{service.name}: {'up' if service.is_up() else 'down'}")
+        elif args.action == "up":
+            write_instance_yaml(config)
+            for service in services:
+                began = time.monotonic()
+                start(service)
+                print(f"{service.name}: up ({time.monotonic() - began:.1f} s)", file=sys.stderr)
+        else:
+            # Reverse order: workers first, so that none loses its broker or instance mid-step.
+            for service in reversed(services):
+                service.stop()
+                print(f"{service.name}: down", file=sys.stderr)
+    except SettingsError as err:
+        print(f"services: {err}", file=sys.stderr)
+        return 2
+    except ServiceError as err:
+        print(f"services: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Celery workers that execute Dagster steps (dagster-celery), over the Redis broker.
+
+Each worker is its own process group (its own `worker machine`), one step at a time: steps
+that write the DuckDB warehouse are serialised by the `duckdb` pool anyway, and a second pool
+process per worker would hold another copy of the Definitions in memory for nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from data_platform.services.config import ServicesConfig
+from data_platform.services.process import ServiceError, read_pid, spawn, terminate_group
+from data_platform.settings import CELERY_BROKER_VARIABLE
+
+APP = "dagster_celery.app"
+EXECUTOR_ENV = {"DATA_PLATFORM_EXECUTOR": "celery"}
+
+
+@dataclass(frozen=True)
+class CeleryWorkers:
+    config: ServicesConfig
+    # The environment the workers run in: the platform's settings and the services' variables
+    # (instance, broker), so that a step loads the same Definitions as the process that sent it.
+    worker_env: Mapping[str, str] = field(default_factory=dict)
+    name: str = "celery"
+
+    @property
+    def folder(self) -> Path:
+        return self.config.state_dir(self.name)
+
+    @property
+    def log_file(self) -> Path:
+        return self.folder / "workers.log"
+
+    @property
+    def worker_names(self) -> list[str]:
+        return [f"data-platform-{i}" for i in range(1, self.config.celery_workers + 1)]
+
+    @property
+    def node_names(self) -> set[str]:
+        """The names the workers answer by: dagster-celery appends `@<host name>`."""
+        return {f"{name}@{socket.gethostname()}" for name in self.worker_names}
+
+    def _pid_file(self, worker: str) -> Path:
+        return self.folder / f"{worker}.pid"
+
+    def _write_worker_yaml(self) -> Path:
+        # dagster-celery reads `execution: config:`; a flat `broker:` would silently fall back
+        # to amqp://localhost. The URL stays an `env:` reference.
+        path = self.folder / "worker.yaml"
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "execution": {
+                        "config": {
+                            "broker": {"env": CELERY_BROKER_VARIABLE},
+                            "backend": {"env": CELERY_BROKER_VARIABLE},
+                        }
+                    }
+                }
+            )
+        )
+        return path
+
+    def launch(self) -> None:
+        if not self.worker_env.get(CELERY_BROKER_VARIABLE):
+            raise ServiceError(f"celery: {CELERY_BROKER_VARIABLE} is not set: start redis too")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        worker_yaml = self._write_worker_yaml()
+        bin_dir = str(Path(sys.executable).parent)
+        # `dagster-celery worker start` runs `celery` from PATH: the venv's bin comes first.
+        env = {**self.worker_env, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+        for worker in self.worker_names:
+            if read_pid(self._pid_file(worker)) is not None:
+                continue
+            command = [
+                f"{bin_dir}/dagster-celery",
+                "worker",
+                "start",
+                "--app",
+                APP,
+                "--config-yaml",
+                str(worker_yaml),
+                "--name",
+                worker,
+                # Importing the Definitions before the worker takes tasks: the first step does
+                # not pay for it, and a broken import shows in the log at start.
+                "--includes",
+                "data_platform.definitions",
+                "--",
+                "--concurrency=1",
+            ]
+            spawn(command, self.log_file, self._pid_file(worker), env)
+
+    def stop(self) -> None:
+        for worker in self.worker_names:
+            terminate_group(self._pid_file(worker))
+
+    def is_up(self) -> bool:
+        if any(read_pid(self._pid_file(worker)) is None for worker in self.worker_names):
+            return False
+        broker = self.worker_env.get(CELERY_BROKER_VARIABLE)
+        return bool(broker) and self.node_names <= answering_workers(broker)
+
+    def env(self) -> dict[str, str]:
+        return dict(EXECUTOR_ENV)
+
+
+def answering_workers(broker: str) -> set[str]:
+    """The names of the workers that answer `celery inspect ping` through the broker."""
+    from celery import Celery
+
+    app = Celery(broker=broker)
+    app.conf.broker_connection_retry_on_startup = False
+    app.conf.broker_connection_timeout = 2
+    try:
+        replies = app.control.ping(timeout=1.0) or []
+    except OSError:
+        return set()
+    finally:
+        app.close()
+    return {name for reply in replies for name in reply}

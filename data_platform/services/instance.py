@@ -1,0 +1,47 @@
+"""The Dagster instance of distributed mode: the repo's dagster.yaml plus PostgreSQL storage.
+
+Generated at every `services-up`, never kept by hand: the run monitoring, run retries, run
+launcher and concurrency pools stay exactly those of embedded mode, whatever dagster.yaml says
+next. Connection settings are `env:` references, so no host or password is written into it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from data_platform.services.config import ServicesConfig
+
+REPO_INSTANCE_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
+
+STORAGE = {
+    "postgres": {
+        "postgres_db": {
+            "hostname": {"env": "DAGSTER_PG_HOST"},
+            "port": {"env": "DAGSTER_PG_PORT"},
+            "username": {"env": "DAGSTER_PG_USER"},
+            "password": {"env": "DAGSTER_PG_PASSWORD"},
+            "db_name": {"env": "DAGSTER_PG_DB"},
+            # psycopg2 (a dagster-postgres dependency) explicitly: SQLAlchemy 2.1 would pick
+            # psycopg 3 for a bare postgresql:// scheme, which dagster-postgres is not tested on.
+            "scheme": "postgresql+psycopg2",
+        }
+    }
+}
+
+
+def instance_home(config: ServicesConfig) -> Path:
+    return config.state_dir("dagster_home")
+
+
+def write_instance_yaml(config: ServicesConfig, template: Path = REPO_INSTANCE_YAML) -> Path:
+    """Write $DATA_PLATFORM_HOME/services/dagster_home/dagster.yaml; return its path."""
+    settings = yaml.safe_load(template.read_text()) or {}
+    settings["storage"] = STORAGE
+    home = instance_home(config)
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "dagster.yaml"
+    header = f"# Generated from {template} by `make services-up`: edit that file, not this one.\n"
+    path.write_text(header + yaml.safe_dump(settings, sort_keys=False))
+    return path

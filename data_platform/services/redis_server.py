@@ -1,0 +1,95 @@
+"""Redis from the apt package: the Celery broker, with a config file generated at each start."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from data_platform.services.config import ServicesConfig
+from data_platform.services.process import ServiceError, read_pid, spawn, terminate_group
+from data_platform.settings import CELERY_BROKER_VARIABLE
+
+HOST = "127.0.0.1"
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        raise ServiceError(
+            f"redis: {name} not found: install the apt package redis-server (make test does)"
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class Redis:
+    config: ServicesConfig
+    name: str = "redis"
+
+    @property
+    def folder(self) -> Path:
+        return self.config.state_dir(self.name)
+
+    @property
+    def log_file(self) -> Path:
+        return self.folder / "redis.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.folder / "redis.pid"
+
+    @property
+    def port(self) -> int:
+        return self.config.redis_port
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def _write_config(self) -> Path:
+        # No persistence (no RDB snapshots, no AOF): Redis holds only the step messages in
+        # flight and their results. What must survive lives in the instance's PostgreSQL; a run
+        # whose messages a restart lost is failed by run monitoring and retried.
+        path = self.folder / "redis.conf"
+        path.write_text(
+            "\n".join(
+                [
+                    f"bind {HOST}",
+                    f"port {self.port}",
+                    "protected-mode yes",
+                    f"dir {self.folder}",
+                    "daemonize no",
+                    'save ""',
+                    "appendonly no",
+                    'logfile ""',
+                    "",
+                ]
+            )
+        )
+        return path
+
+    def launch(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        command = [_binary("redis-server"), str(self._write_config())]
+        spawn(command, self.log_file, self.pid_file, dict(os.environ))
+
+    def stop(self) -> None:
+        terminate_group(self.pid_file)
+
+    def is_up(self) -> bool:
+        if read_pid(self.pid_file) is None:
+            return False
+        result = subprocess.run(
+            [_binary("redis-cli"), "-h", HOST, "-p", str(self.port), "ping"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        )
+        return result.stdout.strip() == "PONG"
+
+    def env(self) -> dict[str, str]:
+        return {CELERY_BROKER_VARIABLE: self.url}
