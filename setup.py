@@ -38,6 +38,8 @@ setup(
         "matplotlib>=3.8",
         # Is a run's process alive, and is it still the same process (pid reuse)?
         "psutil>=5.9",
+        # `data-platform metrics`: the Prometheus exposition format and its HTTP server.
+        "prometheus-client>=0.20,<1",
     ],
     extras_require={
         "dev": [

@@ -34,6 +34,30 @@ def _add_materialize_parser(subparsers: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_operations_parsers(subparsers: argparse._SubParsersAction) -> None:
+    subparsers.add_parser(
+        "metrics",
+        help="serve Prometheus metrics on 127.0.0.1:$DATA_PLATFORM_METRICS_PORT/metrics",
+        description="Reads the Dagster instance and the warehouse at every scrape; "
+        "runs until SIGINT or SIGTERM.",
+    )
+    backup = subparsers.add_parser(
+        "backup",
+        help="a consistent snapshot of the warehouse, the instance and the settings",
+        description="Taken while runs write: waits for the warehouse's writer, then copies.",
+    )
+    backup.add_argument("dest", help="a new folder or s3://bucket/prefix")
+    restore = subparsers.add_parser(
+        "restore",
+        help="restore a backup into an empty home",
+        description="Verifies every checksum before writing anything.",
+    )
+    restore.add_argument("src", help="the backup's folder or s3://bucket/prefix")
+    restore.add_argument(
+        "--force", action="store_true", help="overwrite a home that already holds state"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="data-platform", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -55,8 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "lock. Exit status: 0 done, 1 the query could not run, 2 a wrong setting.",
         )
     )
+    _add_operations_parsers(subparsers)
     args = parser.parse_args(argv)
     try:
+        if args.command in ("metrics", "backup", "restore"):
+            from data_platform.operations.command import run as run_operation
+
+            return run_operation(args)
         if args.command == "sql":
             from data_platform.warehouse_sql import run as run_sql
 

@@ -1,0 +1,1 @@
+"""Operating the platform: the Prometheus exporter, backups and restores."""

@@ -1,0 +1,92 @@
+"""`data-platform metrics`: a Prometheus exporter reading the Dagster instance and the warehouse.
+
+dagster-prometheus pushes from inside a run, so it never sees a run that is queued, crashed or
+never started. This exporter reads the instance itself at every scrape (a custom Collector: no
+background loop, no state to go stale), plus the warehouse briefly, read-only.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
+from prometheus_client import start_http_server
+from prometheus_client.core import CollectorRegistry, Metric
+from prometheus_client.registry import Collector
+
+from data_platform.operations.check_metrics import collect_checks
+from data_platform.operations.durations import RunDurations
+from data_platform.operations.run_metrics import collect_runs
+from data_platform.operations.state_metrics import (
+    collect_freshness,
+    collect_pools,
+    collect_sensors,
+    freshness_windows,
+)
+from data_platform.operations.warehouse_metrics import collect_warehouse
+from data_platform.settings import load_settings
+
+HOST = "127.0.0.1"
+
+
+class PlatformCollector(Collector):
+    """Every `data_platform_*` metric, computed when Prometheus scrapes."""
+
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        warehouse: Path,
+        policies: Mapping[dg.AssetKey, TimeWindowFreshnessPolicy],
+    ) -> None:
+        self._instance = instance
+        self._warehouse = warehouse
+        self._policies = policies
+        self._durations = RunDurations()
+
+    def collect(self) -> Iterator[Metric]:
+        yield from collect_runs(self._instance)
+        yield from self._durations.collect(self._instance)
+        yield from collect_checks(self._instance)
+        yield from collect_freshness(self._instance, self._policies)
+        yield from collect_pools(self._instance)
+        yield from collect_sensors(self._instance)
+        yield from collect_warehouse(self._warehouse)
+
+
+def serve(port: int | None = None) -> int:
+    """Serve /metrics on 127.0.0.1 until SIGINT or SIGTERM.
+
+    A registry of its own: the default one adds process_* and python_* series, and every name
+    this endpoint serves starts `data_platform_` (DESIGN.md).
+    """
+    settings = load_settings()
+    port = settings.metrics_port if port is None else port
+    # The Definitions (the freshness policies) load once, here, never per scrape.
+    from data_platform.definitions import defs
+
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    with dg.DagsterInstance.get() as instance:
+        collector = PlatformCollector(instance, settings.warehouse, freshness_windows(defs))
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(collector)
+        try:
+            server, thread = start_http_server(port, addr=HOST, registry=registry)
+        except OSError as err:
+            print(
+                f"data-platform metrics: cannot listen on {HOST}:{port} ({err.strerror}): "
+                "stop what uses it or set DATA_PLATFORM_METRICS_PORT to a free port",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"serving Prometheus metrics on http://{HOST}:{port}/metrics", file=sys.stderr)
+        stopped.wait()
+        server.shutdown()
+        thread.join()
+    return 0

@@ -1,0 +1,94 @@
+"""Freshness, pools and sensors: what the instance says about the platform keeping up.
+
+Freshness is measured against the policies the Definitions declare (automation/freshness.py):
+the lag and the policy's windows are separate gauges, so an alert compares them in PromQL and
+the thresholds live in one place, the code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+
+import dagster as dg
+from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
+from dagster._core.scheduler.instigation import InstigatorType
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+
+def freshness_windows(
+    defs: dg.Definitions,
+) -> dict[dg.AssetKey, TimeWindowFreshnessPolicy]:
+    """Each asset with a time-window freshness policy, and that policy."""
+    return {
+        spec.key: spec.freshness_policy
+        for spec in defs.resolve_all_asset_specs()
+        if isinstance(spec.freshness_policy, TimeWindowFreshnessPolicy)
+    }
+
+
+def collect_freshness(
+    instance: dg.DagsterInstance, policies: Mapping[dg.AssetKey, TimeWindowFreshnessPolicy]
+) -> Iterator[Metric]:
+    now = time.time()
+    lag = GaugeMetricFamily(
+        "data_platform_asset_freshness_lag_seconds",
+        "Seconds since the asset's last materialization (absent: never materialized).",
+        labels=["asset"],
+    )
+    fail = GaugeMetricFamily(
+        "data_platform_asset_freshness_fail_window_seconds",
+        "The asset's freshness policy: it FAILs when the lag exceeds this.",
+        labels=["asset"],
+    )
+    warn = GaugeMetricFamily(
+        "data_platform_asset_freshness_warn_window_seconds",
+        "The asset's freshness policy: it WARNs when the lag exceeds this.",
+        labels=["asset"],
+    )
+    records = {r.asset_entry.asset_key: r for r in instance.get_asset_records(list(policies))}
+    for key, policy in sorted(policies.items(), key=lambda item: item[0].to_user_string()):
+        name = key.to_user_string()
+        fail.add_metric([name], policy.fail_window.to_timedelta().total_seconds())
+        if policy.warn_window:
+            warn.add_metric([name], policy.warn_window.to_timedelta().total_seconds())
+        record = records.get(key)
+        last = record.asset_entry.last_materialization if record else None
+        if last is not None:
+            lag.add_metric([name], max(0.0, now - last.timestamp))
+    yield from (lag, fail, warn)
+
+
+def collect_pools(instance: dg.DagsterInstance) -> Iterator[Metric]:
+    in_use = GaugeMetricFamily(
+        "data_platform_pool_slots_in_use", "Pool slots held by running steps.", labels=["pool"]
+    )
+    limit = GaugeMetricFamily(
+        "data_platform_pool_slots_limit", "Slots the pool allows at once.", labels=["pool"]
+    )
+    pending = GaugeMetricFamily(
+        "data_platform_pool_pending_steps", "Steps waiting for a slot of the pool.", labels=["pool"]
+    )
+    storage = instance.event_log_storage
+    for pool in sorted(storage.get_concurrency_keys()):
+        info = storage.get_concurrency_info(pool)
+        in_use.add_metric([pool], len(info.claimed_slots))
+        limit.add_metric([pool], info.slot_count)
+        pending.add_metric([pool], sum(1 for p in info.pending_steps if not p.assigned_timestamp))
+    yield from (in_use, limit, pending)
+
+
+def collect_sensors(instance: dg.DagsterInstance) -> Iterator[Metric]:
+    age = GaugeMetricFamily(
+        "data_platform_sensor_last_tick_age_seconds",
+        "Seconds since the sensor last ticked (a running sensor ticks every ~30 s).",
+        labels=["sensor", "state"],
+    )
+    now = time.time()
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
+        if ticks:
+            age.add_metric(
+                [state.instigator_name, state.status.value.lower()], now - ticks[0].timestamp
+            )
+    yield age

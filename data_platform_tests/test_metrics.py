@@ -1,0 +1,280 @@
+"""`data-platform metrics`: the exporter's numbers against a real instance and warehouse built
+here, a real Prometheus scraping the command, and the shipped rules checked by promtool."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.core import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from data_platform.automation.freshness import RAW_EVENTS, arrival_policy
+from data_platform.ingestion.tables import DEAD_LETTER, EVENTS, PAYMENTS
+from data_platform.operations.metrics import PlatformCollector
+from data_platform_tests import instance_history as history
+from data_platform_tests.helpers import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).with_name("data-platform"))
+Run = dg.DagsterRunStatus
+# (source, dt) -> rows loaded, rows dead-lettered: what the warehouse below holds.
+DAYS = {("events", "2026-01-05"): (7, 2), ("events", "2026-01-06"): (3, 0)}
+DAYS |= {("payments", "2026-01-05"): (4, 1)}
+# Holds DuckDB's write lock until stdin closes.
+WRITER = "import sys, duckdb; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); sys.stdin.read()"
+
+
+def build_warehouse(path: Path) -> None:
+    tables = {"events": EVENTS, "payments": PAYMENTS}
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE SCHEMA raw")
+        for table in (*tables.values(), DEAD_LETTER):
+            conn.execute(table.ddl())
+        for (source, dt), (loaded, dead) in DAYS.items():
+            conn.execute(f"INSERT INTO raw.{source} (dt) SELECT DATE '{dt}' FROM range({loaded})")
+            conn.execute(
+                f"INSERT INTO raw.dead_letter (source, dt) SELECT '{source}', DATE '{dt}' "
+                f"FROM range({dead})"
+            )
+
+
+def scrape(collector: PlatformCollector) -> dict[tuple[str, frozenset], float]:
+    """{(sample name, labels): value} of one scrape, parsed from the exposition text."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+@pytest.fixture
+def instance(tmp_path):
+    (tmp_path / "dagster_home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        yield instance
+
+
+def test_the_collector_reports_what_the_instance_and_warehouse_hold(instance, tmp_path):
+    now = time.time()
+    build_warehouse(tmp_path / "warehouse.duckdb")
+    for status in (Run.QUEUED, Run.QUEUED, Run.NOT_STARTED):
+        history.add_run(instance, "raw_job", status)
+    ok = history.finished_run(instance, "raw_job", now - 600, 100, {"a": 10, "b": 50})
+    history.finished_run(instance, "raw_job", now - 400, 7, {"a": 3}, ok=False)
+    history.finished_run(instance, "marts_job", now - 2300, 2000, {"dbt": 1900})
+    # Ended three days ago: outside the window the histograms start from.
+    history.finished_run(instance, "raw_job", now - 3 * 86400, 20, {"a": 20})
+    key = dg.AssetKey(["raw", "events"])
+    error, warn = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
+    # One run per evaluation, as a check executes once per run; the last one passes.
+    for passed, sev in ((True, error), (False, error), (False, warn), (True, error)):
+        run = history.finished_run(instance, "checks_job", now - 500, 1, {})
+        history.check_evaluation(instance, run, now - 500, key, "conservation", passed, sev)
+    history.check_evaluation(instance, run, now - 500, key, "dead_letter_ratio", False, warn)
+    history.materialization(instance, ok, now - 3600, RAW_EVENTS)
+    storage = instance.event_log_storage
+    storage.set_concurrency_slots("duckdb", 1)
+    storage.claim_concurrency_slot("duckdb", "run-1", "raw__events")
+    storage.claim_concurrency_slot("duckdb", "run-2", "raw__payments")
+    history.sensor_tick(instance, "landing_sensor", now - 45)
+
+    policy = arrival_policy(timedelta(hours=4))
+    collector = PlatformCollector(instance, tmp_path / "warehouse.duckdb", {RAW_EVENTS: policy})
+    samples = scrape(collector)
+
+    runs = "data_platform_runs"
+    assert value(samples, runs, job="raw_job", status="QUEUED") == 2
+    assert value(samples, runs, job="raw_job", status="NOT_STARTED") == 1
+    assert value(samples, runs, job="raw_job", status="SUCCESS") == 2
+    assert value(samples, runs, job="raw_job", status="FAILURE") == 1
+    assert value(samples, runs, job="marts_job", status="SUCCESS") == 1
+    assert value(samples, runs, job="marts_job", status="QUEUED") == 0
+    queued_age = value(samples, "data_platform_run_queue_oldest_age_seconds")
+    assert 0 <= queued_age < time.time() - now + 5
+
+    hist = "data_platform_run_duration_seconds"
+    assert value(samples, f"{hist}_count", job="raw_job", status="SUCCESS") == 1
+    assert value(samples, f"{hist}_sum", job="raw_job", status="SUCCESS") == pytest.approx(100)
+    assert value(samples, f"{hist}_bucket", job="raw_job", status="FAILURE", le="5.0") == 0
+    assert value(samples, f"{hist}_bucket", job="raw_job", status="FAILURE", le="15.0") == 1
+    assert value(samples, f"{hist}_bucket", job="marts_job", status="SUCCESS", le="1800.0") == 0
+    assert value(samples, f"{hist}_bucket", job="marts_job", status="SUCCESS", le="+Inf") == 1
+    steps = "data_platform_step_duration_seconds"
+    a_ok = {"job": "raw_job", "step": "a", "status": "SUCCESS"}
+    # Step a ran 10 s, 3 s (failed run, step succeeded) and 20 s three days ago (not counted).
+    assert value(samples, f"{steps}_count", **a_ok) == 2
+    assert value(samples, f"{steps}_sum", **a_ok) == pytest.approx(13)
+    assert value(samples, f"{steps}_bucket", **a_ok, le="5.0") == 1
+
+    checks = "data_platform_asset_check_executions_total"
+    conservation = {"asset": "raw/events", "check": "conservation"}
+    assert value(samples, checks, **conservation, outcome="passed", severity="ERROR") == 2
+    assert value(samples, checks, **conservation, outcome="failed", severity="ERROR") == 1
+    assert value(samples, checks, **conservation, outcome="failed", severity="WARN") == 1
+    failing = "data_platform_asset_check_failing"
+    assert value(samples, failing, **conservation, severity="ERROR") == 0  # the last one passed
+    ratio = {"asset": "raw/events", "check": "dead_letter_ratio", "severity": "WARN"}
+    assert value(samples, failing, **ratio) == 1
+
+    lag = value(samples, "data_platform_asset_freshness_lag_seconds", asset="raw/events")
+    assert 3600 <= lag < 3600 + (time.time() - now) + 1
+    fail_window = value(
+        samples, "data_platform_asset_freshness_fail_window_seconds", asset="raw/events"
+    )
+    assert fail_window == 9 * 3600  # two 4-hour deliveries missed, plus an hour
+
+    assert value(samples, "data_platform_pool_slots_in_use", pool="duckdb") == 1
+    assert value(samples, "data_platform_pool_slots_limit", pool="duckdb") == 1
+    assert value(samples, "data_platform_pool_pending_steps", pool="duckdb") == 1
+    tick_age = value(
+        samples,
+        "data_platform_sensor_last_tick_age_seconds",
+        sensor="landing_sensor",
+        state="running",
+    )
+    assert 45 <= tick_age < 45 + (time.time() - now) + 1
+
+    assert value(samples, "data_platform_warehouse_up") == 1
+    for (source, dt), (loaded, dead) in DAYS.items():
+        assert value(samples, "data_platform_rows_loaded", source=source, dt=dt) == loaded
+        assert value(samples, "data_platform_rows_dead_lettered", source=source, dt=dt) == (
+            dead or None  # a day without dead letters has no row in raw.dead_letter
+        )
+
+    # A run that ends after the first scrape is added once, however often it is scraped.
+    history.finished_run(instance, "marts_job", time.time() - 30, 4, {"dbt": 4})
+    for _ in range(2):
+        samples = scrape(collector)
+    assert value(samples, f"{hist}_count", job="marts_job", status="SUCCESS") == 2
+    assert value(samples, f"{hist}_bucket", job="marts_job", status="SUCCESS", le="5.0") == 1
+
+
+def test_a_writer_holding_the_warehouse_makes_the_scrape_skip_it_not_wait(instance, tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    build_warehouse(path)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert writer.stdout.readline() == b"locked\n"
+        collector = PlatformCollector(instance, path, {})
+        began = time.monotonic()
+        samples = scrape(collector)
+        assert time.monotonic() - began < 2.0
+        assert value(samples, "data_platform_warehouse_up") == 0
+        assert not any(name.startswith("data_platform_rows_") for name, _ in samples)
+    finally:
+        writer.stdin.close()
+        writer.wait(timeout=30)
+    assert value(scrape(collector), "data_platform_warehouse_up") == 1
+
+
+def ensure_prometheus() -> None:
+    """The apt package `prometheus` (make test installs it); installed here only if missing."""
+    if shutil.which("prometheus") and shutil.which("promtool"):
+        return
+    subprocess.run(
+        ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        capture_output=True,
+    )
+
+
+def test_promtool_accepts_the_shipped_rules_and_config():
+    ensure_prometheus()
+    for args in (
+        ["check", "rules", "deploy/prometheus/alerts.yml"],
+        ["check", "config", "deploy/prometheus/prometheus.yml"],
+        ["test", "rules", "deploy/prometheus/alerts_test.yml"],
+    ):
+        result = subprocess.run(["promtool", *args], cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def promql(port: int, query: str) -> list[dict]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)["data"]["result"]
+
+
+def test_a_real_prometheus_scrapes_the_command_and_answers_from_the_warehouse(tmp_path):
+    ensure_prometheus()
+    home = tmp_path / "home"
+    (home / "dagster_home").mkdir(parents=True)
+    build_warehouse(home / "warehouse.duckdb")
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
+        expected = conn.execute(
+            "SELECT count(*) FROM raw.events WHERE dt = DATE '2026-01-05'"
+        ).fetchone()[0]
+    metrics_port, prometheus_port = free_port(), free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DATA_PLATFORM_", "DAGSTER_"))},
+        "DATA_PLATFORM_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster_home"),
+        "DATA_PLATFORM_METRICS_PORT": str(metrics_port),
+    }
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - {{job_name: data_platform, static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]}}\n"
+    )
+    exporter = subprocess.Popen([CLI, "metrics"], env=env, cwd=REPO, stderr=subprocess.PIPE)
+    prometheus = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prometheus_port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        query = 'data_platform_rows_loaded{source="events", dt="2026-01-05"}'
+        deadline, result = time.monotonic() + 30, []
+        while time.monotonic() < deadline and not result:
+            time.sleep(0.5)
+            try:
+                result = promql(prometheus_port, query)
+            except OSError:
+                continue  # Prometheus still starting
+        assert result, (
+            exporter.stderr.read1().decode() if exporter.poll() is not None else "no sample"
+        )
+        assert float(result[0]["value"][1]) == expected == DAYS[("events", "2026-01-05")][0]
+        up = promql(prometheus_port, 'up{job="data_platform"}')
+        assert float(up[0]["value"][1]) == 1
+    finally:
+        prometheus.terminate()
+        exporter.terminate()
+        prometheus.wait(timeout=30)
+        assert exporter.wait(timeout=30) == 0
+
+
+def test_a_wrong_port_is_one_line(tmp_path):
+    env = {**os.environ, "DATA_PLATFORM_HOME": str(tmp_path), "DATA_PLATFORM_METRICS_PORT": "http"}
+    result = subprocess.run([CLI, "metrics"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "DATA_PLATFORM_METRICS_PORT" in result.stderr
