@@ -104,8 +104,11 @@ class CeleryWorkers:
         for worker in self.worker_names:
             terminate_group(self._pid_file(worker))
 
+    def is_running(self) -> bool:
+        return all(read_pid(self._pid_file(worker)) is not None for worker in self.worker_names)
+
     def is_up(self) -> bool:
-        if any(read_pid(self._pid_file(worker)) is None for worker in self.worker_names):
+        if not self.is_running():
             return False
         broker = self.worker_env.get(CELERY_BROKER_VARIABLE)
         return bool(broker) and self.node_names <= answering_workers(broker)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_platform.services.config import ServicesConfig
-from data_platform.services.process import ServiceError
+from data_platform.services.process import ServiceError, read_pid
 
 HOST = "127.0.0.1"
 # The role initdb creates, and the database of the Dagster instance.
@@ -146,6 +146,9 @@ class Postgres:
         )
         if result.returncode != 0 and (self.data_dir / "postmaster.pid").exists():
             raise ServiceError(f"postgres did not stop: see {self.log_file}")
+
+    def is_running(self) -> bool:
+        return read_pid(self.data_dir / "postmaster.pid") is not None
 
     def is_up(self) -> bool:
         return self._answers() and self._instance_db_exists()

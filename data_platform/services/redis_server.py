@@ -79,16 +79,23 @@ class Redis:
     def stop(self) -> None:
         terminate_group(self.pid_file)
 
+    def is_running(self) -> bool:
+        return read_pid(self.pid_file) is not None
+
     def is_up(self) -> bool:
-        if read_pid(self.pid_file) is None:
+        if not self.is_running():
             return False
-        result = subprocess.run(
-            [_binary("redis-cli"), "-h", HOST, "-p", str(self.port), "ping"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=10,
-        )
+        try:
+            result = subprocess.run(
+                [_binary("redis-cli"), "-h", HOST, "-p", str(self.port), "ping"],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=5,
+            )
+        except subprocess.TimeoutExpired:
+            # Something else holds the port and never answers the Redis protocol.
+            return False
         return result.stdout.strip() == "PONG"
 
     def env(self) -> dict[str, str]:
