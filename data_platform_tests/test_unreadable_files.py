@@ -256,17 +256,10 @@ def test_a_file_the_platform_may_not_read(settings, resources, tmp_path):
             pytest.skip("running as root, which reads any file, and no setpriv to drop that")
         this_test = f"{__file__}::{test_a_file_the_platform_may_not_read.__name__}"
         without_dac = [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
+        # Its own basetemp: a second session must not prune the numbered temp folders in use.
+        options = ["-q", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'child'}"]
         child = subprocess.run(
-            [
-                *without_dac,
-                sys.executable,
-                "-m",
-                "pytest",
-                this_test,
-                "-q",
-                "-p",
-                "no:cacheprovider",
-            ],
+            [*without_dac, sys.executable, "-m", "pytest", this_test, *options],
             env={**os.environ, NO_DAC_CHILD: "1"},
             capture_output=True,
             text=True,
