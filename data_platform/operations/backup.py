@@ -1,0 +1,87 @@
+"""`data-platform backup DEST`: snapshot, upload, then a manifest written last and verified.
+
+The manifest is the backup's seal: written after every file is in place, it lists each file's
+size and sha256. A backup without one (interrupted) or whose files do not match it is never
+restored (restore.py checks it all before writing anything).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import tempfile
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+from data_platform.operations.backup_store import BackupError, BackupStore, sha256_file
+from data_platform.operations.snapshot import (
+    copy_instance,
+    copy_settings,
+    copy_warehouse,
+)
+from data_platform.settings import Settings
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+
+
+def versions() -> dict[str, str]:
+    packages = ("data_platform", "dagster", "duckdb")
+    return {"python": platform.python_version(), **{p: version(p) for p in packages}}
+
+
+def take_backup(settings: Settings, dest: BackupStore, lock_timeout: float = 120.0) -> dict:
+    """Snapshot everything needed to resume into `dest`; returns the manifest."""
+    if dest.names():
+        raise BackupError(f"{dest.url} is not empty: back up into a new folder or prefix")
+    # Staged next to the warehouse, not in /tmp: a warehouse may not fit a tmpfs.
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".backup-", dir=settings.home) as tmp:
+        staging = Path(tmp)
+        storage = copy_instance(settings, staging)
+        copy_warehouse(settings, staging, lock_timeout)
+        copy_settings(settings, staging)
+        files = [
+            {
+                "path": p.relative_to(staging).as_posix(),
+                "size": p.stat().st_size,
+                "sha256": sha256_file(p),
+            }
+            for p in sorted(staging.rglob("*"))
+            if p.is_file()
+        ]
+        for entry in files:
+            dest.put(staging / entry["path"], entry["path"])
+        manifest = {
+            "format": FORMAT,
+            "created_at": datetime.now(UTC).isoformat(),
+            "instance_storage": storage,
+            "versions": versions(),
+            "files": files,
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        dest.put(staging / MANIFEST, MANIFEST)
+    verify_stored(dest, manifest)
+    return manifest
+
+
+def verify_stored(store: BackupStore, manifest: dict) -> None:
+    """Re-read every stored file and compare it with the manifest."""
+    for entry in manifest["files"]:
+        if store.sha256(entry["path"]) != entry["sha256"]:
+            raise BackupError(
+                f"{store.url}/{entry['path']} differs from what was written: the backup is "
+                "not usable, take it again"
+            )
+
+
+def run_backup(settings: Settings, dest_url: str) -> int:
+    manifest = take_backup(settings, BackupStore(dest_url))
+    total = sum(f["size"] for f in manifest["files"])
+    print(
+        f"backup {dest_url}: {len(manifest['files'])} files, {total} bytes, verified",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,93 @@
+"""Where backups live: a local folder or s3://bucket/prefix, behind one small interface.
+
+S3 goes through boto3 with AWS_ENDPOINT_URL honoured, as the landing zone does, so a backup
+can sit next to the landing zone on any S3-compatible store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+CHUNK = 1 << 20
+
+
+class BackupError(RuntimeError):
+    """A backup cannot be taken or restored; the message is one actionable line."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class BackupStore:
+    url: str
+
+    @property
+    def is_s3(self) -> bool:
+        return self.url.startswith("s3://")
+
+    def _s3(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+
+    def _key(self, name: str) -> tuple[str, str]:
+        parsed = urlparse(self.url)
+        prefix = parsed.path.strip("/")
+        return parsed.netloc, f"{prefix}/{name}" if prefix else name
+
+    def names(self) -> list[str]:
+        """Every file of the backup, relative to its root."""
+        if not self.is_s3:
+            root = Path(self.url)
+            return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        bucket, prefix = self._key("")
+        pages = self._s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return sorted(o["Key"][len(prefix) :] for page in pages for o in page.get("Contents", []))
+
+    def put(self, local: Path, name: str) -> None:
+        if self.is_s3:
+            self._s3().upload_file(str(local), *self._key(name))
+            return
+        target = Path(self.url) / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, target)
+
+    def get(self, name: str, local: Path) -> None:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        if self.is_s3:
+            self._s3().download_file(*self._key(name), str(local))
+        else:
+            shutil.copyfile(Path(self.url) / name, local)
+
+    def sha256(self, name: str) -> str:
+        """The stored file's checksum, read back from where it is stored."""
+        if not self.is_s3:
+            return sha256_file(Path(self.url) / name)
+        digest = hashlib.sha256()
+        body = self._s3().get_object(Bucket=self._key(name)[0], Key=self._key(name)[1])["Body"]
+        for chunk in body.iter_chunks(CHUNK):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def delete(self) -> None:
+        """Remove the whole backup (retention)."""
+        if not self.is_s3:
+            shutil.rmtree(self.url, ignore_errors=True)
+            return
+        client = self._s3()
+        for name in self.names():
+            client.delete_object(Bucket=self._key(name)[0], Key=self._key(name)[1])
+
+    def child(self, name: str) -> BackupStore:
+        return BackupStore(f"{self.url.rstrip('/')}/{name}")

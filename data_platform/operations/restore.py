@@ -1,0 +1,117 @@
+"""`data-platform restore SRC`: verify everything first, then put it in place.
+
+Every file is downloaded to a staging folder and checked against the manifest before the
+home is touched, so a corrupt or partial backup is refused with nothing overwritten. A home
+that already holds state is refused unless --force: restoring over a live platform would mix
+two histories.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+
+from data_platform.operations.backup import MANIFEST, versions
+from data_platform.operations.backup_store import BackupError, BackupStore, sha256_file
+from data_platform.operations.snapshot import INSTANCE, INSTANCE_DUMP, SALT, WAREHOUSE
+from data_platform.resources.privacy import SALT_FILE
+from data_platform.settings import Settings
+
+
+def read_manifest(src: BackupStore, staging: Path) -> dict:
+    if MANIFEST not in src.names():
+        raise BackupError(
+            f"{src.url} has no {MANIFEST}: not a complete backup (interrupted?); use another one"
+        )
+    src.get(MANIFEST, staging / MANIFEST)
+    return json.loads((staging / MANIFEST).read_text())
+
+
+def fetch_verified(src: BackupStore, staging: Path) -> dict:
+    """Download every file of the manifest into staging and check it; returns the manifest."""
+    manifest = read_manifest(src, staging)
+    present = set(src.names())
+    for entry in manifest["files"]:
+        name = entry["path"]
+        if name not in present:
+            raise BackupError(f"{src.url} lacks {name}, listed in its manifest: use another backup")
+        src.get(name, staging / name)
+        if sha256_file(staging / name) != entry["sha256"]:
+            raise BackupError(
+                f"{src.url}/{name} does not match its checksum in the manifest (corrupt): "
+                "use another backup"
+            )
+    return manifest
+
+
+def holds_state(settings: Settings) -> bool:
+    dagster_files = (
+        [p for p in settings.dagster_home.rglob("*") if p.is_file() and p.name != "dagster.yaml"]
+        if settings.dagster_home.exists()
+        else []
+    )
+    return (
+        settings.warehouse.exists() or (settings.home / SALT_FILE).exists() or bool(dagster_files)
+    )
+
+
+def _replace(source: Path, target: Path) -> None:
+    if target.is_dir():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(source, target)
+
+
+def put_in_place(settings: Settings, staging: Path, manifest: dict) -> None:
+    if (staging / WAREHOUSE).exists():
+        # A stale write-ahead log next to the restored file would be replayed into it.
+        settings.warehouse.with_name(settings.warehouse.name + ".wal").unlink(missing_ok=True)
+        _replace(staging / WAREHOUSE, settings.warehouse)
+    if (staging / SALT).exists():
+        _replace(staging / SALT, settings.home / SALT_FILE)
+    if manifest["instance_storage"] == "postgres":
+        restore_postgres(settings, staging / INSTANCE_DUMP)
+        return
+    _replace(staging / INSTANCE, settings.dagster_home)
+
+
+def restore_postgres(settings: Settings, dump: Path) -> None:
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        url = instance.run_storage.postgres_url.replace("postgresql+psycopg2://", "postgresql://")
+    subprocess.run(
+        ["pg_restore", "--clean", "--if-exists", "--no-owner", f"--dbname={url}", str(dump)],
+        check=True,
+        capture_output=True,
+    )
+
+
+def restore(settings: Settings, src: BackupStore, force: bool = False) -> dict:
+    if holds_state(settings) and not force:
+        raise BackupError(
+            f"{settings.home} already holds a platform's state: restore into an empty "
+            "DATA_PLATFORM_HOME, or add --force to replace it"
+        )
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".restore-", dir=settings.home) as tmp:
+        manifest = fetch_verified(src, Path(tmp))
+        put_in_place(settings, Path(tmp), manifest)
+    return manifest
+
+
+def run_restore(settings: Settings, src_url: str, force: bool) -> int:
+    manifest = restore(settings, BackupStore(src_url), force)
+    if manifest["versions"] != versions():
+        print(
+            f"note: backed up with {manifest['versions']}, restored with {versions()}",
+            file=sys.stderr,
+        )
+    print(
+        f"restored {src_url} (taken {manifest['created_at']}) into {settings.home}", file=sys.stderr
+    )
+    return 0

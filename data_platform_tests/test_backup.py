@@ -1,0 +1,246 @@
+"""`data-platform backup` / `restore`: consistent while a writer runs, restorable elsewhere,
+resumable with no day lost or loaded twice, and refused when corrupt or partial."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import duckdb
+import pytest
+
+from data_platform.assets.raw import RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
+from data_platform.operations.backup import take_backup
+from data_platform.operations.backup_store import BackupError, BackupStore
+from data_platform.operations.restore import restore
+from data_platform.resources.build import build_resources
+from data_platform.settings import Settings, load_settings
+from data_platform.simulator import SimulationConfig, simulate
+from data_platform_tests import instance_history as history
+
+CLI = str(Path(sys.executable).with_name("data-platform"))
+DAYS = [date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)]
+# Inserts into two tables in one transaction, holding the lock until stdin closes, then commits.
+WRITER = """
+import sys, duckdb
+conn = duckdb.connect(sys.argv[1])
+conn.execute("BEGIN")
+conn.execute("INSERT INTO main.t SELECT range, 'during' FROM range(1000, 1500)")
+conn.execute("INSERT INTO main.u SELECT range FROM range(500)")
+print("inserted", flush=True)
+sys.stdin.read()
+conn.execute("COMMIT")
+conn.close()
+"""
+
+
+def home_settings(home: Path, **env: str) -> Settings:
+    return load_settings({"DATA_PLATFORM_HOME": str(home), **env})
+
+
+def table_rows(warehouse: Path, exclude: tuple[str, ...] = ()) -> dict[str, list[tuple]]:
+    """Every table's rows, sorted: the whole warehouse, for a row-for-row comparison."""
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        tables = conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_type = 'BASE TABLE'"
+        ).fetchall()
+        rows = {}
+        for schema, table in tables:
+            columns = [
+                c
+                for (c,) in conn.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+                    [schema, table],
+                ).fetchall()
+                if c not in exclude
+            ]
+            select = ", ".join(f'"{c}"::VARCHAR' for c in columns)
+            rows[f"{schema}.{table}"] = sorted(
+                conn.execute(f"SELECT {select} FROM {schema}.{table}").fetchall(),
+                key=lambda r: tuple("" if v is None else v for v in r),
+            )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    """A home built once per module: a warehouse, an instance with two runs, a PII salt; and
+    its backup next to it. Tests work on copies (`copy_home`)."""
+    root = tmp_path_factory.mktemp("pristine")
+    settings = home_settings(root / "home")
+    settings.dagster_home.mkdir(parents=True)
+    with duckdb.connect(str(settings.warehouse)) as conn:
+        conn.execute("CREATE TABLE t AS SELECT range AS id, 'before' AS note FROM range(1000)")
+        conn.execute("CREATE TABLE u (id BIGINT)")
+        conn.execute("CREATE VIEW v AS SELECT count(*) AS n FROM t")
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        for job in ("raw_job", "marts_job"):
+            history.finished_run(instance, job, time.time() - 60, 5, {"step": 2})
+    (settings.home / "pii_salt").write_text("a-salt")
+    take_backup(settings, BackupStore(str(root / "backup")))
+    return root
+
+
+def copy_home(pristine: Path, to: Path, what: str = "home") -> Path:
+    shutil.copytree(pristine / what, to)
+    return to
+
+
+def run_ids(settings: Settings) -> set[str]:
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        return {r.run_id for r in instance.get_runs()}
+
+
+def cli(home: Path, *args: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATA_PLATFORM_", "DAGSTER_"))}
+    env["DATA_PLATFORM_HOME"] = str(home)
+    return subprocess.Popen(
+        [CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_a_backup_during_a_write_waits_and_holds_the_whole_transaction(pristine, tmp_path):
+    source = home_settings(copy_home(pristine, tmp_path / "a"))
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(source.warehouse)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert writer.stdout.readline() == b"inserted\n"
+    backup = cli(source.home, "backup", str(tmp_path / "backup"))
+    time.sleep(4)  # long enough for the backup to have reached the warehouse
+    assert backup.poll() is None, backup.communicate()  # waiting for the writer, not failing
+    writer.stdin.close()
+    assert writer.wait(timeout=30) == 0
+    _, err = backup.communicate(timeout=120)
+    assert backup.returncode == 0, err
+
+    restored = cli(tmp_path / "b", "restore", str(tmp_path / "backup"))
+    _, err = restored.communicate(timeout=120)
+    assert restored.returncode == 0, err
+    target = home_settings(tmp_path / "b")
+    rows = table_rows(target.warehouse)
+    # The state after the writer's transaction, whole: both of its inserts, nothing less.
+    assert len(rows["main.t"]) == 1500 and len(rows["main.u"]) == 500
+    assert rows == table_rows(source.warehouse)
+    with duckdb.connect(str(target.warehouse), read_only=True) as conn:
+        assert conn.execute("SELECT n FROM v").fetchone() == (1500,)
+    assert run_ids(target) == run_ids(source) and len(run_ids(target)) == 2
+    assert (target.home / "pii_salt").read_text() == "a-salt"
+
+
+def materialize_day(settings: Settings, instance: dg.DagsterInstance, day: date) -> None:
+    resources = build_resources(settings)
+    assert dg.materialize(
+        RAW_FILE_ASSETS, resources=resources, instance=instance, partition_key=day.isoformat()
+    ).success
+    assert dg.materialize(RAW_SOURCE_TABLE_ASSETS, resources=resources, instance=instance).success
+
+
+def test_restore_then_continue_matches_a_platform_that_never_stopped(tmp_path):
+    sources = {
+        "DATA_PLATFORM_LANDING": str(tmp_path / "landing"),
+        "DATA_PLATFORM_SOURCE_DB_URL": f"sqlite:///{tmp_path / 'app.db'}",
+    }
+    a, c = home_settings(tmp_path / "a", **sources), home_settings(tmp_path / "c", **sources)
+    config = SimulationConfig(seed=5, days=3, end_date=DAYS[-1], users=40, events_per_day=300)
+    simulate(config, build_resources(a)["landing"], a.source_db_url)
+    a.dagster_home.mkdir(parents=True)
+    with dg.DagsterInstance.from_config(str(a.dagster_home)) as instance:
+        for day in DAYS[:2]:
+            materialize_day(a, instance, day)
+    take_backup(a, BackupStore(str(tmp_path / "backup")))
+    restore(c, BackupStore(str(tmp_path / "backup")))
+    for settings in (a, c):
+        with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+            materialize_day(settings, instance, DAYS[2])
+            events = instance.get_materialized_partitions(dg.AssetKey(["raw", "events"]))
+            assert events == {d.isoformat() for d in DAYS}
+
+    load_times = ("_loaded_at", "_extracted_at", "rejected_at")
+    restored, never_stopped = (
+        table_rows(c.warehouse, load_times),
+        table_rows(a.warehouse, load_times),
+    )
+    assert restored == never_stopped
+    with duckdb.connect(str(c.warehouse), read_only=True) as conn:
+        per_day = dict(conn.execute("SELECT dt, count(*) FROM raw.events GROUP BY dt").fetchall())
+        twice = conn.execute(
+            "SELECT count(*) FROM (SELECT _source_file, _line_number FROM raw.events "
+            "GROUP BY ALL HAVING count(*) > 1)"
+        ).fetchone()[0]
+    assert set(per_day) == set(DAYS) and twice == 0
+    assert (c.home / "pii_salt").read_text() == (a.home / "pii_salt").read_text()
+
+
+def snapshot_of(home: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(home)): p.read_bytes() for p in home.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("flip", "does not match its checksum in the manifest (corrupt)"),
+        ("delete", "lacks dagster_home/history/runs.db, listed in its manifest"),
+        ("no_manifest", "has no manifest.json: not a complete backup"),
+    ],
+)
+def test_a_damaged_backup_is_refused_and_nothing_is_overwritten(
+    pristine, tmp_path, damage, message
+):
+    backup = copy_home(pristine, tmp_path / "backup", "backup")
+    if damage == "flip":
+        target = backup / "warehouse" / "warehouse.duckdb"
+        data = bytearray(target.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        target.write_bytes(bytes(data))
+    elif damage == "delete":
+        (backup / "dagster_home" / "history" / "runs.db").unlink()
+    else:
+        (backup / "manifest.json").unlink()
+    other = home_settings(copy_home(pristine, tmp_path / "other"))
+    with duckdb.connect(str(other.warehouse)) as conn:
+        conn.execute("INSERT INTO u VALUES (42)")  # not the backed-up state
+    before = snapshot_of(other.home)
+    with pytest.raises(BackupError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        restore(other, BackupStore(str(backup)), force=True)
+    assert snapshot_of(other.home) == before
+
+
+def test_a_home_with_state_is_refused_without_force(pristine):
+    result = cli(pristine / "home", "restore", str(pristine / "backup"))
+    _, err = result.communicate(timeout=120)
+    assert result.returncode == 1
+    assert err.strip().count("\n") == 0 and "already holds a platform's state" in err
+    assert "--force" in err
+
+
+def test_backup_to_s3_and_restore_from_it(pristine, s3_landing, s3_endpoint, tmp_path):
+    source = home_settings(pristine / "home")
+    bucket = s3_landing.url.split("/")[2]
+    url = f"s3://{bucket}/backups/first"
+    manifest = take_backup(source, BackupStore(url))
+    keys = {
+        o["Key"]
+        for o in boto3.client("s3", endpoint_url=s3_endpoint)
+        .list_objects_v2(Bucket=bucket, Prefix="backups/first/")
+        .get("Contents", [])
+    }
+    assert keys == {f"backups/first/{f['path']}" for f in manifest["files"]} | {
+        "backups/first/manifest.json"
+    }
+    with pytest.raises(BackupError, match="is not empty"):
+        take_backup(source, BackupStore(url))
+    target = home_settings(tmp_path / "b")
+    restore(target, BackupStore(url))
+    assert table_rows(target.warehouse) == table_rows(source.warehouse)
+    assert run_ids(target) == run_ids(source)
