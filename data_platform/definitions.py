@@ -9,6 +9,7 @@ from data_platform.assets.scorecard import SCORECARD_ASSETS
 from data_platform.automation.freshness import with_freshness_policies
 from data_platform.automation.sensors import SENSORS
 from data_platform.checks import QUALITY_CHECKS
+from data_platform.operations.backup_schedule import daily_backup
 from data_platform.orchestration import pool_wait
 from data_platform.resources.build import build_resources
 from data_platform.services.executor import build_executor
@@ -32,6 +33,7 @@ defs = dg.Definitions(
     ),
     asset_checks=QUALITY_CHECKS,
     sensors=SENSORS,
+    schedules=[daily_backup],
     resources=build_resources(load_settings()),
     # Embedded: in the run's process. Every step that touches the warehouse is serialised by
     # the `duckdb` pool anyway, so a process per step (the multiprocess default) bought no

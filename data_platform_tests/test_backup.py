@@ -18,6 +18,7 @@ import pytest
 
 from data_platform.assets.raw import RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
 from data_platform.operations.backup import take_backup
+from data_platform.operations.backup_schedule import DEST_VARIABLE, backup_job, daily_backup
 from data_platform.operations.backup_store import BackupError, BackupStore
 from data_platform.operations.restore import restore
 from data_platform.resources.build import build_resources
@@ -244,3 +245,28 @@ def test_backup_to_s3_and_restore_from_it(pristine, s3_landing, s3_endpoint, tmp
     restore(target, BackupStore(url))
     assert table_rows(target.warehouse) == table_rows(source.warehouse)
     assert run_ids(target) == run_ids(source)
+
+
+def test_the_daily_backup_is_off_by_default_and_keeps_the_last_n(pristine, tmp_path, monkeypatch):
+    assert daily_backup.default_status == dg.DefaultScheduleStatus.STOPPED
+    monkeypatch.delenv(DEST_VARIABLE, raising=False)
+    assert isinstance(daily_backup(dg.build_schedule_context()), dg.SkipReason)
+
+    root = tmp_path / "backups"
+    monkeypatch.setenv("DATA_PLATFORM_HOME", str(copy_home(pristine, tmp_path / "home")))
+    monkeypatch.setenv(DEST_VARIABLE, str(root))
+    assert isinstance(daily_backup(dg.build_schedule_context()), dg.RunRequest)
+    # Older backups, named as the op names them: two sealed, one interrupted (no manifest).
+    for name in ("20260101T030000Z", "20260102T030000Z", "20260103T030000Z"):
+        shutil.copytree(pristine / "backup", root / name)
+    (root / "20260102T030000Z" / "manifest.json").unlink()
+    monkeypatch.setenv("DATA_PLATFORM_BACKUP_KEEP", "2")
+    with dg.instance_for_test() as instance:
+        assert backup_job.execute_in_process(instance=instance).success
+    kept = sorted(p.name for p in root.iterdir())
+    assert len(kept) == 2 and kept[0] == "20260103T030000Z"
+    assert kept[1] > "2026"  # today's, sealed and verified: it restores
+    restore(home_settings(tmp_path / "restored"), BackupStore(str(root / kept[1])))
+    assert table_rows(tmp_path / "restored" / "warehouse.duckdb") == table_rows(
+        pristine / "home" / "warehouse.duckdb"
+    )
