@@ -28,11 +28,14 @@ $(MANIFEST): $(STAMP) $(DBT_SOURCES)
 		$(BIN)/dagster-dbt project prepare-and-package --file data_platform/assets/dbt_project.py
 	touch $@
 
+# The Prometheus exporter (`data-platform metrics`) runs beside dagster dev and stops with it.
 run: install
 	mkdir -p "$(DAGSTER_HOME)"
 	cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
 	$(BIN)/data-platform simulate --if-empty
-	$(BIN)/dagster dev --host 127.0.0.1 --port 3000 -w workspace.yaml
+	$(BIN)/data-platform metrics & metrics=$$!; \
+		trap 'kill $$metrics 2>/dev/null' EXIT; \
+		$(BIN)/dagster dev --host 127.0.0.1 --port 3000 -w workspace.yaml
 
 lint: install
 	$(BIN)/ruff check .
