@@ -80,12 +80,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     _add_operations_parsers(subparsers)
+    from data_platform.stream.command import configure_parser as configure_consume
+
+    configure_consume(
+        subparsers.add_parser(
+            "consume",
+            help="land the Kafka topic `events` into the landing zone, exactly once",
+            description="Long-running: micro-batches become landing files named after their "
+            "offsets, committed only once durable. Exit 0 on SIGTERM or Ctrl-C after a flush.",
+        )
+    )
     args = parser.parse_args(argv)
     try:
         if args.command in ("metrics", "backup", "restore"):
             from data_platform.operations.command import run as run_operation
 
             return run_operation(args)
+        if args.command == "consume":
+            from data_platform.stream.command import run as run_consume
+
+            return run_consume(args)
         if args.command == "sql":
             from data_platform.warehouse_sql import run as run_sql
 

@@ -31,6 +31,10 @@ class Settings:
     executor: str = "in_process"
     # Port of `data-platform metrics` (Prometheus text on 127.0.0.1).
     metrics_port: int = 9108
+    # Kafka bootstrap servers of the event stream (`host:port,...`); None: no stream configured.
+    kafka_bootstrap: str | None = None
+    # Consumer lag (messages, summed over partitions) above which the lag sensor alerts.
+    kafka_lag_alert: int = 100_000
 
     @property
     def landing_is_s3(self) -> bool:
@@ -109,6 +113,30 @@ def parse_metrics_port(raw: str) -> int:
     return int(raw)
 
 
+KAFKA_BOOTSTRAP_VARIABLE = "DATA_PLATFORM_KAFKA_BOOTSTRAP"
+
+
+def validate_kafka_bootstrap(raw: str) -> str:
+    servers = [s.strip() for s in raw.split(",")]
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise SettingsError(
+                f"{KAFKA_BOOTSTRAP_VARIABLE}={raw!r} is not a list of host:port: set it like "
+                "127.0.0.1:19092,broker2:9092, or unset it (no event stream)"
+            )
+    return ",".join(servers)
+
+
+def parse_kafka_lag_alert(raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingsError(
+            f"DATA_PLATFORM_KAFKA_LAG_ALERT={raw!r} is not a positive number of messages: "
+            "set e.g. 100000 (the default)"
+        )
+    return int(raw)
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Read the environment (DESIGN.md, Environment) into Settings, applying its defaults."""
     env = dict(os.environ if environ is None else environ)
@@ -118,6 +146,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     db_url = _env(env, "DATA_PLATFORM_SOURCE_DB_URL")
     webhook = _env(env, "DATA_PLATFORM_ALERT_WEBHOOK")
     dagster_home = _env(env, "DAGSTER_HOME")
+    bootstrap = _env(env, KAFKA_BOOTSTRAP_VARIABLE)
     return Settings(
         home=home,
         warehouse=Path(warehouse).expanduser().absolute()
@@ -132,4 +161,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         else home / "dagster_home",
         executor=validate_executor(_env(env, "DATA_PLATFORM_EXECUTOR") or "in_process", env),
         metrics_port=parse_metrics_port(_env(env, "DATA_PLATFORM_METRICS_PORT") or "9108"),
+        kafka_bootstrap=validate_kafka_bootstrap(bootstrap) if bootstrap else None,
+        kafka_lag_alert=parse_kafka_lag_alert(
+            _env(env, "DATA_PLATFORM_KAFKA_LAG_ALERT") or "100000"
+        ),
     )

@@ -1,4 +1,9 @@
-"""Every service by name, in start order; `SERVICES="postgres redis"` picks a subset."""
+"""Every service by name, in start order; `SERVICES="postgres redis"` picks a subset.
+
+`kafka` (the event stream's local broker) is started only when named (`SERVICES=kafka`): the
+distributed instance does not need it, and the stream is optional. `env` exports its bootstrap
+whenever it runs, so `make -s services-env` points the sink at it without naming it.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,13 @@ from data_platform.services.base import Service
 from data_platform.services.celery_workers import EXECUTOR_ENV, CeleryWorkers
 from data_platform.services.config import ServicesConfig
 from data_platform.services.instance import instance_home
+from data_platform.services.kafka_broker import KafkaBroker
 from data_platform.services.postgres import Postgres
 from data_platform.services.redis_server import Redis
 from data_platform.settings import SettingsError
 
-SERVICE_NAMES = ("postgres", "redis", "celery")
+SERVICE_NAMES = ("postgres", "redis", "celery", "kafka")
+DEFAULT_SERVICES = ("postgres", "redis", "celery")
 
 
 def parse_selection(raw: str | None) -> list[str]:
@@ -24,7 +31,7 @@ def parse_selection(raw: str | None) -> list[str]:
             f"SERVICES={raw!r} names unknown service(s) {', '.join(unknown)}: "
             f"choose among {' '.join(SERVICE_NAMES)}"
         )
-    return [n for n in SERVICE_NAMES if n in names] if names else list(SERVICE_NAMES)
+    return [n for n in SERVICE_NAMES if n in names] if names else list(DEFAULT_SERVICES)
 
 
 def service_env(config: ServicesConfig, names: Sequence[str]) -> dict[str, str]:
@@ -37,16 +44,20 @@ def service_env(config: ServicesConfig, names: Sequence[str]) -> dict[str, str]:
         env.update(Redis(config).env())
     if "celery" in names:
         env.update(EXECUTOR_ENV)
+    broker = KafkaBroker(config)
+    if "kafka" in names or broker.is_running():
+        env.update(broker.env())
     return env
 
 
 def build_services(config: ServicesConfig, names: Sequence[str]) -> list[Service]:
     # Workers run in the caller's environment plus the whole local stack's variables, which
     # override it: under make, DAGSTER_HOME otherwise names the embedded instance.
-    worker_env = {**config.environ, **service_env(config, SERVICE_NAMES)}
+    worker_env = {**config.environ, **service_env(config, DEFAULT_SERVICES)}
     factories = {
         "postgres": lambda: Postgres(config),
         "redis": lambda: Redis(config),
         "celery": lambda: CeleryWorkers(config, worker_env),
+        "kafka": lambda: KafkaBroker(config),
     }
     return [factories[name]() for name in names]

@@ -1,0 +1,82 @@
+"""`data-platform consume`: the sink on the command line, until SIGTERM or Ctrl-C (exit 0)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from data_platform.stream.config import GROUP, TOPIC, SinkConfig
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    defaults = SinkConfig(bootstrap="")
+    add = parser.add_argument
+    add(
+        "--topic",
+        default=TOPIC,
+        help="topic to land (default %(default)s; dead letters: <topic>.dlq)",
+    )
+    add("--group", default=GROUP, help="consumer group (default %(default)s)")
+    add(
+        "--max-batch-messages",
+        type=int,
+        default=defaults.max_batch_messages,
+        help="flush a partition's batch at this many messages (default %(default)s)",
+    )
+    add(
+        "--max-batch-bytes",
+        type=int,
+        default=defaults.max_batch_bytes,
+        help="... or at this many bytes (default %(default)s)",
+    )
+    add(
+        "--max-batch-seconds",
+        type=float,
+        default=defaults.max_batch_seconds,
+        help="... or when it is this old (default %(default)s)",
+    )
+    add(
+        "--max-message-bytes",
+        type=int,
+        default=defaults.max_message_bytes,
+        help="larger messages go to the dead-letter topic (default %(default)s)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from confluent_kafka import KafkaException
+
+    from data_platform.resources.landing import LandingZone
+    from data_platform.settings import KAFKA_BOOTSTRAP_VARIABLE, load_settings
+    from data_platform.stream.dead_letters import DeadLetterError
+    from data_platform.stream.sink import Sink, log_to_stderr
+    from data_platform.stream.topics import ensure_topics
+
+    settings = load_settings()
+    if not settings.kafka_bootstrap:
+        print(
+            f"data-platform consume: {KAFKA_BOOTSTRAP_VARIABLE} is not set: point it at Kafka "
+            '(host:port,...) or start the local broker: SERVICES=kafka make services-up && eval "$(make -s services-env)"',
+            file=sys.stderr,
+        )
+        return 2
+    config = SinkConfig(
+        bootstrap=settings.kafka_bootstrap,
+        topic=args.topic,
+        group=args.group,
+        max_batch_messages=args.max_batch_messages,
+        max_batch_bytes=args.max_batch_bytes,
+        max_batch_seconds=args.max_batch_seconds,
+        max_message_bytes=args.max_message_bytes,
+    )
+    try:
+        ensure_topics(config.bootstrap, config.topic)
+        sink = Sink(config, LandingZone(url=settings.landing), log_to_stderr)
+        log_to_stderr(f"landing {config.topic} from {config.bootstrap} into {settings.landing}")
+        sink.run()
+    except (KafkaException, DeadLetterError) as error:
+        # Nothing past the last durable file was committed: a restart resumes there.
+        print(f"data-platform consume: {error}", file=sys.stderr)
+        return 1
+    log_to_stderr(f"stopped: {sink.landed} landed, {sink.dead_lettered} dead-lettered")
+    return 0

@@ -1,0 +1,61 @@
+"""What the sink and its observers agree on: topic names, the consumer group, batch limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TOPIC = "events"
+# The sink's consumer group: the lag the UI and Prometheus show is this group's.
+GROUP = "data-platform-events-sink"
+# Kafka's own default message.max.bytes: a larger value would not have reached most brokers, and
+# it stays well under DuckDB's 2 MB line limit in the one file-ingestion path.
+MAX_MESSAGE_BYTES = 1_000_000
+FETCH_MAX_BYTES = 64 * 1024 * 1024
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """A batch is flushed when it reaches any of the three limits (messages, bytes, seconds)."""
+
+    bootstrap: str
+    topic: str = TOPIC
+    group: str = GROUP
+    max_batch_messages: int = 100_000
+    max_batch_bytes: int = 64 * 1024 * 1024
+    max_batch_seconds: float = 5.0
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+
+    @property
+    def dlq_topic(self) -> str:
+        return dlq_topic(self.topic)
+
+    def consumer_settings(self) -> dict[str, object]:
+        return {
+            "bootstrap.servers": self.bootstrap,
+            "group.id": self.group,
+            # Offsets are committed by hand, only once a batch's file is durable.
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            # A member that stops polling this long is dropped, so a rebalance does not wait on
+            # it; the sink polls at least every half second, and a flush takes well under this.
+            "max.poll.interval.ms": 30_000,
+            "session.timeout.ms": 10_000,
+            # Big fetches: Python's cost is per call, not per byte.
+            "fetch.max.bytes": FETCH_MAX_BYTES,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+            "queued.max.messages.kbytes": 256 * 1024,
+        }
+
+    def producer_settings(self) -> dict[str, object]:
+        return {
+            "bootstrap.servers": self.bootstrap,
+            # A dead letter must not be lost or doubled by a retry inside the client.
+            "enable.idempotence": True,
+            # Whatever the sink could fetch it can set aside (librdkafka's default is 1 MB).
+            "message.max.bytes": FETCH_MAX_BYTES,
+        }

@@ -1,0 +1,202 @@
+"""`data-platform consume`: topic `events` -> landing files, each message landed exactly once.
+
+How exactly-once holds, step by step (a crash can happen between any two):
+1. Messages of one partition accumulate in a batch until it holds `max_batch_messages` or
+   `max_batch_bytes`, is `max_batch_seconds` old, or the next message's UTC day (its Kafka
+   timestamp, so the same on every re-read) differs. A batch never spans partitions or days.
+2. Flush: dead letters of the batch are produced and acknowledged, then its file is published
+   (`landing_files.publish`: complete or invisible, fsynced), named after the first and last
+   offset of the range it covers, `events/dt=<day>/kafka-<partition>-<first>-<last>.jsonl`.
+3. Then, synchronously, the commit of last + 1.
+A restart (or the next owner after a rebalance) resumes at the committed offset. A crash before
+2 leaves nothing visible, and the range is batched again. A crash between 2 and 3 leaves a file
+whose range starts exactly at the committed offset; batching again could end it at another
+offset (the time limit depends on what has arrived by then), and two files over overlapping
+offsets would load records twice, since ingestion reads whole days. So the first batch of a
+newly assigned partition first looks for a landed file starting at its offset and *adopts* it:
+commits its last offset + 1 and skips its messages (its dead letters went out before it was
+published). The check repeats at the next batch until none is found, so a chain of uncommitted
+files is adopted too. No landed range is ever written again with other bounds.
+
+Rebalances: partitions being revoked are flushed and committed in `on_revoke`; lost ones (the
+group already gave them away) are dropped unflushed, for the new owner to batch. SIGTERM and
+SIGINT flush and commit everything, then exit 0. The remaining gap is a *zombie*: a member that
+stalls past max.poll.interval.ms between fetching and publishing, while its partition already
+has a new owner. Its commit then fails and the sink exits 1, but its file stays; the sink polls
+every half second and publishes in milliseconds, so this needs a stall of 30 s mid-flush.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from data_platform.resources.landing import LandingZone
+from data_platform.stream.batch import EMPTY, TOO_LARGE, Batch, Rejected, day_of
+from data_platform.stream.config import SinkConfig
+from data_platform.stream.dead_letters import DeadLetterError, DeadLetters
+from data_platform.stream.landing_files import publish, published_batch
+
+DAY_MS = 86_400_000
+POLL_SECONDS = 0.5
+
+
+class Sink:
+    def __init__(
+        self, config: SinkConfig, landing: LandingZone, log: Callable[[str], None] = print
+    ):
+        self.config = config
+        self._landing = landing
+        self._log = log
+        self._consumer = Consumer(config.consumer_settings())
+        self._dead_letters = DeadLetters(config.producer_settings(), config.dlq_topic, config.topic)
+        self._batches: dict[int, Batch] = {}
+        self._owned: set[int] = set()
+        self._unchecked: set[int] = set()  # partitions whose next batch may meet a landed file
+        self._skip_below: dict[int, int] = {}  # partition -> first offset after an adopted file
+        self._stopping = False
+        self.landed = self.dead_lettered = 0
+
+    def stop(self, *_: object) -> None:
+        self._stopping = True
+
+    def run(self) -> None:
+        """Consume until `stop` (SIGTERM, SIGINT), then flush and commit everything."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self.stop)
+        self._consumer.subscribe(
+            [self.config.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        try:
+            while not self._stopping:
+                self._take(self._consumer.consume(10_000, POLL_SECONDS))
+                self._flush_due(time.monotonic())
+            for partition in list(self._batches):
+                self._flush(self._batches.pop(partition))
+        finally:
+            self._consumer.close()
+
+    def _take(self, messages: list[Message]) -> None:
+        # The hot path: a few C calls and two appends per message; checks run per batch.
+        now = time.monotonic()
+        batches, skip_below = self._batches, self._skip_below
+        limit, max_count = self.config.max_message_bytes, self.config.max_batch_messages
+        max_bytes = self.config.max_batch_bytes
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    self._log(f"consume: {error}")
+                continue
+            partition, offset = message.partition(), message.offset()
+            if skip_below and offset < skip_below.get(partition, -1):
+                continue
+            timestamp = message.timestamp()[1]
+            day_number = (timestamp if timestamp >= 0 else int(time.time() * 1000)) // DAY_MS
+            batch = batches.get(partition)
+            if batch is None or batch.day_number != day_number:
+                if batch is not None:
+                    self._flush(batches.pop(partition))
+                batch = self._open(partition, day_number, offset, now)
+                if batch is None:
+                    continue
+            batch.last = offset
+            value = message.value()
+            if value is None or len(value) > limit:
+                batch.rejected.append(_unlandable(offset, value, limit))
+                continue
+            batch.values.append(value)
+            batch.offsets.append(offset)
+            batch.size += len(value)
+            if len(batch.values) >= max_count or batch.size >= max_bytes:
+                self._flush(batches.pop(partition))
+
+    def _open(self, partition: int, day_number: int, offset: int, now: float) -> Batch | None:
+        if partition not in self._owned:
+            return None
+        self._skip_below.pop(partition, None)
+        if partition in self._unchecked:
+            day = day_of(day_number * DAY_MS)
+            last = published_batch(self._landing, day, partition, offset)
+            if last is not None:
+                self._log(f"partition {partition}: adopting landed offsets {offset}-{last}")
+                self._commit(partition, last)
+                self._skip_below[partition] = last + 1
+                return None
+            self._unchecked.discard(partition)
+        batch = Batch(partition=partition, day_number=day_number, first=offset, opened_at=now)
+        self._batches[partition] = batch
+        return batch
+
+    def _flush_due(self, now: float) -> None:
+        for partition, batch in list(self._batches.items()):
+            if now - batch.opened_at >= self.config.max_batch_seconds:
+                self._flush(self._batches.pop(partition))
+
+    def _flush(self, batch: Batch) -> None:
+        data = batch.file_bytes()  # also moves what cannot be landed to batch.rejected
+        if batch.rejected:
+            self._dead_letters.send(batch.partition, batch.rejected)
+            self._dead_letters.flush()
+        if batch.values:
+            publish(self._landing, batch.key, data)
+        self._commit(batch.partition, batch.last)
+        self.landed += len(batch.values)
+        self.dead_lettered += len(batch.rejected)
+
+    def _commit(self, partition: int, last: int) -> None:
+        offsets = [TopicPartition(self.config.topic, partition, last + 1)]
+        self._consumer.commit(offsets=offsets, asynchronous=False)
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in partitions}
+        self._owned |= numbers
+        self._unchecked |= numbers
+        self._log(f"assigned partitions {sorted(numbers)} of {self.config.topic}")
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            batch = self._batches.pop(tp.partition, None)
+            if batch is not None:
+                try:
+                    self._flush(batch)
+                except (KafkaException, DeadLetterError) as error:
+                    # Uncommitted: the next owner adopts its file, if it was published.
+                    self._log(f"partition {tp.partition}: flush on revoke failed: {error}")
+        self._forget(partitions, "revoked")
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._batches.pop(tp.partition, None)
+        self._forget(partitions, "lost")
+
+    def _forget(self, partitions: list[TopicPartition], how: str) -> None:
+        numbers = {tp.partition for tp in partitions}
+        self._owned -= numbers
+        self._unchecked -= numbers
+        for number in numbers:
+            self._skip_below.pop(number, None)
+        self._log(f"{how} partitions {sorted(numbers)} of {self.config.topic}")
+
+
+def _unlandable(offset: int, value: bytes | None, limit: int) -> Rejected:
+    if value is None:
+        return Rejected(offset, None, EMPTY, "a null value (tombstone): produce one JSON event")
+    return Rejected(
+        offset,
+        value,
+        TOO_LARGE,
+        f"{len(value)} bytes, over the sink's limit of {limit}: split the event or raise "
+        "--max-message-bytes",
+    )
+
+
+def log_to_stderr(line: str) -> None:
+    print(f"consume: {line}", file=sys.stderr, flush=True)
