@@ -54,6 +54,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do nothing when the landing zone already holds files (what `make run` uses)",
     )
+    add(
+        "--to-kafka",
+        action="store_true",
+        help="produce the events to the topic `events` at DATA_PLATFORM_KAFKA_BOOTSTRAP instead "
+        "of writing event files (payments and the database as usual)",
+    )
     add("--quiet", action="store_true", help="no progress lines on stderr")
 
 
@@ -80,6 +86,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"simulate: {error}", file=sys.stderr)
         return 2
     landing = LandingZone(url=settings.landing)
+    target = landing
+    if args.to_kafka:
+        from confluent_kafka import KafkaException
+
+        from data_platform.simulator.kafka_events import KafkaEventsLanding
+        from data_platform.stream.config import TOPIC
+        from data_platform.stream.topics import ensure_topics
+
+        if not settings.kafka_bootstrap:
+            print("simulate: --to-kafka needs DATA_PLATFORM_KAFKA_BOOTSTRAP", file=sys.stderr)
+            return 2
+        try:
+            ensure_topics(settings.kafka_bootstrap, TOPIC)
+        except KafkaException as error:
+            print(f"simulate: Kafka at {settings.kafka_bootstrap}: {error}", file=sys.stderr)
+            return 1
+        target = KafkaEventsLanding(landing, settings.kafka_bootstrap, TOPIC)
     if args.if_empty and landing.list_files():
         print(f"landing zone {settings.landing} already holds files: nothing simulated")
         return 0
@@ -87,14 +110,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = action(
             config,
-            landing,
+            target,
             settings.source_db_url,
             progress=None if args.quiet else _progress,
         )
+        if target is not landing:
+            target.flush()
     except SimulationError as error:
         print(f"simulate: {error}", file=sys.stderr)
         return 1
     print(summary.describe())
+    if target is not landing:
+        print(f"kafka: {target.produced} events produced to {TOPIC} at {settings.kafka_bootstrap}")
     print(f"landing: {settings.landing}\nsource database: {settings.source_db_url}")
     return 0
 
