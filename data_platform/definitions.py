@@ -14,9 +14,14 @@ from data_platform.orchestration import pool_wait
 from data_platform.resources.build import build_resources
 from data_platform.services.executor import build_executor
 from data_platform.settings import load_settings
+from data_platform.stream.definitions import stream_definitions
 
 # Steps waiting for a `duckdb` slot sleep, stop on SIGTERM and name the run they wait behind.
 pool_wait.install()
+
+# The event stream only when DATA_PLATFORM_KAFKA_BOOTSTRAP names a Kafka: without one, the topic's
+# asset would never have data and its lag sensor would fail at every tick.
+STREAM = stream_definitions(load_settings())
 
 defs = dg.Definitions(
     # Freshness policies are set here, for the raw feeds and every mart; automation conditions
@@ -29,10 +34,11 @@ defs = dg.Definitions(
             *DBT_ASSETS,
             *ANALYTICS_ASSETS,
             *SCORECARD_ASSETS,
+            *STREAM.assets,
         ]
     ),
     asset_checks=QUALITY_CHECKS,
-    sensors=SENSORS,
+    sensors=[*SENSORS, *STREAM.sensors],
     schedules=[daily_backup],
     resources=build_resources(load_settings()),
     # Embedded: in the run's process. Every step that touches the warehouse is serialised by

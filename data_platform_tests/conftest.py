@@ -22,6 +22,7 @@ from data_platform.resources.build import build_resources
 from data_platform.resources.landing import LandingZone
 from data_platform.services.base import start
 from data_platform.services.config import ServicesConfig, load_services_config
+from data_platform.services.kafka_broker import KafkaBroker
 from data_platform.services.postgres import Postgres, admin_engine, database_url
 from data_platform.settings import Settings, load_settings
 from data_platform_tests.helpers import free_port
@@ -106,6 +107,18 @@ def postgres_server(services_config) -> Iterator[Postgres]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(services_config) -> Iterator[KafkaBroker]:
+    """A real Kafka-protocol broker (tansu), started by the services mechanism on a free port."""
+    port = {"DATA_PLATFORM_KAFKA_PORT": str(free_port())}
+    broker = KafkaBroker(load_services_config({**services_config.environ, **port}))
+    try:
+        start(broker)
+        yield broker
+    finally:
+        broker.stop()
 
 
 @pytest.fixture

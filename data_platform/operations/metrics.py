@@ -30,6 +30,7 @@ from data_platform.operations.state_metrics import (
 )
 from data_platform.operations.warehouse_metrics import collect_warehouse
 from data_platform.settings import load_settings
+from data_platform.stream.lag_metrics import collect_kafka_lag
 
 HOST = "127.0.0.1"
 
@@ -42,8 +43,10 @@ class PlatformCollector(Collector):
         instance: dg.DagsterInstance,
         warehouse: Path,
         policies: Mapping[dg.AssetKey, TimeWindowFreshnessPolicy],
+        kafka_bootstrap: str | None = None,
     ) -> None:
         self._instance = instance
+        self._kafka_bootstrap = kafka_bootstrap
         self._warehouse = warehouse
         self._policies = policies
         self._durations = RunDurations()
@@ -56,6 +59,7 @@ class PlatformCollector(Collector):
         yield from collect_pools(self._instance)
         yield from collect_sensors(self._instance)
         yield from collect_warehouse(self._warehouse)
+        yield from collect_kafka_lag(self._kafka_bootstrap)
 
 
 def serve(port: int | None = None) -> int:
@@ -73,7 +77,9 @@ def serve(port: int | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
     with dg.DagsterInstance.get() as instance:
-        collector = PlatformCollector(instance, settings.warehouse, freshness_windows(defs))
+        collector = PlatformCollector(
+            instance, settings.warehouse, freshness_windows(defs), settings.kafka_bootstrap
+        )
         registry = CollectorRegistry(auto_describe=False)
         registry.register(collector)
         try:

@@ -23,7 +23,7 @@ group already gave them away) are dropped unflushed, for the new owner to batch.
 SIGINT flush and commit everything, then exit 0. The remaining gap is a *zombie*: a member that
 stalls past max.poll.interval.ms between fetching and publishing, while its partition already
 has a new owner. Its commit then fails and the sink exits 1, but its file stays; the sink polls
-every half second and publishes in milliseconds, so this needs a stall of 30 s mid-flush.
+every half second and publishes in milliseconds, so this needs a 10 s stall mid-flush.
 """
 
 from __future__ import annotations

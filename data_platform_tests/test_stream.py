@@ -1,0 +1,278 @@
+"""The Kafka sink against a real broker (tansu, from the services mechanism): exactly-once across
+kill -9 and restarts, rebalances, dead letters, SIGTERM, and the landed files through ingestion.
+
+Expectations are computed here, independently of the sink: the ids produced (from the
+producer's delivery reports) against the ids read back from the landed files.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
+from data_platform.stream.topics import ensure_topics
+from data_platform_tests.helpers import query
+
+FILE = re.compile(r"^kafka-(\d+)-(\d+)-(\d+)\.jsonl$")
+
+
+def event(event_id: str) -> bytes:
+    return json.dumps(
+        {
+            "event_id": event_id,
+            "user_id": 7,
+            "event_type": "login",
+            "occurred_at": "2026-01-05T10:00:00Z",
+        }
+    ).encode()
+
+
+@pytest.fixture
+def stream(kafka_broker, settings, monkeypatch):
+    """A fresh topic (two partitions) and group on the session's broker, for this test's home."""
+    monkeypatch.setenv("DATA_PLATFORM_KAFKA_BOOTSTRAP", kafka_broker.bootstrap)
+    topic = f"events-{uuid.uuid4().hex[:8]}"
+    ensure_topics(kafka_broker.bootstrap, topic, partitions=2)
+    return {
+        "bootstrap": kafka_broker.bootstrap,
+        "topic": topic,
+        "group": f"g-{topic}",
+        "settings": settings,
+    }
+
+
+def produce(stream, values: list[bytes], timestamp_ms: int | None = None) -> dict[int, int]:
+    """Produce, wait for every acknowledgement; returns each partition's end offset."""
+    ends: dict[int, int] = {}
+
+    def delivered(error, message) -> None:
+        assert error is None, error
+        ends[message.partition()] = max(ends.get(message.partition(), 0), message.offset() + 1)
+
+    producer = Producer({"bootstrap.servers": stream["bootstrap"], "linger.ms": 5})
+    for i, value in enumerate(values):
+        extra = {"timestamp": timestamp_ms} if timestamp_ms else {}
+        # Alternating partitions: both get data whatever the client's partitioner does.
+        producer.produce(stream["topic"], value, partition=i % 2, on_delivery=delivered, **extra)
+    assert producer.flush(30) == 0
+    return ends
+
+
+class SinkProcess:
+    """`data-platform consume` as a child process, its stderr in a file."""
+
+    def __init__(self, stream, tmp_path: Path, name: str, *flags: str):
+        self.log = tmp_path / f"{name}.log"
+        command = [sys.executable, "-m", "data_platform.cli", "consume", "--topic", stream["topic"]]
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [*command, "--group", stream["group"], *flags], stderr=log, env=dict(os.environ)
+            )
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def wait_for(self, needle: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.text():
+            assert self.process.poll() is None, self.text()
+            assert time.monotonic() < deadline, f"no {needle!r} in: {self.text()}"
+            time.sleep(0.1)
+
+    def terminate(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(30)
+
+
+def landed(stream) -> list[tuple[int, int, int, list[str]]]:
+    """(partition, first, last, lines) of every file the sink landed."""
+    root = Path(stream["settings"].landing) / "events"
+    files = []
+    for path in sorted(root.glob("dt=*/kafka-*.jsonl")):
+        partition, first, last = map(int, FILE.match(path.name).groups())
+        files.append((partition, first, last, path.read_text().splitlines()))
+    return files
+
+
+def landed_ids(stream) -> Counter[str]:
+    return Counter(json.loads(line)["event_id"] for *_, lines in landed(stream) for line in lines)
+
+
+def committed(stream) -> dict[int, int]:
+    client = Consumer({"bootstrap.servers": stream["bootstrap"], "group.id": stream["group"]})
+    try:
+        parts = [TopicPartition(stream["topic"], p) for p in (0, 1)]
+        return {tp.partition: tp.offset for tp in client.committed(parts, timeout=10)}
+    finally:
+        client.close()
+
+
+def wait_committed(stream, ends: dict[int, int], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while committed(stream) != ends:
+        assert time.monotonic() < deadline, (committed(stream), ends)
+        time.sleep(0.3)
+
+
+def assert_exactly_once(stream, produced: list[str]) -> None:
+    ids = landed_ids(stream)
+    assert sorted(ids) == sorted(produced) and max(ids.values()) == 1
+    ranges = sorted((p, first, last) for p, first, last, _ in landed(stream))
+    for (p1, _, last1), (p2, first2, _) in itertools.pairwise(ranges):
+        assert p1 != p2 or first2 > last1, f"overlapping offset ranges: {ranges}"
+
+
+def test_kill_9_mid_stream_and_restart_land_every_event_once(stream, tmp_path):
+    ids = [f"k-{i}" for i in range(30_000)]
+    ends = produce(stream, [event(i) for i in ids])
+    flags = ("--max-batch-messages", "500", "--max-batch-seconds", "1")
+    for round_ in range(3):
+        sink = SinkProcess(stream, tmp_path, f"run-{round_}", *flags)
+        sink.wait_for("assigned")
+        before = len(landed(stream))
+        while len(landed(stream)) < before + 4:  # mid-stream: some batches landed, more to come
+            assert sink.process.poll() is None, sink.text()
+            time.sleep(0.02)
+        sink.process.kill()
+        sink.process.wait()
+    assert committed(stream) != ends, "the kills came too late to test anything"
+    survivor = SinkProcess(stream, tmp_path, "last", *flags)
+    wait_committed(stream, ends)
+    assert survivor.terminate() == 0
+    assert_exactly_once(stream, ids)
+
+
+def test_a_file_landed_but_never_committed_is_adopted_not_rewritten(stream, tmp_path):
+    """The state a crash between publish and commit leaves, made exactly: a group that never
+    committed finds every file landed. With other batch limits it would cut other ranges."""
+    ids = [f"a-{i}" for i in range(3_000)]
+    ends = produce(stream, [event(i) for i in ids])
+    first = SinkProcess(stream, tmp_path, "first", "--max-batch-messages", "400")
+    wait_committed(stream, ends)
+    assert first.terminate() == 0
+    files_before = sorted((p, a, b) for p, a, b, _ in landed(stream))
+    stream["group"] += "-again"
+    second = SinkProcess(stream, tmp_path, "second", "--max-batch-messages", "250")
+    wait_committed(stream, ends)
+    assert second.terminate() == 0
+    assert sorted((p, a, b) for p, a, b, _ in landed(stream)) == files_before
+    assert "adopting landed offsets" in second.text()
+    assert_exactly_once(stream, ids)
+
+
+def test_two_consumers_split_the_partitions_and_hand_them_back(stream, tmp_path):
+    flags = ("--max-batch-seconds", "0.5")
+    one = SinkProcess(stream, tmp_path, "one", *flags)
+    one.wait_for("assigned partitions [0, 1]")
+    ids = [f"r-{i}" for i in range(2_000)]
+    produce(stream, [event(i) for i in ids[:1_000]])
+    two = SinkProcess(stream, tmp_path, "two", *flags)
+    two.wait_for("assigned partitions [", timeout=60)
+    one.wait_for("revoked partitions [0, 1]")
+    produce(stream, [event(i) for i in ids[1_000:1_500]])
+    assert two.terminate() == 0  # leaves the group: its partition goes back to `one`
+    ends = produce(stream, [event(i) for i in ids[1_500:]])
+    wait_committed(stream, ends)
+    assert one.terminate() == 0
+    assigned_two = re.findall(r"assigned partitions \[([\d, ]*)\]", two.text())
+    assert assigned_two and all(len(p.split(",")) == 1 for p in assigned_two), two.text()
+    assert one.text().count("assigned partitions") >= 2
+    assert_exactly_once(stream, ids)
+
+
+def test_unlandable_messages_go_to_the_dead_letter_topic_with_their_reason(stream, tmp_path):
+    poison = {b"\xff\xfe not utf-8": "not_utf8", b"x" * 2_000: "too_large", b"  \t ": "empty"}
+    values = [event("good-1"), *poison, event("good-2"), b'{"event_id": "multi",\n"user_id": 7}']
+    ends = produce(stream, values)
+    sink = SinkProcess(stream, tmp_path, "sink", "--max-message-bytes", "1000")
+    wait_committed(stream, ends)
+    assert sink.terminate() == 0
+    dlq = Consumer(
+        {
+            "bootstrap.servers": stream["bootstrap"],
+            "group.id": "dlq-reader",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    dlq.subscribe([f"{stream['topic']}.dlq"])
+    found = []
+    deadline = time.monotonic() + 30
+    while len(found) < len(poison) and time.monotonic() < deadline:
+        message = dlq.poll(1.0)
+        if message is not None and message.error() is None:
+            found.append((message.value(), dict(message.headers())))
+    dlq.close()
+    assert {value: headers[b"reason".decode()].decode() for value, headers in found} == poison
+    for value, headers in found:
+        position = values.index(value)
+        assert headers["original_topic"].decode() == stream["topic"]
+        assert int(headers["original_partition"]) == position % 2
+        assert int(headers["original_offset"]) == position // 2  # alternating partitions
+        assert headers["error"]
+    lines = [line for *_, file_lines in landed(stream) for line in file_lines]
+    assert sorted(lines) == sorted(
+        [event("good-1").decode(), event("good-2").decode(), '{"event_id": "multi", "user_id": 7}']
+    )
+
+
+def test_broken_json_reaches_raw_dead_letter_with_its_line_number(stream, tmp_path, resources):
+    day = date(2026, 1, 5)
+    at = int(datetime(2026, 1, 5, 12, tzinfo=UTC).timestamp() * 1000)
+    # Alternating partitions: 0 gets b-1, the cut line (its line 2), b-4; 1 gets b-2, b-3, [1, 2].
+    values = [
+        event("b-1"),
+        event("b-2"),
+        b'{"event_id": "cut',
+        event("b-3"),
+        event("b-4"),
+        b"[1, 2]",
+    ]
+    ends = produce(stream, values, timestamp_ms=at)
+    sink = SinkProcess(stream, tmp_path, "sink")
+    wait_committed(stream, ends)
+    assert sink.terminate() == 0
+    result = dg.materialize(
+        [*RAW_FILE_ASSETS, DEAD_LETTER_SPEC],
+        resources=resources,
+        partition_key=day.isoformat(),
+        selection=["raw/events"],
+    )
+    assert result.success
+    warehouse = stream["settings"].warehouse
+    dead = query(
+        warehouse,
+        "SELECT source_file, line_number, raw_record FROM raw.dead_letter ORDER BY raw_record",
+    )
+    assert dead == [
+        (f"events/dt={day}/kafka-1-0-2.jsonl", 3, "[1, 2]"),
+        (f"events/dt={day}/kafka-0-0-2.jsonl", 2, '{"event_id": "cut'),
+    ]
+    loaded = query(warehouse, "SELECT event_id FROM raw.events ORDER BY event_id")
+    assert loaded == [("b-1",), ("b-2",), ("b-3",), ("b-4",)]
+
+
+def test_sigterm_flushes_commits_and_exits_0(stream, tmp_path):
+    sink = SinkProcess(stream, tmp_path, "sink", "--max-batch-seconds", "600")
+    sink.wait_for("assigned")
+    ids = [f"t-{i}" for i in range(1_000)]
+    ends = produce(stream, [event(i) for i in ids])
+    time.sleep(3)  # fetched, but no limit reached: only SIGTERM flushes it
+    assert landed(stream) == []
+    assert sink.terminate() == 0
+    assert committed(stream) == ends
+    assert_exactly_once(stream, ids)
