@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from data_platform.stream.config import GROUP, TOPIC, SinkConfig
@@ -72,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         ensure_topics(config.bootstrap, config.topic)
         sink = Sink(config, LandingZone(url=settings.landing), log_to_stderr)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, sink.stop)
         log_to_stderr(f"landing {config.topic} from {config.bootstrap} into {settings.landing}")
         sink.run()
     except (KafkaException, DeadLetterError) as error:

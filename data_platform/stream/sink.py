@@ -28,7 +28,6 @@ every half second and publishes in milliseconds, so this needs a 10 s stall mid-
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -65,9 +64,8 @@ class Sink:
         self._stopping = True
 
     def run(self) -> None:
-        """Consume until `stop` (SIGTERM, SIGINT), then flush and commit everything."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self.stop)
+        """Consume until `stop` (the command calls it on SIGTERM, SIGINT), then flush and commit
+        everything."""
         self._consumer.subscribe(
             [self.config.topic],
             on_assign=self._on_assign,
