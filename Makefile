@@ -72,13 +72,18 @@ $(MANIFEST): $(STAMP) $(DBT_SOURCES)
 		$(BIN)/dagster-dbt project prepare-and-package --file data_platform/assets/dbt_project.py
 	touch $@
 
-# The Prometheus exporter (`data-platform metrics`) runs beside dagster dev and stops with it.
+# The Prometheus exporter (`data-platform metrics`) runs beside dagster dev and stops with it;
+# so does the event-stream sink (`data-platform consume`, log in $DATA_PLATFORM_HOME/consume.log)
+# when DATA_PLATFORM_KAFKA_BOOTSTRAP is set. Its SIGTERM flushes and commits before it exits.
 run: install
 	mkdir -p "$(DAGSTER_HOME)"
 	cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
 	$(BIN)/data-platform simulate --if-empty
-	$(BIN)/data-platform metrics & metrics=$$!; \
-		trap 'kill $$metrics 2>/dev/null' EXIT; \
+	$(BIN)/data-platform metrics & metrics=$$!; consume=; \
+		if [ -n "$$DATA_PLATFORM_KAFKA_BOOTSTRAP" ]; then \
+			$(BIN)/data-platform consume >>"$(DATA_PLATFORM_HOME)/consume.log" 2>&1 & consume=$$!; \
+		fi; \
+		trap 'kill $$metrics $$consume 2>/dev/null' EXIT; \
 		$(BIN)/dagster dev --host 127.0.0.1 --port 3000 -w workspace.yaml
 
 lint: install
