@@ -26,8 +26,13 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
+from data_platform.automation.landing_sensor import partition_files
+from data_platform.ingestion.file_formats import EVENT_FILES
+from data_platform.resources.alerts import AlertWebhook
 from data_platform.resources.landing import LandingZone
+from data_platform.stream.assets import build_lag_sensor
 from data_platform.stream.config import SinkConfig
+from data_platform.stream.lag_metrics import collect_kafka_lag
 from data_platform.stream.sink import Sink
 from data_platform.stream.topics import ensure_topics
 from data_platform_tests.helpers import query
@@ -60,8 +65,13 @@ def stream(kafka_broker, settings, monkeypatch):
     }
 
 
-def produce(stream, values: list[bytes], timestamp_ms: int | None = None) -> dict[int, int]:
-    """Produce, wait for every acknowledgement; returns each partition's end offset."""
+def produce(
+    stream, values: list[bytes], timestamp_ms: int | None = None, one_by_one: bool = False
+) -> dict[int, int]:
+    """Produce, wait for every acknowledgement; returns each partition's end offset.
+
+    `one_by_one`: a produce request per message. tansu reports a partition's end offset as the
+    first offset of its newest request plus one, so only then is its lag exact."""
     ends: dict[int, int] = {}
 
     def delivered(error, message) -> None:
@@ -73,6 +83,8 @@ def produce(stream, values: list[bytes], timestamp_ms: int | None = None) -> dic
         extra = {"timestamp": timestamp_ms} if timestamp_ms else {}
         # Alternating partitions: both get data whatever the client's partitioner does.
         producer.produce(stream["topic"], value, partition=i % 2, on_delivery=delivered, **extra)
+        if one_by_one:
+            producer.flush(30)
     assert producer.flush(30) == 0
     return ends
 
@@ -291,6 +303,44 @@ def test_broken_json_reaches_raw_dead_letter_with_its_line_number(stream, resour
     ]
     loaded = query(warehouse, "SELECT event_id FROM raw.events ORDER BY event_id")
     assert loaded == [("b-1",), ("b-2",), ("b-3",), ("b-4",)]
+    # The landing sensor takes the sink's files like any other.
+    files, waiting = partition_files(resources["landing"], EVENT_FILES)
+    assert [f.key for f in files] == [f"events/dt={day}/kafka-{p}-0-2.jsonl" for p in (0, 1)]
+    assert waiting == 0
+
+
+def lag_series(stream) -> dict[str, float]:
+    metrics = collect_kafka_lag(stream["bootstrap"], stream["group"], stream["topic"])
+    return {f"{s.name}{s.labels.get('partition', '')}": s.value for m in metrics for s in m.samples}
+
+
+def test_lag_per_partition_in_the_sensor_and_prometheus(stream):
+    ends = produce(stream, [event(f"l-{i}") for i in range(6)], one_by_one=True)
+    assert ends == {0: 3, 1: 3}
+    sensor = build_lag_sensor(stream["bootstrap"], 4, stream["group"], stream["topic"])
+    assert lag_series(stream) == {
+        "data_platform_kafka_up": 1,
+        "data_platform_kafka_consumer_lag0": 3,
+        "data_platform_kafka_consumer_lag1": 3,
+    }
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources={"alerts": AlertWebhook()})
+        behind = sensor(context)
+        observation = behind.asset_events[0]
+        assert observation.metadata["lag_total"].value == 6
+        assert observation.metadata["lag_partition_1"].value == 3
+        assert json.loads(behind.cursor)["alerting"] is True  # 6 > 4: the alert went out
+        sink = SinkThread(stream, max_batch_seconds=0.2)
+        wait_committed(stream, ends)
+        sink.stop()
+        context = dg.build_sensor_context(
+            instance=instance, cursor=behind.cursor, resources={"alerts": AlertWebhook()}
+        )
+        caught_up = sensor(context)
+    kinds = {type(e).__name__: e.metadata["lag_total"].value for e in caught_up.asset_events}
+    assert kinds == {"AssetObservation": 0, "AssetMaterialization": 0}
+    assert json.loads(caught_up.cursor)["alerting"] is False
+    assert lag_series(stream)["data_platform_kafka_consumer_lag0"] == 0
 
 
 def test_sigterm_flushes_commits_and_exits_0(stream, tmp_path):

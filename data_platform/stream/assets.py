@@ -55,7 +55,9 @@ def lag_metadata(lags: list[PartitionLag]) -> dict[str, dg.MetadataValue]:
     }
 
 
-def build_lag_sensor(bootstrap: str, threshold: int) -> dg.SensorDefinition:
+def build_lag_sensor(
+    bootstrap: str, threshold: int, group: str = GROUP, topic: str = TOPIC
+) -> dg.SensorDefinition:
     @dg.sensor(
         name="kafka_consumer_lag",
         description=f"The sink's consumer lag on `{TOPIC}` -> kafka/events metadata; "
@@ -66,7 +68,7 @@ def build_lag_sensor(bootstrap: str, threshold: int) -> dg.SensorDefinition:
     def kafka_consumer_lag(context: dg.SensorEvaluationContext, alerts: AlertWebhook):
         seen = json.loads(context.cursor) if context.cursor else {}
         try:
-            lags = consumer_lag(bootstrap, GROUP, TOPIC)
+            lags = consumer_lag(bootstrap, group, topic)
         except KafkaException as error:
             return dg.SkipReason(f"Kafka at {bootstrap} did not answer: {error}")
         lag = {str(p.partition): p.lag for p in lags}

@@ -43,6 +43,10 @@ class DeadLetters:
         if error is not None:
             self._failures.append(str(error))
 
+    def close(self) -> None:
+        """Every dead letter was flushed before its commit: nothing is left to send."""
+        self._producer.close()
+
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every dead letter is acknowledged; raise if one was not."""
         try:

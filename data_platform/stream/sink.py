@@ -80,6 +80,7 @@ class Sink:
                 self._flush(self._batches.pop(partition))
         finally:
             self._consumer.close()
+            self._dead_letters.close()
 
     def _take(self, messages: list[Message]) -> None:
         # The hot path: five C calls and an append per message; values are read at the flush.
