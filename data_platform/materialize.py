@@ -21,12 +21,16 @@ from collections import Counter
 from datetime import date
 
 import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 from dagster._core.storage.tags import MAX_RETRIES_TAG
 
-from data_platform.orchestration.pool_wait import slot_holders
+from data_platform.orchestration.pool_wait import report_waits
 from data_platform.orchestration.run_health import WORKER_HOST_TAG, release_dead_runs, this_host
 from data_platform.partitions import DAILY_PARTITIONS, RANGE_END_TAG, RANGE_START_TAG
 
+# Finds this invocation's run, whose id Dagster picks, to report what it waits for.
+INVOCATION_TAG = "data_platform/invocation"
+LOG_INFO = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 EXIT_TIMED_OUT = 3
 EXIT_INTERRUPTED = 130
 # How often the progress says what a waiting step waits for.
@@ -49,7 +53,7 @@ def range_tags(keys: list[str]) -> dict[str, str]:
     return {RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]}
 
 
-def summarize(result: dg.ExecuteInProcessResult) -> tuple[Counter, list[str]]:
+def summarize(result: dg.ExecutionResult) -> tuple[Counter, list[str]]:
     """Materializations per asset key, and one line per failed step."""
     materialized = Counter(
         e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
@@ -62,7 +66,7 @@ def summarize(result: dg.ExecuteInProcessResult) -> tuple[Counter, list[str]]:
     return materialized, failures
 
 
-def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
+def was_interrupted(result: dg.ExecutionResult) -> bool:
     """Did the run stop on SIGINT/SIGTERM (or `--timeout`) rather than fail on its own?"""
     return any(
         e.event_type == dg.DagsterEventType.RUN_FAILURE
@@ -72,51 +76,31 @@ def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
     )
 
 
-def waiting_steps(instance: dg.DagsterInstance, run_id: str) -> list[str]:
-    """One line per pool the run has a step waiting for, naming who holds its slots."""
-    lines = []
-    for pool in instance.event_log_storage.get_concurrency_keys():
-        info = instance.event_log_storage.get_concurrency_info(pool)
-        steps = [
-            p.step_key
-            for p in info.pending_steps
-            if p.run_id == run_id and not p.assigned_timestamp
-        ]
-        if steps:
-            lines.append(
-                f"{', '.join(steps)} waiting for pool {pool}: {slot_holders(instance, pool)}"
-            )
-    return lines
-
-
-def _report_waits(instance: dg.DagsterInstance, run_id: str, stop: threading.Event) -> None:
-    began = time.monotonic()
-    while not stop.wait(WAIT_REPORT_SECONDS):
-        for line in waiting_steps(instance, run_id):
-            print(f"  [{time.monotonic() - began:.0f}s] {line}", file=sys.stderr, flush=True)
-
-
 def _interrupt_after(seconds: float, timed_out: threading.Event, stop: threading.Event) -> None:
     if not stop.wait(seconds):
         timed_out.set()
         os.kill(os.getpid(), signal.SIGINT)
 
 
+def selected_job(select: str) -> ReconstructableJob:
+    """The Definitions' asset job cut to the selection, in a form an executor can rebuild
+    elsewhere: with DATA_PLATFORM_EXECUTOR=celery the steps run on the Celery workers."""
+    from data_platform.definitions import defs
+
+    keys = dg.AssetSelection.from_string(select).resolve(defs.resolve_asset_graph())
+    repository = ReconstructableRepository.for_module("data_platform.definitions", "defs")
+    return repository.get_reconstructable_job("__ASSET_JOB").get_subset(asset_selection=keys)
+
+
 def materialize_range(
     select: str, start: date | None, end: date | None, timeout: float | None = None
 ) -> int:
-    from data_platform.definitions import defs
-
     keys = partition_window(start, end)
-    selection = dg.AssetSelection.from_string(select)
-    job = dg.Definitions(
-        assets=[*defs.assets, *(defs.asset_checks or [])],
-        jobs=[dg.define_asset_job("data_platform_materialize", selection=selection)],
-        resources=defs.resources,
-    ).resolve_job_def("data_platform_materialize")
-    run_id = str(uuid.uuid4())
+    job = selected_job(select)
+    invocation = str(uuid.uuid4())
     tags = {
         **range_tags(keys),
+        INVOCATION_TAG: invocation,
         WORKER_HOST_TAG: this_host(),
         # Run retries relaunch a run through its code location; a headless run has none.
         MAX_RETRIES_TAG: "0",
@@ -128,31 +112,30 @@ def materialize_range(
         for line in release_dead_runs(instance):
             print(line, file=sys.stderr)
         print(
-            f"materializing {select!r} for {keys[0]}..{keys[-1]} ({len(keys)} days), run {run_id}",
+            f"materializing {select!r} for {keys[0]}..{keys[-1]} ({len(keys)} days)",
             file=sys.stderr,
         )
-        threading.Thread(target=_report_waits, args=(instance, run_id, stop), daemon=True).start()
+        threading.Thread(
+            target=report_waits,
+            args=(instance, (INVOCATION_TAG, invocation), stop, WAIT_REPORT_SECONDS),
+            daemon=True,
+        ).start()
         if timeout is not None:
             threading.Thread(
                 target=_interrupt_after, args=(timeout, timed_out, stop), daemon=True
             ).start()
         try:
-            result = job.execute_in_process(
-                instance=instance,
-                run_id=run_id,
-                tags=tags,
-                raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            )
+            with dg.execute_job(job, instance, run_config=LOG_INFO, tags=tags) as result:
+                interrupted = was_interrupted(result)
+                materialized, failures = summarize(result)
         except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
-            result = None
+            interrupted = True
         finally:
             stop.set()
-    if result is None or was_interrupted(result):
+    if interrupted:
         reason = f"timed out after {timeout:g}s" if timed_out.is_set() else "interrupted"
-        print(f"run {run_id} {reason}: stopped and marked failed", file=sys.stderr)
+        print(f"run {reason}: stopped and marked failed", file=sys.stderr)
         return EXIT_TIMED_OUT if timed_out.is_set() else EXIT_INTERRUPTED
-    materialized, failures = summarize(result)
     print(f"\nrun {result.run_id} in {time.monotonic() - began:.1f}s", file=sys.stderr)
     for key, count in sorted(materialized.items()):
         print(

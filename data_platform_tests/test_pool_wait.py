@@ -111,7 +111,7 @@ def test_a_waiting_run_sleeps_names_its_blocker_and_stops_on_sigterm(settings, i
         in stderr
     )
     assert "interrupted: stopped and marked failed" in stderr
-    waiting = instance.get_runs(filters=dg.RunsFilter(job_name="data_platform_materialize"))
+    waiting = instance.get_runs(filters=dg.RunsFilter(job_name="__ASSET_JOB"))
     assert [r.status for r in waiting] == [dg.DagsterRunStatus.FAILURE]
     blocked = [
         r.event_log_entry.message
