@@ -36,7 +36,8 @@ lock:
 	  .lock-venv/bin/pip freeze --exclude-editable --disable-pip-version-check; } > $(LOCK)
 	rm -rf .lock-venv
 
-# PostgreSQL, Redis and Prometheus (the metrics tests scrape with it) from apt, only when a
+# PostgreSQL, Redis, Prometheus (the metrics tests scrape with it) and chromium with its
+# chromedriver (the UI tests drive it; selenium is given both paths) from apt, only when a
 # binary is missing: a machine that has them (a developer's) skips apt entirely. CI runs as
 # root on a fresh Debian machine.
 system-packages:
@@ -44,6 +45,8 @@ system-packages:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="postgresql"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	test -x /usr/bin/chromedriver || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "make: install the apt packages: $$missing (as root: apt-get install $$missing)" >&2; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

@@ -53,6 +53,9 @@ setup(
             "pytest-xdist>=3.6",
             "ruff>=0.6",
             "moto[server]>=5.0,<6",
+            # The UI tests drive Debian's chromium through its chromedriver (both from apt, see
+            # the Makefile); selenium is given their paths, so it never downloads a browser.
+            "selenium>=4.20,<5",
         ],
     },
     entry_points={"console_scripts": ["data-platform=data_platform.cli:main"]},

@@ -1,0 +1,294 @@
+"""What the UI tests need around the browser: a running `dagster dev`, Debian's chromium, and
+ways to read a Dagster UI page the way a person does (wait for the content, not for a timer).
+
+Kept apart from the tests so each test reads as what a user sees. Nothing here knows the
+platform's assets: the tests compute their expectations from the Definitions and the warehouse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
+
+from data_platform_tests.helpers import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# A page of the UI renders within seconds; on a busy 2-core machine asset pages stay on
+# "Loading…" for a while, so every wait allows this much.
+PAGE_TIMEOUT = 60.0
+SERVER_START_TIMEOUT = 180.0
+T = TypeVar("T")
+
+
+def platform_env(home: Path, dagster_home: Path) -> dict[str, str]:
+    """This process's environment pointed at `home`: no DATA_PLATFORM_* or DAGSTER_* setting of
+    the caller leaks in, and the venv's bin (dbt, dagster) comes first on PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATA_PLATFORM_", "DAGSTER_"))}
+    env |= {
+        "DATA_PLATFORM_HOME": str(home),
+        "DAGSTER_HOME": str(dagster_home),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    return env
+
+
+def stop_all_sensors(env: dict[str, str]) -> list[str]:
+    """Stop every sensor of the workspace in the instance of `env`, before `dagster dev` starts.
+
+    The UI tests look at a world that is already materialized. Left running, the sensors would
+    see every landing file and source row as new (their cursors start empty) and re-ingest it
+    all, and automation would rebuild the marts: minutes of runs competing with the run the test
+    starts from the UI, and pages changing under the assertions. Stopping them through the
+    same workspace file `dagster dev` loads gives the states the daemon reads.
+    """
+    script = (
+        "import dagster\n"
+        "from dagster._cli.workspace.cli_target import get_repository_from_cli_opts\n"
+        "from dagster_shared.cli import WorkspaceOpts\n"
+        "opts = WorkspaceOpts(workspace=['workspace.yaml'])\n"
+        "with dagster.DagsterInstance.get() as instance, get_repository_from_cli_opts(\n"
+        "    instance, dagster.__version__, opts, None\n"
+        ") as repo:\n"
+        "    for sensor in repo.get_sensors():\n"
+        "        instance.stop_sensor(sensor.get_remote_origin_id(), sensor.selector_id, sensor)\n"
+        "        print(sensor.name)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.split()
+
+
+@dataclass
+class DagsterDev:
+    """A running `dagster dev` (webserver and daemon) on 127.0.0.1."""
+
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+
+def _serving(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/server_info", timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def dagster_dev(env: dict[str, str], log: Path) -> Iterator[DagsterDev]:
+    """`dagster dev` on a free port, with the repo's workspace, until the block ends.
+
+    Stopped with SIGINT to `dagster dev` itself (what Ctrl-C does: it tells the webserver and
+    the daemon to shut down through their pipes); measured here, SIGTERM to the whole process
+    group left it running for over 40 s. Whatever is left after 30 s is killed.
+    """
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        *("dev", "--host", "127.0.0.1", "--port", str(port), "-w", "workspace.yaml"),
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = DagsterDev(f"http://127.0.0.1:{port}", process, log)
+    try:
+        began = time.monotonic()
+        while not _serving(server.url):
+            if process.poll() is not None:
+                raise RuntimeError(f"dagster dev exited: see {log}\n{log.read_text()[-3000:]}")
+            if time.monotonic() - began > SERVER_START_TIMEOUT:
+                raise TimeoutError(f"dagster dev not serving after {SERVER_START_TIMEOUT:.0f} s")
+            time.sleep(1.0)
+        yield server
+    finally:
+        _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGINT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=30)
+    # The code servers and run workers of the session go too, even if dagster dev left them.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def chromium(profile: Path) -> Iterator[WebDriver]:
+    """Debian's headless chromium through its chromedriver, with a fresh profile in `profile`.
+
+    The executables are given explicitly so selenium never tries to download a browser or a
+    driver (there is no network for that here, nor in CI). No background networking, component
+    updates or first-run pages: the browser only talks to the UI under test.
+    """
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        raise RuntimeError(
+            f"missing {', '.join(missing)}: apt-get install chromium chromium-driver "
+            "(`make test` does it as root)"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--window-size=1600,1000",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(PAGE_TIMEOUT)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(driver: WebDriver, find: Callable[[WebDriver], T], what: str) -> T:
+    """The first truthy result of `find`, retried while the page renders (stale elements and
+    'Loading…' placeholders included); fails naming `what` was never shown."""
+
+    def attempt(d: WebDriver) -> T | None:
+        try:
+            return find(d) or None
+        except (StaleElementReferenceException, WebDriverException):
+            return None
+
+    return WebDriverWait(driver, PAGE_TIMEOUT, poll_frequency=0.25).until(
+        attempt, message=f"not shown within {PAGE_TIMEOUT:.0f} s: {what}"
+    )
+
+
+def open_page(driver: WebDriver, url: str) -> None:
+    """Open `url` and dismiss the "Join the Dagster community" dialog a fresh profile shows.
+
+    The dialog is answered once per profile; it may appear a moment after the page loads, so a
+    page opened right after it was skipped is checked once more without waiting long."""
+    driver.get(url)
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        skip = driver.find_elements(
+            By.XPATH, "//div[@role='dialog']//button[normalize-space()='Skip']"
+        )
+        if skip:
+            skip[0].click()
+            wait_for(
+                driver,
+                lambda d: not d.find_elements(By.XPATH, "//button[normalize-space()='Skip']"),
+                "the community dialog closed",
+            )
+            return
+        time.sleep(0.25)
+
+
+def by_text(text: str, tag: str = "*") -> tuple[str, str]:
+    """A locator of the innermost element whose text is exactly `text` (React often splits a
+    label such as "Checks (8)" into several text nodes)."""
+    literal = _xpath_literal(text)
+    return (
+        By.XPATH,
+        f"//{tag}[normalize-space(.)={literal} and not(*[normalize-space(.)={literal}])]",
+    )
+
+
+def by_text_prefix(prefix: str) -> tuple[str, str]:
+    """A locator of the innermost elements whose text starts with `prefix`."""
+    test = f"starts-with(normalize-space(.), {_xpath_literal(prefix)})"
+    return By.XPATH, f"//*[{test} and not(*[{test}])]"
+
+
+def _xpath_literal(text: str) -> str:
+    if "'" not in text:
+        return f"'{text}'"
+    return "concat('" + "', \"'\", '".join(text.split("'")) + "')"
+
+
+def table_rows(table: WebElement) -> list[list[str]]:
+    """The cells' visible text of every body row of an HTML table. `:scope` matters: a table
+    nested in another one's cell (a markdown table in the metadata table) would otherwise count
+    its header row, which sits under the outer table's tbody."""
+    return [
+        [cell.text.strip() for cell in row.find_elements(By.CSS_SELECTOR, ":scope > td")]
+        for row in table.find_elements(By.CSS_SELECTOR, ":scope > tbody > tr")
+    ]
+
+
+def table_header(table: WebElement) -> list[str]:
+    """The header cells' visible text of an HTML table."""
+    cells = table.find_elements(By.CSS_SELECTOR, ":scope > thead > tr > :is(th, td)")
+    return [cell.text.strip() for cell in cells]
+
+
+def table_with_header(driver: WebDriver, first_header: str) -> WebElement | None:
+    """The table whose first header cell reads `first_header` (the UI's tables have no ids)."""
+    for table in driver.find_elements(By.TAG_NAME, "table"):
+        header = table_header(table)
+        if header and header[0] == first_header:
+            return table
+    return None
+
+
+def image_size(driver: WebDriver, image: WebElement) -> tuple[int, int]:
+    """The decoded size of an <img>: (0, 0) while it loads or when it is broken."""
+    return tuple(
+        driver.execute_script(
+            "const i = arguments[0]; return i.complete ? [i.naturalWidth, i.naturalHeight] : [0, 0];",
+            image,
+        )
+    )
+
+
+@contextlib.contextmanager
+def evidence_on_failure(driver: WebDriver, folder: Path, name: str) -> Iterator[None]:
+    """On any failure inside the block, keep a screenshot and the page's text in `folder` (the
+    test's pytest temp folder) and say where, then let the failure through."""
+    try:
+        yield
+    except BaseException as failure:
+        folder.mkdir(parents=True, exist_ok=True)
+        shot, text = folder / f"{name}.png", folder / f"{name}.txt"
+        with contextlib.suppress(WebDriverException):
+            driver.save_screenshot(str(shot))
+            text.write_text(
+                f"{driver.current_url}\n\n{driver.find_element(By.TAG_NAME, 'body').text}"
+            )
+        failure.add_note(f"UI evidence: {shot} and {text}")
+        raise
