@@ -222,6 +222,10 @@ def test_two_consumers_split_the_partitions_and_hand_them_back(stream):
     two.wait_for("assigned partitions [")
     one.wait_for("revoked partitions [0, 1]")
     produce(stream, [event(i) for i in ids[1_000:1_500]])
+    deadline = time.monotonic() + 30
+    while two.sink.landed == 0:  # its share of these, landed and committed by `two` itself
+        assert time.monotonic() < deadline, two.lines
+        time.sleep(0.1)
     two.stop()  # leaves the group: its partition goes back to `one`
     ends = produce(stream, [event(i) for i in ids[1_500:]])
     wait_committed(stream, ends)

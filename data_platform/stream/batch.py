@@ -100,6 +100,19 @@ class Batch:
         return kept
 
 
+def unlandable(offset: int, value: bytes | None, limit: int) -> Rejected:
+    """Why a message failed the checks made as it arrives: no value, or too large."""
+    if not value:
+        return Rejected(offset, value, EMPTY, "no value (empty or a tombstone): produce one event")
+    return Rejected(
+        offset,
+        value,
+        TOO_LARGE,
+        f"{len(value)} bytes, over the sink's limit of {limit}: split the event or raise "
+        "--max-message-bytes",
+    )
+
+
 def _lines(values: list[bytes]) -> bytes:
     return b"\n".join(values) + b"\n" if values else b""
 

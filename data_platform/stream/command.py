@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from data_platform.resources.landing import LandingZone
     from data_platform.settings import KAFKA_BOOTSTRAP_VARIABLE, load_settings
     from data_platform.stream.dead_letters import DeadLetterError
-    from data_platform.stream.sink import Sink, log_to_stderr
+    from data_platform.stream.sink import Sink
     from data_platform.stream.topics import ensure_topics
 
     settings = load_settings()
@@ -83,3 +83,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     log_to_stderr(f"stopped: {sink.landed} landed, {sink.dead_lettered} dead-lettered")
     return 0
+
+
+def log_to_stderr(line: str) -> None:
+    print(f"consume: {line}", file=sys.stderr, flush=True)

@@ -10,13 +10,8 @@ How exactly-once holds, step by step (a crash can happen between any two):
 3. Then, synchronously, the commit of last + 1.
 A restart (or the next owner after a rebalance) resumes at the committed offset. A crash before
 2 leaves nothing visible, and the range is batched again. A crash between 2 and 3 leaves a file
-whose range starts exactly at the committed offset; batching again could end it at another
-offset (the time limit depends on what has arrived by then), and two files over overlapping
-offsets would load records twice, since ingestion reads whole days. So the first batch of a
-newly assigned partition first looks for a landed file starting at its offset and *adopts* it:
-commits its last offset + 1 and skips its messages (its dead letters went out before it was
-published). The check repeats at the next batch until none is found, so a chain of uncommitted
-files is adopted too. No landed range is ever written again with other bounds.
+starting at the committed offset, which the next owner adopts instead of cutting the range
+again with other bounds (`adoption.py`).
 
 Rebalances: partitions being revoked are flushed and committed in `on_revoke`; lost ones (the
 group already gave them away) are dropped unflushed, for the new owner to batch. SIGTERM and
@@ -28,17 +23,17 @@ every half second and publishes in milliseconds, so this needs a 10 s stall mid-
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from data_platform.resources.landing import LandingZone
-from data_platform.stream.batch import EMPTY, TOO_LARGE, Batch, Rejected, day_of
+from data_platform.stream.adoption import Adoption
+from data_platform.stream.batch import Batch, day_of, unlandable
 from data_platform.stream.config import SinkConfig
 from data_platform.stream.dead_letters import DeadLetterError, DeadLetters
-from data_platform.stream.landing_files import publish, published_batch
+from data_platform.stream.landing_files import publish
 
 DAY_MS = 86_400_000
 POLL_SECONDS = 0.5
@@ -54,9 +49,7 @@ class Sink:
         self._consumer = Consumer(config.consumer_settings())
         self._dead_letters = DeadLetters(config.producer_settings(), config.dlq_topic, config.topic)
         self._batches: dict[int, Batch] = {}
-        self._owned: set[int] = set()
-        self._unchecked: set[int] = set()  # partitions whose next batch may meet a landed file
-        self._skip_below: dict[int, int] = {}  # partition -> first offset after an adopted file
+        self._adoption = Adoption(landing)
         self._stopping = False
         self.landed = self.dead_lettered = 0
 
@@ -85,7 +78,7 @@ class Sink:
     def _take(self, messages: list[Message]) -> None:
         # The hot path: five C calls and an append per message; values are read at the flush.
         now = time.monotonic()
-        batches, skip_below = self._batches, self._skip_below
+        batches, skip_below = self._batches, self._adoption.skip_below
         limit, max_count = self.config.max_message_bytes, self.config.max_batch_messages
         max_bytes = self.config.max_batch_bytes
         for message in messages:
@@ -108,7 +101,7 @@ class Sink:
                     continue
             size = len(message)  # the value's length; 0 for an empty value or a tombstone
             if not size or size > limit:
-                batch.rejected.append(_unlandable(message.offset(), message.value(), limit))
+                batch.rejected.append(unlandable(message.offset(), message.value(), limit))
                 continue
             batch.messages.append(message)
             batch.size += size
@@ -116,18 +109,13 @@ class Sink:
                 self._flush(batches.pop(partition))
 
     def _open(self, partition: int, day_number: int, offset: int, now: float) -> Batch | None:
-        if partition not in self._owned:
+        if partition not in self._adoption.owned:
+            return None  # fetched before its revocation: the new owner reads it again
+        last = self._adoption.landed_end(partition, day_of(day_number * DAY_MS), offset)
+        if last is not None:
+            self._log(f"partition {partition}: adopting landed offsets {offset}-{last}")
+            self._commit(partition, last)
             return None
-        self._skip_below.pop(partition, None)
-        if partition in self._unchecked:
-            day = day_of(day_number * DAY_MS)
-            last = published_batch(self._landing, day, partition, offset)
-            if last is not None:
-                self._log(f"partition {partition}: adopting landed offsets {offset}-{last}")
-                self._commit(partition, last)
-                self._skip_below[partition] = last + 1
-                return None
-            self._unchecked.discard(partition)
         batch = Batch(partition=partition, day_number=day_number, first=offset, opened_at=now)
         self._batches[partition] = batch
         return batch
@@ -154,8 +142,7 @@ class Sink:
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = {tp.partition for tp in partitions}
-        self._owned |= numbers
-        self._unchecked |= numbers
+        self._adoption.assign(numbers)
         self._log(f"assigned partitions {sorted(numbers)} of {self.config.topic}")
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -176,24 +163,5 @@ class Sink:
 
     def _forget(self, partitions: list[TopicPartition], how: str) -> None:
         numbers = {tp.partition for tp in partitions}
-        self._owned -= numbers
-        self._unchecked -= numbers
-        for number in numbers:
-            self._skip_below.pop(number, None)
+        self._adoption.forget(numbers)
         self._log(f"{how} partitions {sorted(numbers)} of {self.config.topic}")
-
-
-def _unlandable(offset: int, value: bytes | None, limit: int) -> Rejected:
-    if not value:
-        return Rejected(offset, value, EMPTY, "no value (empty or a tombstone): produce one event")
-    return Rejected(
-        offset,
-        value,
-        TOO_LARGE,
-        f"{len(value)} bytes, over the sink's limit of {limit}: split the event or raise "
-        "--max-message-bytes",
-    )
-
-
-def log_to_stderr(line: str) -> None:
-    print(f"consume: {line}", file=sys.stderr, flush=True)

@@ -1,0 +1,49 @@
+"""Which partitions this sink owns, and the files a previous owner landed but never committed.
+
+A crash between publishing a file and committing its offsets leaves a file whose range starts
+exactly at the committed offset. Batching that range again could end it at another offset (the
+time limit depends on what has arrived by then), and two files over overlapping offsets would
+load records twice, since ingestion reads whole days. So the first batch of a newly assigned
+partition looks for a landed file starting at its offset and *adopts* it: the sink commits the
+file's last offset + 1 and skips its messages (their dead letters went out before the file was
+published). The check repeats at the next batch until none is found, so a chain of uncommitted
+files is adopted too. No landed range is ever written again with other bounds.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from data_platform.resources.landing import LandingZone
+from data_platform.stream.landing_files import published_batch
+
+
+class Adoption:
+    def __init__(self, landing: LandingZone):
+        self._landing = landing
+        self.owned: set[int] = set()
+        self._unchecked: set[int] = set()  # partitions whose next batch may meet a landed file
+        # partition -> first offset after an adopted file; read per message, so a plain dict.
+        self.skip_below: dict[int, int] = {}
+
+    def assign(self, partitions: set[int]) -> None:
+        self.owned |= partitions
+        self._unchecked |= partitions
+
+    def forget(self, partitions: set[int]) -> None:
+        self.owned -= partitions
+        self._unchecked -= partitions
+        for partition in partitions:
+            self.skip_below.pop(partition, None)
+
+    def landed_end(self, partition: int, day: date, first: int) -> int | None:
+        """The last offset of a landed file starting at `first`, now to be skipped; else None."""
+        self.skip_below.pop(partition, None)
+        if partition not in self._unchecked:
+            return None
+        last = published_batch(self._landing, day, partition, first)
+        if last is None:
+            self._unchecked.discard(partition)
+        else:
+            self.skip_below[partition] = last + 1
+        return last
