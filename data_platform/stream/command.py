@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         sink.run()
     except (KafkaException, DeadLetterError) as error:
         # Nothing past the last durable file was committed: a restart resumes there.
-        print(f"data-platform consume: {error}", file=sys.stderr)
+        print(f"data-platform consume: Kafka at {config.bootstrap}: {error}", file=sys.stderr)
         return 1
     log_to_stderr(f"stopped: {sink.landed} landed, {sink.dead_lettered} dead-lettered")
     return 0
