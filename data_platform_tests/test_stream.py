@@ -25,6 +25,7 @@ import dagster as dg
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from data_platform import cli
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
 from data_platform.automation.landing_sensor import partition_files
 from data_platform.ingestion.file_formats import EVENT_FILES
@@ -35,7 +36,7 @@ from data_platform.stream.config import SinkConfig
 from data_platform.stream.lag_metrics import collect_kafka_lag
 from data_platform.stream.sink import Sink
 from data_platform.stream.topics import ensure_topics
-from data_platform_tests.helpers import query
+from data_platform_tests.helpers import materialize_days, query
 
 FILE = re.compile(r"^kafka-(\d+)-(\d+)-(\d+)\.jsonl$")
 
@@ -357,3 +358,39 @@ def test_sigterm_flushes_commits_and_exits_0(stream, tmp_path):
     assert sink.terminate() == 0
     assert committed(stream) == ends
     assert_exactly_once(stream, ids)
+
+
+def test_simulate_to_kafka_lands_the_simulated_events_and_their_defects(stream, resources, capsys):
+    stream["topic"], stream["group"] = "events", f"g-sim-{uuid.uuid4().hex[:8]}"
+    argv = ["simulate", "--to-kafka", "--days", "2", "--events-per-day", "300", "--quiet"]
+    assert cli.main(argv) == 0
+    summary = capsys.readouterr().out
+    records, hard = map(
+        int, re.search(r"events: \d+ files, (\d+) records, (\d+) for dead", summary).groups()
+    )
+    produced = int(re.search(r"kafka: (\d+) events produced", summary).group(1))
+    assert produced == records
+    assert not list(
+        Path(stream["settings"].landing).glob("events/dt=*/2*.jsonl*")
+    )  # no event files
+    sink = SinkThread(stream, max_batch_seconds=0.5)
+    deadline = time.monotonic() + 60
+    while sum(len(lines) for *_, lines in landed(stream)) < produced:
+        assert time.monotonic() < deadline, sink.lines
+        time.sleep(0.2)
+    sink.stop()
+    days = sorted(
+        {
+            date.fromisoformat(p.parent.name[3:])
+            for p in Path(stream["settings"].landing).glob("events/dt=*/kafka-*")
+        }
+    )
+    assert materialize_days(
+        [*RAW_FILE_ASSETS, DEAD_LETTER_SPEC], resources, days, selection=["raw/events"]
+    ).success
+    warehouse = stream["settings"].warehouse
+    loaded = query(warehouse, "SELECT count(*) FROM raw.events")[0][0]
+    rejected = query(warehouse, "SELECT count(*) FROM raw.dead_letter WHERE source = 'events'")[0][
+        0
+    ]
+    assert (loaded + rejected, rejected) == (produced, hard)
