@@ -42,11 +42,12 @@ from data_platform_tests.ui_harness import (
     by_text,
     by_text_prefix,
     chromium,
+    click,
     dagster_dev,
     evidence_on_failure,
     image_size,
-    open_page,
     platform_env,
+    skip_community_dialog,
     stop_all_sensors,
     table_header,
     table_rows,
@@ -163,6 +164,7 @@ def world(tmp_path_factory) -> Iterator[World]:
 @pytest.fixture(scope="module")
 def browser(world, tmp_path_factory) -> Iterator[WebDriver]:
     with chromium(tmp_path_factory.mktemp("chromium_profile")) as driver:
+        skip_community_dialog(driver, world.ui.url)
         yield driver
 
 
@@ -220,7 +222,7 @@ def test_the_asset_graph_shows_every_group(world, browser, tmp_path):
     materializable = len(GRAPH.materializable_asset_keys)
     assert {"raw", "staging", "snapshots", "marts", "analytics"} <= groups
     with evidence_on_failure(browser, tmp_path, "asset_graph"):
-        open_page(browser, f"{world.ui.url}/asset-groups")
+        browser.get(f"{world.ui.url}/asset-groups")
 
         # The global lineage draws each group as one node: an SVG foreignObject named after it.
         def group_nodes(d: WebDriver) -> set[str]:
@@ -243,7 +245,7 @@ def test_the_asset_graph_shows_every_group(world, browser, tmp_path):
 def test_a_mart_page_shows_columns_lineage_row_count_and_checks(world, browser, tmp_path):
     node = GRAPH.get(MART)
     with evidence_on_failure(browser, tmp_path, "mart_page"):
-        open_page(browser, asset_url(world, MART))
+        browser.get(asset_url(world, MART))
         row_count = wait_for(
             browser,
             lambda d: d.find_element(*by_text("Row count")).find_element(By.XPATH, "..").text,
@@ -266,7 +268,7 @@ def test_a_mart_page_shows_columns_lineage_row_count_and_checks(world, browser, 
 
         outcomes = latest_outcomes(world.instance, MART)
         assert outcomes, "the mart has checks in the Definitions"
-        open_page(browser, asset_url(world, MART, "?view=checks"))
+        browser.get(asset_url(world, MART, "?view=checks"))
         wait_for(
             browser,
             lambda d: d.find_elements(*by_text(f"Checks ({len(outcomes)})")),
@@ -291,9 +293,7 @@ def test_a_failed_check_shows_its_failure_cases(world, browser, tmp_path):
     expected = [[event_type, str(n)] for event_type, n in world.warehouse.unknown_event_types]
     assert expected, "the simulation landed events of unknown types"
     with evidence_on_failure(browser, tmp_path, "failed_check"):
-        open_page(
-            browser, asset_url(world, EVENTS, f"?view=checks&checkDetail={FAILING_CHECK.name}")
-        )
+        browser.get(asset_url(world, EVENTS, f"?view=checks&checkDetail={FAILING_CHECK.name}"))
         result = wait_for(
             browser,
             lambda d: (
@@ -312,7 +312,7 @@ def test_a_failed_check_shows_its_failure_cases(world, browser, tmp_path):
 @pytest.mark.parametrize("key", [REVENUE_CHART, SCORECARD], ids=lambda k: k.path[-1])
 def test_the_charts_are_rendered(world, browser, tmp_path, key):
     with evidence_on_failure(browser, tmp_path, f"chart_{key.path[-1]}"):
-        open_page(browser, asset_url(world, key))
+        browser.get(asset_url(world, key))
         dialog = show_markdown(browser, "chart")
         image = wait_for(browser, lambda d: dialog.find_element(By.TAG_NAME, "img"), "the chart")
         assert image.get_attribute("src").startswith("data:image/png;base64,")
@@ -339,13 +339,11 @@ def test_the_charts_are_rendered(world, browser, tmp_path, key):
 def test_a_run_started_from_the_ui_succeeds(world, browser, tmp_path):
     before = {run.run_id for run in world.instance.get_runs()}
     with evidence_on_failure(browser, tmp_path, "run_from_ui"):
-        open_page(browser, asset_url(world, REVENUE_CHART))
-        button = wait_for(
-            browser,
-            lambda d: d.find_element(By.XPATH, "//button[normalize-space()='Materialize']"),
-            "the Materialize button",
-        )
-        button.click()
+        browser.get(asset_url(world, REVENUE_CHART))
+        # Clicked once the page has loaded the asset (its latest materialization shows).
+        wait_for(browser, lambda d: d.find_elements(*by_text("Latest materialization")), "status")
+        materialize = (By.XPATH, "//button[normalize-space()='Materialize']")
+        click(browser, materialize, "the Materialize button")
 
         # The toast "Launched run 1a2b3c4d" links the new run (other links on the page lead
         # to the runs that built the asset before).
@@ -369,7 +367,7 @@ def test_a_run_started_from_the_ui_succeeds(world, browser, tmp_path):
         materialization = world.instance.get_latest_materialization_event(REVENUE_CHART)
         assert materialization.run_id == run_id
 
-        open_page(browser, f"{world.ui.url}/runs/{run_id}")
+        browser.get(f"{world.ui.url}/runs/{run_id}")
         wait_for(
             browser, lambda d: d.find_elements(*by_text("Success")), "the run shown as Success"
         )

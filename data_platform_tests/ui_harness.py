@@ -21,7 +21,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.common.exceptions import (
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -197,36 +201,37 @@ def wait_for(driver: WebDriver, find: Callable[[WebDriver], T], what: str) -> T:
     )
 
 
-def open_page(driver: WebDriver, url: str) -> None:
-    """Open `url` and dismiss the "Join the Dagster community" dialog a fresh profile shows.
+def click(driver: WebDriver, locator: tuple[str, str], what: str) -> None:
+    """Click the element at `locator` once it exists, finding it again if the page re-rendered
+    it between the find and the click (a stale element was not clicked)."""
 
-    The dialog is answered once per profile; it may appear a moment after the page loads, so a
-    page opened right after it was skipped is checked once more without waiting long."""
+    def attempt(d: WebDriver) -> bool:
+        d.find_element(*locator).click()
+        return True
+
+    wait_for(driver, attempt, what)
+
+
+def skip_community_dialog(driver: WebDriver, url: str) -> None:
+    """Open the UI at `url` and answer "Skip" to the "Join the Dagster community" dialog that a
+    fresh profile shows over the first page. The answer is kept in the profile, so later pages
+    open without it; the dialog shows once the navigation has rendered, if at all."""
     driver.get(url)
-    deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline:
-        skip = driver.find_elements(
-            By.XPATH, "//div[@role='dialog']//button[normalize-space()='Skip']"
-        )
-        if skip:
-            skip[0].click()
-            wait_for(
-                driver,
-                lambda d: not d.find_elements(By.XPATH, "//button[normalize-space()='Skip']"),
-                "the community dialog closed",
-            )
-            return
-        time.sleep(0.25)
+    wait_for(driver, lambda d: d.find_elements(*by_text("Overview", "a")), "the navigation")
+    skip = (By.XPATH, "//div[@role='dialog']//button[normalize-space()='Skip']")
+    with contextlib.suppress(TimeoutException):
+        WebDriverWait(driver, 10, poll_frequency=0.25).until(lambda d: d.find_elements(*skip))
+        driver.find_element(*skip).click()
+        wait_for(driver, lambda d: not d.find_elements(*skip), "the community dialog closed")
 
 
 def by_text(text: str, tag: str = "*") -> tuple[str, str]:
-    """A locator of the innermost element whose text is exactly `text` (React often splits a
-    label such as "Checks (8)" into several text nodes)."""
-    literal = _xpath_literal(text)
-    return (
-        By.XPATH,
-        f"//{tag}[normalize-space(.)={literal} and not(*[normalize-space(.)={literal}])]",
-    )
+    """A locator of the `tag` elements whose text is exactly `text`; for any tag, the innermost
+    such element (React often splits a label such as "Checks (8)" into several text nodes, so
+    the text is compared whole rather than node by node)."""
+    test = f"normalize-space(.)={_xpath_literal(text)}"
+    innermost = f" and not(*[{test}])" if tag == "*" else ""
+    return By.XPATH, f"//{tag}[{test}{innermost}]"
 
 
 def by_text_prefix(prefix: str) -> tuple[str, str]:
