@@ -2,23 +2,30 @@
 
 The same simulated world is built embedded (`data-platform materialize`: SQLite instance, steps
 in the run's process) and distributed, and every mart must come out the same, table by table.
-Then two backfills and a Celery-executed run write the warehouse at once: the `duckdb` pool
-must serialise them across processes and workers, with nothing lost or loaded twice.
+Both builds go through `data-platform materialize`, which hands the steps to the Celery
+workers when DATA_PLATFORM_EXECUTOR=celery. Then two overlapping backfills of the raw layer
+write the warehouse at once: the `duckdb` pool must serialise them across runs and workers,
+with nothing lost or loaded twice.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
+from data_platform_tests.healing_world import DAY, wait_for, write_day
+from data_platform_tests.helpers import count_records
 from data_platform_tests.landed_records import read_landed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,41 +34,6 @@ FIRST, LAST = date(2026, 1, 1), date(2026, 1, 2)
 SIMULATION = ["--seed", "11", "--days", "2", "--end-date", str(LAST), "--users", "30"]
 SIMULATION += ["--products", "15", "--events-per-day", "200"]
 RUN_TIMEOUT = 900
-
-# Runs the whole graph for a date range through the Definitions' own executor (Celery here):
-# `dg.materialize` always executes in-process, so this takes the reconstructable route that a
-# run launched from the UI or a sensor takes. Prints what the test checks, as JSON.
-CELERY_RUN = """
-import json, sys
-import dagster as dg
-from dagster._core.definitions.reconstruct import ReconstructableRepository
-from data_platform.materialize import range_tags
-
-repo = ReconstructableRepository.for_module("data_platform.definitions", "defs", sys.argv[3])
-job = repo.get_reconstructable_job("__ASSET_JOB")
-with dg.DagsterInstance.get() as instance:
-    result = dg.execute_job(
-        job, instance=instance, tags=range_tags([sys.argv[1], sys.argv[2]]), raise_on_error=False
-    )
-    graph = job.get_definition().graph
-    steps, workers = {}, set()
-    for record in instance.all_logs(result.run_id):
-        event = record.dagster_event
-        if event is None or record.step_key is None:
-            continue
-        if event.event_type_value == "STEP_START":
-            steps[record.step_key] = {
-                "start": record.timestamp,
-                "pool": graph.node_named(record.step_key.split("[")[0]).definition.pool,
-            }
-        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-            steps[record.step_key]["end"] = record.timestamp
-        elif event.event_type_value == "ENGINE_EVENT" and event.engine_event_data:
-            worker = event.engine_event_data.metadata.get("Celery worker")
-            if worker is not None:
-                workers.add(worker.value)
-print(json.dumps({"success": result.success, "steps": steps, "workers": sorted(workers)}))
-"""
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -83,8 +55,37 @@ def materialize(env: dict[str, str], first: date, last: date) -> subprocess.Pope
     return run([CLI, "materialize", "--start", str(first), "--end", str(last)], env)
 
 
-def celery_run(env: dict[str, str], first: date, last: date) -> subprocess.Popen:
-    return run([sys.executable, "-c", CELERY_RUN, str(first), str(last), str(REPO)], env)
+def run_id_of(stderr: str) -> str:
+    """The run id `data-platform materialize` reports at its end ("run <id> in 12.3s")."""
+    return re.findall(r"^run (\S+) in ", stderr, re.MULTILINE)[-1]
+
+
+def step_windows_and_workers(env: dict[str, str], run_id: str) -> tuple[list, set[str]]:
+    """The (start, end) of each of the run's `duckdb`-pool steps, from its event log on
+    PostgreSQL, and the Celery workers that executed its steps."""
+    from data_platform.definitions import defs
+
+    graph = defs.resolve_job_def("__ASSET_JOB").graph
+    os.environ.update({k: v for k, v in env.items() if k.startswith("DAGSTER_PG")})
+    starts, ends, workers = {}, {}, set()
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        for record in instance.all_logs(run_id):
+            event, step = record.dagster_event, record.step_key
+            if event is None or step is None:
+                continue
+            if event.event_type == dg.DagsterEventType.STEP_START:
+                starts[step] = record.timestamp
+            elif event.event_type in (
+                dg.DagsterEventType.STEP_SUCCESS,
+                dg.DagsterEventType.STEP_FAILURE,
+            ):
+                ends[step] = record.timestamp
+            elif event.event_type == dg.DagsterEventType.ENGINE_EVENT:
+                worker = event.engine_event_data.metadata.get("Celery worker")
+                if worker is not None:
+                    workers.add(worker.value)
+    pooled = [s for s in starts if graph.node_named(s.split("[")[0]).definition.pool == "duckdb"]
+    return sorted((starts[s], ends[s]) for s in pooled), workers
 
 
 def table_names(warehouse: Path, schema: str) -> list[str]:
@@ -182,31 +183,66 @@ def world(distributed_stack, tmp_path_factory) -> dict[str, Path]:
 
 def test_the_world_built_on_celery_workers_equals_the_embedded_build(distributed_stack, world):
     assert distributed_stack["DATA_PLATFORM_EXECUTOR"] == "celery"
-    out, _ = finish(celery_run(distributed_stack, FIRST, LAST))
-    report = json.loads(out.splitlines()[-1])
-    assert report["success"]
-    # Both workers took steps, and every step ran on one of them.
-    assert len(report["workers"]) == 2
-    assert all(name.startswith("data-platform-") for name in report["workers"])
+    _, stderr = finish(materialize(distributed_stack, FIRST, LAST))
+    windows, workers = step_windows_and_workers(distributed_stack, run_id_of(stderr))
+    # Both workers took steps.
+    assert len(workers) == 2 and all(w.startswith("data-platform-") for w in workers)
     # The `duckdb` pool (limit 1) held across the workers: no two warehouse steps overlapped.
-    windows = sorted(
-        (s["start"], s["end"]) for s in report["steps"].values() if s["pool"] == "duckdb"
-    )
     assert len(windows) > 10
     assert all(end <= start for (_, end), (start, _) in itertools.pairwise(windows))
     assert_same_marts(world["embedded"], world["distributed"])
     assert_conserved(distributed_stack, world["distributed"])
 
 
-def test_two_backfills_and_a_celery_run_at_once_lose_nothing(distributed_stack, world):
-    """Overlapping windows on the PostgreSQL instance: each run replaces exactly its days."""
-    os.remove(world["distributed"])
+def test_two_overlapping_backfills_at_once_lose_nothing(distributed_stack, world):
+    """Both on the Celery workers and the PostgreSQL instance: each replaces exactly its days."""
+    select = ["--select", "group:raw"]
     runs = [
-        materialize(distributed_stack, FIRST, LAST),
-        materialize(distributed_stack, LAST, LAST),
-        celery_run(distributed_stack, FIRST, FIRST),
+        run([CLI, "materialize", "--start", str(FIRST), "--end", str(LAST), *select], env)
+        for env in (distributed_stack, distributed_stack)
     ]
     for process in runs:
         finish(process)
-    assert_same_marts(world["embedded"], world["distributed"])
     assert_conserved(distributed_stack, world["distributed"])
+    for table in ("events", "payments"):
+        count_e, count_d, diff = differences(world["embedded"], world["distributed"], "raw", table)
+        assert (count_d, diff) == (count_e, 0), f"raw.{table}: {count_e} vs {count_d} rows"
+
+
+def step_start_pid(env: dict[str, str], step_key: str) -> int | None:
+    """The pid of the Celery worker process that started `step_key` in an in-progress run."""
+    os.environ.update({k: v for k, v in env.items() if k.startswith("DAGSTER_PG")})
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+            for record in instance.get_records_for_run(
+                run.run_id, of_type=dg.DagsterEventType.STEP_START
+            ).records:
+                if record.event_log_entry.step_key == step_key:
+                    return record.event_log_entry.dagster_event.pid
+    return None
+
+
+def test_a_worker_killed_mid_step_hands_the_step_to_another(distributed_stack):
+    """kill -9 of the worker process executing raw/events: the step is run again, once."""
+    files = write_day(Path(distributed_stack["DATA_PLATFORM_HOME"]) / "landing")
+    process = run(
+        [CLI, "materialize", "--start", DAY, "--end", DAY, "--select", "key:raw/events"],
+        distributed_stack,
+    )
+    pid = wait_for("raw/events to start", lambda: step_start_pid(distributed_stack, "raw__events"))
+    time.sleep(0.3)
+    os.kill(pid, signal.SIGKILL)
+    _, stderr = finish(process)
+
+    os.environ.update({k: v for k, v in distributed_stack.items() if k.startswith("DAGSTER_PG")})
+    with dg.DagsterInstance.from_config(distributed_stack["DAGSTER_HOME"]) as instance:
+        starts = instance.get_records_for_run(
+            run_id_of(stderr), of_type=dg.DagsterEventType.STEP_START
+        ).records
+    assert [r.event_log_entry.step_key for r in starts].count("raw__events") == 2
+    warehouse = Path(distributed_stack["DATA_PLATFORM_HOME"]) / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        loaded, distinct = conn.execute(
+            "SELECT count(*), count(DISTINCT event_id) FROM raw.events WHERE dt = ?", [DAY]
+        ).fetchone()
+    assert loaded == distinct == sum(count_records(f) for f in files)

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from data_platform.services.config import ServicesConfig
+from data_platform.services.executor import CELERY_EXECUTION_CONFIG
 from data_platform.services.process import ServiceError, read_pid, spawn, terminate_group
 from data_platform.settings import CELERY_BROKER_VARIABLE
 
@@ -54,20 +55,9 @@ class CeleryWorkers:
 
     def _write_worker_yaml(self) -> Path:
         # dagster-celery reads `execution: config:`; a flat `broker:` would silently fall back
-        # to amqp://localhost. The URL stays an `env:` reference.
+        # to amqp://localhost. The same settings as the executor's; the URL an `env:` reference.
         path = self.folder / "worker.yaml"
-        path.write_text(
-            yaml.safe_dump(
-                {
-                    "execution": {
-                        "config": {
-                            "broker": {"env": CELERY_BROKER_VARIABLE},
-                            "backend": {"env": CELERY_BROKER_VARIABLE},
-                        }
-                    }
-                }
-            )
-        )
+        path.write_text(yaml.safe_dump({"execution": {"config": CELERY_EXECUTION_CONFIG}}))
         return path
 
     def launch(self) -> None:

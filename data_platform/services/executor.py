@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 
 from data_platform.settings import CELERY_BROKER_VARIABLE, Settings
+
+# What the run's executor and every worker must agree on (the worker YAML carries the same):
+# - a step's message is acknowledged when the step ends, not when a worker takes it, and a
+#   worker process that dies (kill -9, OOM) puts it back on the queue: another worker runs the
+#   step again (one transaction per step: re-running it is safe) instead of the run waiting
+#   forever on a result that will never come, holding its `duckdb` slot;
+# - a worker reserves one message at a time, so a lost worker strands no queued steps.
+CELERY_EXECUTION_CONFIG: dict[str, Any] = {
+    "broker": {"env": CELERY_BROKER_VARIABLE},
+    "backend": {"env": CELERY_BROKER_VARIABLE},
+    "config_source": {
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+    },
+}
 
 
 def build_executor(settings: Settings) -> dg.ExecutorDefinition:
@@ -16,6 +34,5 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
     if settings.executor == "celery":
         from dagster_celery import celery_executor
 
-        broker = {"env": CELERY_BROKER_VARIABLE}
-        return celery_executor.configured({"broker": broker, "backend": broker})
+        return celery_executor.configured(CELERY_EXECUTION_CONFIG)
     return dg.in_process_executor

@@ -50,9 +50,10 @@ class Redis:
         return f"redis://{HOST}:{self.port}/0"
 
     def _write_config(self) -> Path:
-        # No persistence (no RDB snapshots, no AOF): Redis holds only the step messages in
-        # flight and their results. What must survive lives in the instance's PostgreSQL; a run
-        # whose messages a restart lost is failed by run monitoring and retried.
+        # An append-only file, fsynced every second: Redis holds the step messages in flight and
+        # their results, and a run's process waits on them. Lost in a restart, a step's result
+        # never comes and its run waits forever with a live process (run monitoring sees nothing
+        # wrong). RDB snapshots add nothing to that.
         path = self.folder / "redis.conf"
         path.write_text(
             "\n".join(
@@ -63,7 +64,8 @@ class Redis:
                     f"dir {self.folder}",
                     "daemonize no",
                     'save ""',
-                    "appendonly no",
+                    "appendonly yes",
+                    "appendfsync everysec",
                     'logfile ""',
                     "",
                 ]
