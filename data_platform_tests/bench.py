@@ -271,9 +271,10 @@ def main() -> None:
     bench_quality_checks()
     bench_file_to_mart_latency()
     bench_killed_run_recovery()
-    from data_platform_tests.bench_stream import bench_stream_throughput
+    from data_platform_tests.bench_stream import bench_stream_latency, bench_stream_throughput
 
     bench_stream_throughput()
+    bench_stream_latency()
 
 
 if __name__ == "__main__":

@@ -123,5 +123,19 @@ def bench_stream_throughput() -> None:
     )
 
 
+def bench_stream_latency() -> None:
+    """Produce -> rows in raw.events and marts.fct_events, under `make run`'s processes."""
+    from data_platform_tests import bench_stream_latency as latency
+
+    result = latency.run()
+    raw, fct = result["produce_to_raw_events_s"], result["produce_to_fct_events_s"]
+    print(
+        f"stream: produced -> raw.events {raw:.0f}s (goal < 30 s) "
+        f"[{'ok' if raw < 30 else 'MISSED'}], -> marts.fct_events {fct:.0f}s (goal < 90 s) "
+        f"[{'ok' if fct < 90 else 'MISSED'}]; details: {result}"
+    )
+
+
 if __name__ == "__main__":
     bench_stream_throughput()
+    bench_stream_latency()
