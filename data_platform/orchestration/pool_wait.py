@@ -24,8 +24,8 @@ import time
 import dagster as dg
 from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster._core.events import DagsterEvent, EngineEventData
-from dagster._core.execution.plan.active import ActiveExecution
 from dagster._core.execution.plan import instance_concurrency_context
+from dagster._core.execution.plan.active import ActiveExecution
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 from dagster._utils.interrupts import check_captured_interrupt
 
