@@ -201,8 +201,9 @@ def metadata_row(browser: WebDriver, label: str):
 def show_markdown(browser: WebDriver, label: str):
     """Open the markdown of metadata entry `label` (the UI shows it behind [Show Markdown])
     and return the dialog it renders in."""
-    row = wait_for(browser, lambda d: metadata_row(d, label), f"the metadata entry {label!r}")
-    row.find_element(By.XPATH, ".//a[normalize-space(.)='[Show Markdown]']").click()
+    wait_for(browser, lambda d: metadata_row(d, label), f"the metadata entry {label!r}")
+    link = f"//tr[td[1][normalize-space(.)='{label}']]//a[normalize-space(.)='[Show Markdown]']"
+    click(browser, (By.XPATH, link), f"[Show Markdown] of {label!r}")
     return wait_for(
         browser,
         lambda d: [x for x in d.find_elements(By.CSS_SELECTOR, "[role=dialog]") if label in x.text],
