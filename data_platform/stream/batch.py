@@ -21,6 +21,7 @@ from confluent_kafka import Message
 _LINE_STARTING_BLANK = re.compile(rb"\n[ \t\f\r\n]")
 _LINE_BREAK = re.compile(rb"[\r\n]")
 
+DAY_MS = 86_400_000
 NOT_UTF8 = "not_utf8"
 TOO_LARGE = "too_large"
 EMPTY = "empty"
@@ -56,7 +57,7 @@ class Batch:
     """Messages are kept as the client's objects: their values are read once, at `seal`."""
 
     partition: int
-    day_number: int  # timestamp_ms // 86_400_000: compared per message, cheaper than a date
+    day_number: int  # timestamp_ms // DAY_MS: compared per message, cheaper than a date
     first: int
     opened_at: float
     size: int = 0
@@ -67,7 +68,7 @@ class Batch:
 
     @property
     def day(self) -> date:
-        return day_of(self.day_number * 86_400_000)
+        return day_of(self.day_number * DAY_MS)
 
     @property
     def key(self) -> str:
