@@ -259,6 +259,18 @@ def bench_killed_run_recovery() -> None:
     )
 
 
+def bench_backfill_modes() -> None:
+    """A 30-day backfill of the whole graph: embedded vs distributed (PostgreSQL + Celery)."""
+    from data_platform_tests import bench_distributed
+
+    r = bench_distributed.run()
+    print(
+        f"30-day backfill of the whole graph: embedded {r['embedded_s']:.0f}s "
+        f"({r['embedded_runs']} run), distributed {r['distributed_s']:.0f}s "
+        f"({r['distributed_runs']} run): {r['distributed_s'] / r['embedded_s']:.2f}x"
+    )
+
+
 def main() -> None:
     import logging
 
@@ -271,6 +283,7 @@ def main() -> None:
     bench_quality_checks()
     bench_file_to_mart_latency()
     bench_killed_run_recovery()
+    bench_backfill_modes()
     from data_platform_tests.bench_stream import bench_stream_latency, bench_stream_throughput
 
     bench_stream_throughput()

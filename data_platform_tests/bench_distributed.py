@@ -1,0 +1,80 @@
+"""`make bench`: a 30-day backfill of the whole graph, embedded vs distributed, same sources.
+
+Both sides run `data-platform materialize` over the same simulated 30 days: embedded on a
+SQLite instance with steps in the run's process; distributed on the services' PostgreSQL
+instance with steps on the two Celery workers (started by `python -m data_platform.services
+up`, what `make services-up` runs). Reports the time and the number of runs of each.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from data_platform_tests.conftest import _distributed_stack, services_home
+
+DAYS = 30
+LAST = date(2026, 1, 30)
+CLI = str(Path(sys.executable).with_name("data-platform"))
+
+
+def _backfill(env: dict[str, str]) -> tuple[float, int]:
+    """Seconds of one `data-platform materialize` over the 30 days, and the runs it made."""
+    first = LAST - timedelta(days=DAYS - 1)
+    began = time.perf_counter()
+    subprocess.run(
+        [CLI, "materialize", "--start", str(first), "--end", str(LAST)],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    seconds = time.perf_counter() - began
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        return seconds, instance.get_runs_count()
+
+
+@contextmanager
+def _distributed_env():
+    with services_home("bench_distributed_") as home:
+        stack = _distributed_stack(home)
+        env = next(stack)
+        try:
+            yield env
+        finally:
+            stack.close()
+
+
+def run() -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp, _distributed_env() as env:
+        # The distributed instance's dagster.yaml reads its PostgreSQL settings from env: here too.
+        os.environ.update({k: v for k, v in env.items() if k.startswith("DAGSTER_PG")})
+        sources = Path(env["DATA_PLATFORM_HOME"])
+        subprocess.run(
+            [CLI, "simulate", "--quiet", "--days", str(DAYS), "--end-date", str(LAST),
+             "--users", "500", "--events-per-day", "2000"],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
+        embedded_home = Path(tmp) / "embedded"
+        (embedded_home / "dagster_home").mkdir(parents=True)
+        embedded = {
+            **{k: v for k, v in env.items() if not k.startswith("DAGSTER_")},
+            "DATA_PLATFORM_HOME": str(embedded_home),
+            "DAGSTER_HOME": str(embedded_home / "dagster_home"),
+            "DATA_PLATFORM_EXECUTOR": "in_process",
+            "DATA_PLATFORM_LANDING": str(sources / "landing"),
+            "DATA_PLATFORM_SOURCE_DB_URL": f"sqlite:///{sources / 'source.db'}",
+        }
+        embedded_s, embedded_runs = _backfill(embedded)
+        distributed_s, distributed_runs = _backfill(env)
+    return {
+        "embedded_s": embedded_s,
+        "embedded_runs": embedded_runs,
+        "distributed_s": distributed_s,
+        "distributed_runs": distributed_runs,
+    }
