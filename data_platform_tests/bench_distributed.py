@@ -19,7 +19,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from data_platform_tests.conftest import _distributed_stack, services_home
+from data_platform_tests.conftest import _distributed_stack, embedded_twin, services_home
 
 DAYS = 30
 LAST = date(2026, 1, 30)
@@ -54,23 +54,12 @@ def run() -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp, _distributed_env() as env:
         # The distributed instance's dagster.yaml reads its PostgreSQL settings from env: here too.
         os.environ.update({k: v for k, v in env.items() if k.startswith("DAGSTER_PG")})
-        sources = Path(env["DATA_PLATFORM_HOME"])
         subprocess.run(
             [CLI, "simulate", "--quiet", "--days", str(DAYS), "--end-date", str(LAST),
              "--users", "500", "--events-per-day", "2000"],
             env=env, check=True, capture_output=True,
         )  # fmt: skip
-        embedded_home = Path(tmp) / "embedded"
-        (embedded_home / "dagster_home").mkdir(parents=True)
-        embedded = {
-            **{k: v for k, v in env.items() if not k.startswith("DAGSTER_")},
-            "DATA_PLATFORM_HOME": str(embedded_home),
-            "DAGSTER_HOME": str(embedded_home / "dagster_home"),
-            "DATA_PLATFORM_EXECUTOR": "in_process",
-            "DATA_PLATFORM_LANDING": str(sources / "landing"),
-            "DATA_PLATFORM_SOURCE_DB_URL": f"sqlite:///{sources / 'source.db'}",
-        }
-        embedded_s, embedded_runs = _backfill(embedded)
+        embedded_s, embedded_runs = _backfill(embedded_twin(env, Path(tmp) / "embedded"))
         distributed_s, distributed_runs = _backfill(env)
     return {
         "embedded_s": embedded_s,

@@ -147,6 +147,21 @@ def distributed_stack() -> Iterator[dict[str, str]]:
         yield from _distributed_stack(home)
 
 
+def embedded_twin(env: dict[str, str], home: Path) -> dict[str, str]:
+    """The environment of an embedded platform in `home` (SQLite instance, steps in the run's
+    process) that reads the same sources as the distributed `env`."""
+    sources = Path(env["DATA_PLATFORM_HOME"])
+    (home / "dagster_home").mkdir(parents=True, exist_ok=True)
+    return {
+        **{k: v for k, v in env.items() if not k.startswith("DAGSTER_")},
+        "DATA_PLATFORM_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster_home"),
+        "DATA_PLATFORM_EXECUTOR": "in_process",
+        "DATA_PLATFORM_LANDING": str(sources / "landing"),
+        "DATA_PLATFORM_SOURCE_DB_URL": f"sqlite:///{sources / 'source.db'}",
+    }
+
+
 def _distributed_stack(home: Path) -> Iterator[dict[str, str]]:
     env = {
         **{

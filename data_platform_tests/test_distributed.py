@@ -24,6 +24,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from data_platform_tests.conftest import embedded_twin
 from data_platform_tests.healing_world import DAY, wait_for, write_day
 from data_platform_tests.helpers import count_records
 from data_platform_tests.landed_records import read_landed
@@ -165,16 +166,7 @@ def world(distributed_stack, tmp_path_factory) -> dict[str, Path]:
     )
     assert simulated.returncode == 0, simulated.stderr
     embedded_home = tmp_path_factory.mktemp("embedded_home")
-    (embedded_home / "dagster_home").mkdir()
-    embedded_env = {
-        **{k: v for k, v in distributed_stack.items() if not k.startswith("DAGSTER_")},
-        "DATA_PLATFORM_HOME": str(embedded_home),
-        "DAGSTER_HOME": str(embedded_home / "dagster_home"),
-        "DATA_PLATFORM_EXECUTOR": "in_process",
-        "DATA_PLATFORM_LANDING": str(home / "landing"),
-        "DATA_PLATFORM_SOURCE_DB_URL": f"sqlite:///{home / 'source.db'}",
-    }
-    finish(materialize(embedded_env, FIRST, LAST))
+    finish(materialize(embedded_twin(distributed_stack, embedded_home), FIRST, LAST))
     return {
         "embedded": embedded_home / "warehouse.duckdb",
         "distributed": home / "warehouse.duckdb",
