@@ -26,7 +26,7 @@ from pathlib import Path
 
 import duckdb
 
-from data_platform_tests.helpers import free_port
+from data_platform_tests.helpers import free_port, stop_process_group
 
 REPO = Path(__file__).resolve().parents[1]
 FILL_TIMEOUT = 900.0
@@ -177,11 +177,7 @@ def run() -> dict:
             "rows_found": rows,
         }
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process, timeout=60)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -22,6 +22,7 @@ from typing import TypeVar
 import dagster as dg
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG
 
+from data_platform_tests.helpers import stop_process_group
 from data_platform_tests.test_alerts import Webhook
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,10 +134,6 @@ def daemon_world(root: Path) -> Iterator[World]:
     try:
         yield World(instance, home, files, webhook)
     finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
+        stop_process_group(daemon, timeout=30)
         instance.dispose()
         webhook.server.shutdown()
