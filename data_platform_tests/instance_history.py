@@ -31,6 +31,7 @@ from dagster._core.scheduler.instigation import (
     InstigatorState,
     InstigatorStatus,
     InstigatorType,
+    SensorInstigatorData,
     TickData,
     TickStatus,
 )
@@ -114,10 +115,12 @@ def materialization(instance, run, at: float, key: dg.AssetKey) -> None:
     )
 
 
-def sensor_tick(instance, name: str, at: float) -> None:
-    """A running sensor of a code location `test`, with one tick at `at`."""
+def sensor_tick(instance, name: str, at: float, cursor: str | None = None) -> None:
+    """A running sensor of a code location `test`, with one tick at `at` and, as the daemon
+    stores it after an evaluation, its `cursor`."""
     origin = RemoteInstigatorOrigin(REPOSITORY, name)
-    state = InstigatorState(origin, InstigatorType.SENSOR, InstigatorStatus.RUNNING)
+    data = SensorInstigatorData(last_tick_timestamp=at, cursor=cursor)
+    state = InstigatorState(origin, InstigatorType.SENSOR, InstigatorStatus.RUNNING, data)
     instance.add_instigator_state(state)
     tick = TickData(
         instigator_origin_id=origin.get_id(),

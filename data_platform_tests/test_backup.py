@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import boto3
 import dagster as dg
 import duckdb
 import pytest
+import sqlalchemy as sa
 
 from data_platform.assets.raw import RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
 from data_platform.operations.backup import take_backup
@@ -22,6 +25,9 @@ from data_platform.operations.backup_schedule import DEST_VARIABLE, backup_job, 
 from data_platform.operations.backup_store import BackupError, BackupStore
 from data_platform.operations.restore import restore
 from data_platform.resources.build import build_resources
+from data_platform.services.config import load_services_config
+from data_platform.services.instance import instance_home, write_instance_yaml
+from data_platform.services.postgres import admin_engine, database_url
 from data_platform.settings import Settings, load_settings
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests import instance_history as history
@@ -101,9 +107,9 @@ def run_ids(settings: Settings) -> set[str]:
         return {r.run_id for r in instance.get_runs()}
 
 
-def cli(home: Path, *args: str) -> subprocess.Popen:
+def cli(home: Path, *args: str, **settings: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATA_PLATFORM_", "DAGSTER_"))}
-    env["DATA_PLATFORM_HOME"] = str(home)
+    env |= {"DATA_PLATFORM_HOME": str(home), **settings}
     return subprocess.Popen(
         [CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -270,3 +276,116 @@ def test_the_daily_backup_is_off_by_default_and_keeps_the_last_n(pristine, tmp_p
     assert table_rows(tmp_path / "restored" / "warehouse.duckdb") == table_rows(
         pristine / "home" / "warehouse.duckdb"
     )
+
+
+DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01")
+SENSOR, CURSOR = "landing_zone_files", '{"events": "events/dt=2026-01-06/b.jsonl"}'
+
+
+@dg.asset(partitions_def=DAILY)
+def daily_orders() -> None:
+    """A partitioned asset: its materializations are per-day asset history."""
+
+
+@dg.asset(deps=[daily_orders])
+def order_summary() -> None:
+    """An unpartitioned asset downstream of it."""
+
+
+@pytest.fixture
+def empty_database(postgres_server) -> Iterator[str]:
+    """A second fresh database on the session's server, beside `postgres_url`'s."""
+    name = f"restore_{uuid.uuid4().hex[:16]}"
+    engine = admin_engine(postgres_server.port)
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield database_url(postgres_server.port, name)
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+def distributed_home(home: Path, database: str) -> dict[str, str]:
+    """The variables of a home whose instance is on PostgreSQL, as `make -s services-env`
+    prints them: DAGSTER_HOME is the generated instance folder, DAGSTER_PG_* the database."""
+    url = sa.engine.make_url(database)
+    return {
+        "DATA_PLATFORM_HOME": str(home),
+        "DAGSTER_HOME": str(instance_home(load_services_config({"DATA_PLATFORM_HOME": str(home)}))),
+        "DAGSTER_PG_HOST": url.host,
+        "DAGSTER_PG_PORT": str(url.port),
+        "DAGSTER_PG_USER": url.username,
+        "DAGSTER_PG_PASSWORD": "",
+        "DAGSTER_PG_DB": url.database,
+    }
+
+
+def instance_state(env: dict[str, str], monkeypatch) -> dict[str, object]:
+    """What the instance of `env` holds: run ids, materializations per asset, the cursor."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        sensors = {s.instigator_name: s for s in instance.all_instigator_state()}
+        return {
+            "runs": {r.run_id for r in instance.get_runs()},
+            "materializations": {
+                key.to_user_string(): sorted(
+                    (r.run_id, r.partition_key or "")
+                    for r in instance.fetch_materializations(key, limit=100).records
+                )
+                for key in (daily_orders.key, order_summary.key)
+            },
+            "cursor": sensors[SENSOR].instigator_data.cursor if SENSOR in sensors else None,
+        }
+
+
+def test_a_postgres_instance_is_restored_into_an_empty_database(
+    tmp_path, postgres_url, empty_database, monkeypatch
+):
+    source = distributed_home(tmp_path / "a", postgres_url)
+    write_instance_yaml(load_services_config(source))
+    for name, value in source.items():
+        monkeypatch.setenv(name, value)
+    expected: dict[str, set[tuple[str, str]]] = {"daily_orders": set(), "order_summary": set()}
+    with dg.DagsterInstance.get() as instance:
+        for day in ("2026-01-05", "2026-01-06"):
+            result = dg.materialize([daily_orders], instance=instance, partition_key=day)
+            expected["daily_orders"].add((result.run_id, day))
+        result = dg.materialize(
+            [daily_orders, order_summary], selection=[order_summary], instance=instance
+        )
+        expected["order_summary"].add((result.run_id, ""))
+        history.sensor_tick(instance, SENSOR, time.time(), cursor=CURSOR)
+    runs = {run_id for pairs in expected.values() for run_id, _ in pairs}
+    assert len(runs) == 3
+
+    backup = cli(tmp_path / "a", "backup", str(tmp_path / "backup"), **source)
+    _, err = backup.communicate(timeout=120)
+    assert backup.returncode == 0, err
+    # In an empty home whose variables name another, empty database: the backed-up dagster.yaml
+    # is put in place and reads them.
+    target = distributed_home(tmp_path / "b", empty_database)
+    for name, value in target.items():
+        monkeypatch.setenv(name, value)
+    restore(load_settings(target), BackupStore(str(tmp_path / "backup")))
+
+    state = instance_state(target, monkeypatch)
+    assert state["runs"] == runs
+    assert state["materializations"] == {k: sorted(v) for k, v in expected.items()}
+    assert state["cursor"] == CURSOR
+    # Counted in the restored database itself, not through Dagster.
+    engine = sa.create_engine(empty_database)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 3
+    engine.dispose()
+    assert state == instance_state(source, monkeypatch)
+
+    # A database that holds runs is refused, then replaced whole with --force (no run twice).
+    other_env = distributed_home(tmp_path / "c", empty_database)
+    for name, value in other_env.items():
+        monkeypatch.setenv(name, value)
+    other = load_settings(other_env)
+    with pytest.raises(BackupError, match="already holds 3 runs"):
+        restore(other, BackupStore(str(tmp_path / "backup")))
+    restore(other, BackupStore(str(tmp_path / "backup")), force=True)
+    assert instance_state(target, monkeypatch) == state

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -19,7 +18,13 @@ import dagster as dg
 
 from data_platform.operations.backup import MANIFEST, versions
 from data_platform.operations.backup_store import BackupError, BackupStore, sha256_file
-from data_platform.operations.snapshot import INSTANCE, INSTANCE_DUMP, SALT, WAREHOUSE
+from data_platform.operations.snapshot import (
+    INSTANCE,
+    INSTANCE_DUMP,
+    SALT,
+    WAREHOUSE,
+    run_pg_tool,
+)
 from data_platform.resources.privacy import SALT_FILE
 from data_platform.settings import Settings
 
@@ -68,26 +73,59 @@ def _replace(source: Path, target: Path) -> None:
     shutil.move(source, target)
 
 
-def put_in_place(settings: Settings, staging: Path, manifest: dict) -> None:
+def put_in_place(settings: Settings, staging: Path, manifest: dict, force: bool) -> None:
+    if manifest["instance_storage"] == "postgres":
+        # The database first: it is the step that can be refused or fail (a server down), and
+        # it fails whole, before any file of the home is replaced.
+        restore_postgres(settings, staging, force)
     if (staging / WAREHOUSE).exists():
         # A stale write-ahead log next to the restored file would be replayed into it.
         settings.warehouse.with_name(settings.warehouse.name + ".wal").unlink(missing_ok=True)
         _replace(staging / WAREHOUSE, settings.warehouse)
     if (staging / SALT).exists():
         _replace(staging / SALT, settings.home / SALT_FILE)
-    if manifest["instance_storage"] == "postgres":
-        restore_postgres(settings, staging / INSTANCE_DUMP)
-        return
     _replace(staging / INSTANCE, settings.dagster_home)
 
 
-def restore_postgres(settings: Settings, dump: Path) -> None:
-    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
-        url = instance.run_storage.postgres_url.replace("postgresql+psycopg2://", "postgresql://")
-    subprocess.run(
-        ["pg_restore", "--clean", "--if-exists", "--no-owner", f"--dbname={url}", str(dump)],
-        check=True,
-        capture_output=True,
+def restore_postgres(settings: Settings, staging: Path, force: bool) -> None:
+    """Load the dump into the database that the restored dagster.yaml points at.
+
+    That file is the home's own when it has one (it says where this platform's database is),
+    else the backed-up one, whose connection settings are `env:` references (instance.py): the
+    environment of the restore chooses the database either way. pg_restore runs as one
+    transaction with --clean --if-exists, so it replaces the tables of a database that already
+    holds an instance's (Dagster creates them at its first connection, this one's included)
+    and, on any error, leaves that database as it was. A database that holds runs is refused
+    unless --force, as a home with state is.
+    """
+    from dagster_postgres import PostgresRunStorage
+
+    config = settings.dagster_home / "dagster.yaml"
+    if config.exists():
+        shutil.copy2(config, staging / INSTANCE / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(staging / INSTANCE)) as instance:
+        storage = instance.run_storage
+        if not isinstance(storage, PostgresRunStorage):
+            raise BackupError(
+                f"this backup's Dagster instance is on PostgreSQL and {config} is not: point it "
+                "at a PostgreSQL database (or remove it to use the backed-up one)"
+            )
+        runs = storage.get_runs_count()
+        if runs and not force:
+            raise BackupError(
+                f"the PostgreSQL database of {config} already holds {runs} runs: restore into "
+                "an empty database, or add --force to replace them"
+            )
+        url = storage.postgres_url
+    run_pg_tool(
+        "pg_restore",
+        url,
+        "--single-transaction",
+        "--clean",
+        "--if-exists",
+        "--no-owner",
+        "--no-privileges",
+        str(staging / INSTANCE_DUMP),
     )
 
 
@@ -100,7 +138,7 @@ def restore(settings: Settings, src: BackupStore, force: bool = False) -> dict:
     settings.home.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".restore-", dir=settings.home) as tmp:
         manifest = fetch_verified(src, Path(tmp))
-        put_in_place(settings, Path(tmp), manifest)
+        put_in_place(settings, Path(tmp), manifest, force)
     return manifest
 
 

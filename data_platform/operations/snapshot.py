@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy as sa
 
 from data_platform.operations.backup_store import BackupError
 from data_platform.resources.duckdb_lock import connect_with_lock_wait
@@ -60,33 +61,70 @@ def copy_sqlite_instance(dagster_home: Path, target: Path) -> None:
             source.close()
 
 
-def dump_postgres_instance(instance: dg.DagsterInstance, target: Path) -> None:
-    """The instance's PostgreSQL database as one pg_dump (one transaction: consistent)."""
-    if shutil.which("pg_dump") is None:
+def libpq_target(postgres_url: str) -> tuple[str, dict[str, str]]:
+    """The `--dbname` and environment of pg_dump / pg_restore for the instance's SQLAlchemy URL.
+
+    libpq knows no SQLAlchemy driver (`postgresql+psycopg2://`), and a password on a command
+    line is visible to every user of the machine (`ps`): it goes in PGPASSWORD instead.
+    """
+    url = sa.engine.make_url(postgres_url)
+    env = dict(os.environ)
+    if url.password:
+        env["PGPASSWORD"] = str(url.password)
+    bare = url.set(drivername="postgresql", password=None)
+    return bare.render_as_string(hide_password=False), env
+
+
+def run_pg_tool(tool: str, postgres_url: str, *args: str) -> None:
+    """Run pg_dump or pg_restore on the instance's database; any failure is a BackupError
+    saying what the tool said (a server it cannot reach, a version it refuses, ...)."""
+    if shutil.which(tool) is None:
         raise BackupError(
-            "the Dagster instance is on PostgreSQL and pg_dump is missing: "
+            f"the Dagster instance is on PostgreSQL and {tool} is missing: "
             "install the apt package postgresql-client"
         )
-    url = instance.run_storage.postgres_url.replace("postgresql+psycopg2://", "postgresql://")
-    subprocess.run(
-        ["pg_dump", "--format=custom", "--no-owner", f"--file={target}", url],
-        check=True,
-        capture_output=True,
+    dbname, env = libpq_target(postgres_url)
+    done = subprocess.run(
+        [tool, *args, f"--dbname={dbname}"], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode == 0:
+        return
+    said = " / ".join(done.stderr.strip().splitlines()[:4]) or "no message"
+    hint = (
+        f": use the {tool} of the server's major version or newer (apt postgresql-client-<major>)"
+        if "version mismatch" in done.stderr
+        else ""
+    )
+    raise BackupError(f"{tool} failed (exit status {done.returncode}): {said}{hint}")
+
+
+def dump_postgres_instance(instance: dg.DagsterInstance, target: Path) -> None:
+    """The instance's PostgreSQL database as one pg_dump (one transaction: consistent). Owners
+    and grants are left to pg_restore to skip: the archive keeps them, the target may lack the
+    roles."""
+    run_pg_tool(
+        "pg_dump",
+        instance.run_storage.postgres_url,
+        "--format=custom",
+        f"--file={target}",
     )
 
 
 def copy_instance(settings: Settings, staging: Path) -> str:
-    """The instance's state into staging; returns its storage kind (sqlite or postgres)."""
+    """The instance's state into staging; returns its storage kind (sqlite or postgres).
+
+    On PostgreSQL the database is one dump, and the instance's folder (dagster.yaml, the
+    compute logs of the runs) is copied beside it as on SQLite.
+    """
     config = settings.dagster_home / "dagster.yaml"
+    storage = "sqlite"
     if config.exists() and "postgres" in config.read_text():
         with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
             if type(instance.run_storage).__name__.startswith("Postgres"):
                 dump_postgres_instance(instance, staging / INSTANCE_DUMP)
-                (staging / INSTANCE).mkdir(parents=True, exist_ok=True)
-                shutil.copy2(config, staging / INSTANCE / "dagster.yaml")
-                return "postgres"
+                storage = "postgres"
     copy_sqlite_instance(settings.dagster_home, staging / INSTANCE)
-    return "sqlite"
+    return storage
 
 
 def copy_warehouse(settings: Settings, staging: Path, timeout: float) -> None:
