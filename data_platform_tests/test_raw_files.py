@@ -191,7 +191,7 @@ def test_a_failure_mid_ingest_leaves_the_previous_partition_intact(
     def crash(*args, **kwargs):
         raise RuntimeError("simulated crash after the raw table was rewritten")
 
-    monkeypatch.setattr(file_ingestion, "_dead_letter_the_rest", crash)
+    monkeypatch.setattr(file_ingestion, "_diagnose_leftover_records", crash)
     result = dg.materialize(
         FILE_ASSETS, resources=resources, partition_key=DAY.isoformat(), raise_on_error=False
     )

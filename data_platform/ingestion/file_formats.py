@@ -1,10 +1,14 @@
 """How a line of each landing-file format becomes a typed record or a reason to reject it.
 
-Each format is one SQL query over `_file_lines(file_index, line_number, line)` (the non-blank,
-non-header lines of a day's files) that returns each line's file and number, the raw table's
-contract columns, `_rescued`, `is_valid`, and `error` (every reason the record is rejected;
-null exactly when `is_valid`). The loading pass filters on the cheap boolean; only rejected
-lines pay for building the messages. All rules run inside DuckDB: no Python per record.
+Each format is one SQL query over `_file_lines(file_index, line_number, line)` (a file's
+non-blank, non-header lines) that returns each line's file and number, the raw table's contract
+columns, `_rescued`, `is_valid`, and `error` (every reason the record is rejected; null exactly
+when `is_valid`). All rules run inside DuckDB: no Python per record.
+
+That query diagnoses; most lines need no diagnosis. A format may also have a fast path
+(`fast_sql`): each line is parsed once, and the same checks, over what that parse found, pick
+out the lines that are certainly valid. Only the lines it does not vouch for go through the
+diagnosing query.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ class FileFormat:
     suffixes: tuple[str, ...]
     header_lines: int
     parse_sql: str
+    # A query over `_file_lines` (here every line after the header, blank ones included)
+    # returning `line_number` and the contract columns of the records it vouches for; the
+    # diagnosing `parse_sql` then sees only the other records.
+    fast_sql: str | None = None
 
     @property
     def contract_columns(self) -> list[str]:
@@ -116,14 +124,20 @@ def _json_kind(fragment: str) -> str:
     )
 
 
-def _fragment_columns(index: int, field: str) -> str:
-    kind = f"json_type(v[{index}])" if field == "user_id" else _json_kind(f"v[{index}]")
-    return f"v[{index}] AS j_{field}, {kind} AS t_{field}, v[{index}]->>'$' AS s_{field}"
+def _fragment_columns(fragment: str, field: str) -> str:
+    kind = f"json_type({fragment})" if field == "user_id" else _json_kind(fragment)
+    return f"{fragment} AS j_{field}, {kind} AS t_{field}, {fragment}->>'$' AS s_{field}"
 
 
 _EVENT_FRAGMENTS = ",\n        ".join(
-    _fragment_columns(i, f) for i, f in enumerate(_EVENT_FIELDS, start=1)
+    _fragment_columns(f"v[{i}]", f) for i, f in enumerate(_EVENT_FIELDS, start=1)
 )
+_EVENT_VALUES = """s_event_id AS event_id,
+    TRY_CAST(s_user_id AS BIGINT) AS user_id,
+    s_event_type AS event_type,
+    occurred_at_tz AT TIME ZONE 'UTC' AS occurred_at,
+    s_session_id AS session_id,
+    CASE WHEN t_properties = 'OBJECT' THEN j_properties END AS properties"""
 
 EVENTS_SQL = f"""
 WITH objects AS (
@@ -160,14 +174,75 @@ SELECT
         ELSE {_problems(_EVENT_CHECKS)}
     END AS error,
     is_object AND {_passes(_EVENT_CHECKS)} AS is_valid,
-    s_event_id AS event_id,
-    TRY_CAST(s_user_id AS BIGINT) AS user_id,
-    s_event_type AS event_type,
-    occurred_at_tz AT TIME ZONE 'UTC' AS occurred_at,
-    s_session_id AS session_id,
-    CASE WHEN t_properties = 'OBJECT' THEN j_properties END AS properties,
+    {_EVENT_VALUES},
     CASE WHEN len(extra_keys) > 0 THEN json_merge_patch(line, '{_EVENT_NULLS}') END AS _rescued
 FROM typed
+"""
+
+_EVENT_OPTIONAL = {"session_id", "properties"}
+_EVENT_STRINGS = {"event_id", "event_type", "occurred_at", "session_id"}
+
+
+def _spelled_line() -> str:
+    """SQL of the line spelled back from its extracted values `v`: minified, keys in contract
+    order, strings quoted, absent optional fields left out.
+
+    A line equal to it holds the contract's keys and nothing else, each of the kind spelled (a
+    value that would need escaping cannot be spelled raw in valid JSON), so it has nothing to
+    rescue: a proof, not a guess. Lines spelled otherwise (spaces, another key order, numbers
+    such as 12.50 that the extractor rewrites as 12.5) are simply not vouched for: the
+    diagnosing query takes them, at its cost.
+    """
+    parts = []
+    for i, field in enumerate(_EVENT_FIELDS, start=1):
+        quote = '"' if field in _EVENT_STRINGS else ""
+        key = ("," if i > 1 else "") + f'"{field}":{quote}'
+        if field in _EVENT_OPTIONAL:
+            parts.append(f"coalesce('{key}' || v[{i}] || '{quote}', '')")
+        else:
+            parts.append(f"'{key}', v[{i}], '{quote}'")
+    return "concat('{', " + ", ".join(parts) + ", '}')"
+
+
+def _vouched_columns(index: int, field: str) -> str:
+    """The diagnosing query's j_/t_/s_ columns of a field, for a line equal to its spelling:
+    the spelling fixes each field's kind, so the same checks can run on them."""
+    value = f"v[{index}]"
+    if field in _EVENT_STRINGS:
+        kind = f"CASE WHEN {value} IS NOT NULL THEN 'VARCHAR' END"
+    elif field == "user_id":  # "abc" extracts as abc: not JSON, and never spelled bare
+        kind = f"CASE WHEN json_valid({value}) THEN json_type({value}) END"
+    else:
+        kind = _json_kind(value)
+    return f"{value}::JSON AS j_{field}, {kind} AS t_{field}, {value} AS s_{field}"
+
+
+_EVENT_VOUCHED = ",\n        ".join(
+    _vouched_columns(i, f) for i, f in enumerate(_EVENT_FIELDS, start=1)
+)
+
+# The fast path: one extraction per line, a string comparison, the same checks. It must run
+# with DuckDB's filter pushdown off: pushed below the projection, the filter inlines `v` into
+# every reference and extracts it again for each (measured: 7.7 vs 1.6 CPU-s per 1M lines).
+# json_valid() costs less than try() around the extraction (0.2 vs 0.3 CPU-s per 1M lines).
+# Blank lines are never spelled back, so never vouched for.
+EVENTS_FAST_SQL = f"""
+WITH fields AS (
+    SELECT line_number, line,
+        CASE WHEN json_valid(line) THEN json_extract_string(line, {_EVENT_PATHS}) END AS v
+    FROM _file_lines
+),
+fragments AS (
+    SELECT line_number, line = {_spelled_line()} AS spelled_back,
+        {_EVENT_VOUCHED}
+    FROM fields
+),
+typed AS (
+    SELECT *, TRY_CAST(s_occurred_at AS TIMESTAMPTZ) AS occurred_at_tz FROM fragments
+)
+SELECT line_number, {_EVENT_VALUES}
+FROM typed
+WHERE spelled_back AND {_passes(_EVENT_CHECKS)}
 """
 
 _PAYMENT_FIELDS = ["payment_id", "order_id", "amount", "currency", "status", "created_at"]
@@ -252,5 +327,12 @@ SELECT
 FROM extras
 """
 
-EVENT_FILES = FileFormat("events", EVENTS, (".jsonl", ".jsonl.gz"), 0, EVENTS_SQL)
+EVENT_FILES = FileFormat(
+    "events",
+    EVENTS,
+    (".jsonl", ".jsonl.gz"),
+    0,
+    EVENTS_SQL,
+    EVENTS_FAST_SQL,
+)
 PAYMENT_FILES = FileFormat("payments", PAYMENTS, (".csv", ".csv.gz"), 1, PAYMENTS_SQL)

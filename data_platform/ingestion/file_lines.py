@@ -1,21 +1,24 @@
-"""Stage one day's landing files, lines numbered as the contract counts them, for a format's SQL.
+"""One landing file's lines, numbered as the contract counts them, for a format's SQL.
 
-DuckDB's CSV reader with no delimiter, quote or escape reads each line whole (and gunzips
-`.gz`) at native speed. A day's files go into one table, so that a format's SQL parses them in
-one statement over enough row groups to keep every core busy (file by file, a 166k-line file
-was two unequal row groups for two cores: a million events in six files took 2.27 s, now
-1.67 s). The cost is memory: a day's lines at once (peak 688 MB for a million events, against
-512 MB file by file). An INSERT
-keeps file order, so a row's offset from its file's first row is its line. A file that is not
-valid UTF-8 falls back to a Python decode so that its bad lines still get a line number and a
-reason instead of failing the partition. A file that cannot be read at all (gone, denied,
-gzip cut short or corrupt) is reported as `UNREADABLE`, for the caller to dead-letter whole.
+A file is read where it lies, one file at a time, and never staged whole: DuckDB's CSV reader
+with no delimiter, quote or escape streams each line (and gunzips `.gz`) at native speed, and
+`row_number() OVER ()` numbers the lines as they stream by. So a day's memory is one file's
+reading buffers, not the day (a million events staged at once peaked at 688 MB).
+
+A file that is not valid UTF-8 is read from a decoded copy instead, so that its bad lines still
+get a line number and a reason instead of failing the partition. A file that cannot be read at all
+(gone, denied, gzip cut short or corrupt) is reported as `UNREADABLE`, for the caller to
+dead-letter whole.
 """
 
 from __future__ import annotations
 
 import gzip
+import tempfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -25,6 +28,9 @@ NOT_UTF8 = "not valid UTF-8 text: re-export the file as UTF-8"
 # What reading a file raises when it cannot be read at all: gone or denied (OSError, which
 # gzip.BadGzipFile is too), a gzip stream cut short (EOFError), corrupt deflate data (zlib.error).
 UNREADABLE = (OSError, EOFError, zlib.error)
+
+# A record is a line with something on it: blank lines count in the numbering, not as records.
+NON_BLANK = "regexp_matches(line, '\\S')"
 
 
 def unreadable_reason(error: BaseException) -> str:
@@ -51,74 +57,105 @@ def unreadable_reason(error: BaseException) -> str:
     return f"the file could not be read ({error}): fix or replace it, then re-run the day"
 
 
-def start_day_lines(conn: duckdb.DuckDBPyConnection) -> None:
-    """An empty `_lines(file_index, line)`: every line of the day's files, in file order."""
-    conn.execute("CREATE OR REPLACE TEMP TABLE _lines (file_index INTEGER, line VARCHAR)")
+def sql_string(text: str) -> str:
+    """A SQL string literal (views cannot take parameters)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
-def append_file_lines(
-    conn: duckdb.DuckDBPyConnection, file_index: int, path: Path, decode_in_python: bool
-) -> list[int]:
-    """Append a file's lines to `_lines`; returns the numbers of its lines not valid UTF-8.
+@contextmanager
+def utf8_copy(path: Path) -> Iterator[tuple[Path, tuple[int, ...]]]:
+    """A plain UTF-8 copy of a file DuckDB rejects, bad bytes replaced by U+FFFD, and the
+    numbers of the lines that held them (their dead letter says so, whatever they hold).
+
+    Decoding the whole file at once runs at C speed; only lines with a replacement character
+    are examined, since a line can hold a genuine U+FFFD. Raises one of `UNREADABLE` before
+    any SQL runs when the file cannot be read at all, so the transaction stays usable.
+    """
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    text = data.decode("utf-8", errors="replace")
+    # A bad byte never swallows a newline (0x0A is no continuation byte): lines stay aligned.
+    raw_lines = data.split(b"\n")
+    undecodable = [
+        number
+        for number, line in enumerate(text.split("\n"), start=1)
+        if "\ufffd" in line and line.count("\ufffd") != raw_lines[number - 1].count(b"\xef\xbf\xbd")
+    ]
+    with tempfile.TemporaryDirectory(prefix="utf8-") as folder:
+        copy = Path(folder) / "lines.txt"
+        copy.write_text(text, encoding="utf-8")
+        yield copy, tuple(undecodable)
+
+
+@dataclass(frozen=True)
+class FileLines:
+    """A plain or gzipped UTF-8 file's lines, streamed by DuckDB and never staged.
 
     DuckDB's reader raises `duckdb.InvalidInputException` on a file it cannot read (not UTF-8,
     a line over its size limit) and `duckdb.IOException` on one it cannot open or gunzip; the
-    caller then retries with `decode_in_python`. That path raises one of `UNREADABLE` before
-    running any SQL when the file cannot be read at all, so the transaction stays usable.
+    caller then reads a `utf8_copy` of it instead, whose `undecodable` lines are dead letters
+    whatever they hold.
     """
-    if decode_in_python:
-        return _append_in_python(conn, file_index, path)
-    conn.execute(
-        "INSERT INTO _lines SELECT ?, line FROM read_csv(?, columns = {'line': 'VARCHAR'}, "
-        "header = false, delim = '\\0', quote = '', escape = '', auto_detect = false, "
-        "strict_mode = false)",
-        [file_index, str(path)],
-    )
-    return []
 
+    path: Path
+    undecodable: tuple[int, ...] = ()
 
-def _append_in_python(conn: duckdb.DuckDBPyConnection, file_index: int, path: Path) -> list[int]:
-    """Decode line by line (only for files DuckDB rejects); returns the undecodable lines."""
-    import pyarrow as pa
+    @property
+    def _reader(self) -> str:
+        return (
+            f"read_csv({sql_string(str(self.path))}, columns = {{'line': 'VARCHAR'}}, "
+            "header = false, delim = '\\0', quote = '', escape = '', auto_detect = false, "
+            "strict_mode = false)"
+        )
 
-    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    lines, undecodable = [], []
-    for number, raw in enumerate(data.removesuffix(b"\n").split(b"\n"), start=1):
-        try:
-            lines.append(raw.removesuffix(b"\r").decode("utf-8"))
-        except UnicodeDecodeError:
-            lines.append(raw.removesuffix(b"\r").decode("utf-8", errors="replace"))
-            undecodable.append(number)
-    _decoded = pa.table({"line": pa.array(lines, pa.string())})  # scanned by DuckDB by name
-    conn.execute("INSERT INTO _lines SELECT ?, line FROM _decoded", [file_index])
-    return undecodable
+    @property
+    def numbered_sql(self) -> str:
+        """`(line_number, line)`: every line, numbered from 1."""
+        return f"SELECT row_number() OVER () AS line_number, line FROM {self._reader}"
 
+    def count(self, conn: duckdb.DuckDBPyConnection) -> int:
+        """Every line, blank and header lines included."""
+        return conn.execute(f"SELECT count(*) FROM {self._reader}").fetchone()[0]
 
-def number_day_lines(conn: duckdb.DuckDBPyConnection, header_lines: int) -> None:
-    """Create temp views `_file_header(file_index, line)` and
-    `_records` = `_file_lines(file_index, line_number, line)`: the non-blank lines after each
-    file's header, numbered from 1 at the file's first line."""
-    # Rows created inside a transaction get rowids from a high base until COMMIT: count from
-    # each file's first rowid.
-    firsts = dict(conn.execute("SELECT file_index, min(rowid) FROM _lines GROUP BY ALL").fetchall())
-    first = "[" + ", ".join(str(firsts.get(i, 0)) for i in range(max(firsts, default=-1) + 1)) + "]"
-    offset = f"rowid - {first}[file_index + 1]"
-    conn.execute(
-        "CREATE OR REPLACE TEMP VIEW _file_header AS "
-        f"SELECT file_index, line FROM _lines WHERE {offset} < {header_lines}"
-    )
-    conn.execute(
-        "CREATE OR REPLACE TEMP VIEW _records AS "
-        f"SELECT file_index, {offset} + 1 AS line_number, line FROM _lines "
-        f"WHERE {offset} >= {header_lines} AND regexp_matches(line, '\\S')"
-    )
-    conn.execute("CREATE OR REPLACE TEMP VIEW _file_lines AS SELECT * FROM _records")
+    def expose_lines(self, conn: duckdb.DuckDBPyConnection, header_lines: int) -> None:
+        """Temp view `_file_lines(file_index, line_number, line)`, streamed: every decodable
+        line after the header, blank ones too (a fast path never vouches for those)."""
+        decodable = (
+            f"NOT list_contains({list(self.undecodable)}, line_number)"
+            if self.undecodable
+            else "true"
+        )
+        conn.execute(
+            "CREATE OR REPLACE TEMP VIEW _file_lines AS SELECT 0 AS file_index, * "
+            f"FROM ({self.numbered_sql}) WHERE line_number > {header_lines} AND {decodable}"
+        )
 
+    def expose_leftovers(
+        self, conn: duckdb.DuckDBPyConnection, header_lines: int, loaded_sql: str | None
+    ) -> int:
+        """Read the file once more, keeping the records not among `loaded_sql`'s line numbers;
+        returns how many records the file has.
 
-def narrow_to_lines_not_in(conn: duckdb.DuckDBPyConnection, loaded_table: str) -> None:
-    """Point `_file_lines` at the records whose (file_index, line_number) is not in
-    `loaded_table`."""
-    conn.execute(
-        "CREATE OR REPLACE TEMP VIEW _file_lines AS SELECT * FROM _records "
-        f"ANTI JOIN {loaded_table} USING (file_index, line_number)"
-    )
+        Creates temp views `_file_header(file_index, line)` and `_file_lines` of those
+        records, for a format's diagnosing query. The count, the header and the leftovers come
+        out of one pass that keeps only the leftovers (and the header).
+        """
+        loaded = f"line_number IN ({loaded_sql})" if loaded_sql else "false"
+        record = f"line_number > {header_lines} AND {NON_BLANK}"
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE _file_summary AS SELECT "
+            f"count(*) FILTER (WHERE {record}) AS records, "
+            f"list(line ORDER BY line_number) FILTER (WHERE line_number <= {header_lines}) "
+            "AS header, list({'line_number': line_number, 'line': line}) "
+            f"FILTER (WHERE {record} AND NOT ({loaded})) AS leftover "
+            f"FROM ({self.numbered_sql})"
+        )
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE _leftover AS "
+            "SELECT 0 AS file_index, unnest(leftover, recursive := true) FROM _file_summary"
+        )
+        conn.execute(
+            "CREATE OR REPLACE TEMP VIEW _file_header AS "
+            "SELECT 0 AS file_index, unnest(header) AS line FROM _file_summary"
+        )
+        conn.execute("CREATE OR REPLACE TEMP VIEW _file_lines AS FROM _leftover")
+        return conn.execute("SELECT records FROM _file_summary").fetchone()[0]

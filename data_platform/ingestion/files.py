@@ -1,27 +1,30 @@
 """Landing files -> raw tables: the one ingestion path that events and payments share.
 
 A run ingests a set of days (partitions) in one transaction: it deletes those partitions from
-the raw table and from `raw.dead_letter`, then, day by day, stages the day's files, inserts the
-records that meet the contract straight into the raw table and the rest, with their reasons,
-into the dead letters. A failure before COMMIT leaves the previous state intact, and a re-run
-gives the same rows.
+the raw table and from `raw.dead_letter`, then, file by file, inserts the records that meet the
+contract straight into the raw table and the rest, with their reasons, into the dead letters.
+A failure before COMMIT leaves the previous state intact, and a re-run gives the same rows.
+
+Each file is read in two streaming passes and never staged whole, so memory does not grow with
+the day: the format's fast path (if it has one) parses every line once and inserts the lines it
+vouches for; then one pass counts the file's records and keeps only the lines not loaded, which
+the diagnosing query parses into rows or dead letters. A clean file pays one parse per record.
 
 A file that cannot be read at all (gone since the listing, access denied, gzip cut short or
 corrupt) does not fail its day: it becomes one dead letter of its own (line_number and
 raw_record NULL, the reason in `error`) and counts as one record read, so conservation holds
 while the day's other files load. Its day re-runs when the file is landed again.
-
-Valid records are written once, directly: only the few lines left over are parsed a second
-time, to record why they were rejected.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
-from itertools import groupby
+from pathlib import Path
 
 import duckdb
 
@@ -29,11 +32,10 @@ from data_platform.ingestion.file_formats import FileFormat
 from data_platform.ingestion.file_lines import (
     NOT_UTF8,
     UNREADABLE,
-    append_file_lines,
-    narrow_to_lines_not_in,
-    number_day_lines,
-    start_day_lines,
+    FileLines,
+    sql_string,
     unreadable_reason,
+    utf8_copy,
 )
 from data_platform.ingestion.tables import DEAD_LETTER, ensure_raw_tables
 from data_platform.resources.landing import LandingFile, LandingZone
@@ -80,55 +82,54 @@ def _delete_partitions(conn: duckdb.DuckDBPyConnection, fmt: FileFormat, dts: li
     )
 
 
-def _undecodable_filter(undecodable: list[str]) -> str:
-    """SQL keeping lines that were valid UTF-8 (`undecodable` holds 'file_index:line_number')."""
+def _undecodable_filter(undecodable: tuple[int, ...]) -> str:
+    """SQL keeping the lines that were valid UTF-8."""
     if not undecodable:
         return "TRUE"
-    listed = ", ".join(f"'{key}'" for key in undecodable)
-    return f"NOT list_contains([{listed}], file_index || ':' || line_number)"
+    return f"NOT list_contains({list(undecodable)}, line_number)"
 
 
-def _load_valid_records(
-    conn: duckdb.DuckDBPyConnection,
-    fmt: FileFormat,
-    keys: list[str],
-    dt: date,
-    loaded_at: datetime,
-    undecodable: list[str],
+def _insert_vouched_records(
+    conn: duckdb.DuckDBPyConnection, fmt: FileFormat, key: str, dt: date, loaded_at: datetime
 ) -> int:
-    """Insert the day's records that meet the contract; returns how many."""
-    columns = ", ".join(f'"{c}"' for c in fmt.table.column_names)
+    """Insert the `_file_lines` the format's fast path vouches for; returns how many."""
+    names = ", ".join(f'"{c}"' for c in fmt.table.column_names)
     contract = ", ".join(f'"{c}"' for c in fmt.contract_columns)
     return conn.execute(
-        f"INSERT INTO {fmt.table.qualified_name} ({columns}) "
-        f"SELECT {contract}, _rescued, (?::VARCHAR[])[file_index + 1], line_number, ?, ?::DATE "
-        f"FROM ({fmt.parse_sql}) WHERE is_valid AND {_undecodable_filter(undecodable)}",
-        [keys, loaded_at, dt],
+        f"INSERT INTO {fmt.table.qualified_name} ({names}) "
+        f"SELECT {contract}, NULL, ?, line_number, ?, ?::DATE FROM ({fmt.fast_sql})",
+        [key, loaded_at, dt],
     ).fetchone()[0]
 
 
-def _dead_letter_the_rest(
+def _diagnose_leftover_records(
     conn: duckdb.DuckDBPyConnection,
     fmt: FileFormat,
-    keys: list[str],
+    key: str,
     dt: date,
-    rejected_at: datetime,
-    undecodable: list[str],
+    loaded_at: datetime,
+    undecodable: tuple[int, ...],
 ) -> None:
-    """Parse again only the day's records that did not load, and store them with their reason."""
+    """Parse `_file_lines` with the format's full rules: valid rows to the raw table, the rest
+    with their reasons to the dead letters."""
     conn.execute(
-        "CREATE OR REPLACE TEMP TABLE _loaded AS SELECT "
-        "list_position(?::VARCHAR[], _source_file) - 1 AS file_index, _line_number AS line_number "
-        f"FROM {fmt.table.qualified_name} WHERE dt = ?",
-        [keys, dt],
+        "CREATE OR REPLACE TEMP TABLE _diagnosed AS SELECT *, "
+        f"CASE WHEN {_undecodable_filter(undecodable)} THEN error ELSE ? END AS reason, "
+        f"is_valid AND {_undecodable_filter(undecodable)} AS loads "
+        f"FROM ({fmt.parse_sql})",
+        [NOT_UTF8],
     )
-    narrow_to_lines_not_in(conn, "_loaded")
+    names = ", ".join(f'"{c}"' for c in fmt.table.column_names)
+    contract = ", ".join(f'"{c}"' for c in fmt.contract_columns)
+    conn.execute(
+        f"INSERT INTO {fmt.table.qualified_name} ({names}) "
+        f"SELECT {contract}, _rescued, ?, line_number, ?, ?::DATE FROM _diagnosed WHERE loads",
+        [key, loaded_at, dt],
+    )
     conn.execute(
         f"INSERT INTO {DEAD_LETTER.qualified_name} "
-        "SELECT ?, ?::DATE, (?::VARCHAR[])[file_index + 1], line_number, line, "
-        f"CASE WHEN {_undecodable_filter(undecodable)} THEN error ELSE ? END, ? "
-        f"FROM ({fmt.parse_sql})",
-        [fmt.source, dt, keys, NOT_UTF8, rejected_at],
+        "SELECT ?, ?::DATE, ?, line_number, line, reason, ? FROM _diagnosed WHERE NOT loads",
+        [fmt.source, dt, key, loaded_at],
     )
 
 
@@ -189,34 +190,38 @@ class _NeedsPythonDecode(Exception):
         self.key = key
 
 
-def _stage_day(
+def _ingest_file(
     conn: duckdb.DuckDBPyConnection,
-    landing: LandingZone,
     fmt: FileFormat,
-    files: list[LandingFile],
-    decode_in_python: set[str],
-) -> tuple[list[str], dict[str, str]]:
-    """Stage a day's files as `_records`; returns its undecodable lines as 'file_index:line',
-    and the reason each file that could not be read at all (by key) was left out."""
-    start_day_lines(conn)
-    undecodable: list[str] = []
-    unreadable: dict[str, str] = {}
-    for i, file in enumerate(files):
-        try:
-            with landing.local_path(file.key) as path:
-                lines = append_file_lines(conn, i, path, file.key in decode_in_python)
-        except (duckdb.InvalidInputException, duckdb.IOException):
-            if file.key in decode_in_python:
-                raise  # the Python path's own INSERT failed: not the file's fault
-            raise _NeedsPythonDecode(file.key) from None
-        except UNREADABLE as error:
-            # Raised by the download or the Python decode, before any SQL: the transaction is
-            # still good, so the day goes on without this file.
-            unreadable[file.key] = unreadable_reason(error)
-            continue
-        undecodable += [f"{i}:{n}" for n in lines]
-    number_day_lines(conn, fmt.header_lines)
-    return undecodable, unreadable
+    lines: FileLines,
+    key: str,
+    dt: date,
+    loaded_at: datetime,
+) -> int:
+    """Load one file's records into the raw table or the dead letters; returns its records."""
+    loaded = 0
+    if fmt.fast_sql:
+        lines.expose_lines(conn, fmt.header_lines)
+        loaded = _insert_vouched_records(conn, fmt, key, dt, loaded_at)
+        if loaded == lines.count(conn) - fmt.header_lines:
+            return loaded  # every line loaded: a clean file is done
+    loaded_sql = (
+        f"SELECT _line_number FROM {fmt.table.qualified_name} "
+        f"WHERE dt = DATE '{dt}' AND _source_file = {sql_string(key)}"
+    )
+    records = lines.expose_leftovers(conn, fmt.header_lines, loaded_sql if loaded else None)
+    if conn.execute("SELECT count(*) FROM _file_lines").fetchone()[0]:
+        _diagnose_leftover_records(conn, fmt, key, dt, loaded_at, lines.undecodable)
+    return records
+
+
+@contextmanager
+def _readable_lines(path: Path, decode_in_python: bool) -> Iterator[FileLines]:
+    if not decode_in_python:
+        yield FileLines(path)
+        return
+    with utf8_copy(path) as (copy, undecodable):
+        yield FileLines(copy, undecodable)
 
 
 def _ingest_in_one_transaction(
@@ -230,19 +235,32 @@ def _ingest_in_one_transaction(
 ) -> Counter[date]:
     records_read: Counter[date] = Counter()
     conn.execute("BEGIN TRANSACTION")
+    # A fast path runs as written: pushed below its projection, a filter repeats the parse
+    # (see EVENTS_FAST_SQL). Settings survive the transaction: reset in ingest_file_partitions.
+    conn.execute("SET disabled_optimizers = 'filter_pushdown'")
     try:
         _delete_partitions(conn, fmt, dts)
-        # `files` come in key order, so each day's files are adjacent.
-        for dt, day in groupby(files, key=lambda f: partition_of(f.key)):
-            day_files = list(day)
-            keys = [f.key for f in day_files]
-            undecodable, unreadable = _stage_day(conn, landing, fmt, day_files, decode_in_python)
-            records = conn.execute("SELECT count(*) FROM _records").fetchone()[0]
-            if _load_valid_records(conn, fmt, keys, dt, loaded_at, undecodable) < records:
-                _dead_letter_the_rest(conn, fmt, keys, dt, loaded_at, undecodable)
-            _dead_letter_unreadable_files(conn, fmt, dt, unreadable, loaded_at)
-            # A file that cannot be read counts as one record: the one dead letter it gets.
-            records_read[dt] = records + len(unreadable)
+        for file in files:
+            dt = partition_of(file.key)
+            in_python = file.key in decode_in_python
+            try:
+                with (
+                    landing.local_path(file.key) as path,
+                    _readable_lines(path, in_python) as lines,
+                ):
+                    records = _ingest_file(conn, fmt, lines, file.key, dt, loaded_at)
+            except (duckdb.InvalidInputException, duckdb.IOException):
+                if in_python:
+                    raise  # reading the decoded copy failed: not the file's fault
+                raise _NeedsPythonDecode(file.key) from None
+            except UNREADABLE as error:
+                # Raised by the download or the decoding, before any SQL: the transaction is
+                # still good, so the day goes on without this file.
+                _dead_letter_unreadable_files(
+                    conn, fmt, dt, {file.key: unreadable_reason(error)}, loaded_at
+                )
+                records = 1  # a file that cannot be read counts as one record: its dead letter
+            records_read[dt] += records
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -266,6 +284,9 @@ def ingest_file_partitions(
             records_read = _ingest_in_one_transaction(
                 conn, landing, fmt, dts, files, loaded_at, decode_in_python
             )
-            return _stats(conn, fmt, dts, files, records_read)
+            break
         except _NeedsPythonDecode as unreadable:
             decode_in_python.add(unreadable.key)
+        finally:
+            conn.execute("RESET disabled_optimizers")
+    return _stats(conn, fmt, dts, files, records_read)
