@@ -7,6 +7,7 @@ fails once, early, with one line that names the variable and says how to fix it.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -35,6 +36,8 @@ class Settings:
     kafka_bootstrap: str | None = None
     # Consumer lag (messages, summed over partitions) above which the lag sensor alerts.
     kafka_lag_alert: int = 100_000
+    # The most memory DuckDB holds per connection before it spills to disk (a DuckDB size).
+    duckdb_memory_limit: str = "1GB"
 
     @property
     def landing_is_s3(self) -> bool:
@@ -137,6 +140,18 @@ def parse_kafka_lag_alert(raw: str) -> int:
     return int(raw)
 
 
+_SIZE = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+
+def parse_memory_limit(raw: str) -> str:
+    if not _SIZE.match(raw):
+        raise SettingsError(
+            f"DATA_PLATFORM_DUCKDB_MEMORY_LIMIT={raw!r} is not a size: set it like 1GB or 512MB "
+            "(the most DuckDB holds before it spills to disk)"
+        )
+    return raw
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Read the environment (DESIGN.md, Environment) into Settings, applying its defaults."""
     env = dict(os.environ if environ is None else environ)
@@ -164,5 +179,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         kafka_bootstrap=validate_kafka_bootstrap(bootstrap) if bootstrap else None,
         kafka_lag_alert=parse_kafka_lag_alert(
             _env(env, "DATA_PLATFORM_KAFKA_LAG_ALERT") or "100000"
+        ),
+        duckdb_memory_limit=parse_memory_limit(
+            _env(env, "DATA_PLATFORM_DUCKDB_MEMORY_LIMIT") or "1GB"
         ),
     )

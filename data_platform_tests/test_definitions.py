@@ -61,6 +61,7 @@ def test_partitioned_raw_assets_backfill_in_a_single_run():
         ("DATA_PLATFORM_LANDING", "s3://", "names no bucket"),
         ("DATA_PLATFORM_SOURCE_DB_URL", "/tmp/app.db", "SQLAlchemy URL"),
         ("DATA_PLATFORM_ALERT_WEBHOOK", "hooks.example", "DATA_PLATFORM_ALERT_WEBHOOK"),
+        ("DATA_PLATFORM_DUCKDB_MEMORY_LIMIT", "lots", "like 1GB"),
     ],
 )
 def test_a_wrong_setting_is_one_clear_line(variable, value, fragment):
@@ -77,6 +78,7 @@ def test_defaults_follow_data_platform_home(tmp_path):
     assert settings.source_db_url == f"sqlite:///{tmp_path / 'source.db'}"
     assert settings.dagster_home == tmp_path / "dagster_home"
     assert str(settings.start_date) == "2026-01-01"
+    assert settings.duckdb_memory_limit == "1GB"
 
 
 def graphql(port: int, query: str) -> dict:

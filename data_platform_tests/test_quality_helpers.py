@@ -13,7 +13,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from data_platform.checks import models
+from data_platform.checks import models, pandera_gate
 from data_platform.checks.anomaly import days_of, score_partitions
 from data_platform.checks.conservation import balances, count_records, warehouse_counts
 from data_platform.checks.dead_letter import judge
@@ -228,6 +228,34 @@ def test_the_raw_events_model_reports_every_hard_failure():
         "multiple_fields_uniqueness": 2,
     }
     assert len(outcome.cases) == 3 and set(outcome.cases["rule"]) <= set(rules)
+
+
+def test_a_window_validated_in_chunks_gives_the_outcome_of_one_frame(monkeypatch):
+    """Uniqueness holds across chunks because rows are dealt by a hash of the unique key."""
+    at = datetime(2026, 1, 5, 10)
+    rows = [
+        (f"e{i}", 1, "page_view", at, None, f"events/dt=2026-01-05/{i % 3}.jsonl", i // 3 + 1)
+        for i in range(30)
+    ]
+    rows += [
+        ("dup", 1, "page_view", at, None, "events/dt=2026-01-05/0.jsonl", 1),  # clashes
+        (None, 1, "page_view", at, None, "events/dt=2026-01-05/9.jsonl", 1),  # no id
+    ]
+    conn = raw_events_connection(rows)
+    gate = Gate(dg.AssetKey(["raw", "events"]), "RawEvents", "raw.events", partitioned=True)
+    window = Window(date(2026, 1, 5), date(2026, 1, 5))
+    whole = gate_outcome(conn)
+    monkeypatch.setattr(pandera_gate, "CHUNK_ROWS", 4)
+    assert len(pandera_gate.chunk_queries(gate, window, len(rows))) == 8
+    chunked = pandera_gate.validate_window(conn, gate, window, shown=10)
+    assert (chunked.rows, chunked.failing_rows) == (whole.rows, whole.failing_rows) == (32, 3)
+    by_rule = {"event_id: not_nullable": 1, "multiple_fields_uniqueness": 2}
+    assert chunked.failing_checks.set_index("rule")["failing_rows"].to_dict() == by_rule
+
+
+def test_the_unique_key_of_a_model_decides_the_chunks():
+    assert pandera_gate.unique_key(models.RawEvents) == ["_source_file", "_line_number"]
+    assert pandera_gate.unique_key(models.FctEvents) == ["event_id"]
 
 
 @pytest.mark.parametrize(

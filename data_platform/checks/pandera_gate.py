@@ -3,8 +3,14 @@
 The gate reads only the model's columns for only the run's partitions straight from DuckDB,
 validates lazily (every failure, not the first) and puts the counts and the first failure
 cases in the check's metadata, so the UI shows which rule broke on which rows.
+
+A window of more than CHUNK_ROWS rows is validated in chunks, so memory does not grow with the
+day: rows are dealt into chunks by a hash of the model's unique key, so that rows that could
+clash share a chunk and uniqueness checked chunk by chunk is uniqueness of the whole. Every
+other rule of the models is row by row.
 """
 
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -113,11 +119,71 @@ def validate(model: "type[pa.DataFrameModel]", frame: "pd.DataFrame", shown: int
     )
 
 
+CHUNK_ROWS = 1_000_000
+
+
 def gate_query(gate: Gate, window: Window) -> tuple[str, list]:
     """SELECT exactly the model's columns of the window's rows."""
     columns = ", ".join(f'"{name}"' for name in gate.model_class.to_schema().columns)
     predicate, params = window.where("dt")
     return f"SELECT {columns} FROM {gate.relation} WHERE ({gate.where}) AND {predicate}", params
+
+
+def unique_key(model: "type[pa.DataFrameModel]") -> list[str] | None:
+    """The columns whose values must not repeat ([] when none must); None when the model has
+    several unique keys, which no single hash can keep together."""
+    schema = model.to_schema()
+    keys = [[name] for name, column in schema.columns.items() if column.unique]
+    if schema.unique:
+        keys.append(list(schema.unique))
+    if len(keys) > 1:
+        return None
+    return keys[0] if keys else []
+
+
+def chunk_queries(gate: Gate, window: Window, rows: int) -> list[tuple[str, list]]:
+    """The gate's query split into chunks of about CHUNK_ROWS rows (one when it fits)."""
+    sql, params = gate_query(gate, window)
+    chunks = math.ceil(rows / CHUNK_ROWS)
+    key = unique_key(gate.model_class)
+    if chunks <= 1 or key is None:
+        return [(sql, params)]
+    # Without a unique key any split will do: every other rule is row by row.
+    columns = key or list(gate.model_class.to_schema().columns)
+    hashed = "hash(" + ", ".join(f'"{c}"' for c in columns) + ")"
+    return [
+        (f"SELECT * FROM ({sql}) WHERE {hashed} % {chunks} = {i}", params) for i in range(chunks)
+    ]
+
+
+def combine(outcomes: list[Outcome], shown: int) -> Outcome:
+    """One outcome of the chunks: rows and failing rows add up, rules sum per rule."""
+    import pandas as pd
+
+    rules = pd.concat([o.failing_checks for o in outcomes])
+    if not rules.empty:
+        rules = rules.groupby("rule", as_index=False)[["failing_rows", "failure_cases"]].sum()
+    return Outcome(
+        rows=sum(o.rows for o in outcomes),
+        failing_rows=sum(o.failing_rows for o in outcomes),
+        failing_checks=rules,
+        cases=pd.concat([o.cases for o in outcomes]).head(shown),
+    )
+
+
+def validate_window(
+    conn: duckdb.DuckDBPyConnection, gate: Gate, window: Window, shown: int
+) -> Outcome:
+    """Validate the window's rows chunk by chunk; a chunk's frame is freed before the next."""
+    sql, params = gate_query(gate, window)
+    [(rows,)] = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchall()
+    return combine(
+        [
+            validate(gate.model_class, fetch_frame(conn, chunk_sql, chunk_params), shown)
+            for chunk_sql, chunk_params in chunk_queries(gate, window, rows)
+        ],
+        shown,
+    )
 
 
 def outcome_result(gate: Gate, outcome: Outcome, scope: str, seconds: float) -> dg.AssetCheckResult:
@@ -155,11 +221,9 @@ def pandera_check(gate: Gate, thresholds: QualityThresholds) -> dg.AssetChecksDe
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
         window = run_window(context) if gate.partitioned else WHOLE_TABLE
-        sql, params = gate_query(gate, window)
         started = time.perf_counter()
         with warehouse.connect() as conn:
-            frame = fetch_frame(conn, sql, params)
-        outcome = validate(gate.model_class, frame, thresholds.failure_cases_shown)
+            outcome = validate_window(conn, gate, window, thresholds.failure_cases_shown)
         return outcome_result(gate, outcome, window.describe(), time.perf_counter() - started)
 
     return _check

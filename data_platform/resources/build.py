@@ -23,7 +23,9 @@ def _from_env_if_set(name: str, default: str) -> str | dg.EnvVar:
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
-        "warehouse": Warehouse(path=str(settings.warehouse)),
+        "warehouse": Warehouse(
+            path=str(settings.warehouse), memory_limit=settings.duckdb_memory_limit
+        ),
         # Python assets that return DataFrames store them as tables [schema, table] of the key.
         "warehouse_io_manager": WarehouseIOManager(database=str(settings.warehouse)),
         "landing": LandingZone(url=settings.landing),

@@ -22,14 +22,21 @@ def existing_tables(conn: duckdb.DuckDBPyConnection) -> set[str]:
 
 
 class Warehouse(dg.ConfigurableResource):
-    """A DuckDB file; `connect()` gives a UTC connection that waits out a competing writer."""
+    """A DuckDB file; `connect()` gives a UTC connection that waits out a competing writer.
+
+    `memory_limit` bounds what a connection holds before DuckDB spills to `<file>.tmp/`: left
+    at DuckDB's default (80% of the machine), a day's ingestion kept every block it wrote in
+    memory, and its footprint grew with the day.
+    """
 
     path: str
+    memory_limit: str = "1GB"
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = connect_with_lock_wait(self.path, read_only=read_only)
+        conn.execute(f"SET memory_limit = '{self.memory_limit}'")
         try:
             yield conn
         finally:
