@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -13,10 +13,20 @@ import pytest
 import sqlalchemy as sa
 
 from data_platform.assets.raw import RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
-from data_platform.automation.landing_sensor import day_ranges, landing_zone_sensor
+from data_platform.automation import landing_sensor
+from data_platform.automation.landing_sensor import (
+    NO_FILES,
+    build_landing_sensor,
+    day_bounds,
+    day_ranges,
+    decode_cursor,
+    format_files,
+    landing_zone_sensor,
+)
 from data_platform.automation.source_database_sensor import source_database_sensor
-from data_platform.resources.landing import LandingZone
+from data_platform.resources.landing import LandingFile, LandingZone
 from data_platform.simulator import SimulationConfig, simulate
+from data_platform_tests.bench_landing import s3_listing
 from data_platform_tests.helpers import RANGE_TAGS, put_lines
 
 EVENTS = dg.AssetKey(["raw", "events"])
@@ -67,6 +77,10 @@ def requested(result) -> list[tuple[str, str, str]]:
     return sorted(found)
 
 
+def file_counts(days) -> dict[str, int]:
+    return {day.isoformat(): state.files for day, state in days.items()}
+
+
 def events_file(landing, tmp_path, day: str, name: str = "a.jsonl", lines: int = 1) -> str:
     key = f"events/dt={day}/{name}"
     put_lines(landing, key, [json.dumps({"event_id": f"e{i}"}) for i in range(lines)], tmp_path)
@@ -88,13 +102,12 @@ def test_many_new_days_are_one_range_request_per_source(landing, tmp_path):
     ]
     request = next(r for r in result.run_requests if r.asset_selection == [EVENTS])
     assert request.run_key and not request.partition_key
-    assert set(json.loads(result.cursor)) == {
-        "events/dt=2026-01-01/a.jsonl",
-        "events/dt=2026-01-02/a.jsonl",
-        "events/dt=2026-01-03/a.jsonl",
-        "events/dt=2026-01-05/a.jsonl",
-        "payments/dt=2026-01-02/p.csv",
-    }
+    # The cursor holds a state per day folder (files counted), not per file.
+    cursor = decode_cursor(result.cursor)
+    assert file_counts(cursor["events"].days) == {
+        "2026-01-01": 1, "2026-01-02": 1, "2026-01-03": 1, "2026-01-04": 0, "2026-01-05": 1
+    }  # fmt: skip
+    assert file_counts(cursor["payments"].days) == {"2026-01-02": 1}
 
 
 def test_late_changed_and_deleted_files_across_restarts(landing, tmp_path):
@@ -121,7 +134,8 @@ def test_late_changed_and_deleted_files_across_restarts(landing, tmp_path):
     delete(landing, "events/dt=2026-01-03/a.jsonl")
     gone = tick(landing_zone_sensor, rewritten.cursor, landing=landing)
     assert gone.run_requests == []
-    assert "events/dt=2026-01-03/a.jsonl" not in json.loads(gone.cursor)
+    day = date(2026, 1, 3)  # its folder stays on local disk with no files; on S3 it is gone
+    assert decode_cursor(gone.cursor)["events"].days.get(day, NO_FILES).files == 0
     events_file(landing, tmp_path, "2026-01-03")
     back = tick(landing_zone_sensor, gone.cursor, landing=landing)
     assert requested(back) == [("events", "2026-01-03", "2026-01-03")]
@@ -133,7 +147,7 @@ def test_days_outside_the_partitions_wait(resources, tmp_path):
     events_file(landing, tmp_path, "2099-01-01")  # not a partition yet
     result = tick(landing_zone_sensor, None, landing=landing)
     assert result.run_requests == []
-    assert json.loads(result.cursor) == {}
+    assert all(not part.days for part in decode_cursor(result.cursor).values())
 
 
 @pytest.mark.parametrize(
@@ -150,6 +164,107 @@ def test_day_ranges(days, ranges):
     as_date = lambda md: date.fromisoformat(f"2026-{md}")  # noqa: E731
     expected = [(as_date(a), as_date(b)) for a, b in ranges]
     assert day_ranges([as_date(d) for d in days], max_gap_days=7) == expected
+
+
+TRICKY_KEYS = [
+    "events/dt=2026-01-04/a.jsonl",
+    "events/dt=2026-01-05/a.jsonl",
+    "events/dt=2026-01-05/b.jsonl.gz",
+    "events/dt=2026-01-05.old/a.jsonl",
+    "events/dt=2026-01-05x/a.jsonl",
+    "events/dt=2026-01-06/a.jsonl",
+    "events/dt=2026-01-07/a.jsonl",
+    "events/undated/a.jsonl",
+    "events/top.jsonl",
+]
+
+
+def test_a_key_range_lists_what_the_full_listing_holds_in_it(landing, tmp_path):
+    for key in TRICKY_KEYS:
+        landing.write_bytes(key, b"{}\n")
+    everything = landing.list_files("events/")
+    assert [f.key for f in everything] == sorted(TRICKY_KEYS)
+    for first, last in [(5, 5), (5, 6), (4, 7), (8, 9)]:
+        start_after, end_before = day_bounds("events", date(2026, 1, first), date(2026, 1, last))
+        expected = [f for f in everything if start_after < f.key < end_before]
+        assert landing.list_files("events/", start_after, end_before) == expected
+    assert landing.list_folders("events/") == [
+        "events/dt=2026-01-04/",
+        "events/dt=2026-01-05.old/",
+        "events/dt=2026-01-05/",
+        "events/dt=2026-01-05x/",
+        "events/dt=2026-01-06/",
+        "events/dt=2026-01-07/",
+        "events/undated/",
+    ]
+    assert landing.list_folders("payments/") == []
+
+
+def land_days(landing, n_days: int, files_per_day: int) -> list[date]:
+    """Days from 2026-01-01 holding `files_per_day` event files each."""
+    days = [date(2026, 1, 1) + timedelta(days=i) for i in range(n_days)]
+    for day in days:
+        for i in range(files_per_day):
+            landing.write_bytes(f"events/dt={day}/f{i}.jsonl", b'{"event_id": "e"}\n')
+    return days
+
+
+def test_late_and_rewritten_files_in_old_days_are_seen_by_the_rotation(landing):
+    """8 older days of 2 files, a budget of 4 files a tick: every older day within 4 ticks."""
+    sensor = build_landing_sensor(recent_days=2, sweep_files=4)
+    present = land_days(landing, 10, 2)
+    cursor = tick(sensor, None, landing=landing).cursor
+    landing.write_bytes(f"events/dt={present[1]}/f0.jsonl", b"rewritten, longer\n")
+    landing.write_bytes(f"events/dt={present[6]}/late.jsonl", b'{"event_id": "late"}\n')
+    seen = []
+    for _ in range(4):
+        result = tick(sensor, cursor, landing=landing)
+        seen += requested(result)
+        cursor = result.cursor
+    assert sorted(seen) == [
+        ("events", str(present[1]), str(present[1])),
+        ("events", str(present[6]), str(present[6])),
+    ]
+    assert requested(tick(sensor, cursor, landing=landing)) == []
+
+
+def test_the_previous_cursor_is_converted_without_requests(landing):
+    land_days(landing, 3, 2)
+    landing.write_bytes("payments/dt=2026-01-02/p.csv", b"payment_id\np1\n")
+    # The previous version's cursor: {key: [size, modified]} of every file present.
+    previous = json.dumps({f.key: [f.size, f.modified] for f in landing.list_files()})
+    quiet = tick(landing_zone_sensor, previous, landing=landing)
+    assert quiet.run_requests == []
+    assert decode_cursor(quiet.cursor)["payments"].days[date(2026, 1, 2)].files == 1
+    landing.write_bytes("events/dt=2026-01-02/new.jsonl", b"{}\n")
+    assert requested(tick(landing_zone_sensor, previous, landing=landing)) == [
+        ("events", "2026-01-02", "2026-01-02")
+    ]
+
+
+def test_a_quiet_tick_reads_the_recent_days_and_the_sweep_budget_only(landing, monkeypatch):
+    """12 days of 4 files; 2 recent days and a budget of 8 files: 16 files a tick, not 48."""
+    read: list[int] = []
+
+    def counted(*args) -> list[LandingFile]:
+        files = format_files(*args)
+        read.append(len(files))
+        return files
+
+    monkeypatch.setattr(landing_sensor, "format_files", counted)
+    sensor = build_landing_sensor(recent_days=2, sweep_files=8)
+    land_days(landing, 12, 4)
+    cursor = tick(sensor, None, landing=landing).cursor
+    assert read == [48]  # a first tick reads every day, in one listing
+    for _ in range(7):  # 10 older days, 2 a tick: the rotation wraps around
+        read.clear()
+        with s3_listing() as s3:
+            result = tick(sensor, cursor, landing=landing)
+        assert result.run_requests == [] and sum(read) == 16
+        assert len(read) <= 3  # recent days, swept days (two ranges when wrapping around)
+        # S3: one request for each source's folders, one per range (under 1,000 keys each)
+        assert s3["requests"] == (2 + len(read) if landing.is_s3 else 0)
+        cursor = result.cursor
 
 
 @pytest.fixture

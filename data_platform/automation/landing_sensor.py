@@ -1,13 +1,46 @@
 """Landing-zone sensor: new or changed files request their days of raw/events or raw/payments.
 
-One code path for a local folder and S3: the `landing` resource lists both the same way. The
-cursor is JSON `{key: [size, modified]}` of the files present at the last tick, so:
+What a tick lists. One code path for a local folder and S3: the `landing` resource lists both
+the same way. Per source, a tick lists
+1. the day folders (`events/dt=YYYY-MM-DD/`; on S3 one request per 1,000 days, Delimiter='/').
+   A day folder the cursor does not know yet is listed in full, however old: new days and a
+   first tick cost what they hold;
+2. the files of the RECENT_DAYS days up to the newest day folder, every tick: that is where
+   files land, so a file added, rewritten or deleted there is seen at the next tick;
+3. the files of the next older days in a rotation, about SWEEP_FILES files' worth (counted from
+   the cursor), resuming where the previous tick stopped.
+Days listed together are one key range (S3: StartAfter, stopping after the last day's keys), so
+a quiet tick reads a few pages whatever the history: the folders, the recent days and
+~SWEEP_FILES keys, where listing every file grew by one S3 request per 1,000 files, forever.
+The price: a file landed late, or rewritten, in a day folder that already exists and is older
+than RECENT_DAYS is seen when the rotation reaches its day, within ceil(files in the older days
+/ SWEEP_FILES) ticks: 10 ticks (2.5 minutes at the 15 s interval) with 20,000 files, 100 ticks
+(25 minutes) with 200,000. `build_landing_sensor(sweep_files=...)` trades tick cost for that
+delay. (S3 event notifications to a queue would make it immediate at any size; that is a
+deployment choice outside this sensor.)
+
+What is a change. A day's state is (files, latest modification second, 32-bit digest of every
+(key, size, modified)). A listed day changed if its state moved, unless it only lost files
+(fewer files, none modified after the day's latest). So:
 - a new file, or one rewritten in place, is a change, whatever its day: a late file for an old
-  day re-runs that day;
-- a deleted file only leaves the cursor. It requests nothing: re-ingesting its day would wipe
-  rows that were loaded from it (landing files are often expired by lifecycle rules);
-- the cursor is stored by Dagster, so it survives restarts, and it stays as large as the
-  landing zone's listing, which every tick reads anyway.
+  day re-runs that day, and so do files replaced by fewer new ones (a compaction);
+- a deleted file requests nothing: re-ingesting its day would wipe rows that were loaded from it
+  (landing files are often expired by lifecycle rules). Blind spot: a day that, between two
+  listings, loses files and gains fewer files carrying an older modification time (a local
+  `mv` keeps the mtime; S3 stamps the upload time) is taken for deletions only.
+
+The cursor. JSON with, per source, the day states packed (14 bytes a day, base64: ~19 bytes, so
+~6.8 KB a year of daily folders) and where the rotation stands. It grows with days, not files,
+and a day whose folder is gone (expired) leaves it. Dagster stores the cursor in the sensor's
+state and again in every tick's row (a tick every 15 s; skipped ticks are kept 7 days, others
+forever by default). Dagster 1.13 neither checks nor documents a cursor size limit (dagster
+issue #18402); the columns are TEXT: unbounded on SQLite, 1 GB on PostgreSQL, but 64 KB on
+MySQL (dagster-mysql), where a longer tick body is cut off (dagster PR #33229). 64 KB is the
+limit to stay under: the sensor warns from CURSOR_WARN_BYTES (48 KB, about 3.5 years of two
+daily sources); expiring old landing files keeps it small. The previous cursor, `{key: [size, modified]}`
+of every file, was 1.3 MB with 20,000 files, copied into every tick row (~7.5 GB a day); it is
+converted on first read, so the upgrade requests nothing.
+
 Changed days become single-run range requests (BackfillPolicy.single_run): contiguous days are
 one range, and ranges less than MAX_GAP_DAYS apart are merged, because re-ingesting a few
 unchanged days costs seconds in DuckDB (and re-running a day is idempotent) while every extra
@@ -17,10 +50,17 @@ of history arriving at once is one run per source, not thirty.
 
 from __future__ import annotations
 
+import base64
+import bisect
 import hashlib
 import json
-from collections.abc import Iterable
-from datetime import date
+import math
+import re
+import struct
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -31,19 +71,132 @@ from data_platform.resources.landing import LandingFile, LandingZone
 
 FORMATS = (EVENT_FILES, PAYMENT_FILES)
 MAX_GAP_DAYS = 7
+RECENT_DAYS = 3
+# Two S3 pages of 1,000 keys a tick: 20,000 files of history are re-read every 10 ticks.
+SWEEP_FILES = 2_000
+CURSOR_WARN_BYTES = 48_000
+CURSOR_VERSION = 2
+_EPOCH = date(1970, 1, 1)
+# day (days since 1970, to 2149), files, latest modified (epoch s, to 2106), digest
+_DAY_RECORD = struct.Struct(">HIII")
+_DAY_FOLDER = re.compile(r"^[^/]+/dt=(\d{4}-\d{2}-\d{2})/$")
+
+
+@dataclass(frozen=True)
+class DayState:
+    """What the cursor keeps of a source's files in one day folder."""
+
+    files: int
+    modified: int  # the latest modification time, epoch seconds rounded up
+    digest: int  # 32 bits of BLAKE2b over every (key, size, modified)
+
+
+NO_FILES = DayState(0, 0, 0)
+
+
+@dataclass(frozen=True)
+class SourceCursor:
+    """One source's part of the cursor: every known day folder, and the rotation's last day."""
+
+    days: dict[date, DayState] = field(default_factory=dict)
+    swept_to: date | None = None
+
+
+@dataclass(frozen=True)
+class SourceScan:
+    """One tick's outcome for a source."""
+
+    cursor: SourceCursor
+    changed: dict[date, DayState]
+    waiting: list[date]  # day folders that are not partitions (yet)
 
 
 def raw_key(fmt: FileFormat) -> dg.AssetKey:
     return dg.AssetKey(["raw", fmt.source])
 
 
-def file_states(files: Iterable[LandingFile]) -> dict[str, list[float]]:
-    return {f.key: [f.size, f.modified] for f in files}
+def day_states(files: Iterable[LandingFile]) -> dict[date, DayState]:
+    """The state of each day the files are in (files without a dt are left out)."""
+    by_day: dict[date, list[LandingFile]] = defaultdict(list)
+    for f in files:
+        if (day := partition_of(f.key)) is not None:
+            by_day[day].append(f)
+    return {day: _day_state(day_files) for day, day_files in by_day.items()}
 
 
-def changed_files(files: list[LandingFile], seen: dict[str, list[float]]) -> list[LandingFile]:
-    """Files that are new or whose size or modification time differ from the cursor's."""
-    return [f for f in files if seen.get(f.key) != [f.size, f.modified]]
+def _day_state(files: list[LandingFile]) -> DayState:
+    digest = hashlib.blake2b(digest_size=4)
+    for f in sorted(files, key=lambda f: f.key):
+        digest.update(f"{f.key}\t{f.size}\t{f.modified!r}\n".encode())
+    latest = math.ceil(max(f.modified for f in files))
+    return DayState(len(files), latest, int.from_bytes(digest.digest()))
+
+
+def day_changed(old: DayState | None, new: DayState) -> bool:
+    """New or rewritten files; a day that only lost files (fewer, none newer) did not change."""
+    old = old or NO_FILES
+    if new == old:
+        return False
+    return not (new.files < old.files and new.modified <= old.modified)
+
+
+def folder_day(folder: str) -> date | None:
+    """The dt of a day folder such as `events/dt=2026-01-05/`, or None."""
+    match = _DAY_FOLDER.match(folder)
+    try:
+        return date.fromisoformat(match.group(1)) if match else None
+    except ValueError:
+        return None
+
+
+def plan_listing(
+    present: Sequence[date],
+    known: Mapping[date, DayState],
+    swept_to: date | None,
+    recent_days: int,
+    sweep_files: int,
+) -> tuple[list[date], date | None]:
+    """The days to list this tick, sorted, and the last day the rotation reached.
+
+    `present` are the sorted day folders. Listed: the days within `recent_days` of the newest,
+    the days `known` (the cursor) lacks, and the older known days that follow `swept_to`,
+    wrapping around, until their files (at least one per day) reach `sweep_files`.
+    """
+    if not present:
+        return [], None
+    recent = {d for d in present if (present[-1] - d).days < recent_days}
+    older = [d for d in present if d not in recent and d in known]
+    start = bisect.bisect_right(older, swept_to) if swept_to else 0
+    swept: list[date] = []
+    budget = sweep_files
+    for day in older[start:] + older[:start]:
+        if budget <= 0:
+            break
+        swept.append(day)
+        budget -= max(known[day].files, 1)
+    listed = recent | {d for d in present if d not in known} | set(swept)
+    return sorted(listed), swept[-1] if swept else swept_to
+
+
+def listing_ranges(days: Sequence[date], present: Sequence[date]) -> list[tuple[date, date]]:
+    """`days` (sorted, all in `present`) as runs of neighbours in `present`: one listing each."""
+    position = {day: i for i, day in enumerate(present)}
+    runs: list[tuple[date, date]] = []
+    for day in days:
+        if runs and position[day] == position[runs[-1][1]] + 1:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
+
+
+def day_bounds(source: str, first: date, last: date) -> tuple[str, str]:
+    """(start_after, end_before) around every key of the day folders first..last.
+
+    `events/dt=D` sorts before its folder's keys; `events/dt=D0` after them, as '/' is the code
+    point just before '0', and before the next day's.
+    """
+    return f"{source}/dt={first}", f"{source}/dt={last}0"
 
 
 def day_ranges(days: Iterable[date], max_gap_days: int = MAX_GAP_DAYS) -> list[tuple[date, date]]:
@@ -57,12 +210,107 @@ def day_ranges(days: Iterable[date], max_gap_days: int = MAX_GAP_DAYS) -> list[t
     return ranges
 
 
+def pack_days(days: Mapping[date, DayState]) -> str:
+    records = (
+        _DAY_RECORD.pack((day - _EPOCH).days, s.files, s.modified, s.digest)
+        for day, s in sorted(days.items())
+    )
+    return base64.b64encode(b"".join(records)).decode()
+
+
+def unpack_days(text: str) -> dict[date, DayState]:
+    return {
+        _EPOCH + timedelta(days=n): DayState(files, modified, digest)
+        for n, files, modified, digest in _DAY_RECORD.iter_unpack(base64.b64decode(text))
+    }
+
+
+def encode_cursor(sources: Mapping[str, SourceCursor]) -> str:
+    parts = {
+        source: {
+            "days": pack_days(c.days),
+            "swept_to": c.swept_to.isoformat() if c.swept_to else None,
+        }
+        for source, c in sources.items()
+    }
+    return json.dumps({"v": CURSOR_VERSION, **parts}, separators=(",", ":"))
+
+
+def decode_cursor(text: str | None) -> dict[str, SourceCursor]:
+    """The cursor's sources; the previous version's `{key: [size, modified]}` is converted."""
+    stored = json.loads(text) if text else {}
+    if stored.get("v") != CURSOR_VERSION:
+        files = [LandingFile(key, size, modified) for key, (size, modified) in stored.items()]
+        return {
+            fmt.source: SourceCursor(
+                day_states(
+                    f
+                    for f in files
+                    if f.key.startswith(f"{fmt.source}/") and f.key.endswith(fmt.suffixes)
+                )
+            )
+            for fmt in FORMATS
+        }
+    return {
+        source: SourceCursor(
+            unpack_days(part["days"]),
+            date.fromisoformat(part["swept_to"]) if part["swept_to"] else None,
+        )
+        for source, part in stored.items()
+        if source != "v"
+    }
+
+
+def format_files(
+    landing: LandingZone, fmt: FileFormat, start_after: str = "", end_before: str | None = None
+) -> list[LandingFile]:
+    """The format's files in day folders, optionally within a key range."""
+    return [
+        f
+        for f in landing.list_files(f"{fmt.source}/", start_after, end_before)
+        if f.key.endswith(fmt.suffixes) and partition_of(f.key) is not None
+    ]
+
+
+def partition_files(landing: LandingZone, fmt: FileFormat) -> tuple[list[LandingFile], int]:
+    """All the format's files whose day is a partition (what a first tick takes), and how many
+    wait for theirs to exist."""
+    files = format_files(landing, fmt)
+    keys = set(DAILY_PARTITIONS.get_partition_keys())
+    valid = [f for f in files if partition_of(f.key).isoformat() in keys]
+    return valid, len(files) - len(valid)
+
+
+def scan_source(
+    landing: LandingZone,
+    fmt: FileFormat,
+    previous: SourceCursor,
+    partition_keys: set[str],
+    recent_days: int,
+    sweep_files: int,
+) -> SourceScan:
+    """List what plan_listing picks and compare it with the cursor's day states."""
+    dated = [d for f in landing.list_folders(f"{fmt.source}/") if (d := folder_day(f))]
+    present = [d for d in dated if d.isoformat() in partition_keys]
+    waiting = [d for d in dated if d.isoformat() not in partition_keys]
+    days, swept_to = plan_listing(
+        present, previous.days, previous.swept_to, recent_days, sweep_files
+    )
+    listed = dict.fromkeys(days, NO_FILES)
+    for first, last in listing_ranges(days, present):
+        found = day_states(format_files(landing, fmt, *day_bounds(fmt.source, first, last)))
+        listed |= {day: state for day, state in found.items() if day in listed}
+    changed = {d: s for d, s in listed.items() if day_changed(previous.days.get(d), s)}
+    kept = {d: previous.days[d] for d in present if d in previous.days}
+    return SourceScan(SourceCursor(kept | listed, swept_to), changed, waiting)
+
+
 def range_request(
-    fmt: FileFormat, first: date, last: date, files: list[LandingFile]
+    fmt: FileFormat, first: date, last: date, states: Mapping[date, DayState]
 ) -> dg.RunRequest:
     """One run of raw/<source> over [first, last]; the run key makes a retried tick idempotent."""
-    states = json.dumps(sorted(file_states(files).items()))
-    digest = hashlib.sha1(states.encode()).hexdigest()[:12]
+    listed = sorted((d.isoformat(), s.files, s.modified, s.digest) for d, s in states.items())
+    digest = hashlib.sha1(json.dumps(listed).encode()).hexdigest()[:12]
     if first == last:
         selection = {"partition_key": first.isoformat()}
     else:
@@ -74,45 +322,53 @@ def range_request(
     )
 
 
-def requests_for(fmt: FileFormat, changed: list[LandingFile]) -> list[dg.RunRequest]:
-    days = {partition_of(f.key) for f in changed}
+def requests_for(fmt: FileFormat, changed: Mapping[date, DayState]) -> list[dg.RunRequest]:
     return [
-        range_request(
-            fmt, first, last, [f for f in changed if first <= partition_of(f.key) <= last]
-        )
-        for first, last in day_ranges(days)
+        range_request(fmt, first, last, {d: s for d, s in changed.items() if first <= d <= last})
+        for first, last in day_ranges(changed)
     ]
 
 
-def partition_files(landing: LandingZone, fmt: FileFormat) -> tuple[list[LandingFile], int]:
-    """The format's files whose day is a partition, and how many wait for theirs to exist."""
-    files = [f for f in landing.list_files(f"{fmt.source}/") if f.key.endswith(fmt.suffixes)]
-    dated = [f for f in files if partition_of(f.key) is not None]
-    valid = [
-        f for f in dated if DAILY_PARTITIONS.has_partition_key(partition_of(f.key).isoformat())
-    ]
-    return valid, len(dated) - len(valid)
+def build_landing_sensor(
+    recent_days: int = RECENT_DAYS, sweep_files: int = SWEEP_FILES
+) -> dg.SensorDefinition:
+    """The landing sensor with its listing budget (see the module's docstring)."""
 
-
-@dg.sensor(
-    name="landing_zone_files",
-    description="New or changed landing files -> single-run range requests of raw/events, raw/payments.",
-    target=[raw_key(fmt) for fmt in FORMATS],
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=15,
-)
-def landing_zone_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
-    seen = json.loads(context.cursor) if context.cursor else {}
-    requests: list[dg.RunRequest] = []
-    present: dict[str, list[float]] = {}
-    for fmt in FORMATS:
-        files, waiting = partition_files(landing, fmt)
-        if waiting:
+    @dg.sensor(
+        name="landing_zone_files",
+        description=(
+            "New or changed landing files -> single-run range requests of raw/events, raw/payments."
+        ),
+        target=[raw_key(fmt) for fmt in FORMATS],
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=15,
+    )
+    def landing_zone_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
+        previous = decode_cursor(context.cursor)
+        partition_keys = set(DAILY_PARTITIONS.get_partition_keys())
+        requests: list[dg.RunRequest] = []
+        sources: dict[str, SourceCursor] = {}
+        for fmt in FORMATS:
+            before = previous.get(fmt.source, SourceCursor())
+            scan = scan_source(landing, fmt, before, partition_keys, recent_days, sweep_files)
+            if scan.waiting:
+                context.log.warning(
+                    f"{len(scan.waiting)} {fmt.source} day folder(s) have a dt that is not a "
+                    "partition (yet): before DATA_PLATFORM_START_DATE or in the future: "
+                    + ", ".join(d.isoformat() for d in scan.waiting[:5])
+                )
+            sources[fmt.source] = scan.cursor
+            requests += requests_for(fmt, scan.changed)
+        cursor = encode_cursor(sources)
+        if len(cursor) > CURSOR_WARN_BYTES:
             context.log.warning(
-                f"{waiting} {fmt.source} file(s) have a dt that is not a partition (yet): "
-                "before DATA_PLATFORM_START_DATE or in the future"
+                f"the landing sensor's cursor is {len(cursor):,} bytes (it grows ~19 bytes per "
+                "day folder): Dagster on MySQL stores at most 64 KB; expire old landing files"
             )
-        present |= file_states(files)
-        requests += requests_for(fmt, changed_files(files, seen))
-    context.update_cursor(json.dumps(present))
-    return requests or dg.SkipReason("no new or changed landing files")
+        context.update_cursor(cursor)
+        return requests or dg.SkipReason("no new or changed landing files")
+
+    return landing_zone_sensor
+
+
+landing_zone_sensor = build_landing_sensor()

@@ -10,7 +10,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,28 +55,63 @@ class LandingZone(dg.ConfigurableResource):
             self._client = S3Resource(endpoint_url=endpoint).get_client()
         return self._client
 
-    def list_files(self, prefix: str = "") -> list[LandingFile]:
-        """Every file under `prefix` (relative to the root), sorted by key."""
+    def list_files(
+        self, prefix: str = "", start_after: str = "", end_before: str | None = None
+    ) -> list[LandingFile]:
+        """Every file under `prefix` (relative to the root), sorted by key.
+
+        `start_after` < key < `end_before` narrows it to a range of keys in S3's order (code
+        points, as Python compares strings): a range of day folders is then one listing that
+        reads only those days, S3 starting at StartAfter and stopping at the first key past the
+        end, a local walk skipping the folders outside.
+        """
         if self.is_s3:
-            bucket, root = self._bucket_and_prefix
-            paginator = self._s3().get_paginator("list_objects_v2")
-            files = [
-                LandingFile(obj["Key"][len(root) :], obj["Size"], obj["LastModified"].timestamp())
-                for page in paginator.paginate(Bucket=bucket, Prefix=root + prefix)
-                for obj in page.get("Contents", [])
-                if not obj["Key"].endswith("/")
-            ]
+            files = self._list_s3(prefix, start_after, end_before)
         else:
-            root_path = Path(self.url)
-            base = root_path / prefix
-            candidates = base.rglob("*") if base.is_dir() else []
-            files = [
-                LandingFile(path.relative_to(root_path).as_posix(), stat.st_size, stat.st_mtime)
-                for path in candidates
-                if path.is_file() and not path.name.startswith(".")
-                for stat in [path.stat()]
-            ]
+            root = Path(self.url)
+            base = root / prefix
+            under = base.relative_to(root).as_posix() + "/" if base != root else ""
+            files = list(_walk(base, under, start_after, end_before)) if base.is_dir() else []
         return sorted(files, key=lambda f: f.key)
+
+    def _list_s3(self, prefix: str, start_after: str, end_before: str | None) -> list[LandingFile]:
+        root = self._bucket_and_prefix[1]
+        after = {"StartAfter": root + start_after} if start_after else {}
+        files = []
+        for page in self._list_pages(Prefix=root + prefix, **after):
+            for obj in page.get("Contents", []):
+                key = obj["Key"][len(root) :]
+                if end_before is not None and key >= end_before:
+                    return files  # the paginator is lazy: no further page is requested
+                if not key.endswith("/"):
+                    files.append(LandingFile(key, obj["Size"], obj["LastModified"].timestamp()))
+        return files
+
+    def _list_pages(self, **params) -> Iterable[dict]:
+        """ListObjectsV2 pages of the bucket, each requested when the loop reaches it."""
+        paginator = self._s3().get_paginator("list_objects_v2")
+        return paginator.paginate(Bucket=self._bucket_and_prefix[0], **params)
+
+    def list_folders(self, prefix: str) -> list[str]:
+        """The folders directly under `prefix` (S3: its common prefixes), as keys ending in `/`.
+
+        One S3 request per 1,000 folders, whatever they hold: a sensor learns which days exist
+        without listing their files.
+        """
+        if self.is_s3:
+            root = self._bucket_and_prefix[1]
+            pages = self._list_pages(Prefix=root + prefix, Delimiter="/")
+            return sorted(
+                p["Prefix"][len(root) :] for page in pages for p in page.get("CommonPrefixes", [])
+            )
+        base = Path(self.url) / prefix
+        if not base.is_dir():
+            return []
+        return sorted(
+            f"{prefix}{entry.name}/"
+            for entry in os.scandir(base)
+            if entry.is_dir() and not entry.name.startswith(".")
+        )
 
     @contextmanager
     def local_path(self, key: str) -> Iterator[Path]:
@@ -129,3 +164,27 @@ class LandingZone(dg.ConfigurableResource):
             tmp.write(data)
             tmp.flush()
             self.upload_file(Path(tmp.name), key)
+
+
+def _walk(
+    folder: Path, under: str, start_after: str, end_before: str | None
+) -> Iterator[LandingFile]:
+    """Files below `folder` (whose keys start with `under`) with a key in (start_after,
+    end_before); hidden files are skipped (a `.name.partial` is a file being written).
+
+    Every key below a folder `f` sorts after `f/` and before `f0` ('/' is the code point just
+    before '0'), so a folder whose whole span lies outside the range is not entered.
+    """
+    for entry in os.scandir(folder):
+        key = under + entry.name
+        if entry.is_dir():
+            if (end_before is None or f"{key}/" < end_before) and f"{key}0" > start_after:
+                yield from _walk(Path(entry.path), f"{key}/", start_after, end_before)
+        elif (
+            entry.is_file()
+            and not entry.name.startswith(".")
+            and start_after < key
+            and (end_before is None or key < end_before)
+        ):
+            stat = entry.stat()
+            yield LandingFile(key, stat.st_size, stat.st_mtime)
