@@ -16,7 +16,7 @@ export DATA_PLATFORM_HOME ?= $(CURDIR)/.data_platform
 export DAGSTER_HOME ?= $(DATA_PLATFORM_HOME)/dagster_home
 
 .PHONY: install run test lint bench clean lock system-packages services-up services-down \
-	services-env run-distributed
+	services-env run-distributed bench-scale
 
 install: $(STAMP) $(MANIFEST)
 
@@ -100,6 +100,10 @@ test: lint system-packages
 
 bench: install
 	$(BIN)/python -m data_platform_tests.bench
+
+# Peak memory of raw/events at 1M, 10M and 30M events a day: ~15 minutes, ~9 GB of disk.
+bench-scale: install
+	$(BIN)/python -m data_platform_tests.bench_scale
 
 clean:
 	rm -rf $(VENV) .lock-venv .data_platform dbt/target dbt/logs
