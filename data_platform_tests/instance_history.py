@@ -98,20 +98,22 @@ def check_evaluation(instance, run, at: float, key: dg.AssetKey, check: str, pas
     emit(instance, run, DagsterEventType.ASSET_CHECK_EVALUATION, at, data=evaluation)
 
 
-def materialization(instance, run, at: float, key: dg.AssetKey) -> None:
+def materialization(
+    instance, run, at: float, key: dg.AssetKey, partition: str | None = None
+) -> None:
     emit(
         instance,
         run,
         DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
         at,
-        data=AssetMaterializationPlannedData(key),
+        data=AssetMaterializationPlannedData(key, partition=partition),
     )
     emit(
         instance,
         run,
         DagsterEventType.ASSET_MATERIALIZATION,
         at,
-        data=StepMaterializationData(dg.AssetMaterialization(key)),
+        data=StepMaterializationData(dg.AssetMaterialization(key, partition=partition)),
     )
 
 
