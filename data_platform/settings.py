@@ -37,7 +37,7 @@ class Settings:
     # Consumer lag (messages, summed over partitions) above which the lag sensor alerts.
     kafka_lag_alert: int = 100_000
     # The most memory DuckDB holds per connection before it spills to disk (a DuckDB size).
-    duckdb_memory_limit: str = "1GB"
+    duckdb_memory_limit: str = "512MB"
 
     @property
     def landing_is_s3(self) -> bool:
@@ -181,6 +181,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             _env(env, "DATA_PLATFORM_KAFKA_LAG_ALERT") or "100000"
         ),
         duckdb_memory_limit=parse_memory_limit(
-            _env(env, "DATA_PLATFORM_DUCKDB_MEMORY_LIMIT") or "1GB"
+            _env(env, "DATA_PLATFORM_DUCKDB_MEMORY_LIMIT") or "512MB"
         ),
     )

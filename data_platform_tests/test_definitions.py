@@ -78,7 +78,7 @@ def test_defaults_follow_data_platform_home(tmp_path):
     assert settings.source_db_url == f"sqlite:///{tmp_path / 'source.db'}"
     assert settings.dagster_home == tmp_path / "dagster_home"
     assert str(settings.start_date) == "2026-01-01"
-    assert settings.duckdb_memory_limit == "1GB"
+    assert settings.duckdb_memory_limit == "512MB"
 
 
 def graphql(port: int, query: str) -> dict:

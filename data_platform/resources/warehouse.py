@@ -30,7 +30,7 @@ class Warehouse(dg.ConfigurableResource):
     """
 
     path: str
-    memory_limit: str = "1GB"
+    memory_limit: str = "512MB"
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
