@@ -7,9 +7,10 @@ it. Every expectation comes from elsewhere than the page: group names, lineage a
 the Definitions, row counts, columns and failure cases from the warehouse, check outcomes and
 run status from the Dagster instance.
 
-The sensors are stopped before the UI starts (see `ui_harness.stop_all_sensors`): the world
-stays as materialized while the tests read it. Run alone with `pytest data_platform_tests/test_ui.py`;
-needs /usr/bin/chromium and /usr/bin/chromedriver (`make test` installs them from apt).
+The sensors are stored as stopped before the UI starts (see `ui_harness.stop_sensors`) and
+the UI is asked to confirm it: the world stays as materialized while the tests read it. Run
+alone with `pytest data_platform_tests/test_ui.py`; needs /usr/bin/chromium and
+/usr/bin/chromedriver (`make test` installs them from apt).
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 from dagster._core.instance.ref import InstanceRef
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from data_platform.definitions import defs
 from data_platform.resources.landing import LandingZone
+from data_platform.settings import load_settings
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests.landed_records import KNOWN_EVENT_TYPES
 from data_platform_tests.ui_harness import (
@@ -47,8 +49,9 @@ from data_platform_tests.ui_harness import (
     evidence_on_failure,
     image_size,
     platform_env,
+    sensor_statuses,
     skip_community_dialog,
-    stop_all_sensors,
+    stop_sensors,
     table_header,
     table_rows,
     table_with_header,
@@ -69,7 +72,8 @@ REVENUE_CHART = dg.AssetKey(["analytics", "daily_revenue_chart"])
 SCORECARD = dg.AssetKey(["analytics", "data_quality_scorecard"])
 RUN_TIMEOUT = 240.0
 RUN_ID = re.compile(r"/runs/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
-GRAPH = defs.resolve_asset_graph()
+# The code location of workspace.yaml, as `dagster dev` names it (after its module).
+LOCATION, REPOSITORY = "data_platform.definitions", "__repository__"
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ class World:
     ui: DagsterDev
     instance: dg.DagsterInstance
     warehouse: Warehouse
+    graph: AssetGraph
+    browser: WebDriver
 
 
 def read_warehouse(path: Path) -> Warehouse:
@@ -119,10 +125,12 @@ def read_warehouse(path: Path) -> Warehouse:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Iterator[World]:
-    """The simulated days materialized whole, then served by `dagster dev`.
+    """The simulated days materialized whole, served by `dagster dev`, open in chromium.
 
-    To save a minute on two cores, `dagster dev` starts while the materialization still runs
-    (the sensors are stopped first, so it launches nothing); the tests start once both are done.
+    The materialization is the long pole (~100 s of CPU), so it starts first and everything
+    else happens beside it on the other core: loading the Definitions, storing the sensors as
+    stopped, starting `dagster dev` (which then launches nothing), starting the browser. The
+    tests start once all of it is done.
     """
     logs = tmp_path_factory.mktemp("ui_logs")
     # The platform home lives outside pytest's temp root, which another pytest session on this
@@ -146,12 +154,22 @@ def world(tmp_path_factory) -> Iterator[World]:
                 command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
             )
         try:
-            stopped = stop_all_sensors(env)
-            assert {"landing_zone_files", "automation"} <= set(stopped), stopped
-            with dagster_dev(env, logs / "dagster_dev.log") as ui:
+            # Here rather than at collection: ~8 s of imports, beside the materialization.
+            from data_platform.definitions import defs
+
+            stop_sensors(instance, LOCATION, REPOSITORY, list(defs.sensors or []))
+            with (
+                dagster_dev(env, logs / "dagster_dev.log") as ui,
+                chromium(tmp_path_factory.mktemp("chromium_profile")) as driver,
+            ):
+                statuses = sensor_statuses(ui.url, LOCATION, REPOSITORY)
+                assert {"landing_zone_files", "automation"} <= set(statuses), statuses
+                assert set(statuses.values()) == {"STOPPED"}, statuses
+                skip_community_dialog(driver, ui.url)
                 materialize.wait(timeout=900)
                 assert materialize.returncode == 0, materialize_log.read_text()[-4000:]
-                yield World(ui, instance, read_warehouse(home / "warehouse.duckdb"))
+                warehouse = read_warehouse(home / "warehouse.duckdb")
+                yield World(ui, instance, warehouse, defs.resolve_asset_graph(), driver)
         finally:
             if materialize.poll() is None:
                 materialize.kill()
@@ -159,13 +177,21 @@ def world(tmp_path_factory) -> Iterator[World]:
     finally:
         instance.dispose()
         shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(dbt_target(env), ignore_errors=True)
+
+
+def dbt_target(env: dict[str, str]) -> Path:
+    """The dbt target folder the platform keeps for this world's warehouse (one per warehouse
+    path, in the repo's dbt/target): nothing uses it once the world is gone."""
+    from data_platform.assets.dbt import target_path
+    from data_platform.resources.warehouse import Warehouse
+
+    return target_path(Warehouse(path=str(load_settings(env).warehouse)))
 
 
 @pytest.fixture(scope="module")
-def browser(world, tmp_path_factory) -> Iterator[WebDriver]:
-    with chromium(tmp_path_factory.mktemp("chromium_profile")) as driver:
-        skip_community_dialog(driver, world.ui.url)
-        yield driver
+def browser(world) -> WebDriver:
+    return world.browser
 
 
 def asset_url(world: World, key: dg.AssetKey, query: str = "") -> str:
@@ -181,11 +207,12 @@ def linked_assets(browser: WebDriver, heading: str) -> set[str]:
     }
 
 
-def latest_outcomes(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, str]:
+def latest_outcomes(world: World, key: dg.AssetKey) -> dict[str, str]:
     """Check name -> the word the UI uses for its latest completed execution."""
     outcomes = {}
-    for check in GRAPH.get(key).check_keys:
-        history = instance.event_log_storage.get_asset_check_execution_history(check, limit=1)
+    storage = world.instance.event_log_storage
+    for check in world.graph.get(key).check_keys:
+        history = storage.get_asset_check_execution_history(check, limit=1)
         evaluation = history[0].evaluation if history else None
         assert evaluation is not None, f"{check.to_user_string()} never ran"
         outcomes[check.name] = "Succeeded" if evaluation.passed else "Failed"
@@ -219,8 +246,9 @@ def close_dialog(browser: WebDriver) -> None:
 
 
 def test_the_asset_graph_shows_every_group(world, browser, tmp_path):
-    groups = {GRAPH.get(key).group_name for key in GRAPH.get_all_asset_keys()}
-    materializable = len(GRAPH.materializable_asset_keys)
+    graph = world.graph
+    groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    materializable = len(graph.materializable_asset_keys)
     assert {"raw", "staging", "snapshots", "marts", "analytics"} <= groups
     with evidence_on_failure(browser, tmp_path, "asset_graph"):
         browser.get(f"{world.ui.url}/asset-groups")
@@ -244,7 +272,7 @@ def test_the_asset_graph_shows_every_group(world, browser, tmp_path):
 
 
 def test_a_mart_page_shows_columns_lineage_row_count_and_checks(world, browser, tmp_path):
-    node = GRAPH.get(MART)
+    node = world.graph.get(MART)
     with evidence_on_failure(browser, tmp_path, "mart_page"):
         browser.get(asset_url(world, MART))
         row_count = wait_for(
@@ -267,9 +295,10 @@ def test_a_mart_page_shows_columns_lineage_row_count_and_checks(world, browser, 
         )
         assert linked_assets(browser, "Downstream assets") == expected_down
 
-        outcomes = latest_outcomes(world.instance, MART)
+        outcomes = latest_outcomes(world, MART)
         assert outcomes, "the mart has checks in the Definitions"
-        browser.get(asset_url(world, MART, "?view=checks"))
+        # Within the page, as a person does: no reload of the whole UI.
+        click(browser, (By.CSS_SELECTOR, "a[href*='view=checks']"), "the Checks tab")
         wait_for(
             browser,
             lambda d: d.find_elements(*by_text(f"Checks ({len(outcomes)})")),
@@ -290,7 +319,7 @@ def test_a_mart_page_shows_columns_lineage_row_count_and_checks(world, browser, 
 
 
 def test_a_failed_check_shows_its_failure_cases(world, browser, tmp_path):
-    assert latest_outcomes(world.instance, EVENTS)[FAILING_CHECK.name] == "Failed"
+    assert latest_outcomes(world, EVENTS)[FAILING_CHECK.name] == "Failed"
     expected = [[event_type, str(n)] for event_type, n in world.warehouse.unknown_event_types]
     assert expected, "the simulation landed events of unknown types"
     with evidence_on_failure(browser, tmp_path, "failed_check"):
@@ -362,7 +391,7 @@ def test_a_run_started_from_the_ui_succeeds(world, browser, tmp_path):
         deadline = time.monotonic() + RUN_TIMEOUT
         while (run := world.instance.get_run_by_id(run_id)) is None or not run.is_finished:
             assert time.monotonic() < deadline, f"run {run_id} still {run and run.status}"
-            time.sleep(1.0)
+            time.sleep(0.25)
         assert run.status == dg.DagsterRunStatus.SUCCESS
         assert run.asset_selection == {REVENUE_CHART}
         materialization = world.instance.get_latest_materialization_event(REVENUE_CHART)

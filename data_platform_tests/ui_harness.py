@@ -8,6 +8,7 @@ platform's assets: the tests compute their expectations from the Definitions and
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -20,6 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import dagster as dg
+from dagster._core.definitions.run_request import InstigatorType
+from dagster._core.remote_origin import (
+    RegisteredCodeLocationOrigin,
+    RemoteInstigatorOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.scheduler.instigation import (
+    InstigatorState,
+    InstigatorStatus,
+    SensorInstigatorData,
+)
 from selenium import webdriver
 from selenium.common.exceptions import (
     StaleElementReferenceException,
@@ -56,37 +69,64 @@ def platform_env(home: Path, dagster_home: Path) -> dict[str, str]:
     return env
 
 
-def stop_all_sensors(env: dict[str, str]) -> list[str]:
-    """Stop every sensor of the workspace in the instance of `env`, before `dagster dev` starts.
+def stop_sensors(
+    instance: dg.DagsterInstance, location: str, repository: str, sensors: list[dg.SensorDefinition]
+) -> None:
+    """Store `sensors` of the code location as STOPPED, before `dagster dev` starts.
 
     The UI tests look at a world that is already materialized. Left running, the sensors would
     see every landing file and source row as new (their cursors start empty) and re-ingest it
     all, and automation would rebuild the marts: minutes of runs competing with the run the test
-    starts from the UI, and pages changing under the assertions. Stopping them through the
-    same workspace file `dagster dev` loads gives the states the daemon reads.
+    starts from the UI, and pages changing under the assertions. The daemon and the UI find a
+    sensor's state by its selector (location, repository, sensor name), so the states are written
+    from the Definitions already loaded here instead of loading the workspace once more (a
+    process and ~10 s of CPU); `sensor_statuses` then checks them as `dagster dev` serves them.
     """
-    script = (
-        "import dagster\n"
-        "from dagster._cli.workspace.cli_target import get_repository_from_cli_opts\n"
-        "from dagster_shared.cli import WorkspaceOpts\n"
-        "opts = WorkspaceOpts(workspace=['workspace.yaml'])\n"
-        "with dagster.DagsterInstance.get() as instance, get_repository_from_cli_opts(\n"
-        "    instance, dagster.__version__, opts, None\n"
-        ") as repo:\n"
-        "    for sensor in repo.get_sensors():\n"
-        "        instance.stop_sensor(sensor.get_remote_origin_id(), sensor.selector_id, sensor)\n"
-        "        print(sensor.name)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.split()
+    code_location = RemoteRepositoryOrigin(RegisteredCodeLocationOrigin(location), repository)
+    for sensor in sensors:
+        instance.add_instigator_state(
+            InstigatorState(
+                RemoteInstigatorOrigin(code_location, sensor.name),
+                InstigatorType.SENSOR,
+                InstigatorStatus.STOPPED,
+                SensorInstigatorData(
+                    min_interval=sensor.minimum_interval_seconds, sensor_type=sensor.sensor_type
+                ),
+            )
+        )
+
+
+SENSORS_QUERY = """
+query ($location: String!, $repository: String!) {
+  sensorsOrError(repositorySelector: {
+    repositoryLocationName: $location, repositoryName: $repository
+  }) {
+    __typename
+    ... on Sensors { results { name sensorState { status } } }
+  }
+}
+"""
+
+
+def sensor_statuses(url: str, location: str, repository: str) -> dict[str, str]:
+    """Each sensor of the code location and its status (RUNNING, STOPPED) as the running UI
+    reports them, once the location has loaded."""
+    body = json.dumps(
+        {"query": SENSORS_QUERY, "variables": {"location": location, "repository": repository}}
+    ).encode()
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while True:
+        request = urllib.request.Request(
+            f"{url}/graphql", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.load(response)["data"]["sensorsOrError"]
+        if answer["__typename"] == "Sensors":
+            return {s["name"]: s["sensorState"]["status"] for s in answer["results"]}
+        # RepositoryNotFoundError while the code location is still loading.
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{location} not loaded by {url}: {answer}")
+        time.sleep(0.25)
 
 
 @dataclass
@@ -108,12 +148,9 @@ def _serving(url: str) -> bool:
 
 @contextlib.contextmanager
 def dagster_dev(env: dict[str, str], log: Path) -> Iterator[DagsterDev]:
-    """`dagster dev` on a free port, with the repo's workspace, until the block ends.
-
-    Stopped with SIGINT to `dagster dev` itself (what Ctrl-C does: it tells the webserver and
-    the daemon to shut down through their pipes); measured here, SIGTERM to the whole process
-    group left it running for over 40 s. Whatever is left after 30 s is killed.
-    """
+    """`dagster dev` on a free port, with the repo's workspace, until the block ends; then its
+    whole process group is killed (SIGTERM to the group left it running for over 40 s, SIGINT
+    to `dagster dev` took ~10 s)."""
     port = free_port()
     command = [
         str(Path(sys.executable).with_name("dagster")),
@@ -131,22 +168,19 @@ def dagster_dev(env: dict[str, str], log: Path) -> Iterator[DagsterDev]:
                 raise RuntimeError(f"dagster dev exited: see {log}\n{log.read_text()[-3000:]}")
             if time.monotonic() - began > SERVER_START_TIMEOUT:
                 raise TimeoutError(f"dagster dev not serving after {SERVER_START_TIMEOUT:.0f} s")
-            time.sleep(1.0)
+            time.sleep(0.25)
         yield server
     finally:
         _stop_group(process)
 
 
 def _stop_group(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGINT)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=30)
-    # The code servers and run workers of the session go too, even if dagster dev left them.
+    # The webserver, the daemon, the code servers and the run workers of the session: the
+    # world they served is thrown away with them, so nothing needs a clean shutdown (which
+    # took ~10 s of the module's time).
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
+    process.wait(timeout=30)
 
 
 @contextlib.contextmanager
