@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 
 import dagster as dg
+import sqlalchemy as sa
 from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
 from dagster._core.scheduler.instigation import InstigatorType
+from dagster._core.storage.schedules.schema import JobTickTable
+from dagster._core.storage.schedules.sql_schedule_storage import SqlScheduleStorage
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 
@@ -85,10 +89,37 @@ def collect_sensors(instance: dg.DagsterInstance) -> Iterator[Metric]:
         labels=["sensor", "state"],
     )
     now = time.time()
+    latest = last_tick_times(instance)
     for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
-        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
-        if ticks:
-            age.add_metric(
-                [state.instigator_name, state.status.value.lower()], now - ticks[0].timestamp
-            )
+        last = latest.get(state.selector_id)
+        if last is None:  # a tick stored without its selector (older Dagster): the slow way
+            ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
+            last = ticks[0].timestamp if ticks else None
+        if last is not None:
+            age.add_metric([state.instigator_name, state.status.value.lower()], now - last)
     yield age
+
+
+def last_tick_times(instance: dg.DagsterInstance) -> dict[str, float]:
+    """{selector id: epoch seconds of its latest tick}, in one GROUP BY on an index.
+
+    Dagster's `get_ticks(limit=1)` matches a selector OR a legacy origin, which no index
+    serves: on a year of 30-second ticks it cost 2.1 s of a scrape; this costs milliseconds.
+    """
+    storage = instance.schedule_storage
+    if not isinstance(storage, SqlScheduleStorage):
+        return {}
+    tick = JobTickTable.c
+    query = (
+        sa.select(tick.selector_id, sa.func.max(tick.timestamp))
+        .where(tick.selector_id.is_not(None))
+        .group_by(tick.selector_id)
+    )
+    with storage.connect() as conn:
+        return {selector: _epoch(stamp) for selector, stamp in conn.execute(query)}
+
+
+def _epoch(stamp: datetime | str) -> float:
+    """The tick table's naive-UTC timestamp (a string where SQLite loses the type) as epoch."""
+    moment = datetime.fromisoformat(stamp) if isinstance(stamp, str) else stamp
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
