@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from data_platform.automation.freshness import RAW_EVENTS, arrival_policy
 from data_platform.ingestion.tables import DEAD_LETTER, EVENTS, PAYMENTS
+from data_platform.operations.check_metrics import CheckExecutionCounts
 from data_platform.operations.metrics import PlatformCollector
 from data_platform_tests import instance_history as history
 from data_platform_tests.helpers import free_port
@@ -278,3 +279,37 @@ def test_a_wrong_port_is_one_line(tmp_path):
     result = subprocess.run([CLI, "metrics"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "DATA_PLATFORM_METRICS_PORT" in result.stderr
+
+
+def test_check_execution_counts_follow_rows_planned_then_evaluated_between_scrapes(instance):
+    """The counter reads only rows it has not counted: a row planned at one scrape and
+    evaluated before the next is counted once, at the next; nothing is counted twice."""
+    key = dg.AssetKey(["raw", "events"])
+    error = dg.AssetCheckSeverity.ERROR
+    counts = CheckExecutionCounts()
+    now = time.time()
+    first = history.finished_run(instance, "checks_job", now - 60, 1, {})
+    history.check_evaluation(instance, first, now - 60, key, "conservation", True, error)
+    planned = history.finished_run(instance, "checks_job", now - 30, 1, {})
+    history.emit(
+        instance,
+        planned,
+        history.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
+        now - 30,
+        data=history.AssetCheckEvaluationPlanned(asset_key=key, check_name="conservation"),
+    )
+    passed = ("raw/events", "conservation", "passed", "ERROR")
+    failed = ("raw/events", "conservation", "failed", "ERROR")
+    assert counts.update(instance) == {passed: 1}
+    history.emit(
+        instance,
+        planned,
+        history.DagsterEventType.ASSET_CHECK_EVALUATION,
+        now - 20,
+        data=dg.AssetCheckEvaluation(
+            asset_key=key, check_name="conservation", passed=False, severity=error
+        ),
+    )
+    assert counts.update(instance) == {passed: 1, failed: 1}
+    assert counts.update(instance) == {passed: 1, failed: 1}
+    assert CheckExecutionCounts().update(instance) == {passed: 1, failed: 1}

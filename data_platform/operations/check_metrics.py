@@ -1,14 +1,18 @@
 """Asset check executions, read from the instance's check execution table at each scrape.
 
-One GROUP BY over the table (in the index database on SQLite, the one database on PostgreSQL)
-rather than one history query per check. The severity is the evaluation's own (a check may
-yield WARN or ERROR depending on what it found); the table keeps it only inside the serialized
-evaluation, so it is matched there, which costs no deserialization per row.
+The severity is the evaluation's own (a check may yield WARN or ERROR depending on what it
+found); the table keeps it only inside the serialized evaluation, so it is matched there, which
+costs no deserialization per row but reads every evaluation. So the execution counters are
+kept by the exporter and fed, at each scrape, only with the rows it has not counted: on a year
+of history (104k executions) a full count took 2.1 s a scrape.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import sqlalchemy as sa
@@ -24,22 +28,47 @@ def _severity_column() -> sa.ColumnElement:
     return sa.case((warn, "WARN"), else_="ERROR").label("severity")
 
 
-def check_counts(instance: dg.DagsterInstance) -> dict[tuple[str, str, str, str], int]:
-    """{(asset, check, outcome, severity): executions}, over evaluated executions only.
+class CheckExecutionCounts:
+    """{(asset, check, outcome, severity): evaluated executions}, kept up to date incrementally.
 
-    PLANNED rows are checks a run meant to execute and has not (yet, or ever: skipped).
+    A row is inserted PLANNED and evaluated in place later, so each scrape reads the rows past
+    the last id seen, plus the rows from the oldest one still planned at the last scrape
+    (`_pending` tells which of those are not counted yet). A row planned more than a day ago
+    is dropped from `_pending`: its check was skipped (no run lasts a day), and keeping it
+    would make every scrape re-read the day since.
     """
-    severity = _severity_column()
-    query = (
-        sa.select(_T.c.asset_key, _T.c.check_name, _T.c.execution_status, severity, sa.func.count())
-        .where(_T.c.execution_status.in_(OUTCOMES))
-        .group_by(_T.c.asset_key, _T.c.check_name, _T.c.execution_status, severity)
-    )
-    with instance.event_log_storage.index_connection() as conn:
-        return {
-            (dg.AssetKey.from_db_string(key).to_user_string(), check, OUTCOMES[status], sev): n
-            for key, check, status, sev, n in conn.execute(query)
-        }
+
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[str, str, str, str]] = Counter()
+        self._last_id = 0
+        self._pending: dict[int, datetime] = {}  # planned row id -> its creation (naive UTC)
+        self._lock = threading.Lock()  # prometheus_client may serve two scrapes at once
+
+    def update(self, instance: dg.DagsterInstance) -> dict[tuple[str, str, str, str], int]:
+        with self._lock:
+            fresh = _T.c.id > self._last_id
+            if self._pending:
+                fresh = sa.or_(fresh, _T.c.id >= min(self._pending))
+            query = sa.select(
+                _T.c.id, _T.c.asset_key, _T.c.check_name, _T.c.execution_status,
+                _severity_column(), _T.c.create_timestamp,
+            ).where(fresh)  # fmt: skip
+            with instance.event_log_storage.index_connection() as conn:
+                rows = conn.execute(query).fetchall()
+            for row_id, key, check, status, severity, created in rows:
+                if row_id <= self._last_id and row_id not in self._pending:
+                    continue  # counted, or seen evaluated, at an earlier scrape
+                if status == "PLANNED":
+                    self._pending[row_id] = created
+                    continue
+                self._pending.pop(row_id, None)
+                if status in OUTCOMES:
+                    asset = dg.AssetKey.from_db_string(key).to_user_string()
+                    self._counts[(asset, check, OUTCOMES[status], severity)] += 1
+            self._last_id = max([self._last_id, *(row[0] for row in rows)])
+            day_ago = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=1)
+            self._pending = {i: c for i, c in self._pending.items() if c and c > day_ago}
+            return dict(self._counts)
 
 
 def latest_outcomes(instance: dg.DagsterInstance) -> dict[tuple[str, str, str], bool]:
@@ -59,13 +88,13 @@ def latest_outcomes(instance: dg.DagsterInstance) -> dict[tuple[str, str, str], 
         }
 
 
-def collect_checks(instance: dg.DagsterInstance) -> Iterator[Metric]:
+def collect_checks(instance: dg.DagsterInstance, counts: CheckExecutionCounts) -> Iterator[Metric]:
     executions = CounterMetricFamily(
         "data_platform_asset_check_executions",
         "Evaluated asset check executions, by asset, check, outcome and the evaluation's severity.",
         labels=["asset", "check", "outcome", "severity"],
     )
-    for labels, count in sorted(check_counts(instance).items()):
+    for labels, count in sorted(counts.update(instance).items()):
         executions.add_metric(list(labels), count)
     yield executions
     failing = GaugeMetricFamily(

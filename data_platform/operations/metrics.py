@@ -19,7 +19,7 @@ from prometheus_client import start_http_server
 from prometheus_client.core import CollectorRegistry, Metric
 from prometheus_client.registry import Collector
 
-from data_platform.operations.check_metrics import collect_checks
+from data_platform.operations.check_metrics import CheckExecutionCounts, collect_checks
 from data_platform.operations.durations import RunDurations
 from data_platform.operations.run_metrics import collect_runs
 from data_platform.operations.state_metrics import (
@@ -50,11 +50,12 @@ class PlatformCollector(Collector):
         self._warehouse = warehouse
         self._policies = policies
         self._durations = RunDurations()
+        self._check_counts = CheckExecutionCounts()
 
     def collect(self) -> Iterator[Metric]:
         yield from collect_runs(self._instance)
         yield from self._durations.collect(self._instance)
-        yield from collect_checks(self._instance)
+        yield from collect_checks(self._instance, self._check_counts)
         yield from collect_freshness(self._instance, self._policies)
         yield from collect_pools(self._instance)
         yield from collect_sensors(self._instance)
