@@ -311,5 +311,6 @@ def test_check_execution_counts_follow_rows_planned_then_evaluated_between_scrap
         ),
     )
     assert counts.update(instance) == {passed: 1, failed: 1}
+    assert counts.latest_outcomes() == {("raw/events", "conservation", "ERROR"): True}
     assert counts.update(instance) == {passed: 1, failed: 1}
     assert CheckExecutionCounts().update(instance) == {passed: 1, failed: 1}

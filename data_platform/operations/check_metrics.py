@@ -3,8 +3,9 @@
 The severity is the evaluation's own (a check may yield WARN or ERROR depending on what it
 found); the table keeps it only inside the serialized evaluation, so it is matched there, which
 costs no deserialization per row but reads every evaluation. So the execution counters are
-kept by the exporter and fed, at each scrape, only with the rows it has not counted: on a year
-of history (104k executions) a full count took 2.1 s a scrape.
+kept by the exporter and fed, at each scrape, only with the rows it has not counted, and each
+check's latest outcome comes from the same rows: on a year of history (104k executions) the
+two queries they replace took 2.1 s and 0.7 s a scrape.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class CheckExecutionCounts:
         self._counts: Counter[tuple[str, str, str, str]] = Counter()
         self._last_id = 0
         self._pending: dict[int, datetime] = {}  # planned row id -> its creation (naive UTC)
+        # (asset, check) -> (row id, failed?, severity) of its latest evaluated execution
+        self._latest: dict[tuple[str, str], tuple[int, bool, str]] = {}
         self._lock = threading.Lock()  # prometheus_client may serve two scrapes at once
 
     def update(self, instance: dg.DagsterInstance) -> dict[tuple[str, str, str, str], int]:
@@ -65,27 +68,20 @@ class CheckExecutionCounts:
                 if status in OUTCOMES:
                     asset = dg.AssetKey.from_db_string(key).to_user_string()
                     self._counts[(asset, check, OUTCOMES[status], severity)] += 1
+                    if row_id > self._latest.get((asset, check), (0,))[0]:
+                        self._latest[(asset, check)] = (row_id, status == "FAILED", severity)
             self._last_id = max([self._last_id, *(row[0] for row in rows)])
             day_ago = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=1)
             self._pending = {i: c for i, c in self._pending.items() if c and c > day_ago}
             return dict(self._counts)
 
-
-def latest_outcomes(instance: dg.DagsterInstance) -> dict[tuple[str, str, str], bool]:
-    """{(asset, check, severity): failing?} of each check's latest evaluated execution."""
-    latest = (
-        sa.select(sa.func.max(_T.c.id))
-        .where(_T.c.execution_status.in_(OUTCOMES))
-        .group_by(_T.c.asset_key, _T.c.check_name)
-    )
-    query = sa.select(
-        _T.c.asset_key, _T.c.check_name, _T.c.execution_status, _severity_column()
-    ).where(_T.c.id.in_(latest))
-    with instance.event_log_storage.index_connection() as conn:
-        return {
-            (dg.AssetKey.from_db_string(key).to_user_string(), check, sev): status == "FAILED"
-            for key, check, status, sev in conn.execute(query)
-        }
+    def latest_outcomes(self) -> dict[tuple[str, str, str], bool]:
+        """{(asset, check, severity): failing?} of each check's latest evaluated execution."""
+        with self._lock:
+            return {
+                (asset, check, severity): failed
+                for (asset, check), (_, failed, severity) in self._latest.items()
+            }
 
 
 def collect_checks(instance: dg.DagsterInstance, counts: CheckExecutionCounts) -> Iterator[Metric]:
@@ -102,6 +98,6 @@ def collect_checks(instance: dg.DagsterInstance, counts: CheckExecutionCounts) -
         "1 when the check's latest evaluation failed (at that evaluation's severity), else 0.",
         labels=["asset", "check", "severity"],
     )
-    for labels, is_failing in sorted(latest_outcomes(instance).items()):
+    for labels, is_failing in sorted(counts.latest_outcomes().items()):
         failing.add_metric(list(labels), 1 if is_failing else 0)
     yield failing
