@@ -15,7 +15,7 @@ DBT_SOURCES := $(shell find dbt -type f \( -name '*.sql' -o -name '*.yml' \) -no
 export DATA_PLATFORM_HOME ?= $(CURDIR)/.data_platform
 export DAGSTER_HOME ?= $(DATA_PLATFORM_HOME)/dagster_home
 
-.PHONY: install run test lint bench clean lock system-packages services-up services-down \
+.PHONY: install run test lint bench bench-year clean lock system-packages services-up services-down \
 	services-env run-distributed bench-scale
 
 install: $(STAMP) $(MANIFEST)
@@ -100,6 +100,10 @@ test: lint system-packages
 
 bench: install
 	$(BIN)/python -m data_platform_tests.bench
+
+# A year (365 days, 18.6M events) simulated and backfilled in one run: ~35 min, 3 GB of disk.
+bench-year: install
+	$(BIN)/python -m data_platform_tests.bench_year
 
 # Peak memory of raw/events at 1M, 10M and 30M events a day: ~15 minutes, ~9 GB of disk.
 bench-scale: install

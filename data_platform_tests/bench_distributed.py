@@ -10,33 +10,17 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
-import dagster as dg
-
+from data_platform_tests.backfill_run import CLI, backfill
 from data_platform_tests.conftest import _distributed_stack, embedded_twin, services_home
 
 DAYS = 30
 LAST = date(2026, 1, 30)
-CLI = str(Path(sys.executable).with_name("data-platform"))
-
-
-def _backfill(env: dict[str, str]) -> tuple[float, int]:
-    """Seconds of one `data-platform materialize` over the 30 days, and the runs it made."""
-    first = LAST - timedelta(days=DAYS - 1)
-    began = time.perf_counter()
-    subprocess.run(
-        [CLI, "materialize", "--start", str(first), "--end", str(LAST)],
-        env=env, check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    seconds = time.perf_counter() - began
-    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        return seconds, instance.get_runs_count()
+FIRST = LAST - timedelta(days=DAYS - 1)
 
 
 @contextmanager
@@ -59,11 +43,11 @@ def run() -> dict[str, float]:
              "--users", "500", "--events-per-day", "2000"],
             env=env, check=True, capture_output=True,
         )  # fmt: skip
-        embedded_s, embedded_runs = _backfill(embedded_twin(env, Path(tmp) / "embedded"))
-        distributed_s, distributed_runs = _backfill(env)
+        embedded = backfill(embedded_twin(env, Path(tmp) / "embedded"), FIRST, LAST)
+        distributed = backfill(env, FIRST, LAST)
     return {
-        "embedded_s": embedded_s,
-        "embedded_runs": embedded_runs,
-        "distributed_s": distributed_s,
-        "distributed_runs": distributed_runs,
+        "embedded_s": embedded.seconds,
+        "embedded_runs": embedded.runs,
+        "distributed_s": distributed.seconds,
+        "distributed_runs": distributed.runs,
     }

@@ -11,12 +11,11 @@ from __future__ import annotations
 from datetime import date
 
 import numpy as np
-import pyarrow as pa
 
 from data_platform.simulator import event_records
 from data_platform.simulator.clock import HOUR_MS, day_start_ms
 from data_platform.simulator.event_records import EVENT_DEFECTS
-from data_platform.simulator.event_sql import EVENT_LINE_SQL
+from data_platform.simulator.event_sql import EVENT_LINE_SQL, line_table
 from data_platform.simulator.files import PlannedFile, RenderJob
 
 WINDOW_MS = 4 * HOUR_MS
@@ -40,7 +39,7 @@ def plan_event_files(
         suffix = ".jsonl.gz" if number in GZIPPED_WINDOWS else ".jsonl"
         key = f"events/dt={day.isoformat()}/{day:%Y%m%d}-{4 * number:02d}00{suffix}"
         files.append(_planned(key, day, kinds[bounds[number] : bounds[number + 1]]))
-    return RenderJob(lines=pa.table(per_line), sql=EVENT_LINE_SQL, files=files)
+    return RenderJob(lines=line_table(per_line), sql=EVENT_LINE_SQL, files=files)
 
 
 def plan_late_file(
@@ -48,4 +47,6 @@ def plan_late_file(
 ) -> RenderJob:
     per_line, kinds, _ = event_records.inject(rng, columns, rate)
     key = f"events/dt={dt.isoformat()}/late-{arrival:%Y%m%d}.jsonl"
-    return RenderJob(lines=pa.table(per_line), sql=EVENT_LINE_SQL, files=[_planned(key, dt, kinds)])
+    return RenderJob(
+        lines=line_table(per_line), sql=EVENT_LINE_SQL, files=[_planned(key, dt, kinds)]
+    )

@@ -137,8 +137,12 @@ def publish(
 
 @contextmanager
 def workspace() -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
-    """An in-memory DuckDB for rendering and a scratch folder, both gone afterwards."""
-    con = duckdb.connect()
+    """An in-memory DuckDB for rendering and a scratch folder, both gone afterwards.
+
+    One DuckDB thread: a day's query is too small to gain from more, and `simulate` renders
+    on a thread of its own while the next day is simulated on another core.
+    """
+    con = duckdb.connect(config={"threads": 1})
     try:
         with tempfile.TemporaryDirectory(prefix="simulator-") as tmp:
             yield con, Path(tmp)

@@ -72,7 +72,7 @@ def checkout_payments(
 ) -> pd.DataFrame:
     """A first attempt seconds after each order; a retry minutes after a failed one."""
     ids = orders["id"].to_numpy(dtype=np.int64)
-    totals = world.order_totals().reindex(ids).to_numpy(dtype=np.int64)
+    totals = world.order_totals(ids)
     currency = currency_codes(world, orders["user_id"].to_numpy())
     first_failed, retry_ok = payment_outcome(seed, ids)
     first_at = orders["ordered_at"].to_numpy(dtype=np.int64) + rng.integers(1_000, 20_000, len(ids))
@@ -96,10 +96,11 @@ def next_statuses(
     rng: np.random.Generator, seed: int, orders: pd.DataFrame, day_ms: int
 ) -> pd.DataFrame:
     """Orders placed before the day whose status changes during it, with the new status."""
-    before = orders["ordered_at"] < day_ms
-    pending = orders[before & (orders["status"] == "pending")]
-    recent = orders["ordered_at"] >= day_ms - REFUND_WINDOW_MS
-    completed = orders[before & recent & (orders["status"] == "completed")]
+    ordered_at, status = orders["ordered_at"].to_numpy(), orders["status"].to_numpy()
+    before = ordered_at < day_ms
+    pending = orders[before & (status == "pending")]
+    recent = ordered_at >= day_ms - REFUND_WINDOW_MS
+    completed = orders[before & recent & (status == "completed")]
     u_pending, u_completed = rng.random(len(pending)), rng.random(len(completed))
     paid = is_paid(seed, pending["id"].to_numpy(dtype=np.int64))
     upcoming = np.select(
@@ -128,7 +129,7 @@ def refund_payments(
     return payment_rows(
         rng,
         ids[owed],
-        world.order_totals().reindex(ids[owed]).to_numpy(dtype=np.int64),
+        world.order_totals(ids[owed]),
         currency_codes(world, changed["user_id"].to_numpy()[owed]),
         np.full(int(owed.sum()), REFUNDED),
         changed["updated_at"].to_numpy(dtype=np.int64)[owed],

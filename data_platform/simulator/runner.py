@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
@@ -21,10 +22,14 @@ from data_platform.simulator.clock import day_of_ms
 from data_platform.simulator.config import SimulationConfig, SimulationError
 from data_platform.simulator.day import DayResult, simulate_day
 from data_platform.simulator.files import publish, workspace
-from data_platform.simulator.summary import SimulationSummary
+from data_platform.simulator.summary import FileReport, SimulationSummary
 from data_platform.simulator.world import World
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import duckdb
+
     from data_platform.resources.landing import LandingZone
 
 Progress = Callable[[str], None]
@@ -41,16 +46,39 @@ def simulate(
     days = config.dates
     world = initial_world(config.seed, config.users, config.products, days[0])
     summary = SimulationSummary(days=days)
-    with workspace() as (con, workdir):
+    # A day's files are rendered and published on a second thread while the next day is
+    # simulated: the one is numpy and pandas, the other DuckDB, gzip and file writes, which
+    # release the GIL, so a year takes the longer of the two instead of their sum.
+    with workspace() as (con, workdir), ThreadPoolExecutor(max_workers=1) as publisher:
+        publishing: tuple[DayResult, Future[list[FileReport]]] | None = None
         for day in days:
             result = simulate_day(config, world, day, first_day=days[0])
-            for job in result.jobs:
-                summary.files += publish(con, job, landing, workdir)
             world = result.world
-            _tell(progress, result, summary)
+            if publishing:
+                _published(*publishing, summary, progress)
+            publishing = result, publisher.submit(_publish_day, con, result, landing, workdir)
+        if publishing:
+            _published(*publishing, summary, progress)
     written = database.replace_world(database.connect(source_db_url), world)
     summary.db_inserted.update(written)
     return summary
+
+
+def _publish_day(
+    con: duckdb.DuckDBPyConnection, result: DayResult, landing: LandingZone, workdir: Path
+) -> list[FileReport]:
+    return [report for job in result.jobs for report in publish(con, job, landing, workdir)]
+
+
+def _published(
+    result: DayResult,
+    files: Future[list[FileReport]],
+    summary: SimulationSummary,
+    progress: Progress | None,
+) -> None:
+    """Wait for a day's files (in day order, so the summary lists them as they were written)."""
+    summary.files += files.result()
+    _tell(progress, result, summary)
 
 
 def append_day(
