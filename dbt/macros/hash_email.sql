@@ -22,5 +22,5 @@
             "hash_email() in " ~ model.name ~ " (materialized " ~ model.config.materialized
             ~ "): only tables may hash PII, a view would store the salt in the catalog.") }}
     {%- endif -%}
-    sha256('{{ salt | replace("'", "''") }}' || nullif(lower(trim({{ column }})), ''))
+    {{ sha256_hex("'" ~ dbt.escape_single_quotes(salt) ~ "' || nullif(lower(trim(" ~ column ~ ")), '')") }}
 {%- endmacro %}

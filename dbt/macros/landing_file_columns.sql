@@ -2,9 +2,9 @@
 
 {#- The lineage columns every landing-file raw table carries, renamed for staging. -#}
 {% macro landing_file_lineage_columns() %}
-        cast(_rescued as json) as rescued_fields,
+        cast(_rescued as {{ json_type() }}) as rescued_fields,
         cast(dt as date) as dt,
-        cast(_source_file as varchar) as source_file,
+        cast(_source_file as {{ dbt.type_string() }}) as source_file,
         cast(_line_number as bigint) as source_line_number,
         cast(_loaded_at as timestamp) as loaded_at
 {%- endmacro %}

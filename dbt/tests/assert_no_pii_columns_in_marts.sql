@@ -7,14 +7,19 @@
 -- depends_on: {{ ref('fct_events') }}
 -- depends_on: {{ ref('fct_payments') }}
 
+with
+
+marts_columns as (
+
+    {{ schema_columns('marts') }}
+
+)
+
 select
     table_name,
     column_name
 
-from information_schema.columns
-where table_schema = 'marts'
-  and (
-      (lower(column_name) like '%email%' and lower(column_name) <> 'email_hash')
-      or lower(column_name) like '%full_name%'
-      or lower(column_name) in ('name', 'first_name', 'last_name')
-  )
+from marts_columns
+where (lower(column_name) like '%email%' and lower(column_name) <> 'email_hash')
+   or lower(column_name) like '%full_name%'
+   or lower(column_name) in ('name', 'first_name', 'last_name')

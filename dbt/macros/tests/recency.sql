@@ -4,7 +4,7 @@
     `field` may be a DATE or a naive-UTC TIMESTAMP.
 -#}
 {% test recency(model, field, datepart, interval, column_name=none) %}
-    {%- set threshold = dbt.dateadd(datepart, -1 * (interval | int), "cast(timezone('UTC', now()) as timestamp)") -%}
+    {%- set threshold = dbt.dateadd(datepart, -1 * (interval | int), utc_now()) -%}
 
 with
 

@@ -20,7 +20,7 @@ versions as (
         lead({{ valid_from }}) over (
             partition by {{ entity_key }} order by {{ valid_from }}
         ) as next_valid_from,
-        count(*) filter (where {{ is_current }}) over (
+        sum(case when {{ is_current }} then 1 else 0 end) over (
             partition by {{ entity_key }}
         ) as current_rows
     from {{ model }}

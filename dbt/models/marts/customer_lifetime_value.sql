@@ -35,7 +35,7 @@ final as (
 
     select
         cast(customers.user_id as bigint) as user_id,
-        cast(customers.country as varchar) as country,
+        cast(customers.country as {{ dbt.type_string() }}) as country,
         cast(customers.is_deleted as boolean) as is_deleted,
         cast(coalesce(customer_orders.total_orders, 0) as bigint) as total_orders,
         cast(coalesce(customer_orders.completed_orders, 0) as bigint) as completed_orders,

@@ -12,10 +12,10 @@ users_history as (
 final as (
 
     select
-        cast(user_version_key as varchar) as customer_key,
+        cast(user_version_key as {{ dbt.type_string() }}) as customer_key,
         cast(user_id as bigint) as user_id,
-        cast(email_hash as varchar) as email_hash,
-        cast(country as varchar) as country,
+        cast(email_hash as {{ dbt.type_string() }}) as email_hash,
+        cast(country as {{ dbt.type_string() }}) as country,
         cast(created_at as timestamp) as created_at,
         cast(deleted_at as timestamp) as deleted_at,
         cast(is_deleted as boolean) as is_deleted,

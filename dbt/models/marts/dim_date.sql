@@ -13,14 +13,14 @@ bounds as (
         {% if end_date is not none -%}
         cast('{{ end_date | string | trim }}' as date) as end_date
         {%- else -%}
-        cast(date_trunc('year', cast(timezone('UTC', now()) as date)) + interval 2 year - interval 1 day as date) as end_date
+        cast({{ dbt.last_day(dbt.dateadd('year', 1, 'cast(' ~ utc_now() ~ ' as date)'), 'year') }} as date) as end_date
         {%- endif %}
 
 ),
 
 spine as (
 
-    select cast(unnest(generate_series(start_date, end_date, interval 1 day)) as date) as date_day
+    select {{ date_series('start_date', 'end_date') }} as date_day
     from bounds
 
 ),
@@ -32,15 +32,15 @@ final as (
         cast(year(date_day) as integer) as year,
         cast(quarter(date_day) as integer) as quarter,
         cast(month(date_day) as integer) as month,
-        cast(monthname(date_day) as varchar) as month_name,
+        cast({{ calendar_part('month_name', 'date_day') }} as {{ dbt.type_string() }}) as month_name,
         cast(day(date_day) as integer) as day_of_month,
-        cast(isodow(date_day) as integer) as iso_day_of_week,
-        cast(dayname(date_day) as varchar) as day_name,
-        cast(week(date_day) as integer) as iso_week,
-        cast(isoyear(date_day) as integer) as iso_year,
-        cast(isodow(date_day) in (6, 7) as boolean) as is_weekend,
-        cast(date_trunc('week', date_day) as date) as week_start_date,
-        cast(date_trunc('month', date_day) as date) as month_start_date
+        cast({{ calendar_part('iso_day_of_week', 'date_day') }} as integer) as iso_day_of_week,
+        cast({{ calendar_part('day_name', 'date_day') }} as {{ dbt.type_string() }}) as day_name,
+        cast({{ calendar_part('iso_week', 'date_day') }} as integer) as iso_week,
+        cast({{ calendar_part('iso_year', 'date_day') }} as integer) as iso_year,
+        cast({{ calendar_part('iso_day_of_week', 'date_day') }} in (6, 7) as boolean) as is_weekend,
+        cast({{ dbt.date_trunc('week', 'date_day') }} as date) as week_start_date,
+        cast({{ dbt.date_trunc('month', 'date_day') }} as date) as month_start_date
 
     from spine
 

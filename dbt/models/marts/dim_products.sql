@@ -31,9 +31,9 @@ final as (
 
     select
         cast(current_versions.product_id as bigint) as product_id,
-        cast(current_versions.sku as varchar) as sku,
-        cast(current_versions.product_name as varchar) as product_name,
-        cast(current_versions.category as varchar) as category,
+        cast(current_versions.sku as {{ dbt.type_string() }}) as sku,
+        cast(current_versions.product_name as {{ dbt.type_string() }}) as product_name,
+        cast(current_versions.category as {{ dbt.type_string() }}) as category,
         cast(current_versions.unit_price as decimal(10, 2)) as unit_price,
         cast(version_counts.first_seen_at as timestamp) as first_seen_at,
         cast(current_versions.valid_from as timestamp) as updated_at,

@@ -1,5 +1,7 @@
 -- Deduplicated events of known types (one row per event_id, at its first arrival's dt).
--- Incremental per arrival day: see macros/partition_window.sql and the dt_partition strategy.
+-- Incremental per arrival day: see macros/partition_window.sql and the dt_partition strategy
+-- (macros/incremental/). On Spark the table is partitioned by dt (a folder a day), which the
+-- strategy rewrites a partition at a time; DuckDB tables have no partitions.
 
 {{
     config(
@@ -8,6 +10,7 @@
         unique_key='event_id',
         on_schema_change='append_new_columns',
         meta={'partition_column': 'dt'},
+        partition_by=(['dt'] if target.type == 'spark' else none),
         tags=['partitioned'],
         post_hook="{{ refresh_orphan_flag('is_orphan_user', 'user_id', ref('dim_customers'), 'user_id') }}",
     )
@@ -32,16 +35,16 @@ customers as (
 final as (
 
     select
-        cast(events.event_id as varchar) as event_id,
+        cast(events.event_id as {{ dbt.type_string() }}) as event_id,
         cast(events.user_id as bigint) as user_id,
-        cast(events.event_type as varchar) as event_type,
+        cast(events.event_type as {{ dbt.type_string() }}) as event_type,
         cast(events.occurred_at as timestamp) as occurred_at,
         cast(events.occurred_at as date) as occurred_date,
-        cast(events.session_id as varchar) as session_id,
-        cast(events.properties as json) as properties,
+        cast(events.session_id as {{ dbt.type_string() }}) as session_id,
+        cast(events.properties as {{ json_type() }}) as properties,
         cast(customers.user_id is null as boolean) as is_orphan_user,
         cast(events.dt as date) as dt,
-        cast(events.source_file as varchar) as source_file,
+        cast(events.source_file as {{ dbt.type_string() }}) as source_file,
         cast(events.source_line_number as bigint) as source_line_number,
         cast(events.loaded_at as timestamp) as loaded_at
 

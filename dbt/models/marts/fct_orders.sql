@@ -39,7 +39,7 @@ final as (
     select
         cast(orders.order_id as bigint) as order_id,
         cast(orders.user_id as bigint) as user_id,
-        cast(orders.status as varchar) as status,
+        cast(orders.status as {{ dbt.type_string() }}) as status,
         cast(orders.ordered_at as timestamp) as ordered_at,
         cast(orders.ordered_at as date) as order_date,
         cast(orders.updated_at as timestamp) as updated_at,

@@ -29,7 +29,11 @@ versions as (
 final as (
 
     select
-        md5(cast(product_id as varchar) || '|' || cast(valid_from as varchar)) as product_version_key,
+        {{ dbt.hash(dbt.concat([
+            'cast(product_id as ' ~ dbt.type_string() ~ ')',
+            "'|'",
+            'cast(valid_from as ' ~ dbt.type_string() ~ ')',
+        ])) }} as product_version_key,
         product_id,
         sku,
         product_name,

@@ -33,7 +33,11 @@ versions as (
 final as (
 
     select
-        md5(cast(user_id as varchar) || '|' || cast(valid_from as varchar)) as user_version_key,
+        {{ dbt.hash(dbt.concat([
+            'cast(user_id as ' ~ dbt.type_string() ~ ')',
+            "'|'",
+            'cast(valid_from as ' ~ dbt.type_string() ~ ')',
+        ])) }} as user_version_key,
         user_id,
         email_hash,
         country,

@@ -13,7 +13,7 @@ renamed as (
     select
         cast(id as bigint) as order_id,
         cast(user_id as bigint) as user_id,
-        cast(status as varchar) as status,
+        cast(status as {{ dbt.type_string() }}) as status,
         cast(ordered_at as timestamp) as ordered_at,
         cast(updated_at as timestamp) as updated_at,
         cast(_extracted_at as timestamp) as extracted_at

@@ -12,9 +12,9 @@ renamed as (
 
     select
         cast(id as bigint) as product_id,
-        cast(sku as varchar) as sku,
-        cast(name as varchar) as product_name,
-        cast(category as varchar) as category,
+        cast(sku as {{ dbt.type_string() }}) as sku,
+        cast(name as {{ dbt.type_string() }}) as product_name,
+        cast(category as {{ dbt.type_string() }}) as category,
         cast(unit_price as decimal(10, 2)) as unit_price,
         cast(updated_at as timestamp) as updated_at,
         cast(_extracted_at as timestamp) as extracted_at

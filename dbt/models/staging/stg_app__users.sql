@@ -14,8 +14,8 @@ renamed as (
 
     select
         cast(id as bigint) as user_id,
-        cast(email as varchar) as email,
-        cast(full_name as varchar) as full_name,
+        cast(email as {{ dbt.type_string() }}) as email,
+        cast(full_name as {{ dbt.type_string() }}) as full_name,
         upper(trim(country)) as country,
         -- raw timestamps are naive UTC: keep them naive, they mean UTC
         cast(created_at as timestamp) as created_at,

@@ -12,13 +12,13 @@ source as (
 renamed as (
 
     select
-        cast(event_id as varchar) as event_id,
+        cast(event_id as {{ dbt.type_string() }}) as event_id,
         cast(user_id as bigint) as user_id,
-        cast(event_type as varchar) as event_type,
+        cast(event_type as {{ dbt.type_string() }}) as event_type,
         -- ingestion already normalised occurred_at to naive UTC
         cast(occurred_at as timestamp) as occurred_at,
-        cast(session_id as varchar) as session_id,
-        cast(properties as json) as properties,
+        cast(session_id as {{ dbt.type_string() }}) as session_id,
+        cast(properties as {{ json_type() }}) as properties,
         {{ landing_file_lineage_columns() }}
 
     from source

@@ -12,11 +12,11 @@ source as (
 renamed as (
 
     select
-        cast(payment_id as varchar) as payment_id,
+        cast(payment_id as {{ dbt.type_string() }}) as payment_id,
         cast(order_id as bigint) as order_id,
         cast(amount as decimal(18, 4)) as amount,
         upper(trim(currency)) as currency,
-        cast(status as varchar) as status,
+        cast(status as {{ dbt.type_string() }}) as status,
         -- ingestion already normalised created_at to naive UTC
         cast(created_at as timestamp) as created_at,
         {{ landing_file_lineage_columns() }}

@@ -1,0 +1,151 @@
+{#-
+    Where DuckDB and Spark SQL truly differ, the rule is written once here and rendered per
+    engine with adapter.dispatch: default__ is DuckDB's form (the embedded warehouse), spark__
+    Spark's. Everything portable is written in plain SQL or with dbt's cross-database macros
+    (dbt.type_string, dbt.hash, dbt.concat, dbt.date_trunc, dbt.dateadd, dbt.last_day, ...).
+    See README.md, "Two targets".
+-#}
+
+{#- Column type of a JSON document: DuckDB has JSON; Spark keeps the text (a string). -#}
+{% macro json_type() -%}
+    {{ return(adapter.dispatch('json_type')()) }}
+{%- endmacro %}
+
+{% macro default__json_type() -%}
+    json
+{%- endmacro %}
+
+{% macro spark__json_type() -%}
+    {{ dbt.type_string() }}
+{%- endmacro %}
+
+
+{#- Lower-case hex SHA-256 of a string (64 characters); NULL in, NULL out. -#}
+{% macro sha256_hex(expression) -%}
+    {{ return(adapter.dispatch('sha256_hex')(expression)) }}
+{%- endmacro %}
+
+{% macro default__sha256_hex(expression) -%}
+    sha256({{ expression }})
+{%- endmacro %}
+
+{% macro spark__sha256_hex(expression) -%}
+    sha2({{ expression }}, 256)
+{%- endmacro %}
+
+
+{#- True when the whole string matches the regular expression (not a substring of it). -#}
+{% macro regexp_full_match(expression, pattern) -%}
+    {{ return(adapter.dispatch('regexp_full_match')(expression, pattern)) }}
+{%- endmacro %}
+
+{% macro default__regexp_full_match(expression, pattern) -%}
+    regexp_full_match({{ expression }}, '{{ pattern }}')
+{%- endmacro %}
+
+{% macro spark__regexp_full_match(expression, pattern) -%}
+    ({{ expression }} rlike '^(?:{{ pattern }})$')
+{%- endmacro %}
+
+
+{#-
+    Now, as a naive TIMESTAMP that means UTC (like every raw timestamp). DuckDB's now() is a
+    TIMESTAMPTZ: convert it. Spark's TIMESTAMP is an instant shown in the session time zone,
+    which the profile pins to UTC.
+-#}
+{% macro utc_now() -%}
+    {{ return(adapter.dispatch('utc_now')()) }}
+{%- endmacro %}
+
+{% macro default__utc_now() -%}
+    cast(timezone('UTC', now()) as timestamp)
+{%- endmacro %}
+
+{% macro spark__utc_now() -%}
+    current_timestamp()
+{%- endmacro %}
+
+
+{#- One row per day from start_date to end_date (inclusive): a set-returning select item,
+    alone in its expression (Spark allows no generator inside another expression). -#}
+{% macro date_series(start_date, end_date) -%}
+    {{ return(adapter.dispatch('date_series')(start_date, end_date)) }}
+{%- endmacro %}
+
+{% macro default__date_series(start_date, end_date) -%}
+    unnest(generate_series({{ start_date }}, {{ end_date }}, interval 1 day))
+{%- endmacro %}
+
+{% macro spark__date_series(start_date, end_date) -%}
+    explode(sequence({{ start_date }}, {{ end_date }}, interval 1 day))
+{%- endmacro %}
+
+
+{#-
+    Calendar attributes of a DATE that the engines name differently:
+      month_name, day_name (English), iso_day_of_week (1 = Monday ... 7 = Sunday),
+      iso_week (1-53), iso_year (the ISO week-numbering year).
+-#}
+{% macro calendar_part(part, date_expression) -%}
+    {%- set parts = ['month_name', 'day_name', 'iso_day_of_week', 'iso_week', 'iso_year'] -%}
+    {%- if part not in parts -%}
+        {{ exceptions.raise_compiler_error(
+            "calendar_part: unknown part " ~ part ~ ", expected one of " ~ parts | join(', ')) }}
+    {%- endif -%}
+    {{ return(adapter.dispatch('calendar_part')(part, date_expression)) }}
+{%- endmacro %}
+
+{% macro default__calendar_part(part, date_expression) -%}
+    {%- set functions = {
+        'month_name': 'monthname', 'day_name': 'dayname', 'iso_day_of_week': 'isodow',
+        'iso_week': 'week', 'iso_year': 'isoyear'} -%}
+    {{ functions[part] }}({{ date_expression }})
+{%- endmacro %}
+
+{% macro spark__calendar_part(part, date_expression) -%}
+    {%- if part == 'month_name' -%} date_format({{ date_expression }}, 'MMMM')
+    {%- elif part == 'day_name' -%} date_format({{ date_expression }}, 'EEEE')
+    {%- elif part == 'iso_day_of_week' -%} extract(dayofweek_iso from {{ date_expression }})
+    {%- elif part == 'iso_week' -%} weekofyear({{ date_expression }})
+    {%- else -%} extract(yearofweek from {{ date_expression }})
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#-
+    The (table_name, column_name) of every table and view in a warehouse schema, as a query.
+    DuckDB has information_schema; Spark's session catalog has none, so the list is read
+    through the adapter (the catalog) when the query is rendered, and inlined.
+-#}
+{% macro schema_columns(schema_name) -%}
+    {{ return(adapter.dispatch('schema_columns')(schema_name)) }}
+{%- endmacro %}
+
+{% macro default__schema_columns(schema_name) -%}
+    select table_name, column_name
+    from information_schema.columns
+    where table_schema = '{{ schema_name }}'
+{%- endmacro %}
+
+{% macro spark__schema_columns(schema_name) -%}
+    {%- set rows = [] -%}
+    {%- if execute -%}
+        {%- for table in run_query('show tables in ' ~ schema_name) if not table['isTemporary'] -%}
+            {%- set relation = api.Relation.create(schema=schema_name, identifier=table['tableName']) -%}
+            {%- for column in adapter.get_columns_in_relation(relation) -%}
+                {%- do rows.append((table['tableName'], column.name)) -%}
+            {%- endfor -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- if rows -%}
+    select table_name, column_name
+    from values
+        {%- for table_name, column_name in rows %}
+        ('{{ table_name }}', '{{ column_name }}'){{ ',' if not loop.last }}
+        {%- endfor %}
+        as columns (table_name, column_name)
+    {%- else -%}
+    select cast(null as string) as table_name, cast(null as string) as column_name
+    where false
+    {%- endif -%}
+{%- endmacro %}
