@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from datetime import date, timedelta
 from decimal import Decimal
@@ -36,13 +37,14 @@ class Platform:
 
 @pytest.fixture(scope="module")
 def dbt_calls():
-    """Every dbt build the platform invokes in this module, with its arguments."""
-    calls: list[list[str]] = []
+    """Every dbt build the platform invokes in this module, with the window it is given."""
+    calls: list[tuple[str, dict[str, str]]] = []
     original = dbt_assets_module.build
 
-    def counting_build(context, dbt, warehouse, args):
-        calls.append([context.op.name, *args])
-        yield from original(context, dbt, warehouse, args)
+    def counting_build(context, dbt, warehouse):
+        window = {name: os.environ[name] for name in dbt_assets_module.WINDOW_VARIABLES}
+        calls.append((context.op.name, window))
+        yield from original(context, dbt, warehouse)
 
     mp = pytest.MonkeyPatch()
     mp.setattr(dbt_assets_module, "build", counting_build)
@@ -79,8 +81,11 @@ def latest_versions(rows: list[tuple]) -> dict:
 def test_a_range_run_invokes_dbt_once_per_layer(platform, dbt_calls):
     partitioned = [c for c in dbt_calls if c[0] == "dbt_partitioned_facts"]
     assert len(partitioned) == 1
-    window = json.loads(partitioned[0][partitioned[0].index("--vars") + 1])
-    assert window == {"min_dt": str(DAYS[0]), "max_dt": str(DAYS[-1])}
+    assert partitioned[0][1] == {
+        "DATA_PLATFORM_MIN_DT": str(DAYS[0]), "DATA_PLATFORM_MAX_DT": str(DAYS[-1]),
+    }  # fmt: skip
+    others = [window for name, window in dbt_calls if name != "dbt_partitioned_facts"]
+    assert others == [dbt_assets_module.NO_WINDOW] * 2
     assert sorted(c[0] for c in dbt_calls) == [
         "dbt_core_models", "dbt_fact_aggregates", "dbt_partitioned_facts",
     ]  # fmt: skip

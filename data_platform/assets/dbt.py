@@ -1,11 +1,10 @@
 """dbt models as assets: staging, snapshots (SCD2 history) and marts; dbt tests become checks.
 
-The incremental facts tagged `partitioned` get the run's partition window as dbt vars (a
-backfill of N days is one dbt invocation); every other model is rebuilt whole.
+The incremental facts tagged `partitioned` get the run's partition window (a backfill of N days
+is one dbt invocation); every other model is rebuilt whole.
 """
 
 import hashlib
-import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -59,10 +58,26 @@ TRANSLATOR = DataPlatformTranslator(
 )
 
 
+WINDOW_VARIABLES = ("DATA_PLATFORM_MIN_DT", "DATA_PLATFORM_MAX_DT")
+# Empty bounds: the partitioned models (when selected) are built whole.
+NO_WINDOW = dict.fromkeys(WINDOW_VARIABLES, "")
+
+
+def partition_window_env(context: dg.AssetExecutionContext) -> dict[str, str]:
+    """The run's window for macros/partition_window.sql. Environment variables, not dbt vars:
+    a change of vars makes dbt re-parse the whole project (13 CPU-s here, and twice a daily
+    run, since the layers around the facts run without them); these are read at execution."""
+    keys = context.partition_key_range
+    return dict(zip(WINDOW_VARIABLES, (keys.start, keys.end), strict=True))
+
+
 @contextmanager
-def dbt_environment(warehouse: Warehouse, privacy: Privacy) -> Iterator[None]:
+def dbt_environment(
+    warehouse: Warehouse, privacy: Privacy, window: Mapping[str, str] = NO_WINDOW
+) -> Iterator[None]:
     """The variables profiles.yml and the models read, set for one dbt invocation only."""
     values = {
+        **window,
         "DATA_PLATFORM_WAREHOUSE": warehouse.path,
         "DATA_PLATFORM_PII_SALT": privacy.pii_salt,
         # dbt's default (eager) also runs tests of models that are not selected, e.g. the
@@ -94,14 +109,14 @@ def target_path(warehouse: Warehouse) -> Path:
 
 
 def build(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse, args: list[str]
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse
 ) -> Iterator[Any]:
     """`dbt build`, its results as Dagster events with column metadata and row counts.
 
     With DuckDB, metadata can only be read once dbt has exited (it holds the file's lock), so
     the events are gathered first; a failure is raised after every event is reported.
     """
-    invocation = dbt.cli(["build", *args], context=context, target_path=target_path(warehouse))
+    invocation = dbt.cli(["build"], context=context, target_path=target_path(warehouse))
     events, failure = [], None
     try:
         for event in invocation.stream():
@@ -143,11 +158,6 @@ def built_model_metadata(
         return {}
 
 
-def partition_window_vars(context: dg.AssetExecutionContext) -> list[str]:
-    keys = context.partition_key_range
-    return ["--vars", json.dumps({"min_dt": keys.start, "max_dt": keys.end})]
-
-
 def dbt_layer(name: str, select: str, exclude: str, partitioned: bool) -> dg.AssetsDefinition:
     """One dbt invocation per run for the models selected; partitioned ones get the window."""
     partitioning = (
@@ -172,9 +182,9 @@ def dbt_layer(name: str, select: str, exclude: str, partitioned: bool) -> dg.Ass
         warehouse: Warehouse,
         privacy: Privacy,
     ):
-        args = partition_window_vars(context) if partitioned else []
-        with dbt_environment(warehouse, privacy):
-            yield from build(context, dbt, warehouse, args)
+        window = partition_window_env(context) if partitioned else NO_WINDOW
+        with dbt_environment(warehouse, privacy, window):
+            yield from build(context, dbt, warehouse)
 
     return models
 

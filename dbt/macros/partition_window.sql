@@ -1,17 +1,26 @@
 {#-
     Partition window of the `partitioned` models (fct_events, fct_payments).
 
-    Contract with the orchestrator: vars `min_dt` and `max_dt`, ISO dates (YYYY-MM-DD),
-    inclusive, both or neither. They may arrive as strings or as YAML dates
-    (`--vars '{min_dt: 2026-01-05, max_dt: 2026-01-05}'` parses them as dates).
+    Contract with the orchestrator: environment variables DATA_PLATFORM_MIN_DT and
+    DATA_PLATFORM_MAX_DT, ISO dates (YYYY-MM-DD), inclusive, both or neither (empty = unset):
+        DATA_PLATFORM_MIN_DT=2026-01-05 DATA_PLATFORM_MAX_DT=2026-01-07 dbt build -s tag:partitioned
+    Not dbt vars: dbt re-parses the whole project whenever vars change, i.e. at every new
+    window. They are read only while executing (`execute`), so parsing never depends on them
+    and partial parsing survives a new window; no parse-time SQL needs the window.
 
     partition_window()          -> none, or {'min_dt': 'YYYY-MM-DD', 'max_dt': 'YYYY-MM-DD'}
     partition_window_filter(c)  -> SQL predicate on column c: the window, or `true` when no
-                                   window applies (no vars, or a --full-refresh run, which
+                                   window applies (none set, or a --full-refresh run, which
                                    always rebuilds everything).
 -#}
 {% macro partition_window() -%}
-    {%- set raw_values = {'min_dt': var('min_dt', none), 'max_dt': var('max_dt', none)} -%}
+    {%- if not execute -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set raw_values = {
+        'min_dt': env_var('DATA_PLATFORM_MIN_DT', ''),
+        'max_dt': env_var('DATA_PLATFORM_MAX_DT', ''),
+    } -%}
     {%- set window = {} -%}
     {%- for name in ['min_dt', 'max_dt'] -%}
         {%- set value = raw_values[name] -%}
@@ -19,8 +28,8 @@
             {%- set text = value | string | trim -%}
             {%- if not modules.re.match('^[0-9]{4}-[0-9]{2}-[0-9]{2}$', text) -%}
                 {{ exceptions.raise_compiler_error(
-                    "var " ~ name ~ "=" ~ text ~ " is not an ISO date: pass YYYY-MM-DD, e.g. "
-                    ~ "--vars '{min_dt: 2026-01-05, max_dt: 2026-01-05}'") }}
+                    "DATA_PLATFORM_" ~ name | upper ~ "=" ~ text
+                    ~ " is not an ISO date: pass YYYY-MM-DD, e.g. 2026-01-05") }}
             {%- endif -%}
             {%- set year, month, day = text.split('-') | map('int') | list -%}
             {%- set next_month_start = modules.datetime.date(year + (month // 12), month % 12 + 1, 1)
@@ -28,7 +37,8 @@
             {%- if next_month_start is none
                    or not (1 <= day <= (next_month_start - modules.datetime.timedelta(days=1)).day) -%}
                 {{ exceptions.raise_compiler_error(
-                    "var " ~ name ~ "=" ~ text ~ " is not a calendar date: pass YYYY-MM-DD") }}
+                    "DATA_PLATFORM_" ~ name | upper ~ "=" ~ text
+                    ~ " is not a calendar date: pass YYYY-MM-DD") }}
             {%- endif -%}
             {%- do window.update({name: text}) -%}
         {%- endif -%}
@@ -37,12 +47,13 @@
         {{ return(none) }}
     {%- elif window | length == 1 -%}
         {{ exceptions.raise_compiler_error(
-            "vars min_dt and max_dt go together (inclusive ISO dates); got only "
-            ~ (window.keys() | list | first) ~ ". Pass both, or neither to build everything.") }}
+            "DATA_PLATFORM_MIN_DT and DATA_PLATFORM_MAX_DT go together (inclusive ISO dates); "
+            ~ "got only DATA_PLATFORM_" ~ (window.keys() | list | first | upper)
+            ~ ". Set both, or neither to build everything.") }}
     {%- elif window['min_dt'] > window['max_dt'] -%}
         {{ exceptions.raise_compiler_error(
-            "var min_dt=" ~ window['min_dt'] ~ " is after max_dt=" ~ window['max_dt']
-            ~ ": the window is inclusive, min_dt <= max_dt.") }}
+            "DATA_PLATFORM_MIN_DT=" ~ window['min_dt'] ~ " is after DATA_PLATFORM_MAX_DT="
+            ~ window['max_dt'] ~ ": the window is inclusive, min <= max.") }}
     {%- endif -%}
     {{ return(window) }}
 {%- endmacro %}
