@@ -36,10 +36,11 @@ lock:
 	  .lock-venv/bin/pip freeze --exclude-editable --disable-pip-version-check; } > $(LOCK)
 	rm -rf .lock-venv
 
-# PostgreSQL, Redis, Prometheus (the metrics tests scrape with it) and chromium with its
-# chromedriver (the UI tests drive it; selenium is given both paths) from apt, only when a
-# binary is missing: a machine that has them (a developer's) skips apt entirely. CI runs as
-# root on a fresh Debian machine.
+# PostgreSQL, Redis, Prometheus (the metrics tests scrape with it), chromium with its
+# chromedriver (the UI tests drive it; selenium is given both paths) and Java 17 (the Spark
+# cluster of SERVICES=spark; Spark 4 runs on 17 or 21, not on a newer JDK that may come first
+# on PATH) from apt, only when a binary is missing: a machine that has them (a developer's)
+# skips apt entirely. CI runs as root on a fresh Debian machine.
 system-packages:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="postgresql"; \
@@ -47,6 +48,7 @@ system-packages:
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	test -x /usr/bin/chromedriver || missing="$$missing chromium-driver"; \
+	ls /usr/lib/jvm/java-17-openjdk-*/bin/java >/dev/null 2>&1 || grep -qs '^JAVA_VERSION="\(17\|21\)' "$$JAVA_HOME/release" || missing="$$missing openjdk-17-jre-headless"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "make: install the apt packages: $$missing (as root: apt-get install $$missing)" >&2; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

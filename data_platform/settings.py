@@ -38,6 +38,10 @@ class Settings:
     kafka_lag_alert: int = 100_000
     # The most memory DuckDB holds per connection before it spills to disk (a DuckDB size).
     duckdb_memory_limit: str = "512MB"
+    # Where the warehouse lives: an embedded DuckDB file (duckdb) or a Spark cluster (spark),
+    # reached through its Spark Connect endpoint `spark_remote` (sc://host:port).
+    engine: str = "duckdb"
+    spark_remote: str | None = None
 
     @property
     def landing_is_s3(self) -> bool:
@@ -140,6 +144,45 @@ def parse_kafka_lag_alert(raw: str) -> int:
     return int(raw)
 
 
+ENGINES = ("duckdb", "spark")
+ENGINE_VARIABLE = "DATA_PLATFORM_ENGINE"
+SPARK_REMOTE_VARIABLE = "DATA_PLATFORM_SPARK_REMOTE"
+
+
+def validate_engine(raw: str, spark_remote: str | None) -> str:
+    if raw not in ENGINES:
+        raise SettingsError(
+            f"{ENGINE_VARIABLE}={raw!r} is not an engine: use duckdb (the default) or spark"
+        )
+    if raw == "spark" and not spark_remote:
+        raise SettingsError(
+            f"{ENGINE_VARIABLE}=spark needs {SPARK_REMOTE_VARIABLE}, the Spark Connect URL "
+            '(e.g. sc://127.0.0.1:15002): run eval "$(make -s services-env)" after '
+            "SERVICES=spark make services-up"
+        )
+    return raw
+
+
+def validate_spark_remote(raw: str) -> str:
+    """A Spark Connect URL: sc://host[:port][/;param=value...] (pyspark's own syntax)."""
+    parsed = urlparse(raw)
+    try:
+        port_ok = parsed.port is None or parsed.port > 0
+    except ValueError:
+        port_ok = False
+    if (
+        parsed.scheme != "sc"
+        or not parsed.hostname
+        or not port_ok
+        or parsed.path.split(";")[0].strip("/")
+    ):
+        raise SettingsError(
+            f"{SPARK_REMOTE_VARIABLE}={raw!r} is not a Spark Connect URL: set it like "
+            "sc://127.0.0.1:15002 (a cluster's Connect server; ;token=... may follow a /)"
+        )
+    return raw
+
+
 _SIZE = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
 
@@ -162,6 +205,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     webhook = _env(env, "DATA_PLATFORM_ALERT_WEBHOOK")
     dagster_home = _env(env, "DAGSTER_HOME")
     bootstrap = _env(env, KAFKA_BOOTSTRAP_VARIABLE)
+    spark_remote = _env(env, SPARK_REMOTE_VARIABLE)
+    spark_remote = validate_spark_remote(spark_remote) if spark_remote else None
     return Settings(
         home=home,
         warehouse=Path(warehouse).expanduser().absolute()
@@ -183,4 +228,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         duckdb_memory_limit=parse_memory_limit(
             _env(env, "DATA_PLATFORM_DUCKDB_MEMORY_LIMIT") or "512MB"
         ),
+        engine=validate_engine(_env(env, ENGINE_VARIABLE) or "duckdb", spark_remote),
+        spark_remote=spark_remote,
     )

@@ -1,6 +1,7 @@
 """`python -m data_platform.services up|down|env|status`: what the make targets call.
 
-SERVICES (space-separated names) picks a subset; the default is every service. Exit status 1
+SERVICES (space-separated names) picks a subset; the default is every service but the opt-in
+ones (kafka, spark), which `down` without SERVICES stops too when they run. Exit status 1
 with one line naming the service and its log when a service does not come up, 2 for a wrong
 setting.
 """
@@ -18,7 +19,12 @@ from data_platform.services.base import start
 from data_platform.services.config import load_services_config
 from data_platform.services.instance import write_instance_yaml
 from data_platform.services.process import ServiceError
-from data_platform.services.registry import build_services, parse_selection, service_env
+from data_platform.services.registry import (
+    build_services,
+    parse_selection,
+    running_opt_in,
+    service_env,
+)
 from data_platform.settings import SettingsError
 
 
@@ -29,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_services_config()
         names = parse_selection(os.environ.get("SERVICES"))
+        if args.action == "down" and not os.environ.get("SERVICES", "").strip():
+            names += [name for name in running_opt_in(config) if name not in names]
         services = build_services(config, names)
         if args.action == "env":
             for name, value in service_env(config, names).items():

@@ -33,8 +33,13 @@ class Service(Protocol):
         """The variables that point the CLI, the UI, tests and workers at it."""
 
 
-def start(service: Service, timeout: float = START_TIMEOUT_SECONDS) -> None:
-    """Start a service unless it already answers, then wait until it does: idempotent."""
+def start(service: Service, timeout: float | None = None) -> None:
+    """Start a service unless it already answers, then wait until it does: idempotent.
+
+    A service may declare a longer `start_timeout` (Spark: JVMs and a metastore to create).
+    """
+    if timeout is None:
+        timeout = getattr(service, "start_timeout", START_TIMEOUT_SECONDS)
     if service.is_up():
         return
     service.launch()

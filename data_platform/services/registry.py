@@ -1,8 +1,10 @@
 """Every service by name, in start order; `SERVICES="postgres redis"` picks a subset.
 
-`kafka` (the event stream's local broker) is started only when named (`SERVICES=kafka`): the
-distributed instance does not need it, and the stream is optional. `env` exports its bootstrap
-whenever it runs, so `make -s services-env` points the sink at it without naming it.
+`kafka` (the event stream's local broker) and `spark` (a standalone Spark cluster, the
+warehouse of DATA_PLATFORM_ENGINE=spark) are started only when named (`SERVICES=kafka`,
+`SERVICES=spark`): the distributed instance needs neither, and each costs memory (Spark ~1.2-1.4 GB).
+`env` exports their variables whenever they run, so `make -s services-env` points the sink and
+the engine at them without naming them; `down` with no SERVICES stops them too.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from data_platform.services.instance import instance_home
 from data_platform.services.kafka_broker import KafkaBroker
 from data_platform.services.postgres import Postgres
 from data_platform.services.redis_server import Redis
+from data_platform.services.spark_cluster import SparkCluster
 from data_platform.settings import SettingsError
 
-SERVICE_NAMES = ("postgres", "redis", "celery", "kafka")
+SERVICE_NAMES = ("postgres", "redis", "celery", "kafka", "spark")
 DEFAULT_SERVICES = ("postgres", "redis", "celery")
+OPT_IN_SERVICES = ("kafka", "spark")
 
 
 def parse_selection(raw: str | None) -> list[str]:
@@ -47,7 +51,19 @@ def service_env(config: ServicesConfig, names: Sequence[str]) -> dict[str, str]:
     broker = KafkaBroker(config)
     if "kafka" in names or broker.is_running():
         env.update(broker.env())
+    cluster = SparkCluster(config)
+    if "spark" in names or cluster.is_running():
+        env.update(cluster.env())
     return env
+
+
+def running_opt_in(config: ServicesConfig) -> list[str]:
+    """The opt-in services whose processes run: `down` without SERVICES stops them as well."""
+    running = {
+        "kafka": KafkaBroker(config).is_running,
+        "spark": SparkCluster(config).has_processes,  # also a cluster left half-running
+    }
+    return [name for name in OPT_IN_SERVICES if running[name]()]
 
 
 def build_services(config: ServicesConfig, names: Sequence[str]) -> list[Service]:
@@ -59,5 +75,6 @@ def build_services(config: ServicesConfig, names: Sequence[str]) -> list[Service
         "redis": lambda: Redis(config),
         "celery": lambda: CeleryWorkers(config, worker_env),
         "kafka": lambda: KafkaBroker(config),
+        "spark": lambda: SparkCluster(config),
     }
     return [factories[name]() for name in names]

@@ -1,0 +1,332 @@
+"""A real Spark standalone cluster from the pyspark wheel: a master, one worker, one SQL endpoint.
+
+The wheel ships `bin/spark-class`, `bin/spark-submit` and every jar needed (the standalone
+daemons, Spark Connect, the Hive metastore client with an embedded Derby); only Java comes from
+apt. Java 17 is chosen explicitly (`java_home`): Spark 4 supports 17 and 21, and a newer JDK
+first on PATH (a Temurin 25 here) is not one to run it on.
+
+The SQL endpoint is a **Spark Connect server** (gRPC, `sc://127.0.0.1:15002`), not the Hive
+Thrift server. Both were tried on this cluster (pyspark 4.3.0, dbt-spark 1.11.0):
+- dbt-spark reaches both: `method: thrift` through PyHive, and `method: session` once
+  pyspark's builder is pointed at Connect (SPARK_REMOTE, or `spark.remote` in the profile's
+  `server_side_parameters`), when `getOrCreate()` returns a Connect session. Table and
+  insert_overwrite incremental models built on both; the session method warns, harmlessly, that
+  `enableHiveSupport()` cannot change a static config of the running (already Hive) server.
+- Python code: over Thrift it gets SQL alone, rows as tuples through PyHive; over Connect it gets
+  SQL *and* the DataFrame API with Arrow transfer: `spark.read.json(path, mode=PERMISSIVE,
+  columnNameOfCorruptRecord=...)`, `createDataFrame` of rows extracted from the app database,
+  writes into tables. Ingestion needs the second. One endpoint then serves dbt, ingestion, the
+  checks and `data-platform sql`, with no PyHive/SASL dependency.
+The endpoint is a Spark application of this cluster (its queries run on the worker's executor),
+and it is the one process that opens the metastore: embedded Derby admits a single process,
+so every client (dbt included) goes through it, never a local SparkSession of its own.
+
+Ports are fixed (overridable, so tests run clusters side by side) and every listener is bound to
+127.0.0.1; `spark.port.maxRetries=0` makes a taken port a failure to start, not a silent move to
+the next port that `env` would not name. State lives under `services/spark/`: `warehouse/`
+(table files), `metastore_db/`, `work/` (the worker's executor folders), `local/` (shuffle and
+spill), `logs/` and the pid files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from data_platform.services.config import ServicesConfig, _positive_int
+from data_platform.services.process import (
+    ServiceError,
+    read_pid,
+    spawn,
+    terminate_group,
+    wait_until,
+)
+from data_platform.settings import ENGINE_VARIABLE, SPARK_REMOTE_VARIABLE
+
+HOST = "127.0.0.1"
+CONNECT_PORT_VARIABLE = "DATA_PLATFORM_SPARK_CONNECT_PORT"
+MASTER_PORT_VARIABLE = "DATA_PLATFORM_SPARK_MASTER_PORT"
+MASTER_UI_PORT_VARIABLE = "DATA_PLATFORM_SPARK_MASTER_UI_PORT"
+WORKER_UI_PORT_VARIABLE = "DATA_PLATFORM_SPARK_WORKER_UI_PORT"
+DEFAULT_CONNECT_PORT = 15002  # Spark Connect's own default
+DEFAULT_MASTER_PORT = 17077
+DEFAULT_MASTER_UI_PORT = 18080
+DEFAULT_WORKER_UI_PORT = 18081
+# The application name the endpoint registers at the master: `is_up` looks for it there.
+APP_NAME = "data-platform-sql"
+
+# Modest sizes for a 2-core shared machine: the daemons only coordinate (256 MB heap each); the
+# worker offers both cores and 1 GB, and the endpoint's one executor takes the cores and 768 MB.
+DAEMON_MEMORY = "256m"
+WORKER_CORES = 2
+WORKER_MEMORY = "1g"
+DRIVER_MEMORY = "768m"
+EXECUTOR_MEMORY = "768m"
+# Long enough for the master to come up on a busy 2-core machine (15 s measured at load 3-4).
+MASTER_TIMEOUT_SECONDS = 60.0
+# Then the worker, the endpoint and its metastore: `up` took 90-135 s in all at load 7-10.
+START_TIMEOUT_SECONDS = 240.0
+SUPPORTED_JAVA = ("17", "21")
+# The three processes, in start order: each has a pid file and a log.
+PROCESSES = ("master", "worker", "connect")
+
+
+def spark_home() -> Path:
+    """The pyspark wheel's folder, laid out as a Spark distribution (bin/, jars/)."""
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+def _java_major(home: Path) -> str | None:
+    """The major version a JDK/JRE folder declares in its `release` file, if it has one."""
+    try:
+        text = (home / "release").read_text()
+    except OSError:
+        return None
+    found = re.search(r'^JAVA_VERSION="(\d+)', text, re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def java_home(environ: dict[str, str] | None = None) -> Path:
+    """A Java 17 (or 21) to run Spark on: JAVA_HOME when it is one, else apt's openjdk-17.
+
+    Not simply the `java` on PATH: another JDK may come first there, and Spark 4 is built and
+    tested on 17 and 21 only.
+    """
+    env = os.environ if environ is None else environ
+    candidates = [Path(env["JAVA_HOME"])] if env.get("JAVA_HOME") else []
+    for major in SUPPORTED_JAVA:
+        candidates += sorted(Path("/usr/lib/jvm").glob(f"java-{major}-openjdk-*"))
+    for home in candidates:
+        if _java_major(home) in SUPPORTED_JAVA and os.access(home / "bin" / "java", os.X_OK):
+            return home
+    raise ServiceError(
+        "spark: no Java 17 found (JAVA_HOME or /usr/lib/jvm/java-17-openjdk-*): install the apt "
+        "package openjdk-17-jre-headless (make services-up does)"
+    )
+
+
+def _get_json(url: str) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.load(response)
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class SparkCluster:
+    config: ServicesConfig
+    name: str = "spark"
+    start_timeout: float = START_TIMEOUT_SECONDS  # read by `base.start`
+
+    @property
+    def folder(self) -> Path:
+        return self.config.state_dir(self.name)
+
+    def _port(self, variable: str, default: int) -> int:
+        return _positive_int(self.config.environ, variable, default, 65535)
+
+    @property
+    def connect_port(self) -> int:
+        return self._port(CONNECT_PORT_VARIABLE, DEFAULT_CONNECT_PORT)
+
+    @property
+    def master_port(self) -> int:
+        return self._port(MASTER_PORT_VARIABLE, DEFAULT_MASTER_PORT)
+
+    @property
+    def master_ui_port(self) -> int:
+        return self._port(MASTER_UI_PORT_VARIABLE, DEFAULT_MASTER_UI_PORT)
+
+    @property
+    def worker_ui_port(self) -> int:
+        return self._port(WORKER_UI_PORT_VARIABLE, DEFAULT_WORKER_UI_PORT)
+
+    @property
+    def remote(self) -> str:
+        """The Spark Connect URL clients use (pyspark's `SparkSession.builder.remote`)."""
+        return f"sc://{HOST}:{self.connect_port}"
+
+    @property
+    def master_url(self) -> str:
+        return f"spark://{HOST}:{self.master_port}"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.folder / "warehouse"
+
+    def _pid_file(self, process: str) -> Path:
+        return self.folder / f"{process}.pid"
+
+    def _log(self, process: str) -> Path:
+        return self.folder / "logs" / f"{process}.log"
+
+    @property
+    def log_file(self) -> Path:
+        """The log of the first process that died (what to read when it does not come up)."""
+        for process in PROCESSES:
+            if read_pid(self._pid_file(process)) is None:
+                return self._log(process)
+        return self._log("connect")
+
+    def master_status(self) -> dict[str, Any] | None:
+        """The master's JSON status (workers, applications), or None when it does not answer."""
+        return _get_json(f"http://{HOST}:{self.master_ui_port}/json/")
+
+    def worker_status(self) -> dict[str, Any] | None:
+        """The worker's JSON status (its executors), or None when it does not answer."""
+        return _get_json(f"http://{HOST}:{self.worker_ui_port}/json/")
+
+    def _environment(self) -> dict[str, str]:
+        home = java_home(dict(self.config.environ))
+        # maxRetries=0: a taken port fails the daemon instead of moving it to port + 1. The
+        # master, the worker and spark-class's launcher only coordinate: the client compiler
+        # and the serial collector spend less CPU starting them on a busy 2-core machine.
+        light_jvm = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+        daemon_opts = f"-Dspark.port.maxRetries=0 {light_jvm}"
+        return {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_"))},
+            "JAVA_HOME": str(home),
+            "PATH": f"{home / 'bin'}:{os.environ.get('PATH', '')}",
+            "SPARK_HOME": str(spark_home()),
+            "SPARK_CONF_DIR": str(self.folder / "conf"),  # empty: no stray spark-defaults
+            "SPARK_LOCAL_IP": HOST,  # the bind address of every daemon, UI and executor
+            "SPARK_LOCAL_DIRS": str(self.folder / "local"),
+            "SPARK_DAEMON_MEMORY": DAEMON_MEMORY,
+            "SPARK_MASTER_OPTS": f"{daemon_opts} -Dspark.master.rest.enabled=false",
+            "SPARK_WORKER_OPTS": daemon_opts,
+            "SPARK_LAUNCHER_OPTS": light_jvm,
+        }
+
+    def _command(self, process: str) -> list[str]:
+        bin_dir = spark_home() / "bin"
+        if process == "master":
+            return [
+                str(bin_dir / "spark-class"),
+                "org.apache.spark.deploy.master.Master",
+                *("--host", HOST, "--port", str(self.master_port)),
+                *("--webui-port", str(self.master_ui_port)),
+            ]
+        if process == "worker":
+            return [
+                str(bin_dir / "spark-class"),
+                "org.apache.spark.deploy.worker.Worker",
+                *("--host", HOST, "--webui-port", str(self.worker_ui_port)),
+                *("--cores", str(WORKER_CORES), "--memory", WORKER_MEMORY),
+                *("--work-dir", str(self.folder / "work")),
+                self.master_url,
+            ]
+        metastore = f"jdbc:derby:;databaseName={self.folder / 'metastore_db'};create=true"
+        conf = {
+            "spark.driver.host": HOST,
+            "spark.driver.bindAddress": HOST,
+            "spark.port.maxRetries": "0",
+            "spark.connect.grpc.binding.address": HOST,
+            "spark.connect.grpc.binding.port": str(self.connect_port),
+            "spark.ui.enabled": "false",
+            "spark.sql.catalogImplementation": "hive",
+            "spark.sql.warehouse.dir": str(self.warehouse),
+            # Session defaults every client starts from (each may set its own): raw timestamps
+            # are naive UTC, and small data on 2 cores wants few shuffle partitions, not 200.
+            "spark.sql.session.timeZone": "UTC",
+            "spark.sql.shuffle.partitions": "4",
+            "spark.hadoop.javax.jdo.option.ConnectionURL": metastore,
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={self.folder}",
+        }
+        return [
+            str(bin_dir / "spark-submit"),
+            *("--class", "org.apache.spark.sql.connect.service.SparkConnectServer"),
+            *("--name", APP_NAME, "--master", self.master_url),
+            *("--driver-memory", DRIVER_MEMORY, "--executor-memory", EXECUTOR_MEMORY),
+            *("--total-executor-cores", str(WORKER_CORES)),
+            *[arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")],
+        ]
+
+    def launch(self) -> None:
+        """Start what is not running; the worker and endpoint once the master answers."""
+        env = self._environment()
+        for folder in ("conf", "logs", "local", "work"):
+            (self.folder / folder).mkdir(parents=True, exist_ok=True)
+        for process in PROCESSES:
+            if read_pid(self._pid_file(process)) is not None:
+                continue
+            # SPARK_DAEMON_MEMORY would also size the endpoint's driver (spark-submit treats
+            # the Connect server as a daemon): the daemons' heap alone.
+            own_env = env if process != "connect" else {**env, "SPARK_DAEMON_MEMORY": ""}
+            spawn(self._command(process), self._log(process), self._pid_file(process), own_env)
+            if process == "master":
+                # The endpoint's driver gives up registering after a few tries: wait here.
+                wait_until(
+                    lambda: self.master_status() is not None or not self._alive("master"),
+                    MASTER_TIMEOUT_SECONDS,
+                    interval=0.5,
+                )
+                if self.master_status() is None:
+                    raise ServiceError(
+                        f"spark: the master did not come up: see {self._log('master')}"
+                    )
+
+    def _alive(self, process: str) -> bool:
+        return read_pid(self._pid_file(process)) is not None
+
+    def stop(self) -> None:
+        # Endpoint first (it closes the metastore), then the worker with its executors.
+        for process in reversed(PROCESSES):
+            terminate_group(self._pid_file(process))
+
+    def has_processes(self) -> bool:
+        """Whether any of its processes is alive (something for `stop` to end)."""
+        return any(self._alive(process) for process in PROCESSES)
+
+    def is_running(self) -> bool:
+        return all(self._alive(process) for process in PROCESSES)
+
+    def is_up(self) -> bool:
+        """A worker alive at the master, the endpoint registered there, and answering SQL."""
+        if not self.is_running():
+            return False
+        status = self.master_status()
+        if not status or status.get("aliveworkers", 0) < 1:
+            return False
+        apps = status.get("activeapps", [])
+        if not any(app.get("name") == APP_NAME and app.get("state") == "RUNNING" for app in apps):
+            return False
+        # The port first: the Connect client retries a refused connection for minutes.
+        return _accepts(self.connect_port) and self._answers_sql()
+
+    def _answers_sql(self) -> bool:
+        """A catalog query through Spark Connect. The first one opens the metastore (~20 s: Derby
+        creates its schema), so `up` returns a cluster whose first real query does not pay it,
+        and a metastore another process holds fails `up` rather than the first dbt run."""
+        from pyspark.errors import PySparkException
+        from pyspark.sql.connect.session import SparkSession
+
+        try:
+            session = SparkSession.builder.remote(self.remote).create()
+            try:
+                session.sql("SHOW DATABASES").collect()
+            finally:
+                session.stop()
+        except PySparkException:
+            return False
+        return True
+
+    def env(self) -> dict[str, str]:
+        return {ENGINE_VARIABLE: "spark", SPARK_REMOTE_VARIABLE: self.remote}

@@ -1,0 +1,67 @@
+"""DATA_PLATFORM_ENGINE and DATA_PLATFORM_SPARK_REMOTE: parsed once, a wrong value is one line."""
+
+from __future__ import annotations
+
+import pytest
+
+from data_platform.settings import SettingsError, load_settings
+
+
+def settings_with(tmp_path, **variables: str):
+    return load_settings({"DATA_PLATFORM_HOME": str(tmp_path), **variables})
+
+
+def test_duckdb_is_the_default_engine_and_no_remote_is_needed(tmp_path):
+    settings = settings_with(tmp_path)
+    assert (settings.engine, settings.spark_remote) == ("duckdb", None)
+
+
+@pytest.mark.parametrize(
+    "remote",
+    [
+        "sc://127.0.0.1:15002",
+        "sc://spark-connect.internal",  # pyspark's default port, 15002
+        "sc://spark.example.com:443/;use_ssl=true;token=abc",
+    ],
+)
+def test_spark_engine_with_a_connect_url(tmp_path, remote):
+    settings = settings_with(
+        tmp_path, DATA_PLATFORM_ENGINE=" spark ", DATA_PLATFORM_SPARK_REMOTE=remote
+    )
+    assert (settings.engine, settings.spark_remote) == ("spark", remote)
+
+
+def test_a_remote_alone_keeps_duckdb(tmp_path):
+    # The remote may be exported (services-env) while a user still runs on DuckDB.
+    settings = settings_with(tmp_path, DATA_PLATFORM_SPARK_REMOTE="sc://127.0.0.1:15002")
+    assert settings.engine == "duckdb"
+
+
+@pytest.mark.parametrize(
+    ("variables", "named", "advice"),
+    [
+        ({"DATA_PLATFORM_ENGINE": "postgres"}, "DATA_PLATFORM_ENGINE='postgres'", "duckdb"),
+        ({"DATA_PLATFORM_ENGINE": "Spark"}, "DATA_PLATFORM_ENGINE='Spark'", "spark"),
+        ({"DATA_PLATFORM_ENGINE": "spark"}, "DATA_PLATFORM_SPARK_REMOTE", "services-env"),
+        (
+            {"DATA_PLATFORM_SPARK_REMOTE": "127.0.0.1:15002"},
+            "DATA_PLATFORM_SPARK_REMOTE='127.0.0.1:15002'",
+            "sc://",
+        ),
+        (
+            {"DATA_PLATFORM_SPARK_REMOTE": "thrift://127.0.0.1:10000"},
+            "DATA_PLATFORM_SPARK_REMOTE",
+            "sc://",
+        ),
+        ({"DATA_PLATFORM_SPARK_REMOTE": "sc://host:port"}, "sc://host:port", "sc://"),
+        ({"DATA_PLATFORM_SPARK_REMOTE": "sc://:15002"}, "sc://:15002", "sc://"),
+        ({"DATA_PLATFORM_SPARK_REMOTE": "sc://host:15002/db"}, "sc://host:15002/db", "sc://"),
+    ],
+)
+def test_a_wrong_value_is_one_line_naming_it_and_the_fix(tmp_path, variables, named, advice):
+    with pytest.raises(SettingsError) as raised:
+        settings_with(tmp_path, **variables)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert named in message
+    assert advice in message
