@@ -25,6 +25,7 @@ from data_platform.automation.freshness import RAW_EVENTS, arrival_policy
 from data_platform.ingestion.tables import DEAD_LETTER, EVENTS, PAYMENTS
 from data_platform.operations.check_metrics import CheckExecutionCounts
 from data_platform.operations.metrics import PlatformCollector
+from data_platform.services.process import wait_until
 from data_platform_tests import instance_history as history
 from data_platform_tests.helpers import free_port
 
@@ -219,6 +220,14 @@ def promql(port: int, query: str) -> list[dict]:
         return json.load(response)["data"]["result"]
 
 
+def answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def test_a_real_prometheus_scrapes_the_command_and_answers_from_the_warehouse(tmp_path):
     ensure_prometheus()
     home = tmp_path / "home"
@@ -253,17 +262,19 @@ def test_a_real_prometheus_scrapes_the_command_and_answers_from_the_warehouse(tm
         stderr=subprocess.DEVNULL,
     )
     try:
+        # Both start at the speed of imports, which a loaded CI machine can stretch past 30 s:
+        # wait for the exporter itself first, so a slow start is not mistaken for no sample.
+        assert wait_until(lambda: answers(metrics_port) or exporter.poll() is not None, 180)
+        assert exporter.poll() is None, exporter.stderr.read1().decode()
         query = 'data_platform_rows_loaded{source="events", dt="2026-01-05"}'
-        deadline, result = time.monotonic() + 30, []
+        deadline, result = time.monotonic() + 90, []
         while time.monotonic() < deadline and not result:
             time.sleep(0.5)
             try:
                 result = promql(prometheus_port, query)
             except OSError:
                 continue  # Prometheus still starting
-        assert result, (
-            exporter.stderr.read1().decode() if exporter.poll() is not None else "no sample"
-        )
+        assert result, "Prometheus scraped no sample in 90 s"
         assert float(result[0]["value"][1]) == expected == DAYS[("events", "2026-01-05")][0]
         up = promql(prometheus_port, 'up{job="data_platform"}')
         assert float(up[0]["value"][1]) == 1
