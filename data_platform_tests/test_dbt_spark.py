@@ -1,0 +1,378 @@
+"""The dbt project on Spark gives the same tables as on DuckDB (DESIGN.md, "Beyond one machine").
+
+The simulated world is built on DuckDB through the platform (the `platform` fixture of
+test_dbt_marts); its raw tables are then copied, through parquet, into a local Spark (a
+session in this process, local[2], warehouse and Derby metastore in a temp folder) and the
+same dbt project is built there with `--target spark`. Every staging model, history table and
+mart must hold the same rows (as multisets: order is not part of a table) with the same column
+types as on DuckDB. Then late arrivals land in raw on both engines and a windowed run (one
+day) rebuilds the partitioned facts on each: the `dt_partition` strategy and the orphan-flag
+refresh, as each engine renders them, must again give the same tables.
+
+Java is required (pyspark runs a JVM): without it the test fails and says so; CI installs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from data_platform.assets.dbt_project import DBT_PROJECT_DIR
+from data_platform_tests.test_dbt_marts import DAYS, dbt_calls, platform  # noqa: F401 (fixtures)
+
+RAW_TABLES = ["users", "products", "orders", "order_items", "events", "payments", "dead_letter"]
+# Every table and view dbt builds: staging, the SCD2 history tables, the marts.
+DBT_SCHEMAS = ("staging", "snapshots", "marts")
+JAVA_17 = Path("/usr/lib/jvm/java-17-openjdk-amd64")
+# Two cores, as CI has.
+LOCAL_MASTER = "local[2]"
+
+
+def java_home() -> str:
+    """JAVA_HOME for pyspark 4 (Java 17 or 21): $JAVA_HOME, else Debian's OpenJDK 17, else the
+    `java` on PATH. No Java at all fails the test (CI installs openjdk-17-jre-headless)."""
+    candidates = [os.environ.get("JAVA_HOME"), str(JAVA_17)]
+    on_path = shutil.which("java")
+    if on_path:
+        candidates.append(str(Path(on_path).resolve().parents[1]))
+    for home in filter(None, candidates):
+        java = Path(home) / "bin" / "java"
+        if java.is_file():
+            version = subprocess.run(
+                [str(java), "-version"], capture_output=True, text=True, check=False
+            ).stderr
+            if re.search(r'version "(17|21)[."]', version):
+                return home
+    pytest.fail(
+        "Java 17 (or 21) is required to run Spark (pyspark starts a JVM) and none was found "
+        f"(JAVA_HOME={os.environ.get('JAVA_HOME')!r}, java on PATH: {on_path!r}). "
+        "Install it, e.g. `apt-get install openjdk-17-jre-headless`, or set JAVA_HOME."
+    )
+
+
+@pytest.fixture(scope="module")
+def spark_env(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """The variables of the `spark` target of profiles.yml: warehouse files and metastore in a
+    temp folder (never in the working folder), a local master on 2 cores, this process's own
+    session. Set for the module, restored afterwards."""
+    root = tmp_path_factory.mktemp("spark")
+    values = {
+        "JAVA_HOME": java_home(),
+        "DATA_PLATFORM_DBT_SPARK_METHOD": "session",
+        "DATA_PLATFORM_SPARK_WAREHOUSE_DIR": str(root / "warehouse"),
+        "DATA_PLATFORM_SPARK_METASTORE_DIR": str(root / "metastore"),
+        "DATA_PLATFORM_SPARK_SHUFFLE_PARTITIONS": "2",
+    }
+    mp = pytest.MonkeyPatch()
+    for name, value in values.items():
+        mp.setenv(name, value)
+    for name in ("SPARK_REMOTE", "MASTER", "PYSPARK_SUBMIT_ARGS"):
+        mp.delenv(name, raising=False)  # a local Spark, whatever the shell points at
+    yield values
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def spark(spark_env):
+    """The Spark session dbt-spark's `session` method picks up (getOrCreate), configured as
+    profiles.yml configures it."""
+    from pyspark.sql import SparkSession
+
+    metastore = spark_env["DATA_PLATFORM_SPARK_METASTORE_DIR"]
+    session = (
+        SparkSession.builder.master(LOCAL_MASTER)
+        .appName("data_platform_tests.test_dbt_spark")
+        .enableHiveSupport()
+        .config("spark.sql.warehouse.dir", spark_env["DATA_PLATFORM_SPARK_WAREHOUSE_DIR"])
+        .config(
+            "spark.hadoop.javax.jdo.option.ConnectionURL",
+            f"jdbc:derby:;databaseName={metastore}/metastore_db;create=true",
+        )
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={metastore}")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", spark_env["DATA_PLATFORM_SPARK_SHUFFLE_PARTITIONS"])
+        .getOrCreate()
+    )
+    # dbt reports every failed statement itself; the JVM's log would repeat it at length.
+    session.sparkContext.setLogLevel("OFF")
+    yield session
+    session.stop()
+
+
+def copy_raw_to_spark(warehouse: Path, spark, folder: Path, tables: list[str]) -> None:
+    """raw.* of the DuckDB warehouse -> parquet files -> Spark tables raw.*, as the Spark
+    ingestion would hold them: JSON as text (Spark has no JSON type), naive timestamps as
+    Spark TIMESTAMPs read in the session's UTC (parquet hands them over as TIMESTAMP_NTZ)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        for table in tables:
+            columns = conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'raw' AND table_name = ? ORDER BY ordinal_position",
+                [table],
+            ).fetchall()
+            select = ", ".join(
+                f'CAST("{name}" AS VARCHAR) AS "{name}"' if kind == "JSON" else f'"{name}"'
+                for name, kind in columns
+            )
+            path = folder / f"{table}.parquet"
+            conn.execute(f"COPY (SELECT {select} FROM raw.{table}) TO '{path}' (FORMAT parquet)")
+    spark.sql("CREATE DATABASE IF NOT EXISTS raw")
+    for table in tables:
+        frame = spark.read.parquet(str(folder / f"{table}.parquet"))
+        frame = frame.select(
+            *[
+                frame[f.name].cast("timestamp").alias(f.name)
+                if f.dataType.simpleString() == "timestamp_ntz"
+                else frame[f.name]
+                for f in frame.schema.fields
+            ]
+        )
+        frame.write.format("parquet").mode("overwrite").saveAsTable(f"raw.{table}")
+
+
+def dbt_on_spark(args: list[str], target_path: Path, salt: str) -> list[Any]:
+    """`dbt <args> --target spark` in this process (dbt-spark's session method then runs in the
+    Spark session above); fails the test unless dbt succeeded. Returns dbt's node results."""
+    from dbt.cli.main import dbtRunner
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DATA_PLATFORM_PII_SALT", salt)
+        result = dbtRunner().invoke(
+            [
+                *args,
+                "--target", "spark",
+                "--project-dir", str(DBT_PROJECT_DIR),
+                "--profiles-dir", str(DBT_PROJECT_DIR),
+                "--target-path", str(target_path),
+                "--log-path", str(target_path / "logs"),
+                "--quiet",
+            ]
+        )  # fmt: skip
+    failures = [
+        f"{r.node.unique_id}: {r.status} {r.message}"
+        for r in (result.result or [])
+        if str(r.status) in ("error", "fail", "runtime error")
+    ]
+    assert result.success and not failures, (result.exception, failures)
+    return list(result.result)
+
+
+# DuckDB type -> the Spark type the same column must have.
+SPARK_TYPES = {
+    "VARCHAR": "string",
+    "JSON": "string",
+    "BIGINT": "bigint",
+    "INTEGER": "int",
+    "BOOLEAN": "boolean",
+    "DATE": "date",
+    "TIMESTAMP": "timestamp",
+}
+
+
+def expected_spark_type(duckdb_type: str) -> str:
+    decimal = re.fullmatch(r"DECIMAL\((\d+),(\d+)\)", duckdb_type)
+    if decimal:
+        return f"decimal({decimal[1]},{decimal[2]})"
+    return SPARK_TYPES.get(duckdb_type, duckdb_type)
+
+
+def normalise(value: Any, duckdb_type: str) -> Any:
+    """One value, made comparable across engines on purpose:
+    - JSON: DuckDB's JSON and Spark's string are compared as parsed documents (the text of an
+      equal document may differ in spacing);
+    - DECIMAL: as Decimal numbers (equal values compare and hash equal whatever their
+      exponent); the declared precision and scale are compared separately, as column types;
+    - TIMESTAMP: read from Spark as TIMESTAMP_NTZ in the session's UTC (see spark_rows), so
+      both sides are naive UTC datetimes, to the microsecond;
+    - everything else (strings, integers, booleans, dates, NULL) as it is."""
+    if value is None:
+        return None
+    if duckdb_type == "JSON":
+        return json.dumps(json.loads(value), sort_keys=True)
+    if isinstance(value, Decimal):
+        return value.normalize()
+    return value
+
+
+def duckdb_table(warehouse: Path, schema: str, table: str) -> tuple[dict[str, str], Counter]:
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        types = dict(
+            conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+                [schema, table],
+            ).fetchall()
+        )
+        names = ", ".join(f'"{name}"' for name in types)
+        rows = conn.execute(f"SELECT {names} FROM {schema}.{table}").fetchall()
+    kinds = list(types.values())
+    return types, Counter(
+        tuple(normalise(v, kind) for v, kind in zip(row, kinds, strict=True)) for row in rows
+    )
+
+
+def spark_table(spark, schema: str, table: str, types: dict[str, str]) -> tuple[dict, Counter]:
+    """The Spark table's column types, and its rows in DuckDB's column order (by name)."""
+    fields = {f.name: f.dataType.simpleString() for f in spark.table(f"{schema}.{table}").schema}
+    select = ", ".join(
+        f"CAST(`{name}` AS TIMESTAMP_NTZ) AS `{name}`"
+        if fields.get(name) == "timestamp"
+        else f"`{name}`"
+        for name in types
+        if name in fields
+    )
+    rows = spark.sql(f"SELECT {select} FROM {schema}.{table}").collect()
+    kinds = [types[name] for name in types if name in fields]
+    return fields, Counter(
+        tuple(normalise(v, kind) for v, kind in zip(row, kinds, strict=True)) for row in rows
+    )
+
+
+def dbt_relations(warehouse: Path) -> list[tuple[str, str]]:
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        return conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            f"WHERE table_schema IN {DBT_SCHEMAS} ORDER BY 1, 2"
+        ).fetchall()
+
+
+def differences(warehouse: Path, spark) -> list[str]:
+    """Every table and view dbt built on DuckDB, compared with Spark's: columns and types,
+    then rows as multisets (a few differing rows are shown per table)."""
+    found = []
+    for schema, table in dbt_relations(warehouse):
+        types, duck_rows = duckdb_table(warehouse, schema, table)
+        fields, spark_rows = spark_table(spark, schema, table, types)
+        expected_types = {name: expected_spark_type(kind) for name, kind in types.items()}
+        if fields != expected_types:
+            found.append(f"{schema}.{table}: columns {fields} != expected {expected_types}")
+            continue
+        only_duckdb, only_spark = duck_rows - spark_rows, spark_rows - duck_rows
+        if only_duckdb or only_spark:
+            found.append(
+                f"{schema}.{table}: {sum(duck_rows.values())} rows on DuckDB, "
+                f"{sum(spark_rows.values())} on Spark; only on DuckDB "
+                f"{list(only_duckdb.elements())[:3]}, only on Spark {list(only_spark.elements())[:3]}"
+            )
+    return found
+
+
+def late_arrivals(warehouse: Path, day: str) -> tuple[str, int]:
+    """Raw changes a windowed run of `day` must absorb, made in the DuckDB warehouse:
+    - an event of a later day arrives again in a late file of `day`: its first arrival moves
+      to `day`, and its copy in the later partition must go;
+    - every payment of `day` disappears: that partition must end up empty;
+    - the missing user of an orphan event outside the window is extracted at last: its flag
+      must be cleared in a partition the run does not rebuild.
+    Returns the moved event_id and the user_id that stops being an orphan."""
+    with duckdb.connect(str(warehouse)) as conn:
+        [(event_id,)] = conn.execute(
+            "SELECT event_id FROM marts.fct_events WHERE dt > ? ORDER BY event_id LIMIT 1", [day]
+        ).fetchall()
+        conn.execute(
+            "INSERT INTO raw.events SELECT * REPLACE (CAST(? AS DATE) AS dt, "
+            "'events/dt=' || ? || '/late.jsonl' AS _source_file, 1 AS _line_number) "
+            "FROM raw.events WHERE event_id = ? LIMIT 1",
+            [day, day, event_id],
+        )
+        conn.execute("DELETE FROM raw.payments WHERE dt = ?", [day])
+        [(user_id,)] = conn.execute(
+            "SELECT min(user_id) FROM marts.fct_events WHERE is_orphan_user AND dt <> ?", [day]
+        ).fetchall()
+        assert user_id is not None, "the simulated world has no orphan event outside the window"
+        conn.execute(
+            "INSERT INTO raw.users (id, email, full_name, country, created_at, updated_at, "
+            "deleted_at, _extracted_at) VALUES (?, 'late@example.com', 'Late Comer', 'FR', "
+            "TIMESTAMP '2026-01-01 08:00:00', TIMESTAMP '2026-01-01 08:00:00', NULL, "
+            "TIMESTAMP '2026-01-08 00:00:00')",
+            [user_id],
+        )
+    return event_id, user_id
+
+
+def dbt_on_duckdb(args: list[str], warehouse: Path, target_path: Path, salt: str) -> None:
+    """`dbt <args>` on the DuckDB warehouse, as its own process (as the platform runs it)."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DATA_PLATFORM_SPARK")},
+        "DBT_TARGET": "dev",
+        "DATA_PLATFORM_WAREHOUSE": str(warehouse),
+        "DATA_PLATFORM_PII_SALT": salt,
+    }
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dbt")), *args,
+            "--project-dir", str(DBT_PROJECT_DIR),
+            "--profiles-dir", str(DBT_PROJECT_DIR),
+            "--target-path", str(target_path),
+            "--log-path", str(target_path / "logs"),
+        ],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-5000:]
+
+
+def test_dbt_builds_the_same_tables_on_spark_as_on_duckdb(platform, spark, tmp_path):  # noqa: F811
+    started = time.monotonic()
+    warehouse = Path(platform.settings.warehouse)
+    salt = platform.resources["privacy"].pii_salt
+    relations = dbt_relations(warehouse)
+    assert {schema for schema, _ in relations} == set(DBT_SCHEMAS)
+
+    # 1. The whole project, tests included, on the raw tables the platform loaded.
+    copy_raw_to_spark(warehouse, spark, tmp_path / "raw", RAW_TABLES)
+    results = dbt_on_spark(["build"], tmp_path / "spark-target", salt)
+    built = {r.node.name for r in results if r.node.resource_type == "model"}
+    assert built == {table for _, table in relations}
+    tests = [r for r in results if r.node.resource_type == "test"]
+    assert len(tests) > 100 and all(str(r.status) in ("pass", "warn") for r in tests)
+    assert differences(warehouse, spark) == []
+    built_at = time.monotonic()
+
+    # 2. Late arrivals, then a windowed run of the partitioned facts on both engines: the
+    # dt_partition strategy and the orphan-flag refresh as each engine renders them.
+    day = str(DAYS[1])
+    moved, adopted = late_arrivals(warehouse, day)
+    copy_raw_to_spark(warehouse, spark, tmp_path / "raw-late", ["events", "payments", "users"])
+    window = json.dumps({"min_dt": day, "max_dt": day})
+    run = ["run", "--select", "users_history+", "--vars", window]
+    with pytest.MonkeyPatch.context() as mp:
+        # The window as the orchestrator passes it: environment variables (read by
+        # macros/partition_window.sql at execution), and the dbt vars of earlier versions.
+        mp.setenv("DATA_PLATFORM_MIN_DT", day)
+        mp.setenv("DATA_PLATFORM_MAX_DT", day)
+        dbt_on_duckdb(run, warehouse, tmp_path / "duckdb-target", salt)
+        dbt_on_spark(run, tmp_path / "spark-target", salt)
+    assert platform.sql("SELECT dt FROM marts.fct_events WHERE event_id = ?", [moved]) == [
+        (DAYS[1],)
+    ]
+    assert platform.sql("SELECT count(*) FROM marts.fct_payments WHERE dt = ?", [day]) == [(0,)]
+    assert platform.sql(
+        "SELECT DISTINCT is_orphan_user FROM marts.fct_events WHERE user_id = ?", [adopted]
+    ) == [(False,)]
+    assert differences(warehouse, spark) == []
+    # On Spark the facts are stored a folder per dt: the emptied day is no partition at all.
+    partitions = {row[0] for row in spark.sql("SHOW PARTITIONS marts.fct_payments").collect()}
+    assert f"dt={day}" not in partitions
+    assert partitions == {
+        f"dt={d}" for (d,) in platform.sql("SELECT DISTINCT dt FROM marts.fct_payments")
+    }
+    print(
+        f"dbt on Spark: build and comparison {built_at - started:.0f} s, "
+        f"windowed runs and comparison {time.monotonic() - built_at:.0f} s"
+    )
