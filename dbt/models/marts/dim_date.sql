@@ -13,7 +13,7 @@ bounds as (
         {% if end_date is not none -%}
         cast('{{ end_date | string | trim }}' as date) as end_date
         {%- else -%}
-        cast({{ dbt.last_day(dbt.dateadd('year', 1, 'cast(' ~ utc_now() ~ ' as date)'), 'year') }} as date) as end_date
+        make_date(year(cast({{ utc_now() }} as date)) + 1, 12, 31) as end_date
         {%- endif %}
 
 ),
