@@ -1,20 +1,31 @@
 """`SERVICES=spark`: a real standalone Spark cluster (master, worker, Spark Connect endpoint) as
 `make services-up|services-env|services-down` drive it, in a home of its own, on free ports.
 
-One cluster test, one cluster start (90 s of its 2.4-3 min at load 7-9 on 2 cores): up twice, SQL
-and a JSON file read through the endpoint with the work done by the worker's executor, the
-exported settings, then down with no process left. Needs Java 17 (`make test` installs it
-through system-packages); the choice of Java is checked apart, on fake JDK folders.
+One cluster start for the module (90 s on 2 cores at load 5-9), a module fixture the tests run on
+in file order: up twice, SQL and a JSON file read through the endpoint with the work done by the
+worker's executor, the exported settings; then `data-platform sql` on Spark through the real CLI
+(every format, streaming, the refused writes, Spark's errors); then down with no process left.
+Needs Java 17 (`make test` installs it through system-packages); the choice of Java is checked
+apart, on fake JDK folders, and an unreachable endpoint needs no cluster at all.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
+
+import pytest
 
 from data_platform.services.config import load_services_config
 from data_platform.services.process import group_alive, pid_alive
@@ -31,6 +42,8 @@ from data_platform.services.spark_cluster import (
 from data_platform.settings import load_settings
 from data_platform_tests.conftest import services_home
 from data_platform_tests.helpers import free_port
+
+CLI = str(Path(sys.executable).with_name("data-platform"))
 
 
 def services(env: dict[str, str], action: str) -> subprocess.CompletedProcess[str]:
@@ -63,7 +76,26 @@ def listening_addresses(port: int) -> set[str]:
     return addresses
 
 
-def test_spark_cluster_up_twice_sql_and_json_on_the_worker_env_then_down(tmp_path):
+@dataclass(frozen=True)
+class Cluster:
+    """The module's one cluster, as its fixture started it."""
+
+    env: dict[str, str]
+    ports: dict[str, int]
+    cluster: SparkCluster
+    state: Path
+    first_up: subprocess.CompletedProcess[str]
+    started: float  # seconds the first `up` took
+
+    @property
+    def remote(self) -> str:
+        return f"sc://127.0.0.1:{self.ports[CONNECT_PORT_VARIABLE]}"
+
+
+@pytest.fixture(scope="module")
+def spark_cluster() -> Iterator[Cluster]:
+    """One cluster start for the whole module (~90 s on 2 cores): the tests below run in file
+    order on it (`--dist loadfile`), the last one stops it; stopped here too whatever happens."""
     with services_home("data_platform_spark_test_") as home:
         ports = {
             CONNECT_PORT_VARIABLE: free_port(),
@@ -82,88 +114,287 @@ def test_spark_cluster_up_twice_sql_and_json_on_the_worker_env_then_down(tmp_pat
             **{name: str(port) for name, port in ports.items()},
         }
         cluster = SparkCluster(load_services_config(env))
-        state = home / "services" / "spark"
         try:
             assert services(env, "down").returncode == 0  # nothing runs yet: fine
-
             began = time.monotonic()
             first = services(env, "up")
             started = time.monotonic() - began
             assert first.returncode == 0, first.stderr + _tail(cluster.log_file)
-            pids = {p: int((state / f"{p}.pid").read_text()) for p in PROCESSES}
-            again = services(env, "up")
-            assert again.returncode == 0, again.stderr
-            assert {p: int((state / f"{p}.pid").read_text()) for p in PROCESSES} == pids
-            for port in ports.values():
-                assert listening_addresses(port) == {"127.0.0.1"}
-
-            # One alive worker; the endpoint is an application of this cluster.
-            master = cluster.master_status()
-            assert master is not None and master["aliveworkers"] == 1
-            (app,) = master["activeapps"]
-            assert app["name"] == APP_NAME
-
-            exports = dict(
-                shlex.split(line.removeprefix("export "))[0].split("=", 1)
-                for line in services(env, "env").stdout.splitlines()
-            )
-            remote = f"sc://127.0.0.1:{ports[CONNECT_PORT_VARIABLE]}"
-            assert exports["DATA_PLATFORM_ENGINE"] == "spark"
-            assert exports["DATA_PLATFORM_SPARK_REMOTE"] == remote
-            settings = load_settings({"DATA_PLATFORM_HOME": str(tmp_path), **exports})
-            assert (settings.engine, settings.spark_remote) == ("spark", remote)
-
-            from pyspark.sql.connect.session import SparkSession
-
-            spark = SparkSession.builder.remote(remote).create()
-            try:
-                spark.sql(
-                    "CREATE TABLE numbers USING parquet AS "
-                    "SELECT id, id % 3 AS k FROM range(0, 1000, 1, 2)"
-                ).collect()
-                rows = spark.sql("SELECT k, count(*) AS n FROM numbers GROUP BY k ORDER BY k")
-                assert [tuple(r) for r in rows.collect()] == [(0, 334), (1, 333), (2, 333)]
-
-                landing = tmp_path / "landing"
-                landing.mkdir()
-                (landing / "events.json").write_text(
-                    '{"event_id": "a", "amount": 1.5}\n{"event_id": "b", "amount": 2}\nnot json\n'
-                )
-                events = (
-                    spark.read.option("mode", "PERMISSIVE")
-                    .option("columnNameOfCorruptRecord", "_rescued")
-                    .schema("event_id STRING, amount DOUBLE, _rescued STRING")
-                    .json(str(landing))
-                )
-                assert sorted((tuple(r) for r in events.collect()), key=repr) == [
-                    ("a", 1.5, None),
-                    ("b", 2.0, None),
-                    (None, None, "not json"),
-                ]
-                counted = spark.sql(f"SELECT count(*) FROM json.`{landing}`").collect()
-                assert counted[0][0] == 3
-            finally:
-                spark.stop()
-
-            # The table's files are in the services folder; the worker's executor ran the tasks.
-            assert list((state / "warehouse" / "numbers").glob("part-*.parquet"))
-            worker = cluster.worker_status()
-            assert worker is not None
-            assert [e["appid"] for e in worker["executors"]] == [app["id"]]
-            executor_log = next((state / "work" / app["id"]).glob("*/stderr")).read_text()
-            assert "Finished task" in executor_log
-            assert (state / "metastore_db").is_dir()
-
-            # `make services-down` without SERVICES stops the opt-in cluster too.
-            plain = {k: v for k, v in env.items() if k != "SERVICES"}
-            assert services(plain, "down").returncode == 0
-            assert not any(pid_alive(pid) or group_alive(pid) for pid in pids.values())
-            assert not any(listening_addresses(port) for port in ports.values())
-            assert services(env, "down").returncode == 0
-            assert services(env, "status").stdout.split() == ["spark:", "down"]
-            print(f"spark cluster started in {started:.1f} s")
+            yield Cluster(env, ports, cluster, home / "services" / "spark", first, started)
         finally:
             services(env, "down")
+
+
+def test_spark_cluster_up_twice_sql_and_json_on_the_worker_env(spark_cluster, tmp_path):
+    env, ports, cluster, state = (
+        spark_cluster.env,
+        spark_cluster.ports,
+        spark_cluster.cluster,
+        spark_cluster.state,
+    )
+    pids = {p: int((state / f"{p}.pid").read_text()) for p in PROCESSES}
+    again = services(env, "up")
+    assert again.returncode == 0, again.stderr
+    assert {p: int((state / f"{p}.pid").read_text()) for p in PROCESSES} == pids
+    for port in ports.values():
+        assert listening_addresses(port) == {"127.0.0.1"}
+
+    # One alive worker; the endpoint is an application of this cluster.
+    master = cluster.master_status()
+    assert master is not None and master["aliveworkers"] == 1
+    (app,) = master["activeapps"]
+    assert app["name"] == APP_NAME
+
+    exports = dict(
+        shlex.split(line.removeprefix("export "))[0].split("=", 1)
+        for line in services(env, "env").stdout.splitlines()
+    )
+    remote = spark_cluster.remote
+    assert exports["DATA_PLATFORM_ENGINE"] == "spark"
+    assert exports["DATA_PLATFORM_SPARK_REMOTE"] == remote
+    settings = load_settings({"DATA_PLATFORM_HOME": str(tmp_path), **exports})
+    assert (settings.engine, settings.spark_remote) == ("spark", remote)
+
+    from pyspark.sql.connect.session import SparkSession
+
+    spark = SparkSession.builder.remote(remote).create()
+    try:
+        spark.sql(
+            "CREATE TABLE numbers USING parquet AS SELECT id, id % 3 AS k FROM range(0, 1000, 1, 2)"
+        ).collect()
+        rows = spark.sql("SELECT k, count(*) AS n FROM numbers GROUP BY k ORDER BY k")
+        assert [tuple(r) for r in rows.collect()] == [(0, 334), (1, 333), (2, 333)]
+
+        landing = tmp_path / "landing"
+        landing.mkdir()
+        (landing / "events.json").write_text(
+            '{"event_id": "a", "amount": 1.5}\n{"event_id": "b", "amount": 2}\nnot json\n'
+        )
+        events = (
+            spark.read.option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", "_rescued")
+            .schema("event_id STRING, amount DOUBLE, _rescued STRING")
+            .json(str(landing))
+        )
+        assert sorted((tuple(r) for r in events.collect()), key=repr) == [
+            ("a", 1.5, None),
+            ("b", 2.0, None),
+            (None, None, "not json"),
+        ]
+        counted = spark.sql(f"SELECT count(*) FROM json.`{landing}`").collect()
+        assert counted[0][0] == 3
+    finally:
+        spark.stop()
+
+    # The table's files are in the services folder; the worker's executor ran the tasks.
+    assert list((state / "warehouse" / "numbers").glob("part-*.parquet"))
+    worker = cluster.worker_status()
+    assert worker is not None
+    assert [e["appid"] for e in worker["executors"]] == [app["id"]]
+    executor_log = next((state / "work" / app["id"]).glob("*/stderr")).read_text()
+    assert "Finished task" in executor_log
+    assert (state / "metastore_db").is_dir()
+    print(f"spark cluster started in {spark_cluster.started:.1f} s")
+
+
+# `data-platform sql` on Spark, through the real CLI, on a table of known values.
+SQL_ROWS = [
+    (1, 'Zoë, "the" first', Decimal("19.99"), datetime(2026, 1, 2, 3, 4, 5), date(2026, 1, 2)),
+    (2, "plain", Decimal("0.05"), datetime(2026, 1, 3, 23, 59, 59, 250000), date(2026, 1, 3)),
+    (3, None, Decimal("-1234567.80"), datetime(2026, 2, 1), date(2026, 2, 1)),
+]  # fmt: skip
+SQL_COLUMNS = ["id", "name", "price", "seen_at", "day"]
+SQL_QUERY = "SELECT * FROM marts.sample ORDER BY id"
+
+
+def spark_sql(remote: str, *args: str, tz: str = "UTC") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, "sql", *args], env=spark_env(remote, tz), capture_output=True, text=True, timeout=300
+    )
+
+
+def spark_env(remote: str, tz: str = "UTC") -> dict[str, str]:
+    others = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATA_PLATFORM_", "SPARK_", "PYSPARK_"))
+    }
+    # The client's time zone must not shift the warehouse's UTC timestamps.
+    return {
+        **others,
+        "TZ": tz,
+        "DATA_PLATFORM_ENGINE": "spark",
+        "DATA_PLATFORM_SPARK_REMOTE": remote,
+    }
+
+
+@pytest.fixture(scope="module")
+def sample_table(spark_cluster) -> str:
+    """marts.sample on the cluster, written through a Spark session; the endpoint's remote."""
+    from pyspark.sql.connect.session import SparkSession
+
+    spark = SparkSession.builder.remote(spark_cluster.remote).create()
+    try:
+        spark.sql("CREATE DATABASE IF NOT EXISTS marts").collect()
+        spark.sql(
+            "CREATE TABLE marts.sample (id INT, name STRING, price DECIMAL(10,2), "
+            "seen_at TIMESTAMP, day DATE) USING parquet"
+        ).collect()
+        values = ", ".join(
+            f"({i}, {'NULL' if n is None else repr(n)}, {p}, TIMESTAMP'{t}', DATE'{d}')"
+            for i, n, p, t, d in SQL_ROWS
+        )
+        spark.sql(f"INSERT INTO marts.sample VALUES {values}").collect()
+    finally:
+        spark.stop()
+    return spark_cluster.remote
+
+
+def test_sql_on_spark_csv_json_and_table_give_every_value(sample_table):
+    result = spark_sql(sample_table, SQL_QUERY, "--format", "csv", tz="America/New_York")
+    assert result.returncode == 0, result.stderr
+    records = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(records[0]) == SQL_COLUMNS
+    assert [
+        (
+            int(r["id"]),
+            r["name"] or None,
+            Decimal(r["price"]),
+            datetime.fromisoformat(r["seen_at"]),
+            date.fromisoformat(r["day"]),
+        )
+        for r in records
+    ] == SQL_ROWS
+
+    result = spark_sql(sample_table, SQL_QUERY, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert [
+        (
+            r["id"],
+            r["name"],
+            r["price"],
+            datetime.fromisoformat(r["seen_at"]),
+            date.fromisoformat(r["day"]),
+        )
+        for r in json.loads(result.stdout, parse_float=Decimal)
+    ] == SQL_ROWS
+    empty = spark_sql(sample_table, "SELECT 1 AS x WHERE false", "--format", "json")
+    assert json.loads(empty.stdout) == []
+
+    result = spark_sql(
+        sample_table, "SELECT count(*) AS n, sum(price) AS total FROM marts.sample"
+    )  # the default format: table
+    assert result.returncode == 0, result.stderr
+    header, rule, line, count = result.stdout.splitlines()
+    assert header.split() == ["n", "total"] and set(rule) == {"-", " "}
+    assert line.split() == ["3", "-1234547.76"] and count == "(1 row)"
+
+    # SHOW and DESCRIBE are reads too; a trailing semicolon is fine.
+    shown = spark_sql(sample_table, "SHOW TABLES IN marts;", "--format", "csv")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == "namespace,tableName,isTemporary\nmarts,sample,false\n"
+    described = spark_sql(sample_table, "DESCRIBE marts.sample", "--format", "json")
+    assert [(r["col_name"], r["data_type"]) for r in json.loads(described.stdout)][:3] == [
+        ("id", "int"),
+        ("name", "string"),
+        ("price", "decimal(10,2)"),
+    ]
+
+
+def test_sql_on_spark_streams_rows_without_collecting_the_result(sample_table):
+    """A billion rows: the first thousand arrive in seconds (a collect would take minutes and
+    the memory of all of them); closing the pipe ends the command and its Spark job."""
+    began = time.monotonic()
+    query = subprocess.Popen(
+        [CLI, "sql", "SELECT id FROM range(0, 1000000000, 1, 10000)", "--format", "csv"],
+        env=spark_env(sample_table),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = [query.stdout.readline() for _ in range(1001)]
+        assert lines == ["id\n", *(f"{i}\n" for i in range(1000))]
+        assert time.monotonic() - began < 120
+        query.stdout.close()
+        query.wait(timeout=60)
+    finally:
+        query.kill()
+        query.wait()
+
+
+def test_sql_on_spark_refuses_every_write_before_running_it(sample_table):
+    attempts = [
+        "INSERT INTO marts.sample VALUES (4, 'x', 1, NULL, NULL)",
+        "CREATE TABLE marts.copy USING parquet AS SELECT * FROM marts.sample",
+        "DROP TABLE marts.sample",
+        "SELECT 1; DROP TABLE marts.sample",
+        "SELECT 1 -- a comment; then\n; DROP TABLE marts.sample",
+        "/* SELECT 1 */ DROP TABLE marts.sample",
+        "/* nested /* */ SELECT 1 */ DROP TABLE marts.sample",
+        "-- SELECT 1\nDROP TABLE marts.sample",
+        "WITH a AS (SELECT 9 AS id) INSERT INTO marts.sample (id) SELECT id FROM a",
+        "FROM marts.sample INSERT INTO marts.sample SELECT *",
+        "SELECT 1) AS x; DROP TABLE marts.sample; SELECT * FROM (SELECT 1",
+        "BEGIN SELECT 1; DROP TABLE marts.sample; END",
+        "TRUNCATE TABLE marts.sample",
+        "USE marts",
+        "SET spark.sql.ansi.enabled = false",
+        "SELECT TRANSFORM(id) USING 'cat' AS (x) FROM marts.sample",
+        "SELECT reflect('java.util.UUID', 'randomUUID')",
+    ]
+    results = {q: spark_sql(sample_table, q, "--format", "csv") for q in attempts}
+    for statement, result in results.items():
+        assert result.returncode == 1, statement
+        assert result.stdout == "", statement
+        assert result.stderr.count("\n") == 1, (statement, result.stderr)
+        assert result.stderr.startswith("data-platform sql: "), statement
+    # The writes are refused by name; a second statement is Spark's own syntax error.
+    assert "only reads the warehouse" in results[attempts[0]].stderr
+    assert "PARSE_SYNTAX_ERROR" in results[attempts[3]].stderr
+    assert all("runs code on the cluster" in results[q].stderr for q in attempts[-2:])
+    # EXPLAIN of a write plans it and writes nothing.
+    explained = spark_sql(sample_table, f"EXPLAIN {attempts[0]}", "--format", "csv")
+    assert explained.returncode == 0, explained.stderr
+    # Nothing was written, dropped or created.
+    counted = spark_sql(sample_table, "SELECT count(*) AS n FROM marts.sample", "--format", "csv")
+    assert counted.stdout == "n\n3\n", counted.stderr
+    tables = spark_sql(sample_table, "SHOW TABLES IN marts", "--format", "csv")
+    assert tables.stdout.splitlines()[1:] == ["marts,sample,false"]
+
+
+def test_sql_on_spark_a_bad_query_is_sparks_message_in_one_line(sample_table):
+    result = spark_sql(sample_table, "SELECT * FROM marts.nosuch")
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("data-platform sql: [TABLE_OR_VIEW_NOT_FOUND]")
+    assert "`marts`.`nosuch`" in line
+
+
+def test_spark_cluster_down_without_services_stops_everything(spark_cluster):
+    """Last in the module: `make services-down` without SERVICES stops the opt-in cluster too."""
+    env, state = spark_cluster.env, spark_cluster.state
+    pids = {p: int((state / f"{p}.pid").read_text()) for p in PROCESSES}
+    plain = {k: v for k, v in env.items() if k != "SERVICES"}
+    assert services(plain, "down").returncode == 0
+    assert not any(pid_alive(pid) or group_alive(pid) for pid in pids.values())
+    assert not any(listening_addresses(port) for port in spark_cluster.ports.values())
+    assert services(env, "down").returncode == 0
+    assert services(env, "status").stdout.split() == ["spark:", "down"]
+
+
+def test_sql_on_spark_with_no_endpoint_is_one_line_saying_what_to_do():
+    """No cluster needed: nothing listens on a fresh free port."""
+    remote = f"sc://127.0.0.1:{free_port()}"
+    began = time.monotonic()
+    result = spark_sql(remote, "SELECT 1")
+    assert time.monotonic() - began < 30  # not pyspark's minutes of retries
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith(
+        f"data-platform sql: the Spark Connect endpoint {remote} does not answer"
+    )
+    assert "SERVICES=spark make services-up" in line and "DATA_PLATFORM_SPARK_REMOTE" in line
 
 
 def _tail(log: Path, lines: int = 40) -> str:

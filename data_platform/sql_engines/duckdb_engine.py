@@ -1,0 +1,76 @@
+"""`data-platform sql` on the embedded DuckDB file.
+
+It works while the platform runs: DuckDB lets no second process open a file a writer holds,
+even read-only, so the query waits for the writer (up to `--timeout` seconds) instead of
+failing at once, and holds the file only while it runs. Read-only throughout: the file is
+opened read_only (DuckDB refuses INSERT, CREATE, ...) and file access is switched off and
+locked, so COPY ... TO or ATTACH cannot write elsewhere either.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from data_platform.resources.duckdb_lock import connect_with_lock_wait, is_lock_conflict
+from data_platform.settings import Settings
+from data_platform.sql_engines import READ_ONLY_HINT, QueryError, QueryResult, first_line
+
+FETCH_ROWS = 10_000
+
+
+def open_read_only(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
+    if not path.exists():
+        raise QueryError(
+            f"no warehouse at {path}: build it first (`make run` or `data-platform "
+            "materialize`), or set DATA_PLATFORM_WAREHOUSE to the right file"
+        )
+    try:
+        conn = connect_with_lock_wait(str(path), read_only=True, timeout=timeout)
+    except duckdb.IOException as err:
+        if not is_lock_conflict(err):
+            raise QueryError(first_line(err)) from None
+        holder = re.search(r"held in (.+?) \(PID (\d+)\)", str(err))
+        who = f"{holder[1]} (PID {holder[2]})" if holder else "another process"
+        raise QueryError(
+            f"the warehouse {path} is still locked by {who}, a writer, after {timeout:g} s: "
+            "wait for its run to finish, or pass a longer --timeout"
+        ) from None
+    conn.execute("SET enable_external_access = false")
+    conn.execute("SET lock_configuration = true")
+    return conn
+
+
+def _batches(result: duckdb.DuckDBPyConnection) -> Iterator[tuple]:
+    try:
+        while rows := result.fetchmany(FETCH_ROWS):
+            yield from rows
+    except duckdb.Error as err:
+        raise QueryError(first_line(err)) from None
+
+
+def run_query(conn: duckdb.DuckDBPyConnection, sql: str) -> QueryResult:
+    """Run `sql`; its rows are fetched lazily, a batch at a time."""
+    try:
+        result = conn.execute(sql)
+    except duckdb.Error as err:
+        message = first_line(err)
+        refused = "read-only mode" in message or isinstance(err, duckdb.PermissionException)
+        raise QueryError(f"{message} ({READ_ONLY_HINT})" if refused else message) from None
+    description = result.description or []
+    return QueryResult(
+        columns=[d[0] for d in description],
+        types=[str(d[1]) for d in description],
+        rows=_batches(result) if description else iter(()),
+    )
+
+
+@contextmanager
+def read_only_query(settings: Settings, sql: str, timeout: float) -> Iterator[QueryResult]:
+    """`sql` on the warehouse file, waiting up to `timeout` s for a writer's lock."""
+    with open_read_only(settings.warehouse, timeout) as conn:
+        yield run_query(conn, sql)
