@@ -230,8 +230,8 @@ def test_the_raw_events_model_reports_every_hard_failure():
     assert len(outcome.cases) == 3 and set(outcome.cases["rule"]) <= set(rules)
 
 
-def test_a_window_validated_in_chunks_gives_the_outcome_of_one_frame(monkeypatch):
-    """Uniqueness holds across chunks because rows are dealt by a hash of the unique key."""
+def test_a_window_streamed_in_batches_gives_the_outcome_of_one_frame(monkeypatch):
+    """Uniqueness holds across batches because SQL checks it over the whole window."""
     at = datetime(2026, 1, 5, 10)
     rows = [
         (f"e{i}", 1, "page_view", at, None, f"events/dt=2026-01-05/{i % 3}.jsonl", i // 3 + 1)
@@ -240,22 +240,56 @@ def test_a_window_validated_in_chunks_gives_the_outcome_of_one_frame(monkeypatch
     rows += [
         ("dup", 1, "page_view", at, None, "events/dt=2026-01-05/0.jsonl", 1),  # clashes
         (None, 1, "page_view", at, None, "events/dt=2026-01-05/9.jsonl", 1),  # no id
+        (None, 1, "page_view", at, None, "events/dt=2026-01-05/9.jsonl", 1),  # no id, clashes
     ]
     conn = raw_events_connection(rows)
     gate = Gate(dg.AssetKey(["raw", "events"]), "RawEvents", "raw.events", partitioned=True)
     window = Window(date(2026, 1, 5), date(2026, 1, 5))
     whole = gate_outcome(conn)
-    monkeypatch.setattr(pandera_gate, "CHUNK_ROWS", 4)
-    assert len(pandera_gate.chunk_queries(gate, window, len(rows))) == 8
-    chunked = pandera_gate.validate_window(conn, gate, window, shown=10)
-    assert (chunked.rows, chunked.failing_rows) == (whole.rows, whole.failing_rows) == (32, 3)
-    by_rule = {"event_id: not_nullable": 1, "multiple_fields_uniqueness": 2}
-    assert chunked.failing_checks.set_index("rule")["failing_rows"].to_dict() == by_rule
+    monkeypatch.setattr(pandera_gate, "BATCH_ROWS", 4)
+    streamed = pandera_gate.validate_window(conn, gate, window, shown=10)
+    # The last two rows break both rules: counted once each.
+    assert (streamed.rows, streamed.failing_rows) == (whole.rows, whole.failing_rows) == (33, 4)
+    by_rule = {"event_id: not_nullable": 2, "multiple_fields_uniqueness": 4}
+    assert whole.failing_checks.set_index("rule")["failing_rows"].to_dict() == by_rule
+    assert streamed.failing_checks.equals(whole.failing_checks)
+    assert set(streamed.cases["rule"]) == set(by_rule)
 
 
-def test_the_unique_key_of_a_model_decides_the_chunks():
-    assert pandera_gate.unique_key(models.RawEvents) == ["_source_file", "_line_number"]
-    assert pandera_gate.unique_key(models.FctEvents) == ["event_id"]
+def test_uniqueness_of_one_column_in_sql_skips_nulls_as_pandera_does(monkeypatch):
+    """A unique column: NULLs repeat nothing; its rule name and counts are Pandera's."""
+    import pandera.pandas as pa
+
+    class Model(pa.DataFrameModel):
+        key: str = pa.Field(unique=True, nullable=True)
+        value: int = pa.Field(ge=0)
+
+    conn = duckdb.connect()
+    conn.execute(
+        "CREATE TABLE t AS SELECT key, value::BIGINT AS value, dt FROM (VALUES ('a', 1, DATE '2026-01-05'), "
+        "('a', -1, DATE '2026-01-05'), ('b', 2, DATE '2026-01-05'), (NULL, 3, DATE '2026-01-05'), "
+        "(NULL, 4, DATE '2026-01-05'), ('c', -5, DATE '2026-01-05')) v(key, value, dt)"
+    )
+    monkeypatch.setattr(models, "UniqueKeyModel", Model, raising=False)
+    gate = Gate(dg.AssetKey(["t"]), "UniqueKeyModel", "t")
+    whole = validate(Model, conn.sql("SELECT key, value FROM t").df(), shown=10)
+    monkeypatch.setattr(pandera_gate, "BATCH_ROWS", 2)
+    streamed = pandera_gate.validate_window(conn, gate, WHOLE_TABLE, shown=10)
+    assert pandera_gate.uniqueness_rules(Model) == [("key: field_uniqueness", ["key"])]
+    assert (streamed.rows, streamed.failing_rows) == (whole.rows, whole.failing_rows) == (6, 3)
+    assert streamed.failing_checks.equals(whole.failing_checks)
+
+
+def test_the_uniqueness_rules_of_a_model_and_what_holds_row_by_row():
+    assert pandera_gate.uniqueness_rules(models.RawEvents) == [
+        ("multiple_fields_uniqueness", ["_source_file", "_line_number"])
+    ]
+    assert pandera_gate.uniqueness_rules(models.FctEvents) == [
+        ("event_id: field_uniqueness", ["event_id"])
+    ]
+    rows = pandera_gate.row_rules(models.FctEvents)
+    assert not rows.unique and not rows.columns["event_id"].unique
+    assert models.FctEvents.to_schema().columns["event_id"].unique  # the model is untouched
 
 
 @pytest.mark.parametrize(

@@ -4,13 +4,13 @@ The gate reads only the model's columns for only the run's partitions straight f
 validates lazily (every failure, not the first) and puts the counts and the first failure
 cases in the check's metadata, so the UI shows which rule broke on which rows.
 
-A window of more than CHUNK_ROWS rows is validated in chunks, so memory does not grow with the
-day: rows are dealt into chunks by a hash of the model's unique key, so that rows that could
-clash share a chunk and uniqueness checked chunk by chunk is uniqueness of the whole. Every
-other rule of the models is row by row.
+A window of more than BATCH_ROWS rows is read once, as a stream of batches, so memory does not
+grow with the day: every rule of the models but uniqueness holds row by row, so Pandera checks
+each batch alone; uniqueness, which spans the window, is the same rule rendered as a GROUP BY
+in DuckDB (rows whose key repeats, reported under Pandera's rule names). The stream carries a
+flag on those rows, so each failing row is counted once whatever rules it breaks.
 """
 
-import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -27,6 +27,7 @@ from data_platform.resources.warehouse import Warehouse
 if TYPE_CHECKING:  # Pandera, pandas and pyarrow load when a gate first runs
     import pandas as pd
     import pandera.pandas as pa
+    import pyarrow
 
 PANDERA_CASE_COLUMNS = ["schema_context", "column", "check", "failure_case", "index"]
 SHOWN_CASE_COLUMNS = ["rule", "column", "failure_case", "index"]
@@ -68,9 +69,9 @@ class Outcome:
         return self.failing_checks.empty
 
 
-def fetch_frame(conn: duckdb.DuckDBPyConnection, sql: str, params: list) -> "pd.DataFrame":
-    """Rows through Arrow: strings stay Arrow-backed (no Python object per value), which makes
-    fetching and checking a million rows ~10x faster than `.df()`. DECIMAL becomes float64."""
+def arrow_frame(table: "pyarrow.Table") -> "pd.DataFrame":
+    """Arrow rows as pandas with Arrow-backed strings (no Python object per value), which makes
+    checking a million rows ~10x faster than `.df()`. DECIMAL becomes float64."""
     import pandas as pd
     import pyarrow
     import pyarrow.compute as pc
@@ -80,19 +81,29 @@ def fetch_frame(conn: duckdb.DuckDBPyConnection, sql: str, params: list) -> "pd.
         pyarrow.large_string(): pd.StringDtype("pyarrow"),
         pyarrow.string_view(): pd.StringDtype("pyarrow"),
     }
-    table = conn.sql(sql, params=params).to_arrow_table()
     for i, field in enumerate(table.schema):
         if pyarrow.types.is_decimal(field.type):
             table = table.set_column(i, field.name, pc.cast(table[i], pyarrow.float64()))
     return table.to_pandas(types_mapper=arrow_strings.get, date_as_object=False)
 
 
-def validate(model: "type[pa.DataFrameModel]", frame: "pd.DataFrame", shown: int) -> Outcome:
+def fetch_frame(conn: duckdb.DuckDBPyConnection, sql: str, params: list) -> "pd.DataFrame":
+    return arrow_frame(conn.sql(sql, params=params).to_arrow_table())
+
+
+def validate(
+    model: "type[pa.DataFrameModel] | pa.DataFrameSchema",
+    frame: "pd.DataFrame",
+    shown: int,
+    flagged: "pd.Series | None" = None,
+) -> Outcome:
     """Every failure of `frame` against `model`, summarised per rule.
 
     Pandera reports a failed row of a whole-frame rule once per column; a rule is named
     `column: check` for column rules and by its own name for whole-frame rules, and counted
     in distinct failing rows (cases without a row, e.g. a wrong dtype, count as cases only).
+    `flagged` marks rows found failing elsewhere (a uniqueness checked over the window), which
+    count among the failing rows.
     """
     import pandas as pd
     import pandera.pandas as pa
@@ -111,15 +122,19 @@ def validate(model: "type[pa.DataFrameModel]", frame: "pd.DataFrame", shown: int
     rules = cases.groupby("rule").agg(
         failing_rows=("index", "nunique"), failure_cases=("check", "size")
     )
+    failing = cases["index"].dropna().astype("int64")
+    if flagged is not None:
+        failing = pd.concat([failing, pd.Series(frame.index[flagged.to_numpy()], dtype="int64")])
     return Outcome(
         rows=len(frame),
-        failing_rows=int(cases["index"].dropna().nunique()),
+        failing_rows=int(failing.nunique()),
         failing_checks=rules.reset_index(),
         cases=cases.drop_duplicates(["rule", "index"])[SHOWN_CASE_COLUMNS].head(shown),
     )
 
 
-CHUNK_ROWS = 1_000_000
+BATCH_ROWS = 200_000
+DUPLICATE_COLUMN = "_gate_duplicate"
 
 
 def gate_query(gate: Gate, window: Window) -> tuple[str, list]:
@@ -129,35 +144,45 @@ def gate_query(gate: Gate, window: Window) -> tuple[str, list]:
     return f"SELECT {columns} FROM {gate.relation} WHERE ({gate.where}) AND {predicate}", params
 
 
-def unique_key(model: "type[pa.DataFrameModel]") -> list[str] | None:
-    """The columns whose values must not repeat ([] when none must); None when the model has
-    several unique keys, which no single hash can keep together."""
+def uniqueness_rules(model: "type[pa.DataFrameModel]") -> list[tuple[str, list[str]]]:
+    """(the rule's name as Pandera reports it, its key) for every uniqueness the model declares."""
     schema = model.to_schema()
-    keys = [[name] for name, column in schema.columns.items() if column.unique]
-    if schema.unique:
-        keys.append(list(schema.unique))
-    if len(keys) > 1:
-        return None
-    return keys[0] if keys else []
-
-
-def chunk_queries(gate: Gate, window: Window, rows: int) -> list[tuple[str, list]]:
-    """The gate's query split into chunks of about CHUNK_ROWS rows (one when it fits)."""
-    sql, params = gate_query(gate, window)
-    chunks = math.ceil(rows / CHUNK_ROWS)
-    key = unique_key(gate.model_class)
-    if chunks <= 1 or key is None:
-        return [(sql, params)]
-    # Without a unique key any split will do: every other rule is row by row.
-    columns = key or list(gate.model_class.to_schema().columns)
-    hashed = "hash(" + ", ".join(f'"{c}"' for c in columns) + ")"
-    return [
-        (f"SELECT * FROM ({sql}) WHERE {hashed} % {chunks} = {i}", params) for i in range(chunks)
+    rules = [
+        (f"{name}: field_uniqueness", [name])
+        for name, column in schema.columns.items()
+        if column.unique
     ]
+    if schema.unique:
+        rules.append(("multiple_fields_uniqueness", list(schema.unique)))
+    return rules
+
+
+def row_rules(model: "type[pa.DataFrameModel]") -> "pa.DataFrameSchema":
+    """The model without its uniqueness: what is left holds row by row, batch by batch."""
+    schema = model.to_schema()
+    unique = {name: {"unique": False} for name, column in schema.columns.items() if column.unique}
+    rows = schema.update_columns(unique)  # a copy: the model's own schema is cached
+    rows.unique = None
+    return rows
+
+
+def _duplicate_keys_sql(sql: str, key: list[str]) -> str:
+    """The keys that repeat in the window. A single column's NULLs repeat nothing (Pandera's
+    field_uniqueness skips them); in a key of several columns NULLs are equal, as in pandas."""
+    columns = ", ".join(f'"{c}"' for c in key)
+    nulls = f'"{key[0]}" IS NOT NULL' if len(key) == 1 else "TRUE"
+    return (
+        f"SELECT {columns}, count(*) AS _rows FROM ({sql}) WHERE {nulls} "
+        f"GROUP BY ALL HAVING count(*) > 1"
+    )
+
+
+def _key_match(key: list[str], alias: str) -> str:
+    return " AND ".join(f'checked."{c}" IS NOT DISTINCT FROM {alias}."{c}"' for c in key)
 
 
 def combine(outcomes: list[Outcome], shown: int) -> Outcome:
-    """One outcome of the chunks: rows and failing rows add up, rules sum per rule."""
+    """One outcome of the parts: rows and failing rows add up, rules sum per rule."""
     import pandas as pd
 
     rules = pd.concat([o.failing_checks for o in outcomes])
@@ -174,16 +199,45 @@ def combine(outcomes: list[Outcome], shown: int) -> Outcome:
 def validate_window(
     conn: duckdb.DuckDBPyConnection, gate: Gate, window: Window, shown: int
 ) -> Outcome:
-    """Validate the window's rows chunk by chunk; a chunk's frame is freed before the next."""
+    """Validate the window's rows: whole when they fit in a batch, else streamed batch by batch
+    with uniqueness in SQL, so that no more than BATCH_ROWS rows are in Python at once."""
+    import pandas as pd
+    import pyarrow
+
+    model = gate.model_class
     sql, params = gate_query(gate, window)
     [(rows,)] = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchall()
-    return combine(
-        [
-            validate(gate.model_class, fetch_frame(conn, chunk_sql, chunk_params), shown)
-            for chunk_sql, chunk_params in chunk_queries(gate, window, rows)
-        ],
-        shown,
-    )
+    if rows <= BATCH_ROWS:
+        return validate(model, fetch_frame(conn, sql, params), shown)
+    outcomes, flags = [], []
+    for i, (rule, key) in enumerate(uniqueness_rules(model)):
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE _gate_duplicates_{i} AS {_duplicate_keys_sql(sql, key)}",
+            params,
+        )
+        [(failing, cases)] = conn.execute(
+            f'SELECT coalesce(sum(_rows), 0), list("{key[0]}"::VARCHAR)[:{shown}] '
+            f"FROM _gate_duplicates_{i}"
+        ).fetchall()
+        if failing:
+            failing_checks = pd.DataFrame(
+                {"rule": [rule], "failing_rows": [failing], "failure_cases": [failing * len(key)]}
+            )
+            shown_cases = pd.DataFrame(
+                {"rule": rule, "column": key[0], "failure_case": cases, "index": None}
+            )
+            outcomes.append(Outcome(0, 0, failing_checks, shown_cases))
+        flags.append(f"EXISTS (SELECT 1 FROM _gate_duplicates_{i} d WHERE {_key_match(key, 'd')})")
+    flag = " OR ".join(flags) or "FALSE"
+    stream = conn.sql(
+        f"SELECT *, {flag} AS {DUPLICATE_COLUMN} FROM ({sql}) AS checked", params=params
+    ).to_arrow_reader(BATCH_ROWS)
+    schema = row_rules(model)
+    for batch in stream:
+        frame = arrow_frame(pyarrow.Table.from_batches([batch]))
+        flagged = frame.pop(DUPLICATE_COLUMN)
+        outcomes.append(validate(schema, frame, shown, flagged))
+    return combine(outcomes, shown)
 
 
 def outcome_result(gate: Gate, outcome: Outcome, scope: str, seconds: float) -> dg.AssetCheckResult:
