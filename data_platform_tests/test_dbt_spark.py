@@ -37,6 +37,10 @@ RAW_TABLES = ["users", "products", "orders", "order_items", "events", "payments"
 # Every table and view dbt builds: staging, the SCD2 history tables, the marts.
 DBT_SCHEMAS = ("staging", "snapshots", "marts")
 JAVA_17 = Path("/usr/lib/jvm/java-17-openjdk-amd64")
+# dbt's own generic tests, by selector (see the test).
+BUILT_IN_TESTS = [
+    f"test_name:{name}" for name in ("not_null", "unique", "accepted_values", "relationships")
+]
 # Two cores, as CI has.
 LOCAL_MASTER = "local[2]"
 
@@ -162,6 +166,8 @@ def dbt_on_spark(args: list[str], target_path: Path, salt: str) -> list[Any]:
                 "--target-path", str(target_path),
                 "--log-path", str(target_path / "logs"),
                 "--quiet",
+                # Spark's statements wait mostly on the JVM: more than 2 overlap on 2 cores.
+                "--threads", "4",
             ]
         )  # fmt: skip
     failures = [
@@ -334,13 +340,26 @@ def test_dbt_builds_the_same_tables_on_spark_as_on_duckdb(platform, spark, tmp_p
     relations = dbt_relations(warehouse)
     assert {schema for schema, _ in relations} == set(DBT_SCHEMAS)
 
-    # 1. The whole project, tests included, on the raw tables the platform loaded.
+    # 1. Every model with the project's own tests (generic ones of macros/tests, singular
+    # ones of tests/), on the raw tables the platform loaded. dbt's built-in generic tests
+    # (not_null, unique, accepted_values, relationships: ~100 of the 148, rendered by
+    # dbt-spark itself) are left out to keep the test within minutes on 2 cores.
     copy_raw_to_spark(warehouse, spark, tmp_path / "raw", RAW_TABLES)
-    results = dbt_on_spark(["build"], tmp_path / "spark-target", salt)
+    results = dbt_on_spark(["build", "--exclude", *BUILT_IN_TESTS], tmp_path / "spark-target", salt)
     built = {r.node.name for r in results if r.node.resource_type == "model"}
     assert built == {table for _, table in relations}
     tests = [r for r in results if r.node.resource_type == "test"]
-    assert len(tests) > 100 and all(str(r.status) in ("pass", "warn") for r in tests)
+    assert {r.node.name for r in tests} >= {
+        "assert_no_pii_columns_in_marts",
+        "assert_daily_revenue_reconciles_with_fct_orders",
+        "assert_partitioned_facts_match_staging",
+    }
+    own = {r.node.test_metadata.name for r in tests if hasattr(r.node, "test_metadata")}
+    assert own == {
+        "accepted_range", "expression_is_true", "recency", "relationships_where",
+        "scd2_validity", "unique_combination_of_columns",
+    }  # fmt: skip
+    assert all(str(r.status) in ("pass", "warn") for r in tests)
     assert differences(warehouse, spark) == []
     built_at = time.monotonic()
 
@@ -349,11 +368,9 @@ def test_dbt_builds_the_same_tables_on_spark_as_on_duckdb(platform, spark, tmp_p
     day = str(DAYS[1])
     moved, adopted = late_arrivals(warehouse, day)
     copy_raw_to_spark(warehouse, spark, tmp_path / "raw-late", ["events", "payments", "users"])
-    window = json.dumps({"min_dt": day, "max_dt": day})
-    run = ["run", "--select", "users_history+", "--vars", window]
+    run = ["run", "--select", "users_history+"]
     with pytest.MonkeyPatch.context() as mp:
-        # The window as the orchestrator passes it: environment variables (read by
-        # macros/partition_window.sql at execution), and the dbt vars of earlier versions.
+        # The window as the orchestrator passes it (read by macros/partition_window.sql).
         mp.setenv("DATA_PLATFORM_MIN_DT", day)
         mp.setenv("DATA_PLATFORM_MAX_DT", day)
         dbt_on_duckdb(run, warehouse, tmp_path / "duckdb-target", salt)
