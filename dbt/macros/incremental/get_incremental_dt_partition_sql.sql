@@ -3,8 +3,8 @@
 
     The rule, on every engine: after a run,
       1. the partitions (partition column meta.partition_column, default `dt`) in the run's
-         window (partition_window_filter: the vars window, or everything when no vars are
-         given) hold exactly the freshly selected rows, so rows that disappeared from the
+         window (partition_window_filter: DATA_PLATFORM_MIN_DT..MAX_DT, or everything when
+         no window is set) hold exactly the freshly selected rows, so rows that disappeared from the
          source disappear here too;
       2. when unique_key is set, no other partition keeps a row with a key that is being
          inserted: a record's first arrival can move to an earlier dt when a late file lands in
