@@ -214,7 +214,9 @@ def test_late_and_rewritten_files_in_old_days_are_seen_by_the_rotation(landing):
     sensor = build_landing_sensor(recent_days=2, sweep_files=4)
     present = land_days(landing, 10, 2)
     cursor = tick(sensor, None, landing=landing).cursor
-    landing.write_bytes(f"events/dt={present[1]}/f0.jsonl", b"rewritten, longer\n")
+    # Longer for real: "rewritten, longer" had the 18 bytes of the original, and S3 states
+    # modification times in whole seconds, so a rewrite within the second was invisible.
+    landing.write_bytes(f"events/dt={present[1]}/f0.jsonl", b'{"event_id": "rewritten"}\n')
     landing.write_bytes(f"events/dt={present[6]}/late.jsonl", b'{"event_id": "late"}\n')
     seen = []
     for _ in range(4):
