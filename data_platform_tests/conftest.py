@@ -6,8 +6,6 @@ import contextlib
 import os
 import shlex
 import shutil
-import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -25,7 +23,7 @@ from data_platform.services.config import ServicesConfig, load_services_config
 from data_platform.services.kafka_broker import KafkaBroker
 from data_platform.services.postgres import Postgres, admin_engine, database_url
 from data_platform.settings import Settings, load_settings
-from data_platform_tests.helpers import free_port
+from data_platform_tests.helpers import free_port, run_services
 
 PLATFORM_VARIABLES = (
     "DATA_PLATFORM_WAREHOUSE",
@@ -175,22 +173,13 @@ def _distributed_stack(home: Path) -> Iterator[dict[str, str]]:
         "DATA_PLATFORM_PII_SALT": PII_SALT,
     }
 
-    def services(action: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "data_platform.services", action],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
     try:
-        up = services("up")
+        up = run_services(env, "up")
         assert up.returncode == 0, up.stderr
-        for line in services("env").stdout.splitlines():
+        for line in run_services(env, "env").stdout.splitlines():
             name, _, value = shlex.split(line.removeprefix("export "))[0].partition("=")
             env[name] = value
         yield env
     finally:
-        down = services("down")
+        down = run_services(env, "down")
         assert down.returncode == 0, down.stderr

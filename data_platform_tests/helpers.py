@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -15,6 +16,19 @@ import duckdb
 
 from data_platform.partitions import RANGE_TAGS
 from data_platform.resources.landing import LandingZone
+
+
+def run_services(
+    env: dict[str, str], action: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`python -m data_platform.services ACTION` (what make services-* runs) in `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "data_platform.services", action],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def free_port() -> int:

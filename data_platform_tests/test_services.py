@@ -3,6 +3,7 @@ of `python -m data_platform.services`, on free ports, in a home of its own."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import socket
@@ -15,19 +16,12 @@ import pytest
 import yaml
 
 from data_platform_tests.conftest import services_home
-from data_platform_tests.helpers import free_port
+from data_platform_tests.helpers import free_port, run_services
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def services(env: dict[str, str], action: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "data_platform.services", action],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+services = functools.partial(run_services, timeout=120)
 
 
 def bound_addresses(port: int) -> set[str]:

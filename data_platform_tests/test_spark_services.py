@@ -43,18 +43,9 @@ from data_platform.settings import load_settings
 from data_platform.sql_engines import QueryError, read_only_query
 from data_platform_tests.conftest import services_home
 from data_platform_tests.helpers import free_port
+from data_platform_tests.helpers import run_services as services
 
 CLI = str(Path(sys.executable).with_name("data-platform"))
-
-
-def services(env: dict[str, str], action: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "data_platform.services", action],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def listening_addresses(port: int) -> set[str]:
