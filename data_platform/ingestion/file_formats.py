@@ -1,4 +1,5 @@
-"""How a line of each landing-file format becomes a typed record or a reason to reject it.
+"""How a line of each landing-file format becomes a typed record or a reason to reject it, in
+DuckDB's SQL. The rules themselves are `record_rules`'; Spark renders them in `spark_formats`.
 
 Each format is one SQL query over `_file_lines(file_index, line_number, line)` (a file's
 non-blank, non-header lines) that returns each line's file and number, the raw table's contract
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from data_platform.ingestion import record_rules as rules
+from data_platform.ingestion.record_rules import EVENT_FIELD_NAMES, INTEGER_FIELDS
 from data_platform.ingestion.tables import EVENTS, PAYMENTS, RawTable
 
 
@@ -42,102 +45,64 @@ def _sql_list(names: list[str]) -> str:
     return ", ".join(f"'{n}'" for n in names)
 
 
-def _failed(cond: str) -> str:
-    """A check's condition, where an undecidable (NULL) outcome counts as passed."""
-    return f"coalesce(({cond}), false)"
+def _csv_position(name: str) -> str:
+    return f"list_position(header, '{name}')"
 
 
-def _problems(checks: list[tuple[str, str]]) -> str:
-    """SQL for the '; '-joined messages of every failed check, or NULL when all pass."""
-    parts = ", ".join(f"CASE WHEN {_failed(cond)} THEN {msg} END" for cond, msg in checks)
-    return f"NULLIF(concat_ws('; ', {parts}), '')"
+class DuckDBDialect:
+    """`record_rules.Dialect` in DuckDB's SQL."""
+
+    def full_match(self, text: str, pattern: str) -> str:
+        return f"regexp_full_match({text}, '{pattern}')"
+
+    def try_number(self, text: str, sql_type: str) -> str:
+        return f"TRY_CAST({text} AS {sql_type})"
+
+    def try_utc_timestamp(self, text: str) -> str:
+        return f"TRY_CAST({text} AS TIMESTAMPTZ) AT TIME ZONE 'UTC'"
+
+    def has_column(self, name: str) -> str:
+        return f"({_csv_position(name)} IS NOT NULL)"
+
+    def cell(self, name: str) -> str:
+        return f"NULLIF(trim(cells[{_csv_position(name)}]), '')"
 
 
-def _passes(checks: list[tuple[str, str]]) -> str:
-    """SQL true when no check fails: the cheap test the loading pass filters on."""
-    return "NOT (" + " OR ".join(_failed(cond) for cond, _ in checks) + ")"
-
-
-def _quoted(expr: str) -> str:
-    return f"'\"' || left({expr}, 80) || '\"'"
-
-
-_EVENT_FIELDS = ["event_id", "user_id", "event_type", "occurred_at", "session_id", "properties"]
+DUCKDB = DuckDBDialect()
+_EVENT_CHECKS = rules.event_checks(DUCKDB)
 # One multi-path extraction per line returns every contract field as a small JSON fragment,
 # whose type is then cheap to check (measured: about 5x faster than json_transform to a struct).
-_EVENT_PATHS = "[" + ", ".join(f"'$.\"{f}\"'" for f in _EVENT_FIELDS) + "]"
-_EVENT_NULLS = "{" + ", ".join(f'"{f}": null' for f in _EVENT_FIELDS) + "}"
-
-
-def _required(name: str) -> tuple[str, str]:
-    return (
-        f"t_{name} IS NULL OR t_{name} = 'NULL'",
-        f"'{name}: required, missing or null'",
-    )
-
-
-def _typed(name: str, ok: str, expected: str) -> tuple[str, str]:
-    return (
-        f"t_{name} IS NOT NULL AND t_{name} <> 'NULL' AND NOT ({ok})",
-        f"'{name}: expected {expected}, got ' || left(j_{name}::VARCHAR, 80)",
-    )
-
-
-_EVENT_CHECKS = [
-    _required("event_id"),
-    _typed("event_id", "t_event_id = 'VARCHAR'", "a string"),
-    _required("user_id"),
-    _typed(
-        "user_id",
-        "t_user_id IN ('BIGINT', 'UBIGINT') "
-        "OR (t_user_id = 'VARCHAR' AND regexp_full_match(s_user_id, '[0-9]{1,18}'))",
-        "an integer or a string of digits",
-    ),
-    _required("event_type"),
-    _typed("event_type", "t_event_type = 'VARCHAR'", "a string"),
-    _required("occurred_at"),
-    _typed(
-        "occurred_at",
-        "t_occurred_at = 'VARCHAR' AND occurred_at_tz IS NOT NULL",
-        "an ISO-8601 timestamp such as 2026-01-05T10:00:00Z",
-    ),
-    _typed("session_id", "t_session_id = 'VARCHAR'", "a string or null"),
-    _typed("properties", "t_properties = 'OBJECT'", "a JSON object or null"),
-]
+_EVENT_PATHS = "[" + ", ".join(f"'$.\"{f}\"'" for f in EVENT_FIELD_NAMES) + "]"
+_EVENT_NULLS = "{" + ", ".join(f'"{f}": null' for f in EVENT_FIELD_NAMES) + "}"
 
 # Each fragment, its JSON type and its text are computed once, in their own projection: the
 # checks and the values below refer to them by name (inlined expressions cost 3x here).
 
 
-def _json_kind(fragment: str) -> str:
-    """The JSON type of an extracted fragment, read from its first character.
-
-    A fragment comes out of json_extract minified, so its first character tells its kind;
-    json_type() would parse it again (measured: ~0.1 s per 1M lines for six fields). Numbers
-    are told apart (integer or not) only where a check needs it, with json_type().
-    """
-    return (
-        f"CASE WHEN {fragment} IS NOT NULL THEN CASE left({fragment}::VARCHAR, 1) "
-        "WHEN '\"' THEN 'VARCHAR' WHEN '{' THEN 'OBJECT' WHEN '[' THEN 'ARRAY' "
-        "WHEN 'n' THEN 'NULL' WHEN 't' THEN 'BOOLEAN' WHEN 'f' THEN 'BOOLEAN' "
-        "ELSE 'NUMBER' END END"
-    )
+def _kind(fragment: str, field: str) -> str:
+    """A fragment's kind. json_extract minifies, so its first character tells (json_type()
+    would parse it again: ~0.1 s per 1M lines for six fields); integers are told apart, with
+    json_type(), only where a rule needs it."""
+    if field in INTEGER_FIELDS:
+        return (
+            f"CASE WHEN json_type({fragment}) IN ('BIGINT', 'UBIGINT') THEN 'integer' "
+            f"ELSE {rules.json_kind(fragment)} END"
+        )
+    return rules.json_kind(fragment)
 
 
 def _fragment_columns(fragment: str, field: str) -> str:
-    kind = f"json_type({fragment})" if field == "user_id" else _json_kind(fragment)
-    return f"{fragment} AS j_{field}, {kind} AS t_{field}, {fragment}->>'$' AS s_{field}"
+    return (
+        f"{fragment}::VARCHAR AS j_{field}, {_kind(fragment, field)} AS t_{field}, "
+        f"{fragment}->>'$' AS s_{field}"
+    )
 
 
 _EVENT_FRAGMENTS = ",\n        ".join(
-    _fragment_columns(f"v[{i}]", f) for i, f in enumerate(_EVENT_FIELDS, start=1)
+    _fragment_columns(f"v[{i}]", f) for i, f in enumerate(EVENT_FIELD_NAMES, start=1)
 )
-_EVENT_VALUES = """s_event_id AS event_id,
-    TRY_CAST(s_user_id AS BIGINT) AS user_id,
-    s_event_type AS event_type,
-    occurred_at_tz AT TIME ZONE 'UTC' AS occurred_at,
-    s_session_id AS session_id,
-    CASE WHEN t_properties = 'OBJECT' THEN j_properties END AS properties"""
+_EVENT_TIMESTAMPS = f"{DUCKDB.try_utc_timestamp('s_occurred_at')} AS ts_occurred_at"
+_EVENT_VALUES = rules.event_values(DUCKDB)
 
 EVENTS_SQL = f"""
 WITH objects AS (
@@ -150,7 +115,7 @@ fields AS (
     SELECT *,
         CASE WHEN is_object THEN json_extract(line, {_EVENT_PATHS}) END AS v,
         CASE WHEN is_object
-            THEN list_filter(json_keys(line), lambda k: k NOT IN ({_sql_list(_EVENT_FIELDS)}))
+            THEN list_filter(json_keys(line), lambda k: k NOT IN ({_sql_list(EVENT_FIELD_NAMES)}))
         END AS extra_keys
     FROM objects
 ),
@@ -160,27 +125,25 @@ fragments AS (
     FROM fields
 ),
 typed AS (
-    SELECT *, TRY_CAST(s_occurred_at AS TIMESTAMPTZ) AS occurred_at_tz FROM fragments
+    SELECT *, {_EVENT_TIMESTAMPS} FROM fragments
 )
 SELECT
     file_index,
     line_number,
     line,
     CASE
-        WHEN NOT is_json THEN 'not valid JSON: the line is truncated or malformed; '
-            || 'fix the emitter so each line is one complete JSON object'
-        WHEN NOT is_object THEN 'not a JSON object (got ' || json_type(line)
-            || '): each line must be one JSON object'
-        ELSE {_problems(_EVENT_CHECKS)}
+        WHEN NOT is_json THEN '{rules.INVALID_JSON}'
+        WHEN NOT is_object THEN {rules.not_an_object(rules.json_kind("json(line)::VARCHAR"))}
+        ELSE {rules.problems(_EVENT_CHECKS)}
     END AS error,
-    is_object AND {_passes(_EVENT_CHECKS)} AS is_valid,
+    is_object AND {rules.passes(_EVENT_CHECKS)} AS is_valid,
     {_EVENT_VALUES},
     CASE WHEN len(extra_keys) > 0 THEN json_merge_patch(line, '{_EVENT_NULLS}') END AS _rescued
 FROM typed
 """
 
-_EVENT_OPTIONAL = {"session_id", "properties"}
-_EVENT_STRINGS = {"event_id", "event_type", "occurred_at", "session_id"}
+_EVENT_OPTIONAL = {f.name for f in rules.EVENT_FIELDS if not f.required}
+_EVENT_STRINGS = {f.name for f in rules.EVENT_FIELDS if f.kind in ("string", "timestamp")}
 
 
 def _spelled_line() -> str:
@@ -194,7 +157,7 @@ def _spelled_line() -> str:
     diagnosing query takes them, at its cost.
     """
     parts = []
-    for i, field in enumerate(_EVENT_FIELDS, start=1):
+    for i, field in enumerate(EVENT_FIELD_NAMES, start=1):
         quote = '"' if field in _EVENT_STRINGS else ""
         key = ("," if i > 1 else "") + f'"{field}":{quote}'
         if field in _EVENT_OPTIONAL:
@@ -209,16 +172,16 @@ def _vouched_columns(index: int, field: str) -> str:
     the spelling fixes each field's kind, so the same checks can run on them."""
     value = f"v[{index}]"
     if field in _EVENT_STRINGS:
-        kind = f"CASE WHEN {value} IS NOT NULL THEN 'VARCHAR' END"
-    elif field == "user_id":  # "abc" extracts as abc: not JSON, and never spelled bare
-        kind = f"CASE WHEN json_valid({value}) THEN json_type({value}) END"
+        kind = f"CASE WHEN {value} IS NOT NULL THEN 'string' END"
+    elif field in INTEGER_FIELDS:  # "abc" extracts as abc: not JSON, and never spelled bare
+        kind = f"CASE WHEN json_valid({value}) THEN {_kind(value, field)} END"
     else:
-        kind = _json_kind(value)
-    return f"{value}::JSON AS j_{field}, {kind} AS t_{field}, {value} AS s_{field}"
+        kind = rules.json_kind(value)
+    return f"{value} AS j_{field}, {kind} AS t_{field}, {value} AS s_{field}"
 
 
 _EVENT_VOUCHED = ",\n        ".join(
-    _vouched_columns(i, f) for i, f in enumerate(_EVENT_FIELDS, start=1)
+    _vouched_columns(i, f) for i, f in enumerate(EVENT_FIELD_NAMES, start=1)
 )
 
 # The fast path: one extraction per line, a string comparison, the same checks. It must run
@@ -238,55 +201,21 @@ fragments AS (
     FROM fields
 ),
 typed AS (
-    SELECT *, TRY_CAST(s_occurred_at AS TIMESTAMPTZ) AS occurred_at_tz FROM fragments
+    SELECT *, {_EVENT_TIMESTAMPS} FROM fragments
 )
 SELECT line_number, {_EVENT_VALUES}
 FROM typed
-WHERE spelled_back AND {_passes(_EVENT_CHECKS)}
+WHERE spelled_back AND {rules.passes(_EVENT_CHECKS)}
 """
 
-_PAYMENT_FIELDS = ["payment_id", "order_id", "amount", "currency", "status", "created_at"]
 # One CSV field: quoted (with "" escapes) or bare; the leading (^|,) makes empty fields match.
-_CSV_FIELD = r"""(?:^|,)("(?:[^"]|"")*"|[^,]*)"""
-
-
-def _csv_cell(name: str) -> str:
-    return f"NULLIF(trim(cells[list_position(header, '{name}')]), '')"
-
-
-_PAYMENT_CHECKS = [
-    *[
-        (f"list_position(header, '{n}') IS NULL", f"'{n}: column missing from the file header'")
-        for n in _PAYMENT_FIELDS
-    ],
-    *[
-        (
-            f"list_position(header, '{n}') IS NOT NULL AND {_csv_cell(n)} IS NULL",
-            f"'{n}: required, empty'",
-        )
-        for n in _PAYMENT_FIELDS
-    ],
-    (
-        f"{_csv_cell('order_id')} IS NOT NULL AND TRY_CAST({_csv_cell('order_id')} AS BIGINT) IS NULL",
-        f"'order_id: expected an integer, got ' || {_quoted(_csv_cell('order_id'))}",
-    ),
-    (
-        f"{_csv_cell('amount')} IS NOT NULL "
-        f"AND TRY_CAST({_csv_cell('amount')} AS DECIMAL(18,4)) IS NULL",
-        f"'amount: expected a decimal number such as 12.50, got ' || {_quoted(_csv_cell('amount'))}",
-    ),
-    (
-        f"{_csv_cell('created_at')} IS NOT NULL "
-        f"AND TRY_CAST({_csv_cell('created_at')} AS TIMESTAMPTZ) IS NULL",
-        "'created_at: expected an ISO-8601 timestamp such as 2026-01-05T10:00:00Z, got ' || "
-        + _quoted(_csv_cell("created_at")),
-    ),
-]
+CSV_FIELD = r"""(?:^|,)("(?:[^"]|"")*"|[^,]*)"""
+_PAYMENT_CHECKS = rules.payment_checks(DUCKDB)
 
 PAYMENTS_SQL = f"""
 WITH header AS (
     SELECT file_index, list_transform(
-        regexp_extract_all(line, '{_CSV_FIELD}', 1),
+        regexp_extract_all(line, '{CSV_FIELD}', 1),
         lambda h: lower(trim(replace(trim(h, '"'), '""', '"')))
     ) AS header
     FROM _file_header
@@ -294,15 +223,17 @@ WITH header AS (
 split AS (
     SELECT file_index, line_number, line, header,
         list_transform(
-            regexp_extract_all(line, '{_CSV_FIELD}', 1),
+            regexp_extract_all(line, '{CSV_FIELD}', 1),
             lambda c: CASE WHEN starts_with(c, '"') THEN replace(c[2:-2], '""', '"') ELSE c END
         ) AS cells
     FROM _file_lines JOIN header USING (file_index)
 ),
 extras AS (
     SELECT *,
-        list_filter(range(1, len(header) + 1), lambda i: header[i] NOT IN ({_sql_list(_PAYMENT_FIELDS)}))
-            AS extra_positions
+        list_filter(
+            range(1, len(header) + 1),
+            lambda i: header[i] NOT IN ({_sql_list(rules.PAYMENT_FIELDS)})
+        ) AS extra_positions
     FROM split
 )
 SELECT
@@ -310,17 +241,11 @@ SELECT
     line_number,
     line,
     CASE
-        WHEN len(cells) <> len(header) THEN 'row has ' || len(cells) || ' fields but the header '
-            || 'names ' || len(header) || ': fix the quoting or the delimiter of this row'
-        ELSE {_problems(_PAYMENT_CHECKS)}
+        WHEN len(cells) <> len(header) THEN {rules.field_count_reason("len(cells)", "len(header)")}
+        ELSE {rules.problems(_PAYMENT_CHECKS)}
     END AS error,
-    len(cells) = len(header) AND {_passes(_PAYMENT_CHECKS)} AS is_valid,
-    {_csv_cell("payment_id")} AS payment_id,
-    TRY_CAST({_csv_cell("order_id")} AS BIGINT) AS order_id,
-    TRY_CAST({_csv_cell("amount")} AS DECIMAL(18,4)) AS amount,
-    {_csv_cell("currency")} AS currency,
-    {_csv_cell("status")} AS status,
-    TRY_CAST({_csv_cell("created_at")} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS created_at,
+    len(cells) = len(header) AND {rules.passes(_PAYMENT_CHECKS)} AS is_valid,
+    {rules.payment_values(DUCKDB)},
     CASE WHEN len(extra_positions) > 0 THEN to_json(map_from_entries(
         list_transform(extra_positions, lambda i: {{'k': header[i], 'v': cells[i]}})
     )) END AS _rescued

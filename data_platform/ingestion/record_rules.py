@@ -1,0 +1,211 @@
+"""The contract rules of each landing-file format, stated once and rendered for every engine.
+
+A rule is a condition on a record and the reason a person reads when it fails. The conditions
+are written over named columns that each engine's parsing query provides, with the few
+functions whose spelling differs between engines asked of a `Dialect`:
+
+- a JSON line's fields arrive as `j_<field>` (the field's minified JSON text), `t_<field>` (its
+  kind: one of `JSON_KINDS`, NULL when the key is absent) and `s_<field>` (a string's value,
+  else the JSON text); a timestamp field also as `ts_<field>`, parsed (NULL when it is not one);
+- a CSV row's cells are asked of the dialect by column name, through the file's header.
+
+DuckDB (`file_formats`) and Spark (`spark_formats`) render these same lists into their SQL;
+the reasons are the same text on both, and so are the dead letters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+# The kinds of a JSON value, in JSON's own words (RFC 8259), integers told apart from numbers.
+JSON_KINDS = ("string", "integer", "number", "object", "array", "boolean", "null")
+TIMESTAMP_EXAMPLE = "an ISO-8601 timestamp such as 2026-01-05T10:00:00Z"
+INVALID_JSON = (
+    "not valid JSON: the line is truncated or malformed; "
+    "fix the emitter so each line is one complete JSON object"
+)
+
+
+class Dialect(Protocol):
+    """What an engine spells its own way; everything else in a rule is common SQL."""
+
+    def full_match(self, text: str, pattern: str) -> str:
+        """SQL true when the whole of `text` matches the regular expression `pattern`."""
+        ...
+
+    def try_number(self, text: str, sql_type: str) -> str:
+        """`text` as `sql_type` (BIGINT, DECIMAL(p,s)), NULL when it is not one."""
+        ...
+
+    def try_utc_timestamp(self, text: str) -> str:
+        """`text` as a timestamp normalised to UTC (offset applied, naive read as UTC), or NULL."""
+        ...
+
+    def has_column(self, name: str) -> str:
+        """SQL true when the CSV file's header names column `name`."""
+        ...
+
+    def cell(self, name: str) -> str:
+        """The trimmed text of the row's cell under header `name`, NULL when empty or absent."""
+        ...
+
+
+Check = tuple[str, str]  # (SQL condition that fails the record, SQL of the reason)
+
+
+def failed(cond: str) -> str:
+    """A check's condition, where an undecidable (NULL) outcome counts as passed."""
+    return f"coalesce(({cond}), false)"
+
+
+def problems(checks: list[Check]) -> str:
+    """SQL for the '; '-joined reasons of every failed check, or NULL when all pass."""
+    parts = ", ".join(f"CASE WHEN {failed(cond)} THEN {msg} END" for cond, msg in checks)
+    return f"NULLIF(concat_ws('; ', {parts}), '')"
+
+
+def passes(checks: list[Check]) -> str:
+    """SQL true when no check fails: the cheap test a loading pass filters on."""
+    return "NOT (" + " OR ".join(failed(cond) for cond, _ in checks) + ")"
+
+
+def quoted(expr: str) -> str:
+    """A value shown in a reason: quoted, and cut to 80 characters."""
+    return f"'\"' || left({expr}, 80) || '\"'"
+
+
+def json_kind(fragment: str) -> str:
+    """The kind of a minified JSON fragment, read from its first character ('number' for every
+    number: `JsonField.kind` says where integers must be told apart)."""
+    return (
+        f"CASE WHEN {fragment} IS NOT NULL THEN CASE left({fragment}, 1) "
+        "WHEN '\"' THEN 'string' WHEN '{' THEN 'object' WHEN '[' THEN 'array' "
+        "WHEN 'n' THEN 'null' WHEN 't' THEN 'boolean' WHEN 'f' THEN 'boolean' "
+        "ELSE 'number' END END"
+    )
+
+
+@dataclass(frozen=True)
+class JsonField:
+    """A contract field of a JSON line: its name, the kind it must have, whether it may be absent."""
+
+    name: str
+    kind: str  # "string", "digits" (an integer or a string of digits), "timestamp", "object"
+    required: bool
+
+    @property
+    def expected(self) -> str:
+        return {
+            "string": "a string",
+            "digits": "an integer or a string of digits",
+            "timestamp": TIMESTAMP_EXAMPLE,
+            "object": "a JSON object",
+        }[self.kind] + ("" if self.required else " or null")
+
+    def is_valid_kind(self, d: Dialect) -> str:
+        """SQL true when the present, non-null value has the kind the contract asks."""
+        t, s = f"t_{self.name}", f"s_{self.name}"
+        return {
+            "string": f"{t} = 'string'",
+            "digits": f"{t} = 'integer' OR ({t} = 'string' AND {d.full_match(s, '[0-9]{1,18}')})",
+            "timestamp": f"{t} = 'string' AND ts_{self.name} IS NOT NULL",
+            "object": f"{t} = 'object'",
+        }[self.kind]
+
+    def checks(self, d: Dialect) -> list[Check]:
+        t = f"t_{self.name}"
+        present = f"{t} IS NOT NULL AND {t} <> 'null'"
+        typed = (
+            f"{present} AND NOT ({self.is_valid_kind(d)})",
+            f"'{self.name}: expected {self.expected}, got ' || left(j_{self.name}, 80)",
+        )
+        if not self.required:
+            return [typed]
+        return [(f"NOT ({present})", f"'{self.name}: required, missing or null'"), typed]
+
+
+EVENT_FIELDS = (
+    JsonField("event_id", "string", required=True),
+    JsonField("user_id", "digits", required=True),
+    JsonField("event_type", "string", required=True),
+    JsonField("occurred_at", "timestamp", required=True),
+    JsonField("session_id", "string", required=False),
+    JsonField("properties", "object", required=False),
+)
+EVENT_FIELD_NAMES = [f.name for f in EVENT_FIELDS]
+# Fields whose `t_` must tell an integer from another number.
+INTEGER_FIELDS = {f.name for f in EVENT_FIELDS if f.kind == "digits"}
+
+
+def event_checks(d: Dialect) -> list[Check]:
+    """Every rule of an event line that is a JSON object, in the order its reasons are listed."""
+    return [check for field in EVENT_FIELDS for check in field.checks(d)]
+
+
+def event_values(d: Dialect) -> str:
+    """The contract columns of raw.events, from the fields' columns (NULL where invalid)."""
+    return f"""s_event_id AS event_id,
+    {d.try_number("s_user_id", "BIGINT")} AS user_id,
+    s_event_type AS event_type,
+    ts_occurred_at AS occurred_at,
+    s_session_id AS session_id,
+    CASE WHEN t_properties = 'object' THEN j_properties END AS properties"""
+
+
+def not_an_object(line_kind: str) -> str:
+    """SQL of the reason for a line that is JSON but no object; `line_kind` is its kind."""
+    return f"'not a JSON object (got ' || {line_kind} || '): each line must be one JSON object'"
+
+
+PAYMENT_FIELDS = ["payment_id", "order_id", "amount", "currency", "status", "created_at"]
+# Typed columns: (name, SQL type, what the reason says is expected).
+PAYMENT_NUMBERS = [
+    ("order_id", "BIGINT", "an integer"),
+    ("amount", "DECIMAL(18,4)", "a decimal number such as 12.50"),
+]
+
+
+def payment_checks(d: Dialect) -> list[Check]:
+    """Every rule of a payment row whose field count matches its header."""
+    cell = d.cell
+    return [
+        *[
+            (f"NOT {d.has_column(n)}", f"'{n}: column missing from the file header'")
+            for n in PAYMENT_FIELDS
+        ],
+        *[
+            (f"{d.has_column(n)} AND {cell(n)} IS NULL", f"'{n}: required, empty'")
+            for n in PAYMENT_FIELDS
+        ],
+        *[
+            (
+                f"{cell(n)} IS NOT NULL AND {d.try_number(cell(n), sql_type)} IS NULL",
+                f"'{n}: expected {expected}, got ' || {quoted(cell(n))}",
+            )
+            for n, sql_type, expected in PAYMENT_NUMBERS
+        ],
+        (
+            f"{cell('created_at')} IS NOT NULL AND {d.try_utc_timestamp(cell('created_at'))} IS NULL",
+            f"'created_at: expected {TIMESTAMP_EXAMPLE}, got ' || {quoted(cell('created_at'))}",
+        ),
+    ]
+
+
+def payment_values(d: Dialect) -> str:
+    """The contract columns of raw.payments, from the row's cells (NULL where invalid)."""
+    cell = d.cell
+    return f"""{cell("payment_id")} AS payment_id,
+    {d.try_number(cell("order_id"), "BIGINT")} AS order_id,
+    {d.try_number(cell("amount"), "DECIMAL(18,4)")} AS amount,
+    {cell("currency")} AS currency,
+    {cell("status")} AS status,
+    {d.try_utc_timestamp(cell("created_at"))} AS created_at"""
+
+
+def field_count_reason(cells: str, header: str) -> str:
+    """SQL of the reason for a row with another number of fields than its header."""
+    return (
+        f"'row has ' || {cells} || ' fields but the header names ' || {header} "
+        "|| ': fix the quoting or the delimiter of this row'"
+    )
