@@ -17,14 +17,18 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from dagster._core.scheduler.instigation import InstigatorType, TickData, TickStatus
 from prometheus_client import generate_latest
 from prometheus_client.core import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from data_platform.automation.freshness import RAW_EVENTS, arrival_policy
 from data_platform.ingestion.tables import DEAD_LETTER, EVENTS, PAYMENTS
+from data_platform.operations import warehouse_metrics
 from data_platform.operations.check_metrics import CheckExecutionCounts
 from data_platform.operations.metrics import PlatformCollector
+from data_platform.operations.state_metrics import last_tick_times
+from data_platform.operations.warehouse_metrics import DayCountsCache, FileStamp
 from data_platform.services.process import wait_until
 from data_platform_tests import instance_history as history
 from data_platform_tests.helpers import free_port
@@ -325,3 +329,83 @@ def test_check_execution_counts_follow_rows_planned_then_evaluated_between_scrap
     assert counts.latest_outcomes() == {("raw/events", "conservation", "ERROR"): True}
     assert counts.update(instance) == {passed: 1, failed: 1}
     assert CheckExecutionCounts().update(instance) == {passed: 1, failed: 1}
+
+
+SECOND_NS = 1_000_000_000
+
+
+def test_day_counts_are_reused_only_for_an_unchanged_stamp_that_had_settled():
+    """The cache reads again whenever the stamp differs, and keeps nothing read from a file
+    written within `settle_seconds`: a write in the same filesystem tick could keep its stamp."""
+    reads: list[int] = []
+
+    def read() -> dict:
+        reads.append(len(reads) + 1)
+        return {"loaded": {("events", "2026-01-05"): 100 * len(reads)}, "dead_lettered": {}}
+
+    def loaded(counts: dict) -> int:
+        return counts["loaded"][("events", "2026-01-05")]
+
+    cache = DayCountsCache(settle_seconds=1.0)
+    now = 100 * SECOND_NS
+    old = FileStamp(((7, 4096, 90 * SECOND_NS, 90 * SECOND_NS), None), 90 * SECOND_NS)
+    assert loaded(cache.get(old, now, read)) == 100
+    assert loaded(cache.get(old, now + SECOND_NS, read)) == 100  # reused: no read
+    assert len(reads) == 1
+    # A write half a second before the read: a new stamp, read, but not kept.
+    fresh_ns = now + SECOND_NS // 2
+    fresh = FileStamp(((7, 8192, fresh_ns, fresh_ns), (8, 512, fresh_ns, fresh_ns)), fresh_ns)
+    assert loaded(cache.get(fresh, now + SECOND_NS, read)) == 200
+    assert loaded(cache.get(fresh, now + SECOND_NS, read)) == 300
+    # Once it has settled, the next read is kept.
+    assert loaded(cache.get(fresh, now + 2 * SECOND_NS, read)) == 400
+    assert loaded(cache.get(fresh, now + 3 * SECOND_NS, read)) == 400
+    assert loaded(cache.get(old, now + 3 * SECOND_NS, read)) == 500
+    assert len(reads) == 5
+
+
+def test_a_scrape_reads_the_warehouse_again_after_a_write_and_not_before(
+    instance, tmp_path, monkeypatch
+):
+    path = tmp_path / "warehouse.duckdb"
+    build_warehouse(path)
+    time.sleep(warehouse_metrics.SETTLE_SECONDS + 0.1)  # else the counts are read, not kept
+    reads = []
+    original = warehouse_metrics._read_counts
+    monkeypatch.setattr(
+        warehouse_metrics, "_read_counts", lambda conn: reads.append(1) or original(conn)
+    )
+    collector = PlatformCollector(instance, path, {})
+    loaded = {"source": "events", "dt": "2026-01-05"}
+    for _ in range(2):
+        assert value(scrape(collector), "data_platform_rows_loaded", **loaded) == 7
+    assert len(reads) == 1
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("INSERT INTO raw.events (dt) SELECT DATE '2026-01-05' FROM range(5)")
+    assert value(scrape(collector), "data_platform_rows_loaded", **loaded) == 12
+    assert len(reads) == 2
+
+
+def test_last_tick_times_are_each_selectors_latest_tick(instance):
+    now = time.time()
+    history.sensor_tick(instance, "landing_sensor", now - 90)
+    history.sensor_tick(instance, "automation", now - 300)
+    states = {s.instigator_name: s for s in instance.all_instigator_state()}
+    landing = states["landing_sensor"]
+    for at in (now - 45, now - 60):  # later ticks, stored out of order
+        instance.create_tick(
+            TickData(
+                instigator_origin_id=landing.instigator_origin_id,
+                instigator_name=landing.instigator_name,
+                instigator_type=InstigatorType.SENSOR,
+                status=TickStatus.SKIPPED,
+                timestamp=at,
+                selector_id=landing.selector_id,
+            )
+        )
+    states = {name: state.selector_id for name, state in states.items()}
+    latest = last_tick_times(instance, [*states.values(), "never-ticked"])
+    assert latest == {
+        states["landing_sensor"]: pytest.approx(now - 45),
+        states["automation"]: pytest.approx(now - 300),
+    }

@@ -45,6 +45,9 @@ class CheckExecutionCounts:
         self._pending: dict[int, datetime] = {}  # planned row id -> its creation (naive UTC)
         # (asset, check) -> (row id, failed?, severity) of its latest evaluated execution
         self._latest: dict[tuple[str, str], tuple[int, bool, str]] = {}
+        # Stored key -> "raw/events": parsed once per asset, not per row (the first scrape
+        # after a start reads every execution: 104k on a year of history).
+        self._asset_names: dict[str, str] = {}
         self._lock = threading.Lock()  # prometheus_client may serve two scrapes at once
 
     def update(self, instance: dg.DagsterInstance) -> dict[tuple[str, str, str, str], int]:
@@ -66,7 +69,7 @@ class CheckExecutionCounts:
                     continue
                 self._pending.pop(row_id, None)
                 if status in OUTCOMES:
-                    asset = dg.AssetKey.from_db_string(key).to_user_string()
+                    asset = self._asset_name(key)
                     self._counts[(asset, check, OUTCOMES[status], severity)] += 1
                     if row_id > self._latest.get((asset, check), (0,))[0]:
                         self._latest[(asset, check)] = (row_id, status == "FAILED", severity)
@@ -74,6 +77,11 @@ class CheckExecutionCounts:
             day_ago = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=1)
             self._pending = {i: c for i, c in self._pending.items() if c and c > day_ago}
             return dict(self._counts)
+
+    def _asset_name(self, stored: str) -> str:
+        if stored not in self._asset_names:
+            self._asset_names[stored] = dg.AssetKey.from_db_string(stored).to_user_string()
+        return self._asset_names[stored]
 
     def latest_outcomes(self) -> dict[tuple[str, str, str], bool]:
         """{(asset, check, severity): failing?} of each check's latest evaluated execution."""

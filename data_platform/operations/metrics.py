@@ -28,7 +28,7 @@ from data_platform.operations.state_metrics import (
     collect_sensors,
     freshness_windows,
 )
-from data_platform.operations.warehouse_metrics import collect_warehouse
+from data_platform.operations.warehouse_metrics import DayCountsCache, collect_warehouse
 from data_platform.settings import load_settings
 from data_platform.stream.lag_metrics import collect_kafka_lag
 
@@ -51,6 +51,7 @@ class PlatformCollector(Collector):
         self._policies = policies
         self._durations = RunDurations()
         self._check_counts = CheckExecutionCounts()
+        self._day_counts = DayCountsCache()
 
     def collect(self) -> Iterator[Metric]:
         yield from collect_runs(self._instance)
@@ -59,7 +60,7 @@ class PlatformCollector(Collector):
         yield from collect_freshness(self._instance, self._policies)
         yield from collect_pools(self._instance)
         yield from collect_sensors(self._instance)
-        yield from collect_warehouse(self._warehouse)
+        yield from collect_warehouse(self._warehouse, self._day_counts)
         yield from collect_kafka_lag(self._kafka_bootstrap)
 
 

@@ -89,8 +89,9 @@ def collect_sensors(instance: dg.DagsterInstance) -> Iterator[Metric]:
         labels=["sensor", "state"],
     )
     now = time.time()
-    latest = last_tick_times(instance)
-    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+    states = instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+    latest = last_tick_times(instance, [state.selector_id for state in states])
+    for state in states:
         last = latest.get(state.selector_id)
         if last is None:  # a tick stored without its selector (older Dagster): the slow way
             ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
@@ -100,23 +101,28 @@ def collect_sensors(instance: dg.DagsterInstance) -> Iterator[Metric]:
     yield age
 
 
-def last_tick_times(instance: dg.DagsterInstance) -> dict[str, float]:
-    """{selector id: epoch seconds of its latest tick}, in one GROUP BY on an index.
+def last_tick_times(instance: dg.DagsterInstance, selector_ids: list[str]) -> dict[str, float]:
+    """{selector id: epoch seconds of its latest tick} of those that ticked, one `max` a
+    selector on one connection: each is a seek in the (selector_id, timestamp) index.
 
     Dagster's `get_ticks(limit=1)` matches a selector OR a legacy origin, which no index
-    serves: on a year of 30-second ticks it cost 2.1 s of a scrape; this costs milliseconds.
+    serves: on a year of 30-second ticks it cost 2.1 s of a scrape. One GROUP BY of every
+    selector still walked the whole index (121k ticks: ~70 ms of CPU a scrape).
     """
     storage = instance.schedule_storage
     if not isinstance(storage, SqlScheduleStorage):
         return {}
     tick = JobTickTable.c
-    query = (
-        sa.select(tick.selector_id, sa.func.max(tick.timestamp))
-        .where(tick.selector_id.is_not(None))
-        .group_by(tick.selector_id)
+    query = sa.select(sa.func.max(tick.timestamp)).where(
+        tick.selector_id == sa.bindparam("selector")
     )
+    latest = {}
     with storage.connect() as conn:
-        return {selector: _epoch(stamp) for selector, stamp in conn.execute(query)}
+        for selector in selector_ids:
+            stamp = conn.execute(query, {"selector": selector}).scalar()
+            if stamp is not None:
+                latest[selector] = _epoch(stamp)
+    return latest
 
 
 def _epoch(stamp: datetime | str) -> float:
