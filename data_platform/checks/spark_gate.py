@@ -1,0 +1,276 @@
+"""The Pandera gates on Spark: the model's rules pushed down as SQL, only counts come back.
+
+On DuckDB the gate (pandera_gate.py) streams the window's rows through Pandera in this process.
+On Spark the rows may not fit one machine, so they stay on the cluster: spark_rules.py renders
+the model's rules as SQL predicates, and one aggregate query counts, per rule, the rows that
+break it and the rows that break any; a second query, only when something failed, brings back
+at most `shown` failure cases per rule. What reaches Python is a few numbers and a sample, in
+the DuckDB gate's own Outcome, so `pandera_gate.outcome_result` reports both engines alike.
+
+Why not Pandera's PySpark backend (pandera.pyspark): it validates a `pandera.pyspark` model
+with Spark types, so every model would be written a second time; it runs one Spark job per
+check (`filter(~check).limit(1).count()`) and reports pass or fail only, without failure
+counts or cases (its `failure_cases` is None), so the gate could not say how many rows broke
+what; and a custom check there is PySpark code, a second copy of the pandas one.
+
+Dtypes follow the DuckDB gate exactly: the column's Spark type is mapped to the Arrow type
+DuckDB would hand over, and Pandera itself judges a two-row stand-in of that type (with and
+without a missing value) through the DuckDB gate's own Arrow->pandas conversion. So a NULL in a
+non-nullable BIGINT column is what Pandera says of it there (pandas holds it as float64:
+`dtype('int64')` fails on the null rows), not a rule of this module's own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from data_platform.checks.pandera_gate import SHOWN_CASE_COLUMNS, Gate, Outcome, arrow_frame
+from data_platform.checks.scope import Window
+from data_platform.checks.spark_rules import (
+    RowRule,
+    UnrenderableRule,
+    is_missing,
+    quote,
+    render,
+    sql_literal,
+)
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa
+    import pyarrow
+    from pyspark.sql import SparkSession
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    AnySparkSession = SparkSession | ConnectSession
+
+
+@dataclass(frozen=True)
+class ScalarRule:
+    """A rule Pandera reports as one case without a row (a wrong dtype): it fails always
+    (`when` None) or when the aggregate `when` holds (e.g. the column holds a NULL)."""
+
+    rule: str
+    column: str
+    failure_case: str
+    when: str | None = None
+
+
+def arrow_type(spark_type: str) -> pyarrow.DataType:
+    """The Arrow type DuckDB hands the DuckDB gate for a column of this Spark type."""
+    import pyarrow
+
+    simple = {
+        "bigint": pyarrow.int64(),
+        "int": pyarrow.int32(),
+        "smallint": pyarrow.int16(),
+        "tinyint": pyarrow.int8(),
+        "double": pyarrow.float64(),
+        "float": pyarrow.float32(),
+        "string": pyarrow.string(),
+        "boolean": pyarrow.bool_(),
+        "timestamp": pyarrow.timestamp("us"),
+        "timestamp_ntz": pyarrow.timestamp("us"),
+        "date": pyarrow.date32(),
+    }
+    if spark_type in simple:
+        return simple[spark_type]
+    if decimal := re.fullmatch(r"decimal\((\d+),(\d+)\)", spark_type):
+        return pyarrow.decimal128(int(decimal[1]), int(decimal[2]))
+    if re.fullmatch(r"(var)?char\(\d+\)", spark_type):
+        return pyarrow.string()
+    raise ValueError(f"no DuckDB-gate equivalent of the Spark type {spark_type}")
+
+
+def _sample_value(kind: pyarrow.DataType) -> Any:
+    import pyarrow
+
+    if pyarrow.types.is_integer(kind):
+        return 0
+    if pyarrow.types.is_floating(kind):
+        return 0.0
+    if pyarrow.types.is_decimal(kind):
+        return Decimal(0)
+    if pyarrow.types.is_boolean(kind):
+        return True
+    if pyarrow.types.is_timestamp(kind):
+        return dt.datetime(2026, 1, 1)
+    if pyarrow.types.is_date(kind):
+        return dt.date(2026, 1, 1)
+    return "x"
+
+
+def dtype_rules(
+    schema: pa.DataFrameSchema, spark_types: dict[str, str]
+) -> tuple[list[RowRule], list[ScalarRule]]:
+    """The dtype rules Pandera would break on the DuckDB gate's frame of these columns.
+
+    Two stand-in rows per column (a value twice; a value and a missing one) go through the
+    DuckDB gate's Arrow->pandas path and Pandera's dtype check (nullable, no other check): a
+    case on the missing row means "fails on the missing rows", a case without a row a scalar
+    failure, unconditional if the plain stand-in breaks it, else only when a value is missing.
+    """
+    import pandas as pd
+    import pandera.pandas as pa
+    import pyarrow
+
+    types = {name: arrow_type(spark_types[name]) for name in schema.columns}
+    only_dtypes = pa.DataFrameSchema(
+        {
+            name: pa.Column(column.dtype, nullable=True, coerce=column.coerce)
+            for name, column in schema.columns.items()
+        }
+    )
+
+    def cases(missing: bool) -> pd.DataFrame:
+        columns = {
+            name: pyarrow.array([_sample_value(t), None if missing else _sample_value(t)], t)
+            for name, t in types.items()
+        }
+        try:
+            only_dtypes.validate(arrow_frame(pyarrow.table(columns)), lazy=True)
+        except pa.errors.SchemaErrors as err:
+            return err.failure_cases
+        return pd.DataFrame(columns=["column", "check", "failure_case", "index"])
+
+    plain, with_missing = cases(missing=False), cases(missing=True)
+    rows: list[RowRule] = []
+    scalars: list[ScalarRule] = []
+    for name in schema.columns:
+        missing = is_missing(name, spark_types[name])
+        always = plain[plain["column"] == name]
+        sometimes = with_missing[with_missing["column"] == name]
+        for found, when in ((always, None), (sometimes, f"count_if({missing}) > 0")):
+            if found.empty:
+                continue
+            check = str(found["check"].iloc[0])
+            on_rows = set(found["index"].dropna().astype(int))
+            if not on_rows:
+                failure = str(found["failure_case"].iloc[0])
+                scalars.append(ScalarRule(f"{name}: {check}", name, failure, when))
+            elif when is not None and on_rows == {1}:
+                rows.append(RowRule(f"{name}: {check}", name, missing, "NULL"))
+            else:
+                raise UnrenderableRule(
+                    schema.name or "schema", [f"{name}: {check} on a {spark_types[name]} column"]
+                )
+            break
+    return rows, scalars
+
+
+def _samples_sql(failing: list[tuple[str, str, str, str]], shown: int) -> str:
+    """At most `shown` failure cases of each (rule, column, predicate, value) in one pass: the
+    failing rows' cases exploded, numbered per rule, cut at `shown` (Spark limits each rule's
+    rows before the shuffle, so a table of failures never crosses the network)."""
+    cases = ", ".join(
+        f"named_struct('rule', {sql_literal(rule)}, 'column', {sql_literal(column)}, "
+        f"'failure_case', CAST({value} AS STRING), 'fails', coalesce({fails}, FALSE))"
+        for rule, column, fails, value in failing
+    )
+    any_fails = " OR ".join(f"({fails})" for _, _, fails, _ in failing)
+    return (
+        f"SELECT c.rule, c.column, c.failure_case FROM ("
+        f"SELECT c, row_number() OVER (PARTITION BY c.rule ORDER BY c.rule) AS n FROM ("
+        f"SELECT explode(filter(array({cases}), x -> x.fails)) AS c FROM judged "
+        f"WHERE {any_fails})) WHERE n <= {shown}"
+    )
+
+
+def spark_outcome(
+    spark: AnySparkSession,
+    model: type[pa.DataFrameModel] | pa.DataFrameSchema,
+    relation: str,
+    where: str = "TRUE",
+    params: list | None = None,
+    shown: int = 10,
+) -> Outcome:
+    """Every failure of `relation`'s rows (those `where` selects; `?` markers bound to
+    `params`) against `model`, counted on the cluster, as the DuckDB gate's Outcome.
+
+    Rules and failing rows are counted as the DuckDB gate counts them: per rule the rows that
+    break it and its failure cases (a duplicated row of a two-column key is two cases, a wrong
+    dtype one case without a row), and in `failing_rows` each row once whatever it breaks.
+    Failure cases carry no `index`: a Spark row has no position. Raises UnrenderableRule when
+    the model has a rule SQL cannot state.
+    """
+    import pandas as pd
+
+    schema = model if hasattr(model, "columns") else model.to_schema()
+    columns = ", ".join(quote(name) for name in schema.columns)
+    checked = f"SELECT {columns} FROM {relation} WHERE {where}"
+    args = params or None
+    spark_types = {
+        field.name: field.dataType.simpleString()
+        for field in spark.sql(checked, args=args).schema.fields
+    }
+    rendering = render(schema, spark_types)
+    dtype_rows, scalars = dtype_rules(schema, spark_types)
+    keys = [
+        f"count(*) OVER (PARTITION BY {', '.join(quote(c) for c in u.key)}) AS _gate_key_{i}"
+        for i, u in enumerate(rendering.unique_rules)
+    ]
+    judged = f"SELECT *{''.join(', ' + k for k in keys)} FROM checked"
+    # (rule, column, predicate of a failing row, failure case, cases per failing row)
+    row_rules: list[tuple[str, str, str, str, int]] = [
+        (r.rule, r.column, r.fails, r.value, 1) for r in (*dtype_rows, *rendering.row_rules)
+    ]
+    row_rules += [
+        (u.rule, u.key[0], u.fails(f"_gate_key_{i}"), u.value, u.cases_per_row)
+        for i, u in enumerate(rendering.unique_rules)
+    ]
+    conditional = [s for s in scalars if s.when is not None]
+    counts = [f"count_if({fails})" for _, _, fails, _, _ in row_rules]
+    any_rule = " OR ".join(f"({fails})" for _, _, fails, _, _ in row_rules) or "FALSE"
+    with_ctes = f"WITH checked AS ({checked}), judged AS ({judged}) "
+    aggregate = ", ".join(
+        ["count(*)", f"count_if({any_rule})", *counts, *(s.when for s in conditional)]
+    )
+    [result] = spark.sql(f"{with_ctes}SELECT {aggregate} FROM judged", args=args).collect()
+    rows, failing_rows, *found = result
+    rule_counts, held = found[: len(row_rules)], found[len(row_rules) :]
+
+    failing = [
+        (rule, count, count * per_row, column, fails, value)
+        for (rule, column, fails, value, per_row), count in zip(row_rules, rule_counts, strict=True)
+        if count
+    ]
+    failed_scalars = [s for s in scalars if s.when is None] + [
+        s for s, holds in zip(conditional, held, strict=True) if holds
+    ]
+    samples = pd.DataFrame(columns=["rule", "column", "failure_case"])
+    if failing and shown > 0:
+        cases_sql = _samples_sql([(r, c, f, v) for r, _, _, c, f, v in failing], shown)
+        samples = spark.sql(f"{with_ctes}{cases_sql}", args=args).toPandas()
+    scalar_cases = pd.DataFrame(
+        {
+            "rule": [s.rule for s in failed_scalars],
+            "column": [s.column for s in failed_scalars],
+            "failure_case": [s.failure_case for s in failed_scalars],
+        }
+    )
+    cases = pd.concat([samples, scalar_cases], ignore_index=True).assign(index=None)
+    failing_checks = pd.DataFrame(
+        [(rule, count, cases_) for rule, count, cases_, *_ in failing]
+        + [(s.rule, 0, 1) for s in failed_scalars],
+        columns=["rule", "failing_rows", "failure_cases"],
+    )
+    return Outcome(
+        rows=int(rows),
+        failing_rows=int(failing_rows),
+        failing_checks=failing_checks.sort_values("rule", ignore_index=True),
+        cases=cases[SHOWN_CASE_COLUMNS].head(shown),
+    )
+
+
+def validate_spark_window(
+    spark: AnySparkSession, gate: Gate, window: Window, shown: int
+) -> Outcome:
+    """The Spark twin of `pandera_gate.validate_window`: `gate`'s model on the window's rows of
+    its table (or query) in the Spark catalog the session sees, counted on the cluster."""
+    predicate, params = window.where("dt")
+    return spark_outcome(
+        spark, gate.model_class, gate.relation, f"({gate.where}) AND {predicate}", params, shown
+    )

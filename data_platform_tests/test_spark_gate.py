@@ -1,0 +1,325 @@
+"""The Pandera gates on Spark give the DuckDB gate's outcome (DESIGN.md, "Beyond one machine").
+
+The same rows, with known defects, go into a DuckDB table and a local Spark session (local[1],
+one session for the module, no metastore). The DuckDB gate judges them with Pandera (whole, and
+streamed in small batches with uniqueness in SQL); the Spark gate renders the model's rules as
+SQL and counts on Spark. Both must report the rules and counts this test computes on its own,
+in plain Python, from the rows it wrote; clean rows pass on both. Every gate's model either
+renders or is refused naming its custom checks, at test time, never silently passed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandera.pandas as pa
+import pyarrow
+import pytest
+from pandera.typing import Series
+
+from data_platform.checks import models, pandera_gate
+from data_platform.checks.gates import GATES
+from data_platform.checks.models import Text, Timestamp, day, text, timestamp
+from data_platform.checks.pandera_gate import Gate, Outcome, validate_window
+from data_platform.checks.scope import WHOLE_TABLE, Window
+from data_platform.checks.spark_gate import validate_spark_window
+from data_platform.checks.spark_rules import UnrenderableRule, render
+from data_platform_tests.test_dbt_spark import java_home
+
+PATTERN = r"^[0-9a-f]{4}$"
+REF = r"^R\d{2}'s$"  # a backslash and a quote: the SQL literal must escape both
+KINDS = ["a", "b"]
+SHOWN = 100
+
+
+class Probe(pa.DataFrameModel):
+    """Every built-in rule the gates' models use, and a few more of Pandera's."""
+
+    id: Series[np.int64] = pa.Field(unique=True)
+    kind: Series[Text] = text(isin=KINDS)
+    code: Series[Text] = text(nullable=True, str_matches=PATTERN)
+    ref: Series[Text] = text(nullable=True, str_matches=REF)
+    name: Series[Text] = text(str_length={"min_value": 1, "max_value": 5})
+    qty: Series[np.int64] = pa.Field(ge=1, le=10)
+    price: Series[float] = pa.Field(in_range={"min_value": 0, "max_value": 100})
+    file: Series[Text] = text()
+    line: Series[np.int64] = pa.Field(gt=0)
+    at: Series[Timestamp] = timestamp()
+    dt: Series[Timestamp] = day()
+
+    class Config:
+        unique: ClassVar[list[str]] = ["file", "line"]
+
+
+SCHEMA = pyarrow.schema(
+    [
+        ("id", pyarrow.int64()),
+        ("kind", pyarrow.string()),
+        ("code", pyarrow.string()),
+        ("ref", pyarrow.string()),
+        ("name", pyarrow.string()),
+        ("qty", pyarrow.int64()),
+        ("price", pyarrow.float64()),
+        ("file", pyarrow.string()),
+        ("line", pyarrow.int64()),
+        ("at", pyarrow.timestamp("us")),
+        ("dt", pyarrow.date32()),
+    ]
+)
+DAYS = [dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)]
+WINDOW = Window(DAYS[0], DAYS[1])
+
+
+def clean_rows(count: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": i,
+            "kind": KINDS[i % 2],
+            "code": f"{i:04x}" if i % 3 else None,
+            "ref": f"R{i % 100:02d}'s",
+            "name": "n" * (1 + i % 5),
+            "qty": 1 + i % 10,
+            "price": float(i % 100),
+            "file": f"f{i % 3}",
+            "line": i + 1,
+            "at": dt.datetime(2026, 1, 1) + dt.timedelta(minutes=17 * i),
+            "dt": DAYS[i % 3],
+        }
+        for i in range(count)
+    ]
+
+
+def defective_rows() -> list[dict[str, Any]]:
+    """Clean rows with defects; rows i with i % 3 == 2 lie on the day outside WINDOW."""
+    rows = clean_rows(60)
+    defects = {
+        0: {"kind": None},  # a NULL in a required column
+        1: {"kind": "c"},  # outside isin
+        3: {"kind": "A", "name": ""},  # two rules on one row
+        4: {"id": 6},  # a duplicated unique key (rows 4 and 6)
+        7: {"qty": 0},  # below ge
+        9: {"qty": 11, "price": 100.5},  # above le, out of range
+        10: {"qty": None},  # a NULL in a BIGINT: Pandera's dtype rule breaks too
+        12: {"price": -0.01},
+        13: {"price": math.nan},  # NaN is missing to pandas
+        15: {"code": "abcg"},  # wrong pattern
+        16: {"code": "ABCD", "ref": r"R\1's"},
+        18: {"ref": "R12s"},
+        19: {"name": "toolong"},
+        21: {"file": "f1", "line": 23},  # the (file, line) of row 22 too
+        24: {"line": 0},
+        25: {"file": "f2", "line": 27},  # the key of row 26, outside the window
+        27: {"id": 29},  # the id of row 29, outside the window
+        30: {"kind": None},
+        32: {"kind": "z"},  # outside the window
+    }
+    for i, changes in defects.items():
+        rows[i] = {**rows[i], **changes}
+    return rows
+
+
+def expected_outcome(rows: list[dict[str, Any]], window: Window) -> dict[str, Any]:
+    """The rules broken in `window`, counted in plain Python from the rows themselves, with the
+    failure case each failing row shows (a key of two columns as `file, line`)."""
+    rows = [r for r in rows if window.contains(r["dt"])]
+    missing = {c: [r[c] is None for r in rows] for c in SCHEMA.names}
+    missing["price"] = [r["price"] is None or math.isnan(r["price"]) for r in rows]
+    ids = Counter(r["id"] for r in rows)
+    keys = Counter((r["file"], r["line"]) for r in rows)
+
+    def value_rule(column: str, ok) -> list[bool]:
+        return [not m and not ok(r[column]) for r, m in zip(rows, missing[column], strict=True)]
+
+    def shown(column: str | None):
+        return lambda r: None if column is None else str(r[column])
+
+    per_row = {
+        "kind: not_nullable": (missing["kind"], shown(None)),
+        "qty: not_nullable": (missing["qty"], shown(None)),
+        "qty: dtype('int64')": (missing["qty"], shown(None)),
+        "price: not_nullable": (missing["price"], shown(None)),
+        "kind: isin(['a', 'b'])": (value_rule("kind", lambda v: v in KINDS), shown("kind")),
+        f"code: str_matches('{PATTERN}')": (
+            value_rule("code", lambda v: re.match(PATTERN, v)),
+            shown("code"),
+        ),
+        f"ref: str_matches('{REF}')": (value_rule("ref", lambda v: re.match(REF, v)), shown("ref")),
+        "name: str_length(1, 5)": (value_rule("name", lambda v: 1 <= len(v) <= 5), shown("name")),
+        "qty: greater_than_or_equal_to(1)": (value_rule("qty", lambda v: v >= 1), shown("qty")),
+        "qty: less_than_or_equal_to(10)": (value_rule("qty", lambda v: v <= 10), shown("qty")),
+        "price: in_range(0, 100)": (
+            value_rule("price", lambda v: 0 <= v <= 100),
+            shown("price"),
+        ),
+        "line: greater_than(0)": (value_rule("line", lambda v: v > 0), shown("line")),
+        "id: field_uniqueness": ([ids[r["id"]] > 1 for r in rows], shown("id")),
+        "multiple_fields_uniqueness": (
+            [keys[(r["file"], r["line"])] > 1 for r in rows],
+            lambda r: f"{r['file']}, {r['line']}",
+        ),
+    }
+    cases_per_row = {"multiple_fields_uniqueness": 2}
+    rules, values = {}, {}
+    for rule, (fails, value) in per_row.items():
+        if any(fails):
+            rules[rule] = (sum(fails), sum(fails) * cases_per_row.get(rule, 1))
+            values[rule] = {value(r) for r, f in zip(rows, fails, strict=True) if f}
+    failing = [any(row) for row in zip(*(fails for fails, _ in per_row.values()), strict=True)]
+    return {
+        "rows": len(rows),
+        "failing_rows": sum(failing),
+        "rules": rules,
+        "values": values,
+    }
+
+
+def outcome_summary(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "rows": outcome.rows,
+        "failing_rows": outcome.failing_rows,
+        "rules": {
+            r.rule: (int(r.failing_rows), int(r.failure_cases))
+            for r in outcome.failing_checks.itertuples()
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory) -> Iterator[Any]:
+    """One local Spark for the module: one core, UTC, two shuffle partitions, Spark's own
+    in-memory catalog with its warehouse in a temp folder (no Derby metastore)."""
+    from pyspark.sql import SparkSession
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("JAVA_HOME", java_home())
+    for name in ("SPARK_REMOTE", "MASTER", "PYSPARK_SUBMIT_ARGS"):
+        mp.delenv(name, raising=False)  # a local Spark, whatever the shell points at
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("data_platform_tests.test_spark_gate")
+        .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("spark_warehouse")))
+        .config("spark.sql.catalogImplementation", "in-memory")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "2")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def probe_model() -> Iterator[None]:
+    """Gates name their model in checks/models.py: the probe stands there for the module."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(models, "Probe", Probe, raising=False)
+    yield
+    mp.undo()
+
+
+def load(conn: duckdb.DuckDBPyConnection, spark: Any, table: str, rows: list[dict], schema) -> None:
+    """The same rows as a DuckDB table and a Spark table of the same name."""
+    data = pyarrow.Table.from_pylist(rows, schema=schema)
+    database = table.split(".")[0]
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {database}")
+    conn.register("incoming", data)
+    conn.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM incoming")
+    conn.unregister("incoming")
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+    spark.createDataFrame(data).write.mode("overwrite").saveAsTable(table)
+
+
+def probe_gate(table: str) -> Gate:
+    return Gate(dg.AssetKey(table.split(".")), "Probe", table, partitioned=True)
+
+
+@pytest.fixture(scope="module")
+def tables(spark, probe_model) -> Iterator[duckdb.DuckDBPyConnection]:
+    conn = duckdb.connect()
+    load(conn, spark, "raw.defective", defective_rows(), SCHEMA)
+    load(conn, spark, "raw.clean", clean_rows(60), SCHEMA)
+    yield conn
+    conn.close()
+
+
+@pytest.mark.parametrize("window", [WINDOW, WHOLE_TABLE], ids=["window", "whole_table"])
+def test_same_failures_on_duckdb_and_spark(spark, tables, window, monkeypatch) -> None:
+    expected = expected_outcome(defective_rows(), window)
+    assert len(expected["rules"]) >= 12 and expected["failing_rows"] < expected["rows"]
+    gate = probe_gate("raw.defective")
+
+    duck = validate_window(tables, gate, window, SHOWN)
+    monkeypatch.setattr(pandera_gate, "BATCH_ROWS", 7)  # streamed, uniqueness in SQL
+    duck_streamed = validate_window(tables, gate, window, SHOWN)
+    on_spark = validate_spark_window(spark, gate, window, SHOWN)
+
+    counts = {k: v for k, v in expected.items() if k != "values"}
+    assert outcome_summary(duck) == counts
+    assert outcome_summary(duck_streamed) == counts
+    assert outcome_summary(on_spark) == counts
+    assert not on_spark.passed
+    # Every failing rule shows failure cases, each the value of a row that breaks it.
+    for rule, (failing, _) in expected["rules"].items():
+        cases = on_spark.cases.loc[on_spark.cases["rule"] == rule, "failure_case"]
+        assert 0 < len(cases) <= failing, rule
+        assert set(cases) <= expected["values"][rule], rule
+
+
+def test_clean_rows_pass_on_both(spark, tables) -> None:
+    gate = probe_gate("raw.clean")
+    for outcome in (
+        validate_window(tables, gate, WINDOW, SHOWN),
+        validate_spark_window(spark, gate, WINDOW, SHOWN),
+    ):
+        assert outcome.passed and outcome.failing_rows == 0
+        assert outcome.rows == sum(WINDOW.contains(r["dt"]) for r in clean_rows(60))
+
+
+# The gates' models whose rules are all built-in checks, hence rendered as Spark SQL.
+RENDERED_ON_SPARK = {"RawProducts", "RawOrderItems", "DailyRevenue"}
+
+
+@pytest.mark.parametrize("gate", GATES, ids=[f"{g.table}:{g.model}" for g in GATES])
+def test_every_gate_renders_or_names_what_it_cannot(gate: Gate) -> None:
+    """A model renders whole, or rendering fails naming each of its custom checks: no rule of
+    a gate is ever dropped on the way to Spark."""
+    schema = gate.model_class.to_schema()
+    custom = [check.name for check in schema.checks] + [
+        f"{name}: {check.name}"
+        for name, column in schema.columns.items()
+        for check in column.checks
+        if not pa.Check.is_builtin_check(check.name)
+    ]
+    if gate.model in RENDERED_ON_SPARK:
+        rendering = render(schema)
+        assert not custom
+        assert len(rendering.row_rules) >= sum(not c.nullable for c in schema.columns.values())
+        assert rendering.columns == tuple(schema.columns)
+    else:
+        with pytest.raises(UnrenderableRule) as refused:
+            render(schema)
+        assert custom and refused.value.rules == custom
+        assert all(name in str(refused.value) for name in custom)
+
+
+def test_a_custom_check_is_refused_even_under_a_built_in_name() -> None:
+    class Custom(pa.DataFrameModel):
+        x: Series[np.int64] = pa.Field(ge=0)
+
+        @pa.check("x", name="isin")
+        def looks_built_in(cls, series):
+            return series > 0
+
+    with pytest.raises(UnrenderableRule, match=r"Custom: cannot render .*x: isin"):
+        render(Custom)
