@@ -161,16 +161,16 @@ def dtype_rules(
     return rows, scalars
 
 
-def _samples_sql(failing: list[tuple[str, str, str, str]], shown: int) -> str:
-    """At most `shown` failure cases of each (rule, column, predicate, value) in one pass: the
-    failing rows' cases exploded, numbered per rule, cut at `shown` (Spark limits each rule's
-    rows before the shuffle, so a table of failures never crosses the network)."""
+def _samples_sql(failing: list[RowRule], shown: int) -> str:
+    """At most `shown` failure cases of each failing rule in one pass over `judged`: the failing
+    rows' cases exploded, numbered per rule, cut at `shown` (Spark limits each rule's rows
+    before the shuffle, so a table of failures never crosses the network)."""
     cases = ", ".join(
-        f"named_struct('rule', {sql_literal(rule)}, 'column', {sql_literal(column)}, "
-        f"'failure_case', CAST({value} AS STRING), 'fails', coalesce({fails}, FALSE))"
-        for rule, column, fails, value in failing
+        f"named_struct('rule', {sql_literal(r.rule)}, 'column', {sql_literal(r.column)}, "
+        f"'failure_case', CAST({r.value} AS STRING), 'fails', coalesce({r.fails}, FALSE))"
+        for r in failing
     )
-    any_fails = " OR ".join(f"({fails})" for _, _, fails, _ in failing)
+    any_fails = " OR ".join(f"({r.fails})" for r in failing)
     return (
         f"SELECT c.rule, c.column, c.failure_case FROM ("
         f"SELECT c, row_number() OVER (PARTITION BY c.rule ORDER BY c.rule) AS n FROM ("
@@ -208,33 +208,31 @@ def spark_outcome(
     }
     rendering = render(schema, spark_types)
     dtype_rows, scalars = dtype_rules(schema, spark_types)
-    keys = [
-        f"count(*) OVER (PARTITION BY {', '.join(quote(c) for c in u.key)}) AS _gate_key_{i}"
-        for i, u in enumerate(rendering.unique_rules)
-    ]
-    judged = f"SELECT *{''.join(', ' + k for k in keys)} FROM checked"
-    # (rule, column, predicate of a failing row, failure case, cases per failing row)
-    row_rules: list[tuple[str, str, str, str, int]] = [
-        (r.rule, r.column, r.fails, r.value, 1) for r in (*dtype_rows, *rendering.row_rules)
-    ]
-    row_rules += [
-        (u.rule, u.key[0], u.fails(f"_gate_key_{i}"), u.value, u.cases_per_row)
-        for i, u in enumerate(rendering.unique_rules)
-    ]
+    windows = "".join(
+        f", count(*) OVER (PARTITION BY {', '.join(quote(c) for c in key)}) AS {alias}"
+        for alias, key in rendering.windows
+    )
+    row_rules = [*dtype_rows, *rendering.row_rules]
     conditional = [s for s in scalars if s.when is not None]
-    counts = [f"count_if({fails})" for _, _, fails, _, _ in row_rules]
-    any_rule = " OR ".join(f"({fails})" for _, _, fails, _, _ in row_rules) or "FALSE"
-    with_ctes = f"WITH checked AS ({checked}), judged AS ({judged}) "
+    any_rule = " OR ".join(f"({r.fails})" for r in row_rules) or "FALSE"
+    with_ctes = f"WITH checked AS ({checked}), judged AS (SELECT *{windows} FROM checked) "
     aggregate = ", ".join(
-        ["count(*)", f"count_if({any_rule})", *counts, *(s.when for s in conditional)]
+        [
+            "count(*)",
+            f"count_if({any_rule})",
+            *(
+                f"count_if({r.fails}), coalesce(sum(IF({r.fails}, {r.cases}, 0)), 0)"
+                for r in row_rules
+            ),
+            *(s.when for s in conditional),
+        ]
     )
     [result] = spark.sql(f"{with_ctes}SELECT {aggregate} FROM judged", args=args).collect()
     rows, failing_rows, *found = result
-    rule_counts, held = found[: len(row_rules)], found[len(row_rules) :]
-
+    counts, held = found[: 2 * len(row_rules)], found[2 * len(row_rules) :]
     failing = [
-        (rule, count, count * per_row, column, fails, value)
-        for (rule, column, fails, value, per_row), count in zip(row_rules, rule_counts, strict=True)
+        (rule, int(count), int(cases))
+        for rule, count, cases in zip(row_rules, counts[::2], counts[1::2], strict=True)
         if count
     ]
     failed_scalars = [s for s in scalars if s.when is None] + [
@@ -242,7 +240,7 @@ def spark_outcome(
     ]
     samples = pd.DataFrame(columns=["rule", "column", "failure_case"])
     if failing and shown > 0:
-        cases_sql = _samples_sql([(r, c, f, v) for r, _, _, c, f, v in failing], shown)
+        cases_sql = _samples_sql([rule for rule, _, _ in failing], shown)
         samples = spark.sql(f"{with_ctes}{cases_sql}", args=args).toPandas()
     scalar_cases = pd.DataFrame(
         {
@@ -253,7 +251,7 @@ def spark_outcome(
     )
     cases = pd.concat([samples, scalar_cases], ignore_index=True).assign(index=None)
     failing_checks = pd.DataFrame(
-        [(rule, count, cases_) for rule, count, cases_, *_ in failing]
+        [(rule.rule, count, cases_) for rule, count, cases_ in failing]
         + [(s.rule, 0, 1) for s in failed_scalars],
         columns=["rule", "failing_rows", "failure_cases"],
     )

@@ -2,16 +2,22 @@
 
 The Pandera DataFrameModels of checks/models.py are where every rule is stated. The DuckDB gate
 runs Pandera itself on the rows; on Spark the rows stay on the cluster, so this module reads the
-same schema objects (each column's dtype, nullable, unique and built-in checks, the model's
-multi-column uniqueness) and renders each rule as a SQL predicate that is TRUE on a failing
-row. The gate (spark_gate.py) counts those predicates in one aggregate query.
+same schema objects and renders each rule as a SQL predicate that is TRUE on a failing row:
+each column's nullable, unique and built-in checks (read from `check.name` and
+`check.statistics`), the model's multi-column uniqueness, and its custom checks (`@pa.check`,
+`@pa.dataframe_check`), which are *traced*: the check's own pandas function is called once on a
+stand-in frame whose columns build SQL instead of computing (`df["a"] >= df["b"]` becomes
+`coalesce(a >= b, FALSE)`, keeping pandas' rule that a comparison with a missing value is
+False). The spark gate (spark_gate.py) counts the predicates in one aggregate query.
 
-Each rule keeps the name Pandera gives it (`column: check` for column rules, e.g.
-`_line_number: greater_than_or_equal_to(1)`), so the two engines report the same rules.
+Each rule keeps the name Pandera gives it (`column: check` for column rules, the function's name
+for whole-frame rules), and counts failure cases as Pandera does, so the two engines report
+the same rules and numbers.
 
-What cannot be rendered fails loudly with UnrenderableRule naming the model and the rule: a
-custom check (`@pa.check`, `@pa.dataframe_check`) is arbitrary pandas code, which no SQL can be
-derived from, and a rule that silently passed on Spark would let broken data downstream.
+What cannot be rendered fails loudly with UnrenderableRule naming the model, the rule and why:
+a check that branches in Python on the data, loops over values, calls numpy, or uses a pandas
+method the tracer does not know. A rule that silently passed on Spark would let broken data
+downstream.
 
 Pure Python: no Spark session is needed to render, so a test can render every gate's model.
 """
@@ -37,8 +43,8 @@ class UnrenderableRule(ValueError):
         self.model = model
         self.rules = rules
         super().__init__(
-            f"{model}: cannot render as Spark SQL: {', '.join(rules)}. A custom check is pandas "
-            "code; state the rule with Pandera's built-in checks, or keep this model off Spark"
+            f"{model}: cannot render as Spark SQL: {'; '.join(rules)}. State the rule with "
+            "Pandera's built-in checks or vectorised pandas the tracer renders (spark_rules.py)"
         )
 
 
@@ -47,48 +53,22 @@ class RowRule:
     """A rule judged row by row: `fails` is a SQL predicate TRUE on a row that breaks it."""
 
     rule: str  # as Pandera names it in its failure cases
-    column: str
+    column: str  # the column whose value `value` shows
     fails: str
     value: str  # SQL of the failure case shown for a failing row
-
-
-@dataclass(frozen=True)
-class UniqueRule:
-    """Rows whose key repeats. A single column's NULLs repeat nothing (Pandera skips them);
-    in a key of several columns NULLs are equal, as in pandas' `duplicated`."""
-
-    rule: str
-    key: tuple[str, ...]
-
-    def fails(self, window_count: str) -> str:
-        """TRUE on a duplicated row, given `window_count` = count(*) OVER (PARTITION BY key)."""
-        duplicated = f"{window_count} > 1"
-        if len(self.key) == 1:
-            return f"({quote(self.key[0])} IS NOT NULL AND {duplicated})"
-        return f"({duplicated})"
-
-    @property
-    def cases_per_row(self) -> int:
-        """Pandera reports one failure case per key column of a duplicated row."""
-        return len(self.key)
-
-    @property
-    def value(self) -> str:
-        if len(self.key) == 1:
-            return f"CAST({quote(self.key[0])} AS STRING)"
-        parts = ", ".join(f"coalesce(CAST({quote(c)} AS STRING), 'NULL')" for c in self.key)
-        return f"concat_ws(', ', {parts})"
+    cases: str = "1"  # SQL: how many failure cases Pandera reports for a failing row
 
 
 @dataclass(frozen=True)
 class Rendering:
-    """A model as Spark SQL: the columns to select and every rule but the dtypes (which depend on
-    the table's types, see spark_gate.dtype_rules)."""
+    """A model as Spark SQL: the columns to select, the per-key row counts the rules read
+    (alias, key: `count(*) OVER (PARTITION BY key)`), and every rule but the dtypes (which
+    depend on the table's types, see spark_gate.dtype_rules)."""
 
     model: str
     columns: tuple[str, ...]
+    windows: tuple[tuple[str, tuple[str, ...]], ...]
     row_rules: tuple[RowRule, ...]
-    unique_rules: tuple[UniqueRule, ...]
 
 
 def quote(name: str) -> str:
@@ -201,53 +181,267 @@ def _builtin(check: pa.Check) -> bool:
         and str(check._check_fn) == check.name
         and check.groupby is None
         and not check.element_wise
-        and not check.raise_warning  # a warning rule is not a gate's failure
     )
+
+
+class TraceError(Exception):
+    """A custom check did something that has no SQL form."""
+
+
+def _sql(value: Any) -> str:
+    return value.sql if isinstance(value, Traced) else sql_literal(value)
+
+
+class Traced:
+    """A pandas Series inside a traced check: the SQL of its values, with pandas' semantics of
+    missing values (a comparison with one is False, `!=` True; NaN is missing)."""
+
+    __hash__ = None  # type: ignore[assignment]  # == builds SQL, as on a Series
+
+    def __init__(self, sql: str, missing: str | None = None, frame: TracedFrame | None = None):
+        self.sql = sql
+        self.missing = missing or f"({sql}) IS NULL"
+        self.frame = frame
+
+    def _compare(self, op: str, other: Any, if_missing: str = "FALSE") -> Traced:
+        return Traced(f"coalesce(({self.sql}) {op} ({_sql(other)}), {if_missing})")
+
+    def __eq__(self, other: Any) -> Traced:  # type: ignore[override]
+        return self._compare("=", other)
+
+    def __ne__(self, other: Any) -> Traced:  # type: ignore[override]
+        return self._compare("<>", other, "TRUE")
+
+    def __lt__(self, other: Any) -> Traced:
+        return self._compare("<", other)
+
+    def __le__(self, other: Any) -> Traced:
+        return self._compare("<=", other)
+
+    def __gt__(self, other: Any) -> Traced:
+        return self._compare(">", other)
+
+    def __ge__(self, other: Any) -> Traced:
+        return self._compare(">=", other)
+
+    def __and__(self, other: Any) -> Traced:
+        return Traced(f"(({self.sql}) AND ({_sql(other)}))")
+
+    def __or__(self, other: Any) -> Traced:
+        return Traced(f"(({self.sql}) OR ({_sql(other)}))")
+
+    __rand__, __ror__ = __and__, __or__
+
+    def __invert__(self) -> Traced:
+        return Traced(f"(NOT ({self.sql}))")
+
+    def _arithmetic(self, op: str, other: Any, reflected: bool = False) -> Traced:
+        left, right = (_sql(other), self.sql) if reflected else (self.sql, _sql(other))
+        return Traced(f"(({left}) {op} ({right}))")
+
+    def __add__(self, other: Any) -> Traced:
+        return self._arithmetic("+", other)
+
+    def __sub__(self, other: Any) -> Traced:
+        return self._arithmetic("-", other)
+
+    def __mul__(self, other: Any) -> Traced:
+        return self._arithmetic("*", other)
+
+    def __truediv__(self, other: Any) -> Traced:
+        return self._arithmetic("/", other)
+
+    def __radd__(self, other: Any) -> Traced:
+        return self._arithmetic("+", other, reflected=True)
+
+    def __rsub__(self, other: Any) -> Traced:
+        return self._arithmetic("-", other, reflected=True)
+
+    def __rmul__(self, other: Any) -> Traced:
+        return self._arithmetic("*", other, reflected=True)
+
+    def abs(self) -> Traced:
+        return Traced(f"abs({self.sql})")
+
+    def isna(self) -> Traced:
+        return Traced(f"({self.missing})")
+
+    def notna(self) -> Traced:
+        return Traced(f"(NOT {self.missing})")
+
+    isnull, notnull = isna, notna
+
+    def isin(self, values: Iterable) -> Traced:
+        return Traced(f"coalesce(({self.sql}) IN ({_values(values)}), FALSE)")
+
+    def between(self, left: Any, right: Any, inclusive: str = "both") -> Traced:
+        low = ">=" if inclusive in ("both", "left") else ">"
+        high = "<=" if inclusive in ("both", "right") else "<"
+        return Traced(
+            f"coalesce(({self.sql}) {low} {_sql(left)} AND ({self.sql}) {high} {_sql(right)}, "
+            "FALSE)"
+        )
+
+    @property
+    def dt(self) -> _DatetimeAccessor:
+        return _DatetimeAccessor(self)
+
+    def __bool__(self) -> bool:
+        raise TraceError("a Python decision on the data (the truth value of a Series)")
+
+    def __iter__(self) -> Any:
+        raise TraceError("a loop over the values")
+
+    def __len__(self) -> int:
+        raise TraceError("the length of the data")
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TraceError("a numpy conversion of the values")
+
+    def __getattr__(self, name: str) -> Any:
+        raise TraceError(f"pandas `.{name}`, which the tracer does not render")
+
+
+class _DatetimeAccessor:
+    def __init__(self, series: Traced) -> None:
+        self.series = series
+
+    def floor(self, freq: str) -> Traced:
+        if freq != "D":
+            raise TraceError(f"`.dt.floor({freq!r})`")
+        return Traced(f"date_trunc('DAY', {self.series.sql})")
+
+    def __getattr__(self, name: str) -> Any:
+        raise TraceError(f"pandas `.dt.{name}`, which the tracer does not render")
+
+
+class TracedFrame:
+    """The model's columns as a pandas DataFrame inside a traced check."""
+
+    def __init__(self, columns: dict[str, str], types: dict[str, str]) -> None:
+        self.columns = columns  # name -> the SQL of its values
+        self.types = types
+        self.windows: dict[tuple[str, ...], str] = {}
+
+    def __getitem__(self, name: str) -> Traced:
+        if name not in self.columns:
+            raise TraceError(f"column {name!r}, which the model does not declare")
+        return Traced(self.columns[name], is_missing(name, self.types.get(name, "")))
+
+    def duplicated(self, subset: list[str] | str | None = None, keep: Any = "first") -> Traced:
+        """keep=False only: every row of a repeated key, NULLs equal (pandas' rule)."""
+        if keep is not False:
+            raise TraceError(f"`.duplicated(keep={keep!r})`: only keep=False has an order-free SQL")
+        key = tuple([subset] if isinstance(subset, str) else subset or self.columns)
+        undeclared = [name for name in key if name not in self.columns]
+        if undeclared:
+            raise TraceError(f"columns {undeclared}, which the model does not declare")
+        alias = self.windows.setdefault(key, f"_gate_rows_per_key_{len(self.windows)}")
+        return Traced(f"({alias} > 1)")
+
+    def __getattr__(self, name: str) -> Any:
+        raise TraceError(f"pandas `DataFrame.{name}`, which the tracer does not render")
+
+
+def _column(name: str, spark_type: str) -> str:
+    """A column's values as pandas sees them: NaN in a floating column is missing (NULL)."""
+    if spark_type in ("double", "float"):
+        return f"nanvl({quote(name)}, CAST(NULL AS {spark_type.upper()}))"
+    return quote(name)
+
+
+def _reason(err: Exception) -> str:
+    return str(err) if isinstance(err, TraceError) else f"{type(err).__name__}: {err}"
+
+
+def _trace(check: pa.Check, data: Traced | TracedFrame) -> Traced:
+    if check.groupby is not None or check.element_wise:
+        raise TraceError("a groupby or element-wise check")
+    result = check._check_fn(data, **check._check_kwargs)
+    if not isinstance(result, Traced):
+        raise TraceError(f"the check returned {type(result).__name__}, not a row-wise Series")
+    return result
 
 
 def render(
     model: type[pa.DataFrameModel] | pa.DataFrameSchema, spark_types: dict[str, str] | None = None
 ) -> Rendering:
     """Every rule of `model` but its dtypes, as Spark SQL. Raises UnrenderableRule naming every
-    rule that cannot be rendered (custom checks, groupby or element-wise checks, a regex of
-    column names, duplicates reported other than "all"), never a partial rendering.
+    rule that cannot be rendered and why (see the module docstring), never a partial rendering.
 
-    `spark_types` (column -> Spark type name) refines what "missing" means (NaN in floating
-    columns); without it, only NULL is.
+    `spark_types` (column -> Spark type name) says which columns are floating, where NaN is
+    missing as in pandas; without it, only NULL is.
     """
     schema = model if hasattr(model, "columns") else model.to_schema()
     name = schema.name or getattr(model, "__name__", "schema")
     types = spark_types or {}
+    frame = TracedFrame({c: _column(c, types.get(c, "")) for c in schema.columns}, types)
     rows: list[RowRule] = []
-    unique: list[UniqueRule] = []
     refused: list[str] = []
+    unique_keys: list[tuple[str, tuple[str, ...]]] = []
     for column_name, column in schema.columns.items():
         if column.regex:
             refused.append(f"{column_name}: a regex of column names")
             continue
-        c = quote(column_name)
         missing = is_missing(column_name, types.get(column_name, ""))
+        c = quote(column_name)
         if not column.nullable:
             rows.append(RowRule(f"{column_name}: not_nullable", column_name, missing, "NULL"))
         if column.unique:
-            unique.append(UniqueRule(f"{column_name}: field_uniqueness", (column_name,)))
+            unique_keys.append((f"{column_name}: field_uniqueness", (column_name,)))
         for check in column.checks:
-            if not _builtin(check):
-                refused.append(f"{column_name}: {check.name}")
+            rule = f"{column_name}: {check_label(check)}"
+            if check.raise_warning:  # a warning is not a gate's failure
+                refused.append(f"{rule} (raise_warning)")
                 continue
-            passes = PASSES[check.name](c, check.statistics)
+            try:
+                if _builtin(check):
+                    passes = PASSES[check.name](c, check.statistics)
+                else:
+                    passes = _trace(check, frame[column_name]).sql
+            except Exception as err:  # whatever stops the rendering, the rule is named
+                refused.append(f"{rule} ({_reason(err)})")
+                continue
             fails = f"NOT coalesce({passes}, FALSE)"
-            if check.ignore_na:
+            if check.ignore_na:  # Pandera checks only the values that are there
                 fails = f"(NOT {missing} AND {fails})"
-            rows.append(RowRule(f"{column_name}: {check_label(check)}", column_name, fails, c))
-    refused.extend(check.name for check in schema.checks)  # whole-frame checks are custom code
+            rows.append(RowRule(rule, column_name, fails, c))
+    first = next(iter(schema.columns))
+    present = [f"IF({is_missing(n, types.get(n, ''))}, 0, 1)" for n in schema.columns]
+    for check in schema.checks:
+        rule = check_label(check)
+        try:
+            passes = _trace(check, frame).sql
+        except Exception as err:  # the check's own code met a traced Series it cannot use
+            refused.append(f"{rule} ({_reason(err)})")
+            continue
+        fails = f"NOT coalesce({passes}, FALSE)"
+        if check.ignore_na:  # a row missing every value passes
+            all_missing = " AND ".join(is_missing(n, types.get(n, "")) for n in schema.columns)
+            fails = f"({fails} AND NOT ({all_missing}))"
+        # Pandera reports a failing row once per column that holds a value.
+        rows.append(RowRule(rule, first, fails, quote(first), " + ".join(present)))
     if schema.unique:
         if getattr(schema, "report_duplicates", "all") != "all":
             refused.append(
                 f"multiple_fields_uniqueness (report_duplicates={schema.report_duplicates})"
             )
         key = [schema.unique] if isinstance(schema.unique, str) else list(schema.unique)
-        unique.append(UniqueRule("multiple_fields_uniqueness", tuple(key)))
+        unique_keys.append(("multiple_fields_uniqueness", tuple(key)))
+    for rule, key in unique_keys:
+        duplicated = frame.duplicated(list(key), keep=False).sql
+        if len(key) == 1:  # a single column's NULLs repeat nothing (Pandera skips them)
+            rows.append(
+                RowRule(
+                    rule, key[0], f"(NOT {frame[key[0]].missing} AND {duplicated})", quote(key[0])
+                )
+            )
+        else:  # one case per key column, as Pandera reports it
+            parts = ", ".join(f"coalesce(CAST({quote(c)} AS STRING), 'NULL')" for c in key)
+            rows.append(
+                RowRule(rule, key[0], duplicated, f"concat_ws(', ', {parts})", str(len(key)))
+            )
     if refused:
         raise UnrenderableRule(name, refused)
-    return Rendering(name, tuple(schema.columns), tuple(rows), tuple(unique))
+    windows = tuple((alias, key) for key, alias in frame.windows.items())
+    return Rendering(name, tuple(schema.columns), windows, tuple(rows))
