@@ -1,11 +1,11 @@
 """The Dagster UI in a real browser: what an engineer sees on the running platform.
 
 One module-scoped world: a few simulated days (with defects, so some WARN checks fail) are
-materialized whole with `data-platform materialize`, then `dagster dev` (webserver and daemon,
-127.0.0.1, a free port, the repo's dagster.yaml) serves it and Debian's headless chromium reads
-it. Every expectation comes from elsewhere than the page: group names, lineage and checks from
-the Definitions, row counts, columns and failure cases from the warehouse, check outcomes and
-run status from the Dagster instance.
+materialized whole, as one run on the instance (as `data-platform materialize` does it), while
+`dagster dev` (webserver and daemon, 127.0.0.1, a free port, the repo's dagster.yaml) starts
+to serve it; Debian's headless chromium reads it. Every expectation comes from elsewhere than
+the page: group names, lineage and checks from the Definitions, row counts, columns and
+failure cases from the warehouse, check outcomes and run status from the Dagster instance.
 
 The sensors are stored as stopped before the UI starts (see `ui_harness.stop_sensors`) and
 the UI is asked to confirm it: the world stays as materialized while the tests read it. Run
@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,11 +29,13 @@ import duckdb
 import pytest
 from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.tags import MAX_RETRIES_TAG
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from data_platform.resources.landing import LandingZone
-from data_platform.settings import load_settings
+from data_platform.partitions import RANGE_TAGS
+from data_platform.resources.build import build_resources
+from data_platform.settings import Settings, load_settings
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests.landed_records import KNOWN_EVENT_TYPES
 from data_platform_tests.ui_harness import (
@@ -48,9 +48,9 @@ from data_platform_tests.ui_harness import (
     dagster_dev,
     evidence_on_failure,
     image_size,
+    mark_community_dialog_seen,
     platform_env,
     sensor_statuses,
-    skip_community_dialog,
     stop_sensors,
     table_header,
     table_rows,
@@ -127,9 +127,8 @@ def read_warehouse(path: Path) -> Warehouse:
 def world(tmp_path_factory) -> Iterator[World]:
     """The simulated days materialized whole, served by `dagster dev`, open in chromium.
 
-    The materialization is the long pole (~100 s of CPU), so it starts first and everything
-    else happens beside it on the other core: loading the Definitions, storing the sensors as
-    stopped, starting `dagster dev` (which then launches nothing), starting the browser. The
+    `dagster dev` and chromium start first, in their own processes, and the world is built
+    here meanwhile, in this process (`build_world`): the other core runs their start-up. The
     tests start once all of it is done.
     """
     logs = tmp_path_factory.mktemp("ui_logs")
@@ -139,54 +138,66 @@ def world(tmp_path_factory) -> Iterator[World]:
     dagster_home = home / "dagster_home"
     dagster_home.mkdir()
     shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    mark_community_dialog_seen(dagster_home)
     env = platform_env(home, dagster_home)
-    simulate(SIMULATION, LandingZone(url=str(home / "landing")), f"sqlite:///{home / 'source.db'}")
+    settings = load_settings(env)
     # Created here, once, so the processes below share storage instead of racing to make it.
     instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home)))
-    command = [
-        str(Path(sys.executable).with_name("data-platform")),
-        *("materialize", "--start", SIMULATION.dates[0].isoformat(), "--end", str(LAST_DAY)),
-    ]
-    materialize_log = logs / "materialize.log"
     try:
-        with materialize_log.open("wb") as out:
-            materialize = subprocess.Popen(
-                command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-        try:
-            # Here rather than at collection: ~8 s of imports, beside the materialization.
-            from data_platform.definitions import defs
+        # Imported here rather than at collection: ~8 s, only for this module.
+        from data_platform.definitions import defs
 
-            stop_sensors(instance, LOCATION, REPOSITORY, list(defs.sensors or []))
-            with (
-                dagster_dev(env, logs / "dagster_dev.log") as ui,
-                chromium(tmp_path_factory.mktemp("chromium_profile")) as driver,
-            ):
-                statuses = sensor_statuses(ui.url, LOCATION, REPOSITORY)
-                assert {"landing_zone_files", "automation"} <= set(statuses), statuses
-                assert set(statuses.values()) == {"STOPPED"}, statuses
-                skip_community_dialog(driver, ui.url)
-                materialize.wait(timeout=900)
-                assert materialize.returncode == 0, materialize_log.read_text()[-4000:]
-                warehouse = read_warehouse(home / "warehouse.duckdb")
-                yield World(ui, instance, warehouse, defs.resolve_asset_graph(), driver)
-        finally:
-            if materialize.poll() is None:
-                materialize.kill()
-                materialize.wait()
+        stop_sensors(instance, LOCATION, REPOSITORY, list(defs.sensors or []))
+        with (
+            dagster_dev(env, logs / "dagster_dev.log") as ui,
+            chromium(tmp_path_factory.mktemp("chromium_profile")) as driver,
+        ):
+            build_world(defs, settings, instance)
+            ui.wait_until_serving()
+            statuses = sensor_statuses(ui.url, LOCATION, REPOSITORY)
+            assert {"landing_zone_files", "automation"} <= set(statuses), statuses
+            assert set(statuses.values()) == {"STOPPED"}, statuses
+            driver.get(ui.url)
+            wait_for(driver, lambda d: d.find_elements(*by_text("Overview", "a")), "the UI")
+            warehouse = read_warehouse(settings.warehouse)
+            yield World(ui, instance, warehouse, defs.resolve_asset_graph(), driver)
     finally:
         instance.dispose()
         shutil.rmtree(home, ignore_errors=True)
-        shutil.rmtree(dbt_target(env), ignore_errors=True)
+        shutil.rmtree(dbt_target(settings), ignore_errors=True)
 
 
-def dbt_target(env: dict[str, str]) -> Path:
+def build_world(defs: dg.Definitions, settings: Settings, instance: dg.DagsterInstance) -> None:
+    """`SIMULATION` written and every asset and check of the Definitions materialized over its
+    days, as one run on `instance` (what `data-platform materialize` does), in this process:
+    a second process importing Dagster and loading the Definitions again cost ~10 CPU-s (86
+    against 76 for the whole build) on a 2-core machine already busy starting `dagster dev`."""
+    resources = build_resources(settings)
+    simulate(SIMULATION, resources["landing"], settings.source_db_url)
+    days = (SIMULATION.dates[0].isoformat(), LAST_DAY.isoformat())
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        resources=resources,
+        instance=instance,
+        # No retry of a failed build by the daemon: its code location has no such job.
+        tags={**dict(zip(RANGE_TAGS, days, strict=True)), MAX_RETRIES_TAG: "0"},
+        raise_on_error=False,
+    )
+    failures = [
+        f"{e.step_key}: {e.step_failure_data.error and e.step_failure_data.error.message}"
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.STEP_FAILURE
+    ]
+    assert result.success, failures
+
+
+def dbt_target(settings: Settings) -> Path:
     """The dbt target folder the platform keeps for this world's warehouse (one per warehouse
     path, in the repo's dbt/target): nothing uses it once the world is gone."""
     from data_platform.assets.dbt import target_path
     from data_platform.resources.warehouse import Warehouse
 
-    return target_path(Warehouse(path=str(load_settings(env).warehouse)))
+    return target_path(Warehouse(path=str(settings.warehouse)))
 
 
 @pytest.fixture(scope="module")

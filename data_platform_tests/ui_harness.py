@@ -36,7 +36,6 @@ from dagster._core.scheduler.instigation import (
 from selenium import webdriver
 from selenium.common.exceptions import (
     StaleElementReferenceException,
-    TimeoutException,
     WebDriverException,
 )
 from selenium.webdriver.chrome.service import Service
@@ -131,11 +130,24 @@ def sensor_statuses(url: str, location: str, repository: str) -> dict[str, str]:
 
 @dataclass
 class DagsterDev:
-    """A running `dagster dev` (webserver and daemon) on 127.0.0.1."""
+    """A `dagster dev` (webserver and daemon) started on 127.0.0.1."""
 
     url: str
     process: subprocess.Popen
     log: Path
+
+    def wait_until_serving(self) -> None:
+        """Return once the webserver answers; fail with its log if it exits or takes longer
+        than `SERVER_START_TIMEOUT`."""
+        began = time.monotonic()
+        while not _serving(self.url):
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"dagster dev exited: see {self.log}\n{self.log.read_text()[-3000:]}"
+                )
+            if time.monotonic() - began > SERVER_START_TIMEOUT:
+                raise TimeoutError(f"dagster dev not serving after {SERVER_START_TIMEOUT:.0f} s")
+            time.sleep(0.25)
 
 
 def _serving(url: str) -> bool:
@@ -150,7 +162,12 @@ def _serving(url: str) -> bool:
 def dagster_dev(env: dict[str, str], log: Path) -> Iterator[DagsterDev]:
     """`dagster dev` on a free port, with the repo's workspace, until the block ends; then its
     whole process group is killed (SIGTERM to the group left it running for over 40 s, SIGINT
-    to `dagster dev` took ~10 s)."""
+    to `dagster dev` took ~10 s).
+
+    It yields as soon as the process is started, not once it serves (`wait_until_serving`):
+    its ~20 s of start-up (three processes importing Dagster, one loading the Definitions)
+    can then run on the other core while the caller does something else.
+    """
     port = free_port()
     command = [
         str(Path(sys.executable).with_name("dagster")),
@@ -160,16 +177,8 @@ def dagster_dev(env: dict[str, str], log: Path) -> Iterator[DagsterDev]:
         process = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    server = DagsterDev(f"http://127.0.0.1:{port}", process, log)
     try:
-        began = time.monotonic()
-        while not _serving(server.url):
-            if process.poll() is not None:
-                raise RuntimeError(f"dagster dev exited: see {log}\n{log.read_text()[-3000:]}")
-            if time.monotonic() - began > SERVER_START_TIMEOUT:
-                raise TimeoutError(f"dagster dev not serving after {SERVER_START_TIMEOUT:.0f} s")
-            time.sleep(0.25)
-        yield server
+        yield DagsterDev(f"http://127.0.0.1:{port}", process, log)
     finally:
         _stop_group(process)
 
@@ -246,17 +255,14 @@ def click(driver: WebDriver, locator: tuple[str, str], what: str) -> None:
     wait_for(driver, attempt, what)
 
 
-def skip_community_dialog(driver: WebDriver, url: str) -> None:
-    """Open the UI at `url` and answer "Skip" to the "Join the Dagster community" dialog that a
-    fresh profile shows over the first page. The answer is kept in the profile, so later pages
-    open without it; the dialog shows once the navigation has rendered, if at all."""
-    driver.get(url)
-    wait_for(driver, lambda d: d.find_elements(*by_text("Overview", "a")), "the navigation")
-    skip = (By.XPATH, "//div[@role='dialog']//button[normalize-space()='Skip']")
-    with contextlib.suppress(TimeoutException):
-        WebDriverWait(driver, 10, poll_frequency=0.25).until(lambda d: d.find_elements(*skip))
-        driver.find_element(*skip).click()
-        wait_for(driver, lambda d: not d.find_elements(*skip), "the community dialog closed")
+def mark_community_dialog_seen(dagster_home: Path) -> None:
+    """Store, before `dagster dev` starts, that this instance has shown the "Join the Dagster
+    community" dialog, as its "Skip" button does (`dagster._core.nux`: the file's existence is
+    what counts). A fresh instance otherwise shows it over the first page a second after the
+    page renders, and the tests had to wait for it or for a timeout."""
+    nux = dagster_home / ".nux"
+    nux.mkdir(exist_ok=True)
+    (nux / "nux.yaml").write_text("seen: 1\n")
 
 
 def by_text(text: str, tag: str = "*") -> tuple[str, str]:
