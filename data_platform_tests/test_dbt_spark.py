@@ -1,9 +1,11 @@
-"""The dbt project on Spark gives the same tables as on DuckDB (DESIGN.md, "Beyond one machine").
+"""The warehouse on Spark gives the same tables as on DuckDB (DESIGN.md, "Beyond one machine").
 
 The simulated world is built on DuckDB through the platform (the `platform` fixture of
-test_dbt_marts); its raw tables are then copied, through parquet, into a local Spark (a
-session in this process, local[2], warehouse and Derby metastore in a temp folder) and the
-same dbt project is built there with `--target spark`. Every staging model, history table and
+test_dbt_marts). A local Spark (a session in this process, local[2], warehouse and Derby
+metastore in a temp folder) then ingests the same landing files with the Spark rendering of the
+ingestion rules: raw events, payments and dead letters must equal DuckDB's row for row (reasons
+and line numbers included). The app database's tables are copied through parquet, and the same
+dbt project is built there with `--target spark`. Every staging model, history table and
 mart must hold the same rows (as multisets: order is not part of a table) with the same column
 types as on DuckDB. Then late arrivals land in raw on both engines and a windowed run (one
 day) rebuilds the partitioned facts on each: the `dt_partition` strategy and the orphan-flag
@@ -14,6 +16,7 @@ Java is required (pyspark runs a JVM): without it the test fails and says so; CI
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -23,6 +26,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,9 +35,17 @@ import duckdb
 import pytest
 
 from data_platform.assets.dbt_project import DBT_PROJECT_DIR
+from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES
+from data_platform.ingestion.file_lines import NOT_UTF8
+from data_platform.ingestion.files import ingest_file_partitions
+from data_platform.ingestion.spark_files import ingest_file_partitions_on_spark
+from data_platform.resources.landing import LandingZone
 from data_platform_tests.test_dbt_marts import DAYS, dbt_calls, platform  # noqa: F401 (fixtures)
 
-RAW_TABLES = ["users", "products", "orders", "order_items", "events", "payments", "dead_letter"]
+# The app database's tables reach Spark through parquet; the landing files are ingested there.
+DATABASE_TABLES = ["users", "products", "orders", "order_items"]
+FILE_TABLES = ["events", "payments", "dead_letter"]
+
 # Every table and view dbt builds: staging, the SCD2 history tables, the marts.
 DBT_SCHEMAS = ("staging", "snapshots", "marts")
 JAVA_17 = Path("/usr/lib/jvm/java-17-openjdk-amd64")
@@ -216,24 +228,29 @@ def normalise(value: Any, duckdb_type: str) -> Any:
     return value
 
 
-def duckdb_table(warehouse: Path, schema: str, table: str) -> tuple[dict[str, str], Counter]:
+def duckdb_table(
+    warehouse: Path, schema: str, table: str, where: str = "true"
+) -> tuple[dict[str, str], Counter]:
     with duckdb.connect(str(warehouse), read_only=True) as conn:
-        types = dict(
-            conn.execute(
+        types = {
+            name: kind
+            for name, kind in conn.execute(
                 "SELECT column_name, data_type FROM information_schema.columns "
                 "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
                 [schema, table],
             ).fetchall()
-        )
+        }
         names = ", ".join(f'"{name}"' for name in types)
-        rows = conn.execute(f"SELECT {names} FROM {schema}.{table}").fetchall()
+        rows = conn.execute(f"SELECT {names} FROM {schema}.{table} WHERE {where}").fetchall()
     kinds = list(types.values())
     return types, Counter(
         tuple(normalise(v, kind) for v, kind in zip(row, kinds, strict=True)) for row in rows
     )
 
 
-def spark_table(spark, schema: str, table: str, types: dict[str, str]) -> tuple[dict, Counter]:
+def spark_table(
+    spark, schema: str, table: str, types: dict[str, str], where: str = "true"
+) -> tuple[dict, Counter]:
     """The Spark table's column types, and its rows in DuckDB's column order (by name)."""
     fields = {f.name: f.dataType.simpleString() for f in spark.table(f"{schema}.{table}").schema}
     select = ", ".join(
@@ -243,7 +260,7 @@ def spark_table(spark, schema: str, table: str, types: dict[str, str]) -> tuple[
         for name in types
         if name in fields
     )
-    rows = spark.sql(f"SELECT {select} FROM {schema}.{table}").collect()
+    rows = spark.sql(f"SELECT {select} FROM {schema}.{table} WHERE {where}").collect()
     kinds = [types[name] for name in types if name in fields]
     return fields, Counter(
         tuple(normalise(v, kind) for v, kind in zip(row, kinds, strict=True)) for row in rows
@@ -258,25 +275,33 @@ def dbt_relations(warehouse: Path) -> list[tuple[str, str]]:
         ).fetchall()
 
 
+def table_differences(
+    warehouse: Path, spark, schema: str, table: str, where: str = "true"
+) -> list[str]:
+    """One table on both engines: columns and types, then the rows `where` selects, as
+    multisets (a few differing rows shown)."""
+    types, duck_rows = duckdb_table(warehouse, schema, table, where)
+    fields, spark_rows = spark_table(spark, schema, table, types, where)
+    expected_types = {name: expected_spark_type(kind) for name, kind in types.items()}
+    if fields != expected_types:
+        return [f"{schema}.{table}: columns {fields} != expected {expected_types}"]
+    only_duckdb, only_spark = duck_rows - spark_rows, spark_rows - duck_rows
+    if only_duckdb or only_spark:
+        return [
+            f"{schema}.{table}: {sum(duck_rows.values())} rows on DuckDB, "
+            f"{sum(spark_rows.values())} on Spark; only on DuckDB "
+            f"{list(only_duckdb.elements())[:3]}, only on Spark {list(only_spark.elements())[:3]}"
+        ]
+    return []
+
+
 def differences(warehouse: Path, spark) -> list[str]:
-    """Every table and view dbt built on DuckDB, compared with Spark's: columns and types,
-    then rows as multisets (a few differing rows are shown per table)."""
-    found = []
-    for schema, table in dbt_relations(warehouse):
-        types, duck_rows = duckdb_table(warehouse, schema, table)
-        fields, spark_rows = spark_table(spark, schema, table, types)
-        expected_types = {name: expected_spark_type(kind) for name, kind in types.items()}
-        if fields != expected_types:
-            found.append(f"{schema}.{table}: columns {fields} != expected {expected_types}")
-            continue
-        only_duckdb, only_spark = duck_rows - spark_rows, spark_rows - duck_rows
-        if only_duckdb or only_spark:
-            found.append(
-                f"{schema}.{table}: {sum(duck_rows.values())} rows on DuckDB, "
-                f"{sum(spark_rows.values())} on Spark; only on DuckDB "
-                f"{list(only_duckdb.elements())[:3]}, only on Spark {list(only_spark.elements())[:3]}"
-            )
-    return found
+    """Every table and view dbt built on DuckDB, compared with Spark's."""
+    return [
+        found
+        for schema, table in dbt_relations(warehouse)
+        for found in table_differences(warehouse, spark, schema, table)
+    ]
 
 
 def late_arrivals(warehouse: Path, day: str) -> tuple[str, int]:
@@ -333,18 +358,40 @@ def dbt_on_duckdb(args: list[str], warehouse: Path, target_path: Path, salt: str
     assert done.returncode == 0, done.stdout[-5000:]
 
 
-def test_dbt_builds_the_same_tables_on_spark_as_on_duckdb(platform, spark, tmp_path):  # noqa: F811
+def conserved_records(warehouse: Path, source: str) -> list[int]:
+    """Records per day of DAYS that DuckDB's ingestion accounted for: loaded + dead letters."""
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        return [
+            conn.execute(
+                f"SELECT (SELECT count(*) FROM raw.{source} WHERE dt = $1) + (SELECT count(*) "
+                "FROM raw.dead_letter WHERE source = $2 AND dt = $1)",
+                [day, source],
+            ).fetchone()[0]
+            for day in DAYS
+        ]
+
+
+def test_spark_ingests_and_builds_the_same_tables_as_duckdb(platform, spark, tmp_path):  # noqa: F811
     started = time.monotonic()
     warehouse = Path(platform.settings.warehouse)
     salt = platform.resources["privacy"].pii_salt
     relations = dbt_relations(warehouse)
     assert {schema for schema, _ in relations} == set(DBT_SCHEMAS)
 
-    # 1. Every model with the project's own tests (generic ones of macros/tests, singular
-    # ones of tests/), on the raw tables the platform loaded. dbt's built-in generic tests
+    # 1. The landing files ingested on Spark, then every model with the project's own tests
+    # (generic ones of macros/tests, singular ones of tests/). dbt's built-in generic tests
     # (not_null, unique, accepted_values, relationships: ~100 of the 148, rendered by
     # dbt-spark itself) are left out to keep the test within minutes on 2 cores.
-    copy_raw_to_spark(warehouse, spark, tmp_path / "raw", RAW_TABLES)
+    for fmt in (EVENT_FILES, PAYMENT_FILES):
+        # The load time of DuckDB's run, which the marts carry as lineage.
+        [(loaded_at,)] = platform.sql(f"SELECT DISTINCT _loaded_at FROM raw.{fmt.source}")
+        stats = ingest_file_partitions_on_spark(
+            spark, platform.resources["landing"], fmt, DAYS, loaded_at
+        )
+        assert [s.records_read for s in stats] == conserved_records(warehouse, fmt.source)
+    for table in FILE_TABLES:
+        assert table_differences(warehouse, spark, "raw", table) == []
+    copy_raw_to_spark(warehouse, spark, tmp_path / "raw", DATABASE_TABLES)
     results = dbt_on_spark(["build", "--exclude", *BUILT_IN_TESTS], tmp_path / "spark-target", salt)
     built = {r.node.name for r in results if r.node.resource_type == "model"}
     assert built == {table for _, table in relations}
@@ -393,3 +440,54 @@ def test_dbt_builds_the_same_tables_on_spark_as_on_duckdb(platform, spark, tmp_p
         f"dbt on Spark: build and comparison {built_at - started:.0f} s, "
         f"windowed runs and comparison {time.monotonic() - built_at:.0f} s"
     )
+
+
+def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
+    """Files that take the ingestion off its common path, on both engines: a CRLF file with a
+    blank line and broken JSON, a name with a space and a percent sign, a line that is not
+    UTF-8, a gzip cut short, an empty file. Spark must give DuckDB's rows and dead letters,
+    touch no other day, and give the same again when the day is re-run."""
+    day = date(2025, 6, 1)
+    landing = LandingZone(url=str(tmp_path / "landing"))
+    good = [json.dumps({"event_id": f"e{i}", "user_id": i, "event_type": "page_view",
+                        "occurred_at": "2025-06-01T10:00:00Z"}) for i in range(4)]  # fmt: skip
+    folder = tmp_path / "landing" / "events" / f"dt={day}"
+    folder.mkdir(parents=True)
+    (folder / "crlf.jsonl").write_bytes(f"{good[0]}\r\n\r\n{{broken\r\n{good[1]}\r\n".encode())
+    (folder / "a name 100%.jsonl").write_text(f"{good[2]}\n")
+    (folder / "latin1.jsonl").write_bytes(
+        good[3].encode() + b"\n" + '{"caf\xe9": 1}'.encode("latin-1")
+    )
+    (folder / "cut.jsonl.gz").write_bytes(gzip.compress("\n".join(good).encode())[:30])
+    (folder / "empty.jsonl").write_bytes(b"")
+    loaded_at = datetime(2025, 6, 2)
+    # A day loaded before, which the runs of `day` must leave alone.
+    other_day = date(2025, 5, 31)
+    landing.write_bytes(f"events/dt={other_day}/a.jsonl", "\n".join(good[:2]).encode())
+    ingest_file_partitions_on_spark(spark, landing, EVENT_FILES, [other_day], loaded_at)
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        duckdb_stats = ingest_file_partitions(conn, landing, EVENT_FILES, [day], loaded_at)
+    for _ in range(2):  # the second run re-runs the day: same rows, nothing doubled
+        spark_stats = ingest_file_partitions_on_spark(spark, landing, EVENT_FILES, [day], loaded_at)
+        assert spark_stats == duckdb_stats
+        for table in ("events", "dead_letter"):
+            assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
+
+    # Figures from the files written above: 4 good lines load; broken JSON (line 3 of
+    # crlf.jsonl), the Latin-1 line (line 2) and the cut gzip (as a whole) are dead letters.
+    assert spark_stats[0].records_read == 7 and spark_stats[0].rows_loaded == 4
+    letters = {
+        (row.source_file, row.line_number): row.error
+        for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
+    }
+    assert letters.keys() == {
+        (f"events/dt={day}/crlf.jsonl", 3),
+        (f"events/dt={day}/latin1.jsonl", 2),
+        (f"events/dt={day}/cut.jsonl.gz", None),
+    }
+    assert letters[(f"events/dt={day}/latin1.jsonl", 2)] == NOT_UTF8
+    assert "gzip" in letters[(f"events/dt={day}/cut.jsonl.gz", None)]
+    assert spark.sql(f"SELECT count(*) FROM raw.events WHERE dt = '{other_day}'").first()[0] == 2

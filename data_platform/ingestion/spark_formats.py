@@ -1,0 +1,168 @@
+"""The landing-file rules of `record_rules` in Spark SQL: one query per format.
+
+Each query reads `_file_lines(file_index, line_number, line)` (a file's records: non-blank lines
+after the header) and, for CSV, `_file_header(file_index, line)`, and returns the columns of
+DuckDB's diagnosing query (`file_formats`): file, line, `error`, `is_valid`, the contract
+columns and `_rescued`. Spark runs the whole query on the cluster in one pass, so there is no
+separate fast path.
+
+Where Spark's JSON differs from DuckDB's, the parse is Spark's own and the rules are not:
+a line is parsed once into a VARIANT (`try_parse_json`), each field's minified JSON text is
+read out of it (`to_json(variant_get(...))`), and `record_rules` takes it from there. The
+rescued fields are the object minus the contract's keys, re-serialised by Spark: the same JSON
+as DuckDB's, though Spark lists an object's keys in sorted order.
+"""
+
+from __future__ import annotations
+
+from data_platform.ingestion import record_rules as rules
+from data_platform.ingestion.file_formats import CSV_FIELD, EVENT_FILES, PAYMENT_FILES, FileFormat
+from data_platform.ingestion.record_rules import EVENT_FIELD_NAMES, INTEGER_FIELDS
+
+
+def _sql_array(names: list[str]) -> str:
+    return "array(" + ", ".join(f"'{n}'" for n in names) + ")"
+
+
+def _csv_position(name: str) -> str:
+    """1-based position of `name` in the header, NULL when absent (array_position says 0)."""
+    return f"NULLIF(array_position(header, '{name}'), 0)"
+
+
+class SparkDialect:
+    """`record_rules.Dialect` in Spark SQL (ANSI mode, session time zone UTC)."""
+
+    def full_match(self, text: str, pattern: str) -> str:
+        # \z, not $: Java's $ also matches before a final line break.
+        return f"({text} RLIKE '^(?:{pattern})\\\\z')"
+
+    def try_number(self, text: str, sql_type: str) -> str:
+        return f"try_cast({text} AS {sql_type})"
+
+    def try_utc_timestamp(self, text: str) -> str:
+        # A zone offset in the text is applied; naive text is read in the session's zone, UTC.
+        return f"try_cast({text} AS TIMESTAMP)"
+
+    def has_column(self, name: str) -> str:
+        return f"({_csv_position(name)} IS NOT NULL)"
+
+    def cell(self, name: str) -> str:
+        return f"NULLIF(trim(try_element_at(cells, CAST({_csv_position(name)} AS INT))), '')"
+
+
+SPARK = SparkDialect()
+_INTEGER = "'^-?[0-9]+\\\\z'"
+
+
+def _field_columns(field: str) -> str:
+    j = f"j_{field}"
+    kind = rules.json_kind(j)
+    if field in INTEGER_FIELDS:
+        kind = f"CASE WHEN {j} RLIKE {_INTEGER} THEN 'integer' ELSE {kind} END"
+    value = f"CASE WHEN {kind} = 'string' THEN variant_get(doc, '$.{field}', 'string') ELSE {j} END"
+    return f"{kind} AS t_{field}, {value} AS s_{field}"
+
+
+_EVENT_CHECKS = rules.event_checks(SPARK)
+_FRAGMENTS = ",\n        ".join(
+    f"CASE WHEN is_object THEN to_json(variant_get(doc, '$.{f}')) END AS j_{f}"
+    for f in EVENT_FIELD_NAMES
+)
+_KINDS = ",\n        ".join(_field_columns(f) for f in EVENT_FIELD_NAMES)
+
+EVENTS_SQL = f"""
+WITH parsed AS (
+    SELECT file_index, line_number, line, try_parse_json(line) AS doc FROM _file_lines
+),
+objects AS (
+    SELECT *, doc IS NOT NULL AS is_json,
+        doc IS NOT NULL AND startswith(ltrim(line), '{{') AS is_object
+    FROM parsed
+),
+fragments AS (
+    SELECT *,
+        {_FRAGMENTS},
+        CASE WHEN is_object THEN map_filter(
+            try_variant_get(doc, '$', 'map<string, variant>'),
+            (k, v) -> NOT array_contains({_sql_array(EVENT_FIELD_NAMES)}, k)
+        ) END AS extras
+    FROM objects
+),
+kinds AS (
+    SELECT *,
+        {_KINDS}
+    FROM fragments
+),
+typed AS (
+    SELECT *, {SPARK.try_utc_timestamp("s_occurred_at")} AS ts_occurred_at FROM kinds
+)
+SELECT
+    file_index,
+    line_number,
+    line,
+    CASE
+        WHEN NOT is_json THEN '{rules.INVALID_JSON}'
+        WHEN NOT is_object THEN {rules.not_an_object(rules.json_kind("to_json(doc)"))}
+        ELSE {rules.problems(_EVENT_CHECKS)}
+    END AS error,
+    is_object AND {rules.passes(_EVENT_CHECKS)} AS is_valid,
+    {rules.event_values(SPARK)},
+    CASE WHEN cardinality(extras) > 0 THEN to_json(extras) END AS _rescued
+FROM typed
+"""
+
+_PAYMENT_CHECKS = rules.payment_checks(SPARK)
+
+PAYMENTS_SQL = f"""
+WITH header AS (
+    SELECT file_index, transform(
+        regexp_extract_all(line, '{CSV_FIELD}', 1),
+        h -> lower(trim(replace(trim(BOTH '"' FROM h), '""', '"')))
+    ) AS header
+    FROM _file_header
+),
+split AS (
+    SELECT l.file_index, l.line_number, l.line, h.header,
+        transform(
+            regexp_extract_all(l.line, '{CSV_FIELD}', 1),
+            c -> CASE WHEN startswith(c, '"')
+                THEN replace(substring(c, 2, length(c) - 2), '""', '"') ELSE c END
+        ) AS cells
+    FROM _file_lines l JOIN header h ON l.file_index = h.file_index
+),
+extras AS (
+    SELECT *,
+        filter(
+            sequence(1, size(header)),
+            i -> NOT array_contains({_sql_array(rules.PAYMENT_FIELDS)}, header[i - 1])
+        ) AS extra_positions
+    FROM split
+)
+SELECT
+    file_index,
+    line_number,
+    line,
+    CASE
+        WHEN size(cells) <> size(header)
+            THEN {rules.field_count_reason("size(cells)", "size(header)")}
+        ELSE {rules.problems(_PAYMENT_CHECKS)}
+    END AS error,
+    size(cells) = size(header) AND {rules.passes(_PAYMENT_CHECKS)} AS is_valid,
+    {rules.payment_values(SPARK)},
+    CASE WHEN size(extra_positions) > 0 THEN to_json(map_from_arrays(
+        transform(extra_positions, i -> header[i - 1]),
+        transform(extra_positions, i -> try_element_at(cells, i))
+    )) END AS _rescued
+FROM extras
+"""
+
+# Each file format's query on Spark, by source.
+SPARK_PARSE_SQL: dict[str, str] = {
+    EVENT_FILES.source: EVENTS_SQL,
+    PAYMENT_FILES.source: PAYMENTS_SQL,
+}
+
+
+def spark_parse_sql(fmt: FileFormat) -> str:
+    """The Spark query that parses `fmt`'s records (see the module docstring)."""
+    return SPARK_PARSE_SQL[fmt.source]
