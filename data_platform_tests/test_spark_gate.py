@@ -32,11 +32,13 @@ from data_platform.checks.pandera_gate import Gate, Outcome, validate_window
 from data_platform.checks.scope import WHOLE_TABLE, Window
 from data_platform.checks.spark_gate import validate_spark_window
 from data_platform.checks.spark_rules import UnrenderableRule, render
+from data_platform.checks.vocabulary import vocabulary
 from data_platform_tests.test_dbt_spark import java_home
 
 PATTERN = r"^[0-9a-f]{4}$"
 REF = r"^R\d{2}'s$"  # a backslash and a quote: the SQL literal must escape both
 KINDS = ["a", "b"]
+EVENT_TYPES = vocabulary().event_types
 SHOWN = 100
 
 
@@ -247,6 +249,7 @@ def tables(spark, probe_model) -> Iterator[duckdb.DuckDBPyConnection]:
     load(conn, spark, "defective", defective_rows(), SCHEMA)
     load(conn, spark, "clean", clean_rows(60), SCHEMA)
     load(conn, spark, "customers", customer_rows(), CUSTOMERS)
+    load(conn, spark, "events", event_rows(), EVENTS)
     yield conn
     conn.close()
 
@@ -379,6 +382,71 @@ def test_traced_custom_checks_same_on_duckdb_and_spark(spark, tables) -> None:
     assert outcome_summary(on_spark) == expected
     shown = on_spark.cases.groupby("rule").size().to_dict()
     assert shown == {rule: failing for rule, (failing, _) in expected["rules"].items()}
+
+
+EVENTS = pyarrow.schema(
+    [
+        ("event_id", pyarrow.string()),
+        ("user_id", pyarrow.int64()),
+        ("event_type", pyarrow.string()),
+        ("occurred_at", pyarrow.timestamp("us")),
+        ("occurred_date", pyarrow.date32()),
+        ("is_orphan_user", pyarrow.bool_()),
+        ("dt", pyarrow.date32()),
+    ]
+)
+
+
+def event_rows() -> list[dict[str, Any]]:
+    """fct_events rows: a day that is not the day of the timestamp (a date against a
+    timestamp, through `.dt.floor("D")`), an unknown event type, a repeated event_id."""
+    rows = [
+        {
+            "event_id": f"e{i}",
+            "user_id": i % 4,
+            "event_type": EVENT_TYPES[i % len(EVENT_TYPES)],
+            "occurred_at": dt.datetime(2026, 1, 1, 23, 59) + dt.timedelta(hours=5 * i),
+            "occurred_date": None,
+            "is_orphan_user": i % 5 == 0,
+            "dt": DAYS[0],
+        }
+        for i in range(16)
+    ]
+    for r in rows:
+        r["occurred_date"] = r["occurred_at"].date()
+    rows[1]["occurred_date"] = rows[1]["occurred_date"] - dt.timedelta(days=1)
+    rows[2]["occurred_date"] = None  # missing: `date == floor(timestamp)` is False in pandas
+    rows[3]["event_type"] = "page_vieww"
+    rows[4]["event_id"] = "e5"
+    return rows
+
+
+def test_day_of_timestamp_and_vocabulary_same_on_duckdb_and_spark(spark, tables) -> None:
+    """The real FctEvents gate model: a DATE compared with a TIMESTAMP floored to its day, and
+    event types against the vocabulary, count alike on both engines."""
+    rows = event_rows()
+    day_rule = "occurred_date_is_day_of_occurred_at"
+    wrong_day = [r["occurred_date"] != r["occurred_at"].date() for r in rows]
+    cases = [
+        sum(v is not None for v in r.values()) for r, w in zip(rows, wrong_day, strict=True) if w
+    ]
+    types = [r["event_type"] not in EVENT_TYPES for r in rows]
+    ids = Counter(r["event_id"] for r in rows)
+    repeated = [ids[r["event_id"]] > 1 for r in rows]
+    expected = {
+        "rows": len(rows),
+        "failing_rows": sum(map(any, zip(wrong_day, types, repeated, strict=True))),
+        "rules": {
+            day_rule: (len(cases), sum(cases)),
+            "occurred_date: not_nullable": (1, 1),
+            f"event_type: isin({list(EVENT_TYPES)})": (sum(types), sum(types)),
+            "event_id: field_uniqueness": (sum(repeated), sum(repeated)),
+        },
+    }
+    assert expected["rules"][day_rule][0] == 2
+    gate = Gate(dg.AssetKey("events"), "FctEvents", "events")
+    assert outcome_summary(validate_window(tables, gate, WHOLE_TABLE, SHOWN)) == expected
+    assert outcome_summary(validate_spark_window(spark, gate, WHOLE_TABLE, SHOWN)) == expected
 
 
 # The gates' models Spark cannot judge yet, and the rules that keep them off it.

@@ -162,9 +162,9 @@ def dtype_rules(
 
 
 def _samples_sql(failing: list[RowRule], shown: int) -> str:
-    """At most `shown` failure cases of each failing rule in one pass over `judged`: the failing
-    rows' cases exploded, numbered per rule, cut at `shown` (Spark limits each rule's rows
-    before the shuffle, so a table of failures never crosses the network)."""
+    """At most `shown` failure cases of each failing rule, in one pass over the judged rows:
+    the failing rows' cases exploded, numbered per rule, cut at `shown` (Spark limits each
+    rule's rows before the shuffle, so a table of failures never crosses the network)."""
     cases = ", ".join(
         f"named_struct('rule', {sql_literal(r.rule)}, 'column', {sql_literal(r.column)}, "
         f"'failure_case', CAST({r.value} AS STRING), 'fails', coalesce({r.fails}, FALSE))"
@@ -174,7 +174,7 @@ def _samples_sql(failing: list[RowRule], shown: int) -> str:
     return (
         f"SELECT c.rule, c.column, c.failure_case FROM ("
         f"SELECT c, row_number() OVER (PARTITION BY c.rule ORDER BY c.rule) AS n FROM ("
-        f"SELECT explode(filter(array({cases}), x -> x.fails)) AS c FROM judged "
+        f"SELECT explode(filter(array({cases}), x -> x.fails)) AS c FROM _gate_judged "
         f"WHERE {any_fails})) WHERE n <= {shown}"
     )
 
@@ -215,7 +215,10 @@ def spark_outcome(
     row_rules = [*dtype_rows, *rendering.row_rules]
     conditional = [s for s in scalars if s.when is not None]
     any_rule = " OR ".join(f"({r.fails})" for r in row_rules) or "FALSE"
-    with_ctes = f"WITH checked AS ({checked}), judged AS (SELECT *{windows} FROM checked) "
+    with_ctes = (
+        f"WITH _gate_checked AS ({checked}), "
+        f"_gate_judged AS (SELECT *{windows} FROM _gate_checked) "
+    )
     aggregate = ", ".join(
         [
             "count(*)",
@@ -227,7 +230,7 @@ def spark_outcome(
             *(s.when for s in conditional),
         ]
     )
-    [result] = spark.sql(f"{with_ctes}SELECT {aggregate} FROM judged", args=args).collect()
+    [result] = spark.sql(f"{with_ctes}SELECT {aggregate} FROM _gate_judged", args=args).collect()
     rows, failing_rows, *found = result
     counts, held = found[: 2 * len(row_rules)], found[2 * len(row_rules) :]
     failing = [

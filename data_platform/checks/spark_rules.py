@@ -81,6 +81,8 @@ def sql_literal(value: Any) -> str:
     Spark's default parser, where a backslash escapes (so a regex's `\\d` survives)."""
     if value is None:
         return "NULL"
+    if type(value).__module__ == "numpy":  # a numpy scalar, e.g. np.int64 from a vocabulary
+        value = value.item()
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     if isinstance(value, int):
@@ -198,10 +200,9 @@ class Traced:
 
     __hash__ = None  # type: ignore[assignment]  # == builds SQL, as on a Series
 
-    def __init__(self, sql: str, missing: str | None = None, frame: TracedFrame | None = None):
+    def __init__(self, sql: str, missing: str | None = None) -> None:
         self.sql = sql
         self.missing = missing or f"({sql}) IS NULL"
-        self.frame = frame
 
     def _compare(self, op: str, other: Any, if_missing: str = "FALSE") -> Traced:
         return Traced(f"coalesce(({self.sql}) {op} ({_sql(other)}), {if_missing})")
