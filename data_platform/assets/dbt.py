@@ -71,6 +71,22 @@ def partition_window_env(context: dg.AssetExecutionContext) -> dict[str, str]:
     return dict(zip(WINDOW_VARIABLES, (keys.start, keys.end), strict=True))
 
 
+def engine_variables(warehouse: Warehouse) -> dict[str, str]:
+    """What profiles.yml's target for the warehouse's engine reads (see dbt/profiles.yml)."""
+    if warehouse.engine != "spark":
+        return {"DBT_TARGET": "dev", "DATA_PLATFORM_WAREHOUSE": warehouse.path}
+    # The cluster's endpoint keeps its own warehouse folder and metastore; the profile's
+    # folders (required, for a local session) are never used beside SPARK_REMOTE.
+    unused = str(Path(warehouse.path).parent / "spark-session-unused")
+    return {
+        "DBT_TARGET": "spark",
+        "DATA_PLATFORM_DBT_SPARK_METHOD": "session",
+        "SPARK_REMOTE": warehouse.spark_remote or "",
+        "DATA_PLATFORM_SPARK_WAREHOUSE_DIR": unused,
+        "DATA_PLATFORM_SPARK_METASTORE_DIR": unused,
+    }
+
+
 @contextmanager
 def dbt_environment(
     warehouse: Warehouse, privacy: Privacy, window: Mapping[str, str] = NO_WINDOW
@@ -78,7 +94,7 @@ def dbt_environment(
     """The variables profiles.yml and the models read, set for one dbt invocation only."""
     values = {
         **window,
-        "DATA_PLATFORM_WAREHOUSE": warehouse.path,
+        **engine_variables(warehouse),
         "DATA_PLATFORM_PII_SALT": privacy.pii_salt,
         # dbt's default (eager) also runs tests of models that are not selected, e.g. the
         # relationship test of fct_events when only dim_customers is built, and fails when the
@@ -144,7 +160,7 @@ def built_model_metadata(
 ) -> dict[str, dict[str, Any]]:
     """Metadata of the models the run built; reading it never fails a step or hides dbt's error."""
     built = [event_unique_id(e) for e in events if isinstance(e, dg.Output)]
-    if not built:
+    if not built or warehouse.engine == "spark":  # read from DuckDB only, so far
         return {}
     try:
         # The run's own manifest names relations in the database the compiled SQL uses.

@@ -11,6 +11,7 @@ import dagster as dg
 from data_platform.ingestion.database import ExtractionStats, extract_incremental
 from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES, FileFormat
 from data_platform.ingestion.files import PartitionStats, ingest_file_partitions
+from data_platform.ingestion.spark_files import ingest_file_partitions_on_spark
 from data_platform.ingestion.tables import DEAD_LETTER, SOURCE_DB_TABLES, RawTable
 from data_platform.partitions import DAILY_PARTITIONS, OWNERS, SINGLE_RUN_BACKFILL, WAREHOUSE_POOL
 from data_platform.resources.landing import LandingZone
@@ -77,13 +78,20 @@ def landing_file_asset(fmt: FileFormat) -> dg.AssetsDefinition:
     def ingest(
         context: dg.AssetExecutionContext, warehouse: Warehouse, landing: LandingZone
     ) -> dg.MaterializeResult:
-        with warehouse.connect() as conn:
-            stats = ingest_file_partitions(
-                conn, landing, fmt, partition_dates(context), loaded_at=utc_now()
-            )
-            table_rows = conn.execute(
-                f"SELECT count(*) FROM {fmt.table.qualified_name}"
-            ).fetchone()[0]
+        if warehouse.engine == "spark":
+            with warehouse.spark() as spark:
+                stats = ingest_file_partitions_on_spark(
+                    spark, landing, fmt, partition_dates(context), loaded_at=utc_now()
+                )
+                table_rows = spark.table(fmt.table.qualified_name).count()
+        else:
+            with warehouse.connect() as conn:
+                stats = ingest_file_partitions(
+                    conn, landing, fmt, partition_dates(context), loaded_at=utc_now()
+                )
+                table_rows = conn.execute(
+                    f"SELECT count(*) FROM {fmt.table.qualified_name}"
+                ).fetchone()[0]
         for s in stats:
             # raw.dead_letter is shared by both file sources; each reports its own slice of it.
             context.log_event(

@@ -13,7 +13,7 @@ from data_platform.resources.privacy import Privacy, local_pii_salt
 from data_platform.resources.source_database import SourceDatabase
 from data_platform.resources.warehouse import Warehouse
 from data_platform.resources.warehouse_io_manager import WarehouseIOManager
-from data_platform.settings import Settings
+from data_platform.settings import SPARK_REMOTE_VARIABLE, Settings
 
 
 def _from_env_if_set(name: str, default: str) -> str | dg.EnvVar:
@@ -24,7 +24,12 @@ def _from_env_if_set(name: str, default: str) -> str | dg.EnvVar:
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "warehouse": Warehouse(
-            path=str(settings.warehouse), memory_limit=settings.duckdb_memory_limit
+            path=str(settings.warehouse),
+            memory_limit=settings.duckdb_memory_limit,
+            engine=settings.engine,
+            # The URL may carry a token (;token=...).
+            spark_remote=_from_env_if_set(SPARK_REMOTE_VARIABLE, settings.spark_remote or "")
+            or None,
         ),
         # Python assets that return DataFrames store them as tables [schema, table] of the key.
         "warehouse_io_manager": WarehouseIOManager(database=str(settings.warehouse)),

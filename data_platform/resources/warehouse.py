@@ -1,15 +1,20 @@
-"""The DuckDB warehouse (DATA_PLATFORM_WAREHOUSE)."""
+"""The warehouse: an embedded DuckDB file (DATA_PLATFORM_WAREHOUSE), or a Spark cluster
+(DATA_PLATFORM_ENGINE=spark) reached through its Spark Connect endpoint."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
 
 from data_platform.resources.duckdb_lock import connect_with_lock_wait
+
+if TYPE_CHECKING:
+    from pyspark.sql.connect.session import SparkSession
 
 
 def existing_tables(conn: duckdb.DuckDBPyConnection) -> set[str]:
@@ -31,6 +36,9 @@ class Warehouse(dg.ConfigurableResource):
 
     path: str
     memory_limit: str = "512MB"
+    engine: str = "duckdb"
+    # sc://host:port of the cluster's Spark Connect endpoint when `engine` is spark.
+    spark_remote: str | None = None
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -41,3 +49,16 @@ class Warehouse(dg.ConfigurableResource):
             yield conn
         finally:
             conn.close()
+
+    @contextmanager
+    def spark(self) -> Iterator[SparkSession]:
+        """A session on the Spark cluster (`engine` spark), its clock in UTC: raw timestamps
+        are naive UTC, and Spark reads a TIMESTAMP in the session's time zone."""
+        from pyspark.sql.connect.session import SparkSession
+
+        session = SparkSession.builder.remote(self.spark_remote).create()
+        try:
+            session.conf.set("spark.sql.session.timeZone", "UTC")
+            yield session
+        finally:
+            session.stop()  # ends this client's session; the cluster runs on
