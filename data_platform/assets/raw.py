@@ -11,6 +11,7 @@ import dagster as dg
 from data_platform.ingestion.database import ExtractionStats, extract_incremental
 from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES, FileFormat
 from data_platform.ingestion.files import PartitionStats, ingest_file_partitions
+from data_platform.ingestion.spark_database import extract_incremental_on_spark
 from data_platform.ingestion.spark_files import ingest_file_partitions_on_spark
 from data_platform.ingestion.tables import DEAD_LETTER, SOURCE_DB_TABLES, RawTable
 from data_platform.partitions import DAILY_PARTITIONS, OWNERS, SINGLE_RUN_BACKFILL, WAREHOUSE_POOL
@@ -137,15 +138,21 @@ def source_table_asset(table: RawTable) -> dg.AssetsDefinition:
     def extract(
         config: ExtractionConfig, warehouse: Warehouse, source_database: SourceDatabase
     ) -> dg.MaterializeResult:
-        with warehouse.connect() as conn:
-            stats = extract_incremental(
-                conn,
-                source_database.engine(),
-                table,
-                lookback=timedelta(minutes=config.lookback_minutes),
-                extracted_at=utc_now(),
-            )
-            table_rows = conn.execute(f"SELECT count(*) FROM {table.qualified_name}").fetchone()[0]
+        lookback = timedelta(minutes=config.lookback_minutes)
+        if warehouse.engine == "spark":
+            with warehouse.spark() as spark:
+                stats = extract_incremental_on_spark(
+                    spark, source_database.engine(), table, lookback, extracted_at=utc_now()
+                )
+                table_rows = spark.table(table.qualified_name).count()
+        else:
+            with warehouse.connect() as conn:
+                stats = extract_incremental(
+                    conn, source_database.engine(), table, lookback, extracted_at=utc_now()
+                )
+                table_rows = conn.execute(
+                    f"SELECT count(*) FROM {table.qualified_name}"
+                ).fetchone()[0]
         return dg.MaterializeResult(metadata=extraction_metadata(stats, table_rows))
 
     return extract

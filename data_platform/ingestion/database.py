@@ -12,6 +12,7 @@ the extraction before anything is written.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -44,9 +45,11 @@ class ExtractionStats:
     versions_added: int
 
 
-def _source_query(
+def source_query(
     engine: sa.Engine, table: RawTable, since: datetime | None
 ) -> tuple[sa.Select, SourceColumns]:
+    """The query of the versions changed since `since` (all when None), and the source's columns
+    against the contract; raises SourceSchemaError before anything is read when they break it."""
     import sqlalchemy as sa
 
     source, columns = reflect(engine, table)
@@ -71,6 +74,18 @@ def _arrow_column(values: tuple) -> pa.Array:
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         # Mixed kinds of values (a text among numbers): as text, for the cast check to judge.
         return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def source_batches(engine: sa.Engine, query: sa.Select, names: list[str]) -> Iterator[pa.Table]:
+    """The query's rows as Arrow tables of SOURCE_BATCH_ROWS rows, streamed: every engine loads
+    the same values, and never the whole source table at once."""
+    import pyarrow as pa
+
+    with engine.connect() as source:
+        result = source.execution_options(stream_results=True).execute(query)
+        while rows := result.fetchmany(SOURCE_BATCH_ROWS):
+            values = list(zip(*rows, strict=True))
+            yield pa.table({n: _arrow_column(col) for n, col in zip(names, values, strict=True)})
 
 
 def _append_new_versions(
@@ -105,30 +120,21 @@ def extract_incremental(
     extracted_at: datetime,
 ) -> ExtractionStats:
     """Append the source table's new (id, updated_at) versions to its raw version log."""
-    # Imported here: extraction is the only user, and Definitions load faster without them.
-    import pyarrow as pa
-
     ensure_raw_tables(conn, (table,))
     hwm_sql = f"SELECT max(updated_at) FROM {table.qualified_name}"
     hwm_before = conn.execute(hwm_sql).fetchone()[0]
-    query, columns = _source_query(engine, table, hwm_before - lookback if hwm_before else None)
+    query, columns = source_query(engine, table, hwm_before - lookback if hwm_before else None)
     names = [*columns.contract, *columns.extra]
     fetched = added = 0
     conn.execute("BEGIN TRANSACTION")
     try:
-        with engine.connect() as source:
-            result = source.execution_options(stream_results=True).execute(query)
-            while rows := result.fetchmany(SOURCE_BATCH_ROWS):
-                values = list(zip(*rows, strict=True))
-                _source_arrow = pa.table(
-                    {n: _arrow_column(col) for n, col in zip(names, values, strict=True)}
-                )
-                # DuckDB finds the Python variable by name; named like the temp table, it would
-                # be shadowed by it from the second batch on, which re-read the first batch.
-                conn.execute("CREATE OR REPLACE TEMP TABLE _source_batch AS FROM _source_arrow")
-                require_castable(conn, table, columns.contract)
-                fetched += len(rows)
-                added += _append_new_versions(conn, table, columns, extracted_at)
+        for _source_arrow in source_batches(engine, query, names):
+            # DuckDB finds the Python variable by name; named like the temp table, it would be
+            # shadowed by it from the second batch on, which re-read the first batch.
+            conn.execute("CREATE OR REPLACE TEMP TABLE _source_batch AS FROM _source_arrow")
+            require_castable(lambda sql: conn.execute(sql).fetchone(), table, columns.contract)
+            fetched += _source_arrow.num_rows
+            added += _append_new_versions(conn, table, columns, extracted_at)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -8,15 +8,15 @@ from then on wrong, so extraction stops with one line naming table, column and f
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from data_platform.ingestion.tables import RawTable
+from data_platform.ingestion.tables import Column, RawTable
 
 if TYPE_CHECKING:
-    import duckdb
     import sqlalchemy as sa
 
 # Python types a source column may declare for each contract type. VARCHAR takes anything:
@@ -94,19 +94,30 @@ def require_contract(source: sa.Table, table: RawTable, columns: SourceColumns) 
             )
 
 
-def require_castable(conn: duckdb.DuckDBPyConnection, table: RawTable, names: list[str]) -> None:
-    """Raise SourceSchemaError on the first value of `_source_batch` its contract type cannot hold."""
-    types = {c.name: c.type for c in table.columns}
+def require_castable(
+    first_row: Callable[[str], Sequence[object] | None],
+    table: RawTable,
+    names: list[str],
+    quote: Callable[[str], str] = quoted,
+    sql_type: Callable[[Column], str] = lambda column: column.type,
+) -> None:
+    """Raise SourceSchemaError on the first value of `_source_batch` its contract type cannot hold.
+
+    One probe and one message for every engine: the engine runs the SQL (`first_row` returns
+    its first row or None) and spells identifiers (`quote`) and types (`sql_type`) its way.
+    """
+    columns = {c.name: c for c in table.columns}
     probes = " UNION ALL ".join(
-        f"(SELECT '{n}', CAST(id AS VARCHAR), CAST({quoted(n)} AS VARCHAR) FROM _source_batch "
-        f"WHERE {quoted(n)} IS NOT NULL AND TRY_CAST({quoted(n)} AS {types[n]}) IS NULL LIMIT 1)"
+        f"(SELECT {literal(n)}, CAST(id AS STRING), CAST({quote(n)} AS STRING) FROM _source_batch "
+        f"WHERE {quote(n)} IS NOT NULL AND TRY_CAST({quote(n)} AS {sql_type(columns[n])}) IS NULL "
+        "LIMIT 1)"
         for n in names
     )
-    bad = conn.execute(f"{probes} LIMIT 1").fetchone()
+    bad = first_row(f"{probes} LIMIT 1")
     if bad:
         name, row_id, value = bad
         raise SourceSchemaError(
             f"source column {table.name}.{name} holds {value!r} (row id {row_id}), not a "
-            f"{types[name]}: fix the value (or the column's type) in the app database, then "
-            "re-run the extraction"
+            f"{columns[name].type}: fix the value (or the column's type) in the app database, "
+            "then re-run the extraction"
         )

@@ -1,0 +1,235 @@
+"""The app database extracted on Spark gives DuckDB's raw version logs (DESIGN.md, "Beyond one
+machine").
+
+A simulated app database (SQLite) is extracted twice, by `extract_incremental` into a DuckDB
+file and by `extract_incremental_on_spark` into a local Spark (a session in this process,
+local[2], warehouse and Derby metastore in a temp folder), in small batches so that a run spans
+several. Every raw table must hold the same rows on both, row for row; after the source moves
+on (a simulated day, hand-made updates, new columns), a second extraction must add exactly the
+new versions on both, with the new columns in `_rescued`. A value the contract cannot hold
+stops both engines with the same message, after earlier batches of valid new versions were
+read, and neither raw table changes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+import sqlalchemy as sa
+
+from data_platform.ingestion import database
+from data_platform.ingestion.database import ExtractionStats, extract_incremental
+from data_platform.ingestion.source_schema import SourceSchemaError
+from data_platform.ingestion.spark_database import extract_incremental_on_spark
+from data_platform.ingestion.tables import SOURCE_DB_TABLES, RawTable
+from data_platform.simulator import SimulationConfig, append_day, simulate
+from data_platform_tests.test_dbt_spark import java_home
+
+# Enough sessions for orders: 32 users, 40 products, 23 orders, 27 order lines.
+CONFIG = SimulationConfig(
+    seed=11, days=2, end_date=date(2026, 1, 3), users=30, products=40, events_per_day=600
+)
+LOOKBACK = timedelta(hours=1)
+# Small batches: every table's extraction spans several, and Spark stages them all.
+BATCH_ROWS = 16
+TABLES = {table.name: table for table in SOURCE_DB_TABLES}
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory) -> Iterator[object]:
+    """A local Spark in this process, configured as test_dbt_spark's (Hive tables, Derby
+    metastore and warehouse in a temp folder, UTC, 2 cores). Modules run one after the other:
+    another module's session is stopped by then, and a new one in the same JVM gets its own
+    warehouse and metastore."""
+    from pyspark.sql import SparkSession
+
+    root = tmp_path_factory.mktemp("spark_extraction")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("JAVA_HOME", java_home())
+    for name in ("SPARK_REMOTE", "MASTER", "PYSPARK_SUBMIT_ARGS"):
+        mp.delenv(name, raising=False)  # a local Spark, whatever the shell points at
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("data_platform_tests.test_spark_extraction")
+        .enableHiveSupport()
+        .config("spark.sql.warehouse.dir", str(root / "warehouse"))
+        .config(
+            "spark.hadoop.javax.jdo.option.ConnectionURL",
+            f"jdbc:derby:;databaseName={root}/metastore/metastore_db;create=true",
+        )
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={root}/metastore")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "2")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("OFF")
+    yield session
+    session.stop()
+    mp.undo()
+
+
+@pytest.fixture
+def spark_raw(spark) -> object:
+    """The module's session with no raw tables yet."""
+    spark.sql("DROP DATABASE IF EXISTS raw CASCADE")
+    return spark
+
+
+@pytest.fixture
+def source(settings, resources, monkeypatch) -> sa.Engine:
+    monkeypatch.setattr(database, "SOURCE_BATCH_ROWS", BATCH_ROWS)
+    simulate(CONFIG, resources["landing"], settings.source_db_url)
+    return sa.create_engine(settings.source_db_url)
+
+
+def extract_both(
+    duck: Path, spark, engine: sa.Engine, table: RawTable, at: datetime
+) -> tuple[ExtractionStats, ExtractionStats]:
+    with duckdb.connect(str(duck)) as conn:
+        on_duckdb = extract_incremental(conn, engine, table, LOOKBACK, at)
+    return on_duckdb, extract_incremental_on_spark(spark, engine, table, LOOKBACK, at)
+
+
+def normalised(row: tuple) -> tuple:
+    """JSON text as its parsed document (key order and spacing are the engine's own)."""
+    *values, rescued = row
+    return (*values, None if rescued is None else json.dumps(json.loads(rescued), sort_keys=True))
+
+
+def duckdb_rows(duck: Path, table: RawTable) -> Counter:
+    with duckdb.connect(str(duck), read_only=True) as conn:
+        rows = conn.execute(f"SELECT * FROM {table.qualified_name}").fetchall()
+    return Counter(normalised(r) for r in rows)
+
+
+def spark_rows(spark, table: RawTable) -> Counter:
+    """Timestamps as TIMESTAMP_NTZ: the naive UTC values DuckDB returns, whatever the Python
+    process's time zone. Columns in the declared order, as DuckDB's."""
+    timestamps = {c.name for c in table.columns if c.type == "TIMESTAMP"}
+    columns = ", ".join(
+        f"CAST(`{n}` AS TIMESTAMP_NTZ)" if n in timestamps else f"`{n}`" for n in table.column_names
+    )
+    rows = spark.sql(f"SELECT {columns} FROM {table.qualified_name}").collect()
+    return Counter(normalised(tuple(r)) for r in rows)
+
+
+def versions(rows: Counter, table: RawTable) -> set[tuple]:
+    """The rows' (id, updated_at) pairs."""
+    at = table.column_names.index("updated_at")
+    return {(row[0], row[at]) for row in rows}
+
+
+def source_versions(engine: sa.Engine, table: RawTable) -> set[tuple]:
+    reflected = sa.Table(table.name, sa.MetaData(), autoload_with=engine)
+    with engine.connect() as conn:
+        return set(map(tuple, conn.execute(sa.select(reflected.c.id, reflected.c.updated_at))))
+
+
+def test_spark_extraction_gives_duckdb_version_logs_first_and_incremental(
+    tmp_path, settings, resources, source, spark_raw
+):
+    duck = tmp_path / "warehouse.duckdb"
+    first_at = datetime(2026, 1, 4, 1, 0)
+    for table in SOURCE_DB_TABLES:
+        on_duckdb, on_spark = extract_both(duck, spark_raw, source, table, first_at)
+        assert on_spark == on_duckdb, table.name
+        assert on_spark.versions_added == len(source_versions(source, table)) > BATCH_ROWS
+        rows = duckdb_rows(duck, table)
+        assert spark_rows(spark_raw, table) == rows, table.name
+        assert versions(rows, table) == source_versions(source, table), table.name
+    before = {table.name: duckdb_rows(duck, table) for table in SOURCE_DB_TABLES}
+
+    # The source moves on: a simulated day (new orders, status changes), two new columns.
+    append_day(CONFIG, resources["landing"], settings.source_db_url)
+    latest = max(t for table in SOURCE_DB_TABLES for _, t in source_versions(source, table))
+    changed_at = latest + timedelta(minutes=5)
+    with source.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE users ADD COLUMN loyalty_tier VARCHAR(16)"))
+        conn.execute(
+            sa.text("UPDATE users SET loyalty_tier = 'gold', updated_at = :t WHERE id = 7"),
+            {"t": changed_at},
+        )
+        conn.execute(sa.text("ALTER TABLE products ADD COLUMN stock INTEGER"))
+        conn.execute(
+            sa.text("UPDATE products SET stock = 5, updated_at = :t WHERE id = 1"),
+            {"t": changed_at},
+        )
+        # Changed, its new column still empty: the key is rescued with a null.
+        conn.execute(sa.text("UPDATE products SET updated_at = :t WHERE id = 2"), {"t": changed_at})
+
+    second_at = datetime(2026, 1, 5, 1, 0)
+    new = {}
+    for table in SOURCE_DB_TABLES:
+        new[table.name] = source_versions(source, table) - versions(before[table.name], table)
+        assert new[table.name], table.name
+        on_duckdb, on_spark = extract_both(duck, spark_raw, source, table, second_at)
+        assert on_spark == on_duckdb, table.name
+        assert on_spark.versions_added == len(new[table.name]), table.name
+        rows = duckdb_rows(duck, table)
+        assert spark_rows(spark_raw, table) == rows, table.name
+        added = rows - before[table.name]
+        assert before[table.name] <= rows and added.total() == len(new[table.name]), table.name
+        assert versions(added, table) == new[table.name], table.name
+
+    # Every version extracted since a column appeared has it in `_rescued`, null included.
+    for table, column, values in (
+        ("users", "loyalty_tier", {7: "gold"}),
+        ("products", "stock", {1: 5}),
+    ):
+        at = TABLES[table].column_names.index("updated_at")
+        rescued = {(row[0], row[at]): row[-1] for row in spark_rows(spark_raw, TABLES[table])}
+        assert rescued == {
+            (i, t): json.dumps({column: values.get(i)}) if (i, t) in new[table] else None
+            for i, t in rescued
+        }, table
+
+
+def test_a_value_the_contract_cannot_hold_is_refused_on_both_and_nothing_written(
+    tmp_path, source, spark_raw
+):
+    duck = tmp_path / "warehouse.duckdb"
+    products, orders = TABLES["products"], TABLES["orders"]
+    for table in (products, orders):
+        extract_both(duck, spark_raw, source, table, datetime(2026, 1, 4, 1, 0))
+    before = {t.name: duckdb_rows(duck, t) for t in (products, orders)}
+    assert {t.name: spark_rows(spark_raw, t) for t in (products, orders)} == before
+
+    [(latest,)] = source.connect().execute(sa.text("SELECT max(updated_at) FROM products")).all()
+    with source.begin() as conn:
+        # More valid new versions than a batch holds, read before the bad value (the latest).
+        conn.execute(
+            sa.text("UPDATE products SET unit_price = unit_price + 1, updated_at = :t"),
+            {"t": datetime.fromisoformat(latest) + timedelta(minutes=1)},
+        )
+        conn.execute(sa.text("UPDATE products SET unit_price = 'n/a' WHERE id = 3"))
+        conn.execute(
+            sa.text("UPDATE products SET updated_at = :t WHERE id = 3"),
+            {"t": datetime.fromisoformat(latest) + timedelta(minutes=2)},
+        )
+        conn.execute(
+            sa.text("UPDATE orders SET updated_at = 'soon' WHERE id = (SELECT max(id) FROM orders)")
+        )
+        [(max_order,)] = conn.execute(sa.text("SELECT max(id) FROM orders")).all()
+
+    expected = {
+        products: "source column products.unit_price holds 'n/a' (row id 3), not a DECIMAL(10,2)",
+        orders: f"source column orders.updated_at holds 'soon' (row id {max_order}), "
+        "not a TIMESTAMP",
+    }
+    for table, start in expected.items():
+        with duckdb.connect(str(duck)) as conn, pytest.raises(SourceSchemaError) as on_duckdb:
+            extract_incremental(conn, source, table, LOOKBACK, datetime(2026, 1, 5))
+        with pytest.raises(SourceSchemaError) as on_spark:
+            extract_incremental_on_spark(spark_raw, source, table, LOOKBACK, datetime(2026, 1, 5))
+        assert str(on_spark.value) == str(on_duckdb.value), table.name
+        assert str(on_spark.value).startswith(start), str(on_spark.value)
+        assert duckdb_rows(duck, table) == before[table.name], table.name
+        assert spark_rows(spark_raw, table) == before[table.name], table.name
