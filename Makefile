@@ -15,7 +15,7 @@ DBT_SOURCES := $(shell find dbt -type f \( -name '*.sql' -o -name '*.yml' \) -no
 export DATA_PLATFORM_HOME ?= $(CURDIR)/.data_platform
 export DAGSTER_HOME ?= $(DATA_PLATFORM_HOME)/dagster_home
 
-.PHONY: install run test lint bench bench-year clean lock system-packages services-up services-down \
+.PHONY: install run test lint bench bench-year bench-spark clean lock system-packages services-up services-down \
 	services-env run-distributed bench-scale
 
 install: $(STAMP) $(MANIFEST)
@@ -106,6 +106,11 @@ bench: install
 # A year (365 days, 18.6M events) simulated and backfilled in one run: ~35 min, 3 GB of disk.
 bench-year: install
 	$(BIN)/python -m data_platform_tests.bench_year
+
+# The warehouse on Spark: ingestion vs a bare spark.read.json, and 1 vs 30 days on both engines.
+# Starts the project's Spark cluster in a temp home (or uses DATA_PLATFORM_SPARK_REMOTE): ~5 min.
+bench-spark: install system-packages
+	$(BIN)/python -m data_platform_tests.bench_spark
 
 # Peak memory of raw/events at 1M, 10M and 30M events a day: ~15 minutes, ~9 GB of disk.
 bench-scale: install

@@ -276,8 +276,15 @@ def pandera_check(gate: Gate, thresholds: QualityThresholds) -> dg.AssetChecksDe
     def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
         window = run_window(context) if gate.partitioned else WHOLE_TABLE
         started = time.perf_counter()
-        with warehouse.connect() as conn:
-            outcome = validate_window(conn, gate, window, thresholds.failure_cases_shown)
+        if warehouse.engine == "spark":
+            # Imported here: spark_gate builds on this module's types.
+            from data_platform.checks.spark_gate import validate_spark_window
+
+            with warehouse.spark() as spark:
+                outcome = validate_spark_window(spark, gate, window, thresholds.failure_cases_shown)
+        else:
+            with warehouse.connect() as conn:
+                outcome = validate_window(conn, gate, window, thresholds.failure_cases_shown)
         return outcome_result(gate, outcome, window.describe(), time.perf_counter() - started)
 
     return _check

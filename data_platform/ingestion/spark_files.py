@@ -11,8 +11,10 @@ letter of its own. What differs is how a run replaces its days:
   empty. Each table's replacement is committed by Spark's file commit protocol; the two tables
   are two commits, so a run killed between them leaves the dead letters one run behind until the
   day is re-run (and the conservation check says so meanwhile). A re-run gives the same rows.
-- Lines are numbered in file order from each line's file block and its position in the block,
-  so a large plain file still splits across executors.
+- Each file is read whole by one task (files are neither split nor packed together), so a
+  line's number is its position in the task's output: no shuffle, and the files of a run are
+  parsed in parallel. A number that could not come from that (a file read by two tasks)
+  fails the run (two lines of a file with one number) rather than loading them.
 - A file Spark cannot read (gzip cut short or corrupt) fails the job; the file is then read in
   Python for its reason, dead-lettered whole, and the run starts over without it. A file gone
   from the landing zone is dead-lettered before Spark is asked to read it.
@@ -45,6 +47,11 @@ from data_platform.resources.landing import LandingZone
 if TYPE_CHECKING:
     from pyspark.sql.connect.session import SparkSession
 
+# A file is split in blocks of at most maxPartitionBytes, and small files are packed into one
+# task while their sizes plus openCostInBytes each stay under it: both this large, every file
+# is one task of its own.
+ONE_TASK_PER_FILE = ("spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes")
+NEVER_SPLIT_BYTES = 1 << 50
 # Spark's message when a task cannot read a file: "... while reading file <uri>."
 _FAILED_READ = re.compile(r"FAILED_READ_FILE\S*\] Encountered error while reading file (\S+?)\.?\s")
 
@@ -100,17 +107,18 @@ def _expose_records(spark: SparkSession, fmt: FileFormat, paths: dict[str, Path]
     spark.createDataFrame(
         files, "file_path STRING, source_file STRING, dt DATE"
     ).createOrReplaceTempView("_landed_files")
+    for setting in ONE_TASK_PER_FILE:
+        spark.conf.set(setting, str(NEVER_SPLIT_BYTES))
+    # monotonically_increasing_id() is the task's index << 33 plus the row's place in the task.
     spark.read.text([str(p) for p in paths.values()]).selectExpr(
         "_metadata.file_path AS file_path",
-        "_metadata.file_block_start AS block_start",
-        "monotonically_increasing_id() AS position",
+        "(monotonically_increasing_id() & 8589934591) + 1 AS line_number",
         "value AS line",
     ).createOrReplaceTempView("_read_lines")
     spark.sql(
         "CREATE OR REPLACE TEMP VIEW _numbered_lines AS SELECT "
         "coalesce(f.source_file, 'not a landing file: ' || r.file_path) AS file_index, "
-        "row_number() OVER (PARTITION BY r.file_path ORDER BY r.block_start, r.position) "
-        "AS line_number, r.line "
+        "r.line_number, r.line "
         "FROM _read_lines r LEFT JOIN _landed_files f ON r.file_path = f.file_path"
     )
     header = fmt.header_lines
@@ -195,18 +203,26 @@ def _ingest(
     loaded_at: datetime,
 ) -> dict[date, tuple[int, int]]:
     """One attempt over the readable files: (records, rows loaded) per day."""
-    _parse_records(spark, fmt, paths)
-    counts: dict[date | None, tuple[int, int]] = {
-        dt: (records, loaded)
-        for dt, records, loaded in spark.sql(
-            "SELECT dt, count(*), count_if(loads) FROM _parsed GROUP BY dt"
+    try:
+        _parse_records(spark, fmt, paths)
+        rows = spark.sql(
+            "SELECT dt, count(*), count_if(loads), count(DISTINCT file_index, line_number) "
+            "FROM _parsed GROUP BY dt"
         ).collect()
-    }
-    if None in counts:
-        stray = spark.sql("SELECT file_index FROM _parsed WHERE dt IS NULL LIMIT 1").collect()
-        raise RuntimeError(f"Spark read lines it could not match to a landing file ({stray[0][0]})")
-    _replace_partitions(spark, fmt, dts, unreadable, loaded_at, counts)
-    _drop_parsed(spark)
+        if any(dt is None for dt, *_ in rows):
+            stray = spark.sql("SELECT file_index FROM _parsed WHERE dt IS NULL LIMIT 1").collect()
+            raise RuntimeError(
+                f"Spark read lines it could not match to a landing file ({stray[0][0]})"
+            )
+        if any(records != numbered for _, records, _, numbered in rows):
+            raise RuntimeError(
+                "Spark read a landing file in more than one task, so its line numbers repeat: "
+                f"keep {ONE_TASK_PER_FILE[0]} and {ONE_TASK_PER_FILE[1]} as this module sets them"
+            )
+        counts = {dt: (records, loaded) for dt, records, loaded, _ in rows}
+        _replace_partitions(spark, fmt, dts, unreadable, loaded_at, counts)
+    finally:
+        _drop_parsed(spark)  # the cache lives in the cluster, beyond this session
     return counts
 
 
