@@ -70,6 +70,9 @@ def spark(tmp_path_factory) -> Iterator[object]:
         .config("spark.sql.shuffle.partitions", "2")
         .getOrCreate()
     )
+    # getOrCreate returns a live session as it is: this module's tables must not land in
+    # another module's catalog.
+    assert session.conf.get("spark.sql.warehouse.dir").endswith(str(root / "warehouse"))
     session.sparkContext.setLogLevel("OFF")
     yield session
     session.stop()
@@ -214,14 +217,17 @@ def test_a_value_the_contract_cannot_hold_is_refused_on_both_and_nothing_written
             sa.text("UPDATE products SET updated_at = :t WHERE id = 3"),
             {"t": datetime.fromisoformat(latest) + timedelta(minutes=2)},
         )
+        # A word Spark reads as a date in a SQL literal, never in a column's value.
         conn.execute(
-            sa.text("UPDATE orders SET updated_at = 'soon' WHERE id = (SELECT max(id) FROM orders)")
+            sa.text(
+                "UPDATE orders SET updated_at = 'yesterday' WHERE id = (SELECT max(id) FROM orders)"
+            )
         )
         [(max_order,)] = conn.execute(sa.text("SELECT max(id) FROM orders")).all()
 
     expected = {
         products: "source column products.unit_price holds 'n/a' (row id 3), not a DECIMAL(10,2)",
-        orders: f"source column orders.updated_at holds 'soon' (row id {max_order}), "
+        orders: f"source column orders.updated_at holds 'yesterday' (row id {max_order}), "
         "not a TIMESTAMP",
     }
     for table, start in expected.items():
