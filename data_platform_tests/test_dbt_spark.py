@@ -4,8 +4,8 @@ The simulated world is built on DuckDB through the platform (the `platform` fixt
 test_dbt_marts). A local Spark (a session in this process, local[2], warehouse and Derby
 metastore in a temp folder) then ingests the same landing files with the Spark rendering of the
 ingestion rules: raw events, payments and dead letters must equal DuckDB's row for row (reasons
-and line numbers included). The app database's tables are copied through parquet, and the same
-dbt project is built there with `--target spark`. Every staging model, history table and
+and line numbers included); so must the app database's tables, extracted on Spark. The same
+dbt project is then built there with `--target spark`. Every staging model, history table and
 mart must hold the same rows (as multisets: order is not part of a table) with the same column
 types as on DuckDB. Then late arrivals land in raw on both engines and a windowed run (one
 day) rebuilds the partitioned facts on each: the `dt_partition` strategy and the orphan-flag
@@ -26,23 +26,26 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+import sqlalchemy as sa
 
 from data_platform.assets.dbt_project import DBT_PROJECT_DIR
 from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES
 from data_platform.ingestion.file_lines import NOT_UTF8
 from data_platform.ingestion.files import ingest_file_partitions
+from data_platform.ingestion.spark_database import extract_incremental_on_spark
 from data_platform.ingestion.spark_files import ingest_file_partitions_on_spark
+from data_platform.ingestion.tables import SOURCE_DB_TABLES
 from data_platform.resources.landing import LandingZone
 from data_platform_tests.test_dbt_marts import DAYS, dbt_calls, platform  # noqa: F401 (fixtures)
 
-# The app database's tables reach Spark through parquet; the landing files are ingested there.
+# Both sources are loaded on Spark by its own ingestion: the app database's tables, the files.
 DATABASE_TABLES = ["users", "products", "orders", "order_items"]
 FILE_TABLES = ["events", "payments", "dead_letter"]
 
@@ -391,7 +394,13 @@ def test_spark_ingests_and_builds_the_same_tables_as_duckdb(platform, spark, tmp
         assert [s.records_read for s in stats] == conserved_records(warehouse, fmt.source)
     for table in FILE_TABLES:
         assert table_differences(warehouse, spark, "raw", table) == []
-    copy_raw_to_spark(warehouse, spark, tmp_path / "raw", DATABASE_TABLES)
+    source = sa.create_engine(platform.settings.source_db_url)
+    for table in SOURCE_DB_TABLES:
+        # DuckDB's run extracted each table once: its time, which the marts carry as lineage.
+        [(extracted_at,)] = platform.sql(f"SELECT DISTINCT _extracted_at FROM raw.{table.name}")
+        extract_incremental_on_spark(spark, source, table, timedelta(hours=1), extracted_at)
+    for table in DATABASE_TABLES:
+        assert table_differences(warehouse, spark, "raw", table) == []
     results = dbt_on_spark(["build", "--exclude", *BUILT_IN_TESTS], tmp_path / "spark-target", salt)
     built = {r.node.name for r in results if r.node.resource_type == "model"}
     assert built == {table for _, table in relations}
