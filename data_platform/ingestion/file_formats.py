@@ -104,6 +104,8 @@ _EVENT_FRAGMENTS = ",\n        ".join(
 _EVENT_TIMESTAMPS = f"{DUCKDB.try_utc_timestamp('s_occurred_at')} AS ts_occurred_at"
 _EVENT_VALUES = rules.event_values(DUCKDB)
 
+_EVENT_RESCUED = f"CASE WHEN len(extra_keys) > 0 THEN json_merge_patch(line, '{_EVENT_NULLS}') END"
+
 EVENTS_SQL = f"""
 WITH objects AS (
     SELECT file_index, line_number, line,
@@ -127,18 +129,7 @@ fragments AS (
 typed AS (
     SELECT *, {_EVENT_TIMESTAMPS} FROM fragments
 )
-SELECT
-    file_index,
-    line_number,
-    line,
-    CASE
-        WHEN NOT is_json THEN '{rules.INVALID_JSON}'
-        WHEN NOT is_object THEN {rules.not_an_object(rules.json_kind("json(line)::VARCHAR"))}
-        ELSE {rules.problems(_EVENT_CHECKS)}
-    END AS error,
-    is_object AND {rules.passes(_EVENT_CHECKS)} AS is_valid,
-    {_EVENT_VALUES},
-    CASE WHEN len(extra_keys) > 0 THEN json_merge_patch(line, '{_EVENT_NULLS}') END AS _rescued
+{rules.event_result(DUCKDB, rules.json_kind("json(line)::VARCHAR"), _EVENT_RESCUED)}
 FROM typed
 """
 
@@ -210,7 +201,10 @@ WHERE spelled_back AND {rules.passes(_EVENT_CHECKS)}
 
 # One CSV field: quoted (with "" escapes) or bare; the leading (^|,) makes empty fields match.
 CSV_FIELD = r"""(?:^|,)("(?:[^"]|"")*"|[^,]*)"""
-_PAYMENT_CHECKS = rules.payment_checks(DUCKDB)
+
+_PAYMENT_RESCUED = """CASE WHEN len(extra_positions) > 0 THEN to_json(map_from_entries(
+        list_transform(extra_positions, lambda i: {'k': header[i], 'v': cells[i]})
+    )) END"""
 
 PAYMENTS_SQL = f"""
 WITH header AS (
@@ -236,19 +230,7 @@ extras AS (
         ) AS extra_positions
     FROM split
 )
-SELECT
-    file_index,
-    line_number,
-    line,
-    CASE
-        WHEN len(cells) <> len(header) THEN {rules.field_count_reason("len(cells)", "len(header)")}
-        ELSE {rules.problems(_PAYMENT_CHECKS)}
-    END AS error,
-    len(cells) = len(header) AND {rules.passes(_PAYMENT_CHECKS)} AS is_valid,
-    {rules.payment_values(DUCKDB)},
-    CASE WHEN len(extra_positions) > 0 THEN to_json(map_from_entries(
-        list_transform(extra_positions, lambda i: {{'k': header[i], 'v': cells[i]}})
-    )) END AS _rescued
+{rules.payment_result(DUCKDB, "len(cells)", "len(header)", _PAYMENT_RESCUED)}
 FROM extras
 """
 

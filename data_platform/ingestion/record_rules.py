@@ -158,6 +158,35 @@ def not_an_object(line_kind: str) -> str:
     return f"'not a JSON object (got ' || {line_kind} || '): each line must be one JSON object'"
 
 
+def record_result(error: str, is_valid: str, values: str, rescued: str) -> str:
+    """The SELECT list every format's query ends with, on every engine: the line, its reasons
+    (`error`, a CASE body), whether it loads, the contract columns and `_rescued`."""
+    return f"""SELECT
+    file_index,
+    line_number,
+    line,
+    CASE
+        {error}
+    END AS error,
+    {is_valid} AS is_valid,
+    {values},
+    {rescued} AS _rescued"""
+
+
+def event_result(d: Dialect, line_kind: str, rescued: str) -> str:
+    """An event line's result columns; `line_kind` is the line's JSON kind, `rescued` its
+    fields outside the contract (both in the engine's own SQL)."""
+    checks = event_checks(d)
+    return record_result(
+        f"WHEN NOT is_json THEN '{INVALID_JSON}'\n"
+        f"        WHEN NOT is_object THEN {not_an_object(line_kind)}\n"
+        f"        ELSE {problems(checks)}",
+        f"is_object AND {passes(checks)}",
+        event_values(d),
+        rescued,
+    )
+
+
 PAYMENT_FIELDS = ["payment_id", "order_id", "amount", "currency", "status", "created_at"]
 # Typed columns: (name, SQL type, what the reason says is expected).
 PAYMENT_NUMBERS = [
@@ -208,4 +237,16 @@ def field_count_reason(cells: str, header: str) -> str:
     return (
         f"'row has ' || {cells} || ' fields but the header names ' || {header} "
         "|| ': fix the quoting or the delimiter of this row'"
+    )
+
+
+def payment_result(d: Dialect, cells: str, header: str, rescued: str) -> str:
+    """A payment row's result columns; `cells` and `header` are their field counts."""
+    checks = payment_checks(d)
+    return record_result(
+        f"WHEN {cells} <> {header} THEN {field_count_reason(cells, header)}\n"
+        f"        ELSE {problems(checks)}",
+        f"{cells} = {header} AND {passes(checks)}",
+        payment_values(d),
+        rescued,
     )

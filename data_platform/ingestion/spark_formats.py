@@ -63,12 +63,13 @@ def _field_columns(field: str) -> str:
     return f"{kind} AS t_{field}, {value} AS s_{field}"
 
 
-_EVENT_CHECKS = rules.event_checks(SPARK)
 _FRAGMENTS = ",\n        ".join(
     f"CASE WHEN is_object THEN to_json(variant_get(doc, '$.{f}')) END AS j_{f}"
     for f in EVENT_FIELD_NAMES
 )
 _KINDS = ",\n        ".join(_field_columns(f) for f in EVENT_FIELD_NAMES)
+
+_EVENT_RESCUED = "CASE WHEN cardinality(extras) > 0 THEN to_json(extras) END"
 
 EVENTS_SQL = f"""
 WITH parsed AS (
@@ -96,22 +97,14 @@ kinds AS (
 typed AS (
     SELECT *, {SPARK.try_utc_timestamp("s_occurred_at")} AS ts_occurred_at FROM kinds
 )
-SELECT
-    file_index,
-    line_number,
-    line,
-    CASE
-        WHEN NOT is_json THEN '{rules.INVALID_JSON}'
-        WHEN NOT is_object THEN {rules.not_an_object(rules.json_kind("to_json(doc)"))}
-        ELSE {rules.problems(_EVENT_CHECKS)}
-    END AS error,
-    is_object AND {rules.passes(_EVENT_CHECKS)} AS is_valid,
-    {rules.event_values(SPARK)},
-    CASE WHEN cardinality(extras) > 0 THEN to_json(extras) END AS _rescued
+{rules.event_result(SPARK, rules.json_kind("to_json(doc)"), _EVENT_RESCUED)}
 FROM typed
 """
 
-_PAYMENT_CHECKS = rules.payment_checks(SPARK)
+_PAYMENT_RESCUED = """CASE WHEN size(extra_positions) > 0 THEN to_json(map_from_arrays(
+        transform(extra_positions, i -> header[i - 1]),
+        transform(extra_positions, i -> try_element_at(cells, i))
+    )) END"""
 
 PAYMENTS_SQL = f"""
 WITH header AS (
@@ -138,21 +131,7 @@ extras AS (
         ) AS extra_positions
     FROM split
 )
-SELECT
-    file_index,
-    line_number,
-    line,
-    CASE
-        WHEN size(cells) <> size(header)
-            THEN {rules.field_count_reason("size(cells)", "size(header)")}
-        ELSE {rules.problems(_PAYMENT_CHECKS)}
-    END AS error,
-    size(cells) = size(header) AND {rules.passes(_PAYMENT_CHECKS)} AS is_valid,
-    {rules.payment_values(SPARK)},
-    CASE WHEN size(extra_positions) > 0 THEN to_json(map_from_arrays(
-        transform(extra_positions, i -> header[i - 1]),
-        transform(extra_positions, i -> try_element_at(cells, i))
-    )) END AS _rescued
+{rules.payment_result(SPARK, "size(cells)", "size(header)", _PAYMENT_RESCUED)}
 FROM extras
 """
 
