@@ -42,6 +42,35 @@ def _latest_fct_events(instance):
     return result.records[0] if result.records else None
 
 
+def run_timeline(instance, since: float) -> list[str]:
+    """Each run created after `since`: what it built, seconds from `since` to queued, started, ended.
+
+    Where a latency goes: sensor and automation ticks are the gaps before "queued", the run
+    queue and process start the gap to "started", the step itself the rest."""
+    import dagster as dg
+
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(created_after=datetime.fromtimestamp(since, UTC)),
+        ascending=True,
+    )
+
+    def offset(timestamp: float | None) -> str:
+        return "-" if timestamp is None else f"{timestamp - since:.1f}"
+
+    lines = []
+    for record in records:
+        run = record.dagster_run
+        keys = sorted(key.to_user_string() for key in run.asset_selection or [])
+        built = ", ".join(keys[:3]) + (f" +{len(keys) - 3}" if len(keys) > 3 else "")
+        lines.append(
+            f"{built or run.job_name} [{run.tags.get('dagster/partition', '')}] "
+            f"queued {offset(record.create_timestamp.timestamp())} "
+            f"started {offset(record.start_time)} ended {offset(record.end_time)} "
+            f"{run.status.value}"
+        )
+    return lines
+
+
 def _serving(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
@@ -175,6 +204,7 @@ def run() -> dict:
             "file_to_fct_events_s": round(materialized, 1),
             "rows_expected": EVENTS_IN_FILE,
             "rows_found": rows,
+            "runs": run_timeline(instance, landed),
         }
     finally:
         stop_process_group(process, timeout=60)
