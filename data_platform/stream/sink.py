@@ -58,6 +58,10 @@ class Sink:
     def stop(self, *_: object) -> None:
         self._stopping = True
 
+    def pending(self) -> int:
+        """Messages taken into batches not flushed yet (landed or dead-lettered at the flush)."""
+        return sum(len(b.messages) + len(b.rejected) for b in self._batches.values())
+
     def run(self) -> None:
         """Consume until `stop` (the command calls it on SIGTERM, SIGINT), then flush and commit
         everything."""
