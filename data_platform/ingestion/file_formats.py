@@ -31,8 +31,8 @@ class FileFormat:
     header_lines: int
     parse_sql: str
     # A query over `_file_lines` (here every line after the header, blank ones included)
-    # returning `line_number` and the contract columns of the records it vouches for; the
-    # diagnosing `parse_sql` then sees only the other records.
+    # returning `file_index`, `line_number` and the contract columns of the records it vouches
+    # for; the diagnosing `parse_sql` then sees only the other records.
     fast_sql: str | None = None
 
     @property
@@ -182,19 +182,19 @@ _EVENT_VOUCHED = ",\n        ".join(
 # Blank lines are never spelled back, so never vouched for.
 EVENTS_FAST_SQL = f"""
 WITH fields AS (
-    SELECT line_number, line,
+    SELECT file_index, line_number, line,
         CASE WHEN json_valid(line) THEN json_extract_string(line, {_EVENT_PATHS}) END AS v
     FROM _file_lines
 ),
 fragments AS (
-    SELECT line_number, line = {_spelled_line()} AS spelled_back,
+    SELECT file_index, line_number, line = {_spelled_line()} AS spelled_back,
         {_EVENT_VOUCHED}
     FROM fields
 ),
 typed AS (
     SELECT *, {_EVENT_TIMESTAMPS} FROM fragments
 )
-SELECT line_number, {_EVENT_VALUES}
+SELECT file_index, line_number, {_EVENT_VALUES}
 FROM typed
 WHERE spelled_back AND {rules.passes(_EVENT_CHECKS)}
 """

@@ -16,7 +16,7 @@ from __future__ import annotations
 import gzip
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,22 +112,18 @@ class FileLines:
         """`(line_number, line)`: every line, numbered from 1."""
         return f"SELECT row_number() OVER () AS line_number, line FROM {self._reader}"
 
-    def count(self, conn: duckdb.DuckDBPyConnection) -> int:
-        """Every line, blank and header lines included."""
-        return conn.execute(f"SELECT count(*) FROM {self._reader}").fetchone()[0]
+    def count_sql(self) -> str:
+        """`count`: every line, blank and header lines included."""
+        return f"SELECT count(*) AS count FROM {self._reader}"
 
-    def expose_lines(self, conn: duckdb.DuckDBPyConnection, header_lines: int) -> None:
-        """Temp view `_file_lines(file_index, line_number, line)`, streamed: every decodable
-        line after the header, blank ones too (a fast path never vouches for those)."""
+    def lines_sql(self, header_lines: int) -> str:
+        """`(line_number, line)`: every decodable line after the header, blank ones too."""
         decodable = (
             f"NOT list_contains({list(self.undecodable)}, line_number)"
             if self.undecodable
             else "true"
         )
-        conn.execute(
-            "CREATE OR REPLACE TEMP VIEW _file_lines AS SELECT 0 AS file_index, * "
-            f"FROM ({self.numbered_sql}) WHERE line_number > {header_lines} AND {decodable}"
-        )
+        return f"FROM ({self.numbered_sql}) WHERE line_number > {header_lines} AND {decodable}"
 
     def expose_leftovers(
         self, conn: duckdb.DuckDBPyConnection, header_lines: int, loaded_sql: str | None
@@ -159,3 +155,26 @@ class FileLines:
         )
         conn.execute("CREATE OR REPLACE TEMP VIEW _file_lines AS FROM _leftover")
         return conn.execute("SELECT records FROM _file_summary").fetchone()[0]
+
+
+def _each_file(files: list[FileLines], sql: Callable[[FileLines], str]) -> str:
+    return " UNION ALL ".join(
+        f"SELECT {index} AS file_index, * FROM ({sql(lines)})" for index, lines in enumerate(files)
+    )
+
+
+def expose_lines(
+    conn: duckdb.DuckDBPyConnection, files: list[FileLines], header_lines: int
+) -> None:
+    """Temp view `_file_lines(file_index, line_number, line)` over several files, streamed:
+    `file_index` is a file's position in `files`; blank lines included (a fast path never
+    vouches for those)."""
+    union = _each_file(files, lambda lines: lines.lines_sql(header_lines))
+    conn.execute(f"CREATE OR REPLACE TEMP VIEW _file_lines AS {union}")
+
+
+def line_counts(conn: duckdb.DuckDBPyConnection, files: list[FileLines]) -> list[int]:
+    """Each file's lines, blank and header lines included, in one statement."""
+    union = _each_file(files, FileLines.count_sql)
+    counts = dict(conn.execute(union).fetchall())
+    return [counts[index] for index in range(len(files))]
