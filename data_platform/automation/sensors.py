@@ -6,9 +6,10 @@ from data_platform.automation.alert_sensors import ALERT_SENSORS
 from data_platform.automation.landing_sensor import landing_zone_sensor
 from data_platform.automation.source_database_sensor import source_database_sensor
 
-# Dagster's default automation sensor starts STOPPED. A tick costs well under a second on this
-# graph, and a file's rows reach the facts after two ticks (the staging view's run, then the
-# facts'): every 5 s (the asset daemon's shortest loop) instead of 15 s took ~10 s off that.
+# Dagster's default automation sensor starts STOPPED. A file's rows reach the facts after two
+# ticks (the staging view's run, then the facts'): every 5 s (the asset daemon's shortest loop)
+# instead of 15 s took ~10 s off that. The price: a quiet tick evaluates the graph in 0.4-0.7
+# CPU-s, so the daemon spends ~10 % of a core on it when nothing happens (~3 % at 15 s).
 AUTOMATION_SENSOR = dg.AutomationConditionSensorDefinition(
     "automation",
     target=dg.AssetSelection.all(),
