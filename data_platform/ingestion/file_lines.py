@@ -125,37 +125,6 @@ class FileLines:
         )
         return f"FROM ({self.numbered_sql}) WHERE line_number > {header_lines} AND {decodable}"
 
-    def expose_leftovers(
-        self, conn: duckdb.DuckDBPyConnection, header_lines: int, loaded_sql: str | None
-    ) -> int:
-        """Read the file once more, keeping the records not among `loaded_sql`'s line numbers;
-        returns how many records the file has.
-
-        Creates temp views `_file_header(file_index, line)` and `_file_lines` of those
-        records, for a format's diagnosing query. The count, the header and the leftovers come
-        out of one pass that keeps only the leftovers (and the header).
-        """
-        loaded = f"line_number IN ({loaded_sql})" if loaded_sql else "false"
-        record = f"line_number > {header_lines} AND {NON_BLANK}"
-        conn.execute(
-            "CREATE OR REPLACE TEMP TABLE _file_summary AS SELECT "
-            f"count(*) FILTER (WHERE {record}) AS records, "
-            f"list(line ORDER BY line_number) FILTER (WHERE line_number <= {header_lines}) "
-            "AS header, list({'line_number': line_number, 'line': line}) "
-            f"FILTER (WHERE {record} AND NOT ({loaded})) AS leftover "
-            f"FROM ({self.numbered_sql})"
-        )
-        conn.execute(
-            "CREATE OR REPLACE TEMP TABLE _leftover AS "
-            "SELECT 0 AS file_index, unnest(leftover, recursive := true) FROM _file_summary"
-        )
-        conn.execute(
-            "CREATE OR REPLACE TEMP VIEW _file_header AS "
-            "SELECT 0 AS file_index, unnest(header) AS line FROM _file_summary"
-        )
-        conn.execute("CREATE OR REPLACE TEMP VIEW _file_lines AS FROM _leftover")
-        return conn.execute("SELECT records FROM _file_summary").fetchone()[0]
-
 
 def _each_file(files: list[FileLines], sql: Callable[[FileLines], str]) -> str:
     return " UNION ALL ".join(
@@ -178,3 +147,46 @@ def line_counts(conn: duckdb.DuckDBPyConnection, files: list[FileLines]) -> list
     union = _each_file(files, FileLines.count_sql)
     counts = dict(conn.execute(union).fetchall())
     return [counts[index] for index in range(len(files))]
+
+
+def expose_leftovers(
+    conn: duckdb.DuckDBPyConnection,
+    files: list[FileLines],
+    header_lines: int,
+    loaded_sql: str | None,
+) -> list[int]:
+    """Read the files once more, keeping the records not among `loaded_sql`'s
+    `(file_index, line_number)`; returns how many records each file has.
+
+    Creates temp views `_file_header(file_index, line)` and `_file_lines` of those records, for
+    a format's diagnosing query. The counts, the headers and the leftovers come out of one pass
+    that keeps only the leftovers (and the headers).
+    """
+    numbered = _each_file(files, lambda lines: lines.numbered_sql)
+    loaded = "false"
+    if loaded_sql:
+        numbered = (
+            f"SELECT n.*, l.line_number IS NOT NULL AS loaded FROM ({numbered}) n LEFT JOIN "
+            f"({loaded_sql}) l USING (file_index, line_number)"
+        )
+        loaded = "loaded"
+    record = f"line_number > {header_lines} AND {NON_BLANK}"
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE _file_summary AS SELECT file_index, "
+        f"count(*) FILTER (WHERE {record}) AS records, "
+        f"list(line ORDER BY line_number) FILTER (WHERE line_number <= {header_lines}) "
+        "AS header, list({'line_number': line_number, 'line': line}) "
+        f"FILTER (WHERE {record} AND NOT {loaded}) AS leftover "
+        f"FROM ({numbered}) GROUP BY file_index"
+    )
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE _leftover AS "
+        "SELECT file_index, unnest(leftover, recursive := true) FROM _file_summary"
+    )
+    conn.execute(
+        "CREATE OR REPLACE TEMP VIEW _file_header AS "
+        "SELECT file_index, unnest(header) AS line FROM _file_summary"
+    )
+    conn.execute("CREATE OR REPLACE TEMP VIEW _file_lines AS FROM _leftover")
+    records = dict(conn.execute("SELECT file_index, records FROM _file_summary").fetchall())
+    return [records.get(index, 0) for index in range(len(files))]

@@ -34,6 +34,7 @@ from data_platform.ingestion.file_lines import (
     NOT_UTF8,
     UNREADABLE,
     FileLines,
+    expose_leftovers,
     expose_lines,
     line_counts,
     sql_string,
@@ -90,11 +91,9 @@ def _delete_partitions(conn: duckdb.DuckDBPyConnection, fmt: FileFormat, dts: li
     )
 
 
-def _undecodable_filter(undecodable: tuple[int, ...]) -> str:
-    """SQL keeping the lines that were valid UTF-8."""
-    if not undecodable:
-        return "TRUE"
-    return f"NOT list_contains({list(undecodable)}, line_number)"
+def _by_file(files: list[LandingFile]) -> tuple[list[str], list[date | None]]:
+    """Each file's key and day, by file_index: `(?::VARCHAR[])[file_index + 1]` in SQL."""
+    return [f.key for f in files], [partition_of(f.key) for f in files]
 
 
 def _insert_vouched_records(
@@ -107,7 +106,7 @@ def _insert_vouched_records(
     returns how many per file key."""
     names = ", ".join(f'"{c}"' for c in fmt.table.column_names)
     contract = ", ".join(f'"{c}"' for c in fmt.contract_columns)
-    keys, dts = [f.key for f in files], [partition_of(f.key) for f in files]
+    keys, dts = _by_file(files)
     conn.execute(
         f"INSERT INTO {fmt.table.qualified_name} ({names}) "
         f"SELECT {contract}, NULL, (?::VARCHAR[])[file_index + 1], line_number, ?, "
@@ -121,40 +120,55 @@ def _insert_vouched_records(
                 f"SELECT _source_file, count(*) FROM {fmt.table.qualified_name} "
                 "WHERE dt IN (SELECT unnest(?::DATE[])) AND _source_file IN "
                 "(SELECT unnest(?::VARCHAR[])) GROUP BY ALL",
-                [sorted(set(dts)), keys],
+                [sorted({d for d in dts if d}), keys],
             ).fetchall()
         )
+    )
+
+
+def _vouched_lines_sql(fmt: FileFormat, files: list[LandingFile]) -> str:
+    """`(file_index, line_number)` of the lines of `files` already in the raw table."""
+    keys = "[" + ", ".join(sql_string(f.key) for f in files) + "]"
+    days = ", ".join(f"DATE '{d}'" for d in sorted({partition_of(f.key) for f in files}))
+    return (
+        f"SELECT list_position({keys}, _source_file) - 1 AS file_index, "
+        f"_line_number AS line_number FROM {fmt.table.qualified_name} "
+        f"WHERE dt IN ({days}) AND list_contains({keys}, _source_file)"
     )
 
 
 def _diagnose_leftover_records(
     conn: duckdb.DuckDBPyConnection,
     fmt: FileFormat,
-    key: str,
-    dt: date,
+    files: list[LandingFile],
+    lines: list[FileLines],
     loaded_at: datetime,
-    undecodable: tuple[int, ...],
 ) -> None:
-    """Parse `_file_lines` with the format's full rules: valid rows to the raw table, the rest
-    with their reasons to the dead letters."""
+    """Parse `_file_lines` (of `files`, by file_index) with the format's full rules: valid rows
+    to the raw table, the rest with their reasons to the dead letters."""
+    undecodable = [list(file_lines.undecodable) for file_lines in lines]
+    decodable = "NOT list_contains((?::BIGINT[][])[file_index + 1], line_number)"
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE _diagnosed AS SELECT *, "
-        f"CASE WHEN {_undecodable_filter(undecodable)} THEN error ELSE ? END AS reason, "
-        f"is_valid AND {_undecodable_filter(undecodable)} AS loads "
+        f"CASE WHEN {decodable} THEN error ELSE ? END AS reason, "
+        f"is_valid AND {decodable} AS loads "
         f"FROM ({fmt.parse_sql})",
-        [NOT_UTF8],
+        [undecodable, NOT_UTF8, undecodable],
     )
     names = ", ".join(f'"{c}"' for c in fmt.table.column_names)
     contract = ", ".join(f'"{c}"' for c in fmt.contract_columns)
+    keys, dts = _by_file(files)
     conn.execute(
         f"INSERT INTO {fmt.table.qualified_name} ({names}) "
-        f"SELECT {contract}, _rescued, ?, line_number, ?, ?::DATE FROM _diagnosed WHERE loads",
-        [key, loaded_at, dt],
+        f"SELECT {contract}, _rescued, (?::VARCHAR[])[file_index + 1], line_number, ?, "
+        "(?::DATE[])[file_index + 1] FROM _diagnosed WHERE loads",
+        [keys, loaded_at, dts],
     )
     conn.execute(
         f"INSERT INTO {DEAD_LETTER.qualified_name} "
-        "SELECT ?, ?::DATE, ?, line_number, line, reason, ? FROM _diagnosed WHERE NOT loads",
-        [fmt.source, dt, key, loaded_at],
+        "SELECT ?, (?::DATE[])[file_index + 1], (?::VARCHAR[])[file_index + 1], line_number, "
+        "line, reason, ? FROM _diagnosed WHERE NOT loads",
+        [fmt.source, dts, keys, loaded_at],
     )
 
 
@@ -224,66 +238,39 @@ class _NeedsPythonDecode(Exception):
         self.key = key
 
 
-def _ingest_file(
+def _ingest_group(
     conn: duckdb.DuckDBPyConnection,
     fmt: FileFormat,
-    lines: FileLines,
-    file: LandingFile,
-    loaded_at: datetime,
-    vouched: int | None = None,
-) -> int:
-    """Load one file's records into the raw table or the dead letters; returns its records.
-
-    `vouched`: how many of its lines a group's fast path loaded already (None: not run yet)."""
-    dt = partition_of(file.key)
-    if fmt.fast_sql and vouched is None:
-        expose_lines(conn, [lines], fmt.header_lines)
-        vouched = _insert_vouched_records(conn, fmt, [file], loaded_at)[file.key]
-        if vouched == line_counts(conn, [lines])[0] - fmt.header_lines:
-            return vouched  # every line loaded: a clean file is done
-    loaded_sql = (
-        f"SELECT _line_number FROM {fmt.table.qualified_name} "
-        f"WHERE dt = DATE '{dt}' AND _source_file = {sql_string(file.key)}"
-    )
-    records = lines.expose_leftovers(conn, fmt.header_lines, loaded_sql if vouched else None)
-    if conn.execute("SELECT count(*) FROM _file_lines").fetchone()[0]:
-        _diagnose_leftover_records(conn, fmt, file.key, dt, loaded_at, lines.undecodable)
-    return records
-
-
-def _load_vouched_group(
-    conn: duckdb.DuckDBPyConnection,
-    landing: LandingZone,
-    fmt: FileFormat,
-    group: list[LandingFile],
+    files: list[LandingFile],
+    lines: list[FileLines],
     loaded_at: datetime,
     records_read: Counter[date],
-) -> dict[str, int]:
-    """The fast path over a group of files in one statement. Clean files are done; returns the
-    others' keys with how many of their lines were vouched, for `_ingest_file` to finish."""
-    with ExitStack() as stack:
-        files, lines = [], []
-        for file in group:
-            try:
-                path = stack.enter_context(landing.local_path(file.key))
-            except UNREADABLE as error:  # an S3 download: before any SQL
-                _dead_letter_unreadable(conn, fmt, file, error, loaded_at, records_read)
-                continue
-            files.append(file)
-            lines.append(FileLines(path))
-        try:
-            expose_lines(conn, lines, fmt.header_lines)
-            vouched = _insert_vouched_records(conn, fmt, files, loaded_at)
-            counts = line_counts(conn, lines)
-        except (duckdb.InvalidInputException, duckdb.IOException):
-            raise _GroupFailed from None
-    unfinished = {}
-    for file, count in zip(files, counts, strict=True):
-        if vouched[file.key] == count - fmt.header_lines:
-            records_read[partition_of(file.key)] += vouched[file.key]
-        else:
-            unfinished[file.key] = vouched[file.key]
-    return unfinished
+) -> None:
+    """Load a group of files' records into the raw table or the dead letters.
+
+    The fast path (if any) loads the lines it vouches for; a file whose every line it loaded is
+    done. The other files are read once more, together, keeping the lines not loaded, which
+    the diagnosing query parses."""
+    vouched: Counter[str] = Counter()
+    unfinished = list(range(len(files)))
+    if fmt.fast_sql:
+        expose_lines(conn, lines, fmt.header_lines)
+        vouched = _insert_vouched_records(conn, fmt, files, loaded_at)
+        counts = line_counts(conn, lines)
+        unfinished = [
+            i for i, n in enumerate(counts) if vouched[files[i].key] != n - fmt.header_lines
+        ]
+    for i in set(range(len(files))) - set(unfinished):
+        records_read[partition_of(files[i].key)] += vouched[files[i].key]
+    if not unfinished:
+        return
+    files, lines = [files[i] for i in unfinished], [lines[i] for i in unfinished]
+    loaded_sql = _vouched_lines_sql(fmt, files) if vouched else None
+    records = expose_leftovers(conn, lines, fmt.header_lines, loaded_sql)
+    for file, count in zip(files, records, strict=True):
+        records_read[partition_of(file.key)] += count
+    if conn.execute("SELECT count(*) FROM _file_lines").fetchone()[0]:
+        _diagnose_leftover_records(conn, fmt, files, lines, loaded_at)
 
 
 @contextmanager
@@ -303,7 +290,7 @@ def _ingest_in_one_transaction(
     files: list[LandingFile],
     loaded_at: datetime,
     decode_in_python: set[str],
-    grouped: bool,
+    group_files: int,
 ) -> Counter[date]:
     records_read: Counter[date] = Counter()
     conn.execute("BEGIN TRANSACTION")
@@ -312,30 +299,30 @@ def _ingest_in_one_transaction(
     conn.execute("SET disabled_optimizers = 'filter_pushdown'")
     try:
         _delete_partitions(conn, fmt, dts)
-        vouched: dict[str, int | None] = {file.key: None for file in files}
-        if fmt.fast_sql and grouped:
-            vouched = {}
-            for start in range(0, len(files), GROUP_FILES):
-                group = files[start : start + GROUP_FILES]
-                vouched |= _load_vouched_group(conn, landing, fmt, group, loaded_at, records_read)
-        for file in (f for f in files if f.key in vouched):
-            in_python = file.key in decode_in_python
-            try:
-                with (
-                    landing.local_path(file.key) as path,
-                    _readable_lines(path, in_python) as lines,
-                ):
-                    records = _ingest_file(conn, fmt, lines, file, loaded_at, vouched[file.key])
-            except (duckdb.InvalidInputException, duckdb.IOException):
-                if in_python:
-                    raise  # reading the decoded copy failed: not the file's fault
-                raise _NeedsPythonDecode(file.key) from None
-            except UNREADABLE as error:
-                # Raised by the download or the decoding, before any SQL: the transaction is
-                # still good, so the day goes on without this file.
-                _dead_letter_unreadable(conn, fmt, file, error, loaded_at, records_read)
-                continue
-            records_read[partition_of(file.key)] += records
+        for start in range(0, len(files), group_files):
+            with ExitStack() as stack:
+                group, lines = [], []
+                for file in files[start : start + group_files]:
+                    try:
+                        path = stack.enter_context(landing.local_path(file.key))
+                        in_python = file.key in decode_in_python
+                        lines.append(stack.enter_context(_readable_lines(path, in_python)))
+                    except UNREADABLE as error:
+                        # Raised by the download or the decoding, before any SQL: the
+                        # transaction is still good, so the day goes on without this file.
+                        _dead_letter_unreadable(conn, fmt, file, error, loaded_at, records_read)
+                        continue
+                    group.append(file)
+                if not group:
+                    continue
+                try:
+                    _ingest_group(conn, fmt, group, lines, loaded_at, records_read)
+                except (duckdb.InvalidInputException, duckdb.IOException):
+                    if len(group) > 1:
+                        raise _GroupFailed from None
+                    if group[0].key in decode_in_python:
+                        raise  # reading the decoded copy failed: not the file's fault
+                    raise _NeedsPythonDecode(group[0].key) from None
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -354,15 +341,15 @@ def ingest_file_partitions(
     ensure_raw_tables(conn, (fmt.table, DEAD_LETTER))
     files = files_for(landing, fmt, set(dts))
     decode_in_python: set[str] = set()
-    grouped = True
+    group_files = GROUP_FILES
     while True:
         try:
             records_read = _ingest_in_one_transaction(
-                conn, landing, fmt, dts, files, loaded_at, decode_in_python, grouped
+                conn, landing, fmt, dts, files, loaded_at, decode_in_python, group_files
             )
             break
         except _GroupFailed:
-            grouped = False  # file by file from now on, which tells the file DuckDB cannot read
+            group_files = 1  # file by file from now on, which tells the file DuckDB cannot read
         except _NeedsPythonDecode as unreadable:
             decode_in_python.add(unreadable.key)
         finally:
