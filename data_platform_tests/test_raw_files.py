@@ -311,3 +311,32 @@ def test_simulated_defects_land_where_the_contract_says(settings, resources, tmp
                 day = date.fromisoformat(key.split("/")[1].removeprefix("dt="))
                 expected[day] = expected.get(day, 0) + 1
         assert dict(per_day) == expected
+
+
+def test_line_numbers_hold_in_files_read_by_several_threads(settings, resources, tmp_path):
+    # Large enough for DuckDB to read each file in many chunks on every thread it has (rows
+    # are inserted without keeping their order): each record names its own line, and a few
+    # lines are blank or broken, so both the fast path and the diagnosis number them.
+    lines_per_file = 150_000
+    for name in ("a.jsonl", "b.jsonl.gz"):
+        lines = [
+            "" if n % 50_000 == 7 else "{oops" if n % 40_000 == 3 else event(f"{name}:{n}")
+            for n in range(1, lines_per_file + 1)
+        ]
+        put_lines(resources["landing"], f"events/dt={DAY}/{name}", lines, tmp_path)
+    assert dg.materialize(FILE_ASSETS, resources=resources, partition_key=DAY.isoformat()).success
+    misplaced = query(
+        settings.warehouse,
+        "SELECT count(*) FILTER (WHERE event_id <> "
+        "  regexp_extract(_source_file, '[^/]+$') || ':' || _line_number), count(*) "
+        "FROM raw.events",
+    )
+    blank = [n for n in range(1, lines_per_file + 1) if n % 50_000 == 7]
+    broken = [n for n in range(1, lines_per_file + 1) if n % 40_000 == 3]
+    assert misplaced == [(0, 2 * (lines_per_file - len(blank) - len(broken)))]
+    dead = query(
+        settings.warehouse,
+        "SELECT regexp_extract(source_file, '[^/]+$'), line_number FROM raw.dead_letter "
+        "ORDER BY ALL",
+    )
+    assert dead == [(name, n) for name in ("a.jsonl", "b.jsonl.gz") for n in broken]

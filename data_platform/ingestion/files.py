@@ -297,6 +297,10 @@ def _ingest_in_one_transaction(
     # A fast path runs as written: pushed below its projection, a filter repeats the parse
     # (see EVENTS_FAST_SQL). Settings survive the transaction: reset in ingest_file_partitions.
     conn.execute("SET disabled_optimizers = 'filter_pushdown'")
+    # Rows carry their file and line, so their order in the table means nothing; kept, it held
+    # each statement to one thread (`row_number() OVER ()` numbers the lines): 2.8 s -> 1.7 s
+    # for a clean 1M-event day on 2 cores.
+    conn.execute("SET preserve_insertion_order = false")
     try:
         _delete_partitions(conn, fmt, dts)
         for start in range(0, len(files), group_files):
@@ -354,4 +358,5 @@ def ingest_file_partitions(
             decode_in_python.add(unreadable.key)
         finally:
             conn.execute("RESET disabled_optimizers")
+            conn.execute("RESET preserve_insertion_order")
     return _stats(conn, fmt, dts, files, records_read)
