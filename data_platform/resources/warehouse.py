@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,19 @@ from data_platform.resources.duckdb_lock import connect_with_lock_wait
 
 if TYPE_CHECKING:
     from pyspark.sql.connect.session import SparkSession
+
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT])(i?)B$", re.IGNORECASE)
+
+
+def scaled_size(size: str, factor: float) -> str:
+    """A DuckDB size such as `512MB` or `1GiB` times `factor`, in KB (DuckDB: KB = 1000 B)."""
+    match = _SIZE.match(size.strip())
+    if match is None:
+        raise ValueError(f"{size!r} is not a size like 512MB or 1GiB")
+    number, unit, binary = match.groups()
+    scale = (1024 if binary else 1000) ** ("KMGT".index(unit.upper()) + 1)
+    return f"{int(float(number) * scale * factor) // 1000}KB"
 
 
 def existing_tables(conn: duckdb.DuckDBPyConnection) -> set[str]:
@@ -41,10 +55,18 @@ class Warehouse(dg.ConfigurableResource):
     spark_remote: str | None = None
 
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(
+        self, read_only: bool = False, memory_share: float = 1.0
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """`memory_share`: the part of `memory_limit` this connection may hold."""
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = connect_with_lock_wait(self.path, read_only=read_only)
-        conn.execute(f"SET memory_limit = '{self.memory_limit}'")
+        limit = (
+            self.memory_limit
+            if memory_share == 1.0
+            else scaled_size(self.memory_limit, memory_share)
+        )
+        conn.execute(f"SET memory_limit = '{limit}'")
         try:
             yield conn
         finally:
