@@ -183,11 +183,12 @@ def validate_spark_remote(raw: str) -> str:
     return raw
 
 
-_SIZE = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+# A DuckDB size: number, unit, "i" when binary (512MB, 1.5GiB).
+SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT])(i?)B$", re.IGNORECASE)
 
 
 def parse_memory_limit(raw: str) -> str:
-    if not _SIZE.match(raw):
+    if not SIZE.match(raw):
         raise SettingsError(
             f"DATA_PLATFORM_DUCKDB_MEMORY_LIMIT={raw!r} is not a size: set it like 1GB or 512MB "
             "(the most DuckDB holds before it spills to disk)"

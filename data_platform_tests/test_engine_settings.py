@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from data_platform.resources.warehouse import scaled_size
 from data_platform.settings import SettingsError, load_settings
 
 
@@ -65,3 +66,16 @@ def test_a_wrong_value_is_one_line_naming_it_and_the_fix(tmp_path, variables, na
     assert "\n" not in message
     assert named in message
     assert advice in message
+
+
+@pytest.mark.parametrize(
+    ("size", "factor", "scaled"),
+    [("512MB", 0.5, "256000KB"), ("1GiB", 0.5, "536870KB"), ("2gb", 1.0, "2000000KB")],
+)
+def test_a_memory_limit_scales_in_duckdb_units(size, factor, scaled):
+    assert scaled_size(size, factor) == scaled
+
+
+def test_a_memory_limit_that_is_no_size_is_refused():
+    with pytest.raises(ValueError, match="is not a size like 512MB"):
+        scaled_size("lots", 0.5)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,17 +12,15 @@ import dagster as dg
 import duckdb
 
 from data_platform.resources.duckdb_lock import connect_with_lock_wait
+from data_platform.settings import SIZE
 
 if TYPE_CHECKING:
     from pyspark.sql.connect.session import SparkSession
 
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT])(i?)B$", re.IGNORECASE)
-
-
 def scaled_size(size: str, factor: float) -> str:
     """A DuckDB size such as `512MB` or `1GiB` times `factor`, in KB (DuckDB: KB = 1000 B)."""
-    match = _SIZE.match(size.strip())
+    match = SIZE.match(size.strip())
     if match is None:
         raise ValueError(f"{size!r} is not a size like 512MB or 1GiB")
     number, unit, binary = match.groups()
