@@ -57,11 +57,11 @@ def report(name: str, ours: float, baseline: float, goal: str, ok: bool) -> None
     )
 
 
-def simulated_home(root: Path, days: int, events_per_day: int) -> dict[str, str]:
+def simulated_home(root: Path, days: int, events_per_day: int, end: date = DAY) -> dict[str, str]:
     env = {**os.environ, "DATA_PLATFORM_HOME": str(root)}
     subprocess.run(
         [str(BIN / "data-platform"), "simulate", "--quiet", "--days", str(days),
-         "--end-date", str(DAY), "--users", "20000", "--events-per-day", str(events_per_day)],
+         "--end-date", str(end), "--users", "20000", "--events-per-day", str(events_per_day)],
         env=env, check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     return env

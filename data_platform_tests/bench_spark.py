@@ -13,7 +13,6 @@ statements of a session pay the JVM's warm-up, so each side runs once before it 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
-from data_platform_tests.bench import BIN, QUIET, alternate, report
+from data_platform_tests.bench import QUIET, alternate, report, simulated_home
 from data_platform_tests.helpers import run_services
 
 END = date(2026, 1, 30)
@@ -54,16 +53,6 @@ def spark_endpoint(root: Path) -> Iterator[str]:
         run_services(env, "down")
 
 
-def simulate(home: Path, days: int, events_per_day: int) -> dict[str, str]:
-    env = {**os.environ, "DATA_PLATFORM_HOME": str(home)}
-    subprocess.run(
-        [str(BIN / "data-platform"), "simulate", "--quiet", "--days", str(days),
-         "--end-date", str(END), "--users", "20000", "--events-per-day", str(events_per_day)],
-        env=env, check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    return env
-
-
 def events_job(env: dict[str, str]):
     import dagster as dg
 
@@ -93,7 +82,7 @@ def bench_spark_ingestion(root: Path, remote: str) -> None:
     import dagster as dg
     from pyspark.sql.connect.session import SparkSession
 
-    env = simulate(root / "day", days=1, events_per_day=DAY_EVENTS)
+    env = simulated_home(root / "day", days=1, events_per_day=DAY_EVENTS, end=END)
     spark_env = {**env, "DATA_PLATFORM_ENGINE": "spark", "DATA_PLATFORM_SPARK_REMOTE": remote}
     job, instance = events_job(spark_env), dg.DagsterInstance.ephemeral()
     folder = root / "day" / "landing" / "events" / f"dt={END}"
@@ -124,7 +113,7 @@ def bench_spark_ingestion(root: Path, remote: str) -> None:
 def bench_growth(root: Path, remote: str) -> None:
     import dagster as dg
 
-    env = simulate(root / "month", days=30, events_per_day=GROWTH_EVENTS)
+    env = simulated_home(root / "month", days=30, events_per_day=GROWTH_EVENTS, end=END)
     spark_env = {**env, "DATA_PLATFORM_ENGINE": "spark", "DATA_PLATFORM_SPARK_REMOTE": remote}
     for engine, settings in (("duckdb", env), ("spark", spark_env)):
         job, instance = events_job(settings), dg.DagsterInstance.ephemeral()
