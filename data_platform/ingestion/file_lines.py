@@ -1,9 +1,10 @@
-"""One landing file's lines, numbered as the contract counts them, for a format's SQL.
+"""Landing files' lines, numbered as the contract counts them, for a format's SQL.
 
-A file is read where it lies, one file at a time, and never staged whole: DuckDB's CSV reader
-with no delimiter, quote or escape streams each line (and gunzips `.gz`) at native speed, and
-`row_number() OVER ()` numbers the lines as they stream by. So a day's memory is one file's
-reading buffers, not the day (a million events staged at once peaked at 688 MB).
+A file is read where it lies and never staged whole: DuckDB's CSV reader with no delimiter,
+quote or escape streams each line (and gunzips `.gz`) at native speed, and `row_number() OVER
+()` numbers a file's lines as they stream by. Several files make one statement (a UNION ALL,
+`file_index` telling them apart), read as streams too: a day's memory is reading buffers, not
+the day (a million events staged at once peaked at 688 MB).
 
 A file that is not valid UTF-8 is read from a decoded copy instead, so that its bad lines still
 get a line number and a reason instead of failing the partition. A file that cannot be read at all
