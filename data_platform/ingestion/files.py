@@ -1,14 +1,15 @@
 """Landing files -> raw tables: the one ingestion path that events and payments share.
 
 A run ingests a set of days (partitions) in one transaction: it deletes those partitions from
-the raw table and from `raw.dead_letter`, then, file by file, inserts the records that meet the
-contract straight into the raw table and the rest, with their reasons, into the dead letters.
-A failure before COMMIT leaves the previous state intact, and a re-run gives the same rows.
+the raw table and from `raw.dead_letter`, then, a group of files at a time, inserts the records
+that meet the contract straight into the raw table and the rest, with their reasons, into the
+dead letters. A failure before COMMIT leaves the previous state intact, and a re-run gives
+the same rows.
 
 Each file is read in streaming passes and never staged whole, so memory does not grow with the
 day: the format's fast path (if it has one) parses every line once and inserts the lines it
-vouches for, GROUP_FILES files per statement, and counts each file's lines; a file with lines
-left over is read once more, file by file, keeping only the lines not loaded, which the
+vouches for, GROUP_FILES files per statement, and counts each file's lines; the files with lines
+left over are read once more, together, keeping only the lines not loaded, which the
 diagnosing query parses into rows or dead letters. A clean file pays one parse per record.
 
 A file that cannot be read at all (gone since the listing, access denied, gzip cut short or
@@ -113,21 +114,15 @@ def _insert_vouched_records(
         f"(?::DATE[])[file_index + 1] FROM ({fmt.fast_sql})",
         [keys, loaded_at, dts],
     )
-    # Only this transaction's rows are in these days: it deleted them first.
-    return Counter(
-        dict(
-            conn.execute(
-                f"SELECT _source_file, count(*) FROM {fmt.table.qualified_name} "
-                "WHERE dt IN (SELECT unnest(?::DATE[])) AND _source_file IN "
-                "(SELECT unnest(?::VARCHAR[])) GROUP BY ALL",
-                [sorted({d for d in dts if d}), keys],
-            ).fetchall()
-        )
-    )
+    counts = conn.execute(
+        f"SELECT file_index, count(*) FROM ({_loaded_lines_sql(fmt, files)}) GROUP BY ALL"
+    ).fetchall()
+    return Counter({keys[index]: count for index, count in counts})
 
 
-def _vouched_lines_sql(fmt: FileFormat, files: list[LandingFile]) -> str:
-    """`(file_index, line_number)` of the lines of `files` already in the raw table."""
+def _loaded_lines_sql(fmt: FileFormat, files: list[LandingFile]) -> str:
+    """`(file_index, line_number)` of the lines of `files` in the raw table: only this
+    transaction's, since it deleted their days first."""
     keys = "[" + ", ".join(sql_string(f.key) for f in files) + "]"
     days = ", ".join(f"DATE '{d}'" for d in sorted({partition_of(f.key) for f in files}))
     return (
@@ -256,16 +251,17 @@ def _ingest_group(
     if fmt.fast_sql:
         expose_lines(conn, lines, fmt.header_lines)
         vouched = _insert_vouched_records(conn, fmt, files, loaded_at)
-        counts = line_counts(conn, lines)
-        unfinished = [
-            i for i, n in enumerate(counts) if vouched[files[i].key] != n - fmt.header_lines
-        ]
-    for i in set(range(len(files))) - set(unfinished):
-        records_read[partition_of(files[i].key)] += vouched[files[i].key]
+        unfinished = []
+        for i, count in enumerate(line_counts(conn, lines)):
+            key = files[i].key
+            if vouched[key] == count - fmt.header_lines:
+                records_read[partition_of(key)] += vouched[key]  # every line loaded: done
+            else:
+                unfinished.append(i)
     if not unfinished:
         return
     files, lines = [files[i] for i in unfinished], [lines[i] for i in unfinished]
-    loaded_sql = _vouched_lines_sql(fmt, files) if vouched else None
+    loaded_sql = _loaded_lines_sql(fmt, files) if vouched else None
     records = expose_leftovers(conn, lines, fmt.header_lines, loaded_sql)
     for file, count in zip(files, records, strict=True):
         records_read[partition_of(file.key)] += count
