@@ -59,8 +59,11 @@ class Sink:
         self._stopping = True
 
     def pending(self) -> int:
-        """Messages taken into batches not flushed yet (landed or dead-lettered at the flush)."""
-        return sum(len(b.messages) + len(b.rejected) for b in self._batches.values())
+        """Messages taken into batches not flushed yet (landed or dead-lettered at the flush).
+
+        Safe to call from another thread (the benchmark's watcher): the batches are copied in
+        one step before they are counted, while `run` may be adding or flushing one."""
+        return sum(len(b.messages) + len(b.rejected) for b in list(self._batches.values()))
 
     def run(self) -> None:
         """Consume until `stop` (the command calls it on SIGTERM, SIGINT), then flush and commit
