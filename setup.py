@@ -54,6 +54,9 @@ setup(
         # so no Thrift server, PyHive or SASL (data_platform/services/spark_cluster.py).
         "pyspark[connect]>=4.3,<4.4",
         "dbt-spark[session]>=1.11,<1.12",
+        # Checks and analytics write their SQL once, in DuckDB's dialect; on Spark sqlglot
+        # renders it as Spark SQL (data_platform/resources/warehouse_reader.py).
+        "sqlglot>=30,<31",
     ],
     extras_require={
         "dev": [

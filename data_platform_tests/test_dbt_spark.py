@@ -31,19 +31,32 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import duckdb
 import pytest
 import sqlalchemy as sa
 
+from data_platform.assets.analytics import ANALYTICS_ASSETS
 from data_platform.assets.dbt_project import DBT_PROJECT_DIR
+from data_platform.assets.scorecard import SCORECARD_ASSETS
+from data_platform.checks import QUALITY_CHECKS
 from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES
 from data_platform.ingestion.file_lines import NOT_UTF8
 from data_platform.ingestion.files import ingest_file_partitions
 from data_platform.ingestion.spark_database import extract_incremental_on_spark
 from data_platform.ingestion.spark_files import ingest_file_partitions_on_spark
 from data_platform.ingestion.tables import SOURCE_DB_TABLES
+from data_platform.resources.build import build_resources
 from data_platform.resources.landing import LandingZone
-from data_platform_tests.test_dbt_marts import DAYS, dbt_calls, platform  # noqa: F401 (fixtures)
+from data_platform.settings import SPARK_REMOTE_VARIABLE, load_settings
+from data_platform_tests.helpers import free_port, materialize_days
+from data_platform_tests.test_dbt_marts import (  # noqa: F401 (fixtures)
+    ALL_ASSETS,
+    DAYS,
+    Platform,
+    dbt_calls,
+    platform,
+)
 
 # Both sources are loaded on Spark by its own ingestion: the app database's tables, the files.
 DATABASE_TABLES = ["users", "products", "orders", "order_items"]
@@ -56,6 +69,11 @@ JAVA_17 = Path("/usr/lib/jvm/java-17-openjdk-amd64")
 BUILT_IN_TESTS = [
     f"test_name:{name}" for name in ("not_null", "unique", "accepted_values", "relationships")
 ]
+# What the checks and Python assets of the comparison write, besides check results.
+CHECK_KEYS = [key for check in QUALITY_CHECKS for key in check.check_keys]
+ANALYTICS_TABLES = ["customer_segments", "data_quality_scorecard"]
+# Check metadata that measures the engine, not the data.
+TIMINGS = {"validation_seconds"}
 # Two cores, as CI has.
 LOCAL_MASTER = "local[2]"
 
@@ -125,12 +143,27 @@ def spark(spark_env):
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", spark_env["DATA_PLATFORM_SPARK_SHUFFLE_PARTITIONS"])
+        # Where `spark_remote` serves Spark Connect, when a test asks for it.
+        .config("spark.connect.grpc.binding.address", "127.0.0.1")
+        .config("spark.connect.grpc.binding.port", str(free_port()))
         .getOrCreate()
     )
     # dbt reports every failed statement itself; the JVM's log would repeat it at length.
     session.sparkContext.setLogLevel("OFF")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="module")
+def spark_remote(spark) -> Iterator[str]:
+    """A Spark Connect endpoint on this process's session, as the platform reaches a cluster
+    (Warehouse.spark): its sessions share the session's catalog and tables."""
+    port = spark.sparkContext.getConf().get("spark.connect.grpc.binding.port")
+    service = spark._jvm.org.apache.spark.sql.connect.service.SparkConnectService
+    service.start(spark._jsc.sc())
+    yield f"sc://127.0.0.1:{port}"
+    # Scala's default arguments: no timeout.
+    service.stop(getattr(service, "stop$default$1")(), getattr(service, "stop$default$2")())
 
 
 def copy_raw_to_spark(warehouse: Path, spark, folder: Path, tables: list[str]) -> None:
@@ -203,6 +236,7 @@ SPARK_TYPES = {
     "BOOLEAN": "boolean",
     "DATE": "date",
     "TIMESTAMP": "timestamp",
+    "DOUBLE": "double",
 }
 
 
@@ -374,7 +408,46 @@ def conserved_records(warehouse: Path, source: str) -> list[int]:
         ]
 
 
-def test_spark_ingests_and_builds_the_same_tables_as_duckdb(platform, spark, tmp_path):  # noqa: F811
+def spark_resources(built: Platform, spark_remote: str) -> dict:
+    """The platform's resources with its warehouse on Spark: the same landing zone, app
+    database and salt."""
+    settings = load_settings(
+        {
+            "DATA_PLATFORM_HOME": str(built.settings.home),
+            "DATA_PLATFORM_ENGINE": "spark",
+            SPARK_REMOTE_VARIABLE: spark_remote,
+        }
+    )
+    return build_resources(settings) | {"privacy": built.resources["privacy"]}
+
+
+def checks_and_analytics(resources: dict) -> dict[str, tuple]:
+    """Every quality check over the simulated days and the analytics assets, in one run
+    through Dagster: check -> (passed, severity, metadata but timings)."""
+    result = materialize_days(
+        [*ALL_ASSETS, *QUALITY_CHECKS],
+        resources,
+        DAYS,
+        selection=dg.AssetSelection.checks(*QUALITY_CHECKS)
+        | dg.AssetSelection.assets(*ANALYTICS_ASSETS, *SCORECARD_ASSETS),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    return {
+        str(check.asset_check_key): (
+            check.passed,
+            check.severity,
+            {k: v.value for k, v in check.metadata.items() if k not in TIMINGS},
+        )
+        for check in result.get_asset_check_evaluations()
+    }
+
+
+def test_spark_ingests_and_builds_the_same_tables_as_duckdb(
+    platform,  # noqa: F811
+    spark,
+    spark_remote,
+    tmp_path,
+):
     started = time.monotonic()
     warehouse = Path(platform.settings.warehouse)
     salt = platform.resources["privacy"].pii_salt
@@ -417,9 +490,21 @@ def test_spark_ingests_and_builds_the_same_tables_as_duckdb(platform, spark, tmp
     }  # fmt: skip
     assert all(str(r.status) in ("pass", "warn") for r in tests)
     assert differences(warehouse, spark) == []
+
+    # 2. Every quality check and the Python assets through Dagster, on each warehouse: the
+    # same outcomes, the same figures, the same tables.
+    on_duckdb = checks_and_analytics(platform.resources)
+    resources = spark_resources(platform, spark_remote)
+    assert resources["warehouse"].engine == "spark"
+    on_spark = checks_and_analytics(resources)
+    assert on_spark.keys() == on_duckdb.keys() == {str(key) for key in CHECK_KEYS}
+    assert {key: on_spark[key] for key in on_duckdb if on_spark[key] != on_duckdb[key]} == {}
+    assert {passed for passed, _, _ in on_duckdb.values()} == {True, False}
+    for table in ANALYTICS_TABLES:
+        assert table_differences(warehouse, spark, "analytics", table) == []
     built_at = time.monotonic()
 
-    # 2. Late arrivals, then a windowed run of the partitioned facts on both engines: the
+    # 3. Late arrivals, then a windowed run of the partitioned facts on both engines: the
     # dt_partition strategy and the orphan-flag refresh as each engine renders them.
     day = str(DAYS[1])
     moved, adopted = late_arrivals(warehouse, day)

@@ -25,6 +25,7 @@ from data_platform.checks.thresholds import QualityThresholds
 from data_platform.ingestion.file_formats import EVENT_FILES
 from data_platform.ingestion.tables import DEAD_LETTER, EVENTS, PAYMENTS, ensure_raw_tables
 from data_platform.resources.landing import LandingZone
+from data_platform.resources.warehouse_reader import DuckDBReader
 from data_platform_tests.helpers import put_lines
 
 WARN, ERROR = dg.AssetCheckSeverity.WARN, dg.AssetCheckSeverity.ERROR
@@ -357,7 +358,7 @@ def test_conservation_balances_files_against_the_warehouse(tmp_path):
     os.utime(late, (loaded.replace(tzinfo=UTC).timestamp() + 60,) * 2)
     window = Window(date(2026, 1, 5), date(2026, 1, 5))
     found, landed_late = balances(
-        landing, EVENT_FILES, warehouse_counts(conn, EVENT_FILES, window), window
+        landing, EVENT_FILES, warehouse_counts(DuckDBReader(conn), EVENT_FILES, window), window
     )
     assert landed_late == [f"events/dt={day}/late.jsonl"]
     differences = {b.key.split("/")[-1]: b.difference for b in found}

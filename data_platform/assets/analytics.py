@@ -53,10 +53,10 @@ def assign_segments(spend: "pd.Series", thresholds: SegmentThresholds) -> "pd.Se
 def customer_segments(
     context: dg.AssetExecutionContext, config: SegmentThresholds, warehouse: Warehouse
 ):  # returns a pandas DataFrame; annotated, Dagster would import pandas to load the Definitions
-    with warehouse.connect() as conn:
-        customers = conn.execute(
+    with warehouse.reader() as reader:
+        customers = reader.frame(
             "SELECT user_id, lifetime_revenue FROM marts.customer_lifetime_value"
-        ).df()
+        )
     customers["segment"] = assign_segments(customers["lifetime_revenue"], config)
     counts = customers["segment"].value_counts().reindex(SEGMENTS, fill_value=0)
     context.add_output_metadata(
@@ -98,10 +98,10 @@ def revenue_chart_png(daily: "pd.DataFrame") -> bytes:
     description="marts.daily_revenue as a chart, shown in the asset's metadata in the UI.",
 )
 def daily_revenue_chart(warehouse: Warehouse) -> dg.MaterializeResult:
-    with warehouse.connect() as conn:
-        daily = conn.execute(
+    with warehouse.reader() as reader:
+        daily = reader.frame(
             "SELECT revenue_date, revenue FROM marts.daily_revenue ORDER BY revenue_date"
-        ).df()
+        )
     png = base64.b64encode(revenue_chart_png(daily)).decode()
     return dg.MaterializeResult(
         metadata={

@@ -25,6 +25,7 @@ from data_platform.checks.report import markdown_table
 from data_platform.checks.thresholds import QualityThresholds
 from data_platform.partitions import OWNERS, WAREHOUSE_POOL
 from data_platform.resources.warehouse import Warehouse
+from data_platform.resources.warehouse_reader import WarehouseReader
 
 if TYPE_CHECKING:  # pandas loads when an asset first runs, not with the Definitions
     import pandas as pd
@@ -65,9 +66,9 @@ def check_outcomes(
     return pd.DataFrame(rows, columns=OUTCOME_COLUMNS)
 
 
-def file_volumes(conn, days: int) -> "pd.DataFrame":
+def file_volumes(reader: WarehouseReader, days: int) -> "pd.DataFrame":
     """Per file source: records and dead letters over its last `days` days of data."""
-    return conn.execute(
+    return reader.frame(
         """
         WITH loaded AS (
             SELECT 'raw/events' AS "table", dt, count(*) AS n FROM raw.events GROUP BY dt
@@ -78,14 +79,14 @@ def file_volumes(conn, days: int) -> "pd.DataFrame":
             SELECT "table", dt, coalesce(loaded.n, 0) AS loaded, coalesce(dead.n, 0) AS dead
             FROM loaded FULL JOIN dead USING ("table", dt)
         ), recent AS (
-            SELECT *, dt > max(dt) OVER (PARTITION BY "table") - ?::INTEGER AS is_recent
+            SELECT *, dt > max(dt) OVER (PARTITION BY "table") - CAST(? AS INTEGER) AS is_recent
             FROM per_dt
         )
         SELECT "table", sum(loaded + dead) AS records, sum(dead) AS dead_letters
         FROM recent WHERE is_recent GROUP BY ALL
         """,
         [days],
-    ).df()
+    )
 
 
 def scorecard(outcomes: "pd.DataFrame", volumes: "pd.DataFrame") -> "pd.DataFrame":
@@ -167,8 +168,8 @@ def scorecard_asset(
     ):  # a DataFrame, unannotated: see customer_segments
         since = time.time() - days * 86_400
         outcomes = check_outcomes(context.instance, check_keys, since)
-        with warehouse.connect() as conn:
-            card = scorecard(outcomes, file_volumes(conn, days))
+        with warehouse.reader() as reader:
+            card = scorecard(outcomes, file_volumes(reader, days))
         png = base64.b64encode(scorecard_png(card)).decode()
         context.add_output_metadata(
             {

@@ -19,6 +19,7 @@ from data_platform.checks.scope import Window, run_window
 from data_platform.checks.thresholds import QualityThresholds
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.warehouse import Warehouse
+from data_platform.resources.warehouse_reader import WarehouseReader
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,16 @@ def days_of(window: Window, counts: dict[date, int]) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
-def row_counts(conn, table: str, window: Window, lookback: int) -> dict[date, int]:
+def row_counts(
+    reader: WarehouseReader, table: str, window: Window, lookback: int
+) -> dict[date, int]:
     # Four times the window in calendar days leaves room for days without any rows.
     first = window.first - timedelta(days=lookback * 4) if window.first else None
     predicate, params = Window(first, window.last).where("dt")
-    rows = conn.execute(f"SELECT dt, count(*) FROM {table} WHERE {predicate} GROUP BY dt", params)
-    return {dt: n for dt, n in rows.fetchall()}
+    rows = reader.frame(
+        f"SELECT dt, count(*) AS n FROM {table} WHERE {predicate} GROUP BY dt", params
+    )
+    return {dt.date(): int(n) for dt, n in rows.itertuples(index=False)}
 
 
 def row_count_anomaly_check(source: str, t: QualityThresholds) -> dg.AssetChecksDefinition:
@@ -78,8 +83,8 @@ def row_count_anomaly_check(source: str, t: QualityThresholds) -> dg.AssetChecks
         import pandas as pd
 
         window = run_window(context)
-        with warehouse.connect() as conn:
-            counts = row_counts(conn, f"raw.{source}", window, t.anomaly_window)
+        with warehouse.reader() as reader:
+            counts = row_counts(reader, f"raw.{source}", window, t.anomaly_window)
         # Today's partition fills up through the day (a file every few hours): not judged yet.
         today = datetime.now(UTC).date()
         days = [day for day in days_of(window, counts) if day < today]

@@ -32,6 +32,7 @@ from data_platform.ingestion.files import partition_of
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.landing import LandingZone
 from data_platform.resources.warehouse import Warehouse
+from data_platform.resources.warehouse_reader import WarehouseReader
 
 if TYPE_CHECKING:  # pandas loads when a check first runs, not with the Definitions
     import pandas as pd
@@ -73,11 +74,11 @@ class FileBalance:
         return self.records - self.loaded - self.dead_lettered
 
 
-def warehouse_counts(conn, fmt: FileFormat, window: Window) -> "pd.DataFrame":
+def warehouse_counts(reader: WarehouseReader, fmt: FileFormat, window: Window) -> "pd.DataFrame":
     """Rows, dead letters and whole-file dead letters per file of the window, and when each dt
     was loaded."""
     predicate, params = window.where("dt")
-    return conn.execute(
+    return reader.frame(
         f"""
         WITH file_rows AS (
             SELECT _source_file AS key, dt, count(*) AS n_rows, max(_loaded_at) AS rows_at
@@ -93,7 +94,7 @@ def warehouse_counts(conn, fmt: FileFormat, window: Window) -> "pd.DataFrame":
         FROM file_rows FULL JOIN file_dead USING (key, dt)
         """,
         [*params, fmt.source, *params],
-    ).df()
+    )
 
 
 def balances(landing: LandingZone, fmt: FileFormat, counts: "pd.DataFrame", window: Window):
@@ -149,8 +150,8 @@ def conservation_check(fmt: FileFormat) -> dg.AssetChecksDefinition:
         import pandas as pd
 
         window = run_window(context)
-        with warehouse.connect() as conn:
-            counts = warehouse_counts(conn, fmt, window)
+        with warehouse.reader() as reader:
+            counts = warehouse_counts(reader, fmt, window)
         found, late = balances(landing, fmt, counts, window)
         off = [b for b in found if b.difference]
         metadata = {

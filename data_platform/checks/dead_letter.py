@@ -17,15 +17,16 @@ from data_platform.checks.thresholds import QualityThresholds
 from data_platform.ingestion.file_formats import FileFormat
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.warehouse import Warehouse
+from data_platform.resources.warehouse_reader import WarehouseReader
 
 if TYPE_CHECKING:  # pandas loads when a check first runs, not with the Definitions
     import pandas as pd
 
 
-def partition_counts(conn, fmt: FileFormat, window: Window) -> "pd.DataFrame":
+def partition_counts(reader: WarehouseReader, fmt: FileFormat, window: Window) -> "pd.DataFrame":
     """dt, records (rows + dead letters), dead_lettered: for every dt of the window with data."""
     predicate, params = window.where("dt")
-    return conn.execute(
+    return reader.frame(
         f"""
         WITH loaded AS (
             SELECT dt, count(*) AS n FROM {fmt.table.qualified_name} WHERE {predicate} GROUP BY dt
@@ -38,26 +39,28 @@ def partition_counts(conn, fmt: FileFormat, window: Window) -> "pd.DataFrame":
         FROM loaded FULL JOIN dead USING (dt) ORDER BY dt
         """,
         [*params, fmt.source, *params],
-    ).df()
+    )
 
 
-def top_errors(conn, fmt: FileFormat, window: Window, limit: int) -> "pd.DataFrame":
+def top_errors(
+    reader: WarehouseReader, fmt: FileFormat, window: Window, limit: int
+) -> "pd.DataFrame":
     predicate, params = window.where("dt")
-    return conn.execute(
+    return reader.frame(
         f"SELECT error, count(*) AS records FROM raw.dead_letter WHERE source = ? AND {predicate} "
-        "GROUP BY error ORDER BY records DESC, error LIMIT ?",
-        [fmt.source, *params, limit],
-    ).df()
+        f"GROUP BY error ORDER BY records DESC, error LIMIT {int(limit)}",
+        [fmt.source, *params],
+    )
 
 
-def unreadable_files(conn, fmt: FileFormat, window: Window) -> "pd.DataFrame":
+def unreadable_files(reader: WarehouseReader, fmt: FileFormat, window: Window) -> "pd.DataFrame":
     """dt, source_file, error of the window's files that were dead-lettered whole."""
     predicate, params = window.where("dt")
-    return conn.execute(
+    return reader.frame(
         "SELECT dt, source_file, error FROM raw.dead_letter "
         f"WHERE source = ? AND line_number IS NULL AND {predicate} ORDER BY dt, source_file",
         [fmt.source, *params],
-    ).df()
+    )
 
 
 def judge(counts: "pd.DataFrame", t: QualityThresholds) -> "pd.DataFrame":
@@ -90,10 +93,10 @@ def dead_letter_ratio_check(fmt: FileFormat, t: QualityThresholds) -> dg.AssetCh
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
         window = run_window(context)
-        with warehouse.connect() as conn:
-            judged = judge(partition_counts(conn, fmt, window), t)
-            errors = top_errors(conn, fmt, window, t.failure_cases_shown)
-            unreadable = unreadable_files(conn, fmt, window)
+        with warehouse.reader() as reader:
+            judged = judge(partition_counts(reader, fmt, window), t)
+            errors = top_errors(reader, fmt, window, t.failure_cases_shown)
+            unreadable = unreadable_files(reader, fmt, window)
         severity = worst(
             [dg.AssetCheckSeverity(s) for s in judged["severity"] if s]
             + ([dg.AssetCheckSeverity.WARN] if len(unreadable) else [])

@@ -20,6 +20,7 @@ import pandera.pandas as pa
 from pandera.engines import pandas_engine
 from pandera.typing import Series
 
+from data_platform.checks.spark_rules import Traced
 from data_platform.checks.vocabulary import vocabulary
 
 Text = pd.StringDtype
@@ -47,14 +48,19 @@ def in_dt_folder(sources: pd.Series | str, files: pd.Series, dts: pd.Series) -> 
     """True where the file key lies in `<source>/dt=<the row's dt>/`: filed under its day.
 
     One vectorised prefix test per (source, dt): a million rows hold only a handful of days.
+    Pandas has no per-row prefix test, so a gate rendered for Spark (spark_rules) is handed the
+    same test as SQL.
     """
+    if isinstance(files, Traced):
+        return files.filed_under(sources, dts)
     if isinstance(sources, str):
         sources = pd.Series(sources, index=files.index)
     filed = np.zeros(len(files), dtype=bool)
     for source in sources.dropna().unique():
-        of_source = sources == source
+        # A missing source or day is in no folder (and a NULL must not reach a mask).
+        of_source = (sources == source).to_numpy(dtype=bool, na_value=False)
         for dt in dts[of_source].dropna().unique():
-            rows = (of_source & (dts == dt)).to_numpy()
+            rows = of_source & (dts == dt).to_numpy(dtype=bool, na_value=False)
             prefix = f"{source}/dt={pd.Timestamp(dt):%Y-%m-%d}/"
             filed[rows] = files[rows].str.startswith(prefix).to_numpy(dtype=bool, na_value=False)
     return pd.Series(filed, index=files.index)

@@ -18,7 +18,7 @@ from data_platform.checks.report import markdown_table
 from data_platform.checks.rules import within_tolerance
 from data_platform.checks.thresholds import QualityThresholds
 from data_platform.partitions import WAREHOUSE_POOL
-from data_platform.resources.warehouse import Warehouse, existing_tables
+from data_platform.resources.warehouse import Warehouse
 
 if TYPE_CHECKING:  # pandas loads when a check first runs, not with the Definitions
     import pandas as pd
@@ -31,7 +31,8 @@ WITH paid AS (
     WHERE payments.status = 'succeeded' AND orders.status = 'completed'
     GROUP BY ALL
 )
-SELECT revenue_date, coalesce(revenue, 0)::DOUBLE AS revenue, coalesce(paid, 0)::DOUBLE AS paid
+SELECT revenue_date, CAST(coalesce(revenue, 0) AS DOUBLE) AS revenue,
+    CAST(coalesce(paid, 0) AS DOUBLE) AS paid
 FROM marts.daily_revenue FULL JOIN paid USING (revenue_date)
 ORDER BY revenue_date
 """
@@ -62,9 +63,9 @@ def revenue_reconciliation_check(t: QualityThresholds) -> dg.AssetChecksDefiniti
         f"orders, within {t.revenue_tolerance:.1%}. WARN.",
     )
     def _check(warehouse: Warehouse):
-        with warehouse.connect() as conn:
-            present = existing_tables(conn)
-            missing = [t for t in ("marts.fct_payments", "marts.fct_orders") if t not in present]
+        with warehouse.reader() as reader:
+            tables = ("marts.fct_payments", "marts.fct_orders")
+            missing = [table for table in tables if not reader.has_table(table)]
             if missing:
                 # Automation can build daily_revenue before the first payments have landed.
                 return dg.AssetCheckResult(
@@ -73,7 +74,7 @@ def revenue_reconciliation_check(t: QualityThresholds) -> dg.AssetChecksDefiniti
                     metadata={"missing_tables": missing},
                     description=f"nothing to reconcile against yet: {', '.join(missing)} not built",
                 )
-            days = compare(conn.execute(REVENUE_VS_PAYMENTS).df(), t.revenue_tolerance)
+            days = compare(reader.frame(REVENUE_VS_PAYMENTS), t.revenue_tolerance)
         off = days[days["out_of_tolerance"]]
         return dg.AssetCheckResult(
             passed=off.empty,

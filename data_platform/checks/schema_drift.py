@@ -22,7 +22,7 @@ FROM (
 GROUP BY key ORDER BY records DESC, key
 """
 KEYS_BEFORE = """
-SELECT DISTINCT unnest(json_keys(_rescued)) FROM {table} WHERE _rescued IS NOT NULL AND dt < ?
+SELECT DISTINCT unnest(json_keys(_rescued)) AS key FROM {table} WHERE _rescued IS NOT NULL AND dt < ?
 """
 
 
@@ -39,15 +39,10 @@ def schema_drift_check(source: str) -> dg.AssetChecksDefinition:
     def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
         window = run_window(context)
         predicate, params = window.where("dt")
-        with warehouse.connect() as conn:
-            keys = conn.execute(RESCUED_KEYS.format(table=table, predicate=predicate), params).df()
+        with warehouse.reader() as reader:
+            keys = reader.frame(RESCUED_KEYS.format(table=table, predicate=predicate), params)
             known = (
-                {
-                    k
-                    for (k,) in conn.execute(
-                        KEYS_BEFORE.format(table=table), [window.first]
-                    ).fetchall()
-                }
+                set(reader.frame(KEYS_BEFORE.format(table=table), [window.first])["key"])
                 if window.first
                 else set()
             )

@@ -14,9 +14,10 @@ from data_platform.checks.report import day_list, markdown_table
 from data_platform.checks.scope import run_window
 from data_platform.checks.thresholds import QualityThresholds
 from data_platform.checks.vocabulary import sql_list, vocabulary
-from data_platform.ingestion.tables import SOURCE_DB_TABLES, ensure_raw_tables
+from data_platform.ingestion.tables import SOURCE_DB_TABLES
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.warehouse import Warehouse
+from data_platform.resources.warehouse_reader import WarehouseReader
 
 if TYPE_CHECKING:  # pandas loads when a check first runs, not with the Definitions
     import pandas as pd
@@ -33,23 +34,24 @@ class SoftRule:
     additional_deps: tuple[dg.AssetKey, ...] = ()
 
 
-def offences(conn, rule: SoftRule, predicate: str, params: list, limit: int):
+def offences(reader: WarehouseReader, rule: SoftRule, predicate: str, params: list, limit: int):
     """(per-dt records / offending / ratio, the most frequent offending values)."""
     table = f"raw.{rule.source}"
-    per_dt = conn.execute(
+    per_dt = reader.frame(
         f"SELECT dt, count(*) AS records, count(*) FILTER ({rule.breach}) AS offending "
         f"FROM {table} AS t WHERE {predicate} GROUP BY dt ORDER BY dt",
         params,
-    ).df()
+    )
     per_dt = per_dt.assign(
         dt=per_dt["dt"].dt.date,
         ratio=(per_dt["offending"] / per_dt["records"]).round(4),
     )
-    top = conn.execute(
+    top = reader.frame(
         f"SELECT {rule.detail} AS value, count(*) AS records FROM {table} AS t "
-        f"WHERE {predicate} AND ({rule.breach}) GROUP BY ALL ORDER BY records DESC, value LIMIT ?",
-        [*params, limit],
-    ).df()
+        f"WHERE {predicate} AND ({rule.breach}) GROUP BY ALL "
+        f"ORDER BY records DESC, value LIMIT {int(limit)}",
+        params,
+    )
     return per_dt, top
 
 
@@ -70,11 +72,11 @@ def soft_rule_check(rule: SoftRule, t: QualityThresholds) -> dg.AssetChecksDefin
     def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
         window = run_window(context)
         predicate, params = window.where("dt")
-        with warehouse.connect() as conn:
+        with warehouse.reader() as reader:
             # Events can land before the first extraction: an app table not extracted yet is
             # empty (every id an orphan, reported), not a reason for the check to crash.
-            ensure_raw_tables(conn, referenced)
-            per_dt, top = offences(conn, rule, predicate, params, t.failure_cases_shown)
+            reader.ensure_raw_tables(referenced)
+            per_dt, top = offences(reader, rule, predicate, params, t.failure_cases_shown)
         flagged: pd.DataFrame = per_dt[per_dt["offending"] > rule.warn_above * per_dt["records"]]
         return dg.AssetCheckResult(
             passed=flagged.empty,

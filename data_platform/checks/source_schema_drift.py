@@ -12,7 +12,7 @@ import dagster as dg
 
 from data_platform.checks.report import markdown_table
 from data_platform.ingestion.source_schema import reflect
-from data_platform.ingestion.tables import RawTable, ensure_raw_tables
+from data_platform.ingestion.tables import RawTable
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.source_database import SourceDatabase
 from data_platform.resources.warehouse import Warehouse
@@ -36,10 +36,10 @@ def source_schema_drift_check(table: RawTable) -> dg.AssetChecksDefinition:
     )
     def _check(warehouse: Warehouse, source_database: SourceDatabase) -> dg.AssetCheckResult:
         _, columns = reflect(source_database.engine(), table)
-        with warehouse.connect() as conn:
+        with warehouse.reader() as reader:
             # Launched before the first extraction, the version log is empty, not an error.
-            ensure_raw_tables(conn, (table,))
-            rescued = conn.execute(RESCUED_COLUMNS.format(table=table.qualified_name)).df()
+            reader.ensure_raw_tables((table,))
+            rescued = reader.frame(RESCUED_COLUMNS.format(table=table.qualified_name))
         problems = [
             *([f"appeared: {', '.join(columns.extra)}"] if columns.extra else []),
             *([f"disappeared: {', '.join(columns.missing)}"] if columns.missing else []),

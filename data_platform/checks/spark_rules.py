@@ -283,6 +283,11 @@ class Traced:
             "FALSE)"
         )
 
+    def filed_under(self, sources: Traced | str, days: Traced) -> Traced:
+        """The file keys of `self` lie in `<source>/dt=<day>/` (models.in_dt_folder)."""
+        folder = f"concat({_sql(sources)}, '/dt=', date_format({days.sql}, 'yyyy-MM-dd'), '/')"
+        return Traced(f"coalesce(startswith({self.sql}, {folder}), FALSE)")
+
     @property
     def dt(self) -> _DatetimeAccessor:
         return _DatetimeAccessor(self)

@@ -12,7 +12,10 @@ from data_platform.resources.landing import LandingZone
 from data_platform.resources.privacy import Privacy, local_pii_salt
 from data_platform.resources.source_database import SourceDatabase
 from data_platform.resources.warehouse import Warehouse
-from data_platform.resources.warehouse_io_manager import WarehouseIOManager
+from data_platform.resources.warehouse_io_manager import (
+    SparkWarehouseIOManager,
+    WarehouseIOManager,
+)
 from data_platform.settings import SPARK_REMOTE_VARIABLE, Settings
 
 
@@ -22,17 +25,19 @@ def _from_env_if_set(name: str, default: str) -> str | dg.EnvVar:
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    warehouse = Warehouse(
+        path=str(settings.warehouse),
+        memory_limit=settings.duckdb_memory_limit,
+        engine=settings.engine,
+        # The URL may carry a token (;token=...).
+        spark_remote=_from_env_if_set(SPARK_REMOTE_VARIABLE, settings.spark_remote or "") or None,
+    )
     return {
-        "warehouse": Warehouse(
-            path=str(settings.warehouse),
-            memory_limit=settings.duckdb_memory_limit,
-            engine=settings.engine,
-            # The URL may carry a token (;token=...).
-            spark_remote=_from_env_if_set(SPARK_REMOTE_VARIABLE, settings.spark_remote or "")
-            or None,
-        ),
+        "warehouse": warehouse,
         # Python assets that return DataFrames store them as tables [schema, table] of the key.
-        "warehouse_io_manager": WarehouseIOManager(database=str(settings.warehouse)),
+        "warehouse_io_manager": SparkWarehouseIOManager(warehouse=warehouse)
+        if settings.engine == "spark"
+        else WarehouseIOManager(database=str(settings.warehouse)),
         "landing": LandingZone(url=settings.landing),
         # The URL may carry a password.
         "source_database": SourceDatabase(

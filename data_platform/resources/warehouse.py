@@ -17,6 +17,8 @@ from data_platform.settings import SIZE
 if TYPE_CHECKING:
     from pyspark.sql.connect.session import SparkSession
 
+    from data_platform.resources.warehouse_reader import WarehouseReader
+
 
 def scaled_size(size: str, factor: float) -> str:
     """A DuckDB size such as `512MB` or `1GiB` times `factor`, in KB (DuckDB: KB = 1000 B)."""
@@ -68,6 +70,19 @@ class Warehouse(dg.ConfigurableResource):
             yield conn
         finally:
             conn.close()
+
+    @contextmanager
+    def reader(self, memory_share: float = 1.0) -> Iterator[WarehouseReader]:
+        """Reads in DuckDB's dialect on the configured engine (see warehouse_reader)."""
+        # Imported here: the readers build on this module's existing_tables.
+        from data_platform.resources.warehouse_reader import DuckDBReader, SparkReader
+
+        if self.engine == "spark":
+            with self.spark() as spark:
+                yield SparkReader(spark)
+        else:
+            with self.connect(memory_share=memory_share) as conn:
+                yield DuckDBReader(conn)
 
     @contextmanager
     def spark(self) -> Iterator[SparkSession]:

@@ -1,11 +1,17 @@
-"""The IO manager that stores the DataFrames of Python assets as warehouse tables."""
+"""The IO managers that store the DataFrames of Python assets as warehouse tables."""
+
+from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import dagster as dg
 from dagster_duckdb import DuckDBIOManager
 
+from data_platform.resources.warehouse import Warehouse
+
 if TYPE_CHECKING:
+    import pandas as pd
     from dagster._core.storage.db_io_manager import DbTypeHandler
 
 
@@ -18,7 +24,7 @@ class WarehouseIOManager(DuckDBIOManager):
     """
 
     @staticmethod
-    def type_handlers() -> Sequence["DbTypeHandler"]:
+    def type_handlers() -> Sequence[DbTypeHandler]:
         from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
         return [DuckDBPandasTypeHandler()]
@@ -28,3 +34,26 @@ class WarehouseIOManager(DuckDBIOManager):
         import pandas as pd
 
         return pd.DataFrame
+
+
+class SparkWarehouseIOManager(dg.ConfigurableIOManager):
+    """The same contract on Spark (DATA_PLATFORM_ENGINE=spark): a DataFrame returned by an asset
+    becomes the Spark table [schema, table] of its key, replaced whole, and loads back as pandas.
+
+    The frames are the small results of analytics assets (a row per customer, per table), so they
+    travel through the Spark Connect client as Arrow; nothing large goes this way.
+    """
+
+    warehouse: Warehouse
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        schema, table = context.asset_key.path[-2:]
+        with self.warehouse.spark() as spark:
+            spark.sql(f"CREATE DATABASE IF NOT EXISTS {schema}")
+            spark.createDataFrame(obj).write.mode("overwrite").saveAsTable(f"{schema}.{table}")
+        context.add_output_metadata({"dagster/row_count": len(obj)})
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        schema, table = context.upstream_output.asset_key.path[-2:]
+        with self.warehouse.spark() as spark:
+            return spark.table(f"{schema}.{table}").toPandas()
