@@ -126,8 +126,8 @@ def test_column_lineage_is_reused_until_its_inputs_change(platform, monkeypatch)
     monkeypatch.setattr(dbt_metadata, "_build_column_lineage_metadata", counting_build)
 
     def read() -> dict:
-        with platform.resources["warehouse"].connect() as conn:
-            return reader.for_models(conn, models)
+        with platform.resources["warehouse"].reader() as warehouse:
+            return reader.for_models(warehouse, models)
 
     (target / dbt_metadata.LINEAGE_CACHE_FILE).unlink()
     first = read()

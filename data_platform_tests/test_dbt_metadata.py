@@ -11,10 +11,10 @@ from data_platform.assets.dbt_metadata import (
     LineageCache,
     column_schema,
     lineage_fingerprint,
-    relation_columns,
     relation_key,
     row_counts,
 )
+from data_platform.resources.warehouse_reader import DuckDBReader
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def conn(tmp_path):
 
 
 def test_relation_columns_lists_tables_and_views_in_column_order(conn):
-    columns = relation_columns(conn)
+    columns = DuckDBReader(conn).columns()
     assert list(columns[("marts", "orders")].items()) == [
         ("order_id", "INTEGER"),
         ("total", "DECIMAL(12,2)"),
@@ -38,11 +38,11 @@ def test_relation_columns_lists_tables_and_views_in_column_order(conn):
 
 
 def test_row_counts_of_several_tables_in_one_query(conn):
-    assert row_counts(conn, [("marts", "orders"), ("marts", "empty")]) == {
+    assert row_counts(DuckDBReader(conn), [("marts", "orders"), ("marts", "empty")]) == {
         ("marts", "orders"): 7,
         ("marts", "empty"): 0,
     }
-    assert row_counts(conn, []) == {}
+    assert row_counts(DuckDBReader(conn), []) == {}
 
 
 def test_relation_key_uses_the_alias_of_a_model_and_the_identifier_of_a_source():
@@ -138,7 +138,7 @@ def test_metadata_of_built_models_survives_a_model_sqlglot_cannot_read(conn, tmp
 
     monkeypatch.setattr(dbt_metadata, "_build_column_lineage_metadata", unreadable)
     reader = dbt_metadata.BuiltModelMetadata(manifest, TRANSLATOR, None, tmp_path / "target")
-    metadata = reader.for_models(conn, list(manifest["nodes"]))
+    metadata = reader.for_models(DuckDBReader(conn), list(manifest["nodes"]))
 
     assert set(metadata) == {"model.shop.orders", "model.shop.big_orders"}
     assert metadata["model.shop.orders"]["dagster/row_count"] == 7

@@ -37,6 +37,9 @@ import pytest
 import sqlalchemy as sa
 
 from data_platform.assets.analytics import ANALYTICS_ASSETS
+from data_platform.assets.dbt import TRANSLATOR
+from data_platform.assets.dbt import target_path as dbt_target_path
+from data_platform.assets.dbt_metadata import BuiltModelMetadata
 from data_platform.assets.dbt_project import DBT_PROJECT_DIR
 from data_platform.assets.scorecard import SCORECARD_ASSETS
 from data_platform.checks import QUALITY_CHECKS
@@ -442,6 +445,31 @@ def checks_and_analytics(resources: dict) -> dict[str, tuple]:
     }
 
 
+def model_metadata(reader, target: Path, models) -> dict[str, tuple]:
+    """unique_id -> (row count, {column: type}) as the dbt steps read them."""
+    manifest = json.loads((target / "manifest.json").read_text())
+    built = BuiltModelMetadata(manifest, TRANSLATOR, None, target).for_models(reader, list(models))
+    return {
+        uid: (
+            entry.get("dagster/row_count"),
+            {c.name: c.type for c in entry["dagster/column_schema"].columns},
+        )
+        for uid, entry in built.items()
+    }
+
+
+def platform_dbt_metadata(built: Platform) -> dict[str, tuple]:
+    """The same of every model DuckDB's platform built."""
+    warehouse = built.resources["warehouse"]
+    models = [
+        e.materialization.metadata["unique_id"].value
+        for e in built.result.get_asset_materialization_events()
+        if "unique_id" in e.materialization.metadata
+    ]
+    with warehouse.reader() as reader:
+        return model_metadata(reader, dbt_target_path(warehouse), models)
+
+
 def test_spark_ingests_and_builds_the_same_tables_as_duckdb(
     platform,  # noqa: F811
     spark,
@@ -490,6 +518,16 @@ def test_spark_ingests_and_builds_the_same_tables_as_duckdb(
     }  # fmt: skip
     assert all(str(r.status) in ("pass", "warn") for r in tests)
     assert differences(warehouse, spark) == []
+    # What the dbt steps show in the UI, read from Spark's catalog: DuckDB's row counts and
+    # columns, each engine's types (Spark puts a table's partition column last).
+    duckdb_metadata = platform_dbt_metadata(platform)
+    assert len(duckdb_metadata) == len(relations)
+    with spark_resources(platform, spark_remote)["warehouse"].reader() as reader:
+        spark_metadata = model_metadata(reader, tmp_path / "spark-target", duckdb_metadata)
+    assert spark_metadata == {
+        uid: (rows, {name: expected_spark_type(kind) for name, kind in columns.items()})
+        for uid, (rows, columns) in duckdb_metadata.items()
+    }
 
     # 2. Every quality check and the Python assets through Dagster, on each warehouse: the
     # same outcomes, the same figures, the same tables.

@@ -160,15 +160,15 @@ def built_model_metadata(
 ) -> dict[str, dict[str, Any]]:
     """Metadata of the models the run built; reading it never fails a step or hides dbt's error."""
     built = [event_unique_id(e) for e in events if isinstance(e, dg.Output)]
-    if not built or warehouse.engine == "spark":  # read from DuckDB only, so far
+    if not built:
         return {}
     try:
         # The run's own manifest names relations in the database the compiled SQL uses.
         manifest = invocation.get_artifact("manifest.json")
-        with warehouse.connect() as conn:
+        with warehouse.reader() as reader:
             return BuiltModelMetadata(
                 manifest, TRANSLATOR, invocation.project, invocation.target_path
-            ).for_models(conn, built)
+            ).for_models(reader, built)
     except Exception as error:
         context.log.warning(f"Column metadata and row counts not read: {error!r}")
         return {}

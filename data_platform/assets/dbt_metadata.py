@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 from dagster_dbt import DagsterDbtTranslator, DbtProject
 from dagster_dbt.core.dbt_cli_event import EventHistoryMetadata, _build_column_lineage_metadata
 
+from data_platform.resources.warehouse_reader import RelationKey, WarehouseReader
+
 Columns = dict[str, str]  # column name -> warehouse type, in table order
-RelationKey = tuple[str, str]  # (schema, table), lower case
 LINEAGE_CACHE_FILE = "column_lineage_cache.json"
 # Cached lineage is only as good as the code that derived it.
 LINEAGE_CODE_VERSION = f"dagster-dbt {version('dagster-dbt')}, sqlglot {version('sqlglot')}"
@@ -37,30 +37,15 @@ def relation_key(props: Mapping[str, Any]) -> RelationKey:
     return props["schema"].lower(), identifier.lower()
 
 
-def relation_columns(conn: duckdb.DuckDBPyConnection) -> dict[RelationKey, Columns]:
-    """Every table's and view's columns in the warehouse, from one catalog query."""
-    rows = conn.execute(
-        "SELECT table_schema, table_name, column_name, data_type "
-        "FROM information_schema.columns WHERE table_catalog = current_database() "
-        "ORDER BY table_schema, table_name, ordinal_position"
-    ).fetchall()
-    columns: dict[RelationKey, Columns] = {}
-    for schema, table, column, data_type in rows:
-        columns.setdefault((schema.lower(), table.lower()), {})[column] = data_type
-    return columns
-
-
-def row_counts(
-    conn: duckdb.DuckDBPyConnection, tables: list[RelationKey]
-) -> dict[RelationKey, int]:
+def row_counts(reader: WarehouseReader, tables: list[RelationKey]) -> dict[RelationKey, int]:
     """Rows of each table, in one query (views are left out: counting re-runs their SQL)."""
     if not tables:
         return {}
     counts = " UNION ALL ".join(
-        f'SELECT {i}, count(*) FROM "{schema}"."{table}"'
+        f'SELECT {i} AS i, count(*) AS n FROM "{schema}"."{table}"'
         for i, (schema, table) in enumerate(tables)
     )
-    return {tables[i]: n for i, n in conn.execute(counts).fetchall()}
+    return {tables[i]: int(n) for i, n in reader.frame(counts).itertuples(index=False)}
 
 
 def column_schema(props: Mapping[str, Any], columns: Columns) -> dg.TableSchema:
@@ -155,16 +140,16 @@ class BuiltModelMetadata:
         return self.manifest["nodes"].get(unique_id) or self.manifest["sources"][unique_id]
 
     def for_models(
-        self, conn: duckdb.DuckDBPyConnection, unique_ids: list[str]
+        self, reader: WarehouseReader, unique_ids: list[str]
     ) -> dict[str, dict[str, Any]]:
         """unique_id -> column schema, column lineage and (tables only) row count."""
-        columns = relation_columns(conn)
+        columns = reader.columns()
         keys = {uid: relation_key(self.props(uid)) for uid in unique_ids}
         views = {
             uid for uid in unique_ids if self.props(uid)["config"].get("materialized") == "view"
         }
         counts = row_counts(
-            conn, [k for uid, k in keys.items() if uid not in views and k in columns]
+            reader, [k for uid, k in keys.items() if uid not in views and k in columns]
         )
         cache = LineageCache(self.target_path)
         metadata = {}

@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # pandas and pyspark load when a read first runs, not with th
     import pandas as pd
     from pyspark.sql.connect.session import SparkSession
 
+RelationKey = tuple[str, str]  # (schema, table), lower case
+
 
 class WarehouseReader(Protocol):
     """What a check or an analytics asset may ask, whatever the engine."""
@@ -33,6 +35,10 @@ class WarehouseReader(Protocol):
         ...
 
     def has_table(self, qualified_name: str) -> bool: ...
+
+    def columns(self) -> dict[RelationKey, dict[str, str]]:
+        """Every table's and view's columns and their types, in table order."""
+        ...
 
     def ensure_raw_tables(self, tables: tuple[RawTable, ...]) -> None:
         """Create the raw tables that do not exist yet, empty: a check launched before the
@@ -51,6 +57,17 @@ class DuckDBReader:
 
     def has_table(self, qualified_name: str) -> bool:
         return qualified_name in existing_tables(self.conn)
+
+    def columns(self) -> dict[RelationKey, dict[str, str]]:
+        rows = self.conn.execute(
+            "SELECT table_schema, table_name, column_name, data_type "
+            "FROM information_schema.columns WHERE table_catalog = current_database() "
+            "ORDER BY table_schema, table_name, ordinal_position"
+        ).fetchall()
+        columns: dict[RelationKey, dict[str, str]] = {}
+        for schema, table, column, data_type in rows:
+            columns.setdefault((schema.lower(), table.lower()), {})[column] = data_type
+        return columns
 
     def ensure_raw_tables(self, tables: tuple[RawTable, ...]) -> None:
         ensure_raw_tables(self.conn, tables)
@@ -87,6 +104,19 @@ class SparkReader:
 
     def has_table(self, qualified_name: str) -> bool:
         return self.spark.catalog.tableExists(qualified_name)
+
+    def columns(self) -> dict[RelationKey, dict[str, str]]:
+        # The catalog API, a call per table: Spark has no information_schema to ask at once.
+        catalog = self.spark.catalog
+        return {
+            (database.name.lower(), table.name.lower()): {
+                column.name: column.dataType
+                for column in catalog.listColumns(table.name, database.name)
+            }
+            for database in catalog.listDatabases()
+            for table in catalog.listTables(database.name)
+            if not table.isTemporary
+        }
 
     def ensure_raw_tables(self, tables: tuple[RawTable, ...]) -> None:
         from data_platform.ingestion.spark_tables import ensure_spark_tables
