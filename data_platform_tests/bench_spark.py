@@ -4,6 +4,8 @@
   letters, its partition replace) against a bare `spark.read.json` of the same files into a
   table, alternating (goal: within 1.3x).
 - Growth: the same ingestion over 1 and over 30 days in one run, on Spark and on DuckDB.
+- dbt: the core layer through Dagster against a plain `dbt build --target spark` of the same
+  selection on the same raw tables (goal: within 1.3x), as `make bench` compares on DuckDB.
 
 The cluster is the project's own (`SERVICES=spark`, started in a temporary home and stopped
 afterwards), unless DATA_PLATFORM_SPARK_REMOTE names a running endpoint. The first Spark
@@ -21,12 +23,13 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
-from data_platform_tests.bench import QUIET, alternate, report, simulated_home
+from data_platform_tests.bench import QUIET, alternate, compare_dbt, report, simulated_home
 from data_platform_tests.helpers import run_services
 
 END = date(2026, 1, 30)
 DAY_EVENTS = 200_000
 GROWTH_EVENTS = 20_000
+DBT_EVENTS = 20_000
 
 
 @contextmanager
@@ -125,6 +128,12 @@ def bench_growth(root: Path, remote: str) -> None:
         )
 
 
+def bench_spark_dbt(root: Path, remote: str) -> None:
+    env = simulated_home(root / "dbt", days=3, events_per_day=DBT_EVENTS)
+    spark_env = {**env, "DATA_PLATFORM_ENGINE": "spark", "DATA_PLATFORM_SPARK_REMOTE": remote}
+    compare_dbt(spark_env, "Spark: dbt core layer", goal=1.3, issue=10)
+
+
 def main() -> None:
     import logging
 
@@ -133,6 +142,7 @@ def main() -> None:
         root = Path(tmp)
         with spark_endpoint(root) as remote:
             bench_spark_ingestion(root, remote)
+            bench_spark_dbt(root, remote)
             bench_growth(root, remote)
     sys.stdout.flush()
 
