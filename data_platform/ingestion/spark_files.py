@@ -147,10 +147,12 @@ def _parse_records(spark: SparkSession, fmt: FileFormat, paths: dict[str, Path])
         return
     _expose_records(spark, fmt, paths)
     spark.sql(
-        "CACHE TABLE _parsed AS SELECT p.*, f.dt, "
-        "p.is_valid AND is_valid_utf8(p.line) AS loads, "
+        # A loaded record's line is not kept: most of the bytes the cache would hold.
+        "CACHE TABLE _parsed AS SELECT * EXCEPT (line, is_valid, error), "
+        "CASE WHEN NOT loads THEN line END AS line FROM ("
+        "SELECT p.*, f.dt, p.is_valid AND is_valid_utf8(p.line) AS loads, "
         f"CASE WHEN is_valid_utf8(p.line) THEN p.error ELSE {sql_string(NOT_UTF8)} END AS reason "
-        f"FROM ({spark_parse_sql(fmt)}) p LEFT JOIN _landed_files f ON p.file_index = f.source_file"
+        f"FROM ({spark_parse_sql(fmt)}) p LEFT JOIN _landed_files f ON p.file_index = f.source_file)"
     )
 
 
