@@ -574,11 +574,28 @@ def test_spark_ingests_and_builds_the_same_tables_as_duckdb(
     )
 
 
+_SPELLED = (
+    '{{"event_id":{},"user_id":{},"event_type":"page_view","occurred_at":"2025-06-01T10:00:00Z"{}}}'
+)
+# Lines as the fast paths spell them (minified, contract order), or nearly: each engine's
+# extractor reads some of them leniently, and only the diagnosis may judge those.
+NEAR_SPELLED = [
+    _SPELLED.format('"n1"', 1, ""),  # spelled exactly: vouched for
+    _SPELLED.format('"n2"', 2, ',"properties":{"z":1,"a":[2]}'),  # an object, keys unsorted
+    _SPELLED.format('"n3\tx"', 3, ""),  # a raw control character in a string: not JSON
+    _SPELLED.format("'n4'", 4, "").replace('"event_id"', "'event_id'"),  # single quotes
+    _SPELLED.format('"n\\"5"', 5, ""),  # an escaped quote: valid, spelled otherwise
+    _SPELLED.format('"n6"', '"6"', ""),  # digits in a string: valid, spelled otherwise
+    _SPELLED.format('"n7"', 7, ',"session_id":null'),  # an optional field null
+]
+
+
 def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     """Files that take the ingestion off its common path, on both engines: a CRLF file with a
     blank line and broken JSON, a name with a space and a percent sign, a line that is not
-    UTF-8, a gzip cut short, an empty file. Spark must give DuckDB's rows and dead letters,
-    touch no other day, and give the same again when the day is re-run."""
+    UTF-8, a gzip cut short, an empty file, and lines close to the fast paths' spelling (see
+    NEAR_SPELLED). Spark must give DuckDB's rows and dead letters, touch no other day, and give
+    the same again when the day is re-run."""
     # Its own raw tables: the test above leaves raw.events replaced by a parquet copy.
     for table in ("events", "dead_letter"):
         spark.sql(f"DROP TABLE IF EXISTS raw.{table}")
@@ -595,6 +612,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     )
     (folder / "cut.jsonl.gz").write_bytes(gzip.compress("\n".join(good).encode())[:30])
     (folder / "empty.jsonl").write_bytes(b"")
+    (folder / "near-spelled.jsonl").write_text("\n".join(NEAR_SPELLED) + "\n")
     loaded_at = datetime(2025, 6, 2)
     # A day loaded before, which the runs of `day` must leave alone.
     other_day = date(2025, 5, 31)
@@ -611,14 +629,17 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         for table in ("events", "dead_letter"):
             assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
 
-    # Figures from the files written above: 4 good lines load; broken JSON (line 3 of
-    # crlf.jsonl), the Latin-1 line (line 2) and the cut gzip (as a whole) are dead letters.
-    assert spark_stats[0].records_read == 7 and spark_stats[0].rows_loaded == 4
+    # Figures from the files written above: 4 good lines load, and 5 near-spelled ones; broken
+    # JSON (line 3 of crlf.jsonl), the Latin-1 line (line 2), the cut gzip (as a whole), a
+    # control character and single quotes (near-spelled.jsonl) are dead letters.
+    assert spark_stats[0].records_read == 14 and spark_stats[0].rows_loaded == 9
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
     }
     assert letters.keys() == {
+        (f"events/dt={day}/near-spelled.jsonl", 3),
+        (f"events/dt={day}/near-spelled.jsonl", 4),
         (f"events/dt={day}/crlf.jsonl", 3),
         (f"events/dt={day}/latin1.jsonl", 2),
         (f"events/dt={day}/cut.jsonl.gz", None),

@@ -133,36 +133,14 @@ typed AS (
 FROM typed
 """
 
-_EVENT_OPTIONAL = {f.name for f in rules.EVENT_FIELDS if not f.required}
-_EVENT_STRINGS = {f.name for f in rules.EVENT_FIELDS if f.kind in ("string", "timestamp")}
-
-
-def _spelled_line() -> str:
-    """SQL of the line spelled back from its extracted values `v`: minified, keys in contract
-    order, strings quoted, absent optional fields left out.
-
-    A line equal to it holds the contract's keys and nothing else, each of the kind spelled (a
-    value that would need escaping cannot be spelled raw in valid JSON), so it has nothing to
-    rescue: a proof, not a guess. Lines spelled otherwise (spaces, another key order, numbers
-    such as 12.50 that the extractor rewrites as 12.5) are simply not vouched for: the
-    diagnosing query takes them, at its cost.
-    """
-    parts = []
-    for i, field in enumerate(EVENT_FIELD_NAMES, start=1):
-        quote = '"' if field in _EVENT_STRINGS else ""
-        key = ("," if i > 1 else "") + f'"{field}":{quote}'
-        if field in _EVENT_OPTIONAL:
-            parts.append(f"coalesce('{key}' || v[{i}] || '{quote}', '')")
-        else:
-            parts.append(f"'{key}', v[{i}], '{quote}'")
-    return "concat('{', " + ", ".join(parts) + ", '}')"
+_SPELLED_LINE = rules.spelled_event_line([f"v[{i}]" for i in range(1, len(EVENT_FIELD_NAMES) + 1)])
 
 
 def _vouched_columns(index: int, field: str) -> str:
     """The diagnosing query's j_/t_/s_ columns of a field, for a line equal to its spelling:
     the spelling fixes each field's kind, so the same checks can run on them."""
     value = f"v[{index}]"
-    if field in _EVENT_STRINGS:
+    if field in rules.EVENT_STRINGS:
         kind = f"CASE WHEN {value} IS NOT NULL THEN 'string' END"
     elif field in INTEGER_FIELDS:  # "abc" extracts as abc: not JSON, and never spelled bare
         kind = f"CASE WHEN json_valid({value}) THEN {_kind(value, field)} END"
@@ -187,7 +165,7 @@ WITH fields AS (
     FROM _file_lines
 ),
 fragments AS (
-    SELECT file_index, line_number, line = {_spelled_line()} AS spelled_back,
+    SELECT file_index, line_number, line = {_SPELLED_LINE} AS spelled_back,
         {_EVENT_VOUCHED}
     FROM fields
 ),

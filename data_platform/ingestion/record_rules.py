@@ -138,6 +138,33 @@ EVENT_FIELD_NAMES = [f.name for f in EVENT_FIELDS]
 INTEGER_FIELDS = {f.name for f in EVENT_FIELDS if f.kind == "digits"}
 
 
+# Fields spelled as JSON strings, and fields that may be absent.
+EVENT_STRINGS = {f.name for f in EVENT_FIELDS if f.kind in ("string", "timestamp")}
+EVENT_OPTIONAL = {f.name for f in EVENT_FIELDS if not f.required}
+
+
+def spelled_event_line(values: list[str]) -> str:
+    """SQL of an event line spelled back from its fields' extracted values (`values`, SQL, in
+    contract order: a string's text, else the value's JSON text): minified, keys in contract
+    order, strings quoted, absent optional fields left out. The fast paths of both engines.
+
+    A line equal to it holds the contract's keys and nothing else, each of the kind spelled (a
+    value that would need escaping cannot be spelled raw in valid JSON), so it has nothing to
+    rescue: a proof, not a guess. Lines spelled otherwise (spaces, another key order, numbers
+    such as 12.50 that an extractor rewrites as 12.5) are simply not vouched for: the
+    diagnosing query takes them, at its cost.
+    """
+    parts = []
+    for i, (field, value) in enumerate(zip(EVENT_FIELD_NAMES, values, strict=True)):
+        quote = '"' if field in EVENT_STRINGS else ""
+        key = ("," if i else "") + f'"{field}":{quote}'
+        if field in EVENT_OPTIONAL:
+            parts.append(f"coalesce('{key}' || {value} || '{quote}', '')")
+        else:
+            parts.append(f"'{key}', {value}, '{quote}'")
+    return "concat('{', " + ", ".join(parts) + ", '}')"
+
+
 def event_checks(d: Dialect) -> list[Check]:
     """Every rule of an event line that is a JSON object, in the order its reasons are listed."""
     return [check for field in EVENT_FIELDS for check in field.checks(d)]

@@ -39,7 +39,7 @@ from urllib.parse import quote
 from data_platform.ingestion.file_formats import FileFormat
 from data_platform.ingestion.file_lines import NOT_UTF8, UNREADABLE, sql_string, unreadable_reason
 from data_platform.ingestion.files import PartitionStats, files_for, partition_of
-from data_platform.ingestion.spark_formats import spark_parse_sql
+from data_platform.ingestion.spark_formats import spark_fast_sql, spark_parse_sql
 from data_platform.ingestion.spark_tables import ensure_spark_tables
 from data_platform.ingestion.tables import DEAD_LETTER
 from data_platform.resources.landing import LandingZone
@@ -146,13 +146,26 @@ def _parse_records(spark: SparkSession, fmt: FileFormat, paths: dict[str, Path])
         )
         return
     _expose_records(spark, fmt, paths)
+    records = spark_parse_sql(fmt, "_file_lines")
+    fast = spark_fast_sql(fmt, "_file_lines")
+    if fast:
+        # Lines the fast path vouches for as they are, the rest diagnosed.
+        spark.sql(f"CREATE OR REPLACE TEMP VIEW _vouching AS {fast}")
+        spark.sql(
+            "CREATE OR REPLACE TEMP VIEW _undecided_lines AS "
+            "SELECT file_index, line_number, line FROM _vouching WHERE NOT vouched"
+        )
+        records = (
+            "SELECT * EXCEPT (vouched) FROM _vouching WHERE vouched "
+            f"UNION ALL SELECT * FROM ({spark_parse_sql(fmt, '_undecided_lines')})"
+        )
     spark.sql(
         # A loaded record's line is not kept: most of the bytes the cache would hold.
         "CACHE TABLE _parsed AS SELECT * EXCEPT (line, is_valid, error), "
         "CASE WHEN NOT loads THEN line END AS line FROM ("
         "SELECT p.*, f.dt, p.is_valid AND is_valid_utf8(p.line) AS loads, "
         f"CASE WHEN is_valid_utf8(p.line) THEN p.error ELSE {sql_string(NOT_UTF8)} END AS reason "
-        f"FROM ({spark_parse_sql(fmt)}) p LEFT JOIN _landed_files f ON p.file_index = f.source_file)"
+        f"FROM ({records}) p LEFT JOIN _landed_files f ON p.file_index = f.source_file)"
     )
 
 

@@ -1,10 +1,17 @@
 """The landing-file rules of `record_rules` in Spark SQL: one query per format.
 
-Each query reads `_file_lines(file_index, line_number, line)` (a file's records: non-blank lines
-after the header) and, for CSV, `_file_header(file_index, line)`, and returns the columns of
-DuckDB's diagnosing query (`file_formats`): file, line, `error`, `is_valid`, the contract
-columns and `_rescued`. Spark runs the whole query on the cluster in one pass, so there is no
-separate fast path.
+Each query reads a relation of records `(file_index, line_number, line)` (a file's non-blank
+lines after the header) and, for CSV, `_file_header(file_index, line)`, and returns the columns
+of DuckDB's diagnosing query (`file_formats`): file, line, `error`, `is_valid`, the contract
+columns and `_rescued`.
+
+Events also have a fast path, as on DuckDB: `json_tuple` (Jackson, what `spark.read.json` uses)
+extracts the six fields in one pass, and a line equal to its spelling from them
+(`record_rules.spelled_event_line`) that passes the same checks is vouched for; only the other
+lines are diagnosed. json_tuple reads with Hive's leniency (a raw control character inside a
+string, single quotes), so a line holding a control character is never vouched for: the
+diagnosis decides it, as DuckDB's does. Measured on 200k simulated events, local[2], warm, as a
+noop write: the diagnosis 2.9 s, json_tuple alone 0.9 s.
 
 Where Spark's JSON differs from DuckDB's, the parse is Spark's own and the rules are not:
 a line is parsed once into a VARIANT (`try_parse_json`), each field's minified JSON text is
@@ -59,7 +66,11 @@ def _field_columns(field: str) -> str:
     kind = rules.json_kind(j)
     if field in INTEGER_FIELDS:
         kind = f"CASE WHEN {j} RLIKE {_INTEGER} THEN 'integer' ELSE {kind} END"
-    value = f"CASE WHEN {kind} = 'string' THEN variant_get(doc, '$.{field}', 'string') ELSE {j} END"
+    # A JSON null has no value (DuckDB's ->> gives NULL): not the text 'null'.
+    value = (
+        f"CASE {kind} WHEN 'string' THEN variant_get(doc, '$.{field}', 'string') "
+        f"WHEN 'null' THEN NULL ELSE {j} END"
+    )
     return f"{kind} AS t_{field}, {value} AS s_{field}"
 
 
@@ -73,7 +84,7 @@ _EVENT_RESCUED = "CASE WHEN cardinality(extras) > 0 THEN to_json(extras) END"
 
 EVENTS_SQL = f"""
 WITH parsed AS (
-    SELECT file_index, line_number, line, try_parse_json(line) AS doc FROM _file_lines
+    SELECT file_index, line_number, line, try_parse_json(line) AS doc FROM {{lines}}
 ),
 objects AS (
     SELECT *, doc IS NOT NULL AS is_json,
@@ -121,7 +132,7 @@ split AS (
             c -> CASE WHEN startswith(c, '"')
                 THEN replace(substring(c, 2, length(c) - 2), '""', '"') ELSE c END
         ) AS cells
-    FROM _file_lines l JOIN header h ON l.file_index = h.file_index
+    FROM {{lines}} l JOIN header h ON l.file_index = h.file_index
 ),
 extras AS (
     SELECT *,
@@ -135,13 +146,64 @@ extras AS (
 FROM extras
 """
 
-# Each file format's query on Spark, by source.
-SPARK_PARSE_SQL: dict[str, str] = {
-    EVENT_FILES.source: EVENTS_SQL,
-    PAYMENT_FILES.source: PAYMENTS_SQL,
+_FAST_VALUES = [f"v{i}" for i in range(len(EVENT_FIELD_NAMES))]
+
+
+def _vouched_columns(value: str, field: str) -> str:
+    """The diagnosing query's j_/t_/s_ columns of a field, for a line equal to its spelling:
+    the spelling fixes each field's kind, so the same checks can run on them."""
+    if field in rules.EVENT_STRINGS:
+        kind = f"CASE WHEN {value} IS NOT NULL THEN 'string' END"
+    elif field in INTEGER_FIELDS:
+        kind = (
+            f"CASE WHEN {value} RLIKE {_INTEGER} THEN 'integer' ELSE {rules.json_kind(value)} END"
+        )
+    else:
+        kind = rules.json_kind(value)
+    return f"{value} AS j_{field}, {kind} AS t_{field}, {value} AS s_{field}"
+
+
+_VOUCHED = ",\n        ".join(
+    _vouched_columns(v, f) for v, f in zip(_FAST_VALUES, EVENT_FIELD_NAMES, strict=True)
+)
+_FIELD_LIST = ", ".join(f"'{f}'" for f in EVENT_FIELD_NAMES)
+
+# The diagnosing query's columns, for every line, and `vouched`: the line is certainly valid.
+EVENTS_FAST_SQL = f"""
+WITH fields AS (
+    SELECT file_index, line_number, line, {", ".join(_FAST_VALUES)}
+    FROM {{lines}} LATERAL VIEW json_tuple(line, {_FIELD_LIST}) f AS {", ".join(_FAST_VALUES)}
+),
+fragments AS (
+    SELECT file_index, line_number, line,
+        coalesce(line = {rules.spelled_event_line(_FAST_VALUES)}
+            AND NOT line RLIKE '[\\\\x00-\\\\x1f]', false) AS spelled_back,
+        {_VOUCHED}
+    FROM fields
+),
+typed AS (
+    SELECT *, {SPARK.try_utc_timestamp("s_occurred_at")} AS ts_occurred_at FROM fragments
+)
+SELECT file_index, line_number, line, CAST(NULL AS STRING) AS error, true AS is_valid,
+    {rules.event_values(SPARK)}, CAST(NULL AS STRING) AS _rescued,
+    spelled_back AND {rules.passes(rules.event_checks(SPARK))} AS vouched
+FROM typed
+"""
+
+# Each file format's queries on Spark, by source: (diagnosing, fast path or None).
+SPARK_PARSE_SQL: dict[str, tuple[str, str | None]] = {
+    EVENT_FILES.source: (EVENTS_SQL, EVENTS_FAST_SQL),
+    PAYMENT_FILES.source: (PAYMENTS_SQL, None),
 }
 
 
-def spark_parse_sql(fmt: FileFormat) -> str:
-    """The Spark query that parses `fmt`'s records (see the module docstring)."""
-    return SPARK_PARSE_SQL[fmt.source]
+def spark_parse_sql(fmt: FileFormat, lines: str) -> str:
+    """The Spark query that parses the records of relation `lines` (see the module docstring)."""
+    # replace, not format: the SQL holds braces of its own (JSON text).
+    return SPARK_PARSE_SQL[fmt.source][0].replace("{lines}", lines)
+
+
+def spark_fast_sql(fmt: FileFormat, lines: str) -> str | None:
+    """The fast path over `lines`, or None when the format has none."""
+    fast = SPARK_PARSE_SQL[fmt.source][1]
+    return fast.replace("{lines}", lines) if fast else None
