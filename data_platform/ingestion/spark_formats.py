@@ -61,11 +61,16 @@ SPARK = SparkDialect()
 _INTEGER = "'^-?[0-9]+\\\\z'"
 
 
+def _variant_type(field: str) -> str:
+    return f"schema_of_variant(variant_get(doc, '$.{field}'))"
+
+
 def _field_columns(field: str) -> str:
     j = f"j_{field}"
     kind = rules.json_kind(j)
     if field in INTEGER_FIELDS:
-        kind = f"CASE WHEN {j} RLIKE {_INTEGER} THEN 'integer' ELSE {kind} END"
+        # VARIANT stores 12.0 as DECIMAL(2,0) and prints it 12: its type tells an integer.
+        kind = f"CASE WHEN {_variant_type(field)} = 'BIGINT' THEN 'integer' ELSE {kind} END"
     # A JSON null has no value (DuckDB's ->> gives NULL): not the text 'null'.
     value = (
         f"CASE {kind} WHEN 'string' THEN variant_get(doc, '$.{field}', 'string') "
@@ -74,10 +79,19 @@ def _field_columns(field: str) -> str:
     return f"{kind} AS t_{field}, {value} AS s_{field}"
 
 
-_FRAGMENTS = ",\n        ".join(
-    f"CASE WHEN is_object THEN to_json(variant_get(doc, '$.{f}')) END AS j_{f}"
-    for f in EVENT_FIELD_NAMES
-)
+def _fragment(field: str) -> str:
+    """A field's JSON text. A number's is the line's own (Jackson's reading of it, as DuckDB's
+    extractor gives it): VARIANT keeps the value and prints 12.0 as 12."""
+    text = f"to_json(variant_get(doc, '$.{field}'))"
+    if field in INTEGER_FIELDS:
+        text = (
+            f"CASE WHEN {_variant_type(field)} RLIKE '^(DECIMAL|DOUBLE|FLOAT)' "
+            f"THEN get_json_object(line, '$.{field}') ELSE {text} END"
+        )
+    return f"CASE WHEN is_object THEN {text} END AS j_{field}"
+
+
+_FRAGMENTS = ",\n        ".join(_fragment(f) for f in EVENT_FIELD_NAMES)
 _KINDS = ",\n        ".join(_field_columns(f) for f in EVENT_FIELD_NAMES)
 
 _EVENT_RESCUED = "CASE WHEN cardinality(extras) > 0 THEN to_json(extras) END"

@@ -111,7 +111,7 @@ class SparkReader:
         return {
             (database.name.lower(), table.name.lower()): {
                 column.name: column.dataType
-                for column in catalog.listColumns(table.name, database.name)
+                for column in catalog.listColumns(f"{database.name}.{table.name}")
             }
             for database in catalog.listDatabases()
             for table in catalog.listTables(database.name)
