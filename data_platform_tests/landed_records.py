@@ -73,7 +73,8 @@ def _event(line: str) -> dict | None:
         return None
     user = record.get("user_id")
     if isinstance(user, bool) or not (
-        isinstance(user, int) or (isinstance(user, str) and user.isdigit())
+        (isinstance(user, int) and -(2**63) <= user < 2**63)
+        or (isinstance(user, str) and user.isdigit() and len(user) <= 18)
     ):
         return None
     if record.get("session_id") is not None and not isinstance(record["session_id"], str):
