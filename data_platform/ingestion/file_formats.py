@@ -83,12 +83,14 @@ def _kind(fragment: str, field: str) -> str:
     """A fragment's kind. json_extract minifies, so its first character tells (json_type()
     would parse it again: ~0.1 s per 1M lines for six fields); integers are told apart, with
     json_type(), only where a rule needs it."""
-    if field in INTEGER_FIELDS:
-        return (
-            f"CASE WHEN json_type({fragment}) IN ('BIGINT', 'UBIGINT') THEN 'integer' "
-            f"ELSE {rules.json_kind(fragment)} END"
-        )
-    return rules.json_kind(fragment)
+    return _integer_kind(fragment) if field in INTEGER_FIELDS else rules.json_kind(fragment)
+
+
+def _integer_kind(fragment: str) -> str:
+    return (
+        f"CASE WHEN json_type({fragment}) IN ('BIGINT', 'UBIGINT') THEN 'integer' "
+        f"ELSE {rules.json_kind(fragment)} END"
+    )
 
 
 def _fragment_columns(fragment: str, field: str) -> str:
@@ -133,24 +135,11 @@ typed AS (
 FROM typed
 """
 
-_SPELLED_LINE = rules.spelled_event_line([f"v[{i}]" for i in range(1, len(EVENT_FIELD_NAMES) + 1)])
-
-
-def _vouched_columns(index: int, field: str) -> str:
-    """The diagnosing query's j_/t_/s_ columns of a field, for a line equal to its spelling:
-    the spelling fixes each field's kind, so the same checks can run on them."""
-    value = f"v[{index}]"
-    if field in rules.EVENT_STRINGS:
-        kind = f"CASE WHEN {value} IS NOT NULL THEN 'string' END"
-    elif field in INTEGER_FIELDS:  # "abc" extracts as abc: not JSON, and never spelled bare
-        kind = f"CASE WHEN json_valid({value}) THEN {_kind(value, field)} END"
-    else:
-        kind = rules.json_kind(value)
-    return f"{value} AS j_{field}, {kind} AS t_{field}, {value} AS s_{field}"
-
-
-_EVENT_VOUCHED = ",\n        ".join(
-    _vouched_columns(i, f) for i, f in enumerate(EVENT_FIELD_NAMES, start=1)
+_EXTRACTED = [f"v[{i}]" for i in range(1, len(EVENT_FIELD_NAMES) + 1)]
+_SPELLED_LINE = rules.spelled_event_line(_EXTRACTED)
+# "abc" extracts as abc: not JSON (json_type() would fail on it), and never spelled bare.
+_EVENT_VOUCHED = rules.vouched_event_columns(
+    _EXTRACTED, lambda value: f"CASE WHEN json_valid({value}) THEN {_integer_kind(value)} END"
 )
 
 # The fast path: one extraction per line, a string comparison, the same checks. It must run

@@ -15,6 +15,7 @@ the reasons are the same text on both, and so are the dead letters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -165,6 +166,23 @@ def spelled_event_line(values: list[str]) -> str:
         else:
             parts.append(f"'{key}', {value}, '{quote}'")
     return "concat('{', " + ", ".join(parts) + ", '}')"
+
+
+def vouched_event_columns(values: list[str], integer_kind: Callable[[str], str]) -> str:
+    """The diagnosing query's j_/t_/s_ columns of every field (`values` as for
+    `spelled_event_line`), for a line equal to its spelling: the spelling fixes each field's
+    kind, so the same checks can run on them. `integer_kind(value)`: SQL of an integer field's
+    kind, which each engine tells its own way."""
+    columns = []
+    for value, field in zip(values, EVENT_FIELD_NAMES, strict=True):
+        if field in EVENT_STRINGS:
+            kind = f"CASE WHEN {value} IS NOT NULL THEN 'string' END"
+        elif field in INTEGER_FIELDS:
+            kind = integer_kind(value)
+        else:
+            kind = json_kind(value)
+        columns.append(f"{value} AS j_{field}, {kind} AS t_{field}, {value} AS s_{field}")
+    return ",\n        ".join(columns)
 
 
 def event_checks(d: Dialect) -> list[Check]:

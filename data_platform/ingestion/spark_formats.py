@@ -163,22 +163,11 @@ FROM extras
 _FAST_VALUES = [f"v{i}" for i in range(len(EVENT_FIELD_NAMES))]
 
 
-def _vouched_columns(value: str, field: str) -> str:
-    """The diagnosing query's j_/t_/s_ columns of a field, for a line equal to its spelling:
-    the spelling fixes each field's kind, so the same checks can run on them."""
-    if field in rules.EVENT_STRINGS:
-        kind = f"CASE WHEN {value} IS NOT NULL THEN 'string' END"
-    elif field in INTEGER_FIELDS:
-        kind = (
-            f"CASE WHEN {value} RLIKE {_INTEGER} THEN 'integer' ELSE {rules.json_kind(value)} END"
-        )
-    else:
-        kind = rules.json_kind(value)
-    return f"{value} AS j_{field}, {kind} AS t_{field}, {value} AS s_{field}"
-
-
-_VOUCHED = ",\n        ".join(
-    _vouched_columns(v, f) for v, f in zip(_FAST_VALUES, EVENT_FIELD_NAMES, strict=True)
+_VOUCHED = rules.vouched_event_columns(
+    _FAST_VALUES,
+    lambda value: (
+        f"CASE WHEN {value} RLIKE {_INTEGER} THEN 'integer' ELSE {rules.json_kind(value)} END"
+    ),
 )
 _FIELD_LIST = ", ".join(f"'{f}'" for f in EVENT_FIELD_NAMES)
 

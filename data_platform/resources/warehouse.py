@@ -72,7 +72,7 @@ class Warehouse(dg.ConfigurableResource):
             conn.close()
 
     @contextmanager
-    def reader(self, memory_share: float = 1.0) -> Iterator[WarehouseReader]:
+    def reader(self) -> Iterator[WarehouseReader]:
         """Reads in DuckDB's dialect on the configured engine (see warehouse_reader)."""
         # Imported here: the readers build on this module's existing_tables.
         from data_platform.resources.warehouse_reader import DuckDBReader, SparkReader
@@ -81,7 +81,7 @@ class Warehouse(dg.ConfigurableResource):
             with self.spark() as spark:
                 yield SparkReader(spark)
         else:
-            with self.connect(memory_share=memory_share) as conn:
+            with self.connect() as conn:
                 yield DuckDBReader(conn)
 
     @contextmanager
