@@ -230,6 +230,7 @@ def run() -> dict[str, object]:
     from data_platform.definitions import defs
     from data_platform.operations.metrics import PlatformCollector
     from data_platform.operations.state_metrics import freshness_windows
+    from data_platform.operations.warehouse_metrics import DuckDBDayCounts
 
     graph = defs.resolve_asset_graph()
     now = time.time()
@@ -247,7 +248,7 @@ def run() -> dict[str, object]:
             built = time.perf_counter() - began
 
             collector = PlatformCollector(
-                instance, home / "warehouse.duckdb", freshness_windows(defs)
+                instance, DuckDBDayCounts(home / "warehouse.duckdb"), freshness_windows(defs)
             )
             registry = CollectorRegistry(auto_describe=False)
             registry.register(collector)

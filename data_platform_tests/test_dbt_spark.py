@@ -49,6 +49,7 @@ from data_platform.ingestion.files import ingest_file_partitions
 from data_platform.ingestion.spark_database import extract_incremental_on_spark
 from data_platform.ingestion.spark_files import ingest_file_partitions_on_spark
 from data_platform.ingestion.tables import SOURCE_DB_TABLES
+from data_platform.operations.warehouse_metrics import DuckDBDayCounts, SparkDayCounts
 from data_platform.resources.build import build_resources
 from data_platform.resources.landing import LandingZone
 from data_platform.settings import SPARK_REMOTE_VARIABLE, load_settings
@@ -495,6 +496,12 @@ def test_spark_ingests_and_builds_the_same_tables_as_duckdb(
         assert [s.records_read for s in stats] == conserved_records(warehouse, fmt.source)
     for table in FILE_TABLES:
         assert table_differences(warehouse, spark, "raw", table) == []
+    # The metrics exporter's rows per source and day, read from each warehouse.
+    spark_warehouse = spark_resources(platform, spark_remote)["warehouse"]
+    exported = DuckDBDayCounts(warehouse).read()
+    assert SparkDayCounts(spark_warehouse, wait=60).read() == exported
+    assert {source for source, _ in exported["loaded"]} == {"events", "payments"}
+    assert exported["dead_lettered"]
     source = sa.create_engine(platform.settings.source_db_url)
     for table in SOURCE_DB_TABLES:
         # DuckDB's run extracted each table once: its time, which the marts carry as lineage.

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -28,7 +29,15 @@ from data_platform.operations import warehouse_metrics
 from data_platform.operations.check_metrics import CheckExecutionCounts
 from data_platform.operations.metrics import PlatformCollector
 from data_platform.operations.state_metrics import last_tick_times
-from data_platform.operations.warehouse_metrics import DayCountsCache, FileStamp
+from data_platform.operations.warehouse_metrics import (
+    BackgroundRead,
+    DayCountsCache,
+    DuckDBDayCounts,
+    FileStamp,
+    SparkDayCounts,
+    WarehouseUnreadable,
+)
+from data_platform.resources.warehouse import Warehouse
 from data_platform.services.process import wait_until
 from data_platform_tests import instance_history as history
 from data_platform_tests.helpers import free_port
@@ -105,7 +114,9 @@ def test_the_collector_reports_what_the_instance_and_warehouse_hold(instance, tm
     history.sensor_tick(instance, "landing_sensor", now - 45)
 
     policy = arrival_policy(timedelta(hours=4))
-    collector = PlatformCollector(instance, tmp_path / "warehouse.duckdb", {RAW_EVENTS: policy})
+    collector = PlatformCollector(
+        instance, DuckDBDayCounts(tmp_path / "warehouse.duckdb"), {RAW_EVENTS: policy}
+    )
     samples = scrape(collector)
 
     runs = "data_platform_runs"
@@ -183,7 +194,7 @@ def test_a_writer_holding_the_warehouse_makes_the_scrape_skip_it_not_wait(instan
     )
     try:
         assert writer.stdout.readline() == b"locked\n"
-        collector = PlatformCollector(instance, path, {})
+        collector = PlatformCollector(instance, DuckDBDayCounts(path), {})
         began = time.monotonic()
         samples = scrape(collector)
         assert time.monotonic() - began < 2.0
@@ -375,7 +386,7 @@ def test_a_scrape_reads_the_warehouse_again_after_a_write_and_not_before(
     monkeypatch.setattr(
         warehouse_metrics, "_read_counts", lambda conn: reads.append(1) or original(conn)
     )
-    collector = PlatformCollector(instance, path, {})
+    collector = PlatformCollector(instance, DuckDBDayCounts(path), {})
     loaded = {"source": "events", "dt": "2026-01-05"}
     for _ in range(2):
         assert value(scrape(collector), "data_platform_rows_loaded", **loaded) == 7
@@ -384,6 +395,60 @@ def test_a_scrape_reads_the_warehouse_again_after_a_write_and_not_before(
         conn.execute("INSERT INTO raw.events (dt) SELECT DATE '2026-01-05' FROM range(5)")
     assert value(scrape(collector), "data_platform_rows_loaded", **loaded) == 12
     assert len(reads) == 2
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_background_read_is_reused_until_it_ages_and_never_waited_on_past_its_limit():
+    """The Spark counts' schedule: one read per `max_age`, a caller never waiting more than
+    `wait` for it, a failure reported and retried at the next call, with real threads."""
+    clock, reads, release = Clock(), [], threading.Event()
+
+    def read() -> dict:
+        reads.append(1)
+        if len(reads) == 2:
+            raise RuntimeError("cluster gone")
+        if len(reads) == 3:
+            release.wait(10)  # a slow cluster
+        return {"loaded": {("events", "2026-01-05"): len(reads)}, "dead_lettered": {}}
+
+    background = BackgroundRead(read, max_age=30, wait=0.2, clock=clock)
+    assert background.get()["loaded"][("events", "2026-01-05")] == 1
+    clock.now += 29
+    assert background.get()["loaded"][("events", "2026-01-05")] == 1  # not aged: no read
+    clock.now += 2
+    with pytest.raises(WarehouseUnreadable, match="cluster gone"):
+        background.get()
+    began = time.monotonic()
+    with pytest.raises(WarehouseUnreadable, match=r"no answer within 0\.2 s"):
+        background.get()  # the third read hangs: the caller does not
+    assert time.monotonic() - began < 1
+    with pytest.raises(WarehouseUnreadable, match="no answer"):
+        background.get()  # still the same read: no second one piles up
+    assert len(reads) == 3
+    release.set()  # the read ends: its answer is the next caller's, and then kept
+    for _ in range(2):
+        assert background.get()["loaded"][("events", "2026-01-05")] == 3
+    assert len(reads) == 3
+
+
+def test_an_unreachable_spark_cluster_is_warehouse_down_at_once(instance):
+    """engine=spark with nothing listening at the endpoint: the scrape reports the warehouse
+    down within its wait, instead of hanging on Spark Connect's retries."""
+    endpoint = f"sc://127.0.0.1:{free_port()}"
+    warehouse = Warehouse(path="unused.duckdb", engine="spark", spark_remote=endpoint)
+    collector = PlatformCollector(instance, SparkDayCounts(warehouse, wait=1.0), {})
+    began = time.monotonic()
+    samples = scrape(collector)
+    assert time.monotonic() - began < 3
+    assert value(samples, "data_platform_warehouse_up") == 0
+    assert not any(name.startswith("data_platform_rows_") for name, _ in samples)
 
 
 def test_last_tick_times_are_each_selectors_latest_tick(instance):

@@ -11,7 +11,6 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
@@ -28,7 +27,11 @@ from data_platform.operations.state_metrics import (
     collect_sensors,
     freshness_windows,
 )
-from data_platform.operations.warehouse_metrics import DayCountsCache, collect_warehouse
+from data_platform.operations.warehouse_metrics import (
+    WarehouseDayCounts,
+    collect_warehouse,
+    warehouse_day_counts,
+)
 from data_platform.settings import load_settings
 from data_platform.stream.lag_metrics import collect_kafka_lag
 
@@ -41,17 +44,16 @@ class PlatformCollector(Collector):
     def __init__(
         self,
         instance: dg.DagsterInstance,
-        warehouse: Path,
+        day_counts: WarehouseDayCounts,
         policies: Mapping[dg.AssetKey, TimeWindowFreshnessPolicy],
         kafka_bootstrap: str | None = None,
     ) -> None:
         self._instance = instance
         self._kafka_bootstrap = kafka_bootstrap
-        self._warehouse = warehouse
+        self._day_counts = day_counts
         self._policies = policies
         self._durations = RunDurations()
         self._check_counts = CheckExecutionCounts()
-        self._day_counts = DayCountsCache()
 
     def collect(self) -> Iterator[Metric]:
         yield from collect_runs(self._instance)
@@ -60,7 +62,7 @@ class PlatformCollector(Collector):
         yield from collect_freshness(self._instance, self._policies)
         yield from collect_pools(self._instance)
         yield from collect_sensors(self._instance)
-        yield from collect_warehouse(self._warehouse, self._day_counts)
+        yield from collect_warehouse(self._day_counts)
         yield from collect_kafka_lag(self._kafka_bootstrap)
 
 
@@ -80,7 +82,10 @@ def serve(port: int | None = None) -> int:
         signal.signal(signum, lambda *_: stopped.set())
     with dg.DagsterInstance.get() as instance:
         collector = PlatformCollector(
-            instance, settings.warehouse, freshness_windows(defs), settings.kafka_bootstrap
+            instance,
+            warehouse_day_counts(settings),
+            freshness_windows(defs),
+            settings.kafka_bootstrap,
         )
         registry = CollectorRegistry(auto_describe=False)
         registry.register(collector)

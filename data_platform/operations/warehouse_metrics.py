@@ -1,6 +1,9 @@
 """Rows loaded and dead-lettered per source and day, read from the warehouse at each scrape.
 
-DuckDB lets no second process open a file a writer holds, and a reader that holds the file
+The counts are read through `Warehouse.reader()`, so the same queries answer on both engines;
+what differs is when a scrape may read and how it knows the figures are still current.
+
+On DuckDB, the file: DuckDB lets no second process open a file a writer holds, and a reader that holds the file
 blocks the next writer. So a scrape waits at most `LOCK_WAIT_SECONDS` for the lock, reads
 three small GROUP BYs and closes at once; when a run is writing, the scrape reports
 `data_platform_warehouse_up 0` and no warehouse figures rather than block Prometheus.
@@ -9,6 +12,11 @@ On a year of history (7.7M raw rows) the GROUP BYs were most of a scrape (~0.13 
 while the warehouse changes only when a run writes it. So the counts are kept with the stamp
 of the file (and its WAL) they were read from, and a scrape that finds the same stamp reuses
 them: it still opens the file, so `warehouse_up` still says whether it could be read.
+
+On Spark, the cluster: no stamp tells that a table changed, and a query costs a session and a
+second or more. So the counts are read at most every `SPARK_MAX_AGE_SECONDS`, by a thread of
+their own, and a scrape waits for a read at most `SPARK_WAIT_SECONDS`: a cluster that is down or
+slow gives `warehouse_up 0` at once, never a scrape that hangs on gRPC's retries.
 """
 
 from __future__ import annotations
@@ -17,16 +25,23 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as WaitedTooLong
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from data_platform.resources.duckdb_lock import connect_with_lock_wait
-from data_platform.resources.warehouse import existing_tables
+from data_platform.resources.warehouse import Warehouse
+from data_platform.resources.warehouse_reader import DuckDBReader, WarehouseReader
+from data_platform.settings import Settings
 
 LOCK_WAIT_SECONDS = 0.5
+SPARK_MAX_AGE_SECONDS = 30.0
+SPARK_WAIT_SECONDS = 5.0
 FILE_SOURCES = ("events", "payments")
 # A stamp is trusted once its newest write is this old when it is read: a write within the
 # filesystem clock's granularity (a few ms) of another could otherwise leave mtime unchanged.
@@ -82,40 +97,152 @@ class DayCountsCache:
             return counts
 
 
-def _read_counts(conn: duckdb.DuckDBPyConnection) -> DayCounts:
-    tables = existing_tables(conn)
+class WarehouseUnreadable(Exception):
+    """This scrape could not read the warehouse (locked, missing, down, too slow): why."""
+
+
+class WarehouseDayCounts(Protocol):
+    def read(self) -> DayCounts:
+        """{"loaded"|"dead_lettered": {(source, dt): rows}}; raises WarehouseUnreadable."""
+        ...
+
+
+def _read_counts(reader: WarehouseReader) -> DayCounts:
     loaded = {}
     for source in FILE_SOURCES:
-        if f"raw.{source}" in tables:
-            rows = conn.execute(f"SELECT dt, count(*) FROM raw.{source} GROUP BY dt")
-            loaded.update({(source, str(dt)): n for dt, n in rows.fetchall()})
+        if reader.has_table(f"raw.{source}"):
+            rows = reader.frame(
+                f"SELECT CAST(dt AS VARCHAR) AS dt, count(*) AS n FROM raw.{source} GROUP BY dt"
+            )
+            loaded.update({(source, dt): int(n) for dt, n in rows.itertuples(index=False)})
     dead = {}
-    if "raw.dead_letter" in tables:
-        rows = conn.execute("SELECT source, dt, count(*) FROM raw.dead_letter GROUP BY ALL")
-        dead = {(source, str(dt)): n for source, dt, n in rows.fetchall()}
+    if reader.has_table("raw.dead_letter"):
+        rows = reader.frame(
+            "SELECT source, CAST(dt AS VARCHAR) AS dt, count(*) AS n FROM raw.dead_letter "
+            "GROUP BY source, dt"
+        )
+        dead = {(source, dt): int(n) for source, dt, n in rows.itertuples(index=False)}
     return {"loaded": loaded, "dead_lettered": dead}
 
 
-def day_counts(warehouse: Path, cache: DayCountsCache) -> DayCounts:
-    """{"loaded"|"dead_lettered": {(source, dt): rows}}, read again only when the file changed
-    since `cache` read it; raises duckdb.Error when unreadable."""
-    conn = connect_with_lock_wait(str(warehouse), read_only=True, timeout=LOCK_WAIT_SECONDS)
-    try:
-        # Stamped while the connection holds the file: no writer can change it until close.
-        return cache.get(file_stamp(warehouse), time.time_ns(), lambda: _read_counts(conn))
-    finally:
-        conn.close()
+class DuckDBDayCounts:
+    """The counts of the DuckDB file at `path`, read again only when the file changed."""
+
+    def __init__(self, path: Path, cache: DayCountsCache | None = None) -> None:
+        self._path = path
+        self._cache = cache or DayCountsCache()
+
+    def read(self) -> DayCounts:
+        try:
+            # A missing file is not created by a read-only open: DuckDB raises instead.
+            conn = connect_with_lock_wait(
+                str(self._path), read_only=True, timeout=LOCK_WAIT_SECONDS
+            )
+        except duckdb.Error as error:
+            raise WarehouseUnreadable(str(error)) from error
+        try:
+            # Stamped while the connection holds the file: no writer can change it until close.
+            return self._cache.get(
+                file_stamp(self._path), time.time_ns(), lambda: _read_counts(DuckDBReader(conn))
+            )
+        except duckdb.Error as error:
+            raise WarehouseUnreadable(str(error)) from error
+        finally:
+            conn.close()
 
 
-def collect_warehouse(warehouse: Path, cache: DayCountsCache) -> Iterator[Metric]:
+class BackgroundRead:
+    """A value read by a thread of its own, at most every `max_age` seconds; a caller waits
+    for a read at most `wait` seconds. One read at a time: callers during a read share it."""
+
+    def __init__(
+        self,
+        read: Callable[[], DayCounts],
+        max_age: float,
+        wait: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read, self._max_age, self._wait, self._clock = read, max_age, wait, clock
+        self._lock = threading.Lock()
+        self._last: tuple[float, DayCounts] | None = None  # (read at, value) of the last success
+        self._pending: Future[DayCounts] | None = None
+
+    def _run(self, future: Future[DayCounts]) -> None:
+        try:
+            value = self._read()
+        except BaseException as error:  # handed to the waiting scrape, which reports it
+            future.set_exception(error)
+            return
+        with self._lock:
+            self._last = (self._clock(), value)
+        future.set_result(value)
+
+    def _start(self) -> Future[DayCounts]:
+        """The read under way, or a new one; called holding the lock."""
+        if self._pending is None or self._pending.done():
+            self._pending = Future()
+            # A daemon: a read stuck on an unreachable cluster must not hold up exit.
+            threading.Thread(target=self._run, args=(self._pending,), daemon=True).start()
+        return self._pending
+
+    def start(self) -> None:
+        """Begin a read now, so that the first `get` may find it done."""
+        with self._lock:
+            self._start()
+
+    def get(self) -> DayCounts:
+        with self._lock:
+            if self._last and self._clock() - self._last[0] < self._max_age:
+                return self._last[1]
+            pending = self._start()
+        try:
+            return pending.result(timeout=self._wait)
+        except WaitedTooLong:
+            raise WarehouseUnreadable(f"no answer within {self._wait:g} s") from None
+        except Exception as error:
+            raise WarehouseUnreadable(str(error)) from error
+
+
+class SparkDayCounts:
+    """The counts of the Spark warehouse, at most `SPARK_MAX_AGE_SECONDS` old."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        max_age: float = SPARK_MAX_AGE_SECONDS,
+        wait: float = SPARK_WAIT_SECONDS,
+    ) -> None:
+        self._warehouse = warehouse
+        self._background = BackgroundRead(self._read_cluster, max_age, wait)
+        self._background.start()  # a session takes seconds: the first scrape should not wait
+
+    def _read_cluster(self) -> DayCounts:
+        with self._warehouse.reader(fail_fast=True) as reader:
+            return _read_counts(reader)
+
+    def read(self) -> DayCounts:
+        return self._background.get()
+
+
+def warehouse_day_counts(settings: Settings) -> WarehouseDayCounts:
+    """The day counts of the warehouse of the engine the settings name."""
+    if settings.engine == "spark":
+        warehouse = Warehouse(
+            path=str(settings.warehouse), engine="spark", spark_remote=settings.spark_remote
+        )
+        return SparkDayCounts(warehouse)
+    return DuckDBDayCounts(settings.warehouse)
+
+
+def collect_warehouse(day_counts: WarehouseDayCounts) -> Iterator[Metric]:
     up = GaugeMetricFamily(
         "data_platform_warehouse_up",
-        "1 when this scrape read the warehouse; 0 when it was locked by a writer or unreadable.",
+        "1 when this scrape read the warehouse; 0 when it was locked by a writer, unreadable "
+        "or (Spark) did not answer in time.",
     )
     try:
-        # A missing file is not created by a read-only open: DuckDB raises instead.
-        counts = day_counts(warehouse, cache)
-    except duckdb.Error:
+        counts = day_counts.read()
+    except WarehouseUnreadable:
         up.add_metric([], 0)
         yield up
         return

@@ -72,25 +72,33 @@ class Warehouse(dg.ConfigurableResource):
             conn.close()
 
     @contextmanager
-    def reader(self) -> Iterator[WarehouseReader]:
-        """Reads in DuckDB's dialect on the configured engine (see warehouse_reader)."""
+    def reader(self, fail_fast: bool = False) -> Iterator[WarehouseReader]:
+        """Reads in DuckDB's dialect on the configured engine (see warehouse_reader);
+        `fail_fast` as for `spark()`."""
         # Imported here: the readers build on this module's existing_tables.
         from data_platform.resources.warehouse_reader import DuckDBReader, SparkReader
 
         if self.engine == "spark":
-            with self.spark() as spark:
+            with self.spark(fail_fast) as spark:
                 yield SparkReader(spark)
         else:
             with self.connect() as conn:
                 yield DuckDBReader(conn)
 
     @contextmanager
-    def spark(self) -> Iterator[SparkSession]:
+    def spark(self, fail_fast: bool = False) -> Iterator[SparkSession]:
         """A session on the Spark cluster (`engine` spark), its clock in UTC: raw timestamps
-        are naive UTC, and Spark reads a TIMESTAMP in the session's time zone."""
+        are naive UTC, and Spark reads a TIMESTAMP in the session's time zone.
+
+        Spark Connect retries an unreachable cluster for up to 10 minutes, which lets a run
+        wait out a cluster's restart; `fail_fast` gives up within a second, for a caller that
+        would rather report the cluster down (the metrics exporter)."""
+        from pyspark.sql.connect.client.retries import DefaultPolicy
         from pyspark.sql.connect.session import SparkSession
 
         session = SparkSession.builder.remote(self.spark_remote).create()
+        if fail_fast:
+            session.client.set_retry_policies([DefaultPolicy(max_retries=2)])
         try:
             session.conf.set("spark.sql.session.timeZone", "UTC")
             yield session
