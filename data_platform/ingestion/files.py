@@ -330,6 +330,21 @@ def _ingest_in_one_transaction(
     return records_read
 
 
+def _checkpoint_without_merging(conn: duckdb.DuckDBPyConnection) -> None:
+    """Write the run's rows into the file now, row groups as the run filled them.
+
+    A file of more lines than a row group holds (122,880) ends its own partly filled row group;
+    the checkpoint DuckDB makes at close would merge those by rewriting every row group after the
+    first of them: 0.3-0.4 s per million events, a fifth of a clean day's run. A few small row
+    groups cost scans nothing measurable, and the row groups a re-run deletes whole are still
+    dropped; the rows it deletes from groups shared with other days stay as deleted rows."""
+    conn.execute("SET max_vacuum_tasks = 0")
+    try:
+        conn.execute("CHECKPOINT")
+    finally:
+        conn.execute("RESET max_vacuum_tasks")
+
+
 def ingest_file_partitions(
     conn: duckdb.DuckDBPyConnection,
     landing: LandingZone,
@@ -355,4 +370,5 @@ def ingest_file_partitions(
         finally:
             conn.execute("RESET disabled_optimizers")
             conn.execute("RESET preserve_insertion_order")
+    _checkpoint_without_merging(conn)
     return _stats(conn, fmt, dts, files, records_read)
