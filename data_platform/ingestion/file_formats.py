@@ -59,7 +59,9 @@ class DuckDBDialect:
         return f"TRY_CAST({text} AS {sql_type})"
 
     def try_utc_timestamp(self, text: str) -> str:
-        return f"TRY_CAST({text} AS TIMESTAMPTZ) AT TIME ZONE 'UTC'"
+        # The instant's microseconds, not AT TIME ZONE 'UTC' (an ICU calendar per row: 0.1-0.4
+        # CPU-s per 1M lines). 'infinity' has no microseconds: not a timestamp, as on Spark.
+        return f"make_timestamp(epoch_us(TRY_CAST({text} AS TIMESTAMPTZ)))"
 
     def has_column(self, name: str) -> str:
         return f"({_csv_position(name)} IS NOT NULL)"
@@ -137,9 +139,14 @@ FROM typed
 
 _EXTRACTED = [f"v[{i}]" for i in range(1, len(EVENT_FIELD_NAMES) + 1)]
 _SPELLED_LINE = rules.spelled_event_line(_EXTRACTED)
-# "abc" extracts as abc: not JSON (json_type() would fail on it), and never spelled bare.
+# A spelled line holds the value bare: an integer that fits BIGINT is exactly the text of its
+# BIGINT (-0, 1e2 or 12.0 are not, and are left to the diagnosis). Cheaper than parsing the
+# value again with json_type() (0.17 CPU-s per 1M lines); any other kind fails the checks.
 _EVENT_VOUCHED = rules.vouched_event_columns(
-    _EXTRACTED, lambda value: f"CASE WHEN json_valid({value}) THEN {_integer_kind(value)} END"
+    _EXTRACTED,
+    lambda value: (
+        f"CASE WHEN CAST(TRY_CAST({value} AS BIGINT) AS VARCHAR) = {value} THEN 'integer' END"
+    ),
 )
 
 # The fast path: one extraction per line, a string comparison, the same checks. It must run

@@ -156,28 +156,27 @@ def expose_leftovers(
     header_lines: int,
     loaded_sql: str | None,
 ) -> list[int]:
-    """Read the files once more, keeping the records not among `loaded_sql`'s
-    `(file_index, line_number)`; returns how many records each file has.
+    """Read the files once more, keeping the lines not among `loaded_sql`'s
+    `(file_index, line_number)`; returns how many records each file has among them.
 
     Creates temp views `_file_header(file_index, line)` and `_file_lines` of those records, for
-    a format's diagnosing query. The counts, the headers and the leftovers come out of one pass
-    that keeps only the leftovers (and the headers).
+    a format's diagnosing query. The loaded lines are dropped first, by an anti join: on a
+    day with a few defects per file, the counts and lists that follow see ~1% of the lines
+    (computed over every line, they cost 0.27 CPU-s per 1M events).
     """
     numbered = _each_file(files, lambda lines: lines.numbered_sql)
-    loaded = "false"
     if loaded_sql:
         numbered = (
-            f"SELECT n.*, l.line_number IS NOT NULL AS loaded FROM ({numbered}) n LEFT JOIN "
-            f"({loaded_sql}) l USING (file_index, line_number)"
+            f"SELECT * FROM ({numbered}) n ANTI JOIN ({loaded_sql}) l "
+            "USING (file_index, line_number)"
         )
-        loaded = "loaded"
     record = f"line_number > {header_lines} AND {NON_BLANK}"
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE _file_summary AS SELECT file_index, "
         f"count(*) FILTER (WHERE {record}) AS records, "
         f"list(line ORDER BY line_number) FILTER (WHERE line_number <= {header_lines}) "
         "AS header, list({'line_number': line_number, 'line': line}) "
-        f"FILTER (WHERE {record} AND NOT {loaded}) AS leftover "
+        f"FILTER (WHERE {record}) AS leftover "
         f"FROM ({numbered}) GROUP BY file_index"
     )
     conn.execute(

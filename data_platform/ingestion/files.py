@@ -262,9 +262,9 @@ def _ingest_group(
         return
     files, lines = [files[i] for i in unfinished], [lines[i] for i in unfinished]
     loaded_sql = _loaded_lines_sql(fmt, files) if vouched else None
-    records = expose_leftovers(conn, lines, fmt.header_lines, loaded_sql)
-    for file, count in zip(files, records, strict=True):
-        records_read[partition_of(file.key)] += count
+    leftovers = expose_leftovers(conn, lines, fmt.header_lines, loaded_sql)
+    for file, count in zip(files, leftovers, strict=True):
+        records_read[partition_of(file.key)] += vouched[file.key] + count
     if conn.execute("SELECT count(*) FROM _file_lines").fetchone()[0]:
         _diagnose_leftover_records(conn, fmt, files, lines, loaded_at)
 
