@@ -25,6 +25,10 @@ from data_platform.settings import Settings
 
 MANIFEST = "manifest.json"
 FORMAT = 1
+SPARK_WAREHOUSE = (
+    "not in this backup: the warehouse is on the Spark cluster (DATA_PLATFORM_ENGINE=spark); "
+    "back up its warehouse folder and metastore with the cluster's own storage"
+)
 
 
 def versions() -> dict[str, str]:
@@ -41,7 +45,9 @@ def take_backup(settings: Settings, dest: BackupStore, lock_timeout: float = 120
     with tempfile.TemporaryDirectory(prefix=".backup-", dir=settings.home) as tmp:
         staging = Path(tmp)
         storage = copy_instance(settings, staging)
-        copy_warehouse(settings, staging, lock_timeout)
+        # On Spark the DuckDB file, if any, is not the warehouse in use: not copied.
+        if settings.engine == "duckdb":
+            copy_warehouse(settings, staging, lock_timeout)
         copy_settings(settings, staging)
         files = [
             {
@@ -58,6 +64,7 @@ def take_backup(settings: Settings, dest: BackupStore, lock_timeout: float = 120
             "format": FORMAT,
             "created_at": datetime.now(UTC).isoformat(),
             "instance_storage": storage,
+            "warehouse": "duckdb" if settings.engine == "duckdb" else SPARK_WAREHOUSE,
             "versions": versions(),
             "files": files,
         }
@@ -80,6 +87,8 @@ def verify_stored(store: BackupStore, manifest: dict) -> None:
 def run_backup(settings: Settings, dest_url: str) -> int:
     manifest = take_backup(settings, BackupStore(dest_url))
     total = sum(f["size"] for f in manifest["files"])
+    if manifest["warehouse"] != "duckdb":
+        print(f"backup {dest_url}: warehouse {manifest['warehouse']}", file=sys.stderr)
     print(
         f"backup {dest_url}: {len(manifest['files'])} files, {total} bytes, verified",
         file=sys.stderr,

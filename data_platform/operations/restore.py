@@ -149,6 +149,10 @@ def run_restore(settings: Settings, src_url: str, force: bool) -> int:
             f"note: backed up with {manifest['versions']}, restored with {versions()}",
             file=sys.stderr,
         )
+    if manifest.get("warehouse", "duckdb") != "duckdb":
+        # The cluster's tables are newer than the restored instance: its sensors ask again
+        # for days already loaded, which replaces them exactly, as after a DuckDB restore.
+        print(f"note: warehouse {manifest['warehouse']}", file=sys.stderr)
     print(
         f"restored {src_url} (taken {manifest['created_at']}) into {settings.home}", file=sys.stderr
     )
