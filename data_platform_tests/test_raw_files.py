@@ -58,6 +58,9 @@ EVENT_LINES = [
     (event("whole-float", user_id=12.0), "user_id: expected a 64-bit integer or a string of"),
     (event("huge-user", user_id=2**63), "user_id: expected a 64-bit integer or a string of"),
     (event("bad-time", occurred_at="yesterday"), "occurred_at: expected an ISO-8601 timestamp"),
+    # DuckDB's cast reads both words as timestamps; neither is ISO-8601 (nor one on Spark).
+    (event("epoch", occurred_at="epoch"), "occurred_at: expected an ISO-8601 timestamp"),
+    (event("infinity", occurred_at="infinity"), "occurred_at: expected an ISO-8601 timestamp"),
     (event("bad-props", properties=[1]), "properties: expected a JSON object"),
     (event("num-id").replace('"num-id"', "42"), "event_id: expected a string"),
 ]

@@ -60,8 +60,11 @@ class DuckDBDialect:
 
     def try_utc_timestamp(self, text: str) -> str:
         # The instant's microseconds, not AT TIME ZONE 'UTC' (an ICU calendar per row: 0.1-0.4
-        # CPU-s per 1M lines). 'infinity' has no microseconds: not a timestamp, as on Spark.
-        return f"make_timestamp(epoch_us(TRY_CAST({text} AS TIMESTAMPTZ)))"
+        # CPU-s per 1M lines). 'infinity' has no microseconds, and DuckDB's other special
+        # word, 'epoch', is refused by name: neither is an ISO-8601 timestamp, nor one on Spark.
+        utc = f"make_timestamp(epoch_us(TRY_CAST({text} AS TIMESTAMPTZ)))"
+        special = f"regexp_full_match(lower({text}), '\\s*epoch\\s*')"
+        return f"CASE WHEN {utc} = TIMESTAMP '1970-01-01' AND {special} THEN NULL ELSE {utc} END"
 
     def has_column(self, name: str) -> str:
         return f"({_csv_position(name)} IS NOT NULL)"

@@ -247,6 +247,9 @@ class SparkCluster:
             # are naive UTC, and small data on 2 cores wants few shuffle partitions, not 200.
             "spark.sql.session.timeZone": "UTC",
             "spark.sql.shuffle.partitions": "4",
+            # Embedded Derby sometimes cannot filter partitions by a DATE key (its direct SQL
+            # falls back to JDO): Spark then lists a table's partitions and filters them itself.
+            "spark.sql.hive.metastorePartitionPruningFallbackOnException": "true",
             "spark.hadoop.javax.jdo.option.ConnectionURL": metastore,
             "spark.driver.extraJavaOptions": f"-Dderby.system.home={self.folder}",
         }
