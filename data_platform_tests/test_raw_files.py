@@ -61,6 +61,7 @@ EVENT_LINES = [
     # DuckDB's cast reads both words as timestamps; neither is ISO-8601 (nor one on Spark).
     (event("epoch", occurred_at="epoch"), "occurred_at: expected an ISO-8601 timestamp"),
     (event("infinity", occurred_at="infinity"), "occurred_at: expected an ISO-8601 timestamp"),
+    (event("repeated")[:-1] + ', "user_id": 8}', "keys given more than once (user_id)"),
     (event("bad-props", properties=[1]), "properties: expected a JSON object"),
     (event("num-id").replace('"num-id"', "42"), "event_id: expected a string"),
 ]

@@ -111,6 +111,10 @@ _EVENT_FRAGMENTS = ",\n        ".join(
 _EVENT_TIMESTAMPS = f"{DUCKDB.try_utc_timestamp('s_occurred_at')} AS ts_occurred_at"
 _EVENT_VALUES = rules.event_values(DUCKDB)
 
+_REPEATED_KEYS = (
+    "nullif(array_to_string(list_sort(list_distinct(list_filter("
+    "keys, lambda k: len(list_filter(keys, lambda j: j = k)) > 1))), ', '), '')"
+)
 _EVENT_RESCUED = f"CASE WHEN len(extra_keys) > 0 THEN json_merge_patch(line, '{_EVENT_NULLS}') END"
 
 EVENTS_SQL = f"""
@@ -123,13 +127,13 @@ WITH objects AS (
 fields AS (
     SELECT *,
         CASE WHEN is_object THEN json_extract(line, {_EVENT_PATHS}) END AS v,
-        CASE WHEN is_object
-            THEN list_filter(json_keys(line), lambda k: k NOT IN ({_sql_list(EVENT_FIELD_NAMES)}))
-        END AS extra_keys
+        CASE WHEN is_object THEN json_keys(line) END AS keys
     FROM objects
 ),
 fragments AS (
-    SELECT file_index, line_number, line, is_json, is_object, extra_keys,
+    SELECT file_index, line_number, line, is_json, is_object,
+        list_filter(keys, lambda k: k NOT IN ({_sql_list(EVENT_FIELD_NAMES)})) AS extra_keys,
+        {_REPEATED_KEYS} AS repeated_keys,
         {_EVENT_FRAGMENTS}
     FROM fields
 ),

@@ -7,6 +7,9 @@ functions whose spelling differs between engines asked of a `Dialect`:
 - a JSON line's fields arrive as `j_<field>` (the field's minified JSON text), `t_<field>` (its
   kind: one of `JSON_KINDS`, NULL when the key is absent) and `s_<field>` (a string's value,
   else the JSON text); a timestamp field also as `ts_<field>`, parsed (NULL when it is not one);
+- a JSON object line also has `repeated_keys`: its top-level keys given more than once, sorted
+  and ', '-joined, NULL when none (JSON leaves their meaning open: DuckDB's reader keeps the
+  first value, Spark's the last, so such a line is refused, never guessed);
 - a CSV row's cells are asked of the dialect by column name, through the file's header.
 
 DuckDB (`file_formats`) and Spark (`spark_formats`) render these same lists into their SQL;
@@ -200,6 +203,12 @@ def event_values(d: Dialect) -> str:
     CASE WHEN t_properties = 'object' THEN j_properties END AS properties"""
 
 
+REPEATED_KEYS = (
+    "'keys given more than once (' || repeated_keys || "
+    "'): a record names each key once; fix the emitter'"
+)
+
+
 def not_an_object(line_kind: str) -> str:
     """SQL of the reason for a line that is JSON but no object; `line_kind` is its kind."""
     return f"'not a JSON object (got ' || {line_kind} || '): each line must be one JSON object'"
@@ -227,8 +236,9 @@ def event_result(d: Dialect, line_kind: str, rescued: str) -> str:
     return record_result(
         f"WHEN NOT is_json THEN '{INVALID_JSON}'\n"
         f"        WHEN NOT is_object THEN {not_an_object(line_kind)}\n"
+        f"        WHEN repeated_keys IS NOT NULL THEN {REPEATED_KEYS}\n"
         f"        ELSE {problems(checks)}",
-        f"is_object AND {passes(checks)}",
+        f"is_object AND repeated_keys IS NULL AND {passes(checks)}",
         event_values(d),
         rescued,
     )

@@ -94,6 +94,11 @@ def _fragment(field: str) -> str:
 _FRAGMENTS = ",\n        ".join(_fragment(f) for f in EVENT_FIELD_NAMES)
 _KINDS = ",\n        ".join(_field_columns(f) for f in EVENT_FIELD_NAMES)
 
+# Jackson's key list keeps a key given twice (the VARIANT and its map keep one of them).
+_REPEATED_KEYS = (
+    "nullif(array_join(array_sort(array_distinct(filter(json_object_keys(line), "
+    "k -> size(filter(json_object_keys(line), j -> j = k)) > 1))), ', '), '')"
+)
 _EVENT_RESCUED = "CASE WHEN cardinality(extras) > 0 THEN to_json(extras) END"
 
 EVENTS_SQL = f"""
@@ -116,7 +121,8 @@ fragments AS (
 ),
 kinds AS (
     SELECT *,
-        {_KINDS}
+        {_KINDS},
+        CASE WHEN is_object THEN {_REPEATED_KEYS} END AS repeated_keys
     FROM fragments
 ),
 typed AS (
