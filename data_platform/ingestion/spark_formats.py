@@ -94,10 +94,9 @@ def _fragment(field: str) -> str:
 _FRAGMENTS = ",\n        ".join(_fragment(f) for f in EVENT_FIELD_NAMES)
 _KINDS = ",\n        ".join(_field_columns(f) for f in EVENT_FIELD_NAMES)
 
-# Jackson's key list keeps a key given twice (the VARIANT and its map keep one of them).
 _REPEATED_KEYS = (
-    "nullif(array_join(array_sort(array_distinct(filter(json_object_keys(line), "
-    "k -> size(filter(json_object_keys(line), j -> j = k)) > 1))), ', '), '')"
+    "nullif(array_join(array_sort(array_distinct(filter("
+    "keys, k -> size(filter(keys, j -> j = k)) > 1))), ', '), '')"
 )
 _EVENT_RESCUED = "CASE WHEN cardinality(extras) > 0 THEN to_json(extras) END"
 
@@ -116,13 +115,15 @@ fragments AS (
         CASE WHEN is_object THEN map_filter(
             try_variant_get(doc, '$', 'map<string, variant>'),
             (k, v) -> NOT array_contains({_sql_array(EVENT_FIELD_NAMES)}, k)
-        ) END AS extras
+        ) END AS extras,
+        -- Jackson's key list keeps a key given twice (the VARIANT and its map keep one).
+        CASE WHEN is_object THEN json_object_keys(line) END AS keys
     FROM objects
 ),
 kinds AS (
     SELECT *,
         {_KINDS},
-        CASE WHEN is_object THEN {_REPEATED_KEYS} END AS repeated_keys
+        {_REPEATED_KEYS} AS repeated_keys
     FROM fragments
 ),
 typed AS (
