@@ -605,6 +605,15 @@ NEAR_SPELLED = [
 ]
 
 
+def ingest_events_on_duckdb(
+    warehouse: Path, landing: LandingZone, day: date, loaded_at: datetime
+) -> list:
+    """The events of `day` ingested into a DuckDB file of their own, for Spark's to match."""
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        return ingest_file_partitions(conn, landing, EVENT_FILES, [day], loaded_at)
+
+
 def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     """Files that take the ingestion off its common path, on both engines: a CRLF file with a
     blank line and broken JSON, a name with a space and a percent sign, a line that is not
@@ -635,9 +644,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     ingest_file_partitions_on_spark(spark, landing, EVENT_FILES, [other_day], loaded_at)
 
     warehouse = tmp_path / "warehouse.duckdb"
-    with duckdb.connect(str(warehouse)) as conn:
-        conn.execute("SET TimeZone = 'UTC'")
-        duckdb_stats = ingest_file_partitions(conn, landing, EVENT_FILES, [day], loaded_at)
+    duckdb_stats = ingest_events_on_duckdb(warehouse, landing, day, loaded_at)
     for _ in range(2):  # the second run re-runs the day: same rows, nothing doubled
         spark_stats = ingest_file_partitions_on_spark(spark, landing, EVENT_FILES, [day], loaded_at)
         assert spark_stats == duckdb_stats
@@ -686,9 +693,7 @@ def test_spark_ingestion_known_differences(spark, tmp_path, line):
     landing = LandingZone(url=str(tmp_path / "landing"))
     landing.write_bytes(f"events/dt={day}/a.jsonl", line.encode())
     warehouse = tmp_path / "warehouse.duckdb"
-    with duckdb.connect(str(warehouse)) as conn:
-        conn.execute("SET TimeZone = 'UTC'")
-        ingest_file_partitions(conn, landing, EVENT_FILES, [day], datetime(2025, 6, 2))
+    ingest_events_on_duckdb(warehouse, landing, day, datetime(2025, 6, 2))
     ingest_file_partitions_on_spark(spark, landing, EVENT_FILES, [day], datetime(2025, 6, 2))
     for table in ("events", "dead_letter"):
         assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
