@@ -681,6 +681,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
 # and the lines join NEAR_SPELLED's proof.
 DIFFERING = [
     _SPELLED.format('"d2"', 2, ', "properties": {"z": 1, "a": -0.0}'),  # sorted by Spark, -0.0
+    _SPELLED.format('"d3"', 3, ',"properties":{"d":10000000.0}'),  # Spark: 10000000
 ]
 
 
