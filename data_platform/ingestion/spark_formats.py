@@ -15,16 +15,18 @@ noop write: the diagnosis 2.9 s, json_tuple alone 0.9 s.
 
 Where Spark's JSON differs from DuckDB's, the parse is Spark's own and the rules are not:
 a line is parsed once into a VARIANT (`try_parse_json`), each field's minified JSON text is
-read out of it (`to_json(variant_get(...))`), and `record_rules` takes it from there. The
-rescued fields are the object minus the contract's keys, re-serialised by Spark: the same JSON
-as DuckDB's, though Spark lists an object's keys in sorted order.
+read out of it (`to_json(variant_get(...))`), and `record_rules` takes it from there. Text
+that is stored (`properties`, the rescued fields) is Jackson's instead, as DuckDB's writer
+keeps it: keys in the line's order, a repeated nested key, -0.0 (a VARIANT sorts its keys,
+keeps one of a repeated key and prints -0.0 as 0, 10000000.0 as 10000000). What still differs
+is the spelling of some floats (Java's 1.0E-5 where DuckDB writes 0.00001): the same numbers.
 """
 
 from __future__ import annotations
 
 from data_platform.ingestion import record_rules as rules
 from data_platform.ingestion.file_formats import CSV_FIELD, EVENT_FILES, PAYMENT_FILES, FileFormat
-from data_platform.ingestion.record_rules import EVENT_FIELD_NAMES, INTEGER_FIELDS
+from data_platform.ingestion.record_rules import EVENT_FIELD_NAMES, EVENT_FIELDS, INTEGER_FIELDS
 
 
 def _sql_array(names: list[str]) -> str:
@@ -59,6 +61,7 @@ class SparkDialect:
 
 SPARK = SparkDialect()
 _INTEGER = "'^-?[0-9]+\\\\z'"
+OBJECT_FIELDS = {f.name for f in EVENT_FIELDS if f.kind == "object"}
 
 
 def _variant_type(field: str) -> str:
@@ -80,12 +83,18 @@ def _field_columns(field: str) -> str:
 
 
 def _fragment(field: str) -> str:
-    """A field's JSON text. A number's is the line's own (Jackson's reading of it, as DuckDB's
-    extractor gives it): VARIANT keeps the value and prints 12.0 as 12."""
+    """A field's JSON text. A number's and an object's are Jackson's reading of the line, as
+    DuckDB's extractor gives them: VARIANT keeps the value and prints 12.0 as 12, and it sorts
+    an object's keys and keeps one of a repeated key (Jackson keeps their order, both, -0.0)."""
     text = f"to_json(variant_get(doc, '$.{field}'))"
     if field in INTEGER_FIELDS:
         text = (
             f"CASE WHEN {_variant_type(field)} RLIKE '^(DECIMAL|DOUBLE|FLOAT)' "
+            f"THEN get_json_object(line, '$.{field}') ELSE {text} END"
+        )
+    elif field in OBJECT_FIELDS:
+        text = (
+            f"CASE WHEN startswith({text}, '{{') "
             f"THEN get_json_object(line, '$.{field}') ELSE {text} END"
         )
     return f"CASE WHEN is_object THEN {text} END AS j_{field}"
@@ -98,7 +107,20 @@ _REPEATED_KEYS = (
     "nullif(array_join(array_sort(array_distinct(filter("
     "keys, k -> size(filter(keys, j -> j = k)) > 1))), ', '), '')"
 )
-_EVENT_RESCUED = "CASE WHEN cardinality(extras) > 0 THEN to_json(extras) END"
+# Each top-level value's JSON text, in the line's order, a repeated key kept: Jackson's text
+# (`texts`, what DuckDB's writer keeps: nested key order, -0.0), but a string's from the VARIANT
+# (`values`), which alone tells the string "5" from the number 5.
+_VALUE_TEXTS = (
+    "zip_with(map_values(texts), map_values(vals), (t, v) -> CASE schema_of_variant(v) "
+    "WHEN 'STRING' THEN to_json(v) WHEN 'VOID' THEN 'null' ELSE t END)"
+)
+# `"key":value` of the fields outside the contract, as DuckDB's json_merge_patch leaves them.
+_EXTRAS = (
+    f"filter(zip_with(keys, {_VALUE_TEXTS}, (k, j) -> CASE WHEN NOT array_contains("
+    f"{_sql_array(EVENT_FIELD_NAMES)}, k) THEN concat(trim(BOTH '[]' FROM to_json(array(k))), "
+    "':', j) END), e -> e IS NOT NULL)"
+)
+_EVENT_RESCUED = "CASE WHEN size(extras) > 0 THEN concat('{', array_join(extras, ','), '}') END"
 
 EVENTS_SQL = f"""
 WITH parsed AS (
@@ -112,22 +134,22 @@ objects AS (
 fragments AS (
     SELECT *,
         {_FRAGMENTS},
-        CASE WHEN is_object THEN map_filter(
-            try_variant_get(doc, '$', 'map<string, variant>'),
-            (k, v) -> NOT array_contains({_sql_array(EVENT_FIELD_NAMES)}, k)
-        ) END AS extras,
-        -- Jackson's key list keeps a key given twice (the VARIANT and its map keep one).
-        CASE WHEN is_object THEN json_object_keys(line) END AS keys
+        -- Jackson's maps keep a key given twice, in the line's order (the VARIANT keeps one).
+        CASE WHEN is_object THEN from_json(line, 'map<string, string>') END AS texts,
+        CASE WHEN is_object THEN from_json(line, 'map<string, variant>') END AS vals
     FROM objects
 ),
 kinds AS (
     SELECT *,
         {_KINDS},
-        {_REPEATED_KEYS} AS repeated_keys
+        map_keys(texts) AS keys
     FROM fragments
 ),
+checked AS (
+    SELECT *, {_REPEATED_KEYS} AS repeated_keys, {_EXTRAS} AS extras FROM kinds
+),
 typed AS (
-    SELECT *, {SPARK.try_utc_timestamp("s_occurred_at")} AS ts_occurred_at FROM kinds
+    SELECT *, {SPARK.try_utc_timestamp("s_occurred_at")} AS ts_occurred_at FROM checked
 )
 {rules.event_result(SPARK, rules.json_kind("to_json(doc)"), _EVENT_RESCUED)}
 FROM typed
