@@ -3,7 +3,6 @@ resumable with no day lost or loaded twice, and refused when corrupt or partial.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -252,31 +251,6 @@ def test_backup_to_s3_and_restore_from_it(pristine, s3_landing, s3_endpoint, tmp
     restore(target, BackupStore(url))
     assert table_rows(target.warehouse) == table_rows(source.warehouse)
     assert run_ids(target) == run_ids(source)
-
-
-def test_on_spark_the_backup_says_the_warehouse_is_not_in_it(pristine, tmp_path):
-    """engine=spark: the instance, salt and settings are backed up; the warehouse is the
-    cluster's, so neither the home's old DuckDB file is copied nor is its absence silent."""
-    home = copy_home(pristine, tmp_path / "home")
-    spark = {"DATA_PLATFORM_ENGINE": "spark", "DATA_PLATFORM_SPARK_REMOTE": "sc://127.0.0.1:1"}
-    backup = tmp_path / "backup"
-    result = cli(home, "backup", str(backup), **spark)
-    _, err = result.communicate(timeout=120)
-    assert result.returncode == 0, err
-    assert "warehouse not in this backup: the warehouse is on the Spark cluster" in err
-    manifest = json.loads((backup / "manifest.json").read_text())
-    assert manifest["warehouse"].startswith("not in this backup")
-    paths = {f["path"] for f in manifest["files"]}
-    assert not any(path.startswith("warehouse/") for path in paths)
-    assert "settings/pii_salt" in paths
-
-    restored = tmp_path / "restored"
-    result = cli(restored, "restore", str(backup), **spark)
-    _, err = result.communicate(timeout=120)
-    assert result.returncode == 0, err
-    assert "note: warehouse not in this backup" in err
-    assert run_ids(home_settings(restored)) == run_ids(home_settings(home))
-    assert not home_settings(restored).warehouse.exists()
 
 
 def test_the_daily_backup_is_off_by_default_and_keeps_the_last_n(pristine, tmp_path, monkeypatch):

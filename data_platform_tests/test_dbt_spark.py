@@ -49,6 +49,10 @@ from data_platform.ingestion.files import ingest_file_partitions
 from data_platform.ingestion.spark_database import extract_incremental_on_spark
 from data_platform.ingestion.spark_files import ingest_file_partitions_on_spark
 from data_platform.ingestion.tables import SOURCE_DB_TABLES
+from data_platform.operations.backup import take_backup
+from data_platform.operations.backup_store import BackupError, BackupStore
+from data_platform.operations.restore import restore
+from data_platform.operations.spark_snapshot import CATALOG, SPARK_WAREHOUSE, platform_relations
 from data_platform.operations.warehouse_metrics import DuckDBDayCounts, SparkDayCounts
 from data_platform.resources.build import build_resources
 from data_platform.resources.landing import LandingZone
@@ -682,3 +686,68 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     assert letters[(f"events/dt={day}/latin1.jsonl", 2)] == NOT_UTF8
     assert "gzip" in letters[(f"events/dt={day}/cut.jsonl.gz", None)]
     assert spark.sql(f"SELECT count(*) FROM raw.events WHERE dt = '{other_day}'").first()[0] == 2
+
+
+def relation_rows(spark) -> dict[str, Counter]:
+    """Every platform table and view of the cluster, its rows as a multiset (refreshed first:
+    this session caches a table's files, which a restore through another session replaced)."""
+    for name, _ in platform_relations(spark):
+        spark.catalog.refreshTable(name)
+    return {
+        name: Counter(tuple(row) for row in spark.table(name).collect())
+        for name, _ in platform_relations(spark)
+    }
+
+
+def test_backup_and_restore_of_the_spark_warehouse(spark, spark_remote, tmp_path):
+    """engine=spark: `backup` exports every table and view of the cluster beside the instance;
+    `restore` into a cluster that lost them (refused without --force, since it still holds
+    others) brings back the same rows, partitions and views; a DuckDB platform is told it
+    cannot take a Spark backup."""
+    spark.sql("CREATE DATABASE IF NOT EXISTS marts")
+    spark.sql("DROP VIEW IF EXISTS marts.backup_probe_view")
+    spark.sql("DROP TABLE IF EXISTS marts.backup_probe")
+    spark.sql(
+        "CREATE TABLE marts.backup_probe (id STRING, amount DECIMAL(18,4), at TIMESTAMP, "
+        "dt DATE) USING parquet PARTITIONED BY (dt)"
+    )
+    spark.sql(
+        "INSERT INTO marts.backup_probe VALUES "
+        "('a', 1.5, TIMESTAMP '2025-06-01 10:00:00', DATE '2025-06-01'), "
+        "('b', NULL, NULL, DATE '2025-06-02'), ('c', -2, TIMESTAMP '2025-06-02 23:59:59.5', "
+        "DATE '2025-06-02')"
+    )
+    spark.sql("CREATE VIEW marts.backup_probe_view AS SELECT id FROM marts.backup_probe")
+
+    def settings(home: Path, engine: str = "spark"):
+        return load_settings(
+            {
+                "DATA_PLATFORM_HOME": str(home),
+                "DATA_PLATFORM_ENGINE": engine,
+                SPARK_REMOTE_VARIABLE: spark_remote,
+            }
+        )
+
+    source = settings(tmp_path / "home")
+    source.dagster_home.mkdir(parents=True)
+    (source.dagster_home / "dagster.yaml").write_text("{}\n")
+
+    before = relation_rows(spark)
+    store = BackupStore(str(tmp_path / "backup"))
+    manifest = take_backup(source, store)
+    assert manifest["warehouse"] == "spark"
+    stored = {f["path"] for f in manifest["files"]}
+    assert CATALOG in stored
+    assert any(p.startswith(f"{SPARK_WAREHOUSE}/marts.backup_probe/") for p in stored)
+
+    spark.sql("DROP TABLE marts.backup_probe")  # its view is left, reading nothing
+    target = settings(tmp_path / "restored")  # an empty home: only the cluster holds state
+    with pytest.raises(BackupError, match="already holds"):
+        restore(target, store)
+    restore(target, store, force=True)
+    assert relation_rows(spark) == before
+    partitions = spark.sql("SHOW PARTITIONS marts.backup_probe").collect()
+    assert [row[0] for row in partitions] == ["dt=2025-06-01", "dt=2025-06-02"]
+
+    with pytest.raises(BackupError, match="DATA_PLATFORM_ENGINE=spark"):
+        restore(settings(tmp_path / "duckdb", engine="duckdb"), store, force=True)

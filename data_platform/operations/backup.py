@@ -21,14 +21,12 @@ from data_platform.operations.snapshot import (
     copy_settings,
     copy_warehouse,
 )
+from data_platform.operations.spark_snapshot import export_spark_warehouse
+from data_platform.resources.warehouse import warehouse_of
 from data_platform.settings import Settings
 
 MANIFEST = "manifest.json"
 FORMAT = 1
-SPARK_WAREHOUSE = (
-    "not in this backup: the warehouse is on the Spark cluster (DATA_PLATFORM_ENGINE=spark); "
-    "back up its warehouse folder and metastore with the cluster's own storage"
-)
 
 
 def versions() -> dict[str, str]:
@@ -46,7 +44,10 @@ def take_backup(settings: Settings, dest: BackupStore, lock_timeout: float = 120
         staging = Path(tmp)
         storage = copy_instance(settings, staging)
         # On Spark the DuckDB file, if any, is not the warehouse in use: not copied.
-        if settings.engine == "duckdb":
+        if settings.engine == "spark":
+            with warehouse_of(settings).spark() as spark:
+                export_spark_warehouse(spark, staging)
+        else:
             copy_warehouse(settings, staging, lock_timeout)
         copy_settings(settings, staging)
         files = [
@@ -64,7 +65,7 @@ def take_backup(settings: Settings, dest: BackupStore, lock_timeout: float = 120
             "format": FORMAT,
             "created_at": datetime.now(UTC).isoformat(),
             "instance_storage": storage,
-            "warehouse": "duckdb" if settings.engine == "duckdb" else SPARK_WAREHOUSE,
+            "warehouse": settings.engine,
             "versions": versions(),
             "files": files,
         }
@@ -87,8 +88,8 @@ def verify_stored(store: BackupStore, manifest: dict) -> None:
 def run_backup(settings: Settings, dest_url: str) -> int:
     manifest = take_backup(settings, BackupStore(dest_url))
     total = sum(f["size"] for f in manifest["files"])
-    if manifest["warehouse"] != "duckdb":
-        print(f"backup {dest_url}: warehouse {manifest['warehouse']}", file=sys.stderr)
+    if manifest["warehouse"] == "spark":
+        print(f"backup {dest_url}: the warehouse exported from the Spark cluster", file=sys.stderr)
     print(
         f"backup {dest_url}: {len(manifest['files'])} files, {total} bytes, verified",
         file=sys.stderr,

@@ -25,7 +25,9 @@ from data_platform.operations.snapshot import (
     WAREHOUSE,
     run_pg_tool,
 )
+from data_platform.operations.spark_snapshot import import_spark_warehouse
 from data_platform.resources.privacy import SALT_FILE
+from data_platform.resources.warehouse import warehouse_of
 from data_platform.settings import Settings
 
 
@@ -74,6 +76,15 @@ def _replace(source: Path, target: Path) -> None:
 
 
 def put_in_place(settings: Settings, staging: Path, manifest: dict, force: bool) -> None:
+    if manifest.get("warehouse") == "spark":
+        # The cluster first, like the database below: the steps that can be refused or fail.
+        if settings.engine != "spark":
+            raise BackupError(
+                "this backup's warehouse is on Spark: restore it with DATA_PLATFORM_ENGINE=spark "
+                "and DATA_PLATFORM_SPARK_REMOTE naming the cluster to restore it into"
+            )
+        with warehouse_of(settings).spark() as spark:
+            import_spark_warehouse(spark, staging, force)
     if manifest["instance_storage"] == "postgres":
         # The database first: it is the step that can be refused or fail (a server down), and
         # it fails whole, before any file of the home is replaced.
@@ -149,10 +160,6 @@ def run_restore(settings: Settings, src_url: str, force: bool) -> int:
             f"note: backed up with {manifest['versions']}, restored with {versions()}",
             file=sys.stderr,
         )
-    if manifest.get("warehouse", "duckdb") != "duckdb":
-        # The cluster's tables are newer than the restored instance: its sensors ask again
-        # for days already loaded, which replaces them exactly, as after a DuckDB restore.
-        print(f"note: warehouse {manifest['warehouse']}", file=sys.stderr)
     print(
         f"restored {src_url} (taken {manifest['created_at']}) into {settings.home}", file=sys.stderr
     )

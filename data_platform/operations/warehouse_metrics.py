@@ -35,7 +35,7 @@ import duckdb
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from data_platform.resources.duckdb_lock import connect_with_lock_wait
-from data_platform.resources.warehouse import Warehouse
+from data_platform.resources.warehouse import Warehouse, warehouse_of
 from data_platform.resources.warehouse_reader import DuckDBReader, WarehouseReader
 from data_platform.settings import Settings
 
@@ -227,10 +227,7 @@ class SparkDayCounts:
 def warehouse_day_counts(settings: Settings) -> WarehouseDayCounts:
     """The day counts of the warehouse of the engine the settings name."""
     if settings.engine == "spark":
-        warehouse = Warehouse(
-            path=str(settings.warehouse), engine="spark", spark_remote=settings.spark_remote
-        )
-        return SparkDayCounts(warehouse)
+        return SparkDayCounts(warehouse_of(settings))
     return DuckDBDayCounts(settings.warehouse)
 
 

@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 
 from data_platform.resources.duckdb_lock import connect_with_lock_wait
-from data_platform.settings import SIZE
+from data_platform.settings import SIZE, Settings
 
 if TYPE_CHECKING:
     from pyspark.sql.connect.session import SparkSession
@@ -104,3 +104,13 @@ class Warehouse(dg.ConfigurableResource):
             yield session
         finally:
             session.stop()  # ends this client's session; the cluster runs on
+
+
+def warehouse_of(settings: Settings) -> Warehouse:
+    """The warehouse the settings name, for the operations commands (backup, metrics)."""
+    return Warehouse(
+        path=str(settings.warehouse),
+        memory_limit=settings.duckdb_memory_limit,
+        engine=settings.engine,
+        spark_remote=settings.spark_remote,
+    )
