@@ -109,7 +109,7 @@ _REPEATED_KEYS = (
 )
 # Each top-level value's JSON text, in the line's order, a repeated key kept: Jackson's text
 # (`texts`, what DuckDB's writer keeps: nested key order, -0.0), but a string's from the VARIANT
-# (`values`), which alone tells the string "5" from the number 5.
+# (`vals`), which alone tells the string "5" from the number 5.
 _VALUE_TEXTS = (
     "zip_with(map_values(texts), map_values(vals), (t, v) -> CASE schema_of_variant(v) "
     "WHEN 'STRING' THEN to_json(v) WHEN 'VOID' THEN 'null' ELSE t END)"
