@@ -100,7 +100,7 @@ def bench_spark_ingestion(root: Path, remote: str) -> None:
 
     bare()
     ours()  # warm-up of both sides: the JVM's first statements
-    bare_s, ours_s = alternate(bare, ours, lambda: None)
+    bare_s, ours_s = alternate(bare, ours)
     ratio = ours_s / bare_s
     report(
         f"Spark: ingest {DAY_EVENTS:,} events, simulated day ({len(files)} files)",
