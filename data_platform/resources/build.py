@@ -11,7 +11,7 @@ from data_platform.resources.dbt_cli import local_dbt
 from data_platform.resources.landing import LandingZone
 from data_platform.resources.privacy import Privacy, local_pii_salt
 from data_platform.resources.source_database import SourceDatabase
-from data_platform.resources.warehouse import Warehouse
+from data_platform.resources.warehouse import warehouse_of
 from data_platform.resources.warehouse_io_manager import (
     SparkWarehouseIOManager,
     WarehouseIOManager,
@@ -25,13 +25,9 @@ def _from_env_if_set(name: str, default: str) -> str | dg.EnvVar:
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
-    warehouse = Warehouse(
-        path=str(settings.warehouse),
-        memory_limit=settings.duckdb_memory_limit,
-        engine=settings.engine,
-        # The URL may carry a token (;token=...).
-        spark_remote=_from_env_if_set(SPARK_REMOTE_VARIABLE, settings.spark_remote or "") or None,
-    )
+    # The URL may carry a token (;token=...).
+    spark_remote = _from_env_if_set(SPARK_REMOTE_VARIABLE, settings.spark_remote or "") or None
+    warehouse = warehouse_of(settings, spark_remote)
     return {
         "warehouse": warehouse,
         # Python assets that return DataFrames store them as tables [schema, table] of the key.

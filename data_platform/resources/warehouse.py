@@ -106,11 +106,13 @@ class Warehouse(dg.ConfigurableResource):
             session.stop()  # ends this client's session; the cluster runs on
 
 
-def warehouse_of(settings: Settings) -> Warehouse:
-    """The warehouse the settings name, for the operations commands (backup, metrics)."""
+def warehouse_of(settings: Settings, spark_remote: str | dg.EnvVar | None = None) -> Warehouse:
+    """The warehouse the settings name. `spark_remote`, when given, stands for the settings'
+    URL: Definitions pass it as a `dg.EnvVar` (it may carry a token), which only Dagster
+    resolves; the operations commands (backup, metrics) take the settings' own."""
     return Warehouse(
         path=str(settings.warehouse),
         memory_limit=settings.duckdb_memory_limit,
         engine=settings.engine,
-        spark_remote=settings.spark_remote,
+        spark_remote=spark_remote or settings.spark_remote,
     )
