@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import defaultdict
@@ -222,6 +223,25 @@ def test_no_personal_data_in_marts_or_analytics(platform):
         )
         leaked = secrets & {v for (v,) in values}
         assert not leaked, f"{schema}.{table}.{column} holds personal data: {sorted(leaked)[:3]}"
+
+
+def test_email_hashes_are_the_salted_hash_of_each_versions_address(platform):
+    """sha256(salt || lower(trim(email))), computed here from raw.users: a hash without the
+    salt could be reversed with a dictionary of addresses."""
+    salt = platform.resources["privacy"].pii_salt
+    emails = {
+        (i, at): e for i, at, e in platform.sql("SELECT id, updated_at, email FROM raw.users")
+    }
+
+    def salted_hash(email: str | None) -> str | None:
+        address = (email or "").strip(" ").lower()
+        return hashlib.sha256((salt + address).encode()).hexdigest() if address else None
+
+    versions = platform.sql("SELECT user_id, valid_from, email_hash FROM marts.dim_customers")
+    assert len(versions) > 80
+    assert {(i, at): h for i, at, h in versions} == {
+        (i, at): salted_hash(emails[i, at]) for i, at, _ in versions
+    }
 
 
 def test_late_events_update_only_their_day(platform, tmp_path):

@@ -278,6 +278,8 @@ def test_uniqueness_of_one_column_in_sql_skips_nulls_as_pandera_does(monkeypatch
     streamed = pandera_gate.validate_window(conn, gate, WHOLE_TABLE, shown=10)
     assert pandera_gate.uniqueness_rules(Model) == [("key: field_uniqueness", ["key"])]
     assert (streamed.rows, streamed.failing_rows) == (whole.rows, whole.failing_rows) == (6, 3)
+    by_rule = {"key: field_uniqueness": 2, "value: greater_than_or_equal_to(0)": 2}
+    assert whole.failing_checks.set_index("rule")["failing_rows"].to_dict() == by_rule
     assert streamed.failing_checks.equals(whole.failing_checks)
 
 

@@ -283,9 +283,13 @@ def test_a_fixed_file_landed_again_replaces_its_dead_letter(settings, resources,
     first = tick(landing_zone_sensor, None, landing=landing)
     assert requested(first) == [("events", str(DAY), str(DAY))]
     materialize_day(resources)
+    # The cut-short file is one dead letter of its own, and none of its lines loaded.
     assert query(
-        settings.warehouse, "SELECT count(*) FROM raw.dead_letter WHERE line_number IS NULL"
-    )
+        settings.warehouse, "SELECT source_file FROM raw.dead_letter WHERE line_number IS NULL"
+    ) == [(bad_key,)]
+    assert query(
+        settings.warehouse, "SELECT count(*) FROM raw.events WHERE _source_file = ?", [bad_key]
+    ) == [(0,)]
     assert tick(landing_zone_sensor, first.cursor, landing=landing).run_requests == []
 
     verdicts |= land(landing, {bad_key: fixed}, tmp_path)  # the complete file, same key
