@@ -627,7 +627,8 @@ def ingest_events_on_duckdb(
 
 def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     """Files that take the ingestion off its common path, on both engines: a CRLF file with a
-    blank line and broken JSON, a name with a space and a percent sign, a line that is not
+    blank line and broken JSON, a name with a space and a percent sign, a name holding glob
+    characters beside the file that glob would match, a line that is not
     UTF-8, a gzip cut short, an empty file, and lines close to the fast paths' spelling (see
     NEAR_SPELLED). Spark must give DuckDB's rows and dead letters, touch no other day, and give
     the same again when the day is re-run."""
@@ -642,6 +643,8 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     folder.mkdir(parents=True)
     (folder / "crlf.jsonl").write_bytes(f"{good[0]}\r\n\r\n{{broken\r\n{good[1]}\r\n".encode())
     (folder / "a name 100%.jsonl").write_text(f"{good[2]}\n")
+    (folder / "g1.jsonl").write_text(f"{good[0]}\n")
+    (folder / "g[1].jsonl").write_text(f"{good[1]}\n{good[2]}\n")
     (folder / "latin1.jsonl").write_bytes(
         good[3].encode() + b"\n" + '{"caf\xe9": 1}'.encode("latin-1")
     )
@@ -662,11 +665,11 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         for table in ("events", "dead_letter"):
             assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
 
-    # Figures from the files written above: 4 good lines load, and 5 near-spelled ones; broken
+    # Figures from the files written above: 7 good lines load, and 5 near-spelled ones; broken
     # JSON (line 3 of crlf.jsonl), the Latin-1 line (line 2), the cut gzip (as a whole), a
     # control character, single quotes, 12.0, 2**63, infinity, epoch and a repeated key
     # (near-spelled.jsonl) are dead letters.
-    assert spark_stats[0].records_read == 22 and spark_stats[0].rows_loaded == 12
+    assert spark_stats[0].records_read == 25 and spark_stats[0].rows_loaded == 15
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()

@@ -219,6 +219,28 @@ def test_file_that_is_not_utf8_dead_letters_only_its_bad_lines(settings, resourc
     assert dead == [(2, "not valid UTF-8 text: re-export the file as UTF-8")]
 
 
+def test_file_names_with_glob_characters_are_read_as_written(settings, resources, tmp_path):
+    """Both engines read `*`, `?` and `[` in a path as a pattern: `a[1].jsonl` would read
+    `a1.jsonl`, and `b?.jsonl` every two-letter `b` file. Each file is read as itself, once."""
+    ids = {"a1": ["one"], "a[1]": ["two", "three"], "b?": ["four"], "bx": ["five"], "c*": ["six"]}
+    for name, event_ids in ids.items():
+        put_lines(
+            resources["landing"],
+            f"events/dt={DAY}/{name}.jsonl",
+            [event(i) for i in event_ids],
+            tmp_path,
+        )
+    assert dg.materialize(FILE_ASSETS, resources=resources, partition_key=DAY.isoformat()).success
+    expected = sorted(
+        (f"events/dt={DAY}/{name}.jsonl", number, event_id)
+        for name, event_ids in ids.items()
+        for number, event_id in enumerate(event_ids, start=1)
+    )
+    loaded = "SELECT _source_file, _line_number, event_id FROM raw.events ORDER BY ALL"
+    assert query(settings.warehouse, loaded) == expected
+    assert query(settings.warehouse, "SELECT count(*) FROM raw.dead_letter") == [(0,)]
+
+
 def land_three_days(landing, tmp_path) -> list[date]:
     days = [date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)]
     for i, day in enumerate(days):

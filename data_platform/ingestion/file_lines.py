@@ -15,6 +15,7 @@ dead-letter whole.
 from __future__ import annotations
 
 import gzip
+import re
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -56,6 +57,12 @@ def unreadable_reason(error: BaseException) -> str:
             "permission denied reading the file: give the platform read access, then re-run the day"
         )
     return f"the file could not be read ({error}): fix or replace it, then re-run the day"
+
+
+def literal_glob(path: str) -> str:
+    """A DuckDB glob matching only `path`: DuckDB reads a path holding `*`, `?` or `[` as a
+    pattern, so `a[1].jsonl` would read `a1.jsonl` instead, and `b?.jsonl` every `b` file."""
+    return re.sub(r"([*?\[])", r"[\1]", path)
 
 
 def sql_string(text: str) -> str:
@@ -103,7 +110,7 @@ class FileLines:
     @property
     def _reader(self) -> str:
         return (
-            f"read_csv({sql_string(str(self.path))}, columns = {{'line': 'VARCHAR'}}, "
+            f"read_csv({sql_string(literal_glob(str(self.path)))}, columns = {{'line': 'VARCHAR'}}, "
             "header = false, delim = '\\0', quote = '', escape = '', auto_detect = false, "
             "strict_mode = false)"
         )

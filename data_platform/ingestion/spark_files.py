@@ -61,6 +61,12 @@ def spark_file_path(path: Path) -> str:
     return "file:" + quote(str(path.absolute()), safe="/!$&'()*+,;=:@~")
 
 
+def hadoop_literal(path: Path) -> str:
+    """A Hadoop glob matching only `path`: Spark reads a path holding `{}[]*?\\` as a pattern,
+    so `a[1].jsonl` would read `a1.jsonl` instead."""
+    return re.sub(r"([{}\[\]*?\\])", r"\\\1", str(path))
+
+
 def _read_failure_reason(path: Path) -> str | None:
     """Why Python cannot read the file either (its dead letter), or None when it can."""
     try:
@@ -110,7 +116,7 @@ def _expose_records(spark: SparkSession, fmt: FileFormat, paths: dict[str, Path]
     for setting in ONE_TASK_PER_FILE:
         spark.conf.set(setting, str(NEVER_SPLIT_BYTES))
     # monotonically_increasing_id() is the task's index << 33 plus the row's place in the task.
-    spark.read.text([str(p) for p in paths.values()]).selectExpr(
+    spark.read.text([hadoop_literal(p) for p in paths.values()]).selectExpr(
         "_metadata.file_path AS file_path",
         "(monotonically_increasing_id() & 8589934591) + 1 AS line_number",
         "value AS line",
