@@ -24,6 +24,8 @@ from data_platform.operations.backup import take_backup
 from data_platform.operations.backup_schedule import DEST_VARIABLE, backup_job, daily_backup
 from data_platform.operations.backup_store import BackupError, BackupStore
 from data_platform.operations.restore import restore
+from data_platform.orchestration.run_health import WORKER_HOST_TAG
+from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.build import build_resources
 from data_platform.services.config import load_services_config
 from data_platform.services.instance import instance_home, write_instance_yaml
@@ -223,6 +225,32 @@ def test_a_damaged_backup_is_refused_and_nothing_is_overwritten(
     assert snapshot_of(other.home) == before
 
 
+def test_a_run_in_progress_at_backup_time_is_restored_failed_and_frees_its_slot(pristine, tmp_path):
+    """The scheduled backup's own run holds the `duckdb` slot while it copies the instance; on
+    another machine nothing could tell that run is dead, and every warehouse step would wait."""
+    source = home_settings(copy_home(pristine, tmp_path / "source"))
+    with dg.DagsterInstance.from_config(str(source.dagster_home)) as instance:
+        running = history.add_run(instance, "backup_job", dg.DagsterRunStatus.NOT_STARTED)
+        history.emit(instance, running, dg.DagsterEventType.RUN_START, time.time())
+        instance.add_run_tags(running.run_id, {WORKER_HOST_TAG: "another-machine"})
+        instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, 1)
+        instance.event_log_storage.claim_concurrency_slot(
+            WAREHOUSE_POOL, running.run_id, "backup_platform"
+        )
+        finished = {r.run_id: r.status for r in instance.get_runs() if r.is_finished}
+    take_backup(source, BackupStore(str(tmp_path / "backup")))
+
+    restored = home_settings(tmp_path / "restored")
+    restore(restored, BackupStore(str(tmp_path / "backup")))
+    with dg.DagsterInstance.from_config(str(restored.dagster_home)) as instance:
+        assert instance.get_run_by_id(running.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert {r.run_id: r.status for r in instance.get_runs() if r.run_id != running.run_id} == (
+            finished
+        )
+        pool = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL)
+        assert (pool.slot_count, pool.claimed_slots) == (1, [])
+
+
 def test_a_home_with_state_is_refused_without_force(pristine):
     result = cli(pristine / "home", "restore", str(pristine / "backup"))
     _, err = result.communicate(timeout=120)
@@ -266,12 +294,17 @@ def test_the_daily_backup_is_off_by_default_and_keeps_the_last_n(pristine, tmp_p
     for name in ("20260101T030000Z", "20260102T030000Z", "20260103T030000Z"):
         shutil.copytree(pristine / "backup", root / name)
     (root / "20260102T030000Z" / "manifest.json").unlink()
+    # Not the schedule's: a backup taken by hand under its own name, and a folder of notes.
+    shutil.copytree(pristine / "backup", root / "before-upgrade")
+    (root / "notes").mkdir()
+    (root / "notes" / "why.txt").write_text("taken before the upgrade")
     monkeypatch.setenv("DATA_PLATFORM_BACKUP_KEEP", "2")
     with dg.instance_for_test() as instance:
         assert backup_job.execute_in_process(instance=instance).success
     kept = sorted(p.name for p in root.iterdir())
-    assert len(kept) == 2 and kept[0] == "20260103T030000Z"
+    assert len(kept) == 4 and kept[0] == "20260103T030000Z"
     assert kept[1] > "2026"  # today's, sealed and verified: it restores
+    assert kept[2:] == ["before-upgrade", "notes"]
     restore(home_settings(tmp_path / "restored"), BackupStore(str(root / kept[1])))
     assert table_rows(tmp_path / "restored" / "warehouse.duckdb") == table_rows(
         pristine / "home" / "warehouse.duckdb"

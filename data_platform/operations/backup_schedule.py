@@ -7,6 +7,7 @@ behind a writing run like any other warehouse step instead of holding the file m
 
 # No `from __future__ import annotations`: Dagster reads the op's context annotation at runtime.
 import os
+import re
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -19,6 +20,9 @@ from data_platform.settings import load_settings
 DEST_VARIABLE = "DATA_PLATFORM_BACKUP_DEST"
 KEEP_VARIABLE = "DATA_PLATFORM_BACKUP_KEEP"
 DEFAULT_KEEP = 7
+# A scheduled backup's name: the UTC time it was taken.
+STAMP = "%Y%m%dT%H%M%SZ"
+SCHEDULED_NAME = re.compile(r"\d{8}T\d{6}Z")
 
 
 def keep_count() -> int:
@@ -29,13 +33,17 @@ def keep_count() -> int:
 
 
 def prune(root: BackupStore, keep: int) -> list[str]:
-    """Delete all but the `keep` newest complete backups under root; returns what was deleted.
+    """Delete all but the `keep` newest complete backups of the schedule under root; returns
+    what was deleted.
 
-    Names are UTC timestamps, so they sort by age. Only sealed backups (with a manifest) count
-    towards `keep`; an unsealed one older than the oldest kept is an interrupted leftover.
+    The schedule's backups are named by their UTC time (STAMP), so they sort by age; anything
+    else under root (a backup taken by hand, a folder of notes) is not the schedule's to count
+    or delete. Only sealed backups (with a manifest) count towards `keep`; an unsealed one older
+    than the oldest kept is an interrupted leftover.
     """
     names = root.names()
-    backups = sorted({n.split("/", 1)[0] for n in names if "/" in n})
+    folders = {n.split("/", 1)[0] for n in names if "/" in n}
+    backups = sorted(f for f in folders if SCHEDULED_NAME.fullmatch(f))
     sealed = [b for b in backups if f"{b}/{MANIFEST}" in names]
     kept = sealed[-keep:]
     doomed = [b for b in backups if b not in kept and (not kept or b < kept[0])]
@@ -47,7 +55,7 @@ def prune(root: BackupStore, keep: int) -> list[str]:
 @dg.op(pool=WAREHOUSE_POOL)
 def backup_platform(context: dg.OpExecutionContext) -> None:
     root = BackupStore(os.environ[DEST_VARIABLE])
-    name = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    name = datetime.now(UTC).strftime(STAMP)
     manifest = take_backup(load_settings(), root.child(name))
     context.log.info(f"backup {root.child(name).url}: {len(manifest['files'])} files, verified")
     for deleted in prune(root, keep_count()):

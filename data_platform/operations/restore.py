@@ -26,6 +26,7 @@ from data_platform.operations.snapshot import (
     run_pg_tool,
 )
 from data_platform.operations.spark_snapshot import import_spark_warehouse
+from data_platform.orchestration.run_health import release_restored_runs
 from data_platform.resources.privacy import SALT_FILE
 from data_platform.resources.warehouse import warehouse_of
 from data_platform.settings import Settings
@@ -89,13 +90,16 @@ def put_in_place(settings: Settings, staging: Path, manifest: dict, force: bool)
         # The database first: it is the step that can be refused or fail (a server down), and
         # it fails whole, before any file of the home is replaced.
         restore_postgres(settings, staging, force)
+    # The instance before the warehouse: stopped in between, the home has the backup's cursors
+    # and a newer warehouse, and files the cursors have not seen are ingested again (a day's
+    # ingestion replaces it). The other order would leave cursors past files never loaded.
+    _replace(staging / INSTANCE, settings.dagster_home)
+    if (staging / SALT).exists():
+        _replace(staging / SALT, settings.home / SALT_FILE)
     if (staging / WAREHOUSE).exists():
         # A stale write-ahead log next to the restored file would be replayed into it.
         settings.warehouse.with_name(settings.warehouse.name + ".wal").unlink(missing_ok=True)
         _replace(staging / WAREHOUSE, settings.warehouse)
-    if (staging / SALT).exists():
-        _replace(staging / SALT, settings.home / SALT_FILE)
-    _replace(staging / INSTANCE, settings.dagster_home)
 
 
 def restore_postgres(settings: Settings, staging: Path, force: bool) -> None:
@@ -150,6 +154,9 @@ def restore(settings: Settings, src: BackupStore, force: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix=".restore-", dir=settings.home) as tmp:
         manifest = fetch_verified(src, Path(tmp))
         put_in_place(settings, Path(tmp), manifest, force)
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        for line in release_restored_runs(instance):
+            print(line, file=sys.stderr)
     return manifest
 
 

@@ -68,6 +68,24 @@ def check_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHe
     return CheckRunHealthResult(WorkerStatus.RUNNING, f"run process {pid} is alive")
 
 
+def _fail(instance: dg.DagsterInstance, run: dg.DagsterRun, reason: str) -> str:
+    message = f"Run {run.run_id} marked failed: {reason}."
+    instance.report_engine_event(message, run)
+    instance.report_run_failed(run)
+    return message
+
+
+def _free_slots_of_finished_runs(instance: dg.DagsterInstance) -> list[str]:
+    done = []
+    for run_id in instance.event_log_storage.get_concurrency_run_ids():
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+            status = run.status.value if run else "deleted"
+            done.append(f"Freed the pool slots and claims of run {run_id} ({status}).")
+    return done
+
+
 def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     """Fail the runs whose process died, free pool slots held by finished runs; say what was done.
 
@@ -78,14 +96,20 @@ def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=_UNFINISHED)):
         health = check_worker(instance, run)
         if health.status == WorkerStatus.FAILED:
-            message = f"Run {run.run_id} marked failed: {health.msg}."
-            instance.report_engine_event(message, run)
-            instance.report_run_failed(run)
-            done.append(message)
-    for run_id in instance.event_log_storage.get_concurrency_run_ids():
-        run = instance.get_run_by_id(run_id)
-        if run is None or run.is_finished:
-            instance.event_log_storage.free_concurrency_slots_for_run(run_id)
-            status = run.status.value if run else "deleted"
-            done.append(f"Freed the pool slots and claims of run {run_id} ({status}).")
-    return done
+            done.append(_fail(instance, run, health.msg))
+    return done + _free_slots_of_finished_runs(instance)
+
+
+def release_restored_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Fail every run a restored instance holds as unfinished, and free its pool slots.
+
+    Those runs were running when the backup was taken (the scheduled backup's own run among
+    them); no restore brings their processes back. On another machine their host tag means
+    `check_worker` would never call them dead, and their `duckdb` slot would block every
+    warehouse step for good.
+    """
+    reason = "it was running when the backup was taken, and a restore does not resume it"
+    unfinished = instance.get_runs(filters=dg.RunsFilter(statuses=_UNFINISHED))
+    return [_fail(instance, run, reason) for run in unfinished] + _free_slots_of_finished_runs(
+        instance
+    )
