@@ -64,6 +64,8 @@ EVENT_LINES = [
     (event("repeated")[:-1] + ', "user_id": 8}', "keys given more than once (user_id)"),
     (event("bad-props", properties=[1]), "properties: expected a JSON object"),
     (event("num-id").replace('"num-id"', "42"), "event_id: expected a string"),
+    ("\t" + event("tab-first"), None),  # JSON's whitespace before the object: a valid line
+    ("\x0b\x0c", None),  # blank, as Python's strip() and Java's \s have it: no record
 ]
 
 PAYMENT_HEADER = "status,amount,payment_id,created_at,currency,order_id,note"
@@ -115,6 +117,7 @@ def test_every_record_lands_where_the_contract_says(landed, resources):
     for event_id, user_id, occurred_at, rescued, line_number in loaded:
         by_id.setdefault(event_id, []).append((user_id, occurred_at, rescued, line_number))
     assert len(by_id["ok-1"]) == 2  # duplicates stay in raw
+    assert [line for *_, line in by_id["tab-first"]] == [len(EVENT_LINES) - 1]
     assert by_id["digits"][0][0] == 123
     assert by_id["offset"][0][1] == datetime(2026, 1, 5, 8, 0)  # normalised to UTC
     assert by_id["naive"][0][1] == datetime(2026, 1, 5, 10, 0)  # no offset means UTC

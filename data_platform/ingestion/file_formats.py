@@ -119,7 +119,7 @@ EVENTS_SQL = f"""
 WITH objects AS (
     SELECT file_index, line_number, line,
         json_valid(line) AS is_json,
-        is_json AND starts_with(ltrim(line), '{{') AS is_object
+        is_json AND {rules.OPENS_AN_OBJECT} AS is_object
     FROM _file_lines
 ),
 fields AS (

@@ -32,7 +32,9 @@ NOT_UTF8 = "not valid UTF-8 text: re-export the file as UTF-8"
 UNREADABLE = (OSError, EOFError, zlib.error)
 
 # A record is a line with something on it: blank lines count in the numbering, not as records.
-NON_BLANK = "regexp_matches(line, '\\S')"
+# Blank as Python's bytes.strip() (the conservation check) and Java's \s (Spark) have it: RE2's
+# \S would count a vertical tab as content.
+NON_BLANK = "regexp_matches(line, '[^ \\t\\n\\v\\f\\r]')"
 
 
 def unreadable_reason(error: BaseException) -> str:

@@ -209,6 +209,11 @@ REPEATED_KEYS = (
 )
 
 
+# True when a JSON line's first character past JSON's whitespace opens an object: ltrim()
+# trims spaces only (a line is split at line breaks, so tab and carriage return are left).
+OPENS_AN_OBJECT = "left(ltrim(translate(line, chr(9) || chr(13), '  ')), 1) = '{'"
+
+
 def not_an_object(line_kind: str) -> str:
     """SQL of the reason for a line that is JSON but no object; `line_kind` is its kind."""
     return f"'not a JSON object (got ' || {line_kind} || '): each line must be one JSON object'"

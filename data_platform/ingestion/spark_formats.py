@@ -128,7 +128,7 @@ WITH parsed AS (
 ),
 objects AS (
     SELECT *, doc IS NOT NULL AS is_json,
-        doc IS NOT NULL AND startswith(ltrim(line), '{{') AS is_object
+        doc IS NOT NULL AND {rules.OPENS_AN_OBJECT} AS is_object
     FROM parsed
 ),
 fragments AS (
