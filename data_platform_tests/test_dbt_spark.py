@@ -618,13 +618,23 @@ NEAR_SPELLED = [
 ]
 
 
-def ingest_events_on_duckdb(
-    warehouse: Path, landing: LandingZone, day: date, loaded_at: datetime
+ODD_PAYMENTS = [
+    "payment_id,order_id,amount,currency,status,created_at,note",
+    'p1,1,12.50,EUR,succeeded,2025-06-01T10:00:00Z,"late, ""really"""',
+    "p2,2,3.00,EUR,failed,2025-06-01T11:00:00Z,",
+    '"p3"x,3,1.00,EUR,failed,2025-06-01T11:00:00Z,',  # text after a closing quote
+    'p4,4,"125,EUR,failed,2025-06-01T11:00:00Z,',  # a quote never closed
+    ",5,1.00,EUR,failed,2025-06-01T11:00:00Z,",  # the first field empty: payment_id missing
+]
+
+
+def ingest_on_duckdb(
+    warehouse: Path, landing: LandingZone, day: date, loaded_at: datetime, fmt=EVENT_FILES
 ) -> list:
-    """The events of `day` ingested into a DuckDB file of their own, for Spark's to match."""
+    """The files of `day` ingested into a DuckDB file of their own, for Spark's to match."""
     with duckdb.connect(str(warehouse)) as conn:
         conn.execute("SET TimeZone = 'UTC'")
-        return ingest_file_partitions(conn, landing, EVENT_FILES, [day], loaded_at)
+        return ingest_file_partitions(conn, landing, fmt, [day], loaded_at)
 
 
 def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
@@ -660,7 +670,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     ingest_file_partitions_on_spark(spark, landing, EVENT_FILES, [other_day], loaded_at)
 
     warehouse = tmp_path / "warehouse.duckdb"
-    duckdb_stats = ingest_events_on_duckdb(warehouse, landing, day, loaded_at)
+    duckdb_stats = ingest_on_duckdb(warehouse, landing, day, loaded_at)
     for _ in range(2):  # the second run re-runs the day: same rows, nothing doubled
         spark_stats = ingest_file_partitions_on_spark(spark, landing, EVENT_FILES, [day], loaded_at)
         assert spark_stats == duckdb_stats
@@ -691,6 +701,17 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     assert letters[(f"events/dt={day}/latin1.jsonl", 2)] == NOT_UTF8
     assert "gzip" in letters[(f"events/dt={day}/cut.jsonl.gz", None)]
     assert spark.sql(f"SELECT count(*) FROM raw.events WHERE dt = '{other_day}'").first()[0] == 2
+
+    # CSV quoting a reader could guess at is refused alike; an empty first field is a field.
+    landing.write_bytes(f"payments/dt={day}/odd.csv", "\n".join(ODD_PAYMENTS).encode())
+    duckdb_payments = ingest_on_duckdb(warehouse, landing, day, loaded_at, PAYMENT_FILES)
+    spark_payments = ingest_file_partitions_on_spark(
+        spark, landing, PAYMENT_FILES, [day], loaded_at
+    )
+    assert spark_payments == duckdb_payments
+    assert (spark_payments[0].records_read, spark_payments[0].rows_loaded) == (5, 2)
+    for table in ("payments", "dead_letter"):
+        assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
 
 
 def relation_rows(spark) -> dict[str, Counter]:

@@ -81,6 +81,10 @@ PAYMENT_LINES = [
     ("failed,,p6,2026-01-05T10:00:00Z,EUR,6,", "amount: required, empty"),
     ("failed,1.00,p7,yesterday,EUR,7,", "created_at: expected an ISO-8601 timestamp"),
     ("failed,1.00,p8", "row has 3 fields"),
+    # Quoting a reader could guess at: refused, not loaded as a guess ('"p9"x' as p9, '"125' as 12)
+    ('failed,1.00,"p9"x,2026-01-05T10:00:00Z,EUR,9,', "malformed CSV quoting"),
+    ('failed,"125,p10,2026-01-05T10:00:00Z,EUR,10,', "malformed CSV quoting"),
+    (",1.00,p11,2026-01-05T10:00:00Z,EUR,11,", "status: required, empty"),  # first field empty
 ]
 
 

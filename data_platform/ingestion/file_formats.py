@@ -178,8 +178,11 @@ FROM typed
 WHERE spelled_back AND {rules.passes(_EVENT_CHECKS)}
 """
 
-# One CSV field: quoted (with "" escapes) or bare; the leading (^|,) makes empty fields match.
-CSV_FIELD = r"""(?:^|,)("(?:[^"]|"")*"|[^,]*)"""
+# One CSV field, quoted (with "" escapes) or bare, matched in `',' || line` (FIELDED_LINE): each
+# field then starts with its comma, so no match is empty (after an empty match at the start,
+# the regex engines skipped a field: ',a' read as one). A bare field holds no quote: a line its
+# fields do not spell back whole (`"p2"x`, an unclosed quote) has malformed quoting.
+CSV_FIELD = r""",("(?:[^"]|"")*"|[^,"]*)"""
 
 _PAYMENT_RESCUED = """CASE WHEN len(extra_positions) > 0 THEN to_json(map_from_entries(
         list_transform(extra_positions, lambda i: {'k': header[i], 'v': cells[i]})
@@ -188,7 +191,7 @@ _PAYMENT_RESCUED = """CASE WHEN len(extra_positions) > 0 THEN to_json(map_from_e
 PAYMENTS_SQL = f"""
 WITH header AS (
     SELECT file_index, list_transform(
-        regexp_extract_all(line, '{CSV_FIELD}', 1),
+        regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 1),
         lambda h: lower(trim(replace(trim(h, '"'), '""', '"')))
     ) AS header
     FROM _file_header
@@ -196,9 +199,11 @@ WITH header AS (
 split AS (
     SELECT file_index, line_number, line, header,
         list_transform(
-            regexp_extract_all(line, '{CSV_FIELD}', 1),
+            regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 1),
             lambda c: CASE WHEN starts_with(c, '"') THEN replace(c[2:-2], '""', '"') ELSE c END
-        ) AS cells
+        ) AS cells,
+        array_to_string(regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 0), '')
+            = {rules.FIELDED_LINE} AS well_quoted
     FROM _file_lines JOIN header USING (file_index)
 ),
 extras AS (

@@ -302,13 +302,23 @@ def field_count_reason(cells: str, header: str) -> str:
     )
 
 
+# A CSV line with a comma in front: what `CSV_FIELD` is matched in (see file_formats).
+FIELDED_LINE = "concat(',', line)"
+MALFORMED_QUOTING = (
+    "'malformed CSV quoting: quote a field holding a comma or a quote, double each quote "
+    "inside it, and close every quote'"
+)
+
+
 def payment_result(d: Dialect, cells: str, header: str, rescued: str) -> str:
-    """A payment row's result columns; `cells` and `header` are their field counts."""
+    """A payment row's result columns; `cells` and `header` are their field counts, and
+    `well_quoted` (a column) whether the row's fields spell it back whole."""
     checks = payment_checks(d)
     return record_result(
-        f"WHEN {cells} <> {header} THEN {field_count_reason(cells, header)}\n"
+        f"WHEN NOT well_quoted THEN {MALFORMED_QUOTING}\n"
+        f"        WHEN {cells} <> {header} THEN {field_count_reason(cells, header)}\n"
         f"        ELSE {problems(checks)}",
-        f"{cells} = {header} AND {passes(checks)}",
+        f"well_quoted AND {cells} = {header} AND {passes(checks)}",
         payment_values(d),
         rescued,
     )

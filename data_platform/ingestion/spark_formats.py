@@ -163,7 +163,7 @@ _PAYMENT_RESCUED = """CASE WHEN size(extra_positions) > 0 THEN to_json(map_from_
 PAYMENTS_SQL = f"""
 WITH header AS (
     SELECT file_index, transform(
-        regexp_extract_all(line, '{CSV_FIELD}', 1),
+        regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 1),
         h -> lower(trim(replace(trim(BOTH '"' FROM h), '""', '"')))
     ) AS header
     FROM _file_header
@@ -171,10 +171,12 @@ WITH header AS (
 split AS (
     SELECT l.file_index, l.line_number, l.line, h.header,
         transform(
-            regexp_extract_all(l.line, '{CSV_FIELD}', 1),
+            regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 1),
             c -> CASE WHEN startswith(c, '"')
                 THEN replace(substring(c, 2, length(c) - 2), '""', '"') ELSE c END
-        ) AS cells
+        ) AS cells,
+        array_join(regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 0), '')
+            = {rules.FIELDED_LINE} AS well_quoted
     FROM {{lines}} l JOIN header h ON l.file_index = h.file_index
 ),
 extras AS (
