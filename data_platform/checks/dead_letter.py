@@ -3,7 +3,9 @@
 
 A file that could not be read at all is one dead letter (line_number NULL), so it weighs one
 record in the ratio, however many it held. It always WARNs, naming the file and the reason: a
-person must land it again. It never ERRORs on its own: the day's other files are good data.
+person must land it again. Like any dead letter it also counts in the ratio: on a thin day,
+enough unreadable files ERROR too (10 of them beside 40 good records is 20%), as the day's marts
+would then miss most of what was sent.
 """
 
 from typing import TYPE_CHECKING

@@ -18,7 +18,6 @@ from data_platform.assets.dbt_project import DBT_PROJECT_DIR
 @dataclass(frozen=True)
 class Vocabulary:
     event_types: tuple[str, ...]
-    order_statuses: tuple[str, ...]
     payment_statuses: tuple[str, ...]
     payment_amount_min: float
     payment_amount_max: float
@@ -29,7 +28,6 @@ def vocabulary() -> Vocabulary:
     variables = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
     return Vocabulary(
         event_types=tuple(variables["known_event_types"]),
-        order_statuses=tuple(variables["known_order_statuses"]),
         payment_statuses=tuple(variables["known_payment_statuses"]),
         payment_amount_min=float(variables["payment_amount_min"]),
         payment_amount_max=float(variables["payment_amount_max"]),

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from data_platform.ingestion.file_lines import sql_string
 from data_platform.ingestion.source_schema import (
     SourceColumns,
-    literal,
     quoted,
     reflect,
     require_castable,
@@ -97,7 +97,7 @@ def _append_new_versions(
     types = {c.name: c.type for c in table.columns}
     names = columns.contract
     select = ", ".join(f"CAST(b.{quoted(n)} AS {types[n]})" for n in names)
-    pairs = ", ".join(f"{literal(n)}, b.{quoted(n)}" for n in columns.extra)
+    pairs = ", ".join(f"{sql_string(n)}, b.{quoted(n)}" for n in columns.extra)
     rescued = f"json_object({pairs})" if columns.extra else "NULL"
     target = ", ".join(quoted(n) for n in [*names, "_extracted_at", "_rescued"])
     before = conn.execute(f"SELECT count(*) FROM {table.qualified_name}").fetchone()[0]

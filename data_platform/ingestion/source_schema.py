@@ -14,6 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from data_platform.ingestion.file_lines import sql_string
 from data_platform.ingestion.tables import Column, RawTable
 
 if TYPE_CHECKING:
@@ -49,10 +50,6 @@ def contract_columns(table: RawTable) -> list[str]:
 def quoted(name: str) -> str:
     """A SQL identifier, whatever characters the source's column name has."""
     return '"' + name.replace('"', '""') + '"'
-
-
-def literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _declared_type(column: sa.Column) -> type | None:
@@ -108,7 +105,7 @@ def require_castable(
     """
     columns = {c.name: c for c in table.columns}
     probes = " UNION ALL ".join(
-        f"(SELECT {literal(n)}, CAST(id AS STRING), CAST({quote(n)} AS STRING) FROM _source_batch "
+        f"(SELECT {sql_string(n)}, CAST(id AS STRING), CAST({quote(n)} AS STRING) FROM _source_batch "
         f"WHERE {quote(n)} IS NOT NULL AND TRY_CAST({quote(n)} AS {sql_type(columns[n])}) IS NULL "
         "LIMIT 1)"
         for n in names
