@@ -80,9 +80,12 @@ $(MANIFEST): $(STAMP) $(DBT_SOURCES)
 # The Prometheus exporter (`data-platform metrics`) runs beside dagster dev and stops with it;
 # so does the event-stream sink (`data-platform consume`, log in $DATA_PLATFORM_HOME/consume.log)
 # when DATA_PLATFORM_KAFKA_BOOTSTRAP is set. Its SIGTERM flushes and commits before it exits.
+# A shell pointed at the services (`services-env`) keeps the instance `services-up` wrote
+# (PostgreSQL): the embedded dagster.yaml copied over it would hide its runs and cursors.
 run: install
 	mkdir -p "$(DAGSTER_HOME)"
-	cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	grep -qsF 'by `make services-up`' "$(DAGSTER_HOME)/dagster.yaml" || \
+		cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
 	$(BIN)/data-platform simulate --if-empty
 	$(BIN)/data-platform metrics & metrics=$$!; consume=; \
 		if [ -n "$$DATA_PLATFORM_KAFKA_BOOTSTRAP" ]; then \

@@ -24,9 +24,11 @@ import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 from dagster._core.storage.tags import MAX_RETRIES_TAG
 
+from data_platform.orchestration.instance import platform_instance
 from data_platform.orchestration.pool_wait import report_waits
 from data_platform.orchestration.run_health import WORKER_HOST_TAG, release_dead_runs, this_host
 from data_platform.partitions import DAILY_PARTITIONS, RANGE_END_TAG, RANGE_START_TAG
+from data_platform.settings import load_settings
 
 # Finds this invocation's run, whose id Dagster picks, to report what it waits for.
 INVOCATION_TAG = "data_platform/invocation"
@@ -54,9 +56,14 @@ def range_tags(keys: list[str]) -> dict[str, str]:
 
 
 def summarize(result: dg.ExecutionResult) -> tuple[Counter, list[str]]:
-    """Materializations per asset key, and one line per failed step."""
+    """Partitions materialized per asset key, and one line per failed step. A partition
+    counts once: raw/dead_letter's day is reported by each file source that writes to it."""
     materialized = Counter(
-        e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
+        key
+        for key, _ in {
+            (e.asset_key.to_user_string(), e.partition)
+            for e in result.get_asset_materialization_events()
+        }
     )
     failures = [
         f"{e.step_key}: {e.step_failure_data.error.message.strip() if e.step_failure_data.error else 'failed'}"
@@ -108,7 +115,7 @@ def materialize_range(
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     stop, timed_out = threading.Event(), threading.Event()
     began = time.monotonic()
-    with dg.DagsterInstance.get() as instance:
+    with platform_instance(load_settings()) as instance:
         for line in release_dead_runs(instance):
             print(line, file=sys.stderr)
         print(

@@ -1,4 +1,5 @@
-"""`data-platform materialize`, as a person runs it: a subprocess on a DAGSTER_HOME of its own."""
+"""`data-platform materialize`, as a person runs it: a subprocess on a home of its own, with
+DAGSTER_HOME unset (the instance is then the home's `dagster_home`, as `make run` has it)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import dagster as dg
 import sqlalchemy as sa
 
+from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
 from data_platform.simulator import SimulationConfig, simulate
+from data_platform_tests.helpers import query
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("data-platform"))
@@ -18,11 +22,13 @@ DAY = date(2026, 1, 5)
 
 
 def run_cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    (home / "dagster_home").mkdir(parents=True, exist_ok=True)
     environ = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DATA_PLATFORM_")},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("DATA_PLATFORM_") and k != "DAGSTER_HOME"
+        },
         "DATA_PLATFORM_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster_home"),
         **env,
     }
     return subprocess.run(
@@ -39,9 +45,20 @@ def test_materialize_a_selection_for_a_day_then_a_failure_exits_non_zero(setting
     args = ("materialize", "--start", str(DAY), "--end", str(DAY), "--select", "group:raw")
     ok = run_cli(settings.home, *args)
     assert ok.returncode == 0, ok.stderr[-2000:]
-    assert "materialized raw/events" in ok.stdout and ok.stdout.strip().endswith("success")
+    # Exactly the raw group, each for its one day (no "N partition(s)"), and nothing else.
+    raw_assets = [*RAW_FILE_ASSETS, *RAW_SOURCE_TABLE_ASSETS, DEAD_LETTER_SPEC]
+    raw = {"/".join(a.key.path) for a in raw_assets}
+    lines = [line.strip() for line in ok.stdout.splitlines() if "materialized" in line]
+    assert sorted(lines) == sorted(f"materialized {key}" for key in raw)
+    assert ok.stdout.strip().endswith("success")
     assert "1 days" in ok.stderr  # progress: what it is about to do
-    assert settings.warehouse.exists()
+    assert query(settings.warehouse, "SELECT DISTINCT dt FROM raw.events") == [(DAY,)]
+    schemas = query(
+        settings.warehouse, "SELECT DISTINCT table_schema FROM information_schema.tables"
+    )
+    assert {s for (s,) in schemas} == {"raw"}
+    with dg.DagsterInstance.from_config(str(settings.home / "dagster_home")) as instance:
+        assert len(instance.get_runs()) == 1  # recorded in the home's instance
 
     engine = sa.create_engine(settings.source_db_url)
     with engine.begin() as conn:

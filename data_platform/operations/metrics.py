@@ -32,6 +32,7 @@ from data_platform.operations.warehouse_metrics import (
     collect_warehouse,
     warehouse_day_counts,
 )
+from data_platform.orchestration.instance import platform_instance
 from data_platform.settings import load_settings
 from data_platform.stream.lag_metrics import collect_kafka_lag
 
@@ -80,7 +81,7 @@ def serve(port: int | None = None) -> int:
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
-    with dg.DagsterInstance.get() as instance:
+    with platform_instance(settings) as instance:
         collector = PlatformCollector(
             instance,
             warehouse_day_counts(settings),
