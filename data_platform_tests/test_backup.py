@@ -155,6 +155,23 @@ def materialize_day(settings: Settings, instance: dg.DagsterInstance, day: date)
     assert dg.materialize(RAW_SOURCE_TABLE_ASSETS, resources=resources, instance=instance).success
 
 
+def test_a_writer_holding_the_warehouse_past_the_wait_is_one_line(pristine, tmp_path):
+    source = home_settings(copy_home(pristine, tmp_path / "a"))
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(source.warehouse)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert writer.stdout.readline() == b"inserted\n"
+        with pytest.raises(BackupError, match="stayed locked by a writer for 1 s"):
+            take_backup(source, BackupStore(str(tmp_path / "backup")), lock_timeout=1)
+    finally:
+        writer.stdin.close()
+        assert writer.wait(timeout=30) == 0
+    assert not (tmp_path / "backup" / "manifest.json").exists()
+
+
 def test_restore_then_continue_matches_a_platform_that_never_stopped(tmp_path):
     sources = {
         "DATA_PLATFORM_LANDING": str(tmp_path / "landing"),

@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import sqlalchemy as sa
 
 from data_platform.operations.backup_store import BackupError
@@ -137,7 +138,14 @@ def copy_warehouse(settings: Settings, staging: Path, timeout: float) -> None:
     """
     if not settings.warehouse.exists():
         return
-    conn = connect_with_lock_wait(str(settings.warehouse), timeout=timeout)
+    try:
+        conn = connect_with_lock_wait(str(settings.warehouse), timeout=timeout)
+    except duckdb.IOException as error:
+        raise BackupError(
+            f"the warehouse stayed locked by a writer for {timeout:.0f} s ({error}): take the "
+            "backup once that run is done, or from the daily_backup schedule, which queues "
+            "behind writing runs"
+        ) from error
     try:
         conn.execute("CHECKPOINT")
         target = staging / WAREHOUSE
