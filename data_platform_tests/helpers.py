@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import duckdb
 
 from data_platform.partitions import RANGE_TAGS
 from data_platform.resources.landing import LandingZone
+from data_platform_tests.landed_records import contract_event
 
 
 def run_services(
@@ -71,23 +71,7 @@ def count_records(path: Path, header_lines: int = 0) -> int:
 
 def is_contract_event(line: str) -> bool:
     """An independent reading of DESIGN.md's required rules for one event line."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return False
-    if not isinstance(record, dict):
-        return False
-    for field in ("event_id", "event_type", "occurred_at"):
-        if not isinstance(record.get(field), str):
-            return False
-    user_id = record.get("user_id")
-    if isinstance(user_id, bool) or not (
-        isinstance(user_id, int) or (isinstance(user_id, str) and user_id.isdigit())
-    ):
-        return False
-    if record.get("session_id") is not None and not isinstance(record["session_id"], str):
-        return False
-    return record.get("properties") is None or isinstance(record["properties"], dict)
+    return contract_event(line) is not None
 
 
 def query(warehouse_path: Path, sql: str, params: list | None = None) -> list[tuple]:

@@ -62,13 +62,18 @@ def _records(path: Path, header: bool) -> tuple[str | None, list[str]]:
     return first, [line for line in lines if line.strip()]
 
 
-def _event(line: str) -> dict | None:
+def contract_event(line: str) -> dict | None:
+    """An event line read by the contract's rules, independently of the platform's SQL: its
+    typed fields, or None when a required rule refuses it."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError:
         return None
     if not isinstance(record, dict):
         return None
+    keys = [key for key, _ in json.loads(line, object_pairs_hook=lambda pairs: pairs)]
+    if len(keys) != len(set(keys)):
+        return None  # a key given twice: refused, never guessed
     if not all(isinstance(record.get(f), str) for f in ("event_id", "event_type", "occurred_at")):
         return None
     user = record.get("user_id")
@@ -123,7 +128,7 @@ def read_landed(landing_root: Path, source: str) -> Landed:
         records[dt] += len(lines)
         columns = next(csv.reader([header])) if header else []
         for line in lines:
-            record = _event(line) if source == "events" else _payment(line, columns)
+            record = contract_event(line) if source == "events" else _payment(line, columns)
             if record is not None:
                 rows.append({"dt": dt, **record})
     return Landed(pd.DataFrame(rows), records)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from data_platform.checks.vocabulary import vocabulary
 from data_platform.resources.landing import LandingZone
 from data_platform.simulator import (
     EVENT_DEFECTS,
@@ -166,7 +167,7 @@ def classify_payment(line: str, header: list[str], orders: set[int], seen: set[s
     if line in seen:
         return "duplicate"
     seen.add(line)
-    if amount < 0 or amount > 1_000_000:
+    if amount < vocabulary().payment_amount_min or amount > vocabulary().payment_amount_max:
         return "out_of_range_amount"
     if order_id not in orders:
         return "orphan_order_id"
