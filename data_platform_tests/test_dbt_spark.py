@@ -644,8 +644,8 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     UTF-8, a gzip cut short, an empty file, and lines close to the fast paths' spelling (see
     NEAR_SPELLED). Spark must give DuckDB's rows and dead letters, touch no other day, and give
     the same again when the day is re-run."""
-    # Its own raw tables: the test above leaves raw.events replaced by a parquet copy.
-    for table in ("events", "dead_letter"):
+    # Its own raw tables: the tests above leave raw.events and raw.payments replaced by copies.
+    for table in ("events", "payments", "dead_letter"):
         spark.sql(f"DROP TABLE IF EXISTS raw.{table}")
     day = date(2025, 6, 1)
     landing = LandingZone(url=str(tmp_path / "landing"))
@@ -702,14 +702,17 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     assert "gzip" in letters[(f"events/dt={day}/cut.jsonl.gz", None)]
     assert spark.sql(f"SELECT count(*) FROM raw.events WHERE dt = '{other_day}'").first()[0] == 2
 
-    # CSV quoting a reader could guess at is refused alike; an empty first field is a field.
+    # CSV quoting a reader could guess at, and a column named twice, are refused alike; an
+    # empty first field is a field.
     landing.write_bytes(f"payments/dt={day}/odd.csv", "\n".join(ODD_PAYMENTS).encode())
+    twice = [ODD_PAYMENTS[0] + ",Note", ODD_PAYMENTS[2] + ",x"]  # a column named twice
+    landing.write_bytes(f"payments/dt={day}/twice.csv", "\n".join(twice).encode())
     duckdb_payments = ingest_on_duckdb(warehouse, landing, day, loaded_at, PAYMENT_FILES)
     spark_payments = ingest_file_partitions_on_spark(
         spark, landing, PAYMENT_FILES, [day], loaded_at
     )
     assert spark_payments == duckdb_payments
-    assert (spark_payments[0].records_read, spark_payments[0].rows_loaded) == (5, 2)
+    assert (spark_payments[0].records_read, spark_payments[0].rows_loaded) == (6, 2)
     for table in ("payments", "dead_letter"):
         assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
 

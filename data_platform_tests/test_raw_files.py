@@ -248,6 +248,28 @@ def test_file_names_with_glob_characters_are_read_as_written(settings, resources
     assert query(settings.warehouse, "SELECT count(*) FROM raw.dead_letter") == [(0,)]
 
 
+def test_a_header_naming_a_column_twice_refuses_its_rows(settings, resources, tmp_path):
+    """Which of two `note` (or `amount`) values is meant cannot be told: each row of such a file
+    is a dead letter saying so (an extra column given twice failed the whole day; a contract
+    column given twice loaded the first value and dropped the second)."""
+    landing, fields = resources["landing"], "payment_id,order_id,amount,currency,status,created_at"
+    row = "2026-01-05T10:00:00Z"
+    put_lines(landing, f"payments/dt={DAY}/note.csv", [f"{fields},note,note", f"p1,1,1.00,EUR,succeeded,{row},a,b"], tmp_path)  # fmt: skip
+    put_lines(landing, f"payments/dt={DAY}/amount.csv", [f"{fields},Amount", f"p2,2,1.00,EUR,succeeded,{row},99.00"], tmp_path)  # fmt: skip
+    put_lines(landing, f"payments/dt={DAY}/fine.csv", [fields, f"p3,3,1.00,EUR,succeeded,{row}"], tmp_path)  # fmt: skip
+    assert dg.materialize(FILE_ASSETS, resources=resources, partition_key=DAY.isoformat()).success
+    assert query(settings.warehouse, "SELECT payment_id FROM raw.payments") == [("p3",)]
+    dead = query(
+        settings.warehouse, "SELECT source_file, line_number, error FROM raw.dead_letter ORDER BY 1"
+    )
+    assert [(key.rsplit("/", 1)[1], line) for key, line, _ in dead] == [
+        ("amount.csv", 2),
+        ("note.csv", 2),
+    ]
+    assert dead[0][2].startswith("the header names amount more than once")
+    assert dead[1][2].startswith("the header names note more than once")
+
+
 def land_three_days(landing, tmp_path) -> list[date]:
     days = [date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)]
     for i, day in enumerate(days):

@@ -109,10 +109,15 @@ _EVENT_FRAGMENTS = ",\n        ".join(
 _EVENT_TIMESTAMPS = f"{DUCKDB.try_utc_timestamp('s_occurred_at')} AS ts_occurred_at"
 _EVENT_VALUES = rules.event_values(DUCKDB)
 
-_REPEATED_KEYS = (
-    "nullif(array_to_string(list_sort(list_distinct(list_filter("
-    "keys, lambda k: len(list_filter(keys, lambda j: j = k)) > 1))), ', '), '')"
-)
+
+def _repeated(names: str) -> str:
+    """The names a list holds more than once, sorted and ', '-joined; NULL when none."""
+    return (
+        "nullif(array_to_string(list_sort(list_distinct(list_filter("
+        f"{names}, lambda k: len(list_filter({names}, lambda j: j = k)) > 1))), ', '), '')"
+    )
+
+
 _EVENT_RESCUED = f"CASE WHEN len(extra_keys) > 0 THEN json_merge_patch(line, '{_EVENT_NULLS}') END"
 
 EVENTS_SQL = f"""
@@ -131,7 +136,7 @@ fields AS (
 fragments AS (
     SELECT file_index, line_number, line, is_json, is_object,
         list_filter(keys, lambda k: k NOT IN ({_sql_list(EVENT_FIELD_NAMES)})) AS extra_keys,
-        {_REPEATED_KEYS} AS repeated_keys,
+        {_repeated("keys")} AS repeated_keys,
         {_EVENT_FRAGMENTS}
     FROM fields
 ),
@@ -184,7 +189,8 @@ WHERE spelled_back AND {rules.passes(_EVENT_CHECKS)}
 # fields do not spell back whole (`"p2"x`, an unclosed quote) has malformed quoting.
 CSV_FIELD = r""",("(?:[^"]|"")*"|[^,"]*)"""
 
-_PAYMENT_RESCUED = """CASE WHEN len(extra_positions) > 0 THEN to_json(map_from_entries(
+_PAYMENT_RESCUED = """CASE WHEN repeated_columns IS NULL AND len(extra_positions) > 0
+    THEN to_json(map_from_entries(
         list_transform(extra_positions, lambda i: {'k': header[i], 'v': cells[i]})
     )) END"""
 
@@ -196,15 +202,18 @@ WITH header AS (
     ) AS header
     FROM _file_header
 ),
+header_columns AS (
+    SELECT *, {_repeated("header")} AS repeated_columns FROM header
+),
 split AS (
-    SELECT file_index, line_number, line, header,
+    SELECT file_index, line_number, line, header, repeated_columns,
         list_transform(
             regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 1),
             lambda c: CASE WHEN starts_with(c, '"') THEN replace(c[2:-2], '""', '"') ELSE c END
         ) AS cells,
         array_to_string(regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 0), '')
             = {rules.FIELDED_LINE} AS well_quoted
-    FROM _file_lines JOIN header USING (file_index)
+    FROM _file_lines JOIN header_columns USING (file_index)
 ),
 extras AS (
     SELECT *,

@@ -310,15 +310,23 @@ MALFORMED_QUOTING = (
 )
 
 
+REPEATED_COLUMNS = (
+    "'the header names ' || repeated_columns || ' more than once, so which value is meant "
+    "cannot be told: export each column once'"
+)
+
+
 def payment_result(d: Dialect, cells: str, header: str, rescued: str) -> str:
     """A payment row's result columns; `cells` and `header` are their field counts, and
-    `well_quoted` (a column) whether the row's fields spell it back whole."""
+    `well_quoted` and `repeated_columns` (columns) whether the row's fields spell it back
+    whole and which column names its file's header gives twice (NULL when none)."""
     checks = payment_checks(d)
     return record_result(
-        f"WHEN NOT well_quoted THEN {MALFORMED_QUOTING}\n"
+        f"WHEN repeated_columns IS NOT NULL THEN {REPEATED_COLUMNS}\n"
+        f"        WHEN NOT well_quoted THEN {MALFORMED_QUOTING}\n"
         f"        WHEN {cells} <> {header} THEN {field_count_reason(cells, header)}\n"
         f"        ELSE {problems(checks)}",
-        f"well_quoted AND {cells} = {header} AND {passes(checks)}",
+        f"repeated_columns IS NULL AND well_quoted AND {cells} = {header} AND {passes(checks)}",
         payment_values(d),
         rescued,
     )

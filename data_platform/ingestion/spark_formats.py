@@ -103,10 +103,15 @@ def _fragment(field: str) -> str:
 _FRAGMENTS = ",\n        ".join(_fragment(f) for f in EVENT_FIELD_NAMES)
 _KINDS = ",\n        ".join(_field_columns(f) for f in EVENT_FIELD_NAMES)
 
-_REPEATED_KEYS = (
-    "nullif(array_join(array_sort(array_distinct(filter("
-    "keys, k -> size(filter(keys, j -> j = k)) > 1))), ', '), '')"
-)
+
+def _repeated(names: str) -> str:
+    """The names an array holds more than once, sorted and ', '-joined; NULL when none."""
+    return (
+        "nullif(array_join(array_sort(array_distinct(filter("
+        f"{names}, k -> size(filter({names}, j -> j = k)) > 1))), ', '), '')"
+    )
+
+
 # Each top-level value's JSON text, in the line's order, a repeated key kept: Jackson's text
 # (`texts`, what DuckDB's writer keeps: nested key order, -0.0), but a string's from the VARIANT
 # (`vals`), which alone tells the string "5" from the number 5.
@@ -146,7 +151,7 @@ kinds AS (
     FROM fragments
 ),
 checked AS (
-    SELECT *, {_REPEATED_KEYS} AS repeated_keys, {_EXTRAS} AS extras FROM kinds
+    SELECT *, {_repeated("keys")} AS repeated_keys, {_EXTRAS} AS extras FROM kinds
 ),
 typed AS (
     SELECT *, {SPARK.try_utc_timestamp("s_occurred_at")} AS ts_occurred_at FROM checked
@@ -155,7 +160,8 @@ typed AS (
 FROM typed
 """
 
-_PAYMENT_RESCUED = """CASE WHEN size(extra_positions) > 0 THEN to_json(map_from_arrays(
+_PAYMENT_RESCUED = """CASE WHEN repeated_columns IS NULL AND size(extra_positions) > 0
+    THEN to_json(map_from_arrays(
         transform(extra_positions, i -> header[i - 1]),
         transform(extra_positions, i -> try_element_at(cells, i))
     )) END"""
@@ -168,8 +174,11 @@ WITH header AS (
     ) AS header
     FROM _file_header
 ),
+header_columns AS (
+    SELECT *, {_repeated("header")} AS repeated_columns FROM header
+),
 split AS (
-    SELECT l.file_index, l.line_number, l.line, h.header,
+    SELECT l.file_index, l.line_number, l.line, h.header, h.repeated_columns,
         transform(
             regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 1),
             c -> CASE WHEN startswith(c, '"')
@@ -177,7 +186,7 @@ split AS (
         ) AS cells,
         array_join(regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 0), '')
             = {rules.FIELDED_LINE} AS well_quoted
-    FROM {{lines}} l JOIN header h ON l.file_index = h.file_index
+    FROM {{lines}} l JOIN header_columns h ON l.file_index = h.file_index
 ),
 extras AS (
     SELECT *,
