@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from data_platform.services.process import pid_alive, read_pid, spawn, terminate_group
 from data_platform_tests.conftest import services_home
 from data_platform_tests.helpers import free_port, run_services
 
@@ -136,3 +137,25 @@ def test_a_wrong_setting_is_one_line_and_exit_2(env, variable, value):
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert variable in result.stderr
+
+
+def test_a_pid_file_whose_pid_came_round_again_reads_as_exited(tmp_path):
+    """services-down must not signal a stranger's process group, nor up take it for the
+    service: a recorded pid now held by a process younger than the record is not the service."""
+    pid_file = tmp_path / "server.pid"
+    spawn([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "s.log", pid_file, {})
+    try:
+        pid = read_pid(pid_file)
+        assert pid is not None
+        # The same pid, recorded as started an hour before the process now holding it.
+        recorded = float(pid_file.read_text().split()[1])
+        pid_file.write_text(f"{pid} {recorded - 3600}\n")
+        assert read_pid(pid_file) is None
+        terminate_group(pid_file)  # a no-op on a stranger: it must still be running
+        assert pid_alive(pid)
+        pid_file.write_text(f"{pid}\n")  # a server's own pid file: the pid alone
+        assert read_pid(pid_file) == pid
+    finally:
+        pid_file.write_text(f"{pid} {recorded}\n")
+        terminate_group(pid_file)
+    assert not pid_alive(pid)

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
+
 
 class ServiceError(RuntimeError):
     """A service could not be started or stopped; the message is one line naming it and its log."""
@@ -40,13 +42,32 @@ def pid_alive(pid: int) -> bool:
     return status != "Z"
 
 
+# A process started this much later than its pid file says is another process (pid reuse).
+_PID_REUSE_SLACK_SECONDS = 1.0
+
+
 def read_pid(pid_file: Path) -> int | None:
-    """The pid a service recorded, or None when there is no file or its process has exited."""
+    """The pid a service recorded, or None when there is no file or its process has exited.
+
+    `spawn` also records when the process started: a pid now held by a younger process (the
+    service died long ago, the pid came round again) reads as exited, so nothing signals a
+    stranger's process group or takes it for the service. A server's own pid file (PostgreSQL's
+    postmaster.pid) has the pid alone on its first line."""
     try:
-        pid = int(pid_file.read_text().split()[0])
+        first_line = pid_file.read_text().splitlines()[0].split()
+        pid = int(first_line[0])
     except (FileNotFoundError, ValueError, IndexError):
         return None
-    return pid if pid_alive(pid) else None
+    if not pid_alive(pid):
+        return None
+    if len(first_line) > 1:
+        try:
+            started = psutil.Process(pid).create_time()
+        except psutil.NoSuchProcess:
+            return None
+        if abs(started - float(first_line[1])) > _PID_REUSE_SLACK_SECONDS:
+            return None
+    return pid
 
 
 def spawn(command: list[str], log_file: Path, pid_file: Path, env: dict[str, str]) -> None:
@@ -65,7 +86,7 @@ def spawn(command: list[str], log_file: Path, pid_file: Path, env: dict[str, str
             cwd=log_file.parent,
             start_new_session=True,
         )
-    pid_file.write_text(f"{process.pid}\n")
+    pid_file.write_text(f"{process.pid} {psutil.Process(process.pid).create_time()}\n")
 
 
 def group_alive(pgid: int) -> bool:
