@@ -117,14 +117,20 @@ def cli(home: Path, *args: str, **settings: str) -> subprocess.Popen:
     )
 
 
-def test_a_backup_during_a_write_waits_and_holds_the_whole_transaction(pristine, tmp_path):
-    source = home_settings(copy_home(pristine, tmp_path / "a"))
+def start_writer(warehouse: Path) -> subprocess.Popen:
+    """WRITER on `warehouse`, once it holds the lock mid-transaction; close its stdin to commit."""
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(source.warehouse)],
+        [sys.executable, "-c", WRITER, str(warehouse)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
     assert writer.stdout.readline() == b"inserted\n"
+    return writer
+
+
+def test_a_backup_during_a_write_waits_and_holds_the_whole_transaction(pristine, tmp_path):
+    source = home_settings(copy_home(pristine, tmp_path / "a"))
+    writer = start_writer(source.warehouse)
     backup = cli(source.home, "backup", str(tmp_path / "backup"))
     time.sleep(4)  # long enough for the backup to have reached the warehouse
     assert backup.poll() is None, backup.communicate()  # waiting for the writer, not failing
@@ -157,13 +163,8 @@ def materialize_day(settings: Settings, instance: dg.DagsterInstance, day: date)
 
 def test_a_writer_holding_the_warehouse_past_the_wait_is_one_line(pristine, tmp_path):
     source = home_settings(copy_home(pristine, tmp_path / "a"))
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(source.warehouse)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
+    writer = start_writer(source.warehouse)
     try:
-        assert writer.stdout.readline() == b"inserted\n"
         with pytest.raises(BackupError, match="stayed locked by a writer for 1 s"):
             take_backup(source, BackupStore(str(tmp_path / "backup")), lock_timeout=1)
     finally:
