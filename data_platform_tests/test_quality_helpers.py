@@ -283,6 +283,42 @@ def test_uniqueness_of_one_column_in_sql_skips_nulls_as_pandera_does(monkeypatch
     assert streamed.failing_checks.equals(whole.failing_checks)
 
 
+def test_a_streamed_gate_keeps_a_users_versions_in_one_batch(monkeypatch):
+    """DimCustomers' one current version per user spans rows: streamed in batches of two, user 1's
+    two current versions would fall in different batches and each batch would pass alone."""
+    conn = duckdb.connect()
+    conn.execute(
+        "CREATE TABLE t AS SELECT 'k' || n AS customer_key, user_id::BIGINT AS user_id, "
+        "NULL::VARCHAR AS email_hash, "
+        "NULL::TIMESTAMP AS deleted_at, false AS is_deleted, "
+        "TIMESTAMP '2026-01-01' + to_days(n::INTEGER) AS valid_from, "
+        "CASE WHEN NOT is_current THEN TIMESTAMP '2026-01-01' + to_days(n::INTEGER + 1) END "
+        "AS valid_to, is_current "
+        "FROM (VALUES (1, 1, false), (2, 1, true), (3, 1, true), (4, 2, true), (5, 3, true)) "
+        "v(n, user_id, is_current)"
+    )
+    gate = Gate(dg.AssetKey(["marts", "dim_customers"]), "DimCustomers", "t")
+    whole = validate(models.DimCustomers, fetch_frame(conn, *gate_query(gate, WHOLE_TABLE)), 10)
+    monkeypatch.setattr(pandera_gate, "BATCH_ROWS", 2)
+    streamed = pandera_gate.validate_window(conn, gate, WHOLE_TABLE, shown=10)
+    by_rule = {"one_current_version_per_user": 2}
+    assert whole.failing_checks.set_index("rule")["failing_rows"].to_dict() == by_rule
+    assert (streamed.rows, streamed.failing_rows) == (whole.rows, whole.failing_rows) == (5, 2)
+    assert streamed.failing_checks.equals(whole.failing_checks)
+
+
+def test_whole_groups_never_splits_a_key_and_keeps_every_row():
+    import pyarrow
+
+    keys = [1, 1, 1, 2, 3, 3, None, None]
+    table = pyarrow.table({"k": keys, "i": list(range(len(keys)))})
+    batches = table.to_batches(max_chunksize=2)
+    parts = list(pandera_gate.whole_groups(iter(batches), ["k"]))
+    assert [p["k"].to_pylist() for p in parts] == [[1, 1, 1], [2], [3, 3], [None, None]]
+    assert pyarrow.concat_tables(parts)["i"].to_pylist() == list(range(len(keys)))
+    assert [len(p) for p in pandera_gate.whole_groups(iter(batches), [])] == [2, 2, 2, 2]
+
+
 def test_the_uniqueness_rules_of_a_model_and_what_holds_row_by_row():
     assert pandera_gate.uniqueness_rules(models.RawEvents) == [
         ("multiple_fields_uniqueness", ["_source_file", "_line_number"])

@@ -263,6 +263,11 @@ class DimCustomers(pa.DataFrameModel):
         return df["is_deleted"] == df["deleted_at"].notna()
 
 
+# Rules that hold within a group of rows, not row by row: a gate streaming a table in batches
+# keeps each group in one batch (pandera_gate.whole_groups). Model name -> the group's key.
+ROW_GROUPS: dict[str, list[str]] = {"DimCustomers": ["user_id"]}  # one current version each
+
+
 class DailyRevenue(pa.DataFrameModel):
     revenue_date: Series[Timestamp] = day(unique=True)
     completed_orders: Series[np.int64] = pa.Field(ge=1)

@@ -5,10 +5,12 @@ validates lazily (every failure, not the first) and puts the counts and the firs
 cases in the check's metadata, so the UI shows which rule broke on which rows.
 
 A window of more than BATCH_ROWS rows is read once, as a stream of batches, so memory does not
-grow with the day: every rule of the models but uniqueness holds row by row, so Pandera checks
-each batch alone; uniqueness, which spans the window, is the same rule rendered as a GROUP BY
-in DuckDB (rows whose key repeats, reported under Pandera's rule names). The stream carries a
-flag on those rows, so each failing row is counted once whatever rules it breaks.
+grow with the day: every rule of the models but uniqueness holds row by row, or within the
+rows of one group (`models.ROW_GROUPS`: DimCustomers' one current version per user), which
+the stream keeps together in one batch, so Pandera checks each batch alone;
+uniqueness, which spans the window, is the same rule rendered as a GROUP BY in DuckDB (rows
+whose key repeats, reported under Pandera's rule names). The stream carries a flag on those
+rows, so each failing row is counted once whatever rules it breaks.
 """
 
 import gc
@@ -236,12 +238,16 @@ def validate_window(
             outcomes.append(Outcome(0, 0, failing_checks, shown_cases))
         flags.append(f"EXISTS (SELECT 1 FROM _gate_duplicates_{i} d WHERE {_key_match(key, 'd')})")
     flag = " OR ".join(flags) or "FALSE"
+    from data_platform.checks.models import ROW_GROUPS
+
+    group_key = ROW_GROUPS.get(gate.model, [])
+    order = " ORDER BY " + ", ".join(f'"{c}"' for c in group_key) if group_key else ""
     stream = conn.sql(
-        f"SELECT *, {flag} AS {DUPLICATE_COLUMN} FROM ({sql}) AS checked", params=params
+        f"SELECT *, {flag} AS {DUPLICATE_COLUMN} FROM ({sql}) AS checked{order}", params=params
     ).to_arrow_reader(BATCH_ROWS)
     schema = row_rules(model)
     with _collect_only_new_objects():
-        for batch in stream:
+        for batch in whole_groups(stream, group_key):
             outcomes.append(_validate_batch(schema, batch, shown))
             # pandas caches an accessor on its object (`df.pandera`, `s.str`) that points back
             # to it: each validated batch is a reference cycle, freed only by a full
@@ -251,12 +257,40 @@ def validate_window(
     return combine(outcomes, shown)
 
 
-def _validate_batch(
-    schema: "pa.DataFrameSchema", batch: "pyarrow.RecordBatch", shown: int
-) -> Outcome:
+def whole_groups(
+    batches: "Iterator[pyarrow.RecordBatch]", key: list[str]
+) -> "Iterator[pyarrow.Table]":
+    """The stream's rows again, batch by batch, but a group of rows with one `key` (the stream
+    sorted by it) never split between two: the last group of a batch waits for the next."""
     import pyarrow
+    import pyarrow.compute as pc
 
-    frame = arrow_frame(pyarrow.Table.from_batches([batch]))
+    held = None
+    for batch in batches:
+        table = pyarrow.Table.from_batches([batch])
+        if held is not None:
+            table = pyarrow.concat_tables([held, table])
+        if not key:
+            yield table
+            continue
+        last = [table[c][-1] for c in key]
+        same = [
+            pc.is_null(table[c])
+            if not value.is_valid
+            else pc.fill_null(pc.equal(table[c], value), False)
+            for c, value in zip(key, last, strict=True)
+        ]
+        in_last_group = pc.sum(pc.and_(*same) if len(same) > 1 else same[0]).as_py()
+        complete = len(table) - in_last_group
+        if complete:
+            yield table.slice(0, complete)
+        held = table.slice(complete)
+    if held is not None and len(held):
+        yield held
+
+
+def _validate_batch(schema: "pa.DataFrameSchema", table: "pyarrow.Table", shown: int) -> Outcome:
+    frame = arrow_frame(table)
     flagged = frame.pop(DUPLICATE_COLUMN)
     return validate(schema, frame, shown, flagged)
 
