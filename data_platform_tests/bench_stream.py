@@ -21,6 +21,7 @@ from data_platform.resources.landing import LandingZone
 from data_platform.services.base import start
 from data_platform.services.config import load_services_config
 from data_platform.services.kafka_broker import KafkaBroker
+from data_platform.services.process import read_pid
 from data_platform.stream.config import SinkConfig
 from data_platform.stream.lag import consumer_lag
 from data_platform.stream.sink import Sink
@@ -115,7 +116,7 @@ def bench_stream_throughput() -> None:
             ensure_topics(broker.bootstrap, "bench", partitions=2)
             ends = produce(broker.bootstrap, "bench", EVENTS)
             landing = LandingZone(url=f"{tmp}/landing")
-            pid = int(broker.pid_file.read_text())
+            pid = read_pid(broker.pid_file)
             seconds, sink_cpu, broker_cpu = measure(broker.bootstrap, pid, landing, "bench", ends)
         finally:
             broker.stop()

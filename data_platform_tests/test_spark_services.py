@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from data_platform.services.config import load_services_config
-from data_platform.services.process import group_alive, pid_alive
+from data_platform.services.process import group_alive, pid_alive, read_pid
 from data_platform.services.spark_cluster import (
     APP_NAME,
     CONNECT_PORT_VARIABLE,
@@ -124,10 +124,10 @@ def test_spark_cluster_up_twice_sql_and_json_on_the_worker_env(spark_cluster, tm
         spark_cluster.cluster,
         spark_cluster.state,
     )
-    pids = {p: int((state / f"{p}.pid").read_text()) for p in PROCESSES}
+    pids = {p: read_pid(state / f"{p}.pid") for p in PROCESSES}
     again = services(env, "up")
     assert again.returncode == 0, again.stderr
-    assert {p: int((state / f"{p}.pid").read_text()) for p in PROCESSES} == pids
+    assert {p: read_pid(state / f"{p}.pid") for p in PROCESSES} == pids
     for port in ports.values():
         assert listening_addresses(port) == {"127.0.0.1"}
 
@@ -374,7 +374,7 @@ def test_sql_on_spark_a_bad_query_is_sparks_message_in_one_line(sample_table):
 def test_spark_cluster_down_without_services_stops_everything(spark_cluster):
     """Last in the module: `make services-down` without SERVICES stops the opt-in cluster too."""
     env, state = spark_cluster.env, spark_cluster.state
-    pids = {p: int((state / f"{p}.pid").read_text()) for p in PROCESSES}
+    pids = {p: read_pid(state / f"{p}.pid") for p in PROCESSES}
     plain = {k: v for k, v in env.items() if k != "SERVICES"}
     assert services(plain, "down").returncode == 0
     assert not any(pid_alive(pid) or group_alive(pid) for pid in pids.values())
