@@ -641,8 +641,8 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     """Files that take the ingestion off its common path, on both engines: a CRLF file with a
     blank line and broken JSON, a name with a space and a percent sign, a name holding glob
     characters beside the file that glob would match, a line that is not
-    UTF-8, a gzip cut short, an empty file, and lines close to the fast paths' spelling (see
-    NEAR_SPELLED). Spark must give DuckDB's rows and dead letters, touch no other day, and give
+    UTF-8, a gzip cut short, an empty file, lines longer than DuckDB's reader takes by
+    default, and lines close to the fast paths' spelling (see NEAR_SPELLED). Spark must give DuckDB's rows and dead letters, touch no other day, and give
     the same again when the day is re-run."""
     # Its own raw tables: the tests above leave raw.events and raw.payments replaced by copies.
     for table in ("events", "payments", "dead_letter"):
@@ -663,6 +663,8 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     (folder / "cut.jsonl.gz").write_bytes(gzip.compress("\n".join(good).encode())[:30])
     (folder / "empty.jsonl").write_bytes(b"")
     (folder / "near-spelled.jsonl").write_text("\n".join(NEAR_SPELLED) + "\n")
+    long_event = good[0][:-1] + f', "properties": {{"blob": "{"x" * 2_500_000}"}}}}'
+    (folder / "long.jsonl").write_text(f"{long_event}\n{long_event[:-1]}\n")
     loaded_at = datetime(2025, 6, 2)
     # A day loaded before, which the runs of `day` must leave alone.
     other_day = date(2025, 5, 31)
@@ -677,11 +679,11 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         for table in ("events", "dead_letter"):
             assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
 
-    # Figures from the files written above: 7 good lines load, and 6 near-spelled ones; broken
-    # JSON (line 3 of crlf.jsonl), the Latin-1 line (line 2), the cut gzip (as a whole), a
-    # control character, single quotes, 12.0, 2**63, infinity, epoch and a repeated key
-    # (near-spelled.jsonl) are dead letters.
-    assert spark_stats[0].records_read == 26 and spark_stats[0].rows_loaded == 16
+    # Figures from the files written above: 7 good lines load, 6 near-spelled ones and the
+    # long event; broken JSON (line 3 of crlf.jsonl, line 2 of long.jsonl), the Latin-1 line
+    # (line 2), the cut gzip (as a whole), a control character, single quotes, 12.0, 2**63,
+    # infinity, epoch and a repeated key (near-spelled.jsonl) are dead letters.
+    assert spark_stats[0].records_read == 28 and spark_stats[0].rows_loaded == 17
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
@@ -695,6 +697,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         (f"events/dt={day}/near-spelled.jsonl", 11),
         (f"events/dt={day}/near-spelled.jsonl", 12),
         (f"events/dt={day}/crlf.jsonl", 3),
+        (f"events/dt={day}/long.jsonl", 2),
         (f"events/dt={day}/latin1.jsonl", 2),
         (f"events/dt={day}/cut.jsonl.gz", None),
     }

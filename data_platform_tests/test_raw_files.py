@@ -226,6 +226,38 @@ def test_file_that_is_not_utf8_dead_letters_only_its_bad_lines(settings, resourc
     assert dead == [(2, "not valid UTF-8 text: re-export the file as UTF-8")]
 
 
+def test_lines_longer_than_the_readers_limit_are_records_like_any_other(
+    settings, resources, tmp_path
+):
+    """DuckDB's line reader stops at 2 MB a line, which failed the whole day (Spark has no such
+    limit): a long valid event loads whole, a long broken one is a dead letter holding the
+    whole line, plain or gzipped, and the day's other files load as usual."""
+    blob = "x" * 3_000_000
+    long_event = event("long", properties={"blob": blob})
+    long_broken = event("long-broken", properties={"blob": blob})[:-1]
+    landing = resources["landing"]
+    put_lines(landing, f"events/dt={DAY}/long.jsonl", [event("a"), long_event, long_broken], tmp_path)  # fmt: skip
+    put_lines(landing, f"events/dt={DAY}/long.jsonl.gz", [long_event, event("b")], tmp_path)
+    put_lines(landing, f"events/dt={DAY}/short.jsonl", [event("c")], tmp_path)
+    assert dg.materialize(FILE_ASSETS, resources=resources, partition_key=DAY.isoformat()).success
+    loaded = query(
+        settings.warehouse,
+        "SELECT _source_file, _line_number, event_id, length(properties->>'$.blob') "
+        "FROM raw.events ORDER BY ALL",
+    )
+    folder = f"events/dt={DAY}"
+    assert loaded == [
+        (f"{folder}/long.jsonl", 1, "a", None),
+        (f"{folder}/long.jsonl", 2, "long", len(blob)),
+        (f"{folder}/long.jsonl.gz", 1, "long", len(blob)),
+        (f"{folder}/long.jsonl.gz", 2, "b", None),
+        (f"{folder}/short.jsonl", 1, "c", None),
+    ]
+    dead = query(settings.warehouse, "SELECT source_file, line_number, raw_record, error FROM raw.dead_letter")  # fmt: skip
+    assert [row[:3] for row in dead] == [(f"{folder}/long.jsonl", 3, long_broken)]
+    assert dead[0][3].startswith("not valid JSON")
+
+
 def test_file_names_with_glob_characters_are_read_as_written(settings, resources, tmp_path):
     """Both engines read `*`, `?` and `[` in a path as a pattern: `a[1].jsonl` would read
     `a1.jsonl`, and `b?.jsonl` every two-letter `b` file. Each file is read as itself, once."""

@@ -72,28 +72,9 @@ def sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-@contextmanager
-def utf8_copy(path: Path) -> Iterator[tuple[Path, tuple[int, ...]]]:
-    """A plain UTF-8 copy of a file DuckDB rejects, bad bytes replaced by U+FFFD, and the
-    numbers of the lines that held them (their dead letter says so, whatever they hold).
-
-    Decoding the whole file at once runs at C speed; only lines with a replacement character
-    are examined, since a line can hold a genuine U+FFFD. Raises one of `UNREADABLE` before
-    any SQL runs when the file cannot be read at all, so the transaction stays usable.
-    """
-    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    text = data.decode("utf-8", errors="replace")
-    # A bad byte never swallows a newline (0x0A is no continuation byte): lines stay aligned.
-    raw_lines = data.split(b"\n")
-    undecodable = [
-        number
-        for number, line in enumerate(text.split("\n"), start=1)
-        if "\ufffd" in line and line.count("\ufffd") != raw_lines[number - 1].count(b"\xef\xbf\xbd")
-    ]
-    with tempfile.TemporaryDirectory(prefix="utf8-") as folder:
-        copy = Path(folder) / "lines.txt"
-        copy.write_text(text, encoding="utf-8")
-        yield copy, tuple(undecodable)
+# DuckDB's line reader refuses a line longer than this (its `max_line_size` default), and
+# reads buffers of 16 times it.
+READER_LINE_LIMIT = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -101,20 +82,28 @@ class FileLines:
     """A plain or gzipped UTF-8 file's lines, streamed by DuckDB and never staged.
 
     DuckDB's reader raises `duckdb.InvalidInputException` on a file it cannot read (not UTF-8,
-    a line over its size limit) and `duckdb.IOException` on one it cannot open or gunzip; the
-    caller then reads a `utf8_copy` of it instead, whose `undecodable` lines are dead letters
-    whatever they hold.
+    a line over `READER_LINE_LIMIT`) and `duckdb.IOException` on one it cannot open or gunzip;
+    the caller then reads a `utf8_copy` of it instead, whose `undecodable` lines are dead
+    letters whatever they hold, and whose `longest_line` (bytes) sizes the reader.
     """
 
     path: Path
     undecodable: tuple[int, ...] = ()
+    longest_line: int = 0
 
     @property
     def _reader(self) -> str:
+        # A longer line is a record like any other (Spark reads it too): the reader is sized
+        # for it, a buffer just large enough instead of 16 times the line.
+        sized = (
+            f", max_line_size = {self.longest_line + 2}, buffer_size = {self.longest_line + 2}"
+            if self.longest_line > READER_LINE_LIMIT
+            else ""
+        )
         return (
             f"read_csv({sql_string(literal_glob(str(self.path)))}, columns = {{'line': 'VARCHAR'}}, "
             "header = false, delim = '\\0', quote = '', escape = '', auto_detect = false, "
-            "strict_mode = false)"
+            f"strict_mode = false{sized})"
         )
 
     @property
@@ -134,6 +123,32 @@ class FileLines:
             else "true"
         )
         return f"FROM ({self.numbered_sql}) WHERE line_number > {header_lines} AND {decodable}"
+
+
+@contextmanager
+def utf8_copy(path: Path) -> Iterator[FileLines]:
+    """The lines of a plain UTF-8 copy of a file DuckDB rejects: bad bytes replaced by U+FFFD
+    and the numbers of the lines that held them kept (their dead letter says so, whatever they
+    hold); a line longer than DuckDB's default limit is read whole.
+
+    Decoding the whole file at once runs at C speed; only lines with a replacement character
+    are examined, since a line can hold a genuine U+FFFD. Raises one of `UNREADABLE` before
+    any SQL runs when the file cannot be read at all, so the transaction stays usable.
+    """
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    text = data.decode("utf-8", errors="replace")
+    # A bad byte never swallows a newline (0x0A is no continuation byte): lines stay aligned.
+    raw_lines = data.split(b"\n")
+    undecodable = [
+        number
+        for number, line in enumerate(text.split("\n"), start=1)
+        if "\ufffd" in line and line.count("\ufffd") != raw_lines[number - 1].count(b"\xef\xbf\xbd")
+    ]
+    copied = text.encode("utf-8")
+    with tempfile.TemporaryDirectory(prefix="utf8-") as folder:
+        copy = Path(folder) / "lines.txt"
+        copy.write_bytes(copied)
+        yield FileLines(copy, tuple(undecodable), max(map(len, copied.split(b"\n"))))
 
 
 def _each_file(files: list[FileLines], sql: Callable[[FileLines], str]) -> str:

@@ -274,8 +274,8 @@ def _readable_lines(path: Path, decode_in_python: bool) -> Iterator[FileLines]:
     if not decode_in_python:
         yield FileLines(path)
         return
-    with utf8_copy(path) as (copy, undecodable):
-        yield FileLines(copy, undecodable)
+    with utf8_copy(path) as lines:
+        yield lines
 
 
 def _ingest_in_one_transaction(
