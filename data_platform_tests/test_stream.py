@@ -7,6 +7,7 @@ producer's delivery reports) against the ids read back from the landed files.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
@@ -20,10 +21,12 @@ import uuid
 from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_INVALID, Consumer, Producer, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from data_platform import cli
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
@@ -31,14 +34,15 @@ from data_platform.automation.landing_sensor import partition_files
 from data_platform.ingestion.file_formats import EVENT_FILES
 from data_platform.resources.alerts import AlertWebhook
 from data_platform.resources.landing import LandingZone
+from data_platform.stream import topics
 from data_platform.stream.assets import build_lag_sensor
 from data_platform.stream.config import SinkConfig
 from data_platform.stream.lag_metrics import collect_kafka_lag
 from data_platform.stream.sink import Sink
-from data_platform.stream.topics import ensure_topics
 from data_platform_tests.helpers import materialize_days, query
 
-FILE = re.compile(r"^kafka-(\d+)-(\d+)-(\d+)\.jsonl$")
+# Files named before names carried the topic id have none: kafka-<partition>-<first>-<last>.
+FILE = re.compile(r"^kafka-(?:([0-9a-f]{32})-)?(\d+)-(\d+)-(\d+)\.jsonl$")
 
 
 def event(event_id: str) -> bytes:
@@ -57,7 +61,7 @@ def stream(kafka_broker, settings, monkeypatch):
     """A fresh topic (two partitions) and group on the session's broker, for this test's home."""
     monkeypatch.setenv("DATA_PLATFORM_KAFKA_BOOTSTRAP", kafka_broker.bootstrap)
     topic = f"events-{uuid.uuid4().hex[:8]}"
-    ensure_topics(kafka_broker.bootstrap, topic, partitions=2)
+    topics.ensure_topics(kafka_broker.bootstrap, topic, partitions=2)
     return {
         "bootstrap": kafka_broker.bootstrap,
         "topic": topic,
@@ -67,12 +71,17 @@ def stream(kafka_broker, settings, monkeypatch):
 
 
 def produce(
-    stream, values: list[bytes], timestamp_ms: int | None = None, one_by_one: bool = False
+    stream,
+    values: list[bytes],
+    timestamp_ms: int | None = None,
+    one_by_one: bool = False,
+    partition: int | None = None,
 ) -> dict[int, int]:
     """Produce, wait for every acknowledgement; returns each partition's end offset.
 
     `one_by_one`: a produce request per message. tansu reports a partition's end offset as the
-    first offset of its newest request plus one, so only then is its lag exact."""
+    first offset of its newest request plus one, so only then is its lag exact. `partition`: all
+    to that one, else alternating."""
     ends: dict[int, int] = {}
 
     def delivered(error, message) -> None:
@@ -83,7 +92,8 @@ def produce(
     for i, value in enumerate(values):
         extra = {"timestamp": timestamp_ms} if timestamp_ms else {}
         # Alternating partitions: both get data whatever the client's partitioner does.
-        producer.produce(stream["topic"], value, partition=i % 2, on_delivery=delivered, **extra)
+        to = i % 2 if partition is None else partition
+        producer.produce(stream["topic"], value, partition=to, on_delivery=delivered, **extra)
         if one_by_one:
             producer.flush(30)
     assert producer.flush(30) == 0
@@ -138,13 +148,21 @@ class SinkThread:
         assert not self.thread.is_alive()
 
 
-def landed(stream) -> list[tuple[int, int, int, list[str]]]:
-    """(partition, first, last, lines) of every file the sink landed."""
+class Landed(NamedTuple):
+    topic_id: str | None  # None: named before names carried it
+    partition: int
+    first: int
+    last: int
+    lines: list[str]
+
+
+def landed(stream) -> list[Landed]:
+    """Every file the sink landed."""
     root = Path(stream["settings"].landing) / "events"
     files = []
     for path in sorted(root.glob("dt=*/kafka-*.jsonl")):
-        partition, first, last = map(int, FILE.match(path.name).groups())
-        files.append((partition, first, last, path.read_text().splitlines()))
+        topic_id, *numbers = FILE.match(path.name).groups()
+        files.append(Landed(topic_id, *map(int, numbers), path.read_text().splitlines()))
     return files
 
 
@@ -171,9 +189,29 @@ def wait_committed(stream, ends: dict[int, int], timeout: float = 60) -> None:
 def assert_exactly_once(stream, produced: list[str]) -> None:
     ids = landed_ids(stream)
     assert sorted(ids) == sorted(produced) and max(ids.values()) == 1
-    ranges = sorted((p, first, last) for p, first, last, _ in landed(stream))
-    for (p1, _, last1), (p2, first2, _) in itertools.pairwise(ranges):
-        assert p1 != p2 or first2 > last1, f"overlapping offset ranges: {ranges}"
+    # Offsets are only unique within one topic (id) and partition.
+    ranges = sorted((f.topic_id or "", f.partition, f.first, f.last) for f in landed(stream))
+    for (t1, p1, _, last1), (t2, p2, first2, _) in itertools.pairwise(ranges):
+        assert (t1, p1) != (t2, p2) or first2 > last1, f"overlapping offset ranges: {ranges}"
+
+
+def topic_id(stream) -> str:
+    """The topic's id as 32 hex digits, from the broker's base64 (not through the sink's code)."""
+    admin = AdminClient({"bootstrap.servers": stream["bootstrap"]})
+    topic = stream["topic"]
+    found = admin.describe_topics(TopicCollection([topic]))[topic].result(10)
+    return uuid.UUID(bytes=base64.b64decode(f"{found.topic_id}==")).hex
+
+
+def recreate_topic(stream) -> None:
+    """Delete the topic and create it again: offsets start from 0 under a new topic id, as they
+    do for every topic when tansu (in memory) restarts."""
+    admin = AdminClient({"bootstrap.servers": stream["bootstrap"]})
+    for future in admin.delete_topics([stream["topic"]], operation_timeout=10).values():
+        future.result()
+    created = admin.create_topics([NewTopic(stream["topic"], 2, 1)], operation_timeout=10)
+    for future in created.values():
+        future.result()
 
 
 def test_kill_9_mid_stream_and_restart_land_every_event_once(stream, tmp_path):
@@ -204,14 +242,83 @@ def test_a_file_landed_but_never_committed_is_adopted_not_rewritten(stream):
     first = SinkThread(stream, max_batch_messages=400, max_batch_seconds=0.5)
     wait_committed(stream, ends)
     first.stop()
-    files_before = sorted((p, a, b) for p, a, b, _ in landed(stream))
+    files_before = sorted(f[:4] for f in landed(stream))
     stream["group"] += "-again"
     second = SinkThread(stream, max_batch_messages=250, max_batch_seconds=0.5)
     wait_committed(stream, ends)
     second.stop()
-    assert sorted((p, a, b) for p, a, b, _ in landed(stream)) == files_before
+    assert sorted(f[:4] for f in landed(stream)) == files_before
     assert any("adopting landed offsets" in line for line in second.lines)
     assert_exactly_once(stream, ids)
+
+
+def noon(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp() * 1000)
+
+
+def test_a_recreated_topic_neither_adopts_nor_overwrites_the_old_ones_files(stream):
+    """Deleted and created again, the topic's offsets start from 0 while the landing zone keeps
+    the files of its first incarnation. Partition 0 meets an old file starting at its first
+    offset (adopting it would skip the new messages); partition 1's second batch has the bounds
+    of an old file in another day folder (publishing it would replace the old records)."""
+    day_1, day_2 = date(2026, 1, 5), date(2026, 1, 6)
+    old = [f"old-{i}" for i in range(80)]
+    # Per partition: offsets 0-19 on day 1, 20-39 on day 2, one file each.
+    produce(stream, [event(i) for i in old[:40]], timestamp_ms=noon(day_1))
+    ends = produce(stream, [event(i) for i in old[40:]], timestamp_ms=noon(day_2))
+    first = SinkThread(stream, max_batch_messages=20, max_batch_seconds=0.5)
+    wait_committed(stream, ends)
+    first.stop()
+    old_id = topic_id(stream)
+    old_files = {p: p.read_bytes() for p in Path(stream["settings"].landing).rglob("kafka-*")}
+    assert len(old_files) == 4
+
+    recreate_topic(stream)
+    assert topic_id(stream) != old_id
+    # The group's offsets went with the old topic (Kafka and tansu alike): the sink starts at 0.
+    assert set(committed(stream).values()) == {OFFSET_INVALID}
+    new = [f"new-{i}" for i in range(60)]
+    ends = produce(stream, [event(i) for i in new[:20]], timestamp_ms=noon(day_1), partition=0)
+    ends |= produce(stream, [event(i) for i in new[20:]], timestamp_ms=noon(day_2), partition=1)
+    assert ends == {0: 20, 1: 40}
+    second = SinkThread(stream, max_batch_messages=20, max_batch_seconds=0.5)
+    wait_committed(stream, ends)
+    second.stop()
+
+    assert_exactly_once(stream, old + new)
+    assert {p: p.read_bytes() for p in old_files} == old_files
+    assert {f.topic_id for f in landed(stream)} == {old_id, topic_id(stream)}
+    assert not any("adopting" in line for line in second.lines), second.lines
+    # A sink still holding partitions assigned in the old incarnation stops before landing.
+    admin = AdminClient({"bootstrap.servers": stream["bootstrap"]})
+    with pytest.raises(topics.TopicIdError, match="deleted and created again"):
+        topics.confirm_topic_id(admin, stream["topic"], old_id)
+
+
+def test_files_named_before_topic_ids_are_never_adopted_and_still_ingested(stream, resources):
+    """The sink once named files kafka-<partition>-<first>-<last>: which topic they came from is
+    unknown, so they are never adopted, and ingestion reads them like any file of the day."""
+    day = date(2026, 1, 5)
+    folder = Path(stream["settings"].landing) / f"events/dt={day}"
+    folder.mkdir(parents=True)
+    legacy = folder / "kafka-0-0-1.jsonl"
+    legacy.write_bytes(event("legacy-1") + b"\n" + event("legacy-2") + b"\n")
+    new = [f"n-{i}" for i in range(4)]
+    ends = produce(stream, [event(i) for i in new], timestamp_ms=noon(day))
+    sink = SinkThread(stream, max_batch_seconds=0.5)
+    wait_committed(stream, ends)
+    sink.stop()
+    assert legacy.read_bytes() == event("legacy-1") + b"\n" + event("legacy-2") + b"\n"
+    assert_exactly_once(stream, ["legacy-1", "legacy-2", *new])
+    result = dg.materialize(
+        [*RAW_FILE_ASSETS, DEAD_LETTER_SPEC],
+        resources=resources,
+        partition_key=day.isoformat(),
+        selection=["raw/events"],
+    )
+    assert result.success
+    loaded = query(stream["settings"].warehouse, "SELECT event_id FROM raw.events")
+    assert sorted(row[0] for row in loaded) == sorted(["legacy-1", "legacy-2", *new])
 
 
 def test_two_consumers_split_the_partitions_and_hand_them_back(stream):
@@ -302,15 +409,16 @@ def test_broken_json_reaches_raw_dead_letter_with_its_line_number(stream, resour
         warehouse,
         "SELECT source_file, line_number, raw_record FROM raw.dead_letter ORDER BY raw_record",
     )
+    tid = topic_id(stream)
     assert dead == [
-        (f"events/dt={day}/kafka-1-0-2.jsonl", 3, "[1, 2]"),
-        (f"events/dt={day}/kafka-0-0-2.jsonl", 2, '{"event_id": "cut'),
+        (f"events/dt={day}/kafka-{tid}-1-0-2.jsonl", 3, "[1, 2]"),
+        (f"events/dt={day}/kafka-{tid}-0-0-2.jsonl", 2, '{"event_id": "cut'),
     ]
     loaded = query(warehouse, "SELECT event_id FROM raw.events ORDER BY event_id")
     assert loaded == [("b-1",), ("b-2",), ("b-3",), ("b-4",)]
     # The landing sensor takes the sink's files like any other.
     files, waiting = partition_files(resources["landing"], EVENT_FILES)
-    assert [f.key for f in files] == [f"events/dt={day}/kafka-{p}-0-2.jsonl" for p in (0, 1)]
+    assert [f.key for f in files] == [f"events/dt={day}/kafka-{tid}-{p}-0-2.jsonl" for p in (0, 1)]
     assert waiting == 0
 
 

@@ -8,6 +8,12 @@ partition looks for a landed file starting at its offset and *adopts* it: the si
 file's last offset + 1 and skips its messages (their dead letters went out before the file was
 published). The check repeats at the next batch until none is found, so a chain of uncommitted
 files is adopted too. No landed range is ever written again with other bounds.
+
+Only a file of the same topic incarnation is adopted: its name carries the topic id, read at
+the assignment (`topics.describe_topic_id`). A topic deleted and created again counts its
+offsets from 0 again, so an older incarnation's file starting at the committed offset holds
+other messages; adopting it would skip the new ones. Files named before names carried the id
+are never adopted, for the same reason.
 """
 
 from __future__ import annotations
@@ -22,13 +28,17 @@ class Adoption:
     def __init__(self, landing: LandingZone):
         self._landing = landing
         self.owned: set[int] = set()
+        # The topic's id at the last assignment. The group's assignment is eager (every one
+        # follows the revocation of all partitions), so it holds for every owned partition.
+        self.topic_id = ""
         self._unchecked: set[int] = set()  # partitions whose next batch may meet a landed file
         # partition -> first offset after an adopted file; read per message, so a plain dict.
         self.skip_below: dict[int, int] = {}
 
-    def assign(self, partitions: set[int]) -> None:
+    def assign(self, partitions: set[int], topic_id: str) -> None:
         self.owned |= partitions
         self._unchecked |= partitions
+        self.topic_id = topic_id
 
     def forget(self, partitions: set[int]) -> None:
         self.owned -= partitions
@@ -41,7 +51,7 @@ class Adoption:
         self.skip_below.pop(partition, None)
         if partition not in self._unchecked:
             return None
-        last = published_batch(self._landing, day, partition, first)
+        last = published_batch(self._landing, day, self.topic_id, partition, first)
         if last is None:
             self._unchecked.discard(partition)
         else:

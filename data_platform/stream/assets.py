@@ -31,7 +31,8 @@ CAUGHT_UP_EVERY_SECONDS = 300
 KAFKA_EVENTS_SPEC = dg.AssetSpec(
     KAFKA_EVENTS,
     description=f"Kafka topic `{TOPIC}`, landed by `data-platform consume` (group {GROUP}) as "
-    "events/dt=…/kafka-<partition>-<first>-<last>.jsonl; metadata: consumer lag per partition.",
+    "events/dt=…/kafka-<topic id>-<partition>-<first>-<last>.jsonl; metadata: consumer lag per "
+    "partition.",
     group_name="stream",
     owners=OWNERS,
     kinds={"kafka"},

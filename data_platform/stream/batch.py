@@ -1,7 +1,8 @@
 """One landing file in the making: a run of consecutive offsets of one partition and one day.
 
 A batch never spans partitions or days, so its file name (`batch_key`) is a function of its
-offsets alone. Checks run on the whole batch at once (one UTF-8 decode, one search for blank or
+offsets and of the topic id they count in (`topics.py`: one id per incarnation of the topic)
+alone. Checks run on the whole batch at once (one UTF-8 decode, one search for blank or
 multi-line values) and fall back to message by message only when one fails: the fast path does
 no Python work per message beyond appending its value.
 """
@@ -32,14 +33,17 @@ def day_of(timestamp_ms: int) -> date:
     return datetime.fromtimestamp(timestamp_ms / 1000, UTC).date()
 
 
-def batch_key(day: date, partition: int, first: int, last: int) -> str:
-    return f"events/dt={day.isoformat()}/kafka-{partition}-{first}-{last}.jsonl"
+def batch_key(day: date, topic_id: str, partition: int, first: int, last: int) -> str:
+    return f"events/dt={day.isoformat()}/kafka-{topic_id}-{partition}-{first}-{last}.jsonl"
 
 
-def parse_batch_key(name: str) -> tuple[int, int, int] | None:
-    """(partition, first, last) of a file name the sink wrote, else None."""
-    match = re.fullmatch(r"kafka-(\d+)-(\d+)-(\d+)\.jsonl", name)
-    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+def parse_batch_key(name: str) -> tuple[str, int, int, int] | None:
+    """(topic id, partition, first, last) of a file name the sink writes, else None.
+
+    Names from before they carried the topic id (`kafka-<partition>-<first>-<last>.jsonl`) give
+    None: their offsets may count in any incarnation, so nothing may take them for its own."""
+    match = re.fullmatch(r"kafka-([0-9a-f]{32})-(\d+)-(\d+)-(\d+)\.jsonl", name)
+    return (match[1], int(match[2]), int(match[3]), int(match[4])) if match else None
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class Rejected:
 class Batch:
     """Messages are kept as the client's objects: their values are read once, at `seal`."""
 
+    topic_id: str  # of the incarnation the partition was assigned in
     partition: int
     day_number: int  # timestamp_ms // DAY_MS: compared per message, cheaper than a date
     first: int
@@ -72,7 +77,7 @@ class Batch:
 
     @property
     def key(self) -> str:
-        return batch_key(self.day, self.partition, self.first, self.last)
+        return batch_key(self.day, self.topic_id, self.partition, self.first, self.last)
 
     def seal(self) -> bytes:
         """The file's content, one landable message a line; the others move to `rejected`."""

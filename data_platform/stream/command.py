@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from data_platform.settings import KAFKA_BOOTSTRAP_VARIABLE, load_settings
     from data_platform.stream.dead_letters import DeadLetterError
     from data_platform.stream.sink import Sink
-    from data_platform.stream.topics import ensure_topics
+    from data_platform.stream.topics import TopicIdError, ensure_topics
 
     settings = load_settings()
     if not settings.kafka_bootstrap:
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(signum, sink.stop)
         log_to_stderr(f"landing {config.topic} from {config.bootstrap} into {settings.landing}")
         sink.run()
-    except (KafkaException, DeadLetterError) as error:
+    except (KafkaException, DeadLetterError, TopicIdError) as error:
         # Nothing past the last durable file was committed: a restart resumes there.
         print(f"data-platform consume: Kafka at {config.bootstrap}: {error}", file=sys.stderr)
         return 1

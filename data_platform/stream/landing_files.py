@@ -34,14 +34,18 @@ def _fsync(path: Path, flags: int) -> None:
         os.close(fd)
 
 
-def published_batch(landing: LandingZone, day: date, partition: int, first: int) -> int | None:
-    """The last offset of a file already landed for this partition from offset `first`, if any.
+def published_batch(
+    landing: LandingZone, day: date, topic_id: str, partition: int, first: int
+) -> int | None:
+    """The last offset of a file already landed for this partition of this topic incarnation
+    from offset `first`, if any.
 
     Only the first batch after a partition is assigned can meet one: the previous owner landed
-    it and stopped (crash, kill -9, lost partition) before its commit.
+    it and stopped (crash, kill -9, lost partition) before its commit. A file of another
+    incarnation with the same partition and offsets holds other messages.
     """
     for landed in landing.list_files(f"events/dt={day.isoformat()}/"):
         parsed = parse_batch_key(landed.key.rsplit("/", 1)[-1])
-        if parsed is not None and parsed[:2] == (partition, first):
-            return parsed[2]
+        if parsed is not None and parsed[:3] == (topic_id, partition, first):
+            return parsed[3]
     return None

@@ -5,20 +5,33 @@ How exactly-once holds, step by step (a crash can happen between any two):
    `max_batch_bytes`, is `max_batch_seconds` old, or the next message's UTC day (its Kafka
    timestamp, so the same on every re-read) differs. A batch never spans partitions or days.
 2. Flush: dead letters of the batch are produced and acknowledged, then its file is published
-   (`landing_files.publish`: complete or invisible, fsynced), named after the first and last
-   offset of the range it covers, `events/dt=<day>/kafka-<partition>-<first>-<last>.jsonl`.
+   (`landing_files.publish`: complete or invisible, fsynced), named after the topic's id and
+   the first and last offset of the range it covers,
+   `events/dt=<day>/kafka-<topic id>-<partition>-<first>-<last>.jsonl`.
 3. Then, synchronously, the commit of last + 1.
 A restart (or the next owner after a rebalance) resumes at the committed offset. A crash before
 2 leaves nothing visible, and the range is batched again. A crash between 2 and 3 leaves a file
 starting at the committed offset, which the next owner adopts instead of cutting the range
 again with other bounds (`adoption.py`).
 
+Offsets name messages only within one incarnation of the topic: deleted and created again (on
+tansu: after every broker restart), it counts from 0 under a new topic id, while the landing
+zone keeps the old files. The id in the name keeps the new files from replacing old ones of the
+same bounds, and adoption from taking an old file for a new range. The id is read when the
+partitions are assigned, before anything is fetched, and read again before a file is published
+or adopted: if the topic was recreated in between, the messages in hand may be the new
+incarnation's (librdkafka does not reliably notice a recreated topic, librdkafka #4898), and the
+sink exits 1 instead (`TopicIdError`). A restart lands the new incarnation from its start, since
+the group's offsets went with the old topic.
+
 Rebalances: partitions being revoked are flushed and committed in `on_revoke`; lost ones (the
 group already gave them away) are dropped unflushed, for the new owner to batch. SIGTERM and
 SIGINT flush and commit everything, then exit 0. The remaining gap is a *zombie*: a member that
 stalls past max.poll.interval.ms between fetching and publishing, while its partition already
 has a new owner. Its commit then fails and the sink exits 1, but its file stays; the sink polls
-every half second and publishes in milliseconds, so this needs a 10 s stall mid-flush.
+every half second and publishes in milliseconds, so this needs a 10 s stall mid-flush. Likewise
+a topic recreated in the milliseconds between the id's second reading and the commit would
+receive the old incarnation's offset.
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ import time
 from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from data_platform.resources.landing import LandingZone
 from data_platform.stream.adoption import Adoption
@@ -34,6 +48,7 @@ from data_platform.stream.batch import DAY_MS, Batch, day_of, unlandable
 from data_platform.stream.config import SinkConfig
 from data_platform.stream.dead_letters import DeadLetterError, DeadLetters
 from data_platform.stream.landing_files import publish
+from data_platform.stream.topics import TopicIdError, confirm_topic_id, describe_topic_id
 
 POLL_SECONDS = 0.5
 
@@ -49,6 +64,7 @@ class Sink:
         self._landing = landing
         self._log = log
         self._consumer = Consumer(config.consumer_settings())
+        self._admin = AdminClient({"bootstrap.servers": config.bootstrap})
         self._dead_letters = DeadLetters(config.producer_settings(), config.dlq_topic, config.topic)
         self._batches: dict[int, Batch] = {}
         self._adoption = Adoption(landing)
@@ -122,10 +138,18 @@ class Sink:
             return None  # fetched before its revocation: the new owner reads it again
         last = self._adoption.landed_end(partition, day_of(day_number * DAY_MS), offset)
         if last is not None:
+            # The file is of the incarnation assigned; the message at `offset`, only if it still is.
+            confirm_topic_id(self._admin, self.config.topic, self._adoption.topic_id)
             self._log(f"partition {partition}: adopting landed offsets {offset}-{last}")
             self._commit(partition, last)
             return None
-        batch = Batch(partition=partition, day_number=day_number, first=offset, opened_at=now)
+        batch = Batch(
+            topic_id=self._adoption.topic_id,
+            partition=partition,
+            day_number=day_number,
+            first=offset,
+            opened_at=now,
+        )
         self._batches[partition] = batch
         return batch
 
@@ -135,6 +159,7 @@ class Sink:
                 self._flush(self._batches.pop(partition))
 
     def _flush(self, batch: Batch) -> None:
+        confirm_topic_id(self._admin, self.config.topic, batch.topic_id)
         data = batch.seal()  # also moves what cannot be landed to batch.rejected
         if batch.rejected:
             self._dead_letters.send(batch.partition, batch.rejected)
@@ -151,8 +176,11 @@ class Sink:
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = {tp.partition for tp in partitions}
-        self._adoption.assign(numbers)
-        self._log(f"assigned partitions {sorted(numbers)} of {self.config.topic}")
+        # Read before anything is fetched: the incarnation every fetched message then belongs to,
+        # as long as `confirm_topic_id` finds it unchanged.
+        topic_id = describe_topic_id(self._admin, self.config.topic)
+        self._adoption.assign(numbers, topic_id)
+        self._log(f"assigned partitions {sorted(numbers)} of {self.config.topic} (id {topic_id})")
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -160,7 +188,7 @@ class Sink:
             if batch is not None:
                 try:
                     self._flush(batch)
-                except (KafkaException, DeadLetterError) as error:
+                except (KafkaException, DeadLetterError, TopicIdError) as error:
                     # Uncommitted: the next owner adopts its file, if it was published.
                     self._log(f"partition {tp.partition}: flush on revoke failed: {error}")
         self._forget(partitions, "revoked")

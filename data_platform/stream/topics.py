@@ -1,11 +1,25 @@
-"""The topics the stream needs, created when missing (a real cluster may forbid auto-creation)."""
+"""The topics the stream needs, created when missing (a real cluster may forbid auto-creation),
+and the id that tells one incarnation of a topic from another of the same name.
+
+Offsets identify a message only within one incarnation: a topic deleted and created again (or
+every topic of tansu, kept in memory, after a restart) counts from 0 again. Kafka (>= 2.8) gives
+each topic a UUID at creation, the same to every client for the topic's life and never reused,
+so it names the incarnation wherever offsets are written down (landing file names).
+"""
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from data_platform.stream.config import dlq_topic
+
+_U64 = (1 << 64) - 1
+
+
+class TopicIdError(RuntimeError):
+    """The topic's incarnation is unknown or changed under the sink: landing on could adopt or
+    replace another incarnation's files, so the sink stops before it publishes or commits."""
 
 
 def ensure_topics(bootstrap: str, topic: str, partitions: int = 2) -> None:
@@ -26,3 +40,36 @@ def ensure_topics(bootstrap: str, topic: str, partitions: int = 2) -> None:
             # Another process created it between the listing and here: what we wanted.
             if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+
+
+def describe_topic_id(admin: AdminClient, topic: str) -> str:
+    """The topic's id as 32 hex digits.
+
+    All 128 bits: only the whole id is unique. Kafka draws it at random (UUIDv4), but tansu
+    makes UUIDv7s, whose leading 48 bits are the creation time in milliseconds, so a prefix is
+    shared by topics created close together (two incarnations a second apart: 9 hex digits).
+    Hex, not the base64 Kafka's tools print: that is case-sensitive, and librdkafka's holds `/`.
+    """
+    found = admin.describe_topics(TopicCollection([topic]))[topic].result(10)
+    uuid = found.topic_id  # None, or all zeros, from a broker without topic ids
+    if uuid is None or not (uuid.get_most_significant_bits() or uuid.get_least_significant_bits()):
+        raise TopicIdError(
+            f"the broker gives topic {topic} no topic id (Kafka before 2.8?): without one a "
+            "recreated topic's files could not be told from the old one's"
+        )
+    # The client hands the halves over as signed 64-bit integers.
+    high, low = uuid.get_most_significant_bits() & _U64, uuid.get_least_significant_bits() & _U64
+    return f"{high:016x}{low:016x}"
+
+
+def confirm_topic_id(admin: AdminClient, topic: str, assigned: str) -> None:
+    """Raise unless the topic is still the incarnation `assigned` (its id at the assignment).
+
+    Everything fetched since then belongs to that incarnation: an id names one incarnation only,
+    so the topic cannot have been another one in between."""
+    current = describe_topic_id(admin, topic)
+    if current != assigned:
+        raise TopicIdError(
+            f"topic {topic} was deleted and created again while the sink ran (id {assigned} -> "
+            f"{current}): the batch in hand was not landed; restart the sink"
+        )
