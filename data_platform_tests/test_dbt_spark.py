@@ -52,10 +52,16 @@ from data_platform.ingestion.tables import SOURCE_DB_TABLES
 from data_platform.operations.backup import take_backup
 from data_platform.operations.backup_store import BackupError, BackupStore
 from data_platform.operations.restore import restore
-from data_platform.operations.spark_snapshot import CATALOG, SPARK_WAREHOUSE, platform_relations
+from data_platform.operations.spark_snapshot import (
+    CATALOG,
+    SPARK_WAREHOUSE,
+    import_spark_warehouse,
+    platform_relations,
+)
 from data_platform.operations.warehouse_metrics import DuckDBDayCounts, SparkDayCounts
 from data_platform.resources.build import build_resources
 from data_platform.resources.landing import LandingZone
+from data_platform.resources.warehouse import warehouse_of
 from data_platform.settings import SPARK_REMOTE_VARIABLE, load_settings
 from data_platform_tests.helpers import free_port, materialize_days
 from data_platform_tests.test_dbt_marts import (  # noqa: F401 (fixtures)
@@ -771,6 +777,21 @@ def test_backup_and_restore_of_the_spark_warehouse(spark, spark_remote, tmp_path
     stored = {f["path"] for f in manifest["files"]}
     assert CATALOG in stored
     assert any(p.startswith(f"{SPARK_WAREHOUSE}/marts.backup_probe/") for p in stored)
+
+    # A restore that fails while loading (here: the last table's rows are not parquet) leaves
+    # every relation of the cluster as it was, and no staged table behind.
+    broken = tmp_path / "broken"
+    shutil.copytree(tmp_path / "backup", broken)
+    last = [r for r in json.loads((broken / CATALOG).read_text()) if not r["view"]][-1]["name"]
+    for part in (broken / SPARK_WAREHOUSE / last).rglob("*.parquet"):
+        part.write_bytes(b"not parquet")
+    with (
+        warehouse_of(settings(tmp_path / "home")).spark() as remote,
+        pytest.raises(Exception, match=r"(?i)parquet"),
+    ):
+        import_spark_warehouse(remote, broken, force=True)
+    assert relation_rows(spark) == before
+    assert not [t for t in spark.catalog.listTables("marts") if "restoring" in t.name]
 
     spark.sql("DROP TABLE marts.backup_probe")  # its view is left, reading nothing
     target = settings(tmp_path / "restored")  # an empty home: only the cluster holds state

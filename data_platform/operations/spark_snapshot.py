@@ -7,8 +7,11 @@ backup's staging folder on this machine: the project's own cluster (`make servic
 remote cluster cannot, and the backup then says so in one line instead of sealing a backup
 without the warehouse.
 
-A restore creates the schemas, each table from its DDL with its rows loaded back, then the views
-(a view is created once the relations it reads exist).
+A restore creates the schemas and loads each table beside the live one, under a staging name;
+only once every table is loaded are the cluster's relations replaced (dropped, the staged ones
+renamed into place), then the views created (a view once the relations it reads exist). A
+restore that fails or is killed while loading leaves the cluster's relations as they were: the
+runs and sensors still find every table, and the restore can be run again.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ CATALOG = f"{SPARK_WAREHOUSE}/relations.json"
 # Spark's own schema, never the platform's.
 SYSTEM_SCHEMAS = {"default"}
 _LOCATION = re.compile(r"^LOCATION '(?:[^'\\]|\\.)*'\n", re.MULTILINE)
+# A table being restored, until it is renamed into place.
+STAGED_SUFFIX = "__restoring"
+_CREATE_TABLE = re.compile(r"^(CREATE TABLE )\S+")
 
 
 def platform_relations(spark: SparkSession) -> list[tuple[str, bool]]:
@@ -37,7 +43,17 @@ def platform_relations(spark: SparkSession) -> list[tuple[str, bool]]:
         for schema in sorted(d.name for d in spark.catalog.listDatabases())
         if schema not in SYSTEM_SCHEMAS
         for relation in spark.catalog.listTables(schema)
-        if not relation.isTemporary
+        if not relation.isTemporary and not relation.name.endswith(STAGED_SUFFIX)
+    ]
+
+
+def _staged_tables(spark: SparkSession) -> list[str]:
+    """Tables an interrupted restore left under their staging name."""
+    return [
+        f"{schema}.{relation.name}"
+        for schema in sorted(d.name for d in spark.catalog.listDatabases())
+        for relation in spark.catalog.listTables(schema)
+        if relation.name.endswith(STAGED_SUFFIX)
     ]
 
 
@@ -83,6 +99,17 @@ def _create_views(spark: SparkSession, views: list[dict]) -> None:
         pending = [view for view, _ in failed]
 
 
+def _load_staged(spark: SparkSession, staging: Path, table: dict) -> str:
+    """The backup's `table` created and filled under its staging name; returns that name."""
+    staged = table["name"] + STAGED_SUFFIX
+    spark.sql(_CREATE_TABLE.sub(lambda m: m[1] + staged, table["ddl"], count=1))
+    folder = staging / SPARK_WAREHOUSE / table["name"]
+    if any(folder.glob("*.parquet")):
+        columns = spark.table(staged).columns
+        spark.read.parquet(str(folder.absolute())).select(*columns).write.insertInto(staged)
+    return staged
+
+
 def import_spark_warehouse(spark: SparkSession, staging: Path, force: bool) -> int:
     """The backup's relations into the cluster, replacing any of the same name; returns how
     many. A cluster that holds platform relations is refused unless `force`."""
@@ -95,14 +122,17 @@ def import_spark_warehouse(spark: SparkSession, staging: Path, force: bool) -> i
     relations = json.loads((staging / CATALOG).read_text())
     for schema in sorted({r["name"].split(".")[0] for r in relations}):
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {schema}")
+    for leftover in _staged_tables(spark):
+        spark.sql(f"DROP TABLE {leftover}")
+    try:
+        staged = {t["name"]: _load_staged(spark, staging, t) for t in relations if not t["view"]}
+    except BaseException:
+        for leftover in _staged_tables(spark):
+            spark.sql(f"DROP TABLE {leftover}")
+        raise
     for name, is_view in existing:
         spark.sql(f"DROP {'VIEW' if is_view else 'TABLE'} IF EXISTS {name}")
-    for table in (r for r in relations if not r["view"]):
-        spark.sql(table["ddl"])
-        folder = staging / SPARK_WAREHOUSE / table["name"]
-        if any(folder.glob("*.parquet")):
-            columns = spark.table(table["name"]).columns
-            rows = spark.read.parquet(str(folder.absolute())).select(*columns)
-            rows.write.insertInto(table["name"])
+    for name, staged_name in staged.items():
+        spark.sql(f"ALTER TABLE {staged_name} RENAME TO {name}")
     _create_views(spark, [r for r in relations if r["view"]])
     return len(relations)
