@@ -7,8 +7,7 @@ from dataclasses import dataclass
 TOPIC = "events"
 # The sink's consumer group: the lag the UI and Prometheus show is this group's.
 GROUP = "data-platform-events-sink"
-# Kafka's own default message.max.bytes: a larger value would not have reached most brokers, and
-# it stays well under DuckDB's 2 MB line limit in the one file-ingestion path.
+# Kafka's own default message.max.bytes: a larger value would not have reached most brokers.
 MAX_MESSAGE_BYTES = 1_000_000
 FETCH_MAX_BYTES = 64 * 1024 * 1024
 
