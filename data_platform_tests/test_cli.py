@@ -73,3 +73,29 @@ def test_a_wrong_setting_is_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "DATA_PLATFORM_START_DATE" in result.stderr
+
+
+def test_backup_storage_that_refuses_is_one_line_and_exit_1(tmp_path, s3_endpoint):
+    """S3 refusing (no such bucket), S3 out of reach and a folder that cannot be made: each one
+    line naming what failed and what to check, never a botocore or OSError traceback."""
+    aws = {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    cases = [
+        (("backup", "s3://no-such-bucket/x"), aws, "NoSuchBucket"),
+        (("restore", "s3://no-such-bucket/x"), aws, "NoSuchBucket"),
+        (("backup", "s3://bucket/x"), {**aws, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, "connect"),
+        (("backup", str(not_a_folder / "backups")), {}, "Not a directory"),
+    ]
+    for args, env, cause in cases:
+        result = run_cli(tmp_path / "home", *args, **env)
+        assert result.returncode == 1, result.stderr[-2000:]
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+        assert result.stderr.startswith(f"data-platform {args[0]}: ") and cause in result.stderr
+        if args[1].startswith("s3://"):
+            assert "AWS_ENDPOINT_URL" in result.stderr

@@ -8,6 +8,18 @@ import sys
 from data_platform.settings import load_settings
 
 
+def _s3_errors() -> tuple[type[BaseException], ...]:
+    """What S3 raises when it refuses (no such bucket, credentials refused) or cannot be reached."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError)
+
+
+S3_HINT = (
+    "check the bucket, the AWS credentials (AWS_ACCESS_KEY_ID or AWS_PROFILE) and AWS_ENDPOINT_URL"
+)
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.command == "metrics":
@@ -26,4 +38,11 @@ def run(args: argparse.Namespace) -> int:
         return run_restore(settings, args.src, args.force)
     except BackupError as err:
         print(f"data-platform {args.command}: {err}", file=sys.stderr)
+        return 1
+    except _s3_errors() as err:
+        location = args.dest if args.command == "backup" else args.src
+        print(f"data-platform {args.command}: {location}: {err}: {S3_HINT}", file=sys.stderr)
+        return 1
+    except OSError as err:  # the disk: denied, full, gone; its message names the path
+        print(f"data-platform {args.command}: {err}: fix it, then run it again", file=sys.stderr)
         return 1
