@@ -69,7 +69,7 @@ def bench_conservation_recount(conn: duckdb.DuckDBPyConnection, folder: Path):
     conn.execute(f"COPY (SELECT * EXCLUDE (_rescued) FROM raw.events) TO '{path}' (FORMAT json)")
 
     def recount() -> None:
-        assert count_records(path, header_lines=0) == ROWS
+        assert count_records(path, header_lines=0).records == ROWS
 
     baseline = timed(
         lambda: conn.execute(

@@ -154,9 +154,10 @@ def test_count_records_skips_header_and_blank_lines(tmp_path):
     plain, packed = tmp_path / "a.csv", tmp_path / "b.csv.gz"
     plain.write_text(text)
     packed.write_bytes(gzip.compress(text.encode()))
-    assert count_records(plain, header_lines=1) == 3
-    assert count_records(packed, header_lines=1) == 3
-    assert count_records(plain, header_lines=0) == 4
+    # Records at lines 2, 5 and 7; the header's line counts when it is a record.
+    assert count_records(plain, header_lines=1) == (3, 2 + 5 + 7)
+    assert count_records(packed, header_lines=1) == (3, 2 + 5 + 7)
+    assert count_records(plain, header_lines=0) == (4, 1 + 2 + 5 + 7)
 
 
 def test_in_dt_folder():
@@ -370,10 +371,12 @@ def test_dead_letter_judgement_per_partition():
 
 
 def test_conservation_balances_files_against_the_warehouse(tmp_path):
-    """A lost row, a vanished file and a file landing after the load, in one partition."""
+    """A lost row, a vanished file, a file landing after the load and rows stored under other
+    line numbers than their file's, in one partition."""
     landing = LandingZone(url=str(tmp_path / "landing"))
     day = "2026-01-05"
-    for name, lines in (("a", ["{}", "", "{}", "{}"]), ("b", ["{}"]), ("late", ["{}"])):
+    files = (("a", ["{}", "", "{}", "{}"]), ("b", ["{}"]), ("c", ["{}", "{}"]), ("late", ["{}"]))
+    for name, lines in files:
         put_lines(landing, f"events/dt={day}/{name}.jsonl", lines, tmp_path)
     conn = duckdb.connect()
     ensure_raw_tables(conn, (EVENTS, DEAD_LETTER))
@@ -381,8 +384,9 @@ def test_conservation_balances_files_against_the_warehouse(tmp_path):
         max(f.modified for f in landing.list_files() if "/late" not in f.key) + 0.5, UTC
     ).replace(tzinfo=None)
     # a.jsonl: lines 1 and 3 loaded, line 4 dead-lettered, nothing lost; b.jsonl: its one row
-    # lost; gone.jsonl: rows of a file no longer in the landing zone.
-    rows = [("a", 1), ("a", 3), ("gone", 1)]
+    # lost; c.jsonl: both rows, the second under line 3 (a reader counting a line break twice);
+    # gone.jsonl: rows of a file no longer in the landing zone.
+    rows = [("a", 1), ("a", 3), ("c", 1), ("c", 3), ("gone", 1)]
     conn.executemany(
         "INSERT INTO raw.events (event_id, user_id, event_type, occurred_at, _source_file, "
         "_line_number, _loaded_at, dt) VALUES ('e', 1, 't', ?, ?, ?, ?, ?)",
@@ -399,8 +403,13 @@ def test_conservation_balances_files_against_the_warehouse(tmp_path):
         landing, EVENT_FILES, warehouse_counts(DuckDBReader(conn), EVENT_FILES, window), window
     )
     assert landed_late == [f"events/dt={day}/late.jsonl"]
-    differences = {b.key.split("/")[-1]: b.difference for b in found}
-    assert differences == {"a.jsonl": 0, "b.jsonl": 1, "gone.jsonl": -1}
+    differences = {b.key.split("/")[-1]: (b.difference, b.misnumbered) for b in found}
+    assert differences == {
+        "a.jsonl": (0, False),
+        "b.jsonl": (1, True),
+        "c.jsonl": (0, True),
+        "gone.jsonl": (-1, True),
+    }
 
 
 def test_reconciliation_before_any_payment_is_built_warns_instead_of_crashing(tmp_path):

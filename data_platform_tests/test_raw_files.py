@@ -9,7 +9,9 @@ import dagster as dg
 import pytest
 
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
+from data_platform.checks.conservation import conservation_check
 from data_platform.ingestion import files as file_ingestion
+from data_platform.ingestion.file_formats import EVENT_FILES
 from data_platform.resources.build import build_resources
 from data_platform.resources.warehouse import Warehouse
 from data_platform_tests.helpers import (
@@ -256,6 +258,33 @@ def test_lines_longer_than_the_readers_limit_are_records_like_any_other(
     dead = query(settings.warehouse, "SELECT source_file, line_number, raw_record, error FROM raw.dead_letter")  # fmt: skip
     assert [row[:3] for row in dead] == [(f"{folder}/long.jsonl", 3, long_broken)]
     assert dead[0][3].startswith("not valid JSON")
+
+
+def test_records_numbered_otherwise_than_their_file_fail_conservation(
+    settings, resources, tmp_path
+):
+    """DuckDB's line reader counts a CRLF after LF-ended lines as two line breaks: the counts
+    still balance, but the records after it are stored one line off. The conservation check
+    compares line numbers too, so such a file fails it instead of passing unnoticed; a file
+    with one kind of line ending balances."""
+    folder = settings.home / "landing" / "events" / f"dt={DAY}"
+    folder.mkdir(parents=True)
+    (folder / "mixed.jsonl").write_bytes(
+        f"{event('a')}\n{event('b')}\r\n{{broken\n{event('c')}\n".encode()
+    )
+    (folder / "crlf.jsonl").write_bytes(f"{event('d')}\r\n\r\n{event('e')}\r\n".encode())
+    check = conservation_check(EVENT_FILES)
+    result = dg.materialize(
+        [*FILE_ASSETS, check], resources=resources, partition_key=DAY.isoformat(),
+        raise_on_error=False,
+    )  # fmt: skip
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert evaluation.metadata["files_unbalanced"].value == 1
+    assert evaluation.metadata["files_misnumbered"].value == 1
+    assert "mixed.jsonl" in evaluation.metadata["unbalanced_files"].value
+    assert "crlf.jsonl" not in evaluation.metadata["unbalanced_files"].value
+    assert "line numbers" in evaluation.description
 
 
 def test_file_names_with_glob_characters_are_read_as_written(settings, resources, tmp_path):

@@ -14,6 +14,11 @@ itself. A file gone from the landing zone since the load counts as one where ing
 unreadable too; rows loaded from a file now gone are still records no file accounts for. A file
 that ingestion loaded but that this check cannot read (DuckDB's gunzip does not verify gzip
 checksums) therefore shows up as unbalanced.
+
+Counts alone miss records put under the wrong line (a reader that numbers lines its own way:
+DuckDB's counts a CRLF after LF-ended lines as two line breaks), so the sum of the records' line
+numbers is compared too: the dead letters' and lineage's line numbers are what a person opens
+the file at.
 """
 
 import gzip
@@ -21,7 +26,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import dagster as dg
 
@@ -42,22 +47,31 @@ if TYPE_CHECKING:  # pandas loads when a check first runs, not with the Definiti
 _CANNOT_READ = (OSError, EOFError, zlib.error)
 
 
-def count_records(path: Path, header_lines: int) -> int:
-    """Non-blank lines after the header: the left side of the contract's conservation rule."""
+class RecordCount(NamedTuple):
+    records: int
+    line_sum: int  # of the records' 1-based line numbers, header and blank lines counted
+
+
+def count_records(path: Path, header_lines: int) -> RecordCount:
+    """Non-blank lines after the header (the left side of the contract's conservation rule),
+    and the sum of their line numbers."""
     opener = gzip.open if path.name.endswith(".gz") else open
+    records = line_sum = 0
     with opener(path, "rb") as lines:
-        return sum(
-            1 for number, line in enumerate(lines) if number >= header_lines and line.strip()
-        )
+        for number, line in enumerate(lines, start=1):
+            if number > header_lines and line.strip():
+                records += 1
+                line_sum += number
+    return RecordCount(records, line_sum)
 
 
-def file_records(landing: LandingZone, key: str, header_lines: int) -> tuple[int, bool]:
-    """(records, readable): a file that cannot be read counts as one record."""
+def file_records(landing: LandingZone, key: str, header_lines: int) -> tuple[RecordCount, bool]:
+    """(records, readable): a file that cannot be read counts as one record, numbered nowhere."""
     try:
         with landing.local_path(key) as path:
             return count_records(path, header_lines), True
     except _CANNOT_READ:
-        return 1, False
+        return RecordCount(1, 0), False
 
 
 @dataclass(frozen=True)
@@ -68,10 +82,20 @@ class FileBalance:
     loaded: int
     dead_lettered: int
     readable: bool = True
+    line_sum: int = 0  # of the file's records' line numbers
+    stored_line_sum: int = 0  # of the raw rows' and dead letters' line numbers
 
     @property
     def difference(self) -> int:
         return self.records - self.loaded - self.dead_lettered
+
+    @property
+    def misnumbered(self) -> bool:
+        return self.line_sum != self.stored_line_sum
+
+    @property
+    def unbalanced(self) -> bool:
+        return bool(self.difference) or self.misnumbered
 
 
 def warehouse_counts(reader: WarehouseReader, fmt: FileFormat, window: Window) -> "pd.DataFrame":
@@ -81,15 +105,18 @@ def warehouse_counts(reader: WarehouseReader, fmt: FileFormat, window: Window) -
     return reader.frame(
         f"""
         WITH file_rows AS (
-            SELECT _source_file AS key, dt, count(*) AS n_rows, max(_loaded_at) AS rows_at
+            SELECT _source_file AS key, dt, count(*) AS n_rows, max(_loaded_at) AS rows_at,
+                CAST(sum(_line_number) AS BIGINT) AS rows_line_sum
             FROM {fmt.table.qualified_name} WHERE {predicate} GROUP BY ALL
         ), file_dead AS (
             SELECT source_file AS key, dt, count(*) AS n_dead,
-                count(*) FILTER (WHERE line_number IS NULL) AS n_whole, max(rejected_at) AS dead_at
+                count(*) FILTER (WHERE line_number IS NULL) AS n_whole, max(rejected_at) AS dead_at,
+                CAST(sum(line_number) AS BIGINT) AS dead_line_sum
             FROM raw.dead_letter WHERE source = ? AND {predicate} GROUP BY ALL
         )
         SELECT key, dt, coalesce(n_rows, 0) AS loaded, coalesce(n_dead, 0) AS dead,
             coalesce(n_whole, 0) AS whole_file,
+            coalesce(rows_line_sum, 0) + coalesce(dead_line_sum, 0) AS line_sum,
             max(greatest(rows_at, dead_at)) OVER (PARTITION BY dt) AS loaded_at
         FROM file_rows FULL JOIN file_dead USING (key, dt)
         """,
@@ -111,20 +138,27 @@ def balances(landing: LandingZone, fmt: FileFormat, counts: "pd.DataFrame", wind
         if file.key not in stored and loaded_at is not None and modified > loaded_at:
             late.append(file.key)
             continue
-        records, readable = file_records(landing, file.key, fmt.header_lines)
-        row = stored.pop(file.key, None)
-        found.append(FileBalance(file.key, dt, records, *_stored(row), readable))
+        (records, line_sum), readable = file_records(landing, file.key, fmt.header_lines)
+        loaded, dead, stored_line_sum = _stored(stored.pop(file.key, None))
+        found.append(
+            FileBalance(file.key, dt, records, loaded, dead, readable, line_sum, stored_line_sum)
+        )
     # A file gone from the landing zone is one record if ingestion found it unreadable as well;
     # other rows whose file is gone are records no file accounts for.
-    found += [
-        FileBalance(r.key, r.dt.date(), 1 if r.whole_file else 0, *_stored(r), readable=False)
-        for r in stored.values()
-    ]
+    for r in stored.values():
+        loaded, dead, stored_line_sum = _stored(r)
+        records = 1 if r.whole_file else 0
+        found.append(
+            FileBalance(r.key, r.dt.date(), records, loaded, dead, False, 0, stored_line_sum)
+        )
     return found, late
 
 
-def _stored(row) -> tuple[int, int]:
-    return (int(row.loaded), int(row.dead)) if row is not None else (0, 0)
+def _stored(row) -> tuple[int, int, int]:
+    """(rows loaded, dead letters, sum of their line numbers) of a file, none if not stored."""
+    if row is None:
+        return 0, 0, 0
+    return int(row.loaded), int(row.dead), int(row.line_sum)
 
 
 def per_dt(found: list[FileBalance]) -> "pd.DataFrame":
@@ -144,7 +178,8 @@ def conservation_check(fmt: FileFormat) -> dg.AssetChecksDefinition:
         blocking=True,
         pool=WAREHOUSE_POOL,
         description="Records re-counted in the run's landing files = raw rows + dead letters, "
-        "per file. ERROR and blocking: lost or invented records make every number downstream wrong.",
+        "per file, at the same line numbers. ERROR and blocking: lost, invented or misplaced "
+        "records make every number downstream wrong.",
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, landing: LandingZone):
         import pandas as pd
@@ -153,7 +188,7 @@ def conservation_check(fmt: FileFormat) -> dg.AssetChecksDefinition:
         with warehouse.reader() as reader:
             counts = warehouse_counts(reader, fmt, window)
         found, late = balances(landing, fmt, counts, window)
-        off = [b for b in found if b.difference]
+        off = [b for b in found if b.unbalanced]
         metadata = {
             "partitions": window.describe(),
             "records_in_files": sum(b.records for b in found),
@@ -161,19 +196,28 @@ def conservation_check(fmt: FileFormat) -> dg.AssetChecksDefinition:
             "rows_dead_lettered": sum(b.dead_lettered for b in found),
             "per_dt": dg.MetadataValue.md(markdown_table(per_dt(found))),
             "files_unbalanced": len(off),
+            "files_misnumbered": sum(b.misnumbered for b in found),
             "files_unreadable": dg.MetadataValue.json(
                 sorted(b.key for b in found if not b.readable)
             ),
             "files_landed_after_load": dg.MetadataValue.json(late),
         }
         if off:
-            offenders = pd.DataFrame([vars(b) | {"difference": b.difference} for b in off])
+            offenders = pd.DataFrame(
+                [vars(b) | {"difference": b.difference, "misnumbered": b.misnumbered} for b in off]
+            )
             metadata["unbalanced_files"] = dg.MetadataValue.md(markdown_table(offenders))
         return dg.AssetCheckResult(
             passed=not off,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata=metadata,
-            description=f"{len(off)} file(s) where records != rows + dead letters" if off else None,
+            description=(
+                f"{len(off)} file(s) where records != rows + dead letters, or their line numbers "
+                "differ from the file's (mixed CRLF and LF line endings? re-export the file with "
+                "one kind)"
+                if off
+                else None
+            ),
         )
 
     return _check
