@@ -21,7 +21,7 @@ from data_platform.resources.landing import LandingZone
 from data_platform.services.base import start
 from data_platform.services.config import ServicesConfig, load_services_config
 from data_platform.services.kafka_broker import KafkaBroker
-from data_platform.services.postgres import Postgres, admin_engine, database_url
+from data_platform.services.postgres import Postgres
 from data_platform.settings import Settings, load_settings
 from data_platform_tests.helpers import free_port, run_services
 
@@ -123,10 +123,10 @@ def kafka_broker(services_config) -> Iterator[KafkaBroker]:
 def postgres_url(postgres_server) -> Iterator[str]:
     """A SQLAlchemy URL of a fresh, empty database, dropped after the test."""
     name = f"test_{uuid.uuid4().hex[:16]}"
-    engine = admin_engine(postgres_server.port)
+    engine = postgres_server.admin_engine()
     with engine.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield database_url(postgres_server.port, name)
+    yield postgres_server.database_url(name)
     with engine.connect() as conn:
         # FORCE: a connection the test left open must not keep the database alive.
         conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))

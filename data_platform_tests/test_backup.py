@@ -29,7 +29,6 @@ from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.build import build_resources
 from data_platform.services.config import load_services_config
 from data_platform.services.instance import instance_home, write_instance_yaml
-from data_platform.services.postgres import admin_engine, database_url
 from data_platform.settings import Settings, load_settings
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests import instance_history as history
@@ -347,10 +346,10 @@ def order_summary() -> None:
 def empty_database(postgres_server) -> Iterator[str]:
     """A second fresh database on the session's server, beside `postgres_url`'s."""
     name = f"restore_{uuid.uuid4().hex[:16]}"
-    engine = admin_engine(postgres_server.port)
+    engine = postgres_server.admin_engine()
     with engine.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield database_url(postgres_server.port, name)
+    yield postgres_server.database_url(name)
     with engine.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
 
@@ -365,7 +364,7 @@ def distributed_home(home: Path, database: str) -> dict[str, str]:
         "DAGSTER_PG_HOST": url.host,
         "DAGSTER_PG_PORT": str(url.port),
         "DAGSTER_PG_USER": url.username,
-        "DAGSTER_PG_PASSWORD": "",
+        "DAGSTER_PG_PASSWORD": url.password,
         "DAGSTER_PG_DB": url.database,
     }
 
@@ -440,3 +439,23 @@ def test_a_postgres_instance_is_restored_into_an_empty_database(
         restore(other, BackupStore(str(tmp_path / "backup")))
     restore(other, BackupStore(str(tmp_path / "backup")), force=True)
     assert instance_state(target, monkeypatch) == state
+
+
+@pytest.mark.parametrize("password", ["wrong", None])
+def test_a_wrong_or_missing_postgres_password_is_one_line_naming_the_variable(
+    tmp_path, postgres_url, password
+):
+    home = distributed_home(tmp_path / "home", postgres_url)
+    write_instance_yaml(load_services_config(home))
+    home.pop("DAGSTER_PG_PASSWORD")
+    if password is not None:
+        home["DAGSTER_PG_PASSWORD"] = password
+    backup = cli(tmp_path / "home", "backup", str(tmp_path / "backup"), **home)
+    _, err = backup.communicate(timeout=120)
+    assert backup.returncode == 1
+    # Dagster's retries log warnings first; the traceback they end in is not shown.
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("data-platform backup: ") and "DAGSTER_PG_PASSWORD" in last
+    assert "make -s services-env" in last
+    assert not (tmp_path / "backup").exists()

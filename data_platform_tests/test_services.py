@@ -6,7 +6,9 @@ from __future__ import annotations
 import functools
 import os
 import shlex
+import shutil
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from data_platform.services.config import load_services_config
+from data_platform.services.postgres import Postgres, _binary, _make_traversable
 from data_platform.services.process import pid_alive, read_pid, spawn, terminate_group
 from data_platform_tests.conftest import services_home
 from data_platform_tests.helpers import free_port, run_services
@@ -159,3 +163,123 @@ def test_a_pid_file_whose_pid_came_round_again_reads_as_exited(tmp_path):
         pid_file.write_text(f"{pid} {recorded}\n")
         terminate_group(pid_file)
     assert not pid_alive(pid)
+
+
+def exported(env: dict[str, str]) -> dict[str, str]:
+    """What `make -s services-env` exports in `env`, by name."""
+    result = services(env, "env")
+    assert result.returncode == 0, result.stderr
+    return dict(
+        shlex.split(line.removeprefix("export "))[0].split("=", 1)
+        for line in result.stdout.splitlines()
+    )
+
+
+def psql(port: int, password: str | None, sql: str = "SELECT 1") -> subprocess.CompletedProcess:
+    """psql as any client of the machine would run it: the password (if any) from PGPASSWORD,
+    no password file, never a prompt (-w)."""
+    client_env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    client_env["PGPASSFILE"] = "/nonexistent/.pgpass"
+    if password is not None:
+        client_env["PGPASSWORD"] = password
+    command = ["psql", "-w", "-h", "127.0.0.1", "-p", str(port), "-U", "data_platform"]
+    return subprocess.run(
+        [*command, "-At", "-c", sql, "postgres"],
+        env=client_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_postgres_asks_every_client_for_the_password_that_services_env_exports(env):
+    env = {**env, "SERVICES": "postgres"}
+    port = int(env["DATA_PLATFORM_POSTGRES_PORT"])
+    before = services(env, "env")  # no server has made a password yet: one line, no export
+    assert before.returncode == 1 and not before.stdout
+    assert before.stderr.count("\n") == 1 and "services-up" in before.stderr
+
+    first = services(env, "up")
+    assert first.returncode == 0, first.stderr
+    password_file = Path(env["DATA_PLATFORM_HOME"]) / "services" / "postgres" / "password"
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    password = password_file.read_text().strip()
+    assert len(password) >= 32
+    exports = exported(env)
+    assert exports["DAGSTER_PG_PASSWORD"] == password
+    assert (exports["DAGSTER_PG_HOST"], exports["DAGSTER_PG_PORT"]) == ("127.0.0.1", str(port))
+
+    assert "no password supplied" in psql(port, None).stderr
+    assert "password authentication failed" in psql(port, "wrong").stderr
+    assert psql(port, password).stdout.strip() == "1"
+    # Every rule of pg_hba.conf asks for the password: none trusts a client.
+    rules = psql(port, password, "SELECT DISTINCT auth_method FROM pg_hba_file_rules")
+    assert rules.stdout.split() == ["scram-sha-256"]
+    # Referenced from the generated dagster.yaml, never written there.
+    dagster_home = Path(exports["DAGSTER_HOME"])
+    assert all(password not in f.read_text() for f in dagster_home.rglob("*") if f.is_file())
+
+    # A password file that no longer matches the server: one line naming it.
+    password_file.write_text("not-the-password\n")
+    again = services(env, "up")
+    assert again.returncode == 1
+    assert again.stderr.count("\n") == 1
+    assert f"refused the password in {password_file}" in again.stderr
+
+
+KEPT = 'CREATE DATABASE "kept"'
+
+
+def old_version_folder(env: dict[str, str]) -> None:
+    """A data folder as the version before passwords made it, with its server running (initdb
+    with `--auth trust`, pg_ctl started with the same options) and a database of its own."""
+    server = Postgres(load_services_config(env))
+    server.folder.mkdir(parents=True)
+    as_owner = []
+    if os.geteuid() == 0:
+        _make_traversable(server.folder.parent)
+        shutil.chown(server.folder, "postgres", "postgres")
+        as_owner = ["runuser", "-u", "postgres", "--"]
+    for command in (
+        [_binary("initdb"), "-D", str(server.data_dir), "-U", "data_platform", "--auth", "trust"],
+        [_binary("pg_ctl"), "start", "-D", str(server.data_dir), "-l", str(server.log_file),
+         "-o", f"-p {server.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''",
+         "-w"],
+    ):  # fmt: skip
+        subprocess.run([*as_owner, *command], check=True, capture_output=True, cwd="/")
+    created = psql(server.port, None, KEPT)  # trust: no password asked
+    assert created.returncode == 0, created.stderr
+
+
+def password_file_lost(env: dict[str, str]) -> None:
+    """A data folder of this version, running, with a database of its own, whose password file
+    was then deleted."""
+    assert services(env, "up").returncode == 0
+    password_file = Path(env["DATA_PLATFORM_HOME"]) / "services" / "postgres" / "password"
+    port = int(env["DATA_PLATFORM_POSTGRES_PORT"])
+    assert psql(port, password_file.read_text().strip(), KEPT).returncode == 0
+    password_file.unlink()
+
+
+@pytest.mark.parametrize("make_folder", [old_version_folder, password_file_lost])
+def test_a_folder_without_a_usable_password_gets_one_at_the_next_start_and_keeps_its_data(
+    env, make_folder
+):
+    """The server runs: `up` says in one line to restart it (its clients hold an environment
+    without the new password). Restarted, it asks for a new password; its databases are kept."""
+    env = {**env, "SERVICES": "postgres"}
+    port = int(env["DATA_PLATFORM_POSTGRES_PORT"])
+    make_folder(env)
+
+    refused = services(env, "up")
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1
+    assert "`make services-down`, then `make services-up`" in refused.stderr
+
+    assert services(env, "down").returncode == 0
+    restarted = services(env, "up")
+    assert restarted.returncode == 0, restarted.stderr
+    password = exported(env)["DAGSTER_PG_PASSWORD"]
+    assert "no password supplied" in psql(port, None).stderr
+    query = "SELECT datname FROM pg_database WHERE datname = 'kept'"
+    assert psql(port, password, query).stdout.strip() == "kept"

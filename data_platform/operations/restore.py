@@ -14,8 +14,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import dagster as dg
-
 from data_platform.operations.backup import MANIFEST, versions
 from data_platform.operations.backup_store import BackupError, BackupStore, sha256_file
 from data_platform.operations.snapshot import (
@@ -23,6 +21,7 @@ from data_platform.operations.snapshot import (
     INSTANCE_DUMP,
     SALT,
     WAREHOUSE,
+    open_instance,
     run_pg_tool,
 )
 from data_platform.operations.spark_snapshot import import_spark_warehouse
@@ -118,7 +117,7 @@ def restore_postgres(settings: Settings, staging: Path, force: bool) -> None:
     config = settings.dagster_home / "dagster.yaml"
     if config.exists():
         shutil.copy2(config, staging / INSTANCE / "dagster.yaml")
-    with dg.DagsterInstance.from_config(str(staging / INSTANCE)) as instance:
+    with open_instance(staging / INSTANCE) as instance:
         storage = instance.run_storage
         if not isinstance(storage, PostgresRunStorage):
             raise BackupError(
@@ -154,7 +153,7 @@ def restore(settings: Settings, src: BackupStore, force: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix=".restore-", dir=settings.home) as tmp:
         manifest = fetch_verified(src, Path(tmp))
         put_in_place(settings, Path(tmp), manifest, force)
-    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+    with open_instance(settings.dagster_home) as instance:
         for line in release_restored_runs(instance):
             print(line, file=sys.stderr)
     return manifest

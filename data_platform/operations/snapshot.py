@@ -8,11 +8,14 @@ order could restore a cursor that has seen a file the warehouse never loaded (a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -22,6 +25,7 @@ import sqlalchemy as sa
 from data_platform.operations.backup_store import BackupError
 from data_platform.resources.duckdb_lock import connect_with_lock_wait
 from data_platform.resources.privacy import SALT_FILE
+from data_platform.services.postgres import PASSWORD_VARIABLE, is_refused_password
 from data_platform.settings import Settings
 
 WAREHOUSE = "warehouse/warehouse.duckdb"
@@ -60,6 +64,46 @@ def copy_sqlite_instance(dagster_home: Path, target: Path) -> None:
         finally:
             dest.close()
             source.close()
+
+
+# For the local services; a dagster.yaml of one's own says which variables it reads.
+SERVICES_ENV_HINT = 'for the local services: eval "$(make -s services-env)"'
+
+
+def _refused_login(err: BaseException) -> bool:
+    """Whether a PostgreSQL login refused for its password caused `err`: dagster-postgres
+    retries it and raises its own exception from the driver's."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if is_refused_password(cause):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+@contextlib.contextmanager
+def open_instance(dagster_home: Path) -> Iterator[dg.DagsterInstance]:
+    """The instance of `dagster_home`. A variable its dagster.yaml reads but nobody set, or a
+    PostgreSQL that refuses its password, is one BackupError naming the variable to set instead
+    of Dagster's traceback: the password comes from the environment, so that is what to fix."""
+    try:
+        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+            yield instance
+    except dg.DagsterInvalidConfigError as err:
+        unset = re.search(r'environment variable "([^"]+)" which is not set', str(err))
+        if unset is None:
+            raise
+        raise BackupError(
+            f"{dagster_home / 'dagster.yaml'} reads {unset[1]}, which is not set: "
+            f"set it ({SERVICES_ENV_HINT})"
+        ) from None
+    except Exception as err:
+        if not _refused_login(err):
+            raise
+        raise BackupError(
+            "the Dagster instance's PostgreSQL refused the password of its user: set "
+            f"{PASSWORD_VARIABLE} to that user's password ({SERVICES_ENV_HINT})"
+        ) from None
 
 
 def libpq_target(postgres_url: str) -> tuple[str, dict[str, str]]:
@@ -120,7 +164,7 @@ def copy_instance(settings: Settings, staging: Path) -> str:
     config = settings.dagster_home / "dagster.yaml"
     storage = "sqlite"
     if config.exists() and "postgres" in config.read_text():
-        with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        with open_instance(settings.dagster_home) as instance:
             if type(instance.run_storage).__name__.startswith("Postgres"):
                 dump_postgres_instance(instance, staging / INSTANCE_DUMP)
                 storage = "postgres"

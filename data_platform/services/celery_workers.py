@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -30,7 +30,8 @@ class CeleryWorkers:
     config: ServicesConfig
     # The environment the workers run in: the platform's settings and the services' variables
     # (instance, broker), so that a step loads the same Definitions as the process that sent it.
-    worker_env: Mapping[str, str] = field(default_factory=dict)
+    # Read when needed, not when built: PostgreSQL's password exists once it has started.
+    worker_env: Callable[[], Mapping[str, str]]
     name: str = "celery"
 
     @property
@@ -61,13 +62,14 @@ class CeleryWorkers:
         return path
 
     def launch(self) -> None:
-        if not self.worker_env.get(CELERY_BROKER_VARIABLE):
+        worker_env = self.worker_env()
+        if not worker_env.get(CELERY_BROKER_VARIABLE):
             raise ServiceError(f"celery: {CELERY_BROKER_VARIABLE} is not set: start redis too")
         self.folder.mkdir(parents=True, exist_ok=True)
         worker_yaml = self._write_worker_yaml()
         bin_dir = str(Path(sys.executable).parent)
         # `dagster-celery worker start` runs `celery` from PATH: the venv's bin comes first.
-        env = {**self.worker_env, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env = {**worker_env, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
         for worker in self.worker_names:
             if read_pid(self._pid_file(worker)) is not None:
                 continue
@@ -100,7 +102,7 @@ class CeleryWorkers:
     def is_up(self) -> bool:
         if not self.is_running():
             return False
-        broker = self.worker_env.get(CELERY_BROKER_VARIABLE)
+        broker = self.worker_env().get(CELERY_BROKER_VARIABLE)
         return bool(broker) and self.node_names <= answering_workers(broker)
 
     def env(self) -> dict[str, str]:

@@ -2,24 +2,43 @@
 
 initdb and postgres refuse to run as root: as root, every server command runs as the `postgres`
 system user that the apt package creates, in a state folder that user owns.
+
+Every connection needs the superuser's password (scram-sha-256): on 127.0.0.1 any user of the
+machine can reach the port, so a `trust` rule would let each of them in as superuser. The
+password is generated at the first start into `password` (mode 0600) in the state folder, and
+reaches other processes only through their environment: `env()` exports it as
+DAGSTER_PG_PASSWORD, which the generated dagster.yaml reads (`env:`) and backups hand to pg_dump
+as PGPASSWORD. Never on a command line, where `ps` shows it to every user.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import secrets
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from data_platform.services.config import ServicesConfig
 from data_platform.services.process import ServiceError, read_pid
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
 
 HOST = "127.0.0.1"
 # The role initdb creates, and the database of the Dagster instance.
 SUPERUSER = "data_platform"
 INSTANCE_DB = "dagster"
 SYSTEM_USER = "postgres"
+PASSWORD_VARIABLE = "DAGSTER_PG_PASSWORD"
+AUTH_METHOD = "scram-sha-256"
+# What libpq says when the server refuses a password, or asks for one the client lacks.
+REFUSED = ("password authentication failed", "no password supplied")
 
 
 def _binary(name: str) -> str:
@@ -46,6 +65,36 @@ def _make_traversable(folder: Path) -> None:
             parent.chmod(mode | 0o001)
 
 
+def _write_secret(path: Path, secret: str) -> None:
+    """Create `path` holding `secret`, readable by its owner alone from the first byte on (the
+    mode is given at creation: a chmod afterwards would leave a moment of default umask)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+
+
+def _rule(line: str) -> list[str]:
+    """The fields of a pg_hba.conf line, its comment left out."""
+    return line.split("#", 1)[0].split()
+
+
+def _trusts(hba: str) -> bool:
+    return any("trust" in _rule(line) for line in hba.splitlines())
+
+
+def _without_trust(hba: str) -> str:
+    """pg_hba.conf with each `trust` rule asking for the password instead; the rest as it was."""
+    return "".join(
+        re.sub(r"\btrust\b", AUTH_METHOD, line) if "trust" in _rule(line) else line
+        for line in hba.splitlines(keepends=True)
+    )
+
+
+def is_refused_password(err: BaseException) -> bool:
+    """Whether a failed connection failed for want of the right password."""
+    return any(phrase in str(err) for phrase in REFUSED)
+
+
 @dataclass(frozen=True)
 class Postgres:
     config: ServicesConfig
@@ -60,6 +109,15 @@ class Postgres:
         return self.folder / "data"
 
     @property
+    def hba_file(self) -> Path:
+        return self.data_dir / "pg_hba.conf"
+
+    @property
+    def password_file(self) -> Path:
+        # Beside the data folder, not in it: pg_basebackup or a copy of data/ leaves it out.
+        return self.folder / "password"
+
+    @property
     def log_file(self) -> Path:
         return self.folder / "postgres.log"
 
@@ -67,14 +125,24 @@ class Postgres:
     def port(self) -> int:
         return self.config.postgres_port
 
+    def password(self) -> str:
+        """The superuser's password, as generated at the server's first start."""
+        try:
+            return self.password_file.read_text().strip()
+        except FileNotFoundError:
+            raise ServiceError(
+                f"postgres: no password yet ({self.password_file} is missing): its first start "
+                "generates one: run `make services-up`"
+            ) from None
+
     def _as_owner(self, *args: str) -> list[str]:
         if os.geteuid() == 0:
             return ["runuser", "-u", SYSTEM_USER, "--", *args]
         return list(args)
 
-    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def _run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self._as_owner(*args), capture_output=True, text=True, check=False, cwd="/"
+            self._as_owner(*args), input=stdin, capture_output=True, text=True, check=False, cwd="/"
         )
 
     def _prepare_folder(self) -> None:
@@ -82,18 +150,37 @@ class Postgres:
         if os.geteuid() == 0:
             _make_traversable(self.folder.parent)
             shutil.chown(self.folder, SYSTEM_USER, SYSTEM_USER)
-        if (self.data_dir / "PG_VERSION").exists():
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+        elif _trusts(self.hba_file.read_text()) or not self.password_file.exists():
+            self._require_password()
+
+    def _ensure_password_file(self) -> None:
+        """A new random password unless the file exists (an initdb that failed half-way made it).
+
+        As root the file belongs to the server's user, like the rest of its folder: initdb,
+        running as that user, reads it; root reads any file.
+        """
+        if self.password_file.exists():
             return
-        # Trust on 127.0.0.1 only: a developer's local instance. Production uses a managed
-        # server and DAGSTER_PG_PASSWORD (see the README).
+        _write_secret(self.password_file, secrets.token_urlsafe(32))
+        if os.geteuid() == 0:
+            shutil.chown(self.password_file, SYSTEM_USER, SYSTEM_USER)
+
+    def _initdb(self) -> None:
+        self._ensure_password_file()
+        # The Unix socket is off (_start_server), so `local` rules match nothing today; they ask
+        # for the password too, so that turning the socket on opens no way in without it.
         result = self._run(
             _binary("initdb"),
             "--pgdata",
             str(self.data_dir),
             "--username",
             SUPERUSER,
-            "--auth",
-            "trust",
+            "--pwfile",
+            str(self.password_file),
+            f"--auth-host={AUTH_METHOD}",
+            f"--auth-local={AUTH_METHOD}",
             "--encoding",
             "UTF8",
             "--no-sync",
@@ -101,6 +188,49 @@ class Postgres:
         if result.returncode != 0:
             self.log_file.write_text(result.stdout + result.stderr)
             raise ServiceError(f"postgres: initdb failed: see {self.log_file}")
+
+    def _require_password(self) -> None:
+        """Give the superuser the password file's password and turn every `trust` rule into a
+        password rule: a data folder made by an older version (trust, no password) keeps its
+        runs, and one whose password file was lost gets a new password.
+
+        Done on the stopped server (single-user mode), so it never listens while it lets
+        anyone in. A running server is left alone with one line saying to restart the services:
+        its clients (the Celery workers) hold an environment without the new password, and
+        `services-down` stops them too.
+        """
+        if self.is_running():
+            raise ServiceError(
+                f"postgres: the running server lets local users in without a password (started "
+                f"by an older version) or its password file {self.password_file} is gone: run "
+                "`make services-down`, then `make services-up` sets a password and keeps the data"
+            )
+        self._ensure_password_file()
+        # Only the SCRAM hash is stored; exit_on_error makes a failed statement a failed exit,
+        # and log_min_error_statement=panic keeps the statement, password included, out of any log.
+        quoted = self.password().replace("'", "''")
+        statement = f"ALTER ROLE \"{SUPERUSER}\" PASSWORD '{quoted}'\n"
+        result = self._run(
+            _binary("postgres"),
+            "--single",
+            "-D",
+            str(self.data_dir),
+            "-c",
+            f"password_encryption={AUTH_METHOD}",
+            "-c",
+            "exit_on_error=on",
+            "-c",
+            "log_min_error_statement=panic",
+            "postgres",
+            stdin=statement,
+        )
+        if result.returncode != 0:
+            self.log_file.write_text(result.stderr)
+            raise ServiceError(
+                f"postgres: setting the superuser's password failed: see {self.log_file}"
+            )
+        # After the password: stopped in between, the next start sets it again.
+        self.hba_file.write_text(_without_trust(self.hba_file.read_text()))
 
     def launch(self) -> None:
         self._prepare_folder()
@@ -111,7 +241,11 @@ class Postgres:
     def _start_server(self) -> None:
         # Settings on the command line, not in postgresql.conf, so a changed port applies at
         # the next start. No Unix socket: its default folder belongs to the system's cluster.
-        options = f"-p {self.port} -c listen_addresses={HOST} -c unix_socket_directories=''"
+        # Messages in English whatever the locale: a refused password is recognised by them.
+        options = (
+            f"-p {self.port} -c listen_addresses={HOST} -c unix_socket_directories='' "
+            "-c lc_messages=C"
+        )
         result = self._run(
             _binary("pg_ctl"),
             "start",
@@ -131,7 +265,7 @@ class Postgres:
     def _create_instance_db(self) -> None:
         from sqlalchemy import text
 
-        with admin_engine(self.port).connect() as conn:
+        with self._admin_connection() as conn:
             exists = conn.execute(
                 text("SELECT 1 FROM pg_database WHERE datname = :db"), {"db": INSTANCE_DB}
             ).scalar()
@@ -151,7 +285,7 @@ class Postgres:
         return read_pid(self.data_dir / "postmaster.pid") is not None
 
     def is_up(self) -> bool:
-        return self._answers() and self._instance_db_exists()
+        return self._answers() and self._requires_password() and self._instance_db_exists()
 
     def _answers(self) -> bool:
         result = subprocess.run(
@@ -161,13 +295,21 @@ class Postgres:
         )
         return result.returncode == 0
 
+    def _requires_password(self) -> bool:
+        """Whether the data folder asks every client for the password of the password file: not
+        so for an older version's (trust) or one whose file was lost, which `launch` mends."""
+        try:
+            return not _trusts(self.hba_file.read_text()) and self.password_file.exists()
+        except FileNotFoundError:
+            return False
+
     def _instance_db_exists(self) -> bool:
         # Up means ready for Dagster: the server answers and the instance's database exists.
         from sqlalchemy import text
         from sqlalchemy.exc import OperationalError
 
         try:
-            with admin_engine(self.port).connect() as conn:
+            with self._admin_connection() as conn:
                 return bool(
                     conn.execute(
                         text("SELECT 1 FROM pg_database WHERE datname = :db"), {"db": INSTANCE_DB}
@@ -176,27 +318,55 @@ class Postgres:
         except OperationalError:
             return False
 
+    @contextlib.contextmanager
+    def _admin_connection(self) -> Iterator[Connection]:
+        """A connection to the maintenance database; a refused password is one line saying what
+        to do, not a traceback, and not a wait until the start times out."""
+        from sqlalchemy.exc import OperationalError
+
+        try:
+            conn = self.admin_engine().connect()
+        except OperationalError as err:
+            if is_refused_password(err):
+                raise ServiceError(
+                    f"postgres: the server on {HOST}:{self.port} refused the password in "
+                    f"{self.password_file}: run `make services-down`, remove that file, then "
+                    "`make services-up` sets a new one"
+                ) from None
+            raise
+        with conn:
+            yield conn
+
+    def database_url(self, database: str) -> str:
+        """A SQLAlchemy URL of a database on this server, password included: for tests and
+        tools of this process, never for a command line or a file."""
+        from sqlalchemy import URL
+
+        url = URL.create(
+            "postgresql",
+            username=SUPERUSER,
+            password=self.password(),
+            host=HOST,
+            port=self.port,
+            database=database,
+        )
+        return url.render_as_string(hide_password=False)
+
+    def admin_engine(self) -> Engine:
+        """An autocommit engine on the maintenance database: CREATE/DROP DATABASE need autocommit."""
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        return create_engine(
+            self.database_url("postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool
+        )
+
     def env(self) -> dict[str, str]:
         # Read by the generated dagster.yaml through `env:` entries, never written into it.
         return {
             "DAGSTER_PG_HOST": HOST,
             "DAGSTER_PG_PORT": str(self.port),
             "DAGSTER_PG_USER": SUPERUSER,
-            "DAGSTER_PG_PASSWORD": "",
+            PASSWORD_VARIABLE: self.password(),
             "DAGSTER_PG_DB": INSTANCE_DB,
         }
-
-
-def database_url(port: int, database: str) -> str:
-    """A SQLAlchemy URL of a database on the local server (trust authentication, no password)."""
-    return f"postgresql://{SUPERUSER}@{HOST}:{port}/{database}"
-
-
-def admin_engine(port: int):
-    """An autocommit engine on the maintenance database: CREATE/DROP DATABASE need autocommit."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
-    return create_engine(
-        database_url(port, "postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool
-    )

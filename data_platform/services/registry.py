@@ -9,6 +9,7 @@ the engine at them without naming them; `down` with no SERVICES stops them too.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from data_platform.services.base import Service
@@ -66,14 +67,17 @@ def running_opt_in(config: ServicesConfig) -> list[str]:
     return [name for name in OPT_IN_SERVICES if running[name]()]
 
 
+def worker_env(config: ServicesConfig) -> dict[str, str]:
+    """Workers run in the caller's environment plus the whole local stack's variables, which
+    override it: under make, DAGSTER_HOME otherwise names the embedded instance."""
+    return {**config.environ, **service_env(config, DEFAULT_SERVICES)}
+
+
 def build_services(config: ServicesConfig, names: Sequence[str]) -> list[Service]:
-    # Workers run in the caller's environment plus the whole local stack's variables, which
-    # override it: under make, DAGSTER_HOME otherwise names the embedded instance.
-    worker_env = {**config.environ, **service_env(config, DEFAULT_SERVICES)}
     factories = {
         "postgres": lambda: Postgres(config),
         "redis": lambda: Redis(config),
-        "celery": lambda: CeleryWorkers(config, worker_env),
+        "celery": lambda: CeleryWorkers(config, functools.partial(worker_env, config)),
         "kafka": lambda: KafkaBroker(config),
         "spark": lambda: SparkCluster(config),
     }
