@@ -36,6 +36,10 @@ def simulate_cli(home: Path, url: str, *extra: str) -> None:
         [CLI, "simulate", *FLAGS, *extra], env=environment, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    # It says which database it wrote, never the password in its URL.
+    password = sa.engine.make_url(url).password
+    assert password and password not in done.stdout + done.stderr
+    assert "source database: postgresql://" in done.stdout
 
 
 def extract_all(warehouse: Path, engine: sa.Engine) -> dict[str, int]:

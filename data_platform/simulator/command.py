@@ -122,8 +122,17 @@ def run(args: argparse.Namespace) -> int:
     print(summary.describe())
     if target is not landing:
         print(f"kafka: {target.produced} events produced to {TOPIC} at {settings.kafka_bootstrap}")
-    print(f"landing: {settings.landing}\nsource database: {settings.source_db_url}")
+    print(
+        f"landing: {settings.landing}\nsource database: {_without_password(settings.source_db_url)}"
+    )
     return 0
+
+
+def _without_password(url: str) -> str:
+    """The URL as a log may show it: a PostgreSQL URL's password masked."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _progress(message: str) -> None:
