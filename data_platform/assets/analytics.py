@@ -26,7 +26,9 @@ class SegmentThresholds(dg.Config):
 
 
 def assign_segments(spend: "pd.Series", thresholds: SegmentThresholds) -> "pd.Series":
-    """Bronze below silver_from, Gold from gold_from, Silver in between."""
+    """Bronze below silver_from, Gold from gold_from, Silver in between (nobody, when the two
+    are equal: a shop without a middle tier)."""
+    import numpy as np
     import pandas as pd
 
     if thresholds.silver_from > thresholds.gold_from:
@@ -34,8 +36,12 @@ def assign_segments(spend: "pd.Series", thresholds: SegmentThresholds) -> "pd.Se
             f"silver_from ({thresholds.silver_from}) must not exceed gold_from "
             f"({thresholds.gold_from}): fix the run config of analytics/customer_segments"
         )
-    bins = [-float("inf"), thresholds.silver_from, thresholds.gold_from, float("inf")]
-    return pd.cut(spend.astype(float), bins=bins, labels=SEGMENTS, right=False).astype(str)
+    amount = spend.astype(float)
+    bronze, silver, gold = SEGMENTS
+    tiers = np.select(
+        [amount >= thresholds.gold_from, amount >= thresholds.silver_from], [gold, silver], bronze
+    )
+    return pd.Series(tiers, index=spend.index, dtype=str)
 
 
 @dg.asset(
