@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import pandas as pd
 import pytest
 
 from data_platform.assets.analytics import SegmentThresholds, assign_segments
+from data_platform.assets.scorecard import check_outcomes, scorecard
 
 
 def test_segments_start_at_their_threshold():
@@ -27,3 +29,34 @@ def test_equal_thresholds_leave_no_silver_tier():
 def test_inverted_thresholds_are_refused_in_one_line():
     with pytest.raises(ValueError, match="must not exceed gold_from"):
         assign_segments(pd.Series([1.0]), SegmentThresholds(silver_from=600, gold_from=500))
+
+
+def test_scorecard_counts_checks_that_raise_as_errored():
+    """A check that raises leaves no evaluation (its record stays PLANNED): reading evaluations
+    only hid it, and a table whose checks all crashed left the scorecard."""
+
+    @dg.asset
+    def thing() -> int:
+        return 1
+
+    @dg.asset_check(asset=thing)
+    def crashes() -> dg.AssetCheckResult:
+        raise RuntimeError("a bug in the check")
+
+    @dg.asset_check(asset=thing)
+    def fails() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN)
+
+    instance = dg.DagsterInstance.ephemeral()
+    for _ in range(2):
+        dg.materialize([thing, crashes, fails], instance=instance, raise_on_error=False)
+    keys = [crashes.check_key, fails.check_key]
+    outcomes = check_outcomes(instance, keys, since=0)
+    assert sorted(map(tuple, outcomes[["check", "passed", "errored"]].values)) == [
+        ("crashes", False, True), ("crashes", False, True),
+        ("fails", False, False), ("fails", False, False),
+    ]  # fmt: skip
+    volumes = pd.DataFrame(columns=["table", "records", "dead_letters"])
+    [row] = scorecard(outcomes, volumes).to_dict("records")
+    assert (row["executions"], row["passed"], row["failed_warn"], row["errored"]) == (4, 0, 2, 2)
+    assert row["pass_rate"] == 0

@@ -33,11 +33,7 @@ if TYPE_CHECKING:  # pandas loads when an asset first runs, not with the Definit
 # The tables it reads. raw.dead_letter has no step of its own, so the file assets that write it
 # are deps too: that is what orders the scorecard after them in a run.
 READS = [dg.AssetKey(["raw", name]) for name in ("events", "payments", "dead_letter")]
-OUTCOME_COLUMNS = ["table", "check", "passed", "severity"]
-COMPLETED = {
-    AssetCheckExecutionRecordStatus.SUCCEEDED,
-    AssetCheckExecutionRecordStatus.FAILED,
-}
+OUTCOME_COLUMNS = ["table", "check", "passed", "severity", "errored"]
 # Executions read per check: far more than a week of hourly runs.
 HISTORY_LIMIT = 500
 
@@ -45,24 +41,35 @@ HISTORY_LIMIT = 500
 def check_outcomes(
     instance: dg.DagsterInstance, keys: Iterable[dg.AssetCheckKey], since: float
 ) -> "pd.DataFrame":
-    """One row per completed check execution since `since` (epoch seconds)."""
+    """One row per finished check execution since `since` (epoch seconds).
+
+    A check that raised leaves no evaluation: its record stays PLANNED. As in the UI, a PLANNED
+    record of a failed run is an execution that failed (`errored`, no severity); one of a run
+    still going or that succeeded without it is not counted. Reading only the evaluated ones
+    hid a check that crashed every time, and a table whose checks all crashed."""
     import pandas as pd
 
-    rows = []
+    rows, planned = [], []
     for key in keys:
         history = instance.event_log_storage.get_asset_check_execution_history(
-            key, limit=HISTORY_LIMIT, status=COMPLETED
+            key, limit=HISTORY_LIMIT
         )
-        rows += [
-            (
-                key.asset_key.to_user_string(),
-                key.name,
-                r.evaluation.passed,
-                r.evaluation.severity.value,
-            )
-            for r in history
-            if r.create_timestamp >= since and r.evaluation is not None
-        ]
+        for record in history:
+            if record.create_timestamp < since:
+                continue
+            table = key.asset_key.to_user_string()
+            if record.status == AssetCheckExecutionRecordStatus.PLANNED:
+                planned.append((table, key.name, record.run_id))
+            elif (evaluation := record.evaluation) is not None:
+                rows.append((table, key.name, evaluation.passed, evaluation.severity.value, False))
+    if planned:
+        run_ids = sorted({run_id for *_, run_id in planned})
+        failed_runs = {
+            run.run_id
+            for run in instance.get_runs(dg.RunsFilter(run_ids=run_ids))
+            if run.status == dg.DagsterRunStatus.FAILURE
+        }
+        rows += [(t, c, False, "", True) for t, c, run_id in planned if run_id in failed_runs]
     return pd.DataFrame(rows, columns=OUTCOME_COLUMNS)
 
 
@@ -90,10 +97,12 @@ def file_volumes(reader: WarehouseReader, days: int) -> "pd.DataFrame":
 
 
 def scorecard(outcomes: "pd.DataFrame", volumes: "pd.DataFrame") -> "pd.DataFrame":
-    """One row per table: checks, executions, passes, WARN / ERROR failures, dead letters."""
+    """One row per table: checks, executions, passes, WARN / ERROR failures, executions that
+    errored, dead letters."""
     import pandas as pd
 
-    failed = outcomes[~outcomes["passed"].astype(bool)]
+    errored = outcomes["errored"].astype(bool)
+    failed = outcomes[~outcomes["passed"].astype(bool) & ~errored]
     by_table = outcomes.groupby("table")
     card = pd.DataFrame(
         {
@@ -102,11 +111,12 @@ def scorecard(outcomes: "pd.DataFrame", volumes: "pd.DataFrame") -> "pd.DataFram
             "passed": by_table["passed"].sum(),
             "failed_warn": failed[failed["severity"] == "WARN"].groupby("table").size(),
             "failed_error": failed[failed["severity"] == "ERROR"].groupby("table").size(),
+            "errored": outcomes[errored].groupby("table").size(),
             "records": volumes.set_index("table")["records"],
             "dead_letters": volumes.set_index("table")["dead_letters"],
         }
     )
-    counts = ["checks", "executions", "passed", "failed_warn", "failed_error"]
+    counts = ["checks", "executions", "passed", "failed_warn", "failed_error", "errored"]
     card[counts] = card[counts].astype("float64").fillna(0).astype("int64")
     # Volumes exist only for the file sources: elsewhere they stay empty, not a misleading 0.
     card[["records", "dead_letters"]] = card[["records", "dead_letters"]].astype("Int64")
@@ -116,7 +126,7 @@ def scorecard(outcomes: "pd.DataFrame", volumes: "pd.DataFrame") -> "pd.DataFram
 
 
 def scorecard_png(card: "pd.DataFrame") -> bytes:
-    """Stacked bars per table: passed, WARN failures, ERROR failures."""
+    """Stacked bars per table: passed, WARN failures, ERROR failures, executions that errored."""
     import matplotlib
     import pandas as pd
 
@@ -129,6 +139,7 @@ def scorecard_png(card: "pd.DataFrame") -> bytes:
         ("passed", "#2e9e5b"),
         ("failed_warn", "#f0a020"),
         ("failed_error", "#d1343b"),
+        ("errored", "#6b4fa0"),
     ):
         ax.barh(card["table"], card[column], left=left, color=colour, label=column)
         left = left + card[column]
@@ -161,7 +172,8 @@ def scorecard_asset(
         # Refreshed after each ingestion, like every table below raw.
         automation_condition=follows_inputs(),
         description=f"Per table: check executions of the last {days} days (passed, WARN and "
-        f"ERROR failures) and dead letters of its last {days} days of data.",
+        f"ERROR failures, executions that errored) and dead letters of its last {days} days of "
+        "data.",
     )
     def data_quality_scorecard(
         context: dg.AssetExecutionContext, warehouse: Warehouse
