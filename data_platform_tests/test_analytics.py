@@ -60,3 +60,29 @@ def test_scorecard_counts_checks_that_raise_as_errored():
     [row] = scorecard(outcomes, volumes).to_dict("records")
     assert (row["executions"], row["passed"], row["failed_warn"], row["errored"]) == (4, 0, 2, 2)
     assert row["pass_rate"] == 0
+
+
+def test_a_frame_with_other_columns_replaces_its_table(tmp_path):
+    """The scorecard gained a column (`errored`): inserted into the table an older version made,
+    the frame failed every run on every existing warehouse."""
+    from data_platform.resources.warehouse_io_manager import WarehouseIOManager
+    from data_platform_tests.helpers import query
+
+    path = tmp_path / "warehouse.duckdb"
+    resources = {"warehouse_io_manager": WarehouseIOManager(database=str(path))}
+
+    def version(frame: pd.DataFrame) -> dg.AssetsDefinition:
+        @dg.asset(key=["analytics", "card"], io_manager_key="warehouse_io_manager")
+        def card():
+            return frame
+
+        return card
+
+    for frame in (
+        pd.DataFrame({"table": ["a", "b"], "passed": [1, 2]}),
+        pd.DataFrame({"table": ["a"], "passed": [3], "errored": [1]}),
+        pd.DataFrame({"table": ["c"], "passed": [4], "errored": [0]}),  # same columns: replaced
+    ):
+        assert dg.materialize([version(frame)], resources=resources).success
+        stored = query(path, "SELECT * FROM analytics.card ORDER BY ALL")
+        assert stored == list(frame.itertuples(index=False, name=None))

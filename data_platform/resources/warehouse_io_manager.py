@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 class WarehouseIOManager(DuckDBIOManager):
     """dagster-duckdb-pandas' IO manager (a table per asset, [schema, table] from its key),
-    with its pandas type handler imported when a run first stores or loads a DataFrame.
+    with its pandas type handler imported when a run first stores or loads a DataFrame, and a
+    table whose columns changed replaced whole (`frame_tables`).
 
     Importing dagster_duckdb_pandas imports pandas: a third of a second of every load of the
     Definitions (each sensor tick's code server, the UI, every run's process) otherwise.
@@ -25,9 +26,9 @@ class WarehouseIOManager(DuckDBIOManager):
 
     @staticmethod
     def type_handlers() -> Sequence[DbTypeHandler]:
-        from dagster_duckdb_pandas import DuckDBPandasTypeHandler
+        from data_platform.resources.frame_tables import ReplacingPandasTypeHandler
 
-        return [DuckDBPandasTypeHandler()]
+        return [ReplacingPandasTypeHandler()]
 
     @staticmethod
     def default_load_type() -> type:
