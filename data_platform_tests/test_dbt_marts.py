@@ -281,6 +281,43 @@ def test_late_events_update_only_their_day(platform, tmp_path):
     )
 
 
+def test_an_event_whose_first_copy_is_gone_moves_to_its_next_arrival(platform, tmp_path):
+    """An event landed on two days is kept once, at its first arrival. When that copy goes
+    (its file replaced without it, the day re-ingested) and only that day's fact is rebuilt,
+    the event moves to its other day's partition: rebuilding a day deleted it, and nothing put
+    it back until the other day was rebuilt too."""
+    first, second = DAYS[0], DAYS[-1]
+    moving = json.dumps(
+        {"event_id": "moving-1", "user_id": 1, "event_type": "login",
+         "occurred_at": f"{first}T08:00:00Z"}
+    )  # fmt: skip
+    landing = platform.resources["landing"]
+
+    def rebuild(day: date, *keys: list[str]) -> None:
+        for key in keys:  # raw first, then the fact (see test_late_events_update_only_their_day)
+            result = dg.materialize(
+                ALL_ASSETS,
+                selection=dg.AssetSelection.keys(key),
+                resources=platform.resources,
+                partition_key=str(day),
+            )
+            assert result.success
+
+    put_lines(landing, f"events/dt={first}/resent.jsonl", [moving], tmp_path)
+    put_lines(landing, f"events/dt={second}/resent.jsonl", [moving], tmp_path)
+    for day in (first, second):
+        rebuild(day, ["raw", "events"], ["marts", "fct_events"])
+    where = "SELECT dt FROM marts.fct_events WHERE event_id = 'moving-1'"
+    assert platform.sql(where) == [(first,)]
+    others = "SELECT count(*) FROM marts.fct_events WHERE event_id <> 'moving-1'"
+    count_before = platform.sql(others)
+
+    put_lines(landing, f"events/dt={first}/resent.jsonl", [], tmp_path)
+    rebuild(first, ["raw", "events"], ["marts", "fct_events"])
+    assert platform.sql(where) == [(second,)]
+    assert platform.sql(others) == count_before
+
+
 def test_two_email_changes_between_runs_give_three_contiguous_versions(settings, resources):
     simulate(
         SimulationConfig(seed=5, days=1, end_date=DAYS[0], users=20, events_per_day=50),

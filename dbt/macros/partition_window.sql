@@ -67,3 +67,21 @@
         {{ column }} between date '{{ window["min_dt"] }}' and date '{{ window["max_dt"] }}'
     {%- endif -%}
 {%- endmacro %}
+
+
+{#-
+    partition_window_rows(key, c) -> SQL predicate selecting a partitioned fact's source rows:
+    those in the window, and, on an incremental run with a window, those whose key the
+    window's partitions hold now. The strategy empties the window's partitions; a row whose
+    first arrival left the window (its earlier copy gone from raw, the day re-ingested) is then
+    selected at the dt it has now, outside the window, instead of being deleted with the window
+    and left out until that other day is rebuilt.
+-#}
+{% macro partition_window_rows(key, column='dt') -%}
+    {%- set in_window = partition_window_filter(column) | trim -%}
+    {%- if is_incremental() and in_window != 'true' -%}
+        ({{ in_window }} or {{ key }} in (select {{ key }} from {{ this }} where {{ in_window }}))
+    {%- else -%}
+        {{ in_window }}
+    {%- endif -%}
+{%- endmacro %}

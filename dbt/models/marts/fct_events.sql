@@ -22,7 +22,7 @@ events as (
 
     select * from {{ ref('stg_events__events') }}
     where is_known_event_type
-      and {{ partition_window_filter('dt') }}
+      and {{ partition_window_rows('event_id') }}
 
 ),
 

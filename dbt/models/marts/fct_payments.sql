@@ -21,7 +21,7 @@ with
 payments as (
 
     select * from {{ ref('stg_payments__payments') }}
-    where {{ partition_window_filter('dt') }}
+    where {{ partition_window_rows('payment_id') }}
 
 ),
 
