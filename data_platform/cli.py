@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 
-from data_platform.settings import SettingsError
+from data_platform.settings import SettingsError, UsageError
 
 
 def _add_materialize_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from data_platform.materialize import materialize_range
 
         return materialize_range(args.select, args.start, args.end, args.timeout)
-    except SettingsError as err:
+    except (SettingsError, UsageError) as err:
         print(f"data-platform: {err}", file=sys.stderr)
         return 2
 

@@ -28,7 +28,7 @@ from data_platform.orchestration.instance import platform_instance
 from data_platform.orchestration.pool_wait import report_waits
 from data_platform.orchestration.run_health import WORKER_HOST_TAG, release_dead_runs, this_host
 from data_platform.partitions import DAILY_PARTITIONS, RANGE_END_TAG, RANGE_START_TAG
-from data_platform.settings import load_settings
+from data_platform.settings import UsageError, load_settings
 
 # Finds this invocation's run, whose id Dagster picks, to report what it waits for.
 INVOCATION_TAG = "data_platform/invocation"
@@ -45,8 +45,14 @@ def partition_window(start: date | None, end: date | None) -> list[str]:
     lo = start.isoformat() if start else keys[0]
     hi = end.isoformat() if end else keys[-1]
     if lo > hi:
-        raise ValueError(f"--start {lo} is after --end {hi}")
-    return [k for k in keys if lo <= k <= hi]
+        raise UsageError(f"--start {lo} is after --end {hi}: the range is inclusive, start <= end")
+    window = [k for k in keys if lo <= k <= hi]
+    if not window:
+        raise UsageError(
+            f"no daily partition between {lo} and {hi}: partitions run from {keys[0]} to "
+            f"{keys[-1]} (DATA_PLATFORM_START_DATE to today)"
+        )
+    return window
 
 
 def range_tags(keys: list[str]) -> dict[str, str]:
@@ -94,7 +100,16 @@ def selected_job(select: str) -> ReconstructableJob:
     elsewhere: with DATA_PLATFORM_EXECUTOR=celery the steps run on the Celery workers."""
     from data_platform.definitions import defs
 
-    keys = dg.AssetSelection.from_string(select).resolve(defs.resolve_asset_graph())
+    try:
+        keys = dg.AssetSelection.from_string(select).resolve(defs.resolve_asset_graph())
+    except dg.DagsterError as err:
+        raise UsageError(f"--select {select!r} is not an asset selection: {err}") from None
+    if not keys:
+        # An empty set means "no subset" to get_subset: the whole graph, over the whole range.
+        raise UsageError(
+            f"--select {select!r} matches no asset: name one as the UI shows it, e.g. "
+            "key:raw/events, group:raw or tag:partitioned"
+        )
     repository = ReconstructableRepository.for_module("data_platform.definitions", "defs")
     return repository.get_reconstructable_job("__ASSET_JOB").get_subset(asset_selection=keys)
 

@@ -18,6 +18,10 @@ class SettingsError(ValueError):
     """A setting from the environment is missing or malformed; the message is one actionable line."""
 
 
+class UsageError(ValueError):
+    """A command's argument names nothing or is malformed; the message is one actionable line."""
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path

@@ -75,6 +75,37 @@ def test_a_wrong_setting_is_one_line_and_exit_2(tmp_path):
     assert "DATA_PLATFORM_START_DATE" in result.stderr
 
 
+def test_a_selection_or_range_that_names_nothing_is_one_line_and_exit_2(tmp_path):
+    """A selection matching no asset was read as no subset at all: a typo rebuilt the whole
+    graph over all of history. An inverted or empty range was a traceback. Each is now one line
+    (after the Definitions' own warnings) and exit 2, before any run starts."""
+    cases = [
+        (
+            ("--select", "key:raw/nope", "--start", "2026-01-05", "--end", "2026-01-05"),
+            "matches no asset",
+        ),
+        (
+            ("--select", "raw/events and", "--start", "2026-01-05", "--end", "2026-01-05"),
+            "not an asset selection",
+        ),
+        (
+            ("--select", "key:raw/events", "--start", "2026-02-01", "--end", "2026-01-01"),
+            "is after --end",
+        ),
+        (
+            ("--select", "key:raw/events", "--start", "1990-01-01", "--end", "1990-01-02"),
+            "no daily partition",
+        ),
+    ]
+    for args, reason in cases:
+        result = run_cli(tmp_path, "materialize", *args)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("data-platform: ") and reason in last, last
+    assert not (tmp_path / "dagster_home" / "history").exists()  # no run was started
+
+
 def test_backup_storage_that_refuses_is_one_line_and_exit_1(tmp_path, s3_endpoint):
     """S3 refusing (no such bucket), S3 out of reach and a folder that cannot be made: each one
     line naming what failed and what to check, never a botocore or OSError traceback."""
