@@ -21,12 +21,16 @@ from data_platform_tests.test_cli import DAY, REPO, run_cli
 SELECT = ("materialize", "--start", str(DAY), "--end", str(DAY), "--select", "key:raw/events")
 
 
-def fake_run(instance: dg.DagsterInstance, pid: int, hold_slot: bool = True) -> str:
-    """A STARTED run whose process announced `pid`, holding the duckdb slot if `hold_slot`."""
+def fake_run(
+    instance: dg.DagsterInstance,
+    pid: int,
+    hold_slot: bool = True,
+    status: dg.DagsterRunStatus = dg.DagsterRunStatus.STARTED,
+) -> str:
+    """A run (STARTED unless said) whose process announced `pid`, holding the duckdb slot if
+    `hold_slot`."""
     run = instance.add_run(
-        dg.DagsterRun(
-            job_name="holder", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED
-        )
+        dg.DagsterRun(job_name="holder", run_id=str(uuid.uuid4()), status=status)
     )
     instance.report_engine_event(
         f"Started process for run (pid: {pid}).", run, EngineEventData.in_process(pid)
@@ -66,6 +70,19 @@ def test_a_dead_run_is_failed_and_its_slot_freed_a_live_one_is_left_alone(instan
     assert not instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots
     assert len(done) == 2 and dead in done[0] and dead in done[1]
     assert release_dead_runs(instance) == []  # nothing left to do: re-running is safe
+
+
+def test_a_run_whose_process_died_while_canceling_is_canceled_and_its_slot_freed(instance):
+    """Only STARTING and STARTED runs were checked: a run whose process died while it was being
+    canceled stayed CANCELING and kept its slot, so every headless warehouse step waited."""
+    canceling = dg.DagsterRunStatus.CANCELING
+    dead = fake_run(instance, dead_pid(), status=canceling)
+    alive = fake_run(instance, os.getpid(), hold_slot=False, status=canceling)
+    done = release_dead_runs(instance)
+    assert instance.get_run_by_id(dead).status == dg.DagsterRunStatus.CANCELED
+    assert instance.get_run_by_id(alive).status == canceling
+    assert not instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots
+    assert done[0].startswith(f"Run {dead} marked canceled") and dead in done[1]
 
 
 def test_materialize_takes_back_a_slot_leaked_by_a_dead_run(settings, instance):

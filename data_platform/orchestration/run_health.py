@@ -22,6 +22,8 @@ WORKER_HOST_TAG = "data_platform/worker_host"
 _PID_REUSE_SLACK_SECONDS = 1.0
 
 _UNFINISHED = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+# A run asked to stop, until its process says it did: if the process died first, nothing does.
+_CANCELING = dg.DagsterRunStatus.CANCELING
 
 
 def this_host() -> str:
@@ -68,7 +70,13 @@ def check_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHe
     return CheckRunHealthResult(WorkerStatus.RUNNING, f"run process {pid} is alive")
 
 
-def _fail(instance: dg.DagsterInstance, run: dg.DagsterRun, reason: str) -> str:
+def _end(instance: dg.DagsterInstance, run: dg.DagsterRun, reason: str) -> str:
+    """Mark a run whose process is gone as ended: canceled if it was being canceled (what it
+    was asked to become), else failed (so run retries may pick it up)."""
+    if run.status == _CANCELING:
+        message = f"Run {run.run_id} marked canceled: {reason}."
+        instance.report_run_canceled(run, message=message)
+        return message
     message = f"Run {run.run_id} marked failed: {reason}."
     instance.report_engine_event(message, run)
     instance.report_run_failed(run)
@@ -87,16 +95,17 @@ def _free_slots_of_finished_runs(instance: dg.DagsterInstance) -> list[str]:
 
 
 def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Fail the runs whose process died, free pool slots held by finished runs; say what was done.
+    """End the runs whose process died (failed, or canceled if they were being canceled), free
+    pool slots held by finished runs; say what was done.
 
     What the monitoring daemon does under `dagster dev`, for when no daemon runs: a headless
     `data-platform materialize` calls it first, so a crash earlier never makes it wait forever.
     """
     done = []
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=_UNFINISHED)):
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[*_UNFINISHED, _CANCELING])):
         health = check_worker(instance, run)
         if health.status == WorkerStatus.FAILED:
-            done.append(_fail(instance, run, health.msg))
+            done.append(_end(instance, run, health.msg))
     return done + _free_slots_of_finished_runs(instance)
 
 
@@ -109,7 +118,7 @@ def release_restored_runs(instance: dg.DagsterInstance) -> list[str]:
     warehouse step for good.
     """
     reason = "it was running when the backup was taken, and a restore does not resume it"
-    unfinished = instance.get_runs(filters=dg.RunsFilter(statuses=_UNFINISHED))
-    return [_fail(instance, run, reason) for run in unfinished] + _free_slots_of_finished_runs(
+    unfinished = instance.get_runs(filters=dg.RunsFilter(statuses=[*_UNFINISHED, _CANCELING]))
+    return [_end(instance, run, reason) for run in unfinished] + _free_slots_of_finished_runs(
         instance
     )
