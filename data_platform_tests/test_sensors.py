@@ -97,11 +97,12 @@ def test_many_new_days_are_one_range_request_per_source(landing, tmp_path):
     result = tick(landing_zone_sensor, None, landing=landing)
 
     assert requested(result) == [
-        ("events", "2026-01-01", "2026-01-05"),
+        ("events", "2026-01-01", "2026-01-03"),
+        ("events", "2026-01-05", "2026-01-05"),
         ("payments", "2026-01-02", "2026-01-02"),
     ]
     request = next(r for r in result.run_requests if r.asset_selection == [EVENTS])
-    assert request.run_key and not request.partition_key
+    assert request.run_key and not request.partition_key  # the range 01-01..01-03
     # The cursor holds a state per day folder (files counted), not per file.
     cursor = decode_cursor(result.cursor)
     assert file_counts(cursor["events"].days) == {
@@ -141,6 +142,25 @@ def test_late_changed_and_deleted_files_across_restarts(landing, tmp_path):
     assert requested(back) == [("events", "2026-01-03", "2026-01-03")]
 
 
+def test_late_files_around_a_day_that_lost_its_files_leave_that_day_alone(landing, tmp_path):
+    """Late files for days on both sides of a day whose file expired request those two days
+    only: merged into one range, the run re-ingested the day between from what is left there,
+    deleting the rows its expired file had loaded."""
+    for day in ("2026-01-01", "2026-01-03", "2026-01-05"):
+        events_file(landing, tmp_path, day)
+    cursor = tick(landing_zone_sensor, None, landing=landing).cursor
+    delete(landing, "events/dt=2026-01-03/a.jsonl")  # expired: requests nothing
+    expired = tick(landing_zone_sensor, cursor, landing=landing)
+    assert expired.run_requests == []
+    for day in ("2026-01-01", "2026-01-05"):
+        events_file(landing, tmp_path, day, name="late.jsonl")
+    late = tick(landing_zone_sensor, expired.cursor, landing=landing)
+    assert requested(late) == [
+        ("events", "2026-01-01", "2026-01-01"),
+        ("events", "2026-01-05", "2026-01-05"),
+    ]
+
+
 def test_days_outside_the_partitions_wait(resources, tmp_path):
     landing = resources["landing"]
     events_file(landing, tmp_path, "2025-12-31")  # before DATA_PLATFORM_START_DATE
@@ -155,15 +175,15 @@ def test_days_outside_the_partitions_wait(resources, tmp_path):
     [
         ([], []),
         (["01-03", "01-01", "01-02"], [("01-01", "01-03")]),
-        (["01-01", "01-08"], [("01-01", "01-08")]),  # a gap of 6 days merges
-        (["01-01", "01-09"], [("01-01", "01-01"), ("01-09", "01-09")]),  # 7 days apart: two
-        (["01-01", "01-01", "01-20", "01-22"], [("01-01", "01-01"), ("01-20", "01-22")]),
+        (["01-01", "01-03"], [("01-01", "01-01"), ("01-03", "01-03")]),  # a day between: two
+        (["01-01", "01-01", "01-02", "01-20"], [("01-01", "01-02"), ("01-20", "01-20")]),
+        (["12-31", "2027-01-01"], [("12-31", "2027-01-01")]),  # across a year
     ],
 )
 def test_day_ranges(days, ranges):
-    as_date = lambda md: date.fromisoformat(f"2026-{md}")  # noqa: E731
+    as_date = lambda d: date.fromisoformat(d if len(d) == 10 else f"2026-{d}")  # noqa: E731
     expected = [(as_date(a), as_date(b)) for a, b in ranges]
-    assert day_ranges([as_date(d) for d in days], max_gap_days=7) == expected
+    assert day_ranges([as_date(d) for d in days]) == expected
 
 
 TRICKY_KEYS = [

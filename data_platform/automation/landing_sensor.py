@@ -41,11 +41,11 @@ daily sources); expiring old landing files keeps it small. The previous cursor, 
 of every file, was 1.3 MB with 20,000 files, copied into every tick row (~7.5 GB a day); it is
 converted on first read, so the upgrade requests nothing.
 
-Changed days become single-run range requests (BackfillPolicy.single_run): contiguous days are
-one range, and ranges less than MAX_GAP_DAYS apart are merged, because re-ingesting a few
-unchanged days costs seconds in DuckDB (and re-running a day is idempotent) while every extra
-run costs a process start, a turn of the warehouse pool and its own downstream rebuild. A month
-of history arriving at once is one run per source, not thirty.
+Changed days become single-run range requests (BackfillPolicy.single_run): contiguous changed
+days are one range, so a month of history arriving at once is one run per source, not thirty.
+Ranges with an unchanged day between them stay apart: a run re-ingests every day of its range
+from the files there now, and an unchanged day may have lost files to expiry (which requests
+nothing, above); merged into a range it lost the rows they had loaded.
 """
 
 from __future__ import annotations
@@ -70,7 +70,6 @@ from data_platform.partitions import DAILY_PARTITIONS, RANGE_END_TAG, RANGE_STAR
 from data_platform.resources.landing import LandingFile, LandingZone
 
 FORMATS = (EVENT_FILES, PAYMENT_FILES)
-MAX_GAP_DAYS = 7
 RECENT_DAYS = 3
 # Two S3 pages of 1,000 keys a tick: 20,000 files of history are re-read every 10 ticks.
 SWEEP_FILES = 2_000
@@ -202,11 +201,11 @@ def day_bounds(source: str, first: date, last: date) -> tuple[str, str]:
     return f"{source}/dt={first}", f"{source}/dt={last}0"
 
 
-def day_ranges(days: Iterable[date], max_gap_days: int = MAX_GAP_DAYS) -> list[tuple[date, date]]:
-    """Sorted (first, last) ranges covering `days`; ranges closer than max_gap_days merge."""
+def day_ranges(days: Iterable[date]) -> list[tuple[date, date]]:
+    """Sorted (first, last) ranges of consecutive days covering `days`."""
     ranges: list[tuple[date, date]] = []
     for day in sorted(set(days)):
-        if ranges and (day - ranges[-1][1]).days <= max_gap_days:
+        if ranges and (day - ranges[-1][1]).days == 1:
             ranges[-1] = (ranges[-1][0], day)
         else:
             ranges.append((day, day))
