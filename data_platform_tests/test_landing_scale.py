@@ -130,6 +130,15 @@ def test_day_states_digest_every_file_state():
         assert day_states([changed, b])[date(2026, 1, 2)].digest != day.digest
 
 
+def test_files_stamped_outside_the_cursors_range_still_pack():
+    """A file stamped before 1970 or after 2106 failed every tick of both sources: the day's
+    latest time is packed in 32 bits. It is clamped there; the digest keeps the exact time."""
+    for stamp in (-86_400.0, 2.0**32 + 5):
+        day = day_states([LandingFile("events/dt=2026-01-02/a.jsonl", 1, stamp)])
+        source = SourceCursor(day)
+        assert decode_cursor(encode_cursor({"events": source}))["events"].days == day
+
+
 @pytest.mark.parametrize(
     ("folder", "day"),
     [

@@ -81,6 +81,7 @@ CURSOR_VERSION = 2
 _EPOCH = date(1970, 1, 1)
 # day (days since 1970, to 2149), files, latest modified (epoch s, to 2106), digest
 _DAY_RECORD = struct.Struct(">HIII")
+_LATEST_STAMP = 2**32 - 1
 _DAY_FOLDER = re.compile(r"^[^/]+/dt=(\d{4}-\d{2}-\d{2})/$")
 
 
@@ -130,7 +131,9 @@ def _day_state(files: list[LandingFile]) -> DayState:
     digest = hashlib.blake2b(digest_size=4)
     for f in sorted(files, key=lambda f: f.key):
         digest.update(f"{f.key}\t{f.size}\t{f.modified!r}\n".encode())
-    latest = math.ceil(max(f.modified for f in files))
+    # Packed in 32 bits: a file stamped before 1970 or after 2106 (a wrong clock, a copied
+    # archive) would fail every tick of both sources. The digest keeps the exact time.
+    latest = min(max(math.ceil(max(f.modified for f in files)), 0), _LATEST_STAMP)
     return DayState(len(files), latest, int.from_bytes(digest.digest()))
 
 
