@@ -185,6 +185,54 @@ def test_a_failed_run_sends_one_alert_with_asset_partition_reason_and_link(webho
     assert link(payload) == f"http://127.0.0.1:3000/runs/{run.run_id}"
 
 
+ALERT_DEFS = """
+import dagster as dg
+from data_platform.automation.alert_sensors import run_failure_alerts
+from data_platform.resources.alerts import AlertWebhook
+
+defs = dg.Definitions(
+    sensors=[run_failure_alerts], resources={{"alerts": AlertWebhook(webhook_url="{url}")}}
+)
+"""
+
+
+def test_a_failed_headless_run_alerts_through_the_daemons_sensor_loop(webhook, tmp_path):
+    """The sensor evaluated as the daemon does, from a code location: run-status sensors match
+    only runs of their own code location unless told otherwise, so a failed run of
+    `data-platform materialize` (executed headless, it has none) sent no alert."""
+    import logging
+    from datetime import UTC, datetime, timedelta
+
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.test_utils import InProcessTestWorkspaceLoadTarget, freeze_time
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._daemon.sensor import execute_sensor_iteration
+
+    module = tmp_path / "alert_defs.py"
+    module.write_text(ALERT_DEFS.format(url=webhook.url))
+    target = LoadableTargetOrigin(python_file=str(module), attribute="defs")
+    origin = InProcessCodeLocationOrigin(target, location_name="data_platform")
+    with (
+        dg.instance_for_test() as instance,
+        WorkspaceProcessContext(instance, InProcessTestWorkspaceLoadTarget(origin)) as workspace,
+    ):
+        now = datetime.now(UTC)
+
+        def iterate() -> None:
+            nonlocal now
+            now += timedelta(seconds=60)
+            with freeze_time(now):
+                list(execute_sensor_iteration(workspace, logging.getLogger("test"), None, None))
+
+        iterate()  # a new run-status sensor starts after what already happened
+        run, _ = finished_run(instance, [breaks], partition_key="2026-01-05")
+        assert run.status == dg.DagsterRunStatus.FAILURE and run.remote_job_origin is None
+        iterate()
+        iterate()
+    assert [fields(p)["Asset"] for p in webhook.received] == ["raw/events"]
+
+
 def test_failed_error_checks_send_one_alert_each_warn_none(webhook):
     instance = dg.DagsterInstance.ephemeral()
     # A failed blocking check fails its run: one alert for the run, one per failed ERROR check.

@@ -86,10 +86,13 @@ def _send(alerts: list[Alert], sender: AlertWebhook, context) -> None:
         sender.send(alert, context.log)
 
 
+# Run-status sensors match only runs of their own code location unless told otherwise: a run
+# of `data-platform materialize` (executed headless, it has none) never alerted.
 @dg.run_failure_sensor(
     name="alert_on_run_failure",
     description="A failed run (and each failed ERROR check in it) -> one alert each.",
     default_status=dg.DefaultSensorStatus.RUNNING,
+    monitor_all_code_locations=True,
 )
 def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertWebhook):
     run = context.dagster_run
@@ -108,6 +111,7 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertWebhook
     run_status=dg.DagsterRunStatus.SUCCESS,
     description="A failed ERROR check in a run that succeeded (non-blocking) -> one alert each.",
     default_status=dg.DefaultSensorStatus.RUNNING,
+    monitor_all_code_locations=True,
 )
 def failed_check_alerts_sensor(context: dg.RunStatusSensorContext, alerts: AlertWebhook):
     _send(failed_check_alerts(context.instance, context.dagster_run), alerts, context)
