@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -161,6 +162,25 @@ def test_late_files_around_a_day_that_lost_its_files_leave_that_day_alone(landin
     ]
 
 
+def test_a_day_put_back_as_it_was_is_requested_under_a_new_run_key(resources, tmp_path):
+    """A bad rewrite undone with the original file (`cp -p`: same bytes, same time) returns the
+    day to a state it had: its run key was built from that state alone, the first load's, and
+    Dagster never runs a key twice, so the day kept the bad rows."""
+    landing = resources["landing"]
+    key = events_file(landing, tmp_path, "2026-01-03")
+    path = Path(landing.url) / key
+    original, stamp = path.read_bytes(), path.stat().st_mtime_ns
+    first = tick(landing_zone_sensor, None, landing=landing)
+    events_file(landing, tmp_path, "2026-01-03", lines=3)  # the bad rewrite
+    bad = tick(landing_zone_sensor, first.cursor, landing=landing)
+    path.write_bytes(original)
+    os.utime(path, ns=(stamp, stamp))
+    undone = tick(landing_zone_sensor, bad.cursor, landing=landing)
+    assert requested(undone) == [("events", "2026-01-03", "2026-01-03")]
+    earlier = {r.run_key for r in [*first.run_requests, *bad.run_requests]}
+    assert undone.run_requests[0].run_key not in earlier
+
+
 def test_days_outside_the_partitions_wait(resources, tmp_path):
     landing = resources["landing"]
     events_file(landing, tmp_path, "2025-12-31")  # before DATA_PLATFORM_START_DATE
@@ -317,6 +337,18 @@ def test_source_database_changes_request_their_extraction(settings, source_db):
     assert json.loads(moved.cursor)["users"].startswith("2026-02-01")
     # The sensor never opens the warehouse, which a run may be writing.
     assert not settings.warehouse.exists()
+
+    # A source restored to marks it had before is read again: its run key is new (Dagster never
+    # runs a key twice, and a key of the new marks alone was the one of the first move there).
+    with source_db.engine().begin() as conn:
+        conn.execute(sa.text("UPDATE users SET updated_at = '2026-03-01 00:00:00' WHERE id = 1"))
+    later = tick(source_database_sensor, moved.cursor, source_database=source_db)
+    with source_db.engine().begin() as conn:
+        conn.execute(sa.text("UPDATE users SET updated_at = '2026-02-01 00:00:00' WHERE id = 1"))
+    restored = tick(source_database_sensor, later.cursor, source_database=source_db)
+    (again,) = restored.run_requests
+    assert again.asset_selection == [dg.AssetKey(["raw", "users"])]
+    assert again.run_key not in {request.run_key, later.run_requests[0].run_key}
 
 
 def test_no_source_database_yet_is_a_skip_that_creates_nothing(settings, resources):

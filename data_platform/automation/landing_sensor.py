@@ -59,7 +59,7 @@ import re
 import struct
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import date, timedelta
 
 import dagster as dg
@@ -311,11 +311,21 @@ def scan_source(
 
 
 def range_request(
-    fmt: FileFormat, first: date, last: date, states: Mapping[date, DayState]
+    fmt: FileFormat,
+    first: date,
+    last: date,
+    states: Mapping[date, DayState],
+    previous: Mapping[date, DayState],
 ) -> dg.RunRequest:
-    """One run of raw/<source> over [first, last]; the run key makes a retried tick idempotent."""
-    listed = sorted((d.isoformat(), s.files, s.modified, s.digest) for d, s in states.items())
-    digest = hashlib.sha1(json.dumps(listed).encode()).hexdigest()[:12]
+    """One run of raw/<source> over [first, last]; the run key makes a retried tick idempotent.
+
+    The key names each day's move (the state before and after), not where it arrived: Dagster
+    never runs a key twice, so a day put back as it was (a bad rewrite undone with the original
+    file) would have been skipped, its bad rows kept."""
+    moves = sorted(
+        (d.isoformat(), *astuple(previous.get(d, NO_FILES)), *astuple(s)) for d, s in states.items()
+    )
+    digest = hashlib.sha1(json.dumps(moves).encode()).hexdigest()[:12]
     if first == last:
         selection = {"partition_key": first.isoformat()}
     else:
@@ -327,9 +337,13 @@ def range_request(
     )
 
 
-def requests_for(fmt: FileFormat, changed: Mapping[date, DayState]) -> list[dg.RunRequest]:
+def requests_for(
+    fmt: FileFormat, changed: Mapping[date, DayState], previous: Mapping[date, DayState]
+) -> list[dg.RunRequest]:
     return [
-        range_request(fmt, first, last, {d: s for d, s in changed.items() if first <= d <= last})
+        range_request(
+            fmt, first, last, {d: s for d, s in changed.items() if first <= d <= last}, previous
+        )
         for first, last in day_ranges(changed)
     ]
 
@@ -363,7 +377,7 @@ def build_landing_sensor(
                     + ", ".join(d.isoformat() for d in scan.waiting[:5])
                 )
             sources[fmt.source] = scan.cursor
-            requests += requests_for(fmt, scan.changed)
+            requests += requests_for(fmt, scan.changed, before.days)
         cursor = encode_cursor(sources)
         if len(cursor) > CURSOR_WARN_BYTES:
             context.log.warning(

@@ -78,7 +78,10 @@ def source_database_sensor(context: dg.SensorEvaluationContext, source_database:
     context.update_cursor(json.dumps(seen | marks))
     if not tables:
         return dg.SkipReason("no source table changed")
+    # The key names each mark's move: Dagster never runs a key twice, so a key of the new marks
+    # alone skipped a source restored to marks it had before.
+    moves = {t: [seen.get(t), marks[t]] for t in tables}
     return dg.RunRequest(
-        run_key=f"extract:{json.dumps({t: marks[t] for t in tables}, sort_keys=True)}",
+        run_key=f"extract:{json.dumps(moves, sort_keys=True)}",
         asset_selection=[raw_key(table) for table in tables],
     )
