@@ -351,6 +351,18 @@ def test_source_database_changes_request_their_extraction(settings, source_db):
     assert again.run_key not in {request.run_key, later.run_requests[0].run_key}
 
 
+def test_a_source_table_without_updated_at_does_not_stop_the_others(settings, source_db):
+    """One table the contract no longer fits (its updated_at renamed) failed every tick, so no
+    other table's change was detected either: it is left out, with a warning."""
+    first = tick(source_database_sensor, None, source_database=source_db)
+    with source_db.engine().begin() as conn:
+        conn.execute(sa.text("ALTER TABLE products RENAME COLUMN updated_at TO changed_at"))
+        conn.execute(sa.text("UPDATE users SET updated_at = '2026-02-01 00:00:00' WHERE id = 1"))
+    moved = tick(source_database_sensor, first.cursor, source_database=source_db)
+    (request,) = moved.run_requests
+    assert request.asset_selection == [dg.AssetKey(["raw", "users"])]
+
+
 def test_no_source_database_yet_is_a_skip_that_creates_nothing(settings, resources):
     result = tick(source_database_sensor, None, source_database=resources["source_database"])
     assert result.run_requests == [] and "does not exist" in result.skip_message

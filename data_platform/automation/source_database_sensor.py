@@ -9,6 +9,7 @@ source must be re-read. Only the tables that changed are extracted, together, in
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,15 +42,27 @@ def sqlite_file_missing(url: str) -> bool:
     )
 
 
-def high_water_marks(engine: sa.Engine, tables: list[str]) -> dict[str, str]:
-    """max(updated_at) per table, as text; empty or missing tables are left out."""
+def high_water_marks(
+    engine: sa.Engine, tables: list[str], log: logging.Logger | None = None
+) -> dict[str, str]:
+    """max(updated_at) per table, as text; empty or missing tables are left out, and so is a
+    table without an `updated_at` column (said in the log): one table the contract no longer
+    fits must not stop change detection for the others."""
     import sqlalchemy as sa
 
-    existing = set(sa.inspect(engine).get_table_names())
+    inspector = sa.inspect(engine)
+    existing = set(inspector.get_table_names())
     marks = {}
     with engine.connect() as conn:
         for table in tables:
             if table not in existing:
+                continue
+            if "updated_at" not in {c["name"] for c in inspector.get_columns(table)}:
+                if log is not None:
+                    log.warning(
+                        f"source table {table} has no updated_at column: its changes are not "
+                        "detected (and its extraction fails) until the column is back"
+                    )
                 continue
             query = sa.select(sa.func.max(sa.column("updated_at"))).select_from(sa.table(table))
             mark = conn.execute(query).scalar()
@@ -73,7 +86,7 @@ def source_database_sensor(context: dg.SensorEvaluationContext, source_database:
     if sqlite_file_missing(source_database.url):
         return dg.SkipReason("the source database does not exist yet")
     seen = json.loads(context.cursor) if context.cursor else {}
-    marks = high_water_marks(source_database.engine(), TABLES)
+    marks = high_water_marks(source_database.engine(), TABLES, context.log)
     tables = moved(marks, seen)
     context.update_cursor(json.dumps(seen | marks))
     if not tables:
