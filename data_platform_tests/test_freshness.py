@@ -127,3 +127,31 @@ def test_a_freshness_failure_sends_one_alert():
         assert len(received) == 2
     finally:
         server.shutdown()
+
+
+def test_a_feed_that_never_delivers_alerts_once_after_its_window():
+    """Dagster keeps a never-materialized asset UNKNOWN, never FAIL: a feed that never
+    delivered (a wrong landing prefix) stayed silent for good."""
+    from data_platform.automation.alert_sensors import freshness_failures
+
+    instance = dg.DagsterInstance.ephemeral()
+    policies = {feed.key: feed.specs_by_key[feed.key].freshness_policy}
+    start = T0.timestamp()
+    cursor = {"feed": 1.0}  # the first version's cursor: {asset: when it turned FAIL}
+    for hours, alerted in ((0, 0), (8.9, 0), (9, 1), (30, 0)):
+        found, cursor = freshness_failures(instance, policies, cursor, start + hours * 3600)
+        assert [a.title for a in found] == ["Asset never materialized"] * alerted, hours
+    assert cursor["failed"] == {"feed": 1.0}
+    assert (
+        "9:00:00"
+        in freshness_failures(
+            instance, policies, {**cursor, "unknown_alerted": []}, start + 10 * 3600
+        )[0][0].reason
+    )
+
+    # Once it has a state, it is watched as usual, and a later silence is a FAIL, not this.
+    with freeze_time(T0 + 31 * HOUR):
+        dg.materialize([feed], instance=instance)
+    daemon_pass(instance, T0 + 32 * HOUR)
+    found, cursor = freshness_failures(instance, policies, cursor, start + 32 * 3600)
+    assert found == [] and cursor["unknown_since"] == {} and cursor["unknown_alerted"] == []

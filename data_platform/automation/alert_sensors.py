@@ -1,4 +1,5 @@
-"""Alerts: one per failed run, per failed ERROR-severity check, per asset turning FAIL on freshness.
+"""Alerts: one per failed run, per failed ERROR-severity check, per asset turning FAIL on freshness
+(or never materialized for longer than its fail window).
 
 Check results are read from the logs of finished runs (a failed blocking check fails its run, a
 failed non-blocking one does not, so both run outcomes are watched). Freshness states are
@@ -10,6 +11,8 @@ of a local instance, so neither sensor does.
 from __future__ import annotations
 
 import json
+import time
+from datetime import timedelta
 
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState
@@ -124,25 +127,64 @@ def describe_policy(policy: dg.FreshnessPolicy) -> str:
     return f"missed its freshness deadline ({getattr(policy, 'deadline_cron', policy)})"
 
 
+def _fail_seconds(policy: dg.FreshnessPolicy) -> float | None:
+    fail_window = getattr(policy, "fail_window", None)
+    return fail_window.to_timedelta().total_seconds() if fail_window is not None else None
+
+
 def freshness_failures(
     instance: dg.DagsterInstance,
     policies: dict[dg.AssetKey, dg.FreshnessPolicy],
-    alerted: dict[str, float],
-) -> tuple[list[Alert], dict[str, float]]:
-    """Assets that turned FAIL since the last alert about them, and the updated cursor."""
-    alerts, cursor = [], dict(alerted)
-    for key, record in instance.get_freshness_state_records(list(policies)).items():
-        name, changed_at = key.to_user_string(), record.updated_at.timestamp()
-        if record.freshness_state != FreshnessState.FAIL or changed_at <= alerted.get(name, 0.0):
+    cursor: dict,
+    now: float,
+) -> tuple[list[Alert], dict]:
+    """Assets that turned FAIL since the last alert about them, and those with no freshness
+    state (never materialized) for longer than their fail window since the sensor first saw
+    them; and the updated cursor.
+
+    Dagster keeps a never-materialized asset UNKNOWN, never FAIL: a feed that has never
+    delivered (a wrong landing prefix, a source never connected) stayed silent for good.
+
+    The cursor: `failed` {asset: when it turned FAIL, alerted}, `unknown_since` {asset: first
+    seen without a state}, `unknown_alerted` [assets]. The first version's flat {asset: time}
+    is `failed`."""
+    failed = dict(cursor.get("failed", cursor))
+    unknown_since = dict(cursor.get("unknown_since", {}))
+    unknown_alerted = set(cursor.get("unknown_alerted", []))
+    records = instance.get_freshness_state_records(list(policies))
+    alerts = []
+    for key, policy in policies.items():
+        name, record = key.to_user_string(), records.get(key)
+        if record is None or record.freshness_state == FreshnessState.UNKNOWN:
+            since = unknown_since.setdefault(name, now)
+            window = _fail_seconds(policy)
+            if window is not None and now - since >= window and name not in unknown_alerted:
+                unknown_alerted.add(name)
+                reason = (
+                    f"never materialized in the {timedelta(seconds=window)} since the alerts "
+                    "first looked (its freshness fail window): check that its source delivers "
+                    "(the landing prefix, the source database's URL) and that its sensor runs"
+                )
+                alerts.append(Alert("Asset never materialized", reason, asset=name))
             continue
-        cursor[name] = changed_at
-        alerts.append(Alert("Asset is stale", describe_policy(policies[key]), asset=name))
-    return alerts, cursor
+        unknown_since.pop(name, None)
+        unknown_alerted.discard(name)
+        changed_at = record.updated_at.timestamp()
+        if record.freshness_state != FreshnessState.FAIL or changed_at <= failed.get(name, 0.0):
+            continue
+        failed[name] = changed_at
+        alerts.append(Alert("Asset is stale", describe_policy(policy), asset=name))
+    return alerts, {
+        "failed": failed,
+        "unknown_since": unknown_since,
+        "unknown_alerted": sorted(unknown_alerted),
+    }
 
 
 @dg.sensor(
     name="alert_on_freshness_failure",
-    description="An asset whose freshness policy turned FAIL -> one alert.",
+    description="An asset whose freshness policy turned FAIL, or that has never been "
+    "materialized for longer than its fail window -> one alert.",
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
 )
@@ -153,6 +195,7 @@ def freshness_alerts(context: dg.SensorEvaluationContext, alerts: AlertWebhook):
         context.instance,
         {key: policy for key, policy in policies.items() if policy},
         json.loads(context.cursor) if context.cursor else {},
+        time.time(),
     )
     _send(found, alerts, context)
     context.update_cursor(json.dumps(cursor))
