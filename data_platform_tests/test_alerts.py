@@ -3,22 +3,29 @@
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import dagster as dg
 import pytest
 
-from data_platform.automation.alert_sensors import failed_check_alerts_sensor, run_failure_alerts
+from data_platform.automation.alert_sensors import (
+    _send,
+    failed_check_alerts_sensor,
+    run_failure_alerts,
+)
 from data_platform.resources.alerts import Alert, AlertWebhook, post_json, slack_payload
 from data_platform.resources.build import build_resources
 from data_platform.settings import load_settings
 
 
 class Webhook:
-    """A local webhook that answers 503 to its first `failures` requests, then 200."""
+    """A local webhook that answers 503 to its first `failures` requests, then 200, each after
+    `delay` seconds."""
 
-    def __init__(self, failures: int = 0):
+    def __init__(self, failures: int = 0, delay: float = 0.0):
         self.failures, self.received = failures, []
         hook = self
 
@@ -26,6 +33,7 @@ class Webhook:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 hook.received.append(json.loads(body))
+                time.sleep(delay)
                 status = 503 if len(hook.received) <= hook.failures else 200
                 self.send_response(status)
                 self.end_headers()
@@ -96,6 +104,25 @@ def test_a_webhook_that_fails_twice_then_succeeds_gets_the_alert_once(caplog):
     hook.server.shutdown()
     assert [p["text"] for p in hook.received].count(hook.received[-1]["text"]) == 3
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_webhook_that_hangs_gets_each_alert_once_and_the_tick_a_bounded_time(caplog):
+    """A webhook slower than the timeout had each alert already: retrying the read timeout sent
+    it again and again, and four attempts per alert outlasted Dagster's 60 s sensor timeout, so
+    the tick failed without its cursor and the next one sent everything once more, forever."""
+    hook = Webhook(delay=2.0)
+    sender = AlertWebhook(webhook_url=hook.url, timeout_seconds=0.5, backoff_seconds=0.01)
+    context = SimpleNamespace(log=logging.getLogger("alerts"))  # what _send uses of a context
+    alerts = [Alert("Run failed", f"boom {n}", asset="raw/events") for n in range(4)]
+    began = time.monotonic()
+    _send(alerts, sender, context, budget_seconds=1.2)
+    took = time.monotonic() - began
+    hook.server.shutdown()
+    texts = [p["text"] for p in hook.received]
+    assert len(texts) == len(set(texts)) <= 3  # none doubled; the budget ran out before all
+    assert took < 2.0
+    undelivered = [r.getMessage() for r in caplog.records if "not delivered" in r.getMessage()]
+    assert len(undelivered) == len(alerts)  # each alert is in the log in full
 
 
 def test_an_unreachable_webhook_or_none_logs_the_alert(caplog):

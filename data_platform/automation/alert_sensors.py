@@ -84,9 +84,20 @@ def failed_check_alerts(instance: dg.DagsterInstance, run: dg.DagsterRun) -> lis
     return alerts
 
 
-def _send(alerts: list[Alert], sender: AlertWebhook, context) -> None:
+# Dagster fails a sensor evaluation after 60 s without saving its cursor, and the next tick
+# sends everything again: against a webhook that hangs, each tick re-sent the same alerts,
+# forever. A run-status sensor handles up to 5 runs a tick, each with its own budget.
+SEND_BUDGET_SECONDS = 10.0
+
+
+def _send(
+    alerts: list[Alert], sender: AlertWebhook, context, budget_seconds: float = SEND_BUDGET_SECONDS
+) -> None:
+    """Send each alert, within `budget_seconds` for all; what cannot go out in time is logged
+    in full (as an alert the webhook refused is), never lost."""
+    deadline = time.monotonic() + budget_seconds
     for alert in alerts:
-        sender.send(alert, context.log)
+        sender.send(alert, context.log, deadline)
 
 
 # Run-status sensors match only runs of their own code location unless told otherwise: a run

@@ -90,6 +90,10 @@ def _retryable(error: Exception) -> bool:
     # A 4xx other than 429 is a wrong URL or payload: repeating it cannot help.
     if isinstance(error, urllib.error.HTTPError):
         return error.code == 429 or error.code >= 500
+    # urllib wraps what fails while connecting and sending in URLError; a bare timeout came
+    # while waiting for the answer, after the webhook had the alert: sent again, it is doubled.
+    if isinstance(error, TimeoutError):
+        return False
     return isinstance(error, OSError)
 
 
@@ -101,17 +105,24 @@ def post_json(
     backoff_seconds: float,
     max_backoff_seconds: float,
     timeout_seconds: float,
+    deadline: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """POST `payload`; retry with back-off doubling up to a cap. Returns the attempts used."""
+    """POST `payload`; retry with back-off doubling up to a cap, never past `deadline`
+    (time.monotonic()). Returns the attempts used."""
     body = json.dumps(payload).encode()
     delay = backoff_seconds
     for attempt in range(1, attempts + 1):
+        timeout = timeout_seconds
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+            if timeout <= 0:
+                raise AlertDeliveryError(f"no time left to send it (attempt {attempt})")
         request = urllib.request.Request(
             url, data=body, headers={"Content-Type": "application/json"}, method="POST"
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout_seconds):
+            with urllib.request.urlopen(request, timeout=timeout):
                 return attempt
         except Exception as error:
             if attempt == attempts or not _retryable(error):
@@ -131,8 +142,9 @@ class AlertWebhook(dg.ConfigurableResource):
     max_backoff_seconds: float = 8.0
     timeout_seconds: float = 10.0
 
-    def send(self, alert: Alert, log: logging.Logger) -> bool:
-        """True when the webhook accepted the alert; otherwise the alert is in the log."""
+    def send(self, alert: Alert, log: logging.Logger, deadline: float | None = None) -> bool:
+        """True when the webhook accepted the alert; otherwise the alert is in the log. No
+        attempt runs past `deadline` (time.monotonic())."""
         payload = slack_payload(alert, self.ui_base_url)
         if not self.webhook_url:
             log.warning(f"ALERT (DATA_PLATFORM_ALERT_WEBHOOK is unset): {payload['text']}")
@@ -145,6 +157,7 @@ class AlertWebhook(dg.ConfigurableResource):
                 backoff_seconds=self.backoff_seconds,
                 max_backoff_seconds=self.max_backoff_seconds,
                 timeout_seconds=self.timeout_seconds,
+                deadline=deadline,
             )
         except AlertDeliveryError as error:
             log.error(f"ALERT not delivered to the webhook ({error}): {payload['text']}")
