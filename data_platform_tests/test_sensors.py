@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -17,10 +18,13 @@ from data_platform.assets.raw import RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
 from data_platform.automation import landing_sensor
 from data_platform.automation.landing_sensor import (
     NO_FILES,
+    SourceCursor,
     build_landing_sensor,
     day_bounds,
     day_ranges,
+    day_states,
     decode_cursor,
+    encode_cursor,
     format_files,
     landing_zone_sensor,
 )
@@ -179,6 +183,34 @@ def test_a_day_put_back_as_it_was_is_requested_under_a_new_run_key(resources, tm
     assert requested(undone) == [("events", "2026-01-03", "2026-01-03")]
     earlier = {r.run_key for r in [*first.run_requests, *bad.run_requests]}
     assert undone.run_requests[0].run_key not in earlier
+
+
+def test_s3_a_file_rewritten_with_its_size_within_the_second_is_a_change(s3_landing, tmp_path):
+    """S3 stamps whole seconds: a file rewritten with the same size in the same second had the
+    same (size, time), and its new content was never loaded. Its ETag tells."""
+    for _ in range(5):  # until both writes fall in one second
+        key = events_file(s3_landing, tmp_path, "2026-01-03", name="same.jsonl")
+        first = tick(landing_zone_sensor, None, landing=s3_landing)
+        [before] = s3_landing.list_files("events/")
+        put_lines(s3_landing, key, [json.dumps({"event_id": "eX"})], tmp_path)  # same size
+        [after] = s3_landing.list_files("events/")
+        if (after.size, after.modified) == (before.size, before.modified):
+            break
+    assert (after.size, after.modified) == (before.size, before.modified)
+    rewritten = tick(landing_zone_sensor, first.cursor, landing=s3_landing)
+    assert requested(rewritten) == [("events", "2026-01-03", "2026-01-03")]
+
+
+def test_a_cursor_from_before_file_versions_requests_nothing(s3_landing, tmp_path):
+    """Digests now cover S3's ETags; a cursor written before must not make every day look
+    rewritten (a re-ingestion of all history, and of days whose expired files it would drop)."""
+    for day in ("2026-01-03", "2026-01-04"):
+        events_file(s3_landing, tmp_path, day)
+    unversioned = [replace(f, version="") for f in s3_landing.list_files("events/")]
+    cursor = encode_cursor({"events": SourceCursor(day_states(unversioned))})
+    upgraded = tick(landing_zone_sensor, cursor, landing=s3_landing)
+    assert upgraded.run_requests == []
+    assert tick(landing_zone_sensor, upgraded.cursor, landing=s3_landing).run_requests == []
 
 
 def test_days_outside_the_partitions_wait(resources, tmp_path):

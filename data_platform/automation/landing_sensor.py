@@ -59,7 +59,7 @@ import re
 import struct
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 import dagster as dg
@@ -91,7 +91,10 @@ class DayState:
 
     files: int
     modified: int  # the latest modification time, epoch seconds rounded up
-    digest: int  # 32 bits of BLAKE2b over every (key, size, modified)
+    digest: int  # 32 bits of BLAKE2b over every (key, size, modified, version)
+    # The digest as computed before files had versions (S3 ETags), never stored: a cursor
+    # written then is matched against it, so the upgrade requests nothing.
+    unversioned_digest: int = field(default=0, compare=False)
 
 
 NO_FILES = DayState(0, 0, 0)
@@ -128,19 +131,32 @@ def day_states(files: Iterable[LandingFile]) -> dict[date, DayState]:
 
 
 def _day_state(files: list[LandingFile]) -> DayState:
-    digest = hashlib.blake2b(digest_size=4)
+    digest, unversioned = hashlib.blake2b(digest_size=4), hashlib.blake2b(digest_size=4)
     for f in sorted(files, key=lambda f: f.key):
-        digest.update(f"{f.key}\t{f.size}\t{f.modified!r}\n".encode())
+        line = f"{f.key}\t{f.size}\t{f.modified!r}"
+        unversioned.update(f"{line}\n".encode())
+        digest.update((f"{line}\t{f.version}\n" if f.version else f"{line}\n").encode())
     # Packed in 32 bits: a file stamped before 1970 or after 2106 (a wrong clock, a copied
     # archive) would fail every tick of both sources. The digest keeps the exact time.
     latest = min(max(math.ceil(max(f.modified for f in files)), 0), _LATEST_STAMP)
-    return DayState(len(files), latest, int.from_bytes(digest.digest()))
+    return DayState(
+        len(files),
+        latest,
+        int.from_bytes(digest.digest()),
+        int.from_bytes(unversioned.digest()),
+    )
+
+
+def _stored(state: DayState) -> tuple[int, int, int]:
+    """What the cursor keeps of a day's state."""
+    return state.files, state.modified, state.digest
 
 
 def day_changed(old: DayState | None, new: DayState) -> bool:
     """New or rewritten files; a day that only lost files (fewer, none newer) did not change."""
     old = old or NO_FILES
-    if new == old:
+    before_versions = replace(new, digest=new.unversioned_digest)
+    if new == old or (new.unversioned_digest and before_versions == old):
         return False
     return not (new.files < old.files and new.modified <= old.modified)
 
@@ -323,7 +339,7 @@ def range_request(
     never runs a key twice, so a day put back as it was (a bad rewrite undone with the original
     file) would have been skipped, its bad rows kept."""
     moves = sorted(
-        (d.isoformat(), *astuple(previous.get(d, NO_FILES)), *astuple(s)) for d, s in states.items()
+        (d.isoformat(), *_stored(previous.get(d, NO_FILES)), *_stored(s)) for d, s in states.items()
     )
     digest = hashlib.sha1(json.dumps(moves).encode()).hexdigest()[:12]
     if first == last:

@@ -22,11 +22,16 @@ from pydantic import PrivateAttr
 
 @dataclass(frozen=True)
 class LandingFile:
-    """One file in the landing zone; `modified` is epoch seconds, for sensor cursors."""
+    """One file in the landing zone; `modified` is epoch seconds, for sensor cursors.
+
+    `version` tells two writes apart where size and time may not: S3 stamps whole seconds, so a
+    file rewritten with the same size within a second looked unchanged; its ETag (a hash of
+    the content) differs. Local files have sub-second times and leave it empty."""
 
     key: str
     size: int
     modified: float
+    version: str = ""
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -84,7 +89,8 @@ class LandingZone(dg.ConfigurableResource):
                 if end_before is not None and key >= end_before:
                     return files  # the paginator is lazy: no further page is requested
                 if not key.endswith("/"):
-                    files.append(LandingFile(key, obj["Size"], obj["LastModified"].timestamp()))
+                    modified = obj["LastModified"].timestamp()
+                    files.append(LandingFile(key, obj["Size"], modified, obj.get("ETag", "")))
         return files
 
     def _list_pages(self, **params) -> Iterable[dict]:
