@@ -20,7 +20,7 @@ delay. (S3 event notifications to a queue would make it immediate at any size; t
 deployment choice outside this sensor.)
 
 What is a change. A day's state is (files, latest modification second, 32-bit digest of every
-(key, size, modified)). A listed day changed if its state moved, unless it only lost files
+(key, size, modified, version: S3's ETag)). A listed day changed if its state moved, unless it only lost files
 (fewer files, none modified after the day's latest). So:
 - a new file, or one rewritten in place, is a change, whatever its day: a late file for an old
   day re-runs that day, and so do files replaced by fewer new ones (a compaction);
