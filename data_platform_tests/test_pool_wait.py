@@ -148,3 +148,30 @@ def test_timeout_stops_a_waiting_run_with_exit_status_3(settings, instance):
     result = run_cli(settings.home, *SELECT, "--timeout", "5")
     assert result.returncode == 3, result.stderr[-2000:]
     assert "timed out after 5s: stopped and marked failed" in result.stderr
+
+
+def test_a_run_on_a_code_server_elsewhere_is_never_called_dead_here(instance):
+    """The launcher tagged every run with its own host, but the run's process starts on the
+    code server's: with the code server in another container, a live run's pid was looked up
+    here, not found, and the run failed and its slot freed while it still wrote."""
+    from dagster._core.remote_origin import (
+        GrpcServerCodeLocationOrigin,
+        RemoteJobOrigin,
+        RemoteRepositoryOrigin,
+    )
+
+    from data_platform.orchestration.run_health import WORKER_HOST_TAG, check_worker
+    from data_platform.orchestration.run_launcher import worker_host
+
+    def run_served_by(host: str) -> dg.DagsterRun:
+        location = GrpcServerCodeLocationOrigin(host=host, port=4000, location_name="platform")
+        origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "job")
+        return dg.DagsterRun(job_name="job", run_id=str(uuid.uuid4()), remote_job_origin=origin)
+
+    assert worker_host(run_served_by("code-server")) == "code-server"
+    assert worker_host(run_served_by("127.0.0.1")) == worker_host(dg.DagsterRun(job_name="j"))
+    # What the monitoring daemon then does with a dead-looking pid: nothing, it is not here.
+    run_id = fake_run(instance, dead_pid(), hold_slot=False)
+    instance.add_run_tags(run_id, {WORKER_HOST_TAG: "code-server"})
+    health = check_worker(instance, instance.get_run_by_id(run_id))
+    assert health.status.value == "RUNNING" and "not checked" in health.msg

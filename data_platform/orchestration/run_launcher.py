@@ -12,12 +12,28 @@ from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext
 
 from data_platform.orchestration.run_health import WORKER_HOST_TAG, check_worker, this_host
 
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def worker_host(run: dg.DagsterRun) -> str:
+    """The machine the run's process will run on: its code server's.
+
+    A code server the launcher spawned itself (`dagster dev`, a workspace of modules) runs on
+    this machine; one reached over gRPC (`dagster code-server start` in another container) runs
+    on its host, where this machine cannot see the run's pid. Tagged with this machine instead,
+    a live run there was called dead (its pid is not here), failed and its pool slot freed
+    while it still wrote."""
+    origin = run.remote_job_origin
+    host = getattr(origin.repository_origin.code_location_origin, "host", None) if origin else None
+    return this_host() if host is None or host in _LOCAL_HOSTS | {this_host()} else host
+
 
 class HealthCheckedRunLauncher(dg.DefaultRunLauncher):
     """Launches runs on the code server's host (as Dagster's default) and checks their pids."""
 
     def launch_run(self, context: LaunchRunContext) -> None:
-        self._instance.add_run_tags(context.dagster_run.run_id, {WORKER_HOST_TAG: this_host()})
+        run = context.dagster_run
+        self._instance.add_run_tags(run.run_id, {WORKER_HOST_TAG: worker_host(run)})
         super().launch_run(context)
 
     @property
