@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -117,6 +117,26 @@ def test_score_partitions_counts_a_missing_day_as_zero_rows():
     counts = {date(2026, 1, d): 1000 for d in range(1, 5)}
     [score] = score_partitions(counts, [date(2026, 1, 5)], window=7, min_history=3)
     assert score.rows == 0 and score.z == pytest.approx(-1000 / math.sqrt(1000))
+
+
+def test_a_weekly_cycle_is_not_an_anomaly_once_weeks_of_history_exist():
+    """Weekdays ~1000 rows, weekends ~650 (real traffic): scored against the week's other days,
+    every Saturday and Sunday warned. Same-weekday baselines keep them quiet once three weeks
+    exist, and still flag a weekday that drops to a weekend's size."""
+    start = date(2026, 1, 5)  # a Monday
+    counts = {
+        start + timedelta(days=n): (650 if (start + timedelta(days=n)).weekday() >= 5 else 1000)
+        + n % 3
+        for n in range(35)
+    }
+    drop = start + timedelta(days=30)  # a Wednesday
+    counts[drop] = 650
+    days = sorted(counts)
+    scores = {s.dt: s for s in score_partitions(counts, days, window=7, min_history=3)}
+    fourth_week_on = [d for d in days if d >= start + timedelta(weeks=3)]
+    flagged = [d for d in fourth_week_on if abs(scores[d].z) > 3.5]
+    assert flagged == [drop]
+    assert scores[start + timedelta(days=26)].baseline_median == pytest.approx(651)  # a Saturday
 
 
 def test_days_of_a_window():

@@ -1,9 +1,11 @@
 """Row-count anomaly: a partition's rows against its trailing partitions, robust z-score. WARN.
 
 A day with a tenth of the usual events (a collector down) or twice as many (files re-sent)
-loads without breaking any rule; only its size gives it away. The baseline is the preceding
-`anomaly_window` partitions that hold rows, scored with median and MAD so that one past
-incident in the baseline does not hide the next.
+loads without breaking any rule; only its size gives it away. The baseline is the same weekday
+of the preceding `anomaly_window` weeks once `anomaly_min_history` of them hold rows (traffic
+has a weekly cycle: against the week's other days, every weekend warned), until then the
+preceding `anomaly_window` partitions that hold rows; scored with median and MAD so that one
+past incident in the baseline does not hide the next.
 """
 
 import math
@@ -33,11 +35,10 @@ class Score:
 def score_partitions(
     counts: dict[date, int], days: list[date], window: int, min_history: int
 ) -> list[Score]:
-    """Score each of `days` (0 rows when absent) against the `window` previous non-empty days."""
+    """Score each of `days` (0 rows when absent) against its baseline days (`baseline_days`)."""
     scores = []
     for day in days:
-        history = sorted(d for d, n in counts.items() if d < day and n > 0)[-window:]
-        baseline = [counts[d] for d in history]
+        baseline = [counts[d] for d in baseline_days(counts, day, window, min_history)]
         rows = counts.get(day, 0)
         if len(baseline) < min_history:
             scores.append(Score(day, rows, None, None))
@@ -48,6 +49,14 @@ def score_partitions(
         z = robust_z(rows, baseline, min_scale=math.sqrt(median))
         scores.append(Score(day, rows, float(median), z))
     return scores
+
+
+def baseline_days(counts: dict[date, int], day: date, window: int, min_history: int) -> list[date]:
+    """The non-empty days before `day` it is compared with: the same weekday of the last
+    `window` weeks when at least `min_history` of them hold rows, else the last `window`."""
+    past = sorted(d for d, n in counts.items() if d < day and n > 0)
+    same_weekday = [d for d in past if d.weekday() == day.weekday()][-window:]
+    return same_weekday if len(same_weekday) >= min_history else past[-window:]
 
 
 def days_of(window: Window, counts: dict[date, int]) -> list[date]:
@@ -62,8 +71,8 @@ def days_of(window: Window, counts: dict[date, int]) -> list[date]:
 def row_counts(
     reader: WarehouseReader, table: str, window: Window, lookback: int
 ) -> dict[date, int]:
-    # Four times the window in calendar days leaves room for days without any rows.
-    first = window.first - timedelta(days=lookback * 4) if window.first else None
+    # `lookback` weeks: the same weekdays of a weekly baseline (and room for empty days).
+    first = window.first - timedelta(weeks=lookback) if window.first else None
     predicate, params = Window(first, window.last).where("dt")
     rows = reader.frame(
         f"SELECT dt, count(*) AS n FROM {table} WHERE {predicate} GROUP BY dt", params
@@ -76,8 +85,9 @@ def row_count_anomaly_check(source: str, t: QualityThresholds) -> dg.AssetChecks
         asset=dg.AssetKey(["raw", source]),
         name="row_count_anomaly",
         pool=WAREHOUSE_POOL,
-        description=f"Rows per partition vs the {t.anomaly_window} previous partitions: WARN "
-        f"beyond a robust z-score of {t.anomaly_z_score}.",
+        description=f"Rows per partition vs the same weekday of the {t.anomaly_window} previous "
+        f"weeks (the {t.anomaly_window} previous partitions until {t.anomaly_min_history} such "
+        f"weeks exist): WARN beyond a robust z-score of {t.anomaly_z_score}.",
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
         import pandas as pd
