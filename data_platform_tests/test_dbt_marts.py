@@ -244,6 +244,19 @@ def test_email_hashes_are_the_salted_hash_of_each_versions_address(platform):
     }
 
 
+def rebuild_events(platform: Platform, day: date) -> None:
+    """raw/events, then marts/fct_events, for one day: two runs, since the staging view between
+    them is not re-run, so one run holding both would not order them."""
+    for key in (["raw", "events"], ["marts", "fct_events"]):
+        result = dg.materialize(
+            ALL_ASSETS,
+            selection=dg.AssetSelection.keys(key),
+            resources=platform.resources,
+            partition_key=str(day),
+        )
+        assert result.success
+
+
 def test_late_events_update_only_their_day(platform, tmp_path):
     day = DAYS[0]
     before = dict(platform.sql("SELECT dt, count(*) FROM marts.fct_events GROUP BY dt"))
@@ -258,16 +271,7 @@ def test_late_events_update_only_their_day(platform, tmp_path):
         for n in range(5)
     ]
     put_lines(platform.resources["landing"], f"events/dt={day}/late-arrival.jsonl", late, tmp_path)
-    # Raw first, then the fact: the staging view between them is not re-run, so one run
-    # holding both would not order them.
-    for key in (["raw", "events"], ["marts", "fct_events"]):
-        result = dg.materialize(
-            ALL_ASSETS,
-            selection=dg.AssetSelection.keys(key),
-            resources=platform.resources,
-            partition_key=str(day),
-        )
-        assert result.success
+    rebuild_events(platform, day)
     after = dict(platform.sql("SELECT dt, count(*) FROM marts.fct_events GROUP BY dt"))
     assert after[day] == before[day] + 5
     assert {d: n for d, n in after.items() if d != day} == {
@@ -292,28 +296,17 @@ def test_an_event_whose_first_copy_is_gone_moves_to_its_next_arrival(platform, t
          "occurred_at": f"{first}T08:00:00Z"}
     )  # fmt: skip
     landing = platform.resources["landing"]
-
-    def rebuild(day: date, *keys: list[str]) -> None:
-        for key in keys:  # raw first, then the fact (see test_late_events_update_only_their_day)
-            result = dg.materialize(
-                ALL_ASSETS,
-                selection=dg.AssetSelection.keys(key),
-                resources=platform.resources,
-                partition_key=str(day),
-            )
-            assert result.success
-
     put_lines(landing, f"events/dt={first}/resent.jsonl", [moving], tmp_path)
     put_lines(landing, f"events/dt={second}/resent.jsonl", [moving], tmp_path)
     for day in (first, second):
-        rebuild(day, ["raw", "events"], ["marts", "fct_events"])
+        rebuild_events(platform, day)
     where = "SELECT dt FROM marts.fct_events WHERE event_id = 'moving-1'"
     assert platform.sql(where) == [(first,)]
     others = "SELECT count(*) FROM marts.fct_events WHERE event_id <> 'moving-1'"
     count_before = platform.sql(others)
 
     put_lines(landing, f"events/dt={first}/resent.jsonl", [], tmp_path)
-    rebuild(first, ["raw", "events"], ["marts", "fct_events"])
+    rebuild_events(platform, first)
     assert platform.sql(where) == [(second,)]
     assert platform.sql(others) == count_before
 

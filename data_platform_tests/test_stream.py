@@ -310,13 +310,9 @@ def test_files_named_before_topic_ids_are_never_adopted_and_still_ingested(strea
     sink.stop()
     assert legacy.read_bytes() == event("legacy-1") + b"\n" + event("legacy-2") + b"\n"
     assert_exactly_once(stream, ["legacy-1", "legacy-2", *new])
-    result = dg.materialize(
-        [*RAW_FILE_ASSETS, DEAD_LETTER_SPEC],
-        resources=resources,
-        partition_key=day.isoformat(),
-        selection=["raw/events"],
-    )
-    assert result.success
+    assert materialize_days(
+        [*RAW_FILE_ASSETS, DEAD_LETTER_SPEC], resources, [day], selection=["raw/events"]
+    ).success
     loaded = query(stream["settings"].warehouse, "SELECT event_id FROM raw.events")
     assert sorted(row[0] for row in loaded) == sorted(["legacy-1", "legacy-2", *new])
 
@@ -397,13 +393,9 @@ def test_broken_json_reaches_raw_dead_letter_with_its_line_number(stream, resour
     sink = SinkThread(stream, max_batch_seconds=0.5)
     wait_committed(stream, ends)
     sink.stop()
-    result = dg.materialize(
-        [*RAW_FILE_ASSETS, DEAD_LETTER_SPEC],
-        resources=resources,
-        partition_key=day.isoformat(),
-        selection=["raw/events"],
-    )
-    assert result.success
+    assert materialize_days(
+        [*RAW_FILE_ASSETS, DEAD_LETTER_SPEC], resources, [day], selection=["raw/events"]
+    ).success
     warehouse = stream["settings"].warehouse
     dead = query(
         warehouse,
