@@ -110,3 +110,46 @@ def test_postgres_source_simulates_and_extracts_like_sqlite(tmp_path, postgres_u
         "contract's DECIMAL(10,2)"
     )
     postgres.dispose()
+
+
+def test_timestamptz_on_a_server_outside_utc_loses_no_version(tmp_path, postgres_url):
+    """initdb gives a server its OS's time zone: the extraction's naive UTC bounds were read as
+    that zone's wall time, so changes between them were never extracted (New York: 5 hours)."""
+    from data_platform.ingestion.tables import USERS
+    from data_platform.resources.source_database import SourceDatabase
+
+    engine = SourceDatabase(url=postgres_url).engine()
+    name = sa.engine.make_url(postgres_url).database
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER DATABASE \"{name}\" SET timezone = 'America/New_York'"))
+    engine.dispose()
+    columns = "id int PRIMARY KEY, email text, full_name text, country text"
+    stamps = "created_at timestamptz, updated_at timestamptz, deleted_at timestamptz"
+    user = "INSERT INTO users VALUES ({id}, '{email}', 'N', 'DE', '{at}', '{at}', NULL)"
+    warehouse = tmp_path / "warehouse.duckdb"
+
+    def extract() -> None:
+        with duckdb.connect(str(warehouse)) as conn:
+            now = datetime(2026, 1, 2)
+            extract_incremental(conn, engine, USERS, timedelta(hours=1), now)
+
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE users ({columns}, {stamps})"))
+        conn.execute(sa.text(user.format(id=1, email="a@x", at="2026-01-01 12:00Z")))
+    extract()
+    with engine.begin() as conn:  # an hour and two after the mark
+        conn.execute(sa.text(user.format(id=2, email="b@x", at="2026-01-01 13:00Z")))
+        conn.execute(sa.text("UPDATE users SET email = 'a2@x', updated_at = '2026-01-01 14:00Z'"
+                             " WHERE id = 1"))  # fmt: skip
+    extract()
+    with engine.begin() as conn:  # later activity moves the mark past them
+        conn.execute(sa.text(user.format(id=3, email="c@x", at="2026-01-01 20:00Z")))
+    extract()
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        stored = conn.execute("SELECT id, updated_at FROM raw.users ORDER BY ALL").fetchall()
+    assert stored == [
+        (1, datetime(2026, 1, 1, 12)),
+        (1, datetime(2026, 1, 1, 14)),
+        (2, datetime(2026, 1, 1, 13)),
+        (3, datetime(2026, 1, 1, 20)),
+    ]

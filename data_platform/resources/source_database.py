@@ -23,5 +23,10 @@ class SourceDatabase(dg.ConfigurableResource):
             # Imported on first use: not every Definitions load needs SQLAlchemy.
             import sqlalchemy as sa
 
-            self._engine = sa.create_engine(self.url)
+            # PostgreSQL reads a naive timestamp in its session's TimeZone (initdb's default
+            # is the OS zone): the extraction's UTC bounds were read as local wall time and
+            # versions between them lost for good. The session is UTC, like the contract.
+            url = sa.engine.make_url(self.url)
+            utc = {"options": "-c timezone=UTC"} if url.get_backend_name() == "postgresql" else {}
+            self._engine = sa.create_engine(url, connect_args=utc)
         return self._engine
