@@ -228,7 +228,7 @@ def test_no_personal_data_in_marts_or_analytics(platform):
 def test_email_hashes_are_the_salted_hash_of_each_versions_address(platform):
     """sha256(salt || lower(trim(email))), computed here from raw.users: a hash without the
     salt could be reversed with a dictionary of addresses."""
-    salt = platform.resources["privacy"].pii_salt
+    salt = platform.resources["privacy"].salt()
     emails = {
         (i, at): e for i, at, e in platform.sql("SELECT id, updated_at, email FROM raw.users")
     }

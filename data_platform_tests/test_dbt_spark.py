@@ -492,7 +492,7 @@ def test_spark_ingests_and_builds_the_same_tables_as_duckdb(
 ):
     started = time.monotonic()
     warehouse = Path(platform.settings.warehouse)
-    salt = platform.resources["privacy"].pii_salt
+    salt = platform.resources["privacy"].salt()
     relations = dbt_relations(warehouse)
     assert {schema for schema, _ in relations} == set(DBT_SCHEMAS)
 

@@ -116,7 +116,7 @@ def build_platform(home: Path, defect_rate: float, tamper=None) -> Platform:
     if tamper:
         tamper(Path(settings.landing))
     assert materialize_days(RAW_ASSETS, resources, DAYS).success
-    build_marts(settings, resources["privacy"].pii_salt)
+    build_marts(settings, resources["privacy"].salt())
     platform = Platform(settings, resources)
     platform.result = platform.run_checks(dg.DagsterInstance.ephemeral())
     return platform

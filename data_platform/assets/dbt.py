@@ -95,7 +95,7 @@ def dbt_environment(
     values = {
         **window,
         **engine_variables(warehouse),
-        "DATA_PLATFORM_PII_SALT": privacy.pii_salt,
+        "DATA_PLATFORM_PII_SALT": privacy.salt(),
         # dbt's default (eager) also runs tests of models that are not selected, e.g. the
         # relationship test of fct_events when only dim_customers is built, and fails when the
         # fact does not exist yet: run a test only once all its parents are built or selected.

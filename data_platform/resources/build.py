@@ -9,7 +9,7 @@ import dagster as dg
 from data_platform.resources.alerts import AlertWebhook
 from data_platform.resources.dbt_cli import local_dbt
 from data_platform.resources.landing import LandingZone
-from data_platform.resources.privacy import Privacy, local_pii_salt
+from data_platform.resources.privacy import SALT_FILE, Privacy
 from data_platform.resources.source_database import SourceDatabase
 from data_platform.resources.warehouse import warehouse_of
 from data_platform.resources.warehouse_io_manager import (
@@ -40,7 +40,8 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             url=_from_env_if_set("DATA_PLATFORM_SOURCE_DB_URL", settings.source_db_url)
         ),
         "privacy": Privacy(
-            pii_salt=_from_env_if_set("DATA_PLATFORM_PII_SALT", local_pii_salt(settings.home))
+            pii_salt=_from_env_if_set("DATA_PLATFORM_PII_SALT", "") or None,
+            salt_file=str(settings.home / SALT_FILE),
         ),
         # The webhook URL is a secret: resolved at run time, never displayed; unset: logged.
         "alerts": AlertWebhook(
