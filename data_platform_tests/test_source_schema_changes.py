@@ -112,6 +112,15 @@ def test_a_contract_column_dropped_from_the_source_stops_extraction(settings, so
             "source column orders.updated_at holds 'yesterday' (row id {max_id}), not a TIMESTAMP",
         ),
         (
+            # A table holding personal data: any column may hold some, so no value is shown.
+            "users",
+            "created_at",
+            "UPDATE users SET created_at = 'jane.doe@example.com' WHERE id = (SELECT max(id) "
+            "FROM users)",
+            "source column users.created_at holds a value of 20 characters (row id {max_id}), "
+            "not a TIMESTAMP",
+        ),
+        (
             "order_items",
             "quantity",
             # SQLite's way to change a column's declared type: a new column in its place.

@@ -113,8 +113,12 @@ def require_castable(
     bad = first_row(f"{probes} LIMIT 1")
     if bad:
         name, row_id, value = bad
+        # The message goes to the run's log and to alerts. In a table holding personal data any
+        # column may hold some (a positional INSERT shifted by a migration): described only.
+        personal = any(c.personal for c in table.columns)
+        shown = f"a value of {len(value)} characters" if personal else repr(value)
         raise SourceSchemaError(
-            f"source column {table.name}.{name} holds {value!r} (row id {row_id}), not a "
+            f"source column {table.name}.{name} holds {shown} (row id {row_id}), not a "
             f"{columns[name].type}: fix the value (or the column's type) in the app database, "
             "then re-run the extraction"
         )

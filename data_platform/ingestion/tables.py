@@ -15,6 +15,8 @@ class Column:
     name: str
     type: str
     description: str
+    # Personal data: its values are never shown in a log, an error message or an alert.
+    personal: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,8 @@ USERS = RawTable(
     "Version log of the app's users: one row per (id, updated_at) ever extracted.",
     (
         _c("id", "BIGINT", "User id (primary key in the source)."),
-        _c("email", "VARCHAR", "E-mail address (personal data: hashed past staging)."),
-        _c("full_name", "VARCHAR", "Full name (personal data: dropped past staging)."),
+        Column("email", "VARCHAR", "E-mail address (personal data: hashed past staging).", True),
+        Column("full_name", "VARCHAR", "Full name (personal data: dropped past staging).", True),
         _c("country", "VARCHAR", "ISO 3166 alpha-2 country code."),
         _c("created_at", "TIMESTAMP", "Sign-up time (UTC)."),
         _c("updated_at", "TIMESTAMP", "Last change in the source (UTC): the version key."),
