@@ -8,6 +8,8 @@ waits for the writer's lock and opens the file read-only; Spark has its parser v
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 
 from data_platform.resources.duckdb_lock import LOCK_WAIT_SECONDS
@@ -16,12 +18,24 @@ from data_platform.sql_engines import QueryError, read_only_query
 from data_platform.sql_output import FORMATS, write_csv, write_json, write_table
 
 
+def _seconds(text: str) -> float:
+    """A finite, non-negative number of seconds (`nan` compared false with every deadline: a
+    wait that never ended)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return seconds
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("query", help="one SQL query, e.g. 'SELECT * FROM marts.daily_revenue'")
     parser.add_argument("--format", choices=FORMATS, default="table", help="default: table")
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=LOCK_WAIT_SECONDS,
         metavar="SECONDS",
         help="how long to wait for a run writing the warehouse (DuckDB; default %(default)g)",
@@ -42,4 +56,8 @@ def run(args: argparse.Namespace) -> int:
     except QueryError as err:
         print(f"data-platform sql: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader stopped reading (`| head`): not an error of the query. Python's own flush
+        # at exit would fail on the closed pipe again, so stdout points nowhere from here.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

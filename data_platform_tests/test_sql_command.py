@@ -134,6 +134,26 @@ def test_a_write_is_refused_with_one_line(home):
     assert sql(home, "SELECT count(*) AS n FROM marts.sample", "--format", "csv").stdout == "n\n3\n"
 
 
+def test_an_empty_query_a_closed_pipe_and_a_nan_timeout_are_no_tracebacks(home):
+    """A comment-only query was an AttributeError, `| head` a BrokenPipeError, and
+    `--timeout nan` a wait that never ended (nan compares false with every deadline)."""
+    empty = sql(home, "-- nothing to run")
+    assert empty.returncode == 1 and empty.stderr.count("\n") == 1
+    assert "the query is empty" in empty.stderr
+    reader = subprocess.Popen(
+        [CLI, "sql", "SELECT * FROM range(500000)", "--format", "csv"],
+        env=environment(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reader.stdout.readline() == b"range\n"
+    reader.stdout.close()  # what `| head -1` does
+    assert reader.wait(timeout=60) == 0
+    assert reader.stderr.read() == b""
+    nan = sql(home, QUERY, "--timeout", "nan")
+    assert nan.returncode == 2 and "'nan' is not a number of seconds >= 0" in nan.stderr
+
+
 def start_writer(home: Path) -> subprocess.Popen:
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(home / "warehouse.duckdb")],

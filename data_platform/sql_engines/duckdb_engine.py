@@ -61,6 +61,8 @@ def run_query(conn: duckdb.DuckDBPyConnection, sql: str) -> QueryResult:
         message = first_line(err)
         refused = "read-only mode" in message or isinstance(err, duckdb.PermissionException)
         raise QueryError(f"{message} ({READ_ONLY_HINT})" if refused else message) from None
+    if result is None:  # nothing but whitespace and comments
+        raise QueryError("the query is empty: pass one SQL statement, e.g. 'SELECT 1'")
     description = result.description or []
     return QueryResult(
         columns=[d[0] for d in description],
