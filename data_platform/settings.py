@@ -81,10 +81,29 @@ def validate_landing(raw: str) -> str:
 
 
 def validate_db_url(raw: str) -> str:
-    if "://" not in raw:
+    """A SQLAlchemy URL whose driver is installed (checked here, not at the first extraction's
+    traceback); messages show it with its password masked."""
+    import sqlalchemy as sa
+
+    example = "use e.g. sqlite:////abs/path/app.db or postgresql://user@host/db"
+    try:
+        url = sa.engine.make_url(raw)
+    except sa.exc.ArgumentError:
         raise SettingsError(
-            f"DATA_PLATFORM_SOURCE_DB_URL={raw!r} is not a SQLAlchemy URL: "
-            "use e.g. sqlite:////abs/path/app.db or postgresql://user@host/db"
+            f"DATA_PLATFORM_SOURCE_DB_URL is not a SQLAlchemy URL: {example}"
+        ) from None
+    shown = url.render_as_string(hide_password=True)
+    try:
+        url.get_dialect()
+    except (sa.exc.NoSuchModuleError, ImportError) as err:
+        raise SettingsError(
+            f"DATA_PLATFORM_SOURCE_DB_URL={shown!r} names no installed SQLAlchemy driver "
+            f"({err}): {example}"
+        ) from None
+    if url.get_backend_name() == "sqlite" and (url.host or not url.database):
+        raise SettingsError(
+            f"DATA_PLATFORM_SOURCE_DB_URL={shown!r} is no SQLite file: give an absolute path "
+            "after three slashes (four in all: sqlite:////abs/path/app.db)"
         )
     return raw
 
@@ -218,7 +237,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         if warehouse
         else home / "warehouse.duckdb",
         landing=validate_landing(landing or str(home / "landing")),
-        source_db_url=validate_db_url(db_url or f"sqlite:///{home / 'source.db'}"),
+        source_db_url=validate_db_url(db_url) if db_url else f"sqlite:///{home / 'source.db'}",
         start_date=parse_start_date(_env(env, "DATA_PLATFORM_START_DATE") or "2026-01-01"),
         alert_webhook=validate_webhook(webhook) if webhook else None,
         dagster_home=Path(dagster_home).expanduser().absolute()

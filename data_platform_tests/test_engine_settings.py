@@ -57,6 +57,18 @@ def test_a_remote_alone_keeps_duckdb(tmp_path):
         ({"DATA_PLATFORM_SPARK_REMOTE": "sc://host:port"}, "sc://host:port", "sc://"),
         ({"DATA_PLATFORM_SPARK_REMOTE": "sc://:15002"}, "sc://:15002", "sc://"),
         ({"DATA_PLATFORM_SPARK_REMOTE": "sc://host:15002/db"}, "sc://host:15002/db", "sc://"),
+        # Accepted, they failed the first extraction with a driver's traceback instead.
+        (
+            {"DATA_PLATFORM_SOURCE_DB_URL": "postgres://app:s3cret@127.0.0.1/app"},
+            "'postgres://app:***@127.0.0.1/app' names no installed SQLAlchemy driver",
+            "postgresql://",
+        ),
+        (
+            {"DATA_PLATFORM_SOURCE_DB_URL": "sqlite://relative/app.db"},
+            "'sqlite://relative/app.db' is no SQLite file",
+            "sqlite:////abs/path",
+        ),
+        ({"DATA_PLATFORM_SOURCE_DB_URL": "app.db"}, "not a SQLAlchemy URL", "sqlite:////"),
     ],
 )
 def test_a_wrong_value_is_one_line_naming_it_and_the_fix(tmp_path, variables, named, advice):
@@ -66,6 +78,7 @@ def test_a_wrong_value_is_one_line_naming_it_and_the_fix(tmp_path, variables, na
     assert "\n" not in message
     assert named in message
     assert advice in message
+    assert "s3cret" not in message  # a URL's password is never shown
 
 
 @pytest.mark.parametrize(
