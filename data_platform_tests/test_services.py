@@ -7,6 +7,7 @@ import functools
 import os
 import shlex
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -17,9 +18,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from data_platform.services.base import start
 from data_platform.services.config import load_services_config
 from data_platform.services.postgres import Postgres, _binary, _make_traversable
-from data_platform.services.process import pid_alive, read_pid, spawn, terminate_group
+from data_platform.services.process import (
+    ServiceError,
+    pid_alive,
+    read_pid,
+    spawn,
+    terminate_group,
+)
+from data_platform.services.registry import build_services
 from data_platform_tests.conftest import services_home
 from data_platform_tests.helpers import free_port, run_services
 
@@ -130,6 +139,27 @@ def test_a_service_that_does_not_come_up_is_one_line_naming_it_and_its_log(env):
     assert result.returncode == 1
     log = Path(env["DATA_PLATFORM_HOME"]) / "services" / "redis" / "redis.log"
     assert result.stderr.strip().splitlines() == [f"services: redis did not come up: see {log}"]
+
+
+def test_a_running_service_that_does_not_answer_is_never_started_twice(env):
+    """A server still starting (here: stopped with SIGSTOP) is not up but running: `up` started
+    a second one, which failed to bind and overwrote the pid file, so `down` missed the first,
+    left serving as an orphan."""
+    redis = {**env, "SERVICES": "redis"}
+    assert services(redis, "up").returncode == 0
+    pid_file = Path(env["DATA_PLATFORM_HOME"]) / "services" / "redis" / "redis.pid"
+    first = read_pid(pid_file)
+    [server] = build_services(load_services_config(redis), ["redis"])
+    os.kill(first, signal.SIGSTOP)
+    try:
+        with pytest.raises(ServiceError, match="redis is running but does not answer"):
+            start(server, timeout=3)
+        assert read_pid(pid_file) == first
+    finally:
+        os.kill(first, signal.SIGCONT)
+    assert services(redis, "down").returncode == 0
+    assert not pid_alive(first)
+    assert not bound_addresses(int(env["DATA_PLATFORM_REDIS_PORT"]))
 
 
 @pytest.mark.parametrize(

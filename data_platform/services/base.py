@@ -42,7 +42,18 @@ def start(service: Service, timeout: float | None = None) -> None:
         timeout = getattr(service, "start_timeout", START_TIMEOUT_SECONDS)
     if service.is_up():
         return
-    service.launch()
+    # A process of its own already running (still starting, or hung) is waited for, never
+    # doubled: a second one failed to bind, overwrote the pid file, and `services-down` then
+    # missed the first, which kept serving as an orphan.
+    already_running = service.is_running()
+    if not already_running:
+        service.launch()
     wait_until(lambda: service.is_up() or not service.is_running(), timeout, interval=0.5)
-    if not service.is_up():
-        raise ServiceError(f"{service.name} did not come up: see {service.log_file}")
+    if service.is_up():
+        return
+    if already_running and service.is_running():
+        raise ServiceError(
+            f"{service.name} is running but does not answer: see {service.log_file}, then "
+            "`make services-down` and `make services-up`"
+        )
+    raise ServiceError(f"{service.name} did not come up: see {service.log_file}")
