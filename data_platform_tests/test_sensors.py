@@ -399,3 +399,38 @@ def test_no_source_database_yet_is_a_skip_that_creates_nothing(settings, resourc
     result = tick(source_database_sensor, None, source_database=resources["source_database"])
     assert result.run_requests == [] and "does not exist" in result.skip_message
     assert not Path(settings.source_db_url.removeprefix("sqlite:///")).exists()
+
+
+def _rewritten_while_read(s3_landing, rewrites: int) -> bytes | OSError:
+    """Download a 16 MB landing file (ranged parts) that its producer rewrites after the first
+    part, `rewrites` times; the bytes read, or the error."""
+    client, bucket = s3_landing._s3(), urlparse(s3_landing.url).netloc
+    key = "events/dt=2026-01-05/big.jsonl"
+    s3_key = f"{urlparse(s3_landing.url).path.strip('/')}/{key}"
+    client.put_object(Bucket=bucket, Key=s3_key, Body=b'{"v":0}\n' * 2_000_000)
+    real_get, parts, versions = client.get_object, [], iter(range(1, rewrites + 1))
+
+    def get_object(**request):
+        parts.append(request.get("Range"))
+        if len(parts) % 2 == 0 and (version := next(versions, None)) is not None:
+            body = f'{{"v":{version}}}\n'.encode() * 2_000_000
+            boto3.client("s3").put_object(Bucket=bucket, Key=s3_key, Body=body)
+        return real_get(**request)
+
+    client.get_object = get_object
+    try:
+        with s3_landing.local_path(key) as path:
+            return path.read_bytes()
+    except OSError as error:
+        return error
+    finally:
+        client.get_object = real_get
+
+
+def test_an_s3_file_rewritten_while_it_is_downloaded_is_read_again_whole(s3_landing):
+    """boto3 reads a large object in parts pinned to the first part's version: a producer
+    rewriting the file in between made the download, and the day's run, fail."""
+    data = _rewritten_while_read(s3_landing, rewrites=1)
+    assert isinstance(data, bytes) and set(data.splitlines()) == {b'{"v":1}'}
+    error = _rewritten_while_read(s3_landing, rewrites=10)
+    assert isinstance(error, OSError) and "changed while it was read, 3 times" in str(error)

@@ -19,6 +19,9 @@ from urllib.parse import urlparse
 import dagster as dg
 from pydantic import PrivateAttr
 
+# A file rewritten while it was downloaded is read again this many times in all.
+DOWNLOAD_ATTEMPTS = 3
+
 
 @dataclass(frozen=True)
 class LandingFile:
@@ -137,6 +140,27 @@ class LandingZone(dg.ConfigurableResource):
             yield target
 
     def _download(self, bucket: str, s3_key: str, target: Path) -> None:
+        """Download a key; a file rewritten while its parts were read is read again, whole.
+
+        boto3 reads a large object in ranged parts, each asking for the version the first had:
+        a producer rewriting the file in between made the run fail. After DOWNLOAD_ATTEMPTS it
+        is an OSError, so its day goes on and the file is dead-lettered with the reason."""
+        from s3transfer.exceptions import S3DownloadFailedError
+
+        for _ in range(DOWNLOAD_ATTEMPTS):
+            try:
+                self._download_once(bucket, s3_key, target)
+                return
+            except S3DownloadFailedError as error:
+                changed = error
+        raise OSError(
+            errno.EIO,
+            f"the file changed while it was read, {DOWNLOAD_ATTEMPTS} times ({changed}): land it "
+            "once, complete, then re-run the day",
+            f"s3://{bucket}/{s3_key}",
+        )
+
+    def _download_once(self, bucket: str, s3_key: str, target: Path) -> None:
         from botocore.exceptions import ClientError
 
         try:
