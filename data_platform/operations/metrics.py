@@ -29,7 +29,7 @@ from data_platform.operations.state_metrics import (
 )
 from data_platform.operations.warehouse_metrics import (
     WarehouseDayCounts,
-    collect_warehouse,
+    WarehouseMetrics,
     warehouse_day_counts,
 )
 from data_platform.orchestration.instance import platform_instance
@@ -51,7 +51,7 @@ class PlatformCollector(Collector):
     ) -> None:
         self._instance = instance
         self._kafka_bootstrap = kafka_bootstrap
-        self._day_counts = day_counts
+        self._warehouse = WarehouseMetrics(day_counts)
         self._policies = policies
         self._durations = RunDurations()
         self._check_counts = CheckExecutionCounts()
@@ -63,7 +63,7 @@ class PlatformCollector(Collector):
         yield from collect_freshness(self._instance, self._policies)
         yield from collect_pools(self._instance)
         yield from collect_sensors(self._instance)
-        yield from collect_warehouse(self._day_counts)
+        yield from self._warehouse.collect()
         yield from collect_kafka_lag(self._kafka_bootstrap)
 
 

@@ -231,25 +231,35 @@ def warehouse_day_counts(settings: Settings) -> WarehouseDayCounts:
     return DuckDBDayCounts(settings.warehouse)
 
 
-def collect_warehouse(day_counts: WarehouseDayCounts) -> Iterator[Metric]:
-    up = GaugeMetricFamily(
-        "data_platform_warehouse_up",
-        "1 when this scrape read the warehouse; 0 when it was locked by a writer, unreadable "
-        "or (Spark) did not answer in time.",
-    )
-    try:
-        counts = day_counts.read()
-    except WarehouseUnreadable:
-        up.add_metric([], 0)
+class WarehouseMetrics:
+    """The warehouse's series. A scrape that cannot read it serves the last counts it read, with
+    `data_platform_warehouse_up` 0: rows_* series that vanished whenever a run held the file
+    made the dead-letter alert resolve, then fire again, on every writing run."""
+
+    def __init__(self, day_counts: WarehouseDayCounts) -> None:
+        self._day_counts = day_counts
+        self._last: DayCounts = {}
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "data_platform_warehouse_up",
+            "1 when this scrape read the warehouse; 0 when it was locked by a writer, unreadable "
+            "or (Spark) did not answer in time (the rows_* series are then the last read).",
+        )
+        try:
+            self._last = counts = self._day_counts.read()
+            up.add_metric([], 1)
+        except WarehouseUnreadable:
+            counts = self._last
+            up.add_metric([], 0)
         yield up
-        return
-    up.add_metric([], 1)
-    yield up
-    for kind, doc in (
-        ("loaded", "Rows of the raw table for the source and arrival day (dt)."),
-        ("dead_lettered", "Rows of raw.dead_letter for the source and arrival day (dt)."),
-    ):
-        family = GaugeMetricFamily(f"data_platform_rows_{kind}", doc, labels=["source", "dt"])
-        for (source, dt), n in sorted(counts[kind].items()):
-            family.add_metric([source, dt], n)
-        yield family
+        for kind, doc in (
+            ("loaded", "Rows of the raw table for the source and arrival day (dt)."),
+            ("dead_lettered", "Rows of raw.dead_letter for the source and arrival day (dt)."),
+        ):
+            if kind not in counts:
+                continue
+            family = GaugeMetricFamily(f"data_platform_rows_{kind}", doc, labels=["source", "dt"])
+            for (source, dt), n in sorted(counts[kind].items()):
+                family.add_metric([source, dt], n)
+            yield family
