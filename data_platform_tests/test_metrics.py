@@ -484,3 +484,23 @@ def test_last_tick_times_are_each_selectors_latest_tick(instance):
         states["landing_sensor"]: pytest.approx(now - 45),
         states["automation"]: pytest.approx(now - 300),
     }
+
+
+def test_an_unreadable_instance_loses_only_its_own_series(tmp_path, capsys):
+    """The instance's database down failed the whole scrape (HTTP 500, no series at all: the
+    warehouse's and Kafka's gone too, every other alert resolved). Now the instance's series are
+    absent, with instance_up 0, and the warehouse is still reported."""
+    build_warehouse(tmp_path / "warehouse.duckdb")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        history.finished_run(instance, "raw_job", time.time() - 60, 5, {"a": 5})
+        collector = PlatformCollector(instance, DuckDBDayCounts(tmp_path / "warehouse.duckdb"), {})
+        assert value(scrape(collector), "data_platform_instance_up") == 1
+        runs_db = home / "history" / "runs.db"
+        runs_db.write_bytes(b"not a database" * 100)  # the storage breaks under the exporter
+        samples = scrape(collector)
+    assert value(samples, "data_platform_instance_up") == 0
+    assert not any(name.startswith("data_platform_runs") for name, _ in samples)
+    assert value(samples, "data_platform_warehouse_up") == 1 and rows(samples)
+    assert "the instance is unreadable" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 import dagster as dg
 from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
 from prometheus_client import start_http_server
-from prometheus_client.core import CollectorRegistry, Metric
+from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from data_platform.operations.check_metrics import CheckExecutionCounts, collect_checks
@@ -57,14 +57,39 @@ class PlatformCollector(Collector):
         self._check_counts = CheckExecutionCounts()
 
     def collect(self) -> Iterator[Metric]:
-        yield from collect_runs(self._instance)
-        yield from self._durations.collect(self._instance)
-        yield from collect_checks(self._instance, self._check_counts)
-        yield from collect_freshness(self._instance, self._policies)
-        yield from collect_pools(self._instance)
-        yield from collect_sensors(self._instance)
+        yield from self._collect_instance()
         yield from self._warehouse.collect()
         yield from collect_kafka_lag(self._kafka_bootstrap)
+
+    def _collect_instance(self) -> Iterator[Metric]:
+        """The instance's series, all or none, and `data_platform_instance_up`: its database
+        down failed the whole scrape (HTTP 500, every series gone, the warehouse's and Kafka's
+        too, so every other alert resolved)."""
+        up = GaugeMetricFamily(
+            "data_platform_instance_up",
+            "1 when this scrape read the Dagster instance (runs, checks, pools, sensors); 0 when "
+            "its storage could not be read (the instance's series are then absent).",
+        )
+        try:
+            found = [
+                *collect_runs(self._instance),
+                *self._durations.collect(self._instance),
+                *collect_checks(self._instance, self._check_counts),
+                *collect_freshness(self._instance, self._policies),
+                *collect_pools(self._instance),
+                *collect_sensors(self._instance),
+            ]
+        except Exception as error:  # the storage's driver and Dagster's wrappers of it
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            print(
+                f"data-platform metrics: the instance is unreadable: {first_line}", file=sys.stderr
+            )
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from found
 
 
 def serve(port: int | None = None) -> int:
