@@ -130,3 +130,13 @@ def test_backup_storage_that_refuses_is_one_line_and_exit_1(tmp_path, s3_endpoin
         assert result.stderr.startswith(f"data-platform {args[0]}: ") and cause in result.stderr
         if args[1].startswith("s3://"):
             assert "AWS_ENDPOINT_URL" in result.stderr
+
+
+def test_sink_limits_must_be_positive(tmp_path):
+    """0 dead-lettered every event (--max-message-bytes) or flushed a file per message; a
+    negative or nan limit never flushed."""
+    for flag, text in (("--max-message-bytes", "0"), ("--max-batch-messages", "-1"),
+                       ("--max-batch-seconds", "nan")):  # fmt: skip
+        result = run_cli(tmp_path, "consume", flag, text)
+        assert result.returncode == 2
+        assert f"argument {flag}: '{text}' is not a positive" in result.stderr

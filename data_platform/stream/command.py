@@ -9,6 +9,22 @@ import sys
 from data_platform.stream.config import GROUP, TOPIC, SinkConfig
 
 
+def _positive(kind: type[int] | type[float]):
+    """An argparse type: a number > 0 (0 dead-lettered every event, or flushed a file per
+    message; a negative or nan limit never flushed)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            number = kind(text)
+        except ValueError:
+            number = 0
+        if not number > 0 or number == float("inf"):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a positive {kind.__name__}")
+        return number
+
+    return parse
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     defaults = SinkConfig(bootstrap="")
     add = parser.add_argument
@@ -20,25 +36,25 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add("--group", default=GROUP, help="consumer group (default %(default)s)")
     add(
         "--max-batch-messages",
-        type=int,
+        type=_positive(int),
         default=defaults.max_batch_messages,
         help="flush a partition's batch at this many messages (default %(default)s)",
     )
     add(
         "--max-batch-bytes",
-        type=int,
+        type=_positive(int),
         default=defaults.max_batch_bytes,
         help="... or at this many bytes (default %(default)s)",
     )
     add(
         "--max-batch-seconds",
-        type=float,
+        type=_positive(float),
         default=defaults.max_batch_seconds,
         help="... or when it is this old (default %(default)s)",
     )
     add(
         "--max-message-bytes",
-        type=int,
+        type=_positive(int),
         default=defaults.max_message_bytes,
         help="larger messages go to the dead-letter topic (default %(default)s)",
     )
