@@ -16,15 +16,15 @@ from data_platform.settings import load_settings
 def test_concurrent_first_uses_agree_on_one_complete_salt(tmp_path):
     """Created in place, concurrent first uses read it empty or kept salts of their own (in a
     review: 11 empty and 5 different salts in 200 homes of 4 processes each)."""
-    context = multiprocessing.get_context("fork")
-    for attempt in range(20):
-        path = tmp_path / str(attempt) / SALT_FILE
-        with context.Pool(4) as pool:
-            salts = pool.map(local_pii_salt, [path] * 8)
-        assert len(set(salts)) == 1 and len(salts[0]) == 64
-        assert path.read_text() == salts[0]
-        assert path.stat().st_mode & 0o777 == 0o600
-        assert [p.name for p in path.parent.iterdir()] == [SALT_FILE]  # no temp file left
+    # Spawned, not forked: a fork of a test process with threads (pytest-xdist's) can hang.
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        for attempt in range(20):
+            path = tmp_path / str(attempt) / SALT_FILE
+            salts = pool.map(local_pii_salt, [path] * 8, chunksize=1)
+            assert len(set(salts)) == 1 and len(salts[0]) == 64
+            assert path.read_text() == salts[0]
+            assert path.stat().st_mode & 0o777 == 0o600
+            assert [p.name for p in path.parent.iterdir()] == [SALT_FILE]  # no temp file left
 
 
 def test_an_empty_salt_file_is_one_line_not_an_empty_salt(tmp_path):
