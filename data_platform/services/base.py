@@ -43,11 +43,9 @@ def start(service: Service, timeout: float | None = None) -> None:
     if service.is_up():
         return
     # A process of its own already running (still starting, or hung) is waited for, never
-    # doubled: a second one failed to bind, overwrote the pid file, and `services-down` then
-    # missed the first, which kept serving as an orphan.
+    # doubled (`process.spawn`); a service may still refuse it in `launch` (PostgreSQL does).
     already_running = service.is_running()
-    if not already_running:
-        service.launch()
+    service.launch()
     wait_until(lambda: service.is_up() or not service.is_running(), timeout, interval=0.5)
     if service.is_up():
         return

@@ -74,7 +74,11 @@ def spawn(command: list[str], log_file: Path, pid_file: Path, env: dict[str, str
     """Start a long-running server in its own process group, detached from the caller.
 
     The pid file records the group leader, so `terminate_group` reaches every process it forks.
+    One whose pid file names a live process is not started again: a second copy failed to bind,
+    overwrote the pid file, and `services-down` then missed the first, left serving as an orphan.
     """
+    if read_pid(pid_file) is not None:
+        return
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
         process = subprocess.Popen(
