@@ -96,6 +96,15 @@ def test_a_contract_column_dropped_from_the_source_stops_extraction(settings, so
     assert "restore it in the app database" in message
 
 
+def test_a_source_table_that_does_not_exist_stops_extraction_in_one_line(settings, source):
+    """A renamed table (or a URL naming the wrong database) was a bare NoSuchTableError."""
+    with source.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE products RENAME TO catalogue"))
+    message = one_line_error(settings, source, "products")
+    assert message.startswith("source table 'products' does not exist in sqlite:///")
+    assert "DATA_PLATFORM_SOURCE_DB_URL" in message
+
+
 @pytest.mark.parametrize(
     ("table", "column", "statement", "expected"),
     [

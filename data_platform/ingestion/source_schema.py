@@ -63,7 +63,15 @@ def reflect(engine: sa.Engine, table: RawTable) -> tuple[sa.Table, SourceColumns
     """The source table as it is now, and how its columns differ from the contract."""
     import sqlalchemy as sa
 
-    source = sa.Table(table.name, sa.MetaData(), autoload_with=engine)
+    try:
+        source = sa.Table(table.name, sa.MetaData(), autoload_with=engine)
+    except sa.exc.NoSuchTableError:
+        where = engine.url.render_as_string(hide_password=True)
+        raise SourceSchemaError(
+            f"source table {table.name!r} does not exist in {where}: create it in the app "
+            "database (or point DATA_PLATFORM_SOURCE_DB_URL at the right one), then re-run the "
+            "extraction"
+        ) from None
     contract = contract_columns(table)
     return source, SourceColumns(
         contract=contract,
