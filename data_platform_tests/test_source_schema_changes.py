@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from data_platform.assets.raw import RAW_SOURCE_TABLE_ASSETS
 from data_platform.checks.source_schema_drift import source_schema_drift_check
 from data_platform.ingestion.database import extract_incremental
-from data_platform.ingestion.source_schema import SourceSchemaError
+from data_platform.ingestion.source_schema import SourceSchemaError, reflect
 from data_platform.ingestion.tables import SOURCE_DB_TABLES, USERS, ensure_raw_tables
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests.helpers import query
@@ -103,6 +103,21 @@ def test_a_source_table_that_does_not_exist_stops_extraction_in_one_line(setting
     message = one_line_error(settings, source, "products")
     assert message.startswith("source table 'products' does not exist in sqlite:///")
     assert "DATA_PLATFORM_SOURCE_DB_URL" in message
+
+
+def test_a_mistyped_sqlite_path_stops_extraction_and_creates_no_file(settings, source, tmp_path):
+    """sqlite3 creates the file it is asked to open: a typo was read as an empty database, and
+    left one behind."""
+    mistyped = tmp_path / "home" / "sourse.db"
+    engine = sa.create_engine(f"sqlite:///{mistyped}")
+    message = one_line_error(settings, engine, "users")
+    assert message.startswith(f"source database file {mistyped} does not exist (sqlite:///")
+    assert "DATA_PLATFORM_SOURCE_DB_URL" in message
+    assert not mistyped.exists()
+    # The drift check reads the source through the same reflection: the same line.
+    with pytest.raises(SourceSchemaError, match="does not exist"):
+        reflect(engine, TABLES["users"])
+    assert not mistyped.exists()
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from data_platform.ingestion.file_lines import sql_string
@@ -59,10 +60,37 @@ def _declared_type(column: sa.Column) -> type | None:
         return None
 
 
+def missing_sqlite_file(url: sa.URL) -> Path | None:
+    """The file a SQLite URL names, when it does not exist; None for any other database.
+
+    Connecting would create it: a mistyped path read as an empty database, whose tables then
+    "do not exist", which points at the tables rather than at the path. A `file:` URI
+    (`?uri=true`) is left to SQLite, whose own `mode=ro` refuses a missing file.
+    """
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") or url.query.get("uri"):
+        return None
+    path = Path(database).expanduser()
+    return None if path.exists() else path.absolute()
+
+
+def require_source_database(engine: sa.Engine) -> None:
+    """Raise SourceSchemaError, before anything connects, when the source is a SQLite file that
+    does not exist."""
+    if (path := missing_sqlite_file(engine.url)) is not None:
+        where = engine.url.render_as_string(hide_password=True)
+        raise SourceSchemaError(
+            f"source database file {path} does not exist ({where}): point "
+            "DATA_PLATFORM_SOURCE_DB_URL at the app database's file (or create it, e.g. with "
+            "data-platform simulate), then re-run the extraction"
+        )
+
+
 def reflect(engine: sa.Engine, table: RawTable) -> tuple[sa.Table, SourceColumns]:
     """The source table as it is now, and how its columns differ from the contract."""
     import sqlalchemy as sa
 
+    require_source_database(engine)
     try:
         source = sa.Table(table.name, sa.MetaData(), autoload_with=engine)
     except sa.exc.NoSuchTableError:
