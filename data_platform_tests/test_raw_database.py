@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 import sqlalchemy as sa
 
 from data_platform.assets.raw import RAW_SOURCE_TABLE_ASSETS
 from data_platform.ingestion import database
+from data_platform.ingestion.database import ExtractionStats, extract_incremental
+from data_platform.ingestion.tables import USERS
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests.helpers import query
 
@@ -160,3 +164,57 @@ def test_missing_source_column_is_one_actionable_error(settings, resources, sour
     message = failure.step_failure_data.error.cause.message
     assert "source table 'products' has no column 'sku' of the contract" in message
     assert message.strip().count("\n") == 0
+
+
+# Users as a SQLite app declares them: timestamps DATETIME, stored as the text it was given.
+USERS_DDL = (
+    "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, full_name TEXT, country TEXT, "
+    "created_at DATETIME, updated_at DATETIME, deleted_at DATETIME)"
+)
+INSERT_USER = sa.text("INSERT INTO users VALUES (:id, 'u@x.test', 'U', 'DE', :at, :at, NULL)")
+
+
+def hand_made_users(path: Path, rows: list[dict]) -> sa.Engine:
+    """A SQLite app database of one users table holding `rows` ({id, at})."""
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(sa.text(USERS_DDL))
+        conn.execute(INSERT_USER, rows)
+    return engine
+
+
+def extract_users(
+    warehouse: Path, engine: sa.Engine, at: datetime = datetime(2026, 1, 6)
+) -> ExtractionStats:
+    with duckdb.connect(str(warehouse)) as conn:
+        return extract_incremental(conn, engine, USERS, timedelta(hours=1), at)
+
+
+def test_sqlite_timestamps_with_a_utc_offset_are_stored_in_utc(tmp_path):
+    """SQLite keeps a timestamp as the text it was given: one with an offset was stored as its
+    wall time, and one with a negative offset, compared as text, sorted before the mark."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    engine = hand_made_users(
+        tmp_path / "app.db",
+        [
+            {"id": 1, "at": "2026-01-05 10:00:00+02:00"},
+            {"id": 2, "at": "2026-01-05T08:30:00Z"},
+            {"id": 3, "at": "2026-01-05 08:45:00"},
+        ],
+    )
+    extract_users(warehouse, engine)
+    with engine.begin() as conn:  # 10:00 and 10:30 UTC, after the mark (08:45)
+        conn.execute(INSERT_USER, {"id": 4, "at": "2026-01-05 05:00:00-05:00"})
+        conn.execute(
+            sa.text("UPDATE users SET updated_at = '2026-01-05 12:30:00+02:00' WHERE id = 1")
+        )
+    extract_users(warehouse, engine)
+    stored = query(warehouse, "SELECT id, created_at, updated_at FROM raw.users ORDER BY ALL")
+    at = {h_m: datetime(2026, 1, 5, *h_m) for h_m in ((8, 0), (8, 30), (8, 45), (10, 0), (10, 30))}
+    assert stored == [
+        (1, at[8, 0], at[8, 0]),
+        (1, at[8, 0], at[10, 30]),
+        (2, at[8, 30], at[8, 30]),
+        (3, at[8, 45], at[8, 45]),
+        (4, at[10, 0], at[10, 0]),
+    ]

@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from data_platform.ingestion.file_formats import DUCKDB
 from data_platform.ingestion.file_lines import sql_string
 from data_platform.ingestion.source_schema import (
+    EngineSql,
     SourceColumns,
+    contract_value,
     quoted,
     reflect,
     require_castable,
@@ -34,6 +37,9 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
 SOURCE_BATCH_ROWS = 50_000
+DUCKDB_SQL = EngineSql(quote=quoted, sql_type=lambda column: column.type, dialect=DUCKDB)
+# No UTC offset in use is wider than this (-12:00 to +14:00).
+_WIDEST_OFFSET = timedelta(hours=14)
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,30 @@ class ExtractionStats:
     high_water_mark_after: datetime | None
     rows_fetched: int
     versions_added: int
+
+
+def changed_since(
+    engine: sa.Engine, updated_at: sa.ColumnElement, since: datetime
+) -> sa.ColumnElement:
+    """The source's rows changed at or after `since` (naive UTC).
+
+    SQLite keeps timestamps as text and compares them as text, so a value written with a
+    negative offset ('05:00-05:00', 10:00 UTC) sorted before a UTC bound it is after, and was
+    never extracted. There the comparison is also made on SQLite's own UTC reading (strftime
+    applies the offset), kept next to the plain one: a text that is no timestamp at all has no
+    reading, and must still reach the cast check. The wide bound lets an index on updated_at
+    still narrow the scan.
+    """
+    import sqlalchemy as sa
+
+    if engine.dialect.name != "sqlite":
+        return updated_at >= since
+    as_utc = sa.func.strftime("%Y-%m-%d %H:%M:%f", updated_at)
+    # strftime's %f has milliseconds: the bound truncated to them, only ever earlier.
+    bound = f"{since:%Y-%m-%d %H:%M:%S}.{since.microsecond // 1000:03d}"
+    return sa.and_(
+        updated_at >= since - _WIDEST_OFFSET, sa.or_(updated_at >= since, as_utc >= bound)
+    )
 
 
 def source_query(
@@ -62,7 +92,7 @@ def source_query(
     ]
     query = sa.select(*selected)
     if since is not None:
-        query = query.where(source.c.updated_at >= since)
+        query = query.where(changed_since(engine, source.c.updated_at, since))
     return query.order_by(source.c.updated_at, source.c.id), columns
 
 
@@ -74,6 +104,17 @@ def _arrow_column(values: tuple) -> pa.Array:
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         # Mixed kinds of values (a text among numbers): as text, for the cast check to judge.
         return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def text_columns(batch: pa.Table) -> frozenset[str]:
+    """The batch's columns of text values: the ones whose timestamps may carry an offset."""
+    import pyarrow as pa
+
+    return frozenset(
+        f.name
+        for f in batch.schema
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+    )
 
 
 def source_batches(engine: sa.Engine, query: sa.Select, names: list[str]) -> Iterator[pa.Table]:
@@ -92,21 +133,26 @@ def _append_new_versions(
     conn: duckdb.DuckDBPyConnection,
     table: RawTable,
     columns: SourceColumns,
+    texts: frozenset[str],
     extracted_at: datetime,
 ) -> int:
-    types = {c.name: c.type for c in table.columns}
+    contract = {c.name: c for c in table.columns}
     names = columns.contract
-    select = ", ".join(f"CAST(b.{quoted(n)} AS {types[n]})" for n in names)
+    typed = ", ".join(
+        f"{contract_value(contract[n], f'b.{quoted(n)}', n in texts, DUCKDB_SQL)} AS {quoted(n)}"
+        for n in names
+    )
     pairs = ", ".join(f"{sql_string(n)}, b.{quoted(n)}" for n in columns.extra)
     rescued = f"json_object({pairs})" if columns.extra else "NULL"
     target = ", ".join(quoted(n) for n in [*names, "_extracted_at", "_rescued"])
+    values = ", ".join(f"v.{quoted(n)}" for n in names)
     before = conn.execute(f"SELECT count(*) FROM {table.qualified_name}").fetchone()[0]
     conn.execute(
         f"INSERT INTO {table.qualified_name} ({target}) "
-        "SELECT DISTINCT ON (CAST(b.id AS BIGINT), CAST(b.updated_at AS TIMESTAMP)) "
-        f"{select}, ?, {rescued} FROM _source_batch b "
+        f"SELECT DISTINCT ON (v.id, v.updated_at) {values}, ?, v._rescued "
+        f"FROM (SELECT {typed}, {rescued} AS _rescued FROM _source_batch b) v "
         f"WHERE NOT EXISTS (SELECT 1 FROM {table.qualified_name} r "
-        "WHERE r.id = CAST(b.id AS BIGINT) AND r.updated_at = CAST(b.updated_at AS TIMESTAMP))",
+        "WHERE r.id = v.id AND r.updated_at = v.updated_at)",
         [extracted_at],
     )
     return conn.execute(f"SELECT count(*) FROM {table.qualified_name}").fetchone()[0] - before
@@ -121,6 +167,9 @@ def extract_incremental(
 ) -> ExtractionStats:
     """Append the source table's new (id, updated_at) versions to its raw version log."""
     ensure_raw_tables(conn, (table,))
+    # The timestamp rule reads offset-less text in the session's zone: the warehouse's, UTC,
+    # whoever opened this connection.
+    conn.execute("SET TimeZone = 'UTC'")
     hwm_sql = f"SELECT max(updated_at) FROM {table.qualified_name}"
     hwm_before = conn.execute(hwm_sql).fetchone()[0]
     query, columns = source_query(engine, table, hwm_before - lookback if hwm_before else None)
@@ -132,9 +181,12 @@ def extract_incremental(
             # DuckDB finds the Python variable by name; named like the temp table, it would be
             # shadowed by it from the second batch on, which re-read the first batch.
             conn.execute("CREATE OR REPLACE TEMP TABLE _source_batch AS FROM _source_arrow")
-            require_castable(lambda sql: conn.execute(sql).fetchone(), table, columns.contract)
+            texts = text_columns(_source_arrow)
+            require_castable(
+                lambda sql: conn.execute(sql).fetchone(), table, columns.contract, texts, DUCKDB_SQL
+            )
             fetched += _source_arrow.num_rows
-            added += _append_new_versions(conn, table, columns, extracted_at)
+            added += _append_new_versions(conn, table, columns, texts, extracted_at)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from data_platform.ingestion.file_lines import sql_string
+from data_platform.ingestion.record_rules import Dialect
 from data_platform.ingestion.tables import Column, RawTable
 
 if TYPE_CHECKING:
@@ -34,6 +35,17 @@ COMPATIBLE = {
 
 class SourceSchemaError(ValueError):
     """The source broke its contract; the message is one line naming table, column and fix."""
+
+
+@dataclass(frozen=True)
+class EngineSql:
+    """How one engine spells the extraction's shared SQL: identifiers, the contract's types, and
+    the timestamp rule the landing files use (`record_rules.Dialect`), so that a value means the
+    same instant on every engine."""
+
+    quote: Callable[[str], str]
+    sql_type: Callable[[Column], str]
+    dialect: Dialect
 
 
 @dataclass(frozen=True)
@@ -127,23 +139,36 @@ def require_contract(source: sa.Table, table: RawTable, columns: SourceColumns) 
             )
 
 
+def contract_value(column: Column, expr: str, is_text: bool, sql: EngineSql) -> str:
+    """`expr` (a source value) as its contract column's type, NULL when it cannot be one.
+
+    The one conversion the cast check and the append share, so that what is checked is what is
+    written. A timestamp held as text (SQLite has no other kind) may carry a UTC offset: it is
+    normalised to UTC by the landing files' rule; a plain CAST kept its wall time.
+    """
+    if column.type == "TIMESTAMP" and is_text:
+        return sql.dialect.try_utc_timestamp(expr)
+    return f"TRY_CAST({expr} AS {sql.sql_type(column)})"
+
+
 def require_castable(
     first_row: Callable[[str], Sequence[object] | None],
     table: RawTable,
     names: list[str],
-    quote: Callable[[str], str] = quoted,
-    sql_type: Callable[[Column], str] = lambda column: column.type,
+    text_columns: frozenset[str],
+    sql: EngineSql,
 ) -> None:
     """Raise SourceSchemaError on the first value of `_source_batch` its contract type cannot hold.
 
     One probe and one message for every engine: the engine runs the SQL (`first_row` returns
-    its first row or None) and spells identifiers (`quote`) and types (`sql_type`) its way.
+    its first row or None) and spells identifiers, types and timestamps its way (`sql`);
+    `text_columns` are the batch's columns of text values.
     """
     columns = {c.name: c for c in table.columns}
     probes = " UNION ALL ".join(
-        f"(SELECT {sql_string(n)}, CAST(id AS STRING), CAST({quote(n)} AS STRING) FROM _source_batch "
-        f"WHERE {quote(n)} IS NOT NULL AND TRY_CAST({quote(n)} AS {sql_type(columns[n])}) IS NULL "
-        "LIMIT 1)"
+        f"(SELECT {sql_string(n)}, CAST(id AS STRING), CAST({sql.quote(n)} AS STRING) "
+        f"FROM _source_batch WHERE {sql.quote(n)} IS NOT NULL AND "
+        f"{contract_value(columns[n], sql.quote(n), n in text_columns, sql)} IS NULL LIMIT 1)"
         for n in names
     )
     bad = first_row(f"{probes} LIMIT 1")

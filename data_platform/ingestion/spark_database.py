@@ -20,9 +20,15 @@ from datetime import datetime, timedelta
 from functools import reduce
 from typing import TYPE_CHECKING
 
-from data_platform.ingestion.database import ExtractionStats, source_batches, source_query
+from data_platform.ingestion.database import (
+    ExtractionStats,
+    source_batches,
+    source_query,
+    text_columns,
+)
 from data_platform.ingestion.file_lines import sql_string
-from data_platform.ingestion.source_schema import require_castable
+from data_platform.ingestion.source_schema import EngineSql, contract_value, require_castable
+from data_platform.ingestion.spark_formats import SPARK
 from data_platform.ingestion.spark_tables import ensure_spark_tables, spark_type
 from data_platform.ingestion.tables import RawTable
 
@@ -39,13 +45,21 @@ def backquoted(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+SPARK_SQL = EngineSql(quote=backquoted, sql_type=spark_type, dialect=SPARK)
+
+
 def _first_row(spark: SparkSession, sql: str) -> tuple | None:
     rows = spark.sql(sql).take(1)
     return tuple(rows[0]) if rows else None
 
 
 def _typed_versions(
-    frame: DataFrame, table: RawTable, extra: list[str], batch: int, extracted_at: datetime
+    frame: DataFrame,
+    table: RawTable,
+    extra: list[str],
+    texts: frozenset[str],
+    batch: int,
+    extracted_at: datetime,
 ) -> DataFrame:
     """The batch as rows of the raw table: contract columns cast, `_extracted_at`, `_rescued`
     as JSON text, and the batch number that decides between duplicates. Built on the batch's
@@ -53,7 +67,7 @@ def _typed_versions(
     name only when it runs, by which time the view holds the last batch."""
     columns = {c.name: c for c in table.columns}
     contract = [
-        f"CAST({backquoted(c.name)} AS {spark_type(c)}) AS {backquoted(c.name)}"
+        f"{contract_value(c, backquoted(c.name), c.name in texts, SPARK_SQL)} AS {backquoted(c.name)}"
         for c in table.columns
         if not c.name.startswith("_")
     ]
@@ -103,10 +117,13 @@ def extract_incremental_on_spark(
         for batch in source_batches(engine, query, names):
             frame = spark.createDataFrame(batch)
             frame.createOrReplaceTempView("_source_batch")
+            texts = text_columns(batch)
             require_castable(
-                lambda sql: _first_row(spark, sql), table, columns.contract, backquoted, spark_type
+                lambda sql: _first_row(spark, sql), table, columns.contract, texts, SPARK_SQL
             )
-            staged.append(_typed_versions(frame, table, columns.extra, len(staged), extracted_at))
+            staged.append(
+                _typed_versions(frame, table, columns.extra, texts, len(staged), extracted_at)
+            )
             fetched += batch.num_rows
         if staged:
             versions = reduce(lambda a, b: a.unionByName(b), staged)
