@@ -7,6 +7,7 @@ version logs, row for row, before and after a day of in-place updates.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -152,4 +153,40 @@ def test_timestamptz_on_a_server_outside_utc_loses_no_version(tmp_path, postgres
         (1, datetime(2026, 1, 1, 14)),
         (2, datetime(2026, 1, 1, 13)),
         (3, datetime(2026, 1, 1, 20)),
+    ]
+
+
+def test_nan_and_infinities_outside_the_contract_are_rescued_as_valid_json(tmp_path, postgres_url):
+    """PostgreSQL's double precision holds NaN and infinities (SQLite turns a NaN into NULL):
+    DuckDB's json_object wrote them bare, `{"score":NaN}`, which no JSON reader takes."""
+    from data_platform.ingestion.tables import USERS
+
+    engine = sa.create_engine(postgres_url)
+    columns = "id int PRIMARY KEY, email text, full_name text, country text"
+    stamps = "created_at timestamp, updated_at timestamp, deleted_at timestamp"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE users ({columns}, {stamps}, score double precision)"))
+        for user_id, score in enumerate(("NaN", "Infinity", "-Infinity", "2.5", None), start=1):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO users VALUES (:id, 'u@x', 'U', 'DE', '2026-01-01 12:00', "
+                    "'2026-01-01 12:00', NULL, CAST(:score AS double precision))"
+                ),
+                {"id": user_id, "score": score},
+            )
+    warehouse = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as conn:
+        extract_incremental(conn, engine, USERS, timedelta(hours=1), datetime(2026, 1, 2))
+        rescued = conn.execute("SELECT id, _rescued FROM raw.users ORDER BY id").fetchall()
+    engine.dispose()
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    assert [(i, json.loads(r, parse_constant=refuse)) for i, r in rescued] == [
+        (1, {"score": "NaN"}),
+        (2, {"score": "Infinity"}),
+        (3, {"score": "-Infinity"}),
+        (4, {"score": 2.5}),
+        (5, {"score": None}),
     ]

@@ -77,6 +77,41 @@ def test_a_new_source_column_lands_in_rescued_and_the_check_names_it(settings, r
     assert all(e.passed for e in checks.values())
 
 
+def strict_json(text: str) -> object:
+    """A JSON document as RFC 8259 has it: Python's reader also takes NaN and Infinity."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_an_infinite_float_outside_the_contract_is_rescued_as_valid_json(settings, source):
+    """DuckDB's json_object wrote `{"score":Infinity}`, which no JSON reader takes. SQLite
+    cannot hold a NaN (it stores NULL): the PostgreSQL test covers it."""
+    extract_directly(settings, source, "users")
+    [(latest,)] = query(settings.warehouse, "SELECT max(updated_at) FROM raw.users")
+    with source.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE users ADD COLUMN score REAL"))
+        for user_id, score in ((7, float("inf")), (8, float("-inf")), (9, 1.5), (10, None)):
+            conn.execute(
+                sa.text("UPDATE users SET score = :s, updated_at = :t WHERE id = :id"),
+                {"s": score, "t": latest + timedelta(minutes=5), "id": user_id},
+            )
+    extract_directly(settings, source, "users")
+    rescued = query(
+        settings.warehouse,
+        "SELECT id, _rescued FROM raw.users WHERE _rescued IS NOT NULL",
+    )
+    # DuckDB's own json_valid() takes NaN and Infinity too: a strict reader decides.
+    assert {i: strict_json(r) for i, r in rescued} == {
+        7: {"score": "Infinity"},
+        8: {"score": "-Infinity"},
+        9: {"score": 1.5},
+        10: {"score": None},
+    }
+
+
 def one_line_error(settings, engine: sa.Engine, table: str) -> str:
     """Extract `table`, expecting it to stop; nothing may have been written to its version log."""
     with pytest.raises(SourceSchemaError) as failure:

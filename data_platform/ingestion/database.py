@@ -106,6 +106,30 @@ def _arrow_column(values: tuple) -> pa.Array:
         return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
+def float_columns(batch: pa.Table) -> frozenset[str]:
+    """The batch's columns of floating-point values: the ones that may hold NaN or infinities."""
+    import pyarrow as pa
+
+    return frozenset(f.name for f in batch.schema if pa.types.is_floating(f.type))
+
+
+def rescued_value(expr: str, is_float: bool) -> str:
+    """`expr` as a value of the `_rescued` object, in DuckDB's SQL.
+
+    JSON has no NaN or infinity, and DuckDB's json_object writes them bare (`{"x":NaN}`), which
+    no JSON reader accepts. They become the strings Spark's JSON writer gives them ("NaN",
+    "Infinity", "-Infinity"): both engines write the same document, and unlike null (what a
+    NULL is) the string still says what the source held.
+    """
+    if not is_float:
+        return expr
+    return (
+        f"CASE WHEN isnan({expr}) THEN to_json('NaN') WHEN isinf({expr}) THEN "
+        f"to_json(CASE WHEN {expr} > 0 THEN 'Infinity' ELSE '-Infinity' END) "
+        f"ELSE to_json({expr}) END"
+    )
+
+
 def text_columns(batch: pa.Table) -> frozenset[str]:
     """The batch's columns of text values: the ones whose timestamps may carry an offset."""
     import pyarrow as pa
@@ -134,6 +158,7 @@ def _append_new_versions(
     table: RawTable,
     columns: SourceColumns,
     texts: frozenset[str],
+    floats: frozenset[str],
     extracted_at: datetime,
 ) -> int:
     contract = {c.name: c for c in table.columns}
@@ -142,7 +167,9 @@ def _append_new_versions(
         f"{contract_value(contract[n], f'b.{quoted(n)}', n in texts, DUCKDB_SQL)} AS {quoted(n)}"
         for n in names
     )
-    pairs = ", ".join(f"{sql_string(n)}, b.{quoted(n)}" for n in columns.extra)
+    pairs = ", ".join(
+        f"{sql_string(n)}, {rescued_value(f'b.{quoted(n)}', n in floats)}" for n in columns.extra
+    )
     rescued = f"json_object({pairs})" if columns.extra else "NULL"
     target = ", ".join(quoted(n) for n in [*names, "_extracted_at", "_rescued"])
     values = ", ".join(f"v.{quoted(n)}" for n in names)
@@ -186,7 +213,8 @@ def extract_incremental(
                 lambda sql: conn.execute(sql).fetchone(), table, columns.contract, texts, DUCKDB_SQL
             )
             fetched += _source_arrow.num_rows
-            added += _append_new_versions(conn, table, columns, texts, extracted_at)
+            floats = float_columns(_source_arrow)
+            added += _append_new_versions(conn, table, columns, texts, floats, extracted_at)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
