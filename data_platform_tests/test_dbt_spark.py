@@ -645,7 +645,7 @@ def ingest_on_duckdb(
 
 def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     """Files that take the ingestion off its common path, on both engines: a CRLF file with a
-    blank line and broken JSON, a name with a space and a percent sign, a name holding glob
+    blank line and broken JSON, LF and CRLF mixed, lone CRs, a name with a space and a percent sign, a name holding glob
     characters beside the file that glob would match, a line that is not
     UTF-8, a gzip cut short, an empty file, lines longer than DuckDB's reader takes by
     default, and lines close to the fast paths' spelling (see NEAR_SPELLED). Spark must give DuckDB's rows and dead letters, touch no other day, and give
@@ -660,6 +660,12 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     folder = tmp_path / "landing" / "events" / f"dt={day}"
     folder.mkdir(parents=True)
     (folder / "crlf.jsonl").write_bytes(f"{good[0]}\r\n\r\n{{broken\r\n{good[1]}\r\n".encode())
+    # Lines end at LF, a CR ending one dropped; any other CR is text in its line.
+    (folder / "mixed.jsonl").write_bytes(f"{good[0]}\n{good[1]}\r\n{{broken\n{good[2]}\n".encode())
+    (folder / "lone-cr.jsonl").write_bytes(
+        f"{good[0]}\r\n{good[1]}\r{good[2]}\r\n{good[3]}".encode()
+    )
+    (folder / "cr-only.jsonl").write_bytes(f"{good[0]}\r{good[1]}\r".encode())
     (folder / "a name 100%.jsonl").write_text(f"{good[2]}\n")
     (folder / "g1.jsonl").write_text(f"{good[0]}\n")
     (folder / "g[1].jsonl").write_text(f"{good[1]}\n{good[2]}\n")
@@ -685,11 +691,12 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         for table in ("events", "dead_letter"):
             assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
 
-    # Figures from the files written above: 7 good lines load, 6 near-spelled ones and the
-    # long event; broken JSON (line 3 of crlf.jsonl, line 2 of long.jsonl), the Latin-1 line
-    # (line 2), the cut gzip (as a whole), a control character, single quotes, 12.0, 2**63,
-    # infinity, epoch and a repeated key (near-spelled.jsonl) are dead letters.
-    assert spark_stats[0].records_read == 28 and spark_stats[0].rows_loaded == 17
+    # Figures from the files written above: 12 good lines load, 6 near-spelled ones and the
+    # long event; broken JSON (line 3 of crlf.jsonl and of mixed.jsonl, line 2 of long.jsonl),
+    # two objects in a line (line 2 of lone-cr.jsonl, the whole of cr-only.jsonl), the Latin-1
+    # line (line 2), the cut gzip (as a whole), a control character, single quotes, 12.0,
+    # 2**63, infinity, epoch and a repeated key (near-spelled.jsonl) are dead letters.
+    assert spark_stats[0].records_read == 36 and spark_stats[0].rows_loaded == 22
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
@@ -703,6 +710,9 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         (f"events/dt={day}/near-spelled.jsonl", 11),
         (f"events/dt={day}/near-spelled.jsonl", 12),
         (f"events/dt={day}/crlf.jsonl", 3),
+        (f"events/dt={day}/mixed.jsonl", 3),
+        (f"events/dt={day}/lone-cr.jsonl", 2),
+        (f"events/dt={day}/cr-only.jsonl", 1),
         (f"events/dt={day}/long.jsonl", 2),
         (f"events/dt={day}/latin1.jsonl", 2),
         (f"events/dt={day}/cut.jsonl.gz", None),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from datetime import date, datetime
 
@@ -12,6 +13,7 @@ from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
 from data_platform.checks.conservation import conservation_check
 from data_platform.ingestion import files as file_ingestion
 from data_platform.ingestion.file_formats import EVENT_FILES
+from data_platform.ingestion.file_lines import FileLines
 from data_platform.resources.build import build_resources
 from data_platform.resources.warehouse import Warehouse
 from data_platform_tests.helpers import (
@@ -260,19 +262,72 @@ def test_lines_longer_than_the_readers_limit_are_records_like_any_other(
     assert dead[0][3].startswith("not valid JSON")
 
 
-def test_records_numbered_otherwise_than_their_file_fail_conservation(
-    settings, resources, tmp_path
-):
-    """DuckDB's line reader counts a CRLF after LF-ended lines as two line breaks: the counts
-    still balance, but the records after it are stored one line off. The conservation check
-    compares line numbers too, so such a file fails it instead of passing unnoticed; a file
-    with one kind of line ending balances."""
+# Every way of ending lines: (file name, bytes, the contract's lines). Lines end at LF, and a CR
+# that ends a line (a CRLF's, or the file's last byte) is not part of it; any other CR is text.
+LINE_ENDINGS = [
+    ("lf.jsonl", b"A\nB\n\nC\n", ["A", "B", "", "C"]),
+    ("crlf.jsonl", b"A\r\nB\r\n\r\nC", ["A", "B", "", "C"]),
+    ("lf-then-crlf.jsonl", b"A\nB\r\n{broken\nC\n", ["A", "B", "{broken", "C"]),
+    ("crlf-then-lone-cr.jsonl", b"A\r\nB\rC\r\nD\r\n", ["A", "B\rC", "D"]),
+    ("lone-cr-late.jsonl", b"A\n" * 40_000 + b"B\rC\nD\n", ["A"] * 40_000 + ["B\rC", "D"]),
+    ("cr-only.jsonl.gz", b"A\rB\rC\r", ["A\rB\rC"]),
+    ("crlf-blank-cr.jsonl", b"A\r\n\r\r\nB\r\n", ["A", "\r", "B"]),
+]
+
+
+def test_every_line_ending_is_numbered_as_the_contract_counts_lines(settings, resources):
+    """DuckDB's line reader numbers a file that mixes LF and CRLF, or holds a lone CR, its own
+    way: a CRLF after LF lines counted as two breaks, a lone CR as a break or, after CRLF lines,
+    the text after it dropped. Such files are read as the contract counts lines (at LF, a CR
+    ending a line dropped, any other CR text), so every record keeps its line number and text,
+    and conservation holds file by file."""
     folder = settings.home / "landing" / "events" / f"dt={DAY}"
     folder.mkdir(parents=True)
-    (folder / "mixed.jsonl").write_bytes(
-        f"{event('a')}\n{event('b')}\r\n{{broken\n{event('c')}\n".encode()
+    good = {"A": event("a"), "B": event("b"), "C": event("c"), "D": event("d")}
+    expected_rows, expected_letters = [], []
+    for name, template, lines in LINE_ENDINGS:
+        data = template
+        for letter, line in good.items():
+            data = data.replace(letter.encode(), line.encode())
+        path = folder / name
+        path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+        for number, line in enumerate(lines, start=1):
+            text = "".join(good.get(c, c) for c in line)
+            key = f"events/dt={DAY}/{name}"
+            if line in good:
+                expected_rows.append((key, number, json.loads(text)["event_id"]))
+            elif line.strip():
+                expected_letters.append((key, number, text))
+    check = conservation_check(EVENT_FILES)
+    result = dg.materialize(
+        [*FILE_ASSETS, check], resources=resources, partition_key=DAY.isoformat(),
+    )  # fmt: skip
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.passed, evaluation.description
+    rows = query(settings.warehouse, "SELECT _source_file, _line_number, event_id FROM raw.events")
+    assert sorted(rows) == sorted(expected_rows)
+    letters = query(
+        settings.warehouse, "SELECT source_file, line_number, raw_record FROM raw.dead_letter"
     )
-    (folder / "crlf.jsonl").write_bytes(f"{event('d')}\r\n\r\n{event('e')}\r\n".encode())
+    assert sorted(letters) == sorted(expected_letters)
+
+
+def test_records_stored_under_the_wrong_line_fail_conservation(
+    settings, resources, tmp_path, monkeypatch
+):
+    """Counts alone miss records put under the wrong line number (a reader numbering lines its
+    own way, as DuckDB's did on mixed line endings): the check compares the sum of the line
+    numbers too, so a file read one line off fails it although its counts balance, and the
+    file beside it still balances."""
+    put_lines(resources["landing"], f"events/dt={DAY}/a.jsonl", [event("a"), "", event("b")], tmp_path)  # fmt: skip
+    put_lines(resources["landing"], f"events/dt={DAY}/b.jsonl", [event("c")], tmp_path)
+    numbered = FileLines.numbered_sql
+
+    def one_line_off(lines: FileLines) -> str:
+        sql = numbered.fget(lines)
+        return sql.replace("row_number() OVER ()", "row_number() OVER () + 1") if lines.path.name == "a.jsonl" else sql  # fmt: skip
+
+    monkeypatch.setattr(FileLines, "numbered_sql", property(one_line_off))
     check = conservation_check(EVENT_FILES)
     result = dg.materialize(
         [*FILE_ASSETS, check], resources=resources, partition_key=DAY.isoformat(),
@@ -282,8 +337,8 @@ def test_records_numbered_otherwise_than_their_file_fail_conservation(
     assert not evaluation.passed
     assert evaluation.metadata["files_unbalanced"].value == 1
     assert evaluation.metadata["files_misnumbered"].value == 1
-    assert "mixed.jsonl" in evaluation.metadata["unbalanced_files"].value
-    assert "crlf.jsonl" not in evaluation.metadata["unbalanced_files"].value
+    assert "a.jsonl" in evaluation.metadata["unbalanced_files"].value
+    assert "b.jsonl" not in evaluation.metadata["unbalanced_files"].value
     assert "line numbers" in evaluation.description
 
 

@@ -15,10 +15,10 @@ unreadable too; rows loaded from a file now gone are still records no file accou
 that ingestion loaded but that this check cannot read (DuckDB's gunzip does not verify gzip
 checksums) therefore shows up as unbalanced.
 
-Counts alone miss records put under the wrong line (a reader that numbers lines its own way:
-DuckDB's counts a CRLF after LF-ended lines as two line breaks), so the sum of the records' line
-numbers is compared too: the dead letters' and lineage's line numbers are what a person opens
-the file at.
+Counts alone miss records put under the wrong line (a reader that numbers lines its own way, as
+DuckDB's does on a file mixing LF and CRLF), so the sum of the records' line numbers is compared
+too: the dead letters' and lineage's line numbers are what a person opens the file at. Lines
+end at LF; a CR ending one is part of its line ending, as the ingestion has it.
 """
 
 import gzip
@@ -213,8 +213,8 @@ def conservation_check(fmt: FileFormat) -> dg.AssetChecksDefinition:
             metadata=metadata,
             description=(
                 f"{len(off)} file(s) where records != rows + dead letters, or their line numbers "
-                "differ from the file's (mixed CRLF and LF line endings? re-export the file with "
-                "one kind)"
+                "differ from the file's: records lost, doubled or misplaced by the ingestion; "
+                "re-run the day, and report the file if it stays unbalanced"
                 if off
                 else None
             ),

@@ -6,8 +6,10 @@ quote or escape streams each line (and gunzips `.gz`) at native speed, and `row_
 `file_index` telling them apart), read as streams too: a day's memory is reading buffers, not
 the day (a million events staged at once peaked at 688 MB).
 
-A file that is not valid UTF-8 is read from a decoded copy instead, so that its bad lines still
-get a line number and a reason instead of failing the partition. A file that cannot be read at all
+A file DuckDB's reader would misread (not valid UTF-8, a line over its limit, line endings
+other than all LF or all CRLF) is read from a copy Python wrote instead, so that each line
+still gets its number by the contract and, if bad, a reason instead of failing the partition.
+A file that cannot be read at all
 (gone, denied, gzip cut short or corrupt) is reported as `UNREADABLE`, for the caller to
 dead-letter whole.
 """
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import duckdb
 
@@ -76,20 +79,32 @@ def sql_string(text: str) -> str:
 # reads buffers of 16 times it.
 READER_LINE_LIMIT = 2_000_000
 
+# How much of a file's start `has_lone_cr` looks at.
+HEAD_BYTES = 1 << 20
+
+# A CR that does not end a CRLF: text in its line by the contract (lines end at LF or CRLF).
+_LONE_CR = re.compile(rb"\r(?!\n)")
+
 
 @dataclass(frozen=True)
 class FileLines:
     """A plain or gzipped UTF-8 file's lines, streamed by DuckDB and never staged.
 
-    DuckDB's reader raises `duckdb.InvalidInputException` on a file it cannot read (not UTF-8,
-    a line over `READER_LINE_LIMIT`) and `duckdb.IOException` on one it cannot open or gunzip;
-    the caller then reads a `utf8_copy` of it instead, whose `undecodable` lines are dead
-    letters whatever they hold, and whose `longest_line` (bytes) sizes the reader.
+    Lines end at LF (a CR ending a line is not part of it), as the conservation check and
+    Spark count them. DuckDB's reader
+    agrees on files that end every line the same way; on any other (LF and CRLF mixed, a lone
+    CR) it would number lines its own way, so it runs strict and raises
+    `duckdb.InvalidInputException` instead, as it does on a file that is not UTF-8 or has a line
+    over `READER_LINE_LIMIT` (and `duckdb.IOException` on one it cannot open or gunzip). The
+    caller then reads a `python_copy` of the file: its lines quoted (`quoted`), so that DuckDB
+    takes a CR inside one as text; its `undecodable` lines are dead letters whatever they hold;
+    its `longest_line` (bytes) sizes the reader.
     """
 
     path: Path
     undecodable: tuple[int, ...] = ()
     longest_line: int = 0
+    quoted: bool = False
 
     @property
     def _reader(self) -> str:
@@ -100,10 +115,17 @@ class FileLines:
             if self.longest_line > READER_LINE_LIMIT
             else ""
         )
+        # The copy's lines all end in LF: said, since a quoted CR would otherwise be taken for
+        # the line ending.
+        quoting = (
+            "quote = '\"', escape = '\"', new_line = '\\n'"
+            if self.quoted
+            else "quote = '', escape = ''"
+        )
         return (
             f"read_csv({sql_string(literal_glob(str(self.path)))}, columns = {{'line': 'VARCHAR'}}, "
-            "header = false, delim = '\\0', quote = '', escape = '', auto_detect = false, "
-            f"strict_mode = false{sized})"
+            f"header = false, delim = '\\0', {quoting}, auto_detect = false, "
+            f"strict_mode = true{sized})"
         )
 
     @property
@@ -125,30 +147,55 @@ class FileLines:
         return f"FROM ({self.numbered_sql}) WHERE line_number > {header_lines} AND {decodable}"
 
 
+def _opened(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+
+
+def has_lone_cr(path: Path) -> bool:
+    """Whether the file's first HEAD_BYTES hold a CR that ends no CRLF. DuckDB's strict reader
+    takes a file whose lines all end in CR (classic Mac) as lines, where the contract sees one
+    line: only its start tells. A lone CR later trips the strict reader instead."""
+    with _opened(path) as file:
+        head = file.read(HEAD_BYTES)
+    # Whether the head's last byte, if a CR, ends a CRLF is the next chunk's business.
+    return bool(_LONE_CR.search(head[:-1] if len(head) == HEAD_BYTES else head))
+
+
+def _quoted(line: bytes) -> bytes:
+    """A CSV field holding exactly `line`; a blank line stays empty (DuckDB reads it as NULL,
+    as the plain reader does)."""
+    return b'"' + line.replace(b'"', b'""') + b'"' if line else b""
+
+
 @contextmanager
-def utf8_copy(path: Path) -> Iterator[FileLines]:
-    """The lines of a plain UTF-8 copy of a file DuckDB rejects: bad bytes replaced by U+FFFD
-    and the numbers of the lines that held them kept (their dead letter says so, whatever they
+def python_copy(path: Path) -> Iterator[FileLines]:
+    """The lines of a copy of a file DuckDB's reader rejects, split by Python as the contract
+    counts them (at LF, a CR ending a line dropped) and quoted: bad UTF-8 bytes replaced by U+FFFD and
+    the numbers of the lines that held them kept (their dead letter says so, whatever they
     hold); a line longer than DuckDB's default limit is read whole.
 
     Decoding the whole file at once runs at C speed; only lines with a replacement character
     are examined, since a line can hold a genuine U+FFFD. Raises one of `UNREADABLE` before
     any SQL runs when the file cannot be read at all, so the transaction stays usable.
     """
-    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    text = data.decode("utf-8", errors="replace")
+    with _opened(path) as file:
+        data = file.read()
     # A bad byte never swallows a newline (0x0A is no continuation byte): lines stay aligned.
     raw_lines = data.split(b"\n")
+    if raw_lines[-1] == b"":
+        raw_lines.pop()  # the file's last line break ends a line: no line after it
+    raw_lines = [line[:-1] if line.endswith(b"\r") else line for line in raw_lines]
+    texts = [line.decode("utf-8", errors="replace") for line in raw_lines]
     undecodable = [
         number
-        for number, line in enumerate(text.split("\n"), start=1)
-        if "\ufffd" in line and line.count("\ufffd") != raw_lines[number - 1].count(b"\xef\xbf\xbd")
+        for number, (text, raw) in enumerate(zip(texts, raw_lines, strict=True), start=1)
+        if "\ufffd" in text and text.count("\ufffd") != raw.count(b"\xef\xbf\xbd")
     ]
-    copied = text.encode("utf-8")
-    with tempfile.TemporaryDirectory(prefix="utf8-") as folder:
-        copy = Path(folder) / "lines.txt"
-        copy.write_bytes(copied)
-        yield FileLines(copy, tuple(undecodable), max(map(len, copied.split(b"\n"))))
+    copied = [_quoted(text.encode("utf-8")) for text in texts]
+    with tempfile.TemporaryDirectory(prefix="lines-") as folder:
+        copy = Path(folder) / "lines.csv"
+        copy.write_bytes(b"".join(line + b"\n" for line in copied))
+        yield FileLines(copy, tuple(undecodable), max(map(len, copied), default=0), quoted=True)
 
 
 def _each_file(files: list[FileLines], sql: Callable[[FileLines], str]) -> str:

@@ -37,10 +37,11 @@ from data_platform.ingestion.file_lines import (
     FileLines,
     expose_leftovers,
     expose_lines,
+    has_lone_cr,
     line_counts,
+    python_copy,
     sql_string,
     unreadable_reason,
-    utf8_copy,
 )
 from data_platform.ingestion.tables import DEAD_LETTER, ensure_raw_tables
 from data_platform.resources.landing import LandingFile, LandingZone
@@ -271,10 +272,10 @@ def _ingest_group(
 
 @contextmanager
 def _readable_lines(path: Path, decode_in_python: bool) -> Iterator[FileLines]:
-    if not decode_in_python:
+    if not decode_in_python and not has_lone_cr(path):
         yield FileLines(path)
         return
-    with utf8_copy(path) as lines:
+    with python_copy(path) as lines:
         yield lines
 
 

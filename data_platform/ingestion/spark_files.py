@@ -116,10 +116,13 @@ def _expose_records(spark: SparkSession, fmt: FileFormat, paths: dict[str, Path]
     for setting in ONE_TASK_PER_FILE:
         spark.conf.set(setting, str(NEVER_SPLIT_BYTES))
     # monotonically_increasing_id() is the task's index << 33 plus the row's place in the task.
-    spark.read.text([hadoop_literal(p) for p in paths.values()]).selectExpr(
+    # Lines end at LF, a CR ending one dropped, as DuckDB's reader and the conservation check
+    # have it: Spark's default would also end a line at a lone CR.
+    lines = spark.read.option("lineSep", "\n").text([hadoop_literal(p) for p in paths.values()])
+    lines.selectExpr(
         "_metadata.file_path AS file_path",
         "(monotonically_increasing_id() & 8589934591) + 1 AS line_number",
-        "value AS line",
+        "if(right(value, 1) = char(13), left(value, length(value) - 1), value) AS line",
     ).createOrReplaceTempView("_read_lines")
     spark.sql(
         "CREATE OR REPLACE TEMP VIEW _numbered_lines AS SELECT "

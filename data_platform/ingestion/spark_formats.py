@@ -127,9 +127,20 @@ _EXTRAS = (
 )
 _EVENT_RESCUED = "CASE WHEN size(extras) > 0 THEN concat('{', array_join(extras, ','), '}') END"
 
+# try_parse_json reads a line's first value and ignores what follows (`{"a":1}{"b":2}` and
+# `{"a":1} x` parse as {"a":1}): two records run together would load as one. Inside `[...]`
+# and `{"v": ...}`, anything but whitespace after the value is a parse error, a second element
+# or key, or (`]`, `}`) closes one wrapper early, which the other then refuses.
+_NOTHING_AFTER_THE_VALUE = (
+    "coalesce(json_array_length('[' || line || ']') = 1, false) "
+    "AND coalesce(size(json_object_keys('{\"v\":' || line || '}')) = 1, false)"
+)
+
 EVENTS_SQL = f"""
 WITH parsed AS (
-    SELECT file_index, line_number, line, try_parse_json(line) AS doc FROM {{lines}}
+    SELECT file_index, line_number, line,
+        CASE WHEN {_NOTHING_AFTER_THE_VALUE} THEN try_parse_json(line) END AS doc
+    FROM {{lines}}
 ),
 objects AS (
     SELECT *, doc IS NOT NULL AS is_json,
