@@ -155,3 +155,21 @@ def test_a_feed_that_never_delivers_alerts_once_after_its_window():
     daemon_pass(instance, T0 + 32 * HOUR)
     found, cursor = freshness_failures(instance, policies, cursor, start + 32 * 3600)
     assert found == [] and cursor["unknown_since"] == {} and cursor["unknown_alerted"] == []
+
+
+def test_the_stale_and_the_never_materialized_alerts_name_the_same_window():
+    """Both read the fail window through one helper (`_fail_seconds`): a policy without one (a
+    cron deadline) never gets a never-materialized alert, and its stale text names the cron."""
+    from data_platform.automation.alert_sensors import describe_policy, freshness_failures
+
+    cron = dg.FreshnessPolicy.cron(deadline_cron="0 9 * * *", lower_bound_delta=HOUR)
+    window = feed.specs_by_key[feed.key].freshness_policy
+    instance = dg.DagsterInstance.ephemeral()
+    start = T0.timestamp()
+    for policy, after in ((window, 9 * 3600), (cron, 1000 * 86400)):
+        cursor = freshness_failures(instance, {feed.key: policy}, {}, start)[1]
+        found = freshness_failures(instance, {feed.key: policy}, cursor, start + after)[0]
+        if policy is window:
+            assert "9:00:00" in describe_policy(policy) and "9:00:00" in found[0].reason
+        else:
+            assert found == [] and "0 9 * * *" in describe_policy(policy)

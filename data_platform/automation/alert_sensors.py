@@ -131,16 +131,19 @@ def failed_check_alerts_sensor(context: dg.RunStatusSensorContext, alerts: Alert
     _send(failed_check_alerts(context.instance, context.dagster_run), alerts, context)
 
 
-def describe_policy(policy: dg.FreshnessPolicy) -> str:
-    fail_window = getattr(policy, "fail_window", None)
-    if fail_window is not None:
-        return f"not materialized for {fail_window.to_timedelta()} (its freshness fail window)"
-    return f"missed its freshness deadline ({getattr(policy, 'deadline_cron', policy)})"
-
-
 def _fail_seconds(policy: dg.FreshnessPolicy) -> float | None:
+    """The policy's fail window in seconds, or None for a policy that has none (a cron
+    deadline): the one place that reads it, so the stale and never-materialized alerts and
+    their texts cannot disagree about a window."""
     fail_window = getattr(policy, "fail_window", None)
     return fail_window.to_timedelta().total_seconds() if fail_window is not None else None
+
+
+def describe_policy(policy: dg.FreshnessPolicy) -> str:
+    window = _fail_seconds(policy)
+    if window is not None:
+        return f"not materialized for {timedelta(seconds=window)} (its freshness fail window)"
+    return f"missed its freshness deadline ({getattr(policy, 'deadline_cron', policy)})"
 
 
 def freshness_failures(
