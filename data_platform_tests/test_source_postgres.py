@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -19,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from data_platform.ingestion.database import extract_incremental
-from data_platform.ingestion.source_schema import SourceSchemaError, contract_columns
+from data_platform.ingestion.source_schema import SourceSchemaError, contract_columns, reflect
 from data_platform.ingestion.tables import PRODUCTS, SOURCE_DB_TABLES
 from data_platform.resources.landing import LandingZone
 from data_platform.simulator import SimulationConfig, append_day, simulate
@@ -190,3 +191,43 @@ def test_nan_and_infinities_outside_the_contract_are_rescued_as_valid_json(tmp_p
         (4, {"score": 2.5}),
         (5, {"score": None}),
     ]
+
+
+def test_a_numeric_12_4_price_stops_extraction_rather_than_round(tmp_path, postgres_url):
+    """A source migrated to numeric(12,4) held 12.3456, stored as 12.35 without a word. A value
+    with no more digits than the contract's (12.3400) is still extracted."""
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE products (id int PRIMARY KEY, sku text, name text, category text, "
+                "unit_price numeric(12,4), updated_at timestamp)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO products VALUES (1, 's1', 'a', 'c', 12.3400, '2026-01-01 12:00'), "
+                "(2, 's2', 'b', 'c', 12.3456, '2026-01-01 12:00')"
+            )
+        )
+    # The drift check reads this: a person hears of it before a value stops a run.
+    assert reflect(engine, PRODUCTS)[1].wider == {"unit_price": "NUMERIC(12, 4)"}
+    warehouse = tmp_path / "warehouse.duckdb"
+
+    def extract() -> None:
+        with duckdb.connect(str(warehouse)) as conn:
+            extract_incremental(conn, engine, PRODUCTS, timedelta(hours=1), datetime(2026, 1, 2))
+
+    with pytest.raises(SourceSchemaError) as refused:
+        extract()
+    assert str(refused.value).startswith(
+        "source column products.unit_price holds '12.3456' (row id 2), which a DECIMAL(10,2) "
+        "holds only rounded, as 12.35: round it in the app database"
+    )
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE products SET unit_price = 12.35 WHERE id = 2"))
+    extract()
+    engine.dispose()
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        prices = conn.execute("SELECT id, unit_price FROM raw.products ORDER BY id").fetchall()
+    assert prices == [(1, Decimal("12.34")), (2, Decimal("12.35"))]

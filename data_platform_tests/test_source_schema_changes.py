@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import dagster as dg
 import duckdb
@@ -112,6 +113,35 @@ def test_an_infinite_float_outside_the_contract_is_rescued_as_valid_json(setting
     }
 
 
+def test_a_price_declared_with_more_digits_is_named_by_the_drift_check(resources, source):
+    """Before any value with more digits arrives (and stops extraction), a person is told."""
+    with source.begin() as conn:
+        # SQLite's way to change a column's declared type: a new column in its place.
+        conn.execute(sa.text("ALTER TABLE products RENAME COLUMN unit_price TO old_price"))
+        conn.execute(sa.text("ALTER TABLE products ADD COLUMN unit_price NUMERIC(12, 4)"))
+        conn.execute(sa.text("UPDATE products SET unit_price = old_price"))
+        conn.execute(sa.text("ALTER TABLE products DROP COLUMN old_price"))
+    result = extract_with_checks(resources)
+    checks = {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()}
+    drift = checks.pop("products")
+    assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
+    assert drift.metadata["declared_wider"].value == {"unit_price": "NUMERIC(12, 4)"}
+    assert "declared wider than the contract" in drift.description
+    assert "unit_price NUMERIC(12, 4)" in drift.description
+    assert all(e.passed for e in checks.values())
+
+
+def test_a_float_carries_its_cents_however_it_was_computed(settings, source):
+    """0.1 + 0.2 is 0.30000000000000004 as a double: its digits past the 7th place are the
+    binary form's, not the source's, so it is the 0.30 it was meant to be."""
+    with source.begin() as conn:
+        conn.execute(sa.text("UPDATE products SET unit_price = 0.1 + 0.2 WHERE id = 3"))
+        conn.execute(sa.text("UPDATE products SET unit_price = 99999999.99 WHERE id = 4"))
+    extract_directly(settings, source, "products")
+    prices = query(settings.warehouse, "SELECT unit_price FROM raw.products WHERE id IN (3, 4)")
+    assert sorted(p for (p,) in prices) == [Decimal("0.30"), Decimal("99999999.99")]
+
+
 def one_line_error(settings, engine: sa.Engine, table: str) -> str:
     """Extract `table`, expecting it to stop; nothing may have been written to its version log."""
     with pytest.raises(SourceSchemaError) as failure:
@@ -178,6 +208,30 @@ def test_a_mistyped_sqlite_path_stops_extraction_and_creates_no_file(settings, s
             "FROM users)",
             "source column users.created_at holds a value of 20 characters (row id {max_id}), "
             "not a TIMESTAMP",
+        ),
+        (
+            # Rounded by the cast, digits lost without a word (numeric(12,4) in the source).
+            "products",
+            "unit_price",
+            "UPDATE products SET unit_price = 12.3456 WHERE id = 3",
+            "source column products.unit_price holds '12.3456' (row id 3), which a DECIMAL(10,2) "
+            "holds only rounded, as 12.35: round it in the app database",
+        ),
+        (
+            "order_items",
+            "unit_price",
+            "UPDATE order_items SET unit_price = '0.125' WHERE id = (SELECT max(id) FROM "
+            "order_items)",
+            "source column order_items.unit_price holds '0.125' (row id {max_id}), which a "
+            "DECIMAL(10,2) holds only rounded, as 0.13",
+        ),
+        (
+            # DuckDB rounded it to 4, Spark truncates it to 3.
+            "order_items",
+            "quantity",
+            "UPDATE order_items SET quantity = 3.7 WHERE id = (SELECT max(id) FROM order_items)",
+            "source column order_items.quantity holds '3.7' (row id {max_id}), which a INTEGER "
+            "holds only rounded, as 4",
         ),
         (
             "order_items",

@@ -4,8 +4,10 @@ The counterpart of `schema_drift` on the landing files, for the four version log
 loses nothing (columns outside the contract go to `_rescued`) and stops on a contract column
 that is gone, but neither tells a person the source changed: this check does. It compares the
 source table's columns, as they are now, with the contract, and counts the versions whose
-`_rescued` carries each extra column. It keeps failing until the contract grows (the column
-declared in `ingestion/tables.py`) or the source drops the column again.
+`_rescued` carries each extra column. A contract decimal the source now declares with more
+digits (numeric(12,4) for a DECIMAL(10,2)) is named too: extraction refuses any value it would
+round, so a person hears of it before such a value stops a run. It keeps failing until the
+contract grows (the column declared in `ingestion/tables.py`) or the source reverts.
 """
 
 import dagster as dg
@@ -43,6 +45,14 @@ def source_schema_drift_check(table: RawTable) -> dg.AssetChecksDefinition:
         problems = [
             *([f"appeared: {', '.join(columns.extra)}"] if columns.extra else []),
             *([f"disappeared: {', '.join(columns.missing)}"] if columns.missing else []),
+            *(
+                [
+                    "declared wider than the contract (a value with more digits stops "
+                    f"extraction): {', '.join(f'{n} {t}' for n, t in columns.wider.items())}"
+                ]
+                if columns.wider
+                else []
+            ),
         ]
         return dg.AssetCheckResult(
             passed=not problems,
@@ -50,6 +60,7 @@ def source_schema_drift_check(table: RawTable) -> dg.AssetChecksDefinition:
             metadata={
                 "appeared": dg.MetadataValue.json(columns.extra),
                 "disappeared": dg.MetadataValue.json(columns.missing),
+                "declared_wider": dg.MetadataValue.json(columns.wider),
                 "versions_with_column": dg.MetadataValue.json(
                     rescued.set_index("column")["versions"].astype(int).to_dict()
                 ),

@@ -12,7 +12,7 @@ the extraction before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -22,6 +22,7 @@ import duckdb
 from data_platform.ingestion.file_formats import DUCKDB
 from data_platform.ingestion.file_lines import sql_string
 from data_platform.ingestion.source_schema import (
+    BatchKinds,
     EngineSql,
     SourceColumns,
     contract_value,
@@ -106,11 +107,18 @@ def _arrow_column(values: tuple) -> pa.Array:
         return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
-def float_columns(batch: pa.Table) -> frozenset[str]:
-    """The batch's columns of floating-point values: the ones that may hold NaN or infinities."""
+def batch_kinds(batch: pa.Table) -> BatchKinds:
+    """The batch's columns of text (timestamps that may carry an offset) and of floats (that may
+    hold NaN or infinities, and digits only to a float's precision)."""
     import pyarrow as pa
 
-    return frozenset(f.name for f in batch.schema if pa.types.is_floating(f.type))
+    def of(kind: Callable[[pa.DataType], bool]) -> frozenset[str]:
+        return frozenset(f.name for f in batch.schema if kind(f.type))
+
+    return BatchKinds(
+        texts=of(lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)),
+        floats=of(pa.types.is_floating),
+    )
 
 
 def rescued_value(expr: str, is_float: bool) -> str:
@@ -130,17 +138,6 @@ def rescued_value(expr: str, is_float: bool) -> str:
     )
 
 
-def text_columns(batch: pa.Table) -> frozenset[str]:
-    """The batch's columns of text values: the ones whose timestamps may carry an offset."""
-    import pyarrow as pa
-
-    return frozenset(
-        f.name
-        for f in batch.schema
-        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-    )
-
-
 def source_batches(engine: sa.Engine, query: sa.Select, names: list[str]) -> Iterator[pa.Table]:
     """The query's rows as Arrow tables of SOURCE_BATCH_ROWS rows, streamed: every engine loads
     the same values, and never the whole source table at once."""
@@ -157,18 +154,18 @@ def _append_new_versions(
     conn: duckdb.DuckDBPyConnection,
     table: RawTable,
     columns: SourceColumns,
-    texts: frozenset[str],
-    floats: frozenset[str],
+    kinds: BatchKinds,
     extracted_at: datetime,
 ) -> int:
     contract = {c.name: c for c in table.columns}
     names = columns.contract
     typed = ", ".join(
-        f"{contract_value(contract[n], f'b.{quoted(n)}', n in texts, DUCKDB_SQL)} AS {quoted(n)}"
+        f"{contract_value(contract[n], f'b.{quoted(n)}', kinds, DUCKDB_SQL)} AS {quoted(n)}"
         for n in names
     )
     pairs = ", ".join(
-        f"{sql_string(n)}, {rescued_value(f'b.{quoted(n)}', n in floats)}" for n in columns.extra
+        f"{sql_string(n)}, {rescued_value(f'b.{quoted(n)}', n in kinds.floats)}"
+        for n in columns.extra
     )
     rescued = f"json_object({pairs})" if columns.extra else "NULL"
     target = ", ".join(quoted(n) for n in [*names, "_extracted_at", "_rescued"])
@@ -208,13 +205,12 @@ def extract_incremental(
             # DuckDB finds the Python variable by name; named like the temp table, it would be
             # shadowed by it from the second batch on, which re-read the first batch.
             conn.execute("CREATE OR REPLACE TEMP TABLE _source_batch AS FROM _source_arrow")
-            texts = text_columns(_source_arrow)
+            kinds = batch_kinds(_source_arrow)
             require_castable(
-                lambda sql: conn.execute(sql).fetchone(), table, columns.contract, texts, DUCKDB_SQL
+                lambda sql: conn.execute(sql).fetchone(), table, columns.contract, kinds, DUCKDB_SQL
             )
             fetched += _source_arrow.num_rows
-            floats = float_columns(_source_arrow)
-            added += _append_new_versions(conn, table, columns, texts, floats, extracted_at)
+            added += _append_new_versions(conn, table, columns, kinds, extracted_at)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -8,8 +8,9 @@ from then on wrong, so extraction stops with one line naming table, column and f
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -49,10 +50,22 @@ class EngineSql:
 
 
 @dataclass(frozen=True)
+class BatchKinds:
+    """Which columns of a fetched batch hold text and which floating-point values: what decides
+    how a value is converted, checked and rescued (the same names on every engine)."""
+
+    texts: frozenset[str] = frozenset()
+    floats: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class SourceColumns:
     contract: list[str]
     extra: list[str]
     missing: list[str]
+    # Contract decimals the source declares with more digits (name -> declared type): each
+    # such value stops extraction, so the drift check says so before one arrives.
+    wider: dict[str, str] = field(default_factory=dict)
 
 
 def contract_columns(table: RawTable) -> list[str]:
@@ -98,6 +111,27 @@ def require_source_database(engine: sa.Engine) -> None:
         )
 
 
+def _wider_decimals(source: sa.Table, table: RawTable) -> dict[str, str]:
+    """Contract DECIMAL(p,s) columns the source declares as a decimal with more places or more
+    integer digits (or unbounded). Floats are left out: they carry no declared digits."""
+    import sqlalchemy as sa
+
+    wider = {}
+    for column in table.columns:
+        contract = re.fullmatch(r"DECIMAL\((\d+),(\d+)\)", column.type)
+        declared = source.c[column.name].type if column.name in source.c else None
+        if not contract or not isinstance(declared, sa.Numeric) or isinstance(declared, sa.Float):
+            continue
+        precision, scale = map(int, contract.groups())
+        if (
+            declared.precision is None
+            or (declared.scale or 0) > scale
+            or declared.precision - (declared.scale or 0) > precision - scale
+        ):
+            wider[column.name] = str(declared)
+    return wider
+
+
 def reflect(engine: sa.Engine, table: RawTable) -> tuple[sa.Table, SourceColumns]:
     """The source table as it is now, and how its columns differ from the contract."""
     import sqlalchemy as sa
@@ -117,6 +151,7 @@ def reflect(engine: sa.Engine, table: RawTable) -> tuple[sa.Table, SourceColumns
         contract=contract,
         extra=[c.name for c in source.columns if c.name not in contract],
         missing=[c for c in contract if c not in source.c],
+        wider=_wider_decimals(source, table),
     )
 
 
@@ -139,47 +174,76 @@ def require_contract(source: sa.Table, table: RawTable, columns: SourceColumns) 
             )
 
 
-def contract_value(column: Column, expr: str, is_text: bool, sql: EngineSql) -> str:
+def contract_value(column: Column, expr: str, kinds: BatchKinds, sql: EngineSql) -> str:
     """`expr` (a source value) as its contract column's type, NULL when it cannot be one.
 
     The one conversion the cast check and the append share, so that what is checked is what is
     written. A timestamp held as text (SQLite has no other kind) may carry a UTC offset: it is
     normalised to UTC by the landing files' rule; a plain CAST kept its wall time.
     """
-    if column.type == "TIMESTAMP" and is_text:
+    if column.type == "TIMESTAMP" and column.name in kinds.texts:
         return sql.dialect.try_utc_timestamp(expr)
     return f"TRY_CAST({expr} AS {sql.sql_type(column)})"
+
+
+def _loses_digits(column: Column, expr: str, kinds: BatchKinds, sql: EngineSql) -> str | None:
+    """SQL true when the contract's numeric type holds `expr` only rounded (numeric(12,4) into
+    DECIMAL(10,2), 3.7 into an INTEGER): both engines' casts round without a word (and not
+    alike: DuckDB rounds 3.7 to 4, Spark truncates it to 3). None for other types.
+
+    Both sides are compared in a decimal wide enough for any value the type holds. A float is
+    compared to 7 places: past them its digits are its binary form's (a DECIMAL(10,2) value
+    near 10^8 is off by up to 2^-27 as a double), not the source's; text and decimals exactly.
+    """
+    if not column.type.startswith(("BIGINT", "INTEGER", "DECIMAL")):
+        return None
+    wide = "DECIMAL(38,7)" if column.name in kinds.floats else "DECIMAL(38,18)"
+    typed = contract_value(column, expr, kinds, sql)
+    return f"TRY_CAST({typed} AS {wide}) <> TRY_CAST({expr} AS {wide})"
 
 
 def require_castable(
     first_row: Callable[[str], Sequence[object] | None],
     table: RawTable,
     names: list[str],
-    text_columns: frozenset[str],
+    kinds: BatchKinds,
     sql: EngineSql,
 ) -> None:
-    """Raise SourceSchemaError on the first value of `_source_batch` its contract type cannot hold.
+    """Raise SourceSchemaError on the first value of `_source_batch` its contract type cannot
+    hold, or holds only rounded.
 
     One probe and one message for every engine: the engine runs the SQL (`first_row` returns
-    its first row or None) and spells identifiers, types and timestamps its way (`sql`);
-    `text_columns` are the batch's columns of text values.
+    its first row or None) and spells identifiers, types and timestamps its way (`sql`).
     """
     columns = {c.name: c for c in table.columns}
-    probes = " UNION ALL ".join(
-        f"(SELECT {sql_string(n)}, CAST(id AS STRING), CAST({sql.quote(n)} AS STRING) "
-        f"FROM _source_batch WHERE {sql.quote(n)} IS NOT NULL AND "
-        f"{contract_value(columns[n], sql.quote(n), n in text_columns, sql)} IS NULL LIMIT 1)"
-        for n in names
-    )
-    bad = first_row(f"{probes} LIMIT 1")
+
+    def probe(name: str) -> str:
+        column, value = columns[name], sql.quote(name)
+        typed = contract_value(column, value, kinds, sql)
+        rounded = _loses_digits(column, value, kinds, sql)
+        refused = f"{typed} IS NULL" + (f" OR {rounded}" if rounded else "")
+        return (
+            f"(SELECT {sql_string(name)}, CAST(id AS STRING), CAST({value} AS STRING), "
+            f"CAST({typed} AS STRING) FROM _source_batch "
+            f"WHERE {value} IS NOT NULL AND ({refused}) LIMIT 1)"
+        )
+
+    bad = first_row(f"{' UNION ALL '.join(probe(n) for n in names)} LIMIT 1")
     if bad:
-        name, row_id, value = bad
+        name, row_id, value, typed = bad
         # The message goes to the run's log and to alerts. In a table holding personal data any
         # column may hold some (a positional INSERT shifted by a migration): described only.
         personal = any(c.personal for c in table.columns)
         shown = f"a value of {len(value)} characters" if personal else repr(value)
+        what = f"{table.name}.{name} holds {shown} (row id {row_id})"
+        if typed is None:
+            raise SourceSchemaError(
+                f"source column {what}, not a {columns[name].type}: fix the value (or the "
+                "column's type) in the app database, then re-run the extraction"
+            )
+        as_stored = "" if personal else f", as {typed}"
         raise SourceSchemaError(
-            f"source column {table.name}.{name} holds {shown} (row id {row_id}), not a "
-            f"{columns[name].type}: fix the value (or the column's type) in the app database, "
-            "then re-run the extraction"
+            f"source column {what}, which a {columns[name].type} holds only rounded{as_stored}: "
+            "round it in the app database (or widen the contract's column, "
+            "ingestion/tables.py), then re-run the extraction"
         )

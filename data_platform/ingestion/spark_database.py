@@ -22,12 +22,17 @@ from typing import TYPE_CHECKING
 
 from data_platform.ingestion.database import (
     ExtractionStats,
+    batch_kinds,
     source_batches,
     source_query,
-    text_columns,
 )
 from data_platform.ingestion.file_lines import sql_string
-from data_platform.ingestion.source_schema import EngineSql, contract_value, require_castable
+from data_platform.ingestion.source_schema import (
+    BatchKinds,
+    EngineSql,
+    contract_value,
+    require_castable,
+)
 from data_platform.ingestion.spark_formats import SPARK
 from data_platform.ingestion.spark_tables import ensure_spark_tables, spark_type
 from data_platform.ingestion.tables import RawTable
@@ -57,7 +62,7 @@ def _typed_versions(
     frame: DataFrame,
     table: RawTable,
     extra: list[str],
-    texts: frozenset[str],
+    kinds: BatchKinds,
     batch: int,
     extracted_at: datetime,
 ) -> DataFrame:
@@ -67,7 +72,7 @@ def _typed_versions(
     name only when it runs, by which time the view holds the last batch."""
     columns = {c.name: c for c in table.columns}
     contract = [
-        f"{contract_value(c, backquoted(c.name), c.name in texts, SPARK_SQL)} AS {backquoted(c.name)}"
+        f"{contract_value(c, backquoted(c.name), kinds, SPARK_SQL)} AS {backquoted(c.name)}"
         for c in table.columns
         if not c.name.startswith("_")
     ]
@@ -117,12 +122,12 @@ def extract_incremental_on_spark(
         for batch in source_batches(engine, query, names):
             frame = spark.createDataFrame(batch)
             frame.createOrReplaceTempView("_source_batch")
-            texts = text_columns(batch)
+            kinds = batch_kinds(batch)
             require_castable(
-                lambda sql: _first_row(spark, sql), table, columns.contract, texts, SPARK_SQL
+                lambda sql: _first_row(spark, sql), table, columns.contract, kinds, SPARK_SQL
             )
             staged.append(
-                _typed_versions(frame, table, columns.extra, texts, len(staged), extracted_at)
+                _typed_versions(frame, table, columns.extra, kinds, len(staged), extracted_at)
             )
             fetched += batch.num_rows
         if staged:
