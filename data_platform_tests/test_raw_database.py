@@ -218,3 +218,28 @@ def test_sqlite_timestamps_with_a_utc_offset_are_stored_in_utc(tmp_path):
         (3, at[8, 45], at[8, 45]),
         (4, at[10, 0], at[10, 0]),
     ]
+
+
+def test_a_row_stamped_in_the_future_hides_no_later_change(tmp_path):
+    """The mark is the log's max(updated_at): one row from a clock years ahead put it, less the
+    look-back, past every real change to come, which were never extracted."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    engine = hand_made_users(
+        tmp_path / "app.db",
+        [{"id": 1, "at": "2026-01-05 08:00:00"}, {"id": 2, "at": "2030-01-01 00:00:00"}],
+    )
+    extract_users(warehouse, engine, at=datetime(2026, 1, 5, 9))
+    with engine.begin() as conn:  # real changes, after the first run
+        conn.execute(INSERT_USER, {"id": 3, "at": "2026-01-05 09:30:00"})
+        conn.execute(sa.text("UPDATE users SET updated_at = '2026-01-05 09:40:00' WHERE id = 1"))
+    second = extract_users(warehouse, engine, at=datetime(2026, 1, 5, 10))
+    third = extract_users(warehouse, engine, at=datetime(2026, 1, 5, 11))
+    assert query(warehouse, "SELECT id, updated_at FROM raw.users ORDER BY ALL") == [
+        (1, datetime(2026, 1, 5, 8)),
+        (1, datetime(2026, 1, 5, 9, 40)),
+        (2, datetime(2030, 1, 1)),
+        (3, datetime(2026, 1, 5, 9, 30)),
+    ]
+    # The future row is read again by each run (it is after the capped mark), added once.
+    assert (second.versions_added, third.versions_added) == (2, 0)
+    assert third.rows_fetched == 1

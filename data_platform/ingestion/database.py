@@ -52,6 +52,21 @@ class ExtractionStats:
     versions_added: int
 
 
+def read_since(
+    high_water_mark: datetime | None, extracted_at: datetime, lookback: timedelta
+) -> datetime | None:
+    """Where an extraction starts reading (None: from the beginning): the raw table's
+    high-water mark less the look-back, the mark never past the extraction's own start.
+
+    One row stamped in the future (a source clock ahead) carried the mark past every real
+    change to come, so none was read until the clock caught up with it. Capped, such a row is
+    read again by each run and added once: its version is in the log already.
+    """
+    if high_water_mark is None:
+        return None
+    return min(high_water_mark, extracted_at) - lookback
+
+
 def changed_since(
     engine: sa.Engine, updated_at: sa.ColumnElement, since: datetime
 ) -> sa.ColumnElement:
@@ -196,7 +211,7 @@ def extract_incremental(
     conn.execute("SET TimeZone = 'UTC'")
     hwm_sql = f"SELECT max(updated_at) FROM {table.qualified_name}"
     hwm_before = conn.execute(hwm_sql).fetchone()[0]
-    query, columns = source_query(engine, table, hwm_before - lookback if hwm_before else None)
+    query, columns = source_query(engine, table, read_since(hwm_before, extracted_at, lookback))
     names = [*columns.contract, *columns.extra]
     fetched = added = 0
     conn.execute("BEGIN TRANSACTION")

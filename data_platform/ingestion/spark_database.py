@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from data_platform.ingestion.database import (
     ExtractionStats,
     batch_kinds,
+    read_since,
     source_batches,
     source_query,
 )
@@ -114,7 +115,7 @@ def extract_incremental_on_spark(
         f"SELECT count(*), CAST(max(updated_at) AS TIMESTAMP_NTZ) FROM {table.qualified_name}"
     )
     rows_before, hwm_before = spark.sql(state_sql).first()
-    query, columns = source_query(engine, table, hwm_before - lookback if hwm_before else None)
+    query, columns = source_query(engine, table, read_since(hwm_before, extracted_at, lookback))
     names = [*columns.contract, *columns.extra]
     staged: list[DataFrame] = []
     fetched = 0
