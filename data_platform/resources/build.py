@@ -42,6 +42,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "privacy": Privacy(
             pii_salt=_from_env_if_set("DATA_PLATFORM_PII_SALT", "") or None,
             salt_file=str(settings.home / SALT_FILE),
+            distributed=settings.executor == "celery",
         ),
         # The webhook URL is a secret: resolved at run time, never displayed; unset: logged.
         "alerts": AlertWebhook(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+from data_platform.resources.privacy import SALT_FILE, SALT_VARIABLE, local_pii_salt
 from data_platform.services.base import Service
 from data_platform.services.celery_workers import EXECUTOR_ENV, CeleryWorkers
 from data_platform.services.config import ServicesConfig
@@ -45,6 +46,11 @@ def service_env(config: ServicesConfig, names: Sequence[str]) -> dict[str, str]:
     if "postgres" in names:
         env["DAGSTER_HOME"] = str(instance_home(config))
         env.update(Postgres(config).env())
+        # The instance is shared now, which refuses a salt file (resources/privacy.py): this
+        # stack is one machine, so its home's salt is every process's, exported like the
+        # password. A stack spread over machines sets DATA_PLATFORM_PII_SALT on each itself.
+        if not config.environ.get(SALT_VARIABLE, "").strip():
+            env[SALT_VARIABLE] = local_pii_salt(config.platform_home / SALT_FILE)
     if "redis" in names:
         env.update(Redis(config).env())
     if "celery" in names:

@@ -2,25 +2,49 @@
     Salted SHA-256 of a normalised e-mail address: sha256(salt || lower(trim(email))), hex.
     NULL or blank e-mails give NULL.
 
-    The salt comes from the environment variable DATA_PLATFORM_PII_SALT, which the
-    orchestrator provides; there is no usable default: any run that executes SQL fails when it
-    is unset or blank. (`dbt parse` does not need it, so the manifest can be prepared on a
-    machine that does not hold the secret.)
+    The salt is a secret, and dbt writes every model's SQL to target/ (compiled, run,
+    manifest.json) and logs/dbt.log: it must never be in the SQL. So no macro reads it (an
+    `env_var()` call would also store its value in target/partial_parse.msgpack); the SQL names
+    where the engine finds it at run time, see pii_salt() below. The orchestrator puts it in
+    dbt's environment as DATA_PLATFORM_PII_SALT; unset or blank, the first row hashed fails the
+    model with the message below (`dbt parse`, and models that hash nothing, do not need it).
 
-    Only call this from a TABLE model: the salt is inlined in the compiled SQL, and a view
-    would store that SQL, salt included, in the warehouse catalog (duckdb_views()).
+    Only call this from a TABLE model: a view would hash with whatever salt its reader's session
+    holds (none: an error), long after dbt ran.
 -#}
 {% macro hash_email(column) -%}
-    {%- set salt = env_var('DATA_PLATFORM_PII_SALT', '') -%}
-    {%- if execute and (salt | trim) == '' -%}
-        {{ exceptions.raise_compiler_error(
-            "DATA_PLATFORM_PII_SALT is not set: the e-mail hash needs a secret salt. "
-            ~ "Set it in the environment of dbt (the orchestrator provides it).") }}
-    {%- endif -%}
     {%- if execute and model.config.materialized not in ['table', 'incremental'] -%}
         {{ exceptions.raise_compiler_error(
             "hash_email() in " ~ model.name ~ " (materialized " ~ model.config.materialized
-            ~ "): only tables may hash PII, a view would store the salt in the catalog.") }}
+            ~ "): only tables may hash PII, a view would hash at read time without the salt.") }}
     {%- endif -%}
-    {{ sha256_hex("'" ~ dbt.escape_single_quotes(salt) ~ "' || nullif(lower(trim(" ~ column ~ ")), '')") }}
+    {{ sha256_hex(pii_salt() ~ " || nullif(lower(trim(" ~ column ~ ")), '')") }}
+{%- endmacro %}
+
+
+{#- The salt as a SQL string expression that holds no part of it; fails when there is none. -#}
+{% macro pii_salt() -%}
+    {{ return(adapter.dispatch('pii_salt')()) }}
+{%- endmacro %}
+
+{#-
+    DuckDB: a variable that the project's dbt-duckdb plugin sets on each of dbt's connections
+    from DATA_PLATFORM_PII_SALT (data_platform/resources/dbt_salt_plugin.py, profiles.yml).
+    Unset, getvariable() is a NULL of type NULL, which coalesce would pass over error() for:
+    hence the cast.
+-#}
+{% macro default__pii_salt() -%}
+    coalesce(nullif(cast(getvariable('data_platform_pii_salt') as varchar), ''), error('DATA_PLATFORM_PII_SALT is not set: the e-mail hash needs a secret salt. Set it in the environment of dbt (the orchestrator provides it).'))
+{%- endmacro %}
+
+{#-
+    Spark: a session conf that profiles.yml's spark target sets from DATA_PLATFORM_PII_SALT, hex
+    encoded (any character of a salt given by hand survives the trip), substituted by Spark's
+    parser into the statement it runs (`${...}`, spark.sql.variable.substitute, on by default).
+    Unset, the conf is empty; never substituted, the text is not hex: NULL either way, then
+    raise_error. The conf's name must not match spark.redaction.regex (`secret`, `token`, ...):
+    Spark then substitutes the redaction mark, not the value.
+-#}
+{% macro spark__pii_salt() -%}
+    coalesce(nullif(decode(unhex('${spark.data_platform.pii_salt_hex}'), 'UTF-8'), ''), raise_error('DATA_PLATFORM_PII_SALT is not set: the e-mail hash needs a secret salt. Set it in the environment of dbt (the orchestrator provides it).'))
 {%- endmacro %}
