@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -243,3 +247,47 @@ def test_a_row_stamped_in_the_future_hides_no_later_change(tmp_path):
     # The future row is read again by each run (it is after the capped mark), added once.
     assert (second.versions_added, third.versions_added) == (2, 0)
     assert third.rows_fetched == 1
+
+
+def _extract_killed_after(warehouse: str, source_url: str, batches: int, batch_rows: int) -> None:
+    """In a spawned process: extract users in batches of `batch_rows`, and be killed (SIGKILL:
+    no handler, no rollback, no close) once `batches` of them were appended."""
+    database.SOURCE_BATCH_ROWS = batch_rows
+    fetch = database.source_batches
+
+    def batches_then_killed(*args: object) -> Iterator[object]:
+        for number, batch in enumerate(fetch(*args)):
+            if number == batches:
+                os.kill(os.getpid(), signal.SIGKILL)
+            yield batch
+
+    database.source_batches = batches_then_killed
+    with duckdb.connect(warehouse) as conn:
+        extract_incremental(
+            conn, sa.create_engine(source_url), USERS, timedelta(hours=1), datetime(2026, 2, 1)
+        )
+
+
+def test_an_extraction_killed_after_some_batches_writes_none_of_them(settings, source):
+    """One transaction for the whole run: a process killed after two batches of five versions
+    were appended leaves the version log as it was (a commit per batch would keep ten)."""
+    warehouse = str(settings.warehouse)
+    with duckdb.connect(warehouse) as conn:
+        extract_incremental(conn, source, USERS, timedelta(hours=1), datetime(2026, 2, 1))
+    before = raw_versions(settings, "users")
+    latest = max(at for _, at in before)
+    with source.begin() as conn:
+        changed = conn.execute(sa.text("UPDATE users SET updated_at = :t"), {"t": latest}).rowcount
+    assert changed > 3 * 5
+
+    child = multiprocessing.get_context("spawn").Process(
+        target=_extract_killed_after, args=(warehouse, settings.source_db_url, 2, 5)
+    )
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == -signal.SIGKILL
+    assert raw_versions(settings, "users") == before
+    # The warehouse is sound: the next run adds every changed row.
+    with duckdb.connect(warehouse) as conn:
+        stats = extract_incremental(conn, source, USERS, timedelta(hours=1), datetime(2026, 2, 1))
+    assert stats.versions_added == changed - sum(at == latest for _, at in before)
