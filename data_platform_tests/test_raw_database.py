@@ -225,8 +225,8 @@ def test_sqlite_timestamps_with_a_utc_offset_are_stored_in_utc(tmp_path):
 
 
 def test_a_row_stamped_in_the_future_hides_no_later_change(tmp_path):
-    """The mark is the log's max(updated_at): one row from a clock years ahead put it, less the
-    look-back, past every real change to come, which were never extracted."""
+    """The mark was the log's max(updated_at): one row from a clock years ahead put it, less
+    the look-back, past every real change to come, which were never extracted."""
     warehouse = tmp_path / "warehouse.duckdb"
     engine = hand_made_users(
         tmp_path / "app.db",
@@ -236,17 +236,22 @@ def test_a_row_stamped_in_the_future_hides_no_later_change(tmp_path):
     with engine.begin() as conn:  # real changes, after the first run
         conn.execute(INSERT_USER, {"id": 3, "at": "2026-01-05 09:30:00"})
         conn.execute(sa.text("UPDATE users SET updated_at = '2026-01-05 09:40:00' WHERE id = 1"))
-    second = extract_users(warehouse, engine, at=datetime(2026, 1, 5, 10))
-    third = extract_users(warehouse, engine, at=datetime(2026, 1, 5, 11))
+    # Hours later: the changes are older than the run's own start less the look-back.
+    second = extract_users(warehouse, engine, at=datetime(2026, 1, 5, 12))
+    third = extract_users(warehouse, engine, at=datetime(2026, 1, 5, 13))
     assert query(warehouse, "SELECT id, updated_at FROM raw.users ORDER BY ALL") == [
         (1, datetime(2026, 1, 5, 8)),
         (1, datetime(2026, 1, 5, 9, 40)),
         (2, datetime(2030, 1, 1)),
         (3, datetime(2026, 1, 5, 9, 30)),
     ]
-    # The future row is read again by each run (it is after the capped mark), added once.
+    # The future row counts as seen when the first run started (09:00); read again, added once.
+    assert (second.high_water_mark_before, third.high_water_mark_before) == (
+        datetime(2026, 1, 5, 9),
+        datetime(2026, 1, 5, 9, 40),
+    )
     assert (second.versions_added, third.versions_added) == (2, 0)
-    assert third.rows_fetched == 1
+    assert third.rows_fetched == 3  # 09:30, 09:40 and the future row: since 08:40
 
 
 def _extract_killed_after(warehouse: str, source_url: str, batches: int, batch_rows: int) -> None:

@@ -52,19 +52,17 @@ class ExtractionStats:
     versions_added: int
 
 
-def read_since(
-    high_water_mark: datetime | None, extracted_at: datetime, lookback: timedelta
-) -> datetime | None:
-    """Where an extraction starts reading (None: from the beginning): the raw table's
-    high-water mark less the look-back, the mark never past the extraction's own start.
+# The log's high-water mark: each version counts up to when it was extracted, at most. One row
+# stamped in the future (a source clock ahead) carried a plain max(updated_at) past every real
+# change to come, none of which was read until the clock caught up with it. Capped, it counts
+# as seen when its run started; it is read again by later runs and added once (its version is
+# in the log). The same SQL on DuckDB and Spark.
+HIGH_WATER_MARK = "max(least(updated_at, _extracted_at))"
 
-    One row stamped in the future (a source clock ahead) carried the mark past every real
-    change to come, so none was read until the clock caught up with it. Capped, such a row is
-    read again by each run and added once: its version is in the log already.
-    """
-    if high_water_mark is None:
-        return None
-    return min(high_water_mark, extracted_at) - lookback
+
+def read_since(high_water_mark: datetime | None, lookback: timedelta) -> datetime | None:
+    """Where an extraction starts reading: the mark less the look-back (None: from the start)."""
+    return None if high_water_mark is None else high_water_mark - lookback
 
 
 def changed_since(
@@ -209,9 +207,9 @@ def extract_incremental(
     # The timestamp rule reads offset-less text in the session's zone: the warehouse's, UTC,
     # whoever opened this connection.
     conn.execute("SET TimeZone = 'UTC'")
-    hwm_sql = f"SELECT max(updated_at) FROM {table.qualified_name}"
+    hwm_sql = f"SELECT {HIGH_WATER_MARK} FROM {table.qualified_name}"
     hwm_before = conn.execute(hwm_sql).fetchone()[0]
-    query, columns = source_query(engine, table, read_since(hwm_before, extracted_at, lookback))
+    query, columns = source_query(engine, table, read_since(hwm_before, lookback))
     names = [*columns.contract, *columns.extra]
     fetched = added = 0
     conn.execute("BEGIN TRANSACTION")

@@ -21,6 +21,7 @@ from functools import reduce
 from typing import TYPE_CHECKING
 
 from data_platform.ingestion.database import (
+    HIGH_WATER_MARK,
     ExtractionStats,
     batch_kinds,
     read_since,
@@ -112,10 +113,10 @@ def extract_incremental_on_spark(
     # One job for both figures. The mark as TIMESTAMP_NTZ: the naive UTC value, whatever the
     # Python process's own time zone.
     state_sql = (
-        f"SELECT count(*), CAST(max(updated_at) AS TIMESTAMP_NTZ) FROM {table.qualified_name}"
+        f"SELECT count(*), CAST({HIGH_WATER_MARK} AS TIMESTAMP_NTZ) FROM {table.qualified_name}"
     )
     rows_before, hwm_before = spark.sql(state_sql).first()
-    query, columns = source_query(engine, table, read_since(hwm_before, extracted_at, lookback))
+    query, columns = source_query(engine, table, read_since(hwm_before, lookback))
     names = [*columns.contract, *columns.extra]
     staged: list[DataFrame] = []
     fetched = 0
