@@ -202,3 +202,84 @@ def test_a_short_timeout_fails_with_one_line_naming_the_writer(home):
     )
     assert f"(PID {writer.pid})" in line and "after 1 s" in line and "--timeout" in line
     assert waited >= 1
+
+
+# Reads the first line, says so, then reads nothing more until the file argv[1] exists: a pager
+# whose user has not scrolled yet. Then counts the lines.
+SLOW_READER = """
+import pathlib, sys, time
+first = sys.stdin.buffer.readline()
+print("first line read", flush=True)
+go = pathlib.Path(sys.argv[1])
+while not go.exists():
+    time.sleep(0.05)
+print(1 + len(sys.stdin.buffer.read().splitlines()), flush=True)
+"""
+# Takes the write lock as a run's step does (the platform's helper, a short wait), writes a row.
+LOCK_TAKER = """
+import sys, duckdb
+from data_platform.resources.duckdb_lock import connect_with_lock_wait
+try:
+    conn = connect_with_lock_wait(sys.argv[1], timeout=float(sys.argv[2]))
+except duckdb.IOException as error:
+    sys.exit(f"no lock: {error}")
+conn.execute("INSERT INTO marts.sample (id, name) VALUES (5, 'written while a pager read')")
+conn.close()
+"""
+
+
+def test_a_slow_reader_leaves_the_warehouse_to_writers(home, tmp_path):
+    """The file stayed locked while the output drained: behind a paused pager, a run's step
+    waiting for the lock failed after its wait. Now the rows are spooled and the file released
+    at once; the reader still gets every row."""
+    rows = 300_000  # ~2 MB of csv: far more than a pipe holds
+    query = subprocess.Popen(
+        [CLI, "sql", f"SELECT range AS n, 'x' AS pad FROM range({rows})", "--format", "csv"],
+        env=environment(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    go = tmp_path / "go"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", SLOW_READER, str(go)],
+        stdin=query.stdout,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    query.stdout.close()  # the reader's now
+    try:
+        assert reader.stdout.readline() == "first line read\n"  # the query has run
+        time.sleep(1)
+        assert query.poll() is None  # blocked on the full pipe
+        writer = subprocess.run(
+            [sys.executable, "-c", LOCK_TAKER, str(home / "warehouse.duckdb"), "10"],
+            env=environment(home),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert writer.returncode == 0, writer.stderr
+    finally:
+        go.touch()
+    assert reader.stdout.readline() == f"{rows + 1}\n"  # the header and every row
+    assert reader.wait(timeout=60) == 0
+    assert query.wait(timeout=60) == 0, query.stderr.read()
+    counted = sql(home, "SELECT count(*) AS n FROM marts.sample", "--format", "csv")
+    assert counted.stdout == "n\n4\n"
+
+
+def test_the_spool_moves_to_a_temporary_file_past_its_memory_bound():
+    """Past the bound the rows go to disk, and come back exact and in order."""
+    from data_platform.sql_engines.spool import RowSpool  # here: the module is new
+
+    rows = [
+        (i, f"name {i}", Decimal(i) / 100, datetime(2026, 1, 1, i % 24), None, {"k": [i]})
+        for i in range(25_000)
+    ]
+    with RowSpool(memory_bytes=50_000) as spool:
+        spool.extend(iter(rows))
+        assert spool.spilled
+        assert list(spool.rows()) == rows
+    with RowSpool() as small:
+        small.extend(rows[:10])
+        assert not small.spilled and list(small.rows()) == rows[:10]

@@ -2,8 +2,8 @@
 
 Each engine module offers `read_only_query(settings, sql, timeout)`: a context manager that
 checks the query is a read, runs it and yields a `QueryResult` whose rows arrive lazily, a batch
-at a time, while the connection stays open; anything that goes wrong is a `QueryError` of one
-line. The CLI (`warehouse_sql`) picks the module by `Settings.engine` and formats the rows; it
+at a time (DuckDB's from a spool, its file already released: see spool.py); anything that goes
+wrong is a `QueryError` of one line. The CLI (`warehouse_sql`) picks the module by `Settings.engine` and formats the rows; it
 knows nothing of either engine. Modules are imported on demand: a DuckDB query must not pay for
 importing pyspark (~1 s), nor a Spark query for DuckDB.
 """

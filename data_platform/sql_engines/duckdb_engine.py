@@ -2,7 +2,8 @@
 
 It works while the platform runs: DuckDB lets no second process open a file a writer holds,
 even read-only, so the query waits for the writer (up to `--timeout` seconds) instead of
-failing at once, and holds the file only while it runs. Read-only throughout: the file is
+failing at once, and holds the file only while it runs and its rows are fetched (into a
+spool: never while a slow reader drains the output). Read-only throughout: the file is
 opened read_only (DuckDB refuses INSERT, CREATE, ...) and file access is switched off and
 locked, so COPY ... TO or ATTACH cannot write elsewhere either.
 """
@@ -19,6 +20,7 @@ import duckdb
 from data_platform.resources.duckdb_lock import connect_with_lock_wait, is_lock_conflict
 from data_platform.settings import Settings
 from data_platform.sql_engines import READ_ONLY_HINT, QueryError, QueryResult, first_line
+from data_platform.sql_engines.spool import RowSpool
 
 FETCH_ROWS = 10_000
 
@@ -73,6 +75,13 @@ def run_query(conn: duckdb.DuckDBPyConnection, sql: str) -> QueryResult:
 
 @contextmanager
 def read_only_query(settings: Settings, sql: str, timeout: float) -> Iterator[QueryResult]:
-    """`sql` on the warehouse file, waiting up to `timeout` s for a writer's lock."""
-    with open_read_only(settings.warehouse, timeout) as conn:
-        yield run_query(conn, sql)
+    """`sql` on the warehouse file, waiting up to `timeout` s for a writer's lock.
+
+    Every row is fetched into a spool and the file closed before the caller writes any out:
+    held while the output drained, a slow reader (a pager) made waiting writers fail.
+    """
+    with RowSpool() as spool:
+        with open_read_only(settings.warehouse, timeout) as conn:
+            result = run_query(conn, sql)
+            spool.extend(result.rows)
+        yield QueryResult(columns=result.columns, types=result.types, rows=spool.rows())
