@@ -3,13 +3,17 @@ resumable with no day lost or loaded twice, and refused when corrupt or partial.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -24,9 +28,11 @@ from data_platform.operations.backup import take_backup
 from data_platform.operations.backup_schedule import DEST_VARIABLE, backup_job, daily_backup
 from data_platform.operations.backup_store import BackupError, BackupStore
 from data_platform.operations.restore import restore
+from data_platform.orchestration import pool_wait
 from data_platform.orchestration.run_health import WORKER_HOST_TAG
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.build import build_resources
+from data_platform.resources.duckdb_lock import connect_with_lock_wait
 from data_platform.services.config import load_services_config
 from data_platform.services.instance import instance_home, write_instance_yaml
 from data_platform.settings import Settings, load_settings
@@ -460,3 +466,96 @@ def test_a_wrong_or_missing_postgres_password_is_one_line_naming_the_variable(
     assert last.startswith("data-platform backup: ") and "DAGSTER_PG_PASSWORD" in last
     assert "make -s services-env" in last
     assert not (tmp_path / "backup").exists()
+
+
+class UploadGate:
+    """A TCP proxy in front of the S3 server that holds every PUT (an upload) until `open()`:
+    a slow store, for real, to boto3 and the server alike."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = (upstream.split("//")[1].split(":")[0], int(upstream.rsplit(":", 1)[1]))
+        self.upload_started = threading.Event()
+        self._open = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def open(self) -> None:
+        self._open.set()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(1 << 16):
+                if requests and data.startswith(b"PUT "):
+                    self.upload_started.set()
+                    self._open.wait()
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.open()
+        self._server.close()
+
+
+@dg.op(pool=WAREHOUSE_POOL)
+def write_the_warehouse() -> None:
+    """A run's warehouse step: the pool slot, then DuckDB's lock (a short wait), then a write."""
+    settings = load_settings()
+    with connect_with_lock_wait(str(settings.warehouse), timeout=5) as conn:
+        conn.execute("INSERT INTO u VALUES (42)")
+
+
+@dg.job
+def writer_job() -> None:
+    write_the_warehouse()
+
+
+def test_the_scheduled_backup_lets_writers_run_while_it_uploads(
+    pristine, s3_landing, s3_endpoint, tmp_path, monkeypatch
+):
+    """The schedule's one op held the `duckdb` slot (and so every warehouse step) through the
+    upload and its verification: a slow store stopped the platform. Now only the snapshot holds
+    it; with the upload held at the S3 server's door, a writer's step claims the slot, takes
+    DuckDB's lock and commits, and the backup then completes, verified and restorable."""
+    pool_wait.install()  # the platform's wait for a slot (it sleeps between checks)
+    home = copy_home(pristine, tmp_path / "home")
+    bucket = s3_landing.url.split("/")[2]
+    gate = UploadGate(s3_endpoint)
+    monkeypatch.setenv("DATA_PLATFORM_HOME", str(home))
+    monkeypatch.setenv(DEST_VARIABLE, f"s3://{bucket}/daily")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", gate.url)
+    overrides = {"concurrency": {"pools": {"default_limit": 1}}}
+    with (
+        dg.instance_for_test(overrides=overrides) as instance,
+        ThreadPoolExecutor(2) as threads,
+    ):
+        backup = threads.submit(backup_job.execute_in_process, instance=instance)
+        try:
+            assert gate.upload_started.wait(timeout=120), backup.result() if backup.done() else ""
+            writer = threads.submit(writer_job.execute_in_process, instance=instance)
+            assert writer.result(timeout=30).success  # while the upload is still held
+            assert not backup.done()
+        finally:
+            gate.open()
+        assert backup.result(timeout=120).success
+    gate.close()
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM u WHERE id = 42").fetchone() == (1,)
+    root = BackupStore(f"s3://{bucket}/daily")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    [name] = {n.split("/", 1)[0] for n in root.names()}
+    assert not list(home.glob(".backup-*"))  # the snapshot's folder is gone
+    restored = home_settings(tmp_path / "restored")
+    restore(restored, root.child(name))
+    assert table_rows(restored.warehouse) == table_rows(pristine / "home" / "warehouse.duckdb")

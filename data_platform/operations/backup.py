@@ -17,6 +17,7 @@ from pathlib import Path
 
 from data_platform.operations.backup_store import BackupError, BackupStore, sha256_file
 from data_platform.operations.snapshot import (
+    INSTANCE_DUMP,
     copy_instance,
     copy_settings,
     copy_warehouse,
@@ -34,45 +35,69 @@ def versions() -> dict[str, str]:
     return {"python": platform.python_version(), **{p: version(p) for p in packages}}
 
 
-def take_backup(settings: Settings, dest: BackupStore, lock_timeout: float = 120.0) -> dict:
-    """Snapshot everything needed to resume into `dest`; returns the manifest."""
+def check_empty(dest: BackupStore) -> None:
     if dest.names():
         raise BackupError(f"{dest.url} is not empty: back up into a new folder or prefix")
-    # Staged next to the warehouse, not in /tmp: a warehouse may not fit a tmpfs.
-    settings.home.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".backup-", dir=settings.home) as tmp:
-        staging = Path(tmp)
-        storage = copy_instance(settings, staging)
-        # On Spark the DuckDB file, if any, is not the warehouse in use: not copied.
-        if settings.engine == "spark":
-            with warehouse_of(settings).spark() as spark:
-                export_spark_warehouse(spark, staging)
-        else:
-            copy_warehouse(settings, staging, lock_timeout)
-        copy_settings(settings, staging)
-        files = [
-            {
-                "path": p.relative_to(staging).as_posix(),
-                "size": p.stat().st_size,
-                "sha256": sha256_file(p),
-            }
-            for p in sorted(staging.rglob("*"))
-            if p.is_file()
-        ]
-        for entry in files:
-            dest.put(staging / entry["path"], entry["path"])
-        manifest = {
-            "format": FORMAT,
-            "created_at": datetime.now(UTC).isoformat(),
-            "instance_storage": storage,
-            "warehouse": settings.engine,
-            "versions": versions(),
-            "files": files,
+
+
+def stage_backup(settings: Settings, staging: Path, lock_timeout: float = 120.0) -> None:
+    """The consistent snapshot, into a local folder: the only part that needs the warehouse.
+
+    The instance first, then the warehouse (see snapshot.py for why this order), then the
+    settings. DuckDB's lock is held only while its file is copied into `staging`; the upload and
+    its verification, as slow as the store is, come after and take no lock.
+    """
+    copy_instance(settings, staging)
+    # On Spark the DuckDB file, if any, is not the warehouse in use: not copied.
+    if settings.engine == "spark":
+        with warehouse_of(settings).spark() as spark:
+            export_spark_warehouse(spark, staging)
+    else:
+        copy_warehouse(settings, staging, lock_timeout)
+    copy_settings(settings, staging)
+
+
+def store_backup(settings: Settings, staging: Path, dest: BackupStore) -> dict:
+    """Upload what stage_backup wrote, seal it with the manifest, read it all back; returns
+    the manifest. Holds nothing of the platform: writers run meanwhile."""
+    files = [
+        {
+            "path": p.relative_to(staging).as_posix(),
+            "size": p.stat().st_size,
+            "sha256": sha256_file(p),
         }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        dest.put(staging / MANIFEST, MANIFEST)
+        for p in sorted(staging.rglob("*"))
+        if p.is_file()
+    ]
+    for entry in files:
+        dest.put(staging / entry["path"], entry["path"])
+    manifest = {
+        "format": FORMAT,
+        "created_at": datetime.now(UTC).isoformat(),
+        "instance_storage": "postgres" if (staging / INSTANCE_DUMP).exists() else "sqlite",
+        "warehouse": settings.engine,
+        "versions": versions(),
+        "files": files,
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    dest.put(staging / MANIFEST, MANIFEST)
     verify_stored(dest, manifest)
     return manifest
+
+
+def staging_folder(settings: Settings) -> tempfile.TemporaryDirectory:
+    """A private folder for one backup's snapshot. Next to the warehouse, not in /tmp: a
+    warehouse may not fit a tmpfs."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix=".backup-", dir=settings.home)
+
+
+def take_backup(settings: Settings, dest: BackupStore, lock_timeout: float = 120.0) -> dict:
+    """Snapshot everything needed to resume into `dest`; returns the manifest."""
+    check_empty(dest)
+    with staging_folder(settings) as tmp:
+        stage_backup(settings, Path(tmp), lock_timeout)
+        return store_backup(settings, Path(tmp), dest)
 
 
 def verify_stored(store: BackupStore, manifest: dict) -> None:

@@ -1,18 +1,21 @@
 """A daily backup as a Dagster schedule, keeping the last N; off until someone turns it on.
 
 Off by default (STOPPED): a backup needs a destination chosen by a person, and a schedule that
-fills a disk nobody watches is worse than none. Its op joins the `duckdb` pool, so it queues
-behind a writing run like any other warehouse step instead of holding the file meanwhile.
+fills a disk nobody watches is worse than none. Its snapshot op joins the `duckdb` pool, so it
+queues behind a writing run like any other warehouse step instead of holding the file
+meanwhile; its upload op does not, so writers go on while the backup travels.
 """
 
 # No `from __future__ import annotations`: Dagster reads the op's context annotation at runtime.
 import os
 import re
+import shutil
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 
-from data_platform.operations.backup import MANIFEST, take_backup
+from data_platform.operations.backup import MANIFEST, check_empty, stage_backup, store_backup
 from data_platform.operations.backup_store import BackupStore
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.settings import load_settings
@@ -52,19 +55,50 @@ def prune(root: BackupStore, keep: int) -> list[str]:
     return doomed
 
 
+def scheduled_staging(run_id: str) -> Path:
+    """Where a scheduled run's snapshot waits for its upload: named by the run, so the second
+    op finds it without passing a path through an IO manager; in the home, as staging_folder."""
+    return load_settings().home / f".backup-{run_id}"
+
+
 @dg.op(pool=WAREHOUSE_POOL)
-def backup_platform(context: dg.OpExecutionContext) -> None:
+def snapshot_platform(context: dg.OpExecutionContext) -> None:
+    """The consistent snapshot, in the `duckdb` pool: it queues behind a writing run like any
+    other warehouse step, and holds the slot only while it copies (seconds, locally)."""
+    staging = scheduled_staging(context.run_id)
+    staging.mkdir(parents=True)
+    try:
+        stage_backup(load_settings(), staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+@dg.op(ins={"snapshot": dg.In(dg.Nothing)})
+def upload_backup(context: dg.OpExecutionContext) -> None:
+    """Upload, seal, verify, prune: outside the pool, since a slow store held every warehouse
+    step back for as long as the upload took when this was one op with the snapshot."""
+    staging = scheduled_staging(context.run_id)
     root = BackupStore(os.environ[DEST_VARIABLE])
     name = datetime.now(UTC).strftime(STAMP)
-    manifest = take_backup(load_settings(), root.child(name))
+    try:
+        check_empty(root.child(name))
+        manifest = store_backup(load_settings(), staging, root.child(name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     context.log.info(f"backup {root.child(name).url}: {len(manifest['files'])} files, verified")
     for deleted in prune(root, keep_count()):
         context.log.info(f"deleted the old backup {deleted} (keeping {keep_count()})")
 
 
-@dg.job(description="Back up the warehouse, the instance and the settings; keep the last N.")
+# In the run's process, whatever executor the Definitions use: the snapshot is a local folder
+# that the upload must find (a Celery worker on another machine would not).
+@dg.job(
+    description="Back up the warehouse, the instance and the settings; keep the last N.",
+    executor_def=dg.in_process_executor,
+)
 def backup_job() -> None:
-    backup_platform()
+    upload_backup(snapshot=snapshot_platform())
 
 
 @dg.schedule(
