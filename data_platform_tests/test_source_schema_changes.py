@@ -132,14 +132,29 @@ def test_a_price_declared_with_more_digits_is_named_by_the_drift_check(resources
 
 
 def test_a_float_carries_its_cents_however_it_was_computed(settings, source):
-    """0.1 + 0.2 is 0.30000000000000004 as a double: its digits past the 7th place are the
-    binary form's, not the source's, so it is the 0.30 it was meant to be."""
+    """0.1 + 0.2 is 0.30000000000000004 as a double: its digits past the 15th are the binary
+    form's, not the source's, so it is the 0.30 it was meant to be."""
     with source.begin() as conn:
         conn.execute(sa.text("UPDATE products SET unit_price = 0.1 + 0.2 WHERE id = 3"))
         conn.execute(sa.text("UPDATE products SET unit_price = 99999999.99 WHERE id = 4"))
     extract_directly(settings, source, "products")
     prices = query(settings.warehouse, "SELECT unit_price FROM raw.products WHERE id IN (3, 4)")
     assert sorted(p for (p,) in prices) == [Decimal("0.30"), Decimal("99999999.99")]
+
+
+def test_a_text_among_floats_is_the_value_refused_not_a_floats_last_digits(settings, source):
+    """A column holding a text is read as text, its floats spelled out: 15.99 + 1 was spelled
+    16.990000000000002, which the exact check on text refused before the text itself."""
+    with source.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE products SET unit_price = 15.99 + 1, updated_at = '2000-01-01' "
+                    "WHERE id = 2")
+        )  # fmt: skip
+        conn.execute(sa.text("UPDATE products SET unit_price = 'n/a' WHERE id = 3"))
+    message = one_line_error(settings, source, "products")
+    assert message.startswith(
+        "source column products.unit_price holds 'n/a' (row id 3), not a DECIMAL(10,2)"
+    )
 
 
 def one_line_error(settings, engine: sa.Engine, table: str) -> str:

@@ -239,3 +239,68 @@ def test_a_value_the_contract_cannot_hold_is_refused_on_both_and_nothing_written
         assert str(on_spark.value).startswith(start), str(on_spark.value)
         assert duckdb_rows(duck, table) == before[table.name], table.name
         assert spark_rows(spark_raw, table) == before[table.name], table.name
+
+
+def test_offsets_infinities_future_rows_and_rounding_alike_on_both(tmp_path, spark_raw):
+    """A SQLite app's text timestamps with offsets (stored in UTC), an infinity outside the
+    contract (valid JSON), a row stamped years ahead (later changes still read) and a price
+    with more digits than the contract (refused, not rounded): the same on both engines."""
+    duck, users, products = tmp_path / "warehouse.duckdb", TABLES["users"], TABLES["products"]
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    insert = sa.text("INSERT INTO users VALUES (:id, 'u@x', 'U', 'DE', :at, :at, NULL, :score)")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, full_name TEXT, "
+                "country TEXT, created_at DATETIME, updated_at DATETIME, deleted_at DATETIME, "
+                "score REAL)"
+            )
+        )
+        conn.execute(
+            insert,
+            [
+                {"id": 1, "at": "2026-01-05 10:00:00+02:00", "score": float("inf")},
+                {"id": 2, "at": "2030-01-01 00:00:00", "score": float("-inf")},
+                {"id": 3, "at": "2026-01-05 08:45:00", "score": 1.5},
+            ],
+        )
+        conn.execute(
+            sa.text(
+                "CREATE TABLE products (id INTEGER PRIMARY KEY, sku TEXT, name TEXT, "
+                "category TEXT, unit_price NUMERIC(12, 4), updated_at DATETIME)"
+            )
+        )
+        conn.execute(
+            sa.text("INSERT INTO products VALUES (1, 's', 'n', 'c', 12.3456, '2026-01-05')")
+        )
+    extract_both(duck, spark_raw, engine, users, datetime(2026, 1, 5, 9))
+    with engine.begin() as conn:  # 10:00 UTC, and a real change after the future row
+        conn.execute(insert, {"id": 4, "at": "2026-01-05 05:00:00-05:00", "score": None})
+        conn.execute(sa.text("UPDATE users SET updated_at = '2026-01-05 09:30:00' WHERE id = 3"))
+    on_duckdb, on_spark = extract_both(duck, spark_raw, engine, users, datetime(2026, 1, 5, 12))
+    assert on_spark == on_duckdb and on_duckdb.versions_added == 2
+
+    rows = duckdb_rows(duck, users)
+    assert spark_rows(spark_raw, users) == rows
+    at = users.column_names.index("updated_at")
+    assert {(r[0], r[at]): json.loads(r[-1]) for r in rows} == {
+        (1, datetime(2026, 1, 5, 8)): {"score": "Infinity"},
+        (2, datetime(2030, 1, 1)): {"score": "-Infinity"},
+        (3, datetime(2026, 1, 5, 8, 45)): {"score": 1.5},
+        (3, datetime(2026, 1, 5, 9, 30)): {"score": 1.5},
+        (4, datetime(2026, 1, 5, 10)): {"score": None},
+    }
+    # Strict JSON: DuckDB's json_object wrote a bare Infinity (Spark's writer never did).
+    for row in rows:
+        json.loads(row[-1], parse_constant=lambda constant: pytest.fail(constant))
+
+    with duckdb.connect(str(duck)) as conn, pytest.raises(SourceSchemaError) as on_duckdb:
+        extract_incremental(conn, engine, products, LOOKBACK, datetime(2026, 1, 6))
+    with pytest.raises(SourceSchemaError) as on_spark:
+        extract_incremental_on_spark(spark_raw, engine, products, LOOKBACK, datetime(2026, 1, 6))
+    assert str(on_spark.value) == str(on_duckdb.value)
+    assert str(on_spark.value).startswith(
+        "source column products.unit_price holds '12.3456' (row id 1), which a DECIMAL(10,2) "
+        "holds only rounded, as 12.35"
+    )
+    assert duckdb_rows(duck, products) == spark_rows(spark_raw, products) == Counter()

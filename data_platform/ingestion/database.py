@@ -110,6 +110,14 @@ def source_query(
     return query.order_by(source.c.updated_at, source.c.id), columns
 
 
+def _as_text(value: object) -> str:
+    """A source value as text. A float to its 15 significant digits, all a double carries
+    (DBL_DIG): past them are its binary form's (15.99 + 1 is 16.990000000000002), which the
+    cast check, judging text exactly, would refuse as digits a DECIMAL(10,2) loses; a typed
+    float column is compared to 7 places, the same 15 digits at the contract's magnitudes."""
+    return format(value, ".15g") if isinstance(value, float) else str(value)
+
+
 def _arrow_column(values: tuple) -> pa.Array:
     import pyarrow as pa
 
@@ -117,7 +125,7 @@ def _arrow_column(values: tuple) -> pa.Array:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         # Mixed kinds of values (a text among numbers): as text, for the cast check to judge.
-        return pa.array([None if v is None else str(v) for v in values], pa.string())
+        return pa.array([None if v is None else _as_text(v) for v in values], pa.string())
 
 
 def batch_kinds(batch: pa.Table) -> BatchKinds:
