@@ -621,6 +621,10 @@ NEAR_SPELLED = [
     _SPELLED.format('"n15"', 15, ',"zz":{"b":[true,null],"a":-0.0},"aa":"5","x":1e-05'),
     "\t" + _SPELLED.format('"n16"', 16, ""),  # JSON's whitespace before the object: valid
     "\x0b\x0c",  # blank on both engines (and in the conservation check): no record
+    # Spaced as json.dumps spaces: vouched for; an escaped space and a key with a space: not
+    json.dumps(json.loads(_SPELLED.format('"n17"', 17, ',"properties":{"q":"red shoes"}'))),
+    _SPELLED.format('"n\\u002018"', 18, ""),
+    _SPELLED.format('"n19"', 19, "").replace('"user_id"', '"user _id"'),
 ]
 
 
@@ -695,8 +699,9 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     # long event; broken JSON (line 3 of crlf.jsonl and of mixed.jsonl, line 2 of long.jsonl),
     # two objects in a line (line 2 of lone-cr.jsonl, the whole of cr-only.jsonl), the Latin-1
     # line (line 2), the cut gzip (as a whole), a control character, single quotes, 12.0,
-    # 2**63, infinity, epoch and a repeated key (near-spelled.jsonl) are dead letters.
-    assert spark_stats[0].records_read == 36 and spark_stats[0].rows_loaded == 22
+    # 2**63, infinity, epoch, a repeated key and a key with a space (near-spelled.jsonl) are
+    # dead letters.
+    assert spark_stats[0].records_read == 39 and spark_stats[0].rows_loaded == 24
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
@@ -709,6 +714,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         (f"events/dt={day}/near-spelled.jsonl", 10),
         (f"events/dt={day}/near-spelled.jsonl", 11),
         (f"events/dt={day}/near-spelled.jsonl", 12),
+        (f"events/dt={day}/near-spelled.jsonl", 20),
         (f"events/dt={day}/crlf.jsonl", 3),
         (f"events/dt={day}/mixed.jsonl", 3),
         (f"events/dt={day}/lone-cr.jsonl", 2),

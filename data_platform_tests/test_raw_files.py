@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from datetime import date, datetime
+from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
 from data_platform.checks.conservation import conservation_check
 from data_platform.ingestion import files as file_ingestion
 from data_platform.ingestion.file_formats import EVENT_FILES
-from data_platform.ingestion.file_lines import FileLines
+from data_platform.ingestion.file_lines import FileLines, expose_lines
 from data_platform.resources.build import build_resources
 from data_platform.resources.warehouse import Warehouse
 from data_platform_tests.helpers import (
@@ -340,6 +343,75 @@ def test_records_stored_under_the_wrong_line_fail_conservation(
     assert "a.jsonl" in evaluation.metadata["unbalanced_files"].value
     assert "b.jsonl" not in evaluation.metadata["unbalanced_files"].value
     assert "line numbers" in evaluation.description
+
+
+def _spaced(line: str) -> str:
+    """A minified line as json.dumps writes it: a space after every ':' and ',' outside strings."""
+    return json.dumps(json.loads(line))
+
+
+_CANONICAL = (
+    '{{"event_id":"{}","user_id":{},"event_type":"page_view",'
+    '"occurred_at":"2026-01-05T10:00:00Z"{}}}'
+)
+# Lines the fast path vouches for once spaces between tokens are set aside, and lines close to
+# them that it must leave to the diagnosis (an escape, a key with a space, a second value).
+SPACED_LINES = {
+    "vouched": [
+        _spaced(_CANONICAL.format("s1", 1, "")),
+        _spaced(_CANONICAL.format("s2", 2, ',"session_id":"x","properties":{"q":"red shoes"}')),
+        _CANONICAL.format("s 3", 3, ',"properties": {"a" : [1, 2] , "b":{ }}'),
+        "  " + _CANONICAL.format("s4", 4, "") + "  ",
+        _CANONICAL.format("s5", 5, "").replace("page_view", "page view"),
+        _CANONICAL.format("s8", 8, "").replace('"user_id"', '"user_id" '),  # still the key
+    ],
+    "diagnosed": [
+        _CANONICAL.format("s\\u00206", 6, ""),  # an escaped space
+        _CANONICAL.format("s7", 7, "").replace('"event_id"', '"event _id"'),
+        _CANONICAL.format("s9", 9, "") + " " + _CANONICAL.format("s10", 10, ""),
+        _CANONICAL.format("  ", 11, "").replace('"event_id"', '"event _id"'),
+        _CANONICAL.format("s12", 12, ', "extra": 1'),
+        _CANONICAL.format("s13", '"13"', ""),  # digits in a string
+        _CANONICAL.format("s14", 14, "").replace(",", ",\t"),  # a tab is not a space
+    ],
+}
+
+
+def _ingested(warehouse: Path, landing, fmt) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        file_ingestion.ingest_file_partitions(conn, landing, fmt, [DAY], datetime(2026, 1, 6))
+        return {
+            "events": conn.execute("FROM raw.events ORDER BY ALL").fetchall(),
+            "dead_letter": conn.execute(
+                "SELECT * EXCLUDE (rejected_at) FROM raw.dead_letter ORDER BY ALL"
+            ).fetchall(),
+        }
+
+
+def test_the_fast_path_vouches_only_for_what_the_diagnosis_loads_alike(resources, tmp_path):
+    """Lines spaced as most writers space them are vouched for by the fast path (measured: a
+    day of json.dumps lines took 8.6 CPU-s per 1M events through the diagnosis), and whatever
+    it vouches for lands exactly as the diagnosis alone would land it: same rows, same dead
+    letters, for every line of the contract tests and the near misses above."""
+    lines = [
+        *SPACED_LINES["vouched"],
+        *SPACED_LINES["diagnosed"],
+        *(line for line, _ in EVENT_LINES),
+    ]
+    put_lines(resources["landing"], f"events/dt={DAY}/a.jsonl", lines, tmp_path)
+    with duckdb.connect() as conn:
+        conn.execute("SET disabled_optimizers = 'filter_pushdown'")
+        with resources["landing"].local_path(f"events/dt={DAY}/a.jsonl") as path:
+            expose_lines(conn, [FileLines(path)], 0)
+            vouched = conn.execute(f"SELECT line_number FROM ({EVENT_FILES.fast_sql})").fetchall()
+    near_misses = len(SPACED_LINES["vouched"]) + len(SPACED_LINES["diagnosed"])
+    vouched_near = sorted(n for (n,) in vouched if n <= near_misses)
+    assert vouched_near == list(range(1, len(SPACED_LINES["vouched"]) + 1))
+    diagnosis_only = dataclasses.replace(EVENT_FILES, fast_sql=None)
+    fast = _ingested(tmp_path / "fast.duckdb", resources["landing"], EVENT_FILES)
+    assert fast == _ingested(tmp_path / "diagnosis.duckdb", resources["landing"], diagnosis_only)
+    assert len(fast["events"]) > len(vouched) and len(fast["dead_letter"]) > 0
 
 
 def test_file_names_with_glob_characters_are_read_as_written(settings, resources, tmp_path):
