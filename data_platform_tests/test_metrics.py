@@ -18,6 +18,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+import yaml
+from dagster._core.remote_origin import RemoteJobOrigin
 from dagster._core.scheduler.instigation import InstigatorType, TickData, TickStatus
 from prometheus_client import generate_latest
 from prometheus_client.core import CollectorRegistry
@@ -186,6 +188,40 @@ def test_the_collector_reports_what_the_instance_and_warehouse_hold(instance, tm
     assert value(samples, f"{hist}_bucket", job="marts_job", status="SUCCESS", le="5.0") == 1
 
 
+def failed_run(instance, job: str) -> dg.DagsterRun:
+    """A run stored already FAILURE: one insert, so no scrape can see it in another state (a
+    run that fails within seconds of its creation, as a run of a new job can)."""
+    origin = RemoteJobOrigin(history.REPOSITORY, job)
+    run = dg.DagsterRun(job_name=job, status=Run.FAILURE, remote_job_origin=origin)
+    instance.add_run(run)
+    return run
+
+
+def test_a_jobs_first_failed_run_is_a_rise_from_zero(instance, tmp_path):
+    """PromQL sees a rise only between two samples of a series: a job whose first run failed
+    between two scrapes had a FAILURE series that appeared at 1, and the failed-run alert never
+    fired. The Definitions' jobs are exposed from the first scrape (0 while they have no run); a
+    job first seen later reads 0 at that scrape and its count from the next; the history found
+    at the first scrape is shown as it is."""
+    failed_run(instance, "old_job")
+    collector = PlatformCollector(
+        instance, DuckDBDayCounts(tmp_path / "none.duckdb"), {}, jobs=["backup_job"]
+    )
+    failures = [("old_job", 1), ("backup_job", 0), ("adhoc_job", None)]
+    for job, expected in failures:
+        assert value(scrape(collector), "data_platform_runs", job=job, status="FAILURE") == expected
+    failed_run(instance, "adhoc_job")
+    failed_run(instance, "backup_job")
+    for expected in (0, 1, 1):
+        samples = scrape(collector)
+        assert value(samples, "data_platform_runs", job="adhoc_job", status="FAILURE") == expected
+        assert value(samples, "data_platform_runs", job="adhoc_job", status="SUCCESS") == 0
+        assert value(samples, "data_platform_runs", job="backup_job", status="FAILURE") == 1
+    # A second exporter's first scrape: all of it is history.
+    fresh = PlatformCollector(instance, DuckDBDayCounts(tmp_path / "none.duckdb"), {})
+    assert value(scrape(fresh), "data_platform_runs", job="adhoc_job", status="FAILURE") == 1
+
+
 def rows(samples: dict[tuple[str, frozenset], float]) -> dict[tuple[str, frozenset], float]:
     return {k: v for k, v in samples.items() if k[0].startswith("data_platform_rows_")}
 
@@ -253,6 +289,25 @@ def answers(port: int) -> bool:
         return False
 
 
+def shipped_config(metrics_port: int) -> str:
+    """deploy/prometheus/prometheus.yml as shipped (its rules, its scrape settings), only
+    scraping and evaluating every second, and at the exporter this test started."""
+    config = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    config["global"] |= {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config["rule_files"] = [
+        str(REPO / "deploy" / "prometheus" / name) for name in config["rule_files"]
+    ]
+    (scrape,) = config["scrape_configs"]
+    scrape["scrape_timeout"] = "1s"
+    scrape["static_configs"] = [{"targets": [f"127.0.0.1:{metrics_port}"]}]
+    return yaml.safe_dump(config)
+
+
+def firing_alerts(port: int) -> list[dict]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=5) as response:
+        return [a for a in json.load(response)["data"]["alerts"] if a["state"] == "firing"]
+
+
 def test_a_real_prometheus_scrapes_the_command_and_answers_from_the_warehouse(tmp_path):
     ensure_prometheus()
     home = tmp_path / "home"
@@ -270,11 +325,7 @@ def test_a_real_prometheus_scrapes_the_command_and_answers_from_the_warehouse(tm
         "DATA_PLATFORM_METRICS_PORT": str(metrics_port),
     }
     config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        f"  - {{job_name: data_platform, static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]}}\n"
-    )
+    config.write_text(shipped_config(metrics_port))
     exporter = subprocess.Popen([CLI, "metrics"], env=env, cwd=REPO, stderr=subprocess.PIPE)
     prometheus = subprocess.Popen(
         [
@@ -303,6 +354,24 @@ def test_a_real_prometheus_scrapes_the_command_and_answers_from_the_warehouse(tm
         assert float(result[0]["value"][1]) == expected == DAYS[("events", "2026-01-05")][0]
         up = promql(prometheus_port, 'up{job="data_platform"}')
         assert float(up[0]["value"][1]) == 1
+
+        # A job's first ever run fails between two scrapes: the shipped rule fires for it, and
+        # names the job (with the scrape's own `job` label winning, it named data_platform).
+        with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
+            failed_run(instance, "adhoc_job")
+        failure = 'data_platform_runs{job="adhoc_job", status="FAILURE"} == 1'
+        assert wait_until(lambda: promql(prometheus_port, failure), 60), "never scraped"
+
+        def run_failed() -> list[str]:
+            return [
+                a["annotations"]["summary"]
+                for a in firing_alerts(prometheus_port)
+                if a["labels"]["alertname"] == "DataPlatformRunFailed"
+            ]
+
+        # The rules are evaluated every second: a few evaluations after the sample, or never.
+        wait_until(run_failed, 10)
+        assert run_failed() == ["A run of adhoc_job failed"]
     finally:
         prometheus.terminate()
         exporter.terminate()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import dagster as dg
 from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from data_platform.operations.check_metrics import CheckExecutionCounts, collect_checks
 from data_platform.operations.durations import RunDurations
-from data_platform.operations.run_metrics import collect_runs
+from data_platform.operations.run_metrics import RunCountSeries, collect_runs
 from data_platform.operations.state_metrics import (
     collect_freshness,
     collect_pools,
@@ -48,13 +48,16 @@ class PlatformCollector(Collector):
         day_counts: WarehouseDayCounts,
         policies: Mapping[dg.AssetKey, TimeWindowFreshnessPolicy],
         kafka_bootstrap: str | None = None,
+        jobs: Iterable[str] = (),
     ) -> None:
+        """`jobs`: the Definitions' job names, whose run series exist from the first scrape."""
         self._instance = instance
         self._kafka_bootstrap = kafka_bootstrap
         self._warehouse = WarehouseMetrics(day_counts)
         self._policies = policies
         self._durations = RunDurations()
         self._check_counts = CheckExecutionCounts()
+        self._run_series = RunCountSeries(jobs)
 
     def collect(self) -> Iterator[Metric]:
         yield from self._collect_instance()
@@ -72,7 +75,7 @@ class PlatformCollector(Collector):
         )
         try:
             found = [
-                *collect_runs(self._instance),
+                *collect_runs(self._instance, self._run_series),
                 *self._durations.collect(self._instance),
                 *collect_checks(self._instance, self._check_counts),
                 *collect_freshness(self._instance, self._policies),
@@ -112,6 +115,7 @@ def serve(port: int | None = None) -> int:
             warehouse_day_counts(settings),
             freshness_windows(defs),
             settings.kafka_bootstrap,
+            [job.name for job in defs.get_repository_def().get_all_jobs()],
         )
         registry = CollectorRegistry(auto_describe=False)
         registry.register(collector)

@@ -4,12 +4,16 @@ Counts come from one GROUP BY on the run storage's table (SQLite or PostgreSQL a
 from run records: on a year of history that is a few milliseconds instead of loading every
 run. Queued, crashed (FAILURE after a dead worker) and never-started runs are rows like any
 other, which is what an exporter outside the runs sees and dagster-prometheus cannot.
+
+The failed-run alert is a rise of a job's FAILURE count, which PromQL sees only between two
+samples of one series: `RunCountSeries` makes sure a job's first sample is 0.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC
 
 import dagster as dg
@@ -40,18 +44,48 @@ def oldest_queued_age(instance: dg.DagsterInstance, now: float) -> float:
     return max(0.0, now - oldest.replace(tzinfo=UTC).timestamp())
 
 
-def collect_runs(instance: dg.DagsterInstance) -> Iterator[Metric]:
+class RunCountSeries:
+    """Which jobs have `data_platform_runs` series, so that a job's first failed run is a rise.
+
+    `delta()` and `increase()` see a change only between two samples of a series: when a job's
+    first ever run failed between two scrapes, its FAILURE series appeared already at 1, and
+    DataPlatformRunFailed never fired. So the Definitions' jobs are exposed from the first
+    scrape on, every status at 0 until it has runs; a job first seen after the first scrape
+    (not in the Definitions: another code location, a renamed job) is exposed at 0 by the
+    scrape that finds it, with its counts from the next. The first scrape shows the history as
+    it is: runs that failed before the exporter started are not news (and a Prometheus that
+    scraped the previous exporter still has the job's earlier samples).
+    """
+
+    def __init__(self, jobs: Iterable[str] = ()) -> None:
+        self._known = set(jobs)
+        self._first_scrape_done = False
+        self._lock = threading.Lock()  # prometheus_client may serve two scrapes at once
+
+    def expose(self, counts: Mapping[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+        """{(job, status): value to expose} for every known job and status, from `counts`."""
+        with self._lock:
+            found = {job for job, _ in counts}
+            new = found - self._known if self._first_scrape_done else set()
+            self._known |= found
+            self._first_scrape_done = True
+            return {
+                (job, status.value): 0 if job in new else counts.get((job, status.value), 0)
+                for job in sorted(self._known)
+                for status in dg.DagsterRunStatus
+            }
+
+
+def collect_runs(instance: dg.DagsterInstance, series: RunCountSeries) -> Iterator[Metric]:
     runs = GaugeMetricFamily(
         "data_platform_runs",
-        "Runs the Dagster instance holds, by job and current status (QUEUED, STARTED, FAILURE...).",
+        "Runs the Dagster instance holds, by job and current status (QUEUED, STARTED, FAILURE...); "
+        "a job that appears after the exporter started reads 0 at its first scrape.",
         labels=["job", "status"],
     )
-    counts = run_counts(instance)
-    jobs = {job for job, _ in counts}
     # Every status of every job, zeros included: an alert on a rise from 0 needs the 0.
-    for job in sorted(jobs):
-        for status in dg.DagsterRunStatus:
-            runs.add_metric([job, status.value], counts.get((job, status.value), 0))
+    for (job, status), count in series.expose(run_counts(instance)).items():
+        runs.add_metric([job, status], count)
     yield runs
     yield GaugeMetricFamily(
         "data_platform_run_queue_oldest_age_seconds",
