@@ -383,6 +383,25 @@ def test_source_database_changes_request_their_extraction(settings, source_db):
     assert again.run_key not in {request.run_key, later.run_requests[0].run_key}
 
 
+def test_a_row_stamped_in_the_future_hides_no_later_change(settings, source_db):
+    """The mark was max(updated_at): one row stamped in 2099 (a skewed clock) held it there, so
+    no later change of the table moved it, and the table was never extracted again. The mark
+    is the newest updated_at not ahead of the sensor's clock, the rows ahead counted beside it."""
+    first = tick(source_database_sensor, None, source_database=source_db)
+    with source_db.engine().begin() as conn:
+        conn.execute(sa.text("UPDATE users SET updated_at = '2099-01-01 00:00:00' WHERE id = 1"))
+    ahead = tick(source_database_sensor, first.cursor, source_database=source_db)
+    (request,) = ahead.run_requests  # the row stamped ahead is a change too
+    assert request.asset_selection == [dg.AssetKey(["raw", "users"])]
+    with source_db.engine().begin() as conn:
+        conn.execute(sa.text("UPDATE users SET updated_at = '2026-02-01 00:00:00' WHERE id = 2"))
+    later = tick(source_database_sensor, ahead.cursor, source_database=source_db)
+    (request,) = later.run_requests
+    assert request.asset_selection == [dg.AssetKey(["raw", "users"])]
+    assert json.loads(later.cursor)["users"].startswith("2026-02-01")
+    assert tick(source_database_sensor, later.cursor, source_database=source_db).run_requests == []
+
+
 def test_a_source_table_without_updated_at_does_not_stop_the_others(settings, source_db):
     """One table the contract no longer fits (its updated_at renamed) failed every tick, so no
     other table's change was detected either: it is left out, with a warning."""

@@ -1,5 +1,8 @@
 """Source-database sensor: a table whose max(updated_at) moved requests its raw extraction.
 
+A row stamped in the future (a skewed clock) does not count: the mark is the newest updated_at
+not ahead of the sensor's clock, or that one row would hide every later change.
+
 It reads four numbers from the application database (updated_at is indexed there) and never
 opens the DuckDB warehouse, which a run may be writing. The cursor is JSON `{table: mark}`;
 any change of a mark counts (not only an increase), as extraction is idempotent and a restored
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,14 +46,65 @@ def sqlite_file_missing(url: str) -> bool:
     )
 
 
-def high_water_marks(
-    engine: sa.Engine, tables: list[str], log: logging.Logger | None = None
-) -> dict[str, str]:
-    """max(updated_at) per table, as text; empty or missing tables are left out, and so is a
-    table without an `updated_at` column (said in the log): one table the contract no longer
-    fits must not stop change detection for the others."""
+# A row stamped further ahead of the sensor's clock than this is a clock skewed or a bad write:
+# the mark is taken below it, or it would hide every later change until its time came.
+FUTURE_SKEW = timedelta(minutes=5)
+# Rows read at a time, newest first, looking for the newest one not stamped ahead; past this
+# many stamped ahead (a whole app writing local time as UTC) the newest of all is the mark, as
+# each of its changes then moves it.
+_PAGE, _PAGES = 100, 10
+
+
+def _as_utc(value: object) -> datetime | None:
+    """A source's updated_at as a UTC instant (naive is UTC), or None when it is no timestamp
+    Python can read (then it is taken as not ahead)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _mark(conn: sa.Connection, table: str, now: datetime) -> str | None:
+    """The table's newest updated_at not stamped ahead of `now` (+ FUTURE_SKEW), as text, with
+    the rows stamped ahead counted after it; None for an empty table. Each query walks the
+    updated_at index from its top: the rows stamped ahead are skipped, a page at a time."""
     import sqlalchemy as sa
 
+    column = sa.column("updated_at")
+    newest_first = (
+        sa.select(column).select_from(sa.table(table)).where(column.is_not(None))
+        .order_by(column.desc()).limit(_PAGE)
+    )  # fmt: skip
+    ahead: list[object] = []
+    for _ in range(_PAGES):
+        page = newest_first if not ahead else newest_first.where(column < ahead[-1])
+        values = conn.execute(page).scalars().all()
+        for value in values:
+            instant = _as_utc(value)
+            if instant is None or instant <= now + FUTURE_SKEW:
+                return f"{value} (+{len(ahead)} ahead, up to {ahead[0]})" if ahead else str(value)
+            ahead.append(value)
+        if len(values) < _PAGE:
+            break
+    return f"{ahead[0]} (+{len(ahead)} ahead)" if ahead else None
+
+
+def high_water_marks(
+    engine: sa.Engine,
+    tables: list[str],
+    log: logging.Logger | None = None,
+    now: datetime | None = None,
+) -> dict[str, str]:
+    """Each table's mark (see `_mark`); empty or missing tables are left out, and so is a table
+    without an `updated_at` column (said in the log): one table the contract no longer fits
+    must not stop change detection for the others."""
+    import sqlalchemy as sa
+
+    now = now or datetime.now(UTC)
     inspector = sa.inspect(engine)
     existing = set(inspector.get_table_names())
     marks = {}
@@ -64,10 +119,9 @@ def high_water_marks(
                         "detected (and its extraction fails) until the column is back"
                     )
                 continue
-            query = sa.select(sa.func.max(sa.column("updated_at"))).select_from(sa.table(table))
-            mark = conn.execute(query).scalar()
+            mark = _mark(conn, table, now)
             if mark is not None:
-                marks[table] = str(mark)
+                marks[table] = mark
     return marks
 
 
