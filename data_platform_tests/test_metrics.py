@@ -99,7 +99,6 @@ def test_the_collector_reports_what_the_instance_and_warehouse_hold(instance, tm
     ok = history.finished_run(instance, "raw_job", now - 600, 100, {"a": 10, "b": 50})
     history.finished_run(instance, "raw_job", now - 400, 7, {"a": 3}, ok=False)
     history.finished_run(instance, "marts_job", now - 2300, 2000, {"dbt": 1900})
-    # Ended three days ago: outside the window the histograms start from.
     history.finished_run(instance, "raw_job", now - 3 * 86400, 20, {"a": 20})
     key = dg.AssetKey(["raw", "events"])
     error, warn = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
@@ -131,19 +130,8 @@ def test_the_collector_reports_what_the_instance_and_warehouse_hold(instance, tm
     queued_age = value(samples, "data_platform_run_queue_oldest_age_seconds")
     assert 0 <= queued_age < time.time() - now + 5
 
-    hist = "data_platform_run_duration_seconds"
-    assert value(samples, f"{hist}_count", job="raw_job", status="SUCCESS") == 1
-    assert value(samples, f"{hist}_sum", job="raw_job", status="SUCCESS") == pytest.approx(100)
-    assert value(samples, f"{hist}_bucket", job="raw_job", status="FAILURE", le="5.0") == 0
-    assert value(samples, f"{hist}_bucket", job="raw_job", status="FAILURE", le="15.0") == 1
-    assert value(samples, f"{hist}_bucket", job="marts_job", status="SUCCESS", le="1800.0") == 0
-    assert value(samples, f"{hist}_bucket", job="marts_job", status="SUCCESS", le="+Inf") == 1
-    steps = "data_platform_step_duration_seconds"
-    a_ok = {"job": "raw_job", "step": "a", "status": "SUCCESS"}
-    # Step a ran 10 s, 3 s (failed run, step succeeded) and 20 s three days ago (not counted).
-    assert value(samples, f"{steps}_count", **a_ok) == 2
-    assert value(samples, f"{steps}_sum", **a_ok) == pytest.approx(13)
-    assert value(samples, f"{steps}_bucket", **a_ok, le="5.0") == 1
+    # The runs above ended before the exporter started: the histograms do not count them.
+    assert not durations(samples)
 
     checks = "data_platform_asset_check_executions_total"
     conservation = {"asset": "raw/events", "check": "conservation"}
@@ -180,12 +168,58 @@ def test_the_collector_reports_what_the_instance_and_warehouse_hold(instance, tm
             dead or None  # a day without dead letters has no row in raw.dead_letter
         )
 
-    # A run that ends after the first scrape is added once, however often it is scraped.
-    history.finished_run(instance, "marts_job", time.time() - 30, 4, {"dbt": 4})
+
+def durations(samples: dict[tuple[str, frozenset], float]) -> dict[tuple[str, frozenset], float]:
+    return {
+        k: v
+        for k, v in samples.items()
+        if k[0].startswith(("data_platform_run_duration", "data_platform_step_duration"))
+    }
+
+
+def test_duration_histograms_count_only_runs_that_end_while_the_exporter_runs(instance, tmp_path):
+    """Counters start empty and count runs that end after the exporter started: seeded with
+    the last day, a restart counted that day again (`increase()` takes the drop to the seed as
+    a reset, then the seed as growth). A label set reads 0 at the scrape that finds it, so that
+    its first run is growth too; each run is counted once, however often it is scraped."""
+    history.finished_run(instance, "raw_job", time.time() - 3600, 100, {"a": 10})
+    collector = PlatformCollector(instance, DuckDBDayCounts(tmp_path / "none.duckdb"), {})
+    assert not durations(scrape(collector))
+    now = time.time()
+    history.finished_run(instance, "raw_job", now - 100, 100, {"a": 10, "b": 50})
+    history.finished_run(instance, "raw_job", now - 7, 7, {"a": 3}, ok=False)
+    history.finished_run(instance, "marts_job", now - 2000, 2000, {"dbt": 1900})
+    hist = "data_platform_run_duration_seconds"
+    steps = "data_platform_step_duration_seconds"
+    a_ok = {"job": "raw_job", "step": "a", "status": "SUCCESS"}
+    first = durations(scrape(collector))
+    assert first and set(first.values()) == {0}  # every new label set, at 0
+    assert value(first, f"{hist}_count", job="marts_job", status="SUCCESS") == 0
+    assert value(first, f"{steps}_count", **a_ok) == 0
     for _ in range(2):
         samples = scrape(collector)
-    assert value(samples, f"{hist}_count", job="marts_job", status="SUCCESS") == 2
-    assert value(samples, f"{hist}_bucket", job="marts_job", status="SUCCESS", le="5.0") == 1
+        assert value(samples, f"{hist}_count", job="raw_job", status="SUCCESS") == 1
+        assert value(samples, f"{hist}_sum", job="raw_job", status="SUCCESS") == pytest.approx(100)
+        assert value(samples, f"{hist}_bucket", job="raw_job", status="FAILURE", le="5.0") == 0
+        assert value(samples, f"{hist}_bucket", job="raw_job", status="FAILURE", le="15.0") == 1
+        assert value(samples, f"{hist}_bucket", job="marts_job", status="SUCCESS", le="1800.0") == 0
+        assert value(samples, f"{hist}_bucket", job="marts_job", status="SUCCESS", le="+Inf") == 1
+        # Step a ran 10 s and 3 s (in the failed run, the step succeeded); the hour-old run's
+        # 10 s ended before the exporter started.
+        assert value(samples, f"{steps}_count", **a_ok) == 2
+        assert value(samples, f"{steps}_sum", **a_ok) == pytest.approx(13)
+        assert value(samples, f"{steps}_bucket", **a_ok, le="5.0") == 1
+
+    # A run of a label set already exposed is counted at the next scrape, once.
+    history.finished_run(instance, "marts_job", time.time() - 4, 4, {"dbt": 4})
+    for _ in range(2):
+        samples = scrape(collector)
+        assert value(samples, f"{hist}_count", job="marts_job", status="SUCCESS") == 2
+        assert value(samples, f"{hist}_bucket", job="marts_job", status="SUCCESS", le="5.0") == 1
+
+    # A restart: the new exporter counts none of the runs the old one counted.
+    restarted = PlatformCollector(instance, DuckDBDayCounts(tmp_path / "none.duckdb"), {})
+    assert not durations(scrape(restarted))
 
 
 def failed_run(instance, job: str) -> dg.DagsterRun:

@@ -1,26 +1,27 @@
 """Run and step durations as Prometheus histograms, fed once by every run that ends.
 
-A histogram's buckets are counters: they must only grow. So the exporter does not recompute a
-window of recent runs at each scrape (runs leaving the window would make the buckets shrink);
-it adds each finished run once, when it first sees it, and keeps the buckets. At start it
-seeds them with the runs that ended in the last day (`SEED_WINDOW`): step durations live in
-each run's own event log (a file per run on SQLite), so reading a year of them would make the
-first scrape slow, while a day is enough for the quantiles an on-call engineer looks at.
-A restart of the exporter is a counter reset, which `rate()` and `increase()` handle.
+A histogram's buckets are counters, and Prometheus' `increase()` and `rate()` read a counter's
+growth between samples, taking a drop as a restart from 0. So:
+- the buckets only grow: each finished run is added once, when first seen, and kept (a window
+  of recent runs recomputed at each scrape would shrink as runs leave it);
+- they start empty at the exporter's start and count only runs that end after it. Seeding
+  them with the runs of the last day, as before, made every restart count those runs again:
+  the drop to the seed is a reset, so `increase()` took the whole seed as new runs;
+- a label set (job, status; job, step, status) is exposed at 0 by the scrape that first finds
+  it, and its observations are added from the next scrape: a series whose first sample is
+  already 1 is no growth to `increase()`, which missed each job's first run.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from prometheus_client.core import HistogramMetricFamily, Metric
 
-SEED_WINDOW = timedelta(days=1)
 # From a one-second dbt test to a backfill of a year of partitions.
 BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
 FINISHED = [
@@ -30,21 +31,41 @@ FINISHED = [
 ]
 
 
+Labels = tuple[str, ...]
+
+
 class _Histogram:
     """Cumulative bucket counts and sums per label set, kept as counters (never recomputed)."""
 
     def __init__(self) -> None:
-        self._buckets: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0] * len(BUCKETS))
-        self._sums: dict[tuple[str, ...], float] = defaultdict(float)
-        self._counts: dict[tuple[str, ...], int] = defaultdict(int)
+        self._buckets: dict[Labels, list[int]] = {}
+        self._sums: dict[Labels, float] = {}
+        self._counts: dict[Labels, int] = {}
+        # Label sets not yet exposed at 0, and their observations, added after that scrape.
+        self._unexposed: set[Labels] = set()
+        self._held: list[tuple[Labels, float]] = []
 
-    def observe(self, labels: tuple[str, ...], seconds: float) -> None:
+    def observe(self, labels: Labels, seconds: float) -> None:
+        if labels not in self._buckets:
+            self._buckets[labels] = [0] * len(BUCKETS)
+            self._sums[labels], self._counts[labels] = 0.0, 0
+            self._unexposed.add(labels)
+        if labels in self._unexposed:
+            self._held.append((labels, seconds))
+            return
         counts = self._buckets[labels]
         for i, bound in enumerate(BUCKETS):
             if seconds <= bound:
                 counts[i] += 1
         self._sums[labels] += seconds
         self._counts[labels] += 1
+
+    def release_held(self) -> None:
+        """Called once the last scrape exposed the new label sets at 0: add what they held."""
+        self._unexposed.clear()
+        held, self._held = self._held, []
+        for labels, seconds in held:
+            self.observe(labels, seconds)
 
     def metric(self, name: str, doc: str, label_names: list[str]) -> HistogramMetricFamily:
         family = HistogramMetricFamily(name, doc, labels=label_names)
@@ -62,7 +83,9 @@ class RunDurations:
     """Feeds the run and step histograms with the runs that ended since the last scrape."""
 
     def __init__(self, now: float | None = None) -> None:
-        since = (now if now is not None else time.time()) - SEED_WINDOW.total_seconds()
+        """`now`: when the exporter started (default: now); runs that ended before are not
+        counted."""
+        since = now if now is not None else time.time()
         self._ended_after = since
         self._updated_after = datetime.fromtimestamp(since, UTC)
         self._seen: set[str] = set()
@@ -101,6 +124,8 @@ class RunDurations:
 
     def collect(self, instance: dg.DagsterInstance) -> Iterator[Metric]:
         with self._lock:
+            self._runs.release_held()
+            self._steps.release_held()
             self._update(instance)
             yield self._runs.metric(
                 "data_platform_run_duration_seconds",
