@@ -13,6 +13,9 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
+# rows_* series per source of `data-platform metrics`: a month of arrival days.
+METRICS_DAYS = 31
+
 
 class SettingsError(ValueError):
     """A setting from the environment is missing or malformed; the message is one actionable line."""
@@ -36,6 +39,8 @@ class Settings:
     executor: str = "in_process"
     # Port of `data-platform metrics` (Prometheus text on 127.0.0.1).
     metrics_port: int = 9108
+    # Arrival days (dt) of `data_platform_rows_*` the exporter serves, back from the newest.
+    metrics_days: int = METRICS_DAYS
     # Kafka bootstrap servers of the event stream (`host:port,...`); None: no stream configured.
     kafka_bootstrap: str | None = None
     # Consumer lag (messages, summed over partitions) above which the lag sensor alerts.
@@ -143,6 +148,15 @@ def parse_metrics_port(raw: str) -> int:
     return int(raw)
 
 
+def parse_metrics_days(raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingsError(
+            f"DATA_PLATFORM_METRICS_DAYS={raw!r} is not a positive number of days: set e.g. "
+            f"{METRICS_DAYS} (the default), how many days of rows_* series the metrics serve"
+        )
+    return int(raw)
+
+
 KAFKA_BOOTSTRAP_VARIABLE = "DATA_PLATFORM_KAFKA_BOOTSTRAP"
 
 
@@ -245,6 +259,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         else home / "dagster_home",
         executor=validate_executor(_env(env, "DATA_PLATFORM_EXECUTOR") or "in_process", env),
         metrics_port=parse_metrics_port(_env(env, "DATA_PLATFORM_METRICS_PORT") or "9108"),
+        metrics_days=parse_metrics_days(
+            _env(env, "DATA_PLATFORM_METRICS_DAYS") or str(METRICS_DAYS)
+        ),
         kafka_bootstrap=validate_kafka_bootstrap(bootstrap) if bootstrap else None,
         kafka_lag_alert=parse_kafka_lag_alert(
             _env(env, "DATA_PLATFORM_KAFKA_LAG_ALERT") or "100000"

@@ -41,6 +41,7 @@ from data_platform.operations.warehouse_metrics import (
 )
 from data_platform.resources.warehouse import Warehouse
 from data_platform.services.process import wait_until
+from data_platform.settings import METRICS_DAYS, load_settings
 from data_platform_tests import instance_history as history
 from data_platform_tests.helpers import free_port
 
@@ -413,11 +414,40 @@ def test_a_real_prometheus_scrapes_the_command_and_answers_from_the_warehouse(tm
         assert exporter.wait(timeout=30) == 0
 
 
-def test_a_wrong_port_is_one_line(tmp_path):
-    env = {**os.environ, "DATA_PLATFORM_HOME": str(tmp_path), "DATA_PLATFORM_METRICS_PORT": "http"}
-    result = subprocess.run([CLI, "metrics"], env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "DATA_PLATFORM_METRICS_PORT" in result.stderr
+def test_a_wrong_port_or_number_of_days_is_one_line(tmp_path):
+    for variable, wrong in (
+        ("DATA_PLATFORM_METRICS_PORT", "http"),
+        ("DATA_PLATFORM_METRICS_DAYS", "0"),
+    ):
+        env = {**os.environ, "DATA_PLATFORM_HOME": str(tmp_path), variable: wrong}
+        result = subprocess.run(
+            [CLI, "metrics"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 2
+        assert result.stderr.strip().count("\n") == 0 and variable in result.stderr
+
+
+def test_rows_series_cover_the_last_days_only(instance, tmp_path):
+    """A rows_* series per source and day grew by one a day, forever. Now only the last
+    `row_days` days are served, back from the newest day of any source (31 by default)."""
+    path = tmp_path / "warehouse.duckdb"
+    build_warehouse(path)  # events on 2026-01-05 and 06, payments on 05
+    with duckdb.connect(str(path)) as conn:
+        conn.execute(
+            "INSERT INTO raw.events (dt) SELECT DATE '2026-01-07' + CAST(i AS INTEGER) "
+            "FROM range(34) t(i)"  # 2026-01-07 ... 2026-02-09
+        )
+        conn.execute("INSERT INTO raw.dead_letter (source, dt) VALUES ('events', '2026-02-09')")
+    samples = scrape(PlatformCollector(instance, DuckDBDayCounts(path), {}, row_days=31))
+    days = {(name, dict(labels)["source"], dict(labels)["dt"]) for name, labels in rows(samples)}
+    loaded = sorted(dt for name, source, dt in days if name.endswith("loaded"))
+    assert (loaded[0], loaded[-1], len(loaded)) == ("2026-01-10", "2026-02-09", 31)
+    assert {(source, dt) for name, source, dt in days if name.endswith("dead_lettered")} == {
+        ("events", "2026-02-09")  # the dead letters of 2026-01-05 are out of the window
+    }
+    assert value(samples, "data_platform_rows_loaded", source="events", dt="2026-01-10") == 1
+    assert load_settings({}).metrics_days == METRICS_DAYS == 31
+    assert load_settings({"DATA_PLATFORM_METRICS_DAYS": "7"}).metrics_days == 7
 
 
 def test_check_execution_counts_follow_rows_planned_then_evaluated_between_scrapes(instance):

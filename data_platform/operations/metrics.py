@@ -33,7 +33,7 @@ from data_platform.operations.warehouse_metrics import (
     warehouse_day_counts,
 )
 from data_platform.orchestration.instance import platform_instance
-from data_platform.settings import load_settings
+from data_platform.settings import METRICS_DAYS, load_settings
 from data_platform.stream.lag_metrics import collect_kafka_lag
 
 HOST = "127.0.0.1"
@@ -49,11 +49,13 @@ class PlatformCollector(Collector):
         policies: Mapping[dg.AssetKey, TimeWindowFreshnessPolicy],
         kafka_bootstrap: str | None = None,
         jobs: Iterable[str] = (),
+        row_days: int = METRICS_DAYS,
     ) -> None:
-        """`jobs`: the Definitions' job names, whose run series exist from the first scrape."""
+        """`jobs`: the Definitions' job names, whose run series exist from the first scrape;
+        `row_days`: how many arrival days of rows_* series to serve (DATA_PLATFORM_METRICS_DAYS)."""
         self._instance = instance
         self._kafka_bootstrap = kafka_bootstrap
-        self._warehouse = WarehouseMetrics(day_counts)
+        self._warehouse = WarehouseMetrics(day_counts, row_days)
         self._policies = policies
         self._durations = RunDurations()
         self._check_counts = CheckExecutionCounts()
@@ -116,6 +118,7 @@ def serve(port: int | None = None) -> int:
             freshness_windows(defs),
             settings.kafka_bootstrap,
             [job.name for job in defs.get_repository_def().get_all_jobs()],
+            settings.metrics_days,
         )
         registry = CollectorRegistry(auto_describe=False)
         registry.register(collector)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as WaitedTooLong
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -37,7 +38,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from data_platform.resources.duckdb_lock import connect_with_lock_wait
 from data_platform.resources.warehouse import Warehouse, warehouse_of
 from data_platform.resources.warehouse_reader import DuckDBReader, WarehouseReader
-from data_platform.settings import Settings
+from data_platform.settings import METRICS_DAYS, Settings
 
 LOCK_WAIT_SECONDS = 0.5
 SPARK_MAX_AGE_SECONDS = 30.0
@@ -231,13 +232,33 @@ def warehouse_day_counts(settings: Settings) -> WarehouseDayCounts:
     return DuckDBDayCounts(settings.warehouse)
 
 
-class WarehouseMetrics:
-    """The warehouse's series. A scrape that cannot read it serves the last counts it read, with
-    `data_platform_warehouse_up` 0: rows_* series that vanished whenever a run held the file
-    made the dead-letter alert resolve, then fire again, on every writing run."""
+def recent_days(counts: DayCounts, days: int) -> DayCounts:
+    """`counts` of the last `days` arrival days, back from the newest day of any source.
 
-    def __init__(self, day_counts: WarehouseDayCounts) -> None:
+    A series per source and day grew by one a day, forever: Prometheus' memory and every
+    query over rows_* grew with the platform's age. Back from the newest day the data holds,
+    not from today's date: the window is as full when the feeds stop (or the clock is off), and
+    an old day loaded late is still a day of the window if it is in it.
+    """
+    dates = [dt for kind in counts.values() for _, dt in kind if dt]
+    if not dates:
+        return counts
+    first = (date.fromisoformat(max(dates)) - timedelta(days=days - 1)).isoformat()
+    return {
+        kind: {(source, dt): n for (source, dt), n in rows.items() if dt and dt >= first}
+        for kind, rows in counts.items()
+    }
+
+
+class WarehouseMetrics:
+    """The warehouse's series, for the last `days` arrival days (`recent_days`). A scrape that
+    cannot read it serves the last counts it read, with `data_platform_warehouse_up` 0: rows_*
+    series that vanished whenever a run held the file made the dead-letter alert resolve, then
+    fire again, on every writing run."""
+
+    def __init__(self, day_counts: WarehouseDayCounts, days: int = METRICS_DAYS) -> None:
         self._day_counts = day_counts
+        self._days = days
         self._last: DayCounts = {}
 
     def collect(self) -> Iterator[Metric]:
@@ -247,7 +268,7 @@ class WarehouseMetrics:
             "or (Spark) did not answer in time (the rows_* series are then the last read).",
         )
         try:
-            self._last = counts = self._day_counts.read()
+            self._last = counts = recent_days(self._day_counts.read(), self._days)
             up.add_metric([], 1)
         except WarehouseUnreadable:
             counts = self._last
