@@ -5,12 +5,16 @@ evaluator and state-change step run here under a frozen clock (see STACK_NOTES.m
 """
 
 import asyncio
+import contextlib
 import json
 import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
+import pytest
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView
 from dagster._core.definitions.freshness import FreshnessState
 from dagster._core.definitions.freshness_evaluator import TimeWindowFreshnessPolicyEvaluator
@@ -18,10 +22,12 @@ from dagster._core.test_utils import freeze_time
 from dagster._daemon.freshness import FreshnessDaemon
 
 from data_platform.automation.alert_sensors import freshness_alerts
-from data_platform.automation.freshness import arrival_policy
+from data_platform.automation.freshness import arrival_policy, newest_data_written_at
+from data_platform.operations.state_metrics import collect_freshness
 from data_platform.resources.alerts import AlertWebhook
 
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
 
@@ -80,8 +86,10 @@ def daemon_pass(instance, when: datetime) -> None:
         asyncio.run(FreshnessDaemon()._evaluate_asset(view, view.asset_graph.get(feed.key)))
 
 
-def test_a_freshness_failure_sends_one_alert():
-    received = []
+@contextlib.contextmanager
+def webhook() -> Iterator[tuple[AlertWebhook, list[dict]]]:
+    """An alert resource posting to a local HTTP server, and the payloads it received."""
+    received: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
@@ -94,26 +102,34 @@ def test_a_freshness_failure_sends_one_alert():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    alerts = AlertWebhook(
-        webhook_url=f"http://127.0.0.1:{server.server_port}/", backoff_seconds=0.01
-    )
-    instance = dg.DagsterInstance.ephemeral()
-
-    def tick(cursor):
-        with dg.build_sensor_context(
-            instance=instance, cursor=cursor, resources={"alerts": alerts}, definitions=DEFS
-        ) as context:
-            return freshness_alerts.evaluate_tick(context).cursor
-
     try:
+        url = f"http://127.0.0.1:{server.server_port}/"
+        yield AlertWebhook(webhook_url=url, backoff_seconds=0.01), received
+    finally:
+        server.shutdown()
+
+
+def tick(instance, defs, alerts: AlertWebhook, cursor: str | None, when: datetime) -> str | None:
+    """One tick of the freshness alert sensor at `when`; its new cursor."""
+    with (
+        freeze_time(when),
+        dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources={"alerts": alerts}, definitions=defs
+        ) as context,
+    ):
+        return freshness_alerts.evaluate_tick(context).cursor
+
+
+def test_a_freshness_failure_sends_one_alert():
+    instance = dg.DagsterInstance.ephemeral()
+    with webhook() as (alerts, received):
         with freeze_time(T0):
             dg.materialize([feed], instance=instance)
-        daemon_pass(instance, T0 + HOUR)
-        cursor = tick(None)
+        cursor = tick(instance, DEFS, alerts, None, T0 + HOUR)
         assert received == []
-        daemon_pass(instance, T0 + 10 * HOUR)
-        cursor = tick(cursor)
-        assert tick(cursor) == cursor  # still failing: no second alert
+        cursor = tick(instance, DEFS, alerts, cursor, T0 + 10 * HOUR)
+        # still failing: no second alert
+        assert tick(instance, DEFS, alerts, cursor, T0 + 10 * HOUR + 30 * MINUTE) == cursor
         (payload,) = received
         assert payload["text"].startswith("Asset is stale: feed")
         assert "9:00:00" in payload["text"]  # the fail window, in the reason
@@ -121,12 +137,60 @@ def test_a_freshness_failure_sends_one_alert():
         # Fresh again, then stale again: a new alert.
         with freeze_time(T0 + 11 * HOUR):
             dg.materialize([feed], instance=instance)
-        daemon_pass(instance, T0 + 12 * HOUR)
-        daemon_pass(instance, T0 + 22 * HOUR)
-        tick(cursor)
+        cursor = tick(instance, DEFS, alerts, cursor, T0 + 12 * HOUR)
+        assert len(received) == 1
+        tick(instance, DEFS, alerts, cursor, T0 + 22 * HOUR)
         assert len(received) == 2
-    finally:
-        server.shutdown()
+
+
+@dg.asset(
+    partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1),
+    freshness_policy=arrival_policy(timedelta(hours=4)),
+)
+def daily_feed() -> None:
+    pass
+
+
+DAILY_DEFS = dg.Definitions(assets=[daily_feed], sensors=[freshness_alerts])
+
+
+def lag_seconds(instance) -> float:
+    policies = {daily_feed.key: daily_feed.specs_by_key[daily_feed.key].freshness_policy}
+    (lag, *_) = collect_freshness(instance, policies)
+    (sample,) = lag.samples
+    return sample.value
+
+
+def test_an_old_day_loaded_late_does_not_make_a_stale_feed_fresh():
+    """Freshness is measured from when the newest day's data was written: a late file for
+    2026-01-01, loaded 8 h after the last load of the newest day (2026-01-05), wrote old data.
+    Dagster's own evaluation (any materialization) calls the feed fresh 10 h after the newest
+    day's load; the alert and the lag gauge call it stale."""
+    instance = dg.DagsterInstance.ephemeral()
+    with webhook() as (alerts, received):
+        with freeze_time(T0):
+            dg.materialize([daily_feed], instance=instance, partition_key="2026-01-05")
+        cursor = tick(instance, DAILY_DEFS, alerts, None, T0 + HOUR)
+        with freeze_time(T0 + 8 * HOUR):
+            dg.materialize([daily_feed], instance=instance, partition_key="2026-01-01")
+        assert newest_data_written_at(instance, daily_feed.key) == T0.timestamp()
+        assert time.time() - lag_seconds(instance) == pytest.approx(T0.timestamp(), abs=60)
+
+        with freeze_time(T0 + 10 * HOUR):
+            view = AssetGraphView.for_test(DAILY_DEFS, instance)
+            node = view.asset_graph.get(daily_feed.key)
+            dagster_says = TimeWindowFreshnessPolicyEvaluator().evaluate_freshness(view, node)
+            assert asyncio.run(dagster_says) == FreshnessState.PASS
+        cursor = tick(instance, DAILY_DEFS, alerts, cursor, T0 + 10 * HOUR)
+        (payload,) = received
+        assert payload["text"].startswith("Asset is stale: daily_feed: its newest data was last")
+
+        # The newest day loaded again: fresh, and measured from that load.
+        with freeze_time(T0 + 11 * HOUR):
+            dg.materialize([daily_feed], instance=instance, partition_key="2026-01-05")
+        assert newest_data_written_at(instance, daily_feed.key) == (T0 + 11 * HOUR).timestamp()
+        tick(instance, DAILY_DEFS, alerts, cursor, T0 + 12 * HOUR)
+        assert len(received) == 1
 
 
 def test_a_feed_that_never_delivers_alerts_once_after_its_window():

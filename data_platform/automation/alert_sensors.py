@@ -2,8 +2,9 @@
 (or never materialized for longer than its fail window).
 
 Check results are read from the logs of finished runs (a failed blocking check fails its run, a
-failed non-blocking one does not, so both run outcomes are watched). Freshness states are
-written by Dagster's freshness daemon (every 30 s); a sensor compares them with its cursor.
+failed non-blocking one does not, so both run outcomes are watched). Staleness is judged by a
+sensor from when each asset's newest data was written (automation/freshness.py), and compared
+with its cursor.
 Scanning the whole event log by storage id is not possible on the run-sharded SQLite storage
 of a local instance, so neither sensor does.
 """
@@ -16,7 +17,9 @@ from datetime import timedelta
 
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState
+from dagster._time import get_current_timestamp
 
+from data_platform.automation.freshness import newest_data_written_at
 from data_platform.partitions import RANGE_TAGS
 from data_platform.resources.alerts import Alert, AlertWebhook
 
@@ -142,7 +145,10 @@ def _fail_seconds(policy: dg.FreshnessPolicy) -> float | None:
 def describe_policy(policy: dg.FreshnessPolicy) -> str:
     window = _fail_seconds(policy)
     if window is not None:
-        return f"not materialized for {timedelta(seconds=window)} (its freshness fail window)"
+        return (
+            f"its newest data was last written over {timedelta(seconds=window)} ago (its "
+            "freshness fail window; a late load of an older partition does not count)"
+        )
     return f"missed its freshness deadline ({getattr(policy, 'deadline_cron', policy)})"
 
 
@@ -152,26 +158,31 @@ def freshness_failures(
     cursor: dict,
     now: float,
 ) -> tuple[list[Alert], dict]:
-    """Assets that turned FAIL since the last alert about them, and those with no freshness
-    state (never materialized) for longer than their fail window since the sensor first saw
-    them; and the updated cursor.
+    """Assets that turned stale since the last alert about them, and those never materialized
+    for longer than their fail window since the sensor first saw them; and the updated cursor.
+
+    Stale is judged here, not by Dagster's freshness state: its daemon measures a time-window
+    policy from any materialization, so a late file for an old day made a feed whose newest day
+    had stopped arriving look fresh. Here it is measured from when the asset's newest data was
+    written (automation/freshness.py, `newest_data_written_at`). A policy without a window (a
+    cron deadline; the platform has none) still follows Dagster's state.
 
     Dagster keeps a never-materialized asset UNKNOWN, never FAIL: a feed that has never
     delivered (a wrong landing prefix, a source never connected) stayed silent for good.
 
-    The cursor: `failed` {asset: when it turned FAIL, alerted}, `unknown_since` {asset: first
-    seen without a state}, `unknown_alerted` [assets]. The first version's flat {asset: time}
-    is `failed`."""
+    The cursor: `failed` {asset: when it turned stale, alerted}, `unknown_since` {asset: first
+    seen never materialized}, `unknown_alerted` [assets]. The first version's flat {asset:
+    time} is `failed`; the times Dagster's state turned FAIL, which it held before, are never
+    earlier than the staleness they reported, so that staleness is not alerted again."""
     failed = dict(cursor.get("failed", cursor))
     unknown_since = dict(cursor.get("unknown_since", {}))
     unknown_alerted = set(cursor.get("unknown_alerted", []))
-    records = instance.get_freshness_state_records(list(policies))
     alerts = []
     for key, policy in policies.items():
-        name, record = key.to_user_string(), records.get(key)
-        if record is None or record.freshness_state == FreshnessState.UNKNOWN:
+        name, window = key.to_user_string(), _fail_seconds(policy)
+        written = newest_data_written_at(instance, key)
+        if written is None:
             since = unknown_since.setdefault(name, now)
-            window = _fail_seconds(policy)
             if window is not None and now - since >= window and name not in unknown_alerted:
                 unknown_alerted.add(name)
                 reason = (
@@ -183,16 +194,33 @@ def freshness_failures(
             continue
         unknown_since.pop(name, None)
         unknown_alerted.discard(name)
-        changed_at = record.updated_at.timestamp()
-        if record.freshness_state != FreshnessState.FAIL or changed_at <= failed.get(name, 0.0):
+        stale_at = _stale_at(instance, key, written, window, now)
+        if stale_at is None or stale_at <= failed.get(name, 0.0):
             continue
-        failed[name] = changed_at
+        failed[name] = stale_at
         alerts.append(Alert("Asset is stale", describe_policy(policy), asset=name))
     return alerts, {
         "failed": failed,
         "unknown_since": unknown_since,
         "unknown_alerted": sorted(unknown_alerted),
     }
+
+
+def _stale_at(
+    instance: dg.DagsterInstance,
+    key: dg.AssetKey,
+    written: float,
+    window: float | None,
+    now: float,
+) -> float | None:
+    """When the asset turned stale, None while it is not: its newest data is older than its fail
+    window, or (a policy without a window) Dagster's state is FAIL, since that state's change."""
+    if window is not None:
+        return written + window if now - written >= window else None
+    record = instance.get_freshness_state_records([key]).get(key)
+    if record is None or record.freshness_state != FreshnessState.FAIL:
+        return None
+    return record.updated_at.timestamp()
 
 
 @dg.sensor(
@@ -209,7 +237,7 @@ def freshness_alerts(context: dg.SensorEvaluationContext, alerts: AlertWebhook):
         context.instance,
         {key: policy for key, policy in policies.items() if policy},
         json.loads(context.cursor) if context.cursor else {},
-        time.time(),
+        get_current_timestamp(),  # time.time(), but a test's freeze_time reaches it
     )
     _send(found, alerts, context)
     context.update_cursor(json.dumps(cursor))

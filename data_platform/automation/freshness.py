@@ -6,6 +6,12 @@ delivery is half an interval overdue and FAILs when two deliveries in a row are 
 an hour for processing). A mart follows its fastest raw feed: the marts are rebuilt within
 minutes of a delivery (see conditions.py), so a stale mart means a stale feed or a broken
 rebuild; dim_date, which has no feed, is rebuilt daily.
+
+What a window is measured from is the time the asset's newest data was last written
+(`newest_data_written_at`), not its last materialization: Dagster's freshness (its daemon, the
+UI's badge) counts any materialization, so a late file for an old day, or a backfill, made a
+feed whose newest day had stopped arriving look fresh. The alert sensor and the exporter's lag
+gauge use this rule; the UI's badge still shows Dagster's.
 """
 
 from __future__ import annotations
@@ -64,3 +70,27 @@ def with_freshness_policies(assets: Assets) -> list[dg.AssetsDefinition | dg.Ass
         return spec.replace_attributes(freshness_policy=arrival_policy(intervals[spec.key]))
 
     return dg.map_asset_specs(apply, list(assets))
+
+
+def newest_data_written_at(instance: dg.DagsterInstance, key: dg.AssetKey) -> float | None:
+    """When the asset's newest data was last written (epoch seconds); None: never materialized.
+
+    A partitioned asset is as fresh as its newest partition: the latest materialization of its
+    greatest partition key (the platform's partitions are days, `YYYY-MM-DD`, whose text order
+    is their time order); re-loading an older partition writes old data and changes nothing.
+    An unpartitioned asset: its latest materialization. One query when the latest
+    materialization is of the newest partition (the usual case), three after a late old one.
+    """
+    latest = instance.get_latest_materialization_event(key)
+    if latest is None or latest.dagster_event is None:
+        return None
+    partition = latest.dagster_event.partition
+    if partition is None:
+        return latest.timestamp
+    newest = max(instance.get_materialized_partitions(key))
+    if newest == partition:
+        return latest.timestamp
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[newest]), limit=1
+    ).records
+    return records[0].timestamp if records else None

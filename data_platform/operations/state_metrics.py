@@ -1,8 +1,9 @@
 """Freshness, pools and sensors: what the instance says about the platform keeping up.
 
-Freshness is measured against the policies the Definitions declare (automation/freshness.py):
-the lag and the policy's windows are separate gauges, so an alert compares them in PromQL and
-the thresholds live in one place, the code.
+Freshness is measured against the policies the Definitions declare, from the time the asset's
+newest data was written (both in automation/freshness.py): the lag and the policy's windows are
+separate gauges, so an alert compares them in PromQL and the thresholds live in one place, the
+code.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dagster._core.scheduler.instigation import InstigatorType
 from dagster._core.storage.schedules.schema import JobTickTable
 from dagster._core.storage.schedules.sql_schedule_storage import SqlScheduleStorage
 from prometheus_client.core import GaugeMetricFamily, Metric
+
+from data_platform.automation.freshness import newest_data_written_at
 
 
 def freshness_windows(
@@ -37,7 +40,8 @@ def collect_freshness(
     now = time.time()
     lag = GaugeMetricFamily(
         "data_platform_asset_freshness_lag_seconds",
-        "Seconds since the asset's last materialization (absent: never materialized).",
+        "Seconds since the asset's newest data was last written: its last materialization, or "
+        "for a partitioned asset its newest partition's (absent: never materialized).",
         labels=["asset"],
     )
     fail = GaugeMetricFamily(
@@ -50,16 +54,14 @@ def collect_freshness(
         "The asset's freshness policy: it WARNs when the lag exceeds this.",
         labels=["asset"],
     )
-    records = {r.asset_entry.asset_key: r for r in instance.get_asset_records(list(policies))}
     for key, policy in sorted(policies.items(), key=lambda item: item[0].to_user_string()):
         name = key.to_user_string()
         fail.add_metric([name], policy.fail_window.to_timedelta().total_seconds())
         if policy.warn_window:
             warn.add_metric([name], policy.warn_window.to_timedelta().total_seconds())
-        record = records.get(key)
-        last = record.asset_entry.last_materialization if record else None
-        if last is not None:
-            lag.add_metric([name], max(0.0, now - last.timestamp))
+        written = newest_data_written_at(instance, key)
+        if written is not None:
+            lag.add_metric([name], max(0.0, now - written))
     yield from (lag, fail, warn)
 
 
