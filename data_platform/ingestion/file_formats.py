@@ -171,7 +171,7 @@ WITH fields AS (
     FROM _file_lines
 ),
 fragments AS (
-    SELECT file_index, line_number, {rules.spelled_back('line', _SPELLED_LINE)} AS spelled_back,
+    SELECT file_index, line_number, {rules.spelled_back("line", _SPELLED_LINE)} AS spelled_back,
         {_EVENT_VOUCHED}
     FROM fields
 ),
