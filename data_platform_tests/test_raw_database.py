@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -77,6 +78,8 @@ def test_rerun_adds_nothing_and_reads_only_the_lookback(settings, resources, sou
     }
     added = {table: m["versions_added"].value for table, m in metadata.items()}
     assert added == {"users": 0, "products": 0, "orders": 0, "order_items": 0}
+    # Every row re-read is the version stored: no change under a kept updated_at is reported.
+    assert {table: m["unversioned_changes"].value for table, m in metadata.items()} == added
     # Incremental: only the source rows at or after the high-water mark less the lookback are
     # read again, counted here from the source itself (a full re-read would also add nothing).
     fetched = {table: m["rows_fetched"].value for table, m in metadata.items()}
@@ -188,10 +191,13 @@ def hand_made_users(path: Path, rows: list[dict]) -> sa.Engine:
 
 
 def extract_users(
-    warehouse: Path, engine: sa.Engine, at: datetime = datetime(2026, 1, 6)
+    warehouse: Path,
+    engine: sa.Engine,
+    at: datetime = datetime(2026, 1, 6),
+    lookback: timedelta = timedelta(hours=1),
 ) -> ExtractionStats:
     with duckdb.connect(str(warehouse)) as conn:
-        return extract_incremental(conn, engine, USERS, timedelta(hours=1), at)
+        return extract_incremental(conn, engine, USERS, lookback, at)
 
 
 def test_sqlite_timestamps_with_a_utc_offset_are_stored_in_utc(tmp_path):
@@ -296,3 +302,101 @@ def test_an_extraction_killed_after_some_batches_writes_none_of_them(settings, s
     with duckdb.connect(warehouse) as conn:
         stats = extract_incremental(conn, source, USERS, timedelta(hours=1), datetime(2026, 2, 1))
     assert stats.versions_added == changed - sum(at == latest for _, at in before)
+
+
+def test_a_change_that_keeps_updated_at_is_reported_by_id_and_kept_out_of_the_log(tmp_path):
+    """A row changed again under the updated_at of its extracted version (an app that does not
+    bump it, two changes within its resolution) was skipped as a version already seen: its new
+    content never reached the warehouse, and nothing said so. The log keeps the version first
+    extracted, one per (id, updated_at), and each run re-reading such a row counts and names it,
+    until the app gives it a new updated_at."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    engine = hand_made_users(
+        tmp_path / "app.db",
+        [{"id": i, "at": f"2026-01-05 08:{i:02d}:00"} for i in range(1, 6)],
+    )
+    with engine.begin() as conn:  # a column outside the contract, there from the start
+        conn.execute(sa.text("ALTER TABLE users ADD COLUMN loyalty_tier TEXT"))
+    first = extract_users(warehouse, engine, at=datetime(2026, 1, 5, 9))
+    assert first.unversioned == database.UnversionedChanges()
+    stored = query(warehouse, "SELECT * FROM raw.users ORDER BY id")
+    with engine.begin() as conn:
+        # Changed, updated_at kept: a contract column (personal data), a rescued column.
+        conn.execute(sa.text("UPDATE users SET email = 'new@x.test' WHERE id = 2"))
+        conn.execute(sa.text("UPDATE users SET loyalty_tier = 'gold' WHERE id = 4"))
+        # Changed and bumped: a new version, as ever.
+        conn.execute(
+            sa.text("UPDATE users SET country = 'FR', updated_at = '2026-01-05 09:30' WHERE id = 5")
+        )
+    second = extract_users(warehouse, engine, at=datetime(2026, 1, 5, 10))
+    assert second.unversioned == database.UnversionedChanges(rows=2, ids=(2, 4))
+    assert second.versions_added == 1
+    # The versions extracted first are kept as they were, one per (id, updated_at).
+    first_versions = "SELECT * FROM raw.users WHERE updated_at < '2026-01-05 09:00' ORDER BY id"
+    assert query(warehouse, first_versions) == stored
+    assert query(
+        warehouse, "SELECT count(*) FROM (SELECT DISTINCT id, updated_at FROM raw.users)"
+    ) == [(6,)]
+    message = database.unversioned_changes_warning(USERS, second.unversioned)
+    assert message.startswith(
+        "2 row(s) of source table 'users' changed without a new updated_at since their version "
+        "was extracted (ids 2, 4)"
+    )
+    assert "new@x.test" not in message and "gold" not in message
+    # Only rows the look-back re-reads are compared: past it, a run with a look-back covering
+    # the whole table finds them again (and adds nothing it has).
+    assert extract_users(warehouse, engine, at=datetime(2026, 1, 5, 10, 5)).rows_fetched == 1
+    full = extract_users(warehouse, engine, datetime(2026, 1, 5, 10, 5), timedelta(days=3650))
+    assert (full.rows_fetched, full.versions_added, full.unversioned) == (5, 0, second.unversioned)
+
+    # As the message says: the app touches them, and their content becomes a version.
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE users SET updated_at = '2026-01-05 10:10' WHERE id IN (2, 4)"))
+    third = extract_users(warehouse, engine, at=datetime(2026, 1, 5, 10, 15))
+    assert (third.versions_added, third.unversioned.rows) == (2, 0)
+    latest = query(
+        warehouse,
+        "SELECT id, email, _rescued->>'loyalty_tier' FROM raw.users "
+        "WHERE updated_at = '2026-01-05 10:10' ORDER BY id",
+    )
+    assert latest == [(2, "new@x.test", None), (4, "u@x.test", "gold")]
+
+    # A migration adds a column: every row's rescued columns change, no row does.
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE users ADD COLUMN nickname TEXT"))
+    fourth = extract_users(warehouse, engine, at=datetime(2026, 1, 5, 10, 20))
+    assert (fourth.rows_fetched, fourth.versions_added, fourth.unversioned.rows) == (3, 0, 0)
+
+
+def test_the_extraction_asset_warns_of_changes_that_kept_updated_at(settings, resources, source):
+    """On the simulated app: the WARN check `unversioned_changes`, the materialization's
+    metadata and a run-log warning name the table and the ids, never the values."""
+    instance = dg.DagsterInstance.ephemeral()
+    users = [a for a in RAW_SOURCE_TABLE_ASSETS if a.key.path[-1] == "users"]
+    first = dg.materialize(users, resources=resources, instance=instance)
+    [check] = first.get_asset_check_evaluations()
+    assert (check.check_name, check.passed) == ("unversioned_changes", True)
+    with source.begin() as conn:  # the latest user: re-read by the next run's look-back
+        [(user_id,)] = conn.execute(
+            sa.text("SELECT id FROM users ORDER BY updated_at DESC, id DESC LIMIT 1")
+        ).all()
+        conn.execute(
+            sa.text("UPDATE users SET full_name = 'Secret Name' WHERE id = :id"), {"id": user_id}
+        )
+    second = dg.materialize(users, resources=resources, instance=instance)
+    [check] = second.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["unversioned_changes"].value == 1
+    assert check.metadata["unversioned_change_ids"].value == [user_id]
+    [materialization] = second.get_asset_materialization_events()
+    metadata = materialization.materialization.metadata
+    assert metadata["unversioned_changes"].value == 1
+    assert metadata["versions_added"].value == 0
+    warnings = [
+        entry.user_message
+        for entry in instance.all_logs(second.run_id)
+        if entry.level == logging.WARNING and "changed without a new updated_at" in entry.message
+    ]
+    assert len(warnings) == 1 and f"(ids {user_id})" in warnings[0], warnings
+    assert "source table 'users'" in warnings[0] and "Secret Name" not in warnings[0]
+    assert check.description == warnings[0]

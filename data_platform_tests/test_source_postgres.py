@@ -231,3 +231,40 @@ def test_a_numeric_12_4_price_stops_extraction_rather_than_round(tmp_path, postg
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         prices = conn.execute("SELECT id, unit_price FROM raw.products ORDER BY id").fetchall()
     assert prices == [(1, Decimal("12.34")), (2, Decimal("12.35"))]
+
+
+def test_two_changes_within_a_timestamp_s_resolution_are_reported(tmp_path, postgres_url):
+    """An app whose updated_at is a timestamp(0) changed a user twice in one second: the second
+    change rounds to the first's updated_at, so its content can be no version. It was skipped
+    without a word; now the run counts and names the row (its id, not its values)."""
+    from data_platform.ingestion.database import UnversionedChanges
+    from data_platform.ingestion.tables import USERS
+
+    engine = sa.create_engine(postgres_url)
+    columns = "id int PRIMARY KEY, email text, full_name text, country text"
+    stamps = "created_at timestamp(0), updated_at timestamp(0), deleted_at timestamp(0)"
+    change = sa.text("UPDATE users SET email = :email, updated_at = :at WHERE id = 1")
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE users ({columns}, {stamps})"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO users VALUES (1, 'a@x', 'A', 'DE', :at, :at, NULL), "
+                "(2, 'b@x', 'B', 'DE', :at, :at, NULL)"
+            ),
+            {"at": "2026-01-01 11:00"},
+        )
+        conn.execute(change, {"email": "a1@x", "at": "2026-01-01 12:00:00.2"})
+    warehouse = tmp_path / "warehouse.duckdb"
+
+    def extract(at: datetime) -> UnversionedChanges:
+        with duckdb.connect(str(warehouse)) as conn:
+            return extract_incremental(conn, engine, USERS, timedelta(hours=1), at).unversioned
+
+    assert extract(datetime(2026, 1, 1, 12, 0, 0, 500_000)) == UnversionedChanges()
+    with engine.begin() as conn:  # 0.2 s after the first change: the same second
+        conn.execute(change, {"email": "a2@x", "at": "2026-01-01 12:00:00.4"})
+    assert extract(datetime(2026, 1, 1, 12, 5)) == UnversionedChanges(rows=1, ids=(1,))
+    engine.dispose()
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        stored = conn.execute("SELECT id, email, updated_at FROM raw.users ORDER BY ALL").fetchall()
+    assert stored == [(1, "a1@x", datetime(2026, 1, 1, 12)), (2, "b@x", datetime(2026, 1, 1, 11))]

@@ -304,3 +304,43 @@ def test_offsets_infinities_future_rows_and_rounding_alike_on_both(tmp_path, spa
         "holds only rounded, as 12.35"
     )
     assert duckdb_rows(duck, products) == spark_rows(spark_raw, products) == Counter()
+
+
+def test_changes_that_keep_updated_at_are_reported_alike_on_both(tmp_path, spark_raw, monkeypatch):
+    """A row changed under the updated_at of its extracted version (in a contract column, or in
+    one kept in `_rescued`) is counted and named by the same rule on both engines, over batches;
+    a column added by a migration, which changes every row's `_rescued`, is not such a change."""
+    monkeypatch.setattr(database, "SOURCE_BATCH_ROWS", 2)
+    duck, users = tmp_path / "warehouse.duckdb", TABLES["users"]
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, full_name TEXT, "
+                "country TEXT, created_at DATETIME, updated_at DATETIME, deleted_at DATETIME, "
+                "score REAL)"
+            )
+        )
+        conn.execute(
+            sa.text("INSERT INTO users VALUES (:id, 'u@x', 'U', 'DE', :at, :at, NULL, 1.5)"),
+            [{"id": i, "at": f"2026-01-05 08:0{i}:00"} for i in range(1, 6)],
+        )
+    first = extract_both(duck, spark_raw, engine, users, datetime(2026, 1, 5, 9))
+    assert first[0] == first[1] and first[0].unversioned == database.UnversionedChanges()
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE users SET email = 'v@x' WHERE id = 2"))
+        conn.execute(sa.text("UPDATE users SET score = 2.5 WHERE id = 5"))
+        conn.execute(sa.text("UPDATE users SET updated_at = '2026-01-05 09:30' WHERE id = 3"))
+    on_duckdb, on_spark = extract_both(duck, spark_raw, engine, users, datetime(2026, 1, 5, 10))
+    assert on_spark == on_duckdb
+    assert (on_duckdb.versions_added, on_duckdb.unversioned) == (
+        1,
+        database.UnversionedChanges(rows=2, ids=(2, 5)),
+    )
+    rows = duckdb_rows(duck, users)
+    assert spark_rows(spark_raw, users) == rows and len(rows) == 6
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE users ADD COLUMN nickname TEXT"))
+    on_duckdb, on_spark = extract_both(duck, spark_raw, engine, users, datetime(2026, 1, 5, 11))
+    assert on_spark == on_duckdb and on_duckdb.unversioned == database.UnversionedChanges()
+    assert (on_duckdb.rows_fetched, on_duckdb.versions_added) == (1, 0)

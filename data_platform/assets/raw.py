@@ -8,7 +8,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from data_platform.ingestion.database import ExtractionStats, extract_incremental
+from data_platform.ingestion.database import (
+    ExtractionStats,
+    extract_incremental,
+    unversioned_changes_warning,
+)
 from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES, FileFormat
 from data_platform.ingestion.files import PartitionStats, ingest_file_partitions
 from data_platform.ingestion.spark_database import extract_incremental_on_spark
@@ -113,14 +117,39 @@ class ExtractionConfig(dg.Config):
     lookback_minutes: int = 60
 
 
+UNVERSIONED_CHANGES = "unversioned_changes"
+
+
+def unversioned_metadata(stats: ExtractionStats) -> dict[str, object]:
+    """How many re-read rows changed under an extracted (id, updated_at), and their first ids."""
+    return {
+        UNVERSIONED_CHANGES: stats.unversioned.rows,
+        "unversioned_change_ids": dg.MetadataValue.json(list(stats.unversioned.ids)),
+    }
+
+
 def extraction_metadata(stats: ExtractionStats, table_rows: int) -> dict[str, object]:
     return {
         "rows_fetched": stats.rows_fetched,
         "versions_added": stats.versions_added,
         "high_water_mark_before": str(stats.high_water_mark_before),
         "high_water_mark_after": str(stats.high_water_mark_after),
+        **unversioned_metadata(stats),
         "dagster/row_count": table_rows,
     }
+
+
+def unversioned_changes_check(table: RawTable, stats: ExtractionStats) -> dg.AssetCheckResult:
+    """WARN while the run re-read rows changed without a new updated_at: the extraction itself
+    is what sees them (the source and the log side by side), so it reports the check."""
+    found = stats.unversioned
+    return dg.AssetCheckResult(
+        check_name=UNVERSIONED_CHANGES,
+        passed=found.rows == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=unversioned_metadata(stats),
+        description=unversioned_changes_warning(table, found) if found.rows else None,
+    )
 
 
 def source_table_asset(table: RawTable) -> dg.AssetsDefinition:
@@ -134,9 +163,23 @@ def source_table_asset(table: RawTable) -> dg.AssetsDefinition:
         owners=OWNERS,
         kinds={"duckdb", "sqlalchemy"},
         metadata=table_metadata(table),
+        check_specs=[
+            dg.AssetCheckSpec(
+                UNVERSIONED_CHANGES,
+                asset=["raw", table.name],
+                description=f"Rows of the source table {table.name!r} re-read by the "
+                "extraction (its look-back window) that changed without a new updated_at: "
+                "their content is in no version. WARN when there are any; evaluated by each "
+                "extraction. A run with lookback_minutes covering the whole table compares "
+                "every row.",
+            )
+        ],
     )
     def extract(
-        config: ExtractionConfig, warehouse: Warehouse, source_database: SourceDatabase
+        context: dg.AssetExecutionContext,
+        config: ExtractionConfig,
+        warehouse: Warehouse,
+        source_database: SourceDatabase,
     ) -> dg.MaterializeResult:
         lookback = timedelta(minutes=config.lookback_minutes)
         if warehouse.engine == "spark":
@@ -153,7 +196,12 @@ def source_table_asset(table: RawTable) -> dg.AssetsDefinition:
                 table_rows = conn.execute(
                     f"SELECT count(*) FROM {table.qualified_name}"
                 ).fetchone()[0]
-        return dg.MaterializeResult(metadata=extraction_metadata(stats, table_rows))
+        if stats.unversioned.rows:
+            context.log.warning(unversioned_changes_warning(table, stats.unversioned))
+        return dg.MaterializeResult(
+            metadata=extraction_metadata(stats, table_rows),
+            check_results=[unversioned_changes_check(table, stats)],
+        )
 
     return extract
 

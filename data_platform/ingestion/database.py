@@ -5,6 +5,11 @@ minus a look-back window (clock skew, late commits) and appends only the (id, up
 versions not seen before. The high-water mark is derived from the data itself, so a re-run adds
 nothing, and an interrupted run (one transaction) leaves no gap.
 
+A version, once extracted, is never rewritten. A source row changed again without a new
+`updated_at` (an app that forgets to bump it, two changes within its resolution) therefore has
+content the log cannot take under its key: each run counts the rows it re-read in that state and
+names their ids (`UnversionedChanges`), for the asset to report.
+
 Schema changes are never lost silently (`source_schema.py`): the source's columns outside the
 contract land in `_rescued`, and a contract column gone, or holding what its type cannot, stops
 the extraction before anything is written.
@@ -12,8 +17,8 @@ the extraction before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -25,6 +30,7 @@ from data_platform.ingestion.source_schema import (
     BatchKinds,
     EngineSql,
     SourceColumns,
+    contract_columns,
     contract_value,
     quoted,
     reflect,
@@ -38,9 +44,34 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
 SOURCE_BATCH_ROWS = 50_000
-DUCKDB_SQL = EngineSql(quote=quoted, sql_type=lambda column: column.type, dialect=DUCKDB)
+DUCKDB_SQL = EngineSql(
+    quote=quoted,
+    sql_type=lambda column: column.type,
+    dialect=DUCKDB,
+    json_keys=lambda expr: f"json_keys({expr})",
+)
 # No UTC offset in use is wider than this (-12:00 to +14:00).
 _WIDEST_OFFSET = timedelta(hours=14)
+
+
+# Ids named in a report of unversioned changes: enough to find the pattern in the app, few
+# enough for a log line (the count is always the full one).
+SHOWN_IDS = 20
+
+
+@dataclass(frozen=True)
+class UnversionedChanges:
+    """Source rows whose (id, updated_at) is in the version log with other content: changed
+    since that version was extracted, without a new updated_at. Their new content is in no
+    version; only ids are kept, never values (a users row is personal data)."""
+
+    rows: int = 0
+    ids: tuple[int, ...] = ()  # the SHOWN_IDS smallest
+
+    def __add__(self, other: UnversionedChanges) -> UnversionedChanges:
+        return UnversionedChanges(
+            self.rows + other.rows, tuple(sorted({*self.ids, *other.ids}))[:SHOWN_IDS]
+        )
 
 
 @dataclass(frozen=True)
@@ -50,6 +81,7 @@ class ExtractionStats:
     high_water_mark_after: datetime | None
     rows_fetched: int
     versions_added: int
+    unversioned: UnversionedChanges = field(default_factory=UnversionedChanges)
 
 
 # The log's high-water mark: each version counts up to when it was extracted, at most. One row
@@ -58,6 +90,60 @@ class ExtractionStats:
 # as seen when its run started; it is read again by later runs and added once (its version is
 # in the log). The same SQL on DuckDB and Spark.
 HIGH_WATER_MARK = "max(least(updated_at, _extracted_at))"
+
+
+def unversioned_changes_sql(table: RawTable, versions: str, sql: EngineSql) -> str:
+    """The ids of `versions` (the run's rows, typed as the log's) whose (id, updated_at) the
+    log holds with other content, with their count on each row (smallest SHOWN_IDS ids).
+
+    One rule for DuckDB and Spark, which both run it after appending: a version the run added
+    is its own stored self, so only keys stored by an earlier run (or twice in one run) can
+    differ. `_rescued` is compared only when both sides hold the same columns: a migration
+    adding or dropping a source column changes it on every row without any row changing, and
+    the schema_drift check reports that.
+    """
+    q = sql.quote
+    compared = [q(n) for n in contract_columns(table) if n not in ("id", "updated_at")]
+    differs = [f"v.{c} IS DISTINCT FROM r.{c}" for c in compared]
+    differs.append(
+        f"(v._rescued IS NOT NULL AND r._rescued IS NOT NULL AND "
+        f"{sql.json_keys('v._rescued')} = {sql.json_keys('r._rescued')} AND "
+        "CAST(v._rescued AS STRING) <> CAST(r._rescued AS STRING))"
+    )
+    return (
+        "SELECT id, count(*) OVER () AS n FROM ("
+        f"SELECT DISTINCT v.id FROM {versions} v JOIN {table.qualified_name} r "
+        "ON r.id = v.id AND r.updated_at = v.updated_at "
+        f"WHERE {' OR '.join(differs)}) c ORDER BY id LIMIT {SHOWN_IDS}"
+    )
+
+
+def find_unversioned_changes(
+    rows: Callable[[str], Sequence[Sequence[object]]],
+    table: RawTable,
+    versions: str,
+    sql: EngineSql,
+) -> UnversionedChanges:
+    """`unversioned_changes_sql` run by an engine (`rows` returns a query's rows)."""
+    found = rows(unversioned_changes_sql(table, versions, sql))
+    if not found:
+        return UnversionedChanges()
+    return UnversionedChanges(int(found[0][1]), tuple(int(i) for i, _ in found))
+
+
+def unversioned_changes_warning(table: RawTable, found: UnversionedChanges) -> str:
+    """What a person reads in the run's log: which rows, why their content is missing, and what
+    to do. Ids only: the values may be personal data."""
+    ids = ", ".join(map(str, found.ids)) + (", ..." if found.rows > len(found.ids) else "")
+    return (
+        f"{found.rows} row(s) of source table {table.name!r} changed without a new updated_at "
+        f"since their version was extracted (ids {ids}): that content is in no version of "
+        f"{table.qualified_name}, which keeps the version first extracted under each "
+        "(id, updated_at). Make the app set updated_at on every change (its ORM's onupdate, or "
+        "a trigger), then bring these rows' current content in by touching them in the app "
+        f"(UPDATE {table.name} SET updated_at = <now, UTC> WHERE id IN (...)) and re-running "
+        "the extraction"
+    )
 
 
 def read_since(high_water_mark: datetime | None, lookback: timedelta) -> datetime | None:
@@ -177,7 +263,9 @@ def _append_new_versions(
     columns: SourceColumns,
     kinds: BatchKinds,
     extracted_at: datetime,
-) -> int:
+) -> tuple[int, UnversionedChanges]:
+    """Append the batch's unseen (id, updated_at) versions; their number, and the batch's rows
+    whose key is stored with other content."""
     contract = {c.name: c for c in table.columns}
     names = columns.contract
     typed = ", ".join(
@@ -189,18 +277,27 @@ def _append_new_versions(
         for n in columns.extra
     )
     rescued = f"json_object({pairs})" if columns.extra else "NULL"
+    # Typed once, as Spark stages them: the append and the comparison read the same versions.
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE _source_versions AS "
+        f"SELECT {typed}, CAST({rescued} AS JSON) AS _rescued FROM _source_batch b"
+    )
     target = ", ".join(quoted(n) for n in [*names, "_extracted_at", "_rescued"])
     values = ", ".join(f"v.{quoted(n)}" for n in names)
     before = conn.execute(f"SELECT count(*) FROM {table.qualified_name}").fetchone()[0]
     conn.execute(
         f"INSERT INTO {table.qualified_name} ({target}) "
         f"SELECT DISTINCT ON (v.id, v.updated_at) {values}, ?, v._rescued "
-        f"FROM (SELECT {typed}, {rescued} AS _rescued FROM _source_batch b) v "
+        "FROM _source_versions v "
         f"WHERE NOT EXISTS (SELECT 1 FROM {table.qualified_name} r "
         "WHERE r.id = v.id AND r.updated_at = v.updated_at)",
         [extracted_at],
     )
-    return conn.execute(f"SELECT count(*) FROM {table.qualified_name}").fetchone()[0] - before
+    added = conn.execute(f"SELECT count(*) FROM {table.qualified_name}").fetchone()[0] - before
+    found = find_unversioned_changes(
+        lambda sql: conn.execute(sql).fetchall(), table, "_source_versions", DUCKDB_SQL
+    )
+    return added, found
 
 
 def extract_incremental(
@@ -210,7 +307,8 @@ def extract_incremental(
     lookback: timedelta,
     extracted_at: datetime,
 ) -> ExtractionStats:
-    """Append the source table's new (id, updated_at) versions to its raw version log."""
+    """Append the source table's new (id, updated_at) versions to its raw version log, and count
+    the rows re-read whose key is stored with other content (`UnversionedChanges`)."""
     ensure_raw_tables(conn, (table,))
     # The timestamp rule reads offset-less text in the session's zone: the warehouse's, UTC,
     # whoever opened this connection.
@@ -220,6 +318,7 @@ def extract_incremental(
     query, columns = source_query(engine, table, read_since(hwm_before, lookback))
     names = [*columns.contract, *columns.extra]
     fetched = added = 0
+    unversioned = UnversionedChanges()
     conn.execute("BEGIN TRANSACTION")
     try:
         for _source_arrow in source_batches(engine, query, names):
@@ -231,11 +330,16 @@ def extract_incremental(
                 lambda sql: conn.execute(sql).fetchone(), table, columns.contract, kinds, DUCKDB_SQL
             )
             fetched += _source_arrow.num_rows
-            added += _append_new_versions(conn, table, columns, kinds, extracted_at)
+            batch_added, batch_unversioned = _append_new_versions(
+                conn, table, columns, kinds, extracted_at
+            )
+            added += batch_added
+            unversioned += batch_unversioned
+        conn.execute("DROP TABLE IF EXISTS _source_versions")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     return ExtractionStats(
-        table.name, hwm_before, conn.execute(hwm_sql).fetchone()[0], fetched, added
+        table.name, hwm_before, conn.execute(hwm_sql).fetchone()[0], fetched, added, unversioned
     )

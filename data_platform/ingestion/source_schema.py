@@ -47,6 +47,8 @@ class EngineSql:
     quote: Callable[[str], str]
     sql_type: Callable[[Column], str]
     dialect: Dialect
+    # The keys of a JSON object (`_rescued`), in order, as an array the engine compares with =.
+    json_keys: Callable[[str], str]
 
 
 @dataclass(frozen=True)

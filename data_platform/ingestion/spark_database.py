@@ -12,6 +12,8 @@ transaction to roll back:
   already in the raw table, one row per (id, updated_at) (the first fetched wins, as on DuckDB,
   where each batch sees the earlier ones). A refused or interrupted run has written nothing, and
   the high-water mark, derived from the data, is where it was.
+- The staged versions whose key the log holds with other content are found by `database`'s own
+  SQL (`unversioned_changes_sql`), after the append, as on DuckDB.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from typing import TYPE_CHECKING
 from data_platform.ingestion.database import (
     HIGH_WATER_MARK,
     ExtractionStats,
+    UnversionedChanges,
     batch_kinds,
+    find_unversioned_changes,
     read_since,
     source_batches,
     source_query,
@@ -52,7 +56,12 @@ def backquoted(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-SPARK_SQL = EngineSql(quote=backquoted, sql_type=spark_type, dialect=SPARK)
+SPARK_SQL = EngineSql(
+    quote=backquoted,
+    sql_type=spark_type,
+    dialect=SPARK,
+    json_keys=lambda expr: f"json_object_keys({expr})",
+)
 
 
 def _first_row(spark: SparkSession, sql: str) -> tuple | None:
@@ -108,7 +117,8 @@ def extract_incremental_on_spark(
     lookback: timedelta,
     extracted_at: datetime,
 ) -> ExtractionStats:
-    """Append the source table's new (id, updated_at) versions to its raw version log on Spark."""
+    """Append the source table's new (id, updated_at) versions to its raw version log on Spark,
+    and count the rows re-read whose key is stored with other content, as on DuckDB."""
     ensure_spark_tables(spark, (table,))
     # One job for both figures. The mark as TIMESTAMP_NTZ: the naive UTC value, whatever the
     # Python process's own time zone.
@@ -120,6 +130,7 @@ def extract_incremental_on_spark(
     names = [*columns.contract, *columns.extra]
     staged: list[DataFrame] = []
     fetched = 0
+    unversioned = UnversionedChanges()
     try:
         for batch in source_batches(engine, query, names):
             frame = spark.createDataFrame(batch)
@@ -136,8 +147,16 @@ def extract_incremental_on_spark(
             versions = reduce(lambda a, b: a.unionByName(b), staged)
             versions.createOrReplaceTempView("_source_versions")
             _append_staged(spark, table)
+            unversioned = find_unversioned_changes(
+                lambda sql: [tuple(r) for r in spark.sql(sql).collect()],
+                table,
+                "_source_versions",
+                SPARK_SQL,
+            )
     finally:
         spark.catalog.dropTempView("_source_batch")
         spark.catalog.dropTempView("_source_versions")
     rows_after, hwm_after = spark.sql(state_sql).first()
-    return ExtractionStats(table.name, hwm_before, hwm_after, fetched, rows_after - rows_before)
+    return ExtractionStats(
+        table.name, hwm_before, hwm_after, fetched, rows_after - rows_before, unversioned
+    )
