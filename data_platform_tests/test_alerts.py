@@ -212,6 +212,29 @@ def test_a_failed_run_sends_one_alert_with_asset_partition_reason_and_link(webho
     assert link(payload) == f"http://127.0.0.1:3000/runs/{run.run_id}"
 
 
+def test_a_run_reported_failed_twice_alerts_once(webhook):
+    """Two processes can both find a dead run's process gone and report it failed (seen in CI:
+    the code server and the monitoring daemon): each report is a failure event, and each event
+    sent an alert."""
+    instance = dg.DagsterInstance.ephemeral()
+    run, _ = finished_run(instance, [breaks], partition_key="2026-01-05")
+    instance.report_run_failed(run)  # the second report, from outside the run
+    failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    assert len(failures) == 2
+    for failure in failures:
+        run_failure_alerts(
+            dg.build_run_status_sensor_context(
+                sensor_name="alert_on_run_failure",
+                dagster_instance=instance,
+                dagster_run=run,
+                dagster_event=failure.get_dagster_event(),
+                resources={"alerts": webhook.sender()},
+            ).for_run_failure()
+        )
+    (payload,) = webhook.received
+    assert link(payload) == f"http://127.0.0.1:3000/runs/{run.run_id}"
+
+
 ALERT_DEFS = """
 import dagster as dg
 from data_platform.automation.alert_sensors import run_failure_alerts

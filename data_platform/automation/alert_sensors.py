@@ -103,6 +103,13 @@ def _send(
         sender.send(alert, context.log, deadline)
 
 
+# A run whose process died can be reported failed twice, by two processes racing (the code
+# server that spawned it, the monitoring daemon or a headless `materialize`): each report is a
+# failure event, and each event an alert. The first alert tags the run; the sensor handles its
+# events one at a time, so the tag is there for the second.
+FAILURE_ALERTED_TAG = "data_platform/failure_alerted"
+
+
 # Run-status sensors match only runs of their own code location unless told otherwise: a run
 # of `data-platform materialize` (executed headless, it has none) never alerted.
 @dg.run_failure_sensor(
@@ -112,7 +119,10 @@ def _send(
     monitor_all_code_locations=True,
 )
 def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertWebhook):
-    run = context.dagster_run
+    run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
+    if run.tags.get(FAILURE_ALERTED_TAG):
+        context.log.info(f"Run {run.run_id} was reported failed again: alerted once already.")
+        return
     step_errors = [
         f"{event.step_key}: {root_cause(event.event_specific_data.error)}"
         for event in context.get_step_failure_events()
@@ -121,6 +131,7 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertWebhook
     message = context.failure_event.message or "the run failed"
     failure = run_failure_alert(context.instance, run, message, step_errors)
     _send([failure, *failed_check_alerts(context.instance, run)], alerts, context)
+    context.instance.add_run_tags(run.run_id, {FAILURE_ALERTED_TAG: "true"})
 
 
 @dg.run_status_sensor(
