@@ -602,3 +602,66 @@ def test_rerunning_a_day_of_large_files_does_not_grow_the_warehouse(settings, re
     assert query(settings.warehouse, "SELECT count(*) FROM raw.events") == [(260_000,)]
     # A re-run writes its rows before the old ones are freed: at most twice the first size.
     assert max(sizes) <= 2.2 * sizes[0], sizes
+
+
+def test_a_cr_only_file_whose_first_line_passes_the_head_is_one_line(settings, resources):
+    """Lines end at LF only: a file whose lines all end in CR is one line by the contract.
+    has_lone_cr looks at the first 1 MB only (and skips its last byte), so a CR-only file whose
+    first line is 1 MB or longer goes to DuckDB's strict reader, which takes every CR for a line
+    end: three records loaded where the contract has one line that is not JSON."""
+    from data_platform.ingestion.file_lines import HEAD_BYTES
+
+    folder = settings.home / "landing" / "events" / f"dt={DAY}"
+    folder.mkdir(parents=True)
+    first = event("first", properties={"blob": ""})
+    first = event("first", properties={"blob": "x" * (HEAD_BYTES - 1 - len(first))})
+    assert len(first) == HEAD_BYTES - 1  # its CR is the head's last byte
+    text = "\r".join([first, event("a"), event("b")])
+    for name in ("cr-only.jsonl", "cr-only.jsonl.gz"):
+        data = (text + "\r").encode()
+        (folder / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    check = conservation_check(EVENT_FILES)
+    result = dg.materialize(
+        [*FILE_ASSETS, check], resources=resources, partition_key=DAY.isoformat(),
+        raise_on_error=False,
+    )  # fmt: skip
+    [evaluation] = result.get_asset_check_evaluations()
+    assert query(settings.warehouse, "SELECT _source_file, _line_number FROM raw.events") == []
+    letters = query(
+        settings.warehouse,
+        "SELECT source_file, line_number, raw_record FROM raw.dead_letter ORDER BY ALL",
+    )
+    assert letters == [
+        (f"events/dt={DAY}/cr-only.jsonl", 1, text),
+        (f"events/dt={DAY}/cr-only.jsonl.gz", 1, text),
+    ]
+    assert evaluation.passed, evaluation.description
+
+
+def test_a_byte_order_mark_is_read_alike_whatever_the_line_endings(settings, resources):
+    """DuckDB's line reader drops a UTF-8 byte order mark (as Excel's 'CSV UTF-8' writes it),
+    so a BOM'd file whose lines all end alike loads; the Python copy that a file with mixed
+    endings now takes keeps it, so the same header no longer names payment_id (every row dead-
+    lettered) and the same first event is 'not valid JSON'. One file's fate must not hang on
+    another line's ending."""
+    bom = b"\xef\xbb\xbf"
+    header = b"payment_id,order_id,amount,currency,status,created_at"
+    rows = [f"p{i},{i},1.50,EUR,succeeded,2026-01-05T10:00:00Z".encode() for i in (1, 2)]
+    payments = settings.home / "landing" / "payments" / f"dt={DAY}"
+    payments.mkdir(parents=True)
+    (payments / "all-crlf.csv").write_bytes(bom + header + b"\r\n" + rows[0] + b"\r\n" + rows[1] + b"\r\n")  # fmt: skip
+    (payments / "last-lf.csv").write_bytes(bom + header + b"\r\n" + rows[0] + b"\r\n" + rows[1] + b"\n")  # fmt: skip
+    events = settings.home / "landing" / "events" / f"dt={DAY}"
+    events.mkdir(parents=True)
+    lines = [event("a").encode(), event("b").encode()]
+    (events / "all-lf.jsonl").write_bytes(bom + lines[0] + b"\n" + lines[1] + b"\n")
+    (events / "mixed.jsonl").write_bytes(bom + lines[0] + b"\r\n" + lines[1] + b"\n")
+    assert dg.materialize(FILE_ASSETS, resources=resources, partition_key=DAY.isoformat()).success
+    loaded = query(settings.warehouse, "SELECT _source_file, _line_number FROM raw.payments")
+    assert sorted(loaded) == [
+        (f"payments/dt={DAY}/{name}", n) for name in ("all-crlf.csv", "last-lf.csv") for n in (2, 3)
+    ]
+    loaded = query(settings.warehouse, "SELECT _source_file, _line_number FROM raw.events")
+    assert sorted(loaded) == [
+        (f"events/dt={DAY}/{name}", n) for name in ("all-lf.jsonl", "mixed.jsonl") for n in (1, 2)
+    ]

@@ -152,13 +152,24 @@ def _opened(path: Path) -> BinaryIO:
 
 
 def has_lone_cr(path: Path) -> bool:
-    """Whether the file's first HEAD_BYTES hold a CR that ends no CRLF. DuckDB's strict reader
-    takes a file whose lines all end in CR (classic Mac) as lines, where the contract sees one
-    line: only its start tells. A lone CR later trips the strict reader instead."""
+    """Whether the file holds a CR that ends no CRLF in its first HEAD_BYTES, or in its first
+    line if that is longer. DuckDB's strict reader takes its line ending from the first line
+    ending, so it reads a file whose lines all end in CR (classic Mac) as lines, where the
+    contract sees one line; a lone CR after the first LF trips the strict reader instead."""
     with _opened(path) as file:
-        head = file.read(HEAD_BYTES)
-    # Whether the head's last byte, if a CR, ends a CRLF is the next chunk's business.
-    return bool(_LONE_CR.search(head[:-1] if len(head) == HEAD_BYTES else head))
+        carried = b""  # a chunk's last byte: whether a CR there ends a CRLF is the next's business
+        while chunk := file.read(HEAD_BYTES):
+            window = carried + chunk
+            if _LONE_CR.search(window[:-1]):
+                return True
+            if b"\n" in window:
+                return False
+            carried = window[-1:]
+    return False  # a CR as the file's last byte ends its last line, as DuckDB has it too
+
+
+# A UTF-8 byte order mark, which DuckDB's reader drops from a file's start (Excel's "CSV UTF-8").
+_BOM = b"\xef\xbb\xbf"
 
 
 def _quoted(line: bytes) -> bytes:
@@ -170,32 +181,32 @@ def _quoted(line: bytes) -> bytes:
 @contextmanager
 def python_copy(path: Path) -> Iterator[FileLines]:
     """The lines of a copy of a file DuckDB's reader rejects, split by Python as the contract
-    counts them (at LF, a CR ending a line dropped) and quoted: bad UTF-8 bytes replaced by U+FFFD and
-    the numbers of the lines that held them kept (their dead letter says so, whatever they
-    hold); a line longer than DuckDB's default limit is read whole.
+    counts them (at LF, a CR ending a line dropped, a byte order mark at the start dropped as
+    DuckDB drops it) and quoted: bad UTF-8 bytes replaced by U+FFFD and the numbers of the lines
+    that held them kept (their dead letter says so, whatever they hold); a line longer than
+    DuckDB's default limit is read whole.
 
-    Decoding the whole file at once runs at C speed; only lines with a replacement character
-    are examined, since a line can hold a genuine U+FFFD. Raises one of `UNREADABLE` before
-    any SQL runs when the file cannot be read at all, so the transaction stays usable.
+    Streamed a line at a time, so memory holds the longest line, not the file. Only lines with
+    a replacement character are examined, since a line can hold a genuine U+FFFD. Raises one
+    of `UNREADABLE` before any SQL runs when the file cannot be read at all, so the transaction
+    stays usable.
     """
-    with _opened(path) as file:
-        data = file.read()
-    # A bad byte never swallows a newline (0x0A is no continuation byte): lines stay aligned.
-    raw_lines = data.split(b"\n")
-    if raw_lines[-1] == b"":
-        raw_lines.pop()  # the file's last line break ends a line: no line after it
-    raw_lines = [line[:-1] if line.endswith(b"\r") else line for line in raw_lines]
-    texts = [line.decode("utf-8", errors="replace") for line in raw_lines]
-    undecodable = [
-        number
-        for number, (text, raw) in enumerate(zip(texts, raw_lines, strict=True), start=1)
-        if "\ufffd" in text and text.count("\ufffd") != raw.count(b"\xef\xbf\xbd")
-    ]
-    copied = [_quoted(text.encode("utf-8")) for text in texts]
+    undecodable, longest = [], 0
     with tempfile.TemporaryDirectory(prefix="lines-") as folder:
         copy = Path(folder) / "lines.csv"
-        copy.write_bytes(b"".join(line + b"\n" for line in copied))
-        yield FileLines(copy, tuple(undecodable), max(map(len, copied), default=0), quoted=True)
+        with _opened(path) as file, copy.open("wb") as out:
+            # Binary lines split at LF only; a bad byte never swallows one (0x0A is no
+            # continuation byte), so lines stay aligned.
+            for number, line in enumerate(file, start=1):
+                line = line.removeprefix(_BOM) if number == 1 else line
+                line = line.removesuffix(b"\n").removesuffix(b"\r")
+                text = line.decode("utf-8", errors="replace")
+                if "\ufffd" in text and text.count("\ufffd") != line.count(b"\xef\xbf\xbd"):
+                    undecodable.append(number)
+                quoted = _quoted(text.encode("utf-8"))
+                longest = max(longest, len(quoted))
+                out.write(quoted + b"\n")
+        yield FileLines(copy, tuple(undecodable), longest, quoted=True)
 
 
 def _each_file(files: list[FileLines], sql: Callable[[FileLines], str]) -> str:
