@@ -637,3 +637,36 @@ def test_an_unreadable_instance_loses_only_its_own_series(tmp_path, capsys):
     assert not any(name.startswith("data_platform_runs") for name, _ in samples)
     assert value(samples, "data_platform_warehouse_up") == 1 and rows(samples)
     assert "the instance is unreadable" in capsys.readouterr().err
+
+
+def test_an_exporter_stopped_during_a_scrape_answers_it_then_exits_0(tmp_path):
+    """Scrapes run on daemon threads: stopped mid-scrape, the exporter exited under it (the
+    scrape cut off without a response; in CI once a SIGABRT, a thread still in native code as
+    the interpreter went down). It now waits for the scrape in progress. A Kafka bootstrap
+    that nothing answers makes the scrape last 2 s, inside librdkafka."""
+    home = tmp_path / "home"
+    (home / "dagster_home").mkdir(parents=True)
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DATA_PLATFORM_", "DAGSTER_"))},
+        "DATA_PLATFORM_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster_home"),
+        "DATA_PLATFORM_METRICS_PORT": str(port),
+        "DATA_PLATFORM_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+    }
+    exporter = subprocess.Popen([CLI, "metrics"], env=env, cwd=REPO, stderr=subprocess.PIPE)
+    try:
+        assert wait_until(lambda: answers(port) or exporter.poll() is not None, 180)
+        url = f"http://127.0.0.1:{port}/metrics"
+        scraped: list[bytes] = []
+        scrape = threading.Thread(
+            target=lambda: scraped.append(urllib.request.urlopen(url, timeout=30).read())
+        )
+        scrape.start()
+        time.sleep(0.8)  # inside the 2 s Kafka wait
+        exporter.terminate()
+        assert exporter.wait(timeout=60) == 0, exporter.stderr.read().decode()[-2000:]
+        scrape.join(timeout=30)
+        assert scraped and b"data_platform_kafka_up 0.0" in scraped[0]
+    finally:
+        exporter.kill()

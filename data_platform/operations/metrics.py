@@ -131,8 +131,14 @@ def serve(port: int | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
+        # prometheus_client serves each scrape on a daemon thread, which neither the exit nor
+        # server_close() waits for: stopped mid-scrape, the exporter cut it off without a
+        # response, or (seen once in CI) went down under a thread still in native code, a
+        # SIGABRT. As plain threads, server_close() below joins them, each response written.
+        server.daemon_threads = False
         print(f"serving Prometheus metrics on http://{HOST}:{port}/metrics", file=sys.stderr)
         stopped.wait()
         server.shutdown()
         thread.join()
+        server.server_close()
     return 0
