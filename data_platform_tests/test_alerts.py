@@ -191,8 +191,9 @@ def finished_run(instance, assets, **kwargs):
     return instance.get_run_by_id(result.run_id), result
 
 
-def failure_context(instance, run, webhook):
-    failure = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0]
+def failure_context(instance, run, webhook, failure=None):
+    """The failure sensor's context for `failure`, by default the run's first failure event."""
+    failure = failure or instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0]
     return dg.build_run_status_sensor_context(
         sensor_name="alert_on_run_failure",
         dagster_instance=instance,
@@ -222,15 +223,7 @@ def test_a_run_reported_failed_twice_alerts_once(webhook):
     failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
     assert len(failures) == 2
     for failure in failures:
-        run_failure_alerts(
-            dg.build_run_status_sensor_context(
-                sensor_name="alert_on_run_failure",
-                dagster_instance=instance,
-                dagster_run=run,
-                dagster_event=failure.get_dagster_event(),
-                resources={"alerts": webhook.sender()},
-            ).for_run_failure()
-        )
+        run_failure_alerts(failure_context(instance, run, webhook, failure))
     (payload,) = webhook.received
     assert link(payload) == f"http://127.0.0.1:3000/runs/{run.run_id}"
 

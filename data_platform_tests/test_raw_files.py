@@ -265,6 +265,17 @@ def test_lines_longer_than_the_readers_limit_are_records_like_any_other(
     assert dead[0][3].startswith("not valid JSON")
 
 
+def conservation_of_the_day(resources) -> dg.AssetCheckEvaluation:
+    """The events' conservation check, evaluated with a run of DAY's file assets."""
+    check = conservation_check(EVENT_FILES)
+    result = dg.materialize(
+        [*FILE_ASSETS, check], resources=resources, partition_key=DAY.isoformat(),
+        raise_on_error=False,
+    )  # fmt: skip
+    [evaluation] = result.get_asset_check_evaluations()
+    return evaluation
+
+
 # Every way of ending lines: (file name, bytes, the contract's lines). Lines end at LF, and a CR
 # that ends a line (a CRLF's, or the file's last byte) is not part of it; any other CR is text.
 LINE_ENDINGS = [
@@ -301,11 +312,7 @@ def test_every_line_ending_is_numbered_as_the_contract_counts_lines(settings, re
                 expected_rows.append((key, number, json.loads(text)["event_id"]))
             elif line.strip():
                 expected_letters.append((key, number, text))
-    check = conservation_check(EVENT_FILES)
-    result = dg.materialize(
-        [*FILE_ASSETS, check], resources=resources, partition_key=DAY.isoformat(),
-    )  # fmt: skip
-    [evaluation] = result.get_asset_check_evaluations()
+    evaluation = conservation_of_the_day(resources)
     assert evaluation.passed, evaluation.description
     rows = query(settings.warehouse, "SELECT _source_file, _line_number, event_id FROM raw.events")
     assert sorted(rows) == sorted(expected_rows)
@@ -331,12 +338,7 @@ def test_records_stored_under_the_wrong_line_fail_conservation(
         return sql.replace("row_number() OVER ()", "row_number() OVER () + 1") if lines.path.name == "a.jsonl" else sql  # fmt: skip
 
     monkeypatch.setattr(FileLines, "numbered_sql", property(one_line_off))
-    check = conservation_check(EVENT_FILES)
-    result = dg.materialize(
-        [*FILE_ASSETS, check], resources=resources, partition_key=DAY.isoformat(),
-        raise_on_error=False,
-    )  # fmt: skip
-    [evaluation] = result.get_asset_check_evaluations()
+    evaluation = conservation_of_the_day(resources)
     assert not evaluation.passed
     assert evaluation.metadata["files_unbalanced"].value == 1
     assert evaluation.metadata["files_misnumbered"].value == 1
@@ -620,12 +622,7 @@ def test_a_cr_only_file_whose_first_line_passes_the_head_is_one_line(settings, r
     for name in ("cr-only.jsonl", "cr-only.jsonl.gz"):
         data = (text + "\r").encode()
         (folder / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
-    check = conservation_check(EVENT_FILES)
-    result = dg.materialize(
-        [*FILE_ASSETS, check], resources=resources, partition_key=DAY.isoformat(),
-        raise_on_error=False,
-    )  # fmt: skip
-    [evaluation] = result.get_asset_check_evaluations()
+    evaluation = conservation_of_the_day(resources)
     assert query(settings.warehouse, "SELECT _source_file, _line_number FROM raw.events") == []
     letters = query(
         settings.warehouse,

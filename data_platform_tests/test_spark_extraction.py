@@ -241,13 +241,15 @@ def test_a_value_the_contract_cannot_hold_is_refused_on_both_and_nothing_written
         assert spark_rows(spark_raw, table) == before[table.name], table.name
 
 
-def test_offsets_infinities_future_rows_and_rounding_alike_on_both(tmp_path, spark_raw):
-    """A SQLite app's text timestamps with offsets (stored in UTC), an infinity outside the
-    contract (valid JSON), a row stamped years ahead (later changes still read) and a price
-    with more digits than the contract (refused, not rounded): the same on both engines."""
-    duck, users, products = tmp_path / "warehouse.duckdb", TABLES["users"], TABLES["products"]
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
-    insert = sa.text("INSERT INTO users VALUES (:id, 'u@x', 'U', 'DE', :at, :at, NULL, :score)")
+INSERT_SCORED_USER = sa.text(
+    "INSERT INTO users VALUES (:id, 'u@x', 'U', 'DE', :at, :at, NULL, :score)"
+)
+
+
+def users_with_a_score(path: Path, rows: list[dict]) -> sa.Engine:
+    """A SQLite app database of one users table with a column outside the contract (`score`,
+    REAL, for `_rescued`), holding `rows` ({id, at, score})."""
+    engine = sa.create_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
         conn.execute(
             sa.text(
@@ -256,14 +258,24 @@ def test_offsets_infinities_future_rows_and_rounding_alike_on_both(tmp_path, spa
                 "score REAL)"
             )
         )
-        conn.execute(
-            insert,
-            [
-                {"id": 1, "at": "2026-01-05 10:00:00+02:00", "score": float("inf")},
-                {"id": 2, "at": "2030-01-01 00:00:00", "score": float("-inf")},
-                {"id": 3, "at": "2026-01-05 08:45:00", "score": 1.5},
-            ],
-        )
+        conn.execute(INSERT_SCORED_USER, rows)
+    return engine
+
+
+def test_offsets_infinities_future_rows_and_rounding_alike_on_both(tmp_path, spark_raw):
+    """A SQLite app's text timestamps with offsets (stored in UTC), an infinity outside the
+    contract (valid JSON), a row stamped years ahead (later changes still read) and a price
+    with more digits than the contract (refused, not rounded): the same on both engines."""
+    duck, users, products = tmp_path / "warehouse.duckdb", TABLES["users"], TABLES["products"]
+    engine = users_with_a_score(
+        tmp_path / "app.db",
+        [
+            {"id": 1, "at": "2026-01-05 10:00:00+02:00", "score": float("inf")},
+            {"id": 2, "at": "2030-01-01 00:00:00", "score": float("-inf")},
+            {"id": 3, "at": "2026-01-05 08:45:00", "score": 1.5},
+        ],
+    )
+    with engine.begin() as conn:
         conn.execute(
             sa.text(
                 "CREATE TABLE products (id INTEGER PRIMARY KEY, sku TEXT, name TEXT, "
@@ -275,7 +287,9 @@ def test_offsets_infinities_future_rows_and_rounding_alike_on_both(tmp_path, spa
         )
     extract_both(duck, spark_raw, engine, users, datetime(2026, 1, 5, 9))
     with engine.begin() as conn:  # 10:00 UTC, and a real change after the future row
-        conn.execute(insert, {"id": 4, "at": "2026-01-05 05:00:00-05:00", "score": None})
+        conn.execute(
+            INSERT_SCORED_USER, {"id": 4, "at": "2026-01-05 05:00:00-05:00", "score": None}
+        )
         conn.execute(sa.text("UPDATE users SET updated_at = '2026-01-05 09:30:00' WHERE id = 3"))
     on_duckdb, on_spark = extract_both(duck, spark_raw, engine, users, datetime(2026, 1, 5, 12))
     assert on_spark == on_duckdb and on_duckdb.versions_added == 2
@@ -312,19 +326,10 @@ def test_changes_that_keep_updated_at_are_reported_alike_on_both(tmp_path, spark
     a column added by a migration, which changes every row's `_rescued`, is not such a change."""
     monkeypatch.setattr(database, "SOURCE_BATCH_ROWS", 2)
     duck, users = tmp_path / "warehouse.duckdb", TABLES["users"]
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, full_name TEXT, "
-                "country TEXT, created_at DATETIME, updated_at DATETIME, deleted_at DATETIME, "
-                "score REAL)"
-            )
-        )
-        conn.execute(
-            sa.text("INSERT INTO users VALUES (:id, 'u@x', 'U', 'DE', :at, :at, NULL, 1.5)"),
-            [{"id": i, "at": f"2026-01-05 08:0{i}:00"} for i in range(1, 6)],
-        )
+    engine = users_with_a_score(
+        tmp_path / "app.db",
+        [{"id": i, "at": f"2026-01-05 08:0{i}:00", "score": 1.5} for i in range(1, 6)],
+    )
     first = extract_both(duck, spark_raw, engine, users, datetime(2026, 1, 5, 9))
     assert first[0] == first[1] and first[0].unversioned == database.UnversionedChanges()
     with engine.begin() as conn:
