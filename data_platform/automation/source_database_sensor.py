@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from data_platform.ingestion.source_schema import missing_sqlite_file
 from data_platform.ingestion.tables import SOURCE_DB_TABLES
 from data_platform.resources.source_database import SourceDatabase
 
@@ -30,20 +30,6 @@ TABLES = [table.name for table in SOURCE_DB_TABLES]
 
 def raw_key(table: str) -> dg.AssetKey:
     return dg.AssetKey(["raw", table])
-
-
-def sqlite_file_missing(url: str) -> bool:
-    """Connecting to a SQLite file that does not exist would create an empty one."""
-    # Imported here, like everywhere: the Definitions load without SQLAlchemy.
-    import sqlalchemy as sa
-
-    parsed = sa.engine.make_url(url)
-    database = parsed.database or ""
-    return (
-        parsed.get_backend_name() == "sqlite"
-        and database not in ("", ":memory:")
-        and not (Path(database).exists())
-    )
 
 
 # A row stamped further ahead of the sensor's clock than this is a clock skewed or a bad write:
@@ -94,17 +80,14 @@ def _mark(conn: sa.Connection, table: str, now: datetime) -> str | None:
 
 
 def high_water_marks(
-    engine: sa.Engine,
-    tables: list[str],
-    log: logging.Logger | None = None,
-    now: datetime | None = None,
+    engine: sa.Engine, tables: list[str], log: logging.Logger | None = None
 ) -> dict[str, str]:
     """Each table's mark (see `_mark`); empty or missing tables are left out, and so is a table
     without an `updated_at` column (said in the log): one table the contract no longer fits
     must not stop change detection for the others."""
     import sqlalchemy as sa
 
-    now = now or datetime.now(UTC)
+    now = datetime.now(UTC)
     inspector = sa.inspect(engine)
     existing = set(inspector.get_table_names())
     marks = {}
@@ -137,7 +120,9 @@ def moved(marks: dict[str, str], seen: dict[str, str]) -> list[str]:
     minimum_interval_seconds=30,
 )
 def source_database_sensor(context: dg.SensorEvaluationContext, source_database: SourceDatabase):
-    if sqlite_file_missing(source_database.url):
+    import sqlalchemy as sa
+
+    if missing_sqlite_file(sa.engine.make_url(source_database.url)) is not None:
         return dg.SkipReason("the source database does not exist yet")
     seen = json.loads(context.cursor) if context.cursor else {}
     marks = high_water_marks(source_database.engine(), TABLES, context.log)
