@@ -8,9 +8,10 @@ the same rows.
 
 Each file is read in streaming passes and never staged whole, so memory does not grow with the
 day: the format's fast path (if it has one) parses every line once and inserts the lines it
-vouches for, GROUP_FILES files per statement, and counts each file's lines; the files with lines
-left over are read once more, together, keeping only the lines not loaded, which the
-diagnosing query parses into rows or dead letters. A clean file pays one parse per record.
+vouches for, GROUP_FILES files per statement, and counts the lines of each file it vouched for
+without a gap; the files with lines left over are read once more, together, keeping only the
+lines not loaded, which the diagnosing query parses into rows or dead letters. A clean file
+pays one parse per record.
 
 A file that cannot be read at all (gone since the listing, access denied, gzip cut short or
 corrupt) does not fail its day: it becomes one dead letter of its own (line_number and
@@ -103,9 +104,10 @@ def _insert_vouched_records(
     fmt: FileFormat,
     files: list[LandingFile],
     loaded_at: datetime,
-) -> Counter[str]:
+) -> tuple[Counter[str], set[str]]:
     """Insert the `_file_lines` (of `files`, by file_index) the format's fast path vouches for;
-    returns how many per file key."""
+    returns how many per file key, and the keys of the files with a line not vouched for
+    before the last one that was (or with none vouched for)."""
     names = ", ".join(f'"{c}"' for c in fmt.table.column_names)
     contract = ", ".join(f'"{c}"' for c in fmt.contract_columns)
     keys, dts = _by_file(files)
@@ -116,9 +118,12 @@ def _insert_vouched_records(
         [keys, loaded_at, dts],
     )
     counts = conn.execute(
-        f"SELECT file_index, count(*) FROM ({_loaded_lines_sql(fmt, files)}) GROUP BY ALL"
+        "SELECT file_index, count(*), max(line_number) "
+        f"FROM ({_loaded_lines_sql(fmt, files)}) GROUP BY ALL"
     ).fetchall()
-    return Counter({keys[index]: count for index, count in counts})
+    vouched = Counter({keys[index]: count for index, count, _ in counts})
+    gapless = {keys[index] for index, count, last in counts if last - fmt.header_lines == count}
+    return vouched, set(keys) - gapless
 
 
 def _loaded_lines_sql(fmt: FileFormat, files: list[LandingFile]) -> str:
@@ -251,14 +256,20 @@ def _ingest_group(
     unfinished = list(range(len(files)))
     if fmt.fast_sql:
         expose_lines(conn, lines, fmt.header_lines)
-        vouched = _insert_vouched_records(conn, fmt, files, loaded_at)
-        unfinished = []
-        for i, count in enumerate(line_counts(conn, lines)):
-            key = files[i].key
-            if vouched[key] == count - fmt.header_lines:
-                records_read[partition_of(key)] += vouched[key]  # every line loaded: done
-            else:
-                unfinished.append(i)
+        vouched, gapped = _insert_vouched_records(conn, fmt, files, loaded_at)
+        # A file with a line left before its last one vouched for is read again anyway; the
+        # others' lines are counted, which tells whether any are left after it (skipped for a
+        # file with a defect inside: 0.2 s of 2.3 on the simulator's day of 1M events).
+        counted = [i for i, file in enumerate(files) if file.key not in gapped]
+        counts = line_counts(conn, [lines[i] for i in counted]) if counted else []
+        done = {
+            i
+            for i, count in zip(counted, counts, strict=True)
+            if vouched[files[i].key] == count - fmt.header_lines
+        }
+        for i in done:
+            records_read[partition_of(files[i].key)] += vouched[files[i].key]
+        unfinished = [i for i in range(len(files)) if i not in done]
     if not unfinished:
         return
     files, lines = [files[i] for i in unfinished], [lines[i] for i in unfinished]
