@@ -12,10 +12,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 import boto3
 import dagster as dg
@@ -24,7 +25,8 @@ import pytest
 import sqlalchemy as sa
 
 from data_platform.assets.raw import RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
-from data_platform.operations.backup import take_backup
+from data_platform.operations import backup_schedule
+from data_platform.operations.backup import store_backup, take_backup
 from data_platform.operations.backup_schedule import DEST_VARIABLE, backup_job, daily_backup
 from data_platform.operations.backup_store import BackupError, BackupStore
 from data_platform.operations.restore import restore
@@ -559,3 +561,138 @@ def test_the_scheduled_backup_lets_writers_run_while_it_uploads(
     restored = home_settings(tmp_path / "restored")
     restore(restored, root.child(name))
     assert table_rows(restored.warehouse) == table_rows(pristine / "home" / "warehouse.duckdb")
+
+
+Found = TypeVar("Found")
+
+
+def wait_for(found: Callable[[], Found], process: subprocess.Popen, timeout: float = 60.0) -> Found:
+    """`found()` once it is truthy, polled while `process` runs."""
+    deadline = time.monotonic() + timeout
+    while not (result := found()):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"not found within {timeout} s"
+        time.sleep(0.05)
+    return result
+
+
+def files_under(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def copy_settled(folder: Path) -> bool:
+    """Whether nothing was written into `folder` for half a second: the instance is copied."""
+    before = files_under(folder)
+    time.sleep(0.5)
+    return files_under(folder) == before
+
+
+def killed_while_staging(home: Path, dest: Path) -> tuple[Path, int]:
+    """The staging folder a CLI backup leaves when SIGKILLed halfway through its snapshot, and
+    that backup's pid. A writer holds the warehouse, so the backup, once it has copied the
+    instance into its folder, waits there for the warehouse's lock: it is killed waiting."""
+    writer = start_writer(home / "warehouse.duckdb")
+    backup = cli(home, "backup", str(dest))
+    try:
+        [folder] = wait_for(
+            lambda: [p for p in home.glob(".backup-*") if (p / "dagster_home").is_dir()], backup
+        )
+        wait_for(lambda: copy_settled(folder), backup)
+    finally:
+        backup.kill()
+        backup.communicate()
+        writer.stdin.close()
+        assert writer.wait(timeout=30) == 0
+    return folder, backup.pid
+
+
+def test_a_backup_killed_while_staging_is_swept_by_the_next_one(pristine, tmp_path, monkeypatch):
+    """kill -9 runs no cleanup: the killed backup's copy of the platform stayed in the home for
+    good, one more per crash until the disk filled. The next backup (here the schedule's)
+    deletes it, says so in its run's log, and completes; nothing else of the home is touched."""
+    home = copy_home(pristine, tmp_path / "home")
+    stale, pid = killed_while_staging(home, tmp_path / "killed")
+    size = files_under(stale)
+    others = {p for p in home.rglob("*") if stale not in (p, *p.parents)}
+
+    monkeypatch.setenv("DATA_PLATFORM_HOME", str(home))
+    monkeypatch.setenv(DEST_VARIABLE, str(tmp_path / "backups"))
+    with dg.instance_for_test() as instance:
+        result = backup_job.execute_in_process(instance=instance)
+        logs = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert result.success
+    assert not stale.exists() and not list(home.glob(".backup-*"))
+    assert others <= set(home.rglob("*"))
+    [swept] = [line for line in logs if line.startswith(f"removed {stale}")]
+    assert f"a backup or restore that died (pid {pid} on " in swept
+    assert swept.endswith(f": {size} bytes freed")
+
+    [name] = [p.name for p in (tmp_path / "backups").iterdir()]
+    restored = home_settings(tmp_path / "restored")
+    restore(restored, BackupStore(str(tmp_path / "backups" / name)))
+    rows = table_rows(restored.warehouse)
+    assert rows == table_rows(home / "warehouse.duckdb") and len(rows["main.t"]) == 1500
+
+
+def unclaimed_folder(path: Path, idle_hours: float) -> Path:
+    """A staging folder as a version before the lock made it, untouched for `idle_hours`."""
+    (path / "warehouse").mkdir(parents=True)
+    (path / "warehouse" / "warehouse.duckdb").write_bytes(b"x" * 4096)
+    then = time.time() - idle_hours * 3600
+    for p in [*path.rglob("*"), path]:  # the folder after its files: writing them touched it
+        os.utime(p, (then, then))
+    return path
+
+
+def test_a_backup_in_progress_keeps_its_folder_while_another_sweeps(
+    pristine, tmp_path, monkeypatch
+):
+    """The scheduled run holds its snapshot from one op to the next. A CLI backup started in
+    another process meanwhile sweeps a dead folder beside it and leaves the run's alone: the
+    run's upload then completes."""
+    home = copy_home(pristine, tmp_path / "home")
+    monkeypatch.setenv("DATA_PLATFORM_HOME", str(home))
+    monkeypatch.setenv(DEST_VARIABLE, str(tmp_path / "backups"))
+    uploading, go_on = threading.Event(), threading.Event()
+
+    def held_upload(*args: object) -> dict:
+        uploading.set()
+        assert go_on.wait(timeout=120)
+        return store_backup(*args)
+
+    monkeypatch.setattr(backup_schedule, "store_backup", held_upload)
+    with dg.instance_for_test() as instance, ThreadPoolExecutor(1) as thread:
+        job = thread.submit(backup_job.execute_in_process, instance=instance)
+        try:
+            assert uploading.wait(timeout=120), job.result() if job.done() else ""
+            [live] = home.glob(".backup-*")
+            dead = unclaimed_folder(home / ".backup-left-by-an-older-version", idle_hours=25)
+            by_hand = cli(home, "backup", str(tmp_path / "by-hand"))
+            _, err = by_hand.communicate(timeout=120)
+            assert by_hand.returncode == 0, err
+            assert live.is_dir() and not dead.exists()
+            assert f"removed {dead}, a staging folder without an owner" in err
+            assert str(live) not in err
+        finally:
+            go_on.set()
+        assert job.result(timeout=120).success
+    assert not list(home.glob(".backup-*"))
+    assert len(list((tmp_path / "backups").iterdir())) == 1
+
+
+def test_a_restore_sweeps_too_and_an_unclaimed_folder_waits_a_day(pristine, tmp_path, capsys):
+    """A folder without a lock (an older version's) has no owner to ask: it is swept once
+    untouched for a day, longer than any backup or restore takes."""
+    target = home_settings(tmp_path / "target")
+    old = unclaimed_folder(target.home / ".restore-old", idle_hours=25)
+    young = unclaimed_folder(target.home / ".backup-young", idle_hours=23)
+    restore(target, BackupStore(str(pristine / "backup")))
+    err = capsys.readouterr().err
+    assert not old.exists() and young.is_dir()
+    assert (
+        f"removed {old}, a staging folder without an owner, untouched for 25 h: 4096 bytes" in err
+    )
+    assert table_rows(target.warehouse) == table_rows(pristine / "home" / "warehouse.duckdb")
+    assert sorted(p.name for p in target.home.iterdir() if p.name.startswith(".")) == [
+        ".backup-young"
+    ]

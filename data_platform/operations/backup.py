@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import platform
 import sys
-import tempfile
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -23,6 +22,7 @@ from data_platform.operations.snapshot import (
     copy_warehouse,
 )
 from data_platform.operations.spark_snapshot import export_spark_warehouse
+from data_platform.operations.staging import LOCK_FILE, open_staging
 from data_platform.resources.warehouse import warehouse_of
 from data_platform.settings import Settings
 
@@ -67,7 +67,7 @@ def store_backup(settings: Settings, staging: Path, dest: BackupStore) -> dict:
             "sha256": sha256_file(p),
         }
         for p in sorted(staging.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p != staging / LOCK_FILE
     ]
     for entry in files:
         dest.put(staging / entry["path"], entry["path"])
@@ -85,19 +85,13 @@ def store_backup(settings: Settings, staging: Path, dest: BackupStore) -> dict:
     return manifest
 
 
-def staging_folder(settings: Settings) -> tempfile.TemporaryDirectory:
-    """A private folder for one backup's snapshot. Next to the warehouse, not in /tmp: a
-    warehouse may not fit a tmpfs."""
-    settings.home.mkdir(parents=True, exist_ok=True)
-    return tempfile.TemporaryDirectory(prefix=".backup-", dir=settings.home)
-
-
 def take_backup(settings: Settings, dest: BackupStore, lock_timeout: float = 120.0) -> dict:
-    """Snapshot everything needed to resume into `dest`; returns the manifest."""
+    """Snapshot everything needed to resume into `dest`; returns the manifest. The staging
+    folders of dead backups and restores are swept first, each named on stderr."""
     check_empty(dest)
-    with staging_folder(settings) as tmp:
-        stage_backup(settings, Path(tmp), lock_timeout)
-        return store_backup(settings, Path(tmp), dest)
+    with open_staging(settings.home, "backup") as staging:
+        stage_backup(settings, staging, lock_timeout)
+        return store_backup(settings, staging, dest)
 
 
 def verify_stored(store: BackupStore, manifest: dict) -> None:

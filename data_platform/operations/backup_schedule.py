@@ -9,14 +9,13 @@ meanwhile; its upload op does not, so writers go on while the backup travels.
 # No `from __future__ import annotations`: Dagster reads the op's context annotation at runtime.
 import os
 import re
-import shutil
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 
 from data_platform.operations.backup import MANIFEST, check_empty, stage_backup, store_backup
 from data_platform.operations.backup_store import BackupStore
+from data_platform.operations.staging import StagingFolder, open_staging
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.settings import load_settings
 
@@ -55,37 +54,44 @@ def prune(root: BackupStore, keep: int) -> list[str]:
     return doomed
 
 
-def scheduled_staging(run_id: str) -> Path:
-    """Where a scheduled run's snapshot waits for its upload: named by the run, so the second
-    op finds it without passing a path through an IO manager; in the home, as staging_folder."""
-    return load_settings().home / f".backup-{run_id}"
+# Each run's snapshot, held (its folder locked) from the snapshot op to the upload op: both run
+# in the run's process (in_process_executor), and a process that dies drops its locks, so the
+# next backup sweeps what it held.
+_SNAPSHOTS: dict[str, StagingFolder] = {}
 
 
 @dg.op(pool=WAREHOUSE_POOL)
 def snapshot_platform(context: dg.OpExecutionContext) -> None:
     """The consistent snapshot, in the `duckdb` pool: it queues behind a writing run like any
-    other warehouse step, and holds the slot only while it copies (seconds, locally)."""
-    staging = scheduled_staging(context.run_id)
-    staging.mkdir(parents=True)
+    other warehouse step, and holds the slot only while it copies (seconds, locally). The
+    staging folders of dead backups and restores are swept first, each in the run's log."""
+    settings = load_settings()
+    staging = open_staging(settings.home, "backup", f"{context.run_id}-", context.log.info)
     try:
-        stage_backup(load_settings(), staging)
+        stage_backup(settings, staging.path)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        staging.remove()
         raise
+    _SNAPSHOTS[context.run_id] = staging
 
 
 @dg.op(ins={"snapshot": dg.In(dg.Nothing)})
 def upload_backup(context: dg.OpExecutionContext) -> None:
     """Upload, seal, verify, prune: outside the pool, since a slow store held every warehouse
     step back for as long as the upload took when this was one op with the snapshot."""
-    staging = scheduled_staging(context.run_id)
-    root = BackupStore(os.environ[DEST_VARIABLE])
-    name = datetime.now(UTC).strftime(STAMP)
+    staging = _SNAPSHOTS.pop(context.run_id, None)
+    if staging is None:
+        raise dg.Failure(
+            "this run took no snapshot in this process (the upload re-executed alone?): "
+            "launch backup_job whole"
+        )
     try:
+        root = BackupStore(os.environ[DEST_VARIABLE])
+        name = datetime.now(UTC).strftime(STAMP)
         check_empty(root.child(name))
-        manifest = store_backup(load_settings(), staging, root.child(name))
+        manifest = store_backup(load_settings(), staging.path, root.child(name))
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        staging.remove()
     context.log.info(f"backup {root.child(name).url}: {len(manifest['files'])} files, verified")
     for deleted in prune(root, keep_count()):
         context.log.info(f"deleted the old backup {deleted} (keeping {keep_count()})")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from data_platform.operations.backup import MANIFEST, versions
@@ -25,6 +24,7 @@ from data_platform.operations.snapshot import (
     run_pg_tool,
 )
 from data_platform.operations.spark_snapshot import import_spark_warehouse
+from data_platform.operations.staging import open_staging
 from data_platform.orchestration.run_health import release_restored_runs
 from data_platform.resources.privacy import SALT_FILE
 from data_platform.resources.warehouse import warehouse_of
@@ -149,10 +149,9 @@ def restore(settings: Settings, src: BackupStore, force: bool = False) -> dict:
             f"{settings.home} already holds a platform's state: restore into an empty "
             "DATA_PLATFORM_HOME, or add --force to replace it"
         )
-    settings.home.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".restore-", dir=settings.home) as tmp:
-        manifest = fetch_verified(src, Path(tmp))
-        put_in_place(settings, Path(tmp), manifest, force)
+    with open_staging(settings.home, "restore") as staging:
+        manifest = fetch_verified(src, staging)
+        put_in_place(settings, staging, manifest, force)
     with open_instance(settings.dagster_home) as instance:
         for line in release_restored_runs(instance):
             print(line, file=sys.stderr)
