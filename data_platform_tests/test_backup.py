@@ -23,6 +23,7 @@ import dagster as dg
 import duckdb
 import pytest
 import sqlalchemy as sa
+from dagster._core.storage.tags import RETRY_STRATEGY_TAG
 
 from data_platform.assets.raw import RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
 from data_platform.operations import backup_schedule
@@ -696,3 +697,19 @@ def test_a_restore_sweeps_too_and_an_unclaimed_folder_waits_a_day(pristine, tmp_
     assert sorted(p.name for p in target.home.iterdir() if p.name.startswith(".")) == [
         ".backup-young"
     ]
+
+
+def test_a_retried_backup_run_takes_its_snapshot_again(pristine, tmp_path, monkeypatch):
+    """The daemon retries a run whose process died; from its failed step (Dagster's default),
+    a run killed while uploading would upload alone, in a process holding no snapshot."""
+    assert backup_job.tags[RETRY_STRATEGY_TAG] == "ALL_STEPS"
+    monkeypatch.setenv("DATA_PLATFORM_HOME", str(copy_home(pristine, tmp_path / "home")))
+    monkeypatch.setenv(DEST_VARIABLE, str(tmp_path / "backups"))
+    with dg.instance_for_test() as instance:
+        result = backup_job.execute_in_process(
+            instance=instance, op_selection=["upload_backup"], raise_on_error=False
+        )
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "took no snapshot in this process" in failure.step_failure_data.error.message
+    assert not (tmp_path / "backups").exists()

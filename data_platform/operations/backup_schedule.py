@@ -12,6 +12,7 @@ import re
 from datetime import UTC, datetime
 
 import dagster as dg
+from dagster._core.storage.tags import RETRY_STRATEGY_TAG
 
 from data_platform.operations.backup import MANIFEST, check_empty, stage_backup, store_backup
 from data_platform.operations.backup_store import BackupStore
@@ -98,10 +99,13 @@ def upload_backup(context: dg.OpExecutionContext) -> None:
 
 
 # In the run's process, whatever executor the Definitions use: the snapshot is a local folder
-# that the upload must find (a Celery worker on another machine would not).
+# that the upload must find (a Celery worker on another machine would not). For the same
+# reason a retry (the daemon retries a run whose process died) takes its snapshot again: the
+# default, from the failed step, would run the upload alone, in a process holding nothing.
 @dg.job(
     description="Back up the warehouse, the instance and the settings; keep the last N.",
     executor_def=dg.in_process_executor,
+    tags={RETRY_STRATEGY_TAG: "ALL_STEPS"},
 )
 def backup_job() -> None:
     upload_backup(snapshot=snapshot_platform())
