@@ -4,7 +4,8 @@
 One cluster start for the module (90 s on 2 cores at load 5-9), a module fixture the tests run on
 in file order: up twice, SQL and a JSON file read through the endpoint with the work done by the
 worker's executor, the exported settings; then `data-platform sql` on Spark through the real CLI
-(every format, streaming, the refused writes, Spark's errors); then down with no process left.
+(every format, streaming, the refused writes, Spark's errors); then the PII salt of a hash, in no
+file of the home; then down with no process left.
 Needs Java 17 (`make test` installs it through system-packages); the choice of Java is checked
 apart, on fake JDK folders, and an unreachable endpoint needs no cluster at all.
 """
@@ -12,6 +13,7 @@ apart, on fake JDK folders, and an unreachable endpoint needs no cluster at all.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -19,14 +21,21 @@ import shlex
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import jinja2
 import pytest
+import yaml
+import zstandard
 
+from data_platform.assets.dbt_project import DBT_PROJECT_DIR
+from data_platform.resources.privacy import SALT_VARIABLE
 from data_platform.services.config import load_services_config
 from data_platform.services.process import group_alive, pid_alive, read_pid
 from data_platform.services.spark_cluster import (
@@ -369,6 +378,106 @@ def test_sql_on_spark_a_bad_query_is_sparks_message_in_one_line(sample_table):
     [line] = result.stderr.splitlines()
     assert line.startswith("data-platform sql: [TABLE_OR_VIEW_NOT_FOUND]")
     assert "`marts`.`nosuch`" in line
+
+
+# A salt no file, log or page of the cluster may hold once it has hashed e-mails with it.
+CANARY_SALT = "salt-canary-8f3e1c"
+CANARY_EMAILS = {1: "  Alice@Example.COM ", 2: "bob@example.com", 3: None, 4: "   "}
+
+
+def dbt_salt_on_spark(salt: str) -> tuple[str, str, str]:
+    """What dbt's spark target gives the endpoint for `salt`: the session conf of profiles.yml
+    that carries it (name, value), and the SQL of macros/hash_email.sql that reads it back."""
+    profile = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())
+    parameters = profile["data_platform"]["outputs"]["spark"]["server_side_parameters"]
+    [name] = [key for key in parameters if "pii_salt" in key]
+
+    def env_var(variable: str, default: str = "") -> str:
+        return salt if variable == SALT_VARIABLE else default
+
+    value = jinja2.Template(parameters[name]).render(env_var=env_var)
+    macros = jinja2.Template((DBT_PROJECT_DIR / "macros" / "hash_email.sql").read_text())
+    return name, value, str(macros.module.spark__pii_salt())
+
+
+def files_holding(roots: list[Path], needles: list[bytes]) -> list[str]:
+    """Files under `roots` holding a needle; Spark's event logs (zstd) read decompressed."""
+    found = set()  # a root may lie in another
+    for path in (p for root in roots for p in root.rglob("*")):
+        try:
+            data = path.read_bytes() if path.is_file() else b""
+        except FileNotFoundError:  # Spark's scratch files come and go
+            continue
+        if path.suffix == ".zstd":
+            decompressor = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
+            data = decompressor.decompress(data)
+        if any(needle in data for needle in needles):
+            found.add(str(path))
+    return sorted(found)
+
+
+def endpoint_event_logs(spark) -> list[Path]:
+    """The folder of the endpoint's event log, if it writes one."""
+    if spark.conf.get("spark.eventLog.enabled", "false") != "true":
+        return []
+    return [
+        Path(urllib.parse.urlparse(spark.conf.get("spark.eventLog.dir", "/tmp/spark-events")).path)
+    ]
+
+
+def endpoint_ui_pages(spark) -> dict[str, bytes]:
+    """The endpoint's Spark UI, if it has one: its SQL tab (each query's plans and session
+    confs) and its environment, as the UI's REST API serves them."""
+    if spark.conf.get("spark.ui.enabled", "true") != "true":
+        return {}
+    app = f"http://127.0.0.1:{spark.conf.get('spark.ui.port', '4040')}/api/v1/applications/"
+    app += spark.conf.get("spark.app.id")
+    pages = (f"{app}/sql?details=true&planDescription=true&length=100000", f"{app}/environment")
+    return {url: urllib.request.urlopen(url, timeout=30).read() for url in pages}
+
+
+def test_the_pii_salt_is_in_no_log_event_log_or_ui_page_of_the_cluster(spark_cluster):
+    """dbt's spark target gives the salt to the endpoint as a session conf (hex) that Spark's
+    parser substitutes into the hash's SQL: the statement's plan then holds the salt in clear
+    (constant folding) and its session confs the hex. An endpoint with a UI or an event log
+    shows both (measured 2026-12-03: a dbt build of users_history on an endpoint with both on
+    put the salt in its SQL tab and event log; Spark's redaction cannot hide the conf, as it
+    would also hide it from the substitution). This endpoint has neither, and writes the salt
+    into no file of the home: checked here on the SQL the dbt project runs."""
+    from pyspark.sql.connect.session import SparkSession
+
+    name, value, salt_sql = dbt_salt_on_spark(CANARY_SALT)
+    spark = SparkSession.builder.remote(spark_cluster.remote).create()
+    try:
+        spark.conf.set(name, value)
+        emails = ", ".join(
+            f"({i}, {'NULL' if e is None else repr(e)})" for i, e in CANARY_EMAILS.items()
+        )
+        # From a table, as dbt hashes: over inline VALUES the optimizer computes the hashes
+        # itself and the plan holds no salt.
+        spark.sql(
+            "CREATE TABLE canary_users USING parquet AS "
+            f"SELECT * FROM VALUES {emails} AS t(id, email)"
+        ).collect()
+        spark.sql(
+            "CREATE TABLE salted USING parquet AS SELECT id, sha2("
+            f"{salt_sql} || nullif(lower(trim(email)), ''), 256) AS email_hash FROM canary_users"
+        ).collect()
+        hashes = dict(spark.sql("SELECT id, email_hash FROM salted").collect())
+        pages, event_logs = endpoint_ui_pages(spark), endpoint_event_logs(spark)
+    finally:
+        spark.stop()
+    # What the DuckDB warehouse holds too: sha256(salt || lower(trim(email))).
+    assert hashes == {
+        i: hashlib.sha256((CANARY_SALT + e.strip(" ").lower()).encode()).hexdigest()
+        if e and e.strip(" ")
+        else None
+        for i, e in CANARY_EMAILS.items()
+    }
+    needles = [CANARY_SALT.encode(), CANARY_SALT.encode().hex().encode()]
+    home = Path(spark_cluster.env["DATA_PLATFORM_HOME"])
+    leaks = [url for url, page in pages.items() if any(n in page for n in needles)]
+    assert files_holding([home, *event_logs], needles) + leaks == []
 
 
 def test_spark_cluster_down_without_services_stops_everything(spark_cluster):
