@@ -8,6 +8,7 @@ from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOUR
 from data_platform.assets.scorecard import SCORECARD_ASSETS
 from data_platform.automation.freshness import with_freshness_policies
 from data_platform.automation.sensors import SENSORS
+from data_platform.automation.source_reconciliation import weekly_source_reconciliation
 from data_platform.checks import QUALITY_CHECKS
 from data_platform.operations.backup_schedule import daily_backup
 from data_platform.orchestration import pool_wait
@@ -39,7 +40,7 @@ defs = dg.Definitions(
     ),
     asset_checks=QUALITY_CHECKS,
     sensors=[*SENSORS, *STREAM.sensors],
-    schedules=[daily_backup],
+    schedules=[daily_backup, weekly_source_reconciliation],
     resources=build_resources(load_settings()),
     # Embedded: in the run's process. Every step that touches the warehouse is serialised by
     # the `duckdb` pool anyway, so a process per step (the multiprocess default) bought no

@@ -7,7 +7,7 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -33,13 +33,13 @@ def source(settings, resources) -> sa.Engine:
     return sa.create_engine(settings.source_db_url)
 
 
-def extract(resources: dict, lookback_minutes: int = 60) -> dg.ExecuteInProcessResult:
-    config = {
-        "ops": {
-            asset.op.name: {"config": {"lookback_minutes": lookback_minutes}}
-            for asset in RAW_SOURCE_TABLE_ASSETS
-        }
-    }
+def extract(
+    resources: dict, lookback_minutes: int = 60, whole_table: bool = False
+) -> dg.ExecuteInProcessResult:
+    mode: dict[str, object] = {"lookback_minutes": lookback_minutes}
+    if whole_table:  # an ordinary run names no mode, like the sensor's runs (no config at all)
+        mode["whole_table"] = True
+    config = {"ops": {asset.op.name: {"config": mode} for asset in RAW_SOURCE_TABLE_ASSETS}}
     return dg.materialize(RAW_SOURCE_TABLE_ASSETS, resources=resources, run_config=config)
 
 
@@ -194,7 +194,7 @@ def extract_users(
     warehouse: Path,
     engine: sa.Engine,
     at: datetime = datetime(2026, 1, 6),
-    lookback: timedelta = timedelta(hours=1),
+    lookback: timedelta | None = timedelta(hours=1),
 ) -> ExtractionStats:
     with duckdb.connect(str(warehouse)) as conn:
         return extract_incremental(conn, engine, USERS, lookback, at)
@@ -343,10 +343,12 @@ def test_a_change_that_keeps_updated_at_is_reported_by_id_and_kept_out_of_the_lo
         "was extracted (ids 2, 4)"
     )
     assert "new@x.test" not in message and "gold" not in message
-    # Only rows the look-back re-reads are compared: past it, a run with a look-back covering
-    # the whole table finds them again (and adds nothing it has).
+    # Only rows the look-back re-reads are compared: past it, a whole-table run (no look-back)
+    # finds them again (and adds nothing it has), and so does one whose look-back reaches
+    # before year 1, which overflowed.
     assert extract_users(warehouse, engine, at=datetime(2026, 1, 5, 10, 5)).rows_fetched == 1
-    full = extract_users(warehouse, engine, datetime(2026, 1, 5, 10, 5), timedelta(days=3650))
+    full = extract_users(warehouse, engine, datetime(2026, 1, 5, 10, 5), None)
+    assert extract_users(warehouse, engine, datetime(2026, 1, 5, 10, 5), timedelta.max) == full
     assert (full.rows_fetched, full.versions_added, full.unversioned) == (5, 0, second.unversioned)
 
     # As the message says: the app touches them, and their content becomes a version.
@@ -400,3 +402,104 @@ def test_the_extraction_asset_warns_of_changes_that_kept_updated_at(settings, re
     assert len(warnings) == 1 and f"(ids {user_id})" in warnings[0], warnings
     assert "source table 'users'" in warnings[0] and "Secret Name" not in warnings[0]
     assert check.description == warnings[0]
+
+
+APP_TABLES = ("users", "products", "orders", "order_items")
+
+
+def by_table(result: dg.ExecuteInProcessResult) -> tuple[dict, dict]:
+    """Each table's materialization metadata and `unversioned_changes` evaluation."""
+    metadata = {
+        e.asset_key.path[-1]: e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    checks = {
+        c.asset_key.path[-1]: c
+        for c in result.get_asset_check_evaluations()
+        if c.check_name == "unversioned_changes"
+    }
+    return metadata, checks
+
+
+def change_oldest_row_quietly(source: sa.Engine, table: str, column: str, value: str) -> int:
+    """Change the row with the oldest updated_at, keeping its updated_at; its id. It must be
+    older than the look-back by far: days below the newest row."""
+    rows = source_rows(source, table)
+    row_id, at = min(rows, key=lambda r: (r[1], r[0]))
+    assert max(updated for _, updated in rows) - at > timedelta(days=1)
+    with source.begin() as conn:
+        conn.execute(
+            sa.text(f"UPDATE {table} SET {column} = :v WHERE id = :id"), {"v": value, "id": row_id}
+        )
+    return row_id
+
+
+def test_a_whole_table_run_compares_rows_the_lookback_no_longer_reads(settings, resources, source):
+    """A row changed without a new updated_at, days older than the look-back: an ordinary run
+    never re-reads it, so its check passes; a whole-table run reads and compares every row,
+    names that one (WARN) and adds no version."""
+    extract(resources)
+    before = {t: raw_versions(settings, t) for t in APP_TABLES}
+    user_id = change_oldest_row_quietly(source, "users", "full_name", "Quiet Change")
+
+    metadata, checks = by_table(extract(resources))
+    assert all(check.passed for check in checks.values()) and len(checks) == 4
+    in_lookback = {}
+    for table in APP_TABLES:
+        rows = source_rows(source, table)
+        since = max(at for _, at in rows) - timedelta(minutes=60)
+        in_lookback[table] = sum(at >= since for _, at in rows)
+    assert {t: m["rows_fetched"].value for t, m in metadata.items()} == in_lookback
+
+    metadata, checks = by_table(extract(resources, whole_table=True))
+    every_row = {t: len(source_rows(source, t)) for t in APP_TABLES}
+    assert {t: m["rows_fetched"].value for t, m in metadata.items()} == every_row
+    assert {t: c.metadata["rows_compared"].value for t, c in checks.items()} == every_row
+    assert sum(every_row.values()) > sum(in_lookback.values())
+    assert {t: m["versions_added"].value for t, m in metadata.items()} == dict.fromkeys(
+        APP_TABLES, 0
+    )
+    failed = {t: c for t, c in checks.items() if not c.passed}
+    assert list(failed) == ["users"]
+    assert failed["users"].severity == dg.AssetCheckSeverity.WARN
+    assert failed["users"].metadata["unversioned_changes"].value == 1
+    assert failed["users"].metadata["unversioned_change_ids"].value == [user_id]
+    # The version first extracted is kept, and nothing was added to any log.
+    assert {t: raw_versions(settings, t) for t in APP_TABLES} == before
+    quiet = "SELECT count(*) FROM raw.users WHERE full_name = 'Quiet Change'"
+    assert query(settings.warehouse, quiet) == [(0,)]
+
+
+def test_the_weekly_reconciliation_is_scheduled_and_runs_every_row(settings, resources, source):
+    """The schedule is in the Definitions, Sundays 04:00 UTC, on by default; its run request's
+    config is valid for its job, and that job, run with it, compares every row of the app
+    tables with its stored version."""
+    from data_platform.definitions import defs
+
+    schedule = defs.resolve_schedule_def("weekly_source_reconciliation")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 4 * * 0", "UTC")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    sunday = datetime(2026, 1, 4, 4, tzinfo=UTC)
+    [request] = schedule.evaluate_tick(
+        dg.build_schedule_context(scheduled_execution_time=sunday)
+    ).run_requests
+    job = defs.resolve_job_def(schedule.job_name)
+    dg.validate_run_config(job, request.run_config)
+    assert {tuple(k.path) for k in job.asset_layer.executable_asset_keys} == {
+        ("raw", t) for t in APP_TABLES
+    }
+
+    extract(resources)
+    order_id = change_oldest_row_quietly(source, "orders", "status", "quietly_changed")
+    # The schedule's own job, resolved against this test's warehouse and source.
+    local = dg.Definitions(
+        assets=RAW_SOURCE_TABLE_ASSETS, jobs=[schedule.job], resources=resources
+    ).resolve_job_def(schedule.job_name)
+    metadata, checks = by_table(local.execute_in_process(run_config=request.run_config))
+    every_row = {t: len(source_rows(source, t)) for t in APP_TABLES}
+    assert {t: c.metadata["rows_compared"].value for t, c in checks.items()} == every_row
+    assert {t: m["versions_added"].value for t, m in metadata.items()} == dict.fromkeys(
+        APP_TABLES, 0
+    )
+    assert {t: c.passed for t, c in checks.items()} == {t: t != "orders" for t in APP_TABLES}
+    assert checks["orders"].metadata["unversioned_change_ids"].value == [order_id]

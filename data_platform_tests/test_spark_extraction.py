@@ -94,11 +94,16 @@ def source(settings, resources, monkeypatch) -> sa.Engine:
 
 
 def extract_both(
-    duck: Path, spark, engine: sa.Engine, table: RawTable, at: datetime
+    duck: Path,
+    spark,
+    engine: sa.Engine,
+    table: RawTable,
+    at: datetime,
+    lookback: timedelta | None = LOOKBACK,
 ) -> tuple[ExtractionStats, ExtractionStats]:
     with duckdb.connect(str(duck)) as conn:
-        on_duckdb = extract_incremental(conn, engine, table, LOOKBACK, at)
-    return on_duckdb, extract_incremental_on_spark(spark, engine, table, LOOKBACK, at)
+        on_duckdb = extract_incremental(conn, engine, table, lookback, at)
+    return on_duckdb, extract_incremental_on_spark(spark, engine, table, lookback, at)
 
 
 def normalised(row: tuple) -> tuple:
@@ -344,6 +349,18 @@ def test_changes_that_keep_updated_at_are_reported_alike_on_both(tmp_path, spark
     )
     rows = duckdb_rows(duck, users)
     assert spark_rows(spark_raw, users) == rows and len(rows) == 6
+    # The mark is 09:30 now: ids 2 and 5 (08:02, 08:05) are past the look-back. A whole-table
+    # run (no look-back) reads all five rows, names both again and adds nothing, alike.
+    on_duckdb, on_spark = extract_both(
+        duck, spark_raw, engine, users, datetime(2026, 1, 5, 10, 30), lookback=None
+    )
+    assert on_spark == on_duckdb
+    assert (on_duckdb.rows_fetched, on_duckdb.versions_added, on_duckdb.unversioned) == (
+        5,
+        0,
+        database.UnversionedChanges(rows=2, ids=(2, 5)),
+    )
+    assert duckdb_rows(duck, users) == spark_rows(spark_raw, users) == rows
     with engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE users ADD COLUMN nickname TEXT"))
     on_duckdb, on_spark = extract_both(duck, spark_raw, engine, users, datetime(2026, 1, 5, 11))

@@ -146,9 +146,13 @@ def unversioned_changes_warning(table: RawTable, found: UnversionedChanges) -> s
     )
 
 
-def read_since(high_water_mark: datetime | None, lookback: timedelta) -> datetime | None:
-    """Where an extraction starts reading: the mark less the look-back (None: from the start)."""
-    return None if high_water_mark is None else high_water_mark - lookback
+def read_since(high_water_mark: datetime | None, lookback: timedelta | None) -> datetime | None:
+    """Where an extraction starts reading: the mark less the look-back, or None (every row)
+    before the first run and for a whole-table run (no look-back, `lookback` None). A look-back
+    reaching before year 1 reads every row too: the subtraction would raise OverflowError."""
+    if high_water_mark is None or lookback is None or lookback > high_water_mark - datetime.min:
+        return None
+    return high_water_mark - lookback
 
 
 def changed_since(
@@ -304,11 +308,12 @@ def extract_incremental(
     conn: duckdb.DuckDBPyConnection,
     engine: sa.Engine,
     table: RawTable,
-    lookback: timedelta,
+    lookback: timedelta | None,
     extracted_at: datetime,
 ) -> ExtractionStats:
     """Append the source table's new (id, updated_at) versions to its raw version log, and count
-    the rows re-read whose key is stored with other content (`UnversionedChanges`)."""
+    the rows re-read whose key is stored with other content (`UnversionedChanges`). With
+    `lookback` None every source row is read, so every row is compared (`read_since`)."""
     ensure_raw_tables(conn, (table,))
     # The timestamp rule reads offset-less text in the session's zone: the warehouse's, UTC,
     # whoever opened this connection.

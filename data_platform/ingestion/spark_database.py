@@ -114,11 +114,12 @@ def extract_incremental_on_spark(
     spark: SparkSession,
     engine: sa.Engine,
     table: RawTable,
-    lookback: timedelta,
+    lookback: timedelta | None,
     extracted_at: datetime,
 ) -> ExtractionStats:
     """Append the source table's new (id, updated_at) versions to its raw version log on Spark,
-    and count the rows re-read whose key is stored with other content, as on DuckDB."""
+    and count the rows re-read whose key is stored with other content, as on DuckDB (`lookback`
+    None: every source row, by `read_since`'s rule)."""
     ensure_spark_tables(spark, (table,))
     # One job for both figures. The mark as TIMESTAMP_NTZ: the naive UTC value, whatever the
     # Python process's own time zone.
