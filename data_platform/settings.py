@@ -15,6 +15,9 @@ from urllib.parse import urlparse
 
 # rows_* series per source of `data-platform metrics`: a month of arrival days.
 METRICS_DAYS = 31
+# Seconds a new series of `data-platform metrics` reads 0 first (operations/series_hold.py):
+# four scrapes at the shipped 30 s interval, so that three of them may be lost.
+METRICS_NEW_SERIES_HOLD = 120
 
 
 class SettingsError(ValueError):
@@ -41,6 +44,8 @@ class Settings:
     metrics_port: int = 9108
     # Arrival days (dt) of `data_platform_rows_*` the exporter serves, back from the newest.
     metrics_days: int = METRICS_DAYS
+    # Seconds a job or duration label set first seen by the exporter reads 0 before its value.
+    metrics_new_series_hold: int = METRICS_NEW_SERIES_HOLD
     # Kafka bootstrap servers of the event stream (`host:port,...`); None: no stream configured.
     kafka_bootstrap: str | None = None
     # Consumer lag (messages, summed over partitions) above which the lag sensor alerts.
@@ -157,6 +162,15 @@ def parse_metrics_days(raw: str) -> int:
     return int(raw)
 
 
+def parse_metrics_new_series_hold(raw: str) -> int:
+    if not raw.isdecimal():
+        raise SettingsError(
+            f"DATA_PLATFORM_METRICS_NEW_SERIES_HOLD={raw!r} is not a whole number of seconds: set "
+            f"e.g. {METRICS_NEW_SERIES_HOLD} (the default), at least 2-3 Prometheus scrape intervals"
+        )
+    return int(raw)
+
+
 KAFKA_BOOTSTRAP_VARIABLE = "DATA_PLATFORM_KAFKA_BOOTSTRAP"
 
 
@@ -261,6 +275,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         metrics_port=parse_metrics_port(_env(env, "DATA_PLATFORM_METRICS_PORT") or "9108"),
         metrics_days=parse_metrics_days(
             _env(env, "DATA_PLATFORM_METRICS_DAYS") or str(METRICS_DAYS)
+        ),
+        metrics_new_series_hold=parse_metrics_new_series_hold(
+            _env(env, "DATA_PLATFORM_METRICS_NEW_SERIES_HOLD") or str(METRICS_NEW_SERIES_HOLD)
         ),
         kafka_bootstrap=validate_kafka_bootstrap(bootstrap) if bootstrap else None,
         kafka_lag_alert=parse_kafka_lag_alert(

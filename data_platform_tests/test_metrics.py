@@ -41,7 +41,12 @@ from data_platform.operations.warehouse_metrics import (
 )
 from data_platform.resources.warehouse import Warehouse
 from data_platform.services.process import wait_until
-from data_platform.settings import METRICS_DAYS, load_settings
+from data_platform.settings import (
+    METRICS_DAYS,
+    METRICS_NEW_SERIES_HOLD,
+    SettingsError,
+    load_settings,
+)
 from data_platform_tests import instance_history as history
 from data_platform_tests.helpers import free_port
 
@@ -170,6 +175,18 @@ def test_the_collector_reports_what_the_instance_and_warehouse_hold(instance, tm
         )
 
 
+# Seconds a new label set reads 0, in the tests that drive the exporter's clock themselves.
+HOLD = 120
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def durations(samples: dict[tuple[str, frozenset], float]) -> dict[tuple[str, frozenset], float]:
     return {
         k: v
@@ -181,10 +198,14 @@ def durations(samples: dict[tuple[str, frozenset], float]) -> dict[tuple[str, fr
 def test_duration_histograms_count_only_runs_that_end_while_the_exporter_runs(instance, tmp_path):
     """Counters start empty and count runs that end after the exporter started: seeded with
     the last day, a restart counted that day again (`increase()` takes the drop to the seed as
-    a reset, then the seed as growth). A label set reads 0 at the scrape that finds it, so that
-    its first run is growth too; each run is counted once, however often it is scraped."""
+    a reset, then the seed as growth). A label set reads 0 from the scrape that finds it until
+    HOLD seconds later, so that its first run is growth to every Prometheus scraping meanwhile;
+    what it held is added then, and each run is counted once, however often it is scraped."""
+    clock = Clock()
     history.finished_run(instance, "raw_job", time.time() - 3600, 100, {"a": 10})
-    collector = PlatformCollector(instance, DuckDBDayCounts(tmp_path / "none.duckdb"), {})
+    collector = PlatformCollector(
+        instance, DuckDBDayCounts(tmp_path / "none.duckdb"), {}, new_series_hold=HOLD, clock=clock
+    )
     assert not durations(scrape(collector))
     now = time.time()
     history.finished_run(instance, "raw_job", now - 100, 100, {"a": 10, "b": 50})
@@ -193,18 +214,26 @@ def test_duration_histograms_count_only_runs_that_end_while_the_exporter_runs(in
     hist = "data_platform_run_duration_seconds"
     steps = "data_platform_step_duration_seconds"
     a_ok = {"job": "raw_job", "step": "a", "status": "SUCCESS"}
+    marts = {"job": "marts_job", "status": "SUCCESS"}
     first = durations(scrape(collector))
     assert first and set(first.values()) == {0}  # every new label set, at 0
-    assert value(first, f"{hist}_count", job="marts_job", status="SUCCESS") == 0
+    assert value(first, f"{hist}_count", **marts) == 0
     assert value(first, f"{steps}_count", **a_ok) == 0
+    # Held: every scrape before HOLD has passed reads 0, a run ending meanwhile held too.
+    history.finished_run(instance, "marts_job", time.time() - 4, 4, {"dbt": 4})
+    for _ in range(2):
+        clock.now += HOLD / 2 - 0.5
+        assert set(durations(scrape(collector)).values()) == {0}
+    clock.now += 1
     for _ in range(2):
         samples = scrape(collector)
         assert value(samples, f"{hist}_count", job="raw_job", status="SUCCESS") == 1
         assert value(samples, f"{hist}_sum", job="raw_job", status="SUCCESS") == pytest.approx(100)
         assert value(samples, f"{hist}_bucket", job="raw_job", status="FAILURE", le="5.0") == 0
         assert value(samples, f"{hist}_bucket", job="raw_job", status="FAILURE", le="15.0") == 1
-        assert value(samples, f"{hist}_bucket", job="marts_job", status="SUCCESS", le="1800.0") == 0
-        assert value(samples, f"{hist}_bucket", job="marts_job", status="SUCCESS", le="+Inf") == 1
+        assert value(samples, f"{hist}_bucket", **marts, le="5.0") == 1  # held, then added
+        assert value(samples, f"{hist}_bucket", **marts, le="1800.0") == 1
+        assert value(samples, f"{hist}_bucket", **marts, le="+Inf") == 2
         # Step a ran 10 s and 3 s (in the failed run, the step succeeded); the hour-old run's
         # 10 s ended before the exporter started.
         assert value(samples, f"{steps}_count", **a_ok) == 2
@@ -215,8 +244,8 @@ def test_duration_histograms_count_only_runs_that_end_while_the_exporter_runs(in
     history.finished_run(instance, "marts_job", time.time() - 4, 4, {"dbt": 4})
     for _ in range(2):
         samples = scrape(collector)
-        assert value(samples, f"{hist}_count", job="marts_job", status="SUCCESS") == 2
-        assert value(samples, f"{hist}_bucket", job="marts_job", status="SUCCESS", le="5.0") == 1
+        assert value(samples, f"{hist}_count", **marts) == 3
+        assert value(samples, f"{hist}_bucket", **marts, le="5.0") == 2
 
     # A restart: the new exporter counts none of the runs the old one counted.
     restarted = PlatformCollector(instance, DuckDBDayCounts(tmp_path / "none.duckdb"), {})
@@ -233,25 +262,46 @@ def failed_run(instance, job: str) -> dg.DagsterRun:
 
 
 def test_a_jobs_first_failed_run_is_a_rise_from_zero(instance, tmp_path):
-    """PromQL sees a rise only between two samples of a series: a job whose first run failed
-    between two scrapes had a FAILURE series that appeared at 1, and the failed-run alert never
-    fired. The Definitions' jobs are exposed from the first scrape (0 while they have no run); a
-    job first seen later reads 0 at that scrape and its count from the next; the history found
-    at the first scrape is shown as it is."""
+    """PromQL sees a rise only between two stored samples of a series: a job whose first run
+    failed between two scrapes had a FAILURE series that appeared at 1, and the failed-run alert
+    never fired. The Definitions' jobs are exposed from the first scrape (0 while they have no
+    run); a job first seen later reads 0 from the scrape that finds it until HOLD seconds later,
+    however many scrapes come meanwhile (one 0 was lost to a timed-out scrape, or taken by
+    another Prometheus), its count after that; the history found at the first scrape is shown
+    as it is, and never held."""
+    clock = Clock()
     failed_run(instance, "old_job")
     collector = PlatformCollector(
-        instance, DuckDBDayCounts(tmp_path / "none.duckdb"), {}, jobs=["backup_job"]
+        instance,
+        DuckDBDayCounts(tmp_path / "none.duckdb"),
+        {},
+        jobs=["backup_job"],
+        new_series_hold=HOLD,
+        clock=clock,
     )
-    failures = [("old_job", 1), ("backup_job", 0), ("adhoc_job", None)]
-    for job, expected in failures:
-        assert value(scrape(collector), "data_platform_runs", job=job, status="FAILURE") == expected
+
+    def failures(job: str) -> float | None:
+        return value(scrape(collector), "data_platform_runs", job=job, status="FAILURE")
+
+    assert [failures(job) for job in ("old_job", "backup_job", "adhoc_job")] == [1, 0, None]
     failed_run(instance, "adhoc_job")
     failed_run(instance, "backup_job")
-    for expected in (0, 1, 1):
+    failed_run(instance, "old_job")
+    # (seconds since the scrape that found adhoc_job, the FAILURE value it reads)
+    for at, expected in ((0, 0), (0, 0), (HOLD - 0.5, 0), (HOLD, 1), (HOLD + 60, 1)):
+        clock.now = 1000.0 + at
         samples = scrape(collector)
         assert value(samples, "data_platform_runs", job="adhoc_job", status="FAILURE") == expected
         assert value(samples, "data_platform_runs", job="adhoc_job", status="SUCCESS") == 0
         assert value(samples, "data_platform_runs", job="backup_job", status="FAILURE") == 1
+        assert value(samples, "data_platform_runs", job="old_job", status="FAILURE") == 2
+    # Each job is held from its own finding, not from the other's.
+    failed_run(instance, "late_job")
+    assert failures("late_job") == 0
+    clock.now += HOLD - 0.5
+    assert failures("late_job") == 0
+    clock.now += 0.5
+    assert failures("late_job") == 1
     # A second exporter's first scrape: all of it is history.
     fresh = PlatformCollector(instance, DuckDBDayCounts(tmp_path / "none.duckdb"), {})
     assert value(scrape(fresh), "data_platform_runs", job="adhoc_job", status="FAILURE") == 1
@@ -358,6 +408,8 @@ def test_a_real_prometheus_scrapes_the_command_and_answers_from_the_warehouse(tm
         "DATA_PLATFORM_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster_home"),
         "DATA_PLATFORM_METRICS_PORT": str(metrics_port),
+        # Scrapes come every second here: a few of them see a new series at 0.
+        "DATA_PLATFORM_METRICS_NEW_SERIES_HOLD": "5",
     }
     config = tmp_path / "prometheus.yml"
     config.write_text(shipped_config(metrics_port))
@@ -392,8 +444,15 @@ def test_a_real_prometheus_scrapes_the_command_and_answers_from_the_warehouse(tm
 
         # A job's first ever run fails between two scrapes: the shipped rule fires for it, and
         # names the job (with the scrape's own `job` label winning, it named data_platform).
+        # Someone else takes the exporter's first answer about it (a second Prometheus, a
+        # curl, a scrape that timed out): exposed at 0 for that one answer only, the series'
+        # first sample here was already 1 and the alert never fired.
         with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
             failed_run(instance, "adhoc_job")
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            taken = response.read().decode()
+        assert 'data_platform_runs{job="adhoc_job",status="FAILURE"} 0.0' in taken
         failure = 'data_platform_runs{job="adhoc_job", status="FAILURE"} == 1'
         assert wait_until(lambda: promql(prometheus_port, failure), 60), "never scraped"
 
@@ -406,7 +465,8 @@ def test_a_real_prometheus_scrapes_the_command_and_answers_from_the_warehouse(tm
 
         # The rules are evaluated every second: a few evaluations after the sample, or never.
         wait_until(run_failed, 10)
-        assert run_failed() == ["A run of adhoc_job failed"]
+        stored = 'data_platform_runs{job="adhoc_job", status="FAILURE"}[1m]'
+        assert run_failed() == ["A run of adhoc_job failed"], promql(prometheus_port, stored)
     finally:
         prometheus.terminate()
         exporter.terminate()
@@ -414,10 +474,11 @@ def test_a_real_prometheus_scrapes_the_command_and_answers_from_the_warehouse(tm
         assert exporter.wait(timeout=30) == 0
 
 
-def test_a_wrong_port_or_number_of_days_is_one_line(tmp_path):
+def test_a_wrong_metrics_setting_is_one_line(tmp_path):
     for variable, wrong in (
         ("DATA_PLATFORM_METRICS_PORT", "http"),
         ("DATA_PLATFORM_METRICS_DAYS", "0"),
+        ("DATA_PLATFORM_METRICS_NEW_SERIES_HOLD", "2m"),
     ):
         env = {**os.environ, "DATA_PLATFORM_HOME": str(tmp_path), variable: wrong}
         result = subprocess.run(
@@ -425,6 +486,12 @@ def test_a_wrong_port_or_number_of_days_is_one_line(tmp_path):
         )
         assert result.returncode == 2
         assert result.stderr.strip().count("\n") == 0 and variable in result.stderr
+    hold = "DATA_PLATFORM_METRICS_NEW_SERIES_HOLD"
+    for wrong in ("-1", "1.5", "²"):
+        with pytest.raises(SettingsError, match=f"{hold}=.* seconds"):
+            load_settings({hold: wrong})
+    assert load_settings({}).metrics_new_series_hold == METRICS_NEW_SERIES_HOLD == 120
+    assert load_settings({hold: "0"}).metrics_new_series_hold == 0  # one scrape at 0, as before
 
 
 def test_rows_series_cover_the_last_days_only(instance, tmp_path):
@@ -538,14 +605,6 @@ def test_a_scrape_reads_the_warehouse_again_after_a_write_and_not_before(
         conn.execute("INSERT INTO raw.events (dt) SELECT DATE '2026-01-05' FROM range(5)")
     assert value(scrape(collector), "data_platform_rows_loaded", **loaded) == 12
     assert len(reads) == 2
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_background_read_is_reused_until_it_ages_and_never_waited_on_past_its_limit():

@@ -7,20 +7,24 @@ growth between samples, taking a drop as a restart from 0. So:
 - they start empty at the exporter's start and count only runs that end after it. Seeding
   them with the runs of the last day, as before, made every restart count those runs again:
   the drop to the seed is a reset, so `increase()` took the whole seed as new runs;
-- a label set (job, status; job, step, status) is exposed at 0 by the scrape that first finds
-  it, and its observations are added from the next scrape: a series whose first sample is
-  already 1 is no growth to `increase()`, which missed each job's first run.
+- a label set (job, status; job, step, status) is exposed at 0 from the scrape that first finds
+  it until `hold_seconds` later, and its observations are added after that: a series whose
+  first sample is already 1 is no growth to `increase()`, which missed each job's first run
+  (series_hold.py says why a span of time and not one scrape).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from prometheus_client.core import HistogramMetricFamily, Metric
+
+from data_platform.operations.series_hold import NewSeriesHold
+from data_platform.settings import METRICS_NEW_SERIES_HOLD
 
 # From a one-second dbt test to a backfill of a year of partitions.
 BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
@@ -37,21 +41,21 @@ Labels = tuple[str, ...]
 class _Histogram:
     """Cumulative bucket counts and sums per label set, kept as counters (never recomputed)."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold: NewSeriesHold[Labels]) -> None:
         self._buckets: dict[Labels, list[int]] = {}
         self._sums: dict[Labels, float] = {}
         self._counts: dict[Labels, int] = {}
-        # Label sets not yet exposed at 0, and their observations, added after that scrape.
-        self._unexposed: set[Labels] = set()
-        self._held: list[tuple[Labels, float]] = []
+        # Label sets still exposed at 0, and their observations, added when the hold ends.
+        self._hold = hold
+        self._held: dict[Labels, list[float]] = {}
 
     def observe(self, labels: Labels, seconds: float) -> None:
         if labels not in self._buckets:
             self._buckets[labels] = [0] * len(BUCKETS)
             self._sums[labels], self._counts[labels] = 0.0, 0
-            self._unexposed.add(labels)
-        if labels in self._unexposed:
-            self._held.append((labels, seconds))
+            self._hold.start(labels)
+        if labels in self._hold:
+            self._held.setdefault(labels, []).append(seconds)
             return
         counts = self._buckets[labels]
         for i, bound in enumerate(BUCKETS):
@@ -61,11 +65,10 @@ class _Histogram:
         self._counts[labels] += 1
 
     def release_held(self) -> None:
-        """Called once the last scrape exposed the new label sets at 0: add what they held."""
-        self._unexposed.clear()
-        held, self._held = self._held, []
-        for labels, seconds in held:
-            self.observe(labels, seconds)
+        """Add what the label sets whose hold ended by now have held."""
+        for labels in self._hold.release():
+            for seconds in self._held.pop(labels, []):
+                self.observe(labels, seconds)
 
     def metric(self, name: str, doc: str, label_names: list[str]) -> HistogramMetricFamily:
         family = HistogramMetricFamily(name, doc, labels=label_names)
@@ -82,15 +85,20 @@ class _Histogram:
 class RunDurations:
     """Feeds the run and step histograms with the runs that ended since the last scrape."""
 
-    def __init__(self, now: float | None = None) -> None:
+    def __init__(
+        self,
+        now: float | None = None,
+        hold_seconds: float = METRICS_NEW_SERIES_HOLD,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """`now`: when the exporter started (default: now); runs that ended before are not
-        counted."""
+        counted. `hold_seconds`: how long a new label set reads 0; `clock` times it."""
         since = now if now is not None else time.time()
         self._ended_after = since
         self._updated_after = datetime.fromtimestamp(since, UTC)
         self._seen: set[str] = set()
-        self._runs = _Histogram()
-        self._steps = _Histogram()
+        self._runs = _Histogram(NewSeriesHold(hold_seconds, clock))
+        self._steps = _Histogram(NewSeriesHold(hold_seconds, clock))
         # prometheus_client may serve two scrapes at once.
         self._lock = threading.Lock()
 

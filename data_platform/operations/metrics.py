@@ -10,7 +10,8 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import dagster as dg
 from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
@@ -33,7 +34,7 @@ from data_platform.operations.warehouse_metrics import (
     warehouse_day_counts,
 )
 from data_platform.orchestration.instance import platform_instance
-from data_platform.settings import METRICS_DAYS, load_settings
+from data_platform.settings import METRICS_DAYS, METRICS_NEW_SERIES_HOLD, load_settings
 from data_platform.stream.lag_metrics import collect_kafka_lag
 
 HOST = "127.0.0.1"
@@ -50,16 +51,20 @@ class PlatformCollector(Collector):
         kafka_bootstrap: str | None = None,
         jobs: Iterable[str] = (),
         row_days: int = METRICS_DAYS,
+        new_series_hold: float = METRICS_NEW_SERIES_HOLD,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`jobs`: the Definitions' job names, whose run series exist from the first scrape;
-        `row_days`: how many arrival days of rows_* series to serve (DATA_PLATFORM_METRICS_DAYS)."""
+        `row_days`: how many arrival days of rows_* series to serve (DATA_PLATFORM_METRICS_DAYS);
+        `new_series_hold`: seconds a job or duration label set first seen reads 0
+        (DATA_PLATFORM_METRICS_NEW_SERIES_HOLD), timed by `clock`."""
         self._instance = instance
         self._kafka_bootstrap = kafka_bootstrap
         self._warehouse = WarehouseMetrics(day_counts, row_days)
         self._policies = policies
-        self._durations = RunDurations()
+        self._durations = RunDurations(hold_seconds=new_series_hold, clock=clock)
         self._check_counts = CheckExecutionCounts()
-        self._run_series = RunCountSeries(jobs)
+        self._run_series = RunCountSeries(jobs, new_series_hold, clock)
 
     def collect(self) -> Iterator[Metric]:
         yield from self._collect_instance()
@@ -119,6 +124,7 @@ def serve(port: int | None = None) -> int:
             settings.kafka_bootstrap,
             [job.name for job in defs.get_repository_def().get_all_jobs()],
             settings.metrics_days,
+            settings.metrics_new_series_hold,
         )
         registry = CollectorRegistry(auto_describe=False)
         registry.register(collector)

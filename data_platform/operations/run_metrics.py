@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC
 
 import dagster as dg
 import sqlalchemy as sa
 from dagster._core.storage.runs.schema import RunsTable
 from prometheus_client.core import GaugeMetricFamily, Metric
+
+from data_platform.operations.series_hold import NewSeriesHold
+from data_platform.settings import METRICS_NEW_SERIES_HOLD
 
 
 def run_counts(instance: dg.DagsterInstance) -> dict[tuple[str, str], int]:
@@ -51,26 +54,36 @@ class RunCountSeries:
     first ever run failed between two scrapes, its FAILURE series appeared already at 1, and
     DataPlatformRunFailed never fired. So the Definitions' jobs are exposed from the first
     scrape on, every status at 0 until it has runs; a job first seen after the first scrape
-    (not in the Definitions: another code location, a renamed job) is exposed at 0 by the
-    scrape that finds it, with its counts from the next. The first scrape shows the history as
-    it is: runs that failed before the exporter started are not news (and a Prometheus that
-    scraped the previous exporter still has the job's earlier samples).
+    (not in the Definitions: another code location, a renamed job) is exposed at 0 from the
+    scrape that finds it until `hold_seconds` later, with its counts after that (series_hold.py
+    says why a span of time and not one scrape). The first scrape shows the history as it is:
+    runs that failed before the exporter started are not news (and a Prometheus that scraped
+    the previous exporter still has the job's earlier samples).
     """
 
-    def __init__(self, jobs: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        jobs: Iterable[str] = (),
+        hold_seconds: float = METRICS_NEW_SERIES_HOLD,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._known = set(jobs)
         self._first_scrape_done = False
+        self._held: NewSeriesHold[str] = NewSeriesHold(hold_seconds, clock)
         self._lock = threading.Lock()  # prometheus_client may serve two scrapes at once
 
     def expose(self, counts: Mapping[tuple[str, str], int]) -> dict[tuple[str, str], int]:
         """{(job, status): value to expose} for every known job and status, from `counts`."""
         with self._lock:
+            self._held.release()
             found = {job for job, _ in counts}
-            new = found - self._known if self._first_scrape_done else set()
+            if self._first_scrape_done:
+                for job in found - self._known:
+                    self._held.start(job)
             self._known |= found
             self._first_scrape_done = True
             return {
-                (job, status.value): 0 if job in new else counts.get((job, status.value), 0)
+                (job, status.value): 0 if job in self._held else counts.get((job, status.value), 0)
                 for job in sorted(self._known)
                 for status in dg.DagsterRunStatus
             }
@@ -80,7 +93,8 @@ def collect_runs(instance: dg.DagsterInstance, series: RunCountSeries) -> Iterat
     runs = GaugeMetricFamily(
         "data_platform_runs",
         "Runs the Dagster instance holds, by job and current status (QUEUED, STARTED, FAILURE...); "
-        "a job that appears after the exporter started reads 0 at its first scrape.",
+        "a job that appears after the exporter started reads 0 for "
+        "DATA_PLATFORM_METRICS_NEW_SERIES_HOLD seconds first.",
         labels=["job", "status"],
     )
     # Every status of every job, zeros included: an alert on a rise from 0 needs the 0.
