@@ -145,7 +145,7 @@ def validate_executor(raw: str, environ: dict[str, str]) -> str:
 
 
 def parse_metrics_port(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+    if not raw.isdecimal() or not 1 <= int(raw) <= 65535:
         raise SettingsError(
             f"DATA_PLATFORM_METRICS_PORT={raw!r} is not a TCP port: set a number from 1 to 65535, "
             "e.g. 9108 (the default)"
@@ -154,7 +154,7 @@ def parse_metrics_port(raw: str) -> int:
 
 
 def parse_metrics_days(raw: str) -> int:
-    if not raw.isdigit() or int(raw) < 1:
+    if not raw.isdecimal() or int(raw) < 1:
         raise SettingsError(
             f"DATA_PLATFORM_METRICS_DAYS={raw!r} is not a positive number of days: set e.g. "
             f"{METRICS_DAYS} (the default), how many days of rows_* series the metrics serve"
@@ -178,7 +178,7 @@ def validate_kafka_bootstrap(raw: str) -> str:
     servers = [s.strip() for s in raw.split(",")]
     for server in servers:
         host, _, port = server.rpartition(":")
-        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        if not host or not port.isdecimal() or not 1 <= int(port) <= 65535:
             raise SettingsError(
                 f"{KAFKA_BOOTSTRAP_VARIABLE}={raw!r} is not a list of host:port: set it like "
                 "127.0.0.1:19092,broker2:9092, or unset it (no event stream)"
@@ -187,7 +187,7 @@ def validate_kafka_bootstrap(raw: str) -> str:
 
 
 def parse_kafka_lag_alert(raw: str) -> int:
-    if not raw.isdigit() or int(raw) < 1:
+    if not raw.isdecimal() or int(raw) < 1:
         raise SettingsError(
             f"DATA_PLATFORM_KAFKA_LAG_ALERT={raw!r} is not a positive number of messages: "
             "set e.g. 100000 (the default)"

@@ -224,9 +224,9 @@ def family_seconds(collector: Collector) -> dict[str, float]:
 
 
 def run() -> dict[str, object]:
-    """Build the year, then time scrapes of one collector: the first (it seeds the duration
-    histograms with the last day's runs), the median of `SCRAPES` after it, and the three
-    slowest families of one more."""
+    """Build the year, then time scrapes of one collector: the first (it finds every job and
+    the year's history), the median of `SCRAPES` after it, and the three slowest families of
+    one more."""
     from data_platform.definitions import defs
     from data_platform.operations.metrics import PlatformCollector
     from data_platform.operations.state_metrics import freshness_windows

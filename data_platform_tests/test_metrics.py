@@ -490,6 +490,16 @@ def test_a_wrong_metrics_setting_is_one_line(tmp_path):
     for wrong in ("-1", "1.5", "²"):
         with pytest.raises(SettingsError, match=f"{hold}=.* seconds"):
             load_settings({hold: wrong})
+    # A superscript digit is a digit to str.isdigit() but no number to int(): a traceback,
+    # not the one line, before every number setting was read with isdecimal().
+    for variable, wrong in (
+        ("DATA_PLATFORM_METRICS_PORT", "²"),
+        ("DATA_PLATFORM_METRICS_DAYS", "²"),
+        ("DATA_PLATFORM_KAFKA_BOOTSTRAP", "127.0.0.1:²"),
+        ("DATA_PLATFORM_KAFKA_LAG_ALERT", "²"),
+    ):
+        with pytest.raises(SettingsError, match=variable):
+            load_settings({variable: wrong})
     assert load_settings({}).metrics_new_series_hold == METRICS_NEW_SERIES_HOLD == 120
     assert load_settings({hold: "0"}).metrics_new_series_hold == 0  # one scrape at 0, as before
 
