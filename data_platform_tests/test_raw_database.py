@@ -503,3 +503,11 @@ def test_the_weekly_reconciliation_is_scheduled_and_runs_every_row(settings, res
     )
     assert {t: c.passed for t, c in checks.items()} == {t: t != "orders" for t in APP_TABLES}
     assert checks["orders"].metadata["unversioned_change_ids"].value == [order_id]
+
+
+def test_a_look_back_that_would_skip_or_overflow_is_refused(resources):
+    """A negative look-back would start reading above the high-water mark, skipping the rows
+    committed late that it is there for; one past timedelta's range failed on an overflow."""
+    for wrong, bound in ((-1, "greater than or equal to 0"), (10**13, "less than or equal to")):
+        with pytest.raises(Exception, match=bound):
+            extract(resources, lookback_minutes=wrong)

@@ -7,6 +7,7 @@ Two factories, one per ingestion mechanism: `landing_file_asset` for events and 
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
+from pydantic import Field
 
 from data_platform.ingestion.database import (
     ExtractionStats,
@@ -117,7 +118,9 @@ class ExtractionConfig(dg.Config):
     `source_reconciliation` job), so that every row, however old, is compared with its stored
     version by `unversioned_changes`; it appends only unseen versions, as any run."""
 
-    lookback_minutes: int = 60
+    # Negative would skip the late commits the look-back is for; past timedelta's range, the
+    # run would fail on an overflow instead of saying what is wrong.
+    lookback_minutes: int = Field(default=60, ge=0, le=timedelta.max // timedelta(minutes=1))
     whole_table: bool = False
 
 
