@@ -20,6 +20,15 @@ METRICS_DAYS = 31
 METRICS_NEW_SERIES_HOLD = 120
 
 
+def is_whole_number(raw: str, minimum: int = 0, maximum: int | None = None) -> bool:
+    """Whether a setting's text is a whole number within bounds. isdecimal(), not isdigit():
+    '²' is a digit to isdigit() but no number to int(), which then raised a traceback instead
+    of the setting's one-line error."""
+    if not raw.isdecimal():
+        return False
+    return minimum <= int(raw) and (maximum is None or int(raw) <= maximum)
+
+
 class SettingsError(ValueError):
     """A setting from the environment is missing or malformed; the message is one actionable line."""
 
@@ -145,7 +154,7 @@ def validate_executor(raw: str, environ: dict[str, str]) -> str:
 
 
 def parse_metrics_port(raw: str) -> int:
-    if not raw.isdecimal() or not 1 <= int(raw) <= 65535:
+    if not is_whole_number(raw, 1, 65535):
         raise SettingsError(
             f"DATA_PLATFORM_METRICS_PORT={raw!r} is not a TCP port: set a number from 1 to 65535, "
             "e.g. 9108 (the default)"
@@ -154,7 +163,7 @@ def parse_metrics_port(raw: str) -> int:
 
 
 def parse_metrics_days(raw: str) -> int:
-    if not raw.isdecimal() or int(raw) < 1:
+    if not is_whole_number(raw, 1):
         raise SettingsError(
             f"DATA_PLATFORM_METRICS_DAYS={raw!r} is not a positive number of days: set e.g. "
             f"{METRICS_DAYS} (the default), how many days of rows_* series the metrics serve"
@@ -163,7 +172,7 @@ def parse_metrics_days(raw: str) -> int:
 
 
 def parse_metrics_new_series_hold(raw: str) -> int:
-    if not raw.isdecimal():
+    if not is_whole_number(raw):
         raise SettingsError(
             f"DATA_PLATFORM_METRICS_NEW_SERIES_HOLD={raw!r} is not a whole number of seconds: set "
             f"e.g. {METRICS_NEW_SERIES_HOLD} (the default), at least 2-3 Prometheus scrape intervals"
@@ -178,7 +187,7 @@ def validate_kafka_bootstrap(raw: str) -> str:
     servers = [s.strip() for s in raw.split(",")]
     for server in servers:
         host, _, port = server.rpartition(":")
-        if not host or not port.isdecimal() or not 1 <= int(port) <= 65535:
+        if not host or not is_whole_number(port, 1, 65535):
             raise SettingsError(
                 f"{KAFKA_BOOTSTRAP_VARIABLE}={raw!r} is not a list of host:port: set it like "
                 "127.0.0.1:19092,broker2:9092, or unset it (no event stream)"
@@ -187,7 +196,7 @@ def validate_kafka_bootstrap(raw: str) -> str:
 
 
 def parse_kafka_lag_alert(raw: str) -> int:
-    if not raw.isdecimal() or int(raw) < 1:
+    if not is_whole_number(raw, 1):
         raise SettingsError(
             f"DATA_PLATFORM_KAFKA_LAG_ALERT={raw!r} is not a positive number of messages: "
             "set e.g. 100000 (the default)"

@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from data_platform.automation.freshness import RAW_EVENTS, arrival_policy
 from data_platform.ingestion.tables import DEAD_LETTER, EVENTS, PAYMENTS
 from data_platform.operations import warehouse_metrics
+from data_platform.operations.backup_schedule import KEEP_VARIABLE, keep_count
 from data_platform.operations.check_metrics import CheckExecutionCounts
 from data_platform.operations.metrics import PlatformCollector
 from data_platform.operations.state_metrics import last_tick_times
@@ -40,6 +41,7 @@ from data_platform.operations.warehouse_metrics import (
     WarehouseUnreadable,
 )
 from data_platform.resources.warehouse import Warehouse
+from data_platform.services.config import load_services_config
 from data_platform.services.process import wait_until
 from data_platform.settings import (
     METRICS_DAYS,
@@ -500,6 +502,13 @@ def test_a_wrong_metrics_setting_is_one_line(tmp_path):
     ):
         with pytest.raises(SettingsError, match=variable):
             load_settings({variable: wrong})
+    # The same rule, in the settings read elsewhere: a service's port, the backups kept.
+    with pytest.raises(SettingsError, match="DATA_PLATFORM_POSTGRES_PORT"):
+        load_services_config({"DATA_PLATFORM_POSTGRES_PORT": "²"})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(KEEP_VARIABLE, "²")
+        with pytest.raises(dg.Failure, match=KEEP_VARIABLE):
+            keep_count()
     assert load_settings({}).metrics_new_series_hold == METRICS_NEW_SERIES_HOLD == 120
     assert load_settings({hold: "0"}).metrics_new_series_hold == 0  # one scrape at 0, as before
 

@@ -18,7 +18,7 @@ from data_platform.operations.backup import MANIFEST, check_empty, stage_backup,
 from data_platform.operations.backup_store import BackupStore
 from data_platform.operations.staging import StagingFolder, open_staging
 from data_platform.partitions import WAREHOUSE_POOL
-from data_platform.settings import load_settings
+from data_platform.settings import is_whole_number, load_settings
 
 DEST_VARIABLE = "DATA_PLATFORM_BACKUP_DEST"
 KEEP_VARIABLE = "DATA_PLATFORM_BACKUP_KEEP"
@@ -30,7 +30,7 @@ SCHEDULED_NAME = re.compile(r"\d{8}T\d{6}Z")
 
 def keep_count() -> int:
     raw = os.environ.get(KEEP_VARIABLE, "").strip() or str(DEFAULT_KEEP)
-    if not raw.isdigit() or int(raw) < 1:
+    if not is_whole_number(raw, 1):
         raise dg.Failure(f"{KEEP_VARIABLE}={raw!r} is not a count: set a whole number >= 1, e.g. 7")
     return int(raw)
 

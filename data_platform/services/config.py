@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_platform.settings import SettingsError
+from data_platform.settings import SettingsError, is_whole_number
 
 DEFAULT_POSTGRES_PORT = 15432
 DEFAULT_REDIS_PORT = 16379
@@ -38,7 +38,7 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int)
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or not 0 < int(raw) <= maximum:
+    if not is_whole_number(raw, 1, maximum):
         raise SettingsError(
             f"{name}={raw!r} is not a number from 1 to {maximum}: set it so or unset it "
             f"(default {default})"
