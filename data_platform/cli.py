@@ -58,6 +58,21 @@ def _add_operations_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
 
 
+def _finish_interrupted_restores() -> None:
+    """Before any command reads the home: a restore killed while putting its backup in place
+    is finished (`operations/restore_journal.py`). One look at the home when there is none."""
+    from data_platform.operations.backup_store import BackupError
+    from data_platform.operations.restore_journal import finish_interrupted_restores
+    from data_platform.settings import load_settings
+
+    try:
+        finish_interrupted_restores(load_settings().home)
+    except OSError as err:  # the disk: denied, full; its message names the path
+        raise BackupError(
+            f"finishing an interrupted restore: {err}: fix it, then run again"
+        ) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="data-platform", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -91,7 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     args = parser.parse_args(argv)
+    from data_platform.operations.backup_store import BackupError
+
     try:
+        _finish_interrupted_restores()
         if args.command in ("metrics", "backup", "restore"):
             from data_platform.operations.command import run as run_operation
 
@@ -114,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, UsageError) as err:
         print(f"data-platform: {err}", file=sys.stderr)
         return 2
+    except BackupError as err:  # only what finishing an interrupted restore raises gets here
+        print(f"data-platform: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from data_platform.automation.sensors import SENSORS
 from data_platform.automation.source_reconciliation import weekly_source_reconciliation
 from data_platform.checks import QUALITY_CHECKS
 from data_platform.operations.backup_schedule import daily_backup
+from data_platform.operations.restore_journal import finish_interrupted_restores
 from data_platform.orchestration import pool_wait
 from data_platform.resources.build import build_resources
 from data_platform.services.executor import build_executor
@@ -19,6 +20,9 @@ from data_platform.stream.definitions import stream_definitions
 
 # Steps waiting for a `duckdb` slot sleep, stop on SIGTERM and name the run they wait behind.
 pool_wait.install()
+
+# A restore killed while putting its backup in place is finished before anything reads the home.
+finish_interrupted_restores(load_settings().home)
 
 # The event stream only when DATA_PLATFORM_KAFKA_BOOTSTRAP names a Kafka: without one, the topic's
 # asset would never have data and its lag sensor would fail at every tick.

@@ -4,11 +4,14 @@ resumable with no day lost or loaded twice, and refused when corrupt or partial.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -31,6 +34,8 @@ from data_platform.operations.backup import store_backup, take_backup
 from data_platform.operations.backup_schedule import DEST_VARIABLE, backup_job, daily_backup
 from data_platform.operations.backup_store import BackupError, BackupStore
 from data_platform.operations.restore import restore
+from data_platform.operations.restore_journal import finish_interrupted_restores
+from data_platform.operations.staging import sweep
 from data_platform.orchestration import pool_wait
 from data_platform.orchestration.run_health import WORKER_HOST_TAG
 from data_platform.partitions import WAREHOUSE_POOL
@@ -117,11 +122,18 @@ def run_ids(settings: Settings) -> set[str]:
         return {r.run_id for r in instance.get_runs()}
 
 
-def cli(home: Path, *args: str, **settings: str) -> subprocess.Popen:
+def cli_env(home: Path, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATA_PLATFORM_", "DAGSTER_"))}
-    env |= {"DATA_PLATFORM_HOME": str(home), **settings}
+    return env | {"DATA_PLATFORM_HOME": str(home), **settings}
+
+
+def cli(home: Path, *args: str, **settings: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [CLI, *args],
+        env=cli_env(home, **settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -713,3 +725,95 @@ def test_a_retried_backup_run_takes_its_snapshot_again(pristine, tmp_path, monke
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "took no snapshot in this process" in failure.step_failure_data.error.message
     assert not (tmp_path / "backups").exists()
+
+
+# `data-platform restore --force SRC` in a process that SIGKILLs itself just before its
+# KILL_AT-th change of a file or folder while putting the backup in place (a rename or a
+# removal of something that exists), as kill -9 or the OOM killer would at that instant.
+KILLED_RESTORE = """
+import os, signal, sys
+from data_platform.cli import main
+from data_platform.operations import restore_journal
+
+kill_at, changes = int(sys.argv[1]), 0
+
+def killing(change):
+    def change_or_die(path, *rest):
+        global changes
+        changes += os.path.lexists(path)
+        if changes == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return change(path, *rest)
+    return change_or_die
+
+restore_journal._rename = killing(restore_journal._rename)
+restore_journal._remove = killing(restore_journal._remove)
+sys.exit(main(["restore", "--force", sys.argv[2]]))
+"""
+
+
+def platform_state(settings: Settings) -> tuple[dict, str, set[str]]:
+    return (
+        table_rows(settings.warehouse),
+        (settings.home / "pii_salt").read_text(),
+        run_ids(settings),
+    )
+
+
+def diverged_home(pristine: Path, home: Path, warehouse: Path) -> Settings:
+    """A copy of the backed-up home that went on (a row, a run and a salt the backup lacks),
+    its warehouse at `warehouse`."""
+    settings = home_settings(copy_home(pristine, home), DATA_PLATFORM_WAREHOUSE=str(warehouse))
+    shutil.move(home / "warehouse.duckdb", warehouse)
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute("INSERT INTO u VALUES (42)")
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        history.finished_run(instance, "raw_job", time.time(), 5, {"step": 2})
+    (settings.home / "pii_salt").write_text("another-salt")
+    return settings
+
+
+def test_a_restore_killed_anywhere_while_putting_in_place_is_finished_by_the_next_command(
+    pristine, tmp_path
+):
+    """Killed between two of its replacements, a restore left a home no platform ever had (the
+    backup's instance beside the old warehouse, the old salt beside restored hashes), and its
+    staging folder, the only copy of the rest, was swept. Killed before each change in turn,
+    its folder survives a sweep, and the restore is finished by the next command (`sql` at every fourth point, else the same call made
+    in-process): the home is the backup's, nothing else is left. The warehouse is on another
+    file system (tmpfs), so its file is copied where the instance's folder is renamed."""
+    backup = pristine / "backup"
+    expected = home_settings(tmp_path / "clean")
+    restore(expected, BackupStore(str(backup)))
+    elsewhere = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        for kill_at in itertools.count(1):
+            warehouse = elsewhere / f"warehouse-{kill_at}.duckdb"
+            settings = diverged_home(pristine, tmp_path / f"home-{kill_at}", warehouse)
+            env = cli_env(settings.home, DATA_PLATFORM_WAREHOUSE=str(warehouse))
+            killed = subprocess.run(
+                [sys.executable, "-c", KILLED_RESTORE, str(kill_at), str(backup)],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            if killed.returncode == 0:
+                break  # no change left to be killed before
+            assert killed.returncode == -signal.SIGKILL, killed.stderr
+            sweep(settings.home)  # a backup's, in a process that started before the kill
+            if kill_at % 4 == 1:
+                finisher = cli(settings.home, "sql", "--format", "csv", "SELECT 1", **env)
+                err = finisher.communicate(timeout=120)[1]
+                assert finisher.returncode == 0, err
+            else:
+                lines = []
+                finish_interrupted_restores(settings.home, lines.append)
+                err = "\n".join(lines)
+            assert f"finishing the restore of {backup} (taken " in err, kill_at
+            assert platform_state(settings) == platform_state(expected), kill_at
+            leftovers = [*settings.home.glob(".restore-*"), *settings.home.glob("*.restoring")]
+            assert leftovers == [] and not list(elsewhere.glob("*.restoring")), kill_at
+        assert platform_state(settings) == platform_state(expected)
+        assert kill_at > 10  # each replacement's steps were kill points
+    finally:
+        shutil.rmtree(elsewhere)

@@ -13,8 +13,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from data_platform.operations import restore_journal
 from data_platform.operations.backup import MANIFEST, versions
 from data_platform.operations.backup_store import BackupError, BackupStore, sha256_file
+from data_platform.operations.restore_journal import Replacement
 from data_platform.operations.snapshot import (
     INSTANCE,
     INSTANCE_DUMP,
@@ -25,7 +27,6 @@ from data_platform.operations.snapshot import (
 )
 from data_platform.operations.spark_snapshot import import_spark_warehouse
 from data_platform.operations.staging import open_staging
-from data_platform.orchestration.run_health import release_restored_runs
 from data_platform.resources.privacy import SALT_FILE
 from data_platform.resources.warehouse import warehouse_of
 from data_platform.settings import Settings
@@ -68,14 +69,23 @@ def holds_state(settings: Settings) -> bool:
     )
 
 
-def _replace(source: Path, target: Path) -> None:
-    if target.is_dir():
-        shutil.rmtree(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(source, target)
+def replacements(settings: Settings, staging: Path) -> list[Replacement]:
+    """The home's parts the backup replaces. The instance before the warehouse: stopped in
+    between (a server down while finishing), the home has the backup's cursors and a newer
+    warehouse, and files the cursors have not seen are ingested again (a day's ingestion
+    replaces it). The other order would leave cursors past files never loaded."""
+    parts = [Replacement(INSTANCE, str(settings.dagster_home))]
+    if (staging / SALT).exists():
+        parts.append(Replacement(SALT, str(settings.home / SALT_FILE)))
+    if (staging / WAREHOUSE).exists():
+        wal = settings.warehouse.with_name(settings.warehouse.name + ".wal")
+        parts.append(Replacement(WAREHOUSE, str(settings.warehouse), stale=(str(wal),)))
+    return parts
 
 
-def put_in_place(settings: Settings, staging: Path, manifest: dict, force: bool) -> None:
+def put_in_place(
+    settings: Settings, staging: Path, manifest: dict, force: bool, label: str
+) -> None:
     if manifest.get("warehouse") == "spark":
         # The cluster first, like the database below: the steps that can be refused or fail.
         if settings.engine != "spark":
@@ -89,16 +99,8 @@ def put_in_place(settings: Settings, staging: Path, manifest: dict, force: bool)
         # The database first: it is the step that can be refused or fail (a server down), and
         # it fails whole, before any file of the home is replaced.
         restore_postgres(settings, staging, force)
-    # The instance before the warehouse: stopped in between, the home has the backup's cursors
-    # and a newer warehouse, and files the cursors have not seen are ingested again (a day's
-    # ingestion replaces it). The other order would leave cursors past files never loaded.
-    _replace(staging / INSTANCE, settings.dagster_home)
-    if (staging / SALT).exists():
-        _replace(staging / SALT, settings.home / SALT_FILE)
-    if (staging / WAREHOUSE).exists():
-        # A stale write-ahead log next to the restored file would be replayed into it.
-        settings.warehouse.with_name(settings.warehouse.name + ".wal").unlink(missing_ok=True)
-        _replace(staging / WAREHOUSE, settings.warehouse)
+    restore_journal.begin(staging, label, settings.dagster_home, replacements(settings, staging))
+    restore_journal.complete(staging)
 
 
 def restore_postgres(settings: Settings, staging: Path, force: bool) -> None:
@@ -151,10 +153,9 @@ def restore(settings: Settings, src: BackupStore, force: bool = False) -> dict:
         )
     with open_staging(settings.home, "restore") as staging:
         manifest = fetch_verified(src, staging)
-        put_in_place(settings, staging, manifest, force)
-    with open_instance(settings.dagster_home) as instance:
-        for line in release_restored_runs(instance):
-            print(line, file=sys.stderr)
+        put_in_place(
+            settings, staging, manifest, force, f"{src.url} (taken {manifest['created_at']})"
+        )
     return manifest
 
 

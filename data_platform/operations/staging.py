@@ -42,6 +42,9 @@ from typing import Literal, get_args
 Kind = Literal["backup", "restore"]
 PREFIXES = tuple(f".{kind}-" for kind in get_args(Kind))
 LOCK_FILE = ".staging.lock"
+# A restore's journal: its folder holds the only local copy of a backup half put in place,
+# which `restore_journal` finishes; it is never swept.
+JOURNAL = "restore-journal.json"
 UNCLAIMED_STALE_AFTER = 24 * 3600.0
 
 
@@ -117,6 +120,8 @@ def _sweep_folder(folder: Path, report: Callable[[str], None]) -> None:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return  # its owner is alive
+        if (folder / JOURNAL).exists():
+            return  # looked at under the lock: its owner cannot write one any more
         owner = os.pread(lock, 512, 0).decode(errors="replace")
         if not owner:
             _sweep_unclaimed(folder, report)

@@ -1,0 +1,139 @@
+"""Putting a verified backup in place so that a restore killed at any point is finished, not
+left half done.
+
+The home's parts (the Dagster instance's folder, the PII salt, the warehouse file) are replaced
+one after the other. Killed between two, a restore left a home no platform ever had: the
+restored instance beside the old warehouse, or the old salt beside restored hashes (new rows
+hashed unlike old ones), with nothing to say so, and its staging folder, the only local copy of
+the rest, swept as a dead one's leftovers. So before the first part is touched, a journal
+(`staging.JOURNAL`) is written into the staging folder naming every replacement; that pins the
+folder (the sweep leaves it) and makes finishing anyone's job: every `data-platform` command and
+every load of the Definitions calls `finish_interrupted_restores` first, which completes each
+journal it finds, under the folder's lock, then removes it.
+
+Each step is safe to repeat: a part is moved next to its target (`<target>.restoring`), the old
+one removed, the new one renamed over; whatever is at the target while the journal lives is the
+old part or debris (`make run` recreating an empty instance folder), never the backup's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from data_platform.operations.staging import JOURNAL, LOCK_FILE, PREFIXES, to_stderr
+
+# A staged part copied to another file system is renamed to this once in place, in one step:
+# a half-deleted copy must never look like a part still to put in place.
+PLACED = ".placed"
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """`staged` (a path inside the staging folder) to become `target`; `stale` files (a
+    write-ahead log that would be replayed into the restored file) are removed first."""
+
+    staged: str
+    target: str
+    stale: tuple[str, ...] = ()
+
+
+def begin(staging: Path, label: str, instance: Path, replacements: list[Replacement]) -> None:
+    """The journal written: from here on the restore is finished by whoever finds it."""
+    entries = {
+        "label": label,
+        "instance": str(instance),
+        "replacements": list(map(asdict, replacements)),
+    }
+    draft = staging / f"{JOURNAL}.draft"
+    draft.write_text(json.dumps(entries))
+    os.replace(draft, staging / JOURNAL)
+
+
+def complete(staging: Path, report: Callable[[str], None] = to_stderr) -> None:
+    """Every replacement of the journal in place, the restored instance's unfinished runs
+    released, then the journal removed: the restore is done."""
+    from data_platform.operations.snapshot import open_instance
+    from data_platform.orchestration.run_health import release_restored_runs
+
+    journal = json.loads((staging / JOURNAL).read_text())
+    for entry in journal["replacements"]:
+        replacement = Replacement(entry["staged"], entry["target"], tuple(entry["stale"]))
+        _put(staging / replacement.staged, Path(replacement.target), replacement.stale)
+    with open_instance(Path(journal["instance"])) as instance:
+        for line in release_restored_runs(instance):
+            report(line)
+    _remove(staging / JOURNAL)
+
+
+def finish_interrupted_restores(home: Path, report: Callable[[str], None] = to_stderr) -> None:
+    """Complete each restore into `home` that died while putting its backup in place; one
+    still running is waited for. Costs one look at the home when there is none."""
+    with contextlib.suppress(FileNotFoundError):
+        for folder in sorted(home.iterdir()):
+            if folder.name.startswith(PREFIXES) and (folder / JOURNAL).exists():
+                with _locked(folder):
+                    if (folder / JOURNAL).exists():
+                        label = json.loads((folder / JOURNAL).read_text())["label"]
+                        report(f"finishing the restore of {label} into {home}: it was interrupted")
+                        complete(folder, report)
+                        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    lock = os.open(folder / LOCK_FILE, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # its restore, if alive, is renaming: an instant
+        yield
+    finally:
+        os.close(lock)
+
+
+def _put(staged: Path, target: Path, stale: tuple[str, ...]) -> None:
+    incoming = target.with_name(f"{target.name}.restoring")
+    copied = False
+    if staged.exists():
+        _remove(incoming)  # a copy cut short
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _rename(staged, incoming)
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+            _copy(staged, incoming)
+            copied = True
+    elif not incoming.exists():
+        return  # in place before the interruption
+    for path in (*map(Path, stale), target):
+        _remove(path)
+    _rename(incoming, target)
+    if copied:
+        placed = staged.with_name(staged.name + PLACED)
+        _rename(staged, placed)
+        _remove(placed)
+
+
+def _rename(source: Path, target: Path) -> None:
+    os.rename(source, target)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _copy(source: Path, target: Path) -> None:
+    if source.is_dir():
+        shutil.copytree(source, target, symlinks=True)
+    else:
+        shutil.copy2(source, target)
