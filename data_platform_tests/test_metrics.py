@@ -30,6 +30,7 @@ from data_platform.ingestion.tables import DEAD_LETTER, EVENTS, PAYMENTS
 from data_platform.operations import warehouse_metrics
 from data_platform.operations.backup_schedule import KEEP_VARIABLE, keep_count
 from data_platform.operations.check_metrics import CheckExecutionCounts
+from data_platform.operations.durations import RunDurations
 from data_platform.operations.metrics import PlatformCollector
 from data_platform.operations.state_metrics import last_tick_times
 from data_platform.operations.warehouse_metrics import (
@@ -252,6 +253,32 @@ def test_duration_histograms_count_only_runs_that_end_while_the_exporter_runs(in
     # A restart: the new exporter counts none of the runs the old one counted.
     restarted = PlatformCollector(instance, DuckDBDayCounts(tmp_path / "none.duckdb"), {})
     assert not durations(scrape(restarted))
+
+
+def counted_runs(durations: RunDurations, instance: dg.DagsterInstance) -> float:
+    return sum(
+        sample.value
+        for family in durations.collect(instance)
+        for sample in family.samples
+        if sample.name == "data_platform_run_duration_seconds_count"
+    )
+
+
+def test_a_run_updated_again_later_is_counted_once_and_counted_runs_are_not_kept(instance):
+    """A tag added to a finished run (a retry's) updates it again, and the next scrape finds it
+    again: counted once. The ids of counted runs were kept for the exporter's whole life, one
+    more per run; now only those that ended within `seen_margin` of the newest update seen,
+    and an older run found again is told apart by its end."""
+    now = time.time()
+    exporter = RunDurations(now=now - 20, hold_seconds=0, seen_margin=2)
+    first = history.finished_run(instance, "raw_job", now - 11, 1, {"a": 1})
+    # The scrape that finds a new label set exposes it at 0; the next adds the run.
+    assert [counted_runs(exporter, instance) for _ in range(2)] == [0, 1]
+    history.finished_run(instance, "raw_job", time.time() - 1, 1, {"a": 1})
+    assert [counted_runs(exporter, instance) for _ in range(2)] == [2, 2]
+    instance.add_run_tags(first.run_id, {"dagster/retry_number": "1"})
+    assert [counted_runs(exporter, instance) for _ in range(2)] == [2, 2]
+    assert len(exporter._seen) == 1  # the second run's id only
 
 
 def failed_run(instance, job: str) -> dg.DagsterRun:

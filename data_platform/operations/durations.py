@@ -26,6 +26,10 @@ from prometheus_client.core import HistogramMetricFamily, Metric
 from data_platform.operations.series_hold import NewSeriesHold
 from data_platform.settings import METRICS_NEW_SERIES_HOLD
 
+# A run is first seen finished within seconds of its end (its end updates it); one that ended
+# this long before the previous scrape's watermark is an old run updated again (a tag added),
+# already counted or ended before the exporter. An hour covers any clock skew between hosts.
+SEEN_MARGIN = 3600.0
 # From a one-second dbt test to a backfill of a year of partitions.
 BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
 FINISHED = [
@@ -90,13 +94,17 @@ class RunDurations:
         now: float | None = None,
         hold_seconds: float = METRICS_NEW_SERIES_HOLD,
         clock: Callable[[], float] = time.monotonic,
+        seen_margin: float = SEEN_MARGIN,
     ) -> None:
         """`now`: when the exporter started (default: now); runs that ended before are not
         counted. `hold_seconds`: how long a new label set reads 0; `clock` times it."""
         since = now if now is not None else time.time()
         self._ended_after = since
         self._updated_after = datetime.fromtimestamp(since, UTC)
-        self._seen: set[str] = set()
+        # The runs counted lately, by end time: an exporter's life of run ids would grow without
+        # bound; older ones are told apart by `seen_margin` alone.
+        self._seen: dict[str, float] = {}
+        self._seen_margin = seen_margin
         self._runs = _Histogram(NewSeriesHold(hold_seconds, clock))
         self._steps = _Histogram(NewSeriesHold(hold_seconds, clock))
         # prometheus_client may serve two scrapes at once.
@@ -108,14 +116,15 @@ class RunDurations:
             order_by="update_timestamp",
             ascending=True,
         )
+        horizon = self._updated_after.timestamp() - self._seen_margin
         for record in records:
             run = record.dagster_run
             # Tags added to an old run (a retry's) update it again: count each run once.
             if run.run_id in self._seen or not record.start_time or not record.end_time:
                 continue
-            self._seen.add(run.run_id)
-            if record.end_time < self._ended_after:
+            if record.end_time < max(self._ended_after, horizon):
                 continue
+            self._seen[run.run_id] = record.end_time
             status = run.status.value
             self._runs.observe((run.job_name, status), record.end_time - record.start_time)
             for step in instance.get_run_step_stats(run.run_id):
@@ -129,6 +138,8 @@ class RunDurations:
             # second as the last one seen is not missed (`_seen` stops a double count).
             latest = records[-1].update_timestamp.replace(tzinfo=UTC)
             self._updated_after = max(self._updated_after, latest - timedelta(seconds=1))
+            horizon = self._updated_after.timestamp() - self._seen_margin
+            self._seen = {run_id: end for run_id, end in self._seen.items() if end >= horizon}
 
     def collect(self, instance: dg.DagsterInstance) -> Iterator[Metric]:
         with self._lock:
