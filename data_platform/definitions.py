@@ -12,7 +12,7 @@ from data_platform.automation.source_reconciliation import weekly_source_reconci
 from data_platform.checks import QUALITY_CHECKS
 from data_platform.operations.backup_schedule import daily_backup
 from data_platform.operations.restore_journal import finish_interrupted_restores
-from data_platform.orchestration import pool_wait
+from data_platform.orchestration import heartbeat, pool_wait
 from data_platform.resources.build import build_resources
 from data_platform.services.executor import build_executor
 from data_platform.settings import load_settings
@@ -20,6 +20,8 @@ from data_platform.stream.definitions import stream_definitions
 
 # Steps waiting for a `duckdb` slot sleep, stop on SIGTERM and name the run they wait behind.
 pool_wait.install()
+# The process executing a run's steps beats, so that a run on another machine is known dead.
+heartbeat.install(load_settings().run_heartbeat_seconds)
 
 # A restore killed while putting its backup in place is finished before anything reads the home.
 finish_interrupted_restores(load_settings().home)

@@ -18,6 +18,7 @@ METRICS_DAYS = 31
 # Seconds a new series of `data-platform metrics` reads 0 first (operations/series_hold.py):
 # four scrapes at the shipped 30 s interval, so that three of them may be lost.
 METRICS_NEW_SERIES_HOLD = 120
+RUN_HEARTBEAT_SECONDS = 10
 
 
 def is_whole_number(raw: str, minimum: int = 0, maximum: int | None = None) -> bool:
@@ -55,6 +56,8 @@ class Settings:
     metrics_days: int = METRICS_DAYS
     # Seconds a job or duration label set first seen by the exporter reads 0 before its value.
     metrics_new_series_hold: int = METRICS_NEW_SERIES_HOLD
+    # How often a run's process stores its heartbeat (orchestration/heartbeat.py).
+    run_heartbeat_seconds: int = RUN_HEARTBEAT_SECONDS
     # Kafka bootstrap servers of the event stream (`host:port,...`); None: no stream configured.
     kafka_bootstrap: str | None = None
     # Consumer lag (messages, summed over partitions) above which the lag sensor alerts.
@@ -180,6 +183,15 @@ def parse_metrics_new_series_hold(raw: str) -> int:
     return int(raw)
 
 
+def parse_run_heartbeat_seconds(raw: str) -> int:
+    if not is_whole_number(raw, 1):
+        raise SettingsError(
+            f"DATA_PLATFORM_RUN_HEARTBEAT_SECONDS={raw!r} is not a positive whole number of "
+            f"seconds: set e.g. {RUN_HEARTBEAT_SECONDS} (the default)"
+        )
+    return int(raw)
+
+
 KAFKA_BOOTSTRAP_VARIABLE = "DATA_PLATFORM_KAFKA_BOOTSTRAP"
 
 
@@ -287,6 +299,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         ),
         metrics_new_series_hold=parse_metrics_new_series_hold(
             _env(env, "DATA_PLATFORM_METRICS_NEW_SERIES_HOLD") or str(METRICS_NEW_SERIES_HOLD)
+        ),
+        run_heartbeat_seconds=parse_run_heartbeat_seconds(
+            _env(env, "DATA_PLATFORM_RUN_HEARTBEAT_SECONDS") or str(RUN_HEARTBEAT_SECONDS)
         ),
         kafka_bootstrap=validate_kafka_bootstrap(bootstrap) if bootstrap else None,
         kafka_lag_alert=parse_kafka_lag_alert(

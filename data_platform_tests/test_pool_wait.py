@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -174,4 +175,65 @@ def test_a_run_on_a_code_server_elsewhere_is_never_called_dead_here(instance):
     run_id = fake_run(instance, dead_pid(), hold_slot=False)
     instance.add_run_tags(run_id, {WORKER_HOST_TAG: "code-server"})
     health = check_worker(instance, instance.get_run_by_id(run_id))
-    assert health.status.value == "RUNNING" and "not checked" in health.msg
+    assert health.status.value == "RUNNING" and "no heartbeat" in health.msg
+
+
+# A run executed in this process (as `data-platform materialize` runs one) whose one step holds
+# the duckdb slot and sleeps; it beats every 0.3 s.
+SLEEPING_RUN = """
+import time, dagster as dg
+from data_platform.orchestration import heartbeat
+from data_platform.orchestration.run_health import WORKER_HOST_TAG, this_host
+
+heartbeat.install(0.3)
+
+@dg.op(pool="duckdb")
+def write_for_long():
+    print("writing", flush=True)
+    time.sleep(600)
+
+@dg.job
+def long_writer():
+    write_for_long()
+
+with dg.DagsterInstance.get() as instance:
+    long_writer.execute_in_process(instance=instance, tags={WORKER_HOST_TAG: this_host()})
+"""
+
+
+def test_a_run_on_another_machine_that_stops_beating_is_failed_and_its_slot_freed(
+    instance, monkeypatch
+):
+    """A run whose process is on another host was never checked (its pid means nothing here):
+    that host lost, the run stayed STARTED with its duckdb slot for good. Its process beats;
+    alive, it is left alone however long it runs; killed, it is failed once silent for
+    STALE_BEATS beats, and its slot freed. Here the monitor is "another host" to the run."""
+    from data_platform.orchestration import run_health
+    from data_platform.orchestration.heartbeat import STALE_BEATS
+
+    env = {**os.environ, "DAGSTER_HOME": str(instance.root_directory)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLEEPING_RUN], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout.readline() == "writing\n"
+        monkeypatch.setattr(run_health, "this_host", lambda: "the-monitor")
+        [run] = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+        time.sleep(STALE_BEATS * 0.3 + 1)  # longer than a silence that kills
+        health = run_health.check_worker(instance, run)
+        assert health.status.value == "RUNNING" and " beat 0 s ago" in health.msg, health.msg
+        assert release_dead_runs(instance) == []
+    finally:
+        process.kill()
+        process.wait()
+    killed_at = time.monotonic()
+    assert run_health.check_worker(instance, run).status.value == "RUNNING"
+    while (health := run_health.check_worker(instance, run)).status.value == "RUNNING":
+        assert time.monotonic() - killed_at < 30, health.msg
+        time.sleep(0.1)
+    assert time.monotonic() - killed_at > STALE_BEATS * 0.3 - 0.5
+    assert f"run process {process.pid} on " in health.msg and "no heartbeat for 3 s" in health.msg
+    done = release_dead_runs(instance)
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert not instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots
+    assert len(done) == 2 and run.run_id in done[0] and run.run_id in done[1]

@@ -5,16 +5,20 @@ does when the code server died too (`dagster dev` restarted, the machine reboote
 run was executed in-process by `data-platform materialize`: the run stays STARTED forever and
 keeps its `duckdb` pool slot, so every later warehouse step waits behind it. Every run process
 announces its pid in an engine event; a pid that is gone, or now belongs to a younger process,
-means the worker is dead.
+means the worker is dead. A run whose process is on another host is judged by its heartbeat
+instead (`heartbeat.py`): its pid means nothing here.
 """
 
 from __future__ import annotations
 
 import socket
+import time
 
 import dagster as dg
 import psutil
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+
+from data_platform.orchestration.heartbeat import STALE_BEATS, last_beat, silent_too_long
 
 # Set on every run this platform starts a process for: its pid is only meaningful on that host.
 WORKER_HOST_TAG = "data_platform/worker_host"
@@ -51,14 +55,14 @@ def worker_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] |
 
 def check_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHealthResult:
     """RUNNING unless the run's process is provably gone from this host."""
-    host = run.tags.get(WORKER_HOST_TAG)
-    if host is not None and host != this_host():
-        return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker on {host}: not checked")
     announced = worker_pid(instance, run.run_id)
     if announced is None:
         # Not started yet: `run_monitoring.start_timeout_seconds` covers a run that never starts.
         return CheckRunHealthResult(WorkerStatus.RUNNING, "no run process announced yet")
     pid, announced_at = announced
+    host = run.tags.get(WORKER_HOST_TAG)
+    if host is not None and host != this_host():
+        return _check_heartbeat(instance, run, host, pid)
     try:
         started = psutil.Process(pid).create_time()
     except psutil.NoSuchProcess:
@@ -68,6 +72,28 @@ def check_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHe
             WorkerStatus.FAILED, f"run process {pid} is gone (its pid now belongs to another)"
         )
     return CheckRunHealthResult(WorkerStatus.RUNNING, f"run process {pid} is alive")
+
+
+def _check_heartbeat(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, host: str, pid: int
+) -> CheckRunHealthResult:
+    """A run whose process is on another host: judged by its heartbeat (heartbeat.py)."""
+    last = last_beat(instance, run.run_id, host, pid)
+    if last is None:
+        # Between its RUN_START and its plan, or a version that did not beat: no slot held yet.
+        return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker on {host}: no heartbeat")
+    at, every = last
+    now = time.time()
+    silent = now - at
+    if silent_too_long(at, every, now):
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED,
+            f"run process {pid} on {host} is gone (no heartbeat for {silent:.0f} s, "
+            f"{STALE_BEATS} beats of {every:g} s)",
+        )
+    return CheckRunHealthResult(
+        WorkerStatus.RUNNING, f"run process {pid} on {host} beat {silent:.0f} s ago"
+    )
 
 
 def _end(instance: dg.DagsterInstance, run: dg.DagsterRun, reason: str) -> str:

@@ -1,0 +1,111 @@
+"""A run's heartbeat: how a run whose process is on another machine is known to be dead.
+
+`check_worker` tells a dead run by its pid, which means something only on the run's host. A
+run whose process is elsewhere (its code server in another container) was never checked:
+Dagster's code server fails a run whose process dies, but when the whole machine or container
+goes (a node lost, the container OOM-killed with its code server) nothing did, and the run
+kept its `duckdb` slot for good: every later warehouse step waited behind it.
+
+So the process that executes a run's steps beats: every `every` seconds it stores the time in
+the instance's key-value store, which every host shares, under a key of its host and pid (the
+pid the run announced: a host has few pids, so the keys do not grow with the runs). A run of
+another host whose last beat is older than `STALE_BEATS` beats is dead. The beat carries its
+interval, so the judge needs no setting of its own. It compares the beat's clock with its own:
+hosts whose clocks differ by a minute or more need a longer interval.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+
+import dagster as dg
+from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+
+# Silent for this many beats: dead. Nine (90 s at the default 10 s) outlast a long GC pause or
+# a slow database; a run's steps wait longer than that for its slot to be freed anyway.
+STALE_BEATS = 9
+_KEY_PREFIX = "data_platform/heartbeat"
+
+logger = logging.getLogger(__name__)
+
+
+def heartbeat_key(host: str, pid: int) -> str:
+    return f"{_KEY_PREFIX}/{host}/{pid}"
+
+
+def beat(instance: dg.DagsterInstance, run_id: str, host: str, every: float) -> None:
+    value = json.dumps({"run_id": run_id, "at": time.time(), "every": every})
+    instance.run_storage.set_cursor_values({heartbeat_key(host, os.getpid()): value})
+
+
+def last_beat(
+    instance: dg.DagsterInstance, run_id: str, host: str, pid: int
+) -> tuple[float, float] | None:
+    """(when, interval) of the last beat of `run_id`'s process `pid` on `host`; None if that
+    process never beat for this run (the pid's key may hold an earlier run's beat)."""
+    key = heartbeat_key(host, pid)
+    raw = instance.run_storage.get_cursor_values({key}).get(key)
+    value = json.loads(raw) if raw else {}
+    return (value["at"], value["every"]) if value.get("run_id") == run_id else None
+
+
+def silent_too_long(at: float, every: float, now: float) -> bool:
+    return now - at > STALE_BEATS * every
+
+
+class _Beating:
+    """A daemon thread beating for one run until stopped. A beat that fails (the database
+    busy) is logged and tried again at the next one: it must never fail the run."""
+
+    def __init__(self, instance: dg.DagsterInstance, run_id: str, host: str, every: float):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, args=(instance, run_id, host, every), daemon=True
+        )
+        self._thread.start()
+
+    def _loop(self, instance: dg.DagsterInstance, run_id: str, host: str, every: float) -> None:
+        while True:
+            try:
+                beat(instance, run_id, host, every)
+            except Exception as error:  # the run goes on; the next beat tries again
+                logger.warning(f"run {run_id}: heartbeat not stored: {error}")
+            if self._stop.wait(every):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def install(every: float) -> None:
+    """Beat every `every` seconds in this process while it executes a run's plan: the span of
+    Dagster's `InstanceConcurrencyContext`, which every executor (in-process, multiprocess,
+    Celery) enters around its plan in the run's process. Idempotent."""
+    if getattr(InstanceConcurrencyContext, "_data_platform_heartbeat", None) is not None:
+        InstanceConcurrencyContext._data_platform_heartbeat = every
+        return
+    enter, leave = InstanceConcurrencyContext.__enter__, InstanceConcurrencyContext.__exit__
+
+    def beating_enter(self: InstanceConcurrencyContext) -> InstanceConcurrencyContext:
+        from data_platform.orchestration.run_health import this_host
+
+        every_now = InstanceConcurrencyContext._data_platform_heartbeat
+        self._data_platform_beating = _Beating(self._instance, self._run_id, this_host(), every_now)
+        return enter(self)
+
+    def beating_exit(self: InstanceConcurrencyContext, *exc: object) -> None:
+        try:
+            return leave(self, *exc)
+        finally:
+            beating = getattr(self, "_data_platform_beating", None)
+            if beating is not None:
+                beating.stop()
+
+    InstanceConcurrencyContext._data_platform_heartbeat = every
+    InstanceConcurrencyContext.__enter__ = beating_enter
+    InstanceConcurrencyContext.__exit__ = beating_exit
