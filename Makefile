@@ -101,7 +101,7 @@ lint: install
 # The suite starts its own servers (PostgreSQL, Redis, Celery workers) in temp folders and
 # stops them in its fixtures' teardown.
 test: lint system-packages
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 bench: install
 	$(BIN)/python -m data_platform_tests.bench
