@@ -34,6 +34,23 @@ class SettingsError(ValueError):
     """A setting from the environment is missing or malformed; the message is one actionable line."""
 
 
+def whole_number(
+    env: dict[str, str],
+    variable: str,
+    default: int,
+    wrong: str,
+    fix: str,
+    minimum: int = 0,
+    maximum: int | None = None,
+) -> int:
+    """The number setting `variable` (`default` when unset), within bounds; else its one line:
+    `<variable>='<text>' is not <wrong>: <fix>`."""
+    raw = _env(env, variable) or str(default)
+    if not is_whole_number(raw, minimum, maximum):
+        raise SettingsError(f"{variable}={raw!r} is not {wrong}: {fix}")
+    return int(raw)
+
+
 class UsageError(ValueError):
     """A command's argument names nothing or is malformed; the message is one actionable line."""
 
@@ -156,42 +173,6 @@ def validate_executor(raw: str, environ: dict[str, str]) -> str:
     return raw
 
 
-def parse_metrics_port(raw: str) -> int:
-    if not is_whole_number(raw, 1, 65535):
-        raise SettingsError(
-            f"DATA_PLATFORM_METRICS_PORT={raw!r} is not a TCP port: set a number from 1 to 65535, "
-            "e.g. 9108 (the default)"
-        )
-    return int(raw)
-
-
-def parse_metrics_days(raw: str) -> int:
-    if not is_whole_number(raw, 1):
-        raise SettingsError(
-            f"DATA_PLATFORM_METRICS_DAYS={raw!r} is not a positive number of days: set e.g. "
-            f"{METRICS_DAYS} (the default), how many days of rows_* series the metrics serve"
-        )
-    return int(raw)
-
-
-def parse_metrics_new_series_hold(raw: str) -> int:
-    if not is_whole_number(raw):
-        raise SettingsError(
-            f"DATA_PLATFORM_METRICS_NEW_SERIES_HOLD={raw!r} is not a whole number of seconds: set "
-            f"e.g. {METRICS_NEW_SERIES_HOLD} (the default), at least 2-3 Prometheus scrape intervals"
-        )
-    return int(raw)
-
-
-def parse_run_heartbeat_seconds(raw: str) -> int:
-    if not is_whole_number(raw, 1):
-        raise SettingsError(
-            f"DATA_PLATFORM_RUN_HEARTBEAT_SECONDS={raw!r} is not a positive whole number of "
-            f"seconds: set e.g. {RUN_HEARTBEAT_SECONDS} (the default)"
-        )
-    return int(raw)
-
-
 KAFKA_BOOTSTRAP_VARIABLE = "DATA_PLATFORM_KAFKA_BOOTSTRAP"
 
 
@@ -205,15 +186,6 @@ def validate_kafka_bootstrap(raw: str) -> str:
                 "127.0.0.1:19092,broker2:9092, or unset it (no event stream)"
             )
     return ",".join(servers)
-
-
-def parse_kafka_lag_alert(raw: str) -> int:
-    if not is_whole_number(raw, 1):
-        raise SettingsError(
-            f"DATA_PLATFORM_KAFKA_LAG_ALERT={raw!r} is not a positive number of messages: "
-            "set e.g. 100000 (the default)"
-        )
-    return int(raw)
 
 
 ENGINES = ("duckdb", "spark")
@@ -293,19 +265,48 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         if dagster_home
         else home / "dagster_home",
         executor=validate_executor(_env(env, "DATA_PLATFORM_EXECUTOR") or "in_process", env),
-        metrics_port=parse_metrics_port(_env(env, "DATA_PLATFORM_METRICS_PORT") or "9108"),
-        metrics_days=parse_metrics_days(
-            _env(env, "DATA_PLATFORM_METRICS_DAYS") or str(METRICS_DAYS)
+        metrics_port=whole_number(
+            env,
+            "DATA_PLATFORM_METRICS_PORT",
+            9108,
+            "a TCP port",
+            "set a number from 1 to 65535, e.g. 9108 (the default)",
+            1,
+            65535,
         ),
-        metrics_new_series_hold=parse_metrics_new_series_hold(
-            _env(env, "DATA_PLATFORM_METRICS_NEW_SERIES_HOLD") or str(METRICS_NEW_SERIES_HOLD)
+        metrics_days=whole_number(
+            env,
+            "DATA_PLATFORM_METRICS_DAYS",
+            METRICS_DAYS,
+            "a positive number of days",
+            f"set e.g. {METRICS_DAYS} (the default), how many days of rows_* series the metrics "
+            "serve",
+            1,
         ),
-        run_heartbeat_seconds=parse_run_heartbeat_seconds(
-            _env(env, "DATA_PLATFORM_RUN_HEARTBEAT_SECONDS") or str(RUN_HEARTBEAT_SECONDS)
+        metrics_new_series_hold=whole_number(
+            env,
+            "DATA_PLATFORM_METRICS_NEW_SERIES_HOLD",
+            METRICS_NEW_SERIES_HOLD,
+            "a whole number of seconds",
+            f"set e.g. {METRICS_NEW_SERIES_HOLD} (the default), at least 2-3 Prometheus scrape "
+            "intervals",
+        ),
+        run_heartbeat_seconds=whole_number(
+            env,
+            "DATA_PLATFORM_RUN_HEARTBEAT_SECONDS",
+            RUN_HEARTBEAT_SECONDS,
+            "a positive whole number of seconds",
+            f"set e.g. {RUN_HEARTBEAT_SECONDS} (the default)",
+            1,
         ),
         kafka_bootstrap=validate_kafka_bootstrap(bootstrap) if bootstrap else None,
-        kafka_lag_alert=parse_kafka_lag_alert(
-            _env(env, "DATA_PLATFORM_KAFKA_LAG_ALERT") or "100000"
+        kafka_lag_alert=whole_number(
+            env,
+            "DATA_PLATFORM_KAFKA_LAG_ALERT",
+            100000,
+            "a positive number of messages",
+            "set e.g. 100000 (the default)",
+            1,
         ),
         duckdb_memory_limit=parse_memory_limit(
             _env(env, "DATA_PLATFORM_DUCKDB_MEMORY_LIMIT") or "512MB"

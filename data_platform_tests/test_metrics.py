@@ -526,6 +526,8 @@ def test_a_wrong_metrics_setting_is_one_line(tmp_path):
         ("DATA_PLATFORM_METRICS_DAYS", "²"),
         ("DATA_PLATFORM_KAFKA_BOOTSTRAP", "127.0.0.1:²"),
         ("DATA_PLATFORM_KAFKA_LAG_ALERT", "²"),
+        ("DATA_PLATFORM_RUN_HEARTBEAT_SECONDS", "²"),
+        ("DATA_PLATFORM_RUN_HEARTBEAT_SECONDS", "0"),
     ):
         with pytest.raises(SettingsError, match=variable):
             load_settings({variable: wrong})
