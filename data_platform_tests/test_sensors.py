@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -28,7 +28,12 @@ from data_platform.automation.landing_sensor import (
     format_files,
     landing_zone_sensor,
 )
-from data_platform.automation.source_database_sensor import source_database_sensor
+from data_platform.automation.source_database_sensor import (
+    SETTLE_AFTER,
+    SETTLING_TAG,
+    TABLES,
+    source_database_sensor,
+)
 from data_platform.resources.landing import LandingFile, LandingZone
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests.bench_landing import s3_listing
@@ -366,7 +371,7 @@ def test_source_database_changes_request_their_extraction(settings, source_db):
     moved = tick(source_database_sensor, first.cursor, source_database=source_db)
     (request,) = moved.run_requests
     assert request.asset_selection == [dg.AssetKey(["raw", "users"])]
-    assert json.loads(moved.cursor)["users"].startswith("2026-02-01")
+    assert json.loads(moved.cursor)["marks"]["users"].startswith("2026-02-01")
     # The sensor never opens the warehouse, which a run may be writing.
     assert not settings.warehouse.exists()
 
@@ -381,6 +386,75 @@ def test_source_database_changes_request_their_extraction(settings, source_db):
     (again,) = restored.run_requests
     assert again.asset_selection == [dg.AssetKey(["raw", "users"])]
     assert again.run_key not in {request.run_key, later.run_requests[0].run_key}
+
+
+def settled(cursor: str, minutes: float) -> str:
+    """The cursor as a tick `minutes` later would find it: each settling read that much nearer."""
+    stored = json.loads(cursor)
+    shift = timedelta(minutes=minutes)
+    stored["settle"] = {
+        table: (datetime.fromisoformat(at) - shift).isoformat()
+        for table, at in stored["settle"].items()
+    }
+    return json.dumps(stored)
+
+
+def test_a_late_commit_below_the_mark_is_read_by_the_settling_run(settings, source_db):
+    """A transaction committing late lands below the mark: nothing moves, and once the table
+    went quiet its rows waited for the next change (or the weekly reconciliation). Each table
+    whose mark moved is read once more SETTLE_AFTER later, unless it moved again meanwhile."""
+    first = tick(source_database_sensor, None, source_database=source_db)
+    assert SETTLING_TAG not in first.run_requests[0].tags
+    with source_db.engine().begin() as conn:
+        conn.execute(sa.text("UPDATE users SET updated_at = '2026-02-01 00:00:00' WHERE id = 1"))
+    moved = tick(source_database_sensor, first.cursor, source_database=source_db)
+    with source_db.engine().begin() as conn:  # a transaction that stamped earlier, committed now
+        conn.execute(sa.text("UPDATE users SET updated_at = '2026-01-31 23:59:00' WHERE id = 2"))
+    assert tick(source_database_sensor, moved.cursor, source_database=source_db).run_requests == []
+
+    minutes = SETTLE_AFTER.total_seconds() / 60
+    early = tick(
+        source_database_sensor, settled(moved.cursor, minutes - 1), source_database=source_db
+    )
+    assert early.run_requests == []
+    due = tick(
+        source_database_sensor, settled(moved.cursor, minutes + 1), source_database=source_db
+    )
+    (request,) = due.run_requests
+    # All four moved at the first tick (users again since, later): all are due, in one run.
+    assert request.asset_selection == [dg.AssetKey(["raw", t]) for t in sorted(TABLES)]
+    assert request.tags[SETTLING_TAG] == ",".join(sorted(TABLES))
+    assert request.run_key != moved.run_requests[0].run_key
+    # Once: the next tick, however late, asks for nothing until a mark moves again.
+    assert (
+        tick(
+            source_database_sensor, settled(due.cursor, 60), source_database=source_db
+        ).run_requests
+        == []
+    )
+
+    # A table that keeps moving is read at each move; its settling read waits for it to stop.
+    with source_db.engine().begin() as conn:
+        conn.execute(sa.text("UPDATE orders SET updated_at = '2026-02-02 00:00:00' WHERE id = 1"))
+    busy = tick(source_database_sensor, due.cursor, source_database=source_db)
+    with source_db.engine().begin() as conn:
+        conn.execute(sa.text("UPDATE orders SET updated_at = '2026-02-03 00:00:00' WHERE id = 1"))
+    busier = tick(
+        source_database_sensor, settled(busy.cursor, minutes + 1), source_database=source_db
+    )
+    (request,) = busier.run_requests
+    assert request.asset_selection == [dg.AssetKey(["raw", "orders"])]
+    assert SETTLING_TAG not in request.tags
+    quiet = tick(
+        source_database_sensor, settled(busier.cursor, minutes + 1), source_database=source_db
+    )
+    assert quiet.run_requests[0].tags[SETTLING_TAG] == "orders"
+
+
+def test_a_cursor_of_marks_alone_is_read_as_before(settings, source_db):
+    first = tick(source_database_sensor, None, source_database=source_db)
+    marks_alone = json.dumps(json.loads(first.cursor)["marks"])
+    assert tick(source_database_sensor, marks_alone, source_database=source_db).run_requests == []
 
 
 def test_a_row_stamped_in_the_future_hides_no_later_change(settings, source_db):
@@ -398,7 +472,7 @@ def test_a_row_stamped_in_the_future_hides_no_later_change(settings, source_db):
     later = tick(source_database_sensor, ahead.cursor, source_database=source_db)
     (request,) = later.run_requests
     assert request.asset_selection == [dg.AssetKey(["raw", "users"])]
-    assert json.loads(later.cursor)["users"].startswith("2026-02-01")
+    assert json.loads(later.cursor)["marks"]["users"].startswith("2026-02-01")
     assert tick(source_database_sensor, later.cursor, source_database=source_db).run_requests == []
 
 

@@ -4,9 +4,17 @@ A row stamped in the future (a skewed clock) does not count: the mark is the new
 not ahead of the sensor's clock, or that one row would hide every later change.
 
 It reads four numbers from the application database (updated_at is indexed there) and never
-opens the DuckDB warehouse, which a run may be writing. The cursor is JSON `{table: mark}`;
-any change of a mark counts (not only an increase), as extraction is idempotent and a restored
-source must be re-read. Only the tables that changed are extracted, together, in one run.
+opens the DuckDB warehouse, which a run may be writing. Any change of a mark counts (not only
+an increase), as extraction is idempotent and a restored source must be re-read. Only the
+tables that changed are extracted, together, in one run.
+
+A transaction that commits late (it stamped its rows, then took a while) lands below the mark
+and moves nothing. Each extraction re-reads its look-back window, so the next one takes such
+rows in; but when the table then goes quiet there was no next one, and the rows waited for the
+next change, or the weekly reconciliation. So every table whose mark moved is read once more
+`SETTLE_AFTER` later if nothing moved it meanwhile (a "settling" run, tagged so): late commits
+wait minutes, not for the next change. The cursor is JSON `{"marks": {table: mark},
+"settle": {table: when its settling read is due}}`.
 """
 
 from __future__ import annotations
@@ -39,6 +47,10 @@ FUTURE_SKEW = timedelta(minutes=5)
 # many stamped ahead (a whole app writing local time as UTC) the newest of all is the mark, as
 # each of its changes then moves it.
 _PAGE, _PAGES = 100, 10
+# Long enough for the transactions in flight when a table went quiet to commit; far below the
+# extraction's look-back (60 min by default), which the late rows must still be inside.
+SETTLE_AFTER = timedelta(minutes=10)
+SETTLING_TAG = "data_platform/settling"
 
 
 def _as_utc(value: object) -> datetime | None:
@@ -112,9 +124,36 @@ def moved(marks: dict[str, str], seen: dict[str, str]) -> list[str]:
     return sorted(table for table, mark in marks.items() if seen.get(table) != mark)
 
 
+def read_cursor(cursor: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(marks, settling reads due) of a cursor; one from before the settling reads was the
+    marks alone."""
+    stored = json.loads(cursor) if cursor else {}
+    if "marks" not in stored:
+        return stored, {}
+    return stored["marks"], stored["settle"]
+
+
+def plan(
+    marks: dict[str, str], cursor: str | None, now: datetime
+) -> tuple[list[str], dict[str, str], str]:
+    """(tables whose mark moved, {table: due time} of the settling reads due now, the cursor
+    after them). A move (re)sets its table's settling read to SETTLE_AFTER from now."""
+    seen, settle = read_cursor(cursor)
+    tables = moved(marks, seen)
+    due = {
+        table: at
+        for table, at in settle.items()
+        if table in marks and table not in tables and datetime.fromisoformat(at) <= now
+    }
+    pending = {t: at for t, at in settle.items() if t in marks and t not in due}
+    pending |= {table: (now + SETTLE_AFTER).isoformat() for table in tables}
+    return tables, due, json.dumps({"marks": seen | marks, "settle": pending})
+
+
 @dg.sensor(
     name="source_database_changes",
-    description="A newer max(updated_at) in the application database -> incremental extraction.",
+    description="A newer max(updated_at) in the application database -> incremental extraction "
+    "(and one settling re-read 10 minutes after a table's last change, for late commits).",
     target=[raw_key(table) for table in TABLES],
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
@@ -124,16 +163,18 @@ def source_database_sensor(context: dg.SensorEvaluationContext, source_database:
 
     if missing_sqlite_file(sa.engine.make_url(source_database.url)) is not None:
         return dg.SkipReason("the source database does not exist yet")
-    seen = json.loads(context.cursor) if context.cursor else {}
     marks = high_water_marks(source_database.engine(), TABLES, context.log)
-    tables = moved(marks, seen)
-    context.update_cursor(json.dumps(seen | marks))
-    if not tables:
+    tables, due, cursor = plan(marks, context.cursor, datetime.now(UTC))
+    seen, _ = read_cursor(context.cursor)
+    context.update_cursor(cursor)
+    if not tables and not due:
         return dg.SkipReason("no source table changed")
     # The key names each mark's move: Dagster never runs a key twice, so a key of the new marks
-    # alone skipped a source restored to marks it had before.
+    # alone skipped a source restored to marks it had before. A settling read is named by when
+    # it was due.
     moves = {t: [seen.get(t), marks[t]] for t in tables}
     return dg.RunRequest(
-        run_key=f"extract:{json.dumps(moves, sort_keys=True)}",
-        asset_selection=[raw_key(table) for table in tables],
+        run_key=f"extract:{json.dumps({'moved': moves, 'settling': due}, sort_keys=True)}",
+        asset_selection=[raw_key(table) for table in sorted([*tables, *due])],
+        tags={SETTLING_TAG: ",".join(sorted(due))} if due else {},
     )
