@@ -135,19 +135,20 @@ def read_cursor(cursor: str | None) -> tuple[dict[str, str], dict[str, str]]:
 
 def plan(
     marks: dict[str, str], cursor: str | None, now: datetime
-) -> tuple[list[str], dict[str, str], str]:
-    """(tables whose mark moved, {table: due time} of the settling reads due now, the cursor
-    after them). A move (re)sets its table's settling read to SETTLE_AFTER from now."""
+) -> tuple[dict[str, list[str | None]], dict[str, str], str]:
+    """({table: [mark before, mark now]} of the tables whose mark moved, {table: due time} of
+    the settling reads due now, the cursor after them). A move (re)sets its table's settling
+    read to SETTLE_AFTER from now."""
     seen, settle = read_cursor(cursor)
-    tables = moved(marks, seen)
+    moves = {table: [seen.get(table), marks[table]] for table in moved(marks, seen)}
     due = {
         table: at
         for table, at in settle.items()
-        if table in marks and table not in tables and datetime.fromisoformat(at) <= now
+        if table in marks and table not in moves and datetime.fromisoformat(at) <= now
     }
     pending = {t: at for t, at in settle.items() if t in marks and t not in due}
-    pending |= {table: (now + SETTLE_AFTER).isoformat() for table in tables}
-    return tables, due, json.dumps({"marks": seen | marks, "settle": pending})
+    pending |= {table: (now + SETTLE_AFTER).isoformat() for table in moves}
+    return moves, due, json.dumps({"marks": seen | marks, "settle": pending})
 
 
 @dg.sensor(
@@ -164,17 +165,15 @@ def source_database_sensor(context: dg.SensorEvaluationContext, source_database:
     if missing_sqlite_file(sa.engine.make_url(source_database.url)) is not None:
         return dg.SkipReason("the source database does not exist yet")
     marks = high_water_marks(source_database.engine(), TABLES, context.log)
-    tables, due, cursor = plan(marks, context.cursor, datetime.now(UTC))
-    seen, _ = read_cursor(context.cursor)
+    moves, due, cursor = plan(marks, context.cursor, datetime.now(UTC))
     context.update_cursor(cursor)
-    if not tables and not due:
+    if not moves and not due:
         return dg.SkipReason("no source table changed")
     # The key names each mark's move: Dagster never runs a key twice, so a key of the new marks
     # alone skipped a source restored to marks it had before. A settling read is named by when
     # it was due.
-    moves = {t: [seen.get(t), marks[t]] for t in tables}
     return dg.RunRequest(
         run_key=f"extract:{json.dumps({'moved': moves, 'settling': due}, sort_keys=True)}",
-        asset_selection=[raw_key(table) for table in sorted([*tables, *due])],
+        asset_selection=[raw_key(table) for table in sorted([*moves, *due])],
         tags={SETTLING_TAG: ",".join(sorted(due))} if due else {},
     )

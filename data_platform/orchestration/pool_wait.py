@@ -10,11 +10,10 @@ slot (see README, "Runs that heal themselves"):
 - "Step blocked by limit for pool duckdb" does not say who holds the slot.
 `install()` fixes the three in the process that executes steps; it is idempotent. On
 PostgreSQL it also keeps the run's connection to the event log open for its plan (see
-`_keep_connections`). It also caps
-the back-off between claim checks at 2 s (Dagster: 1 s growing to 15 s): a check is one
-indexed query, while every warehouse step queues in the one-slot `duckdb` pool, so each
-slot handed over late cost up to 15 s; a graph of ~45 warehouse steps on Celery workers lost
-minutes in those gaps.
+`_keep_connections`). It also caps the back-off between claim checks at 2 s (Dagster: 1 s
+growing to 15 s): a check is a few indexed queries, while every warehouse step queues in the
+one-slot `duckdb` pool, so each slot handed over late cost up to 15 s; a graph of ~45
+warehouse steps on Celery workers lost minutes in those gaps.
 """
 
 from __future__ import annotations
