@@ -18,17 +18,19 @@ from data_platform.services.executor import build_executor
 from data_platform.settings import load_settings
 from data_platform.stream.definitions import stream_definitions
 
+SETTINGS = load_settings()
+
 # Steps waiting for a `duckdb` slot sleep, stop on SIGTERM and name the run they wait behind.
 pool_wait.install()
 # The process executing a run's steps beats, so that a run on another machine is known dead.
-heartbeat.install(load_settings().run_heartbeat_seconds)
+heartbeat.install(SETTINGS.run_heartbeat_seconds)
 
 # A restore killed while putting its backup in place is finished before anything reads the home.
-finish_interrupted_restores(load_settings().home)
+finish_interrupted_restores(SETTINGS.home)
 
 # The event stream only when DATA_PLATFORM_KAFKA_BOOTSTRAP names a Kafka: without one, the topic's
 # asset would never have data and its lag sensor would fail at every tick.
-STREAM = stream_definitions(load_settings())
+STREAM = stream_definitions(SETTINGS)
 
 defs = dg.Definitions(
     # Freshness policies are set here, for the raw feeds and every mart; automation conditions
@@ -47,10 +49,10 @@ defs = dg.Definitions(
     asset_checks=QUALITY_CHECKS,
     sensors=[*SENSORS, *STREAM.sensors],
     schedules=[daily_backup, weekly_source_reconciliation],
-    resources=build_resources(load_settings()),
+    resources=build_resources(SETTINGS),
     # Embedded: in the run's process. Every step that touches the warehouse is serialised by
     # the `duckdb` pool anyway, so a process per step (the multiprocess default) bought no
     # parallelism and cost ~5 s of imports per step. Distributed (DATA_PLATFORM_EXECUTOR=celery):
     # steps go to Celery workers, which import the Definitions once at start.
-    executor=build_executor(load_settings()),
+    executor=build_executor(SETTINGS),
 )

@@ -65,8 +65,7 @@ def complete(staging: Path, report: Callable[[str], None] = to_stderr) -> None:
 
     journal = json.loads((staging / JOURNAL).read_text())
     for entry in journal["replacements"]:
-        replacement = Replacement(entry["staged"], entry["target"], tuple(entry["stale"]))
-        _put(staging / replacement.staged, Path(replacement.target), replacement.stale)
+        _put(staging / entry["staged"], Path(entry["target"]), entry["stale"])
     with open_instance(Path(journal["instance"])) as instance:
         for line in release_restored_runs(instance):
             report(line)
@@ -97,7 +96,7 @@ def _locked(folder: Path) -> Iterator[None]:
         os.close(lock)
 
 
-def _put(staged: Path, target: Path, stale: tuple[str, ...]) -> None:
+def _put(staged: Path, target: Path, stale: list[str]) -> None:
     incoming = target.with_name(f"{target.name}.restoring")
     copied = False
     if staged.exists():
