@@ -73,6 +73,28 @@ def test_a_dead_run_is_failed_and_its_slot_freed_a_live_one_is_left_alone(instan
     assert release_dead_runs(instance) == []  # nothing left to do: re-running is safe
 
 
+def test_a_clock_step_leaves_a_live_run_alone_a_reused_pid_is_still_told_apart(
+    instance, monkeypatch
+):
+    """psutil gives a process's start as its time since boot plus the boot time, which a clock
+    step moves: a step of 5 s made a run process started just before it announced itself look
+    younger than its announcement (pid reuse), and the live run was failed."""
+    from data_platform.orchestration.run_health import check_worker
+
+    process = subprocess.Popen(["sleep", "60"])
+    try:
+        run = instance.get_run_by_id(fake_run(instance, process.pid, hold_slot=False))
+        booted = psutil.boot_time()
+        monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: booted + 5)
+        assert check_worker(instance, run).status.value == "RUNNING"
+        monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: booted + 3600)
+        health = check_worker(instance, run)
+        assert health.status.value == "FAILED" and "belongs to another" in health.msg
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_a_run_whose_process_died_while_canceling_is_canceled_and_its_slot_freed(instance):
     """Only STARTING and STARTED runs were checked: a run whose process died while it was being
     canceled stayed CANCELING and kept its slot, so every headless warehouse step waited."""

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -191,6 +192,23 @@ def test_a_pid_file_whose_pid_came_round_again_reads_as_exited(tmp_path):
         assert read_pid(pid_file) == pid
     finally:
         pid_file.write_text(f"{pid} {recorded}\n")
+        terminate_group(pid_file)
+    assert not pid_alive(pid)
+
+
+def test_a_wall_clock_step_does_not_make_a_running_server_read_as_exited(tmp_path, monkeypatch):
+    """A VM's clock step moves the boot time psutil adds to a start time: compared in wall-clock
+    time, a live server read as exited and `up` failed beside it (seen in CI)."""
+    pid_file = tmp_path / "server.pid"
+    spawn([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "s.log", pid_file, {})
+    try:
+        pid = read_pid(pid_file)
+        assert pid is not None
+        booted = psutil.boot_time()
+        monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: booted + 5)
+        assert read_pid(pid_file) == pid
+    finally:
+        monkeypatch.undo()
         terminate_group(pid_file)
     assert not pid_alive(pid)
 

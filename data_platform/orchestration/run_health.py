@@ -23,7 +23,10 @@ from data_platform.orchestration.heartbeat import STALE_BEATS, last_beat, silent
 # Set on every run this platform starts a process for: its pid is only meaningful on that host.
 WORKER_HOST_TAG = "data_platform/worker_host"
 # A process started this long after the run announced its pid is another process (pid reuse).
-_PID_REUSE_SLACK_SECONDS = 1.0
+# Generous: a process's wall-clock start is its start since boot plus the boot time, which a
+# clock step (NTP, a VM resumed) moves; at 1 s a step failed live runs and freed their slots.
+# Missed reuse needs the pid space to wrap within this time.
+_PID_REUSE_SLACK_SECONDS = 30.0
 
 _UNFINISHED = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 # A run asked to stop, until its process says it did: if the process died first, nothing does.

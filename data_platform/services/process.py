@@ -10,8 +10,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
-
 
 class ServiceError(RuntimeError):
     """A service could not be started or stopped; the message is one line naming it and its log."""
@@ -42,8 +40,19 @@ def pid_alive(pid: int) -> bool:
     return status != "Z"
 
 
-# A process started this much later than its pid file says is another process (pid reuse).
-_PID_REUSE_SLACK_SECONDS = 1.0
+# Start times are compared as seconds since boot, counted in clock ticks: exact, and immune to
+# the wall clock (psutil's wall-clock start adds the boot time, which a VM's clock steps move:
+# a server read as exited after one, and `up` failed beside it). Slack: one tick, float rounding.
+_SAME_START_SLACK_SECONDS = 0.02
+
+
+def _started_after_boot(pid: int) -> float:
+    """Field 22 of /proc/<pid>/stat (starttime, in clock ticks since boot), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        raise ProcessLookupError(pid) from None
+    return int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
 def read_pid(pid_file: Path) -> int | None:
@@ -62,10 +71,10 @@ def read_pid(pid_file: Path) -> int | None:
         return None
     if len(first_line) > 1:
         try:
-            started = psutil.Process(pid).create_time()
-        except psutil.NoSuchProcess:
+            started = _started_after_boot(pid)
+        except ProcessLookupError:
             return None
-        if abs(started - float(first_line[1])) > _PID_REUSE_SLACK_SECONDS:
+        if abs(started - float(first_line[1])) > _SAME_START_SLACK_SECONDS:
             return None
     return pid
 
@@ -90,7 +99,7 @@ def spawn(command: list[str], log_file: Path, pid_file: Path, env: dict[str, str
             cwd=log_file.parent,
             start_new_session=True,
         )
-    pid_file.write_text(f"{process.pid} {psutil.Process(process.pid).create_time()}\n")
+    pid_file.write_text(f"{process.pid} {_started_after_boot(process.pid)}\n")
 
 
 def group_alive(pgid: int) -> bool:
