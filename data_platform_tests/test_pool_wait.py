@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -183,6 +184,7 @@ def test_a_run_on_a_code_server_elsewhere_is_never_called_dead_here(instance):
         RemoteRepositoryOrigin,
     )
 
+    from data_platform.orchestration.heartbeat import beat, heartbeat_key
     from data_platform.orchestration.run_health import WORKER_HOST_TAG, check_worker
     from data_platform.orchestration.run_launcher import worker_host
 
@@ -194,10 +196,19 @@ def test_a_run_on_a_code_server_elsewhere_is_never_called_dead_here(instance):
     assert worker_host(run_served_by("code-server")) == "code-server"
     assert worker_host(run_served_by("127.0.0.1")) == worker_host(dg.DagsterRun(job_name="j"))
     # What the monitoring daemon then does with a dead-looking pid: nothing, it is not here.
-    run_id = fake_run(instance, dead_pid(), hold_slot=False)
+    # An earlier run's beat under the same host and pid says nothing of this one either.
+    key = heartbeat_key("code-server", os.getpid())
+    earlier = json.dumps({"run_id": "earlier", "at": time.time() - 60, "every": 10})
+    instance.run_storage.set_cursor_values({key: earlier})
+    run_id = fake_run(instance, os.getpid(), hold_slot=False)
     instance.add_run_tags(run_id, {WORKER_HOST_TAG: "code-server"})
     health = check_worker(instance, instance.get_run_by_id(run_id))
     assert health.status.value == "RUNNING" and "no heartbeat" in health.msg
+    # That container restarted and numbers its processes from the same pids: a later run
+    # beating on this run's pid means its process is gone (it waited for a silence for good).
+    beat(instance, "later", "code-server", 10)
+    health = check_worker(instance, instance.get_run_by_id(run_id))
+    assert health.status.value == "FAILED" and "now beats for run later" in health.msg
 
 
 # A run executed in this process (as `data-platform materialize` runs one) whose one step holds
@@ -205,7 +216,7 @@ def test_a_run_on_a_code_server_elsewhere_is_never_called_dead_here(instance):
 SLEEPING_RUN = """
 import time, dagster as dg
 from data_platform.orchestration import heartbeat
-from data_platform.orchestration.run_health import WORKER_HOST_TAG, this_host
+from data_platform.orchestration.run_health import WORKER_HOST_TAG
 
 heartbeat.install(0.3)
 
@@ -218,8 +229,9 @@ def write_for_long():
 def long_writer():
     write_for_long()
 
+# Tagged as the launcher tags a run of a code server it reaches by a name of its own.
 with dg.DagsterInstance.get() as instance:
-    long_writer.execute_in_process(instance=instance, tags={WORKER_HOST_TAG: this_host()})
+    long_writer.execute_in_process(instance=instance, tags={WORKER_HOST_TAG: "code-server"})
 """
 
 

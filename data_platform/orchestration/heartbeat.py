@@ -42,15 +42,15 @@ def beat(instance: dg.DagsterInstance, run_id: str, host: str, every: float) -> 
     instance.run_storage.set_cursor_values({heartbeat_key(host, os.getpid()): value})
 
 
-def last_beat(
-    instance: dg.DagsterInstance, run_id: str, host: str, pid: int
-) -> tuple[float, float] | None:
-    """(when, interval) of the last beat of `run_id`'s process `pid` on `host`; None if that
-    process never beat for this run (the pid's key may hold an earlier run's beat)."""
+def last_beat(instance: dg.DagsterInstance, host: str, pid: int) -> tuple[str, float, float] | None:
+    """(run id, when, interval) of the last beat of process `pid` on `host`, whichever run it
+    was executing (a pid serves one run after another); None if it never beat."""
     key = heartbeat_key(host, pid)
     raw = instance.run_storage.get_cursor_values({key}).get(key)
-    value = json.loads(raw) if raw else {}
-    return (value["at"], value["every"]) if value.get("run_id") == run_id else None
+    if not raw:
+        return None
+    value = json.loads(raw)
+    return value["run_id"], value["at"], value["every"]
 
 
 def silent_too_long(at: float, every: float, now: float) -> bool:
@@ -92,10 +92,14 @@ def install(every: float) -> None:
     enter, leave = InstanceConcurrencyContext.__enter__, InstanceConcurrencyContext.__exit__
 
     def beating_enter(self: InstanceConcurrencyContext) -> InstanceConcurrencyContext:
-        from data_platform.orchestration.run_health import this_host
+        from data_platform.orchestration.run_health import WORKER_HOST_TAG, this_host
 
+        # The launcher tagged the host it reaches the code server by ("code-server"), which need
+        # not be this machine's name, under which the beats are kept: the judge reads the tag.
+        host = this_host()
+        self._instance.add_run_tags(self._run_id, {WORKER_HOST_TAG: host})
         every_now = InstanceConcurrencyContext._data_platform_heartbeat
-        self._data_platform_beating = _Beating(self._instance, self._run_id, this_host(), every_now)
+        self._data_platform_beating = _Beating(self._instance, self._run_id, host, every_now)
         return enter(self)
 
     def beating_exit(self: InstanceConcurrencyContext, *exc: object) -> None:

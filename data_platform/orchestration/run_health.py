@@ -65,7 +65,7 @@ def check_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHe
     pid, announced_at = announced
     host = run.tags.get(WORKER_HOST_TAG)
     if host is not None and host != this_host():
-        return _check_heartbeat(instance, run, host, pid)
+        return _check_heartbeat(instance, run, host, pid, announced_at)
     try:
         started = psutil.Process(pid).create_time()
     except psutil.NoSuchProcess:
@@ -78,14 +78,21 @@ def check_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHe
 
 
 def _check_heartbeat(
-    instance: dg.DagsterInstance, run: dg.DagsterRun, host: str, pid: int
+    instance: dg.DagsterInstance, run: dg.DagsterRun, host: str, pid: int, announced_at: float
 ) -> CheckRunHealthResult:
     """A run whose process is on another host: judged by its heartbeat (heartbeat.py)."""
-    last = last_beat(instance, run.run_id, host, pid)
-    if last is None:
+    last = last_beat(instance, host, pid)
+    if last is not None and last[0] != run.run_id and last[1] > announced_at:
+        # A restarted container numbers its processes from the same low pids, under the same
+        # host name: a later run beating on this pid means this run's process is gone.
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED,
+            f"run process {pid} on {host} is gone (that pid now beats for run {last[0]})",
+        )
+    if last is None or last[0] != run.run_id:
         # Between its RUN_START and its plan, or a version that did not beat: no slot held yet.
         return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker on {host}: no heartbeat")
-    at, every = last
+    _, at, every = last
     now = time.time()
     silent = now - at
     if silent_too_long(at, every, now):
