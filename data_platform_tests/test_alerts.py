@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 
 from data_platform.automation.alert_sensors import (
+    FAILURE_ALERTED_TAG,
     _send,
     failed_check_alerts_sensor,
     run_failure_alerts,
@@ -120,6 +121,7 @@ def test_a_webhook_that_hangs_gets_each_alert_once_and_the_tick_a_bounded_time(c
     hook.server.shutdown()
     texts = [p["text"] for p in hook.received]
     assert len(texts) == len(set(texts)) <= 3  # none doubled; the budget ran out before all
+    assert texts and "boom 0" in texts[0]  # the first went out (to a webhook that never answered)
     assert took < 2.0
     undelivered = [r.getMessage() for r in caplog.records if "not delivered" in r.getMessage()]
     assert len(undelivered) == len(alerts)  # each alert is in the log in full
@@ -226,6 +228,22 @@ def test_a_run_reported_failed_twice_alerts_once(webhook):
         run_failure_alerts(failure_context(instance, run, webhook, failure))
     (payload,) = webhook.received
     assert link(payload) == f"http://127.0.0.1:3000/runs/{run.run_id}"
+
+
+def test_a_retry_of_an_alerted_run_that_fails_alerts_again(webhook):
+    """Dagster's run retries copy the parent's tags: the first alert's tag came with them, and
+    the retry's own failure was taken for the parent's second report and never sent."""
+    instance = dg.DagsterInstance.ephemeral()
+    parent, _ = finished_run(instance, [breaks], partition_key="2026-01-05")
+    run_failure_alerts(failure_context(instance, parent, webhook))
+    inherited = instance.get_run_by_id(parent.run_id).tags
+    assert FAILURE_ALERTED_TAG in inherited
+    retry, _ = finished_run(instance, [breaks], partition_key="2026-01-05", tags=inherited)
+    assert retry.tags[FAILURE_ALERTED_TAG] == inherited[FAILURE_ALERTED_TAG]
+    run_failure_alerts(failure_context(instance, retry, webhook))
+    assert [link(payload) for payload in webhook.received] == [
+        f"http://127.0.0.1:3000/runs/{run.run_id}" for run in (parent, retry)
+    ]
 
 
 ALERT_DEFS = """

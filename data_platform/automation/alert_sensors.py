@@ -105,8 +105,9 @@ def _send(
 
 # A run whose process died can be reported failed twice, by two processes racing (the code
 # server that spawned it, the monitoring daemon or a headless `materialize`): each report is a
-# failure event, and each event an alert. The first alert tags the run; the sensor handles its
-# events one at a time, so the tag is there for the second.
+# failure event, and each event an alert. The first alert tags the run with its own id; the
+# sensor handles its events one at a time, so the tag is there for the second. The id, not a
+# flag: a run retry copies its parent's tags, and the retry's own failure must alert.
 FAILURE_ALERTED_TAG = "data_platform/failure_alerted"
 
 
@@ -120,7 +121,7 @@ FAILURE_ALERTED_TAG = "data_platform/failure_alerted"
 )
 def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertWebhook):
     run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
-    if run.tags.get(FAILURE_ALERTED_TAG):
+    if run.tags.get(FAILURE_ALERTED_TAG) == run.run_id:
         context.log.info(f"Run {run.run_id} was reported failed again: alerted once already.")
         return
     step_errors = [
@@ -131,7 +132,7 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertWebhook
     message = context.failure_event.message or "the run failed"
     failure = run_failure_alert(context.instance, run, message, step_errors)
     _send([failure, *failed_check_alerts(context.instance, run)], alerts, context)
-    context.instance.add_run_tags(run.run_id, {FAILURE_ALERTED_TAG: "true"})
+    context.instance.add_run_tags(run.run_id, {FAILURE_ALERTED_TAG: run.run_id})
 
 
 @dg.run_status_sensor(
