@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -32,6 +33,7 @@ from data_platform.automation.source_database_sensor import (
     SETTLE_AFTER,
     SETTLING_TAG,
     TABLES,
+    high_water_marks,
     source_database_sensor,
 )
 from data_platform.resources.landing import LandingFile, LandingZone
@@ -474,9 +476,19 @@ def test_a_row_stamped_in_the_future_hides_no_later_change(settings, source_db):
     assert request.asset_selection == [dg.AssetKey(["raw", "users"])]
     assert json.loads(later.cursor)["marks"]["users"].startswith("2026-02-01")
     assert tick(source_database_sensor, later.cursor, source_database=source_db).run_requests == []
+    # A sentinel at the end of time with an offset has no UTC instant Python can hold: it
+    # raised OverflowError and failed every tick, for every table. It is ahead, like 2099.
+    with source_db.engine().begin() as conn:
+        conn.execute(
+            sa.text("UPDATE users SET updated_at = '9999-12-31 23:59:59-05:00' WHERE id = 3")
+        )
+    sentinel = tick(source_database_sensor, later.cursor, source_database=source_db)
+    (request,) = sentinel.run_requests
+    assert request.asset_selection == [dg.AssetKey(["raw", "users"])]
+    assert json.loads(sentinel.cursor)["marks"]["users"].startswith("2026-02-01 00:00:00 (+2 ahead")
 
 
-def test_a_source_table_without_updated_at_does_not_stop_the_others(settings, source_db):
+def test_a_source_table_without_updated_at_does_not_stop_the_others(settings, source_db, caplog):
     """One table the contract no longer fits (its updated_at renamed) failed every tick, so no
     other table's change was detected either: it is left out, with a warning."""
     first = tick(source_database_sensor, None, source_database=source_db)
@@ -486,6 +498,12 @@ def test_a_source_table_without_updated_at_does_not_stop_the_others(settings, so
     moved = tick(source_database_sensor, first.cursor, source_database=source_db)
     (request,) = moved.run_requests
     assert request.asset_selection == [dg.AssetKey(["raw", "users"])]
+    log = logging.getLogger("source_database_sensor_test")
+    with caplog.at_level(logging.WARNING, logger=log.name):
+        marks = high_water_marks(source_db.engine(), TABLES, log)
+    assert set(marks) == {"users", "orders", "order_items"}
+    [warning] = [r.getMessage() for r in caplog.records if r.name == log.name]
+    assert warning.startswith("source table products has no updated_at column")
 
 
 def test_no_source_database_yet_is_a_skip_that_creates_nothing(settings, resources):

@@ -63,7 +63,14 @@ def _as_utc(value: object) -> datetime | None:
             return None
     if not isinstance(value, datetime):
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # past year 9999 or before year 1 once in UTC: a sentinel, not news
+        return (
+            datetime.max.replace(tzinfo=UTC) if value.year > 1 else datetime.min.replace(tzinfo=UTC)
+        )
 
 
 def _mark(conn: sa.Connection, table: str, now: datetime) -> str | None:
