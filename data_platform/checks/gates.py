@@ -15,12 +15,15 @@ import dagster as dg
 
 from data_platform.checks.pandera_gate import Gate
 
+# Totals recomputed from staging's current lines, not from fct_order_items: summing the mart's
+# own line totals repeated fct_orders' aggregation, so a wrong line total or a line lost on the
+# way through the marts passed.
 ORDERS_WITH_ITEM_TOTALS = """
     SELECT orders.*, coalesce(items.items_total, 0) AS items_total
     FROM marts.fct_orders AS orders
     LEFT JOIN (
-        SELECT order_id, sum(line_total) AS items_total
-        FROM marts.fct_order_items GROUP BY order_id
+        SELECT order_id, sum(quantity * unit_price) AS items_total
+        FROM staging.stg_app__order_items WHERE is_latest_version GROUP BY order_id
     ) AS items USING (order_id)
 """
 
@@ -57,7 +60,7 @@ GATES = [
         "marts.fct_orders",
         "FctOrders",
         query=ORDERS_WITH_ITEM_TOTALS,
-        additional_deps=(_key("marts.fct_order_items"),),
+        additional_deps=(_key("staging.stg_app__order_items"),),
     ),
     _gate("marts.fct_events", "FctEvents", partitioned=True),
     _gate("marts.fct_payments", "FctPayments", partitioned=True),
