@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -21,6 +21,7 @@ import pytest
 import yaml
 from dagster._core.remote_origin import RemoteJobOrigin
 from dagster._core.scheduler.instigation import InstigatorType, TickData, TickStatus
+from dagster._core.storage.runs.schema import RunsTable
 from prometheus_client import generate_latest
 from prometheus_client.core import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -103,8 +104,16 @@ def instance(tmp_path):
 def test_the_collector_reports_what_the_instance_and_warehouse_hold(instance, tmp_path):
     now = time.time()
     build_warehouse(tmp_path / "warehouse.duckdb")
-    for status in (Run.QUEUED, Run.QUEUED, Run.NOT_STARTED):
-        history.add_run(instance, "raw_job", status)
+    queued = [history.add_run(instance, "raw_job", s) for s in (Run.QUEUED, Run.QUEUED)]
+    history.add_run(instance, "raw_job", Run.NOT_STARTED)
+    # The first queued run has waited an hour (the storage keeps naive UTC timestamps).
+    waiting_since = datetime.fromtimestamp(now - 3600, UTC).replace(tzinfo=None)
+    with instance.run_storage.connect() as conn:
+        conn.execute(
+            RunsTable.update()
+            .where(RunsTable.c.run_id == queued[0].run_id)
+            .values(create_timestamp=waiting_since)
+        )
     ok = history.finished_run(instance, "raw_job", now - 600, 100, {"a": 10, "b": 50})
     history.finished_run(instance, "raw_job", now - 400, 7, {"a": 3}, ok=False)
     history.finished_run(instance, "marts_job", now - 2300, 2000, {"dbt": 1900})
@@ -137,7 +146,7 @@ def test_the_collector_reports_what_the_instance_and_warehouse_hold(instance, tm
     assert value(samples, runs, job="marts_job", status="SUCCESS") == 1
     assert value(samples, runs, job="marts_job", status="QUEUED") == 0
     queued_age = value(samples, "data_platform_run_queue_oldest_age_seconds")
-    assert 0 <= queued_age < time.time() - now + 5
+    assert 3600 <= queued_age < 3600 + time.time() - now + 1
 
     # The runs above ended before the exporter started: the histograms do not count them.
     assert not durations(samples)

@@ -30,8 +30,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from data_platform import cli
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
-from data_platform.automation.landing_sensor import partition_files
+from data_platform.automation.landing_sensor import SourceCursor, scan_source
 from data_platform.ingestion.file_formats import EVENT_FILES
+from data_platform.partitions import DAILY_PARTITIONS
 from data_platform.resources.alerts import AlertWebhook
 from data_platform.resources.landing import LandingZone
 from data_platform.stream import topics
@@ -409,9 +410,10 @@ def test_broken_json_reaches_raw_dead_letter_with_its_line_number(stream, resour
     loaded = query(warehouse, "SELECT event_id FROM raw.events ORDER BY event_id")
     assert loaded == [("b-1",), ("b-2",), ("b-3",), ("b-4",)]
     # The landing sensor takes the sink's files like any other.
-    files, waiting = partition_files(resources["landing"], EVENT_FILES)
-    assert [f.key for f in files] == [f"events/dt={day}/kafka-{tid}-{p}-0-2.jsonl" for p in (0, 1)]
-    assert waiting == 0
+    keys = set(DAILY_PARTITIONS.get_partition_keys())
+    scan = scan_source(resources["landing"], EVENT_FILES, SourceCursor(), keys, 7, 100)
+    assert [(d, s.files) for d, s in scan.changed.items()] == [(day, 2)]
+    assert scan.waiting == []
 
 
 def lag_series(stream) -> dict[str, float]:

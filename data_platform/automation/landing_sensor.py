@@ -293,15 +293,6 @@ def format_files(
     ]
 
 
-def partition_files(landing: LandingZone, fmt: FileFormat) -> tuple[list[LandingFile], int]:
-    """All the format's files whose day is a partition (what a first tick takes), and how many
-    wait for theirs to exist."""
-    files = format_files(landing, fmt)
-    keys = set(DAILY_PARTITIONS.get_partition_keys())
-    valid = [f for f in files if partition_of(f.key).isoformat() in keys]
-    return valid, len(files) - len(valid)
-
-
 def scan_source(
     landing: LandingZone,
     fmt: FileFormat,
