@@ -66,7 +66,7 @@ def _finish_interrupted_restores() -> None:
     from data_platform.settings import load_settings
 
     try:
-        finish_interrupted_restores(load_settings().home)
+        finish_interrupted_restores(load_settings())
     except OSError as err:  # the disk: denied, full; its message names the path
         raise BackupError(
             f"finishing an interrupted restore: {err}: fix it, then run again"

@@ -26,7 +26,7 @@ pool_wait.install()
 heartbeat.install(SETTINGS.run_heartbeat_seconds)
 
 # A restore killed while putting its backup in place is finished before anything reads the home.
-finish_interrupted_restores(SETTINGS.home)
+finish_interrupted_restores(SETTINGS)
 
 # The event stream only when DATA_PLATFORM_KAFKA_BOOTSTRAP names a Kafka: without one, the topic's
 # asset would never have data and its lag sensor would fail at every tick.

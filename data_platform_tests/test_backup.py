@@ -807,7 +807,7 @@ def test_a_restore_killed_anywhere_while_putting_in_place_is_finished_by_the_nex
                 assert finisher.returncode == 0, err
             else:
                 lines = []
-                finish_interrupted_restores(settings.home, lines.append)
+                finish_interrupted_restores(settings, lines.append)
                 err = "\n".join(lines)
             assert f"finishing the restore of {backup} (taken " in err, kill_at
             assert platform_state(settings) == platform_state(expected), kill_at

@@ -22,6 +22,11 @@ DAY = date(2026, 1, 5)
 
 
 def run_cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return run_in_home(home, [CLI, *args], **env)
+
+
+def run_in_home(home: Path, command: list[str], **env: str) -> subprocess.CompletedProcess:
+    """`command` on the platform at `home`, with no DATA_PLATFORM_ setting of this process."""
     environ = {
         **{
             k: v
@@ -32,7 +37,7 @@ def run_cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
         **env,
     }
     return subprocess.run(
-        [CLI, *args], cwd=REPO, env=environ, capture_output=True, text=True, timeout=300
+        command, cwd=REPO, env=environ, capture_output=True, text=True, timeout=300
     )
 
 

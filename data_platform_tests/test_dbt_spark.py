@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -55,7 +56,7 @@ from data_platform.operations.restore import restore
 from data_platform.operations.spark_snapshot import (
     CATALOG,
     SPARK_WAREHOUSE,
-    import_spark_warehouse,
+    load_spark_warehouse,
     platform_relations,
 )
 from data_platform.operations.warehouse_metrics import DuckDBDayCounts, SparkDayCounts
@@ -64,6 +65,7 @@ from data_platform.resources.landing import LandingZone
 from data_platform.resources.warehouse import warehouse_of
 from data_platform.settings import SPARK_REMOTE_VARIABLE, load_settings
 from data_platform_tests.helpers import free_port, materialize_days
+from data_platform_tests.test_cli import run_cli, run_in_home
 from data_platform_tests.test_dbt_marts import (  # noqa: F401 (fixtures)
     ALL_ASSETS,
     DAYS,
@@ -753,6 +755,30 @@ def relation_rows(spark) -> dict[str, Counter]:
     }
 
 
+# `data-platform restore --force BACKUP` killed (SIGKILL) before the N-th statement of its swap.
+KILLED_SWAP = """
+import os, signal, sys
+from data_platform.cli import main
+from data_platform.operations import spark_snapshot
+
+kill_at, swap = int(sys.argv[1]), spark_snapshot.swap_in_spark_warehouse
+
+class Dying:
+    def __init__(self, spark):
+        self.spark, self.statements = spark, 0
+    def sql(self, statement):
+        self.statements += 1
+        if self.statements == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.spark.sql(statement)
+    def __getattr__(self, name):
+        return getattr(self.spark, name)
+
+spark_snapshot.swap_in_spark_warehouse = lambda spark, *rest: swap(Dying(spark), *rest)
+sys.exit(main(["restore", "--force", sys.argv[2]]))
+"""
+
+
 def test_backup_and_restore_of_the_spark_warehouse(spark, spark_remote, tmp_path):
     """engine=spark: `backup` exports every table and view of the cluster beside the instance;
     `restore` into a cluster that lost them (refused without --force, since it still holds
@@ -805,7 +831,7 @@ def test_backup_and_restore_of_the_spark_warehouse(spark, spark_remote, tmp_path
         warehouse_of(settings(tmp_path / "home")).spark() as remote,
         pytest.raises(Exception, match=r"(?i)parquet"),
     ):
-        import_spark_warehouse(remote, broken, force=True)
+        load_spark_warehouse(remote, broken, force=True)
     assert relation_rows(spark) == before
     assert not [t for t in spark.catalog.listTables("marts") if "restoring" in t.name]
 
@@ -817,6 +843,25 @@ def test_backup_and_restore_of_the_spark_warehouse(spark, spark_remote, tmp_path
     assert relation_rows(spark) == before
     partitions = spark.sql("SHOW PARTITIONS marts.backup_probe").collect()
     assert [row[0] for row in partitions] == ["dt=2025-06-01", "dt=2025-06-02"]
+
+    # Killed while swapping (some old relations dropped; then all, one restored table renamed
+    # in, views missing): the next command on the cluster finishes the swap.
+    on_spark = {"DATA_PLATFORM_ENGINE": "spark", SPARK_REMOTE_VARIABLE: spark_remote}
+    old_relations = len(platform_relations(spark))
+    for kill_at in (2, old_relations + 2):
+        restoring = [sys.executable, "-c", KILLED_SWAP, str(kill_at), str(tmp_path / "backup")]
+        killed = run_in_home(target.home, restoring, **on_spark)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+        assert {name for name, _ in platform_relations(spark)} != set(before)  # half swapped
+        refused = run_cli(target.home, "sql", "SELECT 1", DATA_PLATFORM_ENGINE="duckdb")
+        assert refused.returncode == 1
+        last_line = refused.stderr.strip().splitlines()[-1]
+        assert "DATA_PLATFORM_ENGINE=spark and DATA_PLATFORM_SPARK_REMOTE" in last_line
+        finisher = run_cli(target.home, "sql", "--format", "csv", "SELECT 1", **on_spark)
+        assert finisher.returncode == 0, finisher.stderr[-2000:]
+        assert "finishing the restore of" in finisher.stderr
+        assert relation_rows(spark) == before, kill_at
+        assert not [t for t in spark.catalog.listTables("marts") if "restoring" in t.name]
 
     with pytest.raises(BackupError, match="DATA_PLATFORM_ENGINE=spark"):
         restore(settings(tmp_path / "duckdb", engine="duckdb"), store, force=True)

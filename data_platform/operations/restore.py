@@ -25,7 +25,7 @@ from data_platform.operations.snapshot import (
     open_instance,
     run_pg_tool,
 )
-from data_platform.operations.spark_snapshot import import_spark_warehouse
+from data_platform.operations.spark_snapshot import load_spark_warehouse
 from data_platform.operations.staging import open_staging
 from data_platform.resources.privacy import SALT_FILE
 from data_platform.resources.warehouse import warehouse_of
@@ -86,21 +86,23 @@ def replacements(settings: Settings, staging: Path) -> list[Replacement]:
 def put_in_place(
     settings: Settings, staging: Path, manifest: dict, force: bool, label: str
 ) -> None:
+    """The steps that can be refused or fail come first and fail whole: the backup's Spark
+    tables loaded beside the cluster's, the PostgreSQL instance restored. The rest, from the
+    journal on, is finished by whoever finds it if this process dies."""
+    spark_existing = None
     if manifest.get("warehouse") == "spark":
-        # The cluster first, like the database below: the steps that can be refused or fail.
         if settings.engine != "spark":
             raise BackupError(
                 "this backup's warehouse is on Spark: restore it with DATA_PLATFORM_ENGINE=spark "
                 "and DATA_PLATFORM_SPARK_REMOTE naming the cluster to restore it into"
             )
         with warehouse_of(settings).spark() as spark:
-            import_spark_warehouse(spark, staging, force)
+            spark_existing = load_spark_warehouse(spark, staging, force)
     if manifest["instance_storage"] == "postgres":
-        # The database first: it is the step that can be refused or fail (a server down), and
-        # it fails whole, before any file of the home is replaced.
         restore_postgres(settings, staging, force)
-    restore_journal.begin(staging, label, settings.dagster_home, replacements(settings, staging))
-    restore_journal.complete(staging)
+    parts = replacements(settings, staging)
+    restore_journal.begin(staging, label, settings.dagster_home, parts, spark_existing)
+    restore_journal.complete(staging, settings)
 
 
 def restore_postgres(settings: Settings, staging: Path, force: bool) -> None:

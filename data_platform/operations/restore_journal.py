@@ -13,7 +13,11 @@ journal it finds, under the folder's lock, then removes it.
 
 Each step is safe to repeat: a part is moved next to its target (`<target>.restoring`), the old
 one removed, the new one renamed over; whatever is at the target while the journal lives is the
-old part or debris (`make run` recreating an empty instance folder), never the backup's.
+old part or debris (`make run` recreating an empty instance folder), never the backup's. A
+warehouse on Spark is a step of the journal too, after the files (the instance before the
+warehouse, as `restore.replacements` says why): its tables, loaded beside the cluster's before
+the journal was written, are swapped in (`spark_snapshot.swap_in_spark_warehouse`, repeatable),
+so finishing such a restore needs the settings that reach its cluster.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from data_platform.operations.staging import JOURNAL, LOCK_FILE, PREFIXES, to_stderr
+from data_platform.settings import Settings
 
 # A staged part copied to another file system is renamed to this once in place, in one step:
 # a half-deleted copy must never look like a part still to put in place.
@@ -45,21 +50,29 @@ class Replacement:
     stale: tuple[str, ...] = ()
 
 
-def begin(staging: Path, label: str, instance: Path, replacements: list[Replacement]) -> None:
-    """The journal written: from here on the restore is finished by whoever finds it."""
+def begin(
+    staging: Path,
+    label: str,
+    instance: Path,
+    replacements: list[Replacement],
+    spark_existing: list[list] | None = None,
+) -> None:
+    """The journal written: from here on the restore is finished by whoever finds it.
+    `spark_existing`: the cluster's relations the backup's Spark tables replace, if it has any."""
     entries = {
         "label": label,
         "instance": str(instance),
         "replacements": list(map(asdict, replacements)),
+        "spark_existing": spark_existing,
     }
     draft = staging / f"{JOURNAL}.draft"
     draft.write_text(json.dumps(entries))
     os.replace(draft, staging / JOURNAL)
 
 
-def complete(staging: Path, report: Callable[[str], None] = to_stderr) -> None:
+def complete(staging: Path, settings: Settings, report: Callable[[str], None] = to_stderr) -> None:
     """Every replacement of the journal in place, the restored instance's unfinished runs
-    released, then the journal removed: the restore is done."""
+    released, the Spark tables swapped in, then the journal removed: the restore is done."""
     from data_platform.operations.snapshot import open_instance
     from data_platform.orchestration.run_health import release_restored_runs
 
@@ -69,12 +82,32 @@ def complete(staging: Path, report: Callable[[str], None] = to_stderr) -> None:
     with open_instance(Path(journal["instance"])) as instance:
         for line in release_restored_runs(instance):
             report(line)
+    if journal.get("spark_existing") is not None:
+        _swap_in_spark(staging, settings, journal)
     _remove(staging / JOURNAL)
 
 
-def finish_interrupted_restores(home: Path, report: Callable[[str], None] = to_stderr) -> None:
-    """Complete each restore into `home` that died while putting its backup in place; one
-    still running is waited for. Costs one look at the home when there is none."""
+def _swap_in_spark(staging: Path, settings: Settings, journal: dict) -> None:
+    from data_platform.operations.backup_store import BackupError
+    from data_platform.operations.spark_snapshot import swap_in_spark_warehouse
+    from data_platform.resources.warehouse import warehouse_of
+
+    if settings.engine != "spark":
+        raise BackupError(
+            f"the interrupted restore of {journal['label']} was putting its tables into a Spark "
+            "cluster: run again with DATA_PLATFORM_ENGINE=spark and DATA_PLATFORM_SPARK_REMOTE "
+            "naming that cluster"
+        )
+    with warehouse_of(settings).spark() as spark:
+        swap_in_spark_warehouse(spark, staging, journal["spark_existing"])
+
+
+def finish_interrupted_restores(
+    settings: Settings, report: Callable[[str], None] = to_stderr
+) -> None:
+    """Complete each restore into the settings' home that died while putting its backup in
+    place; one still running is waited for. Costs one look at the home when there is none."""
+    home = settings.home
     with contextlib.suppress(FileNotFoundError):
         for folder in sorted(home.iterdir()):
             if folder.name.startswith(PREFIXES) and (folder / JOURNAL).exists():
@@ -82,7 +115,7 @@ def finish_interrupted_restores(home: Path, report: Callable[[str], None] = to_s
                     if (folder / JOURNAL).exists():
                         label = json.loads((folder / JOURNAL).read_text())["label"]
                         report(f"finishing the restore of {label} into {home}: it was interrupted")
-                        complete(folder, report)
+                        complete(folder, settings, report)
                         shutil.rmtree(folder, ignore_errors=True)
 
 

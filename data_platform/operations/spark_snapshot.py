@@ -7,11 +7,13 @@ backup's staging folder on this machine: the project's own cluster (`make servic
 remote cluster cannot, and the backup then says so in one line instead of sealing a backup
 without the warehouse.
 
-A restore creates the schemas and loads each table beside the live one, under a staging name;
-only once every table is loaded are the cluster's relations replaced (dropped, the staged ones
-renamed into place), then the views created (a view once the relations it reads exist). A
-restore that fails or is killed while loading leaves the cluster's relations as they were: the
-runs and sensors still find every table, and the restore can be run again.
+A restore creates the schemas and loads each table beside the live one, under a staging name
+(`load_spark_warehouse`); a restore that fails or is killed while loading leaves the cluster's
+relations as they were, and can be run again. Only then are the relations replaced (the old
+dropped, the staged renamed into place, the views created once the relations they read exist):
+`swap_in_spark_warehouse`, a step of the restore journal (restore_journal.py), so that a restore
+killed half way through it, with tables dropped and views missing, is finished by the next
+command. Each of its statements is skipped once done, so it can be repeated from any point.
 """
 
 from __future__ import annotations
@@ -99,20 +101,20 @@ def _create_views(spark: SparkSession, views: list[dict]) -> None:
         pending = [view for view, _ in failed]
 
 
-def _load_staged(spark: SparkSession, staging: Path, table: dict) -> str:
-    """The backup's `table` created and filled under its staging name; returns that name."""
+def _load_staged(spark: SparkSession, staging: Path, table: dict) -> None:
+    """The backup's `table` created and filled under its staging name."""
     staged = table["name"] + STAGED_SUFFIX
     spark.sql(_CREATE_TABLE.sub(lambda m: m[1] + staged, table["ddl"], count=1))
     folder = staging / SPARK_WAREHOUSE / table["name"]
     if any(folder.glob("*.parquet")):
         columns = spark.table(staged).columns
         spark.read.parquet(str(folder.absolute())).select(*columns).write.insertInto(staged)
-    return staged
 
 
-def import_spark_warehouse(spark: SparkSession, staging: Path, force: bool) -> int:
-    """The backup's relations into the cluster, replacing any of the same name; returns how
-    many. A cluster that holds platform relations is refused unless `force`."""
+def load_spark_warehouse(spark: SparkSession, staging: Path, force: bool) -> list[list]:
+    """The backup's tables loaded beside the cluster's, under their staging names; returns the
+    cluster's platform relations, [name, is a view], which the swap replaces. A cluster that
+    holds platform relations is refused unless `force`."""
     existing = platform_relations(spark)
     if existing and not force:
         raise BackupError(
@@ -125,14 +127,31 @@ def import_spark_warehouse(spark: SparkSession, staging: Path, force: bool) -> i
     for leftover in _staged_tables(spark):
         spark.sql(f"DROP TABLE {leftover}")
     try:
-        staged = {t["name"]: _load_staged(spark, staging, t) for t in relations if not t["view"]}
+        for table in relations:
+            if not table["view"]:
+                _load_staged(spark, staging, table)
     except BaseException:
         for leftover in _staged_tables(spark):
             spark.sql(f"DROP TABLE {leftover}")
         raise
-    for name, is_view in existing:
-        spark.sql(f"DROP {'VIEW' if is_view else 'TABLE'} IF EXISTS {name}")
-    for name, staged_name in staged.items():
-        spark.sql(f"ALTER TABLE {staged_name} RENAME TO {name}")
+    return [[name, is_view] for name, is_view in existing]
+
+
+def swap_in_spark_warehouse(spark: SparkSession, staging: Path, existing: list[list]) -> int:
+    """The loaded tables renamed over the cluster's relations, then the backup's views created;
+    returns how many relations the backup holds. Repeatable from any point: a table whose staged
+    copy is gone is already in place, and what is dropped is looked up as it is now."""
+    relations = json.loads((staging / CATALOG).read_text())
+    tables = [r["name"] for r in relations if not r["view"]]
+    staged = {name.removesuffix(STAGED_SUFFIX) for name in _staged_tables(spark)}
+    now = dict(platform_relations(spark))
+    # The old relations and the backup's views (created again below), never a restored table.
+    doomed = {name for name, _ in existing} | {r["name"] for r in relations if r["view"]}
+    for name in sorted(doomed):
+        if name in now and (name not in tables or name in staged):
+            spark.sql(f"DROP {'VIEW' if now[name] else 'TABLE'} {name}")
+    for name in tables:
+        if name in staged:
+            spark.sql(f"ALTER TABLE {name}{STAGED_SUFFIX} RENAME TO {name}")
     _create_views(spark, [r for r in relations if r["view"]])
     return len(relations)
