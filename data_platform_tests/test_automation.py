@@ -187,6 +187,13 @@ def test_a_late_file_rebuilds_only_its_own_day(defs):
 def test_nothing_downstream_of_a_failed_blocking_check(defs):
     platform = Platform(defs).filled()
     platform.land("2026-01-06", passes=False)
+    # The day was written and its check failed: quiet for that reason, not for want of data.
+    assert "2026-01-06" in platform.instance.get_materialized_partitions(EVENTS)
+    check = dg.AssetCheckKey(EVENTS, "rows_are_valid")
+    evaluation = platform.instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [check]
+    )[check]
+    assert evaluation.status.value == "FAILED"
     for _ in range(2):
         assert platform.tick() == {}
 

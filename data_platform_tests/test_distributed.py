@@ -193,8 +193,13 @@ def test_two_overlapping_backfills_at_once_lose_nothing(distributed_stack, world
         run([CLI, "materialize", "--start", str(FIRST), "--end", str(LAST), *select], env)
         for env in (distributed_stack, distributed_stack)
     ]
+    windows = []
     for process in runs:
-        finish(process)
+        _, stderr = finish(process)
+        windows += step_windows_and_workers(distributed_stack, run_id_of(stderr))[0]
+    # The `duckdb` pool held across the two runs too: no two warehouse steps overlapped.
+    assert len(windows) >= 4
+    assert all(end <= start for (_, end), (start, _) in itertools.pairwise(sorted(windows)))
     assert_conserved(distributed_stack, world["distributed"])
     for table in ("events", "payments"):
         count_e, count_d, diff = differences(world["embedded"], world["distributed"], "raw", table)
