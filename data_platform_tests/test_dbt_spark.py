@@ -697,7 +697,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         for table in ("events", "dead_letter"):
             assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
 
-    # Figures from the files written above: 12 good lines load, 6 near-spelled ones and the
+    # Figures from the files written above: 12 good lines load, 11 near-spelled ones and the
     # long event; broken JSON (line 3 of crlf.jsonl and of mixed.jsonl, line 2 of long.jsonl),
     # two objects in a line (line 2 of lone-cr.jsonl, the whole of cr-only.jsonl), the Latin-1
     # line (line 2), the cut gzip (as a whole), a control character, single quotes, 12.0,
