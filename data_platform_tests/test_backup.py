@@ -4,6 +4,7 @@ resumable with no day lost or loaded twice, and refused when corrupt or partial.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import shutil
@@ -35,7 +36,7 @@ from data_platform.operations.backup_schedule import DEST_VARIABLE, backup_job, 
 from data_platform.operations.backup_store import BackupError, BackupStore
 from data_platform.operations.restore import restore
 from data_platform.operations.restore_journal import finish_interrupted_restores
-from data_platform.operations.staging import sweep
+from data_platform.operations.staging import JOURNAL, sweep
 from data_platform.orchestration import pool_wait
 from data_platform.orchestration.run_health import WORKER_HOST_TAG
 from data_platform.partitions import WAREHOUSE_POOL
@@ -771,6 +772,40 @@ def diverged_home(pristine: Path, home: Path, warehouse: Path) -> Settings:
         history.finished_run(instance, "raw_job", time.time(), 5, {"step": 2})
     (settings.home / "pii_salt").write_text("another-salt")
     return settings
+
+
+def test_a_restore_that_fails_half_way_keeps_its_journal_for_the_next_command(
+    pristine, tmp_path, monkeypatch
+):
+    """A restore that raised after its journal (here: the disk full at its third change; also a
+    cluster down, Ctrl-C) left its staging folder to `with`, which deleted it, journal and
+    backup with it: the home stayed half replaced and nothing could finish it."""
+    from data_platform.operations import restore_journal
+
+    backup = pristine / "backup"
+    expected = home_settings(tmp_path / "clean")
+    restore(expected, BackupStore(str(backup)))
+    settings = diverged_home(pristine, tmp_path / "home", tmp_path / "warehouse.duckdb")
+    rename, changes = restore_journal._rename, []
+
+    def full_disk_at_the_third(source: Path, target: Path) -> None:
+        changes.append(source)
+        if len(changes) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        rename(source, target)
+
+    monkeypatch.setattr(restore_journal, "_rename", full_disk_at_the_third)
+    with pytest.raises(OSError, match="No space left"):
+        restore(settings, BackupStore(str(backup)), force=True)
+    monkeypatch.undo()
+    [kept] = settings.home.glob(".restore-*")
+    assert (kept / JOURNAL).exists()
+    sweep(settings.home)  # the journal pins it
+    lines: list[str] = []
+    finish_interrupted_restores(settings, lines.append)
+    assert f"finishing the restore of {backup} (taken " in lines[0]
+    assert platform_state(settings) == platform_state(expected)
+    assert not [*settings.home.glob(".restore-*"), *settings.home.glob("*.restoring")]
 
 
 def test_a_restore_killed_anywhere_while_putting_in_place_is_finished_by_the_next_command(

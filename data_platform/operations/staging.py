@@ -61,9 +61,12 @@ class StagingFolder:
 
     def remove(self) -> None:
         """The folder deleted, then its lock released. What resists (a file another user
-        wrote) is left to a later sweep rather than failing a backup that is done."""
+        wrote) is left to a later sweep rather than failing a backup that is done. A folder
+        whose restore journal is still there is kept: that restore stopped half way (a full
+        disk, a cluster down, Ctrl-C) and the next command finishes it from this folder."""
         try:
-            shutil.rmtree(self.path, ignore_errors=True)
+            if not (self.path / JOURNAL).exists():
+                shutil.rmtree(self.path, ignore_errors=True)
         finally:
             os.close(self._lock)
 
