@@ -275,6 +275,18 @@ def test_postgres_asks_every_client_for_the_password_that_services_env_exports(e
     assert f"refused the password in {password_file}" in again.stderr
 
 
+def test_down_after_postgres_was_killed_is_fine(env):
+    """A postmaster killed with -9 (or a reboot) leaves postmaster.pid: `down` ran pg_ctl stop,
+    which could not signal it, and failed with nothing running."""
+    server = Postgres(load_services_config(env))
+    server.data_dir.mkdir(parents=True)
+    gone = subprocess.Popen(["sleep", "60"])
+    gone.kill()
+    gone.wait()
+    (server.data_dir / "postmaster.pid").write_text(f"{gone.pid}\n{server.data_dir}\n")
+    assert services({**env, "SERVICES": "postgres"}, "down").returncode == 0
+
+
 KEPT = 'CREATE DATABASE "kept"'
 
 

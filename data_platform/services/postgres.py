@@ -273,7 +273,9 @@ class Postgres:
                 conn.execute(text(f'CREATE DATABASE "{INSTANCE_DB}"'))
 
     def stop(self) -> None:
-        if not (self.data_dir / "postmaster.pid").exists():
+        # A postmaster killed (-9, a reboot) leaves its pid file: pg_ctl then fails to signal
+        # it, and `down` failed with nothing running. The next start removes a stale one.
+        if not self.is_running():
             return
         result = self._run(
             _binary("pg_ctl"), "stop", "--pgdata", str(self.data_dir), "--mode", "fast", "--wait"
