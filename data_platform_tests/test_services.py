@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from data_platform.services.base import start
+from data_platform.services.celery_workers import CeleryWorkers
 from data_platform.services.config import load_services_config
 from data_platform.services.postgres import Postgres, _binary, _make_traversable
 from data_platform.services.process import (
@@ -285,6 +286,21 @@ def test_down_after_postgres_was_killed_is_fine(env):
     gone.wait()
     (server.data_dir / "postmaster.pid").write_text(f"{gone.pid}\n{server.data_dir}\n")
     assert services({**env, "SERVICES": "postgres"}, "down").returncode == 0
+
+
+def test_down_stops_the_workers_of_a_larger_count_too(env):
+    """Workers started with DATA_PLATFORM_CELERY_WORKERS=4 and stopped with the default 2:
+    workers 3 and 4 went on taking steps after `down` said it was done."""
+    workers = CeleryWorkers(
+        load_services_config({**env, "DATA_PLATFORM_CELERY_WORKERS": "2"}), dict
+    )
+    pid_files = [workers.folder / f"data-platform-{i}.pid" for i in range(1, 5)]
+    for pid_file in pid_files:  # stand-ins: a worker is a process group led by its pid
+        spawn(["sleep", "60"], workers.log_file, pid_file, {})
+    pids = [read_pid(pid_file) for pid_file in pid_files]
+    workers.stop()
+    assert not any(pid_alive(pid) for pid in pids)
+    assert not list(workers.folder.glob("*.pid"))
 
 
 KEPT = 'CREATE DATABASE "kept"'

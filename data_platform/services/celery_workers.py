@@ -93,8 +93,10 @@ class CeleryWorkers:
             spawn(command, self.log_file, self._pid_file(worker), env)
 
     def stop(self) -> None:
-        for worker in self.worker_names:
-            terminate_group(self._pid_file(worker))
+        # Every worker started, not only those of the current count: started with 4 and
+        # stopped with 2, workers 3 and 4 went on taking steps after `down` said it was done.
+        for pid_file in sorted(self.folder.glob("data-platform-*.pid")):
+            terminate_group(pid_file)
 
     def is_running(self) -> bool:
         return all(read_pid(self._pid_file(worker)) is not None for worker in self.worker_names)
