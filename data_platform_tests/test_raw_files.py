@@ -92,6 +92,10 @@ PAYMENT_LINES = [
     ('failed,1.00,"p9"x,2026-01-05T10:00:00Z,EUR,9,', "malformed CSV quoting"),
     ('failed,"125,p10,2026-01-05T10:00:00Z,EUR,10,', "malformed CSV quoting"),
     (",1.00,p11,2026-01-05T10:00:00Z,EUR,11,", "status: required, empty"),  # first field empty
+    # Numbers DuckDB's cast would take (12.50 as the integer 13, 1_000, 0x10), Spark's not.
+    ("failed,1.00,p12,2026-01-05T10:00:00Z,EUR,12.50,", "order_id: expected an integer"),
+    ("failed,1_000.50,p13,2026-01-05T10:00:00Z,EUR,13,", "amount: expected a decimal number"),
+    ("failed,1.00,p14,2026-01-05T10:00:00Z,EUR,0x10,", "order_id: expected an integer"),
 ]
 
 

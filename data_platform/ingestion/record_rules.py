@@ -271,6 +271,19 @@ PAYMENT_NUMBERS = [
     ("order_id", "BIGINT", "an integer"),
     ("amount", "DECIMAL(18,4)", "a decimal number such as 12.50"),
 ]
+# How a number cell may be spelled, checked before the cast: DuckDB's cast rounds 12.50 to the
+# integer 13 and reads 1_000 and 0x10, which Spark refuses, so a payment of order 12.50 was
+# loaded as one of order 13 on DuckDB and a dead letter on Spark.
+_SPELLINGS = {
+    "BIGINT": "[+-]?[0-9]+",
+    "DECIMAL": "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?",
+}
+
+
+def cell_number(d: Dialect, text: str, sql_type: str) -> str:
+    """A cell's text as `sql_type`, NULL unless spelled as a plain number of that kind."""
+    spelling = _SPELLINGS[sql_type.split("(")[0]]
+    return f"CASE WHEN {d.full_match(text, spelling)} THEN {d.try_number(text, sql_type)} END"
 
 
 def payment_checks(d: Dialect) -> list[Check]:
@@ -287,7 +300,7 @@ def payment_checks(d: Dialect) -> list[Check]:
         ],
         *[
             (
-                f"{cell(n)} IS NOT NULL AND {d.try_number(cell(n), sql_type)} IS NULL",
+                f"{cell(n)} IS NOT NULL AND {cell_number(d, cell(n), sql_type)} IS NULL",
                 f"'{n}: expected {expected}, got ' || {quoted(cell(n))}",
             )
             for n, sql_type, expected in PAYMENT_NUMBERS
@@ -303,8 +316,8 @@ def payment_values(d: Dialect) -> str:
     """The contract columns of raw.payments, from the row's cells (NULL where invalid)."""
     cell = d.cell
     return f"""{cell("payment_id")} AS payment_id,
-    {d.try_number(cell("order_id"), "BIGINT")} AS order_id,
-    {d.try_number(cell("amount"), "DECIMAL(18,4)")} AS amount,
+    {cell_number(d, cell("order_id"), "BIGINT")} AS order_id,
+    {cell_number(d, cell("amount"), "DECIMAL(18,4)")} AS amount,
     {cell("currency")} AS currency,
     {cell("status")} AS status,
     {d.try_utc_timestamp(cell("created_at"))} AS created_at"""
