@@ -178,6 +178,11 @@ def test_count_records_skips_header_and_blank_lines(tmp_path):
     assert count_records(plain, header_lines=1) == (3, 2 + 5 + 7)
     assert count_records(packed, header_lines=1) == (3, 2 + 5 + 7)
     assert count_records(plain, header_lines=0) == (4, 1 + 2 + 5 + 7)
+    bom_only, bom_then_blank = tmp_path / "c.jsonl", tmp_path / "d.jsonl"
+    bom_only.write_bytes(b"\xef\xbb\xbf")
+    bom_then_blank.write_bytes(b"\xef\xbb\xbf\n\n{}\n")
+    assert count_records(bom_only, header_lines=0) == (0, 0)
+    assert count_records(bom_then_blank, header_lines=0) == (1, 3)
 
 
 def test_in_dt_folder():

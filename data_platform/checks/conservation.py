@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # pandas loads when a check first runs, not with the Definiti
 # What Python raises on a file it cannot read at all (gone, denied, bad gzip). Ingestion has its
 # own list: this check shares no code with what it checks.
 _CANNOT_READ = (OSError, EOFError, zlib.error)
+_BOM = b"\xef\xbb\xbf"
 
 
 class RecordCount(NamedTuple):
@@ -59,6 +60,9 @@ def count_records(path: Path, header_lines: int) -> RecordCount:
     records = line_sum = 0
     with opener(path, "rb") as lines:
         for number, line in enumerate(lines, start=1):
+            # A byte order mark opening the file is no content (every reader drops it): a line
+            # holding only one counted as a record nobody loaded, failing the check for good.
+            line = line.removeprefix(_BOM) if number == 1 else line
             if number > header_lines and line.strip():
                 records += 1
                 line_sum += number
