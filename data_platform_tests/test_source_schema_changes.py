@@ -187,6 +187,21 @@ def one_line_error(settings, engine: sa.Engine, table: str) -> str:
     return message
 
 
+def test_a_row_without_its_version_key_stops_extraction(settings, source):
+    """A row with no updated_at never matched its stored version (NULL = NULL is not true):
+    every full run of the table appended it once more."""
+    with source.begin() as conn:  # the simulator's schema says NOT NULL; an app's may not
+        ddl = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = 'products'"))
+        loose = ddl.scalar().replace("NOT NULL", "")
+        conn.execute(sa.text("ALTER TABLE products RENAME TO strict"))
+        conn.execute(sa.text(loose))
+        conn.execute(sa.text("INSERT INTO products SELECT * FROM strict"))
+        conn.execute(sa.text("DROP TABLE strict"))
+        conn.execute(sa.text("UPDATE products SET updated_at = NULL WHERE id = 2"))
+    message = one_line_error(settings, source, "products")
+    assert message.startswith("source table products has a row without updated_at (row id 2)")
+
+
 def test_a_contract_column_dropped_from_the_source_stops_extraction(settings, source):
     with source.begin() as conn:
         conn.execute(sa.text("ALTER TABLE users DROP COLUMN country"))

@@ -216,7 +216,23 @@ def require_castable(
 
     One probe and one message for every engine: the engine runs the SQL (`first_row` returns
     its first row or None) and spells identifiers, types and timestamps its way (`sql`).
+    First of all, a row without its version key: with a NULL id or updated_at it never matched
+    its stored version (NULL = NULL is not true), so every full run appended it again.
     """
+    keyless = first_row(
+        f"SELECT CAST({sql.quote('id')} AS STRING), {sql.quote('updated_at')} IS NULL "
+        f"FROM _source_batch WHERE {sql.quote('id')} IS NULL "
+        f"OR {sql.quote('updated_at')} IS NULL LIMIT 1"
+    )
+    if keyless:
+        row_id, no_updated_at = keyless
+        missing = "updated_at" if no_updated_at and row_id is not None else "id"
+        raise SourceSchemaError(
+            f"source table {table.name} has a row without {missing}"
+            + (f" (row id {row_id})" if row_id is not None else "")
+            + ": every row needs both (together they name its version): fix it in the app "
+            "database, then re-run the extraction"
+        )
     columns = {c.name: c for c in table.columns}
 
     def probe(name: str) -> str:
