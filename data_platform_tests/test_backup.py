@@ -328,6 +328,13 @@ def test_the_daily_backup_is_off_by_default_and_keeps_the_last_n(pristine, tmp_p
 
     root = tmp_path / "backups"
     monkeypatch.setenv("DATA_PLATFORM_HOME", str(copy_home(pristine, tmp_path / "home")))
+    # Launched by hand without a destination: one line, before any copy is made.
+    with dg.instance_for_test() as instance:
+        unset = backup_job.execute_in_process(instance=instance, raise_on_error=False)
+    [failure] = [e for e in unset.all_events if e.is_step_failure]
+    assert failure.step_key == "snapshot_platform"
+    assert f"{DEST_VARIABLE} is not set" in failure.step_failure_data.error.message
+    assert not list((tmp_path / "home").glob(".backup-*"))
     monkeypatch.setenv(DEST_VARIABLE, str(root))
     assert isinstance(daily_backup(dg.build_schedule_context()), dg.RunRequest)
     # Older backups, named as the op names them: two sealed, one interrupted (no manifest).

@@ -35,6 +35,15 @@ def keep_count() -> int:
     return int(raw)
 
 
+def backup_root() -> BackupStore:
+    """Where the schedule's backups go; a run launched by hand without it stops at once, in
+    one line (it took the whole snapshot, then failed with a bare KeyError)."""
+    dest = os.environ.get(DEST_VARIABLE, "").strip()
+    if not dest:
+        raise dg.Failure(f"{DEST_VARIABLE} is not set: set it to a folder or s3://bucket/prefix")
+    return BackupStore(dest)
+
+
 def prune(root: BackupStore, keep: int) -> list[str]:
     """Delete all but the `keep` newest complete backups of the schedule under root; returns
     what was deleted.
@@ -66,6 +75,7 @@ def snapshot_platform(context: dg.OpExecutionContext) -> None:
     """The consistent snapshot, in the `duckdb` pool: it queues behind a writing run like any
     other warehouse step, and holds the slot only while it copies (seconds, locally). The
     staging folders of dead backups and restores are swept first, each in the run's log."""
+    backup_root(), keep_count()  # a wrong setting stops the run before the copy, not after
     settings = load_settings()
     staging = open_staging(settings.home, "backup", f"{context.run_id}-", context.log.info)
     try:
@@ -87,7 +97,7 @@ def upload_backup(context: dg.OpExecutionContext) -> None:
             "launch backup_job whole"
         )
     try:
-        root = BackupStore(os.environ[DEST_VARIABLE])
+        root = backup_root()
         name = datetime.now(UTC).strftime(STAMP)
         check_empty(root.child(name))
         manifest = store_backup(load_settings(), staging.path, root.child(name))
