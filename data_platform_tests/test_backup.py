@@ -241,6 +241,7 @@ def snapshot_of(home: Path) -> dict[str, bytes]:
         ("flip", "does not match its checksum in the manifest (corrupt)"),
         ("delete", "lacks dagster_home/history/runs.db, listed in its manifest"),
         ("no_manifest", "has no manifest.json: not a complete backup"),
+        ("cut_manifest", "manifest.json is cut short or not a manifest: use another backup"),
     ],
 )
 def test_a_damaged_backup_is_refused_and_nothing_is_overwritten(
@@ -254,6 +255,9 @@ def test_a_damaged_backup_is_refused_and_nothing_is_overwritten(
         target.write_bytes(bytes(data))
     elif damage == "delete":
         (backup / "dagster_home" / "history" / "runs.db").unlink()
+    elif damage == "cut_manifest":  # a traceback (JSONDecodeError) before
+        manifest = backup / "manifest.json"
+        manifest.write_bytes(manifest.read_bytes()[:100])
     else:
         (backup / "manifest.json").unlink()
     other = home_settings(copy_home(pristine, tmp_path / "other"))
@@ -263,6 +267,24 @@ def test_a_damaged_backup_is_refused_and_nothing_is_overwritten(
     with pytest.raises(BackupError, match=message.replace("(", r"\(").replace(")", r"\)")):
         restore(other, BackupStore(str(backup)), force=True)
     assert snapshot_of(other.home) == before
+
+
+def test_a_backup_that_does_not_read_back_is_never_sealed(pristine, tmp_path, monkeypatch):
+    """The manifest was stored before the files were read back: a backup whose warehouse was
+    stored corrupt was sealed, and the schedule's pruning counted it as good."""
+    home = home_settings(copy_home(pristine, tmp_path / "home"))
+    put = BackupStore.put
+
+    def stored_corrupt(self, local: Path, name: str) -> None:
+        put(self, local, name)
+        if name.endswith(".duckdb"):
+            (Path(self.url) / name).write_bytes(b"not the file that was sent")
+
+    monkeypatch.setattr(BackupStore, "put", stored_corrupt)
+    dest = tmp_path / "backup"
+    with pytest.raises(BackupError, match="differs from what was written"):
+        take_backup(home, BackupStore(str(dest)))
+    assert not (dest / "manifest.json").exists()
 
 
 def test_a_run_in_progress_at_backup_time_is_restored_failed_and_frees_its_slot(pristine, tmp_path):

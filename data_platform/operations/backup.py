@@ -79,9 +79,11 @@ def store_backup(settings: Settings, staging: Path, dest: BackupStore) -> dict:
         "versions": versions(),
         "files": files,
     }
+    # Read back before sealing: a backup with a manifest is one the schedule's pruning counts
+    # as good (and deletes an older one for), so only a verified one may have it.
+    verify_stored(dest, manifest)
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     dest.put(staging / MANIFEST, MANIFEST)
-    verify_stored(dest, manifest)
     return manifest
 
 

@@ -61,7 +61,11 @@ class BackupStore:
             return
         target = Path(self.url) / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(local, target)
+        # Whole or absent, as an S3 object is: a copy cut short (a full disk, a kill) must not
+        # leave a manifest that seals half a backup.
+        partial = target.with_name(f".{target.name}.partial")
+        shutil.copyfile(local, partial)
+        os.replace(partial, target)
 
     def get(self, name: str, local: Path) -> None:
         local.parent.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,12 @@ def read_manifest(src: BackupStore, staging: Path) -> dict:
             f"{src.url} has no {MANIFEST}: not a complete backup (interrupted?); use another one"
         )
     src.get(MANIFEST, staging / MANIFEST)
-    return json.loads((staging / MANIFEST).read_text())
+    try:
+        return json.loads((staging / MANIFEST).read_text())
+    except ValueError:
+        raise BackupError(
+            f"{src.url}/{MANIFEST} is cut short or not a manifest: use another backup"
+        ) from None
 
 
 def fetch_verified(src: BackupStore, staging: Path) -> dict:
