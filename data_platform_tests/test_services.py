@@ -89,7 +89,21 @@ def test_up_twice_env_then_down_twice(env):
     )
     assert exports["DAGSTER_HOME"] == str(home / "services" / "dagster_home")
     assert exports["DAGSTER_PG_PORT"] == str(pg_port)
-    assert exports["DATA_PLATFORM_CELERY_BROKER"] == f"redis://127.0.0.1:{redis_port}/0"
+    redis_password = (home / "services" / "redis" / "password").read_text().strip()
+    assert len(redis_password) >= 32
+    broker = f"redis://:{redis_password}@127.0.0.1:{redis_port}/0"
+    assert exports["DATA_PLATFORM_CELERY_BROKER"] == broker
+    # Any user of the machine reaches 127.0.0.1: without the password, Redis serves nothing
+    # (a worker runs whatever step message the broker hands it).
+    anonymous = subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", str(redis_port), "ping"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"},
+    )
+    assert "NOAUTH" in anonymous.stdout + anonymous.stderr
+    for secret in ("password", "redis.conf"):
+        assert stat.S_IMODE((home / "services" / "redis" / secret).stat().st_mode) == 0o600
     assert "DATA_PLATFORM_EXECUTOR" not in exports  # celery is not in SERVICES
     for name in ("postgres", "redis"):
         assert (home / "services" / name).is_dir()

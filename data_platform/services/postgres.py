@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from data_platform.services.config import ServicesConfig
-from data_platform.services.process import ServiceError, read_pid
+from data_platform.services.process import ServiceError, read_pid, write_secret
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
@@ -63,14 +63,6 @@ def _make_traversable(folder: Path) -> None:
         mode = parent.stat().st_mode
         if not mode & 0o001:
             parent.chmod(mode | 0o001)
-
-
-def _write_secret(path: Path, secret: str) -> None:
-    """Create `path` holding `secret`, readable by its owner alone from the first byte on (the
-    mode is given at creation: a chmod afterwards would leave a moment of default umask)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secret + "\n")
 
 
 def _rule(line: str) -> list[str]:
@@ -163,7 +155,7 @@ class Postgres:
         """
         if self.password_file.exists():
             return
-        _write_secret(self.password_file, secrets.token_urlsafe(32))
+        write_secret(self.password_file, secrets.token_urlsafe(32))
         if os.geteuid() == 0:
             shutil.chown(self.password_file, SYSTEM_USER, SYSTEM_USER)
 

@@ -102,6 +102,14 @@ def spawn(command: list[str], log_file: Path, pid_file: Path, env: dict[str, str
     pid_file.write_text(f"{process.pid} {_started_after_boot(process.pid)}\n")
 
 
+def write_secret(path: Path, secret: str) -> None:
+    """Create `path` holding `secret`, readable by its owner alone from the first byte on (the
+    mode is given at creation: a chmod afterwards would leave a moment of default umask)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any live process is still in the group (a worker's pool children outlive it)."""
     for stat in Path("/proc").glob("[0-9]*/stat"):

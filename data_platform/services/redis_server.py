@@ -1,15 +1,29 @@
-"""Redis from the apt package: the Celery broker, with a config file generated at each start."""
+"""Redis from the apt package: the Celery broker, with a config file generated at each start.
+
+Every client needs the password (`requirepass`): on 127.0.0.1 any user of the machine reaches
+the port, and a Celery worker runs whatever step message the broker hands it, so a broker
+without one let any local user run code as the platform. The password is generated at the
+first start into `password` (mode 0600) in the state folder, like PostgreSQL's, and reaches
+clients only through the broker URL that `make -s services-env` exports.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from data_platform.services.config import ServicesConfig
-from data_platform.services.process import ServiceError, read_pid, spawn, terminate_group
+from data_platform.services.process import (
+    ServiceError,
+    read_pid,
+    spawn,
+    terminate_group,
+    write_secret,
+)
 from data_platform.settings import CELERY_BROKER_VARIABLE
 
 HOST = "127.0.0.1"
@@ -46,8 +60,23 @@ class Redis:
         return self.config.redis_port
 
     @property
+    def password_file(self) -> Path:
+        return self.folder / "password"
+
+    @property
+    def password(self) -> str:
+        """The password, as generated at the server's first start (token_urlsafe: URL-safe)."""
+        try:
+            return self.password_file.read_text().strip()
+        except FileNotFoundError:
+            raise ServiceError(
+                f"redis: no password yet ({self.password_file} is missing): start it with "
+                "`make services-up`"
+            ) from None
+
+    @property
     def url(self) -> str:
-        return f"redis://{HOST}:{self.port}/0"
+        return f"redis://:{self.password}@{HOST}:{self.port}/0"
 
     def _write_config(self) -> Path:
         # An append-only file, fsynced every second: Redis holds the step messages in flight and
@@ -55,9 +84,12 @@ class Redis:
         # never comes and its run waits forever with a live process (run monitoring sees nothing
         # wrong). RDB snapshots add nothing to that.
         path = self.folder / "redis.conf"
-        path.write_text(
+        path.unlink(missing_ok=True)  # it holds the password: created 0600 each time
+        write_secret(
+            path,
             "\n".join(
                 [
+                    f"requirepass {self.password}",
                     f"bind {HOST}",
                     f"port {self.port}",
                     "protected-mode yes",
@@ -67,14 +99,15 @@ class Redis:
                     "appendonly yes",
                     "appendfsync everysec",
                     'logfile ""',
-                    "",
                 ]
-            )
+            ),
         )
         return path
 
     def launch(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        if not self.password_file.exists():
+            write_secret(self.password_file, secrets.token_urlsafe(32))
         command = [_binary("redis-server"), str(self._write_config())]
         spawn(command, self.log_file, self.pid_file, dict(os.environ))
 
@@ -88,12 +121,14 @@ class Redis:
         if not self.is_running():
             return False
         try:
+            # The password in the environment, not in argv, where `ps` shows it to everyone.
             result = subprocess.run(
                 [_binary("redis-cli"), "-h", HOST, "-p", str(self.port), "ping"],
                 capture_output=True,
                 text=True,
                 check=False,
                 timeout=5,
+                env={**os.environ, "REDISCLI_AUTH": self.password},
             )
         except subprocess.TimeoutExpired:
             # Something else holds the port and never answers the Redis protocol.
