@@ -317,6 +317,21 @@ def test_down_stops_the_workers_of_a_larger_count_too(env):
     assert not list(workers.folder.glob("*.pid"))
 
 
+def test_a_port_served_by_another_homes_postgres_is_named(env, tmp_path):
+    """Another home's server on our port answered, so ours was never started; its refused login
+    read as our password gone wrong, and the advice (reset the password) failed every time."""
+    first = {**env, "SERVICES": "postgres"}
+    assert services(first, "up").returncode == 0
+    try:
+        second = {**first, "DATA_PLATFORM_HOME": str(tmp_path / "another_home")}
+        refused = services(second, "up")
+        assert refused.returncode == 1
+        [line] = refused.stderr.strip().splitlines()
+        assert "is served by another server" in line and "DATA_PLATFORM_POSTGRES_PORT" in line
+    finally:
+        assert services(first, "down").returncode == 0
+
+
 KEPT = 'CREATE DATABASE "kept"'
 
 

@@ -228,6 +228,13 @@ class Postgres:
         self._prepare_folder()
         if not self._answers():
             self._start_server()
+        elif not self.is_running():
+            # Another home's server (or the system's): its refused login read as our password
+            # gone wrong, and the advice to reset it failed the same way every time.
+            raise ServiceError(
+                f"postgres: 127.0.0.1:{self.port} is served by another server, not the one of "
+                f"{self.data_dir}: stop it, or set DATA_PLATFORM_POSTGRES_PORT to a free port"
+            )
         self._create_instance_db()
 
     def _start_server(self) -> None:
@@ -279,7 +286,12 @@ class Postgres:
         return read_pid(self.data_dir / "postmaster.pid") is not None
 
     def is_up(self) -> bool:
-        return self._answers() and self._requires_password() and self._instance_db_exists()
+        return (
+            self.is_running()
+            and self._answers()
+            and self._requires_password()
+            and self._instance_db_exists()
+        )
 
     def _answers(self) -> bool:
         result = subprocess.run(
