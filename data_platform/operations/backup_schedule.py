@@ -75,7 +75,9 @@ def snapshot_platform(context: dg.OpExecutionContext) -> None:
     """The consistent snapshot, in the `duckdb` pool: it queues behind a writing run like any
     other warehouse step, and holds the slot only while it copies (seconds, locally). The
     staging folders of dead backups and restores are swept first, each in the run's log."""
-    backup_root(), keep_count()  # a wrong setting stops the run before the copy, not after
+    # A wrong setting stops the run before the copy, not after it.
+    backup_root()
+    keep_count()
     settings = load_settings()
     staging = open_staging(settings.home, "backup", f"{context.run_id}-", context.log.info)
     try:

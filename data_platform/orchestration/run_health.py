@@ -82,17 +82,20 @@ def _check_heartbeat(
 ) -> CheckRunHealthResult:
     """A run whose process is on another host: judged by its heartbeat (heartbeat.py)."""
     last = last_beat(instance, host, pid)
-    if last is not None and last[0] != run.run_id and last[1] > announced_at:
-        # A restarted container numbers its processes from the same low pids, under the same
-        # host name: a later run beating on this pid means this run's process is gone.
-        return CheckRunHealthResult(
-            WorkerStatus.FAILED,
-            f"run process {pid} on {host} is gone (that pid now beats for run {last[0]})",
-        )
-    if last is None or last[0] != run.run_id:
+    if last is None:
         # Between its RUN_START and its plan, or a version that did not beat: no slot held yet.
         return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker on {host}: no heartbeat")
-    _, at, every = last
+    beat_run, at, every = last
+    if beat_run != run.run_id:
+        # A restarted container numbers its processes from the same low pids, under the same
+        # host name: a later run beating on this pid means this run's process is gone. An
+        # earlier run's beat says nothing of this one.
+        if at > announced_at:
+            return CheckRunHealthResult(
+                WorkerStatus.FAILED,
+                f"run process {pid} on {host} is gone (that pid now beats for run {beat_run})",
+            )
+        return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker on {host}: no heartbeat")
     now = time.time()
     silent = now - at
     if silent_too_long(at, every, now):
