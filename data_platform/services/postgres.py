@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from data_platform.services.config import ServicesConfig
-from data_platform.services.process import ServiceError, read_pid, write_secret
+from data_platform.services.process import ServiceError, read_pid, read_secret, write_secret
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
@@ -119,13 +119,7 @@ class Postgres:
 
     def password(self) -> str:
         """The superuser's password, as generated at the server's first start."""
-        try:
-            return self.password_file.read_text().strip()
-        except FileNotFoundError:
-            raise ServiceError(
-                f"postgres: no password yet ({self.password_file} is missing): its first start "
-                "generates one: run `make services-up`"
-            ) from None
+        return read_secret(self.password_file, self.name)
 
     def _as_owner(self, *args: str) -> list[str]:
         if os.geteuid() == 0:

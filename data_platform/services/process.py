@@ -110,6 +110,17 @@ def write_secret(path: Path, secret: str) -> None:
         f.write(secret + "\n")
 
 
+def read_secret(path: Path, service: str) -> str:
+    """A password `write_secret` made at the service's first start; one line if it has none."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        raise ServiceError(
+            f"{service}: no password yet ({path} is missing): its first start generates one: "
+            "run `make services-up`"
+        ) from None
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any live process is still in the group (a worker's pool children outlive it)."""
     for stat in Path("/proc").glob("[0-9]*/stat"):

@@ -20,6 +20,7 @@ from data_platform.services.config import ServicesConfig
 from data_platform.services.process import (
     ServiceError,
     read_pid,
+    read_secret,
     spawn,
     terminate_group,
     write_secret,
@@ -66,13 +67,7 @@ class Redis:
     @property
     def password(self) -> str:
         """The password, as generated at the server's first start (token_urlsafe: URL-safe)."""
-        try:
-            return self.password_file.read_text().strip()
-        except FileNotFoundError:
-            raise ServiceError(
-                f"redis: no password yet ({self.password_file} is missing): start it with "
-                "`make services-up`"
-            ) from None
+        return read_secret(self.password_file, self.name)
 
     @property
     def url(self) -> str:
