@@ -627,6 +627,8 @@ NEAR_SPELLED = [
     json.dumps(json.loads(_SPELLED.format('"n17"', 17, ',"properties":{"q":"red shoes"}'))),
     _SPELLED.format('"n\\u002018"', 18, ""),
     _SPELLED.format('"n19"', 19, "").replace('"user_id"', '"user _id"'),
+    # A time without a date: Spark's cast read it as that time today (DuckDB's refuses it).
+    _SPELLED.format('"n20"', 20, "").replace("2025-06-01T10:00:00Z", "10:00:00"),
 ]
 
 
@@ -703,9 +705,9 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     # long event; broken JSON (line 3 of crlf.jsonl and of mixed.jsonl, line 2 of long.jsonl),
     # two objects in a line (line 2 of lone-cr.jsonl, the whole of cr-only.jsonl), the Latin-1
     # line (line 2), the cut gzip (as a whole), a control character, single quotes, 12.0,
-    # 2**63, infinity, epoch, a repeated key and a key with a space (near-spelled.jsonl) are
-    # dead letters.
-    assert spark_stats[0].records_read == 39 and spark_stats[0].rows_loaded == 24
+    # 2**63, infinity, epoch, a repeated key, a key with a space and a time without a date
+    # (near-spelled.jsonl) are dead letters.
+    assert spark_stats[0].records_read == 40 and spark_stats[0].rows_loaded == 24
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
@@ -719,6 +721,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         (f"events/dt={day}/near-spelled.jsonl", 11),
         (f"events/dt={day}/near-spelled.jsonl", 12),
         (f"events/dt={day}/near-spelled.jsonl", 20),
+        (f"events/dt={day}/near-spelled.jsonl", 21),
         (f"events/dt={day}/crlf.jsonl", 3),
         (f"events/dt={day}/mixed.jsonl", 3),
         (f"events/dt={day}/lone-cr.jsonl", 2),
