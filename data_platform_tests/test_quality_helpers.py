@@ -214,26 +214,27 @@ def test_every_gate_names_a_pandera_model_of_checks_models():
         assert gate.model_class.__name__ == gate.model
 
 
-def test_the_order_total_gate_sums_the_current_lines_itself():
-    """Order 1: a current line 2 x 1.25 and an older version of it (3 x 1.25) that must not
-    count; its mart total 2.50 passes. Order 2: the mart dropped a line (total 5.00 of 5.00 +
-    0.10), which the mart's own line totals could not show. Order 3 has no lines: total 0."""
+def test_the_order_total_gate_recomputes_each_line_from_quantity_and_price():
+    """Order 1: 2 x 1.25, its line total and order total 2.50: passes. Order 2: a line of
+    1 x 0.10 whose line total came out 0.00 (a wrong formula) and an order total that adds up
+    those line totals (5.00): the mart's own line totals could not show it. Order 3 has no
+    lines: total 0."""
     from data_platform.checks.gates import GATES
 
     [gate] = [g for g in GATES if g.table == "marts.fct_orders"]
     conn = duckdb.connect()
-    conn.execute("CREATE SCHEMA staging; CREATE SCHEMA marts")
+    conn.execute("CREATE SCHEMA marts")
     conn.execute(
-        "CREATE TABLE staging.stg_app__order_items AS SELECT * FROM (VALUES "
-        "(1, 1, 2, 1.25::DECIMAL(10,2), true), (1, 1, 3, 1.25, false), "
-        "(2, 2, 1, 5.00, true), (3, 2, 1, 0.10, true)) "
-        "AS t(order_item_id, order_id, quantity, unit_price, is_latest_version)"
+        "CREATE TABLE marts.fct_order_items AS SELECT * FROM (VALUES "
+        "(1, 1, 2, 1.25::DECIMAL(10,2), 2.50::DECIMAL(18,2)), (2, 2, 1, 5.00, 5.00), "
+        "(3, 2, 1, 0.10, 0.00)) AS t(order_item_id, order_id, quantity, unit_price, line_total)"
     )
     conn.execute(
-        "CREATE TABLE marts.fct_orders AS SELECT order_id::BIGINT AS order_id, 7::BIGINT AS user_id, 'paid' AS status, "
-        "TIMESTAMP '2026-01-05 10:00' AS ordered_at, DATE '2026-01-05' AS order_date, "
-        "item_count::BIGINT AS item_count, order_total::DECIMAL(18,2) AS order_total "
-        "FROM (VALUES (1, 1, 2.50), (2, 1, 5.00), (3, 0, 0)) AS t(order_id, item_count, order_total)"
+        "CREATE TABLE marts.fct_orders AS SELECT order_id::BIGINT AS order_id, "
+        "7::BIGINT AS user_id, 'paid' AS status, TIMESTAMP '2026-01-05 10:00' AS ordered_at, "
+        "DATE '2026-01-05' AS order_date, item_count::BIGINT AS item_count, "
+        "order_total::DECIMAL(18,2) AS order_total "
+        "FROM (VALUES (1, 1, 2.50), (2, 2, 5.00), (3, 0, 0)) AS t(order_id, item_count, order_total)"
     )
     sql, params = gate_query(gate, WHOLE_TABLE)
     outcome = validate(gate.model_class, fetch_frame(conn, sql, params), 10)

@@ -228,6 +228,23 @@ def test_a_wall_clock_step_does_not_make_a_running_server_read_as_exited(tmp_pat
     assert not pid_alive(pid)
 
 
+def test_a_pid_file_of_the_version_before_still_names_its_running_server(tmp_path):
+    """Pid files recorded wall-clock starts before they recorded ticks since boot: read as
+    exited after an upgrade, `down` left the servers running and `up` started second copies."""
+    pid_file = tmp_path / "server.pid"
+    spawn([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "s.log", pid_file, {})
+    pid = read_pid(pid_file)
+    try:
+        pid_file.write_text(f"{pid} {psutil.Process(pid).create_time()}\n")  # as it was written
+        assert read_pid(pid_file) == pid
+        pid_file.write_text(f"{pid} {psutil.Process(pid).create_time() - 3600}\n")
+        assert read_pid(pid_file) is None  # its pid came round again: still told apart
+        pid_file.write_text(f"{pid} {psutil.Process(pid).create_time()}\n")
+    finally:
+        terminate_group(pid_file)
+    assert not pid_alive(pid)
+
+
 def exported(env: dict[str, str]) -> dict[str, str]:
     """What `make -s services-env` exports in `env`, by name."""
     result = services(env, "env")

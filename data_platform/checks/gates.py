@@ -15,15 +15,16 @@ import dagster as dg
 
 from data_platform.checks.pandera_gate import Gate
 
-# Totals recomputed from staging's current lines, not from fct_order_items: summing the mart's
-# own line totals repeated fct_orders' aggregation, so a wrong line total or a line lost on the
-# way through the marts passed.
+# Totals recomputed from each line's quantity and price, not from its line_total: summing the
+# mart's own line totals repeated fct_orders' arithmetic, so a wrong line total passed. From
+# the mart built with fct_orders, not from staging's live view of raw: an extraction between
+# the build and this check (another run's step in the pool) would fail it with nothing wrong.
 ORDERS_WITH_ITEM_TOTALS = """
     SELECT orders.*, coalesce(items.items_total, 0) AS items_total
     FROM marts.fct_orders AS orders
     LEFT JOIN (
         SELECT order_id, sum(quantity * unit_price) AS items_total
-        FROM staging.stg_app__order_items WHERE is_latest_version GROUP BY order_id
+        FROM marts.fct_order_items GROUP BY order_id
     ) AS items USING (order_id)
 """
 
@@ -60,7 +61,7 @@ GATES = [
         "marts.fct_orders",
         "FctOrders",
         query=ORDERS_WITH_ITEM_TOTALS,
-        additional_deps=(_key("staging.stg_app__order_items"),),
+        additional_deps=(_key("marts.fct_order_items"),),
     ),
     _gate("marts.fct_events", "FctEvents", partitioned=True),
     _gate("marts.fct_payments", "FctPayments", partitioned=True),

@@ -175,7 +175,7 @@ class RawDeadLetter(pa.DataFrameModel):
 
 
 class FctOrders(pa.DataFrameModel):
-    """`items_total` is not a column of the mart: the gate's query sums staging's current lines."""
+    """`items_total` is not a column of the mart: the gate's query sums fct_order_items' lines."""
 
     order_id: Series[np.int64] = pa.Field(unique=True)
     user_id: Series[np.int64]

@@ -50,10 +50,10 @@ class SparkDialect:
 
     def try_utc_timestamp(self, text: str) -> str:
         # A zone offset in the text is applied; naive text is read in the session's zone, UTC.
-        # Only text opening with a date, as DuckDB's cast requires: Spark's reads a bare
-        # "10:00:00" as that time today (a row that changed with the day it was loaded) and
-        # "2026" as 2026-01-01, both refused on DuckDB.
-        dated = f"({text} RLIKE '^\\\\s*[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}')"
+        # Only text opening with a date, as DuckDB's cast requires (2025-6-1 included: both
+        # take it): Spark's reads a bare "10:00:00" as that time today (a row that changed
+        # with the day it was loaded) and "2026" as 2026-01-01, both refused on DuckDB.
+        dated = f"({text} RLIKE '^\\\\s*[0-9]{{4}}-[0-9]{{1,2}}-[0-9]{{1,2}}')"
         return f"CASE WHEN {dated} THEN try_cast({text} AS TIMESTAMP) END"
 
     def has_column(self, name: str) -> str:

@@ -44,6 +44,8 @@ def pid_alive(pid: int) -> bool:
 # the wall clock (psutil's wall-clock start adds the boot time, which a VM's clock steps move:
 # a server read as exited after one, and `up` failed beside it). Slack: one tick, float rounding.
 _SAME_START_SLACK_SECONDS = 0.02
+# Pid files written before that recorded the wall-clock start, to within a second.
+_LEGACY_SLACK_SECONDS = 1.0
 
 
 def _started_after_boot(pid: int) -> float:
@@ -74,9 +76,19 @@ def read_pid(pid_file: Path) -> int | None:
             started = _started_after_boot(pid)
         except ProcessLookupError:
             return None
-        if abs(started - float(first_line[1])) > _SAME_START_SLACK_SECONDS:
+        recorded, slack = float(first_line[1]), _SAME_START_SLACK_SECONDS
+        if recorded > _uptime():
+            # Written by a version that recorded wall-clock starts: still the service (a
+            # `down` after an upgrade must stop it), judged as that version judged it.
+            started += time.time() - _uptime()
+            slack = _LEGACY_SLACK_SECONDS
+        if abs(started - recorded) > slack:
             return None
     return pid
+
+
+def _uptime() -> float:
+    return float(Path("/proc/uptime").read_text().split()[0])
 
 
 def spawn(command: list[str], log_file: Path, pid_file: Path, env: dict[str, str]) -> None:
