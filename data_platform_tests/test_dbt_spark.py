@@ -684,6 +684,10 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     )
     (folder / "cut.jsonl.gz").write_bytes(gzip.compress("\n".join(good).encode())[:30])
     (folder / "empty.jsonl").write_bytes(b"")
+    # Not read, by name or place: each one whole-file dead letter.
+    (folder / "notes.json").write_text(f"{good[0]}\n")
+    (folder / "late").mkdir()
+    (folder / "late" / "x.jsonl").write_text(f"{good[1]}\n")
     (folder / "near-spelled.jsonl").write_text("\n".join(NEAR_SPELLED) + "\n")
     long_event = good[0][:-1] + f', "properties": {{"blob": "{"x" * 2_500_000}"}}}}'
     (folder / "long.jsonl").write_text(f"{long_event}\n{long_event[:-1]}\n")
@@ -704,10 +708,10 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     # Figures from the files written above: 12 good lines load, 11 near-spelled ones and the
     # long event; broken JSON (line 3 of crlf.jsonl and of mixed.jsonl, line 2 of long.jsonl),
     # two objects in a line (line 2 of lone-cr.jsonl, the whole of cr-only.jsonl), the Latin-1
-    # line (line 2), the cut gzip (as a whole), a control character, single quotes, 12.0,
-    # 2**63, infinity, epoch, a repeated key, a key with a space and a time without a date
-    # (near-spelled.jsonl) are dead letters.
-    assert spark_stats[0].records_read == 40 and spark_stats[0].rows_loaded == 24
+    # line (line 2), the cut gzip, notes.json and late/x.jsonl (each as a whole), a control
+    # character, single quotes, 12.0, 2**63, infinity, epoch, a repeated key, a key with a space
+    # and a time without a date (near-spelled.jsonl) are dead letters.
+    assert spark_stats[0].records_read == 42 and spark_stats[0].rows_loaded == 24
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
@@ -729,6 +733,8 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         (f"events/dt={day}/long.jsonl", 2),
         (f"events/dt={day}/latin1.jsonl", 2),
         (f"events/dt={day}/cut.jsonl.gz", None),
+        (f"events/dt={day}/notes.json", None),
+        (f"events/dt={day}/late/x.jsonl", None),
     }
     assert letters[(f"events/dt={day}/latin1.jsonl", 2)] == NOT_UTF8
     assert "gzip" in letters[(f"events/dt={day}/cut.jsonl.gz", None)]

@@ -339,3 +339,44 @@ def test_gzip_corrupted_inside_its_stream_is_never_accepted_silently(settings, r
     else:
         assert conservation.severity == dg.AssetCheckSeverity.ERROR
         assert conservation.metadata["files_unbalanced"].value == 1
+
+
+def test_a_file_the_day_folder_holds_but_ingestion_does_not_read_is_a_dead_letter(
+    settings, resources, tmp_path
+):
+    """A wrong extension, an upper-case one, a subfolder: each was ignored by ingestion, the
+    sensor and the checks alike, as if it had never landed. Each is now one whole-file dead
+    letter saying what to do; the sensor asks for its day; the checks count it as a record."""
+    landing = resources["landing"]
+    verdicts = land(landing, GOOD_EVENTS, tmp_path)
+    first = tick(landing_zone_sensor, None, landing=landing)
+    misnamed = {
+        f"events/dt={DAY}/c.json": "does not end in *.jsonl or *.jsonl.gz",
+        f"events/dt={DAY}/d.JSONL": "does not end in *.jsonl or *.jsonl.gz",
+        f"events/dt={DAY}/late/e.jsonl": f"move it into events/dt={DAY}/",
+    }
+    for key in misnamed:
+        put_lines(landing, key, event_lines(key[-7:], 3), tmp_path)
+    again = tick(landing_zone_sensor, first.cursor, landing=landing)
+    assert requested(again) == [("events", str(DAY), str(DAY))]
+
+    result = materialize_day(resources)
+    loaded = set(query(settings.warehouse, "SELECT _source_file, _line_number FROM raw.events"))
+    assert loaded == {k for k, ok in verdicts.items() if ok}
+    whole = dict(
+        query(
+            settings.warehouse,
+            "SELECT source_file, error FROM raw.dead_letter WHERE line_number IS NULL",
+        )
+    )
+    assert whole.keys() == misnamed.keys()
+    for key, reason in misnamed.items():
+        assert reason in whole[key] and "re-run the day" in whole[key], whole[key]
+    [meta] = [e.materialization.metadata for e in result.get_asset_materialization_events()
+              if e.asset_key == dg.AssetKey(["raw", "events"])]  # fmt: skip
+    assert meta["records_read"].value == len(verdicts) + len(misnamed)
+    conservation = check(result, "events", "conservation")
+    assert conservation.passed, conservation.metadata
+    assert conservation.metadata["records_in_files"].value == len(verdicts) + len(misnamed)
+    ratio = check(result, "events", "dead_letter_ratio")
+    assert ratio.metadata["files_unreadable"].value == len(misnamed)

@@ -264,11 +264,7 @@ def decode_cursor(text: str | None) -> dict[str, SourceCursor]:
         files = [LandingFile(key, size, modified) for key, (size, modified) in stored.items()]
         return {
             fmt.source: SourceCursor(
-                day_states(
-                    f
-                    for f in files
-                    if f.key.startswith(f"{fmt.source}/") and f.key.endswith(fmt.suffixes)
-                )
+                day_states(f for f in files if f.key.startswith(f"{fmt.source}/"))
             )
             for fmt in FORMATS
         }
@@ -285,11 +281,12 @@ def decode_cursor(text: str | None) -> dict[str, SourceCursor]:
 def format_files(
     landing: LandingZone, fmt: FileFormat, start_after: str = "", end_before: str | None = None
 ) -> list[LandingFile]:
-    """The format's files in day folders, optionally within a key range."""
+    """The files in the source's day folders, optionally within a key range: every one, since
+    ingestion dead-letters those it does not read by their name."""
     return [
         f
         for f in landing.list_files(f"{fmt.source}/", start_after, end_before)
-        if f.key.endswith(fmt.suffixes) and partition_of(f.key) is not None
+        if partition_of(f.key) is not None
     ]
 
 

@@ -8,7 +8,8 @@ with ingestion) and compares them, file by file, with what the warehouse holds a
 commit. It costs one more read of the run's files (a download on S3): the price of a check
 that can catch lost or invented records.
 
-A file that cannot be read at all counts as one record, on both sides: ingestion gives it one
+A file that cannot be read at all, or that is not read by its name or place (`misnamed`: the
+one rule this check takes from ingestion), counts as one record, on both sides: ingestion gives it one
 dead letter (line_number NULL), and this check counts one record for a file it cannot read
 itself. A file gone from the landing zone since the load counts as one where ingestion found it
 unreadable too; rows loaded from a file now gone are still records no file accounts for. A file
@@ -135,14 +136,17 @@ def balances(landing: LandingZone, fmt: FileFormat, counts: "pd.DataFrame", wind
     found, late = [], []
     for file in landing.list_files(f"{fmt.source}/"):
         dt = partition_of(file.key)
-        if dt is None or not file.key.endswith(fmt.suffixes) or not window.contains(dt):
+        if dt is None or not window.contains(dt):
             continue
         loaded_at = load_time.get(dt)
         modified = datetime.fromtimestamp(file.modified, UTC).replace(tzinfo=None)
         if file.key not in stored and loaded_at is not None and modified > loaded_at:
             late.append(file.key)
             continue
-        (records, line_sum), readable = file_records(landing, file.key, fmt.header_lines)
+        if fmt.misnamed(file.key):  # not read by its name: one record, as unreadable
+            (records, line_sum), readable = RecordCount(1, 0), False
+        else:
+            (records, line_sum), readable = file_records(landing, file.key, fmt.header_lines)
         loaded, dead, stored_line_sum = _stored(stored.pop(file.key, None))
         found.append(
             FileBalance(file.key, dt, records, loaded, dead, readable, line_sum, stored_line_sum)

@@ -40,6 +40,25 @@ class FileFormat:
         lineage = {"_rescued", "_source_file", "_line_number", "_loaded_at", "dt"}
         return [c for c in self.table.column_names if c not in lineage]
 
+    def misnamed(self, key: str) -> str | None:
+        """Why a file under one of this source's day folders is not read, by its name or place,
+        or None when it is read. Such a file is dead-lettered whole with this reason: ignored,
+        it was in no table, no dead letter and no check, as if it had never landed."""
+        folder, _, name = key.rpartition("/")
+        names = " or ".join(f"*{suffix}" for suffix in self.suffixes)
+        if folder.count("/") > 1:
+            day_folder = "/".join(key.split("/")[:2])
+            return (
+                f"the file is in a subfolder of its day folder, where nothing is read: move it "
+                f"into {day_folder}/ named {names}, then re-run the day"
+            )
+        if not name.endswith(self.suffixes):
+            return (
+                f"the file name does not end in {names} (exactly, lowercase), so it is not "
+                f"read as {self.source}: land it under such a name, then re-run the day"
+            )
+        return None
+
 
 def _sql_list(names: list[str]) -> str:
     return ", ".join(f"'{n}'" for n in names)

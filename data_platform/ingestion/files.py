@@ -52,7 +52,7 @@ from data_platform.resources.landing import LandingFile, LandingZone
 # 1.2 s per million clean events in four files), and per-statement costs paid once a group.
 GROUP_FILES = 16
 
-_DT_FOLDER = re.compile(r"^[^/]+/dt=(\d{4}-\d{2}-\d{2})/[^/]+$")
+_DT_FOLDER = re.compile(r"^[^/]+/dt=(\d{4}-\d{2}-\d{2})/.")
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ class PartitionStats:
 
 
 def partition_of(key: str) -> date | None:
-    """The dt of a landing key such as `events/dt=2026-01-05/a.jsonl`, or None if it has none."""
+    """The dt of a landing key such as `events/dt=2026-01-05/a.jsonl`, or None if it has none.
+    A file deeper in the day folder is of that day too (and dead-lettered: `misnamed`)."""
     match = _DT_FOLDER.match(key)
     if not match:
         return None
@@ -78,12 +79,9 @@ def partition_of(key: str) -> date | None:
 
 
 def files_for(landing: LandingZone, fmt: FileFormat, dts: set[date]) -> list[LandingFile]:
-    """The format's files in the given days, in key order (listed once, not once per day)."""
-    return [
-        f
-        for f in landing.list_files(f"{fmt.source}/")
-        if partition_of(f.key) in dts and f.key.endswith(fmt.suffixes)
-    ]
+    """Every file in the given days' folders, in key order (listed once, not once per day);
+    those the format does not read by their name are among them (`FileFormat.misnamed`)."""
+    return [f for f in landing.list_files(f"{fmt.source}/") if partition_of(f.key) in dts]
 
 
 def _delete_partitions(conn: duckdb.DuckDBPyConnection, fmt: FileFormat, dts: list[date]) -> None:
@@ -173,20 +171,20 @@ def _diagnose_leftover_records(
     )
 
 
-def _dead_letter_unreadable(
+def _dead_letter_whole_file(
     conn: duckdb.DuckDBPyConnection,
     fmt: FileFormat,
     file: LandingFile,
-    error: BaseException,
+    reason: str,
     rejected_at: datetime,
     records_read: Counter[date],
 ) -> None:
-    """The dead letter of a file that could not be read: no line, no text, just its reason. It
+    """The dead letter of a file that was not read: no line, no text, just its reason. It
     counts as one record read, so conservation holds."""
     dt = partition_of(file.key)
     conn.execute(
         f"INSERT INTO {DEAD_LETTER.qualified_name} VALUES (?, ?, ?, NULL, NULL, ?, ?)",
-        [fmt.source, dt, file.key, unreadable_reason(error), rejected_at],
+        [fmt.source, dt, file.key, reason, rejected_at],
     )
     records_read[dt] += 1
 
@@ -315,6 +313,9 @@ def _ingest_in_one_transaction(
             with ExitStack() as stack:
                 group, lines = [], []
                 for file in files[start : start + group_files]:
+                    if reason := fmt.misnamed(file.key):
+                        _dead_letter_whole_file(conn, fmt, file, reason, loaded_at, records_read)
+                        continue
                     try:
                         path = stack.enter_context(landing.local_path(file.key))
                         in_python = file.key in decode_in_python
@@ -322,7 +323,8 @@ def _ingest_in_one_transaction(
                     except UNREADABLE as error:
                         # Raised by the download or the decoding, before any SQL: the
                         # transaction is still good, so the day goes on without this file.
-                        _dead_letter_unreadable(conn, fmt, file, error, loaded_at, records_read)
+                        reason = unreadable_reason(error)
+                        _dead_letter_whole_file(conn, fmt, file, reason, loaded_at, records_read)
                         continue
                     group.append(file)
                 if not group:
