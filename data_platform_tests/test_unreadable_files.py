@@ -345,8 +345,9 @@ def test_a_file_the_day_folder_holds_but_ingestion_does_not_read_is_a_dead_lette
     settings, resources, tmp_path
 ):
     """A wrong extension, an upper-case one, a subfolder: each was ignored by ingestion, the
-    sensor and the checks alike, as if it had never landed. Each is now one whole-file dead
-    letter saying what to do; the sensor asks for its day; the checks count it as a record."""
+    sensor and the checks alike, as if it had never landed; a name not UTF-8 failed them all.
+    Each is now one whole-file dead letter saying what to do; the sensor asks for its day; the
+    checks count it as a record."""
     landing = resources["landing"]
     verdicts = land(landing, GOOD_EVENTS, tmp_path)
     first = tick(landing_zone_sensor, None, landing=landing)
@@ -357,6 +358,11 @@ def test_a_file_the_day_folder_holds_but_ingestion_does_not_read_is_a_dead_lette
     }
     for key in misnamed:
         put_lines(landing, key, event_lines(key[-7:], 3), tmp_path)
+    # A local name that is not UTF-8: its key spells the byte as \xe9.
+    day_folder = os.fsencode(Path(landing.url) / f"events/dt={DAY}")
+    with open(os.path.join(day_folder, b"caf\xe9.jsonl"), "w") as latin1_named:
+        latin1_named.write("\n".join(event_lines("f", 3)))
+    misnamed[f"events/dt={DAY}/caf\\xe9.jsonl"] = "name is not UTF-8 text"
     again = tick(landing_zone_sensor, first.cursor, landing=landing)
     assert requested(again) == [("events", str(DAY), str(DAY))]
 

@@ -143,7 +143,7 @@ def balances(landing: LandingZone, fmt: FileFormat, counts: "pd.DataFrame", wind
         if file.key not in stored and loaded_at is not None and modified > loaded_at:
             late.append(file.key)
             continue
-        if fmt.misnamed(file.key):  # not read by its name: one record, as unreadable
+        if fmt.misnamed(file):  # not read by its name: one record, as unreadable
             (records, line_sum), readable = RecordCount(1, 0), False
         else:
             (records, line_sum), readable = file_records(landing, file.key, fmt.header_lines)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from data_platform.ingestion import record_rules as rules
 from data_platform.ingestion.record_rules import EVENT_FIELD_NAMES, INTEGER_FIELDS
 from data_platform.ingestion.tables import EVENTS, PAYMENTS, RawTable
+from data_platform.resources.landing import LandingFile
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,19 @@ class FileFormat:
         lineage = {"_rescued", "_source_file", "_line_number", "_loaded_at", "dt"}
         return [c for c in self.table.column_names if c not in lineage]
 
-    def misnamed(self, key: str) -> str | None:
+    def misnamed(self, file: LandingFile) -> str | None:
         """Why a file under one of this source's day folders is not read, by its name or place,
         or None when it is read. Such a file is dead-lettered whole with this reason: ignored,
         it was in no table, no dead letter and no check, as if it had never landed."""
-        folder, _, name = key.rpartition("/")
+        folder, _, name = file.key.rpartition("/")
+        if not file.name_is_utf8:
+            return (
+                "the file's name is not UTF-8 text (shown with \\x escapes), so no reader can "
+                "name it: rename it, then re-run the day"
+            )
         names = " or ".join(f"*{suffix}" for suffix in self.suffixes)
         if folder.count("/") > 1:
-            day_folder = "/".join(key.split("/")[:2])
+            day_folder = "/".join(file.key.split("/")[:2])
             return (
                 f"the file is in a subfolder of its day folder, where nothing is read: move it "
                 f"into {day_folder}/ named {names}, then re-run the day"

@@ -313,7 +313,7 @@ def _ingest_in_one_transaction(
             with ExitStack() as stack:
                 group, lines = [], []
                 for file in files[start : start + group_files]:
-                    if reason := fmt.misnamed(file.key):
+                    if reason := fmt.misnamed(file):
                         _dead_letter_whole_file(conn, fmt, file, reason, loaded_at, records_read)
                         continue
                     try:

@@ -263,7 +263,7 @@ def ingest_file_partitions_on_spark(
     # DuckDB reads a JSON object with a repeated key as valid JSON; so must Spark.
     spark.conf.set("spark.sql.variant.allowDuplicateKeys", "true")
     files = files_for(landing, fmt, set(dts))
-    unreadable = {f.key: reason for f in files if (reason := fmt.misnamed(f.key))}
+    unreadable = {f.key: reason for f in files if (reason := fmt.misnamed(f))}
     readable = [f.key for f in files if f.key not in unreadable]
     with _local_paths(landing, readable, unreadable) as all_paths:
         while True:

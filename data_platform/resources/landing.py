@@ -35,6 +35,9 @@ class LandingFile:
     size: int
     modified: float
     version: str = ""
+    # A local name that is not UTF-8 has its key spelled with \x escapes (`caf\xe9.jsonl`), which
+    # names no file: such a file is dead-lettered by its name, never opened.
+    name_is_utf8: bool = True
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -197,7 +200,7 @@ class LandingZone(dg.ConfigurableResource):
 
 
 def _walk(
-    folder: Path, under: str, start_after: str, end_before: str | None
+    folder: Path, under: str, start_after: str, end_before: str | None, utf8: bool = True
 ) -> Iterator[LandingFile]:
     """Files below `folder` (whose keys start with `under`) with a key in (start_after,
     end_before); hidden files are skipped (a `.name.partial` is a file being written).
@@ -206,10 +209,11 @@ def _walk(
     before '0'), so a folder whose whole span lies outside the range is not entered.
     """
     for entry in os.scandir(folder):
-        key = under + entry.name
+        name = _printable(entry.name)
+        key, name_utf8 = under + name, utf8 and name == entry.name
         if entry.is_dir():
             if (end_before is None or f"{key}/" < end_before) and f"{key}0" > start_after:
-                yield from _walk(Path(entry.path), f"{key}/", start_after, end_before)
+                yield from _walk(Path(entry.path), f"{key}/", start_after, end_before, name_utf8)
         elif (
             entry.is_file()
             and not entry.name.startswith(".")
@@ -217,4 +221,10 @@ def _walk(
             and (end_before is None or key < end_before)
         ):
             stat = entry.stat()
-            yield LandingFile(key, stat.st_size, stat.st_mtime)
+            yield LandingFile(key, stat.st_size, stat.st_mtime, name_is_utf8=name_utf8)
+
+
+def _printable(name: str) -> str:
+    """A file name as text: the bytes of a name that is not UTF-8 (which Python holds as lone
+    surrogates, and which DuckDB, JSON cursors and hashes all refuse) as `\\x..` escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
