@@ -92,3 +92,23 @@ def test_a_memory_limit_scales_in_duckdb_units(size, factor, scaled):
 def test_a_memory_limit_that_is_no_size_is_refused():
     with pytest.raises(ValueError, match="is not a size like 512MB"):
         scaled_size("lots", 0.5)
+
+
+def test_a_memory_limit_duckdb_refuses_still_closes_the_connection(tmp_path, monkeypatch):
+    """`SET memory_limit` failing left the connection, and the warehouse file's lock, open."""
+    import duckdb
+
+    from data_platform.resources import warehouse as module
+
+    opened: list[duckdb.DuckDBPyConnection] = []
+
+    def connect(path: str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        opened.append(duckdb.connect(path, read_only=read_only))
+        return opened[-1]
+
+    monkeypatch.setattr(module, "connect_with_lock_wait", connect)
+    warehouse = module.Warehouse(path=str(tmp_path / "w.duckdb"), memory_limit="99999999TB")
+    with pytest.raises(duckdb.Error), warehouse.connect():
+        pass
+    with pytest.raises(duckdb.ConnectionException):  # closed
+        opened[0].execute("SELECT 1")

@@ -60,13 +60,15 @@ class Warehouse(dg.ConfigurableResource):
         """`memory_share`: the part of `memory_limit` this connection may hold."""
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = connect_with_lock_wait(self.path, read_only=read_only)
-        limit = (
-            self.memory_limit
-            if memory_share == 1.0
-            else scaled_size(self.memory_limit, memory_share)
-        )
-        conn.execute(f"SET memory_limit = '{limit}'")
+        # Inside the `try`: a limit DuckDB refuses must still close the connection, which
+        # holds the warehouse file's lock until closed.
         try:
+            limit = (
+                self.memory_limit
+                if memory_share == 1.0
+                else scaled_size(self.memory_limit, memory_share)
+            )
+            conn.execute(f"SET memory_limit = '{limit}'")
             yield conn
         finally:
             conn.close()
