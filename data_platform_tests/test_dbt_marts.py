@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from collections import defaultdict
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -15,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from data_platform.assets import dbt as dbt_assets_module
+from data_platform.assets.dbt_project import DBT_PROJECT_DIR
 from data_platform.definitions import defs
 from data_platform.resources.build import build_resources
 from data_platform.settings import load_settings
@@ -389,3 +393,102 @@ def test_a_failing_error_test_stops_everything_downstream_in_its_run(settings, r
         "marts/daily_active_users",
         "analytics/customer_segments",
     }
+
+
+# A raw world small enough to reason about by hand, built by dbt alone (no ingestion):
+# figures the simulated one does not reach (a half cent, PII in properties, non-ASCII
+# e-mails, versions that change nothing published).
+SMALL_RAW = """
+CREATE SCHEMA raw;
+CREATE TABLE raw.users (id BIGINT, email VARCHAR, full_name VARCHAR, country VARCHAR,
+    created_at TIMESTAMP, updated_at TIMESTAMP, deleted_at TIMESTAMP, _extracted_at TIMESTAMP);
+INSERT INTO raw.users VALUES
+    (1, 'a@example.com', 'A B', 'DE', '2026-01-01', '2026-01-01', NULL, '2026-01-02'),
+    -- only the full name changes (not published), then only the e-mail's case
+    (1, 'a@example.com', 'A C', 'DE', '2026-01-01', '2026-01-02', NULL, '2026-01-03'),
+    (1, 'A@Example.com', 'A C', 'DE', '2026-01-01', '2026-01-03', NULL, '2026-01-04'),
+    (1, 'a@example.com', 'A C', 'FR', '2026-01-01', '2026-01-04', NULL, '2026-01-05'),
+    -- a dotted capital I, a final sigma: lower() differs by engine, ASCII lowering does not
+    (2, ' İNCİ.Σ@EXAMPLE.COM ', 'C D', 'TR', '2026-01-01', '2026-01-01', NULL, '2026-01-02');
+CREATE TABLE raw.products (id BIGINT, sku VARCHAR, name VARCHAR, category VARCHAR,
+    unit_price DECIMAL(10,2), updated_at TIMESTAMP, _extracted_at TIMESTAMP);
+INSERT INTO raw.products VALUES
+    (10, 'S10', 'P', 'c', 1.00, '2026-01-01', '2026-01-02'),
+    (10, 'S10', 'P', 'c', 1.00, '2026-01-02', '2026-01-03'),  -- nothing changed
+    (10, 'S10', 'P', 'c', 2.00, '2026-01-03', '2026-01-04');
+CREATE TABLE raw.orders (id BIGINT, user_id BIGINT, status VARCHAR, ordered_at TIMESTAMP,
+    updated_at TIMESTAMP, _extracted_at TIMESTAMP);
+INSERT INTO raw.orders VALUES
+    (100, 1, 'completed', '2026-01-05 10:00', '2026-01-05 10:00', '2026-01-06'),
+    (101, 1, 'completed', '2026-01-06 10:00', '2026-01-06 10:00', '2026-01-07'),
+    (102, 2, 'completed', '2026-01-06 11:00', '2026-01-06 11:00', '2026-01-07'),
+    (103, 2, 'completed', '2026-01-06 12:00', '2026-01-06 12:00', '2026-01-07');
+CREATE TABLE raw.order_items (id BIGINT, order_id BIGINT, product_id BIGINT,
+    quantity INTEGER, unit_price DECIMAL(10,2), updated_at TIMESTAMP, _extracted_at TIMESTAMP);
+INSERT INTO raw.order_items VALUES
+    (1000, 100, 10, 1, 0.50, '2026-01-05 10:00', '2026-01-06'),
+    (1001, 101, 10, 1, 0.65, '2026-01-06 10:00', '2026-01-07'),
+    (1002, 102, 10, 1, 2.01, '2026-01-06 11:00', '2026-01-07');
+CREATE TABLE raw.events (event_id VARCHAR, user_id BIGINT, event_type VARCHAR,
+    occurred_at TIMESTAMP, session_id VARCHAR, properties JSON, _rescued JSON,
+    _source_file VARCHAR, _line_number BIGINT, _loaded_at TIMESTAMP, dt DATE);
+INSERT INTO raw.events VALUES
+    ('e1', 1, 'signup', '2026-01-05 09:00', 's1',
+     '{"email": "a@example.com", "page": "/signup", "contact": {"mail": "a@example.com"}}',
+     NULL, 'events/dt=2026-01-05/a.jsonl', 1, '2026-01-06', '2026-01-05'),
+    ('e2', 1, 'purchase', '2026-01-05 10:00', 's1',
+     '{"order_id": 100, "amount": 0.5, "currency": "EUR", "note": "b@example.com"}',
+     NULL, 'events/dt=2026-01-05/a.jsonl', 2, '2026-01-06', '2026-01-05'),
+    ('e3', 2, 'login', '2026-01-06 09:00', NULL, NULL,
+     NULL, 'events/dt=2026-01-06/a.jsonl', 1, '2026-01-07', '2026-01-06');
+CREATE TABLE raw.payments (payment_id VARCHAR, order_id BIGINT, amount DECIMAL(18,4),
+    currency VARCHAR, status VARCHAR, created_at TIMESTAMP, _rescued JSON,
+    _source_file VARCHAR, _line_number BIGINT, _loaded_at TIMESTAMP, dt DATE);
+INSERT INTO raw.payments VALUES ('p1', 100, 0.50, 'EUR', 'succeeded', '2026-01-05 10:01',
+    NULL, 'payments/dt=2026-01-05/p.csv', 2, '2026-01-06', '2026-01-05');
+CREATE TABLE raw.dead_letter (source VARCHAR, dt DATE, source_file VARCHAR,
+    line_number BIGINT, raw_record VARCHAR, error VARCHAR, rejected_at TIMESTAMP);
+"""
+SMALL_SALT = "a salt for the small world"
+
+
+def dbt_cli(args: list[str], warehouse: Path, target: Path) -> subprocess.CompletedProcess:
+    """`dbt <args>` on a DuckDB warehouse file, as its own process (as the platform runs it),
+    its target and logs in `target` (never the project's own folder)."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DATA_PLATFORM_")},
+        "DBT_TARGET": "dev",
+        "DATA_PLATFORM_WAREHOUSE": str(warehouse),
+        "DATA_PLATFORM_PII_SALT": SMALL_SALT,
+    }
+    return subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dbt")), *args,
+            "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+            "--target-path", str(target), "--log-path", str(target / "logs"),
+        ],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory) -> tuple[Path, Path]:
+    """(warehouse, dbt target folder) of SMALL_RAW, every model built."""
+    root = tmp_path_factory.mktemp("small")
+    warehouse, target = root / "warehouse.duckdb", root / "target"
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute(SMALL_RAW)
+    built = dbt_cli(["run"], warehouse, target)
+    assert built.returncode == 0, built.stdout[-5000:]
+    return warehouse, target
+
+
+def test_average_order_value_is_rounded_half_up_exactly(small_world):
+    """1.15 / 2 = 0.575 -> 0.58 and 2.01 / 2 = 1.005 -> 1.01, as Spark's decimal arithmetic
+    gives; DuckDB divided a decimal by a count in binary floating point (0.57, 1.00)."""
+    rows = query(
+        small_world[0],
+        "SELECT user_id, lifetime_revenue, average_order_value "
+        "FROM marts.customer_lifetime_value ORDER BY user_id",
+    )
+    assert rows == [(1, Decimal("1.15"), Decimal("0.58")), (2, Decimal("2.01"), Decimal("1.01"))]

@@ -40,10 +40,13 @@ final as (
         cast(coalesce(customer_orders.total_orders, 0) as bigint) as total_orders,
         cast(coalesce(customer_orders.completed_orders, 0) as bigint) as completed_orders,
         cast(coalesce(customer_orders.lifetime_revenue, 0) as decimal(18, 2)) as lifetime_revenue,
+        -- Exact, half away from zero, on both engines (DuckDB's decimal division is a float).
         cast(
             case
                 when customer_orders.completed_orders > 0
-                    then customer_orders.lifetime_revenue / customer_orders.completed_orders
+                    then {{ divide_half_up(
+                        'customer_orders.lifetime_revenue', 'customer_orders.completed_orders', 2
+                    ) }}
             end as decimal(18, 2)
         ) as average_order_value,
         cast(customer_orders.first_order_date as date) as first_order_date,
