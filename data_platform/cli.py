@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from datetime import date
 
 from data_platform.settings import SettingsError, UsageError
+
+
+def _timeout_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds > 0. nan, 0 and negatives stopped the run
+    at once ("timed out after nans"); inf crashed the timer thread, so no timeout at all."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
+    return seconds
 
 
 def _add_materialize_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +41,7 @@ def _add_materialize_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_timeout_seconds,
         metavar="SECONDS",
         help="stop the run (marked failed, exit status 3) if it has not finished by then",
     )

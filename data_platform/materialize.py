@@ -42,6 +42,11 @@ WAIT_REPORT_SECONDS = 10.0
 def partition_window(start: date | None, end: date | None) -> list[str]:
     """The daily partition keys from start to end inclusive (defaults: all existing ones)."""
     keys = DAILY_PARTITIONS.get_partition_keys()
+    if not keys:  # a start date in the future: every default below would index nothing
+        raise UsageError(
+            f"no daily partition yet: DATA_PLATFORM_START_DATE={load_settings().start_date} is "
+            "after today: set it to the first day of data, e.g. 2026-01-01"
+        )
     lo = start.isoformat() if start else keys[0]
     hi = end.isoformat() if end else keys[-1]
     if lo > hi:

@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
@@ -145,3 +146,23 @@ def test_sink_limits_must_be_positive(tmp_path):
         result = run_cli(tmp_path, "consume", flag, text)
         assert result.returncode == 2
         assert f"argument {flag}: '{text}' is not a positive" in result.stderr
+
+
+@pytest.mark.parametrize("timeout", ["nan", "0", "-5", "inf"])
+def test_materialize_timeout_must_be_a_finite_positive_number(tmp_path, timeout):
+    done = run_cli(tmp_path, "materialize", f"--timeout={timeout}")
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        f"data-platform materialize: error: argument --timeout: {timeout!r} is not a number of "
+        "seconds > 0"
+    )
+    assert "Traceback" not in done.stderr
+
+
+def test_materialize_with_a_start_date_in_the_future_is_a_usage_error(tmp_path):
+    done = run_cli(tmp_path, "materialize", DATA_PLATFORM_START_DATE="2999-01-01")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "data-platform: no daily partition yet: DATA_PLATFORM_START_DATE=2999-01-01 is after "
+        "today: set it to the first day of data, e.g. 2026-01-01\n"
+    )
