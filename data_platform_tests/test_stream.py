@@ -25,7 +25,14 @@ from typing import NamedTuple
 
 import dagster as dg
 import pytest
-from confluent_kafka import OFFSET_INVALID, Consumer, Producer, TopicCollection, TopicPartition
+from confluent_kafka import (
+    OFFSET_INVALID,
+    Consumer,
+    Message,
+    Producer,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from data_platform import cli
@@ -37,6 +44,7 @@ from data_platform.resources.alerts import AlertWebhook
 from data_platform.resources.landing import LandingZone
 from data_platform.stream import topics
 from data_platform.stream.assets import build_lag_sensor
+from data_platform.stream.batch import Batch
 from data_platform.stream.config import SinkConfig
 from data_platform.stream.lag_metrics import collect_kafka_lag
 from data_platform.stream.sink import Sink
@@ -74,12 +82,13 @@ def stream(kafka_broker, settings, monkeypatch):
 def produce(
     stream,
     values: list[bytes],
-    timestamp_ms: int | None = None,
+    timestamp_ms: int | list[int] | None = None,
     one_by_one: bool = False,
     partition: int | None = None,
 ) -> dict[int, int]:
     """Produce, wait for every acknowledgement; returns each partition's end offset.
 
+    `timestamp_ms`: every message's, or one per message, else the producer's clock.
     `one_by_one`: a produce request per message. tansu reports a partition's end offset as the
     first offset of its newest request plus one, so only then is its lag exact. `partition`: all
     to that one, else alternating."""
@@ -91,7 +100,8 @@ def produce(
 
     producer = Producer({"bootstrap.servers": stream["bootstrap"], "linger.ms": 5})
     for i, value in enumerate(values):
-        extra = {"timestamp": timestamp_ms} if timestamp_ms else {}
+        at = timestamp_ms[i] if isinstance(timestamp_ms, list) else timestamp_ms
+        extra = {"timestamp": at} if at else {}
         # Alternating partitions: both get data whatever the client's partitioner does.
         to = i % 2 if partition is None else partition
         producer.produce(stream["topic"], value, partition=to, on_delivery=delivered, **extra)
@@ -376,6 +386,72 @@ def test_unlandable_messages_go_to_the_dead_letter_topic_with_their_reason(strea
     # A line break inside a message becomes a space: one message, one line.
     expected = [event("good-1"), event("good-2"), b'{"event_id": "multi", "user_id": 7}']
     assert sorted(lines) == sorted(value.decode() for value in expected)
+
+
+def test_a_timestamp_outside_the_partitions_is_dead_lettered_not_filed_under_its_day(stream):
+    """Microseconds (the year 57971: the sink crashed on it at every restart), seconds (1970,
+    before DATA_PLATFORM_START_DATE) and a day after tomorrow would name a dt folder that is no
+    partition: never ingested. Each is a dead letter saying what to produce instead."""
+    day = date(2026, 1, 5)
+    micro, seconds = 1_767_225_600_000_000, 1_767_225_600
+    future = int(time.time() * 1000) + 3 * 86_400_000
+    stamps = [noon(day), micro, noon(day), seconds, future, noon(day)]
+    values = [event(f"d-{i}") for i in range(len(stamps))]
+    ends = produce(stream, values, timestamp_ms=stamps, partition=0)
+    sink = SinkThread(stream, max_batch_seconds=0.5)
+    wait_committed(stream, ends | {1: OFFSET_INVALID})
+    sink.stop()
+    assert_exactly_once(stream, ["d-0", "d-2", "d-5"])
+    folders = {p.parent.name for p in Path(stream["settings"].landing).rglob("kafka-*")}
+    assert folders == {f"dt={day}"}
+    found = {
+        int(headers["original_offset"]): headers for _, headers in read_dead_letters(stream, 3)
+    }
+    assert sorted(found) == [1, 3, 4]
+    assert {headers["reason"] for headers in found.values()} == {b"bad_timestamp"}
+    assert b"year 57971" in found[1]["error"] and b"microseconds" in found[1]["error"]
+    assert b"1970-01-21" in found[3]["error"] and b"seconds" in found[3]["error"]
+    assert b"milliseconds since the epoch" in found[4]["error"]
+
+
+@pytest.fixture
+def idle_sink(stream):
+    """Makes sinks that own partition 0 without joining the group, whose flushes are only
+    recorded: what `_take` makes of hand-made messages, with no broker round trip."""
+    made: list[Sink] = []
+
+    def make(**limits) -> tuple[Sink, list[Batch]]:
+        config = SinkConfig(stream["bootstrap"], stream["topic"], stream["group"], **limits)
+        sink = Sink(config, LandingZone(url=stream["settings"].landing), print)
+        made.append(sink)
+        sink._adoption.assign({0}, "0" * 32)
+        flushed: list[Batch] = []
+        sink._flush = flushed.append
+        return sink, flushed
+
+    yield make
+    for sink in made:
+        sink._consumer.close()
+        sink._dead_letters.close()
+
+
+def message(offset: int, value: bytes | None, timestamp_ms: int) -> Message:
+    return Message(
+        topic="events", partition=0, offset=offset, value=value, timestamp=(1, timestamp_ms)
+    )
+
+
+def test_a_message_without_a_timestamp_is_dead_lettered_not_filed_under_the_day_it_is_read(
+    idle_sink,
+):
+    """Timestamp -1 (no timestamp) once meant the sink's clock: a range re-read after midnight
+    UTC went to another day folder, where adoption missed its file, and landed twice."""
+    sink, flushed = idle_sink()
+    noon_ms = noon(date(2026, 1, 5))
+    sink._take([message(0, b"{}", noon_ms), message(1, b"{}", -1), message(2, b"{}", noon_ms)])
+    assert [(b.first, len(b.messages)) for b in flushed] == [(0, 1), (1, 0)]
+    assert [(r.offset, r.reason) for r in flushed[1].rejected] == [(1, "no_timestamp")]
+    assert sink._batches[0].first == 2 and len(sink._batches[0].messages) == 1
 
 
 def test_broken_json_reaches_raw_dead_letter_with_its_line_number(stream, resources):

@@ -46,10 +46,13 @@ class Adoption:
         for partition in partitions:
             self.skip_below.pop(partition, None)
 
-    def landed_end(self, partition: int, day: date, first: int) -> int | None:
-        """The last offset of a landed file starting at `first`, now to be skipped; else None."""
+    def landed_end(self, partition: int, day: date | None, first: int) -> int | None:
+        """The last offset of a landed file starting at `first`, now to be skipped; else None.
+
+        `day` None: a batch of misdated messages, which no file ever holds (they are always a
+        batch of their own); the batch after it may still meet one."""
         self.skip_below.pop(partition, None)
-        if partition not in self._unchecked:
+        if partition not in self._unchecked or day is None:
             return None
         last = published_batch(self._landing, day, self.topic_id, partition, first)
         if last is None:

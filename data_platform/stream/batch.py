@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 
 from confluent_kafka import Message
 
@@ -23,14 +23,59 @@ _LINE_STARTING_BLANK = re.compile(rb"\n[ \t\f\r\n]")
 _LINE_BREAK = re.compile(rb"[\r\n]")
 
 DAY_MS = 86_400_000
+_EPOCH = date(1970, 1, 1).toordinal()
+_YEAR_MS = 31_556_952_000  # a Gregorian year's mean length
 NOT_UTF8 = "not_utf8"
 TOO_LARGE = "too_large"
 EMPTY = "empty"
+NO_TIMESTAMP = "no_timestamp"
+BAD_TIMESTAMP = "bad_timestamp"
 
 
 def day_of(timestamp_ms: int) -> date:
-    """The UTC day of a message timestamp: the landing file's dt."""
-    return datetime.fromtimestamp(timestamp_ms / 1000, UTC).date()
+    """The UTC day of a message timestamp: the landing file's dt (only for one in `DayWindow`)."""
+    return date.fromordinal(_EPOCH + timestamp_ms // DAY_MS)
+
+
+def day_number(day: date) -> int:
+    """Days since the epoch: what `timestamp_ms // DAY_MS` gives for a moment of `day`."""
+    return day.toordinal() - _EPOCH
+
+
+@dataclass(frozen=True)
+class DayWindow:
+    """The days a message may be filed under, as day numbers: DATA_PLATFORM_START_DATE (the
+    first partition) to tomorrow, UTC (today's folder is a partition, tomorrow's will be one
+    soon enough for a producer whose clock runs a little ahead). Any other dt folder would
+    never be ingested, and a timestamp in microseconds is not even a date."""
+
+    first: int
+    last: int
+
+    def describe(self, timestamp_ms: int) -> tuple[str, str]:
+        """The dead letter's reason and error for a timestamp outside the window."""
+        if timestamp_ms < 0:
+            return NO_TIMESTAMP, (
+                "no timestamp (a message format before Kafka 0.10): its day would be the day it "
+                "is read, another one when read again; produce it with a timestamp, the event's "
+                "arrival in milliseconds since the epoch"
+            )
+        days = timestamp_ms // DAY_MS
+        when = (
+            day_of(timestamp_ms).isoformat()
+            if 0 <= days <= date.max.toordinal() - _EPOCH
+            else f"in the year {1970 + timestamp_ms // _YEAR_MS}"
+        )
+        if self.first <= timestamp_ms * 1000 // DAY_MS <= self.last:
+            when += ", as if it counted seconds"
+        elif self.first <= timestamp_ms // 1000 // DAY_MS <= self.last:
+            when += ", as if it counted microseconds"
+        first, last = (day_of(n * DAY_MS).isoformat() for n in (self.first, self.last))
+        return BAD_TIMESTAMP, (
+            f"timestamp {timestamp_ms} ms is {when}: outside the days this platform ingests, "
+            f"{first} (DATA_PLATFORM_START_DATE) to {last} (tomorrow); produce milliseconds "
+            "since the epoch, the event's arrival time"
+        )
 
 
 def batch_key(day: date, topic_id: str, partition: int, first: int, last: int) -> str:
@@ -62,7 +107,9 @@ class Batch:
 
     topic_id: str  # of the incarnation the partition was assigned in
     partition: int
-    day_number: int  # timestamp_ms // DAY_MS: compared per message, cheaper than a date
+    # timestamp_ms // DAY_MS: compared per message, cheaper than a date. None: a run of
+    # messages whose timestamp is outside the `DayWindow`, all dead letters, never a file.
+    day_number: int | None
     first: int
     opened_at: float
     size: int = 0
@@ -73,6 +120,7 @@ class Batch:
 
     @property
     def day(self) -> date:
+        assert self.day_number is not None, "a batch of misdated messages has no file"
         return day_of(self.day_number * DAY_MS)
 
     @property
@@ -106,8 +154,11 @@ class Batch:
         return kept
 
 
-def unlandable(offset: int, value: bytes | None, limit: int) -> Rejected:
-    """Why a message failed the checks made as it arrives: no value, or too large."""
+def unlandable(message: Message, limit: int, window: DayWindow) -> Rejected:
+    """Why a message failed the checks made as it arrives: its timestamp, no value, too large."""
+    offset, value, timestamp = message.offset(), message.value(), message.timestamp()[1]
+    if not window.first <= timestamp // DAY_MS <= window.last:
+        return Rejected(offset, value, *window.describe(timestamp))
     if not value:
         return Rejected(offset, value, EMPTY, "no value (empty or a tombstone): produce one event")
     return Rejected(

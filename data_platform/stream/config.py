@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 
 TOPIC = "events"
 # The sink's consumer group: the lag the UI and Prometheus show is this group's.
@@ -10,6 +11,12 @@ GROUP = "data-platform-events-sink"
 # Kafka's own default message.max.bytes: a larger value would not have reached most brokers.
 MAX_MESSAGE_BYTES = 1_000_000
 FETCH_MAX_BYTES = 64 * 1024 * 1024
+
+
+def _start_date() -> date:
+    from data_platform.settings import load_settings
+
+    return load_settings().start_date
 
 
 def dlq_topic(topic: str) -> str:
@@ -27,6 +34,8 @@ class SinkConfig:
     max_batch_bytes: int = 64 * 1024 * 1024
     max_batch_seconds: float = 5.0
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    # The first day a message may be filed under: DATA_PLATFORM_START_DATE, the first partition.
+    first_day: date = field(default_factory=lambda: _start_date())
 
     @property
     def dlq_topic(self) -> str:

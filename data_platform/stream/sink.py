@@ -4,6 +4,8 @@ How exactly-once holds, step by step (a crash can happen between any two):
 1. Messages of one partition accumulate in a batch until it holds `max_batch_messages` or
    `max_batch_bytes`, is `max_batch_seconds` old, or the next message's UTC day (its Kafka
    timestamp, so the same on every re-read) differs. A batch never spans partitions or days.
+   A timestamp outside the days the platform ingests (`batch.DayWindow`), or none at all, is
+   a "day" of its own: such runs of messages are batches of dead letters, never in a file.
 2. Flush: dead letters of the batch are produced and acknowledged, then its file is published
    (`landing_files.publish`: complete or invisible, fsynced), named after the topic's id and
    the first and last offset of the range it covers,
@@ -44,7 +46,7 @@ from confluent_kafka.admin import AdminClient
 
 from data_platform.resources.landing import LandingZone
 from data_platform.stream.adoption import Adoption
-from data_platform.stream.batch import DAY_MS, Batch, day_of, unlandable
+from data_platform.stream.batch import DAY_MS, Batch, DayWindow, day_number, day_of, unlandable
 from data_platform.stream.config import SinkConfig
 from data_platform.stream.dead_letters import DeadLetterError, DeadLetters
 from data_platform.stream.landing_files import publish
@@ -69,6 +71,7 @@ class Sink:
         self._batches: dict[int, Batch] = {}
         self._adoption = Adoption(landing)
         self._stopping = False
+        self._first_day = day_number(config.first_day)
         self.landed = self.dead_lettered = 0
 
     def stop(self, *_: object) -> None:
@@ -106,6 +109,8 @@ class Sink:
         batches, skip_below = self._batches, self._adoption.skip_below
         limit, max_count = self.config.max_message_bytes, self.config.max_batch_messages
         max_bytes = self.config.max_batch_bytes
+        window = DayWindow(self._first_day, int(time.time() * 1000) // DAY_MS + 1)
+        first_day, last_day = window.first, window.last
         for message in messages:
             error = message.error()
             if error is not None:
@@ -115,28 +120,30 @@ class Sink:
             partition = message.partition()
             if skip_below and message.offset() < skip_below.get(partition, -1):
                 continue
-            timestamp = message.timestamp()[1]
-            day_number = (timestamp if timestamp >= 0 else int(time.time() * 1000)) // DAY_MS
+            day = message.timestamp()[1] // DAY_MS
+            if not first_day <= day <= last_day:
+                day = None  # misdated, or no timestamp (-1): a batch of dead letters
             batch = batches.get(partition)
-            if batch is None or batch.day_number != day_number:
+            if batch is None or batch.day_number != day:
                 if batch is not None:
                     self._flush(batches.pop(partition))
-                batch = self._open(partition, day_number, message.offset(), now)
+                batch = self._open(partition, day, message.offset(), now)
                 if batch is None:
                     continue
             size = len(message)  # the value's length; 0 for an empty value or a tombstone
-            if not size or size > limit:
-                batch.rejected.append(unlandable(message.offset(), message.value(), limit))
+            if day is None or not size or size > limit:
+                batch.rejected.append(unlandable(message, limit, window))
                 continue
             batch.messages.append(message)
             batch.size += size
             if len(batch.messages) >= max_count or batch.size >= max_bytes:
                 self._flush(batches.pop(partition))
 
-    def _open(self, partition: int, day_number: int, offset: int, now: float) -> Batch | None:
+    def _open(self, partition: int, day: int | None, offset: int, now: float) -> Batch | None:
         if partition not in self._adoption.owned:
             return None  # fetched before its revocation: the new owner reads it again
-        last = self._adoption.landed_end(partition, day_of(day_number * DAY_MS), offset)
+        folder = None if day is None else day_of(day * DAY_MS)
+        last = self._adoption.landed_end(partition, folder, offset)
         if last is not None:
             # The file is of the incarnation assigned; the message at `offset`, only if it still is.
             confirm_topic_id(self._admin, self.config.topic, self._adoption.topic_id)
@@ -146,7 +153,7 @@ class Sink:
         batch = Batch(
             topic_id=self._adoption.topic_id,
             partition=partition,
-            day_number=day_number,
+            day_number=day,
             first=offset,
             opened_at=now,
         )
