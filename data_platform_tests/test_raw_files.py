@@ -68,8 +68,14 @@ EVENT_LINES = [
     # DuckDB's cast reads both words as timestamps; neither is ISO-8601 (nor one on Spark).
     (event("epoch", occurred_at="epoch"), "occurred_at: expected an ISO-8601 timestamp"),
     (event("infinity", occurred_at="infinity"), "occurred_at: expected an ISO-8601 timestamp"),
-    (event("repeated")[:-1] + ', "user_id": 8}', "keys given more than once (user_id)"),
+    (event("repeated")[:-1] + ', "user_id": 8}', 'keys given more than once ("user_id")'),
     (event("bad-props", properties=[1]), "properties: expected a JSON object"),
+    # JSON has no NaN, Infinity or trailing comma: DuckDB's lenient reader took them (Spark not).
+    (event("nan", properties={"amount": float("nan")}), "not valid JSON"),
+    (event("inf", properties={"amount": float("-inf")}), "not valid JSON"),
+    (event("comma")[:-1] + ", }", "not valid JSON"),
+    (event("inner-comma", properties={"page": "/"}).replace('"/"}', '"/",}'), "not valid JSON"),
+    (event("nan-text", properties={"note": "NaN, Infinity,]"}), None),  # text, not numbers
     (event("num-id").replace('"num-id"', "42"), "event_id: expected a string"),
     ("\t" + event("tab-first"), None),  # JSON's whitespace before the object: a valid line
     ("\x0b\x0c", None),  # blank, as Python's strip() and Java's \s have it: no record
@@ -445,12 +451,15 @@ def test_file_names_with_glob_characters_are_read_as_written(settings, resources
 def test_a_header_naming_a_column_twice_refuses_its_rows(settings, resources, tmp_path):
     """Which of two `note` (or `amount`) values is meant cannot be told: each row of such a file
     is a dead letter saying so (an extra column given twice failed the whole day; a contract
-    column given twice loaded the first value and dropped the second)."""
+    column given twice loaded the first value and dropped the second; two unnamed columns
+    failed it again: an empty name given twice was read as no repeat)."""
     landing, fields = resources["landing"], "payment_id,order_id,amount,currency,status,created_at"
     row = "2026-01-05T10:00:00Z"
     put_lines(landing, f"payments/dt={DAY}/note.csv", [f"{fields},note,note", f"p1,1,1.00,EUR,succeeded,{row},a,b"], tmp_path)  # fmt: skip
     put_lines(landing, f"payments/dt={DAY}/amount.csv", [f"{fields},Amount", f"p2,2,1.00,EUR,succeeded,{row},99.00"], tmp_path)  # fmt: skip
     put_lines(landing, f"payments/dt={DAY}/fine.csv", [fields, f"p3,3,1.00,EUR,succeeded,{row}"], tmp_path)  # fmt: skip
+    # A spreadsheet's export: two columns without a name (failed the whole day on both engines).
+    put_lines(landing, f"payments/dt={DAY}/unnamed.csv", [f"{fields},,", f"p4,4,1.00,EUR,succeeded,{row},x,"], tmp_path)  # fmt: skip
     assert dg.materialize(FILE_ASSETS, resources=resources, partition_key=DAY.isoformat()).success
     assert query(settings.warehouse, "SELECT payment_id FROM raw.payments") == [("p3",)]
     dead = query(
@@ -459,9 +468,11 @@ def test_a_header_naming_a_column_twice_refuses_its_rows(settings, resources, tm
     assert [(key.rsplit("/", 1)[1], line) for key, line, _ in dead] == [
         ("amount.csv", 2),
         ("note.csv", 2),
+        ("unnamed.csv", 2),
     ]
-    assert dead[0][2].startswith("the header names amount more than once")
-    assert dead[1][2].startswith("the header names note more than once")
+    assert dead[0][2].startswith('the header names "amount" more than once')
+    assert dead[1][2].startswith('the header names "note" more than once')
+    assert dead[2][2].startswith('the header names "" more than once')
 
 
 def land_three_days(landing, tmp_path) -> list[date]:

@@ -39,6 +39,7 @@ LOOKBACK = timedelta(hours=1)
 # Small batches: every table's extraction spans several, and Spark stages them all.
 BATCH_ROWS = 16
 TABLES = {table.name: table for table in SOURCE_DB_TABLES}
+ODD_COLUMN = '"o\'stock\\"'  # SQL for the column o'stock\
 
 
 @pytest.fixture(scope="module")
@@ -165,9 +166,10 @@ def test_spark_extraction_gives_duckdb_version_logs_first_and_incremental(
             sa.text("UPDATE users SET loyalty_tier = 'gold', updated_at = :t WHERE id = 7"),
             {"t": changed_at},
         )
-        conn.execute(sa.text("ALTER TABLE products ADD COLUMN stock INTEGER"))
+        # A name a quote and a backslash end: literals differ between the engines' SQL.
+        conn.execute(sa.text(f"ALTER TABLE products ADD COLUMN {ODD_COLUMN} INTEGER"))
         conn.execute(
-            sa.text("UPDATE products SET stock = 5, updated_at = :t WHERE id = 1"),
+            sa.text(f"UPDATE products SET {ODD_COLUMN} = 5, updated_at = :t WHERE id = 1"),
             {"t": changed_at},
         )
         # Changed, its new column still empty: the key is rescued with a null.
@@ -190,7 +192,7 @@ def test_spark_extraction_gives_duckdb_version_logs_first_and_incremental(
     # Every version extracted since a column appeared has it in `_rescued`, null included.
     for table, column, values in (
         ("users", "loyalty_tier", {7: "gold"}),
-        ("products", "stock", {1: 5}),
+        ("products", "o'stock\\", {1: 5}),
     ):
         at = TABLES[table].column_names.index("updated_at")
         rescued = {(row[0], row[at]): row[-1] for row in spark_rows(spark_raw, TABLES[table])}

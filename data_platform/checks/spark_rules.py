@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from data_platform.ingestion.spark_formats import spark_string
+
 if TYPE_CHECKING:
     import pandera.pandas as pa
 
@@ -94,7 +96,7 @@ def sql_literal(value: Any) -> str:
     if isinstance(value, Decimal):
         return f"{value}BD"
     if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return spark_string(value)
     if isinstance(value, dt.datetime):  # pd.Timestamp too; naive, as the warehouse's are
         if value.tzinfo is not None:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)

@@ -136,19 +136,33 @@ _EVENT_VALUES = rules.event_values(DUCKDB)
 
 
 def _repeated(names: str) -> str:
-    """The names a list holds more than once, sorted and ', '-joined; NULL when none."""
+    """The names a list holds more than once, sorted, quoted and ', '-joined; NULL when none.
+    Quoted, so that an empty name given twice (a header ending `,,`) is not read as none."""
     return (
-        "nullif(array_to_string(list_sort(list_distinct(list_filter("
-        f"{names}, lambda k: len(list_filter({names}, lambda j: j = k)) > 1))), ', '), '')"
+        "nullif(array_to_string(list_transform(list_sort(list_distinct(list_filter("
+        f"{names}, lambda k: len(list_filter({names}, lambda j: j = k)) > 1))), "
+        "lambda k: '\"' || k || '\"'), ', '), '')"
     )
 
 
 _EVENT_RESCUED = f"CASE WHEN len(extra_keys) > 0 THEN json_merge_patch(line, '{_EVENT_NULLS}') END"
 
+# DuckDB's JSON reader (yyjson) is lenient: it takes NaN, Infinity and trailing commas, which
+# JSON (RFC 8259) and Spark's parser refuse. A line holding one outside its strings is "not
+# valid JSON" on both engines: its strings blanked, what is left is looked at.
+_LENIENT_JSON = (
+    r"""regexp_matches(regexp_replace(line, '"(?:[^"\\]|\\.)*"', '""', 'g'), """
+    r"""'(?i)nan|inf|,\s*[}\]]')"""
+)
+# The fast path vouches for a line only if its properties (minified by the extraction: no
+# trailing comma is left in them) hold neither word; a string that does goes to the diagnosis.
+_PROPERTIES = f"v[{EVENT_FIELD_NAMES.index('properties') + 1}]"
+_NO_NAN_OR_INF = f"NOT coalesce(regexp_matches({_PROPERTIES}, '(?i)nan|inf'), false)"
+
 EVENTS_SQL = f"""
 WITH objects AS (
     SELECT file_index, line_number, line,
-        json_valid(line) AS is_json,
+        json_valid(line) AND NOT {_LENIENT_JSON} AS is_json,
         is_json AND {rules.OPENS_AN_OBJECT} AS is_object
     FROM _file_lines
 ),
@@ -196,7 +210,8 @@ WITH fields AS (
     FROM _file_lines
 ),
 fragments AS (
-    SELECT file_index, line_number, {rules.spelled_back("line", _SPELLED_LINE)} AS spelled_back,
+    SELECT file_index, line_number,
+        {rules.spelled_back("line", _SPELLED_LINE)} AND {_NO_NAN_OR_INF} AS spelled_back,
         {_EVENT_VOUCHED}
     FROM fields
 ),

@@ -32,14 +32,13 @@ from data_platform.ingestion.database import (
     source_batches,
     source_query,
 )
-from data_platform.ingestion.file_lines import sql_string
 from data_platform.ingestion.source_schema import (
     BatchKinds,
     EngineSql,
     contract_value,
     require_castable,
 )
-from data_platform.ingestion.spark_formats import SPARK
+from data_platform.ingestion.spark_formats import SPARK, spark_string
 from data_platform.ingestion.spark_tables import ensure_spark_tables, spark_type
 from data_platform.ingestion.tables import RawTable
 
@@ -87,7 +86,7 @@ def _typed_versions(
         for c in table.columns
         if not c.name.startswith("_")
     ]
-    pairs = ", ".join(f"{sql_string(n)}, {backquoted(n)}" for n in extra)
+    pairs = ", ".join(f"{spark_string(n)}, {backquoted(n)}" for n in extra)
     rescued = f"to_json(named_struct({pairs}), {_JSON_OPTIONS})" if extra else "NULL"
     stamp = f"TIMESTAMP_NTZ '{extracted_at.isoformat(sep=' ')}'"
     return frame.selectExpr(

@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from data_platform.ingestion.file_formats import FileFormat
-from data_platform.ingestion.file_lines import NOT_UTF8, UNREADABLE, sql_string, unreadable_reason
+from data_platform.ingestion.file_lines import NOT_UTF8, UNREADABLE, unreadable_reason
 from data_platform.ingestion.files import PartitionStats, files_for, partition_of
-from data_platform.ingestion.spark_formats import spark_fast_sql, spark_parse_sql
+from data_platform.ingestion.spark_formats import spark_fast_sql, spark_parse_sql, spark_string
 from data_platform.ingestion.spark_tables import ensure_spark_tables
 from data_platform.ingestion.tables import DEAD_LETTER
 from data_platform.resources.landing import LandingZone
@@ -173,7 +173,7 @@ def _parse_records(spark: SparkSession, fmt: FileFormat, paths: dict[str, Path])
         "CACHE TABLE _parsed AS SELECT * EXCEPT (line, is_valid, error), "
         "CASE WHEN NOT loads THEN line END AS line FROM ("
         "SELECT p.*, f.dt, p.is_valid AND is_valid_utf8(p.line) AS loads, "
-        f"CASE WHEN is_valid_utf8(p.line) THEN p.error ELSE {sql_string(NOT_UTF8)} END AS reason "
+        f"CASE WHEN is_valid_utf8(p.line) THEN p.error ELSE {spark_string(NOT_UTF8)} END AS reason "
         f"FROM ({records}) p LEFT JOIN _landed_files f ON p.file_index = f.source_file)"
     )
 
@@ -199,7 +199,7 @@ def _replace_partitions(
     spark.createDataFrame(
         unreadable_rows, "source_file STRING, error STRING, dt DATE"
     ).createOrReplaceTempView("_unreadable")
-    source = sql_string(fmt.source)
+    source = spark_string(fmt.source)
     spark.sql(
         f"INSERT OVERWRITE TABLE {DEAD_LETTER.qualified_name} PARTITION (source, dt) "
         f"SELECT file_index, line_number, make_valid_utf8(line), reason, {stamp}, {source}, dt "

@@ -29,6 +29,13 @@ from data_platform.ingestion.file_formats import CSV_FIELD, EVENT_FILES, PAYMENT
 from data_platform.ingestion.record_rules import EVENT_FIELD_NAMES, EVENT_FIELDS, INTEGER_FIELDS
 
 
+def spark_string(text: str) -> str:
+    """A Spark SQL string literal. Spark's parser escapes with a backslash and joins adjacent
+    literals: DuckDB's doubled quote, `'o''brien'`, reads as `obrien` there, and a text ending
+    in a backslash escapes the closing quote."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _sql_array(names: list[str]) -> str:
     return "array(" + ", ".join(f"'{n}'" for n in names) + ")"
 
@@ -109,10 +116,12 @@ _KINDS = ",\n        ".join(_field_columns(f) for f in EVENT_FIELD_NAMES)
 
 
 def _repeated(names: str) -> str:
-    """The names an array holds more than once, sorted and ', '-joined; NULL when none."""
+    """The names an array holds more than once, sorted, quoted and ', '-joined; NULL when none
+    (quoted as on DuckDB: an empty name given twice is a name)."""
     return (
-        "nullif(array_join(array_sort(array_distinct(filter("
-        f"{names}, k -> size(filter({names}, j -> j = k)) > 1))), ', '), '')"
+        "nullif(array_join(transform(array_sort(array_distinct(filter("
+        f"{names}, k -> size(filter({names}, j -> j = k)) > 1))), "
+        "k -> concat('\"', k, '\"')), ', '), '')"
     )
 
 
