@@ -538,6 +538,35 @@ def test_sigterm_flushes_commits_and_exits_0(stream, tmp_path):
     assert_exactly_once(stream, ids)
 
 
+@pytest.mark.parametrize("zone", ["not_a_folder", "missing_bucket"])
+def test_a_landing_zone_that_refuses_the_file_is_one_line_and_exit_1(
+    zone, stream, tmp_path, monkeypatch, request
+):
+    """A landing error (not a folder, disk full, no bucket or credentials) was a traceback, and
+    the rebalance callback of the consumer's close published again and failed a second time."""
+    if zone == "not_a_folder":
+        landing = tmp_path / "landing"
+        landing.write_text("a file where the folder should be")
+        expected = f"DATA_PLATFORM_LANDING={landing}"
+    else:
+        endpoint = request.getfixturevalue("s3_endpoint")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        for name, value in (("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "x")):
+            monkeypatch.setenv(name, value)
+        landing = f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/zone"
+        expected = f"DATA_PLATFORM_LANDING={landing}"
+    monkeypatch.setenv("DATA_PLATFORM_LANDING", str(landing))
+    ids = [f"e-{i}" for i in range(10)]
+    ends = produce(stream, [event(i) for i in ids])
+    sink = SinkProcess(stream, tmp_path, "sink", "--max-batch-seconds", "0.5")
+    assert sink.process.wait(60) == 1, sink.text()
+    log = sink.text()
+    assert "Traceback" not in log, log
+    [line] = [line for line in log.splitlines() if expected in line]
+    assert line.startswith("data-platform consume: landing zone"), log
+    assert committed(stream) != ends  # nothing committed past a file that is not there
+
+
 def test_simulate_to_kafka_lands_the_simulated_events_and_their_defects(stream, resources, capsys):
     stream["topic"], stream["group"] = "events", f"g-sim-{uuid.uuid4().hex[:8]}"
     argv = ["simulate", "--to-kafka", "--days", "2", "--events-per-day", "300", "--quiet"]

@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from data_platform.resources.landing import LandingZone
     from data_platform.settings import KAFKA_BOOTSTRAP_VARIABLE, load_settings
     from data_platform.stream.dead_letters import DeadLetterError
+    from data_platform.stream.landing_files import LandingError
     from data_platform.stream.sink import Sink
     from data_platform.stream.topics import TopicIdError, ensure_topics
 
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         max_batch_bytes=args.max_batch_bytes,
         max_batch_seconds=args.max_batch_seconds,
         max_message_bytes=args.max_message_bytes,
+        first_day=settings.start_date,
     )
     try:
         ensure_topics(config.bootstrap, config.topic)
@@ -96,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
     except (KafkaException, DeadLetterError, TopicIdError) as error:
         # Nothing past the last durable file was committed: a restart resumes there.
         print(f"data-platform consume: Kafka at {config.bootstrap}: {error}", file=sys.stderr)
+        return 1
+    except LandingError as error:
+        print(f"data-platform consume: {error}", file=sys.stderr)
         return 1
     log_to_stderr(f"stopped: {sink.landed} landed, {sink.dead_lettered} dead-lettered")
     return 0

@@ -10,6 +10,8 @@ a file a power cut could still take back.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -17,13 +19,56 @@ from data_platform.resources.landing import LandingZone
 from data_platform.stream.batch import parse_batch_key
 
 
+class LandingError(RuntimeError):
+    """The landing zone refused a file or a listing: nothing past the last durable file was
+    committed, so the sink stops (exit 1) and a restart resumes there."""
+
+
+@contextmanager
+def landing_errors(landing: LandingZone) -> Iterator[None]:
+    """Turn what the landing zone raises (OSError: not a folder, disk full, permission; S3:
+    botocore and boto3 errors, no credentials or bucket) into one `LandingError` sentence."""
+    try:
+        yield
+    except Exception as error:
+        if not isinstance(error, _error_types(landing)):
+            raise
+        raise LandingError(_describe(landing, error)) from error
+
+
+def _error_types(landing: LandingZone) -> tuple[type[Exception], ...]:
+    if not landing.is_s3:
+        return (OSError,)
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (OSError, BotoCoreError, ClientError, Boto3Error)
+
+
+def _describe(landing: LandingZone, error: Exception) -> str:
+    where = f"landing zone DATA_PLATFORM_LANDING={landing.url}"
+    if not landing.is_s3:
+        return (
+            f"{where}: {error}: it must be a folder this user can write, on a disk with room; "
+            "a restart resumes after the last landed file"
+        )
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or "AWS (AWS_ENDPOINT_URL unset)"
+    bucket = landing.url.removeprefix("s3://").split("/", 1)[0]
+    return (
+        f"{where}: {error}: check that bucket {bucket} exists at {endpoint} and that the "
+        "credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a role) may "
+        "list and put objects; a restart resumes after the last landed file"
+    )
+
+
 def publish(landing: LandingZone, key: str, data: bytes) -> None:
-    landing.write_bytes(key, data)
-    if landing.is_s3:
-        return  # upload_file returned: the object is complete and durable
-    path = Path(landing.url) / key
-    _fsync(path, os.O_RDONLY)
-    _fsync(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    with landing_errors(landing):
+        landing.write_bytes(key, data)
+        if landing.is_s3:
+            return  # upload_file returned: the object is complete and durable
+        path = Path(landing.url) / key
+        _fsync(path, os.O_RDONLY)
+        _fsync(path.parent, os.O_RDONLY | os.O_DIRECTORY)
 
 
 def _fsync(path: Path, flags: int) -> None:
@@ -44,7 +89,9 @@ def published_batch(
     it and stopped (crash, kill -9, lost partition) before its commit. A file of another
     incarnation with the same partition and offsets holds other messages.
     """
-    for landed in landing.list_files(f"events/dt={day.isoformat()}/"):
+    with landing_errors(landing):
+        files = landing.list_files(f"events/dt={day.isoformat()}/")
+    for landed in files:
         parsed = parse_batch_key(landed.key.rsplit("/", 1)[-1])
         if parsed is not None and parsed[:3] == (topic_id, partition, first):
             return parsed[3]

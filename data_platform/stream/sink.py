@@ -49,7 +49,7 @@ from data_platform.stream.adoption import Adoption
 from data_platform.stream.batch import DAY_MS, Batch, DayWindow, day_number, day_of, unlandable
 from data_platform.stream.config import SinkConfig
 from data_platform.stream.dead_letters import DeadLetterError, DeadLetters
-from data_platform.stream.landing_files import publish
+from data_platform.stream.landing_files import LandingError, publish
 from data_platform.stream.topics import TopicIdError, confirm_topic_id, describe_topic_id
 
 POLL_SECONDS = 0.5
@@ -71,6 +71,7 @@ class Sink:
         self._batches: dict[int, Batch] = {}
         self._adoption = Adoption(landing)
         self._stopping = False
+        self._failed = False  # run() raised: the consumer's close must flush nothing more
         self._first_day = day_number(config.first_day)
         self.landed = self.dead_lettered = 0
 
@@ -99,6 +100,11 @@ class Sink:
                 self._flush_due(time.monotonic())
             for partition in list(self._batches):
                 self._flush(self._batches.pop(partition))
+        except BaseException:
+            # close() revokes the partitions: flushing there would meet the same error again,
+            # inside the callback. What is not committed is the next owner's, as when lost.
+            self._failed = True
+            raise
         finally:
             self._consumer.close()
             self._dead_letters.close()
@@ -192,10 +198,10 @@ class Sink:
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             batch = self._batches.pop(tp.partition, None)
-            if batch is not None:
+            if batch is not None and not self._failed:
                 try:
                     self._flush(batch)
-                except (KafkaException, DeadLetterError, TopicIdError) as error:
+                except (KafkaException, DeadLetterError, TopicIdError, LandingError) as error:
                     # Uncommitted: the next owner adopts its file, if it was published.
                     self._log(f"partition {tp.partition}: flush on revoke failed: {error}")
         self._forget(partitions, "revoked")
