@@ -9,18 +9,19 @@ as a table and a chart.
 import base64
 import io
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
 # Dagster 1.13 has no public API for check history; the event log storage's (what the UI's
-# check history reads) takes this status filter.
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+# check history reads) gives these records.
+from dagster._core.storage.asset_check_execution_record import (
+    AssetCheckExecutionRecord,
+    AssetCheckExecutionRecordStatus,
+)
 
-from data_platform.assets.dbt import DBT_ASSETS
 from data_platform.automation.conditions import follows_inputs
-from data_platform.checks import QUALITY_CHECKS
 from data_platform.checks.report import markdown_table
 from data_platform.checks.thresholds import QualityThresholds
 from data_platform.partitions import OWNERS, WAREHOUSE_POOL
@@ -33,43 +34,88 @@ if TYPE_CHECKING:  # pandas loads when an asset first runs, not with the Definit
 # The tables it reads. raw.dead_letter has no step of its own, so the file assets that write it
 # are deps too: that is what orders the scorecard after them in a run.
 READS = [dg.AssetKey(["raw", name]) for name in ("events", "payments", "dead_letter")]
-OUTCOME_COLUMNS = ["table", "check", "passed", "severity", "errored"]
-# Executions read per check: far more than a week of hourly runs.
-HISTORY_LIMIT = 500
+OUTCOME_COLUMNS = ["table", "check", "passed", "severity", "errored", "skipped"]
+# Check records read per query; the history is read page by page back to the window's start.
+HISTORY_PAGE = 500
+
+
+def platform_check_keys() -> list[dg.AssetCheckKey]:
+    """Every check of the platform's asset graph, from the Definitions (the one list of them:
+    a list kept here missed the checks declared on the raw source-table assets). Read when the
+    scorecard runs, not at import: definitions.py imports this module."""
+    from data_platform.definitions import defs
+
+    return sorted(defs.resolve_asset_graph().asset_check_keys, key=lambda k: k.to_user_string())
+
+
+def check_history(
+    instance: dg.DagsterInstance, key: dg.AssetCheckKey, since: float
+) -> Iterator[AssetCheckExecutionRecord]:
+    """`key`'s check records created since `since` (epoch seconds), newest first: page after
+    page (the storage's cursor is a record id), until a page reaches back before `since`. One
+    page of 500 undercounted a check run more often than that in the window, silently."""
+    cursor = None
+    while True:
+        page = instance.event_log_storage.get_asset_check_execution_history(
+            key, limit=HISTORY_PAGE, cursor=cursor
+        )
+        yield from (record for record in page if record.create_timestamp >= since)
+        if len(page) < HISTORY_PAGE or page[-1].create_timestamp < since:
+            return
+        cursor = page[-1].id
+
+
+def started_steps(instance: dg.DagsterInstance, run_id: str) -> set[str]:
+    return {
+        entry.step_key
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)
+        if entry.step_key
+    }
 
 
 def check_outcomes(
     instance: dg.DagsterInstance, keys: Iterable[dg.AssetCheckKey], since: float
 ) -> "pd.DataFrame":
-    """One row per finished check execution since `since` (epoch seconds).
+    """One row per check record of a finished run since `since` (epoch seconds).
 
-    A check that raised leaves no evaluation: its record stays PLANNED. As in the UI, a PLANNED
-    record of a failed run is an execution that failed (`errored`, no severity); one of a run
-    still going or that succeeded without it is not counted. Reading only the evaluated ones
-    hid a check that crashed every time, and a table whose checks all crashed."""
+    A check that raised leaves no evaluation: its record stays PLANNED. A PLANNED record of a
+    failed run whose check's step started is an execution that failed (`errored`, no severity:
+    the check raised, or the step that was to report it did). One whose step never started
+    (a step upstream failed, a blocking gate stopped the run), or of a run that finished
+    without failing, did not run: `skipped`, as the UI says. Records of runs still going are
+    not counted. Reading only the evaluated ones hid a check that crashed every time; counting
+    every PLANNED record of a failed run as errored made one failing gate look like every check
+    below it crashing."""
     import pandas as pd
 
     rows, planned = [], []
     for key in keys:
-        history = instance.event_log_storage.get_asset_check_execution_history(
-            key, limit=HISTORY_LIMIT
-        )
-        for record in history:
-            if record.create_timestamp < since:
-                continue
-            table = key.asset_key.to_user_string()
+        table = key.asset_key.to_user_string()
+        for record in check_history(instance, key, since):
             if record.status == AssetCheckExecutionRecordStatus.PLANNED:
-                planned.append((table, key.name, record.run_id))
+                step = record.event.step_key if record.event else None
+                planned.append((table, key.name, record.run_id, step))
             elif (evaluation := record.evaluation) is not None:
-                rows.append((table, key.name, evaluation.passed, evaluation.severity.value, False))
-    if planned:
-        run_ids = sorted({run_id for *_, run_id in planned})
-        failed_runs = {
-            run.run_id
-            for run in instance.get_runs(dg.RunsFilter(run_ids=run_ids))
-            if run.status == dg.DagsterRunStatus.FAILURE
-        }
-        rows += [(t, c, False, "", True) for t, c, run_id in planned if run_id in failed_runs]
+                severity = evaluation.severity.value
+                rows.append((table, key.name, evaluation.passed, severity, False, False))
+    run_ids = sorted({run_id for _, _, run_id, _ in planned})
+    runs = {}
+    for start in range(0, len(run_ids), HISTORY_PAGE):  # bounded IN lists; none: no query
+        page = dg.RunsFilter(run_ids=run_ids[start : start + HISTORY_PAGE])
+        runs.update((run.run_id, run) for run in instance.get_runs(page))
+    started: dict[str, set[str]] = {}
+    for table, check, run_id, step in planned:
+        run = runs.get(run_id)
+        if run is not None and not run.is_finished:
+            continue
+        if run is not None and run.status == dg.DagsterRunStatus.FAILURE:
+            if run_id not in started:
+                started[run_id] = started_steps(instance, run_id)
+            # A record from before Dagster stored the planned event names no step: as the UI.
+            errored = step is None or step in started[run_id]
+        else:  # succeeded or canceled without it, or the run was deleted
+            errored = False
+        rows.append((table, check, False, "", errored, not errored))
     return pd.DataFrame(rows, columns=OUTCOME_COLUMNS)
 
 
@@ -98,25 +144,27 @@ def file_volumes(reader: WarehouseReader, days: int) -> "pd.DataFrame":
 
 def scorecard(outcomes: "pd.DataFrame", volumes: "pd.DataFrame") -> "pd.DataFrame":
     """One row per table: checks, executions, passes, WARN / ERROR failures, executions that
-    errored, dead letters."""
+    errored, checks skipped (planned, never ran: not executions), dead letters."""
     import pandas as pd
 
     errored = outcomes["errored"].astype(bool)
-    failed = outcomes[~outcomes["passed"].astype(bool) & ~errored]
-    by_table = outcomes.groupby("table")
+    skipped = outcomes["skipped"].astype(bool)
+    executed = outcomes[~skipped]
+    failed = outcomes[~outcomes["passed"].astype(bool) & ~errored & ~skipped]
     card = pd.DataFrame(
         {
-            "checks": by_table["check"].nunique(),
-            "executions": by_table.size(),
-            "passed": by_table["passed"].sum(),
+            "checks": outcomes.groupby("table")["check"].nunique(),
+            "executions": executed.groupby("table").size(),
+            "passed": executed.groupby("table")["passed"].sum(),
             "failed_warn": failed[failed["severity"] == "WARN"].groupby("table").size(),
             "failed_error": failed[failed["severity"] == "ERROR"].groupby("table").size(),
             "errored": outcomes[errored].groupby("table").size(),
+            "skipped": outcomes[skipped].groupby("table").size(),
             "records": volumes.set_index("table")["records"],
             "dead_letters": volumes.set_index("table")["dead_letters"],
         }
     )
-    counts = ["checks", "executions", "passed", "failed_warn", "failed_error", "errored"]
+    counts = ["checks", "executions", "passed", "failed_warn", "failed_error", "errored", "skipped"]
     card[counts] = card[counts].astype("float64").fillna(0).astype("int64")
     # Volumes exist only for the file sources: elsewhere they stay empty, not a misleading 0.
     card[["records", "dead_letters"]] = card[["records", "dead_letters"]].astype("Int64")
@@ -126,7 +174,8 @@ def scorecard(outcomes: "pd.DataFrame", volumes: "pd.DataFrame") -> "pd.DataFram
 
 
 def scorecard_png(card: "pd.DataFrame") -> bytes:
-    """Stacked bars per table: passed, WARN failures, ERROR failures, executions that errored."""
+    """Stacked bars per table: passed, WARN failures, ERROR failures, executions that errored,
+    checks skipped."""
     import matplotlib
     import pandas as pd
 
@@ -140,12 +189,13 @@ def scorecard_png(card: "pd.DataFrame") -> bytes:
         ("failed_warn", "#f0a020"),
         ("failed_error", "#d1343b"),
         ("errored", "#6b4fa0"),
+        ("skipped", "#b0b0b0"),
     ):
         ax.barh(card["table"], card[column], left=left, color=colour, label=column)
         left = left + card[column]
     ax.invert_yaxis()
-    ax.set_title("Asset check executions per table")
-    ax.set_xlabel("check executions")
+    ax.set_title("Asset checks per table")
+    ax.set_xlabel("check executions (and checks skipped)")
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -155,10 +205,10 @@ def scorecard_png(card: "pd.DataFrame") -> bytes:
 
 
 def scorecard_asset(
-    thresholds: QualityThresholds, check_keys: Sequence[dg.AssetCheckKey]
+    thresholds: QualityThresholds, check_keys: Callable[[], Iterable[dg.AssetCheckKey]]
 ) -> dg.AssetsDefinition:
-    """The scorecard over `check_keys`: a run's job knows only the checks it selected, so the
-    platform's checks are handed over here, when the definitions are built."""
+    """The scorecard over the checks `check_keys()` names when it runs: a run's job knows only
+    the checks it selected, so the platform's checks come from elsewhere (the Definitions)."""
     days = thresholds.scorecard_days
 
     @dg.asset(
@@ -172,14 +222,14 @@ def scorecard_asset(
         # Refreshed after each ingestion, like every table below raw.
         automation_condition=follows_inputs(),
         description=f"Per table: check executions of the last {days} days (passed, WARN and "
-        f"ERROR failures, executions that errored) and dead letters of its last {days} days of "
-        "data.",
+        "ERROR failures, executions that errored; checks skipped: their step never ran) and "
+        f"dead letters of its last {days} days of data.",
     )
     def data_quality_scorecard(
         context: dg.AssetExecutionContext, warehouse: Warehouse
     ):  # a DataFrame, unannotated: see customer_segments
         since = time.time() - days * 86_400
-        outcomes = check_outcomes(context.instance, check_keys, since)
+        outcomes = check_outcomes(context.instance, check_keys(), since)
         with warehouse.reader() as reader:
             card = scorecard(outcomes, file_volumes(reader, days))
         png = base64.b64encode(scorecard_png(card)).decode()
@@ -187,7 +237,7 @@ def scorecard_asset(
             {
                 "scorecard": dg.MetadataValue.md(markdown_table(card)),
                 "chart": dg.MetadataValue.md(f"![data quality](data:image/png;base64,{png})"),
-                "check_executions": len(outcomes),
+                "check_executions": int((~outcomes["skipped"].astype(bool)).sum()),
                 "dagster/row_count": len(card),
             }
         )
@@ -196,5 +246,4 @@ def scorecard_asset(
     return data_quality_scorecard
 
 
-PLATFORM_CHECK_KEYS = [key for d in [*DBT_ASSETS, *QUALITY_CHECKS] for key in d.check_keys]
-SCORECARD_ASSETS = [scorecard_asset(QualityThresholds(), PLATFORM_CHECK_KEYS)]
+SCORECARD_ASSETS = [scorecard_asset(QualityThresholds(), platform_check_keys)]

@@ -1,0 +1,147 @@
+"""The data-quality scorecard against a real Dagster instance: which checks it reads, how it
+tells a check that crashed from one that never ran, and how far back it reads."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import dagster as dg
+import duckdb
+import pandas as pd
+
+from data_platform.assets import scorecard as scorecard_module
+from data_platform.assets.raw import RAW_SOURCE_TABLE_ASSETS
+from data_platform.assets.scorecard import SCORECARD_ASSETS, check_outcomes, scorecard
+from data_platform_tests.helpers import query
+
+NO_VOLUMES = pd.DataFrame(columns=["table", "records", "dead_letters"])
+
+
+def stand_in(check_key: dg.AssetCheckKey, passed: bool) -> dg.AssetsDefinition:
+    """An asset with `check_key`'s asset key and check, whose check `passed` or WARNs."""
+
+    @dg.asset(
+        key=check_key.asset_key,
+        check_specs=[dg.AssetCheckSpec(check_key.name, asset=check_key.asset_key)],
+    )
+    def table():
+        yield dg.Output(1)
+        yield dg.AssetCheckResult(
+            check_name=check_key.name, passed=passed, severity=dg.AssetCheckSeverity.WARN
+        )
+
+    return table
+
+
+def test_the_scorecard_reads_the_checks_of_the_raw_source_tables(settings, resources):
+    """The scorecard's keys were DBT_ASSETS' and QUALITY_CHECKS': the `unversioned_changes`
+    checks declared on the raw source-table assets (the WARNs the README says to watch) never
+    showed. Here each runs twice, on a real instance, and the scorecard asset counts them."""
+    source_checks = [key for asset in RAW_SOURCE_TABLE_ASSETS for key in asset.check_keys]
+    assert {key.name for key in source_checks} == {"unversioned_changes"}
+    assert len(source_checks) == 4
+    instance = dg.DagsterInstance.ephemeral()
+    expected = {}
+    for n, key in enumerate(source_checks):
+        passed = n % 2 == 0  # users, orders... alternate: half of them WARN
+        for _ in range(2):
+            assert dg.materialize([stand_in(key, passed)], instance=instance).success
+        table = key.asset_key.to_user_string()
+        expected[table] = (2, 2 if passed else 0, 0 if passed else 2)
+    # The warehouse tables the scorecard reads volumes from, empty.
+    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(settings.warehouse)) as conn:
+        conn.execute("CREATE SCHEMA raw")
+        conn.execute("CREATE TABLE raw.events (dt DATE)")
+        conn.execute("CREATE TABLE raw.payments (dt DATE)")
+        conn.execute("CREATE TABLE raw.dead_letter (source VARCHAR, dt DATE)")
+
+    assert dg.materialize(SCORECARD_ASSETS, resources=resources, instance=instance).success
+    stored = query(
+        settings.warehouse,
+        'SELECT "table", executions, passed, failed_warn FROM analytics.data_quality_scorecard',
+    )
+    assert {table: tuple(counts) for table, *counts in stored} == expected
+
+
+def test_a_check_that_never_ran_is_skipped_not_errored():
+    """A PLANNED record of a failed run counted as errored, also when the check's step never
+    started because a step upstream failed: one failing gate made every downstream check look
+    crashed. Errored: its step started (a check that raised, an asset whose inline check did not
+    come); skipped: it did not."""
+
+    @dg.asset
+    def up() -> int:
+        raise RuntimeError("upstream breaks")
+
+    @dg.asset(deps=[up])
+    def down() -> int:
+        return 1
+
+    @dg.asset_check(asset=down)
+    def down_rows() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=True)
+
+    @dg.asset
+    def other() -> int:
+        return 1
+
+    @dg.asset_check(asset=other)
+    def crashes() -> dg.AssetCheckResult:
+        raise RuntimeError("a bug in the check")
+
+    @dg.asset(check_specs=[dg.AssetCheckSpec("inline", asset="boom")])
+    def boom():
+        raise RuntimeError("the step of an inline check breaks")
+
+    instance = dg.DagsterInstance.ephemeral()
+    for _ in range(2):
+        result = dg.materialize(
+            [up, down, down_rows, other, crashes, boom], instance=instance, raise_on_error=False
+        )
+        assert not result.success
+    keys = [down_rows.check_key, crashes.check_key, *boom.check_keys]
+    outcomes = check_outcomes(instance, keys, since=0)
+    errored = outcomes[outcomes["errored"].astype(bool)]
+    assert sorted(errored["check"]) == ["crashes", "crashes", "inline", "inline"]
+    skipped = outcomes[outcomes["skipped"].astype(bool)]
+    assert sorted(skipped["check"]) == ["down_rows", "down_rows"]
+    assert len(outcomes) == 6
+    card = scorecard(outcomes, NO_VOLUMES).set_index("table")
+    assert card.loc["down", ["executions", "errored", "skipped"]].tolist() == [0, 0, 2]
+    assert math.isnan(card.loc["down", "pass_rate"])
+    assert card.loc["other", ["executions", "errored", "skipped"]].tolist() == [2, 2, 0]
+    assert card.loc["boom", ["executions", "errored", "skipped"]].tolist() == [2, 2, 0]
+
+
+def test_history_is_read_page_by_page_back_to_the_window_start(monkeypatch):
+    """Executions were read with one limit and never paged: a check run more often than that in
+    the window (sensor-driven runs) was undercounted, silently. Pages of 3 here, 7 executions in
+    the window, 2 before it."""
+    monkeypatch.setattr(scorecard_module, "HISTORY_PAGE", 3)
+
+    @dg.asset
+    def thing() -> int:
+        return 1
+
+    @dg.asset_check(asset=thing)
+    def odd_runs_pass(context) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=context.run.tags["n"] in {"1", "3", "5"})
+
+    instance = dg.DagsterInstance.ephemeral()
+
+    def run(n: int) -> None:
+        assert dg.materialize([thing, odd_runs_pass], instance=instance, tags={"n": str(n)})
+
+    for n in range(2):
+        run(n)
+    # Records are stamped to the second: the window opens at a second after the old ones.
+    time.sleep(1.5)
+    since = math.floor(time.time())
+    for n in range(7):
+        run(n)
+    outcomes = check_outcomes(instance, [odd_runs_pass.check_key], since=since)
+    assert len(outcomes) == 7
+    assert int(outcomes["passed"].sum()) == 3
+    assert len(check_outcomes(instance, [odd_runs_pass.check_key], since=0)) == 9
