@@ -81,21 +81,27 @@ class Platform:
         self.instance = dg.DagsterInstance.ephemeral()
         self.cursor = None
 
-    def tick(self) -> dict[str, list[str] | bool]:
-        """One evaluation; every requested asset then "runs" (its materialization is recorded)."""
+    def evaluate(self) -> dict[str, list[str] | bool]:
+        """One evaluation; what it requests, whose runs are still to come (see record)."""
         result = dg.evaluate_automation_conditions(
             defs=self.defs, instance=self.instance, cursor=self.cursor
         )
         self.cursor = result.cursor
-        requested = {}
+        requested: dict[str, list[str] | bool] = {}
         for key in self.graph.get_all_asset_keys():
             if not result.get_num_requested(key):
                 continue
             partitioned = self.graph.get(key).partitions_def is not None
-            partitions = sorted(result.get_requested_partitions(key)) if partitioned else [None]
-            requested[key.to_user_string()] = partitions if partitioned else True
-            for partition in partitions:
-                self.record(key.to_user_string(), partition)
+            partitions = sorted(result.get_requested_partitions(key)) if partitioned else True
+            requested[key.to_user_string()] = partitions
+        return requested
+
+    def tick(self) -> dict[str, list[str] | bool]:
+        """One evaluation; every requested asset then "runs" (its materialization is recorded)."""
+        requested = self.evaluate()
+        for key, partitions in requested.items():
+            for partition in partitions if isinstance(partitions, list) else [None]:
+                self.record(key, partition)
         return requested
 
     def settle(self, ticks: int = 8) -> set[str]:
@@ -207,6 +213,39 @@ def test_nothing_downstream_of_a_failed_blocking_check(defs):
     platform.land("2026-01-06")
     assert platform.tick() == {STG_EVENTS: True}
     assert platform.tick() == {FCT_EVENTS: ["2026-01-06"]}
+
+
+def test_a_failed_day_does_not_drop_a_good_day_waiting_for_the_view(defs):
+    platform = Platform(defs).filled()
+    platform.land("2026-01-06")
+    assert platform.tick() == {STG_EVENTS: True}  # the fact's day waits for the view
+    # Before the fact's day is requested, another day lands and its check fails.
+    platform.land("2026-01-07", passes=False)
+    for _ in range(2):
+        assert platform.tick() == {}
+
+    # The next good day releases the held one; the failed day stays out.
+    platform.land("2026-01-08")
+    assert platform.tick() == {STG_EVENTS: True}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-06", "2026-01-08"]}
+    assert platform.tick() == {DAU: True}
+    assert platform.tick() == {}
+
+
+def test_an_input_landing_while_its_reader_runs_rebuilds_the_reader(defs):
+    platform = Platform(defs).filled()
+    platform.land("2026-01-06")
+    assert platform.tick() == {STG_EVENTS: True}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-06"]}
+    assert platform.evaluate() == {DAU: True}  # its run starts, reading the fact
+    platform.land("2026-01-07")
+    assert platform.tick() == {STG_EVENTS: True}
+    assert platform.evaluate() == {FCT_EVENTS: ["2026-01-07"]}
+    # Both runs end before the next evaluation: the aggregate's first, so it lacks 01-07.
+    platform.record(DAU)
+    platform.record(FCT_EVENTS, "2026-01-07")
+    assert platform.tick() == {DAU: True}
+    assert platform.tick() == {}
 
 
 def test_a_failed_check_on_a_view_holds_the_fact(defs):

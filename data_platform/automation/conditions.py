@@ -9,9 +9,10 @@ Three guarantees hold for every condition here, because Dagster gives none of th
 (its issue #17332: automation ignores blocking checks):
 - nothing is requested while an input is being built or is about to be (it waits for the
   input's run, and with it the input's blocking checks);
-- nothing is requested while an input has a failed blocking check, and the updates pending
-  when the failure appears are dropped, not replayed after a later run passes (a check of a
-  partitioned asset may judge only the run's partitions): after an alert, the fix re-delivers;
+- nothing is requested while an input has a failed blocking check, and the pending updates
+  the failure may be about (those no evaluation saw passing) are dropped, not replayed after a
+  later run passes (a check of a partitioned asset may judge only the run's partitions): after
+  an alert, the fix re-delivers. Updates already seen passing (another day's) wait instead;
 - staging views are virtual (they hold no data), so every gate also looks through them to the
   tables they read. Tables only read their direct inputs or views over raw, so holding the
   direct children of a failed check (and the children through views) keeps bad data out of
@@ -41,9 +42,19 @@ def upstream_check_failed() -> dg.AutomationCondition:
     return _through_views(failed, any_dep=True).with_label("an input's blocking check failed")
 
 
+def upstream_running() -> dg.AutomationCondition:
+    """An input (or a table behind a view) or its blocking checks are in a run.
+
+    An input is stored before the checks of its run have judged it, so until its run ends the
+    verdict shown is not yet about the update.
+    """
+    checks_running = AC.any_checks_match(AC.run_in_progress(), blocking_only=True)
+    in_a_run = _through_views(AC.in_progress() | checks_running, any_dep=True)
+    return in_a_run.with_label("an input is in a run")
+
+
 def upstream_busy() -> dg.AutomationCondition:
-    """An input (or a table behind a view) or its blocking checks are in a run, or a view has
-    not caught up yet.
+    """An input is in a run (see upstream_running), or a view has not caught up yet.
 
     A view is rebuilt (and its blocking checks run) after its tables change. An asset that
     looks through the view is triggered by the same change, so it waits for the view's run:
@@ -51,10 +62,7 @@ def upstream_busy() -> dg.AutomationCondition:
     """
     view_behind = AC.any_deps_match(AC.any_deps_updated().since(AC.newly_updated()))
     view_behind = view_behind.allow(dg.AssetSelection.kind("view"))
-    # An input is stored before the checks of its run have judged it.
-    checks_running = AC.any_checks_match(AC.run_in_progress(), blocking_only=True)
-    in_a_run = _through_views(AC.in_progress() | checks_running, any_dep=True)
-    return (in_a_run | view_behind).with_label("an input is being built")
+    return (upstream_running() | view_behind).with_label("an input is being built")
 
 
 def upstream_present() -> dg.AutomationCondition:
@@ -63,15 +71,41 @@ def upstream_present() -> dg.AutomationCondition:
 
 
 def _handled() -> dg.AutomationCondition:
-    # Unlike since_last_handled(), the first evaluation is no reset: what is missing when the
-    # platform starts gets built once its inputs exist, so an empty warehouse fills itself.
-    return (AC.newly_requested() | AC.newly_updated()).with_label("handled")
+    """The asset's own request, a tick later, unless an input was requested in the same tick.
+
+    Not its update: a run reads its inputs when it starts, so an input update landing while it
+    runs would be cleared by the run's own update (when both are seen in one evaluation the
+    reset wins). An input requested in the same tick may land after the run read it, so that
+    request handles nothing: the trigger stays and the asset is rebuilt once the input's run is
+    over. The cost is an occasional redundant rebuild. Unlike since_last_handled(), the first
+    evaluation is no reset: what is missing when the platform starts gets built once its inputs
+    exist, so an empty warehouse fills itself.
+    """
+    inputs_requested = _through_views(AC.newly_requested(), any_dep=True)
+    return (AC.newly_requested() & ~inputs_requested).with_label("handled")
+
+
+def _unjudged(trigger: dg.AutomationCondition) -> dg.AutomationCondition:
+    """Triggered by an update whose blocking checks have not been seen passing yet.
+
+    An update is judged at the first evaluation where no input is in a run and no check fails:
+    from then on a failure (of another day, say) is not about it. Per partition, so a failed
+    day does not take with it the good days still waiting for a view to catch up.
+    """
+    judged = ~upstream_check_failed() & ~upstream_running()
+    return trigger.since(judged).with_label("not judged yet")
 
 
 def _gated(trigger: dg.AutomationCondition, name: str) -> dg.AutomationCondition:
-    """Request once per trigger, when every input exists, none is busy and no check failed."""
+    """Request once per trigger, when every input exists, none is busy and no check failed.
+
+    A failed check drops the pending updates it may be about (those not judged yet): they are
+    not replayed when a later run passes, as a check of a partitioned asset may judge only its
+    run's partitions. Updates judged before the failure wait for the check to pass again.
+    """
+    dropped = (upstream_check_failed() & _unjudged(trigger)).with_label("dropped by a failure")
     return (
-        trigger.since(_handled() | upstream_check_failed().newly_true())
+        trigger.since(_handled() | dropped)
         & upstream_present()
         & ~upstream_busy()
         & ~upstream_check_failed()
