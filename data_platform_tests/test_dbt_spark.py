@@ -677,6 +677,9 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     )
     (folder / "cr-only.jsonl").write_bytes(f"{good[0]}\r{good[1]}\r".encode())
     (folder / "a name 100%.jsonl").write_text(f"{good[2]}\n")
+    # Spark skips a name opening with `_` and spells `é` its own way: each read by both.
+    (folder / "_late.jsonl").write_text(f"{good[3]}\n")
+    (folder / "données.jsonl").write_text(f"{good[0]}\n")
     (folder / "g1.jsonl").write_text(f"{good[0]}\n")
     (folder / "g[1].jsonl").write_text(f"{good[1]}\n{good[2]}\n")
     (folder / "latin1.jsonl").write_bytes(
@@ -705,13 +708,13 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         for table in ("events", "dead_letter"):
             assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
 
-    # Figures from the files written above: 12 good lines load, 11 near-spelled ones and the
+    # Figures from the files written above: 14 good lines load, 11 near-spelled ones and the
     # long event; broken JSON (line 3 of crlf.jsonl and of mixed.jsonl, line 2 of long.jsonl),
     # two objects in a line (line 2 of lone-cr.jsonl, the whole of cr-only.jsonl), the Latin-1
     # line (line 2), the cut gzip, notes.json and late/x.jsonl (each as a whole), a control
     # character, single quotes, 12.0, 2**63, infinity, epoch, a repeated key, a key with a space
     # and a time without a date (near-spelled.jsonl) are dead letters.
-    assert spark_stats[0].records_read == 42 and spark_stats[0].rows_loaded == 24
+    assert spark_stats[0].records_read == 44 and spark_stats[0].rows_loaded == 26
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
@@ -745,12 +748,14 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     landing.write_bytes(f"payments/dt={day}/odd.csv", "\n".join(ODD_PAYMENTS).encode())
     twice = [ODD_PAYMENTS[0] + ",Note", ODD_PAYMENTS[2] + ",x"]  # a column named twice
     landing.write_bytes(f"payments/dt={day}/twice.csv", "\n".join(twice).encode())
+    unnamed = [ODD_PAYMENTS[0] + ",,", ODD_PAYMENTS[2] + ",x,"]  # two columns without a name
+    landing.write_bytes(f"payments/dt={day}/unnamed.csv", "\n".join(unnamed).encode())
     duckdb_payments = ingest_on_duckdb(warehouse, landing, day, loaded_at, PAYMENT_FILES)
     spark_payments = ingest_file_partitions_on_spark(
         spark, landing, PAYMENT_FILES, [day], loaded_at
     )
     assert spark_payments == duckdb_payments
-    assert (spark_payments[0].records_read, spark_payments[0].rows_loaded) == (8, 2)
+    assert (spark_payments[0].records_read, spark_payments[0].rows_loaded) == (9, 2)
     for table in ("payments", "dead_letter"):
         assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
 
@@ -876,3 +881,59 @@ def test_backup_and_restore_of_the_spark_warehouse(spark, spark_remote, tmp_path
 
     with pytest.raises(BackupError, match="DATA_PLATFORM_ENGINE=spark"):
         restore(settings(tmp_path / "duckdb", engine="duckdb"), store, force=True)
+
+
+# A raw world of one user and two events for the dt_partition strategy alone (see below).
+MOVING_EVENT_RAW = """
+CREATE SCHEMA raw;
+CREATE TABLE raw.users (id BIGINT, email VARCHAR, full_name VARCHAR, country VARCHAR,
+    created_at TIMESTAMP, updated_at TIMESTAMP, deleted_at TIMESTAMP, _extracted_at TIMESTAMP);
+INSERT INTO raw.users VALUES (1, 'a@example.com', 'A B', 'DE', TIMESTAMP '2026-01-01',
+    TIMESTAMP '2026-01-01', NULL, TIMESTAMP '2026-01-01');
+CREATE TABLE raw.events (event_id VARCHAR, user_id BIGINT, event_type VARCHAR,
+    occurred_at TIMESTAMP, session_id VARCHAR, properties JSON, _rescued JSON,
+    _source_file VARCHAR, _line_number BIGINT, _loaded_at TIMESTAMP, dt DATE);
+INSERT INTO raw.events VALUES
+    ('K', 1, 'login', TIMESTAMP '2026-01-05 09:00', 's1', NULL, NULL,
+     'events/dt=2026-01-05/a.jsonl', 1, TIMESTAMP '2026-01-06', DATE '2026-01-05'),
+    ('K', 1, 'login', TIMESTAMP '2026-01-05 09:00', 's1', NULL, NULL,
+     'events/dt=2026-01-07/a.jsonl', 1, TIMESTAMP '2026-01-08', DATE '2026-01-07'),
+    ('A', 1, 'login', TIMESTAMP '2026-01-07 09:00', 's1', NULL, NULL,
+     'events/dt=2026-01-07/a.jsonl', 2, TIMESTAMP '2026-01-08', DATE '2026-01-07');
+"""
+
+
+def test_a_windowed_run_on_spark_keeps_an_event_whose_first_copy_is_gone(spark, tmp_path):
+    """README's "moved" case on Spark: event K first arrived on D5, a copy on D7; D5 is
+    re-ingested without K and a run of window D5..D5 must move K to D7, as on DuckDB.
+    dbt-spark's source is a lazy temp view that reads the window's partitions of the target
+    (macro partition_window_rows): the strategy dropped the emptied D5 before the INSERT
+    OVERWRITE read that view, and K was lost (measured: fct_events held only A)."""
+    warehouse, salt = tmp_path / "moving.duckdb", "a salt for this test"
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute(MOVING_EVENT_RAW)
+    copy_raw_to_spark(warehouse, spark, tmp_path / "raw", ["users", "events"])
+    full = ["run", "--select", "+fct_events", "--full-refresh"]
+    dbt_on_duckdb(full, warehouse, tmp_path / "duckdb-target", salt)
+    dbt_on_spark(full, tmp_path / "spark-target", salt)
+    moved = "SELECT event_id, CAST(dt AS STRING) FROM marts.fct_events ORDER BY 1"
+    assert sorted(tuple(r) for r in spark.sql(moved).collect()) == [
+        ("A", "2026-01-07"), ("K", "2026-01-05"),
+    ]  # fmt: skip
+
+    with duckdb.connect(str(warehouse)) as conn:  # D5 re-ingested without K
+        conn.execute("DELETE FROM raw.events WHERE dt = DATE '2026-01-05'")
+    copy_raw_to_spark(warehouse, spark, tmp_path / "raw-again", ["events"])
+    window = ["run", "--select", "fct_events"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DATA_PLATFORM_MIN_DT", "2026-01-05")
+        mp.setenv("DATA_PLATFORM_MAX_DT", "2026-01-05")
+        dbt_on_duckdb(window, warehouse, tmp_path / "duckdb-target", salt)
+        dbt_on_spark(window, tmp_path / "spark-target", salt)
+    spark.catalog.refreshTable("marts.fct_events")
+    assert sorted(tuple(r) for r in spark.sql(moved).collect()) == [
+        ("A", "2026-01-07"), ("K", "2026-01-07"),
+    ]  # fmt: skip
+    assert table_differences(warehouse, spark, "marts", "fct_events") == []
+    partitions = {row[0] for row in spark.sql("SHOW PARTITIONS marts.fct_events").collect()}
+    assert partitions == {"dt=2026-01-07"}  # the emptied D5 is no partition at all

@@ -16,8 +16,9 @@
       default (DuckDB): delete + delete + insert in one transaction (dbt-duckdb's incremental
         materialization commits once);
       spark (parquet, no Delta: no DELETE, no transactions): the partitions the rule touches
-        are rewritten whole with a dynamic-partition INSERT OVERWRITE, and those left with no
-        row are dropped. See spark_incremental.sql for how dbt-spark reaches it.
+        are rewritten whole with a dynamic-partition INSERT OVERWRITE, then those left with no
+        row are dropped (after: the source view reads them). See spark_incremental.sql for how
+        dbt-spark reaches it.
 -#}
 {% macro get_incremental_dt_partition_sql(arg_dict) -%}
     {{ return(adapter.dispatch('get_incremental_dt_partition_sql')(arg_dict)) }}
@@ -88,20 +89,35 @@
           {%- endif %}
     {%- endset -%}
 
-    {#- A partition left with no row is not rewritten by a dynamic overwrite: drop it. None
-        of its rows belongs to the new content, so it can go first. -#}
+    {#- A partition left with no row is not rewritten by a dynamic overwrite: drop it, but
+        only AFTER the overwrite has read the source. The source is dbt-spark's temp VIEW,
+        evaluated when read, and its rows include the keys the window's partitions of the
+        target hold now (partition_window_rows): dropping first emptied that subquery, and a
+        key whose first arrival left the window (moved to a later dt) was lost instead of
+        moved. The overwrite writes only the partitions of its rows, never the ones to drop,
+        which still hold the old rows it reads. dbt-spark runs one statement per call, so the
+        overwrite and the drops are run here, in that order, and the main statement dbt runs
+        afterwards only reports what was done. -#}
     {%- set kept = run_query(
             'select distinct ' ~ partition_column ~ ' from (' ~ new_rows_sql ~ ') as new_rows'
         ).columns[0].values() | map('string') | list -%}
+    {%- set emptied = [] -%}
     {%- for partition in touched if partition not in kept -%}
+        {%- do emptied.append(partition) -%}
+    {%- endfor -%}
+
+    {%- do run_query('set spark.sql.sources.partitionOverwriteMode = DYNAMIC') -%}
+    {%- do run_query(
+            'insert overwrite table ' ~ target ~ ' partition (' ~ partition_column ~ ') '
+            ~ new_rows_sql) -%}
+    {%- for partition in emptied -%}
         {%- do run_query(
                 'alter table ' ~ target ~ ' drop if exists partition ('
                 ~ partition_column ~ " = '" ~ partition ~ "')") -%}
     {%- endfor -%}
-
-    {%- do run_query('set spark.sql.sources.partitionOverwriteMode = DYNAMIC') -%}
-    insert overwrite table {{ target }} partition ({{ partition_column }})
-    {{ new_rows_sql }}
+    select
+        {{ kept | length }} as partitions_rewritten,
+        {{ emptied | length }} as partitions_dropped
 {%- endmacro %}
 
 
