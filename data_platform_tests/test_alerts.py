@@ -326,3 +326,23 @@ def test_failed_error_checks_send_one_alert_each_warn_none(webhook):
     failed_check_alerts_sensor(context)
     (payload,) = webhook.received
     assert "row_count" in payload["text"] and link(payload).endswith(run.run_id)
+
+
+def test_a_failed_delivery_logs_the_error_class_or_http_status_never_the_url(caplog):
+    """http.client's InvalidURL message quotes the URL's path, a Slack webhook's secret: what
+    failed is logged by its class or HTTP status only."""
+    caplog.set_level(logging.WARNING)
+    secret = "SECRETPART"
+    alert = Alert("Run failed", "boom", asset="raw/events")
+    spaced = AlertWebhook(webhook_url=f"http://127.0.0.1:9/services/{secret} x", attempts=1)
+    assert not spaced.send(alert, logging.getLogger())
+    hook = Webhook(failures=1)
+    refused = AlertWebhook(webhook_url=f"{hook.url}/{secret}", attempts=1)
+    assert not refused.send(alert, logging.getLogger())
+    hook.server.shutdown()
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m.split(": Run failed")[0] for m in messages] == [
+        "ALERT not delivered to the webhook (InvalidURL, attempt 1 of 1)",
+        "ALERT not delivered to the webhook (HTTP 503, attempt 1 of 1)",
+    ]
+    assert not any(secret in m for m in messages)

@@ -97,6 +97,17 @@ def _retryable(error: Exception) -> bool:
     return isinstance(error, OSError)
 
 
+def failure(error: Exception) -> str:
+    """What failed, safe to log: the HTTP status, or the error's class (and its reason's, for
+    urllib's URLError). Never its message: http.client's InvalidURL quotes the URL's path,
+    which is a Slack webhook's secret."""
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code}"
+    if isinstance(error, urllib.error.URLError) and isinstance(error.reason, BaseException):
+        return f"{type(error).__name__}: {type(error.reason).__name__}"
+    return type(error).__name__
+
+
 def post_json(
     url: str,
     payload: dict,
@@ -126,7 +137,9 @@ def post_json(
                 return attempt
         except Exception as error:
             if attempt == attempts or not _retryable(error):
-                raise AlertDeliveryError(f"{error} (attempt {attempt} of {attempts})") from error
+                raise AlertDeliveryError(
+                    f"{failure(error)}, attempt {attempt} of {attempts}"
+                ) from error
         sleep(delay)
         delay = min(delay * 2, max_backoff_seconds)
     raise AssertionError("unreachable: attempts must be at least 1")
