@@ -86,7 +86,7 @@ def _finish_interrupted_restores() -> None:
         ) from None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser(argv: Sequence[str] | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="data-platform", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     simulate = subparsers.add_parser("simulate", help="write simulated source data")
@@ -118,10 +118,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "offsets, committed only once durable. Exit 0 on SIGTERM or Ctrl-C after a flush.",
         )
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     from data_platform.operations.backup_store import BackupError
 
     try:
+        # Inside the `try`: a command's flag defaults may read the settings (consume's do).
+        args = _parser(argv).parse_args(argv)
         _finish_interrupted_restores()
         if args.command in ("metrics", "backup", "restore"):
             from data_platform.operations.command import run as run_operation

@@ -6,12 +6,13 @@ fails once, early, with one line that names the variable and says how to fix it.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
 # rows_* series per source of `data-platform metrics`: a month of arrival days.
 METRICS_DAYS = 31
@@ -19,6 +20,7 @@ METRICS_DAYS = 31
 # four scrapes at the shipped 30 s interval, so that three of them may be lost.
 METRICS_NEW_SERIES_HOLD = 120
 RUN_HEARTBEAT_SECONDS = 10
+DEFAULT_MEMORY_LIMIT = "512MB"
 
 
 def is_whole_number(raw: str, minimum: int = 0, maximum: int | None = None) -> bool:
@@ -80,7 +82,7 @@ class Settings:
     # Consumer lag (messages, summed over partitions) above which the lag sensor alerts.
     kafka_lag_alert: int = 100_000
     # The most memory DuckDB holds per connection before it spills to disk (a DuckDB size).
-    duckdb_memory_limit: str = "512MB"
+    duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
     # Where the warehouse lives: an embedded DuckDB file (duckdb) or a Spark cluster (spark),
     # reached through its Spark Connect endpoint `spark_remote` (sc://host:port).
     engine: str = "duckdb"
@@ -105,16 +107,49 @@ def parse_start_date(raw: str) -> date:
         ) from None
 
 
+def parsed_url(raw: str) -> ParseResult | None:
+    """urlparse's reading of `raw`, or None when it raises: "Invalid IPv6 URL" for an unclosed
+    `[` (s3://[x), or a port that is no number, which were tracebacks, not one line."""
+    try:
+        parsed = urlparse(raw)
+        parsed.port  # noqa: B018 -- parsed on access, and raises there
+    except ValueError:
+        return None
+    return parsed
+
+
+# A URL's secrets: a pyspark `;token=` parameter, a password before the host.
+TOKEN_VALUE = re.compile(r"(token=)[^;]*", re.IGNORECASE)
+PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
+
+
+def masked(raw: str) -> str:
+    """`raw` with its token and password shown as *** (as validate_db_url shows a URL): a
+    wrong setting's line is printed and logged."""
+    return PASSWORD.sub(r"\1***@", TOKEN_VALUE.sub(r"\1***", raw))
+
+
 def validate_landing(raw: str) -> str:
     if raw.startswith("s3://"):
-        if not urlparse(raw).netloc:
+        parsed = parsed_url(raw)
+        if parsed is None:
             raise SettingsError(
-                f"DATA_PLATFORM_LANDING={raw!r} names no bucket: use s3://bucket/prefix"
+                f"DATA_PLATFORM_LANDING={masked(raw)!r} is not a URL: use s3://bucket/prefix"
+            )
+        if "?" in raw or "#" in raw:  # urlparse drops them: s3://b/p#x was the prefix p/
+            raise SettingsError(
+                f"DATA_PLATFORM_LANDING={masked(raw)!r} has a query or fragment (? or #), which "
+                "S3 would not see: use s3://bucket/prefix, a prefix without ? or #"
+            )
+        if not parsed.netloc:
+            raise SettingsError(
+                f"DATA_PLATFORM_LANDING={masked(raw)!r} names no bucket: use s3://bucket/prefix"
             )
         return raw.rstrip("/")
     if "://" in raw:
         raise SettingsError(
-            f"DATA_PLATFORM_LANDING={raw!r} is neither a local folder nor s3://bucket/prefix"
+            f"DATA_PLATFORM_LANDING={masked(raw)!r} is neither a local folder nor "
+            "s3://bucket/prefix"
         )
     return str(Path(raw).expanduser().absolute())
 
@@ -130,6 +165,11 @@ def validate_db_url(raw: str) -> str:
     except sa.exc.ArgumentError:
         raise SettingsError(
             f"DATA_PLATFORM_SOURCE_DB_URL is not a SQLAlchemy URL: {example}"
+        ) from None
+    except ValueError:  # make_url's int() of the port; its message would quote the URL
+        raise SettingsError(
+            "DATA_PLATFORM_SOURCE_DB_URL is not a SQLAlchemy URL (is its port a number?): "
+            f"{example}"
         ) from None
     shown = url.render_as_string(hide_password=True)
     try:
@@ -147,10 +187,25 @@ def validate_db_url(raw: str) -> str:
     return raw
 
 
+# What http.client sends as a URL: printable ASCII, no space (it refuses the rest with an
+# InvalidURL whose message quotes the path, or fails to encode it).
+URL_TEXT = re.compile(r"[!-~]+")
+
+
 def validate_webhook(raw: str) -> str:
-    if urlparse(raw).scheme not in ("http", "https"):
+    """An http(s) URL urllib can send to. Its path is the secret (a Slack webhook's), so a
+    line shows the scheme and host at most."""
+    parsed = parsed_url(raw)
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise SettingsError(
-            f"DATA_PLATFORM_ALERT_WEBHOOK={raw!r} is not an http(s) URL: set a full URL or unset it"
+            "DATA_PLATFORM_ALERT_WEBHOOK is not an http(s) URL: set a full URL like "
+            "https://hooks.slack.com/services/..., or unset it"
+        )
+    if not URL_TEXT.fullmatch(raw):
+        shown = f"{parsed.scheme}://{parsed.hostname}/..."
+        raise SettingsError(
+            f"DATA_PLATFORM_ALERT_WEBHOOK={shown!r} has a space, a control or a non-ASCII "
+            "character: set the URL exactly as given (percent-encoded), or unset it"
         )
     return raw
 
@@ -208,20 +263,18 @@ def validate_engine(raw: str, spark_remote: str | None) -> str:
 
 
 def validate_spark_remote(raw: str) -> str:
-    """A Spark Connect URL: sc://host[:port][/;param=value...] (pyspark's own syntax)."""
-    parsed = urlparse(raw)
-    try:
-        port_ok = parsed.port is None or parsed.port > 0
-    except ValueError:
-        port_ok = False
+    """A Spark Connect URL: sc://host[:port][/;param=value...] (pyspark's own syntax). Its
+    line shows a token as ***."""
+    parsed = parsed_url(raw)
     if (
-        parsed.scheme != "sc"
+        parsed is None
+        or parsed.scheme != "sc"
         or not parsed.hostname
-        or not port_ok
+        or (parsed.port is not None and parsed.port <= 0)
         or parsed.path.split(";")[0].strip("/")
     ):
         raise SettingsError(
-            f"{SPARK_REMOTE_VARIABLE}={raw!r} is not a Spark Connect URL: set it like "
+            f"{SPARK_REMOTE_VARIABLE}={masked(raw)!r} is not a Spark Connect URL: set it like "
             "sc://127.0.0.1:15002 (a cluster's Connect server; ;token=... may follow a /)"
         )
     return raw
@@ -231,11 +284,51 @@ def validate_spark_remote(raw: str) -> str:
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT])(i?)B$", re.IGNORECASE)
 
 
+# The least memory limit: the data quality gate's connection holds half of it, and a DuckDB
+# connection under 32MB ran out of memory counting a million distinct strings.
+MIN_MEMORY_LIMIT, MIN_MEMORY_LIMIT_BYTES = "64MB", 64 * 1000**2
+
+
+def size_bytes(size: str) -> float | None:
+    """The bytes of a DuckDB size (KB = 1000 B, KiB = 1024 B); None when it is no size."""
+    match = SIZE.match(size)
+    if match is None:
+        return None
+    number, unit, binary = match.groups()
+    return float(number) * (1024 if binary else 1000) ** ("KMGT".index(unit.upper()) + 1)
+
+
+@functools.lru_cache
+def duckdb_refusal(size: str) -> str | None:
+    """Why DuckDB refuses `SET memory_limit` to `size` (first line, its error class dropped),
+    or None. Asked of an in-memory DuckDB once per process: 99999999TB matched SIZE, then
+    every warehouse connection failed with a ParserException."""
+    import duckdb
+
+    with duckdb.connect(":memory:") as conn:
+        try:
+            conn.execute(f"SET memory_limit = '{size}'")
+        except duckdb.Error as err:
+            return re.sub(r"^[\w ]*Error: ", "", str(err).splitlines()[0])
+    return None
+
+
 def parse_memory_limit(raw: str) -> str:
-    if not SIZE.match(raw):
+    fix = "set it like 1GB or 512MB (the most DuckDB holds before it spills to disk)"
+    size = size_bytes(raw)
+    if size is None:
+        raise SettingsError(f"DATA_PLATFORM_DUCKDB_MEMORY_LIMIT={raw!r} is not a size: {fix}")
+    if size < MIN_MEMORY_LIMIT_BYTES:  # 0MB, 1KB: DuckDB takes them, every query fails
         raise SettingsError(
-            f"DATA_PLATFORM_DUCKDB_MEMORY_LIMIT={raw!r} is not a size: set it like 1GB or 512MB "
-            "(the most DuckDB holds before it spills to disk)"
+            f"DATA_PLATFORM_DUCKDB_MEMORY_LIMIT={raw!r} is below {MIN_MEMORY_LIMIT}, too little "
+            f"for the platform's queries: {fix}"
+        )
+    # The default is known good: no process pays the probe's ~0.1 s for it.
+    refusal = None if raw == DEFAULT_MEMORY_LIMIT else duckdb_refusal(raw)
+    if refusal:
+        raise SettingsError(
+            f"DATA_PLATFORM_DUCKDB_MEMORY_LIMIT={raw!r} is refused by DuckDB ({refusal}): "
+            "set it like 1GB or 512MB"
         )
     return raw
 
@@ -309,7 +402,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             1,
         ),
         duckdb_memory_limit=parse_memory_limit(
-            _env(env, "DATA_PLATFORM_DUCKDB_MEMORY_LIMIT") or "512MB"
+            _env(env, "DATA_PLATFORM_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
         ),
         engine=validate_engine(_env(env, ENGINE_VARIABLE) or "duckdb", spark_remote),
         spark_remote=spark_remote,

@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 
 from data_platform.resources.duckdb_lock import connect_with_lock_wait
-from data_platform.settings import SIZE, Settings
+from data_platform.settings import Settings, size_bytes
 
 if TYPE_CHECKING:
     from pyspark.sql.connect.session import SparkSession
@@ -22,12 +22,10 @@ if TYPE_CHECKING:
 
 def scaled_size(size: str, factor: float) -> str:
     """A DuckDB size such as `512MB` or `1GiB` times `factor`, in KB (DuckDB: KB = 1000 B)."""
-    match = SIZE.match(size.strip())
-    if match is None:
+    size_in_bytes = size_bytes(size.strip())
+    if size_in_bytes is None:
         raise ValueError(f"{size!r} is not a size like 512MB or 1GiB")
-    number, unit, binary = match.groups()
-    scale = (1024 if binary else 1000) ** ("KMGT".index(unit.upper()) + 1)
-    return f"{int(float(number) * scale * factor) // 1000}KB"
+    return f"{int(size_in_bytes * factor) // 1000}KB"
 
 
 def existing_tables(conn: duckdb.DuckDBPyConnection) -> set[str]:
