@@ -44,8 +44,9 @@ from data_platform.resources.alerts import AlertWebhook
 from data_platform.resources.landing import LandingZone
 from data_platform.stream import topics
 from data_platform.stream.assets import build_lag_sensor
-from data_platform.stream.batch import Batch
+from data_platform.stream.batch import Batch, Rejected
 from data_platform.stream.config import SinkConfig
+from data_platform.stream.dead_letters import DeadLetters
 from data_platform.stream.lag_metrics import collect_kafka_lag
 from data_platform.stream.sink import Sink
 from data_platform_tests.helpers import materialize_days, query
@@ -452,6 +453,30 @@ def test_a_message_without_a_timestamp_is_dead_lettered_not_filed_under_the_day_
     assert [(b.first, len(b.messages)) for b in flushed] == [(0, 1), (1, 0)]
     assert [(r.offset, r.reason) for r in flushed[1].rejected] == [(1, "no_timestamp")]
     assert sink._batches[0].first == 2 and len(sink._batches[0].messages) == 1
+
+
+def test_dead_letters_count_toward_the_batch_limits(idle_sink):
+    """A burst of unlandable messages grew one batch's dead letters without bound in memory."""
+    sink, flushed = idle_sink(max_batch_messages=3, max_batch_bytes=5_000, max_message_bytes=1_000)
+    at = noon(date(2026, 1, 5))
+    sink._take([message(offset, b"", at) for offset in range(7)])
+    assert [(b.first, len(b.rejected)) for b in flushed] == [(0, 3), (3, 3)]
+    assert sink.pending() == 1
+    sink._batches.clear()
+    sink._take([message(offset, b"x" * 2_000, at) for offset in range(7, 10)])
+    assert [(b.first, len(b.rejected)) for b in flushed[2:]] == [(7, 3)]  # 6,000 bytes held
+
+
+def test_dead_letters_wait_for_room_in_a_full_producer_queue(stream):
+    """produce() raised BufferError once librdkafka's queue was full: a crash at every restart."""
+    config = SinkConfig(stream["bootstrap"], stream["topic"], stream["group"])
+    settings = {**config.producer_settings(), "queue.buffering.max.messages": 5}
+    dead_letters = DeadLetters(settings, config.dlq_topic, config.topic)
+    rejected = [Rejected(offset, b"poison-%d" % offset, "empty", "x") for offset in range(40)]
+    dead_letters.send(0, rejected)
+    dead_letters.flush()
+    dead_letters.close()
+    assert len(read_dead_letters(stream, 40)) == 40
 
 
 def test_broken_json_reaches_raw_dead_letter_with_its_line_number(stream, resources):

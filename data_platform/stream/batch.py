@@ -112,7 +112,8 @@ class Batch:
     day_number: int | None
     first: int
     opened_at: float
-    size: int = 0
+    room: int  # messages to the flush: max_batch_messages less the dead letters held
+    size: int = 0  # bytes of the values held, dead letters' included
     messages: list[Message] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     last: int = -1  # set by `seal`

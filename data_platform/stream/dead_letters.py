@@ -34,10 +34,20 @@ class DeadLetters:
                 ("original_partition", str(partition).encode()),
                 ("original_offset", str(message.offset).encode()),
             ]
-            self._producer.produce(
-                self._topic, message.value, headers=headers, on_delivery=self._delivered
-            )
-            self._producer.poll(0)
+            self._produce(message.value, headers)
+        self._producer.poll(0)
+
+    def _produce(self, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    self._topic, value, headers=headers, on_delivery=self._delivered
+                )
+                return
+            except BufferError:
+                # The client's queue is full (queue.buffering.max.messages, 100,000): let it
+                # send some first, instead of a crash that the restart would repeat.
+                self._producer.poll(0.1)
 
     def _delivered(self, error, _message) -> None:
         if error is not None:

@@ -113,8 +113,7 @@ class Sink:
         # The hot path: five C calls and an append per message; values are read at the flush.
         now = time.monotonic()
         batches, skip_below = self._batches, self._adoption.skip_below
-        limit, max_count = self.config.max_message_bytes, self.config.max_batch_messages
-        max_bytes = self.config.max_batch_bytes
+        limit, max_bytes = self.config.max_message_bytes, self.config.max_batch_bytes
         window = DayWindow(self._first_day, int(time.time() * 1000) // DAY_MS + 1)
         first_day, last_day = window.first, window.last
         for message in messages:
@@ -139,10 +138,13 @@ class Sink:
             size = len(message)  # the value's length; 0 for an empty value or a tombstone
             if day is None or not size or size > limit:
                 batch.rejected.append(unlandable(message, limit, window))
-                continue
-            batch.messages.append(message)
+                # Held until the flush too: dead letters count, or a burst of them grew one
+                # batch without bound. (`room`: one comparison per message, not two lengths.)
+                batch.room -= 1
+            else:
+                batch.messages.append(message)
             batch.size += size
-            if len(batch.messages) >= max_count or batch.size >= max_bytes:
+            if len(batch.messages) >= batch.room or batch.size >= max_bytes:
                 self._flush(batches.pop(partition))
 
     def _open(self, partition: int, day: int | None, offset: int, now: float) -> Batch | None:
@@ -162,6 +164,7 @@ class Sink:
             day_number=day,
             first=offset,
             opened_at=now,
+            room=self.config.max_batch_messages,
         )
         self._batches[partition] = batch
         return batch
