@@ -17,7 +17,13 @@ from data_platform.automation.alert_sensors import (
     failed_check_alerts_sensor,
     run_failure_alerts,
 )
-from data_platform.resources.alerts import Alert, AlertWebhook, post_json, slack_payload
+from data_platform.resources.alerts import (
+    Alert,
+    AlertDeliveryError,
+    AlertWebhook,
+    post_json,
+    slack_payload,
+)
 from data_platform.resources.build import build_resources
 from data_platform.settings import load_settings
 
@@ -97,6 +103,28 @@ def test_retries_with_bounded_exponential_backoff():
     hook.server.shutdown()
     assert attempts == 3 and len(hook.received) == 3
     assert waits == [0.5, 0.8]  # doubled, then capped
+
+
+def test_no_back_off_sleeps_past_the_deadline():
+    """A webhook answering 503 slowly: the sleep after a failure ignored the deadline (a 10 s
+    budget took 13.6 s), so five runs a tick outlasted Dagster's 60 s sensor timeout and the
+    check sensor, its cursor lost, sent the same alerts again every tick."""
+    hook = Webhook(failures=10)
+    slept: list[float] = []
+    deadline = time.monotonic() + 1.0
+    with pytest.raises(AlertDeliveryError, match="HTTP 503, attempt 1 of 4; no time left"):
+        post_json(
+            hook.url,
+            {"text": "hi"},
+            attempts=4,
+            backoff_seconds=5.0,
+            max_backoff_seconds=8.0,
+            timeout_seconds=5,
+            deadline=deadline,
+            sleep=slept.append,
+        )
+    hook.server.shutdown()
+    assert slept == [] and len(hook.received) == 1
 
 
 def test_a_webhook_that_fails_twice_then_succeeds_gets_the_alert_once(caplog):

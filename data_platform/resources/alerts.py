@@ -140,6 +140,12 @@ def post_json(
                 raise AlertDeliveryError(
                     f"{failure(error)}, attempt {attempt} of {attempts}"
                 ) from error
+            # The back-off counts against the deadline too: a slow 503 then a full sleep ran
+            # a 10 s budget to 13.6 s, past the sensor tick's own limit.
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                raise AlertDeliveryError(
+                    f"{failure(error)}, attempt {attempt} of {attempts}; no time left to retry"
+                ) from error
         sleep(delay)
         delay = min(delay * 2, max_backoff_seconds)
     raise AssertionError("unreachable: attempts must be at least 1")
