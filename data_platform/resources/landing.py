@@ -10,7 +10,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,22 +181,61 @@ class LandingZone(dg.ConfigurableResource):
             raise
 
     def upload_file(self, local_path: Path, key: str) -> None:
-        """Publish a finished file under `key`; readers never see it half-written."""
+        """Publish a finished file under `key`; readers never see it half-written, and once
+        this returns it survives a power cut (S3: the upload completed)."""
         if self.is_s3:
             bucket, root = self._bucket_and_prefix
             self._s3().upload_file(str(local_path), bucket, root + key)
             return
-        target = Path(self.url) / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
-        shutil.copyfile(local_path, partial)
-        os.replace(partial, target)
+        self._publish_local(key, lambda partial: shutil.copyfile(local_path, partial))
 
     def write_bytes(self, key: str, data: bytes) -> None:
+        """`upload_file` of bytes in hand (a local landing zone writes them straight to the
+        partial, with no temporary copy)."""
+        if not self.is_s3:
+            self._publish_local(key, lambda partial: partial.write_bytes(data))
+            return
         with tempfile.NamedTemporaryFile(suffix=Path(key).name) as tmp:
             tmp.write(data)
             tmp.flush()
             self.upload_file(Path(tmp.name), key)
+
+    def _publish_local(self, key: str, write: Callable[[Path], object]) -> None:
+        """Write a dot-named partial (hidden from listings), fsync it, rename it into place,
+        then fsync the folder, and the parent of each folder just created.
+
+        Only this order survives a power cut: a rename reaching the disk before the data could
+        leave an empty or truncated file under the final name, which readers (and the stream's
+        adoption) would trust; an unsynced new dt= folder could vanish with its files. Two
+        fsyncs per file in a folder that exists, one more per new folder."""
+        target = Path(self.url) / key
+        created = _make_folders(target.parent)
+        partial = target.with_name(f".{target.name}.partial")
+        write(partial)
+        _fsync(partial)
+        os.replace(partial, target)
+        for folder in (target.parent, *(made.parent for made in created)):
+            _fsync(folder, os.O_DIRECTORY)
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; the ones this call found missing."""
+    missing = []
+    at = folder
+    while not at.is_dir():
+        missing.append(at)
+        at = at.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _fsync(path: Path, flags: int = 0) -> None:
+    """Flush a file's data, or a folder's entries (`os.O_DIRECTORY`), to the disk."""
+    fd = os.open(path, os.O_RDONLY | flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _walk(

@@ -2,9 +2,9 @@
 
 Publishing goes through `LandingZone.write_bytes`, the landing zone's one way to publish a file
 that readers never see half-written (a dot-named partial renamed into place, which the landing
-listing skips; an S3 upload that only exists once complete). A local landing folder then gets
-its file and folder fsynced: the offsets are committed next, and a commit must never point past
-a file a power cut could still take back.
+listing skips; an S3 upload that only exists once complete) and that a power cut cannot take
+back once it returns (the partial fsynced before the rename, the folder and any new parent
+after it): the offsets are committed next, and a commit must never point past a lost file.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
-from pathlib import Path
 
 from data_platform.resources.landing import LandingZone
 from data_platform.stream.batch import parse_batch_key
@@ -62,21 +61,10 @@ def _describe(landing: LandingZone, error: Exception) -> str:
 
 
 def publish(landing: LandingZone, key: str, data: bytes) -> None:
+    """The file, complete, visible and durable (local: fsynced before and after its rename,
+    new folders too; S3: the upload completed), or an error and nothing visible."""
     with landing_errors(landing):
         landing.write_bytes(key, data)
-        if landing.is_s3:
-            return  # upload_file returned: the object is complete and durable
-        path = Path(landing.url) / key
-        _fsync(path, os.O_RDONLY)
-        _fsync(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-
-
-def _fsync(path: Path, flags: int) -> None:
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def published_batch(

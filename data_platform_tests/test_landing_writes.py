@@ -1,0 +1,66 @@
+"""How the landing zone publishes and lists files, local and S3 alike: durable before it is
+visible (the Kafka sink commits offsets on the strength of it), and hidden names skipped by the
+same rule on both back ends."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from data_platform.resources.landing import LandingZone
+
+
+@pytest.fixture
+def disk_calls(monkeypatch) -> list[tuple[str, str]]:
+    """Every fsync (of the path its descriptor names) and rename, in order."""
+    calls: list[tuple[str, str]] = []
+    fsync, replace = os.fsync, os.replace
+
+    def recording_fsync(fd: int) -> None:
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    def recording_replace(src, dst) -> None:
+        calls.append(("replace", str(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    return calls
+
+
+@pytest.mark.parametrize("how", ["write_bytes", "upload_file"])
+def test_a_local_file_is_on_disk_before_its_name_and_new_folders_are_too(how, tmp_path, disk_calls):
+    """A power cut once could leave an empty or truncated file under its final name (only the
+    rename was ordered, and the stream fsynced after it) or lose a new dt= folder's entry:
+    adoption then trusted the file and its events were lost. Now the partial is fsynced before
+    the rename, and after it the folder and the parent of every folder just created."""
+    root = tmp_path / "landing"
+    landing = LandingZone(url=str(root))
+    source = tmp_path / "source.jsonl"
+    source.write_bytes(b'{"a": 1}\n')
+
+    def write(key: str) -> None:
+        if how == "write_bytes":
+            landing.write_bytes(key, source.read_bytes())
+        else:
+            landing.upload_file(source, key)
+
+    write("events/dt=2026-01-05/a.jsonl")
+    day = root / "events/dt=2026-01-05"
+    target = day / "a.jsonl"
+    assert disk_calls[:2] == [("fsync", str(day / ".a.jsonl.partial")), ("replace", str(target))]
+    # The new folders' entries: dt= in events/, events/ in the root, the root in tmp_path.
+    assert sorted(disk_calls[2:]) == sorted(
+        ("fsync", str(folder)) for folder in (day, day.parent, root, tmp_path)
+    )
+    assert target.read_bytes() == b'{"a": 1}\n'
+
+    disk_calls.clear()
+    write("events/dt=2026-01-05/b.jsonl")
+    assert disk_calls == [
+        ("fsync", str(day / ".b.jsonl.partial")),
+        ("replace", str(day / "b.jsonl")),
+        ("fsync", str(day)),
+    ]
