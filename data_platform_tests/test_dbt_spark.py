@@ -680,6 +680,9 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     # Spark skips a name opening with `_` and spells `é` its own way: each read by both.
     (folder / "_late.jsonl").write_text(f"{good[3]}\n")
     (folder / "données.jsonl").write_text(f"{good[0]}\n")
+    # JSON has no NaN and no trailing comma; DuckDB's reader took both, Spark's not.
+    nan = good[1][:-1] + ', "properties": {"a": NaN}}'
+    (folder / "lenient.jsonl").write_text(f"{nan}\n{good[2][:-1]}, }}\n")
     (folder / "g1.jsonl").write_text(f"{good[0]}\n")
     (folder / "g[1].jsonl").write_text(f"{good[1]}\n{good[2]}\n")
     (folder / "latin1.jsonl").write_bytes(
@@ -709,12 +712,13 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
             assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
 
     # Figures from the files written above: 14 good lines load, 11 near-spelled ones and the
-    # long event; broken JSON (line 3 of crlf.jsonl and of mixed.jsonl, line 2 of long.jsonl),
+    # long event; broken JSON (line 3 of crlf.jsonl and of mixed.jsonl, line 2 of long.jsonl,
+    # both lines of lenient.jsonl),
     # two objects in a line (line 2 of lone-cr.jsonl, the whole of cr-only.jsonl), the Latin-1
     # line (line 2), the cut gzip, notes.json and late/x.jsonl (each as a whole), a control
     # character, single quotes, 12.0, 2**63, infinity, epoch, a repeated key, a key with a space
     # and a time without a date (near-spelled.jsonl) are dead letters.
-    assert spark_stats[0].records_read == 44 and spark_stats[0].rows_loaded == 26
+    assert spark_stats[0].records_read == 46 and spark_stats[0].rows_loaded == 26
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
@@ -737,6 +741,8 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         (f"events/dt={day}/latin1.jsonl", 2),
         (f"events/dt={day}/cut.jsonl.gz", None),
         (f"events/dt={day}/notes.json", None),
+        (f"events/dt={day}/lenient.jsonl", 1),
+        (f"events/dt={day}/lenient.jsonl", 2),
         (f"events/dt={day}/late/x.jsonl", None),
     }
     assert letters[(f"events/dt={day}/latin1.jsonl", 2)] == NOT_UTF8

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import date, datetime
@@ -91,10 +92,17 @@ def _failed_file(error: Exception, paths: dict[str, Path]) -> str | None:
 def _local_paths(
     landing: LandingZone, keys: list[str], unreadable: dict[str, str]
 ) -> Iterator[dict[str, Path]]:
-    """Each key's file on this machine; keys that cannot be fetched go to `unreadable`."""
+    """Each key's file on this machine, as a link named `f<n>[.gz]` in a folder of the run's;
+    keys that cannot be fetched go to `unreadable`.
+
+    Spark is handed the links, not the files' own names: it skips a file whose name starts
+    with `_` or `.` even when given its path (a `_late.jsonl` was read by nobody, without a
+    trace), and its `_metadata.file_path` keeps characters such as `é` unescaped where a URI
+    escapes them (a `données.jsonl` matched no landing file and failed the run)."""
     with ExitStack() as stack:
+        links = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="spark-files-")))
         paths = {}
-        for key in keys:
+        for n, key in enumerate(keys):
             try:
                 path = stack.enter_context(landing.local_path(key))
                 if not path.is_file():
@@ -102,7 +110,9 @@ def _local_paths(
             except UNREADABLE as error:
                 unreadable[key] = unreadable_reason(error)
             else:
-                paths[key] = path
+                # Spark picks the decompression from the name's extension.
+                paths[key] = links / f"f{n}{'.gz' if key.endswith('.gz') else ''}"
+                paths[key].symlink_to(path.absolute())
         yield paths
 
 
@@ -186,8 +196,11 @@ def _replace_partitions(
     loaded_at: datetime,
     counts: dict[date, tuple[int, int]],
 ) -> None:
-    """Overwrite the run's partitions of the raw table and the dead letters from `_parsed`,
-    then drop the run's days left without rows."""
+    """Overwrite the run's partitions of the raw table, then of the dead letters, from
+    `_parsed`; each table's days left without rows are dropped right after its overwrite, so a
+    run killed between the statements leaves the raw table whole and only the dead letters
+    behind (an overwrite writes no empty partition: a day whose file now holds no valid row
+    kept its old rows until the drop)."""
     stamp = f"TIMESTAMP '{loaded_at.isoformat(sep=' ')}'"
     lineage = f"file_index AS _source_file, line_number AS _line_number, {stamp} AS _loaded_at"
     contract = ", ".join(f"`{c}`" for c in fmt.contract_columns)
@@ -195,6 +208,12 @@ def _replace_partitions(
         f"INSERT OVERWRITE TABLE {fmt.table.qualified_name} PARTITION (dt) "
         f"SELECT {contract}, _rescued, {lineage}, dt FROM _parsed WHERE loads"
     )
+    for dt in dts:
+        if not counts.get(dt, (0, 0))[1]:
+            spark.sql(
+                f"ALTER TABLE {fmt.table.qualified_name} "
+                f"DROP IF EXISTS PARTITION (dt = '{dt.isoformat()}')"
+            )
     unreadable_rows = [(key, reason, partition_of(key)) for key, reason in unreadable.items()]
     spark.createDataFrame(
         unreadable_rows, "source_file STRING, error STRING, dt DATE"
@@ -208,13 +227,10 @@ def _replace_partitions(
     )
     for dt in dts:
         records, loaded = counts.get(dt, (0, 0))
-        day = f"dt = '{dt.isoformat()}'"
-        if not loaded:
-            spark.sql(f"ALTER TABLE {fmt.table.qualified_name} DROP IF EXISTS PARTITION ({day})")
         if records == loaded and not any(partition_of(k) == dt for k in unreadable):
             spark.sql(
                 f"ALTER TABLE {DEAD_LETTER.qualified_name} "
-                f"DROP IF EXISTS PARTITION (source = {source}, {day})"
+                f"DROP IF EXISTS PARTITION (source = {source}, dt = '{dt.isoformat()}')"
             )
 
 
