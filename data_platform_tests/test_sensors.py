@@ -319,6 +319,46 @@ def test_late_and_rewritten_files_in_old_days_are_seen_by_the_rotation(landing):
     assert requested(tick(sensor, cursor, landing=landing)) == []
 
 
+def test_a_history_the_cursor_does_not_know_is_listed_over_several_ticks(landing, monkeypatch):
+    """12 days of 4 files and no cursor (a first deploy, a reset cursor, a restored archive):
+    the 2 recent days at once, the 10 older ones ~12 files a tick, oldest first, each tick
+    requesting what it listed. Listing it all in one tick could pass Dagster's 60 s sensor
+    timeout, which saves no cursor: every tick would start over, for good."""
+    read: list[int] = []
+
+    def counted(*args) -> list[LandingFile]:
+        files = format_files(*args)
+        read.append(len(files))
+        return files
+
+    monkeypatch.setattr(landing_sensor, "format_files", counted)
+    sensor = build_landing_sensor(recent_days=2, sweep_files=4, new_files=12)
+    present = land_days(landing, 12, 4)
+    cursor, seen, per_tick, batches = None, [], [], []
+    for _ in range(6):
+        read.clear()
+        result = tick(sensor, cursor, landing=landing)
+        per_tick.append(sum(read))
+        cursor = result.cursor
+        if not result.run_requests:
+            break
+        batches.append(requested(result))
+        for _, first, last in requested(result):
+            start, end = date.fromisoformat(first), date.fromisoformat(last)
+            seen += [str(start + timedelta(days=i)) for i in range((end - start).days + 1)]
+    # Recent days 8 files, swept days 4, unknown days 12: never the 48 of the whole history.
+    assert max(per_tick) <= 8 + 4 + 12
+    assert sorted(seen) == [str(d) for d in present]  # every day once
+    # The oldest first, with the recent days; then the next oldest.
+    assert batches[0] == [
+        ("events", "2026-01-01", "2026-01-03"),
+        ("events", "2026-01-11", "2026-01-12"),
+    ]
+    assert batches[1] == [("events", "2026-01-04", "2026-01-06")]
+    assert len(per_tick) == 5  # 3 days a tick, then a quiet one
+    assert file_counts(decode_cursor(cursor)["events"].days) == {str(d): 4 for d in present}
+
+
 def test_the_previous_cursor_is_converted_without_requests(landing):
     land_days(landing, 3, 2)
     landing.write_bytes("payments/dt=2026-01-02/p.csv", b"payment_id\np1\n")
@@ -346,7 +386,7 @@ def test_a_quiet_tick_reads_the_recent_days_and_the_sweep_budget_only(landing, m
     sensor = build_landing_sensor(recent_days=2, sweep_files=8)
     land_days(landing, 12, 4)
     cursor = tick(sensor, None, landing=landing).cursor
-    assert read == [48]  # a first tick reads every day, in one listing
+    assert sum(read) == 48  # a first tick reads every day (under the default budget)
     for _ in range(7):  # 10 older days, 2 a tick: the rotation wraps around
         read.clear()
         with s3_listing() as s3:

@@ -3,8 +3,12 @@
 What a tick lists. One code path for a local folder and S3: the `landing` resource lists both
 the same way. Per source, a tick lists
 1. the day folders (`events/dt=YYYY-MM-DD/`; on S3 one request per 1,000 days, Delimiter='/').
-   A day folder the cursor does not know yet is listed in full, however old: new days and a
-   first tick cost what they hold;
+   A day folder the cursor does not know yet is listed in full: a recent one at once, older
+   ones oldest first, about NEW_FILES files' worth a tick (estimated from the days listed so
+   far), the rest left unknown in the cursor for the next ticks. A first tick on a bucket with
+   history (a first deploy, a reset cursor, a restored archive) would otherwise list it all at
+   once, and a tick past Dagster's 60 s sensor timeout saves no cursor: every tick would repeat
+   it, for good (36 s for 20,000 files on moto S3). Each tick requests the days it listed;
 2. the files of the RECENT_DAYS days up to the newest day folder, every tick: that is where
    files land, so a file added, rewritten or deleted there is seen at the next tick;
 3. the files of the next older days in a rotation, about SWEEP_FILES files' worth (counted from
@@ -73,6 +77,8 @@ FORMATS = (EVENT_FILES, PAYMENT_FILES)
 RECENT_DAYS = 3
 # Two S3 pages of 1,000 keys a tick: 20,000 files of history are re-read every 10 ticks.
 SWEEP_FILES = 2_000
+# Ten S3 pages of day folders the cursor does not know, a tick: 20,000 files in two ticks.
+NEW_FILES = 10_000
 CURSOR_WARN_BYTES = 48_000
 # A quiet tick lists a few pages (0.1 s locally): ticking every 5 s rather than 15 s takes
 # ~5 s off the average wait between a file landing and its run being requested.
@@ -115,6 +121,7 @@ class SourceScan:
     cursor: SourceCursor
     changed: dict[date, DayState]
     waiting: list[date]  # day folders that are not partitions (yet)
+    deferred: int = 0  # older day folders the cursor does not know, left for the next ticks
 
 
 def raw_key(fmt: FileFormat) -> dg.AssetKey:
@@ -290,6 +297,47 @@ def format_files(
     ]
 
 
+def list_days(
+    landing: LandingZone, fmt: FileFormat, days: Sequence[date], present: Sequence[date]
+) -> tuple[dict[date, DayState], int]:
+    """The states of `days` (a day without files has NO_FILES), and how many files were read."""
+    listed, read = dict.fromkeys(days, NO_FILES), 0
+    for first, last in listing_ranges(days, present):
+        files = format_files(landing, fmt, *day_bounds(fmt.source, first, last))
+        read += len(files)
+        listed |= {day: state for day, state in day_states(files).items() if day in listed}
+    return listed, read
+
+
+def list_unknown_days(
+    landing: LandingZone,
+    fmt: FileFormat,
+    unknown: Sequence[date],
+    present: Sequence[date],
+    budget: int,
+) -> dict[date, DayState]:
+    """The oldest of `unknown` (sorted), listed until about `budget` files are read.
+
+    Their sizes are unknown until listed, so the first listing is one day and each next one
+    as many days as the rest of the budget holds at the files a day read so far. At least one
+    day is listed, whatever it holds, so the days always move on.
+    """
+    listed: dict[date, DayState] = {}
+    read = 0
+    while len(listed) < len(unknown) and (not listed or read < budget):
+        rest = unknown[len(listed) :]
+        if not listed:
+            take = 1
+        elif read == 0:
+            take = len(rest)
+        else:
+            take = max(1, int((budget - read) * len(listed) / read))
+        states, files = list_days(landing, fmt, rest[:take], present)
+        listed |= states
+        read += files
+    return listed
+
+
 def scan_source(
     landing: LandingZone,
     fmt: FileFormat,
@@ -297,21 +345,25 @@ def scan_source(
     partition_keys: set[str],
     recent_days: int,
     sweep_files: int,
+    new_files: int = NEW_FILES,
 ) -> SourceScan:
-    """List what plan_listing picks and compare it with the cursor's day states."""
+    """List what plan_listing picks, older unknown days within `new_files`, and compare it
+    with the cursor's day states."""
     dated = [d for f in landing.list_folders(f"{fmt.source}/") if (d := folder_day(f))]
     present = [d for d in dated if d.isoformat() in partition_keys]
     waiting = [d for d in dated if d.isoformat() not in partition_keys]
     days, swept_to = plan_listing(
         present, previous.days, previous.swept_to, recent_days, sweep_files
     )
-    listed = dict.fromkeys(days, NO_FILES)
-    for first, last in listing_ranges(days, present):
-        found = day_states(format_files(landing, fmt, *day_bounds(fmt.source, first, last)))
-        listed |= {day: state for day, state in found.items() if day in listed}
+    # The days before the recent ones, as plan_listing counts them.
+    older_until = present[-1] - timedelta(days=recent_days) if present else date.min
+    unknown = [d for d in days if d not in previous.days and d <= older_until]
+    listed, _ = list_days(landing, fmt, [d for d in days if d not in set(unknown)], present)
+    listed |= list_unknown_days(landing, fmt, unknown, present, new_files)
     changed = {d: s for d, s in listed.items() if day_changed(previous.days.get(d), s)}
     kept = {d: previous.days[d] for d in present if d in previous.days}
-    return SourceScan(SourceCursor(kept | listed, swept_to), changed, waiting)
+    deferred = len(unknown) - len(listed.keys() & set(unknown))
+    return SourceScan(SourceCursor(kept | listed, swept_to), changed, waiting, deferred)
 
 
 def range_request(
@@ -353,7 +405,7 @@ def requests_for(
 
 
 def build_landing_sensor(
-    recent_days: int = RECENT_DAYS, sweep_files: int = SWEEP_FILES
+    recent_days: int = RECENT_DAYS, sweep_files: int = SWEEP_FILES, new_files: int = NEW_FILES
 ) -> dg.SensorDefinition:
     """The landing sensor with its listing budget (see the module's docstring)."""
 
@@ -373,7 +425,14 @@ def build_landing_sensor(
         sources: dict[str, SourceCursor] = {}
         for fmt in FORMATS:
             before = previous.get(fmt.source, SourceCursor())
-            scan = scan_source(landing, fmt, before, partition_keys, recent_days, sweep_files)
+            scan = scan_source(
+                landing, fmt, before, partition_keys, recent_days, sweep_files, new_files
+            )
+            if scan.deferred:
+                context.log.info(
+                    f"{scan.deferred} older {fmt.source} day folder(s) not listed yet: the next "
+                    f"ticks list them, oldest first, ~{new_files:,} files a tick"
+                )
             if scan.waiting:
                 context.log.warning(
                     f"{len(scan.waiting)} {fmt.source} day folder(s) have a dt that is not a "
