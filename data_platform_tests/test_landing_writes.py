@@ -64,3 +64,28 @@ def test_a_local_file_is_on_disk_before_its_name_and_new_folders_are_too(how, tm
         ("replace", str(day / "b.jsonl")),
         ("fsync", str(day)),
     ]
+
+
+@pytest.mark.parametrize("zone", ["local", "s3"])
+def test_hidden_names_are_skipped_by_the_same_rule_locally_and_on_s3(zone, tmp_path, request):
+    """A name whose last part starts with '.' (.DS_Store, ._a.jsonl from macOS, a partial being
+    written) is no landing file. The local walk skipped them, the S3 listing did not: there a
+    .DS_Store in a day folder was dead-lettered as a misnamed file."""
+    if zone == "s3":
+        landing = request.getfixturevalue("s3_landing")
+    else:
+        landing = LandingZone(url=str(tmp_path / "landing"))
+    for key in (
+        "events/dt=2026-01-05/a.jsonl",
+        "events/dt=2026-01-05/.DS_Store",
+        "events/dt=2026-01-05/._a.jsonl",
+        "events/dt=2026-01-05/late/b.jsonl",
+        "events/.trash/c.jsonl",
+    ):
+        landing.write_bytes(key, b"{}\n")
+    assert [f.key for f in landing.list_files("events/")] == [
+        "events/.trash/c.jsonl",  # the rule is the last part's: a file in a hidden folder counts
+        "events/dt=2026-01-05/a.jsonl",
+        "events/dt=2026-01-05/late/b.jsonl",
+    ]
+    assert landing.list_folders("events/") == ["events/dt=2026-01-05/"]

@@ -94,7 +94,7 @@ class LandingZone(dg.ConfigurableResource):
                 key = obj["Key"][len(root) :]
                 if end_before is not None and key >= end_before:
                     return files  # the paginator is lazy: no further page is requested
-                if not key.endswith("/"):
+                if not key.endswith("/") and not _hidden(key):
                     modified = obj["LastModified"].timestamp()
                     files.append(LandingFile(key, obj["Size"], modified, obj.get("ETag", "")))
         return files
@@ -113,9 +113,10 @@ class LandingZone(dg.ConfigurableResource):
         if self.is_s3:
             root = self._bucket_and_prefix[1]
             pages = self._list_pages(Prefix=root + prefix, Delimiter="/")
-            return sorted(
+            folders = (
                 p["Prefix"][len(root) :] for page in pages for p in page.get("CommonPrefixes", [])
             )
+            return sorted(f for f in folders if not _hidden(f.rstrip("/")))
         base = Path(self.url) / prefix
         if not base.is_dir():
             return []
@@ -216,6 +217,12 @@ class LandingZone(dg.ConfigurableResource):
         os.replace(partial, target)
         for folder in (target.parent, *(made.parent for made in created)):
             _fsync(folder, os.O_DIRECTORY)
+
+
+def _hidden(key: str) -> bool:
+    """The rule both back ends apply: a key whose last part starts with '.' is no landing file
+    or folder (`.name.partial` being written, `.DS_Store`, macOS's `._name`)."""
+    return key.rsplit("/", 1)[-1].startswith(".")
 
 
 def _make_folders(folder: Path) -> list[Path]:
