@@ -194,6 +194,37 @@ def test_a_day_put_back_as_it_was_is_requested_under_a_new_run_key(resources, tm
     assert undone.run_requests[0].run_key not in earlier
 
 
+def test_a_move_made_again_is_a_new_run_key_and_a_retried_tick_the_same(resources, tmp_path):
+    """A day rewritten A->B, put back to A, then to B again (`cp -p` keeps bytes and times):
+    the third move is the first's, and a key built from the move alone was skipped by Dagster
+    (it never runs a key twice), leaving A's rows where B was delivered."""
+    landing = resources["landing"]
+    key = events_file(landing, tmp_path, "2026-01-03")
+    path = Path(landing.url) / key
+
+    def state() -> tuple[bytes, int]:
+        return path.read_bytes(), path.stat().st_mtime_ns
+
+    def put(content: tuple[bytes, int]) -> None:
+        path.write_bytes(content[0])
+        os.utime(path, ns=(content[1], content[1]))
+
+    a = state()
+    cursor = tick(landing_zone_sensor, None, landing=landing).cursor
+    events_file(landing, tmp_path, "2026-01-03", lines=3)
+    b = state()
+    keys = []
+    for content in (b, a, b):
+        put(content)
+        result = tick(landing_zone_sensor, cursor, landing=landing)
+        retried = tick(landing_zone_sensor, cursor, landing=landing)  # the same tick again
+        assert [r.run_key for r in retried.run_requests] == [r.run_key for r in result.run_requests]
+        (request,) = result.run_requests
+        keys.append(request.run_key)
+        cursor = result.cursor
+    assert len(set(keys)) == 3
+
+
 def test_s3_a_file_rewritten_with_its_size_within_the_second_is_a_change(
     s3_landing, tmp_path, monkeypatch
 ):
@@ -438,6 +469,28 @@ def test_source_database_changes_request_their_extraction(settings, source_db):
     (again,) = restored.run_requests
     assert again.asset_selection == [dg.AssetKey(["raw", "users"])]
     assert again.run_key not in {request.run_key, later.run_requests[0].run_key}
+
+
+def test_a_source_move_made_again_is_a_new_run_key(settings, source_db):
+    """users' mark A->B->A->B (a restore, then the change again): the third move is the
+    first's; its key must differ, or Dagster skips the run. A retried tick repeats its key."""
+    with source_db.engine().begin() as conn:
+        newest = conn.execute(sa.text("SELECT max(updated_at) FROM users")).scalar()
+        # Row 1 holds the mark A, so the marks below are row 1's stamps.
+        conn.execute(sa.text("UPDATE users SET updated_at = :at WHERE id = 1"), {"at": newest})
+    cursor = tick(source_database_sensor, None, source_database=source_db).cursor
+    keys = []
+    for stamp in ("2026-02-01 00:00:00", newest, "2026-02-01 00:00:00"):
+        with source_db.engine().begin() as conn:
+            conn.execute(sa.text("UPDATE users SET updated_at = :at WHERE id = 1"), {"at": stamp})
+        result = tick(source_database_sensor, cursor, source_database=source_db)
+        retried = tick(source_database_sensor, cursor, source_database=source_db)
+        (request,), (again,) = result.run_requests, retried.run_requests
+        assert request.asset_selection == [dg.AssetKey(["raw", "users"])]
+        assert again.run_key == request.run_key
+        keys.append(request.run_key)
+        cursor = result.cursor
+    assert len(set(keys)) == 3
 
 
 def settled(cursor: str, minutes: float) -> str:

@@ -108,10 +108,12 @@ NO_FILES = DayState(0, 0, 0)
 
 @dataclass(frozen=True)
 class SourceCursor:
-    """One source's part of the cursor: every known day folder, and the rotation's last day."""
+    """One source's part of the cursor: every known day folder, the rotation's last day, and
+    how many runs the source has requested (see range_request)."""
 
     days: dict[date, DayState] = field(default_factory=dict)
     swept_to: date | None = None
+    requests: int = 0
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,7 @@ def encode_cursor(sources: Mapping[str, SourceCursor]) -> str:
         source: {
             "days": pack_days(c.days),
             "swept_to": c.swept_to.isoformat() if c.swept_to else None,
+            "requests": c.requests,
         }
         for source, c in sources.items()
     }
@@ -279,6 +282,7 @@ def decode_cursor(text: str | None) -> dict[str, SourceCursor]:
         source: SourceCursor(
             unpack_days(part["days"]),
             date.fromisoformat(part["swept_to"]) if part["swept_to"] else None,
+            part.get("requests", 0),
         )
         for source, part in stored.items()
         if source != "v"
@@ -372,12 +376,14 @@ def range_request(
     last: date,
     states: Mapping[date, DayState],
     previous: Mapping[date, DayState],
+    serial: int,
 ) -> dg.RunRequest:
     """One run of raw/<source> over [first, last]; the run key makes a retried tick idempotent.
 
-    The key names each day's move (the state before and after), not where it arrived: Dagster
-    never runs a key twice, so a day put back as it was (a bad rewrite undone with the original
-    file) would have been skipped, its bad rows kept."""
+    Dagster never runs a key twice. The key names each day's move (the state before and after)
+    and the source's request count (`serial`, from the cursor): a tick retried from the same
+    cursor repeats its keys, but a move made again (a day rewritten A->B, put back to A with
+    `cp -p`, rewritten to B again) is a new request, not one Dagster skips, its bad rows kept."""
     moves = sorted(
         (d.isoformat(), *_stored(previous.get(d, NO_FILES)), *_stored(s)) for d, s in states.items()
     )
@@ -387,20 +393,29 @@ def range_request(
     else:
         selection = {"tags": {RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()}}
     return dg.RunRequest(
-        run_key=f"{fmt.source}:{first}..{last}:{digest}",
+        run_key=f"{fmt.source}:{first}..{last}:{digest}:{serial}",
         asset_selection=[raw_key(fmt)],
         **selection,
     )
 
 
 def requests_for(
-    fmt: FileFormat, changed: Mapping[date, DayState], previous: Mapping[date, DayState]
+    fmt: FileFormat,
+    changed: Mapping[date, DayState],
+    previous: Mapping[date, DayState],
+    serial: int = 0,
 ) -> list[dg.RunRequest]:
+    """The runs of the changed days, numbered on from `serial`."""
     return [
         range_request(
-            fmt, first, last, {d: s for d, s in changed.items() if first <= d <= last}, previous
+            fmt,
+            first,
+            last,
+            {d: s for d, s in changed.items() if first <= d <= last},
+            previous,
+            serial + i,
         )
-        for first, last in day_ranges(changed)
+        for i, (first, last) in enumerate(day_ranges(changed))
     ]
 
 
@@ -439,8 +454,9 @@ def build_landing_sensor(
                     "partition (yet): before DATA_PLATFORM_START_DATE or in the future: "
                     + ", ".join(d.isoformat() for d in scan.waiting[:5])
                 )
-            sources[fmt.source] = scan.cursor
-            requests += requests_for(fmt, scan.changed, before.days)
+            made = requests_for(fmt, scan.changed, before.days, before.requests)
+            sources[fmt.source] = replace(scan.cursor, requests=before.requests + len(made))
+            requests += made
         cursor = encode_cursor(sources)
         if len(cursor) > CURSOR_WARN_BYTES:
             context.log.warning(

@@ -14,7 +14,7 @@ rows in; but when the table then goes quiet there was no next one, and the rows 
 next change, or the weekly reconciliation. So every table whose mark moved is read once more
 `SETTLE_AFTER` later if nothing moved it meanwhile (a "settling" run, tagged so): late commits
 wait minutes, not for the next change. The cursor is JSON `{"marks": {table: mark},
-"settle": {table: when its settling read is due}}`.
+"settle": {table: when its settling read is due}, "requests": runs requested so far}`.
 """
 
 from __future__ import annotations
@@ -131,22 +131,22 @@ def moved(marks: dict[str, str], seen: dict[str, str]) -> list[str]:
     return sorted(table for table, mark in marks.items() if seen.get(table) != mark)
 
 
-def read_cursor(cursor: str | None) -> tuple[dict[str, str], dict[str, str]]:
-    """(marks, settling reads due) of a cursor; one from before the settling reads was the
-    marks alone."""
+def read_cursor(cursor: str | None) -> tuple[dict[str, str], dict[str, str], int]:
+    """(marks, settling reads due, runs requested) of a cursor; one from before the settling
+    reads was the marks alone, one from before the count had none."""
     stored = json.loads(cursor) if cursor else {}
     if "marks" not in stored:
-        return stored, {}
-    return stored["marks"], stored["settle"]
+        return stored, {}, 0
+    return stored["marks"], stored["settle"], stored.get("requests", 0)
 
 
 def plan(
     marks: dict[str, str], cursor: str | None, now: datetime
-) -> tuple[dict[str, list[str | None]], dict[str, str], str]:
+) -> tuple[dict[str, list[str | None]], dict[str, str], int, str]:
     """({table: [mark before, mark now]} of the tables whose mark moved, {table: due time} of
-    the settling reads due now, the cursor after them). A move (re)sets its table's settling
-    read to SETTLE_AFTER from now."""
-    seen, settle = read_cursor(cursor)
+    the settling reads due now, the runs requested before, the cursor after them). A move
+    (re)sets its table's settling read to SETTLE_AFTER from now."""
+    seen, settle, requests = read_cursor(cursor)
     moves = {table: [seen.get(table), marks[table]] for table in moved(marks, seen)}
     due = {
         table: at
@@ -155,7 +155,13 @@ def plan(
     }
     pending = {t: at for t, at in settle.items() if t in marks and t not in due}
     pending |= {table: (now + SETTLE_AFTER).isoformat() for table in moves}
-    return moves, due, json.dumps({"marks": seen | marks, "settle": pending})
+    after = requests + (1 if moves or due else 0)
+    return (
+        moves,
+        due,
+        requests,
+        json.dumps({"marks": seen | marks, "settle": pending, "requests": after}),
+    )
 
 
 @dg.sensor(
@@ -172,15 +178,17 @@ def source_database_sensor(context: dg.SensorEvaluationContext, source_database:
     if missing_sqlite_file(sa.engine.make_url(source_database.url)) is not None:
         return dg.SkipReason("the source database does not exist yet")
     marks = high_water_marks(source_database.engine(), TABLES, context.log)
-    moves, due, cursor = plan(marks, context.cursor, datetime.now(UTC))
+    moves, due, serial, cursor = plan(marks, context.cursor, datetime.now(UTC))
     context.update_cursor(cursor)
     if not moves and not due:
         return dg.SkipReason("no source table changed")
-    # The key names each mark's move: Dagster never runs a key twice, so a key of the new marks
-    # alone skipped a source restored to marks it had before. A settling read is named by when
-    # it was due.
+    # The key names each mark's move and the count of runs requested before: Dagster never runs
+    # a key twice, so a key of the new marks alone skipped a source restored to marks it had
+    # before, and one of the move alone a move made again (A->B->A->B). A tick retried from the
+    # same cursor repeats its key. A settling read is named by when it was due.
+    what = json.dumps({"moved": moves, "settling": due}, sort_keys=True)
     return dg.RunRequest(
-        run_key=f"extract:{json.dumps({'moved': moves, 'settling': due}, sort_keys=True)}",
+        run_key=f"extract:{serial}:{what}",
         asset_selection=[raw_key(table) for table in sorted([*moves, *due])],
         tags={SETTLING_TAG: ",".join(sorted(due))} if due else {},
     )
