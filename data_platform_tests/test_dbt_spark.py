@@ -943,3 +943,51 @@ def test_a_windowed_run_on_spark_keeps_an_event_whose_first_copy_is_gone(spark, 
     assert table_differences(warehouse, spark, "marts", "fct_events") == []
     partitions = {row[0] for row in spark.sql("SHOW PARTITIONS marts.fct_events").collect()}
     assert partitions == {"dt=2026-01-07"}  # the emptied D5 is no partition at all
+
+
+# Properties as apps may send them: fct_events publishes only some keys, typed, alike on both
+# engines (macro published_event_properties).
+ODD_PROPERTIES = [
+    '{"channel": "ads", "email": "a@example.com", "contact": {"mail": "a@example.com"}}',
+    '{"page": "/p", "product_id": 7, "quantity": 2, "order_id": 9, "amount": 12.5}',
+    '{"amount": 3, "currency": "EUR", "note": "b@example.com"}',
+    '{"channel": 5, "page": {"a": [1, "x"]}, "currency": true, "product_id": "12"}',
+    '{"product_id": 12.0, "quantity": 99999999999999999999, "amount": "12", "page": null}',
+    '{"page": "mail me: c@example.org", "channel": "x@y"}',
+    '{"z": 1}',
+    "{}",
+]
+
+
+def test_event_properties_are_published_alike_on_both_engines(spark, tmp_path):
+    """The allowed keys of each event's properties, each of its type, no e-mail: the same
+    documents on DuckDB and Spark (compared parsed, keys in their order)."""
+    warehouse, salt = tmp_path / "properties.duckdb", "a salt for this test"
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute(MOVING_EVENT_RAW)
+        conn.executemany(
+            "INSERT INTO raw.events SELECT 'p' || ?, 1, 'login', TIMESTAMP '2026-01-07 10:00', "
+            "NULL, CAST(? AS JSON), NULL, 'events/dt=2026-01-07/p.jsonl', ?, "
+            "TIMESTAMP '2026-01-08', DATE '2026-01-07'",
+            [[str(n), p, n] for n, p in enumerate(ODD_PROPERTIES, start=1)],
+        )
+    copy_raw_to_spark(warehouse, spark, tmp_path / "raw", ["users", "events"])
+    full = ["run", "--select", "+fct_events", "--full-refresh"]
+    dbt_on_duckdb(full, warehouse, tmp_path / "duckdb-target", salt)
+    dbt_on_spark(full, tmp_path / "spark-target", salt)
+    published = dict(
+        spark.sql(
+            "SELECT event_id, properties FROM marts.fct_events WHERE event_id LIKE 'p%'"
+        ).collect()
+    )
+    assert {k: json.loads(v) for k, v in published.items()} == {
+        "p1": {"channel": "ads"},
+        "p2": {"page": "/p", "product_id": 7, "quantity": 2, "order_id": 9, "amount": 12.5},
+        "p3": {"amount": 3.0, "currency": "EUR"},
+        "p4": {"channel": "5", "page": '{"a":[1,"x"]}', "currency": "true"},
+        "p5": {},
+        "p6": {"channel": "x@y"},
+        "p7": {},
+        "p8": {},
+    }
+    assert table_differences(warehouse, spark, "marts", "fct_events") == []

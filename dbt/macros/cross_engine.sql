@@ -48,6 +48,20 @@
 {%- endmacro %}
 
 
+{#- True when the regular expression matches somewhere in the string. -#}
+{% macro regexp_contains(expression, pattern) -%}
+    {{ return(adapter.dispatch('regexp_contains')(expression, pattern)) }}
+{%- endmacro %}
+
+{% macro default__regexp_contains(expression, pattern) -%}
+    regexp_matches({{ expression }}, '{{ pattern }}')
+{%- endmacro %}
+
+{% macro spark__regexp_contains(expression, pattern) -%}
+    ({{ expression }} rlike '{{ pattern }}')
+{%- endmacro %}
+
+
 {#-
     Now, as a naive TIMESTAMP that means UTC (like every raw timestamp). DuckDB's now() is a
     TIMESTAMPTZ: convert it. Spark's TIMESTAMP is an instant shown in the session time zone,

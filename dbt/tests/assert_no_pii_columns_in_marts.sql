@@ -1,5 +1,7 @@
 -- No e-mail address or full name in clear in marts (DESIGN.md): no column may be named like
--- one, except the salted email_hash. Returns the offending columns.
+-- one, except the salted email_hash; and the free-form document of fct_events (properties)
+-- must hold nothing like an e-mail address, in a key or a value, at any depth. Returns the
+-- offending columns.
 -- The refs make the test run after the marts it inspects:
 -- depends_on: {{ ref('dim_customers') }}
 -- depends_on: {{ ref('customer_lifetime_value') }}
@@ -13,13 +15,32 @@ marts_columns as (
 
     {{ schema_columns('marts') }}
 
+),
+
+named_like_pii as (
+
+    select
+        table_name,
+        column_name
+
+    from marts_columns
+    where (lower(column_name) like '%email%' and lower(column_name) <> 'email_hash')
+       or lower(column_name) like '%full_name%'
+       or lower(column_name) in ('name', 'first_name', 'last_name')
+
+),
+
+holding_emails as (
+
+    select distinct
+        'fct_events' as table_name,
+        'properties' as column_name
+
+    from {{ ref('fct_events') }}
+    where {{ regexp_contains('cast(properties as ' ~ dbt.type_string() ~ ')', email_pattern()) }}
+
 )
 
-select
-    table_name,
-    column_name
-
-from marts_columns
-where (lower(column_name) like '%email%' and lower(column_name) <> 'email_hash')
-   or lower(column_name) like '%full_name%'
-   or lower(column_name) in ('name', 'first_name', 'last_name')
+select * from named_like_pii
+union all
+select * from holding_emails

@@ -41,7 +41,8 @@ final as (
         cast(events.occurred_at as timestamp) as occurred_at,
         cast(events.occurred_at as date) as occurred_date,
         cast(events.session_id as {{ dbt.type_string() }}) as session_id,
-        cast(events.properties as {{ json_type() }}) as properties,
+        -- Only the allowed keys: free-form JSON may carry personal data (macro's docs).
+        cast({{ published_event_properties('events.properties') }} as {{ json_type() }}) as properties,
         cast(customers.user_id is null as boolean) as is_orphan_user,
         cast(events.dt as date) as dt,
         cast(events.source_file as {{ dbt.type_string() }}) as source_file,

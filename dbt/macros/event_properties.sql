@@ -1,0 +1,77 @@
+{#-
+    The event properties marts publish. `properties` is free-form JSON from the apps: any key
+    may hold personal data (an e-mail in a signup form, a note). Marts keep only the keys the
+    platform knows and uses (the simulator's and DESIGN.md's: channel, page, product_id,
+    quantity, order_id, amount, currency), each with its type; every other key is dropped.
+    A string that looks like an e-mail address is dropped too, whatever its key. DESIGN.md:
+    no e-mail address in clear in marts.
+
+    published_event_properties(column) -> a JSON document (DuckDB JSON, Spark text) holding
+    the allowed keys that are present with a value of their type, in the order below; `{}`
+    when none is; NULL for NULL. Same rule on both engines, which each parse the JSON:
+      string keys: any non-null value, as text (a number or an object as its JSON text:
+        Spark's from_json reads a string field so);
+      bigint keys: a JSON integer within BIGINT; double keys: a JSON number. A value of
+        another type is dropped (Spark's from_json gives NULL for it).
+-#}
+{% macro published_event_property_types() -%}
+    {{ return([
+        ('channel', 'string'),
+        ('page', 'string'),
+        ('product_id', 'bigint'),
+        ('quantity', 'bigint'),
+        ('order_id', 'bigint'),
+        ('amount', 'double'),
+        ('currency', 'string'),
+    ]) }}
+{%- endmacro %}
+
+{#- Something@something.something, somewhere in a string: an e-mail address. No backslash
+    (Spark's SQL literals would eat it), the same regular expression on RE2 and Java. -#}
+{% macro email_pattern() -%}
+    [^@ ]+@[^@ ]+[.][^@ ]+
+{%- endmacro %}
+
+
+{% macro published_event_properties(column) -%}
+    {{ return(adapter.dispatch('published_event_properties')(column)) }}
+{%- endmacro %}
+
+{% macro default__published_event_properties(column) -%}
+    case when {{ column }} is not null then json_merge_patch('{}', to_json(struct_pack(
+        {%- for key, type in published_event_property_types() %}
+        {%- set path = "'$." ~ key ~ "'" %}
+        {%- set kind = 'json_type(' ~ column ~ ', ' ~ path ~ ')' %}
+        {%- set text = '(' ~ column ~ ' ->> ' ~ path ~ ')' %}
+        {{ key }} := case
+            {%- if type == 'string' %}
+            when {{ kind }} <> 'NULL'
+             and not regexp_matches({{ text }}, '{{ email_pattern() }}') then {{ text }}
+            {%- elif type == 'bigint' %}
+            when {{ kind }} in ('UBIGINT', 'BIGINT') then try_cast({{ text }} as bigint)
+            {%- else %}
+            when {{ kind }} in ('UBIGINT', 'BIGINT', 'DOUBLE') then try_cast({{ text }} as double)
+            {%- endif %}
+        end{{ ',' if not loop.last }}
+        {%- endfor %}
+    ))) end
+{%- endmacro %}
+
+{% macro spark__published_event_properties(column) -%}
+    {%- set schema -%}
+        {%- for key, type in published_event_property_types() -%}
+        {{ key }} {{ type }}{{ ', ' if not loop.last }}
+        {%- endfor -%}
+    {%- endset -%}
+    case when {{ column }} is not null then to_json(named_struct(
+        {%- for key, type in published_event_property_types() %}
+        {%- set field = 'from_json(' ~ column ~ ", '" ~ schema ~ "')." ~ key %}
+        '{{ key }}',
+        {%- if type == 'string' %}
+        case when not ({{ field }} rlike '{{ email_pattern() }}') then {{ field }} end
+        {%- else %}
+        {{ field }}
+        {%- endif %}{{ ',' if not loop.last }}
+        {%- endfor %}
+    )) end
+{%- endmacro %}
