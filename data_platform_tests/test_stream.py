@@ -33,7 +33,7 @@ from confluent_kafka import (
     TopicCollection,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from data_platform import cli
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
@@ -413,6 +413,8 @@ def test_a_timestamp_outside_the_partitions_is_dead_lettered_not_filed_under_its
     assert b"year 57971" in found[1]["error"] and b"microseconds" in found[1]["error"]
     assert b"1970-01-21" in found[3]["error"] and b"seconds" in found[3]["error"]
     assert b"milliseconds since the epoch" in found[4]["error"]
+    # Kept, so that the event can be produced again, fixed, into its own day.
+    assert found[1]["original_timestamp"] == str(micro).encode()
 
 
 @pytest.fixture
@@ -477,6 +479,61 @@ def test_dead_letters_wait_for_room_in_a_full_producer_queue(stream):
     dead_letters.flush()
     dead_letters.close()
     assert len(read_dead_letters(stream, 40)) == 40
+
+
+def test_a_dead_letter_keeps_the_key_headers_and_timestamp_and_survives_a_refusal(stream):
+    """Dead letters dropped the original key, headers and timestamp: a fixed event could not be
+    produced again as it was. And a dead letter the topic refuses as too large (here the
+    client's message.max.bytes, on Kafka also the topic's) crashed the sink at every restart:
+    it now goes without its value, saying so, in one log line."""
+    config = SinkConfig(stream["bootstrap"], stream["topic"], stream["group"])
+    settings = {**config.producer_settings(), "message.max.bytes": 1_000}
+    lines: list[str] = []
+    dead_letters = DeadLetters(settings, config.dlq_topic, config.topic, lines.append)
+    original = [("trace", b"t-1"), ("reason", b"the producer's own header")]
+    at = noon(date(2026, 1, 5))
+    dead_letters.send(
+        1,
+        [
+            Rejected(4, b"\xff", "not_utf8", "x", key=b"user-7", headers=original, timestamp=at),
+            Rejected(5, b"y" * 5_000, "too_large", "x", key=b"user-8", timestamp=at),
+        ],
+    )
+    dead_letters.flush()
+    dead_letters.close()
+    reader = Consumer({"bootstrap.servers": stream["bootstrap"], "group.id": "unused"})
+    reader.assign([TopicPartition(config.dlq_topic, p, 0) for p in (0, 1)])
+    found = {}
+    deadline = time.monotonic() + 30
+    while len(found) < 2 and time.monotonic() < deadline:
+        got = reader.poll(0.5)
+        if got is not None and got.error() is None:
+            found[got.key()] = got
+    reader.close()
+    first, second = found[b"user-7"], found[b"user-8"]
+    assert first.value() == b"\xff"
+    assert first.headers()[:2] == original  # the producer's headers first, unchanged
+    headers = dict(first.headers())  # the sink's after them: theirs win in a dict
+    assert headers["reason"] == b"not_utf8" and headers["original_timestamp"] == str(at).encode()
+    assert (headers["original_partition"], headers["original_offset"]) == (b"1", b"4")
+    assert second.value() is None
+    headers = dict(second.headers())
+    assert headers["reason"] == b"too_large" and b"5000 bytes" in headers["value_omitted"]
+    [line] = lines
+    assert "partition 1 offset 5" in line and "without its value" in line
+
+
+def test_the_dead_letter_topic_is_created_with_the_topics_max_message_bytes(stream):
+    """A topic that takes 2 MB messages needs a dead-letter topic that takes them too (plus the
+    sink's headers), or its too-large dead letters would be refused."""
+    admin = AdminClient({"bootstrap.servers": stream["bootstrap"]})
+    name = f"big-{uuid.uuid4().hex[:8]}"
+    big = NewTopic(name, 1, 1, config={"max.message.bytes": "2000000"})
+    admin.create_topics([big])[name].result(10)
+    topics.ensure_topics(stream["bootstrap"], name)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, f"{name}.dlq")
+    found = admin.describe_configs([resource])[resource].result(10)
+    assert int(found["max.message.bytes"].value) == 2_000_000 + topics.DLQ_HEADROOM
 
 
 def test_broken_json_reaches_raw_dead_letter_with_its_line_number(stream, resources):

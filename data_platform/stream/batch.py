@@ -93,12 +93,30 @@ def parse_batch_key(name: str) -> tuple[str, int, int, int] | None:
 
 @dataclass(frozen=True)
 class Rejected:
-    """A message set aside for the dead-letter topic: where it was, what it held, and why."""
+    """A message set aside for the dead-letter topic: where it was, what it held, and why.
+
+    Key, headers and timestamp (-1: none) are kept too, so that a fixed event can be produced
+    again as it was, into its own day."""
 
     offset: int
     value: bytes | None
     reason: str
     detail: str
+    key: bytes | None = None
+    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+    timestamp: int = -1
+
+    @classmethod
+    def of(cls, message: Message, value: bytes | None, reason: str, detail: str) -> Rejected:
+        return cls(
+            message.offset(),
+            value,
+            reason,
+            detail,
+            message.key(),
+            message.headers() or [],
+            message.timestamp()[1],
+        )
 
 
 @dataclass
@@ -151,19 +169,21 @@ class Batch:
             if problem is None:
                 kept.append(value)
             else:
-                self.rejected.append(Rejected(message.offset(), value, *problem))
+                self.rejected.append(Rejected.of(message, value, *problem))
         return kept
 
 
 def unlandable(message: Message, limit: int, window: DayWindow) -> Rejected:
     """Why a message failed the checks made as it arrives: its timestamp, no value, too large."""
-    offset, value, timestamp = message.offset(), message.value(), message.timestamp()[1]
+    value, timestamp = message.value(), message.timestamp()[1]
     if not window.first <= timestamp // DAY_MS <= window.last:
-        return Rejected(offset, value, *window.describe(timestamp))
+        return Rejected.of(message, value, *window.describe(timestamp))
     if not value:
-        return Rejected(offset, value, EMPTY, "no value (empty or a tombstone): produce one event")
-    return Rejected(
-        offset,
+        return Rejected.of(
+            message, value, EMPTY, "no value (empty or a tombstone): produce one event"
+        )
+    return Rejected.of(
+        message,
         value,
         TOO_LARGE,
         f"{len(value)} bytes, over the sink's limit of {limit}: split the event or raise "

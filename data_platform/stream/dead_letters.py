@@ -1,17 +1,28 @@
 """The dead-letter topic: messages the sink cannot land at all, with why and where they came from.
 
-Headers name the reason (`not_utf8`, `too_large`, `empty`), a sentence a person can act on, and
-the original topic, partition and offset, so a fixed message can be found and produced again.
+A dead letter is the original message (value, key, headers in their order) followed by the
+sink's headers: the reason (`not_utf8`, `too_large`, `empty`, `bad_timestamp`,
+`no_timestamp`), a sentence a person can act on, and the original topic, partition, offset and
+timestamp, so a fixed message can be found and produced again into its own day.
 Dead letters are flushed before the batch's file is published: a file on the landing zone
 therefore implies its range's dead letters are on the topic. They are at-least-once: a crash
 after the flush but before the file re-sends them, identifiable by their original offset.
+
+A dead letter the topic refuses as too large (its max.message.bytes is below the original
+topic's, or the headers tipped it over) is sent again without its value, with a header saying
+so: stopping instead would refuse it again at every restart, and the value is still on the
+original topic, at the offset the headers name, until its retention.
 """
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException, Producer
+from collections.abc import Callable
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from data_platform.stream.batch import Rejected
+
+Headers = list[tuple[str, bytes | None]]
 
 
 class DeadLetterError(RuntimeError):
@@ -19,38 +30,57 @@ class DeadLetterError(RuntimeError):
 
 
 class DeadLetters:
-    def __init__(self, producer_settings: dict[str, object], topic: str, source_topic: str):
+    def __init__(
+        self,
+        producer_settings: dict[str, object],
+        topic: str,
+        source_topic: str,
+        log: Callable[[str], None] = print,
+    ):
         self._producer = Producer(producer_settings)
         self._topic = topic
         self._source_topic = source_topic
+        self._log = log
         self._failures: list[str] = []
+        self._too_large: list[tuple[bytes | None, Headers, int]] = []  # key, headers, size
 
     def send(self, partition: int, rejected: list[Rejected]) -> None:
         for message in rejected:
             headers = [
+                *message.headers,
                 ("reason", message.reason.encode()),
                 ("error", message.detail.encode()),
                 ("original_topic", self._source_topic.encode()),
                 ("original_partition", str(partition).encode()),
                 ("original_offset", str(message.offset).encode()),
+                ("original_timestamp", str(message.timestamp).encode()),
             ]
-            self._produce(message.value, headers)
+            self._produce(message.value, message.key, headers)
         self._producer.poll(0)
 
-    def _produce(self, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+    def _produce(self, value: bytes | None, key: bytes | None, headers: Headers) -> None:
         while True:
             try:
                 self._producer.produce(
-                    self._topic, value, headers=headers, on_delivery=self._delivered
+                    self._topic, value, key, headers=headers, on_delivery=self._delivered
                 )
                 return
             except BufferError:
                 # The client's queue is full (queue.buffering.max.messages, 100,000): let it
                 # send some first, instead of a crash that the restart would repeat.
                 self._producer.poll(0.1)
+            except KafkaException as error:
+                if error.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE or not value:
+                    raise DeadLetterError(f"dead-letter topic {self._topic}: {error}") from error
+                self._too_large.append((key, headers, len(value)))
+                return
 
-    def _delivered(self, error, _message) -> None:
-        if error is not None:
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            return
+        if error.code() == KafkaError.MSG_SIZE_TOO_LARGE and message.value():
+            self._too_large.append((message.key(), message.headers() or [], len(message)))
+        else:
             self._failures.append(str(error))
 
     def close(self) -> None:
@@ -59,10 +89,37 @@ class DeadLetters:
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every dead letter is acknowledged; raise if one was not."""
-        try:
-            left = self._producer.flush(timeout)
-        except KafkaException as error:
-            raise DeadLetterError(f"dead-letter topic {self._topic}: {error}") from error
+        left = self._flush(timeout)
+        refused, self._too_large = self._too_large, []
+        if refused:
+            for key, headers, size in refused:
+                self._send_without_value(key, headers, size)
+            left = self._flush(timeout)  # refused again, with no value: in `_failures`
         if left or self._failures:
             reason = self._failures[0] if self._failures else f"{left} not acknowledged"
             raise DeadLetterError(f"dead-letter topic {self._topic}: {reason}")
+
+    def _flush(self, timeout: float) -> int:
+        try:
+            return self._producer.flush(timeout)
+        except KafkaException as error:
+            raise DeadLetterError(f"dead-letter topic {self._topic}: {error}") from error
+
+    def _send_without_value(self, key: bytes | None, headers: Headers, size: int) -> None:
+        ours = dict(headers)
+        where = (
+            f"{self._source_topic} partition {_text(ours.get('original_partition'))} offset "
+            f"{_text(ours.get('original_offset'))}"
+        )
+        omitted = (
+            f"{size} bytes, over what {self._topic} takes: read the value from {where} (until "
+            f"its retention); give {self._topic} a max.message.bytes above {self._source_topic}'s"
+        )
+        self._log(
+            f"dead letter of {where}: {self._topic} refused it as too large, sent without its value"
+        )
+        self._produce(None, key, [*headers, ("value_omitted", omitted.encode())])
+
+
+def _text(value: bytes | None) -> str:
+    return (value or b"?").decode(errors="replace")

@@ -67,7 +67,9 @@ class Sink:
         self._log = log
         self._consumer = Consumer(config.consumer_settings())
         self._admin = AdminClient({"bootstrap.servers": config.bootstrap})
-        self._dead_letters = DeadLetters(config.producer_settings(), config.dlq_topic, config.topic)
+        self._dead_letters = DeadLetters(
+            config.producer_settings(), config.dlq_topic, config.topic, log
+        )
         self._batches: dict[int, Batch] = {}
         self._adoption = Adoption(landing)
         self._stopping = False

@@ -10,11 +10,13 @@ so it names the incarnation wherever offsets are written down (landing file name
 from __future__ import annotations
 
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from data_platform.stream.config import dlq_topic
 
 _U64 = (1 << 64) - 1
+# Room for the headers a dead letter gains (reason, error, original_*): a few hundred bytes.
+DLQ_HEADROOM = 16 * 1024
 
 
 class TopicIdError(RuntimeError):
@@ -23,23 +25,37 @@ class TopicIdError(RuntimeError):
 
 
 def ensure_topics(bootstrap: str, topic: str, partitions: int = 2) -> None:
-    """Create `topic` and its dead-letter topic unless they exist; existing ones are left as is."""
+    """Create `topic` and its dead-letter topic unless they exist; existing ones are left as is.
+
+    A dead-letter topic is created taking messages as large as `topic` takes, plus
+    `DLQ_HEADROOM` for the sink's headers: its dead letters include the too-large ones."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = admin.list_topics(timeout=10).topics
-    wanted = [
-        NewTopic(name, num_partitions=partitions, replication_factor=1)
-        for name in (topic, dlq_topic(topic))
-        if name not in existing
-    ]
-    if not wanted:
+    if topic not in existing:
+        _create(admin, NewTopic(topic, num_partitions=partitions, replication_factor=1))
+    dlq = dlq_topic(topic)
+    if dlq in existing:
         return
-    for future in admin.create_topics(wanted, operation_timeout=10).values():
-        try:
-            future.result()
-        except KafkaException as error:
-            # Another process created it between the listing and here: what we wanted.
-            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+    limit = _max_message_bytes(admin, topic)
+    config = {} if limit is None else {"max.message.bytes": str(limit + DLQ_HEADROOM)}
+    _create(admin, NewTopic(dlq, num_partitions=partitions, replication_factor=1, config=config))
+
+
+def _create(admin: AdminClient, new: NewTopic) -> None:
+    try:
+        admin.create_topics([new], operation_timeout=10)[new.topic].result()
+    except KafkaException as error:
+        # Another process created it between the listing and here: what we wanted.
+        if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise
+
+
+def _max_message_bytes(admin: AdminClient, topic: str) -> int | None:
+    """The topic's max.message.bytes; None where the broker names none (tansu, for a topic
+    created without it: it enforces no limit) and the broker's default then applies."""
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    entry = admin.describe_configs([resource])[resource].result(10).get("max.message.bytes")
+    return None if entry is None or entry.value is None else int(entry.value)
 
 
 def describe_topic_id(admin: AdminClient, topic: str) -> str:
