@@ -246,6 +246,52 @@ def test_kill_9_mid_stream_and_restart_land_every_event_once(stream, tmp_path):
     assert_exactly_once(stream, ids)
 
 
+# `data-platform consume`, whose publish SIGKILLs the process right after the N-th file is
+# durable, before its commit: exactly the crash adoption exists for, with no timing involved.
+KILL_AFTER_PUBLISH = """
+import os, signal, sys
+import data_platform.stream.sink as sink
+from data_platform import cli
+real, calls, kill_at = sink.publish, [], int(sys.argv.pop(1))
+def publish(*args):
+    real(*args)
+    calls.append(args[1])
+    if len(calls) == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+sink.publish = publish
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_killed_between_publish_and_commit_the_file_is_adopted_on_restart(stream, tmp_path):
+    ids = [f"p-{i}" for i in range(1_000)]
+    ends = produce(stream, [event(i) for i in ids])
+    log = tmp_path / "killed.log"
+    command = ["consume", "--topic", stream["topic"], "--group", stream["group"]]
+    limits = ["--max-batch-messages", "100", "--max-batch-seconds", "600"]
+    with open(log, "wb") as stderr:
+        child = subprocess.run(
+            [sys.executable, "-c", KILL_AFTER_PUBLISH, "3", *command, *limits],
+            stderr=stderr,
+            env=dict(os.environ),
+            timeout=120,
+        )
+    assert child.returncode == -signal.SIGKILL, log.read_text()
+    files = landed(stream)
+    assert len(files) == 3
+    # Two files committed, the third landed only: its range starts at a committed offset.
+    uncommitted = [f for f in files if committed(stream)[f.partition] == f.first]
+    assert len(uncommitted) == 1
+    survivor = SinkThread(stream, max_batch_seconds=0.5)  # other limits: it would cut elsewhere
+    wait_committed(stream, ends)
+    survivor.stop()
+    [adopted] = uncommitted
+    assert f"partition {adopted.partition}: adopting landed offsets {adopted.first}-" in "\n".join(
+        survivor.lines
+    )
+    assert_exactly_once(stream, ids)
+
+
 def test_a_file_landed_but_never_committed_is_adopted_not_rewritten(stream):
     """The state a crash between publish and commit leaves, made exactly: a group that never
     committed finds every file landed. With other batch limits it would cut other ranges."""
