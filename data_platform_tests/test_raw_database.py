@@ -6,8 +6,10 @@ import logging
 import multiprocessing
 import os
 import signal
+import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
@@ -511,3 +513,21 @@ def test_a_look_back_that_would_skip_or_overflow_is_refused(resources):
     for wrong, bound in ((-1, "greater than or equal to 0"), (10**13, "less than or equal to")):
         with pytest.raises(Exception, match=bound):
             extract(resources, lookback_minutes=wrong)
+
+
+def test_an_extra_columns_value_is_rescued_in_one_spelling_whatever_the_driver_returns():
+    """PostgreSQL's driver returns datetimes, Decimals, UUIDs and bytes, which DuckDB and Spark
+    each wrote into `_rescued` their own way (or, a uuid, Spark refused): one text for each."""
+    plus_two = timezone(timedelta(hours=2))
+    cases = {
+        datetime(2026, 1, 5, 12, 0, tzinfo=plus_two): "2026-01-05T10:00:00+00:00",
+        datetime(2026, 1, 5, 12, 0, 0, 500): "2026-01-05T12:00:00.000500",
+        date(2026, 1, 5): "2026-01-05",
+        Decimal("12.50"): "12.50",
+        uuid.UUID(int=1): "00000000-0000-0000-0000-000000000001",
+        b"\x00\xff": "00ff",
+        memoryview(b"\x01"): "01",
+    }
+    assert {value: database.json_ready(value) for value in cases} == cases
+    kept = [None, "text", 7, 1.5, True, [1, 2], {"a": 1}]
+    assert [database.json_ready(v) for v in kept] == kept

@@ -162,8 +162,13 @@ def test_spark_extraction_gives_duckdb_version_logs_first_and_incremental(
     changed_at = latest + timedelta(minutes=5)
     with source.begin() as conn:
         conn.execute(sa.text("ALTER TABLE users ADD COLUMN loyalty_tier VARCHAR(16)"))
+        # Bytes, which each engine's to_json spelled its own way ("\\x00\\xFF" vs base64).
+        conn.execute(sa.text("ALTER TABLE users ADD COLUMN avatar BLOB"))
         conn.execute(
-            sa.text("UPDATE users SET loyalty_tier = 'gold', updated_at = :t WHERE id = 7"),
+            sa.text(
+                "UPDATE users SET loyalty_tier = 'gold', avatar = X'00FF', updated_at = :t "
+                "WHERE id = 7"
+            ),
             {"t": changed_at},
         )
         # A name a quote and a backslash end: literals differ between the engines' SQL.
@@ -190,14 +195,20 @@ def test_spark_extraction_gives_duckdb_version_logs_first_and_incremental(
         assert versions(added, table) == new[table.name], table.name
 
     # Every version extracted since a column appeared has it in `_rescued`, null included.
-    for table, column, values in (
-        ("users", "loyalty_tier", {7: "gold"}),
-        ("products", "o'stock\\", {1: 5}),
-    ):
+    extras = {
+        "users": {
+            "loyalty_tier": {7: "gold"},
+            "avatar": {7: "00ff"},
+        },
+        "products": {"o'stock\\": {1: 5}},
+    }
+    for table, columns in extras.items():
         at = TABLES[table].column_names.index("updated_at")
         rescued = {(row[0], row[at]): row[-1] for row in spark_rows(spark_raw, TABLES[table])}
         assert rescued == {
-            (i, t): json.dumps({column: values.get(i)}) if (i, t) in new[table] else None
+            (i, t): json.dumps({c: v.get(i) for c, v in columns.items()}, sort_keys=True)
+            if (i, t) in new[table]
+            else None
             for i, t in rescued
         }, table
 

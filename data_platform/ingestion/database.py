@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -249,16 +249,40 @@ def rescued_value(expr: str, is_float: bool) -> str:
     )
 
 
-def source_batches(engine: sa.Engine, query: sa.Select, names: list[str]) -> Iterator[pa.Table]:
-    """The query's rows as Arrow tables of SOURCE_BATCH_ROWS rows, streamed: every engine loads
-    the same values, and never the whole source table at once."""
+def json_ready(value: object) -> object:
+    """An extra column's value as `_rescued` holds it on every engine: JSON's own kinds as they
+    are, any other as one spelling of text. Left to the engines, a timestamp was
+    `"2026-01-05 10:00:00+00"` on DuckDB and `"2026-01-05T10:00:00.000Z"` on Spark, a numeric
+    12.50 was 12.5 and 12.50, and a uuid failed Spark's Arrow conversion."""
+    if value is None or isinstance(value, str | int | float | bool | list | dict):
+        return value
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    isoformat = getattr(value, "isoformat", None)  # date, time, naive datetime
+    return isoformat() if isoformat else str(value)  # Decimal keeps its digits, UUID its form
+
+
+def source_batches(
+    engine: sa.Engine, query: sa.Select, columns: SourceColumns
+) -> Iterator[pa.Table]:
+    """The query's rows (`columns.contract`, then `columns.extra`) as Arrow tables of
+    SOURCE_BATCH_ROWS rows, streamed: every engine loads the same values, and never the whole
+    source table at once."""
     import pyarrow as pa
 
+    names, extra = [*columns.contract, *columns.extra], set(columns.extra)
     with engine.connect() as source:
         result = source.execution_options(stream_results=True).execute(query)
         while rows := result.fetchmany(SOURCE_BATCH_ROWS):
             values = list(zip(*rows, strict=True))
-            yield pa.table({n: _arrow_column(col) for n, col in zip(names, values, strict=True)})
+            yield pa.table(
+                {
+                    n: _arrow_column(tuple(map(json_ready, col)) if n in extra else col)
+                    for n, col in zip(names, values, strict=True)
+                }
+            )
 
 
 def _append_new_versions(
@@ -321,12 +345,11 @@ def extract_incremental(
     hwm_sql = f"SELECT {HIGH_WATER_MARK} FROM {table.qualified_name}"
     hwm_before = conn.execute(hwm_sql).fetchone()[0]
     query, columns = source_query(engine, table, read_since(hwm_before, lookback))
-    names = [*columns.contract, *columns.extra]
     fetched = added = 0
     unversioned = UnversionedChanges()
     conn.execute("BEGIN TRANSACTION")
     try:
-        for _source_arrow in source_batches(engine, query, names):
+        for _source_arrow in source_batches(engine, query, columns):
             # DuckDB finds the Python variable by name; named like the temp table, it would be
             # shadowed by it from the second batch on, which re-read the first batch.
             conn.execute("CREATE OR REPLACE TEMP TABLE _source_batch AS FROM _source_arrow")

@@ -127,12 +127,11 @@ def extract_incremental_on_spark(
     )
     rows_before, hwm_before = spark.sql(state_sql).first()
     query, columns = source_query(engine, table, read_since(hwm_before, lookback))
-    names = [*columns.contract, *columns.extra]
     staged: list[DataFrame] = []
     fetched = 0
     unversioned = UnversionedChanges()
     try:
-        for batch in source_batches(engine, query, names):
+        for batch in source_batches(engine, query, columns):
             frame = spark.createDataFrame(batch)
             frame.createOrReplaceTempView("_source_batch")
             kinds = batch_kinds(batch)
