@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from data_platform.services.config import ServicesConfig
-from data_platform.services.process import ServiceError, read_pid, read_secret, write_secret
+from data_platform.services.process import ServiceError, ensure_secret, read_pid, read_secret
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
@@ -147,10 +146,7 @@ class Postgres:
         As root the file belongs to the server's user, like the rest of its folder: initdb,
         running as that user, reads it; root reads any file.
         """
-        if self.password_file.exists():
-            return
-        write_secret(self.password_file, secrets.token_urlsafe(32))
-        if os.geteuid() == 0:
+        if ensure_secret(self.password_file) and os.geteuid() == 0:
             shutil.chown(self.password_file, SYSTEM_USER, SYSTEM_USER)
 
     def _initdb(self) -> None:

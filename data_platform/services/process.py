@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -25,6 +26,13 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
         time.sleep(interval)
 
 
+def _stat_fields(stat: Path) -> list[str]:
+    """The fields of a /proc/<pid>/stat after the command name (field 3, the state, first);
+    the name is skipped whole, as it may hold spaces and parentheses. FileNotFoundError when
+    the process is gone."""
+    return stat.read_text().rsplit(")", 1)[1].split()
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -34,10 +42,9 @@ def pid_alive(pid: int) -> bool:
         return True
     # A zombie (exited, not yet reaped by its parent) counts as gone: it serves nothing.
     try:
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return _stat_fields(Path(f"/proc/{pid}/stat"))[0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
-    return status != "Z"
 
 
 # Start times are compared as seconds since boot, counted in clock ticks: exact, and immune to
@@ -51,7 +58,7 @@ _LEGACY_SLACK_SECONDS = 1.0
 def _started_after_boot(pid: int) -> float:
     """Field 22 of /proc/<pid>/stat (starttime, in clock ticks since boot), in seconds."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = _stat_fields(Path(f"/proc/{pid}/stat"))
     except FileNotFoundError:
         raise ProcessLookupError(pid) from None
     return int(fields[19]) / os.sysconf("SC_CLK_TCK")
@@ -77,10 +84,10 @@ def read_pid(pid_file: Path) -> int | None:
         except ProcessLookupError:
             return None
         recorded, slack = float(first_line[1]), _SAME_START_SLACK_SECONDS
-        if recorded > _uptime():
+        if recorded > (uptime := _uptime()):
             # Written by a version that recorded wall-clock starts: still the service (a
             # `down` after an upgrade must stop it), judged as that version judged it.
-            started += time.time() - _uptime()
+            started += time.time() - uptime
             slack = _LEGACY_SLACK_SECONDS
         if abs(started - recorded) > slack:
             return None
@@ -122,6 +129,15 @@ def write_secret(path: Path, secret: str) -> None:
         f.write(secret + "\n")
 
 
+def ensure_secret(path: Path) -> bool:
+    """A new random password in `path` unless the file exists (a first start that failed
+    half-way made it): True when this call made it."""
+    if path.exists():
+        return False
+    write_secret(path, secrets.token_urlsafe(32))
+    return True
+
+
 def read_secret(path: Path, service: str) -> str:
     """A password `write_secret` made at the service's first start; one line if it has none."""
     try:
@@ -137,7 +153,7 @@ def group_alive(pgid: int) -> bool:
     """Whether any live process is still in the group (a worker's pool children outlive it)."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(stat)
         except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
         if fields[2] == str(pgid) and fields[0] != "Z":

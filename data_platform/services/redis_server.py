@@ -10,7 +10,6 @@ clients only through the broker URL that `make -s services-env` exports.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from data_platform.services.config import ServicesConfig
 from data_platform.services.process import (
     ServiceError,
+    ensure_secret,
     read_pid,
     read_secret,
     spawn,
@@ -101,8 +101,7 @@ class Redis:
 
     def launch(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        if not self.password_file.exists():
-            write_secret(self.password_file, secrets.token_urlsafe(32))
+        ensure_secret(self.password_file)
         command = [_binary("redis-server"), str(self._write_config())]
         spawn(command, self.log_file, self.pid_file, dict(os.environ))
 
