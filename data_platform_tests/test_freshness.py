@@ -237,3 +237,45 @@ def test_the_stale_and_the_never_materialized_alerts_name_the_same_window():
             assert "9:00:00" in describe_policy(policy) and "9:00:00" in found[0].reason
         else:
             assert found == [] and "0 9 * * *" in describe_policy(policy)
+
+
+@dg.asset(
+    key=["raw", "events"],
+    partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1),
+    freshness_policy=arrival_policy(timedelta(hours=4)),
+)
+def raw_events() -> None:
+    pass
+
+
+@dg.asset(key=["marts", "active_users"], deps=[raw_events], freshness_policy=arrival_policy(timedelta(hours=4)))  # fmt: skip
+def active_users() -> None:
+    pass
+
+
+MART_DEFS = dg.Definitions(assets=[raw_events, active_users], sensors=[freshness_alerts])
+
+
+def test_a_mart_rebuilt_without_new_data_is_as_stale_as_its_feed():
+    """An unpartitioned mart counted as fresh after any rebuild: a late file for an old day (or
+    a dimension's change) rebuilt it while raw/events' newest day had stopped arriving, and the
+    mart's alert and lag said fresh. Its data is no newer than its feed's newest."""
+    instance = dg.DagsterInstance.ephemeral()
+    with webhook() as (alerts, received):
+        with freeze_time(T0):
+            dg.materialize([raw_events], instance=instance, partition_key="2026-01-05")
+            dg.materialize([active_users], instance=instance, selection=[active_users.key])
+        cursor = tick(instance, MART_DEFS, alerts, None, T0 + HOUR)
+        with freeze_time(T0 + 8 * HOUR):  # a late old day, and the mart rebuilt for it
+            dg.materialize([raw_events], instance=instance, partition_key="2026-01-01")
+            dg.materialize([active_users], instance=instance, selection=[active_users.key])
+        tick(instance, MART_DEFS, alerts, cursor, T0 + 10 * HOUR)
+        stale = sorted(p["text"].split(":")[1].strip() for p in received)
+        assert stale == ["marts/active_users", "raw/events"]
+
+    policies = {key: arrival_policy(timedelta(hours=4)) for key in MART_DEFS.resolve_asset_graph().get_all_asset_keys()}  # fmt: skip
+    feeds = {active_users.key: [raw_events.key]}
+    (lag, *_) = collect_freshness(instance, policies, feeds)
+    written = {s.labels["asset"]: time.time() - s.value for s in lag.samples}
+    assert written["marts/active_users"] == pytest.approx(T0.timestamp(), abs=60)
+    assert written["raw/events"] == pytest.approx(T0.timestamp(), abs=60)

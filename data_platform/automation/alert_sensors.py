@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState
 from dagster._time import get_current_timestamp
 
-from data_platform.automation.freshness import newest_data_written_at
+from data_platform.automation.freshness import followed_feeds, newest_data_written_at
 from data_platform.partitions import RANGE_TAGS
 from data_platform.resources.alerts import Alert, AlertWebhook
 
@@ -169,6 +170,7 @@ def freshness_failures(
     policies: dict[dg.AssetKey, dg.FreshnessPolicy],
     cursor: dict,
     now: float,
+    feeds: Mapping[dg.AssetKey, Iterable[dg.AssetKey]] | None = None,
 ) -> tuple[list[Alert], dict]:
     """Assets that turned stale since the last alert about them, and those never materialized
     for longer than their fail window since the sensor first saw them; and the updated cursor.
@@ -176,7 +178,8 @@ def freshness_failures(
     Stale is judged here, not by Dagster's freshness state: its daemon measures a time-window
     policy from any materialization, so a late file for an old day made a feed whose newest day
     had stopped arriving look fresh. Here it is measured from when the asset's newest data was
-    written (automation/freshness.py, `newest_data_written_at`). A policy without a window (a
+    written (automation/freshness.py, `newest_data_written_at`, a mart's no later than the
+    `feeds` it follows). A policy without a window (a
     cron deadline; the platform has none) still follows Dagster's state.
 
     Dagster keeps a never-materialized asset UNKNOWN, never FAIL: a feed that has never
@@ -192,7 +195,7 @@ def freshness_failures(
     alerts = []
     for key, policy in policies.items():
         name, window = key.to_user_string(), _fail_seconds(policy)
-        written = newest_data_written_at(instance, key)
+        written = newest_data_written_at(instance, key, (feeds or {}).get(key, ()))
         if written is None:
             since = unknown_since.setdefault(name, now)
             if window is not None and now - since >= window and name not in unknown_alerted:
@@ -244,12 +247,14 @@ def _stale_at(
 )
 def freshness_alerts(context: dg.SensorEvaluationContext, alerts: AlertWebhook):
     graph = context.repository_def.asset_graph
-    policies = {key: graph.get(key).freshness_policy for key in graph.get_all_asset_keys()}
+    keys = graph.get_all_asset_keys()
+    policies = {key: graph.get(key).freshness_policy for key in keys}
     found, cursor = freshness_failures(
         context.instance,
         {key: policy for key, policy in policies.items() if policy},
         json.loads(context.cursor) if context.cursor else {},
         get_current_timestamp(),  # time.time(), but a test's freeze_time reaches it
+        followed_feeds({key: graph.get(key).parent_keys for key in keys}),
     )
     _send(found, alerts, context)
     context.update_cursor(json.dumps(cursor))

@@ -16,7 +16,7 @@ gauge use this rule; the UI's badge still shows Dagster's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from functools import cache
 
@@ -43,17 +43,44 @@ def _specs(assets: Assets) -> list[dg.AssetSpec]:
     ]
 
 
-def feed_intervals(assets: Assets) -> dict[dg.AssetKey, timedelta]:
-    """Each asset's fastest raw feed: raw/events 4 h, raw/payments 12 h, any other 1 day."""
-    deps = {spec.key: [dep.asset_key for dep in spec.deps] for spec in _specs(assets)}
+Deps = Mapping[dg.AssetKey, Iterable[dg.AssetKey]]
+
+
+def asset_deps(assets: Assets) -> dict[dg.AssetKey, list[dg.AssetKey]]:
+    return {spec.key: [dep.asset_key for dep in spec.deps] for spec in _specs(assets)}
+
+
+def _feed_interval(key: dg.AssetKey) -> timedelta:
+    return FEED_INTERVALS.get(key, DAILY)
+
+
+def followed_feeds(deps: Deps) -> dict[dg.AssetKey, frozenset[dg.AssetKey]]:
+    """The raw feeds each asset follows: of the raw assets upstream, those delivering most
+    often (raw/events 4 h, raw/payments 12 h, any other 1 day); none for a raw asset itself."""
+    deps = {key: list(parents) for key, parents in deps.items()}
 
     @cache
-    def interval(key: dg.AssetKey) -> timedelta:
+    def raw_upstream(key: dg.AssetKey) -> frozenset[dg.AssetKey]:
         if key.path[0] == "raw":
-            return FEED_INTERVALS.get(key, DAILY)
-        return min((interval(dep) for dep in deps.get(key, [])), default=DAILY)
+            return frozenset({key})
+        return frozenset().union(*(raw_upstream(dep) for dep in deps.get(key, [])))
 
-    return {key: interval(key) for key in deps}
+    def fastest(key: dg.AssetKey) -> frozenset[dg.AssetKey]:
+        raws = raw_upstream(key) - {key}
+        shortest = min((_feed_interval(r) for r in raws), default=None)
+        return frozenset(r for r in raws if _feed_interval(r) == shortest)
+
+    return {key: fastest(key) for key in deps}
+
+
+def feed_intervals(assets: Assets) -> dict[dg.AssetKey, timedelta]:
+    """Each asset's fastest raw feed's interval: its own for a raw asset, 1 day without one."""
+    return {
+        key: _feed_interval(key)
+        if key.path[0] == "raw"
+        else min((_feed_interval(f) for f in feeds), default=DAILY)
+        for key, feeds in followed_feeds(asset_deps(assets)).items()
+    }
 
 
 def has_policy(key: dg.AssetKey) -> bool:
@@ -72,8 +99,15 @@ def with_freshness_policies(assets: Assets) -> list[dg.AssetsDefinition | dg.Ass
     return dg.map_asset_specs(apply, list(assets))
 
 
-def newest_data_written_at(instance: dg.DagsterInstance, key: dg.AssetKey) -> float | None:
+def newest_data_written_at(
+    instance: dg.DagsterInstance, key: dg.AssetKey, feeds: Iterable[dg.AssetKey] = ()
+) -> float | None:
     """When the asset's newest data was last written (epoch seconds); None: never materialized.
+
+    An asset that follows raw `feeds` (`followed_feeds`) holds data no newer than theirs: it
+    is as fresh as the older of its own write and its feeds' newest data. Else a mart rebuilt
+    for another reason (a dimension's change, a late file for an old day) looked fresh while
+    the feed it follows had stopped arriving.
 
     A partitioned asset is as fresh as its newest partition: the latest materialization of its
     greatest partition key (the platform's partitions are days, `YYYY-MM-DD`, whose text order
@@ -81,6 +115,14 @@ def newest_data_written_at(instance: dg.DagsterInstance, key: dg.AssetKey) -> fl
     An unpartitioned asset: its latest materialization. One query when the latest
     materialization is of the newest partition (the usual case), three after a late old one.
     """
+    own = _own_newest_data_written_at(instance, key)
+    if own is None:
+        return None
+    fed = [newest_data_written_at(instance, feed) for feed in feeds]
+    return min([own, *(t for t in fed if t is not None)])
+
+
+def _own_newest_data_written_at(instance: dg.DagsterInstance, key: dg.AssetKey) -> float | None:
     latest = instance.get_latest_materialization_event(key)
     if latest is None or latest.dagster_event is None:
         return None

@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from data_platform.automation.freshness import asset_deps, followed_feeds
 from data_platform.operations.check_metrics import CheckExecutionCounts, collect_checks
 from data_platform.operations.durations import RunDurations
 from data_platform.operations.run_metrics import RunCountSeries, collect_runs
@@ -53,15 +54,17 @@ class PlatformCollector(Collector):
         row_days: int = METRICS_DAYS,
         new_series_hold: float = METRICS_NEW_SERIES_HOLD,
         clock: Callable[[], float] = time.monotonic,
+        feeds: Mapping[dg.AssetKey, Iterable[dg.AssetKey]] | None = None,
     ) -> None:
         """`jobs`: the Definitions' job names, whose run series exist from the first scrape;
         `row_days`: how many arrival days of rows_* series to serve (DATA_PLATFORM_METRICS_DAYS);
         `new_series_hold`: seconds a job or duration label set first seen reads 0
-        (DATA_PLATFORM_METRICS_NEW_SERIES_HOLD), timed by `clock`."""
+        (DATA_PLATFORM_METRICS_NEW_SERIES_HOLD), timed by `clock`; `feeds`: the raw feeds each
+        asset follows (`followed_feeds`), which bound a mart's freshness."""
         self._instance = instance
         self._kafka_bootstrap = kafka_bootstrap
         self._warehouse = WarehouseMetrics(day_counts, row_days)
-        self._policies = policies
+        self._policies, self._feeds = policies, feeds
         self._durations = RunDurations(hold_seconds=new_series_hold, clock=clock)
         self._check_counts = CheckExecutionCounts()
         self._run_series = RunCountSeries(jobs, new_series_hold, clock)
@@ -85,7 +88,7 @@ class PlatformCollector(Collector):
                 *collect_runs(self._instance, self._run_series),
                 *self._durations.collect(self._instance),
                 *collect_checks(self._instance, self._check_counts),
-                *collect_freshness(self._instance, self._policies),
+                *collect_freshness(self._instance, self._policies, self._feeds),
                 *collect_pools(self._instance),
                 *collect_sensors(self._instance),
             ]
@@ -125,6 +128,7 @@ def serve(port: int | None = None) -> int:
             [job.name for job in defs.get_repository_def().get_all_jobs()],
             settings.metrics_days,
             settings.metrics_new_series_hold,
+            feeds=followed_feeds(asset_deps(defs.resolve_all_asset_specs())),
         )
         registry = CollectorRegistry(auto_describe=False)
         registry.register(collector)

@@ -9,7 +9,7 @@ code.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -35,13 +35,16 @@ def freshness_windows(
 
 
 def collect_freshness(
-    instance: dg.DagsterInstance, policies: Mapping[dg.AssetKey, TimeWindowFreshnessPolicy]
+    instance: dg.DagsterInstance,
+    policies: Mapping[dg.AssetKey, TimeWindowFreshnessPolicy],
+    feeds: Mapping[dg.AssetKey, Iterable[dg.AssetKey]] | None = None,
 ) -> Iterator[Metric]:
     now = time.time()
     lag = GaugeMetricFamily(
         "data_platform_asset_freshness_lag_seconds",
         "Seconds since the asset's newest data was last written: its last materialization, or "
-        "for a partitioned asset its newest partition's (absent: never materialized).",
+        "for a partitioned asset its newest partition's; a mart's no later than its feed's "
+        "(absent: never materialized).",
         labels=["asset"],
     )
     fail = GaugeMetricFamily(
@@ -59,7 +62,7 @@ def collect_freshness(
         fail.add_metric([name], policy.fail_window.to_timedelta().total_seconds())
         if policy.warn_window:
             warn.add_metric([name], policy.warn_window.to_timedelta().total_seconds())
-        written = newest_data_written_at(instance, key)
+        written = newest_data_written_at(instance, key, (feeds or {}).get(key, ()))
         if written is not None:
             lag.add_metric([name], max(0.0, now - written))
     yield from (lag, fail, warn)
