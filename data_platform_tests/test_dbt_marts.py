@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -540,3 +541,42 @@ def test_event_properties_in_marts_keep_only_published_keys(small_world):
     # dbt's own test looks inside the document too.
     tested = dbt_cli(["test", "--select", "assert_no_pii_columns_in_marts"], *small_world)
     assert tested.returncode == 0, tested.stdout[-3000:]
+
+
+RECONCILIATIONS = {
+    # test -> a corruption of the copy of the small world it must report
+    "assert_daily_revenue_reconciles_with_staging": "UPDATE marts.daily_revenue "
+    "SET revenue = revenue + 0.01 WHERE revenue_date = DATE '2026-01-06'",
+    "assert_daily_active_users_reconciles_with_staging": "DELETE FROM marts.daily_active_users "
+    "WHERE activity_date = DATE '2026-01-06'",
+    "assert_arrival_counts_add_up_to_raw": "CREATE TABLE staging.counted AS "
+    "SELECT * REPLACE (arrival_count + 1 AS arrival_count) FROM staging.stg_payments__payments; "
+    "DROP VIEW staging.stg_payments__payments; "
+    "ALTER TABLE staging.counted RENAME TO stg_payments__payments",
+    # a dt of staging that the fact lacks: the test compared only the fact's own dts
+    "assert_partitioned_facts_match_staging": "DELETE FROM marts.fct_events "
+    "WHERE dt = DATE '2026-01-06'",
+}
+
+
+def test_reconciliation_tests_pass_and_report_what_they_guard(small_world, tmp_path):
+    """Each singular test that reconciles a model with another path passes on the small
+    world and fails on a copy of it where that model (or staging) was corrupted by hand: none
+    is true by construction."""
+    warehouse, target = small_world
+
+    def outcomes(path: Path) -> dict[str, tuple[str, int]]:
+        done = dbt_cli(["test", "--select", *RECONCILIATIONS], path, target)
+        results = json.loads((target / "run_results.json").read_text())["results"]
+        found = {r["unique_id"].split(".")[2]: (r["status"], r["failures"]) for r in results}
+        assert found.keys() == RECONCILIATIONS.keys(), done.stdout[-3000:]
+        return found
+
+    assert outcomes(warehouse) == {name: ("pass", 0) for name in RECONCILIATIONS}
+    corrupted = tmp_path / "corrupted.duckdb"
+    shutil.copy(warehouse, corrupted)
+    with duckdb.connect(str(corrupted)) as conn:
+        for statement in RECONCILIATIONS.values():
+            conn.execute(statement)
+    found = outcomes(corrupted)
+    assert all(status in ("fail", "warn") and failures > 0 for status, failures in found.values())

@@ -530,7 +530,7 @@ def test_spark_ingests_and_builds_the_same_tables_as_duckdb(
     tests = [r for r in results if r.node.resource_type == "test"]
     assert {r.node.name for r in tests} >= {
         "assert_no_pii_columns_in_marts",
-        "assert_daily_revenue_reconciles_with_fct_orders",
+        "assert_daily_revenue_reconciles_with_staging",
         "assert_partitioned_facts_match_staging",
     }
     own = {r.node.test_metadata.name for r in tests if hasattr(r.node, "test_metadata")}

@@ -1,6 +1,6 @@
 {{ config(severity='warn') }}
--- Every dt present in a partitioned fact holds exactly the rows staging has for it (known
--- event types for fct_events). A difference means a partition is stale: raw was re-ingested
+-- Every dt of a partitioned fact or of its staging model holds exactly the rows staging has
+-- for it (known event types for fct_events). A difference means a partition is stale: raw was re-ingested
 -- (e.g. a late file in an old dt folder) and that dt has not been rebuilt yet.
 -- Returns (model, dt, rows in the fact, rows expected).
 
@@ -41,15 +41,25 @@ stg_payments_rows as (
 
 compared as (
 
-    select 'fct_events' as model_name, f.dt, f.actual_rows, coalesce(s.expected_rows, 0) as expected_rows
+    -- Full outer joins: a dt staging has and the fact lacks (a day never built, or emptied)
+    -- is as stale as one the fact holds with other rows.
+    select
+        'fct_events' as model_name,
+        coalesce(f.dt, s.dt) as dt,
+        coalesce(f.actual_rows, 0) as actual_rows,
+        coalesce(s.expected_rows, 0) as expected_rows
     from fct_events_rows as f
-    left join stg_events_rows as s on f.dt = s.dt
+    full outer join stg_events_rows as s on f.dt = s.dt
 
     union all
 
-    select 'fct_payments' as model_name, f.dt, f.actual_rows, coalesce(s.expected_rows, 0) as expected_rows
+    select
+        'fct_payments' as model_name,
+        coalesce(f.dt, s.dt) as dt,
+        coalesce(f.actual_rows, 0) as actual_rows,
+        coalesce(s.expected_rows, 0) as expected_rows
     from fct_payments_rows as f
-    left join stg_payments_rows as s on f.dt = s.dt
+    full outer join stg_payments_rows as s on f.dt = s.dt
 
 )
 
