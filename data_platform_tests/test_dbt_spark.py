@@ -959,6 +959,23 @@ ODD_PROPERTIES = [
 ]
 
 
+# Versions that publish nothing new (a name, the e-mail's case, a product written again) and an
+# address whose lower() differs by engine.
+HISTORY_RAW = """
+INSERT INTO raw.users VALUES
+    (1, 'a@example.com', 'A C', 'DE', '2026-01-01', '2026-01-02', NULL, '2026-01-03'),
+    (1, 'A@Example.COM', 'A C', 'DE', '2026-01-01', '2026-01-03', NULL, '2026-01-04'),
+    (1, 'a@example.com', 'A C', 'FR', '2026-01-01', '2026-01-04', NULL, '2026-01-05'),
+    (2, ' İNCİ.Σ@EXAMPLE.COM ', 'C D', 'TR', '2026-01-01', '2026-01-01', NULL, '2026-01-02');
+CREATE TABLE raw.products (id BIGINT, sku VARCHAR, name VARCHAR, category VARCHAR,
+    unit_price DECIMAL(10,2), updated_at TIMESTAMP, _extracted_at TIMESTAMP);
+INSERT INTO raw.products VALUES
+    (10, 'S10', 'P', 'c', 1.00, '2026-01-01', '2026-01-02'),
+    (10, 'S10', 'P', 'c', 1.00, '2026-01-02', '2026-01-03'),
+    (10, 'S10', 'P', 'c', 2.00, '2026-01-03', '2026-01-04');
+"""
+
+
 def test_event_properties_are_published_alike_on_both_engines(spark, tmp_path):
     """The allowed keys of each event's properties, each of its type, no e-mail: the same
     documents on DuckDB and Spark (compared parsed, keys in their order)."""
@@ -971,8 +988,9 @@ def test_event_properties_are_published_alike_on_both_engines(spark, tmp_path):
             "TIMESTAMP '2026-01-08', DATE '2026-01-07'",
             [[str(n), p, n] for n, p in enumerate(ODD_PROPERTIES, start=1)],
         )
-    copy_raw_to_spark(warehouse, spark, tmp_path / "raw", ["users", "events"])
-    full = ["run", "--select", "+fct_events", "--full-refresh"]
+        conn.execute(HISTORY_RAW)
+    copy_raw_to_spark(warehouse, spark, tmp_path / "raw", ["users", "events", "products"])
+    full = ["run", "--select", "+fct_events", "+products_history", "--full-refresh"]
     dbt_on_duckdb(full, warehouse, tmp_path / "duckdb-target", salt)
     dbt_on_spark(full, tmp_path / "spark-target", salt)
     published = dict(
@@ -991,3 +1009,8 @@ def test_event_properties_are_published_alike_on_both_engines(spark, tmp_path):
         "p8": {},
     }
     assert table_differences(warehouse, spark, "marts", "fct_events") == []
+    # The history tables too: a non-ASCII e-mail hashes alike (only A-Z is lowered), and
+    # versions that change nothing published collapse alike.
+    for table in ("users_history", "products_history"):
+        assert table_differences(warehouse, spark, "snapshots", table) == []
+    assert spark.sql("SELECT count(*) FROM snapshots.users_history").first()[0] == 3

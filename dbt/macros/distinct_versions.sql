@@ -16,3 +16,20 @@
         ) = 1
     )
 {% endmacro %}
+
+
+{#-
+    True on a row of a version log (one row per key and order_by) that starts a version of
+    its own: the key's first row, or one where any of `columns` differs from the row before
+    (NULL = NULL counts as equal). A row equal to the one before in every column only
+    extends that version (e.g. a change of a column the history does not publish).
+-#}
+{% macro is_new_version(key, order_by, columns) -%}
+    {%- set window = 'over (partition by ' ~ key ~ ' order by ' ~ order_by ~ ')' -%}
+    (
+        lag({{ order_by }}) {{ window }} is null
+        {%- for column in columns %}
+        or lag({{ column }}) {{ window }} is distinct from {{ column }}
+        {%- endfor %}
+    )
+{%- endmacro %}

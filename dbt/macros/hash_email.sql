@@ -1,6 +1,8 @@
 {#-
-    Salted SHA-256 of a normalised e-mail address: sha256(salt || lower(trim(email))), hex.
-    NULL or blank e-mails give NULL.
+    Salted SHA-256 of a normalised e-mail address: sha256(salt || ascii_lower(trim(email))),
+    hex. NULL or blank e-mails give NULL. Only A-Z is lowered (translate), on both engines:
+    lower() maps other letters each engine its own way (DuckDB lower('İ') = 'i', Spark 'i̇';
+    a final sigma), so a non-ASCII address hashed differently on Spark and DuckDB.
 
     The salt is a secret, and dbt writes every model's SQL to target/ (compiled, run,
     manifest.json) and logs/dbt.log: it must never be in the SQL. So no macro reads it (an
@@ -18,7 +20,13 @@
             "hash_email() in " ~ model.name ~ " (materialized " ~ model.config.materialized
             ~ "): only tables may hash PII, a view would hash at read time without the salt.") }}
     {%- endif -%}
-    {{ sha256_hex(pii_salt() ~ " || nullif(lower(trim(" ~ column ~ ")), '')") }}
+    {{ sha256_hex(pii_salt() ~ " || nullif(" ~ ascii_lower('trim(' ~ column ~ ')') ~ ", '')") }}
+{%- endmacro %}
+
+
+{#- A-Z to a-z, every other character as it is: the same on every engine. -#}
+{% macro ascii_lower(expression) -%}
+    translate({{ expression }}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')
 {%- endmacro %}
 
 

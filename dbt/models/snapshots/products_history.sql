@@ -1,11 +1,30 @@
 -- SCD type 2 history of products, built from every version of the raw version log.
--- A version is valid from its updated_at until the next version's.
+-- A version is valid from its updated_at until the next version's. A version of the log that
+-- changes none of the published columns is no version of its own: it extends the one before
+-- it (macro is_new_version).
 
 with
 
 products as (
 
     select * from {{ ref('stg_app__products') }}
+
+),
+
+changes as (
+
+    select
+        product_id,
+        sku,
+        product_name,
+        category,
+        unit_price,
+        updated_at,
+        {{ is_new_version('product_id', 'updated_at', [
+            'sku', 'product_name', 'category', 'unit_price',
+        ]) }} as is_new_version
+
+    from products
 
 ),
 
@@ -22,7 +41,8 @@ versions as (
             partition by product_id order by updated_at
         ) as valid_to
 
-    from products
+    from changes
+    where is_new_version
 
 ),
 

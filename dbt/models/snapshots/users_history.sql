@@ -1,6 +1,9 @@
 -- SCD type 2 history of users, built from every version of the raw version log (not a dbt
 -- snapshot: all intermediate versions are kept even when several changes happened between
 -- two extractions). A version is valid from its updated_at until the next version's.
+-- A version of the log that changes none of the columns published here (the full name only,
+-- or the e-mail's letter case: the same hash) is no version of its own: it extends the one
+-- before it (macro is_new_version).
 -- PII: the e-mail is hashed here (a table, so the salt never lands in a view definition);
 -- full_name does not leave staging.
 
@@ -12,11 +15,38 @@ users as (
 
 ),
 
-versions as (
+published as (
 
     select
         user_id,
         {{ hash_email('email') }} as email_hash,
+        country,
+        created_at,
+        deleted_at,
+        is_deleted,
+        updated_at
+
+    from users
+
+),
+
+changes as (
+
+    select
+        *,
+        {{ is_new_version('user_id', 'updated_at', [
+            'email_hash', 'country', 'created_at', 'deleted_at', 'is_deleted',
+        ]) }} as is_new_version
+
+    from published
+
+),
+
+versions as (
+
+    select
+        user_id,
+        email_hash,
         country,
         created_at,
         deleted_at,
@@ -26,7 +56,8 @@ versions as (
             partition by user_id order by updated_at
         ) as valid_to
 
-    from users
+    from changes
+    where is_new_version
 
 ),
 
