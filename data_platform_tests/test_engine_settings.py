@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from data_platform.resources.warehouse import scaled_size
 from data_platform.settings import SettingsError, load_settings
+
+# Opens a DuckDB file read-write, which needs its lock, and writes to it.
+OPEN_READ_WRITE = """
+import sys, duckdb
+with duckdb.connect(sys.argv[1]) as conn:
+    conn.execute("CREATE TABLE opened AS SELECT 1 AS n")
+print("written")
+"""
 
 
 def settings_with(tmp_path, **variables: str):
@@ -94,21 +105,27 @@ def test_a_memory_limit_that_is_no_size_is_refused():
         scaled_size("lots", 0.5)
 
 
-def test_a_memory_limit_duckdb_refuses_still_closes_the_connection(tmp_path, monkeypatch):
-    """`SET memory_limit` failing left the connection, and the warehouse file's lock, open."""
+def test_a_memory_limit_duckdb_refuses_still_closes_the_connection(tmp_path):
+    """`SET memory_limit` failing left the connection, and the warehouse file's lock, open:
+    another process (the next run, `data-platform sql`) could not open the warehouse."""
     import duckdb
 
-    from data_platform.resources import warehouse as module
+    from data_platform.resources.warehouse import Warehouse
 
-    opened: list[duckdb.DuckDBPyConnection] = []
-
-    def connect(path: str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        opened.append(duckdb.connect(path, read_only=read_only))
-        return opened[-1]
-
-    monkeypatch.setattr(module, "connect_with_lock_wait", connect)
-    warehouse = module.Warehouse(path=str(tmp_path / "w.duckdb"), memory_limit="99999999TB")
-    with pytest.raises(duckdb.Error), warehouse.connect():
+    path = tmp_path / "w.duckdb"
+    warehouse = Warehouse(path=str(path), memory_limit="99999999TB")
+    # DuckDB's refusal of the value (its message does not name the setting), not a failed open.
+    memory = "Memory value out of range"
+    with pytest.raises(duckdb.ParserException, match=memory) as refused, warehouse.connect():
         pass
-    with pytest.raises(duckdb.ConnectionException):  # closed
-        opened[0].execute("SELECT 1")
+    # `refused` keeps the failed frame, and with it a leaked connection, alive: only a closed
+    # one lets another process take the file's write lock.
+    writer = subprocess.run(
+        [sys.executable, "-c", OPEN_READ_WRITE, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert writer.returncode == 0, writer.stderr[-2000:]
+    assert writer.stdout == "written\n"
+    assert refused.value is not None
