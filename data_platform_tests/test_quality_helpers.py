@@ -80,18 +80,28 @@ def test_within_tolerance():
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    ("overrides", "refusal"),
     [
-        {"dead_letter_warn_ratio": 0.2, "dead_letter_error_ratio": 0.1},
-        {"orphan_user_warn_ratio": 1.5},
-        {"revenue_tolerance": -0.1},
-        {"anomaly_min_history": 8, "anomaly_window": 7},
-        {"anomaly_min_history": 0},
-        {"max_days_from_dt": -1},
+        (
+            {"dead_letter_warn_ratio": 0.2, "dead_letter_error_ratio": 0.1},
+            r"^dead_letter_warn_ratio \(0\.2\) must not exceed dead_letter_error_ratio \(0\.1\)$",
+        ),
+        ({"orphan_user_warn_ratio": 1.5}, r"^orphan_user_warn_ratio is a fraction between 0 and 1"),
+        ({"revenue_tolerance": -0.1}, r"^revenue_tolerance must not be negative"),
+        (
+            {"anomaly_min_history": 8, "anomaly_window": 7},
+            r"^anomaly_min_history \(8\) must be between 1 and anomaly_window \(7\)$",
+        ),
+        (
+            {"anomaly_min_history": 0},
+            r"^anomaly_min_history \(0\) must be between 1 and anomaly_window",
+        ),
+        ({"max_days_from_dt": -1}, r"^max_days_from_dt must not be negative"),
     ],
 )
-def test_thresholds_refuse_inconsistent_values(overrides):
-    with pytest.raises(ValueError):
+def test_thresholds_refuse_inconsistent_values(overrides, refusal):
+    """Each refusal names the threshold at fault (not some other check's ValueError)."""
+    with pytest.raises(ValueError, match=refusal):
         QualityThresholds(**overrides)
 
 
