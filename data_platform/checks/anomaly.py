@@ -6,6 +6,14 @@ of the preceding `anomaly_window` weeks once `anomaly_min_history` of them hold 
 has a weekly cycle: against the week's other days, every weekend warned), until then the
 preceding `anomaly_window` partitions that hold rows; scored with median and MAD so that one
 past incident in the baseline does not hide the next.
+
+Which days. A run judges the complete days of its window. Files are filed under the day they
+arrive (UTC), so the landing sensor's runs ask for today, which is still filling up and not
+judged; after midnight nothing lands in yesterday's folder, and a day without files starts no
+run. So a run whose window reaches today also judges yesterday (every such run: its WARN stays
+in view for the day), and each earlier day of the last LOOKBACK_DAYS that no execution of this
+check judged yet (read from the instance: the `days_judged` of its executions): a day nothing
+landed in is judged too, as 0 rows, the worst anomaly. `days_judged` says which days were.
 """
 
 import math
@@ -14,6 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
+from dagster._core.storage.asset_check_execution_record import (
+    COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
+)
 
 from data_platform.checks.report import day_list, markdown_table
 from data_platform.checks.rules import robust_z
@@ -22,6 +33,15 @@ from data_platform.checks.thresholds import QualityThresholds
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.warehouse import Warehouse
 from data_platform.resources.warehouse_reader import WarehouseReader
+
+# Complete days before today that a run of today judges when no earlier execution has.
+LOOKBACK_DAYS = 7
+_HISTORY_PAGE = 100
+
+
+def today() -> date:
+    """The UTC day now: files arriving today are filed under it (tests pin it)."""
+    return datetime.now(UTC).date()
 
 
 @dataclass(frozen=True)
@@ -68,6 +88,44 @@ def days_of(window: Window, counts: dict[date, int]) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
+def days_to_judge(
+    window: Window, now: date, judged_before: set[date], lookback_days: int = LOOKBACK_DAYS
+) -> list[date]:
+    """The complete days of a bounded `window`, and, when it reaches `now` (today), yesterday
+    and the days of the `lookback_days` before today that are not in `judged_before`."""
+    assert window.first is not None and window.last is not None
+    days = {window.first + timedelta(days=n) for n in range((window.last - window.first).days + 1)}
+    if window.last >= now:
+        behind = {now - timedelta(days=n) for n in range(2, lookback_days + 1)}
+        days |= {now - timedelta(days=1)} | (behind - judged_before)
+    return sorted(day for day in days if day < now)
+
+
+def judged_days(instance: dg.DagsterInstance, key: dg.AssetCheckKey, since: date) -> set[date]:
+    """The days this check's executions created since `since` (UTC midnight) judged, page by
+    page: their `days_judged`."""
+    start = datetime(since.year, since.month, since.day, tzinfo=UTC).timestamp()
+    days: set[date] = set()
+    cursor = None
+    while True:
+        page = instance.event_log_storage.get_asset_check_execution_history(
+            key,
+            limit=_HISTORY_PAGE,
+            cursor=cursor,
+            status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
+        )
+        for record in page:
+            if record.create_timestamp < start:
+                return days
+            evaluation = record.evaluation
+            judged = evaluation.metadata.get("days_judged") if evaluation else None
+            if judged is not None:
+                days |= {date.fromisoformat(day) for day in judged.value}
+        if len(page) < _HISTORY_PAGE:
+            return days
+        cursor = page[-1].id
+
+
 def row_counts(
     reader: WarehouseReader, table: str, window: Window, lookback: int
 ) -> dict[date, int]:
@@ -87,17 +145,31 @@ def row_count_anomaly_check(source: str, t: QualityThresholds) -> dg.AssetChecks
         pool=WAREHOUSE_POOL,
         description=f"Rows per partition vs the same weekday of the {t.anomaly_window} previous "
         f"weeks (the {t.anomaly_window} previous partitions until {t.anomaly_min_history} such "
-        f"weeks exist): WARN beyond a robust z-score of {t.anomaly_z_score}.",
+        f"weeks exist): WARN beyond a robust z-score of {t.anomaly_z_score}. A run reaching "
+        "today judges yesterday and the recent days no run judged yet, not today.",
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
         import pandas as pd
 
         window = run_window(context)
-        with warehouse.reader() as reader:
-            counts = row_counts(reader, f"raw.{source}", window, t.anomaly_window)
         # Today's partition fills up through the day (a file every few hours): not judged yet.
-        today = datetime.now(UTC).date()
-        days = [day for day in days_of(window, counts) if day < today]
+        now = today()
+        if window.first is None:  # the whole table
+            with warehouse.reader() as reader:
+                counts = row_counts(reader, f"raw.{source}", window, t.anomaly_window)
+            days = [day for day in days_of(window, counts) if day < now]
+        else:
+            judged: set[date] = set()
+            if window.last is not None and window.last >= now:
+                since = now - timedelta(days=LOOKBACK_DAYS)
+                judged = judged_days(context.instance, context.check_specs[0].key, since)
+            days = days_to_judge(window, now, judged)
+            counts = {}
+            if days:
+                with warehouse.reader() as reader:
+                    counts = row_counts(
+                        reader, f"raw.{source}", Window(days[0], days[-1]), t.anomaly_window
+                    )
         scores = score_partitions(counts, days, t.anomaly_window, t.anomaly_min_history)
         flagged = [s for s in scores if s.z is not None and abs(s.z) > t.anomaly_z_score]
         table = pd.DataFrame(
@@ -112,6 +184,7 @@ def row_count_anomaly_check(source: str, t: QualityThresholds) -> dg.AssetChecks
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
                 "partitions": window.describe(),
+                "days_judged": day_list(days),
                 "partitions_flagged": day_list(s.dt for s in flagged),
                 "partitions_without_baseline": sum(s.z is None for s in scores),
                 "per_dt": dg.MetadataValue.md(markdown_table(table)),
