@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -92,14 +92,34 @@ class CheckExecutionCounts:
             }
 
 
-def collect_checks(instance: dg.DagsterInstance, counts: CheckExecutionCounts) -> Iterator[Metric]:
+def code_checks(defs: dg.Definitions) -> frozenset[tuple[str, str]]:
+    """(asset, check) of each asset check the Definitions declare, as the series label them."""
+    return frozenset(
+        (key.asset_key.to_user_string(), key.name)
+        for key in defs.resolve_asset_graph().asset_check_keys
+    )
+
+
+def collect_checks(
+    instance: dg.DagsterInstance,
+    counts: CheckExecutionCounts,
+    checks: Collection[tuple[str, str]] | None = None,
+) -> Iterator[Metric]:
+    """`checks`: the code's (asset, check) pairs (`code_checks`); only these are reported (None:
+    every one stored). A check renamed or removed while its last result failed stayed failing
+    forever: nothing evaluates it again."""
+
+    def declared(labels: tuple[str, ...]) -> bool:
+        return checks is None or labels[:2] in checks
+
     executions = CounterMetricFamily(
         "data_platform_asset_check_executions",
         "Evaluated asset check executions, by asset, check, outcome and the evaluation's severity.",
         labels=["asset", "check", "outcome", "severity"],
     )
     for labels, count in sorted(counts.update(instance).items()):
-        executions.add_metric(list(labels), count)
+        if declared(labels):
+            executions.add_metric(list(labels), count)
     yield executions
     failing = GaugeMetricFamily(
         "data_platform_asset_check_failing",
@@ -107,5 +127,6 @@ def collect_checks(instance: dg.DagsterInstance, counts: CheckExecutionCounts) -
         labels=["asset", "check", "severity"],
     )
     for labels, is_failing in sorted(counts.latest_outcomes().items()):
-        failing.add_metric(list(labels), 1 if is_failing else 0)
+        if declared(labels):
+            failing.add_metric(list(labels), 1 if is_failing else 0)
     yield failing

@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
 import dagster as dg
 from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
@@ -20,10 +20,15 @@ from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from data_platform.automation.freshness import asset_deps, followed_feeds
-from data_platform.operations.check_metrics import CheckExecutionCounts, collect_checks
+from data_platform.operations.check_metrics import (
+    CheckExecutionCounts,
+    code_checks,
+    collect_checks,
+)
 from data_platform.operations.durations import RunDurations
 from data_platform.operations.run_metrics import RunCountSeries, collect_runs
 from data_platform.operations.state_metrics import (
+    code_sensors,
     collect_freshness,
     collect_pools,
     collect_sensors,
@@ -35,7 +40,7 @@ from data_platform.operations.warehouse_metrics import (
     warehouse_day_counts,
 )
 from data_platform.orchestration.instance import platform_instance
-from data_platform.settings import METRICS_DAYS, METRICS_NEW_SERIES_HOLD, load_settings
+from data_platform.settings import METRICS_DAYS, METRICS_NEW_SERIES_HOLD, Settings, load_settings
 from data_platform.stream.lag_metrics import collect_kafka_lag
 
 HOST = "127.0.0.1"
@@ -55,12 +60,16 @@ class PlatformCollector(Collector):
         new_series_hold: float = METRICS_NEW_SERIES_HOLD,
         clock: Callable[[], float] = time.monotonic,
         feeds: Mapping[dg.AssetKey, Iterable[dg.AssetKey]] | None = None,
+        sensors: Mapping[str, bool] | None = None,
+        checks: Collection[tuple[str, str]] | None = None,
     ) -> None:
         """`jobs`: the Definitions' job names, whose run series exist from the first scrape;
         `row_days`: how many arrival days of rows_* series to serve (DATA_PLATFORM_METRICS_DAYS);
         `new_series_hold`: seconds a job or duration label set first seen reads 0
         (DATA_PLATFORM_METRICS_NEW_SERIES_HOLD), timed by `clock`; `feeds`: the raw feeds each
-        asset follows (`followed_feeds`), which bound a mart's freshness."""
+        asset follows (`followed_feeds`), which bound a mart's freshness; `sensors` and
+        `checks`: the code's (`code_sensors`, `code_checks`), the only ones reported (None:
+        every one the instance stores, even those gone from the code)."""
         self._instance = instance
         self._kafka_bootstrap = kafka_bootstrap
         self._warehouse = WarehouseMetrics(day_counts, row_days)
@@ -68,6 +77,7 @@ class PlatformCollector(Collector):
         self._durations = RunDurations(hold_seconds=new_series_hold, clock=clock)
         self._check_counts = CheckExecutionCounts()
         self._run_series = RunCountSeries(jobs, new_series_hold, clock)
+        self._sensors, self._checks = sensors, checks
 
     def collect(self) -> Iterator[Metric]:
         yield from self._collect_instance()
@@ -87,10 +97,10 @@ class PlatformCollector(Collector):
             found = [
                 *collect_runs(self._instance, self._run_series),
                 *self._durations.collect(self._instance),
-                *collect_checks(self._instance, self._check_counts),
+                *collect_checks(self._instance, self._check_counts, self._checks),
                 *collect_freshness(self._instance, self._policies, self._feeds),
                 *collect_pools(self._instance),
-                *collect_sensors(self._instance),
+                *collect_sensors(self._instance, self._sensors),
             ]
         except Exception as error:  # the storage's driver and Dagster's wrappers of it
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -103,6 +113,25 @@ class PlatformCollector(Collector):
         up.add_metric([], 1)
         yield up
         yield from found
+
+
+def collector_for(
+    instance: dg.DagsterInstance, settings: Settings, defs: dg.Definitions
+) -> PlatformCollector:
+    """The exporter's collector for these Definitions: their jobs, freshness policies, feeds,
+    sensors and checks (what the code declares, not whatever the instance still stores)."""
+    return PlatformCollector(
+        instance,
+        warehouse_day_counts(settings),
+        freshness_windows(defs),
+        settings.kafka_bootstrap,
+        [job.name for job in defs.get_repository_def().get_all_jobs()],
+        settings.metrics_days,
+        settings.metrics_new_series_hold,
+        feeds=followed_feeds(asset_deps(defs.resolve_all_asset_specs())),
+        sensors=code_sensors(defs),
+        checks=code_checks(defs),
+    )
 
 
 def serve(port: int | None = None) -> int:
@@ -120,16 +149,7 @@ def serve(port: int | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
     with platform_instance(settings) as instance:
-        collector = PlatformCollector(
-            instance,
-            warehouse_day_counts(settings),
-            freshness_windows(defs),
-            settings.kafka_bootstrap,
-            [job.name for job in defs.get_repository_def().get_all_jobs()],
-            settings.metrics_days,
-            settings.metrics_new_series_hold,
-            feeds=followed_feeds(asset_deps(defs.resolve_all_asset_specs())),
-        )
+        collector = collector_for(instance, settings, defs)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(collector)
         try:

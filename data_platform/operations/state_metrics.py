@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import sqlalchemy as sa
 from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
-from dagster._core.scheduler.instigation import InstigatorType
+from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
 from dagster._core.storage.schedules.schema import JobTickTable
 from dagster._core.storage.schedules.sql_schedule_storage import SqlScheduleStorage
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -87,7 +87,29 @@ def collect_pools(instance: dg.DagsterInstance) -> Iterator[Metric]:
     yield from (in_use, limit, pending)
 
 
-def collect_sensors(instance: dg.DagsterInstance) -> Iterator[Metric]:
+def code_sensors(defs: dg.Definitions) -> dict[str, bool]:
+    """{name: runs by default?} of each sensor the Definitions declare (the implicit
+    `automation` sensor included)."""
+    return {
+        sensor.name: sensor.default_status == dg.DefaultSensorStatus.RUNNING
+        for sensor in defs.get_repository_def().sensor_defs
+    }
+
+
+def sensor_state_label(status: InstigatorStatus, runs_by_default: bool) -> str:
+    """The state a sensor is in, as Dagster reads it: a stored DECLARED_IN_CODE means "as the
+    code says", so it is `stopped` once the code's default is no longer RUNNING."""
+    if status == InstigatorStatus.DECLARED_IN_CODE and not runs_by_default:
+        return InstigatorStatus.STOPPED.value.lower()
+    return status.value.lower()
+
+
+def collect_sensors(
+    instance: dg.DagsterInstance, sensors: Mapping[str, bool] | None = None
+) -> Iterator[Metric]:
+    """`sensors`: the code's sensors (`code_sensors`). Dagster never deletes the stored state
+    of a sensor that left the code (the Kafka sensor once DATA_PLATFORM_KAFKA_BOOTSTRAP is
+    unset): its tick age grew forever and paged. Only these are reported; None: every one."""
     age = GaugeMetricFamily(
         "data_platform_sensor_last_tick_age_seconds",
         "Seconds since the sensor last ticked (a running sensor ticks every ~30 s).",
@@ -95,6 +117,8 @@ def collect_sensors(instance: dg.DagsterInstance) -> Iterator[Metric]:
     )
     now = time.time()
     states = instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+    if sensors is not None:
+        states = [state for state in states if state.instigator_name in sensors]
     latest = last_tick_times(instance, [state.selector_id for state in states])
     for state in states:
         last = latest.get(state.selector_id)
@@ -102,7 +126,9 @@ def collect_sensors(instance: dg.DagsterInstance) -> Iterator[Metric]:
             ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
             last = ticks[0].timestamp if ticks else None
         if last is not None:
-            age.add_metric([state.instigator_name, state.status.value.lower()], now - last)
+            runs_by_default = True if sensors is None else sensors[state.instigator_name]
+            label = sensor_state_label(state.status, runs_by_default)
+            age.add_metric([state.instigator_name, label], now - last)
     yield age
 
 
