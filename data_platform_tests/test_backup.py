@@ -153,7 +153,14 @@ def test_a_backup_during_a_write_waits_and_holds_the_whole_transaction(pristine,
     source = home_settings(copy_home(pristine, tmp_path / "a"))
     writer = start_writer(source.warehouse)
     backup = cli(source.home, "backup", str(tmp_path / "backup"))
-    time.sleep(4)  # long enough for the backup to have reached the warehouse
+    # The instance is copied first, then the warehouse is opened: once the instance's copy has
+    # settled, the backup is at the warehouse, where the writer's lock holds it.
+    [folder] = wait_for(
+        lambda: [p for p in source.home.glob(".backup-*") if (p / "dagster_home").is_dir()],
+        backup,
+        timeout=120,
+    )
+    wait_for(lambda: copy_settled(folder), backup, timeout=120)
     assert backup.poll() is None, backup.communicate()  # waiting for the writer, not failing
     writer.stdin.close()
     assert writer.wait(timeout=30) == 0
@@ -313,8 +320,9 @@ def test_a_run_in_progress_at_backup_time_is_restored_failed_and_frees_its_slot(
         assert (pool.slot_count, pool.claimed_slots) == (1, [])
 
 
-def test_a_home_with_state_is_refused_without_force(pristine):
-    result = cli(pristine / "home", "restore", str(pristine / "backup"))
+def test_a_home_with_state_is_refused_without_force(pristine, tmp_path):
+    # A copy: were the refusal broken, the restore would overwrite the module's pristine home.
+    result = cli(copy_home(pristine, tmp_path / "home"), "restore", str(pristine / "backup"))
     _, err = result.communicate(timeout=120)
     assert result.returncode == 1
     assert err.strip().count("\n") == 0 and "already holds a platform's state" in err
@@ -322,7 +330,7 @@ def test_a_home_with_state_is_refused_without_force(pristine):
 
 
 def test_backup_to_s3_and_restore_from_it(pristine, s3_landing, s3_endpoint, tmp_path):
-    source = home_settings(pristine / "home")
+    source = home_settings(copy_home(pristine, tmp_path / "home"))
     bucket = s3_landing.url.split("/")[2]
     url = f"s3://{bucket}/backups/first"
     manifest = take_backup(source, BackupStore(url))
