@@ -11,6 +11,7 @@ forever. While a step waits for a `duckdb` slot it says behind which run; Ctrl-C
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -18,11 +19,13 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import date
 
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 from dagster._core.storage.tags import MAX_RETRIES_TAG
+from dagster._utils.interrupts import capture_interrupts
 
 from data_platform.orchestration.instance import platform_instance
 from data_platform.orchestration.pool_wait import report_waits
@@ -94,10 +97,50 @@ def was_interrupted(result: dg.ExecutionResult) -> bool:
     )
 
 
-def _interrupt_after(seconds: float, timed_out: threading.Event, stop: threading.Event) -> None:
-    if not stop.wait(seconds):
-        timed_out.set()
-        os.kill(os.getpid(), signal.SIGINT)
+def _interrupt_process() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+class Deadline:
+    """`--timeout`: a timer thread interrupting the run, and the main thread ending it, agree
+    under a lock on which came first. The timer once read only an Event the main thread set
+    after execute_job returned: in between, it could SIGINT a run that had finished, which then
+    reported "timed out" (exit 3) or a traceback.
+
+    The timer interrupts only while the run is not `finish`ed; `finish` says whether it did.
+    An interrupt sent just before `finish` may still be delivered after execute_job returned:
+    `materialize_range` captures interrupts around the run (see there), so it changes nothing.
+    """
+
+    def __init__(self, seconds: float, interrupt: Callable[[], None] = _interrupt_process):
+        self.seconds = seconds
+        self._interrupt = interrupt
+        self._lock = threading.Lock()
+        self._finished = threading.Event()
+        self._expired = False
+
+    @property
+    def expired(self) -> bool:
+        with self._lock:
+            return self._expired
+
+    def wait_then_expire(self) -> None:
+        """The timer thread: interrupt the run after `seconds`, unless it finished first."""
+        if not self._finished.wait(self.seconds):
+            self.expire()
+
+    def expire(self) -> None:
+        with self._lock:
+            if self._finished.is_set():
+                return
+            self._expired = True
+            self._interrupt()
+
+    def finish(self) -> bool:
+        """The run is over; no interrupt follows. True when the deadline interrupted it first."""
+        with self._lock:
+            self._finished.set()
+            return self._expired
 
 
 def selected_job(select: str) -> ReconstructableJob:
@@ -133,7 +176,8 @@ def materialize_range(
         MAX_RETRIES_TAG: "0",
     }
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    stop, timed_out = threading.Event(), threading.Event()
+    stop = threading.Event()
+    deadline = Deadline(timeout if timeout is not None else math.inf)
     began = time.monotonic()
     with platform_instance(load_settings()) as instance:
         for line in release_dead_runs(instance):
@@ -148,21 +192,29 @@ def materialize_range(
             daemon=True,
         ).start()
         if timeout is not None:
-            threading.Thread(
-                target=_interrupt_after, args=(timeout, timed_out, stop), daemon=True
-            ).start()
-        try:
-            with dg.execute_job(job, instance, run_config=LOG_INFO, tags=tags) as result:
-                interrupted = was_interrupted(result)
-                materialized, failures = summarize(result)
-        except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
-            interrupted = True
-        finally:
-            stop.set()
+            threading.Thread(target=deadline.wait_then_expire, daemon=True).start()
+        # SIGINT and SIGTERM (Ctrl-C, the deadline) are only recorded in here, never raised at
+        # an arbitrary point: the run's execution acts on one at its checkpoints (on one
+        # recorded before it started, at the first), marking the run failed. One that lands
+        # after the run ended is dropped with the capture: the run finished, and its result is
+        # what this reports. It once raised after execute_job returned (entering the result
+        # re-initialized every resource, where Dagster raises a pending interrupt): a run that
+        # had succeeded reported "timed out", exit 3, or a traceback. The result is not entered:
+        # its events and status need no resources.
+        with capture_interrupts():
+            try:
+                result = dg.execute_job(job, instance, run_config=LOG_INFO, tags=tags)
+            except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
+                result = None
+            finally:
+                timed_out = deadline.finish()  # no interrupt from the deadline after this
+                stop.set()
+    interrupted = result is None or was_interrupted(result)
     if interrupted:
-        reason = f"timed out after {timeout:g}s" if timed_out.is_set() else "interrupted"
+        reason = f"timed out after {timeout:g}s" if timed_out else "interrupted"
         print(f"run {reason}: stopped and marked failed", file=sys.stderr)
-        return EXIT_TIMED_OUT if timed_out.is_set() else EXIT_INTERRUPTED
+        return EXIT_TIMED_OUT if timed_out else EXIT_INTERRUPTED
+    materialized, failures = summarize(result)
     print(f"\nrun {result.run_id} in {time.monotonic() - began:.1f}s", file=sys.stderr)
     for key, count in sorted(materialized.items()):
         print(

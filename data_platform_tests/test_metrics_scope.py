@@ -1,11 +1,13 @@
 """What the exporter reports is what the code declares: a sensor or check that left the code
-is not reported (its stale state would page forever), and the metrics scrape's brief read of
-the warehouse never fails a dbt step."""
+is not reported (its stale state would page forever); the metrics scrape's brief read of the
+warehouse never fails a dbt step; and `materialize --timeout` (which pages as a failed run)
+never calls a finished run timed out."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import time
 from argparse import Namespace
 from pathlib import Path
@@ -26,6 +28,7 @@ from prometheus_client import generate_latest
 from prometheus_client.core import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from data_platform.materialize import Deadline
 from data_platform.operations.metrics import PlatformCollector, collector_for
 from data_platform.operations.warehouse_metrics import DuckDBDayCounts
 from data_platform_tests import instance_history as history
@@ -179,3 +182,84 @@ def test_dbt_waits_for_a_scrape_holding_the_warehouse(tmp_path, monkeypatch):
     finally:
         holder.join(30)
     assert waited > 0.5  # it met the lock, and waited rather than failed
+
+
+# `data-platform materialize --timeout`: the deadline and the end of the run agree on which came
+# first (materialize.py). No sleeps: each interrupt is sent at a chosen point of the run.
+
+
+@dg.op
+def one() -> int:
+    return 1
+
+
+@dg.job
+def tiny_job() -> None:
+    one()
+
+
+def test_a_deadline_that_fires_after_the_run_finished_interrupts_nothing():
+    sent: list[str] = []
+    late = Deadline(60, interrupt=lambda: sent.append("SIGINT"))
+    assert late.finish() is False
+    late.expire()  # the timer's wait ends just after the run did
+    assert sent == [] and not late.expired
+
+    early = Deadline(60, interrupt=lambda: sent.append("SIGINT"))
+    early.expire()
+    assert sent == ["SIGINT"] and early.finish() is True
+
+
+@pytest.fixture
+def materialize_tiny_job(settings, monkeypatch):
+    """materialize_range on `tiny_job`, execute_job wrapped so that `before` / `after` run
+    just before it starts and just after it returned; gives (exit status, the deadline)."""
+    from dagster import reconstructable
+
+    from data_platform import materialize
+
+    monkeypatch.setattr(materialize, "selected_job", lambda select: reconstructable(tiny_job))
+    deadlines: list[materialize.Deadline] = []
+
+    class Recorded(materialize.Deadline):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            deadlines.append(self)
+
+    monkeypatch.setattr(materialize, "Deadline", Recorded)
+    real_execute_job = dg.execute_job
+    sigterm = signal.getsignal(signal.SIGTERM)
+
+    def run(before=lambda d: None, after=lambda d: None) -> int:
+        def execute_job(*args, **kwargs):
+            before(deadlines[0])
+            result = real_execute_job(*args, **kwargs)
+            after(deadlines[0])
+            return result
+
+        monkeypatch.setattr(materialize.dg, "execute_job", execute_job)
+        try:
+            return materialize.materialize_range("tiny", None, None, timeout=3600)
+        finally:
+            monkeypatch.setattr(materialize.dg, "execute_job", real_execute_job)
+
+    yield run
+    signal.signal(signal.SIGTERM, sigterm)
+
+
+def test_a_deadline_reached_as_the_run_returns_leaves_its_success(materialize_tiny_job, capsys):
+    """The timer fired (a real SIGINT to this process) after execute_job returned, before the
+    main thread stopped the timer: a successful run reported "timed out", exit 3, or a
+    traceback."""
+    assert materialize_tiny_job(after=lambda deadline: deadline.expire()) == 0
+    assert capsys.readouterr().out.strip().endswith("success")
+
+
+def test_a_deadline_reached_before_the_run_starts_still_stops_it(materialize_tiny_job, capsys):
+    assert materialize_tiny_job(before=lambda deadline: deadline.expire()) == 3
+    assert "timed out after 3600s: stopped and marked failed" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_the_run_still_stops_it(materialize_tiny_job, capsys):
+    assert materialize_tiny_job(before=lambda _: os.kill(os.getpid(), signal.SIGINT)) == 130
+    assert "run interrupted: stopped and marked failed" in capsys.readouterr().err
