@@ -4,17 +4,25 @@ load (the landing sensor re-runs their day), and the landing keys a run lists.""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+import os
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pytest
 
 from data_platform.checks import anomaly
 from data_platform.checks.anomaly import row_count_anomaly_check
+from data_platform.checks.conservation import balances, conservation_check, warehouse_counts
+from data_platform.checks.scope import Window
 from data_platform.checks.thresholds import QualityThresholds
+from data_platform.ingestion.file_formats import EVENT_FILES
+from data_platform.ingestion.files import files_for
 from data_platform.ingestion.tables import DEAD_LETTER, EVENTS, ensure_raw_tables
+from data_platform.resources.landing import LandingZone
 from data_platform.resources.warehouse import Warehouse
+from data_platform.resources.warehouse_reader import DuckDBReader
 
 TODAY = date(2026, 3, 10)  # the clock the anomaly check reads, pinned
 DAY = date(2026, 1, 5)
@@ -109,3 +117,141 @@ def test_a_backfill_of_past_days_judges_those_days_only(tmp_path, monkeypatch):
     evaluation = evaluate(check, [day], day, resources)
     assert evaluation.passed
     assert evaluation.metadata["days_judged"].value == [str(day)]
+
+
+# -- conservation ---------------------------------------------------------------------------------
+
+
+def landing_with(tmp_path: Path, files: dict[str, str]) -> LandingZone:
+    for name, text in files.items():
+        path = tmp_path / "landing" / "events" / f"dt={DAY}" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return LandingZone(url=str(tmp_path / "landing"))
+
+
+def store_rows(path: Path, rows: list[tuple[str, int]], loaded_at: datetime) -> None:
+    with duckdb.connect(str(path)) as conn:
+        ensure_raw_tables(conn, (EVENTS, DEAD_LETTER))
+        if not rows:
+            return
+        conn.executemany(
+            "INSERT INTO raw.events (event_id, user_id, event_type, occurred_at, _source_file, "
+            "_line_number, _loaded_at, dt) VALUES ('e', 1, 't', ?, ?, ?, ?, ?)",
+            [(loaded_at, f"events/dt={DAY}/{name}", n, loaded_at, DAY) for name, n in rows],
+        )
+
+
+def stamp(tmp_path: Path, name: str, when: datetime) -> None:
+    seconds = when.replace(tzinfo=UTC).timestamp()
+    os.utime(tmp_path / "landing" / "events" / f"dt={DAY}" / name, (seconds, seconds))
+
+
+LOADED = datetime(2026, 1, 5, 12, 0, 0, 300_000)
+
+
+def conservation_of(tmp_path: Path, landing: LandingZone, during_run=None):
+    resources = {"warehouse": Warehouse(path=str(tmp_path / "wh.duckdb")), "landing": landing}
+    return evaluate(conservation_check(EVENT_FILES), [DAY], DAY, resources, during_run)
+
+
+@pytest.mark.parametrize("change", ["rewritten", "appended", "deleted"])
+def test_a_file_changed_after_the_load_is_left_for_the_rerun(tmp_path, change):
+    """The check queues behind other runs: a producer rewrites a loaded file, or a compaction
+    deletes it, before it runs. The landing sensor re-runs the day; this check must not fail
+    (blocking) on content its run never read."""
+    landing = landing_with(tmp_path, {"a.jsonl": "{}\n{}\n", "b.jsonl": "{}\n"})
+    store_rows(tmp_path / "wh.duckdb", [("a.jsonl", 1), ("a.jsonl", 2), ("b.jsonl", 1)], LOADED)
+    stamp(tmp_path, "b.jsonl", LOADED - timedelta(minutes=5))
+    a = tmp_path / "landing" / "events" / f"dt={DAY}" / "a.jsonl"
+    if change == "deleted":
+        a.unlink()
+    else:
+        a.write_text("{}\n" * 3 if change == "appended" else "{}\n\n{}\n{}\n")
+        # S3 stamps whole seconds: a write just after the load can show a time before it.
+        stamp(tmp_path, "a.jsonl", LOADED.replace(microsecond=0))
+    evaluation = conservation_of(tmp_path, landing)
+    assert evaluation.passed, evaluation.metadata
+    assert evaluation.metadata["files_changed_after_load"].value == [f"events/dt={DAY}/a.jsonl"]
+    assert evaluation.metadata["records_in_files"].value == 1
+    assert evaluation.metadata["rows_loaded"].value == 1
+
+
+def test_an_unchanged_file_that_lost_a_row_still_fails(tmp_path):
+    landing = landing_with(tmp_path, {"a.jsonl": "{}\n{}\n", "b.jsonl": "{}\n"})
+    store_rows(tmp_path / "wh.duckdb", [("a.jsonl", 1), ("b.jsonl", 1)], LOADED)
+    for name in ("a.jsonl", "b.jsonl"):
+        stamp(tmp_path, name, LOADED - timedelta(minutes=5))
+    evaluation = conservation_of(tmp_path, landing)
+    assert not evaluation.passed
+    assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert evaluation.metadata["files_unbalanced"].value == 1
+    assert evaluation.metadata["files_changed_after_load"].value == []
+
+
+def test_a_file_landing_during_the_run_of_an_empty_day_is_left_for_the_rerun(tmp_path):
+    """The run found no file for the day, so nothing says when it loaded; a file landing
+    before the check runs is new to the sensor, which re-runs the day."""
+    landing = landing_with(tmp_path, {})
+    store_rows(tmp_path / "wh.duckdb", [], LOADED)
+
+    def lands() -> None:
+        landing_with(tmp_path, {"a.jsonl": "{}\n{}\n"})
+
+    evaluation = conservation_of(tmp_path, landing, during_run=lands)
+    assert evaluation.passed, evaluation.metadata
+    assert evaluation.metadata["files_landed_after_load"].value == [f"events/dt={DAY}/a.jsonl"]
+
+
+# -- what a run lists ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def listed_keys(monkeypatch) -> list[str]:
+    """Every key LandingZone.list_files returns, in this test."""
+    keys: list[str] = []
+    listing = LandingZone.list_files
+
+    def recording(self, *args, **kwargs):
+        files = listing(self, *args, **kwargs)
+        keys.extend(f.key for f in files)
+        return files
+
+    monkeypatch.setattr(LandingZone, "list_files", recording)
+    return keys
+
+
+def landing_of_many_days(tmp_path: Path, days: int) -> LandingZone:
+    for n in range(days):
+        folder = tmp_path / "landing" / "events" / f"dt={DAY - timedelta(days=n)}"
+        folder.mkdir(parents=True)
+        for name in ("a.jsonl", "b.jsonl.gz"):
+            (folder / name).write_text("{}\n")
+    (tmp_path / "landing" / "events" / f"dt={DAY}" / "sub").mkdir()
+    (tmp_path / "landing" / "events" / f"dt={DAY}" / "sub" / "c.jsonl").write_text("{}\n")
+    return LandingZone(url=str(tmp_path / "landing"))
+
+
+def test_ingestion_lists_only_the_run_days(tmp_path, listed_keys):
+    landing = landing_of_many_days(tmp_path, 200)
+    days = {DAY, DAY - timedelta(days=1), DAY - timedelta(days=5)}
+    files = files_for(landing, EVENT_FILES, days)
+    expected = sorted(
+        [f"events/dt={d}/{name}" for d in days for name in ("a.jsonl", "b.jsonl.gz")]
+        + [f"events/dt={DAY}/sub/c.jsonl"]
+    )
+    assert [f.key for f in files] == expected
+    # One listing of the range the days span (six days' folders), not of 200 days.
+    assert len(listed_keys) == 6 * 2 + 1
+
+
+def test_conservation_lists_only_the_window(tmp_path, listed_keys):
+    landing = landing_of_many_days(tmp_path, 200)
+    conn = duckdb.connect()
+    ensure_raw_tables(conn, (EVENTS, DEAD_LETTER))
+    window = Window(DAY - timedelta(days=1), DAY)
+    found, _ = balances(
+        landing, EVENT_FILES, warehouse_counts(DuckDBReader(conn), EVENT_FILES, window), window
+    )
+    assert len(found) == 5
+    assert sorted(set(listed_keys)) == sorted(b.key for b in found)

@@ -69,7 +69,7 @@ from datetime import date, timedelta
 import dagster as dg
 
 from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES, FileFormat
-from data_platform.ingestion.files import partition_of
+from data_platform.ingestion.files import day_bounds, partition_of
 from data_platform.partitions import DAILY_PARTITIONS, RANGE_END_TAG, RANGE_START_TAG
 from data_platform.resources.landing import LandingFile, LandingZone
 
@@ -218,15 +218,6 @@ def listing_ranges(days: Sequence[date], present: Sequence[date]) -> list[tuple[
         else:
             runs.append((day, day))
     return runs
-
-
-def day_bounds(source: str, first: date, last: date) -> tuple[str, str]:
-    """(start_after, end_before) around every key of the day folders first..last.
-
-    `events/dt=D` sorts before its folder's keys; `events/dt=D0` after them, as '/' is the code
-    point just before '0', and before the next day's.
-    """
-    return f"{source}/dt={first}", f"{source}/dt={last}0"
 
 
 def day_ranges(days: Iterable[date]) -> list[tuple[date, date]]:

@@ -12,9 +12,20 @@ A file that cannot be read at all, or that is not read by its name or place (`mi
 one rule this check takes from ingestion), counts as one record, on both sides: ingestion gives it one
 dead letter (line_number NULL), and this check counts one record for a file it cannot read
 itself. A file gone from the landing zone since the load counts as one where ingestion found it
-unreadable too; rows loaded from a file now gone are still records no file accounts for. A file
-that ingestion loaded but that this check cannot read (DuckDB's gunzip does not verify gzip
-checksums) therefore shows up as unbalanced.
+unreadable too. A file that ingestion loaded but that this check cannot read (DuckDB's gunzip
+does not verify gzip checksums) therefore shows up as unbalanced.
+
+Files that changed after the load. The check runs minutes after its run's ingestion (it queues
+in the duckdb pool behind other runs), and the landing zone moves meanwhile: a file lands, a
+producer appends to or rewrites a loaded file, a compaction deletes one. Counting the new content
+against the old rows failed this blocking gate on a load that was right. A new or rewritten file
+moves the day's state in the landing sensor, which re-runs the day, and that run's check judges
+the new content; a deleted file requests nothing (the rows it loaded stay, see the sensor). So a
+file modified after its day's load (less a second when stamped in whole seconds, as S3 does,
+from its own clock) or gone since, that no longer balances, is left out of the balance with its
+stored rows and listed (`files_changed_after_load`; `files_landed_after_load` for new ones); one
+that still balances counts as any other. A day with nothing stored has no load time of its own:
+the run's start stands in. Files not changed since the load stay strictly judged.
 
 Counts alone miss records put under the wrong line (a reader that numbers lines its own way, as
 DuckDB's does on a file mixing LF and CRLF), so the sum of the records' line numbers is compared
@@ -25,7 +36,7 @@ end at LF; a CR ending one is part of its line ending, as the ingestion has it.
 import gzip
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -34,7 +45,7 @@ import dagster as dg
 from data_platform.checks.report import markdown_table
 from data_platform.checks.scope import Window, run_window
 from data_platform.ingestion.file_formats import FileFormat
-from data_platform.ingestion.files import partition_of
+from data_platform.ingestion.files import day_bounds, partition_of
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.landing import LandingZone
 from data_platform.resources.warehouse import Warehouse
@@ -47,6 +58,12 @@ if TYPE_CHECKING:  # pandas loads when a check first runs, not with the Definiti
 # own list: this check shares no code with what it checks.
 _CANNOT_READ = (OSError, EOFError, zlib.error)
 _BOM = b"\xef\xbb\xbf"
+# A file stamped in whole seconds (S3: truncated, from S3's clock, not the one that stamped the
+# load) counts as changed since the load when modified after it less this. A finer stamp (a
+# local file, the machine's clock) is compared as it is.
+CLOCK_SLACK = timedelta(seconds=1)
+MODIFIED_AFTER_LOAD = "modified after load: re-run pending"
+GONE_SINCE_LOAD = "gone since load"
 
 
 class RecordCount(NamedTuple):
@@ -89,6 +106,7 @@ class FileBalance:
     readable: bool = True
     line_sum: int = 0  # of the file's records' line numbers
     stored_line_sum: int = 0  # of the raw rows' and dead letters' line numbers
+    changed: str = ""  # why it is left out of the balance (changed after load), or ""
 
     @property
     def difference(self) -> int:
@@ -129,18 +147,37 @@ def warehouse_counts(reader: WarehouseReader, fmt: FileFormat, window: Window) -
     )
 
 
-def balances(landing: LandingZone, fmt: FileFormat, counts: "pd.DataFrame", window: Window):
-    """(per-file balances, keys of files that landed after their dt was loaded)."""
+def window_files(landing: LandingZone, fmt: FileFormat, window: Window):
+    """The landing files of the window's days: one listing of their key range, not the
+    source's whole history (one S3 request per 1,000 files of it, every run)."""
+    bounds = day_bounds(fmt.source, window.first, window.last) if window.first else ()
+    for file in landing.list_files(f"{fmt.source}/", *bounds):
+        dt = partition_of(file.key)
+        if dt is not None and window.contains(dt):
+            yield file, dt
+
+
+def balances(
+    landing: LandingZone,
+    fmt: FileFormat,
+    counts: "pd.DataFrame",
+    window: Window,
+    run_started: datetime | None = None,
+):
+    """(per-file balances, keys of files that landed after their dt was loaded).
+
+    A balance whose file may have changed after its day's load (modified since, or gone) says
+    so in `changed`: the check leaves it out if it does not balance. A day with nothing stored was loaded at `run_started`
+    (naive UTC) if given."""
     stored = {row.key: row for row in counts.itertuples()}
     load_time = {row.dt.date(): row.loaded_at for row in counts.itertuples()}
     found, late = [], []
-    for file in landing.list_files(f"{fmt.source}/"):
-        dt = partition_of(file.key)
-        if dt is None or not window.contains(dt):
-            continue
-        loaded_at = load_time.get(dt)
+    for file, dt in window_files(landing, fmt, window):
+        loaded_at = load_time.get(dt, run_started)
         modified = datetime.fromtimestamp(file.modified, UTC).replace(tzinfo=None)
-        if file.key not in stored and loaded_at is not None and modified > loaded_at:
+        slack = CLOCK_SLACK if file.modified == int(file.modified) else timedelta(0)
+        changed = loaded_at is not None and modified > loaded_at - slack
+        if file.key not in stored and changed:
             late.append(file.key)
             continue
         if fmt.misnamed(file):  # not read by its name: one record, as unreadable
@@ -148,18 +185,38 @@ def balances(landing: LandingZone, fmt: FileFormat, counts: "pd.DataFrame", wind
         else:
             (records, line_sum), readable = file_records(landing, file.key, fmt.header_lines)
         loaded, dead, stored_line_sum = _stored(stored.pop(file.key, None))
+        why = MODIFIED_AFTER_LOAD if changed else ""
         found.append(
-            FileBalance(file.key, dt, records, loaded, dead, readable, line_sum, stored_line_sum)
+            FileBalance(
+                file.key, dt, records, loaded, dead, readable, line_sum, stored_line_sum, why
+            )
         )
-    # A file gone from the landing zone is one record if ingestion found it unreadable as well;
-    # other rows whose file is gone are records no file accounts for.
+    # A file gone from the landing zone is one record if ingestion found it unreadable as well
+    # (gone before it was read: its one dead letter); one it loaded rows from went since.
     for r in stored.values():
         loaded, dead, stored_line_sum = _stored(r)
         records = 1 if r.whole_file else 0
         found.append(
-            FileBalance(r.key, r.dt.date(), records, loaded, dead, False, 0, stored_line_sum)
+            FileBalance(
+                r.key,
+                r.dt.date(),
+                records,
+                loaded,
+                dead,
+                False,
+                0,
+                stored_line_sum,
+                GONE_SINCE_LOAD,
+            )
         )
     return found, late
+
+
+def run_start(context: dg.AssetCheckExecutionContext) -> datetime | None:
+    """When the check's run started (naive UTC), before its ingestion listed any file."""
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    started = record and (record.start_time or record.create_timestamp.timestamp())
+    return datetime.fromtimestamp(started, UTC).replace(tzinfo=None) if started else None
 
 
 def _stored(row) -> tuple[int, int, int]:
@@ -195,7 +252,9 @@ def conservation_check(fmt: FileFormat) -> dg.AssetChecksDefinition:
         window = run_window(context)
         with warehouse.reader() as reader:
             counts = warehouse_counts(reader, fmt, window)
-        found, late = balances(landing, fmt, counts, window)
+        listed, late = balances(landing, fmt, counts, window, run_start(context))
+        # Changed since the load and off: the day's re-run judges the new content.
+        found = [b for b in listed if not (b.changed and b.unbalanced)]
         off = [b for b in found if b.unbalanced]
         metadata = {
             "partitions": window.describe(),
@@ -209,7 +268,19 @@ def conservation_check(fmt: FileFormat) -> dg.AssetChecksDefinition:
                 sorted(b.key for b in found if not b.readable)
             ),
             "files_landed_after_load": dg.MetadataValue.json(late),
+            "files_changed_after_load": dg.MetadataValue.json(
+                sorted(b.key for b in listed if b.changed and b.unbalanced)
+            ),
         }
+        if changed := [b for b in listed if b.changed and b.unbalanced]:
+            metadata["changed_after_load"] = dg.MetadataValue.md(
+                markdown_table(
+                    pd.DataFrame(
+                        [(b.key, b.changed, b.records, b.loaded, b.dead_lettered) for b in changed],
+                        columns=["file", "why", "records now", "rows loaded", "dead-lettered"],
+                    )
+                )
+            )
         if off:
             offenders = pd.DataFrame(
                 [vars(b) | {"difference": b.difference, "misnumbered": b.misnumbered} for b in off]

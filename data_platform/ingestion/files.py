@@ -78,10 +78,24 @@ def partition_of(key: str) -> date | None:
         return None
 
 
+def day_bounds(source: str, first: date, last: date) -> tuple[str, str]:
+    """(start_after, end_before) around every key of the day folders first..last.
+
+    `events/dt=D` sorts before its folder's keys; `events/dt=D0` after them, as '/' is the code
+    point just before '0', and before the next day's.
+    """
+    return f"{source}/dt={first}", f"{source}/dt={last}0"
+
+
 def files_for(landing: LandingZone, fmt: FileFormat, dts: set[date]) -> list[LandingFile]:
-    """Every file in the given days' folders, in key order (listed once, not once per day);
-    those the format does not read by their name are among them (`FileFormat.misnamed`)."""
-    return [f for f in landing.list_files(f"{fmt.source}/") if partition_of(f.key) in dts]
+    """Every file in the given days' folders, in key order; those the format does not read by
+    their name are among them (`FileFormat.misnamed`). One listing of the key range from the
+    first day to the last (a run's days are a range): not the source's whole landing history,
+    which cost one S3 request per 1,000 files of it, every run."""
+    if not dts:
+        return []
+    bounds = day_bounds(fmt.source, min(dts), max(dts))
+    return [f for f in landing.list_files(f"{fmt.source}/", *bounds) if partition_of(f.key) in dts]
 
 
 def _delete_partitions(conn: duckdb.DuckDBPyConnection, fmt: FileFormat, dts: list[date]) -> None:
