@@ -42,6 +42,8 @@ def open_read_only(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
             f"the warehouse {path} is still locked by {who}, a writer, after {timeout:g} s: "
             "wait for its run to finish, or pass a longer --timeout"
         ) from None
+    except duckdb.Error as err:  # "Corrupt database file: computed checksum ..." and the like
+        raise QueryError(f"cannot open the warehouse {path}: {first_line(err)}") from None
     conn.execute("SET enable_external_access = false")
     conn.execute("SET lock_configuration = true")
     return conn
