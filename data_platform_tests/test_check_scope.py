@@ -1,6 +1,7 @@
 """What the raw checks judge and list: the days the anomaly check scores when runs only ever
 ask for today, the files conservation leaves out of its balance because they changed after the
-load (the landing sensor re-runs their day), and the landing keys a run lists."""
+load (the landing sensor re-runs their day), the landing keys a run lists, and the versions of
+an app-database log whose time order the gate judges."""
 
 from __future__ import annotations
 
@@ -15,11 +16,18 @@ import pytest
 from data_platform.checks import anomaly
 from data_platform.checks.anomaly import row_count_anomaly_check
 from data_platform.checks.conservation import balances, conservation_check, warehouse_counts
+from data_platform.checks.gates import GATES
+from data_platform.checks.pandera_gate import pandera_check
 from data_platform.checks.scope import Window
 from data_platform.checks.thresholds import QualityThresholds
 from data_platform.ingestion.file_formats import EVENT_FILES
 from data_platform.ingestion.files import files_for
-from data_platform.ingestion.tables import DEAD_LETTER, EVENTS, ensure_raw_tables
+from data_platform.ingestion.tables import (
+    DEAD_LETTER,
+    EVENTS,
+    SOURCE_DB_TABLES,
+    ensure_raw_tables,
+)
 from data_platform.resources.landing import LandingZone
 from data_platform.resources.warehouse import Warehouse
 from data_platform.resources.warehouse_reader import DuckDBReader
@@ -255,3 +263,68 @@ def test_conservation_lists_only_the_window(tmp_path, listed_keys):
     )
     assert len(found) == 5
     assert sorted(set(listed_keys)) == sorted(b.key for b in found)
+
+
+# -- the version logs' time order ---------------------------------------------------------------
+
+USERS_GATE = next(g for g in GATES if g.table == "raw.users")
+LONG_AGO = datetime(2026, 1, 1)
+
+
+def store_user_versions(path: Path, versions: list[tuple[int, datetime, datetime, datetime]]):
+    """(id, created_at, updated_at, _extracted_at) versions of raw.users."""
+    with duckdb.connect(str(path)) as conn:
+        ensure_raw_tables(conn, SOURCE_DB_TABLES)
+        conn.executemany(
+            "INSERT INTO raw.users (id, email, full_name, country, created_at, updated_at, "
+            "deleted_at, _extracted_at) VALUES (?, 'e', 'n', 'FR', ?, ?, NULL, ?)",
+            versions,
+        )
+
+
+def users_gate(tmp_path: Path, extracted: list[tuple[int, datetime, datetime]]):
+    """The raw.users gate in a run whose extraction adds `extracted` (id, created, updated)."""
+    path = tmp_path / "wh.duckdb"
+
+    @dg.asset(key=["raw", "users"])
+    def _extraction() -> None:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        store_user_versions(path, [(*version, now) for version in extracted])
+
+    result = dg.materialize(
+        [_extraction, pandera_check(USERS_GATE, QualityThresholds())],
+        resources={"warehouse": Warehouse(path=str(path))},
+        raise_on_error=False,
+    )
+    [evaluation] = result.get_asset_check_evaluations()
+    return evaluation
+
+
+def test_a_skewed_old_version_does_not_fail_every_later_extraction(tmp_path):
+    """A version stamped updated before it was created (clock skew, which extraction allows)
+    is kept in raw; it failed the blocking gate of every later extraction, for good."""
+    jan = datetime(2026, 1, 2, 12)
+    skewed = (1, jan, jan - timedelta(seconds=3), LONG_AGO)
+    store_user_versions(tmp_path / "wh.duckdb", [skewed])
+    evaluation = users_gate(tmp_path, [(2, jan, jan)])
+    assert evaluation.passed, evaluation.metadata
+    assert evaluation.metadata["versions_extracted_checked"].value == 1
+    assert evaluation.metadata["rows_validated"].value == 2
+
+
+def test_the_run_that_extracts_a_skewed_version_fails(tmp_path):
+    jan = datetime(2026, 1, 2, 12)
+    store_user_versions(tmp_path / "wh.duckdb", [(1, jan, jan, LONG_AGO)])
+    evaluation = users_gate(tmp_path, [(2, jan, jan - timedelta(seconds=3))])
+    assert not evaluation.passed
+    assert evaluation.metadata["failing_rows"].value == 1
+    assert "not_updated_before_created" in evaluation.metadata["failing_checks"].value
+
+
+def test_a_duplicated_old_version_still_fails(tmp_path):
+    """Uniqueness of (id, updated_at) is judged over the whole log, whenever it was extracted."""
+    jan = datetime(2026, 1, 2, 12)
+    store_user_versions(tmp_path / "wh.duckdb", [(1, jan, jan, LONG_AGO)] * 2)
+    evaluation = users_gate(tmp_path, [(2, jan, jan)])
+    assert not evaluation.passed
+    assert "multiple_fields_uniqueness" in evaluation.metadata["failing_checks"].value

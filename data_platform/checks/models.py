@@ -84,10 +84,6 @@ class RawUsers(_VersionLog):
     created_at: Series[Timestamp] = timestamp()
     deleted_at: Series[Timestamp] = timestamp(nullable=True)
 
-    @pa.dataframe_check
-    def not_updated_before_created(cls, df: pd.DataFrame) -> pd.Series:
-        return df["updated_at"] >= df["created_at"]
-
 
 class RawProducts(_VersionLog):
     sku: Series[Text] = text()
@@ -98,16 +94,43 @@ class RawOrders(_VersionLog):
     status: Series[Text] = text()
     ordered_at: Series[Timestamp] = timestamp()
 
-    @pa.dataframe_check
-    def not_updated_before_ordered(cls, df: pd.DataFrame) -> pd.Series:
-        return df["updated_at"] >= df["ordered_at"]
-
 
 class RawOrderItems(_VersionLog):
     order_id: Series[np.int64]
     product_id: Series[np.int64]
     quantity: Series[np.int32]
     unit_price: Series[float]
+
+
+# A version older than its entity (updated_at before created_at / ordered_at) is judged only on
+# the versions the run extracted (pandera_gate.extracted_versions_gate), not on the whole log as
+# the rest of the model is. DESIGN.md does not state the rule, and extraction allows for clock
+# skew: judged on the whole log, one skewed version, kept in raw for good, failed this blocking
+# gate on every later extraction, until someone deleted it from raw by hand. Judged once, it
+# stops the run that brought it (someone should look at the source's clocks) and no other.
+# Columns nullable and dtypes loose: the whole-log model already reports those.
+class _ExtractedVersions(pa.DataFrameModel):
+    updated_at: Series[Timestamp] = timestamp(nullable=True)
+
+
+class RawUsersExtracted(_ExtractedVersions):
+    created_at: Series[Timestamp] = timestamp(nullable=True)
+
+    @pa.dataframe_check
+    def not_updated_before_created(cls, df: pd.DataFrame) -> pd.Series:
+        return ~(df["updated_at"] < df["created_at"])
+
+
+class RawOrdersExtracted(_ExtractedVersions):
+    ordered_at: Series[Timestamp] = timestamp(nullable=True)
+
+    @pa.dataframe_check
+    def not_updated_before_ordered(cls, df: pd.DataFrame) -> pd.Series:
+        return ~(df["updated_at"] < df["ordered_at"])
+
+
+# The whole-log model -> the model of the rules judged on the run's versions only.
+EXTRACTED_VERSION_RULES = {"RawUsers": "RawUsersExtracted", "RawOrders": "RawOrdersExtracted"}
 
 
 class _LandedRecords(pa.DataFrameModel):

@@ -17,12 +17,14 @@ import gc
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
 
+from data_platform.checks.conservation import run_start
 from data_platform.checks.report import markdown_table
 from data_platform.checks.scope import WHOLE_TABLE, Window, run_window
 from data_platform.checks.thresholds import QualityThresholds
@@ -306,12 +308,35 @@ def _collect_only_new_objects() -> Iterator[None]:
         gc.unfreeze()
 
 
-def outcome_result(gate: Gate, outcome: Outcome, scope: str, seconds: float) -> dg.AssetCheckResult:
+def extracted_versions_gate(gate: Gate, run_started: datetime | None) -> Gate | None:
+    """The gate of `gate`'s rules judged on the run's versions only (models.EXTRACTED_VERSION_RULES),
+    or None: the versions extracted since the run started, or, when the run extracted none (a
+    check launched alone), those of the latest extraction."""
+    from data_platform.checks.models import EXTRACTED_VERSION_RULES
+
+    model = EXTRACTED_VERSION_RULES.get(gate.model)
+    if model is None:
+        return None
+    since = f"(SELECT max(_extracted_at) FROM {gate.table})"
+    if run_started is not None:
+        since = f"least(TIMESTAMP '{run_started:%Y-%m-%d %H:%M:%S.%f}', {since})"
+    return replace(gate, model=model, where=f"({gate.where}) AND _extracted_at >= {since}")
+
+
+def with_extracted(whole: Outcome, extracted: Outcome, shown: int) -> Outcome:
+    """The whole table's outcome and that of the run's versions: its rows are among the whole's."""
+    return replace(combine([whole, extracted], shown), rows=whole.rows)
+
+
+def outcome_result(
+    gate: Gate, outcome: Outcome, scope: str, seconds: float, extra: dict | None = None
+) -> dg.AssetCheckResult:
     metadata = {
         "rows_validated": outcome.rows,
         "failing_rows": outcome.failing_rows,
         "partitions": scope,
         "validation_seconds": round(seconds, 3),
+        **(extra or {}),
     }
     if not outcome.passed:
         metadata["failing_checks"] = dg.MetadataValue.md(markdown_table(outcome.failing_checks))
@@ -342,15 +367,23 @@ def pandera_check(gate: Gate, thresholds: QualityThresholds) -> dg.AssetChecksDe
     def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
         window = run_window(context) if gate.partitioned else WHOLE_TABLE
         started = time.perf_counter()
+        shown = thresholds.failure_cases_shown
+        extracted = extracted_versions_gate(gate, run_start(context))
+        gates = [(gate, window)] + ([(extracted, WHOLE_TABLE)] if extracted else [])
         if warehouse.engine == "spark":
             # Imported here: spark_gate builds on this module's types.
             from data_platform.checks.spark_gate import validate_spark_window
 
             with warehouse.spark() as spark:
-                outcome = validate_spark_window(spark, gate, window, thresholds.failure_cases_shown)
+                outcomes = [validate_spark_window(spark, g, w, shown) for g, w in gates]
         else:
             with warehouse.connect(memory_share=GATE_MEMORY_SHARE) as conn:
-                outcome = validate_window(conn, gate, window, thresholds.failure_cases_shown)
-        return outcome_result(gate, outcome, window.describe(), time.perf_counter() - started)
+                outcomes = [validate_window(conn, g, w, shown) for g, w in gates]
+        outcome, extra = outcomes[0], {}
+        if extracted:
+            outcome = with_extracted(outcome, outcomes[1], shown)
+            extra["versions_extracted_checked"] = outcomes[1].rows
+        seconds = time.perf_counter() - started
+        return outcome_result(gate, outcome, window.describe(), seconds, extra)
 
     return _check
