@@ -7,6 +7,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import string
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,7 @@ EMAILS = {  # user_id -> the address of its one version, as the app database hol
     2: "bob@example.com",
     3: None,
     4: "   ",
+    5: "ÉLODIE@Exemple.FR",  # only A-Z lowered, on every engine: its É stays É
 }
 RAW_USERS = """
     CREATE SCHEMA IF NOT EXISTS raw;
@@ -74,9 +76,13 @@ RAW_USERS = """
 USER_ROW = "(?, ?, 'A Name', 'fr', TIMESTAMP '2026-01-01', TIMESTAMP '2026-01-02', NULL, now())"
 
 
+ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
 def salted_hash(salt: str, email: str | None) -> str | None:
-    """What the marts' email_hash has always been: sha256(salt || lower(trim(email))), hex."""
-    address = (email or "").strip(" ").lower()
+    """What the marts' email_hash is: sha256(salt || ascii_lower(trim(email))), hex; only A-Z is
+    lowered (Python's lower(), like each engine's, maps other letters its own way)."""
+    address = (email or "").strip(" ").translate(ASCII_LOWER)
     return hashlib.sha256((salt + address).encode()).hexdigest() if address else None
 
 
