@@ -33,6 +33,7 @@ from data_platform.checks.pandera_gate import pandera_check
 from data_platform.checks.thresholds import QualityThresholds
 from data_platform.ingestion import files as file_ingestion
 from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES
+from data_platform.ingestion.file_lines import HEAD_BYTES
 from data_platform.resources.landing import LandingZone
 from data_platform_tests.helpers import classify_landing_file, put_lines, query
 from data_platform_tests.test_sensors import requested, tick
@@ -310,17 +311,59 @@ def test_a_fixed_file_landed_again_replaces_its_dead_letter(settings, resources,
     assert check(result, "events", "dead_letter_ratio").metadata["files_unreadable"].value == 0
 
 
-def test_gzip_corrupted_inside_its_stream_is_never_accepted_silently(settings, resources, tmp_path):
-    """DuckDB's gunzip verifies no checksum. Whether DuckDB then stumbles on the garbled bytes
-    (not UTF-8) varies with how it splits the reading; either way the file is not accepted: it
-    is read again in Python, whose gzip refuses it, and dead-lettered whole; or its garbled
-    lines load and the independent check (Python's gzip) reports the file unbalanced."""
+def lines_text(lines: list[str]) -> bytes:
+    return "".join(f"{line}\n" for line in lines).encode()
+
+
+def crc_broken(plain: bytes) -> bytes:
+    """`plain` gzip-compressed, its deflate data intact and its CRC-32 trailer wrong: DuckDB's
+    gunzip, which verifies no checksum, reads it all; Python's gzip refuses it."""
+    stream = bytearray(gzip.compress(plain))
+    stream[-8] ^= 0xFF
+    return bytes(stream)
+
+
+def garbled_inside(plain: bytes) -> bytes:
+    stream = bytearray(gzip.compress(plain))
+    for i in range(200, 260):
+        stream[i] ^= 0x5A
+    return bytes(stream)
+
+
+# Text over HEAD_BYTES: the lone-CR probe, reading a file's head with Python's gzip, does not
+# reach the trailer, so that DuckDB's reading decides the path. Its last line, not UTF-8 in
+# NOT_UTF8_LINES, makes DuckDB hand the file to Python.
+VALID_LINES = lines_text(event_lines("c", 20000))
+NOT_UTF8_LINES = VALID_LINES + b'{"event_id": "c-\xff"}\n'
+assert len(VALID_LINES) > HEAD_BYTES
+
+
+@pytest.mark.parametrize(
+    ("damaged", "path"),
+    [
+        # DuckDB meets bytes that are not UTF-8 and hands the file to Python, whose gzip
+        # checks the CRC: the file is one dead letter, none of its lines loaded.
+        (crc_broken(NOT_UTF8_LINES), "dead-lettered"),
+        # DuckDB reads valid text and loads its lines; only the independent check, reading
+        # with Python's gzip, finds the file unreadable: the day is unbalanced, an ERROR.
+        (crc_broken(VALID_LINES), "unbalanced"),
+        # Deflate data garbled in the middle: which of the two DuckDB takes varies with how it
+        # splits its reading (whether the garbled bytes it streams hit non-UTF-8 first).
+        (garbled_inside(lines_text(event_lines("c", 20000))), "either"),
+    ],
+    ids=["crc-not-utf8", "crc-valid-text", "garbled-deflate"],
+)
+def test_gzip_corrupted_inside_its_stream_is_never_accepted_silently(
+    settings, resources, tmp_path, damaged, path
+):
+    """DuckDB's gunzip verifies no checksum, so a corrupt stream may get past it. Either way
+    the file is never accepted: read again in Python, whose gzip refuses it, it is
+    dead-lettered whole; or its lines load and the independent check (Python's gzip) reports
+    the file unbalanced. The first two cases pin each path; the third is a real corruption
+    whose path is DuckDB's to choose, held to what both paths guarantee."""
     land(resources["landing"], GOOD_EVENTS, tmp_path)
     bad_key = f"events/dt={DAY}/c.jsonl.gz"
-    damaged = bytearray(gzip.compress("".join(f"{e}\n" for e in event_lines("c", 20000)).encode()))
-    for i in range(200, 260):
-        damaged[i] ^= 0x5A
-    resources["landing"].write_bytes(bad_key, bytes(damaged))
+    resources["landing"].write_bytes(bad_key, damaged)
     result = dg.materialize(
         ASSETS, resources=resources, partition_key=DAY.isoformat(), raise_on_error=False
     )
@@ -331,14 +374,24 @@ def test_gzip_corrupted_inside_its_stream_is_never_accepted_silently(settings, r
         "SELECT line_number, error FROM raw.dead_letter WHERE source_file = ?",
         [bad_key],
     )
-    if conservation.passed:
-        [(line, reason)] = dead
-        assert line is None and "corrupt gzip" in reason
-        rows = "SELECT count(*) FROM raw.events WHERE _source_file = ?"
-        assert query(settings.warehouse, rows, [bad_key]) == [(0,)]
-    else:
-        assert conservation.severity == dg.AssetCheckSeverity.ERROR
-        assert conservation.metadata["files_unbalanced"].value == 1
+    rows = query(
+        settings.warehouse, "SELECT count(*) FROM raw.events WHERE _source_file = ?", [bad_key]
+    )
+    dead_lettered = len(dead) == 1 and dead[0][0] is None and rows == [(0,)]
+    unbalanced = (
+        not conservation.passed
+        and conservation.severity == dg.AssetCheckSeverity.ERROR
+        and conservation.metadata["files_unbalanced"].value == 1
+    )
+    # Never silently accepted: the file is dead-lettered whole, or the day fails its check.
+    assert dead_lettered != unbalanced, (dead, rows, conservation)
+    if path == "dead-lettered":
+        assert dead_lettered and conservation.passed
+        assert "not a valid gzip file (CRC check failed" in dead[0][1], dead[0][1]
+    elif path == "unbalanced":
+        assert unbalanced and dead == [] and rows == [(20000,)]
+    elif dead_lettered:
+        assert conservation.passed and "corrupt gzip" in dead[0][1], dead[0][1]
 
 
 def test_a_file_the_day_folder_holds_but_ingestion_does_not_read_is_a_dead_letter(
