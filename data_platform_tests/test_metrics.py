@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -364,7 +366,9 @@ def test_a_writer_holding_the_warehouse_makes_the_scrape_skip_it_not_wait(instan
         assert writer.stdout.readline() == b"locked\n"
         began = time.monotonic()
         samples = scrape(collector)
-        assert time.monotonic() - began < 2.0
+        # Skipped after its short lock wait; waiting for the writer would never end (the writer
+        # holds the lock until this test lets it go), the shared default lock wait is 120 s.
+        assert time.monotonic() - began < 30
         assert value(samples, "data_platform_warehouse_up") == 0
         assert rows(samples) == before
         never_read = scrape(PlatformCollector(instance, DuckDBDayCounts(path), {}))
@@ -414,14 +418,15 @@ def answers(port: int) -> bool:
 
 def shipped_config(metrics_port: int) -> str:
     """deploy/prometheus/prometheus.yml as shipped (its rules, its scrape settings), only
-    scraping and evaluating every second, and at the exporter this test started."""
+    scraping every 3 s, evaluating every second, and at the exporter this test started."""
     config = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
-    config["global"] |= {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    # A scrape may take over a second on a loaded machine: 3 s to answer, every 3 s.
+    config["global"] |= {"scrape_interval": "3s", "evaluation_interval": "1s"}
     config["rule_files"] = [
         str(REPO / "deploy" / "prometheus" / name) for name in config["rule_files"]
     ]
     (scrape,) = config["scrape_configs"]
-    scrape["scrape_timeout"] = "1s"
+    scrape["scrape_timeout"] = "3s"
     scrape["static_configs"] = [{"targets": [f"127.0.0.1:{metrics_port}"]}]
     return yaml.safe_dump(config)
 
@@ -429,6 +434,10 @@ def shipped_config(metrics_port: int) -> str:
 def firing_alerts(port: int) -> list[dict]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=5) as response:
         return [a for a in json.load(response)["data"]["alerts"] if a["state"] == "firing"]
+
+
+# The exporter's hold of a new series at 0 in the test below: 10 scrapes, one is enough.
+NEW_SERIES_HOLD = 30
 
 
 def test_a_real_prometheus_scrapes_the_command_and_answers_from_the_warehouse(tmp_path):
@@ -446,8 +455,9 @@ def test_a_real_prometheus_scrapes_the_command_and_answers_from_the_warehouse(tm
         "DATA_PLATFORM_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster_home"),
         "DATA_PLATFORM_METRICS_PORT": str(metrics_port),
-        # Scrapes come every second here: a few of them see a new series at 0.
-        "DATA_PLATFORM_METRICS_NEW_SERIES_HOLD": "5",
+        # Scrapes come every 3 s here: a loaded machine may time a few out, yet one of the
+        # hold's 10 stores the new series at 0 (waited for below).
+        "DATA_PLATFORM_METRICS_NEW_SERIES_HOLD": str(NEW_SERIES_HOLD),
     }
     config = tmp_path / "prometheus.yml"
     config.write_text(shipped_config(metrics_port))
@@ -491,8 +501,15 @@ def test_a_real_prometheus_scrapes_the_command_and_answers_from_the_warehouse(tm
         with urllib.request.urlopen(url, timeout=30) as response:
             taken = response.read().decode()
         assert 'data_platform_runs{job="adhoc_job",status="FAILURE"} 0.0' in taken
-        failure = 'data_platform_runs{job="adhoc_job", status="FAILURE"} == 1'
-        assert wait_until(lambda: promql(prometheus_port, failure), 60), "never scraped"
+        # Prometheus stores the series at 0 during the hold: the rise the rule needs. Were every
+        # scrape of the hold lost, its first sample would be 1 and nothing could fire.
+        series = 'data_platform_runs{job="adhoc_job", status="FAILURE"}'
+        stored_at_0 = wait_until(lambda: promql(prometheus_port, f"{series} == 0"), NEW_SERIES_HOLD)
+        assert stored_at_0, "no scrape stored the new series during its hold"
+        failure = f"{series} == 1"
+        assert wait_until(lambda: promql(prometheus_port, failure), NEW_SERIES_HOLD + 60), (
+            "never scraped at 1"
+        )
 
         def run_failed() -> list[str]:
             return [
@@ -502,9 +519,10 @@ def test_a_real_prometheus_scrapes_the_command_and_answers_from_the_warehouse(tm
             ]
 
         # The rules are evaluated every second: a few evaluations after the sample, or never.
-        wait_until(run_failed, 10)
-        stored = 'data_platform_runs{job="adhoc_job", status="FAILURE"}[1m]'
-        assert run_failed() == ["A run of adhoc_job failed"], promql(prometheus_port, stored)
+        wait_until(run_failed, 60)
+        assert run_failed() == ["A run of adhoc_job failed"], promql(
+            prometheus_port, f"{series}[1m]"
+        )
     finally:
         prometheus.terminate()
         exporter.terminate()
@@ -674,7 +692,7 @@ def test_a_background_read_is_reused_until_it_ages_and_never_waited_on_past_its_
         if len(reads) == 2:
             raise RuntimeError("cluster gone")
         if len(reads) == 3:
-            release.wait(10)  # a slow cluster
+            release.wait(120)  # a slow cluster: it answers when the test lets it
         return {"loaded": {("events", "2026-01-05"): len(reads)}, "dead_lettered": {}}
 
     background = BackgroundRead(read, max_age=30, wait=0.2, clock=clock)
@@ -687,7 +705,7 @@ def test_a_background_read_is_reused_until_it_ages_and_never_waited_on_past_its_
     began = time.monotonic()
     with pytest.raises(WarehouseUnreadable, match=r"no answer within 0\.2 s"):
         background.get()  # the third read hangs: the caller does not
-    assert time.monotonic() - began < 1
+    assert time.monotonic() - began < 30  # waiting for the read would take 120 s
     with pytest.raises(WarehouseUnreadable, match="no answer"):
         background.get()  # still the same read: no second one piles up
     assert len(reads) == 3
@@ -705,7 +723,8 @@ def test_an_unreachable_spark_cluster_is_warehouse_down_at_once(instance):
     collector = PlatformCollector(instance, SparkDayCounts(warehouse, wait=1.0), {})
     began = time.monotonic()
     samples = scrape(collector)
-    assert time.monotonic() - began < 3
+    # Within its wait, not after Spark Connect's retries, which go on for minutes.
+    assert time.monotonic() - began < 30
     assert value(samples, "data_platform_warehouse_up") == 0
     assert not any(name.startswith("data_platform_rows_") for name, _ in samples)
 
@@ -755,34 +774,93 @@ def test_an_unreadable_instance_loses_only_its_own_series(tmp_path, capsys):
     assert "the instance is unreadable" in capsys.readouterr().err
 
 
+class SilentBroker:
+    """A Kafka bootstrap that accepts connections and never answers: a scrape's Kafka client
+    connects at the start of its wait (2 s) and closes at its end, before the scrape answers,
+    so a connection still open is a scrape still in progress."""
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self._server.getsockname()[1]}"
+        self.connections: queue.Queue[socket.socket] = queue.Queue()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.connections.put(self._server.accept()[0])
+            except OSError:
+                return  # closed
+
+    @staticmethod
+    def is_open(conn: socket.socket) -> bool:
+        """Whether the client still holds `conn` (its requests are read and dropped)."""
+        try:
+            while conn.recv(65536, socket.MSG_DONTWAIT):
+                pass
+        except BlockingIOError:
+            return True
+        except OSError:
+            pass
+        return False  # end of stream, or reset: closed
+
+    def close(self) -> None:
+        self._server.close()
+        while not self.connections.empty():
+            self.connections.get().close()
+
+
 def test_an_exporter_stopped_during_a_scrape_answers_it_then_exits_0(tmp_path):
     """Scrapes run on daemon threads: stopped mid-scrape, the exporter exited under it (the
     scrape cut off without a response; in CI once a SIGABRT, a thread still in native code as
     the interpreter went down). It now waits for the scrape in progress. A Kafka bootstrap
-    that nothing answers makes the scrape last 2 s, inside librdkafka."""
+    that accepts and never answers holds the scrape in librdkafka for its 2 s wait: the
+    exporter is stopped once the scrape's client has connected, while it still waits."""
     home = tmp_path / "home"
     (home / "dagster_home").mkdir(parents=True)
     port = free_port()
+    broker = SilentBroker()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DATA_PLATFORM_", "DAGSTER_"))},
         "DATA_PLATFORM_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster_home"),
         "DATA_PLATFORM_METRICS_PORT": str(port),
-        "DATA_PLATFORM_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "DATA_PLATFORM_KAFKA_BOOTSTRAP": broker.address,
     }
     exporter = subprocess.Popen([CLI, "metrics"], env=env, cwd=REPO, stderr=subprocess.PIPE)
     try:
         assert wait_until(lambda: answers(port) or exporter.poll() is not None, 180)
+        assert exporter.poll() is None, exporter.stderr.read1().decode()
         url = f"http://127.0.0.1:{port}/metrics"
+
+        def take(into: list[bytes]) -> None:
+            into.append(urllib.request.urlopen(url, timeout=60).read())
+
+        # One scrape at a time. A closed connection is an earlier scrape's (those that found
+        # the exporter up), or this scrape's if it left Kafka before the test looked (a stalled
+        # test process): then another scrape is started.
         scraped: list[bytes] = []
-        scrape = threading.Thread(
-            target=lambda: scraped.append(urllib.request.urlopen(url, timeout=30).read())
-        )
+        scrape = threading.Thread(target=take, args=(scraped,))
         scrape.start()
-        time.sleep(0.8)  # inside the 2 s Kafka wait
-        exporter.terminate()
+        for _ in range(600):
+            try:
+                conn = broker.connections.get(timeout=0.5)
+            except queue.Empty:
+                conn = None
+            if conn is not None and broker.is_open(conn):
+                exporter.terminate()  # mid-scrape: its client is connected and waiting
+                break
+            if conn is not None:
+                conn.close()
+            if not scrape.is_alive() and broker.connections.empty():
+                scraped = []
+                scrape = threading.Thread(target=take, args=(scraped,))
+                scrape.start()
+        else:
+            pytest.fail("no scrape was found waiting in Kafka")
         assert exporter.wait(timeout=60) == 0, exporter.stderr.read().decode()[-2000:]
-        scrape.join(timeout=30)
+        scrape.join(timeout=60)
         assert scraped and b"data_platform_kafka_up 0.0" in scraped[0]
     finally:
         exporter.kill()
+        broker.close()
