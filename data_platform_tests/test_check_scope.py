@@ -275,6 +275,8 @@ def store_user_versions(path: Path, versions: list[tuple[int, datetime, datetime
     """(id, created_at, updated_at, _extracted_at) versions of raw.users."""
     with duckdb.connect(str(path)) as conn:
         ensure_raw_tables(conn, SOURCE_DB_TABLES)
+        if not versions:
+            return
         conn.executemany(
             "INSERT INTO raw.users (id, email, full_name, country, created_at, updated_at, "
             "deleted_at, _extracted_at) VALUES (?, 'e', 'n', 'FR', ?, ?, NULL, ?)",
@@ -328,3 +330,15 @@ def test_a_duplicated_old_version_still_fails(tmp_path):
     evaluation = users_gate(tmp_path, [(2, jan, jan)])
     assert not evaluation.passed
     assert "multiple_fields_uniqueness" in evaluation.metadata["failing_checks"].value
+
+
+def test_an_extraction_that_adds_nothing_passes_after_a_skewed_one(tmp_path):
+    """The run after the one that extracted a skewed version adds no version: it judged the
+    latest extraction again (the skewed one) and failed the blocking gate until some row of the
+    table changed."""
+    jan = datetime(2026, 1, 2, 12)
+    earlier = datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=10)
+    store_user_versions(tmp_path / "wh.duckdb", [(1, jan, jan - timedelta(seconds=3), earlier)])
+    evaluation = users_gate(tmp_path, [])
+    assert evaluation.passed, evaluation.metadata
+    assert evaluation.metadata["versions_extracted_checked"].value == 0

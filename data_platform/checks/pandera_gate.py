@@ -308,19 +308,26 @@ def _collect_only_new_objects() -> Iterator[None]:
         gc.unfreeze()
 
 
-def extracted_versions_gate(gate: Gate, run_started: datetime | None) -> Gate | None:
+def extracted_versions_gate(gate: Gate, extracted_since: datetime | None) -> Gate | None:
     """The gate of `gate`'s rules judged on the run's versions only (models.EXTRACTED_VERSION_RULES),
-    or None: the versions extracted since the run started, or, when the run extracted none (a
-    check launched alone), those of the latest extraction."""
+    or None: the versions extracted since `extracted_since` (the start of the run that
+    materialized the table: none when its extraction added none), or, without it (a check
+    launched alone), those of the latest extraction."""
     from data_platform.checks.models import EXTRACTED_VERSION_RULES
 
     model = EXTRACTED_VERSION_RULES.get(gate.model)
     if model is None:
         return None
     since = f"(SELECT max(_extracted_at) FROM {gate.table})"
-    if run_started is not None:
-        since = f"least(TIMESTAMP '{run_started:%Y-%m-%d %H:%M:%S.%f}', {since})"
+    if extracted_since is not None:
+        since = f"TIMESTAMP '{extracted_since:%Y-%m-%d %H:%M:%S.%f}'"
     return replace(gate, model=model, where=f"({gate.where}) AND _extracted_at >= {since}")
+
+
+def _extracted_in_run(context: dg.AssetCheckExecutionContext, key: dg.AssetKey) -> bool:
+    """Whether the check's own run materialized `key` (its extraction ran just before)."""
+    latest = context.instance.get_latest_materialization_event(key)
+    return latest is not None and latest.run_id == context.run.run_id
 
 
 def with_extracted(whole: Outcome, extracted: Outcome, shown: int) -> Outcome:
@@ -368,7 +375,8 @@ def pandera_check(gate: Gate, thresholds: QualityThresholds) -> dg.AssetChecksDe
         window = run_window(context) if gate.partitioned else WHOLE_TABLE
         started = time.perf_counter()
         shown = thresholds.failure_cases_shown
-        extracted = extracted_versions_gate(gate, run_start(context))
+        in_run = _extracted_in_run(context, gate.asset_key)
+        extracted = extracted_versions_gate(gate, run_start(context) if in_run else None)
         gates = [(gate, window)] + ([(extracted, WHOLE_TABLE)] if extracted else [])
         if warehouse.engine == "spark":
             # Imported here: spark_gate builds on this module's types.
