@@ -279,3 +279,17 @@ def test_a_mart_rebuilt_without_new_data_is_as_stale_as_its_feed():
     written = {s.labels["asset"]: time.time() - s.value for s in lag.samples}
     assert written["marts/active_users"] == pytest.approx(T0.timestamp(), abs=60)
     assert written["raw/events"] == pytest.approx(T0.timestamp(), abs=60)
+
+
+def test_a_mart_following_feeds_as_frequent_is_as_fresh_as_the_freshest():
+    """fct_orders follows raw/orders, raw/order_items and raw/users, all daily: a day without a
+    user change made it stale while orders kept arriving."""
+    instance = dg.DagsterInstance.ephemeral()
+    with freeze_time(T0):
+        dg.materialize([raw_events], instance=instance, partition_key="2026-01-05")
+    with freeze_time(T0 + 30 * HOUR):
+        dg.materialize([feed], instance=instance)
+        dg.materialize([active_users], instance=instance, selection=[active_users.key])
+    fresh = (T0 + 30 * HOUR).timestamp()
+    assert newest_data_written_at(instance, active_users.key, [raw_events.key, feed.key]) == fresh
+    assert newest_data_written_at(instance, active_users.key, [raw_events.key]) == T0.timestamp()

@@ -105,9 +105,10 @@ def newest_data_written_at(
     """When the asset's newest data was last written (epoch seconds); None: never materialized.
 
     An asset that follows raw `feeds` (`followed_feeds`) holds data no newer than theirs: it
-    is as fresh as the older of its own write and its feeds' newest data. Else a mart rebuilt
-    for another reason (a dimension's change, a late file for an old day) looked fresh while
-    the feed it follows had stopped arriving.
+    is as fresh as the older of its own write and the newest data of the freshest of those
+    feeds (they deliver equally often: the orders of a quiet day of user changes are still
+    news). Else a mart rebuilt for another reason (a dimension's change, a late file for an
+    old day) looked fresh while the feed it follows had stopped arriving.
 
     A partitioned asset is as fresh as its newest partition: the latest materialization of its
     greatest partition key (the platform's partitions are days, `YYYY-MM-DD`, whose text order
@@ -118,8 +119,8 @@ def newest_data_written_at(
     own = _own_newest_data_written_at(instance, key)
     if own is None:
         return None
-    fed = [newest_data_written_at(instance, feed) for feed in feeds]
-    return min([own, *(t for t in fed if t is not None)])
+    fed = [t for feed in feeds if (t := newest_data_written_at(instance, feed)) is not None]
+    return min(own, max(fed)) if fed else own
 
 
 def _own_newest_data_written_at(instance: dg.DagsterInstance, key: dg.AssetKey) -> float | None:
