@@ -3,34 +3,14 @@ the CLI, no traceback, and never a secret (a webhook's path, a token, a password
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from data_platform.settings import SettingsError, load_settings
+from data_platform_tests.test_cli import run_cli
 
-REPO = Path(__file__).resolve().parents[1]
-CLI = str(Path(sys.executable).with_name("data-platform"))
 SECRET = "SECRETPART"
-
-
-def run_cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    """The CLI on a home of its own, with no DATA_PLATFORM_ setting of this process."""
-    environ = {
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("DATA_PLATFORM_") and k != "DAGSTER_HOME"
-        },
-        "DATA_PLATFORM_HOME": str(home),
-        **env,
-    }
-    return subprocess.run(
-        [CLI, *args], cwd=REPO, env=environ, capture_output=True, text=True, timeout=120
-    )
 
 
 def one_line_error(tmp_path: Path, variables: dict[str, str]) -> str:
