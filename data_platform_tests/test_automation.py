@@ -7,14 +7,19 @@ whose verdict each test chooses. Requested assets are "run" by recording their
 materializations, so no dbt build is needed: what is under test is what gets requested.
 """
 
+import time
 from datetime import date
 
 import dagster as dg
 import pytest
+from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+from dagster._core.events.log import EventLogEntry
+from dagster._core.utils import make_new_run_id
 
 from data_platform.assets.analytics import ANALYTICS_ASSETS
 from data_platform.assets.dbt import DBT_ASSETS
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
+from data_platform.automation.conditions import AUTOMATION_TAG
 from data_platform.automation.landing_sensor import landing_zone_sensor
 from data_platform.partitions import DAILY_PARTITIONS, SINGLE_RUN_BACKFILL
 from data_platform.resources.build import build_resources
@@ -114,9 +119,30 @@ class Platform:
             seen |= set(requested)
         raise AssertionError(f"automation did not settle in {ticks} ticks")
 
-    def record(self, key: str, partition: str | None = None) -> None:
+    def record(self, key: str, partition: str | None = None, by_automation: bool = True) -> None:
+        """A materialization stored by a run, launched by automation (tagged as its are) or not."""
+        tags = {AUTOMATION_TAG: "true"} if by_automation else {}
+        run = self.instance.add_run(
+            dg.DagsterRun(job_name="__ASSET_JOB", run_id=make_new_run_id(), tags=tags)
+        )
+        self.record_in(run.run_id, key, partition)
+
+    def record_in(self, run_id: str, key: str, partition: str | None = None) -> None:
         event = dg.AssetMaterialization(dg.AssetKey.from_user_string(key), partition=partition)
-        self.instance.report_runless_asset_event(event)
+        self.instance.store_event(
+            EventLogEntry(
+                error_info=None,
+                level="debug",
+                user_message="",
+                run_id=run_id,
+                timestamp=time.time(),
+                dagster_event=DagsterEvent(
+                    DagsterEventType.ASSET_MATERIALIZATION.value,
+                    job_name="__ASSET_JOB",
+                    event_specific_data=StepMaterializationData(event),
+                ),
+            )
+        )
 
     def land(self, day: str, passes: bool = True) -> None:
         """A run of raw/events for one day, whose blocking check passes or fails."""
@@ -246,6 +272,18 @@ def test_an_input_landing_while_its_reader_runs_rebuilds_the_reader(defs):
     platform.record(FCT_EVENTS, "2026-01-07")
     assert platform.tick() == {DAU: True}
     assert platform.tick() == {}
+
+
+def test_a_run_outside_automation_updating_an_input_and_its_readers_is_not_repeated(defs):
+    platform = Platform(defs).filled()
+    # One run launched by hand (a backfill, "Materialize all") rebuilds a day and what reads it.
+    run = platform.instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", run_id=make_new_run_id()))
+    platform.record_in(run.run_id, "raw/events", "2026-01-06")
+    platform.record_in(run.run_id, STG_EVENTS)
+    platform.record_in(run.run_id, FCT_EVENTS, "2026-01-06")
+    platform.record_in(run.run_id, DAU)
+    for _ in range(2):
+        assert platform.tick() == {}
 
 
 def test_a_failed_check_on_a_view_holds_the_fact(defs):

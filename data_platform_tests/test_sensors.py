@@ -390,6 +390,24 @@ def test_a_history_the_cursor_does_not_know_is_listed_over_several_ticks(landing
     assert file_counts(decode_cursor(cursor)["events"].days) == {str(d): 4 for d in present}
 
 
+def test_empty_unknown_days_still_count_against_the_listing_budget(monkeypatch):
+    """An emptied day folder (or an S3 folder marker) reads no file, but its listing still
+    costs a request: it counts as one file, so the next listings do not take every day left."""
+    days = [date(2025, 1, 1) + timedelta(days=i) for i in range(40)]
+    files = {d: 0 if i < 3 else 2 for i, d in enumerate(days)}
+    listings: list[int] = []
+
+    def fake_list_days(landing, fmt, batch, present):
+        listings.append(len(batch))
+        return dict.fromkeys(batch, landing_sensor.NO_FILES), sum(files[d] for d in batch)
+
+    monkeypatch.setattr(landing_sensor, "list_days", fake_list_days)
+    listed = landing_sensor.list_unknown_days(None, None, days, days, budget=12)
+    assert listings[0] == 1 and listings[1] <= 11  # not the 39 days left
+    assert 1 < len(listed) <= 12
+    assert list(listed) == days[: len(listed)]  # the oldest first
+
+
 def test_the_previous_cursor_is_converted_without_requests(landing):
     land_days(landing, 3, 2)
     landing.write_bytes("payments/dt=2026-01-02/p.csv", b"payment_id\np1\n")

@@ -28,6 +28,8 @@ AC = dg.AutomationCondition
 
 # dim_date, the only model without inputs, extends its calendar once a day.
 DAILY_CRON = "0 0 * * *"
+# The tag of every run the automation sensor launches.
+AUTOMATION_TAG = "dagster/from_automation_condition"
 
 
 def _through_views(condition: dg.AutomationCondition, *, any_dep: bool) -> dg.AutomationCondition:
@@ -71,18 +73,28 @@ def upstream_present() -> dg.AutomationCondition:
 
 
 def _handled() -> dg.AutomationCondition:
-    """The asset's own request, a tick later, unless an input was requested in the same tick.
+    """The asset's own request (unless an input was requested in the same tick), or its update
+    by a run automation did not launch.
 
-    Not its update: a run reads its inputs when it starts, so an input update landing while it
-    runs would be cleared by the run's own update (when both are seen in one evaluation the
-    reset wins). An input requested in the same tick may land after the run read it, so that
-    request handles nothing: the trigger stays and the asset is rebuilt once the input's run is
-    over. The cost is an occasional redundant rebuild. Unlike since_last_handled(), the first
-    evaluation is no reset: what is missing when the platform starts gets built once its inputs
-    exist, so an empty warehouse fills itself.
+    Not the update of a run automation launched: a run reads its inputs when it starts, so an
+    input update landing while it runs would be cleared by the run's own update (when both are
+    seen in one evaluation the reset wins). Its request handles the trigger instead, a tick
+    later; an input requested in the same tick may land after the run read it, so that request
+    handles nothing: the trigger stays and the asset is rebuilt once the input's run is over.
+    The cost is an occasional redundant rebuild.
+
+    A run launched by hand (a `data-platform materialize` backfill, "Materialize all", a
+    re-execution) is never requested, so its update handles the trigger: the inputs it updated
+    with the asset are not rebuilt again. Dagster tells only the latest partition's run, so an
+    older partition's update counts as such a run's (an input landing while an automation run
+    of several partitions runs may then be missed for the older ones). Unlike
+    since_last_handled(), the first evaluation is no reset: what is missing when the platform
+    starts gets built once its inputs exist, so an empty warehouse fills itself.
     """
     inputs_requested = _through_views(AC.newly_requested(), any_dep=True)
-    return (AC.newly_requested() & ~inputs_requested).with_label("handled")
+    by_automation = AC.executed_with_tags(tag_values={AUTOMATION_TAG: "true"})
+    by_hand = AC.newly_updated() & ~by_automation
+    return ((AC.newly_requested() & ~inputs_requested) | by_hand).with_label("handled")
 
 
 def _unjudged(trigger: dg.AutomationCondition) -> dg.AutomationCondition:

@@ -314,19 +314,17 @@ def list_unknown_days(
     """The oldest of `unknown` (sorted), listed until about `budget` files are read.
 
     Their sizes are unknown until listed, so the first listing is one day and each next one
-    as many days as the rest of the budget holds at the files a day read so far. At least one
-    day is listed, whatever it holds, so the days always move on.
+    as many days as the rest of the budget holds at the files a day read so far. A listed day
+    counts as at least one file (an emptied folder still costs a listing), so empty days do not
+    pull every other day into one tick. At least one day is listed, whatever it holds, so the
+    days always move on.
     """
     listed: dict[date, DayState] = {}
     read = 0
-    while len(listed) < len(unknown) and (not listed or read < budget):
+    while len(listed) < len(unknown) and (not listed or max(read, len(listed)) < budget):
         rest = unknown[len(listed) :]
-        if not listed:
-            take = 1
-        elif read == 0:
-            take = len(rest)
-        else:
-            take = max(1, int((budget - read) * len(listed) / read))
+        cost = max(read, len(listed))
+        take = 1 if not listed else max(1, int((budget - cost) * len(listed) / cost))
         states, files = list_days(landing, fmt, rest[:take], present)
         listed |= states
         read += files
