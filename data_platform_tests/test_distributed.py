@@ -17,8 +17,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 import duckdb
@@ -61,15 +64,27 @@ def run_id_of(stderr: str) -> str:
     return re.findall(r"^run (\S+) in ", stderr, re.MULTILINE)[-1]
 
 
+@contextmanager
+def stack_instance(env: dict[str, str]) -> Iterator[dg.DagsterInstance]:
+    """The stack's Dagster instance, read in this process: its PostgreSQL settings are in the
+    environment only while it is open (left there, a torn-down stack's password stayed in the
+    pytest worker for every later test)."""
+    pg = {k: v for k, v in env.items() if k.startswith("DAGSTER_PG")}
+    with (
+        mock.patch.dict(os.environ, pg),
+        dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance,
+    ):
+        yield instance
+
+
 def step_windows_and_workers(env: dict[str, str], run_id: str) -> tuple[list, set[str]]:
     """The (start, end) of each of the run's `duckdb`-pool steps, from its event log on
     PostgreSQL, and the Celery workers that executed its steps."""
     from data_platform.definitions import defs
 
     graph = defs.resolve_job_def("__ASSET_JOB").graph
-    os.environ.update({k: v for k, v in env.items() if k.startswith("DAGSTER_PG")})
     starts, ends, workers = {}, {}, set()
-    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+    with stack_instance(env) as instance:
         for record in instance.all_logs(run_id):
             event, step = record.dagster_event, record.step_key
             if event is None or step is None:
@@ -208,8 +223,7 @@ def test_two_overlapping_backfills_at_once_lose_nothing(distributed_stack, world
 
 def step_start_pid(env: dict[str, str], step_key: str) -> int | None:
     """The pid of the Celery worker process that started `step_key` in an in-progress run."""
-    os.environ.update({k: v for k, v in env.items() if k.startswith("DAGSTER_PG")})
-    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+    with stack_instance(env) as instance:
         for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
             for record in instance.get_records_for_run(
                 run.run_id, of_type=dg.DagsterEventType.STEP_START
@@ -231,8 +245,7 @@ def test_a_worker_killed_mid_step_hands_the_step_to_another(distributed_stack):
     os.kill(pid, signal.SIGKILL)
     _, stderr = finish(process)
 
-    os.environ.update({k: v for k, v in distributed_stack.items() if k.startswith("DAGSTER_PG")})
-    with dg.DagsterInstance.from_config(distributed_stack["DAGSTER_HOME"]) as instance:
+    with stack_instance(distributed_stack) as instance:
         starts = instance.get_records_for_run(
             run_id_of(stderr), of_type=dg.DagsterEventType.STEP_START
         ).records
