@@ -12,6 +12,9 @@ from datetime import date
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
 from dagster._core.events.log import EventLogEntry
 from dagster._core.utils import make_new_run_id
@@ -78,6 +81,16 @@ def defs(tmp_path_factory) -> dg.Definitions:
     )
 
 
+def finished_run(tags: dict[str, str]) -> dg.DagsterRun:
+    """A run that has ended: one left NOT_STARTED would count as its assets being built."""
+    return dg.DagsterRun(
+        job_name="__ASSET_JOB",
+        run_id=make_new_run_id(),
+        tags=tags,
+        status=dg.DagsterRunStatus.SUCCESS,
+    )
+
+
 class Platform:
     """An instance plus the automation cursor, ticking as the automation sensor does."""
 
@@ -122,9 +135,7 @@ class Platform:
     def record(self, key: str, partition: str | None = None, by_automation: bool = True) -> None:
         """A materialization stored by a run, launched by automation (tagged as its are) or not."""
         tags = {AUTOMATION_TAG: "true"} if by_automation else {}
-        run = self.instance.add_run(
-            dg.DagsterRun(job_name="__ASSET_JOB", run_id=make_new_run_id(), tags=tags)
-        )
+        run = self.instance.add_run(finished_run(tags))
         self.record_in(run.run_id, key, partition)
 
     def record_in(self, run_id: str, key: str, partition: str | None = None) -> None:
@@ -277,7 +288,7 @@ def test_an_input_landing_while_its_reader_runs_rebuilds_the_reader(defs):
 def test_a_run_outside_automation_updating_an_input_and_its_readers_is_not_repeated(defs):
     platform = Platform(defs).filled()
     # One run launched by hand (a backfill, "Materialize all") rebuilds a day and what reads it.
-    run = platform.instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", run_id=make_new_run_id()))
+    run = platform.instance.add_run(finished_run({}))
     platform.record_in(run.run_id, "raw/events", "2026-01-06")
     platform.record_in(run.run_id, STG_EVENTS)
     platform.record_in(run.run_id, FCT_EVENTS, "2026-01-06")
@@ -292,9 +303,18 @@ def test_a_failed_check_on_a_view_holds_the_fact(defs):
     (check_key,) = [k for k in platform.graph.get(view).check_keys if k.name.startswith("unique_")]
     platform.land("2026-01-06")
     assert platform.tick() == {STG_EVENTS: True}
-    # The view's run reports its unique test failed.
+    # The view's run reports its unique test failed (about the view's materialization).
+    [latest] = platform.instance.fetch_materializations(view, limit=1).records
+    target = AssetCheckEvaluationTargetMaterializationData(
+        storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp
+    )
     platform.instance.report_runless_asset_event(
-        dg.AssetCheckEvaluation(asset_key=view, check_name=check_key.name, passed=False)
+        dg.AssetCheckEvaluation(
+            asset_key=view,
+            check_name=check_key.name,
+            passed=False,
+            target_materialization_data=target,
+        )
     )
     for _ in range(2):
         assert platform.tick() == {}
