@@ -350,11 +350,8 @@ def test_late_and_rewritten_files_in_old_days_are_seen_by_the_rotation(landing):
     assert requested(tick(sensor, cursor, landing=landing)) == []
 
 
-def test_a_history_the_cursor_does_not_know_is_listed_over_several_ticks(landing, monkeypatch):
-    """12 days of 4 files and no cursor (a first deploy, a reset cursor, a restored archive):
-    the 2 recent days at once, the 10 older ones ~12 files a tick, oldest first, each tick
-    requesting what it listed. Listing it all in one tick could pass Dagster's 60 s sensor
-    timeout, which saves no cursor: every tick would start over, for good."""
+def count_files_read(monkeypatch) -> list[int]:
+    """The number of files each of the sensor's listings returns, appended as it lists."""
     read: list[int] = []
 
     def counted(*args) -> list[LandingFile]:
@@ -363,6 +360,15 @@ def test_a_history_the_cursor_does_not_know_is_listed_over_several_ticks(landing
         return files
 
     monkeypatch.setattr(landing_sensor, "format_files", counted)
+    return read
+
+
+def test_a_history_the_cursor_does_not_know_is_listed_over_several_ticks(landing, monkeypatch):
+    """12 days of 4 files and no cursor (a first deploy, a reset cursor, a restored archive):
+    the 2 recent days at once, the 10 older ones ~12 files a tick, oldest first, each tick
+    requesting what it listed. Listing it all in one tick could pass Dagster's 60 s sensor
+    timeout, which saves no cursor: every tick would start over, for good."""
+    read = count_files_read(monkeypatch)
     sensor = build_landing_sensor(recent_days=2, sweep_files=4, new_files=12)
     present = land_days(landing, 12, 4)
     cursor, seen, per_tick, batches = None, [], [], []
@@ -424,14 +430,7 @@ def test_the_previous_cursor_is_converted_without_requests(landing):
 
 def test_a_quiet_tick_reads_the_recent_days_and_the_sweep_budget_only(landing, monkeypatch):
     """12 days of 4 files; 2 recent days and a budget of 8 files: 16 files a tick, not 48."""
-    read: list[int] = []
-
-    def counted(*args) -> list[LandingFile]:
-        files = format_files(*args)
-        read.append(len(files))
-        return files
-
-    monkeypatch.setattr(landing_sensor, "format_files", counted)
+    read = count_files_read(monkeypatch)
     sensor = build_landing_sensor(recent_days=2, sweep_files=8)
     land_days(landing, 12, 4)
     cursor = tick(sensor, None, landing=landing).cursor
