@@ -10,9 +10,9 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from data_platform.assets import scorecard as scorecard_module
 from data_platform.assets.raw import RAW_SOURCE_TABLE_ASSETS
 from data_platform.assets.scorecard import SCORECARD_ASSETS, check_outcomes, scorecard
+from data_platform.checks import history
 from data_platform_tests.helpers import query
 
 NO_VOLUMES = pd.DataFrame(columns=["table", "records", "dead_letters"])
@@ -119,7 +119,7 @@ def test_history_is_read_page_by_page_back_to_the_window_start(monkeypatch):
     """Executions were read with one limit and never paged: a check run more often than that in
     the window (sensor-driven runs) was undercounted, silently. Pages of 3 here, 7 executions in
     the window, 2 before it."""
-    monkeypatch.setattr(scorecard_module, "HISTORY_PAGE", 3)
+    monkeypatch.setattr(history, "PAGE", 3)
 
     @dg.asset
     def thing() -> int:

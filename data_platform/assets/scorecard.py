@@ -9,7 +9,7 @@ as a table and a chart.
 import base64
 import io
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -17,11 +17,11 @@ import dagster as dg
 # Dagster 1.13 has no public API for check history; the event log storage's (what the UI's
 # check history reads) gives these records.
 from dagster._core.storage.asset_check_execution_record import (
-    AssetCheckExecutionRecord,
     AssetCheckExecutionRecordStatus,
 )
 
 from data_platform.automation.conditions import follows_inputs
+from data_platform.checks.history import check_history
 from data_platform.checks.report import markdown_table
 from data_platform.checks.thresholds import QualityThresholds
 from data_platform.partitions import OWNERS, WAREHOUSE_POOL
@@ -35,8 +35,8 @@ if TYPE_CHECKING:  # pandas loads when an asset first runs, not with the Definit
 # are deps too: that is what orders the scorecard after them in a run.
 READS = [dg.AssetKey(["raw", name]) for name in ("events", "payments", "dead_letter")]
 OUTCOME_COLUMNS = ["table", "check", "passed", "severity", "errored", "skipped"]
-# Check records read per query; the history is read page by page back to the window's start.
-HISTORY_PAGE = 500
+# Runs read per query (bounded IN lists).
+RUNS_PAGE = 500
 
 
 def platform_check_keys() -> list[dg.AssetCheckKey]:
@@ -46,23 +46,6 @@ def platform_check_keys() -> list[dg.AssetCheckKey]:
     from data_platform.definitions import defs
 
     return sorted(defs.resolve_asset_graph().asset_check_keys, key=lambda k: k.to_user_string())
-
-
-def check_history(
-    instance: dg.DagsterInstance, key: dg.AssetCheckKey, since: float
-) -> Iterator[AssetCheckExecutionRecord]:
-    """`key`'s check records created since `since` (epoch seconds), newest first: page after
-    page (the storage's cursor is a record id), until a page reaches back before `since`. One
-    page of 500 undercounted a check run more often than that in the window, silently."""
-    cursor = None
-    while True:
-        page = instance.event_log_storage.get_asset_check_execution_history(
-            key, limit=HISTORY_PAGE, cursor=cursor
-        )
-        yield from (record for record in page if record.create_timestamp >= since)
-        if len(page) < HISTORY_PAGE or page[-1].create_timestamp < since:
-            return
-        cursor = page[-1].id
 
 
 def started_steps(instance: dg.DagsterInstance, run_id: str) -> set[str]:
@@ -100,8 +83,8 @@ def check_outcomes(
                 rows.append((table, key.name, evaluation.passed, severity, False, False))
     run_ids = sorted({run_id for _, _, run_id, _ in planned})
     runs = {}
-    for start in range(0, len(run_ids), HISTORY_PAGE):  # bounded IN lists; none: no query
-        page = dg.RunsFilter(run_ids=run_ids[start : start + HISTORY_PAGE])
+    for start in range(0, len(run_ids), RUNS_PAGE):  # none: no query
+        page = dg.RunsFilter(run_ids=run_ids[start : start + RUNS_PAGE])
         runs.update((run.run_id, run) for run in instance.get_runs(page))
     started: dict[str, set[str]] = {}
     for table, check, run_id, step in planned:

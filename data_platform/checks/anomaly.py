@@ -26,6 +26,7 @@ from dagster._core.storage.asset_check_execution_record import (
     COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
 )
 
+from data_platform.checks.history import check_history
 from data_platform.checks.report import day_list, markdown_table
 from data_platform.checks.rules import robust_z
 from data_platform.checks.scope import Window, run_window
@@ -36,7 +37,6 @@ from data_platform.resources.warehouse_reader import WarehouseReader
 
 # Complete days before today that a run of today judges when no earlier execution has.
 LOOKBACK_DAYS = 7
-_HISTORY_PAGE = 100
 
 
 def today() -> date:
@@ -106,24 +106,14 @@ def judged_days(instance: dg.DagsterInstance, key: dg.AssetCheckKey, since: date
     page: their `days_judged`."""
     start = datetime(since.year, since.month, since.day, tzinfo=UTC).timestamp()
     days: set[date] = set()
-    cursor = None
-    while True:
-        page = instance.event_log_storage.get_asset_check_execution_history(
-            key,
-            limit=_HISTORY_PAGE,
-            cursor=cursor,
-            status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
-        )
-        for record in page:
-            if record.create_timestamp < start:
-                return days
-            evaluation = record.evaluation
-            judged = evaluation.metadata.get("days_judged") if evaluation else None
-            if judged is not None:
-                days |= {date.fromisoformat(day) for day in judged.value}
-        if len(page) < _HISTORY_PAGE:
-            return days
-        cursor = page[-1].id
+    for record in check_history(instance, key, start):
+        if record.status not in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES:
+            continue
+        evaluation = record.evaluation
+        judged = evaluation.metadata.get("days_judged") if evaluation else None
+        if judged is not None:
+            days |= {date.fromisoformat(day) for day in judged.value}
+    return days
 
 
 def row_counts(
