@@ -123,7 +123,7 @@ class LandingZone(dg.ConfigurableResource):
         return sorted(
             f"{prefix}{entry.name}/"
             for entry in os.scandir(base)
-            if entry.is_dir() and not entry.name.startswith(".")
+            if entry.is_dir() and not _hidden(entry.name)
         )
 
     @contextmanager
@@ -262,7 +262,7 @@ def _walk(
                 yield from _walk(Path(entry.path), f"{key}/", start_after, end_before, name_utf8)
         elif (
             entry.is_file()
-            and not entry.name.startswith(".")
+            and not _hidden(entry.name)
             and start_after < key
             and (end_before is None or key < end_before)
         ):
