@@ -351,11 +351,13 @@ def scan_source(
     # The days before the recent ones, as plan_listing counts them.
     older_until = present[-1] - timedelta(days=recent_days) if present else date.min
     unknown = [d for d in days if d not in previous.days and d <= older_until]
-    listed, _ = list_days(landing, fmt, [d for d in days if d not in set(unknown)], present)
-    listed |= list_unknown_days(landing, fmt, unknown, present, new_files)
+    known = [d for d in days if d in previous.days or d > older_until]
+    listed, _ = list_days(landing, fmt, known, present)
+    unknown_listed = list_unknown_days(landing, fmt, unknown, present, new_files)
+    listed |= unknown_listed
     changed = {d: s for d, s in listed.items() if day_changed(previous.days.get(d), s)}
     kept = {d: previous.days[d] for d in present if d in previous.days}
-    deferred = len(unknown) - len(listed.keys() & set(unknown))
+    deferred = len(unknown) - len(unknown_listed)
     return SourceScan(SourceCursor(kept | listed, swept_to), changed, waiting, deferred)
 
 

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import dagster as dg
 
 from data_platform.checks.report import markdown_table
-from data_platform.checks.scope import Window, run_window
+from data_platform.checks.scope import Window, run_start, run_window
 from data_platform.ingestion.file_formats import FileFormat
 from data_platform.ingestion.files import day_bounds, partition_of
 from data_platform.partitions import WAREHOUSE_POOL
@@ -167,8 +167,8 @@ def balances(
     """(per-file balances, keys of files that landed after their dt was loaded).
 
     A balance whose file may have changed after its day's load (modified since, or gone) says
-    so in `changed`: the check leaves it out if it does not balance. A day with nothing stored was loaded at `run_started`
-    (naive UTC) if given."""
+    so in `changed`: the check leaves it out if it does not balance. A day with nothing stored
+    was loaded at `run_started` (naive UTC) if given."""
     stored = {row.key: row for row in counts.itertuples()}
     load_time = {row.dt.date(): row.loaded_at for row in counts.itertuples()}
     found, late = [], []
@@ -212,13 +212,6 @@ def balances(
     return found, late
 
 
-def run_start(context: dg.AssetCheckExecutionContext) -> datetime | None:
-    """When the check's run started (naive UTC), before its ingestion listed any file."""
-    record = context.instance.get_run_record_by_id(context.run.run_id)
-    started = record and (record.start_time or record.create_timestamp.timestamp())
-    return datetime.fromtimestamp(started, UTC).replace(tzinfo=None) if started else None
-
-
 def _stored(row) -> tuple[int, int, int]:
     """(rows loaded, dead letters, sum of their line numbers) of a file, none if not stored."""
     if row is None:
@@ -254,7 +247,9 @@ def conservation_check(fmt: FileFormat) -> dg.AssetChecksDefinition:
             counts = warehouse_counts(reader, fmt, window)
         listed, late = balances(landing, fmt, counts, window, run_start(context))
         # Changed since the load and off: the day's re-run judges the new content.
-        found = [b for b in listed if not (b.changed and b.unbalanced)]
+        changed, found = [], []
+        for b in listed:
+            (changed if b.changed and b.unbalanced else found).append(b)
         off = [b for b in found if b.unbalanced]
         metadata = {
             "partitions": window.describe(),
@@ -268,11 +263,9 @@ def conservation_check(fmt: FileFormat) -> dg.AssetChecksDefinition:
                 sorted(b.key for b in found if not b.readable)
             ),
             "files_landed_after_load": dg.MetadataValue.json(late),
-            "files_changed_after_load": dg.MetadataValue.json(
-                sorted(b.key for b in listed if b.changed and b.unbalanced)
-            ),
+            "files_changed_after_load": dg.MetadataValue.json(sorted(b.key for b in changed)),
         }
-        if changed := [b for b in listed if b.changed and b.unbalanced]:
+        if changed:
             metadata["changed_after_load"] = dg.MetadataValue.md(
                 markdown_table(
                     pd.DataFrame(

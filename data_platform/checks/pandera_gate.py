@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING
 import dagster as dg
 import duckdb
 
-from data_platform.checks.conservation import run_start
 from data_platform.checks.report import markdown_table
-from data_platform.checks.scope import WHOLE_TABLE, Window, run_window
+from data_platform.checks.scope import WHOLE_TABLE, Window, run_start, run_window
 from data_platform.checks.thresholds import QualityThresholds
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.warehouse import Warehouse

@@ -10,7 +10,7 @@ launched on its own (no partition in the run) judges the whole table.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
@@ -45,3 +45,10 @@ def run_window(context: dg.AssetCheckExecutionContext) -> Window:
         return WHOLE_TABLE
     keys = context.partition_key_range
     return Window(date.fromisoformat(keys.start), date.fromisoformat(keys.end))
+
+
+def run_start(context: dg.AssetCheckExecutionContext) -> datetime | None:
+    """When the check's run started (naive UTC), before its ingestion listed any file."""
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    started = record and (record.start_time or record.create_timestamp.timestamp())
+    return datetime.fromtimestamp(started, UTC).replace(tzinfo=None) if started else None
