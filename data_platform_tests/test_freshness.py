@@ -293,3 +293,28 @@ def test_a_mart_following_feeds_as_frequent_is_as_fresh_as_the_freshest():
     fresh = (T0 + 30 * HOUR).timestamp()
     assert newest_data_written_at(instance, active_users.key, [raw_events.key, feed.key]) == fresh
     assert newest_data_written_at(instance, active_users.key, [raw_events.key]) == T0.timestamp()
+
+
+def test_a_feed_followed_by_many_marts_is_read_once_per_scrape(monkeypatch):
+    """Each mart's freshness reads its feed's newest data: raw/events, followed by most marts,
+    was read once per mart, every alert tick and every scrape."""
+    instance = dg.DagsterInstance.ephemeral()
+    marts = [dg.AssetSpec(["marts", f"m{n}"], deps=[raw_events]) for n in range(5)]
+    with freeze_time(T0):
+        dg.materialize([raw_events], instance=instance, partition_key="2026-01-05")
+        dg.materialize(
+            [*(dg.asset(key=m.key, deps=m.deps)(lambda: None) for m in marts), raw_events],
+            instance=instance,
+            selection=[m.key for m in marts],
+        )
+    reads = []
+    latest = instance.get_latest_materialization_event
+    monkeypatch.setattr(
+        instance, "get_latest_materialization_event", lambda key: reads.append(key) or latest(key)
+    )
+    policy = arrival_policy(timedelta(hours=4))
+    policies = {m.key: policy for m in marts} | {raw_events.key: policy}
+    feeds = {m.key: [raw_events.key] for m in marts}
+    (lag, *_) = collect_freshness(instance, policies, feeds)
+    assert len(lag.samples) == 6
+    assert sorted(reads) == sorted(policies), reads

@@ -193,9 +193,10 @@ def freshness_failures(
     unknown_since = dict(cursor.get("unknown_since", {}))
     unknown_alerted = set(cursor.get("unknown_alerted", []))
     alerts = []
+    own_times: dict[dg.AssetKey, float | None] = {}  # each asset read once per tick
     for key, policy in policies.items():
         name, window = key.to_user_string(), _fail_seconds(policy)
-        written = newest_data_written_at(instance, key, (feeds or {}).get(key, ()))
+        written = newest_data_written_at(instance, key, (feeds or {}).get(key, ()), own_times)
         if written is None:
             since = unknown_since.setdefault(name, now)
             if window is not None and now - since >= window and name not in unknown_alerted:

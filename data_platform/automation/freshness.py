@@ -100,7 +100,10 @@ def with_freshness_policies(assets: Assets) -> list[dg.AssetsDefinition | dg.Ass
 
 
 def newest_data_written_at(
-    instance: dg.DagsterInstance, key: dg.AssetKey, feeds: Iterable[dg.AssetKey] = ()
+    instance: dg.DagsterInstance,
+    key: dg.AssetKey,
+    feeds: Iterable[dg.AssetKey] = (),
+    own_times: dict[dg.AssetKey, float | None] | None = None,
 ) -> float | None:
     """When the asset's newest data was last written (epoch seconds); None: never materialized.
 
@@ -115,11 +118,22 @@ def newest_data_written_at(
     is their time order); re-loading an older partition writes old data and changes nothing.
     An unpartitioned asset: its latest materialization. One query when the latest
     materialization is of the newest partition (the usual case), three after a late old one.
+
+    `own_times`: each asset's own time as read so far, for a caller judging many assets at
+    once (an alert tick, a scrape): raw/events is then read once, not once per mart following
+    it.
     """
-    own = _own_newest_data_written_at(instance, key)
+    own_times = {} if own_times is None else own_times
+
+    def own_time(asset: dg.AssetKey) -> float | None:
+        if asset not in own_times:
+            own_times[asset] = _own_newest_data_written_at(instance, asset)
+        return own_times[asset]
+
+    own = own_time(key)
     if own is None:
         return None
-    fed = [t for feed in feeds if (t := newest_data_written_at(instance, feed)) is not None]
+    fed = [t for feed in feeds if (t := own_time(feed)) is not None]
     return min(own, max(fed)) if fed else own
 
 

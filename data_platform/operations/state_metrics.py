@@ -57,12 +57,13 @@ def collect_freshness(
         "The asset's freshness policy: it WARNs when the lag exceeds this.",
         labels=["asset"],
     )
+    own_times: dict[dg.AssetKey, float | None] = {}  # each asset read once per scrape
     for key, policy in sorted(policies.items(), key=lambda item: item[0].to_user_string()):
         name = key.to_user_string()
         fail.add_metric([name], policy.fail_window.to_timedelta().total_seconds())
         if policy.warn_window:
             warn.add_metric([name], policy.warn_window.to_timedelta().total_seconds())
-        written = newest_data_written_at(instance, key, (feeds or {}).get(key, ()))
+        written = newest_data_written_at(instance, key, (feeds or {}).get(key, ()), own_times)
         if written is not None:
             lag.add_metric([name], max(0.0, now - written))
     yield from (lag, fail, warn)
