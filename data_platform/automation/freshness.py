@@ -57,7 +57,6 @@ def _feed_interval(key: dg.AssetKey) -> timedelta:
 def followed_feeds(deps: Deps) -> dict[dg.AssetKey, frozenset[dg.AssetKey]]:
     """The raw feeds each asset follows: of the raw assets upstream, those delivering most
     often (raw/events 4 h, raw/payments 12 h, any other 1 day); none for a raw asset itself."""
-    deps = {key: list(parents) for key, parents in deps.items()}
 
     @cache
     def raw_upstream(key: dg.AssetKey) -> frozenset[dg.AssetKey]:

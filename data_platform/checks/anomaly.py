@@ -94,7 +94,7 @@ def days_to_judge(
     """The complete days of a bounded `window`, and, when it reaches `now` (today), yesterday
     and the days of the `lookback_days` before today that are not in `judged_before`."""
     assert window.first is not None and window.last is not None
-    days = {window.first + timedelta(days=n) for n in range((window.last - window.first).days + 1)}
+    days = set(days_of(window, {}))
     if window.last >= now:
         behind = {now - timedelta(days=n) for n in range(2, lookback_days + 1)}
         days |= {now - timedelta(days=1)} | (behind - judged_before)
