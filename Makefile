@@ -103,7 +103,7 @@ lint: install
 test: lint system-packages
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
-bench: install
+bench: install system-packages
 	$(BIN)/python -m data_platform_tests.bench
 
 # A year (365 days, 18.6M events) simulated and backfilled in one run: ~35 min, 3 GB of disk.

@@ -1,7 +1,9 @@
 """Environment -> typed settings.
 
-Every setting of DESIGN.md's environment table is read here and nowhere else, so a wrong value
-fails once, early, with one line that names the variable and says how to fix it.
+Every setting of DESIGN.md's environment table is read here, so a wrong value fails once,
+early, with one line that names the variable and says how to fix it; AWS_ENDPOINT_URL, the AWS
+SDK's own, is also read where an S3 client is made. Settings of one command or server (the
+services' ports, backups' retention, the PII salt) are read by the module they configure.
 """
 
 from __future__ import annotations

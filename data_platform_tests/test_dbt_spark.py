@@ -629,6 +629,9 @@ NEAR_SPELLED = [
     _SPELLED.format('"n19"', 19, "").replace('"user_id"', '"user _id"'),
     # A time without a date: Spark's cast read it as that time today (DuckDB's refuses it).
     _SPELLED.format('"n20"', 20, "").replace("2025-06-01T10:00:00Z", "10:00:00"),
+    # Digits in a string, up to BIGINT's largest: loaded; one past it: refused
+    _SPELLED.format('"n21"', f'"{2**63 - 1}"', ""),
+    _SPELLED.format('"n22"', f'"{2**63}"', ""),
 ]
 
 
@@ -711,14 +714,15 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         for table in ("events", "dead_letter"):
             assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
 
-    # Figures from the files written above: 14 good lines load, 11 near-spelled ones and the
+    # Figures from the files written above: 14 good lines load, 12 near-spelled ones and the
     # long event; broken JSON (line 3 of crlf.jsonl and of mixed.jsonl, line 2 of long.jsonl,
     # both lines of lenient.jsonl),
     # two objects in a line (line 2 of lone-cr.jsonl, the whole of cr-only.jsonl), the Latin-1
     # line (line 2), the cut gzip, notes.json and late/x.jsonl (each as a whole), a control
     # character, single quotes, 12.0, 2**63, infinity, epoch, a repeated key, a key with a space
-    # and a time without a date (near-spelled.jsonl) are dead letters.
-    assert spark_stats[0].records_read == 46 and spark_stats[0].rows_loaded == 26
+    # a time without a date and digits past BIGINT's largest (near-spelled.jsonl) are dead
+    # letters.
+    assert spark_stats[0].records_read == 48 and spark_stats[0].rows_loaded == 27
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
@@ -733,6 +737,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         (f"events/dt={day}/near-spelled.jsonl", 12),
         (f"events/dt={day}/near-spelled.jsonl", 20),
         (f"events/dt={day}/near-spelled.jsonl", 21),
+        (f"events/dt={day}/near-spelled.jsonl", 23),
         (f"events/dt={day}/crlf.jsonl", 3),
         (f"events/dt={day}/mixed.jsonl", 3),
         (f"events/dt={day}/lone-cr.jsonl", 2),
