@@ -42,7 +42,10 @@ NON_BLANK = "regexp_matches(line, '[^ \\t\\n\\v\\f\\r]')"
 
 def unreadable_reason(error: BaseException) -> str:
     """Why a file could not be read, for its dead letter: what happened and what to do."""
-    if isinstance(error, EOFError | zlib.error):
+    # A stream whose check sum or length disagrees with its data is a gzip file, damaged:
+    # "re-upload it gzip-compressed, or without .gz" would send a person the wrong way.
+    damaged = isinstance(error, gzip.BadGzipFile) and not str(error).startswith("Not a gzipped")
+    if isinstance(error, EOFError | zlib.error) or damaged:
         return (
             f"truncated or corrupt gzip stream ({error}; a partial upload?): "
             "re-upload the complete file"
