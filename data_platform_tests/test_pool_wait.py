@@ -314,3 +314,53 @@ def test_a_run_on_another_machine_that_stops_beating_is_failed_and_its_slot_free
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
     assert not instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots
     assert len(done) == 2 and run.run_id in done[0] and run.run_id in done[1]
+
+
+# A run executed as `data-platform materialize` executes one with DATA_PLATFORM_EXECUTOR=celery
+# (`execute_job`, no code server): its step is a Celery task on a broker no worker reads, so it
+# holds the duckdb slot until the run process dies.
+CELERY_RUN = """
+import dagster as dg
+from dagster_celery import celery_executor
+from data_platform.orchestration import heartbeat
+
+heartbeat.install(10)
+
+@dg.op(pool="duckdb")
+def write():
+    pass
+
+@dg.job(executor_def=celery_executor.configured({"broker": "memory://", "backend": "cache+memory://"}))
+def celery_writer():
+    write()
+
+if __name__ == "__main__":
+    with dg.DagsterInstance.get() as instance:
+        dg.execute_job(dg.reconstructable(celery_writer), instance)
+"""
+
+
+def test_a_killed_headless_celery_run_is_failed_and_its_slot_freed(instance, tmp_path):
+    """dagster-celery's executor announces no pid, and nothing else did for a run executed by
+    `execute_job`: SIGKILLed while its step held the slot, the run stayed STARTED ("no run
+    process announced yet") and the slot claimed for good."""
+    script, log = tmp_path / "celery_run.py", tmp_path / "celery_run.log"
+    script.write_text(CELERY_RUN)
+    env = {**os.environ, "DAGSTER_HOME": str(instance.root_directory)}
+
+    def claimed() -> list:
+        return instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots
+
+    with log.open("w") as stderr:
+        process = subprocess.Popen([sys.executable, str(script)], cwd=REPO, env=env, stderr=stderr)
+    try:
+        assert wait_until(lambda: claimed() or process.poll() is not None, 120)
+        assert claimed(), log.read_text()[-2000:]
+    finally:
+        process.kill()
+        process.wait()
+    [run] = instance.get_runs()
+    done = release_dead_runs(instance)
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert f"run process {process.pid} is gone" in done[0]
+    assert not claimed()

@@ -92,12 +92,18 @@ def install(every: float) -> None:
     enter, leave = InstanceConcurrencyContext.__enter__, InstanceConcurrencyContext.__exit__
 
     def beating_enter(self: InstanceConcurrencyContext) -> InstanceConcurrencyContext:
-        from data_platform.orchestration.run_health import WORKER_HOST_TAG, this_host
+        from data_platform.orchestration.run_health import (
+            WORKER_HOST_TAG,
+            announce_run_process,
+            this_host,
+        )
 
         # The launcher tagged the host it reaches the code server by ("code-server"), which need
         # not be this machine's name, under which the beats are kept: the judge reads the tag.
         host = this_host()
         self._instance.add_run_tags(self._run_id, {WORKER_HOST_TAG: host})
+        # The judge needs the pid the beats are kept under, and some executors announce none.
+        announce_run_process(self._instance, self._run_id)
         every_now = InstanceConcurrencyContext._data_platform_heartbeat
         self._data_platform_beating = _Beating(self._instance, self._run_id, host, every_now)
         return enter(self)

@@ -11,11 +11,13 @@ instead (`heartbeat.py`): its pid means nothing here.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
 import dagster as dg
 import psutil
+from dagster._core.events import EngineEventData
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
 from data_platform.orchestration.heartbeat import STALE_BEATS, last_beat, silent_too_long
@@ -41,8 +43,9 @@ def worker_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] |
     """The run process's pid and when it announced it, from the run's first engine event with one.
 
     Launched runs announce "Started process for run (pid: N)", in-process runs "Executing steps
-    in process (pid: N)": both carry the pid as metadata before any step starts. Later pids
-    (a step executed by a Celery worker) belong to other processes, so the first one is taken.
+    in process (pid: N)": both carry the pid as metadata before any step starts; a run whose
+    executor announces none is announced by `announce_run_process`. Later pids (a step executed
+    by a Celery worker) belong to other processes, so the first one is taken.
     """
     records = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, limit=20
@@ -54,6 +57,25 @@ def worker_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] |
         if pid is not None and event.step_key is None:
             return int(pid.value), record.event_log_entry.timestamp
     return None
+
+
+def announce_run_process(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Announce this process as the run's, unless one was announced already.
+
+    dagster-celery's executor announces no pid, and a run executed by `execute_job` (a headless
+    `data-platform materialize` with DATA_PLATFORM_EXECUTOR=celery) has no code server to
+    announce one: killed while a step held the `duckdb` slot, it stayed STARTED, "no run process
+    announced yet", and kept the slot for good."""
+    if worker_pid(instance, run_id) is not None:
+        return
+    run = instance.get_run_by_id(run_id)
+    if run is not None:
+        pid = os.getpid()
+        instance.report_engine_event(
+            f"Executing the run's plan in process (pid: {pid})",
+            run,
+            EngineEventData.in_process(pid),
+        )
 
 
 def check_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHealthResult:
