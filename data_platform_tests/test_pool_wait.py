@@ -364,3 +364,27 @@ def test_a_killed_headless_celery_run_is_failed_and_its_slot_freed(instance, tmp
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
     assert f"run process {process.pid} is gone" in done[0]
     assert not claimed()
+
+
+def test_a_run_that_succeeds_while_it_is_judged_stays_a_success(instance, monkeypatch):
+    """release_dead_runs judged the runs it had listed: one whose process reported success and
+    exited in between was flipped SUCCESS -> FAILURE (an alert, maybe a retry). The interleaving
+    is made certain: the process succeeds and dies while the judge looks at it."""
+    from dagster._core.events import DagsterEvent
+
+    from data_platform.orchestration import run_health
+
+    process = subprocess.Popen(["sleep", "60"])
+    run_id = fake_run(instance, process.pid, hold_slot=False)
+    judge = run_health.check_worker
+
+    def succeeding_meanwhile(instance: dg.DagsterInstance, run: dg.DagsterRun):
+        success = DagsterEvent(dg.DagsterEventType.RUN_SUCCESS.value, job_name=run.job_name)
+        instance.report_dagster_event(success, run_id=run.run_id)
+        process.kill()
+        process.wait()
+        return judge(instance, run)
+
+    monkeypatch.setattr(run_health, "check_worker", succeeding_meanwhile)
+    assert release_dead_runs(instance) == []
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS

@@ -163,9 +163,14 @@ def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     `data-platform materialize` calls it first, so a crash earlier never makes it wait forever.
     """
     done = []
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[*_UNFINISHED, _CANCELING])):
-        health = check_worker(instance, run)
-        if health.status == WorkerStatus.FAILED:
+    for listed in instance.get_runs(filters=dg.RunsFilter(statuses=[*_UNFINISHED, _CANCELING])):
+        health = check_worker(instance, listed)
+        if health.status != WorkerStatus.FAILED:
+            continue
+        # Read again: a run that ended in between (its process reported success and exited, or
+        # the daemon failed it first) would be flipped to FAILURE, alerted twice, retried.
+        run = instance.get_run_by_id(listed.run_id)
+        if run is not None and run.status in (*_UNFINISHED, _CANCELING):
             done.append(_end(instance, run, health.msg))
     return done + _free_slots_of_finished_runs(instance)
 
