@@ -112,10 +112,25 @@ def _keep_connections(instance: dg.DagsterInstance) -> None:
     is four or five queries, and a run re-checks each pending step every 1-2 s. Profiled, the
     run process of a Celery backfill of the raw layer spent 32 s of its 190 s connecting. For
     the span of its plan it keeps one connection (plus a few while threads overlap), as
-    Dagster's webserver does; no statement timeout, as before."""
+    Dagster's webserver does; no statement timeout, as before.
+
+    Each connection is pinged as it is taken from the pool: a kept connection outlives a
+    PostgreSQL restart (a failover, an upgrade), and the next claim check or event on it failed
+    the step, where a new connection per query had waited for the server to come back."""
     storage = instance.event_log_storage
     if hasattr(storage, "postgres_url") and not getattr(storage, "_data_platform_pooled", False):
-        storage.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=4)
+        from dagster_postgres.utils import create_pg_engine
+
+        # Dagster's own webserver engine (`optimize_for_webserver`) takes no pre-ping.
+        storage._engine = create_pg_engine(
+            storage.postgres_url,
+            storage._token_provider,
+            isolation_level="AUTOCOMMIT",
+            pool_size=1,
+            max_overflow=4,
+            pool_recycle=3600,
+            pool_pre_ping=True,
+        )
         storage._data_platform_pooled = True
 
 

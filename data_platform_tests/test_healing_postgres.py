@@ -1,0 +1,55 @@
+"""A run process's kept event-log connection and a PostgreSQL restart (a failover, an upgrade)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from data_platform.orchestration.pool_wait import _keep_connections
+from data_platform.services.base import start
+from data_platform.services.config import load_services_config
+from data_platform.services.instance import STORAGE
+from data_platform.services.postgres import Postgres
+from data_platform_tests.conftest import services_home
+from data_platform_tests.helpers import free_port
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[Postgres]:
+    """A PostgreSQL of this test alone: restarting the session's would cut other tests off."""
+    with services_home("data_platform_pg_restart_") as home:
+        environ = {"DATA_PLATFORM_HOME": str(home), "DATA_PLATFORM_POSTGRES_PORT": str(free_port())}
+        server = Postgres(load_services_config(environ))
+        try:
+            start(server)
+            yield server
+        finally:
+            server.stop()
+
+
+def test_a_kept_event_log_connection_survives_a_postgresql_restart(
+    own_postgres, tmp_path: Path, monkeypatch
+):
+    """The run process keeps its event-log connection (`_keep_connections`); after a restart the
+    next claim check or event used the dead connection and failed the step, where a connection
+    per query had waited for the server to come back."""
+    # The distributed instance's storage, as `services-up` writes it.
+    for name, value in own_postgres.env().items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump({"storage": STORAGE}))
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        _keep_connections(instance)
+        run = instance.add_run(dg.DagsterRun(job_name="j", run_id=str(uuid.uuid4())))
+        instance.report_engine_event("before the restart", run)
+
+        own_postgres.stop()
+        start(own_postgres)
+
+        instance.report_engine_event("after the restart", run)
+        messages = [entry.message for entry in instance.all_logs(run.run_id)]
+        assert messages == ["before the restart", "after the restart"]
