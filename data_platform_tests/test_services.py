@@ -3,6 +3,7 @@ of `python -m data_platform.services`, on free ports, in a home of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shlex
@@ -29,6 +30,7 @@ from data_platform.services.process import (
     read_pid,
     spawn,
     terminate_group,
+    wait_until,
 )
 from data_platform.services.registry import build_services
 from data_platform_tests.conftest import services_home
@@ -405,3 +407,29 @@ def test_a_folder_without_a_usable_password_gets_one_at_the_next_start_and_keeps
     assert "no password supplied" in psql(port, None).stderr
     query = "SELECT datname FROM pg_database WHERE datname = 'kept'"
     assert psql(port, password, query).stdout.strip() == "kept"
+
+
+def test_terminate_group_ends_the_children_of_a_leader_killed_9(tmp_path):
+    """A worker's recorded pid killed -9 leaves its children running in its group (a Celery
+    pool process mid-step): `down` signalled the group only while its leader lived, so the
+    children went on and `up` started a second worker beside them."""
+    pid_file, child_file = tmp_path / "server.pid", tmp_path / "child.pid"
+    leader_code = (
+        "import pathlib, subprocess, sys, time; "
+        "child = subprocess.Popen(['sleep', '600']); "
+        "pathlib.Path(sys.argv[1]).write_text(str(child.pid)); time.sleep(600)"
+    )
+    spawn([sys.executable, "-c", leader_code, str(child_file)], tmp_path / "s.log", pid_file, {})
+    leader = read_pid(pid_file)
+    assert wait_until(lambda: child_file.exists() and child_file.read_text(), 30)
+    child = int(child_file.read_text())
+    try:
+        os.kill(leader, signal.SIGKILL)
+        assert wait_until(lambda: not pid_alive(leader), 30)
+        assert pid_alive(child)
+        terminate_group(pid_file)
+        assert not pid_alive(child)
+        assert not pid_file.exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)

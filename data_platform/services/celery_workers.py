@@ -8,20 +8,20 @@ process per worker would hold another copy of the Definitions in memory for noth
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from data_platform.services.config import ServicesConfig
-from data_platform.services.executor import CELERY_EXECUTION_CONFIG
+from data_platform.services.instance import instance_home
 from data_platform.services.process import ServiceError, read_pid, spawn, terminate_group
 from data_platform.settings import CELERY_BROKER_VARIABLE
 
-APP = "dagster_celery.app"
+# Built like the executor's app, the broker read from the environment (see celery_app.py).
+APP = "data_platform.services.celery_app"
 EXECUTOR_ENV = {"DATA_PLATFORM_EXECUTOR": "celery"}
 
 
@@ -54,49 +54,60 @@ class CeleryWorkers:
     def _pid_file(self, worker: str) -> Path:
         return self.folder / f"{worker}.pid"
 
-    def _write_worker_yaml(self) -> Path:
-        # dagster-celery reads `execution: config:`; a flat `broker:` would silently fall back
-        # to amqp://localhost. The same settings as the executor's; the URL an `env:` reference.
-        path = self.folder / "worker.yaml"
-        path.write_text(yaml.safe_dump({"execution": {"config": CELERY_EXECUTION_CONFIG}}))
-        return path
+    @property
+    def leftover_config(self) -> Path:
+        """Where `dagster-celery worker start` (what the version before ran) wrote a config
+        module per worker start, the broker URL with Redis's password in it, world-readable."""
+        return instance_home(self.config) / "dagster_celery" / "config"
+
+    def _remove_leftovers(self) -> None:
+        shutil.rmtree(self.leftover_config, ignore_errors=True)
+        (self.folder / "worker.yaml").unlink(missing_ok=True)
 
     def launch(self) -> None:
         worker_env = self.worker_env()
         if not worker_env.get(CELERY_BROKER_VARIABLE):
             raise ServiceError(f"celery: {CELERY_BROKER_VARIABLE} is not set: start redis too")
         self.folder.mkdir(parents=True, exist_ok=True)
-        worker_yaml = self._write_worker_yaml()
+        self._remove_leftovers()
         bin_dir = str(Path(sys.executable).parent)
-        # `dagster-celery worker start` runs `celery` from PATH: the venv's bin comes first.
+        # The venv's bin first on PATH: steps run its programs (dbt) as the CLI's process does.
         env = {**worker_env, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
         for worker in self.worker_names:
-            if read_pid(self._pid_file(worker)) is not None:
+            pid_file = self._pid_file(worker)
+            if read_pid(pid_file) is not None:
                 continue
+            # A worker whose main process died (-9) may have left its pool process running a
+            # step: ended first, or `down` would never reach it once the pid file is replaced.
+            terminate_group(pid_file)
+            # `celery` itself, not `dagster-celery worker start`: the recorded pid is the worker
+            # (that wrapper's child was out of reach of `down` once the wrapper died), and the
+            # broker comes from the environment (APP), never from a file.
             command = [
-                f"{bin_dir}/dagster-celery",
-                "worker",
-                "start",
+                f"{bin_dir}/celery",
                 "--app",
                 APP,
-                "--config-yaml",
-                str(worker_yaml),
-                "--name",
-                worker,
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--hostname",
+                f"{worker}@%h",
                 # Importing the Definitions before the worker takes tasks: the first step does
                 # not pay for it, and a broken import shows in the log at start.
-                "--includes",
+                "--include",
                 "data_platform.definitions",
-                "--",
                 "--concurrency=1",
+                "--prefetch-multiplier=1",
             ]
-            spawn(command, self.log_file, self._pid_file(worker), env)
+            # Files the worker (and its steps) create are the platform's user's alone.
+            spawn(command, self.log_file, pid_file, env, umask=0o077)
 
     def stop(self) -> None:
         # Every worker started, not only those of the current count: started with 4 and
         # stopped with 2, workers 3 and 4 went on taking steps after `down` said it was done.
         for pid_file in sorted(self.folder.glob("data-platform-*.pid")):
             terminate_group(pid_file)
+        self._remove_leftovers()
 
     def is_running(self) -> bool:
         return all(read_pid(self._pid_file(worker)) is not None for worker in self.worker_names)

@@ -8,7 +8,7 @@ import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 
@@ -64,46 +64,89 @@ def _started_after_boot(pid: int) -> float:
     return int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
+def _read_record(pid_file: Path) -> tuple[int, float | None] | None:
+    """The pid a pid file records and, when `spawn` wrote it, the process's start; None when
+    there is no file. A server's own pid file (PostgreSQL's postmaster.pid) has the pid alone
+    on its first line."""
+    try:
+        first_line = pid_file.read_text().splitlines()[0].split()
+        pid = int(first_line[0])
+        return pid, (float(first_line[1]) if len(first_line) > 1 else None)
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+
+
+def _holds_recorded_start(pid: int, recorded: float) -> bool:
+    """Whether the process holding `pid` (a zombie too) started when the record says.
+    ProcessLookupError when no process holds the pid."""
+    started = _started_after_boot(pid)
+    slack = _SAME_START_SLACK_SECONDS
+    if recorded > (uptime := _uptime()):
+        # Written by a version that recorded wall-clock starts: still the service (a `down`
+        # after an upgrade must stop it), judged as that version judged it.
+        started += time.time() - uptime
+        slack = _LEGACY_SLACK_SECONDS
+    return abs(started - recorded) <= slack
+
+
 def read_pid(pid_file: Path) -> int | None:
     """The pid a service recorded, or None when there is no file or its process has exited.
 
     `spawn` also records when the process started: a pid now held by a younger process (the
     service died long ago, the pid came round again) reads as exited, so nothing signals a
-    stranger's process group or takes it for the service. A server's own pid file (PostgreSQL's
-    postmaster.pid) has the pid alone on its first line."""
-    try:
-        first_line = pid_file.read_text().splitlines()[0].split()
-        pid = int(first_line[0])
-    except (FileNotFoundError, ValueError, IndexError):
+    stranger's process group or takes it for the service."""
+    record = _read_record(pid_file)
+    if record is None:
         return None
+    pid, recorded = record
     if not pid_alive(pid):
         return None
-    if len(first_line) > 1:
+    if recorded is not None:
         try:
-            started = _started_after_boot(pid)
+            if not _holds_recorded_start(pid, recorded):
+                return None
         except ProcessLookupError:
             return None
-        recorded, slack = float(first_line[1]), _SAME_START_SLACK_SECONDS
-        if recorded > (uptime := _uptime()):
-            # Written by a version that recorded wall-clock starts: still the service (a
-            # `down` after an upgrade must stop it), judged as that version judged it.
-            started += time.time() - uptime
-            slack = _LEGACY_SLACK_SECONDS
-        if abs(started - recorded) > slack:
-            return None
     return pid
+
+
+def recorded_group(pid_file: Path) -> int | None:
+    """The process group `spawn` started (its leader's pid) while any process of it lives, the
+    leader or not; None when none does, or when the pid is now a stranger's.
+
+    A leader killed -9 leaves its children running in its group (a Celery worker's pool
+    process, mid-step), which `read_pid` no longer sees. Linux hands out no pid that is still
+    some live process's group id, so a pid held by no process, or by the leader's zombie,
+    names our group; one held by a younger process names a stranger's."""
+    record = _read_record(pid_file)
+    if record is None:
+        return None
+    pid, recorded = record
+    try:
+        if recorded is not None and not _holds_recorded_start(pid, recorded):
+            return None
+    except ProcessLookupError:
+        pass  # the leader is gone and reaped: its group, if any process is left in it, is ours
+    return pid if pid_alive(pid) or group_alive(pid) else None
 
 
 def _uptime() -> float:
     return float(Path("/proc/uptime").read_text().split()[0])
 
 
-def spawn(command: list[str], log_file: Path, pid_file: Path, env: dict[str, str]) -> None:
+def spawn(
+    command: list[str],
+    log_file: Path,
+    pid_file: Path,
+    env: Mapping[str, str],
+    umask: int = -1,
+) -> None:
     """Start a long-running server in its own process group, detached from the caller.
 
     The pid file records the group leader, so `terminate_group` reaches every process it forks.
     One whose pid file names a live process is not started again: a second copy failed to bind,
     overwrote the pid file, and `services-down` then missed the first, left serving as an orphan.
+    `umask` (-1: the caller's) applies to the server's process and every file it creates.
     """
     if read_pid(pid_file) is not None:
         return
@@ -117,6 +160,7 @@ def spawn(command: list[str], log_file: Path, pid_file: Path, env: dict[str, str
             env=env,
             cwd=log_file.parent,
             start_new_session=True,
+            umask=umask,
         )
     pid_file.write_text(f"{process.pid} {_started_after_boot(process.pid)}\n")
 
@@ -164,14 +208,16 @@ def group_alive(pgid: int) -> bool:
 def terminate_group(pid_file: Path, timeout: float = 30) -> None:
     """SIGTERM the process group led by the recorded pid, SIGKILL what outlives `timeout`.
 
-    Groups, not single pids: a Celery worker forks pool children that must go with it.
+    Groups, not single pids: a Celery worker forks pool children that must go with it, and
+    they are signalled even when the leader is already dead (killed -9): left running, `down`
+    said it was done while a worker went on, and `up` started a second one of the same name.
     """
-    pid = read_pid(pid_file)
-    if pid is not None:
-        _signal_group(pid, signal.SIGTERM)
-        if not wait_until(lambda: not group_alive(pid), timeout):
-            _signal_group(pid, signal.SIGKILL)
-            wait_until(lambda: not group_alive(pid), 5)
+    pgid = recorded_group(pid_file)
+    if pgid is not None:
+        _signal_group(pgid, signal.SIGTERM)
+        if not wait_until(lambda: not group_alive(pgid), timeout):
+            _signal_group(pgid, signal.SIGKILL)
+            wait_until(lambda: not group_alive(pgid), 5)
     pid_file.unlink(missing_ok=True)
 
 

@@ -1,0 +1,41 @@
+"""The Celery app the local workers run (`celery -A data_platform.services.celery_app worker`).
+
+dagster-celery's own app (`dagster_celery.app`) takes its broker from a module that
+`dagster-celery worker start` writes under the instance's folder at each start, with every
+`env:` reference resolved: the broker URL, Redis's password included, landed in a new
+world-readable file per worker start, never deleted, and with it anyone on the machine could
+queue a step that a worker runs as the platform. This app is built the way the run's executor
+builds its own (`make_app` over the executor's arguments, the same CELERY_EXECUTION_CONFIG),
+with the broker read from the worker's environment: the URL is never written anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dagster_celery.executor import CeleryExecutor
+from dagster_celery.make_app import make_app
+from dagster_celery.tasks import create_execute_job_task, create_resume_job_task, create_task
+
+from data_platform.services.executor import CELERY_EXECUTION_CONFIG
+from data_platform.settings import CELERY_BROKER_VARIABLE, SettingsError
+
+_broker = os.environ.get(CELERY_BROKER_VARIABLE, "").strip()
+if not _broker:
+    raise SettingsError(
+        f"{CELERY_BROKER_VARIABLE} is not set: a worker needs the broker URL in its environment "
+        "(`make services-up` starts the workers with it)"
+    )
+
+app = make_app(
+    CeleryExecutor.for_cli(
+        broker=_broker,
+        backend=_broker,
+        config_source=CELERY_EXECUTION_CONFIG["config_source"],
+    ).app_args()
+)
+
+# The tasks dagster-celery's executor sends, by name: the same three as `dagster_celery.app`.
+execute_plan = create_task(app)
+execute_job = create_execute_job_task(app)
+resume_job = create_resume_job_task(app)

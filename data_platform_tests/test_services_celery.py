@@ -1,0 +1,86 @@
+"""The Celery workers as `make services-up|services-down` start and stop them, real processes
+in a home of their own: where the broker's password goes, and what a killed worker leaves."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from data_platform.services.process import group_alive, read_pid
+from data_platform_tests.conftest import services_home
+from data_platform_tests.helpers import free_port, run_services
+
+services = functools.partial(run_services, timeout=300)
+
+
+@pytest.fixture
+def env() -> Iterator[dict[str, str]]:
+    with services_home("data_platform_services_celery_test_") as home:
+        environ = {
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("DATA_PLATFORM_", "DAGSTER_")) and k != "SERVICES"
+            },
+            "DATA_PLATFORM_HOME": str(home),
+            "DATA_PLATFORM_POSTGRES_PORT": str(free_port()),
+            "DATA_PLATFORM_REDIS_PORT": str(free_port()),
+            "DATA_PLATFORM_CELERY_WORKERS": "1",
+        }
+        try:
+            yield environ
+        finally:
+            services(environ, "down")
+
+
+def readable_by_others(root: Path) -> Iterator[Path]:
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o044:
+            yield path
+
+
+def test_no_file_others_can_read_holds_the_brokers_password(env):
+    """`dagster-celery worker start` wrote the broker URL, Redis's password in it, into a new
+    0644 module under the instance's folder at each worker start, never deleted: any local user
+    could then queue a step that a worker runs as the platform."""
+    home = Path(env["DATA_PLATFORM_HOME"])
+    first = services({**env, "SERVICES": "postgres redis"}, "up")
+    assert first.returncode == 0, first.stderr
+    password = (home / "services" / "redis" / "password").read_text().strip()
+    # What the version before left behind: removed at the next start.
+    leftover = home / "services" / "dagster_home" / "dagster_celery" / "config" / "0123abcd"
+    leftover.mkdir(parents=True)
+    (leftover / "dagster_celery_config.py").write_text(f"broker_url = 'redis://:{password}@'\n")
+
+    up = services(env, "up")
+    assert up.returncode == 0, up.stderr  # the workers answer `celery inspect ping`
+    exposed = [
+        p for p in readable_by_others(home / "services") if password in p.read_text("latin-1")
+    ]
+    assert not exposed
+    assert not leftover.exists()
+    worker_log = home / "services" / "celery" / "workers.log"
+    assert "data-platform-1@" in worker_log.read_text()  # the scan read the workers' output
+
+
+def test_down_after_a_worker_was_killed_leaves_nothing_of_it(env):
+    """The pid file named `dagster-celery worker start`, whose child was the real worker: after a
+    kill -9 of the recorded pid, `down` signalled nothing (the leader was gone) and the worker
+    went on taking steps; `up` then started a second worker of the same name."""
+    up = services(env, "up")
+    assert up.returncode == 0, up.stderr
+    pid_file = Path(env["DATA_PLATFORM_HOME"]) / "services" / "celery" / "data-platform-1.pid"
+    leader = read_pid(pid_file)
+    assert leader is not None and group_alive(leader)
+    os.kill(leader, signal.SIGKILL)
+
+    down = services(env, "down")
+    assert down.returncode == 0, down.stderr
+    assert not group_alive(leader)
+    assert stat.S_ISDIR((pid_file.parent).stat().st_mode) and not pid_file.exists()
