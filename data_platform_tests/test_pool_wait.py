@@ -388,3 +388,19 @@ def test_a_run_that_succeeds_while_it_is_judged_stays_a_success(instance, monkey
     monkeypatch.setattr(run_health, "check_worker", succeeding_meanwhile)
     assert release_dead_runs(instance) == []
     assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+
+
+def test_a_run_process_killed_but_not_reaped_is_gone(instance):
+    """A zombie keeps its pid and start time: a run process killed while its parent did not reap
+    it (a hung code server) was called alive, and its run kept the slot for as long."""
+    process = subprocess.Popen(["sleep", "60"])
+    try:
+        run_id = fake_run(instance, process.pid)
+        process.kill()  # and not reaped: this test is its parent, and waits only at the end
+        assert wait_until(lambda: psutil.Process(process.pid).status() == psutil.STATUS_ZOMBIE, 30)
+        done = release_dead_runs(instance)
+    finally:
+        process.wait()
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+    assert f"run process {process.pid} is gone (exited, never reaped)" in done[0]
+    assert not instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots

@@ -89,9 +89,16 @@ def check_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHe
     if host is not None and host != this_host():
         return _check_heartbeat(instance, run, host, pid, announced_at)
     try:
-        started = psutil.Process(pid).create_time()
+        process = psutil.Process(pid)
+        started, status = process.create_time(), process.status()
     except psutil.NoSuchProcess:
         return CheckRunHealthResult(WorkerStatus.FAILED, f"run process {pid} is gone")
+    if status == psutil.STATUS_ZOMBIE:
+        # Dead, but its parent has not reaped it (a hung code server): its pid and start time
+        # stay, and it was called alive for as long as the parent lived.
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED, f"run process {pid} is gone (exited, never reaped)"
+        )
     if started > announced_at + _PID_REUSE_SLACK_SECONDS:
         return CheckRunHealthResult(
             WorkerStatus.FAILED, f"run process {pid} is gone (its pid now belongs to another)"
