@@ -456,6 +456,8 @@ def test_a_postgres_instance_is_restored_into_an_empty_database(
     write_instance_yaml(load_services_config(source))
     for name, value in source.items():
         monkeypatch.setenv(name, value)
+    # A materialized platform has a warehouse: a backup without one is refused.
+    duckdb.connect(str(tmp_path / "a" / "warehouse.duckdb")).close()
     expected: dict[str, set[tuple[str, str]]] = {"daily_orders": set(), "order_summary": set()}
     with dg.DagsterInstance.get() as instance:
         for day in ("2026-01-05", "2026-01-06"):
@@ -889,3 +891,96 @@ def test_a_restore_killed_anywhere_while_putting_in_place_is_finished_by_the_nex
         assert kill_at > 10  # each replacement's steps were kill points
     finally:
         shutil.rmtree(elsewhere)
+
+
+# `data-platform restore --force SRC` in a process that SIGKILLs itself as soon as pg_restore
+# has committed the backup's instance into the database.
+KILLED_AFTER_PG_RESTORE = """
+import os, signal, sys
+from data_platform.cli import main
+from data_platform.operations import restore
+
+run_pg_tool = restore.run_pg_tool
+
+def then_die(tool, *args):
+    run_pg_tool(tool, *args)
+    if tool == "pg_restore":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+restore.run_pg_tool = then_die
+sys.exit(main(["restore", "--force", sys.argv[1]]))
+"""
+
+
+def test_a_postgres_restore_killed_right_after_pg_restore_is_finished_by_the_next_command(
+    tmp_path, postgres_url, monkeypatch
+):
+    """pg_restore ran before the journal was written: killed right after it, a restore left
+    the backup's runs and cursors in the database beside the home's old warehouse and salt,
+    and nothing to finish it. Now it is the journal's first step, run again by the finisher."""
+    env = distributed_home(tmp_path / "home", postgres_url)
+    write_instance_yaml(load_services_config(env))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(env)
+    with duckdb.connect(str(settings.warehouse)) as conn:
+        conn.execute("CREATE TABLE t AS SELECT range AS id FROM range(10)")
+    (settings.home / "pii_salt").write_text("a-salt")
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        history.finished_run(instance, "raw_job", time.time() - 60, 5, {"step": 2})
+    backed_up = platform_state(settings)
+    take_backup(settings, BackupStore(str(tmp_path / "backup")))
+    # The home goes on: a row, a run and a salt the backup lacks.
+    with duckdb.connect(str(settings.warehouse)) as conn:
+        conn.execute("INSERT INTO t VALUES (42)")
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        history.finished_run(instance, "raw_job", time.time(), 5, {"step": 2})
+    (settings.home / "pii_salt").write_text("another-salt")
+
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_PG_RESTORE, str(tmp_path / "backup")],
+        env=cli_env(settings.home, **env),
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    sweep(settings.home)  # a backup's, in a process that started before the kill
+    lines: list[str] = []
+    finish_interrupted_restores(settings, lines.append)
+    assert platform_state(settings) == backed_up
+    assert f"finishing the restore of {tmp_path / 'backup'} (taken " in lines[0]
+    assert not list(settings.home.glob(".restore-*"))
+
+
+def test_a_backup_without_the_warehouse_of_a_materialized_instance_is_refused(pristine, tmp_path):
+    """With DATA_PLATFORM_WAREHOUSE unset in the backup's shell, the warehouse was silently
+    skipped and the backup sealed "verified": its restore brought back runs and cursors beside
+    no warehouse at all."""
+    home = copy_home(pristine, tmp_path / "home")
+    settings = home_settings(home)
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        run = history.finished_run(instance, "raw_job", time.time(), 5, {"step": 2})
+        history.materialization(instance, run, time.time(), dg.AssetKey(["raw", "events"]))
+    shutil.move(home / "warehouse.duckdb", tmp_path / "elsewhere.duckdb")
+    backup = cli(home, "backup", str(tmp_path / "backup"))
+    _, err = backup.communicate(timeout=120)
+    assert backup.returncode == 1, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "has materializations but the warehouse" in err
+    assert "set DATA_PLATFORM_WAREHOUSE" in err
+    assert not (tmp_path / "backup" / "manifest.json").exists()
+
+
+def test_a_forced_restore_removes_the_parts_the_backup_lacks(pristine, tmp_path):
+    """A backup of a new platform (runs, nothing materialized: no warehouse, no salt) restored
+    with --force kept the target's old warehouse and salt beside the backup's instance."""
+    new = home_settings(tmp_path / "new")
+    new.dagster_home.mkdir(parents=True)
+    with dg.DagsterInstance.from_config(str(new.dagster_home)) as instance:
+        history.finished_run(instance, "raw_job", time.time(), 5, {"step": 2})
+    manifest = take_backup(new, BackupStore(str(tmp_path / "backup")))
+    target = home_settings(copy_home(pristine, tmp_path / "target"))
+    restore(target, BackupStore(str(tmp_path / "backup")), force=True)
+    assert not target.warehouse.exists() and not (target.home / "pii_salt").exists()
+    assert run_ids(target) == run_ids(new)
+    assert manifest["parts"] == ["instance"]

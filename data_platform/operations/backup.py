@@ -20,6 +20,7 @@ from data_platform.operations.snapshot import (
     copy_instance,
     copy_settings,
     copy_warehouse,
+    staged_parts,
 )
 from data_platform.operations.spark_snapshot import export_spark_warehouse
 from data_platform.operations.staging import LOCK_FILE, open_staging
@@ -76,6 +77,7 @@ def store_backup(settings: Settings, staging: Path, dest: BackupStore) -> dict:
         "created_at": datetime.now(UTC).isoformat(),
         "instance_storage": "postgres" if (staging / INSTANCE_DUMP).exists() else "sqlite",
         "warehouse": settings.engine,
+        "parts": staged_parts(staging),
         "versions": versions(),
         "files": files,
     }

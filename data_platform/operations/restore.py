@@ -74,26 +74,34 @@ def holds_state(settings: Settings) -> bool:
     )
 
 
-def replacements(settings: Settings, staging: Path) -> list[Replacement]:
+def replacements(settings: Settings, staging: Path, manifest: dict) -> list[Replacement]:
     """The home's parts the backup replaces. The instance before the warehouse: stopped in
     between (a server down while finishing), the home has the backup's cursors and a newer
     warehouse, and files the cursors have not seen are ingested again (a day's ingestion
-    replaces it). The other order would leave cursors past files never loaded."""
+    replaces it). The other order would leave cursors past files never loaded.
+
+    A part the backup lacks is removed from the home (`staged` None): the old salt would hash
+    new rows unlike the restored ones, an old warehouse would sit beside cursors that never saw
+    its days. A backup of a Spark warehouse leaves the home's DuckDB file alone: it is not the
+    warehouse that backup replaces."""
     parts = [Replacement(INSTANCE, str(settings.dagster_home))]
-    if (staging / SALT).exists():
-        parts.append(Replacement(SALT, str(settings.home / SALT_FILE)))
-    if (staging / WAREHOUSE).exists():
+    salt = SALT if (staging / SALT).exists() else None
+    parts.append(Replacement(salt, str(settings.home / SALT_FILE)))
+    if manifest.get("warehouse") != "spark":
+        warehouse = WAREHOUSE if (staging / WAREHOUSE).exists() else None
         wal = settings.warehouse.with_name(settings.warehouse.name + ".wal")
-        parts.append(Replacement(WAREHOUSE, str(settings.warehouse), stale=(str(wal),)))
+        parts.append(Replacement(warehouse, str(settings.warehouse), stale=(str(wal),)))
     return parts
 
 
 def put_in_place(
     settings: Settings, staging: Path, manifest: dict, force: bool, label: str
 ) -> None:
-    """The steps that can be refused or fail come first and fail whole: the backup's Spark
-    tables loaded beside the cluster's, the PostgreSQL instance restored. The rest, from the
-    journal on, is finished by whoever finds it if this process dies."""
+    """The steps that can be refused come first: the backup's Spark tables loaded beside the
+    cluster's, the PostgreSQL database checked. From the journal on, whoever finds it finishes
+    the restore if this process dies; the PostgreSQL instance is the journal's first step, since
+    pg_restore commits the backup's runs and cursors, which are only right beside the backup's
+    warehouse and salt."""
     spark_existing = None
     if manifest.get("warehouse") == "spark":
         if settings.engine != "spark":
@@ -103,23 +111,31 @@ def put_in_place(
             )
         with warehouse_of(settings).spark() as spark:
             spark_existing = load_spark_warehouse(spark, staging, force)
+    postgres_dump = None
     if manifest["instance_storage"] == "postgres":
-        restore_postgres(settings, staging, force)
-    parts = replacements(settings, staging)
-    restore_journal.begin(staging, label, settings.dagster_home, parts, spark_existing)
+        check_postgres_target(settings, staging, force)
+        postgres_dump = INSTANCE_DUMP
+    parts = replacements(settings, staging, manifest)
+    restore_journal.begin(
+        staging, label, settings.dagster_home, parts, spark_existing, postgres_dump
+    )
+    try:
+        restore_journal.load_postgres_step(staging)
+    except BackupError:
+        # pg_restore is one transaction: failed, it changed nothing, and nothing else was
+        # changed before it. The home is as it was: no restore is left to finish.
+        restore_journal.abandon(staging)
+        raise
     restore_journal.complete(staging, settings)
 
 
-def restore_postgres(settings: Settings, staging: Path, force: bool) -> None:
-    """Load the dump into the database that the restored dagster.yaml points at.
+def check_postgres_target(settings: Settings, staging: Path, force: bool) -> None:
+    """Refuse, before anything changes, a target database that is not PostgreSQL or that holds
+    runs without --force; leaves the staged instance's dagster.yaml naming that database.
 
     That file is the home's own when it has one (it says where this platform's database is),
     else the backed-up one, whose connection settings are `env:` references (instance.py): the
-    environment of the restore chooses the database either way. pg_restore runs as one
-    transaction with --clean --if-exists, so it replaces the tables of a database that already
-    holds an instance's (Dagster creates them at its first connection, this one's included)
-    and, on any error, leaves that database as it was. A database that holds runs is refused
-    unless --force, as a home with state is.
+    environment of the restore chooses the database either way.
     """
     from dagster_postgres import PostgresRunStorage
 
@@ -139,7 +155,19 @@ def restore_postgres(settings: Settings, staging: Path, force: bool) -> None:
                 f"the PostgreSQL database of {config} already holds {runs} runs: restore into "
                 "an empty database, or add --force to replace them"
             )
-        url = storage.postgres_url
+
+
+def load_postgres_dump(staging: Path, dump: Path) -> None:
+    """`dump` loaded into the database the staged dagster.yaml names (check_postgres_target).
+
+    pg_restore runs as one transaction with --clean --if-exists, so it replaces the tables of a
+    database that already holds an instance's (Dagster creates them at its first connection,
+    this one's included), on any error leaves that database as it was, and can run again: a
+    step of the restore journal. The URL is read from the environment each time, never stored
+    in the journal (it holds the password).
+    """
+    with open_instance(staging / INSTANCE) as instance:
+        url = instance.run_storage.postgres_url
     run_pg_tool(
         "pg_restore",
         url,
@@ -148,7 +176,7 @@ def restore_postgres(settings: Settings, staging: Path, force: bool) -> None:
         "--if-exists",
         "--no-owner",
         "--no-privileges",
-        str(staging / INSTANCE_DUMP),
+        str(dump),
     )
 
 

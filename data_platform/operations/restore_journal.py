@@ -13,7 +13,10 @@ journal it finds, under the folder's lock, then removes it.
 
 Each step is safe to repeat: a part is moved next to its target (`<target>.restoring`), the old
 one removed, the new one renamed over; whatever is at the target while the journal lives is the
-old part or debris (`make run` recreating an empty instance folder), never the backup's. A
+old part or debris (`make run` recreating an empty instance folder), never the backup's. An
+instance on PostgreSQL is the journal's first step: its dump, loaded by pg_restore (which
+commits the backup's runs and cursors), then deleted; killed before the deletion, it is loaded
+again. Run before the journal, it left a kill right after it with nothing to finish. A
 warehouse on Spark is a step of the journal too, after the files (the instance before the
 warehouse, as `restore.replacements` says why): its tables, loaded beside the cluster's before
 the journal was written, are swapped in (`spark_snapshot.swap_in_spark_warehouse`, repeatable),
@@ -42,10 +45,11 @@ PLACED = ".placed"
 
 @dataclass(frozen=True)
 class Replacement:
-    """`staged` (a path inside the staging folder) to become `target`; `stale` files (a
-    write-ahead log that would be replayed into the restored file) are removed first."""
+    """`staged` (a path inside the staging folder) to become `target`, or None: the backup
+    lacks that part, and `target` is removed; `stale` files (a write-ahead log that would be
+    replayed into the restored file) are removed first."""
 
-    staged: str
+    staged: str | None
     target: str
     stale: tuple[str, ...] = ()
 
@@ -56,12 +60,15 @@ def begin(
     instance: Path,
     replacements: list[Replacement],
     spark_existing: list[list] | None = None,
+    postgres_dump: str | None = None,
 ) -> None:
     """The journal written: from here on the restore is finished by whoever finds it.
-    `spark_existing`: the cluster's relations the backup's Spark tables replace, if it has any."""
+    `spark_existing`: the cluster's relations the backup's Spark tables replace, if it has any;
+    `postgres_dump`: the staged dump of a PostgreSQL instance, loaded before any replacement."""
     entries = {
         "label": label,
         "instance": str(instance),
+        "postgres_dump": postgres_dump,
         "replacements": list(map(asdict, replacements)),
         "spark_existing": spark_existing,
     }
@@ -77,13 +84,36 @@ def complete(staging: Path, settings: Settings, report: Callable[[str], None] = 
     from data_platform.orchestration.run_health import release_restored_runs
 
     journal = json.loads((staging / JOURNAL).read_text())
+    load_postgres_step(staging)
     for entry in journal["replacements"]:
-        _put(staging / entry["staged"], Path(entry["target"]), entry["stale"])
+        if entry["staged"] is None:
+            for path in (*entry["stale"], entry["target"]):
+                _remove(Path(path))
+        else:
+            _put(staging / entry["staged"], Path(entry["target"]), entry["stale"])
     with open_instance(Path(journal["instance"])) as instance:
         for line in release_restored_runs(instance):
             report(line)
     if journal.get("spark_existing") is not None:
         _swap_in_spark(staging, settings, journal)
+    _remove(staging / JOURNAL)
+
+
+def load_postgres_step(staging: Path) -> None:
+    """The journal's PostgreSQL dump loaded into the instance's database, then deleted: its
+    absence says the step is done. Until then it runs again, harmlessly (pg_restore --clean
+    in one transaction), however often the restore is killed right after it. It comes before
+    the instance's folder is moved, whose staged dagster.yaml names the database."""
+    from data_platform.operations.restore import load_postgres_dump
+
+    dump = json.loads((staging / JOURNAL).read_text()).get("postgres_dump")
+    if dump and (staging / dump).exists():
+        load_postgres_dump(staging, staging / dump)
+        _remove(staging / dump)
+
+
+def abandon(staging: Path) -> None:
+    """The journal removed by its own restore, when the step that failed changed nothing."""
     _remove(staging / JOURNAL)
 
 

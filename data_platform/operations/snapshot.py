@@ -23,6 +23,7 @@ import duckdb
 import sqlalchemy as sa
 
 from data_platform.operations.backup_store import BackupError
+from data_platform.operations.spark_snapshot import SPARK_WAREHOUSE
 from data_platform.resources.duckdb_lock import connect_with_lock_wait
 from data_platform.resources.privacy import SALT_FILE
 from data_platform.services.postgres import PASSWORD_VARIABLE, is_refused_password
@@ -181,6 +182,7 @@ def copy_warehouse(settings: Settings, staging: Path, timeout: float) -> None:
     object as it is: tables, dbt's views, sequences, macros.
     """
     if not settings.warehouse.exists():
+        refuse_a_missing_warehouse(settings)
         return
     try:
         conn = connect_with_lock_wait(str(settings.warehouse), timeout=timeout)
@@ -197,6 +199,41 @@ def copy_warehouse(settings: Settings, staging: Path, timeout: float) -> None:
         shutil.copyfile(settings.warehouse, target)
     finally:
         conn.close()
+
+
+def refuse_a_missing_warehouse(settings: Settings) -> None:
+    """A home without a warehouse file is only whole when nothing was ever materialized (a new
+    platform). Otherwise the file is elsewhere, most often DATA_PLATFORM_WAREHOUSE unset in
+    this shell: a backup without it would restore runs and cursors that have seen days no
+    warehouse holds, beside no warehouse at all."""
+    if not has_materializations(settings.dagster_home):
+        return
+    raise BackupError(
+        f"the Dagster instance has materializations but the warehouse {settings.warehouse} "
+        "does not exist: set DATA_PLATFORM_WAREHOUSE to the warehouse file this platform "
+        "writes (unset, it is $DATA_PLATFORM_HOME/warehouse.duckdb)"
+    )
+
+
+def has_materializations(dagster_home: Path) -> bool:
+    if not any(p.is_file() for p in dagster_home.rglob("*")):
+        return False  # nothing to open, and opening would create an instance here
+    with open_instance(dagster_home) as instance:
+        return any(
+            record.asset_entry.last_materialization_record is not None
+            for record in instance.get_asset_records()
+        )
+
+
+def staged_parts(staging: Path) -> list[str]:
+    """The home's parts a staged backup holds, for its manifest: a restore removes from the
+    home any part the backup lacks, so that no part of another platform stays beside it."""
+    held = {
+        "instance": (staging / INSTANCE).exists(),
+        "salt": (staging / SALT).exists(),
+        "warehouse": (staging / WAREHOUSE).exists() or (staging / SPARK_WAREHOUSE).exists(),
+    }
+    return sorted(part for part, present in held.items() if present)
 
 
 def copy_settings(settings: Settings, staging: Path) -> None:
