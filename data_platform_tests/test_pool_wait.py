@@ -20,6 +20,7 @@ import pytest
 from dagster._core.events import EngineEventData
 
 from data_platform.materialize import WAIT_REPORT_SECONDS
+from data_platform.orchestration.pool_wait import report_waits
 from data_platform.orchestration.run_health import release_dead_runs
 from data_platform.services.process import wait_until
 from data_platform_tests.test_cli import DAY, REPO, run_cli
@@ -404,3 +405,45 @@ def test_a_run_process_killed_but_not_reaped_is_gone(instance):
     assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
     assert f"run process {process.pid} is gone (exited, never reaped)" in done[0]
     assert not instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots
+
+
+def test_a_failed_wait_report_is_one_line_and_the_reports_go_on(instance, capsys):
+    """An error in the thread reporting what a headless run waits for (the database busy)
+    printed a thread traceback and ended the reports for the rest of the run."""
+    from sqlalchemy.exc import OperationalError
+
+    holder = fake_run(instance, os.getpid())
+    tag = ("data_platform/invocation", str(uuid.uuid4()))
+    waiter = instance.add_run(
+        dg.DagsterRun(job_name="w", run_id=str(uuid.uuid4()), tags=dict([tag]))
+    )
+    assert not instance.event_log_storage.claim_concurrency_slot(
+        "duckdb", waiter.run_id, "raw__events"
+    ).is_claimed
+    stop = threading.Event()
+    reads = []
+
+    class BusyOnce:
+        """The instance, whose first read of the runs fails; the reports stop after the second."""
+
+        def __getattr__(self, name: str):
+            return getattr(instance, name)
+
+        def get_runs(self, **kwargs):
+            reads.append(kwargs)
+            if len(reads) == 1:
+                raise OperationalError("SELECT", {}, Exception("database is locked"))
+            stop.set()
+            return instance.get_runs(**kwargs)
+
+    report_waits(BusyOnce(), tag, stop, every=0.01)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].endswith(
+        "could not read what the run waits for: OperationalError: "
+        "(builtins.Exception) database is locked"
+    )
+    assert lines[1].endswith(
+        f"raw__events waiting for pool duckdb: its 1 slot is held by run {holder[:8]} "
+        "(step raw__events)"
+    )

@@ -65,12 +65,28 @@ def waiting_steps(instance: dg.DagsterInstance, run_id: str) -> list[str]:
 def report_waits(
     instance: dg.DagsterInstance, run_tag: tuple[str, str], stop: threading.Event, every: float
 ) -> None:
-    """Until `stop`, every `every` seconds print (stderr) what the tagged run's steps wait for."""
+    """Until `stop`, every `every` seconds print (stderr) what the tagged run's steps wait for.
+
+    A report that fails (the database busy or restarting) is one line, and the next is tried:
+    an error once ended the thread with a traceback, and the reports with it."""
     began = time.monotonic()
     while not stop.wait(every):
-        runs = instance.get_runs(filters=dg.RunsFilter(tags=dict([run_tag])), limit=1)
-        for line in waiting_steps(instance, runs[0].run_id) if runs else []:
+        try:
+            lines = _waits_of_tagged_run(instance, run_tag)
+        except Exception as error:  # the run goes on, so do its reports
+            lines = [f"could not read what the run waits for: {_one_line(error)}"]
+        for line in lines:
             print(f"  [{time.monotonic() - began:.0f}s] {line}", file=sys.stderr, flush=True)
+
+
+def _waits_of_tagged_run(instance: dg.DagsterInstance, run_tag: tuple[str, str]) -> list[str]:
+    runs = instance.get_runs(filters=dg.RunsFilter(tags=dict([run_tag])), limit=1)
+    return waiting_steps(instance, runs[0].run_id) if runs else []
+
+
+def _one_line(error: Exception) -> str:
+    first = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {first[0]}" if first else type(error).__name__
 
 
 def _interval_to_next_pending_claim_check(self: InstanceConcurrencyContext) -> float:
