@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TypeVar
 
 import boto3
@@ -984,3 +986,47 @@ def test_a_forced_restore_removes_the_parts_the_backup_lacks(pristine, tmp_path)
     assert not target.warehouse.exists() and not (target.home / "pii_salt").exists()
     assert run_ids(target) == run_ids(new)
     assert manifest["parts"] == ["instance"]
+
+
+def test_a_sensor_tick_between_two_database_copies_never_restores_a_cursor_past_its_run(
+    pristine, tmp_path, monkeypatch
+):
+    """The sensor daemon writes a run into runs.db, then its cursor into schedules.db. The
+    databases were copied in path order, runs.db first: a tick between the two copies restored
+    the new cursor without its run, and that day was never loaded. Here the tick happens just
+    as the backup opens the second of the two."""
+    from data_platform.operations import snapshot
+
+    settings = home_settings(copy_home(pristine, tmp_path / "home"))
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        history.sensor_tick(instance, SENSOR, time.time(), cursor="before")
+    opened: list[str] = []
+    tick_run: list[str] = []
+
+    def tick_at_the_second(database: str | Path, *args, **kwargs) -> sqlite3.Connection:
+        name = str(database).removeprefix("file:").split("?")[0]
+        source = str(database).endswith("?mode=ro")  # not the copy being written
+        if source and name.endswith(("/history/runs.db", "/schedules/schedules.db")):
+            opened.append(name)
+            if len(opened) == 2:
+                with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+                    run = history.finished_run(instance, "raw_job", time.time(), 1, {"step": 1})
+                    [state] = [
+                        s for s in instance.all_instigator_state() if s.instigator_name == SENSOR
+                    ]
+                    data = state.instigator_data._replace(cursor="after")
+                    instance.update_instigator_state(state.with_data(data))
+                tick_run.append(run.run_id)
+        return sqlite3.connect(database, *args, **kwargs)
+
+    monkeypatch.setattr(snapshot, "sqlite3", SimpleNamespace(connect=tick_at_the_second))
+    take_backup(settings, BackupStore(str(tmp_path / "backup")))
+    monkeypatch.undo()
+    restored = home_settings(tmp_path / "restored")
+    restore(restored, BackupStore(str(tmp_path / "backup")))
+    with dg.DagsterInstance.from_config(str(restored.dagster_home)) as instance:
+        [state] = [s for s in instance.all_instigator_state() if s.instigator_name == SENSOR]
+        runs = {r.run_id for r in instance.get_runs()}
+    cursor = state.instigator_data.cursor
+    assert len(tick_run) == 1 and (cursor == "before" or tick_run[0] in runs), (cursor, runs)
+    assert [Path(p).name for p in opened] == ["schedules.db", "runs.db"]

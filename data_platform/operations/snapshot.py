@@ -47,10 +47,24 @@ def _is_sqlite(path: Path) -> bool:
         return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
 
 
+# The sensor daemon writes a run into runs.db, then the cursor that saw its file into
+# schedules.db. Copied in path order (runs.db, then schedules.db), a tick between the two copies
+# restored a cursor past a file whose run is not in the backup: that day never loaded. So each
+# database is copied before those its rows refer to, whose later copies then hold whatever the
+# earlier one names: cursors, then runs, then the event logs of those runs.
+COPY_FIRST = ("schedules/schedules.db", "history/runs.db")
+
+
+def _copy_rank(relative: Path) -> tuple[int, str]:
+    name = relative.as_posix()
+    return (COPY_FIRST.index(name) if name in COPY_FIRST else len(COPY_FIRST), name)
+
+
 def copy_sqlite_instance(dagster_home: Path, target: Path) -> None:
     """Each SQLite database through SQLite's backup API (a consistent copy while Dagster
-    writes it), every other file (dagster.yaml, compute logs) as it is."""
-    for path in sorted(p for p in dagster_home.rglob("*") if p.is_file()):
+    writes it), every other file (dagster.yaml, compute logs) as it is, in COPY_FIRST's order."""
+    files = [p.relative_to(dagster_home) for p in dagster_home.rglob("*") if p.is_file()]
+    for path in (dagster_home / f for f in sorted(files, key=_copy_rank)):
         if path.name.endswith(SQLITE_SIDE_FILES):
             continue
         copy = target / path.relative_to(dagster_home)
