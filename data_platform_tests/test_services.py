@@ -433,3 +433,79 @@ def test_terminate_group_ends_the_children_of_a_leader_killed_9(tmp_path):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)
+
+
+def stranger() -> subprocess.Popen:
+    """A live process that is not a postmaster; as root it runs as the server's user, whom the
+    server's own commands (pg_ctl, run as that user) may signal."""
+    as_server_user = {"user": "postgres"} if os.geteuid() == 0 else {}
+    return subprocess.Popen(["sleep", "600"], cwd="/", **as_server_user)
+
+
+def test_a_postmaster_pid_now_held_by_another_process_is_stale(env):
+    """A postmaster killed -9 (or a reboot) leaves postmaster.pid; once its pid is another
+    process's, `down` had pg_ctl SIGINT that stranger, and `up` could not start the server."""
+    env = {**env, "SERVICES": "postgres"}
+    assert services(env, "up").returncode == 0
+    assert services(env, "down").returncode == 0
+    server = Postgres(load_services_config(env))
+    pid_file = server.data_dir / "postmaster.pid"
+    other = stranger()
+    try:
+        pid_file.write_text(f"{other.pid}\n{server.data_dir}\n")
+        assert not server.is_running()
+        down = services(env, "down")
+        assert down.returncode == 0, down.stderr
+        assert other.poll() is None  # never signalled
+        up = services(env, "up")
+        assert up.returncode == 0, up.stderr
+        assert other.poll() is None
+        assert server.is_running() and read_pid(pid_file) != other.pid
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_postmaster_running_but_not_yet_answering_is_waited_for_not_started_again(
+    env, monkeypatch
+):
+    """A postmaster still starting or in crash recovery (here: stopped, then let go after the
+    first probe) got a second `pg_ctl start`, which failed on its lock file, and `up` too."""
+    env = {**env, "SERVICES": "postgres"}
+    assert services(env, "up").returncode == 0
+    server = Postgres(load_services_config(env))
+    postmaster = read_pid(pid_file := server.data_dir / "postmaster.pid")
+    probes = []
+    answers = Postgres._answers
+
+    def first_probe_then_resume(self):
+        answered = answers(self)
+        if not probes:
+            os.kill(postmaster, signal.SIGCONT)
+        probes.append(answered)
+        return answered
+
+    monkeypatch.setattr(Postgres, "_answers", first_probe_then_resume)
+    os.kill(postmaster, signal.SIGSTOP)
+    try:
+        server.launch()
+    finally:
+        os.kill(postmaster, signal.SIGCONT)
+    assert probes[0] is False and probes[-1] is True
+    assert read_pid(pid_file) == postmaster
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root only: the server runs as `postgres`")
+def test_a_failed_initdb_leaves_a_log_the_server_can_still_write(env):
+    """As root, initdb's failure was written to postgres.log as root: `pg_ctl --log` (run as
+    the `postgres` user) could not open it, and every later `up` failed, the cause fixed."""
+    env = {**env, "SERVICES": "postgres"}
+    server = Postgres(load_services_config(env))
+    server.data_dir.mkdir(parents=True)  # root's, and not empty: initdb refuses it
+    (server.data_dir / "left-over").write_text("x")
+    failed = services(env, "up")
+    assert failed.returncode == 1
+    assert "initdb failed" in failed.stderr and server.log_file.stat().st_size > 0
+    shutil.rmtree(server.data_dir)  # the cause, fixed
+    up = services(env, "up")
+    assert up.returncode == 0, up.stderr

@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from data_platform.services.config import ServicesConfig
-from data_platform.services.process import ServiceError, ensure_secret, read_pid, read_secret
+from data_platform.services.process import (
+    ServiceError,
+    ensure_secret,
+    read_pid,
+    read_secret,
+    wait_until,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
@@ -36,6 +42,8 @@ INSTANCE_DB = "dagster"
 SYSTEM_USER = "postgres"
 PASSWORD_VARIABLE = "DAGSTER_PG_PASSWORD"
 AUTH_METHOD = "scram-sha-256"
+# How long `up` waits for a server of ours already running (starting, recovering) to answer.
+START_WAIT_SECONDS = 60.0
 # What libpq says when the server refuses a password, or asks for one the client lacks.
 REFUSED = ("password authentication failed", "no password supplied")
 
@@ -135,10 +143,23 @@ class Postgres:
         if os.geteuid() == 0:
             _make_traversable(self.folder.parent)
             shutil.chown(self.folder, SYSTEM_USER, SYSTEM_USER)
+            self._own_log()  # one a failed start of the version before left to root
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
         elif _trusts(self.hba_file.read_text()) or not self.password_file.exists():
             self._require_password()
+
+    def _log_failure(self, output: str) -> None:
+        """Add a failed command's output to the server's log, which stays the server's user's:
+        as root, a log this process created belonged to root, `pg_ctl --log` (run as that user)
+        could not open it, and every later start failed even once the cause was fixed."""
+        with open(self.log_file, "a") as log:
+            log.write(output)
+        self._own_log()
+
+    def _own_log(self) -> None:
+        if os.geteuid() == 0 and self.log_file.exists():
+            shutil.chown(self.log_file, SYSTEM_USER, SYSTEM_USER)
 
     def _ensure_password_file(self) -> None:
         """A new random password unless the file exists (an initdb that failed half-way made it).
@@ -168,7 +189,7 @@ class Postgres:
             "--no-sync",
         )
         if result.returncode != 0:
-            self.log_file.write_text(result.stdout + result.stderr)
+            self._log_failure(result.stdout + result.stderr)
             raise ServiceError(f"postgres: initdb failed: see {self.log_file}")
 
     def _require_password(self) -> None:
@@ -207,7 +228,7 @@ class Postgres:
             stdin=statement,
         )
         if result.returncode != 0:
-            self.log_file.write_text(result.stderr)
+            self._log_failure(result.stderr)
             raise ServiceError(
                 f"postgres: setting the superuser's password failed: see {self.log_file}"
             )
@@ -216,7 +237,16 @@ class Postgres:
 
     def launch(self) -> None:
         self._prepare_folder()
+        if self.is_running():
+            # Ours, still starting or in crash recovery: waited for. A second `pg_ctl start`
+            # failed on the running server's lock file, and `up` with it.
+            wait_until(lambda: self._answers() or not self.is_running(), START_WAIT_SECONDS)
         if not self._answers():
+            if self.is_running():
+                raise ServiceError(
+                    f"postgres is running but does not answer: see {self.log_file}, then "
+                    "`make services-down` and `make services-up`"
+                )
             self._start_server()
         elif not self.is_running():
             # Another home's server (or the system's): its refused login read as our password
@@ -228,6 +258,9 @@ class Postgres:
         self._create_instance_db()
 
     def _start_server(self) -> None:
+        # A pid file `is_running` does not take for our postmaster (killed -9, a reboot, its pid
+        # since reused) is stale: a postmaster refuses to start while its pid is alive.
+        self.pid_file.unlink(missing_ok=True)
         # Settings on the command line, not in postgresql.conf, so a changed port applies at
         # the next start. No Unix socket: its default folder belongs to the system's cluster.
         # Messages in English whatever the locale: a refused password is recognised by them.
@@ -269,11 +302,30 @@ class Postgres:
         result = self._run(
             _binary("pg_ctl"), "stop", "--pgdata", str(self.data_dir), "--mode", "fast", "--wait"
         )
-        if result.returncode != 0 and (self.data_dir / "postmaster.pid").exists():
+        if result.returncode != 0 and self.pid_file.exists():
             raise ServiceError(f"postgres did not stop: see {self.log_file}")
 
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "postmaster.pid"
+
     def is_running(self) -> bool:
-        return read_pid(self.data_dir / "postmaster.pid") is not None
+        """Whether postmaster.pid names a live postmaster of this data folder. Its pid alone is
+        not enough: after a kill -9 or a reboot the file stays, its pid may now be any
+        process's, and `down` sent that stranger pg_ctl's SIGINT."""
+        pid = read_pid(self.pid_file)
+        return pid is not None and self._is_postmaster_of_data_dir(pid)
+
+    def _is_postmaster_of_data_dir(self, pid: int) -> bool:
+        # The postmaster's program is `postgres`, and it works in its data folder (it changes
+        # into it at start). Unreadable: not ours (our server runs as us or, as root, is read).
+        try:
+            program = Path(os.readlink(f"/proc/{pid}/exe")).name
+            folder = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            return False
+        # " (deleted)": the binary was replaced (an apt upgrade) while the server runs.
+        return program.split(" ")[0] == "postgres" and folder == os.path.realpath(self.data_dir)
 
     def is_up(self) -> bool:
         return (
