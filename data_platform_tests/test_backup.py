@@ -1030,3 +1030,45 @@ def test_a_sensor_tick_between_two_database_copies_never_restores_a_cursor_past_
     cursor = state.instigator_data.cursor
     assert len(tick_run) == 1 and (cursor == "before" or tick_run[0] in runs), (cursor, runs)
     assert [Path(p).name for p in opened] == ["schedules.db", "runs.db"]
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        ('{"format": 1}', "is not a backup's manifest (files missing or wrong)"),
+        ("[]", "is not a backup's manifest (format missing or wrong)"),
+        ('{"format": 2, "files": []}', "is of format 2; this version reads format 1"),
+        (
+            '{"format": 1, "created_at": "x", "instance_storage": "sqlite", "versions": {}, '
+            '"files": [{"path": "../../escaped", "sha256": "0"}]}',
+            "is not a backup's manifest (files missing or wrong)",
+        ),
+    ],
+)
+def test_a_manifest_of_the_wrong_shape_or_format_is_one_line(pristine, tmp_path, manifest, message):
+    """A manifest that is JSON of the wrong shape ended in a KeyError traceback, and its format
+    was never read: a newer version's backup was restored as if this one had written it."""
+    backup = copy_home(pristine, tmp_path / "backup", "backup")
+    (backup / "manifest.json").write_text(manifest)
+    home = tmp_path / "home"
+    result = cli(home, "restore", str(backup))
+    _, err = result.communicate(timeout=120)
+    assert result.returncode == 1, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert message in err
+    assert err.rstrip().endswith(("use another backup", "restore it with the version that took it"))
+    assert not (tmp_path / "escaped").exists()
+    assert not home.exists() or not [p for p in home.iterdir() if not p.name.startswith(".")]
+
+
+def test_a_corrupt_warehouse_is_not_called_locked(pristine, tmp_path):
+    """Any DuckDB IOException was reported as "stayed locked by a writer for 120 s"."""
+    home = copy_home(pristine, tmp_path / "home")
+    (home / "warehouse.duckdb").write_bytes(b"not a database" * 1000)
+    backup = cli(home, "backup", str(tmp_path / "backup"))
+    _, err = backup.communicate(timeout=120)
+    assert backup.returncode == 1, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "locked" not in err and "not a valid DuckDB database file" in err
+    assert "DATA_PLATFORM_WAREHOUSE" in err
+    assert not (tmp_path / "backup" / "manifest.json").exists()

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 
 from data_platform.operations import restore_journal
-from data_platform.operations.backup import MANIFEST, versions
+from data_platform.operations.backup import FORMAT, MANIFEST, versions
 from data_platform.operations.backup_store import BackupError, BackupStore, sha256_file
 from data_platform.operations.restore_journal import Replacement
 from data_platform.operations.snapshot import (
@@ -39,11 +40,59 @@ def read_manifest(src: BackupStore, staging: Path) -> dict:
         )
     src.get(MANIFEST, staging / MANIFEST)
     try:
-        return json.loads((staging / MANIFEST).read_text())
+        manifest = json.loads((staging / MANIFEST).read_text())
     except ValueError:
         raise BackupError(
             f"{src.url}/{MANIFEST} is cut short or not a manifest: use another backup"
         ) from None
+    check_manifest(manifest, f"{src.url}/{MANIFEST}")
+    return manifest
+
+
+def check_manifest(manifest: object, where: str) -> None:
+    """A manifest of another shape (hand-edited, another tool's) is refused in one line, not a
+    KeyError; one of another format is refused before its fields are read as this one's."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("format"), int):
+        raise BackupError(
+            f"{where} is not a backup's manifest (format missing or wrong): {ANOTHER}"
+        )
+    if manifest["format"] != FORMAT:
+        raise BackupError(
+            f"{where} is of format {manifest['format']}; this version reads format {FORMAT}: "
+            "restore it with the version that took it"
+        )
+    for field, valid in MANIFEST_FIELDS.items():
+        if not valid(manifest.get(field)):
+            raise BackupError(
+                f"{where} is not a backup's manifest ({field} missing or wrong): {ANOTHER}"
+            )
+
+
+def _is_staged_name(name: object) -> bool:
+    """A relative path inside the backup: a `..` or absolute one would be downloaded outside
+    the staging folder."""
+    if not isinstance(name, str) or not name or name == MANIFEST:
+        return False
+    path = PurePosixPath(name)
+    return not path.is_absolute() and ".." not in path.parts
+
+
+def _are_files(files: object) -> bool:
+    return isinstance(files, list) and all(
+        isinstance(entry, dict)
+        and _is_staged_name(entry.get("path"))
+        and isinstance(entry.get("sha256"), str)
+        for entry in files
+    )
+
+
+ANOTHER = "use another backup"
+MANIFEST_FIELDS: dict[str, Callable[[object], bool]] = {
+    "files": _are_files,
+    "created_at": lambda value: isinstance(value, str),
+    "instance_storage": lambda value: value in ("sqlite", "postgres"),
+    "versions": lambda value: isinstance(value, dict),
+}
 
 
 def fetch_verified(src: BackupStore, staging: Path) -> dict:

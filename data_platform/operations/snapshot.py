@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from data_platform.operations.backup_store import BackupError
 from data_platform.operations.spark_snapshot import SPARK_WAREHOUSE
-from data_platform.resources.duckdb_lock import connect_with_lock_wait
+from data_platform.resources.duckdb_lock import connect_with_lock_wait, is_lock_conflict
 from data_platform.resources.privacy import SALT_FILE
 from data_platform.services.postgres import PASSWORD_VARIABLE, is_refused_password
 from data_platform.settings import Settings
@@ -200,19 +200,32 @@ def copy_warehouse(settings: Settings, staging: Path, timeout: float) -> None:
         return
     try:
         conn = connect_with_lock_wait(str(settings.warehouse), timeout=timeout)
-    except duckdb.IOException as error:
-        raise BackupError(
-            f"the warehouse stayed locked by a writer for {timeout:.0f} s ({error}): take the "
-            "backup once that run is done, or from the daily_backup schedule, which queues "
-            "behind writing runs"
-        ) from error
+    except duckdb.Error as error:
+        if is_lock_conflict(error):
+            raise BackupError(
+                f"the warehouse stayed locked by a writer for {timeout:.0f} s ({error}): take "
+                "the backup once that run is done, or from the daily_backup schedule, which "
+                "queues behind writing runs"
+            ) from None
+        raise _unreadable(settings, error) from None
     try:
         conn.execute("CHECKPOINT")
         target = staging / WAREHOUSE
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(settings.warehouse, target)
+    except duckdb.Error as error:
+        raise _unreadable(settings, error) from None
     finally:
         conn.close()
+
+
+def _unreadable(settings: Settings, error: duckdb.Error) -> BackupError:
+    """Not a lock: a file that is not a warehouse, or a damaged one. Waiting will not help."""
+    said = " / ".join(str(error).strip().splitlines()[:2])
+    return BackupError(
+        f"the warehouse {settings.warehouse} cannot be read ({said}): check that "
+        "DATA_PLATFORM_WAREHOUSE names the warehouse file; a damaged one is restored from a backup"
+    )
 
 
 def refuse_a_missing_warehouse(settings: Settings) -> None:
