@@ -23,6 +23,7 @@ import yaml
 from data_platform.services.base import start
 from data_platform.services.celery_workers import CeleryWorkers
 from data_platform.services.config import load_services_config
+from data_platform.services.kafka_broker import KafkaBroker
 from data_platform.services.postgres import Postgres, _binary, _make_traversable
 from data_platform.services.process import (
     ServiceError,
@@ -33,6 +34,7 @@ from data_platform.services.process import (
     wait_until,
 )
 from data_platform.services.registry import build_services
+from data_platform.services.spark_cluster import SparkCluster
 from data_platform_tests.conftest import services_home
 from data_platform_tests.helpers import free_port, run_services
 
@@ -509,3 +511,50 @@ def test_a_failed_initdb_leaves_a_log_the_server_can_still_write(env):
     shutil.rmtree(server.data_dir)  # the cause, fixed
     up = services(env, "up")
     assert up.returncode == 0, up.stderr
+
+
+def test_services_env_exports_what_runs_not_what_a_selection_names(env, tmp_path):
+    """After `SERVICES="postgres redis" make services-up`, a plain `make -s services-env`
+    exported DATA_PLATFORM_EXECUTOR=celery with no worker (steps waited forever); with a Kafka
+    broker alone it failed on PostgreSQL's missing password; a half-dead Spark cluster lost
+    DATA_PLATFORM_ENGINE=spark without a word. Stand-ins (sleeping processes) hold the pid
+    files of the workers, the broker and the cluster."""
+    config = load_services_config(env)
+    plain = {k: v for k, v in env.items() if k != "SERVICES"}
+    stand_ins = []
+
+    def stand_in(pid_file: Path) -> None:
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        spawn(["sleep", "600"], tmp_path / "stand_in.log", pid_file, {})
+        stand_ins.append(pid_file)
+
+    try:
+        stand_in(KafkaBroker(config).pid_file)  # a fresh home: nothing else has started
+        result = services(plain, "env")
+        assert result.returncode == 0, result.stderr
+        exports = exported(plain)
+        assert "DATA_PLATFORM_KAFKA_BOOTSTRAP" in exports
+        assert not {"DAGSTER_HOME", "DAGSTER_PG_PASSWORD"} & set(exports)
+
+        assert services(env, "up").returncode == 0  # SERVICES="postgres redis"
+        exports = exported(plain)
+        assert "DAGSTER_PG_PASSWORD" in exports and "DATA_PLATFORM_CELERY_BROKER" in exports
+        assert "DATA_PLATFORM_EXECUTOR" not in exports  # no worker runs
+
+        workers = CeleryWorkers(config, dict)
+        stand_in(workers.folder / "data-platform-1.pid")  # 1 of the 2 workers
+        stand_in(SparkCluster(config).folder / "master.pid")  # 1 of its 3 processes
+        result = services(plain, "env")
+        assert result.returncode == 0, result.stderr
+        assert [line.split(" is half running")[0] for line in result.stderr.splitlines()] == [
+            "services: celery",
+            "services: spark",
+        ]
+        exports = exported(plain)
+        assert not {"DATA_PLATFORM_EXECUTOR", "DATA_PLATFORM_ENGINE"} & set(exports)
+
+        stand_in(workers.folder / "data-platform-2.pid")
+        assert exported(plain)["DATA_PLATFORM_EXECUTOR"] == "celery"
+    finally:
+        for pid_file in stand_ins:
+            terminate_group(pid_file)

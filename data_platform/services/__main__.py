@@ -1,7 +1,8 @@
 """`python -m data_platform.services up|down|env|status`: what the make targets call.
 
 SERVICES (space-separated names) picks a subset; the default is every service but the opt-in
-ones (kafka, spark), which `down` without SERVICES stops too when they run. Exit status 1
+ones (kafka, spark), which `down` without SERVICES stops too when they run. `env` exports the
+variables of the services that run (among those SERVICES names, if set). Exit status 1
 with one line naming the service and its log when a service does not come up, 2 for a wrong
 setting.
 """
@@ -20,10 +21,11 @@ from data_platform.services.config import load_services_config
 from data_platform.services.instance import write_instance_yaml
 from data_platform.services.process import ServiceError
 from data_platform.services.registry import (
+    SERVICE_NAMES,
     build_services,
     parse_selection,
+    running_env,
     running_opt_in,
-    service_env,
 )
 from data_platform.settings import SettingsError
 
@@ -39,7 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             names += [name for name in running_opt_in(config) if name not in names]
         services = build_services(config, names)
         if args.action == "env":
-            for name, value in service_env(config, names).items():
+            # What runs among the named services, or among all when none is named.
+            candidates = names if os.environ.get("SERVICES", "").strip() else SERVICE_NAMES
+            exports, warnings = running_env(config, candidates)
+            for warning in warnings:
+                print(f"services: {warning}", file=sys.stderr)
+            for name, value in exports.items():
                 print(f"export {name}={shlex.quote(value)}")
         elif args.action == "status":
             for service in services:

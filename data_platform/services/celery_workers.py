@@ -112,6 +112,10 @@ class CeleryWorkers:
     def is_running(self) -> bool:
         return all(read_pid(self._pid_file(worker)) is not None for worker in self.worker_names)
 
+    def has_processes(self) -> bool:
+        """Whether any worker started (whatever the count now) is alive: something to stop."""
+        return any(read_pid(p) is not None for p in self.folder.glob("data-platform-*.pid"))
+
     def is_up(self) -> bool:
         if not self.is_running():
             return False

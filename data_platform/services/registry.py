@@ -3,8 +3,13 @@
 `kafka` (the event stream's local broker) and `spark` (a standalone Spark cluster, the
 warehouse of DATA_PLATFORM_ENGINE=spark) are started only when named (`SERVICES=kafka`,
 `SERVICES=spark`): the distributed instance needs neither, and each costs memory (Spark ~1.2-1.4 GB).
-`env` exports their variables whenever they run, so `make -s services-env` points the sink and
-the engine at them without naming them; `down` with no SERVICES stops them too.
+`down` with no SERVICES stops them too.
+
+`env` (`make -s services-env`) exports the variables of what runs, not of what a selection
+names: after `SERVICES="postgres redis" make services-up` it does not send steps to Celery
+workers that do not exist (they would wait forever), a Kafka broker alone needs no PostgreSQL
+password, and the Spark engine is exported while its cluster runs. A service half running (a
+worker or a Spark process exited) is one line on stderr, and its variables are left out.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from data_platform.services.config import ServicesConfig
 from data_platform.services.instance import instance_home
 from data_platform.services.kafka_broker import KafkaBroker
 from data_platform.services.postgres import Postgres
+from data_platform.services.process import ServiceError
 from data_platform.services.redis_server import Redis
 from data_platform.services.spark_cluster import SparkCluster
 from data_platform.settings import SettingsError
@@ -62,6 +68,39 @@ def service_env(config: ServicesConfig, names: Sequence[str]) -> dict[str, str]:
     if "spark" in names or cluster.is_running():
         env.update(cluster.env())
     return env
+
+
+def running_env(
+    config: ServicesConfig, candidates: Sequence[str]
+) -> tuple[dict[str, str], list[str]]:
+    """The variables of the candidate services that run, and one line for each one half
+    running; ServiceError when none of them runs at all."""
+    workers = CeleryWorkers(config, dict)
+    cluster = SparkCluster(config)
+    whole = {
+        "postgres": Postgres(config).is_running,
+        "redis": Redis(config).is_running,
+        "celery": workers.is_running,
+        "kafka": KafkaBroker(config).is_running,
+        "spark": cluster.is_running,
+    }
+    partly = {"celery": workers.has_processes, "spark": cluster.has_processes}
+    restart = {"celery": "make services-up", "spark": "SERVICES=spark make services-up"}
+    running, warnings = [], []
+    for name in candidates:
+        if whole[name]():
+            running.append(name)
+        elif name in partly and partly[name]():
+            warnings.append(
+                f"{name} is half running (some of its processes exited), so its variables are "
+                f"not exported: run `make services-down`, then `{restart[name]}`"
+            )
+    if not running and not warnings:
+        raise ServiceError(
+            f"no service runs in {config.root}: run `make services-up` first "
+            "(SERVICES=kafka or SERVICES=spark for those)"
+        )
+    return service_env(config, running), warnings
 
 
 def running_opt_in(config: ServicesConfig) -> list[str]:
