@@ -29,6 +29,7 @@ import dagster as dg
 import duckdb
 import pytest
 import sqlalchemy as sa
+from dagster._core.events import EngineEventData
 from dagster._core.storage.tags import RETRY_STRATEGY_TAG
 
 from data_platform.assets.raw import RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
@@ -40,7 +41,7 @@ from data_platform.operations.restore import restore
 from data_platform.operations.restore_journal import finish_interrupted_restores
 from data_platform.operations.staging import JOURNAL, sweep
 from data_platform.orchestration import pool_wait
-from data_platform.orchestration.run_health import WORKER_HOST_TAG
+from data_platform.orchestration.run_health import WORKER_HOST_TAG, announce_run_process
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.build import build_resources
 from data_platform.resources.duckdb_lock import connect_with_lock_wait
@@ -1072,3 +1073,64 @@ def test_a_corrupt_warehouse_is_not_called_locked(pristine, tmp_path):
     assert "locked" not in err and "not a valid DuckDB database file" in err
     assert "DATA_PLATFORM_WAREHOUSE" in err
     assert not (tmp_path / "backup" / "manifest.json").exists()
+
+
+def refused_restore(home: Path, backup: Path, **settings: str) -> str:
+    """`data-platform restore --force`'s one line, once it exited 1."""
+    result = cli(home, "restore", "--force", str(backup), **settings)
+    _, err = result.communicate(timeout=120)
+    assert result.returncode == 1, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def test_a_sqlite_backup_is_refused_in_a_home_on_postgres(pristine, tmp_path):
+    """The backup's instance folder replaced the home's whole, dagster.yaml included: the home
+    silently moved from its PostgreSQL database onto the backup's SQLite files."""
+    env = distributed_home(tmp_path / "home", "postgresql://user:secret@127.0.0.1:1/nothing")
+    config = write_instance_yaml(load_services_config(env))
+    before = config.read_text()
+    err = refused_restore(tmp_path / "home", pristine / "backup", **env)
+    assert "this backup's Dagster instance is on SQLite" in err and "on PostgreSQL" in err
+    assert config.read_text() == before
+    assert not (tmp_path / "home" / "warehouse.duckdb").exists()
+
+
+def test_a_forced_restore_is_refused_while_a_writer_holds_the_warehouse(pristine, tmp_path):
+    """The warehouse was renamed under a live writer, whose commit then left a
+    warehouse.duckdb.wal that made every later open fail."""
+    home = copy_home(pristine, tmp_path / "home")
+    writer = start_writer(home / "warehouse.duckdb")
+    try:
+        err = refused_restore(home, pristine / "backup")
+    finally:
+        writer.stdin.close()
+        assert writer.wait(timeout=30) == 0
+    assert "is open in a running process" in err and "stop the platform" in err
+    assert len(table_rows(home / "warehouse.duckdb")["main.t"]) == 1500  # the writer's commit
+
+
+def test_a_forced_restore_is_refused_while_a_run_is_alive(pristine, tmp_path):
+    """A run whose process is alive (here: this one's) would go on writing into the replaced
+    instance; a run whose process is gone is no reason to refuse."""
+    home = copy_home(pristine, tmp_path / "home")
+    settings = home_settings(home)
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        dead = history.add_run(instance, "raw_job", dg.DagsterRunStatus.NOT_STARTED)
+        history.emit(instance, dead, dg.DagsterEventType.RUN_START, time.time())
+        gone = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        instance.report_engine_event(
+            "the run's process", dead, EngineEventData.in_process(int(gone.stdout))
+        )
+        alive = history.add_run(instance, "raw_job", dg.DagsterRunStatus.NOT_STARTED)
+        history.emit(instance, alive, dg.DagsterEventType.RUN_START, time.time())
+        announce_run_process(instance, alive.run_id)
+    err = refused_restore(home, pristine / "backup")
+    assert f"has runs still running ({alive.run_id}: run process {os.getpid()} is alive)" in err
+    assert dead.run_id not in err
+    assert alive.run_id in run_ids(settings)

@@ -14,6 +14,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
+import dagster as dg
+import duckdb
+import yaml
+from dagster._core.launcher import WorkerStatus
+
 from data_platform.operations import restore_journal
 from data_platform.operations.backup import FORMAT, MANIFEST, versions
 from data_platform.operations.backup_store import BackupError, BackupStore, sha256_file
@@ -28,6 +33,7 @@ from data_platform.operations.snapshot import (
 )
 from data_platform.operations.spark_snapshot import load_spark_warehouse
 from data_platform.operations.staging import open_staging
+from data_platform.resources.duckdb_lock import is_lock_conflict
 from data_platform.resources.privacy import SALT_FILE
 from data_platform.resources.warehouse import warehouse_of
 from data_platform.settings import Settings
@@ -87,6 +93,8 @@ def _are_files(files: object) -> bool:
 
 
 ANOTHER = "use another backup"
+# The sections of a dagster.yaml that say where the instance's runs and events are stored.
+STORAGE_KEYS = ("storage", "run_storage", "event_log_storage", "schedule_storage")
 MANIFEST_FIELDS: dict[str, Callable[[object], bool]] = {
     "files": _are_files,
     "created_at": lambda value: isinstance(value, str),
@@ -95,9 +103,8 @@ MANIFEST_FIELDS: dict[str, Callable[[object], bool]] = {
 }
 
 
-def fetch_verified(src: BackupStore, staging: Path) -> dict:
-    """Download every file of the manifest into staging and check it; returns the manifest."""
-    manifest = read_manifest(src, staging)
+def fetch_verified(src: BackupStore, staging: Path, manifest: dict) -> None:
+    """Download every file of the manifest into staging and check it."""
     present = set(src.names())
     for entry in manifest["files"]:
         name = entry["path"]
@@ -109,7 +116,6 @@ def fetch_verified(src: BackupStore, staging: Path) -> dict:
                 f"{src.url}/{name} does not match its checksum in the manifest (corrupt): "
                 "use another backup"
             )
-    return manifest
 
 
 def holds_state(settings: Settings) -> bool:
@@ -229,6 +235,82 @@ def load_postgres_dump(staging: Path, dump: Path) -> None:
     )
 
 
+def home_instance_storage(settings: Settings) -> str | None:
+    """The storage kind (sqlite or postgres) the home's own dagster.yaml gives its instance;
+    None without one (the backed-up dagster.yaml is then put in place)."""
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists():
+        return None
+    try:
+        loaded = yaml.safe_load(config.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise BackupError(f"{config} is not YAML ({error.__class__.__name__}): fix it") from None
+    storage = (
+        {k: v for k, v in loaded.items() if k in STORAGE_KEYS} if isinstance(loaded, dict) else {}
+    )
+    return "postgres" if "postgres" in json.dumps(storage, default=str) else "sqlite"
+
+
+def check_same_storage(settings: Settings, manifest: dict) -> None:
+    """A SQLite instance's backup replaces the instance folder whole, dagster.yaml included: in
+    a home on PostgreSQL it silently moved the platform onto SQLite files its workers elsewhere
+    never see, and left the database as it was. There is no converting one into the other."""
+    home = home_instance_storage(settings)
+    if manifest["instance_storage"] == "sqlite" and home == "postgres":
+        raise BackupError(
+            f"this backup's Dagster instance is on SQLite and "
+            f"{settings.dagster_home / 'dagster.yaml'} puts this home's on PostgreSQL: restore "
+            "it into a home whose instance is on SQLite (DAGSTER_HOME unset, or pointing at a "
+            "folder without PostgreSQL storage)"
+        )
+
+
+def check_stopped(settings: Settings) -> None:
+    """A forced restore renames the warehouse and the instance under whoever has them open: a
+    writer's later commit left a warehouse.duckdb.wal that made every open fail after. So the
+    platform must be stopped: no writer holds the warehouse's lock, no run's process is alive.
+    Checked once, before the home is touched: what starts during the restore is not stopped."""
+    if settings.engine == "duckdb" and settings.warehouse.exists():
+        try:
+            duckdb.connect(str(settings.warehouse), read_only=True).close()
+        except duckdb.Error as error:
+            if is_lock_conflict(error):
+                raise BackupError(
+                    f"the warehouse {settings.warehouse} is open in a running process "
+                    f"({' '.join(str(error).split())}): stop the platform (make run, dagster "
+                    "dev, data-platform materialize, notebooks), then restore"
+                ) from None
+            # A damaged warehouse is what a restore is for: not a reason to refuse one.
+    running = running_runs(settings)
+    if running:
+        raise BackupError(
+            f"the Dagster instance of {settings.home} has runs still running ({'; '.join(running)}): "
+            "stop the platform and let them end (or cancel them), then restore"
+        )
+
+
+def running_runs(settings: Settings) -> list[str]:
+    """Each unfinished run whose process is not provably gone, as `<run id>: <why>`. A run whose
+    process died with a platform killed is no reason to wait: the restore replaces it."""
+    from data_platform.orchestration.run_health import check_worker
+
+    if not any(p.is_file() for p in settings.dagster_home.rglob("*")):
+        return []  # nothing to open, and opening would create an instance
+    unfinished = [
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+        dg.DagsterRunStatus.CANCELING,
+    ]
+    with open_instance(settings.dagster_home) as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(statuses=unfinished))
+        health = {run.run_id: check_worker(instance, run) for run in runs}
+    return [
+        f"{run_id}: {result.msg}"
+        for run_id, result in health.items()
+        if result.status != WorkerStatus.FAILED
+    ]
+
+
 def restore(settings: Settings, src: BackupStore, force: bool = False) -> dict:
     if holds_state(settings) and not force:
         raise BackupError(
@@ -236,7 +318,13 @@ def restore(settings: Settings, src: BackupStore, force: bool = False) -> dict:
             "DATA_PLATFORM_HOME, or add --force to replace it"
         )
     with open_staging(settings.home, "restore") as staging:
-        manifest = fetch_verified(src, staging)
+        manifest = read_manifest(src, staging)
+        check_same_storage(settings, manifest)  # before a warehouse's GBs are downloaded
+        fetch_verified(src, staging, manifest)
+        # After the checksums: a refused backup leaves the home byte for byte as it was, and
+        # opening its instance to look at its runs rewrites SQLite's side files.
+        if force:
+            check_stopped(settings)
         put_in_place(
             settings, staging, manifest, force, f"{src.url} (taken {manifest['created_at']})"
         )
