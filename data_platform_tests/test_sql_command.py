@@ -308,3 +308,14 @@ def test_the_spool_moves_to_a_temporary_file_past_its_memory_bound():
     with RowSpool() as small:
         small.extend(rows[:10])
         assert not small.spilled and list(small.rows()) == rows[:10]
+
+
+def test_only_a_lock_conflict_is_waited_for():
+    """A corrupt file's message holds "lock" too ("... in block ..."): it was waited on for the
+    whole lock timeout, then reported as locked by a writer."""
+    from data_platform.resources.duckdb_lock import is_lock_conflict
+
+    held = 'IO Error: Could not set lock on file "/w.duckdb": Conflicting lock is held in x (PID 7)'
+    corrupt = "IO Error: Corrupt database file: computed checksum 1 does not match 2 in block 3"
+    assert is_lock_conflict(duckdb.IOException(held))
+    assert not is_lock_conflict(duckdb.IOException(corrupt))

@@ -18,7 +18,9 @@ LOCK_WAIT_SECONDS = 120.0
 
 def is_lock_conflict(error: duckdb.Error) -> bool:
     """True for DuckDB's "Could not set lock on file" (another process holds the file)."""
-    return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
+    # Not any "lock": a corrupt file's "... checksum ... in block ..." holds one too, and was
+    # waited on for the whole lock timeout, then reported as locked by a writer.
+    return isinstance(error, duckdb.IOException) and "could not set lock" in str(error).lower()
 
 
 def connect_with_lock_wait(
