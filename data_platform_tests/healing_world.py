@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import dagster as dg
+import psutil
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG
 
 from data_platform_tests.helpers import stop_process_group
@@ -86,10 +87,22 @@ def started_step(instance: dg.DagsterInstance, step_key: str) -> tuple[dg.Dagste
     return None
 
 
-def kill_when_ingesting(instance: dg.DagsterInstance) -> tuple[dg.DagsterRun, float]:
-    """SIGKILL the run worker 0.3 s into its raw/events step; the run and when it was killed."""
+def kill_when_ingesting(
+    instance: dg.DagsterInstance, code_server_first: bool = False
+) -> tuple[dg.DagsterRun, float]:
+    """SIGKILL the run worker 0.3 s into its raw/events step; the run and when it was killed.
+
+    With `code_server_first`, its parent, the code server, is SIGKILLed first: nobody is left
+    to see the worker die but the monitoring daemon."""
     run, pid = wait_for("a raw/events step to start", lambda: started_step(instance, "raw__events"))
     time.sleep(0.3)
+    if code_server_first:
+        # Stopped first, so the step cannot end while its code server is being killed.
+        os.kill(pid, signal.SIGSTOP)
+        code_server = psutil.Process(pid).parent()
+        assert code_server is not None and "grpc" in " ".join(code_server.cmdline())
+        code_server.kill()
+        code_server.wait(timeout=30)
     os.kill(pid, signal.SIGKILL)
     return run, time.time()
 

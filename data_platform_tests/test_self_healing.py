@@ -11,6 +11,7 @@ from __future__ import annotations
 import dagster as dg
 import duckdb
 
+from data_platform.orchestration.run_health import worker_pid
 from data_platform_tests.healing_world import (
     DAY,
     EVENTS_PER_FILE,
@@ -59,3 +60,37 @@ def test_a_run_killed_mid_ingestion_is_failed_freed_retried_and_loads_its_day_on
         ).fetchone()[0]
     assert records == 2 * EVENTS_PER_FILE
     assert loaded == distinct == records and dead == 0
+
+
+def test_a_run_whose_code_server_died_first_is_failed_by_the_monitor_and_its_slot_freed(
+    tmp_path,
+):
+    """The code server killed before its run worker (as when a machine goes): nobody is left to
+    see the worker die but the monitoring daemon, which asks HealthCheckedRunLauncher. In the
+    test above the code server fails the run, and the launcher's judgement is never used.
+
+    No retry here: the daemon does not restart a code server it did not see die, and a retry
+    is launched through it ("Failed to retry run"); a restarted `dagster dev` starts both anew."""
+    with daemon_world(tmp_path) as world:
+        instance = world.instance
+        killed, _ = kill_when_ingesting(instance, code_server_first=True)
+        failed = wait_for(
+            "the killed run to be failed",
+            lambda: (
+                instance.get_records_for_run(
+                    killed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
+                ).records
+            ),
+        )
+        wait_for(
+            "the duckdb pool to have no slot claimed",
+            lambda: not instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots,
+            timeout=30,
+        )
+        alerts = wait_for("the failure alert", lambda: world.webhook.received, timeout=60)
+
+        pid, _ = worker_pid(instance, killed.run_id)
+        assert [f"'run process {pid} is gone'" in r.event_log_entry.message for r in failed] == [
+            True
+        ]
+        assert [killed.run_id in str(alert) for alert in alerts] == [True]
