@@ -69,5 +69,11 @@ setup(
             "selenium>=4.20,<5",
         ],
     },
-    entry_points={"console_scripts": ["data-platform=data_platform.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "data-platform=data_platform.cli:main",
+            # dbt for Dagster's dbt steps, ended with its step (resources/dbt_guard.py)
+            "data-platform-dbt=data_platform.resources.dbt_guard:main",
+        ]
+    },
 )

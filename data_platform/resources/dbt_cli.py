@@ -29,9 +29,10 @@ class LocalDbtCliResource(DbtCliResource):
 
 
 def local_dbt() -> LocalDbtCliResource:
-    """The venv's dbt, whether or not the venv is on PATH."""
+    """The venv's dbt, whether or not the venv is on PATH, through `data-platform-dbt`, which
+    ends it with the step that started it (resources/dbt_guard.py)."""
     return LocalDbtCliResource(
         project_dir=DBT_PROJECT,
         profiles_dir=str(DBT_PROJECT.profiles_dir),
-        dbt_executable=str(Path(sys.executable).with_name("dbt")),
+        dbt_executable=str(Path(sys.executable).with_name("data-platform-dbt")),
     )

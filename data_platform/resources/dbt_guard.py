@@ -1,0 +1,36 @@
+"""`data-platform-dbt`: this environment's dbt, ended with the process that started it.
+
+dagster-dbt runs dbt as a subprocess and offers no hook into how. A run killed with kill -9 (or
+by the OOM killer) left its dbt step's `dbt` running until its current model ended, holding
+DuckDB's single-writer lock: the run's retry waited behind it, and failed after the lock wait
+(120 s) behind a longer model. Linux's parent-death signal, set before dbt is exec'd, ends dbt
+with the step that started it; DuckDB's write-ahead log makes that as safe as killing the step.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> None:
+    """Ask Linux to send `sig` to this process when its parent ends (kept across exec);
+    exit at once if the parent ended before the request was made."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:
+        sys.exit(f"data-platform-dbt: the process that started dbt ended first (pid {parent})")
+
+
+def main() -> None:
+    die_with_parent()
+    dbt = str(Path(sys.executable).with_name("dbt"))
+    os.execv(dbt, [dbt, *sys.argv[1:]])

@@ -1,0 +1,52 @@
+"""dbt ends with the step that started it (resources/dbt_guard.py): a run killed with kill -9
+left its dbt running, holding DuckDB's lock, until its current model ended."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from data_platform.resources.dbt_cli import local_dbt
+
+# A step (the parent) starts a guarded child that execs a long sleep, as the guard execs dbt.
+STEP = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE, text=True)
+print(child.stdout.readline().strip(), flush=True)
+child.wait()
+"""
+GUARDED = """
+import os, sys
+from data_platform.resources.dbt_guard import die_with_parent
+die_with_parent()
+print(os.getpid(), flush=True)
+os.execv("/bin/sleep", ["sleep", "600"])
+"""
+
+
+def test_a_guarded_child_ends_when_its_step_is_killed():
+    step = subprocess.Popen(
+        [sys.executable, "-c", STEP, GUARDED], stdout=subprocess.PIPE, text=True
+    )
+    child = psutil.Process(int(step.stdout.readline()))
+    assert child.name() == "sleep"  # exec'd: the request outlives the exec, as dbt's does
+    os.kill(step.pid, signal.SIGKILL)
+    step.wait()
+    # The kernel signals the child when its parent ends; 10 s is a bound, not a race.
+    deadline = time.monotonic() + 10
+    while child.is_running() and child.status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the child outlived its step"
+        time.sleep(0.05)
+
+
+def test_dagster_runs_dbt_through_the_guard():
+    executable = Path(local_dbt().dbt_executable)
+    assert executable.name == "data-platform-dbt" and executable.exists()
+    out = subprocess.run([executable, "--version"], capture_output=True, text=True, check=True)
+    assert "installed" in out.stdout + out.stderr
