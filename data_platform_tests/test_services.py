@@ -558,3 +558,22 @@ def test_services_env_exports_what_runs_not_what_a_selection_names(env, tmp_path
     finally:
         for pid_file in stand_ins:
             terminate_group(pid_file)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("capsh"), reason="root's ptrace right is what is dropped"
+)
+def test_root_without_ptrace_rights_still_sees_its_postgres(env):
+    """Root without CAP_SYS_PTRACE (Docker's default) cannot read the postmaster's exe and cwd
+    links: the running server looked gone, and `env` dropped its settings."""
+    env = {**env, "SERVICES": "postgres"}
+    assert services(env, "up").returncode == 0
+    command = f"exec {sys.executable} -m data_platform.services env"
+    seen = subprocess.run(
+        ["capsh", "--drop=cap_sys_ptrace", "--", "-c", command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "DAGSTER_PG_PASSWORD" in seen.stdout, seen.stderr

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psutil
+
 from data_platform.services.config import ServicesConfig
 from data_platform.services.process import (
     ServiceError,
@@ -318,14 +320,30 @@ class Postgres:
 
     def _is_postmaster_of_data_dir(self, pid: int) -> bool:
         # The postmaster's program is `postgres`, and it works in its data folder (it changes
-        # into it at start). Unreadable: not ours (our server runs as us or, as root, is read).
+        # into it at start).
         try:
             program = Path(os.readlink(f"/proc/{pid}/exe")).name
             folder = os.readlink(f"/proc/{pid}/cwd")
+        except PermissionError:
+            return self._names_data_dir(pid)
         except OSError:
             return False
         # " (deleted)": the binary was replaced (an apt upgrade) while the server runs.
         return program.split(" ")[0] == "postgres" and folder == os.path.realpath(self.data_dir)
+
+    def _names_data_dir(self, pid: int) -> bool:
+        """Root without CAP_SYS_PTRACE (a default Docker container) may not read the links of
+        the server's user's process: our own server looked gone (`down` left it running, `env`
+        dropped it, `up` removed its pid file). What anyone may read: its name, and the data
+        folder pg_ctl named on its command line (`-D`)."""
+        try:
+            proc = psutil.Process(pid)
+            name, args = proc.name(), proc.cmdline()
+        except psutil.Error:
+            return False
+        ours = os.path.realpath(self.data_dir)
+        named = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "-D"]
+        return name == "postgres" and any(os.path.realpath(d) == ours for d in named)
 
     def is_up(self) -> bool:
         return (
