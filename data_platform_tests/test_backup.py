@@ -1130,7 +1130,11 @@ def test_a_forced_restore_is_refused_while_a_run_is_alive(pristine, tmp_path):
         alive = history.add_run(instance, "raw_job", dg.DagsterRunStatus.NOT_STARTED)
         history.emit(instance, alive, dg.DagsterEventType.RUN_START, time.time())
         announce_run_process(instance, alive.run_id)
+        # Started a day ago and never announced a process: nothing runs it, and with the
+        # platform stopped nothing would ever end it (the restore was refused for good).
+        unannounced = history.add_run(instance, "raw_job", dg.DagsterRunStatus.NOT_STARTED)
+        history.emit(instance, unannounced, dg.DagsterEventType.RUN_START, time.time() - 86400)
     err = refused_restore(home, pristine / "backup")
     assert f"has runs still running ({alive.run_id}: run process {os.getpid()} is alive)" in err
-    assert dead.run_id not in err
+    assert dead.run_id not in err and unannounced.run_id not in err
     assert alive.run_id in run_ids(settings)

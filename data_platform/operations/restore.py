@@ -290,9 +290,11 @@ def check_stopped(settings: Settings) -> None:
 
 
 def running_runs(settings: Settings) -> list[str]:
-    """Each unfinished run whose process is not provably gone, as `<run id>: <why>`. A run whose
-    process died with a platform killed is no reason to wait: the restore replaces it."""
-    from data_platform.orchestration.run_health import check_worker
+    """Each unfinished run whose process is known to be alive, as `<run id>: <why>`. A run whose
+    process died with a platform killed is no reason to wait: the restore replaces it. Nor is
+    one with no evidence either way (no process announced, or of another host that never beat):
+    with the platform stopped nothing would ever end it, and the restore was refused for good."""
+    from data_platform.orchestration.run_health import check_worker, worker_pid
 
     if not any(p.is_file() for p in settings.dagster_home.rglob("*")):
         return []  # nothing to open, and opening would create an instance
@@ -303,11 +305,12 @@ def running_runs(settings: Settings) -> list[str]:
     ]
     with open_instance(settings.dagster_home) as instance:
         runs = instance.get_runs(filters=dg.RunsFilter(statuses=unfinished))
-        health = {run.run_id: check_worker(instance, run) for run in runs}
+        announced = [run for run in runs if worker_pid(instance, run.run_id) is not None]
+        health = {run.run_id: check_worker(instance, run) for run in announced}
     return [
         f"{run_id}: {result.msg}"
         for run_id, result in health.items()
-        if result.status != WorkerStatus.FAILED
+        if result.status == WorkerStatus.RUNNING and not result.msg.endswith("no heartbeat")
     ]
 
 
