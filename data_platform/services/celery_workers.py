@@ -48,7 +48,7 @@ class CeleryWorkers:
 
     @property
     def node_names(self) -> set[str]:
-        """The names the workers answer by: dagster-celery appends `@<host name>`."""
+        """The names the workers answer by: each is started as `--hostname <name>@%h`, %h the host name."""
         return {f"{name}@{socket.gethostname()}" for name in self.worker_names}
 
     def _pid_file(self, worker: str) -> Path:

@@ -8,7 +8,8 @@ import dagster as dg
 
 from data_platform.settings import CELERY_BROKER_VARIABLE, Settings
 
-# What the run's executor and every worker must agree on (the worker YAML carries the same):
+# What the run's executor and every worker must agree on (services/celery_app.py builds the
+# workers' app from the same):
 # - a step's message is acknowledged when the step ends, not when a worker takes it, and a
 #   worker process that dies (kill -9, OOM) puts it back on the queue: another worker runs the
 #   step again (one transaction per step: re-running it is safe) instead of the run waiting
