@@ -437,6 +437,21 @@ def test_terminate_group_ends_the_children_of_a_leader_killed_9(tmp_path):
             os.kill(child, signal.SIGKILL)
 
 
+def test_a_record_from_before_a_reboot_names_nothing(tmp_path):
+    """After a reboot a worker's pid file names a pid, or a process group, that is now a
+    stranger's: `up` ended what it took for a killed worker's group, the stranger's."""
+    pid_file = tmp_path / "worker.pid"
+    spawn(["sleep", "600"], tmp_path / "s.log", pid_file, {})
+    pid, started, boot = pid_file.read_text().split()
+    try:
+        pid_file.write_text(f"{pid} {started} {boot[:-1]}{'0' if boot[-1] != '0' else '1'}\n")
+        assert read_pid(pid_file) is None
+        terminate_group(pid_file)
+        assert pid_alive(int(pid))  # never signalled
+    finally:
+        os.kill(int(pid), signal.SIGKILL)
+
+
 def stranger() -> subprocess.Popen:
     """A live process that is not a postmaster; as root it runs as the server's user, whom the
     server's own commands (pg_ctl, run as that user) may signal."""

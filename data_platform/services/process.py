@@ -64,13 +64,21 @@ def _started_after_boot(pid: int) -> float:
     return int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
+def _boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
 def _read_record(pid_file: Path) -> tuple[int, float | None] | None:
     """The pid a pid file records and, when `spawn` wrote it, the process's start; None when
-    there is no file. A server's own pid file (PostgreSQL's postmaster.pid) has the pid alone
-    on its first line."""
+    there is no file, or when `spawn` wrote it before the machine last booted: nothing of that
+    process lives, and its pid, or a process group of that number, is now a stranger's (a
+    stale worker record had `up` kill such a group). A server's own pid file (PostgreSQL's
+    postmaster.pid) has the pid alone on its first line."""
     try:
         first_line = pid_file.read_text().splitlines()[0].split()
         pid = int(first_line[0])
+        if len(first_line) > 2 and first_line[2] != _boot_id():
+            return None
         return pid, (float(first_line[1]) if len(first_line) > 1 else None)
     except (FileNotFoundError, ValueError, IndexError):
         return None
@@ -162,7 +170,7 @@ def spawn(
             start_new_session=True,
             umask=umask,
         )
-    pid_file.write_text(f"{process.pid} {_started_after_boot(process.pid)}\n")
+    pid_file.write_text(f"{process.pid} {_started_after_boot(process.pid)} {_boot_id()}\n")
 
 
 def write_secret(path: Path, secret: str) -> None:
