@@ -160,18 +160,25 @@ def embedded_twin(env: dict[str, str], home: Path) -> dict[str, str]:
     }
 
 
-def _distributed_stack(home: Path) -> Iterator[dict[str, str]]:
-    env = {
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("DATA_PLATFORM_", "DAGSTER_")) and k != "SERVICES"
-        },
+def services_env(home: Path, **settings: str) -> dict[str, str]:
+    """This process's environment without the platform's settings, for servers of their own
+    in `home` on free ports, plus `settings`."""
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATA_PLATFORM_", "DAGSTER_")) and k != "SERVICES"
+    }
+    return {
+        **inherited,
         "DATA_PLATFORM_HOME": str(home),
         "DATA_PLATFORM_POSTGRES_PORT": str(free_port()),
         "DATA_PLATFORM_REDIS_PORT": str(free_port()),
-        "DATA_PLATFORM_PII_SALT": PII_SALT,
+        **settings,
     }
+
+
+def _distributed_stack(home: Path) -> Iterator[dict[str, str]]:
+    env = services_env(home, DATA_PLATFORM_PII_SALT=PII_SALT)
 
     try:
         up = run_services(env, "up")

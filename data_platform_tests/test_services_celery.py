@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from data_platform.services.process import group_alive, read_pid
-from data_platform_tests.conftest import services_home
-from data_platform_tests.helpers import free_port, run_services
+from data_platform_tests.conftest import services_env, services_home
+from data_platform_tests.helpers import run_services
 
 services = functools.partial(run_services, timeout=300)
 
@@ -22,17 +22,7 @@ services = functools.partial(run_services, timeout=300)
 @pytest.fixture
 def env() -> Iterator[dict[str, str]]:
     with services_home("data_platform_services_celery_test_") as home:
-        environ = {
-            **{
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("DATA_PLATFORM_", "DAGSTER_")) and k != "SERVICES"
-            },
-            "DATA_PLATFORM_HOME": str(home),
-            "DATA_PLATFORM_POSTGRES_PORT": str(free_port()),
-            "DATA_PLATFORM_REDIS_PORT": str(free_port()),
-            "DATA_PLATFORM_CELERY_WORKERS": "1",
-        }
+        environ = services_env(home, DATA_PLATFORM_CELERY_WORKERS="1")
         try:
             yield environ
         finally:
