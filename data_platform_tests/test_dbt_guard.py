@@ -35,7 +35,11 @@ def test_a_guarded_child_ends_when_its_step_is_killed():
         [sys.executable, "-c", STEP, GUARDED], stdout=subprocess.PIPE, text=True
     )
     child = psutil.Process(int(step.stdout.readline()))
-    assert child.name() == "sleep"  # exec'd: the request outlives the exec, as dbt's does
+    # It prints its pid, then execs: the request must outlive the exec, as dbt's does.
+    deadline = time.monotonic() + 10
+    while child.name() != "sleep":
+        assert time.monotonic() < deadline, "the child never exec'd"
+        time.sleep(0.05)
     os.kill(step.pid, signal.SIGKILL)
     step.wait()
     # The kernel signals the child when its parent ends; 10 s is a bound, not a race.
@@ -50,3 +54,20 @@ def test_dagster_runs_dbt_through_the_guard():
     assert executable.name == "data-platform-dbt" and executable.exists()
     out = subprocess.run([executable, "--version"], capture_output=True, text=True, check=True)
     assert "installed" in out.stdout + out.stderr
+
+
+def test_a_guard_whose_step_ended_before_it_started_exits():
+    """The step's pid is handed over in the environment: read in the child, the parent's pid
+    would be its new parent's had the step died while the guard's Python started."""
+    from data_platform.resources.dbt_guard import PARENT_VARIABLE
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    guarded = subprocess.run(
+        [sys.executable, "-c", GUARDED],
+        env={**os.environ, PARENT_VARIABLE: str(ended.pid)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert guarded.returncode != 0 and "ended first" in guarded.stderr, guarded

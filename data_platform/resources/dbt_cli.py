@@ -1,15 +1,18 @@
 """The dbt CLI resource: the dbt installed beside this interpreter."""
 
+import os
 import sys
 from collections.abc import Sequence
 from functools import cached_property
 from importlib.metadata import version as installed_version
 from pathlib import Path
+from typing import Any
 
-from dagster_dbt import DbtCliResource
+from dagster_dbt import DbtCliInvocation, DbtCliResource
 from packaging import version
 
 from data_platform.assets.dbt_project import DBT_PROJECT
+from data_platform.resources.dbt_guard import PARENT_VARIABLE
 
 
 class LocalDbtCliResource(DbtCliResource):
@@ -20,6 +23,11 @@ class LocalDbtCliResource(DbtCliResource):
     @cached_property
     def _cli_version(self) -> version.Version:
         return version.parse(installed_version("dbt-core"))
+
+    def cli(self, args: Sequence[str], **kwargs: Any) -> DbtCliInvocation:
+        # dbt's guard (dbt_guard.py) checks that the process starting it is still its parent.
+        os.environ[PARENT_VARIABLE] = str(os.getpid())
+        return super().cli(args, **kwargs)
 
     def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:
         """No in-process dbt adapter: dagster-dbt builds one (0.8 s: it parses every macro) only

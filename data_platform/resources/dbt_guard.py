@@ -16,12 +16,17 @@ import sys
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
+# The pid of the process that starts dbt, set by it (resources/dbt_cli.py): read from the
+# child, the parent's pid could already be its new parent's, had the step died while Python
+# started (tens of milliseconds).
+PARENT_VARIABLE = "DATA_PLATFORM_DBT_PARENT"
 
 
 def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> None:
     """Ask Linux to send `sig` to this process when its parent ends (kept across exec);
     exit at once if the parent ended before the request was made."""
-    parent = os.getppid()
+    expected = os.environ.get(PARENT_VARIABLE, "")
+    parent = int(expected) if expected.isdigit() else os.getppid()
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
