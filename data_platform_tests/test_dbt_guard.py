@@ -31,8 +31,12 @@ os.execv("/bin/sleep", ["sleep", "600"])
 
 
 def test_a_guarded_child_ends_when_its_step_is_killed():
+    from data_platform.resources.dbt_guard import PARENT_VARIABLE
+
+    # A dbt step earlier in this process left its own pid there (resources/dbt_cli.py).
+    env = {k: v for k, v in os.environ.items() if k != PARENT_VARIABLE}
     step = subprocess.Popen(
-        [sys.executable, "-c", STEP, GUARDED], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", STEP, GUARDED], stdout=subprocess.PIPE, text=True, env=env
     )
     child = psutil.Process(int(step.stdout.readline()))
     # It prints its pid, then execs: the request must outlive the exec, as dbt's does.
