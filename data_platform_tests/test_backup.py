@@ -1138,3 +1138,21 @@ def test_a_forced_restore_is_refused_while_a_run_is_alive(pristine, tmp_path):
     assert f"has runs still running ({alive.run_id}: run process {os.getpid()} is alive)" in err
     assert dead.run_id not in err and unannounced.run_id not in err
     assert alive.run_id in run_ids(settings)
+
+
+def test_a_sqlite_home_under_a_folder_named_postgres_is_sqlite(tmp_path):
+    """Storage was told by the word anywhere in dagster.yaml: a SQLite base_dir under
+    /srv/postgres-exports read as PostgreSQL and refused a legitimate restore."""
+    from data_platform.operations.restore import home_instance_storage
+
+    settings = home_settings(tmp_path / "home")
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    config.write_text("storage:\n  sqlite:\n    base_dir: /srv/postgres-exports/dagster\n")
+    assert home_instance_storage(settings) == "sqlite"
+    config.write_text("storage:\n  postgres:\n    postgres_db:\n      hostname: 127.0.0.1\n")
+    assert home_instance_storage(settings) == "postgres"
+    config.write_text(
+        "run_storage:\n  module: dagster_postgres.run_storage\n  class: PostgresRunStorage\n"
+    )
+    assert home_instance_storage(settings) == "postgres"

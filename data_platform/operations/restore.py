@@ -248,7 +248,23 @@ def home_instance_storage(settings: Settings) -> str | None:
     storage = (
         {k: v for k, v in loaded.items() if k in STORAGE_KEYS} if isinstance(loaded, dict) else {}
     )
-    return "postgres" if "postgres" in json.dumps(storage, default=str) else "sqlite"
+    return "postgres" if _names_postgres(storage) else "sqlite"
+
+
+def _names_postgres(config: object) -> bool:
+    """Whether a storage config picks PostgreSQL: a `postgres:` key, or a module or class of
+    dagster_postgres. Not any text holding the word: a SQLite base_dir such as
+    /srv/postgres-exports/... read as PostgreSQL and refused a legitimate restore."""
+    if isinstance(config, dict):
+        return any(
+            key == "postgres"
+            or (key in ("module", "class") and "postgres" in str(value).lower())
+            or _names_postgres(value)
+            for key, value in config.items()
+        )
+    if isinstance(config, list):
+        return any(_names_postgres(item) for item in config)
+    return False
 
 
 def check_same_storage(settings: Settings, manifest: dict) -> None:
