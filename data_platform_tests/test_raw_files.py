@@ -16,7 +16,12 @@ from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
 from data_platform.checks.conservation import conservation_check
 from data_platform.ingestion import files as file_ingestion
 from data_platform.ingestion.file_formats import EVENT_FILES
-from data_platform.ingestion.file_lines import FileLines, expose_lines
+from data_platform.ingestion.file_lines import (
+    READER_LINE_LIMIT,
+    FileLines,
+    expose_lines,
+    last_line,
+)
 from data_platform.resources.build import build_resources
 from data_platform.resources.warehouse import Warehouse
 from data_platform_tests.helpers import (
@@ -420,6 +425,15 @@ def test_the_fast_path_vouches_only_for_what_the_diagnosis_loads_alike(resources
         with resources["landing"].local_path(f"events/dt={DAY}/a.jsonl") as path:
             expose_lines(conn, [FileLines(path)], 0)
             vouched = conn.execute(f"SELECT line_number FROM ({EVENT_FILES.fast_sql})").fetchall()
+            # Over the lines its parse does not raise on, the trusting fast path vouches alike,
+            conn.execute("CREATE TEMP TABLE every_line AS FROM _file_lines")
+            conn.execute(
+                "CREATE OR REPLACE TEMP VIEW _file_lines AS FROM every_line WHERE json_valid(line)"
+            )
+            # it leaves lines padded outside their braces to the diagnosis.
+            trusted = conn.execute(f"SELECT line_number FROM ({EVENT_FILES.trusting_fast_sql})")
+            padded = {n for n, line in enumerate(lines, 1) if line != line.strip(" ")}
+            assert {n for (n,) in trusted.fetchall()} == {n for (n,) in vouched} - padded
     near_misses = len(SPACED_LINES["vouched"]) + len(SPACED_LINES["diagnosed"])
     vouched_near = sorted(n for (n,) in vouched if n <= near_misses)
     assert vouched_near == list(range(1, len(SPACED_LINES["vouched"]) + 1))
@@ -427,6 +441,69 @@ def test_the_fast_path_vouches_only_for_what_the_diagnosis_loads_alike(resources
     fast = _ingested(tmp_path / "fast.duckdb", resources["landing"], EVENT_FILES)
     assert fast == _ingested(tmp_path / "diagnosis.duckdb", resources["landing"], diagnosis_only)
     assert len(fast["events"]) > len(vouched) and len(fast["dead_letter"]) > 0
+
+
+# Lines JSON's strict grammar refuses, in the ways DuckDB's lenient reader might not.
+ODD_JSON = [
+    '{"a":"x\ty"}', '{"a":NaN}', '{"a":Infinity}', '{"a":1,}', '{"a":1/*c*/}', "{'a':1}",
+    '{"a":"\\q"}', '{"a":"\\ud800"}', '{"a":01}', '{"a":1.}', '{"a":.5}', '{"a":+1}',
+    '{"a":true,"a":2}', '{"a":"x\ny"}', "{a:1}", '{"a":1}//c', '{"a":[1,]}', '{"a":"\x00"}',
+    '{"a":1e999}', '{"a":-}', '{"a":1} {"b":2}', "{}", "{ }", "{\t}", '{"a":{"b":}}', "{broken}",
+]  # fmt: skip
+
+
+def test_the_trusting_fast_path_fails_exactly_where_json_valid_refuses():
+    """The trusting fast path parses a line with no json_valid() first, counting on the parser
+    to raise on any line json_valid() refuses (and the run then starts over validating): both
+    must agree on every line, or a line could be vouched for that the validating path would
+    not."""
+    with duckdb.connect() as conn:
+        for line in [*ODD_JSON, *(line for line, _ in EVENT_LINES), *SPACED_LINES["diagnosed"]]:
+            [(valid,)] = conn.execute("SELECT json_valid(?)", [line]).fetchall()
+            try:
+                conn.execute("SELECT json_extract_string(?, ['$.a', '$.b'])", [line]).fetchall()
+                parsed = True
+            except duckdb.InvalidInputException:
+                parsed = False
+            assert parsed == bool(valid), line
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{1}\n{2}\n",
+        b"{1}\n{2}",
+        b"{1}\r\n{2}\r\n",
+        b"{1}\r\n{2}",
+        b"\xef\xbb\xbf{1}\n",
+        b"\xef\xbb\xbf{1}",
+        b"{1}\n\n",
+        b"{1}\n  \t\n",
+        b"\n",
+        b"{1}\n{" + b"x" * (3 << 19) + b"}\n",  # longer than a tail's read
+        b"{1}\n{" + b"x" * ((1 << 20) - 3) + b"}\n",  # the line starts at a read's edge
+        b"{" + "é".encode() * (1 << 19) + b"}",
+    ],
+)
+def test_a_files_last_line_read_from_its_end_is_the_readers(content, tmp_path):
+    """The fast path tells a file vouched for up to its last line by that line's text, read from
+    the file's end: it must be the line DuckDB's reader numbered last, or a line could be lost."""
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(content)
+    lines = FileLines(path)
+    with duckdb.connect() as conn:
+        read = conn.execute(f"{lines.numbered_sql} ORDER BY line_number DESC LIMIT 1").fetchall()
+    [(_, last)] = read
+    assert last_line(lines) == (last or "")
+
+
+def test_a_last_line_the_reader_refuses_is_not_read_from_the_end(tmp_path):
+    """Past DuckDB's line limit the file is read from a Python copy, whose end is the copy's."""
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(b"{1}\n{" + b"x" * READER_LINE_LIMIT + b"}\n")
+    assert last_line(FileLines(path)) is None
+    path.write_bytes(b"{1}\n\xff}\n")
+    assert last_line(FileLines(path)) is None
 
 
 def test_file_names_with_glob_characters_are_read_as_written(settings, resources, tmp_path):
@@ -692,6 +769,11 @@ LEFTOVERS_BY_PLACE = {
     "defect-first.jsonl.gz": ["{broken", event("f1")],
     "nothing-vouched.jsonl": ["{broken", "[1]"],
     "empty.jsonl": [],
+    # Begins and ends as a record does, so the trusting fast path parses it: and fails.
+    "looks-whole-last.jsonl": [event("w1"), "{broken}"],
+    # Its last line's text is vouched for wherever it stands.
+    "ends-as-it-began.jsonl": [event("r1"), event("r2"), event("r1")],
+    "clean.jsonl.gz": [event("g1"), event("g2")],
 }
 
 
@@ -721,5 +803,5 @@ def test_leftovers_are_found_wherever_they_are_in_a_file(settings, resources, tm
     dead = "SELECT source_file, line_number, raw_record FROM raw.dead_letter ORDER BY ALL"
     assert query(settings.warehouse, rows) == sorted(expected_rows)
     assert query(settings.warehouse, dead) == sorted(expected_dead)
-    assert read == len(expected_rows) + len(expected_dead) == 15
+    assert read == len(expected_rows) + len(expected_dead) == 22
     assert conservation_of_the_day(resources).passed

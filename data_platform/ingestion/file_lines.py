@@ -17,6 +17,7 @@ dead-letter whole.
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import tempfile
 import zlib
@@ -148,6 +149,35 @@ class FileLines:
             else "true"
         )
         return f"FROM ({self.numbered_sql}) WHERE line_number > {header_lines} AND {decodable}"
+
+
+def last_line(lines: FileLines) -> str | None:
+    """The file's last line as DuckDB's reader gave it (line ending and, for a one-line file,
+    byte order mark dropped), read back from the file's end; None for a gzipped file or a
+    Python copy, whose end is not its last line's, or when the end is not UTF-8.
+
+    Only for a file DuckDB's strict reader has read through: its lines all end alike, so the
+    last line's CR before the LF (or at the file's end) is its line ending."""
+    if lines.quoted or lines.path.suffix == ".gz":
+        return None
+    with lines.path.open("rb") as file:
+        position = file.seek(0, os.SEEK_END)
+        tail, start = b"", -1
+        while position > 0 and start < 0 and len(tail) <= READER_LINE_LIMIT:
+            step = min(HEAD_BYTES, position)
+            position -= step
+            file.seek(position)
+            tail = file.read(step) + tail
+            start = tail.removesuffix(b"\n").rfind(b"\n")
+    line = tail.removesuffix(b"\n").removesuffix(b"\r")[start + 1 :]
+    if position == 0 and start < 0:
+        line = line.removeprefix(_BOM)
+    if len(line) > READER_LINE_LIMIT:
+        return None  # longer than DuckDB's reader takes: it read a Python copy instead
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _opened(path: Path) -> BinaryIO:
