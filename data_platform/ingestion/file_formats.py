@@ -93,8 +93,9 @@ class DuckDBDialect:
         # CPU-s per 1M lines). 'infinity' has no microseconds, and DuckDB's other special
         # word, 'epoch', is refused by name: neither is an ISO-8601 timestamp, nor one on Spark.
         utc = f"make_timestamp(epoch_us(TRY_CAST({text} AS TIMESTAMPTZ)))"
-        special = f"regexp_full_match(lower({text}), '\\s*epoch\\s*')"
-        return f"CASE WHEN {utc} = TIMESTAMP '1970-01-01' AND {special} THEN NULL ELSE {utc} END"
+        # ILIKE before the regexp: not the instant first, which CASE would compute twice.
+        special = f"{text} ILIKE '%epoch%' AND regexp_full_match(lower({text}), '\\s*epoch\\s*')"
+        return f"CASE WHEN {special} THEN NULL ELSE {utc} END"
 
     def has_column(self, name: str) -> str:
         return f"({_csv_position(name)} IS NOT NULL)"
@@ -194,7 +195,7 @@ FROM typed
 """
 
 _EXTRACTED = [f"v[{i}]" for i in range(1, len(EVENT_FIELD_NAMES) + 1)]
-_SPELLED_LINE = rules.spelled_event_line(_EXTRACTED)
+_SPELLED_LINE = rules.spelled_event_line(_EXTRACTED, concat_skips_nulls=True)
 # A spelled line holds the value bare: an integer that fits BIGINT is exactly the text of its
 # BIGINT (-0, 1e2 or 12.0 are not, and are left to the diagnosis). Cheaper than parsing the
 # value again with json_type() (0.17 CPU-s per 1M lines); any other kind fails the checks.

@@ -243,7 +243,7 @@ WITH fields AS (
 ),
 fragments AS (
     SELECT file_index, line_number, line,
-        coalesce({rules.spelled_back("line", rules.spelled_event_line(_FAST_VALUES))}
+        coalesce({rules.spelled_back("line", rules.spelled_event_line(_FAST_VALUES, concat_skips_nulls=False))}
             AND NOT line RLIKE '[\\\\x00-\\\\x1f]', false) AS spelled_back,
         {_VOUCHED}
     FROM fields
