@@ -24,8 +24,10 @@ from data_platform.services.base import start
 from data_platform.services.celery_workers import CeleryWorkers
 from data_platform.services.config import load_services_config
 from data_platform.services.kafka_broker import KafkaBroker
+from data_platform.services.lock import exclusive, lock_file
 from data_platform.services.postgres import Postgres, _binary, _make_traversable
 from data_platform.services.process import (
+    SPAWN_DELAY_VARIABLE,
     ServiceError,
     pid_alive,
     read_pid,
@@ -592,3 +594,52 @@ def test_root_without_ptrace_rights_still_sees_its_postgres(env):
         timeout=120,
     )
     assert "DAGSTER_PG_PASSWORD" in seen.stdout, seen.stderr
+
+
+def test_two_ups_at_once_start_one_server(env):
+    """Two `up`s at once both found no server, both started one and both wrote its pid file:
+    the loser failed to bind, and the pid file could name it, so `down` missed the winner."""
+    # Both find no server within the wait between that check and the start (a test-only hook).
+    redis = {**env, "SERVICES": "redis", SPAWN_DELAY_VARIABLE: "3"}
+    command = [sys.executable, "-m", "data_platform.services", "up"]
+    ups = [
+        subprocess.Popen(command, env=redis, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    outcomes = [(up.wait(timeout=120), up.stderr.read()) for up in ups]
+    folder = Path(env["DATA_PLATFORM_HOME"]) / "services" / "redis"
+    # redis-server rewrites its command line; `spawn` starts it in its state folder.
+    servers = [p.pid for p in psutil.process_iter(["cwd"]) if p.info["cwd"] == str(folder)]
+    recorded = read_pid(folder / "redis.pid")
+    try:
+        assert [code for code, _ in outcomes] == [0, 0], outcomes
+        log = (folder / "redis.log").read_text()
+        assert log.count("Redis is starting") == 1, log  # one server was ever started
+        assert servers == [recorded]
+    finally:
+        for orphan in set(servers) - {recorded}:  # what `down` cannot see: never left running
+            os.kill(orphan, signal.SIGKILL)
+
+
+def test_a_command_waiting_for_the_lock_gives_up_in_one_line_naming_the_holder(env):
+    """A second `up` waits for the first; one that never ends must not keep it waiting forever."""
+    config = load_services_config(env)
+    holder_code = (
+        "import sys, time; from data_platform.services.config import load_services_config; "
+        "from data_platform.services.lock import exclusive\n"
+        "with exclusive(load_services_config(), 'up'):\n"
+        "    print('held', flush=True); time.sleep(600)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", holder_code], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(ServiceError) as refused, exclusive(config, "down", timeout=1):
+            pass
+        assert str(refused.value).startswith(f"`up` (pid {holder.pid}, since ")
+        assert f"still holds {lock_file(config)} after 1 s" in str(refused.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    with exclusive(config, "down", timeout=5):  # its holder gone, the lock is free again
+        pass

@@ -16,9 +16,10 @@ import sys
 import time
 from collections.abc import Sequence
 
-from data_platform.services.base import start
-from data_platform.services.config import load_services_config
+from data_platform.services.base import Service, start
+from data_platform.services.config import ServicesConfig, load_services_config
 from data_platform.services.instance import write_instance_yaml
+from data_platform.services.lock import exclusive
 from data_platform.services.process import ServiceError
 from data_platform.services.registry import (
     SERVICE_NAMES,
@@ -28,6 +29,21 @@ from data_platform.services.registry import (
     running_opt_in,
 )
 from data_platform.settings import SettingsError
+
+
+def _up(config: ServicesConfig, services: Sequence[Service]) -> None:
+    write_instance_yaml(config)
+    for service in services:
+        began = time.monotonic()
+        start(service)
+        print(f"{service.name}: up ({time.monotonic() - began:.1f} s)", file=sys.stderr)
+
+
+def _down(services: Sequence[Service]) -> None:
+    # Reverse order: workers first, so that none loses its broker or instance mid-step.
+    for service in reversed(services):
+        service.stop()
+        print(f"{service.name}: down", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,17 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.action == "status":
             for service in services:
                 print(f"{service.name}: {'up' if service.is_up() else 'down'}")
-        elif args.action == "up":
-            write_instance_yaml(config)
-            for service in services:
-                began = time.monotonic()
-                start(service)
-                print(f"{service.name}: up ({time.monotonic() - began:.1f} s)", file=sys.stderr)
         else:
-            # Reverse order: workers first, so that none loses its broker or instance mid-step.
-            for service in reversed(services):
-                service.stop()
-                print(f"{service.name}: down", file=sys.stderr)
+            # One up or down at a time in this home (services/lock.py): both check, then start.
+            with exclusive(config, args.action):
+                if args.action == "up":
+                    _up(config, services)
+                else:
+                    _down(services)
     except SettingsError as err:
         print(f"services: {err}", file=sys.stderr)
         return 2

@@ -142,6 +142,19 @@ def _uptime() -> float:
     return float(Path("/proc/uptime").read_text().split()[0])
 
 
+# Tests only: seconds `spawn` waits between finding no server and starting one. Two `up`s at
+# once raced in that moment (milliseconds wide: 1 of 5 tries hit it); the wait lets a test show
+# that the lock `python -m data_platform.services` holds (services/lock.py) closes it.
+# Unset: no wait.
+SPAWN_DELAY_VARIABLE = "DATA_PLATFORM_SERVICES_SPAWN_DELAY"
+
+
+def _spawn_delay() -> None:
+    raw = os.environ.get(SPAWN_DELAY_VARIABLE, "").strip()
+    if raw:
+        time.sleep(float(raw))
+
+
 def spawn(
     command: list[str],
     log_file: Path,
@@ -158,6 +171,7 @@ def spawn(
     """
     if read_pid(pid_file) is not None:
         return
+    _spawn_delay()
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
         process = subprocess.Popen(
