@@ -50,6 +50,7 @@ from data_platform.services.instance import instance_home, write_instance_yaml
 from data_platform.settings import Settings, load_settings
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests import instance_history as history
+from data_platform_tests.helpers import free_port
 
 CLI = str(Path(sys.executable).with_name("data-platform"))
 DAYS = [date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)]
@@ -1140,19 +1141,215 @@ def test_a_forced_restore_is_refused_while_a_run_is_alive(pristine, tmp_path):
     assert alive.run_id in run_ids(settings)
 
 
-def test_a_sqlite_home_under_a_folder_named_postgres_is_sqlite(tmp_path):
-    """Storage was told by the word anywhere in dagster.yaml: a SQLite base_dir under
-    /srv/postgres-exports read as PostgreSQL and refused a legitimate restore."""
-    from data_platform.operations.restore import home_instance_storage
+PG_DB = "postgres_db: {hostname: 127.0.0.1, username: u, password: p, db_name: d}"
 
-    settings = home_settings(tmp_path / "home")
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    config = settings.dagster_home / "dagster.yaml"
-    config.write_text("storage:\n  sqlite:\n    base_dir: /srv/postgres-exports/dagster\n")
-    assert home_instance_storage(settings) == "sqlite"
-    config.write_text("storage:\n  postgres:\n    postgres_db:\n      hostname: 127.0.0.1\n")
-    assert home_instance_storage(settings) == "postgres"
-    config.write_text(
-        "run_storage:\n  module: dagster_postgres.run_storage\n  class: PostgresRunStorage\n"
+
+def per_storage(run: str, event: str, schedule: str, config: str) -> str:
+    """A dagster.yaml naming each storage's module and class (Dagster's older shape)."""
+    return "".join(
+        f"{name}:\n  module: {module}\n  class: {cls}\n  config: {config}\n"
+        for name, (module, cls) in (
+            ("run_storage", run.split(":")),
+            ("event_log_storage", event.split(":")),
+            ("schedule_storage", schedule.split(":")),
+        )
     )
-    assert home_instance_storage(settings) == "postgres"
+
+
+SQLITE_DIR = "{base_dir: /srv/postgres-exports/dagster}"
+STORAGE_SHAPES = {
+    "no storage: Dagster's SQLite default": ("telemetry: {enabled: false}\n", "sqlite"),
+    "storage.sqlite under a folder named postgres": (
+        f"storage:\n  sqlite: {SQLITE_DIR}\n",
+        "sqlite",
+    ),
+    "storage.postgres, postgres_db": (f"storage:\n  postgres: {{{PG_DB}}}\n", "postgres"),
+    "storage.postgres, postgres_url": (
+        "storage:\n  postgres: {postgres_url: 'postgresql://u:p@127.0.0.1:1/d'}\n",
+        "postgres",
+    ),
+    "storage.custom of dagster_postgres": (
+        "storage:\n  custom:\n    module: dagster_postgres\n    class: DagsterPostgresStorage\n"
+        f"    config: {{{PG_DB}}}\n",
+        "postgres",
+    ),
+    "each storage on dagster_postgres": (
+        per_storage(
+            "dagster_postgres.run_storage:PostgresRunStorage",
+            "dagster_postgres.event_log:PostgresEventLogStorage",
+            "dagster_postgres:PostgresScheduleStorage",
+            f"{{{PG_DB}}}",
+        ),
+        "postgres",
+    ),
+    "each storage on SQLite under a folder named postgres": (
+        per_storage(
+            "dagster._core.storage.runs:SqliteRunStorage",
+            "dagster._core.storage.event_log:SqliteEventLogStorage",
+            "dagster._core.storage.schedules:SqliteScheduleStorage",
+            SQLITE_DIR,
+        ),
+        "sqlite",
+    ),
+    "the run storage alone on dagster_postgres": (
+        "run_storage:\n  module: dagster_postgres\n  class: PostgresRunStorage\n"
+        f"  config: {{{PG_DB}}}\n",
+        "puts its run storage on PostgreSQL, its event log storage on SQLite, its schedule "
+        "storage on SQLite: backup and restore take an instance whose storages are all on one",
+    ),
+    "storage.mysql": (
+        "storage:\n  mysql: {mysql_url: 'mysql://u:p@127.0.0.1:1/d'}\n",
+        "puts the Dagster instance's storage on mysql: backup and restore know SQLite and "
+        "PostgreSQL (dagster_postgres) only",
+    ),
+}
+
+
+def dagster_storage_packages(dagster_home: Path) -> set[str]:
+    """The packages whose classes Dagster itself resolves the instance's three storages to
+    (a `custom` storage wraps its class in Dagster's own for each): the test's oracle."""
+    from dagster._core.instance.ref import InstanceRef
+
+    ref = InstanceRef.from_dir(str(dagster_home))  # raises on a shape Dagster refuses
+    parts = [ref.run_storage_data, ref.event_storage_data, ref.schedule_storage_data]
+    if parts[0] is not None and parts[0].module_name.endswith("legacy_storage"):
+        parts = [ref.storage_data]
+    return {part.module_name.split(".")[0] for part in parts if part is not None}
+
+
+@pytest.mark.parametrize(("shape", "expected"), STORAGE_SHAPES.values(), ids=list(STORAGE_SHAPES))
+def test_one_rule_tells_the_storage_of_each_dagster_yaml_shape(tmp_path, shape, expected):
+    """Backup (a class name), restore (the word postgres as a key or in a module) and the
+    PostgreSQL target's check (an isinstance) each told the storage their own way, and a
+    configuration where they disagreed was backed up as one kind and refused as the other.
+    One rule now, over the shapes Dagster accepts, agreeing with the classes Dagster resolves;
+    an instance split over both, or on neither, is refused in one line."""
+    from data_platform.operations.instance_storage import instance_storage
+
+    (tmp_path / "dagster.yaml").write_text(shape)
+    packages = dagster_storage_packages(tmp_path)
+    if expected in ("sqlite", "postgres"):
+        assert packages == {"dagster" if expected == "sqlite" else "dagster_postgres"}
+        assert instance_storage(tmp_path) == expected
+    else:
+        assert packages != {"dagster"} and packages != {"dagster_postgres"}
+        with pytest.raises(BackupError) as refused:
+            instance_storage(tmp_path)
+        assert str(refused.value).startswith(f"{tmp_path / 'dagster.yaml'} {expected}")
+
+
+def test_a_backup_of_an_instance_split_over_sqlite_and_postgres_is_refused(tmp_path, postgres_url):
+    """Its runs on SQLite, its event log on PostgreSQL: backup read the run storage's class and
+    sealed a SQLite backup without the event log's database (every materialization), which
+    restore, reading the whole file, then refused into that same home."""
+    home = tmp_path / "home"
+    (home / "dagster_home").mkdir(parents=True)
+    config = home / "dagster_home" / "dagster.yaml"
+    config.write_text(
+        "event_log_storage:\n  module: dagster_postgres\n  class: PostgresEventLogStorage\n"
+        f"  config: {{postgres_url: '{postgres_url}'}}\n"
+    )
+    backup = cli(home, "backup", str(tmp_path / "backup"))
+    _, err = backup.communicate(timeout=120)
+    assert backup.returncode == 1, err
+    assert err == (
+        f"data-platform backup: {config} puts its run storage on SQLite, its event log storage "
+        "on PostgreSQL, its schedule storage on SQLite: backup and restore take an instance "
+        "whose storages are all on one of them (storage: postgres or sqlite)\n"
+    )
+    assert not (tmp_path / "backup").exists()
+
+
+def test_a_postgres_that_does_not_answer_is_one_line_for_backup_and_restore(
+    tmp_path, postgres_url, monkeypatch
+):
+    """With the home's PostgreSQL down, a backup and a forced restore's look at the runs in
+    flight printed dagster-postgres's six retry warnings, then its traceback."""
+    source = distributed_home(tmp_path / "source", postgres_url)
+    write_instance_yaml(load_services_config(source))
+    for name, value in source.items():
+        monkeypatch.setenv(name, value)
+    duckdb.connect(str(tmp_path / "source" / "warehouse.duckdb")).close()
+    take_backup(load_settings(source), BackupStore(str(tmp_path / "backup")))
+
+    port = free_port()  # nothing listens on it: the server is down
+    down_url = sa.engine.make_url(postgres_url).set(port=port)
+    env = distributed_home(tmp_path / "home", down_url.render_as_string(hide_password=False))
+    config = write_instance_yaml(load_services_config(env))
+    duckdb.connect(str(tmp_path / "home" / "warehouse.duckdb")).close()
+    before = snapshot_of(tmp_path / "home")
+    # Side by side: each waits through dagster-postgres's retries (seconds) before it fails.
+    commands = {
+        "backup": cli(tmp_path / "home", "backup", str(tmp_path / "new"), **env),
+        "restore": cli(tmp_path / "home", "restore", "--force", str(tmp_path / "backup"), **env),
+    }
+    said = {command: process.communicate(timeout=180)[1] for command, process in commands.items()}
+    assert said == {
+        command: (
+            f"data-platform {command}: the Dagster instance's PostgreSQL at 127.0.0.1:{port} "
+            "does not answer (Connection refused): start it (the local one: make services-up), "
+            f"or point {config} at the server that runs (for the local services: "
+            'eval "$(make -s services-env)"); nothing was changed\n'
+        )
+        for command in commands
+    }
+    assert [process.returncode for process in commands.values()] == [1, 1]
+    assert snapshot_of(tmp_path / "home") == before
+    assert not (tmp_path / "new").exists()
+
+
+# `data-platform restore --force SRC` in which a writer (WRITER, argv[2]) takes the warehouse's
+# lock right after the first check that the platform is stopped: it started during the restore.
+WRITER_DURING_RESTORE = """
+import subprocess, sys
+from data_platform.cli import main
+from data_platform.operations import restore
+
+check_stopped, writers = restore.check_stopped, []
+
+def then_a_writer_starts(settings):
+    check_stopped(settings)
+    if not writers:
+        writer = subprocess.Popen(
+            [sys.executable, "-c", sys.argv[2], str(settings.warehouse)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert writer.stdout.readline() == b"inserted\\n"
+        writers.append(writer)
+
+restore.check_stopped = then_a_writer_starts
+try:
+    code = main(["restore", "--force", sys.argv[1]])
+finally:
+    for writer in writers:
+        writer.stdin.close()  # it commits
+        writer.wait()
+sys.exit(code)
+"""
+
+
+def test_a_writer_that_starts_during_a_forced_restore_is_refused_before_the_home_changes(
+    pristine, tmp_path
+):
+    """The platform was checked stopped once, before the download: a writer that started
+    after it had the warehouse renamed under it. Checked again at the point of no return."""
+    home = copy_home(pristine, tmp_path / "home")
+    settings = home_settings(home)
+    runs = run_ids(settings)
+    restoring = subprocess.run(
+        [sys.executable, "-c", WRITER_DURING_RESTORE, str(pristine / "backup"), WRITER],
+        env=cli_env(home),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert restoring.returncode == 1, restoring.stderr
+    err = restoring.stderr
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"data-platform restore: the warehouse {settings.warehouse} is open")
+    assert "stop the platform" in err
+    # The writer's commit is in the home's warehouse, which was left in place, with its runs.
+    assert len(table_rows(settings.warehouse)["main.t"]) == 1500
+    assert run_ids(settings) == runs
+    assert not [*home.glob(".restore-*"), *home.glob("*.restoring")]

@@ -16,12 +16,12 @@ from pathlib import Path, PurePosixPath
 
 import dagster as dg
 import duckdb
-import yaml
 from dagster._core.launcher import WorkerStatus
 
 from data_platform.operations import restore_journal
 from data_platform.operations.backup import FORMAT, MANIFEST, versions
 from data_platform.operations.backup_store import BackupError, BackupStore, sha256_file
+from data_platform.operations.instance_storage import instance_storage
 from data_platform.operations.restore_journal import Replacement
 from data_platform.operations.snapshot import (
     INSTANCE,
@@ -93,8 +93,6 @@ def _are_files(files: object) -> bool:
 
 
 ANOTHER = "use another backup"
-# The sections of a dagster.yaml that say where the instance's runs and events are stored.
-STORAGE_KEYS = ("storage", "run_storage", "event_log_storage", "schedule_storage")
 MANIFEST_FIELDS: dict[str, Callable[[object], bool]] = {
     "files": _are_files,
     "created_at": lambda value: isinstance(value, str),
@@ -170,6 +168,10 @@ def put_in_place(
     if manifest["instance_storage"] == "postgres":
         check_postgres_target(settings, staging, force)
         postgres_dump = INSTANCE_DUMP
+    if force:
+        # Again at the point of no return: a writer or a run started since the first check
+        # (during the download, the Spark load) would see its files renamed under it.
+        check_stopped(settings)
     parts = replacements(settings, staging, manifest)
     restore_journal.begin(
         staging, label, settings.dagster_home, parts, spark_existing, postgres_dump
@@ -192,19 +194,16 @@ def check_postgres_target(settings: Settings, staging: Path, force: bool) -> Non
     else the backed-up one, whose connection settings are `env:` references (instance.py): the
     environment of the restore chooses the database either way.
     """
-    from dagster_postgres import PostgresRunStorage
-
     config = settings.dagster_home / "dagster.yaml"
     if config.exists():
         shutil.copy2(config, staging / INSTANCE / "dagster.yaml")
+    if instance_storage(staging / INSTANCE) != "postgres":
+        raise BackupError(
+            f"this backup's Dagster instance is on PostgreSQL and {config} is not: point it "
+            "at a PostgreSQL database (or remove it to use the backed-up one)"
+        )
     with open_instance(staging / INSTANCE) as instance:
-        storage = instance.run_storage
-        if not isinstance(storage, PostgresRunStorage):
-            raise BackupError(
-                f"this backup's Dagster instance is on PostgreSQL and {config} is not: point it "
-                "at a PostgreSQL database (or remove it to use the backed-up one)"
-            )
-        runs = storage.get_runs_count()
+        runs = instance.get_runs_count()
         if runs and not force:
             raise BackupError(
                 f"the PostgreSQL database of {config} already holds {runs} runs: restore into "
@@ -235,43 +234,11 @@ def load_postgres_dump(staging: Path, dump: Path) -> None:
     )
 
 
-def home_instance_storage(settings: Settings) -> str | None:
-    """The storage kind (sqlite or postgres) the home's own dagster.yaml gives its instance;
-    None without one (the backed-up dagster.yaml is then put in place)."""
-    config = settings.dagster_home / "dagster.yaml"
-    if not config.exists():
-        return None
-    try:
-        loaded = yaml.safe_load(config.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise BackupError(f"{config} is not YAML ({error.__class__.__name__}): fix it") from None
-    storage = (
-        {k: v for k, v in loaded.items() if k in STORAGE_KEYS} if isinstance(loaded, dict) else {}
-    )
-    return "postgres" if _names_postgres(storage) else "sqlite"
-
-
-def _names_postgres(config: object) -> bool:
-    """Whether a storage config picks PostgreSQL: a `postgres:` key, or a module or class of
-    dagster_postgres. Not any text holding the word: a SQLite base_dir such as
-    /srv/postgres-exports/... read as PostgreSQL and refused a legitimate restore."""
-    if isinstance(config, dict):
-        return any(
-            key == "postgres"
-            or (key in ("module", "class") and "postgres" in str(value).lower())
-            or _names_postgres(value)
-            for key, value in config.items()
-        )
-    if isinstance(config, list):
-        return any(_names_postgres(item) for item in config)
-    return False
-
-
 def check_same_storage(settings: Settings, manifest: dict) -> None:
     """A SQLite instance's backup replaces the instance folder whole, dagster.yaml included: in
     a home on PostgreSQL it silently moved the platform onto SQLite files its workers elsewhere
     never see, and left the database as it was. There is no converting one into the other."""
-    home = home_instance_storage(settings)
+    home = instance_storage(settings.dagster_home)
     if manifest["instance_storage"] == "sqlite" and home == "postgres":
         raise BackupError(
             f"this backup's Dagster instance is on SQLite and "
@@ -285,7 +252,9 @@ def check_stopped(settings: Settings) -> None:
     """A forced restore renames the warehouse and the instance under whoever has them open: a
     writer's later commit left a warehouse.duckdb.wal that made every open fail after. So the
     platform must be stopped: no writer holds the warehouse's lock, no run's process is alive.
-    Checked once, before the home is touched: what starts during the restore is not stopped."""
+    Checked once the backup is verified, and again right before the journal (the point of no
+    return): a writer started in between was not noticed. One that starts after that is not
+    (the journal's steps follow at once)."""
     if settings.engine == "duckdb" and settings.warehouse.exists():
         try:
             duckdb.connect(str(settings.warehouse), read_only=True).close()

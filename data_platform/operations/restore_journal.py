@@ -84,19 +84,36 @@ def complete(staging: Path, settings: Settings, report: Callable[[str], None] = 
     from data_platform.orchestration.run_health import release_restored_runs
 
     journal = json.loads((staging / JOURNAL).read_text())
-    load_postgres_step(staging)
-    for entry in journal["replacements"]:
-        if entry["staged"] is None:
-            for path in (*entry["stale"], entry["target"]):
-                _remove(Path(path))
-        else:
-            _put(staging / entry["staged"], Path(entry["target"]), entry["stale"])
-    with open_instance(Path(journal["instance"])) as instance:
-        for line in release_restored_runs(instance):
-            report(line)
+    with _finished_later():
+        load_postgres_step(staging)
+        for entry in journal["replacements"]:
+            if entry["staged"] is None:
+                for path in (*entry["stale"], entry["target"]):
+                    _remove(Path(path))
+            else:
+                _put(staging / entry["staged"], Path(entry["target"]), entry["stale"])
+        with open_instance(Path(journal["instance"])) as instance:
+            for line in release_restored_runs(instance):
+                report(line)
     if journal.get("spark_existing") is not None:
         _swap_in_spark(staging, settings, journal)
     _remove(staging / JOURNAL)
+
+
+@contextlib.contextmanager
+def _finished_later() -> Iterator[None]:
+    """An instance's PostgreSQL that stops answering once the journal is written: its line
+    says the restore waits for the next command, not that nothing was changed."""
+    from data_platform.operations.snapshot import InstanceUnreachable
+
+    try:
+        yield
+    except InstanceUnreachable as error:
+        raise InstanceUnreachable(
+            error.problem,
+            "the restore is not finished: the next data-platform command finishes it once "
+            "PostgreSQL answers",
+        ) from None
 
 
 def load_postgres_step(staging: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ import duckdb
 import sqlalchemy as sa
 
 from data_platform.operations.backup_store import BackupError
+from data_platform.operations.instance_storage import instance_storage
 from data_platform.operations.spark_snapshot import SPARK_WAREHOUSE
 from data_platform.resources.duckdb_lock import connect_with_lock_wait, is_lock_conflict
 from data_platform.resources.privacy import SALT_FILE
@@ -85,24 +87,85 @@ def copy_sqlite_instance(dagster_home: Path, target: Path) -> None:
 SERVICES_ENV_HINT = 'for the local services: eval "$(make -s services-env)"'
 
 
-def _refused_login(err: BaseException) -> bool:
-    """Whether a PostgreSQL login refused for its password caused `err`: dagster-postgres
-    retries it and raises its own exception from the driver's."""
+def _causes(err: BaseException) -> Iterator[BaseException]:
+    """`err` and what caused it: dagster-postgres retries a failed connection and raises its
+    own exception from SQLAlchemy's, itself from the driver's."""
     cause: BaseException | None = err
     while cause is not None:
-        if is_refused_password(cause):
-            return True
+        yield cause
         cause = cause.__cause__ or cause.__context__
-    return False
+
+
+def _refused_login(err: BaseException) -> bool:
+    """Whether a PostgreSQL login refused for its password caused `err`."""
+    return any(is_refused_password(cause) for cause in _causes(err))
+
+
+NOTHING_CHANGED = "nothing was changed"
+# libpq's account of a connection that got no answer: where it tried, and why it failed.
+_LIBPQ_TARGET = re.compile(
+    r'server (?:at "([^"]+)"(?: \([^)]*\))?, port (\d+)|on socket "([^"]+)") failed: ([^\n]+)'
+)
+
+
+class InstanceUnreachable(BackupError):
+    """The instance's PostgreSQL did not answer. `problem` says where and why; `then` what
+    became of the command's work (a restore's journal finishes what it began)."""
+
+    def __init__(self, problem: str, then: str = NOTHING_CHANGED) -> None:
+        self.problem = problem
+        super().__init__(f"{problem}; {then}")
+
+
+def _unanswered(err: BaseException, config: Path) -> InstanceUnreachable | None:
+    """The one line for `err` when PostgreSQL never answered (down, a wrong host or port): a
+    driver error without the server's word (no SQLSTATE, no FATAL). A server that answered and
+    refused (a password, a missing database) is another matter."""
+    for cause in _causes(err):
+        driver = getattr(cause, "orig", None)
+        if not isinstance(cause, sa.exc.OperationalError) or driver is None:
+            continue
+        said = str(driver).strip()
+        code = getattr(driver, "pgcode", None) or getattr(driver, "sqlstate", None)
+        if code or "FATAL" in said:
+            return None
+        found = _LIBPQ_TARGET.search(said)
+        at = f" at {found[3] or f'{found[1]}:{found[2]}'}" if found else ""
+        why = found[4].strip() if found else said.splitlines()[0]
+        return InstanceUnreachable(
+            f"the Dagster instance's PostgreSQL{at} does not answer ({why}): start it (the local "
+            f"one: make services-up), or point {config} at the server that runs "
+            f"({SERVICES_ENV_HINT})"
+        )
+    return None
+
+
+class _WithoutRetryWarnings(logging.Filter):
+    """dagster-postgres logs each retry of a failed connection (six, over seconds) as a root
+    warning holding the driver's message: before the one line that says what failed, they
+    were a screenful of the same error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Retrying failed database connection")
+
+
+@contextlib.contextmanager
+def _quiet_retries() -> Iterator[None]:
+    quiet = _WithoutRetryWarnings()
+    logging.getLogger().addFilter(quiet)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(quiet)
 
 
 @contextlib.contextmanager
 def open_instance(dagster_home: Path) -> Iterator[dg.DagsterInstance]:
-    """The instance of `dagster_home`. A variable its dagster.yaml reads but nobody set, or a
-    PostgreSQL that refuses its password, is one BackupError naming the variable to set instead
-    of Dagster's traceback: the password comes from the environment, so that is what to fix."""
+    """The instance of `dagster_home`. A variable its dagster.yaml reads but nobody set, a
+    PostgreSQL that refuses its password, or one that does not answer, is one BackupError
+    saying what to fix instead of Dagster's retries and traceback."""
     try:
-        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        with _quiet_retries(), dg.DagsterInstance.from_config(str(dagster_home)) as instance:
             yield instance
     except dg.DagsterInvalidConfigError as err:
         unset = re.search(r'environment variable "([^"]+)" which is not set', str(err))
@@ -113,6 +176,9 @@ def open_instance(dagster_home: Path) -> Iterator[dg.DagsterInstance]:
             f"set it ({SERVICES_ENV_HINT})"
         ) from None
     except Exception as err:
+        unanswered = _unanswered(err, dagster_home / "dagster.yaml")
+        if unanswered is not None:
+            raise unanswered from None
         if not _refused_login(err):
             raise
         raise BackupError(
@@ -176,13 +242,10 @@ def copy_instance(settings: Settings, staging: Path) -> str:
     On PostgreSQL the database is one dump, and the instance's folder (dagster.yaml, the
     compute logs of the runs) is copied beside it as on SQLite.
     """
-    config = settings.dagster_home / "dagster.yaml"
-    storage = "sqlite"
-    if config.exists() and "postgres" in config.read_text():
+    storage = instance_storage(settings.dagster_home) or "sqlite"
+    if storage == "postgres":
         with open_instance(settings.dagster_home) as instance:
-            if type(instance.run_storage).__name__.startswith("Postgres"):
-                dump_postgres_instance(instance, staging / INSTANCE_DUMP)
-                storage = "postgres"
+            dump_postgres_instance(instance, staging / INSTANCE_DUMP)
     copy_sqlite_instance(settings.dagster_home, staging / INSTANCE)
     return storage
 
