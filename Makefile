@@ -16,7 +16,7 @@ export DATA_PLATFORM_HOME ?= $(CURDIR)/.data_platform
 export DAGSTER_HOME ?= $(DATA_PLATFORM_HOME)/dagster_home
 
 .PHONY: install run test lint bench bench-year bench-spark clean lock system-packages services-up services-down \
-	services-env run-distributed bench-scale
+	services-env run-distributed bench-scale services-packages
 
 install: $(STAMP) $(MANIFEST)
 
@@ -36,25 +36,29 @@ lock:
 	  .lock-venv/bin/pip freeze --exclude-editable --disable-pip-version-check; } > $(LOCK)
 	rm -rf .lock-venv
 
-# PostgreSQL, Redis, Prometheus (the metrics tests scrape with it), chromium with its
-# chromedriver (the UI tests drive it; selenium is given both paths) and Java 17 (the Spark
-# cluster of SERVICES=spark; Spark 4 runs on 17 or 21, not on a newer JDK that may come first
-# on PATH) from apt, only when a binary is missing: a machine that has them (a developer's)
-# skips apt entirely. CI runs as root on a fresh Debian machine.
-system-packages:
-	@missing=""; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="postgresql"; \
-	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
-	command -v promtool >/dev/null || missing="$$missing prometheus"; \
-	test -x /usr/bin/chromium || missing="$$missing chromium"; \
-	test -x /usr/bin/chromedriver || missing="$$missing chromium-driver"; \
-	ls /usr/lib/jvm/java-17-openjdk-*/bin/java >/dev/null 2>&1 || grep -qs '^JAVA_VERSION="\(17\|21\)' "$$JAVA_HOME/release" || missing="$$missing openjdk-17-jre-headless"; \
+# The apt packages a target needs, only those missing: a machine that has the binaries (a
+# developer's) skips apt entirely; CI runs as root on a fresh Debian machine. Each service names
+# its own on its class in data_platform/services/ (PostgreSQL, Redis; Java 17 for SERVICES=spark:
+# Spark 4 runs on 17 or 21, not on a newer JDK that may come first on PATH), and
+# `$(SERVICES_CLI) packages` prints those of SERVICES that are missing; `--all`, every
+# service's plus the suite's own (Prometheus, chromium and its chromedriver).
+define apt_install
+	@missing="$$($(SERVICES_CLI) packages $(1))" || exit 1; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "make: install the apt packages: $$missing (as root: apt-get install $$missing)" >&2; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
 
-services-up: install system-packages
+# What `make test` and the benchmarks need: every service's packages and the suite's.
+system-packages: $(STAMP)
+	$(call apt_install,--all)
+
+# Only those of the services SERVICES names: SERVICES="postgres redis" needs no Java or chromium.
+services-packages: $(STAMP)
+	$(call apt_install,)
+
+services-up: install services-packages
 	$(SERVICES_CLI) up
 
 services-down: $(STAMP)

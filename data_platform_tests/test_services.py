@@ -25,6 +25,7 @@ from data_platform.services.celery_workers import CeleryWorkers
 from data_platform.services.config import load_services_config
 from data_platform.services.kafka_broker import KafkaBroker
 from data_platform.services.lock import exclusive, lock_file
+from data_platform.services.packages import apt_packages
 from data_platform.services.postgres import Postgres, _binary, _make_traversable
 from data_platform.services.process import (
     SPAWN_DELAY_VARIABLE,
@@ -35,7 +36,7 @@ from data_platform.services.process import (
     terminate_group,
     wait_until,
 )
-from data_platform.services.registry import build_services
+from data_platform.services.registry import SERVICE_NAMES, build_services, parse_selection
 from data_platform.services.spark_cluster import SparkCluster
 from data_platform_tests.conftest import services_home
 from data_platform_tests.helpers import free_port, run_services
@@ -643,3 +644,62 @@ def test_a_command_waiting_for_the_lock_gives_up_in_one_line_naming_the_holder(e
         holder.wait()
     with exclusive(config, "down", timeout=5):  # its holder gone, the lock is free again
         pass
+
+
+@pytest.mark.parametrize(
+    ("selection", "packages"),
+    [
+        ("", ["postgresql", "redis-server"]),  # the default: postgres, redis, celery
+        ("postgres redis", ["postgresql", "redis-server"]),
+        ("kafka", []),
+        ("spark", ["openjdk-17-jre-headless"]),
+    ],
+)
+def test_each_service_names_its_own_apt_packages(selection, packages):
+    assert [package.name for package in apt_packages(parse_selection(selection))] == packages
+
+
+def test_the_suite_needs_every_services_packages_and_its_own():
+    wanted = [package.name for package in apt_packages(SERVICE_NAMES, suite=True)]
+    assert wanted == [
+        "postgresql",
+        "redis-server",
+        "openjdk-17-jre-headless",
+        "prometheus",
+        "chromium",
+        "chromium-driver",
+    ]
+
+
+def path_of(tmp_path: Path, programs: list[str]) -> str:
+    """A PATH holding only these programs (links to the machine's): any other is missing."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for program in programs:
+        (folder / program).symlink_to(shutil.which(program))
+    return str(folder)
+
+
+def test_packages_names_what_the_machine_lacks(env, tmp_path):
+    """Prometheus's promtool off PATH: only the suite (`--all`) misses it, whatever SERVICES."""
+    environ = {**env, "PATH": path_of(tmp_path, ["redis-server"])}
+    assert services(environ, "packages").stdout.split() == []  # postgres redis
+    command = [sys.executable, "-m", "data_platform.services", "packages", "--all"]
+    result = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["prometheus"], result.stderr
+
+
+def test_services_up_needs_only_the_packages_of_the_services_it_starts(env, tmp_path):
+    """`make services-up` depended on every apt package the suite needs (chromium, Java,
+    Prometheus...) whatever SERVICES named: a machine with Redis but no Prometheus ran apt-get
+    for `SERVICES=redis` as root, and stopped asking for it otherwise. Here promtool is off PATH
+    (no apt-get either) and the make target starts Redis; `-o` keeps make from installing."""
+    programs = ["id", "ls", "grep", "find", "redis-server", "redis-cli"]
+    environ = {k: v for k, v in env.items() if not k.startswith(("MAKE", "MFLAGS"))}
+    environ.update(PATH=path_of(tmp_path, programs), SERVICES="redis")
+    make = [shutil.which("make"), "-s", "-C", str(REPO), "-o", "install", "-o", ".venv/.installed"]
+    result = subprocess.run(
+        [*make, "services-up"], env=environ, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stderr
+    assert services(environ, "status").stdout.splitlines() == ["redis: up"]

@@ -1,8 +1,10 @@
-"""`python -m data_platform.services up|down|env|status`: what the make targets call.
+"""`python -m data_platform.services up|down|env|status|packages`: what the make targets call.
 
 SERVICES (space-separated names) picks a subset; the default is every service but the opt-in
 ones (kafka, spark), which `down` without SERVICES stops too when they run. `env` exports the
-variables of the services that run (among those SERVICES names, if set). Exit status 1
+variables of the services that run (among those SERVICES names, if set). `packages` prints the
+apt packages the selected services need and this machine lacks, on one line (`--all`: every
+service's and the test suite's, whatever SERVICES says). Exit status 1
 with one line naming the service and its log when a service does not come up, 2 for a wrong
 setting.
 """
@@ -20,6 +22,7 @@ from data_platform.services.base import Service, start
 from data_platform.services.config import ServicesConfig, load_services_config
 from data_platform.services.instance import write_instance_yaml
 from data_platform.services.lock import exclusive
+from data_platform.services.packages import missing_packages
 from data_platform.services.process import ServiceError
 from data_platform.services.registry import (
     SERVICE_NAMES,
@@ -48,11 +51,17 @@ def _down(services: Sequence[Service]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_platform.services", description=__doc__)
-    parser.add_argument("action", choices=["up", "down", "env", "status"])
+    parser.add_argument("action", choices=["up", "down", "env", "status", "packages"])
+    parser.add_argument(
+        "--all", action="store_true", help="packages: every service's and the test suite's"
+    )
     args = parser.parse_args(argv)
     try:
-        config = load_services_config()
         names = parse_selection(os.environ.get("SERVICES"))
+        if args.action == "packages":
+            print(" ".join(missing_packages(SERVICE_NAMES if args.all else names, args.all)))
+            return 0
+        config = load_services_config()
         if args.action == "down" and not os.environ.get("SERVICES", "").strip():
             names += [name for name in running_opt_in(config) if name not in names]
         services = build_services(config, names)

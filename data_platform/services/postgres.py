@@ -21,10 +21,11 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import psutil
 
+from data_platform.services.base import AptPackage
 from data_platform.services.config import ServicesConfig
 from data_platform.services.process import (
     ServiceError,
@@ -100,6 +101,9 @@ def is_refused_password(err: BaseException) -> bool:
 class Postgres:
     config: ServicesConfig
     name: str = "postgres"
+    apt_packages: ClassVar[tuple[AptPackage, ...]] = (
+        AptPackage("postgresql", lambda: _binary("initdb")),
+    )
 
     @property
     def folder(self) -> Path:

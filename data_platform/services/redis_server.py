@@ -14,7 +14,9 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
+from data_platform.services.base import AptPackage
 from data_platform.services.config import ServicesConfig
 from data_platform.services.process import (
     ServiceError,
@@ -43,6 +45,10 @@ def _binary(name: str) -> str:
 class Redis:
     config: ServicesConfig
     name: str = "redis"
+    # redis-cli, the health probe, comes with it (redis-tools, a dependency).
+    apt_packages: ClassVar[tuple[AptPackage, ...]] = (
+        AptPackage("redis-server", lambda: _binary("redis-server")),
+    )
 
     @property
     def folder(self) -> Path:

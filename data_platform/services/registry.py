@@ -30,6 +30,14 @@ from data_platform.services.spark_cluster import SparkCluster
 from data_platform.settings import SettingsError
 
 SERVICE_NAMES = ("postgres", "redis", "celery", "kafka", "spark")
+# By name, for what a class declares (its apt packages) before any config exists.
+SERVICE_CLASSES: dict[str, type[Service]] = {
+    "postgres": Postgres,
+    "redis": Redis,
+    "celery": CeleryWorkers,
+    "kafka": KafkaBroker,
+    "spark": SparkCluster,
+}
 DEFAULT_SERVICES = ("postgres", "redis", "celery")
 OPT_IN_SERVICES = ("kafka", "spark")
 

@@ -38,8 +38,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from data_platform.services.base import AptPackage
 from data_platform.services.config import ServicesConfig, _positive_int
 from data_platform.services.process import (
     ServiceError,
@@ -134,6 +135,10 @@ def _accepts(port: int) -> bool:
 class SparkCluster:
     config: ServicesConfig
     name: str = "spark"
+    # Spark itself is the pyspark wheel; a Java 17 or 21 found elsewhere (JAVA_HOME) will do.
+    apt_packages: ClassVar[tuple[AptPackage, ...]] = (
+        AptPackage("openjdk-17-jre-headless", java_home),
+    )
     start_timeout: float = START_TIMEOUT_SECONDS  # read by `base.start`
 
     @property
