@@ -7,6 +7,8 @@
 - dbt: the core layer through Dagster against a plain `dbt build --target spark` of the same
   selection on the same raw tables (goal: within 1.3x), as `make bench` compares on DuckDB.
 
+Parts can be run alone by name: `python -m data_platform_tests.bench_spark ingestion`.
+
 The cluster is the project's own (`SERVICES=spark`, started in a temporary home and stopped
 afterwards), unless DATA_PLATFORM_SPARK_REMOTE names a running endpoint. The first Spark
 statements of a session pay the JVM's warm-up, so each side runs once before it is timed.
@@ -134,18 +136,25 @@ def bench_spark_dbt(root: Path, remote: str) -> None:
     compare_dbt(spark_env, "Spark: dbt core layer", goal=1.3, issue=10)
 
 
-def main() -> None:
+PARTS = {"ingestion": bench_spark_ingestion, "dbt": bench_spark_dbt, "growth": bench_growth}
+
+
+def main(argv: list[str]) -> None:
+    """Every part, or those named (`python -m data_platform_tests.bench_spark ingestion`)."""
     import logging
 
+    unknown = set(argv) - set(PARTS)
+    if unknown:
+        raise SystemExit(f"bench-spark: no part {sorted(unknown)}; parts: {', '.join(PARTS)}")
     logging.getLogger("dagster").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
         root = Path(tmp)
         with spark_endpoint(root) as remote:
-            bench_spark_ingestion(root, remote)
-            bench_spark_dbt(root, remote)
-            bench_growth(root, remote)
+            for name, part in PARTS.items():
+                if not argv or name in argv:
+                    part(root, remote)
     sys.stdout.flush()
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -149,40 +149,41 @@ _NOTHING_AFTER_THE_VALUE = (
     "AND coalesce(size(json_object_keys('{\"v\":' || line || '}')) = 1, false)"
 )
 
-EVENTS_SQL = f"""
-WITH parsed AS (
-    SELECT file_index, line_number, line,
+BELOW = "<below>"
+
+
+def _stacked(*steps: str) -> str:
+    """Steps of a query, each reading the one before at `BELOW`, nested as subqueries: a chain
+    of CTEs says the same, but Spark does not use a cached table in a query holding a WITH (it
+    read the files again to diagnose the lines the fast path left, in the cache)."""
+    query = steps[0]
+    for step in steps[1:]:
+        query = step.replace(BELOW, f"(\n{query}\n)")
+    return query
+
+
+EVENTS_SQL = _stacked(
+    f"""SELECT file_index, line_number, line,
         CASE WHEN {_NOTHING_AFTER_THE_VALUE} THEN try_parse_json(line) END AS doc
-    FROM {{lines}}
-),
-objects AS (
-    SELECT *, doc IS NOT NULL AS is_json,
+    FROM {{lines}}""",
+    f"""SELECT *, doc IS NOT NULL AS is_json,
         doc IS NOT NULL AND {rules.OPENS_AN_OBJECT} AS is_object
-    FROM parsed
-),
-fragments AS (
-    SELECT *,
+    FROM {BELOW}""",
+    f"""SELECT *,
         {_FRAGMENTS},
         -- Jackson's maps keep a key given twice, in the line's order (the VARIANT keeps one).
         CASE WHEN is_object THEN from_json(line, 'map<string, string>') END AS texts,
         CASE WHEN is_object THEN from_json(line, 'map<string, variant>') END AS vals
-    FROM objects
-),
-kinds AS (
-    SELECT *,
+    FROM {BELOW}""",
+    f"""SELECT *,
         {_KINDS},
         map_keys(texts) AS keys
-    FROM fragments
-),
-checked AS (
-    SELECT *, {_repeated("keys")} AS repeated_keys, {_EXTRAS} AS extras FROM kinds
-),
-typed AS (
-    SELECT *, {SPARK.try_utc_timestamp("s_occurred_at")} AS ts_occurred_at FROM checked
+    FROM {BELOW}""",
+    f"""SELECT *, {_repeated("keys")} AS repeated_keys, {_EXTRAS} AS extras FROM {BELOW}""",
+    f"""SELECT *, {SPARK.try_utc_timestamp("s_occurred_at")} AS ts_occurred_at FROM {BELOW}""",
+    f"""{rules.event_result(SPARK, rules.json_kind("to_json(doc)"), _EVENT_RESCUED)}
+FROM {BELOW}""",
 )
-{rules.event_result(SPARK, rules.json_kind("to_json(doc)"), _EVENT_RESCUED)}
-FROM typed
-"""
 
 _PAYMENT_RESCUED = """CASE WHEN repeated_columns IS NULL AND size(extra_positions) > 0
     THEN to_json(map_from_arrays(
@@ -236,26 +237,20 @@ _VOUCHED = rules.vouched_event_columns(
 _FIELD_LIST = ", ".join(f"'{f}'" for f in EVENT_FIELD_NAMES)
 
 # The diagnosing query's columns, for every line, and `vouched`: the line is certainly valid.
-EVENTS_FAST_SQL = f"""
-WITH fields AS (
-    SELECT file_index, line_number, line, {", ".join(_FAST_VALUES)}
-    FROM {{lines}} LATERAL VIEW json_tuple(line, {_FIELD_LIST}) f AS {", ".join(_FAST_VALUES)}
-),
-fragments AS (
-    SELECT file_index, line_number, line,
+EVENTS_FAST_SQL = _stacked(
+    f"""SELECT file_index, line_number, line, {", ".join(_FAST_VALUES)}
+    FROM {{lines}} LATERAL VIEW json_tuple(line, {_FIELD_LIST}) f AS {", ".join(_FAST_VALUES)}""",
+    f"""SELECT file_index, line_number, line,
         coalesce({rules.spelled_back("line", rules.spelled_event_line(_FAST_VALUES, concat_skips_nulls=False))}
             AND NOT line RLIKE '[\\\\x00-\\\\x1f]', false) AS spelled_back,
         {_VOUCHED}
-    FROM fields
-),
-typed AS (
-    SELECT *, {SPARK.try_utc_timestamp("s_occurred_at")} AS ts_occurred_at FROM fragments
-)
-SELECT file_index, line_number, line, CAST(NULL AS STRING) AS error, true AS is_valid,
+    FROM {BELOW}""",
+    f"""SELECT *, {SPARK.try_utc_timestamp("s_occurred_at")} AS ts_occurred_at FROM {BELOW}""",
+    f"""SELECT file_index, line_number, line, CAST(NULL AS STRING) AS error, true AS is_valid,
     {rules.event_values(SPARK)}, CAST(NULL AS STRING) AS _rescued,
     spelled_back AND {rules.passes(rules.event_checks(SPARK))} AS vouched
-FROM typed
-"""
+FROM {BELOW}""",
+)
 
 # Each file format's queries on Spark, by source: (diagnosing, fast path or None).
 SPARK_PARSE_SQL: dict[str, tuple[str, str | None]] = {
