@@ -701,6 +701,24 @@ def test_rerunning_a_day_of_large_files_does_not_grow_the_warehouse(settings, re
     assert max(sizes) <= 2.2 * sizes[0], sizes
 
 
+def test_ids_are_stored_uncompressed_in_new_tables_and_added_columns(settings, resources, tmp_path):
+    # A warehouse whose raw.payments predates payment_id: the column is added with the hint.
+    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(settings.warehouse)) as conn:
+        conn.execute("CREATE SCHEMA raw")
+        conn.execute("CREATE TABLE raw.payments (order_id BIGINT)")
+    put_lines(resources["landing"], f"events/dt={DAY}/a.jsonl", [event("e1")], tmp_path)
+    assert dg.materialize(FILE_ASSETS, resources=resources, partition_key=DAY.isoformat()).success
+    ddl = dict(query(settings.warehouse, "SELECT table_name, sql FROM duckdb_tables()"))
+    assert "event_id VARCHAR USING COMPRESSION Uncompressed," in ddl["events"]
+    assert "payment_id VARCHAR USING COMPRESSION Uncompressed" in ddl["payments"]
+    compression = "SELECT DISTINCT compression FROM pragma_storage_info('raw.events') "
+    assert query(
+        settings.warehouse,
+        compression + "WHERE column_name = 'event_id' AND segment_type = 'VARCHAR'",
+    ) == [("Uncompressed",)]
+
+
 def test_a_cr_only_file_whose_first_line_passes_the_head_is_one_line(settings, resources):
     """Lines end at LF only: a file whose lines all end in CR is one line by the contract.
     has_lone_cr looks at the first 1 MB only (and skips its last byte), so a CR-only file whose
