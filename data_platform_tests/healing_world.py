@@ -1,7 +1,7 @@
 """A real `dagster-daemon` on the platform's file-fed raw assets, and a run worker to kill.
 
 Shared by the self-healing test and its benchmark: a home with the repo's own dagster.yaml,
-one day of events big enough that ingesting it takes about a second, a local alert webhook,
+one day of 300,000 events (well under a second to ingest), a local alert webhook,
 and the daemon (as `dagster dev` runs it) over `raw_files_location`.
 """
 
@@ -87,18 +87,36 @@ def started_step(instance: dg.DagsterInstance, step_key: str) -> tuple[dg.Dagste
     return None
 
 
+# What a step reports once its work is done: stopped after one of these, it was not mid-step.
+_STEP_DONE = {
+    dg.DagsterEventType.STEP_OUTPUT,
+    dg.DagsterEventType.ASSET_MATERIALIZATION,
+    dg.DagsterEventType.STEP_SUCCESS,
+    dg.DagsterEventType.STEP_FAILURE,
+}
+
+
+def stop_mid_step(instance: dg.DagsterInstance, run_id: str, step_key: str, pid: int) -> None:
+    """SIGSTOP `pid`, the process executing `step_key`, as soon as the step is seen started, and
+    check that the step had reported nothing of its end: a kill after this is a kill mid-step,
+    however fast the step. (A sleep of 0.3 s before the kill raced the ingestion once it got
+    faster: the step had ended, and the test saw one start instead of two.)"""
+    os.kill(pid, signal.SIGSTOP)
+    done = instance.get_records_for_run(run_id, of_type=_STEP_DONE).records
+    ended = [r for r in done if r.event_log_entry.step_key == step_key]
+    assert not ended, f"{step_key} ended before its process was stopped: not killed mid-step"
+
+
 def kill_when_ingesting(
     instance: dg.DagsterInstance, code_server_first: bool = False
 ) -> tuple[dg.DagsterRun, float]:
-    """SIGKILL the run worker 0.3 s into its raw/events step; the run and when it was killed.
+    """SIGKILL the run worker in its raw/events step; the run and when it was killed.
 
     With `code_server_first`, its parent, the code server, is SIGKILLed first: nobody is left
     to see the worker die but the monitoring daemon."""
     run, pid = wait_for("a raw/events step to start", lambda: started_step(instance, "raw__events"))
-    time.sleep(0.3)
+    stop_mid_step(instance, run.run_id, "raw__events", pid)
     if code_server_first:
-        # Stopped first, so the step cannot end while its code server is being killed.
-        os.kill(pid, signal.SIGSTOP)
         code_server = psutil.Process(pid).parent()
         assert code_server is not None and "grpc" in " ".join(code_server.cmdline())
         code_server.kill()

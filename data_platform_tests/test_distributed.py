@@ -16,7 +16,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -28,7 +27,7 @@ import duckdb
 import pytest
 
 from data_platform_tests.conftest import embedded_twin
-from data_platform_tests.healing_world import DAY, wait_for, write_day
+from data_platform_tests.healing_world import DAY, stop_mid_step, wait_for, write_day
 from data_platform_tests.helpers import count_records
 from data_platform_tests.landed_records import read_landed
 
@@ -221,15 +220,14 @@ def test_two_overlapping_backfills_at_once_lose_nothing(distributed_stack, world
         assert (count_d, diff) == (count_e, 0), f"raw.{table}: {count_e} vs {count_d} rows"
 
 
-def step_start_pid(env: dict[str, str], step_key: str) -> int | None:
-    """The pid of the Celery worker process that started `step_key` in an in-progress run."""
-    with stack_instance(env) as instance:
-        for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
-            for record in instance.get_records_for_run(
-                run.run_id, of_type=dg.DagsterEventType.STEP_START
-            ).records:
-                if record.event_log_entry.step_key == step_key:
-                    return record.event_log_entry.dagster_event.pid
+def step_start(instance: dg.DagsterInstance, step_key: str) -> tuple[str, int] | None:
+    """(run id, pid of the Celery worker process) of an in-progress run that started `step_key`."""
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        for record in instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.STEP_START
+        ).records:
+            if record.event_log_entry.step_key == step_key:
+                return run.run_id, record.event_log_entry.dagster_event.pid
     return None
 
 
@@ -240,9 +238,10 @@ def test_a_worker_killed_mid_step_hands_the_step_to_another(distributed_stack):
         [CLI, "materialize", "--start", DAY, "--end", DAY, "--select", "key:raw/events"],
         distributed_stack,
     )
-    pid = wait_for("raw/events to start", lambda: step_start_pid(distributed_stack, "raw__events"))
-    time.sleep(0.3)
-    os.kill(pid, signal.SIGKILL)
+    with stack_instance(distributed_stack) as instance:
+        run_id, pid = wait_for("raw/events to start", lambda: step_start(instance, "raw__events"))
+        stop_mid_step(instance, run_id, "raw__events", pid)
+        os.kill(pid, signal.SIGKILL)
     _, stderr = finish(process)
 
     with stack_instance(distributed_stack) as instance:

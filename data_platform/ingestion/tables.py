@@ -58,10 +58,10 @@ def _c(name: str, type_: str, description: str) -> Column:
 
 
 def _unique_id(name: str, description: str) -> Column:
-    """A producer's id, one per record: random text that no dictionary shortens. DuckDB's
-    analysis and FSST compression of it were the costliest part of writing a raw day (0.17 of
-    0.55 s per 1M events) for a third of the column's size, so it is stored uncompressed:
-    raw.events takes +47% on disk (38 -> 57 MB per 1M events), scans of it decode nothing."""
+    """A producer's id of each record (duplicates aside, unique): random text that no dictionary
+    shortens. DuckDB's analysis and FSST compression of it were the costliest part of writing a
+    raw day (0.17 of 0.55 s per 1M events) for a third of the column's size, so it is stored
+    uncompressed: raw.events takes +47% on disk (38 -> 57 MB per 1M events)."""
     return Column(name, "VARCHAR", description, compression="uncompressed")
 
 
