@@ -102,9 +102,13 @@ def stop_mid_step(instance: dg.DagsterInstance, run_id: str, step_key: str, pid:
     however fast the step. (A sleep of 0.3 s before the kill raced the ingestion once it got
     faster: the step had ended, and the test saw one start instead of two.)"""
     os.kill(pid, signal.SIGSTOP)
-    done = instance.get_records_for_run(run_id, of_type=_STEP_DONE).records
-    ended = [r for r in done if r.event_log_entry.step_key == step_key]
-    assert not ended, f"{step_key} ended before its process was stopped: not killed mid-step"
+    try:
+        done = instance.get_records_for_run(run_id, of_type=_STEP_DONE).records
+        ended = [r for r in done if r.event_log_entry.step_key == step_key]
+        assert not ended, f"{step_key} ended before its process was stopped: not killed mid-step"
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)  # left stopped, it would hold its pool slot for good
+        raise
 
 
 def kill_when_ingesting(

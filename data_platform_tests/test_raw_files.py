@@ -17,9 +17,11 @@ from data_platform.checks.conservation import conservation_check
 from data_platform.ingestion import files as file_ingestion
 from data_platform.ingestion.file_formats import EVENT_FILES
 from data_platform.ingestion.file_lines import (
+    HEAD_BYTES,
     READER_LINE_LIMIT,
     FileLines,
     expose_lines,
+    has_lone_cr,
     last_line,
 )
 from data_platform.resources.build import build_resources
@@ -506,6 +508,38 @@ def test_a_last_line_the_reader_refuses_is_not_read_from_the_end(tmp_path):
     assert last_line(FileLines(path)) is None
 
 
+def test_a_last_line_of_a_file_gone_since_its_read_is_left_to_the_count(tmp_path):
+    """Deleted between DuckDB's read and this one: no error here; counting its lines raises
+    DuckDB's, which dead-letters the file as any it cannot read."""
+    assert last_line(FileLines(tmp_path / "gone.jsonl")) is None
+
+
+@pytest.mark.parametrize(
+    ("content", "lone"),
+    [
+        (b"{1}\r\n{2}\r\n", False),  # Windows line endings, the file under HEAD_BYTES
+        (b"{1}\r\n{2}", False),
+        (b"{1}\n{2}\r", False),  # a CR as the file's last byte ends its last line
+        (b"{1}\r{2}\n", True),
+        (b"{1}\r\n{2}\r{3}\r\n", True),
+        (b"{1}\r", False),
+    ],
+)
+def test_only_a_cr_that_ends_no_crlf_sends_a_file_to_the_python_copy(content, lone, tmp_path):
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(content)
+    assert has_lone_cr(path) is lone
+
+
+def test_a_crlf_split_by_the_head_is_no_lone_cr(tmp_path):
+    path = tmp_path / "f.jsonl"
+    first = b"{" + b"x" * (HEAD_BYTES - 3) + b"}\r"  # the head ends with the CR, its LF next
+    path.write_bytes(first + b"\n{2}\r\n")
+    assert not has_lone_cr(path)
+    path.write_bytes(first + b"{2}\r\n")
+    assert has_lone_cr(path)
+
+
 def test_file_names_with_glob_characters_are_read_as_written(settings, resources, tmp_path):
     """Both engines read `*`, `?` and `[` in a path as a pattern: `a[1].jsonl` would read
     `a1.jsonl`, and `b?.jsonl` every two-letter `b` file. Each file is read as itself, once."""
@@ -724,7 +758,6 @@ def test_a_cr_only_file_whose_first_line_passes_the_head_is_one_line(settings, r
     has_lone_cr looks at the first 1 MB only (and skips its last byte), so a CR-only file whose
     first line is 1 MB or longer goes to DuckDB's strict reader, which takes every CR for a line
     end: three records loaded where the contract has one line that is not JSON."""
-    from data_platform.ingestion.file_lines import HEAD_BYTES
 
     folder = settings.home / "landing" / "events" / f"dt={DAY}"
     folder.mkdir(parents=True)

@@ -160,7 +160,16 @@ def last_line(lines: FileLines) -> str | None:
     last line's CR before the LF (or at the file's end) is its line ending."""
     if lines.quoted or lines.path.suffix == ".gz":
         return None
-    with lines.path.open("rb") as file:
+    try:
+        return _read_last_line(lines.path)
+    except OSError:
+        # Gone or denied since DuckDB read it: counting its lines then raises DuckDB's error,
+        # which dead-letters the file as any other it cannot read.
+        return None
+
+
+def _read_last_line(path: Path) -> str | None:
+    with path.open("rb") as file:
         position = file.seek(0, os.SEEK_END)
         tail, start = b"", -1
         while position > 0 and start < 0 and len(tail) <= READER_LINE_LIMIT:
@@ -193,12 +202,17 @@ def has_lone_cr(path: Path) -> bool:
         carried = b""  # a chunk's last byte: whether a CR there ends a CRLF is the next's business
         while chunk := file.read(HEAD_BYTES):
             window = carried + chunk
-            if _LONE_CR.search(window[:-1]):
+            # Not a CR as the window's last byte, whose LF may open the next chunk (and which, as
+            # the file's last byte, ends its last line, as DuckDB has it too). Cutting that byte
+            # off before the search made the CR of a final CRLF lone: every CRLF file under
+            # HEAD_BYTES was read from a Python copy.
+            lone = _LONE_CR.search(window)
+            if lone and lone.start() < len(window) - 1:
                 return True
             if b"\n" in window:
                 return False
             carried = window[-1:]
-    return False  # a CR as the file's last byte ends its last line, as DuckDB has it too
+    return False
 
 
 # A UTF-8 byte order mark, which DuckDB's reader drops from a file's start (Excel's "CSV UTF-8").
