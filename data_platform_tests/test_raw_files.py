@@ -755,10 +755,9 @@ def test_ids_are_stored_uncompressed_in_new_tables_and_added_columns(settings, r
 
 def test_a_cr_only_file_whose_first_line_passes_the_head_is_one_line(settings, resources):
     """Lines end at LF only: a file whose lines all end in CR is one line by the contract.
-    has_lone_cr looks at the first 1 MB only (and skips its last byte), so a CR-only file whose
-    first line is 1 MB or longer goes to DuckDB's strict reader, which takes every CR for a line
-    end: three records loaded where the contract has one line that is not JSON."""
-
+    has_lone_cr looks at the first 1 MB only (a CR as its last byte may end a CRLF), so a CR-only
+    file whose first line is 1 MB or longer goes to DuckDB's strict reader, which takes every CR
+    for a line end: three records loaded where the contract has one line that is not JSON."""
     folder = settings.home / "landing" / "events" / f"dt={DAY}"
     folder.mkdir(parents=True)
     first = event("first", properties={"blob": ""})
