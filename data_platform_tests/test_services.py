@@ -597,15 +597,19 @@ def test_root_without_ptrace_rights_still_sees_its_postgres(env):
     assert "DAGSTER_PG_PASSWORD" in seen.stdout, seen.stderr
 
 
+def in_background(env: dict[str, str], action: str) -> subprocess.Popen[str]:
+    """`python -m data_platform.services ACTION` left running, its stderr piped: for a test
+    to race another command against it."""
+    command = [sys.executable, "-m", "data_platform.services", action]
+    return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+
+
 def test_two_ups_at_once_start_one_server(env):
     """Two `up`s at once both found no server, both started one and both wrote its pid file:
     the loser failed to bind, and the pid file could name it, so `down` missed the winner."""
     # Both find no server within the wait between that check and the start (a test-only hook).
     redis = {**env, "SERVICES": "redis", SPAWN_DELAY_VARIABLE: "3"}
-    command = [sys.executable, "-m", "data_platform.services", "up"]
-    ups = [
-        subprocess.Popen(command, env=redis, stderr=subprocess.PIPE, text=True) for _ in range(2)
-    ]
+    ups = [in_background(redis, "up") for _ in range(2)]
     outcomes = [(up.wait(timeout=120), up.stderr.read()) for up in ups]
     folder = Path(env["DATA_PLATFORM_HOME"]) / "services" / "redis"
     # redis-server rewrites its command line; `spawn` starts it in its state folder.
@@ -619,6 +623,27 @@ def test_two_ups_at_once_start_one_server(env):
     finally:
         for orphan in set(servers) - {recorded}:  # what `down` cannot see: never left running
             os.kill(orphan, signal.SIGKILL)
+
+
+def test_a_down_waiting_for_an_up_of_an_opt_in_service_stops_that_service_too(env):
+    """A plain `down` read which opt-in services run before it took the lock: behind a
+    `SERVICES=spark up` (Kafka here: the same opt-in, and it starts in a second) it found none
+    running, stopped the default services only and left the one the `up` then started."""
+    env = {**env, "DATA_PLATFORM_KAFKA_PORT": str(free_port())}
+    config = load_services_config(env)
+    # The broker starts seconds after the `up` took the lock: the `down` reads in that time.
+    up = in_background({**env, "SERVICES": "kafka", SPAWN_DELAY_VARIABLE: "5"}, "up")
+    try:
+        lock, holder = lock_file(config), f"`up` (pid {up.pid}, "
+        assert wait_until(lambda: lock.exists() and lock.read_text().startswith(holder), 60)
+        down = services({k: v for k, v in env.items() if k != "SERVICES"}, "down")
+        assert up.wait(timeout=120) == 0, up.stderr.read()
+        assert down.returncode == 0, down.stderr
+        assert "services: waiting for `up`" in down.stderr  # it did wait behind the `up`
+        assert not KafkaBroker(config).is_running()
+    finally:
+        up.wait(timeout=120)
+        services({**env, "SERVICES": "kafka"}, "down")  # what the old `down` left running
 
 
 def test_a_command_waiting_for_the_lock_gives_up_in_one_line_naming_the_holder(env):

@@ -42,9 +42,14 @@ def _up(config: ServicesConfig, services: Sequence[Service]) -> None:
         print(f"{service.name}: up ({time.monotonic() - began:.1f} s)", file=sys.stderr)
 
 
-def _down(services: Sequence[Service]) -> None:
+def _down(config: ServicesConfig, names: Sequence[str], selected: bool) -> None:
+    """Stop the named services and, when SERVICES named none (`selected` false), every opt-in
+    one that runs. Called with the lock held: an `up` this `down` waited for (`SERVICES=spark`) has
+    only now started what it started, and a list read before the wait missed it."""
+    if not selected:
+        names = [*names, *(name for name in running_opt_in(config) if name not in names)]
     # Reverse order: workers first, so that none loses its broker or instance mid-step.
-    for service in reversed(services):
+    for service in reversed(build_services(config, names)):
         service.stop()
         print(f"{service.name}: down", file=sys.stderr)
 
@@ -62,27 +67,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(" ".join(missing_packages(SERVICE_NAMES if args.all else names, args.all)))
             return 0
         config = load_services_config()
-        if args.action == "down" and not os.environ.get("SERVICES", "").strip():
-            names += [name for name in running_opt_in(config) if name not in names]
-        services = build_services(config, names)
+        selected = bool(os.environ.get("SERVICES", "").strip())
         if args.action == "env":
             # What runs among the named services, or among all when none is named.
-            candidates = names if os.environ.get("SERVICES", "").strip() else SERVICE_NAMES
+            candidates = names if selected else SERVICE_NAMES
             exports, warnings = running_env(config, candidates)
             for warning in warnings:
                 print(f"services: {warning}", file=sys.stderr)
             for name, value in exports.items():
                 print(f"export {name}={shlex.quote(value)}")
         elif args.action == "status":
-            for service in services:
+            for service in build_services(config, names):
                 print(f"{service.name}: {'up' if service.is_up() else 'down'}")
         else:
             # One up or down at a time in this home (services/lock.py): both check, then start.
+            # Whatever they read of what runs is read inside, the command waited for done.
             with exclusive(config, args.action):
                 if args.action == "up":
-                    _up(config, services)
+                    _up(config, build_services(config, names))
                 else:
-                    _down(services)
+                    _down(config, names, selected)
     except SettingsError as err:
         print(f"services: {err}", file=sys.stderr)
         return 2
