@@ -1278,24 +1278,33 @@ def test_a_postgres_that_does_not_answer_is_one_line_for_backup_and_restore(
     config = write_instance_yaml(load_services_config(env))
     duckdb.connect(str(tmp_path / "home" / "warehouse.duckdb")).close()
     before = snapshot_of(tmp_path / "home")
+    line = (
+        f"the Dagster instance's PostgreSQL at 127.0.0.1:{port} does not answer (Connection "
+        "refused): start it (the local one: make services-up), or point "
+        f"{config} at the server that runs (for the local services: "
+        'eval "$(make -s services-env)"); nothing was changed'
+    )
     # Side by side: each waits through dagster-postgres's retries (seconds) before it fails.
-    commands = {
-        "backup": cli(tmp_path / "home", "backup", str(tmp_path / "new"), **env),
-        "restore": cli(tmp_path / "home", "restore", "--force", str(tmp_path / "backup"), **env),
+    assert backup_and_restore_refused(tmp_path / "home", tmp_path / "backup", env) == {
+        "backup": line,
+        "restore": line,
     }
-    said = {command: process.communicate(timeout=180)[1] for command, process in commands.items()}
-    assert said == {
-        command: (
-            f"data-platform {command}: the Dagster instance's PostgreSQL at 127.0.0.1:{port} "
-            "does not answer (Connection refused): start it (the local one: make services-up), "
-            f"or point {config} at the server that runs (for the local services: "
-            'eval "$(make -s services-env)"); nothing was changed\n'
-        )
-        for command in commands
-    }
-    assert [process.returncode for process in commands.values()] == [1, 1]
     assert snapshot_of(tmp_path / "home") == before
     assert not (tmp_path / "new").exists()
+
+
+def backup_and_restore_refused(home: Path, backup: Path, env: dict[str, str]) -> dict[str, str]:
+    """`data-platform backup` into `home`'s sibling `new` and `restore --force backup`, side by
+    side in `home`: each one's line once both exited 1 with that line alone."""
+    commands = {
+        "backup": cli(home, "backup", str(home.with_name("new")), **env),
+        "restore": cli(home, "restore", "--force", str(backup), **env),
+    }
+    said = {command: process.communicate(timeout=180)[1] for command, process in commands.items()}
+    assert [process.returncode for process in commands.values()] == [1, 1], said
+    prefixes = {command: f"data-platform {command}: " for command in commands}
+    assert all(said[c].startswith(prefixes[c]) and said[c].count("\n") == 1 for c in said), said
+    return {command: said[command][len(prefixes[command]) : -1] for command in commands}
 
 
 # `data-platform restore --force SRC` in which a writer (WRITER, argv[2]) takes the warehouse's
@@ -1353,3 +1362,129 @@ def test_a_writer_that_starts_during_a_forced_restore_is_refused_before_the_home
     assert len(table_rows(settings.warehouse)["main.t"]) == 1500
     assert run_ids(settings) == runs
     assert not [*home.glob(".restore-*"), *home.glob("*.restoring")]
+
+
+# Each SQLite shape that puts the instance's files outside DAGSTER_HOME, and which storage the
+# refusal names.
+OUTSIDE_SHAPES = {
+    "storage.sqlite": ("storage:\n  sqlite:\n    base_dir: {outside}\n", "storage"),
+    "the event log storage from an env: variable": (
+        "event_log_storage:\n  module: dagster._core.storage.event_log\n"
+        "  class: SqliteEventLogStorage\n  config:\n    base_dir: {env: DAGSTER_EVENTS_DIR}\n",
+        "event log storage",
+    ),
+}
+
+
+@pytest.mark.parametrize(("shape", "storage"), OUTSIDE_SHAPES.values(), ids=list(OUTSIDE_SHAPES))
+def test_a_sqlite_instance_with_files_outside_dagster_home_is_refused_by_backup(
+    tmp_path, monkeypatch, shape, storage
+):
+    """A base_dir outside DAGSTER_HOME holds the instance's runs, event logs or cursors, and the
+    backup, copying DAGSTER_HOME only, was sealed without them (exit 0)."""
+    outside = tmp_path / "srv" / "dagster"
+    monkeypatch.setenv("DAGSTER_EVENTS_DIR", str(outside))
+    settings = home_settings(tmp_path / "home")
+    settings.dagster_home.mkdir(parents=True)
+    config = settings.dagster_home / "dagster.yaml"
+    config.write_text(shape.replace("{outside}", str(outside)))
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        history.finished_run(instance, "raw_job", time.time() - 60, 5, {"step": 2})
+    assert any(outside.rglob("*.db"))  # Dagster did write there
+
+    backup = cli(settings.home, "backup", str(tmp_path / "backup"), DAGSTER_EVENTS_DIR=str(outside))
+    _, err = backup.communicate(timeout=120)
+    assert backup.returncode == 1, err
+    assert err == (
+        f"data-platform backup: {config} puts its {storage} in {outside.resolve()}, outside "
+        f"DAGSTER_HOME ({settings.dagster_home}): a backup copies DAGSTER_HOME only; with the "
+        "platform stopped, move those files to Dagster's default place in it (history/, "
+        "schedules/) and remove base_dir\n"
+    )
+    assert not (tmp_path / "backup").exists()
+
+
+def test_a_sqlite_backup_whose_base_dir_names_its_home_is_restored_only_there(tmp_path):
+    """A dagster.yaml naming its DAGSTER_HOME as base_dir (a common way to write it) is restored
+    with it: restored into another home, that instance went on reading and writing the files of
+    the home it was taken from, not the backup's."""
+    source = home_settings(tmp_path / "a")
+    source.dagster_home.mkdir(parents=True)
+    (source.dagster_home / "dagster.yaml").write_text(
+        f"storage:\n  sqlite:\n    base_dir: {source.dagster_home}\n"
+    )
+    with dg.DagsterInstance.from_config(str(source.dagster_home)) as instance:
+        history.finished_run(instance, "raw_job", time.time() - 60, 5, {"step": 2})
+    runs = run_ids(source)
+    take_backup(source, BackupStore(str(tmp_path / "backup")))
+
+    other = home_settings(tmp_path / "b")
+    err = refused_restore(other.home, tmp_path / "backup")
+    assert err == (
+        f"data-platform restore: this backup's dagster.yaml puts its storage in "
+        f"{source.dagster_home.resolve()}, outside DAGSTER_HOME ({other.dagster_home}): "
+        "restored here, the instance would read that folder instead of the backup's copy; "
+        "restore it into the DAGSTER_HOME it was taken from\n"
+    )
+    assert not any(other.home.rglob("*"))  # nothing was changed
+    # Into the home it was taken from, lost: the backup held its files.
+    shutil.rmtree(source.dagster_home)
+    restore(source, BackupStore(str(tmp_path / "backup")))
+    assert run_ids(source) == runs
+
+
+def test_postgres_storages_in_different_databases_are_refused_by_backup_and_restore(
+    tmp_path, postgres_url, empty_database
+):
+    """Each storage's own section can name its own database: pg_dump took the run storage's
+    alone (a backup without the event log: every materialization), and pg_restore replaced the
+    runs beside the other database's event log."""
+    # psycopg2, as the generated dagster.yaml asks: dagster-postgres's NOTIFY fails on psycopg 3.
+    run_db, event_db = (
+        sa.engine.make_url(url)
+        .set(drivername="postgresql+psycopg2")
+        .render_as_string(hide_password=False)
+        for url in (postgres_url, empty_database)
+    )
+    source = tmp_path / "source"
+    (source / "dagster_home").mkdir(parents=True)
+    (source / "dagster_home" / "dagster.yaml").write_text(
+        f"storage:\n  postgres:\n    postgres_url: '{run_db}'\n"
+    )
+    duckdb.connect(str(source / "warehouse.duckdb")).close()
+    take_backup(home_settings(source), BackupStore(str(tmp_path / "backup")))
+
+    databases = {"run": run_db, "event_log": event_db, "schedule": run_db}
+    home = tmp_path / "home"
+    (home / "dagster_home").mkdir(parents=True)
+    config = home / "dagster_home" / "dagster.yaml"
+    config.write_text(
+        "".join(
+            f"{storage}_storage:\n  module: dagster_postgres\n"
+            f"  class: {cls}\n  config: {{postgres_url: '{databases[storage]}'}}\n"
+            for storage, cls in (
+                ("run", "PostgresRunStorage"),
+                ("event_log", "PostgresEventLogStorage"),
+                ("schedule", "PostgresScheduleStorage"),
+            )
+        )
+    )
+    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
+        history.finished_run(instance, "raw_job", time.time() - 60, 5, {"step": 2})
+    before = snapshot_of(home)
+
+    def where(url: str) -> str:
+        parts = sa.engine.make_url(url)
+        return f"database {parts.database} at {parts.host}:{parts.port}"
+
+    line = (
+        f"{config} puts its run storage in {where(postgres_url)}, its event log storage in "
+        f"{where(empty_database)}, its schedule storage in {where(postgres_url)}: backup and "
+        "restore take an instance whose storages are all in one database (storage: postgres)"
+    )
+    assert backup_and_restore_refused(home, tmp_path / "backup", {}) == {
+        "backup": line,
+        "restore": line,
+    }
+    assert snapshot_of(home) == before
+    assert not (tmp_path / "new").exists()

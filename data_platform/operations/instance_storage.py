@@ -1,5 +1,5 @@
-"""Which database a Dagster instance's dagster.yaml puts it on: the one rule backup and restore
-share.
+"""Which database a Dagster instance's dagster.yaml puts it on, and on SQLite whether its files
+are in DAGSTER_HOME: the one rule backup and restore share.
 
 Backup dumps a PostgreSQL instance and copies a SQLite one; restore refuses to put one kind in
 a home configured for the other. Each used to tell the kind its own way (a `postgres:` key or
@@ -15,6 +15,7 @@ Dagster's SQLite default), else `storage` picks all three (`postgres`, `sqlite`,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -42,18 +43,21 @@ def instance_storage(dagster_home: Path) -> StorageKind | None:
     config = dagster_home / "dagster.yaml"
     if not config.exists():
         return None
+    return storage_kind(_loaded(config), config)
+
+
+def _loaded(config: Path) -> object:
     try:
-        loaded = yaml.safe_load(config.read_text())
+        return yaml.safe_load(config.read_text())
     except yaml.YAMLError as error:
         raise BackupError(f"{config} is not YAML ({error.__class__.__name__}): fix it") from None
-    return storage_kind(loaded, config)
 
 
 def storage_kind(config: object, where: Path) -> StorageKind:
     """The kind of a loaded dagster.yaml (`where` names it in a refusal). A storage that is
     neither (MySQL, a class of another package) or an instance split over both is refused:
     a backup would dump one database and miss the others, or copy files that hold nothing."""
-    sections = _storage_sections(config if isinstance(config, dict) else {})
+    sections = _storage_sections(config)
     kinds = {name: _section_kind(name, section) for name, section in sections.items()}
     for name, kind in kinds.items():
         if kind is None:
@@ -70,8 +74,56 @@ def storage_kind(config: object, where: Path) -> StorageKind:
     return next(kind for kind in kinds.values() if kind is not None)
 
 
-def _storage_sections(config: dict) -> dict[str, object]:
+def check_sqlite_inside(config_dir: Path, dagster_home: Path, named: str, fix: str) -> None:
+    """Refuse a SQLite instance whose `config_dir/dagster.yaml` (`named` in the line) sets a
+    storage's base_dir outside `dagster_home`, followed by `fix`. Its databases are the instance
+    (runs, event logs, cursors), yet a backup copies DAGSTER_HOME only and a restore puts the
+    copy there: an outside folder was left out of the backup, and the restored instance read
+    that folder instead of the backup's files."""
+    config = config_dir / "dagster.yaml"
+    if not config.exists():
+        return
+    home = dagster_home.resolve()
+    folders = {
+        name: _folder(_base_dir(section), config)
+        for name, section in _storage_sections(_loaded(config)).items()
+    }
+    outside = [
+        f"its {NAMES[name]} in {folder}"
+        for name, folder in folders.items()
+        if folder is not None and not folder.is_relative_to(home)
+    ]
+    if outside:
+        raise BackupError(
+            f"{named} puts {', '.join(outside)}, outside DAGSTER_HOME ({dagster_home}): {fix}"
+        )
+
+
+def _base_dir(section: object) -> object:
+    """The base_dir a SQLite section sets, as written: `storage: sqlite:`, `storage: custom:`
+    or a storage's own section (its module/class and `config:`)."""
+    if not isinstance(section, dict):
+        return None
+    section = section.get("custom", section)
+    settings = section.get("sqlite", section.get("config")) if isinstance(section, dict) else None
+    return settings.get("base_dir") if isinstance(settings, dict) else None
+
+
+def _folder(base_dir: object, config: Path) -> Path | None:
+    """`base_dir` as Dagster resolves it in this process: an `env:` value read, a relative
+    path from the working directory. None when unset: Dagster's default, DAGSTER_HOME."""
+    if isinstance(base_dir, dict) and "env" in base_dir:
+        name = str(base_dir["env"])
+        if name not in os.environ:
+            raise BackupError(f"{config} reads {name}, which is not set: set it")
+        base_dir = os.environ[name]
+    return Path(base_dir).resolve() if isinstance(base_dir, str) and base_dir else None
+
+
+def _storage_sections(config: object) -> dict[str, object]:
     """The sections that choose the storage, as Dagster picks them (falsy ones are unset)."""
+    if not isinstance(config, dict):
+        return {"storage": None}
     if any(config.get(name) for name in PER_STORAGE):
         return {name: config.get(name) for name in PER_STORAGE}
     return {"storage": config.get("storage")}

@@ -21,13 +21,14 @@ from dagster._core.launcher import WorkerStatus
 from data_platform.operations import restore_journal
 from data_platform.operations.backup import FORMAT, MANIFEST, versions
 from data_platform.operations.backup_store import BackupError, BackupStore, sha256_file
-from data_platform.operations.instance_storage import instance_storage
+from data_platform.operations.instance_storage import check_sqlite_inside, instance_storage
 from data_platform.operations.restore_journal import Replacement
 from data_platform.operations.snapshot import (
     INSTANCE,
     INSTANCE_DUMP,
     SALT,
     WAREHOUSE,
+    instance_database,
     open_instance,
     run_pg_tool,
 )
@@ -150,11 +151,20 @@ def replacements(settings: Settings, staging: Path, manifest: dict) -> list[Repl
 def put_in_place(
     settings: Settings, staging: Path, manifest: dict, force: bool, label: str
 ) -> None:
-    """The steps that can be refused come first: the backup's Spark tables loaded beside the
-    cluster's, the PostgreSQL database checked. From the journal on, whoever finds it finishes
-    the restore if this process dies; the PostgreSQL instance is the journal's first step, since
-    pg_restore commits the backup's runs and cursors, which are only right beside the backup's
-    warehouse and salt."""
+    """The steps that can be refused come first: a SQLite instance's files checked to be in the
+    DAGSTER_HOME they are restored into, the backup's Spark tables loaded beside the cluster's,
+    the PostgreSQL database checked. From the journal on, whoever finds it finishes the restore
+    if this process dies; the PostgreSQL instance is the journal's first step, since pg_restore
+    commits the backup's runs and cursors, which are only right beside the backup's warehouse
+    and salt."""
+    if manifest["instance_storage"] == "sqlite":
+        check_sqlite_inside(
+            staging / INSTANCE,
+            settings.dagster_home,
+            "this backup's dagster.yaml",
+            "restored here, the instance would read that folder instead of the backup's copy; "
+            "restore it into the DAGSTER_HOME it was taken from",
+        )
     spark_existing = None
     if manifest.get("warehouse") == "spark":
         if settings.engine != "spark":
@@ -187,7 +197,8 @@ def put_in_place(
 
 
 def check_postgres_target(settings: Settings, staging: Path, force: bool) -> None:
-    """Refuse, before anything changes, a target database that is not PostgreSQL or that holds
+    """Refuse, before anything changes, a target that is not PostgreSQL, that spreads the
+    instance's storages over several databases (pg_restore loads one), or whose database holds
     runs without --force; leaves the staged instance's dagster.yaml naming that database.
 
     That file is the home's own when it has one (it says where this platform's database is),
@@ -203,6 +214,7 @@ def check_postgres_target(settings: Settings, staging: Path, force: bool) -> Non
             "at a PostgreSQL database (or remove it to use the backed-up one)"
         )
     with open_instance(staging / INSTANCE) as instance:
+        instance_database(instance, config)
         runs = instance.get_runs_count()
         if runs and not force:
             raise BackupError(
@@ -220,8 +232,9 @@ def load_postgres_dump(staging: Path, dump: Path) -> None:
     step of the restore journal. The URL is read from the environment each time, never stored
     in the journal (it holds the password).
     """
+    config = staging / INSTANCE / "dagster.yaml"
     with open_instance(staging / INSTANCE) as instance:
-        url = instance.run_storage.postgres_url
+        url = instance_database(instance, config)
     run_pg_tool(
         "pg_restore",
         url,

@@ -24,7 +24,12 @@ import duckdb
 import sqlalchemy as sa
 
 from data_platform.operations.backup_store import BackupError
-from data_platform.operations.instance_storage import instance_storage
+from data_platform.operations.instance_storage import (
+    NAMES,
+    PER_STORAGE,
+    check_sqlite_inside,
+    instance_storage,
+)
 from data_platform.operations.spark_snapshot import SPARK_WAREHOUSE
 from data_platform.resources.duckdb_lock import connect_with_lock_wait, is_lock_conflict
 from data_platform.resources.privacy import SALT_FILE
@@ -224,13 +229,38 @@ def run_pg_tool(tool: str, postgres_url: str, *args: str) -> None:
     raise BackupError(f"{tool} failed (exit status {done.returncode}): {said}{hint}")
 
 
-def dump_postgres_instance(instance: dg.DagsterInstance, target: Path) -> None:
+def instance_database(instance: dg.DagsterInstance, config: Path) -> str:
+    """The URL of the one PostgreSQL database that holds the instance's three storages (`config`
+    names its dagster.yaml in a refusal). pg_dump and pg_restore take one database: with the
+    event log or the cursors in another (each storage's section naming its own database or
+    server), a backup held the runs alone, and a restore replaced them beside another
+    history's event log."""
+    # DagsterInstance names its storages as dagster.yaml's sections do.
+    urls = {name: getattr(instance, name).postgres_url for name in PER_STORAGE}
+    databases = {name: _database(url) for name, url in urls.items()}
+    if len(set(databases.values())) > 1:
+        split = ", ".join(f"its {NAMES[name]} in {where}" for name, where in databases.items())
+        raise BackupError(
+            f"{config} puts {split}: backup and restore take an instance whose storages are all "
+            "in one database (storage: postgres)"
+        )
+    return urls["run_storage"]
+
+
+def _database(postgres_url: str) -> str:
+    """Which database a URL names, without its user and password (the same one, whoever
+    logs in)."""
+    url = sa.engine.make_url(postgres_url)
+    return f"database {url.database} at {url.host}:{url.port}"
+
+
+def dump_postgres_instance(postgres_url: str, target: Path) -> None:
     """The instance's PostgreSQL database as one pg_dump (one transaction: consistent). Owners
     and grants are left to pg_restore to skip: the archive keeps them, the target may lack the
     roles."""
     run_pg_tool(
         "pg_dump",
-        instance.run_storage.postgres_url,
+        postgres_url,
         "--format=custom",
         f"--file={target}",
     )
@@ -242,11 +272,21 @@ def copy_instance(settings: Settings, staging: Path) -> str:
     On PostgreSQL the database is one dump, and the instance's folder (dagster.yaml, the
     compute logs of the runs) is copied beside it as on SQLite.
     """
-    storage = instance_storage(settings.dagster_home) or "sqlite"
+    home = settings.dagster_home
+    storage = instance_storage(home) or "sqlite"
     if storage == "postgres":
-        with open_instance(settings.dagster_home) as instance:
-            dump_postgres_instance(instance, staging / INSTANCE_DUMP)
-    copy_sqlite_instance(settings.dagster_home, staging / INSTANCE)
+        with open_instance(home) as instance:
+            database = instance_database(instance, home / "dagster.yaml")
+            dump_postgres_instance(database, staging / INSTANCE_DUMP)
+    else:
+        check_sqlite_inside(
+            home,
+            home,
+            str(home / "dagster.yaml"),
+            "a backup copies DAGSTER_HOME only; with the platform stopped, move those files to "
+            "Dagster's default place in it (history/, schedules/) and remove base_dir",
+        )
+    copy_sqlite_instance(home, staging / INSTANCE)
     return storage
 
 
