@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import dagster as dg
 import psutil
@@ -71,19 +71,32 @@ def write_day(landing: Path) -> list[Path]:
     return paths
 
 
-def started_step(instance: dg.DagsterInstance, step_key: str) -> tuple[dg.DagsterRun, int] | None:
-    """The run whose `step_key` has started, and its run process's pid (from its engine event)."""
+def started_step(
+    instance: dg.DagsterInstance, step_key: str, pid_of: Literal["run", "step"]
+) -> tuple[dg.DagsterRun, int] | None:
+    """The in-progress run whose `step_key` has started, and the pid of the process to kill.
+
+    `pid_of="run"`: the run process's, from the engine event announcing it, since an in-process
+    step runs there. `pid_of="step"`: the one its STEP_START names, since a Celery step runs in a
+    worker process, outside the run process."""
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
-        started = instance.get_records_for_run(
-            run.run_id, of_type=dg.DagsterEventType.STEP_START
-        ).records
-        if any(r.event_log_entry.step_key == step_key for r in started):
-            for record in instance.get_records_for_run(
-                run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT
-            ).records:
-                pid = record.event_log_entry.dagster_event.engine_event_data.metadata.get("pid")
-                if pid is not None:
-                    return run, int(pid.value)
+        started = [
+            r.event_log_entry
+            for r in instance.get_records_for_run(
+                run.run_id, of_type=dg.DagsterEventType.STEP_START
+            ).records
+            if r.event_log_entry.step_key == step_key
+        ]
+        if not started:
+            continue
+        if pid_of == "step":
+            return run, started[0].dagster_event.pid
+        for record in instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT
+        ).records:
+            pid = record.event_log_entry.dagster_event.engine_event_data.metadata.get("pid")
+            if pid is not None:
+                return run, int(pid.value)
     return None
 
 
@@ -118,7 +131,9 @@ def kill_when_ingesting(
 
     With `code_server_first`, its parent, the code server, is SIGKILLed first: nobody is left
     to see the worker die but the monitoring daemon."""
-    run, pid = wait_for("a raw/events step to start", lambda: started_step(instance, "raw__events"))
+    run, pid = wait_for(
+        "a raw/events step to start", lambda: started_step(instance, "raw__events", "run")
+    )
     stop_mid_step(instance, run.run_id, "raw__events", pid)
     if code_server_first:
         code_server = psutil.Process(pid).parent()

@@ -27,7 +27,13 @@ import duckdb
 import pytest
 
 from data_platform_tests.conftest import embedded_twin
-from data_platform_tests.healing_world import DAY, stop_mid_step, wait_for, write_day
+from data_platform_tests.healing_world import (
+    DAY,
+    started_step,
+    stop_mid_step,
+    wait_for,
+    write_day,
+)
 from data_platform_tests.helpers import count_records
 from data_platform_tests.landed_records import read_landed
 
@@ -220,17 +226,6 @@ def test_two_overlapping_backfills_at_once_lose_nothing(distributed_stack, world
         assert (count_d, diff) == (count_e, 0), f"raw.{table}: {count_e} vs {count_d} rows"
 
 
-def step_start(instance: dg.DagsterInstance, step_key: str) -> tuple[str, int] | None:
-    """(run id, pid of the Celery worker process) of an in-progress run that started `step_key`."""
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
-        for record in instance.get_records_for_run(
-            run.run_id, of_type=dg.DagsterEventType.STEP_START
-        ).records:
-            if record.event_log_entry.step_key == step_key:
-                return run.run_id, record.event_log_entry.dagster_event.pid
-    return None
-
-
 def test_a_worker_killed_mid_step_hands_the_step_to_another(distributed_stack):
     """kill -9 of the worker process executing raw/events: the step is run again, once."""
     files = write_day(Path(distributed_stack["DATA_PLATFORM_HOME"]) / "landing")
@@ -239,8 +234,10 @@ def test_a_worker_killed_mid_step_hands_the_step_to_another(distributed_stack):
         distributed_stack,
     )
     with stack_instance(distributed_stack) as instance:
-        run_id, pid = wait_for("raw/events to start", lambda: step_start(instance, "raw__events"))
-        stop_mid_step(instance, run_id, "raw__events", pid)
+        started, pid = wait_for(
+            "raw/events to start", lambda: started_step(instance, "raw__events", "step")
+        )
+        stop_mid_step(instance, started.run_id, "raw__events", pid)
         os.kill(pid, signal.SIGKILL)
     _, stderr = finish(process)
 

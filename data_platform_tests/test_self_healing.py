@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dagster as dg
 import duckdb
+from dagster._core.storage.tags import PARENT_RUN_ID_TAG, RETRY_NUMBER_TAG
 
 from data_platform.orchestration.run_health import worker_pid
 from data_platform_tests.healing_world import (
@@ -62,15 +63,16 @@ def test_a_run_killed_mid_ingestion_is_failed_freed_retried_and_loads_its_day_on
     assert loaded == distinct == records and dead == 0
 
 
-def test_a_run_whose_code_server_died_first_is_failed_by_the_monitor_and_its_slot_freed(
+def test_a_run_whose_code_server_died_first_is_failed_by_the_monitor_freed_and_retried(
     tmp_path,
 ):
     """The code server killed before its run worker (as when a machine goes): nobody is left to
     see the worker die but the monitoring daemon, which asks HealthCheckedRunLauncher. In the
     test above the code server fails the run, and the launcher's judgement is never used.
 
-    No retry here: the daemon does not restart a code server it did not see die, and a retry
-    is launched through it ("Failed to retry run"); a restarted `dagster dev` starts both anew."""
+    Dagster's retry of the failed run asked the dead code server for its job, gave up for good
+    ("Failed to retry run") and never looked again once its workspace had a new one: the retry
+    now reloads the code location first (run_retries.py), and the run is retried once."""
     with daemon_world(tmp_path) as world:
         instance = world.instance
         killed, _ = kill_when_ingesting(instance, code_server_first=True)
@@ -82,6 +84,9 @@ def test_a_run_whose_code_server_died_first_is_failed_by_the_monitor_and_its_slo
                 ).records
             ),
         )
+        retry = wait_for(
+            "the killed run's retry to succeed", lambda: successful_retry(instance, killed.run_id)
+        )
         wait_for(
             "the duckdb pool to have no slot claimed",
             lambda: not instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots,
@@ -90,7 +95,11 @@ def test_a_run_whose_code_server_died_first_is_failed_by_the_monitor_and_its_slo
         alerts = wait_for("the failure alert", lambda: world.webhook.received, timeout=60)
 
         pid, _ = worker_pid(instance, killed.run_id)
-        assert [f"'run process {pid} is gone'" in r.event_log_entry.message for r in failed] == [
-            True
-        ]
+        # "is gone'" or, when its new parent has not reaped it yet, "is gone (exited, never reaped)'"
+        messages = [r.event_log_entry.message for r in failed]
+        assert [f"'run process {pid} is gone" in m for m in messages] == [True], messages
         assert [killed.run_id in str(alert) for alert in alerts] == [True]
+        retries = instance.get_runs(filters=dg.RunsFilter(tags={PARENT_RUN_ID_TAG: killed.run_id}))
+        assert [r.run_id for r in retries] == [retry.run_id]
+        assert retry.tags.get(RETRY_NUMBER_TAG) == "1"
+        assert retry.tags.get("dagster/partition") == killed.tags.get("dagster/partition") == DAY

@@ -2,14 +2,17 @@
 
 With `supports_check_run_worker_health`, Dagster's monitoring daemon (`run_monitoring` in
 dagster.yaml) asks every `poll_interval_seconds` whether each STARTED run's process is alive,
-and fails the run when it is not; run retries and the slot release then take over.
+and fails the run when it is not; run retries (`run_retries.py`, which this launcher installs in
+the daemon) and the slot release then take over.
 """
 
 from __future__ import annotations
 
 import dagster as dg
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext
+from dagster._serdes import ConfigurableClassData
 
+from data_platform.orchestration import run_retries
 from data_platform.orchestration.run_health import WORKER_HOST_TAG, check_worker, this_host
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -30,6 +33,12 @@ def worker_host(run: dg.DagsterRun) -> str:
 
 class HealthCheckedRunLauncher(dg.DefaultRunLauncher):
     """Launches runs on the code server's host (as Dagster's default) and checks their pids."""
+
+    def __init__(self, inst_data: ConfigurableClassData | None = None):
+        super().__init__(inst_data=inst_data)
+        # The daemon builds its launcher before it fails a dead run (its monitor asks the launcher
+        # first), so before it retries one through a code server that may have died too.
+        run_retries.install()
 
     def launch_run(self, context: LaunchRunContext) -> None:
         run = context.dagster_run
