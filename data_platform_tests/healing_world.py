@@ -23,6 +23,7 @@ import dagster as dg
 import psutil
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG
 
+from data_platform.orchestration.run_health import worker_pid
 from data_platform_tests.helpers import stop_process_group
 from data_platform_tests.test_alerts import Webhook
 
@@ -76,9 +77,9 @@ def started_step(
 ) -> tuple[dg.DagsterRun, int] | None:
     """The in-progress run whose `step_key` has started, and the pid of the process to kill.
 
-    `pid_of="run"`: the run process's, from the engine event announcing it, since an in-process
-    step runs there. `pid_of="step"`: the one its STEP_START names, since a Celery step runs in a
-    worker process, outside the run process."""
+    `pid_of="run"`: the run process's, as the platform's health check reads it, since an
+    in-process step runs there. `pid_of="step"`: the one its STEP_START names, since a Celery
+    step runs in a worker process, outside the run process."""
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
         started = [
             r.event_log_entry
@@ -91,12 +92,9 @@ def started_step(
             continue
         if pid_of == "step":
             return run, started[0].dagster_event.pid
-        for record in instance.get_records_for_run(
-            run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT
-        ).records:
-            pid = record.event_log_entry.dagster_event.engine_event_data.metadata.get("pid")
-            if pid is not None:
-                return run, int(pid.value)
+        announced = worker_pid(instance, run.run_id)
+        if announced is not None:
+            return run, announced[0]
     return None
 
 
