@@ -147,6 +147,16 @@ def successful_retry(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun
     return next((r for r in runs if r.status == dg.DagsterRunStatus.SUCCESS), None)
 
 
+def print_what_happened(instance: dg.DagsterInstance, daemon_log: Path) -> None:
+    """For a failed test's captured output: every run with its status and tags, and the daemon's
+    log, since what the daemon did (a retry given up, a code server that would not start) is
+    seen nowhere else."""
+    for run in instance.get_runs():
+        print(f"run {run.run_id} {run.status.value} {dict(run.tags)}")
+    print(f"--- {daemon_log} (last 200 lines)")
+    print("\n".join(daemon_log.read_text(errors="replace").splitlines()[-200:]))
+
+
 @contextmanager
 def daemon_world(root: Path) -> Iterator[World]:
     home = root / "home"
@@ -181,6 +191,9 @@ def daemon_world(root: Path) -> Iterator[World]:
     )
     try:
         yield World(instance, home, files, webhook)
+    except BaseException:
+        print_what_happened(instance, root / "daemon.log")
+        raise
     finally:
         stop_process_group(daemon, timeout=30)
         instance.dispose()

@@ -10,9 +10,12 @@ run is never retried, although the daemon starts a new code server at its next w
 refresh, up to 60 s later.
 
 So a retry that cannot reach its code location reloads it (what the UI's "Reload" does: a new
-code server, waited for until it serves its definitions) and is tried once more. Dagster's own
-rules are left as they are: max_retries was counted when the run failed (`dagster/will_retry`),
-and a retry run already created is submitted, not created again.
+code server, waited for until it serves its definitions) and is tried again, up to
+`RELOADS` times. One reload is not always enough: the daemon refreshes its whole workspace every
+60 s from the registry's current server, and a refresh that began before the reload (from the
+dead server) can end after it and put the dead location back. Dagster's own rules are left as
+they are: max_retries was counted when the run failed (`dagster/will_retry`), and a retry run
+already created is submitted, not created again.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from dagster._daemon.auto_run_reexecution import auto_run_reexecution
 
 # The run's code location is down (its server gone) or came back broken: a reload may mend both.
 _UNREACHABLE = (DagsterUserCodeUnreachableError, DagsterCodeLocationLoadError)
+# Each reload starts a code server and waits for it (seconds); three outlast a refresh's race.
+RELOADS = 3
 
 
 def install() -> None:
@@ -39,13 +44,14 @@ def install() -> None:
     def retry_run_reloading(
         failed_run: dg.DagsterRun, workspace_context: IWorkspaceProcessContext
     ) -> None:
-        try:
-            return retry_run(failed_run, workspace_context)
-        except _UNREACHABLE:
-            # Raised only past retry_run's check that the run has an origin to retry it from.
-            origin = check.not_none(failed_run.remote_job_origin)
-            workspace_context.reload_code_location(origin.location_name)
-        # A second failure is Dagster's to handle: "Failed to retry run", not retried.
+        for _ in range(RELOADS):
+            try:
+                return retry_run(failed_run, workspace_context)
+            except _UNREACHABLE:
+                # Raised only past retry_run's check that the run has an origin to retry it from.
+                origin = check.not_none(failed_run.remote_job_origin)
+                workspace_context.reload_code_location(origin.location_name)
+        # The last failure is Dagster's to handle: "Failed to retry run", not retried.
         return retry_run(failed_run, workspace_context)
 
     retry_run_reloading._data_platform_reloads = True  # type: ignore[attr-defined]
