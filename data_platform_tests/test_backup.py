@@ -39,6 +39,7 @@ from data_platform.operations.backup_schedule import DEST_VARIABLE, backup_job, 
 from data_platform.operations.backup_store import BackupError, BackupStore
 from data_platform.operations.restore import restore
 from data_platform.operations.restore_journal import finish_interrupted_restores
+from data_platform.operations.snapshot import same_database_key
 from data_platform.operations.staging import JOURNAL, sweep
 from data_platform.orchestration import pool_wait
 from data_platform.orchestration.run_health import WORKER_HOST_TAG, announce_run_process
@@ -1488,3 +1489,12 @@ def test_postgres_storages_in_different_databases_are_refused_by_backup_and_rest
     }
     assert snapshot_of(home) == before
     assert not (tmp_path / "new").exists()
+
+
+def test_urls_that_reach_one_database_by_other_names_are_the_same_database():
+    one = same_database_key("postgresql+psycopg2://dagster:secret@localhost/platform")
+    assert one == same_database_key("postgresql://other@127.0.0.1:5432/platform")
+    assert one == same_database_key("postgresql://dagster@/platform")  # libpq's local socket
+    assert one != same_database_key("postgresql://dagster@localhost:5433/platform")
+    assert one != same_database_key("postgresql://dagster@localhost/platform_events")
+    assert one != same_database_key("postgresql://dagster@db.internal/platform")

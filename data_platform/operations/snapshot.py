@@ -237,14 +237,27 @@ def instance_database(instance: dg.DagsterInstance, config: Path) -> str:
     history's event log."""
     # DagsterInstance names its storages as dagster.yaml's sections do.
     urls = {name: getattr(instance, name).postgres_url for name in PER_STORAGE}
-    databases = {name: _database(url) for name, url in urls.items()}
-    if len(set(databases.values())) > 1:
-        split = ", ".join(f"its {NAMES[name]} in {where}" for name, where in databases.items())
+    if len({same_database_key(url) for url in urls.values()}) > 1:
+        split = ", ".join(f"its {NAMES[name]} in {_database(url)}" for name, url in urls.items())
         raise BackupError(
             f"{config} puts {split}: backup and restore take an instance whose storages are all "
             "in one database (storage: postgres)"
         )
     return urls["run_storage"]
+
+
+# Names of this machine's own server. No host at all is libpq's local socket: the same server.
+_THIS_MACHINE = {None, "localhost", "127.0.0.1", "::1"}
+_DEFAULT_PORT = 5432
+
+
+def same_database_key(postgres_url: str) -> tuple[str | None, str, int]:
+    """(database, server, port) of a URL, equal for two URLs that reach the same database: one
+    storage's section written `localhost` and another's `127.0.0.1:5432` were refused as two
+    databases, whoever logs in."""
+    url = sa.engine.make_url(postgres_url)
+    host = "localhost" if url.host in _THIS_MACHINE else str(url.host).lower()
+    return url.database, host, url.port or _DEFAULT_PORT
 
 
 def _database(postgres_url: str) -> str:
