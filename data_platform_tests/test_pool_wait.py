@@ -317,6 +317,56 @@ def test_a_run_on_another_machine_that_stops_beating_is_failed_and_its_slot_free
     assert len(done) == 2 and run.run_id in done[0] and run.run_id in done[1]
 
 
+# A run whose step waits until the run's beat is stored, says so with the beat, and ends.
+BEAT_THEN_END = """
+import os, time, dagster as dg
+from data_platform.orchestration import heartbeat
+from data_platform.orchestration.run_health import this_host
+
+heartbeat.install(0.1)
+
+@dg.op
+def wait_for_a_beat(context):
+    deadline = time.monotonic() + 60
+    while heartbeat.last_beat(context.instance, this_host(), os.getpid()) is None:
+        assert time.monotonic() < deadline, "no beat within 60 s"
+        time.sleep(0.05)
+    print("beat", heartbeat.last_beat(context.instance, this_host(), os.getpid())[0], flush=True)
+
+@dg.job
+def beating():
+    wait_for_a_beat()
+
+with dg.DagsterInstance.get() as instance:
+    assert beating.execute_in_process(instance=instance).success
+"""
+
+
+def test_a_run_that_ends_deletes_its_beat_and_only_its_own(instance):
+    """A beat's key is kept per host and pid; with a container per run (a pod named anew
+    each time) the keys grew by one per run for good. The run's beat is deleted when its plan
+    ends; a beat under the same key that is not the one this process stored last is left."""
+    from data_platform.orchestration.heartbeat import beat, forget_beat, heartbeat_key, last_beat
+    from data_platform.orchestration.run_health import this_host, worker_pid
+
+    env = {**os.environ, "DAGSTER_HOME": str(instance.root_directory)}
+    done = subprocess.run(
+        [sys.executable, "-c", BEAT_THEN_END], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    [run] = instance.get_runs()
+    assert done.stdout.splitlines() == [f"beat {run.run_id}"]
+    pid, _ = worker_pid(instance, run.run_id)
+    assert not instance.run_storage.get_cursor_values({heartbeat_key(this_host(), pid)})
+
+    stored = beat(instance, "this-run", "a-host", 10)
+    later = beat(instance, "later-run", "a-host", 10)
+    forget_beat(instance, "a-host", stored)
+    assert last_beat(instance, "a-host", os.getpid())[0] == "later-run"
+    forget_beat(instance, "a-host", later)
+    assert last_beat(instance, "a-host", os.getpid()) is None
+
+
 # A run executed as `data-platform materialize` executes one with DATA_PLATFORM_EXECUTOR=celery
 # (`execute_job`, no code server): its step is a Celery task on a broker no worker reads, so it
 # holds the duckdb slot until the run process dies.

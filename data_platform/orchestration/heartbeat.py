@@ -8,7 +8,8 @@ kept its `duckdb` slot for good: every later warehouse step waited behind it.
 
 So the process that executes a run's steps beats: every `every` seconds it stores the time in
 the instance's key-value store, which every host shares, under a key of its host and pid (the
-pid the run announced: a host has few pids, so the keys do not grow with the runs). A run of
+pid the run announced), deleted when the run's plan ends: a container per run (Kubernetes
+names each pod anew) would otherwise leave a key per run for good. A run of
 another host whose last beat is older than `STALE_BEATS` beats is dead. The beat carries its
 interval, so the judge needs no setting of its own. It compares the beat's clock with its own:
 hosts whose clocks differ by a minute or more need a longer interval.
@@ -24,6 +25,8 @@ import time
 
 import dagster as dg
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+from dagster._core.storage.runs.schema import KeyValueStoreTable
+from dagster._core.storage.runs.sql_run_storage import SqlRunStorage
 
 # Silent for this many beats: dead. Nine (90 s at the default 10 s) outlast a long GC pause or
 # a slow database; a run's steps wait longer than that for its slot to be freed anyway.
@@ -37,9 +40,27 @@ def heartbeat_key(host: str, pid: int) -> str:
     return f"{_KEY_PREFIX}/{host}/{pid}"
 
 
-def beat(instance: dg.DagsterInstance, run_id: str, host: str, every: float) -> None:
+def beat(instance: dg.DagsterInstance, run_id: str, host: str, every: float) -> str:
+    """Store this process's beat for `run_id`; returns the value stored."""
     value = json.dumps({"run_id": run_id, "at": time.time(), "every": every})
     instance.run_storage.set_cursor_values({heartbeat_key(host, os.getpid()): value})
+    return value
+
+
+def forget_beat(instance: dg.DagsterInstance, host: str, value: str) -> None:
+    """Delete this process's beat if it is still `value`, the last one it stored: a later beat
+    under the key (another run of this pid) is left. Dagster's key-value store has no delete,
+    so its table is used: the same on SQLite and PostgreSQL."""
+    storage = instance.run_storage
+    if not isinstance(storage, SqlRunStorage):
+        return
+    with storage.connect() as conn:
+        conn.execute(
+            KeyValueStoreTable.delete().where(
+                (KeyValueStoreTable.c.key == heartbeat_key(host, os.getpid()))
+                & (KeyValueStoreTable.c.value == value)
+            )
+        )
 
 
 def last_beat(instance: dg.DagsterInstance, host: str, pid: int) -> tuple[str, float, float] | None:
@@ -58,28 +79,35 @@ def silent_too_long(at: float, every: float, now: float) -> bool:
 
 
 class _Beating:
-    """A daemon thread beating for one run until stopped. A beat that fails (the database
-    busy) is logged and tried again at the next one: it must never fail the run."""
+    """A daemon thread beating for one run until stopped, then its beat deleted. A beat that
+    fails (the database busy) is logged and tried again at the next one, and a delete that fails
+    is logged: neither may fail the run."""
 
     def __init__(self, instance: dg.DagsterInstance, run_id: str, host: str, every: float):
+        self._instance, self._run_id, self._host = instance, run_id, host
+        self._last: str | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._loop, args=(instance, run_id, host, every), daemon=True
-        )
+        self._thread = threading.Thread(target=self._loop, args=(every,), daemon=True)
         self._thread.start()
 
-    def _loop(self, instance: dg.DagsterInstance, run_id: str, host: str, every: float) -> None:
+    def _loop(self, every: float) -> None:
         while True:
             try:
-                beat(instance, run_id, host, every)
+                self._last = beat(self._instance, self._run_id, self._host, every)
             except Exception as error:  # the run goes on; the next beat tries again
-                logger.warning(f"run {run_id}: heartbeat not stored: {error}")
+                logger.warning(f"run {self._run_id}: heartbeat not stored: {error}")
             if self._stop.wait(every):
                 return
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        if self._thread.is_alive() or self._last is None:
+            return  # a beat still being stored would outlive the delete
+        try:
+            forget_beat(self._instance, self._host, self._last)
+        except Exception as error:
+            logger.warning(f"run {self._run_id}: heartbeat not deleted: {error}")
 
 
 def install(every: float) -> None:
