@@ -1,13 +1,17 @@
-"""The daemon's run retry reloads an unreachable code location, a bounded number of times.
+"""The daemon's run retries: a run read before it settled, and an unreachable code location.
 
-The real daemon, code server and kill are in test_self_healing.py; the race that needs a second
-reload (the daemon's workspace refresh putting the dead location back) cannot be timed from
-outside, so here Dagster's `retry_run` is replaced by a script of outcomes."""
+The real daemon, code server and kill are in test_self_healing.py. Both races it met are timed
+here instead: a run read between its failure event and its status (a stale read, and a thread
+that settles it), and the daemon's workspace refresh putting a dead location back (Dagster's
+`retry_run` replaced by a script of outcomes)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from types import SimpleNamespace
 
+import dagster as dg
 import pytest
 from dagster._core.errors import (
     DagsterCodeLocationLoadError,
@@ -41,6 +45,9 @@ def install_scripted(monkeypatch: pytest.MonkeyPatch, outcomes: list[Exception |
             raise outcome
 
     monkeypatch.setattr(auto_run_reexecution, "retry_run", scripted_retry_run)
+    # Kept for monkeypatch to put back: install() replaces it too.
+    filter_runs = auto_run_reexecution.filter_runs_to_should_retry
+    monkeypatch.setattr(auto_run_reexecution, "filter_runs_to_should_retry", filter_runs)
     run_retries.install()
     return calls
 
@@ -80,3 +87,53 @@ def test_an_error_in_the_code_itself_is_not_reloaded(monkeypatch):
         auto_run_reexecution.retry_run(RUN, workspace)
 
     assert len(calls) == 1 and workspace.reloaded == []
+
+
+@pytest.fixture
+def retrying_instance(tmp_path):
+    """On SQLite files, as the daemon's threads share it (an in-memory one locks its tables)."""
+    settings = {"run_retries": {"enabled": True, "max_retries": 2}}
+    with dg.DagsterInstance.local_temp(str(tmp_path), overrides=settings) as instance:
+        yield instance
+
+
+def started_run(instance: dg.DagsterInstance) -> dg.DagsterRun:
+    return instance.add_run(dg.DagsterRun(job_name="job", status=dg.DagsterRunStatus.STARTED))
+
+
+def fail_later(instance: dg.DagsterInstance, run: dg.DagsterRun, after: float) -> threading.Thread:
+    """Report `run` failed `after` seconds from now, as the monitoring daemon does."""
+
+    def fail() -> None:
+        time.sleep(after)
+        instance.report_run_failed(run)
+
+    thread = threading.Thread(target=fail)
+    thread.start()
+    return thread
+
+
+def test_a_run_read_before_its_failure_settled_is_retried(monkeypatch, retrying_instance):
+    instance = retrying_instance
+    filter_runs = auto_run_reexecution.filter_runs_to_should_retry
+    monkeypatch.setattr(auto_run_reexecution, "filter_runs_to_should_retry", filter_runs)
+    monkeypatch.setattr(auto_run_reexecution, "retry_run", auto_run_reexecution.retry_run)
+    stale = started_run(instance)
+
+    # Dagster's own judgement of the stale read: not retried, and its cursor moves on.
+    assert list(filter_runs([stale], instance)) == []
+
+    run_retries.install()
+    failing = fail_later(instance, stale, after=0.3)
+    [retried] = auto_run_reexecution.filter_runs_to_should_retry([stale], instance)
+    failing.join()
+    assert retried.run_id == stale.run_id and retried.status == dg.DagsterRunStatus.FAILURE
+    assert instance.get_run_by_id(stale.run_id).tags["dagster/will_retry"] == "true"
+
+
+def test_a_run_that_never_settles_is_judged_as_it_is(monkeypatch, retrying_instance):
+    monkeypatch.setattr(run_retries, "SETTLE_SECONDS", 0.3)
+    run = started_run(retrying_instance)
+    began = time.monotonic()
+    assert run_retries.settled(run, retrying_instance).status == dg.DagsterRunStatus.STARTED
+    assert 0.3 <= time.monotonic() - began < 5

@@ -1,24 +1,30 @@
-"""Dagster's run retries, for a run whose code server died before it.
+"""Dagster's run retries, mended for two ways a crashed run was never retried.
 
 Dagster's event-log consumer daemon retries a failed run once, when it reads the run's failure
-event: `retry_run` re-executes the run through the run's code location. When the code server
-that spawned the run died first while the daemon lived on (the server killed, OOM-killed), the
-monitoring daemon fails the run (run_health.py) within `poll_interval_seconds`, and the retry
-asks the dead server for the job: DagsterUserCodeUnreachableError. Dagster then logs "Failed to
-retry run", tags the run `dagster/will_retry=false` and moves its cursor past the failure, so the
-run is never retried, although the daemon starts a new code server at its next workspace
-refresh, up to 60 s later.
+event: `should_retry` reads the run's `dagster/will_retry` tag, and `retry_run` re-executes the
+run through the run's code location. Its cursor then moves past the event for good.
 
-So a retry that cannot reach its code location reloads it (what the UI's "Reload" does: a new
-code server, waited for until it serves its definitions) and is tried again, up to
-`RELOADS` times. One reload is not always enough: the daemon refreshes its whole workspace every
-60 s from the registry's current server, and a refresh that began before the reload (from the
-dead server) can end after it and put the dead location back. Dagster's own rules are left as
-they are: max_retries was counted when the run failed (`dagster/will_retry`), and a retry run
-already created is submitted, not created again.
+1. **The run read before it settled.** The instance stores a RUN_FAILURE event first, then
+   sets the run's status, then tags it `dagster/will_retry`. A consumer reading the run in
+   between saw it still STARTED, untagged, judged it not to retry, and moved on: the run stayed
+   FAILURE with `dagster/will_retry=true` and no retry (seen once in CI and once here, under
+   load, in `test_self_healing.py`). A run read unfinished is read again until it has settled.
+2. **The code server died first.** When the code server that spawned the run died while the
+   daemon lived on (killed, OOM-killed), the monitoring daemon fails the run (run_health.py)
+   and the retry asks the dead server for the job: DagsterUserCodeUnreachableError, "Failed to
+   retry run", `dagster/will_retry=false`, though the daemon starts a new code server within a
+   minute. A retry that cannot reach its code location reloads it (what the UI's "Reload" does)
+   and is tried again, up to `RELOADS` times: a workspace refresh (every 60 s) begun from the
+   dead server before a reload can end after it and put the dead location back.
+
+Dagster's own rules are left as they are: max_retries was counted when the run failed, and a
+retry run already created is submitted, not created again.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
 
 import dagster as dg
 from dagster import _check as check
@@ -28,18 +34,34 @@ from dagster._daemon.auto_run_reexecution import auto_run_reexecution
 
 # The run's code location is down (its server gone) or came back broken: a reload may mend both.
 _UNREACHABLE = (DagsterUserCodeUnreachableError, DagsterCodeLocationLoadError)
-# Each reload starts a code server and waits for it (seconds); three outlast a refresh's race.
+# Each reload starts a code server and waits for it (seconds).
 RELOADS = 3
+# The instance settles a run within milliseconds of its event; a run read unfinished for this
+# long after its RUN_FAILURE or RUN_SUCCESS was read is judged as it then is.
+SETTLE_SECONDS = 10.0
+
+
+def settled(run: dg.DagsterRun, instance: dg.DagsterInstance) -> dg.DagsterRun:
+    """The run as stored once it has finished, read again until it has (or SETTLE_SECONDS)."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while not run.is_finished and time.monotonic() < deadline:
+        time.sleep(0.1)
+        run = check.not_none(instance.get_run_by_id(run.run_id))
+    return run
 
 
 def install() -> None:
-    """Make the daemon's `retry_run` reload an unreachable code location and try again.
-
-    Dagster's loop calls `retry_run` through its module, so replacing it there is enough.
-    Idempotent."""
-    retry_run = auto_run_reexecution.retry_run
-    if getattr(retry_run, "_data_platform_reloads", False):
+    """Install both mends in the daemon's retry loop, which calls `filter_runs_to_should_retry`
+    and `retry_run` through their module: replacing them there is enough. Idempotent."""
+    if getattr(auto_run_reexecution.retry_run, "_data_platform_mended", False):
         return
+    filter_runs = auto_run_reexecution.filter_runs_to_should_retry
+    retry_run = auto_run_reexecution.retry_run
+
+    def filter_settled_runs(
+        runs: Sequence[dg.DagsterRun], instance: dg.DagsterInstance
+    ) -> Iterator[dg.DagsterRun]:
+        return filter_runs([settled(run, instance) for run in runs], instance)
 
     def retry_run_reloading(
         failed_run: dg.DagsterRun, workspace_context: IWorkspaceProcessContext
@@ -54,5 +76,6 @@ def install() -> None:
         # The last failure is Dagster's to handle: "Failed to retry run", not retried.
         return retry_run(failed_run, workspace_context)
 
-    retry_run_reloading._data_platform_reloads = True  # type: ignore[attr-defined]
+    retry_run_reloading._data_platform_mended = True  # type: ignore[attr-defined]
+    auto_run_reexecution.filter_runs_to_should_retry = filter_settled_runs
     auto_run_reexecution.retry_run = retry_run_reloading
