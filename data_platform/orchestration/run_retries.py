@@ -7,7 +7,7 @@ run through the run's code location. Its cursor then moves past the event for go
 1. **The run read before it settled.** The instance stores a RUN_FAILURE event first, then
    sets the run's status, then tags it `dagster/will_retry`. A consumer reading the run in
    between saw it still STARTED, untagged, judged it not to retry, and moved on: the run stayed
-   FAILURE with `dagster/will_retry=true` and no retry (seen once in CI and once here, under
+   FAILURE with `dagster/will_retry=true` and no retry (seen once in CI and twice here, under
    load, in `test_self_healing.py`). A run read unfinished is read again until it has settled.
 2. **The code server died first.** When the code server that spawned the run died while the
    daemon lived on (killed, OOM-killed), the monitoring daemon fails the run (run_health.py)
