@@ -7,6 +7,7 @@ that settles it), and the daemon's workspace refresh putting a dead location bac
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from types import SimpleNamespace
@@ -33,6 +34,15 @@ class Workspace:
         self.reloaded.append(name)
 
 
+@pytest.fixture(autouse=True)
+def dagster_own_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dagster's own functions in the daemon's module for the test, whatever this process
+    installed before (a HealthCheckedRunLauncher built by another test), put back after."""
+    for name in ("retry_run", "filter_runs_to_should_retry"):
+        original = inspect.unwrap(getattr(auto_run_reexecution, name))
+        monkeypatch.setattr(auto_run_reexecution, name, original)
+
+
 def install_scripted(monkeypatch: pytest.MonkeyPatch, outcomes: list[Exception | None]) -> list:
     """Dagster's retry_run replaced by one that raises (or returns) `outcomes` in turn, then
     the platform's wrapper installed over it; the calls it received."""
@@ -45,9 +55,6 @@ def install_scripted(monkeypatch: pytest.MonkeyPatch, outcomes: list[Exception |
             raise outcome
 
     monkeypatch.setattr(auto_run_reexecution, "retry_run", scripted_retry_run)
-    # Kept for monkeypatch to put back: install() replaces it too.
-    filter_runs = auto_run_reexecution.filter_runs_to_should_retry
-    monkeypatch.setattr(auto_run_reexecution, "filter_runs_to_should_retry", filter_runs)
     run_retries.install()
     return calls
 
@@ -113,15 +120,12 @@ def fail_later(instance: dg.DagsterInstance, run: dg.DagsterRun, after: float) -
     return thread
 
 
-def test_a_run_read_before_its_failure_settled_is_retried(monkeypatch, retrying_instance):
+def test_a_run_read_before_its_failure_settled_is_retried(retrying_instance):
     instance = retrying_instance
-    filter_runs = auto_run_reexecution.filter_runs_to_should_retry
-    monkeypatch.setattr(auto_run_reexecution, "filter_runs_to_should_retry", filter_runs)
-    monkeypatch.setattr(auto_run_reexecution, "retry_run", auto_run_reexecution.retry_run)
     stale = started_run(instance)
 
     # Dagster's own judgement of the stale read: not retried, and its cursor moves on.
-    assert list(filter_runs([stale], instance)) == []
+    assert list(auto_run_reexecution.filter_runs_to_should_retry([stale], instance)) == []
 
     run_retries.install()
     failing = fail_later(instance, stale, after=0.3)
