@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
+import logging
 import os
 import shutil
 import signal
@@ -34,7 +35,7 @@ from dagster._core.storage.tags import RETRY_STRATEGY_TAG
 
 from data_platform.assets.raw import RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
 from data_platform.operations import backup_schedule
-from data_platform.operations.backup import store_backup, take_backup
+from data_platform.operations.backup import run_backup, store_backup, take_backup
 from data_platform.operations.backup_schedule import DEST_VARIABLE, backup_job, daily_backup
 from data_platform.operations.backup_store import BackupError, BackupStore
 from data_platform.operations.restore import restore
@@ -1498,3 +1499,46 @@ def test_urls_that_reach_one_database_by_other_names_are_the_same_database():
     assert one != same_database_key("postgresql://dagster@localhost:5433/platform")
     assert one != same_database_key("postgresql://dagster@localhost/platform_events")
     assert one != same_database_key("postgresql://dagster@db.internal/platform")
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_a_backup_says_when_runs_compute_logs_are_outside_dagster_home(
+    tmp_path, capsys, monkeypatch, inside
+):
+    """A backup copies DAGSTER_HOME: compute logs that dagster.yaml keeps elsewhere are not in
+    it, and the command and the scheduled job's log say so (not refused: logs are keyed by run
+    and only appended to)."""
+    settings = home_settings(tmp_path / "home")
+    settings.dagster_home.mkdir(parents=True)
+    logs = settings.dagster_home / "logs" if inside else tmp_path / "run-logs"
+    (settings.dagster_home / "dagster.yaml").write_text(
+        "compute_logs:\n  module: dagster._core.storage.local_compute_log_manager\n"
+        f"  class: LocalComputeLogManager\n  config:\n    base_dir: {logs}\n"
+    )
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        assert Path(instance.compute_log_manager._base_dir) == logs  # as Dagster reads it
+    duckdb.connect(str(settings.warehouse)).close()
+
+    assert run_backup(settings, str(tmp_path / "backup")) == 0
+
+    said = [line for line in capsys.readouterr().err.splitlines() if "compute logs" in line]
+    expected = (
+        f"backup {tmp_path / 'backup'}: runs' compute logs in {logs} (dagster.yaml compute_logs "
+        "base_dir, outside DAGSTER_HOME) are not in it: restored on another machine, those runs "
+        "show no logs; keep them under DAGSTER_HOME to back them up"
+    )
+    assert said == ([] if inside else [expected])
+
+    # The scheduled job backs up the instance it runs in.
+    monkeypatch.setenv("DATA_PLATFORM_HOME", str(settings.home))
+    monkeypatch.setenv("DAGSTER_HOME", str(settings.dagster_home))
+    monkeypatch.setenv(DEST_VARIABLE, str(tmp_path / "scheduled"))
+    with dg.DagsterInstance.get() as instance:
+        result = backup_job.execute_in_process(instance=instance)
+        warned = [
+            e.message
+            for e in instance.all_logs(result.run_id)
+            if e.level == logging.WARNING and "compute logs" in e.message
+        ]
+    assert len(warned) == (0 if inside else 1)
+    assert all(f"runs' compute logs in {logs} (dagster.yaml" in m for m in warned)

@@ -15,6 +15,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from data_platform.operations.backup_store import BackupError, BackupStore, sha256_file
+from data_platform.operations.instance_storage import compute_logs_outside
 from data_platform.operations.snapshot import (
     INSTANCE_DUMP,
     copy_instance,
@@ -108,7 +109,22 @@ def verify_stored(store: BackupStore, manifest: dict) -> None:
             )
 
 
+def compute_logs_left_out(settings: Settings, dest_url: str) -> str | None:
+    """The line saying that a backup to `dest_url` holds none of the runs' compute logs, when
+    dagster.yaml keeps them outside DAGSTER_HOME (see compute_logs_outside); else None."""
+    logs = compute_logs_outside(settings.dagster_home)
+    if logs is None:
+        return None
+    return (
+        f"backup {dest_url}: runs' compute logs in {logs} (dagster.yaml compute_logs base_dir, "
+        "outside DAGSTER_HOME) are not in it: restored on another machine, those runs show no "
+        "logs; keep them under DAGSTER_HOME to back them up"
+    )
+
+
 def run_backup(settings: Settings, dest_url: str) -> int:
+    # Read first: a dagster.yaml that cannot be read is refused before anything is written.
+    logs_left_out = compute_logs_left_out(settings, dest_url)
     manifest = take_backup(settings, BackupStore(dest_url))
     total = sum(f["size"] for f in manifest["files"])
     if manifest["warehouse"] == "spark":
@@ -117,4 +133,6 @@ def run_backup(settings: Settings, dest_url: str) -> int:
         f"backup {dest_url}: {len(manifest['files'])} files, {total} bytes, verified",
         file=sys.stderr,
     )
+    if logs_left_out:
+        print(logs_left_out, file=sys.stderr)
     return 0

@@ -14,7 +14,13 @@ from datetime import UTC, datetime
 import dagster as dg
 from dagster._core.storage.tags import RETRY_STRATEGY_TAG
 
-from data_platform.operations.backup import MANIFEST, check_empty, stage_backup, store_backup
+from data_platform.operations.backup import (
+    MANIFEST,
+    check_empty,
+    compute_logs_left_out,
+    stage_backup,
+    store_backup,
+)
 from data_platform.operations.backup_store import BackupStore
 from data_platform.operations.staging import StagingFolder, open_staging
 from data_platform.partitions import WAREHOUSE_POOL
@@ -102,10 +108,14 @@ def upload_backup(context: dg.OpExecutionContext) -> None:
         root = backup_root()
         name = datetime.now(UTC).strftime(STAMP)
         check_empty(root.child(name))
-        manifest = store_backup(load_settings(), staging.path, root.child(name))
+        settings = load_settings()
+        logs_left_out = compute_logs_left_out(settings, root.child(name).url)
+        manifest = store_backup(settings, staging.path, root.child(name))
     finally:
         staging.remove()
     context.log.info(f"backup {root.child(name).url}: {len(manifest['files'])} files, verified")
+    if logs_left_out:
+        context.log.warning(logs_left_out)
     for deleted in prune(root, keep_count()):
         context.log.info(f"deleted the old backup {deleted} (keeping {keep_count()})")
 

@@ -99,6 +99,23 @@ def check_sqlite_inside(config_dir: Path, dagster_home: Path, named: str, fix: s
         )
 
 
+def compute_logs_outside(dagster_home: Path) -> Path | None:
+    """The folder `dagster_home/dagster.yaml` keeps runs' compute logs in (Dagster's
+    LocalComputeLogManager with a `base_dir`), when it is outside `dagster_home`: a backup,
+    which copies DAGSTER_HOME, holds none of those logs. Not refused as the databases are: the
+    logs are keyed by run and only appended to, so a restore here reads them as they are, and
+    one elsewhere shows those runs without logs. Another manager keeps them elsewhere on purpose
+    (S3, a blob store): None."""
+    config = dagster_home / "dagster.yaml"
+    loaded = _loaded(config) if config.exists() else None
+    section = loaded.get("compute_logs") if isinstance(loaded, dict) else None
+    if not isinstance(section, dict) or section.get("class") != "LocalComputeLogManager":
+        return None
+    settings = section.get("config")
+    folder = _folder(settings.get("base_dir") if isinstance(settings, dict) else None, config)
+    return None if folder is None or folder.is_relative_to(dagster_home.resolve()) else folder
+
+
 def _base_dir(section: object) -> object:
     """The base_dir a SQLite section sets, as written: `storage: sqlite:`, `storage: custom:`
     or a storage's own section (its module/class and `config:`)."""
