@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from sqlalchemy.engine import make_url
 
 from data_platform.partitions import RANGE_TAGS
 from data_platform.resources.landing import LandingZone
@@ -38,6 +39,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def dagster_postgres_url(url: str) -> str:
+    """`url` with psycopg2 as its driver, as the services' generated dagster.yaml names it:
+    dagster-postgres is not tested on psycopg 3 (its NOTIFY fails there), which SQLAlchemy 2.1
+    picks for a bare postgresql:// URL."""
+    return make_url(url).set(drivername="postgresql+psycopg2").render_as_string(False)
+
+
+def write_postgres_instance(dagster_home: Path, url: str) -> None:
+    """A dagster.yaml in `dagster_home` that puts the whole instance in the database `url`."""
+    (dagster_home / "dagster.yaml").write_text(
+        f"storage:\n  postgres:\n    postgres_url: '{dagster_postgres_url(url)}'\n"
+    )
 
 
 def stop_process_group(process: subprocess.Popen, timeout: float) -> None:

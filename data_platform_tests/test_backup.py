@@ -52,7 +52,7 @@ from data_platform.services.instance import instance_home, write_instance_yaml
 from data_platform.settings import Settings, load_settings
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests import instance_history as history
-from data_platform_tests.helpers import free_port
+from data_platform_tests.helpers import dagster_postgres_url, free_port, write_postgres_instance
 
 CLI = str(Path(sys.executable).with_name("data-platform"))
 DAYS = [date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)]
@@ -1441,18 +1441,10 @@ def test_postgres_storages_in_different_databases_are_refused_by_backup_and_rest
     """Each storage's own section can name its own database: pg_dump took the run storage's
     alone (a backup without the event log: every materialization), and pg_restore replaced the
     runs beside the other database's event log."""
-    # psycopg2, as the generated dagster.yaml asks: dagster-postgres's NOTIFY fails on psycopg 3.
-    run_db, event_db = (
-        sa.engine.make_url(url)
-        .set(drivername="postgresql+psycopg2")
-        .render_as_string(hide_password=False)
-        for url in (postgres_url, empty_database)
-    )
+    run_db, event_db = (dagster_postgres_url(url) for url in (postgres_url, empty_database))
     source = tmp_path / "source"
     (source / "dagster_home").mkdir(parents=True)
-    (source / "dagster_home" / "dagster.yaml").write_text(
-        f"storage:\n  postgres:\n    postgres_url: '{run_db}'\n"
-    )
+    write_postgres_instance(source / "dagster_home", postgres_url)
     duckdb.connect(str(source / "warehouse.duckdb")).close()
     take_backup(home_settings(source), BackupStore(str(tmp_path / "backup")))
 

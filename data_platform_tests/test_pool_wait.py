@@ -18,12 +18,12 @@ import dagster as dg
 import psutil
 import pytest
 from dagster._core.events import EngineEventData
-from sqlalchemy.engine import make_url
 
 from data_platform.materialize import WAIT_REPORT_SECONDS
 from data_platform.orchestration.pool_wait import report_waits
 from data_platform.orchestration.run_health import release_dead_runs
 from data_platform.services.process import wait_until
+from data_platform_tests.helpers import write_postgres_instance
 from data_platform_tests.test_cli import DAY, REPO, run_cli
 
 SELECT = ("materialize", "--start", str(DAY), "--end", str(DAY), "--select", "key:raw/events")
@@ -370,13 +370,7 @@ def test_forgetting_a_beat_leaves_a_later_one(storage, tmp_path, request):
     home = tmp_path / "dagster_home"
     home.mkdir()
     if storage == "postgres":
-        # psycopg2, as the generated dagster.yaml asks: dagster-postgres's NOTIFY fails on psycopg 3.
-        url = make_url(request.getfixturevalue("postgres_url")).set(
-            drivername="postgresql+psycopg2"
-        )
-        (home / "dagster.yaml").write_text(
-            f"storage:\n  postgres:\n    postgres_url: '{url.render_as_string(False)}'\n"
-        )
+        write_postgres_instance(home, request.getfixturevalue("postgres_url"))
     with dg.DagsterInstance.from_config(str(home)) as instance:
         stored = beat(instance, "this-run", "a-host", 10)
         later = beat(instance, "later-run", "a-host", 10)

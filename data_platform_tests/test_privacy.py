@@ -15,7 +15,6 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-import sqlalchemy as sa
 
 from data_platform.assets.dbt import dbt_environment
 from data_platform.assets.dbt_project import DBT_PROJECT_DIR
@@ -23,6 +22,7 @@ from data_platform.resources.build import build_resources
 from data_platform.resources.privacy import SALT_FILE, Privacy, SaltError, local_pii_salt
 from data_platform.services.registry import service_env
 from data_platform.settings import load_settings
+from data_platform_tests.helpers import write_postgres_instance
 from data_platform_tests.test_dbt_spark import spark, spark_env  # noqa: F401 (fixtures)
 
 SALT_VARIABLE = "DATA_PLATFORM_PII_SALT"
@@ -203,10 +203,7 @@ def test_a_shared_instance_or_celery_refuses_to_make_a_salt(tmp_path, monkeypatc
     settings = load_settings({"DATA_PLATFORM_HOME": str(tmp_path / "home")})
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
-    # psycopg2, as the services' instance names it (dagster-postgres is not tested on psycopg 3).
-    url = sa.engine.make_url(postgres_url).set(drivername="postgresql+psycopg2")
-    storage = {"storage": {"postgres": {"postgres_url": url.render_as_string(False)}}}
-    (dagster_home / "dagster.yaml").write_text(json.dumps(storage))
+    write_postgres_instance(dagster_home, postgres_url)
     resources = {"privacy": build_resources(settings)["privacy"]}
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         result = dg.materialize(
