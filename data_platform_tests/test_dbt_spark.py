@@ -644,6 +644,11 @@ ODD_PAYMENTS = [
     ",5,1.00,EUR,failed,2025-06-01T11:00:00Z,",  # the first field empty: payment_id missing
     "p6,12.50,1.00,EUR,failed,2025-06-01T11:00:00Z,",  # DuckDB's cast: order 13, Spark's: none
     "p7,7,1_000.50,EUR,failed,2025-06-01T11:00:00Z,",  # DuckDB's cast: 1000.50, Spark's: none
+    # Spelled right, but both casts would change them: beyond BIGINT, rounded to 4 places.
+    "p8,99999999999999999999,1.00,EUR,failed,2025-06-01T11:00:00Z,",
+    "p9,9,12.12345,EUR,failed,2025-06-01T11:00:00Z,",
+    "p10,10,-0.00001,EUR,refunded,2025-06-01T11:00:00Z,",
+    "p11,11,12.50000,EUR,failed,2025-06-01T11:00:00Z,",  # exact: loaded
 ]
 
 
@@ -766,7 +771,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         spark, landing, PAYMENT_FILES, [day], loaded_at
     )
     assert spark_payments == duckdb_payments
-    assert (spark_payments[0].records_read, spark_payments[0].rows_loaded) == (9, 2)
+    assert (spark_payments[0].records_read, spark_payments[0].rows_loaded) == (13, 3)
     for table in ("payments", "dead_letter"):
         assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
 

@@ -111,6 +111,21 @@ PAYMENT_LINES = [
     ("failed,1.00,p12,2026-01-05T10:00:00Z,EUR,12.50,", "order_id: expected an integer"),
     ("failed,1_000.50,p13,2026-01-05T10:00:00Z,EUR,13,", "amount: expected a decimal number"),
     ("failed,1.00,p14,2026-01-05T10:00:00Z,EUR,0x10,", "order_id: expected an integer"),
+    # Numbers spelled right that the column would change: refused, not rounded or overflowed.
+    (
+        "failed,1.00,p15,2026-01-05T10:00:00Z,EUR,99999999999999999999,",
+        'order_id: "99999999999999999999" is beyond the 64-bit integer range',
+    ),
+    (
+        "failed,12.12345,p16,2026-01-05T10:00:00Z,EUR,16,",
+        'amount: "12.12345" has more than 14 digits before the point or 4 after it',
+    ),
+    ("refunded,-0.00001,p17,2026-01-05T10:00:00Z,EUR,17,", 'amount: "-0.00001" has more than'),
+    (
+        "failed,123456789012345,p18,2026-01-05T10:00:00Z,EUR,18,",
+        'amount: "123456789012345" has more than',
+    ),
+    ("failed,99999999999999.9999,p19,2026-01-05T10:00:00Z,EUR,19,", None),  # the largest held
 ]
 
 
@@ -173,10 +188,11 @@ def test_every_record_lands_where_the_contract_says(landed, resources):
         wh,
         "SELECT payment_id, amount, created_at, _rescued FROM raw.payments ORDER BY _line_number",
     )
-    assert [p[0] for p in payments] == ["p1", "p2", "p1", "p3"]
+    assert [p[0] for p in payments] == ["p1", "p2", "p1", "p3", "p19"]
     assert payments[1][2] == datetime(2026, 1, 5, 10, 0)
     assert json.loads(payments[1][3]) == {"note": "late, really"}
     assert float(payments[3][1]) == -99999.0
+    assert str(payments[4][1]) == "99999999999999.9999"
 
 
 def test_conservation_is_reported_and_holds(landed, resources, tmp_path):

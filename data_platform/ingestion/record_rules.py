@@ -281,10 +281,17 @@ def event_result(d: Dialect, line_kind: str, rescued: str) -> str:
 
 
 PAYMENT_FIELDS = ["payment_id", "order_id", "amount", "currency", "status", "created_at"]
-# Typed columns: (name, SQL type, what the reason says is expected).
+# Typed columns: (name, SQL type, what the reason says is expected, why a number spelled right
+# is still refused).
 PAYMENT_NUMBERS = [
-    ("order_id", "BIGINT", "an integer"),
-    ("amount", "DECIMAL(18,4)", "a decimal number such as 12.50"),
+    ("order_id", "BIGINT", "an integer", "is beyond the 64-bit integer range"),
+    (
+        "amount",
+        "DECIMAL(18,4)",
+        "a decimal number such as 12.50",
+        "has more than 14 digits before the point or 4 after it (raw.payments holds "
+        "DECIMAL(18,4), and a rounded amount is another payment): export it at that precision",
+    ),
 ]
 # How a number cell may be spelled, checked before the cast: DuckDB's cast rounds 12.50 to the
 # integer 13 and reads 1_000 and 0x10, which Spark refuses, so a payment of order 12.50 was
@@ -295,10 +302,28 @@ _SPELLINGS = {
 }
 
 
+def _spelled(d: Dialect, text: str, sql_type: str) -> str:
+    return d.full_match(text, _SPELLINGS[sql_type.split("(")[0]])
+
+
+def _held_exactly(d: Dialect, text: str, sql_type: str) -> str:
+    """SQL true when the number `text` spells is `sql_type`'s value as it is. Both engines'
+    casts round a decimal to the type's scale (12.12345 -> 12.1235, -0.00001 -> 0: a refund
+    read as nothing), so the cast is compared with the same text read at the widest scale that
+    keeps the type's integer digits; a value beyond the type's range casts to NULL."""
+    cast = d.try_number(text, sql_type)
+    if not sql_type.startswith("DECIMAL("):
+        return f"{cast} IS NOT NULL"
+    precision, scale = (int(n) for n in sql_type[len("DECIMAL(") : -1].split(","))
+    wide = d.try_number(text, f"DECIMAL(38,{38 - (precision - scale)})")
+    return f"coalesce({cast} = {wide}, false)"
+
+
 def cell_number(d: Dialect, text: str, sql_type: str) -> str:
-    """A cell's text as `sql_type`, NULL unless spelled as a plain number of that kind."""
-    spelling = _SPELLINGS[sql_type.split("(")[0]]
-    return f"CASE WHEN {d.full_match(text, spelling)} THEN {d.try_number(text, sql_type)} END"
+    """A cell's text as `sql_type`, NULL unless spelled as a plain number of that kind that the
+    type holds exactly."""
+    exact = f"{_spelled(d, text, sql_type)} AND {_held_exactly(d, text, sql_type)}"
+    return f"CASE WHEN {exact} THEN {d.try_number(text, sql_type)} END"
 
 
 def payment_checks(d: Dialect) -> list[Check]:
@@ -314,11 +339,19 @@ def payment_checks(d: Dialect) -> list[Check]:
             for n in PAYMENT_FIELDS
         ],
         *[
-            (
-                f"{cell(n)} IS NOT NULL AND {cell_number(d, cell(n), sql_type)} IS NULL",
-                f"'{n}: expected {expected}, got ' || {quoted(cell(n))}",
+            check
+            for n, sql_type, expected, beyond in PAYMENT_NUMBERS
+            for check in (
+                (
+                    f"{cell(n)} IS NOT NULL AND NOT {_spelled(d, cell(n), sql_type)}",
+                    f"'{n}: expected {expected}, got ' || {quoted(cell(n))}",
+                ),
+                (
+                    f"{_spelled(d, cell(n), sql_type)} "
+                    f"AND NOT {_held_exactly(d, cell(n), sql_type)}",
+                    f"'{n}: ' || {quoted(cell(n))} || ' {beyond}'",
+                ),
             )
-            for n, sql_type, expected in PAYMENT_NUMBERS
         ],
         (
             f"{cell('created_at')} IS NOT NULL AND {d.try_utc_timestamp(cell('created_at'))} IS NULL",
