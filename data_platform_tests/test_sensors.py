@@ -665,3 +665,31 @@ def test_an_s3_file_rewritten_while_it_is_downloaded_is_read_again_whole(s3_land
     assert isinstance(data, bytes) and set(data.splitlines()) == {b'{"v":1}'}
     error = _rewritten_while_read(s3_landing, rewrites=10)
     assert isinstance(error, OSError) and "changed while it was read, 3 times" in str(error)
+
+
+def test_keys_outside_every_day_folder_are_named_by_each_tick(landing, capsys):
+    """A file beside the day folders, or in a folder that is no day (`undated/`, a date that
+    does not exist), has no partition: no run reads it, so no table, dead letter or check
+    would ever show it. The sensor names such keys, on S3 from the same one-level listing."""
+    for key in [*TRICKY_KEYS, "events/dt=2026-02-30/a.jsonl"]:
+        landing.write_bytes(key, b"{}\n")
+    assert landing.list_entries("events/") == [
+        "events/dt=2026-01-04/",
+        "events/dt=2026-01-05.old/",
+        "events/dt=2026-01-05/",
+        "events/dt=2026-01-05x/",
+        "events/dt=2026-01-06/",
+        "events/dt=2026-01-07/",
+        "events/dt=2026-02-30/",
+        "events/top.jsonl",
+        "events/undated/",
+    ]
+    result = tick(landing_zone_sensor, None, landing=landing)
+    # Dagster's own handler writes the sensor's log to stderr.
+    [warning] = [
+        line for line in capsys.readouterr().err.splitlines() if "outside any day folder" in line
+    ]
+    assert "5 key(s) under events/ are outside any day folder" in warning
+    astray = ["dt=2026-01-05.old/", "dt=2026-01-05x/", "dt=2026-02-30/", "top.jsonl", "undated/"]
+    assert warning.endswith(", ".join(f"events/{key}" for key in astray))
+    assert requested(result) == [("events", "2026-01-04", "2026-01-07")]

@@ -124,6 +124,8 @@ class SourceScan:
     changed: dict[date, DayState]
     waiting: list[date]  # day folders that are not partitions (yet)
     deferred: int = 0  # older day folders the cursor does not know, left for the next ticks
+    # Keys directly under the source's folder that are no day folder: never read by anything.
+    astray: list[str] = field(default_factory=list)
 
 
 def raw_key(fmt: FileFormat) -> dg.AssetKey:
@@ -342,7 +344,9 @@ def scan_source(
 ) -> SourceScan:
     """List what plan_listing picks, older unknown days within `new_files`, and compare it
     with the cursor's day states."""
-    dated = [d for f in landing.list_folders(f"{fmt.source}/") if (d := folder_day(f))]
+    entries = landing.list_entries(f"{fmt.source}/")
+    dated = [d for f in entries if (d := folder_day(f))]
+    astray = [entry for entry in entries if folder_day(entry) is None]
     present = [d for d in dated if d.isoformat() in partition_keys]
     waiting = [d for d in dated if d.isoformat() not in partition_keys]
     days, swept_to = plan_listing(
@@ -358,7 +362,7 @@ def scan_source(
     changed = {d: s for d, s in listed.items() if day_changed(previous.days.get(d), s)}
     kept = {d: previous.days[d] for d in present if d in previous.days}
     deferred = len(unknown) - len(unknown_listed)
-    return SourceScan(SourceCursor(kept | listed, swept_to), changed, waiting, deferred)
+    return SourceScan(SourceCursor(kept | listed, swept_to), changed, waiting, deferred, astray)
 
 
 def range_request(
@@ -444,6 +448,14 @@ def build_landing_sensor(
                     f"{len(scan.waiting)} {fmt.source} day folder(s) have a dt that is not a "
                     "partition (yet): before DATA_PLATFORM_START_DATE or in the future: "
                     + ", ".join(d.isoformat() for d in scan.waiting[:5])
+                )
+            if scan.astray:
+                # Outside every day folder a file has no partition: no run reads it, so it is
+                # in no table, no dead letter and no check. Said every tick until it is moved.
+                context.log.warning(
+                    f"{len(scan.astray)} key(s) under {fmt.source}/ are outside any day folder "
+                    f"({fmt.source}/dt=YYYY-MM-DD/) and are never loaded: move each file into "
+                    "the folder of the day it arrived: " + ", ".join(scan.astray[:5])
                 )
             made = requests_for(fmt, scan.changed, before.days, before.requests)
             sources[fmt.source] = replace(scan.cursor, requests=before.requests + len(made))

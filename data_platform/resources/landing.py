@@ -104,27 +104,35 @@ class LandingZone(dg.ConfigurableResource):
         paginator = self._s3().get_paginator("list_objects_v2")
         return paginator.paginate(Bucket=self._bucket_and_prefix[0], **params)
 
-    def list_folders(self, prefix: str) -> list[str]:
-        """The folders directly under `prefix` (S3: its common prefixes), as keys ending in `/`.
+    def list_entries(self, prefix: str) -> list[str]:
+        """The folders (as keys ending in `/`) and files directly under `prefix`, sorted.
 
-        One S3 request per 1,000 folders, whatever they hold: a sensor learns which days exist
-        without listing their files.
+        One S3 request per 1,000 entries, whatever the folders hold (S3: its common prefixes
+        and the objects beside them): a sensor learns which days exist without listing their
+        files, and sees what was put beside them.
         """
         if self.is_s3:
             root = self._bucket_and_prefix[1]
-            pages = self._list_pages(Prefix=root + prefix, Delimiter="/")
-            folders = (
-                p["Prefix"][len(root) :] for page in pages for p in page.get("CommonPrefixes", [])
-            )
-            return sorted(f for f in folders if not _hidden(f.rstrip("/")))
+            entries = []
+            for page in self._list_pages(Prefix=root + prefix, Delimiter="/"):
+                entries += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+                # The folder's own placeholder object (`events/`, as consoles create) is not
+                # an entry of it.
+                entries += [o["Key"] for o in page.get("Contents", []) if o["Key"] != root + prefix]
+            keys = (key[len(root) :] for key in entries)
+            return sorted(k for k in keys if not _hidden(k.rstrip("/")))
         base = Path(self.url) / prefix
         if not base.is_dir():
             return []
         return sorted(
-            f"{prefix}{entry.name}/"
+            f"{prefix}{_printable(entry.name)}{'/' if entry.is_dir() else ''}"
             for entry in os.scandir(base)
-            if entry.is_dir() and not _hidden(entry.name)
+            if not _hidden(entry.name)
         )
+
+    def list_folders(self, prefix: str) -> list[str]:
+        """The folders directly under `prefix`, as keys ending in `/` (see `list_entries`)."""
+        return [entry for entry in self.list_entries(prefix) if entry.endswith("/")]
 
     @contextmanager
     def local_path(self, key: str) -> Iterator[Path]:
