@@ -110,6 +110,7 @@ def _payment(line: str, header: list[str]) -> dict | None:
             "payment_id": record["payment_id"],
             "order_id": int(record["order_id"]),
             "amount": float(record["amount"]),
+            "currency": record["currency"],
             "status": record["status"],
             "created_at": utc(record["created_at"]),
             "extra": sorted(set(header) - set(PAYMENT_FIELDS)),

@@ -201,10 +201,15 @@ def rule_expectations(events: Landed, payments: Landed, db: Path) -> dict:
             payments,
             ~pay["status"].isin(["succeeded", "failed", "refunded"]),
         ),
+        ("raw/payments", "unknown_currencies"): (
+            payments,
+            ~pay["currency"].str.strip().str.upper().isin(["EUR", "USD", "GBP"]),
+        ),
     }
     thresholds = {
         "unknown_event_types": T.unknown_value_warn_ratio,
         "unknown_statuses": T.unknown_value_warn_ratio,
+        "unknown_currencies": T.unknown_value_warn_ratio,
         "occurred_far_from_dt": T.far_from_dt_warn_ratio,
         "orphan_user_ids": T.orphan_user_warn_ratio,
         "orphan_order_ids": T.orphan_order_warn_ratio,

@@ -125,6 +125,16 @@ def soft_rules(t: QualityThresholds) -> list[SoftRule]:
         ),
         SoftRule(
             "payments",
+            "unknown_currencies",
+            # As staging reads it: trimmed, upper-cased (` eur` is EUR, `US Dollars` is not).
+            f"upper(trim(currency)) NOT IN {sql_list(words.currencies)}",
+            "currency",
+            t.unknown_value_warn_ratio,
+            "Payments in a currency outside dbt var known_currencies (the ISO 4217 codes the "
+            "business takes): a misspelled code, or a currency nobody planned for.",
+        ),
+        SoftRule(
+            "payments",
             "amount_out_of_range",
             f"amount NOT BETWEEN {words.payment_amount_min} AND {words.payment_amount_max}",
             "amount",

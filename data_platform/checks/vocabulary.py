@@ -19,6 +19,7 @@ from data_platform.assets.dbt_project import DBT_PROJECT_DIR
 class Vocabulary:
     event_types: tuple[str, ...]
     payment_statuses: tuple[str, ...]
+    currencies: tuple[str, ...]
     payment_amount_min: float
     payment_amount_max: float
 
@@ -29,6 +30,7 @@ def vocabulary() -> Vocabulary:
     return Vocabulary(
         event_types=tuple(variables["known_event_types"]),
         payment_statuses=tuple(variables["known_payment_statuses"]),
+        currencies=tuple(variables["known_currencies"]),
         payment_amount_min=float(variables["payment_amount_min"]),
         payment_amount_max=float(variables["payment_amount_max"]),
     )
