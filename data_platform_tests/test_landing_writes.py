@@ -4,7 +4,9 @@ same rule on both back ends."""
 
 from __future__ import annotations
 
+import errno
 import os
+from pathlib import Path
 
 import pytest
 
@@ -64,6 +66,24 @@ def test_a_local_file_is_on_disk_before_its_name_and_new_folders_are_too(how, tm
         ("replace", str(day / "b.jsonl")),
         ("fsync", str(day)),
     ]
+
+
+def test_a_local_write_that_fails_leaves_no_partial(tmp_path, monkeypatch):
+    """A full disk mid-write left the hidden partial for good: no listing shows it, and the
+    Kafka sink's next try may cut the range at other bounds, under another name."""
+    landing = LandingZone(url=str(tmp_path))
+    day = tmp_path / "events/dt=2026-01-05"
+
+    def disk_full(path: Path, data: bytes) -> int:
+        with open(path, "wb") as partial:
+            partial.write(data[:2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    with pytest.raises(OSError) as raised:
+        landing.write_bytes("events/dt=2026-01-05/a.jsonl", b'{"a": 1}\n')
+    assert raised.value.errno == errno.ENOSPC
+    assert list(day.iterdir()) == []
 
 
 @pytest.mark.parametrize("zone", ["local", "s3"])

@@ -39,12 +39,13 @@ from data_platform import cli
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
 from data_platform.automation.landing_sensor import SourceCursor, scan_source
 from data_platform.ingestion.file_formats import EVENT_FILES
+from data_platform.ingestion.file_lines import BLANK
 from data_platform.partitions import DAILY_PARTITIONS
 from data_platform.resources.alerts import AlertWebhook
 from data_platform.resources.landing import LandingZone
 from data_platform.stream import topics
 from data_platform.stream.assets import build_lag_sensor
-from data_platform.stream.batch import Batch, Rejected
+from data_platform.stream.batch import DAY_MS, Batch, Rejected
 from data_platform.stream.config import SinkConfig
 from data_platform.stream.dead_letters import DeadLetters
 from data_platform.stream.lag_metrics import collect_kafka_lag
@@ -415,7 +416,12 @@ def read_dead_letters(stream, count: int) -> list[tuple[bytes, dict[str, bytes]]
 
 
 def test_unlandable_messages_go_to_the_dead_letter_topic_with_their_reason(stream):
-    poison = {b"\xff\xfe not utf-8": "not_utf8", b"x" * 2_000: "too_large", b"  \t ": "empty"}
+    poison = {
+        b"\xff\xfe not utf-8": "not_utf8",
+        b"x" * 2_000: "too_large",
+        b"  \t ": "empty",
+        b"\x0b": "empty",
+    }
     values = [event("good-1"), *poison, event("good-2"), b'{"event_id": "multi",\n"user_id": 7}']
     ends = produce(stream, values)
     sink = SinkThread(stream, max_message_bytes=1_000, max_batch_seconds=0.5)
@@ -433,6 +439,22 @@ def test_unlandable_messages_go_to_the_dead_letter_topic_with_their_reason(strea
     # A line break inside a message becomes a space: one message, one line.
     expected = [event("good-1"), event("good-2"), b'{"event_id": "multi", "user_id": 7}']
     assert sorted(lines) == sorted(value.decode() for value in expected)
+
+
+@pytest.mark.parametrize("blank", BLANK)
+def test_a_value_ingestion_would_skip_as_blank_is_rejected_as_empty(blank):
+    """A value of only a vertical tab (blank to ingestion, not to the sink) was landed and
+    committed, then skipped as a blank line: in neither raw.events nor any dead letter. Each of
+    ingestion's blank characters, first in the batch or not, is rejected as an empty value is."""
+    at = noon(date(2026, 1, 5))
+    batch = Batch("0" * 32, 0, at // DAY_MS, first=0, opened_at=0, room=100)
+    values = [blank.encode(), event("a"), f"{blank} {blank}".encode()]
+    batch.messages = [message(offset, value, at) for offset, value in enumerate(values)]
+    assert batch.seal() == event("a") + b"\n"
+    assert [(r.offset, r.value, r.reason) for r in batch.rejected] == [
+        (0, values[0], "empty"),
+        (2, values[2], "empty"),
+    ]
 
 
 def test_a_timestamp_outside_the_partitions_is_dead_lettered_not_filed_under_its_day(stream):
@@ -501,6 +523,30 @@ def test_a_message_without_a_timestamp_is_dead_lettered_not_filed_under_the_day_
     assert [(b.first, len(b.messages)) for b in flushed] == [(0, 1), (1, 0)]
     assert [(r.offset, r.reason) for r in flushed[1].rejected] == [(1, "no_timestamp")]
     assert sink._batches[0].first == 2 and len(sink._batches[0].messages) == 1
+
+
+def test_partials_a_killed_sink_left_are_removed_when_their_partition_is_assigned(
+    stream, idle_sink
+):
+    """kill -9 mid-write left a hidden partial, and the range batched again may end at another
+    offset: nothing wrote that name again, and it stayed for good. Only the partials of this
+    topic's partitions being assigned are removed: another's may be a write in progress."""
+    events = Path(stream["settings"].landing) / "events"
+    ours, other = topic_id(stream), "f" * 32
+    files = {
+        f"dt=2026-01-05/.kafka-{ours}-0-5-9.jsonl.partial": False,
+        f"dt=2026-01-06/.kafka-{ours}-0-10-12.jsonl.partial": False,
+        f"dt=2026-01-05/.kafka-{ours}-1-5-9.jsonl.partial": True,  # partition 1: not assigned
+        f"dt=2026-01-05/.kafka-{other}-0-5-9.jsonl.partial": True,  # another topic
+        f"dt=2026-01-05/kafka-{ours}-0-0-4.jsonl": True,  # published
+    }
+    for name in files:
+        (events / name).parent.mkdir(parents=True, exist_ok=True)
+        (events / name).write_bytes(b"{}\n")
+    sink, _ = idle_sink()
+    sink._on_assign(sink._consumer, [TopicPartition(stream["topic"], 0)])
+    left = {path.relative_to(events).as_posix() for path in events.rglob("*") if path.is_file()}
+    assert left == {name for name, kept in files.items() if kept}
 
 
 def test_dead_letters_count_toward_the_batch_limits(idle_sink):

@@ -21,6 +21,8 @@ from pydantic import PrivateAttr
 
 # A file rewritten while it was downloaded is read again this many times in all.
 DOWNLOAD_ATTEMPTS = 3
+# A local file being written is `.<name>` plus this until its rename.
+_PARTIAL = ".partial"
 
 
 @dataclass(frozen=True)
@@ -216,15 +218,40 @@ class LandingZone(dg.ConfigurableResource):
         Only this order survives a power cut: a rename reaching the disk before the data could
         leave an empty or truncated file under the final name, which readers (and the stream's
         adoption) would trust; an unsynced new dt= folder could vanish with its files. Two
-        fsyncs per file in a folder that exists, one more per new folder."""
+        fsyncs per file in a folder that exists, one more per new folder.
+
+        A write that fails (a full disk) removes its partial, which no listing shows and nothing
+        else would remove; one a killed writer left is for `remove_partials`."""
         target = Path(self.url) / key
         created = _make_folders(target.parent)
-        partial = target.with_name(f".{target.name}.partial")
-        write(partial)
-        _fsync(partial)
-        os.replace(partial, target)
+        partial = target.with_name(f".{target.name}{_PARTIAL}")
+        try:
+            write(partial)
+            _fsync(partial)
+            os.replace(partial, target)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         for folder in (target.parent, *(made.parent for made in created)):
             _fsync(folder, os.O_DIRECTORY)
+
+    def remove_partials(self, prefix: str, abandoned: Callable[[str], bool]) -> list[str]:
+        """Remove the partials in the folders directly under `prefix` whose file's name (the
+        one they were to be published as) `abandoned` accepts; the keys of those files.
+
+        A writer killed mid-write (kill -9) leaves its partial behind, which only the writer's
+        successor can tell from one being written. S3 has none to remove: an upload is no object
+        until it completes."""
+        if self.is_s3:
+            return []
+        root = Path(self.url)
+        removed = []
+        for partial in sorted((root / prefix).glob(f"*/.*{_PARTIAL}")):
+            name = partial.name[1 : -len(_PARTIAL)]
+            if partial.is_file() and abandoned(name):
+                partial.unlink(missing_ok=True)
+                removed.append(partial.with_name(name).relative_to(root).as_posix())
+        return removed
 
 
 def _hidden(key: str) -> bool:

@@ -15,11 +15,13 @@ from datetime import date
 
 from confluent_kafka import Message
 
-# A value with no visible character would be a blank line, which ingestion skips: it would be
-# lost silently (RE2's \S, in DuckDB, treats exactly these as blank). Such a value starts with
-# one of them; searching for a line that does is a fast scan for "\n", where a multi-line
-# pattern for the blank line itself took 0.26 s per 20 MB batch.
-_LINE_STARTING_BLANK = re.compile(rb"\n[ \t\f\r\n]")
+from data_platform.ingestion.file_lines import BLANK
+
+# A value made only of ingestion's BLANK characters would be a blank line, which ingestion skips:
+# it would be lost silently. Such a value starts with one of them; searching for a line that
+# does is a fast scan for "\n", where a multi-line pattern for the blank line itself took 0.26 s
+# per 20 MB batch.
+_LINE_STARTING_BLANK = re.compile(b"\n[" + re.escape(BLANK.encode()) + b"]")
 _LINE_BREAK = re.compile(rb"[\r\n]")
 
 DAY_MS = 86_400_000
@@ -208,6 +210,6 @@ def _problem(value: bytes) -> tuple[str, str] | None:
         text = value.decode("utf-8")
     except UnicodeDecodeError as error:
         return NOT_UTF8, f"not valid UTF-8 at byte {error.start}: produce the event as UTF-8 JSON"
-    if not text.strip(" \t\f\r\n"):
+    if not text.strip(BLANK):
         return EMPTY, "an empty or blank value: produce one JSON event per message"
     return None

@@ -1,4 +1,5 @@
-"""Publishing a batch's file durably, and finding one a previous owner published but never committed.
+"""Publishing a batch's file durably, finding one a previous owner published but never committed,
+and removing the partial of one it never finished.
 
 Publishing goes through `LandingZone.write_bytes`, the landing zone's one way to publish a file
 that readers never see half-written (a dot-named partial renamed into place, which the landing
@@ -65,6 +66,22 @@ def publish(landing: LandingZone, key: str, data: bytes) -> None:
     new folders too; S3: the upload completed), or an error and nothing visible."""
     with landing_errors(landing):
         landing.write_bytes(key, data)
+
+
+def remove_partials(landing: LandingZone, topic_id: str, partitions: set[int]) -> list[str]:
+    """Remove the partials of these partitions of this topic incarnation, as the sink takes
+    them; the keys of the files they were to become.
+
+    A sink killed mid-write leaves its partial, and the range batched again may end at another
+    offset: nothing would ever write that name again. Another topic's partials may be its sink's
+    writes in progress, so only the names this sink's own would have are removed."""
+
+    def abandoned(name: str) -> bool:
+        parsed = parse_batch_key(name)
+        return parsed is not None and parsed[0] == topic_id and parsed[1] in partitions
+
+    with landing_errors(landing):
+        return landing.remove_partials("events/", abandoned)
 
 
 def published_batch(

@@ -12,9 +12,10 @@ How exactly-once holds, step by step (a crash can happen between any two):
    `events/dt=<day>/kafka-<topic id>-<partition>-<first>-<last>.jsonl`.
 3. Then, synchronously, the commit of last + 1.
 A restart (or the next owner after a rebalance) resumes at the committed offset. A crash before
-2 leaves nothing visible, and the range is batched again. A crash between 2 and 3 leaves a file
-starting at the committed offset, which the next owner adopts instead of cutting the range
-again with other bounds (`adoption.py`).
+2 leaves nothing visible (a hidden partial at most, removed when the partition is next assigned),
+and the range is batched again. A crash between 2 and 3 leaves a file starting at the committed
+offset, which the next owner adopts instead of cutting the range again with other bounds
+(`adoption.py`).
 
 Offsets name messages only within one incarnation of the topic: deleted and created again (on
 tansu: after every broker restart), it counts from 0 under a new topic id, while the landing
@@ -49,7 +50,7 @@ from data_platform.stream.adoption import Adoption
 from data_platform.stream.batch import DAY_MS, Batch, DayWindow, day_number, day_of, unlandable
 from data_platform.stream.config import SinkConfig
 from data_platform.stream.dead_letters import DeadLetterError, DeadLetters
-from data_platform.stream.landing_files import LandingError, publish
+from data_platform.stream.landing_files import LandingError, publish, remove_partials
 from data_platform.stream.topics import TopicIdError, confirm_topic_id, describe_topic_id
 
 POLL_SECONDS = 0.5
@@ -199,6 +200,8 @@ class Sink:
         topic_id = describe_topic_id(self._admin, self.config.topic)
         self._adoption.assign(numbers, topic_id)
         self._log(f"assigned partitions {sorted(numbers)} of {self.config.topic} (id {topic_id})")
+        for key in remove_partials(self._landing, topic_id, numbers):
+            self._log(f"removed the partial of {key}, left by a writer that stopped mid-write")
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
