@@ -13,6 +13,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from data_platform.services.process import (
     spawn,
     terminate_group,
     wait_until,
+    write_atomically,
 )
 from data_platform.services.registry import SERVICE_NAMES, build_services, parse_selection
 from data_platform.services.spark_cluster import SparkCluster
@@ -250,6 +252,111 @@ def test_a_pid_file_of_the_version_before_still_names_its_running_server(tmp_pat
     finally:
         terminate_group(pid_file)
     assert not pid_alive(pid)
+
+
+# Rewrites a state file, alternating two texts of 4 MB, until it is killed.
+REWRITE_FOREVER = (
+    "import itertools, sys; from pathlib import Path; "
+    "from data_platform.services.process import write_atomically\n"
+    "texts = ['a' * (4 << 20), 'b' * (4 << 20)]\n"
+    "for i in itertools.count(): write_atomically(Path(sys.argv[1]), texts[i % 2], 0o644)\n"
+)
+
+
+def test_a_state_file_killed_mid_write_holds_the_old_text_or_the_new(tmp_path):
+    """pg_hba.conf, emptied by a kill in the middle of its rewrite, read as trusting no one while
+    the password file existed: nothing mended it, and no start of PostgreSQL let anyone in."""
+    state = tmp_path / "state"
+    state.write_text("before")
+    for delay in [0.0, 0.005, 0.01, 0.02, 0.05, 0.1]:
+        writer = subprocess.Popen([sys.executable, "-c", REWRITE_FOREVER, str(state)], cwd=REPO)
+        assert wait_until(lambda: state.read_text(encoding="ascii") != "before", 30, 0.001)
+        time.sleep(delay)
+        writer.kill()
+        writer.wait()
+        assert state.read_text(encoding="ascii") in {"a" * (4 << 20), "b" * (4 << 20)}
+        state.write_text("before")
+    # What the kills interrupted: a temp file, never the state file itself.
+    assert {p.name for p in tmp_path.iterdir()} - {"state"}
+
+
+def test_a_state_file_is_replaced_not_rewritten(tmp_path):
+    """A reader of the old file (the server, or a kill's survivor) sees it whole; the new one
+    has exactly the mode asked for, whatever the umask, and no temp file is left beside it."""
+    state = tmp_path / "state"
+    state.write_text("old text")
+    previous_umask = os.umask(0o077)
+    try:
+        with state.open() as reader:
+            write_atomically(state, "new text", 0o644)
+            assert reader.read() == "old text"
+    finally:
+        os.umask(previous_umask)
+    assert state.read_text() == "new text"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["state"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root writes files of other users")
+def test_a_state_file_keeps_its_owner(tmp_path):
+    """As root, pg_hba.conf rewritten by root and owned by it stopped the `postgres` user's
+    server from reading it."""
+    state = tmp_path / "pg_hba.conf"
+    state.write_text("host all all 127.0.0.1/32 trust\n")
+    shutil.chown(state, "postgres", "postgres")
+    write_atomically(state, "host all all 127.0.0.1/32 scram-sha-256\n", 0o600)
+    assert (state.owner(), state.group()) == ("postgres", "postgres")
+
+
+# `python -m data_platform.services up`, killed -9 the moment the Popen of a server returns.
+UP_KILLED_AFTER_POPEN = (
+    "import os, signal, subprocess\n"
+    "from data_platform.services.__main__ import main\n"
+    "class KilledOnceStarted(subprocess.Popen):\n"
+    "    def __init__(self, *args, **kwargs):\n"
+    "        super().__init__(*args, **kwargs)\n"
+    "        if kwargs.get('start_new_session'):  # a server, not a probe\n"
+    "            os.kill(os.getpid(), signal.SIGKILL)\n"
+    "subprocess.Popen = KilledOnceStarted\n"
+    "main(['up'])\n"
+)
+
+
+def test_up_killed_right_after_starting_a_server_leaves_it_recorded(env):
+    """`up` killed between a server's start and its pid file left the server running with no
+    record: `down` could not stop it, and every `up` started a second Redis that failed to bind
+    ("redis did not come up") until someone killed the orphan by hand."""
+    redis = {**env, "SERVICES": "redis"}
+    killed = subprocess.run(
+        [sys.executable, "-c", UP_KILLED_AFTER_POPEN], env=redis, cwd=REPO, timeout=60
+    )
+    assert killed.returncode == -signal.SIGKILL
+    folder = Path(env["DATA_PLATFORM_HOME"]) / "services" / "redis"
+    orphan = read_pid(folder / "redis.pid")
+    assert orphan is not None
+
+    again = services(redis, "up")
+    # redis-server rewrites its command line; `spawn` starts it in its state folder.
+    servers = [p.pid for p in psutil.process_iter(["cwd"]) if p.info["cwd"] == str(folder)]
+    try:
+        assert again.returncode == 0, again.stderr
+        assert servers == [orphan]  # adopted, never doubled
+        assert (folder / "redis.log").read_text().count("Redis is starting") == 1
+        assert services(redis, "down").returncode == 0
+        assert not pid_alive(orphan)
+        assert not bound_addresses(int(env["DATA_PLATFORM_REDIS_PORT"]))
+    finally:
+        for server in servers:  # what `down` could not see: never left running
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(server, signal.SIGKILL)
+
+
+def test_a_server_whose_pid_file_cannot_be_written_is_never_started(tmp_path):
+    """No server runs without its record: one `down` could not find would serve on, an orphan."""
+    pid_file = tmp_path / "missing" / "server.pid"
+    with pytest.raises(subprocess.SubprocessError):
+        spawn(["sleep", "600"], tmp_path / "s.log", pid_file, {})
+    assert not [p for p in psutil.process_iter(["cwd"]) if p.info["cwd"] == str(tmp_path)]
 
 
 def exported(env: dict[str, str]) -> dict[str, str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from data_platform.services.config import ServicesConfig
+from data_platform.services.process import write_atomically
 
 REPO_INSTANCE_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
@@ -43,5 +44,6 @@ def write_instance_yaml(config: ServicesConfig, template: Path = REPO_INSTANCE_Y
     home.mkdir(parents=True, exist_ok=True)
     path = home / "dagster.yaml"
     header = f"# Generated from {template} by `make services-up`: edit that file, not this one.\n"
-    path.write_text(header + yaml.safe_dump(settings, sort_keys=False))
+    # Whole or not at all: cut short by a kill, every Dagster process of the home failed to load it.
+    write_atomically(path, header + yaml.safe_dump(settings, sort_keys=False), 0o644)
     return path

@@ -33,6 +33,7 @@ from data_platform.services.process import (
     read_pid,
     read_secret,
     wait_until,
+    write_atomically,
 )
 
 if TYPE_CHECKING:
@@ -238,8 +239,10 @@ class Postgres:
             raise ServiceError(
                 f"postgres: setting the superuser's password failed: see {self.log_file}"
             )
-        # After the password: stopped in between, the next start sets it again.
-        self.hba_file.write_text(_without_trust(self.hba_file.read_text()))
+        # After the password: stopped in between, the next start sets it again. Replaced whole
+        # (initdb makes it 0600): emptied by a kill mid-write, it read as trusting no one while
+        # the password file existed, so nothing mended it and no start let anyone in.
+        write_atomically(self.hba_file, _without_trust(self.hba_file.read_text()), 0o600)
 
     def launch(self) -> None:
         self._prepare_folder()

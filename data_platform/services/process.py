@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import signal
@@ -168,13 +169,20 @@ def spawn(
     One whose pid file names a live process is not started again: a second copy failed to bind,
     overwrote the pid file, and `services-down` then missed the first, left serving as an orphan.
     `umask` (-1: the caller's) applies to the server's process and every file it creates.
+
+    The server writes its own pid file, between fork and exec (`_record_self`): written here once
+    Popen had returned, a kill -9 of `up` in between left a server no pid file named, which
+    `down` could not stop, and beside which every `up` started a copy that failed to bind. Now
+    no server runs without its record, and Popen raises when the record cannot be written.
+    Simpler and surer than finding such an orphan afterwards: Redis rewrites its command line,
+    a Celery worker listens on no port, and nothing else tells one copy of a server from another.
     """
     if read_pid(pid_file) is not None:
         return
     _spawn_delay()
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
-        process = subprocess.Popen(
+        subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -183,16 +191,57 @@ def spawn(
             cwd=log_file.parent,
             start_new_session=True,
             umask=umask,
+            # Absolute: the child has already changed into the log's folder when it runs.
+            preexec_fn=functools.partial(_record_self, pid_file.absolute()),
         )
-    pid_file.write_text(f"{process.pid} {_started_after_boot(process.pid)} {_boot_id()}\n")
+
+
+def _record_self(pid_file: Path) -> None:
+    """Record the calling process (pid, start, boot) in `pid_file`: `spawn`'s server, in the
+    child between fork and exec. Python warns that such code may deadlock in a process with
+    threads (a lock another thread held at the fork stays held): this takes no lock, only system
+    calls and new file objects."""
+    pid = os.getpid()
+    write_atomically(pid_file, f"{pid} {_started_after_boot(pid)} {_boot_id()}\n", 0o644)
+
+
+def write_atomically(path: Path, text: str, mode: int) -> None:
+    """Replace `path` with a file holding `text` and `mode`, whole or not at all.
+
+    A state file rewritten in place (truncated, then written) and killed in between stays empty
+    or cut: an empty pg_hba.conf read as asking for no password, an empty password file as the
+    password, and nothing repaired them. The text goes to a temp file in the same folder, flushed
+    to disk, which `os.replace` renames over `path` in one step: a reader, or a kill at any
+    moment, finds the old file or the new one. The temp file is created with O_EXCL, so nothing
+    planted under its name (a symlink, in a folder the server's user owns) is followed; its name
+    is the writer's pid, so a writer killed -9 leaves one, which a later writer with that pid
+    removes. The new file keeps the old one's owner: as root, pg_hba.conf must stay readable by
+    the `postgres` user.
+    """
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.unlink(missing_ok=True)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), mode)  # exactly `mode`, whatever the umask
+            with contextlib.suppress(FileNotFoundError):
+                kept = os.lstat(path)
+                if (kept.st_uid, kept.st_gid) != (os.geteuid(), os.getegid()):
+                    os.fchown(f.fileno(), kept.st_uid, kept.st_gid)
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def write_secret(path: Path, secret: str) -> None:
-    """Create `path` holding `secret`, readable by its owner alone from the first byte on (the
-    mode is given at creation: a chmod afterwards would leave a moment of default umask)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secret + "\n")
+    """Write `path` holding `secret`, readable by its owner alone from the first byte on (the
+    mode is given at creation: a chmod afterwards would leave a moment of default umask), and
+    whole: created, then killed before its write, an empty password file was kept for good."""
+    write_atomically(path, secret + "\n", 0o600)
 
 
 def ensure_secret(path: Path) -> bool:

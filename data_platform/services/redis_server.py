@@ -85,8 +85,7 @@ class Redis:
         # never comes and its run waits forever with a live process (run monitoring sees nothing
         # wrong). RDB snapshots add nothing to that.
         path = self.folder / "redis.conf"
-        path.unlink(missing_ok=True)  # it holds the password: created 0600 each time
-        write_secret(
+        write_secret(  # it holds the password
             path,
             "\n".join(
                 [
