@@ -114,11 +114,13 @@ def produce(
 
 
 class SinkProcess:
-    """`data-platform consume` as a child process, its stderr in a file."""
+    """`data-platform consume` as a child process, its stderr in a file; `script`, a wrapper
+    such as REPORT_PENDING, runs the command in its place."""
 
-    def __init__(self, stream, tmp_path: Path, name: str, *flags: str):
+    def __init__(self, stream, tmp_path: Path, name: str, *flags: str, script: str | None = None):
         self.log = tmp_path / f"{name}.log"
-        command = [sys.executable, "-m", "data_platform.cli", "consume", "--topic", stream["topic"]]
+        python = ["-c", script] if script else ["-m", "data_platform.cli"]
+        command = [sys.executable, *python, "consume", "--topic", stream["topic"]]
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [*command, "--group", stream["group"], *flags], stderr=log, env=dict(os.environ)
@@ -138,6 +140,11 @@ class SinkProcess:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(30)
 
+    def end(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
 
 class SinkThread:
     """The same sink in a thread of this process: no interpreter start (2-3 s) per consumer."""
@@ -156,9 +163,40 @@ class SinkThread:
             time.sleep(0.05)
 
     def stop(self) -> None:
+        self.end()
+        assert not self.thread.is_alive()
+
+    def end(self) -> None:
         self.sink.stop()
         self.thread.join(30)
-        assert not self.thread.is_alive()
+
+
+class Sinks:
+    """What the `sinks` fixture gives a test: starts its sinks, and ends at its teardown those
+    still running. A failed wait or assert left `data-platform consume` running after the
+    session, and threads polling the broker through every later test."""
+
+    def __init__(self, stream, tmp_path: Path):
+        self._stream, self._tmp_path = stream, tmp_path
+        self.started: list[SinkProcess | SinkThread] = []
+
+    def process(self, name: str, *flags: str, script: str | None = None) -> SinkProcess:
+        sink = SinkProcess(self._stream, self._tmp_path, name, *flags, script=script)
+        self.started.append(sink)
+        return sink
+
+    def thread(self, **limits) -> SinkThread:
+        sink = SinkThread(self._stream, **limits)
+        self.started.append(sink)
+        return sink
+
+
+@pytest.fixture
+def sinks(stream, tmp_path):
+    made = Sinks(stream, tmp_path)
+    yield made
+    for sink in made.started:  # a process is killed: a test that failed needs nothing flushed
+        sink.end()
 
 
 class Landed(NamedTuple):
@@ -227,12 +265,12 @@ def recreate_topic(stream) -> None:
         future.result()
 
 
-def test_kill_9_mid_stream_and_restart_land_every_event_once(stream, tmp_path):
+def test_kill_9_mid_stream_and_restart_land_every_event_once(stream, sinks):
     ids = [f"k-{i}" for i in range(10_000)]
     ends = produce(stream, [event(i) for i in ids])
     flags = ("--max-batch-messages", "300", "--max-batch-seconds", "1")
     for round_ in range(2):
-        sink = SinkProcess(stream, tmp_path, f"run-{round_}", *flags)
+        sink = sinks.process(f"run-{round_}", *flags)
         sink.wait_for("assigned")
         before = len(landed(stream))
         while len(landed(stream)) < before + 4:  # mid-stream: some batches landed, more to come
@@ -241,7 +279,7 @@ def test_kill_9_mid_stream_and_restart_land_every_event_once(stream, tmp_path):
         sink.process.kill()
         sink.process.wait()
     assert committed(stream) != ends, "the kills came too late to test anything"
-    survivor = SinkProcess(stream, tmp_path, "last", *flags)
+    survivor = sinks.process("last", *flags)
     wait_committed(stream, ends)
     assert survivor.terminate() == 0
     assert_exactly_once(stream, ids)
@@ -263,8 +301,24 @@ sink.publish = publish
 sys.exit(cli.main(sys.argv[1:]))
 """
 
+# `data-platform consume` that logs `consume: pending <n>` whenever the messages its batches hold
+# (`Sink.pending`) change: what a test waits for before signalling it, where a sleep only guessed.
+REPORT_PENDING = """
+import sys
+import data_platform.stream.sink as sink
+from data_platform import cli
+real = sink.Sink._take
+def take(self, messages):
+    before = self.pending()
+    real(self, messages)
+    if self.pending() != before:
+        print(f"consume: pending {self.pending()}", file=sys.stderr, flush=True)
+sink.Sink._take = take
+sys.exit(cli.main(sys.argv[1:]))
+"""
 
-def test_killed_between_publish_and_commit_the_file_is_adopted_on_restart(stream, tmp_path):
+
+def test_killed_between_publish_and_commit_the_file_is_adopted_on_restart(stream, sinks, tmp_path):
     ids = [f"p-{i}" for i in range(1_000)]
     ends = produce(stream, [event(i) for i in ids])
     log = tmp_path / "killed.log"
@@ -283,7 +337,7 @@ def test_killed_between_publish_and_commit_the_file_is_adopted_on_restart(stream
     # Two files committed, the third landed only: its range starts at a committed offset.
     uncommitted = [f for f in files if committed(stream)[f.partition] == f.first]
     assert len(uncommitted) == 1
-    survivor = SinkThread(stream, max_batch_seconds=0.5)  # other limits: it would cut elsewhere
+    survivor = sinks.thread(max_batch_seconds=0.5)  # other limits: it would cut elsewhere
     wait_committed(stream, ends)
     survivor.stop()
     [adopted] = uncommitted
@@ -293,17 +347,17 @@ def test_killed_between_publish_and_commit_the_file_is_adopted_on_restart(stream
     assert_exactly_once(stream, ids)
 
 
-def test_a_file_landed_but_never_committed_is_adopted_not_rewritten(stream):
+def test_a_file_landed_but_never_committed_is_adopted_not_rewritten(stream, sinks):
     """The state a crash between publish and commit leaves, made exactly: a group that never
     committed finds every file landed. With other batch limits it would cut other ranges."""
     ids = [f"a-{i}" for i in range(3_000)]
     ends = produce(stream, [event(i) for i in ids])
-    first = SinkThread(stream, max_batch_messages=400, max_batch_seconds=0.5)
+    first = sinks.thread(max_batch_messages=400, max_batch_seconds=0.5)
     wait_committed(stream, ends)
     first.stop()
     files_before = sorted(f[:4] for f in landed(stream))
     stream["group"] += "-again"
-    second = SinkThread(stream, max_batch_messages=250, max_batch_seconds=0.5)
+    second = sinks.thread(max_batch_messages=250, max_batch_seconds=0.5)
     wait_committed(stream, ends)
     second.stop()
     assert sorted(f[:4] for f in landed(stream)) == files_before
@@ -315,7 +369,7 @@ def noon(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp() * 1000)
 
 
-def test_a_recreated_topic_neither_adopts_nor_overwrites_the_old_ones_files(stream):
+def test_a_recreated_topic_neither_adopts_nor_overwrites_the_old_ones_files(stream, sinks):
     """Deleted and created again, the topic's offsets start from 0 while the landing zone keeps
     the files of its first incarnation. Partition 0 meets an old file starting at its first
     offset (adopting it would skip the new messages); partition 1's second batch has the bounds
@@ -325,7 +379,7 @@ def test_a_recreated_topic_neither_adopts_nor_overwrites_the_old_ones_files(stre
     # Per partition: offsets 0-19 on day 1, 20-39 on day 2, one file each.
     produce(stream, [event(i) for i in old[:40]], timestamp_ms=noon(day_1))
     ends = produce(stream, [event(i) for i in old[40:]], timestamp_ms=noon(day_2))
-    first = SinkThread(stream, max_batch_messages=20, max_batch_seconds=0.5)
+    first = sinks.thread(max_batch_messages=20, max_batch_seconds=0.5)
     wait_committed(stream, ends)
     first.stop()
     old_id = topic_id(stream)
@@ -340,7 +394,7 @@ def test_a_recreated_topic_neither_adopts_nor_overwrites_the_old_ones_files(stre
     ends = produce(stream, [event(i) for i in new[:20]], timestamp_ms=noon(day_1), partition=0)
     ends |= produce(stream, [event(i) for i in new[20:]], timestamp_ms=noon(day_2), partition=1)
     assert ends == {0: 20, 1: 40}
-    second = SinkThread(stream, max_batch_messages=20, max_batch_seconds=0.5)
+    second = sinks.thread(max_batch_messages=20, max_batch_seconds=0.5)
     wait_committed(stream, ends)
     second.stop()
 
@@ -354,7 +408,9 @@ def test_a_recreated_topic_neither_adopts_nor_overwrites_the_old_ones_files(stre
         topics.confirm_topic_id(admin, stream["topic"], old_id)
 
 
-def test_files_named_before_topic_ids_are_never_adopted_and_still_ingested(stream, resources):
+def test_files_named_before_topic_ids_are_never_adopted_and_still_ingested(
+    stream, sinks, resources
+):
     """The sink once named files kafka-<partition>-<first>-<last>: which topic they came from is
     unknown, so they are never adopted, and ingestion reads them like any file of the day."""
     day = date(2026, 1, 5)
@@ -364,7 +420,7 @@ def test_files_named_before_topic_ids_are_never_adopted_and_still_ingested(strea
     legacy.write_bytes(event("legacy-1") + b"\n" + event("legacy-2") + b"\n")
     new = [f"n-{i}" for i in range(4)]
     ends = produce(stream, [event(i) for i in new], timestamp_ms=noon(day))
-    sink = SinkThread(stream, max_batch_seconds=0.5)
+    sink = sinks.thread(max_batch_seconds=0.5)
     wait_committed(stream, ends)
     sink.stop()
     assert legacy.read_bytes() == event("legacy-1") + b"\n" + event("legacy-2") + b"\n"
@@ -376,12 +432,12 @@ def test_files_named_before_topic_ids_are_never_adopted_and_still_ingested(strea
     assert sorted(row[0] for row in loaded) == sorted(["legacy-1", "legacy-2", *new])
 
 
-def test_two_consumers_split_the_partitions_and_hand_them_back(stream):
-    one = SinkThread(stream, max_batch_seconds=0.5)
+def test_two_consumers_split_the_partitions_and_hand_them_back(stream, sinks):
+    one = sinks.thread(max_batch_seconds=0.5)
     one.wait_for("assigned partitions [0, 1]")
     ids = [f"r-{i}" for i in range(2_000)]
     produce(stream, [event(i) for i in ids[:1_000]])
-    two = SinkThread(stream, max_batch_seconds=0.5)
+    two = sinks.thread(max_batch_seconds=0.5)
     two.wait_for("assigned partitions [")
     one.wait_for("revoked partitions [0, 1]")
     produce(stream, [event(i) for i in ids[1_000:1_500]])
@@ -415,7 +471,7 @@ def read_dead_letters(stream, count: int) -> list[tuple[bytes, dict[str, bytes]]
     return found
 
 
-def test_unlandable_messages_go_to_the_dead_letter_topic_with_their_reason(stream):
+def test_unlandable_messages_go_to_the_dead_letter_topic_with_their_reason(stream, sinks):
     poison = {
         b"\xff\xfe not utf-8": "not_utf8",
         b"x" * 2_000: "too_large",
@@ -424,7 +480,7 @@ def test_unlandable_messages_go_to_the_dead_letter_topic_with_their_reason(strea
     }
     values = [event("good-1"), *poison, event("good-2"), b'{"event_id": "multi",\n"user_id": 7}']
     ends = produce(stream, values)
-    sink = SinkThread(stream, max_message_bytes=1_000, max_batch_seconds=0.5)
+    sink = sinks.thread(max_message_bytes=1_000, max_batch_seconds=0.5)
     wait_committed(stream, ends)
     sink.stop()
     found = read_dead_letters(stream, len(poison))
@@ -457,7 +513,7 @@ def test_a_value_ingestion_would_skip_as_blank_is_rejected_as_empty(blank):
     ]
 
 
-def test_a_timestamp_outside_the_partitions_is_dead_lettered_not_filed_under_its_day(stream):
+def test_a_timestamp_outside_the_partitions_is_dead_lettered_not_filed_under_its_day(stream, sinks):
     """Microseconds (the year 57971: the sink crashed on it at every restart), seconds (1970,
     before DATA_PLATFORM_START_DATE) and a day after tomorrow would name a dt folder that is no
     partition: never ingested. Each is a dead letter saying what to produce instead."""
@@ -467,7 +523,7 @@ def test_a_timestamp_outside_the_partitions_is_dead_lettered_not_filed_under_its
     stamps = [noon(day), micro, noon(day), seconds, future, noon(day)]
     values = [event(f"d-{i}") for i in range(len(stamps))]
     ends = produce(stream, values, timestamp_ms=stamps, partition=0)
-    sink = SinkThread(stream, max_batch_seconds=0.5)
+    sink = sinks.thread(max_batch_seconds=0.5)
     wait_committed(stream, ends | {1: OFFSET_INVALID})
     sink.stop()
     assert_exactly_once(stream, ["d-0", "d-2", "d-5"])
@@ -628,7 +684,7 @@ def test_the_dead_letter_topic_is_created_with_the_topics_max_message_bytes(stre
     assert int(found["max.message.bytes"].value) == 2_000_000 + topics.DLQ_HEADROOM
 
 
-def test_broken_json_reaches_raw_dead_letter_with_its_line_number(stream, resources):
+def test_broken_json_reaches_raw_dead_letter_with_its_line_number(stream, sinks, resources):
     day = date(2026, 1, 5)
     at = int(datetime(2026, 1, 5, 12, tzinfo=UTC).timestamp() * 1000)
     # Alternating partitions: 0 gets b-1, the cut line (its line 2), b-4; 1 gets b-2, b-3, [1, 2].
@@ -641,7 +697,7 @@ def test_broken_json_reaches_raw_dead_letter_with_its_line_number(stream, resour
         b"[1, 2]",
     ]
     ends = produce(stream, values, timestamp_ms=at)
-    sink = SinkThread(stream, max_batch_seconds=0.5)
+    sink = sinks.thread(max_batch_seconds=0.5)
     wait_committed(stream, ends)
     sink.stop()
     assert materialize_days(
@@ -671,7 +727,7 @@ def lag_series(stream) -> dict[str, float]:
     return {f"{s.name}{s.labels.get('partition', '')}": s.value for m in metrics for s in m.samples}
 
 
-def test_lag_per_partition_in_the_sensor_and_prometheus(stream):
+def test_lag_per_partition_in_the_sensor_and_prometheus(stream, sinks):
     ends = produce(stream, [event(f"l-{i}") for i in range(6)], one_by_one=True)
     assert ends == {0: 3, 1: 3}
     sensor = build_lag_sensor(stream["bootstrap"], 4, stream["group"], stream["topic"])
@@ -687,7 +743,7 @@ def test_lag_per_partition_in_the_sensor_and_prometheus(stream):
         assert observation.metadata["lag_total"].value == 6
         assert observation.metadata["lag_partition_1"].value == 3
         assert json.loads(behind.cursor)["alerting"] is True  # 6 > 4: the alert went out
-        sink = SinkThread(stream, max_batch_seconds=0.2)
+        sink = sinks.thread(max_batch_seconds=0.2)
         wait_committed(stream, ends)
         sink.stop()
         context = dg.build_sensor_context(
@@ -700,12 +756,14 @@ def test_lag_per_partition_in_the_sensor_and_prometheus(stream):
     assert lag_series(stream)["data_platform_kafka_consumer_lag0"] == 0
 
 
-def test_sigterm_flushes_commits_and_exits_0(stream, tmp_path):
-    sink = SinkProcess(stream, tmp_path, "sink", "--max-batch-seconds", "600")
+def test_sigterm_flushes_commits_and_exits_0(stream, sinks):
+    sink = sinks.process("sink", "--max-batch-seconds", "600", script=REPORT_PENDING)
     sink.wait_for("assigned")
     ids = [f"t-{i}" for i in range(1_000)]
     ends = produce(stream, [event(i) for i in ids])
-    time.sleep(3)  # fetched, but no limit reached: only SIGTERM flushes it
+    # All 1,000 held, no limit reached: only SIGTERM flushes them. Waited for, not slept: on a
+    # loaded machine the sink held fewer, and SIGTERM flushes only what it holds.
+    sink.wait_for("consume: pending 1000\n")
     assert landed(stream) == []
     assert sink.terminate() == 0
     assert committed(stream) == ends
@@ -714,7 +772,7 @@ def test_sigterm_flushes_commits_and_exits_0(stream, tmp_path):
 
 @pytest.mark.parametrize("zone", ["not_a_folder", "missing_bucket"])
 def test_a_landing_zone_that_refuses_the_file_is_one_line_and_exit_1(
-    zone, stream, tmp_path, monkeypatch, request
+    zone, stream, sinks, tmp_path, monkeypatch, request
 ):
     """A landing error (not a folder, disk full, no bucket or credentials) was a traceback, and
     the rebalance callback of the consumer's close published again and failed a second time."""
@@ -732,7 +790,7 @@ def test_a_landing_zone_that_refuses_the_file_is_one_line_and_exit_1(
     monkeypatch.setenv("DATA_PLATFORM_LANDING", str(landing))
     ids = [f"e-{i}" for i in range(10)]
     ends = produce(stream, [event(i) for i in ids])
-    sink = SinkProcess(stream, tmp_path, "sink", "--max-batch-seconds", "0.5")
+    sink = sinks.process("sink", "--max-batch-seconds", "0.5")
     assert sink.process.wait(60) == 1, sink.text()
     log = sink.text()
     assert "Traceback" not in log, log
@@ -741,7 +799,9 @@ def test_a_landing_zone_that_refuses_the_file_is_one_line_and_exit_1(
     assert committed(stream) != ends  # nothing committed past a file that is not there
 
 
-def test_simulate_to_kafka_lands_the_simulated_events_and_their_defects(stream, resources, capsys):
+def test_simulate_to_kafka_lands_the_simulated_events_and_their_defects(
+    stream, sinks, resources, capsys
+):
     stream["topic"], stream["group"] = "events", f"g-sim-{uuid.uuid4().hex[:8]}"
     argv = ["simulate", "--to-kafka", "--days", "2", "--events-per-day", "300", "--quiet"]
     assert cli.main(argv) == 0
@@ -754,7 +814,7 @@ def test_simulate_to_kafka_lands_the_simulated_events_and_their_defects(stream, 
     assert not list(
         Path(stream["settings"].landing).glob("events/dt=*/2*.jsonl*")
     )  # no event files
-    sink = SinkThread(stream, max_batch_seconds=0.5)
+    sink = sinks.thread(max_batch_seconds=0.5)
     deadline = time.monotonic() + 60
     while sum(len(lines) for *_, lines in landed(stream)) < produced:
         assert time.monotonic() < deadline, sink.lines
