@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from data_platform.partitions import RANGE_TAGS
 from data_platform.resources.landing import LandingZone
-from data_platform_tests.landed_records import contract_event
+from data_platform_tests.landed_records import contract_event, contract_payment
 
 
 def run_services(
@@ -105,21 +105,9 @@ def materialize_days(
 
 def is_contract_payment(row: dict[str, str] | None, extra: list[str] | None) -> bool:
     """An independent reading of the payments contract for one csv.DictReader row."""
-    from datetime import datetime as _datetime
-    from decimal import Decimal, InvalidOperation
-
     if row is None or extra or any(v is None for v in row.values()):
         return False  # a row with more or fewer fields than the header
-    fields = ("payment_id", "order_id", "amount", "currency", "status", "created_at")
-    if any(not (row.get(f) or "").strip() for f in fields):
-        return False
-    try:
-        int(row["order_id"].strip())
-        Decimal(row["amount"].strip())
-        _datetime.fromisoformat(row["created_at"].strip().replace("Z", "+00:00"))
-    except (ValueError, InvalidOperation):
-        return False
-    return True
+    return contract_payment(row) is not None
 
 
 def classify_landing_file(path: Path, key: str) -> dict[tuple[str, int], bool]:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import re
 import sqlite3
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +33,38 @@ KNOWN_EVENT_TYPES = {
     "signup",
     "login",
 }
+
+# The contract's numbers: a 64-bit integer (a JSON number, a string of ASCII digits, a CSV cell
+# with an optional sign), and an amount spelled as a plain decimal that DECIMAL(18,4) holds as
+# it is (rounding 12.12345, or -0.00001 to 0, would make it another payment). `[0-9]`, not
+# str.isdigit(), which also takes "²" and other digits no engine reads.
+BIGINT = range(-(2**63), 2**63)
+INTEGER_CELL = re.compile(r"[+-]?[0-9]+")
+DIGITS = re.compile(r"[0-9]+")
+DECIMAL_CELL = re.compile(r"[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?")
+AMOUNT_SCALE = Decimal("0.0001")  # 4 digits after the point
+AMOUNT_LIMIT = Decimal(10) ** 14  # 14 before it
+
+
+def bigint(text: str, spelling: re.Pattern[str] = INTEGER_CELL) -> int | None:
+    """`text` as a 64-bit integer when `spelling` matches all of it, else None."""
+    if not spelling.fullmatch(text):
+        return None
+    try:
+        value = int(text)
+    except ValueError:  # past Python's 4300-digit conversion limit: no 64-bit id
+        return None
+    return value if value in BIGINT else None
+
+
+def exact_amount(text: str) -> Decimal | None:
+    """`text` as an amount when spelled as a plain decimal that DECIMAL(18,4) holds exactly."""
+    if not DECIMAL_CELL.fullmatch(text):
+        return None  # Decimal() alone also reads 1_000.50, NaN, Infinity and non-ASCII digits
+    value = Decimal(text)
+    if abs(value) >= AMOUNT_LIMIT or value != value.quantize(AMOUNT_SCALE):
+        return None
+    return value
 
 
 @dataclass(frozen=True)
@@ -78,8 +113,8 @@ def contract_event(line: str) -> dict | None:
         return None
     user = record.get("user_id")
     if isinstance(user, bool) or not (
-        (isinstance(user, int) and -(2**63) <= user < 2**63)
-        or (isinstance(user, str) and user.isdigit() and len(user) <= 18)
+        (isinstance(user, int) and user in BIGINT)
+        or (isinstance(user, str) and bigint(user, DIGITS) is not None)
     ):
         return None
     if record.get("session_id") is not None and not isinstance(record["session_id"], str):
@@ -98,25 +133,30 @@ def contract_event(line: str) -> dict | None:
     }
 
 
+def contract_payment(record: Mapping[str, str | None]) -> dict | None:
+    """A payment row (header name -> cell) read by the contract's rules, independently of the
+    platform's SQL: its typed fields, or None when a required rule refuses it."""
+    cells = {f: (record.get(f) or "").strip() for f in PAYMENT_FIELDS}
+    if not all(cells.values()):
+        return None
+    order_id, amount = bigint(cells["order_id"]), exact_amount(cells["amount"])
+    if order_id is None or amount is None:
+        return None
+    try:
+        created = utc(cells["created_at"])
+    except ValueError:
+        return None
+    return {**cells, "order_id": order_id, "amount": float(amount), "created_at": created}
+
+
 def _payment(line: str, header: list[str]) -> dict | None:
     fields = next(csv.reader([line]))
     if len(fields) != len(header):
         return None
-    record = dict(zip(header, fields, strict=True))
-    if any(not record[f].strip() for f in PAYMENT_FIELDS):
+    payment = contract_payment(dict(zip(header, fields, strict=True)))
+    if payment is None:
         return None
-    try:
-        return {
-            "payment_id": record["payment_id"],
-            "order_id": int(record["order_id"]),
-            "amount": float(record["amount"]),
-            "currency": record["currency"],
-            "status": record["status"],
-            "created_at": utc(record["created_at"]),
-            "extra": sorted(set(header) - set(PAYMENT_FIELDS)),
-        }
-    except ValueError:
-        return None
+    return {**payment, "extra": sorted(set(header) - set(PAYMENT_FIELDS))}
 
 
 def read_landed(landing_root: Path, source: str) -> Landed:

@@ -33,18 +33,31 @@ ALL_ASSETS = list(defs.assets)
 
 
 class Platform:
-    def __init__(self, settings, resources, result: dg.ExecuteInProcessResult):
+    def __init__(self, settings, resources, result=None, dbt_calls=()):
         self.settings = settings
         self.resources = resources
         self.result = result
+        self.dbt_calls = list(dbt_calls)
 
     def sql(self, text: str, params: list | None = None) -> list[tuple]:
         return query(self.settings.warehouse, text, params)
 
 
+def platform_at(home: Path) -> tuple:
+    """(settings, resources) of the platform home `home`."""
+    settings = load_settings({"DATA_PLATFORM_HOME": str(home)})
+    return settings, build_resources(settings)
+
+
 @pytest.fixture(scope="module")
-def dbt_calls():
-    """Every dbt build the platform invokes in this module, with the window it is given."""
+def platform(tmp_path_factory) -> Platform:
+    """The simulated days, every asset built in one range run; the dbt builds of that run
+    (name, window) are kept, since later runs in this module would add their own."""
+    settings, resources = platform_at(tmp_path_factory.mktemp("platform"))
+    config = SimulationConfig(
+        seed=7, days=len(DAYS), end_date=DAYS[-1], users=80, events_per_day=800, defect_rate=0.02
+    )
+    simulate(config, resources["landing"], settings.source_db_url)
     calls: list[tuple[str, dict[str, str]]] = []
     original = dbt_assets_module.build
 
@@ -53,27 +66,23 @@ def dbt_calls():
         calls.append((context.op.name, window))
         yield from original(context, dbt, warehouse)
 
-    mp = pytest.MonkeyPatch()
-    mp.setattr(dbt_assets_module, "build", counting_build)
-    yield calls
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory, dbt_calls) -> Platform:
-    home = tmp_path_factory.mktemp("platform")
-    settings = load_settings({"DATA_PLATFORM_HOME": str(home)})
-    resources = build_resources(settings)
-    config = SimulationConfig(
-        seed=7, days=len(DAYS), end_date=DAYS[-1], users=80, events_per_day=800, defect_rate=0.02
-    )
-    simulate(config, resources["landing"], settings.source_db_url)
-    result = materialize_days(ALL_ASSETS, resources, DAYS, raise_on_error=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dbt_assets_module, "build", counting_build)
+        result = materialize_days(ALL_ASSETS, resources, DAYS, raise_on_error=False)
     failures = [
         e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE
     ]
     assert result.success, failures
-    return Platform(settings, resources, result)
+    return Platform(settings, resources, result, calls)
+
+
+@pytest.fixture
+def own_platform(platform, tmp_path) -> Platform:
+    """A copy of the built platform's home, for a test that lands files and rebuilds: the
+    other tests read the shared one and must not see its changes, in whatever order."""
+    home = tmp_path / "home"
+    shutil.copytree(platform.settings.home, home)
+    return Platform(*platform_at(home))
 
 
 def latest_versions(rows: list[tuple]) -> dict:
@@ -85,7 +94,8 @@ def latest_versions(rows: list[tuple]) -> dict:
     return latest
 
 
-def test_a_range_run_invokes_dbt_once_per_layer(platform, dbt_calls):
+def test_a_range_run_invokes_dbt_once_per_layer(platform):
+    dbt_calls = platform.dbt_calls
     partitioned = [c for c in dbt_calls if c[0] == "dbt_partitioned_facts"]
     assert len(partitioned) == 1
     assert partitioned[0][1] == {
@@ -291,10 +301,10 @@ def rebuild_events(platform: Platform, day: date) -> None:
         assert result.success
 
 
-def test_late_events_update_only_their_day(platform, tmp_path):
+def test_late_events_update_only_their_day(own_platform, tmp_path):
     day = DAYS[0]
-    before = dict(platform.sql("SELECT dt, count(*) FROM marts.fct_events GROUP BY dt"))
-    other_days = platform.sql(
+    before = dict(own_platform.sql("SELECT dt, count(*) FROM marts.fct_events GROUP BY dt"))
+    other_days = own_platform.sql(
         "SELECT * EXCLUDE (dt) FROM marts.fct_events WHERE dt <> ? ORDER BY ALL", [day]
     )
     late_at = f"{day - timedelta(days=1)}T23:00:00Z"
@@ -304,22 +314,24 @@ def test_late_events_update_only_their_day(platform, tmp_path):
         )
         for n in range(5)
     ]
-    put_lines(platform.resources["landing"], f"events/dt={day}/late-arrival.jsonl", late, tmp_path)
-    rebuild_events(platform, day)
-    after = dict(platform.sql("SELECT dt, count(*) FROM marts.fct_events GROUP BY dt"))
+    put_lines(
+        own_platform.resources["landing"], f"events/dt={day}/late-arrival.jsonl", late, tmp_path
+    )
+    rebuild_events(own_platform, day)
+    after = dict(own_platform.sql("SELECT dt, count(*) FROM marts.fct_events GROUP BY dt"))
     assert after[day] == before[day] + 5
     assert {d: n for d, n in after.items() if d != day} == {
         d: n for d, n in before.items() if d != day
     }
     assert (
-        platform.sql(
+        own_platform.sql(
             "SELECT * EXCLUDE (dt) FROM marts.fct_events WHERE dt <> ? ORDER BY ALL", [day]
         )
         == other_days
     )
 
 
-def test_an_event_whose_first_copy_is_gone_moves_to_its_next_arrival(platform, tmp_path):
+def test_an_event_whose_first_copy_is_gone_moves_to_its_next_arrival(own_platform, tmp_path):
     """An event landed on two days is kept once, at its first arrival. When that copy goes
     (its file replaced without it, the day re-ingested) and only that day's fact is rebuilt,
     the event moves to its other day's partition: rebuilding a day deleted it, and nothing put
@@ -329,20 +341,20 @@ def test_an_event_whose_first_copy_is_gone_moves_to_its_next_arrival(platform, t
         {"event_id": "moving-1", "user_id": 1, "event_type": "login",
          "occurred_at": f"{first}T08:00:00Z"}
     )  # fmt: skip
-    landing = platform.resources["landing"]
+    landing = own_platform.resources["landing"]
     put_lines(landing, f"events/dt={first}/resent.jsonl", [moving], tmp_path)
     put_lines(landing, f"events/dt={second}/resent.jsonl", [moving], tmp_path)
     for day in (first, second):
-        rebuild_events(platform, day)
+        rebuild_events(own_platform, day)
     where = "SELECT dt FROM marts.fct_events WHERE event_id = 'moving-1'"
-    assert platform.sql(where) == [(first,)]
+    assert own_platform.sql(where) == [(first,)]
     others = "SELECT count(*) FROM marts.fct_events WHERE event_id <> 'moving-1'"
-    count_before = platform.sql(others)
+    count_before = own_platform.sql(others)
 
     put_lines(landing, f"events/dt={first}/resent.jsonl", [], tmp_path)
-    rebuild_events(platform, first)
-    assert platform.sql(where) == [(second,)]
-    assert platform.sql(others) == count_before
+    rebuild_events(own_platform, first)
+    assert own_platform.sql(where) == [(second,)]
+    assert own_platform.sql(others) == count_before
 
 
 def test_two_email_changes_between_runs_give_three_contiguous_versions(settings, resources):

@@ -409,9 +409,10 @@ def test_empty_unknown_days_still_count_against_the_listing_budget(monkeypatch):
 
     monkeypatch.setattr(landing_sensor, "list_days", fake_list_days)
     listed = landing_sensor.list_unknown_days(None, None, days, days, budget=12)
-    assert listings[0] == 1 and listings[1] <= 11  # not the 39 days left
-    assert 1 < len(listed) <= 12
-    assert list(listed) == days[: len(listed)]  # the oldest first
+    # One day, then the 11 the budget holds at 1 file a day (the empty one counted as one),
+    # not the 39 days left; those 11 read 18 files, past the budget: no third listing.
+    assert listings == [1, 11]
+    assert list(listed) == days[:12]  # the oldest first
 
 
 def test_the_previous_cursor_is_converted_without_requests(landing):

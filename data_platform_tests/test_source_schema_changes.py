@@ -146,6 +146,7 @@ def test_a_price_declared_with_more_digits_is_named_by_the_drift_check(resources
     assert drift.metadata["declared_wider"].value == {"unit_price": "NUMERIC(12, 4)"}
     assert "declared wider than the contract" in drift.description
     assert "unit_price NUMERIC(12, 4)" in drift.description
+    assert sorted(checks) == ["order_items", "orders", "users"]
     assert all(e.passed for e in checks.values())
     assert no_unversioned_changes(result)  # a migration changes no row
 
