@@ -125,6 +125,7 @@ PAYMENT_LINES = [
         "failed,123456789012345,p18,2026-01-05T10:00:00Z,EUR,18,",
         'amount: "123456789012345" has more than',
     ),
+    ("failed,1e-27,p20,2026-01-05T10:00:00Z,EUR,20,", 'amount: "1e-27" has more than'),
     ("failed,99999999999999.9999,p19,2026-01-05T10:00:00Z,EUR,19,", None),  # the largest held
 ]
 

@@ -310,13 +310,15 @@ def _held_exactly(d: Dialect, text: str, sql_type: str) -> str:
     """SQL true when the number `text` spells is `sql_type`'s value as it is. Both engines'
     casts round a decimal to the type's scale (12.12345 -> 12.1235, -0.00001 -> 0: a refund
     read as nothing), so the cast is compared with the same text read at the widest scale that
-    keeps the type's integer digits; a value beyond the type's range casts to NULL."""
+    keeps the type's integer digits, and, for digits beyond even that scale (1e-27), as a
+    DOUBLE; a value beyond the type's range casts to NULL."""
     cast = d.try_number(text, sql_type)
     if not sql_type.startswith("DECIMAL("):
         return f"{cast} IS NOT NULL"
     precision, scale = (int(n) for n in sql_type[len("DECIMAL(") : -1].split(","))
     wide = d.try_number(text, f"DECIMAL(38,{38 - (precision - scale)})")
-    return f"coalesce({cast} = {wide}, false)"
+    double = d.try_number(text, "DOUBLE")
+    return f"coalesce({cast} = {wide} AND CAST({cast} AS DOUBLE) = {double}, false)"
 
 
 def cell_number(d: Dialect, text: str, sql_type: str) -> str:
