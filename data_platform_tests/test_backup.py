@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TypeVar
@@ -392,6 +392,65 @@ def test_the_daily_backup_is_off_by_default_and_keeps_the_last_n(pristine, tmp_p
     assert table_rows(tmp_path / "restored" / "warehouse.duckdb") == table_rows(
         pristine / "home" / "warehouse.duckdb"
     )
+
+
+def scheduled_backup(root: Path, ago: timedelta, sealed: bool = True, files: bool = True) -> str:
+    """A folder as the schedule names a backup taken `ago`: its files, sealed or not."""
+    name = (datetime.now(UTC) - ago).strftime(backup_schedule.STAMP)
+    (root / name / "warehouse").mkdir(parents=True)
+    if files:
+        (root / name / "warehouse" / "warehouse.duckdb").write_bytes(b"x" * 64)
+    if sealed:
+        (root / name / "manifest.json").write_text("{}")
+    return name
+
+
+@contextlib.contextmanager
+def undeletable(folder: Path) -> Iterator[None]:
+    """`folder` as nobody can delete it: one of its files in a read-only folder or, for root
+    (whom permissions do not stop), immutable."""
+    pinned = next(p for p in folder.rglob("*") if p.is_file())
+    if os.geteuid() != 0:
+        pinned.parent.chmod(0o500)
+        try:
+            yield
+        finally:
+            pinned.parent.chmod(0o700)
+        return
+    if subprocess.run(["chattr", "+i", str(pinned)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is refused here: no way to make a folder undeletable for root")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(pinned)], check=True)
+
+
+def test_an_old_backup_that_cannot_be_deleted_is_a_warning_not_a_deletion(tmp_path):
+    """The local delete ignored every error: the schedule's log said "deleted the old backup"
+    of a backup that was still there, filling the disk."""
+    root = tmp_path / "backups"
+    oldest, *_ = [scheduled_backup(root, timedelta(days=days)) for days in (3, 2, 1)]
+    warnings: list[str] = []
+    with undeletable(root / oldest):
+        deleted = backup_schedule.prune(BackupStore(str(root)), 2, warnings.append)
+    assert deleted == [] and (root / oldest).is_dir()
+    [warning] = warnings
+    assert warning.startswith(f"the backup {root / oldest} could not be deleted (")
+
+
+def test_prune_leaves_a_backup_still_uploading_and_a_manifest_alone_seals_nothing(tmp_path):
+    """Two backup runs upload at once (only the snapshot is in the pool): the later one's prune
+    deleted the earlier one's folder as an interrupted leftover while it was uploading, and the
+    manifest it put after was a folder counted as sealed (an older good backup deleted for it)
+    that no restore takes."""
+    root = tmp_path / "backups"
+    leftover = scheduled_backup(root, timedelta(days=3), sealed=False)
+    older = scheduled_backup(root, timedelta(days=2))
+    uploading = scheduled_backup(root, timedelta(hours=1), sealed=False)
+    emptied = scheduled_backup(root, timedelta(minutes=30), files=False)
+    newest = scheduled_backup(root, timedelta(minutes=10))
+    assert backup_schedule.prune(BackupStore(str(root)), 2, pytest.fail) == [leftover]
+    assert sorted(p.name for p in root.iterdir()) == [older, uploading, emptied, newest]
 
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01")
@@ -853,6 +912,36 @@ def test_a_restore_that_fails_half_way_keeps_its_journal_for_the_next_command(
     assert not [*settings.home.glob(".restore-*"), *settings.home.glob("*.restoring")]
 
 
+def test_a_file_missing_while_finishing_a_restore_fails_the_command(tmp_path, monkeypatch):
+    """The finisher's look for journals ignored a FileNotFoundError (a home not made yet), but
+    it also covered the finishing: a part gone missing half way was swallowed, the journal
+    kept, and the command went on with a half-restored home."""
+    from data_platform.operations import restore_journal
+    from data_platform.operations.restore_journal import Replacement, begin
+    from data_platform.operations.staging import LOCK_FILE
+
+    settings = home_settings(tmp_path / "home")
+    finish_interrupted_restores(settings)  # no home yet: nothing to finish
+    staging = settings.home / ".restore-interrupted"
+    staging.mkdir(parents=True)
+    (staging / LOCK_FILE).touch()
+    (staging / "pii_salt").write_text("the backup's salt")
+    begin(
+        staging,
+        "a backup",
+        settings.dagster_home,
+        [Replacement("pii_salt", str(settings.home / "pii_salt"))],
+    )
+
+    def gone(source: Path, target: Path) -> None:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(source))
+
+    monkeypatch.setattr(restore_journal, "_rename", gone)
+    with pytest.raises(FileNotFoundError):
+        finish_interrupted_restores(settings, [].append)
+    assert (staging / JOURNAL).exists()
+
+
 def test_a_restore_killed_anywhere_while_putting_in_place_is_finished_by_the_next_command(
     pristine, tmp_path
 ):
@@ -1034,6 +1123,34 @@ def test_a_sensor_tick_between_two_database_copies_never_restores_a_cursor_past_
     cursor = state.instigator_data.cursor
     assert len(tick_run) == 1 and (cursor == "before" or tick_run[0] in runs), (cursor, runs)
     assert [Path(p).name for p in opened] == ["schedules.db", "runs.db"]
+
+
+def test_a_run_started_while_the_instance_is_copied_keeps_its_event_log(
+    pristine, tmp_path, monkeypatch
+):
+    """The instance's files were listed once, before the first copy: a run started during the
+    copy of schedules.db was in the copy of runs.db, but its event log (history/runs/<run
+    id>.db) was not copied at all, and the restored run had no events."""
+    from data_platform.operations import snapshot
+
+    settings = home_settings(copy_home(pristine, tmp_path / "home"))
+    started: list[str] = []
+
+    def run_during_the_first(database: str | Path, *args, **kwargs) -> sqlite3.Connection:
+        if not started and str(database).endswith("/schedules/schedules.db?mode=ro"):
+            with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+                run = history.finished_run(instance, "raw_job", time.time(), 1, {"step": 1})
+            started.append(run.run_id)
+        return sqlite3.connect(database, *args, **kwargs)
+
+    monkeypatch.setattr(snapshot, "sqlite3", SimpleNamespace(connect=run_during_the_first))
+    snapshot.copy_sqlite_instance(settings.dagster_home, tmp_path / "copy")
+    monkeypatch.undo()
+    [run_id] = started
+    assert (tmp_path / "copy" / "history" / "runs" / f"{run_id}.db").is_file()
+    with dg.DagsterInstance.from_config(str(tmp_path / "copy")) as instance:
+        assert instance.get_run_by_id(run_id) is not None
+        assert instance.all_logs(run_id)
 
 
 @pytest.mark.parametrize(

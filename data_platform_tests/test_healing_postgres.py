@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from data_platform.orchestration.pool_wait import _keep_connections
@@ -15,8 +16,9 @@ from data_platform.services.base import start
 from data_platform.services.config import load_services_config
 from data_platform.services.instance import STORAGE
 from data_platform.services.postgres import Postgres
+from data_platform.services.process import wait_until
 from data_platform_tests.conftest import services_home
-from data_platform_tests.helpers import free_port
+from data_platform_tests.helpers import free_port, write_postgres_instance
 
 
 @pytest.fixture
@@ -53,3 +55,24 @@ def test_a_kept_event_log_connection_survives_a_postgresql_restart(
         instance.report_engine_event("after the restart", run)
         messages = [entry.message for entry in instance.all_logs(run.run_id)]
         assert messages == ["before the restart", "after the restart"]
+
+
+def test_a_closed_instance_closes_its_kept_event_log_connections(
+    postgres_server, postgres_url, tmp_path: Path
+):
+    """dagster-postgres's dispose() leaves the event log's engine alone (a NullPool holds
+    nothing): the kept connection stayed open on the server after the instance was closed."""
+    database = sa.engine.make_url(postgres_url).database
+
+    def connections() -> int:
+        with postgres_server.admin_engine().connect() as conn:
+            count = "SELECT count(*) FROM pg_stat_activity WHERE datname = :d"
+            return conn.execute(sa.text(count), {"d": database}).scalar_one()
+
+    write_postgres_instance(tmp_path, postgres_url)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        _keep_connections(instance)
+        run = instance.add_run(dg.DagsterRun(job_name="j", run_id=str(uuid.uuid4())))
+        instance.report_engine_event("kept", run)
+        assert connections() >= 1
+    assert wait_until(lambda: connections() == 0, timeout=10), connections()

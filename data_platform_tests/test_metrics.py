@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -20,11 +21,12 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+import sqlalchemy as sa
 import yaml
 from dagster._core.remote_origin import RemoteJobOrigin
 from dagster._core.scheduler.instigation import InstigatorType, TickData, TickStatus
 from dagster._core.storage.runs.schema import RunsTable
-from prometheus_client import generate_latest
+from prometheus_client import generate_latest, start_http_server
 from prometheus_client.core import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -54,7 +56,7 @@ from data_platform.settings import (
     load_settings,
 )
 from data_platform_tests import instance_history as history
-from data_platform_tests.helpers import free_port
+from data_platform_tests.helpers import free_port, write_postgres_instance
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("data-platform"))
@@ -772,6 +774,61 @@ def test_an_unreadable_instance_loses_only_its_own_series(tmp_path, capsys):
     assert not any(name.startswith("data_platform_runs") for name, _ in samples)
     assert value(samples, "data_platform_warehouse_up") == 1 and rows(samples)
     assert "the instance is unreadable" in capsys.readouterr().err
+
+
+def test_an_instance_on_postgresql_that_refuses_connections_is_instance_down(
+    tmp_path, postgres_server, postgres_url, capsys
+):
+    """dagster-postgres raises its own exception (not SQLAlchemy's) once its retries are spent:
+    the instance's PostgreSQL down is instance_up 0, not a failed scrape."""
+    build_warehouse(tmp_path / "warehouse.duckdb")
+    write_postgres_instance(tmp_path, postgres_url)
+    database = sa.engine.make_url(postgres_url).database
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        collector = PlatformCollector(instance, DuckDBDayCounts(tmp_path / "warehouse.duckdb"), {})
+        assert value(scrape(collector), "data_platform_instance_up") == 1
+        with postgres_server.admin_engine().connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false'))
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"
+                ),
+                {"d": database},
+            )
+        samples = scrape(collector)
+    assert value(samples, "data_platform_instance_up") == 0
+    assert value(samples, "data_platform_warehouse_up") == 1
+    assert "the instance is unreadable" in capsys.readouterr().err
+
+
+def test_a_bug_in_the_collector_fails_the_scrape_with_its_traceback_not_instance_down(
+    instance, tmp_path, capfd
+):
+    """Every error reading the instance was instance_up 0 with one line: a bug of the collector
+    (here a freshness policy of the wrong type) paged as the database's outage, its traceback
+    lost. Now the scrape fails (the exporter's target down), the traceback in its log, and the
+    exporter goes on answering."""
+    build_warehouse(tmp_path / "warehouse.duckdb")
+    policies = {dg.AssetKey("orders"): "not a policy"}
+    collector = PlatformCollector(
+        instance, DuckDBDayCounts(tmp_path / "warehouse.duckdb"), policies
+    )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        for _ in range(2):  # the first failure leaves the exporter answering
+            with pytest.raises(urllib.error.HTTPError) as failed:
+                urllib.request.urlopen(url, timeout=30)
+            assert failed.value.code == 500
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    err = capfd.readouterr().err
+    assert "Traceback" in err and "AttributeError" in err and "fail_window" in err
+    assert "the instance is unreadable" not in err
 
 
 class SilentBroker:

@@ -232,6 +232,28 @@ def test_a_run_on_a_code_server_elsewhere_is_never_called_dead_here(instance):
     assert health.status.value == "FAILED" and "now beats for run later" in health.msg
 
 
+def test_only_a_process_seen_alive_or_beating_is_proven_alive(instance):
+    """A forced restore waits for the runs proven alive only: with the platform stopped, nothing
+    would ever end the others. It told them by the end of one message ("no heartbeat"), which
+    a rewording in run_health would have broken without a word."""
+    from data_platform.orchestration.heartbeat import beat
+    from data_platform.orchestration.run_health import WORKER_HOST_TAG, check_worker, proven_alive
+
+    here = fake_run(instance, os.getpid(), hold_slot=False)
+    beating, never_beat = (fake_run(instance, os.getpid(), hold_slot=False) for _ in range(2))
+    for run_id in (beating, never_beat):
+        instance.add_run_tags(run_id, {WORKER_HOST_TAG: f"host-of-{run_id}"})
+    beat(instance, beating, f"host-of-{beating}", 10)
+    unannounced = instance.add_run(
+        dg.DagsterRun(job_name="j", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED)
+    ).run_id
+    gone = fake_run(instance, dead_pid(), hold_slot=False)
+    runs = [here, beating, never_beat, unannounced, gone]
+    health = [check_worker(instance, instance.get_run_by_id(run_id)) for run_id in runs]
+    assert [h.status.value for h in health] == ["RUNNING"] * 4 + ["FAILED"]
+    assert [proven_alive(h) for h in health] == [True, True, False, False, False]
+
+
 # A run executed in this process (as `data-platform materialize` runs one) whose one step holds
 # the duckdb slot and sleeps; it beats every 0.3 s.
 SLEEPING_RUN = """
@@ -359,6 +381,42 @@ def test_a_run_that_ends_deletes_its_beat(instance):
     assert done.stdout.splitlines() == [f"beat {run.run_id}"]
     pid, _ = worker_pid(instance, run.run_id)
     assert not instance.run_storage.get_cursor_values({heartbeat_key(this_host(), pid)})
+
+
+# A plan whose concurrency context fails to enter (Dagster's own __enter__ raising), then a
+# wait longer than a few beats: what the process stored under its key after the failure.
+ENTER_FAILS = """
+import os, time, uuid, dagster as dg
+from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+from data_platform.orchestration import heartbeat
+from data_platform.orchestration.run_health import this_host
+
+def refused(self):
+    raise RuntimeError("enter refused")
+
+InstanceConcurrencyContext.__enter__ = refused
+heartbeat.install(0.05)
+with dg.DagsterInstance.get() as instance:
+    run = instance.add_run(dg.DagsterRun(job_name="j", run_id=str(uuid.uuid4())))
+    try:
+        with InstanceConcurrencyContext(instance, run):
+            pass
+    except RuntimeError:
+        pass
+    time.sleep(0.5)
+    print(heartbeat.last_beat(instance, this_host(), os.getpid()), flush=True)
+"""
+
+
+def test_a_plan_that_fails_to_start_never_beats(instance):
+    """The beat began before Dagster's own enter, and an enter that raised never reached
+    __exit__: the thread beat for the process's life, under a key never deleted."""
+    env = {**os.environ, "DAGSTER_HOME": str(instance.root_directory)}
+    done = subprocess.run(
+        [sys.executable, "-c", ENTER_FAILS], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["None"]
 
 
 @pytest.mark.parametrize("storage", ["sqlite", "postgres"])

@@ -9,7 +9,8 @@ meanwhile; its upload op does not, so writers go on while the backup travels.
 # No `from __future__ import annotations`: Dagster reads the op's context annotation at runtime.
 import os
 import re
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from dagster._core.storage.tags import RETRY_STRATEGY_TAG
@@ -21,8 +22,8 @@ from data_platform.operations.backup import (
     stage_backup,
     store_backup,
 )
-from data_platform.operations.backup_store import BackupStore
-from data_platform.operations.staging import StagingFolder, open_staging
+from data_platform.operations.backup_store import BackupError, BackupStore
+from data_platform.operations.staging import UNCLAIMED_STALE_AFTER, StagingFolder, open_staging
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.settings import is_whole_number, load_settings
 
@@ -32,6 +33,9 @@ DEFAULT_KEEP = 7
 # A scheduled backup's name: the UTC time it was taken.
 STAMP = "%Y%m%dT%H%M%SZ"
 SCHEDULED_NAME = re.compile(r"\d{8}T\d{6}Z")
+# Longer than any backup takes (as for a staging folder without an owner): an unsealed backup
+# younger than this may be another run's upload still in progress.
+UPLOAD_BOUND = timedelta(seconds=UNCLAIMED_STALE_AFTER)
 
 
 def keep_count() -> int:
@@ -50,24 +54,49 @@ def backup_root() -> BackupStore:
     return BackupStore(dest)
 
 
-def prune(root: BackupStore, keep: int) -> list[str]:
+def prune(root: BackupStore, keep: int, warn: Callable[[str], None]) -> list[str]:
     """Delete all but the `keep` newest complete backups of the schedule under root; returns
-    what was deleted.
+    what was deleted, and `warn`s of a backup that could not be.
 
     The schedule's backups are named by their UTC time (STAMP), so they sort by age; anything
     else under root (a backup taken by hand, a folder of notes) is not the schedule's to count
-    or delete. Only sealed backups (with a manifest) count towards `keep`; an unsealed one older
-    than the oldest kept is an interrupted leftover.
+    or delete. Only sealed backups count towards `keep`; an unsealed one older than the oldest
+    kept is an interrupted leftover once older than UPLOAD_BOUND. Younger, it may be uploading:
+    two backup_job runs overlap (only their snapshots queue in the pool), and a prune by the
+    later one emptied the earlier one's folder under its upload. Its manifest, put there after,
+    would seal nothing: such a folder does not count as sealed (`_sealed`).
     """
     names = root.names()
     folders = {n.split("/", 1)[0] for n in names if "/" in n}
     backups = sorted(f for f in folders if SCHEDULED_NAME.fullmatch(f))
-    sealed = [b for b in backups if f"{b}/{MANIFEST}" in names]
+    sealed = [b for b in backups if _sealed(b, names)]
     kept = sealed[-keep:]
-    doomed = [b for b in backups if b not in kept and (not kept or b < kept[0])]
+    doomed = [
+        b
+        for b in backups
+        if b not in kept and (not kept or b < kept[0]) and (b in sealed or _stale(b))
+    ]
+    deleted = []
     for name in doomed:
-        root.child(name).delete()
-    return doomed
+        try:
+            root.child(name).delete()
+        except BackupError as error:
+            warn(str(error))
+        else:
+            deleted.append(name)
+    return deleted
+
+
+def _sealed(backup: str, names: list[str]) -> bool:
+    """A manifest beside the files it seals: a manifest alone (its folder emptied by a prune
+    while it was uploaded) seals nothing, and no restore takes it."""
+    files = [n for n in names if n.startswith(f"{backup}/")]
+    return f"{backup}/{MANIFEST}" in files and len(files) > 1
+
+
+def _stale(backup: str) -> bool:
+    taken = datetime.strptime(backup, STAMP).replace(tzinfo=UTC)
+    return datetime.now(UTC) - taken > UPLOAD_BOUND
 
 
 # Each run's snapshot, held (its folder locked) from the snapshot op to the upload op: both run
@@ -116,7 +145,7 @@ def upload_backup(context: dg.OpExecutionContext) -> None:
     context.log.info(f"backup {root.child(name).url}: {len(manifest['files'])} files, verified")
     if logs_left_out:
         context.log.warning(logs_left_out)
-    for deleted in prune(root, keep_count()):
+    for deleted in prune(root, keep_count(), context.log.warning):
         context.log.info(f"deleted the old backup {deleted} (keeping {keep_count()})")
 
 

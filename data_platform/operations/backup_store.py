@@ -85,9 +85,17 @@ class BackupStore:
         return digest.hexdigest()
 
     def delete(self) -> None:
-        """Remove the whole backup (retention)."""
+        """Remove the whole backup (retention). A local one that stays, whole or in part, is a
+        BackupError: ignored, the schedule said it deleted a backup still filling the disk."""
         if not self.is_s3:
-            shutil.rmtree(self.url, ignore_errors=True)
+            try:
+                shutil.rmtree(self.url)
+            except OSError as error:
+                if Path(self.url).exists():  # gone meanwhile (another prune) is deleted too
+                    raise BackupError(
+                        f"the backup {self.url} could not be deleted ({error}): fix what "
+                        "stops it (permissions, an immutable file), or remove it by hand"
+                    ) from None
             return
         client = self._s3()
         for name in self.names():

@@ -14,7 +14,9 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
 import dagster as dg
+import sqlalchemy as sa
 from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
+from dagster_postgres.utils import DagsterPostgresException
 from prometheus_client import start_http_server
 from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -44,6 +46,10 @@ from data_platform.settings import METRICS_DAYS, METRICS_NEW_SERIES_HOLD, Settin
 from data_platform.stream.lag_metrics import collect_kafka_lag
 
 HOST = "127.0.0.1"
+# What the instance's storage raises when it cannot be read: its database down or refusing
+# (SQLAlchemy's errors; dagster-postgres's own once its retries are spent), a file unreadable.
+# Anything else is a bug of the collector: not the database's outage.
+STORAGE_ERRORS = (sa.exc.SQLAlchemyError, DagsterPostgresException, OSError)
 
 
 class PlatformCollector(Collector):
@@ -87,7 +93,13 @@ class PlatformCollector(Collector):
     def _collect_instance(self) -> Iterator[Metric]:
         """The instance's series, all or none, and `data_platform_instance_up`: its database
         down failed the whole scrape (HTTP 500, every series gone, the warehouse's and Kafka's
-        too, so every other alert resolved)."""
+        too, so every other alert resolved).
+
+        Any other error still fails the scrape, traceback in the exporter's log: called
+        instance_up 0, a bug of the collector paged as the database's outage, its traceback
+        lost; served without the instance's series, it silenced their alerts with no alert of
+        its own. The exporter is what is broken, and its target down says so (the server
+        answers each scrape apart: the next one is served as ever)."""
         up = GaugeMetricFamily(
             "data_platform_instance_up",
             "1 when this scrape read the Dagster instance (runs, checks, pools, sensors); 0 when "
@@ -102,7 +114,7 @@ class PlatformCollector(Collector):
                 *collect_pools(self._instance),
                 *collect_sensors(self._instance, self._sensors),
             ]
-        except Exception as error:  # the storage's driver and Dagster's wrappers of it
+        except STORAGE_ERRORS as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
             print(
                 f"data-platform metrics: the instance is unreadable: {first_line}", file=sys.stderr

@@ -16,7 +16,6 @@ from pathlib import Path, PurePosixPath
 
 import dagster as dg
 import duckdb
-from dagster._core.launcher import WorkerStatus
 
 from data_platform.operations import restore_journal
 from data_platform.operations.backup import FORMAT, MANIFEST, versions
@@ -292,24 +291,14 @@ def running_runs(settings: Settings) -> list[str]:
     process died with a platform killed is no reason to wait: the restore replaces it. Nor is
     one with no evidence either way (no process announced, or of another host that never beat):
     with the platform stopped nothing would ever end it, and the restore was refused for good."""
-    from data_platform.orchestration.run_health import check_worker, worker_pid
+    from data_platform.orchestration.run_health import UNENDED, check_worker, proven_alive
 
     if not any(p.is_file() for p in settings.dagster_home.rglob("*")):
         return []  # nothing to open, and opening would create an instance
-    unfinished = [
-        dg.DagsterRunStatus.STARTING,
-        dg.DagsterRunStatus.STARTED,
-        dg.DagsterRunStatus.CANCELING,
-    ]
     with open_instance(settings.dagster_home) as instance:
-        runs = instance.get_runs(filters=dg.RunsFilter(statuses=unfinished))
-        announced = [run for run in runs if worker_pid(instance, run.run_id) is not None]
-        health = {run.run_id: check_worker(instance, run) for run in announced}
-    return [
-        f"{run_id}: {result.msg}"
-        for run_id, result in health.items()
-        if result.status == WorkerStatus.RUNNING and not result.msg.endswith("no heartbeat")
-    ]
+        runs = instance.get_runs(filters=dg.RunsFilter(statuses=list(UNENDED)))
+        health = {run.run_id: check_worker(instance, run) for run in runs}
+    return [f"{run_id}: {result.msg}" for run_id, result in health.items() if proven_alive(result)]
 
 
 def restore(settings: Settings, src: BackupStore, force: bool = False) -> dict:

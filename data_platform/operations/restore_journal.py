@@ -155,15 +155,21 @@ def finish_interrupted_restores(
     """Complete each restore into the settings' home that died while putting its backup in
     place; one still running is waited for. Costs one look at the home when there is none."""
     home = settings.home
-    with contextlib.suppress(FileNotFoundError):
-        for folder in sorted(home.iterdir()):
-            if folder.name.startswith(PREFIXES) and (folder / JOURNAL).exists():
-                with _locked(folder):
-                    if (folder / JOURNAL).exists():
-                        label = json.loads((folder / JOURNAL).read_text())["label"]
-                        report(f"finishing the restore of {label} into {home}: it was interrupted")
-                        complete(folder, settings, report)
-                        shutil.rmtree(folder, ignore_errors=True)
+    # A home not made yet has nothing to finish. Only its listing may miss: a file missing
+    # while a restore is completed is that restore failing, and a command run on its
+    # half-restored home would go on as if it were whole.
+    try:
+        folders = sorted(home.iterdir())
+    except FileNotFoundError:
+        return
+    for folder in folders:
+        if folder.name.startswith(PREFIXES) and (folder / JOURNAL).exists():
+            with _locked(folder):
+                if (folder / JOURNAL).exists():
+                    label = json.loads((folder / JOURNAL).read_text())["label"]
+                    report(f"finishing the restore of {label} into {home}: it was interrupted")
+                    complete(folder, settings, report)
+                    shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager

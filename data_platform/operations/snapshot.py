@@ -58,34 +58,38 @@ def _is_sqlite(path: Path) -> bool:
 # schedules.db. Copied in path order (runs.db, then schedules.db), a tick between the two copies
 # restored a cursor past a file whose run is not in the backup: that day never loaded. So each
 # database is copied before those its rows refer to, whose later copies then hold whatever the
-# earlier one names: cursors, then runs, then the event logs of those runs.
+# earlier one names: cursors, then runs, then the event logs of those runs. The event logs (one
+# file per run, history/runs/<run id>.db) are listed only once runs.db is copied: listed before,
+# a run started in between was in the copy of runs.db without its event log.
 COPY_FIRST = ("schedules/schedules.db", "history/runs.db")
-
-
-def _copy_rank(relative: Path) -> tuple[int, str]:
-    name = relative.as_posix()
-    return (COPY_FIRST.index(name) if name in COPY_FIRST else len(COPY_FIRST), name)
 
 
 def copy_sqlite_instance(dagster_home: Path, target: Path) -> None:
     """Each SQLite database through SQLite's backup API (a consistent copy while Dagster
-    writes it), every other file (dagster.yaml, compute logs) as it is, in COPY_FIRST's order."""
-    files = [p.relative_to(dagster_home) for p in dagster_home.rglob("*") if p.is_file()]
-    for path in (dagster_home / f for f in sorted(files, key=_copy_rank)):
-        if path.name.endswith(SQLITE_SIDE_FILES):
-            continue
-        copy = target / path.relative_to(dagster_home)
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        if not _is_sqlite(path):
-            shutil.copy2(path, copy)
-            continue
-        source = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
-        dest = sqlite3.connect(copy)
-        try:
-            source.backup(dest)
-        finally:
-            dest.close()
-            source.close()
+    writes it), every other file (dagster.yaml, compute logs) as it is: COPY_FIRST's, then the
+    rest in path order."""
+    for name in COPY_FIRST:
+        if (dagster_home / name).is_file():
+            _copy_file(dagster_home / name, target / name)
+    rest = [p.relative_to(dagster_home) for p in dagster_home.rglob("*") if p.is_file()]
+    for relative in sorted(r for r in rest if r.as_posix() not in COPY_FIRST):
+        _copy_file(dagster_home / relative, target / relative)
+
+
+def _copy_file(path: Path, copy: Path) -> None:
+    if path.name.endswith(SQLITE_SIDE_FILES):
+        return
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    if not _is_sqlite(path):
+        shutil.copy2(path, copy)
+        return
+    source = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+    dest = sqlite3.connect(copy)
+    try:
+        source.backup(dest)
+    finally:
+        dest.close()
+        source.close()
 
 
 # For the local services; a dagster.yaml of one's own says which variables it reads.

@@ -132,9 +132,12 @@ def install(every: float) -> None:
         self._instance.add_run_tags(self._run_id, {WORKER_HOST_TAG: host})
         # The judge needs the pid the beats are kept under, and some executors announce none.
         announce_run_process(self._instance, self._run_id)
+        entered = enter(self)
+        # Beating once entered: an enter that raised never reaches __exit__, so a thread
+        # started before it beat for the process's life and its beat was never deleted.
         every_now = InstanceConcurrencyContext._data_platform_heartbeat
         self._data_platform_beating = _Beating(self._instance, self._run_id, host, every_now)
-        return enter(self)
+        return entered
 
     def beating_exit(self: InstanceConcurrencyContext, *exc: object) -> None:
         try:

@@ -138,7 +138,7 @@ def _keep_connections(instance: dg.DagsterInstance) -> None:
         from dagster_postgres.utils import create_pg_engine
 
         # Dagster's own webserver engine (`optimize_for_webserver`) takes no pre-ping.
-        storage._engine = create_pg_engine(
+        engine = create_pg_engine(
             storage.postgres_url,
             storage._token_provider,
             isolation_level="AUTOCOMMIT",
@@ -147,7 +147,17 @@ def _keep_connections(instance: dg.DagsterInstance) -> None:
             pool_recycle=3600,
             pool_pre_ping=True,
         )
+        storage._engine = engine
         storage._data_platform_pooled = True
+        # The storage's dispose() leaves its engine alone (a NullPool holds nothing): the kept
+        # connections stayed open on the server after the instance was closed.
+        dispose = storage.dispose
+
+        def dispose_with_engine() -> None:
+            dispose()
+            engine.dispose()
+
+        storage.dispose = dispose_with_engine
 
 
 def install() -> None:

@@ -30,9 +30,14 @@ WORKER_HOST_TAG = "data_platform/worker_host"
 # Missed reuse needs the pid space to wrap within this time.
 _PID_REUSE_SLACK_SECONDS = 30.0
 
-_UNFINISHED = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 # A run asked to stop, until its process says it did: if the process died first, nothing does.
 _CANCELING = dg.DagsterRunStatus.CANCELING
+# Every status of a run whose process may still be at work.
+UNENDED = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, _CANCELING)
+# `check_worker`'s verdicts for want of evidence either way: RUNNING, since no run is ended on
+# none. `proven_alive` tells them apart, so that its callers never match on their wording.
+_NOT_ANNOUNCED = "no run process announced yet"
+_NEVER_BEAT = "no heartbeat"
 
 
 def this_host() -> str:
@@ -83,7 +88,7 @@ def check_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHe
     announced = worker_pid(instance, run.run_id)
     if announced is None:
         # Not started yet: `run_monitoring.start_timeout_seconds` covers a run that never starts.
-        return CheckRunHealthResult(WorkerStatus.RUNNING, "no run process announced yet")
+        return CheckRunHealthResult(WorkerStatus.RUNNING, _NOT_ANNOUNCED)
     pid, announced_at = announced
     host = run.tags.get(WORKER_HOST_TAG)
     if host is not None and host != this_host():
@@ -113,7 +118,7 @@ def _check_heartbeat(
     last = last_beat(instance, host, pid)
     if last is None:
         # Between its RUN_START and its plan, or a version that did not beat: no slot held yet.
-        return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker on {host}: no heartbeat")
+        return _never_beat(host)
     beat_run, at, every = last
     if beat_run != run.run_id:
         # A restarted container numbers its processes from the same low pids, under the same
@@ -124,7 +129,7 @@ def _check_heartbeat(
                 WorkerStatus.FAILED,
                 f"run process {pid} on {host} is gone (that pid now beats for run {beat_run})",
             )
-        return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker on {host}: no heartbeat")
+        return _never_beat(host)
     now = time.time()
     silent = now - at
     if silent_too_long(at, every, now):
@@ -135,6 +140,18 @@ def _check_heartbeat(
         )
     return CheckRunHealthResult(
         WorkerStatus.RUNNING, f"run process {pid} on {host} beat {silent:.0f} s ago"
+    )
+
+
+def _never_beat(host: str) -> CheckRunHealthResult:
+    return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker on {host}: {_NEVER_BEAT}")
+
+
+def proven_alive(health: CheckRunHealthResult) -> bool:
+    """Whether `check_worker` saw the run's process alive or beating, not merely found nothing
+    against it (no process announced, a host that never beat)."""
+    return health.status == WorkerStatus.RUNNING and not (
+        health.msg == _NOT_ANNOUNCED or str(health.msg).endswith(f": {_NEVER_BEAT}")
     )
 
 
@@ -170,14 +187,14 @@ def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     `data-platform materialize` calls it first, so a crash earlier never makes it wait forever.
     """
     done = []
-    for listed in instance.get_runs(filters=dg.RunsFilter(statuses=[*_UNFINISHED, _CANCELING])):
+    for listed in instance.get_runs(filters=dg.RunsFilter(statuses=list(UNENDED))):
         health = check_worker(instance, listed)
         if health.status != WorkerStatus.FAILED:
             continue
         # Read again: a run that ended in between (its process reported success and exited, or
         # the daemon failed it first) would be flipped to FAILURE, alerted twice, retried.
         run = instance.get_run_by_id(listed.run_id)
-        if run is not None and run.status in (*_UNFINISHED, _CANCELING):
+        if run is not None and run.status in UNENDED:
             done.append(_end(instance, run, health.msg))
     return done + _free_slots_of_finished_runs(instance)
 
@@ -191,7 +208,7 @@ def release_restored_runs(instance: dg.DagsterInstance) -> list[str]:
     warehouse step for good.
     """
     reason = "it was running when the backup was taken, and a restore does not resume it"
-    unfinished = instance.get_runs(filters=dg.RunsFilter(statuses=[*_UNFINISHED, _CANCELING]))
+    unfinished = instance.get_runs(filters=dg.RunsFilter(statuses=list(UNENDED)))
     return [_end(instance, run, reason) for run in unfinished] + _free_slots_of_finished_runs(
         instance
     )
