@@ -297,6 +297,16 @@ TRICKY_KEYS = [
     "events/undated/a.jsonl",
     "events/top.jsonl",
 ]
+# The folders directly under events/ that TRICKY_KEYS make.
+TRICKY_FOLDERS = [
+    "events/dt=2026-01-04/",
+    "events/dt=2026-01-05.old/",
+    "events/dt=2026-01-05/",
+    "events/dt=2026-01-05x/",
+    "events/dt=2026-01-06/",
+    "events/dt=2026-01-07/",
+    "events/undated/",
+]
 
 
 def test_a_key_range_lists_what_the_full_listing_holds_in_it(landing, tmp_path):
@@ -308,15 +318,7 @@ def test_a_key_range_lists_what_the_full_listing_holds_in_it(landing, tmp_path):
         start_after, end_before = day_bounds("events", date(2026, 1, first), date(2026, 1, last))
         expected = [f for f in everything if start_after < f.key < end_before]
         assert landing.list_files("events/", start_after, end_before) == expected
-    assert landing.list_folders("events/") == [
-        "events/dt=2026-01-04/",
-        "events/dt=2026-01-05.old/",
-        "events/dt=2026-01-05/",
-        "events/dt=2026-01-05x/",
-        "events/dt=2026-01-06/",
-        "events/dt=2026-01-07/",
-        "events/undated/",
-    ]
+    assert landing.list_folders("events/") == TRICKY_FOLDERS
     assert landing.list_folders("payments/") == []
 
 
@@ -674,17 +676,9 @@ def test_keys_outside_every_day_folder_are_named_by_each_tick(landing, capsys):
     would ever show it. The sensor names such keys, on S3 from the same one-level listing."""
     for key in [*TRICKY_KEYS, "events/dt=2026-02-30/a.jsonl"]:
         landing.write_bytes(key, b"{}\n")
-    assert landing.list_entries("events/") == [
-        "events/dt=2026-01-04/",
-        "events/dt=2026-01-05.old/",
-        "events/dt=2026-01-05/",
-        "events/dt=2026-01-05x/",
-        "events/dt=2026-01-06/",
-        "events/dt=2026-01-07/",
-        "events/dt=2026-02-30/",
-        "events/top.jsonl",
-        "events/undated/",
-    ]
+    assert landing.list_entries("events/") == sorted(
+        [*TRICKY_FOLDERS, "events/dt=2026-02-30/", "events/top.jsonl"]
+    )
     result = tick(landing_zone_sensor, None, landing=landing)
     # Dagster's own handler writes the sensor's log to stderr.
     [warning] = [
