@@ -8,6 +8,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from argparse import Namespace
 from pathlib import Path
@@ -140,10 +141,12 @@ def test_without_the_codes_names_every_stored_state_is_reported(instance, tmp_pa
     assert len(samples[FAILING]) == 2
 
 
-def hold_read_only(path: str, ready, seconds: float) -> None:
+def hold_read_only(path: str, ready, release) -> None:
     conn = duckdb.connect(path, read_only=True)
     ready.set()
-    time.sleep(seconds)
+    # Held until the test says so, not for a fixed time: a test descheduled for that long
+    # found the lock gone. Bounded, so that a test that never says so leaves no process behind.
+    release.wait(120)
     conn.close()
 
 
@@ -169,19 +172,28 @@ def test_dbt_waits_for_a_scrape_holding_the_warehouse(tmp_path, monkeypatch):
     )
 
     context = multiprocessing.get_context("spawn")
-    ready = context.Event()
-    holder = context.Process(target=hold_read_only, args=(path, ready, 2.0))
+    ready, release = context.Event(), context.Event()
+    holder = context.Process(target=hold_read_only, args=(path, ready, release))
     holder.start()
+    hold = 1.0
+    # Started after `began`: the lock is held for at least `hold` of the measured wait.
+    releaser = threading.Timer(hold, release.set)
     try:
         assert ready.wait(60)
         began = time.monotonic()
+        releaser.start()
         conn = Environment.initialize_db(profile.credentials)
         waited = time.monotonic() - began
         conn.execute("CREATE TABLE written AS SELECT 1 AS x")
         conn.close()
     finally:
+        releaser.cancel()
+        release.set()  # an assert or error above must not leave the holder waiting
         holder.join(30)
-    assert waited > 0.5  # it met the lock, and waited rather than failed
+        if holder.is_alive():
+            holder.kill()
+            holder.join()
+    assert waited >= hold  # it met the lock, and waited rather than failed
 
 
 # `data-platform materialize --timeout`: the deadline and the end of the run agree on which came

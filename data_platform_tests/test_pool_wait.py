@@ -152,21 +152,27 @@ def test_a_waiting_run_sleeps_names_its_blocker_and_stops_on_sigterm(settings, i
                 reported.set()
 
     reader = threading.Thread(target=read_progress, daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 120
-    while not instance.event_log_storage.get_concurrency_info("duckdb").pending_steps[1:]:
-        assert time.monotonic() < deadline and process.poll() is None, "".join(lines)[-2000:]
-        time.sleep(0.2)
-    cpu = psutil.Process(process.pid)
-    before, waiting_since = cpu.cpu_times(), time.monotonic()
-    assert reported.wait(120), "".join(lines)[-2000:]
-    # Measured over at least one report interval of waiting: a poll loop would show.
-    time.sleep(max(0.0, WAIT_REPORT_SECONDS - (time.monotonic() - waiting_since)))
-    after, waited = cpu.cpu_times(), time.monotonic() - waiting_since
-    busy = (after.user + after.system) - (before.user + before.system)
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=60)
-    reader.join(timeout=30)
+    try:
+        reader.start()
+        deadline = time.monotonic() + 120
+        while not instance.event_log_storage.get_concurrency_info("duckdb").pending_steps[1:]:
+            assert time.monotonic() < deadline and process.poll() is None, "".join(lines)[-2000:]
+            time.sleep(0.2)
+        cpu = psutil.Process(process.pid)
+        before, waiting_since = cpu.cpu_times(), time.monotonic()
+        assert reported.wait(120), "".join(lines)[-2000:]
+        # Measured over at least one report interval of waiting: a poll loop would show.
+        time.sleep(max(0.0, WAIT_REPORT_SECONDS - (time.monotonic() - waiting_since)))
+        after, waited = cpu.cpu_times(), time.monotonic() - waiting_since
+        busy = (after.user + after.system) - (before.user + before.system)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        reader.join(timeout=30)
+    finally:
+        # An assert that failed before the SIGTERM must not leave it waiting for a slot forever.
+        if process.poll() is None:
+            process.kill()
+        process.wait()
     stderr = "".join(lines)
 
     assert busy < 0.1 * waited, f"waiting used {busy:.1f}s of CPU in {waited:.0f}s"
