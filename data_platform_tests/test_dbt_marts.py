@@ -536,6 +536,9 @@ def test_average_order_value_is_rounded_half_up_exactly(small_world):
     assert rows == [(1, Decimal("1.15"), Decimal("0.58")), (2, Decimal("2.01"), Decimal("1.01"))]
 
 
+PII_TEST = "assert_no_pii_columns_in_marts_or_analytics"
+
+
 def test_event_properties_in_marts_keep_only_published_keys(small_world):
     """A signup form's e-mail in `properties` (a key of its own, a nested one, a note) reached
     marts.fct_events in clear; the marts keep only the published keys, typed."""
@@ -552,8 +555,23 @@ def test_event_properties_in_marts_keep_only_published_keys(small_world):
         "e3": None,
     }
     # dbt's own test looks inside the document too.
-    tested = dbt_cli(["test", "--select", "assert_no_pii_columns_in_marts"], *small_world)
+    tested = dbt_cli(["test", "--select", PII_TEST], *small_world)
     assert tested.returncode == 0, tested.stdout[-3000:]
+
+
+def test_a_column_named_like_pii_in_analytics_fails_the_pii_test(small_world, tmp_path):
+    """DESIGN.md keeps e-mails and names out of analytics as well as marts: a Python asset
+    writing a column named like one is caught, as a mart's would be."""
+    warehouse, _ = small_world
+    leaked = tmp_path / "leaked.duckdb"
+    shutil.copy(warehouse, leaked)
+    with duckdb.connect(str(leaked)) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS analytics")
+        conn.execute("CREATE TABLE analytics.contacts AS SELECT 1 AS user_id, 'x' AS full_name")
+    tested = dbt_cli(["test", "--select", PII_TEST], leaked, tmp_path / "target")
+    assert tested.returncode == 1, tested.stdout[-3000:]
+    results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
+    assert [(r["status"], r["failures"]) for r in results] == [("fail", 1)]
 
 
 RECONCILIATIONS = {

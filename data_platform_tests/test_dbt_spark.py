@@ -528,7 +528,7 @@ def test_spark_ingests_and_builds_the_same_tables_as_duckdb(
     assert built == {table for _, table in relations}
     tests = [r for r in results if r.node.resource_type == "test"]
     assert {r.node.name for r in tests} >= {
-        "assert_no_pii_columns_in_marts",
+        "assert_no_pii_columns_in_marts_or_analytics",
         "assert_daily_revenue_reconciles_with_staging",
         "assert_partitioned_facts_match_staging",
     }

@@ -1,7 +1,8 @@
--- No e-mail address or full name in clear in marts (DESIGN.md): no column may be named like
--- one, except the salted email_hash; and the free-form document of fct_events (properties)
--- must hold nothing like an e-mail address, in a key or a value, at any depth. Returns the
--- offending columns.
+-- No e-mail address or full name in clear in marts or analytics (DESIGN.md): no column may be
+-- named like one, except the salted email_hash; and the free-form document of fct_events
+-- (properties) must hold nothing like an e-mail address, in a key or a value, at any depth.
+-- Returns the offending columns. Analytics' tables are Python assets built on the marts: their
+-- columns as the last build left them (none before the first).
 -- The refs make the test run after the marts it inspects:
 -- depends_on: {{ ref('dim_customers') }}
 -- depends_on: {{ ref('customer_lifetime_value') }}
@@ -11,9 +12,11 @@
 
 with
 
-marts_columns as (
+published_columns as (
 
     {{ schema_columns('marts') }}
+    union all
+    {{ schema_columns('analytics') }}
 
 ),
 
@@ -23,7 +26,7 @@ named_like_pii as (
         table_name,
         column_name
 
-    from marts_columns
+    from published_columns
     where (lower(column_name) like '%email%' and lower(column_name) <> 'email_hash')
        or lower(column_name) like '%full_name%'
        or lower(column_name) in ('name', 'first_name', 'last_name')
