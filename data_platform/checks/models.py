@@ -294,4 +294,4 @@ ROW_GROUPS: dict[str, list[str]] = {"DimCustomers": ["user_id"]}  # one current 
 class DailyRevenue(pa.DataFrameModel):
     revenue_date: Series[Timestamp] = day(unique=True)
     completed_orders: Series[np.int64] = pa.Field(ge=1)
-    revenue: Series[float]
+    revenue: Series[float] = pa.Field(ge=0)
