@@ -16,6 +16,7 @@ Java is required (pyspark runs a JVM): without it the test fails and says so; CI
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -49,7 +50,8 @@ from data_platform.ingestion.file_lines import NOT_UTF8
 from data_platform.ingestion.files import ingest_file_partitions
 from data_platform.ingestion.spark_database import extract_incremental_on_spark
 from data_platform.ingestion.spark_files import ingest_file_partitions_on_spark
-from data_platform.ingestion.tables import SOURCE_DB_TABLES
+from data_platform.ingestion.spark_tables import spark_ddl
+from data_platform.ingestion.tables import PAYMENTS, SOURCE_DB_TABLES
 from data_platform.operations.backup import take_backup
 from data_platform.operations.backup_store import BackupError, BackupStore
 from data_platform.operations.restore import restore
@@ -759,6 +761,12 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     assert "gzip" in letters[(f"events/dt={day}/cut.jsonl.gz", None)]
     assert spark.sql(f"SELECT count(*) FROM raw.events WHERE dt = '{other_day}'").first()[0] == 2
 
+    # raw.payments as a version before `_rescued` made it: the column is added after the
+    # others, so the writes must follow the table's own order, not the declaration's.
+    older = dataclasses.replace(
+        PAYMENTS, columns=tuple(c for c in PAYMENTS.columns if c.name != "_rescued")
+    )
+    spark.sql(spark_ddl(older))
     # CSV quoting a reader could guess at, and a column named twice, are refused alike; an
     # empty first field is a field.
     landing.write_bytes(f"payments/dt={day}/odd.csv", "\n".join(ODD_PAYMENTS).encode())
@@ -772,6 +780,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     )
     assert spark_payments == duckdb_payments
     assert (spark_payments[0].records_read, spark_payments[0].rows_loaded) == (14, 3)
+    assert spark.table("raw.payments").columns[-3:] == ["_loaded_at", "_rescued", "dt"]
     for table in ("payments", "dead_letter"):
         assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
 

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import dagster as dg
 import duckdb
 import numpy as np
+import pandas as pd
 import pandera.pandas as pa
 import pyarrow
 import pytest
@@ -536,3 +537,19 @@ def test_custom_checks_are_traced_or_refused_by_name() -> None:
     with pytest.raises(UnrenderableRule, match=r"^PerValue: cannot render") as refused:
         render(PerValue)
     assert refused.value.rules == ["per_value (pandas `.apply`, which the tracer does not render)"]
+
+
+def test_a_nan_fails_a_builtin_check_that_judges_missing_values_as_pandas_does(spark) -> None:
+    """With ignore_na=False a built-in check judges missing values too: pandas (the DuckDB
+    gate) fails NaN > 0, while Spark's NaN is above every number; rendered on the column as
+    pandas sees it (NaN missing), Spark fails the same rows."""
+
+    class Priced(pa.DataFrameModel):
+        price: Series[float] = pa.Field(gt=0, ignore_na=False, nullable=True)
+
+    prices = [1.5, math.nan, -1.0, None]
+    pandas_fails = ~(pd.Series(prices, dtype=float) > 0)
+    [rule] = [r for r in render(Priced, {"price": "double"}).row_rules if "greater_than" in r.rule]
+    frame = spark.createDataFrame([(p,) for p in prices], "price DOUBLE")
+    spark_fails = [row[0] for row in frame.selectExpr(rule.fails).collect()]
+    assert spark_fails == pandas_fails.tolist() == [False, True, True, True]

@@ -404,7 +404,10 @@ def render(
                 continue
             try:
                 if _builtin(check):
-                    passes = PASSES[check.name](c, check.statistics)
+                    # NaN as pandas has it (missing), not as Spark compares it (equal to
+                    # itself, above every number): with ignore_na=False, greater_than(0)
+                    # passed a NaN on Spark only.
+                    passes = PASSES[check.name](frame[column_name].sql, check.statistics)
                 else:
                     passes = _trace(check, frame[column_name]).sql
             except Exception as err:  # whatever stops the rendering, the rule is named

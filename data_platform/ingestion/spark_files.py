@@ -13,7 +13,9 @@ letter of its own. What differs is how a run replaces its days:
   when the run has none: two actions on the data where there were four (an eager CACHE
   TABLE, a GROUP BY for the counts, the two INSERTs). Each table's replacement is committed by Spark's file commit protocol; the two tables
   are two commits, so a run killed between them leaves the dead letters one run behind until the
-  day is re-run (and the conservation check says so meanwhile). A re-run gives the same rows.
+  day is re-run (and the conservation check says so meanwhile); so does a day whose files now
+  load no row, killed before its old partition is dropped. A re-run gives the same rows. Writes
+  go by the tables' own column order, which a column added later changes (`spark_tables`).
 - Each file is read whole by one task (files are neither split nor packed together), so a
   line's number is its position in the task's output: no shuffle, and the files of a run are
   parsed in parallel. A line read by a task that did not start at its file's first byte (a
@@ -252,19 +254,24 @@ def _day_counts(dts: list[date], expr: Callable[[str], Column]) -> list[Column]:
     ]
 
 
+def _in_layout(values: dict[str, str], layout: list[str]) -> list[str]:
+    """`values` (column -> SQL) as a select list in the table's own column order."""
+    return [f"{values[column]} AS `{column}`" for column in layout]
+
+
 def _insert_raw(
-    spark: SparkSession, fmt: FileFormat, dts: list[date], stamp: str
+    spark: SparkSession, fmt: FileFormat, dts: list[date], stamp: str, layout: list[str]
 ) -> dict[date, tuple[int, int]]:
     """Overwrite the run's partitions of the raw table with the loaded records of `_parsed`:
     (records, rows loaded) per day, counted by the same job (an observation), not a query of
     its own."""
     counted, expr = _observation(spark)
-    columns = [f"`{c}`" for c in fmt.contract_columns] + ["_rescued"]
-    lineage = ["file_index AS _source_file", "line_number AS _line_number"]
-    # insertInto is INSERT OVERWRITE ... PARTITION (dt): by position, dynamic (the session's
-    # partitionOverwriteMode), and the observation comes back with the write.
+    values = {c: f"`{c}`" for c in [*fmt.contract_columns, "_rescued", "dt"]}
+    values |= {"_source_file": "file_index", "_line_number": "line_number", "_loaded_at": stamp}
+    # insertInto is INSERT OVERWRITE ... PARTITION (dt): by position (so in `layout`), dynamic
+    # (the session's partitionOverwriteMode), and the observation comes back with the write.
     spark.table("_parsed").observe(counted, *_day_counts(dts, expr)).where("loads").selectExpr(
-        *columns, *lineage, f"{stamp} AS _loaded_at", "dt"
+        *_in_layout(values, layout)
     ).write.insertInto(fmt.table.qualified_name, overwrite=True)
     figures = counted.get
     counts = {dt: (figures[f"r{n}"], figures[f"l{n}"]) for n, dt in enumerate(dts)}
@@ -284,6 +291,7 @@ def _insert_dead_letters(
     unreadable: dict[str, str],
     stamp: str,
     parsed: bool,
+    layout: list[str],
 ) -> None:
     """Overwrite the run's partitions of the dead letters: `_parsed`'s refused records (when
     files were `parsed`) and one row per unreadable file."""
@@ -291,12 +299,16 @@ def _insert_dead_letters(
     spark.createDataFrame(
         unreadable_rows, "source_file STRING, error STRING, dt DATE"
     ).createOrReplaceTempView("_unreadable")
-    source = spark_string(fmt.source)
-    letters = f"SELECT source_file, NULL, NULL, error, {stamp}, {source}, dt FROM _unreadable"
+    common = {"rejected_at": stamp, "source": spark_string(fmt.source), "dt": "dt"}
+    whole_file = common | {"source_file": "source_file", "error": "error"}
+    whole_file |= {"line_number": "CAST(NULL AS BIGINT)", "raw_record": "CAST(NULL AS STRING)"}
+    letters = f"SELECT {', '.join(_in_layout(whole_file, layout))} FROM _unreadable"
     if parsed:
+        refused = common | {"source_file": "file_index", "line_number": "line_number"}
+        refused |= {"raw_record": "make_valid_utf8(line)", "error": "reason"}
         letters = (
-            "SELECT file_index, line_number, make_valid_utf8(line), reason, "
-            f"{stamp}, {source}, dt FROM _parsed WHERE NOT loads UNION ALL {letters}"
+            f"SELECT {', '.join(_in_layout(refused, layout))} FROM _parsed WHERE NOT loads "
+            f"UNION ALL {letters}"
         )
     spark.sql(
         f"INSERT OVERWRITE TABLE {DEAD_LETTER.qualified_name} PARTITION (source, dt) {letters}"
@@ -310,11 +322,15 @@ def _ingest(
     paths: dict[str, Path],
     unreadable: dict[str, str],
     loaded_at: datetime,
+    layouts: dict[str, list[str]],
 ) -> dict[date, tuple[int, int]]:
     """One attempt over the readable files: (records, rows loaded) per day.
 
     The raw table first, its emptied days dropped right after, then the dead letters: a run
-    killed between them leaves the raw table whole and only the dead letters behind. The raw
+    killed between them leaves the dead letters one run behind, and one killed between the
+    raw INSERT and the drop also a day whose files now load no row with its previous rows
+    (an overwrite writes no empty partition). Re-running the day mends both; the
+    conservation check reports them meanwhile. The raw
     table's INSERT parses (and counts, and checks every line); the dead letters' reads the
     parse from the cache, and runs only when some day has one."""
     stamp = f"TIMESTAMP '{loaded_at.isoformat(sep=' ')}'"
@@ -322,7 +338,7 @@ def _ingest(
         counts: dict[date, tuple[int, int]] = {}
         if paths:
             _parse_records(spark, fmt, paths)
-            counts = _insert_raw(spark, fmt, dts, stamp)
+            counts = _insert_raw(spark, fmt, dts, stamp, layouts[fmt.table.name])
         raw_empty = [dt for dt in dts if not counts.get(dt, (0, 0))[1]]
         _drop_emptied(
             spark, fmt.table.qualified_name, [f"dt = '{dt.isoformat()}'" for dt in raw_empty]
@@ -331,7 +347,9 @@ def _ingest(
         refused = {dt for dt, (records, loaded) in counts.items() if records > loaded}
         lettered = [dt for dt in dts if dt in unread_days | refused]
         if lettered:
-            _insert_dead_letters(spark, fmt, unreadable, stamp, parsed=bool(paths))
+            _insert_dead_letters(
+                spark, fmt, unreadable, stamp, bool(paths), layouts[DEAD_LETTER.name]
+            )
         source = spark_string(fmt.source)
         _drop_emptied(
             spark,
@@ -351,7 +369,7 @@ def ingest_file_partitions_on_spark(
     loaded_at: datetime,
 ) -> list[PartitionStats]:
     """Replace the given days of `fmt`'s raw table and dead letters with their files' records."""
-    ensure_spark_tables(spark, (fmt.table, DEAD_LETTER))
+    layouts = ensure_spark_tables(spark, (fmt.table, DEAD_LETTER))
     spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
     # DuckDB reads a JSON object with a repeated key as valid JSON; so must Spark.
     spark.conf.set("spark.sql.variant.allowDuplicateKeys", "true")
@@ -367,7 +385,7 @@ def ingest_file_partitions_on_spark(
         while True:
             paths = {k: p for k, p in all_paths.items() if k not in unreadable}
             try:
-                counts = _ingest(spark, fmt, dts, paths, unreadable, loaded_at)
+                counts = _ingest(spark, fmt, dts, paths, unreadable, loaded_at, layouts)
                 break
             except Exception as error:
                 key = _failed_file(error, paths)

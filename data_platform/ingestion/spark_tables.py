@@ -43,13 +43,20 @@ def spark_ddl(table: RawTable) -> str:
     )
 
 
-def ensure_spark_tables(spark: SparkSession, tables: tuple[RawTable, ...]) -> None:
-    """Create the raw database and tables, and add the data columns declared since."""
+def ensure_spark_tables(spark: SparkSession, tables: tuple[RawTable, ...]) -> dict[str, list[str]]:
+    """Create the raw database and tables, and add the data columns declared since; each
+    table's columns as they now lie. A column added to a table made before it lies after the
+    data columns it had, not where it is declared: a write must name its columns, or match
+    this order, not the declaration's."""
     spark.sql("CREATE DATABASE IF NOT EXISTS raw")
+    layouts = {}
     for table in tables:
         spark.sql(spark_ddl(table))
-        existing = set(spark.table(table.qualified_name).columns)
+        existing = spark.table(table.qualified_name).columns
         added = [c for c in spark_columns(table) if c.name not in existing]
         if added:
             columns = ", ".join(f"`{c.name}` {spark_type(c)}" for c in added)
             spark.sql(f"ALTER TABLE {table.qualified_name} ADD COLUMNS ({columns})")
+            existing = spark.table(table.qualified_name).columns
+        layouts[table.name] = existing
+    return layouts

@@ -44,7 +44,7 @@
 {%- endmacro %}
 
 {% macro spark__regexp_full_match(expression, pattern) -%}
-    ({{ expression }} rlike '^(?:{{ pattern }})$')
+    ({{ expression }} rlike '^(?:{{ pattern }})\\z')
 {%- endmacro %}
 
 
