@@ -130,7 +130,7 @@ def test_a_waiting_run_sleeps_names_its_blocker_and_stops_on_sigterm(settings, i
         "DATA_PLATFORM_HOME": str(settings.home),
         "DAGSTER_HOME": str(settings.home / "dagster_home"),
     }
-    cli = str(Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "data-platform")
+    cli = str(Path(sys.executable).with_name("data-platform"))  # this venv, activated or not
     process = subprocess.Popen(
         [cli, *SELECT],
         cwd=REPO,
