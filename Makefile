@@ -12,8 +12,11 @@ SERVICES_CLI := $(BIN)/python -m data_platform.services
 MANIFEST := dbt/target/manifest.json
 DBT_SOURCES := $(shell find dbt -type f \( -name '*.sql' -o -name '*.yml' \) -not -path 'dbt/target/*' -not -path 'dbt/logs/*')
 
-export DATA_PLATFORM_HOME ?= $(CURDIR)/.data_platform
-export DAGSTER_HOME ?= $(DATA_PLATFORM_HOME)/dagster_home
+# Absolute, as the platform reads them: set but empty is unset (`?=` kept it, and DAGSTER_HOME
+# became /dagster_home), and Dagster refuses a relative DAGSTER_HOME. `override`: also when
+# given on make's command line.
+override export DATA_PLATFORM_HOME := $(abspath $(or $(DATA_PLATFORM_HOME),$(CURDIR)/.data_platform))
+override export DAGSTER_HOME := $(abspath $(or $(DAGSTER_HOME),$(DATA_PLATFORM_HOME)/dagster_home))
 
 .PHONY: install run test lint bench bench-year bench-spark clean lock system-packages services-up services-down \
 	services-env run-distributed bench-scale services-packages
@@ -75,9 +78,11 @@ run-distributed: services-up
 		PATH="$(BIN):$$PATH" $(BIN)/dagster dev --host 127.0.0.1 --port 3000 -w workspace.yaml
 
 # The dbt manifest is built here, once, never when the Definitions load. dbt-duckdb names the
-# database after the warehouse file, so the profile is rendered with the configured path.
+# database after the warehouse file, so the profile is rendered with the configured path
+# (`python -m data_platform.settings` prints it, or a wrong setting's one line: make stops).
 $(MANIFEST): $(STAMP) $(DBT_SOURCES)
-	PATH="$(BIN):$$PATH" DATA_PLATFORM_WAREHOUSE="$$($(BIN)/python -c 'from data_platform.settings import load_settings; print(load_settings().warehouse)')" \
+	warehouse="$$($(BIN)/python -m data_platform.settings)" && \
+		PATH="$(BIN):$$PATH" DATA_PLATFORM_WAREHOUSE="$$warehouse" \
 		$(BIN)/dagster-dbt project prepare-and-package --file data_platform/assets/dbt_project.py
 	touch $@
 

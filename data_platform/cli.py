@@ -8,19 +8,21 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 
-from data_platform.settings import SettingsError, UsageError
+from data_platform.settings import SettingsError, UsageError, load_settings, masked
 
 
-def _timeout_seconds(text: str) -> float:
-    """An argparse type: a finite number of seconds > 0. nan, 0 and negatives stopped the run
-    at once ("timed out after nans"); inf crashed the timer thread, so no timeout at all."""
+def seconds(text: str, zero: bool = False) -> float:
+    """An argparse type: a finite number of seconds > 0 (>= 0 with `zero`). nan compared
+    false with every deadline: `sql` waited forever, `materialize` stopped at once ("timed out
+    after nans"), as it did at 0 and below; inf crashed its timer thread, so no timeout."""
     try:
-        seconds = float(text)
+        value = float(text)
     except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
-    return seconds
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        bound = ">= 0" if zero else "> 0"
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds {bound}")
+    return value
 
 
 def _add_materialize_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +43,7 @@ def _add_materialize_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=_timeout_seconds,
+        type=seconds,
         metavar="SECONDS",
         help="stop the run (marked failed, exit status 3) if it has not finished by then",
     )
@@ -121,6 +123,37 @@ def _parser(argv: Sequence[str] | None) -> argparse.ArgumentParser:
     return parser
 
 
+def _unreachable() -> tuple[type[Exception], ...]:
+    """What a path, a database or an S3 endpoint that cannot be used raises (a DAGSTER_HOME
+    under a file, an unwritable landing folder, a database that does not answer): the
+    setting's fault or the machine's, not the platform's. Imported only once one was raised:
+    `sql` answers in less time than SQLAlchemy and botocore take to import."""
+    from botocore.exceptions import EndpointConnectionError
+    from sqlalchemy.exc import OperationalError
+
+    return OSError, OperationalError, EndpointConnectionError
+
+
+def _unreachable_line(err: Exception) -> str:
+    """One line for `_unreachable`'s errors: what failed, where, and what to check."""
+    from botocore.exceptions import EndpointConnectionError
+    from sqlalchemy.exc import OperationalError
+
+    if isinstance(err, OperationalError):
+        # The driver's own reason (its first line; it names the host, not the password). An
+        # SQLite one names no file, so the line shows the configured URL, password masked.
+        reason = str(err.orig or err).strip().splitlines()[0]
+        url = masked(load_settings().source_db_url)
+        return (
+            f"a database could not be used ({reason}): check that DATA_PLATFORM_SOURCE_DB_URL="
+            f"{url!r} names a database that is up and reachable (distributed mode: also the "
+            "instance's PostgreSQL, DAGSTER_PG_HOST)"
+        )
+    if isinstance(err, EndpointConnectionError):
+        return f"{err}: check AWS_ENDPOINT_URL and that the S3 store is up"
+    return f"{masked(str(err))}: fix the path or the setting that names it, then run again"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from data_platform.operations.backup_store import BackupError
 
@@ -153,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BackupError as err:  # only what finishing an interrupted restore raises gets here
         print(f"data-platform: {err}", file=sys.stderr)
         return 1
+    except _unreachable() as err:
+        print(f"data-platform: {_unreachable_line(err)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Every setting of DESIGN.md's environment table is read here, so a wrong value fails once,
 early, with one line that names the variable and says how to fix it; AWS_ENDPOINT_URL, the AWS
-SDK's own, is also read where an S3 client is made. Settings of one command or server (the
-services' ports, backups' retention, the PII salt) are read by the module they configure.
+SDK's own, is checked here too, and every S3 client is made with it (resources/landing.py's
+s3_client). Settings of one command or server (the services' ports, backups' retention, the PII
+salt) are read by the module they configure.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -23,6 +25,8 @@ METRICS_DAYS = 31
 METRICS_NEW_SERIES_HOLD = 120
 RUN_HEARTBEAT_SECONDS = 10
 DEFAULT_MEMORY_LIMIT = "512MB"
+METRICS_PORT = 9108
+KAFKA_LAG_ALERT = 100_000
 
 
 def is_whole_number(raw: str, minimum: int = 0, maximum: int | None = None) -> bool:
@@ -72,7 +76,7 @@ class Settings:
     # (distributed mode, `make -s services-env`), whose broker URL the executor reads itself.
     executor: str = "in_process"
     # Port of `data-platform metrics` (Prometheus text on 127.0.0.1).
-    metrics_port: int = 9108
+    metrics_port: int = METRICS_PORT
     # Arrival days (dt) of `data_platform_rows_*` the exporter serves, back from the newest.
     metrics_days: int = METRICS_DAYS
     # Seconds a job or duration label set first seen by the exporter reads 0 before its value.
@@ -82,17 +86,13 @@ class Settings:
     # Kafka bootstrap servers of the event stream (`host:port,...`); None: no stream configured.
     kafka_bootstrap: str | None = None
     # Consumer lag (messages, summed over partitions) above which the lag sensor alerts.
-    kafka_lag_alert: int = 100_000
+    kafka_lag_alert: int = KAFKA_LAG_ALERT
     # The most memory DuckDB holds per connection before it spills to disk (a DuckDB size).
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
     # Where the warehouse lives: an embedded DuckDB file (duckdb) or a Spark cluster (spark),
     # reached through its Spark Connect endpoint `spark_remote` (sc://host:port).
     engine: str = "duckdb"
     spark_remote: str | None = None
-
-    @property
-    def landing_is_s3(self) -> bool:
-        return self.landing.startswith("s3://")
 
 
 def _env(environ: dict[str, str], name: str) -> str | None:
@@ -156,6 +156,28 @@ def validate_landing(raw: str) -> str:
     return str(Path(raw).expanduser().absolute())
 
 
+def local_path(variable: str, raw: str) -> Path:
+    """A local file or folder setting, absolute. A URL there was taken for a relative path:
+    DATA_PLATFORM_WAREHOUSE=s3://bucket/w.duckdb made ./s3:/bucket/w.duckdb."""
+    if "://" in raw:
+        raise SettingsError(
+            f"{variable}={masked(raw)!r} is a URL, not a local path: set a path on this machine"
+        )
+    return Path(raw).expanduser().absolute()
+
+
+def local_folder(variable: str, raw: str) -> Path:
+    """A local folder setting: absent (made when first written) or a folder. A file there
+    failed every command later, as a bare NotADirectoryError."""
+    path = local_path(variable, raw)
+    if path.exists() and not path.is_dir():
+        raise SettingsError(
+            f"{variable}={str(path)!r} is a file, not a folder: set a folder's path (one that "
+            "does not exist yet is made), or move the file away"
+        )
+    return path
+
+
 def validate_db_url(raw: str) -> str:
     """A SQLAlchemy URL whose driver is installed (checked here, not at the first extraction's
     traceback); messages show it with its password masked."""
@@ -175,11 +197,21 @@ def validate_db_url(raw: str) -> str:
         ) from None
     shown = url.render_as_string(hide_password=True)
     try:
-        url.get_dialect()
-    except (sa.exc.NoSuchModuleError, ImportError) as err:
+        dialect = url.get_dialect()
+    except sa.exc.NoSuchModuleError as err:
         raise SettingsError(
             f"DATA_PLATFORM_SOURCE_DB_URL={shown!r} names no installed SQLAlchemy driver "
             f"({err}): {example}"
+        ) from None
+    # get_dialect() only finds SQLAlchemy's dialect: the driver itself is imported here, or
+    # mysql://... passed and every extraction failed with a ModuleNotFoundError.
+    try:
+        dialect.import_dbapi()
+    except ImportError as err:
+        raise SettingsError(
+            f"DATA_PLATFORM_SOURCE_DB_URL={shown!r} needs the Python module {err.name or err}, "
+            f"which is not installed: install the {url.get_driver_name()} driver's package into "
+            f"the platform's venv, or {example}"
         ) from None
     if url.get_backend_name() == "sqlite" and (url.host or not url.database):
         raise SettingsError(
@@ -192,6 +224,25 @@ def validate_db_url(raw: str) -> str:
 # What http.client sends as a URL: printable ASCII, no space (it refuses the rest with an
 # InvalidURL whose message quotes the path, or fails to encode it).
 URL_TEXT = re.compile(r"[!-~]+")
+
+
+# What an S3 client is pointed at instead of AWS (MinIO, moto): the AWS SDK's own variable.
+AWS_ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
+
+
+def aws_endpoint_url(environ: dict[str, str]) -> str | None:
+    """The S3 endpoint every client is made with (None: AWS). Checked with the settings, or
+    botocore's "Invalid endpoint" was a traceback at the first S3 request."""
+    raw = _env(environ, AWS_ENDPOINT_VARIABLE)
+    if raw is None:
+        return None
+    parsed = parsed_url(raw)
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise SettingsError(
+            f"{AWS_ENDPOINT_VARIABLE}={masked(raw)!r} is not an http(s) URL: set it like "
+            "http://127.0.0.1:9000 (an S3-compatible store), or unset it for AWS"
+        )
+    return raw
 
 
 def validate_webhook(raw: str) -> str:
@@ -210,6 +261,22 @@ def validate_webhook(raw: str) -> str:
             "character: set the URL exactly as given (percent-encoded), or unset it"
         )
     return raw
+
+
+SOURCE_DB_URL_VARIABLE = "DATA_PLATFORM_SOURCE_DB_URL"
+ALERT_WEBHOOK_VARIABLE = "DATA_PLATFORM_ALERT_WEBHOOK"
+
+
+def refuse_padding(environ: dict[str, str], variable: str) -> None:
+    """The resources get `variable` as Dagster's EnvVar, resolved as set (a secret is never
+    displayed), while these settings check it stripped: a URL with a trailing space passed
+    here and then named no file or host. Its value is not shown: it may hold a secret."""
+    raw = environ.get(variable, "")
+    if raw.strip() and raw != raw.strip():
+        raise SettingsError(
+            f"{variable} has spaces or a line break around its value, which would be kept "
+            "where it is used: remove the spaces around it"
+        )
 
 
 EXECUTORS = ("in_process", "celery")
@@ -338,34 +405,37 @@ def parse_memory_limit(raw: str) -> str:
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Read the environment (DESIGN.md, Environment) into Settings, applying its defaults."""
     env = dict(os.environ if environ is None else environ)
-    home = Path(_env(env, "DATA_PLATFORM_HOME") or ".data_platform").expanduser().absolute()
+    for variable in (SOURCE_DB_URL_VARIABLE, SPARK_REMOTE_VARIABLE, ALERT_WEBHOOK_VARIABLE):
+        refuse_padding(env, variable)
+    aws_endpoint_url(env)  # read again where an S3 client is made (resources/landing.py)
+    home = local_folder("DATA_PLATFORM_HOME", _env(env, "DATA_PLATFORM_HOME") or ".data_platform")
     warehouse = _env(env, "DATA_PLATFORM_WAREHOUSE")
     landing = _env(env, "DATA_PLATFORM_LANDING")
-    db_url = _env(env, "DATA_PLATFORM_SOURCE_DB_URL")
-    webhook = _env(env, "DATA_PLATFORM_ALERT_WEBHOOK")
+    db_url = _env(env, SOURCE_DB_URL_VARIABLE)
+    webhook = _env(env, ALERT_WEBHOOK_VARIABLE)
     dagster_home = _env(env, "DAGSTER_HOME")
     bootstrap = _env(env, KAFKA_BOOTSTRAP_VARIABLE)
     spark_remote = _env(env, SPARK_REMOTE_VARIABLE)
     spark_remote = validate_spark_remote(spark_remote) if spark_remote else None
     return Settings(
         home=home,
-        warehouse=Path(warehouse).expanduser().absolute()
+        warehouse=local_path("DATA_PLATFORM_WAREHOUSE", warehouse)
         if warehouse
         else home / "warehouse.duckdb",
         landing=validate_landing(landing or str(home / "landing")),
         source_db_url=validate_db_url(db_url) if db_url else f"sqlite:///{home / 'source.db'}",
         start_date=parse_start_date(_env(env, "DATA_PLATFORM_START_DATE") or "2026-01-01"),
         alert_webhook=validate_webhook(webhook) if webhook else None,
-        dagster_home=Path(dagster_home).expanduser().absolute()
+        dagster_home=local_folder("DAGSTER_HOME", dagster_home)
         if dagster_home
         else home / "dagster_home",
         executor=validate_executor(_env(env, "DATA_PLATFORM_EXECUTOR") or "in_process", env),
         metrics_port=whole_number(
             env,
             "DATA_PLATFORM_METRICS_PORT",
-            9108,
+            METRICS_PORT,
             "a TCP port",
-            "set a number from 1 to 65535, e.g. 9108 (the default)",
+            f"set a number from 1 to 65535, e.g. {METRICS_PORT} (the default)",
             1,
             65535,
         ),
@@ -398,9 +468,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         kafka_lag_alert=whole_number(
             env,
             "DATA_PLATFORM_KAFKA_LAG_ALERT",
-            100000,
+            KAFKA_LAG_ALERT,
             "a positive number of messages",
-            "set e.g. 100000 (the default)",
+            f"set e.g. {KAFKA_LAG_ALERT} (the default)",
             1,
         ),
         duckdb_memory_limit=parse_memory_limit(
@@ -409,3 +479,18 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         engine=validate_engine(_env(env, ENGINE_VARIABLE) or "duckdb", spark_remote),
         spark_remote=spark_remote,
     )
+
+
+def main() -> int:
+    """`python -m data_platform.settings`: the warehouse file's path, for the Makefile's dbt
+    manifest; a wrong setting is its one line and exit 2, as in `data-platform`."""
+    try:
+        print(load_settings().warehouse)
+    except SettingsError as err:
+        print(f"data-platform: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,26 +8,15 @@ waits for the writer's lock and opens the file read-only; Spark has its parser v
 from __future__ import annotations
 
 import argparse
-import math
+import functools
 import os
 import sys
 
+from data_platform.cli import seconds
 from data_platform.resources.duckdb_lock import LOCK_WAIT_SECONDS
 from data_platform.settings import load_settings
 from data_platform.sql_engines import QueryError, read_only_query
 from data_platform.sql_output import FORMATS, write_csv, write_json, write_table
-
-
-def _seconds(text: str) -> float:
-    """A finite, non-negative number of seconds (`nan` compared false with every deadline: a
-    wait that never ended)."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds) or seconds < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
-    return seconds
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +24,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="table", help="default: table")
     parser.add_argument(
         "--timeout",
-        type=_seconds,
+        type=functools.partial(seconds, zero=True),
         default=LOCK_WAIT_SECONDS,
         metavar="SECONDS",
         help="how long to wait for a run writing the warehouse (DuckDB; default %(default)g)",

@@ -26,17 +26,21 @@ def run_cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     return run_in_home(home, [CLI, *args], **env)
 
 
-def run_in_home(home: Path, command: list[str], **env: str) -> subprocess.CompletedProcess:
-    """`command` on the platform at `home`, with no DATA_PLATFORM_ setting of this process."""
-    environ = {
+def environ_without_settings(**env: str) -> dict[str, str]:
+    """This process's environment without its DATA_PLATFORM_ settings and DAGSTER_HOME, plus `env`."""
+    return {
         **{
             k: v
             for k, v in os.environ.items()
             if not k.startswith("DATA_PLATFORM_") and k != "DAGSTER_HOME"
         },
-        "DATA_PLATFORM_HOME": str(home),
         **env,
     }
+
+
+def run_in_home(home: Path, command: list[str], **env: str) -> subprocess.CompletedProcess:
+    """`command` on the platform at `home`, with no DATA_PLATFORM_ setting of this process."""
+    environ = environ_without_settings(**{"DATA_PLATFORM_HOME": str(home), **env})
     return subprocess.run(
         command, cwd=REPO, env=environ, capture_output=True, text=True, timeout=300
     )
@@ -84,7 +88,8 @@ def test_a_wrong_setting_is_one_line_and_exit_2(tmp_path):
 def test_a_selection_or_range_that_names_nothing_is_one_line_and_exit_2(tmp_path):
     """A selection matching no asset was read as no subset at all: a typo rebuilt the whole
     graph over all of history. An inverted or empty range was a traceback. Each is now one line
-    (after the Definitions' own warnings) and exit 2, before any run starts."""
+    and exit 2, before any run starts: Dagster's BetaWarnings of the single-run backfill policy
+    came before it."""
     cases = [
         (
             ("--select", "key:raw/nope", "--start", "2026-01-05", "--end", "2026-01-05"),
@@ -106,9 +111,8 @@ def test_a_selection_or_range_that_names_nothing_is_one_line_and_exit_2(tmp_path
     for args, reason in cases:
         result = run_cli(tmp_path, "materialize", *args)
         assert result.returncode == 2, result.stderr[-2000:]
-        assert "Traceback" not in result.stderr
-        last = result.stderr.strip().splitlines()[-1]
-        assert last.startswith("data-platform: ") and reason in last, last
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("data-platform: ") and reason in line, line
     assert not (tmp_path / "dagster_home" / "history").exists()  # no run was started
 
 
@@ -136,6 +140,45 @@ def test_backup_storage_that_refuses_is_one_line_and_exit_1(tmp_path, s3_endpoin
         assert result.stderr.startswith(f"data-platform {args[0]}: ") and cause in result.stderr
         if args[1].startswith("s3://"):
             assert "AWS_ENDPOINT_URL" in result.stderr
+
+
+def test_a_path_or_server_out_of_reach_is_one_line_and_exit_2(tmp_path):
+    """A landing folder under a file, a PostgreSQL or an S3 endpoint that does not answer: each
+    was a traceback (OSError, SQLAlchemy's OperationalError, botocore's EndpointConnectionError).
+    Each is one line naming the path or URL (password masked) and what to check."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    s3 = {
+        "DATA_PLATFORM_LANDING": "s3://bucket/x",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    cases = [
+        (
+            {"DATA_PLATFORM_LANDING": str(a_file / "landing")},
+            f"[Errno 20] Not a directory: '{a_file}/landing/events/",
+            "fix the path or the setting that names it, then run again",
+        ),
+        (
+            {"DATA_PLATFORM_SOURCE_DB_URL": "postgresql://u:SECRET@127.0.0.1:9/db"},
+            "a database could not be used (connection failed: ",
+            "DATA_PLATFORM_SOURCE_DB_URL='postgresql://u:***@127.0.0.1:9/db' names a database",
+        ),
+        (
+            s3,
+            'Could not connect to the endpoint URL: "http://127.0.0.1:9/bucket/x/',
+            "check AWS_ENDPOINT_URL and that the S3 store is up",
+        ),
+    ]
+    small = ("--days", "1", "--users", "5", "--events-per-day", "10", "--quiet")
+    for env, cause, fix in cases:
+        done = run_cli(tmp_path / "home", "simulate", *small, **env)
+        assert (done.returncode, done.stdout) == (2, ""), done.stderr[-2000:]
+        [line] = done.stderr.splitlines()
+        assert line.startswith(f"data-platform: {cause}") and fix in line, line
+        assert "SECRET" not in line
 
 
 def test_sink_limits_must_be_positive(tmp_path):

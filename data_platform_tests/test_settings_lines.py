@@ -3,12 +3,14 @@ the CLI, no traceback, and never a secret (a webhook's path, a token, a password
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from data_platform.settings import SettingsError, load_settings
-from data_platform_tests.test_cli import run_cli
+from data_platform_tests.test_cli import REPO, environ_without_settings, run_cli, run_in_home
 
 SECRET = "SECRETPART"
 
@@ -73,6 +75,37 @@ CLI_CASES = [
         "DATA_PLATFORM_DUCKDB_MEMORY_LIMIT='0MB' is below 64MB, too little for the platform's "
         "queries: set it like 1GB or 512MB (the most DuckDB holds before it spills to disk)",
     ),
+    # Handed to the resources as set (dg.EnvVar), so not stripped: the file or host with a
+    # trailing space passed here, and the run failed on it.
+    (
+        {"DATA_PLATFORM_SOURCE_DB_URL": f"postgresql://u:{SECRET}@h/db "},
+        "DATA_PLATFORM_SOURCE_DB_URL has spaces or a line break around its value, which would be "
+        "kept where it is used: remove the spaces around it",
+    ),
+    (
+        {"DATA_PLATFORM_SPARK_REMOTE": f" sc://h:15002/;token={SECRET}"},
+        "DATA_PLATFORM_SPARK_REMOTE has spaces or a line break around its value, which would be "
+        "kept where it is used: remove the spaces around it",
+    ),
+    # The dialect was found, its driver never imported: a ModuleNotFoundError in the run.
+    (
+        {"DATA_PLATFORM_SOURCE_DB_URL": f"mysql://u:{SECRET}@h/db"},
+        "DATA_PLATFORM_SOURCE_DB_URL='mysql://u:***@h/db' needs the Python module MySQLdb, which "
+        "is not installed: install the mysqldb driver's package into the platform's venv, or use "
+        "e.g. sqlite:////abs/path/app.db or postgresql://user@host/db",
+    ),
+    # Was the relative folder ./s3:/bucket/, made silently.
+    (
+        {"DATA_PLATFORM_WAREHOUSE": "s3://bucket/w.duckdb"},
+        "DATA_PLATFORM_WAREHOUSE='s3://bucket/w.duckdb' is a URL, not a local path: set a path "
+        "on this machine",
+    ),
+    # Was botocore's "Invalid endpoint" traceback at the first S3 request.
+    (
+        {"AWS_ENDPOINT_URL": "notaurl"},
+        "AWS_ENDPOINT_URL='notaurl' is not an http(s) URL: set it like http://127.0.0.1:9000 (an "
+        "S3-compatible store), or unset it for AWS",
+    ),
 ]
 
 
@@ -83,7 +116,7 @@ def test_a_wrong_setting_is_its_one_line(tmp_path, variables, line):
 
 @pytest.mark.parametrize(
     ("variables", "line"),
-    [CLI_CASES[0], CLI_CASES[3], CLI_CASES[5], CLI_CASES[6], CLI_CASES[8]],
+    [CLI_CASES[0], CLI_CASES[3], CLI_CASES[5], CLI_CASES[6], CLI_CASES[8], *CLI_CASES[10:]],
 )
 def test_the_cli_prints_the_one_line_and_exits_2(tmp_path, variables, line):
     done = run_cli(tmp_path, "sql", "SELECT 1", **variables)
@@ -133,3 +166,100 @@ def test_a_good_webhook_and_remote_are_kept(tmp_path):
         }
     )
     assert (settings.alert_webhook, settings.spark_remote) == (webhook, remote)
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["DATA_PLATFORM_SOURCE_DB_URL", "DATA_PLATFORM_SPARK_REMOTE", "DATA_PLATFORM_ALERT_WEBHOOK"],
+)
+def test_a_setting_passed_on_as_set_is_refused_with_spaces_around_it(tmp_path, variable):
+    good = {
+        "DATA_PLATFORM_SOURCE_DB_URL": f"sqlite:///{tmp_path}/app.db",
+        "DATA_PLATFORM_SPARK_REMOTE": "sc://127.0.0.1:15002",
+        "DATA_PLATFORM_ALERT_WEBHOOK": "https://hooks.slack.com/services/T0/B0/x",
+    }[variable]
+    for padded in (f"{good} ", f"{good}\n", f"\t{good}"):
+        message = one_line_error(tmp_path, {variable: padded})
+        assert message.startswith(f"{variable} has spaces")
+    load_settings({"DATA_PLATFORM_HOME": str(tmp_path), variable: good})
+    load_settings({"DATA_PLATFORM_HOME": str(tmp_path), variable: " "})  # blank: unset
+
+
+@pytest.mark.parametrize("variable", ["DATA_PLATFORM_HOME", "DAGSTER_HOME"])
+def test_a_home_that_is_a_file_is_refused(tmp_path, variable):
+    """A file there was "[Errno 20] Not a directory" from every command, or a traceback."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    assert one_line_error(tmp_path, {variable: str(a_file)}) == (
+        f"{variable}={str(a_file)!r} is a file, not a folder: set a folder's path (one that does "
+        "not exist yet is made), or move the file away"
+    )
+
+
+@pytest.mark.parametrize("endpoint", ["ftp://h", "http://", "http://[::1", "http://h:port"])
+def test_an_endpoint_that_is_no_http_url_is_refused(tmp_path, endpoint):
+    message = one_line_error(tmp_path, {"AWS_ENDPOINT_URL": endpoint})
+    assert message.startswith(f"AWS_ENDPOINT_URL={endpoint!r} is not an http(s) URL")
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9000", "https://s3.example.com"])
+def test_an_http_endpoint_is_taken_by_the_settings_and_the_s3_client(tmp_path, endpoint):
+    from data_platform.resources.landing import s3_client
+
+    load_settings({"DATA_PLATFORM_HOME": str(tmp_path), "AWS_ENDPOINT_URL": endpoint})
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ENDPOINT_URL", endpoint)
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        assert s3_client().meta.endpoint_url == endpoint
+
+
+def test_the_settings_module_prints_the_warehouse_or_the_one_line(tmp_path):
+    """What the Makefile renders the dbt profile with."""
+    command = [sys.executable, "-m", "data_platform.settings"]
+    done = run_in_home(tmp_path, command)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{tmp_path}/warehouse.duckdb\n", "")
+    done = run_in_home(tmp_path, command, DATA_PLATFORM_WAREHOUSE="s3://bucket/w.duckdb")
+    assert (done.returncode, done.stdout, done.stderr) == (
+        2,
+        "",
+        f"data-platform: {CLI_CASES[13][1]}\n",
+    )
+
+
+def run_make(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """make in the repository, with no setting of this process: only `env`'s."""
+    command = ["make", "-s", *args]
+    return subprocess.run(
+        command, cwd=REPO, env=environ_without_settings(**env), capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "homes"),
+    [
+        ({}, (".data_platform", ".data_platform/dagster_home")),
+        # Was kept empty: DAGSTER_HOME=/dagster_home, while the platform used ./.data_platform.
+        ({"DATA_PLATFORM_HOME": ""}, (".data_platform", ".data_platform/dagster_home")),
+        # Was relative, and Dagster refused the relative DAGSTER_HOME with a traceback.
+        ({"DATA_PLATFORM_HOME": "h", "DAGSTER_HOME": "d/"}, ("h", "d")),
+    ],
+)
+def test_make_exports_absolute_homes_as_the_platform_reads_them(tmp_path, env, homes):
+    show = tmp_path / "show.mk"
+    show.write_text('show:\n\t@echo "$$DATA_PLATFORM_HOME $$DAGSTER_HOME"\n')
+    done = run_make("-f", "Makefile", "-f", str(show), "show", **env)
+    assert done.stdout.split() == [str(REPO / home) for home in homes], done.stderr
+
+
+def test_the_dbt_manifest_rule_stops_at_a_wrong_setting_with_its_one_line():
+    """Was a traceback, then dagster-dbt run with an empty DATA_PLATFORM_WAREHOUSE and a second,
+    unrelated error. -B: the rule runs whatever the manifest's age; -o: not the install."""
+    done = run_make(
+        "-B", "-o", ".venv/.installed", "dbt/target/manifest.json", DATA_PLATFORM_START_DATE="x"
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[0] == (
+        "data-platform: DATA_PLATFORM_START_DATE='x' is not a date: set it to YYYY-MM-DD, e.g. "
+        "2026-01-01"
+    )
+    assert len(done.stderr.splitlines()) == 2  # and make's own "Error 2"

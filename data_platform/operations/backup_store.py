@@ -37,9 +37,10 @@ class BackupStore:
         return self.url.startswith("s3://")
 
     def _s3(self):
-        import boto3
+        # Imported on use: a local backup needs no S3 client.
+        from data_platform.resources.landing import s3_client
 
-        return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+        return s3_client()
 
     def _key(self, name: str) -> tuple[str, str]:
         parsed = urlparse(self.url)

@@ -19,10 +19,21 @@ from urllib.parse import urlparse
 import dagster as dg
 from pydantic import PrivateAttr
 
+from data_platform.settings import aws_endpoint_url
+
 # A file rewritten while it was downloaded is read again this many times in all.
 DOWNLOAD_ATTEMPTS = 3
 # A local file being written is `.<name>` plus this until its rename.
 _PARTIAL = ".partial"
+
+
+def s3_client():
+    """The platform's S3 client (the landing zone's, backups'), on AWS_ENDPOINT_URL when set:
+    dagster-aws's, whose retries (5 attempts) outlast a throttled or dropped request."""
+    # Imported on first use: dagster-aws costs ~0.6 s at every Definitions load.
+    from dagster_aws.s3 import S3Resource
+
+    return S3Resource(endpoint_url=aws_endpoint_url(dict(os.environ))).get_client()
 
 
 @dataclass(frozen=True)
@@ -61,11 +72,7 @@ class LandingZone(dg.ConfigurableResource):
 
     def _s3(self):
         if self._client is None:
-            # Imported on first use: dagster-aws costs ~0.6 s at every Definitions load.
-            from dagster_aws.s3 import S3Resource
-
-            endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
-            self._client = S3Resource(endpoint_url=endpoint).get_client()
+            self._client = s3_client()
         return self._client
 
     def list_files(

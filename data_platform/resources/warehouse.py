@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 
 from data_platform.resources.duckdb_lock import connect_with_lock_wait
-from data_platform.settings import Settings, size_bytes
+from data_platform.settings import DEFAULT_MEMORY_LIMIT, Settings, size_bytes
 
 if TYPE_CHECKING:
     from pyspark.sql.connect.session import SparkSession
@@ -46,7 +46,7 @@ class Warehouse(dg.ConfigurableResource):
     """
 
     path: str
-    memory_limit: str = "512MB"
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
     engine: str = "duckdb"
     # sc://host:port of the cluster's Spark Connect endpoint when `engine` is spark.
     spark_remote: str | None = None
