@@ -36,6 +36,14 @@ setup(
         "pyarrow>=17",
         # The daily-revenue chart shown in the UI.
         "matplotlib>=3.8",
+        # Imported directly, not only through the packages above: declared, so that a new
+        # lock cannot drop them. dbt's vars and the services' dagster.yaml (PyYAML); the
+        # simulator and checks (numpy); Celery's app for the workers; the psycopg2 driver that
+        # dagster-postgres' postgresql+psycopg2 URLs name.
+        "PyYAML>=6,<7",
+        "numpy>=2,<3",
+        "celery>=5.4,<6",
+        "psycopg2-binary>=2.9,<3",
         # Is a run's process alive, and is it still the same process (pid reuse)?
         "psutil>=5.9",
         # `data-platform metrics`: the Prometheus exposition format and its HTTP server.
