@@ -14,12 +14,33 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import dagster as dg
+    import duckdb
+
+    from data_platform.settings import Settings
 
 REPEATS = 3
 INGESTION_REPEATS = 7
+# A dbt comparison's runs take 5-15 s a side on DuckDB (~50 s on the local Spark cluster): a
+# warm-up of each side and five alternations are about 2-3 minutes (~10 on Spark), and fewer
+# leave the median to one or two slow runs.
+DBT_REPEATS = 5
+# Dagster stores a sensor's cursor in every tick row; MySQL's TEXT column holds 65,535 bytes.
+CURSOR_LIMIT_BYTES = 65_535
+# The caller's shell may hold the platform's or Dagster's settings (`make -s services-env`
+# exports DATA_PLATFORM_ENGINE=spark): a benchmark must neither run on them nor delete the
+# caller's warehouse before each run.
+SETTING_PREFIXES = ("DATA_PLATFORM_", "DAGSTER_")
+# The two bare DuckDB reads of event files: types detected, or raw.events' contract columns.
+DETECTED, CONTRACT = "types detected", "raw.events' contract types"
+BARE_READS = (DETECTED, CONTRACT)
+ASSET, WITH_CHECKS = "the asset", "with its checks"
 DAY = date(2026, 1, 5)
 BIN = Path(sys.executable).parent
 # Keep the benchmark's own lines readable: Dagster's console logger prints every event.
@@ -27,21 +48,15 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 ERRORS_ONLY = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
-def median_seconds(action: Callable[[], None], prepare: Callable[[], None] | None = None) -> float:
-    times = []
-    for _ in range(REPEATS):
-        if prepare:
-            prepare()
-        began = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
+def isolated_environ() -> dict[str, str]:
+    """The process environment without any DATA_PLATFORM_* or DAGSTER_* variable."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
 
 
-def alternate(
+def alternate_times(
     *sides: Callable[[], None], prepare: Callable[[], None] = lambda: None, repeats: int = REPEATS
-) -> list[float]:
-    """Median seconds of each side, interleaved so all see the same machine load."""
+) -> list[list[float]]:
+    """Seconds of each run of each side, interleaved so all see the same machine load."""
     times: list[list[float]] = [[] for _ in sides]
     for _ in range(repeats):
         for action, side_times in zip(sides, times, strict=True):
@@ -49,7 +64,20 @@ def alternate(
             began = time.perf_counter()
             action()
             side_times.append(time.perf_counter() - began)
-    return [statistics.median(side_times) for side_times in times]
+    return times
+
+
+def alternate(
+    *sides: Callable[[], None], prepare: Callable[[], None] = lambda: None, repeats: int = REPEATS
+) -> list[float]:
+    """Median seconds of each side, interleaved so all see the same machine load."""
+    return [statistics.median(t) for t in alternate_times(*sides, prepare=prepare, repeats=repeats)]
+
+
+def median_seconds(action: Callable[[], None], prepare: Callable[[], None]) -> float:
+    """Median seconds of `REPEATS` runs of one action, `prepare` before each."""
+    [seconds] = alternate(action, prepare=prepare)
+    return seconds
 
 
 def report(name: str, ours: float, baseline: float, goal: str, ok: bool) -> None:
@@ -59,7 +87,7 @@ def report(name: str, ours: float, baseline: float, goal: str, ok: bool) -> None
 
 
 def simulated_home(root: Path, days: int, events_per_day: int, end: date = DAY) -> dict[str, str]:
-    env = {**os.environ, "DATA_PLATFORM_HOME": str(root)}
+    env = {**isolated_environ(), "DATA_PLATFORM_HOME": str(root)}
     subprocess.run(
         [str(BIN / "data-platform"), "simulate", "--quiet", "--days", str(days),
          "--end-date", str(end), "--users", "20000", "--events-per-day", str(events_per_day)],
@@ -103,16 +131,70 @@ def space_like_json_dumps(paths: list[str]) -> None:
         path.write_bytes(path.read_bytes().replace(b'":', b'": ').replace(b',"', b', "'))
 
 
+def bare_read_events(conn: duckdb.DuckDBPyConnection, files: list[str], read: str) -> None:
+    """Event files into a table `events` by a bare DuckDB read_json, the `read` of BARE_READS."""
+    from data_platform.ingestion.file_formats import EVENT_FILES
+
+    columns = ""
+    if read == CONTRACT:
+        types = {c.name: c.type for c in EVENT_FILES.table.columns}
+        contract = ", ".join(f"'{c}': '{types[c]}'" for c in EVENT_FILES.contract_columns)
+        columns = f", columns = {{{contract}}}"
+    conn.execute(
+        "CREATE TABLE events AS SELECT * FROM read_json(?, "
+        f"format = 'newline_delimited', ignore_errors = true{columns})",
+        [files],
+    )
+
+
+def stricter_baseline(seconds: Mapping[str, float]) -> str:
+    """The bare read that judges: the faster one, the best a bare read does into a table of
+    the same records. Detection is not always it: on the simulator's defective day (lines that
+    are not objects) it falls back to one `json` column, records not even split, and is slower
+    than the contract's columns."""
+    return min(seconds, key=seconds.__getitem__)
+
+
+def events_asset() -> dg.AssetsDefinition:
+    from data_platform.assets.raw import RAW_FILE_ASSETS
+
+    [events] = [a for a in RAW_FILE_ASSETS if a.key.path[-1] == "events"]
+    return events
+
+
+def events_checks() -> list[dg.AssetChecksDefinition]:
+    """raw/events' checks among the platform's (QUALITY_CHECKS, the Definitions' asset_checks)."""
+    from data_platform.checks import QUALITY_CHECKS
+
+    key = events_asset().key
+    return [c for c in QUALITY_CHECKS if any(k.asset_key == key for k in c.check_keys)]
+
+
+def events_job(
+    settings: Settings, checks: Sequence[dg.AssetChecksDefinition] = ()
+) -> dg.JobDefinition:
+    """raw/events and its dead letters as a job, with `checks`: a run the landing sensor
+    requests has the asset's checks (a run of selected assets runs theirs)."""
+    import dagster as dg
+
+    from data_platform.assets.raw import DEAD_LETTER_SPEC
+    from data_platform.resources.build import build_resources
+
+    return dg.Definitions(
+        assets=[events_asset(), DEAD_LETTER_SPEC],
+        asset_checks=checks,
+        resources=build_resources(settings),
+    ).resolve_implicit_global_asset_job_def()
+
+
 def bench_ingestion(root: Path) -> None:
     """A day of 1,000,000 events through raw/events vs a bare read_json of the same files into
     a table, on a clean day (four plain files, minified as DuckDB writes JSON), the same day
-    spaced as json.dumps writes it, and the simulator's defective, partly gzipped day."""
+    spaced as json.dumps writes it, and the simulator's defective, partly gzipped day. The goal
+    is judged on the asset alone; the clean day is also run with the asset's checks."""
     import dagster as dg
     import duckdb
 
-    from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
-    from data_platform.ingestion.file_formats import EVENT_FILES
-    from data_platform.resources.build import build_resources
     from data_platform.settings import load_settings
 
     env = simulated_home(root / "defective", days=1, events_per_day=1_000_000)
@@ -122,59 +204,66 @@ def bench_ingestion(root: Path) -> None:
     spaced = load_settings({**env, "DATA_PLATFORM_HOME": str(root / "spaced")})
     spaced_folder = spaced.home / "landing" / "events" / f"dt={DAY}"
     space_like_json_dumps(write_clean_day(spaced_folder, 1_000_000, files=4))
-    events_asset = [a for a in RAW_FILE_ASSETS if a.key.path[-1] == "events"]
-    types = {c.name: c.type for c in EVENT_FILES.table.columns}
-    contract = ", ".join(f"'{c}': '{types[c]}'" for c in EVENT_FILES.contract_columns)
-    contract_types = "{" + contract + "}"
-    # The job and the instance are built once, as a code location and a deployment do; what
+    checks = events_checks()
+    check_count = sum(len(c.check_keys) for c in checks)
+    # The jobs and the instance are built once, as a code location and a deployment do; what
     # is timed is a run of the asset: its step, its events, its storage.
     instance = dg.DagsterInstance.ephemeral()
     for kind, settings in (("clean", clean), ("clean, spaced", spaced), ("defective", defective)):
         folder = settings.home / "landing" / "events" / f"dt={DAY}"
         files = sorted(str(p) for p in folder.iterdir())
         bare_db, ours_db = root / f"bare-{kind.replace(', ', '-')}.duckdb", settings.warehouse
-        job = dg.Definitions(
-            assets=[*events_asset, DEAD_LETTER_SPEC], resources=build_resources(settings)
-        ).resolve_implicit_global_asset_job_def()
 
         def fresh(paths=(bare_db, ours_db)) -> None:
             for path in paths:
                 path.unlink(missing_ok=True)
 
-        def bare(files=files, bare_db=bare_db, columns="") -> None:
-            with duckdb.connect(str(bare_db)) as conn:
-                conn.execute(
-                    "CREATE TABLE events AS SELECT * FROM read_json(?, "
-                    f"format = 'newline_delimited', ignore_errors = true{columns})",
-                    [files],
+        def bare(read: str, files=files, bare_db=bare_db) -> Callable[[], None]:
+            def side() -> None:
+                with duckdb.connect(str(bare_db)) as conn:
+                    bare_read_events(conn, files, read)
+
+            return side
+
+        def run_of(job: dg.JobDefinition) -> Callable[[], None]:
+            def side() -> None:
+                result = job.execute_in_process(
+                    partition_key=str(DAY), instance=instance, run_config=QUIET
                 )
+                assert result.success
 
-        def bare_typed(files=files, bare_db=bare_db) -> None:
-            bare(files, bare_db, columns=f", columns = {contract_types}")
+            return side
 
-        def ours(job=job) -> None:
-            result = job.execute_in_process(
-                partition_key=str(DAY), instance=instance, run_config=QUIET
-            )
-            assert result.success
-
+        sides = {read: bare(read) for read in BARE_READS}
+        sides[ASSET] = run_of(events_job(settings))
+        if kind == "clean":
+            # The run the landing sensor requests also runs the asset's checks: timed beside
+            # the asset once, not judged (the goal is the asset's).
+            sides[WITH_CHECKS] = run_of(events_job(settings, checks))
         # Runs of 1-2 s on a shared machine spread by +-20% from one minute to the next: seven
         # alternations (about 40 s a day kind) for a median that the spread does not decide.
-        bare_s, typed_s, ours_s = alternate(
-            bare, bare_typed, ours, prepare=fresh, repeats=INGESTION_REPEATS
-        )
-        ratio = bare_s / ours_s
+        medians = alternate(*sides.values(), prepare=fresh, repeats=INGESTION_REPEATS)
+        seconds = dict(zip(sides, medians, strict=True))
+        bare_s, ours_s = {read: seconds[read] for read in BARE_READS}, seconds[ASSET]
+        judge = stricter_baseline(bare_s)
+        ratio = bare_s[judge] / ours_s
         report(
-            f"ingest 1M events, {kind} day ({len(files)} files)",
+            f"ingest 1M events, {kind} day ({len(files)} files), the asset alone",
             ours_s,
-            bare_s,
-            f"{1e6 / ours_s:,.0f} events/s = {ratio:.2f}x bare read_json (goal >= 0.8x)",
+            bare_s[judge],
+            f"{1e6 / ours_s:,.0f} events/s = {ratio:.2f}x the faster bare read_json, {judge} "
+            "(goal >= 0.8x, judged on the asset alone)",
             ratio >= 0.8,
         )
         print(
-            f"  bare read_json into raw.events' own column types (event_id VARCHAR, not the UUID "
-            f"it detects; properties JSON, not a STRUCT): {typed_s:.2f}s, {typed_s / ours_s:.2f}x"
+            "  bare read_json: "
+            + "; ".join(f"{read} {s:.2f}s, {s / ours_s:.2f}x" for read, s in bare_s.items())
         )
+        if WITH_CHECKS in seconds:
+            print(
+                f"  the run as the landing sensor requests it, the asset and its {check_count} "
+                f"checks: {seconds[WITH_CHECKS]:.2f}s (not judged)"
+            )
 
 
 def compare_dbt(
@@ -215,7 +304,12 @@ def compare_dbt(
             )
         assert result.success
 
-    plain_s, dagster_s = alternate(plain, through_dagster)
+    # Each side's first run is cold: the plain side parses the project, the Dagster side's
+    # target folder in a new warehouse parses it and computes the column lineage. Untimed.
+    plain()
+    through_dagster()
+    times = alternate_times(plain, through_dagster, repeats=DBT_REPEATS)
+    plain_s, dagster_s = map(statistics.median, times)
     ratio = dagster_s / plain_s
     report(
         name,
@@ -223,6 +317,13 @@ def compare_dbt(
         plain_s,
         f"{ratio:.2f}x a plain dbt build (goal <= {goal}x, issue {issue})",
         ratio <= goal,
+    )
+    print(
+        f"  medians of {DBT_REPEATS} alternations after an untimed warm-up of each side; "
+        + ", ".join(
+            f"{side} {min(t):.2f}-{max(t):.2f}s"
+            for side, t in zip(("plain dbt", "platform"), times, strict=True)
+        )
     )
     return through_dagster, plain_s
 
@@ -238,13 +339,7 @@ def bench_dbt(root: Path) -> None:
     through_dagster, plain_s = compare_dbt(env, "dbt core layer", goal=1.2, issue=13)
     warehouse = build_resources(load_settings(env))["warehouse"]
     lineage_cache = target_path(warehouse) / LINEAGE_CACHE_FILE
-    cold = []
-    for _ in range(REPEATS):
-        lineage_cache.unlink(missing_ok=True)
-        began = time.perf_counter()
-        through_dagster()
-        cold.append(time.perf_counter() - began)
-    cold_s = statistics.median(cold)
+    cold_s = median_seconds(through_dagster, prepare=lambda: lineage_cache.unlink(missing_ok=True))
     print(
         f"  the same with every model's column lineage recomputed (first run after an install or"
         f" SQL change): {cold_s:.2f}s, {cold_s / plain_s:.2f}x"
@@ -275,7 +370,7 @@ def bench_definitions_load(root: Path) -> None:
         )
     )
     env = {
-        **os.environ,
+        **isolated_environ(),
         "DATA_PLATFORM_HOME": str(root / "home"),
         "DAGSTER_HOME": str(root),
         "PATH": f"{BIN}:{os.environ['PATH']}",
@@ -348,10 +443,17 @@ def bench_metrics_scrape() -> None:
     from data_platform_tests import bench_metrics
 
     r = bench_metrics.run()
-    seconds = r.pop("scrape_s")
+    first, median = r.pop("first_scrape_s"), r.pop("median_scrape_s")
+    # Only the first scrape queries the warehouse (and reads the year's check executions): the
+    # later ones reuse its day counts while its file keeps the same stamp, so the median alone
+    # would not judge that query.
+    seconds = max(first, median)
     print(
-        f"metrics scrape on a year of history: {seconds:.2f} s (goal < 1 s) "
-        f"[{'ok' if seconds < 1 else 'MISSED'}]; details: "
+        f"metrics scrape on a year of history: {seconds:.2f} s, the worse of the first scrape "
+        f"{first:.2f} s (the warehouse queried, the history read) and the median of "
+        f"{bench_metrics.SCRAPES} after it {median:.2f} s (day counts cached) (goal < 1 s) "
+        f"[{'ok' if seconds < 1 else 'MISSED'}]"
+        "; details: "
         + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items())
     )
 
@@ -361,12 +463,15 @@ def bench_landing_zone() -> None:
     from data_platform_tests import bench_landing
 
     for backend, r in bench_landing.run().items():
+        cursor_ok = r["cursor_bytes"] <= CURSOR_LIMIT_BYTES
         print(
             f"landing sensor, {r['files']:,} files in {r['days']} days, {backend}: "
-            f"first tick {r['first'].describe()}, quiet tick {r['quiet'].describe()}, "
+            f"first tick {r['first'].describe()}, caught up after {r['ticks_to_catch_up']} more "
+            f"tick(s), quiet tick {r['quiet'].describe()}, "
             f"after {bench_landing.NEW_FILES} new files {r['ten_new_files'].describe()}; "
-            f"cursor {r['cursor_bytes']:,} bytes; a file rewritten in the oldest day requested "
-            f"after {r['old_day_rewrite_seen_after_ticks']} tick(s)"
+            f"a file rewritten in the oldest day requested after "
+            f"{r['old_day_rewrite_seen_after_ticks']} tick(s); cursor {r['cursor_bytes']:,} bytes "
+            f"(goal <= {CURSOR_LIMIT_BYTES:,}, MySQL's TEXT) [{'ok' if cursor_ok else 'MISSED'}]"
         )
 
 

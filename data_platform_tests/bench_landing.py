@@ -1,11 +1,12 @@
 """`make bench`: the landing sensor's tick time and cursor size with 20,000 files, local and S3.
 
-The files are tiny and spread over the most recent daily partitions (up to a year), as a year
-of frequent drops looks. Each back end is measured the same way, with a fresh context from the
-stored cursor per tick, as the daemon runs it: the first tick (no cursor: every day is new), a
-tick with nothing new (median of three), a tick after 10 files land in the newest day, the
-cursor's size, and how many ticks pass before a file rewritten in the oldest day is requested
-(the rotation's delay). S3 is moto's ThreadedMotoServer on 127.0.0.1, serving from this very
+The files are tiny and spread over a fixed year of daily partitions (the 365 days ending
+`LAST_DAY`, the sensor evaluated as of that day), as a year of frequent drops looks: the same
+workload whatever the date it runs on. Each back end is measured the same way, with a fresh
+context from the stored cursor per tick, as the daemon runs it: the first tick (no cursor:
+every day is new), the ticks it takes to catch up, a tick with nothing new (median of three), a
+tick after 10 files land in the newest day, the cursor's size, and how many ticks pass before
+a file rewritten in the oldest day is requested (the rotation's delay). S3 is moto's ThreadedMotoServer on 127.0.0.1, serving from this very
 process: its tick times include the server's work under the same GIL, so read them for their
 shape (S3 requests and keys per tick), not as real S3 latency.
 """
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -36,7 +37,9 @@ from data_platform.partitions import DAILY_PARTITIONS
 from data_platform.resources.landing import LandingZone
 
 FILES = 20_000
-MAX_DAYS = 365
+DAYS = 365
+# The year's last day: the default DATA_PLATFORM_START_DATE (2026-01-01) is its first.
+LAST_DAY = date(2026, 12, 31)
 NEW_FILES = 10
 MAX_TICKS = 100
 LINE = b'{"event_id": "e"}\n'
@@ -67,10 +70,17 @@ class Zone:
     put: Callable[..., None]  # put(key, data=LINE)
 
 
-def landing_days(today: date) -> list[date]:
-    """The most recent partition days up to today, at most a year of them."""
-    days = [date.fromisoformat(k) for k in DAILY_PARTITIONS.get_partition_keys()]
-    return [d for d in days if d <= today][-MAX_DAYS:]
+def landing_days() -> list[date]:
+    """The `DAYS` days ending `LAST_DAY`, each a partition as of `LAST_DAY`."""
+    days = [LAST_DAY - timedelta(days=back) for back in reversed(range(DAYS))]
+    keys = set(DAILY_PARTITIONS.get_partition_keys())
+    missing = [d for d in days if d.isoformat() not in keys]
+    if missing:
+        raise SystemExit(
+            f"bench_landing: {len(missing)} of the year's days are not partitions "
+            f"(DATA_PLATFORM_START_DATE after {days[0]}?): {missing[0]}..{missing[-1]}"
+        )
+    return days
 
 
 def landing_keys(days: list[date], count: int) -> list[str]:
@@ -213,16 +223,19 @@ def s3_zone(endpoint: str, keys: list[str]) -> Zone:
 
 def run(files: int = FILES) -> dict[str, dict]:
     """The figures of each back end, keyed 'local' and 's3'."""
-    days = landing_days(date.today())
-    keys = landing_keys(days, files)
     results = {}
-    with tempfile.TemporaryDirectory(prefix="bench-landing-") as tmp:
-        results["local"] = measure(local_zone(Path(tmp), keys), days)
-    with s3_server() as endpoint:
-        began = time.perf_counter()
-        zone = s3_zone(endpoint, keys)
-        upload_s = time.perf_counter() - began
-        results["s3"] = measure(zone, days) | {"upload_s": upload_s}
+    # The sensor's partitions, and so the days it requests, as of noon on LAST_DAY.
+    as_of = datetime(LAST_DAY.year, LAST_DAY.month, LAST_DAY.day, 12, tzinfo=UTC)
+    with dg.partition_loading_context(effective_dt=as_of):
+        days = landing_days()
+        keys = landing_keys(days, files)
+        with tempfile.TemporaryDirectory(prefix="bench-landing-") as tmp:
+            results["local"] = measure(local_zone(Path(tmp), keys), days)
+        with s3_server() as endpoint:
+            began = time.perf_counter()
+            zone = s3_zone(endpoint, keys)
+            upload_s = time.perf_counter() - began
+            results["s3"] = measure(zone, days) | {"upload_s": upload_s}
     for result in results.values():
         result |= {"files": len(keys), "days": len(days)}
     return results

@@ -257,8 +257,8 @@ def run() -> dict[str, object]:
             families = family_seconds(collector)
     slowest = sorted(families.items(), key=lambda item: -item[1])[:3]
     return {
-        "scrape_s": median,
         "first_scrape_s": first,
+        "median_scrape_s": median,
         "slowest": ", ".join(f"{name} {s:.2f}s" for name, s in slowest),
         "built_s": built,
         **counts,

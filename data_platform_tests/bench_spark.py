@@ -25,7 +25,14 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
-from data_platform_tests.bench import QUIET, alternate, compare_dbt, report, simulated_home
+from data_platform_tests.bench import (
+    QUIET,
+    alternate,
+    compare_dbt,
+    events_job,
+    report,
+    simulated_home,
+)
 from data_platform_tests.helpers import run_services
 
 END = date(2026, 1, 30)
@@ -58,18 +65,9 @@ def spark_endpoint(root: Path) -> Iterator[str]:
         run_services(env, "down")
 
 
-def events_job(env: dict[str, str]):
-    import dagster as dg
-
-    from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
-    from data_platform.resources.build import build_resources
-    from data_platform.settings import load_settings
-
-    [events] = [a for a in RAW_FILE_ASSETS if a.key.path[-1] == "events"]
-    resources = build_resources(load_settings(env))
-    return dg.Definitions(
-        assets=[events, DEAD_LETTER_SPEC], resources=resources
-    ).resolve_implicit_global_asset_job_def()
+def on_spark(env: dict[str, str], remote: str) -> dict[str, str]:
+    """`env` with the warehouse on the Spark cluster at `remote`."""
+    return {**env, "DATA_PLATFORM_ENGINE": "spark", "DATA_PLATFORM_SPARK_REMOTE": remote}
 
 
 def run_days(job, instance, days: int) -> float:
@@ -87,9 +85,11 @@ def bench_spark_ingestion(root: Path, remote: str) -> None:
     import dagster as dg
     from pyspark.sql.connect.session import SparkSession
 
+    from data_platform.settings import load_settings
+
     env = simulated_home(root / "day", days=1, events_per_day=DAY_EVENTS, end=END)
-    spark_env = {**env, "DATA_PLATFORM_ENGINE": "spark", "DATA_PLATFORM_SPARK_REMOTE": remote}
-    job, instance = events_job(spark_env), dg.DagsterInstance.ephemeral()
+    job = events_job(load_settings(on_spark(env, remote)))
+    instance = dg.DagsterInstance.ephemeral()
     folder = root / "day" / "landing" / "events" / f"dt={END}"
     files = sorted(str(p) for p in folder.iterdir())
     spark = SparkSession.builder.remote(remote).create()
@@ -118,10 +118,11 @@ def bench_spark_ingestion(root: Path, remote: str) -> None:
 def bench_growth(root: Path, remote: str) -> None:
     import dagster as dg
 
+    from data_platform.settings import load_settings
+
     env = simulated_home(root / "month", days=30, events_per_day=GROWTH_EVENTS, end=END)
-    spark_env = {**env, "DATA_PLATFORM_ENGINE": "spark", "DATA_PLATFORM_SPARK_REMOTE": remote}
-    for engine, settings in (("duckdb", env), ("spark", spark_env)):
-        job, instance = events_job(settings), dg.DagsterInstance.ephemeral()
+    for engine, engine_env in (("duckdb", env), ("spark", on_spark(env, remote))):
+        job, instance = events_job(load_settings(engine_env)), dg.DagsterInstance.ephemeral()
         run_days(job, instance, 1)  # warm-up
         one, thirty = run_days(job, instance, 1), run_days(job, instance, 30)
         print(
@@ -132,8 +133,7 @@ def bench_growth(root: Path, remote: str) -> None:
 
 def bench_spark_dbt(root: Path, remote: str) -> None:
     env = simulated_home(root / "dbt", days=3, events_per_day=DBT_EVENTS)
-    spark_env = {**env, "DATA_PLATFORM_ENGINE": "spark", "DATA_PLATFORM_SPARK_REMOTE": remote}
-    compare_dbt(spark_env, "Spark: dbt core layer", goal=1.3, issue=10)
+    compare_dbt(on_spark(env, remote), "Spark: dbt core layer", goal=1.3, issue=10)
 
 
 PARTS = {"ingestion": bench_spark_ingestion, "dbt": bench_spark_dbt, "growth": bench_growth}
