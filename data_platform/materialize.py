@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 import uuid
-import warnings
 from collections import Counter
 from collections.abc import Callable
 from datetime import date
@@ -147,13 +146,7 @@ class Deadline:
 def selected_job(select: str) -> ReconstructableJob:
     """The Definitions' asset job cut to the selection, in a form an executor can rebuild
     elsewhere: with DATA_PLATFORM_EXECUTOR=celery the steps run on the Celery workers."""
-    # The single-run backfill policy is Dagster beta, by choice (the module docstring): its
-    # BetaWarning, once per asset module, came before every command's own output.
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning
-        )
-        from data_platform.definitions import defs
+    from data_platform.definitions import defs
 
     try:
         keys = dg.AssetSelection.from_string(select).resolve(defs.resolve_asset_graph())

@@ -108,4 +108,4 @@ def test_hidden_names_are_skipped_by_the_same_rule_locally_and_on_s3(zone, tmp_p
         "events/dt=2026-01-05/a.jsonl",
         "events/dt=2026-01-05/late/b.jsonl",
     ]
-    assert landing.list_folders("events/") == ["events/dt=2026-01-05/"]
+    assert landing.list_entries("events/") == ["events/dt=2026-01-05/"]

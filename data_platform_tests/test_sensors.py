@@ -318,8 +318,8 @@ def test_a_key_range_lists_what_the_full_listing_holds_in_it(landing, tmp_path):
         start_after, end_before = day_bounds("events", date(2026, 1, first), date(2026, 1, last))
         expected = [f for f in everything if start_after < f.key < end_before]
         assert landing.list_files("events/", start_after, end_before) == expected
-    assert landing.list_folders("events/") == TRICKY_FOLDERS
-    assert landing.list_folders("payments/") == []
+    assert [e for e in landing.list_entries("events/") if e.endswith("/")] == TRICKY_FOLDERS
+    assert landing.list_entries("payments/") == []
 
 
 def land_days(landing, n_days: int, files_per_day: int) -> list[date]:

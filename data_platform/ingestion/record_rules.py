@@ -322,10 +322,10 @@ def _held_exactly(d: Dialect, text: str, sql_type: str) -> str:
 
 
 def cell_number(d: Dialect, text: str, sql_type: str) -> str:
-    """A cell's text as `sql_type`, NULL unless spelled as a plain number of that kind that the
-    type holds exactly."""
-    exact = f"{_spelled(d, text, sql_type)} AND {_held_exactly(d, text, sql_type)}"
-    return f"CASE WHEN {exact} THEN {d.try_number(text, sql_type)} END"
+    """A cell's text as `sql_type`, NULL unless spelled as a plain number of that kind. A row
+    whose number the type would not hold exactly is refused by `payment_checks`, so its value
+    is never stored."""
+    return f"CASE WHEN {_spelled(d, text, sql_type)} THEN {d.try_number(text, sql_type)} END"
 
 
 def payment_checks(d: Dialect) -> list[Check]:

@@ -139,10 +139,6 @@ class LandingZone(dg.ConfigurableResource):
             if not _hidden(entry.name)
         )
 
-    def list_folders(self, prefix: str) -> list[str]:
-        """The folders directly under `prefix`, as keys ending in `/` (see `list_entries`)."""
-        return [entry for entry in self.list_entries(prefix) if entry.endswith("/")]
-
     @contextmanager
     def local_path(self, key: str) -> Iterator[Path]:
         """A local path with the file's bytes: the file itself, or a temporary download from S3.
