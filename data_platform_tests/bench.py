@@ -19,6 +19,8 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from data_platform_tests.helpers import environ_without_settings
+
 if TYPE_CHECKING:
     import dagster as dg
     import duckdb
@@ -33,10 +35,6 @@ INGESTION_REPEATS = 7
 DBT_REPEATS = 5
 # Dagster stores a sensor's cursor in every tick row; MySQL's TEXT column holds 65,535 bytes.
 CURSOR_LIMIT_BYTES = 65_535
-# The caller's shell may hold the platform's or Dagster's settings (`make -s services-env`
-# exports DATA_PLATFORM_ENGINE=spark): a benchmark must neither run on them nor delete the
-# caller's warehouse before each run.
-SETTING_PREFIXES = ("DATA_PLATFORM_", "DAGSTER_")
 # The two bare DuckDB reads of event files: types detected, or raw.events' contract columns.
 DETECTED, CONTRACT = "types detected", "raw.events' contract types"
 BARE_READS = (DETECTED, CONTRACT)
@@ -46,11 +44,6 @@ BIN = Path(sys.executable).parent
 # Keep the benchmark's own lines readable: Dagster's console logger prints every event.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 ERRORS_ONLY = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-
-
-def isolated_environ() -> dict[str, str]:
-    """The process environment without any DATA_PLATFORM_* or DAGSTER_* variable."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
 
 
 def alternate_times(
@@ -87,7 +80,9 @@ def report(name: str, ours: float, baseline: float, goal: str, ok: bool) -> None
 
 
 def simulated_home(root: Path, days: int, events_per_day: int, end: date = DAY) -> dict[str, str]:
-    env = {**isolated_environ(), "DATA_PLATFORM_HOME": str(root)}
+    # Not the caller's settings: a shell's DATA_PLATFORM_WAREHOUSE would be deleted before each
+    # run, and `make -s services-env`'s DATA_PLATFORM_ENGINE=spark would move DuckDB's side.
+    env = environ_without_settings(DATA_PLATFORM_HOME=str(root))
     subprocess.run(
         [str(BIN / "data-platform"), "simulate", "--quiet", "--days", str(days),
          "--end-date", str(end), "--users", "20000", "--events-per-day", str(events_per_day)],
@@ -370,7 +365,7 @@ def bench_definitions_load(root: Path) -> None:
         )
     )
     env = {
-        **isolated_environ(),
+        **environ_without_settings(),
         "DATA_PLATFORM_HOME": str(root / "home"),
         "DAGSTER_HOME": str(root),
         "PATH": f"{BIN}:{os.environ['PATH']}",

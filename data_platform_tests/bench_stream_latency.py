@@ -29,7 +29,7 @@ from data_platform.services.config import load_services_config
 from data_platform.services.kafka_broker import KafkaBroker
 from data_platform.stream.topics import ensure_topics
 from data_platform_tests import bench_latency as world
-from data_platform_tests.helpers import free_port
+from data_platform_tests.helpers import environ_without_settings, free_port
 
 EVENTS = 200
 
@@ -108,7 +108,7 @@ def _measure(broker: KafkaBroker, home: Path, tmp: Path) -> dict:
     from data_platform.simulator import SimulationConfig, simulate
 
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DATA_PLATFORM_", "DAGSTER_"))},
+        **environ_without_settings(),
         "DATA_PLATFORM_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster_home"),
         "DATA_PLATFORM_KAFKA_BOOTSTRAP": broker.bootstrap,

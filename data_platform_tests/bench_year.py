@@ -36,9 +36,9 @@ from data_platform_tests.backfill_run import CLI, Backfill, Measured, backfill, 
 from data_platform_tests.bench import (
     BARE_READS,
     bare_read_events,
-    isolated_environ,
     stricter_baseline,
 )
+from data_platform_tests.helpers import environ_without_settings
 
 DAYS = 365
 LAST = date(2026, 11, 30)
@@ -55,7 +55,7 @@ def year_env(root: Path) -> dict[str, str]:
     (root / "dagster_home").mkdir(parents=True)
     (root / "dagster_home" / "dagster.yaml").touch()  # the defaults, without a notice saying so
     return {
-        **isolated_environ(),
+        **environ_without_settings(),
         "DATA_PLATFORM_HOME": str(root),
         "DAGSTER_HOME": str(root / "dagster_home"),
         "DATA_PLATFORM_START_DATE": str(FIRST),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import shutil
 import tempfile
@@ -23,7 +22,7 @@ from data_platform.services.config import ServicesConfig, load_services_config
 from data_platform.services.kafka_broker import KafkaBroker
 from data_platform.services.postgres import Postgres
 from data_platform.settings import Settings, load_settings
-from data_platform_tests.helpers import free_port, run_services
+from data_platform_tests.helpers import environ_without_settings, free_port, run_services
 
 PLATFORM_VARIABLES = (
     "DATA_PLATFORM_WAREHOUSE",
@@ -163,11 +162,8 @@ def embedded_twin(env: dict[str, str], home: Path) -> dict[str, str]:
 def services_env(home: Path, **settings: str) -> dict[str, str]:
     """This process's environment without the platform's settings, for servers of their own
     in `home` on free ports, plus `settings`."""
-    inherited = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DATA_PLATFORM_", "DAGSTER_")) and k != "SERVICES"
-    }
+    inherited = environ_without_settings()
+    inherited.pop("SERVICES", None)
     return {
         **inherited,
         "DATA_PLATFORM_HOME": str(home),

@@ -24,7 +24,7 @@ import psutil
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG
 
 from data_platform.orchestration.run_health import worker_pid
-from data_platform_tests.helpers import stop_process_group
+from data_platform_tests.helpers import environ_without_settings, stop_process_group
 from data_platform_tests.test_alerts import Webhook
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,7 +172,7 @@ def daemon_world(root: Path) -> Iterator[World]:
     )
     webhook = Webhook()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DATA_PLATFORM_")},
+        **environ_without_settings(),
         "DATA_PLATFORM_HOME": str(home),
         "DAGSTER_HOME": str(dagster_home),
         "DATA_PLATFORM_START_DATE": "2026-01-01",

@@ -19,6 +19,16 @@ from data_platform.resources.landing import LandingZone
 from data_platform_tests.landed_records import contract_event, contract_payment
 
 
+def environ_without_settings(**env: str) -> dict[str, str]:
+    """This process's environment without the platform's and Dagster's settings (every
+    DATA_PLATFORM_* and DAGSTER_* variable: the shell running the tests may hold some, e.g.
+    `make -s services-env`'s), plus `env`."""
+    inherited = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DATA_PLATFORM_", "DAGSTER_"))
+    }
+    return {**inherited, **env}
+
+
 def run_services(
     env: dict[str, str], action: str, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:

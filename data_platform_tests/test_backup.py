@@ -52,7 +52,12 @@ from data_platform.services.instance import instance_home, write_instance_yaml
 from data_platform.settings import Settings, load_settings
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests import instance_history as history
-from data_platform_tests.helpers import dagster_postgres_url, free_port, write_postgres_instance
+from data_platform_tests.helpers import (
+    dagster_postgres_url,
+    environ_without_settings,
+    free_port,
+    write_postgres_instance,
+)
 
 CLI = str(Path(sys.executable).with_name("data-platform"))
 DAYS = [date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)]
@@ -130,8 +135,7 @@ def run_ids(settings: Settings) -> set[str]:
 
 
 def cli_env(home: Path, **settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATA_PLATFORM_", "DAGSTER_"))}
-    return env | {"DATA_PLATFORM_HOME": str(home), **settings}
+    return environ_without_settings(DATA_PLATFORM_HOME=str(home), **settings)
 
 
 def cli(home: Path, *args: str, **settings: str) -> subprocess.Popen:

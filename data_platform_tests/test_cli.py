@@ -3,7 +3,6 @@ DAGSTER_HOME unset (the instance is then the home's `dagster_home`, as `make run
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from datetime import date
@@ -15,7 +14,7 @@ import sqlalchemy as sa
 
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
 from data_platform.simulator import SimulationConfig, simulate
-from data_platform_tests.helpers import query
+from data_platform_tests.helpers import environ_without_settings, query
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("data-platform"))
@@ -24,18 +23,6 @@ DAY = date(2026, 1, 5)
 
 def run_cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     return run_in_home(home, [CLI, *args], **env)
-
-
-def environ_without_settings(**env: str) -> dict[str, str]:
-    """This process's environment without its DATA_PLATFORM_ settings and DAGSTER_HOME, plus `env`."""
-    return {
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("DATA_PLATFORM_") and k != "DAGSTER_HOME"
-        },
-        **env,
-    }
 
 
 def run_in_home(home: Path, command: list[str], **env: str) -> subprocess.CompletedProcess:

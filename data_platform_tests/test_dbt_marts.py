@@ -25,7 +25,7 @@ from data_platform.definitions import defs
 from data_platform.resources.build import build_resources
 from data_platform.settings import load_settings
 from data_platform.simulator import SimulationConfig, simulate
-from data_platform_tests.helpers import materialize_days, put_lines, query
+from data_platform_tests.helpers import environ_without_settings, materialize_days, put_lines, query
 from data_platform_tests.landed_records import KNOWN_EVENT_TYPES
 
 DAYS = [date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)]
@@ -498,7 +498,7 @@ def dbt_cli(args: list[str], warehouse: Path, target: Path) -> subprocess.Comple
     """`dbt <args>` on a DuckDB warehouse file, as its own process (as the platform runs it),
     its target and logs in `target` (never the project's own folder)."""
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DATA_PLATFORM_")},
+        **environ_without_settings(),
         "DBT_TARGET": "dev",
         "DATA_PLATFORM_WAREHOUSE": str(warehouse),
         "DATA_PLATFORM_PII_SALT": SMALL_SALT,

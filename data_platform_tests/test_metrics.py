@@ -56,7 +56,7 @@ from data_platform.settings import (
     load_settings,
 )
 from data_platform_tests import instance_history as history
-from data_platform_tests.helpers import free_port, write_postgres_instance
+from data_platform_tests.helpers import environ_without_settings, free_port, write_postgres_instance
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("data-platform"))
@@ -453,7 +453,7 @@ def test_a_real_prometheus_scrapes_the_command_and_answers_from_the_warehouse(tm
         ).fetchone()[0]
     metrics_port, prometheus_port = free_port(), free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DATA_PLATFORM_", "DAGSTER_"))},
+        **environ_without_settings(),
         "DATA_PLATFORM_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster_home"),
         "DATA_PLATFORM_METRICS_PORT": str(metrics_port),
@@ -878,7 +878,7 @@ def test_an_exporter_stopped_during_a_scrape_answers_it_then_exits_0(tmp_path):
     port = free_port()
     broker = SilentBroker()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DATA_PLATFORM_", "DAGSTER_"))},
+        **environ_without_settings(),
         "DATA_PLATFORM_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster_home"),
         "DATA_PLATFORM_METRICS_PORT": str(port),

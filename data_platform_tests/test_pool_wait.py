@@ -23,7 +23,7 @@ from data_platform.materialize import WAIT_REPORT_SECONDS
 from data_platform.orchestration.pool_wait import report_waits
 from data_platform.orchestration.run_health import release_dead_runs
 from data_platform.services.process import wait_until
-from data_platform_tests.helpers import write_postgres_instance
+from data_platform_tests.helpers import environ_without_settings, write_postgres_instance
 from data_platform_tests.test_cli import DAY, REPO, run_cli
 
 SELECT = ("materialize", "--start", str(DAY), "--end", str(DAY), "--select", "key:raw/events")
@@ -126,7 +126,7 @@ def test_materialize_takes_back_a_slot_leaked_by_a_dead_run(settings, instance):
 def test_a_waiting_run_sleeps_names_its_blocker_and_stops_on_sigterm(settings, instance):
     holder = fake_run(instance, os.getpid())
     environ = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DATA_PLATFORM_")},
+        **environ_without_settings(),
         "DATA_PLATFORM_HOME": str(settings.home),
         "DAGSTER_HOME": str(settings.home / "dagster_home"),
     }

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from data_platform.settings import SettingsError, load_settings
-from data_platform_tests.test_cli import REPO, environ_without_settings, run_cli, run_in_home
+from data_platform_tests.helpers import environ_without_settings
+from data_platform_tests.test_cli import REPO, run_cli, run_in_home
 
 SECRET = "SECRETPART"
 

@@ -8,7 +8,6 @@ version logs, row for row, before and after a day of in-place updates.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -24,6 +23,7 @@ from data_platform.ingestion.source_schema import SourceSchemaError, contract_co
 from data_platform.ingestion.tables import PRODUCTS, SOURCE_DB_TABLES
 from data_platform.resources.landing import LandingZone
 from data_platform.simulator import SimulationConfig, append_day, simulate
+from data_platform_tests.helpers import environ_without_settings
 
 CLI = str(Path(sys.executable).with_name("data-platform"))
 CONFIG = SimulationConfig(seed=11, days=3, end_date=date(2026, 1, 4), users=60, events_per_day=30)
@@ -32,8 +32,9 @@ FLAGS += ["--events-per-day", "30", "--quiet"]
 
 
 def simulate_cli(home: Path, url: str, *extra: str) -> None:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("DATA_PLATFORM_")}
-    environment |= {"DATA_PLATFORM_HOME": str(home), "DATA_PLATFORM_SOURCE_DB_URL": url}
+    environment = environ_without_settings(
+        DATA_PLATFORM_HOME=str(home), DATA_PLATFORM_SOURCE_DB_URL=url
+    )
     done = subprocess.run(
         [CLI, "simulate", *FLAGS, *extra], env=environment, capture_output=True, text=True
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
+
+from data_platform_tests.helpers import environ_without_settings
 
 CLI = str(Path(sys.executable).with_name("data-platform"))
 ROWS = [
@@ -57,8 +58,7 @@ def sql(home: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def environment(home: Path) -> dict[str, str]:
-    others = {k: v for k, v in os.environ.items() if not k.startswith("DATA_PLATFORM_")}
-    return {**others, "DATA_PLATFORM_HOME": str(home)}
+    return environ_without_settings(DATA_PLATFORM_HOME=str(home))
 
 
 def test_csv_has_a_header_and_every_value(home):

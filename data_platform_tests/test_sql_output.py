@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import tracemalloc
@@ -17,6 +16,7 @@ import pytest
 
 from data_platform.sql_engines import QueryError
 from data_platform.sql_output import write_csv, write_json, write_table
+from data_platform_tests.helpers import environ_without_settings
 
 CLI = str(Path(sys.executable).with_name("data-platform"))
 # What a producer may put in a record that ends in raw.dead_letter.raw_record: a terminal
@@ -34,10 +34,9 @@ def strict_json(text: str):
 
 
 def sql(home: Path, *args: str) -> subprocess.CompletedProcess:
-    others = {k: v for k, v in os.environ.items() if not k.startswith("DATA_PLATFORM_")}
     result = subprocess.run(
         [CLI, "sql", *args],
-        env={**others, "DATA_PLATFORM_HOME": str(home)},
+        env=environ_without_settings(DATA_PLATFORM_HOME=str(home)),
         capture_output=True,
         timeout=120,
     )

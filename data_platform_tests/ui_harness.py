@@ -44,7 +44,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from data_platform_tests.helpers import free_port
+from data_platform_tests.helpers import environ_without_settings, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -59,7 +59,7 @@ T = TypeVar("T")
 def platform_env(home: Path, dagster_home: Path) -> dict[str, str]:
     """This process's environment pointed at `home`: no DATA_PLATFORM_* or DAGSTER_* setting of
     the caller leaks in, and the venv's bin (dbt, dagster) comes first on PATH."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATA_PLATFORM_", "DAGSTER_"))}
+    env = environ_without_settings()
     env |= {
         "DATA_PLATFORM_HOME": str(home),
         "DAGSTER_HOME": str(dagster_home),
