@@ -135,7 +135,7 @@ def run_ids(settings: Settings) -> set[str]:
 
 
 def cli_env(home: Path, **settings: str) -> dict[str, str]:
-    return environ_without_settings(DATA_PLATFORM_HOME=str(home), **settings)
+    return environ_without_settings(**{"DATA_PLATFORM_HOME": str(home), **settings})
 
 
 def cli(home: Path, *args: str, **settings: str) -> subprocess.Popen:

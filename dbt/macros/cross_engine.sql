@@ -143,7 +143,9 @@
 
 {% macro spark__schema_columns(schema_name) -%}
     {%- set rows = [] -%}
-    {%- if execute -%}
+    {#- A schema not built yet (analytics before its first Python build) has no columns: Spark's
+        SHOW TABLES IN it fails, DuckDB's information_schema just has no rows. -#}
+    {%- if execute and (run_query("show schemas like '" ~ schema_name ~ "'").rows | length) > 0 -%}
         {%- for table in run_query('show tables in ' ~ schema_name) if not table['isTemporary'] -%}
             {%- set relation = api.Relation.create(schema=schema_name, identifier=table['tableName']) -%}
             {%- for column in adapter.get_columns_in_relation(relation) -%}
