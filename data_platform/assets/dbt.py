@@ -35,11 +35,12 @@ def model_schema(props: Mapping[str, Any]) -> str:
 
 
 class DataPlatformTranslator(DagsterDbtTranslator):
-    """Asset key = [warehouse schema, table], so dbt sources meet the raw assets by key."""
+    """Asset key = [warehouse schema, table], so dbt sources (one per source system, all in
+    the raw schema) meet the raw assets by key."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
-            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+            return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
         return dg.AssetKey([model_schema(dbt_resource_props), dbt_resource_props["name"]])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str:

@@ -19,12 +19,12 @@ staged as (
 landed as (
 
     select 'events' as source_name, count(*) as arrivals
-    from {{ source('raw', 'events') }}
+    from {{ source('events', 'events') }}
 
     union all
 
     select 'payments' as source_name, count(*) as arrivals
-    from {{ source('raw', 'payments') }}
+    from {{ source('payments', 'payments') }}
 
 ),
 

@@ -4,7 +4,7 @@ with
 
 source as (
 
-    select * from {{ source('raw', 'order_items') }}
+    select * from {{ source('app', 'order_items') }}
 
 ),
 

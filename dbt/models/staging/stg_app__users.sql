@@ -6,7 +6,7 @@ with
 
 source as (
 
-    select * from {{ source('raw', 'users') }}
+    select * from {{ source('app', 'users') }}
 
 ),
 

@@ -5,7 +5,7 @@ with
 
 source as (
 
-    select * from {{ source('raw', 'events') }}
+    select * from {{ source('events', 'events') }}
 
 ),
 

@@ -5,7 +5,7 @@ with
 
 source as (
 
-    select * from {{ source('raw', 'payments') }}
+    select * from {{ source('payments', 'payments') }}
 
 ),
 
