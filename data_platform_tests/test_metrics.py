@@ -128,7 +128,7 @@ def test_the_collector_reports_what_the_instance_and_warehouse_hold(instance, tm
     for passed, sev in ((True, error), (False, error), (False, warn), (True, error)):
         run = history.finished_run(instance, "checks_job", now - 500, 1, {})
         history.check_evaluation(instance, run, now - 500, key, "conservation", passed, sev)
-    history.check_evaluation(instance, run, now - 500, key, "dead_letter_ratio", False, warn)
+    history.check_evaluation(instance, run, now - 500, key, "dead_letter_warning", False, warn)
     history.materialization(instance, ok, now - 3600, RAW_EVENTS)
     storage = instance.event_log_storage
     storage.set_concurrency_slots("duckdb", 1)
@@ -162,7 +162,7 @@ def test_the_collector_reports_what_the_instance_and_warehouse_hold(instance, tm
     assert value(samples, checks, **conservation, outcome="failed", severity="WARN") == 1
     failing = "data_platform_asset_check_failing"
     assert value(samples, failing, **conservation, severity="ERROR") == 0  # the last one passed
-    ratio = {"asset": "raw/events", "check": "dead_letter_ratio", "severity": "WARN"}
+    ratio = {"asset": "raw/events", "check": "dead_letter_warning", "severity": "WARN"}
     assert value(samples, failing, **ratio) == 1
 
     lag = value(samples, "data_platform_asset_freshness_lag_seconds", asset="raw/events")

@@ -253,8 +253,8 @@ def test_defects_fail_exactly_the_checks_that_should(defects):
     payments = read_landed(defects.landing, "payments")
     rules = rule_expectations(events, payments, defects.source_db)
     dead = {
-        ("raw/events", "dead_letter_ratio"): dead_letter_expectations(events),
-        ("raw/payments", "dead_letter_ratio"): dead_letter_expectations(payments),
+        ("raw/events", "dead_letter_warning"): dead_letter_expectations(events),
+        ("raw/payments", "dead_letter_warning"): dead_letter_expectations(payments),
     }
     revenue_days, revenue_off = revenue_days_out_of_tolerance(payments, defects.source_db)
     expected = {key for key, (_, flagged) in {**rules, **dead}.items() if flagged}
@@ -268,7 +268,7 @@ def test_defects_fail_exactly_the_checks_that_should(defects):
     assert expected == {
         ("raw/events", name)
         for name in (
-            "dead_letter_ratio",
+            "dead_letter_warning",
             "unknown_event_types",
             "occurred_far_from_dt",
             "orphan_user_ids",
@@ -277,7 +277,12 @@ def test_defects_fail_exactly_the_checks_that_should(defects):
         )
     } | {
         ("raw/payments", name)
-        for name in ("dead_letter_ratio", "orphan_order_ids", "amount_out_of_range", "schema_drift")
+        for name in (
+            "dead_letter_warning",
+            "orphan_order_ids",
+            "amount_out_of_range",
+            "schema_drift",
+        )
     } | {("marts/daily_revenue", "revenue_reconciliation")}
     assert {found[key].severity for key in failed} == {WARN}
     for key, (offending, flagged) in rules.items():

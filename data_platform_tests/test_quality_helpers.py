@@ -19,7 +19,7 @@ from data_platform.checks.conservation import balances, count_records, warehouse
 from data_platform.checks.dead_letter import judge
 from data_platform.checks.pandera_gate import Gate, fetch_frame, gate_query, validate
 from data_platform.checks.report import markdown_table
-from data_platform.checks.rules import ratio_severity, robust_z, within_tolerance, worst
+from data_platform.checks.rules import ratio_severity, robust_z, within_tolerance
 from data_platform.checks.scope import WHOLE_TABLE, Window
 from data_platform.checks.thresholds import QualityThresholds
 from data_platform.ingestion.file_formats import EVENT_FILES
@@ -45,12 +45,6 @@ WARN, ERROR = dg.AssetCheckSeverity.WARN, dg.AssetCheckSeverity.ERROR
 )
 def test_ratio_severity(bad, total, expected):
     assert ratio_severity(bad, total, 0.01, 0.10, min_records=50) == expected
-
-
-def test_worst_severity():
-    assert worst([None, WARN, ERROR, None]) == ERROR
-    assert worst([None, WARN]) == WARN
-    assert worst([None, None]) is None
 
 
 def test_robust_z_uses_median_and_mad():

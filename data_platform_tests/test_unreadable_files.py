@@ -27,7 +27,7 @@ import pytest
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
 from data_platform.automation.landing_sensor import landing_zone_sensor
 from data_platform.checks.conservation import conservation_check
-from data_platform.checks.dead_letter import dead_letter_ratio_check
+from data_platform.checks.dead_letter import dead_letter_checks
 from data_platform.checks.gates import GATES
 from data_platform.checks.pandera_gate import pandera_check
 from data_platform.checks.thresholds import QualityThresholds
@@ -42,7 +42,7 @@ DAY = date(2026, 1, 5)
 T = QualityThresholds()
 CHECKS = [
     *(conservation_check(fmt) for fmt in (EVENT_FILES, PAYMENT_FILES)),
-    *(dead_letter_ratio_check(fmt, T) for fmt in (EVENT_FILES, PAYMENT_FILES)),
+    *(dead_letter_checks(fmt, T) for fmt in (EVENT_FILES, PAYMENT_FILES)),
     *(pandera_check(gate, T) for gate in GATES if gate.name == "pandera_dead_letter"),
 ]
 ASSETS = [*RAW_FILE_ASSETS, DEAD_LETTER_SPEC, *CHECKS]
@@ -179,7 +179,9 @@ def assert_day_accounted(
     assert conservation.metadata["records_in_files"].value == records
     assert conservation.metadata["rows_dead_lettered"].value == len(by_line) + 1
 
-    ratio = check(result, source, "dead_letter_ratio")
+    # A person must land the file again: a warning, which holds nothing back.
+    assert check(result, source, "dead_letter_ratio").passed
+    ratio = check(result, source, "dead_letter_warning")
     assert (ratio.passed, ratio.severity) == (False, dg.AssetCheckSeverity.WARN)
     assert ratio.metadata["files_unreadable"].value == 1
     assert bad_key in ratio.metadata["unreadable_files"].value

@@ -8,7 +8,7 @@ import dagster as dg
 
 from data_platform.checks.anomaly import row_count_anomaly_check
 from data_platform.checks.conservation import conservation_check
-from data_platform.checks.dead_letter import dead_letter_ratio_check
+from data_platform.checks.dead_letter import dead_letter_checks
 from data_platform.checks.gates import GATES
 from data_platform.checks.pandera_gate import pandera_check
 from data_platform.checks.reconciliation import revenue_reconciliation_check
@@ -28,7 +28,7 @@ def build_quality_checks(thresholds: QualityThresholds) -> list[dg.AssetChecksDe
     return [
         *(pandera_check(gate, t) for gate in GATES),
         *(conservation_check(fmt) for fmt in FILE_FORMATS),
-        *(dead_letter_ratio_check(fmt, t) for fmt in FILE_FORMATS),
+        *(dead_letter_checks(fmt, t) for fmt in FILE_FORMATS),
         *(soft_rule_check(rule, t) for rule in [*orphan_rules(t), *soft_rules(t)]),
         *(row_count_anomaly_check(fmt.source, t) for fmt in FILE_FORMATS),
         *(schema_drift_check(fmt.source) for fmt in FILE_FORMATS),

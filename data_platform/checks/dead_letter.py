@@ -1,5 +1,14 @@
-"""Dead-letter ratio per partition: WARN when a source sends noticeably broken records, ERROR
-(blocking downstream) when so many are broken that the day's marts would be misleading.
+"""Dead letters per partition, judged by two checks computed together.
+
+- `dead_letter_ratio` (blocking): ERROR when so many records of a partition are broken (above
+  `dead_letter_error_ratio`) that the day's marts would be misleading.
+- `dead_letter_warning` (not blocking): WARN when a source sends noticeably broken records
+  (above `dead_letter_warn_ratio`) or a file could not be read at all.
+
+Two checks because a blocking check holds automation back on any failure, WARN included (a
+failed check is failed to Dagster's automation conditions, whatever its severity), whereas a
+run only stops at a blocking ERROR: as one check, a day with 2 % dead letters stopped every
+automatic rebuild downstream of the source.
 
 A file that could not be read at all is one dead letter (line_number NULL), so it weighs one
 record in the ratio, however many it held. It always WARNs, naming the file and the reason: a
@@ -13,7 +22,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from data_platform.checks.report import day_list, markdown_table
-from data_platform.checks.rules import ratio_severity, worst
+from data_platform.checks.rules import ratio_severity
 from data_platform.checks.scope import Window, run_window
 from data_platform.checks.thresholds import QualityThresholds
 from data_platform.ingestion.file_formats import FileFormat
@@ -84,50 +93,74 @@ def judge(counts: "pd.DataFrame", t: QualityThresholds) -> "pd.DataFrame":
     )
 
 
-def dead_letter_ratio_check(fmt: FileFormat, t: QualityThresholds) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=dg.AssetKey(["raw", fmt.source]),
-        name="dead_letter_ratio",
-        blocking=True,
+RATIO, WARNING = "dead_letter_ratio", "dead_letter_warning"
+
+
+def dead_letter_checks(fmt: FileFormat, t: QualityThresholds) -> dg.AssetChecksDefinition:
+    asset = dg.AssetKey(["raw", fmt.source])
+
+    @dg.multi_asset_check(
+        specs=[
+            dg.AssetCheckSpec(
+                RATIO,
+                asset=asset,
+                blocking=True,
+                description=f"Share of records dead-lettered per partition: ERROR (blocking) "
+                f"above {t.dead_letter_error_ratio:.0%}.",
+            ),
+            dg.AssetCheckSpec(
+                WARNING,
+                asset=asset,
+                description=f"Share of records dead-lettered per partition: WARN above "
+                f"{t.dead_letter_warn_ratio:.1%}, or a file that could not be read at all.",
+            ),
+        ],
+        name=f"{fmt.source}_dead_letters",
         pool=WAREHOUSE_POOL,
-        description=f"Share of records dead-lettered per partition: WARN above "
-        f"{t.dead_letter_warn_ratio:.1%}, ERROR (blocking) above {t.dead_letter_error_ratio:.0%}.",
     )
-    def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
+    def _checks(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
         window = run_window(context)
         with warehouse.reader() as reader:
             judged = judge(partition_counts(reader, fmt, window), t)
             errors = top_errors(reader, fmt, window, t.failure_cases_shown)
             unreadable = unreadable_files(reader, fmt, window)
-        severity = worst(
-            [dg.AssetCheckSeverity(s) for s in judged["severity"] if s]
-            + ([dg.AssetCheckSeverity.WARN] if len(unreadable) else [])
+        metadata = {
+            "partitions": window.describe(),
+            "records": int(judged["records"].sum()),
+            "rows_dead_lettered": int(judged["dead_lettered"].sum()),
+            "max_ratio": float(judged["ratio"].max()) if len(judged) else 0.0,
+            "per_dt": dg.MetadataValue.md(markdown_table(judged)),
+            "top_errors": dg.MetadataValue.md(markdown_table(errors)),
+            "files_unreadable": len(unreadable),
+            "unreadable_files": dg.MetadataValue.md(markdown_table(unreadable)),
+        }
+        too_many = judged[judged["severity"] == dg.AssetCheckSeverity.ERROR.value]
+        noticed = judged[judged["severity"] != ""]
+        yield dg.AssetCheckResult(
+            asset_key=asset,
+            check_name=RATIO,
+            passed=too_many.empty,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={**metadata, "partitions_flagged": day_list(too_many["dt"])},
+            description=_description(len(too_many), 0) if len(too_many) else None,
         )
-        flagged = judged[judged["severity"] != ""]
-        return dg.AssetCheckResult(
-            passed=severity is None,
-            severity=severity or dg.AssetCheckSeverity.WARN,
-            metadata={
-                "partitions": window.describe(),
-                "records": int(judged["records"].sum()),
-                "rows_dead_lettered": int(judged["dead_lettered"].sum()),
-                "max_ratio": float(judged["ratio"].max()) if len(judged) else 0.0,
-                "partitions_flagged": day_list(flagged["dt"]),
-                "per_dt": dg.MetadataValue.md(markdown_table(judged)),
-                "top_errors": dg.MetadataValue.md(markdown_table(errors)),
-                "files_unreadable": len(unreadable),
-                "unreadable_files": dg.MetadataValue.md(markdown_table(unreadable)),
-            },
-            description=_description(len(flagged), len(unreadable)) if severity else None,
+        warned = len(noticed) or len(unreadable)
+        yield dg.AssetCheckResult(
+            asset_key=asset,
+            check_name=WARNING,
+            passed=not warned,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={**metadata, "partitions_flagged": day_list(noticed["dt"])},
+            description=_description(len(noticed), len(unreadable)) if warned else None,
         )
 
-    return _check
+    return _checks
 
 
 def _description(partitions_flagged: int, files_unreadable: int) -> str:
     parts = []
     if partitions_flagged:
-        parts.append(f"{partitions_flagged} partition(s) above the dead-letter ratio thresholds")
+        parts.append(f"{partitions_flagged} partition(s) above the dead-letter ratio threshold")
     if files_unreadable:
         parts.append(f"{files_unreadable} file(s) could not be read at all: land them again")
     return "; ".join(parts)

@@ -28,13 +28,6 @@ def ratio_severity(
     return None
 
 
-def worst(severities: Sequence[dg.AssetCheckSeverity | None]) -> dg.AssetCheckSeverity | None:
-    found = [s for s in severities if s is not None]
-    if dg.AssetCheckSeverity.ERROR in found:
-        return dg.AssetCheckSeverity.ERROR
-    return dg.AssetCheckSeverity.WARN if found else None
-
-
 def robust_z(value: float, baseline: Sequence[float], min_scale: float = 0.0) -> float:
     """How many robust standard deviations `value` lies from the baseline's median.
 
