@@ -584,7 +584,7 @@ def test_a_wrong_or_missing_postgres_password_is_one_line_naming_the_variable(
     backup = cli(tmp_path / "home", "backup", str(tmp_path / "backup"), **home)
     _, err = backup.communicate(timeout=120)
     assert backup.returncode == 1
-    # Dagster's retries log warnings first; the traceback they end in is not shown.
+    # The traceback dagster-postgres's retries end in is not shown.
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("data-platform backup: ") and "DAGSTER_PG_PASSWORD" in last
