@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from data_platform.assets import dbt as dbt_assets_module
 from data_platform.assets.dbt_project import DBT_PROJECT_DIR
 from data_platform.definitions import defs
+from data_platform.ingestion.tables import SOURCE_DB_TABLES, ensure_raw_tables
 from data_platform.resources.build import build_resources
 from data_platform.settings import load_settings
 from data_platform.simulator import SimulationConfig, simulate
@@ -520,6 +521,8 @@ def small_world(tmp_path_factory) -> tuple[Path, Path]:
     warehouse, target = root / "warehouse.duckdb", root / "target"
     with duckdb.connect(str(warehouse)) as conn:
         conn.execute(SMALL_RAW)
+        # Built by hand as an older platform would have: brought up to the contract, as a run does.
+        ensure_raw_tables(conn, SOURCE_DB_TABLES)
     built = dbt_cli(["run"], warehouse, target)
     assert built.returncode == 0, built.stdout[-5000:]
     return warehouse, target

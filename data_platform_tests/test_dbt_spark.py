@@ -51,7 +51,7 @@ from data_platform.ingestion.files import ingest_file_partitions
 from data_platform.ingestion.spark_database import extract_incremental_on_spark
 from data_platform.ingestion.spark_files import ingest_file_partitions_on_spark
 from data_platform.ingestion.spark_tables import spark_ddl
-from data_platform.ingestion.tables import PAYMENTS, SOURCE_DB_TABLES
+from data_platform.ingestion.tables import PAYMENTS, SOURCE_DB_TABLES, ensure_raw_tables
 from data_platform.operations.backup import take_backup
 from data_platform.operations.backup_store import BackupError, BackupStore
 from data_platform.operations.restore import restore
@@ -937,6 +937,8 @@ def test_a_windowed_run_on_spark_keeps_an_event_whose_first_copy_is_gone(spark, 
     warehouse, salt = tmp_path / "moving.duckdb", "a salt for this test"
     with duckdb.connect(str(warehouse)) as conn:
         conn.execute(MOVING_EVENT_RAW)
+        # Built by hand as an older platform would have: brought up to the contract, as a run does.
+        ensure_raw_tables(conn, SOURCE_DB_TABLES)
     copy_raw_to_spark(warehouse, spark, tmp_path / "raw", ["users", "events"])
     full = ["run", "--select", "+fct_events", "--full-refresh"]
     dbt_on_duckdb(full, warehouse, tmp_path / "duckdb-target", salt)
@@ -1008,6 +1010,8 @@ def test_event_properties_are_published_alike_on_both_engines(spark, tmp_path):
             [[str(n), p, n] for n, p in enumerate(ODD_PROPERTIES, start=1)],
         )
         conn.execute(HISTORY_RAW)
+        # Built by hand as an older platform would have: brought up to the contract, as a run does.
+        ensure_raw_tables(conn, SOURCE_DB_TABLES)
     copy_raw_to_spark(warehouse, spark, tmp_path / "raw", ["users", "events", "products"])
     full = ["run", "--select", "+fct_events", "+products_history", "--full-refresh"]
     dbt_on_duckdb(full, warehouse, tmp_path / "duckdb-target", salt)

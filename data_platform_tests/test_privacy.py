@@ -18,6 +18,7 @@ import pytest
 
 from data_platform.assets.dbt import dbt_environment
 from data_platform.assets.dbt_project import DBT_PROJECT_DIR
+from data_platform.ingestion.tables import SOURCE_DB_TABLES, ensure_raw_tables
 from data_platform.resources.build import build_resources
 from data_platform.resources.privacy import SALT_FILE, Privacy, SaltError, local_pii_salt
 from data_platform.services.registry import service_env
@@ -123,6 +124,8 @@ def test_dbt_on_duckdb_writes_no_salt_and_hashes_as_before(tmp_path, monkeypatch
     with duckdb.connect(str(settings.warehouse)) as conn:
         conn.execute(RAW_USERS)
         conn.executemany(f"INSERT INTO raw.users VALUES {USER_ROW}", list(EMAILS.items()))
+        # Built by hand as an older platform would have: brought up to the contract, as a run does.
+        ensure_raw_tables(conn, SOURCE_DB_TABLES)
     resources = build_resources(settings)
     with dbt_environment(resources["warehouse"], resources["privacy"]):
         environ = dict(os.environ)
@@ -162,6 +165,7 @@ def test_dbt_on_spark_writes_no_salt_and_hashes_as_before(spark, tmp_path, monke
         *(f"timestamp'2026-01-0{n}' AS {c}" for n, c in ((1, "created_at"), (2, "updated_at"))),
         "CAST(NULL AS timestamp) AS deleted_at",
         "current_timestamp() AS _extracted_at",
+        "CAST(NULL AS string) AS _rescued",
     ).write.format("parquet").mode("overwrite").saveAsTable("raw.users")
 
     def build(salt: str | None):

@@ -16,7 +16,8 @@ renamed as (
         cast(status as {{ dbt.type_string() }}) as status,
         cast(ordered_at as timestamp) as ordered_at,
         cast(updated_at as timestamp) as updated_at,
-        cast(_extracted_at as timestamp) as extracted_at
+        cast(_extracted_at as timestamp) as extracted_at,
+        cast(_rescued as {{ json_type() }}) as rescued_fields
 
     from source
 

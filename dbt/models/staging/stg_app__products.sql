@@ -17,7 +17,8 @@ renamed as (
         cast(category as {{ dbt.type_string() }}) as category,
         cast(unit_price as decimal(10, 2)) as unit_price,
         cast(updated_at as timestamp) as updated_at,
-        cast(_extracted_at as timestamp) as extracted_at
+        cast(_extracted_at as timestamp) as extracted_at,
+        cast(_rescued as {{ json_type() }}) as rescued_fields
 
     from source
 

@@ -22,7 +22,8 @@ renamed as (
         cast(updated_at as timestamp) as updated_at,
         cast(deleted_at as timestamp) as deleted_at,
         deleted_at is not null as is_deleted,
-        cast(_extracted_at as timestamp) as extracted_at
+        cast(_extracted_at as timestamp) as extracted_at,
+        cast(_rescued as {{ json_type() }}) as rescued_fields
 
     from source
 
