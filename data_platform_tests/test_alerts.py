@@ -366,7 +366,9 @@ def test_a_failed_delivery_logs_the_error_class_or_http_status_never_the_url(cap
     failed is logged by its class or HTTP status only."""
     caplog.set_level(logging.WARNING)
     secret = "SECRETPART"
-    alert = Alert("Run failed", "boom", asset="raw/events")
+    # Logged in full, as no webhook has it: the one-line text holds only the reason's start.
+    reason = "boom\n" + "step raw__events: " + "x" * 300
+    alert = Alert("Run failed", reason, asset="raw/events")
     spaced = AlertWebhook(webhook_url=f"http://127.0.0.1:9/services/{secret} x", attempts=1)
     assert not spaced.send(alert, logging.getLogger())
     hook = Webhook(failures=1)
@@ -379,3 +381,4 @@ def test_a_failed_delivery_logs_the_error_class_or_http_status_never_the_url(cap
         "ALERT not delivered to the webhook (HTTP 503, attempt 1 of 1)",
     ]
     assert not any(secret in m for m in messages)
+    assert all(m.endswith(reason) for m in messages)

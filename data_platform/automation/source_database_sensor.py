@@ -3,7 +3,8 @@
 A row stamped in the future (a skewed clock) does not count: the mark is the newest updated_at
 not ahead of the sensor's clock, or that one row would hide every later change.
 
-It reads four numbers from the application database (updated_at is indexed there) and never
+It reads each table's newest updated_at values (a page or a few, updated_at is indexed there)
+and its columns from the application database, and never
 opens the DuckDB warehouse, which a run may be writing. Any change of a mark counts (not only
 an increase), as extraction is idempotent and a restored source must be re-read. Only the
 tables that changed are extracted, together, in one run.

@@ -2,7 +2,9 @@
 
 Each rule is a SQL condition over the raw table's rows; per partition of the run, the share of
 rows breaking it is compared with the rule's threshold. These checks never block: the records
-are valid by contract, and the marts already flag or filter them.
+are valid by contract; the marts flag or filter some (orphans, unknown types and statuses,
+amounts out of range), and the others (unknown currencies, far-off timestamps) are only
+reported here.
 """
 
 from dataclasses import dataclass

@@ -30,7 +30,8 @@ class QualityThresholds:
     """Share of payments whose order_id has no version in raw.orders above which to WARN."""
 
     unknown_value_warn_ratio: float = 0.001
-    """Share of events of an unknown event_type (or payments of an unknown status) to WARN at."""
+    """Share of events of an unknown event_type (or payments of an unknown status or currency)
+    to WARN at."""
 
     out_of_range_warn_ratio: float = 0.001
     """Share of payments outside dbt vars payment_amount_min..max above which to WARN."""
@@ -48,7 +49,9 @@ class QualityThresholds:
     """Robust z-score (median / MAD) of a partition's row count above which to WARN."""
 
     anomaly_window: int = 7
-    """How many preceding partitions form the baseline of the row-count anomaly check."""
+    """How many previous weeks (their same weekday) form the baseline of the row-count anomaly
+    check; the preceding partitions with rows while fewer than `anomaly_min_history` such weeks
+    hold rows."""
 
     anomaly_min_history: int = 3
     """Fewer preceding partitions with rows than this: no baseline yet, the check passes."""

@@ -113,7 +113,7 @@ def collect_sensors(
     unset): its tick age grew forever and paged. Only these are reported; None: every one."""
     age = GaugeMetricFamily(
         "data_platform_sensor_last_tick_age_seconds",
-        "Seconds since the sensor last ticked (a running sensor ticks every ~30 s).",
+        "Seconds since the sensor last ticked (a running sensor ticks every 5-30 s, by sensor).",
         labels=["sensor", "state"],
     )
     now = time.time()

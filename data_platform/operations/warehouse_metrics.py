@@ -6,7 +6,7 @@ what differs is when a scrape may read and how it knows the figures are still cu
 On DuckDB, the file: DuckDB lets no second process open a file a writer holds, and a reader that holds the file
 blocks the next writer. So a scrape waits at most `LOCK_WAIT_SECONDS` for the lock, reads
 three small GROUP BYs and closes at once; when a run is writing, the scrape reports
-`data_platform_warehouse_up 0` and no warehouse figures rather than block Prometheus.
+`data_platform_warehouse_up 0` and the last counts it read rather than block Prometheus.
 
 On a year of history (7.7M raw rows) the GROUP BYs were most of a scrape (~0.13 s of CPU),
 while the warehouse changes only when a run writes it. So the counts are kept with the stamp

@@ -82,6 +82,12 @@ def slack_payload(alert: Alert, ui_base_url: str) -> dict:
     }
 
 
+def _in_full(alert: Alert, payload: dict) -> str:
+    """The alert as the log keeps it when no webhook has it: the one-line text, then the whole
+    reason (the text holds only its first line, cut to HEADLINE_CHARS)."""
+    return f"{payload['text']}\n{alert.reason}"
+
+
 class AlertDeliveryError(RuntimeError):
     """The webhook refused or could not be reached on every attempt."""
 
@@ -166,7 +172,7 @@ class AlertWebhook(dg.ConfigurableResource):
         attempt runs past `deadline` (time.monotonic())."""
         payload = slack_payload(alert, self.ui_base_url)
         if not self.webhook_url:
-            log.warning(f"ALERT (DATA_PLATFORM_ALERT_WEBHOOK is unset): {payload['text']}")
+            log.warning(f"ALERT (DATA_PLATFORM_ALERT_WEBHOOK is unset): {_in_full(alert, payload)}")
             return False
         try:
             post_json(
@@ -179,6 +185,6 @@ class AlertWebhook(dg.ConfigurableResource):
                 deadline=deadline,
             )
         except AlertDeliveryError as error:
-            log.error(f"ALERT not delivered to the webhook ({error}): {payload['text']}")
+            log.error(f"ALERT not delivered to the webhook ({error}): {_in_full(alert, payload)}")
             return False
         return True

@@ -9,6 +9,7 @@ reports the true end.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
@@ -30,19 +31,26 @@ class PartitionLag:
 def consumer_lag(
     bootstrap: str, group: str, topic: str, timeout: float = 5.0
 ) -> list[PartitionLag]:
-    """Lag of `group` on every partition of `topic`; KafkaException when the broker is away."""
+    """Lag of `group` on every partition of `topic`; KafkaException when the broker is away
+    or has not answered every request within `timeout` seconds in all (not each: a request per
+    partition would otherwise multiply it)."""
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        return max(deadline - time.monotonic(), 0.001)
+
     client = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
     )
     try:
-        metadata = client.list_topics(topic, timeout=timeout).topics[topic]
+        metadata = client.list_topics(topic, timeout=left()).topics[topic]
         if metadata.error is not None:
             return []  # no such topic yet: nothing produced, nothing to lag behind
         partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
-        committed = client.committed(partitions, timeout=timeout)
+        committed = client.committed(partitions, timeout=left())
         lags = []
         for tp in committed:
-            low, high = client.get_watermark_offsets(tp, timeout=timeout, cached=False)
+            low, high = client.get_watermark_offsets(tp, timeout=left(), cached=False)
             lags.append(
                 PartitionLag(tp.partition, low, high, tp.offset if tp.offset >= 0 else None)
             )

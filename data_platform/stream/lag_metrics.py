@@ -1,7 +1,7 @@
 """`data_platform_kafka_consumer_lag{topic, partition}` for the Prometheus exporter.
 
-Read at each scrape, like every other metric there. A broker that does not answer (within 2 s,
-so a scrape never hangs) gives `data_platform_kafka_up 0` and no lag series, rather than a
+Read at each scrape, like every other metric there. A broker that does not answer (within 2 s for
+every request of a scrape together, so a scrape never hangs) gives `data_platform_kafka_up 0` and no lag series, rather than a
 stale lag.
 """
 
