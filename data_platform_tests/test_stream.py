@@ -477,6 +477,9 @@ def test_unlandable_messages_go_to_the_dead_letter_topic_with_their_reason(strea
         b"x" * 2_000: "too_large",
         b"  \t ": "empty",
         b"\x0b": "empty",
+        # A space for it would land a valid record with a changed event_id.
+        b'{"event_id": "two\nlines", "user_id": 7}': "line_break",
+        b'{"event_id": "x",\n"user_id": }': "line_break",
     }
     values = [event("good-1"), *poison, event("good-2"), b'{"event_id": "multi",\n"user_id": 7}']
     ends = produce(stream, values)
@@ -492,7 +495,7 @@ def test_unlandable_messages_go_to_the_dead_letter_topic_with_their_reason(strea
         assert int(headers["original_offset"]) == position // 2  # alternating partitions
         assert headers["error"]
     lines = [line for *_, file_lines in landed(stream) for line in file_lines]
-    # A line break inside a message becomes a space: one message, one line.
+    # A line break between a valid message's tokens becomes a space: one message, one line.
     expected = [event("good-1"), event("good-2"), b'{"event_id": "multi", "user_id": 7}']
     assert sorted(lines) == sorted(value.decode() for value in expected)
 

@@ -9,7 +9,9 @@ no Python work per message beyond appending its value.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -30,6 +32,7 @@ _YEAR_MS = 31_556_952_000  # a Gregorian year's mean length
 NOT_UTF8 = "not_utf8"
 TOO_LARGE = "too_large"
 EMPTY = "empty"
+LINE_BREAK = "line_break"
 NO_TIMESTAMP = "no_timestamp"
 BAD_TIMESTAMP = "bad_timestamp"
 
@@ -152,27 +155,32 @@ class Batch:
         """The file's content, one landable message a line; the others move to `rejected`."""
         ends = [m.offset for m in self.rejected]
         self.last = max([self.messages[-1].offset(), *ends] if self.messages else ends)
-        values = [m.value() for m in self.messages]
-        data = _lines(values)
+        kept = [(m, m.value()) for m in self.messages]
+        data = _lines([value for _, value in kept])
         if not _valid_utf8(data) or _LINE_STARTING_BLANK.search(b"\n" + data[:-1]):
-            values = self._reject_one_by_one(values)
-            data = _lines(values)
-        if data.count(b"\n") != len(values) or b"\r" in data:
-            # JSON allows a line break only as whitespace between tokens, where a space means
-            # the same: one message stays one line, so a line number points at one message.
-            data = _lines([_LINE_BREAK.sub(b" ", value) for value in values])
-        self.landed = len(values)
+            kept = self._reject(kept, _problem)
+            data = _lines([value for _, value in kept])
+        if data.count(b"\n") != len(kept) or b"\r" in data:
+            # One message stays one line, so that a line number points at one message.
+            kept = self._reject(kept, _line_break_problem)
+            data = _lines([_LINE_BREAK.sub(b" ", value) for _, value in kept])
+        self.landed = len(kept)
         return data
 
-    def _reject_one_by_one(self, values: list[bytes]) -> list[bytes]:
-        kept = []
-        for message, value in zip(self.messages, values, strict=True):
-            problem = _problem(value)
+    def _reject(
+        self,
+        kept: list[tuple[Message, bytes]],
+        problem_of: Callable[[bytes], tuple[str, str] | None],
+    ) -> list[tuple[Message, bytes]]:
+        """`kept` without the messages `problem_of` finds a problem with, which go to `rejected`."""
+        still = []
+        for message, value in kept:
+            problem = problem_of(value)
             if problem is None:
-                kept.append(value)
+                still.append((message, value))
             else:
                 self.rejected.append(Rejected.of(message, value, *problem))
-        return kept
+        return still
 
 
 def unlandable(message: Message, limit: int, window: DayWindow) -> Rejected:
@@ -203,6 +211,22 @@ def _valid_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _line_break_problem(value: bytes) -> tuple[str, str] | None:
+    """A line break lands as a space only where JSON allows it, between tokens (where a space
+    means the same): in a value that is JSON with it. Inside a string (where JSON needs `\\n`)
+    a space would make a broken record a valid, changed one: the message is rejected instead."""
+    if not _LINE_BREAK.search(value):
+        return None
+    try:
+        json.loads(value)  # strict: a raw line break inside a string is an error
+    except ValueError:
+        return LINE_BREAK, (
+            "not valid JSON, and it holds a line break, which cannot land as one line (inside "
+            "a string, JSON needs \\n): produce one JSON event per message"
+        )
+    return None
 
 
 def _problem(value: bytes) -> tuple[str, str] | None:

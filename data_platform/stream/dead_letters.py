@@ -1,7 +1,7 @@
 """The dead-letter topic: messages the sink cannot land at all, with why and where they came from.
 
 A dead letter is the original message (value, key, headers in their order) followed by the
-sink's headers: the reason (`not_utf8`, `too_large`, `empty`, `bad_timestamp`,
+sink's headers: the reason (`not_utf8`, `too_large`, `empty`, `line_break`, `bad_timestamp`,
 `no_timestamp`), a sentence a person can act on, and the original topic, partition, offset and
 timestamp, so a fixed message can be found and produced again into its own day.
 Dead letters are flushed before the batch's file is published: a file on the landing zone
