@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 
+from data_platform.resources.duckdb_lock import LOCK_WAIT_SECONDS
 from data_platform.settings import SettingsError, UsageError, load_settings, masked
 
 
@@ -62,6 +63,13 @@ def _add_operations_parsers(subparsers: argparse._SubParsersAction) -> None:
         description="Taken while runs write: waits for the warehouse's writer, then copies.",
     )
     backup.add_argument("dest", help="a new folder or s3://bucket/prefix")
+    backup.add_argument(
+        "--timeout",
+        type=seconds,
+        default=LOCK_WAIT_SECONDS,
+        metavar="SECONDS",
+        help="how long to wait for a run writing the warehouse (DuckDB; default %(default)g)",
+    )
     restore = subparsers.add_parser(
         "restore",
         help="restore a backup into an empty home",

@@ -200,14 +200,18 @@ def materialize_day(settings: Settings, instance: dg.DagsterInstance, day: date)
 
 
 def test_a_writer_holding_the_warehouse_past_the_wait_is_one_line(pristine, tmp_path):
+    """`--timeout` (default 120 s) bounds the wait: a backfill may hold the lock longer."""
     source = home_settings(copy_home(pristine, tmp_path / "a"))
     writer = start_writer(source.warehouse)
     try:
-        with pytest.raises(BackupError, match="stayed locked by a writer for 1 s"):
-            take_backup(source, BackupStore(str(tmp_path / "backup")), lock_timeout=1)
+        backup = cli(source.home, "backup", str(tmp_path / "backup"), "--timeout", "1.5")
+        _, err = backup.communicate(timeout=120)
     finally:
         writer.stdin.close()
         assert writer.wait(timeout=30) == 0
+    assert backup.returncode == 1
+    [line] = err.strip().splitlines()
+    assert "stayed locked by a writer for 1.5 s" in line and "--timeout" in line
     assert not (tmp_path / "backup" / "manifest.json").exists()
 
 

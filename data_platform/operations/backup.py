@@ -25,6 +25,7 @@ from data_platform.operations.snapshot import (
 )
 from data_platform.operations.spark_snapshot import export_spark_warehouse
 from data_platform.operations.staging import LOCK_FILE, open_staging
+from data_platform.resources.duckdb_lock import LOCK_WAIT_SECONDS
 from data_platform.resources.warehouse import warehouse_of
 from data_platform.settings import Settings
 
@@ -42,7 +43,9 @@ def check_empty(dest: BackupStore) -> None:
         raise BackupError(f"{dest.url} is not empty: back up into a new folder or prefix")
 
 
-def stage_backup(settings: Settings, staging: Path, lock_timeout: float = 120.0) -> None:
+def stage_backup(
+    settings: Settings, staging: Path, lock_timeout: float = LOCK_WAIT_SECONDS
+) -> None:
     """The consistent snapshot, into a local folder: the only part that needs the warehouse.
 
     The instance first, then the warehouse (see snapshot.py for why this order), then the
@@ -90,7 +93,9 @@ def store_backup(settings: Settings, staging: Path, dest: BackupStore) -> dict:
     return manifest
 
 
-def take_backup(settings: Settings, dest: BackupStore, lock_timeout: float = 120.0) -> dict:
+def take_backup(
+    settings: Settings, dest: BackupStore, lock_timeout: float = LOCK_WAIT_SECONDS
+) -> dict:
     """Snapshot everything needed to resume into `dest`; returns the manifest. The staging
     folders of dead backups and restores are swept first, each named on stderr."""
     check_empty(dest)
@@ -122,10 +127,10 @@ def compute_logs_left_out(settings: Settings, dest_url: str) -> str | None:
     )
 
 
-def run_backup(settings: Settings, dest_url: str) -> int:
+def run_backup(settings: Settings, dest_url: str, lock_timeout: float = LOCK_WAIT_SECONDS) -> int:
     # Read first: a dagster.yaml that cannot be read is refused before anything is written.
     logs_left_out = compute_logs_left_out(settings, dest_url)
-    manifest = take_backup(settings, BackupStore(dest_url))
+    manifest = take_backup(settings, BackupStore(dest_url), lock_timeout)
     total = sum(f["size"] for f in manifest["files"])
     if manifest["warehouse"] == "spark":
         print(f"backup {dest_url}: the warehouse exported from the Spark cluster", file=sys.stderr)

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "backup":
             from data_platform.operations.backup import run_backup
 
-            return run_backup(settings, args.dest)
+            return run_backup(settings, args.dest, args.timeout)
         from data_platform.operations.restore import run_restore
 
         return run_restore(settings, args.src, args.force)

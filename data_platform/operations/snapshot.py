@@ -323,9 +323,9 @@ def copy_warehouse(settings: Settings, staging: Path, timeout: float) -> None:
     except duckdb.Error as error:
         if is_lock_conflict(error):
             raise BackupError(
-                f"the warehouse stayed locked by a writer for {timeout:.0f} s ({error}): take "
-                "the backup once that run is done, or from the daily_backup schedule, which "
-                "queues behind writing runs"
+                f"the warehouse stayed locked by a writer for {timeout:g} s ({error}): take "
+                "the backup once that run is done, with a longer --timeout, or from the "
+                "daily_backup schedule, which queues behind writing runs"
             ) from None
         raise _unreadable(settings, error) from None
     try:
