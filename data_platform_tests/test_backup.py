@@ -189,6 +189,10 @@ def test_a_backup_during_a_write_waits_and_holds_the_whole_transaction(pristine,
         assert conn.execute("SELECT n FROM v").fetchone() == (1500,)
     assert run_ids(target) == run_ids(source) and len(run_ids(target)) == 2
     assert (target.home / "pii_salt").read_text() == "a-salt"
+    # The salt and raw personal data: only their owner reads the backup and what it restores.
+    backup_files = [p for p in (tmp_path / "backup").rglob("*") if p.is_file()]
+    assert backup_files and all(p.stat().st_mode & 0o077 == 0 for p in backup_files)
+    assert (target.home / "pii_salt").stat().st_mode & 0o777 == 0o600
 
 
 def materialize_day(settings: Settings, instance: dg.DagsterInstance, day: date) -> None:

@@ -29,6 +29,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+# A backup holds the PII salt (0600 in the home) and raw personal data: only its owner reads it,
+# wherever it is copied (copyfile made every file 0644, the salt included, and so did a restore).
+PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700
+
+
+def _private_copy(source: Path, target: Path) -> None:
+    with (
+        source.open("rb") as read,
+        os.fdopen(
+            os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE), "wb"
+        ) as write,
+    ):
+        shutil.copyfileobj(read, write, CHUNK)
+    target.chmod(PRIVATE_FILE)  # a file that was there kept its mode through O_CREAT
+
+
 @dataclass(frozen=True)
 class BackupStore:
     url: str
@@ -64,19 +80,20 @@ class BackupStore:
             self._s3.upload_file(str(local), *self._key(name))
             return
         target = Path(self.url) / name
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
         # Whole or absent, as an S3 object is: a copy cut short (a full disk, a kill) must not
         # leave a manifest that seals half a backup.
         partial = target.with_name(f".{target.name}.partial")
-        shutil.copyfile(local, partial)
+        _private_copy(local, partial)
         os.replace(partial, target)
 
     def get(self, name: str, local: Path) -> None:
-        local.parent.mkdir(parents=True, exist_ok=True)
+        local.parent.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
         if self.is_s3:
             self._s3.download_file(*self._key(name), str(local))
+            local.chmod(PRIVATE_FILE)
         else:
-            shutil.copyfile(Path(self.url) / name, local)
+            _private_copy(Path(self.url) / name, local)
 
     def sha256(self, name: str) -> str:
         """The stored file's checksum, read back from where it is stored."""
