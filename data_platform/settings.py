@@ -120,15 +120,16 @@ def parsed_url(raw: str) -> ParseResult | None:
     return parsed
 
 
-# A URL's secrets: a pyspark `;token=` parameter, a password before the host.
-TOKEN_VALUE = re.compile(r"(token=)[^;]*", re.IGNORECASE)
-PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
+# A URL's secrets: a pyspark `;token=` or a query's `password=` parameter, a password before
+# the host (up to the first @, as SQLAlchemy reads it: a / in it is the password's).
+SECRET_PARAMETER = re.compile(r"((?:token|password)=)[^;&\s]*", re.IGNORECASE)
+PASSWORD = re.compile(r"(://[^/@:\s]*:)[^@\s]*@")
 
 
 def masked(raw: str) -> str:
     """`raw` with its token and password shown as *** (as validate_db_url shows a URL): a
     wrong setting's line is printed and logged."""
-    return PASSWORD.sub(r"\1***@", TOKEN_VALUE.sub(r"\1***", raw))
+    return PASSWORD.sub(r"\1***@", SECRET_PARAMETER.sub(r"\1***", raw))
 
 
 def validate_landing(raw: str) -> str:
@@ -195,7 +196,7 @@ def validate_db_url(raw: str) -> str:
             "DATA_PLATFORM_SOURCE_DB_URL is not a SQLAlchemy URL (is its port a number?): "
             f"{example}"
         ) from None
-    shown = url.render_as_string(hide_password=True)
+    shown = masked(url.render_as_string(hide_password=True))
     try:
         dialect = url.get_dialect()
     except sa.exc.NoSuchModuleError as err:
@@ -345,6 +346,13 @@ def validate_spark_remote(raw: str) -> str:
         raise SettingsError(
             f"{SPARK_REMOTE_VARIABLE}={masked(raw)!r} is not a Spark Connect URL: set it like "
             "sc://127.0.0.1:15002 (a cluster's Connect server; ;token=... may follow a /)"
+        )
+    # pyspark refuses any other (quoting it, token and all, in every error of every session).
+    if any(len(param.split("=")) != 2 for param in parsed.path.split(";")[1:]):
+        raise SettingsError(
+            f"{SPARK_REMOTE_VARIABLE}={masked(raw)!r} has a parameter that is not key=value with "
+            "one '=', the only form pyspark reads (a token's base64 '=' padding included): "
+            "use a token without '=', e.g. one issued as hex or base64url unpadded"
         )
     return raw
 

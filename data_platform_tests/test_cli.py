@@ -153,6 +153,13 @@ def test_a_path_or_server_out_of_reach_is_one_line_and_exit_2(tmp_path):
             "a database could not be used (connection failed: ",
             "DATA_PLATFORM_SOURCE_DB_URL='postgresql://u:***@127.0.0.1:9/db' names a database",
         ),
+        (  # a / in the password (SQLAlchemy reads up to the @), a password in the query
+            {
+                "DATA_PLATFORM_SOURCE_DB_URL": "postgresql://u:SEC/RET@127.0.0.1:9/db?password=SECRET"
+            },
+            "a database could not be used (connection failed: ",
+            "DATA_PLATFORM_SOURCE_DB_URL='postgresql://u:***@127.0.0.1:9/db?password=***' names",
+        ),
         (
             s3,
             'Could not connect to the endpoint URL: "http://127.0.0.1:9/bucket/x/',
@@ -165,7 +172,7 @@ def test_a_path_or_server_out_of_reach_is_one_line_and_exit_2(tmp_path):
         assert (done.returncode, done.stdout) == (2, ""), done.stderr[-2000:]
         [line] = done.stderr.splitlines()
         assert line.startswith(f"data-platform: {cause}") and fix in line, line
-        assert "SECRET" not in line
+        assert "SECRET" not in line and "RET" not in line
 
 
 def test_sink_limits_must_be_positive(tmp_path):

@@ -47,6 +47,12 @@ CLI_CASES = [
         "DATA_PLATFORM_SPARK_REMOTE='sc://host:15002;token=***' is not a Spark Connect URL: "
         "set it like sc://127.0.0.1:15002 (a cluster's Connect server; ;token=... may follow a /)",
     ),
+    (  # pyspark's own error quoted it, token and all, wherever a session was opened
+        {"DATA_PLATFORM_SPARK_REMOTE": f"sc://host:15002/;token={SECRET}==;use_ssl=true"},
+        "DATA_PLATFORM_SPARK_REMOTE='sc://host:15002/;token=***;use_ssl=true' has a parameter "
+        "that is not key=value with one '=', the only form pyspark reads (a token's base64 '=' "
+        "padding included): use a token without '=', e.g. one issued as hex or base64url unpadded",
+    ),
     (
         {"DATA_PLATFORM_SPARK_REMOTE": f"sc://[::1/;token={SECRET}"},
         "DATA_PLATFORM_SPARK_REMOTE='sc://[::1/;token=***' is not a Spark Connect URL: "
@@ -219,12 +225,10 @@ def test_the_settings_module_prints_the_warehouse_or_the_one_line(tmp_path):
     command = [sys.executable, "-m", "data_platform.settings"]
     done = run_in_home(tmp_path, command)
     assert (done.returncode, done.stdout, done.stderr) == (0, f"{tmp_path}/warehouse.duckdb\n", "")
-    done = run_in_home(tmp_path, command, DATA_PLATFORM_WAREHOUSE="s3://bucket/w.duckdb")
-    assert (done.returncode, done.stdout, done.stderr) == (
-        2,
-        "",
-        f"data-platform: {CLI_CASES[13][1]}\n",
-    )
+    url = "s3://bucket/w.duckdb"
+    done = run_in_home(tmp_path, command, DATA_PLATFORM_WAREHOUSE=url)
+    [refusal] = [m for e, m in CLI_CASES if e.get("DATA_PLATFORM_WAREHOUSE") == url]
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"data-platform: {refusal}\n")
 
 
 def run_make(*args: str, **env: str) -> subprocess.CompletedProcess:
