@@ -977,6 +977,8 @@ ODD_PROPERTIES = [
     '{"page": "mail me: c@example.org", "channel": "x@y"}',
     '{"z": 1}',
     "{}",
+    # An address's @ percent-encoded in a page's query string, or full-width.
+    '{"page": "/account?email=jane.doe%40example.com", "channel": "jane\uff20example.com"}',
 ]
 
 
@@ -1030,6 +1032,7 @@ def test_event_properties_are_published_alike_on_both_engines(spark, tmp_path):
         "p6": {"channel": "x@y"},
         "p7": {},
         "p8": {},
+        "p9": {},
     }
     assert table_differences(warehouse, spark, "marts", "fct_events") == []
     # The history tables too: a non-ASCII e-mail hashes alike (only A-Z is lowered), and

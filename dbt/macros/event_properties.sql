@@ -26,10 +26,12 @@
     ]) }}
 {%- endmacro %}
 
-{#- Something@something.something, somewhere in a string: an e-mail address. No backslash
-    (Spark's SQL literals would eat it), the same regular expression on RE2 and Java. -#}
+{#- Something@something.something, somewhere in a string: an e-mail address, its @ also
+    percent-encoded (a page's query string: ?email=jane%40example.com) or full-width (U+FF20).
+    No backslash (Spark's SQL literals would eat it), the same regular expression on RE2 and
+    Java. -#}
 {% macro email_pattern() -%}
-    [^@ ]+@[^@ ]+[.][^@ ]+
+    [^@ ]+(@|%40|＠)[^@ ]+[.][^@ ]+
 {%- endmacro %}
 
 
