@@ -465,7 +465,11 @@ INSERT INTO raw.orders VALUES
     (100, 1, 'completed', '2026-01-05 10:00', '2026-01-05 10:00', '2026-01-06'),
     (101, 1, 'completed', '2026-01-06 10:00', '2026-01-06 10:00', '2026-01-07'),
     (102, 2, 'completed', '2026-01-06 11:00', '2026-01-06 11:00', '2026-01-07'),
-    (103, 2, 'completed', '2026-01-06 12:00', '2026-01-06 12:00', '2026-01-07');
+    (103, 2, 'completed', '2026-01-06 12:00', '2026-01-06 12:00', '2026-01-07'),
+    -- placed before user 1's first version, under it, and by a user the source never had
+    (104, 1, 'cancelled', '2025-12-31 10:00', '2025-12-31 10:00', '2026-01-02'),
+    (105, 1, 'pending', '2026-01-02 10:00', '2026-01-02 10:00', '2026-01-03'),
+    (106, 9, 'pending', '2026-01-06 13:00', '2026-01-06 13:00', '2026-01-07');
 CREATE TABLE raw.order_items (id BIGINT, order_id BIGINT, product_id BIGINT,
     quantity INTEGER, unit_price DECIMAL(10,2), updated_at TIMESTAMP, _extracted_at TIMESTAMP);
 INSERT INTO raw.order_items VALUES
@@ -630,6 +634,41 @@ def test_email_hashes_lower_only_ascii_letters(small_world):
     address = "İncİ.Σ@example.com"
     assert ascii_lower(" İNCİ.Σ@EXAMPLE.COM ".strip(" ")) == address
     assert hashes[2] == hashlib.sha256((SMALL_SALT + address).encode()).hexdigest()
+
+
+def test_orders_carry_the_customer_version_they_were_placed_under(small_world):
+    """fct_orders.customer_key: the dim_customers version valid at ordered_at (user 1 moved
+    from DE to FR on 2026-01-04), the first version for an order older than any, none for an
+    orphan: a join on it gives each order one customer row, as the customer was."""
+    warehouse, _ = small_world
+    versions = query(
+        warehouse, "SELECT user_id, valid_from, valid_to, customer_key FROM marts.dim_customers"
+    )
+
+    def version_at(user_id: int, at: datetime) -> str | None:
+        mine = sorted(v for v in versions if v[0] == user_id)
+        valid = [v for v in mine if v[1] <= at and (v[2] is None or at < v[2])]
+        return (valid or mine[:1] or [(None, None, None, None)])[0][3]
+
+    orders = query(warehouse, "SELECT order_id, user_id, ordered_at FROM marts.fct_orders")
+    expected = {order_id: version_at(user_id, at) for order_id, user_id, at in orders}
+    assert dict(query(warehouse, "SELECT order_id, customer_key FROM marts.fct_orders")) == expected
+    countries = dict(
+        query(
+            warehouse,
+            "SELECT order_id, country FROM marts.fct_orders "
+            "LEFT JOIN marts.dim_customers USING (customer_key)",
+        )
+    )
+    assert countries == {
+        100: "FR",
+        101: "FR",
+        102: "TR",
+        103: "TR",
+        104: "DE",
+        105: "DE",
+        106: None,
+    }
 
 
 def test_history_tables_keep_one_row_per_distinct_version(small_world):

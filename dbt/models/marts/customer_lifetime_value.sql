@@ -21,10 +21,10 @@ customer_orders as (
     select
         user_id,
         count(*) as total_orders,
-        count(*) filter (where status = 'completed') as completed_orders,
-        coalesce(sum(order_total) filter (where status = 'completed'), 0) as lifetime_revenue,
-        min(order_date) filter (where status = 'completed') as first_order_date,
-        max(order_date) filter (where status = 'completed') as last_order_date
+        count(*) filter (where is_completed) as completed_orders,
+        coalesce(sum(order_total) filter (where is_completed), 0) as lifetime_revenue,
+        min(order_date) filter (where is_completed) as first_order_date,
+        max(order_date) filter (where is_completed) as last_order_date
 
     from orders
     group by user_id

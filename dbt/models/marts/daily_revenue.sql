@@ -11,7 +11,7 @@ orders as (
 
 completed_orders as (
 
-    select * from orders where status = 'completed'
+    select * from orders where is_completed
 
 ),
 

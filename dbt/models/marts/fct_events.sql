@@ -1,7 +1,7 @@
 -- Deduplicated events of known types (one row per event_id, at its first arrival's dt).
 -- Incremental per arrival day: see macros/partition_window.sql and the dt_partition strategy
 -- (macros/incremental/). On Spark the table is partitioned by dt (a folder a day), which the
--- strategy rewrites a partition at a time; DuckDB tables have no partitions.
+-- strategy rewrites a partition at a time; dbt-duckdb ignores partition_by on a table.
 
 {{
     config(
@@ -10,7 +10,7 @@
         unique_key='event_id',
         on_schema_change='append_new_columns',
         meta={'partition_column': 'dt'},
-        partition_by=(['dt'] if target.type == 'spark' else none),
+        partition_by=['dt'],
         tags=['partitioned'],
         post_hook="{{ refresh_orphan_flag('is_orphan_user', 'user_id', ref('dim_customers'), 'user_id') }}",
     )

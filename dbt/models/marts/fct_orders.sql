@@ -1,4 +1,6 @@
--- Orders, current version of each (one row per order_id), with totals of their current lines.
+-- Orders, current version of each (one row per order_id), with totals of their current lines
+-- and the customer version they were placed under (customer_key), so that a join to the SCD2
+-- dim_customers on its key gives one row, the customer as they were.
 
 with
 
@@ -15,9 +17,22 @@ order_items as (
 
 ),
 
+customer_versions as (
+
+    select
+        customer_key,
+        user_id,
+        valid_from,
+        valid_to,
+        row_number() over (partition by user_id order by valid_from) = 1 as is_first_version
+
+    from {{ ref('dim_customers') }}
+
+),
+
 customers as (
 
-    select distinct user_id from {{ ref('dim_customers') }}
+    select distinct user_id from customer_versions
 
 ),
 
@@ -39,7 +54,9 @@ final as (
     select
         cast(orders.order_id as bigint) as order_id,
         cast(orders.user_id as bigint) as user_id,
+        cast(customer_versions.customer_key as {{ dbt.type_string() }}) as customer_key,
         cast(orders.status as {{ dbt.type_string() }}) as status,
+        coalesce(orders.status = 'completed', false) as is_completed,
         cast(orders.ordered_at as timestamp) as ordered_at,
         cast(orders.ordered_at as date) as order_date,
         cast(orders.updated_at as timestamp) as updated_at,
@@ -53,6 +70,12 @@ final as (
         on orders.order_id = order_totals.order_id
     left join customers
         on orders.user_id = customers.user_id
+    -- The version valid at ordered_at; an order placed before the first version the
+    -- extraction saw (versions start at their updated_at) is given that first version.
+    left join customer_versions
+        on orders.user_id = customer_versions.user_id
+        and (orders.ordered_at >= customer_versions.valid_from or customer_versions.is_first_version)
+        and (orders.ordered_at < customer_versions.valid_to or customer_versions.valid_to is null)
 
 )
 
