@@ -8,13 +8,19 @@ restored (restore.py checks it all before writing anything).
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from data_platform.operations.backup_store import BackupError, BackupStore, sha256_file
+from data_platform.operations.backup_store import (
+    BackupError,
+    BackupStore,
+    server_side_encryption,
+    sha256_file,
+)
 from data_platform.operations.instance_storage import compute_logs_outside
 from data_platform.operations.snapshot import (
     INSTANCE_DUMP,
@@ -98,6 +104,8 @@ def take_backup(
 ) -> dict:
     """Snapshot everything needed to resume into `dest`; returns the manifest. The staging
     folders of dead backups and restores are swept first, each named on stderr."""
+    # Before the snapshot: a wrong value failed the first put, the whole snapshot taken.
+    server_side_encryption(os.environ)
     check_empty(dest)
     with open_staging(settings.home, "backup") as staging:
         stage_backup(settings, staging, lock_timeout)

@@ -22,10 +22,14 @@ from data_platform.operations.backup import (
     stage_backup,
     store_backup,
 )
-from data_platform.operations.backup_store import BackupError, BackupStore
+from data_platform.operations.backup_store import (
+    BackupError,
+    BackupStore,
+    server_side_encryption,
+)
 from data_platform.operations.staging import UNCLAIMED_STALE_AFTER, StagingFolder, open_staging
 from data_platform.partitions import WAREHOUSE_POOL
-from data_platform.settings import is_whole_number, load_settings
+from data_platform.settings import SettingsError, is_whole_number, load_settings
 
 DEST_VARIABLE = "DATA_PLATFORM_BACKUP_DEST"
 KEEP_VARIABLE = "DATA_PLATFORM_BACKUP_KEEP"
@@ -43,6 +47,15 @@ def keep_count() -> int:
     if not is_whole_number(raw, 1):
         raise dg.Failure(f"{KEEP_VARIABLE}={raw!r} is not a count: set a whole number >= 1, e.g. 7")
     return int(raw)
+
+
+def check_encryption() -> None:
+    """DATA_PLATFORM_BACKUP_SSE's one line, the CLI's (backup_store's SettingsError), raised as
+    this module's other settings fail: a dg.Failure, before the snapshot."""
+    try:
+        server_side_encryption(os.environ)
+    except SettingsError as error:
+        raise dg.Failure(str(error)) from None
 
 
 def backup_root() -> BackupStore:
@@ -113,6 +126,7 @@ def snapshot_platform(context: dg.OpExecutionContext) -> None:
     # A wrong setting stops the run before the copy, not after it.
     backup_root()
     keep_count()
+    check_encryption()
     settings = load_settings()
     staging = open_staging(settings.home, "backup", f"{context.run_id}-", context.log.info)
     try:

@@ -1,7 +1,8 @@
 """Where backups live: a local folder or s3://bucket/prefix, behind one small interface.
 
 S3 goes through boto3 with AWS_ENDPOINT_URL honoured, as the landing zone does, so a backup
-can sit next to the landing zone on any S3-compatible store.
+can sit next to the landing zone on any S3-compatible store; its objects are encrypted there
+when DATA_PLATFORM_BACKUP_SSE asks for it.
 """
 
 from __future__ import annotations
@@ -10,11 +11,19 @@ import functools
 import hashlib
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlparse
 
+from data_platform.settings import SettingsError
+
 CHUNK = 1 << 20
+# Server-side encryption of a backup's S3 objects; unset, none is asked for.
+SSE_VARIABLE = "DATA_PLATFORM_BACKUP_SSE"
+SSE_KMS_KEY_VARIABLE = "DATA_PLATFORM_BACKUP_SSE_KMS_KEY_ID"
+SSE_VALUES = ("AES256", "aws:kms")
 
 
 class BackupError(RuntimeError):
@@ -34,15 +43,48 @@ def sha256_file(path: Path) -> str:
 PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700
 
 
+def _private_file(target: Path) -> BinaryIO:
+    """`target`, emptied and open for writing, its owner's only before a byte is written: a
+    chmod once the download was whole left the salt at the umask's mode (0644) meanwhile, and
+    a file that was there at its own mode while it was copied over."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    try:
+        # A file that was there keeps its mode through O_CREAT, and a umask like 0o277 takes
+        # the owner's write from a new one: set, not assumed.
+        os.fchmod(fd, PRIVATE_FILE)
+        return os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _private_copy(source: Path, target: Path) -> None:
-    with (
-        source.open("rb") as read,
-        os.fdopen(
-            os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE), "wb"
-        ) as write,
-    ):
+    with source.open("rb") as read, _private_file(target) as write:
         shutil.copyfileobj(read, write, CHUNK)
-    target.chmod(PRIVATE_FILE)  # a file that was there kept its mode through O_CREAT
+
+
+def server_side_encryption(environ: Mapping[str, str]) -> dict[str, str]:
+    """What every S3 put of a backup sends (DATA_PLATFORM_BACKUP_SSE): a backup holds the PII
+    salt and raw e-mails, and was stored unencrypted. Unset, nothing, as before: a MinIO without
+    KMS refuses the header. A wrong value is one line (SettingsError, like every setting's)."""
+    sse = environ.get(SSE_VARIABLE, "").strip()
+    key_id = environ.get(SSE_KMS_KEY_VARIABLE, "").strip()
+    if sse and sse not in SSE_VALUES:
+        raise SettingsError(
+            f"{SSE_VARIABLE}={sse!r} is not a server-side encryption: set AES256 or aws:kms "
+            f"(optionally with {SSE_KMS_KEY_VARIABLE}), or unset it for none"
+        )
+    # Ignored, the key would have left the backup unencrypted (SSE unset) or been refused by S3
+    # at the first put, after the whole snapshot (AES256): neither is what its setter meant.
+    if key_id and sse != "aws:kms":
+        raise SettingsError(
+            f"{SSE_KMS_KEY_VARIABLE} is set but {SSE_VARIABLE} is {sse or 'unset'}, not aws:kms "
+            f"(the only encryption with a KMS key): set {SSE_VARIABLE}=aws:kms, or unset "
+            f"{SSE_KMS_KEY_VARIABLE}"
+        )
+    if not sse:
+        return {}
+    return {"ServerSideEncryption": sse, **({"SSEKMSKeyId": key_id} if key_id else {})}
 
 
 @dataclass(frozen=True)
@@ -61,6 +103,11 @@ class BackupStore:
 
         return s3_client()
 
+    @functools.cached_property
+    def _put_args(self) -> dict[str, str]:
+        """Read once per store; take_backup and the schedule check it before their snapshot."""
+        return server_side_encryption(os.environ)
+
     def _key(self, name: str) -> tuple[str, str]:
         parsed = urlparse(self.url)
         prefix = parsed.path.strip("/")
@@ -77,7 +124,7 @@ class BackupStore:
 
     def put(self, local: Path, name: str) -> None:
         if self.is_s3:
-            self._s3.upload_file(str(local), *self._key(name))
+            self._s3.upload_file(str(local), *self._key(name), ExtraArgs=self._put_args)
             return
         target = Path(self.url) / name
         target.parent.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
@@ -90,8 +137,11 @@ class BackupStore:
     def get(self, name: str, local: Path) -> None:
         local.parent.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
         if self.is_s3:
-            self._s3.download_file(*self._key(name), str(local))
-            local.chmod(PRIVATE_FILE)
+            # Into a file made 0600 first: download_file wrote a temporary file at the umask's
+            # mode, chmodded only once whole. Not whole or absent as that one was: a download
+            # cut short raises, and a restore checks every file's checksum before using it.
+            with _private_file(local) as write:
+                self._s3.download_fileobj(*self._key(name), write)
         else:
             _private_copy(Path(self.url) / name, local)
 
