@@ -51,7 +51,7 @@ from data_platform.orchestration import pool_wait
 from data_platform.orchestration.run_health import WORKER_HOST_TAG, announce_run_process
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.build import build_resources
-from data_platform.resources.duckdb_lock import connect_with_lock_wait
+from data_platform.resources.duckdb_lock import LOCK_WAIT_SECONDS, connect_with_lock_wait
 from data_platform.services.config import load_services_config
 from data_platform.services.instance import instance_home, write_instance_yaml
 from data_platform.settings import Settings, SettingsError, load_settings
@@ -1791,7 +1791,7 @@ def test_a_backup_says_when_runs_compute_logs_are_outside_dagster_home(
         assert Path(instance.compute_log_manager._base_dir) == logs  # as Dagster reads it
     duckdb.connect(str(settings.warehouse)).close()
 
-    assert run_backup(settings, str(tmp_path / "backup")) == 0
+    assert run_backup(settings, str(tmp_path / "backup"), LOCK_WAIT_SECONDS) == 0
 
     said = [line for line in capsys.readouterr().err.splitlines() if "compute logs" in line]
     expected = (

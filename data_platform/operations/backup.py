@@ -49,9 +49,7 @@ def check_empty(dest: BackupStore) -> None:
         raise BackupError(f"{dest.url} is not empty: back up into a new folder or prefix")
 
 
-def stage_backup(
-    settings: Settings, staging: Path, lock_timeout: float = LOCK_WAIT_SECONDS
-) -> None:
+def stage_backup(settings: Settings, staging: Path, lock_timeout: float) -> None:
     """The consistent snapshot, into a local folder: the only part that needs the warehouse.
 
     The instance first, then the warehouse (see snapshot.py for why this order), then the
@@ -135,7 +133,7 @@ def compute_logs_left_out(settings: Settings, dest_url: str) -> str | None:
     )
 
 
-def run_backup(settings: Settings, dest_url: str, lock_timeout: float = LOCK_WAIT_SECONDS) -> int:
+def run_backup(settings: Settings, dest_url: str, lock_timeout: float) -> int:
     # Read first: a dagster.yaml that cannot be read is refused before anything is written.
     logs_left_out = compute_logs_left_out(settings, dest_url)
     manifest = take_backup(settings, BackupStore(dest_url), lock_timeout)

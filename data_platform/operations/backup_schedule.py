@@ -29,6 +29,7 @@ from data_platform.operations.backup_store import (
 )
 from data_platform.operations.staging import UNCLAIMED_STALE_AFTER, StagingFolder, open_staging
 from data_platform.partitions import WAREHOUSE_POOL
+from data_platform.resources.duckdb_lock import LOCK_WAIT_SECONDS
 from data_platform.settings import SettingsError, is_whole_number, load_settings
 
 DEST_VARIABLE = "DATA_PLATFORM_BACKUP_DEST"
@@ -130,7 +131,8 @@ def snapshot_platform(context: dg.OpExecutionContext) -> None:
     settings = load_settings()
     staging = open_staging(settings.home, "backup", f"{context.run_id}-", context.log.info)
     try:
-        stage_backup(settings, staging.path)
+        # The CLI's default wait (its --timeout): a run of the schedule has no option to say it.
+        stage_backup(settings, staging.path, LOCK_WAIT_SECONDS)
     except BaseException:
         staging.remove()
         raise
