@@ -3,21 +3,24 @@
     may hold personal data (an e-mail in a signup form, a note). Marts keep only the keys the
     platform knows and uses (the simulator's and DESIGN.md's: channel, page, product_id,
     quantity, order_id, amount, currency), each with its type; every other key is dropped.
-    A string that looks like an e-mail address is dropped too, whatever its key. DESIGN.md:
-    no e-mail address in clear in marts.
+    A string that looks like an e-mail address is dropped too, whatever its key. `page` is a
+    path: its query string and fragment are dropped (`/signup?name=Jane+Doe#step2` ->
+    `/signup`), where forms and trackers put what a visitor typed; nothing left, no page.
+    DESIGN.md: no e-mail address in clear in marts.
 
     published_event_properties(column) -> a JSON document (DuckDB JSON, Spark text) holding
     the allowed keys that are present with a value of their type, in the order below; `{}`
     when none is; NULL for NULL. Same rule on both engines, which each parse the JSON:
       string keys: any non-null value, as text (a number or an object as its JSON text:
-        Spark's from_json reads a string field so);
+        Spark's from_json reads a string field so); path keys: a string key's text up to its
+        first ? or #, dropped when empty;
       bigint keys: a JSON integer within BIGINT; double keys: a JSON number. A value of
         another type is dropped (Spark's from_json gives NULL for it).
 -#}
 {% macro published_event_property_types() -%}
     {{ return([
         ('channel', 'string'),
-        ('page', 'string'),
+        ('page', 'path'),
         ('product_id', 'bigint'),
         ('quantity', 'bigint'),
         ('order_id', 'bigint'),
@@ -35,6 +38,12 @@
 {%- endmacro %}
 
 
+{#- A path key's text without its query string and fragment, NULL when nothing is left. -#}
+{% macro page_path(text) -%}
+    nullif(split_part(split_part({{ text }}, '?', 1), '#', 1), '')
+{%- endmacro %}
+
+
 {% macro published_event_properties(column) -%}
     {{ return(adapter.dispatch('published_event_properties')(column)) }}
 {%- endmacro %}
@@ -46,7 +55,11 @@
         {%- set kind = 'json_type(' ~ column ~ ', ' ~ path ~ ')' %}
         {%- set text = '(' ~ column ~ ' ->> ' ~ path ~ ')' %}
         {{ key }} := case
-            {%- if type == 'string' %}
+            {%- if type == 'path' %}
+            when {{ kind }} <> 'NULL'
+             and not regexp_matches({{ page_path(text) }}, '{{ email_pattern() }}')
+             then {{ page_path(text) }}
+            {%- elif type == 'string' %}
             when {{ kind }} <> 'NULL'
              and not regexp_matches({{ text }}, '{{ email_pattern() }}') then {{ text }}
             {%- elif type == 'bigint' %}
@@ -62,14 +75,16 @@
 {% macro spark__published_event_properties(column) -%}
     {%- set schema -%}
         {%- for key, type in published_event_property_types() -%}
-        {{ key }} {{ type }}{{ ', ' if not loop.last }}
+        {{ key }} {{ 'string' if type == 'path' else type }}{{ ', ' if not loop.last }}
         {%- endfor -%}
     {%- endset -%}
     case when {{ column }} is not null then to_json(named_struct(
         {%- for key, type in published_event_property_types() %}
         {%- set field = 'from_json(' ~ column ~ ", '" ~ schema ~ "')." ~ key %}
         '{{ key }}',
-        {%- if type == 'string' %}
+        {%- if type == 'path' %}
+        case when not ({{ page_path(field) }} rlike '{{ email_pattern() }}') then {{ page_path(field) }} end
+        {%- elif type == 'string' %}
         case when not ({{ field }} rlike '{{ email_pattern() }}') then {{ field }} end
         {%- else %}
         {{ field }}
