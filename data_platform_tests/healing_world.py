@@ -123,16 +123,19 @@ def stop_mid_step(instance: dg.DagsterInstance, run_id: str, step_key: str, pid:
 
 
 def kill_when_ingesting(
-    instance: dg.DagsterInstance, code_server_first: bool = False
+    instance: dg.DagsterInstance, code_server_first: bool = False, canceling: bool = False
 ) -> tuple[dg.DagsterRun, float]:
     """SIGKILL the run worker in its raw/events step; the run and when it was killed.
 
     With `code_server_first`, its parent, the code server, is SIGKILLed first: nobody is left
-    to see the worker die but the monitoring daemon."""
+    to see the worker die but the monitoring daemon. With `canceling`, the run is first asked
+    to stop, as the UI's Terminate does, then killed: a step stuck past the request."""
     run, pid = wait_for(
         "a raw/events step to start", lambda: started_step(instance, "raw__events", "run")
     )
     stop_mid_step(instance, run.run_id, "raw__events", pid)
+    if canceling:
+        instance.report_run_canceling(run, message="Sending run termination request.")
     if code_server_first:
         code_server = psutil.Process(pid).parent()
         assert code_server is not None and "grpc" in " ".join(code_server.cmdline())

@@ -8,9 +8,11 @@ slot is freed, the run is retried for the same day, and the day ends up loaded e
 
 from __future__ import annotations
 
+import time
+
 import dagster as dg
 import duckdb
-from dagster._core.storage.tags import PARENT_RUN_ID_TAG, RETRY_NUMBER_TAG
+from dagster._core.storage.tags import PARENT_RUN_ID_TAG, RETRY_NUMBER_TAG, WILL_RETRY_TAG
 
 from data_platform.orchestration.run_health import worker_pid
 from data_platform_tests.healing_world import (
@@ -103,3 +105,26 @@ def test_a_run_whose_code_server_died_first_is_failed_by_the_monitor_freed_and_r
         assert [r.run_id for r in retries] == [retry.run_id]
         assert retry.tags.get(RETRY_NUMBER_TAG) == "1"
         assert retry.tags.get("dagster/partition") == killed.tags.get("dagster/partition") == DAY
+
+
+def test_a_run_killed_while_being_canceled_is_not_retried(tmp_path):
+    """Terminate asked, then the step's process killed (stuck past the request, or OOM): the code
+    server failed the run with `dagster/will_retry=true` and the daemon retried it, starting
+    again the work someone had stopped. Now its tag says no retry, and none comes."""
+    with daemon_world(tmp_path) as world:
+        instance = world.instance
+        killed, _ = kill_when_ingesting(instance, canceling=True)
+        wait_for(
+            "the retry daemon to tag the run not to be retried",
+            lambda: instance.get_run_by_id(killed.run_id).tags.get(WILL_RETRY_TAG) == "false",
+        )
+        # The retry would have been created within seconds of the tag (3 s, measured before).
+        time.sleep(10)
+        retries = instance.get_runs(filters=dg.RunsFilter(tags={PARENT_RUN_ID_TAG: killed.run_id}))
+        assert retries == []
+        assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
+        wait_for(
+            "the duckdb pool to have no slot claimed",
+            lambda: not instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots,
+            timeout=30,
+        )

@@ -1,4 +1,5 @@
-"""Dagster's run retries, mended for two ways a crashed run was never retried.
+"""Dagster's run retries, mended: two ways a crashed run was never retried, and one way a run
+was retried that had been told to stop.
 
 Dagster's event-log consumer daemon retries a failed run once, when it reads the run's failure
 event: `should_retry` reads the run's `dagster/will_retry` tag, and `retry_run` re-executes the
@@ -17,6 +18,11 @@ run through the run's code location. Its cursor then moves past the event for go
    and is tried again, up to `RELOADS` times: a workspace refresh (every 60 s) begun from the
    dead server before a reload can end after it and put the dead location back.
 
+3. **A canceled run retried.** A run being canceled (the UI's Terminate: CANCELING) whose
+   process is then killed (a stuck step killed by hand, the OOM killer) is failed by its code
+   server with `dagster/will_retry=true`, and was retried: the work someone stopped started
+   again. Such a run is not retried, and its tag says so.
+
 Dagster's own rules are left as they are: max_retries was counted when the run failed, and a
 retry run already created is submitted, not created again.
 """
@@ -29,6 +35,7 @@ from collections.abc import Iterator, Sequence
 import dagster as dg
 from dagster import _check as check
 from dagster._core.errors import DagsterCodeLocationLoadError, DagsterUserCodeUnreachableError
+from dagster._core.storage.tags import WILL_RETRY_TAG
 from dagster._core.workspace.context import IWorkspaceProcessContext
 from dagster._daemon.auto_run_reexecution import auto_run_reexecution
 
@@ -50,8 +57,27 @@ def settled(run: dg.DagsterRun, instance: dg.DagsterInstance) -> dg.DagsterRun:
     return run
 
 
+def was_canceling(run: dg.DagsterRun, instance: dg.DagsterInstance) -> bool:
+    """Whether someone asked the run to stop before it ended (its RUN_CANCELING event)."""
+    canceling = dg.DagsterEventType.RUN_CANCELING
+    return bool(instance.get_records_for_run(run.run_id, of_type=canceling, limit=1).records)
+
+
+def not_canceled(
+    runs: Sequence[dg.DagsterRun], instance: dg.DagsterInstance
+) -> list[dg.DagsterRun]:
+    """`runs` but those that were being canceled, which are tagged not to be retried."""
+    kept = []
+    for run in runs:
+        if was_canceling(run, instance):
+            instance.add_run_tags(run.run_id, {WILL_RETRY_TAG: "false"})
+        else:
+            kept.append(run)
+    return kept
+
+
 def install() -> None:
-    """Install both mends in the daemon's retry loop, which calls `filter_runs_to_should_retry`
+    """Install the mends in the daemon's retry loop, which calls `filter_runs_to_should_retry`
     and `retry_run` through their module: replacing them there is enough. Idempotent."""
     if getattr(auto_run_reexecution.retry_run, "_data_platform_mended", False):
         return
@@ -61,7 +87,9 @@ def install() -> None:
     def filter_settled_runs(
         runs: Sequence[dg.DagsterRun], instance: dg.DagsterInstance
     ) -> Iterator[dg.DagsterRun]:
-        return filter_runs([settled(run, instance) for run in runs], instance)
+        return filter_runs(
+            not_canceled([settled(run, instance) for run in runs], instance), instance
+        )
 
     def retry_run_reloading(
         failed_run: dg.DagsterRun, workspace_context: IWorkspaceProcessContext
