@@ -1,10 +1,10 @@
 """Environment -> typed settings.
 
-Every setting of DESIGN.md's environment table is read here, so a wrong value fails once,
-early, with one line that names the variable and says how to fix it; AWS_ENDPOINT_URL, the AWS
-SDK's own, is checked here too, and every S3 client is made with it (resources/landing.py's
-s3_client). Settings of one command or server (the services' ports, backups' retention, the PII
-salt) are read by the module they configure.
+Every setting of the contract's environment table (README.md, "Environment") is read here, so
+a wrong value fails once, early, with one line that names the variable and says how to fix it;
+AWS_ENDPOINT_URL, the AWS SDK's own, is checked here too, and every S3 client is made with it
+(resources/landing.py's s3_client). Settings of one command or server (the services' ports,
+backups' retention, the PII salt) are read by the module they configure.
 """
 
 from __future__ import annotations
@@ -411,7 +411,7 @@ def parse_memory_limit(raw: str) -> str:
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """Read the environment (DESIGN.md, Environment) into Settings, applying its defaults."""
+    """Read the environment (README.md, "Environment") into Settings, applying its defaults."""
     env = dict(os.environ if environ is None else environ)
     for variable in (SOURCE_DB_URL_VARIABLE, SPARK_REMOTE_VARIABLE, ALERT_WEBHOOK_VARIABLE):
         refuse_padding(env, variable)

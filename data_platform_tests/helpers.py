@@ -95,7 +95,8 @@ def count_records(path: Path, header_lines: int = 0) -> int:
 
 
 def is_contract_event(line: str) -> bool:
-    """An independent reading of DESIGN.md's required rules for one event line."""
+    """An independent reading of the contract's required rules for one event line (stated in
+    data_platform/ingestion/record_rules.py)."""
     return contract_event(line) is not None
 
 

@@ -1,8 +1,8 @@
 """An independent reading of the landing files and the source database, for expected check results.
 
-Plain Python (json, csv, datetime, sqlite3) applying DESIGN.md's required rules, sharing no code
-with ingestion or the checks, so a test can compare a check's figures with numbers it did not
-compute itself.
+Plain Python (json, csv, datetime, sqlite3) applying the contract's required rules (stated in
+data_platform/ingestion/record_rules.py), sharing no code with ingestion or the checks, so a
+test can compare a check's figures with numbers it did not compute itself.
 """
 
 from __future__ import annotations

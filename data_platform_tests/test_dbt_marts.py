@@ -568,8 +568,8 @@ def test_event_properties_in_marts_keep_only_published_keys(small_world):
 
 
 def test_a_column_named_like_pii_in_analytics_fails_the_pii_test(small_world, tmp_path):
-    """DESIGN.md keeps e-mails and names out of analytics as well as marts: a Python asset
-    writing a column named like one is caught, as a mart's would be."""
+    """The contract keeps e-mails and names out of analytics as well as marts (dbt/README.md,
+    "PII"): a Python asset writing a column named like one is caught, as a mart's would be."""
     warehouse, _ = small_world
     leaked = tmp_path / "leaked.duckdb"
     shutil.copy(warehouse, leaked)

@@ -1,4 +1,4 @@
-"""The warehouse on Spark gives the same tables as on DuckDB (DESIGN.md, "Beyond one machine").
+"""The warehouse on Spark gives the same tables as on DuckDB (README.md, "Choosing an engine").
 
 The simulated world is built on DuckDB through the platform (the `platform` fixture of
 test_dbt_marts). A local Spark (a session in this process, local[2], warehouse and Derby

@@ -1,4 +1,5 @@
-"""Landing files -> raw.events / raw.payments / raw.dead_letter, against DESIGN.md's file rules."""
+"""Landing files -> raw.events / raw.payments / raw.dead_letter, against the contract's file
+rules (data_platform/ingestion/record_rules.py)."""
 
 from __future__ import annotations
 

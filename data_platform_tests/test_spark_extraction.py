@@ -1,5 +1,5 @@
-"""The app database extracted on Spark gives DuckDB's raw version logs (DESIGN.md, "Beyond one
-machine").
+"""The app database extracted on Spark gives DuckDB's raw version logs (README.md, "Choosing an
+engine").
 
 A simulated app database (SQLite) is extracted twice, by `extract_incremental` into a DuckDB
 file and by `extract_incremental_on_spark` into a local Spark (a session in this process,

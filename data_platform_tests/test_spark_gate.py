@@ -1,4 +1,4 @@
-"""The Pandera gates on Spark give the DuckDB gate's outcome (DESIGN.md, "Beyond one machine").
+"""The Pandera gates on Spark give the DuckDB gate's outcome (README.md, "Choosing an engine").
 
 The same rows, with known defects, go into a DuckDB table and a local Spark session (local[1],
 one session for the module, no metastore). The DuckDB gate judges them with Pandera (whole, and

@@ -107,7 +107,8 @@ def read_warehouse(path: Path) -> Warehouse:
                 "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
                 [schema, table],
             ).fetchall(),
-            # DESIGN.md's event types, not the check's vocabulary; the check shows its top 10.
+            # The contract's event types (landed_records.KNOWN_EVENT_TYPES), not the check's
+            # vocabulary; the check shows its top 10.
             unknown_event_types=conn.execute(
                 "SELECT event_type, count(*) AS n FROM raw.events "
                 f"WHERE event_type NOT IN ({', '.join('?' for _ in known)}) "

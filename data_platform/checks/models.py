@@ -104,10 +104,11 @@ class RawOrderItems(_VersionLog):
 
 # A version older than its entity (updated_at before created_at / ordered_at) is judged only on
 # the versions the run extracted (pandera_gate.extracted_versions_gate), not on the whole log as
-# the rest of the model is. DESIGN.md does not state the rule, and extraction allows for clock
-# skew: judged on the whole log, one skewed version, kept in raw for good, failed this blocking
-# gate on every later extraction, until someone deleted it from raw by hand. Judged once, it
-# stops the run that brought it (someone should look at the source's clocks) and no other.
+# the rest of the model is. The contract (README.md, "The raw layer") does not state the rule,
+# and extraction allows for clock skew: judged on the whole log, one skewed version, kept in raw
+# for good, failed this blocking gate on every later extraction, until someone deleted it from
+# raw by hand. Judged once, it stops the run that brought it (someone should look at the
+# source's clocks) and no other.
 # Columns nullable and dtypes loose: the whole-log model already reports those.
 class _ExtractedVersions(pa.DataFrameModel):
     updated_at: Series[Timestamp] = timestamp(nullable=True)

@@ -1,4 +1,5 @@
-"""Soft rules: records raw must keep (DESIGN.md) but a person should hear about. WARN only.
+"""Soft rules: records raw must keep (README.md, "Quality gates") but a person should hear
+about. WARN only.
 
 Each rule is a SQL condition over the raw table's rows; per partition of the run, the share of
 rows breaking it is compared with the rule's threshold. These checks never block: the records

@@ -162,8 +162,8 @@ def require_contract(source: sa.Table, table: RawTable, columns: SourceColumns) 
     if columns.missing:
         raise SourceSchemaError(
             f"source table {table.name!r} has no column {', '.join(map(repr, columns.missing))} "
-            "of the contract (DESIGN.md): restore it in the app database (or point "
-            "DATA_PLATFORM_SOURCE_DB_URL at the right one), then re-run the extraction"
+            "of the contract (data_platform/ingestion/tables.py): restore it in the app database "
+            "(or point DATA_PLATFORM_SOURCE_DB_URL at the right one), then re-run the extraction"
         )
     types = {c.name: c.type for c in table.columns}
     for name in columns.contract:

@@ -1,6 +1,6 @@
 """The raw tables: one declaration drives their DDL, the UI's column schema and the docs.
 
-These are contracts (DESIGN.md, The warehouse): dbt sources and tests depend on them.
+These are contracts (README.md, "The raw layer"): dbt sources and tests depend on them.
 """
 
 from __future__ import annotations

@@ -150,7 +150,8 @@ def serve(port: int | None = None) -> int:
     """Serve /metrics on 127.0.0.1 until SIGINT or SIGTERM.
 
     A registry of its own: the default one adds process_* and python_* series, and every name
-    this endpoint serves starts `data_platform_` (DESIGN.md).
+    this endpoint serves starts `data_platform_` (PlatformCollector; README.md, "Operating the
+    platform", lists them).
     """
     settings = load_settings()
     port = settings.metrics_port if port is None else port

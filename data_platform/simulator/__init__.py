@@ -1,4 +1,5 @@
-"""The source simulator behind `data-platform simulate` (DESIGN.md, "Sources: the contracts").
+"""The source simulator behind `data-platform simulate` (the contracts: README.md, "The raw
+layer", and data_platform/ingestion/tables.py).
 
 It writes the three sources of an e-commerce shop, deterministically from a seed: the
 application database (users, products, orders, order_items), JSON-lines event files and

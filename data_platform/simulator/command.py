@@ -1,8 +1,8 @@
 """`data-platform simulate`: the simulator on the command line.
 
-Targets come from the environment (DESIGN.md, Environment) through `load_settings`; the knobs
-are flags. Progress goes to stderr line by line, the summary to stdout, so a script can keep
-the summary and still show a person what is happening.
+Targets come from the environment (README.md, "Environment") through `load_settings`; the
+knobs are flags. Progress goes to stderr line by line, the summary to stdout, so a script can
+keep the summary and still show a person what is happening.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The application database (DESIGN.md source 1) through SQLAlchemy Core, on any URL.
+"""The application database (README.md, "The raw layer") through SQLAlchemy Core, on any URL.
 
 The simulator owns these four tables: it creates them when missing, `simulate` replaces their
 rows with the simulated world in one transaction, and `append_day` inserts and updates rows in

@@ -1,8 +1,9 @@
 """What a simulation wrote: per file, per (source, dt), and the database changes.
 
 `records` counts non-blank lines other than a CSV header, which is exactly the left side of
-DESIGN.md's conservation rule; `hard_defects` is how many of them must end in raw.dead_letter,
-so a test can check ingestion against (records - hard_defects) raw rows without re-parsing.
+the contract's conservation rule (README.md, "Quality gates"); `hard_defects` is how many of
+them must end in raw.dead_letter, so a test can check ingestion against (records -
+hard_defects) raw rows without re-parsing.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 {#-
     The event properties marts publish. `properties` is free-form JSON from the apps: any key
     may hold personal data (an e-mail in a signup form, a note). Marts keep only the keys the
-    platform knows and uses (the simulator's and DESIGN.md's: channel, page, product_id,
-    quantity, order_id, amount, currency), each with its type; every other key is dropped.
+    platform knows and uses (the simulator's and the contract's, as fct_events' description
+    in models/marts/_marts__models.yml lists them: channel, page, product_id, quantity,
+    order_id, amount, currency), each with its type; every other key is dropped.
     A string that looks like an e-mail address is dropped too, whatever its key. `page` is a
     path: its query string and fragment are dropped (`/signup?name=Jane+Doe#step2` ->
     `/signup`), where forms and trackers put what a visitor typed; nothing left, no page.
-    DESIGN.md: no e-mail address in clear in marts.
+    dbt/README.md, "PII": no e-mail address in clear in marts.
 
     published_event_properties(column) -> a JSON document (DuckDB JSON, Spark text) holding
     the allowed keys that are present with a value of their type, in the order below; `{}`

@@ -1,5 +1,5 @@
 {#-
-    Warehouse schema names are a contract (DESIGN.md): staging, snapshots, marts.
+    Warehouse schema names are a contract (dbt/README.md): staging, snapshots, marts.
     dbt's default would prefix them with the target schema (main_staging); use a model's
     custom schema verbatim instead, and the target schema only when none is configured.
 -#}

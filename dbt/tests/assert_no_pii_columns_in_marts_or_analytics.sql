@@ -1,6 +1,7 @@
--- No e-mail address or full name in clear in marts or analytics (DESIGN.md): no column may be
--- named like one, except the salted email_hash; and the free-form document of fct_events
--- (properties) must hold nothing like an e-mail address, in a key or a value, at any depth.
+-- No e-mail address or full name in clear in marts or analytics (dbt/README.md, "PII"): no
+-- column may be named like one, except the salted email_hash; and the free-form document of
+-- fct_events (properties) must hold nothing like an e-mail address, in a key or a value, at
+-- any depth.
 -- Returns the offending columns. Analytics' tables are Python assets built on the marts: their
 -- columns as the last build left them (none before the first).
 -- The refs make the test run after the marts it inspects:

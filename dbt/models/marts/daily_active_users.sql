@@ -1,4 +1,5 @@
--- Per UTC date of occurred_at, the distinct user_ids in fct_events (DESIGN.md definition).
+-- Per UTC date of occurred_at, the distinct user_ids in fct_events (the definition in
+-- _marts__models.yml).
 
 with
 

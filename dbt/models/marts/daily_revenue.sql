@@ -1,5 +1,5 @@
 -- Per UTC date of ordered_at: the orders whose current status is completed, and the sum of
--- quantity x unit_price of their current items (DESIGN.md definition).
+-- quantity x unit_price of their current items (the definition in _marts__models.yml).
 
 with
 
