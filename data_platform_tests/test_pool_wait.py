@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -211,8 +210,7 @@ def test_a_run_on_a_code_server_elsewhere_is_never_called_dead_here(instance):
         RemoteRepositoryOrigin,
     )
 
-    from data_platform.orchestration.heartbeat import beat, heartbeat_key
-    from data_platform.orchestration.run_health import WORKER_HOST_TAG, check_worker
+    from data_platform.orchestration.run_health import WORKER_HOST_TAG, check_worker, this_host
     from data_platform.orchestration.run_launcher import worker_host
 
     def run_served_by(host: str) -> dg.DagsterRun:
@@ -221,21 +219,33 @@ def test_a_run_on_a_code_server_elsewhere_is_never_called_dead_here(instance):
         return dg.DagsterRun(job_name="job", run_id=str(uuid.uuid4()), remote_job_origin=origin)
 
     assert worker_host(run_served_by("code-server")) == "code-server"
-    assert worker_host(run_served_by("127.0.0.1")) == worker_host(dg.DagsterRun(job_name="j"))
+    # A server at localhost may be a container of its own pids: not this host either.
+    assert worker_host(run_served_by("127.0.0.1")) == "127.0.0.1"
+    assert worker_host(dg.DagsterRun(job_name="j")) == this_host()
     # What the monitoring daemon then does with a dead-looking pid: nothing, it is not here.
-    # An earlier run's beat under the same host and pid says nothing of this one either.
-    key = heartbeat_key("code-server", os.getpid())
-    earlier = json.dumps({"run_id": "earlier", "at": time.time() - 60, "every": 10})
-    instance.run_storage.set_cursor_values({key: earlier})
-    run_id = fake_run(instance, os.getpid(), hold_slot=False)
+    run_id = fake_run(instance, dead_pid(), hold_slot=False)
     instance.add_run_tags(run_id, {WORKER_HOST_TAG: "code-server"})
     health = check_worker(instance, instance.get_run_by_id(run_id))
     assert health.status.value == "RUNNING" and "no heartbeat" in health.msg
-    # That container restarted and numbers its processes from the same pids: a later run
-    # beating on this run's pid means its process is gone (it waited for a silence for good).
-    beat(instance, "later", "code-server", 10)
-    health = check_worker(instance, instance.get_run_by_id(run_id))
-    assert health.status.value == "FAILED" and "now beats for run later" in health.msg
+
+
+def test_a_later_run_of_the_same_pid_leaves_a_dead_runs_beat(instance):
+    """Beats were kept per host and pid. A container restarted under its name numbers its
+    processes from the same pids: a short later run of the dead run's pid deleted the dead
+    run's last beat when it ended, and the dead run, "never beat", kept its slot for good."""
+    from data_platform.orchestration.heartbeat import STALE_BEATS, beat, forget_beat
+    from data_platform.orchestration.run_health import WORKER_HOST_TAG, check_worker
+
+    dead, later = (fake_run(instance, 2, hold_slot=False) for _ in range(2))
+    for run_id in (dead, later):
+        instance.add_run_tags(run_id, {WORKER_HOST_TAG: "code-server"})
+    beat(instance, dead, 0.01)
+    time.sleep(STALE_BEATS * 0.01 + 0.1)
+    beat(instance, later, 10)
+    forget_beat(instance, later)  # the later run's plan ended
+    health = check_worker(instance, instance.get_run_by_id(dead))
+    assert health.status.value == "FAILED" and "no heartbeat for" in health.msg, health.msg
+    assert release_dead_runs(instance) and instance.get_run_by_id(dead).status.value == "FAILURE"
 
 
 def test_only_a_process_seen_alive_or_beating_is_proven_alive(instance):
@@ -249,7 +259,7 @@ def test_only_a_process_seen_alive_or_beating_is_proven_alive(instance):
     beating, never_beat = (fake_run(instance, os.getpid(), hold_slot=False) for _ in range(2))
     for run_id in (beating, never_beat):
         instance.add_run_tags(run_id, {WORKER_HOST_TAG: f"host-of-{run_id}"})
-    beat(instance, beating, f"host-of-{beating}", 10)
+    beat(instance, beating, 10)
     unannounced = instance.add_run(
         dg.DagsterRun(job_name="j", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED)
     ).run_id
@@ -307,12 +317,10 @@ def test_a_run_on_another_machine_that_stops_beating_is_failed_and_its_slot_free
     try:
         assert process.stdout.readline() == "writing\n"
         [run] = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
-        host = run.tags[run_health.WORKER_HOST_TAG]
         monkeypatch.setattr(run_health, "this_host", lambda: "the-monitor")
 
         def beat_of_run() -> tuple[float, float] | None:
-            last = last_beat(instance, host, process.pid)
-            return (last[1], last[2]) if last and last[0] == run.run_id else None
+            return last_beat(instance, run.run_id)
 
         assert wait_until(beat_of_run, 60), "the run never beat"
         first, every = beat_of_run()
@@ -346,21 +354,57 @@ def test_a_run_on_another_machine_that_stops_beating_is_failed_and_its_slot_free
     assert len(done) == 2 and run.run_id in done[0] and run.run_id in done[1]
 
 
+def test_a_run_in_another_pid_namespace_is_judged_by_its_beats(instance):
+    """A run process in a container of the judge's host name (`network_mode: host`): its pid
+    was looked up in the judge's own pid namespace, where it is another process or none, so a
+    live run was failed (its slot freed while it wrote) or a dead one kept its slot. The run's
+    host says its pid namespace: it is judged by its beats, alive while it beats, then dead."""
+    from data_platform.orchestration import run_health
+    from data_platform.orchestration.heartbeat import STALE_BEATS
+
+    env = {**os.environ, "DAGSTER_HOME": str(instance.root_directory)}
+    # Python is the namespace's init (pid 1), killed with unshare (--kill-child).
+    container = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
+    if subprocess.run([*container, "true"], capture_output=True).returncode != 0:
+        pytest.skip("no new pid namespace here (unshare needs CAP_SYS_ADMIN)")
+    process = subprocess.Popen(
+        [*container, sys.executable, "-c", SLEEPING_RUN], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout.readline() == "writing\n"
+        [run] = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+        announced, _ = run_health.worker_pid(instance, run.run_id)
+        assert run.tags[run_health.WORKER_HOST_TAG] != run_health.this_host()
+        assert announced == 1  # here, pid 1 is this machine's init: alive for good
+        health = run_health.check_worker(instance, run)
+        assert health.status.value == "RUNNING" and " beat " in health.msg, health.msg
+        assert release_dead_runs(instance) == []
+    finally:
+        process.kill()
+        process.wait()
+    assert wait_until(
+        lambda: run_health.check_worker(instance, run).status.value == "FAILED",
+        STALE_BEATS * 0.3 + 30,
+    ), run_health.check_worker(instance, run).msg
+    release_dead_runs(instance)
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert not instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots
+
+
 # A run whose step waits until the run's beat is stored, says so with the beat, and ends.
 BEAT_THEN_END = """
-import os, time, dagster as dg
+import time, dagster as dg
 from data_platform.orchestration import heartbeat
-from data_platform.orchestration.run_health import this_host
 
 heartbeat.install(0.1)
 
 @dg.op
 def wait_for_a_beat(context):
     deadline = time.monotonic() + 60
-    while heartbeat.last_beat(context.instance, this_host(), os.getpid()) is None:
+    while heartbeat.last_beat(context.instance, context.run_id) is None:
         assert time.monotonic() < deadline, "no beat within 60 s"
         time.sleep(0.05)
-    print("beat", heartbeat.last_beat(context.instance, this_host(), os.getpid())[0], flush=True)
+    print("beat", context.run_id, flush=True)
 
 @dg.job
 def beating():
@@ -372,11 +416,9 @@ with dg.DagsterInstance.get() as instance:
 
 
 def test_a_run_that_ends_deletes_its_beat(instance):
-    """A beat's key is kept per host and pid; with a container per run (a pod named anew
-    each time) the keys grew by one per run for good. The run's beat is deleted when its plan
-    ends (seen stored during its step)."""
+    """A beat's key is the run's: kept, the keys grew by one per run for good. The run's beat
+    is deleted when its plan ends (seen stored during its step)."""
     from data_platform.orchestration.heartbeat import heartbeat_key
-    from data_platform.orchestration.run_health import this_host, worker_pid
 
     env = {**os.environ, "DAGSTER_HOME": str(instance.root_directory)}
     done = subprocess.run(
@@ -385,17 +427,15 @@ def test_a_run_that_ends_deletes_its_beat(instance):
     assert done.returncode == 0, done.stderr[-2000:]
     [run] = instance.get_runs()
     assert done.stdout.splitlines() == [f"beat {run.run_id}"]
-    pid, _ = worker_pid(instance, run.run_id)
-    assert not instance.run_storage.get_cursor_values({heartbeat_key(this_host(), pid)})
+    assert not instance.run_storage.get_cursor_values({heartbeat_key(run.run_id)})
 
 
 # A plan whose concurrency context fails to enter (Dagster's own __enter__ raising), then a
 # wait longer than a few beats: what the process stored under its key after the failure.
 ENTER_FAILS = """
-import os, time, uuid, dagster as dg
+import time, uuid, dagster as dg
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 from data_platform.orchestration import heartbeat
-from data_platform.orchestration.run_health import this_host
 
 def refused(self):
     raise RuntimeError("enter refused")
@@ -410,7 +450,7 @@ with dg.DagsterInstance.get() as instance:
     except RuntimeError:
         pass
     time.sleep(0.5)
-    print(heartbeat.last_beat(instance, this_host(), os.getpid()), flush=True)
+    print(heartbeat.last_beat(instance, run.run_id), flush=True)
 """
 
 
@@ -426,9 +466,9 @@ def test_a_plan_that_fails_to_start_never_beats(instance):
 
 
 @pytest.mark.parametrize("storage", ["sqlite", "postgres"])
-def test_forgetting_a_beat_leaves_a_later_one(storage, tmp_path, request):
+def test_forgetting_a_beat_leaves_another_runs(storage, tmp_path, request):
     """Dagster's key-value store has no delete: `forget_beat` deletes through the run storage's
-    own table, on either storage."""
+    own table, on either storage, the one run's beat only."""
     from data_platform.orchestration.heartbeat import beat, forget_beat, last_beat
 
     home = tmp_path / "dagster_home"
@@ -436,12 +476,13 @@ def test_forgetting_a_beat_leaves_a_later_one(storage, tmp_path, request):
     if storage == "postgres":
         write_postgres_instance(home, request.getfixturevalue("postgres_url"))
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        stored = beat(instance, "this-run", "a-host", 10)
-        later = beat(instance, "later-run", "a-host", 10)
-        forget_beat(instance, "a-host", stored)
-        assert last_beat(instance, "a-host", os.getpid())[0] == "later-run"
-        forget_beat(instance, "a-host", later)
-        assert last_beat(instance, "a-host", os.getpid()) is None
+        beat(instance, "this-run", 10)
+        beat(instance, "other-run", 5)
+        forget_beat(instance, "this-run")
+        assert last_beat(instance, "this-run") is None
+        assert last_beat(instance, "other-run")[1] == 5
+        forget_beat(instance, "other-run")
+        assert last_beat(instance, "other-run") is None
 
 
 # A run executed as `data-platform materialize` executes one with DATA_PLATFORM_EXECUTOR=celery

@@ -7,19 +7,21 @@ goes (a node lost, the container OOM-killed with its code server) nothing did, a
 kept its `duckdb` slot for good: every later warehouse step waited behind it.
 
 So the process that executes a run's steps beats: every `every` seconds it stores the time in
-the instance's key-value store, which every host shares, under a key of its host and pid (the
-pid the run announced), deleted when the run's plan ends: a container per run (Kubernetes
-names each pod anew) would otherwise leave a key per run for good. A run of
-another host whose last beat is older than `STALE_BEATS` beats is dead. The beat carries its
-interval, so the judge needs no setting of its own. It compares the beat's clock with its own:
-hosts whose clocks differ by a minute or more need a longer interval.
+the instance's key-value store, which every host shares, under the run's own key, deleted when
+the run's plan ends. A run of another host whose last beat is older than `STALE_BEATS` beats is
+dead. The key was once its host and pid: a restarted container numbers its processes from the
+same pids under the same name, and a later run of that pid deleted, when it ended, the beat a
+dead run had left there, which was then read as "never beat" (alive) for good. A run's own key
+is written and deleted by that run alone; a crashed run leaves its key (one small row).
+
+The beat carries its interval, so the judge needs no setting of its own. It compares the beat's
+clock with its own: hosts whose clocks differ by a minute or more need a longer interval.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 
@@ -36,42 +38,36 @@ _KEY_PREFIX = "data_platform/heartbeat"
 logger = logging.getLogger(__name__)
 
 
-def heartbeat_key(host: str, pid: int) -> str:
-    return f"{_KEY_PREFIX}/{host}/{pid}"
+def heartbeat_key(run_id: str) -> str:
+    return f"{_KEY_PREFIX}/{run_id}"
 
 
-def beat(instance: dg.DagsterInstance, run_id: str, host: str, every: float) -> str:
-    """Store this process's beat for `run_id`; returns the value stored."""
-    value = json.dumps({"run_id": run_id, "at": time.time(), "every": every})
-    instance.run_storage.set_cursor_values({heartbeat_key(host, os.getpid()): value})
-    return value
+def beat(instance: dg.DagsterInstance, run_id: str, every: float) -> None:
+    """Store a beat of `run_id` now, saying the next is due in `every` seconds."""
+    value = json.dumps({"at": time.time(), "every": every})
+    instance.run_storage.set_cursor_values({heartbeat_key(run_id): value})
 
 
-def forget_beat(instance: dg.DagsterInstance, host: str, value: str) -> None:
-    """Delete this process's beat if it is still `value`, the last one it stored: a later beat
-    under the key (another run of this pid) is left. Dagster's key-value store has no delete,
-    so its table is used: the same on SQLite and PostgreSQL."""
+def forget_beat(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Delete the run's beat. Dagster's key-value store has no delete, so its table is used:
+    the same on SQLite and PostgreSQL."""
     storage = instance.run_storage
     if not isinstance(storage, SqlRunStorage):
         return
     with storage.connect() as conn:
         conn.execute(
-            KeyValueStoreTable.delete().where(
-                (KeyValueStoreTable.c.key == heartbeat_key(host, os.getpid()))
-                & (KeyValueStoreTable.c.value == value)
-            )
+            KeyValueStoreTable.delete().where(KeyValueStoreTable.c.key == heartbeat_key(run_id))
         )
 
 
-def last_beat(instance: dg.DagsterInstance, host: str, pid: int) -> tuple[str, float, float] | None:
-    """(run id, when, interval) of the last beat of process `pid` on `host`, whichever run it
-    was executing (a pid serves one run after another); None if it never beat."""
-    key = heartbeat_key(host, pid)
+def last_beat(instance: dg.DagsterInstance, run_id: str) -> tuple[float, float] | None:
+    """(when, interval) of the run's last beat; None if it never beat (or its plan ended)."""
+    key = heartbeat_key(run_id)
     raw = instance.run_storage.get_cursor_values({key}).get(key)
     if not raw:
         return None
     value = json.loads(raw)
-    return value["run_id"], value["at"], value["every"]
+    return value["at"], value["every"]
 
 
 def silent_too_long(at: float, every: float, now: float) -> bool:
@@ -83,9 +79,8 @@ class _Beating:
     fails (the database busy) is logged and tried again at the next one, and a delete that fails
     is logged: neither may fail the run."""
 
-    def __init__(self, instance: dg.DagsterInstance, run_id: str, host: str, every: float):
-        self._instance, self._run_id, self._host = instance, run_id, host
-        self._last: str | None = None
+    def __init__(self, instance: dg.DagsterInstance, run_id: str, every: float):
+        self._instance, self._run_id = instance, run_id
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, args=(every,), daemon=True)
         self._thread.start()
@@ -93,7 +88,7 @@ class _Beating:
     def _loop(self, every: float) -> None:
         while True:
             try:
-                self._last = beat(self._instance, self._run_id, self._host, every)
+                beat(self._instance, self._run_id, every)
             except Exception as error:  # the run goes on; the next beat tries again
                 logger.warning(f"run {self._run_id}: heartbeat not stored: {error}")
             if self._stop.wait(every):
@@ -102,10 +97,10 @@ class _Beating:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        if self._thread.is_alive() or self._last is None:
+        if self._thread.is_alive():
             return  # a beat still being stored would outlive the delete
         try:
-            forget_beat(self._instance, self._host, self._last)
+            forget_beat(self._instance, self._run_id)
         except Exception as error:
             logger.warning(f"run {self._run_id}: heartbeat not deleted: {error}")
 
@@ -126,17 +121,17 @@ def install(every: float) -> None:
             this_host,
         )
 
-        # The launcher tagged the host it reaches the code server by ("code-server"), which need
-        # not be this machine's name, under which the beats are kept: the judge reads the tag.
-        host = this_host()
-        self._instance.add_run_tags(self._run_id, {WORKER_HOST_TAG: host})
-        # The judge needs the pid the beats are kept under, and some executors announce none.
+        # The launcher tagged the host it reaches the code server by ("code-server"), which
+        # need not be this process's host: the judge reads the tag, to check a pid here or
+        # wait for beats.
+        self._instance.add_run_tags(self._run_id, {WORKER_HOST_TAG: this_host()})
+        # The judge needs the run's pid, and some executors announce none.
         announce_run_process(self._instance, self._run_id)
         entered = enter(self)
         # Beating once entered: an enter that raised never reaches __exit__, so a thread
         # started before it beat for the process's life and its beat was never deleted.
         every_now = InstanceConcurrencyContext._data_platform_heartbeat
-        self._data_platform_beating = _Beating(self._instance, self._run_id, host, every_now)
+        self._data_platform_beating = _Beating(self._instance, self._run_id, every_now)
         return entered
 
     def beating_exit(self: InstanceConcurrencyContext, *exc: object) -> None:

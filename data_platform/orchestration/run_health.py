@@ -6,11 +6,14 @@ run was executed in-process by `data-platform materialize`: the run stays STARTE
 keeps its `duckdb` pool slot, so every later warehouse step waits behind it. Every run process
 announces its pid in an engine event; a pid that is gone, or now belongs to a younger process,
 means the worker is dead. A run whose process is on another host is judged by its heartbeat
-instead (`heartbeat.py`): its pid means nothing here.
+instead (`heartbeat.py`): its pid means nothing here. Nor does it in another pid namespace of
+this machine (a container sharing the host's name and network): the host of a run is its
+machine's name and its pid namespace.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -20,7 +23,12 @@ import psutil
 from dagster._core.events import EngineEventData
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
-from data_platform.orchestration.heartbeat import STALE_BEATS, last_beat, silent_too_long
+from data_platform.orchestration.heartbeat import (
+    STALE_BEATS,
+    forget_beat,
+    last_beat,
+    silent_too_long,
+)
 
 # Set on every run this platform starts a process for: its pid is only meaningful on that host.
 WORKER_HOST_TAG = "data_platform/worker_host"
@@ -40,8 +48,23 @@ _NOT_ANNOUNCED = "no run process announced yet"
 _NEVER_BEAT = "no heartbeat"
 
 
+@functools.cache
+def _pid_namespace() -> str | None:
+    """This process's pid namespace (Linux), which a process's pid is a number of."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return None
+
+
 def this_host() -> str:
-    return socket.gethostname()
+    """Where a pid of this process means this process: the machine's name, and on Linux its
+    pid namespace. A container with the host's name (`network_mode: host`, `hostNetwork`) has
+    pids of its own: a run's pid from there was looked up here, and a dead run was called alive
+    (its pid here a kernel thread) or a live one dead (no such pid here), its slot freed."""
+    namespace = _pid_namespace()
+    name = socket.gethostname()
+    return name if namespace is None else f"{name} (pid namespace {namespace})"
 
 
 def worker_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
@@ -92,7 +115,7 @@ def check_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHe
     pid, announced_at = announced
     host = run.tags.get(WORKER_HOST_TAG)
     if host is not None and host != this_host():
-        return _check_heartbeat(instance, run, host, pid, announced_at)
+        return _check_heartbeat(instance, run, host, pid)
     try:
         process = psutil.Process(pid)
         started, status = process.create_time(), process.status()
@@ -112,24 +135,14 @@ def check_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHe
 
 
 def _check_heartbeat(
-    instance: dg.DagsterInstance, run: dg.DagsterRun, host: str, pid: int, announced_at: float
+    instance: dg.DagsterInstance, run: dg.DagsterRun, host: str, pid: int
 ) -> CheckRunHealthResult:
     """A run whose process is on another host: judged by its heartbeat (heartbeat.py)."""
-    last = last_beat(instance, host, pid)
+    last = last_beat(instance, run.run_id)
     if last is None:
         # Between its RUN_START and its plan, or a version that did not beat: no slot held yet.
         return _never_beat(host)
-    beat_run, at, every = last
-    if beat_run != run.run_id:
-        # A restarted container numbers its processes from the same low pids, under the same
-        # host name: a later run beating on this pid means this run's process is gone. An
-        # earlier run's beat says nothing of this one.
-        if at > announced_at:
-            return CheckRunHealthResult(
-                WorkerStatus.FAILED,
-                f"run process {pid} on {host} is gone (that pid now beats for run {beat_run})",
-            )
-        return _never_beat(host)
+    at, every = last
     now = time.time()
     silent = now - at
     if silent_too_long(at, every, now):
@@ -161,10 +174,11 @@ def _end(instance: dg.DagsterInstance, run: dg.DagsterRun, reason: str) -> str:
     if run.status == _CANCELING:
         message = f"Run {run.run_id} marked canceled: {reason}."
         instance.report_run_canceled(run, message=message)
-        return message
-    message = f"Run {run.run_id} marked failed: {reason}."
-    instance.report_engine_event(message, run)
-    instance.report_run_failed(run)
+    else:
+        message = f"Run {run.run_id} marked failed: {reason}."
+        instance.report_engine_event(message, run)
+        instance.report_run_failed(run)
+    forget_beat(instance, run.run_id)  # ended: its beat, if its process left one, says nothing
     return message
 
 

@@ -15,20 +15,21 @@ from dagster._serdes import ConfigurableClassData
 from data_platform.orchestration import run_retries
 from data_platform.orchestration.run_health import WORKER_HOST_TAG, check_worker, this_host
 
-_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
-
 
 def worker_host(run: dg.DagsterRun) -> str:
-    """The machine the run's process will run on: its code server's.
+    """The host the run's process will run on: its code server's, until the process tags its
+    own (`heartbeat.install`, as its plan starts).
 
-    A code server the launcher spawned itself (`dagster dev`, a workspace of modules) runs on
-    this machine; one reached over gRPC (`dagster code-server start` in another container) runs
+    A code server the launcher spawned itself (`dagster dev`, a workspace of modules) runs here,
+    its child; one reached over gRPC (`dagster code-server start` in another container) runs
     on its host, where this machine cannot see the run's pid. Tagged with this machine instead,
     a live run there was called dead (its pid is not here), failed and its pool slot freed
-    while it still wrote."""
+    while it still wrote. That holds for `localhost` too: a server there may be a container of
+    its own pid namespace (this_host), so its run is judged by beats, not pids, until it says
+    where it is."""
     origin = run.remote_job_origin
     host = getattr(origin.repository_origin.code_location_origin, "host", None) if origin else None
-    return this_host() if host is None or host in _LOCAL_HOSTS | {this_host()} else host
+    return this_host() if host is None else host
 
 
 class HealthCheckedRunLauncher(dg.DefaultRunLauncher):
