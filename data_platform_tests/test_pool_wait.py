@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -294,6 +296,25 @@ with dg.DagsterInstance.get() as instance:
 """
 
 
+@contextmanager
+def sleeping_run(
+    instance: dg.DagsterInstance, wrapper: tuple[str, ...] = ()
+) -> Iterator[tuple[subprocess.Popen, dg.DagsterRun]]:
+    """SLEEPING_RUN in a process of its own (started by `wrapper`, if any), its process and run
+    once its step holds the slot; killed on leaving."""
+    env = {**os.environ, "DAGSTER_HOME": str(instance.root_directory)}
+    process = subprocess.Popen(
+        [*wrapper, sys.executable, "-c", SLEEPING_RUN], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout.readline() == "writing\n"
+        [run] = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+        yield process, run
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_a_run_on_another_machine_that_stops_beating_is_failed_and_its_slot_freed(
     instance, monkeypatch
 ):
@@ -310,13 +331,7 @@ def test_a_run_on_another_machine_that_stops_beating_is_failed_and_its_slot_free
 
     now = [0.0]
     monkeypatch.setattr(run_health, "time", SimpleNamespace(time=lambda: now[0]))
-    env = {**os.environ, "DAGSTER_HOME": str(instance.root_directory)}
-    process = subprocess.Popen(
-        [sys.executable, "-c", SLEEPING_RUN], env=env, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout.readline() == "writing\n"
-        [run] = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+    with sleeping_run(instance) as (process, run):
         monkeypatch.setattr(run_health, "this_host", lambda: "the-monitor")
 
         def beat_of_run() -> tuple[float, float] | None:
@@ -334,9 +349,6 @@ def test_a_run_on_another_machine_that_stops_beating_is_failed_and_its_slot_free
         health = run_health.check_worker(instance, run)
         assert health.status.value == "RUNNING" and " beat " in health.msg, health.msg
         assert release_dead_runs(instance) == []
-    finally:
-        process.kill()
-        process.wait()
     # Killed: its last beat stays. Silent up to STALE_BEATS beats it is alive, past them dead.
     at, _ = beat_of_run()
     for silent, alive in ((0.2, True), (limit - 0.05, True), (limit + 0.05, False)):
@@ -362,26 +374,17 @@ def test_a_run_in_another_pid_namespace_is_judged_by_its_beats(instance):
     from data_platform.orchestration import run_health
     from data_platform.orchestration.heartbeat import STALE_BEATS
 
-    env = {**os.environ, "DAGSTER_HOME": str(instance.root_directory)}
     # Python is the namespace's init (pid 1), killed with unshare (--kill-child).
-    container = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
+    container = ("unshare", "--pid", "--fork", "--mount-proc", "--kill-child")
     if subprocess.run([*container, "true"], capture_output=True).returncode != 0:
         pytest.skip("no new pid namespace here (unshare needs CAP_SYS_ADMIN)")
-    process = subprocess.Popen(
-        [*container, sys.executable, "-c", SLEEPING_RUN], env=env, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout.readline() == "writing\n"
-        [run] = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+    with sleeping_run(instance, container) as (_, run):
         announced, _ = run_health.worker_pid(instance, run.run_id)
         assert run.tags[run_health.WORKER_HOST_TAG] != run_health.this_host()
         assert announced == 1  # here, pid 1 is this machine's init: alive for good
         health = run_health.check_worker(instance, run)
         assert health.status.value == "RUNNING" and " beat " in health.msg, health.msg
         assert release_dead_runs(instance) == []
-    finally:
-        process.kill()
-        process.wait()
     assert wait_until(
         lambda: run_health.check_worker(instance, run).status.value == "FAILED",
         STALE_BEATS * 0.3 + 30,
