@@ -365,6 +365,53 @@ def test_a_file_landed_but_never_committed_is_adopted_not_rewritten(stream, sink
     assert_exactly_once(stream, ids)
 
 
+def test_a_group_that_never_committed_adopts_files_past_a_stretch_that_left_none(stream, sinks):
+    """A batch of dead letters only (here a lone tombstone) leaves no file. A group that never
+    committed (renamed, or its offsets expired) adopted the files before it, then stopped
+    looking: every later range was landed again with other bounds, its events twice."""
+    before, after = [f"b-{i}" for i in range(300)], [f"a-{i}" for i in range(300)]
+    first = sinks.thread(max_batch_messages=100, max_batch_seconds=0.3)
+    wait_committed(stream, {**produce(stream, [event(i) for i in before], partition=0), 1: -1001})
+    wait_committed(stream, {**produce(stream, [None], partition=0), 1: -1001})
+    ends = produce(stream, [event(i) for i in after], partition=0)
+    wait_committed(stream, {**ends, 1: -1001})
+    first.stop()
+    files_before = sorted(f[:4] for f in landed(stream))
+    # The tombstone at 300 was a batch of its own: dead-lettered, no file.
+    ranges = [(0, 99), (100, 199), (200, 299), (301, 400), (401, 500), (501, 600)]
+    assert [f[2:4] for f in files_before] == ranges
+    stream["group"] += "-again"
+    second = sinks.thread(max_batch_messages=70, max_batch_seconds=0.3)
+    wait_committed(stream, {**ends, 1: -1001})
+    second.stop()
+    assert sorted(f[:4] for f in landed(stream)) == files_before
+    assert sum("adopting landed offsets" in line for line in second.lines) == 6
+    assert_exactly_once(stream, before + after)
+
+
+def test_a_log_start_inside_a_landed_file_adopts_the_rest_of_it(tmp_path):
+    """Retention may move a partition's first offset into a landed file: a group starting there
+    skips to the file's end; a batch from a gap ends before the next file."""
+    from data_platform.stream.adoption import Adoption
+    from data_platform.stream.batch import batch_key
+
+    landing, day, topic_id = LandingZone(url=str(tmp_path)), date(2026, 1, 5), "ab" * 16
+    for first, last in ((0, 9), (12, 20)):
+        (tmp_path / batch_key(day, topic_id, 0, first, last)).parent.mkdir(
+            parents=True, exist_ok=True
+        )
+        (tmp_path / batch_key(day, topic_id, 0, first, last)).write_text("{}\n")
+    (tmp_path / batch_key(day, "cd" * 16, 0, 10, 11)).write_text("{}\n")  # another incarnation
+    adoption = Adoption(landing)
+    adoption.assign({0}, topic_id)
+    assert adoption.landed_end(0, day, 5) == 9 and adoption.skip_below == {0: 10}
+    assert adoption.landed_end(0, day, 10) is None and adoption.skip_below == {}
+    assert adoption.next_landed(0, day, 10) == 12
+    assert adoption.landed_end(0, day, 20) == 20
+    assert adoption.next_landed(0, day, 21) is None
+    assert adoption.landed_end(1, day, 5) is None and adoption.landed_end(0, None, 5) is None
+
+
 def noon(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp() * 1000)
 
@@ -800,6 +847,31 @@ def test_a_landing_zone_that_refuses_the_file_is_one_line_and_exit_1(
     [line] = [line for line in log.splitlines() if expected in line]
     assert line.startswith("data-platform consume: landing zone"), log
     assert committed(stream) != ends  # nothing committed past a file that is not there
+
+
+def test_a_broker_that_stops_answering_mid_flush_is_one_line_and_exit_1(
+    kafka_broker, stream, sinks
+):
+    """The broker frozen while a batch waited: the topic's id, read before the flush, timed out
+    as Python's bare TimeoutError, which fell to the CLI's path-error branch: exit 2 (a wrong
+    setting's status) and `data-platform: : fix the path or the setting that names it`."""
+    from data_platform.services.process import read_pid
+
+    sink = sinks.process("sink", "--max-batch-seconds", "4")
+    sink.wait_for("assigned partitions")
+    produce(stream, [event(f"e-{i}") for i in range(10)], partition=0)
+    time.sleep(1.5)  # fetched (the sink polls every 0.5 s), its batch 2.5 s from its flush
+    broker = read_pid(kafka_broker.pid_file)
+    os.kill(broker, signal.SIGSTOP)
+    try:
+        status = sink.process.wait(60)
+    finally:
+        os.kill(broker, signal.SIGCONT)
+    log = sink.text()
+    assert status == 1 and "Traceback" not in log, log
+    [line] = [line for line in log.splitlines() if line.startswith("data-platform")]
+    assert line == f"data-platform consume: Kafka at {stream['bootstrap']}: no answer within 10 s"
+    assert committed(stream)[0] < 0  # nothing committed past a file that is not there
 
 
 def test_simulate_to_kafka_lands_the_simulated_events_and_their_defects(

@@ -136,6 +136,8 @@ class Batch:
     first: int
     opened_at: float
     room: int  # messages to the flush: max_batch_messages less the dead letters held
+    # The first offset of the next file already landed (adoption.py): the batch ends before it.
+    end_before: int | None = None
     size: int = 0  # bytes of the values held, dead letters' included
     messages: list[Message] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)

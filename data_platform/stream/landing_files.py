@@ -84,20 +84,18 @@ def remove_partials(landing: LandingZone, topic_id: str, partitions: set[int]) -
         return landing.remove_partials("events/", abandoned)
 
 
-def published_batch(
-    landing: LandingZone, day: date, topic_id: str, partition: int, first: int
-) -> int | None:
-    """The last offset of a file already landed for this partition of this topic incarnation
-    from offset `first`, if any.
-
-    Only the first batch after a partition is assigned can meet one: the previous owner landed
-    it and stopped (crash, kill -9, lost partition) before its commit. A file of another
-    incarnation with the same partition and offsets holds other messages.
+def landed_ranges(
+    landing: LandingZone, day: date, topic_id: str, partition: int
+) -> list[tuple[int, int]]:
+    """The (first, last) offsets of every file landed in `day`'s folder for this partition of
+    this topic incarnation, in order: what a previous owner (or an earlier group) landed,
+    committed or not. A file of another incarnation with the same offsets holds other messages.
     """
     with landing_errors(landing):
         files = landing.list_files(f"events/dt={day.isoformat()}/")
+    ranges = []
     for landed in files:
         parsed = parse_batch_key(landed.key.rsplit("/", 1)[-1])
-        if parsed is not None and parsed[:3] == (topic_id, partition, first):
-            return parsed[3]
-    return None
+        if parsed is not None and parsed[:2] == (topic_id, partition):
+            ranges.append(parsed[2:])
+    return sorted(ranges)

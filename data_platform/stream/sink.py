@@ -3,7 +3,8 @@
 How exactly-once holds, step by step (a crash can happen between any two):
 1. Messages of one partition accumulate in a batch until it holds `max_batch_messages` or
    `max_batch_bytes`, is `max_batch_seconds` old, or the next message's UTC day (its Kafka
-   timestamp, so the same on every re-read) differs. A batch never spans partitions or days.
+   timestamp, so the same on every re-read) differs, or the next message is one a file
+   already landed holds (see below). A batch never spans partitions or days.
    A timestamp outside the days the platform ingests (`batch.DayWindow`), or none at all, is
    a "day" of its own: such runs of messages are batches of dead letters, never in a file.
 2. Flush: dead letters of the batch are produced and acknowledged, then its file is published
@@ -14,8 +15,8 @@ How exactly-once holds, step by step (a crash can happen between any two):
 A restart (or the next owner after a rebalance) resumes at the committed offset. A crash before
 2 leaves nothing visible (a hidden partial at most, removed when the partition is next assigned),
 and the range is batched again. A crash between 2 and 3 leaves a file starting at the committed
-offset, which the next owner adopts instead of cutting the range again with other bounds
-(`adoption.py`).
+offset, which the next owner adopts instead of cutting the range again with other bounds; so
+does a group that never committed for every file landed before it (`adoption.py`).
 
 Offsets name messages only within one incarnation of the topic: deleted and created again (on
 tansu: after every broker restart), it counts from 0 under a new topic id, while the landing
@@ -132,7 +133,11 @@ class Sink:
             if not first_day <= day <= last_day:
                 day = None  # misdated, or no timestamp (-1): a batch of dead letters
             batch = batches.get(partition)
-            if batch is None or batch.day_number != day:
+            if (
+                batch is None
+                or batch.day_number != day
+                or (batch.end_before is not None and message.offset() >= batch.end_before)
+            ):
                 if batch is not None:
                     self._flush(batches.pop(partition))
                 batch = self._open(partition, day, message.offset(), now)
@@ -168,6 +173,7 @@ class Sink:
             first=offset,
             opened_at=now,
             room=self.config.max_batch_messages,
+            end_before=self._adoption.next_landed(partition, folder, offset),
         )
         self._batches[partition] = batch
         return batch
@@ -209,7 +215,13 @@ class Sink:
             if batch is not None and not self._failed:
                 try:
                     self._flush(batch)
-                except (KafkaException, DeadLetterError, TopicIdError, LandingError) as error:
+                except (
+                    KafkaException,
+                    DeadLetterError,
+                    TopicIdError,
+                    LandingError,
+                    TimeoutError,  # an admin request unanswered (topics.ADMIN_TIMEOUT_SECONDS)
+                ) as error:
                     # Uncommitted: the next owner adopts its file, if it was published.
                     self._log(f"partition {tp.partition}: flush on revoke failed: {error}")
         self._forget(partitions, "revoked")
