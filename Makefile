@@ -94,6 +94,8 @@ $(MANIFEST): $(STAMP) $(DBT_SOURCES)
 # The Prometheus exporter (`data-platform metrics`) runs beside dagster dev and stops with it;
 # so does the event-stream sink (`data-platform consume`, log in $DATA_PLATFORM_HOME/consume.log)
 # when DATA_PLATFORM_KAFKA_BOOTSTRAP is set. Its SIGTERM flushes and commits before it exits.
+# It exits 1 on what a restart mends (a broker or landing zone that stopped answering), so it
+# is started again 5 s later; 0 (stopped) and 2 (a wrong setting) end it.
 # A shell pointed at the services (`services-env`) keeps the instance `services-up` wrote
 # (PostgreSQL): the embedded dagster.yaml copied over it would hide its runs and cursors.
 run: install
@@ -103,7 +105,11 @@ run: install
 	$(BIN)/data-platform simulate --if-empty
 	$(BIN)/data-platform metrics & metrics=$$!; consume=; \
 		if [ -n "$$DATA_PLATFORM_KAFKA_BOOTSTRAP" ]; then \
-			$(BIN)/data-platform consume >>"$(DATA_PLATFORM_HOME)/consume.log" 2>&1 & consume=$$!; \
+			( trap 'kill $$child 2>/dev/null; wait $$child; exit' TERM INT; \
+			while :; do \
+				$(BIN)/data-platform consume >>"$(DATA_PLATFORM_HOME)/consume.log" 2>&1 & child=$$!; \
+				wait $$child; [ $$? -eq 1 ] || break; sleep 5; \
+			done ) & consume=$$!; \
 		fi; \
 		trap 'kill $$metrics $$consume 2>/dev/null' EXIT; \
 		$(BIN)/dagster dev --host 127.0.0.1 --port 3000 -w workspace.yaml

@@ -15,6 +15,8 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from data_platform.stream.config import dlq_topic
 
 _U64 = (1 << 64) - 1
+# How long an admin request (describe a topic or its configs) waits for the broker.
+ADMIN_TIMEOUT_SECONDS = 10.0
 # Room for the headers a dead letter gains (reason, error, original_*): a few hundred bytes.
 DLQ_HEADROOM = 16 * 1024
 
@@ -54,7 +56,11 @@ def _max_message_bytes(admin: AdminClient, topic: str) -> int | None:
     """The topic's max.message.bytes; None where the broker names none (tansu, for a topic
     created without it: it enforces no limit) and the broker's default then applies."""
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    entry = admin.describe_configs([resource])[resource].result(10).get("max.message.bytes")
+    entry = (
+        admin.describe_configs([resource])[resource]
+        .result(ADMIN_TIMEOUT_SECONDS)
+        .get("max.message.bytes")
+    )
     return None if entry is None or entry.value is None else int(entry.value)
 
 
@@ -66,7 +72,7 @@ def describe_topic_id(admin: AdminClient, topic: str) -> str:
     shared by topics created close together (two incarnations a second apart: 9 hex digits).
     Hex, not the base64 Kafka's tools print: that is case-sensitive, and librdkafka's holds `/`.
     """
-    found = admin.describe_topics(TopicCollection([topic]))[topic].result(10)
+    found = admin.describe_topics(TopicCollection([topic]))[topic].result(ADMIN_TIMEOUT_SECONDS)
     uuid = found.topic_id  # None, or all zeros, from a broker without topic ids
     if uuid is None or not (uuid.get_most_significant_bits() or uuid.get_least_significant_bits()):
         raise TopicIdError(
