@@ -297,27 +297,49 @@ def test_a_run_outside_automation_updating_an_input_and_its_readers_is_not_repea
         assert platform.tick() == {}
 
 
-def test_a_failed_check_on_a_view_holds_the_fact(defs):
-    platform = Platform(defs).filled()
-    view = dg.AssetKey.from_user_string(STG_EVENTS)
-    (check_key,) = [k for k in platform.graph.get(view).check_keys if k.name.startswith("unique_")]
-    platform.land("2026-01-06")
-    assert platform.tick() == {STG_EVENTS: True}
-    # The view's run reports its unique test failed (about the view's materialization).
-    [latest] = platform.instance.fetch_materializations(view, limit=1).records
+def report_check(platform: Platform, key: str, prefix: str, passed: bool) -> None:
+    """The blocking check of `key` whose name starts with `prefix`, judged on its latest run."""
+    asset = dg.AssetKey.from_user_string(key)
+    (check_key,) = [k for k in platform.graph.get(asset).check_keys if k.name.startswith(prefix)]
+    [latest] = platform.instance.fetch_materializations(asset, limit=1).records
     target = AssetCheckEvaluationTargetMaterializationData(
         storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp
     )
     platform.instance.report_runless_asset_event(
         dg.AssetCheckEvaluation(
-            asset_key=view,
+            asset_key=asset,
             check_name=check_key.name,
-            passed=False,
+            passed=passed,
             target_materialization_data=target,
         )
     )
+
+
+def test_a_failed_check_on_a_view_holds_the_fact(defs):
+    platform = Platform(defs).filled()
+    platform.land("2026-01-06")
+    assert platform.tick() == {STG_EVENTS: True}
+    # The view's run reports its unique test failed (about the view's materialization).
+    report_check(platform, STG_EVENTS, "unique_", False)
     for _ in range(2):
         assert platform.tick() == {}
+
+
+def test_days_landed_while_a_dimension_fails_are_built_once_it_passes(defs):
+    """A failing check on dim_customers (an input of fct_events) dropped the event days landed
+    meanwhile, though their own gates passed: once the dimension passed again, nothing
+    re-delivered them, and fct_events kept holes for good. They wait for it now."""
+    platform = Platform(defs).filled()
+    report_check(platform, "marts/dim_customers", "unique_dim_customers_customer_key", False)
+    for day in ("2026-01-06", "2026-01-07"):
+        platform.land(day)
+        assert FCT_EVENTS not in platform.tick()  # held by the failing dimension
+        platform.tick()
+    # The dimension fixed: rebuilt by hand (a re-extraction, a fix), its check passes.
+    platform.record("marts/dim_customers", by_automation=False)
+    report_check(platform, "marts/dim_customers", "unique_dim_customers_customer_key", True)
+    requested = platform.tick()
+    assert requested[FCT_EVENTS] == ["2026-01-06", "2026-01-07"], requested
 
 
 def test_end_to_end_a_landed_file_reaches_the_marts(resources, tmp_path):

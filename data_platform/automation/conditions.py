@@ -44,6 +44,15 @@ def upstream_check_failed() -> dg.AutomationCondition:
     return _through_views(failed, any_dep=True).with_label("an input's blocking check failed")
 
 
+def raw_side_check_failed() -> dg.AutomationCondition:
+    """A blocking check failed on a staging view or on the raw table behind one: the side a
+    partitioned fact's days come from, which a failure there may be about."""
+    failed = AC.any_deps_match(AC.any_checks_match(AC.check_failed(), blocking_only=True))
+    on_views = failed.allow(dg.AssetSelection.kind("view"))
+    on_raw = failed.resolve_through_virtual().allow(dg.AssetSelection.key_prefixes(["raw"]))
+    return (on_views | on_raw).with_label("a raw input's blocking check failed")
+
+
 def upstream_running() -> dg.AutomationCondition:
     """An input (or a table behind a view) or its blocking checks are in a run.
 
@@ -108,14 +117,20 @@ def _unjudged(trigger: dg.AutomationCondition) -> dg.AutomationCondition:
     return trigger.since(judged).with_label("not judged yet")
 
 
-def _gated(trigger: dg.AutomationCondition, name: str) -> dg.AutomationCondition:
+def _gated(
+    trigger: dg.AutomationCondition,
+    name: str,
+    dropping: dg.AutomationCondition | None = None,
+) -> dg.AutomationCondition:
     """Request once per trigger, when every input exists, none is busy and no check failed.
 
-    A failed check drops the pending updates it may be about (those not judged yet): they are
-    not replayed when a later run passes, as a check of a partitioned asset may judge only its
-    run's partitions. Updates judged before the failure wait for the check to pass again.
+    A failed check (of `dropping`'s, by default any input's) drops the pending updates it may
+    be about (those not judged yet): they are not replayed when a later run passes, as a check
+    of a partitioned asset may judge only its run's partitions. Updates judged before the
+    failure, and those a failure elsewhere cannot be about, wait for the check to pass again.
     """
-    dropped = (upstream_check_failed() & _unjudged(trigger)).with_label("dropped by a failure")
+    failed = upstream_check_failed() if dropping is None else dropping
+    dropped = (failed & _unjudged(trigger)).with_label("dropped by a failure")
     return (
         trigger.since(_handled() | dropped)
         & upstream_present()
@@ -136,13 +151,20 @@ def follows_raw_partitions() -> dg.AutomationCondition:
     The raw partition is seen through the staging view (partition to partition), so a late file
     for an old day rebuilds that day, not all of them; eager() would only see the latest day.
     Other inputs (dimensions) are unpartitioned tables: their updates rebuild the latest day only
-    (the facts' post-hook then refreshes the orphan flags of every day).
+    (the facts' post-hook then refreshes the orphan flags of every day). Only a failure on the
+    raw side drops the days landed meanwhile: a dimension's failing check held them and then
+    dropped them too, and once the dimension passed again, nothing re-delivered those days (the
+    alert named the dimension): holes in the fact for good. They wait for the dimension now.
     """
     raw_landed = AC.any_deps_match(AC.newly_updated()).resolve_through_virtual()
     raw_landed = raw_landed.allow(dg.AssetSelection.key_prefixes(["raw"]))
     dims_updated = AC.any_deps_match(AC.newly_updated()).ignore(dg.AssetSelection.kind("view"))
     latest_inputs = AC.in_latest_time_window() & dims_updated
-    return _gated(raw_landed | latest_inputs | AC.missing().newly_true(), "follows raw partitions")
+    return _gated(
+        raw_landed | latest_inputs | AC.missing().newly_true(),
+        "follows raw partitions",
+        dropping=raw_side_check_failed(),
+    )
 
 
 def daily() -> dg.AutomationCondition:
