@@ -207,8 +207,10 @@ def test_the_world_built_on_celery_workers_equals_the_embedded_build(distributed
 
 
 def test_two_overlapping_backfills_at_once_lose_nothing(distributed_stack, world):
-    """Both on the Celery workers and the PostgreSQL instance: each replaces exactly its days."""
-    select = ["--select", "group:raw"]
+    """Both on the Celery workers and the PostgreSQL instance: each replaces exactly its days.
+    The landing files' assets only: they are what replaces days (the database tables append
+    versions, and cost a step each, serialised, with nothing here to assert on them)."""
+    select = ["--select", "key:raw/events or key:raw/payments"]
     runs = [
         run([CLI, "materialize", "--start", str(FIRST), "--end", str(LAST), *select], env)
         for env in (distributed_stack, distributed_stack)
