@@ -231,6 +231,19 @@ def test_a_run_on_a_code_server_elsewhere_is_never_called_dead_here(instance):
     assert health.status.value == "RUNNING" and "no heartbeat" in health.msg
 
 
+def test_a_run_tagged_with_the_bare_machine_name_is_still_judged_by_its_pid(instance):
+    """Runs started before hosts named their pid namespace carry the machine's name alone: one
+    whose process died across the upgrade is failed, not left to beats it never stores."""
+    import socket
+
+    from data_platform.orchestration.run_health import WORKER_HOST_TAG, check_worker
+
+    run_id = fake_run(instance, dead_pid(), hold_slot=False)
+    instance.add_run_tags(run_id, {WORKER_HOST_TAG: socket.gethostname()})
+    health = check_worker(instance, instance.get_run_by_id(run_id))
+    assert health.status.value == "FAILED" and "is gone" in health.msg, health.msg
+
+
 def test_a_later_run_of_the_same_pid_leaves_a_dead_runs_beat(instance):
     """Beats were kept per host and pid. A container restarted under its name numbers its
     processes from the same pids: a short later run of the dead run's pid deleted the dead

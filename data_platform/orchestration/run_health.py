@@ -114,7 +114,10 @@ def check_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHe
         return CheckRunHealthResult(WorkerStatus.RUNNING, _NOT_ANNOUNCED)
     pid, announced_at = announced
     host = run.tags.get(WORKER_HOST_TAG)
-    if host is not None and host != this_host():
+    # The bare machine name tags a run of a version before hosts named their pid namespace:
+    # judged by its pid as then. By beats it never would be (it beat under another key), and
+    # killed across the upgrade it would keep its slot.
+    if host is not None and host not in (this_host(), socket.gethostname()):
         return _check_heartbeat(instance, run, host, pid)
     try:
         process = psutil.Process(pid)
