@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,29 @@ def test_a_local_write_that_fails_leaves_no_partial(tmp_path, monkeypatch):
         landing.write_bytes("events/dt=2026-01-05/a.jsonl", b'{"a": 1}\n')
     assert raised.value.errno == errno.ENOSPC
     assert list(day.iterdir()) == []
+
+
+def test_an_s3_write_puts_no_temporary_file_in_tmpdir(s3_landing, tmp_path, monkeypatch):
+    """The sink's upload went through a temporary copy in TMPDIR (up to a batch's 64 MiB) that a
+    sink killed mid-upload (kill -9) left there for good. The bytes are uploaded from memory:
+    TMPDIR stays empty while the parts go up, in a multipart upload (over 8 MiB) too."""
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    seen: list[list[str]] = []
+
+    def while_uploading(**_: object) -> None:
+        seen.append(os.listdir(scratch))
+
+    events = s3_landing._s3().meta.events
+    events.register("after-call.s3.UploadPart", while_uploading)
+    events.register("after-call.s3.PutObject", while_uploading)
+    data = b'{"a": 1}\n' * 1_000_000  # 9 MB: two parts
+    for key, body in (("events/dt=2026-01-05/big.jsonl", data), ("events/dt=2026-01-05/a", b"{}")):
+        s3_landing.write_bytes(key, body)
+        with s3_landing.local_path(key) as landed:
+            assert landed.read_bytes() == body
+    assert len(seen) == 3 and not any(seen)
 
 
 @pytest.mark.parametrize("zone", ["local", "s3"])

@@ -49,6 +49,7 @@ from data_platform.stream.batch import DAY_MS, Batch, Rejected
 from data_platform.stream.config import SinkConfig
 from data_platform.stream.dead_letters import DeadLetters
 from data_platform.stream.lag_metrics import collect_kafka_lag
+from data_platform.stream.landing_files import remove_partials
 from data_platform.stream.sink import Sink
 from data_platform_tests.helpers import materialize_days, query
 
@@ -653,6 +654,38 @@ def test_partials_a_killed_sink_left_are_removed_when_their_partition_is_assigne
     sink._on_assign(sink._consumer, [TopicPartition(stream["topic"], 0)])
     left = {path.relative_to(events).as_posix() for path in events.rglob("*") if path.is_file()}
     assert left == {name for name, kept in files.items() if kept}
+
+
+def test_s3_partial_uploads_a_killed_sink_left_are_aborted_by_the_same_rule(s3_landing):
+    """On S3 a sink killed mid-upload left an incomplete multipart upload, whose parts the
+    bucket keeps (and bills) for good: `remove_partials` returned nothing there. It now aborts
+    the uploads of the names the sink's partials would have, nothing else."""
+    ours, other = "a" * 32, "f" * 32
+    bucket, root = s3_landing._bucket_and_prefix
+    s3 = s3_landing._s3()
+    uploads = {
+        f"dt=2026-01-05/kafka-{ours}-0-5-9.jsonl": False,
+        f"dt=2026-01-06/kafka-{ours}-0-10-12.jsonl": False,
+        f"dt=2026-01-05/kafka-{ours}-1-5-9.jsonl": True,  # partition 1: not assigned
+        f"dt=2026-01-05/kafka-{other}-0-5-9.jsonl": True,  # another topic
+    }
+    # The same key killed twice: an upload from each life.
+    for name in [*uploads, next(iter(uploads))]:
+        key = f"{root}events/{name}"
+        upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"{}\n")
+    s3_landing.write_bytes(f"events/dt=2026-01-05/kafka-{ours}-0-0-4.jsonl", b"{}\n")
+
+    removed = remove_partials(s3_landing, ours, {0})
+
+    assert removed == sorted(f"events/{name}" for name, kept in uploads.items() if not kept)
+    left = s3.list_multipart_uploads(Bucket=bucket, Prefix=root).get("Uploads", [])
+    assert sorted(u["Key"] for u in left) == sorted(
+        f"{root}events/{name}" for name, kept in uploads.items() if kept
+    )
+    assert [f.key for f in s3_landing.list_files("events/")] == [
+        f"events/dt=2026-01-05/kafka-{ours}-0-0-4.jsonl"  # published: not an upload
+    ]
 
 
 def test_dead_letters_count_toward_the_batch_limits(idle_sink):

@@ -24,10 +24,12 @@ delay. (S3 event notifications to a queue would make it immediate at any size; t
 deployment choice outside this sensor.)
 
 What is a change. A day's state is (files, latest modification second, 32-bit digest of every
-(key, size, modified, version: S3's ETag)). A listed day changed if its state moved, unless it only lost files
+(key, size, modified, version: S3's ETag, a local file's inode:ctime)). A listed day changed if
+its state moved, unless it only lost files
 (fewer files, none modified after the day's latest). So:
 - a new file, or one rewritten in place, is a change, whatever its day: a late file for an old
-  day re-runs that day, and so do files replaced by fewer new ones (a compaction);
+  day re-runs that day, and so do files replaced by fewer new ones (a compaction); so is one
+  corrected with its size and time kept (`cp -p`, `rsync -a`), by its version;
 - a deleted file requests nothing: re-ingesting its day would wipe rows that were loaded from it
   (landing files are often expired by lifecycle rules). Blind spot: a day that, between two
   listings, loses files and gains fewer files carrying an older modification time (a local
@@ -98,8 +100,8 @@ class DayState:
     files: int
     modified: int  # the latest modification time, epoch seconds rounded up
     digest: int  # 32 bits of BLAKE2b over every (key, size, modified, version)
-    # The digest as computed before files had versions (S3 ETags), never stored: a cursor
-    # written then is matched against it, so the upgrade requests nothing.
+    # The digest as computed before files had versions (S3 ETags, then local inode:ctime),
+    # never stored: a cursor written then is matched against it, so the upgrade requests nothing.
     unversioned_digest: int = field(default=0, compare=False)
 
 

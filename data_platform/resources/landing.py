@@ -7,6 +7,7 @@ Ingestion, sensors and the simulator only speak in keys relative to the landing 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import shutil
 import tempfile
@@ -40,9 +41,12 @@ def s3_client():
 class LandingFile:
     """One file in the landing zone; `modified` is epoch seconds, for sensor cursors.
 
-    `version` tells two writes apart where size and time may not: S3 stamps whole seconds, so a
+    `version` tells two writes apart where size and time may not. S3 stamps whole seconds, so a
     file rewritten with the same size within a second looked unchanged; its ETag (a hash of
-    the content) differs. Local files have sub-second times and leave it empty."""
+    the content) differs. A local file corrected in place with its size and mtime kept (`cp -p`,
+    `rsync -a`, `touch -r`) looked unchanged for good; its version is `inode:ctime_ns`, which
+    every write moves and no tool can set (setting the mtime moves the ctime; a file renamed
+    into place is another inode)."""
 
     key: str
     size: int
@@ -204,15 +208,19 @@ class LandingZone(dg.ConfigurableResource):
         self._publish_local(key, lambda partial: shutil.copyfile(local_path, partial))
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        """`upload_file` of bytes in hand (a local landing zone writes them straight to the
-        partial, with no temporary copy)."""
+        """`upload_file` of bytes in hand, with no temporary copy: a local landing zone writes
+        them straight to the partial, S3 uploads them from memory.
+
+        The S3 upload once went through a temporary file in TMPDIR (up to a batch's 64 MiB),
+        which a writer killed mid-upload (kill -9) left there for good: nothing sweeps TMPDIR's
+        randomly named files. An incomplete upload it leaves in the bucket is for
+        `remove_partials`."""
         if not self.is_s3:
             self._publish_local(key, lambda partial: partial.write_bytes(data))
             return
-        with tempfile.NamedTemporaryFile(suffix=Path(key).name) as tmp:
-            tmp.write(data)
-            tmp.flush()
-            self.upload_file(Path(tmp.name), key)
+        bucket, root = self._bucket_and_prefix
+        # BytesIO shares the bytes until written to: s3transfer copies a part at a time.
+        self._s3().upload_fileobj(io.BytesIO(data), bucket, root + key)
 
     def _publish_local(self, key: str, write: Callable[[Path], object]) -> None:
         """Write a dot-named partial (hidden from listings), fsync it, rename it into place,
@@ -243,10 +251,10 @@ class LandingZone(dg.ConfigurableResource):
         one they were to be published as) `abandoned` accepts; the keys of those files.
 
         A writer killed mid-write (kill -9) leaves its partial behind, which only the writer's
-        successor can tell from one being written. S3 has none to remove: an upload is no object
-        until it completes."""
+        successor can tell from one being written. On S3 that is an incomplete multipart upload:
+        no object, so no reader sees it, but its parts are stored (and billed) until aborted."""
         if self.is_s3:
-            return []
+            return self._abort_uploads(prefix, abandoned)
         root = Path(self.url)
         removed = []
         for partial in sorted((root / prefix).glob(f"*/.*{_PARTIAL}")):
@@ -255,6 +263,26 @@ class LandingZone(dg.ConfigurableResource):
                 partial.unlink(missing_ok=True)
                 removed.append(partial.with_name(name).relative_to(root).as_posix())
         return removed
+
+    def _abort_uploads(self, prefix: str, abandoned: Callable[[str], bool]) -> list[str]:
+        """Abort the incomplete multipart uploads `remove_partials` would remove locally: of a
+        key in a folder directly under `prefix`, named as `abandoned` accepts."""
+        bucket, root = self._bucket_and_prefix
+        s3 = self._s3()
+        removed: set[str] = set()
+        # Aborting while paging is safe: each page resumes after the last key it returned.
+        for page in s3.get_paginator("list_multipart_uploads").paginate(
+            Bucket=bucket, Prefix=root + prefix
+        ):
+            for upload in page.get("Uploads", []):
+                key = upload["Key"][len(root) :]
+                folder, _, name = key[len(prefix) :].partition("/")
+                if folder and name and "/" not in name and abandoned(name):
+                    s3.abort_multipart_upload(
+                        Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                    removed.add(key)  # a key retried after each kill has several uploads
+        return sorted(removed)
 
 
 def _hidden(key: str) -> bool:
@@ -305,7 +333,18 @@ def _walk(
             and (end_before is None or key < end_before)
         ):
             stat = entry.stat()
-            yield LandingFile(key, stat.st_size, stat.st_mtime, name_is_utf8=name_utf8)
+            yield LandingFile(key, stat.st_size, stat.st_mtime, _local_version(stat), name_utf8)
+
+
+def _local_version(stat: os.stat_result) -> str:
+    """What tells a local file's writes apart when its size and mtime are kept (`cp -p`).
+
+    The ctime moves with every change to the file, the content's or the mtime's, and only the
+    kernel sets it; the inode tells a file renamed into place within one ctime tick from the
+    one it replaced. A chmod or a hard link moves the ctime too, and a copy of the landing
+    folder (a restore, another disk) has new inodes: its days are re-run once, which loads the
+    same rows again, where missing a correction kept bad rows."""
+    return f"{stat.st_ino}:{stat.st_ctime_ns}"
 
 
 def _printable(name: str) -> str:

@@ -72,9 +72,10 @@ def remove_partials(landing: LandingZone, topic_id: str, partitions: set[int]) -
     """Remove the partials of these partitions of this topic incarnation, as the sink takes
     them; the keys of the files they were to become.
 
-    A sink killed mid-write leaves its partial, and the range batched again may end at another
-    offset: nothing would ever write that name again. Another topic's partials may be its sink's
-    writes in progress, so only the names this sink's own would have are removed."""
+    A sink killed mid-write leaves its partial (S3: an incomplete multipart upload, whose parts
+    are stored until aborted), and the range batched again may end at another offset: nothing
+    would ever write that name again. Another topic's partials may be its sink's writes in
+    progress, so only the names this sink's own would have are removed."""
 
     def abandoned(name: str) -> bool:
         parsed = parse_batch_key(name)
