@@ -249,16 +249,59 @@ def test_s3_a_file_rewritten_with_its_size_within_the_second_is_a_change(
     assert requested(rewritten) == [("events", "2026-01-03", "2026-01-03")]
 
 
-def test_a_cursor_from_before_file_versions_requests_nothing(s3_landing, tmp_path):
-    """Digests now cover S3's ETags; a cursor written before must not make every day look
-    rewritten (a re-ingestion of all history, and of days whose expired files it would drop)."""
-    for day in ("2026-01-03", "2026-01-04"):
-        events_file(s3_landing, tmp_path, day)
-    unversioned = [replace(f, version="") for f in s3_landing.list_files("events/")]
+def test_a_local_file_corrected_in_place_with_its_size_and_mtime_kept_is_a_change(
+    resources, tmp_path
+):
+    """A bad file corrected in place by `cp -p`, `rsync -a` or `touch -r` keeps its size and
+    mtime: the day's state (key, size, mtime) did not move, the day was never re-run and its
+    bad rows stayed. The file's version (inode:ctime) moves with any write."""
+    landing = resources["landing"]
+    key = events_file(landing, tmp_path, "2026-01-03", name="same.jsonl")
+    events_file(landing, tmp_path, "2026-01-04")  # the control: never touched
+    path = Path(landing.url) / key
+    before = path.stat()
+    first = tick(landing_zone_sensor, None, landing=landing)
+    quiet = tick(landing_zone_sensor, first.cursor, landing=landing)
+    assert quiet.run_requests == []  # untouched files request nothing
+
+    corrected = path.read_bytes().replace(b'"e0"', b'"e9"')
+    path.write_bytes(corrected)  # in place: the same inode
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
+    result = tick(landing_zone_sensor, quiet.cursor, landing=landing)
+    assert requested(result) == [("events", "2026-01-03", "2026-01-03")]
+    assert tick(landing_zone_sensor, result.cursor, landing=landing).run_requests == []
+
+
+def test_a_cursor_from_before_file_versions_requests_nothing(landing, tmp_path):
+    """Digests now cover versions (S3's ETags, a local file's inode:ctime); a cursor written
+    before must not make every day look rewritten (a re-ingestion of all history, and of days
+    whose expired files it would drop), neither at the first tick nor as the rotation reaches
+    the older days. Once a day is listed its digest has the versions: a later correction with
+    size and time kept is seen."""
+    days = ("2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04")
+    for day in days:
+        events_file(landing, tmp_path, day)
+    unversioned = [replace(f, version="") for f in landing.list_files("events/")]
     cursor = encode_cursor({"events": SourceCursor(day_states(unversioned))})
-    upgraded = tick(landing_zone_sensor, cursor, landing=s3_landing)
-    assert upgraded.run_requests == []
-    assert tick(landing_zone_sensor, upgraded.cursor, landing=s3_landing).run_requests == []
+    sensor = build_landing_sensor(recent_days=1, sweep_files=1)  # one older day a tick
+    for _ in days:
+        upgraded = tick(sensor, cursor, landing=landing)
+        assert upgraded.run_requests == []
+        cursor = upgraded.cursor
+    assert decode_cursor(cursor)["events"].days == day_states(landing.list_files("events/"))
+    if not landing.is_s3:  # S3 cannot keep a rewritten object's time
+        path = Path(landing.url) / "events/dt=2026-01-04/a.jsonl"
+        stamp = path.stat().st_mtime_ns
+        path.write_bytes(path.read_bytes().replace(b'"e0"', b'"e9"'))
+        os.utime(path, ns=(stamp, stamp))
+        corrected = tick(sensor, cursor, landing=landing)
+        assert requested(corrected) == [("events", "2026-01-04", "2026-01-04")]
 
 
 def test_days_outside_the_partitions_wait(resources, tmp_path):
@@ -609,6 +652,37 @@ def test_a_row_stamped_in_the_future_hides_no_later_change(settings, source_db):
     (request,) = sentinel.run_requests
     assert request.asset_selection == [dg.AssetKey(["raw", "users"])]
     assert json.loads(sentinel.cursor)["marks"]["users"].startswith("2026-02-01 00:00:00 (+2 ahead")
+
+
+def test_a_change_stamped_with_a_negative_offset_moves_the_mark(settings, source_db):
+    """SQLite sorts text timestamps as text: '08:20:00-05:00' (13:20 UTC) sorted below a mark
+    '12:00:00', so the sensor saw no change, and the change waited hours for its local text to
+    pass the mark. The mark is the newest instant, as the extraction reads it."""
+    with source_db.engine().begin() as conn:
+        conn.execute(sa.text("UPDATE users SET updated_at = '2026-01-05 11:00:00'"))
+        conn.execute(sa.text("UPDATE users SET updated_at = '2026-01-05 12:00:00' WHERE id = 1"))
+    first = tick(source_database_sensor, None, source_database=source_db)
+    assert json.loads(first.cursor)["marks"]["users"] == "2026-01-05 12:00:00"
+
+    with source_db.engine().begin() as conn:
+        conn.execute(
+            sa.text("UPDATE users SET updated_at = '2026-01-05 08:20:00-05:00' WHERE id = 2")
+        )
+    moved = tick(source_database_sensor, first.cursor, source_database=source_db)
+    (request,) = moved.run_requests
+    assert request.asset_selection == [dg.AssetKey(["raw", "users"])]
+    assert SETTLING_TAG not in request.tags
+    # Stored as the source holds it, like every mark before.
+    assert json.loads(moved.cursor)["marks"]["users"] == "2026-01-05 08:20:00-05:00"
+
+    # Top of the text but 09:00 UTC, older than the mark: no change, nothing requested.
+    with source_db.engine().begin() as conn:
+        conn.execute(
+            sa.text("UPDATE users SET updated_at = '2026-01-05 14:00:00+05:00' WHERE id = 3")
+        )
+    quiet = tick(source_database_sensor, moved.cursor, source_database=source_db)
+    assert quiet.run_requests == []
+    assert json.loads(quiet.cursor)["marks"]["users"] == "2026-01-05 08:20:00-05:00"
 
 
 def test_a_source_table_without_updated_at_does_not_stop_the_others(settings, source_db, caplog):

@@ -1,7 +1,9 @@
 """Source-database sensor: a table whose max(updated_at) moved requests its raw extraction.
 
 A row stamped in the future (a skewed clock) does not count: the mark is the newest updated_at
-not ahead of the sensor's clock, or that one row would hide every later change.
+not ahead of the sensor's clock, or that one row would hide every later change. Newest is by
+instant: on SQLite, whose text timestamps may carry a UTC offset, by SQLite's own UTC reading
+(the extraction's), not by the text.
 
 It reads each table's newest updated_at values (a page or a few, updated_at is indexed there)
 and its columns from the application database, and never
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from data_platform.ingestion.database import changed_since, sqlite_utc, sqlite_utc_text
 from data_platform.ingestion.source_schema import missing_sqlite_file
 from data_platform.ingestion.tables import SOURCE_DB_TABLES
 from data_platform.resources.source_database import SourceDatabase
@@ -74,12 +77,48 @@ def _as_utc(value: object) -> datetime | None:
         )
 
 
-def _mark(conn: sa.Connection, table: str, now: datetime) -> str | None:
-    """The table's newest updated_at not stamped ahead of `now` (+ FUTURE_SKEW), as text, with
-    the rows stamped ahead counted after it; None for an empty table. Each query walks the
-    updated_at index from its top: the rows stamped ahead are skipped, a page at a time."""
+def _newest_instant(
+    conn: sa.Connection, table: str, value: object, limit: datetime | None
+) -> object:
+    """The updated_at of the greatest instant from `value`'s on (and not after `limit`, when
+    given); `value` itself when none is readable.
+
+    SQLite sorts text as text: a change stamped '08:20:00-05:00' (13:20 UTC) sorted below a
+    mark '12:00:00', so the top of the index moved nothing and the change waited hours, until
+    its local text passed the mark. A later instant is at most the widest offset lower in text,
+    so `changed_since`, the extraction's filter, bounds the read to that end of the index; its
+    rows are ranked by SQLite's UTC reading, as the extraction compares them. Elsewhere a
+    timestamp column sorts by instant already (timestamptz), and the top of the index is it.
+    """
     import sqlalchemy as sa
 
+    since = _as_utc(value)
+    if conn.dialect.name != "sqlite" or since is None:
+        return value
+    since = since.replace(tzinfo=None)
+    column = sa.column("updated_at")
+    as_utc = sqlite_utc(column)
+    # The reading too must be at or after `value`'s: a text with none (not a timestamp to
+    # SQLite) cannot be ranked, and is no newer.
+    query = (
+        sa.select(column).select_from(sa.table(table))
+        .where(changed_since(conn.engine, column, since), as_utc >= sqlite_utc_text(since))
+        .order_by(as_utc.desc(), column.desc()).limit(1)
+    )  # fmt: skip
+    if limit is not None:
+        query = query.where(as_utc <= sqlite_utc_text(limit.astimezone(UTC).replace(tzinfo=None)))
+    newest = conn.execute(query).scalar()
+    return value if newest is None else newest
+
+
+def _mark(conn: sa.Connection, table: str, now: datetime) -> str | None:
+    """The table's newest updated_at (by instant, see `_newest_instant`) not stamped ahead of
+    `now` (+ FUTURE_SKEW), as stored (the text cursors always held), with the rows stamped
+    ahead counted after it; None for an empty table. Each query walks the updated_at index
+    from its top: the rows stamped ahead are skipped, a page at a time."""
+    import sqlalchemy as sa
+
+    limit = now + FUTURE_SKEW
     column = sa.column("updated_at")
     newest_first = (
         sa.select(column).select_from(sa.table(table)).where(column.is_not(None))
@@ -91,12 +130,15 @@ def _mark(conn: sa.Connection, table: str, now: datetime) -> str | None:
         values = conn.execute(page).scalars().all()
         for value in values:
             instant = _as_utc(value)
-            if instant is None or instant <= now + FUTURE_SKEW:
-                return f"{value} (+{len(ahead)} ahead, up to {ahead[0]})" if ahead else str(value)
+            if instant is None or instant <= limit:
+                newest = _newest_instant(conn, table, value, limit)
+                return f"{newest} (+{len(ahead)} ahead, up to {ahead[0]})" if ahead else str(newest)
             ahead.append(value)
         if len(values) < _PAGE:
             break
-    return f"{ahead[0]} (+{len(ahead)} ahead)" if ahead else None
+    if not ahead:
+        return None
+    return f"{_newest_instant(conn, table, ahead[0], None)} (+{len(ahead)} ahead)"
 
 
 def high_water_marks(

@@ -171,12 +171,27 @@ def changed_since(
 
     if engine.dialect.name != "sqlite":
         return updated_at >= since
-    as_utc = sa.func.strftime("%Y-%m-%d %H:%M:%f", updated_at)
-    # strftime's %f has milliseconds: the bound truncated to them, only ever earlier.
-    bound = f"{since:%Y-%m-%d %H:%M:%S}.{since.microsecond // 1000:03d}"
+    # Within 14 h of year 1 the subtraction raised OverflowError: the bound stops at year 1.
+    floor = since - min(_WIDEST_OFFSET, since - datetime.min)
     return sa.and_(
-        updated_at >= since - _WIDEST_OFFSET, sa.or_(updated_at >= since, as_utc >= bound)
+        updated_at >= floor,
+        sa.or_(updated_at >= since, sqlite_utc(updated_at) >= sqlite_utc_text(since)),
     )
+
+
+def sqlite_utc(updated_at: sa.ColumnElement) -> sa.ColumnElement:
+    """SQLite's own UTC reading of a timestamp held as text ('08:20:00-05:00' reads
+    '13:20:00.000'), NULL for a text that is no timestamp (or past year 9999 in UTC). Text of
+    this one shape compares as the instants do; the stored text does not when offsets differ."""
+    import sqlalchemy as sa
+
+    return sa.func.strftime("%Y-%m-%d %H:%M:%f", updated_at)
+
+
+def sqlite_utc_text(instant: datetime) -> str:
+    """A naive UTC instant as `sqlite_utc` writes it: strftime's %f has milliseconds, so it is
+    truncated to them, only ever earlier."""
+    return f"{instant:%Y-%m-%d %H:%M:%S}.{instant.microsecond // 1000:03d}"
 
 
 def source_query(
