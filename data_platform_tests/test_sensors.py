@@ -644,30 +644,30 @@ def test_a_row_stamped_in_the_future_hides_no_later_change(settings, source_db):
     assert tick(source_database_sensor, later.cursor, source_database=source_db).run_requests == []
     # A sentinel at the end of time with an offset has no UTC instant Python can hold: it
     # raised OverflowError and failed every tick, for every table. It is ahead, like 2099.
-    with source_db.engine().begin() as conn:
-        conn.execute(
-            sa.text("UPDATE users SET updated_at = '9999-12-31 23:59:59-05:00' WHERE id = 3")
-        )
+    stamp_users(source_db, "9999-12-31 23:59:59-05:00", 3)
     sentinel = tick(source_database_sensor, later.cursor, source_database=source_db)
     (request,) = sentinel.run_requests
     assert request.asset_selection == [dg.AssetKey(["raw", "users"])]
     assert json.loads(sentinel.cursor)["marks"]["users"].startswith("2026-02-01 00:00:00 (+2 ahead")
 
 
+def stamp_users(source_db, updated_at: str, user_id: int | None = None) -> None:
+    """Set the updated_at of one user (or of every user) to `updated_at`, as text."""
+    where = "" if user_id is None else f" WHERE id = {user_id}"
+    with source_db.engine().begin() as conn:
+        conn.execute(sa.text(f"UPDATE users SET updated_at = :at{where}"), {"at": updated_at})
+
+
 def test_a_change_stamped_with_a_negative_offset_moves_the_mark(settings, source_db):
     """SQLite sorts text timestamps as text: '08:20:00-05:00' (13:20 UTC) sorted below a mark
     '12:00:00', so the sensor saw no change, and the change waited hours for its local text to
     pass the mark. The mark is the newest instant, as the extraction reads it."""
-    with source_db.engine().begin() as conn:
-        conn.execute(sa.text("UPDATE users SET updated_at = '2026-01-05 11:00:00'"))
-        conn.execute(sa.text("UPDATE users SET updated_at = '2026-01-05 12:00:00' WHERE id = 1"))
+    stamp_users(source_db, "2026-01-05 11:00:00")
+    stamp_users(source_db, "2026-01-05 12:00:00", 1)
     first = tick(source_database_sensor, None, source_database=source_db)
     assert json.loads(first.cursor)["marks"]["users"] == "2026-01-05 12:00:00"
 
-    with source_db.engine().begin() as conn:
-        conn.execute(
-            sa.text("UPDATE users SET updated_at = '2026-01-05 08:20:00-05:00' WHERE id = 2")
-        )
+    stamp_users(source_db, "2026-01-05 08:20:00-05:00", 2)
     moved = tick(source_database_sensor, first.cursor, source_database=source_db)
     (request,) = moved.run_requests
     assert request.asset_selection == [dg.AssetKey(["raw", "users"])]
@@ -676,10 +676,7 @@ def test_a_change_stamped_with_a_negative_offset_moves_the_mark(settings, source
     assert json.loads(moved.cursor)["marks"]["users"] == "2026-01-05 08:20:00-05:00"
 
     # Top of the text but 09:00 UTC, older than the mark: no change, nothing requested.
-    with source_db.engine().begin() as conn:
-        conn.execute(
-            sa.text("UPDATE users SET updated_at = '2026-01-05 14:00:00+05:00' WHERE id = 3")
-        )
+    stamp_users(source_db, "2026-01-05 14:00:00+05:00", 3)
     quiet = tick(source_database_sensor, moved.cursor, source_database=source_db)
     assert quiet.run_requests == []
     assert json.loads(quiet.cursor)["marks"]["users"] == "2026-01-05 08:20:00-05:00"
