@@ -48,6 +48,7 @@ from data_platform.checks import QUALITY_CHECKS
 from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES
 from data_platform.ingestion.file_lines import NOT_UTF8
 from data_platform.ingestion.files import ingest_file_partitions
+from data_platform.ingestion.record_rules import BOM_LINE, NUL_LINE
 from data_platform.ingestion.spark_database import extract_incremental_on_spark
 from data_platform.ingestion.spark_files import ingest_file_partitions_on_spark
 from data_platform.ingestion.spark_tables import spark_ddl
@@ -705,6 +706,9 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     (folder / "late").mkdir()
     (folder / "late" / "x.jsonl").write_text(f"{good[1]}\n")
     (folder / "near-spelled.jsonl").write_text("\n".join(NEAR_SPELLED) + "\n")
+    # A byte order mark opening a line past the first, a raw NUL: each named in its reason.
+    nul = good[2].replace("e2", "e\x002")
+    (folder / "bom-nul.jsonl").write_text(f"{good[0]}\n\ufeff{good[1]}\n{nul}\n")
     long_event = good[0][:-1] + f', "properties": {{"blob": "{"x" * 2_500_000}"}}}}'
     (folder / "long.jsonl").write_text(f"{long_event}\n{long_event[:-1]}\n")
     loaded_at = datetime(2025, 6, 2)
@@ -721,15 +725,15 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         for table in ("events", "dead_letter"):
             assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
 
-    # Figures from the files written above: 14 good lines load, 12 near-spelled ones and the
+    # Figures from the files written above: 15 good lines load, 12 near-spelled ones and the
     # long event; broken JSON (line 3 of crlf.jsonl and of mixed.jsonl, line 2 of long.jsonl,
-    # both lines of lenient.jsonl),
+    # both lines of lenient.jsonl, lines 2 and 3 of bom-nul.jsonl),
     # two objects in a line (line 2 of lone-cr.jsonl, the whole of cr-only.jsonl), the Latin-1
     # line (line 2), the cut gzip, notes.json and late/x.jsonl (each as a whole), a control
     # character, single quotes, 12.0, 2**63, infinity, epoch, a repeated key, a key with a space
     # a time without a date and digits past BIGINT's largest (near-spelled.jsonl) are dead
     # letters.
-    assert spark_stats[0].records_read == 48 and spark_stats[0].rows_loaded == 27
+    assert spark_stats[0].records_read == 51 and spark_stats[0].rows_loaded == 28
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
@@ -756,8 +760,12 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         (f"events/dt={day}/lenient.jsonl", 1),
         (f"events/dt={day}/lenient.jsonl", 2),
         (f"events/dt={day}/late/x.jsonl", None),
+        (f"events/dt={day}/bom-nul.jsonl", 2),
+        (f"events/dt={day}/bom-nul.jsonl", 3),
     }
     assert letters[(f"events/dt={day}/latin1.jsonl", 2)] == NOT_UTF8
+    assert letters[(f"events/dt={day}/bom-nul.jsonl", 2)] == BOM_LINE
+    assert letters[(f"events/dt={day}/bom-nul.jsonl", 3)] == NUL_LINE
     assert "gzip" in letters[(f"events/dt={day}/cut.jsonl.gz", None)]
     assert spark.sql(f"SELECT count(*) FROM raw.events WHERE dt = '{other_day}'").first()[0] == 2
 

@@ -91,6 +91,10 @@ EVENT_LINES = [
     (event("inner-comma", properties={"page": "/"}).replace('"/"}', '"/",}'), "not valid JSON"),
     (event("nan-text", properties={"note": "NaN, Infinity,]"}), None),  # text, not numbers
     (event("num-id").replace('"num-id"', "42"), "event_id: expected a string"),
+    # Two causes "truncated or malformed" hid: named.
+    ("\ufeff" + event("bom"), "not valid JSON: the line starts with a byte order mark"),
+    # A raw NUL (json.dumps escapes one as \u0000, which is valid JSON and loads).
+    (event("nul").replace("nul", "n\x00ul"), "not valid JSON: the line holds a NUL character"),
     ("\t" + event("tab-first"), None),  # JSON's whitespace before the object: a valid line
     ("\x0b\x0c", None),  # blank, as Python's strip() and Java's \s have it: no record
 ]

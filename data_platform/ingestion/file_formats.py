@@ -88,6 +88,9 @@ class DuckDBDialect:
     def try_number(self, text: str, sql_type: str) -> str:
         return f"TRY_CAST({text} AS {sql_type})"
 
+    def character(self, code_point: int) -> str:
+        return f"chr({code_point})"
+
     def try_utc_timestamp(self, text: str) -> str:
         # The instant's microseconds, not AT TIME ZONE 'UTC' (an ICU calendar per row: 0.1-0.4
         # CPU-s per 1M lines). 'infinity' has no microseconds, and DuckDB's other special

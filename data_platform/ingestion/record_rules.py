@@ -29,6 +29,16 @@ INVALID_JSON = (
     "not valid JSON: the line is truncated or malformed; "
     "fix the emitter so each line is one complete JSON object"
 )
+# Two causes of invalid JSON a person would not guess from "truncated or malformed" (SQL
+# literals: no single quote in them).
+BOM_LINE = (
+    "not valid JSON: the line starts with a byte order mark (U+FEFF), as files saved by "
+    "Windows editors and then joined have; write UTF-8 without a BOM"
+)
+NUL_LINE = (
+    "not valid JSON: the line holds a NUL character (byte 0), as a file cut short and padded "
+    "with zeros, or a binary value, has; check how the file was written and sent"
+)
 
 
 class Dialect(Protocol):
@@ -36,6 +46,10 @@ class Dialect(Protocol):
 
     def full_match(self, text: str, pattern: str) -> str:
         """SQL true when the whole of `text` matches the regular expression `pattern`."""
+        ...
+
+    def character(self, code_point: int) -> str:
+        """SQL of the one-character string of `code_point` (any, NUL included)."""
         ...
 
     def try_number(self, text: str, sql_type: str) -> str:
@@ -252,6 +266,15 @@ REPEATED_KEYS = (
 OPENS_AN_OBJECT = "left(ltrim(translate(line, chr(9) || chr(13), '  ')), 1) = '{'"
 
 
+def invalid_json(d: Dialect, line: str) -> str:
+    """SQL of the reason for a `line` that is not valid JSON, its cause named where plain."""
+    bom, nul = d.character(0xFEFF), d.character(0)
+    return (
+        f"CASE WHEN left({line}, 1) = {bom} THEN '{BOM_LINE}' "
+        f"WHEN contains({line}, {nul}) THEN '{NUL_LINE}' ELSE '{INVALID_JSON}' END"
+    )
+
+
 def not_an_object(line_kind: str) -> str:
     """SQL of the reason for a line that is JSON but no object; `line_kind` is its kind."""
     return f"'not a JSON object (got ' || {line_kind} || '): each line must be one JSON object'"
@@ -277,7 +300,7 @@ def event_result(d: Dialect, line_kind: str, rescued: str) -> str:
     fields outside the contract (both in the engine's own SQL)."""
     checks = event_checks(d)
     return record_result(
-        f"WHEN NOT is_json THEN '{INVALID_JSON}'\n"
+        f"WHEN NOT is_json THEN {invalid_json(d, 'line')}\n"
         f"        WHEN NOT is_object THEN {not_an_object(line_kind)}\n"
         f"        WHEN repeated_keys IS NOT NULL THEN {REPEATED_KEYS}\n"
         f"        ELSE {problems(checks)}",

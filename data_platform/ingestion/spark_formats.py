@@ -55,6 +55,10 @@ class SparkDialect:
     def try_number(self, text: str, sql_type: str) -> str:
         return f"try_cast({text} AS {sql_type})"
 
+    def character(self, code_point: int) -> str:
+        # Spark's chr() takes the code point modulo 256: the character spelled in UTF-8.
+        return f"decode(unhex('{chr(code_point).encode().hex()}'), 'UTF-8')"
+
     def try_utc_timestamp(self, text: str) -> str:
         # A zone offset in the text is applied; naive text is read in the session's zone, UTC.
         # Only text opening with a date, as DuckDB's cast requires (2025-6-1 included: both
