@@ -14,6 +14,7 @@ import pytest
 from data_platform.automation.alert_sensors import (
     FAILURE_ALERTED_TAG,
     _send,
+    canceled_run_check_alerts_sensor,
     failed_check_alerts_sensor,
     run_failure_alerts,
 )
@@ -171,6 +172,50 @@ def test_an_unreachable_webhook_or_none_logs_the_alert(caplog):
         "DATA_PLATFORM_ALERT_WEBHOOK is unset" in m and "Asset is stale" in m for m in messages
     )
     assert not any("127.0.0.1:9" in m for m in messages)  # the URL is a secret
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307])
+def test_a_webhook_that_redirects_is_not_counted_as_delivered(status, caplog):
+    """urllib followed a 301/302/303 with a GET without the body, the target answered 200: the
+    alert, received by nobody, counted as delivered and was not logged."""
+    received: list[tuple[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(("POST", self.path))
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(status)
+            self.send_header("Location", "/moved")
+            self.end_headers()
+
+        def do_GET(self):
+            received.append(("GET", self.path))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sender = AlertWebhook(webhook_url=f"http://127.0.0.1:{server.server_port}/hook")
+        caplog.set_level(logging.WARNING)
+        assert not sender.send(Alert("Run failed", "boom", asset="raw/events"), logging.getLogger())
+    finally:
+        server.shutdown()
+    assert received == [("POST", "/hook")]  # no retry: a redirect is not the webhook failing
+    assert any("not delivered" in r.getMessage() for r in caplog.records)
+
+
+def test_slack_shows_an_error_text_verbatim():
+    """`<class 'int'>` in an error was read by Slack as a link, `<!channel>` pinged a channel."""
+    alert = Alert("Run failed", "expected <class 'int'> & <!channel>", asset="a<b>")
+    payload = slack_payload(alert, "http://u")
+    escaped = "expected &lt;class 'int'&gt; &amp; &lt;!channel&gt;"
+    assert f"*Reason*\n{escaped}" in [b["text"]["text"] for b in payload["blocks"] if "text" in b]
+    assert fields(payload)["Asset"] == "a&lt;b&gt;"
+    assert payload["text"] == f"Run failed: a&lt;b&gt;: {escaped} <http://u/assets/a%3Cb%3E>"
 
 
 def test_the_webhook_url_reaches_the_resource_as_an_env_var(tmp_path, monkeypatch):
@@ -357,6 +402,32 @@ def test_failed_error_checks_send_one_alert_each_warn_none(webhook):
         resources={"alerts": webhook.sender()},
     )
     failed_check_alerts_sensor(context)
+    (payload,) = webhook.received
+    assert "row_count" in payload["text"] and link(payload).endswith(run.run_id)
+    # A tick retried after a daemon died mid-tick (its cursor unsaved) sends nothing twice.
+    failed_check_alerts_sensor(context)
+    assert len(webhook.received) == 1
+
+
+def test_a_failed_error_check_of_a_canceled_run_is_alerted(webhook):
+    """One sensor watched FAILURE runs, the other SUCCESS: a run canceled after its ERROR check
+    failed (non-blocking) was alerted by neither."""
+    instance = dg.DagsterInstance.ephemeral()
+    run, _ = finished_run(instance, [checked])
+    instance.report_run_canceling(run)
+    instance.report_run_canceled(run)
+    run = instance.get_run_by_id(run.run_id)
+    assert run.status == dg.DagsterRunStatus.CANCELED
+    context = dg.build_run_status_sensor_context(
+        sensor_name="alert_on_failed_checks_of_canceled_runs",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_CANCELED)[
+            0
+        ].get_dagster_event(),
+        resources={"alerts": webhook.sender()},
+    )
+    canceled_run_check_alerts_sensor(context)
     (payload,) = webhook.received
     assert "row_count" in payload["text"] and link(payload).endswith(run.run_id)
 

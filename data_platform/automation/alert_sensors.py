@@ -136,6 +136,20 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertWebhook
     context.instance.add_run_tags(run.run_id, {FAILURE_ALERTED_TAG: run.run_id})
 
 
+# The checks of a run that did not fail, once alerted, as FAILURE_ALERTED_TAG: the sensor's
+# cursor is saved when its tick ends, so a daemon killed mid-tick sent them all again.
+CHECKS_ALERTED_TAG = "data_platform/checks_alerted"
+
+
+def _alert_failed_checks(context: dg.RunStatusSensorContext, alerts: AlertWebhook) -> None:
+    run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
+    if run.tags.get(CHECKS_ALERTED_TAG) == run.run_id:
+        context.log.info(f"The checks of run {run.run_id} were alerted already.")
+        return
+    _send(failed_check_alerts(context.instance, run), alerts, context)
+    context.instance.add_run_tags(run.run_id, {CHECKS_ALERTED_TAG: run.run_id})
+
+
 @dg.run_status_sensor(
     name="alert_on_failed_checks",
     run_status=dg.DagsterRunStatus.SUCCESS,
@@ -144,7 +158,20 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertWebhook
     monitor_all_code_locations=True,
 )
 def failed_check_alerts_sensor(context: dg.RunStatusSensorContext, alerts: AlertWebhook):
-    _send(failed_check_alerts(context.instance, context.dagster_run), alerts, context)
+    _alert_failed_checks(context, alerts)
+
+
+# A run-status sensor watches one status: a failed ERROR check in a run then canceled (the UI's
+# Terminate) was alerted by neither sensor above.
+@dg.run_status_sensor(
+    name="alert_on_failed_checks_of_canceled_runs",
+    run_status=dg.DagsterRunStatus.CANCELED,
+    description="A failed ERROR check in a run that was canceled -> one alert each.",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    monitor_all_code_locations=True,
+)
+def canceled_run_check_alerts_sensor(context: dg.RunStatusSensorContext, alerts: AlertWebhook):
+    _alert_failed_checks(context, alerts)
 
 
 def _fail_seconds(policy: dg.FreshnessPolicy) -> float | None:
@@ -262,4 +289,9 @@ def freshness_alerts(context: dg.SensorEvaluationContext, alerts: AlertWebhook):
     return dg.SkipReason(f"{len(found)} freshness alert(s) sent" if found else "all fresh")
 
 
-ALERT_SENSORS = [run_failure_alerts, failed_check_alerts_sensor, freshness_alerts]
+ALERT_SENSORS = [
+    run_failure_alerts,
+    failed_check_alerts_sensor,
+    canceled_run_check_alerts_sensor,
+    freshness_alerts,
+]

@@ -45,18 +45,27 @@ def alert_link(alert: Alert, ui_base_url: str) -> str:
     return base
 
 
+def slack_escaped(text: str) -> str:
+    """`text` as Slack shows it verbatim: its control characters (&, <, >) escaped, so an
+    error's `<class 'int'>` is not read as a link and `<!channel>` in a message pings nobody."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_payload(alert: Alert, ui_base_url: str) -> dict:
     """{"text": one line for notifications, "blocks": the fields and a link button}."""
-    reason = (
+    reason = slack_escaped(
         alert.reason
         if len(alert.reason) <= MAX_REASON_CHARS
         else alert.reason[:MAX_REASON_CHARS] + "…"
     )
     link = alert_link(alert, ui_base_url)
-    subject = alert.asset or "the platform"
+    subject = slack_escaped(alert.asset or "the platform")
     headline = reason.splitlines()[0][:HEADLINE_CHARS] if reason else ""
-    partition = f" [{alert.partition}]" if alert.partition else ""
-    fields = [("Asset", alert.asset or "-"), ("Partition", alert.partition or "-")]
+    partition = f" [{slack_escaped(alert.partition)}]" if alert.partition else ""
+    fields = [
+        ("Asset", slack_escaped(alert.asset or "-")),
+        ("Partition", slack_escaped(alert.partition or "-")),
+    ]
     return {
         "text": f"{alert.title}: {subject}{partition}: {headline} <{link}>",
         "blocks": [
@@ -114,6 +123,18 @@ def failure(error: Exception) -> str:
     return type(error).__name__
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error: urllib followed a 301/302/303 by a GET without the body, which
+    the target answered 200, so an alert nobody received counted as delivered (a webhook set
+    as http:// for an https endpoint, a proxy, a moved path)."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def post_json(
     url: str,
     payload: dict,
@@ -139,7 +160,7 @@ def post_json(
             url, data=body, headers={"Content-Type": "application/json"}, method="POST"
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout):
+            with _OPENER.open(request, timeout=timeout):
                 return attempt
         except Exception as error:
             if attempt == attempts or not _retryable(error):
