@@ -810,6 +810,25 @@ def lag_series(stream) -> dict[str, float]:
     return {f"{s.name}{s.labels.get('partition', '')}": s.value for m in metrics for s in m.samples}
 
 
+def test_watermarks_unanswered_in_time_are_kafka_down_not_a_failed_scrape(stream, monkeypatch):
+    """The client answers a watermark request that times out with None, not an exception: it
+    was unpacked, and the TypeError failed the whole scrape (and the lag sensor's tick). The
+    real client against the real broker, its answer replaced: a timeout cannot be timed here."""
+    from data_platform.stream import lag as lag_module
+
+    class TimingOut(Consumer):
+        def get_watermark_offsets(self, *args, **kwargs):
+            return None
+
+    produce(stream, [event("e")])
+    monkeypatch.setattr(lag_module, "Consumer", TimingOut)
+    up = {
+        m.name: m.samples[0].value
+        for m in collect_kafka_lag(stream["bootstrap"], stream["group"], stream["topic"])
+    }
+    assert up == {"data_platform_kafka_up": 0}
+
+
 def test_lag_per_partition_in_the_sensor_and_prometheus(stream, sinks):
     ends = produce(stream, [event(f"l-{i}") for i in range(6)], one_by_one=True)
     assert ends == {0: 3, 1: 3}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,16 @@ def consumer_lag(
         committed = client.committed(partitions, timeout=left())
         lags = []
         for tp in committed:
-            low, high = client.get_watermark_offsets(tp, timeout=left(), cached=False)
+            offsets = client.get_watermark_offsets(tp, timeout=left(), cached=False)
+            if offsets is None:
+                # The client's answer to a timeout, not an exception: unpacked, a TypeError
+                # that failed the whole scrape and the sensor's tick.
+                raise KafkaException(
+                    KafkaError(
+                        KafkaError._TIMED_OUT, f"no watermarks of {tp.topic}[{tp.partition}]"
+                    )
+                )
+            low, high = offsets
             lags.append(
                 PartitionLag(tp.partition, low, high, tp.offset if tp.offset >= 0 else None)
             )
