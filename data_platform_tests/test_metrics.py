@@ -629,6 +629,27 @@ def test_check_execution_counts_follow_rows_planned_then_evaluated_between_scrap
     assert CheckExecutionCounts().update(instance) == {passed: 1, failed: 1}
 
 
+def test_wiping_an_asset_drops_its_failing_check_but_keeps_its_executions(instance, tmp_path):
+    """Wiping an asset deletes its check executions: the running exporter kept the check
+    failing (paging) for data gone, until a restart. The counter keeps its count: a counter
+    does not go down while the exporter runs."""
+    key = dg.AssetKey(["marts", "fct_orders"])
+    run = history.finished_run(instance, "marts_job", time.time() - 60, 1, {})
+    history.materialization(instance, run, time.time() - 60, key)
+    history.check_evaluation(
+        instance, run, time.time() - 59, key, "row_count", False, dg.AssetCheckSeverity.ERROR
+    )
+    collector = PlatformCollector(instance, DuckDBDayCounts(tmp_path / "none.duckdb"), {})
+    check = {"asset": "marts/fct_orders", "check": "row_count", "severity": "ERROR"}
+    executions = "data_platform_asset_check_executions_total"
+    assert value(scrape(collector), "data_platform_asset_check_failing", **check) == 1
+
+    instance.wipe_assets([key])
+    samples = scrape(collector)
+    assert value(samples, "data_platform_asset_check_failing", **check) is None
+    assert value(samples, executions, **check, outcome="failed") == 1
+
+
 SECOND_NS = 1_000_000_000
 
 
