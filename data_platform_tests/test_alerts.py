@@ -31,10 +31,11 @@ from data_platform.settings import load_settings
 
 class Webhook:
     """A local webhook that answers 503 to its first `failures` requests, then 200, each after
-    `delay` seconds."""
+    `delay` seconds; or, with `redirect`, that status to /moved, whose GETs it keeps in
+    `followed`."""
 
-    def __init__(self, failures: int = 0, delay: float = 0.0):
-        self.failures, self.received = failures, []
+    def __init__(self, failures: int = 0, delay: float = 0.0, redirect: int | None = None):
+        self.failures, self.received, self.followed = failures, [], []
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,8 +43,18 @@ class Webhook:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 hook.received.append(json.loads(body))
                 time.sleep(delay)
+                if redirect is not None:
+                    self.send_response(redirect)
+                    self.send_header("Location", "/moved")
+                    self.end_headers()
+                    return
                 status = 503 if len(hook.received) <= hook.failures else 200
                 self.send_response(status)
+                self.end_headers()
+
+            def do_GET(self):
+                hook.followed.append(self.path)
+                self.send_response(200)
                 self.end_headers()
 
             def log_message(self, *args):
@@ -178,33 +189,16 @@ def test_an_unreachable_webhook_or_none_logs_the_alert(caplog):
 def test_a_webhook_that_redirects_is_not_counted_as_delivered(status, caplog):
     """urllib followed a 301/302/303 with a GET without the body, the target answered 200: the
     alert, received by nobody, counted as delivered and was not logged."""
-    received: list[tuple[str, str]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(("POST", self.path))
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(status)
-            self.send_header("Location", "/moved")
-            self.end_headers()
-
-        def do_GET(self):
-            received.append(("GET", self.path))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hook = Webhook(redirect=status)
+    caplog.set_level(logging.WARNING)
     try:
-        sender = AlertWebhook(webhook_url=f"http://127.0.0.1:{server.server_port}/hook")
-        caplog.set_level(logging.WARNING)
-        assert not sender.send(Alert("Run failed", "boom", asset="raw/events"), logging.getLogger())
+        assert not hook.sender().send(
+            Alert("Run failed", "boom", asset="raw/events"), logging.getLogger()
+        )
     finally:
-        server.shutdown()
-    assert received == [("POST", "/hook")]  # no retry: a redirect is not the webhook failing
+        hook.server.shutdown()
+    # Posted once (a redirect is not the webhook failing: no retry), never followed.
+    assert (len(hook.received), hook.followed) == (1, [])
     assert any("not delivered" in r.getMessage() for r in caplog.records)
 
 
@@ -372,6 +366,23 @@ def test_a_failed_headless_run_alerts_through_the_daemons_sensor_loop(webhook, t
     assert [fields(p)["Asset"] for p in webhook.received] == ["raw/events"]
 
 
+def status_context(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, sensor_name: str, webhook: Webhook
+) -> dg.RunStatusSensorContext:
+    """What a run-status sensor is given for `run`'s last status event."""
+    ended = {
+        dg.DagsterRunStatus.SUCCESS: dg.DagsterEventType.RUN_SUCCESS,
+        dg.DagsterRunStatus.CANCELED: dg.DagsterEventType.RUN_CANCELED,
+    }[run.status]
+    return dg.build_run_status_sensor_context(
+        sensor_name=sensor_name,
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=instance.all_logs(run.run_id, of_type=ended)[-1].get_dagster_event(),
+        resources={"alerts": webhook.sender()},
+    )
+
+
 def test_failed_error_checks_send_one_alert_each_warn_none(webhook):
     instance = dg.DagsterInstance.ephemeral()
     # A failed blocking check fails its run: one alert for the run, one per failed ERROR check.
@@ -392,15 +403,7 @@ def test_failed_error_checks_send_one_alert_each_warn_none(webhook):
     webhook.received.clear()
     run, _ = finished_run(instance, [checked])
     assert run.status == dg.DagsterRunStatus.SUCCESS
-    context = dg.build_run_status_sensor_context(
-        sensor_name="alert_on_failed_checks",
-        dagster_instance=instance,
-        dagster_run=run,
-        dagster_event=instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)[
-            0
-        ].get_dagster_event(),
-        resources={"alerts": webhook.sender()},
-    )
+    context = status_context(instance, run, "alert_on_failed_checks", webhook)
     failed_check_alerts_sensor(context)
     (payload,) = webhook.received
     assert "row_count" in payload["text"] and link(payload).endswith(run.run_id)
@@ -418,15 +421,7 @@ def test_a_failed_error_check_of_a_canceled_run_is_alerted(webhook):
     instance.report_run_canceled(run)
     run = instance.get_run_by_id(run.run_id)
     assert run.status == dg.DagsterRunStatus.CANCELED
-    context = dg.build_run_status_sensor_context(
-        sensor_name="alert_on_failed_checks_of_canceled_runs",
-        dagster_instance=instance,
-        dagster_run=run,
-        dagster_event=instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_CANCELED)[
-            0
-        ].get_dagster_event(),
-        resources={"alerts": webhook.sender()},
-    )
+    context = status_context(instance, run, "alert_on_failed_checks_of_canceled_runs", webhook)
     canceled_run_check_alerts_sensor(context)
     (payload,) = webhook.received
     assert "row_count" in payload["text"] and link(payload).endswith(run.run_id)

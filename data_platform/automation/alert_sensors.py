@@ -150,28 +150,30 @@ def _alert_failed_checks(context: dg.RunStatusSensorContext, alerts: AlertWebhoo
     context.instance.add_run_tags(run.run_id, {CHECKS_ALERTED_TAG: run.run_id})
 
 
-@dg.run_status_sensor(
-    name="alert_on_failed_checks",
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    description="A failed ERROR check in a run that succeeded (non-blocking) -> one alert each.",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    monitor_all_code_locations=True,
-)
-def failed_check_alerts_sensor(context: dg.RunStatusSensorContext, alerts: AlertWebhook):
-    _alert_failed_checks(context, alerts)
+def _checks_alerts_sensor(name: str, status: dg.DagsterRunStatus, how: str) -> dg.SensorDefinition:
+    """A sensor alerting the failed ERROR checks of the runs that end `status`: a run-status
+    sensor watches one status, and failed runs have theirs alerted with the failure."""
+
+    @dg.run_status_sensor(
+        name=name,
+        run_status=status,
+        description=f"A failed ERROR check in a run that {how} -> one alert each.",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        monitor_all_code_locations=True,
+    )
+    def checks_alerts(context: dg.RunStatusSensorContext, alerts: AlertWebhook):
+        _alert_failed_checks(context, alerts)
+
+    return checks_alerts
 
 
-# A run-status sensor watches one status: a failed ERROR check in a run then canceled (the UI's
-# Terminate) was alerted by neither sensor above.
-@dg.run_status_sensor(
-    name="alert_on_failed_checks_of_canceled_runs",
-    run_status=dg.DagsterRunStatus.CANCELED,
-    description="A failed ERROR check in a run that was canceled -> one alert each.",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    monitor_all_code_locations=True,
+failed_check_alerts_sensor = _checks_alerts_sensor(
+    "alert_on_failed_checks", dg.DagsterRunStatus.SUCCESS, "succeeded (non-blocking)"
 )
-def canceled_run_check_alerts_sensor(context: dg.RunStatusSensorContext, alerts: AlertWebhook):
-    _alert_failed_checks(context, alerts)
+# A failed ERROR check in a run then canceled (the UI's Terminate) was alerted by no sensor.
+canceled_run_check_alerts_sensor = _checks_alerts_sensor(
+    "alert_on_failed_checks_of_canceled_runs", dg.DagsterRunStatus.CANCELED, "was canceled"
+)
 
 
 def _fail_seconds(policy: dg.FreshnessPolicy) -> float | None:
