@@ -125,11 +125,14 @@ def test_a_freshness_failure_sends_one_alert():
     with webhook() as (alerts, received):
         with freeze_time(T0):
             dg.materialize([feed], instance=instance)
-        cursor = tick(instance, DEFS, alerts, None, T0 + HOUR)
+        before = tick(instance, DEFS, alerts, None, T0 + HOUR)
         assert received == []
-        cursor = tick(instance, DEFS, alerts, cursor, T0 + 10 * HOUR)
+        cursor = tick(instance, DEFS, alerts, before, T0 + 10 * HOUR)
         # still failing: no second alert
         assert tick(instance, DEFS, alerts, cursor, T0 + 10 * HOUR + 30 * MINUTE) == cursor
+        # The tick again from the cursor before it, as after a daemon killed mid-tick (the
+        # cursor is saved at its end): the alert it sent is not sent again.
+        assert tick(instance, DEFS, alerts, before, T0 + 10 * HOUR + 30 * MINUTE) == cursor
         (payload,) = received
         assert payload["text"].startswith("Asset is stale: feed")
         assert "9:00:00" in payload["text"]  # the fail window, in the reason

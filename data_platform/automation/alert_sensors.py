@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 
 import dagster as dg
@@ -95,13 +95,20 @@ SEND_BUDGET_SECONDS = 10.0
 
 
 def _send(
-    alerts: list[Alert], sender: AlertWebhook, context, budget_seconds: float = SEND_BUDGET_SECONDS
+    alerts: list[Alert],
+    sender: AlertWebhook,
+    context,
+    budget_seconds: float = SEND_BUDGET_SECONDS,
+    after_each: Callable[[Alert], None] | None = None,
 ) -> None:
     """Send each alert, within `budget_seconds` for all; what cannot go out in time is logged
-    in full (as an alert the webhook refused is), never lost."""
+    in full (as an alert the webhook refused is), never lost. `after_each`: called once an
+    alert is handled (sent or logged)."""
     deadline = time.monotonic() + budget_seconds
     for alert in alerts:
         sender.send(alert, context.log, deadline)
+        if after_each is not None:
+            after_each(alert)
 
 
 # A run whose process died can be reported failed twice, by two processes racing (the code
@@ -286,9 +293,31 @@ def freshness_alerts(context: dg.SensorEvaluationContext, alerts: AlertWebhook):
         get_current_timestamp(),  # time.time(), but a test's freeze_time reaches it
         followed_feeds({key: graph.get(key).parent_keys for key in keys}),
     )
-    _send(found, alerts, context)
+    # The cursor is saved when the tick ends: a daemon killed mid-tick sent its alerts again.
+    # Each handled alert is noted at once in the instance's key-value store, per asset, with
+    # what it was about (when the asset turned stale, or first seen never materialized).
+    about = {a.asset: _freshness_subject(a, cursor) for a in found}
+    noted = context.instance.run_storage.get_cursor_values({_noted_key(a) for a in about})
+    new = [a for a in found if noted.get(_noted_key(a.asset)) != about[a.asset]]
+
+    def note(alert: Alert) -> None:
+        key = _noted_key(alert.asset)
+        context.instance.run_storage.set_cursor_values({key: about[alert.asset]})
+
+    _send(new, alerts, context, after_each=note)
     context.update_cursor(json.dumps(cursor))
-    return dg.SkipReason(f"{len(found)} freshness alert(s) sent" if found else "all fresh")
+    return dg.SkipReason(f"{len(new)} freshness alert(s) sent" if found else "all fresh")
+
+
+def _noted_key(asset: str) -> str:
+    return f"data_platform/freshness_alerted/{asset}"
+
+
+def _freshness_subject(alert: Alert, cursor: dict) -> str:
+    """What a freshness alert is about, as `freshness_failures`' cursor holds it."""
+    if alert.asset in cursor["failed"] and alert.title == "Asset is stale":
+        return f"stale since {cursor['failed'][alert.asset]}"
+    return f"never materialized, seen since {cursor['unknown_since'].get(alert.asset)}"
 
 
 ALERT_SENSORS = [
