@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from data_platform.stream.dead_letters import DeadLetterError
     from data_platform.stream.landing_files import LandingError
     from data_platform.stream.sink import Sink
-    from data_platform.stream.topics import ADMIN_TIMEOUT_SECONDS, TopicIdError, ensure_topics
+    from data_platform.stream.topics import TopicIdError, ensure_topics
 
     settings = load_settings()
     if not settings.kafka_bootstrap:
@@ -95,11 +95,9 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(signum, sink.stop)
         log_to_stderr(f"landing {config.topic} from {config.bootstrap} into {settings.landing}")
         sink.run()
-    except (KafkaException, DeadLetterError, TopicIdError, TimeoutError) as error:
-        # Nothing past the last durable file was committed: a restart resumes there. An admin
-        # request unanswered in time (a broker down) raises a bare TimeoutError.
-        what = str(error) or f"no answer within {ADMIN_TIMEOUT_SECONDS:g} s"
-        print(f"data-platform consume: Kafka at {config.bootstrap}: {what}", file=sys.stderr)
+    except (KafkaException, DeadLetterError, TopicIdError) as error:
+        # Nothing past the last durable file was committed: a restart resumes there.
+        print(f"data-platform consume: Kafka at {config.bootstrap}: {error}", file=sys.stderr)
         return 1
     except LandingError as error:
         print(f"data-platform consume: {error}", file=sys.stderr)

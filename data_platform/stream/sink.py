@@ -215,13 +215,7 @@ class Sink:
             if batch is not None and not self._failed:
                 try:
                     self._flush(batch)
-                except (
-                    KafkaException,
-                    DeadLetterError,
-                    TopicIdError,
-                    LandingError,
-                    TimeoutError,  # an admin request unanswered (topics.ADMIN_TIMEOUT_SECONDS)
-                ) as error:
+                except (KafkaException, DeadLetterError, TopicIdError, LandingError) as error:
                     # Uncommitted: the next owner adopts its file, if it was published.
                     self._log(f"partition {tp.partition}: flush on revoke failed: {error}")
         self._forget(partitions, "revoked")

@@ -9,6 +9,9 @@ so it names the incarnation wherever offsets are written down (landing file name
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+from typing import Any
+
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
@@ -52,15 +55,21 @@ def _create(admin: AdminClient, new: NewTopic) -> None:
             raise
 
 
+def _answer(future: Future) -> Any:
+    """The admin request's result, within ADMIN_TIMEOUT_SECONDS. Unanswered, the client raises
+    a bare TimeoutError, which no caller took for Kafka's: the sink fell to the CLI's
+    path-error branch (exit 2, a blank line). The incarnation is then unknown: TopicIdError."""
+    try:
+        return future.result(ADMIN_TIMEOUT_SECONDS)
+    except TimeoutError:
+        raise TopicIdError(f"no answer within {ADMIN_TIMEOUT_SECONDS:g} s") from None
+
+
 def _max_message_bytes(admin: AdminClient, topic: str) -> int | None:
     """The topic's max.message.bytes; None where the broker names none (tansu, for a topic
     created without it: it enforces no limit) and the broker's default then applies."""
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    entry = (
-        admin.describe_configs([resource])[resource]
-        .result(ADMIN_TIMEOUT_SECONDS)
-        .get("max.message.bytes")
-    )
+    entry = _answer(admin.describe_configs([resource])[resource]).get("max.message.bytes")
     return None if entry is None or entry.value is None else int(entry.value)
 
 
@@ -72,7 +81,7 @@ def describe_topic_id(admin: AdminClient, topic: str) -> str:
     shared by topics created close together (two incarnations a second apart: 9 hex digits).
     Hex, not the base64 Kafka's tools print: that is case-sensitive, and librdkafka's holds `/`.
     """
-    found = admin.describe_topics(TopicCollection([topic]))[topic].result(ADMIN_TIMEOUT_SECONDS)
+    found = _answer(admin.describe_topics(TopicCollection([topic]))[topic])
     uuid = found.topic_id  # None, or all zeros, from a broker without topic ids
     if uuid is None or not (uuid.get_most_significant_bits() or uuid.get_least_significant_bits()):
         raise TopicIdError(
