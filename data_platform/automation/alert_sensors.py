@@ -111,6 +111,22 @@ def _send(
             after_each(alert)
 
 
+def _alert_run_once(
+    context: dg.RunStatusSensorContext,
+    tag: str,
+    alerts_of: Callable[[dg.DagsterRun], list[Alert]],
+    alerts: AlertWebhook,
+) -> None:
+    """Send `alerts_of(run)` unless the run carries `tag` with its own id, then tag it: the
+    run read again, as the event's copy may be older than another process's tag."""
+    run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
+    if run.tags.get(tag) == run.run_id:
+        context.log.info(f"Run {run.run_id} was alerted already ({tag}).")
+        return
+    _send(alerts_of(run), alerts, context)
+    context.instance.add_run_tags(run.run_id, {tag: run.run_id})
+
+
 # A run whose process died can be reported failed twice, by two processes racing (the code
 # server that spawned it, the monitoring daemon or a headless `materialize`): each report is a
 # failure event, and each event an alert. The first alert tags the run with its own id; the
@@ -128,33 +144,22 @@ FAILURE_ALERTED_TAG = "data_platform/failure_alerted"
     monitor_all_code_locations=True,
 )
 def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertWebhook):
-    run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
-    if run.tags.get(FAILURE_ALERTED_TAG) == run.run_id:
-        context.log.info(f"Run {run.run_id} was reported failed again: alerted once already.")
-        return
-    step_errors = [
-        f"{event.step_key}: {root_cause(event.event_specific_data.error)}"
-        for event in context.get_step_failure_events()
-        if event.event_specific_data and event.event_specific_data.error
-    ]
-    message = context.failure_event.message or "the run failed"
-    failure = run_failure_alert(context.instance, run, message, step_errors)
-    _send([failure, *failed_check_alerts(context.instance, run)], alerts, context)
-    context.instance.add_run_tags(run.run_id, {FAILURE_ALERTED_TAG: run.run_id})
+    def failure_and_checks(run: dg.DagsterRun) -> list[Alert]:
+        step_errors = [
+            f"{event.step_key}: {root_cause(event.event_specific_data.error)}"
+            for event in context.get_step_failure_events()
+            if event.event_specific_data and event.event_specific_data.error
+        ]
+        message = context.failure_event.message or "the run failed"
+        failure = run_failure_alert(context.instance, run, message, step_errors)
+        return [failure, *failed_check_alerts(context.instance, run)]
+
+    _alert_run_once(context, FAILURE_ALERTED_TAG, failure_and_checks, alerts)
 
 
 # The checks of a run that did not fail, once alerted, as FAILURE_ALERTED_TAG: the sensor's
 # cursor is saved when its tick ends, so a daemon killed mid-tick sent them all again.
 CHECKS_ALERTED_TAG = "data_platform/checks_alerted"
-
-
-def _alert_failed_checks(context: dg.RunStatusSensorContext, alerts: AlertWebhook) -> None:
-    run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
-    if run.tags.get(CHECKS_ALERTED_TAG) == run.run_id:
-        context.log.info(f"The checks of run {run.run_id} were alerted already.")
-        return
-    _send(failed_check_alerts(context.instance, run), alerts, context)
-    context.instance.add_run_tags(run.run_id, {CHECKS_ALERTED_TAG: run.run_id})
 
 
 def _checks_alerts_sensor(name: str, status: dg.DagsterRunStatus, how: str) -> dg.SensorDefinition:
@@ -169,7 +174,12 @@ def _checks_alerts_sensor(name: str, status: dg.DagsterRunStatus, how: str) -> d
         monitor_all_code_locations=True,
     )
     def checks_alerts(context: dg.RunStatusSensorContext, alerts: AlertWebhook):
-        _alert_failed_checks(context, alerts)
+        _alert_run_once(
+            context,
+            CHECKS_ALERTED_TAG,
+            lambda run: failed_check_alerts(context.instance, run),
+            alerts,
+        )
 
     return checks_alerts
 
