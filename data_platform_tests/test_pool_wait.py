@@ -446,6 +446,63 @@ def test_a_run_that_ends_deletes_its_beat(instance):
     assert not instance.run_storage.get_cursor_values({heartbeat_key(run.run_id)})
 
 
+# A run of "another machine" whose process is killed right after its plan ends (its beat
+# deleted), before it reports the run's status.
+KILLED_AFTER_ITS_PLAN = """
+import os, signal, dagster as dg
+from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+from data_platform.orchestration import heartbeat, run_health
+
+run_health.this_host = lambda: "another-machine (pid namespace 1)"
+heartbeat.install(0.1)
+leave = InstanceConcurrencyContext.__exit__
+
+def leave_then_die(self, *exc):
+    leave(self, *exc)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+InstanceConcurrencyContext.__exit__ = leave_then_die
+
+@dg.op
+def done():
+    pass
+
+@dg.job
+def killed_after_its_plan():
+    done()
+
+with dg.DagsterInstance.get() as instance:
+    killed_after_its_plan.execute_in_process(instance=instance)
+"""
+
+
+def test_a_run_of_another_host_killed_after_its_plan_is_failed_once_silent(instance, monkeypatch):
+    """Its beat deleted as its plan ended, a run killed before reporting its status read "no
+    heartbeat" (not started yet) for good: STARTED, its assets in progress to the automation.
+    Silent, neither beating nor writing events, for SILENT_RUN_SECONDS, it is failed."""
+    from data_platform.orchestration import run_health
+
+    env = {**os.environ, "DAGSTER_HOME": str(instance.root_directory)}
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_ITS_PLAN], env=env, capture_output=True, timeout=120
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    [run] = instance.get_runs()
+    assert run.status == dg.DagsterRunStatus.STARTED
+    assert run.tags[run_health.WORKER_HOST_TAG] == "another-machine (pid namespace 1)"
+    [latest] = instance.get_records_for_run(run.run_id, ascending=False, limit=1).records
+    now = [latest.event_log_entry.timestamp + 1]
+    monkeypatch.setattr(run_health, "time", SimpleNamespace(time=lambda: now[0]))
+    health = run_health.check_worker(instance, run)
+    assert health.status.value == "RUNNING" and "no heartbeat" in health.msg, health.msg
+    assert release_dead_runs(instance) == []
+    now[0] += run_health.SILENT_RUN_SECONDS
+    health = run_health.check_worker(instance, run)
+    assert health.status.value == "FAILED" and "no event for 601 s" in health.msg, health.msg
+    assert release_dead_runs(instance)
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+
+
 # A plan whose concurrency context fails to enter (Dagster's own __enter__ raising), then a
 # wait longer than a few beats: what the process stored under its key after the failure.
 ENTER_FAILS = """

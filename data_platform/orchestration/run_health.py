@@ -6,9 +6,9 @@ run was executed in-process by `data-platform materialize`: the run stays STARTE
 keeps its `duckdb` pool slot, so every later warehouse step waits behind it. Every run process
 announces its pid in an engine event; a pid that is gone, or now belongs to a younger process,
 means the worker is dead. A run whose process is on another host is judged by its heartbeat
-instead (`heartbeat.py`): its pid means nothing here. Nor does it in another pid namespace of
-this machine (a container sharing the host's name and network): the host of a run is its
-machine's name and its pid namespace.
+instead (`heartbeat.py`), and before or after its plan by its events: its pid means nothing
+here. Nor does it in another pid namespace of this machine (a container sharing the host's name
+and network): the host of a run is its machine's name and its pid namespace.
 """
 
 from __future__ import annotations
@@ -46,6 +46,11 @@ UNENDED = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, _CANCELING
 # none. `proven_alive` tells them apart, so that its callers never match on their wording.
 _NOT_ANNOUNCED = "no run process announced yet"
 _NEVER_BEAT = "no heartbeat"
+# A run of another host beats only while its plan runs: before it (the worker loading the
+# code) and after it (reporting the run's status) a live process writes events instead, the
+# gaps seconds long. Neither beating nor writing for this long, it is gone: killed after its
+# plan ended, it stayed STARTED for good, its assets "in progress" to the automation.
+SILENT_RUN_SECONDS = 600.0
 
 
 @functools.cache
@@ -142,11 +147,19 @@ def _check_heartbeat(
 ) -> CheckRunHealthResult:
     """A run whose process is on another host: judged by its heartbeat (heartbeat.py)."""
     last = last_beat(instance, run.run_id)
+    now = time.time()
     if last is None:
-        # Between its RUN_START and its plan, or a version that did not beat: no slot held yet.
+        # Before its plan or after it: no slot held, and silent, dead.
+        [latest] = instance.get_records_for_run(run.run_id, ascending=False, limit=1).records
+        quiet = now - latest.event_log_entry.timestamp
+        if quiet > SILENT_RUN_SECONDS:
+            return CheckRunHealthResult(
+                WorkerStatus.FAILED,
+                f"run process {pid} on {host} is gone (no heartbeat, and no event for "
+                f"{quiet:.0f} s: it died before its plan began or after it ended)",
+            )
         return _never_beat(host)
     at, every = last
-    now = time.time()
     silent = now - at
     if silent_too_long(at, every, now):
         return CheckRunHealthResult(
