@@ -205,7 +205,9 @@ def extract_users(
 
 def test_sqlite_timestamps_with_a_utc_offset_are_stored_in_utc(tmp_path):
     """SQLite keeps a timestamp as the text it was given: one with an offset was stored as its
-    wall time, and one with a negative offset, compared as text, sorted before the mark."""
+    wall time, and one with a negative offset, compared as text, sorted before the mark. So did
+    one whose offset SQLite cannot read (-0500 as Python's %z writes it, -05, a named zone):
+    never extracted but by a whole-table run."""
     warehouse = tmp_path / "warehouse.duckdb"
     engine = hand_made_users(
         tmp_path / "app.db",
@@ -218,18 +220,25 @@ def test_sqlite_timestamps_with_a_utc_offset_are_stored_in_utc(tmp_path):
     extract_users(warehouse, engine)
     with engine.begin() as conn:  # 10:00 and 10:30 UTC, after the mark (08:45)
         conn.execute(INSERT_USER, {"id": 4, "at": "2026-01-05 05:00:00-05:00"})
+        conn.execute(INSERT_USER, {"id": 5, "at": "2026-01-05 05:15:00-0500"})
+        conn.execute(INSERT_USER, {"id": 6, "at": "2026-01-05 05:20:00-05"})
+        conn.execute(INSERT_USER, {"id": 7, "at": "2026-01-05 05:25:00 America/New_York"})
         conn.execute(
             sa.text("UPDATE users SET updated_at = '2026-01-05 12:30:00+02:00' WHERE id = 1")
         )
     extract_users(warehouse, engine)
     stored = query(warehouse, "SELECT id, created_at, updated_at FROM raw.users ORDER BY ALL")
     at = {h_m: datetime(2026, 1, 5, *h_m) for h_m in ((8, 0), (8, 30), (8, 45), (10, 0), (10, 30))}
+    at |= {(10, m): datetime(2026, 1, 5, 10, m) for m in (15, 20, 25)}
     assert stored == [
         (1, at[8, 0], at[8, 0]),
         (1, at[8, 0], at[10, 30]),
         (2, at[8, 30], at[8, 30]),
         (3, at[8, 45], at[8, 45]),
         (4, at[10, 0], at[10, 0]),
+        (5, at[10, 15], at[10, 15]),
+        (6, at[10, 20], at[10, 20]),
+        (7, at[10, 25], at[10, 25]),
     ]
 
 

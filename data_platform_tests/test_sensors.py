@@ -681,6 +681,12 @@ def test_a_change_stamped_with_a_negative_offset_moves_the_mark(settings, source
     assert quiet.run_requests == []
     assert json.loads(quiet.cursor)["marks"]["users"] == "2026-01-05 08:20:00-05:00"
 
+    # An offset SQLite reads only with its colon put in (Python's %z): 13:30 UTC, newer.
+    stamp_users(source_db, "2026-01-05 08:30:00-0500", 4)
+    later = tick(source_database_sensor, quiet.cursor, source_database=source_db)
+    assert len(later.run_requests) == 1
+    assert json.loads(later.cursor)["marks"]["users"] == "2026-01-05 08:30:00-0500"
+
 
 def test_a_source_table_without_updated_at_does_not_stop_the_others(settings, source_db, caplog):
     """One table the contract no longer fits (its updated_at renamed) failed every tick, so no

@@ -173,19 +173,40 @@ def changed_since(
         return updated_at >= since
     # Within 14 h of year 1 the subtraction raised OverflowError: the bound stops at year 1.
     floor = since - min(_WIDEST_OFFSET, since - datetime.min)
+    reading = sqlite_utc(updated_at)
     return sa.and_(
         updated_at >= floor,
-        sa.or_(updated_at >= since, sqlite_utc(updated_at) >= sqlite_utc_text(since)),
+        # No reading: a zone SQLite does not know (' America/New_York', which DuckDB's cast
+        # reads), or no timestamp at all; within the floor, such rows are read again each run.
+        sa.or_(updated_at >= since, reading >= sqlite_utc_text(since), reading.is_(None)),
     )
 
 
 def sqlite_utc(updated_at: sa.ColumnElement) -> sa.ColumnElement:
     """SQLite's own UTC reading of a timestamp held as text ('08:20:00-05:00' reads
-    '13:20:00.000'), NULL for a text that is no timestamp (or past year 9999 in UTC). Text of
-    this one shape compares as the instants do; the stored text does not when offsets differ."""
+    '13:20:00.000'), NULL for a text that is no timestamp to it (or past year 9999 in UTC).
+    Text of this one shape compares as the instants do; the stored text does not when offsets
+    differ.
+
+    SQLite reads an offset only as ±HH:MM; one written ±HHMM (Python's `%z`) or ±HH, which
+    DuckDB's cast reads, is read with the colon put in: with no reading, such a change
+    behind UTC sorted before the mark as text and was never extracted."""
     import sqlalchemy as sa
 
-    return sa.func.strftime("%Y-%m-%d %H:%M:%f", updated_at)
+    def read(text: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.func.strftime("%Y-%m-%d %H:%M:%f", text)
+
+    text = sa.type_coerce(updated_at, sa.String())  # `+` is then SQLite's `||`
+
+    def sign_at(position: int) -> sa.ColumnElement:
+        return sa.func.substr(text, position, 1).in_(["+", "-"])
+
+    head = sa.func.substr(text, 1, sa.func.length(text) - 2)
+    with_colon = sa.case(
+        (sign_at(-5), head + ":" + sa.func.substr(text, -2)),
+        (sign_at(-3), text + ":00"),
+    )
+    return sa.func.coalesce(read(updated_at), read(with_colon))
 
 
 def sqlite_utc_text(instant: datetime) -> str:
