@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -21,7 +22,7 @@ import sqlalchemy as sa
 from data_platform.assets.raw import RAW_SOURCE_TABLE_ASSETS
 from data_platform.ingestion import database
 from data_platform.ingestion.database import ExtractionStats, extract_incremental
-from data_platform.ingestion.tables import USERS
+from data_platform.ingestion.tables import USERS, Column
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests.helpers import query
 
@@ -201,6 +202,36 @@ def extract_users(
 ) -> ExtractionStats:
     with duckdb.connect(str(warehouse)) as conn:
         return extract_incremental(conn, engine, USERS, lookback, at)
+
+
+def test_a_contract_grown_by_a_rescued_column_reports_no_row_changed(tmp_path):
+    """Grown by a column the source had (the schema_drift check's advice), the contract put it
+    beside versions that hold it NULL, its value in `_rescued`: every row re-read was reported
+    changed without a new updated_at, and the warning said to touch them all."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    engine = hand_made_users(
+        tmp_path / "app.db", [{"id": i, "at": f"2026-01-05 08:{i:02d}:00"} for i in range(1, 4)]
+    )
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE users ADD COLUMN loyalty_tier TEXT DEFAULT 'gold'"))
+    extract_users(warehouse, engine, at=datetime(2026, 1, 5, 9))
+    *contract, extracted_at, rescued = USERS.columns
+    grown = dataclasses.replace(
+        USERS, columns=(*contract, Column("loyalty_tier", "VARCHAR", "tier"), extracted_at, rescued)
+    )
+    # The price: that column changed under a key stored before is not seen (the version holds
+    # it as JSON text, which compares with the column's type only by its spelling).
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE users SET loyalty_tier = 'silver' WHERE id = 2"))
+    with duckdb.connect(str(warehouse)) as conn:
+        full = extract_incremental(conn, engine, grown, None, datetime(2026, 1, 5, 10))
+    assert (full.rows_fetched, full.versions_added) == (3, 0)
+    assert full.unversioned == database.UnversionedChanges()
+    with engine.begin() as conn:  # a contract column of the versions before: compared
+        conn.execute(sa.text("UPDATE users SET country = 'FR' WHERE id = 3"))
+    with duckdb.connect(str(warehouse)) as conn:
+        full = extract_incremental(conn, engine, grown, None, datetime(2026, 1, 5, 10, 5))
+    assert full.unversioned == database.UnversionedChanges(rows=1, ids=(3,))
 
 
 def test_sqlite_timestamps_with_a_utc_offset_are_stored_in_utc(tmp_path):

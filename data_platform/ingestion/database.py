@@ -100,11 +100,18 @@ def unversioned_changes_sql(table: RawTable, versions: str, sql: EngineSql) -> s
     is its own stored self, so only keys stored by an earlier run (or twice in one run) can
     differ. `_rescued` is compared only when both sides hold the same columns: a migration
     adding or dropping a source column changes it on every row without any row changing, and
-    the schema_drift check reports that.
+    the schema_drift check reports that. Nor is a contract column that a stored version holds
+    NULL while its `_rescued` has the key: the contract grew by a column the source had, whose
+    value that version keeps in `_rescued` (every row re-read was "changed" otherwise).
     """
     q = sql.quote
-    compared = [q(n) for n in contract_columns(table) if n not in ("id", "updated_at")]
-    differs = [f"v.{c} IS DISTINCT FROM r.{c}" for c in compared]
+    compared = [n for n in contract_columns(table) if n not in ("id", "updated_at")]
+    rescued_keys = sql.json_keys("r._rescued")
+    differs = [
+        f"(v.{q(n)} IS DISTINCT FROM r.{q(n)} AND NOT (r.{q(n)} IS NULL "
+        f"AND coalesce(array_contains({rescued_keys}, '{n}'), false)))"
+        for n in compared
+    ]
     differs.append(
         f"(v._rescued IS NOT NULL AND r._rescued IS NOT NULL AND "
         f"{sql.json_keys('v._rescued')} = {sql.json_keys('r._rescued')} AND "
