@@ -254,3 +254,46 @@ def test_a_worker_killed_mid_step_hands_the_step_to_another(distributed_stack):
             "SELECT count(*), count(DISTINCT event_id) FROM raw.events WHERE dt = ?", [DAY]
         ).fetchone()
     assert loaded == distinct == sum(count_records(f) for f in files)
+
+
+def test_redis_restarted_mid_step_is_waited_for(distributed_stack):
+    """kill -9 of Redis while a step runs, then `services up` starts it again (its queue and
+    results on disk): the run waited for it and ended a success, the day loaded once. Celery
+    gave up at its first poll: the run failed, while its step went on and succeeded."""
+    from data_platform.services.config import load_services_config
+    from data_platform.services.process import read_pid
+    from data_platform.services.redis_server import Redis
+    from data_platform_tests.helpers import run_services
+
+    landing = Path(distributed_stack["DATA_PLATFORM_HOME"]) / "landing"
+    files = sorted((landing / "events" / f"dt={DAY}").glob("*.jsonl")) or write_day(landing)
+    redis = Redis(load_services_config(distributed_stack))
+    process = run(
+        [CLI, "materialize", "--start", DAY, "--end", DAY, "--select", "key:raw/events"],
+        distributed_stack,
+    )
+    try:
+        with stack_instance(distributed_stack) as instance:
+            started, pid = wait_for(
+                "raw/events to start", lambda: started_step(instance, "raw__events", "step")
+            )
+            stop_mid_step(instance, started.run_id, "raw__events", pid)
+            os.kill(read_pid(redis.pid_file), signal.SIGKILL)
+            os.kill(pid, signal.SIGCONT)
+        # The run polls the dead Redis meanwhile (every 0.1 s); services up starts it again.
+        wait_for("Redis to be gone", lambda: not redis.is_running(), timeout=10)
+        up = run_services(distributed_stack, "up")
+        assert up.returncode == 0, up.stderr
+        _, stderr = finish(process)
+    finally:
+        if not redis.is_running():
+            run_services(distributed_stack, "up")
+    with stack_instance(distributed_stack) as instance:
+        ended = instance.get_run_by_id(run_id_of(stderr))
+    assert ended.status == dg.DagsterRunStatus.SUCCESS
+    warehouse = Path(distributed_stack["DATA_PLATFORM_HOME"]) / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        loaded, distinct = conn.execute(
+            "SELECT count(*), count(DISTINCT event_id) FROM raw.events WHERE dt = ?", [DAY]
+        ).fetchone()
+    assert loaded == distinct == sum(count_records(f) for f in files)

@@ -14,7 +14,11 @@ from data_platform.settings import CELERY_BROKER_VARIABLE, Settings
 #   worker process that dies (kill -9, OOM) puts it back on the queue: another worker runs the
 #   step again (one transaction per step: re-running it is safe) instead of the run waiting
 #   forever on a result that will never come, holding its `duckdb` slot;
-# - a worker reserves one message at a time, so a lost worker strands no queued steps.
+# - a worker reserves one message at a time, so a lost worker strands no queued steps;
+# - Redis restarting (a crash, an upgrade) is waited for, a few minutes at most: the run polls
+#   its steps' results there and sends its next steps there. Celery gave up at once: a restart
+#   of 10 s failed every run in flight while its steps went on and succeeded on the workers
+#   (Redis keeps its queue and results on disk). Down for longer, the run fails, as before.
 CELERY_EXECUTION_CONFIG: dict[str, Any] = {
     "broker": {"env": CELERY_BROKER_VARIABLE},
     "backend": {"env": CELERY_BROKER_VARIABLE},
@@ -22,6 +26,16 @@ CELERY_EXECUTION_CONFIG: dict[str, Any] = {
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # Backoff doubling from 10 ms, jittered, capped at 10 s: about 4 minutes in all.
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 60,
+        # 0, 1, ... 5 s apart: about 4.5 minutes in all.
+        "task_publish_retry_policy": {
+            "max_retries": 60,
+            "interval_start": 0,
+            "interval_step": 1,
+            "interval_max": 5,
+        },
     },
 }
 
