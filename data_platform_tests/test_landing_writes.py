@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,37 @@ def test_hidden_names_are_skipped_by_the_same_rule_locally_and_on_s3(zone, tmp_p
         "events/dt=2026-01-05/late/b.jsonl",
     ]
     assert landing.list_entries("events/") == ["events/dt=2026-01-05/"]
+
+
+def test_an_s3_file_named_as_long_as_s3_allows_is_read(s3_landing):
+    """A download kept the key's name, which S3 allows up to 1,024 bytes and a local disk to
+    255, less the suffix boto3 adds while it writes: a valid file of a 250-byte name was
+    dead-lettered "File name too long", and landing it again changed nothing."""
+    for name in ("x" * 244 + ".jsonl", "é" * 120 + ".jsonl.gz"):
+        key = f"events/dt=2026-01-05/{name}"
+        s3_landing.write_bytes(key, b"{}\n")
+        with s3_landing.local_path(key) as landed:
+            assert landed.read_bytes() == b"{}\n"
+            assert landed.suffix == (".gz" if name.endswith(".gz") else "")
+
+
+def test_an_s3_key_ending_in_a_slash_that_holds_bytes_is_a_file(s3_landing):
+    """Every key ending in `/` was skipped as a folder's marker: one holding records (a tool
+    that wrote to the folder's own name) was in no table and no dead letter, unseen. Empty
+    markers are still folders."""
+    import boto3
+
+    from data_platform.ingestion.file_formats import EVENT_FILES
+    from data_platform.ingestion.files import files_for
+
+    bucket, prefix = s3_landing.url.removeprefix("s3://").split("/", 1)
+    s3 = boto3.client("s3")
+    for key, body in (
+        ("events/dt=2026-01-05/", b'{"event_id": "a"}\n'),
+        ("events/dt=2026-01-05/late/", b'{"event_id": "b"}\n'),
+        ("events/dt=2026-01-06/", b""),
+    ):
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=body)
+    found = files_for(s3_landing, EVENT_FILES, {date(2026, 1, 5), date(2026, 1, 6)})
+    assert [f.key for f in found] == ["events/dt=2026-01-05/", "events/dt=2026-01-05/late/"]
+    assert all(EVENT_FILES.misnamed(f) for f in found)

@@ -55,7 +55,7 @@ from data_platform.resources.landing import LandingFile, LandingZone
 # 1.2 s per million clean events in four files), and per-statement costs paid once a group.
 GROUP_FILES = 16
 
-_DT_FOLDER = re.compile(r"^[^/]+/dt=(\d{4}-\d{2}-\d{2})/.")
+_DT_FOLDER = re.compile(r"^[^/]+/dt=(\d{4}-\d{2}-\d{2})/")
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,8 @@ class PartitionStats:
 
 def partition_of(key: str) -> date | None:
     """The dt of a landing key such as `events/dt=2026-01-05/a.jsonl`, or None if it has none.
-    A file deeper in the day folder is of that day too (and dead-lettered: `misnamed`)."""
+    A file deeper in the day folder is of that day too, and so is an S3 key of the folder's own
+    name that holds bytes (both dead-lettered: `misnamed`)."""
     match = _DT_FOLDER.match(key)
     if not match:
         return None

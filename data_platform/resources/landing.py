@@ -107,7 +107,9 @@ class LandingZone(dg.ConfigurableResource):
                 key = obj["Key"][len(root) :]
                 if end_before is not None and key >= end_before:
                     return files  # the paginator is lazy: no further page is requested
-                if not key.endswith("/") and not _hidden(key):
+                # A key ending in `/` is a folder's marker, unless it holds bytes: then it is
+                # a file no reader names, dead-lettered as misnamed instead of lost unseen.
+                if (obj["Size"] or not key.endswith("/")) and not _hidden(key):
                     modified = obj["LastModified"].timestamp()
                     files.append(LandingFile(key, obj["Size"], modified, obj.get("ETag", "")))
         return files
@@ -155,8 +157,10 @@ class LandingZone(dg.ConfigurableResource):
             return
         bucket, root = self._bucket_and_prefix
         with tempfile.TemporaryDirectory(prefix="landing-") as tmp:
-            # Keep the file name: DuckDB picks the decompression from the extension (.gz).
-            target = Path(tmp) / Path(key).name
+            # Not the key's name: S3 allows 1,024 bytes, a local name 255, less the suffix
+            # boto3 adds while it writes (a valid file of a 250-byte name was dead-lettered,
+            # "File name too long"). DuckDB picks the decompression from the extension.
+            target = Path(tmp) / ("landed.gz" if key.endswith(".gz") else "landed")
             self._download(bucket, root + key, target)
             yield target
 
