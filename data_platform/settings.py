@@ -154,7 +154,8 @@ def validate_landing(raw: str) -> str:
             f"DATA_PLATFORM_LANDING={masked(raw)!r} is neither a local folder nor "
             "s3://bucket/prefix"
         )
-    return str(Path(raw).expanduser().absolute())
+    # A file there listed no landing file: every run read nothing and succeeded.
+    return str(local_folder("DATA_PLATFORM_LANDING", raw))
 
 
 def local_path(variable: str, raw: str) -> Path:

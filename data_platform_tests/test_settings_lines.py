@@ -192,9 +192,12 @@ def test_a_setting_passed_on_as_set_is_refused_with_spaces_around_it(tmp_path, v
     load_settings({"DATA_PLATFORM_HOME": str(tmp_path), variable: " "})  # blank: unset
 
 
-@pytest.mark.parametrize("variable", ["DATA_PLATFORM_HOME", "DAGSTER_HOME"])
+@pytest.mark.parametrize(
+    "variable", ["DATA_PLATFORM_HOME", "DAGSTER_HOME", "DATA_PLATFORM_LANDING"]
+)
 def test_a_home_that_is_a_file_is_refused(tmp_path, variable):
-    """A file there was "[Errno 20] Not a directory" from every command, or a traceback."""
+    """A file there was "[Errno 20] Not a directory" from every command, or a traceback; as the
+    landing zone, it listed no file, and every run read nothing and succeeded."""
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     assert one_line_error(tmp_path, {variable: str(a_file)}) == (
