@@ -616,6 +616,34 @@ def test_prune_leaves_a_backup_still_uploading_and_a_manifest_alone_seals_nothin
     assert sorted(p.name for p in root.iterdir()) == [older, uploading, emptied, newest]
 
 
+def test_prune_aborts_the_uploads_a_killed_s3_backup_left(s3_landing):
+    """A backup killed mid-upload leaves an incomplete multipart upload: no object, so neither
+    listed nor deleted by a prune, its parts (the whole warehouse) billed for good. Killed in
+    its first upload, the backup had no object at all to be found by."""
+    import boto3
+
+    bucket = s3_landing.url.split("/")[2]
+    s3 = boto3.client("s3")
+    root = BackupStore(f"s3://{bucket}/backups")
+    names = [
+        (datetime.now(UTC) - timedelta(days=days)).strftime(backup_schedule.STAMP)
+        for days in (4, 3, 2, 1)
+    ]
+    killed_first, sealed_old, killed_later, newest = names
+    for name in (sealed_old, newest):
+        for file in ("warehouse/warehouse.duckdb", "manifest.json"):
+            s3.put_object(Bucket=bucket, Key=f"backups/{name}/{file}", Body=b"x")
+    s3.put_object(Bucket=bucket, Key=f"backups/{killed_later}/instance/runs.db", Body=b"x")
+    for name in (killed_first, killed_later):
+        key = f"backups/{name}/warehouse/warehouse.duckdb"
+        upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"x" * 1024)
+    deleted = backup_schedule.prune(root, 1, pytest.fail)
+    assert deleted == [killed_first, sealed_old, killed_later]
+    assert s3.list_multipart_uploads(Bucket=bucket, Prefix="backups/").get("Uploads", []) == []
+    assert root.names() == [f"{newest}/manifest.json", f"{newest}/warehouse/warehouse.duckdb"]
+
+
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01")
 SENSOR, CURSOR = "landing_zone_files", '{"events": "events/dt=2026-01-06/b.jsonl"}'
 

@@ -81,7 +81,8 @@ def prune(root: BackupStore, keep: int, warn: Callable[[str], None]) -> list[str
     would seal nothing: such a folder does not count as sealed (`_sealed`).
     """
     names = root.names()
-    folders = {n.split("/", 1)[0] for n in names if "/" in n}
+    # A backup killed in its first upload has no file yet, only that upload.
+    folders = {n.split("/", 1)[0] for n in [*names, *root.unfinished()] if "/" in n}
     backups = sorted(f for f in folders if SCHEDULED_NAME.fullmatch(f))
     sealed = [b for b in backups if _sealed(b, names)]
     kept = sealed[-keep:]

@@ -122,6 +122,16 @@ class BackupStore:
         pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         return sorted(o["Key"][len(prefix) :] for page in pages for o in page.get("Contents", []))
 
+    def unfinished(self) -> list[str]:
+        """The files whose upload began and never ended (a backup killed mid-put; S3 only):
+        not among `names`, yet their parts are stored, and billed, until `delete` aborts them."""
+        if not self.is_s3:
+            return []
+        from data_platform.resources.landing import incomplete_uploads
+
+        bucket, prefix = self._key("")
+        return sorted(u["Key"][len(prefix) :] for u in incomplete_uploads(self._s3, bucket, prefix))
+
     def put(self, local: Path, name: str) -> None:
         if self.is_s3:
             self._s3.upload_file(str(local), *self._key(name), ExtraArgs=self._put_args)
@@ -168,9 +178,16 @@ class BackupStore:
                         "stops it (permissions, an immutable file), or remove it by hand"
                     ) from None
             return
+        from data_platform.resources.landing import incomplete_uploads
+
         client = self._s3
         for name in self.names():
             client.delete_object(Bucket=self._key(name)[0], Key=self._key(name)[1])
+        bucket, prefix = self._key("")
+        for upload in incomplete_uploads(client, bucket, prefix):
+            client.abort_multipart_upload(
+                Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
 
     def child(self, name: str) -> BackupStore:
         return BackupStore(f"{self.url.rstrip('/')}/{name}")

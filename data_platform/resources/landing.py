@@ -37,6 +37,14 @@ def s3_client():
     return S3Resource(endpoint_url=aws_endpoint_url(dict(os.environ))).get_client()
 
 
+def incomplete_uploads(s3, bucket: str, prefix: str) -> Iterator[dict]:
+    """The incomplete multipart uploads (`Key`, `UploadId`) under `prefix`: what a put killed
+    mid-way leaves, no object, its parts stored (and billed) until aborted. Aborting while
+    paging is safe: each page resumes after the last key it returned."""
+    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix):
+        yield from page.get("Uploads", [])
+
+
 @dataclass(frozen=True)
 class LandingFile:
     """One file in the landing zone; `modified` is epoch seconds, for sensor cursors.
@@ -274,18 +282,14 @@ class LandingZone(dg.ConfigurableResource):
         bucket, root = self._bucket_and_prefix
         s3 = self._s3()
         removed: set[str] = set()
-        # Aborting while paging is safe: each page resumes after the last key it returned.
-        for page in s3.get_paginator("list_multipart_uploads").paginate(
-            Bucket=bucket, Prefix=root + prefix
-        ):
-            for upload in page.get("Uploads", []):
-                key = upload["Key"][len(root) :]
-                folder, _, name = key[len(prefix) :].partition("/")
-                if folder and name and "/" not in name and abandoned(name):
-                    s3.abort_multipart_upload(
-                        Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                    )
-                    removed.add(key)  # a key retried after each kill has several uploads
+        for upload in incomplete_uploads(s3, bucket, root + prefix):
+            key = upload["Key"][len(root) :]
+            folder, _, name = key[len(prefix) :].partition("/")
+            if folder and name and "/" not in name and abandoned(name):
+                s3.abort_multipart_upload(
+                    Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+                removed.add(key)  # a key retried after each kill has several uploads
         return sorted(removed)
 
 
