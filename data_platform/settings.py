@@ -180,6 +180,20 @@ def local_folder(variable: str, raw: str) -> Path:
     return path
 
 
+def refuse_instance_holding(instance: Path, parts: dict[str, Path | None]) -> None:
+    """DAGSTER_HOME must be a folder of its own: a backup copies a SQLite instance's folder
+    whole and a restore replaces it, so one holding the platform's home copied its own staging
+    into the backup and a forced restore deleted the landing folder with the rest."""
+    folder = os.path.normpath(instance)  # `..` too: absolute() keeps it
+    for variable, part in parts.items():
+        if part is not None and Path(os.path.normpath(part)).is_relative_to(folder):
+            raise SettingsError(
+                f"DAGSTER_HOME={str(instance)!r} holds {variable} ({str(part)!r}): a backup copies "
+                "the instance's folder whole and a restore replaces it; set DAGSTER_HOME to a "
+                "folder of its own (unset, it is DATA_PLATFORM_HOME/dagster_home)"
+            )
+
+
 def validate_db_url(raw: str) -> str:
     """A SQLAlchemy URL whose driver is installed (checked here, not at the first extraction's
     traceback); messages show it with its password masked."""
@@ -426,18 +440,27 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     bootstrap = _env(env, KAFKA_BOOTSTRAP_VARIABLE)
     spark_remote = _env(env, SPARK_REMOTE_VARIABLE)
     spark_remote = validate_spark_remote(spark_remote) if spark_remote else None
+    warehouse_path = (
+        local_path("DATA_PLATFORM_WAREHOUSE", warehouse) if warehouse else home / "warehouse.duckdb"
+    )
+    landing = validate_landing(landing or str(home / "landing"))
+    instance = local_folder("DAGSTER_HOME", dagster_home) if dagster_home else home / "dagster_home"
+    refuse_instance_holding(
+        instance,
+        {
+            "DATA_PLATFORM_HOME": home,
+            "DATA_PLATFORM_WAREHOUSE": warehouse_path,
+            "DATA_PLATFORM_LANDING": None if landing.startswith("s3://") else Path(landing),
+        },
+    )
     return Settings(
         home=home,
-        warehouse=local_path("DATA_PLATFORM_WAREHOUSE", warehouse)
-        if warehouse
-        else home / "warehouse.duckdb",
-        landing=validate_landing(landing or str(home / "landing")),
+        warehouse=warehouse_path,
+        landing=landing,
         source_db_url=validate_db_url(db_url) if db_url else f"sqlite:///{home / 'source.db'}",
         start_date=parse_start_date(_env(env, "DATA_PLATFORM_START_DATE") or "2026-01-01"),
         alert_webhook=validate_webhook(webhook) if webhook else None,
-        dagster_home=local_folder("DAGSTER_HOME", dagster_home)
-        if dagster_home
-        else home / "dagster_home",
+        dagster_home=instance,
         executor=validate_executor(_env(env, "DATA_PLATFORM_EXECUTOR") or "in_process", env),
         metrics_port=whole_number(
             env,

@@ -357,7 +357,7 @@ def bench_definitions_load(root: Path) -> None:
     """`dagster definitions validate` of the platform vs a minimal project on the same manifest."""
     from data_platform.assets.dbt_project import DBT_PROJECT
 
-    root.mkdir(parents=True, exist_ok=True)
+    (root / "dagster_home").mkdir(parents=True, exist_ok=True)
     minimal = root / "minimal_defs.py"
     minimal.write_text(
         MINIMAL_PROJECT.format(
@@ -367,7 +367,7 @@ def bench_definitions_load(root: Path) -> None:
     env = {
         **environ_without_settings(),
         "DATA_PLATFORM_HOME": str(root / "home"),
-        "DAGSTER_HOME": str(root),
+        "DAGSTER_HOME": str(root / "dagster_home"),
         "PATH": f"{BIN}:{os.environ['PATH']}",
     }
     validate = [str(BIN / "dagster"), "definitions", "validate"]

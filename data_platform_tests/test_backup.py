@@ -1407,6 +1407,19 @@ def test_a_sqlite_backup_is_refused_in_a_home_on_postgres(pristine, tmp_path):
     assert not (tmp_path / "home" / "warehouse.duckdb").exists()
 
 
+def test_a_duckdb_backup_is_refused_in_a_home_on_spark(pristine, tmp_path):
+    """Restored with DATA_PLATFORM_ENGINE=spark, a DuckDB backup replaced the home's DuckDB
+    file (not the warehouse that home uses) unchecked for a writer, whose rows were lost."""
+    home = copy_home(pristine, tmp_path / "home")
+    with duckdb.connect(str(home / "warehouse.duckdb")) as conn:
+        conn.execute("INSERT INTO u VALUES (1)")
+    spark = {"DATA_PLATFORM_ENGINE": "spark", "DATA_PLATFORM_SPARK_REMOTE": "sc://127.0.0.1:1"}
+    err = refused_restore(home, pristine / "backup", **spark)
+    assert "this backup's warehouse is a DuckDB file, and DATA_PLATFORM_ENGINE=spark" in err
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM u").fetchone() == (1,)
+
+
 def test_a_forced_restore_is_refused_while_a_writer_holds_the_warehouse(pristine, tmp_path):
     """The warehouse was renamed under a live writer, whose commit then left a
     warehouse.duckdb.wal that made every later open fail."""

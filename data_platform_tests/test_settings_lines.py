@@ -206,6 +206,24 @@ def test_a_home_that_is_a_file_is_refused(tmp_path, variable):
     )
 
 
+@pytest.mark.parametrize(
+    ("dagster_home", "held"),
+    [(".", "DATA_PLATFORM_HOME"), ("..", "DATA_PLATFORM_HOME"), ("data", "DATA_PLATFORM_LANDING")],
+)
+def test_an_instance_folder_holding_the_platforms_parts_is_refused(tmp_path, dagster_home, held):
+    """DAGSTER_HOME = DATA_PLATFORM_HOME: the backup copied its own staging folder and the
+    warehouse twice, and a forced restore, replacing the instance's folder, deleted the landing
+    folder and every other file of the home."""
+    variables = {"DAGSTER_HOME": str(tmp_path / dagster_home)}
+    if held == "DATA_PLATFORM_LANDING":
+        variables["DATA_PLATFORM_LANDING"] = str(tmp_path / "data" / "landing")
+    message = one_line_error(tmp_path, variables)
+    assert message.startswith(
+        f"DAGSTER_HOME={str((tmp_path / dagster_home).absolute())!r} holds {held}"
+    )
+    load_settings({"DATA_PLATFORM_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "instance")})
+
+
 @pytest.mark.parametrize("endpoint", ["ftp://h", "http://", "http://[::1", "http://h:port"])
 def test_an_endpoint_that_is_no_http_url_is_refused(tmp_path, endpoint):
     message = one_line_error(tmp_path, {"AWS_ENDPOINT_URL": endpoint})

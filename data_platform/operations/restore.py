@@ -165,6 +165,13 @@ def put_in_place(
             "restore it into the DAGSTER_HOME it was taken from",
         )
     spark_existing = None
+    if manifest.get("warehouse") != "spark" and settings.engine == "spark":
+        # Restored, it replaced the home's DuckDB file, which is not the warehouse this home
+        # uses, unchecked for a writer (check_stopped looks at the engine's warehouse).
+        raise BackupError(
+            "this backup's warehouse is a DuckDB file, and DATA_PLATFORM_ENGINE=spark: restore "
+            "it with DATA_PLATFORM_ENGINE unset (or duckdb)"
+        )
     if manifest.get("warehouse") == "spark":
         if settings.engine != "spark":
             raise BackupError(
