@@ -132,14 +132,15 @@ def _parser(argv: Sequence[str] | None) -> argparse.ArgumentParser:
 
 
 def _unreachable() -> tuple[type[Exception], ...]:
-    """What a path, a database or an S3 endpoint that cannot be used raises (a DAGSTER_HOME
-    under a file, an unwritable landing folder, a database that does not answer): the
-    setting's fault or the machine's, not the platform's. Imported only once one was raised:
-    `sql` answers in less time than SQLAlchemy and botocore take to import."""
-    from botocore.exceptions import EndpointConnectionError
+    """What a path, a database or an S3 store that cannot be used raises (a DAGSTER_HOME
+    under a file, an unwritable landing folder, a database that does not answer, no bucket or
+    no credentials): the setting's fault or the machine's, not the platform's. Imported only
+    once one was raised: `sql` answers in less time than SQLAlchemy and botocore take to import."""
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
     from sqlalchemy.exc import OperationalError
 
-    return OSError, OperationalError, EndpointConnectionError
+    return OSError, OperationalError, BotoCoreError, ClientError, Boto3Error
 
 
 def _unreachable_line(err: Exception) -> str:
@@ -159,6 +160,10 @@ def _unreachable_line(err: Exception) -> str:
         )
     if isinstance(err, EndpointConnectionError):
         return f"{err}: check AWS_ENDPOINT_URL and that the S3 store is up"
+    if not isinstance(err, OSError):  # S3 refused it: no bucket, no or wrong credentials
+        from data_platform.resources.landing import s3_access_advice
+
+        return f"S3 refused a request ({' '.join(str(err).split())}): {s3_access_advice()}"
     return f"{masked(str(err))}: fix the path or the setting that names it, then run again"
 
 

@@ -129,6 +129,29 @@ def test_backup_storage_that_refuses_is_one_line_and_exit_1(tmp_path, s3_endpoin
             assert "AWS_ENDPOINT_URL" in result.stderr
 
 
+def test_an_s3_bucket_missing_or_no_credentials_is_one_line_and_exit_2(tmp_path, s3_endpoint):
+    """An endpoint down was one line; a bucket that does not exist or no credentials at all
+    were 70-90 lines of traceback (botocore's NoCredentialsError, boto3's S3UploadFailedError)."""
+    s3 = {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
+    keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "not-a-real-key"}
+    none = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
+    none |= {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"}
+    cases = [
+        ({**s3, **keys, "DATA_PLATFORM_LANDING": "s3://no-such-bucket/x"}, "NoSuchBucket"),
+        ({**s3, **none, "DATA_PLATFORM_LANDING": "s3://bucket/x"}, "Unable to locate credentials"),
+    ]
+    small = ("--days", "1", "--users", "5", "--events-per-day", "10", "--quiet")
+    for env, cause in cases:
+        done = run_cli(tmp_path / "home", "simulate", *small, **env)
+        assert (done.returncode, done.stdout) == (2, ""), done.stderr[-2000:]
+        [line] = done.stderr.splitlines()
+        assert line.startswith("data-platform: S3 refused a request (") and cause in line, line
+        assert (
+            f"exists at {s3_endpoint} and that the credentials" in line
+            and "not-a-real-key" not in line
+        )
+
+
 def test_a_path_or_server_out_of_reach_is_one_line_and_exit_2(tmp_path):
     """A landing folder under a file, a PostgreSQL or an S3 endpoint that does not answer: each
     was a traceback (OSError, SQLAlchemy's OperationalError, botocore's EndpointConnectionError).

@@ -879,8 +879,11 @@ def test_a_landing_zone_that_refuses_the_file_is_one_line_and_exit_1(
     """A landing error (not a folder, disk full, no bucket or credentials) was a traceback, and
     the rebalance callback of the consumer's close published again and failed a second time."""
     if zone == "not_a_folder":
+        # A file where the source's folder should be (a landing folder that is a file is a
+        # wrong setting, refused before the sink starts: test_settings_lines.py).
         landing = tmp_path / "landing"
-        landing.write_text("a file where the folder should be")
+        landing.mkdir()
+        (landing / "events").write_text("a file where the folder should be")
         expected = f"DATA_PLATFORM_LANDING={landing}"
     else:
         endpoint = request.getfixturevalue("s3_endpoint")

@@ -37,6 +37,16 @@ def s3_client():
     return S3Resource(endpoint_url=aws_endpoint_url(dict(os.environ))).get_client()
 
 
+def s3_access_advice(bucket: str | None = None) -> str:
+    """What to check when S3 refuses a request (no bucket, no or wrong credentials)."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or "AWS (AWS_ENDPOINT_URL unset)"
+    return (
+        f"check that {f'bucket {bucket}' if bucket else 'the bucket'} exists at {endpoint} and "
+        "that the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a "
+        "role) may list and put objects"
+    )
+
+
 def incomplete_uploads(s3, bucket: str, prefix: str) -> Iterator[dict]:
     """The incomplete multipart uploads (`Key`, `UploadId`) under `prefix`: what a put killed
     mid-way leaves, no object, its parts stored (and billed) until aborted. Aborting while

@@ -10,12 +10,11 @@ after it): the offsets are committed next, and a commit must never point past a 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 
-from data_platform.resources.landing import LandingZone
+from data_platform.resources.landing import LandingZone, s3_access_advice
 from data_platform.stream.batch import parse_batch_key
 
 
@@ -52,12 +51,10 @@ def _describe(landing: LandingZone, error: Exception) -> str:
             f"{where}: {error}: it must be a folder this user can write, on a disk with room; "
             "a restart resumes after the last landed file"
         )
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or "AWS (AWS_ENDPOINT_URL unset)"
     bucket = landing.url.removeprefix("s3://").split("/", 1)[0]
     return (
-        f"{where}: {error}: check that bucket {bucket} exists at {endpoint} and that the "
-        "credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a role) may "
-        "list and put objects; a restart resumes after the last landed file"
+        f"{where}: {error}: {s3_access_advice(bucket)}; a restart resumes after the last "
+        "landed file"
     )
 
 
