@@ -228,6 +228,16 @@ def test_two_overlapping_backfills_at_once_lose_nothing(distributed_stack, world
         assert (count_d, diff) == (count_e, 0), f"raw.{table}: {count_e} vs {count_d} rows"
 
 
+def assert_day_loaded_once(env: dict[str, str], files: list[Path]) -> None:
+    """raw.events holds each record of the day's `files` once."""
+    warehouse = Path(env["DATA_PLATFORM_HOME"]) / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        loaded, distinct = conn.execute(
+            "SELECT count(*), count(DISTINCT event_id) FROM raw.events WHERE dt = ?", [DAY]
+        ).fetchone()
+    assert loaded == distinct == sum(count_records(f) for f in files)
+
+
 def test_a_worker_killed_mid_step_hands_the_step_to_another(distributed_stack):
     """kill -9 of the worker process executing raw/events: the step is run again, once."""
     files = write_day(Path(distributed_stack["DATA_PLATFORM_HOME"]) / "landing")
@@ -248,12 +258,7 @@ def test_a_worker_killed_mid_step_hands_the_step_to_another(distributed_stack):
             run_id_of(stderr), of_type=dg.DagsterEventType.STEP_START
         ).records
     assert [r.event_log_entry.step_key for r in starts].count("raw__events") == 2
-    warehouse = Path(distributed_stack["DATA_PLATFORM_HOME"]) / "warehouse.duckdb"
-    with duckdb.connect(str(warehouse), read_only=True) as conn:
-        loaded, distinct = conn.execute(
-            "SELECT count(*), count(DISTINCT event_id) FROM raw.events WHERE dt = ?", [DAY]
-        ).fetchone()
-    assert loaded == distinct == sum(count_records(f) for f in files)
+    assert_day_loaded_once(distributed_stack, files)
 
 
 def test_redis_restarted_mid_step_is_waited_for(distributed_stack):
@@ -291,9 +296,4 @@ def test_redis_restarted_mid_step_is_waited_for(distributed_stack):
     with stack_instance(distributed_stack) as instance:
         ended = instance.get_run_by_id(run_id_of(stderr))
     assert ended.status == dg.DagsterRunStatus.SUCCESS
-    warehouse = Path(distributed_stack["DATA_PLATFORM_HOME"]) / "warehouse.duckdb"
-    with duckdb.connect(str(warehouse), read_only=True) as conn:
-        loaded, distinct = conn.execute(
-            "SELECT count(*), count(DISTINCT event_id) FROM raw.events WHERE dt = ?", [DAY]
-        ).fetchone()
-    assert loaded == distinct == sum(count_records(f) for f in files)
+    assert_day_loaded_once(distributed_stack, files)
