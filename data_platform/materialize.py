@@ -25,6 +25,7 @@ from datetime import date
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 from dagster._core.storage.tags import MAX_RETRIES_TAG
+from dagster._utils.error import SerializableErrorInfo
 from dagster._utils.interrupts import capture_interrupts
 
 from data_platform.orchestration.instance import platform_instance
@@ -80,11 +81,23 @@ def summarize(result: dg.ExecutionResult) -> tuple[Counter, list[str]]:
         }
     )
     failures = [
-        f"{e.step_key}: {e.step_failure_data.error.message.strip() if e.step_failure_data.error else 'failed'}"
+        f"{e.step_key}: {_cause(e.step_failure_data.error)}"
         for e in result.all_events
         if e.event_type == dg.DagsterEventType.STEP_FAILURE
     ]
     return materialized, failures
+
+
+def _cause(error: SerializableErrorInfo | None) -> str:
+    """The first line of the error that started it all: the step's own error is Dagster's
+    wrapper ("Error occurred while executing op ..."), which named no cause (no bucket, no
+    credentials, a source column renamed)."""
+    if error is None:
+        return "failed"
+    while error.cause is not None:
+        error = error.cause
+    message = error.message.strip().splitlines()
+    return message[0] if message else error.cls_name
 
 
 def was_interrupted(result: dg.ExecutionResult) -> bool:

@@ -62,7 +62,9 @@ def test_materialize_a_selection_for_a_day_then_a_failure_exits_non_zero(setting
         conn.execute(sa.text("ALTER TABLE orders RENAME COLUMN status TO state"))
     failed = run_cli(settings.home, *args)
     assert failed.returncode == 1
-    assert "FAILED raw__orders" in failed.stdout
+    # The cause, not Dagster's "Error occurred while executing op" around it.
+    [line] = [line for line in failed.stdout.splitlines() if "FAILED raw__orders" in line]
+    assert "SourceSchemaError" in line and "status" in line, line
 
 
 def test_a_wrong_setting_is_one_line_and_exit_2(tmp_path):
