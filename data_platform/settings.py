@@ -24,6 +24,7 @@ METRICS_DAYS = 31
 # four scrapes at the shipped 30 s interval, so that three of them may be lost.
 METRICS_NEW_SERIES_HOLD = 120
 RUN_HEARTBEAT_SECONDS = 10
+CELERY_LEASE_SECONDS = 60
 DEFAULT_MEMORY_LIMIT = "512MB"
 METRICS_PORT = 9108
 KAFKA_LAG_ALERT = 100_000
@@ -83,6 +84,9 @@ class Settings:
     metrics_new_series_hold: int = METRICS_NEW_SERIES_HOLD
     # How often a run's process stores its heartbeat (orchestration/heartbeat.py).
     run_heartbeat_seconds: int = RUN_HEARTBEAT_SECONDS
+    # How long a Celery worker's step outlives the worker before another worker takes it
+    # (services/celery_lease.py).
+    celery_lease_seconds: int = CELERY_LEASE_SECONDS
     # Kafka bootstrap servers of the event stream (`host:port,...`); None: no stream configured.
     kafka_bootstrap: str | None = None
     # Consumer lag (messages, summed over partitions) above which the lag sensor alerts.
@@ -495,6 +499,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             "a positive whole number of seconds",
             f"set e.g. {RUN_HEARTBEAT_SECONDS} (the default)",
             1,
+        ),
+        celery_lease_seconds=whole_number(
+            env,
+            "DATA_PLATFORM_CELERY_LEASE_SECONDS",
+            CELERY_LEASE_SECONDS,
+            "a whole number of seconds from 10",
+            f"set e.g. {CELERY_LEASE_SECONDS} (the default), longer than Redis may be unreachable",
+            10,
         ),
         kafka_bootstrap=validate_kafka_bootstrap(bootstrap) if bootstrap else None,
         kafka_lag_alert=whole_number(

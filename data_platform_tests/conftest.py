@@ -174,7 +174,10 @@ def services_env(home: Path, **settings: str) -> dict[str, str]:
 
 
 def _distributed_stack(home: Path) -> Iterator[dict[str, str]]:
-    env = services_env(home, DATA_PLATFORM_PII_SALT=PII_SALT)
+    # Short step leases: a lost worker's step is handed on in seconds (the default is 60).
+    env = services_env(
+        home, DATA_PLATFORM_PII_SALT=PII_SALT, DATA_PLATFORM_CELERY_LEASE_SECONDS="12"
+    )
 
     try:
         up = run_services(env, "up")

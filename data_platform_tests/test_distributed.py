@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -24,6 +25,7 @@ from unittest import mock
 
 import dagster as dg
 import duckdb
+import psutil
 import pytest
 
 from data_platform_tests.conftest import embedded_twin
@@ -259,6 +261,53 @@ def test_a_worker_killed_mid_step_hands_the_step_to_another(distributed_stack):
         ).records
     assert [r.event_log_entry.step_key for r in starts].count("raw__events") == 2
     assert_day_loaded_once(distributed_stack, files)
+
+
+def test_a_whole_worker_lost_mid_step_hands_the_step_on_when_its_lease_lapses(distributed_stack):
+    """A step held past its lease by a live worker stays with it; SIGKILL of that worker's main
+    process then takes its pool process down with it (kill -9 of the whole worker, as an OOM
+    kill of its container would), and another worker runs the step once the lease lapses. Kombu's
+    own timeout (an hour) kept the run waiting, its `duckdb` slot held, with the second worker
+    idle."""
+    from data_platform_tests.helpers import run_services
+
+    lease = int(distributed_stack["DATA_PLATFORM_CELERY_LEASE_SECONDS"])
+    landing = Path(distributed_stack["DATA_PLATFORM_HOME"]) / "landing"
+    files = sorted((landing / "events" / f"dt={DAY}").glob("*.jsonl")) or write_day(landing)
+    process = run(
+        [CLI, "materialize", "--start", DAY, "--end", DAY, "--select", "key:raw/events"],
+        distributed_stack,
+    )
+    try:
+        with stack_instance(distributed_stack) as instance:
+            started, pid = wait_for(
+                "raw/events to start", lambda: started_step(instance, "raw__events", "step")
+            )
+            stop_mid_step(instance, started.run_id, "raw__events", pid)
+            time.sleep(2.5 * lease)
+            starts = instance.get_records_for_run(
+                started.run_id, of_type=dg.DagsterEventType.STEP_START
+            ).records
+            assert [r.event_log_entry.step_key for r in starts].count("raw__events") == 1
+            os.kill(psutil.Process(pid).ppid(), signal.SIGKILL)
+        wait_for("the pool process to die with its worker", lambda: not alive(pid), timeout=10)
+        _, stderr = finish(process)
+    finally:
+        up = run_services(distributed_stack, "up")  # the lost worker back, for the next tests
+        assert up.returncode == 0, up.stderr
+    with stack_instance(distributed_stack) as instance:
+        starts = instance.get_records_for_run(
+            run_id_of(stderr), of_type=dg.DagsterEventType.STEP_START
+        ).records
+    assert [r.event_log_entry.step_key for r in starts].count("raw__events") == 2
+    assert_day_loaded_once(distributed_stack, files)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_redis_restarted_mid_step_is_waited_for(distributed_stack):

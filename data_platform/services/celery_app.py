@@ -5,7 +5,7 @@ dagster-celery's own app (`dagster_celery.app`) takes its broker from a module t
 `env:` reference resolved: the broker URL, Redis's password included, landed in a new
 world-readable file per worker start, never deleted, and with it anyone on the machine could
 queue a step that a worker runs as the platform. This app is built the way the run's executor
-builds its own (`make_app` over the executor's arguments, the same CELERY_EXECUTION_CONFIG),
+builds its own (`make_app` over the executor's arguments, the same `celery_execution_config`),
 with the broker read from the worker's environment: the URL is never written anywhere.
 """
 
@@ -17,8 +17,9 @@ from dagster_celery.executor import CeleryExecutor
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_execute_job_task, create_resume_job_task, create_task
 
-from data_platform.services.executor import CELERY_EXECUTION_CONFIG
-from data_platform.settings import CELERY_BROKER_VARIABLE, SettingsError
+from data_platform.services.celery_lease import LeaseRenewal
+from data_platform.services.executor import celery_execution_config
+from data_platform.settings import CELERY_BROKER_VARIABLE, SettingsError, load_settings
 
 _broker = os.environ.get(CELERY_BROKER_VARIABLE, "").strip()
 if not _broker:
@@ -27,13 +28,13 @@ if not _broker:
         "(`make services-up` starts the workers with it)"
     )
 
+_config = celery_execution_config(load_settings().celery_lease_seconds)
 app = make_app(
     CeleryExecutor.for_cli(
-        broker=_broker,
-        backend=_broker,
-        config_source=CELERY_EXECUTION_CONFIG["config_source"],
+        broker=_broker, backend=_broker, config_source=_config["config_source"]
     ).app_args()
 )
+app.steps["consumer"].add(LeaseRenewal)
 
 # The tasks dagster-celery's executor sends, by name: the same three as `dagster_celery.app`.
 execute_plan = create_task(app)

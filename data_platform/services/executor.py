@@ -8,36 +8,58 @@ import dagster as dg
 
 from data_platform.settings import CELERY_BROKER_VARIABLE, Settings
 
+# Renewals per lease (services/celery_lease.py): five can be late (a slow Redis, a long GC
+# pause) before a live worker's step is handed out again.
+RENEWALS_PER_LEASE = 6
+
+
+def lease_transport_options(lease_seconds: int) -> dict[str, int]:
+    """kombu's Redis transport options for step leases of `lease_seconds`: a lapsed lease is
+    looked for as often as leases are renewed (kombu looked every 100 s)."""
+    every = max(1, lease_seconds // RENEWALS_PER_LEASE)
+    return {
+        "visibility_timeout": lease_seconds,
+        "unacked_restore_interval": every,
+        "unacked_restore_throttle": 1,
+        # A worker lost while putting messages back holds the sweep's lock until it expires.
+        "unacked_mutex_expire": lease_seconds,
+    }
+
+
 # What the run's executor and every worker must agree on (services/celery_app.py builds the
 # workers' app from the same):
 # - a step's message is acknowledged when the step ends, not when a worker takes it, and a
 #   worker process that dies (kill -9, OOM) puts it back on the queue: another worker runs the
 #   step again (one transaction per step: re-running it is safe) instead of the run waiting
-#   forever on a result that will never come, holding its `duckdb` slot;
+#   forever on a result that will never come, holding its `duckdb` slot; a whole worker lost
+#   puts it back when its lease lapses (services/celery_lease.py);
 # - a worker reserves one message at a time, so a lost worker strands no queued steps;
 # - Redis restarting (a crash, an upgrade) is waited for, a few minutes at most: the run polls
 #   its steps' results there and sends its next steps there. Celery gave up at once: a restart
 #   of 10 s failed every run in flight while its steps went on and succeeded on the workers
 #   (Redis keeps its queue and results on disk). Down for longer, the run fails, as before.
-CELERY_EXECUTION_CONFIG: dict[str, Any] = {
-    "broker": {"env": CELERY_BROKER_VARIABLE},
-    "backend": {"env": CELERY_BROKER_VARIABLE},
-    "config_source": {
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
-        # Backoff doubling from 10 ms, jittered, capped at 10 s: about 4 minutes in all.
-        "result_backend_always_retry": True,
-        "result_backend_max_retries": 60,
-        # 0, 1, ... 5 s apart: about 4.5 minutes in all.
-        "task_publish_retry_policy": {
-            "max_retries": 60,
-            "interval_start": 0,
-            "interval_step": 1,
-            "interval_max": 5,
+def celery_execution_config(lease_seconds: int) -> dict[str, Any]:
+    """dagster-celery's executor config, with steps leased for `lease_seconds`."""
+    return {
+        "broker": {"env": CELERY_BROKER_VARIABLE},
+        "backend": {"env": CELERY_BROKER_VARIABLE},
+        "config_source": {
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "worker_prefetch_multiplier": 1,
+            "broker_transport_options": lease_transport_options(lease_seconds),
+            # Backoff doubling from 10 ms, jittered, capped at 10 s: about 4 minutes in all.
+            "result_backend_always_retry": True,
+            "result_backend_max_retries": 60,
+            # 0, 1, ... 5 s apart: about 4.5 minutes in all.
+            "task_publish_retry_policy": {
+                "max_retries": 60,
+                "interval_start": 0,
+                "interval_step": 1,
+                "interval_max": 5,
+            },
         },
-    },
-}
+    }
 
 
 def build_executor(settings: Settings) -> dg.ExecutorDefinition:
@@ -49,5 +71,5 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
     if settings.executor == "celery":
         from dagster_celery import celery_executor
 
-        return celery_executor.configured(CELERY_EXECUTION_CONFIG)
+        return celery_executor.configured(celery_execution_config(settings.celery_lease_seconds))
     return dg.in_process_executor
