@@ -32,6 +32,7 @@ from data_platform.orchestration.instance import platform_instance
 from data_platform.orchestration.pool_wait import report_waits
 from data_platform.orchestration.run_health import WORKER_HOST_TAG, release_dead_runs, this_host
 from data_platform.partitions import DAILY_PARTITIONS, RANGE_END_TAG, RANGE_START_TAG
+from data_platform.resources.landing import LandingZone
 from data_platform.settings import UsageError, load_settings
 
 # Finds this invocation's run, whose id Dagster picks, to report what it waits for.
@@ -180,6 +181,11 @@ def materialize_range(
 ) -> int:
     keys = partition_window(start, end)
     job = selected_job(select)
+    settings = load_settings()
+    if "landing" in job.get_definition().required_resource_keys:
+        # S3 refusing the zone (no bucket, no credentials) failed each file step with Dagster's
+        # step log, 135-273 lines and exit 1; asked first, it is the CLI's one line, exit 2.
+        LandingZone(url=settings.landing).check_reachable()
     invocation = str(uuid.uuid4())
     tags = {
         **range_tags(keys),
@@ -192,7 +198,7 @@ def materialize_range(
     stop = threading.Event()
     deadline = Deadline(timeout if timeout is not None else math.inf)
     began = time.monotonic()
-    with platform_instance(load_settings()) as instance:
+    with platform_instance(settings) as instance:
         for line in release_dead_runs(instance):
             print(line, file=sys.stderr)
         print(

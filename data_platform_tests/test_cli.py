@@ -3,6 +3,7 @@ DAGSTER_HOME unset (the instance is then the home's `dagster_home`, as `make run
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from datetime import date
@@ -133,7 +134,8 @@ def test_backup_storage_that_refuses_is_one_line_and_exit_1(tmp_path, s3_endpoin
 
 def test_an_s3_bucket_missing_or_no_credentials_is_one_line_and_exit_2(tmp_path, s3_endpoint):
     """An endpoint down was one line; a bucket that does not exist or no credentials at all
-    were 70-90 lines of traceback (botocore's NoCredentialsError, boto3's S3UploadFailedError)."""
+    were 70-90 lines of traceback (botocore's NoCredentialsError, boto3's S3UploadFailedError),
+    and from `materialize` of a step reading the zone 135-273 lines of step log and exit 1."""
     s3 = {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
     keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "not-a-real-key"}
     none = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
@@ -143,8 +145,10 @@ def test_an_s3_bucket_missing_or_no_credentials_is_one_line_and_exit_2(tmp_path,
         ({**s3, **none, "DATA_PLATFORM_LANDING": "s3://bucket/x"}, "Unable to locate credentials"),
     ]
     small = ("--days", "1", "--users", "5", "--events-per-day", "10", "--quiet")
-    for env, cause in cases:
-        done = run_cli(tmp_path / "home", "simulate", *small, **env)
+    materialize = ("materialize", "--start", "2026-01-01", "--end", "2026-01-01")
+    commands = [("simulate", *small), (*materialize, "--select", "key:raw/events")]
+    for (env, cause), command in itertools.product(cases, commands):
+        done = run_cli(tmp_path / "home", *command, **env)
         assert (done.returncode, done.stdout) == (2, ""), done.stderr[-2000:]
         [line] = done.stderr.splitlines()
         assert line.startswith("data-platform: S3 refused a request (") and cause in line, line

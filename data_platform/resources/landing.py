@@ -97,6 +97,13 @@ class LandingZone(dg.ConfigurableResource):
             self._client = s3_client()
         return self._client
 
+    def check_reachable(self) -> None:
+        """On S3, list one key of the zone: a bucket missing or credentials refused raise here,
+        once, rather than in each step that reads the zone."""
+        if self.is_s3:
+            bucket, prefix = self._bucket_and_prefix
+            self._s3().list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+
     def list_files(
         self, prefix: str = "", start_after: str = "", end_before: str | None = None
     ) -> list[LandingFile]:
