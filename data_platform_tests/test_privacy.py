@@ -7,6 +7,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 import string
 import subprocess
 import sys
@@ -20,7 +21,12 @@ from data_platform.assets.dbt import dbt_environment
 from data_platform.assets.dbt_project import DBT_PROJECT_DIR
 from data_platform.ingestion.tables import SOURCE_DB_TABLES, ensure_raw_tables
 from data_platform.resources.build import build_resources
-from data_platform.resources.privacy import SALT_FILE, Privacy, SaltError, local_pii_salt
+from data_platform.resources.privacy import (
+    SALT_FILE,
+    Privacy,
+    SaltError,
+    local_pii_salt,
+)
 from data_platform.services.registry import service_env
 from data_platform.settings import load_settings
 from data_platform_tests.helpers import write_postgres_instance
@@ -192,6 +198,59 @@ def test_dbt_on_spark_writes_no_salt_and_hashes_as_before(spark, tmp_path, monke
     assert not unsalted.success
     messages = " ".join(str(r.message) for r in unsalted.result or [])
     assert "DATA_PLATFORM_PII_SALT is not set: the e-mail hash needs a secret salt" in messages
+
+
+def test_an_error_that_prints_the_salt_leaves_no_trace_in_dbt_output(tmp_path, monkeypatch):
+    """On Spark an analysis error prints its unresolved plan, the salt's hex in it
+    (`unhex(...)`), and dbt showed and kept that text: on stdout (the Dagster event log), in
+    dbt.log and run_results.json. The salt's spellings are now dbt secrets, which dbt shows as
+    "*****" in all three. A model that fails printing the salt
+    in clear and in hex stands for such an error here (DuckDB prints no plan), in a copy of the
+    project."""
+    monkeypatch.delenv(SALT_VARIABLE, raising=False)
+    settings = load_settings({"DATA_PLATFORM_HOME": str(tmp_path / "home")})
+    salt_file = settings.home / SALT_FILE
+    salt_file.parent.mkdir()
+    salt_file.write_text(HAND_SALT)
+    duckdb.connect(str(settings.warehouse)).close()
+    project = tmp_path / "project"
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    salt = "getvariable('data_platform_pii_salt')"
+    (project / "models" / "leak.sql").write_text(
+        "{{ config(materialized='table') }}\n"
+        f"select error({salt} || ' hex ' || lower(hex({salt}))) as failed"
+    )
+    resources = build_resources(settings)
+    with dbt_environment(resources["warehouse"], resources["privacy"]):
+        environ = dict(os.environ)
+    target = settings.home / "dbt" / "target"
+    ran = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dbt")), "run", "--select", "leak",
+            "--project-dir", str(project), "--profiles-dir", str(project),
+            "--target-path", str(target), "--log-path", str(target),
+            "--log-format", "json",  # as dagster-dbt runs it
+        ],
+        env=environ, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 1 and "***** hex *****" in ran.stdout, ran.stdout[-3000:]
+    # Written as the error prints it, as JSON escapes it, and the part past the backslash.
+    spellings = [HAND_SALT, HAND_SALT.encode().hex(), json.dumps(HAND_SALT)[1:-1]]
+    spellings.append(HAND_SALT.rsplit("\\", 1)[-1])
+
+    def holding() -> list[str]:
+        return sorted(
+            str(p.relative_to(settings.home))
+            for p in settings.home.rglob("*")
+            if p.is_file()
+            and p != salt_file
+            and any(s.encode() in p.read_bytes() for s in spellings)
+        )
+
+    assert not [s for s in spellings if s in ran.stdout + ran.stderr]
+    assert holding() == []
+    [result] = json.loads((target / "run_results.json").read_text())["results"]
+    assert result["status"] == "error" and "***** hex *****" in result["message"]
 
 
 @dg.asset

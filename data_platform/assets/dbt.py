@@ -24,7 +24,7 @@ from data_platform.assets.dbt_metadata import BuiltModelMetadata
 from data_platform.assets.dbt_project import DBT_PROJECT
 from data_platform.automation.conditions import dbt_model_condition
 from data_platform.partitions import DAILY_PARTITIONS, OWNERS, SINGLE_RUN_BACKFILL, WAREHOUSE_POOL
-from data_platform.resources.privacy import Privacy
+from data_platform.resources.privacy import Privacy, dbt_secret_variables
 from data_platform.resources.warehouse import Warehouse
 
 PARTITIONED_MODELS = "tag:partitioned"
@@ -92,11 +92,14 @@ def engine_variables(warehouse: Warehouse) -> dict[str, str]:
 def dbt_environment(
     warehouse: Warehouse, privacy: Privacy, window: Mapping[str, str] = NO_WINDOW
 ) -> Iterator[None]:
-    """The variables profiles.yml and the models read, set for one dbt invocation only."""
+    """The variables profiles.yml and the models read, set for one dbt invocation only; the
+    salt's spellings as dbt secrets too, which dbt shows as "*****" in what it logs and keeps."""
+    salt = privacy.salt()
     values = {
         **window,
         **engine_variables(warehouse),
-        "DATA_PLATFORM_PII_SALT": privacy.salt(),
+        "DATA_PLATFORM_PII_SALT": salt,
+        **dbt_secret_variables(salt),
         # dbt's default (eager) also runs tests of models that are not selected, e.g. the
         # relationship test of fct_events when only dim_customers is built, and fails when the
         # fact does not exist yet: run a test only once all its parents are built or selected.

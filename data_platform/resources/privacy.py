@@ -12,6 +12,7 @@ depending on which worker built the table. A missing DATA_PLATFORM_PII_SALT is t
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import tempfile
@@ -96,3 +97,14 @@ class Privacy(dg.ConfigurableResource):
         if not self.salt_file:
             raise SaltError(f"no PII salt: set {SALT_VARIABLE}")
         return local_pii_salt(Path(self.salt_file))
+
+
+def dbt_secret_variables(salt: str) -> dict[str, str]:
+    """The salt as dbt secrets: dbt replaces the value of every environment variable named
+    DBT_ENV_SECRET_* with "*****" in what it logs (stdout, which Dagster shows and keeps, and
+    dbt.log) and in its errors' messages (run_results.json). Each way an error's text can hold
+    the salt: in clear (Spark folds it into a plan), as the hex the Spark target hands it over
+    in (`unhex(...)` in an unresolved plan or a query fragment), and as JSON escapes it (dbt
+    scrubs its JSON log lines once encoded)."""
+    spellings = dict.fromkeys([salt, salt.encode("utf-8").hex(), json.dumps(salt)[1:-1]])
+    return {f"DBT_ENV_SECRET_DATA_PLATFORM_PII_SALT_{i}": s for i, s in enumerate(spellings)}
