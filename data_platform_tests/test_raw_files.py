@@ -633,20 +633,40 @@ def land_three_days(landing, tmp_path) -> list[date]:
     return days
 
 
+def events_metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
+    """raw/events' materialization metadata by partition, values unwrapped."""
+    return {
+        e.partition: {k: v.value for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["raw", "events"])
+    }
+
+
 def test_single_run_range_equals_day_by_day(settings, resources, tmp_path, monkeypatch):
+    """A range of days in one run gives the tables of a run per day. Its figures are the run's
+    (each day showed the range's sums as its own, and as its partition row count), a day's own
+    only when the run is that day's."""
     days = land_three_days(resources["landing"], tmp_path)
-    assert materialize_days(FILE_ASSETS, resources, days).success
+    ranged_run = materialize_days(FILE_ASSETS, resources, days)
+    assert ranged_run.success
     ranged = snapshot(settings.warehouse)
+    per_day = events_metadata(ranged_run)
+    assert sorted(per_day) == [d.isoformat() for d in days]
+    for figures in per_day.values():  # 2, 3 and 4 events and a bad line a day
+        assert (figures["run_records_read"], figures["run_rows_loaded"]) == (12, 9)
+        assert not {"records_read", "rows_loaded", "dagster/partition_row_count"} & set(figures)
 
     monkeypatch.setenv("DATA_PLATFORM_WAREHOUSE", str(tmp_path / "by_day.duckdb"))
     from data_platform.settings import load_settings
 
     by_day_settings = load_settings()
     by_day_resources = build_resources(by_day_settings)
-    for day in days:
-        assert dg.materialize(
+    for i, day in enumerate(days):
+        one_day = dg.materialize(
             FILE_ASSETS, resources=by_day_resources, partition_key=day.isoformat()
-        ).success
+        )
+        [figures] = events_metadata(one_day).values()
+        assert (figures["records_read"], figures["dagster/partition_row_count"]) == (i + 3, i + 2)
     assert snapshot(by_day_settings.warehouse) == ranged
     assert {r[-1] for r in ranged["raw.events"]} == set(days)
 

@@ -51,13 +51,24 @@ def conservation_markdown(stats: list[PartitionStats]) -> str:
 
 
 def ingestion_metadata(stats: list[PartitionStats], table_rows: int) -> dict[str, object]:
-    """Conservation figures of a run: records read = rows loaded + rows dead-lettered."""
-    return {
+    """Conservation figures of a run: records read = rows loaded + rows dead-lettered.
+
+    Dagster gives a run's metadata to every partition it materializes: a run of several days
+    reports its totals as the run's (`run_records_read`, ...), each day's own in the
+    `partitions` table. Named as a day's, a backfill's sums showed as every day's figures (a
+    day with no file "read" the range's records) and as its `dagster/partition_row_count`."""
+    totals = {
         "records_read": sum(s.records_read for s in stats),
         "rows_loaded": sum(s.rows_loaded for s in stats),
         "rows_dead_lettered": sum(s.rows_dead_lettered for s in stats),
         "files": sum(s.files for s in stats),
-        "dagster/partition_row_count": sum(s.rows_loaded for s in stats),
+    }
+    one_day = len(stats) == 1
+    metadata: dict[str, object] = {(k if one_day else f"run_{k}"): v for k, v in totals.items()}
+    if one_day:
+        metadata["dagster/partition_row_count"] = totals["rows_loaded"]
+    return {
+        **metadata,
         "dagster/row_count": table_rows,
         "partitions": dg.MetadataValue.md(conservation_markdown(stats)),
     }
