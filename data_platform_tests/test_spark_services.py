@@ -18,6 +18,7 @@ import io
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ import zstandard
 
 from data_platform.assets.dbt_project import DBT_PROJECT_DIR
 from data_platform.resources.privacy import SALT_VARIABLE
+from data_platform.resources.warehouse import SparkEndpointLost, Warehouse
 from data_platform.services.config import load_services_config
 from data_platform.services.process import group_alive, pid_alive, read_pid
 from data_platform.services.spark_cluster import (
@@ -478,6 +480,48 @@ def test_the_pii_salt_is_in_no_log_event_log_or_ui_page_of_the_cluster(spark_clu
     home = Path(spark_cluster.env["DATA_PLATFORM_HOME"])
     leaks = [url for url, page in pages.items() if any(n in page for n in needles)]
     assert files_holding([home, *event_logs], needles) + leaks == []
+
+
+def test_a_lost_endpoint_fails_the_steps_session_in_one_line(spark_cluster, monkeypatch):
+    """The Connect server killed under a step's session: pyspark retried for 10 minutes, the
+    step silent, and a restart meanwhile ended it with NO_ACTIVE_SESSION and a stack trace.
+    Restarted: one line at the next statement. Down: one line once the retries are spent
+    (about a minute; two here)."""
+    from data_platform.resources import warehouse as warehouse_module
+
+    monkeypatch.setattr(warehouse_module, "SPARK_RETRIES", 2)
+    warehouse = Warehouse(path="unused.duckdb", engine="spark", spark_remote=spark_cluster.remote)
+    connect = read_pid(spark_cluster.state / "connect.pid")
+
+    def kill_connect() -> None:
+        os.killpg(connect, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while group_alive(connect) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    with pytest.raises(SparkEndpointLost) as restarted, warehouse.spark() as spark:
+        assert spark.sql("SELECT 1").collect()[0][0] == 1
+        kill_connect()
+        assert services(spark_cluster.env, "up").returncode == 0
+        connect = read_pid(spark_cluster.state / "connect.pid")
+        spark.sql("SELECT 2").collect()
+    began = time.monotonic()
+    try:
+        with pytest.raises(SparkEndpointLost) as down, warehouse.spark() as spark:
+            assert spark.sql("SELECT 1").collect()[0][0] == 1
+            kill_connect()
+            spark.sql("SELECT 2").collect()
+        assert time.monotonic() - began < 60
+    finally:
+        assert services(spark_cluster.env, "up").returncode == 0  # for the next test
+    port = spark_cluster.ports[CONNECT_PORT_VARIABLE]
+    for lost, why in (
+        (restarted, "it restarted: this session is gone"),
+        (down, "it does not answer"),
+    ):
+        [line] = str(lost.value).splitlines()
+        assert line.startswith(f"the Spark Connect endpoint sc://127.0.0.1:{port} was lost ({why})")
+        assert "SERVICES=spark make services-up" in line
 
 
 def test_spark_cluster_down_without_services_stops_everything(spark_cluster):

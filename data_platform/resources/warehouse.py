@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 import dagster as dg
 import duckdb
@@ -35,6 +36,41 @@ def existing_tables(conn: duckdb.DuckDBPyConnection) -> set[str]:
         "WHERE table_type IN ('BASE TABLE', 'VIEW')"
     ).fetchall()
     return {f"{schema}.{table}" for schema, table in rows}
+
+
+# A Spark Connect endpoint that does not answer: tried again 10 times, backing off up to 10 s
+# (about a minute in all, measured 46 s for 8).
+SPARK_RETRIES = 10
+SPARK_MAX_BACKOFF_MS = 10_000
+# Spark Connect's conditions for a session the endpoint no longer has (it restarted).
+_SESSION_GONE = (
+    "NO_ACTIVE_SESSION",
+    "INVALID_HANDLE.SESSION_NOT_FOUND",
+    "INVALID_HANDLE.SESSION_CHANGED",
+)
+
+
+def endpoint_lost(error: Exception) -> str | None:
+    """Why the Spark Connect endpoint is lost to this session, if `error` says it is: it did
+    not answer (through every retry), or it no longer knows the session (restarted)."""
+    condition = getattr(error, "getCondition", lambda: None)()
+    if condition in _SESSION_GONE:
+        return "it restarted: this session is gone"
+    if "StatusCode.UNAVAILABLE" in str(error):
+        return "it does not answer"
+    return None
+
+
+class SparkEndpointLost(RuntimeError):
+    """The Spark Connect endpoint went away mid-step; the message is one actionable line."""
+
+    def __init__(self, remote: str, why: str):
+        parsed = urlparse(remote)  # host:port only: the URL may carry a token
+        super().__init__(
+            f"the Spark Connect endpoint sc://{parsed.hostname}:{parsed.port} was lost ({why}): "
+            "start it (the local cluster: `SERVICES=spark make services-up`), then run the step "
+            "again: every step's writes are safe to repeat"
+        )
 
 
 class Warehouse(dg.ConfigurableResource):
@@ -90,18 +126,31 @@ class Warehouse(dg.ConfigurableResource):
         """A session on the Spark cluster (`engine` spark), its clock in UTC: raw timestamps
         are naive UTC, and Spark reads a TIMESTAMP in the session's time zone.
 
-        Spark Connect retries an unreachable cluster for up to 10 minutes, which lets a run
-        wait out a cluster's restart; `fail_fast` gives up within a second, for a caller that
-        would rather report the cluster down (the metrics exporter)."""
+        An endpoint that stops answering is retried for about a minute (a cluster still
+        starting, a network blip), then the step fails in one line (`SparkEndpointLost`), as it
+        does at once when the endpoint restarted, which loses the session. pyspark's own retries
+        ran 10 minutes, the step silent, only to fail on the lost session with a stack trace.
+        `fail_fast` gives up within a second, for a caller that would rather report the
+        cluster down (the metrics exporter)."""
+        from pyspark.errors import PySparkException
         from pyspark.sql.connect.client.retries import DefaultPolicy
         from pyspark.sql.connect.session import SparkSession
 
         session = SparkSession.builder.remote(self.spark_remote).create()
-        if fail_fast:
-            session.client.set_retry_policies([DefaultPolicy(max_retries=2)])
+        retries = 2 if fail_fast else SPARK_RETRIES
+        session.client.set_retry_policies(
+            [DefaultPolicy(max_retries=retries, max_backoff=SPARK_MAX_BACKOFF_MS)]
+        )
         try:
             session.conf.set("spark.sql.session.timeZone", "UTC")
             yield session
+        except PySparkException as error:
+            lost = endpoint_lost(error)
+            if lost is None:
+                raise
+            # Releasing the session would be retried as long again, for a session gone.
+            session.client.set_retry_policies([DefaultPolicy(max_retries=0)])
+            raise SparkEndpointLost(self.spark_remote or "", lost) from None
         finally:
             session.stop()  # ends this client's session; the cluster runs on
 
