@@ -240,26 +240,40 @@ def assert_day_loaded_once(env: dict[str, str], files: list[Path]) -> None:
     assert loaded == distinct == sum(count_records(f) for f in files)
 
 
-def test_a_worker_killed_mid_step_hands_the_step_to_another(distributed_stack):
-    """kill -9 of the worker process executing raw/events: the step is run again, once."""
-    files = write_day(Path(distributed_stack["DATA_PLATFORM_HOME"]) / "landing")
+def day_files(env: dict[str, str]) -> list[Path]:
+    """The landed files of DAY, landed by the first test that needs them."""
+    landing = Path(env["DATA_PLATFORM_HOME"]) / "landing"
+    return sorted((landing / "events" / f"dt={DAY}").glob("*.jsonl")) or write_day(landing)
+
+
+def materialize_day_stopped_mid_step(env: dict[str, str]) -> tuple[subprocess.Popen, str, int]:
+    """`materialize` of raw/events for DAY, its step SIGSTOPped on its worker once started:
+    the command's process, the run's id and the pid of the process executing the step."""
     process = run(
-        [CLI, "materialize", "--start", DAY, "--end", DAY, "--select", "key:raw/events"],
-        distributed_stack,
+        [CLI, "materialize", "--start", DAY, "--end", DAY, "--select", "key:raw/events"], env
     )
-    with stack_instance(distributed_stack) as instance:
+    with stack_instance(env) as instance:
         started, pid = wait_for(
             "raw/events to start", lambda: started_step(instance, "raw__events", "step")
         )
         stop_mid_step(instance, started.run_id, "raw__events", pid)
-        os.kill(pid, signal.SIGKILL)
-    _, stderr = finish(process)
+    return process, started.run_id, pid
 
-    with stack_instance(distributed_stack) as instance:
-        starts = instance.get_records_for_run(
-            run_id_of(stderr), of_type=dg.DagsterEventType.STEP_START
-        ).records
-    assert [r.event_log_entry.step_key for r in starts].count("raw__events") == 2
+
+def ingestion_starts(env: dict[str, str], run_id: str) -> int:
+    """How many times the run's raw/events step started."""
+    with stack_instance(env) as instance:
+        starts = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_START)
+    return [r.event_log_entry.step_key for r in starts.records].count("raw__events")
+
+
+def test_a_worker_killed_mid_step_hands_the_step_to_another(distributed_stack):
+    """kill -9 of the worker process executing raw/events: the step is run again, once."""
+    files = day_files(distributed_stack)
+    process, run_id, pid = materialize_day_stopped_mid_step(distributed_stack)
+    os.kill(pid, signal.SIGKILL)
+    finish(process)
+    assert ingestion_starts(distributed_stack, run_id) == 2
     assert_day_loaded_once(distributed_stack, files)
 
 
@@ -272,34 +286,18 @@ def test_a_whole_worker_lost_mid_step_hands_the_step_on_when_its_lease_lapses(di
     from data_platform_tests.helpers import run_services
 
     lease = int(distributed_stack["DATA_PLATFORM_CELERY_LEASE_SECONDS"])
-    landing = Path(distributed_stack["DATA_PLATFORM_HOME"]) / "landing"
-    files = sorted((landing / "events" / f"dt={DAY}").glob("*.jsonl")) or write_day(landing)
-    process = run(
-        [CLI, "materialize", "--start", DAY, "--end", DAY, "--select", "key:raw/events"],
-        distributed_stack,
-    )
+    files = day_files(distributed_stack)
+    process, run_id, pid = materialize_day_stopped_mid_step(distributed_stack)
     try:
-        with stack_instance(distributed_stack) as instance:
-            started, pid = wait_for(
-                "raw/events to start", lambda: started_step(instance, "raw__events", "step")
-            )
-            stop_mid_step(instance, started.run_id, "raw__events", pid)
-            time.sleep(2.5 * lease)
-            starts = instance.get_records_for_run(
-                started.run_id, of_type=dg.DagsterEventType.STEP_START
-            ).records
-            assert [r.event_log_entry.step_key for r in starts].count("raw__events") == 1
-            os.kill(psutil.Process(pid).ppid(), signal.SIGKILL)
+        time.sleep(2.5 * lease)
+        assert ingestion_starts(distributed_stack, run_id) == 1
+        os.kill(psutil.Process(pid).ppid(), signal.SIGKILL)
         wait_for("the pool process to die with its worker", lambda: not alive(pid), timeout=10)
-        _, stderr = finish(process)
+        finish(process)
     finally:
         up = run_services(distributed_stack, "up")  # the lost worker back, for the next tests
         assert up.returncode == 0, up.stderr
-    with stack_instance(distributed_stack) as instance:
-        starts = instance.get_records_for_run(
-            run_id_of(stderr), of_type=dg.DagsterEventType.STEP_START
-        ).records
-    assert [r.event_log_entry.step_key for r in starts].count("raw__events") == 2
+    assert ingestion_starts(distributed_stack, run_id) == 2
     assert_day_loaded_once(distributed_stack, files)
 
 
@@ -319,30 +317,21 @@ def test_redis_restarted_mid_step_is_waited_for(distributed_stack):
     from data_platform.services.redis_server import Redis
     from data_platform_tests.helpers import run_services
 
-    landing = Path(distributed_stack["DATA_PLATFORM_HOME"]) / "landing"
-    files = sorted((landing / "events" / f"dt={DAY}").glob("*.jsonl")) or write_day(landing)
+    files = day_files(distributed_stack)
     redis = Redis(load_services_config(distributed_stack))
-    process = run(
-        [CLI, "materialize", "--start", DAY, "--end", DAY, "--select", "key:raw/events"],
-        distributed_stack,
-    )
+    process, run_id, pid = materialize_day_stopped_mid_step(distributed_stack)
     try:
-        with stack_instance(distributed_stack) as instance:
-            started, pid = wait_for(
-                "raw/events to start", lambda: started_step(instance, "raw__events", "step")
-            )
-            stop_mid_step(instance, started.run_id, "raw__events", pid)
-            os.kill(read_pid(redis.pid_file), signal.SIGKILL)
-            os.kill(pid, signal.SIGCONT)
+        os.kill(read_pid(redis.pid_file), signal.SIGKILL)
+        os.kill(pid, signal.SIGCONT)
         # The run polls the dead Redis meanwhile (every 0.1 s); services up starts it again.
         wait_for("Redis to be gone", lambda: not redis.is_running(), timeout=10)
         up = run_services(distributed_stack, "up")
         assert up.returncode == 0, up.stderr
-        _, stderr = finish(process)
+        finish(process)
     finally:
         if not redis.is_running():
             run_services(distributed_stack, "up")
     with stack_instance(distributed_stack) as instance:
-        ended = instance.get_run_by_id(run_id_of(stderr))
+        ended = instance.get_run_by_id(run_id)
     assert ended.status == dg.DagsterRunStatus.SUCCESS
     assert_day_loaded_once(distributed_stack, files)
