@@ -209,7 +209,7 @@ def test_an_empty_warehouse_fills_itself_then_marts_follow_each_day_in_order(def
 
     platform.land("2026-01-06")
     # The view (and its blocking checks) first; the fact waits for it, then the aggregate.
-    assert platform.tick() == {STG_EVENTS: True}
+    assert platform.tick() == {STG_EVENTS: ["2026-01-06"]}
     assert platform.tick() == {FCT_EVENTS: ["2026-01-06"]}
     assert platform.tick() == {DAU: True}
     assert platform.tick() == {}
@@ -222,7 +222,7 @@ def test_a_late_file_rebuilds_only_its_own_day(defs):
     assert platform.settle() == {STG_EVENTS, FCT_EVENTS, DAU}
 
     platform.land("2026-01-02")
-    assert platform.tick() == {STG_EVENTS: True}
+    assert platform.tick() == {STG_EVENTS: ["2026-01-02"]}
     assert platform.tick() == {FCT_EVENTS: ["2026-01-02"]}  # not today's, not every day
     assert platform.tick() == {DAU: True}
 
@@ -242,29 +242,30 @@ def test_nothing_downstream_of_a_failed_blocking_check(defs):
 
     # A later day passes: it flows, and the day that failed is not replayed with it.
     platform.land("2026-01-07")
-    assert platform.tick() == {STG_EVENTS: True}
+    assert platform.tick() == {STG_EVENTS: ["2026-01-07"]}
     assert platform.tick() == {FCT_EVENTS: ["2026-01-07"]}
     assert platform.tick() == {DAU: True}
 
     # The failed day, delivered again and passing, flows too.
     platform.land("2026-01-06")
-    assert platform.tick() == {STG_EVENTS: True}
+    assert platform.tick() == {STG_EVENTS: ["2026-01-06"]}
     assert platform.tick() == {FCT_EVENTS: ["2026-01-06"]}
 
 
 def test_a_failed_day_does_not_drop_a_good_day_waiting_for_the_view(defs):
     platform = Platform(defs).filled()
     platform.land("2026-01-06")
-    assert platform.tick() == {STG_EVENTS: True}  # the fact's day waits for the view
+    assert platform.tick() == {STG_EVENTS: ["2026-01-06"]}  # the fact's day waits for the view
     # Before the fact's day is requested, another day lands and its check fails.
     platform.land("2026-01-07", passes=False)
     for _ in range(2):
         assert platform.tick() == {}
 
-    # The next good day releases the held one; the failed day stays out.
+    # The next good day releases the held one (its view partition is built: it goes at once,
+    # beside the new day's view); the failed day stays out.
     platform.land("2026-01-08")
-    assert platform.tick() == {STG_EVENTS: True}
-    assert platform.tick() == {FCT_EVENTS: ["2026-01-06", "2026-01-08"]}
+    assert platform.tick() == {STG_EVENTS: ["2026-01-08"], FCT_EVENTS: ["2026-01-06"]}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-08"], DAU: True}
     assert platform.tick() == {DAU: True}
     assert platform.tick() == {}
 
@@ -272,11 +273,11 @@ def test_a_failed_day_does_not_drop_a_good_day_waiting_for_the_view(defs):
 def test_an_input_landing_while_its_reader_runs_rebuilds_the_reader(defs):
     platform = Platform(defs).filled()
     platform.land("2026-01-06")
-    assert platform.tick() == {STG_EVENTS: True}
+    assert platform.tick() == {STG_EVENTS: ["2026-01-06"]}
     assert platform.tick() == {FCT_EVENTS: ["2026-01-06"]}
     assert platform.evaluate() == {DAU: True}  # its run starts, reading the fact
     platform.land("2026-01-07")
-    assert platform.tick() == {STG_EVENTS: True}
+    assert platform.tick() == {STG_EVENTS: ["2026-01-07"]}
     assert platform.evaluate() == {FCT_EVENTS: ["2026-01-07"]}
     # Both runs end before the next evaluation: the aggregate's first, so it lacks 01-07.
     platform.record(DAU)
@@ -290,7 +291,7 @@ def test_a_run_outside_automation_updating_an_input_and_its_readers_is_not_repea
     # One run launched by hand (a backfill, "Materialize all") rebuilds a day and what reads it.
     run = platform.instance.add_run(finished_run({}))
     platform.record_in(run.run_id, "raw/events", "2026-01-06")
-    platform.record_in(run.run_id, STG_EVENTS)
+    platform.record_in(run.run_id, STG_EVENTS, "2026-01-06")
     platform.record_in(run.run_id, FCT_EVENTS, "2026-01-06")
     platform.record_in(run.run_id, DAU)
     for _ in range(2):
@@ -318,7 +319,7 @@ def report_check(platform: Platform, key: str, prefix: str, passed: bool) -> Non
 def test_a_failed_check_on_a_view_holds_the_fact(defs):
     platform = Platform(defs).filled()
     platform.land("2026-01-06")
-    assert platform.tick() == {STG_EVENTS: True}
+    assert platform.tick() == {STG_EVENTS: ["2026-01-06"]}
     # The view's run reports its unique test failed (about the view's materialization).
     report_check(platform, STG_EVENTS, "unique_", False)
     for _ in range(2):
@@ -366,6 +367,6 @@ def test_end_to_end_a_landed_file_reaches_the_marts(resources, tmp_path):
     )
     assert run.success
 
-    assert platform.tick() == {STG_EVENTS: True}
+    assert platform.tick() == {STG_EVENTS: ["2026-01-05"]}
     assert platform.tick() == {FCT_EVENTS: ["2026-01-05"]}
     assert platform.tick() == {DAU: True}

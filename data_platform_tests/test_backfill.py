@@ -24,6 +24,7 @@ from data_platform_tests.helpers import RANGE_TAGS
 
 RAW_EVENTS = dg.AssetKey(["raw", "events"])
 FCT_EVENTS = dg.AssetKey(["marts", "fct_events"])
+STG_EVENTS = dg.AssetKey(["staging", "stg_events__events"])
 DAYS = ["2026-01-03", "2026-01-04", "2026-01-05", "2026-01-06"]
 MOCKED_LAUNCHER = {"module": "dagster._core.test_utils", "class": "MockedRunLauncher"}
 
@@ -101,11 +102,17 @@ def test_raw_and_fact_over_four_days_are_one_run(workspace):
 
 def test_the_ui_backfill_of_a_fact_is_one_run(workspace):
     """The UI's Materialize -> partition range -> Launch backfill, on the fact."""
-    backfill = PartitionBackfill.from_asset_partitions(
+    (run,) = run_daemon(workspace, ui_backfill(workspace, [FCT_EVENTS]))
+    assert as_range(run) == ({"marts/fct_events"}, (DAYS[0], DAYS[-1]))
+
+
+def ui_backfill(workspace: WorkspaceProcessContext, keys: list[dg.AssetKey]) -> PartitionBackfill:
+    """What the UI's Materialize -> partition range -> Launch backfill creates for `keys`."""
+    return PartitionBackfill.from_asset_partitions(
         backfill_id="ui",
         asset_graph=workspace.create_request_context().asset_graph,
         partition_names=DAYS,
-        asset_selection=[FCT_EVENTS],
+        asset_selection=keys,
         backfill_timestamp=time.time(),
         tags={},
         dynamic_partitions_store=workspace.instance,
@@ -114,5 +121,22 @@ def test_the_ui_backfill_of_a_fact_is_one_run(workspace):
         description=None,
         run_config=None,
     )
-    (run,) = run_daemon(workspace, backfill)
-    assert as_range(run) == ({"marts/fct_events"}, (DAYS[0], DAYS[-1]))
+
+
+def test_a_ui_backfill_of_the_whole_graph_targets_every_asset(workspace):
+    """The facts were dropped from it, their only path to the raw tables going through the
+    staging views, then unpartitioned: the backfill built the raw tables and the aggregates over
+    facts it never built (in a new home: "Table fct_events does not exist")."""
+    graph = workspace.create_request_context().asset_graph
+    keys = [key for key in graph.get_all_asset_keys() if graph.get(key).is_materializable]
+    targeted = ui_backfill(workspace, keys).asset_backfill_data.target_subset.asset_keys
+    assert {FCT_EVENTS, dg.AssetKey(["marts", "fct_payments"])} <= targeted
+    assert targeted == set(keys)
+
+
+def test_the_ui_backfill_of_raw_through_its_fact_is_one_run(workspace):
+    (run,) = run_daemon(workspace, ui_backfill(workspace, [RAW_EVENTS, STG_EVENTS, FCT_EVENTS]))
+    assert as_range(run) == (
+        {"raw/events", "staging/stg_events__events", "marts/fct_events"},
+        (DAYS[0], DAYS[-1]),
+    )

@@ -1,7 +1,8 @@
 """dbt models as assets: staging, snapshots (SCD2 history) and marts; dbt tests become checks.
 
 The incremental facts tagged `partitioned` get the run's partition window (a backfill of N days
-is one dbt invocation); every other model is rebuilt whole.
+is one dbt invocation), and the staging views they read are tagged with them (re-created as
+they are: a view holds no rows); every other model is rebuilt whole.
 """
 
 import hashlib
@@ -211,7 +212,9 @@ def dbt_layer(name: str, select: str, exclude: str, partitioned: bool) -> dg.Ass
 
 # Three layers, because the partitioned facts sit between unpartitioned models (they flag
 # orphans against dimensions; aggregates read them): one multi-asset on both sides of them
-# would be a cycle between steps.
+# would be a cycle between steps. The staging views between the raw tables and the facts are
+# in the partitioned layer: Dagster's backfills drop an asset whose only path to the others
+# goes through an unpartitioned one, and a backfill of the whole graph skipped the facts.
 DBT_ASSETS = [
     dbt_layer("dbt_core_models", "fqn:*", f"{PARTITIONED_MODELS}+", partitioned=False),
     dbt_layer("dbt_partitioned_facts", PARTITIONED_MODELS, "", partitioned=True),
