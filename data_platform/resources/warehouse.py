@@ -39,7 +39,7 @@ def existing_tables(conn: duckdb.DuckDBPyConnection) -> set[str]:
 
 
 # A Spark Connect endpoint that does not answer: tried again 10 times, backing off up to 10 s
-# (about a minute in all, measured 46 s for 8).
+# (about a minute in all: 66 s measured).
 SPARK_RETRIES = 10
 SPARK_MAX_BACKOFF_MS = 10_000
 # Spark Connect's conditions for a session the endpoint no longer has (it restarted).
