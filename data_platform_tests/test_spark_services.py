@@ -486,7 +486,8 @@ def test_a_lost_endpoint_fails_the_steps_session_in_one_line(spark_cluster, monk
     """The Connect server killed under a step's session: pyspark retried for 10 minutes, the
     step silent, and a restart meanwhile ended it with NO_ACTIVE_SESSION and a stack trace.
     Restarted: one line at the next statement. Down: one line once the retries are spent
-    (about a minute; two here)."""
+    (about a minute; two here). The staging folders of the killed writes go when the endpoint
+    starts again."""
     from data_platform.resources import warehouse as warehouse_module
 
     monkeypatch.setattr(warehouse_module, "SPARK_RETRIES", 2)
@@ -512,8 +513,16 @@ def test_a_lost_endpoint_fails_the_steps_session_in_one_line(spark_cluster, monk
             kill_connect()
             spark.sql("SELECT 2").collect()
         assert time.monotonic() - began < 60
+        # What a write killed with its endpoint leaves in its table's folder, for good before:
+        # removed when the endpoint starts again, the table's own files kept.
+        table = spark_cluster.state / "warehouse" / "raw.db" / "killed_write"
+        leftovers = [table / ".spark-staging-0f1e", table / "_temporary" / "0"]
+        for folder in [*leftovers, table / "dt=2026-01-05"]:
+            folder.mkdir(parents=True)
+            (folder / "part-00000.parquet").write_bytes(b"PAR1")
     finally:
         assert services(spark_cluster.env, "up").returncode == 0  # for the next test
+    assert sorted(p.name for p in table.iterdir()) == ["dt=2026-01-05"]
     port = spark_cluster.ports[CONNECT_PORT_VARIABLE]
     for lost, why in (
         (restarted, "it restarted: this session is gone"),

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import urllib.error
 import urllib.request
@@ -278,6 +279,8 @@ class SparkCluster:
             # SPARK_DAEMON_MEMORY would also size the endpoint's driver (spark-submit treats
             # the Connect server as a daemon): the daemons' heap alone.
             own_env = env if process != "connect" else {**env, "SPARK_DAEMON_MEMORY": ""}
+            if process == "connect":
+                self._remove_dead_writes()
             spawn(self._command(process), self._log(process), self._pid_file(process), own_env)
             if process == "master":
                 # The endpoint's driver gives up registering after a few tries: wait here.
@@ -290,6 +293,16 @@ class SparkCluster:
                     raise ServiceError(
                         f"spark: the master did not come up: see {self._log('master')}"
                     )
+
+    def _remove_dead_writes(self) -> None:
+        """The staging folders of writes whose endpoint died (kill -9, OOM): Spark removes a
+        job's `.spark-staging-*` and `_temporary` folders only when the job ends, and later jobs
+        never do, so each killed write left one in its table's folder for good (hidden from
+        reads, they only took disk). Removed before the endpoint starts: no write is running
+        then, the endpoint being this warehouse's only driver."""
+        for pattern in ("*.db/*/.spark-staging-*", "*.db/*/_temporary"):
+            for leftover in self.warehouse.glob(pattern):
+                shutil.rmtree(leftover, ignore_errors=True)
 
     def _alive(self, process: str) -> bool:
         return read_pid(self._pid_file(process)) is not None
