@@ -178,16 +178,12 @@ class BackupStore:
                         "stops it (permissions, an immutable file), or remove it by hand"
                     ) from None
             return
-        from data_platform.resources.landing import incomplete_uploads
+        from data_platform.resources.landing import abort_uploads
 
         client = self._s3
         for name in self.names():
             client.delete_object(Bucket=self._key(name)[0], Key=self._key(name)[1])
-        bucket, prefix = self._key("")
-        for upload in incomplete_uploads(client, bucket, prefix):
-            client.abort_multipart_upload(
-                Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-            )
+        abort_uploads(client, *self._key(""), lambda key: True)
 
     def child(self, name: str) -> BackupStore:
         return BackupStore(f"{self.url.rstrip('/')}/{name}")

@@ -55,6 +55,17 @@ def incomplete_uploads(s3, bucket: str, prefix: str) -> Iterator[dict]:
         yield from page.get("Uploads", [])
 
 
+def abort_uploads(s3, bucket: str, prefix: str, abandoned: Callable[[str], bool]) -> set[str]:
+    """Abort the incomplete multipart uploads under `prefix` whose key `abandoned` accepts;
+    the keys aborted (a key put again after each kill has several uploads)."""
+    aborted = set()
+    for upload in incomplete_uploads(s3, bucket, prefix):
+        if abandoned(upload["Key"]):
+            s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            aborted.add(upload["Key"])
+    return aborted
+
+
 @dataclass(frozen=True)
 class LandingFile:
     """One file in the landing zone; `modified` is epoch seconds, for sensor cursors.
@@ -297,17 +308,13 @@ class LandingZone(dg.ConfigurableResource):
         """Abort the incomplete multipart uploads `remove_partials` would remove locally: of a
         key in a folder directly under `prefix`, named as `abandoned` accepts."""
         bucket, root = self._bucket_and_prefix
-        s3 = self._s3()
-        removed: set[str] = set()
-        for upload in incomplete_uploads(s3, bucket, root + prefix):
-            key = upload["Key"][len(root) :]
-            folder, _, name = key[len(prefix) :].partition("/")
-            if folder and name and "/" not in name and abandoned(name):
-                s3.abort_multipart_upload(
-                    Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                )
-                removed.add(key)  # a key retried after each kill has several uploads
-        return sorted(removed)
+
+        def in_a_folder_and_abandoned(key: str) -> bool:
+            folder, _, name = key[len(root + prefix) :].partition("/")
+            return bool(folder and name and "/" not in name and abandoned(name))
+
+        aborted = abort_uploads(self._s3(), bucket, root + prefix, in_a_folder_and_abandoned)
+        return sorted(key[len(root) :] for key in aborted)
 
 
 def _hidden(key: str) -> bool:
