@@ -8,8 +8,8 @@ letter of its own. What differs is how a run replaces its days:
 - The raw file tables are parquet tables partitioned by `dt`, the dead letters by
   (`source`, `dt`). A run replaces exactly its partitions with a dynamic INSERT OVERWRITE per
   table and drops those of its days that are now empty. The raw table's INSERT is the job that
-  parses the files, into a lazily cached table, and counts each day's records and rows as it
-  goes (an observation); the dead letters are read from that cache, and not written at all
+  parses the files, into lazily cached tables (the lines' verdicts, the diagnoses), and counts each day's records and rows as it
+  goes (an observation); the dead letters are read from those caches, and not written at all
   when the run has none: two actions on the data where there were four (an eager CACHE
   TABLE, a GROUP BY for the counts, the two INSERTs). Each table's replacement is committed by Spark's file commit protocol; the two tables
   are two commits, so a run killed between them leaves the dead letters one run behind until the
@@ -63,6 +63,9 @@ SPLIT_FILE = (
     "Spark read a landing file in more than one task, so its line numbers repeat: "
     f"keep {ONE_TASK_PER_FILE[0]} and {ONE_TASK_PER_FILE[1]} as this module sets them"
 )
+# The run's lazily cached tables: every line's fast-path verdict, and the diagnosis of the
+# lines it did not vouch for.
+CACHES = ("_diagnosed", "_cached")
 STRAY_LINE = "Spark read lines it could not match to a landing file"
 # Spark's message when a task cannot read a file: "... while reading file <uri>."
 _FAILED_READ = re.compile(r"FAILED_READ_FILE\S*\] Encountered error while reading file (\S+?)\.?\s")
@@ -164,9 +167,10 @@ def _expose_records(spark: SparkSession, fmt: FileFormat, paths: dict[str, Path]
     )
 
 
-def _drop_cache(spark: SparkSession) -> None:
-    spark.sql("UNCACHE TABLE IF EXISTS _cached")
-    spark.sql("DROP VIEW IF EXISTS _cached")
+def _drop_caches(spark: SparkSession) -> None:
+    for cache in CACHES:
+        spark.sql(f"UNCACHE TABLE IF EXISTS {cache}")
+        spark.sql(f"DROP VIEW IF EXISTS {cache}")
 
 
 def _with_day(records: str) -> str:
@@ -200,7 +204,10 @@ def _parse_records(spark: SparkSession, fmt: FileFormat, paths: dict[str, Path])
     only where it may be needed (not vouched for, or not UTF-8): the lines vouched for are read
     from the cache, the others diagnosed from it, so the files are read and the fast path run
     once. Caching the union instead read the files and ran the fast path twice, once for each
-    side (measured: 4.2 against 1.9 task-seconds for 200k events)."""
+    side (measured: 4.2 against 1.9 task-seconds for 200k events). The diagnosis is cached too,
+    `_diagnosed`: its plan is large, and each query running it paid 0.7-1 s however few its
+    lines (1 or 1,000 alike), so the dead letters' INSERT ran it a second time for ~1 s of a
+    7-8 s run."""
     _expose_records(spark, fmt, paths)
     fast = spark_fast_sql(fmt, "_file_lines")
     if fast is None:
@@ -221,9 +228,10 @@ def _parse_records(spark: SparkSession, fmt: FileFormat, paths: dict[str, Path])
         "CREATE OR REPLACE TEMP VIEW _undecided_lines AS "
         "SELECT file_index, line_number, line FROM _cached WHERE NOT vouched"
     )
-    records = "SELECT * EXCEPT (vouched) FROM _cached WHERE vouched UNION ALL " + _with_day(
-        spark_parse_sql(fmt, "_undecided_lines")
+    spark.sql(
+        "CACHE LAZY TABLE _diagnosed AS " + _with_day(spark_parse_sql(fmt, "_undecided_lines"))
     )
+    records = "SELECT * EXCEPT (vouched) FROM _cached WHERE vouched UNION ALL TABLE _diagnosed"
     spark.sql(f"CREATE OR REPLACE TEMP VIEW _parsed AS {_with_verdict(records)}")
 
 
@@ -357,7 +365,7 @@ def _ingest(
             [f"source = {source}, dt = '{dt.isoformat()}'" for dt in dts if dt not in lettered],
         )
     finally:
-        _drop_cache(spark)  # the cache lives in the cluster, beyond this session
+        _drop_caches(spark)  # the caches live in the cluster, beyond this session
     return counts
 
 
