@@ -25,6 +25,8 @@ METRICS_DAYS = 31
 METRICS_NEW_SERIES_HOLD = 120
 RUN_HEARTBEAT_SECONDS = 10
 CELERY_LEASE_SECONDS = 60
+SPARK_RETRY_SECONDS_VARIABLE = "DATA_PLATFORM_SPARK_RETRY_SECONDS"
+SPARK_RETRY_SECONDS = 60
 DEFAULT_MEMORY_LIMIT = "512MB"
 METRICS_PORT = 9108
 KAFKA_LAG_ALERT = 100_000
@@ -97,6 +99,9 @@ class Settings:
     # reached through its Spark Connect endpoint `spark_remote` (sc://host:port).
     engine: str = "duckdb"
     spark_remote: str | None = None
+    # How long a Spark session waits for an endpoint that does not answer before its step
+    # fails (resources/spark_retries.py).
+    spark_retry_seconds: int = SPARK_RETRY_SECONDS
 
 
 def _env(environ: dict[str, str], name: str) -> str | None:
@@ -522,6 +527,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         ),
         engine=validate_engine(_env(env, ENGINE_VARIABLE) or "duckdb", spark_remote),
         spark_remote=spark_remote,
+        spark_retry_seconds=whole_number(
+            env,
+            SPARK_RETRY_SECONDS_VARIABLE,
+            SPARK_RETRY_SECONDS,
+            "a positive whole number of seconds",
+            f"set e.g. {SPARK_RETRY_SECONDS} (the default), longer than the cluster may be away",
+            1,
+        ),
     )
 
 

@@ -559,6 +559,8 @@ def test_a_wrong_metrics_setting_is_one_line(tmp_path):
         ("DATA_PLATFORM_RUN_HEARTBEAT_SECONDS", "0"),
         ("DATA_PLATFORM_CELERY_LEASE_SECONDS", "²"),
         ("DATA_PLATFORM_CELERY_LEASE_SECONDS", "9"),  # renewed every second at the least
+        ("DATA_PLATFORM_SPARK_RETRY_SECONDS", "²"),
+        ("DATA_PLATFORM_SPARK_RETRY_SECONDS", "0"),
     ):
         with pytest.raises(SettingsError, match=variable):
             load_settings({variable: wrong})

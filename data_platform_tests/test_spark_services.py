@@ -37,7 +37,8 @@ import zstandard
 
 from data_platform.assets.dbt_project import DBT_PROJECT_DIR
 from data_platform.resources.privacy import SALT_VARIABLE
-from data_platform.resources.warehouse import SparkEndpointLost, Warehouse
+from data_platform.resources.spark_retries import retries_within, retry_policy
+from data_platform.resources.warehouse import SparkEndpointLost, Warehouse, endpoint_lost
 from data_platform.services.config import load_services_config
 from data_platform.services.process import group_alive, pid_alive, read_pid
 from data_platform.services.spark_cluster import (
@@ -482,16 +483,18 @@ def test_the_pii_salt_is_in_no_log_event_log_or_ui_page_of_the_cluster(spark_clu
     assert files_holding([home, *event_logs], needles) + leaks == []
 
 
-def test_a_lost_endpoint_fails_the_steps_session_in_one_line(spark_cluster, monkeypatch):
+def test_a_lost_endpoint_fails_the_steps_session_in_one_line(spark_cluster):
     """The Connect server killed under a step's session: pyspark retried for 10 minutes, the
     step silent, and a restart meanwhile ended it with NO_ACTIVE_SESSION and a stack trace.
     Restarted: one line at the next statement. Down: one line once the retries are spent
-    (about a minute; two here). The staging folders of the killed writes go when the endpoint
+    (about a minute; a second here). The staging folders of the killed writes go when the endpoint
     starts again."""
-    from data_platform.resources import warehouse as warehouse_module
-
-    monkeypatch.setattr(warehouse_module, "SPARK_RETRIES", 2)
-    warehouse = Warehouse(path="unused.duckdb", engine="spark", spark_remote=spark_cluster.remote)
+    warehouse = Warehouse(
+        path="unused.duckdb",
+        engine="spark",
+        spark_remote=spark_cluster.remote,
+        spark_retry_seconds=1,
+    )
     connect = read_pid(spark_cluster.state / "connect.pid")
 
     def kill_connect() -> None:
@@ -580,3 +583,58 @@ def test_java_home_is_a_java_17_or_21_never_a_newer_jdk(tmp_path):
     # A JAVA_HOME naming Java 25 is passed over for apt's openjdk-17 (make system-packages).
     newer = java_home({"JAVA_HOME": str(fake_jdk(tmp_path / "25", "25.0.3"))})
     assert newer != tmp_path / "25" and newer.name.startswith("java-17-openjdk")
+
+
+def test_a_spark_session_retries_for_about_the_seconds_set():
+    """pyspark backs off 50 ms, then four times longer each retry, here at most 10 s: the
+    fewest retries whose waits add up to the setting."""
+    from pyspark.sql.connect.client.retries import DefaultPolicy
+
+    # 0.05 + 0.2 = 0.25 s; + 0.8 = 1.05 s; + 3.2 = 4.25 s; then 10 s each: 64.25 s, 604.25 s.
+    assert [retries_within(s) for s in (0.25, 1, 2, 60, 600)] == [2, 3, 4, 10, 64]
+    policy = retry_policy(60)
+    assert isinstance(policy, DefaultPolicy) and policy.max_retries == 10
+    assert policy.initial_backoff == 50 and policy.backoff_multiplier == 4
+    assert policy.max_backoff == 10_000
+
+
+def test_a_lost_endpoint_is_told_from_an_error_that_quotes_it():
+    """A dbt step's failure is dagster-dbt's error quoting dbt's output, not pyspark's."""
+    quoting = "dbt failed: SparkConnectGrpcException: [INVALID_HANDLE.SESSION_NOT_FOUND] gone"
+    assert endpoint_lost(RuntimeError(quoting)) == "it restarted: this session is gone"
+    refused = "status = StatusCode.UNAVAILABLE details = Connection refused"
+    assert endpoint_lost(RuntimeError(refused)) == "it does not answer"
+    assert endpoint_lost(RuntimeError("[TABLE_OR_VIEW_NOT_FOUND] raw.events")) is None
+
+
+def test_a_dbt_step_whose_endpoint_does_not_answer_fails_in_one_line(tmp_path):
+    """dbt-spark makes its session in dbt's own process, where pyspark retried an endpoint
+    that does not answer for 10 minutes, the step silent. It now waits as the platform's
+    sessions do (DATA_PLATFORM_SPARK_RETRY_SECONDS, 2 s here), and the step's error is the one
+    line of SparkEndpointLost. No cluster needed: nothing listens on a fresh free port."""
+    remote = f"sc://127.0.0.1:{free_port()}"
+    env = {
+        **spark_env(remote),
+        "DATA_PLATFORM_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "DATA_PLATFORM_SPARK_RETRY_SECONDS": "2",
+        SALT_VARIABLE: "a salt of this test",
+    }
+    (tmp_path / "dagster").mkdir()
+    began = time.monotonic()
+    result = subprocess.run(
+        [CLI, "materialize", "--select", "key:staging/stg_events__events", "--timeout", "240"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert time.monotonic() - began < 150  # dbt's parse, then 2 s of retries; not 10 minutes
+    assert result.returncode == 1, result.stdout + result.stderr
+    failed = [line.strip() for line in result.stdout.splitlines() if "FAILED dbt_" in line]
+    lost = f"the Spark Connect endpoint {remote} was lost (it does not answer)"
+    assert failed == [
+        "FAILED dbt_partitioned_facts: data_platform.resources.warehouse.SparkEndpointLost: "
+        f"{lost}: start it (the local cluster: `SERVICES=spark make services-up`), then run the "
+        "step again: every step's writes are safe to repeat"
+    ]

@@ -26,7 +26,8 @@ from data_platform.assets.dbt_project import DBT_PROJECT
 from data_platform.automation.conditions import dbt_model_condition
 from data_platform.partitions import DAILY_PARTITIONS, OWNERS, SINGLE_RUN_BACKFILL, WAREHOUSE_POOL
 from data_platform.resources.privacy import Privacy, dbt_secret_variables
-from data_platform.resources.warehouse import Warehouse
+from data_platform.resources.warehouse import SparkEndpointLost, Warehouse, endpoint_lost
+from data_platform.settings import SPARK_RETRY_SECONDS_VARIABLE
 
 PARTITIONED_MODELS = "tag:partitioned"
 
@@ -84,6 +85,7 @@ def engine_variables(warehouse: Warehouse) -> dict[str, str]:
         "DBT_TARGET": "spark",
         "DATA_PLATFORM_DBT_SPARK_METHOD": "session",
         "SPARK_REMOTE": warehouse.spark_remote or "",
+        SPARK_RETRY_SECONDS_VARIABLE: str(warehouse.spark_retry_seconds),
         "DATA_PLATFORM_SPARK_WAREHOUSE_DIR": unused,
         "DATA_PLATFORM_SPARK_METASTORE_DIR": unused,
     }
@@ -150,6 +152,9 @@ def build(
             event = event.with_metadata({**event.metadata, **metadata[event_unique_id(event)]})
         yield event
     if failure is not None:
+        lost = endpoint_lost(failure) if warehouse.engine == "spark" else None
+        if lost:  # dbt's output holds the rest; the step's error says what to do
+            raise SparkEndpointLost(warehouse.spark_remote or "", lost) from None
         raise failure
 
 

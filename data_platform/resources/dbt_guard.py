@@ -3,7 +3,7 @@
 dagster-dbt runs dbt as a subprocess and offers no hook into how. A run killed with kill -9 (or
 by the OOM killer) left its dbt step's `dbt` running until its current model ended, holding
 DuckDB's single-writer lock: the run's retry waited behind it, and failed after the lock wait
-(120 s) behind a longer model. Linux's parent-death signal, set before dbt is exec'd, ends dbt
+(120 s) behind a longer model. Linux's parent-death signal, set before dbt starts, ends dbt
 with the step that started it; DuckDB's write-ahead log makes that as safe as killing the step.
 """
 
@@ -14,6 +14,8 @@ import os
 import signal
 import sys
 from pathlib import Path
+
+from data_platform.resources.spark_retries import bound_every_client
 
 PR_SET_PDEATHSIG = 1
 # The pid of the process that starts dbt, set by it (resources/dbt_cli.py): read from the
@@ -36,6 +38,12 @@ def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> None:
 
 
 def main() -> None:
+    """dbt's own entry point, run in this process: on Spark its session's retries are bounded
+    first (resources/spark_retries.py), which an exec of the `dbt` script would undo."""
     die_with_parent()
-    dbt = str(Path(sys.executable).with_name("dbt"))
-    os.execv(dbt, [dbt, *sys.argv[1:]])
+    if os.environ.get("SPARK_REMOTE"):  # dbt-spark's session goes through Spark Connect
+        bound_every_client()
+    from dbt.cli.main import cli
+
+    sys.argv[0] = str(Path(sys.executable).with_name("dbt"))
+    sys.exit(cli())

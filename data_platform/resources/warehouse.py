@@ -13,7 +13,8 @@ import dagster as dg
 import duckdb
 
 from data_platform.resources.duckdb_lock import connect_with_lock_wait
-from data_platform.settings import DEFAULT_MEMORY_LIMIT, Settings, size_bytes
+from data_platform.resources.spark_retries import retry_policy
+from data_platform.settings import DEFAULT_MEMORY_LIMIT, SPARK_RETRY_SECONDS, Settings, size_bytes
 
 if TYPE_CHECKING:
     from pyspark.sql.connect.session import SparkSession
@@ -38,10 +39,8 @@ def existing_tables(conn: duckdb.DuckDBPyConnection) -> set[str]:
     return {f"{schema}.{table}" for schema, table in rows}
 
 
-# A Spark Connect endpoint that does not answer: tried again 10 times, backing off up to 10 s
-# (about a minute in all: 66 s measured).
-SPARK_RETRIES = 10
-SPARK_MAX_BACKOFF_MS = 10_000
+# What a caller that would rather report the cluster down waits: 2 retries, 0.25 s.
+FAIL_FAST_SECONDS = 0.25
 # Spark Connect's conditions for a session the endpoint no longer has (it restarted).
 _SESSION_GONE = (
     "NO_ACTIVE_SESSION",
@@ -52,11 +51,14 @@ _SESSION_GONE = (
 
 def endpoint_lost(error: Exception) -> str | None:
     """Why the Spark Connect endpoint is lost to this session, if `error` says it is: it did
-    not answer (through every retry), or it no longer knows the session (restarted)."""
+    not answer (through every retry), or it no longer knows the session (restarted). Told by
+    pyspark's condition, or by the text of an error that quotes one (a dbt step's, whose
+    session was dbt-spark's)."""
     condition = getattr(error, "getCondition", lambda: None)()
-    if condition in _SESSION_GONE:
+    text = str(error)
+    if condition in _SESSION_GONE or any(f"[{gone}]" in text for gone in _SESSION_GONE):
         return "it restarted: this session is gone"
-    if "StatusCode.UNAVAILABLE" in str(error):
+    if "StatusCode.UNAVAILABLE" in text:
         return "it does not answer"
     return None
 
@@ -86,6 +88,8 @@ class Warehouse(dg.ConfigurableResource):
     engine: str = "duckdb"
     # sc://host:port of the cluster's Spark Connect endpoint when `engine` is spark.
     spark_remote: str | None = None
+    # How long a session waits for an endpoint that does not answer (resources/spark_retries).
+    spark_retry_seconds: int = SPARK_RETRY_SECONDS
 
     @contextmanager
     def connect(
@@ -126,7 +130,7 @@ class Warehouse(dg.ConfigurableResource):
         """A session on the Spark cluster (`engine` spark), its clock in UTC: raw timestamps
         are naive UTC, and Spark reads a TIMESTAMP in the session's time zone.
 
-        An endpoint that stops answering is retried for about a minute (a cluster still
+        An endpoint that stops answering is retried for `spark_retry_seconds` (a cluster still
         starting, a network blip), then the step fails in one line (`SparkEndpointLost`), as it
         does at once when the endpoint restarted, which loses the session. pyspark's own retries
         ran 10 minutes, the step silent, only to fail on the lost session with a stack trace.
@@ -137,10 +141,8 @@ class Warehouse(dg.ConfigurableResource):
         from pyspark.sql.connect.session import SparkSession
 
         session = SparkSession.builder.remote(self.spark_remote).create()
-        retries = 2 if fail_fast else SPARK_RETRIES
-        session.client.set_retry_policies(
-            [DefaultPolicy(max_retries=retries, max_backoff=SPARK_MAX_BACKOFF_MS)]
-        )
+        waits = FAIL_FAST_SECONDS if fail_fast else self.spark_retry_seconds
+        session.client.set_retry_policies([retry_policy(waits)])
         try:
             session.conf.set("spark.sql.session.timeZone", "UTC")
             yield session
@@ -164,4 +166,5 @@ def warehouse_of(settings: Settings, spark_remote: str | dg.EnvVar | None = None
         memory_limit=settings.duckdb_memory_limit,
         engine=settings.engine,
         spark_remote=spark_remote or settings.spark_remote,
+        spark_retry_seconds=settings.spark_retry_seconds,
     )

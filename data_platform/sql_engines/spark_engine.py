@@ -33,6 +33,7 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from data_platform.resources.spark_retries import retry_policy
 from data_platform.settings import SPARK_REMOTE_VARIABLE, Settings
 from data_platform.sql_engines import READ_ONLY_HINT, QueryError, QueryResult, first_line
 
@@ -174,6 +175,7 @@ def read_only_query(settings: Settings, sql: str, timeout: float) -> Iterator[Qu
     _quiet_pyspark_loggers()
     try:
         spark = SparkSession.builder.remote(remote).create()
+        spark.client.set_retry_policies([retry_policy(settings.spark_retry_seconds)])
     except PySparkException as err:
         raise QueryError(f"cannot open a Spark Connect session: {first_line(err)}") from None
     try:
