@@ -30,7 +30,12 @@ from dagster._utils.interrupts import capture_interrupts
 
 from data_platform.orchestration.instance import platform_instance
 from data_platform.orchestration.pool_wait import report_waits
-from data_platform.orchestration.run_health import WORKER_HOST_TAG, release_dead_runs, this_host
+from data_platform.orchestration.run_health import (
+    CREATOR_PID_TAG,
+    WORKER_HOST_TAG,
+    release_dead_runs,
+    this_host,
+)
 from data_platform.partitions import DAILY_PARTITIONS, RANGE_END_TAG, RANGE_START_TAG
 from data_platform.resources.landing import LandingZone
 from data_platform.settings import UsageError, load_settings
@@ -191,6 +196,7 @@ def materialize_range(
         **range_tags(keys),
         INVOCATION_TAG: invocation,
         WORKER_HOST_TAG: this_host(),
+        CREATOR_PID_TAG: str(os.getpid()),
         # Run retries relaunch a run through its code location; a headless run has none.
         MAX_RETRIES_TAG: "0",
     }

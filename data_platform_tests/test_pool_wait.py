@@ -19,10 +19,12 @@ import dagster as dg
 import psutil
 import pytest
 from dagster._core.events import EngineEventData
+from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 
 from data_platform.materialize import WAIT_REPORT_SECONDS
 from data_platform.orchestration.pool_wait import report_waits
 from data_platform.orchestration.run_health import release_dead_runs
+from data_platform.partitions import DAILY_PARTITIONS
 from data_platform.services.process import wait_until
 from data_platform_tests.helpers import environ_without_settings, write_postgres_instance
 from data_platform_tests.test_cli import DAY, REPO, run_cli
@@ -122,6 +124,66 @@ def test_materialize_takes_back_a_slot_leaked_by_a_dead_run(settings, instance):
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"Run {dead} marked failed" in result.stderr
     assert f"Freed the pool slots and claims of run {dead} (FAILURE)" in result.stderr
+
+
+def in_progress_and_failed(
+    instance: dg.DagsterInstance, key: dg.AssetKey
+) -> tuple[list[str], list[str]]:
+    """The days of `key` in progress and failed, as Dagster's automation reads them (the UI's
+    one status a day says MATERIALIZED while an earlier run's rows stand)."""
+    cached = get_and_update_asset_status_cache_value(instance, key, DAILY_PARTITIONS)
+    in_progress = cached.deserialize_in_progress_partition_subsets(DAILY_PARTITIONS)
+    failed = cached.deserialize_failed_partition_subsets(DAILY_PARTITIONS)
+    return list(in_progress.get_partition_keys()), list(failed.get_partition_keys())
+
+
+# `data-platform materialize` that creates its run, then stops short of starting it: what a
+# kill -9 in between leaves (the plan is built in between: 25 s on a loaded machine).
+CREATES_NEVER_STARTS = """
+import sys, time
+import dagster._core.execution.api as api
+from data_platform.cli import main
+api.execute_run = lambda *args, **kwargs: time.sleep(600)
+sys.argv = ["data-platform", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_run_whose_materialize_died_before_starting_it_is_failed(settings, instance):
+    """Killed between creating its run and starting it, `materialize` left the run NOT_STARTED
+    for good, its day of raw/events "in progress" to the automation, which then never requested
+    it: nothing ended such a run. The next `materialize` fails it, as it does a dead STARTED run;
+    one whose process lives is left alone."""
+    events, day = dg.AssetKey(["raw", "events"]), str(DAY)
+    assert run_cli(settings.home, *SELECT).returncode == 0  # the asset's status is then kept
+    env = environ_without_settings(DATA_PLATFORM_HOME=str(settings.home))
+    creator = subprocess.Popen(
+        [sys.executable, "-c", CREATES_NEVER_STARTS, *SELECT],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    not_started = dg.RunsFilter(statuses=[dg.DagsterRunStatus.NOT_STARTED])
+    try:
+        assert wait_until(lambda: instance.get_runs(filters=not_started), timeout=120)
+        [run] = instance.get_runs(filters=not_started)
+        # Its planned materializations are stored just after the run.
+        assert wait_until(
+            lambda: in_progress_and_failed(instance, events) == ([day], []), timeout=30
+        )
+        assert release_dead_runs(instance) == []
+    finally:
+        creator.kill()
+        creator.wait()
+    assert release_dead_runs(instance) == [
+        f"Run {run.run_id} marked failed: run process {creator.pid} is gone, "
+        "and the run never started."
+    ]
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert in_progress_and_failed(instance, events) == ([], [day])
+    assert release_dead_runs(instance) == []
 
 
 def test_a_waiting_run_sleeps_names_its_blocker_and_stops_on_sigterm(settings, instance):

@@ -17,6 +17,7 @@ import functools
 import os
 import socket
 import time
+from collections.abc import Iterator
 
 import dagster as dg
 import psutil
@@ -32,6 +33,9 @@ from data_platform.orchestration.heartbeat import (
 
 # Set on every run this platform starts a process for: its pid is only meaningful on that host.
 WORKER_HOST_TAG = "data_platform/worker_host"
+# The pid of the process that created the run to execute it itself (`data-platform
+# materialize`), which announces no pid until the run starts.
+CREATOR_PID_TAG = "data_platform/creator_pid"
 # A process started this long after the run announced its pid is another process (pid reuse).
 # Generous: a process's wall-clock start is its start since boot plus the boot time, which a
 # clock step (NTP, a VM resumed) moves; at 1 s a step failed live runs and freed their slots.
@@ -124,22 +128,47 @@ def check_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHe
     # killed across the upgrade it would keep its slot.
     if host is not None and host not in (this_host(), socket.gethostname()):
         return _check_heartbeat(instance, run, host, pid)
+    gone = _process_gone(pid, announced_at)
+    if gone:
+        return CheckRunHealthResult(WorkerStatus.FAILED, gone)
+    return CheckRunHealthResult(WorkerStatus.RUNNING, f"run process {pid} is alive")
+
+
+def _process_gone(pid: int, alive_at: float) -> str | None:
+    """Why the run process `pid` of this host, alive at `alive_at`, is gone; None if it is not."""
     try:
         process = psutil.Process(pid)
         started, status = process.create_time(), process.status()
     except psutil.NoSuchProcess:
-        return CheckRunHealthResult(WorkerStatus.FAILED, f"run process {pid} is gone")
+        return f"run process {pid} is gone"
     if status == psutil.STATUS_ZOMBIE:
         # Dead, but its parent has not reaped it (a hung code server): its pid and start time
         # stay, and it was called alive for as long as the parent lived.
-        return CheckRunHealthResult(
-            WorkerStatus.FAILED, f"run process {pid} is gone (exited, never reaped)"
+        return f"run process {pid} is gone (exited, never reaped)"
+    if started > alive_at + _PID_REUSE_SLACK_SECONDS:
+        return f"run process {pid} is gone (its pid now belongs to another)"
+    return None
+
+
+def _never_started(instance: dg.DagsterInstance) -> Iterator[tuple[dg.DagsterRun, str]]:
+    """Runs a process of this host created to execute itself and died before starting, each
+    with why. `data-platform materialize` killed between creating its run and starting it
+    (seconds: the plan is built in between) left it NOT_STARTED for good, its partitions "in
+    progress" to the automation, which then never requested them again."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.NOT_STARTED], tags={WORKER_HOST_TAG: this_host()}
         )
-    if started > announced_at + _PID_REUSE_SLACK_SECONDS:
-        return CheckRunHealthResult(
-            WorkerStatus.FAILED, f"run process {pid} is gone (its pid now belongs to another)"
+    )
+    for record in records:
+        pid = record.dagster_run.tags.get(CREATOR_PID_TAG, "")
+        gone = (
+            _process_gone(int(pid), record.create_timestamp.timestamp())
+            if pid.isdecimal()
+            else None
         )
-    return CheckRunHealthResult(WorkerStatus.RUNNING, f"run process {pid} is alive")
+        if gone:
+            yield record.dagster_run, f"{gone}, and the run never started"
 
 
 def _check_heartbeat(
@@ -216,16 +245,18 @@ def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     What the monitoring daemon does under `dagster dev`, for when no daemon runs: a headless
     `data-platform materialize` calls it first, so a crash earlier never makes it wait forever.
     """
+    dead = [
+        (listed, str(health.msg))
+        for listed in instance.get_runs(filters=dg.RunsFilter(statuses=list(UNENDED)))
+        if (health := check_worker(instance, listed)).status == WorkerStatus.FAILED
+    ]
     done = []
-    for listed in instance.get_runs(filters=dg.RunsFilter(statuses=list(UNENDED))):
-        health = check_worker(instance, listed)
-        if health.status != WorkerStatus.FAILED:
-            continue
+    for listed, reason in [*dead, *_never_started(instance)]:
         # Read again: a run that ended in between (its process reported success and exited, or
         # the daemon failed it first) would be flipped to FAILURE, alerted twice, retried.
         run = instance.get_run_by_id(listed.run_id)
-        if run is not None and run.status in UNENDED:
-            done.append(_end(instance, run, health.msg))
+        if run is not None and not run.is_finished:
+            done.append(_end(instance, run, reason))
     return done + _free_slots_of_finished_runs(instance)
 
 
