@@ -622,6 +622,36 @@ def test_a_postmaster_running_but_not_yet_answering_is_waited_for_not_started_ag
     assert read_pid(pid_file) == postmaster
 
 
+def test_up_killed_with_its_initdb_then_up_again_makes_a_whole_cluster(env):
+    """The first `up`'s process group killed mid-initdb (Ctrl-C in a terminal, a container
+    stopped) left a data folder with PG_VERSION and no whole cluster, which every later `up`
+    took for one: "postgres did not start" or "database postgres does not exist", for good."""
+    env = {**env, "SERVICES": "postgres"}
+    folder = Postgres(load_services_config(env)).folder
+    up = subprocess.Popen(
+        [sys.executable, "-m", "data_platform.services", "up"],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def initdb_runs() -> bool:
+        commands = (p.info["cmdline"] or [] for p in psutil.process_iter(["cmdline"]))
+        return any("initdb" in c[0] and str(folder) in " ".join(c) for c in commands if c)
+
+    try:
+        assert wait_until(initdb_runs, 60, 0.01)
+        time.sleep(0.3)  # into its work: it takes 1-2 s
+    finally:
+        os.killpg(up.pid, signal.SIGKILL)
+        up.wait()
+    again = services(env, "up")
+    assert again.returncode == 0, again.stderr
+    password = exported(env)["DAGSTER_PG_PASSWORD"]
+    assert psql(int(env["DATA_PLATFORM_POSTGRES_PORT"]), password).stdout.strip() == "1"
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="as root only: the server runs as `postgres`")
 def test_a_failed_initdb_leaves_a_log_the_server_can_still_write(env):
     """As root, initdb's failure was written to postgres.log as root: `pg_ctl --log` (run as

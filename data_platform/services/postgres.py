@@ -178,13 +178,25 @@ class Postgres:
             shutil.chown(self.password_file, SYSTEM_USER, SYSTEM_USER)
 
     def _initdb(self) -> None:
+        """A new cluster, made in a folder beside the data folder and renamed to it once whole.
+        initdb killed half-way (with `up`'s process group) left a data folder with PG_VERSION,
+        which every later `up` took for a cluster: "did not start" or "database postgres does
+        not exist", for good, until someone removed the folder."""
         self._ensure_password_file()
+        if self.data_dir.exists() and any(self.data_dir.iterdir()):
+            reason = f"{self.data_dir} holds files but no cluster (no PG_VERSION)"
+            self._log_failure(reason + "\n")
+            raise ServiceError(f"postgres: initdb failed: {reason}: move them away, then run up")
+        with contextlib.suppress(FileNotFoundError):
+            self.data_dir.rmdir()
+        whole = self.data_dir.with_name(self.data_dir.name + ".initdb")
+        shutil.rmtree(whole, ignore_errors=True)  # what an initdb killed before left
         # The Unix socket is off (_start_server), so `local` rules match nothing today; they ask
         # for the password too, so that turning the socket on opens no way in without it.
         result = self._run(
             _binary("initdb"),
             "--pgdata",
-            str(self.data_dir),
+            str(whole),
             "--username",
             SUPERUSER,
             "--pwfile",
@@ -198,6 +210,7 @@ class Postgres:
         if result.returncode != 0:
             self._log_failure(result.stdout + result.stderr)
             raise ServiceError(f"postgres: initdb failed: see {self.log_file}")
+        whole.rename(self.data_dir)
 
     def _require_password(self) -> None:
         """Give the superuser the password file's password and turn every `trust` rule into a
