@@ -74,3 +74,28 @@ def test_down_after_a_worker_was_killed_leaves_nothing_of_it(env):
     assert down.returncode == 0, down.stderr
     assert not group_alive(leader)
     assert stat.S_ISDIR((pid_file.parent).stat().st_mode) and not pid_file.exists()
+
+
+def test_status_with_redis_killed_under_live_workers_says_what_is_down(env):
+    """Celery's ping raised kombu's OperationalError when Redis was gone: `status` was a
+    108-line traceback. Now the workers read as not answering, and `up` restarts Redis alone."""
+    up = services(env, "up")
+    assert up.returncode == 0, up.stderr
+    redis = read_pid(Path(env["DATA_PLATFORM_HOME"]) / "services" / "redis" / "redis.pid")
+    assert redis is not None
+    os.kill(redis, signal.SIGKILL)
+    status = services(env, "status")
+    assert "Traceback" not in status.stderr, status.stderr
+    # postgres, redis, celery
+    assert status.stdout.split()[1::2] == ["up", "down", "down"], status.stdout
+    # Workers without their broker take no step: a shell pointed at them waited for good.
+    exports = services(env, "env")
+    assert "DATA_PLATFORM_EXECUTOR" not in exports.stdout
+    assert exports.stderr.strip() == (
+        "services: celery runs but redis does not, so its variables are not exported: run "
+        "`make services-up`"
+    )
+    again = services(env, "up")
+    assert again.returncode == 0, again.stderr
+    assert services(env, "status").stdout.split()[1::2] == ["up", "up", "up"]
+    assert "DATA_PLATFORM_EXECUTOR=celery" in services(env, "env").stdout

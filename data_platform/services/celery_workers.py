@@ -130,15 +130,18 @@ class CeleryWorkers:
 
 
 def answering_workers(broker: str) -> set[str]:
-    """The names of the workers that answer `celery inspect ping` through the broker."""
+    """The names of the workers that answer `celery inspect ping` through the broker; none
+    when the broker does not answer (kombu's OperationalError: Redis killed while the workers
+    ran made `status` a 108-line traceback)."""
     from celery import Celery
+    from kombu.exceptions import OperationalError
 
     app = Celery(broker=broker)
     app.conf.broker_connection_retry_on_startup = False
     app.conf.broker_connection_timeout = 2
     try:
         replies = app.control.ping(timeout=1.0) or []
-    except OSError:
+    except (OSError, OperationalError):
         return set()
     finally:
         app.close()

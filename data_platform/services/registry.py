@@ -94,9 +94,17 @@ def running_env(
     }
     partly = {"celery": workers.has_processes, "spark": cluster.has_processes}
     restart = {"celery": "make services-up", "spark": "SERVICES=spark make services-up"}
+    # Workers whose broker or instance is down take no step: exported, every run waited.
+    needs = {"celery": ("postgres", "redis")}
     running, warnings = [], []
     for name in candidates:
         if whole[name]():
+            if missing := [other for other in needs.get(name, ()) if not whole[other]()]:
+                warnings.append(
+                    f"{name} runs but {' and '.join(missing)} does not, so its variables are "
+                    f"not exported: run `{restart[name]}`"
+                )
+                continue
             running.append(name)
         elif name in partly and partly[name]():
             warnings.append(
