@@ -150,3 +150,38 @@ def _own_newest_data_written_at(instance: dg.DagsterInstance, key: dg.AssetKey) 
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=[newest]), limit=1
     ).records
     return records[0].timestamp if records else None
+
+
+class OwnTimesCache:
+    """Each asset's own newest-data time, kept while its latest materialization stays the same.
+
+    A scrape read every policed asset's anew: one to three queries each (16 assets, 0.33 s of
+    a 0.4 s scrape, over 1 s while a run wrote). Now one query (the assets' records) tells
+    which assets were materialized since the last read; only those are read again."""
+
+    def __init__(self) -> None:
+        self._known: dict[dg.AssetKey, tuple[int, float | None]] = {}
+
+    def own_times(
+        self, instance: dg.DagsterInstance, keys: Iterable[dg.AssetKey]
+    ) -> dict[dg.AssetKey, float | None]:
+        """`own_times` for `newest_data_written_at`: every one of `keys`, read if changed."""
+        keys = set(keys)
+        latest = {
+            record.asset_entry.asset_key: record.asset_entry.last_materialization_record
+            for record in instance.get_asset_records(list(keys))
+        }
+        times: dict[dg.AssetKey, float | None] = {}
+        for key in keys:
+            record = latest.get(key)
+            if record is None:
+                times[key] = None
+                continue
+            known = self._known.get(key)
+            if known is None or known[0] != record.storage_id:
+                known = self._known[key] = (
+                    record.storage_id,
+                    _own_newest_data_written_at(instance, key),
+                )
+            times[key] = known[1]
+        return times

@@ -21,7 +21,7 @@ from prometheus_client import start_http_server
 from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from data_platform.automation.freshness import asset_deps, followed_feeds
+from data_platform.automation.freshness import OwnTimesCache, asset_deps, followed_feeds
 from data_platform.operations.check_metrics import (
     CheckExecutionCounts,
     code_checks,
@@ -80,6 +80,7 @@ class PlatformCollector(Collector):
         self._kafka_bootstrap = kafka_bootstrap
         self._warehouse = WarehouseMetrics(day_counts, row_days)
         self._policies, self._feeds = policies, feeds
+        self._own_times = OwnTimesCache()
         self._durations = RunDurations(hold_seconds=new_series_hold, clock=clock)
         self._check_counts = CheckExecutionCounts()
         self._run_series = RunCountSeries(jobs, new_series_hold, clock)
@@ -110,7 +111,7 @@ class PlatformCollector(Collector):
                 *collect_runs(self._instance, self._run_series),
                 *self._durations.collect(self._instance),
                 *collect_checks(self._instance, self._check_counts, self._checks),
-                *collect_freshness(self._instance, self._policies, self._feeds),
+                *collect_freshness(self._instance, self._policies, self._feeds, self._own_times),
                 *collect_pools(self._instance),
                 *collect_sensors(self._instance, self._sensors),
             ]

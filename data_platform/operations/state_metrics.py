@@ -20,7 +20,7 @@ from dagster._core.storage.schedules.schema import JobTickTable
 from dagster._core.storage.schedules.sql_schedule_storage import SqlScheduleStorage
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from data_platform.automation.freshness import newest_data_written_at
+from data_platform.automation.freshness import OwnTimesCache, newest_data_written_at
 
 
 def freshness_windows(
@@ -38,7 +38,9 @@ def collect_freshness(
     instance: dg.DagsterInstance,
     policies: Mapping[dg.AssetKey, TimeWindowFreshnessPolicy],
     feeds: Mapping[dg.AssetKey, Iterable[dg.AssetKey]] | None = None,
+    cache: OwnTimesCache | None = None,
 ) -> Iterator[Metric]:
+    """`cache`: the exporter's, kept between scrapes."""
     now = time.time()
     lag = GaugeMetricFamily(
         "data_platform_asset_freshness_lag_seconds",
@@ -57,13 +59,15 @@ def collect_freshness(
         "The asset's freshness policy: it WARNs when the lag exceeds this.",
         labels=["asset"],
     )
-    own_times: dict[dg.AssetKey, float | None] = {}  # each asset read once per scrape
+    feeds = feeds or {}
+    read = {key for key in policies} | {feed for key in policies for feed in feeds.get(key, ())}
+    own_times = (cache or OwnTimesCache()).own_times(instance, read)
     for key, policy in sorted(policies.items(), key=lambda item: item[0].to_user_string()):
         name = key.to_user_string()
         fail.add_metric([name], policy.fail_window.to_timedelta().total_seconds())
         if policy.warn_window:
             warn.add_metric([name], policy.warn_window.to_timedelta().total_seconds())
-        written = newest_data_written_at(instance, key, (feeds or {}).get(key, ()), own_times)
+        written = newest_data_written_at(instance, key, feeds.get(key, ()), own_times)
         if written is not None:
             lag.add_metric([name], max(0.0, now - written))
     yield from (lag, fail, warn)
