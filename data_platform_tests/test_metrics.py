@@ -353,7 +353,33 @@ def rows(samples: dict[tuple[str, frozenset], float]) -> dict[tuple[str, frozens
     return {k: v for k, v in samples.items() if k[0].startswith("data_platform_rows_")}
 
 
-def test_a_writer_holding_the_warehouse_makes_the_scrape_skip_it_not_wait(instance, tmp_path):
+def test_a_warehouse_gone_or_corrupt_is_one_log_line_then_read_again(instance, tmp_path, capsys):
+    """Missing or corrupt, the file read as `warehouse_up 0` and nothing more, like a run
+    holding it: the cause was nowhere. One line when it becomes unreadable or its reason
+    changes, none while it stays so; served again once the file is back."""
+    path = tmp_path / "warehouse.duckdb"
+    build_warehouse(path)
+    collector = PlatformCollector(instance, DuckDBDayCounts(path), {})
+    assert value(scrape(collector), "data_platform_warehouse_up") == 1
+    path.rename(tmp_path / "away.duckdb")
+    for _ in range(2):
+        assert value(scrape(collector), "data_platform_warehouse_up") == 0
+    [gone] = capsys.readouterr().err.splitlines()
+    assert gone.startswith("data-platform metrics: the warehouse is unreadable: ")
+    assert str(path) in gone
+    path.write_bytes(os.urandom(4096))
+    assert value(scrape(collector), "data_platform_warehouse_up") == 0
+    [corrupt] = capsys.readouterr().err.splitlines()
+    assert corrupt.startswith("data-platform metrics: the warehouse is unreadable: ")
+    assert corrupt != gone
+    (tmp_path / "away.duckdb").replace(path)
+    assert value(scrape(collector), "data_platform_warehouse_up") == 1
+    assert capsys.readouterr().err == ""
+
+
+def test_a_writer_holding_the_warehouse_makes_the_scrape_skip_it_not_wait(
+    instance, tmp_path, capsys
+):
     """Skipped, not waited for; the rows_* series are the last read (they vanished, so the
     dead-letter alert resolved and fired again on every writing run), none before any read."""
     path = tmp_path / "warehouse.duckdb"
@@ -375,6 +401,7 @@ def test_a_writer_holding_the_warehouse_makes_the_scrape_skip_it_not_wait(instan
         assert rows(samples) == before
         never_read = scrape(PlatformCollector(instance, DuckDBDayCounts(path), {}))
         assert value(never_read, "data_platform_warehouse_up") == 0 and not rows(never_read)
+        assert capsys.readouterr().err == ""  # every run holds it a while: not logged
     finally:
         writer.stdin.close()
         writer.wait(timeout=30)

@@ -22,6 +22,7 @@ slow gives `warehouse_up 0` at once, never a scrape that hangs on gRPC's retries
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +36,7 @@ from typing import Protocol
 import duckdb
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from data_platform.resources.duckdb_lock import connect_with_lock_wait
+from data_platform.resources.duckdb_lock import connect_with_lock_wait, is_lock_conflict
 from data_platform.resources.warehouse import Warehouse, warehouse_of
 from data_platform.resources.warehouse_reader import DuckDBReader, WarehouseReader
 from data_platform.settings import METRICS_DAYS, Settings
@@ -99,7 +100,12 @@ class DayCountsCache:
 
 
 class WarehouseUnreadable(Exception):
-    """This scrape could not read the warehouse (locked, missing, down, too slow): why."""
+    """This scrape could not read the warehouse (locked, missing, down, too slow): why.
+    `held_by_writer`: a run writing the DuckDB file holds it, as every run does for a while."""
+
+    def __init__(self, why: str, held_by_writer: bool = False) -> None:
+        super().__init__(why)
+        self.held_by_writer = held_by_writer
 
 
 class WarehouseDayCounts(Protocol):
@@ -140,7 +146,7 @@ class DuckDBDayCounts:
                 str(self._path), read_only=True, timeout=LOCK_WAIT_SECONDS
             )
         except duckdb.Error as error:
-            raise WarehouseUnreadable(str(error)) from error
+            raise WarehouseUnreadable(str(error), is_lock_conflict(error)) from error
         try:
             # Stamped while the connection holds the file: no writer can change it until close.
             return self._cache.get(
@@ -260,6 +266,16 @@ class WarehouseMetrics:
         self._day_counts = day_counts
         self._days = days
         self._last: DayCounts = {}
+        self._unreadable: str | None = None  # why the last scrape could not read it
+
+    def _report(self, error: WarehouseUnreadable) -> None:
+        """One log line when the warehouse becomes unreadable, or for another reason: a file
+        missing or corrupt read as `warehouse_up 0` alone, like a run holding it, and its
+        cause was nowhere. A writer's lock, which every run takes, is not logged."""
+        why = (str(error).strip().splitlines() or ["no reason given"])[0]
+        if not error.held_by_writer and why != self._unreadable:
+            print(f"data-platform metrics: the warehouse is unreadable: {why}", file=sys.stderr)
+        self._unreadable = why
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -269,10 +285,12 @@ class WarehouseMetrics:
         )
         try:
             self._last = counts = recent_days(self._day_counts.read(), self._days)
+            self._unreadable = None
             up.add_metric([], 1)
-        except WarehouseUnreadable:
+        except WarehouseUnreadable as error:
             counts = self._last
             up.add_metric([], 0)
+            self._report(error)
         yield up
         for kind, doc in (
             ("loaded", "Rows of the raw table for the source and arrival day (dt)."),
