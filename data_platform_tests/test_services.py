@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -155,15 +156,37 @@ def test_distributed_instance_is_the_repo_instance_plus_postgres_storage(env):
     )
 
 
-def test_a_service_that_does_not_come_up_is_one_line_naming_it_and_its_log(env):
-    # Something else already listens on Redis's port: redis-server cannot bind it.
+@pytest.mark.parametrize("service", ["redis", "postgres"])
+def test_a_port_another_program_holds_is_one_line_naming_it_and_the_setting(env, service):
+    """Something else listens on the service's port, so its server cannot bind it: the line
+    was "did not come up: see <log>" (postgres: "did not start"), the cause in the log."""
+    variable = f"DATA_PLATFORM_{service.upper()}_PORT"
+    port = int(env[variable])
     with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", int(env["DATA_PLATFORM_REDIS_PORT"])))
+        squatter.bind(("127.0.0.1", port))
         squatter.listen()
-        result = services({**env, "SERVICES": "redis"}, "up")
+        result = services({**env, "SERVICES": service}, "up")
     assert result.returncode == 1
-    log = Path(env["DATA_PLATFORM_HOME"]) / "services" / "redis" / "redis.log"
-    assert result.stderr.strip().splitlines() == [f"services: redis did not come up: see {log}"]
+    assert result.stderr.strip().splitlines() == [
+        f"services: {service}: 127.0.0.1:{port} is taken by another program: stop it, or set "
+        f"{variable} to a free port"
+    ]
+    assert services({**env, "SERVICES": service}, "up").returncode == 0  # the port freed
+
+
+def test_a_service_that_does_not_come_up_is_one_line_naming_it_and_its_log(tmp_path):
+    """A server that exits at once, its ports free: its log says why."""
+    exits_at_once = SimpleNamespace(
+        name="exits",
+        log_file=tmp_path / "exits.log",
+        ports={"EXITS_PORT": free_port()},
+        launch=lambda: None,
+        is_up=lambda: False,
+        is_running=lambda: False,
+    )
+    with pytest.raises(ServiceError) as failed:
+        start(exits_at_once, timeout=1)
+    assert str(failed.value) == f"exits did not come up: see {tmp_path / 'exits.log'}"
 
 
 def test_a_running_service_that_does_not_answer_is_never_started_twice(env):

@@ -536,6 +536,16 @@ def test_a_lost_endpoint_fails_the_steps_session_in_one_line(spark_cluster):
         assert "SERVICES=spark make services-up" in line
 
 
+def test_up_after_the_master_was_killed_starts_the_cluster_again(spark_cluster):
+    """The master killed -9 (OOM): `up` started it alone, and waited 240 s for a cluster that
+    never formed again."""
+    os.killpg(read_pid(spark_cluster.state / "master.pid"), signal.SIGKILL)
+    up = services(spark_cluster.env, "up")
+    assert up.returncode == 0, up.stderr
+    result = spark_sql(spark_cluster.remote, "SELECT 41 + 1 AS answer", "--format", "csv")
+    assert (result.returncode, result.stdout) == (0, "answer\n42\n"), result.stderr
+
+
 def test_spark_cluster_down_without_services_stops_everything(spark_cluster):
     """Last in the module: `make services-down` without SERVICES stops the opt-in cluster too."""
     env, state = spark_cluster.env, spark_cluster.state

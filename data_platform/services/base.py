@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
 from data_platform.services.process import ServiceError, wait_until
+
+# Every service binds this address only.
+HOST = "127.0.0.1"
 
 # Long enough for a Celery worker to import the Definitions on a busy 2-core machine.
 START_TIMEOUT_SECONDS = 90.0
@@ -53,6 +58,8 @@ class Service(Protocol):
     def env(self) -> dict[str, str]:
         """The variables that point the CLI, the UI, tests and workers at it."""
 
+    # Optional: `ports`, {setting: port} of the ports it binds on 127.0.0.1.
+
 
 def start(service: Service, timeout: float | None = None) -> None:
     """Start a service unless it already answers, then wait until it does: idempotent.
@@ -75,4 +82,18 @@ def start(service: Service, timeout: float | None = None) -> None:
             f"{service.name} is running but does not answer: see {service.log_file}, then "
             "`make services-down` and `make services-up`"
         )
+    refuse_taken_ports(service)
     raise ServiceError(f"{service.name} did not come up: see {service.log_file}")
+
+
+def refuse_taken_ports(service: Service) -> None:
+    """Say which port another program holds, when that is why a server did not start: "did not
+    come up: see <log>" left the cause in the log and the fix unsaid."""
+    if service.is_running():
+        return  # what answers on its ports may be its own processes
+    for variable, port in getattr(service, "ports", {}).items():
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
+            raise ServiceError(
+                f"{service.name}: {HOST}:{port} is taken by another program: stop it, or set "
+                f"{variable} to a free port"
+            )

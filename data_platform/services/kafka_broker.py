@@ -15,12 +15,11 @@ from importlib.resources import files
 from pathlib import Path
 from typing import ClassVar
 
-from data_platform.services.base import AptPackage
+from data_platform.services.base import HOST, AptPackage
 from data_platform.services.config import ServicesConfig, _positive_int
 from data_platform.services.process import ServiceError, read_pid, spawn, terminate_group
 from data_platform.settings import KAFKA_BOOTSTRAP_VARIABLE
 
-HOST = "127.0.0.1"
 PORT_VARIABLE = "DATA_PLATFORM_KAFKA_PORT"
 DEFAULT_PORT = 19092
 
@@ -55,6 +54,10 @@ class KafkaBroker:
     @property
     def port(self) -> int:
         return _positive_int(self.config.environ, PORT_VARIABLE, DEFAULT_PORT, 65535)
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {PORT_VARIABLE: self.port}
 
     @property
     def bootstrap(self) -> str:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import psutil
 
-from data_platform.services.base import AptPackage
+from data_platform.services.base import HOST, AptPackage, refuse_taken_ports
 from data_platform.services.config import ServicesConfig
 from data_platform.services.process import (
     ServiceError,
@@ -39,7 +39,6 @@ from data_platform.services.process import (
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
-HOST = "127.0.0.1"
 # The role initdb creates, and the database of the Dagster instance.
 SUPERUSER = "data_platform"
 INSTANCE_DB = "dagster"
@@ -130,6 +129,10 @@ class Postgres:
     @property
     def port(self) -> int:
         return self.config.postgres_port
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"DATA_PLATFORM_POSTGRES_PORT": self.port}
 
     def password(self) -> str:
         """The superuser's password, as generated at the server's first start."""
@@ -304,6 +307,7 @@ class Postgres:
             "60",
         )
         if result.returncode != 0:
+            refuse_taken_ports(self)
             raise ServiceError(f"postgres did not start: see {self.log_file}")
 
     def _create_instance_db(self) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from data_platform.services.base import AptPackage
+from data_platform.services.base import HOST, AptPackage
 from data_platform.services.config import ServicesConfig
 from data_platform.services.process import (
     ServiceError,
@@ -28,8 +28,6 @@ from data_platform.services.process import (
     write_secret,
 )
 from data_platform.settings import CELERY_BROKER_VARIABLE
-
-HOST = "127.0.0.1"
 
 
 def _binary(name: str) -> str:
@@ -65,6 +63,10 @@ class Redis:
     @property
     def port(self) -> int:
         return self.config.redis_port
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"DATA_PLATFORM_REDIS_PORT": self.port}
 
     @property
     def password_file(self) -> Path:

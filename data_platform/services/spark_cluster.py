@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from data_platform.services.base import AptPackage
+from data_platform.services.base import HOST, AptPackage
 from data_platform.services.config import ServicesConfig, _positive_int
 from data_platform.services.process import (
     ServiceError,
@@ -52,7 +52,6 @@ from data_platform.services.process import (
 )
 from data_platform.settings import ENGINE_VARIABLE, SPARK_REMOTE_VARIABLE
 
-HOST = "127.0.0.1"
 CONNECT_PORT_VARIABLE = "DATA_PLATFORM_SPARK_CONNECT_PORT"
 MASTER_PORT_VARIABLE = "DATA_PLATFORM_SPARK_MASTER_PORT"
 MASTER_UI_PORT_VARIABLE = "DATA_PLATFORM_SPARK_MASTER_UI_PORT"
@@ -166,6 +165,15 @@ class SparkCluster:
         return self._port(WORKER_UI_PORT_VARIABLE, DEFAULT_WORKER_UI_PORT)
 
     @property
+    def ports(self) -> dict[str, int]:
+        return {
+            CONNECT_PORT_VARIABLE: self.connect_port,
+            MASTER_PORT_VARIABLE: self.master_port,
+            MASTER_UI_PORT_VARIABLE: self.master_ui_port,
+            WORKER_UI_PORT_VARIABLE: self.worker_ui_port,
+        }
+
+    @property
     def remote(self) -> str:
         """The Spark Connect URL clients use (pyspark's `SparkSession.builder.remote`)."""
         return f"sc://{HOST}:{self.connect_port}"
@@ -273,6 +281,11 @@ class SparkCluster:
         env = self._environment()
         for folder in ("conf", "logs", "local", "work"):
             (self.folder / folder).mkdir(parents=True, exist_ok=True)
+        if not self._alive("master") and self.has_processes():
+            # A master started again alone was joined by neither the endpoint (its application
+            # gone with the old master) nor, in time, the worker: `up` waited its 240 s and
+            # failed, every time. Without the master, all three start again.
+            self.stop()
         for process in PROCESSES:
             if read_pid(self._pid_file(process)) is not None:
                 continue
