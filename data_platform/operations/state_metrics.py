@@ -60,7 +60,7 @@ def collect_freshness(
         labels=["asset"],
     )
     feeds = feeds or {}
-    read = {key for key in policies} | {feed for key in policies for feed in feeds.get(key, ())}
+    read = set(policies) | {feed for key in policies for feed in feeds.get(key, ())}
     own_times = (cache or OwnTimesCache()).own_times(instance, read)
     for key, policy in sorted(policies.items(), key=lambda item: item[0].to_user_string()):
         name = key.to_user_string()

@@ -11,6 +11,8 @@ from data_platform.settings import SettingsError, is_whole_number
 
 DEFAULT_POSTGRES_PORT = 15432
 DEFAULT_REDIS_PORT = 16379
+POSTGRES_PORT_VARIABLE = "DATA_PLATFORM_POSTGRES_PORT"
+REDIS_PORT_VARIABLE = "DATA_PLATFORM_REDIS_PORT"
 DEFAULT_CELERY_WORKERS = 2
 
 
@@ -51,10 +53,8 @@ def load_services_config(environ: Mapping[str, str] | None = None) -> ServicesCo
     home = Path(env.get("DATA_PLATFORM_HOME", "").strip() or ".data_platform")
     return ServicesConfig(
         platform_home=home.expanduser().absolute(),
-        postgres_port=_positive_int(
-            env, "DATA_PLATFORM_POSTGRES_PORT", DEFAULT_POSTGRES_PORT, 65535
-        ),
-        redis_port=_positive_int(env, "DATA_PLATFORM_REDIS_PORT", DEFAULT_REDIS_PORT, 65535),
+        postgres_port=_positive_int(env, POSTGRES_PORT_VARIABLE, DEFAULT_POSTGRES_PORT, 65535),
+        redis_port=_positive_int(env, REDIS_PORT_VARIABLE, DEFAULT_REDIS_PORT, 65535),
         celery_workers=_positive_int(
             env, "DATA_PLATFORM_CELERY_WORKERS", DEFAULT_CELERY_WORKERS, 64
         ),

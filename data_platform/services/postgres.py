@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, ClassVar
 import psutil
 
 from data_platform.services.base import HOST, AptPackage, refuse_taken_ports
-from data_platform.services.config import ServicesConfig
+from data_platform.services.config import POSTGRES_PORT_VARIABLE, ServicesConfig
 from data_platform.services.process import (
     ServiceError,
     ensure_secret,
@@ -132,7 +132,7 @@ class Postgres:
 
     @property
     def ports(self) -> dict[str, int]:
-        return {"DATA_PLATFORM_POSTGRES_PORT": self.port}
+        return {POSTGRES_PORT_VARIABLE: self.port}
 
     def password(self) -> str:
         """The superuser's password, as generated at the server's first start."""
@@ -277,8 +277,8 @@ class Postgres:
             # Another home's server (or the system's): its refused login read as our password
             # gone wrong, and the advice to reset it failed the same way every time.
             raise ServiceError(
-                f"postgres: 127.0.0.1:{self.port} is served by another server, not the one of "
-                f"{self.data_dir}: stop it, or set DATA_PLATFORM_POSTGRES_PORT to a free port"
+                f"postgres: {HOST}:{self.port} is served by another server, not the one of "
+                f"{self.data_dir}: stop it, or set {POSTGRES_PORT_VARIABLE} to a free port"
             )
         self._create_instance_db()
 

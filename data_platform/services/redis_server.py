@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from data_platform.services.base import HOST, AptPackage
-from data_platform.services.config import ServicesConfig
+from data_platform.services.config import REDIS_PORT_VARIABLE, ServicesConfig
 from data_platform.services.process import (
     ServiceError,
     ensure_secret,
@@ -66,7 +66,7 @@ class Redis:
 
     @property
     def ports(self) -> dict[str, int]:
-        return {"DATA_PLATFORM_REDIS_PORT": self.port}
+        return {REDIS_PORT_VARIABLE: self.port}
 
     @property
     def password_file(self) -> Path:
