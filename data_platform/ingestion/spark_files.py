@@ -8,11 +8,12 @@ letter of its own. What differs is how a run replaces its days:
 - The raw file tables are parquet tables partitioned by `dt`, the dead letters by
   (`source`, `dt`). A run replaces exactly its partitions with a dynamic INSERT OVERWRITE per
   table and drops those of its days that are now empty. The raw table's INSERT is the job that
-  parses the files, into lazily cached tables (the lines' verdicts, the diagnoses), and counts each day's records and rows as it
-  goes (an observation); the dead letters are read from those caches, and not written at all
-  when the run has none: two actions on the data where there were four (an eager CACHE
-  TABLE, a GROUP BY for the counts, the two INSERTs). Each table's replacement is committed by Spark's file commit protocol; the two tables
-  are two commits, so a run killed between them leaves the dead letters one run behind until the
+  parses the files, into lazily cached tables (the lines' verdicts, the diagnoses), and counts
+  each day's records and rows as it goes (an observation); the dead letters are read from
+  those caches, and not written at all when the run has none: two actions on the data where
+  there were four (an eager CACHE TABLE, a GROUP BY for the counts, the two INSERTs). Each
+  table's replacement is committed by Spark's file commit protocol; the two tables are two
+  commits, so a run killed between them leaves the dead letters one run behind until the
   day is re-run (and the conservation check says so meanwhile); so does a day whose files now
   load no row, killed before its old partition is dropped. A re-run gives the same rows. Writes
   go by the tables' own column order, which a column added later changes (`spark_tables`).

@@ -43,6 +43,7 @@ from data_platform.operations.warehouse_metrics import (
 )
 from data_platform.orchestration.instance import platform_instance
 from data_platform.settings import METRICS_DAYS, METRICS_NEW_SERIES_HOLD, Settings, load_settings
+from data_platform.sql_engines import first_line
 from data_platform.stream.lag_metrics import collect_kafka_lag
 
 HOST = "127.0.0.1"
@@ -116,9 +117,9 @@ class PlatformCollector(Collector):
                 *collect_sensors(self._instance, self._sensors),
             ]
         except STORAGE_ERRORS as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
             print(
-                f"data-platform metrics: the instance is unreadable: {first_line}", file=sys.stderr
+                f"data-platform metrics: the instance is unreadable: {first_line(error)}",
+                file=sys.stderr,
             )
             up.add_metric([], 0)
             yield up

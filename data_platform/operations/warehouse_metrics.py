@@ -40,6 +40,7 @@ from data_platform.resources.duckdb_lock import connect_with_lock_wait, is_lock_
 from data_platform.resources.warehouse import Warehouse, warehouse_of
 from data_platform.resources.warehouse_reader import DuckDBReader, WarehouseReader
 from data_platform.settings import METRICS_DAYS, Settings
+from data_platform.sql_engines import first_line
 
 LOCK_WAIT_SECONDS = 0.5
 SPARK_MAX_AGE_SECONDS = 30.0
@@ -272,7 +273,7 @@ class WarehouseMetrics:
         """One log line when the warehouse becomes unreadable, or for another reason: a file
         missing or corrupt read as `warehouse_up 0` alone, like a run holding it, and its
         cause was nowhere. A writer's lock, which every run takes, is not logged."""
-        why = (str(error).strip().splitlines() or ["no reason given"])[0]
+        why = first_line(error)
         if not error.held_by_writer and why != self._unreadable:
             print(f"data-platform metrics: the warehouse is unreadable: {why}", file=sys.stderr)
         self._unreadable = why

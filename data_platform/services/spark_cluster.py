@@ -287,7 +287,7 @@ class SparkCluster:
             # failed, every time. Without the master, all three start again.
             self.stop()
         for process in PROCESSES:
-            if read_pid(self._pid_file(process)) is not None:
+            if self._alive(process):
                 continue
             # SPARK_DAEMON_MEMORY would also size the endpoint's driver (spark-submit treats
             # the Connect server as a daemon): the daemons' heap alone.
