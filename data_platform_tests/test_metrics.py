@@ -862,7 +862,10 @@ def test_an_unreadable_instance_loses_only_its_own_series(tmp_path, capsys):
     assert value(samples, "data_platform_instance_up") == 0
     assert not any(name.startswith("data_platform_runs") for name, _ in samples)
     assert value(samples, "data_platform_warehouse_up") == 1 and rows(samples)
-    assert "the instance is unreadable" in capsys.readouterr().err
+    # SQLite's "file is not a database" names no file: the line names the instance's folder.
+    assert f"the instance (SQLite files in {home / 'history'}) is unreadable: " in (
+        capsys.readouterr().err
+    )
 
 
 def test_an_instance_on_postgresql_that_refuses_connections_is_instance_down(
@@ -887,7 +890,11 @@ def test_an_instance_on_postgresql_that_refuses_connections_is_instance_down(
         samples = scrape(collector)
     assert value(samples, "data_platform_instance_up") == 0
     assert value(samples, "data_platform_warehouse_up") == 1
-    assert "the instance is unreadable" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    url = sa.engine.make_url(postgres_url)
+    where = f"PostgreSQL database {database} on {url.host}:{url.port}"
+    assert f"the instance ({where}) is unreadable: " in err
+    assert url.username not in err  # no credentials in a log line
 
 
 def test_a_bug_in_the_collector_fails_the_scrape_with_its_traceback_not_instance_down(
@@ -917,7 +924,7 @@ def test_a_bug_in_the_collector_fails_the_scrape_with_its_traceback_not_instance
         thread.join()
     err = capfd.readouterr().err
     assert "Traceback" in err and "AttributeError" in err and "fail_window" in err
-    assert "the instance is unreadable" not in err
+    assert "is unreadable" not in err
 
 
 class SilentBroker:

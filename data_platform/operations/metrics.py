@@ -41,7 +41,7 @@ from data_platform.operations.warehouse_metrics import (
     WarehouseMetrics,
     warehouse_day_counts,
 )
-from data_platform.orchestration.instance import platform_instance
+from data_platform.orchestration.instance import platform_instance, storage_place
 from data_platform.settings import METRICS_DAYS, METRICS_NEW_SERIES_HOLD, Settings, load_settings
 from data_platform.sql_engines import first_line
 from data_platform.stream.lag_metrics import collect_kafka_lag
@@ -78,6 +78,7 @@ class PlatformCollector(Collector):
         `checks`: the code's (`code_sensors`, `code_checks`), the only ones reported (None:
         every one the instance stores, even those gone from the code)."""
         self._instance = instance
+        self._instance_place = storage_place(instance)
         self._kafka_bootstrap = kafka_bootstrap
         self._warehouse = WarehouseMetrics(day_counts, row_days)
         self._policies, self._feeds = policies, feeds
@@ -118,7 +119,8 @@ class PlatformCollector(Collector):
             ]
         except STORAGE_ERRORS as error:
             print(
-                f"data-platform metrics: the instance is unreadable: {first_line(error)}",
+                f"data-platform metrics: the instance ({self._instance_place}) is unreadable: "
+                f"{first_line(error)}",
                 file=sys.stderr,
             )
             up.add_metric([], 0)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
+import sqlalchemy as sa
 
 from data_platform.settings import Settings
 
@@ -13,3 +16,18 @@ def platform_instance(settings: Settings) -> dg.DagsterInstance:
     where `make run` reads them, instead of stopping on Dagster's DAGSTER_HOME-not-set error."""
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     return dg.DagsterInstance.from_config(str(settings.dagster_home))
+
+
+def storage_place(instance: dg.DagsterInstance) -> str:
+    """Where the instance keeps its runs and events, for an error line: its PostgreSQL
+    database (no credentials) or the folder of its SQLite files. SQLite's own "unable to open
+    database file" names none."""
+    storage = instance.run_storage
+    postgres = getattr(storage, "postgres_url", None)
+    if postgres:
+        url = sa.engine.make_url(postgres)
+        return f"PostgreSQL database {url.database} on {url.host}:{url.port}"
+    sqlite = getattr(storage, "_conn_string", None)
+    if sqlite:
+        return f"SQLite files in {Path(sa.engine.make_url(sqlite).database or '').parent}"
+    return str(instance.root_directory)
