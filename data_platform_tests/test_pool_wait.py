@@ -23,7 +23,12 @@ from dagster._core.storage.partition_status_cache import get_and_update_asset_st
 
 from data_platform.materialize import WAIT_REPORT_SECONDS
 from data_platform.orchestration.pool_wait import report_waits
-from data_platform.orchestration.run_health import release_dead_runs
+from data_platform.orchestration.run_health import (
+    CREATOR_PID_TAG,
+    WORKER_HOST_TAG,
+    release_dead_runs,
+    this_host,
+)
 from data_platform.partitions import DAILY_PARTITIONS
 from data_platform.services.process import wait_until
 from data_platform_tests.helpers import environ_without_settings, write_postgres_instance
@@ -184,6 +189,34 @@ def test_a_run_whose_materialize_died_before_starting_it_is_failed(settings, ins
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
     assert in_progress_and_failed(instance, events) == ([], [day])
     assert release_dead_runs(instance) == []
+
+
+def unstarted_run(instance: dg.DagsterInstance, creator_pid: int) -> str:
+    """A NOT_STARTED run of this host that process `creator_pid` created to execute itself."""
+    tags = {WORKER_HOST_TAG: this_host(), CREATOR_PID_TAG: str(creator_pid)}
+    run = instance.add_run(dg.DagsterRun(job_name="holder", run_id=str(uuid.uuid4()), tags=tags))
+    return run.run_id
+
+
+def test_under_dagster_dev_the_sensor_fails_a_run_whose_creator_died_before_starting_it(
+    instance,
+):
+    """Dagster's monitoring daemon looks at started runs only: under `dagster dev` a run left
+    NOT_STARTED by a killed `materialize` stayed so until the next `materialize`. The
+    `never_started_runs` sensor, running from the start, fails it; a run whose creator lives
+    is left alone."""
+    from data_platform.definitions import defs
+
+    sensor = defs.get_sensor_def("never_started_runs")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    gone, alive = unstarted_run(instance, dead_pid()), unstarted_run(instance, os.getpid())
+    result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+    assert instance.get_run_by_id(gone).status == dg.DagsterRunStatus.FAILURE
+    assert instance.get_run_by_id(alive).status == dg.DagsterRunStatus.NOT_STARTED
+    assert f"Run {gone} marked failed" in result.skip_message
+    assert "the run never started" in result.skip_message
+    again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+    assert gone not in again.skip_message  # ended once
 
 
 def test_a_waiting_run_sleeps_names_its_blocker_and_stops_on_sigterm(settings, instance):

@@ -4,6 +4,7 @@ import dagster as dg
 
 from data_platform.automation.alert_sensors import ALERT_SENSORS
 from data_platform.automation.landing_sensor import landing_zone_sensor
+from data_platform.automation.never_started_runs import never_started_runs_sensor
 from data_platform.automation.source_database_sensor import source_database_sensor
 
 # Dagster's default automation sensor starts STOPPED. A file's rows reach the facts after two
@@ -17,4 +18,10 @@ AUTOMATION_SENSOR = dg.AutomationConditionSensorDefinition(
     minimum_interval_seconds=5,
 )
 
-SENSORS = [landing_zone_sensor, source_database_sensor, *ALERT_SENSORS, AUTOMATION_SENSOR]
+SENSORS = [
+    landing_zone_sensor,
+    source_database_sensor,
+    *ALERT_SENSORS,
+    never_started_runs_sensor,
+    AUTOMATION_SENSOR,
+]

@@ -250,14 +250,34 @@ def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
         for listed in instance.get_runs(filters=dg.RunsFilter(statuses=list(UNENDED)))
         if (health := check_worker(instance, listed)).status == WorkerStatus.FAILED
     ]
-    done = []
-    for listed, reason in [*dead, *_never_started(instance)]:
-        # Read again: a run that ended in between (its process reported success and exited, or
-        # the daemon failed it first) would be flipped to FAILURE, alerted twice, retried.
-        run = instance.get_run_by_id(listed.run_id)
-        if run is not None and not run.is_finished:
-            done.append(_end(instance, run, reason))
-    return done + _free_slots_of_finished_runs(instance)
+    done = [
+        message
+        for listed, reason in dead
+        if (message := _end_unless_ended(instance, listed, reason))
+    ]
+    return done + release_never_started_runs(instance) + _free_slots_of_finished_runs(instance)
+
+
+def release_never_started_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Fail the runs of this host whose creating process died before starting them; say so.
+
+    `release_dead_runs` does it before a `data-platform materialize`, and the
+    `never_started_runs` sensor under `dagster dev`, whose monitoring daemon looks at started
+    runs only."""
+    return [
+        message
+        for listed, reason in _never_started(instance)
+        if (message := _end_unless_ended(instance, listed, reason))
+    ]
+
+
+def _end_unless_ended(
+    instance: dg.DagsterInstance, listed: dg.DagsterRun, reason: str
+) -> str | None:
+    # Read again: a run that ended in between (its process reported success and exited, or
+    # the daemon failed it first) would be flipped to FAILURE, alerted twice, retried.
+    run = instance.get_run_by_id(listed.run_id)
+    return None if run is None or run.is_finished else _end(instance, run, reason)
 
 
 def release_restored_runs(instance: dg.DagsterInstance) -> list[str]:
