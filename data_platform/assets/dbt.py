@@ -26,7 +26,7 @@ from data_platform.assets.dbt_project import DBT_PROJECT
 from data_platform.automation.conditions import dbt_model_condition
 from data_platform.partitions import DAILY_PARTITIONS, OWNERS, SINGLE_RUN_BACKFILL, WAREHOUSE_POOL
 from data_platform.resources.privacy import Privacy, dbt_secret_variables
-from data_platform.resources.warehouse import SparkEndpointLost, Warehouse, endpoint_lost
+from data_platform.resources.warehouse import Warehouse
 from data_platform.settings import SPARK_RETRY_SECONDS_VARIABLE
 
 PARTITIONED_MODELS = "tag:partitioned"
@@ -152,9 +152,9 @@ def build(
             event = event.with_metadata({**event.metadata, **metadata[event_unique_id(event)]})
         yield event
     if failure is not None:
-        lost = endpoint_lost(failure) if warehouse.engine == "spark" else None
+        lost = warehouse.endpoint_lost_error(failure)
         if lost:  # dbt's output holds the rest; the step's error says what to do
-            raise SparkEndpointLost(warehouse.spark_remote or "", lost) from None
+            raise lost from None
         raise failure
 
 

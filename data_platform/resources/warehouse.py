@@ -125,6 +125,12 @@ class Warehouse(dg.ConfigurableResource):
             with self.connect() as conn:
                 yield DuckDBReader(conn)
 
+    def endpoint_lost_error(self, error: Exception) -> SparkEndpointLost | None:
+        """The one-line error to raise instead of `error` when it says this warehouse's Spark
+        endpoint was lost (a step's session or dbt-spark's); None otherwise."""
+        lost = endpoint_lost(error) if self.engine == "spark" else None
+        return SparkEndpointLost(self.spark_remote or "", lost) if lost else None
+
     @contextmanager
     def spark(self, fail_fast: bool = False) -> Iterator[SparkSession]:
         """A session on the Spark cluster (`engine` spark), its clock in UTC: raw timestamps
@@ -147,12 +153,12 @@ class Warehouse(dg.ConfigurableResource):
             session.conf.set("spark.sql.session.timeZone", "UTC")
             yield session
         except PySparkException as error:
-            lost = endpoint_lost(error)
+            lost = self.endpoint_lost_error(error)
             if lost is None:
                 raise
             # Releasing the session would be retried as long again, for a session gone.
             session.client.set_retry_policies([DefaultPolicy(max_retries=0)])
-            raise SparkEndpointLost(self.spark_remote or "", lost) from None
+            raise lost from None
         finally:
             session.stop()  # ends this client's session; the cluster runs on
 
