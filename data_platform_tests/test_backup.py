@@ -43,6 +43,7 @@ from data_platform.operations.backup_store import (
     BackupError,
     BackupStore,
 )
+from data_platform.operations.durations import STATE_KEY as DURATIONS_KEY
 from data_platform.operations.restore import restore
 from data_platform.operations.restore_journal import finish_interrupted_restores
 from data_platform.operations.snapshot import same_database_key
@@ -319,9 +320,12 @@ def test_a_backup_that_does_not_read_back_is_never_sealed(pristine, tmp_path, mo
 
 def test_a_run_in_progress_at_backup_time_is_restored_failed_and_frees_its_slot(pristine, tmp_path):
     """The scheduled backup's own run holds the `duckdb` slot while it copies the instance; on
-    another machine nothing could tell that run is dead, and every warehouse step would wait."""
+    another machine nothing could tell that run is dead, and every warehouse step would wait.
+    The metrics exporter's saved run durations are cleared too: they count the instance as it
+    was at the backup, and an exporter going on from them would show its counters dropping."""
     source = home_settings(copy_home(pristine, tmp_path / "source"))
     with dg.DagsterInstance.from_config(str(source.dagster_home)) as instance:
+        instance.run_storage.set_cursor_values({DURATIONS_KEY: '{"saved": "by an exporter"}'})
         running = history.add_run(instance, "backup_job", dg.DagsterRunStatus.NOT_STARTED)
         history.emit(instance, running, dg.DagsterEventType.RUN_START, time.time())
         instance.add_run_tags(running.run_id, {WORKER_HOST_TAG: "another-machine"})
@@ -341,6 +345,7 @@ def test_a_run_in_progress_at_backup_time_is_restored_failed_and_frees_its_slot(
         )
         pool = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL)
         assert (pool.slot_count, pool.claimed_slots) == (1, [])
+        assert instance.run_storage.get_cursor_values({DURATIONS_KEY}) == {DURATIONS_KEY: ""}
 
 
 def test_a_home_with_state_is_refused_without_force(pristine, tmp_path):

@@ -35,7 +35,11 @@ from data_platform.ingestion.tables import DEAD_LETTER, EVENTS, PAYMENTS
 from data_platform.operations import warehouse_metrics
 from data_platform.operations.backup_schedule import KEEP_VARIABLE, keep_count
 from data_platform.operations.check_metrics import CheckExecutionCounts
-from data_platform.operations.durations import RunDurations
+from data_platform.operations.durations import (
+    STATE_KEY,
+    RunDurations,
+    forget_counted_durations,
+)
 from data_platform.operations.metrics import PlatformCollector
 from data_platform.operations.state_metrics import last_tick_times
 from data_platform.operations.warehouse_metrics import (
@@ -211,12 +215,13 @@ def durations(samples: dict[tuple[str, frozenset], float]) -> dict[tuple[str, fr
     }
 
 
-def test_duration_histograms_count_only_runs_that_end_while_the_exporter_runs(instance, tmp_path):
-    """Counters start empty and count runs that end after the exporter started: seeded with
-    the last day, a restart counted that day again (`increase()` takes the drop to the seed as
-    a reset, then the seed as growth). A label set reads 0 from the scrape that finds it until
-    HOLD seconds later, so that its first run is growth to every Prometheus scraping meanwhile;
-    what it held is added then, and each run is counted once, however often it is scraped."""
+def test_duration_histograms_count_each_run_once_across_exporter_restarts(instance, tmp_path):
+    """Counters start empty at the first exporter's start and count runs that end after it:
+    seeded with the last day at each start, a restart counted that day again (`increase()`
+    takes the drop to the seed as a reset, then the seed as growth). A label set reads 0 from
+    the scrape that finds it until HOLD seconds later, so that its first run is growth to every
+    Prometheus scraping meanwhile; what it held is added then, and each run is counted once,
+    however often it is scraped. A restarted exporter goes on from the saved counts."""
     clock = Clock()
     history.finished_run(instance, "raw_job", time.time() - 3600, 100, {"a": 10})
     collector = PlatformCollector(
@@ -263,9 +268,26 @@ def test_duration_histograms_count_only_runs_that_end_while_the_exporter_runs(in
         assert value(samples, f"{hist}_count", **marts) == 3
         assert value(samples, f"{hist}_bucket", **marts, le="5.0") == 2
 
-    # A restart: the new exporter counts none of the runs the old one counted.
-    restarted = PlatformCollector(instance, DuckDBDayCounts(tmp_path / "none.duckdb"), {})
-    assert not durations(scrape(restarted))
+    # The exporter stops, a run ends meanwhile. The next exporter goes on from the counts the
+    # first saved in the instance (no drop, which `increase()` reads as a reset, and no hold
+    # for series already exposed) and counts that run, once. It was lost before.
+    history.finished_run(instance, "marts_job", time.time() - 3, 3, {"dbt": 3})
+    restarted = PlatformCollector(
+        instance, DuckDBDayCounts(tmp_path / "none.duckdb"), {}, new_series_hold=HOLD, clock=Clock()
+    )
+    for _ in range(2):
+        samples = scrape(restarted)
+        assert value(samples, f"{hist}_count", **marts) == 4
+        assert value(samples, f"{hist}_bucket", **marts, le="5.0") == 3
+        assert value(samples, f"{hist}_sum", **marts) == pytest.approx(2011)
+        assert value(samples, f"{hist}_count", job="raw_job", status="FAILURE") == 1
+        assert value(samples, f"{steps}_count", **a_ok) == 2
+        assert value(samples, f"{steps}_sum", **a_ok) == pytest.approx(13)
+
+    # A restore clears them (they count the instance as it was): the next exporter starts empty.
+    forget_counted_durations(instance)
+    empty = PlatformCollector(instance, DuckDBDayCounts(tmp_path / "none.duckdb"), {})
+    assert not durations(scrape(empty))
 
 
 def counted_runs(durations: RunDurations, instance: dg.DagsterInstance) -> float:
@@ -292,6 +314,18 @@ def test_a_run_updated_again_later_is_counted_once_and_counted_runs_are_not_kept
     instance.add_run_tags(first.run_id, {"dagster/retry_number": "1"})
     assert [counted_runs(exporter, instance) for _ in range(2)] == [2, 2]
     assert len(exporter._seen) == 1  # the second run's id only
+
+
+def test_unreadable_saved_durations_are_one_line_and_a_count_from_now(instance, capsys):
+    """Saved state that does not parse (hand-edited, another version's) fails no scrape: one
+    line says what and where, and the exporter counts from its own start."""
+    instance.run_storage.set_cursor_values({STATE_KEY: '{"runs": "not counts"}'})
+    exporter = RunDurations(now=time.time() - 20, hold_seconds=0)
+    history.finished_run(instance, "raw_job", time.time() - 11, 1, {"a": 1})
+    assert [counted_runs(exporter, instance) for _ in range(2)] == [0, 1]
+    err = capsys.readouterr().err
+    assert err.count(f"the saved run and step durations ({STATE_KEY} in the instance)") == 1
+    assert "counting from now" in err
 
 
 def failed_run(instance, job: str) -> dg.DagsterRun:

@@ -4,9 +4,13 @@ A histogram's buckets are counters, and Prometheus' `increase()` and `rate()` re
 growth between samples, taking a drop as a restart from 0. So:
 - the buckets only grow: each finished run is added once, when first seen, and kept (a window
   of recent runs recomputed at each scrape would shrink as runs leave it);
-- they start empty at the exporter's start and count only runs that end after it. Seeding
-  them with the runs of the last day, as before, made every restart count those runs again:
-  the drop to the seed is a reset, so `increase()` took the whole seed as new runs;
+- they live in the instance's key-value store too (`STATE_KEY`, saved at each scrape that
+  counted a run), so a restarted exporter goes on from them: the runs that ended while it was
+  down are counted then, and its counters never drop (a drop is a reset to `increase()`,
+  which then takes the whole value as new runs: seeding them with the last day's runs at
+  each start, as once, counted that day again at every restart). The very first exporter
+  counts from its start; a restore clears the state (`forget_counted_durations`), whose
+  counters belong to the instance before it;
 - a label set (job, status; job, step, status) is exposed at 0 from the scrape that first finds
   it until `hold_seconds` later, and its observations are added after that: a series whose
   first sample is already 1 is no growth to `increase()`, which missed each job's first run
@@ -15,6 +19,8 @@ growth between samples, taking a drop as a restart from 0. So:
 
 from __future__ import annotations
 
+import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +46,10 @@ FINISHED = [
 
 
 Labels = tuple[str, ...]
+# The key-value store's entry holding the histograms and what was counted (see the docstring).
+STATE_KEY = "data_platform/metrics/run_durations"
+# Label values joined into one JSON key: no job, step or status name holds it.
+_JOIN = "\x1f"
 
 
 class _Histogram:
@@ -55,13 +65,20 @@ class _Histogram:
 
     def observe(self, labels: Labels, seconds: float) -> None:
         if labels not in self._buckets:
-            self._buckets[labels] = [0] * len(BUCKETS)
-            self._sums[labels], self._counts[labels] = 0.0, 0
             self._hold.start(labels)
+            self._add(labels, None)
         if labels in self._hold:
             self._held.setdefault(labels, []).append(seconds)
+        else:
+            self._add(labels, seconds)
+
+    def _add(self, labels: Labels, seconds: float | None) -> None:
+        """Count `seconds` under `labels` (None: only make the label set, at 0)."""
+        counts = self._buckets.setdefault(labels, [0] * len(BUCKETS))
+        self._sums.setdefault(labels, 0.0)
+        self._counts.setdefault(labels, 0)
+        if seconds is None:
             return
-        counts = self._buckets[labels]
         for i, bound in enumerate(BUCKETS):
             if seconds <= bound:
                 counts[i] += 1
@@ -72,7 +89,31 @@ class _Histogram:
         """Add what the label sets whose hold ended by now have held."""
         for labels in self._hold.release():
             for seconds in self._held.pop(labels, []):
-                self.observe(labels, seconds)
+                self._add(labels, seconds)
+
+    def state(self) -> dict[str, list[float]]:
+        """Every label set's buckets, sum and count, what it still holds added: restored by
+        an exporter that starts later, they are exposed at once (they read 0 before)."""
+        folded = _Histogram(NewSeriesHold(0.0))
+        folded.restore(self._saved())
+        for labels, held in self._held.items():
+            for seconds in held:
+                folded._add(labels, seconds)
+        return folded._saved()
+
+    def _saved(self) -> dict[str, list[float]]:
+        return {
+            _JOIN.join(labels): [*counts, self._sums[labels], self._counts[labels]]
+            for labels, counts in self._buckets.items()
+        }
+
+    def restore(self, state: dict[str, list[float]]) -> None:
+        """Take `state()`'s counts (of an earlier exporter) as this one's."""
+        for key, values in state.items():
+            labels = tuple(key.split(_JOIN))
+            *counts, total, count = values
+            self._buckets[labels] = [int(n) for n in counts]
+            self._sums[labels], self._counts[labels] = float(total), int(count)
 
     def metric(self, name: str, doc: str, label_names: list[str]) -> HistogramMetricFamily:
         family = HistogramMetricFamily(name, doc, labels=label_names)
@@ -97,7 +138,8 @@ class RunDurations:
         seen_margin: float = SEEN_MARGIN,
     ) -> None:
         """`now`: when the exporter started (default: now); runs that ended before are not
-        counted. `hold_seconds`: how long a new label set reads 0; `clock` times it."""
+        counted, unless an earlier exporter's state says where it stopped (read at the first
+        collect). `hold_seconds`: how long a new label set reads 0; `clock` times it."""
         since = now if now is not None else time.time()
         self._ended_after = since
         self._updated_after = datetime.fromtimestamp(since, UTC)
@@ -109,6 +151,39 @@ class RunDurations:
         self._steps = _Histogram(NewSeriesHold(hold_seconds, clock))
         # prometheus_client may serve two scrapes at once.
         self._lock = threading.Lock()
+        self._loaded = False
+
+    def _load(self, instance: dg.DagsterInstance) -> None:
+        """Go on from the state an earlier exporter saved, if any."""
+        saved = instance.run_storage.get_cursor_values({STATE_KEY}).get(STATE_KEY)
+        if not saved:
+            return
+        try:
+            state = json.loads(saved)
+            updated_after = datetime.fromisoformat(state["updated_after"])
+            runs, steps = _Histogram(self._runs._hold), _Histogram(self._steps._hold)
+            runs.restore(state["runs"])
+            steps.restore(state["steps"])
+            ended_after, seen = float(state["ended_after"]), dict(state["seen"])
+        except (ValueError, KeyError, TypeError) as error:
+            print(
+                f"data-platform metrics: the saved run and step durations ({STATE_KEY} in the "
+                f"instance) are unreadable ({error!r}): counting from now",
+                file=sys.stderr,
+            )
+            return
+        self._ended_after, self._updated_after, self._seen = ended_after, updated_after, seen
+        self._runs, self._steps = runs, steps
+
+    def _save(self, instance: dg.DagsterInstance) -> None:
+        state = {
+            "ended_after": self._ended_after,
+            "updated_after": self._updated_after.isoformat(),
+            "seen": self._seen,
+            "runs": self._runs.state(),
+            "steps": self._steps.state(),
+        }
+        instance.run_storage.set_cursor_values({STATE_KEY: json.dumps(state)})
 
     def _update(self, instance: dg.DagsterInstance) -> None:
         records = instance.get_run_records(
@@ -117,6 +192,7 @@ class RunDurations:
             ascending=True,
         )
         horizon = self._updated_after.timestamp() - self._seen_margin
+        counted = False
         for record in records:
             run = record.dagster_run
             # Tags added to an old run (a retry's) update it again: count each run once.
@@ -125,6 +201,7 @@ class RunDurations:
             if record.end_time < max(self._ended_after, horizon):
                 continue
             self._seen[run.run_id] = record.end_time
+            counted = True
             status = run.status.value
             self._runs.observe((run.job_name, status), record.end_time - record.start_time)
             for step in instance.get_run_step_stats(run.run_id):
@@ -140,9 +217,14 @@ class RunDurations:
             self._updated_after = max(self._updated_after, latest - timedelta(seconds=1))
             horizon = self._updated_after.timestamp() - self._seen_margin
             self._seen = {run_id: end for run_id, end in self._seen.items() if end >= horizon}
+        if counted:
+            self._save(instance)
 
     def collect(self, instance: dg.DagsterInstance) -> Iterator[Metric]:
         with self._lock:
+            if not self._loaded:
+                self._load(instance)
+                self._loaded = True
             self._runs.release_held()
             self._steps.release_held()
             self._update(instance)
@@ -156,3 +238,10 @@ class RunDurations:
                 "Wall time of the steps of finished runs, by job, step and outcome.",
                 ["job", "step", "status"],
             )
+
+
+def forget_counted_durations(instance: dg.DagsterInstance) -> None:
+    """Clear the saved durations (a restored instance's): they count the runs of the instance
+    as it was at the backup, and an exporter going on from them would show its counters
+    dropping, a reset that `increase()` takes as that many new runs."""
+    instance.run_storage.set_cursor_values({STATE_KEY: ""})

@@ -80,6 +80,7 @@ def begin(
 def complete(staging: Path, settings: Settings, report: Callable[[str], None] = to_stderr) -> None:
     """Every replacement of the journal in place, the restored instance's unfinished runs
     released, the Spark tables swapped in, then the journal removed: the restore is done."""
+    from data_platform.operations.durations import forget_counted_durations
     from data_platform.operations.snapshot import open_instance
     from data_platform.orchestration.run_health import release_restored_runs
 
@@ -95,6 +96,7 @@ def complete(staging: Path, settings: Settings, report: Callable[[str], None] = 
         with open_instance(Path(journal["instance"])) as instance:
             for line in release_restored_runs(instance):
                 report(line)
+            forget_counted_durations(instance)
     if journal.get("spark_existing") is not None:
         _swap_in_spark(staging, settings, journal)
     _remove(staging / JOURNAL)
