@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import logging
 import os
 import re
 import signal
@@ -46,12 +47,13 @@ from data_platform.resources.landing import LandingZone
 from data_platform.stream import topics
 from data_platform.stream.assets import build_lag_sensor
 from data_platform.stream.batch import DAY_MS, Batch, Rejected
+from data_platform.stream.client_logs import OncePerKind
 from data_platform.stream.config import SinkConfig
 from data_platform.stream.dead_letters import DeadLetters
 from data_platform.stream.lag_metrics import collect_kafka_lag
 from data_platform.stream.landing_files import remove_partials
 from data_platform.stream.sink import Sink
-from data_platform_tests.helpers import materialize_days, query
+from data_platform_tests.helpers import free_port, materialize_days, query
 
 # Files named before names carried the topic id have none: kafka-<partition>-<first>-<last>.
 FILE = re.compile(r"^kafka-(?:([0-9a-f]{32})-)?(\d+)-(\d+)-(\d+)\.jsonl$")
@@ -927,6 +929,41 @@ def test_a_broker_that_stops_answering_mid_flush_is_one_line_and_exit_1(
     [line] = [line for line in log.splitlines() if line.startswith("data-platform")]
     assert line == f"data-platform consume: Kafka at {stream['bootstrap']}: no answer within 10 s"
     assert committed(stream)[0] < 0  # nothing committed past a file that is not there
+
+
+def test_a_broker_away_is_the_sinks_one_line_not_a_flood_of_client_lines(settings, monkeypatch):
+    """Started with no broker, the sink printed 195 lines in 11 s, one librdkafka `FAIL` per
+    connection retry (every 50 ms), before its own line; the clients' lines now go to one
+    logger that shows each kind once a minute."""
+    bootstrap = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("DATA_PLATFORM_KAFKA_BOOTSTRAP", bootstrap)
+    consume = subprocess.run(
+        [sys.executable, "-m", "data_platform.cli", "consume"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
+    lines = [line for line in (consume.stdout + consume.stderr).splitlines() if line.strip()]
+    assert consume.returncode == 1 and "Traceback" not in consume.stderr, lines
+    assert len(lines) <= 3, lines
+    assert lines[-1].startswith(f"data-platform consume: Kafka at {bootstrap}: "), lines
+    assert not [line for line in lines if line.startswith("%")], lines  # librdkafka's own
+
+
+def test_client_lines_of_a_kind_are_shown_once_a_minute():
+    clock = [0.0]
+    once = OncePerKind(seconds=60, clock=lambda: clock[0])
+
+    def shown(kind: str) -> bool:
+        record = logging.LogRecord("k", logging.ERROR, "", 0, "%s [%s] %s", (kind, "c", "m"), None)
+        return once.filter(record)
+
+    assert [shown("FAIL"), shown("FAIL"), shown("SESSTMOUT")] == [True, False, True]
+    clock[0] = 59.9
+    assert not shown("FAIL")
+    clock[0] = 60.0
+    assert shown("FAIL")
 
 
 def test_simulate_to_kafka_lands_the_simulated_events_and_their_defects(

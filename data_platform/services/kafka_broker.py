@@ -91,8 +91,11 @@ class KafkaBroker:
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient
 
+        from data_platform.stream.client_logs import with_client_logger
+
         try:
-            AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=2)
+            admin = AdminClient(with_client_logger({"bootstrap.servers": self.bootstrap}))
+            admin.list_topics(timeout=2)
         except KafkaException:
             return False  # something else holds the port, or it is still starting
         return True

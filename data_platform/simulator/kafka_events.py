@@ -20,6 +20,7 @@ from confluent_kafka import Producer
 
 from data_platform.resources.landing import LandingFile, LandingZone
 from data_platform.simulator.config import SimulationError
+from data_platform.stream.client_logs import with_client_logger
 
 # `events/dt=<day>/20260105-0400.jsonl[.gz]` and `events/dt=<day>/late-20260107.jsonl`
 _ARRIVAL = re.compile(r"^events/dt=[^/]+/(?:(\d{8})-(\d{2})00|late-(\d{8}))\.jsonl(?:\.gz)?$")
@@ -41,7 +42,9 @@ class KafkaEventsLanding:
         self._landing = landing
         self._topic = topic
         self._producer = Producer(
-            {"bootstrap.servers": bootstrap, "linger.ms": 50, "enable.idempotence": True}
+            with_client_logger(
+                {"bootstrap.servers": bootstrap, "linger.ms": 50, "enable.idempotence": True}
+            )
         )
         self._failures: list[str] = []
         self.produced = 0

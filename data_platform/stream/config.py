@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from data_platform.stream.client_logs import with_client_logger
+
 TOPIC = "events"
 # The sink's consumer group: the lag the UI and Prometheus show is this group's.
 GROUP = "data-platform-events-sink"
@@ -42,38 +44,42 @@ class SinkConfig:
         return dlq_topic(self.topic)
 
     def consumer_settings(self) -> dict[str, object]:
-        return {
-            "bootstrap.servers": self.bootstrap,
-            "group.id": self.group,
-            # Offsets are committed by hand, only once a batch's file is durable.
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            # A member that stops polling this long is dropped. Low (STACK_NOTES: tansu's
-            # rejoins stall otherwise): the sink polls every half second and flushes in well
-            # under a second, and a member killed with -9 is replaced within this time.
-            "max.poll.interval.ms": 10_000,
-            "session.timeout.ms": 6_000,
-            # Big fetches: Python's cost is per call, not per byte.
-            "fetch.max.bytes": FETCH_MAX_BYTES,
-            "max.partition.fetch.bytes": 16 * 1024 * 1024,
-            "queued.max.messages.kbytes": 256 * 1024,
-            # Once a partition's local queue holds queued.min.messages (100,000: one batch),
-            # librdkafka pauses its fetches for this long, 1 s by default: the sink then waited
-            # on it for over half of its wall time (1M events: 12 s wall, 4.3 s CPU).
-            "fetch.queue.backoff.ms": 10,
-            # A response larger than this (100 MB by default) is refetched for good: one
-            # message over it (tansu enforces no size) stalled its partition, and every other
-            # partition of that broker, landing nothing. At the maximum it reaches the sink,
-            # which dead-letters it as too large.
-            "receive.message.max.bytes": 2_147_483_647,
-        }
+        return with_client_logger(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": self.group,
+                # Offsets are committed by hand, only once a batch's file is durable.
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                # A member that stops polling this long is dropped. Low (STACK_NOTES: tansu's
+                # rejoins stall otherwise): the sink polls every half second and flushes in well
+                # under a second, and a member killed with -9 is replaced within this time.
+                "max.poll.interval.ms": 10_000,
+                "session.timeout.ms": 6_000,
+                # Big fetches: Python's cost is per call, not per byte.
+                "fetch.max.bytes": FETCH_MAX_BYTES,
+                "max.partition.fetch.bytes": 16 * 1024 * 1024,
+                "queued.max.messages.kbytes": 256 * 1024,
+                # Once a partition's local queue holds queued.min.messages (100,000: one batch),
+                # librdkafka pauses its fetches for this long, 1 s by default: the sink then waited
+                # on it for over half of its wall time (1M events: 12 s wall, 4.3 s CPU).
+                "fetch.queue.backoff.ms": 10,
+                # A response larger than this (100 MB by default) is refetched for good: one
+                # message over it (tansu enforces no size) stalled its partition, and every other
+                # partition of that broker, landing nothing. At the maximum it reaches the sink,
+                # which dead-letters it as too large.
+                "receive.message.max.bytes": 2_147_483_647,
+            }
+        )
 
     def producer_settings(self) -> dict[str, object]:
-        return {
-            "bootstrap.servers": self.bootstrap,
-            # A dead letter must not be lost or doubled by a retry inside the client.
-            "enable.idempotence": True,
-            # Whatever the sink could fetch it can set aside (librdkafka's default is 1 MB).
-            "message.max.bytes": FETCH_MAX_BYTES,
-        }
+        return with_client_logger(
+            {
+                "bootstrap.servers": self.bootstrap,
+                # A dead letter must not be lost or doubled by a retry inside the client.
+                "enable.idempotence": True,
+                # Whatever the sink could fetch it can set aside (librdkafka's default is 1 MB).
+                "message.max.bytes": FETCH_MAX_BYTES,
+            }
+        )

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from data_platform.stream.client_logs import with_client_logger
+
 
 @dataclass(frozen=True)
 class PartitionLag:
@@ -40,7 +42,9 @@ def consumer_lag(
         return max(deadline - time.monotonic(), 0.001)
 
     client = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+        with_client_logger(
+            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+        )
     )
     try:
         metadata = client.list_topics(topic, timeout=left()).topics[topic]

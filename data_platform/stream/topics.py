@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
+from data_platform.stream.client_logs import with_client_logger
 from data_platform.stream.config import dlq_topic
 
 _U64 = (1 << 64) - 1
@@ -34,7 +35,7 @@ def ensure_topics(bootstrap: str, topic: str, partitions: int = 2) -> None:
 
     A dead-letter topic is created taking messages as large as `topic` takes, plus
     `DLQ_HEADROOM` for the sink's headers: its dead letters include the too-large ones."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(with_client_logger({"bootstrap.servers": bootstrap}))
     existing = admin.list_topics(timeout=10).topics
     if topic not in existing:
         _create(admin, NewTopic(topic, num_partitions=partitions, replication_factor=1))
