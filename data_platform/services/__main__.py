@@ -6,7 +6,8 @@ variables of the services that run (among those SERVICES names, if set). `packag
 apt packages the selected services need and this machine lacks, on one line (`--all`: every
 service's and the test suite's, whatever SERVICES says). Exit status 1
 with one line naming the service and its log when a service does not come up, 2 for a wrong
-setting.
+setting; `status` exits 3 when a service it lists is down (LSB's "not running"), so that a
+script can test it.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def _down(config: ServicesConfig, names: Sequence[str], selected: bool) -> None:
         print(f"{service.name}: down", file=sys.stderr)
 
 
+# `status`'s exit when a listed service is down.
+STATUS_SOME_DOWN = 3
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_platform.services", description=__doc__)
     parser.add_argument("action", choices=["up", "down", "env", "status", "packages"])
@@ -77,8 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, value in exports.items():
                 print(f"export {name}={shlex.quote(value)}")
         elif args.action == "status":
-            for service in build_services(config, names):
-                print(f"{service.name}: {'up' if service.is_up() else 'down'}")
+            up = {service.name: service.is_up() for service in build_services(config, names)}
+            for name, answers in up.items():
+                print(f"{name}: {'up' if answers else 'down'}")
+            if not all(up.values()):
+                return STATUS_SOME_DOWN
         else:
             # One up or down at a time in this home (services/lock.py): both check, then start.
             # Whatever they read of what runs is read inside, the command waited for done.
