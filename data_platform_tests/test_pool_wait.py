@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,8 +19,11 @@ from types import SimpleNamespace
 import dagster as dg
 import psutil
 import pytest
-from dagster._core.events import EngineEventData
+from dagster._core.errors import DagsterUserCodeUnreachableError
+from dagster._core.events import DagsterEventType, EngineEventData
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+from dagster._core.storage.tags import GRPC_INFO_TAG
+from dagster._grpc.client import DagsterGrpcClient
 
 from data_platform.materialize import WAIT_REPORT_SECONDS
 from data_platform.orchestration.pool_wait import report_waits
@@ -31,7 +35,8 @@ from data_platform.orchestration.run_health import (
 )
 from data_platform.partitions import DAILY_PARTITIONS
 from data_platform.services.process import wait_until
-from data_platform_tests.helpers import environ_without_settings, write_postgres_instance
+from data_platform_tests import instance_history as history
+from data_platform_tests.helpers import environ_without_settings, free_port, write_postgres_instance
 from data_platform_tests.test_cli import DAY, REPO, run_cli
 
 SELECT = ("materialize", "--start", str(DAY), "--end", str(DAY), "--select", "key:raw/events")
@@ -217,6 +222,62 @@ def test_under_dagster_dev_the_sensor_fails_a_run_whose_creator_died_before_star
     assert "the run never started" in result.skip_message
     again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
     assert gone not in again.skip_message  # ended once
+
+
+def launched_run(instance: dg.DagsterInstance, server: dict, seconds_ago: float) -> str:
+    """A run the daemon launched `seconds_ago` on the code server `server` (a GRPC_INFO_TAG),
+    STARTING: no process announced yet."""
+    run = history.add_run(instance, "holder", dg.DagsterRunStatus.NOT_STARTED)
+    instance.add_run_tags(run.run_id, {GRPC_INFO_TAG: json.dumps(server)})
+    history.emit(instance, run, DagsterEventType.RUN_STARTING, time.time() - seconds_ago)
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTING
+    return run.run_id
+
+
+def test_the_sensor_fails_a_starting_run_whose_code_server_is_gone(instance, tmp_path):
+    """`dagster dev` killed right after the daemon launched a run left it STARTING with no
+    process, until the monitor's start timeout failed it 197 s later, the queue holding the
+    `duckdb` pool's runs meanwhile (the `make run` audit). The sensor fails it once the code
+    server asked to start it does not answer, 30 s after the launch at the soonest; a run on a
+    live server is left alone until its server dies."""
+    from data_platform.definitions import defs
+
+    sensor = defs.get_sensor_def("never_started_runs")
+    (tmp_path / "code.py").write_text("import dagster as dg\ndefs = dg.Definitions()\n")
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster")), "api", "grpc", "--python-file",
+         str(tmp_path / "code.py"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        live_server = {"host": "127.0.0.1", "port": port}
+        client = DagsterGrpcClient(port=port, host="127.0.0.1")
+        assert wait_until(lambda: _answers(client), timeout=60)
+        gone_server = {"host": "127.0.0.1", "port": free_port()}
+        live = launched_run(instance, live_server, seconds_ago=60)
+        gone = launched_run(instance, gone_server, seconds_ago=60)
+        young = launched_run(instance, gone_server, seconds_ago=5)
+        result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+        status = {run: instance.get_run_by_id(run).status.value for run in (live, gone, young)}
+        assert status == {live: "STARTING", gone: "FAILURE", young: "STARTING"}
+        assert f"Run {gone} marked failed: the code server asked to start it (127.0.0.1:" in (
+            result.skip_message
+        )
+    finally:
+        server.kill()
+        server.wait()
+    sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+    assert instance.get_run_by_id(live).status == dg.DagsterRunStatus.FAILURE
+
+
+def _answers(client: DagsterGrpcClient) -> bool:
+    try:
+        client.ping("")
+    except DagsterUserCodeUnreachableError:
+        return False
+    return True
 
 
 def test_a_waiting_run_sleeps_names_its_blocker_and_stops_on_sigterm(settings, instance):

@@ -14,6 +14,7 @@ and network): the host of a run is its machine's name and its pid namespace.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import socket
 import time
@@ -21,8 +22,10 @@ from collections.abc import Iterator
 
 import dagster as dg
 import psutil
+from dagster._core.errors import DagsterUserCodeUnreachableError
 from dagster._core.events import EngineEventData
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+from dagster._core.storage.tags import GRPC_INFO_TAG
 
 from data_platform.orchestration.heartbeat import (
     STALE_BEATS,
@@ -55,6 +58,11 @@ _NEVER_BEAT = "no heartbeat"
 # gaps seconds long. Neither beating nor writing for this long, it is gone: killed after its
 # plan ended, it stayed STARTED for good, its assets "in progress" to the automation.
 SILENT_RUN_SECONDS = 600.0
+# A STARTING run's code server is asked whether it lives this long after the launch: a server
+# just started by `dagster dev` may not answer at once.
+LAUNCH_GRACE_SECONDS = 30.0
+# How long that server has to answer: a live one answers in milliseconds, a loaded one in seconds.
+PING_TIMEOUT_SECONDS = 10
 
 
 @functools.cache
@@ -171,6 +179,51 @@ def _never_started(instance: dg.DagsterInstance) -> Iterator[tuple[dg.DagsterRun
             yield record.dagster_run, f"{gone}, and the run never started"
 
 
+def _never_launched(instance: dg.DagsterInstance) -> Iterator[tuple[dg.DagsterRun, str]]:
+    """STARTING runs whose code server, asked to start them, is gone, each with why.
+
+    The daemon launches a run by asking a code server (tagged on the run) to start its process;
+    `dagster dev` killed in between left it STARTING, no process announced, for the monitor's
+    whole start timeout (180 s), and the queue held every run of the `duckdb` pool behind it
+    (measured: 197 s, in the `make run` audit). A server that does not answer a ping after
+    `LAUNCH_GRACE_SECONDS` never will: `dagster dev` starts another, elsewhere."""
+    now = time.time()
+    verdicts: dict[str, str | None] = {}  # one ping per server, however many runs it holds
+    for record in instance.get_run_records(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING])
+    ):
+        run = record.dagster_run
+        server = run.tags.get(GRPC_INFO_TAG)
+        launched = instance.get_run_stats(run.run_id).launch_time
+        since = launched if launched is not None else record.create_timestamp.timestamp()
+        if server is None or now - since < LAUNCH_GRACE_SECONDS:
+            continue
+        if server not in verdicts:
+            verdicts[server] = _code_server_gone(json.loads(server))
+        if verdicts[server]:
+            yield run, f"{verdicts[server]}, and the run never started"
+
+
+def _code_server_gone(server: dict) -> str | None:
+    """Why the code server of `server` (a run's GRPC_INFO_TAG) is gone; None if it answers."""
+    from dagster._grpc.__generated__ import dagster_api_pb2
+    from dagster._grpc.client import DagsterGrpcClient
+
+    where = server.get("socket") or f"{server.get('host')}:{server.get('port')}"
+    client = DagsterGrpcClient(
+        port=server.get("port"),
+        socket=server.get("socket"),
+        host=server.get("host", "localhost"),
+        use_ssl=bool(server.get("use_ssl", False)),
+    )
+    try:
+        # Its public ping waits the default gRPC timeout (60 s), a sensor tick's whole budget.
+        client._query("Ping", dagster_api_pb2.PingRequest, timeout=PING_TIMEOUT_SECONDS, echo="")
+    except DagsterUserCodeUnreachableError:
+        return f"the code server asked to start it ({where}) does not answer"
+    return None
+
+
 def _check_heartbeat(
     instance: dg.DagsterInstance, run: dg.DagsterRun, host: str, pid: int
 ) -> CheckRunHealthResult:
@@ -259,14 +312,16 @@ def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
 
 
 def release_never_started_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Fail the runs of this host whose creating process died before starting them; say so.
+    """Fail the runs that will never start, whoever was to start them gone: a NOT_STARTED run of
+    this host whose creating process died, a STARTING run whose code server does not answer;
+    say so.
 
     `release_dead_runs` does it before a `data-platform materialize`, and the
-    `never_started_runs` sensor under `dagster dev`, whose monitoring daemon looks at started
-    runs only."""
+    `never_started_runs` sensor under `dagster dev`: the monitoring daemon fails such a run only
+    at its start timeout (180 s), the queue holding the `duckdb` pool's runs meanwhile."""
     return [
         message
-        for listed, reason in _never_started(instance)
+        for listed, reason in [*_never_started(instance), *_never_launched(instance)]
         if (message := _end_unless_ended(instance, listed, reason))
     ]
 
