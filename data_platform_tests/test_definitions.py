@@ -45,6 +45,32 @@ def test_every_raw_asset_is_described_for_the_ui():
         assert all(c.description for c in schema.columns), key
 
 
+def test_every_check_sensor_and_schedule_says_what_it_does_and_no_sql_is_a_description():
+    """The UI audit: 103 checks (the dbt tests) read "No description provided", the automation
+    sensor and the backup schedule had none, and the catalog showed each dbt model's SQL as
+    part of its description."""
+    graph = defs.resolve_asset_graph()
+    undescribed = [
+        key for key in graph.asset_check_keys if not graph.get_check_spec(key).description
+    ]
+    assert not undescribed
+    spec = graph.get_check_spec(
+        dg.AssetCheckKey(
+            dg.AssetKey(["marts", "daily_revenue"]), "accepted_range_daily_revenue_revenue__0"
+        )
+    )
+    assert spec.description == (
+        "dbt test `accepted_range` of `revenue` (min_value 0); severity warn: a failure is "
+        "reported, nothing stops"
+    )
+    for sensor in defs.sensors:
+        assert sensor.description, sensor.name
+    for schedule in defs.schedules:
+        assert schedule.description, schedule.name
+    for key in graph.get_all_asset_keys():
+        assert "Raw SQL" not in (graph.get(key).description or ""), key
+
+
 def test_partitioned_raw_assets_backfill_in_a_single_run():
     graph = defs.resolve_asset_graph()
     for name in ("events", "payments"):

@@ -20,6 +20,7 @@ from dagster_dbt import (
     DbtCliResource,
     dbt_assets,
 )
+from dagster_dbt.asset_utils import default_description_fn
 
 from data_platform.assets.dbt_metadata import BuiltModelMetadata
 from data_platform.assets.dbt_project import DBT_PROJECT
@@ -53,6 +54,48 @@ class DataPlatformTranslator(DagsterDbtTranslator):
 
     def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]):
         return dbt_model_condition(dbt_resource_props)
+
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        # dagster-dbt appends the model's SQL, which the catalog then shows as its description;
+        # the SQL stays on the asset's definition tab (the code reference).
+        return default_description_fn(dbt_resource_props, display_raw_sql=False)
+
+    def get_asset_check_spec(
+        self,
+        asset_spec: dg.AssetSpec,
+        manifest: Mapping[str, Any],
+        unique_id: str,
+        project: Any,
+    ) -> dg.AssetCheckSpec | None:
+        """dagster-dbt describes a test only by its `meta.description`: 103 of the checks read
+        "No description provided" in the UI. A test without one is described by what it tests."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        return spec._replace(description=dbt_test_description(manifest["nodes"][unique_id]))
+
+
+def dbt_test_description(test: Mapping[str, Any]) -> str:
+    """What a dbt test asserts, from its own description or its name and arguments, and what
+    its failure does: `not_null` of `revenue`, or `accepted_range` of `revenue` (min_value 0)."""
+    blocking = (test.get("config", {}).get("severity") or "error").lower() == "error"
+    effect = (
+        "severity error: a failure stops what reads the model"
+        if blocking
+        else "severity warn: a failure is reported, nothing stops"
+    )
+    if test.get("description"):
+        return f"{test['description']} ({effect})"
+    generic = test.get("test_metadata") or {}
+    if not generic:  # a singular test: a query whose rows are the failures
+        return f"dbt test `{test['name']}`: no row of its query may exist; {effect}"
+    kwargs = dict(generic.get("kwargs", {}))
+    column = kwargs.pop("column_name", None)
+    kwargs.pop("model", None)
+    arguments = ", ".join(f"{name} {value}" for name, value in sorted(kwargs.items()))
+    name = ".".join(filter(None, (generic.get("namespace"), generic["name"])))
+    subject = f" of `{column}`" if column else ""
+    return f"dbt test `{name}`{subject}{f' ({arguments})' if arguments else ''}; {effect}"
 
 
 # Views are virtual assets: automation looks through them to the tables they read.

@@ -16,6 +16,11 @@ AUTOMATION_SENSOR = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=5,
+    description=(
+        "Declarative automation of everything below raw: each asset's automation condition "
+        "(automation/conditions.py) requests it when its inputs changed and no input is being "
+        "built or has a failed blocking check; partitioned facts rebuild the days that landed."
+    ),
 )
 
 SENSORS = [

@@ -184,6 +184,11 @@ def backup_job() -> None:
     cron_schedule="0 3 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
+    description=(
+        f"Daily at 03:00 UTC, the backup job. Off by default: it needs a destination chosen by a "
+        f"person. Set {DEST_VARIABLE} (a folder, or s3://bucket/prefix) first, then turn it on; "
+        "without it each tick is skipped, saying so."
+    ),
 )
 def daily_backup(context: dg.ScheduleEvaluationContext):
     if not os.environ.get(DEST_VARIABLE, "").strip():
