@@ -288,9 +288,25 @@ def test_defects_fail_exactly_the_checks_that_should(defects):
     for key, (offending, flagged) in rules.items():
         assert value(found[key], "offending") == offending, key
         assert value(found[key], "partitions_flagged") == flagged, key
+        if flagged:  # its one line names the first day (it said "<rule>: 1 partition(s)")
+            assert f"of a day's records: {flagged[0]}: " in found[key].description, key
     for key, (rows, flagged) in dead.items():
         assert value(found[key], "rows_dead_lettered") == rows, key
         assert value(found[key], "partitions_flagged") == flagged, key
+    # The failure's one line names its days and counts (it said "1 partition(s) above the
+    # dead-letter ratio threshold"), counted here from the landing files.
+    for landed, source in ((events, "events"), (payments, "payments")):
+        dead_by_day = landed.dead_lettered()
+        [first, *_] = dead[f"raw/{source}", "dead_letter_warning"][1]
+        day = date.fromisoformat(first)
+        records = landed.records[day]
+        described = found[f"raw/{source}", "dead_letter_warning"].description
+        assert described.startswith(
+            f"dead-lettered above {T.dead_letter_warn_ratio:.1%} of a day's records: {first}: "
+            f"{dead_by_day[day]:,} of {records:,} records ({dead_by_day[day] / records:.1%})"
+        ), described
+        assert "; most common reason: " in described
+        assert described.endswith(f"raw.dead_letter where source = '{source}'"), described
     reconciliation = found["marts/daily_revenue", "revenue_reconciliation"]
     assert value(reconciliation, "days_checked") == revenue_days
     assert value(reconciliation, "days_out_of_tolerance") == revenue_off
@@ -322,6 +338,10 @@ def test_row_count_anomaly_flags_the_resent_day(defects):
     assert [(r["dt"], int(r["rows"])) for r in table] == [(str(d), rows[d]) for d in DAYS]
     # The first days have no baseline yet (anomaly_min_history earlier partitions).
     assert [r["robust z"] == "" for r in table] == [True] * T.anomaly_min_history + [False] * 2
+    # Its one line names the day and its rows (it said "1 partition(s) far from their usual size").
+    assert anomaly.description.startswith(
+        f"far from the day's usual size: {DAYS[-1]}: {rows[DAYS[-1]]:,} rows against a median of "
+    ), anomaly.description
 
 
 def test_schema_drift_counts_the_rescued_keys(defects):

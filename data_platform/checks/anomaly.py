@@ -27,7 +27,7 @@ from dagster._core.storage.asset_check_execution_record import (
 )
 
 from data_platform.checks.history import check_history
-from data_platform.checks.report import day_list, markdown_table
+from data_platform.checks.report import day_list, days_described, markdown_table
 from data_platform.checks.rules import robust_z
 from data_platform.checks.scope import Window, run_window
 from data_platform.checks.thresholds import QualityThresholds
@@ -179,7 +179,12 @@ def row_count_anomaly_check(source: str, t: QualityThresholds) -> dg.AssetChecks
                 "partitions_without_baseline": sum(s.z is None for s in scores),
                 "per_dt": dg.MetadataValue.md(markdown_table(table)),
             },
-            description=f"{len(flagged)} partition(s) far from their usual size"
+            description="far from the day's usual size: "
+            + days_described(
+                f"{s.dt}: {s.rows:,} rows against a median of {s.baseline_median:,.0f} "
+                f"(robust z {s.z:.1f})"
+                for s in flagged
+            )
             if flagged
             else None,
         )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from data_platform.checks.report import day_list, markdown_table
+from data_platform.checks.report import day_list, days_described, markdown_table
 from data_platform.checks.rules import ratio_severity
 from data_platform.checks.scope import Window, run_window
 from data_platform.checks.thresholds import QualityThresholds
@@ -142,7 +142,11 @@ def dead_letter_checks(fmt: FileFormat, t: QualityThresholds) -> dg.AssetChecksD
             passed=too_many.empty,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={**metadata, "partitions_flagged": day_list(too_many["dt"])},
-            description=_description(len(too_many), 0) if len(too_many) else None,
+            description=(
+                _description(too_many, t.dead_letter_error_ratio, errors, 0, fmt.source)
+                if len(too_many)
+                else None
+            ),
         )
         warned = len(noticed) or len(unreadable)
         yield dg.AssetCheckResult(
@@ -151,16 +155,36 @@ def dead_letter_checks(fmt: FileFormat, t: QualityThresholds) -> dg.AssetChecksD
             passed=not warned,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={**metadata, "partitions_flagged": day_list(noticed["dt"])},
-            description=_description(len(noticed), len(unreadable)) if warned else None,
+            description=(
+                _description(noticed, t.dead_letter_warn_ratio, errors, len(unreadable), fmt.source)
+                if warned
+                else None
+            ),
         )
 
     return _checks
 
 
-def _description(partitions_flagged: int, files_unreadable: int) -> str:
+def _description(
+    flagged: "pd.DataFrame",
+    threshold: float,
+    errors: "pd.DataFrame",
+    files_unreadable: int,
+    source: str,
+) -> str:
+    """The failure in one line, for the UI's check and run pages: which days, how many of
+    their records, above what, the most common reason, and where every record waits. It said
+    "1 partition(s) above the dead-letter ratio threshold", the rest a click deeper."""
     parts = []
-    if partitions_flagged:
-        parts.append(f"{partitions_flagged} partition(s) above the dead-letter ratio threshold")
+    if len(flagged):
+        days = days_described(
+            f"{row.dt}: {row.dead_lettered:,} of {row.records:,} records ({row.ratio:.1%})"
+            for row in flagged.itertuples()
+        )
+        parts.append(f"dead-lettered above {threshold:.1%} of a day's records: {days}")
+        if len(errors):
+            parts.append(f"most common reason: {errors['error'].iloc[0]}")
     if files_unreadable:
         parts.append(f"{files_unreadable} file(s) could not be read at all: land them again")
+    parts.append(f"each record and its reason: raw.dead_letter where source = '{source}'")
     return "; ".join(parts)

@@ -12,6 +12,8 @@ if TYPE_CHECKING:  # pandas loads when a check first reports, not with the Defin
     import pandas as pd
 
 MAX_CELL = 120
+# Days named in a failed check's description; the rest are counted (all are in `per_dt`).
+DAYS_DESCRIBED = 3
 
 
 def _cell(value: object) -> str:
@@ -35,3 +37,12 @@ def markdown_table(frame: pd.DataFrame) -> str:
 def day_list(days: Iterable[date]) -> dg.JsonMetadataValue:
     """Partitions (e.g. the flagged ones) as a sorted JSON list of ISO dates."""
     return dg.MetadataValue.json(sorted(str(day) for day in days))
+
+
+def days_described(days: Iterable[str]) -> str:
+    """A failed check's days for its one-line description (`2026-01-05: 60 of 120 records`):
+    the first DAYS_DESCRIBED, then how many more. Descriptions said "1 partition(s)", the days
+    and figures a click deeper."""
+    days = list(days)
+    more = f"; {len(days) - DAYS_DESCRIBED} more day(s)" if len(days) > DAYS_DESCRIBED else ""
+    return "; ".join(days[:DAYS_DESCRIBED]) + more

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from data_platform.checks.report import day_list, markdown_table
+from data_platform.checks.report import day_list, days_described, markdown_table
 from data_platform.checks.scope import run_window
 from data_platform.checks.thresholds import QualityThresholds
 from data_platform.checks.vocabulary import sql_list, vocabulary
@@ -92,7 +92,13 @@ def soft_rule_check(rule: SoftRule, t: QualityThresholds) -> dg.AssetChecksDefin
                 "per_dt": dg.MetadataValue.md(markdown_table(per_dt)),
                 "top_offenders": dg.MetadataValue.md(markdown_table(top)),
             },
-            description=None if flagged.empty else f"{rule.name}: {len(flagged)} partition(s)",
+            description=None
+            if flagged.empty
+            else f"above {rule.warn_above:.2%} of a day's records: "
+            + days_described(
+                f"{row.dt}: {row.offending:,} of {row.records:,} ({row.ratio:.2%})"
+                for row in flagged.itertuples()
+            ),
         )
 
     return _check
