@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+import duckdb
 import pandas as pd
 import pytest
 
@@ -86,3 +87,25 @@ def test_a_frame_with_other_columns_replaces_its_table(tmp_path):
         assert dg.materialize([version(frame)], resources=resources).success
         stored = query(path, "SELECT * FROM analytics.card ORDER BY ALL")
         assert stored == list(frame.itertuples(index=False, name=None))
+
+
+def test_customer_segments_are_stored_as_the_asset_declares_them(settings, resources):
+    """The UI showed no Columns for the segments (Dagster's pandas handler stores its frame's
+    columns under a key the UI does not read): the asset declares them, as stored."""
+    from data_platform.assets.analytics import SEGMENT_COLUMNS, customer_segments
+    from data_platform_tests.helpers import query
+    from data_platform_tests.test_scorecard import stored_columns
+
+    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(settings.warehouse)) as conn:
+        conn.execute("CREATE SCHEMA marts")
+        conn.execute(
+            "CREATE TABLE marts.customer_lifetime_value AS SELECT * FROM (VALUES "
+            "(1::BIGINT, 50.0::DECIMAL(18, 2)), (2, 150.0), (3, 900.0)) AS t(user_id, lifetime_revenue)"
+        )
+    assert dg.materialize([customer_segments], resources=resources).success
+    assert stored_columns(settings.warehouse, "customer_segments") == [
+        (c.name, c.type) for c in SEGMENT_COLUMNS.columns
+    ]
+    stored = query(settings.warehouse, "SELECT user_id, segment FROM analytics.customer_segments")
+    assert sorted(stored) == [(1, "Bronze"), (2, "Silver"), (3, "Gold")]

@@ -11,7 +11,12 @@ import duckdb
 import pandas as pd
 
 from data_platform.assets.raw import RAW_SOURCE_TABLE_ASSETS
-from data_platform.assets.scorecard import SCORECARD_ASSETS, check_outcomes, scorecard
+from data_platform.assets.scorecard import (
+    SCORECARD_ASSETS,
+    SCORECARD_COLUMNS,
+    check_outcomes,
+    scorecard,
+)
 from data_platform.checks import history
 from data_platform_tests.helpers import query
 
@@ -63,6 +68,22 @@ def test_the_scorecard_reads_the_checks_of_the_raw_source_tables(settings, resou
         'SELECT "table", executions, passed, failed_warn FROM analytics.data_quality_scorecard',
     )
     assert {table: tuple(counts) for table, *counts in stored} == expected
+    # The table holds the columns the asset declares to the UI, of their types.
+    assert stored_columns(settings.warehouse, "data_quality_scorecard") == [
+        (c.name, c.type) for c in SCORECARD_COLUMNS.columns
+    ]
+
+
+def stored_columns(warehouse, table: str) -> list[tuple[str, str]]:
+    return [
+        tuple(row)
+        for row in query(
+            warehouse,
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'analytics' AND table_name = ? ORDER BY ordinal_position",
+            [table],
+        )
+    ]
 
 
 def test_a_check_that_never_ran_is_skipped_not_errored():

@@ -16,6 +16,25 @@ if TYPE_CHECKING:  # pandas loads when an asset first runs, not with the Definit
 CLV_KEY = dg.AssetKey(["marts", "customer_lifetime_value"])
 DAILY_REVENUE_KEY = dg.AssetKey(["marts", "daily_revenue"])
 SEGMENTS = ("Bronze", "Silver", "Gold")
+# The table the asset writes, as the UI's Columns section shows it (written from a pandas frame,
+# whose own column list Dagster's pandas handler stores under another name the UI does not read).
+SEGMENT_COLUMNS = dg.TableSchema(
+    columns=[
+        dg.TableColumn("user_id", "BIGINT", description="The customer (application user id)."),
+        dg.TableColumn(
+            "lifetime_revenue",
+            "DOUBLE",
+            description="Revenue of the customer's completed orders, from "
+            "marts.customer_lifetime_value.",
+        ),
+        dg.TableColumn(
+            "segment",
+            "VARCHAR",
+            description="Bronze, Silver or Gold: lifetime_revenue against the run config's "
+            "silver_from and gold_from.",
+        ),
+    ]
+)
 
 
 class SegmentThresholds(dg.Config):
@@ -55,6 +74,10 @@ def assign_segments(spend: "pd.Series", thresholds: SegmentThresholds) -> "pd.Se
     # Cheap, and people read them in the UI: refreshed as soon as their mart changes.
     automation_condition=follows_inputs(),
     description="Customers by lifetime spend: Bronze, Silver, Gold (thresholds are run config).",
+    metadata={
+        "dagster/column_schema": SEGMENT_COLUMNS,
+        "dagster/table_name": "analytics.customer_segments",
+    },
 )
 def customer_segments(
     context: dg.AssetExecutionContext, config: SegmentThresholds, warehouse: Warehouse

@@ -35,6 +35,36 @@ if TYPE_CHECKING:  # pandas loads when an asset first runs, not with the Definit
 # are deps too: that is what orders the scorecard after them in a run.
 READS = [dg.AssetKey(["raw", name]) for name in ("events", "payments", "dead_letter")]
 OUTCOME_COLUMNS = ["table", "check", "passed", "severity", "errored", "skipped"]
+# The table the asset writes (`scorecard`'s frame), for the UI's Columns section.
+SCORECARD_COLUMNS = dg.TableSchema(
+    columns=[
+        dg.TableColumn("table", "VARCHAR", description="The checked asset, e.g. raw/events."),
+        dg.TableColumn("checks", "BIGINT", description="Distinct checks of the table."),
+        dg.TableColumn(
+            "executions", "BIGINT", description="Check executions in the window (not skipped)."
+        ),
+        dg.TableColumn("passed", "BIGINT", description="Executions that passed."),
+        dg.TableColumn("failed_warn", "BIGINT", description="Executions failed with WARN."),
+        dg.TableColumn("failed_error", "BIGINT", description="Executions failed with ERROR."),
+        dg.TableColumn(
+            "errored", "BIGINT", description="Executions whose step raised instead of judging."
+        ),
+        dg.TableColumn(
+            "skipped", "BIGINT", description="Checks planned whose step never ran (not executions)."
+        ),
+        dg.TableColumn(
+            "records",
+            "BIGINT",
+            description="Records of the window's days of data (file sources only, else empty).",
+        ),
+        dg.TableColumn(
+            "dead_letters",
+            "BIGINT",
+            description="Dead letters of the window's days of data (file sources only).",
+        ),
+        dg.TableColumn("pass_rate", "DOUBLE", description="passed / executions (empty: none)."),
+    ]
+)
 # Runs read per query (bounded IN lists).
 RUNS_PAGE = 500
 
@@ -207,6 +237,10 @@ def scorecard_asset(
         description=f"Per table: check executions of the last {days} days (passed, WARN and "
         "ERROR failures, executions that errored; checks skipped: their step never ran) and "
         f"dead letters of its last {days} days of data.",
+        metadata={
+            "dagster/column_schema": SCORECARD_COLUMNS,
+            "dagster/table_name": "analytics.data_quality_scorecard",
+        },
     )
     def data_quality_scorecard(
         context: dg.AssetExecutionContext, warehouse: Warehouse
