@@ -44,9 +44,9 @@ from data_platform.operations.backup_store import (
     BackupStore,
 )
 from data_platform.operations.durations import STATE_KEY as DURATIONS_KEY
-from data_platform.operations.restore import restore
+from data_platform.operations.restore import restore, stale_salt_line
 from data_platform.operations.restore_journal import finish_interrupted_restores
-from data_platform.operations.snapshot import same_database_key
+from data_platform.operations.snapshot import InstanceUnreachable, run_pg_tool, same_database_key
 from data_platform.operations.staging import JOURNAL, sweep
 from data_platform.orchestration import pool_wait
 from data_platform.orchestration.run_health import WORKER_HOST_TAG, announce_run_process
@@ -198,6 +198,9 @@ def test_a_backup_during_a_write_waits_and_holds_the_whole_transaction(pristine,
     # The salt and raw personal data: only their owner reads the backup and what it restores.
     backup_files = [p for p in (tmp_path / "backup").rglob("*") if p.is_file()]
     assert backup_files and all(p.stat().st_mode & 0o077 == 0 for p in backup_files)
+    # Its folders too, the top one made by the backup included (it was 0755).
+    folders = [tmp_path / "backup", *(p for p in (tmp_path / "backup").rglob("*") if p.is_dir())]
+    assert all(p.stat().st_mode & 0o777 == 0o700 for p in folders), folders
     assert (target.home / "pii_salt").stat().st_mode & 0o777 == 0o600
 
 
@@ -355,6 +358,28 @@ def test_a_home_with_state_is_refused_without_force(pristine, tmp_path):
     assert result.returncode == 1
     assert err.strip().count("\n") == 0 and "already holds a platform's state" in err
     assert "--force" in err
+
+
+def test_a_new_home_with_only_the_salt_services_env_made_takes_a_restore(pristine, tmp_path):
+    """`make -s services-env` makes a salt in a new home (the shared instance needs it
+    exported): the restore counted it as state and was refused, unless --force (which also
+    drops the real protection). The backup's salt replaces it, and a shell still exporting the
+    old one is told, once: it wins over the file, so new rows would be hashed otherwise."""
+    home = tmp_path / "new"
+    home.mkdir()
+    (home / "pii_salt").write_text("made-by-services-env")
+    result = cli(
+        home, "restore", str(pristine / "backup"), DATA_PLATFORM_PII_SALT="made-by-services-env"
+    )
+    _, err = result.communicate(timeout=120)
+    assert result.returncode == 0, err
+    assert (home / "pii_salt").read_text() == "a-salt"
+    [warning] = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert "DATA_PLATFORM_PII_SALT is not the restored salt" in warning, err
+    # A shell exporting the restored salt, or none, is not warned.
+    settings = home_settings(home)
+    assert stale_salt_line(settings, {"DATA_PLATFORM_PII_SALT": "a-salt"}) is None
+    assert stale_salt_line(settings, {}) is None
 
 
 def test_backup_to_s3_and_restore_from_it(pristine, s3_landing, s3_endpoint, tmp_path):
@@ -764,7 +789,8 @@ def test_a_postgres_instance_is_restored_into_an_empty_database(
     assert instance_state(target, monkeypatch) == state
 
 
-@pytest.mark.parametrize("password", ["wrong", None])
+# "": set but empty, libpq's "no password supplied", which was told as a server down.
+@pytest.mark.parametrize("password", ["wrong", None, ""])
 def test_a_wrong_or_missing_postgres_password_is_one_line_naming_the_variable(
     tmp_path, postgres_url, password
 ):
@@ -782,6 +808,18 @@ def test_a_wrong_or_missing_postgres_password_is_one_line_naming_the_variable(
     assert last.startswith("data-platform backup: ") and "DAGSTER_PG_PASSWORD" in last
     assert "make -s services-env" in last
     assert not (tmp_path / "backup").exists()
+
+
+def test_pg_dump_on_a_server_gone_is_the_instances_one_line(tmp_path):
+    """pg_dump and pg_restore's own failure was shown raw ("pg_dump failed ... Connection
+    refused"), saying neither to start PostgreSQL nor what became of the command's work."""
+    url = f"postgresql+psycopg2://user:secret@127.0.0.1:{free_port()}/instance"
+    with pytest.raises(InstanceUnreachable) as gone:
+        run_pg_tool("pg_dump", url, f"--file={tmp_path / 'dump'}")
+    message = str(gone.value)
+    assert message.startswith("the Dagster instance's PostgreSQL at 127.0.0.1:"), message
+    assert "stopped answering pg_dump (Connection refused): start it" in message
+    assert message.endswith("; nothing was changed") and "secret" not in message
 
 
 class UploadGate:
@@ -1619,6 +1657,15 @@ def test_a_postgres_that_does_not_answer_is_one_line_for_backup_and_restore(
     }
     assert snapshot_of(tmp_path / "home") == before
     assert not (tmp_path / "new").exists()
+
+    # Into a new home (nothing but its dagster.yaml): the line named the restore's staged copy
+    # of that file, removed when the command ends, instead of the home's own.
+    empty = distributed_home(tmp_path / "empty", down_url.render_as_string(hide_password=False))
+    empty_config = write_instance_yaml(load_services_config(empty))
+    restore_into_empty = cli(tmp_path / "empty", "restore", str(tmp_path / "backup"), **empty)
+    _, err = restore_into_empty.communicate(timeout=180)
+    assert restore_into_empty.returncode == 1, err
+    assert err == f"data-platform restore: {line.replace(str(config), str(empty_config))}\n"
 
 
 def backup_and_restore_refused(home: Path, backup: Path, env: dict[str, str]) -> dict[str, str]:

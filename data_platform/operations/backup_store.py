@@ -43,6 +43,13 @@ def sha256_file(path: Path) -> str:
 PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700
 
 
+def private_folders(folder: Path) -> None:
+    """`folder` and each missing folder above it, made the owner's only. `mkdir(parents=True)`
+    gives the mode to the last one alone: a backup's own top folder was made 0755."""
+    for missing in reversed([f for f in (folder, *folder.parents) if not f.exists()]):
+        missing.mkdir(mode=PRIVATE_FOLDER, exist_ok=True)
+
+
 def _private_file(target: Path) -> BinaryIO:
     """`target`, emptied and open for writing, its owner's only before a byte is written: a
     chmod once the download was whole left the salt at the umask's mode (0644) meanwhile, and
@@ -137,7 +144,7 @@ class BackupStore:
             self._s3.upload_file(str(local), *self._key(name), ExtraArgs=self._put_args)
             return
         target = Path(self.url) / name
-        target.parent.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
+        private_folders(target.parent)
         # Whole or absent, as an S3 object is: a copy cut short (a full disk, a kill) must not
         # leave a manifest that seals half a backup.
         partial = target.with_name(f".{target.name}.partial")
@@ -145,7 +152,7 @@ class BackupStore:
         os.replace(partial, target)
 
     def get(self, name: str, local: Path) -> None:
-        local.parent.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
+        private_folders(local.parent)
         if self.is_s3:
             # Into a file made 0600 first: download_file wrote a temporary file at the umask's
             # mode, chmodded only once whole. Not whole or absent as that one was: a download

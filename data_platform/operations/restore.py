@@ -9,9 +9,10 @@ two histories.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
 import dagster as dg
@@ -34,7 +35,7 @@ from data_platform.operations.snapshot import (
 from data_platform.operations.spark_snapshot import load_spark_warehouse
 from data_platform.operations.staging import open_staging
 from data_platform.resources.duckdb_lock import is_lock_conflict
-from data_platform.resources.privacy import SALT_FILE
+from data_platform.resources.privacy import SALT_FILE, SALT_VARIABLE
 from data_platform.resources.warehouse import warehouse_of
 from data_platform.settings import Settings
 
@@ -117,13 +118,31 @@ def fetch_verified(src: BackupStore, staging: Path, manifest: dict) -> None:
 
 
 def holds_state(settings: Settings) -> bool:
+    """Whether the home has a warehouse or instance files a restore would replace. Its salt
+    alone is not state: `make -s services-env` makes one in a new home (the shared instance
+    needs it exported), and a restore into a home set up the documented way was refused; no row
+    was hashed with it. A PostgreSQL instance and Spark tables are checked where they are
+    replaced (`check_postgres_target`, `load_spark_warehouse`)."""
     dagster_files = (
         [p for p in settings.dagster_home.rglob("*") if p.is_file() and p.name != "dagster.yaml"]
         if settings.dagster_home.exists()
         else []
     )
+    return settings.warehouse.exists() or bool(dagster_files)
+
+
+def stale_salt_line(settings: Settings, environ: Mapping[str, str]) -> str | None:
+    """A warning when this shell's DATA_PLATFORM_PII_SALT is not the restored home's salt: it
+    wins over the file, so new rows would be hashed otherwise than the restored ones (and no
+    join on a hashed e-mail would meet). `make -s services-env` exported the old home's."""
+    exported = environ.get(SALT_VARIABLE, "").strip()
+    path = settings.home / SALT_FILE
+    if not exported or not path.exists() or path.read_text().strip() == exported:
+        return None
     return (
-        settings.warehouse.exists() or (settings.home / SALT_FILE).exists() or bool(dagster_files)
+        f"warning: this shell's {SALT_VARIABLE} is not the restored salt ({path}): new rows "
+        f"would be hashed with another salt than the restored ones; unset {SALT_VARIABLE}, or "
+        'open a new shell and eval "$(make -s services-env)" there, before anything else'
     )
 
 
@@ -219,7 +238,7 @@ def check_postgres_target(settings: Settings, staging: Path, force: bool) -> Non
             f"this backup's Dagster instance is on PostgreSQL and {config} is not: point it "
             "at a PostgreSQL database (or remove it to use the backed-up one)"
         )
-    with open_instance(staging / INSTANCE) as instance:
+    with open_instance(staging / INSTANCE, config) as instance:
         instance_database(instance, config)
         runs = instance.get_runs_count()
         if runs and not force:
@@ -229,17 +248,17 @@ def check_postgres_target(settings: Settings, staging: Path, force: bool) -> Non
             )
 
 
-def load_postgres_dump(staging: Path, dump: Path) -> None:
+def load_postgres_dump(staging: Path, dump: Path, config: Path) -> None:
     """`dump` loaded into the database the staged dagster.yaml names (check_postgres_target).
 
     pg_restore runs as one transaction with --clean --if-exists, so it replaces the tables of a
     database that already holds an instance's (Dagster creates them at its first connection,
     this one's included), on any error leaves that database as it was, and can run again: a
     step of the restore journal. The URL is read from the environment each time, never stored
-    in the journal (it holds the password).
+    in the journal (it holds the password). `config`: the home's dagster.yaml, which the
+    staged one becomes, named in what goes wrong (the staged one is gone once done).
     """
-    config = staging / INSTANCE / "dagster.yaml"
-    with open_instance(staging / INSTANCE) as instance:
+    with open_instance(staging / INSTANCE, config) as instance:
         url = instance_database(instance, config)
     run_pg_tool(
         "pg_restore",
@@ -338,4 +357,6 @@ def run_restore(settings: Settings, src_url: str, force: bool) -> int:
     print(
         f"restored {src_url} (taken {manifest['created_at']}) into {settings.home}", file=sys.stderr
     )
+    if line := stale_salt_line(settings, os.environ):
+        print(line, file=sys.stderr)
     return 0

@@ -125,9 +125,10 @@ def load_postgres_step(staging: Path) -> None:
     the instance's folder is moved, whose staged dagster.yaml names the database."""
     from data_platform.operations.restore import load_postgres_dump
 
-    dump = json.loads((staging / JOURNAL).read_text()).get("postgres_dump")
+    journal = json.loads((staging / JOURNAL).read_text())
+    dump = journal.get("postgres_dump")
     if dump and (staging / dump).exists():
-        load_postgres_dump(staging, staging / dump)
+        load_postgres_dump(staging, staging / dump, Path(journal["instance"]) / "dagster.yaml")
         _remove(staging / dump)
 
 

@@ -33,7 +33,7 @@ from data_platform.operations.instance_storage import (
 from data_platform.operations.spark_snapshot import SPARK_WAREHOUSE
 from data_platform.resources.duckdb_lock import connect_with_lock_wait, is_lock_conflict
 from data_platform.resources.privacy import SALT_FILE
-from data_platform.services.postgres import PASSWORD_VARIABLE, is_refused_password
+from data_platform.services.postgres import PASSWORD_VARIABLE, REFUSED, is_refused_password
 from data_platform.settings import Settings
 
 WAREHOUSE = "warehouse/warehouse.duckdb"
@@ -117,6 +117,12 @@ _LIBPQ_TARGET = re.compile(
 )
 
 
+# libpq's account of a server that went away while a tool worked (killed, restarted).
+_LOST_SERVER = re.compile(
+    r"server closed the connection unexpectedly|terminating connection due to [a-z ]+"
+)
+
+
 class InstanceUnreachable(BackupError):
     """The instance's PostgreSQL did not answer. `problem` says where and why; `then` what
     became of the command's work (a restore's journal finishes what it began)."""
@@ -169,10 +175,12 @@ def _quiet_retries() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def open_instance(dagster_home: Path) -> Iterator[dg.DagsterInstance]:
+def open_instance(dagster_home: Path, config: Path | None = None) -> Iterator[dg.DagsterInstance]:
     """The instance of `dagster_home`. A variable its dagster.yaml reads but nobody set, a
     PostgreSQL that refuses its password, or one that does not answer, is one BackupError
-    saying what to fix instead of Dagster's retries and traceback."""
+    saying what to fix instead of Dagster's retries and traceback. `config`: the dagster.yaml
+    those lines name, when `dagster_home`'s is a staged copy (a restore's, removed once done)."""
+    config = config or dagster_home / "dagster.yaml"
     try:
         with _quiet_retries(), dg.DagsterInstance.from_config(str(dagster_home)) as instance:
             yield instance
@@ -181,19 +189,20 @@ def open_instance(dagster_home: Path) -> Iterator[dg.DagsterInstance]:
         if unset is None:
             raise
         raise BackupError(
-            f"{dagster_home / 'dagster.yaml'} reads {unset[1]}, which is not set: "
-            f"set it ({SERVICES_ENV_HINT})"
+            f"{config} reads {unset[1]}, which is not set: set it ({SERVICES_ENV_HINT})"
         ) from None
     except Exception as err:
-        unanswered = _unanswered(err, dagster_home / "dagster.yaml")
+        # A password refused first: libpq's "no password supplied" (an empty variable) comes
+        # without the server's word, and was told as a server that does not answer.
+        if _refused_login(err):
+            raise BackupError(
+                "the Dagster instance's PostgreSQL refused the password of its user: set "
+                f"{PASSWORD_VARIABLE} to that user's password ({SERVICES_ENV_HINT})"
+            ) from None
+        unanswered = _unanswered(err, config)
         if unanswered is not None:
             raise unanswered from None
-        if not _refused_login(err):
-            raise
-        raise BackupError(
-            "the Dagster instance's PostgreSQL refused the password of its user: set "
-            f"{PASSWORD_VARIABLE} to that user's password ({SERVICES_ENV_HINT})"
-        ) from None
+        raise
 
 
 def libpq_target(postgres_url: str) -> tuple[str, dict[str, str]]:
@@ -224,6 +233,16 @@ def run_pg_tool(tool: str, postgres_url: str, *args: str) -> None:
     )
     if done.returncode == 0:
         return
+    lost = _LIBPQ_TARGET.search(done.stderr) or _LOST_SERVER.search(done.stderr)
+    if lost is not None and not any(phrase in done.stderr for phrase in REFUSED):
+        # The server down or gone mid-dump: the instance's own line, and what became of the
+        # command's work (a backup changed nothing; a restore's journal finishes it later).
+        at = f" at {lost[3] or f'{lost[1]}:{lost[2]}'}" if lost.re is _LIBPQ_TARGET else ""
+        why = lost[4].strip() if lost.re is _LIBPQ_TARGET else lost[0]
+        raise InstanceUnreachable(
+            f"the Dagster instance's PostgreSQL{at} stopped answering {tool} ({why}): start it "
+            "(the local one: make services-up), then run the command again"
+        )
     said = " / ".join(done.stderr.strip().splitlines()[:4]) or "no message"
     hint = (
         f": use the {tool} of the server's major version or newer (apt postgresql-client-<major>)"
