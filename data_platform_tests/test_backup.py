@@ -228,6 +228,26 @@ def test_a_writer_holding_the_warehouse_past_the_wait_is_one_line(pristine, tmp_
     assert not (tmp_path / "backup" / "manifest.json").exists()
 
 
+def test_a_destination_that_cannot_be_written_is_one_line_before_the_snapshot(pristine, tmp_path):
+    """A folder under a file failed the first file's copy, once the instance was dumped and the
+    warehouse copied under its lock: here a writer holds that lock, and the line comes at
+    once, without waiting for it."""
+    source = home_settings(copy_home(pristine, tmp_path / "a"))
+    (tmp_path / "a-file").write_text("not a folder")
+    writer = start_writer(source.warehouse)
+    try:
+        backup = cli(source.home, "backup", str(tmp_path / "a-file" / "backup"), "--timeout", "60")
+        _, err = backup.communicate(timeout=30)
+    finally:
+        writer.stdin.close()
+        assert writer.wait(timeout=30) == 0
+    assert backup.returncode == 1, err
+    assert err == (
+        f"data-platform backup: {tmp_path / 'a-file' / 'backup'} cannot be written (Not a "
+        "directory): choose a folder this user can create and write\n"
+    )
+
+
 def test_restore_then_continue_matches_a_platform_that_never_stopped(tmp_path):
     sources = {
         "DATA_PLATFORM_LANDING": str(tmp_path / "landing"),

@@ -105,6 +105,7 @@ def take_backup(
     # Before the snapshot: a wrong value failed the first put, the whole snapshot taken.
     server_side_encryption(os.environ)
     check_empty(dest)
+    dest.check_writable()
     with open_staging(settings.home, "backup") as staging:
         stage_backup(settings, staging, lock_timeout)
         return store_backup(settings, staging, dest)

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,24 @@ class BackupStore:
         parsed = urlparse(self.url)
         prefix = parsed.path.strip("/")
         return parsed.netloc, f"{prefix}/{name}" if prefix else name
+
+    def check_writable(self) -> None:
+        """A local destination made and written to once, before the snapshot: a folder under a
+        file, or one this user may not write, failed the first file's copy, after the instance
+        dump and the warehouse copy under its lock. (On S3, listing it checked the bucket and
+        the credentials.)"""
+        if self.is_s3:
+            return
+        root = Path(self.url)
+        try:
+            private_folders(root)
+            with tempfile.NamedTemporaryFile(dir=root, prefix=".writable-"):
+                pass
+        except OSError as err:
+            raise BackupError(
+                f"{self.url} cannot be written ({err.strerror or err}): choose a folder this "
+                "user can create and write"
+            ) from None
 
     def names(self) -> list[str]:
         """Every file of the backup, relative to its root."""
