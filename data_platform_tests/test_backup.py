@@ -373,10 +373,23 @@ def test_a_run_in_progress_at_backup_time_is_restored_failed_and_frees_its_slot(
 
 def test_a_home_with_state_is_refused_without_force(pristine, tmp_path):
     # A copy: were the refusal broken, the restore would overwrite the module's pristine home.
-    result = cli(copy_home(pristine, tmp_path / "home"), "restore", str(pristine / "backup"))
+    home = copy_home(pristine, tmp_path / "home")
+    result = cli(home, "restore", str(pristine / "backup"))
     _, err = result.communicate(timeout=120)
     assert result.returncode == 1
-    assert err.strip().count("\n") == 0 and "already holds a platform's state" in err
+    assert err.strip().count("\n") == 0
+    assert f"{home / 'warehouse.duckdb'} already holds a platform's state" in err
+    # A DAGSTER_HOME left set for another home: the line names it, not the empty home.
+    (home / "warehouse.duckdb").unlink()
+    result = cli(
+        tmp_path / "empty",
+        "restore",
+        str(pristine / "backup"),
+        DAGSTER_HOME=str(home / "dagster_home"),
+    )
+    _, err = result.communicate(timeout=120)
+    assert result.returncode == 1
+    assert f"{home / 'dagster_home'} already holds a platform's state" in err, err
     assert "--force" in err
 
 

@@ -117,18 +117,21 @@ def fetch_verified(src: BackupStore, staging: Path, manifest: dict) -> None:
             )
 
 
-def holds_state(settings: Settings) -> bool:
-    """Whether the home has a warehouse or instance files a restore would replace. Its salt
-    alone is not state: `make -s services-env` makes one in a new home (the shared instance
-    needs it exported), and a restore into a home set up the documented way was refused; no row
-    was hashed with it. A PostgreSQL instance and Spark tables are checked where they are
-    replaced (`check_postgres_target`, `load_spark_warehouse`)."""
+def state_held(settings: Settings) -> Path | None:
+    """Where the settings hold a warehouse or instance files a restore would replace (the
+    warehouse file, or DAGSTER_HOME, which may lie outside the home); None when nowhere. The
+    salt alone is not state: `make -s services-env` makes one in a new home (the shared
+    instance needs it exported), and a restore into a home set up the documented way was
+    refused; no row was hashed with it. A PostgreSQL instance and Spark tables are checked
+    where they are replaced (`check_postgres_target`, `load_spark_warehouse`)."""
+    if settings.warehouse.exists():
+        return settings.warehouse
     dagster_files = (
         [p for p in settings.dagster_home.rglob("*") if p.is_file() and p.name != "dagster.yaml"]
         if settings.dagster_home.exists()
         else []
     )
-    return settings.warehouse.exists() or bool(dagster_files)
+    return settings.dagster_home if dagster_files else None
 
 
 def stale_salt_line(settings: Settings, environ: Mapping[str, str]) -> str | None:
@@ -328,10 +331,13 @@ def running_runs(settings: Settings) -> list[str]:
 
 
 def restore(settings: Settings, src: BackupStore, force: bool = False) -> dict:
-    if holds_state(settings) and not force:
+    held = state_held(settings)
+    if held is not None and not force:
+        # Named where it lies: a DAGSTER_HOME left set for another home held it, and the line
+        # named the empty DATA_PLATFORM_HOME.
         raise BackupError(
-            f"{settings.home} already holds a platform's state: restore into an empty "
-            "DATA_PLATFORM_HOME, or add --force to replace it"
+            f"{held} already holds a platform's state: restore into an empty "
+            "DATA_PLATFORM_HOME (and DAGSTER_HOME), or add --force to replace it"
         )
     with open_staging(settings.home, "restore") as staging:
         manifest = read_manifest(src, staging)
