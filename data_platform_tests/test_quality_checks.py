@@ -497,3 +497,39 @@ def test_events_before_the_first_user_extraction_are_orphans_not_a_crash(
     ]
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
     assert evaluation.metadata["offending"].value == evaluation.metadata["records"].value == 4
+
+
+def test_a_day_that_failed_the_gate_stays_named_after_runs_of_other_days(
+    settings, resources, tmp_path
+):
+    """The checks are not partitioned, and the UI shows a check's latest evaluation: a day that
+    failed the dead-letter gate read as passed once a run of other days passed it, while that
+    day stayed held back (the UI audit). The warning check names it until it passes; the gate
+    still judges the run's days alone."""
+    from data_platform_tests.test_unreadable_files import ASSETS, check, event_lines
+
+    landing, bad, good = resources["landing"], date(2026, 1, 5), date(2026, 1, 6)
+    put_lines(
+        landing, f"events/dt={bad}/a.jsonl", event_lines("a", 60) + ["not json"] * 60, tmp_path
+    )
+    put_lines(landing, f"events/dt={good}/b.jsonl", event_lines("b", 100), tmp_path)
+
+    def run(day: date) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            ASSETS, resources=resources, partition_key=str(day), raise_on_error=False
+        )
+
+    assert not check(run(bad), "events", "dead_letter_ratio").passed
+    other = run(good)
+    assert check(other, "events", "dead_letter_ratio").passed
+    warning = check(other, "events", "dead_letter_warning")
+    assert (warning.passed, warning.severity) == (False, WARN)
+    assert warning.metadata["days_still_over_error_ratio"].value == [str(bad)]
+    assert warning.description.startswith(
+        f"still above {T.dead_letter_error_ratio:.1%} outside this run, held back until they "
+        f"pass: {bad}: 60 of 120 records (50.0%)"
+    ), warning.description
+    # Landed again, fixed: the day passes, and a run of another day names nothing.
+    put_lines(landing, f"events/dt={bad}/a.jsonl", event_lines("a", 120), tmp_path)
+    assert check(run(bad), "events", "dead_letter_ratio").passed
+    assert check(run(good), "events", "dead_letter_warning").passed

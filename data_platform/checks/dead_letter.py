@@ -17,6 +17,7 @@ enough unreadable files ERROR too (10 of them beside 40 good records is 20%), as
 would then miss most of what was sent.
 """
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -74,6 +75,34 @@ def unreadable_files(reader: WarehouseReader, fmt: FileFormat, window: Window) -
     )
 
 
+def still_over_elsewhere(
+    reader: WarehouseReader, fmt: FileFormat, window: Window, t: QualityThresholds
+) -> "pd.DataFrame":
+    """The days of the source's last `scorecard_days` days of data, outside `window`, whose
+    dead letters are still above the ERROR ratio (judged rows, as `judge` gives them).
+
+    The checks are not partitioned: the UI shows a check's latest evaluation, so a day that
+    failed the gate read as passed once a run of other days passed it, while that day's
+    staging and facts stayed held back (the UI audit). The warning check names those days
+    until they pass: it blocks nothing, and the gate still judges the run's days alone."""
+    import pandas as pd
+
+    newest = None
+    if window.first is not None:  # a run of the whole table has no day outside it
+        newest = reader.frame(
+            f"SELECT max(dt) AS newest FROM (SELECT max(dt) AS dt FROM {fmt.table.qualified_name} "
+            "UNION ALL SELECT max(dt) FROM raw.dead_letter WHERE source = ?)",
+            [fmt.source],
+        )["newest"].iloc[0]
+    if newest is None or pd.isna(newest):
+        return pd.DataFrame(columns=["dt", "records", "dead_lettered", "ratio", "severity"])
+    newest = pd.Timestamp(newest).date()
+    recent = Window(newest - timedelta(days=t.scorecard_days - 1), newest)
+    judged = judge(partition_counts(reader, fmt, recent), t)
+    outside = [not window.contains(day) for day in judged["dt"]]
+    return judged[(judged["severity"] == dg.AssetCheckSeverity.ERROR.value) & outside]
+
+
 def judge(counts: "pd.DataFrame", t: QualityThresholds) -> "pd.DataFrame":
     """Add each partition's ratio and severity (empty string when fine)."""
     severities = [
@@ -124,6 +153,7 @@ def dead_letter_checks(fmt: FileFormat, t: QualityThresholds) -> dg.AssetChecksD
             judged = judge(partition_counts(reader, fmt, window), t)
             errors = top_errors(reader, fmt, window, t.failure_cases_shown)
             unreadable = unreadable_files(reader, fmt, window)
+            elsewhere = still_over_elsewhere(reader, fmt, window, t)
         metadata = {
             "partitions": window.describe(),
             "records": int(judged["records"].sum()),
@@ -148,18 +178,30 @@ def dead_letter_checks(fmt: FileFormat, t: QualityThresholds) -> dg.AssetChecksD
                 else None
             ),
         )
-        warned = len(noticed) or len(unreadable)
+        warned = len(noticed) or len(unreadable) or len(elsewhere)
+        described = _description(
+            noticed, t.dead_letter_warn_ratio, errors, len(unreadable), fmt.source
+        )
+        if len(elsewhere):
+            days = days_described(
+                f"{row.dt}: {row.dead_lettered:,} of {row.records:,} records ({row.ratio:.1%})"
+                for row in elsewhere.itertuples()
+            )
+            described = (
+                f"still above {t.dead_letter_error_ratio:.1%} outside this run, held back until "
+                f"they pass: {days}; {described}"
+            )
         yield dg.AssetCheckResult(
             asset_key=asset,
             check_name=WARNING,
             passed=not warned,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={**metadata, "partitions_flagged": day_list(noticed["dt"])},
-            description=(
-                _description(noticed, t.dead_letter_warn_ratio, errors, len(unreadable), fmt.source)
-                if warned
-                else None
-            ),
+            metadata={
+                **metadata,
+                "partitions_flagged": day_list(noticed["dt"]),
+                "days_still_over_error_ratio": day_list(elsewhere["dt"]),
+            },
+            description=described if warned else None,
         )
 
     return _checks
@@ -176,7 +218,7 @@ def _description(
     their records, above what, the most common reason, and where every record waits. It said
     "1 partition(s) above the dead-letter ratio threshold", the rest a click deeper."""
     parts = []
-    if len(flagged):
+    if len(flagged):  # none when only days outside the run are flagged
         days = days_described(
             f"{row.dt}: {row.dead_lettered:,} of {row.records:,} records ({row.ratio:.1%})"
             for row in flagged.itertuples()
