@@ -244,8 +244,9 @@ def test_a_destination_that_cannot_be_written_is_one_line_before_the_snapshot(pr
     assert backup.returncode == 1, err
     assert err == (
         f"data-platform backup: {tmp_path / 'a-file' / 'backup'} cannot be written (Not a "
-        "directory): choose a folder this user can create and write\n"
+        f"directory: {tmp_path / 'a-file'}): choose a folder this user can create and write\n"
     )
+    assert (tmp_path / "a-file").read_text() == "not a folder"
 
 
 def test_restore_then_continue_matches_a_platform_that_never_stopped(tmp_path):

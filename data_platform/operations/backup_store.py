@@ -11,7 +11,6 @@ import functools
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,22 +121,25 @@ class BackupStore:
         return parsed.netloc, f"{prefix}/{name}" if prefix else name
 
     def check_writable(self) -> None:
-        """A local destination made and written to once, before the snapshot: a folder under a
-        file, or one this user may not write, failed the first file's copy, after the instance
-        dump and the warehouse copy under its lock. (On S3, listing it checked the bucket and
-        the credentials.)"""
+        """A local destination that could not be made or written, refused before the snapshot:
+        a folder under a file, or under one this user may not write, failed the first file's
+        copy, after the instance dump and the warehouse copy under its lock. Nothing is made
+        here: a backup refused later leaves no folder. (On S3, listing it checked the bucket
+        and the credentials.)"""
         if self.is_s3:
             return
-        root = Path(self.url)
-        try:
-            private_folders(root)
-            with tempfile.NamedTemporaryFile(dir=root, prefix=".writable-"):
-                pass
-        except OSError as err:
-            raise BackupError(
-                f"{self.url} cannot be written ({err.strerror or err}): choose a folder this "
-                "user can create and write"
-            ) from None
+        root = Path(self.url).absolute()
+        existing = next(folder for folder in (root, *root.parents) if folder.exists())
+        if not existing.is_dir():
+            why = "Not a directory"
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            why = "Permission denied"
+        else:
+            return
+        raise BackupError(
+            f"{self.url} cannot be written ({why}: {existing}): choose a folder this user can "
+            "create and write"
+        )
 
     def names(self) -> list[str]:
         """Every file of the backup, relative to its root."""
