@@ -183,10 +183,7 @@ def dead_letter_checks(fmt: FileFormat, t: QualityThresholds) -> dg.AssetChecksD
             noticed, t.dead_letter_warn_ratio, errors, len(unreadable), fmt.source
         )
         if len(elsewhere):
-            days = days_described(
-                f"{row.dt}: {row.dead_lettered:,} of {row.records:,} records ({row.ratio:.1%})"
-                for row in elsewhere.itertuples()
-            )
+            days = _days_figures(elsewhere)
             described = (
                 f"still above {t.dead_letter_error_ratio:.1%} outside this run, held back until "
                 f"they pass: {days}; {described}"
@@ -207,6 +204,14 @@ def dead_letter_checks(fmt: FileFormat, t: QualityThresholds) -> dg.AssetChecksD
     return _checks
 
 
+def _days_figures(judged: "pd.DataFrame") -> str:
+    """`judge`'s days as a description names them: `2026-01-05: 60 of 120 records (50.0%)`."""
+    return days_described(
+        f"{row.dt}: {row.dead_lettered:,} of {row.records:,} records ({row.ratio:.1%})"
+        for row in judged.itertuples()
+    )
+
+
 def _description(
     flagged: "pd.DataFrame",
     threshold: float,
@@ -219,10 +224,7 @@ def _description(
     "1 partition(s) above the dead-letter ratio threshold", the rest a click deeper."""
     parts = []
     if len(flagged):  # none when only days outside the run are flagged
-        days = days_described(
-            f"{row.dt}: {row.dead_lettered:,} of {row.records:,} records ({row.ratio:.1%})"
-            for row in flagged.itertuples()
-        )
+        days = _days_figures(flagged)
         parts.append(f"dead-lettered above {threshold:.1%} of a day's records: {days}")
         if len(errors):
             parts.append(f"most common reason: {errors['error'].iloc[0]}")

@@ -132,6 +132,14 @@ class InstanceUnreachable(BackupError):
         super().__init__(f"{problem}; {then}")
 
 
+def _where_and_why(target: re.Match | None, otherwise: str) -> tuple[str, str]:
+    """(" at host:port" or "", why) from libpq's account of a failed connection, `otherwise`
+    the reason when it gave none."""
+    if target is None:
+        return "", otherwise
+    return f" at {target[3] or f'{target[1]}:{target[2]}'}", target[4].strip()
+
+
 def _unanswered(err: BaseException, config: Path) -> InstanceUnreachable | None:
     """The one line for `err` when PostgreSQL never answered (down, a wrong host or port): a
     driver error without the server's word (no SQLSTATE, no FATAL). A server that answered and
@@ -144,9 +152,7 @@ def _unanswered(err: BaseException, config: Path) -> InstanceUnreachable | None:
         code = getattr(driver, "pgcode", None) or getattr(driver, "sqlstate", None)
         if code or "FATAL" in said:
             return None
-        found = _LIBPQ_TARGET.search(said)
-        at = f" at {found[3] or f'{found[1]}:{found[2]}'}" if found else ""
-        why = found[4].strip() if found else said.splitlines()[0]
+        at, why = _where_and_why(_LIBPQ_TARGET.search(said), said.splitlines()[0])
         return InstanceUnreachable(
             f"the Dagster instance's PostgreSQL{at} does not answer ({why}): start it (the local "
             f"one: make services-up), or point {config} at the server that runs "
@@ -233,12 +239,12 @@ def run_pg_tool(tool: str, postgres_url: str, *args: str) -> None:
     )
     if done.returncode == 0:
         return
-    lost = _LIBPQ_TARGET.search(done.stderr) or _LOST_SERVER.search(done.stderr)
-    if lost is not None and not any(phrase in done.stderr for phrase in REFUSED):
+    lost = _LOST_SERVER.search(done.stderr)
+    target = _LIBPQ_TARGET.search(done.stderr)
+    if (target or lost) and not any(phrase in done.stderr for phrase in REFUSED):
         # The server down or gone mid-dump: the instance's own line, and what became of the
         # command's work (a backup changed nothing; a restore's journal finishes it later).
-        at = f" at {lost[3] or f'{lost[1]}:{lost[2]}'}" if lost.re is _LIBPQ_TARGET else ""
-        why = lost[4].strip() if lost.re is _LIBPQ_TARGET else lost[0]
+        at, why = _where_and_why(target, lost[0] if lost else "")
         raise InstanceUnreachable(
             f"the Dagster instance's PostgreSQL{at} stopped answering {tool} ({why}): start it "
             "(the local one: make services-up), then run the command again"
