@@ -926,7 +926,7 @@ def test_an_instance_on_postgresql_that_refuses_connections_is_instance_down(
     assert value(samples, "data_platform_warehouse_up") == 1
     err = capsys.readouterr().err
     url = sa.engine.make_url(postgres_url)
-    where = f"PostgreSQL database {database} on {url.host}:{url.port}"
+    where = f"PostgreSQL database {database} at {url.host}:{url.port}"
     assert f"the instance ({where}) is unreadable: " in err
     assert url.username not in err  # no credentials in a log line
 

@@ -31,6 +31,7 @@ from data_platform.operations.instance_storage import (
     instance_storage,
 )
 from data_platform.operations.spark_snapshot import SPARK_WAREHOUSE
+from data_platform.orchestration.instance import postgres_database
 from data_platform.resources.duckdb_lock import connect_with_lock_wait, is_lock_conflict
 from data_platform.resources.privacy import SALT_FILE
 from data_platform.services.postgres import PASSWORD_VARIABLE, REFUSED, is_refused_password
@@ -267,7 +268,9 @@ def instance_database(instance: dg.DagsterInstance, config: Path) -> str:
     # DagsterInstance names its storages as dagster.yaml's sections do.
     urls = {name: getattr(instance, name).postgres_url for name in PER_STORAGE}
     if len({same_database_key(url) for url in urls.values()}) > 1:
-        split = ", ".join(f"its {NAMES[name]} in {_database(url)}" for name, url in urls.items())
+        split = ", ".join(
+            f"its {NAMES[name]} in {postgres_database(url)}" for name, url in urls.items()
+        )
         raise BackupError(
             f"{config} puts {split}: backup and restore take an instance whose storages are all "
             "in one database (storage: postgres)"
@@ -287,13 +290,6 @@ def same_database_key(postgres_url: str) -> tuple[str | None, str, int]:
     url = sa.engine.make_url(postgres_url)
     host = "localhost" if url.host in _THIS_MACHINE else str(url.host).lower()
     return url.database, host, url.port or _DEFAULT_PORT
-
-
-def _database(postgres_url: str) -> str:
-    """Which database a URL names, without its user and password (the same one, whoever
-    logs in)."""
-    url = sa.engine.make_url(postgres_url)
-    return f"database {url.database} at {url.host}:{url.port}"
 
 
 def dump_postgres_instance(postgres_url: str, target: Path) -> None:

@@ -18,6 +18,13 @@ def platform_instance(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(settings.dagster_home))
 
 
+def postgres_database(postgres_url: str) -> str:
+    """Which database a URL names, without its user and password (the same one, whoever
+    logs in)."""
+    url = sa.engine.make_url(postgres_url)
+    return f"database {url.database} at {url.host}:{url.port}"
+
+
 def storage_place(instance: dg.DagsterInstance) -> str:
     """Where the instance keeps its runs and events, for an error line: its PostgreSQL
     database (no credentials) or the folder of its SQLite files. SQLite's own "unable to open
@@ -25,8 +32,7 @@ def storage_place(instance: dg.DagsterInstance) -> str:
     storage = instance.run_storage
     postgres = getattr(storage, "postgres_url", None)
     if postgres:
-        url = sa.engine.make_url(postgres)
-        return f"PostgreSQL database {url.database} on {url.host}:{url.port}"
+        return f"PostgreSQL {postgres_database(postgres)}"
     sqlite = getattr(storage, "_conn_string", None)
     if sqlite:
         return f"SQLite files in {Path(sa.engine.make_url(sqlite).database or '').parent}"
