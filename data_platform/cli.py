@@ -149,12 +149,12 @@ def _unreachable_line(err: Exception) -> str:
     from sqlalchemy.exc import OperationalError
 
     if isinstance(err, OperationalError):
-        # The driver's own reason (its first line; it names the host, not the password). An
-        # SQLite one names no file, so the line shows the configured URL, password masked.
-        reason = str(err.orig or err).strip().splitlines()[0]
+        from data_platform.ingestion.source_schema import driver_reason
+
+        # An SQLite reason names no file, so the line shows the configured URL, password masked.
         url = masked(load_settings().source_db_url)
         return (
-            f"a database could not be used ({reason}): check that DATA_PLATFORM_SOURCE_DB_URL="
+            f"a database could not be used ({driver_reason(err)}): check that DATA_PLATFORM_SOURCE_DB_URL="
             f"{url!r} names a database that is up and reachable (distributed mode: also the "
             "instance's PostgreSQL, DAGSTER_PG_HOST)"
         )

@@ -236,6 +236,32 @@ def test_a_mistyped_sqlite_path_stops_extraction_and_creates_no_file(settings, s
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        # Nothing listens on port 1: a server down.
+        "postgresql+psycopg://app:secret@127.0.0.1:1/app",
+        # A file that is no database.
+        "sqlite:///{not_a_database}",
+    ],
+)
+def test_a_source_database_that_cannot_be_used_is_one_line_naming_the_setting(
+    settings, source, tmp_path, url
+):
+    """A server down or a file that is no database was the driver's traceback, naming no
+    setting (psycopg's OperationalError, sqlite3's DatabaseError)."""
+    not_a_database = tmp_path / "notes.txt"
+    not_a_database.write_text("not a database\n" * 200)
+    engine = sa.create_engine(url.format(not_a_database=not_a_database))
+    message = one_line_error(settings, engine, "users")
+    assert message.startswith("source database ")
+    assert "could not be used (" in message
+    assert "DATA_PLATFORM_SOURCE_DB_URL" in message
+    assert "secret" not in message
+    with pytest.raises(SourceSchemaError, match="could not be used"):
+        reflect(engine, TABLES["users"])
+
+
+@pytest.mark.parametrize(
     ("table", "column", "statement", "expected"),
     [
         (

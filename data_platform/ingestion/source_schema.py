@@ -101,6 +101,13 @@ def missing_sqlite_file(url: sa.URL) -> Path | None:
     return None if path.exists() else path.absolute()
 
 
+def driver_reason(error: sa.exc.DBAPIError) -> str:
+    """The database driver's own reason, its first line (it names the host, never the
+    password)."""
+    lines = str(error.orig or error).strip().splitlines()
+    return lines[0] if lines else type(error.orig or error).__name__
+
+
 def require_source_database(engine: sa.Engine) -> None:
     """Raise SourceSchemaError, before anything connects, when the source is a SQLite file that
     does not exist."""
@@ -139,10 +146,18 @@ def reflect(engine: sa.Engine, table: RawTable) -> tuple[sa.Table, SourceColumns
     import sqlalchemy as sa
 
     require_source_database(engine)
+    where = engine.url.render_as_string(hide_password=True)
     try:
         source = sa.Table(table.name, sa.MetaData(), autoload_with=engine)
+    except sa.exc.DBAPIError as error:
+        # The first connection of an extraction: a server down, a password refused, a file
+        # that is no database were the driver's traceback, naming no setting.
+        raise SourceSchemaError(
+            f"source database {where} could not be used ({driver_reason(error)}): check that "
+            "DATA_PLATFORM_SOURCE_DB_URL names the app database and that it is up and "
+            "reachable, then re-run the extraction"
+        ) from None
     except sa.exc.NoSuchTableError:
-        where = engine.url.render_as_string(hide_password=True)
         raise SourceSchemaError(
             f"source table {table.name!r} does not exist in {where}: create it in the app "
             "database (or point DATA_PLATFORM_SOURCE_DB_URL at the right one), then re-run the "
