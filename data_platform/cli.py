@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, UsageError) as err:
         print(f"data-platform: {err}", file=sys.stderr)
         return 2
-    except BackupError as err:  # only what finishing an interrupted restore raises gets here
+    except BackupError as err:  # an interrupted restore's, or opening the Dagster instance
         print(f"data-platform: {err}", file=sys.stderr)
         return 1
     except _unreachable() as err:

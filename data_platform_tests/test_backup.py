@@ -249,6 +249,26 @@ def test_a_destination_that_cannot_be_written_is_one_line_before_the_snapshot(pr
     assert (tmp_path / "a-file").read_text() == "not a folder"
 
 
+def test_a_scheduled_backup_to_a_destination_that_cannot_be_written_stops_before_the_snapshot(
+    pristine, tmp_path, monkeypatch
+):
+    """The schedule took the whole snapshot, then its upload failed with a bare
+    NotADirectoryError naming no setting."""
+    home = copy_home(pristine, tmp_path / "home")
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("DATA_PLATFORM_HOME", str(home))
+    monkeypatch.setenv(DEST_VARIABLE, str(tmp_path / "a-file" / "backups"))
+    with dg.instance_for_test() as instance:
+        run = backup_job.execute_in_process(instance=instance, raise_on_error=False)
+    [failure] = [e for e in run.all_events if e.is_step_failure]
+    assert failure.step_key == "snapshot_platform"
+    assert (
+        f"{DEST_VARIABLE}: {tmp_path / 'a-file' / 'backups'} cannot be written (Not a directory"
+        in failure.step_failure_data.error.message
+    )
+    assert not list(home.glob(".backup-*"))
+
+
 def test_restore_then_continue_matches_a_platform_that_never_stopped(tmp_path):
     sources = {
         "DATA_PLATFORM_LANDING": str(tmp_path / "landing"),
@@ -1331,6 +1351,20 @@ def test_a_backup_without_the_warehouse_of_a_materialized_instance_is_refused(pr
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "has materializations but the warehouse" in err
     assert "set DATA_PLATFORM_WAREHOUSE" in err
+    assert not (tmp_path / "backup" / "manifest.json").exists()
+
+
+def test_a_backup_with_a_mistyped_dagster_home_is_refused(pristine, tmp_path):
+    """A DAGSTER_HOME naming no folder copied no instance: the backup held the warehouse
+    alone and said "2 files, verified"."""
+    home = copy_home(pristine, tmp_path / "home")
+    mistyped = tmp_path / "dagster_hmoe"
+    backup = cli(home, "backup", str(tmp_path / "backup"), DAGSTER_HOME=str(mistyped))
+    _, err = backup.communicate(timeout=120)
+    assert backup.returncode == 1, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"DAGSTER_HOME={str(mistyped)!r} does not exist, but the warehouse " in err
+    assert not mistyped.exists()
     assert not (tmp_path / "backup" / "manifest.json").exists()
 
 

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
+from data_platform.resources.landing import LandingZone
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests.helpers import environ_without_settings, query
 
@@ -202,6 +203,83 @@ def test_a_path_or_server_out_of_reach_is_one_line_and_exit_2(tmp_path):
         [line] = done.stderr.splitlines()
         assert line.startswith(f"data-platform: {cause}") and fix in line, line
         assert "SECRET" not in line and "RET" not in line
+
+
+def test_a_landing_folder_that_does_not_exist_is_one_line_not_an_empty_day(
+    settings, resources, tmp_path
+):
+    """A mistyped DATA_PLATFORM_LANDING listed no file: `materialize` read nothing, replaced
+    the day with nothing and said success (exit 0), as a run from the UI did."""
+    simulate(
+        SimulationConfig(seed=2, days=1, end_date=DAY, users=5, events_per_day=20),
+        resources["landing"],
+        settings.source_db_url,
+    )
+    mistyped = tmp_path / "landnig"
+    args = ("materialize", "--start", str(DAY), "--end", str(DAY), "--select", "key:raw/events")
+    done = run_cli(settings.home, *args, DATA_PLATFORM_LANDING=str(mistyped))
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr[-2000:]
+    expected = f"data-platform: DATA_PLATFORM_LANDING={str(mistyped)!r} does not exist: point"
+    [line] = done.stderr.splitlines()
+    assert line.startswith(expected), line
+    assert not mistyped.exists()
+    # The asset says so itself, wherever it is launched from.
+    missing = {**resources, "landing": LandingZone(url=str(mistyped))}
+    result = dg.materialize(
+        RAW_FILE_ASSETS,
+        selection="raw/events",
+        resources=missing,
+        partition_key=str(DAY),
+        raise_on_error=False,
+    )
+    [failure] = result.get_step_failure_events()
+    assert "does not exist: point it at the landing zone's folder" in str(
+        failure.step_failure_data.error
+    )
+
+
+POSTGRES_INSTANCE = """
+storage:
+  postgres:
+    postgres_db:
+      username: dagster
+      password: dagster
+      hostname: 127.0.0.1
+      db_name: dagster
+      port:
+        env: DAGSTER_PG_PORT
+"""
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "port", "expected"),
+    [
+        ("storage: [\n  bad: : yaml\n", "5432", "dagster.yaml is not valid YAML ("),
+        (POSTGRES_INSTANCE, "abc", "dagster.yaml reads DAGSTER_PG_PORT='abc', which is not of "),
+    ],
+)
+def test_a_wrong_dagster_instance_is_one_line_for_materialize_and_metrics(
+    tmp_path, yaml_text, port, expected
+):
+    """Each was Dagster's traceback (a YAML ParserError, a PostProcessingError; a PostgreSQL
+    that does not answer 169 lines of connection retries) from `materialize` and `metrics`,
+    which now open the instance as backup does (its tests cover the PostgreSQL lines)."""
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "dagster.yaml").write_text(yaml_text)
+    env = {"DAGSTER_HOME": str(instance), "DAGSTER_PG_PORT": port}
+    commands = [
+        ("materialize", "--start", "2026-01-01", "--end", "2026-01-01", "--select", "raw/users"),
+        ("metrics",),
+    ]
+    for command in commands:
+        done = run_cli(tmp_path / "home", *command, **env)
+        assert done.returncode == 1, done.stderr[-2000:]
+        [line] = [line for line in done.stderr.splitlines() if "materializing" not in line]
+        assert line.startswith(f"data-platform: {instance / 'dagster.yaml'} ") or (
+            line.startswith(f"data-platform: {expected}")
+        ), line
+        assert expected in line, line
 
 
 def test_sink_limits_must_be_positive(tmp_path):

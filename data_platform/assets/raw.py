@@ -95,6 +95,7 @@ def landing_file_asset(fmt: FileFormat) -> dg.AssetsDefinition:
     def ingest(
         context: dg.AssetExecutionContext, warehouse: Warehouse, landing: LandingZone
     ) -> dg.MaterializeResult:
+        landing.check_reachable()
         if warehouse.engine == "spark":
             with warehouse.spark() as spark:
                 stats = ingest_file_partitions_on_spark(

@@ -65,7 +65,13 @@ def backup_root() -> BackupStore:
     dest = os.environ.get(DEST_VARIABLE, "").strip()
     if not dest:
         raise dg.Failure(f"{DEST_VARIABLE} is not set: set it to a folder or s3://bucket/prefix")
-    return BackupStore(dest)
+    root = BackupStore(dest)
+    try:
+        # As the CLI does: a file or an unwritable folder failed the upload, after the snapshot.
+        root.check_writable()
+    except BackupError as error:
+        raise dg.Failure(f"{DEST_VARIABLE}: {error}") from None
+    return root
 
 
 def prune(root: BackupStore, keep: int, warn: Callable[[str], None]) -> list[str]:

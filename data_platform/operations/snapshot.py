@@ -22,6 +22,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import sqlalchemy as sa
+import yaml
 
 from data_platform.operations.backup_store import BackupError
 from data_platform.operations.instance_storage import (
@@ -183,21 +184,29 @@ def _quiet_retries() -> Iterator[None]:
 
 @contextlib.contextmanager
 def open_instance(dagster_home: Path, config: Path | None = None) -> Iterator[dg.DagsterInstance]:
-    """The instance of `dagster_home`. A variable its dagster.yaml reads but nobody set, a
-    PostgreSQL that refuses its password, or one that does not answer, is one BackupError
-    saying what to fix instead of Dagster's retries and traceback. `config`: the dagster.yaml
-    those lines name, when `dagster_home`'s is a staged copy (a restore's, removed once done)."""
+    """The instance of `dagster_home`, used inside `instance_errors` (a backup's and restore's
+    queries in the block too). `config`: the dagster.yaml the lines name, when
+    `dagster_home`'s is a staged copy (a restore's, removed once done)."""
     config = config or dagster_home / "dagster.yaml"
+    with instance_errors(config), dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        yield instance
+
+
+@contextlib.contextmanager
+def instance_errors(config: Path) -> Iterator[None]:
+    """A dagster.yaml that is not YAML or not an instance's, a variable it reads unset or of
+    the wrong type, a PostgreSQL that refuses its password or does not answer: one BackupError
+    saying what to fix, instead of Dagster's retries and traceback."""
     try:
-        with _quiet_retries(), dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-            yield instance
+        with _quiet_retries():
+            yield
     except dg.DagsterInvalidConfigError as err:
-        unset = re.search(r'environment variable "([^"]+)" which is not set', str(err))
-        if unset is None:
-            raise
-        raise BackupError(
-            f"{config} reads {unset[1]}, which is not set: set it ({SERVICES_ENV_HINT})"
-        ) from None
+        raise BackupError(_config_error_line(err, config)) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise BackupError(f"{config} is not valid YAML ({problem}{where}): fix it") from None
     except Exception as err:
         # A password refused first: libpq's "no password supplied" (an empty variable) comes
         # without the server's word, and was told as a server that does not answer.
@@ -210,6 +219,25 @@ def open_instance(dagster_home: Path, config: Path | None = None) -> Iterator[dg
         if unanswered is not None:
             raise unanswered from None
         raise
+
+
+def _config_error_line(err: dg.DagsterInvalidConfigError, config: Path) -> str:
+    """One line for a dagster.yaml Dagster refused: a variable it reads unset or of the wrong
+    type (DAGSTER_PG_PORT=abc), or else Dagster's first error."""
+    said = str(err)
+    if unset := re.search(r'environment variable "([^"]+)" which is not set', said):
+        return f"{config} reads {unset[1]}, which is not set: set it ({SERVICES_ENV_HINT})"
+    if wrong := re.search(r'env variable "([^"]+)" cannot be coerced into an? (\w+)', said):
+        value = os.environ.get(wrong[1], "")
+        return (
+            f"{config} reads {wrong[1]}={value!r}, which is not of type {wrong[2]}: set it "
+            f"({SERVICES_ENV_HINT})"
+        )
+    first = re.search(r"Error 1: ([^\n]+)", said)
+    return (
+        f"{config} is not a Dagster instance's configuration "
+        f"({first[1] if first else said.splitlines()[0]}): fix it"
+    )
 
 
 def libpq_target(postgres_url: str) -> tuple[str, dict[str, str]]:
@@ -311,6 +339,8 @@ def copy_instance(settings: Settings, staging: Path) -> str:
     compute logs of the runs) is copied beside it as on SQLite.
     """
     home = settings.dagster_home
+    if not home.is_dir():
+        refuse_a_missing_instance(settings)
     storage = instance_storage(home) or "sqlite"
     if storage == "postgres":
         with open_instance(home) as instance:
@@ -381,6 +411,18 @@ def refuse_a_missing_warehouse(settings: Settings) -> None:
         "does not exist: set DATA_PLATFORM_WAREHOUSE to the warehouse file this platform "
         "writes (unset, it is $DATA_PLATFORM_HOME/warehouse.duckdb)"
     )
+
+
+def refuse_a_missing_instance(settings: Settings) -> None:
+    """The converse of refuse_a_missing_warehouse: a warehouse beside no instance folder is
+    most often a mistyped DAGSTER_HOME, and the backup held the warehouse alone, "verified"; a
+    restore of it would bring back tables no run, cursor or check result describes."""
+    if settings.engine == "duckdb" and settings.warehouse.exists():
+        raise BackupError(
+            f"DAGSTER_HOME={str(settings.dagster_home)!r} does not exist, but the warehouse "
+            f"{settings.warehouse} does: set DAGSTER_HOME to the folder of the Dagster instance "
+            "this platform runs on (unset, it is $DATA_PLATFORM_HOME/dagster_home)"
+        )
 
 
 def has_materializations(dagster_home: Path) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -10,12 +12,24 @@ import sqlalchemy as sa
 from data_platform.settings import Settings
 
 
-def platform_instance(settings: Settings) -> dg.DagsterInstance:
+@contextmanager
+def platform_instance(settings: Settings) -> Iterator[dg.DagsterInstance]:
     """DAGSTER_HOME's instance, by default `$DATA_PLATFORM_HOME/dagster_home` as the Makefile
     exports it: a command typed by hand (`data-platform materialize`, `metrics`) records its runs
-    where `make run` reads them, instead of stopping on Dagster's DAGSTER_HOME-not-set error."""
+    where `make run` reads them, instead of stopping on Dagster's DAGSTER_HOME-not-set error.
+
+    Opened as backup opens it: a dagster.yaml that is wrong, a variable it reads unset or of
+    the wrong type, its PostgreSQL refusing or not answering are one line (a BackupError, as
+    the CLI prints it), not Dagster's traceback. Only the opening: what the command does with
+    the instance raises as it would."""
+    # Imported here: operations.snapshot itself reads this module.
+    from data_platform.operations.snapshot import instance_errors
+
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    return dg.DagsterInstance.from_config(str(settings.dagster_home))
+    with instance_errors(settings.dagster_home / "dagster.yaml"):
+        instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
+    with instance:
+        yield instance
 
 
 def postgres_database(postgres_url: str) -> str:

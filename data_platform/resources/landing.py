@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import dagster as dg
 from pydantic import PrivateAttr
 
-from data_platform.settings import aws_endpoint_url
+from data_platform.settings import SettingsError, aws_endpoint_url
 
 # A file rewritten while it was downloaded is read again this many times in all.
 DOWNLOAD_ATTEMPTS = 3
@@ -110,10 +110,17 @@ class LandingZone(dg.ConfigurableResource):
 
     def check_reachable(self) -> None:
         """On S3, list one key of the zone: a bucket missing or credentials refused raise here,
-        once, rather than in each step that reads the zone."""
+        once, rather than in each step that reads the zone. A local zone must exist: a
+        mistyped folder listed no file, and every run read nothing and succeeded."""
         if self.is_s3:
             bucket, prefix = self._bucket_and_prefix
             self._s3().list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+        elif not Path(self.url).is_dir():
+            raise SettingsError(
+                f"DATA_PLATFORM_LANDING={self.url!r} does not exist: point it at the landing "
+                "zone's folder (unset, it is DATA_PLATFORM_HOME/landing), or land the first "
+                "files there (data-platform simulate does), then run again"
+            )
 
     def list_files(
         self, prefix: str = "", start_after: str = "", end_before: str | None = None
