@@ -250,24 +250,31 @@ def permissions_enforced(tmp_path: Path) -> bool:
     return False
 
 
+def ran_without_reading_all(test, tmp_path: Path) -> bool:
+    """When root reads whatever a mode says (CAP_DAC_OVERRIDE), run `test` again in a child
+    without that capability and return True: the caller is done. False when permissions hold
+    here already."""
+    if permissions_enforced(tmp_path):
+        return False
+    assert not os.environ.get(NO_DAC_CHILD), "setpriv did not drop CAP_DAC_OVERRIDE"
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root, which reads any file, and no setpriv to drop that")
+    without_dac = [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
+    # Its own basetemp: a second session must not prune the numbered temp folders in use.
+    options = ["-q", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'child'}"]
+    child = subprocess.run(
+        [*without_dac, sys.executable, "-m", "pytest", f"{__file__}::{test.__name__}", *options],
+        env={**os.environ, NO_DAC_CHILD: "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert child.returncode == 0 and "1 passed" in child.stdout, child.stdout + child.stderr
+    return True
+
+
 def test_a_file_the_platform_may_not_read(settings, resources, tmp_path):
-    if not permissions_enforced(tmp_path):
-        # Root reads a chmod 000 file: re-run this test in a child without that capability.
-        assert not os.environ.get(NO_DAC_CHILD), "setpriv did not drop CAP_DAC_OVERRIDE"
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root, which reads any file, and no setpriv to drop that")
-        this_test = f"{__file__}::{test_a_file_the_platform_may_not_read.__name__}"
-        without_dac = [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
-        # Its own basetemp: a second session must not prune the numbered temp folders in use.
-        options = ["-q", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'child'}"]
-        child = subprocess.run(
-            [*without_dac, sys.executable, "-m", "pytest", this_test, *options],
-            env={**os.environ, NO_DAC_CHILD: "1"},
-            capture_output=True,
-            text=True,
-        )
-        assert child.returncode == 0 and "1 passed" in child.stdout, child.stdout + child.stderr
+    if ran_without_reading_all(test_a_file_the_platform_may_not_read, tmp_path):
         return
     verdicts = land(resources["landing"], GOOD_EVENTS, tmp_path)
     bad_key = f"events/dt={DAY}/c.jsonl"
@@ -275,6 +282,58 @@ def test_a_file_the_platform_may_not_read(settings, resources, tmp_path):
     (Path(resources["landing"].url) / bad_key).chmod(0)
     result = materialize_day(resources)
     assert_day_accounted(result, settings.warehouse, "events", verdicts, bad_key, "permission")
+
+
+def test_a_folder_in_a_day_the_platform_may_not_list_is_one_dead_letter(
+    settings, resources, tmp_path
+):
+    """os.scandir's PermissionError failed the day (no file of it loaded) and every tick of
+    the landing sensor, for every day."""
+    if ran_without_reading_all(
+        test_a_folder_in_a_day_the_platform_may_not_list_is_one_dead_letter, tmp_path
+    ):
+        return
+    landing = resources["landing"]
+    verdicts = land(landing, GOOD_EVENTS, tmp_path)
+    locked = Path(landing.url) / f"events/dt={DAY}/locked"
+    locked.mkdir()
+    (locked / "c.jsonl").write_text("\n".join(event_lines("c", 3)))
+    locked.chmod(0)
+    try:
+        assert tick(landing_zone_sensor, None, landing=landing).run_requests
+        result = materialize_day(resources)
+    finally:
+        locked.chmod(0o755)
+    bad_key = f"events/dt={DAY}/locked/"
+    reason = "a folder that could not be read (Permission denied): give the platform read access"
+    assert_day_accounted(result, settings.warehouse, "events", verdicts, bad_key, reason)
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        (
+            "gone.jsonl",
+            "a symbolic link to 'gone.jsonl' that could not be read (its target does not exist)",
+        ),
+        ("c.jsonl", "a symbolic link to 'c.jsonl' that could not be read (Too many levels of"),
+    ],
+    ids=["dangling", "to-itself"],
+)
+def test_a_symbolic_link_that_names_no_file_is_one_dead_letter(
+    settings, resources, tmp_path, target, reason
+):
+    """A link whose target is gone was skipped unseen (its file in no table and no check); a
+    link to itself (ELOOP) failed the day and every landing sensor tick."""
+    landing = resources["landing"]
+    verdicts = land(landing, GOOD_EVENTS, tmp_path)
+    bad_key = f"events/dt={DAY}/c.jsonl"
+    (Path(landing.url) / bad_key).symlink_to(target)
+    assert requested(tick(landing_zone_sensor, None, landing=landing)) == [
+        ("events", str(DAY), str(DAY))
+    ]
+    result = materialize_day(resources)
+    assert_day_accounted(result, settings.warehouse, "events", verdicts, bad_key, reason)
 
 
 def test_a_fixed_file_landed_again_replaces_its_dead_letter(settings, resources, tmp_path):

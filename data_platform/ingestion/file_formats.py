@@ -51,6 +51,8 @@ class FileFormat:
         or None when it is read. Such a file is dead-lettered whole with this reason: ignored,
         it was in no table, no dead letter and no check, as if it had never landed."""
         folder, _, name = file.key.rpartition("/")
+        if file.unlisted:
+            return file.unlisted
         if not file.name_is_utf8:
             return (
                 "the file's name is not UTF-8 text (shown with \\x escapes), so no reader can "

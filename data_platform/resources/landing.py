@@ -84,6 +84,11 @@ class LandingFile:
     # A local name that is not UTF-8 has its key spelled with \x escapes (`caf\xe9.jsonl`), which
     # names no file: such a file is dead-lettered by its name, never opened.
     name_is_utf8: bool = True
+    # Why the walk could not tell what a local entry holds (a folder it may not list, a
+    # symbolic link that loops or whose target is gone): dead-lettered whole with this reason.
+    # Raised, it failed the day and every landing sensor tick; skipped, a dangling link's
+    # file was lost unseen.
+    unlisted: str = ""
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -138,7 +143,9 @@ class LandingZone(dg.ConfigurableResource):
             root = Path(self.url)
             base = root / prefix
             under = base.relative_to(root).as_posix() + "/" if base != root else ""
-            files = list(_walk(base, under, start_after, end_before)) if base.is_dir() else []
+            files = (
+                list(_walk(base, under, start_after, end_before, top=True)) if base.is_dir() else []
+            )
         return sorted(files, key=lambda f: f.key)
 
     def _list_s3(self, prefix: str, start_after: str, end_before: str | None) -> list[LandingFile]:
@@ -183,7 +190,7 @@ class LandingZone(dg.ConfigurableResource):
         if not base.is_dir():
             return []
         return sorted(
-            f"{prefix}{_printable(entry.name)}{'/' if entry.is_dir() else ''}"
+            f"{prefix}{_printable(entry.name)}{'/' if _is_folder(entry) else ''}"
             for entry in os.scandir(base)
             if not _hidden(entry.name)
         )
@@ -351,28 +358,82 @@ def _fsync(path: Path, flags: int = 0) -> None:
 
 
 def _walk(
-    folder: Path, under: str, start_after: str, end_before: str | None, utf8: bool = True
+    folder: Path,
+    under: str,
+    start_after: str,
+    end_before: str | None,
+    utf8: bool = True,
+    top: bool = False,
 ) -> Iterator[LandingFile]:
     """Files below `folder` (whose keys start with `under`) with a key in (start_after,
     end_before); hidden files are skipped (a `.name.partial` is a file being written).
 
     Every key below a folder `f` sorts after `f/` and before `f0` ('/' is the code point just
     before '0'), so a folder whose whole span lies outside the range is not entered.
+
+    A folder below `top` that cannot be listed is one entry keyed `f/`, as is an entry that
+    cannot be told a file or a folder: `LandingFile.unlisted` says why.
     """
-    for entry in os.scandir(folder):
+
+    def in_range(key: str) -> bool:
+        return start_after < key and (end_before is None or key < end_before)
+
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as error:
+        if top:  # the source's own folder: nothing of it can be read, which is no day's file
+            raise
+        if in_range(under):
+            yield _unlisted_entry(under, folder, error, utf8)
+        return
+    for entry in entries:
         name = _printable(entry.name)
         key, name_utf8 = under + name, utf8 and name == entry.name
-        if entry.is_dir():
+        try:
+            is_dir, is_file = entry.is_dir(), entry.is_file()
+        except OSError as error:  # a symbolic link that loops: ELOOP
+            if in_range(key) and not _hidden(entry.name):
+                yield _unlisted_entry(key, Path(entry.path), error, name_utf8)
+            continue
+        if is_dir:
             if (end_before is None or f"{key}/" < end_before) and f"{key}0" > start_after:
                 yield from _walk(Path(entry.path), f"{key}/", start_after, end_before, name_utf8)
-        elif (
-            entry.is_file()
-            and not _hidden(entry.name)
-            and start_after < key
-            and (end_before is None or key < end_before)
-        ):
+        elif _hidden(entry.name) or not in_range(key):
+            continue
+        elif is_file:
             stat = entry.stat()
             yield LandingFile(key, stat.st_size, stat.st_mtime, _local_version(stat), name_utf8)
+        elif entry.is_symlink() and not os.path.exists(entry.path):
+            gone = FileNotFoundError(errno.ENOENT, "its target does not exist")
+            yield _unlisted_entry(key, Path(entry.path), gone, name_utf8)
+        # Otherwise a FIFO, a socket, a device (or a link to one): no file's data.
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    """A symbolic link that loops is no folder (is_dir raises ELOOP: it failed every tick of
+    the landing sensor); the walk of its day tells why it cannot be read."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _unlisted_entry(key: str, path: Path, error: OSError, utf8: bool) -> LandingFile:
+    """The entry for `path`, which the walk could not list or tell apart, with the reason."""
+    stat = path.lstat()
+    if path.is_symlink():
+        what = f"a symbolic link to {os.readlink(path)!r}"
+        fix = "land the file itself in its place"
+    else:
+        what, fix = "a folder", "give the platform read access to it, or move its files out"
+    return LandingFile(
+        key,
+        0,
+        stat.st_mtime,
+        _local_version(stat),
+        utf8,
+        unlisted=f"{what} that could not be read ({error.strerror}): {fix}, then re-run the day",
+    )
 
 
 def _local_version(stat: os.stat_result) -> str:
