@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 
 from data_platform.checks import models, pandera_gate
-from data_platform.checks.anomaly import days_of, score_partitions
+from data_platform.checks.anomaly import days_of, days_to_judge, score_partitions
 from data_platform.checks.conservation import balances, count_records, warehouse_counts
 from data_platform.checks.dead_letter import judge
 from data_platform.checks.pandera_gate import Gate, fetch_frame, gate_query, validate
-from data_platform.checks.report import markdown_table
+from data_platform.checks.report import DAYS_DESCRIBED, days_described, markdown_table
 from data_platform.checks.rules import ratio_severity, robust_z, within_tolerance
 from data_platform.checks.scope import WHOLE_TABLE, Window
 from data_platform.checks.thresholds import QualityThresholds
@@ -40,6 +40,8 @@ WARN, ERROR = dg.AssetCheckSeverity.WARN, dg.AssetCheckSeverity.ERROR
         (100, 1000, WARN),
         (101, 1000, ERROR),
         (30, 40, WARN),  # 75 % of a tiny partition: too few records to block on
+        (6, 50, ERROR),  # min_records itself is enough to block on
+        (5, 49, WARN),
         (0, 0, None),
     ],
 )
@@ -82,6 +84,8 @@ def test_within_tolerance():
         ),
         ({"orphan_user_warn_ratio": 1.5}, r"^orphan_user_warn_ratio is a fraction between 0 and 1"),
         ({"revenue_tolerance": -0.1}, r"^revenue_tolerance must not be negative"),
+        # Above 1, revenue reconciliation could never fail.
+        ({"revenue_tolerance": 1.5}, r"^revenue_tolerance is a fraction between 0 and 1"),
         (
             {"anomaly_min_history": 8, "anomaly_window": 7},
             r"^anomaly_min_history \(8\) must be between 1 and anomaly_window \(7\)$",
@@ -486,3 +490,26 @@ def test_reconciliation_before_any_payment_is_built_warns_instead_of_crashing(tm
     result = check(warehouse=Warehouse(path=str(path)))
     assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
     assert result.metadata["missing_tables"].value == ["marts.fct_payments"]
+
+
+def test_a_run_reaching_today_judges_every_unjudged_day_of_the_look_back():
+    """The oldest of the 7 days behind today was never asserted: a range one short left it
+    unjudged, an empty day included."""
+    today = date(2026, 1, 20)
+    week = [today - timedelta(days=n) for n in range(7, 0, -1)]
+    assert days_to_judge(Window(today, today), today, set()) == week
+    judged = {week[0], week[3]}
+    # Yesterday is judged again whatever was judged before: its day may have grown since.
+    assert days_to_judge(Window(today, today), today, judged | {week[-1]}) == [
+        d for d in week if d not in judged
+    ]
+    # A window ending before today judges only itself.
+    assert days_to_judge(Window(week[2], week[3]), today, set()) == week[2:4]
+
+
+def test_a_failed_checks_line_says_how_many_days_it_does_not_name():
+    days = [f"2026-01-0{n}: {n} of 10 records" for n in range(1, 6)]
+    assert DAYS_DESCRIBED == 3
+    assert days_described(days) == "; ".join(days[:3]) + "; 2 more day(s)"
+    assert days_described(days[:3]) == "; ".join(days[:3])
+    assert days_described(days[:4]) == "; ".join(days[:3]) + "; 1 more day(s)"

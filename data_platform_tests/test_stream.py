@@ -50,6 +50,7 @@ from data_platform.stream.batch import DAY_MS, Batch, Rejected
 from data_platform.stream.client_logs import OncePerKind
 from data_platform.stream.config import SinkConfig
 from data_platform.stream.dead_letters import DeadLetters
+from data_platform.stream.lag import PartitionLag
 from data_platform.stream.lag_metrics import collect_kafka_lag
 from data_platform.stream.landing_files import remove_partials
 from data_platform.stream.sink import Sink
@@ -1002,3 +1003,12 @@ def test_simulate_to_kafka_lands_the_simulated_events_and_their_defects(
         0
     ]
     assert (loaded + rejected, rejected) == (produced, hard)
+
+
+def test_a_partition_never_committed_lags_from_the_start_of_its_log():
+    """Retention moves a log's start past 0: counting from 0, the lag grew by every message
+    deleted, and could raise a false "falling behind" alert."""
+    assert PartitionLag(0, start_offset=100, end_offset=150, committed=None).lag == 50
+    assert PartitionLag(0, start_offset=100, end_offset=150, committed=120).lag == 30
+    # A commit past the end (the end read before the commit): no negative lag.
+    assert PartitionLag(0, start_offset=100, end_offset=150, committed=160).lag == 0
