@@ -782,12 +782,16 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     landing.write_bytes(f"payments/dt={day}/twice.csv", "\n".join(twice).encode())
     unnamed = [ODD_PAYMENTS[0] + ",,", ODD_PAYMENTS[2] + ",x,"]  # two columns without a name
     landing.write_bytes(f"payments/dt={day}/unnamed.csv", "\n".join(unnamed).encode())
+    # No record after a first line that is no header: each file one dead letter.
+    landing.write_bytes(f"payments/dt={day}/headless.csv", f"{ODD_PAYMENTS[2]}\n".encode())
+    mac = "\r".join([ODD_PAYMENTS[0], ODD_PAYMENTS[2], ODD_PAYMENTS[2]])
+    landing.write_bytes(f"payments/dt={day}/mac.csv", mac.encode())
     duckdb_payments = ingest_on_duckdb(warehouse, landing, day, loaded_at, PAYMENT_FILES)
     spark_payments = ingest_file_partitions_on_spark(
         spark, landing, PAYMENT_FILES, [day], loaded_at
     )
     assert spark_payments == duckdb_payments
-    assert (spark_payments[0].records_read, spark_payments[0].rows_loaded) == (14, 3)
+    assert (spark_payments[0].records_read, spark_payments[0].rows_loaded) == (16, 3)
     assert spark.table("raw.payments").columns[-3:] == ["_loaded_at", "_rescued", "dt"]
     for table in ("payments", "dead_letter"):
         assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []

@@ -16,7 +16,7 @@ import pytest
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
 from data_platform.checks.conservation import conservation_check
 from data_platform.ingestion import files as file_ingestion
-from data_platform.ingestion.file_formats import EVENT_FILES
+from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES, FileFormat
 from data_platform.ingestion.file_lines import (
     HEAD_BYTES,
     READER_LINE_LIMIT,
@@ -318,15 +318,51 @@ def test_lines_longer_than_the_readers_limit_are_records_like_any_other(
     assert dead[0][3].startswith("not valid JSON")
 
 
-def conservation_of_the_day(resources) -> dg.AssetCheckEvaluation:
-    """The events' conservation check, evaluated with a run of DAY's file assets."""
-    check = conservation_check(EVENT_FILES)
+def conservation_of_the_day(resources, fmt: FileFormat = EVENT_FILES) -> dg.AssetCheckEvaluation:
+    """A source's conservation check, evaluated with a run of DAY's file assets."""
+    check = conservation_check(fmt)
     result = dg.materialize(
         [*FILE_ASSETS, check], resources=resources, partition_key=DAY.isoformat(),
         raise_on_error=False,
     )  # fmt: skip
     [evaluation] = result.get_asset_check_evaluations()
     return evaluation
+
+
+def test_a_payments_file_whose_first_line_is_no_header_and_no_record_follows_is_a_dead_letter(
+    settings, resources
+):
+    """A one-row export without its header (the row read as the header), and a file whose
+    lines end in CR only (one line, all of it the header), held payments that were in no
+    table, no dead letter and no check: 0 records read, conservation 0 = 0."""
+    row = "p1,1,12.50,EUR,succeeded,2026-01-05T10:00:00Z"
+    header = "payment_id,order_id,amount,currency,status,created_at"
+    landing = resources["landing"]
+    folder = f"payments/dt={DAY}"
+    landing.write_bytes(f"{folder}/headless.csv", f"{row}\n".encode())
+    landing.write_bytes(f"{folder}/mac.csv", f"{header}\r{row}\r{row}\r".encode())
+    # Still no dead letter: a header alone (a day without payments), and a header lacking a
+    # column with rows after it (each row says what is wrong with it).
+    landing.write_bytes(f"{folder}/empty-day.csv", f"\ufeff{header.upper()}\r\n".encode())
+    landing.write_bytes(f"{folder}/no-status.csv", f"{header[:-11]}\n{row[:-21]}\n".encode())
+    evaluation = conservation_of_the_day(resources, PAYMENT_FILES)
+    assert evaluation.passed, evaluation.metadata
+    dead = query(
+        settings.warehouse,
+        "SELECT source_file, line_number, error FROM raw.dead_letter ORDER BY source_file",
+    )
+    assert [row[:2] for row in dead] == [
+        (f"{folder}/headless.csv", None),
+        (f"{folder}/mac.csv", None),
+        (f"{folder}/no-status.csv", 2),
+    ]
+    assert dead[0][2].startswith(
+        "the file has no record, and its first line, read as the header, lacks payment_id, "
+        "order_id, amount, currency, status, created_at: a data row where the header should be"
+    )
+    assert dead[1][2].startswith("the file has no record after its first line, which holds CRs")
+    assert query(settings.warehouse, "SELECT count(*) FROM raw.payments") == [(0,)]
+    assert evaluation.metadata["records_in_files"].value == 3
 
 
 # Every way of ending lines: (file name, bytes, the contract's lines). Lines end at LF, and a CR

@@ -87,11 +87,14 @@ def count_records(path: Path, header_lines: int) -> RecordCount:
     return RecordCount(records, line_sum)
 
 
-def file_records(landing: LandingZone, key: str, header_lines: int) -> tuple[RecordCount, bool]:
-    """(records, readable): a file that cannot be read counts as one record, numbered nowhere."""
+def file_records(landing: LandingZone, key: str, fmt: FileFormat) -> tuple[RecordCount, bool]:
+    """(records, readable): a file that cannot be read counts as one record, numbered nowhere,
+    as does one ingestion dead-letters whole for what it holds (`FileFormat.headerless`)."""
     try:
         with landing.local_path(key) as path:
-            return count_records(path, header_lines), True
+            if fmt.headerless(path):
+                return RecordCount(1, 0), False
+            return count_records(path, fmt.header_lines), True
     except _CANNOT_READ:
         return RecordCount(1, 0), False
 
@@ -183,7 +186,7 @@ def balances(
         if fmt.misnamed(file):  # not read by its name: one record, as unreadable
             (records, line_sum), readable = RecordCount(1, 0), False
         else:
-            (records, line_sum), readable = file_records(landing, file.key, fmt.header_lines)
+            (records, line_sum), readable = file_records(landing, file.key, fmt)
         loaded, dead, stored_line_sum = _stored(stored.pop(file.key, None))
         why = MODIFIED_AFTER_LOAD if changed else ""
         found.append(

@@ -15,8 +15,10 @@ diagnosing query.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from data_platform.ingestion import record_rules as rules
+from data_platform.ingestion.file_lines import header_without_record
 from data_platform.ingestion.record_rules import EVENT_FIELD_NAMES, INTEGER_FIELDS
 from data_platform.ingestion.tables import EVENTS, PAYMENTS, RawTable
 from data_platform.resources.landing import LandingFile
@@ -40,6 +42,9 @@ class FileFormat:
     # over with `fast_sql`. It vouches for the lines `fast_sql` does but those padded with
     # spaces outside their braces (left to the diagnosis), or fails.
     trusting_fast_sql: str | None = None
+    # The columns the header line must name: a file whose first line lacks one and that has no
+    # record after it is one dead letter (`headerless`).
+    header_columns: tuple[str, ...] = ()
 
     @property
     def contract_columns(self) -> list[str]:
@@ -71,6 +76,32 @@ class FileFormat:
                 f"read as {self.source}: land it under such a name, then re-run the day"
             )
         return None
+
+    def headerless(self, path: Path) -> str | None:
+        """Why a readable file is one dead letter: no record follows its first line, which is
+        no header (it holds a CR, or lacks a column). Its records were otherwise in no table,
+        no dead letter and no check: a file whose lines end in CR only (one line, all of it
+        the header), or a one-row export without its header (the row read as the header)."""
+        if not self.header_columns:
+            return None
+        first = header_without_record(path)
+        if first is None:
+            return None
+        if "\r" in first:
+            return (
+                "the file has no record after its first line, which holds CRs: lines ending in "
+                'CR only (classic Mac, Excel\'s "CSV (Macintosh)")? Export it with LF or CRLF '
+                "line ends, then re-run the day"
+            )
+        named = {cell.strip().strip('"').strip().lower() for cell in first.split(",")}
+        missing = [column for column in self.header_columns if column not in named]
+        if not missing:
+            return None  # a header with no rows: an export of a day without any
+        return (
+            f"the file has no record, and its first line, read as the header, lacks "
+            f"{', '.join(missing)}: a data row where the header should be? Export it with its "
+            "header line, then re-run the day"
+        )
 
 
 def _sql_list(names: list[str]) -> str:
@@ -299,4 +330,11 @@ EVENT_FILES = FileFormat(
     EVENTS_FAST_SQL,
     EVENTS_TRUSTING_FAST_SQL,
 )
-PAYMENT_FILES = FileFormat("payments", PAYMENTS, (".csv", ".csv.gz"), 1, PAYMENTS_SQL)
+PAYMENT_FILES = FileFormat(
+    "payments",
+    PAYMENTS,
+    (".csv", ".csv.gz"),
+    1,
+    PAYMENTS_SQL,
+    header_columns=tuple(rules.PAYMENT_FIELDS),
+)

@@ -223,6 +223,20 @@ def has_lone_cr(path: Path) -> bool:
 _BOM = b"\xef\xbb\xbf"
 
 
+def header_without_record(path: Path) -> str | None:
+    """The first line of a file (byte order mark and line ending dropped, as every reader has
+    it) when no record follows it; None when one does or the file cannot be read (its readers
+    say why). Reads past the first line only until a record."""
+    try:
+        with _opened(path) as file:
+            first = file.readline().removeprefix(_BOM).removesuffix(b"\n").removesuffix(b"\r")
+            if any(line.strip() for line in file):
+                return None
+    except UNREADABLE:
+        return None
+    return first.decode("utf-8", errors="replace")
+
+
 def _quoted(line: bytes) -> bytes:
     """A CSV field holding exactly `line`; a blank line stays empty (DuckDB reads it as NULL,
     as the plain reader does)."""

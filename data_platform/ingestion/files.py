@@ -382,6 +382,11 @@ def _ingest_in_one_transaction(
                         continue
                     try:
                         path = stack.enter_context(landing.local_path(file.key))
+                        if reason := fmt.headerless(path):
+                            _dead_letter_whole_file(
+                                conn, fmt, file, reason, loaded_at, records_read
+                            )
+                            continue
                         in_python = file.key in reading.decode_in_python
                         lines.append(stack.enter_context(_readable_lines(path, in_python)))
                     except UNREADABLE as error:

@@ -391,6 +391,11 @@ def ingest_file_partitions_on_spark(
     unreadable = {f.key: reason for f in files if (reason := fmt.misnamed(f))}
     readable = [f.key for f in files if f.key not in unreadable]
     with _local_paths(landing, readable, unreadable) as all_paths:
+        unreadable |= {
+            key: reason
+            for key, path in all_paths.items()
+            if key not in unreadable and (reason := fmt.headerless(path))
+        }
         while True:
             paths = {k: p for k, p in all_paths.items() if k not in unreadable}
             try:
