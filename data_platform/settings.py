@@ -189,6 +189,18 @@ def local_folder(variable: str, raw: str) -> Path:
     return path
 
 
+def warehouse_file(raw: str) -> Path:
+    """DATA_PLATFORM_WAREHOUSE: absent (made when first written) or a file. A folder there was
+    DuckDB's "Could not read from file: Is a directory" in every step, naming no setting."""
+    path = local_path("DATA_PLATFORM_WAREHOUSE", raw)
+    if path.is_dir():
+        raise SettingsError(
+            f"DATA_PLATFORM_WAREHOUSE={str(path)!r} is a folder, not a DuckDB file: set the "
+            f"file's path, e.g. {str(path / 'warehouse.duckdb')!r}"
+        )
+    return path
+
+
 def refuse_instance_holding(instance: Path, parts: dict[str, Path | None]) -> None:
     """DAGSTER_HOME must be a folder of its own: a backup copies a SQLite instance's folder
     whole and a restore replaces it, so one holding the platform's home copied its own staging
@@ -449,9 +461,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     bootstrap = _env(env, KAFKA_BOOTSTRAP_VARIABLE)
     spark_remote = _env(env, SPARK_REMOTE_VARIABLE)
     spark_remote = validate_spark_remote(spark_remote) if spark_remote else None
-    warehouse_path = (
-        local_path("DATA_PLATFORM_WAREHOUSE", warehouse) if warehouse else home / "warehouse.duckdb"
-    )
+    warehouse_path = warehouse_file(warehouse) if warehouse else home / "warehouse.duckdb"
     landing = validate_landing(landing or str(home / "landing"))
     instance = local_folder("DAGSTER_HOME", dagster_home) if dagster_home else home / "dagster_home"
     refuse_instance_holding(

@@ -206,6 +206,16 @@ def test_a_home_that_is_a_file_is_refused(tmp_path, variable):
     )
 
 
+def test_a_warehouse_that_is_a_folder_is_refused(tmp_path):
+    """DuckDB's "Could not read from file: Is a directory" in every step, naming no setting."""
+    folder = tmp_path / "warehouse"
+    folder.mkdir()
+    assert one_line_error(tmp_path, {"DATA_PLATFORM_WAREHOUSE": str(folder)}) == (
+        f"DATA_PLATFORM_WAREHOUSE={str(folder)!r} is a folder, not a DuckDB file: set the "
+        f"file's path, e.g. {str(folder / 'warehouse.duckdb')!r}"
+    )
+
+
 @pytest.mark.parametrize(
     ("dagster_home", "held"),
     [(".", "DATA_PLATFORM_HOME"), ("..", "DATA_PLATFORM_HOME"), ("data", "DATA_PLATFORM_LANDING")],

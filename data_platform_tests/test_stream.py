@@ -949,6 +949,12 @@ def test_a_broker_away_is_the_sinks_one_line_not_a_flood_of_client_lines(setting
     assert consume.returncode == 1 and "Traceback" not in consume.stderr, lines
     assert len(lines) <= 3, lines
     assert lines[-1].startswith(f"data-platform consume: Kafka at {bootstrap}: "), lines
+    # What to do, not librdkafka's KafkaError{code=_TRANSPORT,...} alone.
+    assert lines[-1].endswith(
+        ": start the broker (the local one: SERVICES=kafka make services-up) or point "
+        "DATA_PLATFORM_KAFKA_BOOTSTRAP at one that runs"
+    ), lines
+    assert "KafkaError{" not in lines[-1], lines
     assert not [line for line in lines if line.startswith("%")], lines  # librdkafka's own
 
 

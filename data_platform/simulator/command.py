@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
         from data_platform.simulator.kafka_events import KafkaEventsLanding
         from data_platform.stream.config import TOPIC
-        from data_platform.stream.topics import ensure_topics
+        from data_platform.stream.topics import ensure_topics, kafka_error_line
 
         if not settings.kafka_bootstrap:
             print("simulate: --to-kafka needs DATA_PLATFORM_KAFKA_BOOTSTRAP", file=sys.stderr)
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             ensure_topics(settings.kafka_bootstrap, TOPIC)
         except KafkaException as error:
-            print(f"simulate: Kafka at {settings.kafka_bootstrap}: {error}", file=sys.stderr)
+            print(f"simulate: {kafka_error_line(settings.kafka_bootstrap, error)}", file=sys.stderr)
             return 1
         target = KafkaEventsLanding(landing, settings.kafka_bootstrap, TOPIC)
     if args.if_empty and landing.list_files():

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from data_platform.stream.dead_letters import DeadLetterError
     from data_platform.stream.landing_files import LandingError
     from data_platform.stream.sink import Sink
-    from data_platform.stream.topics import TopicIdError, ensure_topics
+    from data_platform.stream.topics import TopicIdError, ensure_topics, kafka_error_line
 
     settings = load_settings()
     if not settings.kafka_bootstrap:
@@ -97,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
         sink.run()
     except (KafkaException, DeadLetterError, TopicIdError) as error:
         # Nothing past the last durable file was committed: a restart resumes there.
-        print(f"data-platform consume: Kafka at {config.bootstrap}: {error}", file=sys.stderr)
+        print(
+            f"data-platform consume: {kafka_error_line(config.bootstrap, error)}", file=sys.stderr
+        )
         return 1
     except LandingError as error:
         print(f"data-platform consume: {error}", file=sys.stderr)

@@ -25,6 +25,30 @@ ADMIN_TIMEOUT_SECONDS = 10.0
 DLQ_HEADROOM = 16 * 1024
 
 
+# librdkafka's codes for a broker that cannot be reached at all.
+_UNREACHABLE = {
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._TIMED_OUT,
+    KafkaError._RESOLVE,
+}
+
+
+def kafka_error_line(bootstrap: str, error: Exception) -> str:
+    """One line for a Kafka error: librdkafka's own text, and when no broker answered, what to
+    do (its KafkaError{code=_TRANSPORT,...} said nothing of the fix)."""
+    kafka = error.args[0] if isinstance(error, KafkaException) and error.args else None
+    if not isinstance(kafka, KafkaError):
+        return f"Kafka at {bootstrap}: {error}"
+    line = f"Kafka at {bootstrap}: {kafka.str()}"
+    if kafka.code() in _UNREACHABLE:
+        line += (
+            ": start the broker (the local one: SERVICES=kafka make services-up) or point "
+            "DATA_PLATFORM_KAFKA_BOOTSTRAP at one that runs"
+        )
+    return line
+
+
 class TopicIdError(RuntimeError):
     """The topic's incarnation is unknown or changed under the sink: landing on could adopt or
     replace another incarnation's files, so the sink stops before it publishes or commits."""
