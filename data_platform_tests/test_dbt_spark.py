@@ -46,7 +46,7 @@ from data_platform.assets.dbt_project import DBT_PROJECT_DIR
 from data_platform.assets.scorecard import SCORECARD_ASSETS
 from data_platform.checks import QUALITY_CHECKS
 from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES
-from data_platform.ingestion.file_lines import NOT_UTF8
+from data_platform.ingestion.file_lines import MAX_RECORD_BYTES, NOT_UTF8, OVERSIZED_LINE
 from data_platform.ingestion.files import ingest_file_partitions
 from data_platform.ingestion.record_rules import BOM_LINE, NUL_LINE
 from data_platform.ingestion.spark_database import extract_incremental_on_spark
@@ -711,6 +711,9 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     (folder / "bom-nul.jsonl").write_text(f"{good[0]}\n\ufeff{good[1]}\n{nul}\n")
     long_event = good[0][:-1] + f', "properties": {{"blob": "{"x" * 2_500_000}"}}}}'
     (folder / "long.jsonl").write_text(f"{long_event}\n{long_event[:-1]}\n")
+    # Past the longest record: a dead letter keeping the line's start, the next line loads.
+    oversized = good[0][:-1] + f', "properties": {{"blob": "{"x" * MAX_RECORD_BYTES}"}}}}'
+    (folder / "big.jsonl").write_text(f"{oversized}\n{good[3]}\n")
     loaded_at = datetime(2025, 6, 2)
     # A day loaded before, which the runs of `day` must leave alone.
     other_day = date(2025, 5, 31)
@@ -733,7 +736,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     # character, single quotes, 12.0, 2**63, infinity, epoch, a repeated key, a key with a space
     # a time without a date and digits past BIGINT's largest (near-spelled.jsonl) are dead
     # letters.
-    assert spark_stats[0].records_read == 51 and spark_stats[0].rows_loaded == 28
+    assert spark_stats[0].records_read == 53 and spark_stats[0].rows_loaded == 29
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
@@ -762,7 +765,9 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         (f"events/dt={day}/late/x.jsonl", None),
         (f"events/dt={day}/bom-nul.jsonl", 2),
         (f"events/dt={day}/bom-nul.jsonl", 3),
+        (f"events/dt={day}/big.jsonl", 1),
     }
+    assert letters[(f"events/dt={day}/big.jsonl", 1)] == OVERSIZED_LINE
     assert letters[(f"events/dt={day}/latin1.jsonl", 2)] == NOT_UTF8
     assert letters[(f"events/dt={day}/bom-nul.jsonl", 2)] == BOM_LINE
     assert letters[(f"events/dt={day}/bom-nul.jsonl", 3)] == NUL_LINE

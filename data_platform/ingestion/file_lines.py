@@ -30,6 +30,16 @@ from typing import BinaryIO
 import duckdb
 
 NOT_UTF8 = "not valid UTF-8 text: re-export the file as UTF-8"
+# The longest line that is read as a record, on both engines. DuckDB needs ~20 times a long
+# line in memory: a 25 MB line failed its day with an out-of-memory error under the default
+# 512MB limit, on every run. A longer line is a dead letter keeping its start.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+OVERSIZED_KEPT_CHARS = 65_536
+OVERSIZED_LINE = (
+    f"the line is over {MAX_RECORD_BYTES:,} bytes, the most a record may be (its dead letter "
+    f"keeps its first {OVERSIZED_KEPT_CHARS:,} characters): split the record or move its large "
+    "parts out of it, then re-run the day"
+)
 
 # What reading a file raises when it cannot be read at all: gone or denied (OSError, which
 # gzip.BadGzipFile is too), a gzip stream cut short (EOFError), corrupt deflate data (zlib.error).
@@ -105,12 +115,14 @@ class FileLines:
     `duckdb.InvalidInputException` instead, as it does on a file that is not UTF-8 or has a line
     over `READER_LINE_LIMIT` (and `duckdb.IOException` on one it cannot open or gunzip). The
     caller then reads a `python_copy` of the file: its lines quoted (`quoted`), so that DuckDB
-    takes a CR inside one as text; its `undecodable` lines are dead letters whatever they hold;
-    its `longest_line` (bytes) sizes the reader.
+    takes a CR inside one as text; its `undecodable` lines are dead letters whatever they hold,
+    as are its `oversized` ones (over MAX_RECORD_BYTES, only their start copied); its
+    `longest_line` (bytes) sizes the reader.
     """
 
     path: Path
     undecodable: tuple[int, ...] = ()
+    oversized: tuple[int, ...] = ()
     longest_line: int = 0
     quoted: bool = False
 
@@ -147,12 +159,9 @@ class FileLines:
 
     def lines_sql(self, header_lines: int) -> str:
         """`(line_number, line)`: every decodable line after the header, blank ones too."""
-        decodable = (
-            f"NOT list_contains({list(self.undecodable)}, line_number)"
-            if self.undecodable
-            else "true"
-        )
-        return f"FROM ({self.numbered_sql}) WHERE line_number > {header_lines} AND {decodable}"
+        rejected = [*self.undecodable, *self.oversized]
+        readable = f"NOT list_contains({rejected}, line_number)" if rejected else "true"
+        return f"FROM ({self.numbered_sql}) WHERE line_number > {header_lines} AND {readable}"
 
 
 def last_line(lines: FileLines) -> str | None:
@@ -249,14 +258,15 @@ def python_copy(path: Path) -> Iterator[FileLines]:
     counts them (at LF, a CR ending a line dropped, a byte order mark at the start dropped as
     DuckDB drops it) and quoted: bad UTF-8 bytes replaced by U+FFFD and the numbers of the lines
     that held them kept (their dead letter says so, whatever they hold); a line longer than
-    DuckDB's default limit is read whole.
+    DuckDB's default limit is read whole, up to MAX_RECORD_BYTES (past it only its start is
+    copied, its number kept: a dead letter).
 
     Streamed a line at a time, so memory holds the longest line, not the file. Only lines with
     a replacement character are examined, since a line can hold a genuine U+FFFD. Raises one
     of `UNREADABLE` before any SQL runs when the file cannot be read at all, so the transaction
     stays usable.
     """
-    undecodable, longest = [], 0
+    undecodable, oversized, longest = [], [], 0
     with tempfile.TemporaryDirectory(prefix="lines-") as folder:
         copy = Path(folder) / "lines.csv"
         with _opened(path) as file, copy.open("wb") as out:
@@ -268,10 +278,13 @@ def python_copy(path: Path) -> Iterator[FileLines]:
                 text = line.decode("utf-8", errors="replace")
                 if "\ufffd" in text and text.count("\ufffd") != line.count(b"\xef\xbf\xbd"):
                     undecodable.append(number)
+                if len(line) > MAX_RECORD_BYTES:
+                    oversized.append(number)
+                    text = text[:OVERSIZED_KEPT_CHARS]
                 quoted = _quoted(text.encode("utf-8"))
                 longest = max(longest, len(quoted))
                 out.write(quoted + b"\n")
-        yield FileLines(copy, tuple(undecodable), longest, quoted=True)
+        yield FileLines(copy, tuple(undecodable), tuple(oversized), longest, quoted=True)
 
 
 def _each_file(files: list[FileLines], sql: Callable[[FileLines], str]) -> str:

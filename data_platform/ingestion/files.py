@@ -36,6 +36,7 @@ import duckdb
 from data_platform.ingestion.file_formats import FileFormat
 from data_platform.ingestion.file_lines import (
     NOT_UTF8,
+    OVERSIZED_LINE,
     UNREADABLE,
     FileLines,
     expose_leftovers,
@@ -187,13 +188,15 @@ def _diagnose_leftover_records(
     """Parse `_file_lines` (of `files`, by file_index) with the format's full rules: valid rows
     to the raw table, the rest with their reasons to the dead letters."""
     undecodable = [list(file_lines.undecodable) for file_lines in lines]
-    decodable = "NOT list_contains((?::BIGINT[][])[file_index + 1], line_number)"
+    oversized = [list(file_lines.oversized) for file_lines in lines]
+    not_utf8, too_long = (
+        f"list_contains((${n}::BIGINT[][])[file_index + 1], line_number)" for n in (1, 2)
+    )
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE _diagnosed AS SELECT *, "
-        f"CASE WHEN {decodable} THEN error ELSE ? END AS reason, "
-        f"is_valid AND {decodable} AS loads "
-        f"FROM ({fmt.parse_sql})",
-        [undecodable, NOT_UTF8, undecodable],
+        f"CASE WHEN {not_utf8} THEN $3 WHEN {too_long} THEN $4 ELSE error END AS reason, "
+        f"is_valid AND NOT {not_utf8} AND NOT {too_long} AS loads FROM ({fmt.parse_sql})",
+        [undecodable, oversized, NOT_UTF8, OVERSIZED_LINE],
     )
     names = ", ".join(f'"{c}"' for c in fmt.table.column_names)
     contract = ", ".join(f'"{c}"' for c in fmt.contract_columns)

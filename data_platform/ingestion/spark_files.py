@@ -44,7 +44,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from data_platform.ingestion.file_formats import FileFormat
-from data_platform.ingestion.file_lines import NOT_UTF8, UNREADABLE, unreadable_reason
+from data_platform.ingestion.file_lines import (
+    MAX_RECORD_BYTES,
+    NOT_UTF8,
+    OVERSIZED_KEPT_CHARS,
+    OVERSIZED_LINE,
+    UNREADABLE,
+    unreadable_reason,
+)
 from data_platform.ingestion.files import PartitionStats, files_for, partition_of
 from data_platform.ingestion.spark_formats import spark_fast_sql, spark_parse_sql, spark_string
 from data_platform.ingestion.spark_tables import ensure_spark_tables
@@ -183,14 +190,21 @@ def _with_day(records: str) -> str:
     )
 
 
+# A line a record may be (DuckDB's rule, file_lines.MAX_RECORD_BYTES); NULL: vouched for.
+_FITS = f"coalesce(octet_length(line) <= {MAX_RECORD_BYTES}, true)"
+
+
 def _with_verdict(records: str) -> str:
-    """`records` as `_parsed` has them: `loads`, `reason`, and the line only when not loaded.
-    A NULL line is one the fast path vouched for and found valid UTF-8 (see _parse_records)."""
+    """`records` as `_parsed` has them: `loads`, `reason`, and the line only when not loaded
+    (an oversized one's start). A NULL line is one the fast path vouched for and found valid
+    UTF-8 and not oversized (see _parse_records)."""
     utf8 = "coalesce(is_valid_utf8(line), true)"
+    kept = f"CASE WHEN {_FITS} THEN line ELSE left(line, {OVERSIZED_KEPT_CHARS}) END"
     return (
-        "SELECT * EXCEPT (line, is_valid, error), CASE WHEN NOT loads THEN line END AS line "
-        f"FROM (SELECT *, is_valid AND {utf8} AS loads, "
-        f"CASE WHEN {utf8} THEN error ELSE {spark_string(NOT_UTF8)} END AS reason "
+        f"SELECT * EXCEPT (line, is_valid, error), CASE WHEN NOT loads THEN {kept} END AS line "
+        f"FROM (SELECT *, is_valid AND {utf8} AND {_FITS} AS loads, "
+        f"CASE WHEN NOT {utf8} THEN {spark_string(NOT_UTF8)} "
+        f"WHEN NOT {_FITS} THEN {spark_string(OVERSIZED_LINE)} ELSE error END AS reason "
         f"FROM ({records}))"
     )
 
@@ -222,7 +236,7 @@ def _parse_records(spark: SparkSession, fmt: FileFormat, paths: dict[str, Path])
     # lines up with a diagnosed line's (a UNION is by position).
     spark.sql(
         "CACHE LAZY TABLE _cached AS SELECT file_index, line_number, "
-        "CASE WHEN NOT (vouched AND is_valid_utf8(line)) THEN line END AS line, "
+        f"CASE WHEN NOT (vouched AND is_valid_utf8(line) AND {_FITS}) THEN line END AS line, "
         f"* EXCEPT (file_index, line_number, line) FROM ({_with_day(fast)})"
     )
     spark.sql(
