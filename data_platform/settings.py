@@ -320,16 +320,30 @@ EXECUTORS = ("in_process", "celery")
 CELERY_BROKER_VARIABLE = "DATA_PLATFORM_CELERY_BROKER"
 
 
+# The brokers the platform's Celery workers are run with (Redis), and RabbitMQ's.
+CELERY_BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
+
+
 def validate_executor(raw: str, environ: dict[str, str]) -> str:
     if raw not in EXECUTORS:
         raise SettingsError(
             f"DATA_PLATFORM_EXECUTOR={raw!r} is not an executor: use in_process (the default) "
             "or celery"
         )
-    if raw == "celery" and not _env(environ, CELERY_BROKER_VARIABLE):
+    if raw != "celery":
+        return raw
+    broker = _env(environ, CELERY_BROKER_VARIABLE)
+    if not broker:
         raise SettingsError(
             f"DATA_PLATFORM_EXECUTOR=celery needs {CELERY_BROKER_VARIABLE}, the Celery broker "
             'URL (e.g. redis://127.0.0.1:16379/0): run eval "$(make -s services-env)"'
+        )
+    # Celery took `garbage` for a transport module to import: ModuleNotFoundError at launch.
+    parsed = parsed_url(broker)
+    if parsed is None or parsed.scheme not in CELERY_BROKER_SCHEMES:
+        raise SettingsError(
+            f"{CELERY_BROKER_VARIABLE}={masked(broker)!r} is not a broker URL: set it like "
+            'redis://127.0.0.1:16379/0 (eval "$(make -s services-env)" sets the local one)'
         )
     return raw
 

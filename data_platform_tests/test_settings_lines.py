@@ -113,6 +113,20 @@ CLI_CASES = [
         "AWS_ENDPOINT_URL='notaurl' is not an http(s) URL: set it like http://127.0.0.1:9000 (an "
         "S3-compatible store), or unset it for AWS",
     ),
+    # Celery took `garbage` for a transport module: ModuleNotFoundError when a run launched.
+    (
+        {"DATA_PLATFORM_EXECUTOR": "celery", "DATA_PLATFORM_CELERY_BROKER": "garbage"},
+        "DATA_PLATFORM_CELERY_BROKER='garbage' is not a broker URL: set it like "
+        'redis://127.0.0.1:16379/0 (eval "$(make -s services-env)" sets the local one)',
+    ),
+    (
+        {
+            "DATA_PLATFORM_EXECUTOR": "celery",
+            "DATA_PLATFORM_CELERY_BROKER": f"redis://:{SECRET}@[x",
+        },
+        "DATA_PLATFORM_CELERY_BROKER='redis://:***@[x' is not a broker URL: set it like "
+        'redis://127.0.0.1:16379/0 (eval "$(make -s services-env)" sets the local one)',
+    ),
 ]
 
 
