@@ -15,6 +15,9 @@ DBT_SOURCES := $(shell find dbt -type f \( -name '*.sql' -o -name '*.yml' \) -no
 # Absolute, as the platform reads them: set but empty is unset (`?=` kept it, and DAGSTER_HOME
 # became /dagster_home), and Dagster refuses a relative DAGSTER_HOME. `override`: also when
 # given on make's command line.
+# A URL would become a local folder `./s3:/bucket/x` (abspath takes it for a relative path).
+$(foreach home,DATA_PLATFORM_HOME DAGSTER_HOME,$(if $(findstring ://,$($(home))),\
+  $(error $(home)=$($(home)) is a URL, not a local path: set a path on this machine)))
 override export DATA_PLATFORM_HOME := $(abspath $(or $(DATA_PLATFORM_HOME),$(CURDIR)/.data_platform))
 override export DAGSTER_HOME := $(abspath $(or $(DAGSTER_HOME),$(DATA_PLATFORM_HOME)/dagster_home))
 

@@ -313,3 +313,27 @@ def test_the_dbt_manifest_rule_stops_at_a_wrong_setting_with_its_one_line():
         "2026-01-01"
     )
     assert len(done.stderr.splitlines()) == 2  # and make's own "Error 2"
+
+
+@pytest.mark.parametrize("variable", ["DATA_PLATFORM_HOME", "DAGSTER_HOME"])
+def test_make_refuses_a_home_that_is_a_url(tmp_path, variable):
+    """abspath took s3://bucket/x for a relative path: `make services-down` made a folder
+    ./s3:/bucket/x and exited 0."""
+    env = {"DATA_PLATFORM_HOME": str(tmp_path), variable: "s3://b/x"}
+    done = run_make("services-down", **env)
+    assert done.returncode == 2
+    assert f"*** {variable}=s3://b/x is a URL, not a local path: set a path on this machine" in (
+        done.stderr
+    )
+    assert not (REPO / "s3:").exists()
+
+
+def test_the_services_command_refuses_a_home_that_is_a_file(tmp_path):
+    """Its own reading of DATA_PLATFORM_HOME was a NotADirectoryError traceback."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    done = run_make("services-env", DATA_PLATFORM_HOME=str(a_file))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(
+        f"services: DATA_PLATFORM_HOME={str(a_file)!r} is a file, not a folder"
+    ), done.stderr

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_platform.settings import SettingsError, is_whole_number
+from data_platform.settings import SettingsError, is_whole_number, local_folder
 
 DEFAULT_POSTGRES_PORT = 15432
 DEFAULT_REDIS_PORT = 16379
@@ -50,9 +50,12 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int)
 
 def load_services_config(environ: Mapping[str, str] | None = None) -> ServicesConfig:
     env = dict(os.environ if environ is None else environ)
-    home = Path(env.get("DATA_PLATFORM_HOME", "").strip() or ".data_platform")
+    # A file or a URL there was a NotADirectoryError traceback, or a folder `./s3:/bucket/x`.
+    home = local_folder(
+        "DATA_PLATFORM_HOME", env.get("DATA_PLATFORM_HOME", "").strip() or ".data_platform"
+    )
     return ServicesConfig(
-        platform_home=home.expanduser().absolute(),
+        platform_home=home,
         postgres_port=_positive_int(env, POSTGRES_PORT_VARIABLE, DEFAULT_POSTGRES_PORT, 65535),
         redis_port=_positive_int(env, REDIS_PORT_VARIABLE, DEFAULT_REDIS_PORT, 65535),
         celery_workers=_positive_int(
