@@ -8,7 +8,7 @@ materializations, so no dbt build is needed: what is under test is what gets req
 """
 
 import time
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -99,10 +99,11 @@ class Platform:
         self.instance = dg.DagsterInstance.ephemeral()
         self.cursor = None
 
-    def evaluate(self) -> dict[str, list[str] | bool]:
-        """One evaluation; what it requests, whose runs are still to come (see record)."""
+    def evaluate(self, at: datetime | None = None) -> dict[str, list[str] | bool]:
+        """One evaluation (at `at`, else now); what it requests, whose runs are still to come
+        (see record)."""
         result = dg.evaluate_automation_conditions(
-            defs=self.defs, instance=self.instance, cursor=self.cursor
+            defs=self.defs, instance=self.instance, cursor=self.cursor, evaluation_time=at
         )
         self.cursor = result.cursor
         requested: dict[str, list[str] | bool] = {}
@@ -114,9 +115,9 @@ class Platform:
             requested[key.to_user_string()] = partitions
         return requested
 
-    def tick(self) -> dict[str, list[str] | bool]:
+    def tick(self, at: datetime | None = None) -> dict[str, list[str] | bool]:
         """One evaluation; every requested asset then "runs" (its materialization is recorded)."""
-        requested = self.evaluate()
+        requested = self.evaluate(at)
         for key, partitions in requested.items():
             for partition in partitions if isinstance(partitions, list) else [None]:
                 self.record(key, partition)
@@ -191,6 +192,20 @@ def test_every_asset_below_raw_has_a_condition_chosen_for_it():
     assert labels["marts/dim_date"] == "daily"
     assert labels[DAU] == labels["analytics/customer_segments"] == "follows its inputs"
     assert graph.get(dg.AssetKey.from_user_string(STG_EVENTS)).is_virtual
+
+
+def test_dim_date_is_built_once_then_again_after_each_utc_midnight(defs):
+    """Its calendar extends once a day: nothing held the cron part of its condition (built
+    once, it would never extend)."""
+    platform = Platform(defs)
+    morning = datetime(2026, 1, 5, 10, tzinfo=UTC)
+    assert platform.tick(morning) == {"marts/dim_date": True}
+    assert platform.tick(morning + timedelta(hours=13)) == {}  # 23:00, the same day
+    assert platform.tick(morning + timedelta(hours=14, minutes=1)) == {"marts/dim_date": True}
+    assert platform.tick(morning + timedelta(hours=20)) == {}
+    assert platform.tick(morning + timedelta(days=1, hours=14, minutes=1)) == {
+        "marts/dim_date": True
+    }
 
 
 def test_an_empty_warehouse_fills_itself_then_marts_follow_each_day_in_order(defs):
