@@ -77,8 +77,9 @@ def range_tags(keys: list[str]) -> dict[str, str]:
 
 
 def summarize(result: dg.ExecutionResult) -> tuple[Counter, list[str]]:
-    """Partitions materialized per asset key, and one line per failed step. A partition
-    counts once: raw/dead_letter's day is reported by each file source that writes to it."""
+    """Partitions materialized per asset key, and one line per failed step (or the run's
+    cause, when none failed). A partition counts once: raw/dead_letter's day is reported by
+    each file source that writes to it."""
     materialized = Counter(
         key
         for key, _ in {
@@ -90,6 +91,13 @@ def summarize(result: dg.ExecutionResult) -> tuple[Counter, list[str]]:
         f"{e.step_key}: {_cause(e.step_failure_data.error)}"
         for e in result.all_events
         if e.event_type == dg.DagsterEventType.STEP_FAILURE
+    ]
+    # A run that failed with no step failing (its executor's broker down): it said only "see
+    # the run in the UI".
+    failures = failures or [
+        f"run: {_cause(e.event_specific_data.error)}"
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.RUN_FAILURE and e.event_specific_data.error
     ]
     return materialized, failures
 

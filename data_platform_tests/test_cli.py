@@ -6,14 +6,18 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from dagster._core.events import JobFailureData
+from dagster._utils.error import SerializableErrorInfo
 
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
+from data_platform.materialize import summarize
 from data_platform.resources.landing import LandingZone
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests.helpers import environ_without_settings, query
@@ -309,4 +313,39 @@ def test_materialize_with_a_start_date_in_the_future_is_a_usage_error(tmp_path):
     assert done.stderr == (
         "data-platform: no daily partition yet: DATA_PLATFORM_START_DATE=2999-01-01 is after "
         "today: set it to the first day of data, e.g. 2026-01-01\n"
+    )
+
+
+class _FailedRun:
+    """What `summarize` reads of a result: a run that failed with no step failing."""
+
+    def __init__(self, error: SerializableErrorInfo):
+        self.all_events = [
+            dg.DagsterEvent(
+                event_type_value=dg.DagsterEventType.RUN_FAILURE.value,
+                job_name="__ASSET_JOB",
+                event_specific_data=JobFailureData(error=error),
+            )
+        ]
+
+    def get_asset_materialization_events(self) -> list:
+        return []
+
+
+def test_a_run_failed_with_no_step_failing_says_its_cause():
+    """Celery's broker down failed the run before any step: the summary said only "FAILED: see
+    the run in the UI", the cause 128 lines up in the log."""
+    refused = SerializableErrorInfo(
+        "redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:1. Connection "
+        "refused.\n",
+        [],
+        "ConnectionError",
+    )
+    error = SerializableErrorInfo("RuntimeError: \n", [], "RuntimeError", cause=refused)
+    assert summarize(_FailedRun(error)) == (
+        Counter(),
+        [
+            "run: redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:1. "
+            "Connection refused."
+        ],
     )
