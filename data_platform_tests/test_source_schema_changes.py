@@ -235,6 +235,44 @@ def test_a_mistyped_sqlite_path_stops_extraction_and_creates_no_file(settings, s
     assert not mistyped.exists()
 
 
+def test_a_null_the_raw_gate_refuses_stops_extraction_before_anything_is_written(
+    settings, tmp_path
+):
+    """An order without a status was written, failed the blocking gate, and stayed in the
+    version log for good: the gate judges the whole log, so it failed on every later run,
+    after the app had fixed the row too."""
+    settings.home.mkdir(parents=True)
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'legacy.db'}")
+    with engine.begin() as conn:  # a legacy schema: no NOT NULL
+        conn.execute(
+            sa.text(
+                "CREATE TABLE orders (id INTEGER, user_id INTEGER, status TEXT, "
+                "ordered_at TIMESTAMP, updated_at TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO orders VALUES (1, 7, 'pending', '2026-01-05 10:00:00', "
+                "'2026-01-05 10:00:00'), (2, 7, NULL, '2026-01-05 11:00:00', "
+                "'2026-01-05 11:00:00')"
+            )
+        )
+    message = one_line_error(settings, engine, "orders")
+    assert message.startswith("source table orders has a row without status (row id 2): raw.")
+    with engine.begin() as conn:  # fixed in the app: the next run extracts both
+        conn.execute(
+            sa.text(
+                "UPDATE orders SET status = 'pending', updated_at = '2026-01-05 12:00:00' "
+                "WHERE id = 2"
+            )
+        )
+    extract_directly(settings, engine, "orders")
+    assert query(settings.warehouse, "SELECT id, status FROM raw.orders ORDER BY id") == [
+        (1, "pending"),
+        (2, "pending"),
+    ]
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -172,6 +172,34 @@ def reflect(engine: sa.Engine, table: RawTable) -> tuple[sa.Table, SourceColumns
     )
 
 
+def _require_gated_values(
+    first_row: Callable[[str], Sequence[object] | None],
+    table: RawTable,
+    names: list[str],
+    sql: EngineSql,
+) -> None:
+    """Raise SourceSchemaError on a NULL in a column the raw table's blocking gate requires
+    (checks/gates.required_columns), naming the row; nothing of the batch is written."""
+    from data_platform.checks.gates import required_columns
+
+    required = [n for n in required_columns(table.qualified_name) if n in names]
+    if not required:
+        return
+    probes = (
+        f"(SELECT {sql_string(n)}, CAST({sql.quote('id')} AS STRING) FROM _source_batch "
+        f"WHERE {sql.quote(n)} IS NULL LIMIT 1)"
+        for n in required
+    )
+    found = first_row(f"{' UNION ALL '.join(probes)} LIMIT 1")
+    if found:
+        name, row_id = found
+        raise SourceSchemaError(
+            f"source table {table.name} has a row without {name} (row id {row_id}): raw."
+            f"{table.name}'s blocking gate requires it, and written it would fail that gate for "
+            "good: fix it in the app database, then re-run the extraction"
+        )
+
+
 def require_contract(source: sa.Table, table: RawTable, columns: SourceColumns) -> None:
     """Raise SourceSchemaError when a contract column is missing or declared incompatibly."""
     if columns.missing:
@@ -248,6 +276,7 @@ def require_castable(
             + ": every row needs both (together they name its version): fix it in the app "
             "database, then re-run the extraction"
         )
+    _require_gated_values(first_row, table, names, sql)
     columns = {c.name: c for c in table.columns}
 
     def probe(name: str) -> str:
