@@ -273,6 +273,23 @@ def test_a_null_the_raw_gate_refuses_stops_extraction_before_anything_is_written
     ]
 
 
+def test_a_value_the_driver_cannot_read_is_one_line_without_the_value(settings, source):
+    """Text that is not UTF-8 in SQLite (which stores any bytes) was sqlite3's traceback
+    quoting it: a person's name in the run's log and its alert."""
+    with source.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE users SET full_name = CAST(X'4a6fff28e9' AS TEXT), "
+                "updated_at = '2030-01-01 00:00:00' WHERE id = 1"
+            )
+        )
+    message = one_line_error(settings, source, "users")
+    assert message == (
+        "source table users holds a value its database driver cannot read (OperationalError): "
+        "find and fix it in the app database, then re-run the extraction"
+    )
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -18,6 +18,7 @@ the extraction before anything is written.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -30,8 +31,10 @@ from data_platform.ingestion.source_schema import (
     BatchKinds,
     EngineSql,
     SourceColumns,
+    SourceSchemaError,
     contract_columns,
     contract_value,
+    driver_reason,
     quoted,
     reflect,
     require_castable,
@@ -308,7 +311,7 @@ def json_ready(value: object) -> object:
 
 
 def source_batches(
-    engine: sa.Engine, query: sa.Select, columns: SourceColumns
+    engine: sa.Engine, table: RawTable, query: sa.Select, columns: SourceColumns
 ) -> Iterator[pa.Table]:
     """The query's rows (`columns.contract`, then `columns.extra`) as Arrow tables of
     SOURCE_BATCH_ROWS rows, streamed: every engine loads the same values, and never the whole
@@ -316,7 +319,7 @@ def source_batches(
     import pyarrow as pa
 
     names, extra = [*columns.contract, *columns.extra], set(columns.extra)
-    with engine.connect() as source:
+    with engine.connect() as source, _read_errors(table):
         result = source.execution_options(stream_results=True).execute(query)
         while rows := result.fetchmany(SOURCE_BATCH_ROWS):
             values = list(zip(*rows, strict=True))
@@ -326,6 +329,25 @@ def source_batches(
                     for n, col in zip(names, values, strict=True)
                 }
             )
+
+
+@contextmanager
+def _read_errors(table: RawTable) -> Iterator[None]:
+    """A value the driver cannot read (text that is not UTF-8 in SQLite, PostgreSQL's
+    'infinity' timestamp) was its traceback, naming no table, and SQLite's quoting the value:
+    a person's name in the log and the alert. One line instead, the driver's reason only for a
+    table without personal data."""
+    import sqlalchemy as sa
+
+    try:
+        yield
+    except sa.exc.DBAPIError as error:
+        personal = any(c.personal for c in table.columns)
+        reason = type(error.orig or error).__name__ if personal else driver_reason(error)
+        raise SourceSchemaError(
+            f"source table {table.name} holds a value its database driver cannot read "
+            f"({reason}): find and fix it in the app database, then re-run the extraction"
+        ) from None
 
 
 def _append_new_versions(
@@ -392,7 +414,7 @@ def extract_incremental(
     unversioned = UnversionedChanges()
     conn.execute("BEGIN TRANSACTION")
     try:
-        for _source_arrow in source_batches(engine, query, columns):
+        for _source_arrow in source_batches(engine, table, query, columns):
             # DuckDB finds the Python variable by name; named like the temp table, it would be
             # shadowed by it from the second batch on, which re-read the first batch.
             conn.execute("CREATE OR REPLACE TEMP TABLE _source_batch AS FROM _source_arrow")

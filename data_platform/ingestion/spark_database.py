@@ -131,7 +131,7 @@ def extract_incremental_on_spark(
     fetched = 0
     unversioned = UnversionedChanges()
     try:
-        for batch in source_batches(engine, query, columns):
+        for batch in source_batches(engine, table, query, columns):
             frame = spark.createDataFrame(batch)
             frame.createOrReplaceTempView("_source_batch")
             kinds = batch_kinds(batch)
