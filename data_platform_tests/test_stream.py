@@ -49,7 +49,7 @@ from data_platform.stream.assets import build_lag_sensor
 from data_platform.stream.batch import DAY_MS, Batch, Rejected
 from data_platform.stream.client_logs import OncePerKind
 from data_platform.stream.config import SinkConfig
-from data_platform.stream.dead_letters import DeadLetters
+from data_platform.stream.dead_letters import SINK_HEADERS, DeadLetters
 from data_platform.stream.lag import PartitionLag
 from data_platform.stream.lag_metrics import collect_kafka_lag
 from data_platform.stream.landing_files import remove_partials
@@ -567,6 +567,24 @@ def test_a_value_ingestion_would_skip_as_blank_is_rejected_as_empty(blank):
     ]
 
 
+def test_values_that_stopped_the_sink_or_landed_by_chance_are_dead_letters():
+    """A line break in a value nested too deep for json.loads was a RecursionError that
+    stopped the sink at every restart (its partition never landed again); a byte order mark
+    opening a value was loaded when its message opened a file and dead-lettered otherwise."""
+    at = noon(date(2026, 1, 5))
+    batch = Batch("0" * 32, 0, at // DAY_MS, first=0, opened_at=0, room=100)
+    deep = b'{"event_id": "deep",\n"properties": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    bom = "\ufeff".encode() + event("bom")
+    values = [bom, event("a"), deep, bom, event("b")]
+    batch.messages = [message(offset, value, at) for offset, value in enumerate(values)]
+    assert batch.seal() == event("a") + b"\n" + event("b") + b"\n"
+    assert [(r.offset, r.reason) for r in batch.rejected] == [
+        (0, "bom"),
+        (3, "bom"),
+        (2, "line_break"),
+    ]
+
+
 def test_a_timestamp_outside_the_partitions_is_dead_lettered_not_filed_under_its_day(stream, sinks):
     """Microseconds (the year 57971: the sink crashed on it at every restart), seconds (1970,
     before DATA_PLATFORM_START_DATE) and a day after tomorrow would name a dt folder that is no
@@ -755,6 +773,44 @@ def test_a_dead_letter_keeps_the_key_headers_and_timestamp_and_survives_a_refusa
     assert headers["reason"] == b"too_large" and b"5000 bytes" in headers["value_omitted"]
     [line] = lines
     assert "partition 1 offset 5" in line and "without its value" in line
+
+
+def test_a_dead_letter_too_large_without_its_value_goes_with_the_sinks_headers_alone(stream):
+    """A tombstone with a key (or headers) over what the dead-letter topic takes was refused
+    with its value left out too, and stopped the sink at every restart: its partition never
+    landed again."""
+    config = SinkConfig(stream["bootstrap"], stream["topic"], stream["group"])
+    settings = {**config.producer_settings(), "message.max.bytes": 1_000}
+    lines: list[str] = []
+    dead_letters = DeadLetters(settings, config.dlq_topic, config.topic, lines.append)
+    at = noon(date(2026, 1, 5))
+    huge = [("trace", b"t" * 5_000)]
+    dead_letters.send(
+        0,
+        [
+            Rejected(8, None, "empty", "x", key=b"k" * 5_000, timestamp=at),
+            Rejected(9, b"y" * 5_000, "too_large", "x", key=b"k", headers=huge, timestamp=at),
+        ],
+    )
+    dead_letters.flush()
+    dead_letters.close()
+    reader = Consumer({"bootstrap.servers": stream["bootstrap"], "group.id": "unused"})
+    reader.assign([TopicPartition(config.dlq_topic, p, 0) for p in (0, 1)])
+    found = {}
+    deadline = time.monotonic() + 30
+    while len(found) < 2 and time.monotonic() < deadline:
+        got = reader.poll(0.5)
+        if got is not None and got.error() is None:
+            found[dict(got.headers())["original_offset"]] = (got.value(), got.headers())
+    reader.close()
+    for offset, reason in ((b"8", b"empty"), (b"9", b"too_large")):
+        value, headers = found[offset]
+        assert value is None
+        assert [name for name, _ in headers] == [*SINK_HEADERS, "value_omitted"]
+        assert dict(headers)["reason"] == reason
+        assert b"own headers were over what" in dict(headers)["value_omitted"]
+    assert len(lines) == 3  # offset 9: without its value, then bare; offset 8: bare at once
+    assert all("sent with the sink's headers alone" in line for line in lines if "8" in line)
 
 
 def test_the_dead_letter_topic_is_created_with_the_topics_max_message_bytes(stream):

@@ -33,6 +33,8 @@ NOT_UTF8 = "not_utf8"
 TOO_LARGE = "too_large"
 EMPTY = "empty"
 LINE_BREAK = "line_break"
+BOM = "bom"
+_BOM = "\ufeff".encode()
 NO_TIMESTAMP = "no_timestamp"
 BAD_TIMESTAMP = "bad_timestamp"
 
@@ -159,7 +161,11 @@ class Batch:
         self.last = max([self.messages[-1].offset(), *ends] if self.messages else ends)
         kept = [(m, m.value()) for m in self.messages]
         data = _lines([value for _, value in kept])
-        if not _valid_utf8(data) or _LINE_STARTING_BLANK.search(b"\n" + data[:-1]):
+        if (
+            not _valid_utf8(data)
+            or _LINE_STARTING_BLANK.search(b"\n" + data[:-1])
+            or b"\n" + _BOM in b"\n" + data
+        ):
             kept = self._reject(kept, _problem)
             data = _lines([value for _, value in kept])
         if data.count(b"\n") != len(kept) or b"\r" in data:
@@ -228,6 +234,11 @@ def _line_break_problem(value: bytes) -> tuple[str, str] | None:
             "not valid JSON, and it holds a line break, which cannot land as one line (inside "
             "a string, JSON needs \\n): produce one JSON event per message"
         )
+    except RecursionError:  # raised, it stopped the sink at every restart: a poison pill
+        return LINE_BREAK, (
+            "it holds a line break, and is nested too deep to tell whether the break is inside a "
+            "string: produce one JSON event per message, on one line"
+        )
     return None
 
 
@@ -238,4 +249,8 @@ def _problem(value: bytes) -> tuple[str, str] | None:
         return NOT_UTF8, f"not valid UTF-8 at byte {error.start}: produce the event as UTF-8 JSON"
     if not text.strip(BLANK):
         return EMPTY, "an empty or blank value: produce one JSON event per message"
+    # Landed, a file's readers drop it at the file's start only: the same event loaded or
+    # dead-lettered by where a batch happened to begin.
+    if text.startswith("\ufeff"):
+        return BOM, "starts with a byte order mark (U+FEFF): produce the event as UTF-8 without one"
     return None

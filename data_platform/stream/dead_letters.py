@@ -11,7 +11,9 @@ after the flush but before the file re-sends them, identifiable by their origina
 A dead letter the topic refuses as too large (its max.message.bytes is below the original
 topic's, or the headers tipped it over) is sent again without its value, with a header saying
 so: stopping instead would refuse it again at every restart, and the value is still on the
-original topic, at the offset the headers name, until its retention.
+original topic, at the offset the headers name, until its retention. Refused again (a key or
+headers that large: a tombstone with a 70 MB key stopped the sink at every restart), it is
+sent with the sink's headers alone.
 """
 
 from __future__ import annotations
@@ -23,6 +25,16 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from data_platform.stream.batch import Rejected
 
 Headers = list[tuple[str, bytes | None]]
+# The headers the sink adds after the message's own, in this order.
+SINK_HEADERS = (
+    "reason",
+    "error",
+    "original_topic",
+    "original_partition",
+    "original_offset",
+    "original_timestamp",
+)
+OMITTED = "value_omitted"
 
 
 class DeadLetterError(RuntimeError):
@@ -70,16 +82,18 @@ class DeadLetters:
                 # send some first, instead of a crash that the restart would repeat.
                 self._producer.poll(0.1)
             except KafkaException as error:
-                if error.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE or not value:
+                too_large = error.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE
+                if not too_large or _bare(value, key, headers):
                     raise DeadLetterError(f"dead-letter topic {self._topic}: {error}") from error
-                self._too_large.append((key, headers, len(value)))
+                self._too_large.append((key, headers, len(value or b"")))
                 return
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
             return
-        if error.code() == KafkaError.MSG_SIZE_TOO_LARGE and message.value():
-            self._too_large.append((message.key(), message.headers() or [], len(message)))
+        value, key, headers = message.value(), message.key(), message.headers() or []
+        if error.code() == KafkaError.MSG_SIZE_TOO_LARGE and not _bare(value, key, headers):
+            self._too_large.append((key, headers, len(value or b"")))
         else:
             self._failures.append(str(error))
 
@@ -90,11 +104,14 @@ class DeadLetters:
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every dead letter is acknowledged; raise if one was not."""
         left = self._flush(timeout)
-        refused, self._too_large = self._too_large, []
-        if refused:
+        # Without its value; refused again, with the sink's headers alone (refused then, it is
+        # in `_failures`).
+        for _ in range(2):
+            refused, self._too_large = self._too_large, []
             for key, headers, size in refused:
-                self._send_without_value(key, headers, size)
-            left = self._flush(timeout)  # refused again, with no value: in `_failures`
+                self._send_smaller(key, headers, size)
+            if refused:
+                left = self._flush(timeout)
         if left or self._failures:
             reason = self._failures[0] if self._failures else f"{left} not acknowledged"
             raise DeadLetterError(f"dead-letter topic {self._topic}: {reason}")
@@ -105,20 +122,41 @@ class DeadLetters:
         except KafkaException as error:
             raise DeadLetterError(f"dead-letter topic {self._topic}: {error}") from error
 
-    def _send_without_value(self, key: bytes | None, headers: Headers, size: int) -> None:
-        ours = dict(headers)
+    def _send_smaller(self, key: bytes | None, headers: Headers, size: int) -> None:
+        without_value = bool(headers) and headers[-1][0] == OMITTED
+        ours = dict((headers[:-1] if without_value else headers)[-len(SINK_HEADERS) :])
         where = (
             f"{self._source_topic} partition {_text(ours.get('original_partition'))} offset "
             f"{_text(ours.get('original_offset'))}"
         )
-        omitted = (
-            f"{size} bytes, over what {self._topic} takes: read the value from {where} (until "
-            f"its retention); give {self._topic} a max.message.bytes above {self._source_topic}'s"
-        )
+        fix = f"give {self._topic} a max.message.bytes above {self._source_topic}'s"
+        if size and not without_value:
+            self._log(
+                f"dead letter of {where}: {self._topic} refused it as too large, sent without "
+                "its value"
+            )
+            omitted = (
+                f"{size} bytes, over what {self._topic} takes: read the value from {where} "
+                f"(until its retention); {fix}"
+            )
+            self._produce(None, key, [*headers, (OMITTED, omitted.encode())])
+            return
         self._log(
-            f"dead letter of {where}: {self._topic} refused it as too large, sent without its value"
+            f"dead letter of {where}: {self._topic} refused it as too large without its value, "
+            "sent with the sink's headers alone"
         )
-        self._produce(None, key, [*headers, ("value_omitted", omitted.encode())])
+        sink = [(name, ours.get(name)) for name in SINK_HEADERS]
+        omitted = (
+            f"its value, key ({len(key or b'')} bytes) and own headers were over what "
+            f"{self._topic} takes: read the message from {where} (until its retention); {fix}"
+        )
+        self._produce(None, None, [*sink, (OMITTED, omitted.encode())])
+
+
+def _bare(value: bytes | None, key: bytes | None, headers: Headers) -> bool:
+    """Nothing left to leave out: no value, no key, the sink's headers alone."""
+    own = [name for name, _ in headers if name not in (*SINK_HEADERS, OMITTED)]
+    return not value and not key and not own
 
 
 def _text(value: bytes | None) -> str:
