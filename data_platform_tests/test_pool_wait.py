@@ -68,6 +68,8 @@ def fake_run(
 
 @pytest.fixture
 def instance(settings):
+    # An empty landing zone: the runs here read no file (a zone that does not exist is refused).
+    (settings.home / "landing").mkdir(parents=True)
     home = settings.home / "dagster_home"
     home.mkdir(parents=True)
     (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
