@@ -179,10 +179,17 @@ def test_a_text_among_floats_is_the_value_refused_not_a_floats_last_digits(setti
 
 def one_line_error(settings, engine: sa.Engine, table: str) -> str:
     """Extract `table`, expecting it to stop; nothing may have been written to its version log."""
+    return one_line_error_after_first(settings, engine, table, rows_before=0)
+
+
+def one_line_error_after_first(
+    settings, engine: sa.Engine, table: str, rows_before: int = 1
+) -> str:
+    """Extract `table`, expecting it to stop with its version log as it was (`rows_before`)."""
     with pytest.raises(SourceSchemaError) as failure:
         extract_directly(settings, engine, table)
     [(rows,)] = query(settings.warehouse, f"SELECT count(*) FROM raw.{table}")
-    assert rows == 0
+    assert rows == rows_before
     message = str(failure.value)
     assert "\n" not in message
     return message
@@ -235,15 +242,14 @@ def test_a_mistyped_sqlite_path_stops_extraction_and_creates_no_file(settings, s
     assert not mistyped.exists()
 
 
-def test_a_null_the_raw_gate_refuses_stops_extraction_before_anything_is_written(
-    settings, tmp_path
-):
-    """An order without a status was written, failed the blocking gate, and stayed in the
-    version log for good: the gate judges the whole log, so it failed on every later run,
-    after the app had fixed the row too."""
+AT_10, AT_11 = "2026-01-05 10:00:00", "2026-01-05 11:00:00"
+
+
+def legacy_orders(settings, tmp_path) -> sa.Engine:
+    """A source whose orders table has no NOT NULL (a legacy schema), holding order 1."""
     settings.home.mkdir(parents=True)
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'legacy.db'}")
-    with engine.begin() as conn:  # a legacy schema: no NOT NULL
+    with engine.begin() as conn:
         conn.execute(
             sa.text(
                 "CREATE TABLE orders (id INTEGER, user_id INTEGER, status TEXT, "
@@ -251,12 +257,33 @@ def test_a_null_the_raw_gate_refuses_stops_extraction_before_anything_is_written
             )
         )
         conn.execute(
-            sa.text(
-                "INSERT INTO orders VALUES (1, 7, 'pending', '2026-01-05 10:00:00', "
-                "'2026-01-05 10:00:00'), (2, 7, NULL, '2026-01-05 11:00:00', "
-                "'2026-01-05 11:00:00')"
-            )
+            sa.text("INSERT INTO orders VALUES (1, 7, 'pending', :at, :at)"), {"at": AT_10}
         )
+    return engine
+
+
+def test_a_row_without_updated_at_stops_every_incremental_run(settings, tmp_path):
+    """Such a row matches no `updated_at >= mark`: no incremental run read it and none said so,
+    until the weekly whole-table run stopped on it."""
+    engine = legacy_orders(settings, tmp_path)
+    extract_directly(settings, engine, "orders")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO orders VALUES (2, 7, 'pending', :at, NULL)"), {"at": AT_11}
+        )
+    message = one_line_error_after_first(settings, engine, "orders")
+    assert message.startswith("source table orders has a row without updated_at (row id 2): ")
+
+
+def test_a_null_the_raw_gate_refuses_stops_extraction_before_anything_is_written(
+    settings, tmp_path
+):
+    """An order without a status was written, failed the blocking gate, and stayed in the
+    version log for good: the gate judges the whole log, so it failed on every later run,
+    after the app had fixed the row too."""
+    engine = legacy_orders(settings, tmp_path)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO orders VALUES (2, 7, NULL, :at, :at)"), {"at": AT_11})
     message = one_line_error(settings, engine, "orders")
     assert message.startswith("source table orders has a row without status (row id 2): raw.")
     with engine.begin() as conn:  # fixed in the app: the next run extracts both

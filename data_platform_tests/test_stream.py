@@ -507,8 +507,9 @@ def test_two_consumers_split_the_partitions_and_hand_them_back(stream, sinks):
     assert_exactly_once(stream, ids)
 
 
-def read_dead_letters(stream, count: int) -> list[tuple[bytes, dict[str, bytes]]]:
-    """The dead-letter topic from its start, without a group (no join to wait for)."""
+def dead_letter_messages(stream, count: int) -> list:
+    """`count` messages of the dead-letter topic from its start (fewer after 30 s), read
+    without a group (no join to wait for)."""
     reader = Consumer({"bootstrap.servers": stream["bootstrap"], "group.id": "unused"})
     dlq = f"{stream['topic']}.dlq"
     reader.assign([TopicPartition(dlq, p, 0) for p in (0, 1)])
@@ -517,9 +518,13 @@ def read_dead_letters(stream, count: int) -> list[tuple[bytes, dict[str, bytes]]
     while len(found) < count and time.monotonic() < deadline:
         message = reader.poll(0.5)
         if message is not None and message.error() is None:
-            found.append((message.value(), dict(message.headers())))
+            found.append(message)
     reader.close()
     return found
+
+
+def read_dead_letters(stream, count: int) -> list[tuple[bytes, dict[str, bytes]]]:
+    return [(m.value(), dict(m.headers())) for m in dead_letter_messages(stream, count)]
 
 
 def test_unlandable_messages_go_to_the_dead_letter_topic_with_their_reason(stream, sinks):
@@ -753,15 +758,7 @@ def test_a_dead_letter_keeps_the_key_headers_and_timestamp_and_survives_a_refusa
     )
     dead_letters.flush()
     dead_letters.close()
-    reader = Consumer({"bootstrap.servers": stream["bootstrap"], "group.id": "unused"})
-    reader.assign([TopicPartition(config.dlq_topic, p, 0) for p in (0, 1)])
-    found = {}
-    deadline = time.monotonic() + 30
-    while len(found) < 2 and time.monotonic() < deadline:
-        got = reader.poll(0.5)
-        if got is not None and got.error() is None:
-            found[got.key()] = got
-    reader.close()
+    found = {got.key(): got for got in dead_letter_messages(stream, 2)}
     first, second = found[b"user-7"], found[b"user-8"]
     assert first.value() == b"\xff"
     assert first.headers()[:2] == original  # the producer's headers first, unchanged
@@ -794,15 +791,10 @@ def test_a_dead_letter_too_large_without_its_value_goes_with_the_sinks_headers_a
     )
     dead_letters.flush()
     dead_letters.close()
-    reader = Consumer({"bootstrap.servers": stream["bootstrap"], "group.id": "unused"})
-    reader.assign([TopicPartition(config.dlq_topic, p, 0) for p in (0, 1)])
-    found = {}
-    deadline = time.monotonic() + 30
-    while len(found) < 2 and time.monotonic() < deadline:
-        got = reader.poll(0.5)
-        if got is not None and got.error() is None:
-            found[dict(got.headers())["original_offset"]] = (got.value(), got.headers())
-    reader.close()
+    found = {
+        dict(got.headers())["original_offset"]: (got.value(), got.headers())
+        for got in dead_letter_messages(stream, 2)
+    }
     for offset, reason in ((b"8", b"empty"), (b"9", b"too_large")):
         value, headers = found[offset]
         assert value is None

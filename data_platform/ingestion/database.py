@@ -39,6 +39,7 @@ from data_platform.ingestion.source_schema import (
     reflect,
     require_castable,
     require_contract,
+    require_updated_at,
 )
 from data_platform.ingestion.tables import RawTable, ensure_raw_tables
 
@@ -242,6 +243,7 @@ def source_query(
     ]
     query = sa.select(*selected)
     if since is not None:
+        require_updated_at(engine, source, table)
         query = query.where(changed_since(engine, source.c.updated_at, since))
     return query.order_by(source.c.updated_at, source.c.id), columns
 

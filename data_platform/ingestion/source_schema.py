@@ -172,6 +172,29 @@ def reflect(engine: sa.Engine, table: RawTable) -> tuple[sa.Table, SourceColumns
     )
 
 
+def keyless_row(table: RawTable, missing: str, row_id: object) -> SourceSchemaError:
+    """A row without `missing` (id or updated_at), its version key."""
+    return SourceSchemaError(
+        f"source table {table.name} has a row without {missing}"
+        + (f" (row id {row_id})" if row_id is not None else "")
+        + ": every row needs both (together they name its version): fix it in the app "
+        "database, then re-run the extraction"
+    )
+
+
+def require_updated_at(engine: sa.Engine, source: sa.Table, table: RawTable) -> None:
+    """Raise keyless_row for a source row whose updated_at is NULL. An incremental run reads
+    the rows changed since its mark, which such a row never is: it was in no run and no
+    report, until the weekly whole-table run read it and stopped."""
+    import sqlalchemy as sa
+
+    query = sa.select(source.c.id).where(source.c.updated_at.is_(None)).limit(1)
+    with engine.connect() as conn:
+        found = conn.execute(query).first()
+    if found is not None:
+        raise keyless_row(table, "updated_at", found[0])
+
+
 def _require_gated_values(
     first_row: Callable[[str], Sequence[object] | None],
     table: RawTable,
@@ -269,12 +292,8 @@ def require_castable(
     )
     if keyless:
         row_id, no_updated_at = keyless
-        missing = "updated_at" if no_updated_at and row_id is not None else "id"
-        raise SourceSchemaError(
-            f"source table {table.name} has a row without {missing}"
-            + (f" (row id {row_id})" if row_id is not None else "")
-            + ": every row needs both (together they name its version): fix it in the app "
-            "database, then re-run the extraction"
+        raise keyless_row(
+            table, "updated_at" if no_updated_at and row_id is not None else "id", row_id
         )
     _require_gated_values(first_row, table, names, sql)
     columns = {c.name: c for c in table.columns}

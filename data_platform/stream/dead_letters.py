@@ -1,8 +1,8 @@
 """The dead-letter topic: messages the sink cannot land at all, with why and where they came from.
 
 A dead letter is the original message (value, key, headers in their order) followed by the
-sink's headers: the reason (`not_utf8`, `too_large`, `empty`, `line_break`, `bad_timestamp`,
-`no_timestamp`), a sentence a person can act on, and the original topic, partition, offset and
+sink's headers: the reason (`not_utf8`, `too_large`, `empty`, `line_break`, `bom`,
+`bad_timestamp`, `no_timestamp`), a sentence a person can act on, and the original topic, partition, offset and
 timestamp, so a fixed message can be found and produced again into its own day.
 Dead letters are flushed before the batch's file is published: a file on the landing zone
 therefore implies its range's dead letters are on the topic. They are at-least-once: a crash
