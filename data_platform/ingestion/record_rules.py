@@ -25,6 +25,12 @@ from typing import Protocol
 # The kinds of a JSON value, in JSON's own words (RFC 8259), integers told apart from numbers.
 JSON_KINDS = ("string", "integer", "number", "object", "array", "boolean", "null")
 TIMESTAMP_EXAMPLE = "an ISO-8601 timestamp such as 2026-01-05T10:00:00Z"
+# A time followed by a UTC offset of 18 hours or more, which no zone has: DuckDB's cast
+# applied +99:00 (four days off) where Spark's refused it; refused on both. The time before it
+# keeps a date's own -25 (2026-12-25) out. RE2 and Java read it alike, as a search.
+OFFSET_OUT_OF_RANGE = (
+    "[0-9]:[0-9][0-9](:[0-9][0-9]([.][0-9]+)?)?[+-](1[89]|[2-9][0-9])(:?[0-9][0-9])?$"
+)
 INVALID_JSON = (
     "not valid JSON: the line is truncated or malformed; "
     "fix the emitter so each line is one complete JSON object"

@@ -65,7 +65,8 @@ class SparkDialect:
         # take it): Spark's reads a bare "10:00:00" as that time today (a row that changed
         # with the day it was loaded) and "2026" as 2026-01-01, both refused on DuckDB.
         dated = f"({text} RLIKE '^\\\\s*[0-9]{{4}}-[0-9]{{1,2}}-[0-9]{{1,2}}')"
-        return f"CASE WHEN {dated} THEN try_cast({text} AS TIMESTAMP) END"
+        offset = f"({text} RLIKE '{rules.OFFSET_OUT_OF_RANGE}')"
+        return f"CASE WHEN {dated} AND NOT {offset} THEN try_cast({text} AS TIMESTAMP) END"
 
     def has_column(self, name: str) -> str:
         return f"({_csv_position(name)} IS NOT NULL)"
