@@ -275,6 +275,31 @@ def test_a_row_without_updated_at_stops_every_incremental_run(settings, tmp_path
     assert message.startswith("source table orders has a row without updated_at (row id 2): ")
 
 
+def test_an_id_that_is_no_primary_key_stops_extraction_and_an_exact_copy_does_not(
+    settings, tmp_path
+):
+    """Two different rows of one (id, updated_at): one was kept at random, the other reported
+    as a row changed without a new updated_at, forever, and a new updated_at (the advice) kept
+    the same one again. An exact copy of a row is one version."""
+    engine = legacy_orders(settings, tmp_path)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO orders VALUES (1, 7, 'pending', :at, :at)"), {"at": AT_10}
+        )
+    extract_directly(settings, engine, "orders")
+    assert query(settings.warehouse, "SELECT id, status FROM raw.orders") == [(1, "pending")]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO orders VALUES (3, 7, :status, :at, :at)"),
+            [{"status": "pending", "at": AT_11}, {"status": "shipped", "at": AT_11}],
+        )
+    message = one_line_error_after_first(settings, engine, "orders")
+    assert message.startswith(
+        "source table orders holds 2 different rows with id 3 and the same updated_at: id is "
+        "no primary key there"
+    )
+
+
 def test_a_null_the_raw_gate_refuses_stops_extraction_before_anything_is_written(
     settings, tmp_path
 ):
