@@ -99,7 +99,9 @@ def still_over_elsewhere(
     newest = pd.Timestamp(newest).date()
     recent = Window(newest - timedelta(days=t.scorecard_days - 1), newest)
     judged = judge(partition_counts(reader, fmt, recent), t)
-    outside = [not window.contains(day) for day in judged["dt"]]
+    # A Series, not a list: pandas deprecates & between a Series and a list (a FutureWarning
+    # in every run's log, an error in a later pandas).
+    outside = judged["dt"].map(lambda day: not window.contains(day)).astype(bool)
     return judged[(judged["severity"] == dg.AssetCheckSeverity.ERROR.value) & outside]
 
 
