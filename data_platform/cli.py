@@ -26,6 +26,14 @@ def seconds(text: str, zero: bool = False) -> float:
     return value
 
 
+def location(text: str) -> str:
+    """An argparse type: a backup's folder or S3 prefix. Blank is refused: `backup "$DEST"`
+    with DEST unset took its backup into the working folder and said it was verified."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is empty: give a folder or s3://bucket/prefix")
+    return text
+
+
 def _add_materialize_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "materialize",
@@ -62,7 +70,7 @@ def _add_operations_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="a consistent snapshot of the warehouse, the instance and the settings",
         description="Taken while runs write: waits for the warehouse's writer, then copies.",
     )
-    backup.add_argument("dest", help="a new folder or s3://bucket/prefix")
+    backup.add_argument("dest", type=location, help="a new folder or s3://bucket/prefix")
     backup.add_argument(
         "--timeout",
         type=seconds,
@@ -75,7 +83,7 @@ def _add_operations_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="restore a backup into an empty home",
         description="Verifies every checksum before writing anything.",
     )
-    restore.add_argument("src", help="the backup's folder or s3://bucket/prefix")
+    restore.add_argument("src", type=location, help="the backup's folder or s3://bucket/prefix")
     restore.add_argument(
         "--force", action="store_true", help="overwrite a home that already holds state"
     )

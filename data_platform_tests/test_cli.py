@@ -349,3 +349,21 @@ def test_a_run_failed_with_no_step_failing_says_its_cause():
             "Connection refused."
         ],
     )
+
+
+@pytest.mark.parametrize("command", ["backup", "restore"])
+@pytest.mark.parametrize("where", ["", "  "])
+def test_a_blank_backup_location_is_a_usage_error(tmp_path, command, where):
+    """`backup "$DEST"` with DEST unset wrote its backup into the working folder, exit 0."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    environ = environ_without_settings(DATA_PLATFORM_HOME=str(tmp_path / "home"))
+    done = subprocess.run(
+        [CLI, command, where], cwd=cwd, env=environ, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.splitlines()[-1] == (
+        f"data-platform {command}: error: argument {'dest' if command == 'backup' else 'src'}: "
+        f"{where!r} is empty: give a folder or s3://bucket/prefix"
+    )
+    assert not list(cwd.iterdir())
