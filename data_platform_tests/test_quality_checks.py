@@ -396,9 +396,12 @@ def test_a_failing_gate_blocks_the_downstream_steps_of_its_run(
     [rule] = md_rows(value(evaluation, "failing_checks"))
     assert rule["rule"].startswith("event_type: isin(['add_to_cart'")
     assert (rule["failing_rows"], rule["failure_cases"]) == ("2", "2")
-    assert {r["failure_case"] for r in md_rows(value(evaluation, "failure_cases"))} == {
-        "teleport",
-        "warp",
+    # Each case names its row by the gate's key, the file and line it was read from.
+    cases = {(r["failure_case"], r["row"]) for r in md_rows(value(evaluation, "failure_cases"))}
+    source = f"_source_file=events/dt={day}/a.jsonl"
+    assert cases == {
+        ("teleport", f"{source}, _line_number=2"),
+        ("warp", f"{source}, _line_number=3"),
     }
     # The checked asset is stored; no dbt step downstream of it started.
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}

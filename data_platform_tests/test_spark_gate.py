@@ -170,17 +170,19 @@ def expected_outcome(rows: list[dict[str, Any]], window: Window) -> dict[str, An
         ),
     }
     cases_per_row = {"multiple_fields_uniqueness": 2}
-    rules, values = {}, {}
+    rules, values, named = {}, {}, {}
     for rule, (fails, value) in per_row.items():
         if any(fails):
             rules[rule] = (sum(fails), sum(fails) * cases_per_row.get(rule, 1))
             values[rule] = {value(r) for r, f in zip(rows, fails, strict=True) if f}
+            named[rule] = {f"id={r['id']}" for r, f in zip(rows, fails, strict=True) if f}
     failing = [any(row) for row in zip(*(fails for fails, _ in per_row.values()), strict=True)]
     return {
         "rows": len(rows),
         "failing_rows": sum(failing),
         "rules": rules,
         "values": values,
+        "named": named,
     }
 
 
@@ -266,7 +268,7 @@ def test_same_failures_on_duckdb_and_spark(spark, tables, window, monkeypatch) -
     duck_streamed = validate_window(tables, gate, window, SHOWN)
     on_spark = validate_spark_window(spark, gate, window, SHOWN)
 
-    counts = {k: v for k, v in expected.items() if k != "values"}
+    counts = {k: v for k, v in expected.items() if k not in ("values", "named")}
     assert outcome_summary(duck) == counts
     assert outcome_summary(duck_streamed) == counts
     assert outcome_summary(on_spark) == counts
@@ -276,6 +278,16 @@ def test_same_failures_on_duckdb_and_spark(spark, tables, window, monkeypatch) -
         cases = on_spark.cases.loc[on_spark.cases["rule"] == rule, "failure_case"]
         assert 0 < len(cases) <= failing, rule
         assert set(cases) <= expected["values"][rule], rule
+    # A case names its row by the model's key (id): a row that breaks the case's rule. Only a
+    # rule Pandera reports without a row (a dtype; a uniqueness counted in SQL) names none.
+    rowless = {"qty: dtype('int64')", "id: field_uniqueness", "multiple_fields_uniqueness"}
+    for outcome in (duck, duck_streamed, on_spark):
+        for case in outcome.cases.itertuples():
+            if case.row is None:
+                assert case.rule in rowless, case
+            else:
+                assert case.row in expected["named"][case.rule], case
+        assert outcome.cases["row"].notna().sum() >= len(expected["rules"]) - len(rowless)
 
 
 def test_clean_rows_pass_on_both(spark, tables) -> None:

@@ -111,6 +111,7 @@ class RawOrderItems(_VersionLog):
 # source's clocks) and no other.
 # Columns nullable and dtypes loose: the whole-log model already reports those.
 class _ExtractedVersions(pa.DataFrameModel):
+    id: Series[np.int64] = pa.Field(nullable=True)  # names a failing version's row
     updated_at: Series[Timestamp] = timestamp(nullable=True)
 
 

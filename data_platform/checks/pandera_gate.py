@@ -36,7 +36,9 @@ if TYPE_CHECKING:  # Pandera, pandas and pyarrow load when a gate first runs
     import pyarrow
 
 PANDERA_CASE_COLUMNS = ["schema_context", "column", "check", "failure_case", "index"]
-SHOWN_CASE_COLUMNS = ["rule", "column", "failure_case", "index"]
+# A case names its row by the row's key (`row`): the frame's index said nothing to a person
+# (a batch's position, and a Spark row has none).
+SHOWN_CASE_COLUMNS = ["rule", "column", "failure_case", "row"]
 
 
 @dataclass(frozen=True)
@@ -97,11 +99,36 @@ def fetch_frame(conn: duckdb.DuckDBPyConnection, sql: str, params: list) -> "pd.
     return arrow_frame(conn.sql(sql, params=params).to_arrow_table())
 
 
+def row_key(model: "type[pa.DataFrameModel] | pa.DataFrameSchema") -> list[str]:
+    """The columns that tell a person which row a case is: the model's first uniqueness (a
+    file and line, an id and version, a fact's id). A model of the run's versions declares
+    none (the whole log's model judges it): its rows are named by their version."""
+    rules = uniqueness_rules(model)
+    if rules:
+        return rules[0][1]
+    schema = model.to_schema() if isinstance(model, type) else model
+    return [c for c in ("id", "updated_at") if c in schema.columns]
+
+
+def named_rows(frame: "pd.DataFrame", index: "pd.Series", key: list[str]) -> "pd.Series":
+    """`key=value, ...` of the frame's rows at `index` (None where a case has no row)."""
+    import pandas as pd
+
+    def named(position: object) -> str | None:
+        if not key or pd.isna(position):  # a case without a row (a wrong dtype)
+            return None
+        row = frame.loc[int(position)]
+        return ", ".join(f"{c}={'NULL' if pd.isna(row[c]) else row[c]}" for c in key)
+
+    return index.map(named)
+
+
 def validate(
     model: "type[pa.DataFrameModel] | pa.DataFrameSchema",
     frame: "pd.DataFrame",
     shown: int,
     flagged: "pd.Series | None" = None,
+    key: list[str] | None = None,
 ) -> Outcome:
     """Every failure of `frame` against `model`, summarised per rule.
 
@@ -109,7 +136,8 @@ def validate(
     `column: check` for column rules and by its own name for whole-frame rules, and counted
     in distinct failing rows (cases without a row, e.g. a wrong dtype, count as cases only).
     `flagged` marks rows found failing elsewhere (a uniqueness checked over the window), which
-    count among the failing rows.
+    count among the failing rows. A shown case names its row by `key` (the model's `row_key`
+    unless given: a model stripped of its uniqueness has none).
     """
     import pandas as pd
     import pandera.pandas as pa
@@ -129,13 +157,17 @@ def validate(
         failing_rows=("index", "nunique"), failure_cases=("check", "size")
     )
     failing = cases["index"].dropna().astype("int64")
+    shown_cases = cases.drop_duplicates(["rule", "index"]).head(shown)
+    shown_cases = shown_cases.assign(
+        row=named_rows(frame, shown_cases["index"], row_key(model) if key is None else key)
+    )
     if flagged is not None:
         failing = pd.concat([failing, pd.Series(frame.index[flagged.to_numpy()], dtype="int64")])
     return Outcome(
         rows=len(frame),
         failing_rows=int(failing.nunique()),
         failing_checks=rules.reset_index(),
-        cases=cases.drop_duplicates(["rule", "index"])[SHOWN_CASE_COLUMNS].head(shown),
+        cases=shown_cases[SHOWN_CASE_COLUMNS],
     )
 
 
@@ -155,9 +187,11 @@ def gate_query(gate: Gate, window: Window) -> tuple[str, list]:
     return f"SELECT {columns} FROM {gate.relation} WHERE ({gate.where}) AND {predicate}", params
 
 
-def uniqueness_rules(model: "type[pa.DataFrameModel]") -> list[tuple[str, list[str]]]:
+def uniqueness_rules(
+    model: "type[pa.DataFrameModel] | pa.DataFrameSchema",
+) -> list[tuple[str, list[str]]]:
     """(the rule's name as Pandera reports it, its key) for every uniqueness the model declares."""
-    schema = model.to_schema()
+    schema = model.to_schema() if isinstance(model, type) else model
     rules = [
         (f"{name}: field_uniqueness", [name])
         for name, column in schema.columns.items()
@@ -234,7 +268,7 @@ def validate_window(
                 {"rule": [rule], "failing_rows": [failing], "failure_cases": [failing * len(key)]}
             )
             shown_cases = pd.DataFrame(
-                {"rule": rule, "column": key[0], "failure_case": cases, "index": None}
+                {"rule": rule, "column": key[0], "failure_case": cases, "row": None}
             )
             outcomes.append(Outcome(0, 0, failing_checks, shown_cases))
         flags.append(f"EXISTS (SELECT 1 FROM _gate_duplicates_{i} d WHERE {_key_match(key, 'd')})")
@@ -249,7 +283,7 @@ def validate_window(
     schema = row_rules(model)
     with _collect_only_new_objects():
         for batch in whole_groups(stream, group_key):
-            outcomes.append(_validate_batch(schema, batch, shown))
+            outcomes.append(_validate_batch(schema, batch, shown, row_key(model)))
             # pandas caches an accessor on its object (`df.pandera`, `s.str`) that points back
             # to it: each validated batch is a reference cycle, freed only by a full
             # collection, which a process the size of a run seldom makes (a 10M-row window
@@ -290,10 +324,12 @@ def whole_groups(
         yield held
 
 
-def _validate_batch(schema: "pa.DataFrameSchema", table: "pyarrow.Table", shown: int) -> Outcome:
+def _validate_batch(
+    schema: "pa.DataFrameSchema", table: "pyarrow.Table", shown: int, key: list[str]
+) -> Outcome:
     frame = arrow_frame(table)
     flagged = frame.pop(DUPLICATE_COLUMN)
-    return validate(schema, frame, shown, flagged)
+    return validate(schema, frame, shown, flagged, key)
 
 
 @contextmanager

@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from data_platform.checks.pandera_gate import SHOWN_CASE_COLUMNS, Gate, Outcome, arrow_frame
+from data_platform.checks.pandera_gate import (
+    SHOWN_CASE_COLUMNS,
+    Gate,
+    Outcome,
+    arrow_frame,
+    row_key,
+)
 from data_platform.checks.scope import Window
 from data_platform.checks.spark_rules import (
     RowRule,
@@ -161,18 +167,27 @@ def dtype_rules(
     return rows, scalars
 
 
-def _samples_sql(failing: list[RowRule], shown: int) -> str:
+def _row_sql(key: list[str]) -> str:
+    """`key=value, ...` naming a row, as the DuckDB gate's `named_rows` writes it."""
+    if not key:
+        return "CAST(NULL AS STRING)"
+    named = (f"'{c}=', coalesce(CAST({quote(c)} AS STRING), 'NULL')" for c in key)
+    return "concat(" + ", ', ', ".join(named) + ")"
+
+
+def _samples_sql(failing: list[RowRule], shown: int, key: list[str]) -> str:
     """At most `shown` failure cases of each failing rule, in one pass over the judged rows:
     the failing rows' cases exploded, numbered per rule, cut at `shown` (Spark limits each
     rule's rows before the shuffle, so a table of failures never crosses the network)."""
     cases = ", ".join(
         f"named_struct('rule', {sql_literal(r.rule)}, 'column', {sql_literal(r.column)}, "
-        f"'failure_case', CAST({r.value} AS STRING), 'fails', coalesce({r.fails}, FALSE))"
+        f"'failure_case', CAST({r.value} AS STRING), 'row', {_row_sql(key)}, "
+        f"'fails', coalesce({r.fails}, FALSE))"
         for r in failing
     )
     any_fails = " OR ".join(f"({r.fails})" for r in failing)
     return (
-        f"SELECT c.rule, c.column, c.failure_case FROM ("
+        f"SELECT c.rule, c.column, c.failure_case, c.row FROM ("
         f"SELECT c, row_number() OVER (PARTITION BY c.rule ORDER BY c.rule) AS n FROM ("
         f"SELECT explode(filter(array({cases}), x -> x.fails)) AS c FROM _gate_judged "
         f"WHERE {any_fails})) WHERE n <= {shown}"
@@ -193,7 +208,7 @@ def spark_outcome(
     Rules and failing rows are counted as the DuckDB gate counts them: per rule the rows that
     break it and its failure cases (a duplicated row of a two-column key is two cases, a wrong
     dtype one case without a row), and in `failing_rows` each row once whatever it breaks.
-    Failure cases carry no `index`: a Spark row has no position. Raises UnrenderableRule when
+    A failure case names its row by the model's `row_key`, as the DuckDB gate does. Raises UnrenderableRule when
     the model has a rule SQL cannot state.
     """
     import pandas as pd
@@ -241,18 +256,19 @@ def spark_outcome(
     failed_scalars = [s for s in scalars if s.when is None] + [
         s for s, holds in zip(conditional, held, strict=True) if holds
     ]
-    samples = pd.DataFrame(columns=["rule", "column", "failure_case"])
+    samples = pd.DataFrame(columns=SHOWN_CASE_COLUMNS)
     if failing and shown > 0:
-        cases_sql = _samples_sql([rule for rule, _, _ in failing], shown)
+        cases_sql = _samples_sql([rule for rule, _, _ in failing], shown, row_key(schema))
         samples = spark.sql(f"{with_ctes}{cases_sql}", args=args).toPandas()
     scalar_cases = pd.DataFrame(
         {
             "rule": [s.rule for s in failed_scalars],
             "column": [s.column for s in failed_scalars],
             "failure_case": [s.failure_case for s in failed_scalars],
+            "row": None,
         }
     )
-    cases = pd.concat([samples, scalar_cases], ignore_index=True).assign(index=None)
+    cases = pd.concat([samples, scalar_cases], ignore_index=True)
     failing_checks = pd.DataFrame(
         [(rule.rule, count, cases_) for rule, count, cases_ in failing]
         + [(s.rule, 0, 1) for s in failed_scalars],
