@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -202,6 +203,28 @@ def extract_users(
 ) -> ExtractionStats:
     with duckdb.connect(str(warehouse)) as conn:
         return extract_incremental(conn, engine, USERS, lookback, at)
+
+
+def test_an_extraction_from_sqlite_lets_the_app_write_between_its_batches(tmp_path, monkeypatch):
+    """One streamed SELECT held SQLite's read lock while the warehouse took in every batch: an
+    app's commit waited for the whole table and failed after its busy timeout ("database is
+    locked"). Between batches the app now writes; every row is still read once, a row changed
+    after its batch as it was, one changed before its batch as it is then."""
+    monkeypatch.setattr(database, "SOURCE_BATCH_ROWS", 3)
+    rows = [{"id": i, "at": f"2026-01-05 08:{i:02d}:00"} for i in range(1, 11)]
+    engine = hand_made_users(tmp_path / "app.db", rows)
+    query, columns = database.source_query(engine, USERS, None)
+    batches = database.source_batches(engine, USERS, query, columns)
+    first = next(batches)
+    app = sqlite3.connect(tmp_path / "app.db", timeout=0.2)
+    with app:  # a commit: raises "database is locked" while the extraction holds its lock
+        app.execute("UPDATE users SET updated_at = '2026-01-05 09:00:00' WHERE id IN (2, 9)")
+    app.close()
+    read = [first, *batches]
+    versions = sorted((row["id"], row["updated_at"]) for batch in read for row in batch.to_pylist())
+    assert [len(batch) for batch in read] == [3, 3, 3, 1]
+    at = {row["id"]: row["at"] for row in rows} | {9: "2026-01-05 09:00:00"}
+    assert versions == sorted(at.items())
 
 
 def test_a_contract_grown_by_a_rescued_column_reports_no_row_changed(tmp_path):

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from data_platform.assets.raw import RAW_SOURCE_TABLE_ASSETS
 from data_platform.checks.source_schema_drift import source_schema_drift_check
+from data_platform.ingestion import database
 from data_platform.ingestion.database import extract_incremental
 from data_platform.ingestion.source_schema import SourceSchemaError, reflect
 from data_platform.ingestion.tables import SOURCE_DB_TABLES, USERS, ensure_raw_tables
@@ -275,12 +276,15 @@ def test_a_row_without_updated_at_stops_every_incremental_run(settings, tmp_path
     assert message.startswith("source table orders has a row without updated_at (row id 2): ")
 
 
+@pytest.mark.parametrize("batch_rows", [50_000, 1], ids=["one_batch", "batch_per_row"])
 def test_an_id_that_is_no_primary_key_stops_extraction_and_an_exact_copy_does_not(
-    settings, tmp_path
+    settings, tmp_path, monkeypatch, batch_rows
 ):
     """Two different rows of one (id, updated_at): one was kept at random, the other reported
     as a row changed without a new updated_at, forever, and a new updated_at (the advice) kept
-    the same one again. An exact copy of a row is one version."""
+    the same one again. An exact copy of a row is one version. Read in different batches (on
+    SQLite pages by rowid, where rows inserted apart are far apart), it stops the same."""
+    monkeypatch.setattr(database, "SOURCE_BATCH_ROWS", batch_rows)
     engine = legacy_orders(settings, tmp_path)
     with engine.begin() as conn:
         conn.execute(
@@ -290,12 +294,17 @@ def test_an_id_that_is_no_primary_key_stops_extraction_and_an_exact_copy_does_no
     assert query(settings.warehouse, "SELECT id, status FROM raw.orders") == [(1, "pending")]
     with engine.begin() as conn:
         conn.execute(
-            sa.text("INSERT INTO orders VALUES (3, 7, :status, :at, :at)"),
-            [{"status": "pending", "at": AT_11}, {"status": "shipped", "at": AT_11}],
+            sa.text("INSERT INTO orders VALUES (:id, 7, :status, :at, :at)"),
+            [
+                {"id": 3, "status": "pending", "at": AT_11},
+                {"id": 4, "status": "pending", "at": AT_11},
+                {"id": 3, "status": "shipped", "at": AT_11},
+            ],
         )
     message = one_line_error_after_first(settings, engine, "orders")
+    rows = "2 different rows" if batch_rows > 1 else "different rows"
     assert message.startswith(
-        "source table orders holds 2 different rows with id 3 and the same updated_at: id is "
+        f"source table orders holds {rows} with id 3 and the same updated_at: id is "
         "no primary key there"
     )
 

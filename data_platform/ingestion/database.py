@@ -35,6 +35,7 @@ from data_platform.ingestion.source_schema import (
     contract_columns,
     contract_value,
     driver_reason,
+    not_a_primary_key,
     quoted,
     reflect,
     require_castable,
@@ -96,9 +97,13 @@ class ExtractionStats:
 HIGH_WATER_MARK = "max(least(updated_at, _extracted_at))"
 
 
-def unversioned_changes_sql(table: RawTable, versions: str, sql: EngineSql) -> str:
+def unversioned_changes_sql(
+    table: RawTable, versions: str, sql: EngineSql, extracted_at: datetime
+) -> str:
     """The ids of `versions` (the run's rows, typed as the log's) whose (id, updated_at) the
-    log holds with other content, with their count on each row (smallest SHOWN_IDS ids).
+    log holds with other content, with their count and whether any of those versions was
+    stored by this run (`extracted_at`), on each row (smallest SHOWN_IDS ids, those stored by
+    this run first).
 
     One rule for DuckDB and Spark, which both run it after appending: a version the run added
     is its own stored self, so only keys stored by an earlier run (or twice in one run) can
@@ -121,11 +126,14 @@ def unversioned_changes_sql(table: RawTable, versions: str, sql: EngineSql) -> s
         f"{sql.json_keys('v._rescued')} = {sql.json_keys('r._rescued')} AND "
         "CAST(v._rescued AS STRING) <> CAST(r._rescued AS STRING))"
     )
+    stamp = sql.dialect.try_utc_timestamp(f"'{extracted_at.isoformat()}Z'")
     return (
-        "SELECT id, count(*) OVER () AS n FROM ("
-        f"SELECT DISTINCT v.id FROM {versions} v JOIN {table.qualified_name} r "
+        "SELECT id, count(*) OVER () AS n, max(this_run) OVER () AS this_run FROM ("
+        f"SELECT v.id, max(CASE WHEN r._extracted_at = {stamp} THEN 1 ELSE 0 END) AS this_run "
+        f"FROM {versions} v JOIN {table.qualified_name} r "
         "ON r.id = v.id AND r.updated_at = v.updated_at "
-        f"WHERE {' OR '.join(differs)}) c ORDER BY id LIMIT {SHOWN_IDS}"
+        f"WHERE {' OR '.join(differs)} GROUP BY v.id) c "
+        f"ORDER BY this_run DESC, id LIMIT {SHOWN_IDS}"
     )
 
 
@@ -134,12 +142,17 @@ def find_unversioned_changes(
     table: RawTable,
     versions: str,
     sql: EngineSql,
+    extracted_at: datetime,
 ) -> UnversionedChanges:
-    """`unversioned_changes_sql` run by an engine (`rows` returns a query's rows)."""
-    found = rows(unversioned_changes_sql(table, versions, sql))
+    """`unversioned_changes_sql` run by an engine (`rows` returns a query's rows). A key the
+    run itself stored with other content is two different rows of one (id, updated_at) read
+    in different batches: a stop, as `source_schema` makes for two in one batch."""
+    found = rows(unversioned_changes_sql(table, versions, sql, extracted_at))
     if not found:
         return UnversionedChanges()
-    return UnversionedChanges(int(found[0][1]), tuple(int(i) for i, _ in found))
+    if found[0][2]:
+        raise not_a_primary_key(table, found[0][0], "different rows")
+    return UnversionedChanges(int(found[0][1]), tuple(int(i) for i, _, _ in found))
 
 
 def unversioned_changes_warning(table: RawTable, found: UnversionedChanges) -> str:
@@ -322,8 +335,7 @@ def source_batches(
 
     names, extra = [*columns.contract, *columns.extra], set(columns.extra)
     with engine.connect() as source, _read_errors(table):
-        result = source.execution_options(stream_results=True).execute(query)
-        while rows := result.fetchmany(SOURCE_BATCH_ROWS):
+        for rows in _row_pages(source, query):
             values = list(zip(*rows, strict=True))
             yield pa.table(
                 {
@@ -331,6 +343,51 @@ def source_batches(
                     for n, col in zip(names, values, strict=True)
                 }
             )
+
+
+def _row_pages(source: sa.Connection, query: sa.Select) -> Iterator[Sequence[sa.Row]]:
+    """The query's rows, SOURCE_BATCH_ROWS at a time.
+
+    On SQLite each page is a read of its own, by rowid: one streamed SELECT held SQLite's read
+    lock while the warehouse took in every batch, and an app's write waited that long (a
+    300k-row whole-table run: 7.8 s; the app's commit failed after its 5 s busy timeout). A
+    row the app changes between pages keeps its rowid: read before the change or after it,
+    and a change after its page is past the high-water mark, read by the next run. A table
+    without a rowid is streamed as elsewhere."""
+
+    rowid = _rowid(source, query)
+    if rowid is None:
+        result = source.execution_options(stream_results=True).execute(query)
+        while rows := result.fetchmany(SOURCE_BATCH_ROWS):
+            yield rows
+        return
+    page = query.add_columns(rowid).order_by(None).order_by(rowid).limit(SOURCE_BATCH_ROWS)
+    last = None
+    while True:
+        rows = source.execute(page if last is None else page.where(rowid > last)).fetchall()
+        if not rows:
+            return
+        last = rows[-1][-1]
+        yield [row[:-1] for row in rows]
+
+
+def _rowid(source: sa.Connection, query: sa.Select) -> sa.ColumnElement | None:
+    """The rowid of the query's SQLite table, under a name no column of it takes; None on
+    another database or for a table WITHOUT ROWID."""
+    import sqlalchemy as sa
+
+    if source.dialect.name != "sqlite":
+        return None
+    [table] = query.get_final_froms()
+    declared = source.execute(
+        sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :name"),
+        {"name": table.name},
+    ).scalar()
+    if declared is None or "WITHOUT ROWID" in " ".join(declared.upper().split()):
+        return None
+    names = {c.name.lower() for c in table.columns}
+    alias = next((a for a in ("rowid", "_rowid_", "oid") if a not in names), None)
+    return None if alias is None else sa.literal_column(f"{quoted(table.name)}.{alias}")
 
 
 @contextmanager
@@ -390,7 +447,11 @@ def _append_new_versions(
     )
     added = conn.execute(f"SELECT count(*) FROM {table.qualified_name}").fetchone()[0] - before
     found = find_unversioned_changes(
-        lambda sql: conn.execute(sql).fetchall(), table, "_source_versions", DUCKDB_SQL
+        lambda sql: conn.execute(sql).fetchall(),
+        table,
+        "_source_versions",
+        DUCKDB_SQL,
+        extracted_at,
     )
     return added, found
 

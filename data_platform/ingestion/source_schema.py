@@ -245,11 +245,15 @@ def _require_unique_versions(
     )
     if found:
         row_id, rows = found
-        raise SourceSchemaError(
-            f"source table {table.name} holds {rows} different rows with id {row_id} and the "
-            "same updated_at: id is no primary key there (a migration dropped it?): make the "
-            "rows' ids unique and restore the key in the app database, then re-run the extraction"
-        )
+        raise not_a_primary_key(table, row_id, f"{rows} different rows")
+
+
+def not_a_primary_key(table: RawTable, row_id: object, rows: str) -> SourceSchemaError:
+    return SourceSchemaError(
+        f"source table {table.name} holds {rows} with id {row_id} and the same updated_at: id "
+        "is no primary key there (a migration dropped it?): make the rows' ids unique and "
+        "restore the key in the app database, then re-run the extraction"
+    )
 
 
 def require_contract(source: sa.Table, table: RawTable, columns: SourceColumns) -> None:

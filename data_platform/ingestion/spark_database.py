@@ -151,6 +151,7 @@ def extract_incremental_on_spark(
                 table,
                 "_source_versions",
                 SPARK_SQL,
+                extracted_at,
             )
     finally:
         spark.catalog.dropTempView("_source_batch")
