@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import subprocess
+import sys
 from datetime import date, datetime
 from pathlib import Path
 
@@ -980,3 +982,55 @@ def test_leftovers_are_found_wherever_they_are_in_a_file(settings, resources, tm
     assert query(settings.warehouse, dead) == sorted(expected_dead)
     assert read == len(expected_rows) + len(expected_dead) == 22
     assert conservation_of_the_day(resources).passed
+
+
+FILE_SIZE_LIMITED = """
+import resource, signal, sys
+from datetime import date, datetime
+import duckdb
+from data_platform.ingestion.file_formats import EVENT_FILES
+from data_platform.ingestion.files import ingest_file_partitions
+from data_platform.resources.landing import LandingZone
+warehouse, landing, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+with duckdb.connect(warehouse) as conn:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    ingest_file_partitions(conn, LandingZone(url=landing), EVENT_FILES, [date.fromisoformat(
+        sys.argv[4])], datetime(2026, 1, 6))
+"""
+
+
+def test_a_commit_that_cannot_be_written_fails_with_its_cause_and_leaves_the_day_as_it_was(
+    resources, tmp_path
+):
+    """A COMMIT that failed (a disk full: here a file-size limit, which needs no root) ended
+    the transaction itself, and the ROLLBACK after it raised "cannot rollback - no
+    transaction is active": the run said that instead of why. The day stays as it was, and
+    the next run loads it."""
+    landing, warehouse = resources["landing"], tmp_path / "warehouse.duckdb"
+    put_lines(landing, f"events/dt={DAY}/a.jsonl", [event("first")], tmp_path)
+    before = _ingested(warehouse, landing, EVENT_FILES)
+    lines = [event(f"e{i}") for i in range(5_000)]
+    put_lines(landing, f"events/dt={DAY}/b.jsonl", lines, tmp_path)
+    limit = warehouse.stat().st_size  # no write may grow it: the WAL starts empty
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FILE_SIZE_LIMITED,
+            str(warehouse),
+            landing.url,
+            str(limit),
+            str(DAY),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert "File too large" in last and "cannot rollback" not in done.stderr, done.stderr[-2000:]
+    with duckdb.connect(str(warehouse)) as conn:
+        assert conn.execute("SELECT event_id FROM raw.events").fetchall() == [("first",)]
+    after = _ingested(warehouse, landing, EVENT_FILES)
+    assert len(after["events"]) == 5_001 and before["dead_letter"] == after["dead_letter"] == []

@@ -42,7 +42,7 @@ from data_platform.ingestion.source_schema import (
     require_contract,
     require_updated_at,
 )
-from data_platform.ingestion.tables import RawTable, ensure_raw_tables
+from data_platform.ingestion.tables import RawTable, ensure_raw_tables, one_transaction
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -475,8 +475,7 @@ def extract_incremental(
     query, columns = source_query(engine, table, read_since(hwm_before, lookback))
     fetched = added = 0
     unversioned = UnversionedChanges()
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with one_transaction(conn):
         for _source_arrow in source_batches(engine, table, query, columns):
             # DuckDB finds the Python variable by name; named like the temp table, it would be
             # shadowed by it from the second batch on, which re-read the first batch.
@@ -492,10 +491,6 @@ def extract_incremental(
             added += batch_added
             unversioned += batch_unversioned
         conn.execute("DROP TABLE IF EXISTS _source_versions")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return ExtractionStats(
         table.name, hwm_before, conn.execute(hwm_sql).fetchone()[0], fetched, added, unversioned
     )

@@ -5,9 +5,12 @@ These are contracts (README.md, "The raw layer"): dbt sources and tests depend o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import dagster as dg
+import duckdb
 
 
 @dataclass(frozen=True)
@@ -201,3 +204,19 @@ def ensure_raw_tables(conn, tables: tuple[RawTable, ...]) -> None:
                 conn.execute(
                     f"ALTER TABLE {table.qualified_name} ADD COLUMN {column.duckdb_definition}"
                 )
+
+
+@contextmanager
+def one_transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN, the block, COMMIT; on any failure ROLLBACK and the failure raised as it was.
+    A COMMIT that failed (a disk full, a file over its size limit) has ended the transaction
+    itself: the ROLLBACK after it raised "cannot rollback - no transaction is active", the
+    error a run showed instead of its cause."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        with suppress(duckdb.Error):
+            conn.execute("ROLLBACK")
+        raise
