@@ -16,7 +16,11 @@ import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import ParseResult, urlparse
+
+if TYPE_CHECKING:  # SQLAlchemy loads when a URL is read, not with the settings
+    import sqlalchemy as sa
 
 # rows_* series per source of `data-platform metrics`: a month of arrival days.
 METRICS_DAYS = 31
@@ -141,6 +145,13 @@ def masked(raw: str) -> str:
     return PASSWORD.sub(r"\1***@", SECRET_PARAMETER.sub(r"\1***", raw))
 
 
+def masked_url(url: sa.URL) -> str:
+    """A database URL as a line may show it: its password masked where SQLAlchemy puts it
+    (after the user) and where a driver also takes one (`?password=`, which SQLAlchemy's own
+    rendering left in clear: in the run's log, its event log and its alert)."""
+    return masked(url.render_as_string(hide_password=True))
+
+
 def validate_landing(raw: str) -> str:
     if raw.startswith("s3://"):
         parsed = parsed_url(raw)
@@ -232,7 +243,7 @@ def validate_db_url(raw: str) -> str:
             "DATA_PLATFORM_SOURCE_DB_URL is not a SQLAlchemy URL (is its port a number?): "
             f"{example}"
         ) from None
-    shown = masked(url.render_as_string(hide_password=True))
+    shown = masked_url(url)
     try:
         dialect = url.get_dialect()
     except sa.exc.NoSuchModuleError as err:

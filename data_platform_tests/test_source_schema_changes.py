@@ -356,6 +356,8 @@ def test_a_value_the_driver_cannot_read_is_one_line_without_the_value(settings, 
     [
         # Nothing listens on port 1: a server down.
         "postgresql+psycopg://app:secret@127.0.0.1:1/app",
+        # The password as a query parameter, which SQLAlchemy's rendering shows.
+        "postgresql+psycopg://app@127.0.0.1:1/app?password=secret",
         # A file that is no database.
         "sqlite:///{not_a_database}",
     ],

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from data_platform.ingestion.file_lines import sql_string
 from data_platform.ingestion.record_rules import Dialect
 from data_platform.ingestion.tables import Column, RawTable
+from data_platform.settings import masked_url
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -112,7 +113,7 @@ def require_source_database(engine: sa.Engine) -> None:
     """Raise SourceSchemaError, before anything connects, when the source is a SQLite file that
     does not exist."""
     if (path := missing_sqlite_file(engine.url)) is not None:
-        where = engine.url.render_as_string(hide_password=True)
+        where = masked_url(engine.url)
         raise SourceSchemaError(
             f"source database file {path} does not exist ({where}): point "
             "DATA_PLATFORM_SOURCE_DB_URL at the app database's file (or create it, e.g. with "
@@ -146,7 +147,7 @@ def reflect(engine: sa.Engine, table: RawTable) -> tuple[sa.Table, SourceColumns
     import sqlalchemy as sa
 
     require_source_database(engine)
-    where = engine.url.render_as_string(hide_password=True)
+    where = masked_url(engine.url)
     try:
         source = sa.Table(table.name, sa.MetaData(), autoload_with=engine)
     except sa.exc.DBAPIError as error:

@@ -11,7 +11,7 @@ import argparse
 import sys
 from datetime import date
 
-from data_platform.settings import SettingsError, load_settings
+from data_platform.settings import SettingsError, load_settings, masked_url
 from data_platform.simulator.config import SimulationConfig, SimulationError
 from data_platform.simulator.runner import append_day, simulate
 
@@ -129,10 +129,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _without_password(url: str) -> str:
-    """The URL as a log may show it: a PostgreSQL URL's password masked."""
+    """The URL as a log may show it: its password masked."""
     from sqlalchemy.engine import make_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    return masked_url(make_url(url))
 
 
 def _progress(message: str) -> None:
