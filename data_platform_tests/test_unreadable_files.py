@@ -336,6 +336,34 @@ def test_a_symbolic_link_that_names_no_file_is_one_dead_letter(
     assert_day_accounted(result, settings.warehouse, "events", verdicts, bad_key, reason)
 
 
+@pytest.mark.parametrize("linked", ["file", "folder"])
+def test_a_symbolic_link_out_of_the_landing_zone_is_one_dead_letter_and_not_read(
+    settings, resources, tmp_path, linked
+):
+    """A link to any file the platform may read was followed: its lines landed in raw (a link
+    to the PII salt put the salt in a dead letter that `data-platform sql` shows), for whoever
+    may only write to the landing zone. Its target's lines are read by no run now."""
+    landing = resources["landing"]
+    verdicts = land(landing, GOOD_EVENTS, tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "c.jsonl").write_text("\n".join(event_lines("secret", 3)) + "\n")
+    name = "c.jsonl" if linked == "file" else "sub"
+    (Path(landing.url) / f"events/dt={DAY}/{name}").symlink_to(
+        outside / "c.jsonl" if linked == "file" else outside
+    )
+    bad_key = f"events/dt={DAY}/{name}" + ("/" if linked == "folder" else "")
+    result = materialize_day(resources)
+    reason = "a symbolic link to '{}' that could not be read (it leads out of the landing zone)"
+    target = outside / "c.jsonl" if linked == "file" else outside
+    assert_day_accounted(
+        result, settings.warehouse, "events", verdicts, bad_key, reason.format(target)
+    )
+    assert query(
+        settings.warehouse, "SELECT count(*) FROM raw.events WHERE event_id LIKE 'secret%'"
+    ) == [(0,)]
+
+
 def test_a_fixed_file_landed_again_replaces_its_dead_letter(settings, resources, tmp_path):
     landing = resources["landing"]
     verdicts = land(landing, GOOD_EVENTS, tmp_path)

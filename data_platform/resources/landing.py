@@ -144,7 +144,9 @@ class LandingZone(dg.ConfigurableResource):
             base = root / prefix
             under = base.relative_to(root).as_posix() + "/" if base != root else ""
             files = (
-                list(_walk(base, under, start_after, end_before, top=True)) if base.is_dir() else []
+                list(_walk(base, under, start_after, end_before, root.resolve(), top=True))
+                if base.is_dir()
+                else []
             )
         return sorted(files, key=lambda f: f.key)
 
@@ -362,6 +364,7 @@ def _walk(
     under: str,
     start_after: str,
     end_before: str | None,
+    zone: Path,
     utf8: bool = True,
     top: bool = False,
 ) -> Iterator[LandingFile]:
@@ -372,7 +375,10 @@ def _walk(
     before '0'), so a folder whose whole span lies outside the range is not entered.
 
     A folder below `top` that cannot be listed is one entry keyed `f/`, as is an entry that
-    cannot be told a file or a folder: `LandingFile.unlisted` says why.
+    cannot be told a file or a folder, and a symbolic link out of the `zone` (its real
+    folder): `LandingFile.unlisted` says why. Followed, such a link copied any file the
+    platform may read into the warehouse (the PII salt, as a dead letter anyone with
+    `data-platform sql` reads), for whoever may only write to the landing zone.
     """
 
     def in_range(key: str) -> bool:
@@ -395,9 +401,17 @@ def _walk(
             if in_range(key) and not _hidden(entry.name):
                 yield _unlisted_entry(key, Path(entry.path), error, name_utf8)
             continue
+        if entry.is_symlink() and not Path(entry.path).resolve().is_relative_to(zone):
+            listed = f"{key}/" if is_dir else key
+            if in_range(listed) and not _hidden(entry.name):
+                outside = PermissionError(errno.EACCES, "it leads out of the landing zone")
+                yield _unlisted_entry(listed, Path(entry.path), outside, name_utf8)
+            continue
         if is_dir:
             if (end_before is None or f"{key}/" < end_before) and f"{key}0" > start_after:
-                yield from _walk(Path(entry.path), f"{key}/", start_after, end_before, name_utf8)
+                yield from _walk(
+                    Path(entry.path), f"{key}/", start_after, end_before, zone, name_utf8
+                )
         elif _hidden(entry.name) or not in_range(key):
             continue
         elif is_file:
