@@ -28,6 +28,7 @@ from dagster._core.storage.tags import MAX_RETRIES_TAG
 from dagster._utils.error import SerializableErrorInfo
 from dagster._utils.interrupts import capture_interrupts
 
+from data_platform.operations.snapshot import instance_errors
 from data_platform.orchestration.instance import platform_instance
 from data_platform.orchestration.pool_wait import report_waits
 from data_platform.orchestration.run_health import (
@@ -212,7 +213,10 @@ def materialize_range(
     stop = threading.Event()
     deadline = Deadline(timeout if timeout is not None else math.inf)
     began = time.monotonic()
-    with platform_instance(settings) as instance:
+    # The instance's errors while the run writes (a DAGSTER_HOME whose disk filled up) are its
+    # one line too, not the source database's, which the CLI's catch-all blamed.
+    config = settings.dagster_home / "dagster.yaml"
+    with platform_instance(settings) as instance, instance_errors(config):
         for line in release_dead_runs(instance):
             print(line, file=sys.stderr)
         print(

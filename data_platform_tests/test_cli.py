@@ -286,6 +286,26 @@ def test_a_wrong_dagster_instance_is_one_line_for_materialize_and_metrics(
         assert expected in line, line
 
 
+def test_an_instance_whose_sqlite_storage_cannot_be_opened_is_named_for_what_it_is(tmp_path):
+    """A DAGSTER_HOME whose SQLite storage cannot be opened (a read-only or full disk; here its
+    runs database is a folder) was told as "the Dagster instance's PostgreSQL does not answer",
+    on an instance with no PostgreSQL."""
+    instance = tmp_path / "home" / "dagster_home"
+    (instance / "history" / "runs.db").mkdir(parents=True)
+    (instance / "dagster.yaml").write_text("")  # SQLite storage in DAGSTER_HOME
+    materialize = ("--start", "2026-01-01", "--end", "2026-01-01", "--select", "raw/users")
+    for command in [("materialize", *materialize), ("metrics",)]:
+        done = run_cli(tmp_path / "home", *command, DAGSTER_HOME=str(instance))
+        assert done.returncode == 1, done.stderr[-2000:]
+        [line] = [line for line in done.stderr.splitlines() if "materializing" not in line]
+        assert line.startswith(
+            f"data-platform: the Dagster instance's storage under {instance} cannot be used "
+            "(unable to open database file): free space on its disk and make it writable "
+            "(DAGSTER_HOME), then run again"
+        ), line
+        assert "PostgreSQL" not in line
+
+
 def test_sink_limits_must_be_positive(tmp_path):
     """0 dead-lettered every event (--max-message-bytes) or flushed a file per message; a
     negative or nan limit never flushed."""

@@ -126,8 +126,9 @@ _LOST_SERVER = re.compile(
 
 
 class InstanceUnreachable(BackupError):
-    """The instance's PostgreSQL did not answer. `problem` says where and why; `then` what
-    became of the command's work (a restore's journal finishes what it began)."""
+    """The instance's storage could not be used: its PostgreSQL did not answer, or its SQLite
+    files could not be written. `problem` says where and why; `then` what became of the
+    command's work (a restore's journal finishes what it began)."""
 
     def __init__(self, problem: str, then: str = NOTHING_CHANGED) -> None:
         self.problem = problem
@@ -148,7 +149,7 @@ def _unanswered(err: BaseException, config: Path) -> InstanceUnreachable | None:
     refused (a password, a missing database) is another matter."""
     for cause in _causes(err):
         driver = getattr(cause, "orig", None)
-        if not isinstance(cause, sa.exc.OperationalError) or driver is None:
+        if not isinstance(cause, sa.exc.OperationalError) or not _from_psycopg(driver):
             continue
         said = str(driver).strip()
         code = getattr(driver, "pgcode", None) or getattr(driver, "sqlstate", None)
@@ -160,6 +161,28 @@ def _unanswered(err: BaseException, config: Path) -> InstanceUnreachable | None:
             f"one: make services-up), or point {config} at the server that runs "
             f"({SERVICES_ENV_HINT})"
         )
+    return None
+
+
+def _from_psycopg(driver: object) -> bool:
+    """Whether a driver error is PostgreSQL's (psycopg 3 or 2): an SQLite one has no SQLSTATE
+    either, and a read-only DAGSTER_HOME was told as a PostgreSQL that does not answer."""
+    return type(driver).__module__.split(".")[0] in ("psycopg", "psycopg2")
+
+
+def _unwritable(err: BaseException, config: Path) -> InstanceUnreachable | None:
+    """The one line for `err` when the instance's SQLite files could not be opened or written
+    (a full disk, a read-only folder): it was blamed on the source database, or on a
+    PostgreSQL the instance does not use. Dagster's storage reaches SQLite through SQLAlchemy;
+    a backup's own copies call sqlite3 directly, and their errors are the destination's."""
+    for cause in _causes(err):
+        driver = getattr(cause, "orig", None)
+        if isinstance(cause, sa.exc.OperationalError) and isinstance(driver, sqlite3.Error):
+            return InstanceUnreachable(
+                f"the Dagster instance's storage under {config.parent} cannot be used "
+                f"({str(driver).splitlines()[0]}): free space on its disk and make it "
+                "writable (DAGSTER_HOME), then run again"
+            )
     return None
 
 
@@ -215,9 +238,9 @@ def instance_errors(config: Path) -> Iterator[None]:
                 "the Dagster instance's PostgreSQL refused the password of its user: set "
                 f"{PASSWORD_VARIABLE} to that user's password ({SERVICES_ENV_HINT})"
             ) from None
-        unanswered = _unanswered(err, config)
-        if unanswered is not None:
-            raise unanswered from None
+        unusable = _unanswered(err, config) or _unwritable(err, config)
+        if unusable is not None:
+            raise unusable from None
         raise
 
 
