@@ -11,8 +11,10 @@ forever. While a step waits for a `duckdb` slot it says behind which run; Ctrl-C
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -21,6 +23,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
@@ -39,8 +42,10 @@ from data_platform.orchestration.run_health import (
 )
 from data_platform.partitions import DAILY_PARTITIONS, RANGE_END_TAG, RANGE_START_TAG
 from data_platform.resources.landing import LandingZone
-from data_platform.settings import UsageError, load_settings
+from data_platform.settings import SettingsError, UsageError, load_settings
 
+# The resources through which a step writes the DuckDB warehouse.
+WAREHOUSE_WRITERS = frozenset({"warehouse", "warehouse_io_manager", "dbt"})
 # Finds this invocation's run, whose id Dagster picks, to report what it waits for.
 INVOCATION_TAG = "data_platform/invocation"
 LOG_INFO = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -109,10 +114,40 @@ def _cause(error: SerializableErrorInfo | None) -> str:
     credentials, a source column renamed)."""
     if error is None:
         return "failed"
-    while error.cause is not None:
-        error = error.cause
-    message = error.message.strip().splitlines()
-    return message[0] if message else error.cls_name
+    root = error
+    while root.cause is not None:
+        root = root.cause
+    message = root.message.strip().splitlines()
+    first = message[0] if message else root.cls_name
+    reason = _disk_reason(error)
+    return f"{first} (cause: {reason})" if reason and reason not in first else first
+
+
+# What a full or unusable disk says, in Python's errors ([Errno 28] ...) and DuckDB's ("Could
+# not write file ...: No space left on device"), which have no errno.
+DISK_REASONS = tuple(
+    os.strerror(code) for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO)
+)
+ANSI_COLOR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _disk_reason(error: SerializableErrorInfo) -> str | None:
+    """The innermost line of `error`'s chain, through its causes and the errors it was raised
+    while handling, that says a disk is full or unusable. That is rarely the first line: a full
+    disk under DuckDB surfaced as "database has been invalidated because of a previous fatal
+    error" (the ENOSPC in the error being handled), under dbt as "The dbt CLI process with
+    command" (its ENOSPC 12 lines down the message)."""
+    chain, pending = [], [(0, error)]
+    while pending:
+        depth, current = pending.pop()
+        chain.append((depth, current))
+        pending.extend((depth + 1, e) for e in (current.cause, current.context) if e is not None)
+    for _, current in sorted(chain, key=lambda pair: -pair[0]):
+        for line in reversed(current.message.splitlines()):
+            line = ANSI_COLOR.sub("", line).strip()
+            if any(reason in line for reason in DISK_REASONS):
+                return line
+    return None
 
 
 def was_interrupted(result: dg.ExecutionResult) -> bool:
@@ -171,6 +206,37 @@ class Deadline:
             return self._expired
 
 
+def check_warehouse_writable(warehouse: Path) -> None:
+    """DuckDB writes the warehouse file, its WAL and its spill folder (`<file>.tmp`) beside it:
+    a folder it cannot write (a read-only file system, where chmod does not stop root either)
+    failed every step with "IO Error: Cannot open file ...", six of them and exit 1. Asked first,
+    it is the CLI's one line, exit 2. A folder not made yet is made by the first step: the
+    nearest one that exists must take it."""
+    folder = next(f for f in (warehouse.parent, *warehouse.parents) if f.exists())
+    if not folder.is_dir():
+        why = f"Not a directory: {folder}"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        why = f"{_access_reason(folder)}: {folder}"
+    elif warehouse.exists() and not os.access(warehouse, os.W_OK):
+        why = f"{_access_reason(warehouse)}: {warehouse}"
+    else:
+        return
+    raise SettingsError(
+        f"DATA_PLATFORM_WAREHOUSE={str(warehouse)!r} cannot be written ({why}): make its folder "
+        "writable (a read-only or full disk, permissions), or point the setting at a file in "
+        "one that is (unset, it is DATA_PLATFORM_HOME/warehouse.duckdb)"
+    )
+
+
+def _access_reason(path: Path) -> str:
+    """Why os.access refused writing `path`: a read-only file system, or permissions."""
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    return "Read-only file system" if read_only else "Permission denied"
+
+
 def selected_job(select: str) -> ReconstructableJob:
     """The Definitions' asset job cut to the selection, in a form an executor can rebuild
     elsewhere: with DATA_PLATFORM_EXECUTOR=celery the steps run on the Celery workers."""
@@ -196,10 +262,13 @@ def materialize_range(
     keys = partition_window(start, end)
     job = selected_job(select)
     settings = load_settings()
-    if "landing" in job.get_definition().required_resource_keys:
+    required = job.get_definition().required_resource_keys
+    if "landing" in required:
         # S3 refusing the zone (no bucket, no credentials) failed each file step with Dagster's
         # step log, 135-273 lines and exit 1; asked first, it is the CLI's one line, exit 2.
         LandingZone(url=settings.landing).check_reachable()
+    if settings.engine == "duckdb" and required & WAREHOUSE_WRITERS:
+        check_warehouse_writable(settings.warehouse)
     invocation = str(uuid.uuid4())
     tags = {
         **range_tags(keys),

@@ -34,7 +34,8 @@ from dagster._core.events import EngineEventData
 from dagster._core.storage.tags import RETRY_STRATEGY_TAG
 
 from data_platform.assets.raw import RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
-from data_platform.operations import backup_schedule
+from data_platform.cli import main as cli_main
+from data_platform.operations import backup_schedule, backup_store
 from data_platform.operations.backup import run_backup, store_backup, take_backup
 from data_platform.operations.backup_schedule import DEST_VARIABLE, backup_job, daily_backup
 from data_platform.operations.backup_store import (
@@ -1975,3 +1976,42 @@ def test_a_backup_says_when_runs_compute_logs_are_outside_dagster_home(
         ]
     assert len(warned) == (0 if inside else 1)
     assert all(f"runs' compute logs in {logs} (dagster.yaml" in m for m in warned)
+
+
+@pytest.mark.parametrize("dest_existed", [False, True], ids=["new-folder", "empty-folder"])
+def test_a_backup_that_fills_its_destination_leaves_nothing_there_and_names_the_file(
+    pristine, tmp_path, monkeypatch, capsys, dest_existed
+):
+    """A backup that filled its destination left its partial copy there: the disk stayed 100%
+    full, the line ("[Errno 28] No space left on device") named no path, and the same command
+    run again, once space was freed, was refused as "not empty"."""
+    home = copy_home(pristine, tmp_path / "home")
+    disk = tmp_path / "disk"  # stands for the full file system the backup goes to
+    dest = disk / "b1"
+    if dest_existed:  # an empty folder the user made (a mount point, say): it stays
+        dest.mkdir(parents=True)
+    copy = backup_store._private_copy
+
+    def fills_the_disk(source: Path, target: Path) -> None:
+        with source.open("rb") as read, target.open("wb") as write:
+            write.write(read.read(100))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as a write's: no file named
+
+    monkeypatch.setattr(backup_store, "_private_copy", fills_the_disk)
+    for variable in [v for v in os.environ if v.startswith(("DATA_PLATFORM_", "DAGSTER_"))]:
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("DATA_PLATFORM_HOME", str(home))
+    assert cli_main(["backup", str(dest)]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(
+        f"data-platform backup: [Errno 28] No space left on device: '{dest}/"
+    ) and line.endswith("': fix it (free space, permissions), then run it again"), line
+    if dest_existed:
+        assert list(dest.iterdir()) == []
+    else:
+        assert not disk.exists()  # every folder the backup made, not just its last
+    assert not list(home.glob(".backup-*"))
+
+    monkeypatch.setattr(backup_store, "_private_copy", copy)  # space freed
+    assert cli_main(["backup", str(dest)]) == 0, capsys.readouterr().err
+    assert (dest / "manifest.json").exists()

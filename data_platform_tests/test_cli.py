@@ -3,10 +3,13 @@ DAGSTER_HOME unset (the instance is then the home's `dagster_home`, as `make run
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -242,6 +245,56 @@ def test_a_landing_folder_that_does_not_exist_is_one_line_not_an_empty_day(
     )
 
 
+@contextlib.contextmanager
+def read_only_folder(folder: Path) -> Iterator[None]:
+    """`folder`, made read-only for this user: by its mode, or, for root (whom a mode does not
+    stop), by a read-only tmpfs mounted on it; skipped where root may not mount."""
+    folder.mkdir(parents=True)
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"root, and no read-only mount here: {mounted.stderr.decode().strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "read-only"])
+def test_a_warehouse_that_cannot_be_written_is_one_line_before_the_run(tmp_path, where):
+    """A warehouse on a read-only file system failed six steps with DuckDB's "IO Error: Cannot
+    open file ...: Read-only file system", exit 1: a path that cannot be used is the CLI's one
+    line naming its setting, exit 2, and no run starts."""
+    home = tmp_path / "home"
+    (home / "landing").mkdir(parents=True)
+    args = ("materialize", "--start", str(DAY), "--end", str(DAY), "--select", "key:raw/events")
+    if where == "under-a-file":
+        (tmp_path / "a-file").write_text("")
+        warehouse = tmp_path / "a-file" / "warehouse.duckdb"
+        done = run_cli(home, *args, DATA_PLATFORM_WAREHOUSE=str(warehouse))
+        why = f"Not a directory: {tmp_path / 'a-file'}"
+    else:
+        warehouse = tmp_path / "read-only" / "warehouse.duckdb"
+        with read_only_folder(warehouse.parent):
+            done = run_cli(home, *args, DATA_PLATFORM_WAREHOUSE=str(warehouse))
+        reason = "Permission denied" if os.geteuid() != 0 else "Read-only file system"
+        why = f"{reason}: {warehouse.parent}"
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr[-3000:]
+    [line] = done.stderr.splitlines()
+    assert line.startswith(
+        f"data-platform: DATA_PLATFORM_WAREHOUSE={str(warehouse)!r} cannot be written ({why}): "
+    ), line
+    assert not (home / "dagster_home" / "history").exists()  # no run recorded
+
+
 POSTGRES_INSTANCE = """
 storage:
   postgres:
@@ -369,6 +422,58 @@ def test_a_run_failed_with_no_step_failing_says_its_cause():
             "Connection refused."
         ],
     )
+
+
+def _error(message: str, cause=None, context=None) -> SerializableErrorInfo:
+    return SerializableErrorInfo(message, [], message.split(":")[0], cause=cause, context=context)
+
+
+WAREHOUSE_FULL = _error(  # raw__events' (audit e1): the ENOSPC only in the error being handled
+    "dagster._core.errors.DagsterExecutionStepExecutionError: Error occurred while executing "
+    'op "raw__events"::\n',
+    cause=_error(
+        "_duckdb.FatalException: FATAL Error: Failed: database has been invalidated because of "
+        "a previous fatal error. The database must be restarted prior to being used again.\n"
+        'Original error: "Failed to create checkpoint because of error: Could not write file '
+        '"/wh/warehouse.duckdb": No space left on device"\n',
+        context=_error(
+            "_duckdb.FatalException: FATAL Error: Failed to create checkpoint because of error: "
+            'Could not write file "/wh/warehouse.duckdb": No space left on device\n'
+        ),
+    ),
+)
+DBT_TARGET_FULL = _error(  # dbt's (audit e8): the ENOSPC 12 lines down, in dbt's colours
+    "dagster_dbt.errors.DagsterDbtCliRuntimeError: The dbt CLI process with command\n\n"
+    "`data-platform-dbt build --select fqn:*`\n\nfailed with exit code `2`.\n\n"
+    "Errors parsed from dbt logs:\n\n\x1b[31mUnhandled error while executing x.sql\x1b[0m\n"
+    "[Errno 28] No space left on device\n\nEncountered an error:\n"
+    "[Errno 28] No space left on device\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (
+            WAREHOUSE_FULL,
+            "run: _duckdb.FatalException: FATAL Error: Failed: database has been invalidated "
+            "because of a previous fatal error. The database must be restarted prior to being "
+            "used again. (cause: _duckdb.FatalException: FATAL Error: Failed to create "
+            'checkpoint because of error: Could not write file "/wh/warehouse.duckdb": No space '
+            "left on device)",
+        ),
+        (
+            DBT_TARGET_FULL,
+            "run: dagster_dbt.errors.DagsterDbtCliRuntimeError: The dbt CLI process with command "
+            "(cause: [Errno 28] No space left on device)",
+        ),
+    ],
+    ids=["warehouse", "dbt"],
+)
+def test_a_full_disk_is_named_in_the_summary_line(error, expected):
+    """A full disk was no cause in the summary: "database has been invalidated because of a
+    previous fatal error", or dbt's "The dbt CLI process with command", the ENOSPC further in."""
+    assert summarize(_FailedRun(error)) == (Counter(), [expected])
 
 
 @pytest.mark.parametrize("command", ["backup", "restore"])

@@ -4,6 +4,7 @@ left its dbt running, holding DuckDB's lock, until its current model ended."""
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 import psutil
 
 from data_platform.resources.dbt_cli import local_dbt
+
+REPO = Path(__file__).resolve().parents[1]
 
 # A step (the parent) starts a guarded child that execs a long sleep, as the guard execs dbt.
 STEP = """
@@ -75,3 +78,46 @@ def test_a_guard_whose_step_ended_before_it_started_exits():
         timeout=60,
     )
     assert guarded.returncode != 0 and "ended first" in guarded.stderr, guarded
+
+
+def _files_capped_at(size: int):
+    """For a child: any file it writes past `size` bytes fails with EFBIG, as a full disk fails
+    with ENOSPC, without root or a mount. SIGXFSZ ignored: the write fails instead of killing."""
+
+    def cap() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return cap
+
+
+def test_a_dbt_log_that_cannot_be_written_is_one_line_not_a_traceback_per_event(tmp_path):
+    """A full dbt target folder printed logging's "--- Logging error ---" and its traceback for
+    every event dbt logged to its file: 1,825 of them (127,797 lines) for one failed step."""
+    project = REPO / "dbt"
+    env = {
+        **os.environ,
+        "DATA_PLATFORM_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+        "DATA_PLATFORM_PII_SALT": "salt",
+    }
+    env.pop("DATA_PLATFORM_DBT_PARENT", None)
+    args = ["parse", "--project-dir", str(project), "--profiles-dir", str(project)]
+    paths = ["--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")]
+    # 64 bytes: enough for the semaphores dbt makes in /dev/shm, not for its log or manifest.
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("data-platform-dbt")), *args, *paths],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_files_capped_at(64),
+    )
+    assert done.returncode != 0, done  # the manifest cannot be written either: dbt fails
+    assert "Logging error" not in done.stderr, done.stderr[:3000]
+    [line] = done.stderr.splitlines()
+    log = tmp_path / "logs" / "dbt.log"
+    assert line == (
+        f"data-platform-dbt: dbt's log {log} cannot be written ([Errno 27] File too large): "
+        "free space or fix permissions there; further log errors are not shown"
+    )
+    assert "File too large" in done.stdout  # dbt's own error, still on its output

@@ -106,9 +106,19 @@ def take_backup(
     server_side_encryption(os.environ)
     check_empty(dest)
     dest.check_writable()
-    with open_staging(settings.home, "backup") as staging:
-        stage_backup(settings, staging, lock_timeout)
-        return store_backup(settings, staging, dest)
+    made = dest.first_missing()
+    try:
+        with open_staging(settings.home, "backup") as staging:
+            stage_backup(settings, staging, lock_timeout)
+            return store_backup(settings, staging, dest)
+    except BaseException as error:
+        # An unsealed backup is never restored, yet it filled the disk (a full one stayed
+        # full) and its files made the same command, run again, refused as "not empty".
+        try:
+            dest.discard(made)
+        except BackupError as left:
+            raise BackupError(f"{error}; {left}") from error
+        raise
 
 
 def verify_stored(store: BackupStore, manifest: dict) -> None:

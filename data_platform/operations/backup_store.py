@@ -7,6 +7,7 @@ when DATA_PLATFORM_BACKUP_SSE asks for it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -141,6 +142,41 @@ class BackupStore:
             "create and write"
         )
 
+    def first_missing(self) -> Path | None:
+        """The topmost folder of a local destination that does not exist yet (the destination
+        itself, or one above it): what a backup into it makes, and removes if it fails. None
+        on S3 or when the destination exists."""
+        if self.is_s3:
+            return None
+        root = Path(self.url).absolute()
+        missing = [folder for folder in (root, *root.parents) if not folder.exists()]
+        return missing[-1] if missing else None
+
+    def discard(self, made: Path | None) -> None:
+        """Remove what a failed backup stored in this local destination, which was empty (or
+        absent) before it: `made`, the folder it made (see first_missing), or else the files in
+        the destination, which stays (it may be a mount point). A partial copy left there kept
+        the disk full and made the same command's re-run refused ("not empty"). A BackupError
+        when some of it stays."""
+        if self.is_s3:
+            return
+        root = Path(self.url)
+        try:
+            if made is not None:
+                if made.exists():
+                    shutil.rmtree(made)
+            elif root.is_dir():
+                for entry in root.iterdir():
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
+        except OSError as error:
+            raise BackupError(
+                f"the partial backup in {self.url} could not be removed ({error}): remove it "
+                "by hand, then run the backup again"
+            ) from None
+
     def names(self) -> list[str]:
         """Every file of the backup, relative to its root."""
         if not self.is_s3:
@@ -169,8 +205,18 @@ class BackupStore:
         # Whole or absent, as an S3 object is: a copy cut short (a full disk, a kill) must not
         # leave a manifest that seals half a backup.
         partial = target.with_name(f".{target.name}.partial")
-        _private_copy(local, partial)
-        os.replace(partial, target)
+        try:
+            _private_copy(local, partial)
+            os.replace(partial, target)
+        except OSError as error:
+            # Its bytes are no use, and on a full disk they are what keeps it full.
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+            if error.filename is not None:
+                raise
+            # A write's ENOSPC or EFBIG names no file: "[Errno 28] No space left on device"
+            # alone did not say which disk to free.
+            raise OSError(error.errno, error.strerror, str(target)) from error
 
     def get(self, name: str, local: Path) -> None:
         private_folders(local.parent)

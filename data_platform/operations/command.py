@@ -43,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
         location = args.dest if args.command == "backup" else args.src
         print(f"data-platform {args.command}: {location}: {err}: {S3_HINT}", file=sys.stderr)
         return 1
-    except OSError as err:  # the disk: denied, full, gone; its message names the path
-        print(f"data-platform {args.command}: {err}: fix it, then run it again", file=sys.stderr)
+    except OSError as err:  # the disk: denied, full, gone; a backup's names the file it stored
+        print(
+            f"data-platform {args.command}: {err}: fix it (free space, permissions), then run "
+            "it again",
+            file=sys.stderr,
+        )
         return 1

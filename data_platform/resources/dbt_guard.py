@@ -9,7 +9,9 @@ with the step that started it; DuckDB's write-ahead log makes that as safe as ki
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import logging
 import os
 import signal
 import sys
@@ -37,10 +39,39 @@ def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> None:
         sys.exit(f"data-platform-dbt: the process that started dbt ended first (pid {parent})")
 
 
+def report_log_failure_once() -> None:
+    """A log handler that cannot write says so in one line, once, for the whole process.
+
+    dbt logs every event to its file too (target/runs-*/dbt.log): with that disk full, each
+    event printed logging's "--- Logging error ---" and a 70-line traceback, 1,825 of them for
+    one failed step, burying dbt's own error (which still fails the step, as a write of its
+    results fails too)."""
+    reported = False
+
+    def handle_error(handler: logging.Handler, record: logging.LogRecord) -> None:
+        nonlocal reported
+        if reported or not logging.raiseExceptions:
+            return
+        reported = True
+        error = sys.exc_info()[1]
+        where = getattr(handler, "baseFilename", None) or type(handler).__name__
+        # Like logging's own report: a stderr that is gone too must not fail dbt's event.
+        with contextlib.suppress(OSError, ValueError):
+            print(
+                f"data-platform-dbt: dbt's log {where} cannot be written ({error}): free "
+                "space or fix permissions there; further log errors are not shown",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    logging.Handler.handleError = handle_error  # type: ignore[method-assign]
+
+
 def main() -> None:
     """dbt's own entry point, run in this process: on Spark its session's retries are bounded
     first (resources/spark_retries.py), which an exec of the `dbt` script would undo."""
     die_with_parent()
+    report_log_failure_once()
     if os.environ.get("SPARK_REMOTE"):  # dbt-spark's session goes through Spark Connect
         bound_every_client()
     from dbt.cli.main import cli
