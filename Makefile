@@ -81,7 +81,7 @@ services-env: $(STAMP)
 
 # The UI and the daemon on the distributed instance (PostgreSQL), steps on the Celery workers.
 run-distributed: services-up
-	eval "$$($(SERVICES_CLI) env)" && \
+	umask 077 && eval "$$($(SERVICES_CLI) env)" && \
 		$(BIN)/data-platform simulate --if-empty && \
 		PATH="$(BIN):$$PATH" $(BIN)/dagster dev --host 127.0.0.1 --port 3000 -w workspace.yaml
 
@@ -101,12 +101,15 @@ $(MANIFEST): $(STAMP) $(DBT_SOURCES)
 # is started again 5 s later; 0 (stopped) and 2 (a wrong setting) end it.
 # A shell pointed at the services (`services-env`) keeps the instance `services-up` wrote
 # (PostgreSQL): the embedded dagster.yaml copied over it would hide its runs and cursors.
+# `umask 077`: what they create is their owner's alone (the CLI sets it for itself too): the
+# warehouse holds raw personal data, the instance's run databases and compute logs can hold
+# secrets, and the login's umask (022) left them readable by every user of the machine.
 run: install
-	mkdir -p "$(DAGSTER_HOME)"
-	grep -qsF 'by `make services-up`' "$(DAGSTER_HOME)/dagster.yaml" || \
+	umask 077 && mkdir -p "$(DAGSTER_HOME)"
+	umask 077; grep -qsF 'by `make services-up`' "$(DAGSTER_HOME)/dagster.yaml" || \
 		cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
 	$(BIN)/data-platform simulate --if-empty
-	$(BIN)/data-platform metrics & metrics=$$!; consume=; \
+	umask 077; $(BIN)/data-platform metrics & metrics=$$!; consume=; \
 		if [ -n "$$DATA_PLATFORM_KAFKA_BOOTSTRAP" ]; then \
 			( trap 'kill $$child 2>/dev/null; wait $$child; exit' TERM INT; \
 			while :; do \

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -175,7 +176,23 @@ def _unreachable_line(err: Exception) -> str:
     return f"{masked(str(err))}: fix the path or the setting that names it, then run again"
 
 
+# The mode mask of every file and folder a command makes: the warehouse holds raw personal data
+# in clear, the Dagster instance's run databases and compute logs can hold secrets, and backups of
+# the same data are already owner-only (operations/backup_store.py). The login's umask (022 by
+# default) left them readable by every user of the machine.
+OWNER_ONLY_UMASK = 0o077
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Restored on return: the tests call main in their own process, whose umask is not ours to keep.
+    previous = os.umask(OWNER_ONLY_UMASK)
+    try:
+        return _command(argv)
+    finally:
+        os.umask(previous)
+
+
+def _command(argv: Sequence[str] | None) -> int:
     from data_platform.operations.backup_store import BackupError
 
     try:

@@ -492,3 +492,36 @@ def test_a_blank_backup_location_is_a_usage_error(tmp_path, command, where):
         f"{where!r} is empty: give a folder or s3://bucket/prefix"
     )
     assert not list(cwd.iterdir())
+
+
+def readable_by_others(root: Path) -> list[str]:
+    """Every file and folder under `root` that a group or other user may read, write or enter."""
+    return sorted(
+        f"{oct(path.lstat().st_mode & 0o777)} {path.relative_to(root)}"
+        for path in root.rglob("*")
+        if not path.is_symlink() and path.lstat().st_mode & 0o077
+    )
+
+
+def test_the_cli_leaves_its_state_to_its_owner_alone_whatever_the_umask(tmp_path):
+    """The warehouse holds raw personal data in clear (raw.users' e-mails), the instance's run
+    databases and compute logs can hold secrets: under the login's default umask (022), a person
+    running `simulate` then `materialize` left them readable by every user of the machine, while
+    a backup of the same data is owner-only."""
+    home = tmp_path / "home"  # made by the CLI, not by pytest (whose folders are 0700)
+    environ = environ_without_settings(DATA_PLATFORM_HOME=str(home))
+    commands = [
+        ["simulate", "--days", "1", "--end-date", str(DAY), "--users", "20", "--quiet",
+         "--events-per-day", "100"],
+        ["materialize", "--start", str(DAY), "--end", str(DAY), "--select", "group:raw"],
+    ]  # fmt: skip
+    for args in commands:
+        result = subprocess.run(
+            [CLI, *args], cwd=REPO, env=environ, capture_output=True, text=True, timeout=300,
+            umask=0o022,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+    instance = home / "dagster_home"
+    assert (home / "warehouse.duckdb").is_file() and any(instance.rglob("*.db"))
+    assert readable_by_others(home) == []
+    assert home.stat().st_mode & 0o077 == 0

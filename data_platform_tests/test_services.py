@@ -213,6 +213,25 @@ def test_a_running_service_that_does_not_answer_is_never_started_twice(env):
     assert not bound_addresses(int(env["DATA_PLATFORM_REDIS_PORT"]))
 
 
+def test_redis_keeps_its_data_and_log_to_its_owner_whatever_the_umask(env):
+    """Redis's append-only file holds every Celery message (run and step payloads) and its log
+    what the server saw: under the login's default umask (022) both were readable by every user
+    of the machine, while the password beside them is 0600."""
+    redis = {**env, "SERVICES": "redis"}
+    up = subprocess.run(
+        [sys.executable, "-m", "data_platform.services", "up"],
+        env=redis, capture_output=True, text=True, timeout=120, umask=0o022,
+    )  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    folder = Path(env["DATA_PLATFORM_HOME"]) / "services" / "redis"
+    aof = folder / "appendonlydir"
+    state = [aof, *aof.iterdir(), folder / "redis.log"]
+    assert len(state) > 2  # the AOF's manifest and files
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in state}
+    assert {name: oct(mode) for name, mode in modes.items() if mode & 0o077} == {}
+    assert services(redis, "down").returncode == 0
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [("SERVICES", "postgres kafkaa"), ("DATA_PLATFORM_REDIS_PORT", "port")],

@@ -156,19 +156,26 @@ def _spawn_delay() -> None:
         time.sleep(float(raw))
 
 
+# A spawned server's umask unless its caller says otherwise (see `spawn`).
+OWNER_ONLY_UMASK = 0o077
+
+
 def spawn(
     command: list[str],
     log_file: Path,
     pid_file: Path,
     env: Mapping[str, str],
-    umask: int = -1,
+    umask: int = OWNER_ONLY_UMASK,
 ) -> None:
     """Start a long-running server in its own process group, detached from the caller.
 
     The pid file records the group leader, so `terminate_group` reaches every process it forks.
     One whose pid file names a live process is not started again: a second copy failed to bind,
     overwrote the pid file, and `services-down` then missed the first, left serving as an orphan.
-    `umask` (-1: the caller's) applies to the server's process and every file it creates.
+    `umask` applies to the server's process and every file it creates: owner-only by default,
+    since a server's files hold what it serves (Redis's AOF: Celery's messages; Spark's warehouse:
+    raw personal data) and the login's umask (022) left them readable by every local user. -1:
+    the caller's.
 
     The server writes its own pid file, between fork and exec (`_record_self`): written here once
     Popen had returned, a kill -9 of `up` in between left a server no pid file named, which
@@ -181,7 +188,8 @@ def spawn(
         return
     _spawn_delay()
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as log:
+    # Owner-only from creation, like the server's own files: a log quotes what the server saw.
+    with open(log_file, "ab", opener=_owner_only) as log:
         subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -194,6 +202,10 @@ def spawn(
             # Absolute: the child has already changed into the log's folder when it runs.
             preexec_fn=functools.partial(_record_self, pid_file.absolute()),
         )
+
+
+def _owner_only(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
 
 
 def _record_self(pid_file: Path) -> None:

@@ -266,6 +266,9 @@ class SparkCluster:
             "spark.sql.hive.metastorePartitionPruningFallbackOnException": "true",
             "spark.hadoop.javax.jdo.option.ConnectionURL": metastore,
             "spark.driver.extraJavaOptions": f"-Dderby.system.home={self.folder}",
+            # The warehouse's files owner-only, as the DuckDB file is: they hold raw personal
+            # data. Hadoop sets their mode itself (0644, 0755 by default), whatever the umask.
+            "spark.hadoop.fs.permissions.umask-mode": "077",
         }
         return [
             str(bin_dir / "spark-submit"),
@@ -281,6 +284,10 @@ class SparkCluster:
         env = self._environment()
         for folder in ("conf", "logs", "local", "work"):
             (self.folder / folder).mkdir(parents=True, exist_ok=True)
+        # Owner-only, one made before this rule too: its tables hold raw personal data, and
+        # Hive makes each database's folder with the mode of this one (0755 by default).
+        self.warehouse.mkdir(exist_ok=True)
+        self.warehouse.chmod(0o700)
         if not self._alive("master") and self.has_processes():
             # A master started again alone was joined by neither the endpoint (its application
             # gone with the old master) nor, in time, the worker: `up` waited its 240 s and

@@ -15,6 +15,12 @@ wrote reaches `spark.sql` before Spark's own parser has said what it is:
 4. Queries that run code on the cluster are refused too, by the plan's node names: a script
    transform (`SELECT TRANSFORM(...) USING 'cmd'` runs a shell command on the executors) and Java
    reflection (`reflect`, `java_method`, `try_reflect` call any static method).
+5. Files read by path (``SELECT * FROM text.`/etc/passwd` ``, json., csv., parquet., binaryFile.
+   ...) are refused: they read any file the cluster's user can, on the cluster's host, where DuckDB
+   refuses file access outright. The session runs with `spark.sql.runSQLOnFiles=false` (Spark then
+   resolves such a name as a table and finds none, wherever it hides: a CTE, a subquery,
+   `IDENTIFIER('...')`, `DESCRIBE QUERY`), and the parsed plan is screened for a data-source
+   prefix first, so that the common case is refused in words that say why.
 An allow-list of leading keywords was not enough: `WITH a AS (...) INSERT ...` and
 `FROM t INSERT ...` are writes that start like queries, and a comment lexer of our own that
 disagreed with Spark's on one detail (nested `/* */`) would let a write through.
@@ -49,6 +55,15 @@ READ_COMMANDS = re.compile(r"(Show|Describe)\w*|ExplainCommand")
 QUERY_KINDS = "SELECT, WITH, VALUES, TABLE or FROM queries, SHOW, DESCRIBE, EXPLAIN"
 # Queries that run code of the user's choosing on the cluster (see the module docstring, 4.).
 RUNS_CODE = re.compile(r"ScriptTransformation|\b(reflect|java_method|try_reflect)\(", re.IGNORECASE)
+# A relation named `<data source>.`<path>``, optionally under spark_catalog: a file read by path
+# (see the module docstring, 5.). The sources Spark ships, or a class name (dotted).
+READS_A_FILE = re.compile(
+    r"'Unresolved(?:Relation|TableOrView) \[(?:spark_catalog, )?"
+    r"(?:text|json|csv|parquet|orc|avro|xml|binaryFile|libsvm|image|[\w$]+(?:\.[\w$]+)+), ",
+    re.IGNORECASE,
+)
+# Off for the command's session: Spark refuses every file read by path, the screen above aside.
+FILE_QUERIES_OFF = ("spark.sql.runSQLOnFiles", "false")
 # pyspark logs every failed query with its JVM stack trace on stderr; the CLI prints one line.
 NOISY_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
 
@@ -90,6 +105,11 @@ def read_only_statement(spark: SparkSession, sql: str) -> DataFrame:
     if RUNS_CODE.search(plan):
         raise QueryError(
             "a script transform or Java reflection runs code on the cluster: refused "
+            f"({READ_ONLY_HINT})"
+        )
+    if READS_A_FILE.search(plan):
+        raise QueryError(
+            "the query reads a file of the cluster by path, not a warehouse table: refused "
             f"({READ_ONLY_HINT})"
         )
     if READ_COMMANDS.fullmatch(root):
@@ -181,6 +201,7 @@ def read_only_query(settings: Settings, sql: str, timeout: float) -> Iterator[Qu
     try:
         try:
             spark.conf.set("spark.sql.session.timeZone", "UTC")
+            spark.conf.set(*FILE_QUERIES_OFF)  # before any text of the user's is parsed
             frame = _utc_timestamps(read_only_statement(spark, sql))
             fields = frame.schema.fields
         except PySparkException as err:
