@@ -48,7 +48,7 @@ from data_platform.checks import QUALITY_CHECKS
 from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES
 from data_platform.ingestion.file_lines import MAX_RECORD_BYTES, NOT_UTF8, OVERSIZED_LINE
 from data_platform.ingestion.files import ingest_file_partitions
-from data_platform.ingestion.record_rules import BOM_LINE, NUL_LINE
+from data_platform.ingestion.record_rules import BOM_LINE, MAX_DEPTH, NUL_LINE, TOO_DEEP
 from data_platform.ingestion.spark_database import extract_incremental_on_spark
 from data_platform.ingestion.spark_files import ingest_file_partitions_on_spark
 from data_platform.ingestion.spark_tables import spark_ddl
@@ -716,8 +716,18 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     (folder / "big.jsonl").write_text(f"{oversized}\n{good[3]}\n")
     # No zone is 18 hours or more from UTC: DuckDB's cast took +99:00, Spark's not.
     at = '"occurred_at": "2025-06-01T10:00:00'
-    offsets = [good[0].replace(f'{at}Z"', f'{at}{o}"') for o in ("+99:00", "-25:00", "+14:00")]
+    # A line break after it (JSON's \\n): Java's $ matched before it, RE2's not.
+    spelled = ("+99:00", "-25:00", "+14:00", "+99:00\\n")
+    offsets = [good[0].replace(f'{at}Z"', f'{at}{o}"') for o in spelled]
     (folder / "offsets.jsonl").write_text("\n".join(offsets) + "\n")
+    # Spark's parser reads nothing nested 1000 deep, DuckDB's any depth: past MAX_DEPTH a dead
+    # letter on both (an extra field, properties), MAX_DEPTH itself a row.
+    deep = [
+        good[0][:-1] + ', "x": ' + "[" * 999 + "]" * 999 + "}",
+        good[1][:-1] + ', "properties": {"a": ' + "[" * MAX_DEPTH + "]" * MAX_DEPTH + "}}",
+        good[2][:-1] + ', "x": ' + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "}",
+    ]
+    (folder / "deep.jsonl").write_text("\n".join(deep) + "\n")
     loaded_at = datetime(2025, 6, 2)
     # A day loaded before, which the runs of `day` must leave alone.
     other_day = date(2025, 5, 31)
@@ -740,7 +750,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     # character, single quotes, 12.0, 2**63, infinity, epoch, a repeated key, a key with a space
     # a time without a date and digits past BIGINT's largest (near-spelled.jsonl) are dead
     # letters.
-    assert spark_stats[0].records_read == 56 and spark_stats[0].rows_loaded == 30
+    assert spark_stats[0].records_read == 60 and spark_stats[0].rows_loaded == 31
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
@@ -772,7 +782,11 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         (f"events/dt={day}/big.jsonl", 1),
         (f"events/dt={day}/offsets.jsonl", 1),
         (f"events/dt={day}/offsets.jsonl", 2),
+        (f"events/dt={day}/offsets.jsonl", 4),
+        (f"events/dt={day}/deep.jsonl", 1),
+        (f"events/dt={day}/deep.jsonl", 2),
     }
+    assert letters[(f"events/dt={day}/deep.jsonl", 1)] == TOO_DEEP
     assert letters[(f"events/dt={day}/big.jsonl", 1)] == OVERSIZED_LINE
     assert letters[(f"events/dt={day}/latin1.jsonl", 2)] == NOT_UTF8
     assert letters[(f"events/dt={day}/bom-nul.jsonl", 2)] == BOM_LINE

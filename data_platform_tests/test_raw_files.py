@@ -30,6 +30,7 @@ from data_platform.ingestion.file_lines import (
     has_lone_cr,
     last_line,
 )
+from data_platform.ingestion.record_rules import MAX_DEPTH
 from data_platform.resources.build import build_resources
 from data_platform.resources.warehouse import Warehouse
 from data_platform_tests.helpers import (
@@ -55,6 +56,11 @@ def event(event_id: str, **overrides) -> str:
     }
     record.update(overrides)
     return json.dumps({k: v for k, v in record.items() if v is not ...})
+
+
+def nested(event_id: str, arrays: int) -> str:
+    """An event whose extra field `x` is `arrays` empty arrays deep: the line, one deeper."""
+    return event(event_id)[:-1] + ', "x": ' + "[" * arrays + "]" * arrays + "}"
 
 
 # (line, expected error fragment or None when the record must load)
@@ -93,6 +99,12 @@ EVENT_LINES = [
         "occurred_at: expected an ISO-8601 timestamp",
     ),
     (event("offset-14", occurred_at="2026-01-05T10:00:00+14:00"), None),
+    # A line break after the offset (JSON's \n): RE2's $ did not match before it, Java's did.
+    (
+        event("offset-99-nl", occurred_at="2026-01-05T10:00:00+99:00\n"),
+        "occurred_at: expected an ISO-8601 timestamp",
+    ),
+    (event("offset-14-nl", occurred_at="2026-01-05T10:00:00+14:00\n"), None),
     (event("repeated")[:-1] + ', "user_id": 8}', 'keys given more than once ("user_id")'),
     (
         event("bad-props", properties=["jane@example.com"]),
@@ -110,6 +122,12 @@ EVENT_LINES = [
     ("\ufeff" + event("bom"), "not valid JSON: the line starts with a byte order mark"),
     # A raw NUL (json.dumps escapes one as \u0000, which is valid JSON and loads).
     (event("nul").replace("nul", "n\x00ul"), "not valid JSON: the line holds a NUL character"),
+    # Spark's parser reads no line nested 1000 deep (DuckDB's any): past MAX_DEPTH, refused on
+    # both; MAX_DEPTH itself loads, and so do brackets in a string, escaped quotes among them.
+    (nested("deep-1000", 999), f"nested deeper than {MAX_DEPTH} levels"),
+    (nested("deep-901", MAX_DEPTH), f"nested deeper than {MAX_DEPTH} levels"),
+    (nested("deep-900", MAX_DEPTH - 1), None),
+    (event("brackets", properties={"note": '\\"[' * 2 * MAX_DEPTH}), None),
     ("\t" + event("tab-first"), None),  # JSON's whitespace before the object: a valid line
     ("\x0b\x0c", None),  # blank, as Python's strip() and Java's \s have it: no record
 ]

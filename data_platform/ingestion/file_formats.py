@@ -133,7 +133,8 @@ class DuckDBDialect:
         special = f"{text} ILIKE '%epoch%' AND regexp_full_match(lower({text}), '\\s*epoch\\s*')"
         # ends_with first: a UTC time (most) pays no regexp (0.07 CPU-s per 1M lines).
         offset = (
-            f"NOT ends_with({text}, 'Z') AND regexp_matches({text}, '{rules.OFFSET_OUT_OF_RANGE}')"
+            f"NOT ends_with({text}, 'Z') "
+            f"AND regexp_matches({text}, {self.pattern(rules.OFFSET_OUT_OF_RANGE)})"
         )
         return f"CASE WHEN {special} OR {offset} THEN NULL ELSE {utc} END"
 
@@ -142,6 +143,24 @@ class DuckDBDialect:
 
     def cell(self, name: str) -> str:
         return f"NULLIF(trim(cells[{_csv_position(name)}]), '')"
+
+    def pattern(self, pattern: str) -> str:
+        return f"'{pattern}'"  # DuckDB's literals take a backslash as it is
+
+    def delete_all(self, text: str, pattern: str) -> str:
+        return f"regexp_replace({text}, {self.pattern(pattern)}, '', 'g')"
+
+    def byte_length(self, text: str) -> str:
+        return f"strlen({text})"
+
+    def max_depth(self, brackets: str) -> str:
+        # After the j-th `[`, at position p, the depth is j - (p - j): the greatest of these.
+        # Lambdas over the whole list, not list_reduce's step per character (about 3x slower).
+        return (
+            f"list_max(list_transform(list_filter(list_transform(string_split({brackets}, ''), "
+            "lambda c, i: CASE WHEN c = '[' THEN i END), lambda p: p IS NOT NULL), "
+            "lambda p, j: 2 * j - p))"
+        )
 
 
 DUCKDB = DuckDBDialect()
@@ -205,13 +224,15 @@ _LENIENT_JSON = (
 # string that does goes to the diagnosis. ILIKE folds ASCII case without a lowered copy: less
 # than contains() over lower() (0.09 CPU-s per 1M lines) or a case-blind regexp (0.25).
 _PROPERTIES = f"v[{EVENT_FIELD_NAMES.index('properties') + 1}]"
+_TOO_DEEP = rules.too_deep(DUCKDB, "line")
 _NO_NAN_OR_INF = f"NOT coalesce({_PROPERTIES} ILIKE '%nan%' OR {_PROPERTIES} ILIKE '%inf%', false)"
 
 EVENTS_SQL = f"""
 WITH objects AS (
     SELECT file_index, line_number, line,
         json_valid(line) AND NOT {_LENIENT_JSON} AS is_json,
-        is_json AND {rules.OPENS_AN_OBJECT} AS is_object
+        is_json AND {rules.OPENS_AN_OBJECT} AS is_object,
+        {_TOO_DEEP} AS too_deep
     FROM _file_lines
 ),
 fields AS (
@@ -221,7 +242,7 @@ fields AS (
     FROM objects
 ),
 fragments AS (
-    SELECT file_index, line_number, line, is_json, is_object,
+    SELECT file_index, line_number, line, is_json, is_object, too_deep,
         list_filter(keys, lambda k: k NOT IN ({_sql_list(EVENT_FIELD_NAMES)})) AS extra_keys,
         {_repeated("keys")} AS repeated_keys,
         {_EVENT_FRAGMENTS}
@@ -261,7 +282,8 @@ WITH fields AS (
 ),
 fragments AS (
     SELECT file_index, line_number,
-        {rules.spelled_back("line", _SPELLED_LINE)} AND {_NO_NAN_OR_INF} AS spelled_back,
+        {rules.spelled_back("line", _SPELLED_LINE)} AND {_NO_NAN_OR_INF}
+            AND NOT {_TOO_DEEP} AS spelled_back,
         {_EVENT_VOUCHED}
     FROM fields
 ),

@@ -65,7 +65,7 @@ class SparkDialect:
         # take it): Spark's reads a bare "10:00:00" as that time today (a row that changed
         # with the day it was loaded) and "2026" as 2026-01-01, both refused on DuckDB.
         dated = f"({text} RLIKE '^\\\\s*[0-9]{{4}}-[0-9]{{1,2}}-[0-9]{{1,2}}')"
-        offset = f"({text} RLIKE '{rules.OFFSET_OUT_OF_RANGE}')"
+        offset = f"({text} RLIKE {self.pattern(rules.OFFSET_OUT_OF_RANGE)})"
         return f"CASE WHEN {dated} AND NOT {offset} THEN try_cast({text} AS TIMESTAMP) END"
 
     def has_column(self, name: str) -> str:
@@ -73,6 +73,24 @@ class SparkDialect:
 
     def cell(self, name: str) -> str:
         return f"NULLIF(trim(try_element_at(cells, CAST({_csv_position(name)} AS INT))), '')"
+
+    def pattern(self, pattern: str) -> str:
+        return spark_string(pattern)
+
+    def delete_all(self, text: str, pattern: str) -> str:
+        return f"regexp_replace({text}, {self.pattern(pattern)}, '')"
+
+    def byte_length(self, text: str) -> str:
+        return f"octet_length({text})"
+
+    def max_depth(self, brackets: str) -> str:
+        # As DuckDB's: after the j-th `[`, at position p, the depth is j - (p - j) (0-based
+        # indexes here).
+        return (
+            f"array_max(transform(filter(transform(split({brackets}, ''), "
+            "(c, i) -> CASE WHEN c = '[' THEN i + 1 END), p -> p IS NOT NULL), "
+            "(p, j) -> 2 * (j + 1) - p))"
+        )
 
 
 SPARK = SparkDialect()
@@ -155,6 +173,7 @@ _NOTHING_AFTER_THE_VALUE = (
 )
 
 BELOW = "<below>"
+_TOO_DEEP = rules.too_deep(SPARK, "line")
 
 
 def _stacked(*steps: str) -> str:
@@ -169,7 +188,8 @@ def _stacked(*steps: str) -> str:
 
 EVENTS_SQL = _stacked(
     f"""SELECT file_index, line_number, line,
-        CASE WHEN {_NOTHING_AFTER_THE_VALUE} THEN try_parse_json(line) END AS doc
+        CASE WHEN {_NOTHING_AFTER_THE_VALUE} THEN try_parse_json(line) END AS doc,
+        {_TOO_DEEP} AS too_deep
     FROM {{lines}}""",
     f"""SELECT *, doc IS NOT NULL AS is_json,
         doc IS NOT NULL AND {rules.OPENS_AN_OBJECT} AS is_object
@@ -247,7 +267,7 @@ EVENTS_FAST_SQL = _stacked(
     FROM {{lines}} LATERAL VIEW json_tuple(line, {_FIELD_LIST}) f AS {", ".join(_FAST_VALUES)}""",
     f"""SELECT file_index, line_number, line,
         coalesce({rules.spelled_back("line", rules.spelled_event_line(_FAST_VALUES, concat_skips_nulls=False))}
-            AND NOT line RLIKE '[\\\\x00-\\\\x1f]', false) AS spelled_back,
+            AND NOT line RLIKE '[\\\\x00-\\\\x1f]' AND NOT {_TOO_DEEP}, false) AS spelled_back,
         {_VOUCHED}
     FROM {BELOW}""",
     f"""SELECT *, {SPARK.try_utc_timestamp("s_occurred_at")} AS ts_occurred_at FROM {BELOW}""",
