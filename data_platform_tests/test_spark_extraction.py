@@ -379,3 +379,41 @@ def test_changes_that_keep_updated_at_are_reported_alike_on_both(tmp_path, spark
     on_duckdb, on_spark = extract_both(duck, spark_raw, engine, users, datetime(2026, 1, 5, 11))
     assert on_spark == on_duckdb and on_duckdb.unversioned == database.UnversionedChanges()
     assert (on_duckdb.rows_fetched, on_duckdb.versions_added) == (1, 0)
+
+
+def test_an_id_that_is_no_primary_key_stops_both_alike_across_batches(
+    tmp_path, spark_raw, monkeypatch
+):
+    """Two different rows of one (id, updated_at) read in different batches: each engine kept
+    one and reported the other as a row changed without a new updated_at. The version the run
+    itself stored tells them apart (Spark's staged batches, before it appends): both engines
+    stop, writing nothing."""
+    monkeypatch.setattr(database, "SOURCE_BATCH_ROWS", 1)
+    duck, users = tmp_path / "warehouse.duckdb", TABLES["users"]
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE users (id INTEGER, email TEXT, full_name TEXT, country TEXT, "
+                "created_at DATETIME, updated_at DATETIME, deleted_at DATETIME)"
+            )
+        )
+        conn.execute(
+            sa.text("INSERT INTO users VALUES (:id, 'u@x.test', 'U', :country, :at, :at, NULL)"),
+            [
+                {"id": 3, "country": "DE", "at": "2026-01-05 08:00:00"},
+                {"id": 4, "country": "DE", "at": "2026-01-05 08:00:00"},
+                {"id": 3, "country": "FR", "at": "2026-01-05 08:00:00"},
+            ],
+        )
+    with duckdb.connect(str(duck)) as conn, pytest.raises(SourceSchemaError) as on_duckdb:
+        extract_incremental(conn, engine, users, LOOKBACK, datetime(2026, 1, 5, 9))
+    with pytest.raises(SourceSchemaError) as on_spark:
+        extract_incremental_on_spark(spark_raw, engine, users, LOOKBACK, datetime(2026, 1, 5, 9))
+    # Spark, which stages every batch before its append, counts them; DuckDB's append is batch
+    # by batch, in one transaction.
+    assert str(on_spark.value).startswith("source table users holds 2 different rows with id 3")
+    assert str(on_duckdb.value).startswith("source table users holds different rows with id 3")
+    for refused in (on_duckdb, on_spark):
+        assert "and the same updated_at: id is no primary key there" in str(refused.value)
+    assert duckdb_rows(duck, users) == spark_rows(spark_raw, users) == Counter()

@@ -224,16 +224,17 @@ def _require_gated_values(
         )
 
 
-def _require_unique_versions(
+def require_unique_versions(
     first_row: Callable[[str], Sequence[object] | None],
     table: RawTable,
     names: list[str],
     sql: EngineSql,
+    rows: str = "_source_batch",
 ) -> None:
-    """Raise SourceSchemaError when the batch holds different rows of one (id, updated_at): an
-    id that is no primary key in the source. One of them was kept, at random, and the others
-    reported as rows changed without a new updated_at, whose advised fix (a new updated_at)
-    never brought them in."""
+    """Raise SourceSchemaError when `rows` (the batch) hold different rows of one (id,
+    updated_at): an id that is no primary key in the source. One of them was kept, at random,
+    and the others reported as rows changed without a new updated_at, whose advised fix (a new
+    updated_at) never brought them in."""
     key = f"{sql.quote('id')}, {sql.quote('updated_at')}"
     differ = " OR ".join(
         f"count(DISTINCT CAST({sql.quote(n)} AS STRING)) > 1"
@@ -241,7 +242,7 @@ def _require_unique_versions(
         if n not in ("id", "updated_at")
     )
     found = first_row(
-        f"SELECT CAST({sql.quote('id')} AS STRING), count(*) FROM _source_batch "
+        f"SELECT CAST({sql.quote('id')} AS STRING), count(*) FROM {rows} "
         f"GROUP BY {key} HAVING count(*) > 1 AND ({differ}) LIMIT 1"
     )
     if found:
@@ -330,7 +331,7 @@ def require_castable(
             table, "updated_at" if no_updated_at and row_id is not None else "id", row_id
         )
     _require_gated_values(first_row, table, names, sql)
-    _require_unique_versions(first_row, table, names, sql)
+    require_unique_versions(first_row, table, names, sql)
     columns = {c.name: c for c in table.columns}
 
     def probe(name: str) -> str:

@@ -37,6 +37,7 @@ from data_platform.ingestion.source_schema import (
     EngineSql,
     contract_value,
     require_castable,
+    require_unique_versions,
 )
 from data_platform.ingestion.spark_formats import SPARK, spark_string
 from data_platform.ingestion.spark_tables import ensure_spark_tables, spark_type
@@ -145,6 +146,12 @@ def extract_incremental_on_spark(
         if staged:
             versions = reduce(lambda a, b: a.unionByName(b), staged)
             versions.createOrReplaceTempView("_source_versions")
+            # Every batch is staged before the append, which is no transaction on Spark: twins
+            # of one (id, updated_at) in different batches stop the run before it writes.
+            contract = [c.name for c in table.columns if not c.name.startswith("_")]
+            require_unique_versions(
+                lambda sql: _first_row(spark, sql), table, contract, SPARK_SQL, "_source_versions"
+            )
             _append_staged(spark, table)
             unversioned = find_unversioned_changes(
                 lambda sql: [tuple(r) for r in spark.sql(sql).collect()],
