@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,3 +77,31 @@ def test_a_closed_instance_closes_its_kept_event_log_connections(
         instance.report_engine_event("kept", run)
         assert connections() >= 1
     assert wait_until(lambda: connections() == 0, timeout=10), connections()
+
+
+def test_runs_are_stamped_in_utc_whatever_the_servers_zone(
+    postgres_server, postgres_url, tmp_path: Path, monkeypatch
+):
+    """Dagster stamps a run with the server's CURRENT_TIMESTAMP, in a column without a zone, and
+    reads it back as UTC: on a server in New York a run made now was five hours old (the
+    never-started sweep failed live runs, the queue-age alert fired), east of UTC younger."""
+    url = sa.engine.make_url(postgres_url)
+    with postgres_server.admin_engine().connect() as conn:
+        conn.execute(
+            sa.text(f"ALTER DATABASE \"{url.database}\" SET timezone = 'America/New_York'")
+        )
+    variables = {
+        "DAGSTER_PG_HOST": url.host,
+        "DAGSTER_PG_PORT": str(url.port),
+        "DAGSTER_PG_USER": url.username,
+        "DAGSTER_PG_PASSWORD": url.password,
+        "DAGSTER_PG_DB": url.database,
+    }
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump({"storage": STORAGE}))
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        before = time.time()
+        run = instance.add_run(dg.DagsterRun(job_name="j", run_id=str(uuid.uuid4())))
+        [record] = instance.get_run_records(dg.RunsFilter(run_ids=[run.run_id]))
+    assert before - 60 < record.create_timestamp.timestamp() < time.time() + 60

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -837,14 +839,24 @@ def test_a_command_waiting_for_the_lock_gives_up_in_one_line_naming_the_holder(e
         "with exclusive(load_services_config(), 'up'):\n"
         "    print('held', flush=True); time.sleep(600)"
     )
+    # In a zone 3.5 hours off UTC: the time it names is UTC, and says so.
     holder = subprocess.Popen(
-        [sys.executable, "-c", holder_code], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", holder_code],
+        env={**env, "TZ": "America/St_Johns"},
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline() == "held\n"
         with pytest.raises(ServiceError) as refused, exclusive(config, "down", timeout=1):
             pass
-        assert str(refused.value).startswith(f"`up` (pid {holder.pid}, since ")
+        since = re.match(
+            rf"`up` \(pid {holder.pid}, since (\d\d):(\d\d):(\d\d)Z\)", str(refused.value)
+        )
+        assert since, refused.value
+        now = datetime.now(UTC)
+        held = int(since[1]) * 3600 + int(since[2]) * 60 + int(since[3])
+        assert (now.hour * 3600 + now.minute * 60 + now.second - held) % 86400 < 120
         assert f"still holds {lock_file(config)} after 1 s" in str(refused.value)
     finally:
         holder.kill()

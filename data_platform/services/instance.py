@@ -27,6 +27,11 @@ STORAGE = {
             # psycopg2 (a dagster-postgres dependency) explicitly: SQLAlchemy 2.1 would pick
             # psycopg 3 for a bare postgresql:// scheme, which dagster-postgres is not tested on.
             "scheme": "postgresql+psycopg2",
+            # Dagster stamps runs and check executions with the server's CURRENT_TIMESTAMP in
+            # a column without a zone, and reads it back as UTC: a server in another zone made
+            # a live run hours old (failed by the never-started sweep, its queue age an alert)
+            # or younger than it was. The session is UTC, whatever the server's default.
+            "params": {"options": "-c timezone=UTC"},
         }
     }
 }

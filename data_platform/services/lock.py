@@ -51,7 +51,8 @@ def exclusive(config: ServicesConfig, action: str, timeout: float = WAIT_SECONDS
 def _record_holder(fd: int, action: str) -> None:
     """Who holds the lock, for a command that waits: written once the lock is ours."""
     os.ftruncate(fd, 0)
-    holder = f"`{action}` (pid {os.getpid()}, since {time.strftime('%H:%M:%S')})"
+    # In UTC, said: two shells of one home may live in different zones.
+    holder = f"`{action}` (pid {os.getpid()}, since {time.strftime('%H:%M:%SZ', time.gmtime())})"
     os.pwrite(fd, holder.encode(), 0)
 
 

@@ -289,9 +289,11 @@ class Postgres:
         # Settings on the command line, not in postgresql.conf, so a changed port applies at
         # the next start. No Unix socket: its default folder belongs to the system's cluster.
         # Messages in English whatever the locale: a refused password is recognised by them.
+        # UTC whatever the machine's zone (initdb writes the OS's into postgresql.conf): Dagster
+        # stamps a run with the server's CURRENT_TIMESTAMP and reads it back as UTC.
         options = (
             f"-p {self.port} -c listen_addresses={HOST} -c unix_socket_directories='' "
-            "-c lc_messages=C"
+            "-c lc_messages=C -c timezone=UTC"
         )
         result = self._run(
             _binary("pg_ctl"),
