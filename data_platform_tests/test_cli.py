@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from dagster._core.events import JobFailureData
 from dagster._utils.error import SerializableErrorInfo
 
+from data_platform.assets.dbt_project import manifest_problem
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
 from data_platform.materialize import summarize
 from data_platform.resources.landing import LandingZone
@@ -525,3 +526,25 @@ def test_the_cli_leaves_its_state_to_its_owner_alone_whatever_the_umask(tmp_path
     assert (home / "warehouse.duckdb").is_file() and any(instance.rglob("*.db"))
     assert readable_by_others(home) == []
     assert home.stat().st_mode & 0o077 == 0
+
+
+def test_a_dbt_manifest_missing_or_older_than_its_sources_is_named_with_its_fix(tmp_path):
+    """A checkout without `make install` failed to load the Definitions (a 36-line traceback);
+    after a `git pull` without it, the dbt steps failed on a KeyError of a node the new sources
+    renamed, once the raw steps had run. `materialize` refuses both first, in one line."""
+    project = tmp_path / "dbt"
+    (project / "models").mkdir(parents=True)
+    (project / "target").mkdir()
+    model, manifest = project / "models" / "stg_x.sql", project / "target" / "manifest.json"
+    model.write_text("select 1")
+    (project / "target" / "run_results.json").write_text("{}")  # built: never a source
+    assert manifest_problem(project) == f"the dbt manifest {manifest} does not exist"
+    manifest.write_text("{}")
+    os.utime(model, (1_000, 1_000))
+    assert manifest_problem(project) is None
+    os.utime(model, (manifest.stat().st_mtime + 5,) * 2)  # changed after the manifest was built
+    assert manifest_problem(project) == f"the dbt manifest {manifest} is older than {model}"
+    (project / "target" / "compiled.sql").write_text("select 1")  # built output is no source
+    (project / ".user.yml").write_text("id: x")  # what dbt may write beside its profiles
+    os.utime(model, (1_000, 1_000))
+    assert manifest_problem(project) is None

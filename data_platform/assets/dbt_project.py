@@ -8,3 +8,26 @@ from dagster_dbt import DbtProject
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt"
 
 DBT_PROJECT = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+
+# What `make install` builds the manifest from: the Makefile's DBT_SOURCES.
+_SOURCE_SUFFIXES = (".sql", ".yml")
+_BUILT_FOLDERS = ("target", "logs")
+
+
+def manifest_problem(project_dir: Path = DBT_PROJECT_DIR) -> str | None:
+    """Why the dbt manifest cannot serve a run, or None: it is missing (a checkout without
+    `make install`: the Definitions failed to load with a 36-line traceback), or older than a
+    dbt source (a `git pull` without it: the dbt steps failed on a node the new sources had
+    renamed, a KeyError, after the raw steps had run)."""
+    manifest = project_dir / "target" / "manifest.json"
+    if not manifest.exists():
+        return f"the dbt manifest {manifest} does not exist"
+    built = manifest.stat().st_mtime
+    for top in project_dir.iterdir():
+        if top.name in _BUILT_FOLDERS:
+            continue
+        for path in top.rglob("*") if top.is_dir() else [top]:
+            hidden = path.name.startswith(".")  # dbt's own `.user.yml`: no source
+            if path.suffix in _SOURCE_SUFFIXES and not hidden and path.stat().st_mtime > built:
+                return f"the dbt manifest {manifest} is older than {path}"
+    return None
