@@ -31,7 +31,7 @@ from dagster._core.storage.tags import MAX_RETRIES_TAG
 from dagster._utils.error import SerializableErrorInfo
 from dagster._utils.interrupts import capture_interrupts
 
-from data_platform.assets.dbt_project import manifest_problem
+from data_platform.assets.dbt_project import missing_manifest, stale_manifest
 from data_platform.operations.snapshot import instance_errors
 from data_platform.orchestration.instance import platform_instance
 from data_platform.orchestration.pool_wait import report_waits
@@ -261,14 +261,13 @@ def materialize_range(
     select: str, start: date | None, end: date | None, timeout: float | None = None
 ) -> int:
     keys = partition_window(start, end)
-    manifest = manifest_problem()
-    if manifest and "does not exist" in manifest:  # the Definitions do not load without it
-        raise SettingsError(f"{manifest}: run `make install`, which builds it")
+    if missing := missing_manifest():  # the Definitions do not load without it
+        raise SettingsError(f"{missing}: run `make install`, which builds it")
     job = selected_job(select)
     settings = load_settings()
     required = job.get_definition().required_resource_keys
-    if manifest and "dbt" in required:
-        raise SettingsError(f"{manifest}: run `make install`, which builds it again")
+    if "dbt" in required and (stale := stale_manifest()):
+        raise SettingsError(f"{stale}: run `make install`, which builds it again")
     if "landing" in required:
         # S3 refusing the zone (no bucket, no credentials) failed each file step with Dagster's
         # step log, 135-273 lines and exit 1; asked first, it is the CLI's one line, exit 2.

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from dagster._core.events import JobFailureData
 from dagster._utils.error import SerializableErrorInfo
 
-from data_platform.assets.dbt_project import manifest_problem
+from data_platform.assets.dbt_project import missing_manifest, stale_manifest
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
 from data_platform.materialize import summarize
 from data_platform.resources.landing import LandingZone
@@ -538,13 +538,13 @@ def test_a_dbt_manifest_missing_or_older_than_its_sources_is_named_with_its_fix(
     model, manifest = project / "models" / "stg_x.sql", project / "target" / "manifest.json"
     model.write_text("select 1")
     (project / "target" / "run_results.json").write_text("{}")  # built: never a source
-    assert manifest_problem(project) == f"the dbt manifest {manifest} does not exist"
+    assert missing_manifest(project) == f"the dbt manifest {manifest} does not exist"
     manifest.write_text("{}")
     os.utime(model, (1_000, 1_000))
-    assert manifest_problem(project) is None
+    assert missing_manifest(project) is stale_manifest(project) is None
     os.utime(model, (manifest.stat().st_mtime + 5,) * 2)  # changed after the manifest was built
-    assert manifest_problem(project) == f"the dbt manifest {manifest} is older than {model}"
+    assert stale_manifest(project) == f"the dbt manifest {manifest} is older than {model}"
     (project / "target" / "compiled.sql").write_text("select 1")  # built output is no source
     (project / ".user.yml").write_text("id: x")  # what dbt may write beside its profiles
     os.utime(model, (1_000, 1_000))
-    assert manifest_problem(project) is None
+    assert stale_manifest(project) is None

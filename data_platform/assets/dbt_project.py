@@ -14,14 +14,18 @@ _SOURCE_SUFFIXES = (".sql", ".yml")
 _BUILT_FOLDERS = ("target", "logs")
 
 
-def manifest_problem(project_dir: Path = DBT_PROJECT_DIR) -> str | None:
-    """Why the dbt manifest cannot serve a run, or None: it is missing (a checkout without
-    `make install`: the Definitions failed to load with a 36-line traceback), or older than a
-    dbt source (a `git pull` without it: the dbt steps failed on a node the new sources had
-    renamed, a KeyError, after the raw steps had run)."""
+def missing_manifest(project_dir: Path = DBT_PROJECT_DIR) -> str | None:
+    """Why the dbt manifest is not there, or None: a checkout without `make install`, whose
+    Definitions failed to load with a 36-line traceback."""
     manifest = project_dir / "target" / "manifest.json"
-    if not manifest.exists():
-        return f"the dbt manifest {manifest} does not exist"
+    return None if manifest.exists() else f"the dbt manifest {manifest} does not exist"
+
+
+def stale_manifest(project_dir: Path = DBT_PROJECT_DIR) -> str | None:
+    """Why the dbt manifest, there, is older than a dbt source, or None: after a `git pull`
+    without `make install`, the dbt steps failed on a node the new sources had renamed (a
+    KeyError), once the raw steps had run."""
+    manifest = project_dir / "target" / "manifest.json"
     built = manifest.stat().st_mtime
     for top in project_dir.iterdir():
         if top.name in _BUILT_FOLDERS:

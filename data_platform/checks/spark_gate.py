@@ -208,8 +208,8 @@ def spark_outcome(
     Rules and failing rows are counted as the DuckDB gate counts them: per rule the rows that
     break it and its failure cases (a duplicated row of a two-column key is two cases, a wrong
     dtype one case without a row), and in `failing_rows` each row once whatever it breaks.
-    A failure case names its row by the model's `row_key`, as the DuckDB gate does. Raises UnrenderableRule when
-    the model has a rule SQL cannot state.
+    A failure case names its row by the model's `row_key`, as the DuckDB gate does. Raises
+    UnrenderableRule when the model has a rule SQL cannot state.
     """
     import pandas as pd
 

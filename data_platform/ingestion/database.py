@@ -354,7 +354,6 @@ def _row_pages(source: sa.Connection, query: sa.Select) -> Iterator[Sequence[sa.
     row the app changes between pages keeps its rowid: read before the change or after it,
     and a change after its page is past the high-water mark, read by the next run. A table
     without a rowid is streamed as elsewhere."""
-
     rowid = _rowid(source, query)
     if rowid is None:
         result = source.execution_options(stream_results=True).execute(query)

@@ -229,9 +229,9 @@ def require_unique_versions(
     table: RawTable,
     names: list[str],
     sql: EngineSql,
-    rows: str = "_source_batch",
+    relation: str = "_source_batch",
 ) -> None:
-    """Raise SourceSchemaError when `rows` (the batch) hold different rows of one (id,
+    """Raise SourceSchemaError when `relation` (the batch) holds different rows of one (id,
     updated_at): an id that is no primary key in the source. One of them was kept, at random,
     and the others reported as rows changed without a new updated_at, whose advised fix (a new
     updated_at) never brought them in."""
@@ -242,7 +242,7 @@ def require_unique_versions(
         if n not in ("id", "updated_at")
     )
     found = first_row(
-        f"SELECT CAST({sql.quote('id')} AS STRING), count(*) FROM {rows} "
+        f"SELECT CAST({sql.quote('id')} AS STRING), count(*) FROM {relation} "
         f"GROUP BY {key} HAVING count(*) > 1 AND ({differ}) LIMIT 1"
     )
     if found:
