@@ -47,7 +47,12 @@ from data_platform.operations.backup_store import (
 from data_platform.operations.durations import STATE_KEY as DURATIONS_KEY
 from data_platform.operations.restore import restore, stale_salt_line
 from data_platform.operations.restore_journal import finish_interrupted_restores
-from data_platform.operations.snapshot import InstanceUnreachable, run_pg_tool, same_database_key
+from data_platform.operations.snapshot import (
+    InstanceUnreachable,
+    libpq_target,
+    run_pg_tool,
+    same_database_key,
+)
 from data_platform.operations.staging import JOURNAL, sweep
 from data_platform.orchestration import pool_wait
 from data_platform.orchestration.run_health import WORKER_HOST_TAG, announce_run_process
@@ -2015,3 +2020,15 @@ def test_a_backup_that_fills_its_destination_leaves_nothing_there_and_names_the_
     monkeypatch.setattr(backup_store, "_private_copy", copy)  # space freed
     assert cli_main(["backup", str(dest)]) == 0, capsys.readouterr().err
     assert (dest / "manifest.json").exists()
+
+
+def test_pg_dump_gets_the_password_and_session_options_out_of_its_command_line():
+    """URL.set(password=None) kept the password, so it stood on pg_dump's command line (any
+    local user's `ps`); the instance's session options (`-c timezone=UTC`), rendered into the
+    URL, reached libpq with `+` for their space and failed every backup."""
+    target, env = libpq_target(
+        "postgresql+psycopg2://dp:s%40cret@127.0.0.1:5432/dagster"
+        "?options=-c%20timezone%3DUTC&sslmode=disable"
+    )
+    assert target == "postgresql://dp@127.0.0.1:5432/dagster?sslmode=disable"
+    assert (env["PGPASSWORD"], env["PGOPTIONS"]) == ("s@cret", "-c timezone=UTC")

@@ -157,8 +157,9 @@ def test_distributed_instance_is_the_repo_instance_plus_postgres_storage(env):
     assert all(
         set(value) == {"env"}
         for key, value in storage["postgres"]["postgres_db"].items()
-        if key != "scheme"
+        if key not in ("scheme", "params")
     )
+    assert storage["postgres"]["postgres_db"]["params"] == {"options": "-c timezone=UTC"}
 
 
 @pytest.mark.parametrize("service", ["redis", "postgres"])

@@ -273,7 +273,20 @@ def libpq_target(postgres_url: str) -> tuple[str, dict[str, str]]:
     env = dict(os.environ)
     if url.password:
         env["PGPASSWORD"] = str(url.password)
-    bare = url.set(drivername="postgresql", password=None)
+    # The session's settings (`-c timezone=UTC`, services/instance.py) in PGOPTIONS: rendered
+    # into the URL, SQLAlchemy spells their space `+`, which libpq reads as it is.
+    if options := url.query.get("options"):
+        env["PGOPTIONS"] = str(options)
+    # Built anew: URL.set(password=None) keeps the password (None there means "unchanged"), and
+    # it reached pg_dump's command line.
+    bare = sa.engine.URL.create(
+        "postgresql",
+        username=url.username,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+        query={k: v for k, v in url.query.items() if k != "options"},
+    )
     return bare.render_as_string(hide_password=False), env
 
 
