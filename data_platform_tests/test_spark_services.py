@@ -198,7 +198,29 @@ def test_spark_cluster_up_twice_sql_and_json_on_the_worker_env(spark_cluster, tm
     executor_log = next((state / "work" / app["id"]).glob("*/stderr")).read_text()
     assert "Finished task" in executor_log
     assert (state / "metastore_db").is_dir()
+
+    # Every JVM's temporary files are the cluster's state, not /tmp's (where a killed cluster
+    # left them for good): the endpoint's driver made its own there.
+    executors = [pid for pid, args in java_processes() if app["id"] in args]
+    assert len(executors) == 1
+    for pid in [*pids.values(), *executors]:
+        (tmpdir,) = [a for a in dict(java_processes())[pid] if a.startswith("-Djava.io.tmpdir=")]
+        assert Path(tmpdir.split("=", 1)[1]).parent == state / "tmp"
+    assert {p.name.split("-")[0] for p in (state / "tmp" / "connect").iterdir()} >= {"spark"}
     print(f"spark cluster started in {spark_cluster.started:.1f} s")
+
+
+def java_processes() -> list[tuple[int, list[str]]]:
+    """(pid, arguments) of every running java process."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # ended meanwhile
+            continue
+        if args and args[0].endswith("/java"):
+            found.append((int(cmdline.parent.name), args))
+    return found
 
 
 # `data-platform sql` on Spark, through the real CLI, on a table of known values.

@@ -25,7 +25,7 @@ Ports are fixed (overridable, so tests run clusters side by side) and every list
 127.0.0.1; `spark.port.maxRetries=0` makes a taken port a failure to start, not a silent move to
 the next port that `env` would not name. State lives under `services/spark/`: `warehouse/`
 (table files), `metastore_db/`, `work/` (the worker's executor folders), `local/` (shuffle and
-spill), `logs/` and the pid files.
+spill), `tmp/` (each JVM's `java.io.tmpdir`), `logs/` and the pid files.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from data_platform.services.process import (
     terminate_group,
     wait_until,
 )
-from data_platform.settings import ENGINE_VARIABLE, SPARK_REMOTE_VARIABLE
+from data_platform.settings import ENGINE_VARIABLE, OWNER_ONLY_UMASK, SPARK_REMOTE_VARIABLE
 
 CONNECT_PORT_VARIABLE = "DATA_PLATFORM_SPARK_CONNECT_PORT"
 MASTER_PORT_VARIABLE = "DATA_PLATFORM_SPARK_MASTER_PORT"
@@ -215,6 +215,7 @@ class SparkCluster:
         # and the serial collector spend less CPU starting them on a busy 2-core machine.
         light_jvm = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
         daemon_opts = f"-Dspark.port.maxRetries=0 {light_jvm}"
+        master, worker = self._tmpdir_option("master"), self._tmpdir_option("worker")
         return {
             **{k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_"))},
             "JAVA_HOME": str(home),
@@ -224,10 +225,21 @@ class SparkCluster:
             "SPARK_LOCAL_IP": HOST,  # the bind address of every daemon, UI and executor
             "SPARK_LOCAL_DIRS": str(self.folder / "local"),
             "SPARK_DAEMON_MEMORY": DAEMON_MEMORY,
-            "SPARK_MASTER_OPTS": f"{daemon_opts} -Dspark.master.rest.enabled=false",
-            "SPARK_WORKER_OPTS": daemon_opts,
-            "SPARK_LAUNCHER_OPTS": light_jvm,
+            "SPARK_MASTER_OPTS": f"{daemon_opts} {master} -Dspark.master.rest.enabled=false",
+            "SPARK_WORKER_OPTS": f"{daemon_opts} {worker}",
+            "SPARK_LAUNCHER_OPTS": f"{light_jvm} {self._tmpdir_option('launcher')}",
         }
+
+    def _tmp(self, jvm: str) -> Path:
+        return self.folder / "tmp" / jvm
+
+    def _tmpdir_option(self, jvm: str) -> str:
+        """Each JVM's temporary folder in the services folder, never /tmp: the endpoint's driver
+        makes `spark-*` and `artifacts-*` folders there per start, Hive a `*_resources` one per
+        session, lz4-java a native library per JVM; a process ended by a signal or kill -9
+        leaves them all, and a test run of the suite had left a thousand in /tmp. Here they
+        are the cluster's state, removed when the JVM starts again (`launch`)."""
+        return f"-Djava.io.tmpdir={self._tmp(jvm)}"
 
     def _command(self, process: str) -> list[str]:
         bin_dir = spark_home() / "bin"
@@ -265,10 +277,13 @@ class SparkCluster:
             # falls back to JDO): Spark then lists a table's partitions and filters them itself.
             "spark.sql.hive.metastorePartitionPruningFallbackOnException": "true",
             "spark.hadoop.javax.jdo.option.ConnectionURL": metastore,
-            "spark.driver.extraJavaOptions": f"-Dderby.system.home={self.folder}",
+            "spark.driver.extraJavaOptions": (
+                f"-Dderby.system.home={self.folder} {self._tmpdir_option('connect')}"
+            ),
+            "spark.executor.extraJavaOptions": self._tmpdir_option("executor"),
             # The warehouse's files owner-only, as the DuckDB file is: they hold raw personal
             # data. Hadoop sets their mode itself (0644, 0755 by default), whatever the umask.
-            "spark.hadoop.fs.permissions.umask-mode": "077",
+            "spark.hadoop.fs.permissions.umask-mode": f"{OWNER_ONLY_UMASK:03o}",
         }
         return [
             str(bin_dir / "spark-submit"),
@@ -299,6 +314,8 @@ class SparkCluster:
             # SPARK_DAEMON_MEMORY would also size the endpoint's driver (spark-submit treats
             # the Connect server as a daemon): the daemons' heap alone.
             own_env = env if process != "connect" else {**env, "SPARK_DAEMON_MEMORY": ""}
+            jvms = [process, "launcher"] + (["executor"] if process == "connect" else [])
+            self._empty_tmp(jvms)
             if process == "connect":
                 self._remove_dead_writes()
             spawn(self._command(process), self._log(process), self._pid_file(process), own_env)
@@ -313,6 +330,14 @@ class SparkCluster:
                     raise ServiceError(
                         f"spark: the master did not come up: see {self._log('master')}"
                     )
+
+    def _empty_tmp(self, jvms: list[str]) -> None:
+        """The temporary folders of JVMs about to start, emptied of what earlier ones left: the
+        endpoint's executors are its application's, ended with it. The launcher only builds a
+        command line, and each spark-class run has its own."""
+        for jvm in jvms:
+            shutil.rmtree(self._tmp(jvm), ignore_errors=True)
+            self._tmp(jvm).mkdir(parents=True)
 
     def _remove_dead_writes(self) -> None:
         """The staging folders of writes whose endpoint died (kill -9, OOM): Spark removes a
