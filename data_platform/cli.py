@@ -10,7 +10,13 @@ from collections.abc import Sequence
 from datetime import date
 
 from data_platform.resources.duckdb_lock import LOCK_WAIT_SECONDS
-from data_platform.settings import SettingsError, UsageError, load_settings, masked
+from data_platform.settings import (
+    OWNER_ONLY_UMASK,
+    SettingsError,
+    UsageError,
+    load_settings,
+    masked,
+)
 
 
 def seconds(text: str, zero: bool = False) -> float:
@@ -174,13 +180,6 @@ def _unreachable_line(err: Exception) -> str:
 
         return f"S3 refused a request ({' '.join(str(err).split())}): {s3_access_advice()}"
     return f"{masked(str(err))}: fix the path or the setting that names it, then run again"
-
-
-# The mode mask of every file and folder a command makes: the warehouse holds raw personal data
-# in clear, the Dagster instance's run databases and compute logs can hold secrets, and backups of
-# the same data are already owner-only (operations/backup_store.py). The login's umask (022 by
-# default) left them readable by every user of the machine.
-OWNER_ONLY_UMASK = 0o077
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,9 +21,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
@@ -43,7 +42,13 @@ from data_platform.orchestration.run_health import (
 )
 from data_platform.partitions import DAILY_PARTITIONS, RANGE_END_TAG, RANGE_START_TAG
 from data_platform.resources.landing import LandingZone
-from data_platform.settings import SettingsError, UsageError, load_settings
+from data_platform.settings import (
+    Settings,
+    SettingsError,
+    UsageError,
+    load_settings,
+    require_writable_warehouse,
+)
 
 # The resources through which a step writes the DuckDB warehouse.
 WAREHOUSE_WRITERS = frozenset({"warehouse", "warehouse_io_manager", "dbt"})
@@ -207,37 +212,6 @@ class Deadline:
             return self._expired
 
 
-def check_warehouse_writable(warehouse: Path) -> None:
-    """DuckDB writes the warehouse file, its WAL and its spill folder (`<file>.tmp`) beside it:
-    a folder it cannot write (a read-only file system, where chmod does not stop root either)
-    failed every step with "IO Error: Cannot open file ...", six of them and exit 1. Asked first,
-    it is the CLI's one line, exit 2. A folder not made yet is made by the first step: the
-    nearest one that exists must take it."""
-    folder = next(f for f in (warehouse.parent, *warehouse.parents) if f.exists())
-    if not folder.is_dir():
-        why = f"Not a directory: {folder}"
-    elif not os.access(folder, os.W_OK | os.X_OK):
-        why = f"{_access_reason(folder)}: {folder}"
-    elif warehouse.exists() and not os.access(warehouse, os.W_OK):
-        why = f"{_access_reason(warehouse)}: {warehouse}"
-    else:
-        return
-    raise SettingsError(
-        f"DATA_PLATFORM_WAREHOUSE={str(warehouse)!r} cannot be written ({why}): make its folder "
-        "writable (a read-only or full disk, permissions), or point the setting at a file in "
-        "one that is (unset, it is DATA_PLATFORM_HOME/warehouse.duckdb)"
-    )
-
-
-def _access_reason(path: Path) -> str:
-    """Why os.access refused writing `path`: a read-only file system, or permissions."""
-    try:
-        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except OSError:
-        read_only = False
-    return "Read-only file system" if read_only else "Permission denied"
-
-
 def selected_job(select: str) -> ReconstructableJob:
     """The Definitions' asset job cut to the selection, in a form an executor can rebuild
     elsewhere: with DATA_PLATFORM_EXECUTOR=celery the steps run on the Celery workers."""
@@ -257,6 +231,20 @@ def selected_job(select: str) -> ReconstructableJob:
     return repository.get_reconstructable_job("__ASSET_JOB").get_subset(asset_selection=keys)
 
 
+def preflight(required: Set[str], settings: Settings) -> None:
+    """What the run's steps need (`required`: their resources), asked before it starts. Each of
+    these failed every step it concerns with Dagster's step log, tens to hundreds of lines and
+    exit 1: a dbt manifest older than its sources (a KeyError once the raw steps had run), S3
+    refusing the landing zone (no bucket, no credentials: 135-273 lines per file step), a
+    warehouse folder DuckDB cannot write. Asked first, each is the CLI's one line, exit 2."""
+    if "dbt" in required and (stale := stale_manifest()):
+        raise SettingsError(f"{stale}: run `make install`, which builds it again")
+    if "landing" in required:
+        LandingZone(url=settings.landing).check_reachable()
+    if settings.engine == "duckdb" and required & WAREHOUSE_WRITERS:
+        require_writable_warehouse(settings.warehouse)
+
+
 def materialize_range(
     select: str, start: date | None, end: date | None, timeout: float | None = None
 ) -> int:
@@ -265,15 +253,7 @@ def materialize_range(
         raise SettingsError(f"{missing}: run `make install`, which builds it")
     job = selected_job(select)
     settings = load_settings()
-    required = job.get_definition().required_resource_keys
-    if "dbt" in required and (stale := stale_manifest()):
-        raise SettingsError(f"{stale}: run `make install`, which builds it again")
-    if "landing" in required:
-        # S3 refusing the zone (no bucket, no credentials) failed each file step with Dagster's
-        # step log, 135-273 lines and exit 1; asked first, it is the CLI's one line, exit 2.
-        LandingZone(url=settings.landing).check_reachable()
-    if settings.engine == "duckdb" and required & WAREHOUSE_WRITERS:
-        check_warehouse_writable(settings.warehouse)
+    preflight(job.get_definition().required_resource_keys, settings)
     invocation = str(uuid.uuid4())
     tags = {
         **range_tags(keys),

@@ -34,6 +34,12 @@ SPARK_RETRY_SECONDS = 60
 DEFAULT_MEMORY_LIMIT = "512MB"
 METRICS_PORT = 9108
 KAFKA_LAG_ALERT = 100_000
+# The mode mask of every file and folder the platform makes (its commands, `make run`, every
+# service spawned): the warehouse holds raw personal data in clear, the Dagster instance's run
+# databases and compute logs can hold secrets, Redis's AOF Celery's messages, and backups of the
+# same data are owner-only (operations/backup_store.py). The login's umask (022 by default) left
+# them readable by every user of the machine.
+OWNER_ONLY_UMASK = 0o077
 
 
 def is_whole_number(raw: str, minimum: int = 0, maximum: int | None = None) -> bool:
@@ -210,6 +216,37 @@ def warehouse_file(raw: str) -> Path:
             f"file's path, e.g. {str(path / 'warehouse.duckdb')!r}"
         )
     return path
+
+
+def require_writable_warehouse(warehouse: Path) -> None:
+    """DuckDB writes the warehouse file, its WAL and its spill folder (`<file>.tmp`) beside it:
+    a folder it cannot write (a read-only file system, where chmod does not stop root either)
+    failed every step with "IO Error: Cannot open file ...", six of them and exit 1. Asked before
+    a run (`materialize.preflight`), not at load: only writers need it. A folder not made yet
+    is made by the first step: the nearest one that exists must take it."""
+    folder = next(f for f in (warehouse.parent, *warehouse.parents) if f.exists())
+    if not folder.is_dir():
+        why = f"Not a directory: {folder}"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        why = f"{_access_reason(folder)}: {folder}"
+    elif warehouse.exists() and not os.access(warehouse, os.W_OK):
+        why = f"{_access_reason(warehouse)}: {warehouse}"
+    else:
+        return
+    raise SettingsError(
+        f"DATA_PLATFORM_WAREHOUSE={str(warehouse)!r} cannot be written ({why}): make its folder "
+        "writable (a read-only or full disk, permissions), or point the setting at a file in "
+        "one that is (unset, it is DATA_PLATFORM_HOME/warehouse.duckdb)"
+    )
+
+
+def _access_reason(path: Path) -> str:
+    """Why os.access refused writing `path`: a read-only file system, or permissions."""
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    return "Read-only file system" if read_only else "Permission denied"
 
 
 def refuse_instance_holding(instance: Path, parts: dict[str, Path | None]) -> None:

@@ -102,8 +102,7 @@ class CeleryWorkers:
                 "--concurrency=1",
                 "--prefetch-multiplier=1",
             ]
-            # Files the worker (and its steps) create are the platform's user's alone.
-            spawn(command, self.log_file, pid_file, env, umask=0o077)
+            spawn(command, self.log_file, pid_file, env)
 
     def stop(self) -> None:
         # Every worker started, not only those of the current count: started with 4 and

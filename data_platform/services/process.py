@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from data_platform.settings import OWNER_ONLY_UMASK
+
 
 class ServiceError(RuntimeError):
     """A service could not be started or stopped; the message is one line naming it and its log."""
@@ -156,26 +158,20 @@ def _spawn_delay() -> None:
         time.sleep(float(raw))
 
 
-# A spawned server's umask unless its caller says otherwise (see `spawn`).
-OWNER_ONLY_UMASK = 0o077
-
-
 def spawn(
     command: list[str],
     log_file: Path,
     pid_file: Path,
     env: Mapping[str, str],
-    umask: int = OWNER_ONLY_UMASK,
 ) -> None:
     """Start a long-running server in its own process group, detached from the caller.
 
     The pid file records the group leader, so `terminate_group` reaches every process it forks.
     One whose pid file names a live process is not started again: a second copy failed to bind,
     overwrote the pid file, and `services-down` then missed the first, left serving as an orphan.
-    `umask` applies to the server's process and every file it creates: owner-only by default,
-    since a server's files hold what it serves (Redis's AOF: Celery's messages; Spark's warehouse:
-    raw personal data) and the login's umask (022) left them readable by every local user. -1:
-    the caller's.
+    The server and every file it creates are owner-only (`OWNER_ONLY_UMASK`), since a server's
+    files hold what it serves (Redis's AOF: Celery's messages; Spark's warehouse: raw personal
+    data) and the login's umask (022) left them readable by every local user.
 
     The server writes its own pid file, between fork and exec (`_record_self`): written here once
     Popen had returned, a kill -9 of `up` in between left a server no pid file named, which
@@ -198,7 +194,7 @@ def spawn(
             env=env,
             cwd=log_file.parent,
             start_new_session=True,
-            umask=umask,
+            umask=OWNER_ONLY_UMASK,
             # Absolute: the child has already changed into the log's folder when it runs.
             preexec_fn=functools.partial(_record_self, pid_file.absolute()),
         )
