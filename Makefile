@@ -79,11 +79,17 @@ services-down: $(STAMP)
 services-env: $(STAMP)
 	@$(SERVICES_CLI) env
 
+# The UI, the daemon and the code servers; SIGTERM stops them even when the shell started
+# `make run` with SIGINT ignored, as a script's `make run &` does (orchestration/stoppable.py).
+DATA_PLATFORM_UI_PORT ?= 3000
+DAGSTER_DEV = $(BIN)/python -m data_platform.orchestration.stoppable \
+	$(BIN)/dagster dev --host 127.0.0.1 --port $(DATA_PLATFORM_UI_PORT) -w workspace.yaml
+
 # The UI and the daemon on the distributed instance (PostgreSQL), steps on the Celery workers.
 run-distributed: services-up
 	umask 077 && eval "$$($(SERVICES_CLI) env)" && \
 		$(BIN)/data-platform simulate --if-empty && \
-		PATH="$(BIN):$$PATH" $(BIN)/dagster dev --host 127.0.0.1 --port 3000 -w workspace.yaml
+		PATH="$(BIN):$$PATH" $(DAGSTER_DEV)
 
 # The dbt manifest is built here, once, never when the Definitions load. dbt-duckdb names the
 # database after the warehouse file, so the profile is rendered with the configured path
@@ -118,7 +124,7 @@ run: install
 			done ) & consume=$$!; \
 		fi; \
 		trap 'kill $$metrics $$consume 2>/dev/null' EXIT; \
-		$(BIN)/dagster dev --host 127.0.0.1 --port 3000 -w workspace.yaml
+		$(DAGSTER_DEV)
 
 lint: install
 	$(BIN)/ruff check .

@@ -161,8 +161,8 @@ def _serving(url: str) -> bool:
 @contextlib.contextmanager
 def dagster_dev(env: dict[str, str], log: Path) -> Iterator[DagsterDev]:
     """`dagster dev` on a free port, with the repo's workspace, until the block ends; then its
-    whole process group is killed (SIGTERM to the group left it running for over 40 s, SIGINT
-    to `dagster dev` took ~10 s).
+    whole process group is killed: SIGTERM is ignored when the suite itself was started with
+    SIGINT ignored (a background job: orchestration/stoppable.py), and a clean stop took ~10 s.
 
     It yields as soon as the process is started, not once it serves (`wait_until_serving`):
     its ~20 s of start-up (three processes importing Dagster, one loading the Definitions)
