@@ -84,6 +84,9 @@ def build_warehouse(path: Path) -> None:
                 f"INSERT INTO raw.dead_letter (source, dt) SELECT '{source}', DATE '{dt}' "
                 f"FROM range({dead})"
             )
+        # An app row's dead letter: no rows loaded that day to weigh it against (its table's
+        # `dead_letters` check reports it), so no series: the ratio alert read it as 100 %.
+        conn.execute("INSERT INTO raw.dead_letter (source, dt) VALUES ('users', '2026-01-05')")
 
 
 def scrape(collector: PlatformCollector) -> dict[tuple[str, frozenset], float]:
@@ -193,6 +196,9 @@ def test_the_collector_reports_what_the_instance_and_warehouse_hold(instance, tm
         assert value(samples, "data_platform_rows_dead_lettered", source=source, dt=dt) == (
             dead or None  # a day without dead letters has no row in raw.dead_letter
         )
+    assert (
+        value(samples, "data_platform_rows_dead_lettered", source="users", dt="2026-01-05") is None
+    )
 
 
 # Seconds a new label set reads 0, in the tests that drive the exporter's clock themselves.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import multiprocessing
 import os
@@ -442,8 +443,8 @@ def test_the_extraction_asset_warns_of_changes_that_kept_updated_at(settings, re
     instance = dg.DagsterInstance.ephemeral()
     users = [a for a in RAW_SOURCE_TABLE_ASSETS if a.key.path[-1] == "users"]
     first = dg.materialize(users, resources=resources, instance=instance)
-    [check] = first.get_asset_check_evaluations()
-    assert (check.check_name, check.passed) == ("unversioned_changes", True)
+    passed = {c.check_name: c.passed for c in first.get_asset_check_evaluations()}
+    assert passed == {"unversioned_changes": True, "dead_letters": True}
     with source.begin() as conn:  # the latest user: re-read by the next run's look-back
         [(user_id,)] = conn.execute(
             sa.text("SELECT id FROM users ORDER BY updated_at DESC, id DESC LIMIT 1")
@@ -452,7 +453,7 @@ def test_the_extraction_asset_warns_of_changes_that_kept_updated_at(settings, re
             sa.text("UPDATE users SET full_name = 'Secret Name' WHERE id = :id"), {"id": user_id}
         )
     second = dg.materialize(users, resources=resources, instance=instance)
-    [check] = second.get_asset_check_evaluations()
+    check = checks_by_name(second)["unversioned_changes"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert check.metadata["unversioned_changes"].value == 1
     assert check.metadata["unversioned_change_ids"].value == [user_id]
@@ -498,6 +499,41 @@ def change_oldest_row_quietly(source: sa.Engine, table: str, column: str, value:
             sa.text(f"UPDATE {table} SET {column} = :v WHERE id = :id"), {"v": value, "id": row_id}
         )
     return row_id
+
+
+def checks_by_name(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {c.check_name: c for c in result.get_asset_check_evaluations()}
+
+
+def test_a_refused_users_row_is_reported_without_its_personal_values(settings, resources, source):
+    """A users row the contract refuses is dead-lettered; the run's log, the `dead_letters`
+    check and the reason name the table, the column and the id, never a value: any column of
+    a table holding personal data may hold some. raw.dead_letter keeps the row, as raw.users
+    keeps the others."""
+    instance = dg.DagsterInstance.ephemeral()
+    users = [a for a in RAW_SOURCE_TABLE_ASSETS if a.key.path[-1] == "users"]
+    dg.materialize(users, resources=resources, instance=instance)
+    secret = "jane.doe@example.com"
+    with source.begin() as conn:
+        [(user_id,)] = conn.execute(sa.text("SELECT max(id) FROM users")).all()
+        conn.execute(
+            sa.text("UPDATE users SET created_at = :v, updated_at = '2030-01-01' WHERE id = :id"),
+            {"v": secret, "id": user_id},
+        )
+    run = dg.materialize(users, resources=resources, instance=instance)
+    check = checks_by_name(run)["dead_letters"]
+    assert not check.passed and check.metadata["dead_letter_ids"].value == [str(user_id)]
+    warnings = [e.user_message for e in instance.all_logs(run.run_id) if e.level == logging.WARNING]
+    [(error, record)] = query(
+        settings.warehouse, "SELECT error, raw_record FROM raw.dead_letter WHERE source = 'users'"
+    )
+    assert error.startswith(
+        f"source column users.created_at holds a value of {len(secret)} characters "
+        f"(row id {user_id}), not a TIMESTAMP"
+    )
+    assert any(error in w for w in warnings) and error in check.description
+    assert all(secret not in text for text in [error, check.description, *warnings])
+    assert json.loads(record)["created_at"] == secret
 
 
 def test_a_whole_table_run_compares_rows_the_lookback_no_longer_reads(settings, resources, source):

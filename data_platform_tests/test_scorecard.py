@@ -44,16 +44,17 @@ def test_the_scorecard_reads_the_checks_of_the_raw_source_tables(settings, resou
     checks declared on the raw source-table assets (the WARNs the README says to watch) never
     showed. Here each runs twice, on a real instance, and the scorecard asset counts them."""
     source_checks = [key for asset in RAW_SOURCE_TABLE_ASSETS for key in asset.check_keys]
-    assert {key.name for key in source_checks} == {"unversioned_changes"}
-    assert len(source_checks) == 4
+    assert {key.name for key in source_checks} == {"unversioned_changes", "dead_letters"}
+    assert len(source_checks) == 8
     instance = dg.DagsterInstance.ephemeral()
-    expected = {}
+    expected: dict[str, tuple[int, ...]] = {}
     for n, key in enumerate(source_checks):
-        passed = n % 2 == 0  # users, orders... alternate: half of them WARN
+        passed = n % 3 == 0  # uneven: some tables fail both checks, some one
         for _ in range(2):
             assert dg.materialize([stand_in(key, passed)], instance=instance).success
         table = key.asset_key.to_user_string()
-        expected[table] = (2, 2 if passed else 0, 0 if passed else 2)
+        runs = (2, 2 if passed else 0, 0 if passed else 2)  # executions, passed, failed_warn
+        expected[table] = tuple(map(sum, zip(expected.get(table, (0, 0, 0)), runs, strict=True)))
     # The warehouse tables the scorecard reads volumes from, empty.
     settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(settings.warehouse)) as conn:
@@ -61,6 +62,8 @@ def test_the_scorecard_reads_the_checks_of_the_raw_source_tables(settings, resou
         conn.execute("CREATE TABLE raw.events (dt DATE)")
         conn.execute("CREATE TABLE raw.payments (dt DATE)")
         conn.execute("CREATE TABLE raw.dead_letter (source VARCHAR, dt DATE)")
+        # An app row's dead letter: its table has no records per day to weigh it against.
+        conn.execute("INSERT INTO raw.dead_letter VALUES ('users', DATE '2026-01-05')")
 
     assert dg.materialize(SCORECARD_ASSETS, resources=resources, instance=instance).success
     stored = query(
@@ -68,6 +71,8 @@ def test_the_scorecard_reads_the_checks_of_the_raw_source_tables(settings, resou
         'SELECT "table", executions, passed, failed_warn FROM analytics.data_quality_scorecard',
     )
     assert {table: tuple(counts) for table, *counts in stored} == expected
+    volumes = "SELECT DISTINCT records, dead_letters FROM analytics.data_quality_scorecard"
+    assert query(settings.warehouse, volumes) == [(None, None)]
     # The table holds the columns the asset declares to the UI, of their types.
     assert stored_columns(settings.warehouse, "data_quality_scorecard") == [
         (c.name, c.type) for c in SCORECARD_COLUMNS.columns

@@ -18,7 +18,7 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from data_platform.ingestion.database import extract_incremental
+from data_platform.ingestion.database import DeadLetters, extract_incremental
 from data_platform.ingestion.source_schema import SourceSchemaError, contract_columns, reflect
 from data_platform.ingestion.tables import PRODUCTS, SOURCE_DB_TABLES
 from data_platform.resources.landing import LandingZone
@@ -194,9 +194,10 @@ def test_nan_and_infinities_outside_the_contract_are_rescued_as_valid_json(tmp_p
     ]
 
 
-def test_a_numeric_12_4_price_stops_extraction_rather_than_round(tmp_path, postgres_url):
-    """A source migrated to numeric(12,4) held 12.3456, stored as 12.35 without a word. A value
-    with no more digits than the contract's (12.3400) is still extracted."""
+def test_a_numeric_12_4_price_is_dead_lettered_rather_than_rounded(tmp_path, postgres_url):
+    """A source migrated to numeric(12,4) held 12.3456, stored as 12.35 without a word; then it
+    stopped the table. Now it is dead-lettered, and a value with no more digits than the
+    contract's (12.3400) is still extracted."""
     engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:
         conn.execute(
@@ -215,23 +216,25 @@ def test_a_numeric_12_4_price_stops_extraction_rather_than_round(tmp_path, postg
     assert reflect(engine, PRODUCTS)[1].wider == {"unit_price": "NUMERIC(12, 4)"}
     warehouse = tmp_path / "warehouse.duckdb"
 
-    def extract() -> None:
+    def extract(at: datetime) -> DeadLetters:
         with duckdb.connect(str(warehouse)) as conn:
-            extract_incremental(conn, engine, PRODUCTS, timedelta(hours=1), datetime(2026, 1, 2))
+            return extract_incremental(conn, engine, PRODUCTS, timedelta(hours=1), at).dead_letters
 
-    with pytest.raises(SourceSchemaError) as refused:
-        extract()
-    assert str(refused.value).startswith(
+    found = extract(datetime(2026, 1, 2))
+    assert (found.added, found.open, found.ids) == (1, 1, ("2",))
+    assert found.reason.startswith(
         "source column products.unit_price holds '12.3456' (row id 2), which a DECIMAL(10,2) "
         "holds only rounded, as 12.35: round it in the app database"
     )
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # the look-back reads it again: fixed, it lands
         conn.execute(sa.text("UPDATE products SET unit_price = 12.35 WHERE id = 2"))
-    extract()
+    assert extract(datetime(2026, 1, 3)) == DeadLetters(0, 0, (), None)
     engine.dispose()
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         prices = conn.execute("SELECT id, unit_price FROM raw.products ORDER BY id").fetchall()
+        letters = conn.execute("SELECT count(*) FROM raw.dead_letter").fetchall()
     assert prices == [(1, Decimal("12.34")), (2, Decimal("12.35"))]
+    assert letters == [(1,)]
 
 
 def test_two_changes_within_a_timestamp_s_resolution_are_reported(tmp_path, postgres_url):

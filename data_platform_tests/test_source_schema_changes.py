@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -15,7 +16,7 @@ from data_platform.assets.raw import RAW_SOURCE_TABLE_ASSETS
 from data_platform.checks.source_schema_drift import source_schema_drift_check
 from data_platform.ingestion import database
 from data_platform.ingestion.database import extract_incremental
-from data_platform.ingestion.source_schema import SourceSchemaError, reflect
+from data_platform.ingestion.source_schema import NEW_VERSION, SourceSchemaError, reflect
 from data_platform.ingestion.tables import SOURCE_DB_TABLES, USERS, ensure_raw_tables
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests.helpers import query
@@ -172,10 +173,14 @@ def test_a_text_among_floats_is_the_value_refused_not_a_floats_last_digits(setti
                     "WHERE id = 2")
         )  # fmt: skip
         conn.execute(sa.text("UPDATE products SET unit_price = 'n/a' WHERE id = 3"))
-    message = one_line_error(settings, source, "products")
-    assert message.startswith(
+    extract_directly(settings, source, "products")
+    [(record, error)] = dead_letters(settings, "products")
+    assert record["id"] == "3" and record["unit_price"] == "n/a"
+    assert error.startswith(
         "source column products.unit_price holds 'n/a' (row id 3), not a DECIMAL(10,2)"
     )
+    prices = query(settings.warehouse, "SELECT unit_price FROM raw.products WHERE id = 2")
+    assert prices == [(Decimal("16.99"),)]
 
 
 def one_line_error(settings, engine: sa.Engine, table: str) -> str:
@@ -196,19 +201,51 @@ def one_line_error_after_first(
     return message
 
 
-def test_a_row_without_its_version_key_stops_extraction(settings, source):
-    """A row with no updated_at never matched its stored version (NULL = NULL is not true):
-    every full run of the table appended it once more."""
-    with source.begin() as conn:  # the simulator's schema says NOT NULL; an app's may not
-        ddl = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = 'products'"))
+def dead_letters(settings, table: str) -> list[tuple[dict, str]]:
+    """raw.dead_letter's rows of the app table: each record, parsed, and its reason (one line,
+    ending in what to do); no file and no line, as the contract has them for an app row."""
+    rows = query(
+        settings.warehouse,
+        "SELECT raw_record, error, source_file, line_number, dt = CAST(rejected_at AS DATE) "
+        "FROM raw.dead_letter WHERE source = ? ORDER BY rejected_at, raw_record",
+        [table],
+    )
+    assert all(f is None and n is None and on_its_day for _, _, f, n, on_its_day in rows)
+    assert all("\n" not in error and error.endswith(NEW_VERSION) for _, error, *_ in rows)
+    return [(json.loads(record), error) for record, error, *_ in rows]
+
+
+def source_count(engine: sa.Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar()
+
+
+def loosen(engine: sa.Engine, table: str) -> None:
+    """Drop the table's NOT NULLs, as an app's legacy schema may not have them."""
+    with engine.begin() as conn:
+        ddl = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = :t"), {"t": table})
         loose = ddl.scalar().replace("NOT NULL", "")
-        conn.execute(sa.text("ALTER TABLE products RENAME TO strict"))
+        conn.execute(sa.text(f"ALTER TABLE {table} RENAME TO strict"))
         conn.execute(sa.text(loose))
-        conn.execute(sa.text("INSERT INTO products SELECT * FROM strict"))
+        conn.execute(sa.text(f"INSERT INTO {table} SELECT * FROM strict"))
         conn.execute(sa.text("DROP TABLE strict"))
+
+
+def test_a_row_without_updated_at_is_dead_lettered_and_the_table_flows(settings, source):
+    """A row with no updated_at never matched its stored version (NULL = NULL is not true):
+    every full run of the table appended it once more. It stopped the table instead; now it
+    waits in raw.dead_letter, once, while the other rows are extracted."""
+    loosen(source, "products")
+    with source.begin() as conn:
         conn.execute(sa.text("UPDATE products SET updated_at = NULL WHERE id = 2"))
-    message = one_line_error(settings, source, "products")
-    assert message.startswith("source table products has a row without updated_at (row id 2)")
+    extract_directly(settings, source, "products")
+    [(record, error)] = dead_letters(settings, "products")
+    assert record["id"] == "2" and record["updated_at"] is None
+    assert error.startswith("source table products has a row without updated_at (row id 2)")
+    ids = query(settings.warehouse, "SELECT id FROM raw.products ORDER BY id")
+    assert [i for (i,) in ids] == [
+        i for i in range(1, source_count(source, "products") + 1) if i != 2
+    ]
 
 
 def test_a_contract_column_dropped_from_the_source_stops_extraction(settings, source):
@@ -263,17 +300,26 @@ def legacy_orders(settings, tmp_path) -> sa.Engine:
     return engine
 
 
-def test_a_row_without_updated_at_stops_every_incremental_run(settings, tmp_path):
+def test_a_row_without_updated_at_is_dead_lettered_by_the_next_incremental_run(settings, tmp_path):
     """Such a row matches no `updated_at >= mark`: no incremental run read it and none said so,
-    until the weekly whole-table run stopped on it."""
+    until the weekly whole-table run stopped on it. Every run reads it now: dead-lettered once,
+    and extracted when the app stamps it."""
     engine = legacy_orders(settings, tmp_path)
     extract_directly(settings, engine, "orders")
     with engine.begin() as conn:
         conn.execute(
             sa.text("INSERT INTO orders VALUES (2, 7, 'pending', :at, NULL)"), {"at": AT_11}
         )
-    message = one_line_error_after_first(settings, engine, "orders")
-    assert message.startswith("source table orders has a row without updated_at (row id 2): ")
+    for _ in range(2):  # the re-run reads it again, and writes no second dead letter
+        extract_directly(settings, engine, "orders")
+        [(_, error)] = dead_letters(settings, "orders")
+        assert error.startswith("source table orders has a row without updated_at (row id 2): ")
+        assert query(settings.warehouse, "SELECT id FROM raw.orders") == [(1,)]
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE orders SET updated_at = :at WHERE id = 2"), {"at": AT_11})
+    extract_directly(settings, engine, "orders")
+    assert query(settings.warehouse, "SELECT id FROM raw.orders ORDER BY id") == [(1,), (2,)]
+    assert len(dead_letters(settings, "orders")) == 1
 
 
 @pytest.mark.parametrize("batch_rows", [50_000, 1], ids=["one_batch", "batch_per_row"])
@@ -309,18 +355,38 @@ def test_an_id_that_is_no_primary_key_stops_extraction_and_an_exact_copy_does_no
     )
 
 
-def test_a_null_the_raw_gate_refuses_stops_extraction_before_anything_is_written(
-    settings, tmp_path
-):
+def test_a_row_without_id_stops_extraction(settings, tmp_path):
+    """A row without id cannot be dead-lettered: no fixed version could settle its dead letter,
+    and no version of it can be told from another (the source lost its primary key)."""
+    engine = legacy_orders(settings, tmp_path)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO orders VALUES (NULL, 7, 'pending', :at, :at)"), {"at": AT_11}
+        )
+    message = one_line_error(settings, engine, "orders")
+    assert message.startswith("source table orders has a row without id: ")
+    assert message.endswith("then re-run the extraction")
+
+
+def test_a_null_the_raw_gate_refuses_is_dead_lettered_not_written(settings, tmp_path):
     """An order without a status was written, failed the blocking gate, and stayed in the
     version log for good: the gate judges the whole log, so it failed on every later run,
-    after the app had fixed the row too."""
+    after the app had fixed the row too. Then it stopped the table; now it is dead-lettered."""
     engine = legacy_orders(settings, tmp_path)
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO orders VALUES (2, 7, NULL, :at, :at)"), {"at": AT_11})
-    message = one_line_error(settings, engine, "orders")
-    assert message.startswith("source table orders has a row without status (row id 2): raw.")
-    with engine.begin() as conn:  # fixed in the app: the next run extracts both
+    extract_directly(settings, engine, "orders")
+    [(record, error)] = dead_letters(settings, "orders")
+    assert record == {
+        "id": "2",
+        "user_id": "7",
+        "status": None,
+        "ordered_at": AT_11,
+        "updated_at": AT_11,
+    }
+    assert error.startswith("source table orders has a row without status (row id 2): raw.")
+    assert query(settings.warehouse, "SELECT id FROM raw.orders") == [(1,)]
+    with engine.begin() as conn:  # fixed in the app: the next run extracts it
         conn.execute(
             sa.text(
                 "UPDATE orders SET status = 'pending', updated_at = '2026-01-05 12:00:00' "
@@ -427,26 +493,38 @@ def test_a_source_database_that_cannot_be_used_is_one_line_naming_the_setting(
             "source column order_items.quantity holds '3.7' (row id {max_id}), which a INTEGER "
             "holds only rounded, as 4",
         ),
-        (
-            "order_items",
-            "quantity",
-            # SQLite's way to change a column's declared type: a new column in its place.
-            "ALTER TABLE order_items RENAME COLUMN quantity TO old_quantity; "
-            "ALTER TABLE order_items ADD COLUMN quantity TEXT",
-            "source column order_items.quantity is declared TEXT, which does not hold the "
-            "contract's INTEGER",
-        ),
     ],
 )
-def test_a_value_or_type_the_contract_cannot_hold_stops_extraction(
+def test_a_value_the_contract_cannot_hold_is_dead_lettered_and_the_rest_extracted(
     settings, source, table, column, statement, expected
 ):
     with source.begin() as conn:
         [(max_id,)] = conn.execute(sa.text(f"SELECT max(id) FROM {table}")).all()
-        for part in statement.split("; "):
-            conn.execute(sa.text(part))
-    message = one_line_error(settings, source, table)
-    assert message.startswith(expected.format(max_id=max_id)), message
+        conn.execute(sa.text(statement))
+    extract_directly(settings, source, table)
+    [(record, error)] = dead_letters(settings, table)
+    assert error.startswith(expected.format(max_id=max_id)), error
+    [refused_id] = re.findall(r"\(row id (\d+)\)", error)
+    assert record["id"] == refused_id
+    assert TABLES[table].column_names[:-2] == list(record)  # the contract's, then no extra
+    [(rows, refused_in_raw)] = query(
+        settings.warehouse,
+        f"SELECT count(*), count(*) FILTER (WHERE id = {refused_id}) FROM raw.{table}",
+    )
+    assert (rows, refused_in_raw) == (source_count(source, table) - 1, 0)
+
+
+def test_a_column_declared_with_a_type_the_contract_cannot_hold_stops_extraction(settings, source):
+    """Every value from then on would be refused: the table stops, as before, in one line."""
+    with source.begin() as conn:
+        # SQLite's way to change a column's declared type: a new column in its place.
+        conn.execute(sa.text("ALTER TABLE order_items RENAME COLUMN quantity TO old_quantity"))
+        conn.execute(sa.text("ALTER TABLE order_items ADD COLUMN quantity TEXT"))
+    message = one_line_error(settings, source, "order_items")
+    assert message.startswith(
+        "source column order_items.quantity is declared TEXT, which does not hold the "
+        "contract's INTEGER"
+    )
     assert message.endswith("then re-run the extraction")
 
 
@@ -469,3 +547,80 @@ def test_a_warehouse_from_before_rescued_gains_the_column_and_keeps_its_rows(tmp
         rows = conn.execute("SELECT id, _rescued FROM raw.users").fetchall()
     assert columns == USERS.column_names
     assert rows == [(1, None)]
+
+
+def dead_letter_check(result: dg.ExecuteInProcessResult, table: str) -> dg.AssetCheckEvaluation:
+    [found] = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "dead_letters" and e.asset_key.path[-1] == table
+    ]
+    return found
+
+
+def products_run(resources: dict, whole_table: bool = False) -> dg.ExecuteInProcessResult:
+    config = {"config": {"lookback_minutes": 60, "whole_table": whole_table}}
+    [asset] = [a for a in RAW_SOURCE_TABLE_ASSETS if a.key.path[-1] == "products"]
+    return dg.materialize([asset], resources=resources, run_config={"ops": {asset.op.name: config}})
+
+
+def test_a_refused_row_waits_in_dead_letter_once_and_lands_when_fixed(settings, resources, source):
+    """One bad row stopped its whole table until a person edited the app database: the rows
+    changed after it were not extracted either. Now it goes to raw.dead_letter with its
+    reason, once however often it is read again, the rest flows, the `dead_letters` check
+    WARNs while it waits, and its fixed version (a new updated_at) lands and settles it."""
+    products_run(resources)
+    [(first,)] = query(settings.warehouse, "SELECT count(*) FROM raw.products")
+    [(mark,)] = query(settings.warehouse, "SELECT max(updated_at) FROM raw.products")
+    at = [mark + timedelta(minutes=m) for m in (1, 2, 3)]
+    with source.begin() as conn:  # two good changes, the bad one the newest of all
+        conn.execute(
+            sa.text("UPDATE products SET unit_price = 1.25, updated_at = :t WHERE id IN (4, 5)"),
+            {"t": at[0]},
+        )
+        conn.execute(
+            sa.text("UPDATE products SET unit_price = 'n/a', updated_at = :t WHERE id = 3"),
+            {"t": at[1]},
+        )
+    refused = "source column products.unit_price holds 'n/a' (row id 3), not a DECIMAL(10,2)"
+
+    result = products_run(resources)
+    [(rows,)] = query(settings.warehouse, "SELECT count(*) FROM raw.products")
+    assert rows == first + 2
+    assert query(
+        settings.warehouse, "SELECT id FROM raw.products WHERE updated_at > ? ORDER BY id", [mark]
+    ) == [(4,), (5,)]
+    [(record, error)] = dead_letters(settings, "products")
+    assert record["id"] == "3" and record["unit_price"] == "n/a" and error.startswith(refused)
+    [materialization] = result.get_asset_materialization_events()
+    metadata = materialization.materialization.metadata
+    # The mark is the raw table's: the refused row, the newest, does not move it.
+    assert metadata["high_water_mark_after"].value == str(at[0])
+    assert metadata["rows_dead_lettered"].value == 1
+    check = dead_letter_check(result, "products")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["dead_letters_open"].value == 1
+    assert refused in check.description and "source = 'products'" in check.description
+
+    # Read again by the look-back, then by the weekly whole-table run: nothing new anywhere.
+    for whole_table in (False, True):
+        result = products_run(resources, whole_table)
+        assert query(settings.warehouse, "SELECT count(*) FROM raw.products") == [(rows,)]
+        assert len(dead_letters(settings, "products")) == 1
+        check = dead_letter_check(result, "products")
+        assert not check.passed and check.metadata["rows_dead_lettered"].value == 0
+
+    with source.begin() as conn:  # fixed in the app, stamped
+        conn.execute(
+            sa.text("UPDATE products SET unit_price = 2.5, updated_at = :t WHERE id = 3"),
+            {"t": at[2]},
+        )
+    result = products_run(resources)
+    assert query(
+        settings.warehouse,
+        "SELECT unit_price FROM raw.products WHERE id = 3 AND updated_at = ?",
+        [at[2]],
+    ) == [(Decimal("2.50"),)]
+    assert query(settings.warehouse, "SELECT count(*) FROM raw.products") == [(rows + 1,)]
+    assert len(dead_letters(settings, "products")) == 1  # kept, as every dead letter
+    assert dead_letter_check(result, "products").passed

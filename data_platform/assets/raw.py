@@ -11,6 +11,7 @@ from pydantic import Field
 
 from data_platform.ingestion.database import (
     ExtractionStats,
+    dead_letters_warning,
     extract_incremental,
     unversioned_changes_warning,
 )
@@ -137,6 +138,7 @@ class ExtractionConfig(dg.Config):
 
 
 UNVERSIONED_CHANGES = "unversioned_changes"
+SOURCE_DEAD_LETTERS = "dead_letters"
 
 
 def unversioned_metadata(stats: ExtractionStats) -> dict[str, object]:
@@ -147,6 +149,15 @@ def unversioned_metadata(stats: ExtractionStats) -> dict[str, object]:
     }
 
 
+def dead_letter_metadata(stats: ExtractionStats) -> dict[str, object]:
+    """The refused rows this run dead-lettered, and the table's dead letters still open."""
+    return {
+        "rows_dead_lettered": stats.dead_letters.added,
+        "dead_letters_open": stats.dead_letters.open,
+        "dead_letter_ids": dg.MetadataValue.json(list(stats.dead_letters.ids)),
+    }
+
+
 def extraction_metadata(stats: ExtractionStats, table_rows: int) -> dict[str, object]:
     return {
         "rows_fetched": stats.rows_fetched,
@@ -154,6 +165,7 @@ def extraction_metadata(stats: ExtractionStats, table_rows: int) -> dict[str, ob
         "high_water_mark_before": str(stats.high_water_mark_before),
         "high_water_mark_after": str(stats.high_water_mark_after),
         **unversioned_metadata(stats),
+        **dead_letter_metadata(stats),
         "dagster/row_count": table_rows,
     }
 
@@ -169,6 +181,20 @@ def unversioned_changes_check(table: RawTable, stats: ExtractionStats) -> dg.Ass
         # How many rows were compared: a pass says nothing of the rows a look-back did not read.
         metadata={**unversioned_metadata(stats), "rows_compared": stats.rows_fetched},
         description=unversioned_changes_warning(table, found) if found.rows else None,
+    )
+
+
+def dead_letters_check(table: RawTable, stats: ExtractionStats) -> dg.AssetCheckResult:
+    """WARN while rows of the source table wait in raw.dead_letter: refused, they are in no
+    version, and once written their dead letter is not written again, so a run's own count
+    alone would pass from the next run on. Evaluated by each extraction, which wrote them."""
+    found = stats.dead_letters
+    return dg.AssetCheckResult(
+        check_name=SOURCE_DEAD_LETTERS,
+        passed=found.open == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=dead_letter_metadata(stats),
+        description=dead_letters_warning(table, found) if found.open else None,
     )
 
 
@@ -192,7 +218,15 @@ def source_table_asset(table: RawTable) -> dg.AssetsDefinition:
                 "their content is in no version. WARN when there are any; evaluated by each "
                 "extraction over the rows it read (rows_compared). The weekly "
                 "source_reconciliation run (whole_table: true) compares every row.",
-            )
+            ),
+            dg.AssetCheckSpec(
+                SOURCE_DEAD_LETTERS,
+                asset=["raw", table.name],
+                description=f"Rows of the source table {table.name!r} the contract refused (a "
+                "value its type cannot hold, a NULL where one is required), in raw.dead_letter "
+                "with their reasons instead of the version log. WARN while any of them has no "
+                "version extracted since; evaluated by each extraction.",
+            ),
         ],
     )
     def extract(
@@ -218,9 +252,14 @@ def source_table_asset(table: RawTable) -> dg.AssetsDefinition:
                 ).fetchone()[0]
         if stats.unversioned.rows:
             context.log.warning(unversioned_changes_warning(table, stats.unversioned))
+        if stats.dead_letters.added:
+            context.log.warning(dead_letters_warning(table, stats.dead_letters))
         return dg.MaterializeResult(
             metadata=extraction_metadata(stats, table_rows),
-            check_results=[unversioned_changes_check(table, stats)],
+            check_results=[
+                unversioned_changes_check(table, stats),
+                dead_letters_check(table, stats),
+            ],
         )
 
     return extract
@@ -229,7 +268,8 @@ def source_table_asset(table: RawTable) -> dg.AssetsDefinition:
 RAW_FILE_ASSETS = [landing_file_asset(fmt) for fmt in (EVENT_FILES, PAYMENT_FILES)]
 RAW_SOURCE_TABLE_ASSETS = [source_table_asset(table) for table in SOURCE_DB_TABLES]
 
-# Written by the file assets inside their own transactions; declared so it is in the graph.
+# Written by the file assets and the app-table extractions inside their own transactions;
+# declared so it is in the graph.
 DEAD_LETTER_SPEC = dg.AssetSpec(
     DEAD_LETTER_KEY,
     description=DEAD_LETTER.description,

@@ -140,7 +140,8 @@ def file_volumes(reader: WarehouseReader, days: int) -> "pd.DataFrame":
             SELECT 'raw/events' AS "table", dt, count(*) AS n FROM raw.events GROUP BY dt
             UNION ALL SELECT 'raw/payments', dt, count(*) FROM raw.payments GROUP BY dt
         ), dead AS (
-            SELECT 'raw/' || source AS "table", dt, count(*) AS n FROM raw.dead_letter GROUP BY ALL
+            SELECT 'raw/' || source AS "table", dt, count(*) AS n FROM raw.dead_letter
+            WHERE source IN ('events', 'payments') GROUP BY ALL
         ), per_dt AS (
             SELECT "table", dt, coalesce(loaded.n, 0) AS loaded, coalesce(dead.n, 0) AS dead
             FROM loaded FULL JOIN dead USING ("table", dt)

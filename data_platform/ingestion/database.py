@@ -11,8 +11,11 @@ content the log cannot take under its key: each run counts the rows it re-read i
 names their ids (`UnversionedChanges`), for the asset to report.
 
 Schema changes are never lost silently (`source_schema.py`): the source's columns outside the
-contract land in `_rescued`, and a contract column gone, or holding what its type cannot, stops
-the extraction before anything is written.
+contract land in `_rescued`, and a contract column gone stops the extraction before anything is
+written. A row the contract refuses (a value its type cannot hold, a NULL where one is
+required) goes to raw.dead_letter with the reason, once, and the rest of the table is appended;
+the table's dead letters stay reported (`DeadLetters`) until a later version of their row is
+extracted.
 """
 
 from __future__ import annotations
@@ -38,11 +41,11 @@ from data_platform.ingestion.source_schema import (
     not_a_primary_key,
     quoted,
     reflect,
-    require_castable,
+    refusal,
+    refused_rows,
     require_contract,
-    require_updated_at,
 )
-from data_platform.ingestion.tables import RawTable, ensure_raw_tables, one_transaction
+from data_platform.ingestion.tables import DEAD_LETTER, RawTable, ensure_raw_tables, one_transaction
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -54,6 +57,10 @@ DUCKDB_SQL = EngineSql(
     sql_type=lambda column: column.type,
     dialect=DUCKDB,
     json_keys=lambda expr: f"json_keys({expr})",
+    text_object=lambda pairs: (
+        "CAST(json_object(" + ", ".join(f"{sql_string(k)}, {v}" for k, v in pairs) + ") AS VARCHAR)"
+    ),
+    json_text=lambda expr, key: f"json_extract_string({expr}, {sql_string('$.' + key)})",
 )
 # No UTC offset in use is wider than this (-12:00 to +14:00).
 _WIDEST_OFFSET = timedelta(hours=14)
@@ -80,6 +87,19 @@ class UnversionedChanges:
 
 
 @dataclass(frozen=True)
+class DeadLetters:
+    """A table's refused rows: how many dead letters a run wrote (`added`), and how many of the
+    table's dead letters are open: no version of their row was extracted after them. The ids
+    (as text) and the reason of the newest SHOWN_IDS open ones; never values (a users row is
+    personal data, and the reasons describe its values only)."""
+
+    added: int = 0
+    open: int = 0
+    ids: tuple[str, ...] = ()
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class ExtractionStats:
     table: str
     high_water_mark_before: datetime | None
@@ -87,6 +107,7 @@ class ExtractionStats:
     rows_fetched: int
     versions_added: int
     unversioned: UnversionedChanges = field(default_factory=UnversionedChanges)
+    dead_letters: DeadLetters = field(default_factory=DeadLetters)
 
 
 # The log's high-water mark: each version counts up to when it was extracted, at most. One row
@@ -170,6 +191,81 @@ def unversioned_changes_warning(table: RawTable, found: UnversionedChanges) -> s
     )
 
 
+def refused_records(refused: list[tuple[str, str]]) -> pa.Table:
+    """`source_schema.refused_rows`' (reason, record) pairs as a relation the engines stage."""
+    import pyarrow as pa
+
+    return pa.table(
+        {"error": [r for r, _ in refused], "raw_record": [r for _, r in refused]},
+        pa.schema([("error", pa.string()), ("raw_record", pa.string())]),
+    )
+
+
+def new_dead_letters_sql(
+    table: RawTable, staged: str, sql: EngineSql, extracted_at: datetime, order: list[str]
+) -> str:
+    """`staged`'s refused rows (error, raw_record) as rows of raw.dead_letter (its columns in
+    `order`, the engine's layout) that it does not hold yet, once each.
+
+    A refused row is read again by the look-back, by a whole-table run, and (one without
+    updated_at) by every run: the same record, whose dead letter is written. The key is the
+    record itself, source and all its values, not (id, updated_at): a row without updated_at
+    has no version key, and one changed under its key is another record to fix. There is no
+    file and no line: `dt` is the day it was refused, `source` the app table's name, as a
+    file's dead letters name their raw table."""
+    stamp = sql.dialect.try_utc_timestamp(f"'{extracted_at.isoformat()}Z'")
+    values = {
+        "source": sql_string(table.name),
+        "dt": f"CAST({stamp} AS DATE)",
+        "source_file": "CAST(NULL AS STRING)",
+        "line_number": "CAST(NULL AS BIGINT)",
+        "raw_record": "n.raw_record",
+        "error": "n.error",
+        "rejected_at": stamp,
+    }
+    return (
+        f"SELECT DISTINCT {', '.join(f'{values[c]} AS {c}' for c in order)} FROM {staged} n "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {DEAD_LETTER.qualified_name} d "
+        f"WHERE d.source = {values['source']} AND d.raw_record = n.raw_record)"
+    )
+
+
+def open_dead_letters_sql(table: RawTable, sql: EngineSql) -> str:
+    """The ids and reasons of `table`'s dead letters that no version of their row extracted
+    after them settles, with their count on each row (the newest SHOWN_IDS). Once the app fixes
+    a row, its next version lands and its dead letters close; they stay in raw.dead_letter."""
+    row_id = sql.json_text("d.raw_record", "id")
+    return (
+        f"SELECT {row_id} AS id, d.error, count(*) OVER () AS n "
+        f"FROM {DEAD_LETTER.qualified_name} d WHERE d.source = {sql_string(table.name)} "
+        f"AND NOT EXISTS (SELECT 1 FROM {table.qualified_name} r "
+        f"WHERE CAST(r.id AS STRING) = {row_id} AND r._extracted_at > d.rejected_at) "
+        f"ORDER BY d.rejected_at DESC, id, d.error LIMIT {SHOWN_IDS}"
+    )
+
+
+def find_dead_letters(
+    rows: Callable[[str], Sequence[Sequence[object]]], table: RawTable, sql: EngineSql, added: int
+) -> DeadLetters:
+    """`open_dead_letters_sql` run by an engine (`rows` returns a query's rows), after a run
+    that wrote `added` dead letters."""
+    found = rows(open_dead_letters_sql(table, sql))
+    if not found:
+        return DeadLetters(added)
+    return DeadLetters(added, int(found[0][2]), tuple(str(i) for i, _, _ in found), found[0][1])
+
+
+def dead_letters_warning(table: RawTable, found: DeadLetters) -> str:
+    """What a person reads in the run's log and the check: which rows wait, why, and where."""
+    ids = ", ".join(found.ids) + (", ..." if found.open > len(found.ids) else "")
+    return (
+        f"{found.open} refused row(s) of source table {table.name!r} are in no version of "
+        f"{table.qualified_name} (ids {ids}; {found.added} dead-lettered by this run); newest "
+        f"reason: {found.reason}; each row and its reason: {DEAD_LETTER.qualified_name} where "
+        f"source = '{table.name}'"
+    )
+
+
 def read_since(high_water_mark: datetime | None, lookback: timedelta | None) -> datetime | None:
     """Where an extraction starts reading: the mark less the look-back, or None (every row)
     before the first run and for a whole-table run (no look-back, `lookback` None). A look-back
@@ -243,7 +339,11 @@ def source_query(
     engine: sa.Engine, table: RawTable, since: datetime | None
 ) -> tuple[sa.Select, SourceColumns]:
     """The query of the versions changed since `since` (all when None), and the source's columns
-    against the contract; raises SourceSchemaError before anything is read when they break it."""
+    against the contract; raises SourceSchemaError before anything is read when they break it.
+
+    Rows without updated_at are read by every run: they match no `updated_at >= mark`, so no
+    incremental run saw them, until the weekly whole-table run. Read, they are dead-lettered
+    once (`new_dead_letters_sql`), and land when the app gives them an updated_at."""
     import sqlalchemy as sa
 
     source, columns = reflect(engine, table)
@@ -256,8 +356,9 @@ def source_query(
     ]
     query = sa.select(*selected)
     if since is not None:
-        require_updated_at(engine, source, table)
-        query = query.where(changed_since(engine, source.c.updated_at, since))
+        query = query.where(
+            sa.or_(changed_since(engine, source.c.updated_at, since), source.c.updated_at.is_(None))
+        )
     return query.order_by(source.c.updated_at, source.c.id), columns
 
 
@@ -455,6 +556,30 @@ def _append_new_versions(
     return added, found
 
 
+def _dead_letter(
+    conn: duckdb.DuckDBPyConnection,
+    table: RawTable,
+    names: list[str],
+    kinds: BatchKinds,
+    refused: list[tuple[str, str]],
+    extracted_at: datetime,
+) -> int:
+    """Write the batch's refused rows to raw.dead_letter (those it does not hold yet) and take
+    them out of the batch; how many dead letters were written."""
+    _refused_arrow = refused_records(refused)  # read by DuckDB, by name
+    target = ", ".join(quoted(n) for n in DEAD_LETTER.column_names)
+    new = new_dead_letters_sql(
+        table, "_refused_arrow", DUCKDB_SQL, extracted_at, DEAD_LETTER.column_names
+    )
+    [(written,)] = conn.execute(
+        f"INSERT INTO {DEAD_LETTER.qualified_name} ({target}) {new}"
+    ).fetchall()
+    conn.execute(
+        f"DELETE FROM _source_batch WHERE ({refusal(table, names, kinds, DUCKDB_SQL)}) IS NOT NULL"
+    )
+    return written
+
+
 def extract_incremental(
     conn: duckdb.DuckDBPyConnection,
     engine: sa.Engine,
@@ -463,16 +588,17 @@ def extract_incremental(
     extracted_at: datetime,
 ) -> ExtractionStats:
     """Append the source table's new (id, updated_at) versions to its raw version log, and count
-    the rows re-read whose key is stored with other content (`UnversionedChanges`). With
-    `lookback` None every source row is read, so every row is compared (`read_since`)."""
-    ensure_raw_tables(conn, (table,))
+    the rows re-read whose key is stored with other content (`UnversionedChanges`). The rows
+    the contract refuses go to raw.dead_letter instead, in the same transaction (`DeadLetters`).
+    With `lookback` None every source row is read, so every row is compared (`read_since`)."""
+    ensure_raw_tables(conn, (table, DEAD_LETTER))
     # The timestamp rule reads offset-less text in the session's zone: the warehouse's, UTC,
     # whoever opened this connection.
     conn.execute("SET TimeZone = 'UTC'")
     hwm_sql = f"SELECT {HIGH_WATER_MARK} FROM {table.qualified_name}"
     hwm_before = conn.execute(hwm_sql).fetchone()[0]
     query, columns = source_query(engine, table, read_since(hwm_before, lookback))
-    fetched = added = 0
+    fetched = added = dead_lettered = 0
     unversioned = UnversionedChanges()
     with one_transaction(conn):
         for _source_arrow in source_batches(engine, table, query, columns):
@@ -480,9 +606,13 @@ def extract_incremental(
             # shadowed by it from the second batch on, which re-read the first batch.
             conn.execute("CREATE OR REPLACE TEMP TABLE _source_batch AS FROM _source_arrow")
             kinds = batch_kinds(_source_arrow)
-            require_castable(
-                lambda sql: conn.execute(sql).fetchone(), table, columns.contract, kinds, DUCKDB_SQL
+            refused = refused_rows(
+                lambda sql: conn.execute(sql).fetchall(), table, columns, kinds, DUCKDB_SQL
             )
+            if refused:
+                dead_lettered += _dead_letter(
+                    conn, table, columns.contract, kinds, refused, extracted_at
+                )
             fetched += _source_arrow.num_rows
             batch_added, batch_unversioned = _append_new_versions(
                 conn, table, columns, kinds, extracted_at
@@ -490,6 +620,10 @@ def extract_incremental(
             added += batch_added
             unversioned += batch_unversioned
         conn.execute("DROP TABLE IF EXISTS _source_versions")
+    dead_letters = find_dead_letters(
+        lambda sql: conn.execute(sql).fetchall(), table, DUCKDB_SQL, dead_lettered
+    )
+    hwm_after = conn.execute(hwm_sql).fetchone()[0]
     return ExtractionStats(
-        table.name, hwm_before, conn.execute(hwm_sql).fetchone()[0], fetched, added, unversioned
+        table.name, hwm_before, hwm_after, fetched, added, unversioned, dead_letters
     )

@@ -3,7 +3,9 @@
 The source's schema can change under the platform (a migration adds `loyalty_tier`, drops a
 column, turns a price into text). A column outside the contract is kept in `_rescued`; a
 contract column that is gone or has an incompatible declared type would make every version
-from then on wrong, so extraction stops with one line naming table, column and fix.
+from then on wrong, so extraction stops with one line naming table, column and fix. A single
+row the contract refuses (a value its type cannot hold, a NULL where one is required) is
+dead-lettered with that line as its reason, and the rest of the table flows.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ class EngineSql:
     dialect: Dialect
     # The keys of a JSON object (`_rescued`), in order, as an array the engine compares with =.
     json_keys: Callable[[str], str]
+    # The text of a JSON object of (key, SQL expression) pairs, null values kept (a refused
+    # row's record in raw.dead_letter), and the text one of its keys holds.
+    text_object: Callable[[Sequence[tuple[str, str]]], str]
+    json_text: Callable[[str, str], str]
 
 
 @dataclass(frozen=True)
@@ -173,55 +179,20 @@ def reflect(engine: sa.Engine, table: RawTable) -> tuple[sa.Table, SourceColumns
     )
 
 
-def keyless_row(table: RawTable, missing: str, row_id: object) -> SourceSchemaError:
-    """A row without `missing` (id or updated_at), its version key."""
-    return SourceSchemaError(
+# How a refusal's message ends. A stop is over once the source is fixed and the extraction
+# re-run; a dead-lettered row lands as its next version, once the app fixes it and stamps it.
+RERUN = "then re-run the extraction"
+NEW_VERSION = "then set its updated_at: the next extraction takes the row in"
+
+
+def keyless_row(table: RawTable, missing: str, row_id: object, then: str = RERUN) -> str:
+    """Why a row without `missing` (id or updated_at), its version key, is refused."""
+    return (
         f"source table {table.name} has a row without {missing}"
         + (f" (row id {row_id})" if row_id is not None else "")
         + ": every row needs both (together they name its version): fix it in the app "
-        "database, then re-run the extraction"
+        f"database, {then}"
     )
-
-
-def require_updated_at(engine: sa.Engine, source: sa.Table, table: RawTable) -> None:
-    """Raise keyless_row for a source row whose updated_at is NULL. An incremental run reads
-    the rows changed since its mark, which such a row never is: it was in no run and no
-    report, until the weekly whole-table run read it and stopped."""
-    import sqlalchemy as sa
-
-    query = sa.select(source.c.id).where(source.c.updated_at.is_(None)).limit(1)
-    with engine.connect() as conn:
-        found = conn.execute(query).first()
-    if found is not None:
-        raise keyless_row(table, "updated_at", found[0])
-
-
-def _require_gated_values(
-    first_row: Callable[[str], Sequence[object] | None],
-    table: RawTable,
-    names: list[str],
-    sql: EngineSql,
-) -> None:
-    """Raise SourceSchemaError on a NULL in a column the raw table's blocking gate requires
-    (checks/gates.required_columns), naming the row; nothing of the batch is written."""
-    from data_platform.checks.gates import required_columns
-
-    required = [n for n in required_columns(table.qualified_name) if n in names]
-    if not required:
-        return
-    probes = (
-        f"(SELECT {sql_string(n)}, CAST({sql.quote('id')} AS STRING) FROM _source_batch "
-        f"WHERE {sql.quote(n)} IS NULL LIMIT 1)"
-        for n in required
-    )
-    found = first_row(f"{' UNION ALL '.join(probes)} LIMIT 1")
-    if found:
-        name, row_id = found
-        raise SourceSchemaError(
-            f"source table {table.name} has a row without {name} (row id {row_id}): raw."
-            f"{table.name}'s blocking gate requires it, and written it would fail that gate for "
-            "good: fix it in the app database, then re-run the extraction"
-        )
 
 
 def require_unique_versions(
@@ -305,62 +276,143 @@ def _loses_digits(column: Column, expr: str, kinds: BatchKinds, sql: EngineSql) 
     return f"TRY_CAST({typed} AS {wide}) <> TRY_CAST({expr} AS {wide})"
 
 
-def require_castable(
+def _refuses(column: Column, kinds: BatchKinds, sql: EngineSql, required: bool) -> str:
+    """SQL true when a row of `_source_batch` holds in `column` a value its contract type cannot
+    hold or holds only rounded, or (`required`) no value."""
+    value = sql.quote(column.name)
+    rounded = _loses_digits(column, value, kinds, sql)
+    refused = f"{contract_value(column, value, kinds, sql)} IS NULL" + (
+        f" OR {rounded}" if rounded else ""
+    )
+    held = f"{value} IS NOT NULL AND ({refused})"
+    return f"{value} IS NULL OR ({held})" if required else held
+
+
+def require_version_ids(
     first_row: Callable[[str], Sequence[object] | None],
     table: RawTable,
-    names: list[str],
     kinds: BatchKinds,
     sql: EngineSql,
 ) -> None:
-    """Raise SourceSchemaError on the first value of `_source_batch` its contract type cannot
-    hold, or holds only rounded.
-
-    One probe and one message for every engine: the engine runs the SQL (`first_row` returns
-    its first row or None) and spells identifiers, types and timestamps its way (`sql`).
-    First of all, a row without its version key: with a NULL id or updated_at it never matched
-    its stored version (NULL = NULL is not true), so every full run appended it again.
-    """
-    keyless = first_row(
-        f"SELECT CAST({sql.quote('id')} AS STRING), {sql.quote('updated_at')} IS NULL "
-        f"FROM _source_batch WHERE {sql.quote('id')} IS NULL "
-        f"OR {sql.quote('updated_at')} IS NULL LIMIT 1"
+    """Raise SourceSchemaError on a row of `_source_batch` without an id its contract type holds
+    (NULL, a text, 7030.5). Such a row cannot be dead-lettered as other refused rows are: its
+    id is what ties a dead letter to the fixed version that settles it, and what tells the
+    versions of a row apart; a source whose ids are broken has lost its primary key, which
+    stops the table as two different rows of one id do."""
+    column = next(c for c in table.columns if c.name == "id")
+    q = sql.quote("id")
+    typed = contract_value(column, q, kinds, sql)
+    found = first_row(
+        f"SELECT CAST({q} AS STRING), CAST({typed} AS STRING) FROM _source_batch "
+        f"WHERE {_refuses(column, kinds, sql, required=True)} LIMIT 1"
     )
-    if keyless:
-        row_id, no_updated_at = keyless
-        raise keyless_row(
-            table, "updated_at" if no_updated_at and row_id is not None else "id", row_id
-        )
-    _require_gated_values(first_row, table, names, sql)
-    require_unique_versions(first_row, table, names, sql)
+    if found:
+        row_id, typed_id = found
+        raise SourceSchemaError(refusal_reason(table, "id", row_id, row_id, typed_id, RERUN))
+
+
+def refusal(table: RawTable, names: list[str], kinds: BatchKinds, sql: EngineSql) -> str:
+    """SQL naming the first column of `names` that refuses a row of `_source_batch`, NULL for
+    a row the contract takes: the one rule of what is dead-lettered, on every engine.
+
+    A row is refused for a value its contract type cannot hold or holds only rounded (both
+    engines' casts round without a word, and not alike), and for a NULL in updated_at (with id,
+    its version key: such a row never matched its stored version, NULL = NULL being not true)
+    or in a column the raw table's blocking gate requires (checks/gates.required_columns):
+    written, that version stayed in the log and failed the gate, which judges the whole log,
+    on every later run, the row fixed in the app or not. The id is checked before
+    (`require_version_ids`)."""
+    from data_platform.checks.gates import required_columns
+
+    required = {"updated_at", *required_columns(table.qualified_name)}
     columns = {c.name: c for c in table.columns}
+    whens = " ".join(
+        f"WHEN {_refuses(columns[n], kinds, sql, n in required)} THEN {sql_string(n)}"
+        for n in sorted(names, key=lambda n: n != "updated_at")
+        if n != "id"
+    )
+    return f"CASE {whens} END"
 
-    def probe(name: str) -> str:
-        column, value = columns[name], sql.quote(name)
-        typed = contract_value(column, value, kinds, sql)
-        rounded = _loses_digits(column, value, kinds, sql)
-        refused = f"{typed} IS NULL" + (f" OR {rounded}" if rounded else "")
+
+def refused_rows_sql(
+    table: RawTable, columns: SourceColumns, kinds: BatchKinds, sql: EngineSql
+) -> str:
+    """`_source_batch`'s refused rows: the column refusing each, its id, that column's value
+    and the value as its contract type would hold it (text), and the whole row (extra columns
+    included) as a JSON object of its values as text: the dead letter's record, which is also
+    its key (a row read again is one dead letter)."""
+    q, contract = sql.quote, {c.name: c for c in table.columns}
+    names = [n for n in columns.contract if n != "id"]
+
+    def of_refused(value: Callable[[str], str]) -> str:
+        whens = " ".join(f"WHEN {sql_string(n)} THEN CAST({value(n)} AS STRING)" for n in names)
+        return f"CASE _refused {whens} END"
+
+    record = sql.text_object(
+        [(n, f"CAST({q(n)} AS STRING)") for n in [*columns.contract, *columns.extra]]
+    )
+    return (
+        f"SELECT _refused, CAST({q('id')} AS STRING), {of_refused(q)}, "
+        f"{of_refused(lambda n: contract_value(contract[n], q(n), kinds, sql))}, {record} "
+        f"FROM (SELECT *, {refusal(table, columns.contract, kinds, sql)} AS _refused "
+        "FROM _source_batch) b WHERE _refused IS NOT NULL"
+    )
+
+
+def refused_rows(
+    rows: Callable[[str], Sequence[Sequence[object]]],
+    table: RawTable,
+    columns: SourceColumns,
+    kinds: BatchKinds,
+    sql: EngineSql,
+) -> list[tuple[str, str]]:
+    """The reason and the record of each row of `_source_batch` the contract refuses (its dead
+    letter); raises SourceSchemaError when the batch itself breaks the contract (an id that
+    is missing, no BIGINT or no primary key).
+
+    One rule and one message for every engine: the engine runs the SQL (`rows` returns a
+    query's rows) and spells identifiers, types and timestamps its way (`sql`)."""
+
+    def first_row(query: str) -> Sequence[object] | None:
+        return next(iter(rows(query)), None)
+
+    require_version_ids(first_row, table, kinds, sql)
+    require_unique_versions(first_row, table, columns.contract, sql)
+    return [
+        (refusal_reason(table, name, row_id, value, typed, NEW_VERSION), record)
+        for name, row_id, value, typed, record in rows(refused_rows_sql(table, columns, kinds, sql))
+    ]
+
+
+def refusal_reason(
+    table: RawTable, name: str, row_id: object, value: str | None, typed: str | None, then: str
+) -> str:
+    """Why the contract refuses a row, in one line naming table, column and row id, ending in
+    what to do (`then`): no `value` where `name` requires one, or a value its contract type
+    cannot hold (`typed` None) or holds only rounded (as `typed`).
+
+    The line goes to the run's log, to alerts and to raw.dead_letter's error. In a table holding
+    personal data any column may hold some (a positional INSERT shifted by a migration): there a
+    value is described only."""
+    if value is None:
+        if name in ("id", "updated_at"):
+            return keyless_row(table, name, row_id, then)
         return (
-            f"(SELECT {sql_string(name)}, CAST(id AS STRING), CAST({value} AS STRING), "
-            f"CAST({typed} AS STRING) FROM _source_batch "
-            f"WHERE {value} IS NOT NULL AND ({refused}) LIMIT 1)"
+            f"source table {table.name} has a row without {name} (row id {row_id}): raw."
+            f"{table.name}'s blocking gate requires it, and written it would fail that gate for "
+            f"good: fix it in the app database, {then}"
         )
-
-    bad = first_row(f"{' UNION ALL '.join(probe(n) for n in names)} LIMIT 1")
-    if bad:
-        name, row_id, value, typed = bad
-        # The message goes to the run's log and to alerts. In a table holding personal data any
-        # column may hold some (a positional INSERT shifted by a migration): described only.
-        personal = any(c.personal for c in table.columns)
-        shown = f"a value of {len(value)} characters" if personal else repr(value)
-        what = f"{table.name}.{name} holds {shown} (row id {row_id})"
-        if typed is None:
-            raise SourceSchemaError(
-                f"source column {what}, not a {columns[name].type}: fix the value (or the "
-                "column's type) in the app database, then re-run the extraction"
-            )
-        as_stored = "" if personal else f", as {typed}"
-        raise SourceSchemaError(
-            f"source column {what}, which a {columns[name].type} holds only rounded{as_stored}: "
-            "round it in the app database (or widen the contract's column, "
-            "ingestion/tables.py), then re-run the extraction"
+    contract = next(c for c in table.columns if c.name == name)
+    personal = any(c.personal for c in table.columns)
+    shown = f"a value of {len(value)} characters" if personal else repr(value)
+    what = f"{table.name}.{name} holds {shown} (row id {row_id})"
+    if typed is None:
+        return (
+            f"source column {what}, not a {contract.type}: fix the value (or the column's type) "
+            f"in the app database, {then}"
         )
+    as_stored = "" if personal else f", as {typed}"
+    return (
+        f"source column {what}, which a {contract.type} holds only rounded{as_stored}: round it "
+        f"in the app database (or widen the contract's column, ingestion/tables.py), {then}"
+    )

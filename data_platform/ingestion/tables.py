@@ -168,13 +168,26 @@ PAYMENTS = RawTable(
 )
 DEAD_LETTER = RawTable(
     "dead_letter",
-    "Records of landing files that broke a required rule, with the reason: nothing is dropped.",
+    "Records of landing files and rows of app tables that broke a required rule, with the "
+    "reason: nothing is dropped.",
     (
-        _c("source", "VARCHAR", "'events' or 'payments'."),
-        _c("dt", "DATE", "Arrival day (partition) of the file."),
-        _c("source_file", "VARCHAR", "Key of the landing file, relative to the landing root."),
-        _c("line_number", "BIGINT", "1-based line in the file, header and blank lines counted."),
-        _c("raw_record", "VARCHAR", "The original text of the line."),
+        _c("source", "VARCHAR", "The raw table refusing it: 'events', 'payments', 'users', ..."),
+        _c("dt", "DATE", "Arrival day (partition) of the file; for an app row, the day refused."),
+        _c(
+            "source_file",
+            "VARCHAR",
+            "Key of the landing file, relative to the landing root; null for an app row.",
+        ),
+        _c(
+            "line_number",
+            "BIGINT",
+            "1-based line in the file, header and blank lines counted; null for an app row.",
+        ),
+        _c(
+            "raw_record",
+            "VARCHAR",
+            "The original text of the line; an app row as a JSON object of its values as text.",
+        ),
         _c("error", "VARCHAR", "Why it was rejected, and what to fix."),
         _c("rejected_at", "TIMESTAMP", "When it was rejected (UTC)."),
     ),
