@@ -846,3 +846,31 @@ def test_a_failed_wait_report_is_one_line_and_the_reports_go_on(instance, capsys
         f"raw__events waiting for pool duckdb: its 1 slot is held by run {holder[:8]} "
         "(step raw__events)"
     )
+
+
+def test_a_home_set_up_by_the_cli_alone_gets_the_warehouse_pool(tmp_path):
+    """A DAGSTER_HOME without dagster.yaml (the CLI used before any `make run`) had Dagster's
+    defaults: no `duckdb` pool limit, so two `materialize` at once ran warehouse steps side by
+    side, saved only by DuckDB's 120 s lock wait. The commands now write the repo's config there,
+    owner-only as all they make; one already there (`make services-up`'s) is kept."""
+    from data_platform.orchestration.instance import REPO_CONFIG, platform_instance
+    from data_platform.settings import load_settings
+
+    fresh = load_settings({"DATA_PLATFORM_HOME": str(tmp_path / "fresh")})
+    previous = os.umask(0o077)
+    try:
+        with platform_instance(fresh) as instance:
+            assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+    finally:
+        os.umask(previous)
+    written = fresh.dagster_home / "dagster.yaml"
+    assert written.read_text() == REPO_CONFIG.read_text()
+    assert written.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in fresh.dagster_home.iterdir() if p.name.startswith(".")] == []
+
+    kept = load_settings({"DATA_PLATFORM_HOME": str(tmp_path / "kept")})
+    kept.dagster_home.mkdir(parents=True)
+    (kept.dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with platform_instance(kept) as instance:
+        assert instance.get_concurrency_config().pool_config.default_pool_limit is None
+    assert (kept.dagster_home / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"

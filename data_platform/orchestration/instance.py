@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,9 @@ import dagster as dg
 import sqlalchemy as sa
 
 from data_platform.settings import Settings
+
+# The instance settings `make run` copies into DAGSTER_HOME: pools, run launcher, monitoring.
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
 @contextmanager
@@ -26,10 +30,24 @@ def platform_instance(settings: Settings) -> Iterator[dg.DagsterInstance]:
     from data_platform.operations.snapshot import instance_errors
 
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    with instance_errors(settings.dagster_home / "dagster.yaml"):
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists():
+        write_instance_config(config)
+    with instance_errors(config):
         instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
     with instance:
         yield instance
+
+
+def write_instance_config(config: Path) -> None:
+    """The repo's dagster.yaml into a DAGSTER_HOME that has none, as `make run` copies it. A home
+    set up by the CLI alone had Dagster's defaults, with no `duckdb` pool limit: two
+    `materialize` at once ran their warehouse steps side by side (86 overlapping pairs, two dbt
+    builds sharing one target folder), each saved only by waiting up to 120 s for DuckDB's file
+    lock. Written whole or not at all: a command killed meanwhile leaves no half a config."""
+    partial = config.with_name(f".{config.name}.partial")
+    shutil.copyfile(REPO_CONFIG, partial)
+    partial.replace(config)
 
 
 def postgres_database(postgres_url: str) -> str:
