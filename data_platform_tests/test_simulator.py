@@ -11,7 +11,10 @@ import argparse
 import csv
 import gzip
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -436,3 +439,31 @@ def test_simulates_into_s3(tmp_path: Path, s3_landing: LandingZone) -> None:
     events = [tmp_path / "local" / key for key in keys if key.startswith("events/")]
     assert events
     assert summary.records("events") == sum(count_records(path) for path in events)
+
+
+def test_two_append_days_at_once_append_two_days(tmp_path: Path) -> None:
+    """Two `simulate --append-day` at once (a cron overlapping itself) both read the same last
+    day: the second's database changes failed on the first's ids, exit 1 with a 53-line
+    traceback quoting simulated e-mails. In turn, each appends its own day."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DATA_PLATFORM_")},
+        "DATA_PLATFORM_HOME": str(tmp_path / "home"),
+    }
+    cli = [str(Path(sys.executable).with_name("data-platform")), "simulate", "--quiet"]
+    small = ["--days", "1", "--end-date", "2026-01-05", "--users", "20", "--events-per-day", "300"]
+    subprocess.run([*cli, *small], env=env, check=True, capture_output=True, timeout=120)
+    appends = [
+        subprocess.Popen(
+            [*cli, *small, "--append-day"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [(p.wait(timeout=180), *p.communicate()) for p in appends]
+    assert [code for code, _, _ in results] == [0, 0], [err for _, _, err in results]
+    assert all("Traceback" not in err for _, _, err in results)
+    days = sorted(p.name for p in (tmp_path / "home" / "landing" / "events").iterdir())
+    assert days == ["dt=2026-01-05", "dt=2026-01-06", "dt=2026-01-07"]

@@ -8,8 +8,12 @@ keep the summary and still show a person what is happening.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 
 from data_platform.settings import SettingsError, load_settings, masked_url
 from data_platform.simulator.config import SimulationConfig, SimulationError
@@ -63,6 +67,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add("--quiet", action="store_true", help="no progress lines on stderr")
 
 
+@contextmanager
+def one_simulation_at_a_time(home: Path) -> Iterator[None]:
+    """Hold the home's simulate lock, waiting for one held. Two `--append-day` at once (a cron
+    overlapping itself) both read the same last day and wrote the next: the second's database
+    changes failed on the first's ids, a 53-line traceback quoting simulated people's e-mails.
+    In turn, the second appends the day after. The lock is the kernel's (flock): a simulate
+    killed holding it holds it no more."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".simulate.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("simulate: waiting for another simulate of this home", file=sys.stderr)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
@@ -103,22 +124,23 @@ def run(args: argparse.Namespace) -> int:
             print(f"simulate: {kafka_error_line(settings.kafka_bootstrap, error)}", file=sys.stderr)
             return 1
         target = KafkaEventsLanding(landing, settings.kafka_bootstrap, TOPIC)
-    if args.if_empty and landing.list_files():
-        print(f"landing zone {settings.landing} already holds files: nothing simulated")
-        return 0
     action = append_day if args.append_day else simulate
-    try:
-        summary = action(
-            config,
-            target,
-            settings.source_db_url,
-            progress=None if args.quiet else _progress,
-        )
-        if target is not landing:
-            target.flush()
-    except SimulationError as error:
-        print(f"simulate: {error}", file=sys.stderr)
-        return 1
+    with one_simulation_at_a_time(settings.home):
+        if args.if_empty and landing.list_files():
+            print(f"landing zone {settings.landing} already holds files: nothing simulated")
+            return 0
+        try:
+            summary = action(
+                config,
+                target,
+                settings.source_db_url,
+                progress=None if args.quiet else _progress,
+            )
+            if target is not landing:
+                target.flush()
+        except SimulationError as error:
+            print(f"simulate: {error}", file=sys.stderr)
+            return 1
     print(summary.describe())
     if target is not landing:
         print(f"kafka: {target.produced} events produced to {TOPIC} at {settings.kafka_bootstrap}")
