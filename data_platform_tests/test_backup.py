@@ -379,6 +379,10 @@ def test_a_run_in_progress_at_backup_time_is_restored_failed_and_frees_its_slot(
         running = history.add_run(instance, "backup_job", dg.DagsterRunStatus.NOT_STARTED)
         history.emit(instance, running, dg.DagsterEventType.RUN_START, time.time())
         instance.add_run_tags(running.run_id, {WORKER_HOST_TAG: "another-machine"})
+        # A `materialize` whose run was made but not yet started (audit_concurrent D1): no
+        # process there would start it, and the never-started sweep looks at this host's only.
+        unstarted = history.add_run(instance, "raw_job", dg.DagsterRunStatus.NOT_STARTED)
+        instance.add_run_tags(unstarted.run_id, {WORKER_HOST_TAG: "another-machine"})
         instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, 1)
         instance.event_log_storage.claim_concurrency_slot(
             WAREHOUSE_POOL, running.run_id, "backup_platform"
@@ -389,8 +393,10 @@ def test_a_run_in_progress_at_backup_time_is_restored_failed_and_frees_its_slot(
     restored = home_settings(tmp_path / "restored")
     restore(restored, BackupStore(str(tmp_path / "backup")))
     with dg.DagsterInstance.from_config(str(restored.dagster_home)) as instance:
-        assert instance.get_run_by_id(running.run_id).status == dg.DagsterRunStatus.FAILURE
-        assert {r.run_id: r.status for r in instance.get_runs() if r.run_id != running.run_id} == (
+        for run in (running, unstarted):
+            assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+        ended = {running.run_id, unstarted.run_id}
+        assert {r.run_id: r.status for r in instance.get_runs() if r.run_id not in ended} == (
             finished
         )
         pool = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL)

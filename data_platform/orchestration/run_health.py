@@ -341,10 +341,13 @@ def release_restored_runs(instance: dg.DagsterInstance) -> list[str]:
     Those runs were running when the backup was taken (the scheduled backup's own run among
     them); no restore brings their processes back. On another machine their host tag means
     `check_worker` would never call them dead, and their `duckdb` slot would block every
-    warehouse step for good.
+    warehouse step for good. So were the NOT_STARTED ones, made by a `materialize` that had
+    not started them yet: none would ever start, and the never-started sweep looks only at
+    this host's. QUEUED runs stay: the daemon launches them on the restored home.
     """
     reason = "it was running when the backup was taken, and a restore does not resume it"
-    unfinished = instance.get_runs(filters=dg.RunsFilter(statuses=list(UNENDED)))
+    statuses = [*UNENDED, dg.DagsterRunStatus.NOT_STARTED]
+    unfinished = instance.get_runs(filters=dg.RunsFilter(statuses=statuses))
     return [_end(instance, run, reason) for run in unfinished] + _free_slots_of_finished_runs(
         instance
     )
