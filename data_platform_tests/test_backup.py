@@ -8,6 +8,7 @@ import errno
 import itertools
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,6 +33,7 @@ import pytest
 import sqlalchemy as sa
 from dagster._core.events import EngineEventData
 from dagster._core.storage.tags import RETRY_STRATEGY_TAG
+from dagster._daemon.types import DaemonHeartbeat
 
 from data_platform.assets.raw import RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
 from data_platform.cli import main as cli_main
@@ -45,7 +47,7 @@ from data_platform.operations.backup_store import (
     BackupStore,
 )
 from data_platform.operations.durations import STATE_KEY as DURATIONS_KEY
-from data_platform.operations.restore import restore, stale_salt_line
+from data_platform.operations.restore import restore, running_runs, stale_salt_line
 from data_platform.operations.restore_journal import finish_interrupted_restores
 from data_platform.operations.snapshot import (
     InstanceUnreachable,
@@ -55,7 +57,12 @@ from data_platform.operations.snapshot import (
 )
 from data_platform.operations.staging import JOURNAL, sweep
 from data_platform.orchestration import pool_wait
-from data_platform.orchestration.run_health import WORKER_HOST_TAG, announce_run_process
+from data_platform.orchestration.run_health import (
+    CREATOR_PID_TAG,
+    WORKER_HOST_TAG,
+    announce_run_process,
+    this_host,
+)
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.build import build_resources
 from data_platform.resources.duckdb_lock import LOCK_WAIT_SECONDS, connect_with_lock_wait
@@ -1582,9 +1589,33 @@ def test_a_forced_restore_is_refused_while_a_run_is_alive(pristine, tmp_path):
         unannounced = history.add_run(instance, "raw_job", dg.DagsterRunStatus.NOT_STARTED)
         history.emit(instance, unannounced, dg.DagsterEventType.RUN_START, time.time() - 86400)
     err = refused_restore(home, pristine / "backup")
-    assert f"has runs still running ({alive.run_id}: run process {os.getpid()} is alive)" in err
+    assert f"is in use ({alive.run_id}: run process {os.getpid()} is alive)" in err
     assert dead.run_id not in err and unannounced.run_id not in err
     assert alive.run_id in run_ids(settings)
+
+
+def test_a_forced_restore_is_refused_while_a_run_is_being_started_or_the_daemon_beats(
+    pristine, tmp_path
+):
+    """Both write the instance at any moment, before any run announces a process: a forced
+    restore began replacing it under them and failed halfway ("Directory not empty"), as did
+    they ("no such table: event_logs"). A daemon stopped for long is no reason to refuse."""
+    home = copy_home(pristine, tmp_path / "home")
+    settings = home_settings(home)
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        # `materialize` made it and builds its plan: this process, on this host.
+        starting = history.add_run(instance, "raw_job", dg.DagsterRunStatus.NOT_STARTED)
+        tags = {WORKER_HOST_TAG: this_host(), CREATOR_PID_TAG: str(os.getpid())}
+        instance.add_run_tags(starting.run_id, tags)
+        instance.add_daemon_heartbeat(DaemonHeartbeat(time.time() - 20, "SENSOR", "d", None))
+    err = refused_restore(home, pristine / "backup")
+    assert f"{starting.run_id}: made by process {os.getpid()}, which is starting it" in err
+    assert re.search(r"dagster-daemon: beat 2\d s ago", err), err  # 20 s, and the start-up
+
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        instance.report_run_failed(instance.get_run_by_id(starting.run_id))
+        instance.add_daemon_heartbeat(DaemonHeartbeat(time.time() - 600, "SENSOR", "d", None))
+    assert running_runs(settings) == []
 
 
 PG_DB = "postgres_db: {hostname: 127.0.0.1, username: u, password: p, db_name: d}"

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
@@ -310,24 +311,56 @@ def check_stopped(settings: Settings) -> None:
     running = running_runs(settings)
     if running:
         raise BackupError(
-            f"the Dagster instance of {settings.home} has runs still running ({'; '.join(running)}): "
-            "stop the platform and let them end (or cancel them), then restore"
+            f"the Dagster instance of {settings.home} is in use ({'; '.join(running)}): "
+            "stop the platform and let its runs end (or cancel them), then restore"
         )
 
 
 def running_runs(settings: Settings) -> list[str]:
-    """Each unfinished run whose process is known to be alive, as `<run id>: <why>`. A run whose
-    process died with a platform killed is no reason to wait: the restore replaces it. Nor is
-    one with no evidence either way (no process announced, or of another host that never beat):
-    with the platform stopped nothing would ever end it, and the restore was refused for good."""
-    from data_platform.orchestration.run_health import UNENDED, check_worker, proven_alive
+    """What is at work on the instance, as `<what>: <why>`: each unfinished run whose process is
+    known to be alive, each run a live `materialize` made and is starting, and a dagster-daemon
+    that beat lately. A forced restore under the last two began replacing the instance while
+    they wrote it, and failed halfway ("Directory not empty"), as did they ("no such table").
+    A run whose process died with a platform killed is no reason to wait: the restore replaces
+    it. Nor is one with no evidence either way (no process announced, or of another host that
+    never beat): with the platform stopped nothing would ever end it, and the restore was
+    refused for good."""
+    from data_platform.orchestration.run_health import (
+        UNENDED,
+        check_worker,
+        proven_alive,
+        runs_being_started,
+    )
 
     if not any(p.is_file() for p in settings.dagster_home.rglob("*")):
         return []  # nothing to open, and opening would create an instance
     with open_instance(settings.dagster_home) as instance:
         runs = instance.get_runs(filters=dg.RunsFilter(statuses=list(UNENDED)))
         health = {run.run_id: check_worker(instance, run) for run in runs}
-    return [f"{run_id}: {result.msg}" for run_id, result in health.items() if proven_alive(result)]
+        starting = runs_being_started(instance)
+        daemon = daemon_at_work(instance)
+    alive = [f"{run_id}: {result.msg}" for run_id, result in health.items() if proven_alive(result)]
+    return alive + starting + ([daemon] if daemon else [])
+
+
+# The daemon beats every 30 s (Dagster's default); silent for two beats and more, it is stopped.
+DAEMON_SILENT_SECONDS = 75.0
+
+
+def daemon_at_work(instance: dg.DagsterInstance) -> str | None:
+    """Why the instance's dagster-daemon (`make run`, `dagster dev`) counts as running, or None.
+    It launches queued runs and ticks sensors at any moment: no check of its runs covers it.
+    Stopped, it leaves its last beat, counted for DAEMON_SILENT_SECONDS more."""
+    beats = instance.get_daemon_heartbeats().values()
+    if not beats:
+        return None
+    age = time.time() - max(beat.timestamp for beat in beats)
+    if age >= DAEMON_SILENT_SECONDS:
+        return None
+    return (
+        f"dagster-daemon: beat {max(age, 0):.0f} s ago (make run, dagster dev; once stopped, "
+        f"it counts for {DAEMON_SILENT_SECONDS:.0f} s after its last beat)"
+    )
 
 
 def restore(settings: Settings, src: BackupStore, force: bool = False) -> dict:

@@ -158,11 +158,11 @@ def _process_gone(pid: int, alive_at: float) -> str | None:
     return None
 
 
-def _never_started(instance: dg.DagsterInstance) -> Iterator[tuple[dg.DagsterRun, str]]:
-    """Runs a process of this host created to execute itself and died before starting, each
-    with why. `data-platform materialize` killed between creating its run and starting it
-    (seconds: the plan is built in between) left it NOT_STARTED for good, its partitions "in
-    progress" to the automation, which then never requested them again."""
+def _unstarted_here(
+    instance: dg.DagsterInstance,
+) -> Iterator[tuple[dg.DagsterRun, int, str | None]]:
+    """This host's NOT_STARTED runs a process created to execute itself (`materialize`), each
+    with that process's pid and why it is gone (None: alive)."""
     records = instance.get_run_records(
         filters=dg.RunsFilter(
             statuses=[dg.DagsterRunStatus.NOT_STARTED], tags={WORKER_HOST_TAG: this_host()}
@@ -170,13 +170,29 @@ def _never_started(instance: dg.DagsterInstance) -> Iterator[tuple[dg.DagsterRun
     )
     for record in records:
         pid = record.dagster_run.tags.get(CREATOR_PID_TAG, "")
-        gone = (
-            _process_gone(int(pid), record.create_timestamp.timestamp())
-            if pid.isdecimal()
-            else None
-        )
+        if pid.isdecimal():
+            created = record.create_timestamp.timestamp()
+            yield record.dagster_run, int(pid), _process_gone(int(pid), created)
+
+
+def _never_started(instance: dg.DagsterInstance) -> Iterator[tuple[dg.DagsterRun, str]]:
+    """Runs a process of this host created to execute itself and died before starting, each
+    with why. `data-platform materialize` killed between creating its run and starting it
+    (seconds: the plan is built in between) left it NOT_STARTED for good, its partitions "in
+    progress" to the automation, which then never requested them again."""
+    for run, _, gone in _unstarted_here(instance):
         if gone:
-            yield record.dagster_run, f"{gone}, and the run never started"
+            yield run, f"{gone}, and the run never started"
+
+
+def runs_being_started(instance: dg.DagsterInstance) -> list[str]:
+    """This host's NOT_STARTED runs whose creating process is alive (a `materialize` building
+    its plan, seconds), as `<run id>: <why>`: about to write, though no process announced."""
+    return [
+        f"{run.run_id}: made by process {pid}, which is starting it"
+        for run, pid, gone in _unstarted_here(instance)
+        if gone is None
+    ]
 
 
 def _never_launched(instance: dg.DagsterInstance) -> Iterator[tuple[dg.DagsterRun, str]]:
