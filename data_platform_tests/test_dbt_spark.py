@@ -48,7 +48,13 @@ from data_platform.checks import QUALITY_CHECKS
 from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES
 from data_platform.ingestion.file_lines import MAX_RECORD_BYTES, NOT_UTF8, OVERSIZED_LINE
 from data_platform.ingestion.files import ingest_file_partitions
-from data_platform.ingestion.record_rules import BOM_LINE, MAX_DEPTH, NUL_LINE, TOO_DEEP
+from data_platform.ingestion.record_rules import (
+    BOM_LINE,
+    MAX_DEPTH,
+    NUL_LINE,
+    TIMESTAMP_EXAMPLE,
+    TOO_DEEP,
+)
 from data_platform.ingestion.spark_database import extract_incremental_on_spark
 from data_platform.ingestion.spark_files import ingest_file_partitions_on_spark
 from data_platform.ingestion.spark_tables import spark_ddl
@@ -652,6 +658,30 @@ ODD_PAYMENTS = [
     "p10,10,-0.00001,EUR,refunded,2025-06-01T11:00:00Z,",
     "p12,12,1e-27,EUR,refunded,2025-06-01T11:00:00Z,",  # beyond DECIMAL(38,24) too
     "p11,11,12.50000,EUR,failed,2025-06-01T11:00:00Z,",  # exact: loaded
+    # One timestamp grammar (TIMESTAMP_GRAMMAR): no seconds loaded on DuckDB only, as did
+    # 24:00:00; a zone name glued to the time on Spark only. Now the first loads on both.
+    "p13,13,1.00,EUR,failed,2025-06-01T11:00Z,",
+    "p14,14,1.00,EUR,failed,2025-06-01T24:00:00Z,",
+    "p15,15,1.00,EUR,failed,2025-06-01T11:00:00Europe/Paris,",
+]
+
+# occurred_at spelled as one engine's cast read it and the other's did not, or as both read
+# beyond ISO 8601: (text, whether it loads, now alike on both).
+TIMESTAMPS = [
+    ("2025-06-01T10:00Z", True),  # no seconds: DuckDB's cast only, now both
+    ("2025-06-01T11:00+01:00", True),
+    ("2025-06-01", True),
+    ("2025-06-01T04:29:59.123456789-05:30", True),
+    ("2025-06-01T24:00:00Z", False),  # DuckDB's cast: the next day
+    ("10000-01-01T00:00:00Z", False),  # DuckDB's cast: year 10000
+    ("2025-06-01T10:00:00+01:60", False),  # DuckDB's cast: +02:00
+    ("2025-6-1T10:00:00Z", False),  # both casts
+    (" 025-06-01T10:00:00.000Z", False),  # DuckDB's cast: year 25
+    ("2025-06-01T10:00:00Europe/Paris", False),  # Spark's cast: 08:00Z
+    ("2025-06-01T10:00:00UTC", False),  # Spark's cast
+    ("2025-06-01 10:00:00 europe/paris", False),  # DuckDB's cast, in any case; Spark's not
+    ("2025-06-01T10:00:00 +01:00", False),  # Spark's cast
+    ("2025-06-01T10", False),  # Spark's cast: 10:00
 ]
 
 
@@ -728,6 +758,8 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         good[2][:-1] + ', "x": ' + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "}",
     ]
     (folder / "deep.jsonl").write_text("\n".join(deep) + "\n")
+    stamped = [good[0].replace("2025-06-01T10:00:00Z", text) for text, _ in TIMESTAMPS]
+    (folder / "timestamps.jsonl").write_text("\n".join(stamped) + "\n")
     loaded_at = datetime(2025, 6, 2)
     # A day loaded before, which the runs of `day` must leave alone.
     other_day = date(2025, 5, 31)
@@ -750,12 +782,19 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     # character, single quotes, 12.0, 2**63, infinity, epoch, a repeated key, a key with a space
     # a time without a date and digits past BIGINT's largest (near-spelled.jsonl) are dead
     # letters.
-    assert spark_stats[0].records_read == 60 and spark_stats[0].rows_loaded == 31
+    # So are the TIMESTAMPS outside the grammar, each with the same reason on both.
+    assert spark_stats[0].records_read == 60 + len(TIMESTAMPS)
+    assert spark_stats[0].rows_loaded == 31 + sum(loads for _, loads in TIMESTAMPS)
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
     }
-    assert letters.keys() == {
+    refused = {
+        (f"events/dt={day}/timestamps.jsonl", n)
+        for n, (_, loads) in enumerate(TIMESTAMPS, start=1)
+        if not loads
+    }
+    assert letters.keys() - refused == {
         (f"events/dt={day}/near-spelled.jsonl", 3),
         (f"events/dt={day}/near-spelled.jsonl", 4),
         (f"events/dt={day}/near-spelled.jsonl", 8),
@@ -785,6 +824,12 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         (f"events/dt={day}/offsets.jsonl", 4),
         (f"events/dt={day}/deep.jsonl", 1),
         (f"events/dt={day}/deep.jsonl", 2),
+    }
+    assert refused <= letters.keys()
+    assert {letters[key] for key in refused} == {
+        f'occurred_at: expected {TIMESTAMP_EXAMPLE}, got "{text}"'
+        for text, loads in TIMESTAMPS
+        if not loads
     }
     assert letters[(f"events/dt={day}/deep.jsonl", 1)] == TOO_DEEP
     assert letters[(f"events/dt={day}/big.jsonl", 1)] == OVERSIZED_LINE
@@ -816,7 +861,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         spark, landing, PAYMENT_FILES, [day], loaded_at
     )
     assert spark_payments == duckdb_payments
-    assert (spark_payments[0].records_read, spark_payments[0].rows_loaded) == (16, 3)
+    assert (spark_payments[0].records_read, spark_payments[0].rows_loaded) == (19, 4)
     assert spark.table("raw.payments").columns[-3:] == ["_loaded_at", "_rescued", "dt"]
     for table in ("payments", "dead_letter"):
         assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []

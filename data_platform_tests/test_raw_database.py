@@ -261,8 +261,8 @@ def test_a_contract_grown_by_a_rescued_column_reports_no_row_changed(tmp_path):
 def test_sqlite_timestamps_with_a_utc_offset_are_stored_in_utc(tmp_path):
     """SQLite keeps a timestamp as the text it was given: one with an offset was stored as its
     wall time, and one with a negative offset, compared as text, sorted before the mark. So did
-    one whose offset SQLite cannot read (-0500 as Python's %z writes it, -05, a named zone):
-    never extracted but by a whole-table run."""
+    one whose offset SQLite cannot read (-0500 as Python's %z writes it, -05): never
+    extracted but by a whole-table run."""
     warehouse = tmp_path / "warehouse.duckdb"
     engine = hand_made_users(
         tmp_path / "app.db",
@@ -277,14 +277,13 @@ def test_sqlite_timestamps_with_a_utc_offset_are_stored_in_utc(tmp_path):
         conn.execute(INSERT_USER, {"id": 4, "at": "2026-01-05 05:00:00-05:00"})
         conn.execute(INSERT_USER, {"id": 5, "at": "2026-01-05 05:15:00-0500"})
         conn.execute(INSERT_USER, {"id": 6, "at": "2026-01-05 05:20:00-05"})
-        conn.execute(INSERT_USER, {"id": 7, "at": "2026-01-05 05:25:00 America/New_York"})
         conn.execute(
             sa.text("UPDATE users SET updated_at = '2026-01-05 12:30:00+02:00' WHERE id = 1")
         )
     extract_users(warehouse, engine)
     stored = query(warehouse, "SELECT id, created_at, updated_at FROM raw.users ORDER BY ALL")
     at = {h_m: datetime(2026, 1, 5, *h_m) for h_m in ((8, 0), (8, 30), (8, 45), (10, 0), (10, 30))}
-    at |= {(10, m): datetime(2026, 1, 5, 10, m) for m in (15, 20, 25)}
+    at |= {(10, m): datetime(2026, 1, 5, 10, m) for m in (15, 20)}
     assert stored == [
         (1, at[8, 0], at[8, 0]),
         (1, at[8, 0], at[10, 30]),
@@ -293,8 +292,27 @@ def test_sqlite_timestamps_with_a_utc_offset_are_stored_in_utc(tmp_path):
         (4, at[10, 0], at[10, 0]),
         (5, at[10, 15], at[10, 15]),
         (6, at[10, 20], at[10, 20]),
-        (7, at[10, 25], at[10, 25]),
     ]
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-01-05 05:25:00 America/New_York", "2026-01-05 24:00:00", "2026-1-5 10:00:00"]
+)
+def test_a_sqlite_timestamp_outside_the_landing_files_grammar_is_a_dead_letter(tmp_path, text):
+    """Text timestamps are read by the landing files' rule: DuckDB's cast read a zone name in
+    any case (europe/paris), Spark's only as spelled, and 24:00:00 and 2026-1-5 on DuckDB only.
+    Such a row is refused as any value its contract type cannot hold is, its reason naming
+    the form expected; the others are extracted."""
+    engine = hand_made_users(
+        tmp_path / "app.db", [{"id": 1, "at": text}, {"id": 2, "at": "2026-01-05 08:00:00"}]
+    )
+    stats = extract_users(tmp_path / "warehouse.duckdb", engine)
+    assert (stats.versions_added, stats.dead_letters.ids) == (1, ("1",))
+    reason = stats.dead_letters.reason
+    assert (
+        "(row id 1), not a TIMESTAMP (an ISO-8601 timestamp such as 2026-01-05T10:00:00Z" in reason
+    )
+    assert "not a zone name" in reason
 
 
 def test_a_row_stamped_in_the_future_hides_no_later_change(tmp_path):

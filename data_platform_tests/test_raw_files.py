@@ -18,7 +18,7 @@ import pytest
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
 from data_platform.checks.conservation import conservation_check
 from data_platform.ingestion import files as file_ingestion
-from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES, FileFormat
+from data_platform.ingestion.file_formats import DUCKDB, EVENT_FILES, PAYMENT_FILES, FileFormat
 from data_platform.ingestion.file_lines import (
     HEAD_BYTES,
     MAX_RECORD_BYTES,
@@ -30,7 +30,7 @@ from data_platform.ingestion.file_lines import (
     has_lone_cr,
     last_line,
 )
-from data_platform.ingestion.record_rules import MAX_DEPTH
+from data_platform.ingestion.record_rules import MAX_DEPTH, TIMESTAMP_GRAMMAR
 from data_platform.resources.build import build_resources
 from data_platform.resources.warehouse import Warehouse
 from data_platform_tests.helpers import (
@@ -105,6 +105,24 @@ EVENT_LINES = [
         "occurred_at: expected an ISO-8601 timestamp",
     ),
     (event("offset-14-nl", occurred_at="2026-01-05T10:00:00+14:00\n"), None),
+    # One grammar before either engine's cast (TIMESTAMP_GRAMMAR): DuckDB's read a time without
+    # seconds, 24:00:00, year 10000, +01:60 and single-digit fields, Spark's a zone name; a time
+    # without seconds is the grammar's, on both.
+    (event("no-seconds", occurred_at="2026-01-05T10:00Z"), None),
+    (event("no-seconds-offset", occurred_at="2026-01-05T11:00+01:00"), None),
+    (event("date-only", occurred_at="2026-01-05"), None),
+    (event("hour-24", occurred_at="2026-01-05T24:00:00Z"), "occurred_at: expected an ISO-8601"),
+    (event("year-10000", occurred_at="10000-01-05T10:00:00Z"), "occurred_at: expected an ISO"),
+    (event("minute-60", occurred_at="2026-01-05T10:00:00+01:60"), "occurred_at: expected an"),
+    (event("one-digit", occurred_at="2026-1-5T10:00:00Z"), "occurred_at: expected an ISO-8601"),
+    (event("zone", occurred_at="2026-01-05T10:00:00Europe/Paris"), "occurred_at: expected an"),
+    (event("zone-spaced", occurred_at="2026-01-05 10:00:00 Europe/Paris"), "occurred_at: expect"),
+    (event("zone-utc", occurred_at="2026-01-05T10:00:00UTC"), "occurred_at: expected an ISO"),
+    # The reason says what is expected: the field, the form, no zone name.
+    (
+        event("spaced-year", occurred_at=" 202-01-05T10:00:00.000Z"),
+        "occurred_at: expected an ISO-8601 timestamp such as 2026-01-05T10:00:00Z: YYYY-MM-DD",
+    ),
     (event("repeated")[:-1] + ', "user_id": 8}', 'keys given more than once ("user_id")'),
     (
         event("bad-props", properties=["jane@example.com"]),
@@ -144,6 +162,9 @@ PAYMENT_LINES = [
     ("failed,12,3a,p5,2026-01-05T10:00:00Z,EUR,5,", "row has 8 fields but the header names 7"),
     ("failed,,p6,2026-01-05T10:00:00Z,EUR,6,", "amount: required, empty"),
     ("failed,1.00,p7,yesterday,EUR,7,", "created_at: expected an ISO-8601 timestamp"),
+    ("failed,1.00,p21,2026-01-05T10:00Z,EUR,21,", None),  # no seconds: the grammar's
+    ("failed,1.00,p22,2026-01-05T24:00:00Z,EUR,22,", "created_at: expected an ISO-8601"),
+    ("failed,1.00,p23,2026-01-05T10:00:00Europe/Paris,EUR,23,", "created_at: expected an"),
     ("failed,1.00,p8", "row has 3 fields"),
     # Quoting a reader could guess at: refused, not loaded as a guess ('"p9"x' as p9, '"125' as 12)
     ('failed,1.00,"p9"x,2026-01-05T10:00:00Z,EUR,9,', "malformed CSV quoting"),
@@ -210,6 +231,8 @@ def test_every_record_lands_where_the_contract_says(landed, resources):
     assert by_id["max-digits"][0][0] == 2**63 - 1
     assert by_id["offset"][0][1] == datetime(2026, 1, 5, 8, 0)  # normalised to UTC
     assert by_id["naive"][0][1] == datetime(2026, 1, 5, 10, 0)  # no offset means UTC
+    assert by_id["no-seconds"][0][1] == by_id["no-seconds-offset"][0][1] == by_id["naive"][0][1]
+    assert by_id["date-only"][0][1] == datetime(2026, 1, 5)
     assert json.loads(by_id["drift"][0][2]) == {"browser": "firefox", "screen": {"w": 1}}
     assert by_id["drift"][0][3] == 5
     assert "teleport" in {r[0] for r in query(wh, "SELECT event_type FROM raw.events")}
@@ -231,11 +254,11 @@ def test_every_record_lands_where_the_contract_says(landed, resources):
         wh,
         "SELECT payment_id, amount, created_at, _rescued FROM raw.payments ORDER BY _line_number",
     )
-    assert [p[0] for p in payments] == ["p1", "p2", "p1", "p3", "p19"]
-    assert payments[1][2] == datetime(2026, 1, 5, 10, 0)
+    assert [p[0] for p in payments] == ["p1", "p2", "p1", "p3", "p21", "p19"]
+    assert payments[1][2] == payments[4][2] == datetime(2026, 1, 5, 10, 0)
     assert json.loads(payments[1][3]) == {"note": "late, really"}
     assert float(payments[3][1]) == -99999.0
-    assert str(payments[4][1]) == "99999999999999.9999"
+    assert str(payments[5][1]) == "99999999999999.9999"
 
 
 def test_conservation_is_reported_and_holds(landed, resources, tmp_path):
@@ -1052,3 +1075,68 @@ def test_a_commit_that_cannot_be_written_fails_with_its_cause_and_leaves_the_day
         assert conn.execute("SELECT event_id FROM raw.events").fetchall() == [("first",)]
     after = _ingested(warehouse, landing, EVENT_FILES)
     assert len(after["events"]) == 5_001 and before["dead_letter"] == after["dead_letter"] == []
+
+
+def _common_spelling_mutations() -> list[str]:
+    """A timestamp in the spelling DuckDB tells without the grammar's regexp, each of its
+    characters replaced by every ASCII character and a few others, and its first two replaced
+    by pairs: where DuckDB's cast is lenient (a year opening with a space or a sign, an hour
+    opening with a space, hour 24)."""
+    common = "2026-01-05T10:00:00.000Z"
+    others = [chr(code) for code in range(1, 128)] + ["\u00a0", "\u0660", "\uff11"]
+    mutated = {common[:i] + c + common[i + 1 :] for i in range(len(common)) for c in others}
+    mutated |= {a + b + common[2:] for a in others for b in "0123456789 +-"}
+    mutated |= {f"2026-01-05T{hour:02}:00:00.000Z" for hour in range(100)}
+    return sorted(mutated)
+
+
+def test_the_common_timestamp_spelling_is_told_as_the_grammar_tells_it():
+    """DuckDB vouches for the common spelling (2026-01-05T10:00:00.000Z) without the grammar's
+    regexp, on every line of a clean day: wherever its shallower test passes, the grammar
+    alone must give the same timestamp or none, or DuckDB would load text Spark refuses."""
+    grammar_only = (
+        f"CASE WHEN {DUCKDB.full_match('s', TIMESTAMP_GRAMMAR)} "
+        "THEN make_timestamp(epoch_us(TRY_CAST(s AS TIMESTAMPTZ))) END"
+    )
+    with duckdb.connect() as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        conn.execute("CREATE TABLE t AS SELECT unnest(?) AS s", [_common_spelling_mutations()])
+        differing = conn.execute(
+            f"SELECT s FROM t WHERE ({DUCKDB.try_utc_timestamp('s')}) "
+            f"IS DISTINCT FROM ({grammar_only})"
+        ).fetchall()
+        [(loaded, refused)] = conn.execute(
+            f"SELECT count(x), count(*) - count(x) FROM (SELECT {DUCKDB.try_utc_timestamp('s')} "
+            "AS x FROM t)"
+        ).fetchall()
+    assert differing == []
+    assert loaded > 100 and refused > 1000  # both outcomes are put to the test
+
+
+@pytest.mark.parametrize(
+    ("text", "matches"),
+    [
+        ("2026-01-05T10:00:00Z", True),
+        ("2026-01-05 10:00:00.123456789-05:30", True),
+        ("2026-01-05T10:00+0100", True),
+        ("2026-01-05T10:00:00-05", True),
+        ("\t2026-01-05T10:00:00Z\n", True),
+        ("2026-01-05", True),
+        ("2026-01-05T10:00:00.1234567890Z", False),  # past nanoseconds
+        ("2026-01-05T10:00:00.Z", False),
+        ("2026-01-05T10", False),
+        ("2026-01-05T23:59:60Z", False),
+        ("2026-01-05T10:00:00+18:00", False),
+        ("2026-01-05T10:00:00+14:00:30", False),
+        ("2026-01-05T10:00:00 +01:00", False),
+        ("2026-01-05t10:00:00z", False),
+        ("2026-01-05T10:00:00\u00a0", False),
+    ],
+)
+def test_the_timestamp_grammar(text, matches):
+    """The forms both engines' casts read alike, and no other (see TIMESTAMP_GRAMMAR)."""
+    with duckdb.connect() as conn:
+        [(found,)] = conn.execute(
+            f"SELECT {DUCKDB.full_match('?', TIMESTAMP_GRAMMAR)}", [text]
+        ).fetchall()
+    assert found is matches

@@ -296,8 +296,9 @@ def changed_since(
     reading = sqlite_utc(updated_at)
     return sa.and_(
         updated_at >= floor,
-        # No reading: a zone SQLite does not know (' America/New_York', which DuckDB's cast
-        # reads), or no timestamp at all; within the floor, such rows are read again each run.
+        # No reading: a zone SQLite does not know (' America/New_York', whose row is then a
+        # dead letter: TIMESTAMP_GRAMMAR), or no timestamp at all; within the floor, such rows
+        # are read again each run.
         sa.or_(updated_at >= since, reading >= sqlite_utc_text(since), reading.is_(None)),
     )
 

@@ -24,16 +24,26 @@ from typing import Protocol
 
 # The kinds of a JSON value, in JSON's own words (RFC 8259), integers told apart from numbers.
 JSON_KINDS = ("string", "integer", "number", "object", "array", "boolean", "null")
-TIMESTAMP_EXAMPLE = "an ISO-8601 timestamp such as 2026-01-05T10:00:00Z"
-# A time followed by a UTC offset of 18 hours or more, which no zone has: DuckDB's cast
-# applied +99:00 (four days off) where Spark's refused it; refused on both. The time before it
-# keeps a date's own -25 (2026-12-25) out. RE2 and Java read it alike, as a search, ended by
-# \z and the spaces DuckDB's cast skips: Java's $ also matched before a final line break, RE2's
-# not, so "+99:00\n" was refused on Spark and applied on DuckDB. Backslashes: a Spark literal
-# needs them doubled (`Dialect.pattern`).
-OFFSET_OUT_OF_RANGE = (
-    "[0-9]:[0-9][0-9](:[0-9][0-9]([.][0-9]+)?)?[+-](1[89]|[2-9][0-9])(:?[0-9][0-9])?"
-    r"[ \t\n\x0B\f\r]*\z"
+# The one timestamp grammar of every engine, checked before its cast (`Dialect.try_utc_timestamp`):
+# ISO 8601's extended calendar form, a date alone or with a time of day (seconds and a fraction
+# of up to 9 digits optional), then Z or a UTC offset below 18 hours (no zone has more). Each
+# engine's cast took forms the other's refused: a time without seconds, 24:00:00, year 10000
+# and +01:60 on DuckDB; a zone name or UTC glued to the time on Spark; +99:00 applied by
+# DuckDB, four days off. Zone names are refused on both: DuckDB reads them in any case
+# (europe/paris), Spark only as spelled. Only text the grammar matches reaches either cast, so
+# both give the same instant or none. The spaces DuckDB's cast skips are allowed around it.
+# RE2 and Java read it alike (backslashes as `Dialect.pattern` takes them).
+_SPACES = r"[ \t\n\x0B\f\r]*"
+_TIME_OF_DAY = "([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]{1,9})?)?"
+_ZONE = "Z|[+-](0[0-9]|1[0-7])(:?[0-5][0-9])?"
+TIMESTAMP_GRAMMAR = (
+    f"{_SPACES}[0-9]{{4}}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    f"([T ]{_TIME_OF_DAY}({_ZONE})?)?{_SPACES}"
+)
+TIMESTAMP_EXAMPLE = (
+    "an ISO-8601 timestamp such as 2026-01-05T10:00:00Z: YYYY-MM-DD, then T and hh:mm:ss "
+    "(hours 00-23; seconds and a fraction optional), then Z or an offset such as +01:00 "
+    "(under 18 hours), not a zone name"
 )
 # Spark's JSON parser (Jackson) refuses a value nested 1000 levels deep, and its queries wrap a
 # line in one more level; DuckDB's reads any depth. A line nested deeper than this is refused
@@ -76,7 +86,8 @@ class Dialect(Protocol):
         ...
 
     def try_utc_timestamp(self, text: str) -> str:
-        """`text` as a timestamp normalised to UTC (offset applied, naive read as UTC), or NULL."""
+        """`text` as a timestamp normalised to UTC (offset applied, naive read as UTC); NULL
+        when it is not in `TIMESTAMP_GRAMMAR`, whatever the engine's cast would read."""
         ...
 
     def has_column(self, name: str) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from data_platform.ingestion.file_lines import sql_string
-from data_platform.ingestion.record_rules import Dialect
+from data_platform.ingestion.record_rules import TIMESTAMP_EXAMPLE, Dialect
 from data_platform.ingestion.tables import Column, RawTable
 from data_platform.settings import masked_url
 
@@ -407,9 +407,12 @@ def refusal_reason(
     shown = f"a value of {len(value)} characters" if personal else repr(value)
     what = f"{table.name}.{name} holds {shown} (row id {row_id})"
     if typed is None:
+        # A timestamp held as text is read by the landing files' grammar: its form is named (a
+        # zone name, which both engines' casts read, is not in it).
+        form = f" ({TIMESTAMP_EXAMPLE})" if contract.type == "TIMESTAMP" else ""
         return (
-            f"source column {what}, not a {contract.type}: fix the value (or the column's type) "
-            f"in the app database, {then}"
+            f"source column {what}, not a {contract.type}{form}: fix the value (or the column's "
+            f"type) in the app database, {then}"
         )
     as_stored = "" if personal else f", as {typed}"
     return (

@@ -45,12 +45,17 @@ def _csv_position(name: str) -> str:
     return f"NULLIF(array_position(header, '{name}'), 0)"
 
 
+# A timestamp's date and time up to its minutes, when no seconds follow (see try_utc_timestamp).
+_MINUTES_ONLY = r"^([ \t\n\x0B\f\r]*[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2})(?![:0-9])"
+
+
 class SparkDialect:
     """`record_rules.Dialect` in Spark SQL (ANSI mode, session time zone UTC)."""
 
     def full_match(self, text: str, pattern: str) -> str:
         # \z, not $: Java's $ also matches before a final line break.
-        return f"({text} RLIKE '^(?:{pattern})\\\\z')"
+        anchored = f"^(?:{pattern})" + r"\z"
+        return f"({text} RLIKE {self.pattern(anchored)})"
 
     def try_number(self, text: str, sql_type: str) -> str:
         return f"try_cast({text} AS {sql_type})"
@@ -61,12 +66,15 @@ class SparkDialect:
 
     def try_utc_timestamp(self, text: str) -> str:
         # A zone offset in the text is applied; naive text is read in the session's zone, UTC.
-        # Only text opening with a date, as DuckDB's cast requires (2025-6-1 included: both
-        # take it): Spark's reads a bare "10:00:00" as that time today (a row that changed
-        # with the day it was loaded) and "2026" as 2026-01-01, both refused on DuckDB.
-        dated = f"({text} RLIKE '^\\\\s*[0-9]{{4}}-[0-9]{{1,2}}-[0-9]{{1,2}}')"
-        offset = f"({text} RLIKE {self.pattern(rules.OFFSET_OUT_OF_RANGE)})"
-        return f"CASE WHEN {dated} AND NOT {offset} THEN try_cast({text} AS TIMESTAMP) END"
+        # Only text in the grammar is cast: Spark's cast also reads a zone name or UTC glued to
+        # the time, a bare "10:00:00" (as that time today) and "2026", which DuckDB's refuses.
+        # It refuses a time without seconds before a zone (10:00Z), which the grammar takes:
+        # the seconds are put in.
+        with_seconds = f"regexp_replace({text}, {self.pattern(_MINUTES_ONLY)}, '$1:00')"
+        return (
+            f"CASE WHEN {self.full_match(text, rules.TIMESTAMP_GRAMMAR)} "
+            f"THEN try_cast({with_seconds} AS TIMESTAMP) END"
+        )
 
     def has_column(self, name: str) -> str:
         return f"({_csv_position(name)} IS NOT NULL)"
