@@ -682,6 +682,9 @@ TIMESTAMPS = [
     ("2025-06-01 10:00:00 europe/paris", False),  # DuckDB's cast, in any case; Spark's not
     ("2025-06-01T10:00:00 +01:00", False),  # Spark's cast
     ("2025-06-01T10", False),  # Spark's cast: 10:00
+    # Spaces after a date or a time without zone: Spark's cast trims them, DuckDB's refused.
+    ("2025-06-01 ", True),
+    ("2025-06-01T10:00:00  ", True),
 ]
 
 

@@ -30,7 +30,7 @@ from data_platform.ingestion.file_lines import (
     has_lone_cr,
     last_line,
 )
-from data_platform.ingestion.record_rules import MAX_DEPTH, TIMESTAMP_GRAMMAR
+from data_platform.ingestion.record_rules import MAX_DEPTH, SPACE_CODE_POINTS, TIMESTAMP_GRAMMAR
 from data_platform.resources.build import build_resources
 from data_platform.resources.warehouse import Warehouse
 from data_platform_tests.helpers import (
@@ -109,6 +109,9 @@ EVENT_LINES = [
     # seconds, 24:00:00, year 10000, +01:60 and single-digit fields, Spark's a zone name; a time
     # without seconds is the grammar's, on both.
     (event("no-seconds", occurred_at="2026-01-05T10:00Z"), None),
+    # Spaces the grammar allows after a time without zone: DuckDB's cast refused them.
+    (event("spaces-after", occurred_at="2026-01-05T10:00:00 \t"), None),
+    (event("date-space", occurred_at="2026-01-05 "), None),
     (event("no-seconds-offset", occurred_at="2026-01-05T11:00+01:00"), None),
     (event("date-only", occurred_at="2026-01-05"), None),
     (event("hour-24", occurred_at="2026-01-05T24:00:00Z"), "occurred_at: expected an ISO-8601"),
@@ -1094,9 +1097,10 @@ def test_the_common_timestamp_spelling_is_told_as_the_grammar_tells_it():
     """DuckDB vouches for the common spelling (2026-01-05T10:00:00.000Z) without the grammar's
     regexp, on every line of a clean day: wherever its shallower test passes, the grammar
     alone must give the same timestamp or none, or DuckDB would load text Spark refuses."""
+    spaces = " || ".join(f"chr({c})" for c in SPACE_CODE_POINTS)
     grammar_only = (
         f"CASE WHEN {DUCKDB.full_match('s', TIMESTAMP_GRAMMAR)} "
-        "THEN make_timestamp(epoch_us(TRY_CAST(s AS TIMESTAMPTZ))) END"
+        f"THEN make_timestamp(epoch_us(TRY_CAST(trim(s, {spaces}) AS TIMESTAMPTZ))) END"
     )
     with duckdb.connect() as conn:
         conn.execute("SET TimeZone = 'UTC'")

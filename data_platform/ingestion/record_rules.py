@@ -34,6 +34,8 @@ JSON_KINDS = ("string", "integer", "number", "object", "array", "boolean", "null
 # both give the same instant or none. The spaces DuckDB's cast skips are allowed around it.
 # RE2 and Java read it alike (backslashes as `Dialect.pattern` takes them).
 _SPACES = r"[ \t\n\x0B\f\r]*"
+# The same characters, as code points (an engine trimming them before its cast).
+SPACE_CODE_POINTS = (32, 9, 10, 11, 12, 13)
 _TIME_OF_DAY = "([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]{1,9})?)?"
 _ZONE = "Z|[+-](0[0-9]|1[0-7])(:?[0-5][0-9])?"
 TIMESTAMP_GRAMMAR = (
