@@ -853,7 +853,8 @@ def test_a_home_set_up_by_the_cli_alone_gets_the_warehouse_pool(tmp_path):
     defaults: no `duckdb` pool limit, so two `materialize` at once ran warehouse steps side by
     side, saved only by DuckDB's 120 s lock wait. The commands now write the repo's config there,
     owner-only as all they make; one already there (`make services-up`'s) is kept."""
-    from data_platform.orchestration.instance import REPO_CONFIG, platform_instance
+    from data_platform.orchestration.instance import platform_instance
+    from data_platform.services.instance import REPO_INSTANCE_YAML
     from data_platform.settings import load_settings
 
     fresh = load_settings({"DATA_PLATFORM_HOME": str(tmp_path / "fresh")})
@@ -864,7 +865,7 @@ def test_a_home_set_up_by_the_cli_alone_gets_the_warehouse_pool(tmp_path):
     finally:
         os.umask(previous)
     written = fresh.dagster_home / "dagster.yaml"
-    assert written.read_text() == REPO_CONFIG.read_text()
+    assert written.read_text() == REPO_INSTANCE_YAML.read_text()
     assert written.stat().st_mode & 0o777 == 0o600
     assert [p.name for p in fresh.dagster_home.iterdir() if p.name.startswith(".")] == []
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,10 +9,9 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
+from data_platform.services.instance import REPO_INSTANCE_YAML
+from data_platform.services.process import create_once
 from data_platform.settings import Settings
-
-# The instance settings `make run` copies into DAGSTER_HOME: pools, run launcher, monitoring.
-REPO_CONFIG = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
 @contextmanager
@@ -21,6 +19,7 @@ def platform_instance(settings: Settings) -> Iterator[dg.DagsterInstance]:
     """DAGSTER_HOME's instance, by default `$DATA_PLATFORM_HOME/dagster_home` as the Makefile
     exports it: a command typed by hand (`data-platform materialize`, `metrics`) records its runs
     where `make run` reads them, instead of stopping on Dagster's DAGSTER_HOME-not-set error.
+    A DAGSTER_HOME without dagster.yaml gets the repo's, as `make run` copies it.
 
     Opened as backup opens it: a dagster.yaml that is wrong, a variable it reads unset or of
     the wrong type, its PostgreSQL refusing or not answering are one line (a BackupError, as
@@ -32,22 +31,14 @@ def platform_instance(settings: Settings) -> Iterator[dg.DagsterInstance]:
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     config = settings.dagster_home / "dagster.yaml"
     if not config.exists():
-        write_instance_config(config)
+        # A home set up by the CLI alone had Dagster's defaults: no `duckdb` pool limit, and
+        # two `materialize` at once ran warehouse steps side by side (86 overlapping pairs, two
+        # dbt builds sharing one target folder), saved only by DuckDB's 120 s lock wait.
+        create_once(config, REPO_INSTANCE_YAML.read_text())
     with instance_errors(config):
         instance = dg.DagsterInstance.from_config(str(settings.dagster_home))
     with instance:
         yield instance
-
-
-def write_instance_config(config: Path) -> None:
-    """The repo's dagster.yaml into a DAGSTER_HOME that has none, as `make run` copies it. A home
-    set up by the CLI alone had Dagster's defaults, with no `duckdb` pool limit: two
-    `materialize` at once ran their warehouse steps side by side (86 overlapping pairs, two dbt
-    builds sharing one target folder), each saved only by waiting up to 120 s for DuckDB's file
-    lock. Written whole or not at all: a command killed meanwhile leaves no half a config."""
-    partial = config.with_name(f".{config.name}.partial")
-    shutil.copyfile(REPO_CONFIG, partial)
-    partial.replace(config)
 
 
 def postgres_database(postgres_url: str) -> str:

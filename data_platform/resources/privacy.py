@@ -13,13 +13,13 @@ depending on which worker built the table. A missing DATA_PLATFORM_PII_SALT is t
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import tempfile
 from pathlib import Path
 
 import dagster as dg
 from pydantic import PrivateAttr
+
+from data_platform.services.process import create_once
 
 SALT_FILE = "pii_salt"
 SALT_VARIABLE = "DATA_PLATFORM_PII_SALT"
@@ -39,15 +39,7 @@ def local_pii_salt(path: Path) -> str:
     let concurrent first uses read it empty or each keep its own salt."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".pii_salt-")  # mode 0600
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-            os.link(temp, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(temp)
+        create_once(path, secrets.token_hex(32))
     salt = path.read_text().strip()
     if not salt:
         raise SaltError(

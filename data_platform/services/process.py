@@ -8,6 +8,7 @@ import os
 import secrets
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -211,6 +212,23 @@ def _record_self(pid_file: Path) -> None:
     calls and new file objects."""
     pid = os.getpid()
     write_atomically(pid_file, f"{pid} {_started_after_boot(pid)} {_boot_id()}\n", 0o644)
+
+
+def create_once(path: Path, text: str) -> None:
+    """Create `path` holding `text` (mode 0600) unless it exists, complete or not at all, and
+    never over one another process created meanwhile: written to a private temp file, then
+    linked into place, which fails if the name is taken (that file is then the one). A fixed
+    temp name and a rename let two first uses publish each other's half-written file, and a
+    reader find it empty."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.link(temp, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temp)
 
 
 def write_atomically(path: Path, text: str, mode: int) -> None:
