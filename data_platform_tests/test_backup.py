@@ -1610,7 +1610,8 @@ def test_a_forced_restore_is_refused_while_a_run_is_being_started_or_the_daemon_
         instance.add_daemon_heartbeat(DaemonHeartbeat(time.time() - 20, "SENSOR", "d", None))
     err = refused_restore(home, pristine / "backup")
     assert f"{starting.run_id}: made by process {os.getpid()}, which is starting it" in err
-    assert re.search(r"dagster-daemon: beat 2\d s ago", err), err  # 20 s, and the start-up
+    beat = re.search(r"dagster-daemon: beat (\d+) s ago", err)
+    assert beat and 20 <= int(beat[1]) < 75, err  # 20 s, and the command's start-up
 
     with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
         instance.report_run_failed(instance.get_run_by_id(starting.run_id))

@@ -858,7 +858,7 @@ def test_a_home_set_up_by_the_cli_alone_gets_the_warehouse_pool(tmp_path):
     from data_platform.settings import load_settings
 
     fresh = load_settings({"DATA_PLATFORM_HOME": str(tmp_path / "fresh")})
-    previous = os.umask(0o077)
+    previous = os.umask(0o022)  # the login's default: the file is owner-only whatever it is
     try:
         with platform_instance(fresh) as instance:
             assert instance.get_concurrency_config().pool_config.default_pool_limit == 1

@@ -462,8 +462,8 @@ def test_two_append_days_at_once_append_two_days(tmp_path: Path) -> None:
         )
         for _ in range(2)
     ]
-    results = [(p.wait(timeout=180), *p.communicate()) for p in appends]
-    assert [code for code, _, _ in results] == [0, 0], [err for _, _, err in results]
-    assert all("Traceback" not in err for _, _, err in results)
+    results = [(*p.communicate(timeout=180), p.returncode) for p in appends]
+    assert [code for _, _, code in results] == [0, 0], [err for _, err, _ in results]
+    assert all("Traceback" not in err for _, err, _ in results)
     days = sorted(p.name for p in (tmp_path / "home" / "landing" / "events").iterdir())
     assert days == ["dt=2026-01-05", "dt=2026-01-06", "dt=2026-01-07"]
