@@ -602,13 +602,19 @@ def test_a_refused_row_waits_in_dead_letter_once_and_lands_when_fixed(settings, 
     assert check.metadata["dead_letters_open"].value == 1
     assert refused in check.description and "source = 'products'" in check.description
 
-    # Read again by the look-back, then by the weekly whole-table run: nothing new anywhere.
+    # Read again by the look-back, then by the weekly whole-table run once the source gained a
+    # column (in the row's record now, it made the same refusal a second dead letter): nothing
+    # new anywhere.
     for whole_table in (False, True):
+        if whole_table:
+            with source.begin() as conn:
+                conn.execute(sa.text("ALTER TABLE products ADD COLUMN shelf VARCHAR(8)"))
         result = products_run(resources, whole_table)
         assert query(settings.warehouse, "SELECT count(*) FROM raw.products") == [(rows,)]
         assert len(dead_letters(settings, "products")) == 1
         check = dead_letter_check(result, "products")
         assert not check.passed and check.metadata["rows_dead_lettered"].value == 0
+        assert check.metadata["dead_letters_open"].value == 1
 
     with source.begin() as conn:  # fixed in the app, stamped
         conn.execute(

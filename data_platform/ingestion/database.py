@@ -208,11 +208,12 @@ def new_dead_letters_sql(
     `order`, the engine's layout) that it does not hold yet, once each.
 
     A refused row is read again by the look-back, by a whole-table run, and (one without
-    updated_at) by every run: the same record, whose dead letter is written. The key is the
-    record itself, source and all its values, not (id, updated_at): a row without updated_at
-    has no version key, and one changed under its key is another record to fix. There is no
-    file and no line: `dt` is the day it was refused, `source` the app table's name, as a
-    file's dead letters name their raw table."""
+    updated_at) by every run, and its dead letter is written. The key is its reason, which
+    names the table, the column, the row's id and the value refused, not (id, updated_at): a
+    row without updated_at has no version key. Not the whole record either: a column the
+    source gained made the same refused row a second dead letter. A new bad value in the row
+    is a new dead letter. There is no file and no line: `dt` is the day it was refused,
+    `source` the app table's name, as a file's dead letters name their raw table."""
     stamp = sql.dialect.try_utc_timestamp(f"'{extracted_at.isoformat()}Z'")
     values = {
         "source": sql_string(table.name),
@@ -226,21 +227,27 @@ def new_dead_letters_sql(
     return (
         f"SELECT DISTINCT {', '.join(f'{values[c]} AS {c}' for c in order)} FROM {staged} n "
         f"WHERE NOT EXISTS (SELECT 1 FROM {DEAD_LETTER.qualified_name} d "
-        f"WHERE d.source = {values['source']} AND d.raw_record = n.raw_record)"
+        f"WHERE d.source = {values['source']} AND d.error = n.error)"
     )
 
 
 def open_dead_letters_sql(table: RawTable, sql: EngineSql) -> str:
-    """The ids and reasons of `table`'s dead letters that no version of their row extracted
-    after them settles, with their count on each row (the newest SHOWN_IDS). Once the app fixes
-    a row, its next version lands and its dead letters close; they stay in raw.dead_letter."""
+    """The rows of `table` with dead letters that no version of the row extracted after them
+    settles: each id with its newest reason and the number of such rows (the newest SHOWN_IDS).
+    Rows, not letters: a row refused again for another value is still one row waiting. Once
+    the app fixes a row, its next version lands and its dead letters close; they stay in
+    raw.dead_letter."""
     row_id = sql.json_text("d.raw_record", "id")
-    return (
-        f"SELECT {row_id} AS id, d.error, count(*) OVER () AS n "
+    waiting = (
+        f"SELECT {row_id} AS id, d.error, d.rejected_at "
         f"FROM {DEAD_LETTER.qualified_name} d WHERE d.source = {sql_string(table.name)} "
         f"AND NOT EXISTS (SELECT 1 FROM {table.qualified_name} r "
-        f"WHERE CAST(r.id AS STRING) = {row_id} AND r._extracted_at > d.rejected_at) "
-        f"ORDER BY d.rejected_at DESC, id, d.error LIMIT {SHOWN_IDS}"
+        f"WHERE CAST(r.id AS STRING) = {row_id} AND r._extracted_at > d.rejected_at)"
+    )
+    return (
+        "SELECT id, max_by(error, rejected_at) AS error, count(*) OVER () AS n, "
+        f"max(rejected_at) AS newest FROM ({waiting}) w "
+        f"GROUP BY id ORDER BY newest DESC, id LIMIT {SHOWN_IDS}"
     )
 
 
@@ -252,7 +259,7 @@ def find_dead_letters(
     found = rows(open_dead_letters_sql(table, sql))
     if not found:
         return DeadLetters(added)
-    return DeadLetters(added, int(found[0][2]), tuple(str(i) for i, _, _ in found), found[0][1])
+    return DeadLetters(added, int(found[0][2]), tuple(str(i) for i, *_ in found), found[0][1])
 
 
 def dead_letters_warning(table: RawTable, found: DeadLetters) -> str:
