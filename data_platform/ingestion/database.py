@@ -89,9 +89,9 @@ class UnversionedChanges:
 @dataclass(frozen=True)
 class DeadLetters:
     """A table's refused rows: how many dead letters a run wrote (`added`), and how many of the
-    table's dead letters are open: no version of their row was extracted after them. The ids
-    (as text) and the reason of the newest SHOWN_IDS open ones; never values (a users row is
-    personal data, and the reasons describe its values only)."""
+    table's rows are open: dead-lettered, with no version of the row extracted after. The ids
+    (as text) of the newest SHOWN_IDS open rows and the newest reason; never values (a users
+    row is personal data, and the reasons describe its values only)."""
 
     added: int = 0
     open: int = 0

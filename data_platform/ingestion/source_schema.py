@@ -339,8 +339,8 @@ def refused_rows_sql(
 ) -> str:
     """`_source_batch`'s refused rows: the column refusing each, its id, that column's value
     and the value as its contract type would hold it (text), and the whole row (extra columns
-    included) as a JSON object of its values as text: the dead letter's record, which is also
-    its key (a row read again is one dead letter)."""
+    included) as a JSON object of its values as text: the dead letter's record (its reason, not
+    the record, keys it: `database.new_dead_letters_sql`)."""
     q, contract = sql.quote, {c.name: c for c in table.columns}
     names = [n for n in columns.contract if n != "id"]
 
