@@ -47,7 +47,7 @@ from data_platform.operations.backup_store import (
     BackupStore,
 )
 from data_platform.operations.durations import STATE_KEY as DURATIONS_KEY
-from data_platform.operations.restore import restore, running_runs, stale_salt_line
+from data_platform.operations.restore import restore, running_runs, stale_salt_line, state_held
 from data_platform.operations.restore_journal import finish_interrupted_restores
 from data_platform.operations.snapshot import (
     InstanceUnreachable,
@@ -2070,3 +2070,16 @@ def test_pg_dump_gets_the_password_and_session_options_out_of_its_command_line()
     )
     assert target == "postgresql://dp@127.0.0.1:5432/dagster?sslmode=disable"
     assert (env["PGPASSWORD"], env["PGOPTIONS"]) == ("s@cret", "-c timezone=UTC")
+
+
+def test_a_home_holding_only_its_instance_yaml_holds_no_state(tmp_path):
+    """The dagster.yaml a first command writes (`create_once`) is no state a restore would
+    replace, nor is the temp file of one killed before its link; a run's file is."""
+    settings = load_settings({"DATA_PLATFORM_HOME": str(tmp_path)})
+    settings.dagster_home.mkdir(parents=True)
+    (settings.dagster_home / "dagster.yaml").write_text("{}")
+    (settings.dagster_home / ".dagster.yaml-k2v9x1").write_text("")
+    assert state_held(settings) is None
+    (settings.dagster_home / "history").mkdir()
+    (settings.dagster_home / "history" / "runs.db").write_text("")
+    assert state_held(settings) == settings.dagster_home

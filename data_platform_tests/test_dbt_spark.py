@@ -124,6 +124,17 @@ def java_home() -> str:
     )
 
 
+def driver_java_options(tmp_path_factory: pytest.TempPathFactory, *options: str) -> str:
+    """`spark.driver.extraJavaOptions` of the suite's local Spark: `options`, and the JVM's
+    temporary folder in pytest's base folder (kept for the last three runs), not /tmp, where
+    Hive's `*_resources`, the `artifacts-*` folders and lz4-java's library stayed for good, as
+    the services' cluster keeps its own (`spark_cluster._tmpdir_option`). The first session
+    of the process launches the JVM, whichever module it is: each passes the same folder."""
+    folder = tmp_path_factory.getbasetemp() / "spark-jvm-tmp"
+    folder.mkdir(exist_ok=True)
+    return " ".join([*options, f"-Djava.io.tmpdir={folder}"])
+
+
 @pytest.fixture(scope="module")
 def spark_env(tmp_path_factory) -> Iterator[dict[str, str]]:
     """The variables of the `spark` target of profiles.yml: warehouse files and metastore in a
@@ -147,7 +158,7 @@ def spark_env(tmp_path_factory) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def spark(spark_env):
+def spark(spark_env, tmp_path_factory):
     """The Spark session dbt-spark's `session` method picks up (getOrCreate), configured as
     profiles.yml configures it."""
     from pyspark.sql import SparkSession
@@ -162,7 +173,10 @@ def spark(spark_env):
             "spark.hadoop.javax.jdo.option.ConnectionURL",
             f"jdbc:derby:;databaseName={metastore}/metastore_db;create=true",
         )
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={metastore}")
+        .config(
+            "spark.driver.extraJavaOptions",
+            driver_java_options(tmp_path_factory, f"-Dderby.system.home={metastore}"),
+        )
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")

@@ -650,3 +650,14 @@ def test_an_extra_columns_value_is_rescued_in_one_spelling_whatever_the_driver_r
     assert {value: database.json_ready(value) for value in cases} == cases
     kept = [None, "text", 7, 1.5, True, [1, 2], {"a": 1}]
     assert [database.json_ready(v) for v in kept] == kept
+
+
+def test_the_run_stamp_in_sql_is_the_same_instant_naive_or_aware():
+    """The rules compare `_extracted_at` with the run's stamp as a SQL literal: an aware
+    datetime spelled with `+02:00` and then `Z` was no timestamp (NULL, matching no row)."""
+    naive = datetime(2026, 1, 5, 10, 30, 15, 250000)
+    aware = naive.replace(tzinfo=UTC).astimezone(timezone(timedelta(hours=2)))
+    with duckdb.connect() as conn:
+        for stamp in (naive, aware):
+            literal = database.utc_stamp(database.DUCKDB_SQL, stamp)
+            assert conn.execute(f"SELECT {literal}").fetchone() == (naive,)

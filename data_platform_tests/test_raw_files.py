@@ -780,6 +780,16 @@ def test_single_run_range_equals_day_by_day(settings, resources, tmp_path, monke
     for figures in per_day.values():  # 2, 3 and 4 events and a bad line a day
         assert (figures["run_records_read"], figures["run_rows_loaded"]) == (12, 9)
         assert not {"records_read", "rows_loaded", "dagster/partition_row_count"} & set(figures)
+    # raw/dead_letter's figures, as the last of the two steps left them: a day's bad event
+    # line and bad payment line, the table's six.
+    dead_letter = {
+        e.partition: {k: v.value for k, v in e.materialization.metadata.items()}
+        for e in ranged_run.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["raw", "dead_letter"])
+    }
+    assert sorted(dead_letter) == [d.isoformat() for d in days]
+    for figures in dead_letter.values():
+        assert (figures["dagster/partition_row_count"], figures["dagster/row_count"]) == (2, 6)
 
     monkeypatch.setenv("DATA_PLATFORM_WAREHOUSE", str(tmp_path / "by_day.duckdb"))
     from data_platform.settings import load_settings

@@ -630,3 +630,29 @@ def test_a_refused_row_waits_in_dead_letter_once_and_lands_when_fixed(settings, 
     assert query(settings.warehouse, "SELECT count(*) FROM raw.products") == [(rows + 1,)]
     assert len(dead_letters(settings, "products")) == 1  # kept, as every dead letter
     assert dead_letter_check(result, "products").passed
+
+
+def test_a_refused_row_the_app_deletes_no_longer_waits(settings, resources, source):
+    """A refused row the app then deletes will never have a later version: its dead letter
+    warned for good, and the README had no way out. The row gone from the source, nothing waits
+    for it; its dead letter is kept, and a refused row still in the app still warns."""
+    products_run(resources)
+    [(mark,)] = query(settings.warehouse, "SELECT max(updated_at) FROM raw.products")
+    with source.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE products SET unit_price = 'n/a', updated_at = :t WHERE id IN (3, 4)"),
+            {"t": mark + timedelta(minutes=1)},
+        )
+    check = dead_letter_check(products_run(resources), "products")
+    assert check.metadata["dead_letters_open"].value == 2
+
+    with source.begin() as conn:
+        conn.execute(sa.text("DELETE FROM products WHERE id = 3"))
+    check = dead_letter_check(products_run(resources), "products")
+    assert not check.passed and check.metadata["dead_letters_open"].value == 1
+    assert "(ids 4;" in check.description
+
+    with source.begin() as conn:
+        conn.execute(sa.text("DELETE FROM products WHERE id = 4"))
+    assert dead_letter_check(products_run(resources), "products").passed
+    assert sorted(record["id"] for record, _ in dead_letters(settings, "products")) == ["3", "4"]

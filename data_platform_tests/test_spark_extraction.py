@@ -30,7 +30,7 @@ from data_platform.ingestion.source_schema import SourceSchemaError
 from data_platform.ingestion.spark_database import extract_incremental_on_spark
 from data_platform.ingestion.tables import SOURCE_DB_TABLES, RawTable
 from data_platform.simulator import SimulationConfig, append_day, simulate
-from data_platform_tests.test_dbt_spark import java_home
+from data_platform_tests.test_dbt_spark import driver_java_options, java_home
 
 # Enough sessions for orders: 32 users, 40 products, 23 orders, 27 order lines.
 CONFIG = SimulationConfig(
@@ -65,7 +65,10 @@ def spark(tmp_path_factory) -> Iterator[object]:
             "spark.hadoop.javax.jdo.option.ConnectionURL",
             f"jdbc:derby:;databaseName={root}/metastore/metastore_db;create=true",
         )
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={root}/metastore")
+        .config(
+            "spark.driver.extraJavaOptions",
+            driver_java_options(tmp_path_factory, f"-Dderby.system.home={root}/metastore"),
+        )
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
@@ -285,6 +288,12 @@ def test_a_value_the_contract_cannot_hold_is_dead_lettered_alike_on_both(
             assert spark_rows(spark_raw, table) == rows, table.name
             assert versions(rows - before[table.name], table) == good[table], table.name
         assert on_duckdb.dead_letters == DeadLetters(0, 1, (refused_id,), letter[5])
+        # The app deletes the refused row: nothing waits for it on either engine, its letter kept.
+        with source.begin() as conn:
+            conn.execute(sa.text(f"DELETE FROM {table.name} WHERE id = {refused_id}"))
+        on_duckdb, on_spark = extract_both(duck, spark_raw, source, table, datetime(2026, 1, 5, 1))
+        assert on_duckdb.dead_letters == on_spark.dead_letters == DeadLetters()
+        assert len(dead_letters(duck, spark_raw, table)) == 1
 
 
 INSERT_SCORED_USER = sa.text(

@@ -34,7 +34,7 @@ from data_platform.checks.scope import WHOLE_TABLE, Window
 from data_platform.checks.spark_gate import validate_spark_window
 from data_platform.checks.spark_rules import UnrenderableRule, render
 from data_platform.checks.vocabulary import vocabulary
-from data_platform_tests.test_dbt_spark import java_home
+from data_platform_tests.test_dbt_spark import driver_java_options, java_home
 
 PATTERN = r"^[0-9a-f]{4}$"
 REF = r"^R\d{2}'s$"  # a backslash and a quote: the SQL literal must escape both
@@ -212,6 +212,7 @@ def spark(tmp_path_factory) -> Iterator[Any]:
         .appName("data_platform_tests.test_spark_gate")
         .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("spark_warehouse")))
         .config("spark.sql.catalogImplementation", "in-memory")
+        .config("spark.driver.extraJavaOptions", driver_java_options(tmp_path_factory))
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")

@@ -4,6 +4,7 @@ Two factories, one per ingestion mechanism: `landing_file_asset` for events and 
 `source_table_asset` for the four app-database tables.
 """
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -75,6 +76,19 @@ def ingestion_metadata(stats: list[PartitionStats], table_rows: int) -> dict[str
     }
 
 
+def row_counts(
+    rows: Callable[[str], Sequence[Sequence[object]]], fmt: FileFormat
+) -> tuple[int, dict[str, int]]:
+    """The row counts the UI shows after a file ingestion (`rows` runs a query on the
+    engine): the raw table's, and raw.dead_letter's per day, every source's, as a day of it
+    holds both file sources' letters and those of the app tables refused that day."""
+    [(table_rows,)] = rows(f"SELECT count(*) FROM {fmt.table.qualified_name}")
+    days = rows(
+        f"SELECT CAST(dt AS STRING), count(*) FROM {DEAD_LETTER.qualified_name} GROUP BY dt"
+    )
+    return int(table_rows), {str(day): int(count) for day, count in days}
+
+
 def partition_dates(context: dg.AssetExecutionContext) -> list[date]:
     return [date.fromisoformat(key) for key in context.partition_keys]
 
@@ -102,22 +116,25 @@ def landing_file_asset(fmt: FileFormat) -> dg.AssetsDefinition:
                 stats = ingest_file_partitions_on_spark(
                     spark, landing, fmt, partition_dates(context), loaded_at=utc_now()
                 )
-                table_rows = spark.table(fmt.table.qualified_name).count()
+                table_rows, dead_letters = row_counts(lambda sql: spark.sql(sql).collect(), fmt)
         else:
             with warehouse.connect() as conn:
                 stats = ingest_file_partitions(
                     conn, landing, fmt, partition_dates(context), loaded_at=utc_now()
                 )
-                table_rows = conn.execute(
-                    f"SELECT count(*) FROM {fmt.table.qualified_name}"
-                ).fetchone()[0]
+                table_rows, dead_letters = row_counts(lambda sql: conn.execute(sql).fetchall(), fmt)
         for s in stats:
             # raw.dead_letter is shared by both file sources; each reports its own slice of it.
             context.log_event(
                 dg.AssetMaterialization(
                     DEAD_LETTER_KEY,
                     partition=s.dt.isoformat(),
-                    metadata={"source": fmt.source, "rows_dead_lettered": s.rows_dead_lettered},
+                    metadata={
+                        "source": fmt.source,
+                        "rows_dead_lettered": s.rows_dead_lettered,
+                        "dagster/partition_row_count": dead_letters.get(s.dt.isoformat(), 0),
+                        "dagster/row_count": sum(dead_letters.values()),
+                    },
                 )
             )
         return dg.MaterializeResult(metadata=ingestion_metadata(stats, table_rows))

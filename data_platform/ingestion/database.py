@@ -15,7 +15,7 @@ contract land in `_rescued`, and a contract column gone stops the extraction bef
 written. A row the contract refuses (a value its type cannot hold, a NULL where one is
 required) goes to raw.dead_letter with the reason, once, and the rest of the table is appended;
 the table's dead letters stay reported (`DeadLetters`) until a later version of their row is
-extracted.
+extracted, or the app deletes the row.
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ _WIDEST_OFFSET = timedelta(hours=14)
 # Ids named in a report of unversioned changes: enough to find the pattern in the app, few
 # enough for a log line (the count is always the full one).
 SHOWN_IDS = 20
+# Ids asked of the source in one query: well within every driver's limit on bound parameters.
+_ID_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,16 @@ class ExtractionStats:
 HIGH_WATER_MARK = "max(least(updated_at, _extracted_at))"
 
 
+def utc_stamp(sql: EngineSql, extracted_at: datetime) -> str:
+    """`extracted_at` as the engine's UTC TIMESTAMP literal: the run's stamp, which the rules
+    compare with `_extracted_at`. Written as ISO 8601 with `Z`, which is the instant only when
+    the value is naive UTC (as `utc_now()` gives): an aware one is converted first, as its
+    `+00:00` and a `Z` after it would be no timestamp at all (NULL, matching nothing)."""
+    if extracted_at.tzinfo is not None:
+        extracted_at = extracted_at.astimezone(UTC).replace(tzinfo=None)
+    return sql.dialect.try_utc_timestamp(f"'{extracted_at.isoformat()}Z'")
+
+
 def unversioned_changes_sql(
     table: RawTable, versions: str, sql: EngineSql, extracted_at: datetime
 ) -> str:
@@ -147,7 +159,7 @@ def unversioned_changes_sql(
         f"{sql.json_keys('v._rescued')} = {sql.json_keys('r._rescued')} AND "
         "CAST(v._rescued AS STRING) <> CAST(r._rescued AS STRING))"
     )
-    stamp = sql.dialect.try_utc_timestamp(f"'{extracted_at.isoformat()}Z'")
+    stamp = utc_stamp(sql, extracted_at)
     return (
         "SELECT id, count(*) OVER () AS n, max(this_run) OVER () AS this_run FROM ("
         f"SELECT v.id, max(CASE WHEN r._extracted_at = {stamp} THEN 1 ELSE 0 END) AS this_run "
@@ -214,7 +226,7 @@ def new_dead_letters_sql(
     source gained made the same refused row a second dead letter. A new bad value in the row
     is a new dead letter. There is no file and no line: `dt` is the day it was refused,
     `source` the app table's name, as a file's dead letters name their raw table."""
-    stamp = sql.dialect.try_utc_timestamp(f"'{extracted_at.isoformat()}Z'")
+    stamp = utc_stamp(sql, extracted_at)
     values = {
         "source": sql_string(table.name),
         "dt": f"CAST({stamp} AS DATE)",
@@ -233,10 +245,9 @@ def new_dead_letters_sql(
 
 def open_dead_letters_sql(table: RawTable, sql: EngineSql) -> str:
     """The rows of `table` with dead letters that no version of the row extracted after them
-    settles: each id with its newest reason and the number of such rows (the newest SHOWN_IDS).
-    Rows, not letters: a row refused again for another value is still one row waiting. Once
-    the app fixes a row, its next version lands and its dead letters close; they stay in
-    raw.dead_letter."""
+    settles: each id (as text) with its newest reason, newest first. Rows, not letters: a row
+    refused again for another value is still one row waiting. Once the app fixes a row, its
+    next version lands and its dead letters close; they stay in raw.dead_letter."""
     row_id = sql.json_text("d.raw_record", "id")
     waiting = (
         f"SELECT {row_id} AS id, d.error, d.rejected_at "
@@ -245,21 +256,49 @@ def open_dead_letters_sql(table: RawTable, sql: EngineSql) -> str:
         f"WHERE CAST(r.id AS STRING) = {row_id} AND r._extracted_at > d.rejected_at)"
     )
     return (
-        "SELECT id, max_by(error, rejected_at) AS error, count(*) OVER () AS n, "
-        f"max(rejected_at) AS newest FROM ({waiting}) w "
-        f"GROUP BY id ORDER BY newest DESC, id LIMIT {SHOWN_IDS}"
+        "SELECT id, max_by(error, rejected_at) AS error, max(rejected_at) AS newest "
+        f"FROM ({waiting}) w GROUP BY id ORDER BY newest DESC, id"
     )
 
 
+def ids_in_source(engine: sa.Engine, table: RawTable, ids: Sequence[str]) -> set[str]:
+    """Which of `ids` (the text of BIGINT ids, as dead letters hold them) the source table
+    still holds, asked by primary key a chunk at a time. A text that is no integer cannot be
+    asked for and counts as held."""
+    import sqlalchemy as sa
+
+    numbers = {text: int(text) for text in ids if text.lstrip("-").isdigit()}
+    held = set(ids) - set(numbers)
+    source_ids = sa.table(table.name, sa.column("id")).c.id
+    values = sorted(set(numbers.values()))
+    with engine.connect() as source:
+        for start in range(0, len(values), _ID_CHUNK):
+            chunk = values[start : start + _ID_CHUNK]
+            found = {
+                int(i)
+                for (i,) in source.execute(sa.select(source_ids).where(source_ids.in_(chunk)))
+            }
+            held |= {text for text, number in numbers.items() if number in found}
+    return held
+
+
 def find_dead_letters(
-    rows: Callable[[str], Sequence[Sequence[object]]], table: RawTable, sql: EngineSql, added: int
+    rows: Callable[[str], Sequence[Sequence[object]]],
+    table: RawTable,
+    sql: EngineSql,
+    added: int,
+    held: Callable[[Sequence[str]], set[str]],
 ) -> DeadLetters:
-    """`open_dead_letters_sql` run by an engine (`rows` returns a query's rows), after a run
-    that wrote `added` dead letters."""
+    """The table's open rows after a run that wrote `added` dead letters: `open_dead_letters_sql`
+    run by an engine (`rows` returns a query's rows), less the rows the app has deleted since
+    (`held` tells which ids the source still holds: `ids_in_source`). A deleted row will never
+    have a later version, so nothing waits for it: its dead letters, kept, no longer warn."""
     found = rows(open_dead_letters_sql(table, sql))
-    if not found:
+    present = held([str(i) for i, *_ in found]) if found else set()
+    waiting = [(str(i), error) for i, error, _ in found if str(i) in present]
+    if not waiting:
         return DeadLetters(added)
-    return DeadLetters(added, int(found[0][2]), tuple(str(i) for i, *_ in found), found[0][1])
+    return DeadLetters(added, len(waiting), tuple(i for i, _ in waiting[:SHOWN_IDS]), waiting[0][1])
 
 
 def dead_letters_warning(table: RawTable, found: DeadLetters) -> str:
@@ -629,7 +668,11 @@ def extract_incremental(
             unversioned += batch_unversioned
         conn.execute("DROP TABLE IF EXISTS _source_versions")
     dead_letters = find_dead_letters(
-        lambda sql: conn.execute(sql).fetchall(), table, DUCKDB_SQL, dead_lettered
+        lambda sql: conn.execute(sql).fetchall(),
+        table,
+        DUCKDB_SQL,
+        dead_lettered,
+        lambda ids: ids_in_source(engine, table, ids),
     )
     hwm_after = conn.execute(hwm_sql).fetchone()[0]
     return ExtractionStats(

@@ -32,6 +32,7 @@ from data_platform.ingestion.database import (
     batch_kinds,
     find_dead_letters,
     find_unversioned_changes,
+    ids_in_source,
     new_dead_letters_sql,
     read_since,
     refused_records,
@@ -209,7 +210,13 @@ def extract_incremental_on_spark(
         spark.catalog.dropTempView("_source_versions")
         spark.catalog.dropTempView("_refused_rows")
     rows_after, hwm_after = spark.sql(state_sql).first()
-    dead_letters = find_dead_letters(lambda sql: _rows(spark, sql), table, SPARK_SQL, dead_lettered)
+    dead_letters = find_dead_letters(
+        lambda sql: _rows(spark, sql),
+        table,
+        SPARK_SQL,
+        dead_lettered,
+        lambda ids: ids_in_source(engine, table, ids),
+    )
     return ExtractionStats(
         table.name,
         hwm_before,

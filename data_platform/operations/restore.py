@@ -128,11 +128,16 @@ def state_held(settings: Settings) -> Path | None:
     if settings.warehouse.exists():
         return settings.warehouse
     dagster_files = (
-        [p for p in settings.dagster_home.rglob("*") if p.is_file() and p.name != "dagster.yaml"]
+        [p for p in settings.dagster_home.rglob("*") if p.is_file() and not _instance_yaml(p)]
         if settings.dagster_home.exists()
         else []
     )
     return settings.dagster_home if dagster_files else None
+
+
+def _instance_yaml(path: Path) -> bool:
+    """dagster.yaml, or the temp file of one that `create_once` was writing when killed."""
+    return path.name == "dagster.yaml" or path.name.startswith(".dagster.yaml-")
 
 
 def stale_salt_line(settings: Settings, environ: Mapping[str, str]) -> str | None:
