@@ -335,3 +335,33 @@ def test_redis_restarted_mid_step_is_waited_for(distributed_stack):
         ended = instance.get_run_by_id(run_id)
     assert ended.status == dg.DagsterRunStatus.SUCCESS
     assert_day_loaded_once(distributed_stack, files)
+
+
+def test_a_worker_of_another_warehouse_refuses_the_runs_steps_before_writing(
+    distributed_stack, world, tmp_path
+):
+    """The run's process and the workers each build their resources from their own
+    environment: workers started without DATA_PLATFORM_ENGINE=spark ran every step of a Spark
+    run on a DuckDB file no one reads, and the run succeeded. Here the run's process names
+    another DuckDB file than the workers': each step fails in one line naming both, before
+    it writes anything."""
+    from data_platform.resources.warehouse import WAREHOUSE_TAG
+
+    elsewhere = tmp_path / "elsewhere.duckdb"
+    env = {**distributed_stack, "DATA_PLATFORM_WAREHOUSE": str(elsewhere)}
+    process = materialize(env, FIRST, FIRST)
+    _, err = process.communicate(timeout=RUN_TIMEOUT)
+    assert process.returncode != 0, err
+    workers = f"duckdb {world['distributed'].resolve()}"
+    with stack_instance(distributed_stack) as instance:
+        run_id = run_id_of(err)
+        assert instance.get_run_by_id(run_id).tags[WAREHOUSE_TAG] == f"duckdb {elsewhere}"
+        events = [r.dagster_event for r in instance.all_logs(run_id) if r.dagster_event]
+    failures = [e for e in events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert failures and all(
+        f"would write the warehouse {workers}, but its run's is duckdb {elsewhere}"
+        in str(e.step_failure_data.error)
+        for e in failures
+    )
+    assert not [e for e in events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION]
+    assert not elsewhere.exists()

@@ -962,3 +962,15 @@ def test_a_file_created_once_by_many_at_a_time_is_one_of_theirs_whole(tmp_path):
     )
     create_once(tmp_path / "config-0.yaml", "another")  # an existing file is kept
     assert len((tmp_path / "config-0.yaml").read_text()) == 100_000
+
+
+def test_the_workers_start_after_every_service_whose_variables_they_are_handed():
+    """`worker_env` hands the workers the variables of the services running when they start:
+    started before the Spark cluster of the same `up`, they ran a Spark run's steps on DuckDB."""
+    assert parse_selection("celery spark kafka redis postgres") == [
+        "postgres",
+        "redis",
+        "kafka",
+        "spark",
+        "celery",
+    ]

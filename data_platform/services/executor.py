@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
+from dagster._core.execution.retries import RetryMode
 
+from data_platform.resources.warehouse import WAREHOUSE_TAG, warehouse_location
 from data_platform.settings import CELERY_BROKER_VARIABLE, Settings
 
 # Renewals per lease (services/celery_lease.py): five can be late (a slow Redis, a long GC
@@ -62,6 +64,37 @@ def celery_execution_config(lease_seconds: int) -> dict[str, Any]:
     }
 
 
+def celery_naming_its_warehouse(location: str) -> dg.ExecutorDefinition:
+    """dagster-celery's executor, which first tags its run with the warehouse at `location`
+    (WAREHOUSE_TAG), which each step checks where it first reaches the warehouse
+    (`Warehouse.require_run_warehouse`). A worker's Definitions are built from the worker's own
+    environment, so a worker started without the run's DATA_PLATFORM_ENGINE wrote the run's
+    tables elsewhere, silently."""
+    from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor
+
+    class TaggingCeleryExecutor(CeleryExecutor):
+        def execute(self, plan_context, execution_plan):
+            plan_context.instance.add_run_tags(plan_context.run_id, {WAREHOUSE_TAG: location})
+            return super().execute(plan_context, execution_plan)
+
+    @dg.executor(
+        name="celery",
+        config_schema=CELERY_CONFIG,
+        requirements=dg.multiple_process_executor_requirements(),
+    )
+    def tagging_celery_executor(init_context: dg.InitExecutorContext) -> TaggingCeleryExecutor:
+        config = init_context.executor_config
+        return TaggingCeleryExecutor(
+            broker=config.get("broker"),
+            backend=config.get("backend"),
+            config_source=config.get("config_source"),
+            include=config.get("include"),
+            retries=RetryMode.from_config(config["retries"]),
+        )
+
+    return tagging_celery_executor
+
+
 def build_executor(settings: Settings) -> dg.ExecutorDefinition:
     """Embedded: steps in the run's process. Distributed: each step a task for a Celery worker.
 
@@ -69,7 +102,10 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
     carry a password in production, never shows in the UI or the run config.
     """
     if settings.executor == "celery":
-        from dagster_celery import celery_executor
-
-        return celery_executor.configured(celery_execution_config(settings.celery_lease_seconds))
+        location = warehouse_location(
+            settings.engine, str(settings.warehouse), settings.spark_remote
+        )
+        return celery_naming_its_warehouse(location).configured(
+            celery_execution_config(settings.celery_lease_seconds)
+        )
     return dg.in_process_executor

@@ -29,7 +29,10 @@ from data_platform.services.redis_server import Redis
 from data_platform.services.spark_cluster import SparkCluster
 from data_platform.settings import SettingsError
 
-SERVICE_NAMES = ("postgres", "redis", "celery", "kafka", "spark")
+# The workers last: they are handed the variables of the services running when they start
+# (`worker_env`), the Spark engine's among them; started before the cluster, they ran a Spark
+# run's steps on the embedded DuckDB file.
+SERVICE_NAMES = ("postgres", "redis", "kafka", "spark", "celery")
 # By name, for what a class declares (its apt packages) before any config exists.
 SERVICE_CLASSES: dict[str, type[Service]] = {
     "postgres": Postgres,
