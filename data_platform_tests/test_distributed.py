@@ -337,31 +337,54 @@ def test_redis_restarted_mid_step_is_waited_for(distributed_stack):
     assert_day_loaded_once(distributed_stack, files)
 
 
-def test_a_worker_of_another_warehouse_refuses_the_runs_steps_before_writing(
+def refused_steps(env: dict[str, str], args: list[str]) -> tuple[dict[str, str], list, list]:
+    """`data-platform materialize ARGS` in `env`, which must fail: its run's tags, the errors
+    of its failed steps, and its materializations."""
+    process = run([CLI, "materialize", *args], env)
+    _, err = process.communicate(timeout=RUN_TIMEOUT)
+    assert process.returncode != 0, err
+    with stack_instance(env) as instance:
+        run_id = run_id_of(err)
+        tags = instance.get_run_by_id(run_id).tags
+        events = [r.dagster_event for r in instance.all_logs(run_id) if r.dagster_event]
+    failures = [
+        str(e.step_failure_data.error)
+        for e in events
+        if e.event_type == dg.DagsterEventType.STEP_FAILURE
+    ]
+    written = [e for e in events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION]
+    return tags, failures, written
+
+
+def test_a_worker_with_other_settings_than_the_run_refuses_its_steps_before_writing(
     distributed_stack, world, tmp_path
 ):
     """The run's process and the workers each build their resources from their own
     environment: workers started without DATA_PLATFORM_ENGINE=spark ran every step of a Spark
-    run on a DuckDB file no one reads, and the run succeeded. Here the run's process names
-    another DuckDB file than the workers': each step fails in one line naming both, before
+    run on a DuckDB file no one reads, and a run given an S3 landing zone ingested the workers'
+    local folder; both succeeded. Here the run's process names another DuckDB file, then
+    another landing folder, than the workers': each step fails in one line naming both, before
     it writes anything."""
-    from data_platform.resources.warehouse import WAREHOUSE_TAG
+    from data_platform.resources.run_pinned import TAG_PREFIX
 
+    day = ["--start", str(FIRST), "--end", str(FIRST)]
     elsewhere = tmp_path / "elsewhere.duckdb"
-    env = {**distributed_stack, "DATA_PLATFORM_WAREHOUSE": str(elsewhere)}
-    process = materialize(env, FIRST, FIRST)
-    _, err = process.communicate(timeout=RUN_TIMEOUT)
-    assert process.returncode != 0, err
-    workers = f"duckdb {world['distributed'].resolve()}"
-    with stack_instance(distributed_stack) as instance:
-        run_id = run_id_of(err)
-        assert instance.get_run_by_id(run_id).tags[WAREHOUSE_TAG] == f"duckdb {elsewhere}"
-        events = [r.dagster_event for r in instance.all_logs(run_id) if r.dagster_event]
-    failures = [e for e in events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    assert failures and all(
-        f"would write the warehouse {workers}, but its run's is duckdb {elsewhere}"
-        in str(e.step_failure_data.error)
-        for e in failures
+    tags, failures, written = refused_steps(
+        {**distributed_stack, "DATA_PLATFORM_WAREHOUSE": str(elsewhere)}, day
     )
-    assert not [e for e in events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION]
-    assert not elsewhere.exists()
+    assert tags[TAG_PREFIX + "warehouse"] == f"duckdb {elsewhere}"
+    workers = f"duckdb {world['distributed'].resolve()}"
+    line = f"would use the warehouse {workers}, but its run's is duckdb {elsewhere}"
+    assert failures and all(line in failure for failure in failures)
+    assert not written and not elsewhere.exists()
+
+    landing = tmp_path / "landing"
+    (landing / "events" / f"dt={FIRST}").mkdir(parents=True)
+    tags, failures, written = refused_steps(
+        {**distributed_stack, "DATA_PLATFORM_LANDING": str(landing)},
+        ["--select", "key:raw/events", *day],
+    )
+    workers = Path(distributed_stack["DATA_PLATFORM_HOME"]).resolve() / "landing"
+    line = f"would use the landing {workers}, but its run's is {landing}"
+    assert len(failures) == 1 and line in failures[0]
+    assert not written

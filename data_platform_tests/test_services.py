@@ -751,9 +751,12 @@ def test_services_env_exports_what_runs_not_what_a_selection_names(env, tmp_path
         result = services(plain, "env")
         assert result.returncode == 0, result.stderr
         assert [line.split(" is half running")[0] for line in result.stderr.splitlines()] == [
-            "services: celery",
             "services: spark",
+            "services: celery",
         ]
+        # `make services-down` first, as the lines said, stopped PostgreSQL and Redis too.
+        assert "run `make services-up`, which starts again" in result.stderr
+        assert "run `SERVICES=spark make services-up`, which starts again" in result.stderr
         exports = exported(plain)
         assert not {"DATA_PLATFORM_EXECUTOR", "DATA_PLATFORM_ENGINE"} & set(exports)
 

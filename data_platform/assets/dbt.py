@@ -119,8 +119,8 @@ def partition_window_env(context: dg.AssetExecutionContext) -> dict[str, str]:
 
 def engine_variables(warehouse: Warehouse) -> dict[str, str]:
     """What profiles.yml's target for the warehouse's engine reads (see dbt/profiles.yml): the
-    run's warehouse (`require_run_warehouse`), which dbt then writes through its own adapter."""
-    warehouse.require_run_warehouse()
+    run's warehouse (`require_run_pin`), which dbt then writes through its own adapter."""
+    warehouse.require_run_pin()
     if warehouse.engine != "spark":
         return {"DBT_TARGET": "dev", "DATA_PLATFORM_WAREHOUSE": warehouse.path}
     # The cluster's endpoint keeps its own warehouse folder and metastore; the profile's

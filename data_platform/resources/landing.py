@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-import dagster as dg
 from pydantic import PrivateAttr
 
+from data_platform.resources.run_pinned import RunPinnedResource, landing_pin
 from data_platform.settings import SettingsError, aws_endpoint_url
 
 # A file rewritten while it was downloaded is read again this many times in all.
@@ -91,12 +91,17 @@ class LandingFile:
     unlisted: str = ""
 
 
-class LandingZone(dg.ConfigurableResource):
+class LandingZone(RunPinnedResource):
     """A local folder or `s3://bucket/prefix` (DATA_PLATFORM_LANDING); S3 honours AWS_ENDPOINT_URL."""
 
     url: str
 
     _client: object | None = PrivateAttr(default=None)
+    PIN = "landing"
+
+    @property
+    def pin(self) -> str:
+        return landing_pin(self.url)
 
     @property
     def is_s3(self) -> bool:
@@ -117,6 +122,7 @@ class LandingZone(dg.ConfigurableResource):
         """On S3, list one key of the zone: a bucket missing or credentials refused raise here,
         once, rather than in each step that reads the zone. A local zone must exist: a
         mistyped folder listed no file, and every run read nothing and succeeded."""
+        self.require_run_pin()
         if self.is_s3:
             bucket, prefix = self._bucket_and_prefix
             self._s3().list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import dagster as dg
 from pydantic import PrivateAttr
+
+from data_platform.resources.run_pinned import RunPinnedResource, source_database_pin
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
 
-class SourceDatabase(dg.ConfigurableResource):
+class SourceDatabase(RunPinnedResource):
     """Any SQLAlchemy URL; the default is a SQLite file in DATA_PLATFORM_HOME."""
 
     url: str
 
     _engine: Any = PrivateAttr(default=None)
+    PIN = "source_database"
+
+    @property
+    def pin(self) -> str:
+        return source_database_pin(self.url)
 
     def engine(self) -> sa.Engine:
+        self.require_run_pin()
         if self._engine is None:
             # Imported on first use: not every Definitions load needs SQLAlchemy.
             import sqlalchemy as sa

@@ -11,9 +11,9 @@ from urllib.parse import urlparse
 
 import dagster as dg
 import duckdb
-from pydantic import PrivateAttr
 
 from data_platform.resources.duckdb_lock import connect_with_lock_wait
+from data_platform.resources.run_pinned import RunPinnedResource, warehouse_pin
 from data_platform.resources.spark_retries import retry_policy
 from data_platform.settings import DEFAULT_MEMORY_LIMIT, SPARK_RETRY_SECONDS, Settings, size_bytes
 
@@ -76,34 +76,7 @@ class SparkEndpointLost(RuntimeError):
         )
 
 
-# The run tag naming the warehouse of the process that orchestrates a run's steps.
-WAREHOUSE_TAG = "data_platform/warehouse"
-
-
-def warehouse_location(engine: str, path: str, spark_remote: str | None) -> str:
-    """Where a warehouse is, as a run's tag and its steps tell it: the DuckDB file, or the
-    Spark endpoint's host and port (never the URL's token)."""
-    if engine == "spark":
-        parsed = urlparse(spark_remote or "")
-        return f"spark sc://{parsed.hostname}:{parsed.port}"
-    return f"duckdb {Path(path).resolve()}"
-
-
-class WarehouseMismatch(RuntimeError):
-    """A step's process would write another warehouse than its run's; one actionable line."""
-
-    def __init__(self, step_warehouse: str, run_warehouse: str):
-        super().__init__(
-            f"this step's process would write the warehouse {step_warehouse}, but its run's is "
-            f"{run_warehouse}: the Celery workers were started with other settings than the "
-            "process that started the run. Restart them with the run's settings "
-            "(`SERVICES=celery make services-down`, then `SERVICES=celery make services-up`, "
-            "which hands them the variables of the services running: the Spark cluster's too), "
-            "then re-run the step: it wrote nothing"
-        )
-
-
-class Warehouse(dg.ConfigurableResource):
+class Warehouse(RunPinnedResource):
     """A DuckDB file; `connect()` gives a UTC connection that waits out a competing writer.
 
     `memory_limit` bounds what a connection holds before DuckDB spills to `<file>.tmp/`: left
@@ -118,33 +91,19 @@ class Warehouse(dg.ConfigurableResource):
     spark_remote: str | None = None
     # How long a session waits for an endpoint that does not answer (resources/spark_retries).
     spark_retry_seconds: int = SPARK_RETRY_SECONDS
-    # The run's warehouse (WAREHOUSE_TAG), read when the resource is set up for a step.
-    _run_warehouse: str | None = PrivateAttr(default=None)
+
+    PIN = "warehouse"
 
     @property
-    def location(self) -> str:
-        return warehouse_location(self.engine, self.path, self.spark_remote)
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        run = context.dagster_run
-        self._run_warehouse = run.tags.get(WAREHOUSE_TAG) if run else None
-
-    def require_run_warehouse(self) -> None:
-        """Refuse to serve a step whose run is orchestrated for another warehouse (its tag,
-        set by the Celery executor): a worker started without DATA_PLATFORM_ENGINE ran every
-        step of a Spark run on a DuckDB file no one reads, and the run succeeded. Checked
-        where a step first reaches the warehouse (a connection, a session, dbt's target), so
-        the step fails; raised while the resource is set up, it escaped the worker's task,
-        and dagster-celery then waited for the run's other steps forever."""
-        if self._run_warehouse and self._run_warehouse != self.location:
-            raise WarehouseMismatch(self.location, self._run_warehouse)
+    def pin(self) -> str:
+        return warehouse_pin(self.engine, self.path, self.spark_remote)
 
     @contextmanager
     def connect(
         self, read_only: bool = False, memory_share: float = 1.0
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """`memory_share`: the part of `memory_limit` this connection may hold."""
-        self.require_run_warehouse()
+        self.require_run_pin()
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = connect_with_lock_wait(self.path, read_only=read_only)
         # Inside the `try`: a limit DuckDB refuses must still close the connection, which
@@ -195,7 +154,7 @@ class Warehouse(dg.ConfigurableResource):
         from pyspark.sql.connect.client.retries import DefaultPolicy
         from pyspark.sql.connect.session import SparkSession
 
-        self.require_run_warehouse()
+        self.require_run_pin()
         session = SparkSession.builder.remote(self.spark_remote).create()
         waits = FAIL_FAST_SECONDS if fail_fast else self.spark_retry_seconds
         session.client.set_retry_policies([retry_policy(waits)])

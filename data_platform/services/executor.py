@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 from dagster._core.execution.retries import RetryMode
 
-from data_platform.resources.warehouse import WAREHOUSE_TAG, warehouse_location
+from data_platform.resources.run_pinned import run_pins
 from data_platform.settings import CELERY_BROKER_VARIABLE, Settings
 
 # Renewals per lease (services/celery_lease.py): five can be late (a slow Redis, a long GC
@@ -64,17 +64,17 @@ def celery_execution_config(lease_seconds: int) -> dict[str, Any]:
     }
 
 
-def celery_naming_its_warehouse(location: str) -> dg.ExecutorDefinition:
-    """dagster-celery's executor, which first tags its run with the warehouse at `location`
-    (WAREHOUSE_TAG), which each step checks where it first reaches the warehouse
-    (`Warehouse.require_run_warehouse`). A worker's Definitions are built from the worker's own
-    environment, so a worker started without the run's DATA_PLATFORM_ENGINE wrote the run's
-    tables elsewhere, silently."""
+def celery_pinning_its_runs(pins: dict[str, str]) -> dg.ExecutorDefinition:
+    """dagster-celery's executor, which first tags its run with `pins` (`run_pins`: the
+    warehouse, landing zone and app database of the run's process), which each step checks
+    where it first uses them (resources/run_pinned.py). A worker's Definitions are built from
+    the worker's own environment, so a worker started without the run's DATA_PLATFORM_ENGINE
+    wrote the run's tables elsewhere, silently."""
     from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor
 
     class TaggingCeleryExecutor(CeleryExecutor):
         def execute(self, plan_context, execution_plan):
-            plan_context.instance.add_run_tags(plan_context.run_id, {WAREHOUSE_TAG: location})
+            plan_context.instance.add_run_tags(plan_context.run_id, pins)
             return super().execute(plan_context, execution_plan)
 
     @dg.executor(
@@ -102,10 +102,7 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
     carry a password in production, never shows in the UI or the run config.
     """
     if settings.executor == "celery":
-        location = warehouse_location(
-            settings.engine, str(settings.warehouse), settings.spark_remote
-        )
-        return celery_naming_its_warehouse(location).configured(
+        return celery_pinning_its_runs(run_pins(settings)).configured(
             celery_execution_config(settings.celery_lease_seconds)
         )
     return dg.in_process_executor

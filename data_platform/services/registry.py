@@ -112,7 +112,7 @@ def running_env(
         elif name in partly and partly[name]():
             warnings.append(
                 f"{name} is half running (some of its processes exited), so its variables are "
-                f"not exported: run `make services-down`, then `{restart[name]}`"
+                f"not exported: run `{restart[name]}`, which starts again what exited"
             )
     if not running and not warnings:
         raise ServiceError(
