@@ -267,18 +267,20 @@ def ids_in_source(engine: sa.Engine, table: RawTable, ids: Sequence[str]) -> set
     asked for and counts as held."""
     import sqlalchemy as sa
 
-    numbers = {text: int(text) for text in ids if text.lstrip("-").isdigit()}
-    held = set(ids) - set(numbers)
+    texts: dict[int, set[str]] = {}
+    held = set()
+    for text in ids:
+        if text.lstrip("-").isdigit():
+            texts.setdefault(int(text), set()).add(text)
+        else:
+            held.add(text)
     source_ids = sa.table(table.name, sa.column("id")).c.id
-    values = sorted(set(numbers.values()))
+    numbers = sorted(texts)
     with engine.connect() as source:
-        for start in range(0, len(values), _ID_CHUNK):
-            chunk = values[start : start + _ID_CHUNK]
-            found = {
-                int(i)
-                for (i,) in source.execute(sa.select(source_ids).where(source_ids.in_(chunk)))
-            }
-            held |= {text for text, number in numbers.items() if number in found}
+        for start in range(0, len(numbers), _ID_CHUNK):
+            chunk = numbers[start : start + _ID_CHUNK]
+            for (found,) in source.execute(sa.select(source_ids).where(source_ids.in_(chunk))):
+                held |= texts[int(found)]
     return held
 
 
