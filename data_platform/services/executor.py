@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import dagster as dg
@@ -64,8 +65,51 @@ def celery_execution_config(lease_seconds: int) -> dict[str, Any]:
     }
 
 
+class StepFailureOnRaise:
+    """A step's Celery result whose task, if it raised outside the step's own code (a worker
+    that cannot load the code or reach the instance, a resource that cannot be set up), gives
+    that error as the step's failure. dagster-celery kept such an error aside and handed out no
+    further step: the step had no failure in its log, the run's other steps never ran, and a
+    resource raising on a worker left `materialize` waiting 13 minutes (killed)."""
+
+    def __init__(self, result: Any, step_context: Any):
+        self._result, self._step_context = result, step_context
+
+    def ready(self) -> bool:
+        return self._result.ready()
+
+    def revoke(self) -> None:
+        self._result.revoke()
+
+    def get(self) -> list[str]:
+        """The step's serialized events, as dagster-celery's task returns them."""
+        from celery.exceptions import TaskRevokedError
+        from dagster._core.events import DagsterEvent
+        from dagster._core.execution.plan.objects import StepFailureData
+        from dagster._serdes import serialize_value
+        from dagster._utils.error import serializable_error_info_from_exc_info
+
+        try:
+            return self._result.get()
+        except TaskRevokedError:
+            raise
+        except Exception:
+            error = serializable_error_info_from_exc_info(sys.exc_info())
+            failure = StepFailureData(error=error, user_failure_data=None)
+            return [serialize_value(DagsterEvent.step_failure_event(self._step_context, failure))]
+
+
+def _submit_reporting_failures(app, plan_context, step, queue, priority, known_state):
+    """dagster-celery's submission of a step, its result a `StepFailureOnRaise`."""
+    from dagster_celery.executor import _submit_task
+
+    result = _submit_task(app, plan_context, step, queue, priority, known_state)
+    return StepFailureOnRaise(result, plan_context.for_step(step))
+
+
 def celery_pinning_its_runs(pins: dict[str, str]) -> dg.ExecutorDefinition:
-    """dagster-celery's executor, which first tags its run with `pins` (`run_pins`: the
+    """dagster-celery's executor, its steps' results `StepFailureOnRaise`, which first tags
+    its run with `pins` (`run_pins`: the
     warehouse, landing zone and app database of the run's process), which each step checks
     where it first uses them (resources/run_pinned.py). A worker's Definitions are built from
     the worker's own environment, so a worker started without the run's DATA_PLATFORM_ENGINE
@@ -74,8 +118,12 @@ def celery_pinning_its_runs(pins: dict[str, str]) -> dg.ExecutorDefinition:
 
     class TaggingCeleryExecutor(CeleryExecutor):
         def execute(self, plan_context, execution_plan):
+            from dagster_celery.core_execution_loop import core_celery_execution_loop
+
             plan_context.instance.add_run_tags(plan_context.run_id, pins)
-            return super().execute(plan_context, execution_plan)
+            return core_celery_execution_loop(
+                plan_context, execution_plan, step_execution_fn=_submit_reporting_failures
+            )
 
     @dg.executor(
         name="celery",
