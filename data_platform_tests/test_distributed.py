@@ -301,6 +301,66 @@ def test_a_whole_worker_lost_mid_step_hands_the_step_on_when_its_lease_lapses(di
     assert_day_loaded_once(distributed_stack, files)
 
 
+def test_a_dead_runs_step_is_killed_on_its_worker_before_its_slot_is_freed(distributed_stack):
+    """kill -9 of `materialize` while its raw/events step runs on a worker: the next
+    `materialize` found the run's process gone and freed its `duckdb` slot at once, the step
+    still executing (on Spark, two writers of one table). Now the step's process is killed
+    first; and its message, sent again as one that outlived its run would be, is skipped."""
+    from celery import Celery
+    from dagster._core.execution.retries import RetryMode
+    from dagster._grpc.types import ExecuteStepArgs
+    from dagster._serdes import pack_value
+    from dagster._utils.hosted_user_process import recon_job_from_origin
+    from dagster_celery.config import TASK_EXECUTE_PLAN_NAME
+
+    from data_platform.orchestration.run_health import release_dead_runs
+    from data_platform.settings import CELERY_BROKER_VARIABLE
+
+    files = day_files(distributed_stack)
+    process, run_id, pid = materialize_day_stopped_mid_step(distributed_stack)
+    process.kill()
+    process.communicate()
+    broker = distributed_stack[CELERY_BROKER_VARIABLE]
+    with (
+        stack_instance(distributed_stack) as instance,
+        mock.patch.dict(os.environ, {CELERY_BROKER_VARIABLE: broker}),
+    ):
+        assert alive(pid)
+        done = release_dead_runs(instance)
+        assert not alive(pid), "the slot was freed with the step still on its worker"
+        assert done == [
+            f"Run {run_id} marked failed: run process {process.pid} is gone.",
+            f"Freed the pool slots and claims of run {run_id} (FAILURE).",
+        ]
+        assert run_id not in instance.event_log_storage.get_concurrency_run_ids()
+        dead = instance.get_run_by_id(run_id)
+        args = ExecuteStepArgs(
+            job_origin=dead.job_code_origin,
+            run_id=run_id,
+            step_keys_to_execute=["raw__events"],
+            instance_ref=instance.get_ref(),
+            retry_mode=RetryMode.DISABLED,
+        )
+        executable = recon_job_from_origin(dead.job_code_origin).to_dict()
+    app = Celery(broker=broker, backend=broker, set_as_current=False)
+    sent = app.send_task(
+        TASK_EXECUTE_PLAN_NAME,
+        kwargs={"execute_step_args_packed": pack_value(args), "executable_dict": executable},
+        queue="dagster",
+        routing_key="dagster.execute_plan",
+    )
+    assert sent.get(timeout=120) == []
+    app.close()
+    assert ingestion_starts(distributed_stack, run_id) == 1
+    finish(
+        run(
+            [CLI, "materialize", "--start", DAY, "--end", DAY, "--select", "key:raw/events"],
+            distributed_stack,
+        )
+    )
+    assert_day_loaded_once(distributed_stack, files)
+
+
 def alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE

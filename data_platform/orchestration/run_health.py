@@ -33,6 +33,7 @@ from data_platform.orchestration.heartbeat import (
     last_beat,
     silent_too_long,
 )
+from data_platform.orchestration.orphaned_steps import stop_orphaned_steps
 
 # Set on every run this platform starts a process for: its pid is only meaningful on that host.
 WORKER_HOST_TAG = "data_platform/worker_host"
@@ -124,7 +125,20 @@ def announce_run_process(instance: dg.DagsterInstance, run_id: str) -> None:
 
 
 def check_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHealthResult:
-    """RUNNING unless the run's process is provably gone from this host."""
+    """RUNNING unless the run's process is provably gone from this host, and none of its steps
+    still executes on a Celery worker (killed first: `orphaned_steps`)."""
+    health = _check_process(instance, run)
+    if health.status != WorkerStatus.FAILED:
+        return health
+    left = stop_orphaned_steps(run)
+    return (
+        health
+        if left is None
+        else CheckRunHealthResult(WorkerStatus.RUNNING, f"{health.msg}; {left}")
+    )
+
+
+def _check_process(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHealthResult:
     announced = worker_pid(instance, run.run_id)
     if announced is None:
         # Not started yet: `run_monitoring.start_timeout_seconds` covers a run that never starts.

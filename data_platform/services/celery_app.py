@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+import celery
 from dagster_celery.executor import CeleryExecutor
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_execute_job_task, create_resume_job_task, create_task
@@ -36,7 +37,33 @@ app = make_app(
 )
 app.steps["consumer"].add(LeaseRenewal)
 
+
+class SkippingEndedRuns(celery.Task):
+    """A step's task that does nothing when its run has ended or is being canceled, as
+    Dagster's own step processes do (`dagster api execute_step`). Its message outlives the run:
+    still queued when the run's process died, or put back by a worker lost mid-step, it was
+    executed after the run was failed and its `duckdb` slot freed, beside the next run's step
+    (orchestration/orphaned_steps.py)."""
+
+    def __call__(self, execute_step_args_packed: dict, executable_dict: dict) -> list[str]:
+        if _run_has_ended(execute_step_args_packed):
+            return []  # the run's process, gone or stopping, reads no result
+        return super().__call__(execute_step_args_packed, executable_dict)
+
+
+def _run_has_ended(execute_step_args_packed: dict) -> bool:
+    """Whether the step's run has ended (or been deleted) or is being canceled."""
+    from dagster import DagsterInstance, DagsterRunStatus
+    from dagster._grpc.types import ExecuteStepArgs
+    from dagster._serdes import unpack_value
+
+    args = unpack_value(execute_step_args_packed, as_type=ExecuteStepArgs)
+    with DagsterInstance.from_ref(args.instance_ref) as instance:
+        run = instance.get_run_by_id(args.run_id)
+    return run is None or run.is_finished or run.status == DagsterRunStatus.CANCELING
+
+
 # The tasks dagster-celery's executor sends, by name: the same three as `dagster_celery.app`.
-execute_plan = create_task(app)
+execute_plan = create_task(app, base=SkippingEndedRuns)
 execute_job = create_execute_job_task(app)
 resume_job = create_resume_job_task(app)

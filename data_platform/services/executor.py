@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 from dagster._core.execution.retries import RetryMode
 
+from data_platform.orchestration.orphaned_steps import CELERY_RUN_TAG
 from data_platform.resources.run_pinned import run_pins
 from data_platform.settings import CELERY_BROKER_VARIABLE, Settings
 
@@ -109,7 +110,7 @@ def _submit_reporting_failures(app, plan_context, step, queue, priority, known_s
 
 def celery_pinning_its_runs(pins: dict[str, str]) -> dg.ExecutorDefinition:
     """dagster-celery's executor, its steps' results `StepFailureOnRaise`, which first tags
-    its run with `pins` (`run_pins`: the
+    its run as executed by Celery (`orphaned_steps`) and with `pins` (`run_pins`: the
     warehouse, landing zone and app database of the run's process), which each step checks
     where it first uses them (resources/run_pinned.py). A worker's Definitions are built from
     the worker's own environment, so a worker started without the run's DATA_PLATFORM_ENGINE
@@ -120,7 +121,8 @@ def celery_pinning_its_runs(pins: dict[str, str]) -> dg.ExecutorDefinition:
         def execute(self, plan_context, execution_plan):
             from dagster_celery.core_execution_loop import core_celery_execution_loop
 
-            plan_context.instance.add_run_tags(plan_context.run_id, pins)
+            tags = {**pins, CELERY_RUN_TAG: "celery"}
+            plan_context.instance.add_run_tags(plan_context.run_id, tags)
             return core_celery_execution_loop(
                 plan_context, execution_plan, step_execution_fn=_submit_reporting_failures
             )

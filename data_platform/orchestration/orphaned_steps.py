@@ -1,0 +1,70 @@
+"""A dead run's steps still executing on Celery workers, stopped before the run is called dead.
+
+A run executed by Celery workers lives on in its steps: kill -9 of its process (`materialize`,
+a code server's run worker) left a step running on a worker, and the run's `duckdb` slot was
+freed as soon as its process was found gone. The next run's step then wrote beside it: on
+Spark, where no file lock backs the pool, two writers of raw.events for 2.8 s and of the dbt
+marts for 6 s (the audit of everything distributed at once, D4). So a dead Celery run is called
+dead only once no worker executes or holds a step of it: those are revoked, and the processes
+executing them killed (a step is one transaction: a killed one wrote nothing). A step still
+queued is skipped by the worker that takes it, its run ended (`services/celery_app.py`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import dagster as dg
+
+from data_platform.settings import CELERY_BROKER_VARIABLE
+
+# Set by the Celery executor on each run it executes (services/executor.py).
+CELERY_RUN_TAG = "data_platform/executor"
+# How long a worker has to answer whether it executes a step of the run.
+_INSPECT_SECONDS = 1.0
+# How long killed steps have to leave their workers' lists before the run is left for later.
+_STOP_SECONDS = 15.0
+
+
+def _steps_of_run(app, run_id: str) -> dict[str, str]:
+    """The run's step tasks each worker executes or has reserved: task id -> worker."""
+    inspect = app.control.inspect(timeout=_INSPECT_SECONDS)
+    found = {}
+    for listing in (inspect.active(), inspect.reserved()):
+        for worker, tasks in (listing or {}).items():
+            # A step's task carries its run id in its packed arguments.
+            found.update({t["id"]: worker for t in tasks if run_id in str(t.get("kwargs"))})
+    return found
+
+
+def stop_orphaned_steps(run: dg.DagsterRun) -> str | None:
+    """Kill the steps of `run`, whose process is gone, still on Celery workers; what is still
+    there after `_STOP_SECONDS`, or None once nothing is (or `run` was not executed by Celery).
+
+    A broker this process cannot reach (or does not know: an embedded process) leaves the
+    workers unasked: a run is never held for good by a broker gone."""
+    if run.tags.get(CELERY_RUN_TAG) != "celery":
+        return None
+    from celery import Celery
+    from kombu.exceptions import OperationalError
+
+    broker = os.environ.get(CELERY_BROKER_VARIABLE, "").strip()
+    if not broker:
+        return None
+    app = Celery(broker=broker, set_as_current=False)
+    try:
+        steps = _steps_of_run(app, run.run_id)
+        deadline = time.monotonic() + _STOP_SECONDS
+        while steps and time.monotonic() < deadline:
+            app.control.revoke(list(steps), terminate=True, signal="SIGKILL")
+            time.sleep(0.5)
+            steps = _steps_of_run(app, run.run_id)
+    except OperationalError:  # the broker away: nothing to ask the workers through
+        return None
+    finally:
+        app.close()
+    if not steps:
+        return None
+    where = ", ".join(sorted(set(steps.values())))
+    return f"{len(steps)} of its steps still executing on {where}, asked to stop"
