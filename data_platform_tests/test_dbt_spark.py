@@ -1144,3 +1144,59 @@ def test_event_properties_are_published_alike_on_both_engines(spark, tmp_path):
     for table in ("users_history", "products_history"):
         assert table_differences(warehouse, spark, "snapshots", table) == []
     assert spark.sql("SELECT count(*) FROM snapshots.users_history").first()[0] == 3
+
+
+KILLED_STEP = """
+import sys
+
+import dagster as dg
+
+from data_platform.resources.warehouse import Warehouse
+
+
+@dg.asset
+def long_write(warehouse: Warehouse) -> None:
+    with warehouse.spark() as spark:
+        spark.sql(
+            "CREATE TABLE default.killed_write USING parquet AS "
+            "SELECT sum(id % 7) AS total FROM range(0, 20000000000)"
+        )
+
+
+with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
+    warehouse = Warehouse(path="unused.duckdb", engine="spark", spark_remote=sys.argv[2])
+    dg.materialize([long_write], instance=instance, resources={"warehouse": warehouse})
+"""
+
+
+def test_a_dead_runs_spark_write_is_interrupted_before_its_slot_is_freed(
+    spark, spark_remote, tmp_path
+):
+    """kill -9 of a run's process mid-write: Spark Connect ran the write on to its end (the
+    table appeared 5 s after the kill, measured), beside the next run's writes once the dead
+    run's slot was freed. The run's sessions are in its log, and its write is interrupted when
+    the run is called dead: no table, ever."""
+    from data_platform.orchestration.run_health import release_dead_runs
+    from data_platform_tests.healing_world import wait_for
+
+    tracker = spark.sparkContext.statusTracker()
+    child = subprocess.Popen([sys.executable, "-c", KILLED_STEP, str(tmp_path), spark_remote])
+    try:
+        wait_for("the write to start", lambda: list(tracker.getActiveJobsIds()), timeout=120)
+    finally:
+        child.kill()
+        child.wait()
+    with (
+        dg.DagsterInstance.from_config(str(tmp_path)) as instance,
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        mp.setenv(SPARK_REMOTE_VARIABLE, spark_remote)
+        [failed] = release_dead_runs(instance)
+    assert failed.endswith(f"marked failed: run process {child.pid} is gone.")
+    # Stopped, or ended: a statement runs as several jobs (adaptive execution), instants apart.
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < 3:
+        if tracker.getActiveJobsIds():
+            quiet_since = time.monotonic()
+        time.sleep(0.05)
+    assert not spark.catalog.tableExists("default.killed_write")

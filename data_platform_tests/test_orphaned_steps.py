@@ -1,7 +1,7 @@
-"""When a dead run's steps cannot be looked for on Celery workers, the run is not held for it.
-
-Killing the steps a dead run left on live workers is proven against a real stack in
-test_distributed.py; here, the runs it must leave alone."""
+"""What a dead run left running, stopped: the runs it must leave alone, and the Spark sessions
+it must know of. Killing a dead run's steps on live Celery workers is proven against a real
+stack in test_distributed.py, interrupting its Spark statement on a real Spark in
+test_dbt_spark.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from unittest import mock
 
 import dagster as dg
 
+from data_platform.assets.dbt import engine_variables
 from data_platform.orchestration.orphaned_steps import CELERY_RUN_TAG, stop_orphaned_steps
+from data_platform.resources.spark_sessions import sessions_of_run, with_session_id
+from data_platform.resources.warehouse import Warehouse
 from data_platform.settings import CELERY_BROKER_VARIABLE
 from data_platform_tests.helpers import free_port
 
@@ -33,3 +36,29 @@ def test_a_broker_away_leaves_a_dead_celery_run_to_be_called_dead():
         started = time.monotonic()
         assert stop_orphaned_steps(run) is None
     assert time.monotonic() - started < 30
+
+
+def test_a_session_is_named_in_the_endpoints_url_beside_its_parameters():
+    assert with_session_id("sc://h:15002", "s1") == "sc://h:15002/;session_id=s1"
+    assert with_session_id("sc://h:15002/", "s1") == "sc://h:15002/;session_id=s1"
+    assert (
+        with_session_id("sc://h:15002/;token=t;use_ssl=true", "s1")
+        == "sc://h:15002/;token=t;use_ssl=true;session_id=s1"
+    )
+
+
+def test_the_dbt_steps_spark_session_is_named_in_its_runs_log(tmp_path):
+    """dbt-spark makes its session in dbt's own process, where no code of the platform runs:
+    the step names the session in the URL dbt connects with, and in the run's log first."""
+    remote = "sc://127.0.0.1:15002/;token=t"
+    handed: dict[str, str] = {}
+
+    @dg.asset
+    def dbt_like(warehouse: Warehouse) -> None:
+        handed.update(engine_variables(warehouse))
+
+    warehouse = Warehouse(path=str(tmp_path / "w.duckdb"), engine="spark", spark_remote=remote)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        result = dg.materialize([dbt_like], instance=instance, resources={"warehouse": warehouse})
+        [session] = sessions_of_run(instance, result.run_id, "spark sc://127.0.0.1:15002")
+    assert handed["SPARK_REMOTE"] == f"{remote};session_id={session}"

@@ -559,9 +559,13 @@ def test_a_lost_endpoint_fails_the_steps_session_in_one_line(spark_cluster):
 
 
 def test_up_after_the_master_was_killed_starts_the_cluster_again(spark_cluster):
-    """The master killed -9 (OOM): `up` started it alone, and waited 240 s for a cluster that
-    never formed again."""
+    """The master killed -9 (OOM): `status` without SERVICES did not list the cluster, and `up`
+    started the master alone, and waited 240 s for a cluster that never formed again."""
     os.killpg(read_pid(spark_cluster.state / "master.pid"), signal.SIGKILL)
+    # Listed without SERVICES too, which named the default services only.
+    plain = {k: v for k, v in spark_cluster.env.items() if k != "SERVICES"}
+    status = services(plain, "status")
+    assert "spark: down" in status.stdout.splitlines() and status.returncode == 3
     up = services(spark_cluster.env, "up")
     assert up.returncode == 0, up.stderr
     result = spark_sql(spark_cluster.remote, "SELECT 41 + 1 AS answer", "--format", "csv")

@@ -129,7 +129,7 @@ def engine_variables(warehouse: Warehouse) -> dict[str, str]:
     return {
         "DBT_TARGET": "spark",
         "DATA_PLATFORM_DBT_SPARK_METHOD": "session",
-        "SPARK_REMOTE": warehouse.spark_remote or "",
+        "SPARK_REMOTE": warehouse.session_remote(),
         SPARK_RETRY_SECONDS_VARIABLE: str(warehouse.spark_retry_seconds),
         "DATA_PLATFORM_SPARK_WAREHOUSE_DIR": unused,
         "DATA_PLATFORM_SPARK_METASTORE_DIR": unused,

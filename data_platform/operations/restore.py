@@ -38,6 +38,7 @@ from data_platform.operations.staging import open_staging
 from data_platform.resources.duckdb_lock import is_lock_conflict
 from data_platform.resources.privacy import SALT_FILE, SALT_VARIABLE
 from data_platform.resources.warehouse import warehouse_of
+from data_platform.services.process import create_once_leftover
 from data_platform.settings import Settings
 
 
@@ -137,7 +138,7 @@ def state_held(settings: Settings) -> Path | None:
 
 def _instance_yaml(path: Path) -> bool:
     """dagster.yaml, or the temp file of one that `create_once` was writing when killed."""
-    return path.name == "dagster.yaml" or path.name.startswith(".dagster.yaml-")
+    return path.name == "dagster.yaml" or create_once_leftover(path, "dagster.yaml")
 
 
 def stale_salt_line(settings: Settings, environ: Mapping[str, str]) -> str | None:

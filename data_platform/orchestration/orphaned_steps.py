@@ -1,4 +1,5 @@
-"""A dead run's steps still executing on Celery workers, stopped before the run is called dead.
+"""What a dead run left running elsewhere, stopped before the run is called dead: its steps
+on Celery workers, its statements in the Spark cluster.
 
 A run executed by Celery workers lives on in its steps: kill -9 of its process (`materialize`,
 a code server's run worker) left a step running on a worker, and the run's `duckdb` slot was
@@ -8,6 +9,8 @@ marts for 6 s (the audit of everything distributed at once, D4). So a dead Celer
 dead only once no worker executes or holds a step of it: those are revoked, and the processes
 executing them killed (a step is one transaction: a killed one wrote nothing). A step still
 queued is skipped by the worker that takes it, its run ended (`services/celery_app.py`).
+Then the statements its steps' Spark sessions still run, which a killed client leaves running
+in the cluster (resources/spark_sessions.py), are interrupted.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import time
 
 import dagster as dg
 
-from data_platform.settings import CELERY_BROKER_VARIABLE
+from data_platform.resources.run_pinned import warehouse_pin
+from data_platform.resources.spark_sessions import interrupt_sessions, sessions_of_run
+from data_platform.settings import CELERY_BROKER_VARIABLE, SPARK_REMOTE_VARIABLE
 
 # Set by the Celery executor on each run it executes (services/executor.py).
 CELERY_RUN_TAG = "data_platform/executor"
@@ -68,3 +73,13 @@ def stop_orphaned_steps(run: dg.DagsterRun) -> str | None:
         return None
     where = ", ".join(sorted(set(steps.values())))
     return f"{len(steps)} of its steps still executing on {where}, asked to stop"
+
+
+def stop_orphaned_statements(instance: dg.DagsterInstance, run: dg.DagsterRun) -> int:
+    """Interrupt the statements still running in the Spark sessions `run` opened on this
+    process's Spark endpoint (resources/spark_sessions.py); how many were."""
+    remote = os.environ.get(SPARK_REMOTE_VARIABLE, "").strip()
+    if not remote:
+        return 0
+    sessions = sessions_of_run(instance, run.run_id, warehouse_pin("spark", "", remote))
+    return interrupt_sessions(remote, sessions) if sessions else 0

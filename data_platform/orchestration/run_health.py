@@ -33,7 +33,7 @@ from data_platform.orchestration.heartbeat import (
     last_beat,
     silent_too_long,
 )
-from data_platform.orchestration.orphaned_steps import stop_orphaned_steps
+from data_platform.orchestration.orphaned_steps import stop_orphaned_statements, stop_orphaned_steps
 
 # Set on every run this platform starts a process for: its pid is only meaningful on that host.
 WORKER_HOST_TAG = "data_platform/worker_host"
@@ -126,16 +126,16 @@ def announce_run_process(instance: dg.DagsterInstance, run_id: str) -> None:
 
 def check_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHealthResult:
     """RUNNING unless the run's process is provably gone from this host, and none of its steps
-    still executes on a Celery worker (killed first: `orphaned_steps`)."""
+    still executes on a Celery worker; the statements its Spark sessions still run are
+    interrupted then (`orphaned_steps`: its steps are stopped before its slots are freed)."""
     health = _check_process(instance, run)
     if health.status != WorkerStatus.FAILED:
         return health
     left = stop_orphaned_steps(run)
-    return (
-        health
-        if left is None
-        else CheckRunHealthResult(WorkerStatus.RUNNING, f"{health.msg}; {left}")
-    )
+    if left is not None:
+        return CheckRunHealthResult(WorkerStatus.RUNNING, f"{health.msg}; {left}")
+    stop_orphaned_statements(instance, run)  # no step of it left to start another
+    return health
 
 
 def _check_process(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHealthResult:

@@ -24,11 +24,16 @@ from data_platform.settings import Settings, masked_url
 TAG_PREFIX = "data_platform/"
 
 
+def spark_endpoint(spark_remote: str) -> str:
+    """The Spark Connect URL as `sc://host:port`: never the URL's token."""
+    parsed = urlparse(spark_remote)
+    return f"sc://{parsed.hostname}:{parsed.port}"
+
+
 def warehouse_pin(engine: str, path: str, spark_remote: str | None) -> str:
-    """The DuckDB file, or the Spark endpoint's host and port (never the URL's token)."""
+    """The DuckDB file, or the Spark endpoint (`spark_endpoint`)."""
     if engine == "spark":
-        parsed = urlparse(spark_remote or "")
-        return f"spark sc://{parsed.hostname}:{parsed.port}"
+        return f"spark {spark_endpoint(spark_remote or '')}"
     return f"duckdb {Path(path).resolve()}"
 
 

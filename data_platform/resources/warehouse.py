@@ -3,18 +3,20 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
 import dagster as dg
 import duckdb
+from pydantic import PrivateAttr
 
 from data_platform.resources.duckdb_lock import connect_with_lock_wait
-from data_platform.resources.run_pinned import RunPinnedResource, warehouse_pin
+from data_platform.resources.run_pinned import RunPinnedResource, spark_endpoint, warehouse_pin
 from data_platform.resources.spark_retries import retry_policy
+from data_platform.resources.spark_sessions import announce_session, with_session_id
 from data_platform.settings import DEFAULT_MEMORY_LIMIT, SPARK_RETRY_SECONDS, Settings, size_bytes
 
 if TYPE_CHECKING:
@@ -68,9 +70,8 @@ class SparkEndpointLost(RuntimeError):
     """The Spark Connect endpoint went away mid-step; the message is one actionable line."""
 
     def __init__(self, remote: str, why: str):
-        parsed = urlparse(remote)  # host:port only: the URL may carry a token
         super().__init__(
-            f"the Spark Connect endpoint sc://{parsed.hostname}:{parsed.port} was lost ({why}): "
+            f"the Spark Connect endpoint {spark_endpoint(remote)} was lost ({why}): "
             "start it (the local cluster: `SERVICES=spark make services-up`), then run the step "
             "again: every step's writes are safe to repeat"
         )
@@ -93,6 +94,13 @@ class Warehouse(RunPinnedResource):
     spark_retry_seconds: int = SPARK_RETRY_SECONDS
 
     PIN = "warehouse"
+    # The run whose steps use this resource, where its Spark sessions are announced.
+    _run_log: tuple[dg.DagsterInstance, dg.DagsterRun] | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        super().setup_for_execution(context)
+        if context.dagster_run is not None and context.instance is not None:
+            self._run_log = (context.instance, context.dagster_run)
 
     @property
     def pin(self) -> str:
@@ -118,6 +126,19 @@ class Warehouse(RunPinnedResource):
             yield conn
         finally:
             conn.close()
+
+    def _announce(self, session_id: str) -> None:
+        """Name the Spark session in the run's log, so that a dead run's statements can be
+        interrupted (resources/spark_sessions.py); outside a run, nothing to name it to."""
+        if self._run_log is not None:
+            announce_session(*self._run_log, session_id, self.pin)
+
+    def session_remote(self) -> str:
+        """The endpoint's URL naming a new session, announced as `spark()`'s are: for one that
+        another process makes (dbt-spark's, in dbt's process)."""
+        session_id = str(uuid.uuid4())
+        self._announce(session_id)
+        return with_session_id(self.spark_remote or "", session_id)
 
     @contextmanager
     def reader(self, fail_fast: bool = False) -> Iterator[WarehouseReader]:
@@ -156,6 +177,7 @@ class Warehouse(RunPinnedResource):
 
         self.require_run_pin()
         session = SparkSession.builder.remote(self.spark_remote).create()
+        self._announce(session.session_id)
         waits = FAIL_FAST_SECONDS if fail_fast else self.spark_retry_seconds
         session.client.set_retry_policies([retry_policy(waits)])
         try:

@@ -43,12 +43,19 @@ def _up(config: ServicesConfig, services: Sequence[Service]) -> None:
         print(f"{service.name}: up ({time.monotonic() - began:.1f} s)", file=sys.stderr)
 
 
+def _named_or_running(config: ServicesConfig, names: Sequence[str], selected: bool) -> list[str]:
+    """The services SERVICES named; when it named none (`selected` false), the default ones
+    and every opt-in one with processes left."""
+    if selected:
+        return list(names)
+    return [*names, *(name for name in running_opt_in(config) if name not in names)]
+
+
 def _down(config: ServicesConfig, names: Sequence[str], selected: bool) -> None:
     """Stop the named services and, when SERVICES named none (`selected` false), every opt-in
     one that runs. Called with the lock held: an `up` this `down` waited for (`SERVICES=spark`) has
     only now started what it started, and a list read before the wait missed it."""
-    if not selected:
-        names = [*names, *(name for name in running_opt_in(config) if name not in names)]
+    names = _named_or_running(config, names, selected)
     # Reverse order: workers first, so that none loses its broker or instance mid-step.
     for service in reversed(build_services(config, names)):
         service.stop()
@@ -82,7 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, value in exports.items():
                 print(f"export {name}={shlex.quote(value)}")
         elif args.action == "status":
-            up = {service.name: service.is_up() for service in build_services(config, names)}
+            # A cluster or broker half dead was reported by no one without SERVICES.
+            listed = _named_or_running(config, names, selected)
+            up = {service.name: service.is_up() for service in build_services(config, listed)}
             for name, answers in up.items():
                 print(f"{name}: {'up' if answers else 'down'}")
             if not all(up.values()):

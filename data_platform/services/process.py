@@ -220,7 +220,7 @@ def create_once(path: Path, text: str) -> None:
     linked into place, which fails if the name is taken (that file is then the one). A fixed
     temp name and a rename let two first uses publish each other's half-written file, and a
     reader find it empty."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=_create_once_prefix(path.name))
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -229,6 +229,15 @@ def create_once(path: Path, text: str) -> None:
         pass
     finally:
         os.unlink(temp)
+
+
+def _create_once_prefix(name: str) -> str:
+    return f".{name}-"
+
+
+def create_once_leftover(path: Path, name: str) -> bool:
+    """Whether `path` is the temp file `create_once` leaves when killed writing `name`."""
+    return path.name.startswith(_create_once_prefix(name))
 
 
 def write_atomically(path: Path, text: str, mode: int) -> None:

@@ -1,0 +1,72 @@
+"""The Spark Connect sessions a run opened, so that a dead run's statements can be stopped.
+
+Spark Connect runs a statement on when its client dies: kill -9 of a step's process (a
+`materialize`, a Celery worker's) left its INSERT OVERWRITE running in the cluster (measured:
+the job still active 3 s after its client was killed, running to its end) beside the next
+run's write of the same table, once the dead run's `duckdb` slot was freed; the older data could
+land last. Each session a step opens is announced in its run's log, and once the run is found
+dead (orchestration/orphaned_steps.py) each is attached to by its id and interrupted.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster._core.events import EngineEventData
+
+# The engine event's metadata naming the session, and the endpoint it is on (`warehouse_pin`).
+SESSION_KEY = "spark_session"
+ENDPOINT_KEY = "spark_endpoint"
+
+
+def announce_session(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, session_id: str, endpoint: str
+) -> None:
+    instance.report_engine_event(
+        f"Spark session {session_id} opened on {endpoint}",
+        run,
+        EngineEventData({SESSION_KEY: session_id, ENDPOINT_KEY: endpoint}),
+    )
+
+
+def sessions_of_run(instance: dg.DagsterInstance, run_id: str, endpoint: str) -> list[str]:
+    """The ids of the sessions the run announced on `endpoint`, in the order opened."""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, limit=None
+    ).records
+    found = []
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        metadata = event.engine_event_data.metadata if event else {}
+        where = metadata.get(ENDPOINT_KEY)
+        if SESSION_KEY in metadata and where is not None and where.value == endpoint:
+            found.append(str(metadata[SESSION_KEY].value))
+    return found
+
+
+def interrupt_sessions(remote: str, session_ids: list[str]) -> int:
+    """Interrupt every statement of the sessions `session_ids` on the Spark Connect endpoint
+    `remote`; how many were running. A session its step closed is refused (SESSION_CLOSED), one
+    the endpoint lost (restarted) too: neither runs anything. An endpoint that does not answer
+    runs nothing either: one try each."""
+    from pyspark.errors import PySparkException
+    from pyspark.sql.connect.client.retries import DefaultPolicy
+    from pyspark.sql.connect.session import SparkSession
+
+    interrupted = 0
+    for session_id in session_ids:
+        client = SparkSession.builder.remote(with_session_id(remote, session_id)).create().client
+        client.set_retry_policies([DefaultPolicy(max_retries=0)])
+        try:
+            interrupted += len(client.interrupt_all() or [])
+        except PySparkException:
+            continue
+        finally:
+            client.close()
+    return interrupted
+
+
+def with_session_id(remote: str, session_id: str) -> str:
+    """The Spark Connect URL `remote` (`sc://host:port`, maybe `/;token=...`) naming the
+    session `session_id`, which a client then attaches to instead of creating its own."""
+    base, _, params = remote.partition("/;")
+    return f"{base.rstrip('/')}/;{params + ';' if params else ''}session_id={session_id}"
