@@ -19,6 +19,11 @@ SINGLE_RUN_BACKFILL = dg.BackfillPolicy.single_run()
 # point's own output (the CLI, the metrics exporter, Celery workers, dagster dev). Only it is
 # silenced, here, where every asset module takes the policy from.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
+# Likewise for the daily partitions of the blocking checks that judge each day on its own
+# (conservation, dead_letter_ratio): a preview API, chosen for the verdict per day it keeps.
+warnings.filterwarnings(
+    "ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning
+)
 # The tags that make one run cover a range of partitions (what a single-run backfill sets).
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"

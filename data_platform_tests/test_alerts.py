@@ -448,3 +448,28 @@ def test_a_failed_delivery_logs_the_error_class_or_http_status_never_the_url(cap
     ]
     assert not any(secret in m for m in messages)
     assert all(m.endswith(reason) for m in messages)
+
+
+def test_a_check_failed_on_many_days_is_one_alert_naming_them():
+    """A check kept per day failed a 30-day backfill in 30 evaluations: 30 alerts for one
+    cause. One per check, naming its days; a check failed once keeps its own alert."""
+    from data_platform.automation.alert_sensors import days_named, failures_by_check
+
+    def failed(check: str, day: str | None) -> dg.AssetCheckEvaluation:
+        return dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey(["raw", "events"]),
+            check_name=check,
+            passed=False,
+            partition=day,
+        )
+
+    days = [f"2026-01-{d:02d}" for d in range(1, 31)]
+    grouped = failures_by_check(
+        [failed("dead_letter_ratio", day) for day in days] + [failed("rows_are_valid", None)]
+    )
+    assert [(first.check_name, len(named)) for first, named in grouped] == [
+        ("dead_letter_ratio", 30),
+        ("rows_are_valid", 0),
+    ]
+    assert days_named(grouped[0][1]) == "30 days, 2026-01-01 to 2026-01-30"
+    assert days_named(["2026-01-05", "2026-01-02"]) == "2026-01-02, 2026-01-05"

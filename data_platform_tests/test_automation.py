@@ -2,9 +2,11 @@
 and nothing downstream of a failed blocking check is ever requested.
 
 The dbt models, views and Python assets are the platform's own (their conditions come from the
-translator); raw/events is a stand-in with the same key and partitions and a blocking check
-whose verdict each test chooses. Requested assets are "run" by recording their
-materializations, so no dbt build is needed: what is under test is what gets requested.
+translator); raw/events is a stand-in with the same key and partitions and two blocking checks
+whose verdicts each test chooses: one judging the run as a whole (as the Pandera gates do) and
+one keeping a verdict per day (as conservation and the dead-letter ratio do). Requested assets
+are "run" by recording their materializations, so no dbt build is needed: what is under test is
+what gets requested.
 """
 
 import time
@@ -22,8 +24,10 @@ from dagster._core.utils import make_new_run_id
 from data_platform.assets.analytics import ANALYTICS_ASSETS
 from data_platform.assets.dbt import DBT_ASSETS
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
+from data_platform.assets.scorecard import SCORECARD_ASSETS
 from data_platform.automation.conditions import AUTOMATION_TAG
 from data_platform.automation.landing_sensor import landing_zone_sensor
+from data_platform.checks.dead_letter import RATIO as DEAD_LETTER_RATIO
 from data_platform.partitions import DAILY_PARTITIONS, SINGLE_RUN_BACKFILL
 from data_platform.resources.build import build_resources
 from data_platform.settings import load_settings
@@ -44,21 +48,38 @@ RESOURCE_KEYS = (
 )
 
 
+ROWS_ARE_VALID = "rows_are_valid"
+SCORECARD = "analytics/data_quality_scorecard"
+
+
 class Verdict(dg.Config):
-    passes: bool = True
+    passes: bool = True  # the check of the whole run
+    day_passes: bool = True  # the check kept per day
 
 
 @dg.asset(
     key=EVENTS,
     partitions_def=DAILY_PARTITIONS,
     backfill_policy=SINGLE_RUN_BACKFILL,
-    check_specs=[dg.AssetCheckSpec("rows_are_valid", asset=EVENTS, blocking=True)],
+    check_specs=[
+        dg.AssetCheckSpec(ROWS_ARE_VALID, asset=EVENTS, blocking=True),
+        dg.AssetCheckSpec(
+            DEAD_LETTER_RATIO, asset=EVENTS, blocking=True, partitions_def=DAILY_PARTITIONS
+        ),
+    ],
 )
 def stand_in_raw_events(config: Verdict) -> dg.MaterializeResult:
-    return dg.MaterializeResult(check_results=[dg.AssetCheckResult(passed=config.passes)])
+    return dg.MaterializeResult(
+        check_results=[
+            dg.AssetCheckResult(check_name=ROWS_ARE_VALID, passed=config.passes),
+            dg.AssetCheckResult(check_name=DEAD_LETTER_RATIO, passed=config.day_passes),
+        ]
+    )
 
 
-def platform_defs(raw_events: dg.AssetsDefinition, resources: dict) -> dg.Definitions:
+def platform_defs(
+    raw_events: dg.AssetsDefinition, resources: dict, extra: tuple = ()
+) -> dg.Definitions:
     return dg.Definitions(
         assets=[
             raw_events,
@@ -67,6 +88,7 @@ def platform_defs(raw_events: dg.AssetsDefinition, resources: dict) -> dg.Defini
             DEAD_LETTER_SPEC,
             *DBT_ASSETS,
             *ANALYTICS_ASSETS,
+            *extra,
         ],
         sensors=[landing_zone_sensor],
         resources=resources,
@@ -79,6 +101,15 @@ def defs(tmp_path_factory) -> dg.Definitions:
     return platform_defs(
         stand_in_raw_events, build_resources(load_settings({"DATA_PLATFORM_HOME": str(home)}))
     )
+
+
+@pytest.fixture(scope="module")
+def scorecard_defs(tmp_path_factory) -> dg.Definitions:
+    """The platform's graph plus the scorecard, which reads raw/events directly (kept out of
+    `defs`: it would join what every other test sees requested)."""
+    home = tmp_path_factory.mktemp("home")
+    resources = build_resources(load_settings({"DATA_PLATFORM_HOME": str(home)}))
+    return platform_defs(stand_in_raw_events, resources, extra=tuple(SCORECARD_ASSETS))
 
 
 def finished_run(tags: dict[str, str]) -> dg.DagsterRun:
@@ -156,13 +187,13 @@ class Platform:
             )
         )
 
-    def land(self, day: str, passes: bool = True) -> None:
-        """A run of raw/events for one day, whose blocking check passes or fails."""
+    def land(self, day: str, passes: bool = True, day_passes: bool = True) -> None:
+        """A run of raw/events for one day, whose blocking checks pass or fail."""
         dg.materialize(
             [stand_in_raw_events],
             partition_key=day,
             instance=self.instance,
-            run_config=dg.RunConfig({"raw__events": Verdict(passes=passes)}),
+            run_config=dg.RunConfig({"raw__events": Verdict(passes=passes, day_passes=day_passes)}),
             raise_on_error=False,
         )
 
@@ -247,7 +278,7 @@ def test_nothing_downstream_of_a_failed_blocking_check(defs):
     platform.land("2026-01-06", passes=False)
     # The day was written and its check failed: quiet for that reason, not for want of data.
     assert "2026-01-06" in platform.instance.get_materialized_partitions(EVENTS)
-    check = dg.AssetCheckKey(EVENTS, "rows_are_valid")
+    check = dg.AssetCheckKey(EVENTS, ROWS_ARE_VALID)
     evaluation = platform.instance.event_log_storage.get_latest_asset_check_execution_by_key(
         [check]
     )[check]
@@ -283,6 +314,50 @@ def test_a_failed_day_does_not_drop_a_good_day_waiting_for_the_view(defs):
     assert platform.tick() == {FCT_EVENTS: ["2026-01-08"], DAU: True}
     assert platform.tick() == {DAU: True}
     assert platform.tick() == {}
+
+
+def test_a_day_failing_its_own_check_holds_only_its_own_days(defs):
+    """A check kept per day fails one day only: the good day waiting for the view goes at
+    once (a check of the whole run held it until another good day landed), later days flow
+    beside the failed one, and the failed day goes once a run of it passes."""
+    platform = Platform(defs).filled()
+    platform.land("2026-01-06")
+    assert platform.tick() == {STG_EVENTS: ["2026-01-06"]}
+    platform.land("2026-01-07", day_passes=False)
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-06"]}
+    assert platform.tick() == {DAU: True}
+    assert platform.tick() == {}
+
+    platform.land("2026-01-08")  # the failed day is still failed: it is not swept along
+    assert platform.tick() == {STG_EVENTS: ["2026-01-08"]}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-08"]}
+    assert platform.tick() == {DAU: True}
+    assert platform.tick() == {}
+
+    platform.land("2026-01-07")  # landed again, passing
+    assert platform.tick() == {STG_EVENTS: ["2026-01-07"]}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-07"]}
+
+
+def test_the_scorecard_follows_raw_whatever_a_day_check_says(scorecard_defs):
+    """The scorecard reads raw/events whole: a check kept per day is failed to it while any
+    day is, maybe for good, and the scorecard is where that failure shows. So it ignores those
+    checks; a failed check of the whole run still holds it."""
+    platform = Platform(scorecard_defs)
+    # It is built once every table it reads exists.
+    platform.record("raw/payments", "2026-01-05")
+    platform.record("raw/dead_letter", "2026-01-05")
+    platform.filled()
+    assert platform.instance.get_latest_materialization_event(
+        dg.AssetKey.from_user_string(SCORECARD)
+    )
+    platform.land("2026-01-06", day_passes=False)
+    assert platform.settle() == {SCORECARD}  # the day's own tables are held
+    platform.land("2026-01-07")  # while 2026-01-06 is still failed
+    assert SCORECARD in platform.settle()
+
+    platform.land("2026-01-08", passes=False)
+    assert platform.settle() == set()
 
 
 def test_an_input_landing_while_its_reader_runs_rebuilds_the_reader(defs):

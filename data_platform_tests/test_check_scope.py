@@ -138,7 +138,9 @@ def landing_with(tmp_path: Path, files: dict[str, str]) -> LandingZone:
     return LandingZone(url=str(tmp_path / "landing"))
 
 
-def store_rows(path: Path, rows: list[tuple[str, int]], loaded_at: datetime) -> None:
+def store_rows(
+    path: Path, rows: list[tuple[str, int]], loaded_at: datetime, day: date = DAY
+) -> None:
     with duckdb.connect(str(path)) as conn:
         ensure_raw_tables(conn, (EVENTS, DEAD_LETTER))
         if not rows:
@@ -146,13 +148,13 @@ def store_rows(path: Path, rows: list[tuple[str, int]], loaded_at: datetime) -> 
         conn.executemany(
             "INSERT INTO raw.events (event_id, user_id, event_type, occurred_at, _source_file, "
             "_line_number, _loaded_at, dt) VALUES ('e', 1, 't', ?, ?, ?, ?, ?)",
-            [(loaded_at, f"events/dt={DAY}/{name}", n, loaded_at, DAY) for name, n in rows],
+            [(loaded_at, f"events/dt={day}/{name}", n, loaded_at, day) for name, n in rows],
         )
 
 
-def stamp(tmp_path: Path, name: str, when: datetime) -> None:
+def stamp(tmp_path: Path, name: str, when: datetime, day: date = DAY) -> None:
     seconds = when.replace(tzinfo=UTC).timestamp()
-    os.utime(tmp_path / "landing" / "events" / f"dt={DAY}" / name, (seconds, seconds))
+    os.utime(tmp_path / "landing" / "events" / f"dt={day}" / name, (seconds, seconds))
 
 
 LOADED = datetime(2026, 1, 5, 12, 0, 0, 300_000)
@@ -195,6 +197,38 @@ def test_an_unchanged_file_that_lost_a_row_still_fails(tmp_path):
     assert evaluation.severity == dg.AssetCheckSeverity.ERROR
     assert evaluation.metadata["files_unbalanced"].value == 1
     assert evaluation.metadata["files_changed_after_load"].value == []
+
+
+def test_a_range_run_balances_each_day_under_its_own_partition(tmp_path):
+    """conservation is partitioned by day (as dead_letter_ratio): a single-run range records
+    one verdict per day, so the day that lost a row stays failed on the instance while the
+    other passes (one verdict for the range read as the last run's, whatever the days)."""
+    from data_platform.partitions import RANGE_TAGS
+    from data_platform_tests.test_dead_letter_partitions import check_statuses
+
+    other = DAY + timedelta(days=1)
+    landing = landing_with(tmp_path, {"a.jsonl": "{}\n{}\n"})
+    (tmp_path / "landing" / "events" / f"dt={other}").mkdir()
+    (tmp_path / "landing" / "events" / f"dt={other}" / "a.jsonl").write_text("{}\n")
+    warehouse = tmp_path / "wh.duckdb"
+    store_rows(warehouse, [("a.jsonl", 1)], LOADED)  # one of DAY's two records lost
+    store_rows(warehouse, [("a.jsonl", 1)], LOADED, day=other)
+    for day in (DAY, other):
+        stamp(tmp_path, "a.jsonl", LOADED - timedelta(minutes=5), day=day)
+    check = conservation_check(EVENT_FILES)
+    [key] = check.check_keys
+    resources = {"warehouse": Warehouse(path=str(warehouse)), "landing": landing}
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [stub_raw_events([DAY, other]), check],
+            resources=resources,
+            instance=instance,
+            tags=dict(zip(RANGE_TAGS, (str(DAY), str(other)), strict=True)),
+            raise_on_error=False,
+        )
+        verdicts = {e.partition: e.passed for e in result.get_asset_check_evaluations()}
+        assert verdicts == {str(DAY): False, str(other): True}
+        assert check_statuses(instance, key) == {str(DAY): "FAILED", str(other): "SUCCEEDED"}
 
 
 def test_a_file_landing_during_the_run_of_an_empty_day_is_left_for_the_rerun(tmp_path):

@@ -737,6 +737,44 @@ def test_check_execution_counts_follow_rows_planned_then_evaluated_between_scrap
     assert CheckExecutionCounts().update(instance) == {passed: 1, failed: 1}
 
 
+def test_a_check_kept_per_day_is_failing_while_any_day_is(instance):
+    """dead_letter_ratio records one evaluation per day: a range run's last day passing, or a
+    later run of another day, does not clear the gauge while a day's latest failed; a run of
+    that day that passes does."""
+    key = dg.AssetKey(["raw", "events"])
+    error = dg.AssetCheckSeverity.ERROR
+    counts = CheckExecutionCounts()
+    now = time.time()
+
+    def judge(day: str, passed: bool, at: float) -> None:
+        run = history.finished_run(instance, "checks_job", at, 1, {})
+        history.emit(
+            instance,
+            run,
+            history.DagsterEventType.ASSET_CHECK_EVALUATION,
+            at,
+            data=dg.AssetCheckEvaluation(
+                asset_key=key,
+                check_name="dead_letter_ratio",
+                passed=passed,
+                severity=error,
+                partition=day,
+            ),
+        )
+
+    failing = ("raw/events", "dead_letter_ratio", "ERROR")
+    judge("2026-01-05", False, now - 60)
+    judge("2026-01-06", True, now - 50)
+    counts.update(instance)
+    assert counts.latest_outcomes() == {failing: True}
+    judge("2026-01-07", True, now - 40)
+    counts.update(instance)
+    assert counts.latest_outcomes() == {failing: True}
+    judge("2026-01-05", True, now - 30)
+    counts.update(instance)
+    assert counts.latest_outcomes() == {failing: False}
+
+
 def test_wiping_an_asset_drops_its_failing_check_but_keeps_its_executions(instance, tmp_path):
     """Wiping an asset deletes its check executions: the running exporter kept the check
     failing (paging) for data gone, until a restart. The counter keeps its count: a counter

@@ -150,6 +150,22 @@ def value(evaluation, name: str):
     return evaluation.metadata[name].value
 
 
+def by_day(result: dg.ExecuteInProcessResult, asset: str, check: str) -> dict[str, object]:
+    """The evaluations of a check partitioned by day (one per day of the run), by day."""
+    return {
+        e.partition: e
+        for e in result.get_asset_check_evaluations()
+        if (e.asset_key.to_user_string(), e.check_name) == (asset, check)
+    }
+
+
+def day_total(result: dg.ExecuteInProcessResult, asset: str, check: str, name: str) -> int:
+    """A figure of a check partitioned by day, summed over the run's days (all of them)."""
+    days = by_day(result, asset, check)
+    assert sorted(days) == [str(day) for day in DAYS]
+    return sum(value(evaluation, name) for evaluation in days.values())
+
+
 def md_rows(markdown: str) -> list[dict[str, str]]:
     lines = markdown.splitlines()
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
@@ -175,10 +191,13 @@ def test_clean_data_passes_every_check(clean):
     # A single-run range hands the checks of partitioned assets the whole range.
     assert value(found["raw/events", "pandera_schema"], "partitions") == f"{DAYS[0]}..{DAYS[-1]}"
     assert value(found["raw/users", "pandera_schema"], "partitions") == "all partitions"
-    assert value(found["raw/events", "conservation"], "records_in_files") == sum(
+    # Checks partitioned by day: one verdict per day of the range.
+    for check in ("conservation", "dead_letter_ratio"):
+        assert all(e.passed for e in by_day(clean.result, "raw/events", check).values())
+    assert day_total(clean.result, "raw/events", "conservation", "records_in_files") == sum(
         events.records.values()
     )
-    assert value(found["raw/events", "dead_letter_ratio"], "rows_dead_lettered") == 0
+    assert day_total(clean.result, "raw/events", "dead_letter_ratio", "rows_dead_lettered") == 0
     assert value(found["marts/fct_events", "pandera_schema"], "rows_validated") == len(events.valid)
 
 
@@ -321,13 +340,18 @@ def test_blocking_checks_pass_on_defects_that_raw_must_keep(defects):
             found[f"raw/{source}", "pandera_schema"],
             found[f"raw/{source}", "pandera_dead_letter"],
         )
-        conservation = found[f"raw/{source}", "conservation"]
-        assert gate.passed and dead.passed and conservation.passed
+        conservation = by_day(defects.result, f"raw/{source}", "conservation")
+        assert gate.passed and dead.passed
+        assert all(e.passed for e in conservation.values())
         assert value(gate, "rows_validated") == len(landed.valid)
         assert value(dead, "rows_validated") == sum(landed.dead_lettered().values())
-        assert value(conservation, "records_in_files") == sum(landed.records.values())
-        assert value(conservation, "rows_loaded") == len(landed.valid)
-        assert value(conservation, "files_unbalanced") == 0
+
+        def total(name: str, source: str = source) -> int:
+            return day_total(defects.result, f"raw/{source}", "conservation", name)
+
+        assert total("records_in_files") == sum(landed.records.values())
+        assert total("rows_loaded") == len(landed.valid)
+        assert total("files_unbalanced") == 0
 
 
 def test_row_count_anomaly_flags_the_resent_day(defects):
@@ -505,10 +529,9 @@ def test_events_before_the_first_user_extraction_are_orphans_not_a_crash(
 def test_a_day_that_failed_the_gate_stays_named_after_runs_of_other_days(
     settings, resources, tmp_path
 ):
-    """The checks are not partitioned, and the UI shows a check's latest evaluation: a day that
-    failed the dead-letter gate read as passed once a run of other days passed it, while that
-    day stayed held back (the UI audit). The warning check names it until it passes; the gate
-    still judges the run's days alone."""
+    """The warning check is not partitioned, and the UI shows its latest evaluation: it names
+    a day that failed the dead-letter gate until that day passes. The gate judges the run's
+    days alone, each under its own partition (test_dead_letter_partitions.py)."""
     from data_platform_tests.test_unreadable_files import ASSETS, check, event_lines
 
     landing, bad, good = resources["landing"], date(2026, 1, 5), date(2026, 1, 6)

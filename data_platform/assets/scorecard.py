@@ -21,6 +21,7 @@ from dagster._core.storage.asset_check_execution_record import (
 )
 
 from data_platform.automation.conditions import follows_inputs
+from data_platform.checks import DAY_PARTITIONED_CHECKS
 from data_platform.checks.history import check_history
 from data_platform.checks.report import markdown_table
 from data_platform.checks.thresholds import QualityThresholds
@@ -233,8 +234,10 @@ def scorecard_asset(
         kinds={"python", "pandas", "duckdb"},
         io_manager_key="warehouse_io_manager",
         pool=WAREHOUSE_POOL,
-        # Refreshed after each ingestion, like every table below raw.
-        automation_condition=follows_inputs(),
+        # Refreshed after each ingestion, like every table below raw, whatever the verdicts of
+        # the raw checks kept per day: a day failed for good would hold it for good, while the
+        # scorecard is where that failure shows.
+        automation_condition=follows_inputs(ignoring=DAY_PARTITIONED_CHECKS),
         description=f"Per table: check executions of the last {days} days (passed, WARN and "
         "ERROR failures, executions that errored; checks skipped: their step never ran) and "
         f"dead letters of its last {days} days of data.",

@@ -68,24 +68,49 @@ def run_failure_alert(
 
 
 def failed_check_alerts(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[Alert]:
-    """An alert per ERROR-severity check that failed in the run."""
-    alerts = []
-    for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
-        evaluation = entry.get_dagster_event().event_specific_data
-        if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
-            continue
-        detail = f": {evaluation.description}" if evaluation.description else ""
-        kind = "blocking " if evaluation.blocking else ""
-        alerts.append(
-            Alert(
-                title="Asset check failed",
-                reason=f"{kind}check `{evaluation.check_name}` failed{detail}",
-                asset=evaluation.asset_key.to_user_string(),
-                partition=evaluation.partition or run_partition(run),
-                run_id=run.run_id,
-            )
+    """An alert per ERROR-severity check that failed in the run: one per check, however many
+    of its days failed (a check kept per day failed a 30-day backfill in 30 evaluations)."""
+    entries = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    failed = [
+        evaluation
+        for entry in entries
+        if not (evaluation := entry.get_dagster_event().event_specific_data).passed
+        and evaluation.severity == dg.AssetCheckSeverity.ERROR
+    ]
+    return [
+        Alert(
+            title="Asset check failed",
+            reason=f"{'blocking ' if first.blocking else ''}check `{first.check_name}` failed"
+            + (f": {first.description}" if first.description else "")
+            + (f" (and on {len(days) - 1} more days)" if len(days) > 1 else ""),
+            asset=first.asset_key.to_user_string(),
+            partition=days_named(days) if days else run_partition(run),
+            run_id=run.run_id,
         )
-    return alerts
+        for first, days in failures_by_check(failed)
+    ]
+
+
+def failures_by_check(
+    evaluations: Iterable[dg.AssetCheckEvaluation],
+) -> list[tuple[dg.AssetCheckEvaluation, list[str]]]:
+    """The failed evaluations grouped by asset check, in order of first failure: each check's
+    first evaluation, and the days its evaluations name (none for a check not kept per day)."""
+    grouped: dict[tuple, tuple[dg.AssetCheckEvaluation, list[str]]] = {}
+    for evaluation in evaluations:
+        key = (evaluation.asset_key, evaluation.check_name)
+        days = grouped.setdefault(key, (evaluation, []))[1]
+        if evaluation.partition is not None:
+            days.append(evaluation.partition)
+    return list(grouped.values())
+
+
+def days_named(days: list[str]) -> str:
+    """Failed days as an alert names them: each of a few, else how many and their span."""
+    ordered = sorted(days)
+    if len(ordered) <= 3:
+        return ", ".join(ordered)
+    return f"{len(ordered)} days, {ordered[0]} to {ordered[-1]}"
 
 
 # Dagster fails a sensor evaluation after 60 s without saving its cursor, and the next tick

@@ -39,8 +39,11 @@ def _through_views(condition: dg.AutomationCondition, *, any_dep: bool) -> dg.Au
     return (direct | behind_views) if any_dep else (direct & behind_views)
 
 
-def upstream_check_failed() -> dg.AutomationCondition:
+def upstream_check_failed(ignoring: dg.AssetSelection | None = None) -> dg.AutomationCondition:
+    """An input's blocking check failed, other than the checks `ignoring` selects."""
     failed = AC.any_checks_match(AC.check_failed(), blocking_only=True)
+    if ignoring is not None:
+        failed = failed.ignore(ignoring)
     return _through_views(failed, any_dep=True).with_label("an input's blocking check failed")
 
 
@@ -106,14 +109,16 @@ def _handled() -> dg.AutomationCondition:
     return ((AC.newly_requested() & ~inputs_requested) | by_hand).with_label("handled")
 
 
-def _unjudged(trigger: dg.AutomationCondition) -> dg.AutomationCondition:
+def _unjudged(
+    trigger: dg.AutomationCondition, ignoring: dg.AssetSelection | None = None
+) -> dg.AutomationCondition:
     """Triggered by an update whose blocking checks have not been seen passing yet.
 
     An update is judged at the first evaluation where no input is in a run and no check fails:
     from then on a failure (of another day, say) is not about it. Per partition, so a failed
     day does not take with it the good days still waiting for a view to catch up.
     """
-    judged = ~upstream_check_failed() & ~upstream_running()
+    judged = ~upstream_check_failed(ignoring) & ~upstream_running()
     return trigger.since(judged).with_label("not judged yet")
 
 
@@ -121,28 +126,37 @@ def _gated(
     trigger: dg.AutomationCondition,
     name: str,
     dropping: dg.AutomationCondition | None = None,
+    ignoring: dg.AssetSelection | None = None,
 ) -> dg.AutomationCondition:
-    """Request once per trigger, when every input exists, none is busy and no check failed.
+    """Request once per trigger, when every input exists, none is busy and no check failed
+    (none but the checks `ignoring` selects).
 
     A failed check (of `dropping`'s, by default any input's) drops the pending updates it may
     be about (those not judged yet): they are not replayed when a later run passes, as a check
     of a partitioned asset may judge only its run's partitions. Updates judged before the
     failure, and those a failure elsewhere cannot be about, wait for the check to pass again.
     """
-    failed = upstream_check_failed() if dropping is None else dropping
-    dropped = (failed & _unjudged(trigger)).with_label("dropped by a failure")
+    failed = upstream_check_failed(ignoring) if dropping is None else dropping
+    dropped = (failed & _unjudged(trigger, ignoring)).with_label("dropped by a failure")
     return (
         trigger.since(_handled() | dropped)
         & upstream_present()
         & ~upstream_busy()
-        & ~upstream_check_failed()
+        & ~upstream_check_failed(ignoring)
         & ~AC.in_progress()
     ).with_label(name)
 
 
-def follows_inputs() -> dg.AutomationCondition:
-    """Tables and views rebuilt whole: after any input updates, or once when missing."""
-    return _gated(AC.any_deps_updated() | AC.missing().newly_true(), "follows its inputs")
+def follows_inputs(ignoring: dg.AssetSelection | None = None) -> dg.AutomationCondition:
+    """Tables and views rebuilt whole: after any input updates, or once when missing.
+
+    `ignoring`: checks of inputs that hold nothing back. For an unpartitioned reader of a
+    partitioned input, a check partitioned by day is failed as long as any one day is, which
+    may be for good (a day nobody lands again): such a reader that reports on the checks
+    themselves (the scorecard) would then never refresh.
+    """
+    trigger = AC.any_deps_updated() | AC.missing().newly_true()
+    return _gated(trigger, "follows its inputs", ignoring=ignoring)
 
 
 def follows_raw_partitions() -> dg.AutomationCondition:

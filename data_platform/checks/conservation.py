@@ -43,10 +43,17 @@ from typing import TYPE_CHECKING, NamedTuple
 import dagster as dg
 
 from data_platform.checks.report import markdown_table
-from data_platform.checks.scope import Window, run_start, run_window
+from data_platform.checks.scope import (
+    DayVerdict,
+    Window,
+    day_verdicts,
+    run_days,
+    run_start,
+    run_window,
+)
 from data_platform.ingestion.file_formats import FileFormat
 from data_platform.ingestion.files import day_bounds, partition_of
-from data_platform.partitions import WAREHOUSE_POOL
+from data_platform.partitions import DAILY_PARTITIONS, WAREHOUSE_POOL
 from data_platform.resources.landing import LandingZone
 from data_platform.resources.warehouse import Warehouse
 from data_platform.resources.warehouse_reader import WarehouseReader
@@ -232,19 +239,69 @@ def per_dt(found: list[FileBalance]) -> "pd.DataFrame":
     return frame.groupby("dt", as_index=False).sum()
 
 
+def day_verdict(
+    scope: str, found: list[FileBalance], changed: list[FileBalance], late: list[str]
+) -> DayVerdict:
+    """The balance of the files of `scope` (a day) as a verdict: passed unless a file that did
+    not change since the load is off."""
+    import pandas as pd
+
+    off = [b for b in found if b.unbalanced]
+    metadata = {
+        "partitions": scope,
+        "records_in_files": sum(b.records for b in found),
+        "rows_loaded": sum(b.loaded for b in found),
+        "rows_dead_lettered": sum(b.dead_lettered for b in found),
+        "per_dt": dg.MetadataValue.md(markdown_table(per_dt(found))),
+        "files_unbalanced": len(off),
+        "files_misnumbered": sum(b.misnumbered for b in found),
+        "files_unreadable": dg.MetadataValue.json(sorted(b.key for b in found if not b.readable)),
+        "files_landed_after_load": dg.MetadataValue.json(late),
+        "files_changed_after_load": dg.MetadataValue.json(sorted(b.key for b in changed)),
+    }
+    if changed:
+        metadata["changed_after_load"] = dg.MetadataValue.md(
+            markdown_table(
+                pd.DataFrame(
+                    [(b.key, b.changed, b.records, b.loaded, b.dead_lettered) for b in changed],
+                    columns=["file", "why", "records now", "rows loaded", "dead-lettered"],
+                )
+            )
+        )
+    if off:
+        offenders = pd.DataFrame(
+            [vars(b) | {"difference": b.difference, "misnumbered": b.misnumbered} for b in off]
+        )
+        metadata["unbalanced_files"] = dg.MetadataValue.md(markdown_table(offenders))
+    return DayVerdict(
+        passed=not off,
+        metadata=metadata,
+        description=(
+            f"{len(off)} file(s) where records != rows + dead letters, or their line numbers "
+            "differ from the file's: records lost, doubled or misplaced by the ingestion; "
+            "re-run the day, and report the file if it stays unbalanced"
+            if off
+            else None
+        ),
+    )
+
+
 def conservation_check(fmt: FileFormat) -> dg.AssetChecksDefinition:
+    key = dg.AssetCheckKey(dg.AssetKey(["raw", fmt.source]), "conservation")
+
     @dg.asset_check(
-        asset=dg.AssetKey(["raw", fmt.source]),
-        name="conservation",
+        asset=key.asset_key,
+        name=key.name,
         blocking=True,
         pool=WAREHOUSE_POOL,
+        # A verdict per day: a day whose files did not balance stays failed, in the UI and to
+        # automation, until a run of that day balances (see dead_letter_ratio).
+        partitions_def=DAILY_PARTITIONS,
         description="Records re-counted in the run's landing files = raw rows + dead letters, "
         "per file, at the same line numbers. ERROR and blocking: lost, invented or misplaced "
         "records make every number downstream wrong.",
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, landing: LandingZone):
-        import pandas as pd
-
         window = run_window(context)
         with warehouse.reader() as reader:
             counts = warehouse_counts(reader, fmt, window)
@@ -253,46 +310,17 @@ def conservation_check(fmt: FileFormat) -> dg.AssetChecksDefinition:
         changed, found = [], []
         for b in listed:
             (changed if b.changed and b.unbalanced else found).append(b)
-        off = [b for b in found if b.unbalanced]
-        metadata = {
-            "partitions": window.describe(),
-            "records_in_files": sum(b.records for b in found),
-            "rows_loaded": sum(b.loaded for b in found),
-            "rows_dead_lettered": sum(b.dead_lettered for b in found),
-            "per_dt": dg.MetadataValue.md(markdown_table(per_dt(found))),
-            "files_unbalanced": len(off),
-            "files_misnumbered": sum(b.misnumbered for b in found),
-            "files_unreadable": dg.MetadataValue.json(
-                sorted(b.key for b in found if not b.readable)
-            ),
-            "files_landed_after_load": dg.MetadataValue.json(late),
-            "files_changed_after_load": dg.MetadataValue.json(sorted(b.key for b in changed)),
+        late_days = {file_key: partition_of(file_key) for file_key in late}
+        days = run_days(window, [b.dt for b in listed] + list(late_days.values()))
+        verdicts = {
+            day: day_verdict(
+                day.isoformat(),
+                [b for b in found if b.dt == day],
+                [b for b in changed if b.dt == day],
+                [file_key for file_key, dt in late_days.items() if dt == day],
+            )
+            for day in days
         }
-        if changed:
-            metadata["changed_after_load"] = dg.MetadataValue.md(
-                markdown_table(
-                    pd.DataFrame(
-                        [(b.key, b.changed, b.records, b.loaded, b.dead_lettered) for b in changed],
-                        columns=["file", "why", "records now", "rows loaded", "dead-lettered"],
-                    )
-                )
-            )
-        if off:
-            offenders = pd.DataFrame(
-                [vars(b) | {"difference": b.difference, "misnumbered": b.misnumbered} for b in off]
-            )
-            metadata["unbalanced_files"] = dg.MetadataValue.md(markdown_table(offenders))
-        return dg.AssetCheckResult(
-            passed=not off,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata=metadata,
-            description=(
-                f"{len(off)} file(s) where records != rows + dead letters, or their line numbers "
-                "differ from the file's: records lost, doubled or misplaced by the ingestion; "
-                "re-run the day, and report the file if it stays unbalanced"
-                if off
-                else None
-            ),
-        )
+        yield from day_verdicts(context, key, verdicts)
 
     return _check

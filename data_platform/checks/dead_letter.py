@@ -1,7 +1,9 @@
 """Dead letters per partition, judged by two checks computed together.
 
-- `dead_letter_ratio` (blocking): ERROR when so many records of a partition are broken (above
-  `dead_letter_error_ratio`) that the day's marts would be misleading.
+- `dead_letter_ratio` (blocking, partitioned by day): ERROR when so many records of a
+  partition are broken (above `dead_letter_error_ratio`) that the day's marts would be
+  misleading. Each day of the run gets its own verdict, so a day that failed stays failed in
+  the UI and to automation until a run of that day passes, whatever other days did since.
 - `dead_letter_warning` (not blocking): WARN when a source sends noticeably broken records
   (above `dead_letter_warn_ratio`) or a file could not be read at all.
 
@@ -17,17 +19,18 @@ enough unreadable files ERROR too (10 of them beside 40 good records is 20%), as
 would then miss most of what was sent.
 """
 
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from data_platform.checks.report import day_list, days_described, markdown_table
 from data_platform.checks.rules import ratio_severity
-from data_platform.checks.scope import Window, run_window
+from data_platform.checks.scope import DayVerdict, Window, day_verdicts, run_days, run_window
 from data_platform.checks.thresholds import QualityThresholds
 from data_platform.ingestion.file_formats import FileFormat
-from data_platform.partitions import WAREHOUSE_POOL
+from data_platform.partitions import DAILY_PARTITIONS, WAREHOUSE_POOL
 from data_platform.resources.warehouse import Warehouse
 from data_platform.resources.warehouse_reader import WarehouseReader
 
@@ -65,6 +68,22 @@ def top_errors(
     )
 
 
+def top_errors_by_day(
+    reader: WarehouseReader, fmt: FileFormat, window: Window, limit: int
+) -> "pd.DataFrame":
+    """dt, error, records: each day's `limit` most common reasons, for its own verdict."""
+    predicate, params = window.where("dt")
+    counts = reader.frame(
+        f"SELECT dt, error, count(*) AS records FROM raw.dead_letter "
+        f"WHERE source = ? AND {predicate} GROUP BY dt, error",
+        [fmt.source, *params],
+    )
+    counts = counts.assign(dt=counts["dt"].dt.date).sort_values(
+        ["dt", "records", "error"], ascending=[True, False, True]
+    )
+    return counts.groupby("dt", sort=False).head(limit).reset_index(drop=True)
+
+
 def unreadable_files(reader: WarehouseReader, fmt: FileFormat, window: Window) -> "pd.DataFrame":
     """dt, source_file, error of the window's files that were dead-lettered whole."""
     predicate, params = window.where("dt")
@@ -81,10 +100,9 @@ def still_over_elsewhere(
     """The days of the source's last `scorecard_days` days of data, outside `window`, whose
     dead letters are still above the ERROR ratio (judged rows, as `judge` gives them).
 
-    The checks are not partitioned: the UI shows a check's latest evaluation, so a day that
-    failed the gate read as passed once a run of other days passed it, while that day's
-    staging and facts stayed held back (the UI audit). The warning check names those days
-    until they pass: it blocks nothing, and the gate still judges the run's days alone."""
+    The warning check is not partitioned, and the UI's check list shows its latest evaluation
+    only: it names those days until they pass, in the run that would otherwise read as all
+    clear. It blocks nothing; the gate keeps each day's own verdict (partitioned by day)."""
     import pandas as pd
 
     newest = None
@@ -132,12 +150,13 @@ def dead_letter_checks(fmt: FileFormat, t: QualityThresholds) -> dg.AssetChecksD
 
     @dg.multi_asset_check(
         specs=[
-            dg.AssetCheckSpec(
+            ratio_spec := dg.AssetCheckSpec(
                 RATIO,
                 asset=asset,
                 blocking=True,
                 description=f"Share of records dead-lettered per partition: ERROR (blocking) "
                 f"above {t.dead_letter_error_ratio:.0%}.",
+                partitions_def=DAILY_PARTITIONS,
             ),
             dg.AssetCheckSpec(
                 WARNING,
@@ -154,6 +173,7 @@ def dead_letter_checks(fmt: FileFormat, t: QualityThresholds) -> dg.AssetChecksD
         with warehouse.reader() as reader:
             judged = judge(partition_counts(reader, fmt, window), t)
             errors = top_errors(reader, fmt, window, t.failure_cases_shown)
+            errors_by_day = top_errors_by_day(reader, fmt, window, t.failure_cases_shown)
             unreadable = unreadable_files(reader, fmt, window)
             elsewhere = still_over_elsewhere(reader, fmt, window, t)
         metadata = {
@@ -166,20 +186,22 @@ def dead_letter_checks(fmt: FileFormat, t: QualityThresholds) -> dg.AssetChecksD
             "files_unreadable": len(unreadable),
             "unreadable_files": dg.MetadataValue.md(markdown_table(unreadable)),
         }
-        too_many = judged[judged["severity"] == dg.AssetCheckSeverity.ERROR.value]
         noticed = judged[judged["severity"] != ""]
-        yield dg.AssetCheckResult(
-            asset_key=asset,
-            check_name=RATIO,
-            passed=too_many.empty,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={**metadata, "partitions_flagged": day_list(too_many["dt"])},
-            description=(
-                _description(too_many, t.dead_letter_error_ratio, errors, 0, fmt.source)
-                if len(too_many)
-                else None
-            ),
-        )
+        verdicts = {}
+        for day in run_days(window, judged["dt"]):
+            on_day = judged[judged["dt"] == day]
+            day_errors = errors_by_day[errors_by_day["dt"] == day].drop(columns="dt")
+            too_many = on_day[on_day["severity"] == dg.AssetCheckSeverity.ERROR.value]
+            verdicts[day] = DayVerdict(
+                passed=too_many.empty,
+                metadata=_day_metadata(day, on_day, day_errors, unreadable),
+                description=(
+                    _description(too_many, t.dead_letter_error_ratio, day_errors, 0, fmt.source)
+                    if len(too_many)
+                    else None
+                ),
+            )
+        yield from day_verdicts(context, ratio_spec.key, verdicts)
         warned = len(noticed) or len(unreadable) or len(elsewhere)
         described = _description(
             noticed, t.dead_letter_warn_ratio, errors, len(unreadable), fmt.source
@@ -204,6 +226,25 @@ def dead_letter_checks(fmt: FileFormat, t: QualityThresholds) -> dg.AssetChecksD
         )
 
     return _checks
+
+
+def _day_metadata(
+    day: date, on_day: "pd.DataFrame", errors: "pd.DataFrame", unreadable: "pd.DataFrame"
+) -> Mapping[str, Any]:
+    """One day's verdict metadata: the run-wide check's fields, for that day alone."""
+    files = unreadable[unreadable["dt"].dt.date == day]
+    flagged = on_day[on_day["severity"] == dg.AssetCheckSeverity.ERROR.value]
+    return {
+        "partitions": day.isoformat(),
+        "records": int(on_day["records"].sum()),
+        "rows_dead_lettered": int(on_day["dead_lettered"].sum()),
+        "max_ratio": float(on_day["ratio"].max()) if len(on_day) else 0.0,
+        "per_dt": dg.MetadataValue.md(markdown_table(on_day)),
+        "top_errors": dg.MetadataValue.md(markdown_table(errors)),
+        "files_unreadable": len(files),
+        "unreadable_files": dg.MetadataValue.md(markdown_table(files)),
+        "partitions_flagged": day_list(flagged["dt"]),
+    }
 
 
 def _days_figures(judged: "pd.DataFrame") -> str:

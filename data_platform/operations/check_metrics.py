@@ -43,8 +43,9 @@ class CheckExecutionCounts:
         self._counts: Counter[tuple[str, str, str, str]] = Counter()
         self._last_id = 0
         self._pending: dict[int, datetime] = {}  # planned row id -> its creation (naive UTC)
-        # (asset, check) -> (row id, failed?, severity) of its latest evaluated execution
-        self._latest: dict[tuple[str, str], tuple[int, bool, str]] = {}
+        # (asset, check, partition) -> (row id, failed?, severity) of its latest evaluated
+        # execution; partition None but for a check partitioned by day (dead_letter_ratio)
+        self._latest: dict[tuple[str, str, str | None], tuple[int, bool, str]] = {}
         # Stored key -> "raw/events": parsed once per asset, not per row (the first scrape
         # after a start reads every execution: 104k on a year of history).
         self._asset_names: dict[str, str] = {}
@@ -56,8 +57,8 @@ class CheckExecutionCounts:
             if self._pending:
                 fresh = sa.or_(fresh, _T.c.id >= min(self._pending))
             query = sa.select(
-                _T.c.id, _T.c.asset_key, _T.c.check_name, _T.c.execution_status,
-                _severity_column(), _T.c.create_timestamp,
+                _T.c.id, _T.c.asset_key, _T.c.check_name, _T.c.partition,
+                _T.c.execution_status, _severity_column(), _T.c.create_timestamp,
             ).where(fresh)  # fmt: skip
             with instance.event_log_storage.index_connection() as conn:
                 rows = conn.execute(query).fetchall()
@@ -65,7 +66,7 @@ class CheckExecutionCounts:
                 # outcome (a restarted exporter shows none; a failing one paged on). One walk of
                 # the (asset_key, check_name) index: 6 ms at 104k rows.
                 stored = set(conn.execute(sa.select(_T.c.asset_key, _T.c.check_name).distinct()))
-            for row_id, key, check, status, severity, created in rows:
+            for row_id, key, check, partition, status, severity, created in rows:
                 if row_id <= self._last_id and row_id not in self._pending:
                     continue  # counted, or seen evaluated, at an earlier scrape
                 if status == "PLANNED":
@@ -75,14 +76,17 @@ class CheckExecutionCounts:
                 if status in OUTCOMES:
                     asset = self._asset_name(key)
                     self._counts[(asset, check, OUTCOMES[status], severity)] += 1
-                    if row_id > self._latest.get((asset, check), (0,))[0]:
-                        self._latest[(asset, check)] = (row_id, status == "FAILED", severity)
+                    # An evaluated row's partition is its evaluation's: None when the check
+                    # is not partitioned, whatever the run's partitions.
+                    latest = (asset, check, partition)
+                    if row_id > self._latest.get(latest, (0,))[0]:
+                        self._latest[latest] = (row_id, status == "FAILED", severity)
             self._last_id = max([self._last_id, *(row[0] for row in rows)])
             # A wiped check loses its latest outcome (no failing series), not its executions:
             # a counter must not go down while the exporter runs (its increase() reads 0 from
             # now on); it goes at the next restart, which Prometheus reads as a reset anyway.
             names = {(self._asset_name(key), check) for key, check in stored}
-            self._latest = {k: v for k, v in self._latest.items() if k in names}
+            self._latest = {k: v for k, v in self._latest.items() if k[:2] in names}
             day_ago = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=1)
             self._pending = {i: c for i, c in self._pending.items() if c and c > day_ago}
             return dict(self._counts)
@@ -93,12 +97,26 @@ class CheckExecutionCounts:
         return self._asset_names[stored]
 
     def latest_outcomes(self) -> dict[tuple[str, str, str], bool]:
-        """{(asset, check, severity): failing?} of each check's latest evaluated execution."""
+        """{(asset, check, severity): failing?} of each check's latest evaluated execution;
+        for a check partitioned by day, of each day's (see `failing_by_check`)."""
         with self._lock:
-            return {
-                (asset, check, severity): failed
-                for (asset, check), (_, failed, severity) in self._latest.items()
-            }
+            return failing_by_check(self._latest)
+
+
+def failing_by_check(
+    latest: dict[tuple[str, str, str | None], tuple[int, bool, str]],
+) -> dict[tuple[str, str, str], bool]:
+    """{(asset, check, severity): failing?} from each (asset, check, partition)'s latest
+    (row id, failed?, severity): a check is failing while any of its days' latest failed, at
+    the severity of the newest of those; else it passes at its newest day's. One run judges a
+    range day by day: the check's latest row is only the range's last day, which read passed
+    over a failed day before it (the UI audit, on the gauge)."""
+    by_check: dict[tuple[str, str], tuple[int, bool, str]] = {}
+    for (asset, check, _), (row_id, failed, severity) in latest.items():
+        held = by_check.get((asset, check))
+        if held is None or (failed, row_id) > (held[1], held[0]):
+            by_check[(asset, check)] = (row_id, failed, severity)
+    return {(asset, check, sev): failed for (asset, check), (_, failed, sev) in by_check.items()}
 
 
 def code_checks(defs: dg.Definitions) -> frozenset[tuple[str, str]]:
@@ -132,7 +150,8 @@ def collect_checks(
     yield executions
     failing = GaugeMetricFamily(
         "data_platform_asset_check_failing",
-        "1 when the check's latest evaluation failed (at that evaluation's severity), else 0.",
+        "1 when the check's latest evaluation failed (at that evaluation's severity), else 0; "
+        "for a check partitioned by day, when any day's latest failed.",
         labels=["asset", "check", "severity"],
     )
     for labels, is_failing in sorted(counts.latest_outcomes().items()):
