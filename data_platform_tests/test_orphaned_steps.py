@@ -5,6 +5,7 @@ test_dbt_spark.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from unittest import mock
@@ -62,3 +63,31 @@ def test_the_dbt_steps_spark_session_is_named_in_its_runs_log(tmp_path):
         result = dg.materialize([dbt_like], instance=instance, resources={"warehouse": warehouse})
         [session] = sessions_of_run(instance, result.run_id, "spark sc://127.0.0.1:15002")
     assert handed["SPARK_REMOTE"] == f"{remote};session_id={session}"
+
+
+def test_a_steps_task_belongs_to_the_run_its_packed_arguments_name():
+    """Its parent's run id is in a retry's arguments too: matched anywhere in them, the dead
+    parent's check would kill its retry's steps."""
+    from dagster._core.execution.plan.state import KnownExecutionState, PastExecutionState
+    from dagster._core.execution.retries import RetryMode
+    from dagster._grpc.types import ExecuteStepArgs
+    from dagster._serdes import pack_value
+
+    from data_platform.orchestration.orphaned_steps import task_run_id
+    from data_platform_tests.test_celery_executor import two_steps
+
+    parent = PastExecutionState(run_id="parent", produced_outputs=set(), parent_state=None)
+    args = ExecuteStepArgs(
+        job_origin=dg.reconstructable(two_steps).get_python_origin(),
+        run_id="retry",
+        step_keys_to_execute=["independent"],
+        instance_ref=None,
+        retry_mode=RetryMode.DISABLED,
+        known_state=KnownExecutionState(parent_state=parent),
+    )
+    # As a worker lists it: the packed arguments, read back from JSON.
+    packed = json.loads(json.dumps(pack_value(args)))
+    assert '"run_id": "parent"' in json.dumps(packed)
+    task = {"id": "t1", "kwargs": {"execute_step_args_packed": packed, "executable_dict": {}}}
+    assert task_run_id(task) == "retry"
+    assert task_run_id({"id": "t2", "kwargs": "('repr', 'of', 'another task')"}) is None

@@ -32,14 +32,28 @@ _INSPECT_SECONDS = 1.0
 _STOP_SECONDS = 15.0
 
 
+def task_run_id(task: dict) -> str | None:
+    """The run of a step's task as a worker lists it (`inspect().active()`): the run id of its
+    packed `ExecuteStepArgs`. Not any id in its arguments: a retry's steps carry their parent
+    run's too."""
+    from dagster._grpc.types import ExecuteStepArgs
+    from dagster._serdes import unpack_value
+
+    kwargs = task.get("kwargs")
+    packed = kwargs.get("execute_step_args_packed") if isinstance(kwargs, dict) else None
+    if not isinstance(packed, dict):
+        return None
+    # Unpacked, not read: serdes stores the field under an older name (`pipeline_run_id`).
+    return unpack_value(packed, as_type=ExecuteStepArgs).run_id
+
+
 def _steps_of_run(app, run_id: str) -> dict[str, str]:
     """The run's step tasks each worker executes or has reserved: task id -> worker."""
     inspect = app.control.inspect(timeout=_INSPECT_SECONDS)
     found = {}
     for listing in (inspect.active(), inspect.reserved()):
         for worker, tasks in (listing or {}).items():
-            # A step's task carries its run id in its packed arguments.
-            found.update({t["id"]: worker for t in tasks if run_id in str(t.get("kwargs"))})
+            found.update({t["id"]: worker for t in tasks if task_run_id(t) == run_id})
     return found
 
 
