@@ -171,3 +171,30 @@ def test_history_is_read_page_by_page_back_to_the_window_start(monkeypatch):
     assert len(outcomes) == 7
     assert int(outcomes["passed"].sum()) == 3
     assert len(check_outcomes(instance, [odd_runs_pass.check_key], since=0)) == 9
+
+
+def test_a_check_of_a_partitioned_asset_counts_once_per_run_not_once_per_day():
+    """Dagster plans an unpartitioned check of a partitioned asset once per day of the run, and
+    records its evaluation apart, without a day: the days' PLANNED records stay PLANNED for good,
+    and the scorecard counted each as a skipped execution (errored when the run failed)."""
+    days = dg.DailyPartitionsDefinition(start_date="2026-01-01")
+
+    @dg.asset(
+        partitions_def=days,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        check_specs=[dg.AssetCheckSpec("whole_table", asset="daily")],
+    )
+    def daily():
+        yield dg.MaterializeResult()
+        yield dg.AssetCheckResult(check_name="whole_table", passed=False)
+
+    instance = dg.DagsterInstance.ephemeral()
+    three_days = {
+        "dagster/asset_partition_range_start": "2026-01-01",
+        "dagster/asset_partition_range_end": "2026-01-03",
+    }
+    assert dg.materialize([daily], instance=instance, tags=three_days).success
+    outcomes = check_outcomes(instance, daily.check_keys, since=0)
+    assert outcomes[["passed", "skipped", "errored"]].astype(bool).values.tolist() == [
+        [False, False, False]
+    ]
