@@ -1179,6 +1179,8 @@ def test_a_dead_runs_spark_write_is_interrupted_before_its_slot_is_freed(
     run's slot was freed. The run's sessions are in its log, and its write is interrupted when
     the run is called dead: no table, ever."""
     from data_platform.orchestration.run_health import release_dead_runs
+    from data_platform.resources.run_pinned import spark_endpoint
+    from data_platform.resources.spark_sessions import sessions_of_run, with_session_id
     from data_platform_tests.healing_world import wait_for
 
     tracker = spark.sparkContext.statusTracker()
@@ -1202,3 +1204,14 @@ def test_a_dead_runs_spark_write_is_interrupted_before_its_slot_is_freed(
             quiet_since = time.monotonic()
         time.sleep(0.05)
     assert not spark.catalog.tableExists("default.killed_write")
+    # Closed too: a step still alive (its worker unasked, the broker away) fails at its next
+    # statement instead of running it beside the next run's.
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        [run] = instance.get_runs()
+        [session] = sessions_of_run(instance, run.run_id, f"spark {spark_endpoint(spark_remote)}")
+    from pyspark.errors import PySparkException
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    attached = ConnectSession.builder.remote(with_session_id(spark_remote, session)).create()
+    with pytest.raises(PySparkException, match="SESSION_CLOSED"):
+        attached.sql("SELECT 1").collect()

@@ -361,6 +361,29 @@ def test_a_dead_runs_step_is_killed_on_its_worker_before_its_slot_is_freed(distr
     assert_day_loaded_once(distributed_stack, files)
 
 
+def test_a_run_set_to_canceling_ends_and_frees_its_slot(distributed_stack):
+    """A run set to CANCELING (its process not signalled) goes on handing out steps: the workers
+    skipped them as their run was ending, no step reported, and a skipped step's `duckdb` slot
+    stayed claimed: the run waited on its own slot for good (the D4 audit's F1)."""
+    day_files(distributed_stack)
+    process = run(
+        [CLI, "materialize", "--start", DAY, "--end", DAY, "--select", "key:raw/events"],
+        distributed_stack,
+    )
+    with stack_instance(distributed_stack) as instance:
+        started, _ = wait_for(
+            "raw/events to start", lambda: started_step(instance, "raw__events", "step")
+        )
+        instance.report_run_canceling(started)
+        try:
+            process.communicate(timeout=240)
+        finally:
+            process.kill()
+        ended = instance.get_run_by_id(started.run_id)
+        assert ended.is_finished, ended.status
+        assert started.run_id not in instance.event_log_storage.get_concurrency_run_ids()
+
+
 def alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE

@@ -10,7 +10,8 @@ dead only once no worker executes or holds a step of it: those are revoked, and 
 executing them killed (a step is one transaction: a killed one wrote nothing). A step still
 queued is skipped by the worker that takes it, its run ended (`services/celery_app.py`).
 Then the statements its steps' Spark sessions still run, which a killed client leaves running
-in the cluster (resources/spark_sessions.py), are interrupted.
+in the cluster (resources/spark_sessions.py), are interrupted and the sessions closed: a step
+the workers could not be asked about (its broker away) fails at its next statement.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 import dagster as dg
 
 from data_platform.resources.run_pinned import warehouse_pin
-from data_platform.resources.spark_sessions import interrupt_sessions, sessions_of_run
+from data_platform.resources.spark_sessions import close_sessions, sessions_of_run
 from data_platform.settings import CELERY_BROKER_VARIABLE, SPARK_REMOTE_VARIABLE
 
 # Set by the Celery executor on each run it executes (services/executor.py).
@@ -91,9 +92,10 @@ def stop_orphaned_steps(run: dg.DagsterRun) -> str | None:
 
 def stop_orphaned_statements(instance: dg.DagsterInstance, run: dg.DagsterRun) -> int:
     """Interrupt the statements still running in the Spark sessions `run` opened on this
-    process's Spark endpoint (resources/spark_sessions.py); how many were."""
+    process's Spark endpoint, and close the sessions (resources/spark_sessions.py); how many
+    statements were running."""
     remote = os.environ.get(SPARK_REMOTE_VARIABLE, "").strip()
     if not remote:
         return 0
     sessions = sessions_of_run(instance, run.run_id, warehouse_pin("spark", "", remote))
-    return interrupt_sessions(remote, sessions) if sessions else 0
+    return close_sessions(remote, sessions) if sessions else 0

@@ -5,14 +5,18 @@ Spark Connect runs a statement on when its client dies: kill -9 of a step's proc
 the job still active 3 s after its client was killed, running to its end) beside the next
 run's write of the same table, once the dead run's `duckdb` slot was freed; the older data could
 land last. Each session a step opens is announced in its run's log, and once the run is found
-dead (orchestration/orphaned_steps.py) each is attached to by its id and interrupted.
+dead (orchestration/orphaned_steps.py) each is attached to by its id, interrupted and closed.
 """
 
 from __future__ import annotations
 
+import time
+
 import dagster as dg
 from dagster._core.events import EngineEventData
 
+# Tries to close a session whose statements were just interrupted.
+_RELEASE_TRIES = 10
 # The engine event's metadata naming the session, and the endpoint it is on (`warehouse_pin`).
 SESSION_KEY = "spark_session"
 ENDPOINT_KEY = "spark_endpoint"
@@ -43,10 +47,12 @@ def sessions_of_run(instance: dg.DagsterInstance, run_id: str, endpoint: str) ->
     return found
 
 
-def interrupt_sessions(remote: str, session_ids: list[str]) -> int:
+def close_sessions(remote: str, session_ids: list[str]) -> int:
     """Interrupt every statement of the sessions `session_ids` on the Spark Connect endpoint
-    `remote`; how many were running. A session its step closed is refused (SESSION_CLOSED), one
-    the endpoint lost (restarted) too: neither runs anything. An endpoint that does not answer
+    `remote`, then close them; how many statements were running. Closed, a session refuses the
+    next statement of a step still alive (one whose worker could not be asked, its broker away)
+    instead of running it beside the next run's. A session its step closed is refused at once
+    (SESSION_CLOSED), one the endpoint lost (restarted) too. An endpoint that does not answer
     runs nothing either: one try each."""
     from pyspark.errors import PySparkException
     from pyspark.sql.connect.client.retries import DefaultPolicy
@@ -58,11 +64,27 @@ def interrupt_sessions(remote: str, session_ids: list[str]) -> int:
         client.set_retry_policies([DefaultPolicy(max_retries=0)])
         try:
             interrupted += len(client.interrupt_all() or [])
+            _release(client)
         except PySparkException:
             continue
         finally:
             client.close()
     return interrupted
+
+
+def _release(client) -> None:
+    """Close the client's session. Right after an interrupt the endpoint may refuse (its
+    operation still ending: SPARK_CONNECT_ILLEGAL_STATE); it accepted 0.2 s later."""
+    from pyspark.errors import PySparkException
+
+    for attempt in range(_RELEASE_TRIES):
+        try:
+            client.release_session()
+            return
+        except PySparkException:
+            if attempt == _RELEASE_TRIES - 1:
+                raise
+            time.sleep(0.2)
 
 
 def with_session_id(remote: str, session_id: str) -> str:

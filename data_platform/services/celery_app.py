@@ -39,28 +39,30 @@ app.steps["consumer"].add(LeaseRenewal)
 
 
 class SkippingEndedRuns(celery.Task):
-    """A step's task that does nothing when its run has ended or is being canceled, as
-    Dagster's own step processes do (`dagster api execute_step`). Its message outlives the run:
+    """A step's task that does nothing when its run has ended. Its message outlives the run:
     still queued when the run's process died, or put back by a worker lost mid-step, it was
     executed after the run was failed and its `duckdb` slot freed, beside the next run's step
-    (orchestration/orphaned_steps.py)."""
+    (orchestration/orphaned_steps.py). A run being canceled is not skipped, unlike Dagster's
+    own step processes: its live process still hands out steps and waits for their events (the
+    Celery executor stops only on a signal), and a step skipped there, reporting none, kept the
+    step's slot claimed for good: the run's other steps waited on it, and every run after."""
 
     def __call__(self, execute_step_args_packed: dict, executable_dict: dict) -> list[str]:
         if _run_has_ended(execute_step_args_packed):
-            return []  # the run's process, gone or stopping, reads no result
+            return []  # the run's process is gone: nobody reads the result
         return super().__call__(execute_step_args_packed, executable_dict)
 
 
 def _run_has_ended(execute_step_args_packed: dict) -> bool:
-    """Whether the step's run has ended (or been deleted) or is being canceled."""
-    from dagster import DagsterInstance, DagsterRunStatus
+    """Whether the step's run has ended (or been deleted)."""
+    from dagster import DagsterInstance
     from dagster._grpc.types import ExecuteStepArgs
     from dagster._serdes import unpack_value
 
     args = unpack_value(execute_step_args_packed, as_type=ExecuteStepArgs)
     with DagsterInstance.from_ref(args.instance_ref) as instance:
         run = instance.get_run_by_id(args.run_id)
-    return run is None or run.is_finished or run.status == DagsterRunStatus.CANCELING
+    return run is None or run.is_finished
 
 
 # The tasks dagster-celery's executor sends, by name: the same three as `dagster_celery.app`.
