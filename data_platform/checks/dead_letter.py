@@ -176,16 +176,7 @@ def dead_letter_checks(fmt: FileFormat, t: QualityThresholds) -> dg.AssetChecksD
             errors_by_day = top_errors_by_day(reader, fmt, window, t.failure_cases_shown)
             unreadable = unreadable_files(reader, fmt, window)
             elsewhere = still_over_elsewhere(reader, fmt, window, t)
-        metadata = {
-            "partitions": window.describe(),
-            "records": int(judged["records"].sum()),
-            "rows_dead_lettered": int(judged["dead_lettered"].sum()),
-            "max_ratio": float(judged["ratio"].max()) if len(judged) else 0.0,
-            "per_dt": dg.MetadataValue.md(markdown_table(judged)),
-            "top_errors": dg.MetadataValue.md(markdown_table(errors)),
-            "files_unreadable": len(unreadable),
-            "unreadable_files": dg.MetadataValue.md(markdown_table(unreadable)),
-        }
+        metadata = _figures(window.describe(), judged, errors, unreadable)
         noticed = judged[judged["severity"] != ""]
         verdicts = {}
         for day in run_days(window, judged["dt"]):
@@ -235,15 +226,24 @@ def _day_metadata(
     files = unreadable[unreadable["dt"].dt.date == day]
     flagged = on_day[on_day["severity"] == dg.AssetCheckSeverity.ERROR.value]
     return {
-        "partitions": day.isoformat(),
-        "records": int(on_day["records"].sum()),
-        "rows_dead_lettered": int(on_day["dead_lettered"].sum()),
-        "max_ratio": float(on_day["ratio"].max()) if len(on_day) else 0.0,
-        "per_dt": dg.MetadataValue.md(markdown_table(on_day)),
-        "top_errors": dg.MetadataValue.md(markdown_table(errors)),
-        "files_unreadable": len(files),
-        "unreadable_files": dg.MetadataValue.md(markdown_table(files)),
+        **_figures(day.isoformat(), on_day, errors, files),
         "partitions_flagged": day_list(flagged["dt"]),
+    }
+
+
+def _figures(
+    partitions: str, judged: "pd.DataFrame", errors: "pd.DataFrame", unreadable: "pd.DataFrame"
+) -> dict[str, Any]:
+    """The figures both checks report, over the days of `judged`."""
+    return {
+        "partitions": partitions,
+        "records": int(judged["records"].sum()),
+        "rows_dead_lettered": int(judged["dead_lettered"].sum()),
+        "max_ratio": float(judged["ratio"].max()) if len(judged) else 0.0,
+        "per_dt": dg.MetadataValue.md(markdown_table(judged)),
+        "top_errors": dg.MetadataValue.md(markdown_table(errors)),
+        "files_unreadable": len(unreadable),
+        "unreadable_files": dg.MetadataValue.md(markdown_table(unreadable)),
     }
 
 
