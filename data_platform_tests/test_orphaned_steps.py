@@ -65,6 +65,35 @@ def test_the_dbt_steps_spark_session_is_named_in_its_runs_log(tmp_path):
     assert handed["SPARK_REMOTE"] == f"{remote};session_id={session}"
 
 
+def test_a_spark_session_is_announced_under_the_step_that_opened_it(tmp_path):
+    """The Spark session a check's step opens shows in that step's log in the UI."""
+    from data_platform.resources.spark_sessions import SESSION_KEY
+
+    @dg.asset
+    def table() -> None:
+        pass
+
+    @dg.asset_check(asset=table)
+    def opens_a_session(warehouse: Warehouse) -> dg.AssetCheckResult:
+        warehouse.session_remote()
+        return dg.AssetCheckResult(passed=True)
+
+    warehouse = Warehouse(path=str(tmp_path / "w.duckdb"), engine="spark", spark_remote="sc://h:1")
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        result = dg.materialize(
+            [table, opens_a_session], instance=instance, resources={"warehouse": warehouse}
+        )
+        records = instance.get_records_for_run(
+            result.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, limit=None
+        ).records
+    steps = [
+        r.event_log_entry.dagster_event.step_key
+        for r in records
+        if SESSION_KEY in r.event_log_entry.dagster_event.engine_event_data.metadata
+    ]
+    assert steps == ["table_opens_a_session"]
+
+
 def test_a_steps_task_belongs_to_the_run_its_packed_arguments_name():
     """Its parent's run id is in a retry's arguments too: matched anywhere in them, the dead
     parent's check would kill its retry's steps."""

@@ -14,6 +14,7 @@ import time
 
 import dagster as dg
 from dagster._core.events import EngineEventData
+from dagster._core.execution.context.compute import current_execution_context
 
 # Tries to close a session whose statements were just interrupted.
 _RELEASE_TRIES = 10
@@ -25,11 +26,23 @@ ENDPOINT_KEY = "spark_endpoint"
 def announce_session(
     instance: dg.DagsterInstance, run: dg.DagsterRun, session_id: str, endpoint: str
 ) -> None:
+    """Name the session in the run's log, under the step that opens it (`current_step_key`)."""
     instance.report_engine_event(
         f"Spark session {session_id} opened on {endpoint}",
         run,
         EngineEventData({SESSION_KEY: session_id, ENDPOINT_KEY: endpoint}),
+        step_key=current_step_key(),
     )
+
+
+def current_step_key() -> str | None:
+    """The step this thread executes, if any. A resource is set up once per run process, not
+    per step: without it a `group:raw` run's 33 session events stood apart from their steps in
+    the run's log, as if the run itself had opened them."""
+    context = current_execution_context.get()
+    if context is None:
+        return None
+    return context.op_execution_context.get_step_execution_context().step.key
 
 
 def sessions_of_run(instance: dg.DagsterInstance, run_id: str, endpoint: str) -> list[str]:
