@@ -3,8 +3,9 @@ and nothing downstream of a failed blocking check is ever requested.
 
 The dbt models, views and Python assets are the platform's own (their conditions come from the
 translator); raw/events is a stand-in with the same key and partitions and two blocking checks
-whose verdicts each test chooses: one judging the run as a whole (as the Pandera gates do) and
-one keeping a verdict per day (as conservation and the dead-letter ratio do). Requested assets
+whose verdicts each test chooses: one judging the run as a whole (as the Pandera gates of the
+partitioned marts do) and one keeping a verdict per day (as every blocking check of raw/events
+does: its Pandera gates, conservation and the dead-letter ratio). Requested assets
 are "run" by recording their materializations, so no dbt build is needed: what is under test is
 what gets requested.
 """

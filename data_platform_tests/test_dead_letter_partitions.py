@@ -45,9 +45,11 @@ def land_day(resources: dict, tmp_path, day: date, good: int, broken: int, name:
     put_lines(resources["landing"], f"events/dt={day}/{name}.jsonl", lines, tmp_path)
 
 
-def run_day(instance: dg.DagsterInstance, resources: dict, day: date) -> dg.ExecuteInProcessResult:
+def run_day(
+    instance: dg.DagsterInstance, resources: dict, day: date, assets: list = ASSETS
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        ASSETS,
+        assets,
         resources=resources,
         partition_key=day.isoformat(),
         instance=instance,

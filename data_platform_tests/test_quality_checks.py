@@ -186,13 +186,19 @@ def test_clean_data_passes_every_check(clean):
     assert set(found) == quality_check_names()
     assert sorted(key for key, e in found.items() if not e.passed) == []
     events, payments = read_landed(clean.landing, "events"), read_landed(clean.landing, "payments")
-    assert value(found["raw/events", "pandera_schema"], "rows_validated") == len(events.valid)
-    assert value(found["raw/payments", "pandera_schema"], "rows_validated") == len(payments.valid)
-    # A single-run range hands the checks of partitioned assets the whole range.
-    assert value(found["raw/events", "pandera_schema"], "partitions") == f"{DAYS[0]}..{DAYS[-1]}"
+    # The raw files' gates are partitioned by day: a verdict per day of the range, on that
+    # day's rows.
+    for source, landed in (("events", events), ("payments", payments)):
+        schema = day_total(clean.result, f"raw/{source}", "pandera_schema", "rows_validated")
+        assert schema == len(landed.valid)
+        days = by_day(clean.result, f"raw/{source}", "pandera_schema")
+        assert [value(e, "partitions") for e in days.values()] == [str(day) for day in DAYS]
+    # A single-run range hands the other checks of partitioned assets the whole range.
+    fct_events = found["marts/fct_events", "pandera_schema"]
+    assert value(fct_events, "partitions") == f"{DAYS[0]}..{DAYS[-1]}"
     assert value(found["raw/users", "pandera_schema"], "partitions") == "all partitions"
     # Checks partitioned by day: one verdict per day of the range.
-    for check in ("conservation", "dead_letter_ratio"):
+    for check in ("conservation", "dead_letter_ratio", "pandera_schema", "pandera_dead_letter"):
         assert all(e.passed for e in by_day(clean.result, "raw/events", check).values())
     assert day_total(clean.result, "raw/events", "conservation", "records_in_files") == sum(
         events.records.values()
@@ -332,26 +338,21 @@ def test_defects_fail_exactly_the_checks_that_should(defects):
 
 
 def test_blocking_checks_pass_on_defects_that_raw_must_keep(defects):
-    found = evaluations(defects.result)
     events = read_landed(defects.landing, "events")
     payments = read_landed(defects.landing, "payments")
     for source, landed in (("events", events), ("payments", payments)):
-        gate, dead = (
-            found[f"raw/{source}", "pandera_schema"],
-            found[f"raw/{source}", "pandera_dead_letter"],
-        )
-        conservation = by_day(defects.result, f"raw/{source}", "conservation")
-        assert gate.passed and dead.passed
-        assert all(e.passed for e in conservation.values())
-        assert value(gate, "rows_validated") == len(landed.valid)
-        assert value(dead, "rows_validated") == sum(landed.dead_lettered().values())
+        for check in ("pandera_schema", "pandera_dead_letter", "conservation"):
+            assert all(e.passed for e in by_day(defects.result, f"raw/{source}", check).values())
 
-        def total(name: str, source: str = source) -> int:
-            return day_total(defects.result, f"raw/{source}", "conservation", name)
+        def total(check: str, name: str, source: str = source) -> int:
+            return day_total(defects.result, f"raw/{source}", check, name)
 
-        assert total("records_in_files") == sum(landed.records.values())
-        assert total("rows_loaded") == len(landed.valid)
-        assert total("files_unbalanced") == 0
+        assert total("pandera_schema", "rows_validated") == len(landed.valid)
+        dead_lettered = landed.dead_lettered()
+        assert total("pandera_dead_letter", "rows_validated") == sum(dead_lettered.values())
+        assert total("conservation", "records_in_files") == sum(landed.records.values())
+        assert total("conservation", "rows_loaded") == len(landed.valid)
+        assert total("conservation", "files_unbalanced") == 0
 
 
 def test_row_count_anomaly_flags_the_resent_day(defects):

@@ -29,9 +29,9 @@ from pandera.typing import Series
 from data_platform.checks import models, pandera_gate
 from data_platform.checks.gates import GATES
 from data_platform.checks.models import Text, Timestamp, day, text, timestamp
-from data_platform.checks.pandera_gate import Gate, Outcome, validate_window
+from data_platform.checks.pandera_gate import Gate, Outcome, validate_days, validate_window
 from data_platform.checks.scope import WHOLE_TABLE, Window
-from data_platform.checks.spark_gate import validate_spark_window
+from data_platform.checks.spark_gate import validate_spark_days, validate_spark_window
 from data_platform.checks.spark_rules import UnrenderableRule, render
 from data_platform.checks.vocabulary import vocabulary
 from data_platform_tests.test_dbt_spark import driver_java_options, java_home
@@ -291,6 +291,38 @@ def test_same_failures_on_duckdb_and_spark(spark, tables, window, monkeypatch) -
         assert outcome.cases["row"].notna().sum() >= len(expected["rules"]) - len(rowless)
 
 
+@pytest.mark.parametrize("window", [WINDOW, WHOLE_TABLE], ids=["window", "whole_table"])
+def test_same_failures_per_day_on_duckdb_and_spark(spark, tables, window, monkeypatch) -> None:
+    """A gate kept per day judges each day of its window as a run of that day alone would: on
+    both engines, each day's rules and counts are those computed here from that day's rows
+    only (a key repeated on two days repeats nothing), and its cases are that day's."""
+    rows = defective_rows()
+    expected = {d: expected_outcome(rows, Window(d, d)) for d in DAYS if window.contains(d)}
+    assert sum(bool(e["rules"]) for e in expected.values()) >= 2
+    gate = probe_gate("defective")
+
+    duck = validate_days(tables, gate, window, SHOWN)
+    monkeypatch.setattr(pandera_gate, "BATCH_ROWS", 7)  # each day streamed, uniqueness in SQL
+    duck_streamed = validate_days(tables, gate, window, SHOWN)
+    on_spark = validate_spark_days(spark, gate, window, SHOWN)
+
+    counts = {
+        d: {k: v for k, v in e.items() if k not in ("values", "named")} for d, e in expected.items()
+    }
+    for outcomes in (duck, duck_streamed, on_spark):
+        assert {d: outcome_summary(o) for d, o in outcomes.items()} == counts
+        # A case names a row of its own day that breaks the case's rule.
+        for d, outcome in outcomes.items():
+            for case in outcome.cases.itertuples():
+                assert case.row is None or case.row in expected[d]["named"][case.rule], (d, case)
+    # Each day shows its own failure cases, each the value of one of its rows that breaks it.
+    for d, outcome in on_spark.items():
+        for rule, (failing, _) in expected[d]["rules"].items():
+            cases = outcome.cases.loc[outcome.cases["rule"] == rule, "failure_case"]
+            assert 0 < len(cases) <= failing, (d, rule)
+            assert set(cases) <= expected[d]["values"][rule], (d, rule)
+
+
 def test_clean_rows_pass_on_both(spark, tables) -> None:
     gate = probe_gate("clean")
     for outcome in (
@@ -299,6 +331,19 @@ def test_clean_rows_pass_on_both(spark, tables) -> None:
     ):
         assert outcome.passed and outcome.failing_rows == 0
         assert outcome.rows == sum(WINDOW.contains(r["dt"]) for r in clean_rows(60))
+
+
+def test_clean_days_pass_each_with_their_rows_on_both(spark, tables) -> None:
+    """A window that passes whole passes on each day, which shows that day's rows only."""
+    gate = probe_gate("clean")
+    per_day = Counter(r["dt"] for r in clean_rows(60) if WINDOW.contains(r["dt"]))
+    assert len(per_day) == 2
+    for outcomes in (
+        validate_days(tables, gate, WINDOW, SHOWN),
+        validate_spark_days(spark, gate, WINDOW, SHOWN),
+    ):
+        assert all(o.passed and o.failing_rows == 0 for o in outcomes.values())
+        assert {d: o.rows for d, o in outcomes.items()} == per_day
 
 
 CUSTOMERS = pyarrow.schema(

@@ -18,16 +18,24 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import duckdb
 
 from data_platform.checks.report import markdown_table
-from data_platform.checks.scope import WHOLE_TABLE, Window, run_start, run_window
+from data_platform.checks.scope import (
+    WHOLE_TABLE,
+    DayVerdict,
+    Window,
+    day_verdicts,
+    run_days,
+    run_start,
+    run_window,
+)
 from data_platform.checks.thresholds import QualityThresholds
-from data_platform.partitions import WAREHOUSE_POOL
+from data_platform.partitions import DAILY_PARTITIONS, WAREHOUSE_POOL
 from data_platform.resources.warehouse import Warehouse
 
 if TYPE_CHECKING:  # Pandera, pandas and pyarrow load when a gate first runs
@@ -50,9 +58,17 @@ class Gate:
     table: str
     query: str | None = None
     partitioned: bool = False
+    # A verdict per day of the run (partitioned: the check's spec has daily partitions), each
+    # day judged as a run of that day alone would judge it: a bad day of a range stays failed
+    # until a run of that day passes. The raw files' gates; the marts' stay one verdict a run.
+    per_day: bool = False
     where: str = "TRUE"
     name: str = "pandera_schema"
     additional_deps: tuple[dg.AssetKey, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.per_day and not self.partitioned:
+            raise ValueError(f"{self.table}: a gate judged per day judges the run's days only")
 
     @property
     def model_class(self) -> "type[pa.DataFrameModel]":
@@ -75,6 +91,19 @@ class Outcome:
     @property
     def passed(self) -> bool:
         return self.failing_checks.empty
+
+
+def passing(rows: int) -> Outcome:
+    """The outcome of `rows` rows that break no rule (a day without a row passes too: a day
+    emptied by a re-run loses its old failure)."""
+    import pandas as pd
+
+    return Outcome(
+        rows=rows,
+        failing_rows=0,
+        failing_checks=pd.DataFrame(columns=["rule", "failing_rows", "failure_cases"]),
+        cases=pd.DataFrame(columns=SHOWN_CASE_COLUMNS),
+    )
 
 
 def arrow_frame(table: "pyarrow.Table") -> "pd.DataFrame":
@@ -292,6 +321,41 @@ def validate_window(
     return combine(outcomes, shown)
 
 
+def days_where(gate: Gate, window: Window) -> tuple[str, list[date]]:
+    """The predicate (and its parameters) of the rows a gate judged per day looks at: the
+    window's, of a day. A row without a dt is of no day, and no run's window holds it (the
+    ingestion always writes it: it is the partition); only a gate launched alone would see it."""
+    predicate, params = window.where("dt")
+    return f"({gate.where}) AND {predicate} AND dt IS NOT NULL", params
+
+
+def validate_days(
+    conn: duckdb.DuckDBPyConnection, gate: Gate, window: Window, shown: int
+) -> dict[date, Outcome]:
+    """Each day of the window that holds rows, with the verdict a run of that day alone gives,
+    whatever range the run covers.
+
+    The window is validated whole first, as one verdict was: every rule of the models is a
+    row's own or a key's uniqueness, so a window that passes passes on each of its days, which
+    then cost one count. Only a window that fails is validated again day by day
+    (`validate_window` of each), to tell its bad days: one Pandera call and two queries per day,
+    about 30 ms a day (measured: a year of 50,000 events a day, 20 s against 14 s whole; of
+    5,000 a day, 12.8-16.7 s against 2.7-4.5 s). A day over BATCH_ROWS is streamed as a window
+    is."""
+    where, params = days_where(gate, window)
+    counts = conn.execute(
+        f"SELECT dt, count(*) FROM {gate.relation} WHERE {where} GROUP BY dt ORDER BY dt", params
+    ).fetchall()
+    if validate_window(conn, gate, window, shown).passed:
+        return {day: passing(rows) for day, rows in counts}
+    outcomes = {}
+    with _collect_only_new_objects():
+        for day, _ in counts:
+            outcomes[day] = validate_window(conn, gate, Window(day, day), shown)
+            gc.collect()  # each day's frames are reference cycles too (see validate_window)
+    return outcomes
+
+
 def whole_groups(
     batches: "Iterator[pyarrow.RecordBatch]", key: list[str]
 ) -> "Iterator[pyarrow.Table]":
@@ -332,15 +396,25 @@ def _validate_batch(
     return validate(schema, frame, shown, flagged, key)
 
 
+_freezes = 0  # how many _collect_only_new_objects are open (a day's stream within the days)
+
+
 @contextmanager
 def _collect_only_new_objects() -> Iterator[None]:
     """Full collections that skip what the process held before (Dagster's own objects): one
-    takes ~2 ms instead of ~200 ms, which after every batch would slow the gate down 3x."""
-    gc.freeze()
+    takes ~2 ms instead of ~200 ms, which after every batch would slow the gate down 3x.
+    Nested (a streamed day of `validate_days`), only the outermost freezes: an inner unfreeze
+    would give the outer loop's collections the whole process back."""
+    global _freezes
+    if not _freezes:
+        gc.freeze()
+    _freezes += 1
     try:
         yield
     finally:
-        gc.unfreeze()
+        _freezes -= 1
+        if not _freezes:
+            gc.unfreeze()
 
 
 def extracted_versions_gate(gate: Gate, extracted_since: datetime | None) -> Gate | None:
@@ -370,9 +444,11 @@ def with_extracted(whole: Outcome, extracted: Outcome, shown: int) -> Outcome:
     return replace(combine([whole, extracted], shown), rows=whole.rows)
 
 
-def outcome_result(
+def outcome_verdict(
     gate: Gate, outcome: Outcome, scope: str, seconds: float, extra: dict | None = None
-) -> dg.AssetCheckResult:
+) -> DayVerdict:
+    """The outcome of `scope` (the run's partitions, or one day) as a verdict: its figures,
+    and on failure the broken rules, the first failure cases and one line saying so."""
     metadata = {
         "rows_validated": outcome.rows,
         "failing_rows": outcome.failing_rows,
@@ -383,9 +459,8 @@ def outcome_result(
     if not outcome.passed:
         metadata["failing_checks"] = dg.MetadataValue.md(markdown_table(outcome.failing_checks))
         metadata["failure_cases"] = dg.MetadataValue.md(markdown_table(outcome.cases))
-    return dg.AssetCheckResult(
+    return DayVerdict(
         passed=outcome.passed,
-        severity=dg.AssetCheckSeverity.ERROR,
         metadata=metadata,
         description=None
         if outcome.passed
@@ -394,34 +469,76 @@ def outcome_result(
     )
 
 
+def outcome_result(
+    gate: Gate, outcome: Outcome, scope: str, seconds: float, extra: dict | None = None
+) -> dg.AssetCheckResult:
+    verdict = outcome_verdict(gate, outcome, scope, seconds, extra)
+    return dg.AssetCheckResult(
+        passed=verdict.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata=dict(verdict.metadata),
+        description=verdict.description,
+    )
+
+
+def _validated(
+    warehouse: Warehouse, jobs: list[tuple[Gate, Window]], shown: int, per_day: bool = False
+) -> list[Any]:
+    """Each (gate, window)'s Outcome on the warehouse's engine; `per_day`: its Outcome per day
+    holding rows ({day: Outcome})."""
+    if warehouse.engine == "spark":
+        # Imported here: spark_gate builds on this module's types.
+        from data_platform.checks.spark_gate import validate_spark_days, validate_spark_window
+
+        on_spark = validate_spark_days if per_day else validate_spark_window
+        with warehouse.spark() as spark:
+            return [on_spark(spark, g, w, shown) for g, w in jobs]
+    on_duckdb = validate_days if per_day else validate_window
+    with warehouse.connect(memory_share=GATE_MEMORY_SHARE) as conn:
+        return [on_duckdb(conn, g, w, shown) for g, w in jobs]
+
+
+def day_outcome_verdicts(
+    warehouse: Warehouse, gate: Gate, window: Window, shown: int
+) -> dict[date, DayVerdict]:
+    """A verdict per day of the run (`run_days`: a day without a row passes). Its
+    `validation_seconds` are the run's, all days together: the days are judged in one go."""
+    started = time.perf_counter()
+    [outcomes] = _validated(warehouse, [(gate, window)], shown, per_day=True)
+    seconds = time.perf_counter() - started
+    return {
+        day: outcome_verdict(gate, outcomes.get(day) or passing(0), day.isoformat(), seconds)
+        for day in run_days(window, outcomes)
+    }
+
+
 def pandera_check(gate: Gate, thresholds: QualityThresholds) -> dg.AssetChecksDefinition:
-    """A blocking ERROR check: downstream steps of the run do not start when it fails."""
+    """A blocking ERROR check: downstream steps of the run do not start when it fails. A gate
+    `per_day` records a verdict per day of the run (checks/scope.day_verdicts)."""
+    key = dg.AssetCheckKey(gate.asset_key, gate.name)
 
     @dg.asset_check(
-        asset=gate.asset_key,
-        name=gate.name,
+        asset=key.asset_key,
+        name=key.name,
         blocking=True,
         pool=WAREHOUSE_POOL,
         additional_deps=list(gate.additional_deps),
+        partitions_def=DAILY_PARTITIONS if gate.per_day else None,
         description=f"Pandera {gate.model} on {gate.table}"
-        + (" (the run's partitions)" if gate.partitioned else ""),
+        + (" (the run's partitions)" if gate.partitioned else "")
+        + (", a verdict per day" if gate.per_day else ""),
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
         window = run_window(context) if gate.partitioned else WHOLE_TABLE
-        started = time.perf_counter()
         shown = thresholds.failure_cases_shown
+        if gate.per_day:
+            verdicts = day_outcome_verdicts(warehouse, gate, window, shown)
+            return day_verdicts(context, key, verdicts)
+        started = time.perf_counter()
         in_run = _extracted_in_run(context, gate.asset_key)
         extracted = extracted_versions_gate(gate, run_start(context) if in_run else None)
         gates = [(gate, window)] + ([(extracted, WHOLE_TABLE)] if extracted else [])
-        if warehouse.engine == "spark":
-            # Imported here: spark_gate builds on this module's types.
-            from data_platform.checks.spark_gate import validate_spark_window
-
-            with warehouse.spark() as spark:
-                outcomes = [validate_spark_window(spark, g, w, shown) for g, w in gates]
-        else:
-            with warehouse.connect(memory_share=GATE_MEMORY_SHARE) as conn:
-                outcomes = [validate_window(conn, g, w, shown) for g, w in gates]
+        outcomes = _validated(warehouse, gates, shown)
         outcome, extra = outcomes[0], {}
         if extracted:
             outcome = with_extracted(outcome, outcomes[1], shown)

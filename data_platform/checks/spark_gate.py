@@ -33,6 +33,7 @@ from data_platform.checks.pandera_gate import (
     Gate,
     Outcome,
     arrow_frame,
+    days_where,
     row_key,
 )
 from data_platform.checks.scope import Window
@@ -46,6 +47,7 @@ from data_platform.checks.spark_rules import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pandera.pandas as pa
     import pyarrow
     from pyspark.sql import SparkSession
@@ -175,10 +177,11 @@ def _row_sql(key: list[str]) -> str:
     return "concat(" + ", ', ', ".join(named) + ")"
 
 
-def _samples_sql(failing: list[RowRule], shown: int, key: list[str]) -> str:
-    """At most `shown` failure cases of each failing rule, in one pass over the judged rows:
-    the failing rows' cases exploded, numbered per rule, cut at `shown` (Spark limits each
-    rule's rows before the shuffle, so a table of failures never crosses the network)."""
+def _samples_sql(failing: list[RowRule], shown: int, key: list[str], group: str) -> str:
+    """At most `shown` failure cases of each failing rule in each group (`group`, a STRING
+    expression), in one pass over the judged rows: the failing rows' cases exploded, numbered
+    per group and rule, cut at `shown` (Spark limits each rule's rows before the shuffle, so a
+    table of failures never crosses the network)."""
     cases = ", ".join(
         f"named_struct('rule', {sql_literal(r.rule)}, 'column', {sql_literal(r.column)}, "
         f"'failure_case', CAST({r.value} AS STRING), 'row', {_row_sql(key)}, "
@@ -187,10 +190,10 @@ def _samples_sql(failing: list[RowRule], shown: int, key: list[str]) -> str:
     )
     any_fails = " OR ".join(f"({r.fails})" for r in failing)
     return (
-        f"SELECT c.rule, c.column, c.failure_case, c.row FROM ("
-        f"SELECT c, row_number() OVER (PARTITION BY c.rule ORDER BY c.rule) AS n FROM ("
-        f"SELECT explode(filter(array({cases}), x -> x.fails)) AS c FROM _gate_judged "
-        f"WHERE {any_fails})) WHERE n <= {shown}"
+        f"SELECT g AS _gate_group, c.rule, c.column, c.failure_case, c.row FROM ("
+        f"SELECT g, c, row_number() OVER (PARTITION BY g, c.rule ORDER BY c.rule) AS n FROM ("
+        f"SELECT {group} AS g, explode(filter(array({cases}), x -> x.fails)) "
+        f"AS c FROM _gate_judged WHERE {any_fails})) WHERE n <= {shown}"
     )
 
 
@@ -211,6 +214,24 @@ def spark_outcome(
     A failure case names its row by the model's `row_key`, as the DuckDB gate does. Raises
     UnrenderableRule when the model has a rule SQL cannot state.
     """
+    [outcome] = spark_outcomes(spark, model, relation, where, params, shown).values()
+    return outcome
+
+
+def spark_outcomes(
+    spark: AnySparkSession,
+    model: type[pa.DataFrameModel] | pa.DataFrameSchema,
+    relation: str,
+    where: str = "TRUE",
+    params: list | None = None,
+    shown: int = 10,
+    by: str | None = None,
+) -> dict[str, Outcome]:
+    """`spark_outcome` per value of the model's column `by` ({value as a string: Outcome},
+    values that hold rows only), each group judged as if alone: uniqueness within it, a dtype
+    broken by a missing value only where it holds one, `shown` cases each. The same two
+    queries as one outcome, grouped: a year of days costs no more Spark jobs than a day.
+    Without `by`, one outcome, keyed "all"."""
     import pandas as pd
 
     schema = model if hasattr(model, "columns") else model.to_schema()
@@ -223,8 +244,10 @@ def spark_outcome(
     }
     rendering = render(schema, spark_types)
     dtype_rows, scalars = dtype_rules(schema, spark_types)
+    grouping = [quote(by)] if by else []
     windows = "".join(
-        f", count(*) OVER (PARTITION BY {', '.join(quote(c) for c in key)}) AS {alias}"
+        f", count(*) OVER (PARTITION BY {', '.join([*grouping, *(quote(c) for c in key)])}) "
+        f"AS {alias}"
         for alias, key in rendering.windows
     )
     row_rules = [*dtype_rows, *rendering.row_rules]
@@ -234,8 +257,10 @@ def spark_outcome(
         f"WITH _gate_checked AS ({checked}), "
         f"_gate_judged AS (SELECT *{windows} FROM _gate_checked) "
     )
+    group = f"CAST({quote(by)} AS STRING)" if by else "'all'"
     aggregate = ", ".join(
         [
+            group,
             "count(*)",
             f"count_if({any_rule})",
             *(
@@ -245,21 +270,57 @@ def spark_outcome(
             *(s.when for s in conditional),
         ]
     )
-    [result] = spark.sql(f"{with_ctes}SELECT {aggregate} FROM _gate_judged", args=args).collect()
-    rows, failing_rows, *found = result
+    group_by = f" GROUP BY {group}" if by else ""
+    results = spark.sql(
+        f"{with_ctes}SELECT {aggregate} FROM _gate_judged{group_by}", args=args
+    ).collect()
+    failing = {rule.rule for result in results for rule in _failing(result, row_rules)}
+    samples = pd.DataFrame(columns=["_gate_group", *SHOWN_CASE_COLUMNS])
+    if failing and shown > 0:
+        sampled = [rule for rule in row_rules if rule.rule in failing]
+        cases_sql = _samples_sql(sampled, shown, row_key(schema), group)
+        samples = spark.sql(f"{with_ctes}{cases_sql}", args=args).toPandas()
+    return {
+        result[0]: _group_outcome(
+            result, row_rules, scalars, samples[samples["_gate_group"] == result[0]], shown
+        )
+        for result in results
+    }
+
+
+# An aggregate row: the group, its rows, its failing rows, then per row rule its failing rows
+# and failure cases, then per conditional scalar rule whether it holds.
+_FIRST_RULE = 3
+
+
+def _failing(result: Any, row_rules: list[RowRule]) -> list[RowRule]:
+    """The row rules a group's aggregate row says some row breaks."""
+    counts = result[_FIRST_RULE : _FIRST_RULE + 2 * len(row_rules) : 2]
+    return [rule for rule, count in zip(row_rules, counts, strict=True) if count]
+
+
+def _group_outcome(
+    result: Any,
+    row_rules: list[RowRule],
+    scalars: list[ScalarRule],
+    samples: pd.DataFrame,
+    shown: int,
+) -> Outcome:
+    """One group's Outcome from its aggregate row and its failure cases."""
+    import pandas as pd
+
+    rows, failing_rows = result[_FIRST_RULE - 2 : _FIRST_RULE]
+    found = result[_FIRST_RULE:]
     counts, held = found[: 2 * len(row_rules)], found[2 * len(row_rules) :]
     failing = [
         (rule, int(count), int(cases))
         for rule, count, cases in zip(row_rules, counts[::2], counts[1::2], strict=True)
         if count
     ]
+    conditional = [s for s in scalars if s.when is not None]
     failed_scalars = [s for s in scalars if s.when is None] + [
         s for s, holds in zip(conditional, held, strict=True) if holds
     ]
-    samples = pd.DataFrame(columns=SHOWN_CASE_COLUMNS)
-    if failing and shown > 0:
-        cases_sql = _samples_sql([rule for rule, _, _ in failing], shown, row_key(schema))
-        samples = spark.sql(f"{with_ctes}{cases_sql}", args=args).toPandas()
     scalar_cases = pd.DataFrame(
         {
             "rule": [s.rule for s in failed_scalars],
@@ -268,7 +329,7 @@ def spark_outcome(
             "row": None,
         }
     )
-    cases = pd.concat([samples, scalar_cases], ignore_index=True)
+    cases = pd.concat([samples[SHOWN_CASE_COLUMNS], scalar_cases], ignore_index=True)
     failing_checks = pd.DataFrame(
         [(rule.rule, count, cases_) for rule, count, cases_ in failing]
         + [(s.rule, 0, 1) for s in failed_scalars],
@@ -291,3 +352,14 @@ def validate_spark_window(
     return spark_outcome(
         spark, gate.model_class, gate.relation, f"({gate.where}) AND {predicate}", params, shown
     )
+
+
+def validate_spark_days(
+    spark: AnySparkSession, gate: Gate, window: Window, shown: int
+) -> dict[dt.date, Outcome]:
+    """The Spark twin of `pandera_gate.validate_days`: each day of the window holding rows,
+    judged alone, all days in the one aggregate query (and one samples query) grouped by dt."""
+    where, params = days_where(gate, window)
+    outcomes = spark_outcomes(spark, gate.model_class, gate.relation, where, params, shown, "dt")
+    # A DATE as a string is the day; a TIMESTAMP's (a table written otherwise) begins with it.
+    return {dt.date.fromisoformat(day[:10]): outcome for day, outcome in outcomes.items()}

@@ -44,7 +44,7 @@ class CheckExecutionCounts:
         self._last_id = 0
         self._pending: dict[int, datetime] = {}  # planned row id -> its creation (naive UTC)
         # (asset, check, partition) -> (row id, failed?, severity) of its latest evaluated
-        # execution; partition None but for a check partitioned by day (dead_letter_ratio)
+        # execution; partition None but for a check partitioned by day (dead_letter_ratio, ...)
         self._latest: dict[tuple[str, str, str | None], tuple[int, bool, str]] = {}
         # Stored key -> "raw/events": parsed once per asset, not per row (the first scrape
         # after a start reads every execution: 104k on a year of history).
