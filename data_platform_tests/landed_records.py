@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import math
 import re
 import sqlite3
 from collections import Counter
@@ -97,12 +98,26 @@ def _records(path: Path, header: bool) -> tuple[str | None, list[str]]:
     return first, [line for line in lines if line.strip()]
 
 
+def _finite(text: str) -> float:
+    """A JSON number with a fraction or an exponent, refused (ValueError) beyond a 64-bit float
+    (1e400), as the contract refuses it; Python's reader would make it infinity."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is beyond a 64-bit float")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    """NaN and Infinity, which Python's reader takes and JSON (and the contract) does not."""
+    raise ValueError(f"{name} is not JSON")
+
+
 def contract_event(line: str) -> dict | None:
     """An event line read by the contract's rules, independently of the platform's SQL: its
     typed fields, or None when a required rule refuses it."""
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
+        record = json.loads(line, parse_float=_finite, parse_constant=_no_constant)
+    except ValueError:  # JSONDecodeError too
         return None
     if not isinstance(record, dict):
         return None

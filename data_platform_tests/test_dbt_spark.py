@@ -50,10 +50,13 @@ from data_platform.ingestion.file_lines import MAX_RECORD_BYTES, NOT_UTF8, OVERS
 from data_platform.ingestion.files import ingest_file_partitions
 from data_platform.ingestion.record_rules import (
     BOM_LINE,
+    INVALID_JSON,
     MAX_DEPTH,
+    NON_NUMERIC_LINE,
     NUL_LINE,
     TIMESTAMP_EXAMPLE,
     TOO_DEEP,
+    TRAILING_TEXT_LINE,
 )
 from data_platform.ingestion.spark_database import extract_incremental_on_spark
 from data_platform.ingestion.spark_files import ingest_file_partitions_on_spark
@@ -747,6 +750,16 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     # JSON has no NaN and no trailing comma; DuckDB's reader took both, Spark's not.
     nan = good[1][:-1] + ', "properties": {"a": NaN}}'
     (folder / "lenient.jsonl").write_text(f"{nan}\n{good[2][:-1]}, }}\n")
+    # Records run together, or text after one: named alike (they were "truncated or malformed").
+    (folder / "tails.jsonl").write_text(f"{good[0]}{good[1]}\n{good[2]} x\n")
+    # Numbers a 64-bit float does not hold as written: DuckDB's reader kept 1e400, Spark's wrote
+    # the string "Infinity"; refused on both. The others load, alike (see normalise).
+    numbers = ["1e400", "-1E+400", "1e-400", "12345678901234567890", "-0", "1.0", "1E2"]
+    numbered = [good[0][:-1] + f', "properties": {{"x": {n}}}}}' for n in [*numbers, 10**400]]
+    numbered.append(good[1][:-1] + ', "big": 1e400}')  # a field to rescue
+    numbered.append(good[2][:-1] + ', "properties": {"x": [1, 2.5e400]}}')
+    numbered.append(good[3][:-1] + f', "properties": {{"x": {"9" * 400}.5}}}}')
+    (folder / "numbers.jsonl").write_text("\n".join(numbered) + "\n")
     (folder / "g1.jsonl").write_text(f"{good[0]}\n")
     (folder / "g[1].jsonl").write_text(f"{good[1]}\n{good[2]}\n")
     (folder / "latin1.jsonl").write_bytes(
@@ -797,17 +810,18 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         for table in ("events", "dead_letter"):
             assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
 
-    # Figures from the files written above: 15 good lines load, 12 near-spelled ones and the
-    # long event; broken JSON (line 3 of crlf.jsonl and of mixed.jsonl, line 2 of long.jsonl,
-    # both lines of lenient.jsonl, lines 2 and 3 of bom-nul.jsonl),
-    # two objects in a line (line 2 of lone-cr.jsonl, the whole of cr-only.jsonl), the Latin-1
-    # line (line 2), the cut gzip, notes.json and late/x.jsonl (each as a whole), a control
+    # Figures from the files written above: 15 good lines load, 12 near-spelled ones, the
+    # long event and 6 of numbers.jsonl; broken JSON (line 3 of crlf.jsonl and of mixed.jsonl,
+    # line 2 of long.jsonl, both lines of lenient.jsonl, lines 2 and 3 of bom-nul.jsonl),
+    # two objects in a line (line 2 of lone-cr.jsonl, the whole of cr-only.jsonl, both lines of
+    # tails.jsonl), numbers beyond a float (lines 1, 2, 9, 10 and 11 of numbers.jsonl), the
+    # Latin-1 line (line 2), the cut gzip, notes.json and late/x.jsonl (each as a whole), a control
     # character, single quotes, 12.0, 2**63, infinity, epoch, a repeated key, a key with a space
     # a time without a date and digits past BIGINT's largest (near-spelled.jsonl) are dead
     # letters.
     # So are the TIMESTAMPS outside the grammar, each with the same reason on both.
-    assert spark_stats[0].records_read == 60 + len(TIMESTAMPS)
-    assert spark_stats[0].rows_loaded == 31 + sum(loads for _, loads in TIMESTAMPS)
+    assert spark_stats[0].records_read == 73 + len(TIMESTAMPS)
+    assert spark_stats[0].rows_loaded == 37 + sum(loads for _, loads in TIMESTAMPS)
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
@@ -838,6 +852,13 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         (f"events/dt={day}/notes.json", None),
         (f"events/dt={day}/lenient.jsonl", 1),
         (f"events/dt={day}/lenient.jsonl", 2),
+        (f"events/dt={day}/tails.jsonl", 1),
+        (f"events/dt={day}/tails.jsonl", 2),
+        (f"events/dt={day}/numbers.jsonl", 1),
+        (f"events/dt={day}/numbers.jsonl", 2),
+        (f"events/dt={day}/numbers.jsonl", 9),
+        (f"events/dt={day}/numbers.jsonl", 10),
+        (f"events/dt={day}/numbers.jsonl", 11),
         (f"events/dt={day}/late/x.jsonl", None),
         (f"events/dt={day}/bom-nul.jsonl", 2),
         (f"events/dt={day}/bom-nul.jsonl", 3),
@@ -859,6 +880,14 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     assert letters[(f"events/dt={day}/latin1.jsonl", 2)] == NOT_UTF8
     assert letters[(f"events/dt={day}/bom-nul.jsonl", 2)] == BOM_LINE
     assert letters[(f"events/dt={day}/bom-nul.jsonl", 3)] == NUL_LINE
+    assert letters[(f"events/dt={day}/lenient.jsonl", 1)] == NON_NUMERIC_LINE
+    assert letters[(f"events/dt={day}/lenient.jsonl", 2)] == INVALID_JSON
+    assert letters[(f"events/dt={day}/tails.jsonl", 1)] == TRAILING_TEXT_LINE
+    assert letters[(f"events/dt={day}/tails.jsonl", 2)] == TRAILING_TEXT_LINE
+    for line, number in ((1, "1e400"), (2, "-1E+400"), (9, "1e400"), (10, "2.5e400")):
+        assert letters[(f"events/dt={day}/numbers.jsonl", line)].startswith(
+            f'the number "{number}" is beyond the range of a 64-bit float'
+        )
     assert "gzip" in letters[(f"events/dt={day}/cut.jsonl.gz", None)]
     assert spark.sql(f"SELECT count(*) FROM raw.events WHERE dt = '{other_day}'").first()[0] == 2
 

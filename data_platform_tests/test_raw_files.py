@@ -30,7 +30,14 @@ from data_platform.ingestion.file_lines import (
     has_lone_cr,
     last_line,
 )
-from data_platform.ingestion.record_rules import MAX_DEPTH, SPACE_CODE_POINTS, TIMESTAMP_GRAMMAR
+from data_platform.ingestion.record_rules import (
+    INVALID_JSON,
+    MAX_DEPTH,
+    NON_NUMERIC_LINE,
+    SPACE_CODE_POINTS,
+    TIMESTAMP_GRAMMAR,
+    TRAILING_TEXT_LINE,
+)
 from data_platform.resources.build import build_resources
 from data_platform.resources.warehouse import Warehouse
 from data_platform_tests.helpers import (
@@ -133,10 +140,28 @@ EVENT_LINES = [
         "hold personal data)",
     ),
     # JSON has no NaN, Infinity or trailing comma: DuckDB's lenient reader took them (Spark not).
-    (event("nan", properties={"amount": float("nan")}), "not valid JSON"),
-    (event("inf", properties={"amount": float("-inf")}), "not valid JSON"),
-    (event("comma")[:-1] + ", }", "not valid JSON"),
-    (event("inner-comma", properties={"page": "/"}).replace('"/"}', '"/",}'), "not valid JSON"),
+    # NaN and Infinity, as json.dumps writes them, are named (they were "truncated or malformed").
+    (event("nan", properties={"amount": float("nan")}), NON_NUMERIC_LINE),
+    (event("inf", properties={"amount": float("-inf")}), NON_NUMERIC_LINE),
+    (event("comma")[:-1] + ", }", INVALID_JSON),
+    (event("inner-comma", properties={"page": "/"}).replace('"/"}', '"/",}'), INVALID_JSON),
+    # Records run together, or text after one: named too. A brace in a string closes nothing.
+    (event("two") + event("two-b"), TRAILING_TEXT_LINE),
+    (event("tail") + " // sent", TRAILING_TEXT_LINE),
+    (event("quoted-tail") + ' "x"', TRAILING_TEXT_LINE),
+    (event("cut-brace", properties={"note": "} x"})[:-1], INVALID_JSON),
+    # A number beyond a 64-bit float: DuckDB's reader kept it as written, Spark's wrote the
+    # string "Infinity"; refused on both. An integer is kept as written, however long.
+    (
+        event("huge", properties={"x": 1.5}).replace("1.5", "1e400"),
+        'the number "1e400" is beyond the range of a 64-bit float',
+    ),
+    (event("huge-extra", big=1.5).replace("1.5", "-1E+400"), 'the number "-1E+400" is beyond'),
+    (event("huge-list", properties={"x": [1, 2.5]}).replace("2.5", "2.5e400"), '"2.5e400" is'),
+    (event("long-float", properties={"x": 1.5}).replace("1.5", "9" * 400 + ".5"), "is beyond"),
+    (event("huge-int", properties={"x": 10**400}), None),
+    (event("hex-id", session_id="a1e400ff", properties={"note": ": 1e400"}), None),
+    (event("max-double", properties={"x": 1.7976931348623157e308, "tiny": 5e-324}), None),
     (event("nan-text", properties={"note": "NaN, Infinity,]"}), None),  # text, not numbers
     (event("num-id").replace('"num-id"', "42"), "event_id: expected a string"),
     # Two causes "truncated or malformed" hid: named.

@@ -20,9 +20,14 @@ that is stored (`properties`, the rescued fields) is Jackson's instead, as DuckD
 keeps it: keys in the line's order, a repeated nested key, -0.0 (a VARIANT sorts its keys,
 keeps one of a repeated key and prints -0.0 as 0, 10000000.0 as 10000000). What still differs
 is the spelling of some floats (Java's 1.0E-5 where DuckDB writes 0.00001): the same numbers.
+A float beyond a double, which Jackson writes as the string "Infinity", is refused on both
+(`record_rules.beyond_double`); Spark's fast path never vouches for one, as the line then differs
+from its spelling.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from data_platform.ingestion import record_rules as rules
 from data_platform.ingestion.file_formats import CSV_FIELD, EVENT_FILES, PAYMENT_FILES, FileFormat
@@ -98,6 +103,20 @@ class SparkDialect:
             f"array_max(transform(filter(transform(split({brackets}, ''), "
             "(c, i) -> CASE WHEN c = '[' THEN i + 1 END), p -> p IS NOT NULL), "
             "(p, j) -> 2 * (j + 1) - p))"
+        )
+
+    def first_closed(self, brackets: str) -> str:
+        # As DuckDB's: the j-th `]`, at position p, closes the first `[` where p = 2j.
+        return (
+            f"array_min(filter(transform(filter(transform(split({brackets}, ''), "
+            "(c, i) -> CASE WHEN c = ']' THEN i + 1 END), p -> p IS NOT NULL), "
+            "(p, j) -> CASE WHEN p = 2 * (j + 1) THEN p END), p -> p IS NOT NULL))"
+        )
+
+    def first_match(self, text: str, pattern: str, condition: Callable[[str], str]) -> str:
+        return (
+            f"try_element_at(filter(regexp_extract_all({text}, {self.pattern(pattern)}, 0), "
+            f"m -> {condition('m')}), 1)"
         )
 
 
@@ -210,7 +229,8 @@ EVENTS_SQL = _stacked(
     FROM {BELOW}""",
     f"""SELECT *,
         {_KINDS},
-        map_keys(texts) AS keys
+        map_keys(texts) AS keys,
+        CASE WHEN is_object THEN {rules.beyond_double(SPARK, "line")} END AS beyond_double
     FROM {BELOW}""",
     f"""SELECT *, {_repeated("keys")} AS repeated_keys, {_EXTRAS} AS extras FROM {BELOW}""",
     f"""SELECT *, {SPARK.try_utc_timestamp("s_occurred_at")} AS ts_occurred_at FROM {BELOW}""",
