@@ -376,3 +376,20 @@ def test_an_extraction_that_adds_nothing_passes_after_a_skewed_one(tmp_path):
     evaluation = users_gate(tmp_path, [])
     assert evaluation.passed, evaluation.metadata
     assert evaluation.metadata["versions_extracted_checked"].value == 0
+
+
+def test_a_window_lists_each_of_its_days_and_a_checks_verdicts_cover_them():
+    from data_platform.checks.anomaly import days_of
+    from data_platform.checks.scope import WHOLE_TABLE, Window, run_days
+
+    first, last = date(2026, 2, 27), date(2026, 3, 2)
+    days = [date(2026, 2, 27), date(2026, 2, 28), date(2026, 3, 1), date(2026, 3, 2)]
+    assert Window(first, last).days() == days
+    assert Window(first, first).days() == [first]
+    assert WHOLE_TABLE.days() == []
+    # A run's days all get a verdict, a day without data too; launched alone, those with data.
+    assert run_days(Window(first, last), [last]) == days
+    assert run_days(WHOLE_TABLE, [last, first, last]) == [first, last]
+    # The anomaly check takes an unbounded window's ends from the days with rows.
+    assert days_of(WHOLE_TABLE, {last: 1, first: 1}) == days
+    assert days_of(WHOLE_TABLE, {}) == []

@@ -81,11 +81,9 @@ def baseline_days(counts: dict[date, int], day: date, window: int, min_history: 
 
 def days_of(window: Window, counts: dict[date, int]) -> list[date]:
     """Every calendar day of the window: a day with no rows at all is the worst anomaly."""
-    first = window.first or min(counts, default=None)
-    last = window.last or max(counts, default=None)
-    if first is None or last is None:
-        return []
-    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    return Window(
+        window.first or min(counts, default=None), window.last or max(counts, default=None)
+    ).days()
 
 
 def days_to_judge(

@@ -42,6 +42,12 @@ class Window:
             return "TRUE", []
         return f"{column} BETWEEN ? AND ?", [self.first, self.last]
 
+    def days(self) -> list[date]:
+        """Every calendar day of the window, first to last; none when it is unbounded."""
+        if self.first is None or self.last is None:
+            return []
+        return [self.first + timedelta(days=n) for n in range((self.last - self.first).days + 1)]
+
     def contains(self, day: date) -> bool:
         return self.first is None or self.last is None or self.first <= day <= self.last
 
@@ -72,9 +78,7 @@ def run_days(window: Window, days_with_data: Iterable[date]) -> list[date]:
     """The days a check partitioned by day gives a verdict on: every day of the run, those
     without a record included (a day emptied by a re-run passes again, instead of keeping an
     old failure); with no partition in the run (the check launched alone), the days with data."""
-    if window.first is None or window.last is None:
-        return sorted(set(days_with_data))
-    return [window.first + timedelta(days=n) for n in range((window.last - window.first).days + 1)]
+    return window.days() or sorted(set(days_with_data))
 
 
 def latest_materializations(
