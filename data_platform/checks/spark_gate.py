@@ -197,27 +197,6 @@ def _samples_sql(failing: list[RowRule], shown: int, key: list[str], group: str)
     )
 
 
-def spark_outcome(
-    spark: AnySparkSession,
-    model: type[pa.DataFrameModel] | pa.DataFrameSchema,
-    relation: str,
-    where: str = "TRUE",
-    params: list | None = None,
-    shown: int = 10,
-) -> Outcome:
-    """Every failure of `relation`'s rows (those `where` selects; `?` markers bound to
-    `params`) against `model`, counted on the cluster, as the DuckDB gate's Outcome.
-
-    Rules and failing rows are counted as the DuckDB gate counts them: per rule the rows that
-    break it and its failure cases (a duplicated row of a two-column key is two cases, a wrong
-    dtype one case without a row), and in `failing_rows` each row once whatever it breaks.
-    A failure case names its row by the model's `row_key`, as the DuckDB gate does. Raises
-    UnrenderableRule when the model has a rule SQL cannot state.
-    """
-    [outcome] = spark_outcomes(spark, model, relation, where, params, shown).values()
-    return outcome
-
-
 def spark_outcomes(
     spark: AnySparkSession,
     model: type[pa.DataFrameModel] | pa.DataFrameSchema,
@@ -227,11 +206,19 @@ def spark_outcomes(
     shown: int = 10,
     by: str | None = None,
 ) -> dict[str, Outcome]:
-    """`spark_outcome` per value of the model's column `by` ({value as a string: Outcome},
-    values that hold rows only), each group judged as if alone: uniqueness within it, a dtype
-    broken by a missing value only where it holds one, `shown` cases each. The same two
-    queries as one outcome, grouped: a year of days costs no more Spark jobs than a day.
-    Without `by`, one outcome, keyed "all"."""
+    """Every failure of `relation`'s rows (those `where` selects; `?` markers bound to
+    `params`) against `model`, counted on the cluster, as the DuckDB gate's Outcome: one per
+    value of the model's column `by` ({value as a string: Outcome}, values that hold rows only),
+    or without `by` one, keyed "all".
+
+    Rules and failing rows are counted as the DuckDB gate counts them: per rule the rows that
+    break it and its failure cases (a duplicated row of a two-column key is two cases, a wrong
+    dtype one case without a row), and in `failing_rows` each row once whatever it breaks.
+    A failure case names its row by the model's `row_key`, as the DuckDB gate does. Each group
+    is judged as if alone: uniqueness within it, a dtype broken by a missing value only where
+    it holds one, `shown` cases each. The same two queries as one outcome, grouped: a year of
+    days costs no more Spark jobs than a day. Raises UnrenderableRule when the model has a rule
+    SQL cannot state."""
     import pandas as pd
 
     schema = model if hasattr(model, "columns") else model.to_schema()
@@ -349,9 +336,8 @@ def validate_spark_window(
     """The Spark twin of `pandera_gate.validate_window`: `gate`'s model on the window's rows of
     its table (or query) in the Spark catalog the session sees, counted on the cluster."""
     predicate, params = window.where("dt")
-    return spark_outcome(
-        spark, gate.model_class, gate.relation, f"({gate.where}) AND {predicate}", params, shown
-    )
+    where = f"({gate.where}) AND {predicate}"
+    return spark_outcomes(spark, gate.model_class, gate.relation, where, params, shown)["all"]
 
 
 def validate_spark_days(
