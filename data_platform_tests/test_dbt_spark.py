@@ -56,6 +56,7 @@ from data_platform.ingestion.record_rules import (
     NUL_LINE,
     TIMESTAMP_EXAMPLE,
     TOO_DEEP,
+    TRAILING_COMMA_LINE,
     TRAILING_TEXT_LINE,
 )
 from data_platform.ingestion.spark_database import extract_incremental_on_spark
@@ -749,7 +750,9 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     (folder / "données.jsonl").write_text(f"{good[0]}\n")
     # JSON has no NaN and no trailing comma; DuckDB's reader took both, Spark's not.
     nan = good[1][:-1] + ', "properties": {"a": NaN}}'
-    (folder / "lenient.jsonl").write_text(f"{nan}\n{good[2][:-1]}, }}\n")
+    # A comma and a brace in a string are text: the third line is only cut short.
+    cut = good[3][:-1] + ', "properties": {"note": "a, }"'
+    (folder / "lenient.jsonl").write_text(f"{nan}\n{good[2][:-1]}, }}\n{cut}\n")
     # Records run together, or text after one: named alike (they were "truncated or malformed").
     (folder / "tails.jsonl").write_text(f"{good[0]}{good[1]}\n{good[2]} x\n")
     # Numbers a 64-bit float does not hold as written: DuckDB's reader kept 1e400, Spark's wrote
@@ -812,7 +815,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
 
     # Figures from the files written above: 15 good lines load, 12 near-spelled ones, the
     # long event and 6 of numbers.jsonl; broken JSON (line 3 of crlf.jsonl and of mixed.jsonl,
-    # line 2 of long.jsonl, both lines of lenient.jsonl, lines 2 and 3 of bom-nul.jsonl),
+    # line 2 of long.jsonl, the three lines of lenient.jsonl, lines 2 and 3 of bom-nul.jsonl),
     # two objects in a line (line 2 of lone-cr.jsonl, the whole of cr-only.jsonl, both lines of
     # tails.jsonl), numbers beyond a float (lines 1, 2, 9, 10 and 11 of numbers.jsonl), the
     # Latin-1 line (line 2), the cut gzip, notes.json and late/x.jsonl (each as a whole), a control
@@ -820,7 +823,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     # a time without a date and digits past BIGINT's largest (near-spelled.jsonl) are dead
     # letters.
     # So are the TIMESTAMPS outside the grammar, each with the same reason on both.
-    assert spark_stats[0].records_read == 73 + len(TIMESTAMPS)
+    assert spark_stats[0].records_read == 74 + len(TIMESTAMPS)
     assert spark_stats[0].rows_loaded == 37 + sum(loads for _, loads in TIMESTAMPS)
     letters = {
         (row.source_file, row.line_number): row.error
@@ -852,6 +855,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         (f"events/dt={day}/notes.json", None),
         (f"events/dt={day}/lenient.jsonl", 1),
         (f"events/dt={day}/lenient.jsonl", 2),
+        (f"events/dt={day}/lenient.jsonl", 3),
         (f"events/dt={day}/tails.jsonl", 1),
         (f"events/dt={day}/tails.jsonl", 2),
         (f"events/dt={day}/numbers.jsonl", 1),
@@ -881,7 +885,8 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     assert letters[(f"events/dt={day}/bom-nul.jsonl", 2)] == BOM_LINE
     assert letters[(f"events/dt={day}/bom-nul.jsonl", 3)] == NUL_LINE
     assert letters[(f"events/dt={day}/lenient.jsonl", 1)] == NON_NUMERIC_LINE
-    assert letters[(f"events/dt={day}/lenient.jsonl", 2)] == INVALID_JSON
+    assert letters[(f"events/dt={day}/lenient.jsonl", 2)] == TRAILING_COMMA_LINE
+    assert letters[(f"events/dt={day}/lenient.jsonl", 3)] == INVALID_JSON
     assert letters[(f"events/dt={day}/tails.jsonl", 1)] == TRAILING_TEXT_LINE
     assert letters[(f"events/dt={day}/tails.jsonl", 2)] == TRAILING_TEXT_LINE
     for line, number in ((1, "1e400"), (2, "-1E+400"), (9, "1e400"), (10, "2.5e400")):

@@ -36,6 +36,7 @@ from data_platform.ingestion.record_rules import (
     NON_NUMERIC_LINE,
     SPACE_CODE_POINTS,
     TIMESTAMP_GRAMMAR,
+    TRAILING_COMMA_LINE,
     TRAILING_TEXT_LINE,
 )
 from data_platform.resources.build import build_resources
@@ -143,8 +144,11 @@ EVENT_LINES = [
     # NaN and Infinity, as json.dumps writes them, are named (they were "truncated or malformed").
     (event("nan", properties={"amount": float("nan")}), NON_NUMERIC_LINE),
     (event("inf", properties={"amount": float("-inf")}), NON_NUMERIC_LINE),
-    (event("comma")[:-1] + ", }", INVALID_JSON),
-    (event("inner-comma", properties={"page": "/"}).replace('"/"}', '"/",}'), INVALID_JSON),
+    (event("comma")[:-1] + ", }", TRAILING_COMMA_LINE),
+    (event("inner-comma", properties={"page": "/"}).replace('"/"}', '"/",}'), TRAILING_COMMA_LINE),
+    (event("list-comma", properties={"ids": [1]}).replace("[1]", "[1,\t]"), TRAILING_COMMA_LINE),
+    # A comma and a brace inside a string are text: this line is only cut short.
+    (event("cut-comma", properties={"note": "a, }"})[:-1], INVALID_JSON),
     # Records run together, or text after one: named too. A brace in a string closes nothing.
     (event("two") + event("two-b"), TRAILING_TEXT_LINE),
     (event("tail") + " // sent", TRAILING_TEXT_LINE),

@@ -77,6 +77,10 @@ NON_NUMERIC_LINE = (
     "not valid JSON: the line holds NaN or Infinity outside a string, which JSON does not "
     'allow; write null or a string ("NaN") instead'
 )
+TRAILING_COMMA_LINE = (
+    "not valid JSON: a comma right before a closing } or ] (a trailing comma), which JSON does "
+    "not allow; write the object or list without it"
+)
 TRAILING_TEXT_LINE = (
     "not valid JSON: text follows the JSON object on the line; write one object per line, "
     "with nothing after it"
@@ -411,6 +415,13 @@ def _non_numeric(d: Dialect, line: str) -> str:
     return d.full_match(outside_strings(d, line), "(?s).*(?i:nan|inf).*")
 
 
+def _trailing_comma(d: Dialect, line: str) -> str:
+    """SQL true when `line` holds a comma followed, past JSON's whitespace, by a closing
+    bracket outside its strings: the trailing comma of JavaScript and Python literals, which
+    DuckDB's lenient reader takes and Spark's refuses (a line is split at line breaks)."""
+    return d.full_match(outside_strings(d, line), r"(?s).*,[ \t\r]*[\]}].*")
+
+
 def _trailing_text(d: Dialect) -> str:
     """SQL true when the object a line opens is closed before the line's end: something other
     than JSON's whitespace follows its closing brace (`{"a":1} x`), or another bracket does
@@ -431,6 +442,7 @@ def invalid_json(d: Dialect) -> str:
         f"CASE WHEN left(line, 1) = {bom} THEN '{BOM_LINE}' "
         f"WHEN contains(line, {nul}) THEN '{NUL_LINE}' "
         f"WHEN {_non_numeric(d, 'line')} THEN '{NON_NUMERIC_LINE}' "
+        f"WHEN {_trailing_comma(d, 'line')} THEN '{TRAILING_COMMA_LINE}' "
         f"WHEN {OPENS_AN_OBJECT} AND {_trailing_text(d)} THEN '{TRAILING_TEXT_LINE}' "
         f"ELSE '{INVALID_JSON}' END"
     )
