@@ -767,6 +767,30 @@ def test_services_env_exports_what_runs_not_what_a_selection_names(env, tmp_path
             terminate_group(pid_file)
 
 
+def test_a_spark_cluster_running_without_its_secret_is_one_line_to_restart_it(env, tmp_path):
+    """A cluster started by a version before the secret takes any local user. `up` found it
+    running and answering and left it so; a secret made then would not be its own. Stand-ins
+    (sleeping processes) hold its three pid files: `up` and `env` each say, in one line, to
+    stop it and start it again, and start or export nothing."""
+    env = {**env, "SERVICES": "spark"}
+    cluster = SparkCluster(load_services_config(env))
+    pid_files = [cluster.folder / f"{process}.pid" for process in ("master", "worker", "connect")]
+    cluster.folder.mkdir(parents=True)
+    try:
+        for pid_file in pid_files:
+            spawn(["sleep", "600"], tmp_path / "stand_in.log", pid_file, {})
+        for action in ("up", "env"):
+            result = services(env, action)
+            [line] = result.stderr.splitlines()
+            assert result.returncode == 1 and "DATA_PLATFORM_SPARK_REMOTE" not in result.stdout
+            assert line.startswith("services: spark: the cluster runs without its secret"), line
+            assert line.endswith("run `make services-down`, then `SERVICES=spark make services-up`")
+        assert not cluster.secret_file.exists()
+    finally:
+        for pid_file in pid_files:
+            terminate_group(pid_file)
+
+
 @pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("capsh"), reason="root's ptrace right is what is dropped"
 )

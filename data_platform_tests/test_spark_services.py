@@ -93,7 +93,8 @@ class Cluster:
 
     @property
     def remote(self) -> str:
-        return f"sc://127.0.0.1:{self.ports[CONNECT_PORT_VARIABLE]}"
+        """What `services env` exports: the endpoint with the cluster's secret as its token."""
+        return self.cluster.remote
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +209,81 @@ def test_spark_cluster_up_twice_sql_and_json_on_the_worker_env(spark_cluster, tm
         assert Path(tmpdir.split("=", 1)[1]).parent == state / "tmp"
     assert {p.name.split("-")[0] for p in (state / "tmp" / "connect").iterdir()} >= {"spark"}
     print(f"spark cluster started in {spark_cluster.started:.1f} s")
+
+
+def connect_refusal(remote: str) -> str:
+    """The error of a statement through `remote`, which must fail."""
+    from pyspark.errors import PySparkException
+    from pyspark.sql.connect.session import SparkSession
+
+    with pytest.raises(PySparkException) as refused:
+        SparkSession.builder.remote(remote).create().sql("SELECT 1").collect()
+    return str(refused.value)
+
+
+ROGUE_APPLICATION = """
+from pyspark.sql import SparkSession
+spark = SparkSession.builder.master({master!r}).appName("rogue").getOrCreate()
+print("the rogue application ran", spark.range(10).count(), flush=True)
+"""
+
+
+def test_the_cluster_admits_only_holders_of_its_secret(spark_cluster, tmp_path):
+    """Spark Connect and the standalone master took any user of the machine: SQL through the
+    endpoint reads every table (raw personal data) and runs Python as the platform's user, and
+    an application registered at the master runs its code on the worker. Both now ask for the
+    cluster's secret, generated at the first start, which is in no command line and no file
+    but its own two (mode 0600)."""
+    state, port = spark_cluster.state, spark_cluster.ports[CONNECT_PORT_VARIABLE]
+    secret = (state / "secret").read_text().strip()
+    assert len(secret) >= 40 and f";token={secret}" in spark_cluster.remote
+    for remote in (f"sc://127.0.0.1:{port}", f"sc://localhost:{port}"):
+        assert "No authentication token provided" in connect_refusal(remote)
+    assert "Invalid authentication token" in connect_refusal(f"sc://localhost:{port}/;token=x")
+
+    # An application of its own, without the secret, is refused by the master (SASL).
+    driver_log = tmp_path / "rogue.log"
+    script = tmp_path / "rogue.py"
+    script.write_text(ROGUE_APPLICATION.format(master=spark_cluster.cluster.master_url))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_"))}
+    env |= {
+        "JAVA_HOME": str(java_home()),
+        "PYSPARK_SUBMIT_ARGS": f"--driver-java-options -Djava.io.tmpdir={tmp_path} pyspark-shell",
+    }
+    with driver_log.open("w") as log:
+        rogue = subprocess.Popen(
+            [sys.executable, str(script)], env=env, cwd=tmp_path, stdout=log, stderr=log
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "Failed to connect to master" not in driver_log.read_text():
+            assert rogue.poll() is None and time.monotonic() < deadline, driver_log.read_text()
+            time.sleep(0.5)
+        apps = [app["name"] for app in spark_cluster.cluster.master_status()["activeapps"]]
+    finally:
+        rogue.kill()
+        rogue.wait()
+    assert "SASL" in driver_log.read_text() and apps == [APP_NAME]
+    assert "the rogue application ran" not in driver_log.read_text()
+
+    for path in (state / "secret", state / "conf" / "spark-defaults.conf"):
+        assert path.stat().st_mode & 0o777 == 0o600
+    holding = files_holding([state], [secret.encode()])
+    assert holding == sorted([str(state / "secret"), str(state / "conf" / "spark-defaults.conf")])
+    assert not command_lines_holding(secret)
+
+
+def command_lines_holding(text: str) -> list[str]:
+    """The command line of every process holding `text`, as `ps` shows them to every user."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().decode(errors="replace")
+        except OSError:  # ended meanwhile
+            continue
+        if text in args:
+            found.append(args.replace("\0", " "))
+    return found
 
 
 def java_processes() -> list[tuple[int, list[str]]]:
@@ -554,7 +630,7 @@ def test_a_lost_endpoint_fails_the_steps_session_in_one_line(spark_cluster):
         (down, "it does not answer"),
     ):
         [line] = str(lost.value).splitlines()
-        assert line.startswith(f"the Spark Connect endpoint sc://127.0.0.1:{port} was lost ({why})")
+        assert line.startswith(f"the Spark Connect endpoint sc://localhost:{port} was lost ({why})")
         assert "SERVICES=spark make services-up" in line
 
 

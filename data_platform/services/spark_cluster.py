@@ -5,7 +5,7 @@ daemons, Spark Connect, the Hive metastore client with an embedded Derby); only 
 apt. Java 17 is chosen explicitly (`java_home`): Spark 4 supports 17 and 21, and a newer JDK
 first on PATH (a Temurin 25 here) is not one to run it on.
 
-The SQL endpoint is a **Spark Connect server** (gRPC, `sc://127.0.0.1:15002`), not the Hive
+The SQL endpoint is a **Spark Connect server** (gRPC, `sc://localhost:15002`), not the Hive
 Thrift server. Both were tried on this cluster (pyspark 4.3.0, dbt-spark 1.11.0):
 - dbt-spark reaches both: `method: thrift` through PyHive, and `method: session` once
   pyspark's builder is pointed at Connect (SPARK_REMOTE, or `spark.remote` in the profile's
@@ -45,10 +45,13 @@ from data_platform.services.base import HOST, AptPackage
 from data_platform.services.config import ServicesConfig, _positive_int
 from data_platform.services.process import (
     ServiceError,
+    ensure_secret,
     read_pid,
+    read_secret,
     spawn,
     terminate_group,
     wait_until,
+    write_secret,
 )
 from data_platform.settings import ENGINE_VARIABLE, OWNER_ONLY_UMASK, SPARK_REMOTE_VARIABLE
 
@@ -174,9 +177,35 @@ class SparkCluster:
         }
 
     @property
+    def secret_file(self) -> Path:
+        return self.folder / "secret"
+
+    @property
+    def secret(self) -> str:
+        """The cluster's shared secret, as generated at its first start (token_urlsafe: no `=`,
+        which pyspark's URL parameters cannot hold)."""
+        self._refuse_unsecured_processes()
+        return read_secret(self.secret_file, self.name)
+
+    def _refuse_unsecured_processes(self) -> None:
+        """One line when processes run without a secret file: started by a version before the
+        secret (they take any local user), or the file deleted under them. A new secret would
+        not be theirs (an endpoint started with it could not join that master), so they must
+        stop first."""
+        if not self.secret_file.exists() and self.has_processes():
+            raise ServiceError(
+                f"spark: the cluster runs without its secret ({self.secret_file} is missing: "
+                "started by an older version, or the file was deleted), so it takes any local "
+                "user: run `make services-down`, then `SERVICES=spark make services-up`"
+            )
+
+    @property
     def remote(self) -> str:
-        """The Spark Connect URL clients use (pyspark's `SparkSession.builder.remote`)."""
-        return f"sc://{HOST}:{self.connect_port}"
+        """The Spark Connect URL clients use (pyspark's `SparkSession.builder.remote`), the
+        secret as its token. `localhost`, not 127.0.0.1: pyspark sends a token without TLS only
+        to that name (gRPC's local credentials, which also refuse a peer off this machine); it
+        resolves to the 127.0.0.1 the endpoint listens on."""
+        return f"sc://localhost:{self.connect_port}/;token={self.secret}"
 
     @property
     def master_url(self) -> str:
@@ -214,14 +243,15 @@ class SparkCluster:
         # master, the worker and spark-class's launcher only coordinate: the client compiler
         # and the serial collector spend less CPU starting them on a busy 2-core machine.
         light_jvm = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-        daemon_opts = f"-Dspark.port.maxRetries=0 {light_jvm}"
+        # killEnabled=false: the UIs answer any local user, who could otherwise end the endpoint.
+        daemon_opts = f"-Dspark.port.maxRetries=0 -Dspark.ui.killEnabled=false {light_jvm}"
         master, worker = self._tmpdir_option("master"), self._tmpdir_option("worker")
         return {
             **{k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_"))},
             "JAVA_HOME": str(home),
             "PATH": f"{home / 'bin'}:{os.environ.get('PATH', '')}",
             "SPARK_HOME": str(spark_home()),
-            "SPARK_CONF_DIR": str(self.folder / "conf"),  # empty: no stray spark-defaults
+            "SPARK_CONF_DIR": str(self.folder / "conf"),  # only `_write_defaults`' file
             "SPARK_LOCAL_IP": HOST,  # the bind address of every daemon, UI and executor
             "SPARK_LOCAL_DIRS": str(self.folder / "local"),
             "SPARK_DAEMON_MEMORY": DAEMON_MEMORY,
@@ -229,6 +259,18 @@ class SparkCluster:
             "SPARK_WORKER_OPTS": f"{daemon_opts} {worker}",
             "SPARK_LAUNCHER_OPTS": f"{light_jvm} {self._tmpdir_option('launcher')}",
         }
+
+    def _write_defaults(self) -> None:
+        """`spark-defaults.conf`, which the master, the worker and the endpoint's spark-submit
+        all read: authentication on, with the shared secret. Without it any user of the machine
+        could register an application at the master and run code on the worker as the
+        platform's user, or take the endpoint's executors. A file (mode 0600), never a command
+        line, where `ps` shows it to every user; the worker hands the secret to the executors
+        it starts in their environment (Spark's own `_SPARK_AUTH_SECRET`)."""
+        write_secret(
+            self.folder / "conf" / "spark-defaults.conf",
+            f"spark.authenticate true\nspark.authenticate.secret {self.secret}",
+        )
 
     def _tmp(self, jvm: str) -> Path:
         return self.folder / "tmp" / jvm
@@ -308,12 +350,23 @@ class SparkCluster:
             # gone with the old master) nor, in time, the worker: `up` waited its 240 s and
             # failed, every time. Without the master, all three start again.
             self.stop()
+        self._refuse_unsecured_processes()
+        ensure_secret(self.secret_file)
+        self._write_defaults()
         for process in PROCESSES:
             if self._alive(process):
                 continue
-            # SPARK_DAEMON_MEMORY would also size the endpoint's driver (spark-submit treats
-            # the Connect server as a daemon): the daemons' heap alone.
-            own_env = env if process != "connect" else {**env, "SPARK_DAEMON_MEMORY": ""}
+            own_env = env
+            if process == "connect":
+                own_env = {
+                    **env,
+                    # It would also size the endpoint's driver (spark-submit treats the Connect
+                    # server as a daemon): the daemons' heap alone.
+                    "SPARK_DAEMON_MEMORY": "",
+                    # The endpoint asks every client for the secret as its token (Spark
+                    # Connect's own variable): SQL through it reads every table, runs Python.
+                    "SPARK_CONNECT_AUTHENTICATE_TOKEN": self.secret,
+                }
             jvms = [process, "launcher"] + (["executor"] if process == "connect" else [])
             self._empty_tmp(jvms)
             if process == "connect":
