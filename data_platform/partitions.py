@@ -20,8 +20,8 @@ SINGLE_RUN_BACKFILL = dg.BackfillPolicy.single_run()
 # silenced, here, where every asset module takes the policy from.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 # Likewise for the daily partitions of the blocking checks that judge each day on its own
-# (conservation, dead_letter_ratio, the raw files' Pandera gates): a preview API, chosen for
-# the verdict per day it keeps.
+# (conservation, dead_letter_ratio, the Pandera gates of the raw files and the partitioned
+# facts): a preview API, chosen for the verdict per day it keeps.
 warnings.filterwarnings(
     "ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning
 )

@@ -4,8 +4,8 @@ and nothing downstream of a failed blocking check is ever requested.
 The dbt models, views and Python assets are the platform's own (their conditions come from the
 translator); raw/events is a stand-in with the same key and partitions and two blocking checks
 whose verdicts each test chooses: one judging the run as a whole (as the Pandera gates of the
-partitioned marts do) and one keeping a verdict per day (as every blocking check of raw/events
-does: its Pandera gates, conservation and the dead-letter ratio). Requested assets
+unpartitioned tables do) and one keeping a verdict per day (as every blocking check of
+raw/events does: its Pandera gates, conservation and the dead-letter ratio). Requested assets
 are "run" by recording their materializations, so no dbt build is needed: what is under test is
 what gets requested.
 """
@@ -28,6 +28,7 @@ from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOUR
 from data_platform.assets.scorecard import SCORECARD_ASSETS
 from data_platform.automation.conditions import AUTOMATION_TAG
 from data_platform.automation.landing_sensor import landing_zone_sensor
+from data_platform.checks import QUALITY_CHECKS
 from data_platform.checks.dead_letter import RATIO as DEAD_LETTER_RATIO
 from data_platform.partitions import DAILY_PARTITIONS, SINGLE_RUN_BACKFILL
 from data_platform.resources.build import build_resources
@@ -38,6 +39,10 @@ EVENTS = dg.AssetKey(["raw", "events"])
 STG_EVENTS = "staging/stg_events__events"
 FCT_EVENTS = "marts/fct_events"
 DAU = "marts/daily_active_users"
+FACT_GATES = [
+    dg.AssetCheckKey(dg.AssetKey(["marts", fact]), "pandera_schema")
+    for fact in ("fct_events", "fct_payments")
+]
 DB_TABLES = ["raw/users", "raw/products", "raw/orders", "raw/order_items"]
 RESOURCE_KEYS = (
     "warehouse",
@@ -102,6 +107,17 @@ def defs(tmp_path_factory) -> dg.Definitions:
     return platform_defs(
         stand_in_raw_events, build_resources(load_settings({"DATA_PLATFORM_HOME": str(home)}))
     )
+
+
+@pytest.fixture(scope="module")
+def gated_defs(tmp_path_factory) -> dg.Definitions:
+    """The platform's graph plus the partitioned facts' real Pandera gates (kept per day), whose
+    verdicts each test reports (kept out of `defs`, as the scorecard is)."""
+    home = tmp_path_factory.mktemp("home")
+    resources = build_resources(load_settings({"DATA_PLATFORM_HOME": str(home)}))
+    gates = [c for c in QUALITY_CHECKS if any(k in FACT_GATES for k in c.check_keys)]
+    assert len(gates) == len(FACT_GATES)
+    return platform_defs(stand_in_raw_events, resources, extra=tuple(gates))
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +189,10 @@ class Platform:
 
     def record_in(self, run_id: str, key: str, partition: str | None = None) -> None:
         event = dg.AssetMaterialization(dg.AssetKey.from_user_string(key), partition=partition)
+        self.store(run_id, DagsterEventType.ASSET_MATERIALIZATION, StepMaterializationData(event))
+
+    def store(self, run_id: str, event_type: DagsterEventType, data: object) -> None:
+        """An event of the run `run_id`, as its step would have reported it."""
         self.instance.store_event(
             EventLogEntry(
                 error_info=None,
@@ -181,9 +201,7 @@ class Platform:
                 run_id=run_id,
                 timestamp=time.time(),
                 dagster_event=DagsterEvent(
-                    DagsterEventType.ASSET_MATERIALIZATION.value,
-                    job_name="__ASSET_JOB",
-                    event_specific_data=StepMaterializationData(event),
+                    event_type.value, job_name="__ASSET_JOB", event_specific_data=data
                 ),
             )
         )
@@ -389,22 +407,29 @@ def test_a_run_outside_automation_updating_an_input_and_its_readers_is_not_repea
         assert platform.tick() == {}
 
 
-def report_check(platform: Platform, key: str, prefix: str, passed: bool) -> None:
-    """The blocking check of `key` whose name starts with `prefix`, judged on its latest run."""
+def report_check(
+    platform: Platform, key: str, prefix: str, passed: bool, partition: str | None = None
+) -> None:
+    """The blocking check of `key` whose name starts with `prefix`, judged in its latest run
+    (of `partition`: the verdict of a check kept per day, about that day), as the run's check
+    step reports it."""
     asset = dg.AssetKey.from_user_string(key)
     (check_key,) = [k for k in platform.graph.get(asset).check_keys if k.name.startswith(prefix)]
-    [latest] = platform.instance.fetch_materializations(asset, limit=1).records
+    records = dg.AssetRecordsFilter(
+        asset_key=asset, asset_partitions=[partition] if partition else None
+    )
+    [latest] = platform.instance.fetch_materializations(records, limit=1).records
     target = AssetCheckEvaluationTargetMaterializationData(
         storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp
     )
-    platform.instance.report_runless_asset_event(
-        dg.AssetCheckEvaluation(
-            asset_key=asset,
-            check_name=check_key.name,
-            passed=passed,
-            target_materialization_data=target,
-        )
+    evaluation = dg.AssetCheckEvaluation(
+        asset_key=asset,
+        check_name=check_key.name,
+        passed=passed,
+        partition=partition,
+        target_materialization_data=target,
     )
+    platform.store(latest.run_id, DagsterEventType.ASSET_CHECK_EVALUATION, evaluation)
 
 
 def test_a_failed_check_on_a_view_holds_the_fact(defs):
@@ -415,6 +440,38 @@ def test_a_failed_check_on_a_view_holds_the_fact(defs):
     report_check(platform, STG_EVENTS, "unique_", False)
     for _ in range(2):
         assert platform.tick() == {}
+
+
+def test_a_failed_day_of_a_fact_holds_what_reads_the_whole_fact_until_that_day_passes(
+    gated_defs,
+):
+    """fct_events' gate keeps a verdict per day. daily_active_users reads every day of the
+    fact, so it is held while any day is failed: built, it would publish that day's wrong
+    numbers. A later good day of the fact, whose run passes, no longer lets it through (the
+    gate's one verdict a run did, hiding the bad day); the fact's own days still flow (a failed
+    day holds only what reads it), and the bad day, rebuilt and passing, releases the
+    aggregate, which is rebuilt whole."""
+    platform = Platform(gated_defs).filled()
+    platform.land("2026-01-06")
+    assert platform.tick() == {STG_EVENTS: ["2026-01-06"]}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-06"]}
+    report_check(platform, FCT_EVENTS, "pandera_schema", False, "2026-01-06")  # in its run
+    for _ in range(2):
+        assert platform.tick() == {}
+
+    platform.land("2026-01-07")
+    assert platform.tick() == {STG_EVENTS: ["2026-01-07"]}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-07"]}
+    report_check(platform, FCT_EVENTS, "pandera_schema", True, "2026-01-07")
+    for _ in range(2):
+        assert platform.tick() == {}
+
+    platform.land("2026-01-06")  # landed again, fixed
+    assert platform.tick() == {STG_EVENTS: ["2026-01-06"]}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-06"]}
+    report_check(platform, FCT_EVENTS, "pandera_schema", True, "2026-01-06")
+    assert platform.tick() == {DAU: True}
+    assert platform.tick() == {}
 
 
 def test_days_landed_while_a_dimension_fails_are_built_once_it_passes(defs):

@@ -586,9 +586,10 @@ def test_spark_ingests_and_builds_the_same_tables_as_duckdb(
     on_spark = checks_and_analytics(resources)
     assert on_spark.keys() == on_duckdb.keys()
     assert {key.split("@")[0] for key in on_duckdb} == {str(key) for key in CHECK_KEYS}
-    # The checks kept per day (the raw files' Pandera gates among them): a verdict per day.
+    # The checks kept per day (the Pandera gates of the raw files and of the partitioned facts
+    # among them): a verdict per day.
     per_day = [spec.key for c in QUALITY_CHECKS for spec in c.check_specs if spec.partitions_def]
-    assert len(per_day) == 8
+    assert len(per_day) == 10
     assert {key for key in on_spark if "@" in key} == {f"{k}@{d}" for k in per_day for d in DAYS}
     assert {key: on_spark[key] for key in on_duckdb if on_spark[key] != on_duckdb[key]} == {}
     assert {passed for passed, _, _ in on_duckdb.values()} == {True, False}

@@ -123,10 +123,11 @@ def test_a_day_without_a_row_passes(settings, resources, tmp_path, strict_gate):
         assert check_statuses(instance, SCHEMA_KEY) == {str(GOOD_BEFORE): PASSED, str(BAD): PASSED}
 
 
-def test_only_the_raw_files_gates_are_kept_per_day():
-    """The raw files' two gates each are partitioned by day (and so among DAY_PARTITIONED_CHECKS,
-    which an unpartitioned reader, the scorecard, does not wait on); the database tables' and
-    the marts' gates keep one verdict a run."""
+def test_the_gates_of_the_daily_tables_and_only_theirs_are_kept_per_day():
+    """The raw files' two gates each and the partitioned facts' gates are partitioned by day
+    (among DAY_PARTITIONED_CHECKS, which the scorecard does not wait on; see
+    test_mart_gate_partitions.py for the facts'); the database tables' and the unpartitioned
+    marts' gates keep one verdict a run."""
     gates = {
         spec.key: spec.partitions_def
         for check in QUALITY_CHECKS
@@ -139,4 +140,4 @@ def test_only_the_raw_files_gates_are_kept_per_day():
         f"raw/{source}:{name}"
         for source in ("events", "payments")
         for name in ("pandera_schema", "pandera_dead_letter")
-    }
+    } | {"marts/fct_events:pandera_schema", "marts/fct_payments:pandera_schema"}

@@ -194,8 +194,7 @@ def test_clean_data_passes_every_check(clean):
         days = by_day(clean.result, f"raw/{source}", "pandera_schema")
         assert [value(e, "partitions") for e in days.values()] == [str(day) for day in DAYS]
     # A single-run range hands the other checks of partitioned assets the whole range.
-    fct_events = found["marts/fct_events", "pandera_schema"]
-    assert value(fct_events, "partitions") == f"{DAYS[0]}..{DAYS[-1]}"
+    assert value(found["raw/events", "row_count_anomaly"], "partitions") == f"{DAYS[0]}..{DAYS[-1]}"
     assert value(found["raw/users", "pandera_schema"], "partitions") == "all partitions"
     # Checks partitioned by day: one verdict per day of the range.
     for check in ("conservation", "dead_letter_ratio", "pandera_schema", "pandera_dead_letter"):
@@ -204,7 +203,15 @@ def test_clean_data_passes_every_check(clean):
         events.records.values()
     )
     assert day_total(clean.result, "raw/events", "dead_letter_ratio", "rows_dead_lettered") == 0
-    assert value(found["marts/fct_events", "pandera_schema"], "rows_validated") == len(events.valid)
+    # The partitioned facts' gates too: a verdict per day, on that day's rows of the fact.
+    fact = by_day(clean.result, "marts/fct_events", "pandera_schema")
+    assert [value(e, "partitions") for e in fact.values()] == [str(day) for day in DAYS]
+    assert day_total(clean.result, "marts/fct_events", "pandera_schema", "rows_validated") == len(
+        events.valid
+    )
+    assert sorted(by_day(clean.result, "marts/fct_payments", "pandera_schema")) == [
+        str(day) for day in DAYS
+    ]
 
 
 def rule_expectations(events: Landed, payments: Landed, db: Path) -> dict:

@@ -152,8 +152,12 @@ def follows_inputs(ignoring: dg.AssetSelection | None = None) -> dg.AutomationCo
 
     `ignoring`: checks of inputs that hold nothing back. For an unpartitioned reader of a
     partitioned input, a check partitioned by day is failed as long as any one day is, which
-    may be for good (a day nobody lands again): such a reader that reports on the checks
-    themselves (the scorecard) would then never refresh.
+    may be for good (a day nobody lands again). A reader of the input's data waits, on purpose:
+    daily_active_users reads every day of fct_events, and built while a day fails the fact's
+    gate it would publish that day's wrong numbers (a later good day, whose run passes, does
+    not release it; the failed day, rebuilt and passing, does, and its update rebuilds the
+    reader). A reader that reports on the checks themselves (the scorecard) would never
+    refresh: it ignores them.
     """
     trigger = AC.any_deps_updated() | AC.missing().newly_true()
     return _gated(trigger, "follows its inputs", ignoring=ignoring)

@@ -39,9 +39,10 @@ def build_quality_checks(thresholds: QualityThresholds) -> list[dg.AssetChecksDe
 
 QUALITY_CHECKS = build_quality_checks(QualityThresholds())
 # The checks that keep a verdict per day (a partitions_def on their spec): conservation,
-# dead_letter_ratio and the raw files' Pandera gates (Gate.per_day). An unpartitioned reader
-# of their assets sees one of them failed while any day is; see
-# automation.conditions.follows_inputs.
+# dead_letter_ratio and the Pandera gates of the raw files and of the partitioned facts
+# (Gate.per_day). An unpartitioned reader of their assets sees one of them failed while any
+# day is, and waits (daily_active_users, on fct_events), unless it reports on the checks
+# themselves (the scorecard ignores these); see automation.conditions.follows_inputs.
 DAY_PARTITIONED_CHECKS = dg.AssetSelection.checks(
     *(spec.key for c in QUALITY_CHECKS for spec in c.check_specs if spec.partitions_def)
 )

@@ -7,10 +7,15 @@ interval that runs backwards), and a breach there means a model computes wrong n
 must not reach the aggregates and analytics built on them. A gate blocks only downstream
 *steps*: models built in the same dbt invocation as the checked one are already written.
 
-The raw files' gates keep a verdict per day (`per_day`), as the other blocking checks of those
-tables do: a bad day of a backfill stays failed until a run of that day passes, and holds only
-its own days downstream. The mart gates keep one verdict per run (not asked for yet: their
-dbt step and its automation are the next place a per-day verdict would pay).
+The gates of the daily-partitioned tables keep a verdict per day (`per_day`): the raw files'
+(as the other blocking checks of those tables do) and the partitioned facts' (`fct_events`,
+`fct_payments`, judged in the run of the facts' dbt step, a verdict per day of its window, each
+about that day's materialization). A bad day of a backfill stays failed until a run of that day
+passes: with one verdict a run, a later good run of any day recorded a pass that hid it, from
+the UI and from automation. A failed day holds its own days downstream; a reader of the whole
+table (daily_active_users reads every day of fct_events) is held while any day is failed, since
+built it would publish that day's numbers (automation/conditions.follows_inputs). The other
+gates judge an unpartitioned table whole, one verdict a run.
 
 raw.dead_letter has no step of its own (the file assets write it in their transactions), so a
 check on it would never run with them; each file asset gates its own slice of it instead.
@@ -69,8 +74,8 @@ GATES = [
         query=ORDERS_WITH_ITEM_TOTALS,
         additional_deps=(_key("marts.fct_order_items"),),
     ),
-    _gate("marts.fct_events", "FctEvents", partitioned=True),
-    _gate("marts.fct_payments", "FctPayments", partitioned=True),
+    _gate("marts.fct_events", "FctEvents", partitioned=True, per_day=True),
+    _gate("marts.fct_payments", "FctPayments", partitioned=True, per_day=True),
     _gate("marts.dim_customers", "DimCustomers"),
     _gate("marts.daily_revenue", "DailyRevenue"),
 ]

@@ -60,7 +60,7 @@ class Gate:
     partitioned: bool = False
     # A verdict per day of the run (partitioned: the check's spec has daily partitions), each
     # day judged as a run of that day alone would judge it: a bad day of a range stays failed
-    # until a run of that day passes. The raw files' gates; the marts' stay one verdict a run.
+    # until a run of that day passes. The raw files' gates and the partitioned facts'.
     per_day: bool = False
     where: str = "TRUE"
     name: str = "pandera_schema"
