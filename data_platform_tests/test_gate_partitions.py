@@ -61,6 +61,30 @@ def verdicts(result: dg.ExecuteInProcessResult, key: dg.AssetCheckKey) -> dict:
     }
 
 
+def assert_only_the_middle_day_failed(
+    found: dict[str | None, dg.AssetCheckEvaluation],
+    model: str,
+    rows: int,
+    failing: int,
+    rows_after: int,
+) -> None:
+    """The verdicts of a run of GOOD_BEFORE..GOOD_AFTER whose middle day alone breaks `model`:
+    one a day, the bad day's with its own figures, the next day's with its own rows."""
+    assert {day: e.passed for day, e in found.items()} == {
+        str(GOOD_BEFORE): True,
+        str(BAD): False,
+        str(GOOD_AFTER): True,
+    }
+    bad = found[str(BAD)]
+    assert (bad.metadata["rows_validated"].value, bad.metadata["failing_rows"].value) == (
+        rows,
+        failing,
+    )
+    assert bad.metadata["partitions"].value == str(BAD)
+    assert bad.description == f"{failing} of {rows} rows break 1 rule(s) of {model} ({BAD})"
+    assert found[str(GOOD_AFTER)].metadata["rows_validated"].value == rows_after
+
+
 def test_a_range_run_judges_each_day_and_a_bad_day_stays_failed(
     settings, resources, tmp_path, strict_gate
 ):
@@ -75,17 +99,9 @@ def test_a_range_run_judges_each_day_and_a_bad_day_stays_failed(
         )  # fmt: skip
         # Still blocking: the bad day fails the step of the whole range.
         assert not backfill.success
-        found = verdicts(backfill, SCHEMA_KEY)
-        assert {day: e.passed for day, e in found.items()} == {
-            str(GOOD_BEFORE): True,
-            str(BAD): False,
-            str(GOOD_AFTER): True,
-        }
-        bad = found[str(BAD)]
-        assert (bad.metadata["rows_validated"].value, bad.metadata["failing_rows"].value) == (34, 4)
-        assert bad.metadata["partitions"].value == str(BAD)
-        assert bad.description == f"4 of 34 rows break 1 rule(s) of PageViewsOnly ({BAD})"
-        assert found[str(GOOD_AFTER)].metadata["rows_validated"].value == 30
+        assert_only_the_middle_day_failed(
+            verdicts(backfill, SCHEMA_KEY), "PageViewsOnly", rows=34, failing=4, rows_after=30
+        )
         assert check_statuses(instance, SCHEMA_KEY) == days
         # The real dead-letter gate: one dead letter a day, each day judged on its own.
         dead = verdicts(backfill, DEAD_LETTER_KEY)

@@ -28,13 +28,18 @@ from data_platform.checks.gates import GATES
 from data_platform.checks.pandera_gate import pandera_check
 from data_platform_tests.helpers import materialize_days, put_lines
 from data_platform_tests.test_dead_letter_partitions import check_statuses
+from data_platform_tests.test_gate_partitions import (
+    BAD,
+    GOOD_AFTER,
+    GOOD_BEFORE,
+    assert_only_the_middle_day_failed,
+)
 from data_platform_tests.test_unreadable_files import T, event_lines
 
 EVENTS = dg.AssetKey(["raw", "events"])
 STAGING = dg.AssetKey(["staging", "stg_events__events"])
 FACT = dg.AssetKey(["marts", "fct_events"])
 GATE_KEY = dg.AssetCheckKey(FACT, "pandera_schema")
-GOOD_BEFORE, BAD, GOOD_AFTER = date(2026, 1, 4), date(2026, 1, 5), date(2026, 1, 6)
 DAYS = [GOOD_BEFORE, BAD, GOOD_AFTER]
 PASSED, FAILED = "SUCCEEDED", "FAILED"
 
@@ -111,16 +116,9 @@ def test_a_range_run_of_the_facts_judges_each_day_and_a_bad_day_stays_failed(
         # Still blocking: the bad day fails the gate's step, and with it the range.
         assert not backfill.success
         found = verdicts(backfill)
-        assert {day: e.passed for day, e in found.items()} == {
-            str(GOOD_BEFORE): True,
-            str(BAD): False,
-            str(GOOD_AFTER): True,
-        }
-        bad = found[str(BAD)]
-        assert (bad.metadata["rows_validated"].value, bad.metadata["failing_rows"].value) == (23, 3)
-        assert bad.metadata["partitions"].value == str(BAD)
-        assert bad.description == f"3 of 23 rows break 1 rule(s) of FactPageViewsOnly ({BAD})"
-        assert found[str(GOOD_AFTER)].metadata["rows_validated"].value == 20
+        assert_only_the_middle_day_failed(
+            found, "FactPageViewsOnly", rows=23, failing=3, rows_after=20
+        )
         # Each verdict is about its own day's materialization, the one the facts' step wrote.
         written = {
             record.partition_key: record.storage_id
