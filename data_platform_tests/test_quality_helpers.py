@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import math
 import os
@@ -17,7 +18,13 @@ from data_platform.checks import models, pandera_gate
 from data_platform.checks.anomaly import days_of, days_to_judge, score_partitions
 from data_platform.checks.conservation import balances, count_records, warehouse_counts
 from data_platform.checks.dead_letter import judge
-from data_platform.checks.pandera_gate import Gate, fetch_frame, gate_query, validate
+from data_platform.checks.pandera_gate import (
+    Gate,
+    _collect_only_new_objects,
+    fetch_frame,
+    gate_query,
+    validate,
+)
 from data_platform.checks.report import DAYS_DESCRIBED, days_described, markdown_table
 from data_platform.checks.rules import ratio_severity, robust_z, within_tolerance
 from data_platform.checks.scope import WHOLE_TABLE, Window
@@ -513,3 +520,17 @@ def test_a_failed_checks_line_says_how_many_days_it_does_not_name():
     assert days_described(days) == "; ".join(days[:3]) + "; 2 more day(s)"
     assert days_described(days[:3]) == "; ".join(days[:3])
     assert days_described(days[:4]) == "; ".join(days[:3]) + "; 1 more day(s)"
+
+
+def test_a_gate_freezes_the_process_objects_once_however_nested():
+    """A streamed day of a gate judged per day opens the freeze within the days' own: the
+    inner one left, the outer still holds (an unfreeze there gave the remaining days'
+    collections the whole process back); the outer one left, nothing stays frozen."""
+    assert gc.get_freeze_count() == 0
+    with _collect_only_new_objects():
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        with _collect_only_new_objects():
+            made_inside = [object() for _ in range(10)]
+        assert gc.get_freeze_count() == frozen and made_inside
+    assert gc.get_freeze_count() == 0

@@ -396,25 +396,20 @@ def _validate_batch(
     return validate(schema, frame, shown, flagged, key)
 
 
-_freezes = 0  # how many _collect_only_new_objects are open (a day's stream within the days)
-
-
 @contextmanager
 def _collect_only_new_objects() -> Iterator[None]:
     """Full collections that skip what the process held before (Dagster's own objects): one
     takes ~2 ms instead of ~200 ms, which after every batch would slow the gate down 3x.
-    Nested (a streamed day of `validate_days`), only the outermost freezes: an inner unfreeze
-    would give the outer loop's collections the whole process back."""
-    global _freezes
-    if not _freezes:
-        gc.freeze()
-    _freezes += 1
+    Within another (a streamed day of `validate_days`) it leaves the outer freeze alone: an
+    inner unfreeze would give the outer loop's collections the whole process back."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
     try:
         yield
     finally:
-        _freezes -= 1
-        if not _freezes:
-            gc.unfreeze()
+        gc.unfreeze()
 
 
 def extracted_versions_gate(gate: Gate, extracted_since: datetime | None) -> Gate | None:
