@@ -144,6 +144,9 @@ EVENT_LINES = [
     # NaN and Infinity, as json.dumps writes them, are named (they were "truncated or malformed").
     (event("nan", properties={"amount": float("nan")}), NON_NUMERIC_LINE),
     (event("inf", properties={"amount": float("-inf")}), NON_NUMERIC_LINE),
+    # In any ASCII case, as DuckDB's reader takes them.
+    (event("nan-case", properties={"amount": 1.5}).replace("1.5", "nAn"), NON_NUMERIC_LINE),
+    (event("inf-case", properties={"x": [1.5]}).replace("1.5", "-iNfInItY"), NON_NUMERIC_LINE),
     (event("comma")[:-1] + ", }", TRAILING_COMMA_LINE),
     (event("inner-comma", properties={"page": "/"}).replace('"/"}', '"/",}'), TRAILING_COMMA_LINE),
     (event("list-comma", properties={"ids": [1]}).replace("[1]", "[1,\t]"), TRAILING_COMMA_LINE),
