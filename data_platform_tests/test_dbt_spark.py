@@ -85,6 +85,9 @@ from data_platform_tests.test_dbt_marts import (  # noqa: F401 (fixtures)
     Platform,
     platform,
 )
+from data_platform_tests.test_lenient_json import DAY as CORPUS_DAY
+from data_platform_tests.test_lenient_json import LOADED_AT as CORPUS_LOADED_AT
+from data_platform_tests.test_lenient_json import corpus_landing, expected_dead_letters
 
 # Both sources are loaded on Spark by its own ingestion: the app database's tables, the files.
 DATABASE_TABLES = ["users", "products", "orders", "order_items"]
@@ -923,6 +926,26 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     assert spark.table("raw.payments").columns[-3:] == ["_loaded_at", "_rescued", "dt"]
     for table in ("payments", "dead_letter"):
         assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
+
+
+def test_the_lenient_json_corpus_lands_alike_on_both_engines(spark, tmp_path):
+    """test_lenient_json's corpus (NaN, Infinity and trailing commas, in and out of strings,
+    escapes, \\f, lines cut short) on Spark: DuckDB's rows and dead letters, each dead letter
+    with the corpus' reason. DuckDB refuses these lines by `record_rules.lenient_json`, Spark
+    by its parser; both name them by the same rules."""
+    for table in ("events", "dead_letter"):
+        spark.sql(f"DROP TABLE IF EXISTS raw.{table}")
+    landing = corpus_landing(tmp_path)
+    warehouse = tmp_path / "warehouse.duckdb"
+    duckdb_stats = ingest_on_duckdb(warehouse, landing, CORPUS_DAY, CORPUS_LOADED_AT)
+    spark_stats = ingest_file_partitions_on_spark(
+        spark, landing, EVENT_FILES, [CORPUS_DAY], CORPUS_LOADED_AT
+    )
+    assert spark_stats == duckdb_stats
+    for table in ("events", "dead_letter"):
+        assert table_differences(warehouse, spark, "raw", table, f"dt = '{CORPUS_DAY}'") == []
+    letters = spark.sql(f"SELECT line_number, error FROM raw.dead_letter WHERE dt = '{CORPUS_DAY}'")
+    assert {row.line_number: row.error for row in letters.collect()} == expected_dead_letters()
 
 
 def relation_rows(spark) -> dict[str, Counter]:

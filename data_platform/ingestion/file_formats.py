@@ -134,6 +134,9 @@ class DuckDBDialect:
     def full_match(self, text: str, pattern: str) -> str:
         return f"regexp_full_match({text}, {self.pattern(pattern)})"
 
+    def matches(self, text: str, pattern: str) -> str:
+        return f"regexp_matches({text}, {self.pattern(pattern)})"
+
     def try_number(self, text: str, sql_type: str) -> str:
         return f"TRY_CAST({text} AS {sql_type})"
 
@@ -166,8 +169,8 @@ class DuckDBDialect:
     def pattern(self, pattern: str) -> str:
         return f"'{pattern}'"  # DuckDB's literals take a backslash as it is
 
-    def delete_all(self, text: str, pattern: str) -> str:
-        return f"regexp_replace({text}, {self.pattern(pattern)}, '', 'g')"
+    def replace_all(self, text: str, pattern: str, replacement: str) -> str:
+        return f"regexp_replace({text}, {self.pattern(pattern)}, '{replacement}', 'g')"
 
     def byte_length(self, text: str) -> str:
         return f"strlen({text})"
@@ -249,11 +252,8 @@ _EVENT_RESCUED = f"CASE WHEN len(extra_keys) > 0 THEN json_merge_patch(line, '{_
 
 # DuckDB's JSON reader (yyjson) is lenient: it takes NaN, Infinity and trailing commas, which
 # JSON (RFC 8259) and Spark's parser refuse. A line holding one outside its strings is "not
-# valid JSON" on both engines: its strings blanked, what is left is looked at.
-_LENIENT_JSON = (
-    r"""regexp_matches(regexp_replace(line, '"(?:[^"\\]|\\.)*"', '""', 'g'), """
-    r"""'(?i)nan|inf|,\s*[}\]]')"""
-)
+# valid JSON" on both engines, by the rule that names its reason (`record_rules.lenient_json`).
+_LENIENT_JSON = rules.lenient_json(DUCKDB, "line")
 # The fast path vouches for a line only if its properties (minified by the extraction: no
 # trailing comma is left in them) hold neither word in any ASCII case (yyjson takes `nAn`,
 # `iNF`), nor a number that may be beyond a 64-bit float (`record_rules.MAYBE_BEYOND_DOUBLE`),

@@ -62,6 +62,9 @@ class SparkDialect:
         anchored = f"^(?:{pattern})" + r"\z"
         return f"({text} RLIKE {self.pattern(anchored)})"
 
+    def matches(self, text: str, pattern: str) -> str:
+        return f"({text} RLIKE {self.pattern(pattern)})"  # RLIKE finds: a part of text
+
     def try_number(self, text: str, sql_type: str) -> str:
         return f"try_cast({text} AS {sql_type})"
 
@@ -90,8 +93,8 @@ class SparkDialect:
     def pattern(self, pattern: str) -> str:
         return spark_string(pattern)
 
-    def delete_all(self, text: str, pattern: str) -> str:
-        return f"regexp_replace({text}, {self.pattern(pattern)}, '')"
+    def replace_all(self, text: str, pattern: str, replacement: str) -> str:
+        return f"regexp_replace({text}, {self.pattern(pattern)}, {spark_string(replacement)})"
 
     def byte_length(self, text: str) -> str:
         return f"octet_length({text})"
