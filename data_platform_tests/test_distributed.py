@@ -361,6 +361,133 @@ def test_a_dead_runs_step_is_killed_on_its_worker_before_its_slot_is_freed(distr
     assert_day_loaded_once(distributed_stack, files)
 
 
+@contextmanager
+def dead_run_on_a_silent_worker(env: dict[str, str]) -> Iterator[tuple[str, int, int]]:
+    """`materialize` of raw/events killed -9 mid-step, the step's whole worker SIGSTOPped
+    first (its main process, which answers `inspect` and renews the step's lease, then
+    cannot): the run's id, the step's pid and the worker's. The worker is let go at the end."""
+    process, run_id, pid = materialize_day_stopped_mid_step(env)
+    worker = psutil.Process(pid).ppid()
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        process.kill()
+        process.communicate()
+        yield run_id, pid, worker
+    finally:
+        for stopped in (pid, worker):
+            if alive(stopped):
+                os.kill(stopped, signal.SIGCONT)
+
+
+@contextmanager
+def releasing(env: dict[str, str]) -> Iterator[dg.DagsterInstance]:
+    """The stack's instance, with this process set to release dead runs as `materialize`
+    would in `env`: its broker, and its workers' step lease."""
+    from data_platform.settings import CELERY_BROKER_VARIABLE
+
+    names = (CELERY_BROKER_VARIABLE, "DATA_PLATFORM_CELERY_LEASE_SECONDS")
+    with stack_instance(env) as instance, mock.patch.dict(os.environ, {n: env[n] for n in names}):
+        yield instance
+
+
+def assert_held(instance: dg.DagsterInstance, run_id: str) -> None:
+    """The run is unended and keeps its `duckdb` slot."""
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED
+    assert run_id in instance.event_log_storage.get_concurrency_run_ids()
+
+
+def released(run_id: str, pid: int) -> list[str]:
+    return [
+        f"Run {run_id} marked failed: run process {pid} is gone.",
+        f"Freed the pool slots and claims of run {run_id} (FAILURE).",
+    ]
+
+
+def test_a_dead_runs_step_on_a_worker_too_slow_to_answer_keeps_the_run_until_it_answers(
+    distributed_stack,
+):
+    """A worker that answered `inspect` later than 1 s (stopped, a GC pause, a loaded host)
+    counted as holding nothing: the dead run whose step still executed there was failed and
+    its `duckdb` slot freed beside that step (the D4 audit's F7). Its lease, renewed until it
+    fell silent, says it holds the step: the run waits for the next check, and once the worker
+    answers again the step is killed and the run released."""
+    from data_platform.orchestration.run_health import check_worker, release_dead_runs
+    from data_platform.services.celery_workers import answering_workers
+    from data_platform.settings import CELERY_BROKER_VARIABLE
+
+    day_files(distributed_stack)
+    with (
+        dead_run_on_a_silent_worker(distributed_stack) as (run_id, pid, worker),
+        releasing(distributed_stack) as instance,
+    ):
+        dead = instance.get_run_by_id(run_id)
+        assert "held by a worker that did not answer" in check_worker(instance, dead).msg
+        assert release_dead_runs(instance) == []
+        assert_held(instance, run_id)
+        assert alive(pid)
+
+        os.kill(worker, signal.SIGCONT)
+        wait_for(
+            "the worker to answer again",
+            lambda: (
+                worker_name(worker) in answering_workers(distributed_stack[CELERY_BROKER_VARIABLE])
+            ),
+            timeout=30,
+        )
+        assert release_dead_runs(instance) == released(run_id, dead_pid(instance, run_id))
+        assert not alive(pid), "the slot was freed with the step still on its worker"
+
+
+def test_a_dead_runs_step_on_a_worker_killed_whole_holds_the_run_until_its_lease_lapses(
+    distributed_stack,
+):
+    """The silent worker then killed -9 (its pool process dies with it): the run is held while
+    the step's lease lives, released once it lapses, and the step, handed to the other worker
+    by then, is not run again: it was asked to stop when first found held."""
+    from data_platform.orchestration.run_health import release_dead_runs
+    from data_platform_tests.helpers import run_services
+
+    lease = int(distributed_stack["DATA_PLATFORM_CELERY_LEASE_SECONDS"])
+    day_files(distributed_stack)
+    try:
+        with (
+            dead_run_on_a_silent_worker(distributed_stack) as (run_id, pid, worker),
+            releasing(distributed_stack) as instance,
+        ):
+            assert release_dead_runs(instance) == []
+            os.kill(worker, signal.SIGKILL)
+            killed = time.monotonic()
+            wait_for("the pool process to die with its worker", lambda: not alive(pid), timeout=10)
+            done = wait_for(
+                "the run to be released", lambda: release_dead_runs(instance), timeout=3 * lease
+            )
+            # Renewed every lease/6 until stopped: it lapses 5/6 of a lease after the kill at the
+            # soonest. Released sooner, the run was not held by it.
+            assert time.monotonic() - killed > lease / 2
+            assert done == released(run_id, dead_pid(instance, run_id))
+    finally:
+        up = run_services(distributed_stack, "up")  # the lost worker back, for the next tests
+        assert up.returncode == 0, up.stderr
+    assert ingestion_starts(distributed_stack, run_id) == 1
+
+
+def worker_name(pid: int) -> str:
+    """The Celery node name of the worker whose main process is `pid` (`--hostname`)."""
+    import socket
+
+    args = psutil.Process(pid).cmdline()
+    return args[args.index("--hostname") + 1].replace("%h", socket.gethostname())
+
+
+def dead_pid(instance: dg.DagsterInstance, run_id: str) -> int:
+    """The pid the run's (killed) process announced."""
+    from data_platform.orchestration.run_health import worker_pid
+
+    announced = worker_pid(instance, run_id)
+    assert announced is not None
+    return announced[0]
+
+
 def test_a_run_set_to_canceling_ends_and_frees_its_slot(distributed_stack):
     """A run set to CANCELING (its process not signalled) goes on handing out steps: the workers
     skipped them as their run was ending, no step reported, and a skipped step's `duckdb` slot

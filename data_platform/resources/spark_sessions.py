@@ -47,6 +47,31 @@ def current_step_key() -> str | None:
 
 def sessions_of_run(instance: dg.DagsterInstance, run_id: str, endpoint: str) -> list[str]:
     """The ids of the sessions the run announced on `endpoint`, in the order opened."""
+    return [session for session, _ in _announced(instance, run_id, endpoint)]
+
+
+def sessions_left_open(instance: dg.DagsterInstance, run_id: str, endpoint: str) -> list[str]:
+    """The sessions the run announced on `endpoint` but those of its steps that ended (success
+    or failure), in the order opened. A step's sessions live within its execution
+    (`Warehouse.spark`): once it ended, none runs a statement. One announced by no step (outside
+    a step's context, or by a version before steps named theirs) is kept: nothing says it ended."""
+    ends = instance.get_records_for_run(
+        run_id,
+        of_type={dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE},
+        limit=None,
+    ).records
+    ended = {record.event_log_entry.step_key for record in ends}
+    return [
+        session
+        for session, step in _announced(instance, run_id, endpoint)
+        if step is None or step not in ended
+    ]
+
+
+def _announced(
+    instance: dg.DagsterInstance, run_id: str, endpoint: str
+) -> list[tuple[str, str | None]]:
+    """The sessions the run announced on `endpoint`, each with the step that announced it."""
     records = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, limit=None
     ).records
@@ -56,7 +81,7 @@ def sessions_of_run(instance: dg.DagsterInstance, run_id: str, endpoint: str) ->
         metadata = event.engine_event_data.metadata if event else {}
         where = metadata.get(ENDPOINT_KEY)
         if SESSION_KEY in metadata and where is not None and where.value == endpoint:
-            found.append(str(metadata[SESSION_KEY].value))
+            found.append((str(metadata[SESSION_KEY].value), record.event_log_entry.step_key))
     return found
 
 
