@@ -5,6 +5,12 @@ offsets) as one static binary. It keeps messages in memory (its `memory://` stor
 `services-down` loses them, like Redis here. Users point DATA_PLATFORM_KAFKA_BOOTSTRAP at a
 real Kafka instead. Its default listener is 0.0.0.0 and it advertises `localhost`: both are
 set to 127.0.0.1 here, so clients connect back to the address it binds.
+
+It takes any local user (README, "The Kafka broker takes anyone"), and tansu 0.6.0's
+`--authentication` would not change that: its memory storage keeps no SCRAM users (an upsert
+succeeds and stores nothing, so every client, ours too, is refused), while a client that goes on
+after the broker's SCRAM error is let in (tansu counts a failed exchange as done; fixed upstream
+in 0cc3ac9, v0.7.0-pre.1). Turn it on only with a tansu that stores users and has that fix.
 """
 
 from __future__ import annotations
