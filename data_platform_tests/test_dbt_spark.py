@@ -1223,7 +1223,7 @@ def long_write(warehouse: Warehouse) -> None:
     with warehouse.spark() as spark:
         spark.sql(
             "CREATE TABLE default.killed_write USING parquet AS "
-            "SELECT sum(id % 7) AS total FROM range(0, 20000000000)"
+            "SELECT sum(id % 7) AS total FROM range(0, 200000000000)"
         )
 
 
@@ -1239,7 +1239,8 @@ def test_a_dead_runs_spark_write_is_interrupted_before_its_slot_is_freed(
     """kill -9 of a run's process mid-write: Spark Connect ran the write on to its end (the
     table appeared 5 s after the kill, measured), beside the next run's writes once the dead
     run's slot was freed. The run's sessions are in its log, and its write is interrupted when
-    the run is called dead: no table, ever."""
+    the run is called dead: no table, ever. The write would take minutes: one of ~15 s ended
+    before a loaded CI machine had called the run dead (the table appeared, nothing wrong)."""
     from data_platform.orchestration.run_health import release_dead_runs
     from data_platform.resources.run_pinned import spark_endpoint
     from data_platform.resources.spark_sessions import sessions_of_run, with_session_id
