@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import ParseResult, urlparse
 
+from data_platform.stream.security import PLAINTEXT, KafkaSecurity, kafka_security
+
 if TYPE_CHECKING:  # SQLAlchemy loads when a URL is read, not with the settings
     import sqlalchemy as sa
 
@@ -101,6 +103,8 @@ class Settings:
     celery_lease_seconds: int = CELERY_LEASE_SECONDS
     # Kafka bootstrap servers of the event stream (`host:port,...`); None: no stream configured.
     kafka_bootstrap: str | None = None
+    # How every Kafka client authenticates (stream/security.py); PLAINTEXT: no TLS, no SASL.
+    kafka_security: KafkaSecurity = PLAINTEXT
     # Consumer lag (messages, summed over partitions) above which the lag sensor alerts.
     kafka_lag_alert: int = KAFKA_LAG_ALERT
     # The most memory DuckDB holds per connection before it spills to disk (a DuckDB size).
@@ -586,6 +590,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             10,
         ),
         kafka_bootstrap=validate_kafka_bootstrap(bootstrap) if bootstrap else None,
+        kafka_security=kafka_security(env),
         kafka_lag_alert=whole_number(
             env,
             "DATA_PLATFORM_KAFKA_LAG_ALERT",

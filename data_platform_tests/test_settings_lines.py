@@ -127,6 +127,100 @@ CLI_CASES = [
         "DATA_PLATFORM_CELERY_BROKER='redis://:***@[x' is not a broker URL: set it like "
         'redis://127.0.0.1:16379/0 (eval "$(make -s services-env)" sets the local one)',
     ),
+    # Kafka client security (stream/security.py). Each wrong combination was silently ignored:
+    # the clients connected without credentials, and a cluster that wants them never answered.
+    (
+        {"DATA_PLATFORM_KAFKA_SECURITY_PROTOCOL": "TLS"},
+        "DATA_PLATFORM_KAFKA_SECURITY_PROTOCOL='TLS' is not a Kafka security protocol: use "
+        "PLAINTEXT (the default), SSL, SASL_PLAINTEXT or SASL_SSL (what the cluster's listener at "
+        "DATA_PLATFORM_KAFKA_BOOTSTRAP expects)",
+    ),
+    (
+        {
+            "DATA_PLATFORM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "DATA_PLATFORM_KAFKA_USERNAME": "platform",
+            "DATA_PLATFORM_KAFKA_PASSWORD": SECRET,
+        },
+        "DATA_PLATFORM_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs DATA_PLATFORM_KAFKA_SASL_MECHANISM: "
+        "set PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, the one the cluster's listener enables",
+    ),
+    (
+        {
+            "DATA_PLATFORM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "DATA_PLATFORM_KAFKA_SASL_MECHANISM": "GSSAPI",
+            "DATA_PLATFORM_KAFKA_USERNAME": "platform",
+            "DATA_PLATFORM_KAFKA_PASSWORD": SECRET,
+        },
+        "DATA_PLATFORM_KAFKA_SASL_MECHANISM='GSSAPI' is not a SASL mechanism the platform can "
+        "use: set PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+    ),
+    (
+        {
+            "DATA_PLATFORM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "DATA_PLATFORM_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "DATA_PLATFORM_KAFKA_PASSWORD": SECRET,
+        },
+        "DATA_PLATFORM_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT needs DATA_PLATFORM_KAFKA_USERNAME: "
+        "set the cluster's credentials in DATA_PLATFORM_KAFKA_USERNAME and "
+        "DATA_PLATFORM_KAFKA_PASSWORD",
+    ),
+    (
+        {
+            "DATA_PLATFORM_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+            "DATA_PLATFORM_KAFKA_SASL_MECHANISM": "PLAIN",
+            "DATA_PLATFORM_KAFKA_USERNAME": "platform",
+        },
+        "DATA_PLATFORM_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs DATA_PLATFORM_KAFKA_PASSWORD: "
+        "set the cluster's credentials in DATA_PLATFORM_KAFKA_USERNAME and "
+        "DATA_PLATFORM_KAFKA_PASSWORD",
+    ),
+    (  # PLAINTEXT by default: the credentials would never be sent
+        {"DATA_PLATFORM_KAFKA_USERNAME": "platform", "DATA_PLATFORM_KAFKA_PASSWORD": SECRET},
+        "DATA_PLATFORM_KAFKA_USERNAME and DATA_PLATFORM_KAFKA_PASSWORD are set but "
+        "DATA_PLATFORM_KAFKA_SECURITY_PROTOCOL=PLAINTEXT sends no credentials, so the clients "
+        "would connect without them: set the protocol to SASL_SSL or SASL_PLAINTEXT, or unset them",
+    ),
+    (
+        {
+            "DATA_PLATFORM_KAFKA_SECURITY_PROTOCOL": "SSL",
+            "DATA_PLATFORM_KAFKA_PASSWORD": SECRET,
+        },
+        "DATA_PLATFORM_KAFKA_PASSWORD is set but DATA_PLATFORM_KAFKA_SECURITY_PROTOCOL=SSL sends "
+        "no credentials, so the clients would connect without them: set the protocol to SASL_SSL "
+        "or SASL_PLAINTEXT, or unset them",
+    ),
+    (
+        {"DATA_PLATFORM_KAFKA_CA_FILE": "/etc/hostname"},
+        "DATA_PLATFORM_KAFKA_CA_FILE is set but DATA_PLATFORM_KAFKA_SECURITY_PROTOCOL=PLAINTEXT "
+        "uses no TLS, so it would be ignored: set the protocol to SSL or SASL_SSL, or unset it",
+    ),
+    (
+        {
+            "DATA_PLATFORM_KAFKA_SECURITY_PROTOCOL": "SSL",
+            "DATA_PLATFORM_KAFKA_CA_FILE": "/nonexistent/ca.pem",
+        },
+        "DATA_PLATFORM_KAFKA_CA_FILE='/nonexistent/ca.pem' does not exist: set the path of the "
+        "PEM file of the CA that signed the brokers' certificates, or unset it to trust the "
+        "system's CAs",
+    ),
+    (
+        {
+            "DATA_PLATFORM_KAFKA_SECURITY_PROTOCOL": "SSL",
+            "DATA_PLATFORM_KAFKA_CA_FILE": "/",
+        },
+        "DATA_PLATFORM_KAFKA_CA_FILE='/' is not a file: set the path of the PEM file of the CA "
+        "that signed the brokers' certificates, or unset it to trust the system's CAs",
+    ),
+    (
+        {
+            "DATA_PLATFORM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "DATA_PLATFORM_KAFKA_SASL_MECHANISM": "PLAIN",
+            "DATA_PLATFORM_KAFKA_USERNAME": "platform",
+            "DATA_PLATFORM_KAFKA_PASSWORD": f"{SECRET}\n",
+        },
+        "DATA_PLATFORM_KAFKA_PASSWORD has spaces or a line break around its value, which would be "
+        "kept where it is used: remove the spaces around it",
+    ),
 ]
 
 
@@ -187,6 +281,33 @@ def test_a_good_webhook_and_remote_are_kept(tmp_path):
         }
     )
     assert (settings.alert_webhook, settings.spark_remote) == (webhook, remote)
+
+
+def test_kafka_credentials_are_kept_and_never_shown(tmp_path):
+    """The settings carry the password to the clients, and no repr of them shows it (a test's
+    failed assertion, a debugger, a log line formatting the settings)."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = load_settings(
+        {
+            "DATA_PLATFORM_HOME": str(tmp_path),
+            "DATA_PLATFORM_KAFKA_BOOTSTRAP": "broker.example.com:9096",
+            "DATA_PLATFORM_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+            "DATA_PLATFORM_KAFKA_SASL_MECHANISM": "scram-sha-512",
+            "DATA_PLATFORM_KAFKA_USERNAME": "platform",
+            "DATA_PLATFORM_KAFKA_PASSWORD": f"p {SECRET}",
+            "DATA_PLATFORM_KAFKA_CA_FILE": str(ca),
+        }
+    )
+    security = settings.kafka_security
+    assert (security.protocol, security.mechanism, security.username, security.ca_file) == (
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+        "platform",
+        ca,
+    )
+    assert security.password == f"p {SECRET}"  # inner spaces are the password's own
+    assert SECRET not in repr(settings) and SECRET not in str(security)
 
 
 @pytest.mark.parametrize(

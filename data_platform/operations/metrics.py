@@ -45,6 +45,7 @@ from data_platform.orchestration.instance import platform_instance, storage_plac
 from data_platform.settings import METRICS_DAYS, METRICS_NEW_SERIES_HOLD, Settings, load_settings
 from data_platform.sql_engines import first_line
 from data_platform.stream.lag_metrics import collect_kafka_lag
+from data_platform.stream.security import PLAINTEXT, KafkaSecurity
 
 HOST = "127.0.0.1"
 # What the instance's storage raises when it cannot be read: its database down or refusing
@@ -69,6 +70,7 @@ class PlatformCollector(Collector):
         feeds: Mapping[dg.AssetKey, Iterable[dg.AssetKey]] | None = None,
         sensors: Mapping[str, bool] | None = None,
         checks: Collection[tuple[str, str]] | None = None,
+        kafka_security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         """`jobs`: the Definitions' job names, whose run series exist from the first scrape;
         `row_days`: how many arrival days of rows_* series to serve (DATA_PLATFORM_METRICS_DAYS);
@@ -79,7 +81,7 @@ class PlatformCollector(Collector):
         every one the instance stores, even those gone from the code)."""
         self._instance = instance
         self._instance_place = storage_place(instance)
-        self._kafka_bootstrap = kafka_bootstrap
+        self._kafka_bootstrap, self._kafka_security = kafka_bootstrap, kafka_security
         self._warehouse = WarehouseMetrics(day_counts, row_days)
         self._policies, self._feeds = policies, feeds
         self._own_times = OwnTimesCache()
@@ -91,7 +93,7 @@ class PlatformCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._collect_instance()
         yield from self._warehouse.collect()
-        yield from collect_kafka_lag(self._kafka_bootstrap)
+        yield from collect_kafka_lag(self._kafka_bootstrap, security=self._kafka_security)
 
     def _collect_instance(self) -> Iterator[Metric]:
         """The instance's series, all or none, and `data_platform_instance_up`: its database
@@ -147,6 +149,7 @@ def collector_for(
         feeds=followed_feeds(asset_deps(defs.resolve_all_asset_specs())),
         sensors=code_sensors(defs),
         checks=code_checks(defs),
+        kafka_security=settings.kafka_security,
     )
 
 

@@ -119,11 +119,14 @@ def run(args: argparse.Namespace) -> int:
             print("simulate: --to-kafka needs DATA_PLATFORM_KAFKA_BOOTSTRAP", file=sys.stderr)
             return 2
         try:
-            ensure_topics(settings.kafka_bootstrap, TOPIC)
+            ensure_topics(settings.kafka_bootstrap, TOPIC, security=settings.kafka_security)
         except KafkaException as error:
-            print(f"simulate: {kafka_error_line(settings.kafka_bootstrap, error)}", file=sys.stderr)
+            line = kafka_error_line(settings.kafka_bootstrap, error, settings.kafka_security)
+            print(f"simulate: {line}", file=sys.stderr)
             return 1
-        target = KafkaEventsLanding(landing, settings.kafka_bootstrap, TOPIC)
+        target = KafkaEventsLanding(
+            landing, settings.kafka_bootstrap, TOPIC, settings.kafka_security
+        )
     action = append_day if args.append_day else simulate
     with one_simulation_at_a_time(settings.home):
         if args.if_empty and landing.list_files():

@@ -20,7 +20,7 @@ from confluent_kafka import Producer
 
 from data_platform.resources.landing import LandingFile, LandingZone
 from data_platform.simulator.config import SimulationError
-from data_platform.stream.client_logs import with_client_logger
+from data_platform.stream.security import PLAINTEXT, KafkaSecurity, client_settings
 
 # `events/dt=<day>/20260105-0400.jsonl[.gz]` and `events/dt=<day>/late-20260107.jsonl`
 _ARRIVAL = re.compile(r"^events/dt=[^/]+/(?:(\d{8})-(\d{2})00|late-(\d{8}))\.jsonl(?:\.gz)?$")
@@ -38,13 +38,17 @@ def arrival_ms(key: str) -> int:
 class KafkaEventsLanding:
     """The landing zone, except that event files are produced to `topic` line by line."""
 
-    def __init__(self, landing: LandingZone, bootstrap: str, topic: str):
+    def __init__(
+        self,
+        landing: LandingZone,
+        bootstrap: str,
+        topic: str,
+        security: KafkaSecurity = PLAINTEXT,
+    ):
         self._landing = landing
         self._topic = topic
         self._producer = Producer(
-            with_client_logger(
-                {"bootstrap.servers": bootstrap, "linger.ms": 50, "enable.idempotence": True}
-            )
+            client_settings(bootstrap, security, {"linger.ms": 50, "enable.idempotence": True})
         )
         self._failures: list[str] = []
         self.produced = 0

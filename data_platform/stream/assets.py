@@ -24,6 +24,7 @@ from data_platform.partitions import OWNERS
 from data_platform.resources.alerts import Alert, AlertWebhook
 from data_platform.stream.config import GROUP, TOPIC
 from data_platform.stream.lag import PartitionLag, consumer_lag
+from data_platform.stream.security import PLAINTEXT, KafkaSecurity
 
 KAFKA_EVENTS = dg.AssetKey(["kafka", "events"])
 CAUGHT_UP_EVERY_SECONDS = 300
@@ -57,7 +58,11 @@ def lag_metadata(lags: list[PartitionLag]) -> dict[str, dg.MetadataValue]:
 
 
 def build_lag_sensor(
-    bootstrap: str, threshold: int, group: str = GROUP, topic: str = TOPIC
+    bootstrap: str,
+    threshold: int,
+    group: str = GROUP,
+    topic: str = TOPIC,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> dg.SensorDefinition:
     @dg.sensor(
         name="kafka_consumer_lag",
@@ -69,7 +74,7 @@ def build_lag_sensor(
     def kafka_consumer_lag(context: dg.SensorEvaluationContext, alerts: AlertWebhook):
         seen = json.loads(context.cursor) if context.cursor else {}
         try:
-            lags = consumer_lag(bootstrap, group, topic)
+            lags = consumer_lag(bootstrap, group, topic, security=security)
         except KafkaException as error:
             return dg.SkipReason(f"Kafka at {bootstrap} did not answer: {error}")
         lag = {str(p.partition): p.lag for p in lags}

@@ -87,9 +87,10 @@ def run(args: argparse.Namespace) -> int:
         max_batch_seconds=args.max_batch_seconds,
         max_message_bytes=args.max_message_bytes,
         first_day=settings.start_date,
+        security=settings.kafka_security,
     )
     try:
-        ensure_topics(config.bootstrap, config.topic)
+        ensure_topics(config.bootstrap, config.topic, security=config.security)
         sink = Sink(config, LandingZone(url=settings.landing), log_to_stderr)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, sink.stop)
@@ -97,9 +98,8 @@ def run(args: argparse.Namespace) -> int:
         sink.run()
     except (KafkaException, DeadLetterError, TopicIdError) as error:
         # Nothing past the last durable file was committed: a restart resumes there.
-        print(
-            f"data-platform consume: {kafka_error_line(config.bootstrap, error)}", file=sys.stderr
-        )
+        line = kafka_error_line(config.bootstrap, error, config.security)
+        print(f"data-platform consume: {line}", file=sys.stderr)
         return 1
     except LandingError as error:
         print(f"data-platform consume: {error}", file=sys.stderr)

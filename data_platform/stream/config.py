@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from data_platform.stream.client_logs import with_client_logger
+from data_platform.stream.security import PLAINTEXT, KafkaSecurity, client_settings
 
 TOPIC = "events"
 # The sink's consumer group: the lag the UI and Prometheus show is this group's.
@@ -38,15 +38,18 @@ class SinkConfig:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     # The first day a message may be filed under: DATA_PLATFORM_START_DATE, the first partition.
     first_day: date = field(default_factory=lambda: _start_date())
+    # How the sink's three clients authenticate (DATA_PLATFORM_KAFKA_SECURITY_PROTOCOL...).
+    security: KafkaSecurity = PLAINTEXT
 
     @property
     def dlq_topic(self) -> str:
         return dlq_topic(self.topic)
 
     def consumer_settings(self) -> dict[str, object]:
-        return with_client_logger(
+        return client_settings(
+            self.bootstrap,
+            self.security,
             {
-                "bootstrap.servers": self.bootstrap,
                 "group.id": self.group,
                 # Offsets are committed by hand, only once a batch's file is durable.
                 "enable.auto.commit": False,
@@ -70,16 +73,20 @@ class SinkConfig:
                 # partition of that broker, landing nothing. At the maximum it reaches the sink,
                 # which dead-letters it as too large.
                 "receive.message.max.bytes": 2_147_483_647,
-            }
+            },
         )
 
     def producer_settings(self) -> dict[str, object]:
-        return with_client_logger(
+        return client_settings(
+            self.bootstrap,
+            self.security,
             {
-                "bootstrap.servers": self.bootstrap,
                 # A dead letter must not be lost or doubled by a retry inside the client.
                 "enable.idempotence": True,
                 # Whatever the sink could fetch it can set aside (librdkafka's default is 1 MB).
                 "message.max.bytes": FETCH_MAX_BYTES,
-            }
+            },
         )
+
+    def admin_settings(self) -> dict[str, object]:
+        return client_settings(self.bootstrap, self.security)

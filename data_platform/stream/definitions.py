@@ -21,5 +21,7 @@ def stream_definitions(settings: Settings) -> StreamDefinitions:
     # Imported only with a stream: the Kafka client costs nothing to a platform without one.
     from data_platform.stream.assets import KAFKA_EVENTS_SPEC, build_lag_sensor
 
-    sensor = build_lag_sensor(settings.kafka_bootstrap, settings.kafka_lag_alert)
+    sensor = build_lag_sensor(
+        settings.kafka_bootstrap, settings.kafka_lag_alert, security=settings.kafka_security
+    )
     return StreamDefinitions(assets=[KAFKA_EVENTS_SPEC], sensors=[sensor])

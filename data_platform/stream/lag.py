@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from data_platform.stream.client_logs import with_client_logger
+from data_platform.stream.security import PLAINTEXT, KafkaSecurity, client_settings
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,11 @@ class PartitionLag:
 
 
 def consumer_lag(
-    bootstrap: str, group: str, topic: str, timeout: float = 5.0
+    bootstrap: str,
+    group: str,
+    topic: str,
+    timeout: float = 5.0,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> list[PartitionLag]:
     """Lag of `group` on every partition of `topic`; KafkaException when the broker is away
     or has not answered every request within `timeout` seconds in all (not each: a request per
@@ -42,9 +46,7 @@ def consumer_lag(
         return max(deadline - time.monotonic(), 0.001)
 
     client = Consumer(
-        with_client_logger(
-            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
-        )
+        client_settings(bootstrap, security, {"group.id": group, "enable.auto.commit": False})
     )
     try:
         metadata = client.list_topics(topic, timeout=left()).topics[topic]

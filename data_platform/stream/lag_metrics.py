@@ -14,10 +14,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from data_platform.stream.config import GROUP, TOPIC
 from data_platform.stream.lag import consumer_lag
+from data_platform.stream.security import PLAINTEXT, KafkaSecurity
 
 
 def collect_kafka_lag(
-    bootstrap: str | None, group: str = GROUP, topic: str = TOPIC
+    bootstrap: str | None,
+    group: str = GROUP,
+    topic: str = TOPIC,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> Iterator[Metric]:
     if not bootstrap:
         return  # no stream configured: no series at all
@@ -30,7 +34,7 @@ def collect_kafka_lag(
         labels=["topic", "partition"],
     )
     try:
-        lags = consumer_lag(bootstrap, group, topic, timeout=2.0)
+        lags = consumer_lag(bootstrap, group, topic, timeout=2.0, security=security)
     except KafkaException:
         up.add_metric([], 0)
         yield up

@@ -49,7 +49,6 @@ from confluent_kafka.admin import AdminClient
 from data_platform.resources.landing import LandingZone
 from data_platform.stream.adoption import Adoption
 from data_platform.stream.batch import DAY_MS, Batch, DayWindow, day_number, day_of, unlandable
-from data_platform.stream.client_logs import with_client_logger
 from data_platform.stream.config import SinkConfig
 from data_platform.stream.dead_letters import DeadLetterError, DeadLetters
 from data_platform.stream.landing_files import LandingError, publish, remove_partials
@@ -69,7 +68,7 @@ class Sink:
         self._landing = landing
         self._log = log
         self._consumer = Consumer(config.consumer_settings())
-        self._admin = AdminClient(with_client_logger({"bootstrap.servers": config.bootstrap}))
+        self._admin = AdminClient(config.admin_settings())
         self._dead_letters = DeadLetters(
             config.producer_settings(), config.dlq_topic, config.topic, log
         )

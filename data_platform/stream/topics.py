@@ -15,8 +15,17 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from data_platform.stream.client_logs import with_client_logger
 from data_platform.stream.config import dlq_topic
+from data_platform.stream.security import (
+    CA_FILE_VARIABLE,
+    MECHANISM_VARIABLE,
+    PASSWORD_VARIABLE,
+    PLAINTEXT,
+    PROTOCOL_VARIABLE,
+    USERNAME_VARIABLE,
+    KafkaSecurity,
+    client_settings,
+)
 
 _U64 = (1 << 64) - 1
 # How long an admin request (describe a topic or its configs) waits for the broker.
@@ -32,16 +41,38 @@ _UNREACHABLE = {
     KafkaError._TIMED_OUT,
     KafkaError._RESOLVE,
 }
+# ... and for one that refused the client's SASL credentials.
+_AUTHENTICATION = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED}
 
 
-def kafka_error_line(bootstrap: str, error: Exception) -> str:
-    """One line for a Kafka error: librdkafka's own text, and when no broker answered, what to
-    do (its KafkaError{code=_TRANSPORT,...} said nothing of the fix)."""
+def kafka_error_line(bootstrap: str, error: Exception, security: KafkaSecurity = PLAINTEXT) -> str:
+    """One line for a Kafka error: librdkafka's own text, and when no broker answered or it
+    refused the client, what to do (its KafkaError{code=_TRANSPORT,...} said nothing of the fix).
+
+    A client speaking TLS or SASL to a listener that does not (or the reverse) is not told so:
+    the connection just fails, as when no broker runs, so the line names the protocol too."""
     kafka = error.args[0] if isinstance(error, KafkaException) and error.args else None
     if not isinstance(kafka, KafkaError):
         return f"Kafka at {bootstrap}: {error}"
     line = f"Kafka at {bootstrap}: {kafka.str()}"
-    if kafka.code() in _UNREACHABLE:
+    code = kafka.code()
+    if code in _AUTHENTICATION:
+        line += (
+            f": the broker refused the credentials: check {USERNAME_VARIABLE}, "
+            f"{PASSWORD_VARIABLE} and {MECHANISM_VARIABLE}={security.mechanism}"
+        )
+    elif code == KafkaError._SSL:
+        line += (
+            f": the TLS handshake failed: check {CA_FILE_VARIABLE} (the CA that signed the "
+            "brokers' certificates) and that the port is the cluster's TLS listener"
+        )
+    elif code in _UNREACHABLE and security.protocol != "PLAINTEXT":
+        line += (
+            f": no broker answered with {PROTOCOL_VARIABLE}={security.protocol}: check that "
+            f"DATA_PLATFORM_KAFKA_BOOTSTRAP names the cluster's {security.protocol} listener "
+            "(a broker serves each protocol on a port of its own) and that it runs"
+        )
+    elif code in _UNREACHABLE:
         line += (
             ": start the broker (the local one: SERVICES=kafka make services-up) or point "
             "DATA_PLATFORM_KAFKA_BOOTSTRAP at one that runs"
@@ -54,12 +85,14 @@ class TopicIdError(RuntimeError):
     replace another incarnation's files, so the sink stops before it publishes or commits."""
 
 
-def ensure_topics(bootstrap: str, topic: str, partitions: int = 2) -> None:
+def ensure_topics(
+    bootstrap: str, topic: str, partitions: int = 2, security: KafkaSecurity = PLAINTEXT
+) -> None:
     """Create `topic` and its dead-letter topic unless they exist; existing ones are left as is.
 
     A dead-letter topic is created taking messages as large as `topic` takes, plus
     `DLQ_HEADROOM` for the sink's headers: its dead letters include the too-large ones."""
-    admin = AdminClient(with_client_logger({"bootstrap.servers": bootstrap}))
+    admin = AdminClient(client_settings(bootstrap, security))
     existing = admin.list_topics(timeout=10).topics
     if topic not in existing:
         _create(admin, NewTopic(topic, num_partitions=partitions, replication_factor=1))
