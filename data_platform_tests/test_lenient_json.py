@@ -102,8 +102,10 @@ CORPUS = [
     (props("u3", '{"tags": ["a", "b"], "x": 1'), INVALID_JSON),  # was too
     (props("u6", '{"tags": ["a\\"", "b"]'), INVALID_JSON),  # was too
     (props("u4", '{"x": NaN, "note": "a'), NON_NUMERIC_LINE),
-    # A cut string is kept as text (as the bracket count keeps it): a word in it is named.
-    (props("u5", '{"note": "banana'), NON_NUMERIC_LINE),
+    # A word in a string the line ends inside is text too (it was named NaN or Infinity).
+    (props("u5", '{"note": "banana'), INVALID_JSON),
+    (props("u7", '{"note": "more info, ]'), INVALID_JSON),
+    (props("u8", '{"note": "a\\"nan", "x": 1.5, "y": "cut inf'), INVALID_JSON),
     (event("t1") + ' ["a", "b"]', TRAILING_TEXT_LINE),  # was named a trailing comma
 ]
 
@@ -207,7 +209,7 @@ def test_the_rule_answers_as_its_ungated_test_on_every_line():
     soup = 'naNiINf,]} \t\r\\"{[:x1'
     lines = ["".join(rng.choices(soup, k=rng.randrange(1, 16))) for _ in range(20_000)]
     lines += [random_line(rng) for _ in range(5_000)] + ["na\\xn", "[1,\\ ]", '"a"nan']
-    blanked = rules.outside_strings(DUCKDB, "line", blank=rules.BLANK_STRING)
+    blanked = rules.outside_strings(DUCKDB, "line", rules.STRING_EVEN_CUT, blank=rules.BLANK_STRING)
     ungated = {
         "lenient_json": f"{rules.NON_NUMERIC}|{rules.TRAILING_COMMA}",
         "_non_numeric": rules.NON_NUMERIC,
