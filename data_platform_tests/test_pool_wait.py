@@ -26,6 +26,7 @@ from dagster._core.storage.tags import GRPC_INFO_TAG
 from dagster._grpc.client import DagsterGrpcClient
 
 from data_platform.materialize import WAIT_REPORT_SECONDS
+from data_platform.orchestration import pool_wait
 from data_platform.orchestration.pool_wait import report_waits
 from data_platform.orchestration.run_health import (
     CREATOR_PID_TAG,
@@ -82,6 +83,30 @@ def dead_pid() -> int:
     process.kill()
     process.wait()
     return process.pid
+
+
+def test_a_slot_the_run_frees_is_asked_for_by_its_waiting_steps_at_once(instance):
+    """The run's next warehouse step takes the slot its last one freed at the next check, not
+    after the claim back-off (1-2 s a step on Celery workers, most of a small graph's time)."""
+    from dagster._core.execution.plan.instance_concurrency_context import (
+        InstanceConcurrencyContext,
+    )
+
+    pool_wait.install()
+    run = instance.add_run(dg.DagsterRun(job_name="steps", run_id=str(uuid.uuid4())))
+    with InstanceConcurrencyContext(instance, run) as steps:
+        assert steps.claim("duckdb", "first")
+        assert not steps.claim("duckdb", "second")  # behind "first", now backing off
+        assert not steps.claim("duckdb", "third")
+        steps.free_step("first")
+        assert steps.claim("duckdb", "second")  # first in the pool's queue: at once
+        assert not steps.claim("duckdb", "third")
+        # A slot freed by another run (or a step of this one that held none) changes no
+        # back-off: the waiting step asks again when it ends.
+        steps.free_step("never_claimed")
+        assert not steps.claim("duckdb", "third")
+    info = instance.event_log_storage.get_concurrency_info("duckdb")
+    assert [(s.run_id, s.step_key) for s in info.claimed_slots] == [(run.run_id, "second")]
 
 
 def test_a_dead_run_is_failed_and_its_slot_freed_a_live_one_is_left_alone(instance):

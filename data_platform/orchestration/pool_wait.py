@@ -21,6 +21,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import dagster as dg
 from dagster._core.errors import DagsterExecutionInterruptedError
@@ -96,6 +97,26 @@ def _interval_to_next_pending_claim_check(self: InstanceConcurrencyContext) -> f
     return max(0.0, min(ready_at - now for ready_at in self._pending_timeouts.values()))
 
 
+def _asking_again_once_freed(
+    free_step: Callable[[InstanceConcurrencyContext, str], None],
+) -> Callable[[InstanceConcurrencyContext, str], None]:
+    """`free_step`, after which the run's waiting steps ask for a slot at the next check
+    instead of at the end of their back-off. The slot the run frees goes to the first step in
+    the pool's queue, often the run's own next step: on Celery workers, where each warehouse step
+    waits in the one-slot `duckdb` pool behind the one before, the back-off left ~1.5 s between
+    steps that took 0.2 s (a 2-day graph: 110 s, ~70 of them in those gaps). A check of a step
+    still not first in line is one indexed query."""
+
+    def freeing_then_asking(self: InstanceConcurrencyContext, step_key: str) -> None:
+        held = step_key in self._claims
+        free_step(self, step_key)
+        if held:
+            for waiting in self._pending_timeouts:
+                self._pending_timeouts[waiting] = 0.0
+
+    return freeing_then_asking
+
+
 def _sleep_til_ready(self: ActiveExecution) -> None:
     deadline = time.monotonic() + self.sleep_interval()
     while True:
@@ -169,6 +190,9 @@ def install() -> None:
             return enter(self)
 
         InstanceConcurrencyContext.__enter__ = pooled_enter
+        InstanceConcurrencyContext.free_step = _asking_again_once_freed(
+            InstanceConcurrencyContext.free_step
+        )
         InstanceConcurrencyContext._data_platform_pool_wait = True
     instance_concurrency_context.MAX_CONCURRENCY_CLAIM_BLOCKED_INTERVAL = MAX_CLAIM_CHECK_SECONDS
     InstanceConcurrencyContext.interval_to_next_pending_claim_check = (

@@ -15,6 +15,9 @@ from data_platform.settings import CELERY_BROKER_VARIABLE, Settings
 # Renewals per lease (services/celery_lease.py): five can be late (a slow Redis, a long GC
 # pause) before a live worker's step is handed out again.
 RENEWALS_PER_LEASE = 6
+# How often the run's process looks at its steps' results (dagster-celery: every 1 s); each look
+# is a Redis read per step in flight.
+RESULT_POLL_SECONDS = 0.2
 
 
 def lease_transport_options(lease_seconds: int) -> dict[str, int]:
@@ -119,11 +122,14 @@ def celery_pinning_its_runs(pins: dict[str, str]) -> dg.ExecutorDefinition:
 
     class TaggingCeleryExecutor(CeleryExecutor):
         def execute(self, plan_context, execution_plan):
-            from dagster_celery.core_execution_loop import core_celery_execution_loop
+            from dagster_celery import core_execution_loop
 
             tags = {**pins, CELERY_RUN_TAG: "celery"}
             plan_context.instance.add_run_tags(plan_context.run_id, tags)
-            return core_celery_execution_loop(
+            # dagster-celery looks at its steps' results once a second: a step of 0.2 s held the
+            # next (each warehouse step waits for the one before, in the `duckdb` pool) up to 1 s.
+            core_execution_loop.TICK_SECONDS = RESULT_POLL_SECONDS
+            return core_execution_loop.core_celery_execution_loop(
                 plan_context, execution_plan, step_execution_fn=_submit_reporting_failures
             )
 
