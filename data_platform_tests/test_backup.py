@@ -52,6 +52,7 @@ from data_platform.operations.restore_journal import finish_interrupted_restores
 from data_platform.operations.snapshot import (
     InstanceUnreachable,
     libpq_target,
+    open_instance,
     run_pg_tool,
     same_database_key,
 )
@@ -881,6 +882,27 @@ def test_a_wrong_or_missing_postgres_password_is_one_line_naming_the_variable(
     assert last.startswith("data-platform backup: ") and "DAGSTER_PG_PASSWORD" in last
     assert "make -s services-env" in last
     assert not (tmp_path / "backup").exists()
+
+
+def test_a_refused_password_is_not_retried(tmp_path, postgres_url, monkeypatch):
+    """dagster-postgres retried a refused login five times, backing off (~11 s before the
+    line): the password does not change between tries. A server that does not answer still
+    is retried (the test above)."""
+    import dagster_postgres.utils
+
+    home = distributed_home(tmp_path / "home", postgres_url)
+    write_instance_yaml(load_services_config(home))
+    for name, value in {**home, "DAGSTER_PG_PASSWORD": "wrong"}.items():
+        monkeypatch.setenv(name, value)
+    waits: list[float] = []
+    monkeypatch.setattr(dagster_postgres.utils, "time", SimpleNamespace(sleep=waits.append))
+    with (
+        pytest.raises(BackupError, match="refused the password") as refused,
+        open_instance(Path(home["DAGSTER_HOME"])),
+    ):
+        pass
+    assert "DAGSTER_PG_PASSWORD" in str(refused.value)
+    assert waits == []
 
 
 def test_pg_dump_on_a_server_gone_is_the_instances_one_line(tmp_path):

@@ -189,10 +189,20 @@ def _unwritable(err: BaseException, config: Path) -> InstanceUnreachable | None:
 class _WithoutRetryWarnings(logging.Filter):
     """dagster-postgres logs each retry of a failed connection (six, over seconds) as a root
     warning holding the driver's message: before the one line that says what failed, they
-    were a screenful of the same error."""
+    were a screenful of the same error.
+
+    A refused password ends the retries at the first warning, raised from it (the one hook
+    dagster-postgres's retry loop offers): the password is the same at every try, and the
+    line came after ~11 s of them. A server that does not answer is still retried: it may be
+    restarting."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Retrying failed database connection")
+        if not str(record.msg).startswith("Retrying failed database connection"):
+            return True
+        failed = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        if isinstance(failed, Exception) and is_refused_password(failed):
+            raise failed
+        return False
 
 
 @contextlib.contextmanager
