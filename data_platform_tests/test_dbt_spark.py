@@ -245,11 +245,27 @@ def copy_raw_to_spark(warehouse: Path, spark, folder: Path, tables: list[str]) -
         frame.write.format("parquet").mode("overwrite").saveAsTable(f"raw.{table}")
 
 
+# The newest parse of the project by dbt on Spark in this process (its partial_parse.msgpack).
+# Each test's new target folder starts from it: dbt checks it against the project's files,
+# vars, profile and environment itself and parses again only what changed, where an empty
+# folder made it parse the whole project at every test (~10 s each on 2 cores).
+_SPARK_PARSES: list[Path] = []
+PARTIAL_PARSE = "partial_parse.msgpack"
+
+
+def seed_partial_parse(target_path: Path, parses: list[Path]) -> None:
+    """Give a target folder without a parse of its own the newest of `parses`, if any."""
+    if parses and parses[-1].is_file() and not (target_path / PARTIAL_PARSE).exists():
+        target_path.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(parses[-1], target_path / PARTIAL_PARSE)
+
+
 def dbt_on_spark(args: list[str], target_path: Path, salt: str) -> list[Any]:
     """`dbt <args> --target spark` in this process (dbt-spark's session method then runs in the
     Spark session above); fails the test unless dbt succeeded. Returns dbt's node results."""
     from dbt.cli.main import dbtRunner
 
+    seed_partial_parse(target_path, _SPARK_PARSES)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DATA_PLATFORM_PII_SALT", salt)
         result = dbtRunner().invoke(
@@ -271,6 +287,7 @@ def dbt_on_spark(args: list[str], target_path: Path, salt: str) -> list[Any]:
         if str(r.status) in ("error", "fail", "runtime error")
     ]
     assert result.success and not failures, (result.exception, failures)
+    _SPARK_PARSES.append(target_path / PARTIAL_PARSE)
     return list(result.result)
 
 
@@ -422,8 +439,13 @@ def late_arrivals(warehouse: Path, day: str) -> tuple[str, int]:
     return event_id, user_id
 
 
-def dbt_on_duckdb(args: list[str], warehouse: Path, target_path: Path, salt: str) -> None:
-    """`dbt <args>` on the DuckDB warehouse, as its own process (as the platform runs it)."""
+def dbt_on_duckdb(
+    args: list[str], warehouse: Path, target_path: Path, salt: str, parsed_in: Path | None = None
+) -> None:
+    """`dbt <args>` on the DuckDB warehouse, as its own process (as the platform runs it).
+    `parsed_in`: a target folder where dbt already parsed the project for this warehouse (the
+    platform's own), whose parse the new folder starts from (see seed_partial_parse)."""
+    seed_partial_parse(target_path, [parsed_in / PARTIAL_PARSE] if parsed_in else [])
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("DATA_PLATFORM_SPARK")},
         "DBT_TARGET": "dev",
@@ -610,7 +632,8 @@ def test_spark_ingests_and_builds_the_same_tables_as_duckdb(
         # The window as the orchestrator passes it (read by macros/partition_window.sql).
         mp.setenv("DATA_PLATFORM_MIN_DT", day)
         mp.setenv("DATA_PLATFORM_MAX_DT", day)
-        dbt_on_duckdb(run, warehouse, tmp_path / "duckdb-target", salt)
+        platform_target = dbt_target_path(platform.resources["warehouse"])
+        dbt_on_duckdb(run, warehouse, tmp_path / "duckdb-target", salt, platform_target)
         dbt_on_spark(run, tmp_path / "spark-target", salt)
     assert platform.sql("SELECT dt FROM marts.fct_events WHERE event_id = ?", [moved]) == [
         (DAYS[1],)
@@ -1273,8 +1296,15 @@ def test_a_dead_runs_spark_write_is_interrupted_before_its_slot_is_freed(
         [run] = instance.get_runs()
         [session] = sessions_of_run(instance, run.run_id, f"spark {spark_endpoint(spark_remote)}")
     from pyspark.errors import PySparkException
+    from pyspark.sql.connect.client.retries import DefaultPolicy
     from pyspark.sql.connect.session import SparkSession as ConnectSession
 
     attached = ConnectSession.builder.remote(with_session_id(spark_remote, session)).create()
-    with pytest.raises(PySparkException, match="SESSION_CLOSED"):
-        attached.sql("SELECT 1").collect()
+    try:
+        with pytest.raises(PySparkException, match="SESSION_CLOSED"):
+            attached.sql("SELECT 1").collect()
+    finally:
+        # Stopped, retries off: a client left open asks the endpoint to clean up at the
+        # interpreter's exit, retried for 10 minutes once the module has stopped the endpoint.
+        attached.client.set_retry_policies([DefaultPolicy(max_retries=0)])
+        attached.stop()

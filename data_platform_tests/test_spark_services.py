@@ -212,12 +212,23 @@ def test_spark_cluster_up_twice_sql_and_json_on_the_worker_env(spark_cluster, tm
 
 
 def connect_refusal(remote: str) -> str:
-    """The error of a statement through `remote`, which must fail."""
+    """The error of a statement through `remote`, which must fail.
+
+    The session is stopped, retries off: a client left open asks its endpoint to clean up at
+    the interpreter's exit, with pyspark's 10 minutes of retries, and the module has stopped
+    the cluster by then (a lone run of this file hung at exit; xdist kills a worker after 10 s).
+    """
     from pyspark.errors import PySparkException
+    from pyspark.sql.connect.client.retries import DefaultPolicy
     from pyspark.sql.connect.session import SparkSession
 
-    with pytest.raises(PySparkException) as refused:
-        SparkSession.builder.remote(remote).create().sql("SELECT 1").collect()
+    session = SparkSession.builder.remote(remote).create()
+    try:
+        with pytest.raises(PySparkException) as refused:
+            session.sql("SELECT 1").collect()
+    finally:
+        session.client.set_retry_policies([DefaultPolicy(max_retries=0)])
+        session.stop()
     return str(refused.value)
 
 
@@ -585,8 +596,9 @@ def test_a_lost_endpoint_fails_the_steps_session_in_one_line(spark_cluster):
     """The Connect server killed under a step's session: pyspark retried for 10 minutes, the
     step silent, and a restart meanwhile ended it with NO_ACTIVE_SESSION and a stack trace.
     Restarted: one line at the next statement. Down: one line once the retries are spent
-    (about a minute; a second here). The staging folders of the killed writes go when the endpoint
-    starts again."""
+    (about a minute; a second here). The endpoint is left down: the next test starts the whole
+    cluster again (an endpoint start of its own here took ~15 s of the module), and shows there
+    that the staging folders of killed writes go when the endpoint starts again."""
     warehouse = Warehouse(
         path="unused.duckdb",
         engine="spark",
@@ -608,22 +620,11 @@ def test_a_lost_endpoint_fails_the_steps_session_in_one_line(spark_cluster):
         connect = read_pid(spark_cluster.state / "connect.pid")
         spark.sql("SELECT 2").collect()
     began = time.monotonic()
-    try:
-        with pytest.raises(SparkEndpointLost) as down, warehouse.spark() as spark:
-            assert spark.sql("SELECT 1").collect()[0][0] == 1
-            kill_connect()
-            spark.sql("SELECT 2").collect()
-        assert time.monotonic() - began < 60
-        # What a write killed with its endpoint leaves in its table's folder, for good before:
-        # removed when the endpoint starts again, the table's own files kept.
-        table = spark_cluster.state / "warehouse" / "raw.db" / "killed_write"
-        leftovers = [table / ".spark-staging-0f1e", table / "_temporary" / "0"]
-        for folder in [*leftovers, table / "dt=2026-01-05"]:
-            folder.mkdir(parents=True)
-            (folder / "part-00000.parquet").write_bytes(b"PAR1")
-    finally:
-        assert services(spark_cluster.env, "up").returncode == 0  # for the next test
-    assert sorted(p.name for p in table.iterdir()) == ["dt=2026-01-05"]
+    with pytest.raises(SparkEndpointLost) as down, warehouse.spark() as spark:
+        assert spark.sql("SELECT 1").collect()[0][0] == 1
+        kill_connect()
+        spark.sql("SELECT 2").collect()
+    assert time.monotonic() - began < 60
     port = spark_cluster.ports[CONNECT_PORT_VARIABLE]
     for lost, why in (
         (restarted, "it restarted: this session is gone"),
@@ -636,7 +637,15 @@ def test_a_lost_endpoint_fails_the_steps_session_in_one_line(spark_cluster):
 
 def test_up_after_the_master_was_killed_starts_the_cluster_again(spark_cluster):
     """The master killed -9 (OOM): `status` without SERVICES did not list the cluster, and `up`
-    started the master alone, and waited 240 s for a cluster that never formed again."""
+    started the master alone, and waited 240 s for a cluster that never formed again. The
+    endpoint may be down too (the test above leaves it so). What a write killed with its
+    endpoint leaves in its table's folder, there for good before, goes when the endpoint
+    starts again, the table's own files kept."""
+    table = spark_cluster.state / "warehouse" / "raw.db" / "killed_write"
+    leftovers = [table / ".spark-staging-0f1e", table / "_temporary" / "0"]
+    for folder in [*leftovers, table / "dt=2026-01-05"]:
+        folder.mkdir(parents=True)
+        (folder / "part-00000.parquet").write_bytes(b"PAR1")
     os.killpg(read_pid(spark_cluster.state / "master.pid"), signal.SIGKILL)
     # Listed without SERVICES too, which named the default services only.
     plain = {k: v for k, v in spark_cluster.env.items() if k != "SERVICES"}
@@ -644,6 +653,7 @@ def test_up_after_the_master_was_killed_starts_the_cluster_again(spark_cluster):
     assert "spark: down" in status.stdout.splitlines() and status.returncode == 3
     up = services(spark_cluster.env, "up")
     assert up.returncode == 0, up.stderr
+    assert sorted(p.name for p in table.iterdir()) == ["dt=2026-01-05"]
     result = spark_sql(spark_cluster.remote, "SELECT 41 + 1 AS answer", "--format", "csv")
     assert (result.returncode, result.stdout) == (0, "answer\n42\n"), result.stderr
 
