@@ -13,7 +13,9 @@ PostgreSQL it also keeps the run's connection to the event log open for its plan
 `_keep_connections`). It also caps the back-off between claim checks at 2 s (Dagster: 1 s
 growing to 15 s): a check is a few indexed queries, while every warehouse step queues in the
 one-slot `duckdb` pool, so each slot handed over late cost up to 15 s; a graph of ~45
-warehouse steps on Celery workers lost minutes in those gaps.
+warehouse steps on Celery workers lost minutes in those gaps. And when a run frees a slot, its
+own waiting steps ask again at once instead of at the end of their back-off
+(`_asking_again_once_freed`).
 """
 
 from __future__ import annotations
