@@ -17,6 +17,7 @@ import urllib.parse
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import duckdb
@@ -947,10 +948,13 @@ def test_an_unreadable_instance_loses_only_its_own_series(tmp_path, capsys):
 
 
 def test_an_instance_on_postgresql_that_refuses_connections_is_instance_down(
-    tmp_path, postgres_server, postgres_url, capsys
+    tmp_path, postgres_server, postgres_url, capsys, monkeypatch
 ):
-    """dagster-postgres raises its own exception (not SQLAlchemy's) once its retries are spent:
-    the instance's PostgreSQL down is instance_up 0, not a failed scrape."""
+    """The instance's PostgreSQL down is instance_up 0, not a failed scrape, and at once:
+    dagster-postgres's retries (~11 s of back-off) outlasted the shipped 10 s scrape timeout,
+    so Prometheus lost the whole target instead."""
+    import dagster_postgres.utils
+
     build_warehouse(tmp_path / "warehouse.duckdb")
     write_postgres_instance(tmp_path, postgres_url)
     database = sa.engine.make_url(postgres_url).database
@@ -965,7 +969,10 @@ def test_an_instance_on_postgresql_that_refuses_connections_is_instance_down(
                 ),
                 {"d": database},
             )
+        waits: list[float] = []
+        monkeypatch.setattr(dagster_postgres.utils, "time", SimpleNamespace(sleep=waits.append))
         samples = scrape(collector)
+    assert waits == []
     assert value(samples, "data_platform_instance_up") == 0
     assert value(samples, "data_platform_warehouse_up") == 1
     err = capsys.readouterr().err

@@ -41,7 +41,11 @@ from data_platform.operations.warehouse_metrics import (
     WarehouseMetrics,
     warehouse_day_counts,
 )
-from data_platform.orchestration.instance import platform_instance, storage_place
+from data_platform.orchestration.instance import (
+    platform_instance,
+    postgres_retries,
+    storage_place,
+)
 from data_platform.settings import METRICS_DAYS, METRICS_NEW_SERIES_HOLD, Settings, load_settings
 from data_platform.sql_engines import first_line
 from data_platform.stream.lag_metrics import collect_kafka_lag
@@ -111,14 +115,21 @@ class PlatformCollector(Collector):
             "its storage could not be read (the instance's series are then absent).",
         )
         try:
-            found = [
-                *collect_runs(self._instance, self._run_series),
-                *self._durations.collect(self._instance),
-                *collect_checks(self._instance, self._check_counts, self._checks),
-                *collect_freshness(self._instance, self._policies, self._feeds, self._own_times),
-                *collect_pools(self._instance),
-                *collect_sensors(self._instance, self._sensors),
-            ]
+            # No connection retried: dagster-postgres's back-off (~11 s) outlasted Prometheus's
+            # 10 s scrape timeout, so an instance database down took the exporter's target down
+            # with it (every series lost) instead of reporting instance_up 0. The next scrape
+            # tries again, and DataPlatformInstanceDown waits 5 minutes before paging.
+            with postgres_retries(gives_up=lambda _: True):
+                found = [
+                    *collect_runs(self._instance, self._run_series),
+                    *self._durations.collect(self._instance),
+                    *collect_checks(self._instance, self._check_counts, self._checks),
+                    *collect_freshness(
+                        self._instance, self._policies, self._feeds, self._own_times
+                    ),
+                    *collect_pools(self._instance),
+                    *collect_sensors(self._instance, self._sensors),
+                ]
         except STORAGE_ERRORS as error:
             print(
                 f"data-platform metrics: the instance ({self._instance_place}) is unreadable: "

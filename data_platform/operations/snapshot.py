@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import re
 import shutil
@@ -32,7 +31,7 @@ from data_platform.operations.instance_storage import (
     instance_storage,
 )
 from data_platform.operations.spark_snapshot import SPARK_WAREHOUSE
-from data_platform.orchestration.instance import postgres_database
+from data_platform.orchestration.instance import postgres_database, postgres_retries
 from data_platform.resources.duckdb_lock import connect_with_lock_wait, is_lock_conflict
 from data_platform.resources.privacy import SALT_FILE
 from data_platform.services.postgres import PASSWORD_VARIABLE, REFUSED, is_refused_password
@@ -186,35 +185,6 @@ def _unwritable(err: BaseException, config: Path) -> InstanceUnreachable | None:
     return None
 
 
-class _WithoutRetryWarnings(logging.Filter):
-    """dagster-postgres logs each retry of a failed connection (six, over seconds) as a root
-    warning holding the driver's message: before the one line that says what failed, they
-    were a screenful of the same error.
-
-    A refused password ends the retries at the first warning, raised from it (the one hook
-    dagster-postgres's retry loop offers): the password is the same at every try, and the
-    line came after ~11 s of them. A server that does not answer is still retried: it may be
-    restarting."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith("Retrying failed database connection"):
-            return True
-        failed = record.args[0] if isinstance(record.args, tuple) and record.args else None
-        if isinstance(failed, Exception) and is_refused_password(failed):
-            raise failed
-        return False
-
-
-@contextlib.contextmanager
-def _quiet_retries() -> Iterator[None]:
-    quiet = _WithoutRetryWarnings()
-    logging.getLogger().addFilter(quiet)
-    try:
-        yield
-    finally:
-        logging.getLogger().removeFilter(quiet)
-
-
 @contextlib.contextmanager
 def open_instance(dagster_home: Path, config: Path | None = None) -> Iterator[dg.DagsterInstance]:
     """The instance of `dagster_home`, used inside `instance_errors` (a backup's and restore's
@@ -231,7 +201,9 @@ def instance_errors(config: Path) -> Iterator[None]:
     the wrong type, a PostgreSQL that refuses its password or does not answer: one BackupError
     saying what to fix, instead of Dagster's retries and traceback."""
     try:
-        with _quiet_retries():
+        # A refused password is the same at every try: not retried. A server that does not
+        # answer is (it may be restarting).
+        with postgres_retries(gives_up=is_refused_password):
             yield
     except dg.DagsterInvalidConfigError as err:
         raise BackupError(_config_error_line(err, config)) from None

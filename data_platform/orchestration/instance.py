@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -60,3 +61,34 @@ def storage_place(instance: dg.DagsterInstance) -> str:
     if sqlite:
         return f"SQLite files in {Path(sa.engine.make_url(sqlite).database or '').parent}"
     return str(instance.root_directory)
+
+
+class _PostgresRetries(logging.Filter):
+    """dagster-postgres retries a failed connection five times, backing off (~11 s in all), and
+    logs each retry as a root warning holding the driver's error: the one hook its retry loop
+    offers. Filtered out: before the one line that says what failed, they were a screenful of
+    the same error. A failure `gives_up` names ends the retries, raised from its warning."""
+
+    def __init__(self, gives_up: Callable[[Exception], bool]):
+        super().__init__()
+        self._gives_up = gives_up
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Retrying failed database connection"):
+            return True
+        failed = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        if isinstance(failed, Exception) and self._gives_up(failed):
+            raise failed
+        return False
+
+
+@contextmanager
+def postgres_retries(gives_up: Callable[[Exception], bool]) -> Iterator[None]:
+    """Within the block, dagster-postgres's connection retries log nothing, and a failed
+    connection that `gives_up` names is raised at once instead of retried."""
+    retries = _PostgresRetries(gives_up)
+    logging.getLogger().addFilter(retries)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(retries)
