@@ -16,6 +16,8 @@ from sqlalchemy.engine import make_url
 
 from data_platform.partitions import RANGE_TAGS
 from data_platform.resources.landing import LandingZone
+from data_platform.services.config import load_services_config
+from data_platform.services.instance import instance_home
 from data_platform_tests.landed_records import contract_event, contract_payment
 
 
@@ -148,3 +150,18 @@ def classify_landing_file(path: Path, key: str) -> dict[tuple[str, int], bool]:
             row = None
         verdicts[(key, n)] = is_contract_payment(row, None)
     return verdicts
+
+
+def distributed_home(home: Path, database: str) -> dict[str, str]:
+    """The variables of a home whose instance is on PostgreSQL, as `make -s services-env`
+    prints them: DAGSTER_HOME is the generated instance folder, DAGSTER_PG_* the database."""
+    url = make_url(database)
+    return {
+        "DATA_PLATFORM_HOME": str(home),
+        "DAGSTER_HOME": str(instance_home(load_services_config({"DATA_PLATFORM_HOME": str(home)}))),
+        "DAGSTER_PG_HOST": url.host,
+        "DAGSTER_PG_PORT": str(url.port),
+        "DAGSTER_PG_USER": url.username,
+        "DAGSTER_PG_PASSWORD": url.password,
+        "DAGSTER_PG_DB": url.database,
+    }

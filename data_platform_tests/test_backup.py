@@ -68,12 +68,13 @@ from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.build import build_resources
 from data_platform.resources.duckdb_lock import LOCK_WAIT_SECONDS, connect_with_lock_wait
 from data_platform.services.config import load_services_config
-from data_platform.services.instance import instance_home, write_instance_yaml
+from data_platform.services.instance import write_instance_yaml
 from data_platform.settings import Settings, SettingsError, load_settings
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests import instance_history as history
 from data_platform_tests.helpers import (
     dagster_postgres_url,
+    distributed_home,
     environ_without_settings,
     free_port,
     write_postgres_instance,
@@ -772,21 +773,6 @@ def empty_database(postgres_server) -> Iterator[str]:
     yield postgres_server.database_url(name)
     with engine.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-
-
-def distributed_home(home: Path, database: str) -> dict[str, str]:
-    """The variables of a home whose instance is on PostgreSQL, as `make -s services-env`
-    prints them: DAGSTER_HOME is the generated instance folder, DAGSTER_PG_* the database."""
-    url = sa.engine.make_url(database)
-    return {
-        "DATA_PLATFORM_HOME": str(home),
-        "DAGSTER_HOME": str(instance_home(load_services_config({"DATA_PLATFORM_HOME": str(home)}))),
-        "DAGSTER_PG_HOST": url.host,
-        "DAGSTER_PG_PORT": str(url.port),
-        "DAGSTER_PG_USER": url.username,
-        "DAGSTER_PG_PASSWORD": url.password,
-        "DAGSTER_PG_DB": url.database,
-    }
 
 
 def instance_state(env: dict[str, str], monkeypatch) -> dict[str, object]:

@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -53,7 +54,8 @@ from data_platform.operations.warehouse_metrics import (
 )
 from data_platform.resources.warehouse import Warehouse
 from data_platform.services.config import load_services_config
-from data_platform.services.process import wait_until
+from data_platform.services.instance import CONNECT_TIMEOUT_SECONDS, write_instance_yaml
+from data_platform.services.process import read_pid, wait_until
 from data_platform.settings import (
     METRICS_DAYS,
     METRICS_NEW_SERIES_HOLD,
@@ -61,7 +63,12 @@ from data_platform.settings import (
     load_settings,
 )
 from data_platform_tests import instance_history as history
-from data_platform_tests.helpers import environ_without_settings, free_port, write_postgres_instance
+from data_platform_tests.helpers import (
+    distributed_home,
+    environ_without_settings,
+    free_port,
+    write_postgres_instance,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("data-platform"))
@@ -980,6 +987,33 @@ def test_an_instance_on_postgresql_that_refuses_connections_is_instance_down(
     where = f"PostgreSQL database {database} at {url.host}:{url.port}"
     assert f"the instance ({where}) is unreadable: " in err
     assert url.username not in err  # no credentials in a log line
+
+
+def test_an_instance_postgresql_that_does_not_answer_is_instance_down_within_a_scrape(
+    tmp_path, postgres_server, postgres_url, monkeypatch
+):
+    """A server that takes connections but does not answer (its postmaster stopped, as a hung
+    disk or a frozen machine leaves it) held the scrape for ever: libpq waits without limit
+    for a connection to open, and Prometheus cut the scrape off at 10 s, the whole target lost.
+    The dagster.yaml `services-up` writes bounds the wait (CONNECT_TIMEOUT_SECONDS)."""
+    build_warehouse(tmp_path / "warehouse.duckdb")
+    env = distributed_home(tmp_path / "home", postgres_url)
+    write_instance_yaml(load_services_config(env))
+    for name, setting in env.items():
+        monkeypatch.setenv(name, setting)
+    postmaster = read_pid(postgres_server.pid_file)
+    scraped: queue.Queue = queue.Queue()
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        collector = PlatformCollector(instance, DuckDBDayCounts(tmp_path / "warehouse.duckdb"), {})
+        assert value(scrape(collector), "data_platform_instance_up") == 1
+        os.kill(postmaster, signal.SIGSTOP)
+        try:
+            threading.Thread(target=lambda: scraped.put(scrape(collector)), daemon=True).start()
+            samples = scraped.get(timeout=4 * CONNECT_TIMEOUT_SECONDS)
+        finally:
+            os.kill(postmaster, signal.SIGCONT)
+    assert value(samples, "data_platform_instance_up") == 0
+    assert value(samples, "data_platform_warehouse_up") == 1
 
 
 def test_a_bug_in_the_collector_fails_the_scrape_with_its_traceback_not_instance_down(

@@ -16,6 +16,12 @@ from data_platform.services.process import write_atomically
 
 REPO_INSTANCE_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
+# How long a connection to the instance's PostgreSQL may take to open. libpq's default waits
+# for ever: a server that accepts connections but does not answer (stopped, its disk hung)
+# held every Dagster process and each metrics scrape, which Prometheus then cut off at its
+# 10 s timeout, the whole target lost instead of `data_platform_instance_up 0`.
+CONNECT_TIMEOUT_SECONDS = 5
+
 STORAGE = {
     "postgres": {
         "postgres_db": {
@@ -31,7 +37,7 @@ STORAGE = {
             # a column without a zone, and reads it back as UTC: a server in another zone made
             # a live run hours old (failed by the never-started sweep, its queue age an alert)
             # or younger than it was. The session is UTC, whatever the server's default.
-            "params": {"options": "-c timezone=UTC"},
+            "params": {"options": "-c timezone=UTC", "connect_timeout": CONNECT_TIMEOUT_SECONDS},
         }
     }
 }
