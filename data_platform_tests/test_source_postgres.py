@@ -8,8 +8,12 @@ version logs, row for row, before and after a day of in-place updates.
 from __future__ import annotations
 
 import json
+import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +25,10 @@ import sqlalchemy as sa
 from data_platform.ingestion.database import DeadLetters, extract_incremental
 from data_platform.ingestion.source_schema import SourceSchemaError, contract_columns, reflect
 from data_platform.ingestion.tables import PRODUCTS, SOURCE_DB_TABLES
+from data_platform.resources import source_database
 from data_platform.resources.landing import LandingZone
+from data_platform.resources.source_database import SourceDatabase, connect_args
+from data_platform.services.process import read_pid
 from data_platform.simulator import SimulationConfig, append_day, simulate
 from data_platform_tests.helpers import environ_without_settings
 
@@ -272,3 +279,43 @@ def test_two_changes_within_a_timestamp_s_resolution_are_reported(tmp_path, post
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         stored = conn.execute("SELECT id, email, updated_at FROM raw.users ORDER BY ALL").fetchall()
     assert stored == [(1, "a1@x", datetime(2026, 1, 1, 12)), (2, "b@x", datetime(2026, 1, 1, 11))]
+
+
+def test_a_source_that_does_not_answer_fails_its_connection_within_the_timeout(
+    postgres_server, postgres_url, monkeypatch
+):
+    """A PostgreSQL source that takes connections but does not answer (its postmaster stopped,
+    as a hung disk or a frozen machine leaves it): libpq waited for ever, and each sensor tick
+    left a code-server thread waiting on it. The connection now gives up."""
+    monkeypatch.setattr(source_database, "CONNECT_TIMEOUT_SECONDS", 2)
+    engine = SourceDatabase(url=postgres_url).engine()
+    outcome: queue.Queue = queue.Queue()
+
+    def connect() -> None:
+        try:
+            engine.connect().close()
+            outcome.put("connected")
+        except sa.exc.OperationalError as error:
+            outcome.put(str(error))
+
+    postmaster = read_pid(postgres_server.pid_file)
+    os.kill(postmaster, signal.SIGSTOP)
+    try:
+        threading.Thread(target=connect, daemon=True).start()
+        said = outcome.get(timeout=30)
+    finally:
+        os.kill(postmaster, signal.SIGCONT)
+    assert "timeout expired" in said
+
+
+def test_a_connect_timeout_in_the_source_url_is_kept():
+    """The source URL's own `connect_timeout` wins; other databases get no PostgreSQL option."""
+    url = sa.engine.make_url
+    assert connect_args(url("postgresql://app@db/app")) == {
+        "options": "-c timezone=UTC",
+        "connect_timeout": source_database.CONNECT_TIMEOUT_SECONDS,
+    }
+    assert connect_args(url("postgresql://app@db/app?connect_timeout=30")) == {
+        "options": "-c timezone=UTC"
+    }
+    assert connect_args(url("sqlite:////tmp/app.db")) == {}
