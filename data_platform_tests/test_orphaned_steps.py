@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import signal
+import threading
 import time
 from unittest import mock
 
@@ -22,6 +25,9 @@ from data_platform.resources.spark_sessions import (
     with_session_id,
 )
 from data_platform.resources.warehouse import Warehouse
+from data_platform.services.base import start
+from data_platform.services.process import read_pid
+from data_platform.services.redis_server import Redis
 from data_platform.settings import CELERY_BROKER_VARIABLE
 from data_platform_tests.helpers import free_port
 
@@ -44,6 +50,30 @@ def test_a_broker_away_leaves_a_dead_celery_run_to_be_called_dead():
         assert stop_orphaned_steps(run) is None
     # Kombu's retries took 6 s, paid per dead run by `materialize` and each daemon tick.
     assert time.monotonic() - started < 2
+
+
+def test_a_broker_that_does_not_answer_leaves_a_dead_celery_run_to_be_called_dead(
+    services_config,
+):
+    """A Redis that takes connections but does not answer (its server stopped, as a hung disk
+    or a frozen machine leaves it): redis-py waits for a reply without limit, and the check held
+    the next `materialize` and the daemon's run monitoring for ever. It is a broker away."""
+    run = dg.DagsterRun(job_name="j", run_id="r", tags={CELERY_RUN_TAG: "celery"})
+    redis = Redis(services_config)
+    start(redis)
+    server = read_pid(redis.pid_file)
+    outcome: queue.Queue = queue.Queue()
+    os.kill(server, signal.SIGSTOP)
+    try:
+        with mock.patch.dict(os.environ, {CELERY_BROKER_VARIABLE: redis.url}):
+            threading.Thread(
+                target=lambda: outcome.put(stop_orphaned_steps(run)), daemon=True
+            ).start()
+            left = outcome.get(timeout=30)
+    finally:
+        os.kill(server, signal.SIGCONT)
+        redis.stop()
+    assert left is None
 
 
 def test_a_session_is_named_in_the_endpoints_url_beside_its_parameters():

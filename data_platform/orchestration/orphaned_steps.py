@@ -37,9 +37,11 @@ CELERY_RUN_TAG = "data_platform/executor"
 _INSPECT_SECONDS = 1.0
 # How long killed steps have to leave their workers' lists before the run is left for later.
 _STOP_SECONDS = 15.0
-# How long a connection to the broker may take, tried once. Kombu's defaults (4 s a try,
-# retried at 2 s, 4 s) made each dead Celery run's check cost 6 s while Redis refused, paid by
-# the next `materialize` before it starts and by every daemon tick per dead run.
+# How long a connection to the broker may take, tried once, and then each of its replies.
+# Kombu's defaults (4 s a try, retried at 2 s, 4 s) made each dead Celery run's check cost 6 s
+# while Redis refused, paid by the next `materialize` before it starts and by every daemon
+# tick per dead run; and redis-py waits for a reply without limit: a Redis that takes
+# connections but does not answer (stopped, its disk hung) held the check for ever.
 _CONNECT_SECONDS = 2.0
 
 
@@ -82,7 +84,11 @@ def _control_app(broker: str) -> Any:
     app = Celery(broker=broker, set_as_current=False)
     app.conf.broker_connection_timeout = _CONNECT_SECONDS
     # Read by kombu for each connection the control commands make (Connection.default_channel).
-    app.conf.broker_transport_options = {"max_retries": 0}
+    app.conf.broker_transport_options = {
+        "max_retries": 0,
+        "socket_connect_timeout": _CONNECT_SECONDS,
+        "socket_timeout": _CONNECT_SECONDS,
+    }
     return app
 
 
@@ -169,6 +175,7 @@ def stop_orphaned_steps(run: dg.DagsterRun) -> str | None:
     if run.tags.get(CELERY_RUN_TAG) != "celery":
         return None
     from kombu.exceptions import OperationalError
+    from redis.exceptions import TimeoutError as BrokerSilent
 
     broker = os.environ.get(CELERY_BROKER_VARIABLE, "").strip()
     if not broker:
@@ -187,7 +194,7 @@ def stop_orphaned_steps(run: dg.DagsterRun) -> str | None:
                 break  # asked again at the next check, not waited for: it may be minutes
             time.sleep(0.5)
             steps = _steps_of_run(app, run.run_id, lease)
-    except OperationalError:  # the broker away: nothing to ask the workers through
+    except (OperationalError, BrokerSilent):  # the broker away: nothing to ask the workers through
         return None
     finally:
         app.close()
