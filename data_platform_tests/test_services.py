@@ -27,6 +27,7 @@ import yaml
 from data_platform.services.base import start
 from data_platform.services.celery_workers import CeleryWorkers
 from data_platform.services.config import load_services_config
+from data_platform.services.instance import CONNECT_TIMEOUT_SECONDS
 from data_platform.services.kafka_broker import KafkaBroker
 from data_platform.services.lock import exclusive, lock_file
 from data_platform.services.packages import apt_packages
@@ -160,7 +161,10 @@ def test_distributed_instance_is_the_repo_instance_plus_postgres_storage(env):
         for key, value in storage["postgres"]["postgres_db"].items()
         if key not in ("scheme", "params")
     )
-    assert storage["postgres"]["postgres_db"]["params"] == {"options": "-c timezone=UTC"}
+    assert storage["postgres"]["postgres_db"]["params"] == {
+        "options": "-c timezone=UTC",
+        "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+    }
 
 
 @pytest.mark.parametrize("service", ["redis", "postgres"])
