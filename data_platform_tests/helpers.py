@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import gzip
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 import duckdb
@@ -19,6 +23,8 @@ from data_platform.resources.landing import LandingZone
 from data_platform.services.config import load_services_config
 from data_platform.services.instance import instance_home
 from data_platform_tests.landed_records import contract_event, contract_payment
+
+T = TypeVar("T")
 
 
 def environ_without_settings(**env: str) -> dict[str, str]:
@@ -165,3 +171,27 @@ def distributed_home(home: Path, database: str) -> dict[str, str]:
         "DAGSTER_PG_PASSWORD": url.password,
         "DAGSTER_PG_DB": url.database,
     }
+
+
+def while_frozen(pid: int, action: Callable[[], T], within: float) -> T:
+    """What `action` returns while the server process `pid` is stopped (SIGSTOP), as a hung disk
+    or a frozen machine leaves it: the kernel still takes its TCP connections, nothing answers.
+    Run in a thread, since a client without a timeout waits for ever: `queue.Empty` when it has
+    not returned (or raised) within `within` seconds. The server is resumed after."""
+    outcome: queue.Queue = queue.Queue()
+
+    def act() -> None:
+        try:
+            outcome.put((True, action()))
+        except Exception as error:
+            outcome.put((False, error))
+
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        threading.Thread(target=act, daemon=True).start()
+        returned, value = outcome.get(timeout=within)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    if not returned:
+        raise value
+    return value

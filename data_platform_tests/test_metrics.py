@@ -7,7 +7,6 @@ import json
 import os
 import queue
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -67,6 +66,7 @@ from data_platform_tests.helpers import (
     distributed_home,
     environ_without_settings,
     free_port,
+    while_frozen,
     write_postgres_instance,
 )
 
@@ -1002,16 +1002,12 @@ def test_an_instance_postgresql_that_does_not_answer_is_instance_down_within_a_s
     for name, setting in env.items():
         monkeypatch.setenv(name, setting)
     postmaster = read_pid(postgres_server.pid_file)
-    scraped: queue.Queue = queue.Queue()
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         collector = PlatformCollector(instance, DuckDBDayCounts(tmp_path / "warehouse.duckdb"), {})
         assert value(scrape(collector), "data_platform_instance_up") == 1
-        os.kill(postmaster, signal.SIGSTOP)
-        try:
-            threading.Thread(target=lambda: scraped.put(scrape(collector)), daemon=True).start()
-            samples = scraped.get(timeout=4 * CONNECT_TIMEOUT_SECONDS)
-        finally:
-            os.kill(postmaster, signal.SIGCONT)
+        samples = while_frozen(
+            postmaster, lambda: scrape(collector), within=4 * CONNECT_TIMEOUT_SECONDS
+        )
     assert value(samples, "data_platform_instance_up") == 0
     assert value(samples, "data_platform_warehouse_up") == 1
 

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import signal
-import threading
 import time
 from unittest import mock
 
@@ -29,7 +26,7 @@ from data_platform.services.base import start
 from data_platform.services.process import read_pid
 from data_platform.services.redis_server import Redis
 from data_platform.settings import CELERY_BROKER_VARIABLE
-from data_platform_tests.helpers import free_port
+from data_platform_tests.helpers import free_port, while_frozen
 
 
 def test_a_run_not_executed_by_celery_asks_no_broker():
@@ -61,17 +58,12 @@ def test_a_broker_that_does_not_answer_leaves_a_dead_celery_run_to_be_called_dea
     run = dg.DagsterRun(job_name="j", run_id="r", tags={CELERY_RUN_TAG: "celery"})
     redis = Redis(services_config)
     start(redis)
-    server = read_pid(redis.pid_file)
-    outcome: queue.Queue = queue.Queue()
-    os.kill(server, signal.SIGSTOP)
     try:
         with mock.patch.dict(os.environ, {CELERY_BROKER_VARIABLE: redis.url}):
-            threading.Thread(
-                target=lambda: outcome.put(stop_orphaned_steps(run)), daemon=True
-            ).start()
-            left = outcome.get(timeout=30)
+            left = while_frozen(
+                read_pid(redis.pid_file), lambda: stop_orphaned_steps(run), within=30
+            )
     finally:
-        os.kill(server, signal.SIGCONT)
         redis.stop()
     assert left is None
 

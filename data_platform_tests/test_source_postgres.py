@@ -8,12 +8,8 @@ version logs, row for row, before and after a day of in-place updates.
 from __future__ import annotations
 
 import json
-import os
-import queue
-import signal
 import subprocess
 import sys
-import threading
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +26,7 @@ from data_platform.resources.landing import LandingZone
 from data_platform.resources.source_database import SourceDatabase, connect_args
 from data_platform.services.process import read_pid
 from data_platform.simulator import SimulationConfig, append_day, simulate
-from data_platform_tests.helpers import environ_without_settings
+from data_platform_tests.helpers import environ_without_settings, while_frozen
 
 CLI = str(Path(sys.executable).with_name("data-platform"))
 CONFIG = SimulationConfig(seed=11, days=3, end_date=date(2026, 1, 4), users=60, events_per_day=30)
@@ -289,23 +285,9 @@ def test_a_source_that_does_not_answer_fails_its_connection_within_the_timeout(
     left a code-server thread waiting on it. The connection now gives up."""
     monkeypatch.setattr(source_database, "CONNECT_TIMEOUT_SECONDS", 2)
     engine = SourceDatabase(url=postgres_url).engine()
-    outcome: queue.Queue = queue.Queue()
-
-    def connect() -> None:
-        try:
-            engine.connect().close()
-            outcome.put("connected")
-        except sa.exc.OperationalError as error:
-            outcome.put(str(error))
-
     postmaster = read_pid(postgres_server.pid_file)
-    os.kill(postmaster, signal.SIGSTOP)
-    try:
-        threading.Thread(target=connect, daemon=True).start()
-        said = outcome.get(timeout=30)
-    finally:
-        os.kill(postmaster, signal.SIGCONT)
-    assert "timeout expired" in said
+    with pytest.raises(sa.exc.OperationalError, match="timeout expired"):
+        while_frozen(postmaster, lambda: engine.connect().close(), within=30)
 
 
 def test_a_connect_timeout_in_the_source_url_is_kept():
