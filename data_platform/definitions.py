@@ -4,6 +4,7 @@ import dagster as dg
 
 from data_platform.assets.analytics import ANALYTICS_ASSETS
 from data_platform.assets.dbt import DBT_ASSETS
+from data_platform.assets.engine_view import shown_on
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
 from data_platform.assets.scorecard import SCORECARD_ASSETS
 from data_platform.automation.freshness import with_freshness_policies
@@ -34,17 +35,21 @@ STREAM = stream_definitions(SETTINGS)
 
 defs = dg.Definitions(
     # Freshness policies are set here, for the raw feeds and every mart; automation conditions
-    # where each asset is defined (the dbt translator, the Python assets).
-    assets=with_freshness_policies(
-        [
-            *RAW_SOURCE_TABLE_ASSETS,
-            *RAW_FILE_ASSETS,
-            DEAD_LETTER_SPEC,
-            *DBT_ASSETS,
-            *ANALYTICS_ASSETS,
-            *SCORECARD_ASSETS,
-            *STREAM.assets,
-        ]
+    # where each asset is defined (the dbt translator, the Python assets). Each table shows the
+    # engine that holds it.
+    assets=shown_on(
+        SETTINGS.engine,
+        with_freshness_policies(
+            [
+                *RAW_SOURCE_TABLE_ASSETS,
+                *RAW_FILE_ASSETS,
+                DEAD_LETTER_SPEC,
+                *DBT_ASSETS,
+                *ANALYTICS_ASSETS,
+                *SCORECARD_ASSETS,
+                *STREAM.assets,
+            ]
+        ),
     ),
     asset_checks=QUALITY_CHECKS,
     sensors=[*SENSORS, *STREAM.sensors],

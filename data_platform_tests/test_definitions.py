@@ -141,6 +141,50 @@ def test_loading_the_definitions_runs_no_dbt_and_defers_the_dataframe_stack(tmp_
     assert done.stdout.strip() == "[]"
 
 
+def test_on_spark_every_table_shows_spark_and_spark_column_types(tmp_path):
+    """The asset graph of a platform on Spark showed DuckDB's kind on every table and DuckDB's
+    column types (VARCHAR, JSON) on the raw tables and the analytics."""
+    probe = (
+        "import json\n"
+        "from data_platform.definitions import defs\n"
+        "graph = defs.resolve_asset_graph()\n"
+        "def shown(node):\n"
+        "    schema = node.metadata.get('dagster/column_schema')\n"
+        "    columns = [(c.name, c.type) for c in schema.columns] if schema else None\n"
+        "    return sorted(node.kinds), columns\n"
+        "print(json.dumps({key.to_user_string(): shown(graph.get(key))\n"
+        "    for key in graph.get_all_asset_keys()}))"
+    )
+    env = {
+        **os.environ,
+        "DATA_PLATFORM_HOME": str(tmp_path),
+        "DATA_PLATFORM_ENGINE": "spark",
+        "DATA_PLATFORM_SPARK_REMOTE": "sc://127.0.0.1:15002",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assets = json.loads(done.stdout.splitlines()[-1])
+    default_graph = defs.resolve_asset_graph()
+    on_duckdb = [k.to_user_string() for k in default_graph.get_all_asset_keys()]
+    held = [
+        k for k in on_duckdb if "duckdb" in default_graph.get(dg.AssetKey.from_user_string(k)).kinds
+    ]
+    assert len(held) >= 25  # every raw table, dbt model and analytics table
+    for key in held:
+        kinds, _ = assets[key]
+        assert "spark" in kinds and "duckdb" not in kinds, key
+    kinds, columns = assets["raw/dead_letter"]
+    assert kinds == ["spark"]
+    # Spark's table: partition columns last, no VARCHAR or JSON type.
+    assert [name for name, _ in columns][-2:] == ["source", "dt"]
+    assert dict(columns)["raw_record"] == "STRING"
+    assert dict(assets["raw/users"][1])["_rescued"] == "STRING"
+    assert dict(assets["analytics/customer_segments"][1])["segment"] == "STRING"
+    assert assets["raw/events"][0] == ["python", "spark"]
+
+
 def test_webserver_serves_the_asset_graph(tmp_path):
     port = free_port()
     env = {
