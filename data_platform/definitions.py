@@ -14,6 +14,7 @@ from data_platform.checks import QUALITY_CHECKS
 from data_platform.operations.backup_schedule import daily_backup
 from data_platform.operations.restore_journal import finish_interrupted_restores
 from data_platform.orchestration import heartbeat, pool_wait
+from data_platform.orchestration.log_retention import build_log_retention_sensor
 from data_platform.resources.build import build_resources
 from data_platform.services.executor import build_executor
 from data_platform.settings import load_settings
@@ -52,7 +53,13 @@ defs = dg.Definitions(
         ),
     ),
     asset_checks=QUALITY_CHECKS,
-    sensors=[*SENSORS, *STREAM.sensors],
+    # Captured logs Dagster keeps for ever (purged ticks' files, old runs' stdout/stderr), and
+    # the automation's evaluations it keeps a month: swept hourly (orchestration/log_retention.py).
+    sensors=[
+        *SENSORS,
+        build_log_retention_sensor(SETTINGS.compute_log_days, SETTINGS.automation_evaluation_days),
+        *STREAM.sensors,
+    ],
     schedules=[daily_backup, weekly_source_reconciliation],
     resources=build_resources(SETTINGS),
     # Embedded: in the run's process. Every step that touches the warehouse is serialised by

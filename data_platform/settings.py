@@ -30,6 +30,10 @@ METRICS_DAYS = 31
 # four scrapes at the shipped 30 s interval, so that three of them may be lost.
 METRICS_NEW_SERIES_HOLD = 120
 RUN_HEARTBEAT_SECONDS = 10
+# Days a finished run's step stdout/stderr files are kept (orchestration/log_retention.py).
+COMPUTE_LOG_DAYS = 30
+# Days the automation's stored evaluations (the UI's Automation tab) are kept; Dagster's own: 30.
+AUTOMATION_EVALUATION_DAYS = 3
 CELERY_LEASE_SECONDS = 60
 SPARK_RETRY_SECONDS_VARIABLE = "DATA_PLATFORM_SPARK_RETRY_SECONDS"
 SPARK_RETRY_SECONDS = 60
@@ -98,6 +102,10 @@ class Settings:
     metrics_new_series_hold: int = METRICS_NEW_SERIES_HOLD
     # How often a run's process stores its heartbeat (orchestration/heartbeat.py).
     run_heartbeat_seconds: int = RUN_HEARTBEAT_SECONDS
+    # Days a finished run's captured stdout/stderr are kept; 0: for ever.
+    compute_log_days: int = COMPUTE_LOG_DAYS
+    # Days the automation's evaluations are kept (Dagster keeps them 30, ~67 MB a landed day).
+    automation_evaluation_days: int = AUTOMATION_EVALUATION_DAYS
     # How long a Celery worker's step outlives the worker before another worker takes it
     # (services/celery_lease.py).
     celery_lease_seconds: int = CELERY_LEASE_SECONDS
@@ -580,6 +588,24 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             "a positive whole number of seconds",
             f"set e.g. {RUN_HEARTBEAT_SECONDS} (the default)",
             1,
+        ),
+        compute_log_days=whole_number(
+            env,
+            "DATA_PLATFORM_COMPUTE_LOG_DAYS",
+            COMPUTE_LOG_DAYS,
+            "a whole number of days",
+            f"set e.g. {COMPUTE_LOG_DAYS} (the default), how long a finished run's step stdout "
+            "and stderr are kept, or 0 to keep them for ever",
+        ),
+        automation_evaluation_days=whole_number(
+            env,
+            "DATA_PLATFORM_AUTOMATION_EVALUATION_DAYS",
+            AUTOMATION_EVALUATION_DAYS,
+            "a whole number of days from 1 to 30",
+            f"set e.g. {AUTOMATION_EVALUATION_DAYS} (the default), how long the UI's Automation "
+            "tab keeps why each asset was or was not requested (Dagster deletes them at 30)",
+            1,
+            30,
         ),
         celery_lease_seconds=whole_number(
             env,

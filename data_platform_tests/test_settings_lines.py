@@ -221,6 +221,18 @@ CLI_CASES = [
         "DATA_PLATFORM_KAFKA_PASSWORD has spaces or a line break around its value, which would be "
         "kept where it is used: remove the spaces around it",
     ),
+    (
+        {"DATA_PLATFORM_COMPUTE_LOG_DAYS": "a month"},
+        "DATA_PLATFORM_COMPUTE_LOG_DAYS='a month' is not a whole number of days: set e.g. 30 "
+        "(the default), how long a finished run's step stdout and stderr are kept, or 0 to keep "
+        "them for ever",
+    ),
+    (  # 0 would delete the evaluation of the tick the daemon is finishing
+        {"DATA_PLATFORM_AUTOMATION_EVALUATION_DAYS": "0"},
+        "DATA_PLATFORM_AUTOMATION_EVALUATION_DAYS='0' is not a whole number of days from 1 to 30: "
+        "set e.g. 3 (the default), how long the UI's Automation tab keeps why each asset was or "
+        "was not requested (Dagster deletes them at 30)",
+    ),
 ]
 
 
