@@ -724,6 +724,14 @@ TIMESTAMPS = [
     ("2025-06-01", True),
     ("2025-06-01T04:29:59.123456789-05:30", True),
     ("2025-06-01T24:00:00Z", False),  # DuckDB's cast: the next day
+    # Spelled as most are (toISOString), which Spark casts without the grammar: a field out
+    # of range is refused by both all the same.
+    ("2025-06-01T24:00:00.000Z", False),
+    ("2025-06-01T23:60:00.000Z", False),
+    ("2025-06-01T23:59:60.000Z", False),
+    ("2025-02-29T10:00:00.000Z", False),
+    ("2025-13-01T10:00:00.000Z", False),
+    ("2024-02-29T23:59:59.999Z", True),
     ("10000-01-01T00:00:00Z", False),  # DuckDB's cast: year 10000
     ("2025-06-01T10:00:00+01:60", False),  # DuckDB's cast: +02:00
     ("2025-6-1T10:00:00Z", False),  # both casts

