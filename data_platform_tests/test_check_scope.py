@@ -127,6 +127,65 @@ def test_a_backfill_of_past_days_judges_those_days_only(tmp_path, monkeypatch):
     assert evaluation.metadata["days_judged"].value == [str(day)]
 
 
+LATE_SHARE = 50  # the simulator's late file: a fiftieth of a day's events, two days late
+
+
+def days_with_late_uploads(
+    tmp_path: Path, monkeypatch, instance: dg.DagsterInstance, usual: int, days: int
+) -> tuple[dg.AssetChecksDefinition, dict, date]:
+    """`days` days run as the sensor runs them: each day's run (of today) judges yesterday,
+    which then lacks its late upload; the upload lands the next day. Returns the check, its
+    resources and the next today, whose yesterday holds `usual` rows less its late upload."""
+    path = tmp_path / "wh.duckdb"
+    check = row_count_anomaly_check("events", QualityThresholds())
+    resources = {"warehouse": Warehouse(path=str(path))}
+    first = TODAY - timedelta(days=days)
+    late = usual // LATE_SHARE
+    for offset in range(days):
+        now = first + timedelta(days=offset)
+        # Yesterday's files, but not its late upload yet (it lands under its dt tomorrow).
+        store_daily_counts(path, {now - timedelta(days=1): usual - late})
+        monkeypatch.setattr(anomaly, "today", lambda now=now: now, raising=False)
+        assert evaluate(check, [now], now, resources, instance=instance).passed
+        store_daily_counts(path, {now - timedelta(days=1): late})
+    store_daily_counts(path, {TODAY - timedelta(days=1): usual - late})
+    monkeypatch.setattr(anomaly, "today", lambda: TODAY, raising=False)
+    return check, resources, TODAY - timedelta(days=1)
+
+
+def test_yesterday_before_its_late_upload_is_no_anomaly(tmp_path, monkeypatch):
+    """50,000 events a day, 2 % of them uploaded two days late: yesterday, judged before its
+    late upload, holds 49,000 rows; its baseline days hold 50,000 now, but held 49,000 when
+    each was judged as yesterday. Against the settled counts it read -1,000 / sqrt(50,000) =
+    -4.5 robust z, a WARN every single day; like with like, it is 0."""
+    with dg.DagsterInstance.ephemeral() as instance:
+        check, resources, yesterday = days_with_late_uploads(
+            tmp_path, monkeypatch, instance, usual=50_000, days=5
+        )
+        evaluation = evaluate(check, [TODAY], TODAY, resources, instance=instance)
+    assert evaluation.metadata["days_judged"].value == [str(yesterday)]
+    assert evaluation.passed, evaluation.description
+    assert evaluation.metadata["rows_as_yesterday"].value == {str(yesterday): 49_000}
+    assert "| 49000 | 49000.0 | 0.00 |" in evaluation.metadata["per_dt"].value
+
+
+@pytest.mark.parametrize(
+    ("rows", "why"),
+    [(4_900, "a collector down: a tenth of the events"), (57_167, "a file of six sent twice")],
+)
+def test_yesterday_far_from_its_baseline_is_still_flagged(tmp_path, monkeypatch, rows, why):
+    with dg.DagsterInstance.ephemeral() as instance:
+        check, resources, yesterday = days_with_late_uploads(
+            tmp_path, monkeypatch, instance, usual=50_000, days=5
+        )
+        with duckdb.connect(str(tmp_path / "wh.duckdb")) as conn:
+            conn.execute("DELETE FROM raw.events WHERE dt = ?", [yesterday])
+        store_daily_counts(tmp_path / "wh.duckdb", {yesterday: rows})
+        evaluation = evaluate(check, [TODAY], TODAY, resources, instance=instance)
+    assert not evaluation.passed, why
+    assert evaluation.metadata["partitions_flagged"].value == [str(yesterday)]
+
+
 # -- conservation ---------------------------------------------------------------------------------
 
 

@@ -154,6 +154,34 @@ def test_a_weekly_cycle_is_not_an_anomaly_once_weeks_of_history_exist():
     assert scores[start + timedelta(days=26)].baseline_median == pytest.approx(651)  # a Saturday
 
 
+def test_a_source_that_grew_is_judged_at_its_new_size():
+    """Weekdays 10,000 rows, weekends 6,000, until the source grows by 10 % for good (a new
+    market). Against the median of the same weekday of 7 past weeks, mostly from before the
+    growth, every day read as a spike for four weeks: 11,000 against 10,000 is robust z
+    1,000 / sqrt(10,000) = 10. Scaled to the level of the week before each day, the past
+    weeks say 11,000: the first days of the growth are flagged, the weeks after it are not."""
+    start = date(2026, 1, 5)  # a Monday
+    grew = start + timedelta(weeks=6)
+
+    def size(day: date) -> int:
+        return (6_000 if day.weekday() >= 5 else 10_000) * (11 if day >= grew else 10) // 10
+
+    counts = {start + timedelta(days=n): size(start + timedelta(days=n)) for n in range(70)}
+    days = sorted(counts)
+    scores = {s.dt: s for s in score_partitions(counts, days, window=7, min_history=3)}
+    flagged = [d for d in days if d >= start + timedelta(weeks=3) and abs(scores[d].z) > 3.5]
+    # The day it grew and the next three, while the week before each is mostly the old size.
+    assert flagged == [grew + timedelta(days=n) for n in range(4)]
+    assert scores[grew].z == pytest.approx((11_000 - 10_000) / math.sqrt(10_000))
+    three_weeks_on = grew + timedelta(weeks=3)  # a Monday: past Mondays 4 old, 3 new
+    assert scores[three_weeks_on].rows == 11_000
+    assert scores[three_weeks_on].baseline_median == pytest.approx(11_000)
+    # A day at a tenth of its size is still an anomaly at the new level.
+    counts[three_weeks_on] = 1_100
+    [low] = score_partitions(counts, [three_weeks_on], window=7, min_history=3)
+    assert low.z == pytest.approx((1_100 - 11_000) / math.sqrt(11_000))
+
+
 def test_days_of_a_window():
     counts = {date(2026, 1, 2): 1, date(2026, 1, 4): 1}
     assert days_of(Window(date(2026, 1, 3), date(2026, 1, 4)), counts) == [
