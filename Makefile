@@ -105,6 +105,7 @@ $(MANIFEST): $(STAMP) $(DBT_SOURCES)
 # when DATA_PLATFORM_KAFKA_BOOTSTRAP is set. Its SIGTERM flushes and commits before it exits.
 # It exits 1 on what a restart mends (a broker or landing zone that stopped answering), so it
 # is started again 5 s later; 0 (stopped) and 2 (a wrong setting) end it.
+# Before each start, consume.log is capped as the servers' logs are (services/logs.py).
 # A shell pointed at the services (`services-env`) keeps the instance `services-up` wrote
 # (PostgreSQL): the embedded dagster.yaml copied over it would hide its runs and cursors.
 # `umask 077`: what they create is their owner's alone (the CLI sets it for itself too): the
@@ -119,6 +120,7 @@ run: install
 		if [ -n "$$DATA_PLATFORM_KAFKA_BOOTSTRAP" ]; then \
 			( trap 'kill $$child 2>/dev/null; wait $$child; exit' TERM INT; \
 			while :; do \
+				$(BIN)/python -m data_platform.services.logs "$(DATA_PLATFORM_HOME)/consume.log"; \
 				$(BIN)/data-platform consume >>"$(DATA_PLATFORM_HOME)/consume.log" 2>&1 & child=$$!; \
 				wait $$child; [ $$? -eq 1 ] || break; sleep 5; \
 			done ) & consume=$$!; \

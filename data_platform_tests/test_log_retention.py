@@ -28,6 +28,10 @@ from data_platform.orchestration.log_retention import (
     logs_folder,
     sweep,
 )
+from data_platform.services import logs as service_logs
+from data_platform.services.config import load_services_config
+from data_platform.services.redis_server import Redis
+from data_platform.services.spark_cluster import SparkCluster
 from data_platform.settings import load_settings
 
 DAY = 86400.0
@@ -198,9 +202,22 @@ def test_automation_evaluations_older_than_the_setting_are_deleted(instance):
     assert sweep(instance, 30, 1).evaluations == 2  # the one 2.9 days old, both assets
 
 
-def test_the_sensor_sweeps_hourly_and_ticks_within_the_stalled_sensor_alert(instance):
+def test_the_sensor_sweeps_hourly_and_ticks_within_the_stalled_sensor_alert(
+    instance, tmp_path, monkeypatch
+):
     """It ticks every 5 minutes (DataPlatformSensorStalled pages after 600 s without a tick) and
-    sweeps at most once an hour, its cursor the time of the last sweep."""
+    sweeps at most once an hour, its cursor the time of the last sweep. Each sweep also caps
+    the home's service logs, as `services-up` does: a Redis log past the limit keeps its last
+    lines in redis.log.1, a Spark log within it is left alone."""
+    home = tmp_path / "platform"
+    monkeypatch.setenv("DATA_PLATFORM_HOME", str(home))
+    monkeypatch.setattr(service_logs, "LIMIT_BYTES", 1_000)
+    monkeypatch.setattr(service_logs, "KEPT_BYTES", 100)
+    config = load_services_config({"DATA_PLATFORM_HOME": str(home)})
+    redis_log, spark_log = Redis(config).log_file, SparkCluster(config).log_files[-1]
+    for log_file, lines in ((redis_log, 200), (spark_log, 10)):
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        log_file.write_text("".join(f"line {n:05d}\n" for n in range(lines)))  # 11 B each
     sensor = build_log_retention_sensor(30, 3)
     alert = (REPO / "deploy/prometheus/alerts.yml").read_text()
     assert 'data_platform_sensor_last_tick_age_seconds{state!="stopped"} > 600' in alert
@@ -216,7 +233,11 @@ def test_the_sensor_sweeps_hourly_and_ticks_within_the_stalled_sensor_alert(inst
     assert result.skip_message.startswith(
         "removed 0 log files of purged ticks and the compute logs of 1 ended runs"
     )
+    assert result.skip_message.endswith("; capped 1 local service logs")
     assert not any((base / p).is_dir() for p in os.listdir(base) if RUN_ID.fullmatch(p))
+    assert redis_log.stat().st_size == 0
+    assert redis_log.with_name("redis.log.1").read_text().splitlines()[0] == "line 00191"
+    assert spark_log.stat().st_size == 110
     second = dg.build_sensor_context(instance=instance, cursor=first.cursor)
     assert sensor(second).skip_message.startswith("next sweep in ")
     an_hour_later = dg.build_sensor_context(instance=instance, cursor=str(time.time() - 3601))

@@ -20,7 +20,9 @@ tab reads them (and the daemon, its current tick's, when it retries that tick).
 
 `sweep` removes the files of ticks whose row Dagster purged, the compute logs of runs that
 ended more than `compute_log_days` ago (or whose run was deleted), and the evaluations older
-than `evaluation_days`. A live run, a run not yet ended, and a tick still stored are never
+than `evaluation_days`. The sensor also caps the logs of the local services (`services/logs.py`),
+which `services-up` alone did: a server running for weeks between two `up`s grew meanwhile.
+A live run, a run not yet ended, and a tick still stored are never
 touched; runs and their events (materializations, check results) are never deleted.
 """
 
@@ -39,6 +41,8 @@ import sqlalchemy as db
 from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 from dagster._core.storage.schedules.schema import AssetDaemonAssetEvaluationsTable
 from dagster._time import datetime_from_timestamp
+
+from data_platform.services.logs import cap_every_service_log
 
 # Dagster's folder of a run's step logs, inside the run's own folder.
 RUN_LOGS_FOLDER = "compute_logs"
@@ -221,7 +225,8 @@ def build_log_retention_sensor(compute_log_days: int, evaluation_days: int) -> d
             f"stdout/stderr of runs ended over {compute_log_days} days ago "
             "(DATA_PLATFORM_COMPUTE_LOG_DAYS; 0 keeps them), and the automation's evaluations "
             f"older than {evaluation_days} days (DATA_PLATFORM_AUTOMATION_EVALUATION_DAYS). "
-            "Runs and their events are kept."
+            "Runs and their events are kept. Caps the local services' logs as `services-up` "
+            "does."
         ),
     )
     def log_retention(context: dg.SensorEvaluationContext) -> dg.SkipReason:
@@ -230,7 +235,8 @@ def build_log_retention_sensor(compute_log_days: int, evaluation_days: int) -> d
         if now - last < SWEEP_INTERVAL_SECONDS:
             return dg.SkipReason(f"next sweep in {SWEEP_INTERVAL_SECONDS - (now - last):.0f} s")
         swept = sweep(context.instance, compute_log_days, evaluation_days, now)
+        capped = cap_every_service_log(os.environ)
         context.update_cursor(str(now))
-        return dg.SkipReason(swept.summary())
+        return dg.SkipReason(f"{swept.summary()}; capped {capped} local service logs")
 
     return log_retention

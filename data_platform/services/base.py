@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
+from data_platform.services.logs import cap_log, logs_of
 from data_platform.services.process import ServiceError, wait_until
 
 # Every service binds this address only.
@@ -58,16 +60,25 @@ class Service(Protocol):
     def env(self) -> dict[str, str]:
         """The variables that point the CLI, the UI, tests and workers at it."""
 
-    # Optional: `ports`, {setting: port} of the ports it binds on 127.0.0.1.
+    # Optional: `ports`, {setting: port} of the ports it binds on 127.0.0.1; `log_files`, every
+    # log it writes when there are several (`log_file` otherwise).
 
 
 def start(service: Service, timeout: float | None = None) -> None:
     """Start a service unless it already answers, then wait until it does: idempotent.
 
     A service may declare a longer `start_timeout` (Spark: JVMs and a metastore to create).
+    Its logs are capped first (services/logs.py), whether it runs or not.
     """
     if timeout is None:
         timeout = getattr(service, "start_timeout", START_TIMEOUT_SECONDS)
+    # Every `up` caps the logs, of a server left running too: nothing else ever shrank them.
+    # A log that cannot be capped (a full disk) is said, and stops no server from starting.
+    for log_file in logs_of(service):
+        try:
+            cap_log(log_file)
+        except OSError as err:
+            print(f"{service.name}: {log_file} was not capped: {err}", file=sys.stderr)
     if service.is_up():
         return
     # A process of its own already running (still starting, or hung) is waited for, never

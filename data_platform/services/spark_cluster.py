@@ -51,6 +51,7 @@ from data_platform.services.process import (
     spawn,
     terminate_group,
     wait_until,
+    write_atomically,
     write_secret,
 )
 from data_platform.settings import ENGINE_VARIABLE, OWNER_ONLY_UMASK, SPARK_REMOTE_VARIABLE
@@ -80,6 +81,32 @@ START_TIMEOUT_SECONDS = 240.0
 SUPPORTED_JAVA = ("17", "21")
 # The three processes, in start order: each has a pid file and a log.
 PROCESSES = ("master", "worker", "connect")
+# Spark's own default is INFO: ~10 KB per statement in the endpoint's log and ~4 KB in its
+# executor's stderr (measured), for good. WARN keeps warnings and errors; the daemons'
+# `org.apache.spark.deploy` lines stay at INFO: a few per start (registrations, executors
+# launched and lost), what tells why the cluster did not come up. HiveConf warns of an unknown
+# setting of Spark's own at every statement (112 B each, measured): its errors only. Spark's
+# own pattern.
+LOG4J2_PROPERTIES = """\
+rootLogger.level = warn
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+logger.deploy.name = org.apache.spark.deploy
+logger.deploy.level = info
+logger.hiveconf.name = org.apache.hadoop.hive.conf.HiveConf
+logger.hiveconf.level = error
+"""
+# The worker removes the folder (`work/app-*`: the executor's stderr, its files) of an
+# application stopped this long ago; every endpoint start is a new application, which left one.
+# Three days: a failure on a Friday can still be read on Monday.
+WORKER_CLEANUP_OPTS = (
+    "-Dspark.worker.cleanup.enabled=true -Dspark.worker.cleanup.interval=3600 "
+    f"-Dspark.worker.cleanup.appDataTtl={3 * 24 * 3600}"
+)
 
 
 def spark_home() -> Path:
@@ -222,6 +249,11 @@ class SparkCluster:
         return self.folder / "logs" / f"{process}.log"
 
     @property
+    def log_files(self) -> tuple[Path, ...]:
+        """Every process's log, which `base.start` caps."""
+        return tuple(self._log(process) for process in PROCESSES)
+
+    @property
     def log_file(self) -> Path:
         """The log of the first process that died (what to read when it does not come up)."""
         for process in PROCESSES:
@@ -251,12 +283,14 @@ class SparkCluster:
             "JAVA_HOME": str(home),
             "PATH": f"{home / 'bin'}:{os.environ.get('PATH', '')}",
             "SPARK_HOME": str(spark_home()),
-            "SPARK_CONF_DIR": str(self.folder / "conf"),  # only `_write_defaults`' file
+            # Only what `launch` writes (spark-defaults.conf, log4j2.properties); on every
+            # JVM's class path, the executor's too.
+            "SPARK_CONF_DIR": str(self.folder / "conf"),
             "SPARK_LOCAL_IP": HOST,  # the bind address of every daemon, UI and executor
             "SPARK_LOCAL_DIRS": str(self.folder / "local"),
             "SPARK_DAEMON_MEMORY": DAEMON_MEMORY,
             "SPARK_MASTER_OPTS": f"{daemon_opts} {master} -Dspark.master.rest.enabled=false",
-            "SPARK_WORKER_OPTS": f"{daemon_opts} {worker}",
+            "SPARK_WORKER_OPTS": f"{daemon_opts} {worker} {WORKER_CLEANUP_OPTS}",
             "SPARK_LAUNCHER_OPTS": f"{light_jvm} {self._tmpdir_option('launcher')}",
         }
 
@@ -353,6 +387,7 @@ class SparkCluster:
         self._refuse_unsecured_processes()
         ensure_secret(self.secret_file)
         self._write_defaults()
+        write_atomically(self.folder / "conf" / "log4j2.properties", LOG4J2_PROPERTIES, 0o600)
         for process in PROCESSES:
             if self._alive(process):
                 continue
