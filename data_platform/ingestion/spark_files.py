@@ -74,6 +74,15 @@ SPLIT_FILE = (
 # The run's lazily cached tables: every line's fast-path verdict, and the diagnosis of the
 # lines it did not vouch for.
 CACHES = ("_diagnosed", "_cached")
+# A partitioned INSERT sorts each task's rows by partition so that one file is open at a time;
+# a task here reads one file, all of one day, so the sort only copies every row once more.
+# Writers kept open per partition instead (the sort comes back past this many in a task):
+# 1M events outside Dagster, nine alternations, quiet: median 13.45 -> 12.90 s, JVM CPU 24.6 ->
+# 22.9 s; seven pairs of nine faster.
+UNSORTED_WRITES = {
+    "spark.sql.optimizer.plannedWrite.enabled": "false",
+    "spark.sql.maxConcurrentOutputFileWriters": "4",
+}
 STRAY_LINE = "Spark read lines it could not match to a landing file"
 # Spark's message when a task cannot read a file: "... while reading file <uri>."
 _FAILED_READ = re.compile(r"FAILED_READ_FILE\S*\] Encountered error while reading file (\S+?)\.?\s")
@@ -406,6 +415,8 @@ def ingest_file_partitions_on_spark(
     # (three alternations, every pair alike) and 6.56 s against 7.49 for 200k (five); through
     # Dagster, 200k: 6.52 s against 6.69 (six, within the runs' spread).
     spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
+    for setting, value in UNSORTED_WRITES.items():
+        spark.conf.set(setting, value)
     files = files_for(landing, fmt, set(dts))
     unreadable = {f.key: reason for f in files if (reason := fmt.misnamed(f))}
     readable = [f.key for f in files if f.key not in unreadable]
