@@ -11,19 +11,29 @@ from __future__ import annotations
 import dagster as dg
 
 from data_platform.automation.freshness import Assets
-from data_platform.ingestion.spark_tables import SPARK_TYPES, spark_table_schema
+from data_platform.ingestion.spark_tables import SPARK_TYPES, spark_columns
 from data_platform.ingestion.tables import DEAD_LETTER, EVENTS, PAYMENTS, SOURCE_DB_TABLES
 
 DEFAULT_ENGINE = "duckdb"
 SCHEMA = "dagster/column_schema"
+TABLE_NAME = "dagster/table_name"
 _RAW_TABLES = {t.qualified_name: t for t in (*SOURCE_DB_TABLES, EVENTS, PAYMENTS, DEAD_LETTER)}
 
 
-def _spark_types(schema: dg.TableSchema) -> dg.TableSchema:
+def _as_on_spark(schema: dg.TableSchema, table_name: str) -> dg.TableSchema:
+    """A declared column schema as Spark holds the table: Spark's types, and a raw table's
+    columns in Spark's order (partition columns last)."""
+    columns = {c.name: c for c in schema.columns}
+    table = _RAW_TABLES.get(table_name)
+    names = [c.name for c in spark_columns(table)] if table else list(columns)
     return dg.TableSchema(
         columns=[
-            dg.TableColumn(c.name, SPARK_TYPES.get(c.type, c.type), description=c.description)
-            for c in schema.columns
+            dg.TableColumn(
+                name,
+                SPARK_TYPES.get(columns[name].type, columns[name].type),
+                description=columns[name].description,
+            )
+            for name in names
         ]
     )
 
@@ -37,10 +47,7 @@ def shown_on(engine: str, assets: Assets) -> list[dg.AssetsDefinition | dg.Asset
             return spec
         metadata = dict(spec.metadata)
         if engine == "spark" and SCHEMA in metadata:
-            table = _RAW_TABLES.get(str(metadata.get("dagster/table_name")))
-            metadata[SCHEMA] = (
-                spark_table_schema(table) if table else _spark_types(metadata[SCHEMA])
-            )
+            metadata[SCHEMA] = _as_on_spark(metadata[SCHEMA], str(metadata.get(TABLE_NAME)))
         return spec.replace_attributes(
             kinds=(set(spec.kinds) - {DEFAULT_ENGINE}) | {engine}, metadata=metadata
         )

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import dagster as dg
-
 from data_platform.ingestion.tables import DEAD_LETTER, EVENTS, PAYMENTS, Column, RawTable
 
 if TYPE_CHECKING:
@@ -34,16 +32,6 @@ def spark_columns(table: RawTable) -> list[Column]:
     partitions = PARTITION_COLUMNS.get(table.name, ())
     data = [c for c in table.columns if c.name not in partitions]
     return data + [c for name in partitions for c in table.columns if c.name == name]
-
-
-def spark_table_schema(table: RawTable) -> dg.TableSchema:
-    """The table's columns as the UI shows them on Spark: Spark's order and types."""
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(name=c.name, type=spark_type(c), description=c.description)
-            for c in spark_columns(table)
-        ]
-    )
 
 
 def spark_ddl(table: RawTable) -> str:
