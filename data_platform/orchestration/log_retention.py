@@ -35,6 +35,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 import sqlalchemy as db
@@ -43,6 +44,8 @@ from dagster._core.storage.schedules.schema import AssetDaemonAssetEvaluationsTa
 from dagster._time import datetime_from_timestamp
 
 from data_platform.services.logs import cap_every_service_log
+
+T = TypeVar("T")
 
 # Dagster's folder of a run's step logs, inside the run's own folder.
 RUN_LOGS_FOLDER = "compute_logs"
@@ -131,7 +134,7 @@ def _folders(path: Path) -> Iterator[Path]:
                 yield Path(entry.path)
 
 
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
 
@@ -150,8 +153,8 @@ def _sweep_tick_logs(
                         by_tick.setdefault(int(match[1]), []).append(Path(entry.path))
     ids = sorted(by_tick)
     stored: set[int] = set()
-    for chunk in _chunks([str(i) for i in ids]):
-        ticks = instance.schedule_storage.get_ticks_by_ids([int(i) for i in chunk])  # type: ignore[union-attr]
+    for chunk in _chunks(ids):
+        ticks = instance.schedule_storage.get_ticks_by_ids(list(chunk))  # type: ignore[union-attr]
         stored.update(tick.tick_id for tick in ticks)
     removed = freed = 0
     for tick_id in ids:
@@ -185,23 +188,19 @@ def _sweep_run_logs(
             record = records.get(run_id)
             if record is not None and (record.end_time is None or record.end_time >= ended_before):
                 continue
-            if record is None and _newest_change(by_id[run_id]) >= ended_before:
+            files = _file_stats(by_id[run_id])
+            # The newest file's time, or the folder's (which changes when a file is removed).
+            newest = max((f.st_mtime for f in files), default=by_id[run_id].stat().st_mtime)
+            if record is None and newest >= ended_before:
                 continue  # a run being created (its folder before its row) or just deleted
-            size = _size(by_id[run_id])
             shutil.rmtree(by_id[run_id], ignore_errors=True)
             removed += 1
-            freed += size
+            freed += sum(f.st_size for f in files)
     return removed, freed
 
 
-def _newest_change(folder: Path) -> float:
-    """The newest file's modification time (a folder's changes when a file is removed)."""
-    files = [p.stat().st_mtime for p in folder.rglob("*") if p.is_file()]
-    return max(files, default=folder.stat().st_mtime)
-
-
-def _size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+def _file_stats(folder: Path) -> list[os.stat_result]:
+    return [p.stat() for p in folder.rglob("*") if p.is_file()]
 
 
 # An hour between sweeps: a day of 30-s ticks leaves ~120 files per sensor to remove each time.
