@@ -691,6 +691,13 @@ NEAR_SPELLED = [
     # Digits in a string, up to BIGINT's largest: loaded; one past it: refused
     _SPELLED.format('"n21"', f'"{2**63 - 1}"', ""),
     _SPELLED.format('"n22"', f'"{2**63}"', ""),
+    # Raw control characters elsewhere than a string field's value: in properties' strings and
+    # keys, in the optional string, between tokens (not JSON); a tab between tokens (valid JSON)
+    _SPELLED.format('"n23"', 23, ',"properties":{"k":"a\x01b"}'),
+    _SPELLED.format('"n24"', 24, ',"properties":{"k\x1f":[1]}'),
+    _SPELLED.format('"n25"', 25, ',"session_id":"s\x0b"'),
+    _SPELLED.format('"n26"', 26, "").replace(',"user_id"', ',\x01"user_id"'),
+    _SPELLED.format('"n27"', 27, "").replace(',"user_id"', ',\t"user_id"'),
 ]
 
 
@@ -848,18 +855,18 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         for table in ("events", "dead_letter"):
             assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
 
-    # Figures from the files written above: 15 good lines load, 12 near-spelled ones, the
+    # Figures from the files written above: 15 good lines load, 13 near-spelled ones, the
     # long event and 6 of numbers.jsonl; broken JSON (line 3 of crlf.jsonl and of mixed.jsonl,
     # line 2 of long.jsonl, the three lines of lenient.jsonl, lines 2 and 3 of bom-nul.jsonl),
     # two objects in a line (line 2 of lone-cr.jsonl, the whole of cr-only.jsonl, both lines of
     # tails.jsonl), numbers beyond a float (lines 1, 2, 9, 10 and 11 of numbers.jsonl), the
     # Latin-1 line (line 2), the cut gzip, notes.json and late/x.jsonl (each as a whole), a control
     # character, single quotes, 12.0, 2**63, infinity, epoch, a repeated key, a key with a space
-    # a time without a date and digits past BIGINT's largest (near-spelled.jsonl) are dead
-    # letters.
+    # a time without a date, digits past BIGINT's largest and four more control characters
+    # (near-spelled.jsonl) are dead letters.
     # So are the TIMESTAMPS outside the grammar, each with the same reason on both.
-    assert spark_stats[0].records_read == 74 + len(TIMESTAMPS)
-    assert spark_stats[0].rows_loaded == 37 + sum(loads for _, loads in TIMESTAMPS)
+    assert spark_stats[0].records_read == 79 + len(TIMESTAMPS)
+    assert spark_stats[0].rows_loaded == 38 + sum(loads for _, loads in TIMESTAMPS)
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
@@ -880,6 +887,10 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         (f"events/dt={day}/near-spelled.jsonl", 20),
         (f"events/dt={day}/near-spelled.jsonl", 21),
         (f"events/dt={day}/near-spelled.jsonl", 23),
+        (f"events/dt={day}/near-spelled.jsonl", 24),
+        (f"events/dt={day}/near-spelled.jsonl", 25),
+        (f"events/dt={day}/near-spelled.jsonl", 26),
+        (f"events/dt={day}/near-spelled.jsonl", 27),
         (f"events/dt={day}/crlf.jsonl", 3),
         (f"events/dt={day}/mixed.jsonl", 3),
         (f"events/dt={day}/lone-cr.jsonl", 2),

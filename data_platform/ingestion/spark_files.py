@@ -45,6 +45,7 @@ from urllib.parse import quote
 
 from data_platform.ingestion.file_formats import FileFormat
 from data_platform.ingestion.file_lines import (
+    BLANK,
     MAX_RECORD_BYTES,
     NOT_UTF8,
     OVERSIZED_KEPT_CHARS,
@@ -147,6 +148,11 @@ def _local_paths(
         yield paths
 
 
+# A record is a line with a character that is not BLANK (file_lines), told by trimming them:
+# a regexp (`\\S`) decoded every line into a Java string first (1M events: 0.19 s against 0.06).
+_NON_BLANK = f"trim(BOTH concat({', '.join(f'char({ord(c)})' for c in BLANK)}) FROM line) <> ''"
+
+
 def _expose_records(spark: SparkSession, fmt: FileFormat, paths: dict[str, Path]) -> None:
     """Temp views `_file_lines` / `_file_header` of the files' lines, numbered per file, and
     `_landed_files(file_path, source_file, dt)`. A line read by a task that did not start at
@@ -159,13 +165,15 @@ def _expose_records(spark: SparkSession, fmt: FileFormat, paths: dict[str, Path]
         spark.conf.set(setting, str(NEVER_SPLIT_BYTES))
     # monotonically_increasing_id() is the task's index << 33 plus the row's place in the task.
     # Lines end at LF, a CR ending one dropped, as DuckDB's reader and the conservation check
-    # have it: Spark's default would also end a line at a lone CR.
+    # have it: Spark's default would also end a line at a lone CR. `endswith` compares bytes;
+    # `right(value, 1)` counted every line's characters to find its last (1M events: 0.9 s of
+    # a task's time against 0.16 s).
     lines = spark.read.option("lineSep", "\n").text([hadoop_literal(p) for p in paths.values()])
     lines.selectExpr(
         "_metadata.file_path AS file_path",
         f"CASE WHEN _metadata.file_block_start > 0 THEN raise_error({spark_string(SPLIT_FILE)}) "
         "ELSE (monotonically_increasing_id() & 8589934591) + 1 END AS line_number",
-        "if(right(value, 1) = char(13), left(value, length(value) - 1), value) AS line",
+        "if(endswith(value, char(13)), substr(value, 1, length(value) - 1), value) AS line",
     ).createOrReplaceTempView("_read_lines")
     spark.sql(
         "CREATE OR REPLACE TEMP VIEW _numbered_lines AS SELECT "
@@ -176,7 +184,7 @@ def _expose_records(spark: SparkSession, fmt: FileFormat, paths: dict[str, Path]
     header = fmt.header_lines
     spark.sql(
         "CREATE OR REPLACE TEMP VIEW _file_lines AS SELECT * FROM _numbered_lines "
-        f"WHERE line_number > {header} AND line RLIKE '\\\\S'"
+        f"WHERE line_number > {header} AND {_NON_BLANK}"
     )
     spark.sql(
         "CREATE OR REPLACE TEMP VIEW _file_header AS SELECT file_index, line "
