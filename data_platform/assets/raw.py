@@ -81,12 +81,14 @@ def row_counts(
 ) -> tuple[int, dict[str, int]]:
     """The row counts the UI shows after a file ingestion (`rows` runs a query on the
     engine): the raw table's, and raw.dead_letter's per day, every source's, as a day of it
-    holds both file sources' letters and those of the app tables refused that day."""
-    [(table_rows,)] = rows(f"SELECT count(*) FROM {fmt.table.qualified_name}")
-    days = rows(
+    holds both file sources' letters and those of the app tables refused that day. One query:
+    on Spark each is a round trip and a plan of its own (two took 1.1 s of a 200k-event run)."""
+    counts = rows(
+        f"SELECT NULL AS dt, count(*) FROM {fmt.table.qualified_name} UNION ALL "
         f"SELECT CAST(dt AS STRING), count(*) FROM {DEAD_LETTER.qualified_name} GROUP BY dt"
     )
-    return int(table_rows), {str(day): int(count) for day, count in days}
+    [table_rows] = [count for day, count in counts if day is None]
+    return int(table_rows), {str(day): int(count) for day, count in counts if day is not None}
 
 
 def partition_dates(context: dg.AssetExecutionContext) -> list[date]:
