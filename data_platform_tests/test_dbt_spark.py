@@ -807,9 +807,11 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     (folder / "numbers.jsonl").write_text("\n".join(numbered) + "\n")
     (folder / "g1.jsonl").write_text(f"{good[0]}\n")
     (folder / "g[1].jsonl").write_text(f"{good[1]}\n{good[2]}\n")
+    # The third line is spelled as the fast paths spell, but for its Latin-1 byte.
     (folder / "latin1.jsonl").write_bytes(
-        good[3].encode() + b"\n" + '{"caf\xe9": 1}'.encode("latin-1")
-    )
+        good[3].encode() + b"\n" + '{"caf\xe9": 1}'.encode("latin-1") + b"\n"
+        + good[2].replace("page_view", "caf\xe9").encode("latin-1")
+    )  # fmt: skip
     (folder / "cut.jsonl.gz").write_bytes(gzip.compress("\n".join(good).encode())[:30])
     (folder / "empty.jsonl").write_bytes(b"")
     # Not read, by name or place: each one whole-file dead letter.
@@ -860,12 +862,12 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     # line 2 of long.jsonl, the three lines of lenient.jsonl, lines 2 and 3 of bom-nul.jsonl),
     # two objects in a line (line 2 of lone-cr.jsonl, the whole of cr-only.jsonl, both lines of
     # tails.jsonl), numbers beyond a float (lines 1, 2, 9, 10 and 11 of numbers.jsonl), the
-    # Latin-1 line (line 2), the cut gzip, notes.json and late/x.jsonl (each as a whole), a control
+    # Latin-1 lines (lines 2 and 3), the cut gzip, notes.json and late/x.jsonl (each as a whole), a control
     # character, single quotes, 12.0, 2**63, infinity, epoch, a repeated key, a key with a space
     # a time without a date, digits past BIGINT's largest and four more control characters
     # (near-spelled.jsonl) are dead letters.
     # So are the TIMESTAMPS outside the grammar, each with the same reason on both.
-    assert spark_stats[0].records_read == 79 + len(TIMESTAMPS)
+    assert spark_stats[0].records_read == 80 + len(TIMESTAMPS)
     assert spark_stats[0].rows_loaded == 38 + sum(loads for _, loads in TIMESTAMPS)
     letters = {
         (row.source_file, row.line_number): row.error
@@ -897,6 +899,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         (f"events/dt={day}/cr-only.jsonl", 1),
         (f"events/dt={day}/long.jsonl", 2),
         (f"events/dt={day}/latin1.jsonl", 2),
+        (f"events/dt={day}/latin1.jsonl", 3),
         (f"events/dt={day}/cut.jsonl.gz", None),
         (f"events/dt={day}/notes.json", None),
         (f"events/dt={day}/lenient.jsonl", 1),
@@ -928,6 +931,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     assert letters[(f"events/dt={day}/deep.jsonl", 1)] == TOO_DEEP
     assert letters[(f"events/dt={day}/big.jsonl", 1)] == OVERSIZED_LINE
     assert letters[(f"events/dt={day}/latin1.jsonl", 2)] == NOT_UTF8
+    assert letters[(f"events/dt={day}/latin1.jsonl", 3)] == NOT_UTF8
     assert letters[(f"events/dt={day}/bom-nul.jsonl", 2)] == BOM_LINE
     assert letters[(f"events/dt={day}/bom-nul.jsonl", 3)] == NUL_LINE
     assert letters[(f"events/dt={day}/lenient.jsonl", 1)] == NON_NUMERIC_LINE
