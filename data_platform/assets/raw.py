@@ -82,7 +82,8 @@ def row_counts(
     """The row counts the UI shows after a file ingestion (`rows` runs a query on the
     engine): the raw table's, and raw.dead_letter's per day, every source's, as a day of it
     holds both file sources' letters and those of the app tables refused that day. One query:
-    on Spark each is a round trip and a plan of its own (two took 1.1 s of a 200k-event run)."""
+    on Spark each is a round trip and a plan of its own (200k events: two 0.74-1.12 s, one
+    0.55-0.89 s)."""
     counts = rows(
         f"SELECT NULL AS dt, count(*) FROM {fmt.table.qualified_name} UNION ALL "
         f"SELECT CAST(dt AS STRING), count(*) FROM {DEAD_LETTER.qualified_name} GROUP BY dt"
