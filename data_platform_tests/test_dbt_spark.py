@@ -862,10 +862,10 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     # line 2 of long.jsonl, the three lines of lenient.jsonl, lines 2 and 3 of bom-nul.jsonl),
     # two objects in a line (line 2 of lone-cr.jsonl, the whole of cr-only.jsonl, both lines of
     # tails.jsonl), numbers beyond a float (lines 1, 2, 9, 10 and 11 of numbers.jsonl), the
-    # Latin-1 lines (lines 2 and 3), the cut gzip, notes.json and late/x.jsonl (each as a whole), a control
-    # character, single quotes, 12.0, 2**63, infinity, epoch, a repeated key, a key with a space
-    # a time without a date, digits past BIGINT's largest and four more control characters
-    # (near-spelled.jsonl) are dead letters.
+    # Latin-1 lines (lines 2 and 3), the cut gzip, notes.json and late/x.jsonl (each as a
+    # whole), a control character, single quotes, 12.0, 2**63, infinity, epoch, a repeated key,
+    # a key with a space, a time without a date, digits past BIGINT's largest and four more
+    # control characters (near-spelled.jsonl) are dead letters.
     # So are the TIMESTAMPS outside the grammar, each with the same reason on both.
     assert spark_stats[0].records_read == 80 + len(TIMESTAMPS)
     assert spark_stats[0].rows_loaded == 38 + sum(loads for _, loads in TIMESTAMPS)
