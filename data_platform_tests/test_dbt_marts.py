@@ -125,6 +125,18 @@ def test_dbt_tables_carry_row_counts_and_column_lineage(platform):
     assert {c.name for c in schema.columns} == {"revenue_date", "completed_orders", "revenue"}
 
 
+def test_dbt_writes_its_target_and_log_beside_the_warehouse_not_in_the_project(platform):
+    """The dbt steps' folder (partial parse, compiled SQL, run results, dbt.log) is the
+    warehouse's: it goes with a test's temp warehouse, instead of staying in the checkout."""
+    warehouse = Path(platform.resources["warehouse"].path)
+    target = dbt_assets_module.target_path(platform.resources["warehouse"])
+    assert target == warehouse.with_name(warehouse.name + ".dbt-target")
+    # The last of the run's dbt invocations; the log holds every one's (the core models' too).
+    assert json.loads((target / "run_results.json").read_text())["results"]
+    assert "model.data_platform.fct_orders" in (target / "dbt.log").read_text()
+    assert DBT_PROJECT_DIR.resolve() not in target.resolve().parents
+
+
 def test_column_lineage_is_reused_until_its_inputs_change(platform, monkeypatch):
     """Derived once and then read from the cache, equal both times; a changed compiled SQL
     derives that model's lineage again."""

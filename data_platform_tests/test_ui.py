@@ -164,8 +164,7 @@ def world(tmp_path_factory) -> Iterator[World]:
             yield World(ui, instance, warehouse, defs.resolve_asset_graph(), driver)
     finally:
         instance.dispose()
-        shutil.rmtree(home, ignore_errors=True)
-        shutil.rmtree(dbt_target(settings), ignore_errors=True)
+        shutil.rmtree(home, ignore_errors=True)  # its dbt target folder too, beside the warehouse
 
 
 def build_world(defs: dg.Definitions, settings: Settings, instance: dg.DagsterInstance) -> None:
@@ -190,15 +189,6 @@ def build_world(defs: dg.Definitions, settings: Settings, instance: dg.DagsterIn
         if e.event_type == dg.DagsterEventType.STEP_FAILURE
     ]
     assert result.success, failures
-
-
-def dbt_target(settings: Settings) -> Path:
-    """The dbt target folder the platform keeps for this world's warehouse (one per warehouse
-    path, in the repo's dbt/target): nothing uses it once the world is gone."""
-    from data_platform.assets.dbt import target_path
-    from data_platform.resources.warehouse import Warehouse
-
-    return target_path(Warehouse(path=str(settings.warehouse)))
 
 
 @pytest.fixture(scope="module")
