@@ -1022,6 +1022,11 @@ def test_a_byte_order_mark_is_read_alike_whatever_the_line_endings(settings, res
     ]
 
 
+# Malformed, and DuckDB's message about it quotes its start cut inside the é, which DuckDB's
+# Python client cannot decode: a UnicodeDecodeError, not an InvalidInputException, failed the day.
+HALF_A_CHARACTER_QUOTED = (
+    '{"event_id":"e1","user_id":1,"event_type":"xxxé","occurred_at":"2025-06-01T10:00:00.000Z" x}'
+)
 # Where a file's lines are left over by the fast path decides how it is read again (a defect
 # before its last vouched line: read again at once; otherwise its lines are counted first).
 LEFTOVERS_BY_PLACE = {
@@ -1038,6 +1043,21 @@ LEFTOVERS_BY_PLACE = {
     "ends-as-it-began.jsonl": [event("r1"), event("r2"), event("r1")],
     "clean.jsonl.gz": [event("g1"), event("g2")],
 }
+
+
+def test_a_malformed_line_whose_error_quotes_half_a_character_is_a_dead_letter(
+    settings, resources, tmp_path
+):
+    """The trusting fast path fails its statement on this line, as on any malformed line that
+    looks like a record, and the run starts over validating; but DuckDB's message quotes the
+    line cut inside the é, and the UnicodeDecodeError its client raised instead failed the day
+    on every run (a fuzz found it)."""
+    key = f"events/dt={DAY}/a.jsonl"
+    put_lines(resources["landing"], key, [event("h1"), HALF_A_CHARACTER_QUOTED], tmp_path)
+    dg.materialize(FILE_ASSETS, resources=resources, partition_key=DAY.isoformat())
+    assert query(settings.warehouse, "SELECT event_id FROM raw.events") == [("h1",)]
+    dead = "SELECT source_file, line_number, raw_record, error FROM raw.dead_letter"
+    assert query(settings.warehouse, dead) == [(key, 2, HALF_A_CHARACTER_QUOTED, INVALID_JSON)]
 
 
 def test_leftovers_are_found_wherever_they_are_in_a_file(settings, resources, tmp_path):

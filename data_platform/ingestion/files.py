@@ -57,8 +57,16 @@ from data_platform.resources.landing import LandingFile, LandingZone
 GROUP_FILES = 16
 # What DuckDB raises when it cannot read a file's lines: a malformed one, a read error, or
 # (NotImplementedException) a line longer than its CSV reader's 32 MB buffer, which failed
-# the whole day instead of being read by the Python copy.
-READ_FAILURES = (duckdb.InvalidInputException, duckdb.IOException, duckdb.NotImplementedException)
+# the whole day instead of being read by the Python copy. And UnicodeDecodeError: DuckDB's
+# message about a malformed line quotes the line's start, cut at a byte count, and where the
+# cut splits a character its Python client cannot decode the message and raises that instead
+# (a fuzz found it: one such line failed its day on every run).
+READ_FAILURES = (
+    duckdb.InvalidInputException,
+    duckdb.IOException,
+    duckdb.NotImplementedException,
+    UnicodeDecodeError,
+)
 
 _DT_FOLDER = re.compile(r"^[^/]+/dt=(\d{4}-\d{2}-\d{2})/")
 
