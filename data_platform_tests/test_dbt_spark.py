@@ -76,6 +76,7 @@ from data_platform.operations.warehouse_metrics import DuckDBDayCounts, SparkDay
 from data_platform.resources.build import build_resources
 from data_platform.resources.landing import LandingZone
 from data_platform.resources.warehouse import warehouse_of
+from data_platform.services.spark_cluster import TASK_THREAD_STACK
 from data_platform.settings import SPARK_REMOTE_VARIABLE, load_settings
 from data_platform_tests.helpers import free_port, materialize_days
 from data_platform_tests.test_cli import run_cli, run_in_home
@@ -139,7 +140,8 @@ def driver_java_options(tmp_path_factory: pytest.TempPathFactory, *options: str)
     of the process launches the JVM, whichever module it is: each passes the same folder."""
     folder = tmp_path_factory.getbasetemp() / "spark-jvm-tmp"
     folder.mkdir(exist_ok=True)
-    return " ".join([*options, f"-Djava.io.tmpdir={folder}"])
+    # The tasks run in this JVM: their threads' stack as the services' cluster gives them.
+    return " ".join([*options, f"-Djava.io.tmpdir={folder}", TASK_THREAD_STACK])
 
 
 @pytest.fixture(scope="module")
@@ -324,7 +326,14 @@ def normalise(value: Any, duckdb_type: str) -> Any:
     if value is None:
         return None
     if duckdb_type == "JSON":
-        return json.dumps(json.loads(value, object_pairs_hook=list))
+        # An object nested 800 deep (deep.jsonl) is more levels than Python's default
+        # recursion limit lets json's encoder go.
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 10_000))
+        try:
+            return json.dumps(json.loads(value, object_pairs_hook=list))
+        finally:
+            sys.setrecursionlimit(limit)
     if isinstance(value, Decimal):
         return value.normalize()
     return value
@@ -839,6 +848,10 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         good[0][:-1] + ', "x": ' + "[" * 999 + "]" * 999 + "}",
         good[1][:-1] + ', "properties": {"a": ' + "[" * MAX_DEPTH + "]" * MAX_DEPTH + "}}",
         good[2][:-1] + ', "x": ' + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "}",
+        # Objects nested deep: Spark's diagnosis (schema_of_variant) recurses per level, and
+        # with Java's default thread stack one 740 deep killed the executor (a fuzz found it).
+        good[3][:-1] + ', "x": ' + '{"b":' * 800 + "1" + "}" * 800 + "}",
+        good[0][:-1] + ', "properties": ' + '{"b":' * 950 + "1" + "}" * 950 + "}",
     ]
     (folder / "deep.jsonl").write_text("\n".join(deep) + "\n")
     stamped = [good[0].replace("2025-06-01T10:00:00Z", text) for text, _ in TIMESTAMPS]
@@ -858,8 +871,9 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
             assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
 
     # Figures from the files written above: 15 good lines load, 13 near-spelled ones, the
-    # long event and 6 of numbers.jsonl; broken JSON (line 3 of crlf.jsonl and of mixed.jsonl,
-    # line 2 of long.jsonl, the three lines of lenient.jsonl, lines 2 and 3 of bom-nul.jsonl),
+    # long event, 6 of numbers.jsonl and lines 3 and 4 of deep.jsonl, among others; nesting
+    # past MAX_DEPTH (lines 1, 2 and 5 of deep.jsonl), broken JSON (line 3 of crlf.jsonl and of
+    # mixed.jsonl, line 2 of long.jsonl, the three lines of lenient.jsonl, lines 2 and 3 of bom-nul.jsonl),
     # two objects in a line (line 2 of lone-cr.jsonl, the whole of cr-only.jsonl, both lines of
     # tails.jsonl), numbers beyond a float (lines 1, 2, 9, 10 and 11 of numbers.jsonl), the
     # Latin-1 lines (lines 2 and 3), the cut gzip, notes.json and late/x.jsonl (each as a
@@ -867,8 +881,8 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     # a key with a space, a time without a date, digits past BIGINT's largest and four more
     # control characters (near-spelled.jsonl) are dead letters.
     # So are the TIMESTAMPS outside the grammar, each with the same reason on both.
-    assert spark_stats[0].records_read == 80 + len(TIMESTAMPS)
-    assert spark_stats[0].rows_loaded == 38 + sum(loads for _, loads in TIMESTAMPS)
+    assert spark_stats[0].records_read == 82 + len(TIMESTAMPS)
+    assert spark_stats[0].rows_loaded == 39 + sum(loads for _, loads in TIMESTAMPS)
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
@@ -921,6 +935,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         (f"events/dt={day}/offsets.jsonl", 4),
         (f"events/dt={day}/deep.jsonl", 1),
         (f"events/dt={day}/deep.jsonl", 2),
+        (f"events/dt={day}/deep.jsonl", 5),
     }
     assert refused <= letters.keys()
     assert {letters[key] for key in refused} == {
@@ -929,6 +944,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         if not loads
     }
     assert letters[(f"events/dt={day}/deep.jsonl", 1)] == TOO_DEEP
+    assert letters[(f"events/dt={day}/deep.jsonl", 5)] == TOO_DEEP
     assert letters[(f"events/dt={day}/big.jsonl", 1)] == OVERSIZED_LINE
     assert letters[(f"events/dt={day}/latin1.jsonl", 2)] == NOT_UTF8
     assert letters[(f"events/dt={day}/latin1.jsonl", 3)] == NOT_UTF8

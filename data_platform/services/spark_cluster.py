@@ -74,6 +74,12 @@ WORKER_CORES = 2
 WORKER_MEMORY = "1g"
 DRIVER_MEMORY = "768m"
 EXECUTOR_MEMORY = "768m"
+# The stack of every thread of the endpoint and its executors. Spark's VARIANT functions recurse
+# once per level of a JSON value (`schema_of_variant`, which the ingestion's diagnosis runs on
+# each top-level value): with Java's default 1 MB an object nested ~740 deep, still within
+# MAX_DEPTH (900), threw StackOverflowError and killed the executor, failing the day on every
+# re-run. 8 MB is ~10 times what Jackson's own limit (1,000 levels) needs; reserved, not used.
+TASK_THREAD_STACK = "-Xss8m"
 # Long enough for the master to come up on a busy 2-core machine (15 s measured at load 3-4).
 MASTER_TIMEOUT_SECONDS = 60.0
 # Then the worker, the endpoint and its metastore: `up` took 90-135 s in all at load 7-10.
@@ -354,9 +360,12 @@ class SparkCluster:
             "spark.sql.hive.metastorePartitionPruningFallbackOnException": "true",
             "spark.hadoop.javax.jdo.option.ConnectionURL": metastore,
             "spark.driver.extraJavaOptions": (
-                f"-Dderby.system.home={self.folder} {self._tmpdir_option('connect')}"
+                f"-Dderby.system.home={self.folder} {self._tmpdir_option('connect')} "
+                f"{TASK_THREAD_STACK}"
             ),
-            "spark.executor.extraJavaOptions": self._tmpdir_option("executor"),
+            "spark.executor.extraJavaOptions": (
+                f"{self._tmpdir_option('executor')} {TASK_THREAD_STACK}"
+            ),
             # The warehouse's files owner-only, as the DuckDB file is: they hold raw personal
             # data. Hadoop sets their mode itself (0644, 0755 by default), whatever the umask.
             "spark.hadoop.fs.permissions.umask-mode": f"{OWNER_ONLY_UMASK:03o}",
