@@ -388,13 +388,20 @@ REPEATED_KEYS = (
 
 
 def _spaced(line: str) -> str:
-    """SQL of `line` with JSON's whitespace as spaces, for ltrim() and rtrim(), which trim
-    spaces only (a line is split at line breaks, so tab and carriage return are left)."""
+    """SQL of `line` with JSON's whitespace as spaces, to trim (a line is split at line breaks,
+    so tab and carriage return are left)."""
     return f"translate({line}, chr(9) || chr(13), '  ')"
 
 
+def _trimmed(side: str, text: str) -> str:
+    """SQL of `text` without its spaces on `side` (LEADING or TRAILING), on both engines alike:
+    DuckDB's ltrim() and rtrim() also trim Unicode spaces (a no-break space after the object was
+    "not valid JSON" on DuckDB and "text follows the JSON object" on Spark; a fuzz found it)."""
+    return f"TRIM({side} ' ' FROM {_spaced(text)})"
+
+
 # True when a JSON line's first character past JSON's whitespace opens an object.
-OPENS_AN_OBJECT = f"left(ltrim({_spaced('line')}), 1) = '{{'"
+OPENS_AN_OBJECT = f"left({_trimmed('LEADING', 'line')}, 1) = '{{'"
 
 
 # A JSON escape (a backslash and the character after it), a string, and a string or a character
@@ -481,7 +488,7 @@ def _trailing_text(d: Dialect, line: str) -> str:
     (`{"a":1}{"b":2}`, `{"a":1} "x"`: then the line does not end where its first object does)."""
     marks = brackets(d, line)
     closed = d.first_closed(marks)
-    ends_in_brace = f"right(rtrim({_spaced(line)}), 1) = '}}'"
+    ends_in_brace = f"right({_trimmed('TRAILING', line)}, 1) = '}}'"
     return f"{closed} IS NOT NULL AND ({closed} < length({marks}) OR NOT {ends_in_brace})"
 
 
