@@ -876,14 +876,15 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
 
     # Figures from the files written above: 15 good lines load, 13 near-spelled ones, the
     # long event, 6 of numbers.jsonl and lines 3 and 4 of deep.jsonl, among others; nesting
-    # past MAX_DEPTH (lines 1, 2 and 5 of deep.jsonl), broken JSON (line 3 of crlf.jsonl and of
-    # mixed.jsonl, line 2 of long.jsonl, the three lines of lenient.jsonl, lines 2 and 3 of bom-nul.jsonl),
-    # two objects in a line (line 2 of lone-cr.jsonl, the whole of cr-only.jsonl, both lines of
-    # tails.jsonl), numbers beyond a float (lines 1, 2, 9, 10 and 11 of numbers.jsonl), the
-    # Latin-1 lines (lines 2 and 3), the cut gzip, notes.json and late/x.jsonl (each as a
-    # whole), a control character, single quotes, 12.0, 2**63, infinity, epoch, a repeated key,
-    # a key with a space, a time without a date, digits past BIGINT's largest and four more
-    # control characters (near-spelled.jsonl) are dead letters.
+    # past MAX_DEPTH (lines 1, 2 and 5 of deep.jsonl), broken JSON (line 3 of crlf.jsonl and
+    # of mixed.jsonl, line 2 of long.jsonl, the three lines of lenient.jsonl, lines 2 and 3 of
+    # bom-nul.jsonl), two objects in a line (line 2 of lone-cr.jsonl, the whole of
+    # cr-only.jsonl, both lines of tails.jsonl), numbers beyond a float (lines 1, 2, 9, 10 and
+    # 11 of numbers.jsonl), the Latin-1 lines (lines 2 and 3), the cut gzip, notes.json and
+    # late/x.jsonl (each as a whole), a control character, single quotes, 12.0, 2**63,
+    # infinity, epoch, a repeated key, a key with a space, a time without a date, digits past
+    # BIGINT's largest, four more control characters and the two no-break spaces
+    # (near-spelled.jsonl) are dead letters.
     # So are the TIMESTAMPS outside the grammar, each with the same reason on both.
     assert spark_stats[0].records_read == 84 + len(TIMESTAMPS)
     assert spark_stats[0].rows_loaded == 39 + sum(loads for _, loads in TIMESTAMPS)

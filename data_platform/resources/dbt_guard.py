@@ -42,10 +42,10 @@ def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> None:
 def report_log_failure_once() -> None:
     """A log handler that cannot write says so in one line, once, for the whole process.
 
-    dbt logs every event to its file too (`<warehouse file>.dbt-target/dbt.log`): with that disk full, each
-    event printed logging's "--- Logging error ---" and a 70-line traceback, 1,825 of them for
-    one failed step, burying dbt's own error (which still fails the step, as a write of its
-    results fails too)."""
+    dbt logs every event to its file too (`<warehouse file>.dbt-target/dbt.log`): with that
+    disk full, each event printed logging's "--- Logging error ---" and a 70-line traceback,
+    1,825 of them for one failed step, burying dbt's own error (which still fails the step, as
+    a write of its results fails too)."""
     reported = False
 
     def handle_error(handler: logging.Handler, record: logging.LogRecord) -> None:

@@ -78,7 +78,7 @@ EXECUTOR_MEMORY = "768m"
 # once per level of a JSON value (`schema_of_variant`, which the ingestion's diagnosis runs on
 # each top-level value): with Java's default 1 MB an object nested ~740 deep, still within
 # MAX_DEPTH (900), threw StackOverflowError and killed the executor, failing the day on every
-# re-run. 8 MB is ~10 times what Jackson's own limit (1,000 levels) needs; reserved, not used.
+# re-run. 8 MB is ~6 times what Jackson's own limit (1,000 levels) needs; reserved, not used.
 TASK_THREAD_STACK = "-Xss8m"
 # Long enough for the master to come up on a busy 2-core machine (15 s measured at load 3-4).
 MASTER_TIMEOUT_SECONDS = 60.0
