@@ -51,6 +51,7 @@ from data_platform.ingestion.files import ingest_file_partitions
 from data_platform.ingestion.record_rules import (
     BOM_LINE,
     INVALID_JSON,
+    LONG_NUMBER_LINE,
     MAX_DEPTH,
     NON_NUMERIC_LINE,
     NUL_LINE,
@@ -711,6 +712,12 @@ NEAR_SPELLED = [
     # object opens the line (DuckDB's ltrim and rtrim took it for a space)
     _SPELLED.format('"n28"', 28, "") + "\u00a0",
     "\u00a0" + _SPELLED.format('"n29"', 29, "") + " x",
+    # Numbers of 900 and 901 characters outside a string, 1,001 digits in an extra field (more
+    # than Jackson reads: not valid JSON on Spark), and 1,001 digits in a string (text: loaded)
+    _SPELLED.format('"n30"', 30, ',"properties":{"x":' + "1" * 900 + "}"),
+    _SPELLED.format('"n31"', 31, ',"properties":{"x":' + "1" * 901 + "}"),
+    _SPELLED.format('"n32"', 32, ',"x":' + "1" * 1001),
+    _SPELLED.format('"n33"', 33, ',"properties":{"x":"' + "1" * 1001 + '"}'),
 ]
 
 
@@ -883,11 +890,11 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     # 11 of numbers.jsonl), the Latin-1 lines (lines 2 and 3), the cut gzip, notes.json and
     # late/x.jsonl (each as a whole), a control character, single quotes, 12.0, 2**63,
     # infinity, epoch, a repeated key, a key with a space, a time without a date, digits past
-    # BIGINT's largest, four more control characters and the two no-break spaces
-    # (near-spelled.jsonl) are dead letters.
+    # BIGINT's largest, four more control characters, the two no-break spaces and the two
+    # numbers of more than 900 characters (near-spelled.jsonl) are dead letters.
     # So are the TIMESTAMPS outside the grammar, each with the same reason on both.
-    assert spark_stats[0].records_read == 84 + len(TIMESTAMPS)
-    assert spark_stats[0].rows_loaded == 39 + sum(loads for _, loads in TIMESTAMPS)
+    assert spark_stats[0].records_read == 88 + len(TIMESTAMPS)
+    assert spark_stats[0].rows_loaded == 41 + sum(loads for _, loads in TIMESTAMPS)
     letters = {
         (row.source_file, row.line_number): row.error
         for row in spark.sql(f"SELECT * FROM raw.dead_letter WHERE dt = '{day}'").collect()
@@ -914,6 +921,8 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         (f"events/dt={day}/near-spelled.jsonl", 27),
         (f"events/dt={day}/near-spelled.jsonl", 29),
         (f"events/dt={day}/near-spelled.jsonl", 30),
+        (f"events/dt={day}/near-spelled.jsonl", 32),
+        (f"events/dt={day}/near-spelled.jsonl", 33),
         (f"events/dt={day}/crlf.jsonl", 3),
         (f"events/dt={day}/mixed.jsonl", 3),
         (f"events/dt={day}/lone-cr.jsonl", 2),
@@ -962,9 +971,11 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     assert letters[(f"events/dt={day}/lenient.jsonl", 3)] == INVALID_JSON
     assert letters[(f"events/dt={day}/tails.jsonl", 1)] == TRAILING_TEXT_LINE
     assert letters[(f"events/dt={day}/tails.jsonl", 2)] == TRAILING_TEXT_LINE
-    no_break_after, no_break_before = len(NEAR_SPELLED) - 1, len(NEAR_SPELLED)
+    no_break_after, no_break_before = 29, 30
     assert letters[(f"events/dt={day}/near-spelled.jsonl", no_break_after)] == TRAILING_TEXT_LINE
     assert letters[(f"events/dt={day}/near-spelled.jsonl", no_break_before)] == INVALID_JSON
+    for line in (32, 33):
+        assert letters[(f"events/dt={day}/near-spelled.jsonl", line)] == LONG_NUMBER_LINE
     for line, number in ((1, "1e400"), (2, "-1E+400"), (9, "1e400"), (10, "2.5e400")):
         assert letters[(f"events/dt={day}/numbers.jsonl", line)].startswith(
             f'the number "{number}" is beyond the range of a 64-bit float'

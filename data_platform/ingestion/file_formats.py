@@ -263,6 +263,7 @@ _LENIENT_JSON = rules.lenient_json(DUCKDB, "line")
 # properties against 0.26 for the number's regexp after two ILIKEs (one thread, medians of 7).
 _PROPERTIES = f"v[{EVENT_FIELD_NAMES.index('properties') + 1}]"
 _TOO_DEEP = rules.too_deep(DUCKDB, "line")
+_LONG_NUMBER = rules.long_number(DUCKDB, "line")
 _NUMBERS_READ_ALIKE = (
     f"NOT coalesce(regexp_matches({_PROPERTIES}, "
     f"'{rules.NON_NUMERIC}|{rules.MAYBE_BEYOND_DOUBLE}'), false)"
@@ -273,7 +274,8 @@ WITH objects AS (
     SELECT file_index, line_number, line,
         json_valid(line) AND NOT {_LENIENT_JSON} AS is_json,
         is_json AND {rules.OPENS_AN_OBJECT} AS is_object,
-        {_TOO_DEEP} AS too_deep
+        {_TOO_DEEP} AS too_deep,
+        {_LONG_NUMBER} AS long_number
     FROM _file_lines
 ),
 fields AS (
@@ -283,7 +285,7 @@ fields AS (
     FROM objects
 ),
 fragments AS (
-    SELECT file_index, line_number, line, is_json, is_object, too_deep,
+    SELECT file_index, line_number, line, is_json, is_object, too_deep, long_number,
         list_filter(keys, lambda k: k NOT IN ({_sql_list(EVENT_FIELD_NAMES)})) AS extra_keys,
         {_repeated("keys")} AS repeated_keys,
         CASE WHEN is_object THEN {rules.beyond_double(DUCKDB, "line")} END AS beyond_double,
@@ -325,7 +327,7 @@ WITH fields AS (
 fragments AS (
     SELECT file_index, line_number,
         {rules.spelled_back("line", _SPELLED_LINE)} AND {_NUMBERS_READ_ALIKE}
-            AND NOT {_TOO_DEEP} AS spelled_back,
+            AND NOT {_TOO_DEEP} AND NOT {_LONG_NUMBER} AS spelled_back,
         {_EVENT_VOUCHED}
     FROM fields
 ),

@@ -218,6 +218,7 @@ _NOTHING_AFTER_THE_VALUE = (
 
 BELOW = "<below>"
 _TOO_DEEP = rules.too_deep(SPARK, "line")
+_LONG_NUMBER = rules.long_number(SPARK, "line")
 
 
 def _stacked(*steps: str) -> str:
@@ -233,7 +234,8 @@ def _stacked(*steps: str) -> str:
 EVENTS_SQL = _stacked(
     f"""SELECT file_index, line_number, line,
         CASE WHEN {_NOTHING_AFTER_THE_VALUE} THEN try_parse_json(line) END AS doc,
-        {_TOO_DEEP} AS too_deep
+        {_TOO_DEEP} AS too_deep,
+        {_LONG_NUMBER} AS long_number
     FROM {{lines}}""",
     f"""SELECT *, doc IS NOT NULL AS is_json,
         doc IS NOT NULL AND {rules.OPENS_AN_OBJECT} AS is_object
@@ -320,7 +322,8 @@ EVENTS_FAST_SQL = _stacked(
     FROM {{lines}} LATERAL VIEW json_tuple(line, {_FIELD_LIST}) f AS {", ".join(_FAST_VALUES)}""",
     f"""SELECT file_index, line_number, line,
         coalesce({rules.spelled_back("line", rules.spelled_event_line(_FAST_VALUES, concat_skips_nulls=False))}
-            AND NOT {_CONTROL_IN_STRINGS} AND NOT {_TOO_DEEP}, false) AS spelled_back,
+            AND NOT {_CONTROL_IN_STRINGS} AND NOT {_TOO_DEEP} AND NOT {_LONG_NUMBER}, false)
+            AS spelled_back,
         {_VOUCHED}
     FROM {BELOW}""",
     f"""SELECT *, {SPARK.try_utc_timestamp("s_occurred_at")} AS ts_occurred_at FROM {BELOW}""",
