@@ -65,7 +65,7 @@ MAX_NUMBER_CHARS = 900
 LONG_NUMBER = f"[-+.0-9eE]{{{MAX_NUMBER_CHARS + 1}}}"
 LONG_NUMBER_LINE = (
     f"a number of more than {MAX_NUMBER_CHARS} characters, more than both engines read alike "
-    "(the Spark reader refuses 1,000 digits): send it as a string"
+    "(the Spark reader refuses more than 1,000 digits): send it as a string"
 )
 INVALID_JSON = (
     "not valid JSON: the line is truncated or malformed; "
