@@ -370,6 +370,28 @@ def test_sink_limits_must_be_positive(tmp_path):
         assert f"argument {flag}: '{text}' is not a positive" in result.stderr
 
 
+@pytest.mark.parametrize("topic", ["", ".", "a/b", "x" * 246])
+def test_the_sinks_topic_must_be_a_kafka_topic_name(tmp_path, topic):
+    """An empty topic failed with a traceback from the first admin request; `a/b` reached the
+    broker; a name of 246 characters left no room for its dead-letter topic's `.dlq`."""
+    result = run_cli(tmp_path, "consume", "--topic", topic)
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = [line for line in result.stderr.splitlines() if "argument --topic" in line]
+    assert line.endswith(
+        f"argument --topic: {topic!r} is not a Kafka topic name: 1 to 245 letters, digits, "
+        "'.', '_' or '-' (its dead-letter topic adds .dlq)"
+    ), line
+
+
+def test_the_largest_message_the_sink_takes_is_within_kafkas_32_bit_sizes(tmp_path):
+    result = run_cli(tmp_path, "consume", "--max-message-bytes", "3000000000")
+    assert result.returncode == 2
+    assert (
+        "argument --max-message-bytes: '3000000000' is more than 2,000,000,000 (Kafka's limit)"
+        in result.stderr
+    )
+
+
 @pytest.mark.parametrize("timeout", ["nan", "0", "-5", "inf"])
 def test_materialize_timeout_must_be_a_finite_positive_number(tmp_path, timeout):
     done = run_cli(tmp_path, "materialize", f"--timeout={timeout}")

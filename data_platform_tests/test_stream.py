@@ -44,9 +44,10 @@ from data_platform.ingestion.file_lines import BLANK
 from data_platform.partitions import DAILY_PARTITIONS
 from data_platform.resources.alerts import AlertWebhook
 from data_platform.resources.landing import LandingZone
+from data_platform.stream import sink as sink_module
 from data_platform.stream import topics
 from data_platform.stream.assets import build_lag_sensor
-from data_platform.stream.batch import DAY_MS, Batch, Rejected
+from data_platform.stream.batch import DAY_MS, HEADERS_UNREADABLE, Batch, Rejected
 from data_platform.stream.client_logs import OncePerKind
 from data_platform.stream.config import SinkConfig
 from data_platform.stream.dead_letters import SINK_HEADERS, DeadLetters
@@ -804,6 +805,82 @@ def test_a_dead_letter_too_large_without_its_value_goes_with_the_sinks_headers_a
     assert len(lines) == 3  # offset 9: without its value, then bare; offset 8: bare at once
     [bare_at_once] = [line for line in lines if "offset 8:" in line]
     assert bare_at_once.endswith("sent with the sink's headers alone")
+
+
+def test_a_dead_letter_whose_header_names_are_not_utf8_is_sent_not_a_crash(stream):
+    """confluent-kafka raises SystemError from Message.headers() when a header name is not
+    UTF-8 (any non-Java producer may send one): on a message to set aside, that stopped the
+    sink at every restart. The dead letter goes with a header saying where its headers are."""
+
+    class Unreadable:
+        def offset(self) -> int:
+            return 3
+
+        def key(self) -> bytes:
+            return b"user-3"
+
+        def timestamp(self) -> tuple[int, int]:
+            return (1, noon(date(2026, 1, 5)))
+
+        def headers(self):
+            raise SystemError("<method 'headers'> returned a result with an exception set")
+
+    rejected = Rejected.of(Unreadable(), None, "empty", "x")
+    [(name, _)] = rejected.headers
+    assert name == HEADERS_UNREADABLE
+    config = SinkConfig(stream["bootstrap"], stream["topic"], stream["group"])
+    dead_letters = DeadLetters(config.producer_settings(), config.dlq_topic, config.topic)
+    dead_letters.send(0, [rejected])
+    dead_letters.flush()
+    dead_letters.close()
+    [got] = dead_letter_messages(stream, 1)
+    assert [name for name, _ in got.headers()] == [HEADERS_UNREADABLE, *SINK_HEADERS]
+    assert got.key() == b"user-3"
+
+
+def test_an_own_header_named_like_the_sinks_is_left_out_when_too_large(stream):
+    """A tombstone whose own header, too large for the dead-letter topic, was named `error`
+    (one of the sink's names) was taken for the sink's own: nothing was left out and the sink
+    stopped at every restart."""
+    config = SinkConfig(stream["bootstrap"], stream["topic"], stream["group"])
+    settings = {**config.producer_settings(), "message.max.bytes": 1_000}
+    dead_letters = DeadLetters(settings, config.dlq_topic, config.topic, lambda _: None)
+    own = [("error", b"e" * 5_000)]
+    dead_letters.send(0, [Rejected(11, None, "empty", "x", headers=own)])
+    dead_letters.flush()
+    dead_letters.close()
+    [got] = dead_letter_messages(stream, 1)
+    assert [name for name, _ in got.headers()] == [*SINK_HEADERS, "value_omitted"]
+    assert dict(got.headers())["original_offset"] == b"11"
+
+
+def test_a_poll_cut_into_many_flushes_is_put_back_before_max_poll_interval(idle_sink, monkeypatch):
+    """One poll's 10,000 messages cut into one-message batches (--max-batch-messages 1, or days
+    alternating) were all flushed inside that poll: past max.poll.interval.ms the member was
+    dropped and the sink exited 1 at every restart. Past TAKE_SECONDS the rest is sought back."""
+    monkeypatch.setattr(sink_module, "TAKE_SECONDS", 0.0)
+    sink, flushed = idle_sink(max_batch_messages=1)
+
+    def flush(batch: Batch) -> None:
+        flushed.append(batch)
+        sink._flushes += 1
+
+    sink._flush = flush
+    sought: list[tuple[int, int]] = []
+    consumer = sink._consumer
+
+    class Seeks:
+        def seek(self, tp: TopicPartition) -> None:
+            sought.append((tp.partition, tp.offset))
+
+        def close(self) -> None:
+            consumer.close()
+
+    sink._consumer = Seeks()
+    at = noon(date(2026, 1, 5))
+    sink._take([message(offset, b"{}", at) for offset in range(5)])
+    assert [b.first for b in flushed] == [0]
+    assert sought == [(0, 1)]
 
 
 def test_the_dead_letter_topic_is_created_with_the_topics_max_message_bytes(stream):

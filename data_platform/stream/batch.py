@@ -121,9 +121,33 @@ class Rejected:
             reason,
             detail,
             message.key(),
-            message.headers() or [],
+            _headers(message),
             message.timestamp()[1],
         )
+
+
+# The header a dead letter carries in place of its message's own headers when the client cannot
+# read them: confluent-kafka turns header names into str, and a name that is not UTF-8 (any
+# non-Java producer may send one) makes Message.headers() raise SystemError. Raised, it stopped
+# the sink at every restart: a poison pill on a message it was only to set aside.
+HEADERS_UNREADABLE = "headers_unreadable"
+
+
+def _headers(message: Message) -> list[tuple[str, bytes | None]]:
+    """The message's own headers; one explaining header if the client cannot hand them over.
+
+    Read once: after the error, confluent-kafka keeps a half-built list for the next call."""
+    try:
+        return message.headers() or []
+    except (SystemError, UnicodeDecodeError):
+        return [
+            (
+                HEADERS_UNREADABLE,
+                b"the message's own headers could not be read (a header name that is not "
+                b"UTF-8): read them from the original topic at original_offset, until its "
+                b"retention; produce header names as UTF-8",
+            )
+        ]
 
 
 @dataclass

@@ -6,12 +6,19 @@ import argparse
 import signal
 import sys
 
-from data_platform.stream.config import GROUP, TOPIC, SinkConfig
+from data_platform.stream.config import (
+    GROUP,
+    MAX_MESSAGE_BYTES_LIMIT,
+    MAX_TOPIC_NAME,
+    TOPIC,
+    TOPIC_NAME_CHARACTERS,
+    SinkConfig,
+)
 
 
-def _positive(kind: type[int] | type[float]):
+def _positive(kind: type[int] | type[float], at_most: float = float("inf")):
     """An argparse type: a number > 0 (0 dead-lettered every event, or flushed a file per
-    message; a negative or nan limit never flushed)."""
+    message; a negative or nan limit never flushed), and finite, at most `at_most`."""
 
     def parse(text: str) -> int | float:
         try:
@@ -20,9 +27,26 @@ def _positive(kind: type[int] | type[float]):
             number = 0
         if not number > 0 or number == float("inf"):
             raise argparse.ArgumentTypeError(f"{text!r} is not a positive {kind.__name__}")
+        if number > at_most:
+            raise argparse.ArgumentTypeError(f"{text!r} is more than {at_most:,} (Kafka's limit)")
         return number
 
     return parse
+
+
+def _topic_name(text: str) -> str:
+    """An argparse type: a name Kafka takes for the topic and its dead-letter topic (an empty
+    one failed with a traceback from the first admin request)."""
+    if (
+        not 0 < len(text) <= MAX_TOPIC_NAME
+        or text in (".", "..")
+        or not set(text) <= TOPIC_NAME_CHARACTERS
+    ):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a Kafka topic name: 1 to {MAX_TOPIC_NAME} letters, digits, "
+            "'.', '_' or '-' (its dead-letter topic adds .dlq)"
+        )
+    return text
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +54,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add(
         "--topic",
+        type=_topic_name,
         default=TOPIC,
         help="topic to land (default %(default)s; dead letters: <topic>.dlq)",
     )
@@ -54,7 +79,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--max-message-bytes",
-        type=_positive(int),
+        type=_positive(int, at_most=MAX_MESSAGE_BYTES_LIMIT),
         default=defaults.max_message_bytes,
         help="larger messages go to the dead-letter topic (default %(default)s)",
     )

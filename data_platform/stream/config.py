@@ -12,6 +12,14 @@ TOPIC = "events"
 GROUP = "data-platform-events-sink"
 # Kafka's own default message.max.bytes: a larger value would not have reached most brokers.
 MAX_MESSAGE_BYTES = 1_000_000
+# Kafka's sizes are 32-bit (2,147,483,647 at most), and the dead-letter topic takes its headers'
+# room (`topics.DLQ_HEADROOM`) on top of the topic's limit.
+MAX_MESSAGE_BYTES_LIMIT = 2_000_000_000
+# Kafka's topic names: 1 to 249 of these characters; the dead-letter topic's adds `.dlq`.
+TOPIC_NAME_CHARACTERS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+)
+MAX_TOPIC_NAME = 249 - len(".dlq")
 FETCH_MAX_BYTES = 64 * 1024 * 1024
 
 

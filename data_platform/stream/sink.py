@@ -55,6 +55,11 @@ from data_platform.stream.landing_files import LandingError, publish, remove_par
 from data_platform.stream.topics import TopicIdError, confirm_topic_id, describe_topic_id
 
 POLL_SECONDS = 0.5
+# The longest a sink works through one poll's messages before it polls again: well within
+# max.poll.interval.ms (10 s). Flushes are synchronous (fsyncs, a commit), so a poll's 10,000
+# messages cut into small batches (--max-batch-messages 1, days alternating) took over 10 s:
+# the member was dropped mid-poll and the sink exited 1 ("Unknown member") at every restart.
+TAKE_SECONDS = 3.0
 
 
 class Sink:
@@ -78,6 +83,7 @@ class Sink:
         self._failed = False  # run() raised: the consumer's close must flush nothing more
         self._first_day = day_number(config.first_day)
         self.landed = self.dead_lettered = 0
+        self._flushes = 0
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -120,7 +126,12 @@ class Sink:
         limit, max_bytes = self.config.max_message_bytes, self.config.max_batch_bytes
         window = DayWindow(self._first_day, int(time.time() * 1000) // DAY_MS + 1)
         first_day, last_day = window.first, window.last
-        for message in messages:
+        deadline, flushes = now + TAKE_SECONDS, self._flushes
+        for index, message in enumerate(messages):
+            # The clock is read per message only once this poll's messages made a flush.
+            if self._flushes != flushes and time.monotonic() > deadline:
+                self._put_back(messages[index:])
+                break
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
@@ -155,6 +166,17 @@ class Sink:
             if len(batch.messages) >= batch.room or batch.size >= max_bytes:
                 self._flush(batches.pop(partition))
 
+    def _put_back(self, messages: list[Message]) -> None:
+        """Fetch these messages again at the next poll: each partition sought back to the first
+        of them (its batch in hand holds the offsets before)."""
+        first: dict[int, int] = {}
+        for message in messages:
+            if message.error() is None:
+                first.setdefault(message.partition(), message.offset())
+        for partition, offset in first.items():
+            if partition in self._adoption.owned:
+                self._consumer.seek(TopicPartition(self.config.topic, partition, offset))
+
     def _open(self, partition: int, day: int | None, offset: int, now: float) -> Batch | None:
         if partition not in self._adoption.owned:
             return None  # fetched before its revocation: the new owner reads it again
@@ -184,6 +206,7 @@ class Sink:
                 self._flush(self._batches.pop(partition))
 
     def _flush(self, batch: Batch) -> None:
+        self._flushes += 1
         confirm_topic_id(self._admin, self.config.topic, batch.topic_id)
         data = batch.seal()  # also moves what cannot be landed to batch.rejected
         if batch.rejected:
