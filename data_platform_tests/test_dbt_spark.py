@@ -741,6 +741,11 @@ ODD_PAYMENTS = [
     "p13,13,1.00,EUR,failed,2025-06-01T11:00Z,",
     "p14,14,1.00,EUR,failed,2025-06-01T24:00:00Z,",
     "p15,15,1.00,EUR,failed,2025-06-01T11:00:00Europe/Paris,",
+    # A quoted field of 100,000 characters: Java's regex recursed once per character, and the
+    # StackOverflowError killed Spark's JVM (a fuzz found it). Loaded on both.
+    'p16,16,1.00,EUR,failed,2025-06-01T11:00:00Z,"' + "x" * 100_000 + '"',
+    # A no-break space before the amount: DuckDB's trim() took it off, Spark's not. Refused.
+    "p17,17,\u00a01.00,EUR,failed,2025-06-01T11:00:00Z,",
 ]
 
 # occurred_at spelled as one engine's cast read it and the other's did not, or as both read
@@ -1000,15 +1005,27 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
     landing.write_bytes(f"payments/dt={day}/headless.csv", f"{ODD_PAYMENTS[2]}\n".encode())
     mac = "\r".join([ODD_PAYMENTS[0], ODD_PAYMENTS[2], ODD_PAYMENTS[2]])
     landing.write_bytes(f"payments/dt={day}/mac.csv", mac.encode())
+    # A header whose quoting is malformed: its names are not guessed at, its row is refused.
+    malformed = [ODD_PAYMENTS[0].replace(",note", ',"note""x'), ODD_PAYMENTS[2]]
+    landing.write_bytes(f"payments/dt={day}/malformed-header.csv", "\n".join(malformed).encode())
+    # Zeros after the gzip member (block padding): Python's gzip and DuckDB read it, Hadoop's
+    # codec failed the Spark job, and the run with it, on every attempt.
+    padded = gzip.compress("\n".join(ODD_PAYMENTS[:3:2]).encode()) + bytes(16)
+    landing.write_bytes(f"payments/dt={day}/padded.csv.gz", padded)
     duckdb_payments = ingest_on_duckdb(warehouse, landing, day, loaded_at, PAYMENT_FILES)
     spark_payments = ingest_file_partitions_on_spark(
         spark, landing, PAYMENT_FILES, [day], loaded_at
     )
     assert spark_payments == duckdb_payments
-    assert (spark_payments[0].records_read, spark_payments[0].rows_loaded) == (19, 4)
+    assert (spark_payments[0].records_read, spark_payments[0].rows_loaded) == (23, 6)
     assert spark.table("raw.payments").columns[-3:] == ["_loaded_at", "_rescued", "dt"]
     for table in ("payments", "dead_letter"):
         assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
+    [header_letter] = spark.sql(
+        f"SELECT error FROM raw.dead_letter WHERE source_file = 'payments/dt={day}/"
+        "malformed-header.csv'"
+    ).collect()
+    assert header_letter.error.startswith("malformed CSV quoting in the header (line 1)")
 
 
 def test_the_lenient_json_corpus_lands_alike_on_both_engines(spark, tmp_path):

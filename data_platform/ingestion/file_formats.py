@@ -164,7 +164,10 @@ class DuckDBDialect:
         return f"({_csv_position(name)} IS NOT NULL)"
 
     def cell(self, name: str) -> str:
-        return f"NULLIF(trim(cells[{_csv_position(name)}]), '')"
+        # Spaces only, as Spark's trim(): DuckDB's trim() also strips Unicode spaces (a no-break
+        # space after a payment_id, an amount or a header name), so a row loaded trimmed on
+        # DuckDB was stored untrimmed or refused on Spark (a fuzz found it).
+        return f"NULLIF(trim(cells[{_csv_position(name)}], ' '), '')"
 
     def pattern(self, pattern: str) -> str:
         return f"'{pattern}'"  # DuckDB's literals take a backslash as it is
@@ -350,7 +353,8 @@ EVENTS_TRUSTING_FAST_SQL = _events_fast_sql("starts_with(line, '{') AND ends_wit
 # One CSV field, quoted (with "" escapes) or bare, matched in `',' || line` (FIELDED_LINE): each
 # field then starts with its comma, so no match is empty (after an empty match at the start,
 # the regex engines skipped a field: ',a' read as one). A bare field holds no quote: a line its
-# fields do not spell back whole (`"p2"x`, an unclosed quote) has malformed quoting.
+# fields do not spell back whole (`"p2"x`, an unclosed quote) has malformed quoting. RE2's;
+# Spark's is `spark_formats.SPARK_CSV_FIELD`, the same fields of every well-quoted line.
 CSV_FIELD = r""",("(?:[^"]|"")*"|[^,"]*)"""
 
 _PAYMENT_RESCUED = """CASE WHEN repeated_columns IS NULL AND len(extra_positions) > 0
@@ -362,15 +366,17 @@ PAYMENTS_SQL = f"""
 WITH header AS (
     SELECT file_index, list_transform(
         regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 1),
-        lambda h: lower(trim(replace(trim(h, '"'), '""', '"')))
-    ) AS header
+        lambda h: lower(trim(replace(trim(h, '"'), '""', '"'), ' '))
+    ) AS header,
+        coalesce(array_to_string(regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 0), '')
+            = {rules.FIELDED_LINE}, true) AS header_well_quoted
     FROM _file_header
 ),
 header_columns AS (
     SELECT *, {_repeated("header")} AS repeated_columns FROM header
 ),
 split AS (
-    SELECT file_index, line_number, line, header, repeated_columns,
+    SELECT file_index, line_number, line, header, header_well_quoted, repeated_columns,
         list_transform(
             regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 1),
             lambda c: CASE WHEN starts_with(c, '"') THEN replace(c[2:-2], '""', '"') ELSE c END

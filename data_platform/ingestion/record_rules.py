@@ -683,6 +683,16 @@ MALFORMED_QUOTING = (
     "'malformed CSV quoting: quote a field holding a comma or a quote, double each quote "
     "inside it, and close every quote'"
 )
+# The header's own quoting: its names are read with the same field pattern, and a name taken
+# from a malformed header is a guess (`am"ount` read as `am`, a quote never closed as the rest of
+# the line), which each engine's regex made its own way once the Spark one stopped backtracking
+# (`spark_formats.SPARK_CSV_FIELD`). Every row of such a file is refused with this reason:
+# "amount: column missing from the file header" sent a person to a header that names it.
+MALFORMED_HEADER_QUOTING = (
+    "'malformed CSV quoting in the header (line 1), so its column names cannot be read: "
+    "quote a name holding a comma or a quote, double each quote inside it, and close every "
+    "quote; then re-run the day'"
+)
 
 
 REPEATED_COLUMNS = (
@@ -693,15 +703,18 @@ REPEATED_COLUMNS = (
 
 def payment_result(d: Dialect, cells: str, header: str, rescued: str) -> str:
     """A payment row's result columns; `cells` and `header` are their field counts, and
-    `well_quoted` and `repeated_columns` (columns) whether the row's fields spell it back
-    whole and which column names its file's header gives twice (NULL when none)."""
+    `header_well_quoted`, `well_quoted` and `repeated_columns` (columns) whether its file's
+    header and the row's fields spell their lines back whole, and which column names its file's
+    header gives twice (NULL when none)."""
     checks = payment_checks(d)
     return record_result(
-        f"WHEN repeated_columns IS NOT NULL THEN {REPEATED_COLUMNS}\n"
+        f"WHEN NOT header_well_quoted THEN {MALFORMED_HEADER_QUOTING}\n"
+        f"        WHEN repeated_columns IS NOT NULL THEN {REPEATED_COLUMNS}\n"
         f"        WHEN NOT well_quoted THEN {MALFORMED_QUOTING}\n"
         f"        WHEN {cells} <> {header} THEN {field_count_reason(cells, header)}\n"
         f"        ELSE {problems(checks)}",
-        f"repeated_columns IS NULL AND well_quoted AND {cells} = {header} AND {passes(checks)}",
+        f"header_well_quoted AND repeated_columns IS NULL AND well_quoted AND {cells} = {header} "
+        f"AND {passes(checks)}",
         payment_values(d),
         rescued,
     )

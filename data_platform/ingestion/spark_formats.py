@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from data_platform.ingestion import record_rules as rules
-from data_platform.ingestion.file_formats import CSV_FIELD, EVENT_FILES, PAYMENT_FILES, FileFormat
+from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES, FileFormat
 from data_platform.ingestion.record_rules import (
     EVENT_FIELD_NAMES,
     EVENT_FIELDS,
@@ -263,25 +263,39 @@ _PAYMENT_RESCUED = """CASE WHEN repeated_columns IS NULL AND size(extra_position
         transform(extra_positions, i -> try_element_at(cells, i))
     )) END"""
 
+# `file_formats.CSV_FIELD` with its quoted field's repetition possessive. Java's regex recurses
+# once per repetition of a group, so a quoted field of ~20,000 characters overflowed a task's
+# 8 MB stack, and the StackOverflowError killed the executor (a local session's whole JVM): one
+# long note failed its day on every run (a fuzz found it). A possessive group repeats in a loop.
+# It never gives back what it took, which only changes the fields of a line whose quoting is
+# malformed (a quoted field that runs to the line's end), refused all the same: every
+# well-quoted line splits into the same fields as with RE2, which has no possessive operator.
+SPARK_CSV_FIELD = r""",("(?:[^"]|"")*+"|[^,"]*)"""
+
 PAYMENTS_SQL = f"""
 WITH header AS (
     SELECT file_index, transform(
-        regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 1),
+        regexp_extract_all({rules.FIELDED_LINE}, '{SPARK_CSV_FIELD}', 1),
         h -> lower(trim(replace(trim(BOTH '"' FROM h), '""', '"')))
-    ) AS header
-    FROM _file_header
+    ) AS header,
+        coalesce(array_join(regexp_extract_all({rules.FIELDED_LINE}, '{SPARK_CSV_FIELD}', 0), '')
+            = {rules.FIELDED_LINE}, true) AS header_well_quoted
+    -- Bytes that are not UTF-8 as DuckDB reads them (each replaced by U+FFFD): the regex
+    -- decodes its text so, and a header compared with its own bad bytes read as malformed.
+    FROM (SELECT file_index, make_valid_utf8(line) AS line FROM _file_header)
 ),
 header_columns AS (
     SELECT *, {_repeated("header")} AS repeated_columns FROM header
 ),
 split AS (
-    SELECT l.file_index, l.line_number, l.line, h.header, h.repeated_columns,
+    SELECT l.file_index, l.line_number, l.line, h.header, h.header_well_quoted,
+        h.repeated_columns,
         transform(
-            regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 1),
+            regexp_extract_all({rules.FIELDED_LINE}, '{SPARK_CSV_FIELD}', 1),
             c -> CASE WHEN startswith(c, '"')
                 THEN replace(substring(c, 2, length(c) - 2), '""', '"') ELSE c END
         ) AS cells,
-        array_join(regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 0), '')
+        array_join(regexp_extract_all({rules.FIELDED_LINE}, '{SPARK_CSV_FIELD}', 0), '')
             = {rules.FIELDED_LINE} AS well_quoted
     FROM {{lines}} l JOIN header_columns h ON l.file_index = h.file_index
 ),
