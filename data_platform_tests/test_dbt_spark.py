@@ -746,6 +746,10 @@ ODD_PAYMENTS = [
     'p16,16,1.00,EUR,failed,2025-06-01T11:00:00Z,"' + "x" * 100_000 + '"',
     # A no-break space before the amount: DuckDB's trim() took it off, Spark's not. Refused.
     "p17,17,\u00a01.00,EUR,failed,2025-06-01T11:00:00Z,",
+    # Amounts both engines' casts read as 0 without being zero, or only Spark's (0e999999).
+    "p18,18,0." + "0" * 400 + "1,EUR,failed,2025-06-01T11:00:00Z,",
+    "p19,19,0e999999,EUR,failed,2025-06-01T11:00:00Z,",
+    "p20,20,-0.0e-300,EUR,failed,2025-06-01T11:00:00Z,",
 ]
 
 # occurred_at spelled as one engine's cast read it and the other's did not, or as both read
@@ -1017,7 +1021,7 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         spark, landing, PAYMENT_FILES, [day], loaded_at
     )
     assert spark_payments == duckdb_payments
-    assert (spark_payments[0].records_read, spark_payments[0].rows_loaded) == (23, 6)
+    assert (spark_payments[0].records_read, spark_payments[0].rows_loaded) == (26, 7)
     assert spark.table("raw.payments").columns[-3:] == ["_loaded_at", "_rescued", "dt"]
     for table in ("payments", "dead_letter"):
         assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []

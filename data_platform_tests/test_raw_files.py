@@ -227,6 +227,10 @@ PAYMENT_LINES = [
     ("failed,99999999999999.9999,p19,2026-01-05T10:00:00Z,EUR,19,", None),  # the largest held
     # A no-break space is no space to trim (DuckDB's trim() took it off, Spark's not).
     ("failed,\u00a01.00,p24,2026-01-05T10:00:00Z,EUR,24,", "amount: expected a decimal number"),
+    # Below a DOUBLE's least value: every cast read it as 0, and a payment of 0 was stored.
+    ("failed,0." + "0" * 400 + "1,p25,2026-01-05T10:00:00Z,EUR,25,", 'amount: "0.000'),
+    ("failed,-0.0e-300,p26,2026-01-05T10:00:00Z,EUR,26,", None),  # a zero spelled as one
+    ("failed,0e999999,p27,2026-01-05T10:00:00Z,EUR,27,", "amount: expected a decimal number"),
 ]
 
 
@@ -291,11 +295,12 @@ def test_every_record_lands_where_the_contract_says(landed, resources):
         wh,
         "SELECT payment_id, amount, created_at, _rescued FROM raw.payments ORDER BY _line_number",
     )
-    assert [p[0] for p in payments] == ["p1", "p2", "p1", "p3", "p21", "p19"]
+    assert [p[0] for p in payments] == ["p1", "p2", "p1", "p3", "p21", "p19", "p26"]
     assert payments[1][2] == payments[4][2] == datetime(2026, 1, 5, 10, 0)
     assert json.loads(payments[1][3]) == {"note": "late, really"}
     assert float(payments[3][1]) == -99999.0
     assert str(payments[5][1]) == "99999999999999.9999"
+    assert payments[6][1] == 0
 
 
 def test_conservation_is_reported_and_holds(landed, resources, tmp_path):

@@ -594,8 +594,12 @@ PAYMENT_NUMBERS = [
 # loaded as one of order 13 on DuckDB and a dead letter on Spark.
 _SPELLINGS = {
     "BIGINT": "[+-]?[0-9]+",
-    "DECIMAL": "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?",
+    # At most three exponent digits: DuckDB's cast gave up on `0e999999` (refused as too many
+    # digits), which Spark read as 0.
+    "DECIMAL": "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]{1,3})?",
 }
+# A non-zero digit before any exponent: the number is not zero, whatever its casts give.
+_NON_ZERO = "^[^eE]*[1-9]"
 
 
 def _spelled(d: Dialect, text: str, sql_type: str) -> str:
@@ -607,14 +611,19 @@ def _held_exactly(d: Dialect, text: str, sql_type: str) -> str:
     casts round a decimal to the type's scale (12.12345 -> 12.1235, -0.00001 -> 0: a refund
     read as nothing), so the cast is compared with the same text read at the widest scale that
     keeps the type's integer digits, and, for digits beyond even that scale (1e-27), as a
-    DOUBLE; a value beyond the type's range casts to NULL."""
+    DOUBLE; a value beyond the type's range casts to NULL. A value below even a DOUBLE's least
+    (`0.` and 400 zeros then `1`) reads as 0 all three ways: a zero that is not spelled as one is
+    refused as well."""
     cast = d.try_number(text, sql_type)
     if not sql_type.startswith("DECIMAL("):
         return f"{cast} IS NOT NULL"
     precision, scale = (int(n) for n in sql_type[len("DECIMAL(") : -1].split(","))
     wide = d.try_number(text, f"DECIMAL(38,{38 - (precision - scale)})")
     double = d.try_number(text, "DOUBLE")
-    return f"coalesce({cast} = {wide} AND CAST({cast} AS DOUBLE) = {double}, false)"
+    return (
+        f"coalesce({cast} = {wide} AND CAST({cast} AS DOUBLE) = {double} "
+        f"AND ({cast} <> 0 OR NOT {d.matches(text, _NON_ZERO)}), false)"
+    )
 
 
 def cell_number(d: Dialect, text: str, sql_type: str) -> str:
