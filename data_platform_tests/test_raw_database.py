@@ -24,7 +24,8 @@ import sqlalchemy as sa
 from data_platform.assets.raw import RAW_SOURCE_TABLE_ASSETS
 from data_platform.ingestion import database
 from data_platform.ingestion.database import ExtractionStats, extract_incremental
-from data_platform.ingestion.tables import USERS, Column
+from data_platform.ingestion.source_schema import refusal_reason
+from data_platform.ingestion.tables import PRODUCTS, USERS, Column
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests.helpers import query
 
@@ -296,7 +297,14 @@ def test_sqlite_timestamps_with_a_utc_offset_are_stored_in_utc(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text", ["2026-01-05 05:25:00 America/New_York", "2026-01-05 24:00:00", "2026-1-5 10:00:00"]
+    "text",
+    [
+        "2026-01-05 05:25:00 America/New_York",
+        "2026-01-05 24:00:00",
+        "2026-1-5 10:00:00",
+        "0000-01-01 00:00:00",  # year 0, which Python's datetime cannot hold
+        "9999-12-31 23:00:00-05:00",  # year 10000 in UTC
+    ],
 )
 def test_a_sqlite_timestamp_outside_the_landing_files_grammar_is_a_dead_letter(tmp_path, text):
     """Text timestamps are read by the landing files' rule: DuckDB's cast read a zone name in
@@ -552,6 +560,18 @@ def test_a_refused_users_row_is_reported_without_its_personal_values(settings, r
     assert any(error in w for w in warnings) and error in check.description
     assert all(secret not in text for text in [error, check.description, *warnings])
     assert json.loads(record)["created_at"] == secret
+
+
+def test_a_refused_id_of_a_personal_table_is_described_not_shown():
+    """A users id holding an e-mail (a positional INSERT shifted by a migration) stopped the
+    table with "holds a value of 22 characters (row id bob.secret@example.com)": the value
+    described, then shown as the row id. Elsewhere the row id is named, as before."""
+    secret = "bob.secret@example.com"
+    reason = refusal_reason(USERS, "id", secret, secret, None, "then run again")
+    assert secret not in reason
+    assert reason.startswith(f"source column users.id holds a value of {len(secret)} characters,")
+    shown = refusal_reason(PRODUCTS, "id", "7x", "7x", None, "then run again")
+    assert shown.startswith("source column products.id holds '7x' (row id 7x), not a BIGINT")
 
 
 def test_a_whole_table_run_compares_rows_the_lookback_no_longer_reads(settings, resources, source):

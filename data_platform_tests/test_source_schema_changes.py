@@ -572,7 +572,7 @@ def test_a_refused_row_waits_in_dead_letter_once_and_lands_when_fixed(settings, 
     products_run(resources)
     [(first,)] = query(settings.warehouse, "SELECT count(*) FROM raw.products")
     [(mark,)] = query(settings.warehouse, "SELECT max(updated_at) FROM raw.products")
-    at = [mark + timedelta(minutes=m) for m in (1, 2, 3)]
+    at = [mark + timedelta(minutes=m) for m in (1, 2, 3, 4)]
     with source.begin() as conn:  # two good changes, the bad one the newest of all
         conn.execute(
             sa.text("UPDATE products SET unit_price = 1.25, updated_at = :t WHERE id IN (4, 5)"),
@@ -630,6 +630,49 @@ def test_a_refused_row_waits_in_dead_letter_once_and_lands_when_fixed(settings, 
     assert query(settings.warehouse, "SELECT count(*) FROM raw.products") == [(rows + 1,)]
     assert len(dead_letters(settings, "products")) == 1  # kept, as every dead letter
     assert dead_letter_check(result, "products").passed
+
+    # Broken again the same way: a new version refused for the same reason. Keyed on the reason
+    # alone, it was taken for the settled first one: in neither raw nor an open dead letter.
+    with source.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE products SET unit_price = 'n/a', updated_at = :t WHERE id = 3"),
+            {"t": at[3]},
+        )
+    for _ in range(2):  # a run, then a re-run: one more dead letter, once
+        check = dead_letter_check(products_run(resources), "products")
+        letters = dead_letters(settings, "products")
+        assert len(letters) == 2 and {error for _, error in letters} == {error}
+        assert not check.passed and check.metadata["dead_letters_open"].value == 1
+
+
+def test_a_source_column_named_like_the_refusals_own_is_extracted(settings, resources, source):
+    """The refused rows' query named its verdict `_refused`: a source column of that name made
+    the extraction fail on both engines (DuckDB's error, a failed conversion of 'sku' to
+    INT64, named neither). The column is the source's like any other, in `_rescued`."""
+    products_run(resources)
+    [(mark,)] = query(settings.warehouse, "SELECT max(updated_at) FROM raw.products")
+    changed = mark + timedelta(minutes=1)
+    with source.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE products ADD COLUMN _refused VARCHAR(8)"))
+        conn.execute(
+            sa.text(
+                "UPDATE products SET _refused = 'yes', unit_price = 'n/a', updated_at = :t "
+                "WHERE id = 3"
+            ),
+            {"t": changed},
+        )
+        conn.execute(
+            sa.text("UPDATE products SET _refused = 'no', updated_at = :t WHERE id = 4"),
+            {"t": changed},
+        )
+    products_run(resources)
+    [(record, error)] = dead_letters(settings, "products")
+    assert record["_refused"] == "yes"
+    assert error.startswith("source column products.unit_price holds 'n/a' (row id 3)"), error
+    [(rescued,)] = query(
+        settings.warehouse, "SELECT _rescued FROM raw.products WHERE updated_at = ?", [changed]
+    )
+    assert json.loads(rescued) == {"_refused": "no"}
 
 
 def test_a_refused_row_the_app_deletes_no_longer_waits(settings, resources, source):

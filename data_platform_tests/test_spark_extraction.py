@@ -463,3 +463,34 @@ def test_an_id_that_is_no_primary_key_stops_both_alike_across_batches(
     for refused in (on_duckdb, on_spark):
         assert "and the same updated_at: id is no primary key there" in str(refused.value)
     assert duckdb_rows(duck, users) == spark_rows(spark_raw, users) == Counter()
+
+
+def test_numbers_held_as_text_are_read_alike_on_both(tmp_path, source, spark_raw):
+    """SQLite keeps text in any column. DuckDB's cast read `0x10`, `1_000` and `0b11`, which
+    Spark's refused; Spark's trimmed control characters (`5\\x00`), which DuckDB's refused; and
+    `3.5` was "rounded, as 4" on one, "not a INTEGER" on the other. Only a number's spelling
+    (spaces around it allowed) reaches either engine's cast, rounded half up alike."""
+    duck, items = tmp_path / "warehouse.duckdb", TABLES["order_items"]
+    extract_both(duck, spark_raw, source, items, datetime(2026, 1, 4, 1, 0))
+    with source.connect() as conn:
+        [(latest,)] = conn.execute(sa.text("SELECT max(updated_at) FROM order_items")).all()
+    changed = datetime.fromisoformat(latest) + timedelta(minutes=1)
+    texts = {1: "0x10", 2: "1_000", 3: "0b11", 4: "5\x00", 5: "\x013", 6: "3.5"}
+    loaded = {7: (" 7 ", 7), 8: ("1e1", 10), 9: ("+4", 4), 10: ("2.0", 2)}
+    with source.begin() as conn:
+        for item, text in [*texts.items(), *((i, t) for i, (t, _) in loaded.items())]:
+            conn.execute(
+                sa.text("UPDATE order_items SET quantity = :q, updated_at = :t WHERE id = :i"),
+                {"q": text, "t": changed, "i": item},
+            )
+    on_duckdb, on_spark = extract_both(duck, spark_raw, source, items, datetime(2026, 1, 5))
+    assert on_spark == on_duckdb
+    letters = dead_letters(duck, spark_raw, items)  # the same on both, reasons included
+    assert sorted(int(json.loads(letter[4])["id"]) for letter in letters) == sorted(texts)
+    [rounded] = [letter[5] for letter in letters if json.loads(letter[4])["id"] == "6"]
+    assert "'3.5'" in rounded and "as 4" in rounded, rounded
+    rows = duckdb_rows(duck, items)
+    assert spark_rows(spark_raw, items) == rows
+    at, quantity = (items.column_names.index(n) for n in ("updated_at", "quantity"))
+    new = {row[0]: row[quantity] for row in rows if row[at] == changed}
+    assert new == {item: number for item, (_, number) in loaded.items()}

@@ -225,7 +225,9 @@ def new_dead_letters_sql(
     row without updated_at has no version key. Not the whole record either: a column the
     source gained made the same refused row a second dead letter. A new bad value in the row
     is a new dead letter. There is no file and no line: `dt` is the day it was refused,
-    `source` the app table's name, as a file's dead letters name their raw table."""
+    `source` the app table's name, as a file's dead letters name their raw table. The key also
+    holds the refused version's updated_at: a later version refused for the same value is a
+    new dead letter."""
     stamp = utc_stamp(sql, extracted_at)
     values = {
         "source": sql_string(table.name),
@@ -236,10 +238,20 @@ def new_dead_letters_sql(
         "error": "n.error",
         "rejected_at": stamp,
     }
+
+    # The refused version's updated_at (as the record holds its text) is part of the key: the
+    # same bad value in a later version of the row (fixed, then broken the same way again) is
+    # a new refusal. Keyed on the reason alone it was taken for the first one, which the fixed
+    # version had settled: that version was in neither raw nor an open dead letter, and
+    # nothing warned. A row without updated_at keeps one dead letter (NULL matches NULL).
+    def stamp_of(record: str) -> str:
+        return sql.json_text(record, "updated_at")
+
     return (
         f"SELECT DISTINCT {', '.join(f'{values[c]} AS {c}' for c in order)} FROM {staged} n "
         f"WHERE NOT EXISTS (SELECT 1 FROM {DEAD_LETTER.qualified_name} d "
-        f"WHERE d.source = {values['source']} AND d.error = n.error)"
+        f"WHERE d.source = {values['source']} AND d.error = n.error "
+        f"AND coalesce({stamp_of('d.raw_record')}, '') = coalesce({stamp_of('n.raw_record')}, ''))"
     )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from data_platform.ingestion.file_lines import sql_string
-from data_platform.ingestion.record_rules import TIMESTAMP_EXAMPLE, Dialect
+from data_platform.ingestion.record_rules import _SPACES, TIMESTAMP_EXAMPLE, Dialect
 from data_platform.ingestion.tables import Column, RawTable
 from data_platform.settings import masked_url
 
@@ -257,7 +257,31 @@ def contract_value(column: Column, expr: str, kinds: BatchKinds, sql: EngineSql)
     """
     if column.type == "TIMESTAMP" and column.name in kinds.texts:
         return sql.dialect.try_utc_timestamp(expr)
-    return f"TRY_CAST({expr} AS {sql.sql_type(column)})"
+    cast = f"TRY_CAST({expr} AS {sql.sql_type(column)})"
+    if column.type not in _INTEGER_TYPES and not column.type.startswith("DECIMAL"):
+        return cast
+    if column.type in _INTEGER_TYPES and (
+        column.name in kinds.texts or column.name in kinds.floats
+    ):
+        # Rounded half up alike: DuckDB's cast rounds 3.5 to 4, Spark's truncates a float to 3
+        # and reads the text '3.5' as no integer, so a refusal named another value (or none).
+        cast = (
+            f"TRY_CAST(round(TRY_CAST({expr} AS DECIMAL(38,{_INTEGER_SCALE}))) "
+            f"AS {sql.sql_type(column)})"
+        )
+    if column.name in kinds.texts:
+        # Only a number's spelling reaches either cast: DuckDB's read '0x10', '1_000' and
+        # '0b11', Spark's refused them; Spark's trims control characters ('5\x00'), DuckDB's
+        # refused them. The same spaces as the timestamp rule are allowed around it.
+        return f"CASE WHEN {sql.dialect.full_match(expr, _NUMBER_TEXT)} THEN {cast} END"
+    return cast
+
+
+_INTEGER_TYPES = ("BIGINT", "INTEGER")
+# Digits kept when an integer column's text or float is read as a decimal, then rounded.
+_INTEGER_SCALE = 9
+# A number as text: the payments files' DECIMAL spelling (record_rules), spaces around it.
+_NUMBER_TEXT = f"{_SPACES}[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?{_SPACES}"
 
 
 def _loses_digits(column: Column, expr: str, kinds: BatchKinds, sql: EngineSql) -> str | None:
@@ -343,19 +367,23 @@ def refused_rows_sql(
     the record, keys it: `database.new_dead_letters_sql`)."""
     q, contract = sql.quote, {c.name: c for c in table.columns}
     names = [n for n in columns.contract if n != "id"]
+    # The refusing column's name under a name no source column has: a source column named
+    # `_refused` made the query ambiguous on both engines (DuckDB's error named none of it).
+    taken = {n.lower() for n in [*columns.contract, *columns.extra]}
+    refused = q(next(a for k in range(len(taken) + 1) if (a := "_refused" + "_" * k) not in taken))
 
     def of_refused(value: Callable[[str], str]) -> str:
         whens = " ".join(f"WHEN {sql_string(n)} THEN CAST({value(n)} AS STRING)" for n in names)
-        return f"CASE _refused {whens} END"
+        return f"CASE {refused} {whens} END"
 
     record = sql.text_object(
         [(n, f"CAST({q(n)} AS STRING)") for n in [*columns.contract, *columns.extra]]
     )
     return (
-        f"SELECT _refused, CAST({q('id')} AS STRING), {of_refused(q)}, "
+        f"SELECT {refused}, CAST({q('id')} AS STRING), {of_refused(q)}, "
         f"{of_refused(lambda n: contract_value(contract[n], q(n), kinds, sql))}, {record} "
-        f"FROM (SELECT *, {refusal(table, columns.contract, kinds, sql)} AS _refused "
-        "FROM _source_batch) b WHERE _refused IS NOT NULL"
+        f"FROM (SELECT *, {refusal(table, columns.contract, kinds, sql)} AS {refused} "
+        f"FROM _source_batch) b WHERE {refused} IS NOT NULL"
     )
 
 
@@ -405,7 +433,9 @@ def refusal_reason(
     contract = next(c for c in table.columns if c.name == name)
     personal = any(c.personal for c in table.columns)
     shown = f"a value of {len(value)} characters" if personal else repr(value)
-    what = f"{table.name}.{name} holds {shown} (row id {row_id})"
+    # A refused id is the row id itself: described too (a positional INSERT put an e-mail there).
+    shown_id = f" (row id {row_id})" if not (personal and name == "id") else ""
+    what = f"{table.name}.{name} holds {shown}{shown_id}"
     if typed is None:
         # A timestamp held as text is read by the landing files' grammar: its form is named (a
         # zone name, which both engines' casts read, is not in it).
