@@ -780,6 +780,13 @@ TIMESTAMPS = [
     # Spaces after a date or a time without zone: Spark's cast trims them, DuckDB's refused.
     ("2025-06-01 ", True),
     ("2025-06-01T10:00:00  ", True),
+    # Years 0001-9999, in UTC too: both casts read year 0 alike, which Python cannot hold.
+    ("0000-06-01T10:00:00.000Z", False),
+    ("0000-01-01T00:00:00Z", False),
+    ("0001-01-01T00:30:00+01:00", False),  # year 0 in UTC
+    ("9999-12-31T23:00:00-05:00", False),  # year 10000 in UTC
+    ("0001-01-01T00:00:00.000Z", True),
+    ("9999-12-31T23:59:59.999999+00:00", True),
 ]
 
 

@@ -120,10 +120,10 @@ def _common_spelling(text: str) -> str:
     they replaced cost (no change measured on the fast path). The shape fixes every
     separator; what DuckDB's cast reads in it beyond the grammar is a year opening with a
     space or a sign, an hour opening with a space, and hour 24 (a test holds it): the first
-    character is a digit and the hour 00-23. Every other out-of-range field (month 13,
-    minute 60, ...) the cast refuses, as the grammar does."""
+    character is a digit and the hour 00-23, and the year is not 0000 (`rules.YEAR`). Every
+    other out-of-range field (month 13, minute 60, ...) the cast refuses, as the grammar does."""
     return (
-        f"({text} LIKE '____-__-__T__:__:__.___Z' AND {text} BETWEEN '0' AND ':' "
+        f"({text} LIKE '____-__-__T__:__:__.___Z' AND {text} BETWEEN '0001' AND ':' "
         f"AND substr({text}, 12, 2) BETWEEN '00' AND '23')"
     )
 
@@ -157,7 +157,7 @@ class DuckDBDialect:
         return (
             f"CASE WHEN {_common_spelling(text)} THEN {utc(text)} "
             f"WHEN {self.full_match(text, rules.TIMESTAMP_GRAMMAR)} "
-            f"THEN {utc(f'trim({text}, {spaces})')} END"
+            f"THEN {rules.within_years(utc(f'trim({text}, {spaces})'))} END"
         )
 
     def has_column(self, name: str) -> str:

@@ -38,14 +38,20 @@ _SPACES = r"[ \t\n\x0B\f\r]*"
 SPACE_CODE_POINTS = (32, 9, 10, 11, 12, 13)
 _TIME_OF_DAY = "([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]{1,9})?)?"
 _ZONE = "Z|[+-](0[0-9]|1[0-7])(:?[0-5][0-9])?"
+# Years 0001-9999: Python's datetime holds no other (pyspark's collect() of year 0 raised, and so
+# did anything reading such a row into Python), though both engines' casts read year 0 alike.
+YEAR = "([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"
+# The same bound on the instant once its offset is applied (9999-12-31T23:00:00-05:00 is year
+# 10000 in UTC, 0001-01-01T00:30:00+01:00 year 0): SQL timestamp literals, UTC.
+FIRST_INSTANT, LAST_INSTANT = "0001-01-01 00:00:00", "9999-12-31 23:59:59.999999"
 TIMESTAMP_GRAMMAR = (
-    f"{_SPACES}[0-9]{{4}}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    f"{_SPACES}{YEAR}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
     f"([T ]{_TIME_OF_DAY}({_ZONE})?)?{_SPACES}"
 )
 TIMESTAMP_EXAMPLE = (
     "an ISO-8601 timestamp such as 2026-01-05T10:00:00Z: YYYY-MM-DD, then T and hh:mm:ss "
     "(hours 00-23; seconds and a fraction optional), then Z or an offset such as +01:00 "
-    "(under 18 hours), not a zone name"
+    "(under 18 hours), not a zone name; years 0001-9999, in UTC too"
 )
 # Spark's JSON parser (Jackson) refuses a value nested 1000 levels deep, and its queries wrap a
 # line in one more level; DuckDB's reads any depth. A line nested deeper than this is refused
@@ -133,7 +139,8 @@ class Dialect(Protocol):
 
     def try_utc_timestamp(self, text: str) -> str:
         """`text` as a timestamp normalised to UTC (offset applied, naive read as UTC); NULL
-        when it is not in `TIMESTAMP_GRAMMAR`, whatever the engine's cast would read."""
+        when it is not in `TIMESTAMP_GRAMMAR`, whatever the engine's cast would read, or when
+        the instant is outside `FIRST_INSTANT`..`LAST_INSTANT`."""
         ...
 
     def has_column(self, name: str) -> str:
@@ -375,6 +382,16 @@ BEYOND_DOUBLE = (
     + " || ' is beyond the range of a 64-bit float (about 1.8e308), which JSON readers turn "
     "into infinity or refuse: send it as a string'"
 )
+
+
+def within_years(instant: str) -> str:
+    """SQL of the timestamp `instant` (UTC, written twice), NULL outside years 0001-9999: for
+    the grammar's rare spellings (an offset may cross a year's bound), not for the common one,
+    whose year the grammar bounds and whose Z keeps it."""
+    return (
+        f"CASE WHEN {instant} BETWEEN TIMESTAMP '{FIRST_INSTANT}' "
+        f"AND TIMESTAMP '{LAST_INSTANT}' THEN {instant} END"
+    )
 
 
 def event_checks(d: Dialect) -> list[Check]:

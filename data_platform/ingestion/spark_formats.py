@@ -63,7 +63,7 @@ _MINUTES_ONLY = r"^([ \t\n\x0B\f\r]*[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]
 # regexp and the seconds' regexp_replace (2M such texts: 3.3 -> 1.6 JVM CPU-s). Every field
 # digits, so what the grammar refuses here is a field out of range (hour 24, minute 60, month
 # 13, February 30), which Spark's cast refuses too: NULL either way (a test holds them).
-_COMMON_SPELLING = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{3}Z$"
+_COMMON_SPELLING = f"^{rules.YEAR}" + r"-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{3}Z$"
 
 
 class SparkDialect:
@@ -95,7 +95,7 @@ class SparkDialect:
             f"CASE WHEN {text} RLIKE {self.pattern(_COMMON_SPELLING)} "
             f"THEN try_cast({text} AS TIMESTAMP) "
             f"WHEN {self.full_match(text, rules.TIMESTAMP_GRAMMAR)} "
-            f"THEN try_cast({with_seconds} AS TIMESTAMP) END"
+            f"THEN {rules.within_years(f'try_cast({with_seconds} AS TIMESTAMP)')} END"
         )
 
     def has_column(self, name: str) -> str:
