@@ -462,6 +462,7 @@ def test_a_payments_file_whose_first_line_is_no_header_and_no_record_follows_is_
     folder = f"payments/dt={DAY}"
     landing.write_bytes(f"{folder}/headless.csv", f"{row}\n".encode())
     landing.write_bytes(f"{folder}/mac.csv", f"{header}\r{row}\r{row}\r".encode())
+    landing.write_bytes(f"{folder}/zero-bytes.csv", b"")
     # Still no dead letter: a header alone (a day without payments), and a header lacking a
     # column with rows after it (each row says what is wrong with it).
     landing.write_bytes(f"{folder}/empty-day.csv", f"\ufeff{header.upper()}\r\n".encode())
@@ -476,14 +477,16 @@ def test_a_payments_file_whose_first_line_is_no_header_and_no_record_follows_is_
         (f"{folder}/headless.csv", None),
         (f"{folder}/mac.csv", None),
         (f"{folder}/no-status.csv", 2),
+        (f"{folder}/zero-bytes.csv", None),
     ]
     assert dead[0][2].startswith(
         "the file has no record, and its first line, read as the header, lacks payment_id, "
         "order_id, amount, currency, status, created_at: a data row where the header should be"
     )
     assert dead[1][2].startswith("the file has no record after its first line, which holds CRs")
+    assert dead[3][2].startswith("the file is empty (no header line and no record)")
     assert query(settings.warehouse, "SELECT count(*) FROM raw.payments") == [(0,)]
-    assert evaluation.metadata["records_in_files"].value == 3
+    assert evaluation.metadata["records_in_files"].value == 4
 
 
 # Every way of ending lines: (file name, bytes, the contract's lines). Lines end at LF, and a CR

@@ -88,6 +88,13 @@ class FileFormat:
         first = header_without_record(path)
         if first is None:
             return None
+        if not first.strip():
+            # Read as a header, the empty line lacked every column: "a data row where the
+            # header should be?" sent a person looking for a row that is not there.
+            return (
+                "the file is empty (no header line and no record): an export of a day without "
+                "payments still writes its header line; export it again, then re-run the day"
+            )
         if "\r" in first:
             return (
                 "the file has no record after its first line, which holds CRs: lines ending in "
