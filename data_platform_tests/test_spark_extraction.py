@@ -494,3 +494,29 @@ def test_numbers_held_as_text_are_read_alike_on_both(tmp_path, source, spark_raw
     at, quantity = (items.column_names.index(n) for n in ("updated_at", "quantity"))
     new = {row[0]: row[quantity] for row in rows if row[at] == changed}
     assert new == {item: number for item, (_, number) in loaded.items()}
+
+
+def test_blobs_in_text_columns_are_stored_alike_on_both(tmp_path, source, spark_raw):
+    """SQLite keeps a blob in a text column. DuckDB stored a binary column's escapes (`\\xE2\\x82
+    \\xAC` for a euro sign), Spark decoded it; a blob among texts was stored as Python's
+    `b'...'`. Both now store UTF-8 decoded, other bytes as `\\xff` escapes: here every category
+    a blob (a binary column) and one sku a blob among texts."""
+    duck, products = tmp_path / "warehouse.duckdb", TABLES["products"]
+    extract_both(duck, spark_raw, source, products, datetime(2026, 1, 4, 1, 0))
+    with source.connect() as conn:
+        [(latest,)] = conn.execute(sa.text("SELECT max(updated_at) FROM products")).all()
+    changed = datetime.fromisoformat(latest) + timedelta(minutes=1)
+    with source.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE products SET category = :c, updated_at = :t"),
+            {"c": "€".encode(), "t": changed},
+        )
+        conn.execute(sa.text("UPDATE products SET sku = :s WHERE id = 3"), {"s": b"SKU\xff"})
+    on_duckdb, on_spark = extract_both(duck, spark_raw, source, products, datetime(2026, 1, 5))
+    assert on_spark == on_duckdb and on_duckdb.dead_letters.ids == ()
+    rows = duckdb_rows(duck, products)
+    assert spark_rows(spark_raw, products) == rows
+    at, sku, category = (products.column_names.index(n) for n in ("updated_at", "sku", "category"))
+    new = {row[0]: (row[sku], row[category]) for row in rows if row[at] == changed}
+    assert len(new) > BATCH_ROWS and {c for _, c in new.values()} == {"€"}
+    assert new[3][0] == "SKU\\xff" and all(s.isprintable() for s, _ in new.values())

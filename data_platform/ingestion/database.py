@@ -431,14 +431,19 @@ def _as_text(value: object) -> str:
     return format(value, ".15g") if isinstance(value, float) else str(value)
 
 
-def _arrow_column(values: tuple) -> pa.Array:
+def _arrow_column(values: tuple, text: bool = False) -> pa.Array:
+    """`values` as an Arrow column; `text`: a contract text column's, bytes as text."""
     import pyarrow as pa
 
+    as_text = as_contract_text if text else lambda v: v
     try:
-        return pa.array(values)
+        column = pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         # Mixed kinds of values (a text among numbers): as text, for the cast check to judge.
-        return pa.array([None if v is None else _as_text(v) for v in values], pa.string())
+        return pa.array([None if v is None else _as_text(as_text(v)) for v in values], pa.string())
+    if text and pa.types.is_binary(column.type):
+        return pa.array(list(map(as_contract_text, values)), pa.string())
+    return column
 
 
 def batch_kinds(batch: pa.Table) -> BatchKinds:
@@ -496,15 +501,28 @@ def source_batches(
     import pyarrow as pa
 
     names, extra = [*columns.contract, *columns.extra], set(columns.extra)
+    texts = {c.name for c in table.columns if c.type == "VARCHAR"}
     with engine.connect() as source, _read_errors(table):
         for rows in _row_pages(source, query):
             values = list(zip(*rows, strict=True))
             yield pa.table(
                 {
-                    n: _arrow_column(tuple(map(json_ready, col)) if n in extra else col)
+                    n: _arrow_column(tuple(map(json_ready, col)))
+                    if n in extra
+                    else _arrow_column(col, text=n in texts)
                     for n, col in zip(names, values, strict=True)
                 }
             )
+
+
+def as_contract_text(value: object) -> object:
+    """A contract text column's value, bytes (a blob in SQLite's any-type column) as text:
+    UTF-8 decoded, other bytes as `\\xff` escapes. Left to the engines, DuckDB stored a binary
+    column's escapes (`SKU\\xFF`, `\\xE2\\x82\\xAC` for a euro sign) and Spark decoded it (`SKU`
+    and U+FFFD, `€`); a blob among texts was stored as Python's `b'...'`."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", errors="backslashreplace")
+    return value
 
 
 def _row_pages(source: sa.Connection, query: sa.Select) -> Iterator[Sequence[sa.Row]]:
