@@ -16,6 +16,8 @@ from data_platform.settings import (
     UsageError,
     load_settings,
     masked,
+    s3_location_refusal,
+    without_userinfo,
 )
 
 
@@ -38,6 +40,9 @@ def location(text: str) -> str:
     with DEST unset took its backup into the working folder and said it was verified."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"{text!r} is empty: give a folder or s3://bucket/prefix")
+    # s3://user:secret@bucket/x was botocore's "Invalid bucket name" line, the secret in it.
+    if text.startswith("s3://") and (refusal := s3_location_refusal(text)):
+        raise argparse.ArgumentTypeError(f"{without_userinfo(text)!r} {refusal}")
     return text
 
 
@@ -173,12 +178,13 @@ def _unreachable_line(err: Exception) -> str:
             f"{url!r} names a database that is up and reachable (distributed mode: also the "
             "instance's PostgreSQL, DAGSTER_PG_HOST)"
         )
-    if isinstance(err, EndpointConnectionError):
-        return f"{err}: check AWS_ENDPOINT_URL and that the S3 store is up"
+    if isinstance(err, EndpointConnectionError):  # it quotes the endpoint's URL
+        return f"{without_userinfo(str(err))}: check AWS_ENDPOINT_URL and that the S3 store is up"
     if not isinstance(err, OSError):  # S3 refused it: no bucket, no or wrong credentials
         from data_platform.resources.landing import s3_access_advice
 
-        return f"S3 refused a request ({' '.join(str(err).split())}): {s3_access_advice()}"
+        said = without_userinfo(" ".join(str(err).split()))
+        return f"S3 refused a request ({said}): {s3_access_advice()}"
     return f"{masked(str(err))}: fix the path or the setting that names it, then run again"
 
 

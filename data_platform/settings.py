@@ -39,6 +39,8 @@ SPARK_RETRY_SECONDS_VARIABLE = "DATA_PLATFORM_SPARK_RETRY_SECONDS"
 SPARK_RETRY_SECONDS = 60
 DEFAULT_MEMORY_LIMIT = "512MB"
 METRICS_PORT = 9108
+# Port of the UI `make run` starts (the Makefile passes the same variable to `dagster dev`).
+UI_PORT = 3000
 KAFKA_LAG_ALERT = 100_000
 # The mode mask of every file and folder the platform makes (its commands, `make run`, every
 # service spawned): the warehouse holds raw personal data in clear, the Dagster instance's run
@@ -51,10 +53,16 @@ OWNER_ONLY_UMASK = 0o077
 def is_whole_number(raw: str, minimum: int = 0, maximum: int | None = None) -> bool:
     """Whether a setting's text is a whole number within bounds. isdecimal(), not isdigit():
     '²' is a digit to isdigit() but no number to int(), which then raised a traceback instead
-    of the setting's one-line error."""
-    if not raw.isdecimal():
+    of the setting's one-line error; ASCII only: int() reads '٣' as 3, which no shell or
+    Makefile would."""
+    if not (raw.isascii() and raw.isdecimal()):
         return False
     return minimum <= int(raw) and (maximum is None or int(raw) <= maximum)
+
+
+# The largest counts of days and seconds a setting takes: beyond them a date overflowed at every
+# metrics scrape (DATA_PLATFORM_METRICS_DAYS=740000), and a heartbeat's sleep killed its thread.
+MAX_DAYS, MAX_SECONDS = 36500, 31536000
 
 
 class SettingsError(ValueError):
@@ -96,6 +104,9 @@ class Settings:
     executor: str = "in_process"
     # Port of `data-platform metrics` (Prometheus text on 127.0.0.1).
     metrics_port: int = METRICS_PORT
+    # Port of the UI on 127.0.0.1; checked here, as `dagster dev` took `abc` with a traceback,
+    # exit 0 and its code servers left running.
+    ui_port: int = UI_PORT
     # Arrival days (dt) of `data_platform_rows_*` the exporter serves, back from the newest.
     metrics_days: int = METRICS_DAYS
     # Seconds a job or duration label set first seen by the exporter reads 0 before its value.
@@ -170,26 +181,54 @@ def masked_url(url: sa.URL) -> str:
     return masked(url.render_as_string(hide_password=True))
 
 
+# What botocore takes for a bucket's name (it refuses anything else with a message quoting it
+# and two regular expressions): s3://user:secret@bucket/ read `user:secret@bucket` as the bucket.
+S3_BUCKET = re.compile(r"[A-Za-z0-9._-]{1,255}")
+# A URL's user information, whole: an S3 URL or endpoint takes none, so none of it is shown
+# (a token alone before the @ is a secret too).
+USERINFO = re.compile(r"(://)[^/@\s]*@")
+
+
+def without_userinfo(raw: str) -> str:
+    """`raw` as a line may show an S3 URL or endpoint: any user information as ***."""
+    return USERINFO.sub(r"\1***@", masked(raw))
+
+
+def s3_location_refusal(raw: str) -> str | None:
+    """Why `raw`, an s3://bucket/prefix URL, names no bucket botocore takes; None when it does."""
+    parsed = parsed_url(raw)
+    if parsed is None or "@" in parsed.netloc or not S3_BUCKET.fullmatch(parsed.netloc):
+        return (
+            "names no S3 bucket (letters, digits, '.', '-' or '_'; no user, password or port: "
+            "credentials go in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY): use s3://bucket/prefix"
+        )
+    return None
+
+
 def validate_landing(raw: str) -> str:
     if raw.startswith("s3://"):
         parsed = parsed_url(raw)
         if parsed is None:
             raise SettingsError(
-                f"DATA_PLATFORM_LANDING={masked(raw)!r} is not a URL: use s3://bucket/prefix"
+                f"DATA_PLATFORM_LANDING={without_userinfo(raw)!r} is not a URL: use "
+                "s3://bucket/prefix"
             )
         if "?" in raw or "#" in raw:  # urlparse drops them: s3://b/p#x was the prefix p/
             raise SettingsError(
-                f"DATA_PLATFORM_LANDING={masked(raw)!r} has a query or fragment (? or #), which "
-                "S3 would not see: use s3://bucket/prefix, a prefix without ? or #"
+                f"DATA_PLATFORM_LANDING={without_userinfo(raw)!r} has a query or fragment (? or #), "
+                "which S3 would not see: use s3://bucket/prefix, a prefix without ? or #"
             )
         if not parsed.netloc:
             raise SettingsError(
-                f"DATA_PLATFORM_LANDING={masked(raw)!r} names no bucket: use s3://bucket/prefix"
+                f"DATA_PLATFORM_LANDING={without_userinfo(raw)!r} names no bucket: use "
+                "s3://bucket/prefix"
             )
+        if refusal := s3_location_refusal(raw):
+            raise SettingsError(f"DATA_PLATFORM_LANDING={without_userinfo(raw)!r} {refusal}")
         return raw.rstrip("/")
     if "://" in raw:
         raise SettingsError(
-            f"DATA_PLATFORM_LANDING={masked(raw)!r} is neither a local folder nor "
+            f"DATA_PLATFORM_LANDING={without_userinfo(raw)!r} is neither a local folder nor "
             "s3://bucket/prefix"
         )
     # A file there listed no landing file: every run read nothing and succeeded.
@@ -336,8 +375,16 @@ def aws_endpoint_url(environ: dict[str, str]) -> str | None:
     parsed = parsed_url(raw)
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise SettingsError(
-            f"{AWS_ENDPOINT_VARIABLE}={masked(raw)!r} is not an http(s) URL: set it like "
+            f"{AWS_ENDPOINT_VARIABLE}={without_userinfo(raw)!r} is not an http(s) URL: set it like "
             "http://127.0.0.1:9000 (an S3-compatible store), or unset it for AWS"
+        )
+    # botocore sends no user or password from the URL, and quoted the URL, password and all, in
+    # "Could not connect to the endpoint URL" (every S3 command's line).
+    if "@" in parsed.netloc:
+        raise SettingsError(
+            f"{AWS_ENDPOINT_VARIABLE}={without_userinfo(raw)!r} holds a user or password, which S3 "
+            "clients do not send: set the endpoint without them, e.g. http://127.0.0.1:9000, and "
+            "the credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
         )
     return raw
 
@@ -564,38 +611,54 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             1,
             65535,
         ),
+        ui_port=whole_number(
+            env,
+            "DATA_PLATFORM_UI_PORT",
+            UI_PORT,
+            "a TCP port",
+            f"set a number from 1 to 65535, e.g. {UI_PORT} (the default)",
+            1,
+            65535,
+        ),
         metrics_days=whole_number(
             env,
             "DATA_PLATFORM_METRICS_DAYS",
             METRICS_DAYS,
-            "a positive number of days",
+            "a number of days from 1 to 36500",
             f"set e.g. {METRICS_DAYS} (the default), how many days of rows_* series the metrics "
             "serve",
             1,
+            MAX_DAYS,
         ),
         metrics_new_series_hold=whole_number(
             env,
             "DATA_PLATFORM_METRICS_NEW_SERIES_HOLD",
             METRICS_NEW_SERIES_HOLD,
-            "a whole number of seconds",
+            "a whole number of seconds up to 86400",
             f"set e.g. {METRICS_NEW_SERIES_HOLD} (the default), at least 2-3 Prometheus scrape "
             "intervals",
+            0,
+            86400,
         ),
         run_heartbeat_seconds=whole_number(
             env,
             "DATA_PLATFORM_RUN_HEARTBEAT_SECONDS",
             RUN_HEARTBEAT_SECONDS,
-            "a positive whole number of seconds",
-            f"set e.g. {RUN_HEARTBEAT_SECONDS} (the default)",
+            "a whole number of seconds from 1 to 3600",
+            f"set e.g. {RUN_HEARTBEAT_SECONDS} (the default): a run's process that misses its "
+            "beats is taken for dead",
             1,
+            3600,
         ),
         compute_log_days=whole_number(
             env,
             "DATA_PLATFORM_COMPUTE_LOG_DAYS",
             COMPUTE_LOG_DAYS,
-            "a whole number of days",
+            "a whole number of days up to 36500",
             f"set e.g. {COMPUTE_LOG_DAYS} (the default), how long a finished run's step stdout "
             "and stderr are kept, or 0 to keep them for ever",
+            0,
+            MAX_DAYS,
         ),
         automation_evaluation_days=whole_number(
             env,
@@ -611,9 +674,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             env,
             "DATA_PLATFORM_CELERY_LEASE_SECONDS",
             CELERY_LEASE_SECONDS,
-            "a whole number of seconds from 10",
+            "a whole number of seconds from 10 to 31536000 (a year)",
             f"set e.g. {CELERY_LEASE_SECONDS} (the default), longer than Redis may be unreachable",
             10,
+            MAX_SECONDS,
         ),
         kafka_bootstrap=validate_kafka_bootstrap(bootstrap) if bootstrap else None,
         kafka_security=kafka_security(env),
@@ -634,9 +698,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             env,
             SPARK_RETRY_SECONDS_VARIABLE,
             SPARK_RETRY_SECONDS,
-            "a positive whole number of seconds",
+            "a whole number of seconds from 1 to 31536000 (a year)",
             f"set e.g. {SPARK_RETRY_SECONDS} (the default), longer than the cluster may be away",
             1,
+            MAX_SECONDS,
         ),
     )
 

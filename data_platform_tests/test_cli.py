@@ -517,6 +517,20 @@ def test_a_blank_backup_location_is_a_usage_error(tmp_path, command, where):
     assert not list(cwd.iterdir())
 
 
+@pytest.mark.parametrize("command", ["backup", "restore"])
+def test_a_backup_location_naming_no_bucket_is_a_usage_error_without_its_secret(tmp_path, command):
+    """botocore's "Invalid bucket name" quoted `user:secret@bucket`, the secret in the line."""
+    done = run_cli(tmp_path / "home", command, "s3://AKIA:SECRETPART@bkt/backups")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "SECRETPART" not in done.stdout + done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"data-platform {command}: error: argument {'dest' if command == 'backup' else 'src'}: "
+        "'s3://***@bkt/backups' names no S3 bucket (letters, digits, '.', '-' or '_'; no user, "
+        "password or port: credentials go in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY): use "
+        "s3://bucket/prefix"
+    )
+
+
 def readable_by_others(root: Path) -> list[str]:
     """Every file and folder under `root` that a group or other user may read, write or enter."""
     return sorted(

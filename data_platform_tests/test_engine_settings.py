@@ -129,3 +129,56 @@ def test_a_memory_limit_duckdb_refuses_still_closes_the_connection(tmp_path):
     assert writer.returncode == 0, writer.stderr[-2000:]
     assert writer.stdout == "written\n"
     assert refused.value is not None
+
+
+def test_the_retries_for_a_long_wait_are_counted_at_once():
+    """A loop over every retry took 26 s of CPU for 1,000,000 s and never ended for more."""
+    import time
+
+    from data_platform.resources.spark_retries import (
+        BACKOFF_MULTIPLIER,
+        INITIAL_BACKOFF_MS,
+        MAX_BACKOFF_MS,
+        retries_within,
+    )
+
+    def counted(seconds: float) -> int:
+        waited, retries = 0, 0
+        while waited < seconds * 1000:
+            waited += min(MAX_BACKOFF_MS, INITIAL_BACKOFF_MS * BACKOFF_MULTIPLIER**retries)
+            retries += 1
+        return retries
+
+    for seconds in (0, 0.01, 0.05, 0.3, 1, 4.25, 4.26, 60, 61, 3600, 86400):
+        assert retries_within(seconds) == counted(seconds), seconds
+    began = time.monotonic()
+    assert retries_within(10**23) == 4 + 10**22  # 4.25 s in four, then 10 s each
+    assert time.monotonic() - began < 1
+
+
+def test_an_interrupt_while_the_endpoint_is_retried_stops_at_once(tmp_path):
+    """Ctrl-C, SIGTERM or --timeout during a step's retries was held for spark_retry_seconds
+    more: the session's release retried the endpoint that did not answer."""
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    script = f"""
+import _thread, threading, time
+from data_platform.resources.warehouse import Warehouse
+w = Warehouse(path="{tmp_path}/w.duckdb", engine="spark",
+              spark_remote="sc://127.0.0.1:{port}", spark_retry_seconds=60)
+threading.Timer(2, _thread.interrupt_main).start()
+began = time.monotonic()
+try:
+    with w.spark():
+        pass
+except KeyboardInterrupt:
+    print("interrupted after", round(time.monotonic() - began))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.startswith("interrupted after"), done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) < 10, done.stdout

@@ -223,15 +223,53 @@ CLI_CASES = [
     ),
     (
         {"DATA_PLATFORM_COMPUTE_LOG_DAYS": "a month"},
-        "DATA_PLATFORM_COMPUTE_LOG_DAYS='a month' is not a whole number of days: set e.g. 30 "
-        "(the default), how long a finished run's step stdout and stderr are kept, or 0 to keep "
-        "them for ever",
+        "DATA_PLATFORM_COMPUTE_LOG_DAYS='a month' is not a whole number of days up to 36500: set "
+        "e.g. 30 (the default), how long a finished run's step stdout and stderr are kept, or 0 "
+        "to keep them for ever",
+    ),
+    # Past a date's range every metrics scrape raised (740,000 days); past threading's longest
+    # wait the heartbeat's thread died, and runs on other hosts were never healed.
+    (
+        {"DATA_PLATFORM_METRICS_DAYS": "740000"},
+        "DATA_PLATFORM_METRICS_DAYS='740000' is not a number of days from 1 to 36500: set e.g. 31 "
+        "(the default), how many days of rows_* series the metrics serve",
+    ),
+    (
+        {"DATA_PLATFORM_RUN_HEARTBEAT_SECONDS": "10000000000"},
+        "DATA_PLATFORM_RUN_HEARTBEAT_SECONDS='10000000000' is not a whole number of seconds from 1 "
+        "to 3600: set e.g. 10 (the default): a run's process that misses its beats is taken for "
+        "dead",
+    ),
+    (  # int() read Arabic-Indic digits: port 3, which no shell or Makefile would read
+        {"DATA_PLATFORM_METRICS_PORT": "\u0663"},
+        "DATA_PLATFORM_METRICS_PORT='\u0663' is not a TCP port: set a number from 1 to 65535, "
+        "e.g. 9108 (the default)",
+    ),
+    (  # dagster dev took it with a traceback, exit 0 and its code servers left running
+        {"DATA_PLATFORM_UI_PORT": "abc"},
+        "DATA_PLATFORM_UI_PORT='abc' is not a TCP port: set a number from 1 to 65535, e.g. 3000 "
+        "(the default)",
     ),
     (  # 0 would delete the evaluation of the tick the daemon is finishing
         {"DATA_PLATFORM_AUTOMATION_EVALUATION_DAYS": "0"},
         "DATA_PLATFORM_AUTOMATION_EVALUATION_DAYS='0' is not a whole number of days from 1 to 30: "
         "set e.g. 3 (the default), how long the UI's Automation tab keeps why each asset was or "
         "was not requested (Dagster deletes them at 30)",
+    ),
+    # botocore sends no user or password from the endpoint, and its "Could not connect to the
+    # endpoint URL" quoted them in every S3 command's line.
+    (
+        {"AWS_ENDPOINT_URL": f"http://minio:{SECRET}@127.0.0.1:9000"},
+        "AWS_ENDPOINT_URL='http://***@127.0.0.1:9000' holds a user or password, which S3 clients "
+        "do not send: set the endpoint without them, e.g. http://127.0.0.1:9000, and the "
+        "credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+    ),
+    # Was botocore's 'Invalid bucket name "u:SECRETPART@bkt"' and two regular expressions.
+    (
+        {"DATA_PLATFORM_LANDING": f"s3://AKIA:{SECRET}@bkt/pre"},
+        "DATA_PLATFORM_LANDING='s3://***@bkt/pre' names no S3 bucket (letters, digits, '.', '-' "
+        "or '_'; no user, password or port: credentials go in AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY): use s3://bucket/prefix",
     ),
 ]
 
@@ -385,6 +423,22 @@ def test_an_instance_folder_holding_the_platforms_parts_is_refused(tmp_path, dag
 def test_an_endpoint_that_is_no_http_url_is_refused(tmp_path, endpoint):
     message = one_line_error(tmp_path, {"AWS_ENDPOINT_URL": endpoint})
     assert message.startswith(f"AWS_ENDPOINT_URL={endpoint!r} is not an http(s) URL")
+
+
+@pytest.mark.parametrize(
+    "landing", [f"s3://{SECRET}@bkt/pre", "s3://bkt:9000/pre", "s3://b k/pre", f"s3://{SECRET}@b?"]
+)
+def test_a_landing_url_naming_no_bucket_is_refused_without_its_user(tmp_path, landing):
+    message = one_line_error(tmp_path, {"DATA_PLATFORM_LANDING": landing})
+    assert message.startswith("DATA_PLATFORM_LANDING='s3://")
+
+
+@pytest.mark.parametrize("landing", ["s3://bkt/pre", "s3://my_Bucket.v2-1/a/b"])
+def test_a_landing_bucket_botocore_takes_is_kept(tmp_path, landing):
+    settings = load_settings(
+        {"DATA_PLATFORM_HOME": str(tmp_path), "DATA_PLATFORM_LANDING": landing}
+    )
+    assert settings.landing == landing
 
 
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9000", "https://s3.example.com"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from data_platform.settings import load_settings
+from data_platform.settings import load_settings, without_userinfo
 
 
 def _s3_errors() -> tuple[type[BaseException], ...]:
@@ -40,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"data-platform {args.command}: {err}", file=sys.stderr)
         return 1
     except _s3_errors() as err:
-        location = args.dest if args.command == "backup" else args.src
-        print(f"data-platform {args.command}: {location}: {err}: {S3_HINT}", file=sys.stderr)
+        location = without_userinfo(args.dest if args.command == "backup" else args.src)
+        said = without_userinfo(str(err))  # botocore quotes the endpoint's URL
+        print(f"data-platform {args.command}: {location}: {said}: {S3_HINT}", file=sys.stderr)
         return 1
     except OSError as err:  # the disk: denied, full, gone; a backup's names the file it stored
         print(

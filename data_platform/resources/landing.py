@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 from pydantic import PrivateAttr
 
 from data_platform.resources.run_pinned import RunPinnedResource, landing_pin
-from data_platform.settings import SettingsError, aws_endpoint_url
+from data_platform.settings import SettingsError, aws_endpoint_url, without_userinfo
 
 # A file rewritten while it was downloaded is read again this many times in all.
 DOWNLOAD_ATTEMPTS = 3
@@ -39,7 +39,8 @@ def s3_client():
 
 def s3_access_advice(bucket: str | None = None) -> str:
     """What to check when S3 refuses a request (no bucket, no or wrong credentials)."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or "AWS (AWS_ENDPOINT_URL unset)"
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = without_userinfo(endpoint) if endpoint else "AWS (AWS_ENDPOINT_URL unset)"
     return (
         f"check that {f'bucket {bucket}' if bucket else 'the bucket'} exists at {endpoint} and "
         "that the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a "

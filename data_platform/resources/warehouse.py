@@ -190,6 +190,12 @@ class Warehouse(RunPinnedResource):
             # Releasing the session would be retried as long again, for a session gone.
             session.client.set_retry_policies([DefaultPolicy(max_retries=0)])
             raise lost from None
+        except BaseException:
+            # Ctrl-C, SIGTERM or `materialize --timeout` land in a retry's sleep as an
+            # interrupt: releasing the session retried the silent endpoint for
+            # spark_retry_seconds again, the run's stop (exit 130 or 3) held that long.
+            session.client.set_retry_policies([DefaultPolicy(max_retries=0)])
+            raise
         finally:
             session.stop()  # ends this client's session; the cluster runs on
 
