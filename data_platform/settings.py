@@ -458,14 +458,22 @@ def validate_executor(raw: str, environ: dict[str, str]) -> str:
 KAFKA_BOOTSTRAP_VARIABLE = "DATA_PLATFORM_KAFKA_BOOTSTRAP"
 
 
+# A bootstrap server's host: a name, an IPv4 address or a bracketed IPv6 one. `u:secret@host`,
+# `h1:9092;h2:9092` and `h :9092` were taken, then blamed on the broker, the first with its
+# secret in the sink's line.
+KAFKA_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
+
+
 def validate_kafka_bootstrap(raw: str) -> str:
     servers = [s.strip() for s in raw.split(",")]
     for server in servers:
         host, _, port = server.rpartition(":")
-        if not host or not is_whole_number(port, 1, 65535):
+        if not KAFKA_HOST.fullmatch(host) or not is_whole_number(port, 1, 65535):
+            shown = re.sub(r"[^,]*@", "***@", raw)  # user information is a secret
             raise SettingsError(
-                f"{KAFKA_BOOTSTRAP_VARIABLE}={raw!r} is not a list of host:port: set it like "
-                "127.0.0.1:19092,broker2:9092, or unset it (no event stream)"
+                f"{KAFKA_BOOTSTRAP_VARIABLE}={shown!r} is not a list of host:port: set it like "
+                "127.0.0.1:19092,broker2:9092 (credentials go in DATA_PLATFORM_KAFKA_USERNAME "
+                "and DATA_PLATFORM_KAFKA_PASSWORD), or unset it (no event stream)"
             )
     return ",".join(servers)
 

@@ -245,6 +245,21 @@ CLI_CASES = [
         "DATA_PLATFORM_METRICS_PORT='\u0663' is not a TCP port: set a number from 1 to 65535, "
         "e.g. 9108 (the default)",
     ),
+    # Taken, then blamed on the broker ("Failed to get metadata"); the first with its secret in
+    # the sink's line.
+    (
+        {"DATA_PLATFORM_KAFKA_BOOTSTRAP": f"platform:{SECRET}@127.0.0.1:9092"},
+        "DATA_PLATFORM_KAFKA_BOOTSTRAP='***@127.0.0.1:9092' is not a list of host:port: set it "
+        "like 127.0.0.1:19092,broker2:9092 (credentials go in DATA_PLATFORM_KAFKA_USERNAME and "
+        "DATA_PLATFORM_KAFKA_PASSWORD), or unset it (no event stream)",
+    ),
+    (
+        {"DATA_PLATFORM_KAFKA_BOOTSTRAP": "127.0.0.1:9092;127.0.0.1:9093"},
+        "DATA_PLATFORM_KAFKA_BOOTSTRAP='127.0.0.1:9092;127.0.0.1:9093' is not a list of "
+        "host:port: set it like 127.0.0.1:19092,broker2:9092 (credentials go in "
+        "DATA_PLATFORM_KAFKA_USERNAME and DATA_PLATFORM_KAFKA_PASSWORD), or unset it (no event "
+        "stream)",
+    ),
     (  # dagster dev took it with a traceback, exit 0 and its code servers left running
         {"DATA_PLATFORM_UI_PORT": "abc"},
         "DATA_PLATFORM_UI_PORT='abc' is not a TCP port: set a number from 1 to 65535, e.g. 3000 "
