@@ -42,7 +42,9 @@ from data_platform.orchestration.run_health import (
 )
 from data_platform.partitions import DAILY_PARTITIONS, RANGE_END_TAG, RANGE_START_TAG
 from data_platform.resources.landing import LandingZone
+from data_platform.services.celery_workers import check_broker_answers
 from data_platform.settings import (
+    CELERY_BROKER_VARIABLE,
     Settings,
     SettingsError,
     UsageError,
@@ -243,6 +245,8 @@ def preflight(required: Set[str], settings: Settings) -> None:
         LandingZone(url=settings.landing).check_reachable()
     if settings.engine == "duckdb" and required & WAREHOUSE_WRITERS:
         require_writable_warehouse(settings.warehouse)
+    if settings.executor == "celery":
+        check_broker_answers(os.environ[CELERY_BROKER_VARIABLE].strip())
 
 
 def materialize_range(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -584,3 +585,28 @@ def test_a_dbt_manifest_missing_or_older_than_its_sources_is_named_with_its_fix(
     (project / ".user.yml").write_text("id: x")  # what dbt may write beside its profiles
     os.utime(model, (1_000, 1_000))
     assert stale_manifest(project) is None
+
+
+def test_materialize_with_a_celery_broker_that_does_not_answer_is_one_line(tmp_path):
+    """Left to the run, it failed with Dagster's stack traces (133 lines) and a last line naming
+    neither the setting nor its fix."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        broker = f"redis://:s3cretpart@127.0.0.1:{closed.getsockname()[1]}/0"
+    done = run_cli(
+        tmp_path / "home",
+        *("materialize", "--start", "2026-01-01", "--end", "2026-01-01", "--select", "raw/users"),
+        DATA_PLATFORM_EXECUTOR="celery",
+        DATA_PLATFORM_CELERY_BROKER=broker,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "s3cretpart" not in done.stdout + done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("data-platform: DATA_PLATFORM_CELERY_BROKER='redis://:***@127.0.0.1:"), (
+        line
+    )
+    assert line.endswith(
+        "does not answer (Error 111 connecting to 127.0.0.1:"
+        f"{broker.rsplit(':', 1)[1][:-2]}. Connection refused.): start it (`make services-up`), "
+        'or point the variable at a running broker (eval "$(make -s services-env)")'
+    ), line

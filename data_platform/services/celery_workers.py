@@ -20,7 +20,7 @@ from data_platform.services.base import AptPackage
 from data_platform.services.config import ServicesConfig
 from data_platform.services.instance import instance_home
 from data_platform.services.process import ServiceError, read_pid, spawn, terminate_group
-from data_platform.settings import CELERY_BROKER_VARIABLE
+from data_platform.settings import CELERY_BROKER_VARIABLE, SettingsError, masked
 
 # Built like the executor's app, the broker read from the environment (see celery_app.py).
 APP = "data_platform.services.celery_app"
@@ -126,6 +126,24 @@ class CeleryWorkers:
 
     def env(self) -> dict[str, str]:
         return dict(EXECUTOR_ENV)
+
+
+def check_broker_answers(broker: str) -> None:
+    """Raise SettingsError unless the Celery broker at `broker` takes a connection. Left to the
+    run, a broker that was down failed it with Dagster's stack traces (133 lines) and a last
+    line naming neither the setting nor its fix."""
+    from kombu import Connection
+    from kombu.exceptions import OperationalError
+
+    try:
+        with Connection(broker, connect_timeout=5) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=5)
+    except (OSError, OperationalError) as err:
+        raise SettingsError(
+            f"{CELERY_BROKER_VARIABLE}={masked(broker)!r} does not answer ({err}): start it "
+            '(`make services-up`), or point the variable at a running broker (eval "$(make -s '
+            'services-env)")'
+        ) from None
 
 
 def answering_workers(broker: str) -> set[str]:
