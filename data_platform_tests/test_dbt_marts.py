@@ -703,3 +703,44 @@ def test_history_tables_keep_one_row_per_distinct_version(small_world):
     )
     assert products == [(Decimal("1.00"), day[0], day[2]), (Decimal("2.00"), day[2], None)]
     assert query(warehouse, "SELECT version_count FROM marts.dim_products") == [(2,)]
+
+
+def test_a_dbt_killed_by_sigkill_is_retried_in_its_step(own_platform, tmp_path):
+    """The OOM killer (or kill -9) taking dbt alone failed its step, which no run retry takes
+    (only crashed runs are retried) and the automation counted as handled: the marts stayed
+    behind their inputs until the next change upstream. Here a real dbt process is killed at
+    its start (a wrapper that SIGKILLs itself once): the step is retried in its run and builds
+    the same marts."""
+    from data_platform.assets.dbt_project import DBT_PROJECT
+    from data_platform.resources.dbt_cli import LocalDbtCliResource
+
+    marker, wrapper = tmp_path / "killed-once", tmp_path / "dbt-killed-once"
+    real = Path(sys.executable).with_name("data-platform-dbt")
+    wrapper.write_text(
+        f'#!/bin/sh\nif [ ! -e "{marker}" ]; then touch "{marker}"; kill -9 $$; fi\n'
+        f'exec "{real}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    dbt = LocalDbtCliResource(
+        project_dir=DBT_PROJECT,
+        profiles_dir=str(DBT_PROJECT.profiles_dir),
+        dbt_executable=str(wrapper),
+    )
+    before = own_platform.sql("SELECT count(*), sum(revenue) FROM marts.daily_revenue")
+    core = [dbt_assets_module.DBT_ASSETS[0]]  # dbt_core_models
+    result = materialize_days(
+        core, {**own_platform.resources, "dbt": dbt}, DAYS, raise_on_error=False
+    )
+    assert result.success and marker.exists()
+    retried = [
+        e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
+    ]
+    assert [e.step_key for e in retried] == ["dbt_core_models"]
+    assert own_platform.sql("SELECT count(*), sum(revenue) FROM marts.daily_revenue") == before
+    # A model's own failure is not retried: dbt exits 1, the step fails once.
+    wrapper.write_text("#!/bin/sh\nexit 1\n")
+    failed = materialize_days(
+        core, {**own_platform.resources, "dbt": dbt}, DAYS, raise_on_error=False
+    )
+    kinds = [e.event_type for e in failed.all_events]
+    assert not failed.success and dg.DagsterEventType.STEP_UP_FOR_RETRY not in kinds

@@ -6,6 +6,7 @@ they are: a view holds no rows); every other model is rebuilt whole.
 """
 
 import os
+import signal
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,13 @@ from data_platform.resources.warehouse import Warehouse
 from data_platform.settings import SPARK_RETRY_SECONDS_VARIABLE
 
 PARTITIONED_MODELS = "tag:partitioned"
+# A dbt process killed by SIGKILL (the OOM killer, kill -9) while its step's process lives on is
+# a crash, not a model's failure: the step is retried in its run, this many times at most (as
+# the run retries a crashed run process: dagster.yaml `run_retries.max_retries`). A run that
+# failed on it was never retried (`retry_on_asset_or_op_failure: false`), and the automation
+# had already counted the request as handled: the models' new inputs stayed out of them until
+# the next change upstream (the 2026-12-07 chaos review: marts.fct_order_items 407 rows behind).
+DBT_CRASH_RETRIES = 2
 
 
 def model_schema(props: Mapping[str, Any]) -> str:
@@ -194,6 +202,12 @@ def build(
             events.append(event)
     except Exception as error:
         failure = error
+    if failure is not None and killed_by_sigkill(invocation):
+        context.log.warning(
+            f"dbt (pid {invocation.process.pid}) was killed by SIGKILL (out of memory?): "
+            f"the step is retried (attempt {context.retry_number + 1} of {DBT_CRASH_RETRIES})"
+        )
+        raise dg.RetryRequested(max_retries=DBT_CRASH_RETRIES, seconds_to_wait=1) from failure
     metadata = built_model_metadata(context, invocation, warehouse, events)
     for event in events:
         if isinstance(event, dg.Output) and event_unique_id(event) in metadata:
@@ -204,6 +218,12 @@ def build(
         if lost:  # dbt's output holds the rest; the step's error says what to do
             raise lost from None
         raise failure
+
+
+def killed_by_sigkill(invocation: DbtCliInvocation) -> bool:
+    """dbt's process ended by SIGKILL: not by its own error, nor by the SIGINT dagster-dbt sends
+    a step being canceled."""
+    return invocation.process.poll() == -signal.SIGKILL
 
 
 def event_unique_id(event: dg.Output) -> str:
