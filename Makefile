@@ -80,9 +80,10 @@ services-env: $(STAMP)
 	@$(SERVICES_CLI) env
 
 # The UI, the daemon and the code servers; SIGTERM stops them even when the shell started
-# `make run` with SIGINT ignored, as a script's `make run &` does (orchestration/stoppable.py).
+# `make run` with SIGINT ignored, as a script's `make run &` does, and a daemon or UI that died
+# (the OOM killer) is started again with the rest, 5 s later (orchestration/stoppable.py).
 DATA_PLATFORM_UI_PORT ?= 3000
-DAGSTER_DEV = $(BIN)/python -m data_platform.orchestration.stoppable \
+DAGSTER_DEV = $(BIN)/python -m data_platform.orchestration.stoppable --restart \
 	$(BIN)/dagster dev --host 127.0.0.1 --port $(DATA_PLATFORM_UI_PORT) -w workspace.yaml
 
 # The UI and the daemon on the distributed instance (PostgreSQL), steps on the Celery workers.

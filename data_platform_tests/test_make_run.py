@@ -79,3 +79,66 @@ def test_make_run_started_in_the_background_stops_on_sigterm(tmp_path):
         if _group_alive(process.pid):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+
+
+# A stand-in for `dagster dev`: each start noted with its pid; the first ends by itself after a
+# second, with the status given (dagster dev exits 0 when its daemon died), the next serves
+# until interrupted.
+SERVER = """
+import os, sys, time
+from pathlib import Path
+starts = Path(sys.argv[1])
+with starts.open("a") as noted:
+    noted.write(f"{os.getpid()}\\n")
+if len(starts.read_text().split()) == 1:
+    time.sleep(1)
+    sys.exit(int(sys.argv[2]))
+time.sleep(600)
+"""
+RESTARTING = (
+    "import sys; from data_platform.orchestration.stoppable import run_restarting; "
+    "sys.exit(run_restarting(sys.argv[2:], pause=0.2, settled=float(sys.argv[1])))"
+)
+
+
+def _restarting(tmp_path: Path, status: int, settled: float) -> tuple[subprocess.Popen, Path]:
+    starts = tmp_path / "starts"
+    server = [sys.executable, "-c", SERVER, str(starts), str(status)]
+    runner = subprocess.Popen(
+        [sys.executable, "-c", RESTARTING, str(settled), *server], cwd=REPO, start_new_session=True
+    )
+    return runner, starts
+
+
+def test_a_dagster_dev_that_ends_by_itself_is_started_again_until_a_sigterm_stops_it(tmp_path):
+    """`dagster dev` ends the UI, the daemon and the code servers, with status 0, when its
+    daemon dies (the OOM killer): the platform stayed down until a person ran `make run`."""
+    runner, starts = _restarting(tmp_path, 0, 0.5)
+    deadline = time.monotonic() + 30
+    while len(starts.read_text().split() if starts.exists() else []) < 2:
+        assert time.monotonic() < deadline and runner.poll() is None, "never started again"
+        time.sleep(0.1)
+    second = int(starts.read_text().split()[1])
+    os.killpg(runner.pid, signal.SIGTERM)  # make run's group, as a supervisor stops it
+    runner.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while _alive(second):
+        assert time.monotonic() < deadline, "the restarted server outlived its stop"
+        time.sleep(0.1)
+    assert len(starts.read_text().split()) == 2
+
+
+def test_a_dagster_dev_that_ends_before_it_settled_is_not_started_again(tmp_path):
+    """A port in use or a broken workspace ends it at once: started again every 5 s, for ever,
+    it would hide the error in a loop."""
+    runner, starts = _restarting(tmp_path, 3, 60)
+    assert runner.wait(timeout=30) == 3
+    assert len(starts.read_text().split()) == 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
