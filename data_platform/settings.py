@@ -144,11 +144,19 @@ def _env(environ: dict[str, str], name: str) -> str | None:
 
 def parse_start_date(raw: str) -> date:
     try:
-        return date.fromisoformat(raw)
+        start = date.fromisoformat(raw)
     except ValueError:
+        start = None
+    if start is None:
         raise SettingsError(
             f"DATA_PLATFORM_START_DATE={raw!r} is not a date: set it to YYYY-MM-DD, e.g. 2026-01-01"
-        ) from None
+        )
+    if start == date.max:  # Dagster's partitions looked for the day after: a traceback
+        raise SettingsError(
+            f"DATA_PLATFORM_START_DATE={raw!r} is the last date there is, with no day after it: "
+            "set it to YYYY-MM-DD, e.g. 2026-01-01"
+        )
+    return start
 
 
 def parsed_url(raw: str) -> ParseResult | None:

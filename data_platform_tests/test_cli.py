@@ -610,3 +610,26 @@ def test_materialize_with_a_celery_broker_that_does_not_answer_is_one_line(tmp_p
         f"{broker.rsplit(':', 1)[1][:-2]}. Connection refused.): start it (`make services-up`), "
         'or point the variable at a running broker (eval "$(make -s services-env)")'
     ), line
+
+
+def test_simulate_refuses_days_no_partition_reads_and_more_than_a_century(tmp_path):
+    """--end-date before DATA_PLATFORM_START_DATE wrote files and rows no run ever reads, exit
+    0; --days 99999999 reached before year 1: an OverflowError traceback."""
+    home = tmp_path / "home"
+    early = run_cli(home, "simulate", "--end-date", "2025-12-31", "--days", "1", "--quiet")
+    assert (early.returncode, early.stdout) == (2, ""), early.stderr[-2000:]
+    assert early.stderr.splitlines() == [
+        "simulate: every simulated day is before DATA_PLATFORM_START_DATE=2026-01-01, the first "
+        "partition, so no run would read them: give an --end-date from that day on, or set an "
+        "earlier start date"
+    ]
+    assert not (home / "landing").exists() or not any((home / "landing").rglob("*.*"))
+    many = run_cli(home, "simulate", "--days", "99999999", "--quiet")
+    assert many.returncode == 2
+    assert many.stderr.splitlines() == ["simulate: days is at most 36500 (a century), got 99999999"]
+    last = run_cli(home, "sql", "SELECT 1", DATA_PLATFORM_START_DATE="9999-12-31")
+    assert last.returncode == 2
+    assert last.stderr.splitlines() == [
+        "data-platform: DATA_PLATFORM_START_DATE='9999-12-31' is the last date there is, with no "
+        "day after it: set it to YYYY-MM-DD, e.g. 2026-01-01"
+    ]

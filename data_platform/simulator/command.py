@@ -132,6 +132,16 @@ def run(args: argparse.Namespace) -> int:
         if args.if_empty and landing.list_files():
             print(f"landing zone {settings.landing} already holds files: nothing simulated")
             return 0
+        # Written all the same, they were files and rows no partition ever reads. Not `make
+        # run`'s --if-empty: a start date after yesterday then leaves the UI empty, not stopped.
+        if not (args.append_day or args.if_empty) and config.last_day < settings.start_date:
+            print(
+                f"simulate: every simulated day is before DATA_PLATFORM_START_DATE="
+                f"{settings.start_date}, the first partition, so no run would read them: give an "
+                "--end-date from that day on, or set an earlier start date",
+                file=sys.stderr,
+            )
+            return 2
         try:
             summary = action(
                 config,

@@ -12,6 +12,10 @@ class SimulationError(RuntimeError):
     """The simulation cannot run as asked; the message is one line a person can act on."""
 
 
+# The most days of history one simulation writes.
+MAX_DAYS = 36_500
+
+
 @dataclass(frozen=True)
 class SimulationConfig:
     """The simulated world's size and quality.
@@ -33,6 +37,8 @@ class SimulationConfig:
         for name, low in (("days", 1), ("users", 1), ("events_per_day", 1), ("products", 1)):
             if getattr(self, name) < low:
                 raise SimulationError(f"{name} must be at least {low}, got {getattr(self, name)}")
+        if self.days > MAX_DAYS:  # days before year 1: an OverflowError traceback
+            raise SimulationError(f"days is at most {MAX_DAYS} (a century), got {self.days}")
         if self.seed < 0:
             raise SimulationError(f"seed must be a non-negative integer, got {self.seed}")
         if not 0.0 <= self.defect_rate <= 0.5:
