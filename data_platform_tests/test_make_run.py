@@ -12,6 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
+
 from data_platform_tests.helpers import environ_without_settings, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,7 +124,7 @@ def test_a_dagster_dev_that_ends_by_itself_is_started_again_until_a_sigterm_stop
     os.killpg(runner.pid, signal.SIGTERM)  # make run's group, as a supervisor stops it
     runner.wait(timeout=30)
     deadline = time.monotonic() + 10
-    while _alive(second):
+    while psutil.pid_exists(second):
         assert time.monotonic() < deadline, "the restarted server outlived its stop"
         time.sleep(0.1)
     assert len(starts.read_text().split()) == 2
@@ -134,11 +136,3 @@ def test_a_dagster_dev_that_ends_before_it_settled_is_not_started_again(tmp_path
     runner, starts = _restarting(tmp_path, 3, 60)
     assert runner.wait(timeout=30) == 3
     assert len(starts.read_text().split()) == 1
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
