@@ -33,7 +33,7 @@ JSON_KINDS = ("string", "integer", "number", "object", "array", "boolean", "null
 # (europe/paris), Spark only as spelled. Only text the grammar matches reaches either cast, so
 # both give the same instant or none. The spaces DuckDB's cast skips are allowed around it.
 # RE2 and Java read it alike (backslashes as `Dialect.pattern` takes them).
-_SPACES = r"[ \t\n\x0B\f\r]*"
+SPACES = r"[ \t\n\x0B\f\r]*"
 # The same characters, as code points (an engine trimming them before its cast).
 SPACE_CODE_POINTS = (32, 9, 10, 11, 12, 13)
 _TIME_OF_DAY = "([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]{1,9})?)?"
@@ -45,8 +45,8 @@ YEAR = "([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"
 # 10000 in UTC, 0001-01-01T00:30:00+01:00 year 0): SQL timestamp literals, UTC.
 FIRST_INSTANT, LAST_INSTANT = "0001-01-01 00:00:00", "9999-12-31 23:59:59.999999"
 TIMESTAMP_GRAMMAR = (
-    f"{_SPACES}{YEAR}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-    f"([T ]{_TIME_OF_DAY}({_ZONE})?)?{_SPACES}"
+    f"{SPACES}{YEAR}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    f"([T ]{_TIME_OF_DAY}({_ZONE})?)?{SPACES}"
 )
 TIMESTAMP_EXAMPLE = (
     "an ISO-8601 timestamp such as 2026-01-05T10:00:00Z: YYYY-MM-DD, then T and hh:mm:ss "
@@ -606,14 +606,16 @@ PAYMENT_NUMBERS = [
         "DECIMAL(18,4), and a rounded amount is another payment): export it at that precision",
     ),
 ]
+# A decimal number as text, before either engine's cast reads it (landing files' cells, and the
+# app database's text in a number column). At most three exponent digits: DuckDB's cast gave
+# up on `0e999999` (refused as too many digits), which Spark read as 0.
+DECIMAL_SPELLING = "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]{1,3})?"
 # How a number cell may be spelled, checked before the cast: DuckDB's cast rounds 12.50 to the
 # integer 13 and reads 1_000 and 0x10, which Spark refuses, so a payment of order 12.50 was
 # loaded as one of order 13 on DuckDB and a dead letter on Spark.
 _SPELLINGS = {
     "BIGINT": "[+-]?[0-9]+",
-    # At most three exponent digits: DuckDB's cast gave up on `0e999999` (refused as too many
-    # digits), which Spark read as 0.
-    "DECIMAL": "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]{1,3})?",
+    "DECIMAL": DECIMAL_SPELLING,
 }
 # A non-zero digit before any exponent: the number is not zero, whatever its casts give.
 _NON_ZERO = "^[^eE]*[1-9]"

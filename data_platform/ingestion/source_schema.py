@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from data_platform.ingestion.file_lines import sql_string
-from data_platform.ingestion.record_rules import _SPACES, TIMESTAMP_EXAMPLE, Dialect
+from data_platform.ingestion.record_rules import (
+    DECIMAL_SPELLING,
+    SPACES,
+    TIMESTAMP_EXAMPLE,
+    Dialect,
+)
 from data_platform.ingestion.tables import Column, RawTable
 from data_platform.settings import masked_url
 
@@ -280,8 +285,8 @@ def contract_value(column: Column, expr: str, kinds: BatchKinds, sql: EngineSql)
 _INTEGER_TYPES = ("BIGINT", "INTEGER")
 # Digits kept when an integer column's text or float is read as a decimal, then rounded.
 _INTEGER_SCALE = 9
-# A number as text: the payments files' DECIMAL spelling (record_rules), spaces around it.
-_NUMBER_TEXT = f"{_SPACES}[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?{_SPACES}"
+# A number as text: the payments files' spelling, spaces around it (as a timestamp's).
+_NUMBER_TEXT = f"{SPACES}{DECIMAL_SPELLING}{SPACES}"
 
 
 def _loses_digits(column: Column, expr: str, kinds: BatchKinds, sql: EngineSql) -> str | None:
