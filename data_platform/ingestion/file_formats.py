@@ -369,14 +369,21 @@ _PAYMENT_RESCUED = """CASE WHEN repeated_columns IS NULL AND len(extra_positions
         list_transform(extra_positions, lambda i: {'k': header[i], 'v': cells[i]})
     )) END"""
 
+# A CSV line's fields as written (in `line`, the header's or a row's), and whether they spell
+# the line back whole (its quoting is not malformed).
+_FIELDS = f"regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 1)"
+_WELL_QUOTED = (
+    f"array_to_string(regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 0), '') "
+    f"= {rules.FIELDED_LINE}"
+)
+
 PAYMENTS_SQL = f"""
 WITH header AS (
     SELECT file_index, list_transform(
-        regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 1),
+        {_FIELDS},
         lambda h: lower(trim(replace(trim(h, '"'), '""', '"'), ' '))
     ) AS header,
-        coalesce(array_to_string(regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 0), '')
-            = {rules.FIELDED_LINE}, true) AS header_well_quoted
+        coalesce({_WELL_QUOTED}, true) AS header_well_quoted
     FROM _file_header
 ),
 header_columns AS (
@@ -385,11 +392,10 @@ header_columns AS (
 split AS (
     SELECT file_index, line_number, line, header, header_well_quoted, repeated_columns,
         list_transform(
-            regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 1),
+            {_FIELDS},
             lambda c: CASE WHEN starts_with(c, '"') THEN replace(c[2:-2], '""', '"') ELSE c END
         ) AS cells,
-        array_to_string(regexp_extract_all({rules.FIELDED_LINE}, '{CSV_FIELD}', 0), '')
-            = {rules.FIELDED_LINE} AS well_quoted
+        {_WELL_QUOTED} AS well_quoted
     FROM _file_lines JOIN header_columns USING (file_index)
 ),
 extras AS (

@@ -272,14 +272,21 @@ _PAYMENT_RESCUED = """CASE WHEN repeated_columns IS NULL AND size(extra_position
 # well-quoted line splits into the same fields as with RE2, which has no possessive operator.
 SPARK_CSV_FIELD = r""",("(?:[^"]|"")*+"|[^,"]*)"""
 
+# A CSV line's fields as written (in `line`, the header's or a row's), and whether they spell
+# the line back whole (its quoting is not malformed).
+_FIELDS = f"regexp_extract_all({rules.FIELDED_LINE}, '{SPARK_CSV_FIELD}', 1)"
+_WELL_QUOTED = (
+    f"array_join(regexp_extract_all({rules.FIELDED_LINE}, '{SPARK_CSV_FIELD}', 0), '') "
+    f"= {rules.FIELDED_LINE}"
+)
+
 PAYMENTS_SQL = f"""
 WITH header AS (
     SELECT file_index, transform(
-        regexp_extract_all({rules.FIELDED_LINE}, '{SPARK_CSV_FIELD}', 1),
+        {_FIELDS},
         h -> lower(trim(replace(trim(BOTH '"' FROM h), '""', '"')))
     ) AS header,
-        coalesce(array_join(regexp_extract_all({rules.FIELDED_LINE}, '{SPARK_CSV_FIELD}', 0), '')
-            = {rules.FIELDED_LINE}, true) AS header_well_quoted
+        coalesce({_WELL_QUOTED}, true) AS header_well_quoted
     -- Bytes that are not UTF-8 as DuckDB reads them (each replaced by U+FFFD): the regex
     -- decodes its text so, and a header compared with its own bad bytes read as malformed.
     FROM (SELECT file_index, make_valid_utf8(line) AS line FROM _file_header)
@@ -291,12 +298,11 @@ split AS (
     SELECT l.file_index, l.line_number, l.line, h.header, h.header_well_quoted,
         h.repeated_columns,
         transform(
-            regexp_extract_all({rules.FIELDED_LINE}, '{SPARK_CSV_FIELD}', 1),
+            {_FIELDS},
             c -> CASE WHEN startswith(c, '"')
                 THEN replace(substring(c, 2, length(c) - 2), '""', '"') ELSE c END
         ) AS cells,
-        array_join(regexp_extract_all({rules.FIELDED_LINE}, '{SPARK_CSV_FIELD}', 0), '')
-            = {rules.FIELDED_LINE} AS well_quoted
+        {_WELL_QUOTED} AS well_quoted
     FROM {{lines}} l JOIN header_columns h ON l.file_index = h.file_index
 ),
 extras AS (
