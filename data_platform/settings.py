@@ -189,9 +189,11 @@ def masked_url(url: sa.URL) -> str:
     return masked(url.render_as_string(hide_password=True))
 
 
+# The characters S3 buckets, Kafka hosts and Kafka topics are named with.
+NAME_CHARACTERS = "[A-Za-z0-9._-]"
 # What botocore takes for a bucket's name (it refuses anything else with a message quoting it
 # and two regular expressions): s3://user:secret@bucket/ read `user:secret@bucket` as the bucket.
-S3_BUCKET = re.compile(r"[A-Za-z0-9._-]{1,255}")
+S3_BUCKET = re.compile(NAME_CHARACTERS + "{1,255}")
 # A URL's user information, whole: an S3 URL or endpoint takes none, so none of it is shown
 # (a token alone before the @ is a secret too).
 USERINFO = re.compile(r"(://)[^/@\s]*@")
@@ -469,7 +471,7 @@ KAFKA_BOOTSTRAP_VARIABLE = "DATA_PLATFORM_KAFKA_BOOTSTRAP"
 # A bootstrap server's host: a name, an IPv4 address or a bracketed IPv6 one. `u:secret@host`,
 # `h1:9092;h2:9092` and `h :9092` were taken, then blamed on the broker, the first with its
 # secret in the sink's line.
-KAFKA_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
+KAFKA_HOST = re.compile(NAME_CHARACTERS + r"+|\[[0-9A-Fa-f:.]+\]")
 
 
 def validate_kafka_bootstrap(raw: str) -> str:

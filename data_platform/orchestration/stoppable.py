@@ -58,15 +58,16 @@ def run_restarting(
     # Handlers, not SIG_IGN: the child's exec resets them to the defaults, as exec_stoppable's.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
-    while True:
+    status = 0
+    while not stopping:
         started = time.monotonic()
         child = subprocess.Popen(argv, process_group=0)
         status = child.wait()
         if stopping:
-            return status
+            break
         if time.monotonic() - started < settled:
             print(f"{argv[0]} exited with status {status}: not started again", file=sys.stderr)
-            return status
+            break
         print(
             f"{argv[0]} exited with status {status}, unasked: starting it again in {pause:.0f} s",
             file=sys.stderr,
@@ -75,8 +76,7 @@ def run_restarting(
         deadline = time.monotonic() + pause
         while not stopping and time.monotonic() < deadline:
             time.sleep(0.1)
-        if stopping:
-            return status
+    return status
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def retries_within(seconds: float) -> int:
     while waited_ms < target_ms:
         backoff = INITIAL_BACKOFF_MS * BACKOFF_MULTIPLIER**retries
         if backoff >= MAX_BACKOFF_MS:  # every retry from here waits the cap
-            return retries + math.ceil(-(-(target_ms - waited_ms) // MAX_BACKOFF_MS))
+            return retries + math.ceil((target_ms - waited_ms) / MAX_BACKOFF_MS)
         waited_ms += backoff
         retries += 1
     return retries

@@ -11,7 +11,7 @@ from data_platform.stream.config import (
     MAX_MESSAGE_BYTES_LIMIT,
     MAX_TOPIC_NAME,
     TOPIC,
-    TOPIC_NAME_CHARACTERS,
+    TOPIC_NAME,
     SinkConfig,
 )
 
@@ -37,11 +37,7 @@ def _positive(kind: type[int] | type[float], at_most: float = float("inf")):
 def _topic_name(text: str) -> str:
     """An argparse type: a name Kafka takes for the topic and its dead-letter topic (an empty
     one failed with a traceback from the first admin request)."""
-    if (
-        not 0 < len(text) <= MAX_TOPIC_NAME
-        or text in (".", "..")
-        or not set(text) <= TOPIC_NAME_CHARACTERS
-    ):
+    if not TOPIC_NAME.fullmatch(text):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a Kafka topic name: 1 to {MAX_TOPIC_NAME} letters, digits, "
             "'.', '_' or '-' (its dead-letter topic adds .dlq)"

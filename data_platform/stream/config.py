@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 
+from data_platform.settings import NAME_CHARACTERS
 from data_platform.stream.security import PLAINTEXT, KafkaSecurity, client_settings
 
 TOPIC = "events"
@@ -15,11 +17,10 @@ MAX_MESSAGE_BYTES = 1_000_000
 # Kafka's sizes are 32-bit (2,147,483,647 at most), and the dead-letter topic takes its headers'
 # room (`topics.DLQ_HEADROOM`) on top of the topic's limit.
 MAX_MESSAGE_BYTES_LIMIT = 2_000_000_000
-# Kafka's topic names: 1 to 249 of these characters; the dead-letter topic's adds `.dlq`.
-TOPIC_NAME_CHARACTERS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
-)
+# Kafka's topic names: 1 to 249 letters, digits, `.`, `_` or `-`; the dead-letter topic's adds
+# `.dlq`, and Kafka refuses `.` and `..`.
 MAX_TOPIC_NAME = 249 - len(".dlq")
+TOPIC_NAME = re.compile(rf"(?!\.\.?$){NAME_CHARACTERS}{{1,{MAX_TOPIC_NAME}}}")
 FETCH_MAX_BYTES = 64 * 1024 * 1024
 
 
