@@ -359,7 +359,11 @@ def validate_db_url(raw: str) -> str:
             f"which is not installed: install the {url.get_driver_name()} driver's package into "
             f"the platform's venv, or {example}"
         ) from None
-    if url.get_backend_name() == "sqlite" and (url.host or not url.database):
+    # A relative path named another file in each process' working folder (the UI's, a run's, a
+    # Celery worker's); `:memory:` an empty database at each connection: extractions found no
+    # table, or another app's.
+    sqlite_file = url.database and os.path.isabs(url.database)
+    if url.get_backend_name() == "sqlite" and (url.host or not sqlite_file):
         raise SettingsError(
             f"DATA_PLATFORM_SOURCE_DB_URL={shown!r} is no SQLite file: give an absolute path "
             "after three slashes (four in all: sqlite:////abs/path/app.db)"
@@ -413,6 +417,14 @@ def validate_webhook(raw: str) -> str:
         raise SettingsError(
             f"DATA_PLATFORM_ALERT_WEBHOOK={shown!r} has a space, a control or a non-ASCII "
             "character: set the URL exactly as given (percent-encoded), or unset it"
+        )
+    if "@" in parsed.netloc:
+        # urllib sends no user information: every alert failed as "URLError: gaierror", as if
+        # the host were unknown.
+        raise SettingsError(
+            f"DATA_PLATFORM_ALERT_WEBHOOK='{parsed.scheme}://***@{parsed.hostname}/...' holds a "
+            "user or password, which the platform does not send: give a URL whose path carries "
+            "the secret (as Slack's), or unset it"
         )
     return raw
 

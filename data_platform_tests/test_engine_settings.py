@@ -80,6 +80,17 @@ def test_a_remote_alone_keeps_duckdb(tmp_path):
             "sqlite:////abs/path",
         ),
         ({"DATA_PLATFORM_SOURCE_DB_URL": "app.db"}, "not a SQLAlchemy URL", "sqlite:////"),
+        # Accepted, they named another file in each process's working folder, or none.
+        (
+            {"DATA_PLATFORM_SOURCE_DB_URL": "sqlite:///relative/app.db"},
+            "'sqlite:///relative/app.db' is no SQLite file",
+            "sqlite:////abs/path",
+        ),
+        (
+            {"DATA_PLATFORM_SOURCE_DB_URL": "sqlite:///:memory:"},
+            "is no SQLite file",
+            "sqlite:////abs/path",
+        ),
     ],
 )
 def test_a_wrong_value_is_one_line_naming_it_and_the_fix(tmp_path, variables, named, advice):

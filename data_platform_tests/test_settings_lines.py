@@ -328,6 +328,8 @@ def test_a_landing_url_with_a_query_or_fragment_is_refused(tmp_path, landing):
         f"https://hooks.slack.com/services/T0/B0/{SECRET}é",
         f"https://hooks.slack.com:abc/services/{SECRET}",
         f"https:///services/{SECRET}",
+        f"https://user:{SECRET}@hooks.slack.com/services/T0/B0/x",
+        f"https://{SECRET}@hooks.slack.com/services/T0/B0/x",
     ],
 )
 def test_a_webhook_urllib_cannot_send_to_is_refused_without_its_path(tmp_path, webhook):
