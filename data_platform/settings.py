@@ -255,13 +255,20 @@ def local_path(variable: str, raw: str) -> Path:
     return Path(raw).expanduser().absolute()
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path`, or its nearest parent that exists: what a write there would meet first."""
+    return next(p for p in (path, *path.parents) if p.exists())
+
+
 def local_folder(variable: str, raw: str) -> Path:
-    """A local folder setting: absent (made when first written) or a folder. A file there
-    failed every command later, as a bare NotADirectoryError."""
+    """A local folder setting: absent (made when first written) or a folder. A file there, or
+    above it, failed every command later, as a bare NotADirectoryError naming no setting."""
     path = local_path(variable, raw)
-    if path.exists() and not path.is_dir():
+    existing = nearest_existing(path)
+    if not existing.is_dir():
+        where = "a file" if existing == path else f"under the file {str(existing)!r}"
         raise SettingsError(
-            f"{variable}={str(path)!r} is a file, not a folder: set a folder's path (one that "
+            f"{variable}={str(path)!r} is {where}, not a folder: set a folder's path (one that "
             "does not exist yet is made), or move the file away"
         )
     return path
@@ -285,7 +292,7 @@ def require_writable_warehouse(warehouse: Path) -> None:
     failed every step with "IO Error: Cannot open file ...", six of them and exit 1. Asked before
     a run (`materialize.preflight`), not at load: only writers need it. A folder not made yet
     is made by the first step: the nearest one that exists must take it."""
-    folder = next(f for f in (warehouse.parent, *warehouse.parents) if f.exists())
+    folder = nearest_existing(warehouse.parent)
     if not folder.is_dir():
         why = f"Not a directory: {folder}"
     elif not os.access(folder, os.W_OK | os.X_OK):

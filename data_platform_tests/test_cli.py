@@ -184,8 +184,8 @@ def test_a_path_or_server_out_of_reach_is_one_line_and_exit_2(tmp_path):
     cases = [
         (
             {"DATA_PLATFORM_LANDING": str(a_file / "landing")},
-            f"[Errno 20] Not a directory: '{a_file}/landing/events/",
-            "fix the path or the setting that names it, then run again",
+            f"DATA_PLATFORM_LANDING={str(a_file / 'landing')!r} is under the file {str(a_file)!r}",
+            "or move the file away",
         ),
         (
             {"DATA_PLATFORM_SOURCE_DB_URL": "postgresql://u:SECRET@127.0.0.1:9/db"},

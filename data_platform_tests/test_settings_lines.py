@@ -406,6 +406,11 @@ def test_a_home_that_is_a_file_is_refused(tmp_path, variable):
         f"{variable}={str(a_file)!r} is a file, not a folder: set a folder's path (one that does "
         "not exist yet is made), or move the file away"
     )
+    under = a_file / "home" / "more"
+    assert one_line_error(tmp_path, {variable: str(under)}) == (
+        f"{variable}={str(under)!r} is under the file {str(a_file)!r}, not a folder: set a "
+        "folder's path (one that does not exist yet is made), or move the file away"
+    )
 
 
 def test_a_warehouse_that_is_a_folder_is_refused(tmp_path):
