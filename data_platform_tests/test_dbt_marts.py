@@ -744,3 +744,52 @@ def test_a_dbt_killed_by_sigkill_is_retried_in_its_step(own_platform, tmp_path):
     )
     kinds = [e.event_type for e in failed.all_events]
     assert not failed.success and dg.DagsterEventType.STEP_UP_FOR_RETRY not in kinds
+
+
+def test_a_day_whose_completed_orders_total_below_zero_passes_the_revenue_gate(tmp_path):
+    """A credit note (a completed order whose one line has a negative price) is a legal order:
+    fct_order_items' and daily_revenue's `accepted_range` tests only WARN about it. Its day's
+    revenue is negative and right; the blocking DailyRevenue gate failed on it (revenue >= 0),
+    holding back everything built on daily_revenue for a number computed correctly."""
+    from data_platform.checks.gates import GATES
+    from data_platform.checks.pandera_gate import validate_window
+    from data_platform.checks.scope import WHOLE_TABLE
+
+    warehouse, target = tmp_path / "warehouse.duckdb", tmp_path / "target"
+    lines = [  # (order_id, ordered_at, quantity, unit_price); every order completed
+        (1, datetime(2026, 1, 5, 10), 2, Decimal("5.00")),
+        (2, datetime(2026, 1, 6, 10), 1, Decimal("-7.50")),  # the credit note
+    ]
+    with duckdb.connect(str(warehouse)) as conn:
+        ensure_raw_tables(conn, SOURCE_DB_TABLES)
+        conn.execute(
+            "INSERT INTO raw.users (id, email, full_name, country, created_at, updated_at, "
+            "_extracted_at) VALUES (1, 'a@example.com', 'A', 'DE', '2026-01-01', '2026-01-01', "
+            "'2026-01-02')"
+        )
+        for order_id, ordered_at, quantity, unit_price in lines:
+            extracted_at = ordered_at + timedelta(hours=1)
+            conn.execute(
+                "INSERT INTO raw.orders (id, user_id, status, ordered_at, updated_at, "
+                "_extracted_at) VALUES (?, 1, 'completed', ?, ?, ?)",
+                [order_id, ordered_at, ordered_at, extracted_at],
+            )
+            conn.execute(
+                "INSERT INTO raw.order_items (id, order_id, product_id, quantity, unit_price, "
+                "updated_at, _extracted_at) VALUES (?, ?, 10, ?, ?, ?, ?)",
+                [order_id, order_id, quantity, unit_price, ordered_at, extracted_at],
+            )
+    built = dbt_cli(["run", "--select", "+daily_revenue"], warehouse, target)
+    assert built.returncode == 0, built.stdout[-5000:]
+
+    expected = defaultdict(Decimal)
+    for _, ordered_at, quantity, unit_price in lines:
+        expected[ordered_at.date()] += quantity * unit_price
+    revenue = query(warehouse, "SELECT revenue_date, revenue FROM marts.daily_revenue")
+    assert dict(revenue) == {date(2026, 1, 5): Decimal("10.00"), date(2026, 1, 6): Decimal("-7.50")}
+    assert dict(revenue) == expected
+
+    [gate] = [g for g in GATES if g.table == "marts.daily_revenue"]
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        outcome = validate_window(conn, gate, WHOLE_TABLE, 10)
+    assert outcome.passed, outcome.failing_checks

@@ -296,4 +296,7 @@ ROW_GROUPS: dict[str, list[str]] = {"DimCustomers": ["user_id"]}  # one current 
 class DailyRevenue(pa.DataFrameModel):
     revenue_date: Series[Timestamp] = day(unique=True)
     completed_orders: Series[np.int64] = pa.Field(ge=1)
-    revenue: Series[float] = pa.Field(ge=0)
+    # Any sign: a completed credit note (a line priced below zero) is a legal order, which the
+    # dbt tests' accepted_range on fct_order_items and daily_revenue only WARN about; a day of
+    # them has a negative revenue, computed right. Not a reason to block what reads the table.
+    revenue: Series[float]
