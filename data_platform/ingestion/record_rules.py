@@ -621,6 +621,15 @@ _SPELLINGS = {
 _NON_ZERO = "^[^eE]*[1-9]"
 
 
+def _mantissa_fits(d: Dialect, text: str, digits: int) -> str:
+    """SQL true unless the number `text` spells has an exponent after more than `digits`
+    digits. DuckDB's cast to DECIMAL(p,s) reads the digits before an exponent as a number of at
+    most p - s digits, whatever the exponent: it refused 100000000000000e-14 (1) and
+    0.000000000000001e15 as a DECIMAL(18,4), which Spark's read as 1. Refused on both."""
+    digits_and_exponent = d.replace_all(text, "[^0-9eE]", "")
+    return d.full_match(digits_and_exponent, f"[0-9]*|[0-9]{{0,{digits}}}[eE][0-9]*")
+
+
 def _spelled(d: Dialect, text: str, sql_type: str) -> str:
     return d.full_match(text, _SPELLINGS[sql_type.split("(")[0]])
 
@@ -641,7 +650,8 @@ def _held_exactly(d: Dialect, text: str, sql_type: str) -> str:
     double = d.try_number(text, "DOUBLE")
     return (
         f"coalesce({cast} = {wide} AND CAST({cast} AS DOUBLE) = {double} "
-        f"AND ({cast} <> 0 OR NOT {d.matches(text, _NON_ZERO)}), false)"
+        f"AND ({cast} <> 0 OR NOT {d.matches(text, _NON_ZERO)}) "
+        f"AND {_mantissa_fits(d, text, precision - scale)}, false)"
     )
 
 
