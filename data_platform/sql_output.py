@@ -46,7 +46,12 @@ def as_text(value: object) -> str:
         return value.isoformat()
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, dict | list):
+    if isinstance(value, Decimal):
+        # As written: str() writes DECIMAL(18,10) 0.0000001 as 1.000E-7 and its 0 as 0E-10.
+        return format(value, "f")
+    # DuckDB hands a fixed-size ARRAY (INTEGER[3], array_value(...)) over as a tuple, which
+    # str() wrote as Python's "(1, 2)".
+    if isinstance(value, dict | list | tuple):
         return json.dumps(_jsonable(value), default=as_text, allow_nan=False)
     if isinstance(value, bytes):
         return value.hex()
@@ -60,7 +65,7 @@ def as_json(value: object, type_name: str) -> str:
         return value
     if isinstance(value, bool | int | Decimal | float):
         return as_text(value)  # a JSON number, exactly as DuckDB computed it
-    if isinstance(value, dict | list):
+    if isinstance(value, dict | list | tuple):
         return as_text(value)
     return json.dumps(as_text(value))
 

@@ -18,6 +18,9 @@ from data_platform.settings import load_settings
 from data_platform.sql_engines import QueryError, read_only_query
 from data_platform.sql_output import FORMATS, write_csv, write_json, write_table
 
+# Ctrl-C or SIGINT: the shell's convention (128 + SIGINT), as `materialize` answers it.
+EXIT_INTERRUPTED = 130
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("query", help="one SQL query, e.g. 'SELECT * FROM marts.daily_revenue'")
@@ -32,7 +35,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit status: 0 done, 1 the query could not run (message on stderr), 2 a wrong setting."""
+    """Exit status: 0 done, 1 the query could not run (message on stderr), 2 a wrong setting,
+    130 Ctrl-C (while it waits for the writer, runs the query or writes the rows): one line,
+    where DuckDB's "Query interrupted" was a traceback and exit 1."""
     settings = load_settings()  # a SettingsError is the CLI's to report (status 2)
     try:
         with read_only_query(settings, args.query, args.timeout) as result:
@@ -45,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
     except QueryError as err:
         print(f"data-platform sql: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("data-platform sql: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader stopped reading (`| head`): not an error of the query. Python's own flush
         # at exit would fail on the closed pipe again, so stdout points nowhere from here.

@@ -330,6 +330,23 @@ def test_a_run_updated_again_later_is_counted_once_and_counted_runs_are_not_kept
     assert len(exporter._seen) == 1  # the second run's id only
 
 
+def test_a_run_whose_end_is_stored_late_is_still_counted(instance):
+    """A run's update_timestamp is its end event's own timestamp, taken before the event is
+    written: a run whose end reaches the run storage seconds after another run's later end
+    (a busy SQLite, a worker's clock a little behind) was older than the exporter's watermark,
+    which looked back 1 s, and was never counted, by this exporter or the next."""
+    exporter = RunDurations(now=time.time() - 60, hold_seconds=0)
+    assert counted_runs(exporter, instance) == 0
+    now = time.time()
+    history.finished_run(instance, "raw_job", now - 10, 10, {"a": 10})
+    assert [counted_runs(exporter, instance) for _ in range(2)] == [0, 1]
+    # Ended 3 s before the run counted above, stored only now.
+    history.finished_run(instance, "raw_job", now - 13, 10, {"a": 10})
+    assert [counted_runs(exporter, instance) for _ in range(2)] == [2, 2]
+    restarted = RunDurations(now=time.time(), hold_seconds=0)
+    assert [counted_runs(restarted, instance) for _ in range(2)] == [2, 2]
+
+
 def test_unreadable_saved_durations_are_one_line_and_a_count_from_now(instance, capsys):
     """Saved state that does not parse (hand-edited, another version's) fails no scrape: one
     line says what and where, and the exporter counts from its own start."""

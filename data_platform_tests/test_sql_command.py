@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -319,3 +321,61 @@ def test_only_a_lock_conflict_is_waited_for():
     corrupt = "IO Error: Corrupt database file: computed checksum 1 does not match 2 in block 3"
     assert is_lock_conflict(duckdb.IOException(held))
     assert not is_lock_conflict(duckdb.IOException(corrupt))
+
+
+# A query DuckDB takes minutes over: a cross join of two million-row ranges.
+LONG_QUERY = "SELECT sum(hash(a.range, b.range) % 7) FROM range(1000000) a, range(1000000) b"
+
+
+def holds_the_warehouse(process: subprocess.Popen, home: Path) -> bool:
+    """Whether `process` has the warehouse file open (its query is running)."""
+    fds = Path(f"/proc/{process.pid}/fd")
+    with contextlib.suppress(OSError):
+        return any(
+            fd.resolve() == home / "warehouse.duckdb" for fd in fds.iterdir() if fd.is_symlink()
+        )
+    return False
+
+
+def test_ctrl_c_during_a_query_or_the_wait_is_one_line_and_exit_130(home):
+    """Ctrl-C while DuckDB ran the query was a traceback ending in DuckDB's `RuntimeError:
+    Query interrupted`, exit 1, as if the query had failed; during the wait for a writer, a
+    KeyboardInterrupt's traceback. Both are one line and 130, as `materialize` answers it."""
+
+    # A shell running scripts in the background starts them with SIGINT ignored: as typed.
+    def as_typed() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    query = subprocess.Popen(
+        [CLI, "sql", LONG_QUERY],
+        env=environment(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_typed,
+    )
+    deadline = time.monotonic() + 60
+    while not holds_the_warehouse(query, home) and time.monotonic() < deadline:
+        assert query.poll() is None, query.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)  # the query under way
+    query.send_signal(signal.SIGINT)
+    out, err = query.communicate(timeout=60)
+    assert (query.returncode, out, err) == (130, "", "data-platform sql: interrupted\n")
+
+    writer = start_writer(home)
+    try:
+        waiting = subprocess.Popen(
+            [sys.executable, "-c", WAITING_CLI, "sql", QUERY],
+            env=environment(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=as_typed,
+        )
+        assert waiting.stderr.readline() == "blocked\n", waiting.communicate()
+        waiting.send_signal(signal.SIGINT)
+        out, err = waiting.communicate(timeout=60)
+        assert (waiting.returncode, out, err) == (130, "", "data-platform sql: interrupted\n")
+    finally:
+        writer.communicate("", timeout=30)

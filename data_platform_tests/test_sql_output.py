@@ -146,3 +146,23 @@ def test_a_large_table_is_not_held_in_memory_and_a_small_one_reads_as_before():
 class _Discard(io.TextIOBase):
     def write(self, text: str) -> int:
         return len(text)
+
+
+def test_small_decimals_and_fixed_size_arrays_read_as_written_in_every_format(home):
+    """A DECIMAL with more than six places (a rate, a unit price per gram) came out of str()
+    in scientific notation, 1.000E-7 and 0E-10, in csv, json and the table alike; a fixed-size
+    ARRAY, which DuckDB hands over as a tuple, was Python's "(1, 2)", not JSON."""
+    query = (
+        "SELECT 0.0000001::DECIMAL(18,10) AS rate, 0::DECIMAL(18,10) AS zero, "
+        "[1, 2]::INTEGER[2] AS pair"
+    )
+    csv_out = sql(home, query, "--format", "csv")
+    assert csv_out.returncode == 0, csv_out.stderr
+    assert csv_out.stdout == 'rate,zero,pair\n0.0000001000,0.0000000000,"[1, 2]"\n'
+    as_json = sql(home, query, "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert as_json.stdout == '[\n{"rate": 0.0000001000, "zero": 0.0000000000, "pair": [1, 2]}\n]\n'
+    assert strict_json(as_json.stdout) == [{"rate": 1e-7, "zero": 0, "pair": [1, 2]}]
+    table = sql(home, query)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[2].split() == ["0.0000001000", "0.0000000000", "[1,", "2]"]

@@ -36,6 +36,12 @@ from data_platform.settings import METRICS_NEW_SERIES_HOLD
 # this long before the previous scrape's watermark is an old run updated again (a tag added),
 # already counted or ended before the exporter. An hour covers any clock skew between hosts.
 SEEN_MARGIN = 3600.0
+# How far before the newest update seen each scrape looks again. A run's update_timestamp is
+# its end event's own timestamp, taken before the event is written (the event log first, then
+# the run row): a run whose end is stored a few seconds after another run's later end, under
+# a busy SQLite or from a host whose clock is a little behind, has an update older than the
+# watermark, and a 1 s look-back never found it. `_seen` (kept SEEN_MARGIN) stops a double count.
+LATE_WRITE_MARGIN = 300.0
 # From a one-second dbt test to a backfill of a year of partitions.
 BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
 FINISHED = [
@@ -136,6 +142,7 @@ class RunDurations:
         hold_seconds: float = METRICS_NEW_SERIES_HOLD,
         clock: Callable[[], float] = time.monotonic,
         seen_margin: float = SEEN_MARGIN,
+        late_write_margin: float = LATE_WRITE_MARGIN,
     ) -> None:
         """`now`: when the exporter started (default: now); runs that ended before are not
         counted, unless an earlier exporter's state says where it stopped (read at the first
@@ -147,6 +154,7 @@ class RunDurations:
         # bound; older ones are told apart by `seen_margin` alone.
         self._seen: dict[str, float] = {}
         self._seen_margin = seen_margin
+        self._late_write_margin = min(late_write_margin, seen_margin)
         self._runs = _Histogram(NewSeriesHold(hold_seconds, clock))
         self._steps = _Histogram(NewSeriesHold(hold_seconds, clock))
         # prometheus_client may serve two scrapes at once.
@@ -187,7 +195,10 @@ class RunDurations:
 
     def _update(self, instance: dg.DagsterInstance) -> None:
         records = instance.get_run_records(
-            filters=dg.RunsFilter(statuses=FINISHED, updated_after=self._updated_after),
+            filters=dg.RunsFilter(
+                statuses=FINISHED,
+                updated_after=self._updated_after - timedelta(seconds=self._late_write_margin),
+            ),
             order_by="update_timestamp",
             ascending=True,
         )

@@ -49,11 +49,23 @@ def open_read_only(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
     return conn
 
 
+def _interrupted(err: Exception) -> bool:
+    """DuckDB's answer to a SIGINT (Ctrl-C) while it runs: "Query interrupted", raised as a
+    RuntimeError (or its InterruptException), not as the KeyboardInterrupt it stands for."""
+    return isinstance(err, duckdb.InterruptException) or (
+        isinstance(err, RuntimeError) and "interrupted" in str(err).lower()
+    )
+
+
 def _batches(result: duckdb.DuckDBPyConnection) -> Iterator[tuple]:
     try:
         while rows := result.fetchmany(FETCH_ROWS):
             yield from rows
-    except duckdb.Error as err:
+    except (duckdb.Error, RuntimeError) as err:
+        if _interrupted(err):
+            raise KeyboardInterrupt from None
+        if not isinstance(err, duckdb.Error):
+            raise
         raise QueryError(first_line(err)) from None
 
 
@@ -61,7 +73,11 @@ def run_query(conn: duckdb.DuckDBPyConnection, sql: str) -> QueryResult:
     """Run `sql`; its rows are fetched lazily, a batch at a time."""
     try:
         result = conn.execute(sql)
-    except duckdb.Error as err:
+    except (duckdb.Error, RuntimeError) as err:
+        if _interrupted(err):
+            raise KeyboardInterrupt from None
+        if not isinstance(err, duckdb.Error):
+            raise
         message = first_line(err)
         refused = "read-only mode" in message or isinstance(err, duckdb.PermissionException)
         raise QueryError(f"{message} ({READ_ONLY_HINT})" if refused else message) from None
