@@ -821,6 +821,38 @@ def test_wiping_an_asset_drops_its_failing_check_but_keeps_its_executions(instan
     assert value(samples, executions, **check, outcome="failed") == 1
 
 
+def test_a_check_evaluated_after_a_wipe_under_a_reused_id_is_counted(instance, tmp_path):
+    """SQLite gives a new row the id after the highest one left: the executions of a wiped asset,
+    when they were the newest rows, hand their ids to the next ones, below the exporter's last
+    id. Those were never counted, and the check failing after the wipe read passed (no page)
+    until the exporter restarted."""
+    events, payments = dg.AssetKey(["raw", "events"]), dg.AssetKey(["raw", "payments"])
+
+    def evaluate(key: dg.AssetKey, passed: bool) -> None:
+        run = history.finished_run(instance, "checks_job", time.time() - 5, 1, {})
+        history.check_evaluation(
+            instance, run, time.time() - 5, key, "conservation", passed, dg.AssetCheckSeverity.ERROR
+        )
+
+    for key in (events, payments, payments):
+        evaluate(key, True)
+    collector = PlatformCollector(instance, DuckDBDayCounts(tmp_path / "none.duckdb"), {})
+    scrape(collector)
+    instance.wipe_assets([payments])
+    evaluate(payments, False)
+    check = {"asset": "raw/payments", "check": "conservation", "severity": "ERROR"}
+    executions = "data_platform_asset_check_executions_total"
+    for exporter in (collector, PlatformCollector(instance, DuckDBDayCounts(tmp_path / "n"), {})):
+        samples = scrape(exporter)
+        assert value(samples, "data_platform_asset_check_failing", **check) == 1
+        assert value(samples, executions, **check, outcome="failed") == 1
+    # The running exporter keeps the wiped executions' count (a restarted one has none), and
+    # counts the reused id once.
+    samples = scrape(collector)
+    assert value(samples, executions, **check, outcome="passed") == 2
+    assert value(samples, executions, **check, outcome="failed") == 1
+
+
 SECOND_NS = 1_000_000_000
 
 

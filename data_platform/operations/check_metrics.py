@@ -22,11 +22,20 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 _T = AssetCheckExecutionsTable
 OUTCOMES = {"SUCCEEDED": "passed", "FAILED": "failed"}
+# Rows created this close to the newest seen are told apart by id (SQLite stamps whole seconds).
+REUSE_MARGIN = timedelta(seconds=2)
+REUSE_PAGE = 64
 
 
 def _severity_column() -> sa.ColumnElement:
     warn = _T.c.evaluation_event.like('%"AssetCheckSeverity.WARN"%')
     return sa.case((warn, "WARN"), else_="ERROR").label("severity")
+
+
+_ROWS = sa.select(
+    _T.c.id, _T.c.asset_key, _T.c.check_name, _T.c.partition,
+    _T.c.execution_status, _severity_column(), _T.c.create_timestamp, _T.c.run_id,
+)  # fmt: skip
 
 
 class CheckExecutionCounts:
@@ -37,11 +46,21 @@ class CheckExecutionCounts:
     (`_pending` tells which of those are not counted yet). A row planned more than a day ago
     is dropped from `_pending`: its check was skipped (no run lasts a day), and keeping it
     would make every scrape re-read the day since.
+
+    On SQLite a row id is not for good: wiping an asset deletes its checks' rows, and the next
+    rows take the ids of the deleted ones when those were the newest. Such a row is told by its
+    creation, after every row seen before (`_reused_ids`): read past the last id alone, it was
+    never counted, and a check failing after a wipe read passed until the exporter restarted.
     """
 
     def __init__(self) -> None:
         self._counts: Counter[tuple[str, str, str, str]] = Counter()
         self._last_id = 0
+        # The newest creation among the rows seen, and the (id, run) of the rows seen created
+        # within REUSE_MARGIN of it (SQLite stamps whole seconds): a row at or below the last
+        # id created since, and not among those, holds a reused id.
+        self._newest: datetime | None = None
+        self._recent: dict[tuple[int, str], datetime] = {}
         self._pending: dict[int, datetime] = {}  # planned row id -> its creation (naive UTC)
         # (asset, check, partition) -> (row id, failed?, severity) of its latest evaluated
         # execution; partition None but for a check partitioned by day (dead_letter_ratio, ...)
@@ -56,17 +75,20 @@ class CheckExecutionCounts:
             fresh = _T.c.id > self._last_id
             if self._pending:
                 fresh = sa.or_(fresh, _T.c.id >= min(self._pending))
-            query = sa.select(
-                _T.c.id, _T.c.asset_key, _T.c.check_name, _T.c.partition,
-                _T.c.execution_status, _severity_column(), _T.c.create_timestamp,
-            ).where(fresh)  # fmt: skip
             with instance.event_log_storage.index_connection() as conn:
-                rows = conn.execute(query).fetchall()
+                rows = conn.execute(_ROWS.where(fresh)).fetchall()
+                reused = self._reused_ids(conn)
                 # Wiping an asset deletes its checks' rows: a check without rows has no latest
                 # outcome (a restarted exporter shows none; a failing one paged on). One walk of
                 # the (asset_key, check_name) index: 6 ms at 104k rows.
                 stored = set(conn.execute(sa.select(_T.c.asset_key, _T.c.check_name).distinct()))
-            for row_id, key, check, partition, status, severity, created in rows:
+            if reused:
+                # Their check's rows were all wiped: its latest outcome is among these.
+                wiped = {(self._asset_name(row[1]), row[2]) for row in reused}
+                self._latest = {k: v for k, v in self._latest.items() if k[:2] not in wiped}
+                self._pending.update({row[0]: row[6] for row in reused})
+                rows = list({row[0]: row for row in [*rows, *reused]}.values())
+            for row_id, key, check, partition, status, severity, created, _ in rows:
                 if row_id <= self._last_id and row_id not in self._pending:
                     continue  # counted, or seen evaluated, at an earlier scrape
                 if status == "PLANNED":
@@ -82,6 +104,7 @@ class CheckExecutionCounts:
                     if row_id > self._latest.get(latest, (0,))[0]:
                         self._latest[latest] = (row_id, status == "FAILED", severity)
             self._last_id = max([self._last_id, *(row[0] for row in rows)])
+            self._note_newest(rows)
             # A wiped check loses its latest outcome (no failing series), not its executions:
             # a counter must not go down while the exporter runs (its increase() reads 0 from
             # now on); it goes at the next restart, which Prometheus reads as a reset anyway.
@@ -90,6 +113,38 @@ class CheckExecutionCounts:
             day_ago = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=1)
             self._pending = {i: c for i, c in self._pending.items() if c and c > day_ago}
             return dict(self._counts)
+
+    def _reused_ids(self, conn: sa.Connection) -> list[sa.Row]:
+        """The rows at or below the last id seen that were created after the rows seen. SQLite
+        gives a new row the id after the highest one left, so such rows are the highest ids:
+        walked down from the last id seen, until a row created before the newest seen (one row,
+        or the few of its second, when none was reused)."""
+        if self._newest is None:
+            return []
+        since, below, reused = self._newest - REUSE_MARGIN, self._last_id, []
+        while below > 0:
+            page = conn.execute(
+                sa.select(_T.c.id, _T.c.create_timestamp, _T.c.run_id)
+                .where(_T.c.id <= below)
+                .order_by(_T.c.id.desc())
+                .limit(REUSE_PAGE)
+            ).fetchall()
+            for row_id, created, run_id in page:
+                if created is None or created < since:
+                    below = 0
+                    break
+                if (row_id, run_id) not in self._recent:
+                    reused.append(row_id)
+            else:
+                below = page[-1][0] - 1 if len(page) == REUSE_PAGE else 0
+        return conn.execute(_ROWS.where(_T.c.id.in_(reused))).fetchall() if reused else []
+
+    def _note_newest(self, rows: list[sa.Row]) -> None:
+        created = [((row[0], row[7]), row[6]) for row in rows if row[6] is not None]
+        self._newest = max([c for _, c in created], default=self._newest)
+        if self._newest is not None:
+            since = self._newest - REUSE_MARGIN
+            self._recent = {r: c for r, c in [*self._recent.items(), *created] if c >= since}
 
     def _asset_name(self, stored: str) -> str:
         if stored not in self._asset_names:
