@@ -15,8 +15,8 @@ from data_platform.settings import (
     SettingsError,
     UsageError,
     load_settings,
+    location_refusal,
     masked,
-    s3_location_refusal,
     without_userinfo,
 )
 
@@ -41,7 +41,7 @@ def location(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError(f"{text!r} is empty: give a folder or s3://bucket/prefix")
     # s3://user:secret@bucket/x was botocore's "Invalid bucket name" line, the secret in it.
-    if text.startswith("s3://") and (refusal := s3_location_refusal(text)):
+    if refusal := location_refusal(text):
         raise argparse.ArgumentTypeError(f"{without_userinfo(text)!r} {refusal}")
     return text
 

@@ -215,6 +215,25 @@ def s3_location_refusal(raw: str) -> str | None:
     return None
 
 
+def location_refusal(raw: str) -> str | None:
+    """Why `raw` names neither a local folder nor an s3://bucket/prefix (the landing zone, a
+    backup's place); None when it does. A backup took `s3a://b/x`, `S3://b/x`, `gs://b/x` and
+    `file:///x` for relative folders (`./s3a:/b/x`, in the working folder) and said it was
+    verified; `?` or `#`, which urlparse drops, put it under another prefix than the one named."""
+    if raw.startswith("s3://"):
+        if "?" in raw or "#" in raw:
+            return (
+                "has a query or fragment (? or #), which S3 would not see: use "
+                "s3://bucket/prefix, a prefix without ? or #"
+            )
+        return s3_location_refusal(raw)
+    if "://" in raw:
+        return (
+            "is neither a local folder nor s3://bucket/prefix (S3 is written s3://, in lower case)"
+        )
+    return None
+
+
 def validate_landing(raw: str) -> str:
     if raw.startswith("s3://"):
         parsed = parsed_url(raw)
@@ -223,24 +242,15 @@ def validate_landing(raw: str) -> str:
                 f"DATA_PLATFORM_LANDING={without_userinfo(raw)!r} is not a URL: use "
                 "s3://bucket/prefix"
             )
-        if "?" in raw or "#" in raw:  # urlparse drops them: s3://b/p#x was the prefix p/
-            raise SettingsError(
-                f"DATA_PLATFORM_LANDING={without_userinfo(raw)!r} has a query or fragment (? or #), "
-                "which S3 would not see: use s3://bucket/prefix, a prefix without ? or #"
-            )
         if not parsed.netloc:
             raise SettingsError(
                 f"DATA_PLATFORM_LANDING={without_userinfo(raw)!r} names no bucket: use "
                 "s3://bucket/prefix"
             )
-        if refusal := s3_location_refusal(raw):
-            raise SettingsError(f"DATA_PLATFORM_LANDING={without_userinfo(raw)!r} {refusal}")
+    if refusal := location_refusal(raw):
+        raise SettingsError(f"DATA_PLATFORM_LANDING={without_userinfo(raw)!r} {refusal}")
+    if raw.startswith("s3://"):
         return raw.rstrip("/")
-    if "://" in raw:
-        raise SettingsError(
-            f"DATA_PLATFORM_LANDING={without_userinfo(raw)!r} is neither a local folder nor "
-            "s3://bucket/prefix"
-        )
     # A file there listed no landing file: every run read nothing and succeeded.
     return str(local_folder("DATA_PLATFORM_LANDING", raw))
 
@@ -292,20 +302,27 @@ def require_writable_warehouse(warehouse: Path) -> None:
     failed every step with "IO Error: Cannot open file ...", six of them and exit 1. Asked before
     a run (`materialize.preflight`), not at load: only writers need it. A folder not made yet
     is made by the first step: the nearest one that exists must take it."""
-    folder = nearest_existing(warehouse.parent)
-    if not folder.is_dir():
-        why = f"Not a directory: {folder}"
-    elif not os.access(folder, os.W_OK | os.X_OK):
-        why = f"{_access_reason(folder)}: {folder}"
-    elif warehouse.exists() and not os.access(warehouse, os.W_OK):
+    why = unwritable_reason(warehouse)
+    if why is None and warehouse.exists() and not os.access(warehouse, os.W_OK):
         why = f"{_access_reason(warehouse)}: {warehouse}"
-    else:
+    if why is None:
         return
     raise SettingsError(
         f"DATA_PLATFORM_WAREHOUSE={str(warehouse)!r} cannot be written ({why}): make its folder "
         "writable (a read-only or full disk, permissions), or point the setting at a file in "
         "one that is (unset, it is DATA_PLATFORM_HOME/warehouse.duckdb)"
     )
+
+
+def unwritable_reason(path: Path) -> str | None:
+    """Why no file can be made at `path`, naming the folder at fault (the nearest that exists
+    is a file, or a folder this user may not write); None when one can."""
+    folder = nearest_existing(path.parent)
+    if not folder.is_dir():
+        return f"Not a directory: {folder}"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{_access_reason(folder)}: {folder}"
+    return None
 
 
 def _access_reason(path: Path) -> str:

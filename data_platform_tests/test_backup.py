@@ -2091,3 +2091,149 @@ def test_a_home_holding_only_its_instance_yaml_holds_no_state(tmp_path):
     (settings.dagster_home / "history").mkdir()
     (settings.dagster_home / "history" / "runs.db").write_text("")
     assert state_held(settings) == settings.dagster_home
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(folder: Path, size: int | None = None) -> Iterator[None]:
+    """A tmpfs (of `size` bytes) mounted on `folder` (a volume of its own), its files kept."""
+    kept = folder.with_name(folder.name + ".before-mount")
+    shutil.move(folder, kept)
+    folder.mkdir()
+    options = ["-o", f"size={size}"] if size else []
+    mount = ["mount", "-t", "tmpfs", *options, "tmpfs", str(folder)]
+    if subprocess.run(mount, capture_output=True).returncode:
+        folder.rmdir()
+        shutil.move(kept, folder)
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        shutil.copytree(kept, folder, dirs_exist_ok=True)
+        shutil.rmtree(kept)
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_restore_into_a_dagster_home_that_is_a_mount_point_killed_anywhere_is_finished(
+    pristine, tmp_path
+):
+    """A DAGSTER_HOME on its own volume (a container's, a disk's) is a mount point, which no
+    rename replaces and no rmdir removes (EBUSY): the restore emptied it, then failed, and
+    every later command failed the same way ("Device or resource busy"), the instance gone.
+    Killed before each change in turn, the restore is finished by the next command and the
+    home equals a clean restore of the backup."""
+    backup = pristine / "backup"
+    expected = home_settings(tmp_path / "clean")
+    restore(expected, BackupStore(str(backup)))
+    for kill_at in itertools.count(1):
+        warehouse = tmp_path / f"warehouse-{kill_at}.duckdb"
+        settings = diverged_home(pristine, tmp_path / f"home-{kill_at}", warehouse)
+        env = cli_env(settings.home, DATA_PLATFORM_WAREHOUSE=str(warehouse))
+        with mounted_tmpfs(settings.dagster_home):
+            killed = subprocess.run(
+                [sys.executable, "-c", KILLED_RESTORE, str(kill_at), str(backup)],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            if killed.returncode != 0:
+                assert killed.returncode == -signal.SIGKILL, killed.stderr
+                finisher = cli(settings.home, "sql", "--format", "csv", "SELECT 1", **env)
+                err = finisher.communicate(timeout=120)[1]
+                assert finisher.returncode == 0, err
+            assert platform_state(settings) == platform_state(expected), kill_at
+            leftovers = [*settings.home.glob(".restore-*"), *settings.home.glob("*.restoring")]
+            assert leftovers == [] and not list(settings.dagster_home.glob(".restoring")), kill_at
+        if killed.returncode == 0:
+            break
+    assert kill_at > 5
+
+
+def test_a_forced_restore_onto_a_disk_with_room_for_one_warehouse_finishes(pristine, tmp_path):
+    """A warehouse on another file system is copied there. Copied beside the old one, which it
+    replaces, it needed room for both: on a disk with room for one, the restore failed with
+    ENOSPC after its journal, and so did every later command finishing it, for good (freeing
+    space meant deleting the warehouse by hand)."""
+    backup = pristine / "backup"
+    expected = home_settings(tmp_path / "clean")
+    restore(expected, BackupStore(str(backup)))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    warehouse = disk / "warehouse.duckdb"
+    settings = diverged_home(pristine, tmp_path / "home", warehouse)
+    with mounted_tmpfs(disk, size=warehouse.stat().st_size * 3 // 2):
+        restore(settings, BackupStore(str(backup)), force=True)
+        assert platform_state(settings) == platform_state(expected)
+        assert sorted(p.name for p in disk.iterdir()) == ["warehouse.duckdb"]
+
+
+def test_a_log_file_removed_while_the_instance_is_copied_fails_no_backup(
+    pristine, tmp_path, monkeypatch
+):
+    """DAGSTER_HOME is listed once, then copied file by file, for as long as its GBs take:
+    a file removed meanwhile (log_retention's hourly sweep of old ticks' and runs' logs)
+    failed the whole backup, "[Errno 2] No such file or directory ... fix it (free space,
+    permissions)". Removed, it is no longer the instance's: the backup goes on without it."""
+    from data_platform.operations import snapshot
+
+    settings = home_settings(copy_home(pristine, tmp_path / "home"))
+    ticks = settings.dagster_home / "storage" / "__repository__" / "landing_zone_files"
+    ticks.mkdir(parents=True)
+    swept, kept = ticks / "1.err", ticks / "2.err"
+    swept.write_text("an old tick's log")
+    kept.write_text("a recent tick's log")
+    copy = snapshot._copy_file
+
+    def sweep_meanwhile(path: Path, target: Path) -> None:
+        if path.relative_to(settings.dagster_home).as_posix() not in snapshot.COPY_FIRST:
+            swept.unlink(missing_ok=True)  # after the listing, before its copy
+        copy(path, target)
+
+    monkeypatch.setattr(snapshot, "_copy_file", sweep_meanwhile)
+    manifest = take_backup(settings, BackupStore(str(tmp_path / "backup")))
+    names = {entry["path"] for entry in manifest["files"]}
+    assert "dagster_home/storage/__repository__/landing_zone_files/2.err" in names
+    assert "dagster_home/storage/__repository__/landing_zone_files/1.err" not in names
+    restored = home_settings(tmp_path / "restored")
+    restore(restored, BackupStore(str(tmp_path / "backup")))
+    assert platform_state(restored)[0] == platform_state(settings)[0]
+
+
+def test_a_restore_onto_a_full_disk_names_the_file_and_leaves_nothing(pristine, tmp_path):
+    """The download into the staging folder on a full disk was "[Errno 28] No space left on
+    device" and nothing more: which disk to free was not said (a backup's put says it)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    size = (pristine / "backup" / "warehouse" / "warehouse.duckdb").stat().st_size
+    with mounted_tmpfs(home, size=size // 2):
+        done = cli(home, "restore", str(pristine / "backup"))
+        err = done.communicate(timeout=300)[1]
+        assert done.returncode == 1, err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("data-platform restore: [Errno 28] No space left on device: ")
+        assert f"'{home}/.restore-" in last and last.endswith("then run it again")
+        assert list(home.iterdir()) == []
+
+
+def test_a_warehouse_placed_under_a_file_is_refused_before_anything_changes(pristine, tmp_path):
+    """DATA_PLATFORM_WAREHOUSE=<a file>/x.duckdb failed while the backup was put in place,
+    after its journal: the backup's instance and salt beside the old warehouse, and every later
+    command failed finishing it ("Not a directory"), the setting corrected or not: the journal
+    names the place."""
+    (tmp_path / "a-file").write_text("")
+    warehouse = tmp_path / "a-file" / "warehouse.duckdb"
+    home = copy_home(pristine, tmp_path / "home")
+    before = snapshot_of(home)
+    done = cli(
+        home, "restore", "--force", str(pristine / "backup"), DATA_PLATFORM_WAREHOUSE=str(warehouse)
+    )
+    err = done.communicate(timeout=300)[1]
+    assert done.returncode == 1, err
+    assert err.strip().splitlines()[-1] == (
+        f"data-platform restore: {warehouse} cannot be written (Not a directory: "
+        f"{tmp_path / 'a-file'}): correct the setting that puts it there, or make that folder "
+        "one this user can write; nothing was changed"
+    )
+    assert snapshot_of(home) == before
+    assert not list(home.glob(".restore-*"))
+    finisher = cli(home, "sql", "--format", "csv", "SELECT count(*) FROM t")
+    assert finisher.communicate(timeout=120)[0] == "count_star()\n1000\n"

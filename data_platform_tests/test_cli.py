@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -530,6 +531,50 @@ def test_a_backup_location_naming_no_bucket_is_a_usage_error_without_its_secret(
         "password or port: credentials go in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY): use "
         "s3://bucket/prefix"
     )
+
+
+@pytest.mark.parametrize("command", ["backup", "restore"])
+@pytest.mark.parametrize(
+    "where, why",
+    [
+        (
+            url,
+            "is neither a local folder nor s3://bucket/prefix (S3 is written s3://, in lower case)",
+        )
+        for url in ("s3a://bkt/backups", "S3://bkt/backups", "gs://bkt/backups", "file:///b")
+    ]
+    + [
+        (
+            "s3://bkt/backups#daily",
+            "has a query or fragment (? or #), which S3 would not see: use s3://bucket/prefix, "
+            "a prefix without ? or #",
+        )
+    ],
+)
+def test_a_backup_location_of_another_scheme_is_a_usage_error(tmp_path, command, where, why):
+    """`backup s3a://bkt/backups` (Hadoop's spelling) wrote the backup into the working folder,
+    as ./s3a:/bkt/backups, and said it was verified: the landing zone refuses such a URL, the
+    backup took it for a folder. A fragment, which urlparse drops, stored it under another
+    prefix. The daily schedule's DATA_PLATFORM_BACKUP_DEST is refused the same way."""
+    from data_platform.operations.backup_schedule import DEST_VARIABLE, backup_root
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    environ = environ_without_settings(DATA_PLATFORM_HOME=str(tmp_path / "home"))
+    done = subprocess.run(
+        [CLI, command, where], cwd=cwd, env=environ, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.splitlines()[-1] == (
+        f"data-platform {command}: error: argument {'dest' if command == 'backup' else 'src'}: "
+        f"{where!r} {why}"
+    )
+    assert not list(cwd.iterdir())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
+        patch.setenv(DEST_VARIABLE, where)
+        with pytest.raises(dg.Failure, match=re.escape(f"{DEST_VARIABLE}={where!r} {why}")):
+            backup_root()
 
 
 def readable_by_others(root: Path) -> list[str]:

@@ -765,3 +765,25 @@ def test_keys_outside_every_day_folder_are_named_by_each_tick(landing, capsys):
     astray = ["dt=2026-01-05.old/", "dt=2026-01-05x/", "dt=2026-02-30/", "top.jsonl", "undated/"]
     assert warning.endswith(", ".join(f"events/{key}" for key in astray))
     assert requested(result) == [("events", "2026-01-04", "2026-01-07")]
+
+
+def test_a_landing_zone_out_of_reach_for_a_while_is_not_taken_for_a_new_history(landing, tmp_path):
+    """Every day folder gone at once (an unmounted disk leaves its empty mount point; a prefix
+    mistyped for a deploy) is no expiry: forgotten, every day came back as new, the whole
+    history was requested, and a day that had lost a file to expiry was re-ingested from what
+    is left, deleting the rows that file had loaded."""
+    for day in ("2026-01-01", "2026-01-02", "2026-01-03"):
+        events_file(landing, tmp_path, day, name="a.jsonl")
+        events_file(landing, tmp_path, day, name="b.jsonl")
+    cursor = tick(landing_zone_sensor, None, landing=landing).cursor
+    delete(landing, "events/dt=2026-01-01/a.jsonl")  # expired: requests nothing
+    cursor = tick(landing_zone_sensor, cursor, landing=landing).cursor
+
+    away = LandingZone(url=str(tmp_path / "empty-mount-point"))
+    (tmp_path / "empty-mount-point").mkdir()
+    unreachable = tick(landing_zone_sensor, cursor, landing=away)
+    assert unreachable.run_requests == []
+    assert decode_cursor(unreachable.cursor) == decode_cursor(cursor)
+
+    back = tick(landing_zone_sensor, unreachable.cursor, landing=landing)
+    assert back.run_requests == []

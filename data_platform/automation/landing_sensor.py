@@ -128,6 +128,9 @@ class SourceScan:
     deferred: int = 0  # older day folders the cursor does not know, left for the next ticks
     # Keys directly under the source's folder that are no day folder: never read by anything.
     astray: list[str] = field(default_factory=list)
+    # Every day folder the cursor knows is gone at once: the zone is out of reach (an unmounted
+    # disk leaves its empty mount point), not expired; the cursor is kept as it was.
+    vanished: bool = False
 
 
 def raw_key(fmt: FileFormat) -> dg.AssetKey:
@@ -351,6 +354,10 @@ def scan_source(
     astray = [entry for entry in entries if folder_day(entry) is None]
     present = [d for d in dated if d.isoformat() in partition_keys]
     waiting = [d for d in dated if d.isoformat() not in partition_keys]
+    if not present and any(state.files for state in previous.days.values()):
+        # Forgotten, every day came back as new when the folder did: the whole history was
+        # requested, and a day that had lost files to expiry was re-ingested without their rows.
+        return SourceScan(previous, {}, waiting, astray=astray, vanished=True)
     days, swept_to = plan_listing(
         present, previous.days, previous.swept_to, recent_days, sweep_files
     )
@@ -440,6 +447,12 @@ def build_landing_sensor(
             scan = scan_source(
                 landing, fmt, before, partition_keys, recent_days, sweep_files, new_files
             )
+            if scan.vanished:
+                context.log.warning(
+                    f"no {fmt.source} day folder is listed, where the cursor knows "
+                    f"{len(before.days)}: is the landing zone ({landing.url}) unmounted or "
+                    "moved? Its cursor is kept until day folders are listed again"
+                )
             if scan.deferred:
                 context.log.info(
                     f"{scan.deferred} older {fmt.source} day folder(s) not listed yet: the next "

@@ -30,7 +30,13 @@ from data_platform.operations.backup_store import (
 from data_platform.operations.staging import UNCLAIMED_STALE_AFTER, StagingFolder, open_staging
 from data_platform.partitions import WAREHOUSE_POOL
 from data_platform.resources.duckdb_lock import LOCK_WAIT_SECONDS
-from data_platform.settings import SettingsError, is_whole_number, load_settings
+from data_platform.settings import (
+    SettingsError,
+    is_whole_number,
+    load_settings,
+    location_refusal,
+    without_userinfo,
+)
 
 DEST_VARIABLE = "DATA_PLATFORM_BACKUP_DEST"
 KEEP_VARIABLE = "DATA_PLATFORM_BACKUP_KEEP"
@@ -65,6 +71,8 @@ def backup_root() -> BackupStore:
     dest = os.environ.get(DEST_VARIABLE, "").strip()
     if not dest:
         raise dg.Failure(f"{DEST_VARIABLE} is not set: set it to a folder or s3://bucket/prefix")
+    if refusal := location_refusal(dest):
+        raise dg.Failure(f"{DEST_VARIABLE}={without_userinfo(dest)!r} {refusal}")
     root = BackupStore(dest)
     try:
         # As the CLI does: a file or an unwritable folder failed the upload, after the snapshot.

@@ -8,6 +8,7 @@ when DATA_PLATFORM_BACKUP_SSE asks for it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import os
@@ -25,6 +26,8 @@ CHUNK = 1 << 20
 SSE_VARIABLE = "DATA_PLATFORM_BACKUP_SSE"
 SSE_KMS_KEY_VARIABLE = "DATA_PLATFORM_BACKUP_SSE_KMS_KEY_ID"
 SSE_VALUES = ("AES256", "aws:kms")
+# A write's errors that name no file: a full disk, a file over the size limit, a full quota.
+_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
 class BackupError(RuntimeError):
@@ -220,14 +223,20 @@ class BackupStore:
 
     def get(self, name: str, local: Path) -> None:
         private_folders(local.parent)
-        if self.is_s3:
-            # Into a file made 0600 first: download_file wrote a temporary file at the umask's
-            # mode, chmodded only once whole. Not whole or absent as that one was: a download
-            # cut short raises, and a restore checks every file's checksum before using it.
-            with _private_file(local) as write:
-                self._s3.download_fileobj(*self._key(name), write)
-        else:
-            _private_copy(Path(self.url) / name, local)
+        try:
+            if self.is_s3:
+                # Into a file made 0600 first: download_file wrote a temporary file at the
+                # umask's mode, chmodded only once whole. Not whole or absent as that one was: a
+                # download cut short raises, and a restore checks every file's checksum first.
+                with _private_file(local) as write:
+                    self._s3.download_fileobj(*self._key(name), write)
+            else:
+                _private_copy(Path(self.url) / name, local)
+        except OSError as error:
+            # As in `put`: a restore's "[Errno 28] No space left on device" named no disk.
+            if error.filename is not None or error.errno not in _FULL:
+                raise
+            raise OSError(error.errno, error.strerror, str(local)) from error
 
     def sha256(self, name: str) -> str:
         """The stored file's checksum, read back from where it is stored."""

@@ -39,7 +39,7 @@ from data_platform.resources.duckdb_lock import is_lock_conflict
 from data_platform.resources.privacy import SALT_FILE, SALT_VARIABLE
 from data_platform.resources.warehouse import warehouse_of
 from data_platform.services.process import create_once_leftover
-from data_platform.settings import Settings
+from data_platform.settings import Settings, unwritable_reason
 
 
 def read_manifest(src: BackupStore, staging: Path) -> dict:
@@ -296,6 +296,23 @@ def check_same_storage(settings: Settings, manifest: dict) -> None:
         )
 
 
+def check_targets_writable(settings: Settings, manifest: dict) -> None:
+    """Refuse, before anything changes, a part whose place cannot be written: a warehouse
+    under a file (DATA_PLATFORM_WAREHOUSE=file/x.duckdb) or in a folder this user may not
+    write. Found while putting it in place, after the journal, it left the backup's instance
+    beside the old warehouse, and every command after failed finishing the restore, for good:
+    the journal names the place, so correcting the setting did not help."""
+    targets = [settings.dagster_home, settings.home / SALT_FILE]
+    if manifest.get("warehouse") != "spark":
+        targets.append(settings.warehouse)
+    for target in (t.absolute() for t in targets):
+        if why := unwritable_reason(target):
+            raise BackupError(
+                f"{target} cannot be written ({why}): correct the setting that puts it there, "
+                "or make that folder one this user can write; nothing was changed"
+            )
+
+
 def check_stopped(settings: Settings) -> None:
     """A forced restore renames the warehouse and the instance under whoever has them open: a
     writer's later commit left a warehouse.duckdb.wal that made every open fail after. So the
@@ -381,6 +398,7 @@ def restore(settings: Settings, src: BackupStore, force: bool = False) -> dict:
     with open_staging(settings.home, "restore") as staging:
         manifest = read_manifest(src, staging)
         check_same_storage(settings, manifest)  # before a warehouse's GBs are downloaded
+        check_targets_writable(settings, manifest)
         fetch_verified(src, staging, manifest)
         # After the checksums: a refused backup leaves the home byte for byte as it was, and
         # opening its instance to look at its runs rewrites SQLite's side files.

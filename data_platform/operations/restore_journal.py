@@ -30,6 +30,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -186,6 +187,9 @@ def _locked(folder: Path) -> Iterator[None]:
 
 
 def _put(staged: Path, target: Path, stale: list[str]) -> None:
+    if _is_mount(target):
+        _put_into_mount(staged, target, stale)
+        return
     incoming = target.with_name(f"{target.name}.restoring")
     copied = False
     if staged.exists():
@@ -196,6 +200,11 @@ def _put(staged: Path, target: Path, stale: list[str]) -> None:
         except OSError as error:
             if error.errno != errno.EXDEV:
                 raise
+            # The old part goes first: the journal replaces it whatever happens, and copied
+            # beside it, a warehouse on a disk with room for one, not two, failed with ENOSPC
+            # at every attempt, every command failing on the unfinished restore for good.
+            for path in (*map(Path, stale), target):
+                _remove(path)
             _copy(staged, incoming)
             copied = True
     elif not incoming.exists():
@@ -204,6 +213,58 @@ def _put(staged: Path, target: Path, stale: list[str]) -> None:
         _remove(path)
     _rename(incoming, target)
     if copied:
+        placed = staged.with_name(staged.name + PLACED)
+        _rename(staged, placed)
+        _remove(placed)
+
+
+# A part put into a folder that is a mount point (a DAGSTER_HOME on its own volume) is copied
+# in here first, on the mount's file system.
+INCOMING = ".restoring"
+
+
+def _is_mount(path: Path) -> bool:
+    """Whether `path` is a folder something is mounted on: os.path.ismount, which misses a bind
+    mount from the same file system, or a mount point Linux lists (/proc/self/mountinfo)."""
+    if not path.is_dir() or path.is_symlink():
+        return False
+    if os.path.ismount(path):
+        return True
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return False
+    real = os.path.realpath(path)
+    # The fifth field, with space, tab, newline and backslash as octal escapes.
+    unescape = re.compile(r"\\([0-7]{3})")
+    points = {unescape.sub(lambda m: chr(int(m[1], 8)), line.split()[4]) for line in lines}
+    return real in points
+
+
+def _put_into_mount(staged: Path, target: Path, stale: list[str]) -> None:
+    """`_put` for a folder that is a mount point, which no rename replaces and no removal
+    removes (EBUSY): its entries are replaced instead. rmtree emptied it, then failed on the
+    folder itself, and every later command failed the same way, the instance gone. The staged
+    copy is kept until every entry is in place (copied, never renamed: a rename in between
+    would leave its moved entries nowhere but the target, whose entries are removed first)."""
+    incoming = target / INCOMING
+    if staged.exists():
+        # The old entries first (a copy cut short among them), as `_put` removes an old part
+        # before copying: a volume with room for one instance, not two, is enough.
+        for entry in (*map(Path, stale), *sorted(target.iterdir())):
+            _remove(entry)
+        _copy(staged, incoming)
+    elif not incoming.exists():
+        return  # in place before the interruption
+    for path in map(Path, stale):
+        _remove(path)
+    for entry in sorted(target.iterdir()):
+        if entry.name != INCOMING:
+            _remove(entry)
+    for entry in sorted(incoming.iterdir()):
+        _rename(entry, target / entry.name)
+    _remove(incoming)
+    if staged.exists():
         placed = staged.with_name(staged.name + PLACED)
         _rename(staged, placed)
         _remove(placed)
