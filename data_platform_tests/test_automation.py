@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import pytest
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationPlanned,
     AssetCheckEvaluationTargetMaterializationData,
 )
 from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
@@ -61,6 +62,8 @@ SCORECARD = "analytics/data_quality_scorecard"
 class Verdict(dg.Config):
     passes: bool = True  # the check of the whole run
     day_passes: bool = True  # the check kept per day
+    judged: bool = True  # False: the step raises once the day is written, before any verdict
+    written: bool = True  # False: the step raises before writing the day
 
 
 @dg.asset(
@@ -74,13 +77,14 @@ class Verdict(dg.Config):
         ),
     ],
 )
-def stand_in_raw_events(config: Verdict) -> dg.MaterializeResult:
-    return dg.MaterializeResult(
-        check_results=[
-            dg.AssetCheckResult(check_name=ROWS_ARE_VALID, passed=config.passes),
-            dg.AssetCheckResult(check_name=DEAD_LETTER_RATIO, passed=config.day_passes),
-        ]
-    )
+def stand_in_raw_events(config: Verdict):
+    if not config.written:
+        raise RuntimeError("the day could not be read")
+    yield dg.MaterializeResult()
+    if not config.judged:
+        raise RuntimeError("the checks raised instead of judging the day")
+    yield dg.AssetCheckResult(check_name=ROWS_ARE_VALID, passed=config.passes)
+    yield dg.AssetCheckResult(check_name=DEAD_LETTER_RATIO, passed=config.day_passes)
 
 
 def platform_defs(
@@ -206,13 +210,22 @@ class Platform:
             )
         )
 
-    def land(self, day: str, passes: bool = True, day_passes: bool = True) -> None:
-        """A run of raw/events for one day, whose blocking checks pass or fail."""
+    def land(
+        self,
+        day: str,
+        passes: bool = True,
+        day_passes: bool = True,
+        judged: bool = True,
+        written: bool = True,
+    ) -> None:
+        """A run of raw/events for one day, whose blocking checks pass, fail, or raise (or that
+        fails before writing the day)."""
+        verdict = Verdict(passes=passes, day_passes=day_passes, judged=judged, written=written)
         dg.materialize(
             [stand_in_raw_events],
             partition_key=day,
             instance=self.instance,
-            run_config=dg.RunConfig({"raw__events": Verdict(passes=passes, day_passes=day_passes)}),
+            run_config=dg.RunConfig({"raw__events": verdict}),
             raise_on_error=False,
         )
 
@@ -432,6 +445,32 @@ def report_check(
     platform.store(latest.run_id, DagsterEventType.ASSET_CHECK_EVALUATION, evaluation)
 
 
+def test_a_day_whose_blocking_checks_raised_is_held_like_a_failed_one(defs):
+    """A check that raised (a lock, a read error) judged nothing: its run failed, Dagster calls
+    it "execution failed", not failed, and the day it never judged flowed on to the facts and
+    the aggregates. It is held until a verdict (a run of the day, or a retry of the checks); a
+    run of the day that writes nothing (its ingestion failed) holds nothing back: what is stored
+    was judged before."""
+    platform = Platform(defs).filled()
+    platform.land("2026-01-06", judged=False)
+    assert "2026-01-06" in platform.instance.get_materialized_partitions(EVENTS)
+    for _ in range(2):
+        assert platform.tick() == {}
+
+    platform.land("2026-01-06")  # re-run, judged and passing
+    assert platform.tick() == {STG_EVENTS: ["2026-01-06"]}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-06"]}
+    assert platform.tick() == {DAU: True}
+
+    # A day's run that fails before writing leaves its judged data as it was: it holds nothing.
+    platform.land("2026-01-06", written=False)
+    platform.land("2026-01-07")
+    assert platform.tick() == {STG_EVENTS: ["2026-01-07"]}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-07"]}
+    assert platform.tick() == {DAU: True}
+    assert platform.tick() == {}
+
+
 def test_a_failed_check_on_a_view_holds_the_fact(defs):
     platform = Platform(defs).filled()
     platform.land("2026-01-06")
@@ -472,6 +511,76 @@ def test_a_failed_day_of_a_fact_holds_what_reads_the_whole_fact_until_that_day_p
     report_check(platform, FCT_EVENTS, "pandera_schema", True, "2026-01-06")
     assert platform.tick() == {DAU: True}
     assert platform.tick() == {}
+
+
+def test_a_day_whose_checks_raised_flows_once_a_retry_of_the_checks_passes(defs):
+    """A run killed once the day was written, before its checks: Dagster's retry re-executes
+    from the failure, the checks alone, writing nothing. The day waits for their verdict, and
+    goes when they pass: dropped as a failed day is, it was in the facts for good."""
+    platform = Platform(defs).filled()
+    platform.land("2026-01-06", judged=False)
+    for _ in range(2):
+        assert platform.tick() == {}
+    retry = platform.instance.add_run(finished_run({}))
+    [latest] = platform.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=EVENTS, asset_partitions=["2026-01-06"]), limit=1
+    ).records
+    target = AssetCheckEvaluationTargetMaterializationData(
+        storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp
+    )
+    for name, partition in ((ROWS_ARE_VALID, None), (DEAD_LETTER_RATIO, "2026-01-06")):
+        evaluation = dg.AssetCheckEvaluation(
+            asset_key=EVENTS,
+            check_name=name,
+            passed=True,
+            partition=partition,
+            target_materialization_data=target,
+        )
+        platform.store(retry.run_id, DagsterEventType.ASSET_CHECK_EVALUATION, evaluation)
+    assert platform.tick() == {STG_EVENTS: ["2026-01-06"]}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-06"]}
+
+
+def rebuild_day_whose_gate_raises(platform: Platform, key: str, prefix: str, day: str) -> None:
+    """A run that rebuilds `day` of `key` and then fails in the check step of its blocking check
+    named `prefix...`: planned, never judged."""
+    asset = dg.AssetKey.from_user_string(key)
+    (check_key,) = [k for k in platform.graph.get(asset).check_keys if k.name.startswith(prefix)]
+    run = platform.instance.add_run(
+        dg.DagsterRun(
+            job_name="__ASSET_JOB", run_id=make_new_run_id(), status=dg.DagsterRunStatus.STARTED
+        )
+    )
+    days = DAILY_PARTITIONS.empty_subset().with_partition_keys([day]).to_serializable_subset()
+    planned = AssetCheckEvaluationPlanned(
+        asset_key=asset, check_name=check_key.name, partitions_subset=days
+    )
+    platform.store(run.run_id, DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED, planned)
+    platform.record_in(run.run_id, key, day)
+    platform.instance.report_run_failed(run)
+
+
+def test_a_fact_day_rebuilt_whose_gate_raised_still_holds_what_reads_the_whole_fact(
+    gated_defs,
+):
+    """The bad day of fct_events rebuilt by hand, but its gate raised instead of judging it:
+    nothing says the day is right now, and daily_active_users, held by the failed day, was
+    released by the check's "execution failed" and published it."""
+    platform = Platform(gated_defs).filled()
+    platform.land("2026-01-06")
+    platform.tick(), platform.tick()
+    report_check(platform, FCT_EVENTS, "pandera_schema", False, "2026-01-06")
+    platform.land("2026-01-07")
+    platform.tick(), platform.tick()
+    report_check(platform, FCT_EVENTS, "pandera_schema", True, "2026-01-07")
+    assert platform.tick() == {}
+
+    rebuild_day_whose_gate_raises(platform, FCT_EVENTS, "pandera_schema", "2026-01-06")
+    for _ in range(2):
+        assert platform.tick() == {}
+    platform.record(FCT_EVENTS, "2026-01-06", by_automation=False)  # re-run, passing
+    report_check(platform, FCT_EVENTS, "pandera_schema", True, "2026-01-06")
+    assert platform.tick() == {DAU: True}
 
 
 def test_days_landed_while_a_dimension_fails_are_built_once_it_passes(defs):

@@ -9,7 +9,8 @@ Three guarantees hold for every condition here, because Dagster gives none of th
 (its issue #17332: automation ignores blocking checks):
 - nothing is requested while an input is being built or is about to be (it waits for the
   input's run, and with it the input's blocking checks);
-- nothing is requested while an input has a failed blocking check, and the pending updates
+- nothing is requested while an input has a failed blocking check (or one that raised instead
+  of judging the input's update: it waits for a verdict, a retry's), and the pending updates
   the failure may be about (those no evaluation saw passing) are dropped, not replayed after a
   later run passes (a check of a partitioned asset may judge only the run's partitions): after
   an alert, the fix re-delivers. Updates already seen passing (another day's) wait instead;
@@ -39,18 +40,40 @@ def _through_views(condition: dg.AutomationCondition, *, any_dep: bool) -> dg.Au
     return (direct | behind_views) if any_dep else (direct & behind_views)
 
 
-def upstream_check_failed(ignoring: dg.AssetSelection | None = None) -> dg.AutomationCondition:
-    """An input's blocking check failed, other than the checks `ignoring` selects."""
+def _blocking_check_failed(
+    ignoring: dg.AssetSelection | None = None, *, errored: bool = True
+) -> dg.AutomationCondition:
+    """The asset (partition) has a blocking check that failed, or (`errored`) that raised
+    instead of judging what its run wrote (its run failed; Dagster's check_failed() is only a
+    verdict): data no check passed. A check that did not run because the asset's own step
+    failed is not one: the step wrote nothing, and what is stored was judged before."""
     failed = AC.any_checks_match(AC.check_failed(), blocking_only=True)
     if ignoring is not None:
         failed = failed.ignore(ignoring)
-    return _through_views(failed, any_dep=True).with_label("an input's blocking check failed")
+    if not errored:
+        return failed
+    raised = AC.any_checks_match(AC.execution_failed(), blocking_only=True)
+    if ignoring is not None:
+        raised = raised.ignore(ignoring)
+    return failed | (raised & ~AC.execution_failed())
+
+
+def upstream_check_failed(
+    ignoring: dg.AssetSelection | None = None, *, errored: bool = True
+) -> dg.AutomationCondition:
+    """An input's blocking check failed, other than the checks `ignoring` selects; with
+    `errored`, also one that raised instead of judging its run's update. Such an update waits
+    for a verdict (a crashed run's retry re-runs the checks alone, writing nothing new), so a
+    check that raised holds and never drops: only a verdict of failure does."""
+    failed = _blocking_check_failed(ignoring, errored=errored)
+    label = "an input's blocking check " + ("failed or raised" if errored else "failed")
+    return _through_views(failed, any_dep=True).with_label(label)
 
 
 def raw_side_check_failed() -> dg.AutomationCondition:
     """A blocking check failed on a staging view or on the raw table behind one: the side a
     partitioned fact's days come from, which a failure there may be about."""
-    failed = AC.any_deps_match(AC.any_checks_match(AC.check_failed(), blocking_only=True))
+    failed = AC.any_deps_match(_blocking_check_failed(errored=False))
     on_views = failed.allow(dg.AssetSelection.kind("view"))
     on_raw = failed.resolve_through_virtual().allow(dg.AssetSelection.key_prefixes(["raw"]))
     return (on_views | on_raw).with_label("a raw input's blocking check failed")
@@ -136,7 +159,7 @@ def _gated(
     of a partitioned asset may judge only its run's partitions. Updates judged before the
     failure, and those a failure elsewhere cannot be about, wait for the check to pass again.
     """
-    failed = upstream_check_failed(ignoring) if dropping is None else dropping
+    failed = upstream_check_failed(ignoring, errored=False) if dropping is None else dropping
     dropped = (failed & _unjudged(trigger, ignoring)).with_label("dropped by a failure")
     return (
         trigger.since(_handled() | dropped)
