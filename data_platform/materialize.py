@@ -30,7 +30,7 @@ from dagster._core.storage.tags import MAX_RETRIES_TAG
 from dagster._utils.error import SerializableErrorInfo
 from dagster._utils.interrupts import capture_interrupts
 
-from data_platform.assets.dbt_project import missing_manifest, stale_manifest
+from data_platform.assets.dbt_project import require_manifest, stale_manifest
 from data_platform.operations.snapshot import instance_errors
 from data_platform.orchestration.instance import platform_instance
 from data_platform.orchestration.pool_wait import report_waits
@@ -253,8 +253,7 @@ def materialize_range(
     select: str, start: date | None, end: date | None, timeout: float | None = None
 ) -> int:
     keys = partition_window(start, end)
-    if missing := missing_manifest():  # the Definitions do not load without it
-        raise SettingsError(f"{missing}: run `make install`, which builds it")
+    require_manifest()
     job = selected_job(select)
     settings = load_settings()
     preflight(job.get_definition().required_resource_keys, settings)

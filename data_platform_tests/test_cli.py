@@ -21,10 +21,11 @@ import sqlalchemy as sa
 from dagster._core.events import JobFailureData
 from dagster._utils.error import SerializableErrorInfo
 
-from data_platform.assets.dbt_project import missing_manifest, stale_manifest
+from data_platform.assets.dbt_project import missing_manifest, require_manifest, stale_manifest
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
 from data_platform.materialize import summarize
 from data_platform.resources.landing import LandingZone
+from data_platform.settings import SettingsError
 from data_platform.simulator import SimulationConfig, simulate
 from data_platform_tests.helpers import environ_without_settings, query
 
@@ -621,7 +622,13 @@ def test_a_dbt_manifest_missing_or_older_than_its_sources_is_named_with_its_fix(
     model.write_text("select 1")
     (project / "target" / "run_results.json").write_text("{}")  # built: never a source
     assert missing_manifest(project) == f"the dbt manifest {manifest} does not exist"
+    with pytest.raises(SettingsError) as missing:  # materialize's and metrics' one line
+        require_manifest(project)
+    assert str(missing.value) == (
+        f"the dbt manifest {manifest} does not exist: run `make install`, which builds it"
+    )
     manifest.write_text("{}")
+    require_manifest(project)
     os.utime(model, (1_000, 1_000))
     assert missing_manifest(project) is stale_manifest(project) is None
     os.utime(model, (manifest.stat().st_mtime + 5,) * 2)  # changed after the manifest was built

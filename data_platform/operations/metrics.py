@@ -174,6 +174,9 @@ def serve(port: int | None = None) -> int:
     settings = load_settings()
     port = settings.metrics_port if port is None else port
     # The Definitions (the freshness policies) load once, here, never per scrape.
+    from data_platform.assets.dbt_project import require_manifest
+
+    require_manifest()
     from data_platform.definitions import defs
 
     stopped = threading.Event()
