@@ -142,6 +142,11 @@ def _env(environ: dict[str, str], name: str) -> str | None:
     return value or None
 
 
+# The first day a partition may be: the landing sensor's cursor counts days from it in 16 bits
+# (automation/landing_sensor.py), and a day before it failed every tick of the sensor.
+FIRST_DAY = date(1970, 1, 1)
+
+
 def parse_start_date(raw: str) -> date:
     try:
         start = date.fromisoformat(raw)
@@ -150,6 +155,11 @@ def parse_start_date(raw: str) -> date:
     if start is None:
         raise SettingsError(
             f"DATA_PLATFORM_START_DATE={raw!r} is not a date: set it to YYYY-MM-DD, e.g. 2026-01-01"
+        )
+    if start < FIRST_DAY:
+        raise SettingsError(
+            f"DATA_PLATFORM_START_DATE={raw!r} is before {FIRST_DAY}, the first day the landing "
+            f"sensor's cursor counts: set it to {FIRST_DAY} or later"
         )
     if start == date.max:  # Dagster's partitions looked for the day after: a traceback
         raise SettingsError(

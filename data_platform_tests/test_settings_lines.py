@@ -286,6 +286,12 @@ CLI_CASES = [
         "or '_'; no user, password or port: credentials go in AWS_ACCESS_KEY_ID and "
         "AWS_SECRET_ACCESS_KEY): use s3://bucket/prefix",
     ),
+    # Taken, every tick of the landing sensor failed: its cursor counts days from 1970.
+    (
+        {"DATA_PLATFORM_START_DATE": "1969-12-31"},
+        "DATA_PLATFORM_START_DATE='1969-12-31' is before 1970-01-01, the first day the landing "
+        "sensor's cursor counts: set it to 1970-01-01 or later",
+    ),
 ]
 
 

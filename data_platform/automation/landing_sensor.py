@@ -74,6 +74,7 @@ from data_platform.ingestion.file_formats import EVENT_FILES, PAYMENT_FILES, Fil
 from data_platform.ingestion.files import day_bounds, partition_of
 from data_platform.partitions import DAILY_PARTITIONS, RANGE_END_TAG, RANGE_START_TAG
 from data_platform.resources.landing import LandingFile, LandingZone
+from data_platform.settings import FIRST_DAY
 
 FORMATS = (EVENT_FILES, PAYMENT_FILES)
 RECENT_DAYS = 3
@@ -86,7 +87,6 @@ CURSOR_WARN_BYTES = 48_000
 # ~5 s off the average wait between a file landing and its run being requested.
 LANDING_INTERVAL_SECONDS = 5
 CURSOR_VERSION = 2
-_EPOCH = date(1970, 1, 1)
 # day (days since 1970, to 2149), files, latest modified (epoch s, to 2106), digest
 _DAY_RECORD = struct.Struct(">HIII")
 _LATEST_STAMP = 2**32 - 1
@@ -240,7 +240,7 @@ def day_ranges(days: Iterable[date]) -> list[tuple[date, date]]:
 
 def pack_days(days: Mapping[date, DayState]) -> str:
     records = (
-        _DAY_RECORD.pack((day - _EPOCH).days, s.files, s.modified, s.digest)
+        _DAY_RECORD.pack((day - FIRST_DAY).days, s.files, s.modified, s.digest)
         for day, s in sorted(days.items())
     )
     return base64.b64encode(b"".join(records)).decode()
@@ -248,7 +248,7 @@ def pack_days(days: Mapping[date, DayState]) -> str:
 
 def unpack_days(text: str) -> dict[date, DayState]:
     return {
-        _EPOCH + timedelta(days=n): DayState(files, modified, digest)
+        FIRST_DAY + timedelta(days=n): DayState(files, modified, digest)
         for n, files, modified, digest in _DAY_RECORD.iter_unpack(base64.b64decode(text))
     }
 
