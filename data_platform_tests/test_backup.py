@@ -471,8 +471,14 @@ def test_backup_to_s3_and_restore_from_it(pristine, s3_landing, s3_endpoint, tmp
     assert keys == {f"backups/first/{f['path']}" for f in manifest["files"]} | {
         "backups/first/manifest.json"
     }
-    with pytest.raises(BackupError, match="is not empty"):
+    with pytest.raises(BackupError, match=r"is not empty: it holds a backup \(manifest.json\)"):
         take_backup(source, BackupStore(url))
+    # A backup killed before its manifest: said so, where "not empty" alone left it a riddle.
+    boto3.client("s3", endpoint_url=s3_endpoint).put_object(
+        Bucket=bucket, Key="backups/killed/instance.tar", Body=b"part"
+    )
+    with pytest.raises(BackupError, match=r"holds no manifest\.json: an interrupted backup"):
+        take_backup(source, BackupStore(url.replace("/first", "/killed")))
     target = home_settings(tmp_path / "b")
     restore(target, BackupStore(url))
     assert table_rows(target.warehouse) == table_rows(source.warehouse)

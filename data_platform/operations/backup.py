@@ -45,8 +45,18 @@ def versions() -> dict[str, str]:
 
 
 def check_empty(dest: BackupStore) -> None:
-    if dest.names():
-        raise BackupError(f"{dest.url} is not empty: back up into a new folder or prefix")
+    names = dest.names()
+    if MANIFEST in names:
+        raise BackupError(
+            f"{dest.url} is not empty: it holds a backup ({MANIFEST}); back up into a new "
+            "folder or prefix"
+        )
+    if names:
+        # What a backup killed before its manifest leaves (kill -9; on S3, any failure).
+        raise BackupError(
+            f"{dest.url} is not empty, and holds no {MANIFEST}: an interrupted backup? Remove "
+            "what is there, or back up into a new folder or prefix"
+        )
 
 
 def stage_backup(settings: Settings, staging: Path, lock_timeout: float) -> None:
