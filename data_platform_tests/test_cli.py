@@ -502,22 +502,30 @@ def test_a_full_disk_is_named_in_the_summary_line(error, expected):
     assert summarize(_FailedRun(error)) == (Counter(), [expected])
 
 
-@pytest.mark.parametrize("command", ["backup", "restore"])
-@pytest.mark.parametrize("where", ["", "  "])
-def test_a_blank_backup_location_is_a_usage_error(tmp_path, command, where):
-    """`backup "$DEST"` with DEST unset wrote its backup into the working folder, exit 0."""
-    cwd = tmp_path / "cwd"
+def refused_location_line(cwd: Path, command: str, where: str) -> str:
+    """The line `backup`/`restore` refuses `where` with (exit 2), run in `cwd`, which it must
+    leave empty; the line's start, naming the argument, checked."""
     cwd.mkdir()
-    environ = environ_without_settings(DATA_PLATFORM_HOME=str(tmp_path / "home"))
+    environ = environ_without_settings(DATA_PLATFORM_HOME=str(cwd.parent / "home"))
     done = subprocess.run(
         [CLI, command, where], cwd=cwd, env=environ, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 2, done.stderr[-2000:]
-    assert done.stderr.splitlines()[-1] == (
-        f"data-platform {command}: error: argument {'dest' if command == 'backup' else 'src'}: "
-        f"{where!r} is empty: give a folder or s3://bucket/prefix"
-    )
     assert not list(cwd.iterdir())
+    line = done.stderr.splitlines()[-1]
+    argument = "dest" if command == "backup" else "src"
+    start = f"data-platform {command}: error: argument {argument}: {where!r} "
+    assert line.startswith(start), line
+    return line.removeprefix(start)
+
+
+@pytest.mark.parametrize("command", ["backup", "restore"])
+@pytest.mark.parametrize("where", ["", "  "])
+def test_a_blank_backup_location_is_a_usage_error(tmp_path, command, where):
+    """`backup "$DEST"` with DEST unset wrote its backup into the working folder, exit 0."""
+    assert refused_location_line(tmp_path / "cwd", command, where) == (
+        "is empty: give a folder or s3://bucket/prefix"
+    )
 
 
 @pytest.mark.parametrize("command", ["backup", "restore"])
@@ -560,17 +568,7 @@ def test_a_backup_location_of_another_scheme_is_a_usage_error(tmp_path, command,
     from data_platform.operations.backup_schedule import DEST_VARIABLE, backup_root
 
     cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    environ = environ_without_settings(DATA_PLATFORM_HOME=str(tmp_path / "home"))
-    done = subprocess.run(
-        [CLI, command, where], cwd=cwd, env=environ, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert done.stderr.splitlines()[-1] == (
-        f"data-platform {command}: error: argument {'dest' if command == 'backup' else 'src'}: "
-        f"{where!r} {why}"
-    )
-    assert not list(cwd.iterdir())
+    assert refused_location_line(cwd, command, where) == why
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(cwd)
         patch.setenv(DEST_VARIABLE, where)
