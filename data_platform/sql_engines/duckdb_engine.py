@@ -10,7 +10,10 @@ locked, so COPY ... TO or ATTACH cannot write elsewhere either.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -99,7 +102,41 @@ def read_only_query(settings: Settings, sql: str, timeout: float) -> Iterator[Qu
     held while the output drained, a slow reader (a pager) made waiting writers fail.
     """
     with RowSpool() as spool:
-        with open_read_only(settings.warehouse, timeout) as conn:
+        with open_read_only(settings.warehouse, timeout) as conn, interrupted_by_sigint(conn):
             result = run_query(conn, sql)
             spool.extend(result.rows)
         yield QueryResult(columns=result.columns, types=result.types, rows=spool.rows())
+
+
+@contextmanager
+def interrupted_by_sigint(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Ctrl-C interrupts the query. DuckDB looks for Python's signals only between the tasks
+    its main thread runs; waiting on its workers (a long join), that thread sleeps, and Ctrl-C
+    did nothing until the query ended (minutes, or hours). Python's own handler writes each
+    signal to a wakeup file descriptor, in C, even then: a thread reads it and interrupts the
+    connection, and the query raises as interrupted. Only in the main thread (signals are
+    delivered there) and where SIGINT raises KeyboardInterrupt (not ignored)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    previous = signal.set_wakeup_fd(write_end)
+
+    def watch() -> None:
+        while signals := os.read(read_end, 64):
+            if signal.SIGINT in signals:
+                conn.interrupt()
+
+    watcher = threading.Thread(target=watch, name="sigint-interrupts-query", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(write_end)  # the watcher reads the end of the pipe, and stops
+        watcher.join()
+        os.close(read_end)
