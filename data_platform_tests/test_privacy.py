@@ -19,6 +19,7 @@ import pytest
 
 from data_platform.assets.dbt import dbt_environment
 from data_platform.assets.dbt_project import DBT_PROJECT_DIR
+from data_platform.checks.soft_rules import SPACE_SEPARATORS
 from data_platform.ingestion.tables import SOURCE_DB_TABLES, ensure_raw_tables
 from data_platform.resources.build import build_resources
 from data_platform.resources.privacy import (
@@ -73,6 +74,10 @@ EMAILS = {  # user_id -> the address of its one version, as the app database hol
     3: None,
     4: "   ",
     5: "ÉLODIE@Exemple.FR",  # only A-Z lowered, on every engine: its É stays É
+    # Unicode spaces trimmed on every engine (Spark's trim() kept them: another hash), and an
+    # address of them only is none (Spark hashed it).
+    6: "\u00a0Carol@example.com\u3000",
+    7: "\u2003\u00a0",
 }
 RAW_USERS = """
     CREATE SCHEMA IF NOT EXISTS raw;
@@ -87,9 +92,10 @@ ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def salted_hash(salt: str, email: str | None) -> str | None:
-    """What the marts' email_hash is: sha256(salt || ascii_lower(trim(email))), hex; only A-Z is
-    lowered (Python's lower(), like each engine's, maps other letters its own way)."""
-    address = (email or "").strip(" ").translate(ASCII_LOWER)
+    """What the marts' email_hash is: sha256(salt || ascii_lower(trim_spaces(email))), hex; only
+    A-Z is lowered (Python's lower(), like each engine's, maps other letters its own way), and
+    only the Unicode space separators are trimmed (macro trim_spaces)."""
+    address = (email or "").strip(SPACE_SEPARATORS).translate(ASCII_LOWER)
     return hashlib.sha256((salt + address).encode()).hexdigest() if address else None
 
 

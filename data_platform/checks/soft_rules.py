@@ -104,6 +104,12 @@ def soft_rule_check(rule: SoftRule, t: QualityThresholds) -> dg.AssetChecksDefin
     return _check
 
 
+# The Unicode space separators (category Zs), as dbt's macro space_separators() lists them.
+SPACE_SEPARATORS = " \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
+ASCII_LOWER = "abcdefghijklmnopqrstuvwxyz"
+ASCII_UPPER = ASCII_LOWER.upper()
+
+
 def soft_rules(t: QualityThresholds) -> list[SoftRule]:
     words = vocabulary()
     return [
@@ -135,8 +141,12 @@ def soft_rules(t: QualityThresholds) -> list[SoftRule]:
         SoftRule(
             "payments",
             "unknown_currencies",
-            # As staging reads it: trimmed, upper-cased (` eur` is EUR, `US Dollars` is not).
-            f"upper(trim(currency)) NOT IN {sql_list(words.currencies)}",
+            # As staging reads it (stg_payments__payments): the Unicode spaces around it
+            # trimmed, a-z upper-cased (` eur` is EUR, `US Dollars` is not). Spelled out, not
+            # trim()/upper(): on Spark (sqlglot) those trim only the ASCII space and map
+            # other letters their own way (the ligature `ﬀ` -> FF).
+            f"translate(trim(currency, '{SPACE_SEPARATORS}'), '{ASCII_LOWER}', '{ASCII_UPPER}') "
+            f"NOT IN {sql_list(words.currencies)}",
             "currency",
             t.unknown_value_warn_ratio,
             "Payments in a currency outside dbt var known_currencies (the ISO 4217 codes the "

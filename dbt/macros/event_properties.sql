@@ -16,7 +16,11 @@
         Spark's from_json reads a string field so); path keys: a string key's text up to its
         first ? or #, dropped when empty;
       bigint keys: a JSON integer within BIGINT; double keys: a JSON number. A value of
-        another type is dropped (Spark's from_json gives NULL for it).
+        another type is dropped (Spark's from_json gives NULL for it; it would read the
+        strings "NaN", "Infinity", "-INF", ... as doubles: allowNonNumericNumbers off);
+      a key the object names more than once is dropped: JSON leaves its meaning open, and
+        DuckDB's reader takes the first value, Spark's from_json the last (as a line that
+        repeats a top-level field is a dead letter, README "Choosing an engine").
 -#}
 {% macro published_event_property_types() -%}
     {{ return([
@@ -56,6 +60,7 @@
         {%- set kind = 'json_type(' ~ column ~ ', ' ~ path ~ ')' %}
         {%- set text = '(' ~ column ~ ' ->> ' ~ path ~ ')' %}
         {{ key }} := case
+            when {{ json_key_count(column, key) }} <> 1 then null
             {%- if type == 'path' %}
             when {{ kind }} <> 'NULL'
              and not regexp_matches({{ page_path(text) }}, '{{ email_pattern() }}')
@@ -81,14 +86,15 @@
     {%- endset -%}
     case when {{ column }} is not null then to_json(named_struct(
         {%- for key, type in published_event_property_types() %}
-        {%- set field = 'from_json(' ~ column ~ ", '" ~ schema ~ "')." ~ key %}
+        {%- set field = 'from_json(' ~ column ~ ", '" ~ schema ~ "', map('allowNonNumericNumbers', 'false'))." ~ key %}
+        {%- set once = json_key_count(column, key) ~ ' = 1' %}
         '{{ key }}',
         {%- if type == 'path' %}
-        case when not ({{ page_path(field) }} rlike '{{ email_pattern() }}') then {{ page_path(field) }} end
+        case when {{ once }} and not ({{ page_path(field) }} rlike '{{ email_pattern() }}') then {{ page_path(field) }} end
         {%- elif type == 'string' %}
-        case when not ({{ field }} rlike '{{ email_pattern() }}') then {{ field }} end
+        case when {{ once }} and not ({{ field }} rlike '{{ email_pattern() }}') then {{ field }} end
         {%- else %}
-        {{ field }}
+        case when {{ once }} then {{ field }} end
         {%- endif %}{{ ',' if not loop.last }}
         {%- endfor %}
     )) end

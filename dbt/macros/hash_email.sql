@@ -1,6 +1,9 @@
 {#-
-    Salted SHA-256 of a normalised e-mail address: sha256(salt || ascii_lower(trim(email))),
-    hex. NULL or blank e-mails give NULL. Only A-Z is lowered (translate), on both engines:
+    Salted SHA-256 of a normalised e-mail address: sha256(salt || ascii_lower(trim_spaces(email))),
+    hex. NULL or blank e-mails give NULL. trim_spaces (cross_engine.sql) removes the Unicode
+    space separators on both engines (Spark's trim() only the ASCII space: an address padded
+    with a no-break space hashed differently on Spark, and one of blanks only was hashed there,
+    NULL on DuckDB). Only A-Z is lowered (translate), on both engines:
     lower() maps other letters each engine its own way (DuckDB lower('İ') = 'i', Spark 'i̇';
     a final sigma), so a non-ASCII address hashed differently on Spark and DuckDB.
 
@@ -20,7 +23,16 @@
             "hash_email() in " ~ model.name ~ " (materialized " ~ model.config.materialized
             ~ "): only tables may hash PII, a view would hash at read time without the salt.") }}
     {%- endif -%}
-    {{ sha256_hex(pii_salt() ~ " || nullif(" ~ ascii_lower('trim(' ~ column ~ ')') ~ ", '')") }}
+    {{ sha256_hex(pii_salt() ~ " || nullif(" ~ ascii_lower(trim_spaces(column)) ~ ", '')") }}
+{%- endmacro %}
+
+
+{#- a-z to A-Z, every other character as it is: the same on every engine. upper() maps other
+    letters each engine its own way (DuckDB one letter for one, 'ß' -> 'ẞ'; Spark
+    'ß' -> 'SS', the ligature 'ﬁ' -> 'FI'); the codes it normalises (ISO 3166, ISO 4217) are
+    A-Z only, so no other letter can make a valid one. -#}
+{% macro ascii_upper(expression) -%}
+    translate({{ expression }}, 'abcdefghijklmnopqrstuvwxyz', 'ABCDEFGHIJKLMNOPQRSTUVWXYZ')
 {%- endmacro %}
 
 

@@ -16,7 +16,9 @@ renamed as (
         cast(id as bigint) as user_id,
         cast(email as {{ dbt.type_string() }}) as email,
         cast(full_name as {{ dbt.type_string() }}) as full_name,
-        upper(trim(country)) as country,
+        -- Unicode spaces trimmed, a-z upper-cased, alike on both engines (macros ascii_upper,
+        -- trim_spaces).
+        {{ ascii_upper(trim_spaces('country')) }} as country,
         -- raw timestamps are naive UTC: keep them naive, they mean UTC
         cast(created_at as timestamp) as created_at,
         cast(updated_at as timestamp) as updated_at,

@@ -15,7 +15,9 @@ renamed as (
         cast(payment_id as {{ dbt.type_string() }}) as payment_id,
         cast(order_id as bigint) as order_id,
         cast(amount as decimal(18, 4)) as amount,
-        upper(trim(currency)) as currency,
+        -- Unicode spaces trimmed, a-z upper-cased, alike on both engines (macros ascii_upper,
+        -- trim_spaces).
+        {{ ascii_upper(trim_spaces('currency')) }} as currency,
         cast(status as {{ dbt.type_string() }}) as status,
         -- ingestion already normalised created_at to naive UTC
         cast(created_at as timestamp) as created_at,
