@@ -338,9 +338,15 @@ def holds_the_warehouse(process: subprocess.Popen, home: Path) -> bool:
 
 
 def interrupted(process: subprocess.Popen) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of `process` after a Ctrl-C."""
+    """(exit status, stdout, stderr) of `process` after a Ctrl-C; killed if it ran on (the
+    query would have held a core for hours after the test failed)."""
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    try:
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
     return process.returncode, out, err
 
 
