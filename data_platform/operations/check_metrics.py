@@ -141,7 +141,10 @@ class CheckExecutionCounts:
 
     def _note_newest(self, rows: list[sa.Row]) -> None:
         created = [((row[0], row[7]), row[6]) for row in rows if row[6] is not None]
-        self._newest = max([c for _, c in created], default=self._newest)
+        # Never lowered by a scrape that re-read only older rows (the planned ones): the rows
+        # between would have fallen out of `_recent` and been taken for reused ids.
+        newest = [c for _, c in created] + ([self._newest] if self._newest else [])
+        self._newest = max(newest, default=None)
         if self._newest is not None:
             since = self._newest - REUSE_MARGIN
             self._recent = {r: c for r, c in [*self._recent.items(), *created] if c >= since}
