@@ -381,6 +381,9 @@ def test_a_run_started_from_the_ui_succeeds(world, browser, tmp_path):
         # to the runs that built the asset before).
         def launched(d: WebDriver) -> tuple[str, str] | None:
             for label in d.find_elements(*by_text_prefix("Launched run")):
+                # In the DOM before it shows (its text reads empty while it fades in).
+                if not label.is_displayed():
+                    continue
                 toast = label.find_element(By.XPATH, "ancestor-or-self::*[.//a][1]")
                 for a in toast.find_elements(By.CSS_SELECTOR, "a[href*='/runs/']"):
                     found = RUN_ID.search(a.get_attribute("href"))
