@@ -29,11 +29,13 @@ from data_platform.checks.pandera_gate import Gate
 # mart's own line totals repeated fct_orders' arithmetic, so a wrong line total passed. From
 # the mart built with fct_orders, not from staging's live view of raw: an extraction between
 # the build and this check (another run's step in the pool) would fail it with nothing wrong.
+# Multiplied at 38 digits, as the mart's line_total (dbt macro line_total): DuckDB types a bare
+# INTEGER x DECIMAL(10,2) DECIMAL(18,2), which a legal line overflows.
 ORDERS_WITH_ITEM_TOTALS = """
     SELECT orders.*, coalesce(items.items_total, 0) AS items_total
     FROM marts.fct_orders AS orders
     LEFT JOIN (
-        SELECT order_id, sum(quantity * unit_price) AS items_total
+        SELECT order_id, sum(CAST(quantity AS DECIMAL(38, 0)) * unit_price) AS items_total
         FROM marts.fct_order_items GROUP BY order_id
     ) AS items USING (order_id)
 """

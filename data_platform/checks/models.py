@@ -25,7 +25,7 @@ from data_platform.checks.vocabulary import vocabulary
 
 Text = pd.StringDtype
 Timestamp = pandas_engine.DateTime
-# Stored sums are decimal(18,2); anything closer than half a cent is the same amount.
+# Stored sums are decimal(38,2); anything closer than half a cent is the same amount.
 CENT = 0.005
 
 

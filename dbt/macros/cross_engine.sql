@@ -168,39 +168,55 @@
 
 
 {#-
+    An order line's quantity x unit_price, as the marts hold money: DECIMAL(38,2). The source's
+    types (INTEGER x DECIMAL(10,2)) allow 2147483647 x 99999999.99 = 2.1e17, and DuckDB types
+    the bare product DECIMAL(18,2): such a line, legal by type, overflowed and stopped the core
+    layer. At 38 digits no sum of lines a source can hold overflows.
+-#}
+{% macro line_total(quantity, unit_price) -%}
+    (cast({{ quantity }} as decimal(38, 0)) * {{ unit_price }})
+{%- endmacro %}
+
+
+{#-
     numerator / denominator, exact, rounded half away from zero to `scale` decimals, as a
     DECIMAL(38, scale). The numerator is a number with at most `scale` decimals (e.g. a
-    DECIMAL(18,2) sum of money for scale 2), the denominator a positive integer (a count).
+    DECIMAL(38,2) sum of money for scale 2), the denominator a positive integer (a count).
     DuckDB divides a DECIMAL in binary floating point (DOUBLE), then rounds the float: 1.15 / 2
-    gave 0.57 there, 0.58 on Spark. Here both engines divide integers (units of 10^-scale):
+    gave 0.57 there, 0.58 on Spark. Here both engines divide whole numbers (units of
+    10^-scale, up to 38 digits: a BIGINT overflowed past 9.2e16 of money):
     q = (2|n| + d) div 2d, then put the sign and the scale back.
 -#}
 {% macro divide_half_up(numerator, denominator, scale=2) -%}
-    {%- set units = 'cast((' ~ numerator ~ ') * ' ~ (10 ** scale) ~ ' as bigint)' -%}
-    {%- set count = 'cast(' ~ denominator ~ ' as bigint)' -%}
-    {%- set magnitude = integer_divide('2 * abs(' ~ units ~ ') + ' ~ count, '2 * ' ~ count) -%}
+    {%- set units = 'cast((' ~ numerator ~ ') * ' ~ (10 ** scale) ~ ' as decimal(38, 0))' -%}
+    {%- set count = 'cast(' ~ denominator ~ ' as decimal(38, 0))' -%}
+    {%- set magnitude = whole_quotient('2 * abs(' ~ units ~ ') + ' ~ count, '2 * ' ~ count) -%}
     cast(
-        cast(
-            case when {{ units }} < 0 then -({{ magnitude }}) else {{ magnitude }} end
-            as decimal(38, 0)
-        ) * {{ '1' if scale == 0 else '0.' ~ '0' * (scale - 1) ~ '1' }}
+        (case when {{ units }} < 0 then -({{ magnitude }}) else {{ magnitude }} end)
+        * {{ '1' if scale == 0 else '0.' ~ '0' * (scale - 1) ~ '1' }}
         as decimal(38, {{ scale }})
     )
 {%- endmacro %}
 
 
-{#- Integer division of two BIGINTs, truncated towards zero, a BIGINT (DuckDB's `/` gives a
-    DOUBLE). -#}
-{% macro integer_divide(dividend, divisor) -%}
-    {{ return(adapter.dispatch('integer_divide')(dividend, divisor)) }}
+{#- The whole part of dividend / divisor, both whole and >= 0, up to 38 digits, exact, as a
+    DECIMAL(38,0). -#}
+{% macro whole_quotient(dividend, divisor) -%}
+    {{ return(adapter.dispatch('whole_quotient')(dividend, divisor)) }}
 {%- endmacro %}
 
-{% macro default__integer_divide(dividend, divisor) -%}
-    (({{ dividend }}) // ({{ divisor }}))
+{#- HUGEINT division is exact (a DECIMAL's `/` is a DOUBLE's). -#}
+{% macro default__whole_quotient(dividend, divisor) -%}
+    cast(cast({{ dividend }} as hugeint) // cast({{ divisor }} as hugeint) as decimal(38, 0))
 {%- endmacro %}
 
-{% macro spark__integer_divide(dividend, divisor) -%}
-    (({{ dividend }}) div ({{ divisor }}))
+{#- Spark has no 128-bit integer (`div` gives a BIGINT) and rounds a DECIMAL quotient to six
+    decimals, so its floor is one too many when the quotient lies within 5e-7 below a whole
+    number: taken back where quotient x divisor passes the dividend. A quotient of more than
+    32 digits fails there (ANSI overflow): an average order of 1e30 in money. -#}
+{% macro spark__whole_quotient(dividend, divisor) -%}
+    {%- set rounded = 'floor((' ~ dividend ~ ') / (' ~ divisor ~ '))' -%}
+    ({{ rounded }} - case when {{ rounded }} * ({{ divisor }}) > ({{ dividend }}) then 1 else 0 end)
 {%- endmacro %}
 
 

@@ -25,7 +25,7 @@ completed_orders as (
 
 order_lines as (
 
-    select order_id, quantity * unit_price as line_total
+    select order_id, {{ line_total('quantity', 'unit_price') }} as line_total
     from {{ ref('stg_app__order_items') }}
     where is_latest_version
 

@@ -39,7 +39,7 @@ final as (
         cast(customers.is_deleted as boolean) as is_deleted,
         cast(coalesce(customer_orders.total_orders, 0) as bigint) as total_orders,
         cast(coalesce(customer_orders.completed_orders, 0) as bigint) as completed_orders,
-        cast(coalesce(customer_orders.lifetime_revenue, 0) as decimal(18, 2)) as lifetime_revenue,
+        cast(coalesce(customer_orders.lifetime_revenue, 0) as decimal(38, 2)) as lifetime_revenue,
         -- Exact, half away from zero, on both engines (DuckDB's decimal division is a float).
         cast(
             case
@@ -47,7 +47,7 @@ final as (
                     then {{ divide_half_up(
                         'customer_orders.lifetime_revenue', 'customer_orders.completed_orders', 2
                     ) }}
-            end as decimal(18, 2)
+            end as decimal(38, 2)
         ) as average_order_value,
         cast(customer_orders.first_order_date as date) as first_order_date,
         cast(customer_orders.last_order_date as date) as last_order_date

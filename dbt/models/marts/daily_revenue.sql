@@ -20,7 +20,7 @@ final as (
     select
         cast(order_date as date) as revenue_date,
         cast(count(*) as bigint) as completed_orders,
-        cast(sum(order_total) as decimal(18, 2)) as revenue
+        cast(sum(order_total) as decimal(38, 2)) as revenue
 
     from completed_orders
     group by order_date

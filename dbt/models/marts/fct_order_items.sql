@@ -17,7 +17,7 @@ final as (
         cast(product_id as bigint) as product_id,
         cast(quantity as integer) as quantity,
         cast(unit_price as decimal(10, 2)) as unit_price,
-        cast(quantity * unit_price as decimal(18, 2)) as line_total,
+        cast({{ line_total('quantity', 'unit_price') }} as decimal(38, 2)) as line_total,
         cast(updated_at as timestamp) as updated_at
 
     from order_items

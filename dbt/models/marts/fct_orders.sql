@@ -62,7 +62,7 @@ final as (
         cast(orders.updated_at as timestamp) as updated_at,
         cast(coalesce(order_totals.item_count, 0) as bigint) as item_count,
         cast(coalesce(order_totals.total_quantity, 0) as bigint) as total_quantity,
-        cast(coalesce(order_totals.order_total, 0) as decimal(18, 2)) as order_total,
+        cast(coalesce(order_totals.order_total, 0) as decimal(38, 2)) as order_total,
         cast(customers.user_id is null as boolean) as is_orphan_user
 
     from orders
