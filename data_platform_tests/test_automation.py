@@ -471,6 +471,39 @@ def test_a_day_whose_blocking_checks_raised_is_held_like_a_failed_one(defs):
     assert platform.tick() == {}
 
 
+def cancel_latest_run(platform: Platform) -> None:
+    """The latest run ends canceled instead (its checks, never evaluated, then read SKIPPED)."""
+    [run] = platform.instance.get_runs(limit=1)
+    platform.instance.report_run_canceled(run)
+    assert platform.instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.CANCELED
+
+
+def test_a_day_whose_run_was_canceled_before_its_checks_is_held_until_judged(defs):
+    """A run canceled once the day was written, before its checks (by hand, from the UI): its
+    checks are skipped, neither failed nor raised, and the day flowed on unjudged. It is held
+    until a run of the day passes; a run canceled before it wrote anything holds nothing."""
+    platform = Platform(defs).filled()
+    platform.land("2026-01-06", judged=False)
+    cancel_latest_run(platform)
+    assert "2026-01-06" in platform.instance.get_materialized_partitions(EVENTS)
+    for _ in range(2):
+        assert platform.tick() == {}
+
+    platform.land("2026-01-06")  # re-run, judged and passing
+    assert platform.tick() == {STG_EVENTS: ["2026-01-06"]}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-06"]}
+    assert platform.tick() == {DAU: True}
+
+    # Canceled before writing: what is stored was judged before, so the next day flows.
+    platform.land("2026-01-06", written=False)
+    cancel_latest_run(platform)
+    platform.land("2026-01-07")
+    assert platform.tick() == {STG_EVENTS: ["2026-01-07"]}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-07"]}
+    assert platform.tick() == {DAU: True}
+    assert platform.tick() == {}
+
+
 def test_a_failed_check_on_a_view_holds_the_fact(defs):
     platform = Platform(defs).filled()
     platform.land("2026-01-06")

@@ -40,22 +40,43 @@ def _through_views(condition: dg.AutomationCondition, *, any_dep: bool) -> dg.Au
     return (direct | behind_views) if any_dep else (direct & behind_views)
 
 
+def _checks(
+    condition: dg.AutomationCondition,
+    ignoring: dg.AssetSelection | None,
+    *,
+    every: bool = False,
+) -> dg.AutomationCondition:
+    """Whether any (`every`: all) blocking check meets `condition`, other than the checks
+    `ignoring` selects."""
+    match = AC.all_checks_match if every else AC.any_checks_match
+    matched = match(condition, blocking_only=True)
+    return matched if ignoring is None else matched.ignore(ignoring)
+
+
+def _skipped() -> dg.AutomationCondition:
+    """A check whose run ended without it and without failing (a run canceled): Dagster's
+    SKIPPED, which no condition names, so what is left once every other state is ruled out."""
+    other = AC.run_in_progress() | AC.check_passed() | AC.check_failed() | AC.execution_failed()
+    return ~(other | AC.missing())
+
+
 def _blocking_check_failed(
     ignoring: dg.AssetSelection | None = None, *, errored: bool = True
 ) -> dg.AutomationCondition:
-    """The asset (partition) has a blocking check that failed, or (`errored`) that raised
-    instead of judging what its run wrote (its run failed; Dagster's check_failed() is only a
-    verdict): data no check passed. A check that did not run because the asset's own step
-    failed is not one: the step wrote nothing, and what is stored was judged before."""
-    failed = AC.any_checks_match(AC.check_failed(), blocking_only=True)
-    if ignoring is not None:
-        failed = failed.ignore(ignoring)
+    """The asset (partition) has a blocking check that failed, or (`errored`) that did not judge
+    what its run wrote: it raised (its run failed; Dagster's check_failed() is only a verdict),
+    or its run was canceled after the write (skipped): data no check passed. A check that did
+    not run because the asset's own step failed, or its run was canceled before the write, is
+    not one: nothing was written, and what is stored was judged before (no update since every
+    blocking check last passed)."""
+    failed = _checks(AC.check_failed(), ignoring)
     if not errored:
         return failed
-    raised = AC.any_checks_match(AC.execution_failed(), blocking_only=True)
-    if ignoring is not None:
-        raised = raised.ignore(ignoring)
-    return failed | (raised & ~AC.execution_failed())
+    raised = _checks(AC.execution_failed(), ignoring)
+    judged = _checks(AC.check_passed(), ignoring, every=True)
+    canceled = _checks(_skipped(), ignoring)
+    unjudged_update = AC.newly_updated().since(judged)
+    return failed | (raised & ~AC.execution_failed()) | (canceled & unjudged_update)
 
 
 def upstream_check_failed(
@@ -66,7 +87,9 @@ def upstream_check_failed(
     for a verdict (a crashed run's retry re-runs the checks alone, writing nothing new), so a
     check that raised holds and never drops: only a verdict of failure does."""
     failed = _blocking_check_failed(ignoring, errored=errored)
-    label = "an input's blocking check " + ("failed or raised" if errored else "failed")
+    label = "an input's blocking check " + (
+        "failed, raised or was canceled" if errored else "failed"
+    )
     return _through_views(failed, any_dep=True).with_label(label)
 
 
