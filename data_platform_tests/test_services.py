@@ -24,7 +24,7 @@ import psutil
 import pytest
 import yaml
 
-from data_platform.services.base import start
+from data_platform.services.base import refuse_taken_ports, start
 from data_platform.services.celery_workers import CeleryWorkers
 from data_platform.services.config import load_services_config
 from data_platform.services.instance import CONNECT_TIMEOUT_SECONDS
@@ -44,7 +44,11 @@ from data_platform.services.process import (
     write_atomically,
 )
 from data_platform.services.registry import SERVICE_NAMES, build_services, parse_selection
-from data_platform.services.spark_cluster import SparkCluster
+from data_platform.services.spark_cluster import (
+    MASTER_PORT_VARIABLE,
+    WORKER_UI_PORT_VARIABLE,
+    SparkCluster,
+)
 from data_platform_tests.conftest import services_home
 from data_platform_tests.helpers import free_port, run_services
 
@@ -185,6 +189,36 @@ def test_a_port_another_program_holds_is_one_line_naming_it_and_the_setting(env,
     assert services({**env, "SERVICES": service}, "up").returncode == 0  # the port freed
 
 
+def test_a_spark_port_another_program_holds_is_named_not_one_its_live_master_holds(tmp_path):
+    """The worker's UI port taken: the worker exited, the master ran on, and the line said the
+    master's port was "taken by another program", its setting to change (the master held it)."""
+    ports = {variable: free_port() for variable in SparkCluster(load_services_config({})).ports}
+    environ = {"DATA_PLATFORM_HOME": str(tmp_path), **{k: str(v) for k, v in ports.items()}}
+    cluster = SparkCluster(load_services_config(environ))
+    master_pid = cluster.folder / "master.pid"
+    cluster.folder.mkdir(parents=True)
+    spawn(["sleep", "60"], cluster.folder / "master.log", master_pid, os.environ)
+    assert wait_until(lambda: read_pid(master_pid) is not None, 5)
+    listeners = []
+    try:
+        # The master's own port (held by it, alive) and the worker's (another program's).
+        for variable in (MASTER_PORT_VARIABLE, WORKER_UI_PORT_VARIABLE):
+            listener = socket.socket()
+            listeners.append(listener)
+            listener.bind(("127.0.0.1", ports[variable]))
+            listener.listen()
+        with pytest.raises(ServiceError) as taken:
+            refuse_taken_ports(cluster)
+    finally:
+        for listener in listeners:
+            listener.close()
+        terminate_group(master_pid)
+    assert str(taken.value) == (
+        f"spark: 127.0.0.1:{ports[WORKER_UI_PORT_VARIABLE]} is taken by another program: stop "
+        f"it, or set {WORKER_UI_PORT_VARIABLE} to a free port"
+    )
+
+
 def test_a_service_that_does_not_come_up_is_one_line_naming_it_and_its_log(tmp_path):
     """A server that exits at once, its ports free: its log says why."""
     exits_at_once = SimpleNamespace(
@@ -240,6 +274,35 @@ def test_redis_keeps_its_data_and_log_to_its_owner_whatever_the_umask(env):
     assert services(redis, "down").returncode == 0
 
 
+def test_redis_starts_in_a_home_whose_path_has_spaces_quotes_and_accents(env):
+    """redis.conf's `dir` line held the folder unquoted: a home with a space in its path was
+    "wrong number of arguments" in redis.log, and Redis never came up in that home."""
+    with services_home('data platform\'s "homé" \\ ') as home:
+        redis = {**env, "DATA_PLATFORM_HOME": str(home), "SERVICES": "redis"}
+        try:
+            up = services(redis, "up")
+            assert up.returncode == 0, up.stderr
+            assert (home / "services" / "redis" / "appendonlydir").is_dir()
+        finally:
+            assert services(redis, "down").returncode == 0
+
+
+@pytest.mark.parametrize("action", ["up", "down", "env", "status"])
+def test_a_services_folder_it_cannot_use_is_one_line_naming_it(env, action):
+    """A folder the services cannot write or read (one root made, a read-only disk; here a file
+    in the place of redis's folder, which stops root as well) was a traceback."""
+    blocker = Path(env["DATA_PLATFORM_HOME"]) / "services" / "redis"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("")
+    result = services({**env, "SERVICES": "redis"}, action)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    # `up` says first that the log could not be capped (base.start), then stops on the folder.
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("services: [Errno 20] Not a directory: ")
+    assert str(blocker) in line
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [("SERVICES", "postgres kafkaa"), ("DATA_PLATFORM_REDIS_PORT", "port")],
@@ -249,6 +312,41 @@ def test_a_wrong_setting_is_one_line_and_exit_2(env, variable, value):
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert variable in result.stderr
+
+
+def test_two_services_set_to_one_port_is_a_wrong_setting_before_anything_starts(env):
+    """Redis set to PostgreSQL's port: PostgreSQL started, then Redis failed to bind, "taken by
+    another program" naming this stack's own PostgreSQL, which was left running."""
+    same = {**env, "DATA_PLATFORM_REDIS_PORT": env["DATA_PLATFORM_POSTGRES_PORT"]}
+    result = services(same, "up")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"services: DATA_PLATFORM_POSTGRES_PORT and DATA_PLATFORM_REDIS_PORT are both "
+        f"{env['DATA_PLATFORM_POSTGRES_PORT']}: set them to different ports"
+    ]
+    assert services(env, "status").stdout.splitlines() == ["postgres: down", "redis: down"]
+
+
+@pytest.mark.skipif(not Path("/usr/lib/jvm").is_dir(), reason="no Java: Spark cannot start")
+def test_a_wrong_spark_port_starts_none_of_its_processes(env):
+    """The endpoint's port was read only when its command was built, after the master and the
+    worker had started: exit 2, and half a cluster (~450 MB) left running."""
+    spark = {**env, "SERVICES": "spark", "DATA_PLATFORM_SPARK_CONNECT_PORT": "0"}
+    spark |= {
+        variable: str(free_port())
+        for variable in (
+            "DATA_PLATFORM_SPARK_MASTER_PORT",
+            "DATA_PLATFORM_SPARK_MASTER_UI_PORT",
+            "DATA_PLATFORM_SPARK_WORKER_UI_PORT",
+        )
+    }
+    try:
+        result = services(spark, "up")
+        assert result.returncode == 2
+        assert "DATA_PLATFORM_SPARK_CONNECT_PORT='0'" in result.stderr
+        assert not SparkCluster(load_services_config(spark)).has_processes()
+    finally:
+        services(spark, "down")
 
 
 def test_a_pid_file_whose_pid_came_round_again_reads_as_exited(tmp_path):

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from data_platform.services.base import Service, start
+from data_platform.services.base import Service, check_ports, start
 from data_platform.services.config import ServicesConfig, load_services_config
 from data_platform.services.instance import write_instance_yaml
 from data_platform.services.lock import exclusive
@@ -36,6 +36,7 @@ from data_platform.settings import SettingsError
 
 
 def _up(config: ServicesConfig, services: Sequence[Service]) -> None:
+    check_ports(services)
     write_instance_yaml(config)
     for service in services:
         began = time.monotonic()
@@ -109,6 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ServiceError as err:
         print(f"services: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # the disk: denied, full, a file in a folder's place; it names the path
+        # Left uncaught, a home made by root (`sudo make services-up`) and used by its owner
+        # was a 20-line traceback.
+        print(
+            f"services: {err}: fix it (permissions, free space), then run it again",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

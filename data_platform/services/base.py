@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
 from data_platform.services.logs import cap_log, logs_of
 from data_platform.services.process import ServiceError, wait_until
+from data_platform.settings import SettingsError
 
 # Every service binds this address only.
 HOST = "127.0.0.1"
@@ -64,6 +65,22 @@ class Service(Protocol):
     # log it writes when there are several (`log_file` otherwise).
 
 
+def check_ports(services: Sequence[Service]) -> None:
+    """Read the port settings of every service to start, before any starts; SettingsError when
+    one is wrong or two are the same. Spark's and Kafka's are read when a process is launched:
+    a wrong DATA_PLATFORM_SPARK_CONNECT_PORT stopped `up` (exit 2) with the master and the worker
+    it had started left running, and a port set twice failed the second server to bind, the
+    first one of this very stack named as "another program"."""
+    seen: dict[int, str] = {}
+    for service in services:
+        for variable, port in getattr(service, "ports", {}).items():
+            if port in seen:
+                raise SettingsError(
+                    f"{seen[port]} and {variable} are both {port}: set them to different ports"
+                )
+            seen[port] = variable
+
+
 def start(service: Service, timeout: float | None = None) -> None:
     """Start a service unless it already answers, then wait until it does: idempotent.
 
@@ -102,7 +119,10 @@ def refuse_taken_ports(service: Service) -> None:
     come up: see <log>" left the cause in the log and the fix unsaid."""
     if service.is_running():
         return  # what answers on its ports may be its own processes
-    for variable, port in getattr(service, "ports", {}).items():
+    # A service of several processes (Spark) leaves out the ports of those still alive.
+    ports_of_exited = getattr(service, "ports_of_exited", None)
+    ports = ports_of_exited() if ports_of_exited else getattr(service, "ports", {})
+    for variable, port in ports.items():
         with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
             raise ServiceError(
                 f"{service.name}: {HOST}:{port} is taken by another program: stop it, or set "

@@ -39,6 +39,18 @@ def _binary(name: str) -> str:
     return found
 
 
+def config_string(value: str) -> str:
+    """`value` as one argument of a redis.conf line: double-quoted, each byte outside printable
+    ASCII, and `"` and `\\`, as a `\\xHH` escape (Redis's own parser decodes them). Unquoted, a
+    home with a space in its path made the `dir` line "wrong number of arguments", and Redis
+    never started in that home."""
+    escaped = "".join(
+        chr(byte) if 0x20 <= byte < 0x7F and chr(byte) not in '"\\' else f"\\x{byte:02x}"
+        for byte in os.fsencode(value)
+    )
+    return f'"{escaped}"'
+
+
 @dataclass(frozen=True)
 class Redis:
     config: ServicesConfig
@@ -95,7 +107,7 @@ class Redis:
                     f"bind {HOST}",
                     f"port {self.port}",
                     "protected-mode yes",
-                    f"dir {self.folder}",
+                    f"dir {config_string(str(self.folder))}",
                     "daemonize no",
                     'save ""',
                     "appendonly yes",

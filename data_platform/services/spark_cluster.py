@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from data_platform.services.base import HOST, AptPackage
+from data_platform.services.base import HOST, AptPackage, refuse_taken_ports
 from data_platform.services.config import ServicesConfig, _positive_int
 from data_platform.services.process import (
     ServiceError,
@@ -87,6 +87,12 @@ START_TIMEOUT_SECONDS = 240.0
 SUPPORTED_JAVA = ("17", "21")
 # The three processes, in start order: each has a pid file and a log.
 PROCESSES = ("master", "worker", "connect")
+# The ports each of them binds.
+PROCESS_PORTS = {
+    "master": (MASTER_PORT_VARIABLE, MASTER_UI_PORT_VARIABLE),
+    "worker": (WORKER_UI_PORT_VARIABLE,),
+    "connect": (CONNECT_PORT_VARIABLE,),
+}
 # Spark's own default is INFO: ~10 KB per statement in the endpoint's log and ~4 KB in its
 # executor's stderr (measured), for good. WARN keeps warnings and errors; the daemons'
 # `org.apache.spark.deploy` lines stay at INFO: a few per start (registrations, executors
@@ -207,6 +213,18 @@ class SparkCluster:
             MASTER_PORT_VARIABLE: self.master_port,
             MASTER_UI_PORT_VARIABLE: self.master_ui_port,
             WORKER_UI_PORT_VARIABLE: self.worker_ui_port,
+        }
+
+    def ports_of_exited(self) -> dict[str, int]:
+        """The ports of its processes that are not alive, which `base.refuse_taken_ports` checks:
+        a live one's own ports answer too, and with the worker's UI port taken by another
+        program the line named the master's port, which the master held, and its setting."""
+        ports = self.ports
+        return {
+            variable: ports[variable]
+            for process, variables in PROCESS_PORTS.items()
+            if not self._alive(process)
+            for variable in variables
         }
 
     @property
@@ -424,6 +442,7 @@ class SparkCluster:
                     interval=0.5,
                 )
                 if self.master_status() is None:
+                    refuse_taken_ports(self)  # "did not come up" left the cause in its log
                     raise ServiceError(
                         f"spark: the master did not come up: see {self._log('master')}"
                     )
