@@ -59,6 +59,7 @@ def finish(process: subprocess.Popen) -> tuple[str, str]:
         f"{process.args[:3]} exited {process.returncode}:\n{err[-3000:]}"
     )
     assert "Could not set lock" not in out + err
+    assert "DuplicateTaskNameWarning" not in err
     return out, err
 
 
@@ -509,6 +510,112 @@ def test_a_run_set_to_canceling_ends_and_frees_its_slot(distributed_stack):
         ended = instance.get_run_by_id(started.run_id)
         assert ended.is_finished, ended.status
         assert started.run_id not in instance.event_log_storage.get_concurrency_run_ids()
+
+
+def test_a_run_stopped_mid_step_waits_for_its_step(distributed_stack):
+    """`materialize --timeout 8` while raw/events executes on a worker (stopped there past the
+    timeout): Dagster's Celery loop revokes the step and waits for its result, but the other
+    worker, which was not executing it, stored it as revoked (its state said no worker had begun
+    it), and the run ended failed at once with its step still executing. Now the run waits for
+    the step, which ends once, the day loaded once."""
+    files = day_files(distributed_stack)
+    select = ["--start", DAY, "--end", DAY, "--select", "key:raw/events", "--timeout", "8"]
+    process = run([CLI, "materialize", *select], distributed_stack)
+    with stack_instance(distributed_stack) as instance:
+        started, pid = wait_for(
+            "raw/events to start", lambda: started_step(instance, "raw__events", "step")
+        )
+        stop_mid_step(instance, started.run_id, "raw__events", pid)
+        try:
+            time.sleep(12)
+            assert process.poll() is None, "the run ended with its step still executing"
+            assert not instance.get_run_by_id(started.run_id).is_finished
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    _, err = process.communicate(timeout=RUN_TIMEOUT)
+    assert process.returncode == 3, err
+    assert ingestion_starts(distributed_stack, started.run_id) == 1
+    assert_day_loaded_once(distributed_stack, files)
+
+
+@contextmanager
+def every_worker_stopped(env: dict[str, str]) -> Iterator[None]:
+    """Every Celery worker's main process SIGSTOPped (it takes no message), let go at the end."""
+    from data_platform.services.config import load_services_config
+    from data_platform.services.process import read_pid
+
+    folder = load_services_config(env).state_dir("celery")
+    workers = [read_pid(pid_file) for pid_file in sorted(folder.glob("data-platform-*.pid"))]
+    assert workers and None not in workers
+    for worker in workers:
+        os.kill(worker, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for worker in workers:
+            os.kill(worker, signal.SIGCONT)
+
+
+def test_a_run_stopped_while_its_step_waits_for_a_worker_ends_at_once(distributed_stack):
+    """`materialize --timeout 5` while its step's message waits in Redis and no worker is
+    alive to take it (here all stopped; lost, or not started): Dagster's Celery loop,
+    interrupted, revokes its steps and then waits for their results, and a queued step's was
+    stored only by a live worker receiving the revoke: the command ran on past its timeout,
+    Ctrl-C too, until a worker came back. Now it ends in seconds with exit 3, and the message,
+    taken once the workers are back, runs nothing."""
+    day_files(distributed_stack)
+    select = ["--start", DAY, "--end", DAY, "--select", "key:raw/events"]
+    with every_worker_stopped(distributed_stack):
+        process = run([CLI, "materialize", *select, "--timeout", "5"], distributed_stack)
+        try:
+            _, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("materialize still running 55 s after its timeout, its step queued")
+        finally:
+            process.kill()
+        assert process.returncode == 3, err
+    with stack_instance(distributed_stack) as instance:
+        (stopped,) = instance.get_runs(limit=1)
+        assert stopped.status == dg.DagsterRunStatus.FAILURE
+    # The workers take the stopped run's message first, then this run's.
+    finish(run([CLI, "materialize", *select], distributed_stack))
+    assert ingestion_starts(distributed_stack, stopped.run_id) == 0
+
+
+def test_a_step_that_ended_is_not_run_again_when_its_worker_is_lost_before_its_ack(
+    distributed_stack,
+):
+    """raw/events ends and stores its result while its worker's main process is stopped (frozen,
+    or about to be killed), so its message is never acknowledged: once its lease lapsed it went
+    back on the queue, and the other worker ran the step a second time, its run still going on
+    (a second writer beside the run's next `duckdb` step, outside the pool). Now the worker that
+    takes it drops it: its result is there. The run process is held meanwhile (SIGSTOP), so that
+    the run is still in progress when the message comes back, however fast the machine."""
+    lease = int(distributed_stack["DATA_PLATFORM_CELERY_LEASE_SECONDS"])
+    files = day_files(distributed_stack)
+    process, run_id, pid = materialize_day_stopped_mid_step(distributed_stack)
+    worker = psutil.Process(pid).ppid()
+    os.kill(worker, signal.SIGSTOP)
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        os.kill(pid, signal.SIGCONT)
+        with stack_instance(distributed_stack) as instance:
+            wait_for(
+                "raw/events to end",
+                lambda: (
+                    instance.get_records_for_run(
+                        run_id, of_type=dg.DagsterEventType.STEP_SUCCESS
+                    ).records
+                ),
+                timeout=60,
+            )
+        time.sleep(2 * lease)  # lapsed, and put back on the queue by the other worker
+    finally:
+        os.kill(worker, signal.SIGCONT)
+        os.kill(process.pid, signal.SIGCONT)
+    finish(process)
+    assert ingestion_starts(distributed_stack, run_id) == 1
+    assert_day_loaded_once(distributed_stack, files)
 
 
 def alive(pid: int) -> bool:

@@ -14,6 +14,9 @@ from __future__ import annotations
 import os
 
 import celery
+from celery import states
+from celery.worker.request import Request
+from celery.worker.state import task_ready
 from dagster_celery.executor import CeleryExecutor
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_execute_job_task, create_resume_job_task, create_task
@@ -38,6 +41,30 @@ app = make_app(
 app.steps["consumer"].add(LeaseRenewal)
 
 
+class SkippingEndedSteps(Request):
+    """A step's message whose task already has its result in the backend is dropped, not run
+    again: its worker lost (frozen past its lease, or killed) after the step ended and stored
+    its result but before the message was acknowledged, the message went back on the queue at
+    the lease's end, and another worker ran the step a second time while its run went on (a
+    second raw/events beside the run's next `duckdb` step, outside the pool). Asked here, in the
+    worker's main process before the step starts: once started, its STARTED state replaces the
+    result the run's process may not have read yet. A step whose worker died mid-step has no
+    result and runs again, as before."""
+
+    def revoked(self) -> bool:
+        if super().revoked():
+            return True
+        try:
+            ended = self.task.backend.get_state(self.id) in states.READY_STATES
+        except Exception:  # the backend unreadable: run the step, as before
+            return False
+        if ended:
+            task_ready(self)
+            self.acknowledge()
+            self._already_revoked = True
+        return ended
+
+
 class SkippingEndedRuns(celery.Task):
     """A step's task that does nothing when its run has ended. Its message outlives the run:
     still queued when the run's process died, or put back by a worker lost mid-step, it was
@@ -46,6 +73,8 @@ class SkippingEndedRuns(celery.Task):
     own step processes: its live process still hands out steps and waits for their events (the
     Celery executor stops only on a signal), and a step skipped there, reporting none, kept the
     step's slot claimed for good: the run's other steps waited on it, and every run after."""
+
+    Request = SkippingEndedSteps
 
     def __call__(self, execute_step_args_packed: dict, executable_dict: dict) -> list[str]:
         if _run_has_ended(execute_step_args_packed):

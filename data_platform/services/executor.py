@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any
 
 import dagster as dg
@@ -45,6 +46,12 @@ def lease_transport_options(lease_seconds: int) -> dict[str, int]:
 #   its steps' results there and sends its next steps there. Celery gave up at once: a restart
 #   of 10 s failed every run in flight while its steps went on and succeeded on the workers
 #   (Redis keeps its queue and results on disk). Down for longer, the run fails, as before.
+# - a worker stores that it began a step (STARTED) in the result backend. A revoke (Ctrl-C,
+#   SIGTERM, `--timeout` or the UI's Terminate: Dagster's loop revokes its steps, then waits for
+#   their results) is broadcast to every worker, and each one not executing the step stores it
+#   as revoked if its state says no worker began it: PENDING, it did so for a step executing on
+#   another worker, and the run ended, failed, its `duckdb` slot soon freed, with the step
+#   still writing.
 def celery_execution_config(lease_seconds: int) -> dict[str, Any]:
     """dagster-celery's executor config, with steps leased for `lease_seconds`."""
     return {
@@ -53,6 +60,7 @@ def celery_execution_config(lease_seconds: int) -> dict[str, Any]:
         "config_source": {
             "task_acks_late": True,
             "task_reject_on_worker_lost": True,
+            "task_track_started": True,
             "worker_prefetch_multiplier": 1,
             "broker_transport_options": lease_transport_options(lease_seconds),
             # Backoff doubling from 10 ms, jittered, capped at 10 s: about 4 minutes in all.
@@ -83,7 +91,17 @@ class StepFailureOnRaise:
         return self._result.ready()
 
     def revoke(self) -> None:
+        """Revoke the step's task, and store it as revoked if no worker began it. Each live
+        worker does the latter for a revoke it receives, but with none alive (all stopped,
+        lost, or not started) nobody did: Dagster's loop, interrupted, waits for the result of
+        every step it revoked, and `materialize` ran on past its `--timeout`, Ctrl-C ignored,
+        until a worker took the message. A worker that takes it later drops it (revoked) or
+        skips it (its run ended: celery_app.py)."""
+        from celery import states
+
         self._result.revoke()
+        if self._result.state == states.PENDING:
+            self._result.backend.mark_as_revoked(self._result.id, reason="revoked while queued")
 
     def get(self) -> list[str]:
         """The step's serialized events, as dagster-celery's task returns them."""
@@ -104,10 +122,16 @@ class StepFailureOnRaise:
 
 
 def _submit_reporting_failures(app, plan_context, step, queue, priority, known_state):
-    """dagster-celery's submission of a step, its result a `StepFailureOnRaise`."""
+    """dagster-celery's submission of a step, its result a `StepFailureOnRaise`. It registers
+    its task on the app anew for every step, and Celery warned of the name taken at the second:
+    nine lines on every distributed `materialize`'s stderr, about nothing (only the name is
+    sent)."""
+    from celery.exceptions import DuplicateTaskNameWarning
     from dagster_celery.executor import _submit_task
 
-    result = _submit_task(app, plan_context, step, queue, priority, known_state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DuplicateTaskNameWarning)
+        result = _submit_task(app, plan_context, step, queue, priority, known_state)
     return StepFailureOnRaise(result, plan_context.for_step(step))
 
 
