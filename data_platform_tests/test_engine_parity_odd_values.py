@@ -52,6 +52,7 @@ PROPERTIES = [
     '{"page": "/first", "page": "/second"}',
     '{"product_id": 1, "product_id": 2, "channel": "ads"}',
     '{"page": "/@alice", "amount": 12.5}',  # a profile's path: no e-mail, nor with the number
+    '{"channel": "\\"jane.doe\\"@example.com", "currency": "EUR"}',  # a quoted local part
 ]
 
 # (payment_id, currency): a code padded with Unicode spaces, one with a ligature.
@@ -159,6 +160,7 @@ def test_only_numbers_and_keys_given_once_are_published(built, spark):  # noqa: 
         "e4": {},
         "e5": {"channel": "ads"},
         "e6": {"page": "/@alice", "amount": 12.5},
+        "e7": {"currency": "EUR"},
     }
 
 

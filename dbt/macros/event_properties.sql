@@ -36,13 +36,15 @@
 
 {#- Something@something.something, somewhere in a string: an e-mail address, its @ also
     percent-encoded (a page's query string: ?email=jane%40example.com) or full-width (U+FF20).
-    No double quote in it either: in a JSON document's text (the PII test reads fct_events'
-    properties whole) an address stays inside one string, where a match across the quotes took
-    a page "/@alice" and a number 12.5 beside it for one address and failed the build.
+    `in_json`: in a JSON document's text (the PII test reads fct_events' properties whole), where
+    an address stays inside one string: no double quote in the match, which across the quotes
+    took a page "/@alice" and a number 12.5 beside it for one address and failed the build. A
+    string value alone keeps them: "jane.doe"@example.com is an address too.
     No backslash (Spark's SQL literals would eat it), the same regular expression on RE2 and
     Java. -#}
-{% macro email_pattern() -%}
-    [^@ "]+(@|%40|＠)[^@ "]+[.][^@ "]+
+{% macro email_pattern(in_json=false) -%}
+    {%- set other = '[^@ "]+' if in_json else '[^@ ]+' -%}
+    {{ other }}(@|%40|＠){{ other }}[.]{{ other }}
 {%- endmacro %}
 
 

@@ -41,7 +41,7 @@ holding_emails as (
         'properties' as column_name
 
     from {{ ref('fct_events') }}
-    where {{ regexp_contains('cast(properties as ' ~ dbt.type_string() ~ ')', email_pattern()) }}
+    where {{ regexp_contains('cast(properties as ' ~ dbt.type_string() ~ ')', email_pattern(in_json=true)) }}
 
 )
 
