@@ -445,32 +445,6 @@ def report_check(
     platform.store(latest.run_id, DagsterEventType.ASSET_CHECK_EVALUATION, evaluation)
 
 
-def test_a_day_whose_blocking_checks_raised_is_held_like_a_failed_one(defs):
-    """A check that raised (a lock, a read error) judged nothing: its run failed, Dagster calls
-    it "execution failed", not failed, and the day it never judged flowed on to the facts and
-    the aggregates. It is held until a verdict (a run of the day, or a retry of the checks); a
-    run of the day that writes nothing (its ingestion failed) holds nothing back: what is stored
-    was judged before."""
-    platform = Platform(defs).filled()
-    platform.land("2026-01-06", judged=False)
-    assert "2026-01-06" in platform.instance.get_materialized_partitions(EVENTS)
-    for _ in range(2):
-        assert platform.tick() == {}
-
-    platform.land("2026-01-06")  # re-run, judged and passing
-    assert platform.tick() == {STG_EVENTS: ["2026-01-06"]}
-    assert platform.tick() == {FCT_EVENTS: ["2026-01-06"]}
-    assert platform.tick() == {DAU: True}
-
-    # A day's run that fails before writing leaves its judged data as it was: it holds nothing.
-    platform.land("2026-01-06", written=False)
-    platform.land("2026-01-07")
-    assert platform.tick() == {STG_EVENTS: ["2026-01-07"]}
-    assert platform.tick() == {FCT_EVENTS: ["2026-01-07"]}
-    assert platform.tick() == {DAU: True}
-    assert platform.tick() == {}
-
-
 def cancel_latest_run(platform: Platform) -> None:
     """The latest run ends canceled instead (its checks, never evaluated, then read SKIPPED)."""
     [run] = platform.instance.get_runs(limit=1)
@@ -478,13 +452,22 @@ def cancel_latest_run(platform: Platform) -> None:
     assert platform.instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.CANCELED
 
 
-def test_a_day_whose_run_was_canceled_before_its_checks_is_held_until_judged(defs):
-    """A run canceled once the day was written, before its checks (by hand, from the UI): its
-    checks are skipped, neither failed nor raised, and the day flowed on unjudged. It is held
-    until a run of the day passes; a run canceled before it wrote anything holds nothing."""
+@pytest.mark.parametrize("canceled", [False, True], ids=["raised", "canceled"])
+def test_a_day_whose_blocking_checks_did_not_judge_it_is_held_like_a_failed_one(defs, canceled):
+    """A check that raised (a lock, a read error) judged nothing: its run failed, Dagster calls
+    it "execution failed", not failed, and the day it never judged flowed on to the facts and
+    the aggregates. So did a day whose run was canceled once it was written, before its checks
+    (by hand, from the UI): its checks are skipped. Either is held until a verdict (a run of the
+    day, or a retry of the checks); a run of the day that writes nothing (its ingestion failed,
+    or it was canceled first) holds nothing back: what is stored was judged before."""
+
+    def land(day: str, **verdict: bool) -> None:
+        platform.land(day, **verdict)
+        if canceled:
+            cancel_latest_run(platform)
+
     platform = Platform(defs).filled()
-    platform.land("2026-01-06", judged=False)
-    cancel_latest_run(platform)
+    land("2026-01-06", judged=False)
     assert "2026-01-06" in platform.instance.get_materialized_partitions(EVENTS)
     for _ in range(2):
         assert platform.tick() == {}
@@ -494,9 +477,8 @@ def test_a_day_whose_run_was_canceled_before_its_checks_is_held_until_judged(def
     assert platform.tick() == {FCT_EVENTS: ["2026-01-06"]}
     assert platform.tick() == {DAU: True}
 
-    # Canceled before writing: what is stored was judged before, so the next day flows.
-    platform.land("2026-01-06", written=False)
-    cancel_latest_run(platform)
+    # A day's run that ends before writing leaves its judged data as it was: it holds nothing.
+    land("2026-01-06", written=False)
     platform.land("2026-01-07")
     assert platform.tick() == {STG_EVENTS: ["2026-01-07"]}
     assert platform.tick() == {FCT_EVENTS: ["2026-01-07"]}
