@@ -317,6 +317,19 @@ storage:
     [
         ("storage: [\n  bad: : yaml\n", "5432", "dagster.yaml is not valid YAML ("),
         (POSTGRES_INSTANCE, "abc", "dagster.yaml reads DAGSTER_PG_PORT='abc', which is not of "),
+        # Dagster's own line went on with the whole schema expected there (4,066 characters).
+        (
+            "run_retriez:\n  enabled: true\n",
+            "5432",
+            "dagster.yaml has a key Dagster does not know, 'run_retriez' at the root: rename or "
+            "remove it (did you mean 'run_retries'?)",
+        ),
+        (
+            "run_retries:\n  zzz: 2\n",
+            "5432",
+            "dagster.yaml has a key Dagster does not know, 'zzz' at root:run_retries: rename or "
+            "remove it (the keys there: enabled, max_retries, retry_on_asset_or_op_failure)",
+        ),
     ],
 )
 def test_a_wrong_dagster_instance_is_one_line_for_materialize_and_metrics(

@@ -9,6 +9,7 @@ order could restore a cursor that has seen a file the warehouse never loaded (a 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import os
 import re
@@ -235,7 +236,8 @@ def instance_errors(config: Path) -> Iterator[None]:
 
 def _config_error_line(err: dg.DagsterInvalidConfigError, config: Path) -> str:
     """One line for a dagster.yaml Dagster refused: a variable it reads unset or of the wrong
-    type (DAGSTER_PG_PORT=abc), or else Dagster's first error."""
+    type (DAGSTER_PG_PORT=abc), a key it does not know (with the nearest it knows there), or
+    else Dagster's first error."""
     said = str(err)
     if unset := re.search(r'environment variable "([^"]+)" which is not set', said):
         return f"{config} reads {unset[1]}, which is not set: set it ({SERVICES_ENV_HINT})"
@@ -245,11 +247,37 @@ def _config_error_line(err: dg.DagsterInvalidConfigError, config: Path) -> str:
             f"{config} reads {wrong[1]}={value!r}, which is not of type {wrong[2]}: set it "
             f"({SERVICES_ENV_HINT})"
         )
+    if unknown := re.search(
+        r'unexpected config entry "([^"]+)" at (the root|path [^.]+)\. Expected: "(.*)"', said
+    ):
+        # Dagster's line goes on with the whole schema expected there (4,000 characters at the
+        # root): the keys it knows at that level are what helps.
+        key, where, expected = unknown.groups()
+        known = schema_keys(expected)
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"the keys there: {', '.join(known)}"
+        where = where.removeprefix("path ")
+        return (
+            f"{config} has a key Dagster does not know, {key!r} at {where}: rename or remove "
+            f"it ({hint})"
+        )
     first = re.search(r"Error 1: ([^\n]+)", said)
     return (
         f"{config} is not a Dagster instance's configuration "
         f"({first[1] if first else said.splitlines()[0]}): fix it"
     )
+
+
+def schema_keys(expected: str) -> list[str]:
+    """The field names at the top level of a config schema as Dagster prints it
+    (`{ auto_materialize?: { enabled?: Bool ... } backfills?: ... }`)."""
+    keys, depth = [], 0
+    for token in re.finditer(r"[{}()\[\]]|(\w+)\??:", expected):
+        if token[1] is None:
+            depth += 1 if token[0] in "{([" else -1
+        elif depth == 1:
+            keys.append(token[1])
+    return keys
 
 
 def libpq_target(postgres_url: str) -> tuple[str, dict[str, str]]:
