@@ -24,6 +24,7 @@ import psutil
 import pytest
 import yaml
 
+from data_platform.services import __main__ as services_main
 from data_platform.services.base import refuse_taken_ports, start
 from data_platform.services.celery_workers import CeleryWorkers
 from data_platform.services.config import load_services_config
@@ -301,6 +302,30 @@ def test_a_services_folder_it_cannot_use_is_one_line_naming_it(env, action):
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("services: [Errno 20] Not a directory: ")
     assert str(blocker) in line
+
+
+@pytest.mark.parametrize(
+    ("error", "advice"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), "see `make services-status`"),
+        (PermissionError(13, "Permission denied", "/srv/home/services"), "free space"),
+    ],
+)
+def test_a_system_error_gets_the_advice_of_its_kind(env, monkeypatch, capsys, error, advice):
+    """Only an error naming a path is the disk's: a refused connection that escaped a
+    service's own probe was told to free space."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    def fails(*_args) -> None:
+        raise error
+
+    monkeypatch.setattr(services_main, "_up", fails)
+    assert services_main.main(["up"]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"services: {error}: ")
+    assert advice in line
+    assert ("free space" in line) == (error.filename is not None)
 
 
 @pytest.mark.parametrize(

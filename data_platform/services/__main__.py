@@ -111,15 +111,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ServiceError as err:
         print(f"services: {err}", file=sys.stderr)
         return 1
-    except OSError as err:  # the disk: denied, full, a file in a folder's place; it names the path
+    except OSError as err:
         # Left uncaught, a home made by root (`sudo make services-up`) and used by its owner
         # was a 20-line traceback.
-        print(
-            f"services: {err}: fix it (permissions, free space), then run it again",
-            file=sys.stderr,
-        )
+        print(f"services: {err}: {_os_error_advice(err)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _os_error_advice(err: OSError) -> str:
+    """What to do about an error of the system: one naming a path is the disk's (denied, full,
+    a file in a folder's place); any other (a refused connection, a socket) is no disk's, and
+    "free space" sent a person to the wrong place."""
+    if err.filename is not None:
+        return "fix it (permissions, free space), then run it again"
+    return "see `make services-status` and the services' logs, then run it again"
 
 
 if __name__ == "__main__":
