@@ -22,7 +22,7 @@ override export DATA_PLATFORM_HOME := $(abspath $(or $(DATA_PLATFORM_HOME),$(CUR
 override export DAGSTER_HOME := $(abspath $(or $(DAGSTER_HOME),$(DATA_PLATFORM_HOME)/dagster_home))
 
 .PHONY: install run test lint bench bench-year bench-spark clean lock system-packages services-up services-down \
-	services-env run-distributed bench-scale services-packages
+	services-env services-status run-distributed bench-scale services-packages
 
 install: $(STAMP) $(MANIFEST)
 
@@ -74,6 +74,10 @@ services-up: install services-packages
 
 services-down: $(STAMP)
 	$(SERVICES_CLI) down
+
+# One line per service, up or down; fails when one is down, so that a script can test it.
+services-status: $(STAMP)
+	@$(SERVICES_CLI) status
 
 # `eval "$$(make -s services-env)"` points this shell's CLI, tests and UI at the services.
 services-env: $(STAMP)
