@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,6 +46,7 @@ FIRST, LAST = date(2026, 1, 1), date(2026, 1, 2)
 SIMULATION = ["--seed", "11", "--days", "2", "--end-date", str(LAST), "--users", "30"]
 SIMULATION += ["--products", "15", "--events-per-day", "200"]
 RUN_TIMEOUT = 900
+IGNORE_CACHES = shutil.ignore_patterns("__pycache__")
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -671,6 +673,33 @@ def refused_steps(env: dict[str, str], args: list[str]) -> tuple[dict[str, str],
     ]
     written = [e for e in events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION]
     return tags, failures, written
+
+
+def test_a_worker_running_other_code_than_the_run_refuses_its_steps_before_writing(
+    distributed_stack, world, tmp_path
+):
+    """A worker loads the code when it starts: after a change (a deploy, a `git pull`) the
+    workers ran the run's steps as the code was before, and the run succeeded. Here the run's
+    process runs a copy of the package one comment apart from the workers' (the repository's):
+    its step fails in one line naming both versions, before it writes anything."""
+    from data_platform.resources.run_pinned import CODE_TAG, loaded_code_version
+
+    code = tmp_path / "code"
+    shutil.copytree(REPO / "data_platform", code / "data_platform", ignore=IGNORE_CACHES)
+    for shared in ("dbt", "dagster.yaml"):
+        (code / shared).symlink_to(REPO / shared)
+    with (code / "data_platform" / "assets" / "raw.py").open("a") as module:
+        module.write("# the next version\n")
+    python_path = os.pathsep.join(filter(None, [str(code), distributed_stack.get("PYTHONPATH")]))
+    tags, failures, written = refused_steps(
+        {**distributed_stack, "PYTHONPATH": python_path},
+        ["--select", "key:raw/events", "--start", str(FIRST), "--end", str(FIRST)],
+    )
+    workers, runs = loaded_code_version(), tags[CODE_TAG]
+    assert runs != workers
+    line = f"runs the platform's code {workers} ("
+    assert len(failures) == 1 and line in failures[0] and f"process runs {runs}:" in failures[0]
+    assert not written
 
 
 def test_a_worker_with_other_settings_than_the_run_refuses_its_steps_before_writing(

@@ -1,6 +1,7 @@
 """The dbt project, in its own module so `dagster-dbt project prepare-and-package` can build the
 manifest at install time: loading the Definitions never runs dbt."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from dagster_dbt import DbtProject
@@ -30,17 +31,24 @@ def require_manifest(project_dir: Path = DBT_PROJECT_DIR) -> None:
         raise SettingsError(f"{missing}: run `make install`, which builds it")
 
 
+def dbt_sources(project_dir: Path = DBT_PROJECT_DIR) -> Iterator[Path]:
+    """The files the manifest is built from, in a stable order."""
+    for top in sorted(project_dir.iterdir()):
+        if top.name in _BUILT_FOLDERS:
+            continue
+        for path in sorted(top.rglob("*")) if top.is_dir() else [top]:
+            hidden = path.name.startswith(".")  # dbt's own `.user.yml`: no source
+            if path.suffix in _SOURCE_SUFFIXES and not hidden and path.is_file():
+                yield path
+
+
 def stale_manifest(project_dir: Path = DBT_PROJECT_DIR) -> str | None:
     """Why the dbt manifest, there, is older than a dbt source, or None: after a `git pull`
     without `make install`, the dbt steps failed on a node the new sources had renamed (a
     KeyError), once the raw steps had run."""
     manifest = project_dir / "target" / "manifest.json"
     built = manifest.stat().st_mtime
-    for top in project_dir.iterdir():
-        if top.name in _BUILT_FOLDERS:
-            continue
-        for path in top.rglob("*") if top.is_dir() else [top]:
-            hidden = path.name.startswith(".")  # dbt's own `.user.yml`: no source
-            if path.suffix in _SOURCE_SUFFIXES and not hidden and path.stat().st_mtime > built:
-                return f"the dbt manifest {manifest} is older than {path}"
+    for path in dbt_sources(project_dir):
+        if path.stat().st_mtime > built:
+            return f"the dbt manifest {manifest} is older than {path}"
     return None

@@ -17,10 +17,12 @@ import celery
 from celery import states
 from celery.worker.request import Request
 from celery.worker.state import task_ready
+from dagster import DagsterRun
 from dagster_celery.executor import CeleryExecutor
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_execute_job_task, create_resume_job_task, create_task
 
+from data_platform.resources.run_pinned import loaded_code_version, require_run_code
 from data_platform.services.celery_lease import LeaseRenewal
 from data_platform.services.executor import celery_execution_config
 from data_platform.settings import CELERY_BROKER_VARIABLE, SettingsError, load_settings
@@ -39,6 +41,8 @@ app = make_app(
     ).app_args()
 )
 app.steps["consumer"].add(LeaseRenewal)
+# The code this worker runs is the code of its start: taken now, before any step loads more.
+loaded_code_version()
 
 
 class SkippingEndedSteps(Request):
@@ -77,21 +81,23 @@ class SkippingEndedRuns(celery.Task):
     Request = SkippingEndedSteps
 
     def __call__(self, execute_step_args_packed: dict, executable_dict: dict) -> list[str]:
-        if _run_has_ended(execute_step_args_packed):
+        run = _run_of(execute_step_args_packed)
+        if run is None or run.is_finished:
             return []  # the run's process is gone: nobody reads the result
+        # Raised here, the step's failure (services/executor.py) before any of it runs.
+        require_run_code(run.tags)
         return super().__call__(execute_step_args_packed, executable_dict)
 
 
-def _run_has_ended(execute_step_args_packed: dict) -> bool:
-    """Whether the step's run has ended (or been deleted)."""
+def _run_of(execute_step_args_packed: dict) -> DagsterRun | None:
+    """The step's run, None when it was deleted."""
     from dagster import DagsterInstance
     from dagster._grpc.types import ExecuteStepArgs
     from dagster._serdes import unpack_value
 
     args = unpack_value(execute_step_args_packed, as_type=ExecuteStepArgs)
     with DagsterInstance.from_ref(args.instance_ref) as instance:
-        run = instance.get_run_by_id(args.run_id)
-    return run is None or run.is_finished
+        return instance.get_run_by_id(args.run_id)
 
 
 # The tasks dagster-celery's executor sends, by name: the same three as `dagster_celery.app`.
