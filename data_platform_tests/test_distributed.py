@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from data_platform_tests.healing_world import (
     wait_for,
     write_day,
 )
-from data_platform_tests.helpers import count_records
+from data_platform_tests.helpers import count_records, next_version_of_the_code
 from data_platform_tests.landed_records import read_landed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +45,6 @@ FIRST, LAST = date(2026, 1, 1), date(2026, 1, 2)
 SIMULATION = ["--seed", "11", "--days", "2", "--end-date", str(LAST), "--users", "30"]
 SIMULATION += ["--products", "15", "--events-per-day", "200"]
 RUN_TIMEOUT = 900
-IGNORE_CACHES = shutil.ignore_patterns("__pycache__")
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -682,17 +680,11 @@ def test_a_worker_running_other_code_than_the_run_refuses_its_steps_before_writi
     workers ran the run's steps as the code was before, and the run succeeded. Here the run's
     process runs a copy of the package one comment apart from the workers' (the repository's):
     its step fails in one line naming both versions, before it writes anything."""
-    from data_platform.resources.run_pinned import CODE_TAG, loaded_code_version
+    from data_platform.code_version import loaded_code_version
+    from data_platform.resources.run_pinned import CODE_TAG
 
-    code = tmp_path / "code"
-    shutil.copytree(REPO / "data_platform", code / "data_platform", ignore=IGNORE_CACHES)
-    for shared in ("dbt", "dagster.yaml"):
-        (code / shared).symlink_to(REPO / shared)
-    with (code / "data_platform" / "assets" / "raw.py").open("a") as module:
-        module.write("# the next version\n")
-    python_path = os.pathsep.join(filter(None, [str(code), distributed_stack.get("PYTHONPATH")]))
     tags, failures, written = refused_steps(
-        {**distributed_stack, "PYTHONPATH": python_path},
+        next_version_of_the_code(tmp_path / "code", distributed_stack),
         ["--select", "key:raw/events", "--start", str(FIRST), "--end", str(FIRST)],
     )
     workers, runs = loaded_code_version(), tags[CODE_TAG]

@@ -1,6 +1,7 @@
 """What a Celery run's tags pin (resources/run_pinned.py): where, never a secret."""
 
-from data_platform.resources.run_pinned import CODE_TAG, loaded_code_version, run_pins
+from data_platform.code_version import code_digest, loaded_code_version
+from data_platform.resources.run_pinned import CODE_TAG, run_pins
 from data_platform.settings import load_settings
 
 
@@ -28,8 +29,6 @@ def test_a_runs_pins_name_each_place_without_its_secret(tmp_path):
 def test_the_code_version_changes_with_the_code_and_only_with_it(tmp_path):
     """A worker compares it with its run's (services/celery_app.py): what dbt builds, Python
     caches and dbt's logs are no code; a model or a module is."""
-    from data_platform.resources.run_pinned import code_digest
-
     package, dbt = tmp_path / "data_platform", tmp_path / "dbt"
     for path, text in [
         (package / "__init__.py", ""),

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from data_platform.code_version import code_digest, loaded_code_version
 from data_platform.services.process import group_alive, read_pid
 from data_platform_tests.conftest import services_env, services_home
-from data_platform_tests.helpers import run_services
+from data_platform_tests.helpers import next_version_of_the_code, run_services
 
 services = functools.partial(run_services, timeout=300)
 
@@ -99,3 +100,31 @@ def test_status_with_redis_killed_under_live_workers_says_what_is_down(env):
     assert again.returncode == 0, again.stderr
     assert services(env, "status").stdout.split()[1::2] == ["up", "up", "up"]
     assert "DATA_PLATFORM_EXECUTOR=celery" in services(env, "env").stdout
+
+
+def test_up_after_the_code_changed_starts_the_workers_again(env, tmp_path):
+    """Workers run the code of their start: after a change, `up` left them running (they
+    answered), and their steps ran the code as it was. Workers started from a copy of the
+    package one comment apart are started again by the next `up` from the repository; an `up`
+    with nothing changed starts nothing again."""
+    # Only the workers run the copy: this `python -m` imports the package of its working folder.
+    copy = next_version_of_the_code(tmp_path / "code", env)
+    first = services(copy, "up")
+    assert first.returncode == 0, first.stderr
+    pid_file = Path(env["DATA_PLATFORM_HOME"]) / "services" / "celery" / "data-platform-1.pid"
+    started = read_pid(pid_file)
+    assert started is not None
+
+    again = services(env, "up")
+    assert again.returncode == 0, again.stderr
+    older = code_digest(tmp_path / "code" / "data_platform", tmp_path / "code" / "dbt")
+    assert (
+        f"celery: restarting: its workers run the code {older}, this checkout's is "
+        f"{loaded_code_version()}"
+    ) in again.stderr
+    restarted = read_pid(pid_file)
+    assert restarted not in (None, started) and not group_alive(started)
+
+    unchanged = services(env, "up")
+    assert unchanged.returncode == 0, unchanged.stderr
+    assert "restarting" not in unchanged.stderr and read_pid(pid_file) == restarted

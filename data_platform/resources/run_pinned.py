@@ -12,8 +12,6 @@ hung waiting for its other steps.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
@@ -22,12 +20,12 @@ from urllib.parse import urlparse
 import dagster as dg
 from pydantic import PrivateAttr
 
+from data_platform.code_version import loaded_code_version
 from data_platform.settings import Settings, masked_url
 
 TAG_PREFIX = "data_platform/"
 # The tag of the code version of a Celery run's process (`loaded_code_version`).
 CODE_TAG = TAG_PREFIX + "code"
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 def spark_endpoint(spark_remote: str) -> str:
@@ -54,28 +52,6 @@ def source_database_pin(url: str) -> str:
     return masked_url(sa.engine.make_url(url))
 
 
-def code_digest(package_dir: Path, dbt_dir: Path) -> str:
-    """A digest of the platform's Python package and dbt project: every `.py` file of the one
-    and every source of the other (`dbt_sources`), by path and content."""
-    from data_platform.assets.dbt_project import dbt_sources
-
-    digest = hashlib.sha256()
-    sources = [(package_dir, p) for p in sorted(package_dir.rglob("*.py"))]
-    for root, path in [*sources, *((dbt_dir, p) for p in dbt_sources(dbt_dir))]:
-        digest.update(f"{root.name}/{path.relative_to(root)}\0".encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:12]
-
-
-@functools.cache
-def loaded_code_version() -> str:
-    """The code version of this process: its files as they were at the first call, which a
-    Celery worker makes when it starts, before it loads any step's code."""
-    from data_platform.assets.dbt_project import DBT_PROJECT_DIR
-
-    return code_digest(PACKAGE_DIR, DBT_PROJECT_DIR)
-
-
 def run_pins(settings: Settings) -> dict[str, str]:
     """The run tags of the pins of a process with these settings, and of its code version."""
     pins = {
@@ -97,8 +73,8 @@ class CodeVersionMismatch(RuntimeError):
             f"this step's Celery worker runs the platform's code {workers} (its Python package "
             f"and dbt project as they were when it started), but its run's process runs {runs}: "
             "the workers were started before the code changed, and would run the step as it "
-            "was. Restart them (`SERVICES=celery make services-down`, then `SERVICES=celery "
-            "make services-up`), then re-run the step: nothing of it ran"
+            "was. Start them again (`make services-up` does, for workers of other code), "
+            "then re-run the step: nothing of it ran"
         )
 
 

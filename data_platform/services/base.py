@@ -62,7 +62,8 @@ class Service(Protocol):
         """The variables that point the CLI, the UI, tests and workers at it."""
 
     # Optional: `ports`, {setting: port} of the ports it binds on 127.0.0.1; `log_files`, every
-    # log it writes when there are several (`log_file` otherwise).
+    # log it writes when there are several (`log_file` otherwise); `stale()`, why its running
+    # processes must be started again, or None.
 
 
 def check_ports(services: Sequence[Service]) -> None:
@@ -96,7 +97,10 @@ def start(service: Service, timeout: float | None = None) -> None:
             cap_log(log_file)
         except OSError as err:
             print(f"{service.name}: {log_file} was not capped: {err}", file=sys.stderr)
-    if service.is_up():
+    if reason := _stale(service):
+        print(f"{service.name}: restarting: {reason}", file=sys.stderr)
+        service.stop()
+    elif service.is_up():
         return
     # A process of its own already running (still starting, or hung) is waited for, never
     # doubled (`process.spawn`); a service may still refuse it in `launch` (PostgreSQL does).
@@ -112,6 +116,13 @@ def start(service: Service, timeout: float | None = None) -> None:
         )
     refuse_taken_ports(service)
     raise ServiceError(f"{service.name} did not come up: see {service.log_file}")
+
+
+def _stale(service: Service) -> str | None:
+    """Why a service's running processes must be started again (the Celery workers, after the
+    code changed), or None."""
+    stale = getattr(service, "stale", None)
+    return stale() if stale else None
 
 
 def refuse_taken_ports(service: Service) -> None:

@@ -15,6 +15,7 @@ import os
 
 import celery
 from celery import states
+from celery.worker.control import inspect_command
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 from dagster import DagsterRun
@@ -22,7 +23,8 @@ from dagster_celery.executor import CeleryExecutor
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_execute_job_task, create_resume_job_task, create_task
 
-from data_platform.resources.run_pinned import loaded_code_version, require_run_code
+from data_platform.code_version import loaded_code_version
+from data_platform.resources.run_pinned import require_run_code
 from data_platform.services.celery_lease import LeaseRenewal
 from data_platform.services.executor import celery_execution_config
 from data_platform.settings import CELERY_BROKER_VARIABLE, SettingsError, load_settings
@@ -43,6 +45,12 @@ app = make_app(
 app.steps["consumer"].add(LeaseRenewal)
 # The code this worker runs is the code of its start: taken now, before any step loads more.
 loaded_code_version()
+
+
+@inspect_command()
+def code_version(state) -> dict[str, str]:
+    """This worker's code version, which `services up` asks for (services/celery_workers.py)."""
+    return {"code": loaded_code_version()}
 
 
 class SkippingEndedSteps(Request):

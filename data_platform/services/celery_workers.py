@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from data_platform.code_version import loaded_code_version
 from data_platform.services.base import AptPackage
 from data_platform.services.config import ServicesConfig
 from data_platform.services.instance import instance_home
@@ -56,6 +57,25 @@ class CeleryWorkers:
 
     def _pid_file(self, worker: str) -> Path:
         return self.folder / f"{worker}.pid"
+
+    def stale(self) -> str | None:
+        """Why the running workers must be started again: they run the code of their start,
+        and the checkout's has changed since (their steps of a run of the new code are refused:
+        resources/run_pinned.py), or None. Each answering worker is asked which code it runs;
+        one that does not answer is left to `is_up`."""
+        broker = self.worker_env().get(CELERY_BROKER_VARIABLE)
+        if not broker or not self.has_processes():
+            return None
+        ours = {
+            name: code for name, code in workers_code(broker).items() if name in self.node_names
+        }
+        older = sorted({code for code in ours.values() if code != loaded_code_version()})
+        if not older:
+            return None
+        return (
+            f"its workers run the code {', '.join(older)}, this checkout's is "
+            f"{loaded_code_version()}"
+        )
 
     @property
     def leftover_config(self) -> Path:
@@ -163,3 +183,29 @@ def answering_workers(broker: str) -> set[str]:
     finally:
         app.close()
     return {name for reply in replies for name in reply}
+
+
+# What a worker of a version that does not know the `code_version` command is said to run.
+UNKNOWN_CODE = "of an earlier version (it cannot say which)"
+
+
+def workers_code(broker: str) -> dict[str, str]:
+    """Each answering worker's code version (celery_app.code_version), by name; none when the
+    broker does not answer."""
+    from celery import Celery
+    from kombu.exceptions import OperationalError
+
+    app = Celery(broker=broker)
+    app.conf.broker_connection_retry_on_startup = False
+    app.conf.broker_connection_timeout = 2
+    try:
+        replies = app.control.broadcast("code_version", reply=True, timeout=1.0) or []
+    except (OSError, OperationalError):
+        return {}
+    finally:
+        app.close()
+    return {
+        name: answer.get("code", UNKNOWN_CODE) if isinstance(answer, dict) else UNKNOWN_CODE
+        for reply in replies
+        for name, answer in reply.items()
+    }
