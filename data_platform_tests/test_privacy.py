@@ -11,6 +11,7 @@ import shutil
 import string
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +20,6 @@ import pytest
 
 from data_platform.assets.dbt import dbt_environment
 from data_platform.assets.dbt_project import DBT_PROJECT_DIR
-from data_platform.checks.soft_rules import SPACE_SEPARATORS
 from data_platform.ingestion.tables import SOURCE_DB_TABLES, ensure_raw_tables
 from data_platform.resources.build import build_resources
 from data_platform.resources.privacy import (
@@ -89,6 +89,10 @@ USER_ROW = "(?, ?, 'A Name', 'fr', TIMESTAMP '2026-01-01', TIMESTAMP '2026-01-02
 
 
 ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+# The Unicode space separators, by Python's own Unicode database: what the dbt var names.
+SPACE_SEPARATORS = "".join(
+    c for c in map(chr, range(sys.maxunicode + 1)) if unicodedata.category(c) == "Zs"
+)
 
 
 def salted_hash(salt: str, email: str | None) -> str | None:
@@ -312,3 +316,11 @@ def test_the_local_services_export_the_homes_salt(postgres_server):
     assert exported[SALT_VARIABLE] == home_salt
     given = dataclasses.replace(config, environ={SALT_VARIABLE: HAND_SALT})
     assert SALT_VARIABLE not in service_env(given, ["postgres"])  # the caller's own is kept
+
+
+def test_the_space_separators_staging_trims_are_unicodes_category_zs():
+    """One list for dbt's trim_spaces and the checks that read raw as staging does (the
+    dbt var); it was written out twice, in the macro and in the checks."""
+    from data_platform.checks.vocabulary import vocabulary
+
+    assert vocabulary().space_separators == SPACE_SEPARATORS

@@ -104,8 +104,6 @@ def soft_rule_check(rule: SoftRule, t: QualityThresholds) -> dg.AssetChecksDefin
     return _check
 
 
-# The Unicode space separators (category Zs), as dbt's macro space_separators() lists them.
-SPACE_SEPARATORS = " \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
 ASCII_LOWER = "abcdefghijklmnopqrstuvwxyz"
 ASCII_UPPER = ASCII_LOWER.upper()
 
@@ -145,7 +143,7 @@ def soft_rules(t: QualityThresholds) -> list[SoftRule]:
             # trimmed, a-z upper-cased (` eur` is EUR, `US Dollars` is not). Spelled out, not
             # trim()/upper(): on Spark (sqlglot) those trim only the ASCII space and map
             # other letters their own way (the ligature `ﬀ` -> FF).
-            f"translate(trim(currency, '{SPACE_SEPARATORS}'), '{ASCII_LOWER}', '{ASCII_UPPER}') "
+            f"translate(trim(currency, '{words.space_separators}'), '{ASCII_LOWER}', '{ASCII_UPPER}') "
             f"NOT IN {sql_list(words.currencies)}",
             "currency",
             t.unknown_value_warn_ratio,

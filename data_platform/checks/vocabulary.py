@@ -22,6 +22,8 @@ class Vocabulary:
     currencies: tuple[str, ...]
     payment_amount_min: float
     payment_amount_max: float
+    # The Unicode space separators (category Zs) staging trims (dbt macro trim_spaces).
+    space_separators: str
 
 
 @cache
@@ -33,6 +35,7 @@ def vocabulary() -> Vocabulary:
         currencies=tuple(variables["known_currencies"]),
         payment_amount_min=float(variables["payment_amount_min"]),
         payment_amount_max=float(variables["payment_amount_max"]),
+        space_separators=variables["space_separators"],
     )
 
 

@@ -226,11 +226,11 @@
     ideographic space U+3000), not tabs or line breaks. DuckDB's one-argument trim() removes
     exactly these, Spark's only the ASCII space: a code or an e-mail padded with a no-break
     space (a spreadsheet export) was trimmed on DuckDB, kept as it was on Spark (another
-    currency, another e-mail hash). Here both name the set. The Python checks that read raw
-    as staging does use the same set (checks/soft_rules.SPACE_SEPARATORS).
+    currency, another e-mail hash). Here both name the set: the var space_separators, which
+    the Python checks that read raw as staging does read too (checks/vocabulary.py).
 -#}
 {% macro space_separators() -%}
-    {{ return(' \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000') }}
+    {{ return(var('space_separators')) }}
 {%- endmacro %}
 
 {% macro trim_spaces(expression) -%}
