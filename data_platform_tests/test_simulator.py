@@ -229,6 +229,40 @@ def test_rerunning_simulate_regenerates_identically(tmp_path: Path) -> None:
     assert {table: db_rows(db_url, table) for table in DB_COLUMNS} == rows
 
 
+def test_simulate_over_another_window_leaves_no_file_of_the_old_world(tmp_path: Path) -> None:
+    """The world depends on its first day: files of an older simulation's other days (a
+    simulate run again a day later, its end date yesterday) contradicted the new database."""
+    run(tmp_path / "home", days=3)
+    (tmp_path / "home" / "landing" / "events" / "mine.jsonl").write_text("{}\n")
+    run(tmp_path / "home", days=2, end_date=END + timedelta(days=1))
+    run(tmp_path / "fresh", days=2, end_date=END + timedelta(days=1))
+    landed = landed_bytes(tmp_path / "home" / "landing")
+    assert landed.pop("events/mine.jsonl") == b"{}\n"  # not the simulator's: kept
+    assert landed == landed_bytes(tmp_path / "fresh" / "landing")
+    assert not any(p.is_dir() and not any(p.iterdir()) for p in (tmp_path / "home").rglob("*"))
+
+
+def test_fresh_source_databases_of_one_config_are_byte_identical(tmp_path: Path) -> None:
+    """Each simulate is its own process, and SQLAlchemy's index order varied between them."""
+    script = (
+        "import sys; from data_platform.simulator import database; "
+        "database.read_world(database.connect(sys.argv[1]))"
+    )
+    made = []
+    for number in range(4):
+        path = tmp_path / f"{number}.db"
+        subprocess.run([sys.executable, "-c", script, f"sqlite:///{path}"], check=True)
+        made.append(path.read_bytes())
+        with sqlite3.connect(path) as conn:
+            indexes = conn.execute(
+                "SELECT tbl_name, name FROM sqlite_master WHERE name LIKE 'ix_%' ORDER BY rowid"
+            ).fetchall()
+        for table in DB_COLUMNS:  # one order, whatever the process: the names'
+            names = [name for of, name in indexes if of == table]
+            assert names == sorted(names)
+    assert all(data == made[0] for data in made)
+
+
 def test_database_rows_have_the_contract_columns_and_history(tmp_path: Path) -> None:
     _, db_url, summary = run(tmp_path, users=2000, days=7)
     with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
@@ -391,6 +425,54 @@ def test_append_day_equals_one_more_simulated_day(tmp_path: Path) -> None:
         assert db_rows(db_url, table) == db_rows(full_url, table)
 
 
+def test_append_day_with_another_seed_keeps_orders_and_payments_agreeing(tmp_path: Path) -> None:
+    """`--append-day` takes --seed from the command line (default 42): the world's orders
+    placed under seed 7 must still be completed only when paid, and refunded when cancelled."""
+    landing, db_url, _ = run(tmp_path, defect_rate=0.0, events_per_day=3000)
+    for _ in range(3):
+        append_day(SimulationConfig(seed=42, events_per_day=3000, defect_rate=0.0), landing, db_url)
+    statuses: dict[int, set[str]] = {}
+    for path in sorted((tmp_path / "landing" / "payments").rglob("*.csv")):
+        for row in csv.DictReader(path.read_text().splitlines()):
+            statuses.setdefault(int(row["order_id"]), set()).add(row["status"])
+    wrong = []
+    for order_id, _, status, _, _ in db_rows(db_url, "orders"):
+        paid = "succeeded" in statuses.get(order_id, set())
+        refunded = "refunded" in statuses.get(order_id, set())
+        if (status in ("completed", "refunded") and not paid) or (
+            status == "cancelled" and paid and not refunded
+        ):
+            wrong.append((order_id, status, statuses.get(order_id)))
+    assert not wrong
+
+
+class EventsElsewhere:
+    """A landing zone whose event files go elsewhere, as `simulate --to-kafka` has it."""
+
+    def __init__(self, landing: LandingZone) -> None:
+        self.landing = landing
+
+    def list_files(self, prefix: str = "") -> list:
+        return self.landing.list_files(prefix)
+
+    def upload_file(self, local_path: Path, key: str) -> None:
+        if not key.startswith("events/"):
+            self.landing.upload_file(local_path, key)
+
+    def delete_file(self, key: str) -> None:
+        self.landing.delete_file(key)
+
+
+def test_append_day_to_kafka_writes_the_late_events_too(tmp_path: Path) -> None:
+    config = {"seed": 7, "users": 200, "events_per_day": 1500}
+    target = EventsElsewhere(LandingZone(url=str(tmp_path / "landing")))
+    db_url = f"sqlite:///{tmp_path / 'source.db'}"
+    simulate(SimulationConfig(days=3, end_date=END, **config), target, db_url)
+    summary = append_day(SimulationConfig(**config), target, db_url)
+    late = [f.key for f in summary.files if "/late-" in f.key]
+    assert late == [f"events/dt={END - timedelta(days=1)}/late-20260106.jsonl"]
+
+
 def test_append_day_needs_a_simulated_world(tmp_path: Path) -> None:
     landing = LandingZone(url=str(tmp_path / "landing"))
     with pytest.raises(SimulationError, match="simulate"):
@@ -424,6 +506,35 @@ def test_command_runs_and_reports(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("DATA_PLATFORM_LANDING", "ftp://nowhere")
     assert command.run(parser.parse_args(base)) == 2
     assert "DATA_PLATFORM_LANDING" in capsys.readouterr().err
+
+
+def test_if_empty_finishes_an_interrupted_simulate(tmp_path: Path, monkeypatch, capsys) -> None:
+    for name in ("DATA_PLATFORM_LANDING", "DATA_PLATFORM_SOURCE_DB_URL", "DATA_PLATFORM_WAREHOUSE"):
+        monkeypatch.delenv(name, raising=False)
+    parser = argparse.ArgumentParser()
+    command.configure_parser(parser)
+    args = ["--days", "2", "--end-date", "2026-01-05", "--users", "50", "--events-per-day", "500"]
+    monkeypatch.setenv("DATA_PLATFORM_HOME", str(tmp_path / "fresh"))
+    assert command.run(parser.parse_args([*args, "--quiet"])) == 0
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("DATA_PLATFORM_HOME", str(home))
+    with monkeypatch.context() as patched:  # Ctrl-C once the files are out, before the database
+        patched.setattr("data_platform.simulator.database.replace_world", _interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            command.run(parser.parse_args([*args, "--quiet"]))
+    assert (home / "landing" / "events").is_dir()
+    capsys.readouterr()
+    assert command.run(parser.parse_args([*args, "--quiet", "--if-empty"])) == 0
+    assert "nothing simulated" not in capsys.readouterr().out
+    assert landed_bytes(home / "landing") == landed_bytes(tmp_path / "fresh" / "landing")
+    fresh_url = f"sqlite:///{tmp_path / 'fresh' / 'source.db'}"
+    for table in DB_COLUMNS:
+        assert db_rows(f"sqlite:///{home / 'source.db'}", table) == db_rows(fresh_url, table)
+
+
+def _interrupted(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def test_simulates_into_s3(tmp_path: Path, s3_landing: LandingZone) -> None:

@@ -6,6 +6,7 @@ Ingestion, sensors and the simulator only speak in keys relative to the landing 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -269,6 +270,18 @@ class LandingZone(RunPinnedResource):
             self._s3().upload_file(str(local_path), bucket, root + key)
             return
         self._publish_local(key, lambda partial: shutil.copyfile(local_path, partial))
+
+    def delete_file(self, key: str) -> None:
+        """Remove the file under `key` if there is one, and its folder once empty: a folder
+        left empty would still look like a partition to a listing of folders."""
+        if self.is_s3:
+            bucket, root = self._bucket_and_prefix
+            self._s3().delete_object(Bucket=bucket, Key=root + key)
+            return
+        path = Path(self.url) / key
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty, or already gone
+            path.parent.rmdir()
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """`upload_file` of bytes in hand, with no temporary copy: a local landing zone writes

@@ -130,8 +130,14 @@ def run(args: argparse.Namespace) -> int:
     action = append_day if args.append_day else simulate
     with one_simulation_at_a_time(settings.home):
         if args.if_empty and landing.list_files():
-            print(f"landing zone {settings.landing} already holds files: nothing simulated")
-            return 0
+            if _holds_world(settings.source_db_url):
+                print(f"landing zone {settings.landing} already holds files: nothing simulated")
+                return 0
+            print(
+                "simulate: the landing zone holds files but the source database no world "
+                "(an interrupted simulate): simulating again",
+                file=sys.stderr,
+            )
         # Written all the same, they were files and rows no partition ever reads. Not `make
         # run`'s --if-empty: a start date after yesterday then leaves the UI empty, not stopped.
         if not (args.append_day or args.if_empty) and config.last_day < settings.start_date:
@@ -161,6 +167,15 @@ def run(args: argparse.Namespace) -> int:
         f"landing: {settings.landing}\nsource database: {_without_password(settings.source_db_url)}"
     )
     return 0
+
+
+def _holds_world(url: str) -> bool:
+    """Whether a simulate finished here: it writes the database after every file, so files
+    with no world are what an interrupted first simulate (Ctrl-C in `make run`) leaves, and
+    --if-empty skipped over them for good: a few days of files and no source database."""
+    from data_platform.simulator import database
+
+    return database.holds_world(database.connect(url))
 
 
 def _without_password(url: str) -> str:

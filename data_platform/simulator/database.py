@@ -71,6 +71,22 @@ def connect(url: str) -> sa.Engine:
     return sa.create_engine(parsed)
 
 
+def create_tables(engine: sa.Engine) -> None:
+    """`metadata.create_all`, with each table's indexes created in name order.
+
+    SQLAlchemy creates a table's indexes from a set, in the order of the objects' addresses,
+    which differs from one process to the next: two simulations of one config wrote SQLite
+    files whose schema (and so every page after it) differed, where the rows were the same.
+    """
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            if sa.inspect(conn).has_table(table.name):
+                continue
+            conn.execute(sa.schema.CreateTable(table))
+            for index in sorted(table.indexes, key=lambda index: str(index.name)):
+                index.create(conn)
+
+
 def to_columns(frame: pd.DataFrame) -> dict[str, list[object]]:
     """World columns -> parameter values: ms -> datetime, cents -> Decimal, NA -> None.
 
@@ -129,7 +145,7 @@ def from_rows(table: str, rows: list[sa.Row]) -> pd.DataFrame:
 
 def replace_world(engine: sa.Engine, world: World) -> dict[str, int]:
     """Make the tables hold exactly `world` (one transaction); rows written per table."""
-    metadata.create_all(engine)
+    create_tables(engine)
     written = {}
     with engine.begin() as conn:
         for name in reversed(TABLE_NAMES):
@@ -142,8 +158,16 @@ def replace_world(engine: sa.Engine, world: World) -> dict[str, int]:
     return written
 
 
+def holds_world(engine: sa.Engine) -> bool:
+    """Whether the database holds a simulated world (a user), without creating its tables."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("users"):
+            return False
+        return conn.execute(sa.select(TABLES["users"].c.id).limit(1)).first() is not None
+
+
 def read_world(engine: sa.Engine) -> World:
-    metadata.create_all(engine)
+    create_tables(engine)
     with engine.connect() as conn:
         frames = {
             name: from_rows(name, conn.execute(sa.select(TABLES[name]).order_by("id")).all())

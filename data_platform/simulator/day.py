@@ -85,7 +85,7 @@ def simulate_day(config: SimulationConfig, world: World, day: date, first_day: d
     )
     users_rng = rngs.stream(seed, day, "users")
     result.record("users", user_changes(users_rng, world.users, day_ms))
-    moved, refunds = order_transitions(rngs.stream(seed, day, "orders"), seed, world, day_ms)
+    moved, refunds = order_transitions(rngs.stream(seed, day, "orders"), world, day_ms)
     result.record("orders", moved)
 
     n_signups = min(signup_count(users_rng, len(world.users)), config.events_per_day // 20)
@@ -111,7 +111,7 @@ def simulate_day(config: SimulationConfig, world: World, day: date, first_day: d
         sessions_rng, visits, bought.event_amount_cents, bought.event_order_id, currency
     )
     payments_rng = rngs.stream(seed, day, "payments")
-    paid = checkout_payments(payments_rng, seed, result.world, bought.orders, day_ms)
+    paid = checkout_payments(payments_rng, result.world, bought.orders, day_ms)
     payments = pd.concat([paid, refunds], ignore_index=True)
     event_jobs = [
         plan_event_files(rngs.stream(seed, day, "event_defects"), day, columns, config.defect_rate)

@@ -56,6 +56,9 @@ class KafkaEventsLanding:
     def list_files(self, prefix: str = "") -> list[LandingFile]:
         return self._landing.list_files(prefix)
 
+    def delete_file(self, key: str) -> None:
+        self._landing.delete_file(key)
+
     def upload_file(self, local_path: Path, key: str) -> None:
         if not key.startswith("events/"):
             self._landing.upload_file(local_path, key)

@@ -2,8 +2,9 @@
 
 Re-running `simulate` with the same config regenerates identically: every file of its window is
 rewritten byte for byte under the same key (keys do not depend on volumes), and the database
-tables are replaced by the same rows. Files that `append_day` added after the window are left
-alone. `append_day` continues from the database (the world) and the landing zone (the first
+tables are replaced by the same rows. The simulator's files that it did not write (another
+window's, `append_day`'s after it) are removed: they belong to another world than the database
+now holds. `append_day` continues from the database (the world) and the landing zone (the first
 simulated day, for late files), so `simulate(days=n)` followed by `append_day` writes the same
 files and rows as `simulate(days=n + 1)`.
 """
@@ -33,7 +34,12 @@ if TYPE_CHECKING:
     from data_platform.resources.landing import LandingZone
 
 Progress = Callable[[str], None]
-_DT = re.compile(r"^events/dt=(\d{4}-\d{2}-\d{2})/")
+# The keys the simulator names its files with (event_files.py, payments.py).
+_SIMULATED = re.compile(
+    r"^(events/dt=[\d-]{10}/(\d{8}-\d{2}00\.jsonl(\.gz)?|late-\d{8}\.jsonl)"
+    r"|payments/dt=[\d-]{10}/psp-export-\d{8}-(am|pm)\.csv)$"
+)
+_DT = re.compile(r"^(?:events|payments)/dt=(\d{4}-\d{2}-\d{2})/")
 
 
 def simulate(
@@ -59,9 +65,29 @@ def simulate(
             publishing = result, publisher.submit(_publish_day, con, result, landing, workdir)
         if publishing:
             _published(*publishing, summary, progress)
+    remove_other_worlds(landing, {report.key for report in summary.files})
     written = database.replace_world(database.connect(source_db_url), world)
     summary.db_inserted.update(written)
     return summary
+
+
+def remove_other_worlds(landing: LandingZone, written: set[str]) -> list[str]:
+    """Delete the simulator's files (by their names) that this simulation did not write.
+
+    A world depends on its first day, so a simulate over an older one (run on another day,
+    with its default end date yesterday, or with fewer days) left that world's first days
+    behind: payments of order ids that the new database gives other amounts and times, events
+    of users before they signed up. Other files in the zone are not the simulator's to touch.
+    """
+    stale = [
+        found.key
+        for prefix in ("events/", "payments/")
+        for found in landing.list_files(prefix)
+        if found.key not in written and _SIMULATED.match(found.key)
+    ]
+    for key in stale:
+        landing.delete_file(key)
+    return stale
 
 
 def _publish_day(
@@ -98,7 +124,7 @@ def append_day(
             "the source database holds no simulated world: run `data-platform simulate` first"
         )
     day = last_simulated_day(world) + timedelta(days=1)
-    landed = landed_event_days(landing)
+    landed = landed_days(landing)
     result = simulate_day(config, world, day, first_day=min(landed) if landed else day)
     summary = SimulationSummary(days=[day])
     with workspace() as (con, workdir):
@@ -121,9 +147,15 @@ def last_simulated_day(world: World) -> date:
     return day_of_ms(newest)
 
 
-def landed_event_days(landing: LandingZone) -> list[date]:
-    """The dt partitions that hold event files."""
-    found = {_DT.match(f.key) for f in landing.list_files("events/")}
+def landed_days(landing: LandingZone) -> list[date]:
+    """The dt partitions that hold event or payment files.
+
+    Payments too: with --to-kafka no event file lands, and append_day took each new day for
+    the first simulated one, so it never wrote a late file: no late event reached the topic.
+    """
+    found = {
+        _DT.match(f.key) for source in ("events/", "payments/") for f in landing.list_files(source)
+    }
     return sorted(date.fromisoformat(m.group(1)) for m in found if m)
 
 
