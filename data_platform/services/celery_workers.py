@@ -166,10 +166,10 @@ def check_broker_answers(broker: str) -> None:
         ) from None
 
 
-def answering_workers(broker: str) -> set[str]:
-    """The names of the workers that answer `celery inspect ping` through the broker; none
-    when the broker does not answer (kombu's OperationalError: Redis killed while the workers
-    ran made `status` a 108-line traceback)."""
+def _broadcast(broker: str, command: str) -> list[dict[str, object]]:
+    """The workers' replies to a Celery control `command` through the broker, {name: answer}
+    each; none when the broker does not answer (kombu's OperationalError: Redis killed while
+    the workers ran made `status` a 108-line traceback)."""
     from celery import Celery
     from kombu.exceptions import OperationalError
 
@@ -177,12 +177,16 @@ def answering_workers(broker: str) -> set[str]:
     app.conf.broker_connection_retry_on_startup = False
     app.conf.broker_connection_timeout = 2
     try:
-        replies = app.control.ping(timeout=1.0) or []
+        return app.control.broadcast(command, reply=True, timeout=1.0) or []
     except (OSError, OperationalError):
-        return set()
+        return []
     finally:
         app.close()
-    return {name for reply in replies for name in reply}
+
+
+def answering_workers(broker: str) -> set[str]:
+    """The names of the workers that answer `celery inspect ping` through the broker."""
+    return {name for reply in _broadcast(broker, "ping") for name in reply}
 
 
 # What a worker of a version that does not know the `code_version` command is said to run.
@@ -190,22 +194,9 @@ UNKNOWN_CODE = "of an earlier version (it cannot say which)"
 
 
 def workers_code(broker: str) -> dict[str, str]:
-    """Each answering worker's code version (celery_app.code_version), by name; none when the
-    broker does not answer."""
-    from celery import Celery
-    from kombu.exceptions import OperationalError
-
-    app = Celery(broker=broker)
-    app.conf.broker_connection_retry_on_startup = False
-    app.conf.broker_connection_timeout = 2
-    try:
-        replies = app.control.broadcast("code_version", reply=True, timeout=1.0) or []
-    except (OSError, OperationalError):
-        return {}
-    finally:
-        app.close()
+    """Each answering worker's code version (celery_app.code_version), by name."""
     return {
         name: answer.get("code", UNKNOWN_CODE) if isinstance(answer, dict) else UNKNOWN_CODE
-        for reply in replies
+        for reply in _broadcast(broker, "code_version")
         for name, answer in reply.items()
     }
