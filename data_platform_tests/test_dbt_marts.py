@@ -370,6 +370,35 @@ def test_an_event_whose_first_copy_is_gone_moves_to_its_next_arrival(own_platfor
     assert own_platform.sql(others) == count_before
 
 
+def test_an_event_whose_first_arrival_is_of_an_unknown_type_leaves_its_later_day(
+    own_platform, tmp_path
+):
+    """An event kept at a later day (its only arrival then) whose copy of an unknown type lands
+    in an earlier day: its first arrival is now that copy, which fct_events leaves out, so the
+    rebuild of the earlier day takes it out of the later day too. It stayed there (and in
+    daily_active_users) until the later day was rebuilt as well."""
+    first, second = DAYS[0], DAYS[-1]
+
+    def event(event_type: str) -> str:
+        return json.dumps(
+            {"event_id": "retyped-1", "user_id": 1, "event_type": event_type,
+             "occurred_at": f"{first}T08:00:00Z"}
+        )  # fmt: skip
+
+    landing = own_platform.resources["landing"]
+    put_lines(landing, f"events/dt={second}/resent.jsonl", [event("login")], tmp_path)
+    rebuild_events(own_platform, second)
+    where = "SELECT dt FROM marts.fct_events WHERE event_id = 'retyped-1'"
+    assert own_platform.sql(where) == [(second,)]
+    others = "SELECT count(*) FROM marts.fct_events WHERE event_id <> 'retyped-1'"
+    count_before = own_platform.sql(others)
+
+    put_lines(landing, f"events/dt={first}/resent.jsonl", [event("not_a_known_type")], tmp_path)
+    rebuild_events(own_platform, first)
+    assert own_platform.sql(where) == []
+    assert own_platform.sql(others) == count_before
+
+
 def test_two_email_changes_between_runs_give_three_contiguous_versions(settings, resources):
     simulate(
         SimulationConfig(seed=5, days=1, end_date=DAYS[0], users=20, events_per_day=50),
@@ -553,6 +582,35 @@ def test_average_order_value_is_rounded_half_up_exactly(small_world):
         "FROM marts.customer_lifetime_value ORDER BY user_id",
     )
     assert rows == [(1, Decimal("1.15"), Decimal("0.58")), (2, Decimal("2.01"), Decimal("1.01"))]
+
+
+def test_the_current_order_is_the_version_extracted_last_not_the_latest_stamp(tmp_path):
+    """A source clock ahead stamps one version of order 105 in the future (completed, 2027);
+    the clock fixed, the order is cancelled (a real, earlier stamp), which the extraction
+    appends after it (the high-water mark is capped at extraction time). The order is
+    cancelled now: the greatest updated_at kept it completed, and in daily_revenue."""
+    warehouse, target = tmp_path / "warehouse.duckdb", tmp_path / "target"
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute(SMALL_RAW)
+        ensure_raw_tables(conn, SOURCE_DB_TABLES)
+        conn.execute(
+            "INSERT INTO raw.orders (id, user_id, status, ordered_at, updated_at, _extracted_at) "
+            "VALUES (105, 1, 'completed', '2026-01-02 10:00', '2027-06-01', '2026-01-04'), "
+            "(105, 1, 'cancelled', '2026-01-02 10:00', '2026-01-05 09:00', '2026-01-06')"
+        )
+    built = dbt_cli(["run", "--select", "+daily_revenue"], warehouse, target)
+    assert built.returncode == 0, built.stdout[-5000:]
+    assert query(warehouse, "SELECT status FROM marts.fct_orders WHERE order_id = 105") == [
+        ("cancelled",)
+    ]
+    assert (
+        query(
+            warehouse,
+            "SELECT * FROM marts.daily_revenue WHERE revenue_date = ?",
+            [date(2026, 1, 2)],
+        )
+        == []
+    )
 
 
 PII_TEST = "assert_no_pii_columns_in_marts_or_analytics"

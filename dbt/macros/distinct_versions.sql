@@ -2,12 +2,17 @@
     The body of a staging model over a raw version log: every (key, updated_at) once, each with
     `is_latest_version`. The extraction appends only unseen versions, so a repeat can only come
     from a re-extraction of the same row: the first extraction is kept.
+    The latest version is the one extracted last (then the highest updated_at): each run reads
+    a row's state as it is then, so a row's versions land in the order they were committed. A
+    version stamped in the future (a source clock ahead) was otherwise current for good: every
+    real change after it, with a smaller updated_at, was taken for an older one.
 -#}
 {% macro distinct_versions(relation, key) %}
     select
         *,
-        row_number() over (partition by {{ key }} order by updated_at desc) = 1
-            as is_latest_version
+        row_number() over (
+            partition by {{ key }} order by extracted_at desc, updated_at desc
+        ) = 1 as is_latest_version
     from (
         select *
         from {{ relation }}

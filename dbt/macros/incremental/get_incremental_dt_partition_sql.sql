@@ -9,7 +9,11 @@
       2. when unique_key is set, no other partition keeps a row with a key that is being
          inserted: a record's first arrival can move to an earlier dt when a late file lands in
          an old dt folder, and its copy in the later partition must not survive as a duplicate;
-      3. every other row is untouched.
+      3. every other row is untouched;
+      4. with meta.insert_condition (a SQL predicate on the model's columns), only the fresh
+         rows meeting it are inserted; the others still take their key out of every other
+         partition (rule 2): e.g. an event whose first arrival turned out to be of an unknown
+         type (fct_events).
     Re-running the same window gives the same table: idempotent.
 
     Rendered per engine (adapter.dispatch):
@@ -27,6 +31,12 @@
 
 {% macro dt_partition_column() -%}
     {{ return((config.get('meta') or {}).get('partition_column', 'dt')) }}
+{%- endmacro %}
+
+
+{#- The predicate a fresh row meets to be inserted (rule 4): meta.insert_condition, or true. -#}
+{% macro dt_partition_insert_condition() -%}
+    {{ return((config.get('meta') or {}).get('insert_condition') or 'true') }}
 {%- endmacro %}
 
 
@@ -50,6 +60,7 @@
     insert into {{ target }} ({{ dest_cols_csv }})
     select {{ dest_cols_csv }}
     from {{ source }}
+    where {{ dt_partition_insert_condition() }}
 {%- endmacro %}
 
 
@@ -80,6 +91,7 @@
     {%- set dest_cols_csv = adapter.get_columns_in_relation(target) | map(attribute='quoted') | join(', ') -%}
     {%- set new_rows_sql -%}
         select {{ dest_cols_csv }} from {{ source }}
+        where {{ dt_partition_insert_condition() }}
         union all
         select {{ dest_cols_csv }} from {{ target }}
         where {{ partition_in(partition_column, touched) }}

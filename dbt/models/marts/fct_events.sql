@@ -2,6 +2,10 @@
 -- Incremental per arrival day: see macros/partition_window.sql and the dt_partition strategy
 -- (macros/incremental/). On Spark the table is partitioned by dt (a folder a day), which the
 -- strategy rewrites a partition at a time; dbt-duckdb ignores partition_by on a table.
+-- An incremental run also selects the window's events of unknown types, which the strategy
+-- inserts nowhere (meta.insert_condition) but whose event_id it takes out of every other
+-- partition: an event kept at a later dt leaves when its first arrival, now at an earlier dt,
+-- turns out to be of an unknown type.
 
 {{
     config(
@@ -9,7 +13,10 @@
         incremental_strategy='dt_partition',
         unique_key='event_id',
         on_schema_change='append_new_columns',
-        meta={'partition_column': 'dt'},
+        meta={
+            'partition_column': 'dt',
+            'insert_condition': in_var_list('event_type', 'known_event_types'),
+        },
         partition_by=['dt'],
         tags=['partitioned'],
         post_hook="{{ refresh_orphan_flag('is_orphan_user', 'user_id', ref('dim_customers'), 'user_id') }}",
@@ -21,8 +28,10 @@ with
 events as (
 
     select * from {{ ref('stg_events__events') }}
-    where is_known_event_type
-      and {{ partition_window_rows('event_id') }}
+    where {{ partition_window_rows('event_id') }}
+    {%- if not is_incremental() %}
+      and is_known_event_type
+    {%- endif %}
 
 ),
 
