@@ -101,15 +101,16 @@ def _add_operations_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
 
 
-def _finish_interrupted_restores() -> None:
+def _finish_interrupted_restores() -> list[str]:
     """Before any command reads the home: a restore killed while putting its backup in place
-    is finished (`operations/restore_journal.py`). One look at the home when there is none."""
+    is finished (`operations/restore_journal.py`); the labels of those finished. One look at the
+    home when there is none."""
     from data_platform.operations.backup_store import BackupError
     from data_platform.operations.restore_journal import finish_interrupted_restores
     from data_platform.settings import load_settings
 
     try:
-        finish_interrupted_restores(load_settings())
+        return finish_interrupted_restores(load_settings())
     except OSError as err:  # the disk: denied, full; its message names the path
         raise BackupError(
             f"finishing an interrupted restore: {err}: fix it, then run again"
@@ -203,11 +204,11 @@ def _command(argv: Sequence[str] | None) -> int:
     try:
         # Inside the `try`: a command's flag defaults may read the settings (consume's do).
         args = _parser(argv).parse_args(argv)
-        _finish_interrupted_restores()
+        finished_restores = _finish_interrupted_restores()
         if args.command in ("metrics", "backup", "restore"):
             from data_platform.operations.command import run as run_operation
 
-            return run_operation(args)
+            return run_operation(args, finished_restores)
         if args.command == "consume":
             from data_platform.stream.command import run as run_consume
 

@@ -56,7 +56,7 @@ from data_platform.operations.snapshot import (
     run_pg_tool,
     same_database_key,
 )
-from data_platform.operations.staging import JOURNAL, sweep
+from data_platform.operations.staging import JOURNAL, open_staging, sweep
 from data_platform.orchestration import pool_wait
 from data_platform.orchestration.run_health import (
     CREATOR_PID_TAG,
@@ -262,6 +262,28 @@ def test_a_destination_that_cannot_be_written_is_one_line_before_the_snapshot(pr
         f"directory: {tmp_path / 'a-file'}): choose a folder this user can create and write\n"
     )
     assert (tmp_path / "a-file").read_text() == "not a folder"
+
+
+def test_a_backup_into_dagster_home_is_refused_before_the_snapshot(pristine, tmp_path, monkeypatch):
+    """A backup kept in DAGSTER_HOME was copied by the next one as the instance's, and a forced
+    restore replaced that folder: every backup there was deleted, newer ones too."""
+    home = copy_home(pristine, tmp_path / "home")
+    dest = home / "dagster_home" / "backups"
+    backup = cli(home, "backup", str(dest / "one"))
+    _, err = backup.communicate(timeout=120)
+    assert backup.returncode == 1
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "is inside DAGSTER_HOME" in err
+    monkeypatch.setenv("DATA_PLATFORM_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster_home"))
+    monkeypatch.setenv(DEST_VARIABLE, str(dest))
+    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:
+        run = backup_job.execute_in_process(instance=instance, raise_on_error=False)
+    [failure] = [e for e in run.all_events if e.is_step_failure]
+    assert failure.step_key == "snapshot_platform"
+    assert "is inside DAGSTER_HOME" in failure.step_failure_data.error.message
+    assert not dest.exists()
+    assert not list(home.glob(".backup-*"))
 
 
 def test_a_scheduled_backup_to_a_destination_that_cannot_be_written_stops_before_the_snapshot(
@@ -1269,7 +1291,8 @@ def test_a_restore_killed_anywhere_while_putting_in_place_is_finished_by_the_nex
     """Killed between two of its replacements, a restore left a home no platform ever had (the
     backup's instance beside the old warehouse, the old salt beside restored hashes), and its
     staging folder, the only copy of the rest, was swept. Killed before each change in turn,
-    its folder survives a sweep, and the restore is finished by the next command (`sql` at every fourth point, else the same call made
+    its folder survives a sweep, and the restore is finished by the next command (`sql` at
+    every fourth point, the same `restore` at every fourth from the third, else the call made
     in-process): the home is the backup's, nothing else is left. The warehouse is on another
     file system (tmpfs), so its file is copied where the instance's folder is renamed."""
     backup = pristine / "backup"
@@ -1295,6 +1318,13 @@ def test_a_restore_killed_anywhere_while_putting_in_place_is_finished_by_the_nex
                 finisher = cli(settings.home, "sql", "--format", "csv", "SELECT 1", **env)
                 err = finisher.communicate(timeout=120)[1]
                 assert finisher.returncode == 0, err
+            elif kill_at % 4 == 3:
+                # The same restore run again is done once it finished the interrupted one: it
+                # refused the home that one had filled, exit 1.
+                finisher = cli(settings.home, "restore", str(backup), **env)
+                err = finisher.communicate(timeout=120)[1]
+                assert finisher.returncode == 0, err
+                assert err.splitlines()[-1].startswith(f"restored {backup} (taken "), err
             else:
                 lines = []
                 finish_interrupted_restores(settings, lines.append)
@@ -1414,6 +1444,22 @@ def test_a_forced_restore_removes_the_parts_the_backup_lacks(pristine, tmp_path)
     assert not target.warehouse.exists() and not (target.home / "pii_salt").exists()
     assert run_ids(target) == run_ids(new)
     assert manifest["parts"] == ["instance"]
+
+
+def test_a_forced_restore_of_a_backup_without_an_instance_leaves_no_old_run(pristine, tmp_path):
+    """A backup of a new platform before its first run (its salt alone) restored with --force
+    kept the target's runs and cursors beside no warehouse: the sensors' cursors had seen files
+    that no table held any more, so those days were never loaded again."""
+    new = home_settings(tmp_path / "new")
+    new.home.mkdir()
+    (new.home / "pii_salt").write_text("a-new-salt")
+    manifest = take_backup(new, BackupStore(str(tmp_path / "backup")))
+    target = home_settings(copy_home(pristine, tmp_path / "target"))
+    restore(target, BackupStore(str(tmp_path / "backup")), force=True)
+    assert manifest["parts"] == ["salt"]
+    assert not target.warehouse.exists()
+    assert (target.home / "pii_salt").read_text() == "a-new-salt"
+    assert run_ids(target) == set()
 
 
 def test_a_sensor_tick_between_two_database_copies_never_restores_a_cursor_past_its_run(
@@ -1576,6 +1622,22 @@ def test_a_forced_restore_is_refused_while_a_writer_holds_the_warehouse(pristine
         assert writer.wait(timeout=30) == 0
     assert "is open in a running process" in err and "stop the platform" in err
     assert len(table_rows(home / "warehouse.duckdb")["main.t"]) == 1500  # the writer's commit
+
+
+def test_a_forced_restore_is_refused_while_a_backup_of_the_home_runs(pristine, tmp_path):
+    """A backup copies the instance's databases one after the other, then the warehouse: a
+    forced restore between two copies had it seal, verified, a backup of two platforms (the old
+    runs and cursors beside the restored warehouse and salt)."""
+    settings = home_settings(copy_home(pristine, tmp_path / "home"))
+    with duckdb.connect(str(settings.warehouse)) as conn:
+        conn.execute("INSERT INTO u VALUES (42)")
+    with (
+        open_staging(settings.home, "backup", report=print),  # a backup at work
+        pytest.raises(BackupError, match=r"a backup of .* is running \(pid "),
+    ):
+        restore(settings, BackupStore(str(pristine / "backup")), force=True)
+    assert table_rows(settings.warehouse)["main.u"] == [("42",)]
+    assert not [*settings.home.glob(".restore-*"), *settings.home.glob("*.restoring")]
 
 
 def test_a_forced_restore_is_refused_while_a_run_is_alive(pristine, tmp_path):
@@ -1863,6 +1925,31 @@ def test_a_writer_that_starts_during_a_forced_restore_is_refused_before_the_home
     assert len(table_rows(settings.warehouse)["main.t"]) == 1500
     assert run_ids(settings) == runs
     assert not [*home.glob(".restore-*"), *home.glob("*.restoring")]
+
+
+def test_a_platform_started_during_a_restore_into_an_empty_home_is_refused(
+    pristine, tmp_path, monkeypatch
+):
+    """The home was checked empty once, before the download: a platform started meanwhile
+    (make run, a materialize) had its runs replaced without --force. Checked again at the point
+    of no return, as a forced restore checks for a writer."""
+    from data_platform.operations import restore as restoring
+
+    settings = home_settings(tmp_path / "home")
+    fetch = restoring.fetch_verified
+
+    def then_a_run(*args) -> None:
+        fetch(*args)
+        settings.dagster_home.mkdir(parents=True, exist_ok=True)
+        with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+            history.finished_run(instance, "raw_job", time.time(), 5, {"step": 2})
+
+    monkeypatch.setattr(restoring, "fetch_verified", then_a_run)
+    with pytest.raises(BackupError, match="already holds a platform's state"):
+        restore(settings, BackupStore(str(pristine / "backup")))
+    assert len(run_ids(settings)) == 1  # the new platform's run, left in place
+    assert not (settings.home / "pii_salt").exists()
+    assert not [*settings.home.glob(".restore-*"), *settings.home.glob("*.restoring")]
 
 
 # Each SQLite shape that puts the instance's files outside DAGSTER_HOME, and which storage the

@@ -59,6 +59,20 @@ def check_empty(dest: BackupStore) -> None:
         )
 
 
+def check_outside_instance(settings: Settings, dest: BackupStore) -> None:
+    """Refuse a local destination inside DAGSTER_HOME: the next backup copied it as the
+    instance's (each backup as big as all the ones before it), and a forced restore, which
+    replaces that folder whole, deleted every backup kept there, newer ones included."""
+    if dest.is_s3:
+        return
+    place, instance = Path(dest.url).resolve(), settings.dagster_home.resolve()
+    if place == instance or instance in place.parents:
+        raise BackupError(
+            f"{dest.url} is inside DAGSTER_HOME ({settings.dagster_home}), which a backup "
+            "copies whole and a forced restore replaces, backups included: back up outside it"
+        )
+
+
 def stage_backup(settings: Settings, staging: Path, lock_timeout: float) -> None:
     """The consistent snapshot, into a local folder: the only part that needs the warehouse.
 
@@ -114,6 +128,7 @@ def take_backup(
     folders of dead backups and restores are swept first, each named on stderr."""
     # Before the snapshot: a wrong value failed the first put, the whole snapshot taken.
     server_side_encryption(os.environ)
+    check_outside_instance(settings, dest)
     check_empty(dest)
     dest.check_writable()
     made = dest.first_missing()

@@ -18,6 +18,7 @@ from dagster._core.storage.tags import RETRY_STRATEGY_TAG
 from data_platform.operations.backup import (
     MANIFEST,
     check_empty,
+    check_outside_instance,
     compute_logs_left_out,
     stage_backup,
     store_backup,
@@ -140,10 +141,14 @@ def snapshot_platform(context: dg.OpExecutionContext) -> None:
     other warehouse step, and holds the slot only while it copies (seconds, locally). The
     staging folders of dead backups and restores are swept first, each in the run's log."""
     # A wrong setting stops the run before the copy, not after it.
-    backup_root()
+    root = backup_root()
     keep_count()
     check_encryption()
     settings = load_settings()
+    try:
+        check_outside_instance(settings, root)
+    except BackupError as error:
+        raise dg.Failure(f"{DEST_VARIABLE}: {error}") from None
     staging = open_staging(settings.home, "backup", f"{context.run_id}-", context.log.info)
     try:
         # The CLI's default wait (its --timeout): a run of the schedule has no option to say it.

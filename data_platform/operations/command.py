@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 from data_platform.settings import load_settings, without_userinfo
 
@@ -20,7 +21,8 @@ S3_HINT = (
 )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, finished_restores: Sequence[str] = ()) -> int:
+    """`finished_restores`: the labels of the interrupted restores the CLI finished first."""
     settings = load_settings()
     if args.command == "metrics":
         from data_platform.operations.metrics import serve
@@ -35,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             return run_backup(settings, args.dest, args.timeout)
         from data_platform.operations.restore import run_restore
 
-        return run_restore(settings, args.src, args.force)
+        return run_restore(settings, args.src, args.force, finished_restores)
     except BackupError as err:
         print(f"data-platform {args.command}: {err}", file=sys.stderr)
         return 1

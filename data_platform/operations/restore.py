@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 import dagster as dg
@@ -34,7 +34,7 @@ from data_platform.operations.snapshot import (
     run_pg_tool,
 )
 from data_platform.operations.spark_snapshot import load_spark_warehouse
-from data_platform.operations.staging import open_staging
+from data_platform.operations.staging import held_owners, open_staging
 from data_platform.resources.duckdb_lock import is_lock_conflict
 from data_platform.resources.privacy import SALT_FILE, SALT_VARIABLE
 from data_platform.resources.warehouse import warehouse_of
@@ -176,6 +176,15 @@ def replacements(settings: Settings, staging: Path, manifest: dict) -> list[Repl
     return parts
 
 
+def stage_missing_instance(staging: Path) -> None:
+    """An empty instance folder staged when the backup holds none (a platform backed up before
+    its first run: its salt alone). The journal's step for the instance, finding nothing staged,
+    took it as in place already and kept the home's: runs and cursors that had seen days beside
+    no warehouse (removed, the backup lacking it). Replaced by an empty folder, the instance
+    starts new, as the backed-up platform's had not begun."""
+    (staging / INSTANCE).mkdir(exist_ok=True)
+
+
 def put_in_place(
     settings: Settings, staging: Path, manifest: dict, force: bool, label: str
 ) -> None:
@@ -217,6 +226,13 @@ def put_in_place(
         # Again at the point of no return: a writer or a run started since the first check
         # (during the download, the Spark load) would see its files renamed under it.
         check_stopped(settings)
+    else:
+        # Again too: a platform started in the empty home during the download (make run, a
+        # materialize) had its runs replaced without --force, and a run still going failed
+        # ("no such table"), as did the restore, half way ("Directory not empty").
+        check_no_state(settings)
+    check_no_backup(settings)
+    stage_missing_instance(staging)
     parts = replacements(settings, staging, manifest)
     restore_journal.begin(
         staging, label, settings.dagster_home, parts, spark_existing, postgres_dump
@@ -229,6 +245,18 @@ def put_in_place(
         restore_journal.abandon(staging)
         raise
     restore_journal.complete(staging, settings)
+
+
+def check_no_backup(settings: Settings) -> None:
+    """Refuse, at the point of no return, while a backup of this home runs (its staging folder
+    locked): it copies the instance's databases one by one, then the warehouse, and with the
+    home replaced between two copies it sealed a verified backup of two platforms (the old
+    runs and cursors beside the restored warehouse and salt)."""
+    if backups := held_owners(settings.home, "backup"):
+        raise BackupError(
+            f"a backup of {settings.home} is running ({'; '.join(backups)}): let it end, "
+            "then restore"
+        )
 
 
 def check_postgres_target(settings: Settings, staging: Path, force: bool) -> None:
@@ -386,15 +414,21 @@ def daemon_at_work(instance: dg.DagsterInstance) -> str | None:
     )
 
 
-def restore(settings: Settings, src: BackupStore, force: bool = False) -> dict:
+def check_no_state(settings: Settings) -> None:
+    """Refuse a home that holds state (`state_held`), for a restore without --force."""
     held = state_held(settings)
-    if held is not None and not force:
+    if held is not None:
         # Named where it lies: a DAGSTER_HOME left set for another home held it, and the line
         # named the empty DATA_PLATFORM_HOME.
         raise BackupError(
             f"{held} already holds a platform's state: restore into an empty "
             "DATA_PLATFORM_HOME (and DAGSTER_HOME), or add --force to replace it"
         )
+
+
+def restore(settings: Settings, src: BackupStore, force: bool = False) -> dict:
+    if not force:
+        check_no_state(settings)
     with open_staging(settings.home, "restore") as staging:
         manifest = read_manifest(src, staging)
         check_same_storage(settings, manifest)  # before a warehouse's GBs are downloaded
@@ -410,16 +444,25 @@ def restore(settings: Settings, src: BackupStore, force: bool = False) -> dict:
     return manifest
 
 
-def run_restore(settings: Settings, src_url: str, force: bool) -> int:
-    manifest = restore(settings, BackupStore(src_url), force)
-    if manifest["versions"] != versions():
+def run_restore(settings: Settings, src_url: str, force: bool, finished: Sequence[str] = ()) -> int:
+    """`finished`: the labels of the interrupted restores finished before this command. When
+    one is of `src_url`, this very restore was killed while putting its backup in place and is
+    done: run again, it refused the home that restore had filled ("already holds a platform's
+    state"), exit 1, and with --force it downloaded and replaced everything a second time."""
+    store = BackupStore(src_url)
+    if done := [label for label in finished if label.startswith(f"{store.url} (taken ")]:
+        print(f"restored {done[-1]} into {settings.home}", file=sys.stderr)
+    else:
+        manifest = restore(settings, store, force)
+        if manifest["versions"] != versions():
+            print(
+                f"note: backed up with {manifest['versions']}, restored with {versions()}",
+                file=sys.stderr,
+            )
         print(
-            f"note: backed up with {manifest['versions']}, restored with {versions()}",
+            f"restored {src_url} (taken {manifest['created_at']}) into {settings.home}",
             file=sys.stderr,
         )
-    print(
-        f"restored {src_url} (taken {manifest['created_at']}) into {settings.home}", file=sys.stderr
-    )
     if line := stale_salt_line(settings, os.environ):
         print(line, file=sys.stderr)
     return 0

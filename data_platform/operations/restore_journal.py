@@ -155,9 +155,10 @@ def _swap_in_spark(staging: Path, settings: Settings, journal: dict) -> None:
 
 def finish_interrupted_restores(
     settings: Settings, report: Callable[[str], None] = to_stderr
-) -> None:
+) -> list[str]:
     """Complete each restore into the settings' home that died while putting its backup in
-    place; one still running is waited for. Costs one look at the home when there is none."""
+    place; one still running is waited for. Costs one look at the home when there is none.
+    Returns the labels of the restores finished (`<backup> (taken <when>)`)."""
     home = settings.home
     # A home not made yet has nothing to finish. Only its listing may miss: a file missing
     # while a restore is completed is that restore failing, and a command run on its
@@ -165,7 +166,8 @@ def finish_interrupted_restores(
     try:
         folders = sorted(home.iterdir())
     except FileNotFoundError:
-        return
+        return []
+    finished = []
     for folder in folders:
         if folder.name.startswith(PREFIXES) and (folder / JOURNAL).exists():
             with _locked(folder):
@@ -174,6 +176,8 @@ def finish_interrupted_restores(
                     report(f"finishing the restore of {label} into {home}: it was interrupted")
                     complete(folder, settings, report)
                     shutil.rmtree(folder, ignore_errors=True)
+                    finished.append(label)
+    return finished
 
 
 @contextlib.contextmanager

@@ -99,6 +99,24 @@ def open_staging(
     return StagingFolder(path, lock)
 
 
+def held_owners(home: Path, kind: Kind) -> list[str]:
+    """The owners (as their lock files say) of `home`'s staging folders of `kind` that a live
+    process holds: a backup still at work, for a restore that would replace what it copies."""
+    owners = []
+    for folder in sorted(home.glob(f".{kind}-*")):
+        try:
+            lock = os.open(folder / LOCK_FILE, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # no owner known: see UNCLAIMED_STALE_AFTER
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owners.append(os.pread(lock, 512, 0).decode(errors="replace"))
+        finally:
+            os.close(lock)
+    return owners
+
+
 def sweep(home: Path, report: Callable[[str], None] = to_stderr) -> None:
     """Delete the staging folders in `home` that no live process holds, each reported with the
     bytes it freed. A folder that cannot be deleted (a file another user wrote) is reported and
