@@ -690,6 +690,13 @@ def test_simulate_refuses_days_no_partition_reads_and_more_than_a_century(tmp_pa
     many = run_cli(home, "simulate", "--days", "99999999", "--quiet")
     assert many.returncode == 2
     assert many.stderr.splitlines() == ["simulate: days is at most 36500 (a century), got 99999999"]
+    # The world and a day are held in memory: 2e9 users grew, silent, until the machine ran out.
+    crowd = run_cli(home, "simulate", "--users", "2000000000", "--quiet")
+    assert crowd.returncode == 2
+    assert crowd.stderr.splitlines() == [
+        "simulate: users is at most 10,000,000 (the simulator holds them in memory, about 1 KB "
+        "each), got 2,000,000,000"
+    ]
     last = run_cli(home, "sql", "SELECT 1", DATA_PLATFORM_START_DATE="9999-12-31")
     assert last.returncode == 2
     assert last.stderr.splitlines() == [

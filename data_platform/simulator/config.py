@@ -14,6 +14,10 @@ class SimulationError(RuntimeError):
 
 # The most days of history one simulation writes.
 MAX_DAYS = 36_500
+# The most users, products and events a day: the simulator holds the world and a day's events
+# in memory, ~0.9 KB an event and ~0.9 KB a user (1M events: 850 MB; 2M users: 1.7 GB), so
+# `--users 2000000000` grew for minutes, silent, until the machine ran out.
+MAX_SIZES = {"users": 10_000_000, "events_per_day": 10_000_000, "products": 1_000_000}
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,12 @@ class SimulationConfig:
                 raise SimulationError(f"{name} must be at least {low}, got {getattr(self, name)}")
         if self.days > MAX_DAYS:  # days before year 1: an OverflowError traceback
             raise SimulationError(f"days is at most {MAX_DAYS} (a century), got {self.days}")
+        for name, most in MAX_SIZES.items():
+            if getattr(self, name) > most:
+                raise SimulationError(
+                    f"{name} is at most {most:,} (the simulator holds them in memory, about "
+                    f"1 KB each), got {getattr(self, name):,}"
+                )
         if self.seed < 0:
             raise SimulationError(f"seed must be a non-negative integer, got {self.seed}")
         if not 0.0 <= self.defect_rate <= 0.5:
