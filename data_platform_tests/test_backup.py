@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
+import json
 import logging
 import os
 import re
@@ -505,6 +506,65 @@ def test_backup_to_s3_and_restore_from_it(pristine, s3_landing, s3_endpoint, tmp
     restore(target, BackupStore(url))
     assert table_rows(target.warehouse) == table_rows(source.warehouse)
     assert run_ids(target) == run_ids(source)
+
+
+# `data-platform backup DEST` in a process that SIGKILLs itself once it has put two files (its
+# in-progress marker and a first file of the backup) into DEST.
+KILLED_BACKUP = """
+import os, signal, sys
+from data_platform.cli import main
+from data_platform.operations.backup_store import BackupStore
+
+put, puts = BackupStore.put, []
+
+def put_or_die(store, local, name):
+    put(store, local, name)
+    puts.append(name)
+    if len(puts) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+BackupStore.put = put_or_die
+sys.exit(main(["backup", sys.argv[1]]))
+"""
+
+
+def test_a_backup_killed_while_uploading_is_cleared_by_the_same_command_run_again(
+    pristine, tmp_path
+):
+    """Killed mid-upload, a backup left files (no manifest: never restored) that made the same
+    command refuse ("not empty ... an interrupted backup?") until removed by hand. Its marker
+    names its staging folder, no longer held: the re-run removes them and backs up. A live
+    backup's files are refused, not removed."""
+    home = copy_home(pristine, tmp_path / "home")
+    dest = tmp_path / "backups" / "one"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_BACKUP, str(dest)],
+        env=cli_env(home),
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = sorted(p.name for p in dest.iterdir())
+    assert "backup-in-progress.json" in left and "manifest.json" not in left, left
+
+    again = cli(home, "backup", str(dest))
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert f"backup {dest}: removing the files of a backup interrupted there" in err
+    assert (dest / "manifest.json").exists() and not (dest / "backup-in-progress.json").exists()
+    restored = home_settings(tmp_path / "restored")
+    restore(restored, BackupStore(str(dest)))
+    assert platform_state(restored) == platform_state(home_settings(home))
+
+    live = tmp_path / "backups" / "live"
+    live.mkdir()
+    settings = home_settings(home)
+    with open_staging(settings.home, "backup", report=print) as staging:
+        marker = {"host": socket.gethostname(), "staging": str(staging)}
+        (live / "backup-in-progress.json").write_text(json.dumps(marker))
+        with pytest.raises(BackupError, match=r"a backup into .* is running \(pid "):
+            take_backup(settings, BackupStore(str(live)))
+    assert [p.name for p in live.iterdir()] == ["backup-in-progress.json"]
 
 
 def set_encryption(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:

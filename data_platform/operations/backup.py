@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import sys
+import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -30,13 +33,16 @@ from data_platform.operations.snapshot import (
     staged_parts,
 )
 from data_platform.operations.spark_snapshot import export_spark_warehouse
-from data_platform.operations.staging import LOCK_FILE, open_staging
+from data_platform.operations.staging import LOCK_FILE, held_by, open_staging, to_stderr
 from data_platform.resources.duckdb_lock import LOCK_WAIT_SECONDS
 from data_platform.resources.warehouse import warehouse_of
 from data_platform.settings import Settings
 
 MANIFEST = "manifest.json"
 FORMAT = 1
+# Put first by a backup into its destination, removed once sealed: whose staging folder on
+# which host it is, so that a re-run can tell a dead backup's files from a live one's.
+IN_PROGRESS = "backup-in-progress.json"
 
 
 def versions() -> dict[str, str]:
@@ -57,6 +63,29 @@ def check_empty(dest: BackupStore) -> None:
             f"{dest.url} is not empty, and holds no {MANIFEST}: an interrupted backup? Remove "
             "what is there, or back up into a new folder or prefix"
         )
+
+
+def clear_interrupted(dest: BackupStore, report: Callable[[str], None] = to_stderr) -> None:
+    """Remove what a backup killed while uploading left in `dest` (no manifest: never sealed,
+    never restored), when its marker says it ran here and its staging folder is no longer held.
+    The same command, run again, refused such a destination ("not empty ... an interrupted
+    backup?") until a person removed the files by hand. A backup still at work, or one of
+    another host (whose life this one cannot see), is left to `check_empty`'s refusal."""
+    names = dest.names()
+    if MANIFEST in names or IN_PROGRESS not in names:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        dest.get(IN_PROGRESS, Path(folder) / IN_PROGRESS)
+        marker = json.loads((Path(folder) / IN_PROGRESS).read_text())
+    if marker.get("host") != socket.gethostname():
+        return
+    if owner := held_by(Path(marker["staging"])):
+        raise BackupError(f"a backup into {dest.url} is running ({owner}): let it end")
+    report(f"backup {dest.url}: removing the files of a backup interrupted there ({marker})")
+    if dest.is_s3:
+        dest.delete()
+    else:
+        dest.discard(None)
 
 
 def check_outside_instance(settings: Settings, dest: BackupStore) -> None:
@@ -102,6 +131,10 @@ def store_backup(settings: Settings, staging: Path, dest: BackupStore) -> dict:
         for p in sorted(staging.rglob("*"))
         if p.is_file() and p != staging / LOCK_FILE
     ]
+    # After the listing of `files`: the marker is not part of the backup.
+    marker = {"host": socket.gethostname(), "staging": str(staging)}
+    (staging / IN_PROGRESS).write_text(json.dumps(marker))
+    dest.put(staging / IN_PROGRESS, IN_PROGRESS)
     for entry in files:
         dest.put(staging / entry["path"], entry["path"])
     manifest = {
@@ -118,6 +151,7 @@ def store_backup(settings: Settings, staging: Path, dest: BackupStore) -> dict:
     verify_stored(dest, manifest)
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     dest.put(staging / MANIFEST, MANIFEST)
+    dest.remove(IN_PROGRESS)
     return manifest
 
 
@@ -129,6 +163,7 @@ def take_backup(
     # Before the snapshot: a wrong value failed the first put, the whole snapshot taken.
     server_side_encryption(os.environ)
     check_outside_instance(settings, dest)
+    clear_interrupted(dest)
     check_empty(dest)
     dest.check_writable()
     made = dest.first_missing()

@@ -238,6 +238,13 @@ class BackupStore:
                 raise
             raise OSError(error.errno, error.strerror, str(local)) from error
 
+    def remove(self, name: str) -> None:
+        """Remove one stored file (gone already is fine)."""
+        if self.is_s3:
+            self._s3.delete_object(Bucket=self._key(name)[0], Key=self._key(name)[1])
+            return
+        (Path(self.url) / name).unlink(missing_ok=True)
+
     def sha256(self, name: str) -> str:
         """The stored file's checksum, read back from where it is stored."""
         if not self.is_s3:

@@ -99,22 +99,27 @@ def open_staging(
     return StagingFolder(path, lock)
 
 
+def held_by(folder: Path) -> str | None:
+    """The owner (as its lock file says) of a staging folder a live process holds, else None:
+    gone, or its owner dead (the kernel dropped its flock)."""
+    try:
+        lock = os.open(folder / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return None  # no owner known: see UNCLAIMED_STALE_AFTER
+    try:
+        fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(lock, 512, 0).decode(errors="replace")
+    finally:
+        os.close(lock)
+    return None
+
+
 def held_owners(home: Path, kind: Kind) -> list[str]:
-    """The owners (as their lock files say) of `home`'s staging folders of `kind` that a live
-    process holds: a backup still at work, for a restore that would replace what it copies."""
-    owners = []
-    for folder in sorted(home.glob(f".{kind}-*")):
-        try:
-            lock = os.open(folder / LOCK_FILE, os.O_RDONLY)
-        except FileNotFoundError:
-            continue  # no owner known: see UNCLAIMED_STALE_AFTER
-        try:
-            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owners.append(os.pread(lock, 512, 0).decode(errors="replace"))
-        finally:
-            os.close(lock)
-    return owners
+    """The owners of `home`'s staging folders of `kind` that a live process holds: a backup
+    still at work, for a restore that would replace what it copies."""
+    owners = (held_by(folder) for folder in sorted(home.glob(f".{kind}-*")))
+    return [owner for owner in owners if owner is not None]
 
 
 def sweep(home: Path, report: Callable[[str], None] = to_stderr) -> None:
