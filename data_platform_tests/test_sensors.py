@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import time
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -175,6 +177,32 @@ def test_late_files_around_a_day_that_lost_its_files_leave_that_day_alone(landin
     ]
 
 
+def test_files_withdrawn_from_a_young_day_re_run_it(landing, tmp_path):
+    """A file deleted from today's folder was withdrawn (no lifecycle rule expires a file that
+    young): a bad delivery, or the originals of a compaction seen by a tick between the
+    compacted file's landing and their deletion. It requested nothing, and its rows stayed in
+    raw for good (the compacted day held every row twice). An emptied young day re-runs too; an
+    older day's deletions still request nothing."""
+    today = datetime.now(UTC).date()
+    young, old = today.isoformat(), (today - timedelta(days=5)).isoformat()
+    for day in (young, old):
+        for name in ("a.jsonl", "b.jsonl"):
+            events_file(landing, tmp_path, day, name=name)
+    events_file(landing, tmp_path, young, name="compacted.jsonl", lines=2)
+    events_file(landing, tmp_path, old, name="kept.jsonl")
+    cursor = tick(landing_zone_sensor, None, landing=landing).cursor
+    for day in (young, old):
+        delete(landing, f"events/dt={day}/a.jsonl")
+        delete(landing, f"events/dt={day}/b.jsonl")
+    withdrawn = tick(landing_zone_sensor, cursor, landing=landing)
+    assert requested(withdrawn) == [("events", young, young)]
+    assert tick(landing_zone_sensor, withdrawn.cursor, landing=landing).run_requests == []
+    delete(landing, f"events/dt={young}/compacted.jsonl")  # S3: the day folder is gone
+    emptied = tick(landing_zone_sensor, withdrawn.cursor, landing=landing)
+    assert requested(emptied) == [("events", young, young)]
+    assert tick(landing_zone_sensor, emptied.cursor, landing=landing).run_requests == []
+
+
 def test_a_day_put_back_as_it_was_is_requested_under_a_new_run_key(resources, tmp_path):
     """A bad rewrite undone with the original file (`cp -p`: same bytes, same time) returns the
     day to a state it had: its run key was built from that state alone, the first load's, and
@@ -276,6 +304,34 @@ def test_a_local_file_corrected_in_place_with_its_size_and_mtime_kept_is_a_chang
     result = tick(landing_zone_sensor, quiet.cursor, landing=landing)
     assert requested(result) == [("events", "2026-01-03", "2026-01-03")]
     assert tick(landing_zone_sensor, result.cursor, landing=landing).run_requests == []
+
+
+def test_files_replaced_by_fewer_older_ones_are_a_change(resources, tmp_path):
+    """A day's two files replaced by one written elsewhere earlier (`rsync -a --delete` of a
+    corrected day, `mv` of a compacted file: both keep the mtime) lost files and gained none
+    newer by their mtimes: taken for deletions only, the new file was never loaded and the
+    old files' rows stayed. Its ctime, set by this disk as it arrived, tells."""
+    landing = resources["landing"]
+    for name in ("a.jsonl", "b.jsonl"):
+        events_file(landing, tmp_path, "2026-01-03", name=name)
+    first = tick(landing_zone_sensor, None, landing=landing)
+    day = Path(landing.url) / "events/dt=2026-01-03"
+    # Past the second the files landed in: the cursor keeps whole seconds (a file landing within
+    # the second of the day's latest, after the listing, is the blind spot left).
+    landed = max((day / name).stat().st_ctime for name in ("a.jsonl", "b.jsonl"))
+    time.sleep(max(0.0, math.ceil(landed) - time.time()) + 0.05)
+    compacted = tmp_path / "compacted.jsonl"
+    compacted.write_text('{"event_id": "e0"}\n{"event_id": "e1"}\n')
+    written = (day / "a.jsonl").stat().st_mtime_ns - 3_600 * 10**9  # an hour before
+    os.utime(compacted, ns=(written, written))
+    for name in ("a.jsonl", "b.jsonl"):
+        (day / name).unlink()
+    compacted.rename(day / "c.jsonl")
+
+    replaced = tick(landing_zone_sensor, first.cursor, landing=landing)
+    assert requested(replaced) == [("events", "2026-01-03", "2026-01-03")]
+    (day / "c.jsonl").unlink()  # a deletion alone still requests nothing
+    assert tick(landing_zone_sensor, replaced.cursor, landing=landing).run_requests == []
 
 
 def test_a_cursor_from_before_file_versions_requests_nothing(landing, tmp_path):

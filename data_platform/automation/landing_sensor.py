@@ -23,17 +23,23 @@ than RECENT_DAYS is seen when the rotation reaches its day, within ceil(files in
 delay. (S3 event notifications to a queue would make it immediate at any size; that is a
 deployment choice outside this sensor.)
 
-What is a change. A day's state is (files, latest modification second, 32-bit digest of every
-(key, size, modified, version: S3's ETag, a local file's inode:ctime)). A listed day changed if
-its state moved, unless it only lost files
-(fewer files, none modified after the day's latest). So:
+What is a change. A day's state is (files, latest second a file was written there, 32-bit digest
+of every (key, size, modified, version: S3's ETag, a local file's inode:ctime)). The latest is
+by the store's own clock: S3's LastModified, a local file's ctime, not its mtime, which `mv`,
+`cp -p` and `rsync -a` carry over from elsewhere. A listed day changed if its files or digest
+moved, unless it only lost files (fewer files, none written after the day's latest). So:
 - a new file, or one rewritten in place, is a change, whatever its day: a late file for an old
   day re-runs that day, and so do files replaced by fewer new ones (a compaction); so is one
   corrected with its size and time kept (`cp -p`, `rsync -a`), by its version;
 - a deleted file requests nothing: re-ingesting its day would wipe rows that were loaded from it
-  (landing files are often expired by lifecycle rules). Blind spot: a day that, between two
-  listings, loses files and gains fewer files carrying an older modification time (a local
-  `mv` keeps the mtime; S3 stamps the upload time) is taken for deletions only.
+  (landing files are often expired by lifecycle rules). Except in the day folders of today and
+  yesterday (UTC), which no lifecycle rule can have touched yet (S3's shortest, one day, acts at
+  the next midnight UTC): a file gone from them was withdrawn (a bad delivery, the originals of
+  a compaction), and its rows must go with it, so its day re-runs, an emptied one too. A day
+  that, between two listings, loses files and gains fewer, older ones (`rsync -a --delete` of a
+  corrected day, `mv` of compacted files) did change: by their mtime it was taken for deletions
+  only, the new files never loaded and the deleted ones' rows kept. Blind spot left, in older
+  days: files gained within the second of the day's latest, after the listing that saw it.
 
 The cursor. JSON with, per source, the day states packed (14 bytes a day, base64: ~19 bytes, so
 ~6.8 KB a year of daily folders) and where the rotation stands. It grows with days, not files,
@@ -66,7 +72,7 @@ import struct
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -87,6 +93,8 @@ CURSOR_WARN_BYTES = 48_000
 # ~5 s off the average wait between a file landing and its run being requested.
 LANDING_INTERVAL_SECONDS = 5
 CURSOR_VERSION = 2
+# Day folders this young (today, yesterday) cannot have lost files to expiry: see the docstring.
+WITHDRAWN_DAYS = 2
 # day (days since 1970, to 2149), files, latest modified (epoch s, to 2106), digest
 _DAY_RECORD = struct.Struct(">HIII")
 _LATEST_STAMP = 2**32 - 1
@@ -98,7 +106,7 @@ class DayState:
     """What the cursor keeps of a source's files in one day folder."""
 
     files: int
-    modified: int  # the latest modification time, epoch seconds rounded up
+    modified: int  # when a file was last written here (LandingFile.changed), epoch s rounded up
     digest: int  # 32 bits of BLAKE2b over every (key, size, modified, version)
     # The digest as computed before files had versions (S3 ETags, then local inode:ctime),
     # never stored: a cursor written then is matched against it, so the upgrade requests nothing.
@@ -154,7 +162,7 @@ def _day_state(files: list[LandingFile]) -> DayState:
         digest.update((f"{line}\t{f.version}\n" if f.version else f"{line}\n").encode())
     # Packed in 32 bits: a file stamped before 1970 or after 2106 (a wrong clock, a copied
     # archive) would fail every tick of both sources. The digest keeps the exact time.
-    latest = min(max(math.ceil(max(f.modified for f in files)), 0), _LATEST_STAMP)
+    latest = min(max(math.ceil(max(_written(f) for f in files)), 0), _LATEST_STAMP)
     return DayState(
         len(files),
         latest,
@@ -163,18 +171,32 @@ def _day_state(files: list[LandingFile]) -> DayState:
     )
 
 
+def _written(f: LandingFile) -> float:
+    """When the store last wrote the file: its ctime locally (an mtime may be carried over from
+    another copy, or set ahead by a producer's clock), S3's LastModified."""
+    return f.modified if f.changed is None else f.changed
+
+
 def _stored(state: DayState) -> tuple[int, int, int]:
     """What the cursor keeps of a day's state."""
     return state.files, state.modified, state.digest
 
 
-def day_changed(old: DayState | None, new: DayState) -> bool:
-    """New or rewritten files; a day that only lost files (fewer, none newer) did not change."""
+def day_changed(old: DayState | None, new: DayState, young: bool = False) -> bool:
+    """New or rewritten files; a day that only lost files (fewer, none newer) did not change,
+    unless it is `young` (see WITHDRAWN_DAYS): then its files were withdrawn, not expired.
+
+    The same files and digest are the same listing, whatever the latest time: a cursor written
+    when it was the latest mtime (or before versions) requests nothing on the upgrade."""
     old = old or NO_FILES
-    before_versions = replace(new, digest=new.unversioned_digest)
-    if new == old or (new.unversioned_digest and before_versions == old):
+    if new.files == old.files and old.digest in {new.digest, new.unversioned_digest or new.digest}:
         return False
-    return not (new.files < old.files and new.modified <= old.modified)
+    return young or not (new.files < old.files and new.modified <= old.modified)
+
+
+def is_young(day: date, today: date | None) -> bool:
+    """Whether `day`'s folder is too young for any of its files to have expired."""
+    return today is not None and (today - day).days < WITHDRAWN_DAYS
 
 
 def folder_day(folder: str) -> date | None:
@@ -346,9 +368,11 @@ def scan_source(
     recent_days: int,
     sweep_files: int,
     new_files: int = NEW_FILES,
+    today: date | None = None,
 ) -> SourceScan:
     """List what plan_listing picks, older unknown days within `new_files`, and compare it
-    with the cursor's day states."""
+    with the cursor's day states; a young day (`is_young` by `today`) whose folder is gone with
+    its files, as S3 drops an emptied one, changed to no files."""
     entries = landing.list_entries(f"{fmt.source}/")
     dated = [d for f in entries if (d := folder_day(f))]
     astray = [entry for entry in entries if folder_day(entry) is None]
@@ -368,7 +392,14 @@ def scan_source(
     listed, _ = list_days(landing, fmt, known, present)
     unknown_listed = list_unknown_days(landing, fmt, unknown, present, new_files)
     listed |= unknown_listed
-    changed = {d: s for d, s in listed.items() if day_changed(previous.days.get(d), s)}
+    changed = {
+        d: s for d, s in listed.items() if day_changed(previous.days.get(d), s, is_young(d, today))
+    }
+    changed |= {
+        d: NO_FILES
+        for d, s in previous.days.items()
+        if s.files and d not in present and is_young(d, today)
+    }
     kept = {d: previous.days[d] for d in present if d in previous.days}
     deferred = len(unknown) - len(unknown_listed)
     return SourceScan(SourceCursor(kept | listed, swept_to), changed, waiting, deferred, astray)
@@ -440,12 +471,13 @@ def build_landing_sensor(
     def landing_zone_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
         previous = decode_cursor(context.cursor)
         partition_keys = set(DAILY_PARTITIONS.get_partition_keys())
+        today = datetime.now(UTC).date()
         requests: list[dg.RunRequest] = []
         sources: dict[str, SourceCursor] = {}
         for fmt in FORMATS:
             before = previous.get(fmt.source, SourceCursor())
             scan = scan_source(
-                landing, fmt, before, partition_keys, recent_days, sweep_files, new_files
+                landing, fmt, before, partition_keys, recent_days, sweep_files, new_files, today
             )
             if scan.vanished:
                 context.log.warning(

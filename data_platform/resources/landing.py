@@ -91,6 +91,11 @@ class LandingFile:
     # Raised, it failed the day and every landing sensor tick; skipped, a dangling link's
     # file was lost unseen.
     unlisted: str = ""
+    # When the store last wrote the file or its name, by its own clock (epoch seconds): a local
+    # file's ctime, which `mv`, `cp -p` and `rsync -a` cannot carry over as they do the mtime;
+    # None on S3, whose LastModified is that already. The sensor tells a day that only lost files
+    # from one that also gained some by it.
+    changed: float | None = None
 
 
 class LandingZone(RunPinnedResource):
@@ -436,7 +441,14 @@ def _walk(
             continue
         elif is_file:
             stat = entry.stat()
-            yield LandingFile(key, stat.st_size, stat.st_mtime, _local_version(stat), name_utf8)
+            yield LandingFile(
+                key,
+                stat.st_size,
+                stat.st_mtime,
+                _local_version(stat),
+                name_utf8,
+                changed=stat.st_ctime,
+            )
         elif entry.is_symlink() and not os.path.exists(entry.path):
             gone = FileNotFoundError(errno.ENOENT, "its target does not exist")
             yield _unlisted_entry(key, Path(entry.path), gone, name_utf8)
@@ -467,6 +479,7 @@ def _unlisted_entry(key: str, path: Path, error: OSError, utf8: bool) -> Landing
         _local_version(stat),
         utf8,
         unlisted=f"{what} that could not be read ({error.strerror}): {fix}, then re-run the day",
+        changed=stat.st_ctime,
     )
 
 
