@@ -15,7 +15,7 @@ import sys
 from data_platform.cli import seconds
 from data_platform.resources.duckdb_lock import LOCK_WAIT_SECONDS
 from data_platform.settings import load_settings
-from data_platform.sql_engines import QueryError, read_only_query
+from data_platform.sql_engines import HOLD_SECONDS, QueryError, read_only_query
 from data_platform.sql_output import FORMATS, write_csv, write_json, write_table
 
 # Ctrl-C or SIGINT: the shell's convention (128 + SIGINT), as `materialize` answers it.
@@ -32,6 +32,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long to wait for a run writing the warehouse (DuckDB; default %(default)g)",
     )
+    parser.add_argument(
+        "--hold-at-most",
+        type=functools.partial(seconds, zero=True),
+        default=HOLD_SECONDS,
+        metavar="SECONDS",
+        help="stop a query that keeps the warehouse from its writers longer (DuckDB: a run "
+        "waits ~1 min for it, then fails; 0: no limit; default %(default)g)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     where DuckDB's "Query interrupted" was a traceback and exit 1."""
     settings = load_settings()  # a SettingsError is the CLI's to report (status 2)
     try:
-        with read_only_query(settings, args.query, args.timeout) as result:
+        with read_only_query(settings, args.query, args.timeout, args.hold_at_most) as result:
             if args.format == "csv":
                 write_csv(result.columns, result.rows, sys.stdout)
             elif args.format == "json":

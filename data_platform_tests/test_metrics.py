@@ -27,7 +27,7 @@ import yaml
 from dagster._core.remote_origin import RemoteJobOrigin
 from dagster._core.scheduler.instigation import InstigatorType, TickData, TickStatus
 from dagster._core.storage.runs.schema import RunsTable
-from prometheus_client import generate_latest, start_http_server
+from prometheus_client import generate_latest, make_wsgi_app, start_http_server
 from prometheus_client.core import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -41,7 +41,7 @@ from data_platform.operations.durations import (
     RunDurations,
     forget_counted_durations,
 )
-from data_platform.operations.metrics import PlatformCollector
+from data_platform.operations.metrics import PlatformCollector, registry_of
 from data_platform.operations.state_metrics import last_tick_times
 from data_platform.operations.warehouse_metrics import (
     BackgroundRead,
@@ -1001,6 +1001,22 @@ def test_an_unreadable_instance_loses_only_its_own_series(tmp_path, capsys):
     assert f"the instance (SQLite files in {home / 'history'}) is unreadable: " in (
         capsys.readouterr().err
     )
+
+
+def test_a_scrape_restricted_by_name_gets_those_series(tmp_path):
+    """`/metrics?name[]=data_platform_warehouse_up` (a federation, a person checking one
+    series) was an empty 200: the registry left the collector, which names no metrics ahead,
+    out of every restricted scrape."""
+    build_warehouse(tmp_path / "warehouse.duckdb")
+    (tmp_path / "dagster_home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        collector = PlatformCollector(instance, DuckDBDayCounts(tmp_path / "warehouse.duckdb"), {})
+        app = make_wsgi_app(registry_of(collector))
+        query = "name[]=data_platform_warehouse_up&name[]=data_platform_instance_up"
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": query}
+        body = b"".join(app(environ, lambda status, headers: None)).decode()
+    samples = {s.name: s.value for f in text_string_to_metric_families(body) for s in f.samples}
+    assert samples == {"data_platform_warehouse_up": 1, "data_platform_instance_up": 1}
 
 
 def test_an_instance_on_postgresql_that_refuses_connections_is_instance_down(

@@ -16,7 +16,11 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from dagster._core.remote_origin import RemoteInstigatorOrigin
+from dagster._core.remote_origin import (
+    RegisteredCodeLocationOrigin,
+    RemoteInstigatorOrigin,
+    RemoteRepositoryOrigin,
+)
 from dagster._core.scheduler.instigation import (
     InstigatorState,
     InstigatorStatus,
@@ -59,9 +63,11 @@ def scrape(collector: PlatformCollector) -> dict[str, dict[frozenset, float]]:
     return samples
 
 
-def sensor_state(instance, name: str, status: InstigatorStatus, at: float) -> None:
+def sensor_state(
+    instance, name: str, status: InstigatorStatus, at: float, repository=history.REPOSITORY
+) -> None:
     """A stored sensor state with one tick at `at`, as the daemon leaves it."""
-    origin = RemoteInstigatorOrigin(history.REPOSITORY, name)
+    origin = RemoteInstigatorOrigin(repository, name)
     state = InstigatorState(
         origin, InstigatorType.SENSOR, status, SensorInstigatorData(last_tick_timestamp=at)
     )
@@ -139,6 +145,29 @@ def test_without_the_codes_names_every_stored_state_is_reported(instance, tmp_pa
     sensors = {dict(labels)["sensor"] for labels in samples[TICK_AGE]}
     assert sensors == {"landing_zone_files", "kafka_consumer_lag", "now_stopped_by_default"}
     assert len(samples[FAILING]) == 2
+
+
+def test_a_sensors_state_left_by_another_code_location_is_not_a_second_series(instance, settings):
+    """The same sensor, loaded once under another location name: its state stays, stale."""
+    now = time.time()
+    before = RemoteRepositoryOrigin(
+        RegisteredCodeLocationOrigin("definitions.py"), "__repository__"
+    )
+    sensor_state(instance, "landing_zone_files", InstigatorStatus.RUNNING, now - 86400, before)
+    sensor_state(instance, "landing_zone_files", InstigatorStatus.DECLARED_IN_CODE, now - 20)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector_for(instance, settings, DEFS))
+    text = generate_latest(registry).decode()
+
+    ages = [
+        s
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == TICK_AGE
+    ]
+    assert len(ages) == 1, text
+    assert ages[0].labels == {"sensor": "landing_zone_files", "state": "declared_in_code"}
+    assert ages[0].value < 600
 
 
 def hold_read_only(path: str, ready, release) -> None:

@@ -390,3 +390,24 @@ def test_ctrl_c_during_a_query_or_the_wait_is_one_line_and_exit_130(home):
         assert interrupted(waiting) == (130, "", "data-platform sql: interrupted\n")
     finally:
         writer.communicate("", timeout=30)
+
+
+def test_a_query_holding_the_warehouse_too_long_is_stopped_before_runs_fail(home):
+    """A read holds the file, and DuckDB lets no writer open it meanwhile: an analysis of a
+    few minutes failed the run then writing the warehouse (its dbt step out of connect
+    attempts after ~1 min). A query is stopped past its hold (--hold-at-most, 45 s by default),
+    in one line, the file released."""
+    from types import SimpleNamespace
+
+    from data_platform.sql_engines import QueryError, duckdb_engine
+
+    settings = SimpleNamespace(warehouse=home / "warehouse.duckdb")
+    slow = "SELECT sum(hash(a.range + b.range)) FROM range(60000) a, range(40000) b"
+    started = time.monotonic()
+    with (
+        pytest.raises(QueryError, match="held the warehouse for 1 s"),
+        duckdb_engine.read_only_query(settings, slow, timeout=5, hold=1.0),
+    ):
+        pass
+    assert time.monotonic() - started < 6
+    duckdb.connect(str(home / "warehouse.duckdb")).close()  # a writer gets it at once

@@ -164,13 +164,21 @@ def collector_for(
     )
 
 
-def serve(port: int | None = None) -> int:
-    """Serve /metrics on 127.0.0.1 until SIGINT or SIGTERM.
+def registry_of(collector: Collector) -> CollectorRegistry:
+    """A registry of its own for `collector`: the default one adds process_* and python_*
+    series, and every name this endpoint serves starts `data_platform_`.
 
-    A registry of its own: the default one adds process_* and python_* series, and every name
-    this endpoint serves starts `data_platform_` (PlatformCollector; README.md, "Operating the
-    platform", lists them).
-    """
+    The collector names no metrics ahead (`describe`: that would be a scrape at registration),
+    and a registry drops such a collector from a scrape restricted by `?name[]=...` unless told
+    it may have none: every such scrape was an empty 200, as if no series existed."""
+    registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
+    registry.register(collector)
+    return registry
+
+
+def serve(port: int | None = None) -> int:
+    """Serve /metrics on 127.0.0.1 until SIGINT or SIGTERM, from `registry_of` the collector
+    (PlatformCollector; README.md, "Operating the platform", lists the series)."""
     settings = load_settings()
     port = settings.metrics_port if port is None else port
     # The Definitions (the freshness policies) load once, here, never per scrape.
@@ -183,9 +191,7 @@ def serve(port: int | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
     with platform_instance(settings) as instance:
-        collector = collector_for(instance, settings, defs)
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(collector)
+        registry = registry_of(collector_for(instance, settings, defs))
         try:
             server, thread = start_http_server(port, addr=HOST, registry=registry)
         except OSError as err:

@@ -15,7 +15,11 @@ from datetime import UTC, datetime
 import dagster as dg
 import sqlalchemy as sa
 from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
-from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
+from dagster._core.scheduler.instigation import (
+    InstigatorState,
+    InstigatorStatus,
+    InstigatorType,
+)
 from dagster._core.storage.schedules.schema import JobTickTable
 from dagster._core.storage.schedules.sql_schedule_storage import SqlScheduleStorage
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -125,16 +129,36 @@ def collect_sensors(
     if sensors is not None:
         states = [state for state in states if state.instigator_name in sensors]
     latest = last_tick_times(instance, [state.selector_id for state in states])
+    ticked = []
     for state in states:
         last = latest.get(state.selector_id)
         if last is None:  # a tick stored without its selector (older Dagster): the slow way
             ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
             last = ticks[0].timestamp if ticks else None
         if last is not None:
-            runs_by_default = True if sensors is None else sensors[state.instigator_name]
-            label = sensor_state_label(state.status, runs_by_default)
-            age.add_metric([state.instigator_name, label], now - last)
+            ticked.append((state, last))
+    for name, (state, last) in sorted(newest_per_sensor(ticked).items()):
+        runs_by_default = True if sensors is None else sensors[name]
+        label = sensor_state_label(state.status, runs_by_default)
+        age.add_metric([name, label], now - last)
     yield age
+
+
+def newest_per_sensor(
+    ticked: Iterable[tuple[InstigatorState, float]],
+) -> dict[str, tuple[InstigatorState, float]]:
+    """{sensor name: (state, last tick)} of the state that ticked last, of each name.
+
+    The instance keeps a state per code location: one the code was loaded under before (`dagster
+    dev -f` instead of `-w`, a location renamed) stays, RUNNING and never ticking again. Reported
+    too, it was a second sample of the same series, and its age grew and paged forever.
+    """
+    newest: dict[str, tuple[InstigatorState, float]] = {}
+    for state, last in ticked:
+        held = newest.get(state.instigator_name)
+        if held is None or last > held[1]:
+            newest[state.instigator_name] = (state, last)
+    return newest
 
 
 def last_tick_times(instance: dg.DagsterInstance, selector_ids: list[str]) -> dict[str, float]:

@@ -22,7 +22,13 @@ import duckdb
 
 from data_platform.resources.duckdb_lock import connect_with_lock_wait, is_lock_conflict
 from data_platform.settings import Settings
-from data_platform.sql_engines import READ_ONLY_HINT, QueryError, QueryResult, first_line
+from data_platform.sql_engines import (
+    HOLD_SECONDS,
+    READ_ONLY_HINT,
+    QueryError,
+    QueryResult,
+    first_line,
+)
 from data_platform.sql_engines.spool import RowSpool
 
 FETCH_ROWS = 10_000
@@ -95,17 +101,55 @@ def run_query(conn: duckdb.DuckDBPyConnection, sql: str) -> QueryResult:
 
 
 @contextmanager
-def read_only_query(settings: Settings, sql: str, timeout: float) -> Iterator[QueryResult]:
+def read_only_query(
+    settings: Settings, sql: str, timeout: float, hold: float = HOLD_SECONDS
+) -> Iterator[QueryResult]:
     """`sql` on the warehouse file, waiting up to `timeout` s for a writer's lock.
 
     Every row is fetched into a spool and the file closed before the caller writes any out:
     held while the output drained, a slow reader (a pager) made waiting writers fail.
     """
     with RowSpool() as spool:
-        with open_read_only(settings.warehouse, timeout) as conn, interrupted_by_sigint(conn):
-            result = run_query(conn, sql)
-            spool.extend(result.rows)
+        with (
+            open_read_only(settings.warehouse, timeout) as conn,
+            interrupted_by_sigint(conn),
+            held_at_most(conn, hold) as expired,
+        ):
+            try:
+                result = run_query(conn, sql)
+                spool.extend(result.rows)
+            except KeyboardInterrupt:
+                if not expired.is_set():
+                    raise
+                raise QueryError(
+                    f"the query held the warehouse for {hold:g} s, the most it may (a run "
+                    "writing it waits ~1 min, then fails): stopped; narrow it (a WHERE on dt, a "
+                    "LIMIT), or allow more with --hold-at-most (0: no limit) when no run writes"
+                ) from None
         yield QueryResult(columns=result.columns, types=result.types, rows=spool.rows())
+
+
+@contextmanager
+def held_at_most(conn: duckdb.DuckDBPyConnection, seconds: float) -> Iterator[threading.Event]:
+    """Interrupt `conn` once it has been held `seconds` (0: never); the event says it was. A
+    read holds the file and DuckDB lets no writer open it meanwhile: an analysis of a few
+    minutes failed the run writing the warehouse then, its dbt step out of connect attempts."""
+    expired = threading.Event()
+    if not seconds:
+        yield expired
+        return
+
+    def expire() -> None:
+        expired.set()
+        conn.interrupt()
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield expired
+    finally:
+        timer.cancel()
 
 
 @contextmanager

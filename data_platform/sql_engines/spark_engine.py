@@ -184,9 +184,12 @@ def _quiet_pyspark_loggers() -> None:
 
 
 @contextmanager
-def read_only_query(settings: Settings, sql: str, timeout: float) -> Iterator[QueryResult]:
+def read_only_query(
+    settings: Settings, sql: str, timeout: float, hold: float
+) -> Iterator[QueryResult]:
     """`sql` on the Spark Connect endpoint of the settings. `timeout` (the DuckDB writer's lock
-    wait) does not apply: Spark has no single writer to wait for."""
+    wait) and `hold` (how long a read may keep DuckDB's writers out) do not apply: Spark has no
+    single writer."""
     remote = settings.spark_remote or ""
     _check_reachable(remote)
     from pyspark.errors import PySparkException
