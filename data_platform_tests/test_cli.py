@@ -399,6 +399,19 @@ def test_the_sinks_topic_must_be_a_kafka_topic_name(tmp_path, topic):
     ), line
 
 
+@pytest.mark.parametrize("group", ["", " ", "\t"])
+def test_the_sinks_group_must_not_be_blank(tmp_path, group):
+    """A blank group reached librdkafka, whose consumer then failed a C assertion: exit 134 and
+    no line saying what was wrong (the topics had been created already)."""
+    result = run_cli(tmp_path, "consume", "--group", group)
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = [line for line in result.stderr.splitlines() if "argument --group" in line]
+    assert line.endswith(
+        f"argument --group: {group!r} is not a consumer group: give a name with a non-blank "
+        "character (default data-platform-events-sink)"
+    ), line
+
+
 def test_the_largest_message_the_sink_takes_is_within_kafkas_32_bit_sizes(tmp_path):
     result = run_cli(tmp_path, "consume", "--max-message-bytes", "3000000000")
     assert result.returncode == 2

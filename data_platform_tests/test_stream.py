@@ -50,7 +50,7 @@ from data_platform.stream.assets import build_lag_sensor
 from data_platform.stream.batch import DAY_MS, HEADERS_UNREADABLE, Batch, Rejected
 from data_platform.stream.client_logs import OncePerKind
 from data_platform.stream.config import SinkConfig
-from data_platform.stream.dead_letters import SINK_HEADERS, DeadLetters
+from data_platform.stream.dead_letters import SINK_HEADERS, DeadLetterError, DeadLetters
 from data_platform.stream.lag import PartitionLag
 from data_platform.stream.lag_metrics import collect_kafka_lag
 from data_platform.stream.landing_files import remove_partials
@@ -737,6 +737,19 @@ def test_dead_letters_wait_for_room_in_a_full_producer_queue(stream):
     dead_letters.flush()
     dead_letters.close()
     assert len(read_dead_letters(stream, 40)) == 40
+
+
+def test_a_dead_letter_failure_is_raised_once_not_at_every_later_flush():
+    """A failed delivery stayed in the list for good: after a flush on revoke logged it and the
+    sink went on, every later flush raised it again, its own dead letters delivered or not
+    (exit 1, and those sent again at the restart)."""
+    settings = {"bootstrap.servers": f"127.0.0.1:{free_port()}", "message.timeout.ms": 300}
+    dead_letters = DeadLetters(settings, "events.dlq", "events", lambda _: None)
+    dead_letters.send(0, [Rejected(0, b"poison", "empty", "x")])
+    with pytest.raises(DeadLetterError, match="timed out"):
+        dead_letters.flush(timeout=10)
+    dead_letters.flush(timeout=1)  # nothing sent since: nothing to fail
+    dead_letters.close()
 
 
 def test_a_dead_letter_keeps_the_key_headers_and_timestamp_and_survives_a_refusal(stream):

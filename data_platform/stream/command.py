@@ -45,6 +45,17 @@ def _topic_name(text: str) -> str:
     return text
 
 
+def _group_name(text: str) -> str:
+    """An argparse type: a consumer group librdkafka takes. A blank one (empty or only white
+    space) aborted the sink inside the client's constructor: a C assertion, exit 134, no line."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a consumer group: give a name with a non-blank character "
+            f"(default {GROUP})"
+        )
+    return text
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     defaults = SinkConfig(bootstrap="")
     add = parser.add_argument
@@ -54,7 +65,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=TOPIC,
         help="topic to land (default %(default)s; dead letters: <topic>.dlq)",
     )
-    add("--group", default=GROUP, help="consumer group (default %(default)s)")
+    add("--group", type=_group_name, default=GROUP, help="consumer group (default %(default)s)")
     add(
         "--max-batch-messages",
         type=_positive(int),

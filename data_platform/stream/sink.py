@@ -135,7 +135,7 @@ class Sink:
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
-                    self._log(f"consume: {error}")
+                    self._log(f"a message could not be read: {error}")
                 continue
             partition = message.partition()
             if skip_below and message.offset() < skip_below.get(partition, -1):
