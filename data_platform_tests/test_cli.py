@@ -386,30 +386,32 @@ def test_sink_limits_must_be_positive(tmp_path):
         assert f"argument {flag}: '{text}' is not a positive" in result.stderr
 
 
-@pytest.mark.parametrize("topic", ["", ".", "a/b", "x" * 246])
-def test_the_sinks_topic_must_be_a_kafka_topic_name(tmp_path, topic):
+TOPIC_REFUSED = (
+    "is not a Kafka topic name: 1 to 245 letters, digits, '.', '_' or '-' (its dead-letter "
+    "topic adds .dlq)"
+)
+GROUP_REFUSED = (
+    "is not a consumer group: give a name with a non-blank character (default "
+    "data-platform-events-sink)"
+)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "refusal"),
+    [
+        *(("--topic", topic, TOPIC_REFUSED) for topic in ["", ".", "a/b", "x" * 246]),
+        *(("--group", group, GROUP_REFUSED) for group in ["", " ", "\t"]),
+    ],
+)
+def test_the_sinks_topic_and_group_must_be_names_kafka_takes(tmp_path, flag, value, refusal):
     """An empty topic failed with a traceback from the first admin request; `a/b` reached the
-    broker; a name of 246 characters left no room for its dead-letter topic's `.dlq`."""
-    result = run_cli(tmp_path, "consume", "--topic", topic)
+    broker; a name of 246 characters left no room for its dead-letter topic's `.dlq`. A blank
+    group reached librdkafka, whose consumer then failed a C assertion: exit 134 and no line
+    saying what was wrong (the topics had been created already)."""
+    result = run_cli(tmp_path, "consume", flag, value)
     assert result.returncode == 2, result.stderr[-2000:]
-    [line] = [line for line in result.stderr.splitlines() if "argument --topic" in line]
-    assert line.endswith(
-        f"argument --topic: {topic!r} is not a Kafka topic name: 1 to 245 letters, digits, "
-        "'.', '_' or '-' (its dead-letter topic adds .dlq)"
-    ), line
-
-
-@pytest.mark.parametrize("group", ["", " ", "\t"])
-def test_the_sinks_group_must_not_be_blank(tmp_path, group):
-    """A blank group reached librdkafka, whose consumer then failed a C assertion: exit 134 and
-    no line saying what was wrong (the topics had been created already)."""
-    result = run_cli(tmp_path, "consume", "--group", group)
-    assert result.returncode == 2, result.stderr[-2000:]
-    [line] = [line for line in result.stderr.splitlines() if "argument --group" in line]
-    assert line.endswith(
-        f"argument --group: {group!r} is not a consumer group: give a name with a non-blank "
-        "character (default data-platform-events-sink)"
-    ), line
+    [line] = [line for line in result.stderr.splitlines() if f"argument {flag}" in line]
+    assert line.endswith(f"argument {flag}: {value!r} {refusal}"), line
 
 
 def test_the_largest_message_the_sink_takes_is_within_kafkas_32_bit_sizes(tmp_path):
