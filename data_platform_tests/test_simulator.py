@@ -12,6 +12,7 @@ import csv
 import gzip
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import pytest
 
 from data_platform.checks.vocabulary import vocabulary
 from data_platform.resources.landing import LandingZone
+from data_platform.services.process import wait_until
 from data_platform.simulator import (
     EVENT_DEFECTS,
     PAYMENT_DEFECTS,
@@ -578,3 +580,30 @@ def test_two_append_days_at_once_append_two_days(tmp_path: Path) -> None:
     assert all("Traceback" not in err for _, err, _ in results)
     days = sorted(p.name for p in (tmp_path / "home" / "landing" / "events").iterdir())
     assert days == ["dt=2026-01-05", "dt=2026-01-06", "dt=2026-01-07"]
+
+
+def test_a_killed_simulates_scratch_is_removed_by_the_next(tmp_path: Path) -> None:
+    """A simulate killed (-9) mid-run left its `$TMPDIR/simulator-*` scratch, up to a day's
+    files, which nothing removed. The next simulate removes it; a live one's is kept."""
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DATA_PLATFORM_")},
+        "DATA_PLATFORM_HOME": str(tmp_path / "home"),
+        "TMPDIR": str(scratch_root),
+    }
+    cli = [str(Path(sys.executable).with_name("data-platform")), "simulate", "--quiet"]
+    days = ["--days", "30", "--end-date", "2026-01-30", "--users", "200"]
+    killed = subprocess.Popen([*cli, *days, "--events-per-day", "3000"], env=env)
+    try:
+        assert wait_until(lambda: any(scratch_root.glob("simulator-*")), timeout=60)
+    finally:
+        killed.kill()
+    assert killed.wait(timeout=30) == -signal.SIGKILL
+    abandoned = list(scratch_root.glob("simulator-*"))
+    assert abandoned
+    live = scratch_root / f"simulator-{os.getpid()}-held"  # this test's process lives
+    live.mkdir()
+    small = ["--days", "1", "--end-date", "2026-01-05", "--users", "20", "--events-per-day", "300"]
+    subprocess.run([*cli, *small], env=env, check=True, capture_output=True, timeout=120)
+    assert sorted(scratch_root.iterdir()) == [live]
