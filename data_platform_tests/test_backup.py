@@ -458,6 +458,18 @@ def test_a_home_with_state_is_refused_without_force(pristine, tmp_path):
     assert "--force" in err
 
 
+def test_a_refused_restore_into_a_new_home_leaves_no_home(pristine, tmp_path):
+    """A restore refused before anything was put in place (here, a backup without its
+    manifest) left an empty DATA_PLATFORM_HOME, made for its staging folder."""
+    backup = copy_home(pristine, tmp_path / "backup", "backup")
+    (backup / "manifest.json").unlink()
+    home = tmp_path / "new" / "home"
+    result = cli(home, "restore", str(backup))
+    _, err = result.communicate(timeout=120)
+    assert result.returncode == 1 and "has no manifest.json" in err, err
+    assert not home.exists()
+
+
 def test_a_new_home_with_only_the_salt_services_env_made_takes_a_restore(pristine, tmp_path):
     """`make -s services-env` makes a salt in a new home (the shared instance needs it
     exported): the restore counted it as state and was refused, unless --force (which also

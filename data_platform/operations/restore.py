@@ -8,6 +8,7 @@ two histories.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -429,6 +430,17 @@ def check_no_state(settings: Settings) -> None:
 def restore(settings: Settings, src: BackupStore, force: bool = False) -> dict:
     if not force:
         check_no_state(settings)
+    made_home = not settings.home.exists()
+    try:
+        return _restore(settings, src, force)
+    except BaseException:
+        if made_home:  # a refused restore leaves no empty home behind, as it found none
+            with contextlib.suppress(OSError):
+                settings.home.rmdir()
+        raise
+
+
+def _restore(settings: Settings, src: BackupStore, force: bool) -> dict:
     with open_staging(settings.home, "restore") as staging:
         manifest = read_manifest(src, staging)
         check_same_storage(settings, manifest)  # before a warehouse's GBs are downloaded
