@@ -133,6 +133,11 @@ def test_a_write_is_refused_with_one_line(home):
         assert result.stderr.startswith("data-platform sql: ")
         assert "only reads the warehouse" in result.stderr
     assert not (home / "out.csv").exists()
+    # Two statements ran both and showed the last's rows; Spark's parser refuses the second.
+    two = sql(home, "SELECT 1 AS a; SELECT 2 AS b", "--format", "csv")
+    assert two.returncode == 1 and two.stdout == "" and two.stderr.count("\n") == 1
+    assert "the query holds 2 statements: pass one" in two.stderr
+    assert sql(home, "SELECT 1 AS a;", "--format", "csv").stdout == "a\n1\n"
     assert sql(home, "SELECT count(*) AS n FROM marts.sample", "--format", "csv").stdout == "n\n3\n"
 
 

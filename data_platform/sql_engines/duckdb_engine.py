@@ -81,6 +81,12 @@ def _batches(result: duckdb.DuckDBPyConnection) -> Iterator[tuple]:
 def run_query(conn: duckdb.DuckDBPyConnection, sql: str) -> QueryResult:
     """Run `sql`; its rows are fetched lazily, a batch at a time."""
     try:
+        # Counted before anything runs: DuckDB ran every statement and showed the last's rows,
+        # where Spark's parser refuses a second one; one rule for both engines.
+        if (statements := len(conn.extract_statements(sql))) > 1:
+            raise QueryError(
+                f"the query holds {statements} statements: pass one (a `data-platform sql` each)"
+            )
         result = conn.execute(sql)
     except (duckdb.Error, RuntimeError) as err:
         if _interrupted(err):
