@@ -253,13 +253,18 @@ def test_a_deadline_that_fires_after_the_run_finished_interrupts_nothing():
 
 @pytest.fixture
 def materialize_tiny_job(settings, monkeypatch):
-    """materialize_range on `tiny_job`, execute_job wrapped so that `before` / `after` run
+    """materialize_range on `tiny_job`, execute_run wrapped so that `before` / `after` run
     just before it starts and just after it returned; gives (exit status, the deadline)."""
     from dagster import reconstructable
 
     from data_platform import materialize
 
-    monkeypatch.setattr(materialize, "selected_job", lambda select: reconstructable(tiny_job))
+    selected = materialize.SelectedJob(
+        reconstructable(tiny_job),
+        frozenset(),
+        materialize.workspace_job_origin("__repository__", "tiny_job"),
+    )
+    monkeypatch.setattr(materialize, "selected_job", lambda select: selected)
     deadlines: list[materialize.Deadline] = []
 
     class Recorded(materialize.Deadline):
@@ -268,28 +273,28 @@ def materialize_tiny_job(settings, monkeypatch):
             deadlines.append(self)
 
     monkeypatch.setattr(materialize, "Deadline", Recorded)
-    real_execute_job = dg.execute_job
+    real_execute_run = materialize.execute_run
     sigterm = signal.getsignal(signal.SIGTERM)
 
     def run(before=lambda d: None, after=lambda d: None) -> int:
-        def execute_job(*args, **kwargs):
+        def execute_run(*args, **kwargs):
             before(deadlines[0])
-            result = real_execute_job(*args, **kwargs)
+            result = real_execute_run(*args, **kwargs)
             after(deadlines[0])
             return result
 
-        monkeypatch.setattr(materialize.dg, "execute_job", execute_job)
+        monkeypatch.setattr(materialize, "execute_run", execute_run)
         try:
             return materialize.materialize_range("tiny", None, None, timeout=3600)
         finally:
-            monkeypatch.setattr(materialize.dg, "execute_job", real_execute_job)
+            monkeypatch.setattr(materialize, "execute_run", real_execute_run)
 
     yield run
     signal.signal(signal.SIGTERM, sigterm)
 
 
 def test_a_deadline_reached_as_the_run_returns_leaves_its_success(materialize_tiny_job, capsys):
-    """The timer fired (a real SIGINT to this process) after execute_job returned, before the
+    """The timer fired (a real SIGINT to this process) after execute_run returned, before the
     main thread stopped the timer: a successful run reported "timed out", exit 3, or a
     traceback."""
     assert materialize_tiny_job(after=lambda deadline: deadline.expire()) == 0

@@ -184,7 +184,9 @@ def _unstarted_here(
     )
     for record in records:
         pid = record.dagster_run.tags.get(CREATOR_PID_TAG, "")
-        if pid.isdecimal():
+        # A re-execution of a `materialize` run from the UI inherits the parent's tags, this
+        # one too, but the webserver made it and queues it at once: its creator is no pid here.
+        if pid.isdecimal() and record.dagster_run.parent_run_id is None:
             created = record.create_timestamp.timestamp()
             yield record.dagster_run, int(pid), _process_gone(int(pid), created)
 
