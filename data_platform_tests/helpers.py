@@ -108,14 +108,17 @@ def put_lines(landing: LandingZone, key: str, lines: list[str], tmp_path: Path) 
     landing.upload_file(local, key)
 
 
+# What makes a line blank by the contract: ASCII white space only (a no-break space does not).
+BLANK = " \t\n\v\f\r"
+
+
 def count_records(path: Path, header_lines: int = 0) -> int:
-    """Non-blank lines after the header: what the contract calls records."""
+    """Non-blank lines but the first `header_lines` of them (the header, after any blank
+    lines): what the contract calls records."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as f:
         lines = f.read().split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return sum(1 for line in lines[header_lines:] if line.strip())
+    return len([line for line in lines if line.strip(BLANK)][header_lines:])
 
 
 def is_contract_event(line: str) -> bool:

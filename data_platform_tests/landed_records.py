@@ -92,10 +92,10 @@ def utc(text: str) -> datetime:
 def _records(path: Path, header: bool) -> tuple[str | None, list[str]]:
     data = path.read_bytes()
     lines = (gzip.decompress(data) if path.name.endswith(".gz") else data).decode().split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    first = lines.pop(0) if header else None
-    return first, [line for line in lines if line.strip()]
+    # Blank: ASCII white space only, as the contract counts; a header is the first other line.
+    lines = [line for line in lines if line.strip(" \t\n\v\f\r")]
+    first = lines.pop(0) if header and lines else None
+    return first, lines
 
 
 def _finite(text: str) -> float:

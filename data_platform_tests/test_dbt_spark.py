@@ -90,6 +90,11 @@ from data_platform_tests.test_dbt_marts import (  # noqa: F401 (fixtures)
 from data_platform_tests.test_lenient_json import DAY as CORPUS_DAY
 from data_platform_tests.test_lenient_json import LOADED_AT as CORPUS_LOADED_AT
 from data_platform_tests.test_lenient_json import corpus_landing, expected_dead_letters
+from data_platform_tests.test_raw_files import (
+    PAYMENT_HEADER_LETTERS,
+    PAYMENT_HEADER_ROWS,
+    land_payment_header_cases,
+)
 
 # Both sources are loaded on Spark by its own ingestion: the app database's tables, the files.
 DATABASE_TABLES = ["users", "products", "orders", "order_items"]
@@ -1041,6 +1046,53 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         "malformed-header.csv'"
     ).collect()
     assert header_letter.error.startswith("malformed CSV quoting in the header (line 1)")
+
+
+def test_payments_headers_after_blank_lines_and_unicode_spaces_read_alike(spark, tmp_path):
+    """The header is the first line that is not blank, unnamed columns hold nothing, a header
+    that is not UTF-8 refuses its rows, and a line of Unicode spaces is a record refused with
+    its space named, payments and events alike (test_raw_files.PAYMENT_HEADER_CASES): Spark
+    gives DuckDB's tables, which are the expected ones."""
+    day, loaded_at = date(2025, 7, 1), datetime(2025, 7, 2, 3, 0)
+    root = tmp_path / "landing"
+    landing, warehouse = LandingZone(url=str(root)), tmp_path / "warehouse.duckdb"
+    land_payment_header_cases(root, day)
+    events = root / "events" / f"dt={day}"
+    events.mkdir(parents=True)
+    good = json.dumps({"event_id": "e1", "user_id": 1, "event_type": "page_view",
+                       "occurred_at": "2025-07-01T10:00:00Z"})  # fmt: skip
+    (events / "spaces.jsonl").write_text(f"\n{good}\n\u00a0\n\u2028 \n\u3000\t\n")
+    for fmt, (records, loaded) in ((PAYMENT_FILES, (17, 8)), (EVENT_FILES, (4, 1))):
+        duckdb_stats = ingest_on_duckdb(warehouse, landing, day, loaded_at, fmt)
+        spark_stats = ingest_file_partitions_on_spark(spark, landing, fmt, [day], loaded_at)
+        assert spark_stats == duckdb_stats
+        assert (spark_stats[0].records_read, spark_stats[0].rows_loaded) == (records, loaded)
+    for table in ("payments", "events", "dead_letter"):
+        assert table_differences(warehouse, spark, "raw", table, f"dt = '{day}'") == []
+    rows = spark.sql(
+        f"SELECT _source_file, _line_number, payment_id, _rescued FROM raw.payments "
+        f"WHERE dt = '{day}' ORDER BY 1, 2"
+    ).collect()
+    assert [
+        (r._source_file.rsplit("/", 1)[1], r._line_number, r.payment_id,
+         r._rescued and json.loads(r._rescued))
+        for r in rows
+    ] == PAYMENT_HEADER_ROWS  # fmt: skip
+    letters = spark.sql(
+        f"SELECT source, source_file, line_number, error FROM raw.dead_letter WHERE dt = '{day}' "
+        "ORDER BY source DESC, source_file, line_number NULLS FIRST"
+    ).collect()
+    spaces = "the line holds only spaces, U+{} among them (a no-break space"
+    expected = [
+        *(("payments", name, line, reason) for name, line, reason in PAYMENT_HEADER_LETTERS),
+        *(("events", "spaces.jsonl", n, spaces.format(c)) for n, c in ((3, "00A0"), (4, "2028"), (5, "3000"))),
+    ]  # fmt: skip
+    assert len(letters) == len(expected)
+    for letter, (source, name, line, reason) in zip(letters, expected, strict=True):
+        assert (letter.source, letter.source_file.rsplit("/", 1)[1], letter.line_number) == (
+            source, name, line,
+        )  # fmt: skip
+        assert letter.error.startswith(reason), letter
 
 
 def test_the_lenient_json_corpus_lands_alike_on_both_engines(spark, tmp_path):

@@ -226,6 +226,11 @@ def test_count_records_skips_header_and_blank_lines(tmp_path):
     bom_then_blank.write_bytes(b"\xef\xbb\xbf\n\n{}\n")
     assert count_records(bom_only, header_lines=0) == (0, 0)
     assert count_records(bom_then_blank, header_lines=0) == (1, 3)
+    # The header is the first line that is not blank (line 4 here); a no-break space line is
+    # no blank line (only ASCII white space is), so a record.
+    late_header = tmp_path / "e.csv"
+    late_header.write_bytes(b"\xef\xbb\xbf\n \t\r\n\nh1,h2\n\n1,2\n\xc2\xa0\n")
+    assert count_records(late_header, header_lines=1) == (2, 6 + 7)
 
 
 def test_in_dt_folder():

@@ -17,9 +17,11 @@ import pytest
 
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
 from data_platform.checks.conservation import conservation_check
+from data_platform.checks.vocabulary import vocabulary
 from data_platform.ingestion import files as file_ingestion
 from data_platform.ingestion.file_formats import DUCKDB, EVENT_FILES, PAYMENT_FILES, FileFormat
 from data_platform.ingestion.file_lines import (
+    BLANK,
     HEAD_BYTES,
     MAX_RECORD_BYTES,
     OVERSIZED_KEPT_CHARS,
@@ -38,6 +40,7 @@ from data_platform.ingestion.record_rules import (
     TIMESTAMP_GRAMMAR,
     TRAILING_COMMA_LINE,
     TRAILING_TEXT_LINE,
+    UNICODE_SPACES,
 )
 from data_platform.resources.build import build_resources
 from data_platform.resources.warehouse import Warehouse
@@ -181,6 +184,9 @@ EVENT_LINES = [
     (nested("deep-901", MAX_DEPTH), f"nested deeper than {MAX_DEPTH} levels"),
     (nested("deep-900", MAX_DEPTH - 1), None),
     (event("brackets", properties={"note": '\\"[' * 2 * MAX_DEPTH}), None),
+    # Only ASCII white space makes a line blank, on both sources: a no-break space line is a
+    # record, refused with its cause named (it read "truncated or malformed").
+    ("\u00a0 ", "the line holds only spaces, U+00A0 among them"),
     ("\t" + event("tab-first"), None),  # JSON's whitespace before the object: a valid line
     ("\x0b\x0c", None),  # blank, as Python's strip() and Java's \s have it: no record
 ]
@@ -618,7 +624,7 @@ def test_the_fast_path_vouches_only_for_what_the_diagnosis_loads_alike(resources
     with duckdb.connect() as conn:
         conn.execute("SET disabled_optimizers = 'filter_pushdown'")
         with resources["landing"].local_path(f"events/dt={DAY}/a.jsonl") as path:
-            expose_lines(conn, [FileLines(path)], 0)
+            expose_lines(conn, [FileLines(path)])
             vouched = conn.execute(f"SELECT line_number FROM ({EVENT_FILES.fast_sql})").fetchall()
             # Over the lines its parse does not raise on, the trusting fast path vouches alike,
             conn.execute("CREATE TEMP TABLE every_line AS FROM _file_lines")
@@ -758,14 +764,15 @@ def test_file_names_with_glob_characters_are_read_as_written(settings, resources
 def test_a_header_naming_a_column_twice_refuses_its_rows(settings, resources, tmp_path):
     """Which of two `note` (or `amount`) values is meant cannot be told: each row of such a file
     is a dead letter saying so (an extra column given twice failed the whole day; a contract
-    column given twice loaded the first value and dropped the second; two unnamed columns
-    failed it again: an empty name given twice was read as no repeat)."""
+    column given twice loaded the first value and dropped the second). Unnamed columns are no
+    repeated name: a value under one is refused for that (`payment_header_cases`)."""
     landing, fields = resources["landing"], "payment_id,order_id,amount,currency,status,created_at"
     row = "2026-01-05T10:00:00Z"
     put_lines(landing, f"payments/dt={DAY}/note.csv", [f"{fields},note,note", f"p1,1,1.00,EUR,succeeded,{row},a,b"], tmp_path)  # fmt: skip
     put_lines(landing, f"payments/dt={DAY}/amount.csv", [f"{fields},Amount", f"p2,2,1.00,EUR,succeeded,{row},99.00"], tmp_path)  # fmt: skip
     put_lines(landing, f"payments/dt={DAY}/fine.csv", [fields, f"p3,3,1.00,EUR,succeeded,{row}"], tmp_path)  # fmt: skip
-    # A spreadsheet's export: two columns without a name (failed the whole day on both engines).
+    # A spreadsheet's export: two columns without a name (failed the whole day on both engines,
+    # then every row was refused as naming "" twice).
     put_lines(landing, f"payments/dt={DAY}/unnamed.csv", [f"{fields},,", f"p4,4,1.00,EUR,succeeded,{row},x,"], tmp_path)  # fmt: skip
     assert dg.materialize(FILE_ASSETS, resources=resources, partition_key=DAY.isoformat()).success
     assert query(settings.warehouse, "SELECT payment_id FROM raw.payments") == [("p3",)]
@@ -779,7 +786,150 @@ def test_a_header_naming_a_column_twice_refuses_its_rows(settings, resources, tm
     ]
     assert dead[0][2].startswith('the header names "amount" more than once')
     assert dead[1][2].startswith('the header names "note" more than once')
-    assert dead[2][2].startswith('the header names "" more than once')
+    assert dead[2][2].startswith('column 7 has no name in the header (line 1) but holds "x"')
+
+
+_HEADER = "payment_id,order_id,amount,currency,status,created_at"
+
+
+def _row(n: int) -> str:
+    return f"p{n},{n},12.50,EUR,succeeded,2026-01-05T10:00:00Z"
+
+
+# Payments files whose header is not simply line 1, or names columns with no name or in bytes
+# that are not UTF-8: (name, bytes; `.gz` names gzipped). Shared with the engines' parity test
+# (test_dbt_spark).
+PAYMENT_HEADER_CASES = [
+    # Blank lines (ASCII white space) before the header are ignored: the header is the first
+    # line that is not blank, and numbers count every line. Line 1 was the header: every row,
+    # and the real header, refused as "row has 6 fields but the header names 1".
+    ("blank-first.csv", f"\n{_HEADER}\n{_row(1)}\n".encode()),
+    ("spaces-first.csv", f"  \r\n\t\r\n{_HEADER}\r\n\r\n{_row(2)}\r\n".encode()),
+    ("blank-first.csv.gz", f"\n\n{_HEADER}\n{_row(3)}\n".encode()),
+    ("blank-then-header-only.csv", f"\n{_HEADER}\n".encode()),  # a day without payments
+    ("blank-only.csv", b"\n \n\t\n"),  # no header: the file is empty
+    # Unicode spaces make no line blank (as for events): each such line is refused, named.
+    (
+        "unicode-spaces.csv",
+        f"{_HEADER}\n\u00a0\n{_row(4)}\n\u2028 \n\u3000\t\n".encode(),
+    ),
+    ("nbsp-before-header.csv", f"\u00a0\n{_HEADER}\n{_row(5)}\n".encode()),
+    # Unnamed columns (a spreadsheet's trailing `,,`): their empty cells are nothing; a value in
+    # one is refused. Each row was refused as naming "" twice.
+    (
+        "unnamed.csv",
+        f"{_HEADER},,\n{_row(6)},,\n{_row(7)},x,\n{_row(8)}, ,\n".encode(),
+    ),
+    ("one-unnamed.csv", f"{_HEADER},\n{_row(12)},\n".encode()),  # rescued {"": ""} before
+    # An unnamed column mid-header, and the unquoted comma (12,50) that shifts a row onto it.
+    (
+        "unnamed-middle.csv",
+        (
+            b"payment_id,order_id,,amount,currency,status,created_at,note\n"
+            b"p9,9,,12.50,EUR,succeeded,2026-01-05T10:00:00Z,hi\n"
+            b"p10,10,12,50,EUR,succeeded,2026-01-05T10:00:00Z,\n"
+        ),
+    ),
+    # A Latin-1 header (`réf`): rescued as `r\ufffdf`, with no report.
+    (
+        "latin1-header.csv",
+        f"\n{_HEADER},r\xe9f\n{_row(11)},x\n".encode("latin-1"),
+    ),
+]
+_SPACES = "among them (a no-break space, a line separator, or another Unicode space"
+# (file, line, payment_id, _rescued) of raw.payments, and (file, line, reason's start) of the
+# dead letters, worked out from the contract by hand.
+PAYMENT_HEADER_ROWS = [
+    ("blank-first.csv", 3, "p1", None),
+    ("blank-first.csv.gz", 4, "p3", None),
+    ("one-unnamed.csv", 2, "p12", None),
+    ("spaces-first.csv", 5, "p2", None),
+    ("unicode-spaces.csv", 3, "p4", None),
+    ("unnamed-middle.csv", 2, "p9", {"note": "hi"}),
+    ("unnamed.csv", 2, "p6", None),
+    ("unnamed.csv", 4, "p8", None),
+]
+PAYMENT_HEADER_LETTERS = [
+    ("blank-only.csv", None, "the file is empty (no header line and no record)"),
+    (
+        "latin1-header.csv",
+        3,
+        "the header (line 2) is not valid UTF-8 text, so its column names cannot be read",
+    ),
+    ("nbsp-before-header.csv", 2, f"the header (line 1) holds only spaces, U+00A0 {_SPACES}"),
+    ("nbsp-before-header.csv", 3, f"the header (line 1) holds only spaces, U+00A0 {_SPACES}"),
+    ("unicode-spaces.csv", 2, f"the line holds only spaces, U+00A0 {_SPACES}"),
+    ("unicode-spaces.csv", 4, f"the line holds only spaces, U+2028 {_SPACES}"),
+    ("unicode-spaces.csv", 5, f"the line holds only spaces, U+3000 {_SPACES}"),
+    (
+        "unnamed-middle.csv",
+        3,
+        'column 3 has no name in the header (line 1) but holds "12" on this row',
+    ),
+    ("unnamed.csv", 3, 'column 7 has no name in the header (line 1) but holds "x" on this row'),
+]
+
+
+def land_payment_header_cases(landing_root: Path, day: date) -> Path:
+    """PAYMENT_HEADER_CASES in `day`'s payments folder under `landing_root`."""
+    folder = landing_root / "payments" / f"dt={day}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in PAYMENT_HEADER_CASES:
+        (folder / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    return folder
+
+
+def test_a_payments_header_is_the_first_line_that_is_not_blank(settings, resources):
+    """Blank lines before the header, lines of Unicode spaces, unnamed columns and a header
+    that is not UTF-8: each row lands or is refused with a reason naming its cause, numbered
+    as the contract counts lines, and conservation holds against an independent count."""
+    folder = land_payment_header_cases(settings.home / "landing", DAY)
+    result = dg.materialize(
+        [*FILE_ASSETS, conservation_check(PAYMENT_FILES)], resources=resources,
+        partition_key=DAY.isoformat(), raise_on_error=False,
+    )  # fmt: skip
+    assert result.success
+    rows = query(
+        settings.warehouse,
+        "SELECT _source_file, _line_number, payment_id, _rescued FROM raw.payments ORDER BY 1, 2",
+    )
+    assert [
+        (key.rsplit("/", 1)[1], line, pid, rescued and json.loads(rescued))
+        for key, line, pid, rescued in rows
+    ] == PAYMENT_HEADER_ROWS
+    letters = query(
+        settings.warehouse,
+        "SELECT source_file, line_number, error, raw_record FROM raw.dead_letter "
+        "WHERE source = 'payments' ORDER BY 1, 2",
+    )
+    assert [(key.rsplit("/", 1)[1], line) for key, line, _, _ in letters] == [
+        (name, line) for name, line, _ in PAYMENT_HEADER_LETTERS
+    ]
+    for (_, _, error, _), (name, line, reason) in zip(letters, PAYMENT_HEADER_LETTERS, strict=True):
+        assert error.startswith(reason), (name, line, error)
+    assert letters[0][3] is None  # the empty file's letter has no line
+    # Conservation: every non-blank line after the first one is a record (count_records, its
+    # own reading), and the empty file counts as its one dead letter.
+    independent = sum(count_records(path, 1) for path in folder.iterdir()) + 1
+    [meta] = [
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["raw", "payments"])
+    ]
+    assert independent == 17 == len(PAYMENT_HEADER_ROWS) + len(PAYMENT_HEADER_LETTERS)
+    assert meta["records_read"].value == independent
+    assert (meta["rows_loaded"].value, meta["rows_dead_lettered"].value) == (8, 9)
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.passed, evaluation.metadata
+    assert evaluation.metadata["records_in_files"].value == independent
+
+
+def test_a_line_looks_blank_by_unicodes_white_space_beyond_the_blank_ascii():
+    """One definition of blank (ASCII white space) on every reader; a line of Unicode's other
+    White_Space characters, the space separators staging trims among them, is named."""
+    white_space = {c for c in map(chr, range(0x110000)) if c.isspace()} - set("\x1c\x1d\x1e\x1f")
+    assert set(UNICODE_SPACES) == white_space - set(BLANK)
+    assert set(vocabulary().space_separators) <= set(UNICODE_SPACES) | {" "}
 
 
 def land_three_days(landing, tmp_path) -> list[date]:

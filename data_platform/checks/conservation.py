@@ -79,16 +79,21 @@ class RecordCount(NamedTuple):
 
 
 def count_records(path: Path, header_lines: int) -> RecordCount:
-    """Non-blank lines after the header (the left side of the contract's conservation rule),
-    and the sum of their line numbers."""
+    """Non-blank lines after the header, the first `header_lines` non-blank ones (the left side
+    of the contract's conservation rule), and the sum of their line numbers."""
     opener = gzip.open if path.name.endswith(".gz") else open
     records = line_sum = 0
+    headers = header_lines
     with opener(path, "rb") as lines:
         for number, line in enumerate(lines, start=1):
             # A byte order mark opening the file is no content (every reader drops it): a line
             # holding only one counted as a record nobody loaded, failing the check for good.
             line = line.removeprefix(_BOM) if number == 1 else line
-            if number > header_lines and line.strip():
+            if not line.strip():
+                continue  # blank, before the header as anywhere
+            if headers:
+                headers -= 1
+            else:
                 records += 1
                 line_sum += number
     return RecordCount(records, line_sum)

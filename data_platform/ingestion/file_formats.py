@@ -32,6 +32,9 @@ class FileFormat:
     source: str
     table: RawTable
     suffixes: tuple[str, ...]
+    # 1 when a file's first non-blank line is its header, 0 when it has none. Blank lines are
+    # ignored before the header as anywhere (taken as line 1, a blank header dead-lettered
+    # every row, and the real header with them); line numbers still count every line.
     header_lines: int
     parse_sql: str
     # A query over `_file_lines` (here every line after the header, blank ones included)
@@ -43,9 +46,16 @@ class FileFormat:
     # over with `fast_sql`. It vouches for the lines `fast_sql` does but those padded with
     # spaces outside their braces (left to the diagnosis), or fails.
     trusting_fast_sql: str | None = None
-    # The columns the header line must name: a file whose first line lacks one and that has no
-    # record after it is one dead letter (`headerless`).
+    # The columns the header line must name: a file whose header line lacks one and that has
+    # no record after it is one dead letter (`headerless`).
     header_columns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Which line is the header is known only once the blank lines before it are read, and
+        # the fast path's arithmetic (a file is done when it vouched for as many lines as the
+        # file has) counts no header line.
+        if self.header_lines not in (0, 1) or (self.header_lines and self.fast_sql):
+            raise ValueError(f"{self.source}: a header is one line, in a format with no fast path")
 
     @property
     def contract_columns(self) -> list[str]:
@@ -79,16 +89,17 @@ class FileFormat:
         return None
 
     def headerless(self, path: Path) -> str | None:
-        """Why a readable file is one dead letter: no record follows its first line, which is
-        no header (it holds a CR, or lacks a column). Its records were otherwise in no table,
-        no dead letter and no check: a file whose lines end in CR only (one line, all of it
-        the header), or a one-row export without its header (the row read as the header)."""
+        """Why a readable file is one dead letter: no record follows its header line (its first
+        non-blank line), which is no header (it holds a CR, or lacks a column), or it has no
+        such line. Its records were otherwise in no table, no dead letter and no check: a file
+        whose lines end in CR only (one line, all of it the header), or a one-row export
+        without its header (the row read as the header)."""
         if not self.header_columns:
             return None
         first = header_without_record(path)
         if first is None:
             return None
-        if not first.strip():
+        if not first:
             # Read as a header, the empty line lacked every column: "a data row where the
             # header should be?" sent a person looking for a row that is not there.
             return (
@@ -175,6 +186,12 @@ class DuckDBDialect:
         # space after a payment_id, an amount or a header name), so a row loaded trimmed on
         # DuckDB was stored untrimmed or refused on Spark (a fuzz found it).
         return f"NULLIF(trim(cells[{_csv_position(name)}], ' '), '')"
+
+    def code_point(self, character: str) -> str:
+        return f"unicode({character})"
+
+    def hex4(self, number: str) -> str:
+        return f"printf('%04X', {number})"
 
     def pattern(self, pattern: str) -> str:
         return f"'{pattern}'"  # DuckDB's literals take a backslash as it is
@@ -366,6 +383,9 @@ EVENTS_TRUSTING_FAST_SQL = _events_fast_sql("starts_with(line, '{') AND ends_wit
 # Spark's is `spark_formats.SPARK_CSV_FIELD`, the same fields of every well-quoted line.
 CSV_FIELD = r""",("(?:[^"]|"")*"|[^,"]*)"""
 
+# The columns the header names (`record_rules.UNNAMED_VALUE`: an unnamed one holds nothing).
+_NAMED = "list_filter(header, lambda h: h <> '')"
+
 _PAYMENT_RESCUED = """CASE WHEN repeated_columns IS NULL AND len(extra_positions) > 0
     THEN to_json(map_from_entries(
         list_transform(extra_positions, lambda i: {'k': header[i], 'v': cells[i]})
@@ -379,9 +399,11 @@ _WELL_QUOTED = (
     f"= {rules.FIELDED_LINE}"
 )
 
+# `_file_header.utf8`: whether the header line is valid UTF-8 (`file_lines.expose_leftovers`).
 PAYMENTS_SQL = f"""
 WITH header AS (
-    SELECT file_index, list_transform(
+    SELECT file_index, line_number AS header_line_number, utf8 AS header_utf8,
+        {rules.looks_blank(DUCKDB, "line")} AS header_spaces, list_transform(
         {_FIELDS},
         lambda h: lower(trim(replace(trim(h, '"'), '""', '"'), ' '))
     ) AS header,
@@ -389,10 +411,11 @@ WITH header AS (
     FROM _file_header
 ),
 header_columns AS (
-    SELECT *, {_repeated("header")} AS repeated_columns FROM header
+    SELECT *, {_repeated(_NAMED)} AS repeated_columns FROM header
 ),
 split AS (
-    SELECT file_index, line_number, line, header, header_well_quoted, repeated_columns,
+    SELECT file_index, line_number, line, header, header_line_number, header_utf8,
+        header_spaces, header_well_quoted, repeated_columns,
         list_transform(
             {_FIELDS},
             lambda c: CASE WHEN starts_with(c, '"') THEN replace(c[2:-2], '""', '"') ELSE c END
@@ -400,13 +423,22 @@ split AS (
         {_WELL_QUOTED} AS well_quoted
     FROM _file_lines JOIN header_columns USING (file_index)
 ),
-extras AS (
+unnamed AS (
     SELECT *,
         list_filter(
             range(1, len(header) + 1),
-            lambda i: header[i] NOT IN ({_sql_list(rules.PAYMENT_FIELDS)})
-        ) AS extra_positions
+            lambda i: header[i] = '' AND coalesce(trim(cells[i], ' '), '') <> ''
+        )[1] AS unnamed_position
     FROM split
+),
+extras AS (
+    SELECT *,
+        cells[unnamed_position] AS unnamed_value,
+        list_filter(
+            range(1, len(header) + 1),
+            lambda i: header[i] NOT IN ({_sql_list(["", *rules.PAYMENT_FIELDS])})
+        ) AS extra_positions
+    FROM unnamed
 )
 {rules.payment_result(DUCKDB, "len(cells)", "len(header)", _PAYMENT_RESCUED)}
 FROM extras

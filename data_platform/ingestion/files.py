@@ -152,7 +152,7 @@ def _insert_vouched_records(
         f"FROM ({_loaded_lines_sql(fmt, files)}) GROUP BY ALL"
     ).fetchall()
     vouched = Counter({keys[index]: count for index, count, _ in counts})
-    gapless = {keys[index] for index, count, last in counts if last - fmt.header_lines == count}
+    gapless = {keys[index] for index, count, last in counts if last == count}
     return vouched, set(keys) - gapless
 
 
@@ -326,7 +326,7 @@ def _ingest_group(
     vouched: Counter[str] = Counter()
     unfinished = list(range(len(files)))
     if fast_sql:
-        expose_lines(conn, lines, fmt.header_lines)
+        expose_lines(conn, lines)
         vouched, gapped = _insert_vouched_records(conn, fmt, fast_sql, files, loaded_at)
         # A file with a line left before its last one vouched for is read again anyway. For
         # the others, whether a line is left after those is told by the file's last line, read
@@ -337,9 +337,7 @@ def _ingest_group(
         counted = [i for i in whole if ends[i] is None]
         counts = line_counts(conn, [lines[i] for i in counted]) if counted else []
         done |= {
-            i
-            for i, count in zip(counted, counts, strict=True)
-            if vouched[files[i].key] == count - fmt.header_lines
+            i for i, count in zip(counted, counts, strict=True) if vouched[files[i].key] == count
         }
         for i in done:
             records_read[partition_of(files[i].key)] += vouched[files[i].key]

@@ -18,6 +18,7 @@ the reasons are the same text on both, and so are the dead letters.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -73,6 +74,47 @@ LONG_NUMBER_LINE = (
     f"a number of more than {MAX_NUMBER_CHARS} characters, more than both engines read alike "
     "(the Spark reader refuses more than 1,000 digits): send it as a string"
 )
+# A line is blank when it holds only ASCII white space (`file_lines.BLANK`: Python's
+# bytes.strip(), Java's \s), on every reader and both sources: the conservation check, Spark's
+# and DuckDB's line filters and the Kafka sink all count so. Unicode's other White_Space
+# characters (the space separators, category Zs, that staging trims as the dbt var
+# `space_separators`; next line U+0085; the line and paragraph separators U+2028 and U+2029)
+# make a line a record, which no format reads: refused with a reason naming one of them, for
+# a line that looks empty (it read "row has 1 fields" or "truncated or malformed").
+UNICODE_SPACES = "\x85" + "".join(
+    chr(c) for c in range(0x80, 0x10000) if unicodedata.category(chr(c)) in ("Zs", "Zl", "Zp")
+)
+# Every White_Space character, as RE2 and Java read a class (\x{hhhh}: no invisible
+# character written in the SQL).
+_WHITE_SPACE_CLASS = r"[ \t\x0B\f\r" + "".join(f"\\x{{{ord(c):X}}}" for c in UNICODE_SPACES) + "]"
+_UNICODE_SPACE = "[" + "".join(f"\\x{{{ord(c):X}}}" for c in UNICODE_SPACES) + "]"
+
+
+def looks_blank(d: Dialect, line: str) -> str:
+    """SQL of the name (`U+00A0`) of the first Unicode space of `line` when the line holds only
+    white space (see UNICODE_SPACES; of a record, so not only ASCII), NULL otherwise."""
+    first = d.first_match(line, _UNICODE_SPACE, lambda match: "true")
+    return (
+        f"CASE WHEN {d.full_match(line, f'{_WHITE_SPACE_CLASS}+')} "
+        f"THEN 'U+' || {d.hex4(d.code_point(first))} END"
+    )
+
+
+_LOOKS_EMPTY = (
+    "among them (a no-break space, a line separator, or another Unicode space: only ASCII "
+    "spaces, tabs and line ends make a line blank)"
+)
+
+
+def looks_blank_reason(name: str) -> str:
+    """SQL of the reason for a record holding only white space, `name` (SQL) its first Unicode
+    space's (`looks_blank`)."""
+    return (
+        f"'the line holds only spaces, ' || {name} || ' {_LOOKS_EMPTY}, so it is a record with "
+        "nothing in it: delete the line or leave it blank, then re-run the day'"
+    )
+
+
 INVALID_JSON = (
     "not valid JSON: the line is truncated or malformed; "
     "fix the emitter so each line is one complete JSON object"
@@ -177,6 +219,15 @@ class Dialect(Protocol):
 
     def cell(self, name: str) -> str:
         """The trimmed text of the row's cell under header `name`, NULL when empty or absent."""
+        ...
+
+    def code_point(self, character: str) -> str:
+        """SQL of the code point (an integer) of the first character of `character`."""
+        ...
+
+    def hex4(self, number: str) -> str:
+        """SQL of the integer `number` in upper-case hexadecimal, at least 4 digits (0x2028:
+        '2028', 0xA0: '00A0'), as Unicode names a code point."""
         ...
 
 
@@ -529,6 +580,8 @@ def invalid_json(d: Dialect) -> str:
     return (
         f"CASE WHEN left(line, 1) = {bom} THEN '{BOM_LINE}' "
         f"WHEN contains(line, {nul}) THEN '{NUL_LINE}' "
+        f"WHEN {looks_blank(d, 'line')} IS NOT NULL "
+        f"THEN {looks_blank_reason(looks_blank(d, 'line'))} "
         f"WHEN {_non_numeric(d, 'line')} THEN '{NON_NUMERIC_LINE}' "
         f"WHEN {_trailing_comma(d, 'line')} THEN '{TRAILING_COMMA_LINE}' "
         f"WHEN {OPENS_AN_OBJECT} AND {_trailing_text(d, 'line')} THEN '{TRAILING_TEXT_LINE}' "
@@ -726,10 +779,27 @@ MALFORMED_QUOTING = (
 # the line), which each engine's regex made its own way once the Spark one stopped backtracking
 # (`spark_formats.SPARK_CSV_FIELD`). Every row of such a file is refused with this reason:
 # "amount: column missing from the file header" sent a person to a header that names it.
+# The header is the file's first non-blank line (blank lines before it are ignored, as
+# anywhere): `header_line_number` is its number, which every reason about it names.
 MALFORMED_HEADER_QUOTING = (
-    "'malformed CSV quoting in the header (line 1), so its column names cannot be read: "
-    "quote a name holding a comma or a quote, double each quote inside it, and close every "
-    "quote; then re-run the day'"
+    "'malformed CSV quoting in the header (line ' || header_line_number || '), so its column "
+    "names cannot be read: quote a name holding a comma or a quote, double each quote inside "
+    "it, and close every quote; then re-run the day'"
+)
+# A header line holding only white space (see UNICODE_SPACES) names no column: the header is the
+# first non-blank line, and such a line is not blank. `header_spaces` names its first Unicode
+# space (NULL for any other header).
+HEADER_SPACES_ONLY = (
+    "'the header (line ' || header_line_number || ') holds only spaces, ' || header_spaces || "
+    f"' {_LOOKS_EMPTY}, so it names no column: delete that line (the header is the first line "
+    "that is not blank), then re-run the day'"
+)
+# A header holding bytes that are not UTF-8: its names would be read with U+FFFD in their place
+# (an extra column's, `réf` in Latin-1, rescued as `r\ufffdf`, and nobody told; a contract
+# column's reported missing from a header that names it). Every row of the file is refused.
+HEADER_NOT_UTF8 = (
+    "'the header (line ' || header_line_number || ') is not valid UTF-8 text, so its column "
+    "names cannot be read: re-export the file as UTF-8, then re-run the day'"
 )
 
 
@@ -737,22 +807,41 @@ REPEATED_COLUMNS = (
     "'the header names ' || repeated_columns || ' more than once, so which value is meant "
     "cannot be told: export each column once'"
 )
+# A column the header leaves unnamed (`a,,b`, or the `,,` a spreadsheet adds after the last
+# column): its empty cells are nothing (not rescued, and never a repeated name), but a value
+# under no name is refused, not guessed at: it is a column to name, or a cell shifted right by
+# an unquoted comma (`12,50` under a header with an unnamed column last, whose cells then each
+# sit one column off). `unnamed_position` is the first such column of the row, NULL when none,
+# and `unnamed_value` its cell.
+UNNAMED_VALUE = (
+    "'column ' || unnamed_position || ' has no name in the header (line ' || "
+    "header_line_number || ') but holds ' || " + quoted("unnamed_value") + " || ' on this "
+    "row: name the column in the header (or leave its cells empty), or quote the cell before "
+    "it if that cell holds a comma; then re-run the day'"
+)
 
 
 def payment_result(d: Dialect, cells: str, header: str, rescued: str) -> str:
-    """A payment row's result columns; `cells` and `header` are their field counts, and
-    `header_well_quoted`, `well_quoted` and `repeated_columns` (columns) whether its file's
-    header and the row's fields spell their lines back whole, and which column names its file's
-    header gives twice (NULL when none)."""
+    """A payment row's result columns; `cells` and `header` are their field counts. Columns:
+    `header_line_number`, `header_utf8` (its header line is valid UTF-8), `header_spaces` (see
+    HEADER_SPACES_ONLY), `header_well_quoted` and `well_quoted` (the header's and the row's
+    fields spell their lines back whole), `repeated_columns` (the names its header gives twice,
+    NULL when none) and `unnamed_position` / `unnamed_value` (see UNNAMED_VALUE)."""
     checks = payment_checks(d)
     return record_result(
-        f"WHEN NOT header_well_quoted THEN {MALFORMED_HEADER_QUOTING}\n"
+        f"WHEN {looks_blank(d, 'line')} IS NOT NULL "
+        f"THEN {looks_blank_reason(looks_blank(d, 'line'))}\n"
+        f"        WHEN NOT header_utf8 THEN {HEADER_NOT_UTF8}\n"
+        f"        WHEN header_spaces IS NOT NULL THEN {HEADER_SPACES_ONLY}\n"
+        f"        WHEN NOT header_well_quoted THEN {MALFORMED_HEADER_QUOTING}\n"
         f"        WHEN repeated_columns IS NOT NULL THEN {REPEATED_COLUMNS}\n"
         f"        WHEN NOT well_quoted THEN {MALFORMED_QUOTING}\n"
         f"        WHEN {cells} <> {header} THEN {field_count_reason(cells, header)}\n"
+        f"        WHEN unnamed_position IS NOT NULL THEN {UNNAMED_VALUE}\n"
         f"        ELSE {problems(checks)}",
-        f"header_well_quoted AND repeated_columns IS NULL AND well_quoted AND {cells} = {header} "
-        f"AND {passes(checks)}",
+        f"header_utf8 AND header_spaces IS NULL AND header_well_quoted "
+        "AND repeated_columns IS NULL AND well_quoted "
+        f"AND {cells} = {header} AND unnamed_position IS NULL AND {passes(checks)}",
         payment_values(d),
         rescued,
     )

@@ -190,14 +190,30 @@ def _expose_records(spark: SparkSession, fmt: FileFormat, paths: dict[str, Path]
         "r.line_number, r.line "
         "FROM _read_lines r LEFT JOIN _landed_files f ON r.file_path = f.file_path"
     )
-    header = fmt.header_lines
-    spark.sql(
-        "CREATE OR REPLACE TEMP VIEW _file_lines AS SELECT * FROM _numbered_lines "
-        f"WHERE line_number > {header} AND line RLIKE '\\\\S'"
+    # A header is the first non-blank line (`FileFormat.header_lines`): blank lines before it
+    # are ignored, as anywhere. Its number per file is an aggregate, for formats with one only.
+    non_blank = "line RLIKE '\\\\S'"
+    header_numbers = (
+        f"SELECT file_index, min(line_number) AS header_number FROM _numbered_lines "
+        f"WHERE {non_blank} GROUP BY file_index"
+        if fmt.header_lines
+        else "SELECT source_file AS file_index, 0 AS header_number FROM _landed_files WHERE false"
+    )
+    spark.sql(f"CREATE OR REPLACE TEMP VIEW _header_numbers AS {header_numbers}")
+    after_header = (
+        "SELECT n.* FROM _numbered_lines n JOIN _header_numbers h USING (file_index) "
+        "WHERE n.line_number > h.header_number"
+        if fmt.header_lines
+        else "SELECT * FROM _numbered_lines"
     )
     spark.sql(
-        "CREATE OR REPLACE TEMP VIEW _file_header AS SELECT file_index, line "
-        f"FROM _numbered_lines WHERE line_number <= {header}"
+        f"CREATE OR REPLACE TEMP VIEW _file_lines AS SELECT * FROM ({after_header}) "
+        f"WHERE {non_blank}"
+    )
+    spark.sql(
+        "CREATE OR REPLACE TEMP VIEW _file_header AS SELECT n.file_index, n.line_number, n.line "
+        "FROM _numbered_lines n JOIN _header_numbers h "
+        "ON n.file_index = h.file_index AND n.line_number = h.header_number"
     )
 
 

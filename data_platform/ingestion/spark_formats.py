@@ -1,7 +1,7 @@
 """The landing-file rules of `record_rules` in Spark SQL: one query per format.
 
 Each query reads a relation of records `(file_index, line_number, line)` (a file's non-blank
-lines after the header) and, for CSV, `_file_header(file_index, line)`, and returns the columns
+lines after the header) and, for CSV, `_file_header(file_index, line_number, line)`, and returns the columns
 of DuckDB's diagnosing query (`file_formats`): file, line, `error`, `is_valid`, the contract
 columns and `_rescued`.
 
@@ -103,6 +103,12 @@ class SparkDialect:
 
     def cell(self, name: str) -> str:
         return f"NULLIF(trim(try_element_at(cells, CAST({_csv_position(name)} AS INT))), '')"
+
+    def code_point(self, character: str) -> str:
+        return f"ascii({character})"  # the first character's code point, any (Java's codePointAt)
+
+    def hex4(self, number: str) -> str:
+        return f"format_string('%04X', {number})"
 
     def pattern(self, pattern: str) -> str:
         return spark_string(pattern)
@@ -257,6 +263,14 @@ EVENTS_SQL = _stacked(
 FROM {BELOW}""",
 )
 
+# The columns the header names (`record_rules.UNNAMED_VALUE`: an unnamed one holds nothing).
+_NAMED = "filter(header, h -> h <> '')"
+# The first unnamed column of a row holding a value (as DuckDB's: a cell trimmed of U+0020).
+_UNNAMED_POSITION = (
+    "try_element_at(filter(sequence(1, size(header)), i -> header[i - 1] = '' "
+    "AND coalesce(trim(try_element_at(cells, i)), '') <> ''), 1)"
+)
+
 _PAYMENT_RESCUED = """CASE WHEN repeated_columns IS NULL AND size(extra_positions) > 0
     THEN to_json(map_from_arrays(
         transform(extra_positions, i -> header[i - 1]),
@@ -282,21 +296,24 @@ _WELL_QUOTED = (
 
 PAYMENTS_SQL = f"""
 WITH header AS (
-    SELECT file_index, transform(
+    SELECT file_index, header_line_number, header_utf8,
+        {rules.looks_blank(SPARK, "line")} AS header_spaces, transform(
         {_FIELDS},
         h -> lower(trim(replace(trim(BOTH '"' FROM h), '""', '"')))
     ) AS header,
         coalesce({_WELL_QUOTED}, true) AS header_well_quoted
     -- Bytes that are not UTF-8 as DuckDB reads them (each replaced by U+FFFD): the regex
     -- decodes its text so, and a header compared with its own bad bytes read as malformed.
-    FROM (SELECT file_index, make_valid_utf8(line) AS line FROM _file_header)
+    FROM (SELECT file_index, line_number AS header_line_number,
+        coalesce(is_valid_utf8(line), true) AS header_utf8, make_valid_utf8(line) AS line
+        FROM _file_header)
 ),
 header_columns AS (
-    SELECT *, {_repeated("header")} AS repeated_columns FROM header
+    SELECT *, {_repeated(_NAMED)} AS repeated_columns FROM header
 ),
 split AS (
-    SELECT l.file_index, l.line_number, l.line, h.header, h.header_well_quoted,
-        h.repeated_columns,
+    SELECT l.file_index, l.line_number, l.line, h.header, h.header_line_number,
+        h.header_utf8, h.header_spaces, h.header_well_quoted, h.repeated_columns,
         transform(
             {_FIELDS},
             c -> CASE WHEN startswith(c, '"')
@@ -305,13 +322,17 @@ split AS (
         {_WELL_QUOTED} AS well_quoted
     FROM {{lines}} l JOIN header_columns h ON l.file_index = h.file_index
 ),
+unnamed AS (
+    SELECT *, {_UNNAMED_POSITION} AS unnamed_position FROM split
+),
 extras AS (
     SELECT *,
+        try_element_at(cells, unnamed_position) AS unnamed_value,
         filter(
             sequence(1, size(header)),
-            i -> NOT array_contains({_sql_array(rules.PAYMENT_FIELDS)}, header[i - 1])
+            i -> NOT array_contains({_sql_array(["", *rules.PAYMENT_FIELDS])}, header[i - 1])
         ) AS extra_positions
-    FROM split
+    FROM unnamed
 )
 {rules.payment_result(SPARK, "size(cells)", "size(header)", _PAYMENT_RESCUED)}
 FROM extras
