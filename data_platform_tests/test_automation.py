@@ -254,6 +254,7 @@ def test_every_asset_below_raw_has_a_condition_chosen_for_it():
     assert labels[FCT_EVENTS] == labels["marts/fct_payments"] == "follows raw partitions"
     assert labels["marts/dim_date"] == "daily"
     assert labels[DAU] == labels["analytics/customer_segments"] == "follows its inputs"
+    assert labels[SCORECARD] == "after its inputs settle"
     assert graph.get(dg.AssetKey.from_user_string(STG_EVENTS)).is_virtual
 
 
@@ -371,6 +372,17 @@ def test_a_day_failing_its_own_check_holds_only_its_own_days(defs):
     assert platform.tick() == {FCT_EVENTS: ["2026-01-07"]}
 
 
+def ticks_until_settled(platform: Platform, limit: int = 12) -> list[dict]:
+    """What each tick requests (each request then "runs"), until two ticks in a row request
+    nothing (not counted): the scorecard is requested a tick after its inputs' last update,
+    so one quiet tick is not the end when it waits."""
+    ticks: list[dict] = []
+    while ticks[-2:] != [{}, {}]:
+        ticks.append(platform.tick())
+        assert len(ticks) < limit, ticks
+    return ticks[:-2]
+
+
 def test_the_scorecard_follows_raw_whatever_a_day_check_says(scorecard_defs):
     """The scorecard reads raw/events whole: a check kept per day is failed to it while any
     day is, maybe for good, and the scorecard is where that failure shows. So it ignores those
@@ -384,12 +396,44 @@ def test_the_scorecard_follows_raw_whatever_a_day_check_says(scorecard_defs):
         dg.AssetKey.from_user_string(SCORECARD)
     )
     platform.land("2026-01-06", day_passes=False)
-    assert platform.settle() == {SCORECARD}  # the day's own tables are held
+    # The day's own tables are held; the scorecard waits for a tick with no input updated.
+    assert ticks_until_settled(platform) == [{}, {SCORECARD: True}]
     platform.land("2026-01-07")  # while 2026-01-06 is still failed
-    assert SCORECARD in platform.settle()
+    assert SCORECARD in ticks_until_settled(platform)[-1]
 
     platform.land("2026-01-08", passes=False)
-    assert platform.settle() == set()
+    assert ticks_until_settled(platform) == []
+
+
+def test_the_scorecard_is_built_once_after_every_layer_of_a_wave(scorecard_defs):
+    """It reports the checks of every layer, read from the instance: requested with the first
+    layer (it followed raw only), it reported the previous wave's verdicts and none of the
+    layers below raw after the first build. It waits for a tick in which no input updated or
+    is in a run: once per wave, after the last layer, and a failed check below raw, which holds
+    the layers under it, does not hold the scorecard that reports it."""
+    platform = Platform(scorecard_defs)
+    platform.record("raw/payments", "2026-01-05")  # every table it reads exists
+    platform.record("raw/dead_letter", "2026-01-05")
+    platform.filled()
+    platform.land("2026-01-06")
+    assert ticks_until_settled(platform) == [
+        {STG_EVENTS: ["2026-01-06"]},
+        {FCT_EVENTS: ["2026-01-06"]},
+        {DAU: True},
+        {},  # the aggregate's update: the wave may go on
+        {SCORECARD: True},
+    ]
+    # A change of the app database goes through more layers (the view, the snapshot, the
+    # dimension, the facts, the aggregates and analytics): the scorecard once, at the end.
+    platform.record("raw/users")
+    ticks = ticks_until_settled(platform)
+    assert len(ticks) > 3 and ticks[-1] == {SCORECARD: True}
+    assert sum(SCORECARD in requested for requested in ticks) == 1
+    # The view's blocking test fails: the fact is held, the scorecard shows the failure.
+    platform.land("2026-01-07")
+    assert platform.tick() == {STG_EVENTS: ["2026-01-07"]}
+    report_check(platform, STG_EVENTS, "unique_", False)
+    assert ticks_until_settled(platform) == [{}, {SCORECARD: True}]
 
 
 def test_an_input_landing_while_its_reader_runs_rebuilds_the_reader(defs):

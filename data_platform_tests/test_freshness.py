@@ -51,7 +51,20 @@ def test_windows_follow_each_feed_and_every_mart_has_one():
     assert windows(policies["marts/dim_customers"]) == windows(policies["marts/dim_date"]) == daily
     marts = [name for name in policies if name.startswith("marts/")]
     assert len(marts) == 10 and all(policies[name] for name in marts)
-    assert policies["staging/stg_events__events"] is None
+    # The app tables (read in daily batches), the snapshots and analytics had none: a stalled
+    # extraction showed only through a mart's window, and the scorecard never went stale.
+    for table in ("users", "orders", "products", "order_items"):
+        assert windows(policies[f"raw/{table}"]) == daily
+    assert windows(policies["snapshots/users_history"]) == daily
+    assert windows(policies["snapshots/products_history"]) == daily
+    assert windows(policies["analytics/customer_segments"]) == daily
+    assert windows(policies["analytics/daily_revenue_chart"]) == daily
+    assert windows(policies["analytics/data_quality_scorecard"]) == events  # it reads raw/events
+    # Views hold no data (their tables have the policy); dead letters come only when refused.
+    assert all(policies[name] is None for name in policies if name.startswith("staging/"))
+    assert [n for n in policies if not policies[n] and not n.startswith("staging/")] == [
+        "raw/dead_letter"
+    ]
 
 
 @dg.asset(freshness_policy=arrival_policy(timedelta(hours=4)))

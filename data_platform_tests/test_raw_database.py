@@ -21,7 +21,7 @@ import pydantic
 import pytest
 import sqlalchemy as sa
 
-from data_platform.assets.raw import RAW_SOURCE_TABLE_ASSETS
+from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
 from data_platform.ingestion import database
 from data_platform.ingestion.database import ExtractionStats, extract_incremental
 from data_platform.ingestion.source_schema import refusal_reason
@@ -560,6 +560,58 @@ def test_a_refused_users_row_is_reported_without_its_personal_values(settings, r
     assert any(error in w for w in warnings) and error in check.description
     assert all(secret not in text for text in [error, check.description, *warnings])
     assert json.loads(record)["created_at"] == secret
+
+
+def test_an_extraction_that_dead_letters_reports_the_day_of_raw_dead_letter_it_wrote(
+    settings, resources, source
+):
+    """raw/dead_letter's lineage named only the file sources, and only they reported its days:
+    a row refused by an app table's extraction left its partition and row counts as they were
+    in the UI. Every writer is upstream now, and an extraction that wrote dead letters reports
+    the day it wrote them (their `dt`), with the counts read back here; one that wrote none
+    reports nothing."""
+    writers = {asset.key for asset in [*RAW_FILE_ASSETS, *RAW_SOURCE_TABLE_ASSETS]}
+    assert {dep.asset_key for dep in DEAD_LETTER_SPEC.deps} == writers
+    instance = dg.DagsterInstance.ephemeral()
+    users = [a for a in RAW_SOURCE_TABLE_ASSETS if a.key.path[-1] == "users"]
+    dg.materialize(users, resources=resources, instance=instance)
+    with source.begin() as conn:
+        [(user_id,)] = conn.execute(sa.text("SELECT max(id) FROM users")).all()
+        conn.execute(
+            sa.text(
+                "UPDATE users SET created_at = 'soon', updated_at = '2030-01-01' WHERE id = :id"
+            ),
+            {"id": user_id},
+        )
+
+    def reported(run: dg.ExecuteInProcessResult) -> list[dg.AssetMaterialization]:
+        return [
+            e.materialization
+            for e in run.get_asset_materialization_events()
+            if e.asset_key == DEAD_LETTER_SPEC.key
+        ]
+
+    [letter] = reported(dg.materialize(users, resources=resources, instance=instance))
+    [(day,)] = query(
+        settings.warehouse,
+        "SELECT DISTINCT CAST(dt AS VARCHAR) FROM raw.dead_letter WHERE error LIKE ?",
+        [f"%(row id {user_id})%"],
+    )
+    per_day = dict(
+        query(
+            settings.warehouse,
+            "SELECT CAST(dt AS VARCHAR), count(*) FROM raw.dead_letter GROUP BY 1",
+        )
+    )
+    assert letter.partition == day == datetime.now(UTC).date().isoformat()
+    assert {k: v.value for k, v in letter.metadata.items()} == {
+        "source": "users",
+        "rows_dead_lettered": 1,
+        "dagster/partition_row_count": per_day[day],
+        "dagster/row_count": sum(per_day.values()),
+    }
+    # Read again (the look-back), the refused row is no new dead letter: nothing to report.
+    assert reported(dg.materialize(users, resources=resources, instance=instance)) == []
 
 
 def test_a_refused_id_of_a_personal_table_is_described_not_shown():

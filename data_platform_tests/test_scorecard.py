@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
+from datetime import date
 
 import dagster as dg
 import duckdb
 import pandas as pd
 
-from data_platform.assets.raw import RAW_SOURCE_TABLE_ASSETS
+from data_platform.assets.dbt import DBT_ASSETS
+from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
 from data_platform.assets.scorecard import (
+    PLATFORM_CHECKS,
     SCORECARD_ASSETS,
     SCORECARD_COLUMNS,
     check_outcomes,
     scorecard,
 )
-from data_platform.checks import history
-from data_platform_tests.helpers import query
+from data_platform.checks import QUALITY_CHECKS, history
+from data_platform.simulator import SimulationConfig, simulate
+from data_platform_tests.helpers import materialize_days, query
 
 NO_VOLUMES = pd.DataFrame(columns=["table", "records", "dead_letters"])
 
@@ -55,13 +60,8 @@ def test_the_scorecard_reads_the_checks_of_the_raw_source_tables(settings, resou
         table = key.asset_key.to_user_string()
         runs = (2, 2 if passed else 0, 0 if passed else 2)  # executions, passed, failed_warn
         expected[table] = tuple(map(sum, zip(expected.get(table, (0, 0, 0)), runs, strict=True)))
-    # The warehouse tables the scorecard reads volumes from, empty.
-    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    empty_volume_tables(settings)
     with duckdb.connect(str(settings.warehouse)) as conn:
-        conn.execute("CREATE SCHEMA raw")
-        conn.execute("CREATE TABLE raw.events (dt DATE)")
-        conn.execute("CREATE TABLE raw.payments (dt DATE)")
-        conn.execute("CREATE TABLE raw.dead_letter (source VARCHAR, dt DATE)")
         # An app row's dead letter: its table has no records per day to weigh it against.
         conn.execute("INSERT INTO raw.dead_letter VALUES ('users', DATE '2026-01-05')")
 
@@ -77,6 +77,88 @@ def test_the_scorecard_reads_the_checks_of_the_raw_source_tables(settings, resou
     assert stored_columns(settings.warehouse, "data_quality_scorecard") == [
         (c.name, c.type) for c in SCORECARD_COLUMNS.columns
     ]
+
+
+def empty_volume_tables(settings) -> None:
+    """The warehouse tables the scorecard reads volumes from, empty."""
+    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(settings.warehouse)) as conn:
+        conn.execute("CREATE SCHEMA raw")
+        conn.execute("CREATE TABLE raw.events (dt DATE)")
+        conn.execute("CREATE TABLE raw.payments (dt DATE)")
+        conn.execute("CREATE TABLE raw.dead_letter (source VARCHAR, dt DATE)")
+
+
+def test_the_scorecard_runs_after_the_checks_no_asset_waits_for(settings, resources):
+    """A check that is not blocking holds back no step: the scorecard, ready at the same time,
+    ran first in plan order (here, its step's name sorts first) and reported the check's
+    previous verdicts. It runs last among the steps ready with it, after every asset it reports
+    on: raw/users and its schema_drift check here, in one run with it."""
+    users = dg.AssetKey(["raw", "users"])
+
+    @dg.asset(key=users)
+    def stand_in_users() -> None:
+        pass
+
+    @dg.asset_check(asset=users, name="schema_drift")
+    def drifted() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN)
+
+    assert drifted.check_key in PLATFORM_CHECKS
+    empty_volume_tables(settings)
+    result = dg.materialize(
+        [stand_in_users, drifted, *SCORECARD_ASSETS],
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    started = [e.step_key for e in result.all_events if e.event_type.value == "STEP_START"]
+    assert started[-1] == "analytics__data_quality_scorecard", started
+    stored = query(
+        settings.warehouse,
+        'SELECT "table", executions, failed_warn FROM analytics.data_quality_scorecard',
+    )
+    assert stored == [("raw/users", 1, 1)]
+
+
+def test_the_scorecard_reports_every_check_of_the_definitions_and_follows_their_assets():
+    """Its checks are listed where it is defined (it must follow their assets): the list is
+    the Definitions' every check (one kept by hand missed the raw source tables' checks)."""
+    from data_platform.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    assert set(PLATFORM_CHECKS) == graph.asset_check_keys
+    inputs = graph.get(SCORECARD_ASSETS[0].key).parent_keys
+    assert inputs >= {key.asset_key for key in PLATFORM_CHECKS}
+
+
+def test_after_a_whole_graph_run_the_scorecard_reports_every_checked_asset(settings, resources):
+    """Built before the layers below raw in a run, the scorecard listed the raw tables only
+    after a first build of the platform (and raw/events without the check that reads
+    raw/users). Built last, it holds every asset with a check, each with exactly the check
+    executions of that run, counted here from the run's own events."""
+    days = [date(2026, 1, 3), date(2026, 1, 4)]
+    simulate(
+        SimulationConfig(seed=7, days=2, end_date=days[-1], users=100, events_per_day=200),
+        resources["landing"],
+        settings.source_db_url,
+    )
+    assets = [
+        *RAW_SOURCE_TABLE_ASSETS,
+        *RAW_FILE_ASSETS,
+        DEAD_LETTER_SPEC,
+        *DBT_ASSETS,
+        *SCORECARD_ASSETS,
+        *QUALITY_CHECKS,
+    ]
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize_days(assets, resources, days, instance=instance)
+    executions = Counter(e.asset_key.to_user_string() for e in result.get_asset_check_evaluations())
+    checked = {key.asset_key.to_user_string() for key in PLATFORM_CHECKS}
+    assert set(executions) == checked and len(checked) == 24
+    stored = query(
+        settings.warehouse, 'SELECT "table", executions FROM analytics.data_quality_scorecard'
+    )
+    assert dict(stored) == executions
 
 
 def stored_columns(warehouse, table: str) -> list[tuple[str, str]]:

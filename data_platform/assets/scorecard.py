@@ -9,7 +9,7 @@ as a table and a chart.
 import base64
 import io
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -20,8 +20,10 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecordStatus,
 )
 
-from data_platform.automation.conditions import follows_inputs
-from data_platform.checks import DAY_PARTITIONED_CHECKS
+from data_platform.assets.dbt import DBT_ASSETS
+from data_platform.assets.raw import DEAD_LETTER_KEY, RAW_FILE_ASSETS, RAW_SOURCE_TABLE_ASSETS
+from data_platform.automation.conditions import reports_on_inputs
+from data_platform.checks import DAY_PARTITIONED_CHECKS, QUALITY_CHECKS
 from data_platform.checks.history import check_history
 from data_platform.checks.report import markdown_table
 from data_platform.checks.thresholds import QualityThresholds
@@ -32,9 +34,9 @@ from data_platform.resources.warehouse_reader import WarehouseReader
 if TYPE_CHECKING:  # pandas loads when an asset first runs, not with the Definitions
     import pandas as pd
 
-# The tables it reads. raw.dead_letter has no step of its own, so the file assets that write it
-# are deps too: that is what orders the scorecard after them in a run.
-READS = [dg.AssetKey(["raw", name]) for name in ("events", "payments", "dead_letter")]
+# The tables it reads rows of (the file sources' volumes). raw.dead_letter has no step of its
+# own: the assets that write it are deps too (they are checked), which orders it after them.
+READS = [*(asset.key for asset in RAW_FILE_ASSETS), DEAD_LETTER_KEY]
 OUTCOME_COLUMNS = ["table", "check", "passed", "severity", "errored", "skipped"]
 # The table the asset writes (`scorecard`'s frame), for the UI's Columns section.
 SCORECARD_COLUMNS = dg.TableSchema(
@@ -70,13 +72,20 @@ SCORECARD_COLUMNS = dg.TableSchema(
 RUNS_PAGE = 500
 
 
-def platform_check_keys() -> list[dg.AssetCheckKey]:
-    """Every check of the platform's asset graph, from the Definitions (the one list of them:
-    a list kept here missed the checks declared on the raw source-table assets). Read when the
-    scorecard runs, not at import: definitions.py imports this module."""
-    from data_platform.definitions import defs
+# Runs last among the steps ready with it (Dagster's default priority is 0). A check that is not
+# blocking holds back no step: ready with the scorecard, it ran after it when its step sorted
+# after it in the plan, and the scorecard reported that check's previous verdict. Dagster's
+# pools (`duckdb`, which every check joins) also serve a waiting step of higher priority first.
+LAST = {"dagster/priority": "-1"}
 
-    return sorted(defs.resolve_asset_graph().asset_check_keys, key=lambda k: k.to_user_string())
+
+def platform_check_keys(
+    definitions: Iterable[dg.AssetsDefinition | dg.AssetChecksDefinition],
+) -> list[dg.AssetCheckKey]:
+    """Every check of `definitions`: those declared with their asset (dbt tests, the raw
+    source tables' checks) and the checks of their own."""
+    keys = {key for definition in definitions for key in definition.check_keys}
+    return sorted(keys, key=lambda k: k.to_user_string())
 
 
 def started_steps(instance: dg.DagsterInstance, run_id: str) -> set[str]:
@@ -225,24 +234,34 @@ def scorecard_png(card: "pd.DataFrame") -> bytes:
 
 
 def scorecard_asset(
-    thresholds: QualityThresholds, check_keys: Callable[[], Iterable[dg.AssetCheckKey]]
+    thresholds: QualityThresholds, check_keys: Sequence[dg.AssetCheckKey]
 ) -> dg.AssetsDefinition:
-    """The scorecard over the checks `check_keys()` names when it runs: a run's job knows only
-    the checks it selected, so the platform's checks come from elsewhere (the Definitions)."""
+    """The scorecard over the checks `check_keys` (a run's job knows only the checks it
+    selected, so they are given), downstream of every asset they check.
+
+    Downstream, so that it is built after them: it reads their checks' verdicts from the
+    instance, so built before them in a run (its inputs were the raw file tables only), it
+    reported the previous run's verdicts and, after the first build, no table below raw. Of
+    its partitioned inputs it reads every day (Dagster's default mapping to an unpartitioned
+    asset), as it did of raw/events."""
     days = thresholds.scorecard_days
+    checked = {key.asset_key for key in check_keys}
 
     @dg.asset(
         key=["analytics", "data_quality_scorecard"],
-        deps=READS,
+        deps=sorted(checked | set(READS), key=lambda k: k.to_user_string()),
         group_name="analytics",
         owners=OWNERS,
         kinds={"python", "pandas", "duckdb"},
         io_manager_key="warehouse_io_manager",
         pool=WAREHOUSE_POOL,
-        # Refreshed after each ingestion, like every table below raw, whatever the verdicts of
-        # the raw checks kept per day: a day failed for good would hold it for good, while the
-        # scorecard is where that failure shows.
-        automation_condition=follows_inputs(ignoring=DAY_PARTITIONED_CHECKS),
+        op_tags=LAST,
+        # Refreshed once after each wave of updates, whatever the verdicts of the checks it
+        # reports and of the raw checks kept per day: a day failed for good would hold it for
+        # good, while the scorecard is where that failure shows.
+        automation_condition=reports_on_inputs(
+            dg.AssetSelection.assets(*READS), ignoring=DAY_PARTITIONED_CHECKS
+        ),
         description=f"Per table: check executions of the last {days} days (passed, WARN and "
         "ERROR failures, executions that errored; checks skipped: their step never ran) and "
         f"dead letters of its last {days} days of data.",
@@ -255,7 +274,7 @@ def scorecard_asset(
         context: dg.AssetExecutionContext, warehouse: Warehouse
     ):  # a DataFrame, unannotated: see customer_segments
         since = time.time() - days * 86_400
-        outcomes = check_outcomes(context.instance, check_keys(), since)
+        outcomes = check_outcomes(context.instance, check_keys, since)
         with warehouse.reader() as reader:
             card = scorecard(outcomes, file_volumes(reader, days))
         png = base64.b64encode(scorecard_png(card)).decode()
@@ -272,4 +291,8 @@ def scorecard_asset(
     return data_quality_scorecard
 
 
-SCORECARD_ASSETS = [scorecard_asset(QualityThresholds(), platform_check_keys)]
+# The platform's checks: the Definitions hold these and no other (test_scorecard.py).
+PLATFORM_CHECKS = platform_check_keys(
+    [*RAW_SOURCE_TABLE_ASSETS, *RAW_FILE_ASSETS, *DBT_ASSETS, *QUALITY_CHECKS]
+)
+SCORECARD_ASSETS = [scorecard_asset(QualityThresholds(), PLATFORM_CHECKS)]

@@ -18,6 +18,8 @@ Three guarantees hold for every condition here, because Dagster gives none of th
   tables they read. Tables only read their direct inputs or views over raw, so holding the
   direct children of a failed check (and the children through views) keeps bad data out of
   every table further down: nothing downstream ever sees an update from the failed asset.
+The scorecard, which reports on the checks, is held only by those of the tables it reads
+(`reports_on_inputs`).
 """
 
 from collections.abc import Mapping
@@ -207,6 +209,40 @@ def follows_inputs(ignoring: dg.AssetSelection | None = None) -> dg.AutomationCo
     """
     trigger = AC.any_deps_updated() | AC.missing().newly_true()
     return _gated(trigger, "follows its inputs", ignoring=ignoring)
+
+
+def reports_on_inputs(
+    reads: dg.AssetSelection, ignoring: dg.AssetSelection | None = None
+) -> dg.AutomationCondition:
+    """A report on its inputs' checks (the scorecard): rebuilt once after a wave of updates has
+    gone through every layer, not once per layer.
+
+    Its inputs are the assets of every layer whose checks it reports. One delivery rebuilds
+    them layer by layer (raw, the view, the facts, the aggregates), each layer requested in
+    the tick that sees the layer before it updated. So it waits for a tick in which none of its
+    inputs updated or will be requested and none, nor any of their checks (not only the
+    blocking ones: it reports them all), is in a run: the wave is over, one tick (5 s) after
+    its last layer. will_be_requested() alone would miss the facts, partitioned, which it
+    cannot see from an unpartitioned asset; their inputs' update the tick before does not.
+
+    Only the blocking checks of the tables it reads rows of (`reads`), other than those
+    `ignoring` selects, hold it, and it needs only those tables to exist: the other inputs'
+    checks are what it reports, a failure there is what it is for, and a mart never built
+    (its first build failed a gate) is no reason not to say so. A held update is not dropped:
+    the report carries no data downstream, so it is made once the check passes again.
+    """
+    trigger = AC.any_deps_updated() | AC.missing().newly_true()
+    checks_running = AC.any_checks_match(AC.run_in_progress())
+    running = _through_views(AC.in_progress() | checks_running, any_dep=True)
+    read_check_failed = AC.any_deps_match(_blocking_check_failed(ignoring)).allow(reads)
+    return (
+        trigger.since(_handled())
+        & AC.all_deps_match(~AC.missing()).allow(reads)
+        & ~AC.any_deps_updated()
+        & ~running
+        & ~read_check_failed
+        & ~AC.in_progress()
+    ).with_label("after its inputs settle")
 
 
 def follows_raw_partitions() -> dg.AutomationCondition:

@@ -5,7 +5,8 @@ twice a day, the application database is read in daily batches. A raw feed WARNs
 delivery is half an interval overdue and FAILs when two deliveries in a row are missing (plus
 an hour for processing). A mart follows its fastest raw feed: the marts are rebuilt within
 minutes of a delivery (see conditions.py), so a stale mart means a stale feed or a broken
-rebuild; dim_date, which has no feed, is rebuilt daily.
+rebuild; dim_date, which has no feed, is rebuilt daily. Snapshots and analytics follow their
+feeds the same way.
 
 What a window is measured from is the time the asset's newest data was last written
 (`newest_data_written_at`), not its last materialization: Dagster's freshness (its daemon, the
@@ -82,12 +83,20 @@ def feed_intervals(assets: Assets) -> dict[dg.AssetKey, timedelta]:
     }
 
 
+# The layers whose tables hold data: each table has a feed to keep up with. Not the staging
+# views (virtual: they hold no data, the tables they read have the policy), nor raw.dead_letter,
+# which gets rows only when a record is refused: none for days is good news.
+POLICED_LAYERS = ("raw", "snapshots", "marts", "analytics")
+RAW_DEAD_LETTER = dg.AssetKey(["raw", "dead_letter"])
+
+
 def has_policy(key: dg.AssetKey) -> bool:
-    return key in FEED_INTERVALS or key.path[0] == "marts"
+    return key.path[0] in POLICED_LAYERS and key != RAW_DEAD_LETTER
 
 
 def with_freshness_policies(assets: Assets) -> list[dg.AssetsDefinition | dg.AssetSpec]:
-    """The raw file feeds and every mart, with the policy of their feed."""
+    """Every table of the raw feeds (files and app tables) and of the layers built from them,
+    with the policy of their feed."""
     intervals = feed_intervals(assets)
 
     def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
