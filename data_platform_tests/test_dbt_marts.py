@@ -18,6 +18,7 @@ import dagster as dg
 import duckdb
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from data_platform.assets import dbt as dbt_assets_module
 from data_platform.assets.dbt_project import DBT_PROJECT_DIR
@@ -107,6 +108,131 @@ def test_a_range_run_invokes_dbt_once_per_layer(platform):
     assert sorted(c[0] for c in dbt_calls) == [
         "dbt_core_models", "dbt_fact_aggregates", "dbt_partitioned_facts",
     ]  # fmt: skip
+
+
+# The singular tests (dbt/tests/) and the model each guards, with whether it blocks (severity
+# error). The review found none of them a check: each reads several models.
+SINGULAR_TESTS = {
+    "assert_no_pii_columns_in_marts_or_analytics": ("marts/daily_active_users", True),
+    "assert_arrival_counts_add_up_to_raw": ("staging/stg_events__events", True),
+    "assert_partitioned_facts_match_staging": ("marts/fct_events", False),
+    "assert_daily_revenue_reconciles_with_staging": ("marts/daily_revenue", False),
+    "assert_daily_active_users_reconciles_with_staging": ("marts/daily_active_users", False),
+}
+
+
+def dbt_source_tests() -> dict[str, str]:
+    """Name -> raw table of every test of a dbt source, read from sources.yml (not from
+    dagster-dbt); the tests there are dbt's own `not_null` and `accepted_values`."""
+    sources = yaml.safe_load((DBT_PROJECT_DIR / "models" / "staging" / "sources.yml").read_text())
+    tests = {}
+    for source in sources["sources"]:
+        for table in source["tables"]:
+            for column in table.get("columns", []):
+                for test in column.get("data_tests", []):
+                    kind = test if isinstance(test, str) else next(iter(test))
+                    values = [] if isinstance(test, str) else test[kind]["arguments"]["values"]
+                    name = "_".join(["source", kind, source["name"], table["name"], column["name"]])
+                    name = "__".join([name, *values])  # dbt's name for a test's arguments
+                    tests[name] = f"{source['schema']}/{table['name']}"
+    return tests
+
+
+def layer_runs(warehouse: Path, target: Path) -> dict[str, set[str]]:
+    """dbt test -> the dbt steps whose `dbt build` runs it when the step runs all its checks:
+    the layer's selection, the singular tests build() names, dbt_environment's indirect
+    selection; by `dbt ls`, i.e. by dbt itself."""
+    runs: dict[str, set[str]] = defaultdict(set)
+    for layer in dbt_assets_module.DBT_ASSETS:
+        guarding = sorted(
+            key.name for key in layer.check_keys if key.name in dbt_assets_module.GUARDING_TESTS
+        )
+        select = " ".join([layer.op.tags["dagster_dbt/select"], *guarding])
+        exclude = layer.op.tags.get("dagster_dbt/exclude")
+        listed = dbt_cli(
+            ["ls", "-q", "--resource-type", "test", "--output", "name", "--select", select,
+             *(["--exclude", exclude] if exclude else []),
+             "--indirect-selection", dbt_assets_module.INDIRECT_SELECTION],
+            warehouse, target,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stdout[-3000:]
+        for name in listed.stdout.split():
+            runs[name].add(layer.node_def.name)
+    return runs
+
+
+def test_every_dbt_test_of_a_model_is_the_check_of_the_one_step_that_runs_it(tmp_path):
+    """dagster-dbt assigns a test to a layer by dbt's eager selection, `dbt build` runs it by the
+    buildable one: the 5 singular tests, reading models of several layers, were no check and
+    ran in steps that did not own them, logged as observations. The 22 source tests stay so
+    (see assets/dbt.py, TRANSLATOR): no dbt step may hold a check of an asset it does not
+    build, or Dagster stops making it wait for that asset's blocking checks (the raw gates)."""
+    runs = layer_runs(tmp_path / "warehouse.duckdb", tmp_path / "target")
+    owners: dict[str, set[str]] = defaultdict(set)
+    for layer in dbt_assets_module.DBT_ASSETS:
+        assert {key.asset_key for key in layer.check_keys} <= set(layer.keys)
+        for key in layer.check_keys:
+            owners[key.name].add(layer.node_def.name)
+    assert len(runs) == 134
+    source_tests = dbt_source_tests()
+    assert len(source_tests) == 22
+    assert {t: r for t, r in runs.items() if owners.get(t, set()) != r} == {
+        name: {"dbt_core_models"} for name in source_tests
+    }
+    graph = defs.resolve_asset_graph()
+    checks = {key.name: key for key in graph.asset_check_keys}
+    for name, (table, blocking) in SINGULAR_TESTS.items():
+        assert checks[name].asset_key.to_user_string() == table, name
+        assert graph.get_check_spec(checks[name]).blocking is blocking, name
+
+
+def test_singular_tests_are_judged_as_checks_in_the_run(platform):
+    """Each one an evaluation that passed; no test left as an observation (with dagster-dbt's
+    warning) but the sources' tests."""
+    evaluations = {
+        (e.asset_key.to_user_string(), e.check_name): e.passed
+        for e in platform.result.get_asset_check_evaluations()
+    }
+    expected = {(table, name) for name, (table, _) in SINGULAR_TESTS.items()}
+    assert {check: evaluations.get(check) for check in expected} == dict.fromkeys(expected, True)
+    observed = [
+        event.event_specific_data.asset_observation
+        for event in platform.result.all_events
+        if event.event_type == dg.DagsterEventType.ASSET_OBSERVATION
+    ]
+    logged = {
+        obs.metadata["unique_id"].value.split(".")[2]
+        for obs in observed
+        if "instead of an `AssetCheckResult`" in (obs.description or "")
+    }
+    assert logged == dbt_source_tests().keys()
+
+
+def test_a_pii_column_fails_the_pii_guard_and_its_step(own_platform):
+    """The PII guard is a blocking check of the mart built last. An analytics table with a
+    column named like a full name fails it at ERROR in a run of the facts and the aggregates
+    (dbt's indirect selection alone does not run it there: it reads core marts too), and its
+    step fails; with no such column the same run passes it."""
+    [facts] = [
+        a for a in dbt_assets_module.DBT_ASSETS if a.node_def.name == "dbt_partitioned_facts"
+    ]
+    daily_active_users = dg.AssetKey(["marts", "daily_active_users"])
+    selection = dg.AssetSelection.assets(*facts.keys, daily_active_users)
+
+    def pii_guard() -> tuple[bool, tuple | None]:
+        result = materialize_days(
+            ALL_ASSETS, own_platform.resources, DAYS[-1:], selection=selection, raise_on_error=False
+        )
+        evaluations = {
+            (e.asset_key.to_user_string(), e.check_name): (e.passed, e.severity)
+            for e in result.get_asset_check_evaluations()
+        }
+        return result.success, evaluations.get(("marts/daily_active_users", PII_TEST))
+
+    assert pii_guard() == (True, (True, dg.AssetCheckSeverity.ERROR))
+    with duckdb.connect(str(own_platform.settings.warehouse)) as conn:
+        conn.execute("CREATE TABLE analytics.contacts AS SELECT 1 AS user_id, 'x' AS full_name")
+    assert pii_guard() == (False, (False, dg.AssetCheckSeverity.ERROR))
 
 
 def test_dbt_tables_carry_row_counts_and_column_lineage(platform):

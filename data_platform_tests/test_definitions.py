@@ -12,10 +12,12 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from data_platform.definitions import defs
 from data_platform.settings import SettingsError, load_settings
 from data_platform_tests.helpers import free_port
+from data_platform_tests.landed_records import KNOWN_EVENT_TYPES
 
 REPO = Path(__file__).resolve().parents[1]
 RAW_KEYS = {
@@ -69,6 +71,39 @@ def test_every_check_sensor_and_schedule_says_what_it_does_and_no_sql_is_a_descr
         assert schedule.description, schedule.name
     for key in graph.get_all_asset_keys():
         assert "Raw SQL" not in (graph.get(key).description or ""), key
+
+
+def test_check_descriptions_show_dbt_vars_by_value_and_no_jinja():
+    """The review: `values {{ var('known_event_types') }}`, `max_value {{ var(...) }}`: the UI
+    showed the YAML's Jinja, not what the test accepts."""
+    graph = defs.resolve_asset_graph()
+    descriptions = {
+        key: graph.get_check_spec(key).description or "" for key in graph.asset_check_keys
+    }
+    assert [k for k, d in descriptions.items() if "{{" in d or "{%" in d] == []
+    variables = yaml.safe_load((REPO / "dbt" / "dbt_project.yml").read_text())["vars"]
+
+    def description(table: str, check: str) -> str:
+        return descriptions[dg.AssetCheckKey(dg.AssetKey(table.split("/")), check)]
+
+    event_types = description(
+        "marts/fct_events", "accepted_values_fct_events_event_type___var_known_event_types_"
+    )
+    listed = event_types.removeprefix("dbt test `accepted_values` of `event_type` (values [")
+    assert set(listed.split("]")[0].split(", ")) == KNOWN_EVENT_TYPES, event_types
+    amount = description(
+        "marts/fct_payments",
+        "accepted_range_fct_payments_amount___var_payment_amount_max____var_payment_amount_min_",
+    )
+    assert (
+        f"(max_value {variables['payment_amount_max']}, "
+        f"min_value {variables['payment_amount_min']})" in amount
+    )
+    email_hash = description(
+        "marts/dim_customers",
+        "expression_is_true_dim_customers_email_hash__is_null_or_regexp_full_match_email_hash_0_9a_f_64_",
+    )
+    assert "(expression is null or regexp_full_match('email_hash', '[0-9a-f]{64}'))" in email_hash
 
 
 def test_partitioned_raw_assets_backfill_in_a_single_run():

@@ -3,9 +3,15 @@
 The incremental facts tagged `partitioned` get the run's partition window (a backfill of N days
 is one dbt invocation), and the staging views they read are tagged with them (re-created as
 they are: a view holds no rows); every other model is rebuilt whole.
+
+Every test of a model is an asset check, run by the step that owns it: the generic tests of a
+model, and the singular tests (dbt/tests/) on the model their `meta.dagster.ref` names (a test
+run by another step is only logged, as an observation, with a warning). The tests of the
+sources (the raw tables) are no checks: see TRANSLATOR.
 """
 
 import os
+import re
 import signal
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -20,10 +26,13 @@ from dagster_dbt import (
     DbtCliResource,
     dbt_assets,
 )
+from dagster_dbt.asset_utils import DAGSTER_DBT_UNIQUE_ID_METADATA_KEY as DBT_UNIQUE_ID
 from dagster_dbt.asset_utils import default_description_fn
+from dagster_dbt.dbt_manifest import validate_manifest
+from dagster_dbt.utils import select_unique_ids
 
 from data_platform.assets.dbt_metadata import BuiltModelMetadata
-from data_platform.assets.dbt_project import DBT_PROJECT
+from data_platform.assets.dbt_project import DBT_PROJECT, dbt_vars
 from data_platform.automation.conditions import dbt_model_condition
 from data_platform.partitions import DAILY_PARTITIONS, OWNERS, SINGLE_RUN_BACKFILL, WAREHOUSE_POOL
 from data_platform.resources.privacy import Privacy, dbt_secret_variables
@@ -99,18 +108,45 @@ def dbt_test_description(test: Mapping[str, Any]) -> str:
     kwargs = dict(generic.get("kwargs", {}))
     column = kwargs.pop("column_name", None)
     kwargs.pop("model", None)
-    arguments = ", ".join(f"{name} {value}" for name, value in sorted(kwargs.items()))
+    arguments = ", ".join(
+        f"{name} {readable_argument(value)}" for name, value in sorted(kwargs.items())
+    )
     name = ".".join(filter(None, (generic.get("namespace"), generic["name"])))
     subject = f" of `{column}`" if column else ""
     return f"dbt test `{name}`{subject}{f' ({arguments})' if arguments else ''}; {effect}"
 
 
+JINJA_EXPRESSION = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.DOTALL)
+DBT_VAR = re.compile(r"""var\(\s*['"](\w+)['"]\s*\)""")
+
+
+def readable_argument(value: Any) -> str:
+    """A test's argument as the test sees it: the manifest keeps the YAML's Jinja unrendered
+    (`{{ var('known_event_types') }}`), which the UI showed verbatim. A var becomes its value
+    from dbt_project.yml; any other expression (a macro call) is shown without its braces."""
+    if isinstance(value, list):
+        return "[" + ", ".join(readable_argument(item) for item in value) + "]"
+
+    def rendered(match: re.Match) -> str:
+        var = DBT_VAR.fullmatch(match.group(1))
+        return readable_argument(dbt_vars()[var.group(1)]) if var else match.group(1)
+
+    return JINJA_EXPRESSION.sub(rendered, str(value))
+
+
 # Views are virtual assets: automation looks through them to the tables they read.
+# Not `enable_source_tests_as_checks`: a source's tests would become checks of its raw table
+# owned by the dbt step reading it, and Dagster exempts a step holding checks of an input from
+# waiting on that input's blocking checks: the dbt steps no longer waited for the raw gates
+# (Pandera, conservation, dead letters), and ran on a raw table they had failed
+# (test_quality_checks' test_a_failing_gate_blocks_the_downstream_steps_of_its_run).
 TRANSLATOR = DataPlatformTranslator(
     settings=DagsterDbtTranslatorSettings(enable_dbt_views_as_virtual_assets=True)
 )
 
 
+# dbt's choice of the tests to run with the models selected (see dbt_environment).
+INDIRECT_SELECTION = "buildable"
 WINDOW_VARIABLES = ("DATA_PLATFORM_MIN_DT", "DATA_PLATFORM_MAX_DT")
 # Empty bounds: the partitioned models (when selected) are built whole.
 NO_WINDOW = dict.fromkeys(WINDOW_VARIABLES, "")
@@ -158,7 +194,7 @@ def dbt_environment(
         # dbt's default (eager) also runs tests of models that are not selected, e.g. the
         # relationship test of fct_events when only dim_customers is built, and fails when the
         # fact does not exist yet: run a test only once all its parents are built or selected.
-        "DBT_INDIRECT_SELECTION": "buildable",
+        "DBT_INDIRECT_SELECTION": INDIRECT_SELECTION,
     }
     previous = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
@@ -195,7 +231,11 @@ def build(
     With DuckDB, metadata can only be read once dbt has exited (it holds the file's lock), so
     the events are gathered first; a failure is raised after every event is reported.
     """
-    invocation = dbt.cli(["build"], context=context, target_path=target_path(warehouse))
+    invocation = dbt.cli(
+        ["build", *guarding_tests_args(context)],
+        context=context,
+        target_path=target_path(warehouse),
+    )
     events, failure = [], None
     try:
         for event in invocation.stream():
@@ -218,6 +258,26 @@ def build(
         if lost:  # dbt's output holds the rest; the step's error says what to do
             raise lost from None
         raise failure
+
+
+def guarding_tests_args(context: dg.AssetExecutionContext) -> list[str]:
+    """`--select` of the singular tests whose checks the step runs, by name (dagster-dbt adds
+    it to its own selection), unless one reads a model of this step that the run leaves out.
+
+    When a run selects part of a layer, dagster-dbt selects the models and leaves their tests to
+    dbt's indirect selection, which skips a test reading a model of another step (the PII
+    guard reads dim_customers, customer_lifetime_value, fct_orders): its check was planned and
+    never judged (and the default selection of a whole layer does not hold it either). A test
+    reading a model of this step that the run does not build is left to dbt: with only the
+    events selected, the arrival counts would read payments that may not exist yet."""
+    unique_ids = {spec.key: spec.metadata[DBT_UNIQUE_ID] for spec in context.assets_def.specs}
+    left_out = set(unique_ids.values()) - {unique_ids[key] for key in context.selected_asset_keys}
+    names = sorted(
+        key.name
+        for key in context.selected_asset_check_keys
+        if key.name in GUARDING_TESTS and not GUARDING_TESTS[key.name] & left_out
+    )
+    return ["--select", " ".join(names)] if names else []
 
 
 def killed_by_sigkill(invocation: DbtCliInvocation) -> bool:
@@ -250,6 +310,34 @@ def built_model_metadata(
     except Exception as error:
         context.log.warning(f"Column metadata and row counts not read: {error!r}")
         return {}
+
+
+def guarded_model(test: Mapping[str, Any]) -> str | None:
+    """The model a singular test is a check of: its `meta.dagster.ref`, as dagster-dbt reads it."""
+    meta = test.get("config", {}).get("meta") or test.get("meta") or {}
+    return meta.get("dagster", {}).get("ref", {}).get("name")
+
+
+# The singular tests that are checks (of the model their meta names): name -> what they read.
+GUARDING_TESTS = {
+    test["name"]: frozenset(test["depends_on"]["nodes"])
+    for test in validate_manifest(DBT_PROJECT.manifest_path)["nodes"].values()
+    if test["resource_type"] == "test" and guarded_model(test)
+}
+
+
+def models_reading_facts() -> str:
+    """The models built on the partitioned facts (and not partitioned), by name. Not as the facts'
+    descendants minus the facts: a dbt exclusion takes with a model every test that reads it
+    (eagerly, as dagster-dbt selects), so the reconciliation of daily_active_users with staging
+    was nobody's check."""
+    manifest = validate_manifest(DBT_PROJECT.manifest_path)
+    selected = select_unique_ids(
+        f"{PARTITIONED_MODELS}+", PARTITIONED_MODELS, "", DBT_PROJECT, manifest
+    )
+    return " ".join(
+        sorted(manifest["nodes"][u]["name"] for u in selected if u.startswith("model."))
+    )
 
 
 def dbt_layer(name: str, select: str, exclude: str, partitioned: bool) -> dg.AssetsDefinition:
@@ -291,7 +379,5 @@ def dbt_layer(name: str, select: str, exclude: str, partitioned: bool) -> dg.Ass
 DBT_ASSETS = [
     dbt_layer("dbt_core_models", "fqn:*", f"{PARTITIONED_MODELS}+", partitioned=False),
     dbt_layer("dbt_partitioned_facts", PARTITIONED_MODELS, "", partitioned=True),
-    dbt_layer(
-        "dbt_fact_aggregates", f"{PARTITIONED_MODELS}+", PARTITIONED_MODELS, partitioned=False
-    ),
+    dbt_layer("dbt_fact_aggregates", models_reading_facts(), "", partitioned=False),
 ]

@@ -1,14 +1,24 @@
 """The dbt project, in its own module so `dagster-dbt project prepare-and-package` can build the
 manifest at install time: loading the Definitions never runs dbt."""
 
+from functools import cache
 from pathlib import Path
+from typing import Any
 
+import yaml
 from dagster_dbt import DbtProject
 
 from data_platform.code_version import DBT_PROJECT_DIR, dbt_sources
 from data_platform.settings import SettingsError
 
 DBT_PROJECT = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+
+
+@cache
+def dbt_vars() -> dict[str, Any]:
+    """The project's vars (dbt_project.yml): the value lists the checks judge with, and what the
+    check descriptions show for a test's `{{ var(...) }}` arguments."""
+    return yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
 
 
 def missing_manifest(project_dir: Path = DBT_PROJECT_DIR) -> str | None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-import yaml
-
-from data_platform.assets.dbt_project import DBT_PROJECT_DIR
+from data_platform.assets.dbt_project import dbt_vars
 
 
 @dataclass(frozen=True)
@@ -28,7 +26,7 @@ class Vocabulary:
 
 @cache
 def vocabulary() -> Vocabulary:
-    variables = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
+    variables = dbt_vars()
     return Vocabulary(
         event_types=tuple(variables["known_event_types"]),
         payment_statuses=tuple(variables["known_payment_statuses"]),

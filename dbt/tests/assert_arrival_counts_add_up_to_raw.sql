@@ -1,3 +1,6 @@
+{{ config(meta={'dagster': {'ref': {'name': 'stg_events__events'}}}) }}
+-- A check of stg_events__events (meta.dagster.ref; it judges stg_payments__payments too):
+-- the deduplicating staging views it guards, run with them in the facts' step.
 -- The staging models over landing files keep one row per key with how many times it arrived:
 -- their arrival_count must add up to the rows of raw, source by source. A record lost or
 -- counted twice by the deduplication shows here. Returns the sources that disagree.

@@ -1,4 +1,5 @@
-{{ config(severity='warn') }}
+{{ config(severity='warn', meta={'dagster': {'ref': {'name': 'daily_active_users'}}}) }}
+-- A check of daily_active_users (meta.dagster.ref): the model it reconciles.
 -- daily_active_users, day by day, against the same definition computed from staging (first
 -- arrival of each event of a known type, distinct users per UTC date of occurred_at), not
 -- through fct_events. A wrong date (the arrival dt instead of occurred_at), a lost or

@@ -1,4 +1,5 @@
-{{ config(severity='warn') }}
+{{ config(severity='warn', meta={'dagster': {'ref': {'name': 'daily_revenue'}}}) }}
+-- A check of daily_revenue (meta.dagster.ref): the model it reconciles.
 -- daily_revenue, day by day, against the same definition computed on another path: straight
 -- from staging (the latest version of each order and of each order line), not through
 -- fct_orders / fct_order_items as the model is. A wrong version picked, a line lost or

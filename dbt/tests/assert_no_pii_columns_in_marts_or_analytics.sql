@@ -1,3 +1,8 @@
+{{ config(meta={'dagster': {'ref': {'name': 'daily_active_users'}}}) }}
+-- A check of daily_active_users (meta.dagster.ref), the mart built last: it judges every mart
+-- and runs once they are all built, in the last dbt step of every run that reaches the marts
+-- (a check of a model built earlier would run before the marts after it, or not at all in a
+-- run of part of its step). Blocking (severity error): a failure fails that step.
 -- No e-mail address or full name in clear in marts or analytics (dbt/README.md, "PII"): no
 -- column may be named like one, except the salted email_hash; and the free-form document of
 -- fct_events (properties) must hold nothing like an e-mail address, in a key or a value, at
@@ -10,6 +15,7 @@
 -- depends_on: {{ ref('fct_orders') }}
 -- depends_on: {{ ref('fct_events') }}
 -- depends_on: {{ ref('fct_payments') }}
+-- depends_on: {{ ref('daily_active_users') }}
 
 with
 

@@ -1,4 +1,6 @@
-{{ config(severity='warn') }}
+{{ config(severity='warn', meta={'dagster': {'ref': {'name': 'fct_events'}}}) }}
+-- A check of fct_events (meta.dagster.ref; it judges fct_payments too): run with the facts
+-- whose staleness it reports.
 -- Every dt of a partitioned fact or of its staging model holds exactly the rows staging has
 -- for it (known event types for fct_events). A difference means a partition is stale: raw was re-ingested
 -- (e.g. a late file in an old dt folder) and that dt has not been rebuilt yet.
