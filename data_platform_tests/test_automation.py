@@ -11,6 +11,7 @@ what gets requested.
 """
 
 import time
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -344,7 +345,8 @@ def test_a_failed_day_does_not_drop_a_good_day_waiting_for_the_view(defs):
     # beside the new day's view); the failed day stays out.
     platform.land("2026-01-08")
     assert platform.tick() == {STG_EVENTS: ["2026-01-08"], FCT_EVENTS: ["2026-01-06"]}
-    assert platform.tick() == {FCT_EVENTS: ["2026-01-08"], DAU: True}
+    # The aggregate waits for the new day behind the fact (it was built once per day).
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-08"]}
     assert platform.tick() == {DAU: True}
     assert platform.tick() == {}
 
@@ -434,6 +436,35 @@ def test_the_scorecard_is_built_once_after_every_layer_of_a_wave(scorecard_defs)
     assert platform.tick() == {STG_EVENTS: ["2026-01-07"]}
     report_check(platform, STG_EVENTS, "unique_", False)
     assert ticks_until_settled(platform) == [{}, {SCORECARD: True}]
+
+
+def test_one_delivery_builds_every_table_below_raw_once_layer_by_layer(defs):
+    """The four app tables and two days of files landing before one tick (the sensors' first
+    ticks): each layer is requested the tick after the one above it, every asset once (an
+    aggregate was requested with each layer above it, customer_segments 5 times; UI review F6)."""
+    platform = Platform(defs)
+    platform.record("raw/payments", "2026-01-05")
+    platform.filled()
+    for key in DB_TABLES:
+        platform.record(key)
+    days = ["2026-01-06", "2026-01-07"]
+    for day in days:
+        platform.land(day)
+        platform.record("raw/payments", day)
+    ticks = ticks_until_settled(platform)
+    builds = Counter(key for requested in ticks for key in requested)
+    below_raw = {
+        k.to_user_string() for k in platform.graph.get_all_asset_keys() if k.path[0] != "raw"
+    }
+    assert builds == dict.fromkeys(below_raw - {"marts/dim_date"}, 1)
+    assert ticks[0].keys() == {k for k in below_raw if k.startswith("staging/")}
+    assert ticks[0][STG_EVENTS] == ticks[1][FCT_EVENTS] == days  # the facts' days once each
+    # The layers in order: snapshots, dimensions, orders, aggregates, analytics.
+    assert ticks[2] == {"marts/dim_customers": True, "marts/dim_products": True}
+    assert ticks[3] == {"marts/fct_orders": True}
+    assert {"marts/daily_revenue", "marts/customer_lifetime_value"} <= ticks[4].keys()
+    assert ticks[5] == {"analytics/customer_segments": True, "analytics/daily_revenue_chart": True}
+    assert len(ticks) == 6
 
 
 def test_an_input_landing_while_its_reader_runs_rebuilds_the_reader(defs):

@@ -127,6 +127,23 @@ def upstream_busy() -> dg.AutomationCondition:
     return (upstream_running() | view_behind).with_label("an input is being built")
 
 
+def upstream_pending() -> dg.AutomationCondition:
+    """The wave of updates has not reached the inputs yet: an input will be requested in this
+    tick, or an input's own input is in a run, will be requested or updated in this tick.
+
+    any_deps_updated() counts an input requested in the same tick as updated, and that request
+    handles nothing (see _handled): each layer of one delivery rebuilt everything below it
+    again, an aggregate once per layer above it. Waiting for the layer two up lets the asset be
+    requested once, the tick after its last input is built. An update two levels up counts too,
+    as will_be_requested() cannot see a partitioned input's request from an unpartitioned asset.
+    Every signal lasts a tick or a run: nothing here holds an update for good.
+    """
+    coming = AC.in_progress() | AC.will_be_requested() | AC.newly_updated()
+    input_requested = _through_views(AC.will_be_requested(), any_dep=True)
+    inputs_input_coming = _through_views(AC.any_deps_match(coming), any_dep=True)
+    return (input_requested | inputs_input_coming).with_label("an input is about to be rebuilt")
+
+
 def upstream_present() -> dg.AutomationCondition:
     # For a partitioned input of an unpartitioned asset: at least one partition exists.
     return _through_views(~AC.missing(), any_dep=False).with_label("every input exists")
@@ -175,6 +192,7 @@ def _gated(
     name: str,
     dropping: dg.AutomationCondition | None = None,
     ignoring: dg.AssetSelection | None = None,
+    waiting: dg.AutomationCondition | None = None,
 ) -> dg.AutomationCondition:
     """Request once per trigger, when every input exists, none is busy and no check failed
     (none but the checks `ignoring` selects).
@@ -186,10 +204,11 @@ def _gated(
     """
     failed = upstream_check_failed(ignoring, errored=False) if dropping is None else dropping
     dropped = (failed & _unjudged(trigger, ignoring)).with_label("dropped by a failure")
+    busy = upstream_busy() if waiting is None else upstream_busy() | waiting
     return (
         trigger.since(_handled() | dropped)
         & upstream_present()
-        & ~upstream_busy()
+        & ~busy
         & ~upstream_check_failed(ignoring)
         & ~AC.in_progress()
     ).with_label(name)
@@ -208,7 +227,7 @@ def follows_inputs(ignoring: dg.AssetSelection | None = None) -> dg.AutomationCo
     refresh: it ignores them.
     """
     trigger = AC.any_deps_updated() | AC.missing().newly_true()
-    return _gated(trigger, "follows its inputs", ignoring=ignoring)
+    return _gated(trigger, "follows its inputs", ignoring=ignoring, waiting=upstream_pending())
 
 
 def reports_on_inputs(
