@@ -20,6 +20,7 @@ import dataclasses
 import gzip
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -1046,6 +1047,40 @@ def test_spark_ingestion_reads_odd_files_as_duckdb_does(spark, tmp_path):
         "malformed-header.csv'"
     ).collect()
     assert header_letter.error.startswith("malformed CSV quoting in the header (line 1)")
+
+
+def test_repeated_names_are_found_in_one_sort_as_on_duckdb(spark):
+    """The header names or JSON keys given more than once, on Spark as on DuckDB: the same
+    reason's names over lists of repeats, empty names, case and accent variants and NULL.
+    Spark compared each name with every other (191 s for a header of 40,000 columns here,
+    quadratic, inside the day's INSERT); sorted, equal neighbours take a second or two."""
+    from data_platform.ingestion.file_formats import _repeated as on_duckdb
+    from data_platform.ingestion.spark_formats import _repeated as on_spark
+
+    letters = ["", "a", "A", "b", "é", "e\u0301", "x7", " ", '"', "Ω", "😀", "a b"]
+    rng = random.Random(7)
+    lists = [[], *([rng.choice(letters) for _ in range(rng.randint(1, 8))] for _ in range(300))]
+    spark.createDataFrame(
+        [*enumerate(lists), (len(lists), None)], "i INT, n ARRAY<STRING>"
+    ).createOrReplaceTempView("name_lists")
+    found = dict(spark.sql(f"SELECT i, {on_spark('n')} FROM name_lists").collect())
+    with duckdb.connect() as conn:
+        expected = [
+            conn.execute(
+                f"SELECT {on_duckdb('n')} FROM (SELECT ?::VARCHAR[] AS n)", [n]
+            ).fetchone()[0]
+            for n in [*lists, None]
+        ]
+    assert [found[i] for i in range(len(expected))] == expected
+    assert any(expected) and None in expected
+    wide = (
+        "concat(transform(sequence(0, 39999), j -> concat('x', j)), "
+        "array('x7', '', 'B', 'x7', '', 'b'))"
+    )
+    started = time.monotonic()
+    [(repeated,)] = spark.sql(f"SELECT {on_spark('n')} FROM (SELECT {wide} AS n)").collect()
+    assert repeated == '"", "x7"'
+    assert time.monotonic() - started < 60
 
 
 def test_payments_headers_after_blank_lines_and_unicode_spaces_read_alike(spark, tmp_path):

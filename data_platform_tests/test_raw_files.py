@@ -28,6 +28,7 @@ from data_platform.ingestion.file_lines import (
     OVERSIZED_LINE,
     READER_LINE_LIMIT,
     FileLines,
+    expose_leftovers,
     expose_lines,
     has_lone_cr,
     last_line,
@@ -705,6 +706,34 @@ def test_a_last_line_the_reader_refuses_is_not_read_from_the_end(tmp_path):
     assert last_line(FileLines(path)) is None
     path.write_bytes(b"{1}\n\xff}\n")
     assert last_line(FileLines(path)) is None
+
+
+def test_the_lines_left_over_are_not_held_in_memory_at_once(tmp_path):
+    """A payments file has no fast path, so every line of it is left over for the diagnosis:
+    gathered into one list per file, a 400 MB file failed its day with an out-of-memory error
+    under the default 512MB limit. Written as a temp table's rows, they spill past the limit:
+    here 2,000,000 short lines (a list of ~200 MB) under a 64MB limit, with each file's header,
+    records and line numbers as before."""
+    big, small = tmp_path / "big.csv", tmp_path / "small.csv"
+    # The header after a blank line; every 1,000th line blank: not a record, but numbered.
+    written = ["", " h", *("" if i % 1000 == 0 else str(i % 10) for i in range(2_000_000))]
+    big.write_text("".join(f"{line}\n" for line in written))
+    small.write_text("h,2\n\n x\ny\n")
+    records = [(n, line) for n, line in enumerate(written, 1) if n > 2 and line]
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        conn.execute("SET memory_limit = '64MB'")
+        counts = expose_leftovers(conn, [FileLines(big), FileLines(small)], 1, None)
+        lines = conn.execute(
+            "SELECT file_index, count(*), sum(line_number), sum(length(line)) FROM _file_lines "
+            "GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        headers = conn.execute("FROM _file_header ORDER BY ALL").fetchall()
+    assert counts == [len(records), 2]
+    assert lines == [
+        (0, len(records), sum(n for n, _ in records), sum(len(line) for _, line in records)),
+        (1, 2, 3 + 4, 3),
+    ]
+    assert headers == [(0, 2, " h", True), (1, 1, "h,2", True)]
 
 
 def test_a_last_line_of_a_file_gone_since_its_read_is_left_to_the_count(tmp_path):
