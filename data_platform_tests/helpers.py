@@ -53,12 +53,13 @@ def run_services(
 
 def next_version_of_the_code(root: Path, environ: dict[str, str]) -> dict[str, str]:
     """`environ` with PYTHONPATH first at a copy of the platform's package under `root`, one
-    comment apart from the repository's (the same dbt project and dagster.yaml): a process in it
-    runs another code version (code_version.py), as after a deploy."""
+    comment apart from the repository's (the same dbt project, dagster.yaml and workspace.yaml,
+    which `materialize` reads its run's origin from): a process in it runs another code version
+    (code_version.py), as after a deploy."""
     repo = Path(__file__).resolve().parents[1]
     package = root / "data_platform"
     shutil.copytree(repo / "data_platform", package, ignore=shutil.ignore_patterns("__pycache__"))
-    for shared in ("dbt", "dagster.yaml"):
+    for shared in ("dbt", "dagster.yaml", "workspace.yaml"):
         (root / shared).symlink_to(repo / shared)
     with (package / "assets" / "raw.py").open("a") as module:
         module.write("# the next version\n")

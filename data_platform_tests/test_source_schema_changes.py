@@ -592,8 +592,12 @@ def test_a_refused_row_waits_in_dead_letter_once_and_lands_when_fixed(settings, 
     ) == [(4,), (5,)]
     [(record, error)] = dead_letters(settings, "products")
     assert record["id"] == "3" and record["unit_price"] == "n/a" and error.startswith(refused)
-    [materialization] = result.get_asset_materialization_events()
-    metadata = materialization.materialization.metadata
+    # raw/products, and the day of raw/dead_letter its refused row went to.
+    by_key = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
+    assert set(by_key) == {"raw/products", "raw/dead_letter"}
+    letters = by_key["raw/dead_letter"].materialization.metadata
+    assert letters["source"].value == "products" and letters["rows_dead_lettered"].value == 1
+    metadata = by_key["raw/products"].materialization.metadata
     # The mark is the raw table's: the refused row, the newest, does not move it.
     assert metadata["high_water_mark_after"].value == str(at[0])
     assert metadata["rows_dead_lettered"].value == 1

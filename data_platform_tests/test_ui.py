@@ -362,7 +362,13 @@ def test_the_charts_are_rendered(world, browser, tmp_path, key):
             # A short markdown table is rendered in place, a long one behind [Show Markdown].
             row = metadata_row(browser, "scorecard")
             inline = row.find_elements(By.TAG_NAME, "table")
-            table = inline[0] if inline else show_markdown(browser, "scorecard")
+            if inline:
+                table = inline[0]
+            else:  # the dialog holds the table (since every layer's tables are in it: 24 rows)
+                dialog = show_markdown(browser, "scorecard")
+                table = wait_for(
+                    browser, lambda d: dialog.find_element(By.TAG_NAME, "table"), "table"
+                )
             shown = [cells[0] for cells in table_rows(table)]
             assert shown == world.warehouse.scorecard_tables
             assert shown, "the scorecard has rows"
