@@ -19,6 +19,7 @@ from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
 from data_platform.checks.conservation import conservation_check
 from data_platform.checks.vocabulary import vocabulary
 from data_platform.ingestion import files as file_ingestion
+from data_platform.ingestion import parked_lines
 from data_platform.ingestion.file_formats import DUCKDB, EVENT_FILES, PAYMENT_FILES, FileFormat
 from data_platform.ingestion.file_lines import (
     BLANK,
@@ -26,13 +27,12 @@ from data_platform.ingestion.file_lines import (
     MAX_RECORD_BYTES,
     OVERSIZED_KEPT_CHARS,
     OVERSIZED_LINE,
-    READER_LINE_LIMIT,
     FileLines,
     expose_leftovers,
     expose_lines,
     has_lone_cr,
-    last_line,
 )
+from data_platform.ingestion.parked_lines import parking_lines
 from data_platform.ingestion.record_rules import (
     INVALID_JSON,
     MAX_DEPTH,
@@ -615,7 +615,8 @@ def test_the_fast_path_vouches_only_for_what_the_diagnosis_loads_alike(resources
     """Lines spaced as most writers space them are vouched for by the fast path (measured: a
     day of json.dumps lines took 8.6 CPU-s per 1M events through the diagnosis), and whatever
     it vouches for lands exactly as the diagnosis alone would land it: same rows, same dead
-    letters, for every line of the contract tests and the near misses above."""
+    letters, for every line of the contract tests and the near misses above. Every other line
+    it parks, once."""
     lines = [
         *SPACED_LINES["vouched"],
         *SPACED_LINES["diagnosed"],
@@ -626,16 +627,26 @@ def test_the_fast_path_vouches_only_for_what_the_diagnosis_loads_alike(resources
         conn.execute("SET disabled_optimizers = 'filter_pushdown'")
         with resources["landing"].local_path(f"events/dt={DAY}/a.jsonl") as path:
             expose_lines(conn, [FileLines(path)])
-            vouched = conn.execute(f"SELECT line_number FROM ({EVENT_FILES.fast_sql})").fetchall()
+            with parking_lines(conn) as parking, parking.lines() as parked:
+                vouched = conn.execute(
+                    f"SELECT line_number FROM ({EVENT_FILES.fast_sql})"
+                ).fetchall()
+                parked.close()
+                parked_lines = conn.execute(f"SELECT line_number, line {parked.sql}").fetchall()
             # Over the lines its parse does not raise on, the trusting fast path vouches alike,
             conn.execute("CREATE TEMP TABLE every_line AS FROM _file_lines")
             conn.execute(
                 "CREATE OR REPLACE TEMP VIEW _file_lines AS FROM every_line WHERE json_valid(line)"
             )
             # it leaves lines padded outside their braces to the diagnosis.
-            trusted = conn.execute(f"SELECT line_number FROM ({EVENT_FILES.trusting_fast_sql})")
+            with parking_lines(conn) as parking, parking.lines():
+                trusted = conn.execute(
+                    f"SELECT line_number FROM ({EVENT_FILES.trusting_fast_sql})"
+                ).fetchall()
             padded = {n for n, line in enumerate(lines, 1) if line != line.strip(" ")}
-            assert {n for (n,) in trusted.fetchall()} == {n for (n,) in vouched} - padded
+            assert {n for (n,) in trusted} == {n for (n,) in vouched} - padded
+    written = {n: line for n, line in enumerate(lines, 1) if line}
+    assert sorted(parked_lines) == [(n, line) for n, line in written.items() if (n,) not in vouched]
     near_misses = len(SPACED_LINES["vouched"]) + len(SPACED_LINES["diagnosed"])
     vouched_near = sorted(n for (n,) in vouched if n <= near_misses)
     assert vouched_near == list(range(1, len(SPACED_LINES["vouched"]) + 1))
@@ -643,6 +654,54 @@ def test_the_fast_path_vouches_only_for_what_the_diagnosis_loads_alike(resources
     fast = _ingested(tmp_path / "fast.duckdb", resources["landing"], EVENT_FILES)
     assert fast == _ingested(tmp_path / "diagnosis.duckdb", resources["landing"], diagnosis_only)
     assert len(fast["events"]) > len(vouched) and len(fast["dead_letter"]) > 0
+
+
+def test_a_day_with_no_line_vouched_for_is_parked_in_batches(
+    settings, resources, tmp_path, monkeypatch
+):
+    """A new field in every event: the fast path vouches for no line, and parks every one for
+    the diagnosis, a batch at a time (here 1,000 lines), from several of DuckDB's chunks and
+    two files, one gzipped: each record lands once, its field rescued, and the day conserves."""
+    monkeypatch.setattr(parked_lines, "_BATCH_LINES", 1_000)
+    plain = [event(f"a{i}", campaign="winter") for i in range(4_500)]
+    plain[2_000:2_000] = ["", event("vouched")]
+    put_lines(resources["landing"], f"events/dt={DAY}/a.jsonl", plain, tmp_path)
+    gzipped = [event(f"b{i}", campaign="winter") for i in range(3_000)]
+    put_lines(resources["landing"], f"events/dt={DAY}/b.jsonl.gz", gzipped, tmp_path)
+    evaluation = conservation_of_the_day(resources)
+    assert evaluation.passed, evaluation.metadata
+    numbered = [n for n, line in enumerate(plain, 1) if line]
+    assert query(
+        settings.warehouse,
+        "SELECT _source_file, count(*), count(_rescued), sum(_line_number), "
+        "count(DISTINCT _line_number) FROM raw.events GROUP BY 1 ORDER BY 1",
+    ) == [
+        (f"events/dt={DAY}/a.jsonl", 4_501, 4_500, sum(numbered), 4_501),
+        (f"events/dt={DAY}/b.jsonl.gz", 3_000, 3_000, 3_000 * 3_001 // 2, 3_000),
+    ]
+
+
+def test_a_line_that_cannot_be_parked_fails_the_run_not_the_file(resources, tmp_path, monkeypatch):
+    """Parking fails (a full disk): the platform's trouble, not the file's. DuckDB reports an
+    error of the function as a failed read, which would send the file to be read again and
+    dead-lettered as unreadable; the run fails with the error itself, its day as it was."""
+    put_lines(resources["landing"], f"events/dt={DAY}/a.jsonl", [event("a")], tmp_path)
+    warehouse = tmp_path / "w.duckdb"
+    before = _ingested(warehouse, resources["landing"], EVENT_FILES)
+    put_lines(resources["landing"], f"events/dt={DAY}/b.jsonl", [event("b"), "{"], tmp_path)
+
+    def full_disk(self, table) -> None:
+        raise OSError(28, "No space left on device")
+
+    # Each line written as it is parked, inside the statement.
+    monkeypatch.setattr(parked_lines, "_BATCH_LINES", 1)
+    monkeypatch.setattr(parked_lines.pq.ParquetWriter, "write_table", full_disk)
+    with pytest.raises(OSError, match="No space left on device"):
+        _ingested(warehouse, resources["landing"], EVENT_FILES)
+    monkeypatch.undo()
+    with duckdb.connect(str(warehouse)) as conn:
+        assert conn.execute("FROM raw.events ORDER BY ALL").fetchall() == before["events"]
+        assert conn.execute("SELECT count(*) FROM raw.dead_letter").fetchone() == (0,)
 
 
 # Lines JSON's strict grammar refuses, in the ways DuckDB's lenient reader might not.
@@ -668,44 +727,6 @@ def test_the_trusting_fast_path_fails_exactly_where_json_valid_refuses():
             except duckdb.InvalidInputException:
                 parsed = False
             assert parsed == bool(valid), line
-
-
-@pytest.mark.parametrize(
-    "content",
-    [
-        b"{1}\n{2}\n",
-        b"{1}\n{2}",
-        b"{1}\r\n{2}\r\n",
-        b"{1}\r\n{2}",
-        b"\xef\xbb\xbf{1}\n",
-        b"\xef\xbb\xbf{1}",
-        b"{1}\n\n",
-        b"{1}\n  \t\n",
-        b"\n",
-        b"{1}\n{" + b"x" * (3 << 19) + b"}\n",  # longer than a tail's read
-        b"{1}\n{" + b"x" * ((1 << 20) - 3) + b"}\n",  # the line starts at a read's edge
-        b"{" + "é".encode() * (1 << 19) + b"}",
-    ],
-)
-def test_a_files_last_line_read_from_its_end_is_the_readers(content, tmp_path):
-    """The fast path tells a file vouched for up to its last line by that line's text, read from
-    the file's end: it must be the line DuckDB's reader numbered last, or a line could be lost."""
-    path = tmp_path / "f.jsonl"
-    path.write_bytes(content)
-    lines = FileLines(path)
-    with duckdb.connect() as conn:
-        read = conn.execute(f"{lines.numbered_sql} ORDER BY line_number DESC LIMIT 1").fetchall()
-    [(_, last)] = read
-    assert last_line(lines) == (last or "")
-
-
-def test_a_last_line_the_reader_refuses_is_not_read_from_the_end(tmp_path):
-    """Past DuckDB's line limit the file is read from a Python copy, whose end is the copy's."""
-    path = tmp_path / "f.jsonl"
-    path.write_bytes(b"{1}\n{" + b"x" * READER_LINE_LIMIT + b"}\n")
-    assert last_line(FileLines(path)) is None
-    path.write_bytes(b"{1}\n\xff}\n")
-    assert last_line(FileLines(path)) is None
 
 
 def test_the_lines_left_over_are_not_held_in_memory_at_once(tmp_path):
@@ -734,12 +755,6 @@ def test_the_lines_left_over_are_not_held_in_memory_at_once(tmp_path):
         (1, 2, 3 + 4, 3),
     ]
     assert headers == [(0, 2, " h", True), (1, 1, "h,2", True)]
-
-
-def test_a_last_line_of_a_file_gone_since_its_read_is_left_to_the_count(tmp_path):
-    """Deleted between DuckDB's read and this one: no error here; counting its lines raises
-    DuckDB's, which dead-letters the file as any it cannot read."""
-    assert last_line(FileLines(tmp_path / "gone.jsonl")) is None
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from data_platform.ingestion import record_rules as rules
 from data_platform.ingestion.file_lines import header_without_record
+from data_platform.ingestion.parked_lines import PARK_LINE
 from data_platform.ingestion.record_rules import EVENT_FIELD_NAMES, INTEGER_FIELDS
 from data_platform.ingestion.tables import EVENTS, PAYMENTS, RawTable
 from data_platform.resources.landing import LandingFile
@@ -39,7 +40,8 @@ class FileFormat:
     parse_sql: str
     # A query over `_file_lines` (here every line after the header, blank ones included)
     # returning `file_index`, `line_number` and the contract columns of the records it vouches
-    # for; the diagnosing `parse_sql` then sees only the other records.
+    # for, which hands every other line to `park_line` (`parked_lines`): the diagnosing
+    # `parse_sql` then sees only those.
     fast_sql: str | None = None
     # The fast path with no validity test before the parse, for lines that merely look like a
     # record: the parser then fails the statement on one that is malformed, and the run starts
@@ -52,8 +54,7 @@ class FileFormat:
 
     def __post_init__(self) -> None:
         # Which line is the header is known only once the blank lines before it are read, and
-        # the fast path's arithmetic (a file is done when it vouched for as many lines as the
-        # file has) counts no header line.
+        # a fast path reads every line as a record: it could vouch for a header.
         if self.header_lines not in (0, 1) or (self.header_lines and self.fast_sql):
             raise ValueError(f"{self.source}: a header is one line, in a format with no fast path")
 
@@ -345,7 +346,7 @@ _EVENT_VOUCHED = rules.vouched_event_columns(
 # with DuckDB's filter pushdown off: pushed below the projection, the filter inlines `v` into
 # every reference and extracts it again for each (measured: 7.7 vs 1.6 CPU-s per 1M lines).
 # `parses`: which lines are parsed; the others (blank ones included) are never spelled back,
-# so never vouched for.
+# so never vouched for. Every line not vouched for is handed to `park_line` (`parked_lines`).
 def _events_fast_sql(parses: str) -> str:
     return f"""
 WITH fields AS (
@@ -354,7 +355,7 @@ WITH fields AS (
     FROM _file_lines
 ),
 fragments AS (
-    SELECT file_index, line_number,
+    SELECT file_index, line_number, line,
         {rules.spelled_back("line", _SPELLED_LINE)} AND {_NUMBERS_READ_ALIKE}
             AND NOT {_TOO_DEEP} AND NOT {_LONG_NUMBER} AS spelled_back,
         {_EVENT_VOUCHED}
@@ -365,7 +366,8 @@ typed AS (
 )
 SELECT file_index, line_number, {_EVENT_VALUES}
 FROM typed
-WHERE spelled_back AND {rules.passes(_EVENT_CHECKS)}
+WHERE CASE WHEN spelled_back AND {rules.passes(_EVENT_CHECKS)} THEN true
+    ELSE {PARK_LINE}(file_index, line_number, line) END
 """
 
 

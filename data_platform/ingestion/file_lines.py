@@ -17,7 +17,6 @@ dead-letter whole.
 from __future__ import annotations
 
 import gzip
-import os
 import re
 import tempfile
 import zlib
@@ -153,54 +152,12 @@ class FileLines:
         """`(line_number, line)`: every line, numbered from 1."""
         return f"SELECT row_number() OVER () AS line_number, line FROM {self._reader}"
 
-    def count_sql(self) -> str:
-        """`count`: every line, blank and header lines included."""
-        return f"SELECT count(*) AS count FROM {self._reader}"
-
     def lines_sql(self) -> str:
         """`(line_number, line)`: every decodable line, blank ones too (of a file without a
         header: see `FileFormat.header_lines`)."""
         rejected = [*self.undecodable, *self.oversized]
         readable = f"NOT list_contains({rejected}, line_number)" if rejected else "true"
         return f"FROM ({self.numbered_sql}) WHERE {readable}"
-
-
-def last_line(lines: FileLines) -> str | None:
-    """The file's last line as DuckDB's reader gave it (line ending and, for a one-line file,
-    byte order mark dropped), read back from the file's end; None for a gzipped file or a
-    Python copy, whose end is not its last line's, or when the end is not UTF-8.
-
-    Only for a file DuckDB's strict reader has read through: its lines all end alike, so the
-    last line's CR before the LF (or at the file's end) is its line ending."""
-    if lines.quoted or lines.path.suffix == ".gz":
-        return None
-    try:
-        return _read_last_line(lines.path)
-    except OSError:
-        # Gone or denied since DuckDB read it: counting its lines then raises DuckDB's error,
-        # which dead-letters the file as any other it cannot read.
-        return None
-
-
-def _read_last_line(path: Path) -> str | None:
-    with path.open("rb") as file:
-        position = file.seek(0, os.SEEK_END)
-        tail, start = b"", -1
-        while position > 0 and start < 0 and len(tail) <= READER_LINE_LIMIT:
-            step = min(HEAD_BYTES, position)
-            position -= step
-            file.seek(position)
-            tail = file.read(step) + tail
-            start = tail.removesuffix(b"\n").rfind(b"\n")
-    line = tail.removesuffix(b"\n").removesuffix(b"\r")[start + 1 :]
-    if position == 0 and start < 0:
-        line = line.removeprefix(_BOM)
-    if len(line) > READER_LINE_LIMIT:
-        return None  # longer than DuckDB's reader takes: it read a Python copy instead
-    try:
-        return line.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
 
 
 def _opened(path: Path) -> BinaryIO:
@@ -308,27 +265,20 @@ def expose_lines(conn: duckdb.DuckDBPyConnection, files: list[FileLines]) -> Non
     conn.execute(f"CREATE OR REPLACE TEMP VIEW _file_lines AS {union}")
 
 
-def line_counts(conn: duckdb.DuckDBPyConnection, files: list[FileLines]) -> list[int]:
-    """Each file's lines, blank and header lines included, in one statement."""
-    union = _each_file(files, FileLines.count_sql)
-    counts = dict(conn.execute(union).fetchall())
-    return [counts[index] for index in range(len(files))]
-
-
 def expose_leftovers(
     conn: duckdb.DuckDBPyConnection,
     files: list[FileLines],
     header_lines: int,
-    loaded_sql: str | None,
+    parked_sql: str | None,
 ) -> list[int]:
-    """Read the files once more, keeping the lines not among `loaded_sql`'s
-    `(file_index, line_number)`; returns how many records each file has among them.
+    """The lines left over for the diagnosis: every line of the files, or, after a fast path,
+    the lines it parked (`parked_sql`'s `(file_index, line_number, line)`) and those it never
+    saw (a Python copy's undecodable and oversized lines, read again from the copy); returns
+    how many records each file has among them.
 
     Creates temp views `_file_header(file_index, line_number, line, utf8)` (with `header_lines`,
     each file's first non-blank line, and whether it was valid UTF-8) and `_file_lines` of the
-    records after it, for a format's diagnosing query. The loaded lines are dropped first, by
-    an anti join: on a day with a few defects per file, the table and counts that follow see
-    ~1% of the lines (computed over every line, they cost 0.27 CPU-s per 1M events).
+    records after it, for a format's diagnosing query.
 
     The lines left over are written once, as rows of a temp table, which DuckDB spills past
     the connection's memory limit: a payments file has no fast path, so every line of it is
@@ -337,12 +287,16 @@ def expose_leftovers(
     400 MB one failed its day out of memory under the default 512MB limit. Each file's header
     is its first line there, found by a pass over the table, not over the file.
     """
-    numbered = _each_file(files, lambda lines: lines.numbered_sql)
-    if loaded_sql:
-        numbered = (
-            f"SELECT * FROM ({numbered}) n ANTI JOIN ({loaded_sql}) l "
-            "USING (file_index, line_number)"
-        )
+    if parked_sql is None:
+        numbered = _each_file(files, lambda lines: lines.numbered_sql)
+    else:
+        unseen = [
+            f"SELECT {index} AS file_index, * FROM ({lines.numbered_sql}) "
+            f"WHERE list_contains({[*lines.undecodable, *lines.oversized]}, line_number)"
+            for index, lines in enumerate(files)
+            if lines.undecodable or lines.oversized
+        ]
+        numbered = " UNION ALL ".join([f"SELECT * {parked_sql}", *unseen])
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE _leftover AS SELECT file_index, line_number, line "
         f"FROM ({numbered}) WHERE {NON_BLANK}"

@@ -42,12 +42,11 @@ from data_platform.ingestion.file_lines import (
     expose_leftovers,
     expose_lines,
     has_lone_cr,
-    last_line,
-    line_counts,
     python_copy,
     sql_string,
     unreadable_reason,
 )
+from data_platform.ingestion.parked_lines import LineParking, parking_lines
 from data_platform.ingestion.tables import DEAD_LETTER, ensure_raw_tables, one_transaction
 from data_platform.resources.landing import LandingFile, LandingZone
 
@@ -134,10 +133,9 @@ def _insert_vouched_records(
     fast_sql: str,
     files: list[LandingFile],
     loaded_at: datetime,
-) -> tuple[Counter[str], set[str]]:
-    """Insert the `_file_lines` (of `files`, by file_index) the fast path vouches for;
-    returns how many per file key, and the keys of the files with a line not vouched for
-    before the last one that was (or with none vouched for)."""
+) -> Counter[str]:
+    """Insert the `_file_lines` (of `files`, by file_index) the fast path vouches for, parking
+    the others; returns how many were inserted per file key."""
     names = ", ".join(f'"{c}"' for c in fmt.table.column_names)
     contract = ", ".join(f'"{c}"' for c in fmt.contract_columns)
     keys, dts = _by_file(files)
@@ -147,43 +145,14 @@ def _insert_vouched_records(
         f"(?::DATE[])[file_index + 1] FROM ({fast_sql})",
         [keys, loaded_at, dts],
     )
+    # Only this transaction's rows of these files: it deleted their days first.
+    listed = "[" + ", ".join(sql_string(key) for key in keys) + "]"
+    days = ", ".join(f"DATE '{d}'" for d in sorted(set(dts)))
     counts = conn.execute(
-        "SELECT file_index, count(*), max(line_number) "
-        f"FROM ({_loaded_lines_sql(fmt, files)}) GROUP BY ALL"
+        f"SELECT _source_file, count(*) FROM {fmt.table.qualified_name} "
+        f"WHERE dt IN ({days}) AND list_contains({listed}, _source_file) GROUP BY ALL"
     ).fetchall()
-    vouched = Counter({keys[index]: count for index, count, _ in counts})
-    gapless = {keys[index] for index, count, last in counts if last == count}
-    return vouched, set(keys) - gapless
-
-
-def _loaded_lines_sql(fmt: FileFormat, files: list[LandingFile]) -> str:
-    """`(file_index, line_number)` of the lines of `files` in the raw table: only this
-    transaction's, since it deleted their days first."""
-    keys = "[" + ", ".join(sql_string(f.key) for f in files) + "]"
-    days = ", ".join(f"DATE '{d}'" for d in sorted({partition_of(f.key) for f in files}))
-    return (
-        f"SELECT list_position({keys}, _source_file) - 1 AS file_index, "
-        f"_line_number AS line_number FROM {fmt.table.qualified_name} "
-        f"WHERE dt IN ({days}) AND list_contains({keys}, _source_file)"
-    )
-
-
-def _vouched_last_lines(
-    conn: duckdb.DuckDBPyConnection, fast_sql: str, texts: dict[int, str]
-) -> set[int]:
-    """Which of `texts` (file index -> its last line) the fast path vouches for. Vouching is a
-    function of a line's text alone, so a file vouched for without a gap whose last line is
-    vouched for has no line after those vouched for."""
-    if not texts:
-        return set()
-    indexes = list(texts)
-    rows = conn.execute(
-        "WITH _file_lines AS (SELECT (?::INTEGER[])[i] AS file_index, 1 AS line_number, "
-        "(?::VARCHAR[])[i] AS line FROM range(1, ? + 1) AS lines(i)) "
-        f"SELECT file_index FROM ({fast_sql})",
-        [indexes, [texts[i] for i in indexes], len(indexes)],
-    ).fetchall()
-    return {index for (index,) in rows}
+    return Counter(dict(counts))
 
 
 def _diagnose_leftover_records(
@@ -317,36 +286,26 @@ def _ingest_group(
     lines: list[FileLines],
     loaded_at: datetime,
     records_read: Counter[date],
+    parking: LineParking,
 ) -> None:
     """Load a group of files' records into the raw table or the dead letters.
 
-    The fast path (if any) loads the lines it vouches for; a file whose every line it loaded is
-    done. The other files are read once more, together, keeping the lines not loaded, which
-    the diagnosing query parses."""
-    vouched: Counter[str] = Counter()
-    unfinished = list(range(len(files)))
-    if fast_sql:
-        expose_lines(conn, lines)
-        vouched, gapped = _insert_vouched_records(conn, fmt, fast_sql, files, loaded_at)
-        # A file with a line left before its last one vouched for is read again anyway. For
-        # the others, whether a line is left after those is told by the file's last line, read
-        # from its end, or else by counting its lines (0.14 s per 1M events in plain files).
-        whole = [i for i, file in enumerate(files) if file.key not in gapped]
-        ends = {i: last_line(lines[i]) for i in whole}
-        done = _vouched_last_lines(conn, fast_sql, {i: t for i, t in ends.items() if t is not None})
-        counted = [i for i in whole if ends[i] is None]
-        counts = line_counts(conn, [lines[i] for i in counted]) if counted else []
-        done |= {
-            i for i, count in zip(counted, counts, strict=True) if vouched[files[i].key] == count
-        }
-        for i in done:
-            records_read[partition_of(files[i].key)] += vouched[files[i].key]
-        unfinished = [i for i in range(len(files)) if i not in done]
-    if not unfinished:
-        return
-    files, lines = [files[i] for i in unfinished], [lines[i] for i in unfinished]
-    loaded_sql = _loaded_lines_sql(fmt, files) if vouched else None
-    leftovers = expose_leftovers(conn, lines, fmt.header_lines, loaded_sql)
+    The fast path (if any) loads the lines it vouches for and parks the others; without one,
+    every line is left over. The diagnosing query parses the lines left over."""
+    with parking.lines() as parked:
+        vouched: Counter[str] = Counter()
+        if fast_sql:
+            expose_lines(conn, lines)
+            try:
+                vouched = _insert_vouched_records(conn, fmt, fast_sql, files, loaded_at)
+            except READ_FAILURES:
+                if parked.error:
+                    raise parked.error from None
+                raise
+            parked.close()
+        leftovers = expose_leftovers(
+            conn, lines, fmt.header_lines, parked.sql if fast_sql else None
+        )
     for file, count in zip(files, leftovers, strict=True):
         records_read[partition_of(file.key)] += vouched[file.key] + count
     if conn.execute("SELECT count(*) FROM _file_lines").fetchone()[0]:
@@ -370,6 +329,7 @@ def _ingest_in_one_transaction(
     files: list[LandingFile],
     loaded_at: datetime,
     reading: _Reading,
+    parking: LineParking,
 ) -> Counter[date]:
     records_read: Counter[date] = Counter()
     # A fast path runs as written: pushed below its projection, a filter repeats the parse
@@ -408,7 +368,9 @@ def _ingest_in_one_transaction(
                     continue
                 fast_sql = reading.fast_sql(fmt)
                 try:
-                    _ingest_group(conn, fmt, fast_sql, group, lines, loaded_at, records_read)
+                    _ingest_group(
+                        conn, fmt, fast_sql, group, lines, loaded_at, records_read, parking
+                    )
                 except READ_FAILURES:
                     if fast_sql and fast_sql != fmt.fast_sql:
                         raise _TrustedParseFailed from None
@@ -446,21 +408,22 @@ def ingest_file_partitions(
     ensure_raw_tables(conn, (fmt.table, DEAD_LETTER))
     files = files_for(landing, fmt, set(dts))
     reading = _Reading()
-    while True:
-        try:
-            records_read = _ingest_in_one_transaction(
-                conn, landing, fmt, dts, files, loaded_at, reading
-            )
-            break
-        except _TrustedParseFailed:
-            reading.trusts_parse = False
-        except _GroupFailed:
-            # File by file from now on, which tells the file DuckDB cannot read.
-            reading.group_files = 1
-        except _NeedsPythonDecode as unreadable:
-            reading.decode_in_python.add(unreadable.key)
-        finally:
-            conn.execute("RESET disabled_optimizers")
-            conn.execute("RESET preserve_insertion_order")
+    with parking_lines(conn) as parking:
+        while True:
+            try:
+                records_read = _ingest_in_one_transaction(
+                    conn, landing, fmt, dts, files, loaded_at, reading, parking
+                )
+                break
+            except _TrustedParseFailed:
+                reading.trusts_parse = False
+            except _GroupFailed:
+                # File by file from now on, which tells the file DuckDB cannot read.
+                reading.group_files = 1
+            except _NeedsPythonDecode as unreadable:
+                reading.decode_in_python.add(unreadable.key)
+            finally:
+                conn.execute("RESET disabled_optimizers")
+                conn.execute("RESET preserve_insertion_order")
     _checkpoint_without_merging(conn)
     return _stats(conn, fmt, dts, files, records_read)
