@@ -583,8 +583,8 @@ def test_two_append_days_at_once_append_two_days(tmp_path: Path) -> None:
 
 
 def test_a_killed_simulates_scratch_is_removed_by_the_next(tmp_path: Path) -> None:
-    """A simulate killed (-9) mid-run left its `$TMPDIR/simulator-*` scratch, up to a day's
-    files, which nothing removed. The next simulate removes it; a live one's is kept."""
+    """A simulate killed (-9) mid-run left its `$TMPDIR` scratch, up to a day's files, which
+    nothing removed. The next simulate removes it; a live process's is kept."""
     scratch_root = tmp_path / "tmp"
     scratch_root.mkdir()
     env = {
@@ -596,13 +596,13 @@ def test_a_killed_simulates_scratch_is_removed_by_the_next(tmp_path: Path) -> No
     days = ["--days", "30", "--end-date", "2026-01-30", "--users", "200"]
     killed = subprocess.Popen([*cli, *days, "--events-per-day", "3000"], env=env)
     try:
-        assert wait_until(lambda: any(scratch_root.glob("simulator-*")), timeout=60)
+        assert wait_until(lambda: any(scratch_root.glob("data-platform-*-simulator-*")), timeout=60)
     finally:
         killed.kill()
     assert killed.wait(timeout=30) == -signal.SIGKILL
-    abandoned = list(scratch_root.glob("simulator-*"))
+    abandoned = list(scratch_root.glob("data-platform-*-simulator-*"))
     assert abandoned
-    live = scratch_root / f"simulator-{os.getpid()}-held"  # this test's process lives
+    live = scratch_root / f"data-platform-{os.getpid()}-held"  # this test's process lives
     live.mkdir()
     small = ["--days", "1", "--end-date", "2026-01-05", "--users", "20", "--events-per-day", "300"]
     subprocess.run([*cli, *small], env=env, check=True, capture_output=True, timeout=120)

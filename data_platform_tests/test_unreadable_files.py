@@ -14,8 +14,10 @@ import gzip
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
@@ -528,3 +530,44 @@ def test_a_file_the_day_folder_holds_but_ingestion_does_not_read_is_a_dead_lette
     assert conservation.metadata["records_in_files"].value == len(verdicts) + len(misnamed)
     ratio = check(result, "events", "dead_letter_ratio")
     assert ratio.metadata["files_unreadable"].value == len(misnamed)
+
+
+# A process holding a scratch folder, as a run does mid-ingestion: it prints the folder's path.
+SCRATCH_HOLDER = """
+import time
+from data_platform.scratch import scratch_folder
+with scratch_folder("landing") as folder:
+    (folder / "landed").write_bytes(bytes(1 << 20))
+    print(folder, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_a_killed_runs_scratch_is_removed_by_the_next_ingestion(
+    settings, resources, tmp_path, monkeypatch, request, backend
+):
+    """A run killed (-9) mid-ingestion left its scratch in $TMPDIR, which nothing removed: an
+    S3 file's download or a Python copy of a file DuckDB cannot read (each a whole landing
+    file), the lines parked. The next ingestion removes the folders of processes that are
+    gone, and its own when done; a live process's stays."""
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_root))
+    env = {**os.environ, "TMPDIR": str(scratch_root)}
+    killed = subprocess.Popen(
+        [sys.executable, "-c", SCRATCH_HOLDER], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        abandoned = Path(killed.stdout.readline().strip())
+    finally:
+        killed.kill()
+    assert killed.wait(timeout=30) == -signal.SIGKILL
+    assert (abandoned / "landed").stat().st_size == 1 << 20
+    live = scratch_root / f"data-platform-{os.getpid()}-landing-held"
+    live.mkdir()
+    landing = resources["landing"] if backend == "local" else request.getfixturevalue("s3_landing")
+    land(landing, GOOD_EVENTS, tmp_path)
+    resources = {**resources, "landing": landing}
+    assert dg.materialize(RAW_FILE_ASSETS, resources=resources, partition_key=str(DAY)).success
+    assert sorted(scratch_root.iterdir()) == [live]

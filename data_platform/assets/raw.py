@@ -25,6 +25,7 @@ from data_platform.partitions import DAILY_PARTITIONS, OWNERS, SINGLE_RUN_BACKFI
 from data_platform.resources.landing import LandingZone
 from data_platform.resources.source_database import SourceDatabase
 from data_platform.resources.warehouse import Warehouse
+from data_platform.scratch import remove_abandoned_scratch
 
 DEAD_LETTER_KEY = dg.AssetKey(["raw", DEAD_LETTER.name])
 
@@ -132,6 +133,8 @@ def landing_file_asset(fmt: FileFormat) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, warehouse: Warehouse, landing: LandingZone
     ) -> dg.MaterializeResult:
         landing.check_reachable()
+        # A run killed mid-ingestion left its downloads and copies: the next one removes them.
+        remove_abandoned_scratch()
         if warehouse.engine == "spark":
             with warehouse.spark() as spark:
                 stats = ingest_file_partitions_on_spark(

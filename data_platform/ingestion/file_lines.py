@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gzip
 import re
-import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import duckdb
+
+from data_platform.scratch import scratch_folder
 
 NOT_UTF8 = "not valid UTF-8 text: re-export the file as UTF-8"
 # The longest line that is read as a record, on both engines. DuckDB needs ~20 times a long
@@ -231,8 +232,8 @@ def python_copy(path: Path) -> Iterator[FileLines]:
     stays usable.
     """
     undecodable, oversized, longest = [], [], 0
-    with tempfile.TemporaryDirectory(prefix="lines-") as folder:
-        copy = Path(folder) / "lines.csv"
+    with scratch_folder("lines") as folder:
+        copy = folder / "lines.csv"
         with _opened(path) as file, copy.open("wb") as out:
             # Binary lines split at LF only; a bad byte never swallows one (0x0A is no
             # continuation byte), so lines stay aligned.

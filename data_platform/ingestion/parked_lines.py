@@ -15,7 +15,6 @@ whose every line is left over (a new field in every event) parks the whole day.
 
 from __future__ import annotations
 
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_platform.ingestion.file_lines import sql_string
+from data_platform.scratch import scratch_folder
 
 # What the fast path calls on a line it does not vouch for; it returns false (not loaded).
 PARK_LINE = "park_line"
@@ -97,8 +97,8 @@ class LineParking:
     @contextmanager
     def lines(self) -> Iterator[ParkedLines]:
         """Where the lines parked until the block ends go; they are gone after it."""
-        with tempfile.TemporaryDirectory(prefix="parked-") as folder:
-            self._parked = ParkedLines(Path(folder) / "lines.parquet")
+        with scratch_folder("parked") as folder:
+            self._parked = ParkedLines(folder / "lines.parquet")
             try:
                 yield self._parked
             finally:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import gzip
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import date, datetime
@@ -58,6 +57,7 @@ from data_platform.ingestion.spark_formats import spark_fast_sql, spark_parse_sq
 from data_platform.ingestion.spark_tables import ensure_spark_tables
 from data_platform.ingestion.tables import DEAD_LETTER
 from data_platform.resources.landing import LandingZone
+from data_platform.scratch import scratch_folder
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, Observation
@@ -146,7 +146,7 @@ def _local_paths(
     trace), and its `_metadata.file_path` keeps characters such as `é` unescaped where a URI
     escapes them (a `données.jsonl` matched no landing file and failed the run)."""
     with ExitStack() as stack:
-        links = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="spark-files-")))
+        links = stack.enter_context(scratch_folder("spark-files"))
         paths = {}
         for n, key in enumerate(keys):
             try:

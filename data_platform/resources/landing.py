@@ -11,7 +11,6 @@ import errno
 import io
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from urllib.parse import urlparse
 from pydantic import PrivateAttr
 
 from data_platform.resources.run_pinned import RunPinnedResource, landing_pin
+from data_platform.scratch import scratch_folder
 from data_platform.settings import SettingsError, aws_endpoint_url, without_userinfo
 
 # A file rewritten while it was downloaded is read again this many times in all.
@@ -221,11 +221,11 @@ class LandingZone(RunPinnedResource):
             yield Path(self.url) / key
             return
         bucket, root = self._bucket_and_prefix
-        with tempfile.TemporaryDirectory(prefix="landing-") as tmp:
+        with scratch_folder("landing") as tmp:
             # Not the key's name: S3 allows 1,024 bytes, a local name 255, less the suffix
             # boto3 adds while it writes (a valid file of a 250-byte name was dead-lettered,
             # "File name too long"). DuckDB picks the decompression from the extension.
-            target = Path(tmp) / ("landed.gz" if key.endswith(".gz") else "landed")
+            target = tmp / ("landed.gz" if key.endswith(".gz") else "landed")
             self._download(bucket, root + key, target)
             yield target
 

@@ -12,10 +12,6 @@ Gzip output is byte-reproducible: no timestamp and no file name in its header.
 from __future__ import annotations
 
 import gzip
-import os
-import re
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -27,7 +23,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from data_platform.services.process import pid_alive
+from data_platform.scratch import remove_abandoned_scratch, scratch_folder
 from data_platform.simulator.defects import DefectKinds
 from data_platform.simulator.summary import FileReport
 
@@ -146,27 +142,10 @@ def workspace() -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
     One DuckDB thread: a day's query is too small to gain from more, and `simulate` renders
     on a thread of its own while the next day is simulated on another core.
     """
-    remove_abandoned_scratch(Path(tempfile.gettempdir()))
+    remove_abandoned_scratch()
     con = duckdb.connect(config={"threads": 1})
     try:
-        with tempfile.TemporaryDirectory(prefix=f"simulator-{os.getpid()}-") as tmp:
-            yield con, Path(tmp)
+        with scratch_folder("simulator") as tmp:
+            yield con, tmp
     finally:
         con.close()
-
-
-_SCRATCH = re.compile(r"^simulator-(\d+)-")
-
-
-def remove_abandoned_scratch(tmp: Path) -> list[Path]:
-    """Remove the scratch folders of simulates that died (kill -9, OOM) before removing their
-    own: each held up to a day's files, and nothing else ever removed them. A folder names its
-    process; one whose process lives (another simulate, of any home) is left alone."""
-    abandoned = [
-        path
-        for path in tmp.glob("simulator-*")
-        if (found := _SCRATCH.match(path.name)) and path.is_dir() and not pid_alive(int(found[1]))
-    ]
-    for path in abandoned:
-        shutil.rmtree(path, ignore_errors=True)
-    return abandoned
