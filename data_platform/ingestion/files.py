@@ -6,14 +6,13 @@ that meet the contract straight into the raw table and the rest, with their reas
 dead letters. A failure before COMMIT leaves the previous state intact, and a re-run gives
 the same rows.
 
-Each file is read in streaming passes and never staged whole, so memory does not grow with the
-day: the format's fast path (if it has one) parses every line once and inserts the lines it
-vouches for, GROUP_FILES files per statement; a file vouched for without a gap is done when its
-last line (read from the file's end, or else found by counting its lines) is among them. The
-files with lines left over are read once more, together, keeping only the lines not loaded,
-which the diagnosing query parses into rows or dead letters. A clean file pays one parse per
-record, and no validity test before it: the fast path trusts the parser to raise on a malformed
-line, and the run then starts over with json_valid() first (see `_Reading`).
+Each file is read in one streaming pass and never staged whole, so memory does not grow with
+the day: the format's fast path (if it has one) parses every line once, inserts the lines it
+vouches for, GROUP_FILES files per statement, and parks the others (`parked_lines`), which the
+diagnosing query then parses into rows or dead letters; without a fast path (payments) every
+line is left to the diagnosis. A clean file pays one parse per record, and no validity test
+before it: the fast path trusts the parser to raise on a malformed line, and the run then
+starts over with json_valid() first (see `_Reading`).
 
 A file that cannot be read at all (gone since the listing, access denied, gzip cut short or
 corrupt) does not fail its day: it becomes one dead letter of its own (line_number and
