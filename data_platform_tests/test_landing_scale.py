@@ -6,17 +6,20 @@ and the bounded listing are tested against real files, local and on moto S3, in 
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import date, timedelta
 
 import pytest
 
 from data_platform.automation.landing_sensor import (
+    CURSOR_VERSION,
     CURSOR_WARN_BYTES,
     FORMATS,
     NO_FILES,
     DayState,
     SourceCursor,
+    UnreadableCursor,
     day_bounds,
     day_changed,
     day_states,
@@ -168,6 +171,34 @@ def test_the_cursor_round_trips_and_grows_with_days_not_files():
     assert 13_000 < len(cursor) < 14_000
     assert 3.4 < CURSOR_WARN_BYTES / len(cursor) < 3.6
     assert decode_cursor(None) == {fmt.source: SourceCursor() for fmt in FORMATS}
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "2026-01-05",  # not JSON
+        "[1, 2]",
+        '{"events/dt=2026-01-05/a.jsonl": 7}',  # the previous version's shape, broken
+        *(
+            json.dumps({"v": CURSOR_VERSION, "events": events})
+            for events in (
+                {"days": "AAA", "swept_to": None},  # not base64
+                {"days": "AAAA", "swept_to": None},  # a day's record cut short
+                {"days": "", "swept_to": "yesterday"},
+                [],
+            )
+        ),
+    ],
+)
+def test_a_cursor_the_sensor_did_not_write_fails_in_one_line_saying_what_to_do(cursor):
+    """Set by hand (the UI, `dagster sensor cursor --set`), a cursor that is not one the sensor
+    writes failed every tick with a parser's traceback."""
+    with pytest.raises(UnreadableCursor) as raised:
+        decode_cursor(cursor)
+    message = str(raised.value)
+    assert "\n" not in message and raised.value.__cause__ is None
+    assert message.startswith("the landing sensor's cursor is not one it writes")
+    assert "dagster sensor cursor landing_zone_files --delete" in message
 
 
 def test_day_bounds_hold_exactly_the_days_keys():

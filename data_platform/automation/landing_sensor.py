@@ -287,8 +287,29 @@ def encode_cursor(sources: Mapping[str, SourceCursor]) -> str:
     return json.dumps({"v": CURSOR_VERSION, **parts}, separators=(",", ":"))
 
 
+class UnreadableCursor(ValueError):
+    """A cursor this sensor did not write (set by hand, cut short)."""
+
+
 def decode_cursor(text: str | None) -> dict[str, SourceCursor]:
-    """The cursor's sources; the previous version's `{key: [size, modified]}` is converted."""
+    """The cursor's sources; the previous version's `{key: [size, modified]}` is converted.
+
+    A cursor set by hand that is not one the sensor writes failed every tick with a parser's
+    traceback: it raises one line saying what to do instead. Not read as no cursor, which
+    lists every day folder and requests each again: a person's deliberate act, undone silently.
+    """
+    try:
+        return _decoded_cursor(text)
+    except (ValueError, TypeError, KeyError, AttributeError, struct.error) as error:
+        raise UnreadableCursor(
+            f"the landing sensor's cursor is not one it writes ({type(error).__name__}: "
+            f"{error}; it starts {(text or '')[:40]!r}): set back the one it wrote, or delete it "
+            "(`dagster sensor cursor landing_zone_files --delete -w workspace.yaml`) to list "
+            "every day folder again, which requests every landed day once more"
+        ) from None
+
+
+def _decoded_cursor(text: str | None) -> dict[str, SourceCursor]:
     stored = json.loads(text) if text else {}
     if stored.get("v") != CURSOR_VERSION:
         files = [LandingFile(key, size, modified) for key, (size, modified) in stored.items()]
