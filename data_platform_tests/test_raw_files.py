@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pyarrow.parquet
 import pytest
 
 from data_platform.assets.raw import DEAD_LETTER_SPEC, RAW_FILE_ASSETS
@@ -695,7 +696,7 @@ def test_a_line_that_cannot_be_parked_fails_the_run_not_the_file(resources, tmp_
 
     # Each line written as it is parked, inside the statement.
     monkeypatch.setattr(parked_lines, "_BATCH_LINES", 1)
-    monkeypatch.setattr(parked_lines.pq.ParquetWriter, "write_table", full_disk)
+    monkeypatch.setattr(pyarrow.parquet.ParquetWriter, "write_table", full_disk)
     with pytest.raises(OSError, match="No space left on device"):
         _ingested(warehouse, resources["landing"], EVENT_FILES)
     monkeypatch.undo()

@@ -21,17 +21,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from data_platform.ingestion.file_lines import sql_string
 from data_platform.scratch import scratch_folder
 
 # What the fast path calls on a line it does not vouch for; it returns false (not loaded).
 PARK_LINE = "park_line"
-_SCHEMA = pa.schema(
-    [("file_index", pa.int32()), ("line_number", pa.int64()), ("line", pa.string())]
-)
 # Lines held before they are written: ~10 MB of the simulator's lines.
 _BATCH_LINES = 50_000
 
@@ -42,7 +37,7 @@ class ParkedLines:
     def __init__(self, path: Path):
         self._path = path
         self._batch: list[tuple[int, int, str]] = []
-        self._writer: pq.ParquetWriter | None = None
+        self._writer = None  # a pyarrow.parquet.ParquetWriter, once a batch is written
         self._closed = False
         # DuckDB calls the function from each of its threads.
         self._lock = threading.Lock()
@@ -61,11 +56,18 @@ class ParkedLines:
         return False
 
     def _write(self) -> None:
+        # Imported here: loading the Definitions defers the dataframe stack.
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pa.schema(
+            [("file_index", pa.int32()), ("line_number", pa.int64()), ("line", pa.string())]
+        )
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self._path, _SCHEMA)
+            self._writer = pq.ParquetWriter(self._path, schema)
         if self._batch:
             columns = list(zip(*self._batch, strict=True))
-            self._writer.write_table(pa.table(columns, schema=_SCHEMA))
+            self._writer.write_table(pa.table(columns, schema=schema))
             self._batch = []
 
     def close(self) -> None:
