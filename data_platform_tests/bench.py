@@ -291,8 +291,7 @@ def compare_dbt(
             )  # fmt: skip
 
     def through_dagster() -> None:
-        # dagster-dbt echoes dbt's log to stdout and warns of every source test it reports as
-        # an observation; the plain side runs with --quiet.
+        # dagster-dbt echoes dbt's log to stdout; the plain side runs with --quiet.
         with contextlib.redirect_stdout(io.StringIO()):
             result = dg.materialize(
                 [core, *raw], selection=[core], resources=resources, run_config=ERRORS_ONLY

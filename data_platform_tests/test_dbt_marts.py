@@ -121,21 +121,26 @@ SINGULAR_TESTS = {
 }
 
 
-def dbt_source_tests() -> dict[str, str]:
-    """Name -> raw table of every test of a dbt source, read from sources.yml (not from
-    dagster-dbt); the tests there are dbt's own `not_null` and `accepted_values`."""
+def test_the_sources_have_no_dbt_tests():
+    """The raw tables' rules are their assets' Pandera gates, blocking. A dbt test of a source
+    (22 not_null, the gates' rules again) runs in a step that does not own the raw table: an
+    observation with a warning in the UI, every run; as a check it would free the dbt step from
+    waiting on the raw gates (assets/dbt.py, TRANSLATOR)."""
     sources = yaml.safe_load((DBT_PROJECT_DIR / "models" / "staging" / "sources.yml").read_text())
-    tests = {}
-    for source in sources["sources"]:
-        for table in source["tables"]:
-            for column in table.get("columns", []):
-                for test in column.get("data_tests", []):
-                    kind = test if isinstance(test, str) else next(iter(test))
-                    values = [] if isinstance(test, str) else test[kind]["arguments"]["values"]
-                    name = "_".join(["source", kind, source["name"], table["name"], column["name"]])
-                    name = "__".join([name, *values])  # dbt's name for a test's arguments
-                    tests[name] = f"{source['schema']}/{table['name']}"
-    return tests
+    tested = [
+        f"{source['name']}.{table['name']}.{column['name']}"
+        for source in sources["sources"]
+        for table in source["tables"]
+        for column in table.get("columns", [])
+        if column.get("data_tests") or column.get("tests")
+    ]
+    tested += [
+        f"{source['name']}.{table['name']}"
+        for source in sources["sources"]
+        for table in source["tables"]
+        if table.get("data_tests") or table.get("tests")
+    ]
+    assert tested == []
 
 
 def layer_runs(warehouse: Path, target: Path) -> dict[str, set[str]]:
@@ -164,21 +169,17 @@ def layer_runs(warehouse: Path, target: Path) -> dict[str, set[str]]:
 def test_every_dbt_test_of_a_model_is_the_check_of_the_one_step_that_runs_it(tmp_path):
     """dagster-dbt assigns a test to a layer by dbt's eager selection, `dbt build` runs it by the
     buildable one: the 5 singular tests, reading models of several layers, were no check and
-    ran in steps that did not own them, logged as observations. The 22 source tests stay so
-    (see assets/dbt.py, TRANSLATOR): no dbt step may hold a check of an asset it does not
-    build, or Dagster stops making it wait for that asset's blocking checks (the raw gates)."""
+    ran in steps that did not own them, logged as observations. No dbt step may hold a check
+    of an asset it does not build, or Dagster stops making it wait for that asset's blocking
+    checks (the raw gates; assets/dbt.py, TRANSLATOR)."""
     runs = layer_runs(tmp_path / "warehouse.duckdb", tmp_path / "target")
     owners: dict[str, set[str]] = defaultdict(set)
     for layer in dbt_assets_module.DBT_ASSETS:
         assert {key.asset_key for key in layer.check_keys} <= set(layer.keys)
         for key in layer.check_keys:
             owners[key.name].add(layer.node_def.name)
-    assert len(runs) == 134
-    source_tests = dbt_source_tests()
-    assert len(source_tests) == 22
-    assert {t: r for t, r in runs.items() if owners.get(t, set()) != r} == {
-        name: {"dbt_core_models"} for name in source_tests
-    }
+    assert len(runs) == 112
+    assert {t: r for t, r in runs.items() if owners.get(t, set()) != r} == {}
     graph = defs.resolve_asset_graph()
     checks = {key.name: key for key in graph.asset_check_keys}
     for name, (table, blocking) in SINGULAR_TESTS.items():
@@ -188,7 +189,7 @@ def test_every_dbt_test_of_a_model_is_the_check_of_the_one_step_that_runs_it(tmp
 
 def test_singular_tests_are_judged_as_checks_in_the_run(platform):
     """Each one an evaluation that passed; no test left as an observation (with dagster-dbt's
-    warning) but the sources' tests."""
+    warning)."""
     evaluations = {
         (e.asset_key.to_user_string(), e.check_name): e.passed
         for e in platform.result.get_asset_check_evaluations()
@@ -205,7 +206,7 @@ def test_singular_tests_are_judged_as_checks_in_the_run(platform):
         for obs in observed
         if "instead of an `AssetCheckResult`" in (obs.description or "")
     }
-    assert logged == dbt_source_tests().keys()
+    assert logged == set()
 
 
 def test_a_pii_column_fails_the_pii_guard_and_its_step(own_platform):

@@ -6,8 +6,8 @@ they are: a view holds no rows); every other model is rebuilt whole.
 
 Every test of a model is an asset check, run by the step that owns it: the generic tests of a
 model, and the singular tests (dbt/tests/) on the model their `meta.dagster.ref` names (a test
-run by another step is only logged, as an observation, with a warning). The tests of the
-sources (the raw tables) are no checks: see TRANSLATOR.
+run by another step is only logged, as an observation, with a warning). The sources (the raw
+tables) have no dbt tests: their rules are their assets' Pandera gates (see TRANSLATOR).
 """
 
 import os
@@ -135,8 +135,8 @@ def readable_argument(value: Any) -> str:
 
 
 # Views are virtual assets: automation looks through them to the tables they read.
-# Not `enable_source_tests_as_checks`: a source's tests would become checks of its raw table
-# owned by the dbt step reading it, and Dagster exempts a step holding checks of an input from
+# Not `enable_source_tests_as_checks` (should a source get dbt tests): they would become checks
+# of its raw table owned by the dbt step reading it, and Dagster exempts a step holding checks of an input from
 # waiting on that input's blocking checks: the dbt steps no longer waited for the raw gates
 # (Pandera, conservation, dead letters), and ran on a raw table they had failed
 # (test_quality_checks' test_a_failing_gate_blocks_the_downstream_steps_of_its_run).
