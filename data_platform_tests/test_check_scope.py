@@ -127,7 +127,9 @@ def test_a_backfill_of_past_days_judges_those_days_only(tmp_path, monkeypatch):
     assert evaluation.metadata["days_judged"].value == [str(day)]
 
 
-LATE_SHARE = 50  # the simulator's late file: a fiftieth of a day's events, two days late
+# A producer filing its late uploads under their events' day (an old folder; the contract, and
+# the simulator, file them under their arrival day): a fiftieth of a day's events.
+LATE_SHARE = 50
 
 
 def days_with_late_uploads(

@@ -80,6 +80,14 @@ def partition_files(root: Path, source: str) -> dict[date, list[Path]]:
     return found
 
 
+def event_day(path: Path) -> date:
+    """The day a file's events happened: its folder's (the arrival day), except a late file's,
+    which names the earlier day it holds (`dt=2026-01-05/late-20260103.jsonl`)."""
+    if path.name.startswith("late-"):
+        return datetime.strptime(path.name, "late-%Y%m%d.jsonl").date()
+    return date.fromisoformat(path.parent.name.removeprefix("dt="))
+
+
 def db_rows(db_url: str, table: str) -> list[tuple]:
     with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
         return conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
@@ -122,7 +130,8 @@ def well_typed(event: dict) -> bool:
     )
 
 
-def classify_event(line: str, dt: date, users: set[int], seen: set[str]) -> str | None:
+def classify_event(line: str, day: date, users: set[int], seen: set[str]) -> str | None:
+    """`day`: the day the line's file holds events of (`event_day`)."""
     if not line.strip():
         return "blank_line"
     try:
@@ -148,7 +157,7 @@ def classify_event(line: str, dt: date, users: set[int], seen: set[str]) -> str 
         ("extra_fields", bool(set(event) - EVENT_FIELDS)),
         ("unknown_event_type", event["event_type"] not in KNOWN_EVENT_TYPES),
         ("orphan_user_id", int(event["user_id"]) not in users),
-        ("late_event", parse_ts(stamp).date() != dt),
+        ("late_event", parse_ts(stamp).date() != day),
     ]
     found = [kind for kind, hit in checks if hit]
     assert len(found) <= 1, f"one line, several defects {found}: {line}"
@@ -187,7 +196,7 @@ def classify_landing(root: Path, db_url: str) -> dict[tuple[str, date], tuple[in
     for dt, paths in partition_files(root, "events").items():
         seen: set[str] = set()
         kinds = Counter(
-            classify_event(line, dt, users, seen) for p in paths for line in text_lines(p)
+            classify_event(line, event_day(p), users, seen) for p in paths for line in text_lines(p)
         )
         records = sum(kinds.values()) - kinds["blank_line"]
         result["events", dt] = (records, kinds)
@@ -297,13 +306,12 @@ def test_clean_run_every_line_is_contract_valid(tmp_path: Path) -> None:
     purchased: set[int] = set()
     for dt, paths in partition_files(root, "events").items():
         event_ids: set[str] = set()
-        for line in (line for path in paths for line in text_lines(path)):
+        for file, line in ((p, line) for p in paths for line in text_lines(p)):
             event = json.loads(line)
             assert set(event) <= EVENT_FIELDS and all(event[f] is not None for f in REQUIRED)
             assert isinstance(event["user_id"], int) and event["user_id"] in users
-            assert (
-                event["occurred_at"].endswith("Z") and parse_ts(event["occurred_at"]).date() == dt
-            )
+            stamp = event["occurred_at"]
+            assert stamp.endswith("Z") and parse_ts(stamp).date() == event_day(file)
             assert event["event_type"] in KNOWN_EVENT_TYPES and event["event_id"] not in event_ids
             assert isinstance(event.get("session_id", ""), str)
             assert isinstance(event.get("properties", {}), dict)
@@ -368,6 +376,41 @@ def test_defects_of_every_kind_and_summary_matches_the_files(tmp_path: Path) -> 
     assert min(events.values()) >= 3 * 400 // 14 - 3
 
 
+def test_a_late_file_lands_in_its_arrival_days_folder_with_the_earlier_days_events(
+    tmp_path: Path,
+) -> None:
+    """The contract's dt is the arrival day: a client's late upload lands beside the files of
+    the day it arrives, named after the day its events happened (it landed in that old day's
+    folder, re-opening a loaded partition, and broke the contract)."""
+    _, _, summary = run(tmp_path, days=4, defect_rate=0.0)
+    root = tmp_path / "landing"
+    days = [END - timedelta(days=n) for n in (3, 2, 1, 0)]
+    late = sorted(path.relative_to(root).as_posix() for path in root.rglob("late-*"))
+    # None in the first two days (nothing arrives late before the window's first day).
+    assert late == [
+        f"events/dt={days[2]}/late-{days[0]:%Y%m%d}.jsonl",
+        f"events/dt={days[3]}/late-{days[1]:%Y%m%d}.jsonl",
+    ]
+    for key, arrival, held in ((late[0], days[2], days[0]), (late[1], days[3], days[1])):
+        stamps = [json.loads(line)["occurred_at"] for line in text_lines(root / key)]
+        assert len(stamps) == 1500 // 50
+        assert {parse_ts(stamp).date() for stamp in stamps} == {held}
+        [report] = [f for f in summary.files if f.key == key]
+        assert report.dt == arrival  # and counted in the arrival day's partition
+
+
+def test_a_late_file_reaches_the_topic_on_its_arrival_day() -> None:
+    """`--to-kafka` stamps a message with its file's arrival: the stream files a late event
+    under the same dt as the file world, the day it arrived, not the day it names."""
+    from data_platform.simulator.kafka_events import arrival_ms
+
+    def at(moment: str) -> int:
+        return int(datetime.fromisoformat(moment).timestamp() * 1000)
+
+    assert arrival_ms("events/dt=2026-01-07/late-20260105.jsonl") == at("2026-01-07T00:00Z")
+    assert arrival_ms("events/dt=2026-01-07/20260107-0800.jsonl.gz") == at("2026-01-07T08:00Z")
+
+
 def test_payment_headers_vary_and_name_the_contract_columns(tmp_path: Path) -> None:
     run(tmp_path, days=4, defect_rate=0.05)
     headers = [
@@ -391,12 +434,13 @@ def test_append_day_adds_files_and_changes_rows(tmp_path: Path) -> None:
     day = END + timedelta(days=1)
     assert summary.days == [day]
     keys = {f.key for f in landing.list_files()}
-    assert sum(k.startswith(f"events/dt={day}/") for k in keys) == 6
+    # Six files of the day, and the third day's late file: events of 2026-01-04 arriving now.
+    assert sum(k.startswith(f"events/dt={day}/") for k in keys) == 6 + 1
     assert sum(k.startswith(f"payments/dt={day}/") for k in keys) == 2
-    assert f"events/dt={END - timedelta(days=1)}/late-20260106.jsonl" in keys
-    # Counted from the files: 1500 events a day, plus the day's duplicated lines.
+    assert f"events/dt={day}/late-20260104.jsonl" in keys
+    # Counted from the files: 1500 events a day, 1500 // 50 late ones, the duplicated lines.
     records, kinds = classify_landing(tmp_path / "landing", db_url)[("events", day)]
-    assert summary.records("events", day) == records == 1500 + kinds["duplicate"]
+    assert summary.records("events", day) == records == 1500 + 30 + kinds["duplicate"]
 
     after = {table: {r[0]: r for r in db_rows(db_url, table)} for table in DB_COLUMNS}
     moved = [
@@ -472,7 +516,7 @@ def test_append_day_to_kafka_writes_the_late_events_too(tmp_path: Path) -> None:
     simulate(SimulationConfig(days=3, end_date=END, **config), target, db_url)
     summary = append_day(SimulationConfig(**config), target, db_url)
     late = [f.key for f in summary.files if "/late-" in f.key]
-    assert late == [f"events/dt={END - timedelta(days=1)}/late-20260106.jsonl"]
+    assert late == ["events/dt=2026-01-06/late-20260104.jsonl"]
 
 
 def test_append_day_needs_a_simulated_world(tmp_path: Path) -> None:

@@ -15,11 +15,13 @@ in view for the day), and each earlier day of the last LOOKBACK_DAYS that no exe
 check judged yet (read from the instance: the `days_judged` of its executions): a day nothing
 landed in is judged too, as 0 rows, the worst anomaly. `days_judged` says which days were.
 
-Yesterday is judged before it is settled: a late upload (a mobile client's buffered events)
-still lands in its folder days later, while every baseline day has had its late files by then.
-Against settled counts, a day judged as yesterday always read low, by exactly the late share
-(-2.8 robust z every day at the simulator's 20,000 events and 2 % late; every day a WARN from
-about 32,000 a day). So yesterday is compared with its baseline days as they stood when each was
+Yesterday is judged before it may be settled. By the contract a late upload (a mobile client's
+buffered events) lands in the folder of the day it arrives, as the simulator's do, and leaves
+yesterday alone; but a producer that re-delivers, or files its late uploads under their events'
+day, still adds to a folder days later, while every baseline day has had its late files by then.
+Against settled counts, a day judged as yesterday then always read low, by exactly the late
+share (-2.8 robust z every day at 20,000 events and 2 % late; every day a WARN from about
+32,000 a day). So yesterday is compared with its baseline days as they stood when each was
 yesterday, which every execution that judges yesterday records (`rows_as_yesterday`); a
 baseline day judged before that record existed counts as it stands now.
 

@@ -33,6 +33,9 @@ from data_platform.simulator.purchases import purchases
 from data_platform.simulator.sessions import Population, Visits, simulate_visits
 from data_platform.simulator.world import TableChanges, World, empty_frame, typed
 
+# From a history's third day on, each day's folder also gets a late file with the events of
+# LATE_FILE_DELAY before (event_files.py); the first LATE_FILE_DELAY days get none, as nothing
+# was simulated before the first.
 LATE_FILE_DELAY = timedelta(days=2)
 LATE_FILE_SHARE = 50  # a late file holds events_per_day // 50 events
 
@@ -139,16 +142,23 @@ def _signed_up(rng: np.random.Generator, new_ids: np.ndarray, visits: Visits) ->
     return typed("users", people)
 
 
-def _late_file(config: SimulationConfig, world: World, arrival: date, dt: date) -> RenderJob:
-    """Browsing events of day `dt` that a client uploaded only on day `arrival`."""
+def _late_file(config: SimulationConfig, world: World, arrival: date, event_day: date) -> RenderJob:
+    """Browsing events of `event_day` that a client uploaded only on day `arrival`, filed
+    under `arrival`. Seeded by the arrival day, which writes it, so simulate and append_day
+    draw the same file."""
     rng = rngs.stream(config.seed, arrival, "late_events")
-    dt_ms = day_start_ms(dt)
+    event_ms = day_start_ms(event_day)
     n_events = max(1, config.events_per_day // LATE_FILE_SHARE)
     visits = simulate_visits(
-        rng, population(config.seed, world, dt_ms), dt_ms, n_events, np.zeros(0, np.int64), True
+        rng,
+        population(config.seed, world, event_ms),
+        event_ms,
+        n_events,
+        np.zeros(0, np.int64),
+        True,
     )
     none = np.zeros(n_events, dtype=np.int64)
     currency = np.zeros(len(visits.session_start), dtype=np.int64)
     columns = clean_columns(rng, visits, none - 1, none, currency)
     defects_rng = rngs.stream(config.seed, arrival, "late_defects")
-    return plan_late_file(defects_rng, arrival, dt, columns, config.defect_rate)
+    return plan_late_file(defects_rng, arrival, event_day, columns, config.defect_rate)

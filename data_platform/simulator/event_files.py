@@ -2,8 +2,10 @@
 
 The app's collector ships a file every four hours, so a day has six files named after the
 window they cover (`20260105-0400.jsonl`); two of them are gzipped, as a collector upgrade
-might do. A late file (`late-<arrival day>.jsonl`) holds events a mobile client buffered
-offline and uploaded days later: it lands under the dt of the day the events belong to.
+might do. A late file holds events a mobile client buffered offline and uploaded days later.
+The contract files by arrival (`dt` is the day a file arrives, and the partition), so it lands
+in its arrival day's folder, beside that day's own files; its name, `late-<event day>.jsonl`,
+tells a person which earlier day its events belong to (their occurred_at).
 """
 
 from __future__ import annotations
@@ -43,10 +45,16 @@ def plan_event_files(
 
 
 def plan_late_file(
-    rng: np.random.Generator, arrival: date, dt: date, columns: dict[str, np.ndarray], rate: float
+    rng: np.random.Generator,
+    arrival: date,
+    event_day: date,
+    columns: dict[str, np.ndarray],
+    rate: float,
 ) -> RenderJob:
+    """The late file of `event_day`'s events, under `arrival`'s dt: a partition holds what
+    arrived that day, so a day already loaded is not re-opened by a client's upload."""
     per_line, kinds, _ = event_records.inject(rng, columns, rate)
-    key = f"events/dt={dt.isoformat()}/late-{arrival:%Y%m%d}.jsonl"
+    key = f"events/dt={arrival.isoformat()}/late-{event_day:%Y%m%d}.jsonl"
     return RenderJob(
-        lines=line_table(per_line), sql=EVENT_LINE_SQL, files=[_planned(key, dt, kinds)]
+        lines=line_table(per_line), sql=EVENT_LINE_SQL, files=[_planned(key, arrival, kinds)]
     )

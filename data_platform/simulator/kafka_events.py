@@ -4,9 +4,9 @@ The simulator renders its event files exactly as always (same lines, same defect
 landing zone takes each event file it is handed and produces its lines, one message a line, to
 the topic. Payments and every other file go to the real landing zone unchanged. A message's
 timestamp is the simulated arrival time of its file (the start of its four-hour window, or the
-arrival day of a late file), so the sink files it under the same dt as the file world would,
-except late events, which arrive on their arrival day as a stream delivers them. Blank lines are
-a file defect with no message equivalent: they are not produced.
+start of a late file's arrival day, its folder), so the sink files every event under the same
+dt as the file world does: the day it arrived. Blank lines are a file defect with no message
+equivalent: they are not produced.
 """
 
 from __future__ import annotations
@@ -22,16 +22,19 @@ from data_platform.resources.landing import LandingFile, LandingZone
 from data_platform.simulator.config import SimulationError
 from data_platform.stream.security import PLAINTEXT, KafkaSecurity, client_settings
 
-# `events/dt=<day>/20260105-0400.jsonl[.gz]` and `events/dt=<day>/late-20260107.jsonl`
-_ARRIVAL = re.compile(r"^events/dt=[^/]+/(?:(\d{8})-(\d{2})00|late-(\d{8}))\.jsonl(?:\.gz)?$")
+# `events/dt=<day>/20260105-0400.jsonl[.gz]` and `events/dt=<day>/late-20260103.jsonl`: the
+# folder is the arrival day; a late file's name is the day of its events, not of its arrival.
+_ARRIVAL = re.compile(
+    r"^events/dt=(\d{4}-\d{2}-\d{2})/(?:\d{8}-(\d{2})00|late-\d{8})\.jsonl(?:\.gz)?$"
+)
 
 
 def arrival_ms(key: str) -> int:
     match = _ARRIVAL.match(key)
     if match is None:
         raise ValueError(f"not a simulated event file: {key}")
-    day, hour = (match[1], int(match[2])) if match[1] else (match[3], 0)
-    moment = datetime.strptime(day, "%Y%m%d").replace(hour=hour, tzinfo=UTC)
+    hour = int(match[2]) if match[2] else 0
+    moment = datetime.fromisoformat(match[1]).replace(hour=hour, tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 

@@ -43,7 +43,8 @@ class SimulationSummary:
     db_updated: Counter[str] = field(default_factory=Counter)
 
     def partitions(self) -> dict[tuple[str, date], PartitionReport]:
-        """Totals per (source, dt), sorted; a late file counts towards the dt it landed in."""
+        """Totals per (source, dt), sorted; a late file counts towards the dt it landed in, its
+        arrival day, as ingestion and the conservation check count it."""
         grouped: dict[tuple[str, date], list[FileReport]] = {}
         for report in self.files:
             grouped.setdefault((report.source, report.dt), []).append(report)
