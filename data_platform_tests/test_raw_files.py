@@ -682,6 +682,31 @@ def test_a_day_with_no_line_vouched_for_is_parked_in_batches(
     ]
 
 
+def test_parked_lines_are_written_before_their_batch_outgrows_its_bytes(tmp_path, monkeypatch):
+    """A batch held _BATCH_LINES lines whatever their length, outside DuckDB's memory limit: a
+    day of 4 KB events with a new field each held 200 MB in Python before its first write
+    (measured: 25,000 such lines, a 100 MB file, peaked at 1.0 GB RSS against 628 MB before
+    parking). Long lines are written in batches of at most _BATCH_CHARS characters (and the
+    line that crosses it), every line once."""
+    written: list[int] = []
+    write_table = pyarrow.parquet.ParquetWriter.write_table
+
+    def recorded(self, table) -> None:
+        written.append(sum(len(line) for line in table["line"].to_pylist()))
+        write_table(self, table)
+
+    monkeypatch.setattr(pyarrow.parquet.ParquetWriter, "write_table", recorded)
+    line = "x" * 100_000
+    parked = parked_lines.ParkedLines(tmp_path / "lines.parquet")
+    for number in range(1, 301):
+        parked.park(0, number, line)
+    parked.close()
+    assert max(written) <= parked_lines._BATCH_CHARS + len(line)
+    with duckdb.connect() as conn:
+        read = conn.execute(f"SELECT count(DISTINCT line_number), sum(length(line)) {parked.sql}")
+        assert read.fetchone() == (300, 300 * len(line))
+
+
 def test_a_line_that_cannot_be_parked_fails_the_run_not_the_file(resources, tmp_path, monkeypatch):
     """Parking fails (a full disk): the platform's trouble, not the file's. DuckDB reports an
     error of the function as a failed read, which would send the file to be read again and

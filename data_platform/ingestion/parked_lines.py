@@ -10,7 +10,9 @@ cost 0.31 s of 1.55 on the simulator's defective day of 1M events, 0.13 s of it 
 again; this costs ~2 us a line parked.
 
 The lines are written to a Parquet file a batch at a time, so memory holds one batch: a day
-whose every line is left over (a new field in every event) parks the whole day.
+whose every line is left over (a new field in every event) parks the whole day. A batch is
+bounded in characters as well as lines: Python holds it outside DuckDB's memory limit, and
+_BATCH_LINES lines of 4 KB events are 200 MB.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from data_platform.scratch import scratch_folder
 PARK_LINE = "park_line"
 # Lines held before they are written: ~10 MB of the simulator's lines.
 _BATCH_LINES = 50_000
+# Or characters (a UTF-8 byte or more each), whichever comes first: a batch of long lines is
+# written early (one line may be up to MAX_RECORD_BYTES on its own).
+_BATCH_CHARS = 8_000_000
 
 
 class ParkedLines:
@@ -37,6 +42,7 @@ class ParkedLines:
     def __init__(self, path: Path):
         self._path = path
         self._batch: list[tuple[int, int, str]] = []
+        self._batch_chars = 0
         self._writer = None  # a pyarrow.parquet.ParquetWriter, once a batch is written
         self._closed = False
         # DuckDB calls the function from each of its threads.
@@ -48,7 +54,8 @@ class ParkedLines:
         try:
             with self._lock:
                 self._batch.append((file_index, line_number, line))
-                if len(self._batch) >= _BATCH_LINES:
+                self._batch_chars += len(line)
+                if len(self._batch) >= _BATCH_LINES or self._batch_chars >= _BATCH_CHARS:
                     self._write()
         except BaseException as error:
             self.error = error
@@ -68,7 +75,7 @@ class ParkedLines:
         if self._batch:
             columns = list(zip(*self._batch, strict=True))
             self._writer.write_table(pa.table(columns, schema=schema))
-            self._batch = []
+            self._batch, self._batch_chars = [], 0
 
     def close(self) -> None:
         """Write what is left; the file then holds every line parked (none: an empty one)."""
