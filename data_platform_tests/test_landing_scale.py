@@ -185,9 +185,11 @@ def test_the_cursor_round_trips_and_grows_with_days_not_files():
                 {"days": "AAA", "swept_to": None},  # not base64
                 {"days": "AAAA", "swept_to": None},  # a day's record cut short
                 {"days": "", "swept_to": "yesterday"},
+                {"days": "", "swept_to": None, "requests": "7"},
                 [],
             )
         ),
+        json.dumps({"v": CURSOR_VERSION, "evnts": {"days": "", "swept_to": None}}),
     ],
 )
 def test_a_cursor_the_sensor_did_not_write_fails_in_one_line_saying_what_to_do(cursor):

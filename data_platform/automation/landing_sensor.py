@@ -319,15 +319,21 @@ def _decoded_cursor(text: str | None) -> dict[str, SourceCursor]:
             )
             for fmt in FORMATS
         }
-    return {
+    sources = {source: part for source, part in stored.items() if source != "v"}
+    # A source misspelt would leave the real one without a cursor: every day requested again.
+    if unknown := set(sources) - {fmt.source for fmt in FORMATS}:
+        raise ValueError(f"no source named {', '.join(sorted(unknown))}")
+    decoded = {
         source: SourceCursor(
             unpack_days(part["days"]),
             date.fromisoformat(part["swept_to"]) if part["swept_to"] else None,
             part.get("requests", 0),
         )
-        for source, part in stored.items()
-        if source != "v"
+        for source, part in sources.items()
     }
+    if any(type(c.requests) is not int for c in decoded.values()):
+        raise ValueError("requests is not a whole number")
+    return decoded
 
 
 def format_files(
