@@ -147,16 +147,20 @@ def finished_run(tags: dict[str, str]) -> dg.DagsterRun:
 class Platform:
     """An instance plus the automation cursor, ticking as the automation sensor does."""
 
-    def __init__(self, defs: dg.Definitions):
+    def __init__(self, defs: dg.Definitions, at: datetime | None = None):
+        """`at`: the time of every evaluation not given its own (else now)."""
         self.defs, self.graph = defs, defs.resolve_asset_graph()
         self.instance = dg.DagsterInstance.ephemeral()
-        self.cursor = None
+        self.cursor, self.at = None, at
 
     def evaluate(self, at: datetime | None = None) -> dict[str, list[str] | bool]:
-        """One evaluation (at `at`, else now); what it requests, whose runs are still to come
-        (see record)."""
+        """One evaluation (at `at`, else the platform's time); what it requests, whose runs are
+        still to come (see record)."""
         result = dg.evaluate_automation_conditions(
-            defs=self.defs, instance=self.instance, cursor=self.cursor, evaluation_time=at
+            defs=self.defs,
+            instance=self.instance,
+            cursor=self.cursor,
+            evaluation_time=at or self.at,
         )
         self.cursor = result.cursor
         requested: dict[str, list[str] | bool] = {}
@@ -465,6 +469,50 @@ def test_one_delivery_builds_every_table_below_raw_once_layer_by_layer(defs):
     assert {"marts/daily_revenue", "marts/customer_lifetime_value"} <= ticks[4].keys()
     assert ticks[5] == {"analytics/customer_segments": True, "analytics/daily_revenue_chart": True}
     assert len(ticks) == 6
+
+
+@pytest.mark.parametrize("tables", [DB_TABLES, ["raw/users"]], ids=["app", "users"])
+def test_a_delivery_of_the_latest_day_builds_each_fact_day_once_after_what_it_joins(defs, tables):
+    """Today's files (the latest partition, the normal case) and app tables in one delivery:
+    a fact's latest day was built the tick after its view, then again once the table it joins
+    was rebuilt (fct_events after dim_customers, fct_payments after fct_orders, four levels
+    below raw/users), which rebuilds the latest day. It waits for that table now."""
+    today = "2026-01-07"
+    platform = Platform(defs, at=datetime(2026, 1, 7, 12, tzinfo=UTC))
+    with dg.partition_loading_context(effective_dt=platform.at):
+        assert DAILY_PARTITIONS.get_last_partition_key() == today  # the latest time window
+    platform.record("raw/payments", "2026-01-05")
+    platform.filled()
+    for key in tables:
+        platform.record(key)
+    platform.land(today)
+    platform.record("raw/payments", today)
+    ticks = ticks_until_settled(platform)
+    builds = Counter(
+        (key, day)
+        for requested in ticks
+        for key, days in requested.items()
+        for day in (days if isinstance(days, list) else [None])
+    )
+    assert builds[(FCT_EVENTS, today)] == builds[("marts/fct_payments", today)] == 1, ticks
+    assert set(builds.values()) == {1}, builds
+    # Each fact the tick after the table it joins, and the wave no longer than before.
+    [events_tick] = [i for i, requested in enumerate(ticks) if FCT_EVENTS in requested]
+    [payments_tick] = [i for i, requested in enumerate(ticks) if "marts/fct_payments" in requested]
+    assert "marts/dim_customers" in ticks[events_tick - 1]
+    assert "marts/fct_orders" in ticks[payments_tick - 1]
+    assert (events_tick, payments_tick, len(ticks)) == (3, 4, 6)
+
+
+def test_the_latest_day_alone_waits_for_nothing_but_its_view(defs):
+    """The common case, a file of today and no app table changing: the fact's latest day goes
+    the tick after its view, as an older day does (its wait for a wave costs nothing here)."""
+    platform = Platform(defs, at=datetime(2026, 1, 7, 12, tzinfo=UTC)).filled()
+    platform.land("2026-01-07")
+    assert platform.tick() == {STG_EVENTS: ["2026-01-07"]}
+    assert platform.tick() == {FCT_EVENTS: ["2026-01-07"]}
+    assert platform.tick() == {DAU: True}
+    assert platform.tick() == {}
 
 
 def test_an_input_landing_while_its_reader_runs_rebuilds_the_reader(defs):

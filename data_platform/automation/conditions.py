@@ -144,6 +144,24 @@ def upstream_pending() -> dg.AutomationCondition:
     return (input_requested | inputs_input_coming).with_label("an input is about to be rebuilt")
 
 
+def upstream_wave_pending() -> dg.AutomationCondition:
+    """upstream_pending as a partitioned asset can tell it of its unpartitioned inputs: also an
+    input's input's input, or the one above, in a run or updated in this tick.
+
+    will_be_requested() never sees an unpartitioned asset's request from a partitioned one (no
+    run can hold both), so a request is told by what triggers it, the update of the requested
+    asset's own input in the same tick, one level further up; then by its run. Four levels
+    cover the longest chain above a table a fact joins: fct_orders, dim_customers,
+    users_history, stg_app__users. Every signal lasts a tick or a run, as upstream_pending's.
+    """
+    coming = AC.in_progress() | AC.newly_updated()
+    above = AC.any_deps_match(coming)
+    for _ in range(2):  # from the fourth level up to the third, then the second
+        above = AC.any_deps_match(coming | above)
+    input_above_coming = _through_views(above, any_dep=True)
+    return (upstream_pending() | input_above_coming).with_label("a wave has not reached the inputs")
+
+
 def upstream_present() -> dg.AutomationCondition:
     # For a partitioned input of an unpartitioned asset: at least one partition exists.
     return _through_views(~AC.missing(), any_dep=False).with_label("every input exists")
@@ -274,6 +292,12 @@ def follows_raw_partitions() -> dg.AutomationCondition:
     raw side drops the days landed meanwhile: a dimension's failing check held them and then
     dropped them too, and once the dimension passed again, nothing re-delivered those days (the
     alert named the dimension): holes in the fact for good. They wait for the dimension now.
+
+    The latest day also waits while a wave of updates has not reached those other inputs yet
+    (upstream_wave_pending): today's files and a change of the app tables in one delivery built
+    today's fct_events the tick after its view and again once dim_customers was rebuilt
+    (fct_payments: after fct_orders). Only the latest day, as only it is rebuilt by them: an
+    older day goes the tick after its view, whatever the tables it joins are doing.
     """
     raw_landed = AC.any_deps_match(AC.newly_updated()).resolve_through_virtual()
     raw_landed = raw_landed.allow(dg.AssetSelection.key_prefixes(["raw"]))
@@ -283,6 +307,7 @@ def follows_raw_partitions() -> dg.AutomationCondition:
         raw_landed | latest_inputs | AC.missing().newly_true(),
         "follows raw partitions",
         dropping=raw_side_check_failed(),
+        waiting=AC.in_latest_time_window() & upstream_wave_pending(),
     )
 
 
