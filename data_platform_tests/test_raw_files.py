@@ -730,6 +730,37 @@ def test_a_line_that_cannot_be_parked_fails_the_run_not_the_file(resources, tmp_
         assert conn.execute("SELECT count(*) FROM raw.dead_letter").fetchone() == (0,)
 
 
+def test_only_a_format_with_a_fast_path_parks_lines(resources, tmp_path, monkeypatch):
+    """Payments have no fast path, so nothing of theirs is parked: their ingestion registers no
+    function and makes no scratch folder (it did both, for nothing); events do both."""
+    registered, folders = [], []
+    register = file_ingestion.parking_lines
+    scratch_folder = parked_lines.scratch_folder
+
+    def registering(conn):
+        registered.append(conn)
+        return register(conn)
+
+    def making(kind):
+        folders.append(kind)
+        return scratch_folder(kind)
+
+    monkeypatch.setattr(file_ingestion, "parking_lines", registering)
+    monkeypatch.setattr(parked_lines, "scratch_folder", making)
+    put_lines(resources["landing"], f"payments/dt={DAY}/a.csv", [PAYMENT_HEADER, "p1"], tmp_path)
+    put_lines(resources["landing"], f"events/dt={DAY}/a.jsonl", [event("a"), "{"], tmp_path)
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        [payments] = file_ingestion.ingest_file_partitions(
+            conn, resources["landing"], PAYMENT_FILES, [DAY], datetime(2026, 1, 6)
+        )
+        assert (registered, folders, payments.rows_dead_lettered) == ([], [], 1)
+        [events] = file_ingestion.ingest_file_partitions(
+            conn, resources["landing"], EVENT_FILES, [DAY], datetime(2026, 1, 6)
+        )
+    assert (len(registered), folders) == (1, ["parked"])
+    assert (events.rows_loaded, events.rows_dead_lettered) == (1, 1)
+
+
 # Lines JSON's strict grammar refuses, in the ways DuckDB's lenient reader might not.
 ODD_JSON = [
     '{"a":"x\ty"}', '{"a":NaN}', '{"a":Infinity}', '{"a":1,}', '{"a":1/*c*/}', "{'a':1}",

@@ -277,6 +277,29 @@ class _NeedsPythonDecode(Exception):
         self.key = key
 
 
+def _load_vouched_records(
+    conn: duckdb.DuckDBPyConnection,
+    fmt: FileFormat,
+    fast_sql: str,
+    parking: LineParking,
+    files: list[LandingFile],
+    lines: list[FileLines],
+    loaded_at: datetime,
+) -> tuple[Counter[str], list[int]]:
+    """Load the lines the fast path vouches for; returns how many per file key, and how many
+    records each file has among the lines left over (those it parked and those it never saw)."""
+    with parking.lines() as parked:
+        expose_lines(conn, lines)
+        try:
+            vouched = _insert_vouched_records(conn, fmt, fast_sql, files, loaded_at)
+        except READ_FAILURES:
+            if parked.error:
+                raise parked.error from None
+            raise
+        parked.close()
+        return vouched, expose_leftovers(conn, lines, fmt.header_lines, parked.sql)
+
+
 def _ingest_group(
     conn: duckdb.DuckDBPyConnection,
     fmt: FileFormat,
@@ -285,26 +308,19 @@ def _ingest_group(
     lines: list[FileLines],
     loaded_at: datetime,
     records_read: Counter[date],
-    parking: LineParking,
+    parking: LineParking | None,
 ) -> None:
     """Load a group of files' records into the raw table or the dead letters.
 
-    The fast path (if any) loads the lines it vouches for and parks the others; without one,
-    every line is left over. The diagnosing query parses the lines left over."""
-    with parking.lines() as parked:
-        vouched: Counter[str] = Counter()
-        if fast_sql:
-            expose_lines(conn, lines)
-            try:
-                vouched = _insert_vouched_records(conn, fmt, fast_sql, files, loaded_at)
-            except READ_FAILURES:
-                if parked.error:
-                    raise parked.error from None
-                raise
-            parked.close()
-        leftovers = expose_leftovers(
-            conn, lines, fmt.header_lines, parked.sql if fast_sql else None
+    The fast path (if any, and `parking` with it) loads the lines it vouches for and parks the
+    others; without one, every line is left over. The diagnosing query parses the lines left
+    over."""
+    if fast_sql and parking:
+        vouched, leftovers = _load_vouched_records(
+            conn, fmt, fast_sql, parking, files, lines, loaded_at
         )
+    else:
+        vouched, leftovers = Counter(), expose_leftovers(conn, lines, fmt.header_lines, None)
     for file, count in zip(files, leftovers, strict=True):
         records_read[partition_of(file.key)] += vouched[file.key] + count
     if conn.execute("SELECT count(*) FROM _file_lines").fetchone()[0]:
@@ -328,7 +344,7 @@ def _ingest_in_one_transaction(
     files: list[LandingFile],
     loaded_at: datetime,
     reading: _Reading,
-    parking: LineParking,
+    parking: LineParking | None,
 ) -> Counter[date]:
     records_read: Counter[date] = Counter()
     # A fast path runs as written: pushed below its projection, a filter repeats the parse
@@ -407,7 +423,9 @@ def ingest_file_partitions(
     ensure_raw_tables(conn, (fmt.table, DEAD_LETTER))
     files = files_for(landing, fmt, set(dts))
     reading = _Reading()
-    with parking_lines(conn) as parking:
+    with ExitStack() as stack:
+        # Only a fast path parks lines: a format without one (payments) registers no function.
+        parking = stack.enter_context(parking_lines(conn)) if fmt.fast_sql else None
         while True:
             try:
                 records_read = _ingest_in_one_transaction(
