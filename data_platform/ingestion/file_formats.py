@@ -48,6 +48,8 @@ class FileFormat:
     # over with `fast_sql`. It vouches for the lines `fast_sql` does but those padded with
     # spaces outside their braces (left to the diagnosis), or fails.
     trusting_fast_sql: str | None = None
+    # How a record written spaced begins, for the fast path's guess (`SPACED_JSON`).
+    spaced_start: str | None = None
     # The columns the header line must name: a file whose header line lacks one and that has
     # no record after it is one dead letter (`headerless`).
     header_columns: tuple[str, ...] = ()
@@ -330,7 +332,12 @@ FROM typed
 """
 
 _EXTRACTED = [f"v[{i}]" for i in range(1, len(EVENT_FIELD_NAMES) + 1)]
-_SPELLED_LINE = rules.spelled_event_line(_EXTRACTED, concat_skips_nulls=True)
+# Set per group of files (`files.py`): whether the fast path compares its lines with their
+# json.dumps-spaced spelling first (`record_rules.spelled_back`). Unset, it reads NULL: minified.
+SPACED_JSON = "spaced_json"
+_SPELLED_BACK = rules.spelled_back(
+    "line", _EXTRACTED, concat_skips_nulls=True, spaced=f"getvariable('{SPACED_JSON}')"
+)
 # A spelled line holds the value bare: an integer that fits BIGINT is exactly the text of its
 # BIGINT (-0, 1e2 or 12.0 are not, and are left to the diagnosis). Cheaper than parsing the
 # value again with json_type() (0.17 CPU-s per 1M lines); any other kind fails the checks.
@@ -356,7 +363,7 @@ WITH fields AS (
 ),
 fragments AS (
     SELECT file_index, line_number, line,
-        {rules.spelled_back("line", _SPELLED_LINE)} AND {_NUMBERS_READ_ALIKE}
+        {_SPELLED_BACK} AND {_NUMBERS_READ_ALIKE}
             AND NOT {_TOO_DEEP} AND NOT {_LONG_NUMBER} AS spelled_back,
         {_EVENT_VOUCHED}
     FROM fields
@@ -454,6 +461,7 @@ EVENT_FILES = FileFormat(
     EVENTS_SQL,
     EVENTS_FAST_SQL,
     EVENTS_TRUSTING_FAST_SQL,
+    spaced_start=rules.SPACED_EVENT_START,
 )
 PAYMENT_FILES = FileFormat(
     "payments",

@@ -126,6 +126,17 @@ class FileLines:
     longest_line: int = 0
     quoted: bool = False
 
+    def begins_with(self, text: str) -> bool:
+        """Whether the file's first line begins with `text` (a copy's lines are quoted: never).
+        A guess's input: a file that cannot be read says no, and its read tells why."""
+        if self.quoted:
+            return False
+        try:
+            with _opened(self.path) as file:
+                return file.read(len(text.encode())) == text.encode()
+        except UNREADABLE:
+            return False
+
     @property
     def _reader(self) -> str:
         # A longer line is a record like any other (Spark reads it too): the reader is sized
