@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import string
 import subprocess
@@ -262,6 +263,23 @@ def test_dbt_writes_its_target_and_log_beside_the_warehouse_not_in_the_project(p
     assert json.loads((target / "run_results.json").read_text())["results"]
     assert "model.data_platform.fct_orders" in (target / "dbt.log").read_text()
     assert DBT_PROJECT_DIR.resolve() not in target.resolve().parents
+
+
+def test_dbt_log_is_dbts_debug_text_not_json_lines(platform):
+    """dagster-dbt's DBT_LOG_FORMAT=json, for the stdout it parses, also made dbt.log JSON
+    lines, which cost dbt's process ~0.19 CPU-s a core layer's build: the file is dbt's own
+    debug text, as a plain `dbt build` writes it, every event's message still in it."""
+    log = (dbt_assets_module.target_path(platform.resources["warehouse"]) / "dbt.log").read_text()
+
+    def is_json_event(line: str) -> bool:
+        try:
+            return isinstance(json.loads(line), dict)
+        except ValueError:
+            return False
+
+    assert not [line for line in log.splitlines() if is_json_event(line)]
+    began = r"^\S*\d\d:\d\d:\d\d\.\d+ \[debug\] \[[^]]*\]: Began running node "
+    assert re.search(began + r"model\.data_platform\.fct_orders$", log, re.MULTILINE)
 
 
 def test_column_lineage_is_reused_until_its_inputs_change(platform, monkeypatch):

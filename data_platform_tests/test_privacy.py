@@ -18,7 +18,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from data_platform.assets.dbt import dbt_environment
+from data_platform.assets.dbt import FILE_LOG_ARGS, dbt_environment
 from data_platform.assets.dbt_project import DBT_PROJECT_DIR
 from data_platform.ingestion.tables import SOURCE_DB_TABLES, ensure_raw_tables
 from data_platform.resources.build import build_resources
@@ -239,7 +239,7 @@ def test_an_error_that_prints_the_salt_leaves_no_trace_in_dbt_output(tmp_path, m
             str(Path(sys.executable).with_name("dbt")), "run", "--select", "leak",
             "--project-dir", str(project), "--profiles-dir", str(project),
             "--target-path", str(target), "--log-path", str(target),
-            "--log-format", "json",  # as dagster-dbt runs it
+            "--log-format", "json", *FILE_LOG_ARGS,  # as the dbt steps run it
         ],
         env=environ, capture_output=True, text=True, check=False,
     )  # fmt: skip

@@ -147,6 +147,12 @@ TRANSLATOR = DataPlatformTranslator(
 
 # dbt's choice of the tests to run with the models selected (see dbt_environment).
 INDIRECT_SELECTION = "buildable"
+# dbt.log in dbt's own debug text, as a plain `dbt build` writes it. dagster-dbt's
+# DBT_LOG_FORMAT=json (it parses dbt's stdout) also made the file JSON lines: 2.2 MB a core
+# layer's build for 0.4 MB of text, and formatting its ~2,000 debug events as JSON cost dbt's
+# process ~0.19 CPU-s more (0.36 s against 0.17 s), within the ~1.15 s a step spends beyond
+# a plain dbt build. The file keeps every event's message, the one dagster-dbt's errors point to.
+FILE_LOG_ARGS = ["--log-format-file", "debug"]
 WINDOW_VARIABLES = ("DATA_PLATFORM_MIN_DT", "DATA_PLATFORM_MAX_DT")
 # Empty bounds: the partitioned models (when selected) are built whole.
 NO_WINDOW = dict.fromkeys(WINDOW_VARIABLES, "")
@@ -232,7 +238,7 @@ def build(
     the events are gathered first; a failure is raised after every event is reported.
     """
     invocation = dbt.cli(
-        ["build", *guarding_tests_args(context)],
+        ["build", *FILE_LOG_ARGS, *guarding_tests_args(context)],
         context=context,
         target_path=target_path(warehouse),
     )
