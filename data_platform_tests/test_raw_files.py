@@ -41,6 +41,7 @@ from data_platform.ingestion.file_lines import (
 )
 from data_platform.ingestion.parked_lines import parking_lines
 from data_platform.ingestion.record_rules import (
+    EVENT_FIELD_NAMES,
     INVALID_JSON,
     MAX_DEPTH,
     NON_NUMERIC_LINE,
@@ -49,6 +50,7 @@ from data_platform.ingestion.record_rules import (
     TRAILING_COMMA_LINE,
     TRAILING_TEXT_LINE,
     UNICODE_SPACES,
+    spelled_event_line,
 )
 from data_platform.resources.build import build_resources
 from data_platform.resources.warehouse import Warehouse
@@ -621,6 +623,26 @@ def _ingested(warehouse: Path, landing, fmt) -> dict[str, list[tuple]]:
                 "SELECT * EXCLUDE (rejected_at) FROM raw.dead_letter ORDER BY ALL"
             ).fetchall(),
         }
+
+
+def test_lines_as_json_dumps_writes_them_equal_their_spaced_spelling():
+    """What the spaced day's speed rests on (`record_rules.spelled_back`): such a line is vouched
+    for by the exact comparison with its spaced spelling, not by the replace() of its spaces;
+    one whose properties hold a list of numbers, spaced otherwise, is not."""
+    lines = [
+        *SPACED_LINES["vouched"][:2],
+        _spaced(_CANONICAL.format("l", 1, ',"properties":{"a":[1,2]}')),
+    ]
+    values = [f"v[{i}]" for i in range(1, len(EVENT_FIELD_NAMES) + 1)]
+    paths = [f'$."{name}"' for name in EVENT_FIELD_NAMES]
+    spelling = spelled_event_line(values, concat_skips_nulls=True, spaced=True)
+    with duckdb.connect() as conn:
+        equal = conn.execute(
+            f"SELECT line = {spelling} FROM (SELECT line, json_extract_string(line, ?) AS v "
+            "FROM unnest(?) AS t(line))",
+            [paths, lines],
+        ).fetchall()
+    assert equal == [(True,), (True,), (False,)]
 
 
 def test_a_group_of_files_mostly_written_spaced_is_compared_spaced_first(tmp_path):

@@ -334,7 +334,7 @@ FROM typed
 _EXTRACTED = [f"v[{i}]" for i in range(1, len(EVENT_FIELD_NAMES) + 1)]
 # Set per group of files (`files.py`): whether the fast path compares its lines with their
 # json.dumps-spaced spelling first (`record_rules.spelled_back`). Unset, it reads NULL: minified.
-SPACED_JSON = "spaced_json"
+SPACED_JSON = "data_platform_spaced_json"
 _SPELLED_BACK = rules.spelled_back(
     "line", _EXTRACTED, concat_skips_nulls=True, spaced=f"getvariable('{SPACED_JSON}')"
 )

@@ -455,5 +455,6 @@ def ingest_file_partitions(
             finally:
                 conn.execute("RESET disabled_optimizers")
                 conn.execute("RESET preserve_insertion_order")
+                conn.execute(f"RESET VARIABLE {SPACED_JSON}")
     _checkpoint_without_merging(conn)
     return _stats(conn, fmt, dts, files, records_read)

@@ -377,13 +377,15 @@ def spelled_event_line(values: list[str], concat_skips_nulls: bool, spaced: bool
 
 def _spaced_object(minified: str) -> str:
     """SQL of a minified JSON object's text with a space after each `":` and `,"`: as
-    `json.dumps` spaces it when its members and list items are strings, numbers or objects.
+    `json.dumps` spaces it when every list in it holds strings only (`[1,2]` and `},{` stay
+    unspaced: such a line gets the whole comparison).
 
-    Either can stand inside a string too (`\\":`), where no space is added to the line: its
-    object is extracted from that same text, each string kept as written, so a spelling with
-    a space added inside a string is longer than the line there and never equals it. A line
-    equal to its spaced spelling thus has spaces between tokens only, and equals its minified
-    spelling spaces aside (`spelled_back`)."""
+    A string's text can hold either (an escaped quote before a colon, a string ending in a
+    comma), where the line holds no added space: its object is extracted from that same text,
+    each string kept as written, so a spelling with a space added inside a string is longer
+    than the line there and never equals it. A line equal to its spaced spelling thus has
+    spaces between tokens only, and equals its minified spelling spaces aside
+    (`spelled_back`)."""
     return f"replace(replace({minified}, '\":', '\": '), ',\"', ', \"')"
 
 
@@ -391,7 +393,7 @@ def _spaced_object(minified: str) -> str:
 SPACED_EVENT_START = f'{{"{EVENT_FIELD_NAMES[0]}": '
 
 
-def spelled_back(line: str, values: list[str], concat_skips_nulls: bool, spaced: str) -> str:
+def spelled_back(line: str, values: list[str], concat_skips_nulls: bool, spaced: str | None) -> str:
     """SQL: whether `line` is its spelling (`spelled_event_line` of `values`), spaces aside: as
     most writers put them (`json.dumps`, `{"a": 1, "b": 2}`), every line would otherwise go to
     the diagnosis (measured: 8.6 CPU-s per 1M such events instead of about 2.5).
@@ -406,14 +408,17 @@ def spelled_back(line: str, values: list[str], concat_skips_nulls: bool, spaced:
     spelling costs ~1,500. So each line is first compared exactly with one spelling, true only
     where the whole comparison is: the minified one, or the one spaced as `json.dumps` writes
     when `spaced` (SQL, a constant of the statement: a guess from the files' first lines, which
-    changes what a line costs, never whether it is vouched for). Building both spellings for
+    changes what a line costs, never whether it is vouched for; None: minified only). Building both spellings for
     every line would cost a spaced line about what the whole comparison does. Measured
     (valgrind, instructions per line on DuckDB, 50,000 lines): spaced lines ~4,700 -> ~3,400,
     minified ones ~1,700 either way."""
     minified = spelled_event_line(values, concat_skips_nulls)
-    spelled = spelled_event_line(values, concat_skips_nulls, spaced=True)
+    first = minified
+    if spaced is not None:
+        spelled = spelled_event_line(values, concat_skips_nulls, spaced=True)
+        first = f"CASE WHEN {spaced} THEN {spelled} ELSE {minified} END"
     return (
-        f"CASE WHEN {line} = CASE WHEN {spaced} THEN {spelled} ELSE {minified} END THEN true "
+        f"CASE WHEN {line} = {first} THEN true "
         f"ELSE replace({line}, ' ', '') = replace({minified}, ' ', '') END"
     )
 

@@ -343,7 +343,7 @@ FROM extras
 
 _FAST_VALUES = [f"v{i}" for i in range(len(EVENT_FIELD_NAMES))]
 # Minified first, always: Spark is not given the spacing guess DuckDB's fast path gets.
-_SPELLED_BACK = rules.spelled_back("line", _FAST_VALUES, concat_skips_nulls=False, spaced="false")
+_SPELLED_BACK = rules.spelled_back("line", _FAST_VALUES, concat_skips_nulls=False, spaced=None)
 
 
 _VOUCHED = rules.vouched_event_columns(
