@@ -408,10 +408,10 @@ def spelled_back(line: str, values: list[str], concat_skips_nulls: bool, spaced:
     spelling costs ~1,500. So each line is first compared exactly with one spelling, true only
     where the whole comparison is: the minified one, or the one spaced as `json.dumps` writes
     when `spaced` (SQL, a constant of the statement: a guess from the files' first lines, which
-    changes what a line costs, never whether it is vouched for; None: minified only). Building both spellings for
-    every line would cost a spaced line about what the whole comparison does. Measured
-    (valgrind, instructions per line on DuckDB, 50,000 lines): spaced lines ~4,700 -> ~3,400,
-    minified ones ~1,700 either way."""
+    changes what a line costs, never whether it is vouched for; None: minified only). Building
+    both spellings for every line would cost a spaced line about what the whole comparison
+    does. Measured (valgrind, instructions per line on DuckDB, 50,000 lines): spaced lines
+    ~4,700 -> ~3,400, minified ones ~1,700 either way."""
     minified = spelled_event_line(values, concat_skips_nulls)
     first = minified
     if spaced is not None:
