@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -436,9 +436,8 @@ def ingest_file_partitions(
     ensure_raw_tables(conn, (fmt.table, DEAD_LETTER))
     files = files_for(landing, fmt, set(dts))
     reading = _Reading()
-    with ExitStack() as stack:
-        # Only a fast path parks lines: a format without one (payments) registers no function.
-        parking = stack.enter_context(parking_lines(conn)) if fmt.fast_sql else None
+    # Only a fast path parks lines: a format without one (payments) registers no function.
+    with parking_lines(conn) if fmt.fast_sql else nullcontext() as parking:
         while True:
             try:
                 records_read = _ingest_in_one_transaction(
