@@ -18,7 +18,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from unittest import mock
@@ -180,20 +182,39 @@ def assert_conserved(env: dict[str, str], warehouse: Path) -> None:
             assert {dt: int(n) for dt, n in stored.items()} == dict(expected), source
 
 
+@dataclass(frozen=True)
+class World:
+    """The simulated sources' two warehouses: the distributed one, and the one `data-platform
+    materialize` builds embedded from the same sources, in the background."""
+
+    distributed: Path
+    embedded_home: Path
+    embedded_build: Future[tuple[str, str]]
+
+    @property
+    def embedded(self) -> Path:
+        """The embedded warehouse, once its build has succeeded (waited for here)."""
+        self.embedded_build.result()
+        return self.embedded_home / "warehouse.duckdb"
+
+
 @pytest.fixture(scope="module")
-def world(distributed_stack, tmp_path_factory) -> dict[str, Path]:
-    """The simulated sources, and the warehouse `data-platform materialize` builds embedded."""
+def world(distributed_stack, tmp_path_factory) -> Iterator[World]:
+    """The simulated sources, and their embedded build, started but not waited for: it reads
+    only the sources and writes a home of its own, so it runs beside the tests instead of
+    before them, above all beside the distributed build, whose steps, one Celery round trip
+    each and the warehouse's one at a time, leave the machine's cores idle in between (about
+    100 s of the file's 360 s of builds). A thread reads the build's output, or the build would
+    stall on a full pipe."""
     home = Path(distributed_stack["DATA_PLATFORM_HOME"])
     simulated = subprocess.run(
         [CLI, "simulate", "--quiet", *SIMULATION], env=distributed_stack, capture_output=True
     )
     assert simulated.returncode == 0, simulated.stderr
     embedded_home = tmp_path_factory.mktemp("embedded_home")
-    finish(materialize(embedded_twin(distributed_stack, embedded_home), FIRST, LAST))
-    return {
-        "embedded": embedded_home / "warehouse.duckdb",
-        "distributed": home / "warehouse.duckdb",
-    }
+    build = materialize(embedded_twin(distributed_stack, embedded_home), FIRST, LAST)
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        yield World(home / "warehouse.duckdb", embedded_home, reader.submit(finish, build))
 
 
 def test_the_world_built_on_celery_workers_equals_the_embedded_build(distributed_stack, world):
@@ -205,8 +226,8 @@ def test_the_world_built_on_celery_workers_equals_the_embedded_build(distributed
     # The `duckdb` pool (limit 1) held across the workers: no two warehouse steps overlapped.
     assert len(windows) > 10
     assert all(end <= start for (_, end), (start, _) in itertools.pairwise(windows))
-    assert_same_marts(world["embedded"], world["distributed"])
-    assert_conserved(distributed_stack, world["distributed"])
+    assert_same_marts(world.embedded, world.distributed)
+    assert_conserved(distributed_stack, world.distributed)
 
 
 def test_two_overlapping_backfills_at_once_lose_nothing(distributed_stack, world):
@@ -225,9 +246,9 @@ def test_two_overlapping_backfills_at_once_lose_nothing(distributed_stack, world
     # The `duckdb` pool held across the two runs too: no two warehouse steps overlapped.
     assert len(windows) >= 4
     assert all(end <= start for (_, end), (start, _) in itertools.pairwise(sorted(windows)))
-    assert_conserved(distributed_stack, world["distributed"])
+    assert_conserved(distributed_stack, world.distributed)
     for table in ("events", "payments"):
-        count_e, count_d, diff = differences(world["embedded"], world["distributed"], "raw", table)
+        count_e, count_d, diff = differences(world.embedded, world.distributed, "raw", table)
         assert (count_d, diff) == (count_e, 0), f"raw.{table}: {count_e} vs {count_d} rows"
 
 
@@ -711,7 +732,7 @@ def test_a_worker_with_other_settings_than_the_run_refuses_its_steps_before_writ
         {**distributed_stack, "DATA_PLATFORM_WAREHOUSE": str(elsewhere)}, day
     )
     assert tags[TAG_PREFIX + "warehouse"] == f"duckdb {elsewhere}"
-    workers = f"duckdb {world['distributed'].resolve()}"
+    workers = f"duckdb {world.distributed.resolve()}"
     line = f"would use the warehouse {workers}, but its run's is duckdb {elsewhere}"
     assert failures and all(line in failure for failure in failures)
     assert not written and not elsewhere.exists()
