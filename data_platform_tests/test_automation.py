@@ -243,6 +243,56 @@ class Platform:
         self.settle()
         return self
 
+    def copy(self) -> "Platform":
+        """This platform in its state, to go on apart: the instance's in-memory SQLite storages
+        copied whole (storage ids, runs and their statuses as they were, which the cursor,
+        copied too, refers to)."""
+        twin = Platform(self.defs, self.at)
+        twin.cursor = self.cursor
+        for storage in ("run_storage", "event_log_storage"):
+            source = getattr(self.instance, storage)._engine.raw_connection()
+            target = getattr(twin.instance, storage)._engine.raw_connection()
+            try:
+                source.driver_connection.backup(target.driver_connection)
+            finally:
+                source.close(), target.close()
+        return twin
+
+
+# Filling the warehouse takes 8 evaluations of the whole graph (~20 s, most of a test's time),
+# which most tests start from: each fill below is done once, and its tests go on from copies of
+# it (Platform.copy), never from the platform itself. Their ticks are at a fixed time, after the
+# days the tests land, so that no UTC midnight (dim_date's cron) falls between a fill and the
+# ticks of a test minutes later (at now, one that did requested dim_date as well).
+FILLED_AT = datetime(2026, 1, 10, 12, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def filled(defs) -> Platform:
+    return Platform(defs, at=FILLED_AT).filled()
+
+
+@pytest.fixture(scope="module")
+def gated_filled(gated_defs) -> Platform:
+    return Platform(gated_defs, at=FILLED_AT).filled()
+
+
+@pytest.fixture(scope="module")
+def scorecard_filled(scorecard_defs) -> Platform:
+    """Every table the scorecard reads exists, so the fill builds it too."""
+    platform = Platform(scorecard_defs, at=FILLED_AT)
+    platform.record("raw/payments", "2026-01-05")
+    platform.record("raw/dead_letter", "2026-01-05")
+    return platform.filled()
+
+
+@pytest.fixture(scope="module")
+def paid_filled_on_the_7th(defs) -> Platform:
+    """Filled with a day of payments too, on 2026-01-07: the latest day is that day."""
+    platform = Platform(defs, at=datetime(2026, 1, 7, 12, tzinfo=UTC))
+    platform.record("raw/payments", "2026-01-05")
+    return platform.filled()
+
 
 def test_every_asset_below_raw_has_a_condition_chosen_for_it():
     from data_platform.definitions import defs as platform
@@ -299,9 +349,10 @@ def test_an_empty_warehouse_fills_itself_then_marts_follow_each_day_in_order(def
     assert platform.tick() == {}
 
 
-def test_a_late_file_rebuilds_only_its_own_day(defs):
-    platform = Platform(defs).filled()
-    today = DAILY_PARTITIONS.get_last_partition_key()
+def test_a_late_file_rebuilds_only_its_own_day(filled):
+    platform = filled.copy()
+    with dg.partition_loading_context(effective_dt=platform.at):
+        today = DAILY_PARTITIONS.get_last_partition_key()
     platform.land(today)
     assert platform.settle() == {STG_EVENTS, FCT_EVENTS, DAU}
 
@@ -311,8 +362,8 @@ def test_a_late_file_rebuilds_only_its_own_day(defs):
     assert platform.tick() == {DAU: True}
 
 
-def test_nothing_downstream_of_a_failed_blocking_check(defs):
-    platform = Platform(defs).filled()
+def test_nothing_downstream_of_a_failed_blocking_check(filled):
+    platform = filled.copy()
     platform.land("2026-01-06", passes=False)
     # The day was written and its check failed: quiet for that reason, not for want of data.
     assert "2026-01-06" in platform.instance.get_materialized_partitions(EVENTS)
@@ -336,8 +387,8 @@ def test_nothing_downstream_of_a_failed_blocking_check(defs):
     assert platform.tick() == {FCT_EVENTS: ["2026-01-06"]}
 
 
-def test_a_failed_day_does_not_drop_a_good_day_waiting_for_the_view(defs):
-    platform = Platform(defs).filled()
+def test_a_failed_day_does_not_drop_a_good_day_waiting_for_the_view(filled):
+    platform = filled.copy()
     platform.land("2026-01-06")
     assert platform.tick() == {STG_EVENTS: ["2026-01-06"]}  # the fact's day waits for the view
     # Before the fact's day is requested, another day lands and its check fails.
@@ -355,11 +406,11 @@ def test_a_failed_day_does_not_drop_a_good_day_waiting_for_the_view(defs):
     assert platform.tick() == {}
 
 
-def test_a_day_failing_its_own_check_holds_only_its_own_days(defs):
+def test_a_day_failing_its_own_check_holds_only_its_own_days(filled):
     """A check kept per day fails one day only: the good day waiting for the view goes at
     once (a check of the whole run held it until another good day landed), later days flow
     beside the failed one, and the failed day goes once a run of it passes."""
-    platform = Platform(defs).filled()
+    platform = filled.copy()
     platform.land("2026-01-06")
     assert platform.tick() == {STG_EVENTS: ["2026-01-06"]}
     platform.land("2026-01-07", day_passes=False)
@@ -389,15 +440,11 @@ def ticks_until_settled(platform: Platform, limit: int = 12) -> list[dict]:
     return ticks[:-2]
 
 
-def test_the_scorecard_follows_raw_whatever_a_day_check_says(scorecard_defs):
+def test_the_scorecard_follows_raw_whatever_a_day_check_says(scorecard_filled):
     """The scorecard reads raw/events whole: a check kept per day is failed to it while any
     day is, maybe for good, and the scorecard is where that failure shows. So it ignores those
     checks; a failed check of the whole run still holds it."""
-    platform = Platform(scorecard_defs)
-    # It is built once every table it reads exists.
-    platform.record("raw/payments", "2026-01-05")
-    platform.record("raw/dead_letter", "2026-01-05")
-    platform.filled()
+    platform = scorecard_filled.copy()  # it is built once every table it reads exists
     assert platform.instance.get_latest_materialization_event(
         dg.AssetKey.from_user_string(SCORECARD)
     )
@@ -411,16 +458,13 @@ def test_the_scorecard_follows_raw_whatever_a_day_check_says(scorecard_defs):
     assert ticks_until_settled(platform) == []
 
 
-def test_the_scorecard_is_built_once_after_every_layer_of_a_wave(scorecard_defs):
+def test_the_scorecard_is_built_once_after_every_layer_of_a_wave(scorecard_filled):
     """It reports the checks of every layer, read from the instance: requested with the first
     layer (it followed raw only), it reported the previous wave's verdicts and none of the
     layers below raw after the first build. It waits for a tick in which no input updated or
     is in a run: once per wave, after the last layer, and a failed check below raw, which holds
     the layers under it, does not hold the scorecard that reports it."""
-    platform = Platform(scorecard_defs)
-    platform.record("raw/payments", "2026-01-05")  # every table it reads exists
-    platform.record("raw/dead_letter", "2026-01-05")
-    platform.filled()
+    platform = scorecard_filled.copy()
     platform.land("2026-01-06")
     assert ticks_until_settled(platform) == [
         {STG_EVENTS: ["2026-01-06"]},
@@ -472,17 +516,17 @@ def test_one_delivery_builds_every_table_below_raw_once_layer_by_layer(defs):
 
 
 @pytest.mark.parametrize("tables", [DB_TABLES, ["raw/users"]], ids=["app", "users"])
-def test_a_delivery_of_the_latest_day_builds_each_fact_day_once_after_what_it_joins(defs, tables):
+def test_a_delivery_of_the_latest_day_builds_each_fact_day_once_after_what_it_joins(
+    paid_filled_on_the_7th, tables
+):
     """Today's files (the latest partition, the normal case) and app tables in one delivery:
     a fact's latest day was built the tick after its view, then again once the table it joins
     was rebuilt (fct_events after dim_customers, fct_payments after fct_orders, four levels
     below raw/users), which rebuilds the latest day. It waits for that table now."""
     today = "2026-01-07"
-    platform = Platform(defs, at=datetime(2026, 1, 7, 12, tzinfo=UTC))
+    platform = paid_filled_on_the_7th.copy()
     with dg.partition_loading_context(effective_dt=platform.at):
         assert DAILY_PARTITIONS.get_last_partition_key() == today  # the latest time window
-    platform.record("raw/payments", "2026-01-05")
-    platform.filled()
     for key in tables:
         platform.record(key)
     platform.land(today)
@@ -515,8 +559,8 @@ def test_the_latest_day_alone_waits_for_nothing_but_its_view(defs):
     assert platform.tick() == {}
 
 
-def test_an_input_landing_while_its_reader_runs_rebuilds_the_reader(defs):
-    platform = Platform(defs).filled()
+def test_an_input_landing_while_its_reader_runs_rebuilds_the_reader(filled):
+    platform = filled.copy()
     platform.land("2026-01-06")
     assert platform.tick() == {STG_EVENTS: ["2026-01-06"]}
     assert platform.tick() == {FCT_EVENTS: ["2026-01-06"]}
@@ -531,8 +575,8 @@ def test_an_input_landing_while_its_reader_runs_rebuilds_the_reader(defs):
     assert platform.tick() == {}
 
 
-def test_a_run_outside_automation_updating_an_input_and_its_readers_is_not_repeated(defs):
-    platform = Platform(defs).filled()
+def test_a_run_outside_automation_updating_an_input_and_its_readers_is_not_repeated(filled):
+    platform = filled.copy()
     # One run launched by hand (a backfill, "Materialize all") rebuilds a day and what reads it.
     run = platform.instance.add_run(finished_run({}))
     platform.record_in(run.run_id, "raw/events", "2026-01-06")
@@ -576,7 +620,7 @@ def cancel_latest_run(platform: Platform) -> None:
 
 
 @pytest.mark.parametrize("canceled", [False, True], ids=["raised", "canceled"])
-def test_a_day_whose_blocking_checks_did_not_judge_it_is_held_like_a_failed_one(defs, canceled):
+def test_a_day_whose_blocking_checks_did_not_judge_it_is_held_like_a_failed_one(filled, canceled):
     """A check that raised (a lock, a read error) judged nothing: its run failed, Dagster calls
     it "execution failed", not failed, and the day it never judged flowed on to the facts and
     the aggregates. So did a day whose run was canceled once it was written, before its checks
@@ -589,7 +633,7 @@ def test_a_day_whose_blocking_checks_did_not_judge_it_is_held_like_a_failed_one(
         if canceled:
             cancel_latest_run(platform)
 
-    platform = Platform(defs).filled()
+    platform = filled.copy()
     land("2026-01-06", judged=False)
     assert "2026-01-06" in platform.instance.get_materialized_partitions(EVENTS)
     for _ in range(2):
@@ -609,8 +653,8 @@ def test_a_day_whose_blocking_checks_did_not_judge_it_is_held_like_a_failed_one(
     assert platform.tick() == {}
 
 
-def test_a_failed_check_on_a_view_holds_the_fact(defs):
-    platform = Platform(defs).filled()
+def test_a_failed_check_on_a_view_holds_the_fact(filled):
+    platform = filled.copy()
     platform.land("2026-01-06")
     assert platform.tick() == {STG_EVENTS: ["2026-01-06"]}
     # The view's run reports its unique test failed (about the view's materialization).
@@ -620,7 +664,7 @@ def test_a_failed_check_on_a_view_holds_the_fact(defs):
 
 
 def test_a_failed_day_of_a_fact_holds_what_reads_the_whole_fact_until_that_day_passes(
-    gated_defs,
+    gated_filled,
 ):
     """fct_events' gate keeps a verdict per day. daily_active_users reads every day of the
     fact, so it is held while any day is failed: built, it would publish that day's wrong
@@ -628,7 +672,7 @@ def test_a_failed_day_of_a_fact_holds_what_reads_the_whole_fact_until_that_day_p
     gate's one verdict a run did, hiding the bad day); the fact's own days still flow (a failed
     day holds only what reads it), and the bad day, rebuilt and passing, releases the
     aggregate, which is rebuilt whole."""
-    platform = Platform(gated_defs).filled()
+    platform = gated_filled.copy()
     platform.land("2026-01-06")
     assert platform.tick() == {STG_EVENTS: ["2026-01-06"]}
     assert platform.tick() == {FCT_EVENTS: ["2026-01-06"]}
@@ -651,11 +695,11 @@ def test_a_failed_day_of_a_fact_holds_what_reads_the_whole_fact_until_that_day_p
     assert platform.tick() == {}
 
 
-def test_a_day_whose_checks_raised_flows_once_a_retry_of_the_checks_passes(defs):
+def test_a_day_whose_checks_raised_flows_once_a_retry_of_the_checks_passes(filled):
     """A run killed once the day was written, before its checks: Dagster's retry re-executes
     from the failure, the checks alone, writing nothing. The day waits for their verdict, and
     goes when they pass: dropped as a failed day is, it was in the facts for good."""
-    platform = Platform(defs).filled()
+    platform = filled.copy()
     platform.land("2026-01-06", judged=False)
     for _ in range(2):
         assert platform.tick() == {}
@@ -699,12 +743,12 @@ def rebuild_day_whose_gate_raises(platform: Platform, key: str, prefix: str, day
 
 
 def test_a_fact_day_rebuilt_whose_gate_raised_still_holds_what_reads_the_whole_fact(
-    gated_defs,
+    gated_filled,
 ):
     """The bad day of fct_events rebuilt by hand, but its gate raised instead of judging it:
     nothing says the day is right now, and daily_active_users, held by the failed day, was
     released by the check's "execution failed" and published it."""
-    platform = Platform(gated_defs).filled()
+    platform = gated_filled.copy()
     platform.land("2026-01-06")
     platform.tick(), platform.tick()
     report_check(platform, FCT_EVENTS, "pandera_schema", False, "2026-01-06")
@@ -721,11 +765,11 @@ def test_a_fact_day_rebuilt_whose_gate_raised_still_holds_what_reads_the_whole_f
     assert platform.tick() == {DAU: True}
 
 
-def test_days_landed_while_a_dimension_fails_are_built_once_it_passes(defs):
+def test_days_landed_while_a_dimension_fails_are_built_once_it_passes(filled):
     """A failing check on dim_customers (an input of fct_events) dropped the event days landed
     meanwhile, though their own gates passed: once the dimension passed again, nothing
     re-delivered them, and fct_events kept holes for good. They wait for it now."""
-    platform = Platform(defs).filled()
+    platform = filled.copy()
     report_check(platform, "marts/dim_customers", "unique_dim_customers_customer_key", False)
     for day in ("2026-01-06", "2026-01-07"):
         platform.land(day)
