@@ -263,7 +263,8 @@ class Platform:
 # which most tests start from: each fill below is done once, and its tests go on from copies of
 # it (Platform.copy), never from the platform itself. Their ticks are at a fixed time, after the
 # days the tests land, so that no UTC midnight (dim_date's cron) falls between a fill and the
-# ticks of a test minutes later (at now, one that did requested dim_date as well).
+# ticks of a test minutes later (at now, one that did requested dim_date as well). Tests that
+# fill their own platform tick at that time too, for the same reason.
 FILLED_AT = datetime(2026, 1, 10, 12, tzinfo=UTC)
 
 
@@ -328,7 +329,7 @@ def test_dim_date_is_built_once_then_again_after_each_utc_midnight(defs):
 
 
 def test_an_empty_warehouse_fills_itself_then_marts_follow_each_day_in_order(defs):
-    platform = Platform(defs)
+    platform = Platform(defs, at=FILLED_AT)
     assert platform.tick() == {"marts/dim_date": True}
     for key in DB_TABLES:
         platform.record(key)
@@ -490,7 +491,7 @@ def test_one_delivery_builds_every_table_below_raw_once_layer_by_layer(defs):
     """The four app tables and two days of files landing before one tick (the sensors' first
     ticks): each layer is requested the tick after the one above it, every asset once (an
     aggregate was requested with each layer above it, customer_segments 5 times; UI review F6)."""
-    platform = Platform(defs)
+    platform = Platform(defs, at=FILLED_AT)
     platform.record("raw/payments", "2026-01-05")
     platform.filled()
     for key in DB_TABLES:
